@@ -1,0 +1,1 @@
+//! A fault-injecting in-memory file system for tests (being written).

@@ -1,0 +1,1 @@
+//! A byte-transforming file system wrapper for tests (being written).
