@@ -1,1 +1,49 @@
-//! engine (being written)
+//! Gesta: an embedded, log-structured event store.
+//!
+//! Every event a [`Store`] accepts is appended, in one global order, to a
+//! write-ahead segment log; a batch gets consecutive positions and commits
+//! atomically; concurrent appends share one `fdatasync` through group
+//! commit; reopening the store recovers the log, cutting off a torn tail and
+//! refusing anything corrupt. There is no external database.
+//!
+//! ```no_run
+//! use gesta::{NewEvent, ReadOptions, Store};
+//!
+//! let store = Store::open("/tmp/my-store")?;
+//! let appended = store.append(vec![
+//!     NewEvent::new("CourseDefined", r#"{"capacity":30}"#).tag("course:c1"),
+//! ])?;
+//! for event in store.read(ReadOptions::forwards()) {
+//!     let event = event?;
+//!     println!("{} {}", event.position, event.event_type);
+//! }
+//! # Ok::<(), gesta::Error>(())
+//! ```
+//!
+//! Module map: [`event`] (what is appended and read), [`read`] (read
+//! options and the event iterator), [`options`] (how a store is opened),
+//! [`clock`] (the time seam), `codec` (the event encoding inside a record),
+//! `committer` (the single writer thread) and `store` (the handle).
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod clock;
+mod codec;
+mod committer;
+mod error;
+pub mod event;
+pub mod options;
+pub mod read;
+mod store;
+
+pub use committer::Appended;
+pub use error::{Error, Result};
+pub use event::{NewEvent, RecordedEvent};
+pub use options::{Durability, GroupLimits, Options};
+pub use read::{Direction, Events, ReadOptions};
+pub use store::Store;
+
+/// The I/O seam, re-exported so tests and tools can open a store on another
+/// file system.
+pub use gesta_wal::io;
+pub use gesta_wal::{RecoveryReport, TornTail};

@@ -13,4 +13,18 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod commit;
+pub mod error;
+pub mod format;
 pub mod io;
+pub mod reader;
+pub mod recovery;
+pub mod segment;
+pub mod writer;
+
+pub use commit::{Durability, GroupLimits, GroupSize, Next, SyncPolicy};
+pub use error::{Result, WalError};
+pub use format::{Payload, Record, RecordMeta};
+pub use reader::{Backward, Forward, WalReader};
+pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
+pub use writer::{WalOptions, WalWriter};

@@ -1,0 +1,88 @@
+//! The public error type: a few coarse, actionable kinds.
+
+use std::io;
+use std::path::PathBuf;
+
+use gesta_wal::WalError;
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request was rejected before it touched the store: an empty batch,
+    /// an empty or overlong type or tag, too many tags, an oversize event or
+    /// batch. The store is unchanged and usable.
+    #[error("invalid input: {reason}")]
+    InvalidInput {
+        /// What was wrong.
+        reason: String,
+    },
+    /// A file of the store failed a check (checksum, length, order) at a place
+    /// where a torn write cannot explain it. Nothing was silently skipped.
+    #[error("corruption in {} at offset {offset}: {reason}", file.display())]
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+    /// Another process (or another open `Store` in this one) holds the
+    /// store directory.
+    #[error("the store at {} is locked by another process or handle", path.display())]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The disk failed an operation (EIO, ENOSPC, permissions…).
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// An earlier write or fsync failed, so what is durable is unknown; the
+    /// store refuses appends until it is closed and reopened, which recovers
+    /// the log from what the disk actually holds. Reads keep working.
+    #[error("the store refuses appends after a failed write or sync; reopen it to recover")]
+    Poisoned,
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(reason: impl Into<String>) -> Error {
+        Error::InvalidInput {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<WalError> for Error {
+    fn from(e: WalError) -> Self {
+        match e {
+            WalError::Io { path, source } => Error::Io { path, source },
+            WalError::Corruption {
+                file,
+                offset,
+                reason,
+            } => Error::Corruption {
+                file,
+                offset,
+                reason,
+            },
+            WalError::Poisoned => Error::Poisoned,
+            other => Error::Io {
+                path: PathBuf::new(),
+                source: io::Error::other(other.to_string()),
+            },
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Events as users write them ([`NewEvent`]) and read them back
+//! ([`RecordedEvent`]), and the documented limits checked at the boundary.
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+
+/// Longest event type, tag or stream name, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+/// Most tags one event may carry.
+pub const MAX_TAGS: usize = 64;
+/// Largest event data (and, separately, metadata), in bytes.
+pub const MAX_DATA_LEN: usize = 16 << 20;
+/// Largest encoded batch, in bytes.
+pub const MAX_BATCH_LEN: usize = 64 << 20;
+
+/// An event to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The event type, 1–255 bytes.
+    pub event_type: String,
+    /// Tags (`key:value` by convention), each 1–255 bytes, at most 64.
+    pub tags: Vec<String>,
+    /// The payload, at most 16 MiB.
+    pub data: Bytes,
+    /// Optional metadata (correlation ids, …), at most 16 MiB.
+    pub metadata: Bytes,
+    /// An optional 128-bit id (a UUID, say) for idempotent appends.
+    pub id: Option<u128>,
+    /// The stream the event belongs to, if any (1–255 bytes).
+    pub stream: Option<String>,
+}
+
+impl NewEvent {
+    /// An event of `event_type` with `data`, no tags, no metadata, no id and
+    /// no stream.
+    pub fn new(event_type: impl Into<String>, data: impl Into<Bytes>) -> NewEvent {
+        NewEvent {
+            event_type: event_type.into(),
+            tags: Vec::new(),
+            data: data.into(),
+            metadata: Bytes::new(),
+            id: None,
+            stream: None,
+        }
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> NewEvent {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Adds tags.
+    pub fn tags<I, T>(mut self, tags: I) -> NewEvent
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the metadata.
+    pub fn metadata(mut self, metadata: impl Into<Bytes>) -> NewEvent {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// Sets the id.
+    pub fn id(mut self, id: u128) -> NewEvent {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the stream.
+    pub fn stream(mut self, stream: impl Into<String>) -> NewEvent {
+        self.stream = Some(stream.into());
+        self
+    }
+}
+
+/// A committed event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// Its place in the global order (starts at 1).
+    pub position: u64,
+    /// The event type.
+    pub event_type: String,
+    /// Its tags, in the order they were given.
+    pub tags: Vec<String>,
+    /// The payload.
+    pub data: Bytes,
+    /// The metadata (empty if none).
+    pub metadata: Bytes,
+    /// The id, if one was given.
+    pub id: Option<u128>,
+    /// The stream, if one was given.
+    pub stream: Option<String>,
+    /// The event's revision within its stream (0, 1, 2, …), if it has one.
+    pub revision: Option<u64>,
+    /// When its batch was committed, microseconds since the Unix epoch.
+    pub timestamp_micros: u64,
+}
+
+fn check_name(what: &str, index: usize, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("event {index}: empty {what}")));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "event {index}: {what} is {} bytes, the limit is {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one event against the documented limits.
+pub(crate) fn validate(index: usize, e: &NewEvent) -> Result<()> {
+    check_name("event type", index, &e.event_type)?;
+    if e.tags.len() > MAX_TAGS {
+        return Err(Error::invalid(format!(
+            "event {index}: {} tags, the limit is {MAX_TAGS}",
+            e.tags.len()
+        )));
+    }
+    for tag in &e.tags {
+        check_name("tag", index, tag)?;
+    }
+    if let Some(stream) = &e.stream {
+        check_name("stream name", index, stream)?;
+    }
+    if e.data.len() > MAX_DATA_LEN {
+        return Err(Error::invalid(format!(
+            "event {index}: data is {} bytes, the limit is {MAX_DATA_LEN}",
+            e.data.len()
+        )));
+    }
+    if e.metadata.len() > MAX_DATA_LEN {
+        return Err(Error::invalid(format!(
+            "event {index}: metadata is {} bytes, the limit is {MAX_DATA_LEN}",
+            e.metadata.len()
+        )));
+    }
+    Ok(())
+}

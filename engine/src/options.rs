@@ -1,0 +1,80 @@
+//! The options a store is opened with, each documented with its default.
+
+use std::sync::Arc;
+
+use gesta_wal::io::{FileSystem, StdFs};
+pub use gesta_wal::{Durability, GroupLimits};
+
+use crate::clock::{Clock, SystemClock};
+
+/// How a store is opened.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// When appends become durable. Default [`Durability::Sync`]: every
+    /// `append` returns only after its commit group was `fdatasync`ed.
+    pub durability: Durability,
+    /// Segment files are sealed and a new one started at about this size.
+    /// Default 64 MiB.
+    pub segment_size: u64,
+    /// How far ahead of the writer the active segment is zero-filled, so
+    /// that commits overwrite existing blocks instead of growing the file.
+    /// Default 4 MiB.
+    pub preallocate: u64,
+    /// How many appends may wait for the committer before `append` blocks
+    /// (back-pressure). Default 4096.
+    pub queue_capacity: usize,
+    /// Bounds on one commit group (requests and bytes). Default 4096
+    /// requests, 16 MiB.
+    pub group_limits: GroupLimits,
+    /// The file system. Default: the operating system's. Tests substitute a
+    /// fault-injecting one.
+    pub fs: Arc<dyn FileSystem>,
+    /// The source of commit timestamps. Default: the system clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Sync,
+            segment_size: 64 << 20,
+            preallocate: 4 << 20,
+            queue_capacity: 4096,
+            group_limits: GroupLimits::default(),
+            fs: Arc::new(StdFs),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl Options {
+    /// Sets the durability mode.
+    pub fn durability(mut self, durability: Durability) -> Options {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets the segment size.
+    pub fn segment_size(mut self, bytes: u64) -> Options {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets the preallocation step.
+    pub fn preallocate(mut self, bytes: u64) -> Options {
+        self.preallocate = bytes;
+        self
+    }
+
+    /// Sets the file system.
+    pub fn fs(mut self, fs: Arc<dyn FileSystem>) -> Options {
+        self.fs = fs;
+        self
+    }
+
+    /// Sets the clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Options {
+        self.clock = clock;
+        self
+    }
+}

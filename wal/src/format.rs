@@ -1,0 +1,373 @@
+//! The byte layout of segment files: the segment header and record framing.
+//!
+//! A segment is a 32-byte header followed by records, then (in the active
+//! segment) zeros up to the preallocated length. A record is one committed
+//! batch:
+//!
+//! ```text
+//! frame   len u32 | crc u32                      (crc32 of the `len` body bytes)
+//! body    first_position u64 | count u32 | seq_len u32 | timestamp_micros u64
+//!         seq [seq_len]      (bytes assigned at commit, e.g. stream revisions)
+//!         payload [..]       (the events, encoded by the caller)
+//! ```
+//!
+//! All integers are little-endian. A frame whose `len` is zero is the end of
+//! the log (the preallocated zeros); anything else that fails the checks is
+//! torn or corrupt, which [`recovery`](crate::recovery) tells apart.
+//! `docs/FORMAT.md` is the full specification.
+
+use bytes::Bytes;
+
+/// Magic bytes at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"GESTAWAL";
+/// The segment format version this build writes and reads.
+pub const SEGMENT_VERSION: u32 = 1;
+/// Size of the segment header in bytes.
+pub const SEGMENT_HEADER_LEN: usize = 32;
+/// Size of a record's frame (length and CRC) in bytes.
+pub const FRAME_LEN: usize = 8;
+/// Size of the fixed part of a record body.
+pub const BODY_FIXED_LEN: usize = 24;
+/// The largest record body accepted; bounds what a corrupt length can claim.
+pub const MAX_BODY_LEN: usize = 160 << 20;
+
+/// The header of a segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Position of the first event the segment holds (or will hold).
+    pub first_position: u64,
+}
+
+impl SegmentHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[16..24].copy_from_slice(&self.first_position.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..24]);
+        b[24..28].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header.
+    pub fn decode(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        if b.len() < SEGMENT_HEADER_LEN {
+            return Err(HeaderError::Short);
+        }
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err(HeaderError::Magic);
+        }
+        let crc = u32_at(b, 24);
+        if crc32fast::hash(&b[0..24]) != crc {
+            return Err(HeaderError::Checksum);
+        }
+        let version = u32_at(b, 8);
+        if version != SEGMENT_VERSION {
+            return Err(HeaderError::Version(version));
+        }
+        Ok(SegmentHeader {
+            first_position: u64_at(b, 16),
+        })
+    }
+}
+
+/// Why a segment header was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer than [`SEGMENT_HEADER_LEN`] bytes.
+    Short,
+    /// Not a Gesta segment.
+    Magic,
+    /// The header's checksum does not match.
+    Checksum,
+    /// A format version this build does not know.
+    Version(u32),
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Short => write!(f, "segment header is truncated"),
+            HeaderError::Magic => write!(f, "segment header has the wrong magic number"),
+            HeaderError::Checksum => write!(f, "segment header checksum mismatch"),
+            HeaderError::Version(v) => write!(f, "unsupported segment format version {v}"),
+        }
+    }
+}
+
+/// The fixed fields of a record body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Position of the batch's first event.
+    pub first_position: u64,
+    /// Number of events in the batch (at least 1).
+    pub count: u32,
+    /// Commit time, microseconds since the Unix epoch.
+    pub timestamp_micros: u64,
+}
+
+impl RecordMeta {
+    /// Position of the batch's last event.
+    pub fn last_position(&self) -> u64 {
+        self.first_position + u64::from(self.count) - 1
+    }
+}
+
+/// A caller-encoded batch payload together with its CRC, computed in the
+/// caller's thread so that the committer only combines checksums.
+#[derive(Clone, Debug)]
+pub struct Payload {
+    bytes: Bytes,
+    crc: crc32fast::Hasher,
+}
+
+impl Payload {
+    /// Wraps encoded events and checksums them.
+    pub fn new(bytes: Bytes) -> Payload {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes);
+        Payload { bytes, crc }
+    }
+
+    /// The encoded events.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The framed size of a record carrying this payload and `seq_len`
+    /// sequencing bytes.
+    pub fn framed_len(&self, seq_len: usize) -> usize {
+        FRAME_LEN + BODY_FIXED_LEN + seq_len + self.bytes.len()
+    }
+}
+
+/// Appends one framed record to `out`.
+pub fn encode_record(out: &mut Vec<u8>, meta: RecordMeta, seq: &[u8], payload: &Payload) {
+    let body_len = BODY_FIXED_LEN + seq.len() + payload.bytes.len();
+    let start = out.len();
+    out.reserve(FRAME_LEN + body_len);
+    out.extend_from_slice(&(body_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let fixed = out.len();
+    out.extend_from_slice(&meta.first_position.to_le_bytes());
+    out.extend_from_slice(&meta.count.to_le_bytes());
+    out.extend_from_slice(&(seq.len() as u32).to_le_bytes());
+    out.extend_from_slice(&meta.timestamp_micros.to_le_bytes());
+    out.extend_from_slice(seq);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[fixed..]);
+    crc.combine(&payload.crc);
+    out.extend_from_slice(&payload.bytes);
+    out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+}
+
+/// A decoded record, its parts sharing the buffer it was read from.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The fixed fields.
+    pub meta: RecordMeta,
+    /// Bytes assigned at commit time.
+    pub seq: Bytes,
+    /// The encoded events.
+    pub payload: Bytes,
+}
+
+/// The outcome of looking at the bytes where a record should start.
+#[derive(Debug)]
+pub enum Frame {
+    /// A valid record spanning `len` bytes (frame included).
+    Record(Record, usize),
+    /// A zero length field: the end of the written log.
+    End,
+    /// Not a valid record; `claimed_end` is where the record would end
+    /// according to its length field, if that length is plausible.
+    Invalid {
+        /// Why the record was rejected.
+        reason: &'static str,
+        /// Relative end of the bytes the length field claims.
+        claimed_end: Option<usize>,
+    },
+}
+
+/// Decodes the record at the start of `buf` (which extends to the end of the
+/// readable data) and verifies its checksum.
+pub fn decode_record(buf: &Bytes) -> Frame {
+    if buf.len() < 4 {
+        return if buf.iter().all(|&b| b == 0) {
+            Frame::End
+        } else {
+            Frame::Invalid {
+                reason: "truncated record frame",
+                claimed_end: None,
+            }
+        };
+    }
+    let body_len = u32_at(buf, 0) as usize;
+    if body_len == 0 {
+        return Frame::End;
+    }
+    if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
+        return Frame::Invalid {
+            reason: "record length out of range",
+            claimed_end: None,
+        };
+    }
+    let total = FRAME_LEN + body_len;
+    if buf.len() < total {
+        return Frame::Invalid {
+            reason: "record extends past the end of the file",
+            claimed_end: Some(total),
+        };
+    }
+    let body = &buf[FRAME_LEN..total];
+    if crc32fast::hash(body) != u32_at(buf, 4) {
+        return Frame::Invalid {
+            reason: "record checksum mismatch",
+            claimed_end: Some(total),
+        };
+    }
+    let meta = RecordMeta {
+        first_position: u64_at(body, 0),
+        count: u32_at(body, 8),
+        timestamp_micros: u64_at(body, 16),
+    };
+    let seq_len = u32_at(body, 12) as usize;
+    if meta.count == 0 || seq_len > body_len - BODY_FIXED_LEN || meta.first_position == 0 {
+        return Frame::Invalid {
+            reason: "record fields out of range",
+            claimed_end: Some(total),
+        };
+    }
+    let seq_start = FRAME_LEN + BODY_FIXED_LEN;
+    let seq = buf.slice(seq_start..seq_start + seq_len);
+    let payload = buf.slice(seq_start + seq_len..total);
+    Frame::Record(Record { meta, seq, payload }, total)
+}
+
+/// Reads a little-endian u32 at `at`; the caller has checked the bounds.
+pub fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Reads a little-endian u64 at `at`; the caller has checked the bounds.
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The file name of the segment whose first position is `first_position`.
+pub fn segment_file_name(first_position: u64) -> String {
+    format!("{first_position:020}.seg")
+}
+
+/// Parses a segment file name back into its first position.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(first: u64, count: u32, seq: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let meta = RecordMeta {
+            first_position: first,
+            count,
+            timestamp_micros: 42,
+        };
+        encode_record(
+            &mut out,
+            meta,
+            seq,
+            &Payload::new(Bytes::copy_from_slice(payload)),
+        );
+        out
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let bytes = Bytes::from(record(7, 3, b"seq", b"payload bytes"));
+        let Frame::Record(r, len) = decode_record(&bytes) else {
+            panic!("not a record")
+        };
+        assert_eq!(len, bytes.len());
+        assert_eq!(r.meta.first_position, 7);
+        assert_eq!(r.meta.count, 3);
+        assert_eq!(r.meta.last_position(), 9);
+        assert_eq!(r.meta.timestamp_micros, 42);
+        assert_eq!(&r.seq[..], b"seq");
+        assert_eq!(&r.payload[..], b"payload bytes");
+    }
+
+    #[test]
+    fn combined_crc_equals_crc_of_body() {
+        let bytes = record(1, 1, b"abc", &[9u8; 1000]);
+        let body = &bytes[FRAME_LEN..];
+        assert_eq!(crc32fast::hash(body), u32_at(&bytes, 4));
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let clean = record(1, 2, b"", b"some event payload");
+        for byte in 0..clean.len() {
+            for bit in 0..8 {
+                let mut bad = clean.clone();
+                bad[byte] ^= 1 << bit;
+                match decode_record(&Bytes::from(bad)) {
+                    Frame::Record(..) => panic!("flip of byte {byte} bit {bit} went unnoticed"),
+                    Frame::End | Frame::Invalid { .. } => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_length_is_end_and_truncation_is_invalid() {
+        assert!(matches!(
+            decode_record(&Bytes::from(vec![0u8; 64])),
+            Frame::End
+        ));
+        assert!(matches!(decode_record(&Bytes::new()), Frame::End));
+        let full = record(1, 1, b"", b"xyz");
+        let cut = Bytes::copy_from_slice(&full[..full.len() - 1]);
+        assert!(matches!(
+            decode_record(&cut),
+            Frame::Invalid {
+                claimed_end: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_damage() {
+        let h = SegmentHeader { first_position: 99 };
+        let b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        let mut bad = b;
+        bad[17] ^= 1;
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::Checksum));
+        let mut bad = b;
+        bad[0] = b'X';
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::Magic));
+        assert_eq!(SegmentHeader::decode(&b[..10]), Err(HeaderError::Short));
+    }
+
+    #[test]
+    fn segment_names_round_trip() {
+        let n = segment_file_name(123);
+        assert_eq!(n, "00000000000000000123.seg");
+        assert_eq!(parse_segment_file_name(&n), Some(123));
+        assert_eq!(parse_segment_file_name("123.seg"), None);
+        assert_eq!(parse_segment_file_name("00000000000000000123.idx"), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! Opening the log: find the segments, verify every record, cut a torn tail
+//! off the newest segment, and refuse anything else that is damaged.
+//!
+//! The rule that tells a torn write from corruption: the writer syncs each
+//! group before it writes the next (in `Sync` mode) and syncs a segment before
+//! it starts the next one, so only the end of the newest segment can hold a
+//! write that was interrupted. A bad record there is torn when nothing but
+//! zeros (the preallocated area) follows the bytes its length field claims —
+//! an interrupted write leaves exactly that. A bad record anywhere else, or
+//! one followed by written data, is corruption, and the log refuses to open
+//! rather than silently skip acknowledged events.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{IoContext, Result, WalError};
+use crate::format::{
+    self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_file_name,
+};
+use crate::io::{FileSystem, OpenMode, read_all};
+use crate::reader::WalReader;
+use crate::segment::{Segment, SegmentSet};
+use crate::writer::{ActiveTail, WalOptions, WalWriter};
+
+/// A torn write found at the tail of the log and cut off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment it was found in.
+    pub file: PathBuf,
+    /// Offset of the first byte cut.
+    pub offset: u64,
+    /// How many non-zero bytes were discarded.
+    pub bytes: u64,
+    /// Why the record was rejected.
+    pub reason: String,
+}
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Number of segment files.
+    pub segments: usize,
+    /// Number of records (committed batches) verified.
+    pub records: u64,
+    /// The last position in the log (0 when empty).
+    pub last_position: u64,
+    /// A torn tail that was cut off, if any.
+    pub torn_tail: Option<TornTail>,
+    /// A newest segment whose creation was interrupted and which was
+    /// replaced, if any.
+    pub removed_partial_segment: Option<PathBuf>,
+}
+
+/// An opened log: the writer (for the committer thread), a reader handle,
+/// and the report of what recovery did.
+#[derive(Debug)]
+pub struct OpenedWal {
+    /// The single writer.
+    pub writer: WalWriter,
+    /// A reader; clone it freely.
+    pub reader: WalReader,
+    /// What recovery found.
+    pub report: RecoveryReport,
+    /// Timestamp of the newest record (0 when empty).
+    pub last_timestamp_micros: u64,
+}
+
+fn corruption(file: &Path, offset: u64, reason: impl Into<String>) -> WalError {
+    WalError::Corruption {
+        file: file.to_owned(),
+        offset,
+        reason: reason.into(),
+    }
+}
+
+fn all_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// Opens (creating if needed) the log in `dir`, verifying every record and
+/// calling `on_record` for each one from `replay_from` on, in order.
+pub fn open(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    options: WalOptions,
+    replay_from: u64,
+    mut on_record: impl FnMut(&Record) -> Result<()>,
+) -> Result<OpenedWal> {
+    fs.create_dir_all(dir).at(dir)?;
+    let mut firsts: Vec<u64> = fs
+        .list(dir)
+        .at(dir)?
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
+    firsts.sort_unstable();
+
+    let segments = SegmentSet::default();
+    let mut report = RecoveryReport::default();
+    let mut expected_next = 1u64;
+    let mut last_timestamp = 0u64;
+    let mut tail: Option<ActiveTail> = None;
+
+    for (i, &first) in firsts.iter().enumerate() {
+        let newest = i + 1 == firsts.len();
+        let path = dir.join(format::segment_file_name(first));
+        let file = fs.open(&path, OpenMode::Existing).at(&path)?;
+        let bytes = Bytes::from(read_all(file.as_ref()).at(&path)?);
+
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(h) => h,
+            Err(e) if newest && all_zero(bytes.get(SEGMENT_HEADER_LEN..).unwrap_or(&[])) => {
+                // The rollover that created this segment was interrupted
+                // before it was durable; nothing was ever written to it.
+                log_partial(&path, &e.to_string());
+                drop(file);
+                fs.remove_file(&path).at(&path)?;
+                fs.sync_dir(dir).at(dir)?;
+                report.removed_partial_segment = Some(path);
+                break;
+            }
+            Err(e) => return Err(corruption(&path, 0, e.to_string())),
+        };
+        if header.first_position != first {
+            return Err(corruption(
+                &path,
+                16,
+                "segment header disagrees with its file name",
+            ));
+        }
+        if first != expected_next {
+            return Err(corruption(
+                &path,
+                0,
+                format!(
+                    "segment starts at position {first}, expected {expected_next}: a segment is missing"
+                ),
+            ));
+        }
+
+        let segment = Arc::new(Segment::new(first, path.clone(), file.clone()));
+        let mut offset = SEGMENT_HEADER_LEN;
+        loop {
+            let rest = bytes.slice(offset..);
+            match format::decode_record(&rest) {
+                Frame::Record(record, len) => {
+                    if record.meta.first_position != expected_next {
+                        return Err(corruption(
+                            &path,
+                            offset as u64,
+                            format!(
+                                "record starts at position {}, expected {expected_next}",
+                                record.meta.first_position
+                            ),
+                        ));
+                    }
+                    if record.meta.last_position() >= replay_from {
+                        on_record(&record)?;
+                    }
+                    expected_next = record.meta.last_position() + 1;
+                    last_timestamp = record.meta.timestamp_micros;
+                    report.records += 1;
+                    segment.publish(
+                        record.meta.first_position,
+                        record.meta.last_position(),
+                        offset as u64,
+                        (offset + len) as u64,
+                    );
+                    offset += len;
+                }
+                Frame::End => {
+                    if !all_zero(&rest) {
+                        return Err(corruption(
+                            &path,
+                            offset as u64,
+                            "data follows the end-of-log marker",
+                        ));
+                    }
+                    break;
+                }
+                Frame::Invalid {
+                    reason,
+                    claimed_end,
+                } => {
+                    let after = claimed_end
+                        .map_or(format::FRAME_LEN.min(rest.len()), |e| e.min(rest.len()));
+                    if !newest || !all_zero(&rest[after..]) {
+                        return Err(corruption(&path, offset as u64, reason));
+                    }
+                    let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
+                    let torn = TornTail {
+                        file: path.clone(),
+                        offset: offset as u64,
+                        bytes: cut,
+                        reason: reason.to_owned(),
+                    };
+                    log_torn(&torn);
+                    // Zero the torn bytes so the next open reads a clean end
+                    // here even if nothing is appended in between.
+                    file.write_at(&vec![0u8; rest.len()], offset as u64)
+                        .at(&path)?;
+                    file.sync_data().at(&path)?;
+                    report.torn_tail = Some(torn);
+                    break;
+                }
+            }
+        }
+        if !newest {
+            segment.seal();
+        } else {
+            tail = Some(ActiveTail {
+                segment: segment.clone(),
+                end: offset as u64,
+                allocated: bytes.len() as u64,
+            });
+        }
+        segments.push(segment);
+    }
+
+    let tail = match tail {
+        Some(tail) => tail,
+        None => {
+            let (segment, allocated) =
+                WalWriter::create_segment(fs.as_ref(), dir, expected_next, options.preallocate)?;
+            segments.push(segment.clone());
+            ActiveTail {
+                segment,
+                end: SEGMENT_HEADER_LEN as u64,
+                allocated,
+            }
+        }
+    };
+    report.segments = segments.len();
+    report.last_position = expected_next - 1;
+    let writer = WalWriter::resume(
+        fs,
+        dir.to_owned(),
+        options,
+        segments.clone(),
+        tail,
+        expected_next,
+    );
+    Ok(OpenedWal {
+        writer,
+        reader: WalReader::new(segments),
+        report,
+        last_timestamp_micros: last_timestamp,
+    })
+}
+
+fn log_torn(t: &TornTail) {
+    log::warn!(
+        "gesta-wal: cut a torn write off the log tail: {} bytes at offset {} of {} ({})",
+        t.bytes,
+        t.offset,
+        t.file.display(),
+        t.reason
+    );
+}
+
+fn log_partial(path: &Path, reason: &str) {
+    log::warn!(
+        "gesta-wal: removed a segment whose creation was interrupted: {} ({reason})",
+        path.display()
+    );
+}

@@ -1,0 +1,177 @@
+//! A segment as the rest of the log sees it: its file, the position it starts
+//! at, and the sparse offset table that maps a position to a byte offset
+//! without scanning.
+//!
+//! The writer publishes each committed record here after its bytes are
+//! written; readers never look past the published end, so they never decode
+//! bytes that a concurrent write is still producing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::format::SEGMENT_HEADER_LEN;
+use crate::io::FileHandle;
+
+/// One offset-table entry is kept per this many bytes of records, so the
+/// table stays small (a few bytes per KiB of log) and a lookup scans at most
+/// this much.
+pub(crate) const INDEX_STRIDE: u64 = 4096;
+
+/// A segment file and what is known about its published contents.
+#[derive(Debug)]
+pub struct Segment {
+    first_position: u64,
+    path: PathBuf,
+    file: Arc<dyn FileHandle>,
+    state: RwLock<SegmentState>,
+}
+
+#[derive(Debug, Clone)]
+struct SegmentState {
+    /// (first position of a record, byte offset of that record), ascending.
+    entries: Vec<(u64, u64)>,
+    /// End of the last published record.
+    end: u64,
+    /// Last position published, or `first_position - 1` when empty.
+    last_position: u64,
+    sealed: bool,
+}
+
+/// A copy of the part of a segment's state a reader needs.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentBounds {
+    /// End of the last published record.
+    pub end: u64,
+    /// Last published position (`first_position - 1` when empty).
+    pub last_position: u64,
+}
+
+impl Segment {
+    pub(crate) fn new(first_position: u64, path: PathBuf, file: Arc<dyn FileHandle>) -> Segment {
+        Segment {
+            first_position,
+            path,
+            file,
+            state: RwLock::new(SegmentState {
+                entries: Vec::new(),
+                end: SEGMENT_HEADER_LEN as u64,
+                last_position: first_position - 1,
+                sealed: false,
+            }),
+        }
+    }
+
+    /// Position of the first event in this segment.
+    pub fn first_position(&self) -> u64 {
+        self.first_position
+    }
+
+    /// The segment's path.
+    pub fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &Arc<dyn FileHandle> {
+        &self.file
+    }
+
+    /// The published end and last position.
+    pub fn bounds(&self) -> SegmentBounds {
+        let s = self.state.read();
+        SegmentBounds {
+            end: s.end,
+            last_position: s.last_position,
+        }
+    }
+
+    /// Whether the segment is sealed (will never grow).
+    pub fn is_sealed(&self) -> bool {
+        self.state.read().sealed
+    }
+
+    pub(crate) fn seal(&self) {
+        self.state.write().sealed = true;
+    }
+
+    /// Publishes a record written at `offset`, ending at `end`, holding
+    /// positions `first..=last`.
+    pub(crate) fn publish(&self, first: u64, last: u64, offset: u64, end: u64) {
+        let mut s = self.state.write();
+        let last_indexed = s.entries.last().map(|&(_, o)| o);
+        if last_indexed.is_none_or(|o| offset >= o + INDEX_STRIDE) {
+            s.entries.push((first, offset));
+        }
+        s.end = end;
+        s.last_position = last;
+    }
+
+    /// The byte offset at which to start scanning for `position`, and the
+    /// offset where that stretch of the table ends (the next entry, or the
+    /// published end). `None` if the position is not in this segment.
+    pub fn locate(&self, position: u64) -> Option<(u64, u64)> {
+        let s = self.state.read();
+        if position < self.first_position || position > s.last_position {
+            return None;
+        }
+        let i = s.entries.partition_point(|&(p, _)| p <= position);
+        // entries[0] is the first record, so i >= 1 for an in-range position.
+        let start = s.entries[i.saturating_sub(1)].1;
+        let stop = s.entries.get(i).map_or(s.end, |&(_, o)| o);
+        Some((start, stop))
+    }
+
+    /// The offset-table stretch that precedes the one starting at `offset`,
+    /// for backward scans: `(start, stop)` with `stop == offset`.
+    pub fn stretch_before(&self, offset: u64) -> Option<(u64, u64)> {
+        let s = self.state.read();
+        let i = s.entries.partition_point(|&(_, o)| o < offset);
+        if i == 0 {
+            return None;
+        }
+        Some((s.entries[i - 1].1, offset))
+    }
+}
+
+/// The ordered list of segments, shared between the writer and readers.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentSet(Arc<RwLock<Vec<Arc<Segment>>>>);
+
+impl SegmentSet {
+    /// A copy of the list (cheap: one `Arc` per segment).
+    pub fn snapshot(&self) -> Vec<Arc<Segment>> {
+        self.0.read().clone()
+    }
+
+    pub(crate) fn push(&self, segment: Arc<Segment>) {
+        self.0.write().push(segment);
+    }
+
+    /// The segment that holds (or would hold) `position`: the last one whose
+    /// first position is at or before it.
+    pub fn find(&self, position: u64) -> Option<(usize, Arc<Segment>)> {
+        let list = self.0.read();
+        let i = list.partition_point(|s| s.first_position <= position);
+        if i == 0 {
+            return None;
+        }
+        Some((i - 1, list[i - 1].clone()))
+    }
+
+    /// The segment at index `i`.
+    pub fn get(&self, i: usize) -> Option<Arc<Segment>> {
+        self.0.read().get(i).cloned()
+    }
+
+    /// Number of segments.
+    pub fn len(&self) -> usize {
+        self.0.read().len()
+    }
+
+    /// Whether there are no segments.
+    pub fn is_empty(&self) -> bool {
+        self.0.read().is_empty()
+    }
+}
