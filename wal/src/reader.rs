@@ -156,6 +156,8 @@ impl Forward {
                     Some(next) => {
                         self.index += 1;
                         self.offset = SEGMENT_HEADER_LEN as u64;
+                        self.buf = Bytes::new();
+                        self.buf_start = 0;
                         self.stop = next.bounds().end;
                         self.segment = Some(next);
                         continue;
