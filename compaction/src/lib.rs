@@ -1,12 +1,14 @@
-//! gesta-compaction: the background work that keeps a Gesta store small and
-//! fast as it grows — flushing the memtable into index runs, merging runs,
-//! compressing sealed segments and producing snapshots.
+//! gesta-compaction: the durable state beyond the log and the background
+//! work that keeps a store small and fast as it grows.
 //!
-//! The foundation has no background work yet: the log is the only state, and
-//! recovery rebuilds everything from it. This crate exists so that the
-//! dependency graph (`compaction` uses `wal` and `index`, `engine` uses all)
-//! is in place from the start.
+//! It owns the [`manifest`] (which index runs exist and what they cover) and
+//! [`flush`] (writing a frozen memtable as an index run and switching the
+//! MANIFEST to include it). Merging runs, compressing sealed segments and
+//! producing snapshots come with the compaction work.
 #![deny(missing_docs)]
+
+pub mod flush;
+pub mod manifest;
 
 /// The crates compaction builds on, re-exported for the engine.
 pub use gesta_index as index;

@@ -140,15 +140,68 @@ impl Cursor<'_> {
     }
 }
 
-/// Decodes every event of a record, appending them to `out` in order.
-pub(crate) fn decode_record(record: &Record, out: &mut Vec<RecordedEvent>) -> Result<()> {
-    let meta = record.meta;
-    let mut c = Cursor {
-        bytes: &record.payload,
-        at: 0,
-    };
-    let mut revisions = 0usize;
-    for i in 0..meta.count {
+/// Decodes the events of one record in order, or steps over them.
+struct Decoder<'a> {
+    record: &'a Record,
+    cursor: Cursor<'a>,
+    revisions: usize,
+    index: u32,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(record: &'a Record) -> Decoder<'a> {
+        Decoder {
+            record,
+            cursor: Cursor {
+                bytes: &record.payload,
+                at: 0,
+            },
+            revisions: 0,
+            index: 0,
+        }
+    }
+
+    fn revision(&mut self) -> Result<u64> {
+        let at = self.revisions * 8;
+        if at + 8 > self.record.seq.len() {
+            return Err(malformed("missing stream revision"));
+        }
+        self.revisions += 1;
+        Ok(u64_at(&self.record.seq, at))
+    }
+
+    /// Steps over the next event without allocating.
+    fn skip(&mut self) -> Result<()> {
+        let c = &mut self.cursor;
+        let flags = c.u8()?;
+        let n = c.u8()? as usize;
+        c.take(n)?;
+        for _ in 0..c.u8()? {
+            let n = c.u8()? as usize;
+            c.take(n)?;
+        }
+        if flags & FLAG_STREAM != 0 {
+            let n = c.u8()? as usize;
+            c.take(n)?;
+            self.revisions += 1;
+        }
+        let c = &mut self.cursor;
+        if flags & FLAG_ID != 0 {
+            c.take(16)?;
+        }
+        if flags & FLAG_METADATA != 0 {
+            let n = c.varint()? as usize;
+            c.take(n)?;
+        }
+        let n = c.varint()? as usize;
+        c.take(n)?;
+        self.index += 1;
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<RecordedEvent> {
+        let meta = self.record.meta;
+        let c = &mut self.cursor;
         let flags = c.u8()?;
         let type_len = c.u8()? as usize;
         let event_type = c.string(type_len)?;
@@ -160,15 +213,12 @@ pub(crate) fn decode_record(record: &Record, out: &mut Vec<RecordedEvent>) -> Re
         }
         let (stream, revision) = if flags & FLAG_STREAM != 0 {
             let n = c.u8()? as usize;
-            let at = revisions * 8;
-            if at + 8 > record.seq.len() {
-                return Err(malformed("missing stream revision"));
-            }
-            revisions += 1;
-            (Some(c.string(n)?), Some(u64_at(&record.seq, at)))
+            let stream = c.string(n)?;
+            (Some(stream), Some(self.revision()?))
         } else {
             (None, None)
         };
+        let c = &mut self.cursor;
         let id = if flags & FLAG_ID != 0 {
             let b = c.take(16)?;
             let mut a = [0u8; 16];
@@ -185,8 +235,10 @@ pub(crate) fn decode_record(record: &Record, out: &mut Vec<RecordedEvent>) -> Re
         };
         let n = c.varint()? as usize;
         let data = c.take(n)?;
-        out.push(RecordedEvent {
-            position: meta.first_position + u64::from(i),
+        let position = meta.first_position + u64::from(self.index);
+        self.index += 1;
+        Ok(RecordedEvent {
+            position,
             event_type,
             tags,
             data,
@@ -195,12 +247,33 @@ pub(crate) fn decode_record(record: &Record, out: &mut Vec<RecordedEvent>) -> Re
             stream,
             revision,
             timestamp_micros: meta.timestamp_micros,
-        });
+        })
     }
-    if c.at != record.payload.len() {
+}
+
+/// Decodes every event of a record, appending them to `out` in order.
+pub(crate) fn decode_record(record: &Record, out: &mut Vec<RecordedEvent>) -> Result<()> {
+    let mut d = Decoder::new(record);
+    for _ in 0..record.meta.count {
+        out.push(d.next()?);
+    }
+    if d.cursor.at != record.payload.len() {
         return Err(malformed("trailing bytes after the last event"));
     }
     Ok(())
+}
+
+/// Decodes the one event of a record at `position`.
+pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEvent> {
+    let index = position
+        .checked_sub(record.meta.first_position)
+        .filter(|&i| i < u64::from(record.meta.count))
+        .ok_or_else(|| malformed("position outside the record"))?;
+    let mut d = Decoder::new(record);
+    for _ in 0..index {
+        d.skip()?;
+    }
+    d.next()
 }
 
 /// The streams named by a batch's events, in event order (one entry per

@@ -93,7 +93,20 @@ fn replicate(e: &Error) -> Error {
         },
         Error::Locked { path } => Error::Locked { path: path.clone() },
         Error::Closed => Error::Closed,
-        _ => Error::Poisoned,
+        Error::ConditionFailed { position } => Error::ConditionFailed {
+            position: *position,
+        },
+        Error::WrongExpectedRevision {
+            stream,
+            expected,
+            actual,
+        } => Error::WrongExpectedRevision {
+            stream: stream.clone(),
+            expected: *expected,
+            actual: *actual,
+        },
+        Error::DuplicateEventId { id } => Error::DuplicateEventId { id: *id },
+        Error::Poisoned => Error::Poisoned,
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use gesta_wal::WalError;
 
+use crate::append::ExpectedRevision;
+
 /// Everything a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -16,6 +18,31 @@ pub enum Error {
     InvalidInput {
         /// What was wrong.
         reason: String,
+    },
+    /// The DCB append condition failed: an event matching
+    /// `fail_if_events_match` exists after `after`. Nothing was appended.
+    #[error("append condition failed: event at position {position} matches the condition")]
+    ConditionFailed {
+        /// The first conflicting position.
+        position: u64,
+    },
+    /// A stream was not at the expected revision. Nothing was appended.
+    #[error("stream {stream:?} is at revision {actual:?}, the append expected {expected:?}")]
+    WrongExpectedRevision {
+        /// The stream.
+        stream: String,
+        /// What the append expected.
+        expected: ExpectedRevision,
+        /// The stream's last revision (None: the stream has no events).
+        actual: Option<u64>,
+    },
+    /// Some but not all of a batch's event ids were already committed, or
+    /// they were committed with different events, or an id repeats within
+    /// the batch. Nothing was appended.
+    #[error("event id {id:032x} is already committed with a different batch")]
+    DuplicateEventId {
+        /// One offending id.
+        id: u128,
     },
     /// A file of the store failed a check (checksum, length, order) at a place
     /// where a torn write cannot explain it. Nothing was silently skipped.

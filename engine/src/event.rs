@@ -116,6 +116,17 @@ fn check_name(what: &str, index: usize, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a stream name given outside an event (an expected revision).
+pub(crate) fn check_stream_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "stream name must be 1 to {MAX_NAME_LEN} bytes, got {}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks one event against the documented limits.
 pub(crate) fn validate(index: usize, e: &NewEvent) -> Result<()> {
     check_name("event type", index, &e.event_type)?;

@@ -27,19 +27,29 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod api;
+mod append;
 pub mod clock;
 mod codec;
 mod committer;
 mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
+mod memory;
 pub mod options;
+mod query;
 pub mod read;
 mod store;
 
+pub use api::{EventIter, EventStore};
+pub use append::{AppendCondition, AppendOptions, ExpectedRevision};
 pub use committer::Appended;
 pub use error::{Error, Result};
 pub use event::{NewEvent, RecordedEvent};
+pub use memory::MemoryStore;
 pub use options::{Durability, GroupLimits, Options};
+pub use query::{Query, QueryItem};
 pub use read::{Direction, Events, ReadOptions};
 pub use store::Store;
 

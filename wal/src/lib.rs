@@ -16,6 +16,7 @@
 pub mod commit;
 pub mod error;
 pub mod format;
+pub mod fuzzing;
 pub mod io;
 pub mod reader;
 pub mod recovery;

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::{IoContext, Result, WalError};
+use crate::error::{Result, WalError};
 use crate::format::{self, FRAME_LEN, Frame, Record, SEGMENT_HEADER_LEN};
-use crate::io::read_exact_at;
 use crate::segment::{Segment, SegmentSet};
 
 /// How much a forward reader fetches per read.
@@ -24,9 +23,7 @@ pub struct WalReader {
 }
 
 fn read_range(segment: &Segment, start: u64, end: u64) -> Result<Bytes> {
-    let mut buf = vec![0u8; (end - start) as usize];
-    read_exact_at(segment.file().as_ref(), &mut buf, start).at(segment.path())?;
-    Ok(Bytes::from(buf))
+    segment.read(start, end)
 }
 
 fn corrupt(segment: &Segment, offset: u64, reason: &str) -> WalError {
@@ -45,6 +42,47 @@ impl WalReader {
     /// The segments of the log.
     pub fn segments(&self) -> &SegmentSet {
         &self.segments
+    }
+
+    /// The record holding `position`, if it is published. Records before it
+    /// in its stretch of the offset table are stepped over by their length
+    /// fields; only the record returned is checksummed.
+    pub fn record_containing(&self, position: u64) -> Result<Option<Record>> {
+        let Some((_, segment)) = self.segments.find(position) else {
+            return Ok(None);
+        };
+        let Some((start, stop)) = segment.locate(position) else {
+            return Ok(None);
+        };
+        let bytes = segment.read(start, stop)?;
+        let mut at = 0usize;
+        while at + FRAME_LEN + format::BODY_FIXED_LEN <= bytes.len() {
+            let total = FRAME_LEN + format::u32_at(&bytes, at) as usize;
+            if total < FRAME_LEN + format::BODY_FIXED_LEN || at + total > bytes.len() {
+                break;
+            }
+            let first = format::u64_at(&bytes, at + FRAME_LEN);
+            let count = u64::from(format::u32_at(&bytes, at + FRAME_LEN + 8));
+            if first <= position && position < first.saturating_add(count) {
+                return match format::decode_record(&bytes.slice(at..at + total)) {
+                    Frame::Record(r, _) => Ok(Some(r)),
+                    Frame::End => Err(corrupt(
+                        &segment,
+                        start + at as u64,
+                        "unexpected end-of-log marker",
+                    )),
+                    Frame::Invalid { reason, .. } => {
+                        Err(corrupt(&segment, start + at as u64, reason))
+                    }
+                };
+            }
+            at += total;
+        }
+        Err(corrupt(
+            &segment,
+            start + at as u64,
+            "the offset table points at a stretch without the position",
+        ))
     }
 
     /// Records holding any position in `from..=up_to`, oldest first.

@@ -19,7 +19,7 @@ use crate::error::{IoContext, Result, WalError};
 use crate::format::{
     self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_file_name,
 };
-use crate::io::{FileSystem, OpenMode, read_all};
+use crate::io::{FileSystem, OpenMode};
 use crate::reader::WalReader;
 use crate::segment::{Segment, SegmentSet};
 use crate::writer::{ActiveTail, WalOptions, WalWriter};
@@ -107,7 +107,9 @@ pub fn open(
         let newest = i + 1 == firsts.len();
         let path = dir.join(format::segment_file_name(first));
         let file = fs.open(&path, OpenMode::Existing).at(&path)?;
-        let bytes = Bytes::from(read_all(file.as_ref()).at(&path)?);
+        // A map reads the file without copying it where the file system
+        // maps for real; elsewhere it is a copy, as a read would be.
+        let bytes = Bytes::from_owner(file.map().at(&path)?);
 
         let header = match SegmentHeader::decode(&bytes) {
             Ok(h) => h,
@@ -140,7 +142,8 @@ pub fn open(
             ));
         }
 
-        let segment = Arc::new(Segment::new(first, path.clone(), file.clone()));
+        let coherent = fs.mmap_is_coherent();
+        let segment = Arc::new(Segment::new(first, path.clone(), file.clone(), coherent));
         let mut offset = SEGMENT_HEADER_LEN;
         loop {
             let rest = bytes.slice(offset..);
@@ -209,7 +212,11 @@ pub fn open(
         }
         if !newest {
             segment.seal();
+            segment.set_mapping(bytes.clone());
         } else {
+            if coherent {
+                segment.set_mapping(bytes.clone());
+            }
             tail = Some(ActiveTail {
                 segment: segment.clone(),
                 end: offset as u64,

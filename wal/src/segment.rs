@@ -9,10 +9,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 
+use crate::error::{IoContext, Result};
 use crate::format::SEGMENT_HEADER_LEN;
-use crate::io::FileHandle;
+use crate::io::{FileHandle, read_exact_at};
 
 /// One offset-table entry is kept per this many bytes of records, so the
 /// table stays small (a few bytes per KiB of log) and a lookup scans at most
@@ -25,6 +27,12 @@ pub struct Segment {
     first_position: u64,
     path: PathBuf,
     file: Arc<dyn FileHandle>,
+    /// Whether a map of the file shows later writes (see
+    /// `FileSystem::mmap_is_coherent`); if not, only a sealed segment is
+    /// read through a map.
+    coherent: bool,
+    /// The file mapped whole, once it has been mapped.
+    mapping: RwLock<Option<Bytes>>,
     state: RwLock<SegmentState>,
 }
 
@@ -49,11 +57,18 @@ pub struct SegmentBounds {
 }
 
 impl Segment {
-    pub(crate) fn new(first_position: u64, path: PathBuf, file: Arc<dyn FileHandle>) -> Segment {
+    pub(crate) fn new(
+        first_position: u64,
+        path: PathBuf,
+        file: Arc<dyn FileHandle>,
+        coherent: bool,
+    ) -> Segment {
         Segment {
             first_position,
             path,
             file,
+            coherent,
+            mapping: RwLock::new(None),
             state: RwLock::new(SegmentState {
                 entries: Vec::new(),
                 end: SEGMENT_HEADER_LEN as u64,
@@ -76,6 +91,33 @@ impl Segment {
     /// The open file.
     pub fn file(&self) -> &Arc<dyn FileHandle> {
         &self.file
+    }
+
+    /// Bytes `start..end` of the file, which the caller knows to be written
+    /// and published. Served from a shared map when the segment may be
+    /// mapped (no copy, no system call), else read with `pread`.
+    pub fn read(&self, start: u64, end: u64) -> Result<Bytes> {
+        let (s, e) = (start as usize, end as usize);
+        if self.coherent || self.is_sealed() {
+            if let Some(map) = self.mapping.read().as_ref().filter(|m| m.len() >= e) {
+                return Ok(map.slice(s..e));
+            }
+            let map = Bytes::from_owner(self.file.map().at(&self.path)?);
+            if map.len() >= e {
+                let out = map.slice(s..e);
+                *self.mapping.write() = Some(map);
+                return Ok(out);
+            }
+        }
+        let mut buf = vec![0u8; e - s];
+        read_exact_at(self.file.as_ref(), &mut buf, start).at(&self.path)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Seeds the map with bytes already read whole (by recovery), for a
+    /// segment that is sealed or whose file system maps coherently.
+    pub(crate) fn set_mapping(&self, bytes: Bytes) {
+        *self.mapping.write() = Some(bytes);
     }
 
     /// The published end and last position.

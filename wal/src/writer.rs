@@ -132,7 +132,12 @@ impl WalWriter {
         file.sync_data().at(&path)?;
         fs.sync_dir(dir).at(dir)?;
         Ok((
-            Arc::new(Segment::new(first_position, path, file)),
+            Arc::new(Segment::new(
+                first_position,
+                path,
+                file,
+                fs.mmap_is_coherent(),
+            )),
             allocated,
         ))
     }

@@ -296,3 +296,22 @@ fn a_failed_write_poisons_the_writer() {
     // Readers only see what was published before the failure.
     check_contents(&wal, first - 1);
 }
+
+#[test]
+fn record_containing_finds_every_position() {
+    let fs: Arc<dyn FileSystem> = Arc::new(FaultFs::new());
+    let dir = Path::new("/wal");
+    let mut wal = open(&fs, dir).unwrap();
+    append(&mut wal, 300);
+    let last = wal.writer.next_position() - 1;
+    for p in 1..=last {
+        let r = wal.reader.record_containing(p).unwrap().expect("published");
+        assert!(r.meta.first_position <= p && p <= r.meta.last_position());
+        assert_eq!(
+            r.payload,
+            payload(r.meta.first_position, r.meta.count).bytes()
+        );
+    }
+    assert!(wal.reader.record_containing(last + 1).unwrap().is_none());
+    assert!(wal.reader.record_containing(0).unwrap().is_none());
+}

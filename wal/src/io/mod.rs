@@ -63,8 +63,10 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
     /// Truncates or extends (with zeros) the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
 
-    /// Maps the whole file read-only. Immutable files only (sealed segments,
-    /// index runs): the bytes must not change while the map lives.
+    /// Maps the whole file read-only, at its current length. Callers read
+    /// through a map only bytes that no longer change: immutable files
+    /// (sealed segments, index runs), or the published part of the active
+    /// segment when [`FileSystem::mmap_is_coherent`] holds.
     fn map(&self) -> io::Result<Mapping>;
 }
 
@@ -84,6 +86,12 @@ impl Mapping {
     /// The mapped bytes.
     pub fn bytes(&self) -> &[u8] {
         (*self.0).as_ref()
+    }
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
     }
 }
 
@@ -121,6 +129,14 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
 
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Whether a [`FileHandle::map`] of a file keeps showing bytes written
+    /// to it later (true for a real `mmap`, false for file systems whose map
+    /// is a copy). Readers map a file that is still being appended to only
+    /// when this holds; immutable files they map regardless.
+    fn mmap_is_coherent(&self) -> bool {
+        false
+    }
 
     /// Takes an exclusive lock on `path` (created if missing). Fails with
     /// `io::ErrorKind::WouldBlock` if another holder, in this process or

@@ -41,10 +41,14 @@ impl FileHandle for StdFile {
         if self.len()? == 0 {
             return Ok(Mapping::new(Arc::new(Vec::<u8>::new())));
         }
-        // SAFETY: only immutable files (sealed segments, index runs) are
-        // mapped; Gesta never writes to them again, and the store directory is
-        // locked against other Gesta processes. A foreign process truncating
-        // the file would be outside the contract, as for every mmap user.
+        // SAFETY: the map is read-only and Gesta reads through it only bytes
+        // that never change again: immutable files (sealed segments, index
+        // runs) and, in the active segment, records below the published end,
+        // which the writer never rewrites; the active segment is truncated
+        // only beyond that end (when it is sealed), so no read touches a page
+        // past the end of the file. The store directory is locked against
+        // other Gesta processes; a foreign process truncating the file would
+        // be outside the contract, as for every mmap user.
         let map = unsafe { memmap2::Mmap::map(&self.0)? };
         Ok(Mapping::new(Arc::new(map)))
     }
@@ -103,6 +107,10 @@ impl FileSystem for StdFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn mmap_is_coherent(&self) -> bool {
+        true
     }
 
     fn lock(&self, path: &Path) -> io::Result<LockGuard> {

@@ -1,0 +1,64 @@
+//! The [`EventStore`] contract that every store implements — Gesta's engine,
+//! the in-memory reference, and the SQL backends — so that one conformance
+//! suite and one benchmark harness run over all of them.
+
+use crate::append::AppendOptions;
+use crate::committer::Appended;
+use crate::error::Result;
+use crate::event::{NewEvent, RecordedEvent};
+use crate::query::Query;
+use crate::read::ReadOptions;
+
+/// A boxed iterator of read results.
+pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send + 'a>;
+
+/// An event store with DCB queries and conditional appends, streams with
+/// expected revisions and idempotent appends.
+///
+/// Semantics every implementation follows (the conformance suite checks
+/// them against [`MemoryStore`](crate::MemoryStore)):
+///
+/// - Positions start at 1, grow by one per event without gaps, a batch gets
+///   consecutive positions, and a failed append consumes none.
+/// - An append is checked in this order, failing with the first error found
+///   and appending nothing: input limits ([`Error::InvalidInput`]); event ids
+///   — if every event has an id and the ids were committed as exactly this
+///   batch, the append succeeds with the original positions and appends
+///   nothing, before any other check; if some ids were committed otherwise,
+///   or an id repeats in the batch, [`Error::DuplicateEventId`]; expected
+///   stream revisions in the order given ([`Error::WrongExpectedRevision`]);
+///   the DCB condition ([`Error::ConditionFailed`] naming the first
+///   conflicting position).
+/// - Reads see only committed events; `start` is exclusive in both
+///   directions (see [`ReadOptions`]).
+///
+/// [`Error::InvalidInput`]: crate::Error::InvalidInput
+/// [`Error::DuplicateEventId`]: crate::Error::DuplicateEventId
+/// [`Error::WrongExpectedRevision`]: crate::Error::WrongExpectedRevision
+/// [`Error::ConditionFailed`]: crate::Error::ConditionFailed
+pub trait EventStore: Send + Sync {
+    /// Appends a batch atomically, subject to `options`.
+    fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended>;
+
+    /// Appends a batch atomically, unconditionally.
+    fn append(&self, events: Vec<NewEvent>) -> Result<Appended> {
+        self.append_with(events, AppendOptions::default())
+    }
+
+    /// Events matching `query`, per `options`, in position order (reversed
+    /// when reading backwards).
+    fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>>;
+
+    /// The newest event matching `query`.
+    fn read_last(&self, query: &Query) -> Result<Option<RecordedEvent>> {
+        self.read(query, ReadOptions::backwards().limit(1))?
+            .next()
+            .transpose()
+    }
+
+    /// The position of the last committed event (0 when empty).
+    fn head(&self) -> Result<u64>;
+
+    /// The last revision of `stream` (None when it has no events).
+    fn stream_revision(&self, stream: &str) -> Result<Option<u64>>;
+}

@@ -1,0 +1,163 @@
+//! Fuzzing entry points for the event codec, which is otherwise private to
+//! this crate. Not part of the stable API.
+//!
+//! The fuzz targets in `fuzz/` call these functions, and the seed corpus is
+//! replayed through them by the `fuzz_corpus` test of the `gesta-tests`
+//! crate.
+
+use bytes::Bytes;
+use gesta_wal::format::{self, Frame, Payload, RecordMeta};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::event::{NewEvent, RecordedEvent};
+
+/// Length of the header [`decode_payload`] reads before the sequencing
+/// bytes: `count u16 LE | seq_len u16 LE | first_position u64 LE`.
+pub const INPUT_HEADER_LEN: usize = 12;
+
+/// The commit timestamp of every record [`decode_payload`] builds.
+pub const TIMESTAMP_MICROS: u64 = 1_700_000_000_000_000;
+
+/// Builds a [`decode_payload`] input: the header, then `seq`, then `payload`.
+///
+/// # Panics
+///
+/// If `seq` is longer than `u16::MAX` bytes.
+pub fn payload_input(first_position: u64, count: u16, seq: &[u8], payload: &[u8]) -> Vec<u8> {
+    let seq_len = u16::try_from(seq.len()).expect("seq fits a u16 length");
+    let mut out = Vec::with_capacity(INPUT_HEADER_LEN + seq.len() + payload.len());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&seq_len.to_le_bytes());
+    out.extend_from_slice(&first_position.to_le_bytes());
+    out.extend_from_slice(seq);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Validates and encodes a batch of events exactly as an append does,
+/// giving the payload of the record that would carry them.
+pub fn encode_payload(events: &[NewEvent]) -> Result<Vec<u8>> {
+    codec::encode_batch(events)
+}
+
+/// Fuzzing entry point for the event codec: decodes the events of a record
+/// built from `data`.
+///
+/// `data` is a header of [`INPUT_HEADER_LEN`] bytes (zero-extended if
+/// shorter) giving the record's event count, the length of its sequencing
+/// bytes and its first position, then the sequencing bytes, then the
+/// payload (everything left). The record is framed with the log's own
+/// encoder and decoded with its own decoder, so the codec only sees records
+/// the log would hand it; one the log rejects is returned as an error.
+///
+/// When decoding succeeds, checks that there is one event per counted
+/// position, in order, with its revision taken from the sequencing bytes;
+/// and, if the events are valid to append, that encoding them again and
+/// decoding the result gives the same events, and that this second encoding
+/// is stable.
+///
+/// # Panics
+///
+/// If one of those invariants does not hold.
+pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
+    let mut head = [0u8; INPUT_HEADER_LEN];
+    let n = data.len().min(INPUT_HEADER_LEN);
+    head[..n].copy_from_slice(&data[..n]);
+    let count = u16::from_le_bytes([head[0], head[1]]);
+    let seq_len = usize::from(u16::from_le_bytes([head[2], head[3]]));
+    let first_position = format::u64_at(&head, 4);
+    let rest = &data[n..];
+    let (seq, payload) = rest.split_at(seq_len.min(rest.len()));
+
+    let meta = RecordMeta {
+        first_position,
+        count: u32::from(count),
+        timestamp_micros: TIMESTAMP_MICROS,
+    };
+    let events = decode_framed(meta, seq, payload)?;
+    check_events(meta, seq, &events);
+
+    let again: Vec<NewEvent> = events.iter().map(to_new).collect();
+    if let Ok(payload2) = codec::encode_batch(&again) {
+        let seq2: Vec<u8> = events
+            .iter()
+            .filter_map(|e| e.revision)
+            .flat_map(u64::to_le_bytes)
+            .collect();
+        let events2 = match decode_framed(meta, &seq2, &payload2) {
+            Ok(e) => e,
+            Err(e) => panic!("re-encoded events do not decode: {e}"),
+        };
+        assert_eq!(events2, events, "decode(encode(events)) != events");
+        let payload3 = match codec::encode_batch(&again) {
+            Ok(p) => p,
+            Err(e) => panic!("encoding the same events failed the second time: {e}"),
+        };
+        assert_eq!(payload3, payload2, "encoding is not deterministic");
+        let events3: Vec<NewEvent> = events2.iter().map(to_new).collect();
+        match codec::encode_batch(&events3) {
+            Ok(p) => assert_eq!(p, payload2, "canonical encoding is not stable"),
+            Err(e) => panic!("decoded canonical events do not encode: {e}"),
+        }
+    }
+    Ok(events)
+}
+
+/// Frames a record around `seq` and `payload`, decodes it with the log's
+/// decoder, then decodes its events.
+fn decode_framed(meta: RecordMeta, seq: &[u8], payload: &[u8]) -> Result<Vec<RecordedEvent>> {
+    let mut framed = Vec::new();
+    format::encode_record(
+        &mut framed,
+        meta,
+        seq,
+        &Payload::new(Bytes::copy_from_slice(payload)),
+    );
+    let record = match format::decode_record(&Bytes::from(framed)) {
+        Frame::Record(record, _) => record,
+        Frame::End => return Err(rejected("record decodes as the end of the log")),
+        Frame::Invalid { reason, .. } => return Err(rejected(reason)),
+    };
+    let mut events = Vec::new();
+    codec::decode_record(&record, &mut events)?;
+    Ok(events)
+}
+
+fn rejected(reason: &str) -> Error {
+    Error::Corruption {
+        file: Default::default(),
+        offset: 0,
+        reason: format!("the log rejects this record: {reason}"),
+    }
+}
+
+fn check_events(meta: RecordMeta, seq: &[u8], events: &[RecordedEvent]) {
+    assert_eq!(events.len() as u64, u64::from(meta.count), "event count");
+    let mut revisions = 0usize;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.position, meta.first_position + i as u64, "positions");
+        assert_eq!(e.timestamp_micros, meta.timestamp_micros, "timestamp");
+        match (&e.stream, e.revision) {
+            (Some(_), Some(rev)) => {
+                let at = revisions * 8;
+                assert!(at + 8 <= seq.len(), "revision read past the seq bytes");
+                assert_eq!(rev, format::u64_at(seq, at), "revision");
+                revisions += 1;
+            }
+            (None, None) => {}
+            _ => panic!("a stream without a revision or a revision without a stream"),
+        }
+    }
+}
+
+fn to_new(e: &RecordedEvent) -> NewEvent {
+    NewEvent {
+        event_type: e.event_type.clone(),
+        tags: e.tags.clone(),
+        data: e.data.clone(),
+        metadata: e.metadata.clone(),
+        id: e.id,
+        stream: e.stream.clone(),
+    }
+}

@@ -1,0 +1,202 @@
+//! [`MemoryStore`]: the semantic reference. Deliberately simple — a vector
+//! of events behind a mutex, every check a linear scan — so that it is easy
+//! to believe, and every other store is tested against it.
+
+use parking_lot::Mutex;
+
+use crate::api::{EventIter, EventStore};
+use crate::append::AppendOptions;
+use crate::codec::encode_batch;
+use crate::committer::Appended;
+use crate::error::{Error, Result};
+use crate::event::{NewEvent, RecordedEvent};
+use crate::query::Query;
+use crate::read::{Direction, ReadOptions};
+
+/// An in-memory event store with the full semantics and no persistence.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    events: Vec<RecordedEvent>,
+    /// (first, last) of every committed batch.
+    batches: Vec<(u64, u64)>,
+    /// The timestamp of the next batch (a counter: the reference has no
+    /// clock).
+    tick: u64,
+}
+
+fn same_event(stored: &RecordedEvent, new: &NewEvent) -> bool {
+    stored.event_type == new.event_type
+        && stored.tags == new.tags
+        && stored.data == new.data
+        && stored.metadata == new.metadata
+        && stored.id == new.id
+        && stored.stream == new.stream
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Every committed event, oldest first.
+    pub fn events(&self) -> Vec<RecordedEvent> {
+        self.state.lock().events.clone()
+    }
+}
+
+impl State {
+    fn revision(&self, stream: &str) -> Option<u64> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.stream.as_deref() == Some(stream))
+            .and_then(|e| e.revision)
+    }
+
+    /// The idempotency rule; `Ok(Some(_))` is a retry of a committed batch.
+    fn check_ids(&self, events: &[NewEvent]) -> Result<Option<Appended>> {
+        let ids: Vec<u128> = events.iter().filter_map(|e| e.id).collect();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(Error::DuplicateEventId { id: *id });
+            }
+        }
+        let found: Vec<Option<&RecordedEvent>> = events
+            .iter()
+            .map(|e| {
+                e.id.and_then(|id| self.events.iter().find(|s| s.id == Some(id)))
+            })
+            .collect();
+        let Some(first_found) = found.iter().flatten().next() else {
+            return Ok(None);
+        };
+        let first = found[0].map(|e| e.position);
+        let whole_batch = first.and_then(|first| {
+            let last = first + events.len() as u64 - 1;
+            self.batches
+                .contains(&(first, last))
+                .then_some((first, last))
+        });
+        if let Some((first, last)) = whole_batch {
+            let identical = events
+                .iter()
+                .zip(&found)
+                .enumerate()
+                .all(|(i, (new, stored))| {
+                    stored.is_some_and(|s| s.position == first + i as u64 && same_event(s, new))
+                });
+            if identical {
+                return Ok(Some(Appended { first, last }));
+            }
+        }
+        Err(Error::DuplicateEventId {
+            id: first_found.id.unwrap_or_default(),
+        })
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
+        encode_batch(&events)?;
+        if let Some(c) = &options.condition {
+            c.fail_if_events_match.validate()?;
+        }
+        for (stream, _) in &options.expected {
+            crate::event::check_stream_name(stream)?;
+        }
+        let mut state = self.state.lock();
+        if let Some(done) = state.check_ids(&events)? {
+            return Ok(done);
+        }
+        for (stream, expected) in &options.expected {
+            let actual = state.revision(stream);
+            if !expected.accepts(actual) {
+                return Err(Error::WrongExpectedRevision {
+                    stream: stream.clone(),
+                    expected: *expected,
+                    actual,
+                });
+            }
+        }
+        if let Some(c) = &options.condition {
+            let after = c.after.unwrap_or(0);
+            if let Some(e) = state.events.iter().find(|e| {
+                e.position > after && c.fail_if_events_match.matches(&e.event_type, &e.tags)
+            }) {
+                return Err(Error::ConditionFailed {
+                    position: e.position,
+                });
+            }
+        }
+        let first = state.events.len() as u64 + 1;
+        state.tick += 1;
+        let tick = state.tick;
+        for (i, e) in events.into_iter().enumerate() {
+            let revision = e
+                .stream
+                .as_deref()
+                .map(|s| state.revision(s).map_or(0, |r| r + 1));
+            state.events.push(RecordedEvent {
+                position: first + i as u64,
+                event_type: e.event_type,
+                tags: e.tags,
+                data: e.data,
+                metadata: e.metadata,
+                id: e.id,
+                stream: e.stream,
+                revision,
+                timestamp_micros: tick,
+            });
+        }
+        let last = state.events.len() as u64;
+        state.batches.push((first, last));
+        Ok(Appended { first, last })
+    }
+
+    fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
+        query.validate()?;
+        let state = self.state.lock();
+        let matching = state
+            .events
+            .iter()
+            .filter(|e| query.matches(&e.event_type, &e.tags));
+        let limit = options.limit.unwrap_or(usize::MAX);
+        let out: Vec<RecordedEvent> = match options.direction {
+            Direction::Forwards => {
+                let after = options.start.unwrap_or(0);
+                matching
+                    .filter(|e| e.position > after)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            }
+            Direction::Backwards => {
+                let before = options.start.unwrap_or(u64::MAX);
+                matching
+                    .rev()
+                    .filter(|e| e.position < before)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            }
+        };
+        Ok(Box::new(out.into_iter().map(Ok)))
+    }
+
+    fn head(&self) -> Result<u64> {
+        Ok(self.state.lock().events.len() as u64)
+    }
+
+    fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
+        Ok(self.state.lock().revision(stream))
+    }
+}
