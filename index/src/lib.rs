@@ -2,23 +2,43 @@
 //! appends without scanning the log.
 //!
 //! It owns posting lists of positions keyed by event type, tag, stream and
-//! event id: recent entries in an in-memory memtable, older ones in immutable
-//! on-disk index runs, and the evaluation of queries over both. It knows
-//! nothing of the log or of files beyond the bytes it is handed.
+//! event id ([`Key`]): recent entries in an in-memory [`Memtable`], older
+//! ones in immutable on-disk index runs ([`write_run`], [`Run`]), and the
+//! evaluation of queries over both ([`IndexView`], [`QuerySpec`],
+//! [`Positions`]). Every list is read through a lazy [`Cursor`], and queries
+//! are cursors built from cursors, so a read with a limit does only the work
+//! the limit needs, in either direction.
 //!
-//! The foundation holds only the key vocabulary; posting lists, runs and
-//! query evaluation follow with the query work.
+//! It knows nothing of the log or of files: runs arrive as bytes (a mapped
+//! file, to the engine) and are written out by whoever asked for them.
+//!
+//! Modules:
+//! - `key`: the key encoding;
+//! - `cursor`, `combine`: the cursor trait, `All`/`Empty`/`ListCursor`, and
+//!   `Union`, `Intersection`, `Chain`;
+//! - `memtable`: the concurrent in-memory lists;
+//! - `run`: the run format, writer, reader and cursor; `filter`: its Bloom
+//!   filter;
+//! - `view`, `query`: the snapshot of sources and query evaluation.
 #![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
-/// What a posting list is keyed by.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IndexKey {
-    /// Events of one type.
-    Type(Box<[u8]>),
-    /// Events carrying one tag.
-    Tag(Box<[u8]>),
-    /// Events of one stream.
-    Stream(Box<[u8]>),
-    /// The event with one id.
-    Id(u128),
-}
+mod combine;
+mod cursor;
+mod filter;
+mod key;
+mod memtable;
+mod query;
+mod run;
+mod view;
+
+pub use combine::{Chain, Intersection, Segment, Union};
+pub use cursor::{All, Cursor, Empty, ListCursor};
+pub use key::{Key, KeyKind};
+pub use memtable::Memtable;
+pub use query::{Direction, ItemSpec, Positions, QuerySpec};
+pub use run::{Run, RunError, RunIter, write_run};
+pub use view::IndexView;

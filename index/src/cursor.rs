@@ -1,0 +1,261 @@
+//! The cursor abstraction every posting list and query is read through, and
+//! the trivial cursors (`All`, `Empty`, `ListCursor`).
+//!
+//! A cursor answers two questions about an ascending set of positions:
+//! the smallest member at or after a target and the largest at or before
+//! one. Everything else — forward and backward iteration, AND by leapfrog,
+//! OR by merge, chaining sources — is built from those two seeks, which is
+//! what lets a query stop early at a limit and run in either direction.
+
+/// A lazy cursor over ascending positions.
+///
+/// Seeks are expected to be monotone within one direction of use (forward
+/// iteration is repeated `seek_ge(last + 1)`, backward is repeated
+/// `seek_le(last - 1)`), and implementations are fastest that way; every
+/// cursor in this crate also answers correctly for any sequence of seeks.
+///
+/// Implementations must return a value `>= target` from `seek_ge` and
+/// `<= target` from `seek_le`; the combinators rely on it to terminate.
+pub trait Cursor: Send {
+    /// Smallest position >= target in this list, or None.
+    fn seek_ge(&mut self, target: u64) -> Option<u64>;
+    /// Largest position <= target in this list, or None.
+    fn seek_le(&mut self, target: u64) -> Option<u64>;
+}
+
+impl Cursor for Box<dyn Cursor> {
+    fn seek_ge(&mut self, target: u64) -> Option<u64> {
+        (**self).seek_ge(target)
+    }
+    fn seek_le(&mut self, target: u64) -> Option<u64> {
+        (**self).seek_le(target)
+    }
+}
+
+/// Every position: a seek returns its target.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct All;
+
+impl Cursor for All {
+    fn seek_ge(&mut self, target: u64) -> Option<u64> {
+        Some(target)
+    }
+    fn seek_le(&mut self, target: u64) -> Option<u64> {
+        Some(target)
+    }
+}
+
+/// No position at all.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Empty;
+
+impl Cursor for Empty {
+    fn seek_ge(&mut self, _: u64) -> Option<u64> {
+        None
+    }
+    fn seek_le(&mut self, _: u64) -> Option<u64> {
+        None
+    }
+}
+
+/// The answer of a cursor's previous seek, kept so that a repeated or
+/// slightly advanced seek in the same direction costs nothing.
+///
+/// A forward answer `found` for `target` is still the answer for any
+/// `t >= target` up to `found` (nothing lies in `target..found`); likewise
+/// backwards. That is what makes a k-way merge cost one child seek per step.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum Memo {
+    /// Nothing remembered.
+    #[default]
+    Unknown,
+    /// `seek_ge(target)` returned `found`.
+    Ge { target: u64, found: Option<u64> },
+    /// `seek_le(target)` returned `found`.
+    Le { target: u64, found: Option<u64> },
+}
+
+impl Memo {
+    /// The remembered answer to `seek_ge(t)`, if it is still valid.
+    pub(crate) fn ge(self, t: u64) -> Option<Option<u64>> {
+        match self {
+            Memo::Ge { target, found } if target <= t && found.is_none_or(|v| v >= t) => {
+                Some(found)
+            }
+            _ => None,
+        }
+    }
+
+    /// The remembered answer to `seek_le(t)`, if it is still valid.
+    pub(crate) fn le(self, t: u64) -> Option<Option<u64>> {
+        match self {
+            Memo::Le { target, found } if target >= t && found.is_none_or(|v| v <= t) => {
+                Some(found)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A cursor over a sorted list held in memory, e.g. the positions a commit
+/// group has accepted but not yet published.
+#[derive(Clone, Debug, Default)]
+pub struct ListCursor {
+    list: Vec<u64>,
+    /// Index of the previous answer, where the next search starts.
+    hint: usize,
+}
+
+impl ListCursor {
+    /// A cursor over `positions`, which are sorted and deduplicated here if
+    /// they are not already.
+    pub fn new(mut positions: Vec<u64>) -> ListCursor {
+        if !positions.is_sorted_by(|a, b| a < b) {
+            positions.sort_unstable();
+            positions.dedup();
+        }
+        ListCursor {
+            list: positions,
+            hint: 0,
+        }
+    }
+}
+
+impl Cursor for ListCursor {
+    fn seek_ge(&mut self, target: u64) -> Option<u64> {
+        let list = &self.list;
+        let i = gallop(list.len(), self.hint, |i| {
+            list.get(i).is_some_and(|&p| p < target)
+        });
+        self.hint = i;
+        list.get(i).copied()
+    }
+
+    fn seek_le(&mut self, target: u64) -> Option<u64> {
+        let list = &self.list;
+        let end = gallop(list.len(), self.hint, |i| {
+            list.get(i).is_some_and(|&p| p <= target)
+        });
+        let i = end.checked_sub(1)?;
+        self.hint = i;
+        list.get(i).copied()
+    }
+}
+
+/// The first index in `0..len` where `pred` is false (or `len`), for a
+/// `pred` that is true on a prefix and false after it — like
+/// `slice::partition_point`, but searching outwards from `hint` with
+/// doubling steps before bisecting.
+///
+/// Iteration asks for the neighbour of the previous answer, so starting at
+/// the hint makes a step O(1) and a jump O(log distance) instead of
+/// O(log len) every time.
+pub(crate) fn gallop(len: usize, hint: usize, mut pred: impl FnMut(usize) -> bool) -> usize {
+    let hint = hint.min(len);
+    let (mut lo, mut hi);
+    if hint < len && pred(hint) {
+        // The answer lies after the hint: pred(lo - 1) holds throughout.
+        lo = hint + 1;
+        let mut step = 1usize;
+        hi = loop {
+            let probe = lo.saturating_add(step - 1);
+            if probe >= len {
+                break len;
+            }
+            if pred(probe) {
+                lo = probe + 1;
+                step = step.saturating_mul(2);
+            } else {
+                break probe;
+            }
+        };
+    } else {
+        // The answer is at or before the hint: it is <= hi throughout.
+        hi = hint;
+        let mut step = 1usize;
+        lo = loop {
+            if hi == 0 {
+                break 0;
+            }
+            let probe = hi.saturating_sub(step);
+            if pred(probe) {
+                break probe + 1;
+            }
+            hi = probe;
+            step = step.saturating_mul(2);
+        };
+    }
+    // Bisect lo..hi: pred(lo - 1) holds (or lo == 0) and the answer <= hi.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_and_empty() {
+        assert_eq!(All.seek_ge(5), Some(5));
+        assert_eq!(All.seek_le(0), Some(0));
+        assert_eq!(Empty.seek_ge(5), None);
+        assert_eq!(Empty.seek_le(5), None);
+    }
+
+    #[test]
+    fn list_cursor_seeks_any_order() {
+        let mut c = ListCursor::new(vec![9, 3, 5, 5, 20]);
+        assert_eq!(c.seek_ge(0), Some(3));
+        assert_eq!(c.seek_ge(4), Some(5));
+        assert_eq!(c.seek_ge(6), Some(9));
+        assert_eq!(c.seek_ge(21), None);
+        assert_eq!(c.seek_le(21), Some(20));
+        assert_eq!(c.seek_le(19), Some(9));
+        assert_eq!(c.seek_le(8), Some(5));
+        assert_eq!(c.seek_le(2), None);
+        assert_eq!(c.seek_ge(3), Some(3));
+        assert_eq!(c.seek_le(u64::MAX), Some(20));
+    }
+
+    #[test]
+    fn gallop_matches_partition_point() {
+        let v: Vec<u64> = (0..50).map(|i| i * 3).collect();
+        for t in 0..160 {
+            let want = v.partition_point(|&p| p < t);
+            for hint in [0, 1, 7, 25, 49, 50, 99] {
+                assert_eq!(
+                    gallop(v.len(), hint, |i| v[i] < t),
+                    want,
+                    "t={t} hint={hint}"
+                );
+            }
+        }
+        assert_eq!(gallop(0, 5, |_| true), 0);
+    }
+
+    #[test]
+    fn memo_validity() {
+        let m = Memo::Ge {
+            target: 10,
+            found: Some(15),
+        };
+        assert_eq!(m.ge(12), Some(Some(15)));
+        assert_eq!(m.ge(15), Some(Some(15)));
+        assert_eq!(m.ge(16), None);
+        assert_eq!(m.ge(9), None);
+        assert_eq!(m.le(12), None);
+        let m = Memo::Le {
+            target: 10,
+            found: None,
+        };
+        assert_eq!(m.le(3), Some(None));
+        assert_eq!(m.le(11), None);
+    }
+}

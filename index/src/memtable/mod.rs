@@ -1,0 +1,312 @@
+//! The memtable: posting lists of the positions committed since the last
+//! flush, in memory, readable while the committer keeps appending.
+//!
+//! Type, tag and stream lists live in a `BTreeMap` from key to list behind a
+//! read-write lock that the writer takes for writing only to add a key;
+//! appending to a known key needs only the read lock and the list's own
+//! append protocol (see [`postings`]). Event ids, nearly all unique, live in
+//! a second map keyed by the id itself (see [`ids`]). Both are ordered, so a
+//! flush gets its entries in key order without sorting.
+
+mod cursor;
+mod ids;
+mod postings;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::cursor::{Cursor, ListCursor, gallop};
+use crate::key::Key;
+use crate::view::Found;
+use cursor::MemCursor;
+use ids::IdPositions;
+use postings::PostingVec;
+
+/// Estimated bytes a list key costs beyond its name and its positions: the
+/// map entry, the list header and the chunk table.
+const KEY_OVERHEAD: usize = 128;
+/// Estimated bytes an id costs: its share of a B-tree node.
+const ID_COST: usize = 48;
+
+/// Posting lists for the positions after some base, in memory.
+///
+/// One writer (the committer) inserts; any number of readers take cursors
+/// at the same time. Positions for one key must arrive ascending; a
+/// position not above the key's last one is ignored (an event may carry
+/// the same tag twice).
+pub struct Memtable {
+    lists: RwLock<BTreeMap<Key, Arc<PostingVec>>>,
+    ids: RwLock<BTreeMap<u128, IdPositions>>,
+    postings: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Smallest and largest position inserted, for the view's source ranges.
+    lo: AtomicU64,
+    hi: AtomicU64,
+}
+
+/// What one insert call added, published to the shared counters once.
+struct Tally {
+    postings: usize,
+    bytes: usize,
+    lo: u64,
+    hi: u64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            postings: 0,
+            bytes: 0,
+            lo: u64::MAX,
+            hi: 0,
+        }
+    }
+
+    fn added(&mut self, position: u64, bytes: usize) {
+        self.postings += 1;
+        self.bytes += bytes;
+        self.lo = self.lo.min(position);
+        self.hi = self.hi.max(position);
+    }
+}
+
+/// One key's positions, found under the map lock and read after it.
+enum Entry {
+    List(Arc<PostingVec>),
+    Id(IdPositions),
+}
+
+impl Entry {
+    /// Count, first and last position.
+    fn summary(&self) -> Option<(u64, u64, u64)> {
+        match self {
+            Entry::List(list) => {
+                let s = list.read();
+                let last = s.get(s.len().checked_sub(1)?)?;
+                Some((s.len() as u64, s.get(0)?, last))
+            }
+            Entry::Id(p) => Some((p.len() as u64, p.first(), p.last())),
+        }
+    }
+
+    fn cursor(self) -> Box<dyn Cursor> {
+        match self {
+            Entry::List(list) => Box::new(MemCursor { list, hint: 0 }),
+            Entry::Id(p) => Box::new(ListCursor::new(p.to_vec())),
+        }
+    }
+}
+
+impl Default for Memtable {
+    fn default() -> Self {
+        Memtable::new()
+    }
+}
+
+impl Memtable {
+    /// An empty memtable.
+    pub fn new() -> Memtable {
+        Memtable {
+            lists: RwLock::new(BTreeMap::new()),
+            ids: RwLock::new(BTreeMap::new()),
+            postings: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            lo: AtomicU64::new(u64::MAX),
+            hi: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends `position` to `key`'s list.
+    pub fn insert(&self, key: &Key, position: u64) {
+        self.insert_many(std::slice::from_ref(&(key.clone(), position)));
+    }
+
+    /// Appends every `(key, position)` of `entries`, in order, taking each
+    /// map's write lock at most once (for the keys not yet present, and for
+    /// the ids).
+    pub fn insert_many(&self, entries: &[(Key, u64)]) {
+        let mut tally = Tally::new();
+        let mut missing = Vec::new();
+        let mut ids = Vec::new();
+        {
+            let lists = self.lists.read();
+            for (i, (key, position)) in entries.iter().enumerate() {
+                if let Some(id) = key.as_id() {
+                    ids.push((id, *position));
+                    continue;
+                }
+                match lists.get(key) {
+                    Some(list) => push(list, *position, &mut tally),
+                    // All of a new key's entries are deferred together, so
+                    // its positions still arrive in order.
+                    None => missing.push(i),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut lists = self.lists.write();
+            for (key, position) in missing.into_iter().filter_map(|i| entries.get(i)) {
+                let list = lists.entry(key.clone()).or_insert_with(|| {
+                    tally.bytes += key.as_bytes().len() + KEY_OVERHEAD;
+                    Arc::default()
+                });
+                push(list, *position, &mut tally);
+            }
+        }
+        if !ids.is_empty() {
+            let mut map = self.ids.write();
+            for (id, position) in ids {
+                match map.get_mut(&id) {
+                    Some(p) => {
+                        if p.push(position) {
+                            tally.added(position, size_of::<u64>());
+                        }
+                    }
+                    None => {
+                        map.insert(id, IdPositions::new(position));
+                        tally.added(position, ID_COST);
+                    }
+                }
+            }
+        }
+        if tally.postings > 0 {
+            self.postings.fetch_add(tally.postings, Ordering::Relaxed);
+            self.lo.fetch_min(tally.lo, Ordering::Relaxed);
+            self.hi.fetch_max(tally.hi, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(tally.bytes, Ordering::Relaxed);
+    }
+
+    fn entry(&self, key: &Key) -> Option<Entry> {
+        match key.as_id() {
+            Some(id) => self.ids.read().get(&id).cloned().map(Entry::Id),
+            None => self.lists.read().get(key).cloned().map(Entry::List),
+        }
+    }
+
+    /// A cursor over `key`'s positions, or `None` if the key has none. It
+    /// stays valid while inserts continue and may see positions inserted
+    /// after it was made.
+    pub fn cursor(&self, key: &Key) -> Option<Box<dyn Cursor>> {
+        Some(self.entry(key)?.cursor())
+    }
+
+    /// A cursor with the list's current length and range, found with one
+    /// lookup.
+    pub(crate) fn found(&self, key: &Key) -> Option<Found> {
+        let entry = self.entry(key)?;
+        let (count, first, last) = entry.summary()?;
+        Some(Found {
+            cursor: entry.cursor(),
+            count,
+            first,
+            last,
+        })
+    }
+
+    /// The number of positions in `key`'s list.
+    pub fn count(&self, key: &Key) -> u64 {
+        self.entry(key)
+            .and_then(|e| e.summary())
+            .map_or(0, |(n, _, _)| n)
+    }
+
+    /// The number of positions of `key` within `lo..=hi`.
+    pub(crate) fn count_within(&self, key: &Key, lo: u64, hi: u64) -> u64 {
+        match self.entry(key) {
+            None => 0,
+            Some(Entry::Id(p)) => p.to_vec().iter().filter(|&&x| lo <= x && x <= hi).count() as u64,
+            Some(Entry::List(list)) => {
+                let s = list.read();
+                let below = gallop(s.len(), 0, |i| s.get(i).is_some_and(|p| p < lo));
+                let upto = gallop(s.len(), s.len(), |i| s.get(i).is_some_and(|p| p <= hi));
+                upto.saturating_sub(below) as u64
+            }
+        }
+    }
+
+    /// The first position in `key`'s list.
+    pub fn first(&self, key: &Key) -> Option<u64> {
+        self.entry(key)?.summary().map(|(_, first, _)| first)
+    }
+
+    /// The last position in `key`'s list.
+    pub fn last(&self, key: &Key) -> Option<u64> {
+        self.entry(key)?.summary().map(|(_, _, last)| last)
+    }
+
+    /// The total number of positions over all keys (for flush decisions).
+    pub fn postings(&self) -> usize {
+        self.postings.load(Ordering::Relaxed)
+    }
+
+    /// The number of keys.
+    pub fn keys(&self) -> usize {
+        self.lists.read().len() + self.ids.read().len()
+    }
+
+    /// An estimate of the memory held, in bytes.
+    pub fn approx_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing has been inserted.
+    pub fn is_empty(&self) -> bool {
+        self.postings() == 0
+    }
+
+    /// The smallest and largest position inserted, if any.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        let lo = self.lo.load(Ordering::Relaxed);
+        let hi = self.hi.load(Ordering::Relaxed);
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    /// Every key with its positions, sorted by key (for flushing).
+    pub fn entries(&self) -> Vec<(Key, Vec<u64>)> {
+        let lists: Vec<(Key, Vec<u64>)> = self
+            .lists
+            .read()
+            .iter()
+            .map(|(key, list)| (key.clone(), list.read().to_vec()))
+            .collect();
+        let ids: Vec<(Key, Vec<u64>)> = self
+            .ids
+            .read()
+            .iter()
+            .map(|(&id, p)| (Key::id(id), p.to_vec()))
+            .collect();
+        merge_sorted(lists, ids)
+    }
+}
+
+/// Appends to a list, counting what was added.
+fn push(list: &PostingVec, position: u64, tally: &mut Tally) {
+    if let Some(grown) = list.push(position) {
+        tally.added(position, grown);
+    }
+}
+
+/// Merges two lists sorted by key. Id keys sort among themselves by id (they
+/// are big-endian), but a foreign key with the id kind byte and another
+/// length can fall between them, so this is a real merge, not a concatenation.
+fn merge_sorted(a: Vec<(Key, Vec<u64>)>, b: Vec<(Key, Vec<u64>)>) -> Vec<(Key, Vec<u64>)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut a = a.into_iter().peekable();
+    let mut b = b.into_iter().peekable();
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.0 <= y.0,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+}
+
+#[cfg(test)]
+mod tests;

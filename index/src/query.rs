@@ -1,0 +1,186 @@
+//! Query evaluation: turning a DCB query (an OR of items, each a set of
+//! types OR-ed and tags AND-ed) into one lazy cursor over a view, and
+//! reading a cursor as positions within a range in either direction.
+
+use std::iter::FusedIterator;
+
+use crate::combine::{Intersection, Union};
+use crate::cursor::{All, Cursor, Empty};
+use crate::key::Key;
+use crate::view::IndexView;
+
+/// A query: the OR of its items. No items matches nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuerySpec {
+    /// The items, any of which may match.
+    pub items: Vec<ItemSpec>,
+}
+
+/// One query item: an event matches when its type is one of `types` (any
+/// type if empty) and it carries every tag of `tags` (no constraint if
+/// empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemSpec {
+    /// Type keys, OR-ed.
+    pub types: Vec<Key>,
+    /// Tag keys, AND-ed.
+    pub tags: Vec<Key>,
+}
+
+/// Which way to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending positions.
+    Forward,
+    /// Descending positions.
+    Backward,
+}
+
+/// What one item evaluates to before it is combined.
+enum Matches {
+    All,
+    Empty,
+    Some(Box<dyn Cursor>),
+}
+
+impl IndexView {
+    /// A lazy cursor over the positions matching `spec`.
+    pub fn evaluate(&self, spec: &QuerySpec) -> Box<dyn Cursor> {
+        let mut items = Vec::with_capacity(spec.items.len());
+        for item in &spec.items {
+            match self.item(item) {
+                // OR with everything is everything.
+                Matches::All => return Box::new(All),
+                Matches::Empty => {}
+                Matches::Some(cursor) => items.push(cursor),
+            }
+        }
+        match items.len() {
+            0 => Box::new(Empty),
+            1 => items.pop().unwrap_or_else(|| Box::new(Empty)),
+            _ => Box::new(Union::new(items)),
+        }
+    }
+
+    fn item(&self, item: &ItemSpec) -> Matches {
+        // Each part with its size, so the leapfrog can start at the rarest.
+        let mut parts: Vec<(Box<dyn Cursor>, u64)> = Vec::with_capacity(item.tags.len() + 1);
+        for tag in &item.tags {
+            match self.lookup(tag) {
+                Some(part) => parts.push(part),
+                // AND with nothing is nothing.
+                None => return Matches::Empty,
+            }
+        }
+        if !item.types.is_empty() {
+            let mut types: Vec<(Box<dyn Cursor>, u64)> =
+                item.types.iter().filter_map(|t| self.lookup(t)).collect();
+            let count = types.iter().map(|(_, n)| n).sum();
+            match types.len() {
+                0 => return Matches::Empty,
+                1 => parts.extend(types.pop()),
+                _ => {
+                    let union = Union::new(types.into_iter().map(|(c, _)| c).collect());
+                    parts.push((Box::new(union), count));
+                }
+            }
+        }
+        parts.sort_by_key(|(_, n)| *n);
+        let mut cursors: Vec<Box<dyn Cursor>> = parts.into_iter().map(|(c, _)| c).collect();
+        match cursors.len() {
+            0 => Matches::All,
+            1 => cursors.pop().map_or(Matches::Empty, Matches::Some),
+            _ => Matches::Some(Box::new(Intersection::new(cursors))),
+        }
+    }
+}
+
+/// The positions of a cursor within `lo..=hi`, lazily, in one direction.
+pub struct Positions {
+    cursor: Box<dyn Cursor>,
+    /// The next seek target, or `None` once exhausted.
+    next: Option<u64>,
+    lo: u64,
+    hi: u64,
+    dir: Direction,
+}
+
+impl Positions {
+    /// The positions of `cursor` within `lo..=hi`, read in direction `dir`.
+    pub fn new(cursor: Box<dyn Cursor>, lo: u64, hi: u64, dir: Direction) -> Positions {
+        let next = (lo <= hi).then_some(match dir {
+            Direction::Forward => lo,
+            Direction::Backward => hi,
+        });
+        Positions {
+            cursor,
+            next,
+            lo,
+            hi,
+            dir,
+        }
+    }
+}
+
+impl Iterator for Positions {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let target = self.next?;
+        // The range checks also guard against a cursor that breaks its
+        // contract: a result behind the target ends the iteration rather
+        // than repeating forever.
+        let found = match self.dir {
+            Direction::Forward => self
+                .cursor
+                .seek_ge(target)
+                .filter(|&p| p >= target && p <= self.hi),
+            Direction::Backward => self
+                .cursor
+                .seek_le(target)
+                .filter(|&p| p <= target && p >= self.lo),
+        };
+        self.next = found.and_then(|p| match self.dir {
+            Direction::Forward => p.checked_add(1).filter(|&n| n <= self.hi),
+            Direction::Backward => p.checked_sub(1).filter(|&n| n >= self.lo),
+        });
+        found
+    }
+}
+
+impl FusedIterator for Positions {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cursor::ListCursor;
+
+    fn list(v: &[u64]) -> Box<dyn Cursor> {
+        Box::new(ListCursor::new(v.to_vec()))
+    }
+
+    #[test]
+    fn positions_respect_range_and_direction() {
+        let fwd: Vec<u64> =
+            Positions::new(list(&[1, 3, 5, 7, 9]), 3, 7, Direction::Forward).collect();
+        assert_eq!(fwd, vec![3, 5, 7]);
+        let back: Vec<u64> =
+            Positions::new(list(&[1, 3, 5, 7, 9]), 2, 8, Direction::Backward).collect();
+        assert_eq!(back, vec![7, 5, 3]);
+        assert_eq!(
+            Positions::new(list(&[1]), 5, 4, Direction::Forward).count(),
+            0
+        );
+        let edge: Vec<u64> =
+            Positions::new(Box::new(All), u64::MAX - 1, u64::MAX, Direction::Forward).collect();
+        assert_eq!(edge, vec![u64::MAX - 1, u64::MAX]);
+        let edge: Vec<u64> = Positions::new(Box::new(All), 0, 1, Direction::Backward).collect();
+        assert_eq!(edge, vec![1, 0]);
+    }
+
+    #[test]
+    fn positions_is_lazy() {
+        let mut p = Positions::new(Box::new(All), 1, u64::MAX, Direction::Forward);
+        assert_eq!(p.nth(2), Some(3));
+    }
+}

@@ -1,0 +1,210 @@
+//! Index runs: immutable, sorted posting lists for a closed range of
+//! positions, written once (by a flush or a merge) and then read in place
+//! from mapped bytes.
+//!
+//! [`write_run`] encodes; [`Run`] opens and answers lookups without copying
+//! or decoding more than the blocks a cursor touches.
+
+mod cursor;
+mod format;
+mod layout;
+mod open;
+mod writer;
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::cursor::Cursor;
+use crate::filter;
+use crate::key::Key;
+use crate::view::Found;
+use cursor::{RunCursor, decode_list};
+use layout::{Layout, ListRef};
+pub use writer::write_run;
+
+/// Why a run could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The bytes are not a valid run: a bad magic, version, checksum or
+    /// structure, found at `offset` in the file.
+    Corrupt {
+        /// Byte offset in the run file of the first bad field found.
+        offset: u64,
+        /// What was wrong there.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Corrupt { offset, reason } => {
+                write!(f, "corrupt index run at offset {offset}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// An open, verified index run.
+pub struct Run {
+    bytes: Bytes,
+    layout: Layout,
+    covers: (u64, u64),
+    postings: u64,
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("covers", &self.covers)
+            .field("keys", &self.layout.key_count)
+            .field("postings", &self.postings)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl Run {
+    /// Opens the run in `bytes` (typically a mapped file), verifying its
+    /// magic, version, checksum and structure.
+    pub fn open(bytes: Bytes) -> Result<Run, RunError> {
+        let (layout, footer) = open::open(&bytes)?;
+        Ok(Run {
+            bytes,
+            layout,
+            covers: footer.covers,
+            postings: footer.posting_count,
+        })
+    }
+
+    /// The positions the run covers, inclusive: it holds every posting for
+    /// positions in `covers().0..=covers().1`.
+    pub fn covers(&self) -> (u64, u64) {
+        self.covers
+    }
+
+    /// The number of keys.
+    pub fn keys(&self) -> u64 {
+        self.layout.key_count as u64
+    }
+
+    /// The number of positions over all keys.
+    pub fn postings(&self) -> u64 {
+        self.postings
+    }
+
+    /// The run's bytes, as opened.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Finds `key`'s list: the filter first, then a binary search of the
+    /// key directory in place.
+    fn find(&self, key: &Key) -> Option<ListRef> {
+        let b = &self.bytes[..];
+        let key = key.as_bytes();
+        let filter = b.get(self.layout.filter..self.layout.footer)?;
+        if !filter::may_contain(filter, key) {
+            return None;
+        }
+        let (mut lo, mut hi) = (0, self.layout.key_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.layout.key(b, mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.layout.entry(b, mid)?.list),
+            }
+        }
+        None
+    }
+
+    /// Whether the run holds `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// The number of positions in `key`'s list.
+    pub fn count(&self, key: &Key) -> u64 {
+        self.find(key).map_or(0, |l| l.count)
+    }
+
+    /// A lazy cursor over `key`'s positions, or `None` if the run does not
+    /// hold the key.
+    pub fn cursor(&self, key: &Key) -> Option<Box<dyn Cursor>> {
+        let list = self.find(key)?;
+        Some(Box::new(RunCursor::new(
+            self.bytes.clone(),
+            self.layout,
+            list,
+        )))
+    }
+
+    /// A cursor with the list's length and range, found with one lookup.
+    pub(crate) fn found(&self, key: &Key) -> Option<Found> {
+        let list = self.find(key)?;
+        let first = self.layout.block(&self.bytes, list.first_block)?.first;
+        let last_block = (list.first_block + list.blocks).checked_sub(1)?;
+        let last = self.layout.block(&self.bytes, last_block)?.last;
+        Some(Found {
+            cursor: Box::new(RunCursor::new(self.bytes.clone(), self.layout, list)),
+            count: list.count,
+            first,
+            last,
+        })
+    }
+
+    /// The first position in `key`'s list, read from the skip table.
+    pub fn first(&self, key: &Key) -> Option<u64> {
+        let list = self.find(key)?;
+        Some(self.layout.block(&self.bytes, list.first_block)?.first)
+    }
+
+    /// The last position in `key`'s list, read from the skip table.
+    pub fn last(&self, key: &Key) -> Option<u64> {
+        let list = self.find(key)?;
+        let last_block = (list.first_block + list.blocks).checked_sub(1)?;
+        Some(self.layout.block(&self.bytes, last_block)?.last)
+    }
+
+    /// The position of the event with id `id`, if this run holds it.
+    pub fn lookup_id(&self, id: u128) -> Option<u64> {
+        self.first(&Key::id(id))
+    }
+
+    /// Every key with its positions, in key order (for merging runs).
+    pub fn iter(&self) -> RunIter<'_> {
+        RunIter { run: self, next: 0 }
+    }
+}
+
+/// Iterator over a run's keys and decoded posting lists, from [`Run::iter`].
+pub struct RunIter<'a> {
+    run: &'a Run,
+    next: usize,
+}
+
+impl Iterator for RunIter<'_> {
+    type Item = (Key, Vec<u64>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let i = self.next;
+        self.next += 1;
+        let b = &self.run.bytes[..];
+        let entry = self.run.layout.entry(b, i)?;
+        let key = Key::from_bytes(b.get(entry.key_start..entry.key_end)?);
+        Some((key, decode_list(b, &self.run.layout, entry.list)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.run.layout.key_count.saturating_sub(self.next);
+        (0, Some(left))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+//! `IndexView`: an immutable snapshot of the index sources that together
+//! cover positions 1.. — the runs, then the memtables — read as one.
+//!
+//! The view owns the rule that turns per-source posting lists into one:
+//! each source is given the position range it is responsible for, and a
+//! key's cursor is the [`Chain`] of the sources that hold the key.
+
+use std::sync::Arc;
+
+use crate::combine::{Chain, Segment};
+use crate::cursor::{Cursor, Empty};
+use crate::key::Key;
+use crate::memtable::Memtable;
+use crate::run::Run;
+
+/// A key's list in one source: a cursor, its length and its range.
+pub(crate) struct Found {
+    pub(crate) cursor: Box<dyn Cursor>,
+    pub(crate) count: u64,
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+}
+
+/// One source of a view.
+enum Source {
+    Run(Arc<Run>),
+    Memtable(Arc<Memtable>),
+}
+
+/// A snapshot of runs and memtables covering consecutive position ranges.
+///
+/// A view sees every position inserted into its memtables before it was
+/// made; positions inserted later may or may not be seen, so readers bound
+/// their reads by the committed head they read before taking the view.
+pub struct IndexView {
+    sources: Vec<(u64, u64, Source)>,
+}
+
+impl IndexView {
+    /// A view of `runs` (disjoint, ascending position ranges) followed by
+    /// `memtables` for the later positions: frozen ones being flushed, then
+    /// the active one.
+    ///
+    /// Each memtable answers for the positions after the previous source;
+    /// a frozen memtable up to its largest position, the last one without
+    /// bound. A source never answers outside its range, so a memtable that
+    /// still holds positions a run also covers cannot produce duplicates.
+    pub fn new(mut runs: Vec<Arc<Run>>, memtables: Vec<Arc<Memtable>>) -> IndexView {
+        runs.sort_by_key(|r| r.covers());
+        let mut sources = Vec::with_capacity(runs.len() + memtables.len());
+        let mut prev_hi = 0u64;
+        for run in runs {
+            let (lo, hi) = run.covers();
+            let lo = lo.max(prev_hi.saturating_add(1));
+            prev_hi = prev_hi.max(hi);
+            sources.push((lo, hi, Source::Run(run)));
+        }
+        let n = memtables.len();
+        for (i, memtable) in memtables.into_iter().enumerate() {
+            let lo = prev_hi.saturating_add(1);
+            let hi = if i + 1 == n {
+                u64::MAX
+            } else {
+                memtable.range().map_or(prev_hi, |(_, hi)| hi.max(prev_hi))
+            };
+            prev_hi = hi;
+            sources.push((lo, hi, Source::Memtable(memtable)));
+        }
+        IndexView { sources }
+    }
+
+    /// A cursor over `key`'s positions and its count, or `None` if no
+    /// source holds the key.
+    pub(crate) fn lookup(&self, key: &Key) -> Option<(Box<dyn Cursor>, u64)> {
+        let mut segments = Vec::new();
+        let mut count = 0;
+        let mut within = true;
+        for (lo, hi, source) in &self.sources {
+            let found = match source {
+                Source::Run(run) => run.found(key),
+                Source::Memtable(m) => m.found(key),
+            };
+            let Some(found) = found else { continue };
+            count += found.count;
+            within &= *lo <= found.first && found.last <= *hi;
+            segments.push(Segment {
+                lo: *lo,
+                hi: *hi,
+                cursor: found.cursor,
+            });
+        }
+        // The common case of a key in one source that stays in its range
+        // needs no chain around its cursor.
+        if segments.len() == 1 && within {
+            return segments.pop().map(|s| (s.cursor, count));
+        }
+        if segments.is_empty() {
+            return None;
+        }
+        Some((Box::new(Chain::new(segments)), count))
+    }
+
+    /// A cursor over `key`'s positions in all sources ([`Empty`] if none
+    /// holds it).
+    pub fn cursor(&self, key: &Key) -> Box<dyn Cursor> {
+        match self.lookup(key) {
+            Some((cursor, _)) => cursor,
+            None => Box::new(Empty),
+        }
+    }
+
+    /// The number of positions of `key` over all sources (a memtable's
+    /// counted within its range only).
+    pub fn count(&self, key: &Key) -> u64 {
+        self.sources
+            .iter()
+            .map(|(lo, hi, source)| match source {
+                Source::Run(run) => run.count(key),
+                Source::Memtable(m) => m.count_within(key, *lo, *hi),
+            })
+            .sum()
+    }
+
+    /// The last position of `key`: the newest source's last position, read
+    /// without building a cursor unless it lies outside the source's range.
+    pub fn last(&self, key: &Key) -> Option<u64> {
+        self.sources.iter().rev().find_map(|(lo, hi, source)| {
+            let last = match source {
+                Source::Run(run) => run.last(key),
+                Source::Memtable(m) => m.last(key),
+            }?;
+            if last <= *hi {
+                return (last >= *lo).then_some(last);
+            }
+            let mut cursor = match source {
+                Source::Run(run) => run.cursor(key),
+                Source::Memtable(m) => m.cursor(key),
+            }?;
+            cursor.seek_le(*hi).filter(|p| p >= lo)
+        })
+    }
+
+    /// The first position of `key`.
+    pub fn first(&self, key: &Key) -> Option<u64> {
+        self.cursor(key).seek_ge(0)
+    }
+
+    /// The position of the event with id `id`, through each run's filter and
+    /// directory, then the memtables. If an id was (wrongly) indexed twice,
+    /// the earliest position is returned, which is what idempotent appends
+    /// need: the original.
+    pub fn lookup_id(&self, id: u128) -> Option<u64> {
+        let key = Key::id(id);
+        self.sources.iter().find_map(|(lo, hi, source)| {
+            let first = match source {
+                Source::Run(run) => run.first(&key),
+                Source::Memtable(m) => m.first(&key),
+            }?;
+            (*lo..=*hi).contains(&first).then_some(first)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
