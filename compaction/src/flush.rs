@@ -21,7 +21,12 @@ pub fn run_file_name(lo: u64, hi: u64) -> String {
 }
 
 /// Writes `bytes` as the run file `name` in `index_dir`, durably.
-pub fn write_run_file(fs: &dyn FileSystem, index_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub fn write_run_file(
+    fs: &dyn FileSystem,
+    index_dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
     fs.create_dir_all(index_dir)?;
     let path = index_dir.join(name);
     let file = fs.open(&path, OpenMode::Truncate)?;
@@ -34,7 +39,11 @@ pub fn write_run_file(fs: &dyn FileSystem, index_dir: &Path, name: &str, bytes: 
 /// Removes every file in `index_dir` that `keep` does not name (runs from a
 /// flush or merge that crashed before its MANIFEST switch, temporary files).
 /// Returns the names removed.
-pub fn remove_orphans(fs: &dyn FileSystem, index_dir: &Path, keep: &[&str]) -> io::Result<Vec<String>> {
+pub fn remove_orphans(
+    fs: &dyn FileSystem,
+    index_dir: &Path,
+    keep: &[&str],
+) -> io::Result<Vec<String>> {
     if !fs.exists(index_dir)? {
         return Ok(Vec::new());
     }

@@ -177,7 +177,10 @@ mod tests {
         for i in 0..b.len() * 8 {
             let mut bad = b.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            assert!(Manifest::decode(&bad).is_err(), "flip of bit {i} went unnoticed");
+            assert!(
+                Manifest::decode(&bad).is_err(),
+                "flip of bit {i} went unnoticed"
+            );
         }
         for n in 0..b.len() {
             assert!(Manifest::decode(&b[..n]).is_err());

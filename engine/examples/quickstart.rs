@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use gesta::{NewEvent, ReadOptions, Store};
+use gesta::{NewEvent, Query, ReadOptions, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("gesta-quickstart-{}", std::process::id()));
@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let store = Store::open(&dir)?;
     println!("reopened: head is {}", store.head());
-    for event in store.read(ReadOptions::forwards().limit(3)) {
+    for event in store.read(&Query::all(), ReadOptions::forwards().limit(3)) {
         let e = event?;
         println!(
             "  {:>5} {:<18} stream {:?} rev {:?} tags {:?} {}",
@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("  ...");
     let last: Vec<_> = store
-        .read(ReadOptions::backwards().limit(2))
+        .read(&Query::all(), ReadOptions::backwards().limit(2))
         .collect::<Result<_, _>>()?;
     for e in last {
         println!(

@@ -275,9 +275,3 @@ pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEve
     }
     d.next()
 }
-
-/// The streams named by a batch's events, in event order (one entry per
-/// event that has a stream).
-pub(crate) fn streams_of(events: &[NewEvent]) -> Vec<String> {
-    events.iter().filter_map(|e| e.stream.clone()).collect()
-}

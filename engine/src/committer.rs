@@ -1,22 +1,33 @@
-//! The committer thread: the only writer of the log.
+//! The committer thread: the only writer of the log and of the active
+//! memtable.
 //!
-//! It takes every append waiting in the queue, assigns positions (and stream
-//! revisions) in arrival order, writes the group with one write and — in
-//! `Sync` mode — one `fdatasync`, then publishes: the committed head advances
-//! and each caller is answered. If a write or sync fails, every caller of the
-//! group gets an error and the store is poisoned: what reached the disk is
-//! unknown until recovery reads it back, so no later append may build on it.
+//! It takes every append waiting in the queue and admits them one by one in
+//! arrival order — idempotency, expected revisions and the DCB condition are
+//! checked against the committed indices plus the batches admitted earlier in
+//! the same group (see `admission`) — assigns positions and stream
+//! revisions, writes the group with one write and, in `Sync` mode, one
+//! `fdatasync`, then publishes: the memtable gets the group's keys, the head
+//! advances, and each caller is answered. If a write or sync fails, every
+//! caller of the group gets an error and the store is poisoned: what reached
+//! the disk is unknown until recovery reads it back, so nothing may build on
+//! it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use gesta_wal::{GroupLimits, GroupSize, Next, Payload, RecordMeta, SyncPolicy, WalWriter};
+use gesta_index::{Key, Memtable, QuerySpec};
+use gesta_wal::{
+    GroupLimits, GroupSize, Next, Payload, RecordMeta, SyncPolicy, WalReader, WalWriter,
+};
 
+use crate::append::ExpectedRevision;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::indexes::{FlushJob, Indexes};
 
 /// The positions an append was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,15 +38,30 @@ pub struct Appended {
     pub last: u64,
 }
 
+/// The index keys of one event, built in the caller's thread.
+pub(crate) struct EventKeys {
+    /// Type, tags, stream and id keys: everything the memtable gets.
+    pub keys: Vec<Key>,
+    /// The stream key, if the event names a stream.
+    pub stream: Option<Key>,
+    /// The event id, if any.
+    pub id: Option<u128>,
+}
+
 pub(crate) struct AppendRequest {
     pub payload: Payload,
-    pub count: u32,
-    pub streams: Vec<String>,
+    pub events: Vec<EventKeys>,
+    /// (stream key, stream name, expectation), in the order given.
+    pub expected: Vec<(Key, String, ExpectedRevision)>,
+    /// The condition's query and its `after` (0 when none was given).
+    pub condition: Option<(QuerySpec, u64)>,
     pub reply: Sender<Result<Appended>>,
 }
 
 pub(crate) enum Request {
     Append(AppendRequest),
+    /// Freeze the active memtable and flush every frozen one to a run.
+    FlushIndex(Sender<Result<()>>),
     Close(Sender<Result<()>>),
 }
 
@@ -43,7 +69,7 @@ impl GroupSize for Request {
     fn group_bytes(&self) -> usize {
         match self {
             Request::Append(a) => a.payload.bytes().len(),
-            Request::Close(_) => 0,
+            Request::FlushIndex(_) | Request::Close(_) => 0,
         }
     }
 }
@@ -57,15 +83,43 @@ pub(crate) struct Shared {
     pub poisoned: AtomicBool,
 }
 
+/// A request admitted into the current group.
+pub(crate) struct Admitted {
+    pub reply: Sender<Result<Appended>>,
+    pub appended: Appended,
+    /// The events' keys, or `None` for an idempotent retry (nothing new).
+    pub events: Option<Vec<EventKeys>>,
+}
+
+/// What the group admitted so far, for the checks of later requests.
+#[derive(Default)]
+pub(crate) struct Group {
+    pub admitted: Vec<Admitted>,
+    /// Ids of events admitted in this group, with their positions.
+    pub ids: HashMap<u128, u64>,
+    /// Batches admitted in this group by first position: (count, payload).
+    pub batches: HashMap<u64, (u32, Bytes)>,
+}
+
 pub(crate) struct Committer {
     pub writer: WalWriter,
+    pub reader: WalReader,
     pub policy: SyncPolicy,
     pub limits: GroupLimits,
     pub shared: Arc<Shared>,
     pub clock: Arc<dyn Clock>,
     pub last_timestamp: u64,
-    /// Next revision of every stream.
-    pub revisions: HashMap<String, u64>,
+    pub indexes: Arc<Indexes>,
+    pub memtable: Arc<Memtable>,
+    /// First position the active memtable covers.
+    pub memtable_lo: u64,
+    /// Freeze the active memtable once it holds this many postings.
+    pub flush_postings: usize,
+    /// On close, flush the memtable if it holds at least this many postings.
+    pub close_flush_postings: usize,
+    pub flusher: Option<Sender<FlushJob>>,
+    /// Next revision of every stream looked at so far.
+    pub revisions: HashMap<Key, u64>,
 }
 
 /// A copy of an error for every caller of a failed group (`io::Error` is not
@@ -88,25 +142,7 @@ fn replicate(e: &Error) -> Error {
             offset: *offset,
             reason: reason.clone(),
         },
-        Error::InvalidInput { reason } => Error::InvalidInput {
-            reason: reason.clone(),
-        },
-        Error::Locked { path } => Error::Locked { path: path.clone() },
-        Error::Closed => Error::Closed,
-        Error::ConditionFailed { position } => Error::ConditionFailed {
-            position: *position,
-        },
-        Error::WrongExpectedRevision {
-            stream,
-            expected,
-            actual,
-        } => Error::WrongExpectedRevision {
-            stream: stream.clone(),
-            expected: *expected,
-            actual: *actual,
-        },
-        Error::DuplicateEventId { id } => Error::DuplicateEventId { id: *id },
-        Error::Poisoned => Error::Poisoned,
+        _ => Error::Poisoned,
     }
 }
 
@@ -115,7 +151,7 @@ impl Committer {
         loop {
             match self.policy.next_group(&rx, self.limits) {
                 Next::Closed => {
-                    let _ = self.writer.close();
+                    let _ = self.close();
                     return;
                 }
                 Next::SyncDue => match self.writer.sync() {
@@ -131,101 +167,184 @@ impl Committer {
         }
     }
 
-    fn fail_all(&self, accepted: &mut Vec<(Sender<Result<Appended>>, Appended)>, e: &Error) {
+    fn head(&self) -> u64 {
+        self.writer.next_position() - 1
+    }
+
+    fn fail_all(&self, group: &mut Group, e: &Error) {
         self.shared.poisoned.store(true, Ordering::Release);
-        for (reply, _) in accepted.drain(..) {
-            let _ = reply.send(Err(replicate(e)));
+        for a in group.admitted.drain(..) {
+            let _ = a.reply.send(Err(replicate(e)));
         }
+    }
+
+    /// Admits one request into the group, or answers it with its error.
+    fn admit(&mut self, group: &mut Group, a: AppendRequest, timestamp: u64) {
+        if self.writer.is_poisoned() {
+            let _ = a.reply.send(Err(Error::Poisoned));
+            return;
+        }
+        match self.check(group, &a) {
+            Ok(Some(appended)) => {
+                group.admitted.push(Admitted {
+                    reply: a.reply,
+                    appended,
+                    events: None,
+                });
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = a.reply.send(Err(e));
+                return;
+            }
+        }
+        let first = self.writer.next_position();
+        let count = a.events.len() as u32;
+        let mut seq = Vec::new();
+        for e in &a.events {
+            if let Some(stream) = &e.stream {
+                let next = self.next_revision(stream);
+                seq.extend_from_slice(&next.to_le_bytes());
+                self.revisions.insert(stream.clone(), next + 1);
+            }
+        }
+        let meta = RecordMeta {
+            first_position: first,
+            count,
+            timestamp_micros: timestamp,
+        };
+        if let Err(e) = self.writer.push(meta, &seq, &a.payload) {
+            let e = Error::from(e);
+            self.fail_all(group, &e);
+            let _ = a.reply.send(Err(e));
+            return;
+        }
+        for (i, e) in a.events.iter().enumerate() {
+            if let Some(id) = e.id {
+                group.ids.insert(id, first + i as u64);
+            }
+        }
+        group
+            .batches
+            .insert(first, (count, a.payload.bytes().clone()));
+        group.admitted.push(Admitted {
+            reply: a.reply,
+            appended: Appended {
+                first,
+                last: meta.last_position(),
+            },
+            events: Some(a.events),
+        });
     }
 
     /// Commits one group; returns false when the store is closing.
     fn commit_group(&mut self, requests: Vec<Request>) -> bool {
-        let mut accepted = Vec::with_capacity(requests.len());
+        let mut group = Group::default();
         let mut close = None;
+        let mut flushes = Vec::new();
         let timestamp = self.clock.now_micros().max(self.last_timestamp);
         for request in requests {
-            let a = match request {
-                Request::Close(reply) => {
-                    close = Some(reply);
-                    continue;
+            match request {
+                Request::Close(reply) => close = Some(reply),
+                Request::FlushIndex(reply) => flushes.push(reply),
+                Request::Append(a) if close.is_some() => {
+                    let _ = a.reply.send(Err(Error::Closed));
                 }
-                Request::Append(a) => a,
-            };
-            if close.is_some() {
-                let _ = a.reply.send(Err(Error::Closed));
-                continue;
-            }
-            if self.writer.is_poisoned() {
-                let _ = a.reply.send(Err(Error::Poisoned));
-                continue;
-            }
-            let first = self.writer.next_position();
-            let mut seq = Vec::with_capacity(a.streams.len() * 8);
-            for stream in a.streams {
-                let next = self.revisions.entry(stream).or_insert(0);
-                seq.extend_from_slice(&next.to_le_bytes());
-                *next += 1;
-            }
-            let meta = RecordMeta {
-                first_position: first,
-                count: a.count,
-                timestamp_micros: timestamp,
-            };
-            match self.writer.push(meta, &seq, &a.payload) {
-                Ok(()) => accepted.push((
-                    a.reply,
-                    Appended {
-                        first,
-                        last: meta.last_position(),
-                    },
-                )),
-                Err(e) => {
-                    let e = Error::from(e);
-                    self.fail_all(&mut accepted, &e);
-                    let _ = a.reply.send(Err(e));
-                }
+                Request::Append(a) => self.admit(&mut group, a, timestamp),
             }
         }
-        if !accepted.is_empty() {
-            let sync = self.policy.sync_each_group();
-            match self.writer.commit(sync) {
-                Ok(()) => {
-                    if sync {
-                        self.policy.synced();
-                    } else {
-                        // Under steady load the idle timeout never fires, so
-                        // a periodic sync that is due happens here.
-                        let now = Instant::now();
-                        self.policy.wrote_unsynced(now);
-                        if self.policy.sync_due(now) {
-                            match self.writer.sync() {
-                                Ok(()) => self.policy.synced(),
-                                Err(e) => {
-                                    self.fail_all(&mut accepted, &Error::from(e));
-                                    return close.is_none();
-                                }
-                            }
-                        }
-                    }
-                    self.last_timestamp = timestamp;
-                    let last = accepted.last().map_or(0, |(_, a)| a.last);
-                    self.shared.head.store(last, Ordering::Release);
-                    for (reply, appended) in accepted {
-                        let _ = reply.send(Ok(appended));
-                    }
+        if !group.admitted.is_empty() {
+            self.publish(group, timestamp);
+        }
+        for reply in flushes {
+            self.freeze();
+            match &self.flusher {
+                Some(f) => {
+                    let _ = f.send(FlushJob { reply: Some(reply) });
                 }
-                Err(e) => self.fail_all(&mut accepted, &Error::from(e)),
+                None => {
+                    let _ = reply.send(Err(Error::Closed));
+                }
             }
         }
         if let Some(reply) = close {
-            let r = if self.writer.is_poisoned() {
-                Ok(())
-            } else {
-                self.writer.close().map_err(Error::from)
-            };
-            let _ = reply.send(r);
+            let _ = reply.send(self.close());
             return false;
         }
         true
+    }
+
+    /// Writes and syncs the group, then makes it visible and answers.
+    fn publish(&mut self, mut group: Group, timestamp: u64) {
+        let sync = self.policy.sync_each_group();
+        if let Err(e) = self.writer.commit(sync) {
+            self.fail_all(&mut group, &Error::from(e));
+            return;
+        }
+        if sync {
+            self.policy.synced();
+        } else {
+            // Under steady load the idle timeout never fires, so a periodic
+            // sync that is due happens here.
+            let now = Instant::now();
+            self.policy.wrote_unsynced(now);
+            if self.policy.sync_due(now) {
+                match self.writer.sync() {
+                    Ok(()) => self.policy.synced(),
+                    Err(e) => {
+                        self.fail_all(&mut group, &Error::from(e));
+                        return;
+                    }
+                }
+            }
+        }
+        self.last_timestamp = timestamp;
+        let mut entries = Vec::new();
+        for a in &mut group.admitted {
+            if let Some(events) = a.events.take() {
+                for (i, e) in events.into_iter().enumerate() {
+                    let position = a.appended.first + i as u64;
+                    entries.extend(e.keys.into_iter().map(|k| (k, position)));
+                }
+            }
+        }
+        self.memtable.insert_many(&entries);
+        let head = self.head();
+        self.shared.head.store(head, Ordering::Release);
+        for a in group.admitted {
+            let _ = a.reply.send(Ok(a.appended));
+        }
+        if self.memtable.postings() >= self.flush_postings
+            && self.freeze()
+            && let Some(f) = &self.flusher
+        {
+            let _ = f.send(FlushJob { reply: None });
+        }
+    }
+
+    /// Freezes the active memtable at the head; returns whether it did.
+    fn freeze(&mut self) -> bool {
+        let head = self.head();
+        if !self.indexes.freeze(self.memtable_lo, head) {
+            return false;
+        }
+        self.memtable = self.indexes.active();
+        self.memtable_lo = head + 1;
+        true
+    }
+
+    /// Syncs the log and, if the memtable is large enough that replaying it
+    /// would slow the next open down, flushes it.
+    fn close(&mut self) -> Result<()> {
+        self.flusher = None;
+        if self.writer.is_poisoned() {
+            return Ok(());
+        }
+        self.writer.close()?;
+        if self.memtable.postings() >= self.close_flush_postings {
+            self.freeze();
+        }
+        self.indexes.flush_frozen()
     }
 }

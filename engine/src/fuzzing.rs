@@ -6,6 +6,7 @@
 //! crate.
 
 use bytes::Bytes;
+use gesta_wal::Record;
 use gesta_wal::format::{self, Frame, Payload, RecordMeta};
 
 use crate::codec;
@@ -52,7 +53,8 @@ pub fn encode_payload(events: &[NewEvent]) -> Result<Vec<u8>> {
 /// the log would hand it; one the log rejects is returned as an error.
 ///
 /// When decoding succeeds, checks that there is one event per counted
-/// position, in order, with its revision taken from the sequencing bytes;
+/// position, in order, with its revision taken from the sequencing bytes,
+/// that looking up each event alone by its position gives the same event;
 /// and, if the events are valid to append, that encoding them again and
 /// decoding the result gives the same events, and that this second encoding
 /// is stable.
@@ -75,7 +77,10 @@ pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
         count: u32::from(count),
         timestamp_micros: TIMESTAMP_MICROS,
     };
-    let events = decode_framed(meta, seq, payload)?;
+    let record = frame(meta, seq, payload)?;
+    let decoded = decode(&record);
+    check_point_lookups(&record, decoded.as_ref().ok());
+    let events = decoded?;
     check_events(meta, seq, &events);
 
     let again: Vec<NewEvent> = events.iter().map(to_new).collect();
@@ -85,7 +90,7 @@ pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
             .filter_map(|e| e.revision)
             .flat_map(u64::to_le_bytes)
             .collect();
-        let events2 = match decode_framed(meta, &seq2, &payload2) {
+        let events2 = match frame(meta, &seq2, &payload2).and_then(|r| decode(&r)) {
             Ok(e) => e,
             Err(e) => panic!("re-encoded events do not decode: {e}"),
         };
@@ -104,9 +109,9 @@ pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
     Ok(events)
 }
 
-/// Frames a record around `seq` and `payload`, decodes it with the log's
-/// decoder, then decodes its events.
-fn decode_framed(meta: RecordMeta, seq: &[u8], payload: &[u8]) -> Result<Vec<RecordedEvent>> {
+/// Frames a record around `seq` and `payload` and decodes it with the log's
+/// decoder.
+fn frame(meta: RecordMeta, seq: &[u8], payload: &[u8]) -> Result<Record> {
     let mut framed = Vec::new();
     format::encode_record(
         &mut framed,
@@ -114,14 +119,44 @@ fn decode_framed(meta: RecordMeta, seq: &[u8], payload: &[u8]) -> Result<Vec<Rec
         seq,
         &Payload::new(Bytes::copy_from_slice(payload)),
     );
-    let record = match format::decode_record(&Bytes::from(framed)) {
-        Frame::Record(record, _) => record,
-        Frame::End => return Err(rejected("record decodes as the end of the log")),
-        Frame::Invalid { reason, .. } => return Err(rejected(reason)),
-    };
+    match format::decode_record(&Bytes::from(framed)) {
+        Frame::Record(record, _) => Ok(record),
+        Frame::End => Err(rejected("record decodes as the end of the log")),
+        Frame::Invalid { reason, .. } => Err(rejected(reason)),
+    }
+}
+
+/// Decodes every event of `record`.
+fn decode(record: &Record) -> Result<Vec<RecordedEvent>> {
     let mut events = Vec::new();
-    codec::decode_record(&record, &mut events)?;
+    codec::decode_record(record, &mut events)?;
     Ok(events)
+}
+
+/// Looks up single events of `record` by position. When the whole record
+/// decoded to `events`, each lookup must give the same event, and positions
+/// outside the record must be refused; otherwise lookups must merely not
+/// panic.
+fn check_point_lookups(record: &Record, events: Option<&Vec<RecordedEvent>>) {
+    let first = record.meta.first_position;
+    let count = u64::from(record.meta.count);
+    match events {
+        Some(events) => {
+            for (i, e) in events.iter().enumerate() {
+                match codec::decode_event(record, first + i as u64) {
+                    Ok(one) => assert_eq!(&one, e, "point lookup differs from a full decode"),
+                    Err(err) => panic!("point lookup of a decodable event failed: {err}"),
+                }
+            }
+            assert!(codec::decode_event(record, first - 1).is_err());
+            assert!(codec::decode_event(record, first + count).is_err());
+        }
+        None => {
+            for position in [first, first + count / 2, first + count - 1] {
+                let _ = codec::decode_event(record, position);
+            }
+        }
+    }
 }
 
 fn rejected(reason: &str) -> Error {

@@ -7,13 +7,13 @@
 //! refusing anything corrupt. There is no external database.
 //!
 //! ```no_run
-//! use gesta::{NewEvent, ReadOptions, Store};
+//! use gesta::{NewEvent, Query, ReadOptions, Store};
 //!
 //! let store = Store::open("/tmp/my-store")?;
 //! let appended = store.append(vec![
 //!     NewEvent::new("CourseDefined", r#"{"capacity":30}"#).tag("course:c1"),
 //! ])?;
-//! for event in store.read(ReadOptions::forwards()) {
+//! for event in store.read(&Query::all(), ReadOptions::forwards()) {
 //!     let event = event?;
 //!     println!("{} {}", event.position, event.event_type);
 //! }
@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod admission;
 mod api;
 mod append;
 pub mod clock;
@@ -36,6 +37,7 @@ mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+mod indexes;
 mod memory;
 pub mod options;
 mod query;

@@ -26,6 +26,15 @@ pub struct Options {
     /// Bounds on one commit group (requests and bytes). Default 4096
     /// requests, 16 MiB.
     pub group_limits: GroupLimits,
+    /// The active memtable is frozen and flushed to an on-disk index run in
+    /// the background once it holds this many postings (one per type, tag,
+    /// stream and id of each event). Default 4,000,000 (about 800,000
+    /// events of five keys).
+    pub memtable_postings: usize,
+    /// On close, the memtable is flushed if it holds at least this many
+    /// postings, so that the next open does not replay much of the log;
+    /// smaller ones are rebuilt from the log on open. Default 65,536.
+    pub close_flush_postings: usize,
     /// The file system. Default: the operating system's. Tests substitute a
     /// fault-injecting one.
     pub fs: Arc<dyn FileSystem>,
@@ -41,6 +50,8 @@ impl Default for Options {
             preallocate: 4 << 20,
             queue_capacity: 4096,
             group_limits: GroupLimits::default(),
+            memtable_postings: 4_000_000,
+            close_flush_postings: 65_536,
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
         }

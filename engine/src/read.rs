@@ -3,10 +3,11 @@
 
 use std::collections::VecDeque;
 
-use gesta_wal::{Backward, Forward, WalReader};
+use gesta_index::{Cursor, Positions};
+use gesta_wal::{Backward, Forward, Record, WalReader};
 
-use crate::codec::decode_record;
-use crate::error::Result;
+use crate::codec::{decode_event, decode_record};
+use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 
 /// Which way a read goes.
@@ -64,6 +65,14 @@ impl ReadOptions {
 enum Source {
     Forward(Forward),
     Backward(Backward),
+    /// Positions from the index, each looked up in the log.
+    Indexed {
+        positions: Positions,
+        reader: WalReader,
+        /// The record of the previous hit: the next is often in it.
+        last: Option<Record>,
+    },
+    Failed(Error),
     Done,
 }
 
@@ -78,7 +87,47 @@ pub struct Events {
 }
 
 impl Events {
-    pub(crate) fn new(reader: &WalReader, head: u64, options: ReadOptions) -> Events {
+    /// An iterator that yields `error` once.
+    pub(crate) fn failed(error: Error) -> Events {
+        Events {
+            source: Source::Failed(error),
+            buffered: VecDeque::new(),
+            lo: 1,
+            hi: 0,
+            remaining: 1,
+        }
+    }
+
+    /// The positions of `cursor` within the read's bounds, each event read
+    /// from the log.
+    pub(crate) fn indexed(
+        reader: &WalReader,
+        cursor: Box<dyn Cursor>,
+        head: u64,
+        options: ReadOptions,
+    ) -> Events {
+        let (lo, hi, dir) = bounds(head, options);
+        let remaining = options.limit.unwrap_or(usize::MAX);
+        let source = if lo > hi || remaining == 0 {
+            Source::Done
+        } else {
+            Source::Indexed {
+                positions: Positions::new(cursor, lo, hi, dir),
+                reader: reader.clone(),
+                last: None,
+            }
+        };
+        Events {
+            source,
+            buffered: VecDeque::new(),
+            lo,
+            hi,
+            remaining,
+        }
+    }
+
+    /// Every event within the read's bounds, scanning the log.
+    pub(crate) fn scan(reader: &WalReader, head: u64, options: ReadOptions) -> Events {
         let remaining = options.limit.unwrap_or(usize::MAX);
         let (source, lo, hi) = match options.direction {
             Direction::Forwards => {
@@ -102,11 +151,57 @@ impl Events {
         }
     }
 
+    fn next_indexed(&mut self) -> Result<Option<RecordedEvent>> {
+        let Source::Indexed {
+            positions,
+            reader,
+            last,
+        } = &mut self.source
+        else {
+            return Ok(None);
+        };
+        let Some(position) = positions.next() else {
+            return Ok(None);
+        };
+        let held = last.as_ref().is_some_and(|r| {
+            r.meta.first_position <= position && position <= r.meta.last_position()
+        });
+        if !held {
+            *last = reader.record_containing(position)?;
+        }
+        match last {
+            Some(record) => decode_event(record, position).map(Some),
+            None => Err(Error::Corruption {
+                file: Default::default(),
+                offset: 0,
+                reason: format!("the index names position {position}, which the log does not hold"),
+            }),
+        }
+    }
+
     fn refill(&mut self) -> Result<bool> {
+        if matches!(self.source, Source::Failed(_)) {
+            let Source::Failed(e) = std::mem::replace(&mut self.source, Source::Done) else {
+                return Ok(false);
+            };
+            return Err(e);
+        }
+        if matches!(self.source, Source::Indexed { .. }) {
+            return match self.next_indexed()? {
+                Some(e) => {
+                    self.buffered.push_back(e);
+                    Ok(true)
+                }
+                None => {
+                    self.source = Source::Done;
+                    Ok(false)
+                }
+            };
+        }
         let record = match &mut self.source {
             Source::Forward(f) => f.next(),
             Source::Backward(b) => b.next(),
-            Source::Done => None,
+            _ => None,
         };
         let Some(record) = record else {
             self.source = Source::Done;
@@ -149,5 +244,23 @@ impl Iterator for Events {
                 }
             }
         }
+    }
+}
+
+/// The inclusive position bounds and direction of a read at `head`.
+fn bounds(head: u64, options: ReadOptions) -> (u64, u64, gesta_index::Direction) {
+    match options.direction {
+        Direction::Forwards => (
+            options.start.unwrap_or(0).saturating_add(1),
+            head,
+            gesta_index::Direction::Forward,
+        ),
+        Direction::Backwards => (
+            1,
+            options
+                .start
+                .map_or(head, |s| s.saturating_sub(1).min(head)),
+            gesta_index::Direction::Backward,
+        ),
     }
 }

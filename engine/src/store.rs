@@ -13,11 +13,17 @@ use gesta_wal::io::LockGuard;
 use gesta_wal::{Payload, RecoveryReport, SyncPolicy, WalOptions, WalReader};
 use parking_lot::Mutex;
 
-use crate::codec::{decode_record, encode_batch, streams_of};
-use crate::committer::{AppendRequest, Appended, Committer, Request, Shared};
+use gesta_index::{ItemSpec, Key, QuerySpec};
+
+use crate::api::{EventIter, EventStore};
+use crate::append::AppendOptions;
+use crate::codec::{decode_record, encode_batch};
+use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, Shared};
 use crate::error::{Error, Result};
-use crate::event::NewEvent;
+use crate::event::{NewEvent, check_stream_name};
+use crate::indexes::{FlushJob, Indexes, spawn_flusher};
 use crate::options::Options;
+use crate::query::Query;
 use crate::read::{Events, ReadOptions};
 
 /// An open event store. Cheap to clone and share across threads; the store
@@ -32,7 +38,9 @@ struct Inner {
     tx: Sender<Request>,
     shared: Arc<Shared>,
     reader: WalReader,
+    indexes: Arc<Indexes>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: RecoveryReport,
@@ -84,8 +92,11 @@ impl Store {
             }
         })?;
 
-        let mut revisions: HashMap<String, u64> = HashMap::new();
+        let (indexes, covered) = Indexes::open(fs.clone(), &dir)?;
+        let indexes = Arc::new(indexes);
+        let memtable = indexes.active();
         let mut scratch = Vec::new();
+        let mut entries = Vec::new();
         let mut decode_error = None;
         let opened = gesta_wal::open(
             fs,
@@ -94,40 +105,61 @@ impl Store {
                 segment_size: options.segment_size,
                 preallocate: options.preallocate,
             },
-            1,
+            covered + 1,
             |record| {
-                if record.seq.is_empty() {
-                    return Ok(());
-                }
                 scratch.clear();
                 if let Err(e) = decode_record(record, &mut scratch) {
                     decode_error.get_or_insert(e);
                     return Ok(());
                 }
-                for e in &scratch {
-                    if let (Some(s), Some(r)) = (&e.stream, e.revision) {
-                        revisions.insert(s.clone(), r + 1);
+                entries.clear();
+                for e in scratch.iter().filter(|e| e.position > covered) {
+                    for key in index_keys(&e.event_type, &e.tags, e.stream.as_deref(), e.id) {
+                        entries.push((key, e.position));
                     }
                 }
+                memtable.insert_many(&entries);
                 Ok(())
             },
         )?;
         if let Some(e) = decode_error {
             return Err(e);
         }
+        if covered > opened.report.last_position {
+            return Err(Error::Corruption {
+                file: dir.join(gesta_compaction::manifest::FILE_NAME),
+                offset: 0,
+                reason: format!(
+                    "index runs cover positions up to {covered}, but the log ends at {}",
+                    opened.report.last_position
+                ),
+            });
+        }
 
         let shared = Arc::new(Shared::default());
         shared
             .head
             .store(opened.report.last_position, Ordering::Release);
+        let (flush_tx, flush_rx) = crossbeam_channel::unbounded::<FlushJob>();
+        let flusher = spawn_flusher(indexes.clone(), flush_rx).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let committer = Committer {
             writer: opened.writer,
+            reader: opened.reader.clone(),
             policy: SyncPolicy::new(options.durability),
             limits: options.group_limits,
             shared: shared.clone(),
             clock: options.clock.clone(),
             last_timestamp: opened.last_timestamp_micros,
-            revisions,
+            indexes: indexes.clone(),
+            memtable,
+            memtable_lo: covered + 1,
+            flush_postings: options.memtable_postings,
+            close_flush_postings: options.close_flush_postings,
+            flusher: Some(flush_tx),
+            revisions: HashMap::new(),
         };
         let (tx, rx) = gesta_wal::commit::queue(options.queue_capacity);
         let handle = std::thread::Builder::new()
@@ -143,7 +175,9 @@ impl Store {
                 tx,
                 shared,
                 reader: opened.reader,
+                indexes,
                 committer: Mutex::new(Some(handle)),
+                flusher: Mutex::new(Some(flusher)),
                 lock: Mutex::new(Some(lock)),
                 closed: AtomicBool::new(false),
                 report: opened.report,
@@ -166,12 +200,43 @@ impl Store {
     /// and are committed together, or none is. Returns once the batch is
     /// durable per the store's [`Durability`](crate::Durability).
     pub fn append(&self, events: Vec<NewEvent>) -> Result<Appended> {
+        self.append_with(events, AppendOptions::default())
+    }
+
+    /// Appends a batch atomically, subject to a DCB condition and expected
+    /// stream revisions; see [`EventStore`] for the order of the checks.
+    pub fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         let encoded = encode_batch(&events)?;
+        if let Some(c) = &options.condition {
+            c.fail_if_events_match.validate()?;
+        }
+        let mut expected = Vec::with_capacity(options.expected.len());
+        for (stream, revision) in options.expected {
+            check_stream_name(&stream)?;
+            expected.push((Key::stream(&stream), stream, revision));
+        }
+        let ids: Vec<u128> = events.iter().filter_map(|e| e.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(Error::DuplicateEventId { id: *id });
+            }
+        }
+        let keys = events
+            .iter()
+            .map(|e| EventKeys {
+                keys: index_keys(&e.event_type, &e.tags, e.stream.as_deref(), e.id),
+                stream: e.stream.as_deref().map(Key::stream),
+                id: e.id,
+            })
+            .collect();
         let (reply, answer) = crossbeam_channel::bounded(1);
         let request = AppendRequest {
             payload: Payload::new(Bytes::from(encoded)),
-            count: events.len() as u32,
-            streams: streams_of(&events),
+            events: keys,
+            expected,
+            condition: options
+                .condition
+                .map(|c| (query_spec(&c.fail_if_events_match), c.after.unwrap_or(0))),
             reply,
         };
         if self.inner.closed.load(Ordering::Acquire) {
@@ -198,10 +263,57 @@ impl Store {
         self.inner.shared.poisoned.load(Ordering::Acquire)
     }
 
-    /// Reads events by position; see [`ReadOptions`]. The read sees the
-    /// events committed when it starts and is lazy: a limit stops the work.
-    pub fn read(&self, options: ReadOptions) -> Events {
-        Events::new(&self.inner.reader, self.head(), options)
+    /// Reads the events matching `query`; see [`ReadOptions`]. The read
+    /// sees the events committed when it starts and is lazy: a limit stops
+    /// the work. Queries are answered from the indices; [`Query::all`] scans
+    /// the log.
+    pub fn read(&self, query: &Query, options: ReadOptions) -> Events {
+        if let Err(e) = query.validate() {
+            return Events::failed(e);
+        }
+        let head = self.head();
+        if query.is_all() {
+            Events::scan(&self.inner.reader, head, options)
+        } else {
+            let view = self.inner.indexes.view();
+            let cursor = view.evaluate(&query_spec(query));
+            Events::indexed(&self.inner.reader, cursor, head, options)
+        }
+    }
+
+    /// The newest event matching `query`.
+    pub fn read_last(&self, query: &Query) -> Result<Option<crate::RecordedEvent>> {
+        self.read(query, ReadOptions::backwards().limit(1))
+            .next()
+            .transpose()
+    }
+
+    /// The last revision of `stream` (None when it has no events).
+    pub fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
+        check_stream_name(stream)?;
+        Ok(self
+            .inner
+            .indexes
+            .view()
+            .count(&Key::stream(stream))
+            .checked_sub(1))
+    }
+
+    /// Writes the in-memory index to an on-disk run now and waits for it
+    /// (normally this happens in the background when the memtable grows).
+    pub fn flush_index(&self) -> Result<()> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.inner
+            .tx
+            .send(Request::FlushIndex(reply))
+            .map_err(|_| Error::Closed)?;
+        answer.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// The number of on-disk index runs and of memtables waiting to be
+    /// flushed.
+    pub fn index_shape(&self) -> (usize, usize) {
+        self.inner.indexes.shape()
     }
 
     /// Flushes and syncs whatever is outstanding, stops the committer and
@@ -226,6 +338,9 @@ impl Inner {
         if let Some(handle) = self.committer.lock().take() {
             let _ = handle.join();
         }
+        if let Some(handle) = self.flusher.lock().take() {
+            let _ = handle.join();
+        }
         self.lock.lock().take();
         result
     }
@@ -234,5 +349,65 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// The index keys of an event: its type, each tag, its stream and its id.
+fn index_keys(
+    event_type: &str,
+    tags: &[String],
+    stream: Option<&str>,
+    id: Option<u128>,
+) -> Vec<Key> {
+    let mut keys = Vec::with_capacity(tags.len() + 3);
+    keys.push(Key::event_type(event_type));
+    keys.extend(tags.iter().map(|t| Key::tag(t)));
+    keys.extend(stream.map(Key::stream));
+    keys.extend(id.map(Key::id));
+    keys
+}
+
+/// A query in index keys; [`Query::all`] becomes one unconstrained item.
+fn query_spec(query: &Query) -> QuerySpec {
+    if query.items.is_empty() {
+        return QuerySpec {
+            items: vec![ItemSpec {
+                types: Vec::new(),
+                tags: Vec::new(),
+            }],
+        };
+    }
+    QuerySpec {
+        items: query
+            .items
+            .iter()
+            .map(|item| ItemSpec {
+                types: item.types.iter().map(|t| Key::event_type(t)).collect(),
+                tags: item.tags.iter().map(|t| Key::tag(t)).collect(),
+            })
+            .collect(),
+    }
+}
+
+impl EventStore for Store {
+    fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
+        Store::append_with(self, events, options)
+    }
+
+    fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
+        query.validate()?;
+        Ok(Box::new(Store::read(self, query, options)))
+    }
+
+    fn read_last(&self, query: &Query) -> Result<Option<crate::RecordedEvent>> {
+        Store::read_last(self, query)
+    }
+
+    fn head(&self) -> Result<u64> {
+        Ok(Store::head(self))
+    }
+
+    fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
+        Store::stream_revision(self, stream)
     }
 }

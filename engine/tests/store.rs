@@ -7,14 +7,19 @@ use std::time::Duration;
 use gesta::clock::ManualClock;
 use gesta::event::{MAX_BATCH_LEN, MAX_DATA_LEN, MAX_NAME_LEN, MAX_TAGS};
 use gesta::io::fault::{CrashMode, FaultFs};
-use gesta::{Appended, Durability, Error, NewEvent, Options, ReadOptions, RecordedEvent, Store};
+use gesta::{
+    Appended, Durability, Error, NewEvent, Options, Query, ReadOptions, RecordedEvent, Store,
+};
 
 fn ev(i: u64) -> NewEvent {
     NewEvent::new(format!("T{}", i % 3), format!("data {i}")).tag(format!("k:{}", i % 5))
 }
 
 fn all(store: &Store, options: ReadOptions) -> Vec<RecordedEvent> {
-    store.read(options).collect::<Result<_, _>>().unwrap()
+    store
+        .read(&Query::all(), options)
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 fn positions(store: &Store, options: ReadOptions) -> Vec<u64> {
@@ -353,12 +358,15 @@ fn reads_see_only_committed_events_and_a_read_stops_at_its_head() {
     for i in 0..5 {
         store.append(vec![ev(i)]).unwrap();
     }
-    let mut reader = store.read(ReadOptions::forwards());
+    let mut reader = store.read(&Query::all(), ReadOptions::forwards());
     let first = reader.next().unwrap().unwrap();
     for i in 0..5 {
         store.append(vec![ev(i)]).unwrap();
     }
     assert_eq!(first.position, 1);
     assert_eq!(reader.count(), 4, "the read captured head 5 when it began");
-    assert_eq!(store.read(ReadOptions::forwards()).count(), 10);
+    assert_eq!(
+        store.read(&Query::all(), ReadOptions::forwards()).count(),
+        10
+    );
 }

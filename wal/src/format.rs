@@ -233,7 +233,17 @@ pub fn decode_record(buf: &Bytes) -> Frame {
         timestamp_micros: u64_at(body, 16),
     };
     let seq_len = u32_at(body, 12) as usize;
-    if meta.count == 0 || seq_len > body_len - BODY_FIXED_LEN || meta.first_position == 0 {
+    // The position after the last one must exist too: it is the next
+    // position every reader and the writer compute.
+    let positions_fit = meta
+        .first_position
+        .checked_add(u64::from(meta.count))
+        .is_some();
+    if meta.count == 0
+        || seq_len > body_len - BODY_FIXED_LEN
+        || meta.first_position == 0
+        || !positions_fit
+    {
         return Frame::Invalid {
             reason: "record fields out of range",
             claimed_end: Some(total),

@@ -31,6 +31,12 @@ pub const RAW_SEGMENT: u8 = 1;
 /// (with segments small enough to roll over) before reopening.
 pub const APPEND_AND_REOPEN: u8 = 2;
 
+/// Flag bit of the first byte of a [`recover_segment`] input: before the
+/// segment is written, the checksum of its header (if given raw) and of each
+/// record frame, walked from the first by their length fields, are set to
+/// the right values, so that the fuzzer reaches the checks behind them.
+pub const FIX_CHECKSUMS: u8 = 0x20;
+
 /// Where [`recover_segment`] puts the log in its in-memory file system.
 const DIR: &str = "/fuzz/wal";
 
@@ -46,7 +52,9 @@ fn options() -> WalOptions {
 /// Fuzzing entry point for the byte-level format: decodes `data` as a record
 /// frame ([`format::decode_record`]), as a segment header
 /// ([`SegmentHeader::decode`]) and as a segment file name
-/// ([`format::parse_segment_file_name`]).
+/// ([`format::parse_segment_file_name`]). The frame and the header are also
+/// decoded once more with their checksums corrected, because a fuzzer
+/// rarely guesses a CRC and would otherwise never get past it.
 ///
 /// Checks that an accepted record re-encodes to exactly the bytes it was
 /// decoded from, that its positions do not overflow, that an invalid frame's
@@ -63,6 +71,15 @@ pub fn decode_record(data: &[u8]) -> (Frame, std::result::Result<SegmentHeader, 
     check_frame(data, &frame);
     let header = SegmentHeader::decode(data);
     check_header(data, header);
+
+    let mut fixed = data.to_vec();
+    if fix_record_checksum(&mut fixed, 0).is_some() {
+        let frame = format::decode_record(&Bytes::from(fixed.clone()));
+        check_frame(&fixed, &frame);
+    }
+    if fix_header_checksum(&mut fixed) {
+        check_header(&fixed, SegmentHeader::decode(&fixed));
+    }
     if let Ok(name) = std::str::from_utf8(data)
         && let Some(first) = format::parse_segment_file_name(name)
     {
@@ -73,6 +90,32 @@ pub fn decode_record(data: &[u8]) -> (Frame, std::result::Result<SegmentHeader, 
         );
     }
     (frame, header)
+}
+
+/// Sets the checksum of the record frame at `at` in `data` to match its
+/// body, if its length field is in range and the body is all there; returns
+/// where the record ends.
+fn fix_record_checksum(data: &mut [u8], at: usize) -> Option<usize> {
+    let frame = data.get(at..at.checked_add(FRAME_LEN)?)?;
+    let body_len = format::u32_at(frame, 0) as usize;
+    if !(BODY_FIXED_LEN..=format::MAX_BODY_LEN).contains(&body_len) {
+        return None;
+    }
+    let end = at + FRAME_LEN + body_len;
+    let crc = crc32fast::hash(data.get(at + FRAME_LEN..end)?);
+    data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    Some(end)
+}
+
+/// Sets the checksum of the segment header at the start of `data`, if there
+/// is a whole one; returns whether there was.
+fn fix_header_checksum(data: &mut [u8]) -> bool {
+    if data.len() < SEGMENT_HEADER_LEN {
+        return false;
+    }
+    let crc = crc32fast::hash(&data[0..24]);
+    data[24..28].copy_from_slice(&crc.to_le_bytes());
+    true
 }
 
 fn check_frame(data: &[u8], frame: &Frame) {
@@ -162,7 +205,8 @@ fn check_header(data: &[u8], header: std::result::Result<SegmentHeader, HeaderEr
 /// The first byte of `data` holds flags, the rest is the segment: unless the
 /// first byte has [`RAW_SEGMENT`] set, a valid header for position 1 is put
 /// in front of it; bits 2–4 of the first byte give the `replay_from`
-/// position (0–7). Recovery must return `Ok` or `Err` without panicking. When
+/// position (0–7); with [`FIX_CHECKSUMS`] set, checksums are corrected
+/// first. Recovery must return `Ok` or `Err` without panicking. When
 /// it succeeds, this checks that the records it reported are consecutive
 /// from position 1, that the returned reader gives exactly those records
 /// forwards and backwards (whole and from several positions), and that
@@ -184,6 +228,15 @@ pub fn recover_segment(data: &[u8]) -> Result<RecoveryReport> {
         file.extend_from_slice(&SegmentHeader { first_position: 1 }.encode());
     }
     file.extend_from_slice(body);
+    if flags & FIX_CHECKSUMS != 0 {
+        if flags & RAW_SEGMENT != 0 {
+            fix_header_checksum(&mut file);
+        }
+        let mut at = SEGMENT_HEADER_LEN;
+        while let Some(end) = fix_record_checksum(&mut file, at) {
+            at = end;
+        }
+    }
     let replay_from = u64::from((flags >> 2) & 7);
 
     let memfs = FaultFs::new();

@@ -201,8 +201,22 @@ pub fn open(
                     };
                     log_torn(&torn);
                     // Zero the torn bytes so the next open reads a clean end
-                    // here even if nothing is appended in between.
-                    file.write_at(&vec![0u8; rest.len()], offset as u64)
+                    // here even if nothing is appended in between. The
+                    // length field goes last, in a write of its own: a crash
+                    // during the zeroing (which may tear these writes too)
+                    // then leaves the record with its length intact (still
+                    // torn: bad checksum, zeros after it) or a zeroed or
+                    // shortened length with zeros after it — never a zero
+                    // length followed by leftover bytes, which reads as
+                    // corruption.
+                    let cut = cut as usize;
+                    let len_field = cut.min(4);
+                    if cut > len_field {
+                        file.write_at(&vec![0u8; cut - len_field], (offset + len_field) as u64)
+                            .at(&path)?;
+                        file.sync_data().at(&path)?;
+                    }
+                    file.write_at(&vec![0u8; len_field], offset as u64)
                         .at(&path)?;
                     file.sync_data().at(&path)?;
                     report.torn_tail = Some(torn);
@@ -227,7 +241,17 @@ pub fn open(
     }
 
     let tail = match tail {
-        Some(tail) => tail,
+        Some(tail) => {
+            // What was read may exist only in the page cache: the tail of a
+            // log whose last sync failed, or a segment whose creation failed
+            // before its directory entry was synced, read back without a
+            // crash in between. The store is about to present those records
+            // as committed and append after them, so make them durable first.
+            let path = tail.segment.path().clone();
+            tail.segment.file().sync_data().at(&path)?;
+            fs.sync_dir(dir).at(dir)?;
+            tail
+        }
         None => {
             let (segment, allocated) =
                 WalWriter::create_segment(fs.as_ref(), dir, expected_next, options.preallocate)?;

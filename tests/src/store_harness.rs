@@ -1,0 +1,93 @@
+//! The harness that runs the conformance suite and the model tests on
+//! Gesta's engine, on a real directory or on the in-memory fault-injecting
+//! file system, with small segments and memtables so that rollover and
+//! background index flushes happen within short tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gesta::io::fault::FaultFs;
+use gesta::{Options, Store};
+
+use crate::conformance::Harness;
+
+/// Opens [`Store`]s for the suites.
+#[derive(Debug)]
+pub struct StoreHarness {
+    options: Options,
+    /// Temporary directories, kept alive as long as the harness.
+    temps: Vec<tempfile::TempDir>,
+    /// Directory counter for stores on the in-memory file system.
+    next: u64,
+    on_disk: bool,
+}
+
+fn small(options: Options) -> Options {
+    let mut options = options.segment_size(8 << 10).preallocate(4 << 10);
+    options.memtable_postings = 64;
+    options.close_flush_postings = 16;
+    options
+}
+
+impl StoreHarness {
+    /// Stores in temporary directories on the real file system.
+    pub fn on_disk() -> StoreHarness {
+        StoreHarness {
+            options: small(Options::default()),
+            temps: Vec::new(),
+            next: 0,
+            on_disk: true,
+        }
+    }
+
+    /// Stores on a fresh in-memory [`FaultFs`] (no faults injected).
+    pub fn in_memory() -> StoreHarness {
+        StoreHarness {
+            options: small(Options::default().fs(Arc::new(FaultFs::new()))),
+            temps: Vec::new(),
+            next: 0,
+            on_disk: false,
+        }
+    }
+
+    fn new_dir(&mut self) -> PathBuf {
+        if self.on_disk {
+            let temp = tempfile::tempdir().expect("temporary directory");
+            let dir = temp.path().to_owned();
+            self.temps.push(temp);
+            dir
+        } else {
+            self.next += 1;
+            PathBuf::from(format!("/store-{}", self.next))
+        }
+    }
+}
+
+impl Harness for StoreHarness {
+    type Store = Store;
+
+    fn create(&mut self) -> Store {
+        let dir = self.new_dir();
+        Store::open_with(dir, self.options.clone()).expect("open a new store")
+    }
+
+    fn reopen(&mut self, store: Store) -> Store {
+        let dir = store.path().to_owned();
+        store.close().expect("close");
+        drop(store);
+        Store::open_with(dir, self.options.clone()).expect("reopen")
+    }
+
+    fn flush_index(&mut self, store: &Store) {
+        store.flush_index().expect("flush the index");
+        assert_eq!(store.index_shape().1, 0, "no memtable left frozen");
+    }
+
+    fn name(&self) -> &'static str {
+        if self.on_disk {
+            "store-on-disk"
+        } else {
+            "store-in-memory"
+        }
+    }
+}
