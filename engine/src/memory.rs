@@ -24,8 +24,9 @@ struct State {
     events: Vec<RecordedEvent>,
     /// (first, last) of every committed batch.
     batches: Vec<(u64, u64)>,
-    /// The timestamp of the next batch (a counter: the reference has no
-    /// clock).
+    /// The timestamp of the last batch: a counter, since the reference has
+    /// no clock (events of one batch share it, later batches get larger
+    /// ones, which is all the contract promises).
     tick: u64,
 }
 
@@ -197,6 +198,7 @@ impl EventStore for MemoryStore {
     }
 
     fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
+        crate::event::check_stream_name(stream)?;
         Ok(self.state.lock().revision(stream))
     }
 }

@@ -151,6 +151,7 @@ macro_rules! __gesta_conformance_cases {
             invalid_query_in_condition_rejected,
             invalid_query_in_read_rejected,
             invalid_expected_stream_rejected,
+            invalid_stream_revision_name_rejected,
             limits_at_the_edge_accepted,
         }
     };
@@ -2276,6 +2277,21 @@ pub fn invalid_expected_stream_rejected<H: Harness>(h: &mut H) {
             ),
         ],
     );
+}
+
+/// Asking for the revision of a stream whose name no event could carry is
+/// invalid input, not an empty stream.
+pub fn invalid_stream_revision_name_rejected<H: Harness>(h: &mut H) {
+    let s = h.create();
+    s.append(vec![ev("A", &[], "x").stream("s")])
+        .expect("append");
+    for name in [String::new(), "s".repeat(MAX_NAME_LEN + 1)] {
+        match s.stream_revision(&name) {
+            Err(Error::InvalidInput { .. }) => {}
+            other => panic!("stream_revision of a {}-byte name: {other:?}", name.len()),
+        }
+    }
+    assert_eq!(s.stream_revision("s").expect("revision"), Some(0));
 }
 
 /// Names of exactly 255 bytes, 64 tags, and data and metadata of exactly

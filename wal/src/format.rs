@@ -5,7 +5,7 @@
 //! batch:
 //!
 //! ```text
-//! frame   len u32 | crc u32                      (crc32 of the `len` body bytes)
+//! frame   len u32 | body_crc u32 | frame_crc u32  (crc32 of the body; crc32 of len and body_crc)
 //! body    first_position u64 | count u32 | seq_len u32 | timestamp_micros u64
 //!         seq [seq_len]      (bytes assigned at commit, e.g. stream revisions)
 //!         payload [..]       (the events, encoded by the caller)
@@ -13,7 +13,10 @@
 //!
 //! All integers are little-endian. A frame whose `len` is zero is the end of
 //! the log (the preallocated zeros); anything else that fails the checks is
-//! torn or corrupt, which [`recovery`](crate::recovery) tells apart.
+//! torn or corrupt, which [`recovery`](crate::recovery) tells apart. The
+//! frame's own checksum is what makes that possible: a length that passed it
+//! can be trusted, so a flipped bit can never make a record swallow the
+//! records after it.
 //! `docs/FORMAT.md` is the full specification.
 
 use bytes::Bytes;
@@ -24,8 +27,8 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"GESTAWAL";
 pub const SEGMENT_VERSION: u32 = 1;
 /// Size of the segment header in bytes.
 pub const SEGMENT_HEADER_LEN: usize = 32;
-/// Size of a record's frame (length and CRC) in bytes.
-pub const FRAME_LEN: usize = 8;
+/// Size of a record's frame (length, body CRC, frame CRC) in bytes.
+pub const FRAME_LEN: usize = 12;
 /// Size of the fixed part of a record body.
 pub const BODY_FIXED_LEN: usize = 24;
 /// The largest record body accepted; bounds what a corrupt length can claim.
@@ -148,7 +151,7 @@ pub fn encode_record(out: &mut Vec<u8>, meta: RecordMeta, seq: &[u8], payload: &
     let start = out.len();
     out.reserve(FRAME_LEN + body_len);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[0; 8]);
     let fixed = out.len();
     out.extend_from_slice(&meta.first_position.to_le_bytes());
     out.extend_from_slice(&meta.count.to_le_bytes());
@@ -160,6 +163,8 @@ pub fn encode_record(out: &mut Vec<u8>, meta: RecordMeta, seq: &[u8], payload: &
     crc.combine(&payload.crc);
     out.extend_from_slice(&payload.bytes);
     out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+    let frame_crc = crc32fast::hash(&out[start..start + 8]);
+    out[start + 8..start + 12].copy_from_slice(&frame_crc.to_le_bytes());
 }
 
 /// A decoded record, its parts sharing the buffer it was read from.
@@ -180,37 +185,54 @@ pub enum Frame {
     Record(Record, usize),
     /// A zero length field: the end of the written log.
     End,
-    /// Not a valid record; `claimed_end` is where the record would end
-    /// according to its length field, if that length is plausible.
+    /// Not a valid record.
     Invalid {
         /// Why the record was rejected.
         reason: &'static str,
-        /// Relative end of the bytes the length field claims.
+        /// Relative end of the bytes the length field claims, when the
+        /// frame's checksum vouches for that length and it is in range.
         claimed_end: Option<usize>,
+        /// Whether the frame (length and body checksum) passed its own
+        /// checksum.
+        frame_ok: bool,
     },
 }
 
 /// Decodes the record at the start of `buf` (which extends to the end of the
 /// readable data) and verifies its checksum.
 pub fn decode_record(buf: &Bytes) -> Frame {
-    if buf.len() < 4 {
-        return if buf.iter().all(|&b| b == 0) {
+    if buf.len() < 4 || u32_at(buf, 0) == 0 {
+        return if buf.len() >= 4 || buf.iter().all(|&b| b == 0) {
             Frame::End
         } else {
             Frame::Invalid {
                 reason: "truncated record frame",
                 claimed_end: None,
+                frame_ok: false,
             }
         };
     }
-    let body_len = u32_at(buf, 0) as usize;
-    if body_len == 0 {
-        return Frame::End;
+    if buf.len() < FRAME_LEN {
+        return Frame::Invalid {
+            reason: "truncated record frame",
+            claimed_end: None,
+            frame_ok: false,
+        };
     }
+    if crc32fast::hash(&buf[0..8]) != u32_at(buf, 8) {
+        return Frame::Invalid {
+            reason: "record frame checksum mismatch",
+            claimed_end: None,
+            frame_ok: false,
+        };
+    }
+    // From here on the length field is trusted: its own checksum matched.
+    let body_len = u32_at(buf, 0) as usize;
     if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
         return Frame::Invalid {
             reason: "record length out of range",
             claimed_end: None,
+            frame_ok: true,
         };
     }
     let total = FRAME_LEN + body_len;
@@ -218,6 +240,7 @@ pub fn decode_record(buf: &Bytes) -> Frame {
         return Frame::Invalid {
             reason: "record extends past the end of the file",
             claimed_end: Some(total),
+            frame_ok: true,
         };
     }
     let body = &buf[FRAME_LEN..total];
@@ -225,6 +248,7 @@ pub fn decode_record(buf: &Bytes) -> Frame {
         return Frame::Invalid {
             reason: "record checksum mismatch",
             claimed_end: Some(total),
+            frame_ok: true,
         };
     }
     let meta = RecordMeta {
@@ -247,6 +271,7 @@ pub fn decode_record(buf: &Bytes) -> Frame {
         return Frame::Invalid {
             reason: "record fields out of range",
             claimed_end: Some(total),
+            frame_ok: true,
         };
     }
     let seq_start = FRAME_LEN + BODY_FIXED_LEN;

@@ -104,6 +104,8 @@ fn fix_record_checksum(data: &mut [u8], at: usize) -> Option<usize> {
     let end = at + FRAME_LEN + body_len;
     let crc = crc32fast::hash(data.get(at + FRAME_LEN..end)?);
     data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    let frame_crc = crc32fast::hash(&data[at..at + 8]);
+    data[at + 8..at + 12].copy_from_slice(&frame_crc.to_le_bytes());
     Some(end)
 }
 

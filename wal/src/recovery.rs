@@ -5,8 +5,9 @@
 //! group before it writes the next (in `Sync` mode) and syncs a segment before
 //! it starts the next one, so only the end of the newest segment can hold a
 //! write that was interrupted. A bad record there is torn when nothing but
-//! zeros (the preallocated area) follows the bytes its length field claims —
-//! an interrupted write leaves exactly that. A bad record anywhere else, or
+//! zeros (the preallocated area) follows where the interrupted write could
+//! have stopped: after the frame, if the frame fails its own checksum, or
+//! after the extent its (checksummed, so trustworthy) length claims. A bad record anywhere else, or
 //! one followed by written data, is corruption, and the log refuses to open
 //! rather than silently skip acknowledged events.
 
@@ -186,10 +187,18 @@ pub fn open(
                 Frame::Invalid {
                     reason,
                     claimed_end,
+                    frame_ok,
                 } => {
-                    let after = claimed_end
-                        .map_or(format::FRAME_LEN.min(rest.len()), |e| e.min(rest.len()));
-                    if !newest || !all_zero(&rest[after..]) {
+                    // Where an interrupted write would have stopped writing:
+                    // inside the frame when the frame is bad, inside the body
+                    // (whose extent the checked frame gives) when it is good.
+                    let after = match (frame_ok, claimed_end) {
+                        (false, _) => Some(format::FRAME_LEN.min(rest.len())),
+                        (true, Some(end)) => Some(end.min(rest.len())),
+                        (true, None) => None,
+                    };
+                    let torn = newest && after.is_some_and(|a| all_zero(&rest[a..]));
+                    if !torn {
                         return Err(corruption(&path, offset as u64, reason));
                     }
                     let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
@@ -201,24 +210,25 @@ pub fn open(
                     };
                     log_torn(&torn);
                     // Zero the torn bytes so the next open reads a clean end
-                    // here even if nothing is appended in between. The
-                    // length field goes last, in a write of its own: a crash
-                    // during the zeroing (which may tear these writes too)
-                    // then leaves the record with its length intact (still
-                    // torn: bad checksum, zeros after it) or a zeroed or
-                    // shortened length with zeros after it — never a zero
-                    // length followed by leftover bytes, which reads as
-                    // corruption.
+                    // here even if nothing is appended in between. The writes
+                    // go back to front, each synced, so that a crash during
+                    // them (which may tear them too) always leaves something
+                    // that still reads as a torn tail or a clean end: first
+                    // the body (the frame still vouches for the length and
+                    // zeros follow), then the checksums (a bad frame with
+                    // zeros after it), then the length (zero: the end).
                     let cut = cut as usize;
-                    let len_field = cut.min(4);
-                    if cut > len_field {
-                        file.write_at(&vec![0u8; cut - len_field], (offset + len_field) as u64)
-                            .at(&path)?;
-                        file.sync_data().at(&path)?;
+                    for range in [
+                        format::FRAME_LEN.min(cut)..cut,
+                        4.min(cut)..format::FRAME_LEN.min(cut),
+                        0..4.min(cut),
+                    ] {
+                        if !range.is_empty() {
+                            file.write_at(&vec![0u8; range.len()], (offset + range.start) as u64)
+                                .at(&path)?;
+                            file.sync_data().at(&path)?;
+                        }
                     }
-                    file.write_at(&vec![0u8; len_field], offset as u64)
-                        .at(&path)?;
-                    file.sync_data().at(&path)?;
                     report.torn_tail = Some(torn);
                     break;
                 }
