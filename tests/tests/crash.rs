@@ -873,12 +873,11 @@ fn obfuscated_fs_crash_runs() {
     )
     .unwrap_or_else(|e| panic!("uncrashed run: {e}"))
     .ops;
-    for (i, n) in (2..=total).step_by(7).enumerate() {
-        let mode = if i % 2 == 0 {
-            CrashMode::DropUnsynced
-        } else {
-            CrashMode::Torn { seed: n }
-        };
+    // Every crash point, in both modes: a sparser choice can miss every
+    // point that tears a write whenever the write path gains an operation.
+    let points = (2..=total)
+        .flat_map(|n| [CrashMode::DropUnsynced, CrashMode::Torn { seed: n }].map(|m| (n, m)));
+    for (n, mode) in points {
         let s = systematic_scenario(15, Some(n), mode);
         let _hint = ReplayHint(format!("obfuscated scenario {s:?}"));
         let o = run_on(&Disk::obfuscated(), &s).unwrap_or_else(|e| panic!("{s:?}: {e}"));

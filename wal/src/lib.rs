@@ -21,6 +21,7 @@ pub mod io;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
+pub mod table;
 pub mod writer;
 
 pub use commit::{Durability, GroupLimits, GroupSize, Next, SyncPolicy};

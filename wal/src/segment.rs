@@ -47,6 +47,17 @@ struct SegmentState {
     sealed: bool,
 }
 
+impl SegmentState {
+    fn add(&mut self, first: u64, last: u64, offset: u64, end: u64) {
+        let last_indexed = self.entries.last().map(|&(_, o)| o);
+        if last_indexed.is_none_or(|o| offset >= o + INDEX_STRIDE) {
+            self.entries.push((first, offset));
+        }
+        self.end = end;
+        self.last_position = last;
+    }
+}
+
 /// A copy of the part of a segment's state a reader needs.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentBounds {
@@ -141,13 +152,29 @@ impl Segment {
     /// Publishes a record written at `offset`, ending at `end`, holding
     /// positions `first..=last`.
     pub(crate) fn publish(&self, first: u64, last: u64, offset: u64, end: u64) {
-        let mut s = self.state.write();
-        let last_indexed = s.entries.last().map(|&(_, o)| o);
-        if last_indexed.is_none_or(|o| offset >= o + INDEX_STRIDE) {
-            s.entries.push((first, offset));
+        self.state.write().add(first, last, offset, end);
+    }
+
+    /// The offset table the segment will have once `pending` records
+    /// (first, last, offset, end) are published too: (entries, last
+    /// position, end).
+    pub(crate) fn table_with(
+        &self,
+        pending: impl Iterator<Item = (u64, u64, u64, u64)>,
+    ) -> (Vec<(u64, u64)>, u64, u64) {
+        let mut s = self.state.read().clone();
+        for (first, last, offset, end) in pending {
+            s.add(first, last, offset, end);
         }
+        (s.entries, s.last_position, s.end)
+    }
+
+    /// Installs a whole offset table read from disk.
+    pub(crate) fn load_table(&self, entries: Vec<(u64, u64)>, last_position: u64, end: u64) {
+        let mut s = self.state.write();
+        s.entries = entries;
+        s.last_position = last_position;
         s.end = end;
-        s.last_position = last;
     }
 
     /// The byte offset at which to start scanning for `position`, and the

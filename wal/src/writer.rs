@@ -17,6 +17,7 @@ use crate::format::{
 };
 use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::{Segment, SegmentSet};
+use crate::table::{SegmentTable, table_path};
 
 /// Tunables of the segment log.
 #[derive(Clone, Debug)]
@@ -75,6 +76,8 @@ pub struct WalWriter {
     next_position: u64,
     /// Writes since the last `fdatasync`.
     dirty: bool,
+    /// Commit timestamp of the last record pushed.
+    last_timestamp: u64,
     poisoned: bool,
 }
 
@@ -111,6 +114,7 @@ impl WalWriter {
             pending: Vec::new(),
             next_position,
             dirty: false,
+            last_timestamp: 0,
             poisoned: false,
         }
     }
@@ -202,6 +206,7 @@ impl WalWriter {
             end: offset + len,
         });
         self.next_position = meta.last_position() + 1;
+        self.last_timestamp = meta.timestamp_micros;
         Ok(())
     }
 
@@ -267,6 +272,22 @@ impl WalWriter {
         file.set_len(self.flushed).at(&path)?;
         file.sync_data().at(&path)?;
         self.dirty = false;
+        let active = self.active.clone();
+        let pending = self
+            .pending
+            .iter()
+            .filter(|p| Arc::ptr_eq(&p.segment, &active))
+            .map(|p| (p.first, p.last, p.offset, p.end));
+        let (entries, last_position, end) = active.table_with(pending);
+        let table = SegmentTable {
+            first_position: active.first_position(),
+            last_position,
+            end,
+            last_timestamp_micros: self.last_timestamp,
+            entries,
+        };
+        let table_path = table_path(&self.dir, table.first_position);
+        table.store(self.fs.as_ref(), &self.dir).at(&table_path)?;
         self.active.seal();
         let (segment, allocated) = Self::create_segment(
             self.fs.as_ref(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gesta_wal::format::{SEGMENT_HEADER_LEN, segment_file_name};
+use gesta_wal::format::{BODY_FIXED_LEN, FRAME_LEN, SEGMENT_HEADER_LEN, segment_file_name};
 use gesta_wal::io::fault::{CrashMode, FaultFs};
 use gesta_wal::io::{FileSystem, OpenMode, StdFs};
 use gesta_wal::{OpenedWal, Payload, RecordMeta, WalError, WalOptions};
@@ -182,7 +182,7 @@ fn damage_followed_by_data_in_the_newest_segment_is_corruption() {
             .reader
             .forward(1, 1)
             .next()
-            .map(|r| 8 + 24 + r.unwrap().payload.len() as u64)
+            .map(|r| (FRAME_LEN + BODY_FIXED_LEN) as u64 + r.unwrap().payload.len() as u64)
             .unwrap();
     drop(wal);
     fs_impl.corrupt(seg(dir, 1), second_record + 30, 0x10);
@@ -314,4 +314,73 @@ fn record_containing_finds_every_position() {
     }
     assert!(wal.reader.record_containing(last + 1).unwrap().is_none());
     assert!(wal.reader.record_containing(0).unwrap().is_none());
+}
+
+#[test]
+fn sealed_segments_open_from_their_tables_below_the_replay_point() {
+    let fs_impl = FaultFs::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
+    let dir = Path::new("/wal");
+    let mut wal = open(&fs, dir).unwrap();
+    append(&mut wal, 300);
+    let last = wal.writer.next_position() - 1;
+    let sealed: Vec<u64> = wal
+        .reader
+        .segments()
+        .snapshot()
+        .iter()
+        .filter(|s| s.is_sealed())
+        .map(|s| s.first_position())
+        .collect();
+    assert!(sealed.len() >= 3);
+    drop(wal);
+    let reopen = |replay_from: u64| {
+        let mut replayed = 0;
+        let wal = gesta_wal::open(fs.clone(), dir, options(), replay_from, |_| {
+            replayed += 1;
+            Ok(())
+        })
+        .unwrap();
+        (wal, replayed)
+    };
+
+    // Replaying everything scans everything.
+    let (wal, replayed) = reopen(1);
+    assert_eq!(wal.report.tables_trusted, 0);
+    assert_eq!(replayed, wal.report.records);
+    drop(wal);
+
+    // Replaying only the tail trusts every sealed segment's table, and the
+    // log reads exactly as before.
+    let (wal, _) = reopen(last + 1);
+    assert_eq!(wal.report.tables_trusted, sealed.len());
+    assert_eq!(wal.report.last_position, last);
+    check_contents(&wal, last);
+    for p in [1, last / 3, last / 2, last] {
+        let r = wal.reader.record_containing(p).unwrap().unwrap();
+        assert!(r.meta.first_position <= p && p <= r.meta.last_position());
+    }
+    drop(wal);
+
+    // A damaged table is ignored (the segment is scanned) and rewritten.
+    let table = gesta_wal::table::table_path(dir, sealed[1]);
+    fs_impl.corrupt(&table, 20, 0x04);
+    let (wal, _) = reopen(last + 1);
+    assert_eq!(wal.report.tables_trusted, sealed.len() - 1);
+    check_contents(&wal, last);
+    drop(wal);
+    let (wal, _) = reopen(last + 1);
+    assert_eq!(
+        wal.report.tables_trusted,
+        sealed.len(),
+        "the table was rewritten"
+    );
+
+    // A record damaged after sealing is still caught when it is read.
+    drop(wal);
+    let victim = seg(dir, sealed[0]);
+    fs_impl.corrupt(&victim, SEGMENT_HEADER_LEN as u64 + 40, 0x01);
+    let (wal, _) = reopen(last + 1);
+    let err = wal.reader.forward(1, u64::MAX).find_map(Result::err);
+    assert!(matches!(err, Some(WalError::Corruption { file, .. }) if file == victim));
 }
