@@ -180,7 +180,7 @@ impl Cursor for Chain {
         let rest = self.segments.get_mut(..end)?;
         rest.iter_mut()
             .rev()
-            .take(1).find_map(|s| s.cursor.seek_le(target.min(s.hi)))
+            .find_map(|s| s.cursor.seek_le(target.min(s.hi)))
     }
 }
 

@@ -21,9 +21,16 @@
 //!   filter;
 //! - `view`, `query`: the snapshot of sources and query evaluation.
 #![deny(missing_docs)]
+// Decoding must never panic on malformed bytes: outside tests, no unwrap,
+// no panic, and no indexing that could go out of bounds.
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
 )]
 
 mod combine;

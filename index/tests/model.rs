@@ -148,7 +148,7 @@ fn build(events: &[Event], runs: usize, mems: usize, cuts: &[u64], stale: bool) 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(160))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn queries_match_brute_force(

@@ -13,7 +13,9 @@ use crate::key::Key;
 /// `entries` should be sorted by key with each list ascending, as
 /// [`Memtable::entries`](crate::Memtable::entries) returns them; anything
 /// else is sorted here, duplicate keys are merged, and empty lists dropped,
-/// so the file is always well formed.
+/// so the file is always well formed. Positions are not checked against
+/// `covers`; a view never reads a run outside its range, so postings
+/// beyond it would simply not be seen.
 pub fn write_run(
     entries: impl IntoIterator<Item = (Key, Vec<u64>)>,
     covers: (u64, u64),
