@@ -14,11 +14,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
+
+use crate::oneshot;
 use gesta_index::{Key, Memtable, QuerySpec};
 use gesta_wal::{
     GroupLimits, GroupSize, Next, Payload, RecordMeta, SyncPolicy, WalReader, WalWriter,
@@ -55,14 +57,14 @@ pub(crate) struct AppendRequest {
     pub expected: Vec<(Key, String, ExpectedRevision)>,
     /// The condition's query and its `after` (0 when none was given).
     pub condition: Option<(QuerySpec, u64)>,
-    pub reply: Sender<Result<Appended>>,
+    pub reply: oneshot::Sender<Result<Appended>>,
 }
 
 pub(crate) enum Request {
     Append(AppendRequest),
     /// Freeze the active memtable and flush every frozen one to a run.
     FlushIndex(Sender<Result<()>>),
-    Close(Sender<Result<()>>),
+    Close(oneshot::Sender<Result<()>>),
 }
 
 impl GroupSize for Request {
@@ -81,11 +83,14 @@ pub(crate) struct Shared {
     pub head: AtomicU64,
     /// Set once a write or sync failed.
     pub poisoned: AtomicBool,
+    /// Callers inside an append: from before they enqueue until they hold
+    /// their answer (the commit delay waits for them).
+    pub callers: AtomicUsize,
 }
 
 /// A request admitted into the current group.
 pub(crate) struct Admitted {
-    pub reply: Sender<Result<Appended>>,
+    pub reply: oneshot::Sender<Result<Appended>>,
     pub appended: Appended,
     /// The events' keys, or `None` for an idempotent retry (nothing new).
     pub events: Option<Vec<EventKeys>>,
@@ -120,6 +125,11 @@ pub(crate) struct Committer {
     pub flusher: Option<Sender<FlushJob>>,
     /// Next revision of every stream looked at so far.
     pub revisions: HashMap<Key, u64>,
+    /// Moving average of how long a group's write and sync take: the commit
+    /// delay is a fraction of it.
+    pub commit_ewma: Duration,
+    /// The longest the commit delay may be (0 turns it off).
+    pub max_commit_delay: Duration,
 }
 
 /// A copy of an error for every caller of a failed group (`io::Error` is not
@@ -149,7 +159,11 @@ fn replicate(e: &Error) -> Error {
 impl Committer {
     pub fn run(mut self, rx: Receiver<Request>) {
         loop {
-            match self.policy.next_group(&rx, self.limits) {
+            let delay = (self.commit_ewma / 2).min(self.max_commit_delay);
+            match self
+                .policy
+                .next_group(&rx, self.limits, &self.shared.callers, delay)
+            {
                 Next::Closed => {
                     let _ = self.close();
                     return;
@@ -174,14 +188,14 @@ impl Committer {
     fn fail_all(&self, group: &mut Group, e: &Error) {
         self.shared.poisoned.store(true, Ordering::Release);
         for a in group.admitted.drain(..) {
-            let _ = a.reply.send(Err(replicate(e)));
+            a.reply.send(Err(replicate(e)));
         }
     }
 
     /// Admits one request into the group, or answers it with its error.
     fn admit(&mut self, group: &mut Group, a: AppendRequest, timestamp: u64) {
         if self.writer.is_poisoned() {
-            let _ = a.reply.send(Err(Error::Poisoned));
+            a.reply.send(Err(Error::Poisoned));
             return;
         }
         match self.check(group, &a) {
@@ -195,7 +209,7 @@ impl Committer {
             }
             Ok(None) => {}
             Err(e) => {
-                let _ = a.reply.send(Err(e));
+                a.reply.send(Err(e));
                 return;
             }
         }
@@ -217,7 +231,7 @@ impl Committer {
         if let Err(e) = self.writer.push(meta, &seq, &a.payload) {
             let e = Error::from(e);
             self.fail_all(group, &e);
-            let _ = a.reply.send(Err(e));
+            a.reply.send(Err(e));
             return;
         }
         for (i, e) in a.events.iter().enumerate() {
@@ -249,7 +263,7 @@ impl Committer {
                 Request::Close(reply) => close = Some(reply),
                 Request::FlushIndex(reply) => flushes.push(reply),
                 Request::Append(a) if close.is_some() => {
-                    let _ = a.reply.send(Err(Error::Closed));
+                    a.reply.send(Err(Error::Closed));
                 }
                 Request::Append(a) => self.admit(&mut group, a, timestamp),
             }
@@ -269,7 +283,7 @@ impl Committer {
             }
         }
         if let Some(reply) = close {
-            let _ = reply.send(self.close());
+            reply.send(self.close());
             return false;
         }
         true
@@ -278,10 +292,12 @@ impl Committer {
     /// Writes and syncs the group, then makes it visible and answers.
     fn publish(&mut self, mut group: Group, timestamp: u64) {
         let sync = self.policy.sync_each_group();
+        let started = Instant::now();
         if let Err(e) = self.writer.commit(sync) {
             self.fail_all(&mut group, &Error::from(e));
             return;
         }
+        self.commit_ewma = (self.commit_ewma * 7 + started.elapsed()) / 8;
         if sync {
             self.policy.synced();
         } else {
@@ -313,7 +329,7 @@ impl Committer {
         let head = self.head();
         self.shared.head.store(head, Ordering::Release);
         for a in group.admitted {
-            let _ = a.reply.send(Ok(a.appended));
+            a.reply.send(Ok(a.appended));
         }
         if self.memtable.postings() >= self.flush_postings
             && self.freeze()

@@ -39,6 +39,7 @@ pub mod event;
 pub mod fuzzing;
 mod indexes;
 mod memory;
+mod oneshot;
 pub mod options;
 mod query;
 pub mod read;

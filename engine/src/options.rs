@@ -26,6 +26,13 @@ pub struct Options {
     /// Bounds on one commit group (requests and bytes). Default 4096
     /// requests, 16 MiB.
     pub group_limits: GroupLimits,
+    /// The longest the committer waits, in `Sync` mode, for callers that
+    /// are inside an append but not yet queued (typically writers answered
+    /// a moment ago), so that one `fdatasync` serves them too. The actual
+    /// wait is at most half the recent write-and-sync time, and ends as soon
+    /// as they have all arrived; a lone writer never waits. Default 200 µs;
+    /// zero turns it off.
+    pub max_commit_delay: std::time::Duration,
     /// The active memtable is frozen and flushed to an on-disk index run in
     /// the background once it holds this many postings (one per type, tag,
     /// stream and id of each event). Default 4,000,000 (about 800,000
@@ -50,6 +57,7 @@ impl Default for Options {
             preallocate: 4 << 20,
             queue_capacity: 4096,
             group_limits: GroupLimits::default(),
+            max_commit_delay: std::time::Duration::from_micros(200),
             memtable_postings: 4_000_000,
             close_flush_postings: 65_536,
             fs: Arc::new(StdFs),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
@@ -22,6 +23,7 @@ use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, S
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, check_stream_name};
 use crate::indexes::{FlushJob, Indexes, spawn_flusher};
+use crate::oneshot;
 use crate::options::Options;
 use crate::query::Query;
 use crate::read::{Events, ReadOptions};
@@ -160,6 +162,8 @@ impl Store {
             close_flush_postings: options.close_flush_postings,
             flusher: Some(flush_tx),
             revisions: HashMap::new(),
+            commit_ewma: Duration::ZERO,
+            max_commit_delay: options.max_commit_delay,
         };
         let (tx, rx) = gesta_wal::commit::queue(options.queue_capacity);
         let handle = std::thread::Builder::new()
@@ -229,7 +233,7 @@ impl Store {
                 id: e.id,
             })
             .collect();
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = oneshot::oneshot();
         let request = AppendRequest {
             payload: Payload::new(Bytes::from(encoded)),
             events: keys,
@@ -245,11 +249,14 @@ impl Store {
         if self.inner.shared.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        self.inner
-            .tx
-            .send(Request::Append(request))
-            .map_err(|_| Error::Closed)?;
-        answer.recv().unwrap_or(Err(Error::Closed))
+        let callers = &self.inner.shared.callers;
+        callers.fetch_add(1, Ordering::AcqRel);
+        let answer = match self.inner.tx.send(Request::Append(request)) {
+            Ok(()) => answer.recv().unwrap_or(Err(Error::Closed)),
+            Err(_) => Err(Error::Closed),
+        };
+        callers.fetch_sub(1, Ordering::AcqRel);
+        answer
     }
 
     /// The position of the last committed event (0 when empty).
@@ -330,7 +337,7 @@ impl Inner {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = oneshot::oneshot();
         let result = match self.tx.send(Request::Close(reply)) {
             Ok(()) => answer.recv().unwrap_or(Ok(())),
             Err(_) => Ok(()),

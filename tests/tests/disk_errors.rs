@@ -327,17 +327,19 @@ fn prepare(state: Prepared) -> FaultFs {
             store.close().unwrap();
         }
         Prepared::PartialSegment => {
-            // A dry run finds the append that rolls over; the first write of
-            // that append is the new segment's header (nothing is buffered
-            // when a lone append rolls).
+            // A dry run finds the append that rolls over. The last write of
+            // that append is its record, in the new segment; the one before
+            // it is the new segment's header (sealing the old segment writes
+            // before that).
             let dry = FaultFs::new();
             let dry_store = open(&dry);
             let writes = dry.op_count(OpKind::Write);
             let (roll_seq, header_write) = (0..)
                 .find_map(|seq| {
-                    let (opens, before) = (dry.op_count(OpKind::Open), dry.op_count(OpKind::Write));
+                    let opens = dry.op_count(OpKind::Open);
                     dry_store.append(batch(SEED, 0, seq)).unwrap();
-                    (dry.op_count(OpKind::Open) > opens).then_some((seq, before - writes + 1))
+                    let after = dry.op_count(OpKind::Write);
+                    (dry.op_count(OpKind::Open) > opens).then_some((seq, after - writes - 1))
                 })
                 .unwrap();
             fs.fail_nth(OpKind::Write, header_write, Fault::Enospc);

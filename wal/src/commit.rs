@@ -8,6 +8,7 @@
 //! `fdatasync` — so the cost of a sync is shared by every caller that arrived
 //! while the previous one ran.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -122,7 +123,21 @@ impl SyncPolicy {
     /// Waits for the next group: blocks for the first request (or until a
     /// periodic sync is due), then drains whatever else is waiting within
     /// `limits`.
-    pub fn next_group<T: GroupSize>(&self, rx: &Receiver<T>, limits: GroupLimits) -> Next<T> {
+    ///
+    /// In `Sync` mode it may then wait up to `delay` for more: `callers`
+    /// counts the callers inside an append (from before they enqueue until
+    /// they hold their answer), so while the group is smaller than that,
+    /// callers answered a moment ago are about to enqueue again. Without the
+    /// wait, closed-loop writers split into two halves that alternate
+    /// between being synced and queueing, and each sync serves only half
+    /// of them.
+    pub fn next_group<T: GroupSize>(
+        &self,
+        rx: &Receiver<T>,
+        limits: GroupLimits,
+        callers: &AtomicUsize,
+        delay: Duration,
+    ) -> Next<T> {
         let first = match self.deadline() {
             Some(deadline) => match rx.recv_deadline(deadline) {
                 Ok(r) => r,
@@ -136,13 +151,28 @@ impl SyncPolicy {
         };
         let mut bytes = first.group_bytes();
         let mut group = vec![first];
-        while group.len() < limits.max_requests && bytes < limits.max_bytes {
+        let room = |group: &Vec<T>, bytes: usize| {
+            group.len() < limits.max_requests && bytes < limits.max_bytes
+        };
+        while room(&group, bytes) {
             match rx.try_recv() {
                 Ok(r) => {
                     bytes += r.group_bytes();
                     group.push(r);
                 }
                 Err(_) => break,
+            }
+        }
+        if self.sync_each_group() && !delay.is_zero() {
+            let deadline = Instant::now() + delay;
+            while room(&group, bytes) && group.len() < callers.load(Ordering::Acquire) {
+                match rx.recv_deadline(deadline) {
+                    Ok(r) => {
+                        bytes += r.group_bytes();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
             }
         }
         Next::Group(group)
@@ -171,7 +201,8 @@ mod tests {
             max_requests: 4,
             max_bytes: 1000,
         };
-        let Next::Group(g) = policy.next_group(&rx, limits) else {
+        let Next::Group(g) = policy.next_group(&rx, limits, &AtomicUsize::new(0), Duration::ZERO)
+        else {
             panic!("expected a group")
         };
         assert_eq!(g.len(), 4);
@@ -179,19 +210,89 @@ mod tests {
             max_requests: 100,
             max_bytes: 25,
         };
-        let Next::Group(g) = policy.next_group(&rx, limits) else {
+        let Next::Group(g) = policy.next_group(&rx, limits, &AtomicUsize::new(0), Duration::ZERO)
+        else {
             panic!("expected a group")
         };
         assert_eq!(g.len(), 3, "stops once the byte bound is reached");
         drop(tx);
-        let Next::Group(g) = policy.next_group(&rx, GroupLimits::default()) else {
+        let Next::Group(g) = policy.next_group(
+            &rx,
+            GroupLimits::default(),
+            &AtomicUsize::new(0),
+            Duration::ZERO,
+        ) else {
             panic!("expected a group")
         };
         assert_eq!(g.len(), 3);
         assert!(matches!(
-            policy.next_group(&rx, GroupLimits::default()),
+            policy.next_group(
+                &rx,
+                GroupLimits::default(),
+                &AtomicUsize::new(0),
+                Duration::ZERO
+            ),
             Next::Closed
         ));
+    }
+
+    #[test]
+    fn waits_for_callers_that_are_about_to_enqueue() {
+        let (tx, rx) = queue(100);
+        let policy = SyncPolicy::new(Durability::Sync);
+        let callers = AtomicUsize::new(3);
+        tx.send(Req(1)).unwrap();
+        let late = tx.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            late.send(Req(1)).unwrap();
+            late.send(Req(1)).unwrap();
+        });
+        let started = Instant::now();
+        let Next::Group(g) = policy.next_group(
+            &rx,
+            GroupLimits::default(),
+            &callers,
+            Duration::from_secs(5),
+        ) else {
+            panic!("expected a group")
+        };
+        assert_eq!(g.len(), 3, "the group waited for the two late callers");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "and closed once they came"
+        );
+        t.join().unwrap();
+
+        // With nobody else inside an append, no wait at all.
+        tx.send(Req(1)).unwrap();
+        callers.store(1, Ordering::Release);
+        let started = Instant::now();
+        let Next::Group(g) = policy.next_group(
+            &rx,
+            GroupLimits::default(),
+            &callers,
+            Duration::from_secs(5),
+        ) else {
+            panic!("expected a group")
+        };
+        assert_eq!(g.len(), 1);
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        // The wait is bounded by the delay.
+        tx.send(Req(1)).unwrap();
+        callers.store(5, Ordering::Release);
+        let started = Instant::now();
+        let Next::Group(g) = policy.next_group(
+            &rx,
+            GroupLimits::default(),
+            &callers,
+            Duration::from_millis(30),
+        ) else {
+            panic!("expected a group")
+        };
+        assert_eq!(g.len(), 1);
+        assert!(started.elapsed() >= Duration::from_millis(30));
     }
 
     #[test]
@@ -201,7 +302,12 @@ mod tests {
         assert!(!policy.sync_each_group());
         policy.wrote_unsynced(Instant::now());
         assert!(matches!(
-            policy.next_group(&rx, GroupLimits::default()),
+            policy.next_group(
+                &rx,
+                GroupLimits::default(),
+                &AtomicUsize::new(0),
+                Duration::ZERO
+            ),
             Next::SyncDue
         ));
         assert!(policy.sync_due(Instant::now()));

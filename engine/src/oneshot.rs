@@ -1,0 +1,102 @@
+//! A one-shot reply slot: the committer answers each caller through one.
+//!
+//! The waiting caller parks on a condition variable at once instead of
+//! spinning first (as a channel's receive does): with many writers on few
+//! cores, spinning callers take the CPU the committer needs to finish the
+//! group they are waiting for.
+
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+enum State<T> {
+    Waiting,
+    Sent(T),
+    /// The sender was dropped without answering.
+    Dropped,
+    Taken,
+}
+
+struct Slot<T> {
+    state: Mutex<State<T>>,
+    ready: Condvar,
+}
+
+/// The answering half.
+pub(crate) struct Sender<T>(Option<Arc<Slot<T>>>);
+
+/// The waiting half.
+pub(crate) struct Receiver<T>(Arc<Slot<T>>);
+
+/// A new reply slot.
+pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+    let slot = Arc::new(Slot {
+        state: Mutex::new(State::Waiting),
+        ready: Condvar::new(),
+    });
+    (Sender(Some(slot.clone())), Receiver(slot))
+}
+
+impl<T> Sender<T> {
+    /// Answers; the receiver may already be gone, which is fine.
+    pub(crate) fn send(mut self, value: T) {
+        if let Some(slot) = self.0.take() {
+            *slot.state.lock() = State::Sent(value);
+            slot.ready.notify_one();
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            *slot.state.lock() = State::Dropped;
+            slot.ready.notify_one();
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Waits for the answer; `None` if the sender was dropped unanswered.
+    pub(crate) fn recv(self) -> Option<T> {
+        let mut state = self.0.state.lock();
+        loop {
+            match std::mem::replace(&mut *state, State::Taken) {
+                State::Sent(v) => return Some(v),
+                State::Dropped | State::Taken => return None,
+                State::Waiting => {
+                    *state = State::Waiting;
+                    self.0.ready.wait(&mut state);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_across_threads() {
+        let (tx, rx) = oneshot();
+        let t = std::thread::spawn(move || tx.send(42));
+        assert_eq!(rx.recv(), Some(42));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_dropped_sender_ends_the_wait() {
+        let (tx, rx) = oneshot::<u32>();
+        let t = std::thread::spawn(move || drop(tx));
+        assert_eq!(rx.recv(), None);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn sending_to_a_dropped_receiver_is_harmless() {
+        let (tx, rx) = oneshot();
+        drop(rx);
+        tx.send(1);
+    }
+}
