@@ -220,7 +220,10 @@ impl Committer {
             if let Some(stream) = &e.stream {
                 let next = self.next_revision(stream);
                 seq.extend_from_slice(&next.to_le_bytes());
-                self.revisions.insert(stream.clone(), next + 1);
+                // next_revision cached the stream, so no key is cloned here.
+                if let Some(n) = self.revisions.get_mut(stream) {
+                    *n = next + 1;
+                }
             }
         }
         let meta = RecordMeta {

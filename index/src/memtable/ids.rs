@@ -5,7 +5,7 @@
 //! a general list per id (a shared, chunked, lock-protected vector) would
 //! cost several allocations and ~170 bytes each, and the committer would
 //! take the key map's write lock for nearly every event. Ids instead live in
-//! a `BTreeMap<u128, IdPositions>` where one position costs no allocation.
+//! a `HashMap<u128, IdPositions>` where one position costs no allocation.
 
 /// The positions of one id, ascending; in practice one.
 #[derive(Clone, Debug, PartialEq, Eq)]

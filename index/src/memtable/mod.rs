@@ -1,7 +1,7 @@
 //! The memtable: posting lists of the positions committed since the last
 //! flush, in memory, readable while the committer keeps appending.
 //!
-//! Type, tag and stream lists live in a `BTreeMap` from key to list behind a
+//! Type, tag and stream lists live in a hash map from key to list behind a
 //! read-write lock that the writer takes for writing only to add a key;
 //! appending to a known key needs only the read lock and the list's own
 //! append protocol (see [`postings`]). Event ids, nearly all unique, live in
@@ -12,7 +12,7 @@ mod cursor;
 mod ids;
 mod postings;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -38,8 +38,8 @@ const ID_COST: usize = 48;
 /// position not above the key's last one is ignored (an event may carry
 /// the same tag twice).
 pub struct Memtable {
-    lists: RwLock<BTreeMap<Key, Arc<PostingVec>>>,
-    ids: RwLock<BTreeMap<u128, IdPositions>>,
+    lists: RwLock<HashMap<Key, Arc<PostingVec>>>,
+    ids: RwLock<HashMap<u128, IdPositions>>,
     postings: AtomicUsize,
     bytes: AtomicUsize,
     /// Smallest and largest position inserted, for the view's source ranges.
@@ -110,8 +110,8 @@ impl Memtable {
     /// An empty memtable.
     pub fn new() -> Memtable {
         Memtable {
-            lists: RwLock::new(BTreeMap::new()),
-            ids: RwLock::new(BTreeMap::new()),
+            lists: RwLock::new(HashMap::new()),
+            ids: RwLock::new(HashMap::new()),
             postings: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             lo: AtomicU64::new(u64::MAX),
@@ -267,18 +267,23 @@ impl Memtable {
 
     /// Every key with its positions, sorted by key (for flushing).
     pub fn entries(&self) -> Vec<(Key, Vec<u64>)> {
-        let lists: Vec<(Key, Vec<u64>)> = self
+        // The maps are hashed for cheap inserts on the commit path; the
+        // order a run needs is made here, on the flusher's thread.
+        let mut lists: Vec<(Key, Vec<u64>)> = self
             .lists
             .read()
             .iter()
             .map(|(key, list)| (key.clone(), list.read().to_vec()))
             .collect();
-        let ids: Vec<(Key, Vec<u64>)> = self
+        lists.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut ids: Vec<(u128, Vec<u64>)> = self
             .ids
             .read()
             .iter()
-            .map(|(&id, p)| (Key::id(id), p.to_vec()))
+            .map(|(&id, p)| (id, p.to_vec()))
             .collect();
+        ids.sort_unstable_by_key(|e| Key::id(e.0));
+        let ids = ids.into_iter().map(|(id, p)| (Key::id(id), p)).collect();
         merge_sorted(lists, ids)
     }
 }
