@@ -730,6 +730,204 @@ where
     })
 }
 
+// ---------------------------------------------------------------------------
+// Stores of the standard data, built once and cached
+// ---------------------------------------------------------------------------
+
+/// Version of the data in a cached store: bump it whenever [`EventGen`],
+/// [`fill_store`] or [`cached_store`]'s recipe changes, so that stale caches
+/// are rebuilt instead of measured.
+pub const DATA_VERSION: u32 = 1;
+
+/// Events per append when a store of the standard data is built.
+pub const BUILD_BATCH: usize = 1_000;
+
+/// The options stores of the standard data are built with:
+/// [`Durability::Buffered`](gesta::Durability::Buffered) (the log is synced
+/// at segment rollover and on close), everything else the default.
+pub fn build_options() -> gesta::Options {
+    gesta::Options::default().durability(gesta::Durability::Buffered)
+}
+
+/// Appends the next `events` events of `generator` to `store`, in batches of
+/// [`BUILD_BATCH`].
+pub fn fill_store(
+    store: &gesta::Store,
+    generator: &mut EventGen,
+    events: u64,
+) -> gesta::Result<()> {
+    fill_store_batched(store, generator, events, BUILD_BATCH)
+}
+
+/// Appends the next `events` events of `generator` to `store`, `batch`
+/// events per append (`batch > 0`), so that each record of the log holds
+/// `batch` events.
+pub fn fill_store_batched(
+    store: &gesta::Store,
+    generator: &mut EventGen,
+    events: u64,
+    batch: usize,
+) -> gesta::Result<()> {
+    assert!(batch > 0, "batches of at least one event");
+    let mut left = events;
+    while left > 0 {
+        let n = left.min(batch as u64);
+        store.append(generator.batch(n as usize))?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Waits until no frozen memtable is waiting to be written as an index run
+/// (the background flush after the memtable filled up), polling every
+/// millisecond for at most `timeout`; returns whether it got there. The
+/// committer freezes a full memtable just after answering the append that
+/// filled it, so a freeze caused by the very last append may not have
+/// happened yet when this returns.
+pub fn wait_for_index_flush(store: &gesta::Store, timeout: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        if store.index_shape().1 == 0 {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The directory cached stores live in: `gesta-bench-cache` under
+/// [`bench_root`].
+pub fn cache_root() -> PathBuf {
+    bench_root().join("gesta-bench-cache")
+}
+
+/// Name of the file a finished cached store carries, holding its event count.
+const CACHE_MARKER: &str = "BENCH-CACHE-COMPLETE";
+
+/// [`cached_store_batched`] with batches of [`BUILD_BATCH`].
+pub fn cached_store(events: u64) -> io::Result<(PathBuf, Option<Duration>)> {
+    cached_store_batched(events, BUILD_BATCH)
+}
+
+/// A closed store holding the first `events` events of the standard data
+/// ([`EventGen::new`]`(`[`SEED`]`)`), appended `batch` per append with
+/// [`build_options`], then [`flush_index`](gesta::Store::flush_index)ed and
+/// closed cleanly — so its whole index is in on-disk runs.
+///
+/// The store is kept in
+/// [`cache_root`]`/std-<events>-b<batch>-v<DATA_VERSION>` and
+/// reused by later runs. It is built (in a temporary directory, renamed into
+/// place when complete, so an interrupted build is never used) when it is
+/// missing, lacks its completion marker, or does not open with `events`
+/// events (e.g. after an on-disk format change). Callers that modify a store
+/// must work on a copy ([`copy_dir`]). Returns the directory and, when it
+/// was built now, how long that took.
+pub fn cached_store_batched(events: u64, batch: usize) -> io::Result<(PathBuf, Option<Duration>)> {
+    let root = cache_root();
+    std::fs::create_dir_all(&root)?;
+    let dir = root.join(format!("std-{events}-b{batch}-v{DATA_VERSION}"));
+    let marker_ok = std::fs::read_to_string(dir.join(CACHE_MARKER))
+        .is_ok_and(|s| s.trim() == events.to_string());
+    if marker_ok {
+        let head = gesta::Store::open_with(&dir, build_options()).and_then(|s| {
+            let head = s.head();
+            s.close().map(|()| head)
+        });
+        if matches!(head, Ok(h) if h == events) {
+            return Ok((dir, None));
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("building-std-{events}-b{batch}-"))
+        .tempdir_in(&root)?;
+    let store = gesta::Store::open_with(tmp.path(), build_options()).map_err(io::Error::other)?;
+    let mut generator = EventGen::new(SEED);
+    fill_store_batched(&store, &mut generator, events, batch).map_err(io::Error::other)?;
+    store.flush_index().map_err(io::Error::other)?;
+    store.close().map_err(io::Error::other)?;
+    std::fs::write(tmp.path().join(CACHE_MARKER), events.to_string())?;
+    let built = tmp.keep();
+    if let Err(e) = std::fs::rename(&built, &dir) {
+        // Another process may have finished the same store first.
+        std::fs::remove_dir_all(&built)?;
+        if !dir.join(CACHE_MARKER).exists() {
+            return Err(e);
+        }
+    }
+    Ok((dir, Some(started.elapsed())))
+}
+
+/// Copies the directory tree `from` to `to` (created; must not exist yet),
+/// file by file with `std::fs::copy`, and syncs every file and directory of
+/// the copy (so its write-back does not overlap what is measured next);
+/// returns the bytes copied. Copying a store that is open and idle gives the
+/// image a crashed process leaves.
+pub fn copy_dir(from: &Path, to: &Path) -> io::Result<u64> {
+    std::fs::create_dir(to)?;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            bytes += copy_dir(&entry.path(), &target)?;
+        } else {
+            bytes += std::fs::copy(entry.path(), &target)?;
+            File::open(&target)?.sync_all()?;
+        }
+    }
+    File::open(to)?.sync_all()?;
+    Ok(bytes)
+}
+
+/// The total size of the files under `dir`, in bytes.
+pub fn dir_size(dir: &Path) -> io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        bytes += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(bytes)
+}
+
+/// Reads every file under `dir` once, sequentially and into a small
+/// buffer, so that their pages are in the page cache; returns the bytes
+/// read. Benchmarks of warm reads call it first: on a machine that reclaims
+/// idle page cache (or after a reboot) the first reads of a cached store
+/// otherwise go to the disk, and through a memory map a single page fault
+/// may read as much as the device's read-ahead (8 MiB on some VMs).
+pub fn warm_page_cache(dir: &Path) -> io::Result<u64> {
+    use std::io::Read;
+    let mut buf = vec![0u8; MIB];
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            bytes += warm_page_cache(&entry.path())?;
+            continue;
+        }
+        let mut file = File::open(entry.path())?;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+        }
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
