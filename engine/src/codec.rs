@@ -8,6 +8,7 @@
 //! event that names a stream, in event order. See `docs/FORMAT.md`.
 
 use bytes::Bytes;
+use gesta_index::Key;
 use gesta_wal::{Record, format::u64_at};
 
 use crate::error::{Error, Result};
@@ -104,7 +105,7 @@ fn malformed(what: &str) -> Error {
     }
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn u8(&mut self) -> Result<u8> {
         let b = *self
             .bytes
@@ -112,6 +113,21 @@ impl Cursor<'_> {
             .ok_or_else(|| malformed("truncated"))?;
         self.at += 1;
         Ok(b)
+    }
+
+    /// The next `n` bytes as a plain slice (no reference count touched).
+    fn slice(&mut self, n: usize) -> Result<&'a [u8]> {
+        let bytes: &'a Bytes = self.bytes;
+        let end = self.at.checked_add(n).filter(|&e| e <= bytes.len());
+        let end = end.ok_or_else(|| malformed("field runs past the payload"))?;
+        let b = &bytes[self.at..end];
+        self.at = end;
+        Ok(b)
+    }
+
+    fn name(&mut self) -> Result<&'a str> {
+        let n = self.u8()? as usize;
+        std::str::from_utf8(self.slice(n)?).map_err(|_| malformed("name is not UTF-8"))
     }
 
     fn take(&mut self, n: usize) -> Result<Bytes> {
@@ -123,8 +139,9 @@ impl Cursor<'_> {
     }
 
     fn string(&mut self, n: usize) -> Result<String> {
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| malformed("name is not UTF-8"))
+        std::str::from_utf8(self.slice(n)?)
+            .map(str::to_owned)
+            .map_err(|_| malformed("name is not UTF-8"))
     }
 
     fn varint(&mut self) -> Result<u64> {
@@ -170,31 +187,64 @@ impl<'a> Decoder<'a> {
         Ok(u64_at(&self.record.seq, at))
     }
 
-    /// Steps over the next event without allocating.
+    /// Steps over the next event without allocating or touching a
+    /// reference count: stepping over the events before a hit in a large
+    /// batch is on the path of every indexed read.
     fn skip(&mut self) -> Result<()> {
         let c = &mut self.cursor;
         let flags = c.u8()?;
         let n = c.u8()? as usize;
-        c.take(n)?;
+        c.slice(n)?;
         for _ in 0..c.u8()? {
             let n = c.u8()? as usize;
-            c.take(n)?;
+            c.slice(n)?;
         }
         if flags & FLAG_STREAM != 0 {
             let n = c.u8()? as usize;
-            c.take(n)?;
+            c.slice(n)?;
             self.revisions += 1;
         }
         let c = &mut self.cursor;
         if flags & FLAG_ID != 0 {
-            c.take(16)?;
+            c.slice(16)?;
         }
         if flags & FLAG_METADATA != 0 {
             let n = c.varint()? as usize;
-            c.take(n)?;
+            c.slice(n)?;
         }
         let n = c.varint()? as usize;
-        c.take(n)?;
+        c.slice(n)?;
+        self.index += 1;
+        Ok(())
+    }
+
+    /// The index entries of the next event — its type, tags, stream and id
+    /// keys at its position — without building the event.
+    fn keys(&mut self, out: &mut Vec<(Key, u64)>) -> Result<()> {
+        let position = self.record.meta.first_position + u64::from(self.index);
+        let c = &mut self.cursor;
+        let flags = c.u8()?;
+        out.push((Key::event_type(c.name()?), position));
+        for _ in 0..c.u8()? {
+            out.push((Key::tag(c.name()?), position));
+        }
+        if flags & FLAG_STREAM != 0 {
+            out.push((Key::stream(c.name()?), position));
+            self.revisions += 1;
+        }
+        let c = &mut self.cursor;
+        if flags & FLAG_ID != 0 {
+            let b = c.slice(16)?;
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            out.push((Key::id(u128::from_le_bytes(a)), position));
+        }
+        if flags & FLAG_METADATA != 0 {
+            let n = c.varint()? as usize;
+            c.slice(n)?;
+        }
+        let n = c.varint()? as usize;
+        c.slice(n)?;
         self.index += 1;
         Ok(())
     }
@@ -256,6 +306,23 @@ pub(crate) fn decode_record(record: &Record, out: &mut Vec<RecordedEvent>) -> Re
     let mut d = Decoder::new(record);
     for _ in 0..record.meta.count {
         out.push(d.next()?);
+    }
+    if d.cursor.at != record.payload.len() {
+        return Err(malformed("trailing bytes after the last event"));
+    }
+    Ok(())
+}
+
+/// Appends the index entries of every event of `record` at a position of
+/// `from` or later — what replaying the log into the memtable needs.
+pub(crate) fn index_entries(record: &Record, from: u64, out: &mut Vec<(Key, u64)>) -> Result<()> {
+    let mut d = Decoder::new(record);
+    for _ in 0..record.meta.count {
+        if record.meta.first_position + u64::from(d.index) >= from {
+            d.keys(out)?;
+        } else {
+            d.skip()?;
+        }
     }
     if d.cursor.at != record.payload.len() {
         return Err(malformed("trailing bytes after the last event"));

@@ -35,8 +35,9 @@ pub struct Options {
     pub max_commit_delay: std::time::Duration,
     /// The active memtable is frozen and flushed to an on-disk index run in
     /// the background once it holds this many postings (one per type, tag,
-    /// stream and id of each event). Default 4,000,000 (about 800,000
-    /// events of five keys).
+    /// stream and id of each event). It bounds both the memtable's memory
+    /// and how much of the log an open after a crash must replay. Default
+    /// 2,000,000 (about 400,000 events of five keys).
     pub memtable_postings: usize,
     /// On close, the memtable is flushed if it holds at least this many
     /// postings, so that the next open does not replay much of the log;
@@ -58,7 +59,7 @@ impl Default for Options {
             queue_capacity: 4096,
             group_limits: GroupLimits::default(),
             max_commit_delay: std::time::Duration::from_micros(200),
-            memtable_postings: 4_000_000,
+            memtable_postings: 2_000_000,
             close_flush_postings: 65_536,
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),

@@ -18,7 +18,7 @@ use gesta_index::{ItemSpec, Key, QuerySpec};
 
 use crate::api::{EventIter, EventStore};
 use crate::append::AppendOptions;
-use crate::codec::{decode_record, encode_batch};
+use crate::codec::{encode_batch, index_entries};
 use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, Shared};
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, check_stream_name};
@@ -97,7 +97,6 @@ impl Store {
         let (indexes, covered) = Indexes::open(fs.clone(), &dir)?;
         let indexes = Arc::new(indexes);
         let memtable = indexes.active();
-        let mut scratch = Vec::new();
         let mut entries = Vec::new();
         let mut decode_error = None;
         let opened = gesta_wal::open(
@@ -109,16 +108,10 @@ impl Store {
             },
             covered + 1,
             |record| {
-                scratch.clear();
-                if let Err(e) = decode_record(record, &mut scratch) {
+                entries.clear();
+                if let Err(e) = index_entries(record, covered + 1, &mut entries) {
                     decode_error.get_or_insert(e);
                     return Ok(());
-                }
-                entries.clear();
-                for e in scratch.iter().filter(|e| e.position > covered) {
-                    for key in index_keys(&e.event_type, &e.tags, e.stream.as_deref(), e.id) {
-                        entries.push((key, e.position));
-                    }
                 }
                 memtable.insert_many(&entries);
                 Ok(())
