@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use gesta::{Durability, Options, Store};
 use gesta_benches::{
-    BandwidthProbe, EventGen, GroupCommitProbe, Latencies, MIB, SEED, SyncMode, SyncProbe,
+    BandwidthProbe, EventGen, GroupCommitProbe, Latencies, MIB, SEED, SyncMode, SyncProbe, Tally,
     bench_root, fs_type, run_parallel, scratch_dir,
 };
 
@@ -27,65 +27,6 @@ use gesta_benches::{
 const WRITERS: usize = 16;
 /// Events per append in the batched workload.
 const BATCH: usize = 100;
-
-/// What one benchmark timed over all its runs (warm-up included), for the
-/// summary.
-#[derive(Default)]
-struct Tally {
-    /// Elements (events, commits or bytes) done.
-    elements: u64,
-    /// Time they took.
-    elapsed: Duration,
-    /// Each timed call's (elements, time), for the median rate.
-    calls: Vec<(u64, Duration)>,
-    /// Per-operation latencies, where the benchmark records them.
-    latencies: Vec<Duration>,
-    /// `fdatasync`s taken, for the group-commit probe.
-    syncs: u64,
-    /// Bytes on disk per event, for Gesta workloads.
-    bytes_per_event: Option<f64>,
-}
-
-impl Tally {
-    /// Elements per second over all calls.
-    fn mean_rate(&self) -> f64 {
-        self.elements as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// The work-weighted median of the calls' rates: the rate that half of
-    /// the elements were done faster than, half slower. Unlike the mean it
-    /// shrugs off a burst of someone else's I/O that slows down less than
-    /// half of the work (and the few elements of tiny warm-up calls barely
-    /// count).
-    fn median_rate(&self) -> f64 {
-        let mut rates: Vec<(f64, u64)> = self
-            .calls
-            .iter()
-            .filter(|(n, t)| *n > 0 && !t.is_zero())
-            .map(|&(n, t)| (n as f64 / t.as_secs_f64(), n))
-            .collect();
-        if rates.is_empty() {
-            return self.mean_rate();
-        }
-        rates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let half = rates.iter().map(|r| r.1).sum::<u64>().div_ceil(2);
-        let mut seen = 0;
-        for &(rate, n) in &rates {
-            seen += n;
-            if seen >= half {
-                return rate;
-            }
-        }
-        rates[rates.len() - 1].0
-    }
-
-    /// Records one timed call.
-    fn add(&mut self, elements: u64, elapsed: Duration) {
-        self.elements += elements;
-        self.elapsed += elapsed;
-        self.calls.push((elements, elapsed));
-    }
-}
 
 static TALLIES: Mutex<BTreeMap<&'static str, Tally>> = Mutex::new(BTreeMap::new());
 

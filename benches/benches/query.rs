@@ -56,7 +56,7 @@ use gesta::{
     AppendOptions, Durability, Error, Options, Query, QueryItem, ReadOptions, RecordedEvent, Store,
 };
 use gesta_benches::{
-    BUILD_BATCH, EVENT_TYPE_NAMES, EventGen, Latencies, SEED, SplitMix64, TAGS, bench_root,
+    BUILD_BATCH, EVENT_TYPE_NAMES, EventGen, Latencies, SEED, SplitMix64, TAGS, Tally, bench_root,
     cached_store_batched, copy_dir, fs_type, group_commit_probe, run_parallel, scratch_dir,
     warm_page_cache,
 };
@@ -69,56 +69,6 @@ const QUERY_TAGS: usize = 1_000;
 const SCAN_RUNS: usize = 3;
 /// Writer threads in the concurrent workloads.
 const WRITERS: usize = 16;
-
-/// What one benchmark timed over all its runs (warm-up included).
-#[derive(Default)]
-struct Tally {
-    /// Elements (queries or events) done.
-    elements: u64,
-    /// Time they took.
-    elapsed: Duration,
-    /// Each timed call's (elements, time), for the median rate.
-    calls: Vec<(u64, Duration)>,
-    /// Per-operation latencies, where recorded.
-    latencies: Vec<Duration>,
-    /// Events the queries returned, for the mean hits per query.
-    hits: u64,
-}
-
-impl Tally {
-    fn mean_rate(&self) -> f64 {
-        self.elements as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// The work-weighted median of the calls' rates (see `append.rs`).
-    fn median_rate(&self) -> f64 {
-        let mut rates: Vec<(f64, u64)> = self
-            .calls
-            .iter()
-            .filter(|(n, t)| *n > 0 && !t.is_zero())
-            .map(|&(n, t)| (n as f64 / t.as_secs_f64(), n))
-            .collect();
-        if rates.is_empty() {
-            return self.mean_rate();
-        }
-        rates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let half = rates.iter().map(|r| r.1).sum::<u64>().div_ceil(2);
-        let mut seen = 0;
-        for &(rate, n) in &rates {
-            seen += n;
-            if seen >= half {
-                return rate;
-            }
-        }
-        rates[rates.len() - 1].0
-    }
-
-    fn add(&mut self, elements: u64, elapsed: Duration) {
-        self.elements += elements;
-        self.elapsed += elapsed;
-        self.calls.push((elements, elapsed));
-    }
-}
 
 static TALLIES: Mutex<BTreeMap<String, Tally>> = Mutex::new(BTreeMap::new());
 

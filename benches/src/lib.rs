@@ -928,6 +928,68 @@ pub fn warm_page_cache(dir: &Path) -> io::Result<u64> {
     Ok(bytes)
 }
 
+/// What one benchmark timed over all its runs (warm-up included), for the
+/// summary a bench target prints after criterion's output. Each target
+/// uses the fields that fit its workloads and leaves the rest at zero.
+#[derive(Default)]
+pub struct Tally {
+    /// Elements (events, commits or bytes) done.
+    pub elements: u64,
+    /// Time they took.
+    pub elapsed: Duration,
+    /// Each timed call's (elements, time), for the median rate.
+    pub calls: Vec<(u64, Duration)>,
+    /// Per-operation latencies, where the benchmark records them.
+    pub latencies: Vec<Duration>,
+    /// `fdatasync`s taken, for the group-commit probe.
+    pub syncs: u64,
+    /// Bytes on disk per event, for Gesta workloads.
+    pub bytes_per_event: Option<f64>,
+    /// Events the queries returned, for the mean hits per query.
+    pub hits: u64,
+}
+
+impl Tally {
+    /// Elements per second over all calls.
+    pub fn mean_rate(&self) -> f64 {
+        self.elements as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The work-weighted median of the calls' rates: the rate that half of
+    /// the elements were done faster than, half slower. Unlike the mean it
+    /// shrugs off a burst of someone else's I/O that slows down less than
+    /// half of the work (and the few elements of tiny warm-up calls barely
+    /// count).
+    pub fn median_rate(&self) -> f64 {
+        let mut rates: Vec<(f64, u64)> = self
+            .calls
+            .iter()
+            .filter(|(n, t)| *n > 0 && !t.is_zero())
+            .map(|&(n, t)| (n as f64 / t.as_secs_f64(), n))
+            .collect();
+        if rates.is_empty() {
+            return self.mean_rate();
+        }
+        rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let half = rates.iter().map(|r| r.1).sum::<u64>().div_ceil(2);
+        let mut seen = 0;
+        for &(rate, n) in &rates {
+            seen += n;
+            if seen >= half {
+                return rate;
+            }
+        }
+        rates[rates.len() - 1].0
+    }
+
+    /// Records one timed call.
+    pub fn add(&mut self, elements: u64, elapsed: Duration) {
+        self.elements += elements;
+        self.elapsed += elapsed;
+        self.calls.push((elements, elapsed));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
