@@ -345,6 +345,21 @@ impl Committer {
     /// Freezes the active memtable at the head; returns whether it did.
     fn freeze(&mut self) -> bool {
         let head = self.head();
+        if self.memtable.is_empty() {
+            return false;
+        }
+        // A run must never cover log records that are not durable: after a
+        // power loss the MANIFEST would name positions the log lost. In
+        // `Periodic` and `Buffered` modes the log is synced here first.
+        if self.writer.is_dirty() {
+            match self.writer.sync() {
+                Ok(()) => self.policy.synced(),
+                Err(_) => {
+                    self.shared.poisoned.store(true, Ordering::Release);
+                    return false;
+                }
+            }
+        }
         if !self.indexes.freeze(self.memtable_lo, head) {
             return false;
         }

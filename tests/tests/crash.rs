@@ -61,6 +61,8 @@ use gesta_tests::{
     EventKey, SplitMix64, batch, check_event, derive_seed, env_u64, expected_event, read_all,
 };
 
+/// Postings after which the memtable is flushed to an index run.
+const MEMTABLE_POSTINGS: usize = 48;
 const DIR: &str = "/store";
 /// Small segments and preallocation steps, so that a short run rolls over
 /// and extends its segments many times.
@@ -97,12 +99,18 @@ impl Disk {
     }
 
     fn options(&self, durability: Durability, clock: &Arc<ManualClock>) -> Options {
-        Options::default()
+        let mut options = Options::default()
             .fs(self.fs.clone())
             .segment_size(SEGMENT_SIZE)
             .preallocate(PREALLOCATE)
             .durability(durability)
-            .clock(clock.clone())
+            .clock(clock.clone());
+        // Tiny memtables, so that index runs are written and the MANIFEST
+        // switched many times within a short workload — and crash points
+        // land inside those too.
+        options.memtable_postings = MEMTABLE_POSTINGS;
+        options.close_flush_postings = 1;
+        options
     }
 }
 
@@ -223,6 +231,64 @@ fn workload(
     attempts
 }
 
+/// Every index answer must equal a scan of the log: each type, tag and
+/// stream query forwards and backwards, `read_last`, and stream revisions.
+fn check_index(store: &Store, events: &[RecordedEvent]) -> Result<(), String> {
+    let mut types = BTreeMap::<&str, Vec<u64>>::new();
+    let mut tags = BTreeMap::<&str, Vec<u64>>::new();
+    let mut streams = BTreeMap::<&str, Vec<u64>>::new();
+    for e in events {
+        types.entry(&e.event_type).or_default().push(e.position);
+        for t in &e.tags {
+            let list = tags.entry(t).or_default();
+            if list.last() != Some(&e.position) {
+                list.push(e.position);
+            }
+        }
+        if let Some(s) = &e.stream {
+            streams.entry(s).or_default().push(e.position);
+        }
+    }
+    let queries = types
+        .iter()
+        .map(|(t, p)| (Query::event_type(*t), p))
+        .chain(tags.iter().map(|(t, p)| (Query::tag(*t), p)));
+    for (query, expected) in queries {
+        let forwards: Vec<u64> = store
+            .read(&query, ReadOptions::forwards())
+            .map(|e| e.map(|e| e.position))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{query:?}: {e}"))?;
+        if &forwards != expected {
+            return Err(format!(
+                "{query:?}: the index answers {forwards:?}, the log {expected:?}"
+            ));
+        }
+        let backwards: Vec<u64> = store
+            .read(&query, ReadOptions::backwards())
+            .map(|e| e.map(|e| e.position))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{query:?}: {e}"))?;
+        if !backwards.iter().rev().eq(expected.iter()) {
+            return Err(format!(
+                "{query:?} backwards: the index answers {backwards:?}"
+            ));
+        }
+    }
+    for (stream, positions) in &streams {
+        let revision = store
+            .stream_revision(stream)
+            .map_err(|e| format!("stream_revision({stream}): {e}"))?;
+        if revision != Some(positions.len() as u64 - 1) {
+            return Err(format!(
+                "stream {stream}: revision {revision:?} but {} events in the log",
+                positions.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks everything the store holds against the attempts.
 fn verify(
     store: &Store,
@@ -247,6 +313,8 @@ fn verify(
             ));
         }
     }
+
+    check_index(store, &events)?;
 
     // Content of every event, and the batches they form.
     let mut groups: BTreeMap<(u32, u32), Vec<(u64, EventKey)>> = BTreeMap::new();
