@@ -53,6 +53,42 @@ pub use event::{NewEvent, RecordedEvent};
 pub use memory::MemoryStore;
 pub use options::{Durability, GroupLimits, Options};
 pub use query::{Query, QueryItem};
+
+/// The input checks every store applies before it touches anything, so that
+/// other implementations of [`EventStore`] (the SQL backends) refuse exactly
+/// what the engine refuses, with the same [`Error::InvalidInput`] reasons.
+pub mod validation {
+    use crate::error::Result;
+    use crate::event::NewEvent;
+    use crate::query::Query;
+
+    /// Checks a batch against the documented limits (non-empty, names,
+    /// tags, data and metadata sizes, encoded batch size).
+    pub fn check_batch(events: &[NewEvent]) -> Result<()> {
+        crate::codec::encode_batch(events).map(|_| ())
+    }
+
+    /// Checks a query's names against the limits events have.
+    pub fn check_query(query: &Query) -> Result<()> {
+        query.validate()
+    }
+
+    /// Checks a stream name given outside an event.
+    pub fn check_stream_name(name: &str) -> Result<()> {
+        crate::event::check_stream_name(name)
+    }
+
+    /// Checks that no id repeats within a batch.
+    pub fn check_ids_unique(events: &[NewEvent]) -> Result<()> {
+        let ids: Vec<u128> = events.iter().filter_map(|e| e.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(crate::Error::DuplicateEventId { id: *id });
+            }
+        }
+        Ok(())
+    }
+}
 pub use read::{Direction, Events, ReadOptions};
 pub use store::Store;
 
