@@ -1,0 +1,1 @@
+//! The Gesta `EventStore` contract over PostgreSQL (being written).

@@ -1,0 +1,1 @@
+//! The Gesta `EventStore` contract over SQLite (being written).
