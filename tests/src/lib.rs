@@ -14,6 +14,8 @@
 
 pub mod conformance;
 pub mod model;
+pub mod postgres_harness;
+pub mod sqlite_harness;
 pub mod store_harness;
 
 use gesta::{NewEvent, Query, ReadOptions, RecordedEvent, Store};

@@ -1,1 +1,99 @@
-//! The Gesta `EventStore` contract over PostgreSQL (being written).
+//! The Gesta [`EventStore`](gesta::EventStore) contract over PostgreSQL.
+//!
+//! [`PostgresStore`] keeps every event in a few tables of one PostgreSQL
+//! schema, created on first [`connect`](PostgresStore::connect), so that
+//! several stores (one per tenant, say) share one database. It behaves
+//! exactly like [`MemoryStore`](gesta::MemoryStore), the semantic
+//! reference: gapless positions, DCB queries and conditional appends,
+//! streams with expected revisions, idempotent appends by event id, reads in
+//! both directions with an exclusive start and a limit.
+//!
+//! ```no_run
+//! use gesta::{EventStore, NewEvent, Query, ReadOptions};
+//! use gesta_postgres::{PostgresOptions, PostgresStore};
+//!
+//! let store = PostgresStore::connect(
+//!     "postgres://postgres@127.0.0.1:5432/app",
+//!     PostgresOptions {
+//!         schema: "tenant_42".into(),
+//!         ..PostgresOptions::default()
+//!     },
+//! )?;
+//! store.append(vec![NewEvent::new("CourseDefined", "{}").tag("course:c1")])?;
+//! for event in store.read(&Query::tag("course:c1"), ReadOptions::forwards())? {
+//!     println!("{}", event?.position);
+//! }
+//! # Ok::<(), gesta::Error>(())
+//! ```
+//!
+//! How it works:
+//!
+//! - **Appends serialize per store.** Each append is one `READ COMMITTED`
+//!   transaction that first takes a transaction-level advisory lock keyed by
+//!   a hash of the schema name (`pg_advisory_xact_lock`), then checks ids,
+//!   expected revisions and the DCB condition, each statement seeing every
+//!   append committed before the lock was granted, then inserts the batch
+//!   at `max(position) + 1` with one multi-row `INSERT … SELECT FROM
+//!   unnest(…)`. Positions are therefore gapless, and a failed append rolls
+//!   back and consumes none. Commits are durable (`synchronous_commit =
+//!   on` on every connection).
+//! - **Reads** are a query per page of events, each page bounded by the
+//!   previous one's last position and, forwards, by the head read with the
+//!   first page, so a read sees the log as it was when it began. DCB queries
+//!   become a `UNION` of index range scans: `(tag, position)` for items with
+//!   tags, `(event_type, position)` for items of types only.
+//! - **Connections** come from a small pool of at most
+//!   [`PostgresOptions::pool_size`] connections, each caching its prepared
+//!   statements. TLS is not supported (use a local socket or a trusted
+//!   network).
+//!
+//! Names (types, tags, streams) are stored as `bytea`, byte for byte, so
+//! that any name the engine accepts round-trips and compares exactly as in
+//! the engine; `convert_from(event_type, 'UTF8')` shows them as text.
+//! Ids are 16-byte big-endian `bytea`; timestamps are microseconds since
+//! the Unix epoch from the server's clock, never decreasing within a store.
+//!
+//! Module map: `schema` (the tables, indexes and schema version), `sql`
+//! (DCB queries translated to SQL), `pool` (connections and their prepared
+//! statements) and `store` (the handle: the append transaction and reads).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod pool;
+mod schema;
+mod sql;
+mod store;
+
+pub use store::PostgresStore;
+
+/// How a [`PostgresStore`] connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// The PostgreSQL schema holding the store's tables (created if
+    /// missing); one store per schema. 1 to 63 bytes, no NUL.
+    pub schema: String,
+    /// Most connections the store opens at once (at least 1). Appends
+    /// serialize anyway; more connections let reads run alongside.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresOptions {
+    /// Schema `gesta`, at most 8 connections.
+    fn default() -> PostgresOptions {
+        PostgresOptions {
+            schema: "gesta".to_owned(),
+            pool_size: 8,
+        }
+    }
+}
+
+/// A PostgreSQL (or connection) error as a store error.
+pub(crate) fn pg_error<E>(e: E) -> gesta::Error
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    gesta::Error::Io {
+        path: std::path::PathBuf::from("postgres"),
+        source: std::io::Error::other(e),
+    }
+}

@@ -1,1 +1,35 @@
-//! The Gesta `EventStore` contract over SQLite (being written).
+//! The Gesta [`EventStore`](gesta::EventStore) contract over SQLite.
+//!
+//! [`SqliteStore`] keeps every event in one SQLite database file (WAL
+//! journal, bundled SQLite, so nothing needs to be installed) and behaves
+//! exactly like [`MemoryStore`](gesta::MemoryStore), the semantic reference:
+//! DCB queries and conditional appends, streams with expected revisions,
+//! idempotent appends by event id, reads in both directions.
+//!
+//! ```no_run
+//! use gesta::{EventStore, NewEvent, Query, ReadOptions};
+//! use gesta_sqlite::{SqliteOptions, SqliteStore};
+//!
+//! let store = SqliteStore::open("/tmp/events.db", SqliteOptions::default())?;
+//! store.append(vec![NewEvent::new("CourseDefined", "{}").tag("course:c1")])?;
+//! for event in store.read(&Query::tag("course:c1"), ReadOptions::forwards())? {
+//!     println!("{}", event?.position);
+//! }
+//! # Ok::<(), gesta::Error>(())
+//! ```
+//!
+//! Module map: [`options`] (how a store is opened), `schema` (the tables,
+//! indexes, pragmas and schema version), `codec` (how ids and tag lists are
+//! encoded in columns), `sql` (DCB queries translated to SQL) and `store`
+//! (the handle: the append transaction, reads and connection pooling).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod codec;
+pub mod options;
+mod schema;
+mod sql;
+mod store;
+
+pub use options::{SqliteOptions, Synchronous};
+pub use store::SqliteStore;

@@ -1,0 +1,133 @@
+//! The tables and indexes of one store, created in their own schema, and
+//! the schema version recorded next to them.
+//!
+//! - `events`: one row per event, keyed by position; names as `bytea`, the
+//!   tags in their given order (repeats kept) as `bytea[]`, the id as
+//!   16-byte big-endian `bytea` (unique), the stream and its revision
+//!   (unique together), the batch's commit timestamp. Indexed by
+//!   `(event_type, position)`.
+//! - `event_tags`: `(tag, position)` for each distinct tag of each event,
+//!   the index DCB queries with tags scan.
+//! - `batches`: the first and last position and the timestamp of every
+//!   committed batch: an idempotent retry must repeat exactly a committed
+//!   batch, and timestamps never decrease.
+//! - `gesta_meta`: `schema_version`.
+
+use gesta::{Error, Result};
+
+use crate::pool::Conn;
+
+/// The version of the tables this build creates and reads.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The longest schema name PostgreSQL keeps whole (NAMEDATALEN - 1).
+const MAX_SCHEMA_NAME: usize = 63;
+
+/// Checks a schema name.
+pub(crate) fn check_schema_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_SCHEMA_NAME || name.contains('\0') {
+        return Err(Error::InvalidInput {
+            reason: format!(
+                "schema name must be 1 to {MAX_SCHEMA_NAME} bytes without NUL, got {name:?}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `name` as a quoted SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The advisory lock key of the store in schema `name`: FNV-1a of the
+/// name. Two schemas with the same key merely serialize their appends.
+pub(crate) fn lock_key(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"gesta-postgres:".iter().chain(name.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The statements that start an append transaction: `READ COMMITTED`, so
+/// that every later statement sees what was committed before the lock was
+/// granted, then the store's lock.
+pub(crate) fn begin_locked(key: i64) -> String {
+    format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({key})")
+}
+
+fn create_tables(s: &str) -> String {
+    format!(
+        "CREATE TABLE {s}.events (
+            position bigint PRIMARY KEY,
+            event_type bytea NOT NULL,
+            tags bytea[] NOT NULL,
+            data bytea NOT NULL,
+            metadata bytea NOT NULL,
+            id bytea UNIQUE,
+            stream bytea,
+            revision bigint,
+            timestamp_micros bigint NOT NULL,
+            CHECK ((stream IS NULL) = (revision IS NULL))
+        );
+        CREATE INDEX events_type ON {s}.events (event_type, position);
+        CREATE UNIQUE INDEX events_stream ON {s}.events (stream, revision)
+            WHERE stream IS NOT NULL;
+        CREATE TABLE {s}.event_tags (
+            tag bytea NOT NULL,
+            position bigint NOT NULL,
+            PRIMARY KEY (tag, position)
+        );
+        CREATE TABLE {s}.batches (
+            first bigint PRIMARY KEY,
+            last bigint NOT NULL,
+            timestamp_micros bigint NOT NULL
+        );
+        INSERT INTO {s}.gesta_meta (key, value)
+            VALUES ('schema_version', '{SCHEMA_VERSION}');"
+    )
+}
+
+/// Creates the schema and its tables if they are missing, or checks the
+/// recorded version if they exist. Runs under the store's lock, so that
+/// stores connecting at once to a new schema create it once.
+pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
+    let s = quote_ident(name);
+    conn.execute_batch(&begin_locked(key))?;
+    let result = (|| {
+        conn.execute_batch(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.gesta_meta (
+                 key text PRIMARY KEY,
+                 value text NOT NULL
+             );"
+        ))?;
+        let rows = conn.query(
+            &format!("SELECT value FROM {s}.gesta_meta WHERE key = 'schema_version'"),
+            &[],
+        )?;
+        match rows.first() {
+            None => conn.execute_batch(&create_tables(&s)),
+            Some(row) => {
+                let version: String = row.try_get(0).map_err(crate::pg_error)?;
+                if version == SCHEMA_VERSION.to_string() {
+                    Ok(())
+                } else {
+                    Err(crate::pg_error(format!(
+                        "schema {name:?} has version {version}, this build reads version \
+                         {SCHEMA_VERSION}"
+                    )))
+                }
+            }
+        }
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

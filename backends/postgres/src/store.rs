@@ -1,0 +1,533 @@
+//! [`PostgresStore`]: the handle — the append transaction, reads, and the
+//! statements they run.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use gesta::validation::{check_batch, check_ids_unique, check_query, check_stream_name};
+use gesta::{
+    AppendOptions, Appended, Direction, Error, EventIter, EventStore, NewEvent, Query, ReadOptions,
+    RecordedEvent, Result,
+};
+use postgres::Row;
+use postgres::types::ToSql;
+
+use crate::pool::{Conn, Pool};
+use crate::schema::{self, quote_ident};
+use crate::sql::{self, EVENT_COLUMNS, Param, Select};
+use crate::{PostgresOptions, pg_error};
+
+/// Events fetched per round trip when reading.
+const PAGE: usize = 512;
+
+/// An [`EventStore`] in one schema of a PostgreSQL database.
+///
+/// `Send + Sync`: share it between threads (an `Arc`, or by reference in
+/// scoped threads); every operation takes a pooled connection for its
+/// duration.
+pub struct PostgresStore {
+    schema: String,
+    /// The schema name as a quoted identifier.
+    s: String,
+    pool: Pool,
+    /// `BEGIN …; SELECT pg_advisory_xact_lock(…)`.
+    begin: String,
+    insert: String,
+    find_ids: String,
+    revisions: String,
+    head: String,
+    stream_revision: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an append transaction found: a new batch to commit, or a retry of
+/// a committed one (nothing to commit).
+enum Outcome {
+    New(Appended),
+    Retry(Appended),
+}
+
+fn corrupt(position: i64, reason: impl Into<String>) -> Error {
+    Error::Corruption {
+        file: PathBuf::from("postgres"),
+        offset: u64::try_from(position).unwrap_or(0),
+        reason: reason.into(),
+    }
+}
+
+fn to_u64(position: i64, value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| corrupt(position, format!("negative {what} {value}")))
+}
+
+/// A position bound as a bigint (positions never reach `i64::MAX`).
+fn bound(position: u64) -> i64 {
+    i64::try_from(position).unwrap_or(i64::MAX)
+}
+
+fn id_bytes(id: u128) -> [u8; 16] {
+    id.to_be_bytes()
+}
+
+/// Decodes the first columns of `row`, laid out as [`EVENT_COLUMNS`].
+fn event_from_row(row: &Row) -> Result<RecordedEvent> {
+    let position: i64 = row.try_get(0).map_err(pg_error)?;
+    let text = |bytes: Vec<u8>, what: &str| {
+        String::from_utf8(bytes).map_err(|_| corrupt(position, format!("{what} is not UTF-8")))
+    };
+    let event_type = text(row.try_get(1).map_err(pg_error)?, "event type")?;
+    let tags = row
+        .try_get::<_, Vec<Vec<u8>>>(2)
+        .map_err(pg_error)?
+        .into_iter()
+        .map(|t| text(t, "tag"))
+        .collect::<Result<Vec<String>>>()?;
+    let data: Vec<u8> = row.try_get(3).map_err(pg_error)?;
+    let metadata: Vec<u8> = row.try_get(4).map_err(pg_error)?;
+    let id = match row.try_get::<_, Option<Vec<u8>>>(5).map_err(pg_error)? {
+        None => None,
+        Some(bytes) => {
+            let bytes: [u8; 16] = bytes
+                .try_into()
+                .map_err(|_| corrupt(position, "an id is not 16 bytes"))?;
+            Some(u128::from_be_bytes(bytes))
+        }
+    };
+    let stream = match row.try_get::<_, Option<Vec<u8>>>(6).map_err(pg_error)? {
+        None => None,
+        Some(bytes) => Some(text(bytes, "stream")?),
+    };
+    let revision = match row.try_get::<_, Option<i64>>(7).map_err(pg_error)? {
+        None => None,
+        Some(r) => Some(to_u64(position, r, "revision")?),
+    };
+    let timestamp: i64 = row.try_get(8).map_err(pg_error)?;
+    Ok(RecordedEvent {
+        position: to_u64(position, position, "position")?,
+        event_type,
+        tags,
+        data: data.into(),
+        metadata: metadata.into(),
+        id,
+        stream,
+        revision,
+        timestamp_micros: to_u64(position, timestamp, "timestamp")?,
+    })
+}
+
+fn same_event(stored: &RecordedEvent, new: &NewEvent) -> bool {
+    stored.event_type == new.event_type
+        && stored.tags == new.tags
+        && stored.data == new.data
+        && stored.metadata == new.metadata
+        && stored.id == new.id
+        && stored.stream == new.stream
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a
+    /// `key=value` connection string, without TLS) and opens the store in
+    /// `options.schema`, creating the schema and its tables if they are
+    /// missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad schema name or a pool size of 0;
+    /// [`Error::Io`] if the server cannot be reached, or the schema holds
+    /// tables of another version.
+    pub fn connect(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
+        schema::check_schema_name(&options.schema)?;
+        if options.pool_size == 0 {
+            return Err(Error::InvalidInput {
+                reason: "pool_size must be at least 1".to_owned(),
+            });
+        }
+        let mut config = postgres::Config::from_str(url).map_err(pg_error)?;
+        if config.get_application_name().is_none() {
+            config.application_name("gesta");
+        }
+        let key = schema::lock_key(&options.schema);
+        let s = quote_ident(&options.schema);
+        let store = PostgresStore {
+            begin: schema::begin_locked(key),
+            insert: insert_sql(&s),
+            find_ids: format!(
+                "SELECT {EVENT_COLUMNS}, b.last FROM {s}.events e \
+                 LEFT JOIN {s}.batches b ON b.first = e.position \
+                 WHERE e.id = ANY($1::bytea[])"
+            ),
+            revisions: format!(
+                "SELECT (SELECT max(e.revision) FROM {s}.events e WHERE e.stream = n.name) \
+                 FROM unnest($1::bytea[]) WITH ORDINALITY AS n(name, ord) ORDER BY n.ord"
+            ),
+            head: format!("SELECT coalesce(max(position), 0) FROM {s}.events"),
+            stream_revision: format!("SELECT max(revision) FROM {s}.events WHERE stream = $1"),
+            pool: Pool::new(config, options.pool_size),
+            schema: options.schema,
+            s,
+        };
+        let mut conn = store.pool.get()?;
+        schema::ensure(&mut conn, &store.schema, key)?;
+        drop(conn);
+        Ok(store)
+    }
+
+    /// The schema holding the store.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Drops the store's schema and everything in it (for tests and
+    /// benchmarks to clean up). The store is unusable afterwards.
+    pub fn drop_schema(&self) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        conn.execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.s))
+    }
+
+    /// The checks and the insert of an append, inside its transaction and
+    /// under the store's lock.
+    fn append_locked(
+        &self,
+        conn: &mut Conn,
+        events: &[NewEvent],
+        options: &AppendOptions,
+    ) -> Result<Outcome> {
+        if events.iter().any(|e| e.id.is_some())
+            && let Some(done) = self.committed_batch(conn, events)?
+        {
+            return Ok(Outcome::Retry(done));
+        }
+        if !options.expected.is_empty() {
+            let names: Vec<&[u8]> = options.expected.iter().map(|(s, _)| s.as_bytes()).collect();
+            let rows = conn.query(&self.revisions, &[&names])?;
+            for ((stream, expected), row) in options.expected.iter().zip(&rows) {
+                let actual = match row.try_get::<_, Option<i64>>(0).map_err(pg_error)? {
+                    None => None,
+                    Some(r) => Some(to_u64(0, r, "revision")?),
+                };
+                if !expected.accepts(actual) {
+                    return Err(Error::WrongExpectedRevision {
+                        stream: stream.clone(),
+                        expected: *expected,
+                        actual,
+                    });
+                }
+            }
+        }
+        if let Some(c) = &options.condition {
+            let built = sql::build(
+                &self.s,
+                &c.fail_if_events_match,
+                Direction::Forwards,
+                Select::Positions,
+            );
+            let (after, before, limit) = (bound(c.after.unwrap_or(0)), i64::MAX, 1i64);
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &before, &limit];
+            params.extend(built.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+            if let Some(row) = conn.query(&built.sql, &params)?.first() {
+                let position: i64 = row.try_get(0).map_err(pg_error)?;
+                return Err(Error::ConditionFailed {
+                    position: to_u64(position, position, "position")?,
+                });
+            }
+        }
+        self.insert(conn, events).map(Outcome::New)
+    }
+
+    /// The idempotency rule: `Some` if `events` repeat a committed batch
+    /// exactly, an error if some of their ids were committed otherwise.
+    fn committed_batch(&self, conn: &mut Conn, events: &[NewEvent]) -> Result<Option<Appended>> {
+        let ids: Vec<[u8; 16]> = events.iter().filter_map(|e| e.id.map(id_bytes)).collect();
+        let ids: Vec<&[u8]> = ids.iter().map(|id| &id[..]).collect();
+        let rows = conn.query(&self.find_ids, &[&ids])?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut stored: HashMap<u128, (RecordedEvent, Option<i64>)> = HashMap::new();
+        for row in &rows {
+            let event = event_from_row(row)?;
+            let batch_last: Option<i64> = row.try_get(9).map_err(pg_error)?;
+            if let Some(id) = event.id {
+                stored.insert(id, (event, batch_last));
+            }
+        }
+        let found: Vec<Option<&(RecordedEvent, Option<i64>)>> = events
+            .iter()
+            .map(|e| e.id.and_then(|id| stored.get(&id)))
+            .collect();
+        let Some((first_found, _)) = found.iter().flatten().next() else {
+            return Ok(None);
+        };
+        let len = events.len() as u64;
+        if let Some((head, batch_last)) = found[0] {
+            let first = head.position;
+            let last = first + len - 1;
+            let whole_batch = batch_last.is_some_and(|b| b == bound(last));
+            let identical = events.iter().zip(&found).enumerate().all(|(i, (new, s))| {
+                s.is_some_and(|(s, _)| s.position == first + i as u64 && same_event(s, new))
+            });
+            if whole_batch && identical {
+                return Ok(Some(Appended { first, last }));
+            }
+        }
+        Err(Error::DuplicateEventId {
+            id: first_found.id.unwrap_or_default(),
+        })
+    }
+
+    /// Inserts `events` after the head: one statement for the events, their
+    /// tags and the batch.
+    fn insert(&self, conn: &mut Conn, events: &[NewEvent]) -> Result<Appended> {
+        let ids: Vec<Option<[u8; 16]>> = events.iter().map(|e| e.id.map(id_bytes)).collect();
+        let types: Vec<&[u8]> = events.iter().map(|e| e.event_type.as_bytes()).collect();
+        let data: Vec<&[u8]> = events.iter().map(|e| &e.data[..]).collect();
+        let metadata: Vec<&[u8]> = events.iter().map(|e| &e.metadata[..]).collect();
+        let ids: Vec<Option<&[u8]>> = ids.iter().map(|id| id.as_ref().map(|b| &b[..])).collect();
+        let streams: Vec<Option<&[u8]>> = events
+            .iter()
+            .map(|e| e.stream.as_ref().map(|s| s.as_bytes()))
+            .collect();
+        let mut tag_owners: Vec<i64> = Vec::new();
+        let mut tags: Vec<&[u8]> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            for tag in &e.tags {
+                tag_owners.push(i as i64 + 1);
+                tags.push(tag.as_bytes());
+            }
+        }
+        let len = events.len() as i64;
+        let row = conn.query_one(
+            &self.insert,
+            &[
+                &types,
+                &data,
+                &metadata,
+                &ids,
+                &streams,
+                &tag_owners,
+                &tags,
+                &len,
+            ],
+        )?;
+        let head: i64 = row.try_get(0).map_err(pg_error)?;
+        let head = to_u64(head, head, "head")?;
+        Ok(Appended {
+            first: head + 1,
+            last: head + events.len() as u64,
+        })
+    }
+}
+
+/// The insert of a batch: positions after the head, revisions after each
+/// stream's last, one timestamp (the server's clock, but never below the
+/// previous batch's); returns the head before the batch.
+fn insert_sql(s: &str) -> String {
+    format!(
+        "WITH head AS (
+            SELECT coalesce(max(position), 0) AS head FROM {s}.events
+        ), clock AS (
+            SELECT greatest(
+                (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
+                coalesce(
+                    (SELECT timestamp_micros + 1 FROM {s}.batches ORDER BY first DESC LIMIT 1),
+                    0
+                )
+            ) AS ts
+        ), input AS (
+            SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[])
+                WITH ORDINALITY AS i(event_type, data, metadata, id, stream, ord)
+        ), tag_input AS (
+            SELECT * FROM unnest($6::bigint[], $7::bytea[]) WITH ORDINALITY AS t(ord, tag, k)
+        ), tag_lists AS (
+            SELECT ord, array_agg(tag ORDER BY k) AS tags FROM tag_input GROUP BY ord
+        ), new_events AS (
+            INSERT INTO {s}.events
+                (position, event_type, tags, data, metadata, id, stream, revision,
+                 timestamp_micros)
+            SELECT head.head + i.ord, i.event_type, coalesce(l.tags, '{{}}'::bytea[]), i.data,
+                i.metadata, i.id, i.stream,
+                CASE WHEN i.stream IS NOT NULL THEN
+                    coalesce(
+                        (SELECT max(e.revision) FROM {s}.events e WHERE e.stream = i.stream),
+                        -1
+                    ) + row_number() OVER (PARTITION BY i.stream ORDER BY i.ord)
+                END,
+                clock.ts
+            FROM input i CROSS JOIN head CROSS JOIN clock LEFT JOIN tag_lists l ON l.ord = i.ord
+        ), new_tags AS (
+            INSERT INTO {s}.event_tags (tag, position)
+            SELECT DISTINCT t.tag, head.head + t.ord FROM tag_input t CROSS JOIN head
+        ), new_batch AS (
+            INSERT INTO {s}.batches (first, last, timestamp_micros)
+            SELECT head.head + 1, head.head + $8, clock.ts FROM head CROSS JOIN clock
+        )
+        SELECT head FROM head"
+    )
+}
+
+impl EventStore for PostgresStore {
+    fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
+        check_batch(&events)?;
+        if let Some(c) = &options.condition {
+            check_query(&c.fail_if_events_match)?;
+        }
+        for (stream, _) in &options.expected {
+            check_stream_name(stream)?;
+        }
+        check_ids_unique(&events)?;
+        let mut conn = self.pool.get()?;
+        if let Err(e) = conn.execute_batch(&self.begin) {
+            conn.discard();
+            return Err(e);
+        }
+        let outcome = self.append_locked(&mut conn, &events, &options);
+        match outcome {
+            Ok(Outcome::New(appended)) => match conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(appended),
+                Err(e) => {
+                    // Whether it committed is unknown (an id makes the
+                    // append safe to retry).
+                    conn.discard();
+                    Err(e)
+                }
+            },
+            Ok(Outcome::Retry(appended)) => {
+                if conn.execute_batch("ROLLBACK").is_err() {
+                    conn.discard();
+                }
+                Ok(appended)
+            }
+            Err(e) => {
+                if conn.execute_batch("ROLLBACK").is_err() {
+                    conn.discard();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
+        check_query(query)?;
+        let built = sql::build(&self.s, query, options.direction, Select::Events);
+        let (lo, hi) = match options.direction {
+            Direction::Forwards => (bound(options.start.unwrap_or(0)), i64::MAX),
+            Direction::Backwards => (0, options.start.map_or(i64::MAX, bound)),
+        };
+        let mut reader = Reader {
+            store: self,
+            sql: built.sql,
+            params: built.params,
+            direction: options.direction,
+            lo,
+            hi,
+            remaining: options.limit.unwrap_or(usize::MAX),
+            first_page: true,
+            buffered: VecDeque::new(),
+            done: false,
+        };
+        if reader.remaining == 0 {
+            reader.done = true;
+        } else {
+            reader.fetch()?;
+        }
+        Ok(Box::new(reader))
+    }
+
+    fn head(&self) -> Result<u64> {
+        let mut conn = self.pool.get()?;
+        let head: i64 = conn
+            .query_one(&self.head, &[])?
+            .try_get(0)
+            .map_err(pg_error)?;
+        to_u64(head, head, "head")
+    }
+
+    fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
+        check_stream_name(stream)?;
+        let mut conn = self.pool.get()?;
+        let row = conn.query_one(&self.stream_revision, &[&stream.as_bytes()])?;
+        match row.try_get::<_, Option<i64>>(0).map_err(pg_error)? {
+            None => Ok(None),
+            Some(r) => to_u64(0, r, "revision").map(Some),
+        }
+    }
+}
+
+/// A read, fetched a page at a time; each page continues after the last
+/// event of the previous one and, forwards, stops at the head read with the
+/// first page, so the read never sees events committed after it began.
+struct Reader<'a> {
+    store: &'a PostgresStore,
+    sql: String,
+    params: Vec<Param>,
+    direction: Direction,
+    /// Exclusive position bounds of what is left to read.
+    lo: i64,
+    hi: i64,
+    remaining: usize,
+    first_page: bool,
+    buffered: VecDeque<RecordedEvent>,
+    done: bool,
+}
+
+impl Reader<'_> {
+    fn fetch(&mut self) -> Result<()> {
+        let page = self.remaining.min(PAGE);
+        let limit = page as i64;
+        let rows = {
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.lo, &self.hi, &limit];
+            params.extend(self.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+            let mut conn = self.store.pool.get()?;
+            conn.query(&self.sql, &params)?
+        };
+        if self.first_page
+            && self.direction == Direction::Forwards
+            && let Some(row) = rows.first()
+        {
+            let head: i64 = row.try_get(9).map_err(pg_error)?;
+            self.hi = self.hi.min(head.saturating_add(1));
+        }
+        self.first_page = false;
+        for row in &rows {
+            let event = event_from_row(row)?;
+            let position = bound(event.position);
+            match self.direction {
+                Direction::Forwards => self.lo = position,
+                Direction::Backwards => self.hi = position,
+            }
+            self.buffered.push_back(event);
+        }
+        self.remaining -= rows.len();
+        if rows.len() < page || self.remaining == 0 {
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Reader<'_> {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Result<RecordedEvent>> {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.fetch() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! How event fields that SQLite has no type for are stored in columns: the
+//! 128-bit id as a 16-byte big-endian blob (so that the `UNIQUE` index
+//! orders ids numerically), and an event's tag list, in its original order
+//! and with any repeats, as one blob of length-prefixed names.
+
+/// The `id` column's value.
+pub(crate) fn encode_id(id: u128) -> [u8; 16] {
+    id.to_be_bytes()
+}
+
+/// An id back from the `id` column; `None` when the blob is not 16 bytes.
+pub(crate) fn decode_id(blob: &[u8]) -> Option<u128> {
+    Some(u128::from_be_bytes(blob.try_into().ok()?))
+}
+
+/// The `tags` column's value: each tag as a little-endian `u16` length and
+/// its UTF-8 bytes (tags are at most 255 bytes, checked before this).
+pub(crate) fn encode_tags(tags: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tags.iter().map(|t| t.len() + 2).sum());
+    for tag in tags {
+        let len = u16::try_from(tag.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&tag.as_bytes()[..usize::from(len)]);
+    }
+    out
+}
+
+/// The tag list of a `tags` column, or a description of what is wrong.
+pub(crate) fn decode_tags(mut blob: &[u8]) -> Result<Vec<String>, String> {
+    let mut tags = Vec::new();
+    while !blob.is_empty() {
+        let Some((len, rest)) = blob.split_first_chunk::<2>() else {
+            return Err("tag list ends inside a length".to_owned());
+        };
+        let len = usize::from(u16::from_le_bytes(*len));
+        if rest.len() < len {
+            return Err("tag list ends inside a tag".to_owned());
+        }
+        let (tag, rest) = rest.split_at(len);
+        let tag = std::str::from_utf8(tag).map_err(|e| format!("tag is not UTF-8: {e}"))?;
+        tags.push(tag.to_owned());
+        blob = rest;
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_in_order_with_repeats() {
+        for tags in [
+            vec![],
+            vec!["a".to_owned()],
+            vec!["b:2".to_owned(), "a".to_owned(), "b:2".to_owned()],
+            vec!["x".repeat(255), "é".to_owned()],
+        ] {
+            assert_eq!(decode_tags(&encode_tags(&tags)), Ok(tags));
+        }
+        assert!(decode_tags(&[1]).is_err());
+        assert!(decode_tags(&[3, 0, b'a']).is_err());
+        assert!(decode_tags(&[1, 0, 0xff]).is_err());
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        for id in [0, 1, u128::MAX, 0x0123_4567_89ab_cdef_0011_2233_4455_6677] {
+            assert_eq!(decode_id(&encode_id(id)), Some(id));
+        }
+        assert_eq!(decode_id(&[0; 15]), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! DCB queries translated to SQL.
+//!
+//! A query becomes "arms" selecting positions in position order: an item
+//! with tags is one arm, which scans the `tags` primary key for its first
+//! tag within the position bounds, probes the primary key for each of its
+//! other tags and joins `events` for the type filter; an item with only
+//! types is one arm per type, each a range of `events_by_type`. One arm is
+//! read directly, in index order; several are OR-ed by a `UNION` merged in
+//! position order. The condition check asks each arm for its first
+//! position after `after` (`ORDER BY position LIMIT 1`, which stops at the
+//! first index entry) and takes the smallest.
+//!
+//! Every statement takes the inclusive position bounds as `?1` and `?2`;
+//! a read takes its limit as `?3`; the items' names follow.
+
+use rusqlite::types::Value;
+
+use gesta::{Direction, Query};
+
+/// The columns a read returns, in the order `store` decodes them.
+const EVENT_COLUMNS: &str =
+    "e.position, e.type, e.tags, e.stream, e.revision, e.id, e.data, e.metadata, e.ts";
+
+/// The last revision of stream `?1`: one probe of `events_by_stream`.
+pub(crate) const LAST_REVISION: &str =
+    "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1";
+
+/// A statement's text and the parameters after the fixed ones.
+#[derive(Clone, Debug)]
+pub(crate) struct Statement {
+    /// The SQL (also the key of the connection's statement cache).
+    pub sql: String,
+    /// Values of `?{fixed + 1}` onwards.
+    pub params: Vec<Value>,
+}
+
+/// Builds one statement, numbering parameters after the fixed ones.
+struct Builder {
+    fixed: usize,
+    params: Vec<Value>,
+}
+
+impl Builder {
+    fn new(fixed: usize) -> Builder {
+        Builder {
+            fixed,
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds a text parameter; returns its placeholder.
+    fn text(&mut self, s: &str) -> String {
+        self.params.push(Value::Text(s.to_owned()));
+        format!("?{}", self.fixed + self.params.len())
+    }
+
+    /// `(?a, ?b, …)` for `names`.
+    fn list(&mut self, names: &[&str]) -> String {
+        let placeholders: Vec<String> = names.iter().map(|n| self.text(n)).collect();
+        format!("({})", placeholders.join(", "))
+    }
+
+    fn finish(self, sql: String) -> Statement {
+        Statement {
+            sql,
+            params: self.params,
+        }
+    }
+}
+
+/// The distinct names of `names`, first occurrence first.
+fn distinct(names: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::with_capacity(names.len());
+    for n in names {
+        if !out.contains(&n.as_str()) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// One arm of a query: positions of the events some item matches.
+struct Arm {
+    /// `FROM … WHERE …`, the bounds as `?1` and `?2`.
+    from: String,
+    /// The column holding the position.
+    pos: &'static str,
+}
+
+/// How many arms `query` (not matching everything) has.
+fn arm_count(query: &Query) -> usize {
+    query
+        .items
+        .iter()
+        .map(|item| match item.tags.is_empty() {
+            true => distinct(&item.types).len(),
+            false => 1,
+        })
+        .sum()
+}
+
+/// The arms of `query` (which does not match everything): an item with
+/// tags is one arm; an item with only types is one arm per type, each a
+/// range of `events_by_type` in position order (one arm over several types
+/// would need a sort). `with_events` joins `events` as `e` into every arm
+/// (so that it can select event columns).
+fn arms(query: &Query, with_events: bool, b: &mut Builder) -> Vec<Arm> {
+    let mut out = Vec::new();
+    for item in &query.items {
+        let types = distinct(&item.types);
+        let tags = distinct(&item.tags);
+        let Some((first_tag, other_tags)) = tags.split_first() else {
+            for t in types {
+                let p = b.text(t);
+                out.push(Arm {
+                    from: format!("events e WHERE e.type = {p} AND e.position BETWEEN ?1 AND ?2"),
+                    pos: "e.position",
+                });
+            }
+            continue;
+        };
+        let mut from = String::from("tags t0");
+        if with_events || !types.is_empty() {
+            from.push_str(" JOIN events e ON e.position = t0.position");
+        }
+        let p = b.text(first_tag);
+        from.push_str(&format!(
+            " WHERE t0.tag = {p} AND t0.position BETWEEN ?1 AND ?2"
+        ));
+        // Each further tag is a primary-key probe; EXISTS rather than a
+        // join keeps an item of 64 tags within SQLite's 64-table join limit.
+        for tag in other_tags {
+            let p = b.text(tag);
+            from.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM tags t WHERE t.tag = {p} AND t.position = t0.position)"
+            ));
+        }
+        if !types.is_empty() {
+            let types = b.list(&types);
+            from.push_str(&format!(" AND e.type IN {types}"));
+        }
+        out.push(Arm {
+            from,
+            pos: "t0.position",
+        });
+    }
+    out
+}
+
+/// The read of `query`'s events between `?1` and `?2` (inclusive), in
+/// `direction`, at most `?3` of them (-1: no limit).
+///
+/// One arm is read straight from its index; several are merged by a
+/// compound `UNION … ORDER BY … LIMIT`, which SQLite evaluates as a merge
+/// of the arms' ordered index scans that stops at the limit, before the
+/// surviving positions are looked up in `events`.
+pub(crate) fn read(query: &Query, direction: Direction) -> Statement {
+    let order = match direction {
+        Direction::Forwards => "ASC",
+        Direction::Backwards => "DESC",
+    };
+    let mut b = Builder::new(3);
+    let sql = if query.is_all() {
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.position BETWEEN ?1 AND ?2 \
+             ORDER BY e.position {order} LIMIT ?3"
+        )
+    } else if arm_count(query) == 1 {
+        let arm = arms(query, true, &mut b).remove(0);
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM {} ORDER BY {} {order} LIMIT ?3",
+            arm.from, arm.pos
+        )
+    } else {
+        let arms: Vec<String> = arms(query, false, &mut b)
+            .into_iter()
+            .map(|a| format!("SELECT {} AS p FROM {}", a.pos, a.from))
+            .collect();
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM ({} ORDER BY 1 {order} LIMIT ?3) m \
+             JOIN events e ON e.position = m.p ORDER BY e.position {order}",
+            arms.join(" UNION ")
+        )
+    };
+    b.finish(sql)
+}
+
+/// The first position between `?1` and `?2` (inclusive) of an event
+/// matching `query`: at most one row, whose only column is that position
+/// or NULL.
+pub(crate) fn first_match(query: &Query) -> Statement {
+    let mut b = Builder::new(2);
+    let sql = if query.is_all() {
+        "SELECT min(position) FROM events WHERE position BETWEEN ?1 AND ?2".to_owned()
+    } else {
+        let mut arms: Vec<String> = arms(query, false, &mut b)
+            .into_iter()
+            .map(|a| format!("SELECT {} FROM {} ORDER BY {0} LIMIT 1", a.pos, a.from))
+            .collect();
+        if arms.len() == 1 {
+            arms.remove(0)
+        } else {
+            let arms: Vec<String> = arms.iter().map(|a| format!("SELECT ({a}) AS p")).collect();
+            format!("SELECT min(p) FROM ({})", arms.join(" UNION ALL "))
+        }
+    };
+    b.finish(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gesta::QueryItem;
+
+    #[test]
+    fn parameters_are_numbered_after_the_fixed_ones() {
+        let q = Query::item(QueryItem::new().types(["A", "B"]).tags(["x", "y", "x"]));
+        let s = read(&q, Direction::Forwards);
+        assert_eq!(s.params.len(), 4, "{s:?}");
+        assert!(s.sql.contains("t0.tag = ?4"), "{}", s.sql);
+        assert!(s.sql.contains("t.tag = ?5"), "{}", s.sql);
+        assert!(s.sql.contains("e.type IN (?6, ?7)"), "{}", s.sql);
+        assert_eq!(
+            s.sql.matches("EXISTS").count(),
+            1,
+            "repeats probed once: {}",
+            s.sql
+        );
+        let c = first_match(&q.or(QueryItem::new().event_type("C")));
+        assert_eq!(c.params.len(), 5, "{c:?}");
+        assert!(c.sql.contains("e.type = ?7"), "{}", c.sql);
+    }
+}
+
+#[cfg(test)]
+mod plans {
+    use super::*;
+    use gesta::QueryItem;
+
+    /// The lines of `EXPLAIN QUERY PLAN` for `s`, binding 1 to every fixed
+    /// parameter.
+    fn plan(conn: &rusqlite::Connection, s: &Statement, fixed: usize) -> Vec<String> {
+        let params = (0..fixed)
+            .map(|_| Value::Integer(1))
+            .chain(s.params.iter().cloned());
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {}", s.sql))
+            .and_then(|mut stmt| {
+                stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(3))?
+                    .collect()
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", s.sql))
+    }
+
+    /// Every statement is index-driven: no table scan, and no sort except
+    /// the one over the (page-limited) result of a merged union.
+    #[test]
+    fn statements_use_the_indexes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let options = crate::options::SqliteOptions::default();
+        let conn = crate::schema::open_writer(&dir.path().join("db"), &options).expect("open");
+        let queries = [
+            Query::all(),
+            Query::event_type("A"),
+            Query::item(QueryItem::new().types(["A", "B"])),
+            Query::tag("x"),
+            Query::item(QueryItem::new().tags(["x", "y", "z"])),
+            Query::item(QueryItem::new().types(["A", "B"]).tags(["x", "y"])),
+            Query::tag("x").or(QueryItem::new().event_type("A")),
+            Query::tag("x").or(QueryItem::new().types(["A", "B"])),
+        ];
+        for q in &queries {
+            for (s, fixed) in [
+                (read(q, Direction::Forwards), 3),
+                (read(q, Direction::Backwards), 3),
+                (first_match(q), 2),
+            ] {
+                let lines = plan(&conn, &s, fixed);
+                let scans = lines
+                    .iter()
+                    .any(|l| l.starts_with("SCAN") && l != "SCAN CONSTANT ROW" && l != "SCAN m");
+                assert!(!scans, "{}: {lines:#?}", s.sql);
+                let sorts = lines.iter().filter(|l| l.contains("TEMP B-TREE")).count();
+                let merged = lines.iter().any(|l| l == "SCAN m");
+                assert!(sorts == usize::from(merged), "{}: {lines:#?}", s.sql);
+            }
+        }
+        let revision = Statement {
+            sql: LAST_REVISION.to_owned(),
+            params: vec![Value::Text("s".to_owned())],
+        };
+        let lines = plan(&conn, &revision, 0);
+        assert_eq!(
+            lines,
+            ["SEARCH events USING COVERING INDEX events_by_stream (stream=?)"]
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! [`SqliteStore`]: the handle. It owns the connections — one writer behind
+//! a mutex, so appends are serialized in this process, and a small pool of
+//! reader connections, which read WAL snapshots without blocking the writer
+//! — the append transaction, and the paged read iterator.
+//!
+//! An append is one `BEGIN IMMEDIATE` transaction that makes the checks in
+//! the order the [`EventStore`] contract fixes (ids, expected revisions, the
+//! DCB condition) and then inserts the batch at `max(position) + 1`; any
+//! error drops the transaction, which rolls it back, so a failed append
+//! consumes no positions.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use gesta::{
+    AppendOptions, Appended, Direction, Error, EventIter, EventStore, NewEvent, Query, ReadOptions,
+    RecordedEvent, Result, validation,
+};
+
+use crate::codec::{decode_id, decode_tags, encode_id, encode_tags};
+use crate::options::SqliteOptions;
+use crate::schema::{self, OpenError};
+use crate::sql::{self, Statement};
+
+/// Idle reader connections kept for reuse; more are opened when reads
+/// overlap, and closed when they end.
+const IDLE_READERS: usize = 4;
+
+/// Events fetched per statement by a read iterator.
+const PAGE: usize = 512;
+
+/// An event store in one SQLite database file; see the [crate](crate) docs.
+pub struct SqliteStore {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the id check found.
+enum Ids {
+    /// No event of the batch has a committed id: go on.
+    New,
+    /// The batch was committed exactly so: return its positions.
+    Retry(Appended),
+}
+
+/// An SQLite error as the contract's error type.
+fn sqlite_error(path: &Path, e: rusqlite::Error) -> Error {
+    Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    }
+}
+
+/// A position or revision from SQLite's signed integers.
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A position, revision or limit for SQLite (values beyond `i64::MAX`
+/// cannot occur as positions, so clamping them keeps comparisons right).
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The fixed parameters (bounds, then a limit for reads) followed by the
+/// statement's own.
+fn bind(fixed: &[i64], stmt: &Statement) -> Vec<Value> {
+    fixed
+        .iter()
+        .map(|&n| Value::Integer(n))
+        .chain(stmt.params.iter().cloned())
+        .collect()
+}
+
+/// The last revision of `stream`, on any connection.
+fn last_revision(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64>> {
+    conn.prepare_cached(sql::LAST_REVISION)?
+        .query_row([stream], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|r| r.map(unsigned))
+}
+
+/// The last committed position, on any connection.
+fn last_position(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT coalesce(max(position), 0) FROM events")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(unsigned)
+}
+
+/// Whether the committed event `row` (type, tags, stream, data, metadata)
+/// is `new` (whose id matched already).
+fn same_event(row: &Row<'_>, new: &NewEvent) -> rusqlite::Result<bool> {
+    Ok(row.get_ref(0)?.as_str()? == new.event_type
+        && row.get_ref(1)?.as_blob()? == encode_tags(&new.tags).as_slice()
+        && row.get_ref(2)?.as_str_or_null()? == new.stream.as_deref()
+        && row.get_ref(3)?.as_blob()? == new.data.as_ref()
+        && row.get_ref(4)?.as_blob()? == new.metadata.as_ref())
+}
+
+impl SqliteStore {
+    /// Opens the database file at `path`, creating it (and its parent
+    /// directory) with the schema if it does not exist.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
+        let path = path.as_ref().to_owned();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let writer = schema::open_writer(&path, &options).map_err(|e| match e {
+            OpenError::Sqlite(e) => sqlite_error(&path, e),
+            OpenError::Unsupported(reason) => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
+            },
+        })?;
+        Ok(SqliteStore {
+            path,
+            options,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> SqliteOptions {
+        self.options
+    }
+
+    /// The schema version of the database layout this crate writes.
+    pub fn schema_version() -> i64 {
+        schema::SCHEMA_VERSION
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sqlite_error(&self.path, e)
+    }
+
+    /// Runs `f` on an idle reader connection (opening one if none is idle).
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let idle = self.readers.lock().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => schema::open_reader(&self.path, &self.options).map_err(|e| self.err(e))?,
+        };
+        let out = f(&conn);
+        let mut idle = self.readers.lock();
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+
+    /// The rows of `sql` (event columns) with `params`, decoded.
+    fn query_events(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Vec<RecordedEvent>> {
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            out.push(self.decode(row)?);
+        }
+        Ok(out)
+    }
+
+    /// One row of event columns (see `sql::EVENT_COLUMNS`).
+    fn decode(&self, row: &Row<'_>) -> Result<RecordedEvent> {
+        let position: i64 = row.get(0).map_err(|e| self.err(e))?;
+        let corrupt = |reason: String| Error::Corruption {
+            file: self.path.clone(),
+            offset: 0,
+            reason: format!("event at position {position}: {reason}"),
+        };
+        let get = |i: usize| row.get_ref(i).map_err(|e| self.err(e));
+        let tags =
+            decode_tags(get(2)?.as_blob().map_err(|e| self.err(e.into()))?).map_err(corrupt)?;
+        let id = match get(5)?.as_blob_or_null().map_err(|e| self.err(e.into()))? {
+            None => None,
+            Some(blob) => Some(
+                decode_id(blob).ok_or_else(|| corrupt(format!("id of {} bytes", blob.len())))?,
+            ),
+        };
+        let revision: Option<i64> = row.get(4).map_err(|e| self.err(e))?;
+        let ts: i64 = row.get(8).map_err(|e| self.err(e))?;
+        Ok(RecordedEvent {
+            position: unsigned(position),
+            event_type: row.get(1).map_err(|e| self.err(e))?,
+            tags,
+            data: Bytes::from(row.get::<_, Vec<u8>>(6).map_err(|e| self.err(e))?),
+            metadata: Bytes::from(row.get::<_, Vec<u8>>(7).map_err(|e| self.err(e))?),
+            id,
+            stream: row.get(3).map_err(|e| self.err(e))?,
+            revision: revision.map(unsigned),
+            timestamp_micros: unsigned(ts),
+        })
+    }
+
+    /// The idempotency rule, exactly as the reference applies it (ids
+    /// repeating within the batch were refused before).
+    fn check_ids(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[NewEvent],
+    ) -> rusqlite::Result<Result<Ids>> {
+        if events.iter().all(|e| e.id.is_none()) {
+            return Ok(Ok(Ids::New));
+        }
+        let mut by_id = tx.prepare_cached("SELECT position FROM events WHERE id = ?1")?;
+        let mut found = Vec::with_capacity(events.len());
+        for e in events {
+            let position = match e.id {
+                Some(id) => by_id
+                    .query_row([&encode_id(id)[..]], |r| r.get::<_, i64>(0))
+                    .optional()?,
+                None => None,
+            };
+            found.push(position);
+        }
+        let Some(offender) = found.iter().position(Option::is_some) else {
+            return Ok(Ok(Ids::New));
+        };
+        let duplicate = Error::DuplicateEventId {
+            id: events[offender].id.unwrap_or_default(),
+        };
+        let Some(first) = found[0] else {
+            return Ok(Err(duplicate));
+        };
+        let last = first + events.len() as i64 - 1;
+        let committed_last: Option<i64> = tx
+            .prepare_cached("SELECT last FROM batches WHERE first = ?1")?
+            .query_row([first], |r| r.get(0))
+            .optional()?;
+        let consecutive = found
+            .iter()
+            .enumerate()
+            .all(|(i, p)| *p == Some(first + i as i64));
+        if committed_last != Some(last) || !consecutive {
+            return Ok(Err(duplicate));
+        }
+        let mut stored = tx.prepare_cached(
+            "SELECT type, tags, stream, data, metadata FROM events WHERE position = ?1",
+        )?;
+        for (i, e) in events.iter().enumerate() {
+            let same = stored.query_row([first + i as i64], |row| same_event(row, e))?;
+            if !same {
+                return Ok(Err(duplicate));
+            }
+        }
+        Ok(Ok(Ids::Retry(Appended {
+            first: unsigned(first),
+            last: unsigned(last),
+        })))
+    }
+
+    /// The checks and inserts of one append, inside `tx`: the outer error
+    /// is SQLite's, the inner one the contract's. A retry of a committed
+    /// batch returns its positions having written nothing.
+    fn append_in(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[NewEvent],
+        options: &AppendOptions,
+    ) -> rusqlite::Result<Result<Appended>> {
+        match self.check_ids(tx, events)? {
+            Ok(Ids::New) => {}
+            Ok(Ids::Retry(appended)) => return Ok(Ok(appended)),
+            Err(e) => return Ok(Err(e)),
+        }
+        for (stream, expected) in &options.expected {
+            let actual = last_revision(tx, stream)?;
+            if !expected.accepts(actual) {
+                return Ok(Err(Error::WrongExpectedRevision {
+                    stream: stream.clone(),
+                    expected: *expected,
+                    actual,
+                }));
+            }
+        }
+        if let Some(c) = &options.condition {
+            let after = c.after.unwrap_or(0);
+            if after < i64::MAX as u64 {
+                let stmt = sql::first_match(&c.fail_if_events_match);
+                let conflict: Option<i64> = tx
+                    .prepare_cached(&stmt.sql)?
+                    .query_row(
+                        rusqlite::params_from_iter(bind(&[signed(after) + 1, i64::MAX], &stmt)),
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                if let Some(position) = conflict {
+                    return Ok(Err(Error::ConditionFailed {
+                        position: unsigned(position),
+                    }));
+                }
+            }
+        }
+        self.insert(tx, events).map(Ok)
+    }
+
+    /// Inserts the batch after the last committed event.
+    fn insert(&self, tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<Appended> {
+        let (head, last_ts): (i64, i64) = tx
+            .prepare_cached("SELECT position, ts FROM events ORDER BY position DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, 0));
+        let ts = now_micros().max(last_ts);
+        let first = head + 1;
+        let mut revisions: HashMap<&str, u64> = HashMap::new();
+        let mut insert_event = tx.prepare_cached(
+            "INSERT INTO events (position, type, tags, stream, revision, id, data, metadata, ts) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut insert_tag =
+            tx.prepare_cached("INSERT OR IGNORE INTO tags (tag, position) VALUES (?1, ?2)")?;
+        for (i, e) in events.iter().enumerate() {
+            let position = first + i as i64;
+            let revision = match e.stream.as_deref() {
+                None => None,
+                Some(stream) => {
+                    let next = match revisions.get(stream) {
+                        Some(r) => r + 1,
+                        None => last_revision(tx, stream)?.map_or(0, |r| r + 1),
+                    };
+                    revisions.insert(stream, next);
+                    Some(signed(next))
+                }
+            };
+            let id = e.id.map(encode_id);
+            insert_event.execute(params![
+                position,
+                e.event_type,
+                encode_tags(&e.tags),
+                e.stream,
+                revision,
+                id.as_ref().map(|id| &id[..]),
+                e.data.as_ref(),
+                e.metadata.as_ref(),
+                ts,
+            ])?;
+            for tag in &e.tags {
+                insert_tag.execute(params![tag, position])?;
+            }
+        }
+        let last = first + events.len() as i64 - 1;
+        if events[0].id.is_some() {
+            tx.prepare_cached("INSERT INTO batches (first, last) VALUES (?1, ?2)")?
+                .execute([first, last])?;
+        }
+        Ok(Appended {
+            first: unsigned(first),
+            last: unsigned(last),
+        })
+    }
+
+    /// One page of a read: events of `stmt` within `lo..=hi`, at most
+    /// `limit`.
+    fn page(&self, stmt: &Statement, lo: u64, hi: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let params = bind(&[signed(lo), signed(hi), signed(limit as u64)], stmt);
+        self.with_reader(|conn| self.query_events(conn, &stmt.sql, params))
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
+        validation::check_batch(&events)?;
+        if let Some(c) = &options.condition {
+            validation::check_query(&c.fail_if_events_match)?;
+        }
+        for (stream, _) in &options.expected {
+            validation::check_stream_name(stream)?;
+        }
+        validation::check_ids_unique(&events)?;
+        let mut conn = self.writer.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        // Dropping `tx` without committing rolls back: on any error, and
+        // for a retry, which wrote nothing.
+        match self.append_in(&tx, &events, &options) {
+            Err(e) => Err(self.err(e)),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(appended)) => {
+                tx.commit().map_err(|e| self.err(e))?;
+                Ok(appended)
+            }
+        }
+    }
+
+    fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
+        validation::check_query(query)?;
+        let remaining = options.limit.unwrap_or(usize::MAX);
+        let head = self.head()?;
+        let (lo, hi) = match options.direction {
+            Direction::Forwards => (options.start.unwrap_or(0).saturating_add(1), head),
+            Direction::Backwards => (
+                1,
+                options
+                    .start
+                    .map_or(head, |s| s.saturating_sub(1).min(head)),
+            ),
+        };
+        if lo > hi || remaining == 0 {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        Ok(Box::new(Paged {
+            store: self,
+            stmt: sql::read(query, options.direction),
+            direction: options.direction,
+            lo,
+            hi,
+            remaining,
+            buffer: VecDeque::new(),
+            done: false,
+        }))
+    }
+
+    fn read_last(&self, query: &Query) -> Result<Option<RecordedEvent>> {
+        validation::check_query(query)?;
+        let stmt = sql::read(query, Direction::Backwards);
+        Ok(self.page(&stmt, 1, u64::MAX, 1)?.pop())
+    }
+
+    fn head(&self) -> Result<u64> {
+        self.with_reader(|conn| last_position(conn).map_err(|e| self.err(e)))
+    }
+
+    fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
+        validation::check_stream_name(stream)?;
+        self.with_reader(|conn| last_revision(conn, stream).map_err(|e| self.err(e)))
+    }
+}
+
+/// A read, fetched a page at a time within the bounds fixed when it began
+/// (so it never goes past the head of that moment).
+struct Paged<'a> {
+    store: &'a SqliteStore,
+    stmt: Statement,
+    direction: Direction,
+    /// Inclusive bounds of what is left to read.
+    lo: u64,
+    hi: u64,
+    remaining: usize,
+    buffer: VecDeque<RecordedEvent>,
+    done: bool,
+}
+
+impl Paged<'_> {
+    fn refill(&mut self) -> Result<()> {
+        let limit = self.remaining.min(PAGE);
+        let page = self.store.page(&self.stmt, self.lo, self.hi, limit)?;
+        if page.len() < limit {
+            self.done = true;
+        }
+        if let Some(last) = page.last() {
+            match self.direction {
+                Direction::Forwards => self.lo = last.position + 1,
+                Direction::Backwards => self.hi = last.position.saturating_sub(1),
+            }
+            if self.lo > self.hi {
+                self.done = true;
+            }
+        }
+        self.buffer.extend(page);
+        Ok(())
+    }
+}
+
+impl Iterator for Paged<'_> {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        if self.buffer.is_empty()
+            && !self.done
+            && let Err(e) = self.refill()
+        {
+            self.done = true;
+            self.remaining = 0;
+            return Some(Err(e));
+        }
+        let event = self.buffer.pop_front()?;
+        self.remaining -= 1;
+        Some(Ok(event))
+    }
+}

@@ -1,0 +1,167 @@
+//! What the conformance suite does not reach: reads spanning many pages,
+//! the schema version, the file layout on disk, readers running beside the
+//! writer.
+
+use std::sync::Arc;
+
+use gesta::{EventStore, NewEvent, Query, QueryItem, ReadOptions};
+use gesta_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+fn options() -> SqliteOptions {
+    SqliteOptions::default().synchronous(Synchronous::Off)
+}
+
+fn positions(store: &SqliteStore, query: &Query, options: ReadOptions) -> Vec<u64> {
+    store
+        .read(query, options)
+        .expect("read")
+        .map(|e| e.expect("event").position)
+        .collect()
+}
+
+#[test]
+fn reads_span_pages_in_both_directions() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("e.db"), options()).expect("open");
+    let n = 1300u64;
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(100) {
+        let batch = chunk
+            .iter()
+            .map(|i| {
+                let ty = if i % 2 == 0 { "Even" } else { "Odd" };
+                NewEvent::new(ty, i.to_string()).tag(format!("m3:{}", i % 3))
+            })
+            .collect();
+        store.append(batch).expect("append");
+    }
+    let all: Vec<u64> = (1..=n).collect();
+    assert_eq!(
+        positions(&store, &Query::all(), ReadOptions::forwards()),
+        all
+    );
+    let back: Vec<u64> = all.iter().rev().copied().collect();
+    assert_eq!(
+        positions(&store, &Query::all(), ReadOptions::backwards()),
+        back
+    );
+
+    let query = Query::tag("m3:0").or(QueryItem::new().event_type("Even"));
+    let matching: Vec<u64> = all
+        .iter()
+        .copied()
+        .filter(|i| i % 3 == 0 || i % 2 == 0)
+        .collect();
+    for (start, limit) in [(None, None), (Some(7), Some(600)), (Some(1000), None)] {
+        let mut fwd = ReadOptions::forwards();
+        let mut bwd = ReadOptions::backwards();
+        if let Some(s) = start {
+            fwd = fwd.start(s);
+            bwd = bwd.start(s);
+        }
+        if let Some(l) = limit {
+            fwd = fwd.limit(l);
+            bwd = bwd.limit(l);
+        }
+        let want_fwd: Vec<u64> = matching
+            .iter()
+            .copied()
+            .filter(|&p| p > start.unwrap_or(0))
+            .take(limit.unwrap_or(usize::MAX))
+            .collect();
+        let want_bwd: Vec<u64> = matching
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&p| p < start.unwrap_or(u64::MAX))
+            .take(limit.unwrap_or(usize::MAX))
+            .collect();
+        assert_eq!(positions(&store, &query, fwd), want_fwd, "{fwd:?}");
+        assert_eq!(positions(&store, &query, bwd), want_bwd, "{bwd:?}");
+    }
+    let last = store
+        .read_last(&Query::event_type("Odd"))
+        .expect("read_last");
+    assert_eq!(last.map(|e| e.position), Some(n - 1));
+}
+
+#[test]
+fn a_read_stops_at_the_head_it_began_with() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("e.db"), options()).expect("open");
+    let batch = |k: usize| (0..k).map(|i| NewEvent::new("A", i.to_string())).collect();
+    store.append(batch(1000)).expect("append");
+    let mut read = store
+        .read(&Query::all(), ReadOptions::forwards())
+        .expect("read");
+    assert_eq!(read.next().expect("first").expect("event").position, 1);
+    store.append(batch(10)).expect("append more");
+    assert_eq!(read.count(), 999);
+    assert_eq!(store.head().expect("head"), 1010);
+}
+
+#[test]
+fn the_database_records_its_schema_version_and_refuses_others() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("nested").join("dirs").join("e.db");
+    let store = SqliteStore::open(&path, options()).expect("open, creating directories");
+    store
+        .append(vec![NewEvent::new("A", "x").tag("t").tag("t")])
+        .expect("append");
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, SqliteStore::schema_version());
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+    let tag_rows: i64 = conn
+        .query_row("SELECT count(*) FROM tags", [], |r| r.get(0))
+        .expect("count tags");
+    assert_eq!(tag_rows, 1, "a repeated tag is indexed once");
+    conn.pragma_update(None, "user_version", 99)
+        .expect("set version");
+    drop(conn);
+
+    let err = SqliteStore::open(&path, options()).expect_err("a newer schema is refused");
+    assert!(
+        matches!(&err, gesta::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn readers_run_beside_the_writer() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Arc::new(SqliteStore::open(dir.path().join("e.db"), options()).expect("open"));
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                store
+                    .append(vec![NewEvent::new("A", "x").tag(format!("t{}", i % 4))])
+                    .expect("append");
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while seen < 200 {
+                    let got = positions(&store, &Query::all(), ReadOptions::forwards());
+                    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "no gaps");
+                    seen = got.len();
+                }
+            })
+        })
+        .collect();
+    writer.join().expect("writer");
+    for r in readers {
+        r.join().expect("reader");
+    }
+}
