@@ -15,7 +15,11 @@
 //!   sequential write bandwidth with an `fdatasync` per MiB.
 //!
 //! [`bench_root`] picks a directory on a real disk for all of them.
+//!
+//! [`harness`] is the comparison harness behind the `gesta-bench` binary.
 #![deny(missing_docs)]
+
+pub mod harness;
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -1,0 +1,478 @@
+//! The comparison harness behind the `gesta-bench` binary: runs the
+//! workloads of `BENCH.md` against every available store through
+//! `&dyn EventStore`, measures the disk's limit line once, and reports one
+//! table (and the same figures as JSON).
+//!
+//! - [`stores`]: the stores and how each is opened, loaded and closed;
+//! - [`workloads`]: W1–W5 and R1–R4 over `&dyn EventStore`;
+//! - [`report`]: the table and the JSON.
+
+pub mod report;
+pub mod stores;
+#[cfg(feature = "umadb")]
+pub mod uma;
+pub mod workloads;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::{BandwidthProbe, EventGen, MIB, SEED, SyncMode, SyncProbe, group_commit_probe};
+use stores::{Instance, Location, Mode, StoreKind};
+use workloads::{Outcome, Queries, ReadKind};
+
+/// Errors of the harness: anything printable.
+pub type HarnessError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every workload id the harness knows, in table order.
+pub const WORKLOADS: [&str; 11] = [
+    "W1", "W2", "W3", "W4", "W5", "R1", "R2", "R3", "R4", "O1", "D1",
+];
+
+/// Workloads of `BENCH.md` the harness does not run yet.
+pub const SKIPPED: [(&str, &str); 2] = [
+    (
+        "M1",
+        "peak resident memory with 10 M events: not measured yet",
+    ),
+    ("S1", "live subscriber latency: not measured yet"),
+];
+
+/// How many operations each workload does, and how long each may take.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sizes {
+    /// W1 appends.
+    pub w1: u64,
+    /// W2 appends, over all writers.
+    pub w2: u64,
+    /// W3 events; also the events of the store R1–R4, O1 and D1 run on.
+    pub w3: u64,
+    /// W4 appends, over all writers.
+    pub w4: u64,
+    /// W5 commits, over all writers.
+    pub w5: u64,
+    /// Queries in each of R2–R4.
+    pub queries: usize,
+    /// Runs of R1 (the fastest counts).
+    pub r1_runs: usize,
+    /// Longest a write workload may run before it stops early, seconds.
+    pub budget_secs: f64,
+    /// Samples of each 4 KiB write + fdatasync probe.
+    pub sync_samples: usize,
+    /// Commits per thread of the 16-thread group-commit probe.
+    pub group_commits_per_thread: u64,
+    /// MiB written by the bandwidth probe.
+    pub bandwidth_mib: usize,
+}
+
+impl Sizes {
+    /// The sizes of `BENCH.md`.
+    pub fn full() -> Sizes {
+        Sizes {
+            w1: 20_000,
+            w2: 100_000,
+            w3: 1_000_000,
+            w4: 100_000,
+            w5: 10_000,
+            queries: 10_000,
+            r1_runs: 3,
+            budget_secs: 30.0,
+            sync_samples: 2_000,
+            group_commits_per_thread: 300,
+            bandwidth_mib: 128,
+        }
+    }
+
+    /// Small sizes, for CI: the whole run takes seconds.
+    pub fn quick() -> Sizes {
+        Sizes {
+            w1: 500,
+            w2: 2_000,
+            w3: 20_000,
+            w4: 2_000,
+            w5: 400,
+            queries: 200,
+            r1_runs: 2,
+            budget_secs: 5.0,
+            sync_samples: 200,
+            group_commits_per_thread: 30,
+            bandwidth_mib: 16,
+        }
+    }
+
+    fn budget(&self) -> Duration {
+        Duration::from_secs_f64(self.budget_secs)
+    }
+}
+
+/// What a run does.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Whether these are the small CI sizes.
+    pub quick: bool,
+    /// The sizes.
+    pub sizes: Sizes,
+    /// The workloads to run (ids from [`WORKLOADS`]).
+    pub workloads: BTreeSet<&'static str>,
+    /// The stores to run them against.
+    pub stores: Vec<StoreKind>,
+    /// Scratch directory (each store gets fresh directories inside it).
+    pub dir: PathBuf,
+    /// PostgreSQL connection URL.
+    pub postgres_url: Option<String>,
+}
+
+impl Config {
+    /// Parses a comma-separated `--only` list (case-insensitive) into
+    /// workload ids; `None` selects them all.
+    pub fn parse_only(only: Option<&str>) -> Result<BTreeSet<&'static str>, HarnessError> {
+        let Some(only) = only else {
+            return Ok(WORKLOADS.iter().copied().collect());
+        };
+        let mut picked = BTreeSet::new();
+        for id in only.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let id = id.to_ascii_uppercase();
+            if let Some(w) = WORKLOADS.iter().find(|w| **w == id) {
+                picked.insert(*w);
+            } else if SKIPPED.iter().any(|(s, _)| *s == id) {
+                eprintln!("note: {id} is not implemented yet; skipping it");
+            } else {
+                return Err(
+                    format!("unknown workload {id:?}; known: {}", WORKLOADS.join(",")).into(),
+                );
+            }
+        }
+        if picked.is_empty() {
+            return Err("--only selected no workload".into());
+        }
+        Ok(picked)
+    }
+
+    fn wants(&self, id: &str) -> bool {
+        self.workloads.contains(id)
+    }
+}
+
+/// The disk's limit line, measured with `std::fs` in the scratch directory.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitLine {
+    /// Mean latency of a 4 KiB write + fdatasync overwriting a pre-zeroed
+    /// file, µs.
+    pub pre_zeroed_sync_us: f64,
+    /// The same growing the file, µs.
+    pub growing_sync_us: f64,
+    /// The 16-thread leader/follower group-commit probe, commits/s.
+    pub group_commit_per_s: f64,
+    /// Commits per fdatasync in that probe.
+    pub group_commits_per_sync: f64,
+    /// Sequential write bandwidth with an fdatasync per MiB, bytes/s.
+    pub bandwidth_bytes_per_s: f64,
+}
+
+impl LimitLine {
+    /// Measures the limit line in `dir`.
+    pub fn measure(dir: &std::path::Path, sizes: &Sizes) -> Result<LimitLine, HarnessError> {
+        let latency = |mode: SyncMode, name: &str| -> Result<f64, HarnessError> {
+            let path = dir.join(name);
+            let mut probe = SyncProbe::new(&path, mode)?;
+            let l = probe.measure(sizes.sync_samples)?;
+            drop(probe);
+            std::fs::remove_file(&path)?;
+            Ok(l.mean().as_secs_f64() * 1e6)
+        };
+        let pre_zeroed_sync_us = latency(SyncMode::PreZeroed, "probe-pre-zeroed")?;
+        let growing_sync_us = latency(SyncMode::Growing, "probe-growing")?;
+        let group = group_commit_probe(dir, workloads::WRITERS, sizes.group_commits_per_thread)?;
+        let path = dir.join("probe-bandwidth");
+        let mut bw = BandwidthProbe::new(&path)?;
+        let mib_per_s = bw.measure(sizes.bandwidth_mib)?;
+        drop(bw);
+        std::fs::remove_file(&path)?;
+        Ok(LimitLine {
+            pre_zeroed_sync_us,
+            growing_sync_us,
+            group_commit_per_s: group.commits_per_sec(),
+            group_commits_per_sync: group.commits_per_sync(),
+            bandwidth_bytes_per_s: mib_per_s * MIB as f64,
+        })
+    }
+}
+
+/// One workload's outcome on one store.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// The store.
+    pub store: StoreKind,
+    /// The workload id.
+    pub workload: &'static str,
+    /// What was measured.
+    pub outcome: Outcome,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// The disk's limit line, if measured.
+    pub limit: Option<LimitLine>,
+    /// Each workload's outcome on each store.
+    pub measured: Vec<Measured>,
+    /// Bytes on disk per event, per store (D1).
+    pub bytes_per_event: BTreeMap<StoreKind, f64>,
+    /// Open times after a clean close, ms (O1; Gesta only).
+    pub open_ms: BTreeMap<StoreKind, f64>,
+    /// Workloads that failed: (store, workload, error).
+    pub errors: Vec<(StoreKind, &'static str, String)>,
+    /// Remarks for the report.
+    pub notes: Vec<String>,
+}
+
+impl Results {
+    /// The outcome of `workload` on `store`.
+    pub fn get(&self, store: StoreKind, workload: &str) -> Option<&Outcome> {
+        self.measured
+            .iter()
+            .find(|m| m.store == store && m.workload == workload)
+            .map(|m| &m.outcome)
+    }
+
+    /// Whether `workload` failed on `store`.
+    pub fn failed(&self, store: StoreKind, workload: &str) -> bool {
+        self.errors
+            .iter()
+            .any(|(s, w, _)| *s == store && *w == workload)
+    }
+}
+
+/// Runs the whole comparison.
+pub fn run(config: &Config) -> Result<Results, HarnessError> {
+    std::fs::create_dir_all(&config.dir)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("gesta-bench-")
+        .tempdir_in(&config.dir)?;
+    let at = Location {
+        dir: scratch.path().to_owned(),
+        postgres_url: config.postgres_url.clone(),
+    };
+    let steps = 1 + config.stores.len() as u64 * config.workloads.len() as u64;
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let mut results = Results::default();
+
+    bar.set_message("limit line (disk probes)");
+    if config
+        .workloads
+        .iter()
+        .any(|w| matches!(*w, "W1" | "W2" | "W3" | "W4"))
+    {
+        results.limit = Some(LimitLine::measure(&at.dir, &config.sizes)?);
+    }
+    bar.inc(1);
+
+    for &kind in &config.stores {
+        run_store(config, &at, kind, &mut results, &bar);
+    }
+    bar.finish_and_clear();
+    Ok(results)
+}
+
+/// Runs every selected workload on one kind of store, recording failures
+/// instead of giving up.
+fn run_store(
+    config: &Config,
+    at: &Location,
+    kind: StoreKind,
+    results: &mut Results,
+    bar: &ProgressBar,
+) {
+    let sizes = &config.sizes;
+    let budget = sizes.budget();
+    let writes: [(&'static str, u64); 4] = [
+        ("W1", sizes.w1),
+        ("W2", sizes.w2),
+        ("W4", sizes.w4),
+        ("W5", sizes.w5),
+    ];
+    for (id, n) in writes {
+        if !config.wants(id) {
+            continue;
+        }
+        bar.set_message(format!("{} {id}", kind.label()));
+        let result = on_fresh_store(kind, at, id, |store| match id {
+            "W1" => workloads::w1(store, n, budget),
+            "W2" => workloads::writers(store, n, false, budget),
+            "W4" => workloads::writers(store, n, true, budget),
+            _ => workloads::contended(store, n, budget),
+        });
+        record(results, kind, id, result);
+        bar.inc(1);
+    }
+
+    let data_ids = ["W3", "R1", "R2", "R3", "R4", "O1", "D1"];
+    let wanted: Vec<&'static str> = data_ids
+        .iter()
+        .copied()
+        .filter(|id| config.wants(id))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    bar.set_message(format!("{} W3 / loading the read store", kind.label()));
+    if let Err(e) = data_store(config, at, kind, results, bar) {
+        for id in wanted {
+            let applies = match id {
+                "O1" => kind == StoreKind::Gesta,
+                "D1" => kind.is_embedded(),
+                _ => true,
+            };
+            if applies && results.get(kind, id).is_none() && !results.failed(kind, id) {
+                results.errors.push((kind, id, e.to_string()));
+            }
+        }
+    }
+    // The progress bar counts every selected workload once per store.
+    let done = config
+        .workloads
+        .iter()
+        .filter(|w| data_ids.contains(w))
+        .count() as u64;
+    bar.inc(done);
+}
+
+fn record(
+    results: &mut Results,
+    store: StoreKind,
+    workload: &'static str,
+    result: Result<Outcome, HarnessError>,
+) {
+    match result {
+        Ok(outcome) => results.measured.push(Measured {
+            store,
+            workload,
+            outcome,
+        }),
+        Err(e) => results.errors.push((store, workload, e.to_string())),
+    }
+}
+
+/// Runs `work` on a fresh store of `kind`, then deletes the store.
+fn on_fresh_store(
+    kind: StoreKind,
+    at: &Location,
+    name: &str,
+    work: impl FnOnce(&dyn gesta::EventStore) -> Result<Outcome, HarnessError>,
+) -> Result<Outcome, HarnessError> {
+    let instance = Instance::fresh(kind, at, &name.to_ascii_lowercase())?;
+    let handle = instance.open(Mode::Measured)?;
+    let result = work(handle.store());
+    let closed = handle.discard();
+    instance.remove()?;
+    let outcome = result?;
+    closed?;
+    Ok(outcome)
+}
+
+/// W3 (or an untimed load of the same events), then D1 on the closed
+/// store, O1 on reopening it, and R1–R4 on it.
+fn data_store(
+    config: &Config,
+    at: &Location,
+    kind: StoreKind,
+    results: &mut Results,
+    bar: &ProgressBar,
+) -> Result<(), HarnessError> {
+    let sizes = &config.sizes;
+    let instance = Instance::fresh(kind, at, "data")?;
+    let outcome = (|| -> Result<(), HarnessError> {
+        let handle = if config.wants("W3") {
+            let handle = instance.open(Mode::Measured)?;
+            let mut generator = EventGen::new(SEED);
+            let w3 = workloads::w3(handle.store(), &mut generator, sizes.w3, sizes.budget());
+            // A failed W3 leaves no data to read: it fails the rest too.
+            let w3 = w3?;
+            let done = w3.ops;
+            record(results, kind, "W3", Ok(w3));
+            if done < sizes.w3 {
+                // Stopped early: finish the read workloads' data the fast way.
+                bar.set_message(format!("{} loading the read store", kind.label()));
+                handle.close()?;
+                let handle = instance.open(Mode::Load)?;
+                workloads::load_from(handle.store(), &mut generator, sizes.w3 - done)?;
+                handle.close()?;
+                instance.open(Mode::Measured)?
+            } else {
+                handle
+            }
+        } else {
+            let handle = instance.open(Mode::Load)?;
+            workloads::load(handle.store(), sizes.w3)?;
+            handle
+        };
+        let events = handle.store().head()?;
+        handle.close()?;
+        if let Some(bytes) = instance.bytes_on_disk().filter(|_| events > 0) {
+            results
+                .bytes_per_event
+                .insert(kind, bytes as f64 / events as f64);
+        }
+
+        bar.set_message(format!("{} O1 / reopening", kind.label()));
+        let start = Instant::now();
+        let handle = instance.open(Mode::Measured)?;
+        let open = start.elapsed();
+        if kind == StoreKind::Gesta {
+            results.open_ms.insert(kind, open.as_secs_f64() * 1e3);
+        }
+        let reads = ["R1", "R2", "R3", "R4"];
+        if reads.iter().any(|r| config.wants(r)) && kind.is_embedded() {
+            crate::warm_page_cache(&instance.dir)?;
+        }
+        let store = handle.store();
+        let work = Queries::new();
+        for id in reads {
+            if !config.wants(id) {
+                continue;
+            }
+            bar.set_message(format!("{} {id}", kind.label()));
+            let outcome = match id {
+                "R1" => workloads::read_all(store, sizes.r1_runs),
+                "R2" => workloads::queries(store, &work, ReadKind::Tag, sizes.queries),
+                "R3" => workloads::queries(store, &work, ReadKind::TypeAndTag, sizes.queries),
+                _ => workloads::queries(store, &work, ReadKind::LastTypeAndTag, sizes.queries),
+            };
+            record(results, kind, id, outcome);
+        }
+        handle.discard()?;
+        Ok(())
+    })();
+    if outcome.is_err() && kind == StoreKind::Postgres {
+        // Leave no schema behind.
+        if let Ok(h) = instance.open(Mode::Measured) {
+            let _ = h.discard();
+        }
+    }
+    instance.remove()?;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lists_are_parsed() {
+        assert_eq!(
+            Config::parse_only(Some("w2, R2")).unwrap(),
+            BTreeSet::from(["W2", "R2"])
+        );
+        assert_eq!(Config::parse_only(None).unwrap().len(), WORKLOADS.len());
+        assert!(Config::parse_only(Some("W9")).is_err());
+        assert!(Config::parse_only(Some("M1")).is_err());
+    }
+}
