@@ -20,7 +20,7 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use gesta::{Durability, Options, Store};
 use gesta_benches::{
     BandwidthProbe, EventGen, GroupCommitProbe, Latencies, MIB, SEED, SyncMode, SyncProbe, Tally,
-    bench_root, fs_type, run_parallel, scratch_dir,
+    bench_root, fs_type, run_parallel, scratch_dir, size_without_trailing_zeros,
 };
 
 /// Writer threads in the concurrent workloads.
@@ -50,36 +50,7 @@ fn open_store(dir: &Path) -> Store {
 /// the zeros at the end of each file (the active segment's preallocation),
 /// divided by `events`.
 fn bytes_per_event(dir: &Path, events: u64) -> Option<f64> {
-    fn trailing_zeros(p: &Path, len: u64) -> u64 {
-        use std::io::{Read, Seek, SeekFrom};
-        let Ok(mut f) = std::fs::File::open(p) else {
-            return 0;
-        };
-        let mut buf = vec![0u8; 1 << 16];
-        let mut end = len;
-        while end > 0 {
-            let start = end.saturating_sub(buf.len() as u64);
-            let chunk = &mut buf[..(end - start) as usize];
-            if f.seek(SeekFrom::Start(start)).is_err() || f.read_exact(chunk).is_err() {
-                return 0;
-            }
-            if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
-                return len - (start + i as u64 + 1);
-            }
-            end = start;
-        }
-        len
-    }
-    fn size(p: &Path) -> u64 {
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => std::fs::read_dir(p)
-                .map(|d| d.flatten().map(|e| size(&e.path())).sum())
-                .unwrap_or(0),
-            Ok(m) => m.len() - trailing_zeros(p, m.len()),
-            Err(_) => 0,
-        }
-    }
-    (events > 0).then(|| size(dir) as f64 / events as f64)
+    (events > 0).then(|| size_without_trailing_zeros(dir) as f64 / events as f64)
 }
 
 /// Closes the store and records its bytes on disk per event under `key`.

@@ -52,19 +52,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
-use gesta::{
-    AppendOptions, Durability, Error, Options, Query, QueryItem, ReadOptions, RecordedEvent, Store,
-};
+use gesta::{AppendOptions, Durability, Error, Options, Query, ReadOptions, RecordedEvent, Store};
+use gesta_benches::harness::workloads::{QUERY_TAGS, Queries};
 use gesta_benches::{
-    BUILD_BATCH, EVENT_TYPE_NAMES, EventGen, Latencies, SEED, SplitMix64, TAGS, Tally, bench_root,
-    cached_store_batched, copy_dir, fs_type, group_commit_probe, run_parallel, scratch_dir,
-    warm_page_cache,
+    BUILD_BATCH, EventGen, Latencies, Tally, bench_root, cached_store_batched, copy_dir, fs_type,
+    group_commit_probe, run_parallel, scratch_dir, warm_page_cache,
 };
 
 /// Events in the queried store (R1–R4's size).
 const EVENTS: u64 = 1_000_000;
 /// Distinct tags the queries cycle through.
-const QUERY_TAGS: usize = 1_000;
 /// How many times each query is answered by scanning the log.
 const SCAN_RUNS: usize = 3;
 /// Writer threads in the concurrent workloads.
@@ -103,45 +100,6 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// The queries' arguments: `QUERY_TAGS` distinct tags drawn with a fixed
-/// seed, each paired with an event type.
-struct Workload {
-    tags: Vec<String>,
-    types: Vec<&'static str>,
-}
-
-impl Workload {
-    fn new() -> Workload {
-        let generator = EventGen::new(SEED);
-        let mut rng = SplitMix64::new(SEED ^ 0x0051_7565_7279);
-        let mut picked = vec![false; TAGS];
-        let mut tags = Vec::with_capacity(QUERY_TAGS);
-        while tags.len() < QUERY_TAGS {
-            let t = rng.below(TAGS as u64) as usize;
-            if !std::mem::replace(&mut picked[t], true) {
-                tags.push(generator.tag(t).to_owned());
-            }
-        }
-        let types = (0..QUERY_TAGS)
-            .map(|_| EVENT_TYPE_NAMES[rng.below(EVENT_TYPE_NAMES.len() as u64) as usize])
-            .collect();
-        Workload { tags, types }
-    }
-
-    fn r2(&self, i: usize) -> Query {
-        Query::tag(&self.tags[i % QUERY_TAGS])
-    }
-
-    fn r3(&self, i: usize) -> Query {
-        let i = i % QUERY_TAGS;
-        Query::item(
-            QueryItem::new()
-                .event_type(self.types[i])
-                .tag(&self.tags[i]),
-        )
-    }
-}
-
 /// The three indexed queries, as benchmark names and summary keys.
 const KINDS: [(&str, &str); 3] = [
     ("r2_tag", "R2 tag (~300 hits)"),
@@ -150,11 +108,16 @@ const KINDS: [(&str, &str); 3] = [
 ];
 
 /// Runs one indexed query; returns the number of events it yielded.
-fn run_query(store: &Store, work: &Workload, kind: usize, i: usize) -> u64 {
+fn run_query(store: &Store, work: &Queries, kind: usize, i: usize) -> u64 {
     match kind {
-        0 => count(store.read(&work.r2(i), ReadOptions::forwards())),
-        1 => count(store.read(&work.r3(i), ReadOptions::forwards())),
-        _ => u64::from(store.read_last(&work.r3(i)).expect("read_last").is_some()),
+        0 => count(store.read(&work.tag(i), ReadOptions::forwards())),
+        1 => count(store.read(&work.type_and_tag(i), ReadOptions::forwards())),
+        _ => u64::from(
+            store
+                .read_last(&work.type_and_tag(i))
+                .expect("read_last")
+                .is_some(),
+        ),
     }
 }
 
@@ -167,7 +130,7 @@ fn count(events: impl Iterator<Item = gesta::Result<RecordedEvent>>) -> u64 {
     n
 }
 
-fn bench_queries(c: &mut Criterion, store: &Store, work: &Workload, variant: &str) {
+fn bench_queries(c: &mut Criterion, store: &Store, work: &Queries, variant: &str) {
     let mut group = c.benchmark_group(format!("query/{variant}"));
     configure(&mut group);
     group.throughput(Throughput::Elements(1));
@@ -221,7 +184,7 @@ fn bench_read_all(c: &mut Criterion, store: &Store, name: &str, key: &str) {
 
 /// Answers the three queries by scanning the log, `SCAN_RUNS` times each
 /// with different arguments, checking every answer against the index's.
-fn scan_comparison(store: &Store, work: &Workload) {
+fn scan_comparison(store: &Store, work: &Queries) {
     println!("\nAnswering R2–R4 by scanning the log ({SCAN_RUNS} runs each)…");
     // Spread the runs over the tag list, away from its start.
     let picks: Vec<usize> = (0..SCAN_RUNS).map(|r| 7 + r * 331).collect();
@@ -231,7 +194,11 @@ fn scan_comparison(store: &Store, work: &Workload) {
             let start = Instant::now();
             let positions: Vec<u64> = match kind {
                 0 | 1 => {
-                    let q = if kind == 0 { work.r2(i) } else { work.r3(i) };
+                    let q = if kind == 0 {
+                        work.tag(i)
+                    } else {
+                        work.type_and_tag(i)
+                    };
                     let item = &q.items[0];
                     store
                         .read(&Query::all(), ReadOptions::forwards())
@@ -241,7 +208,7 @@ fn scan_comparison(store: &Store, work: &Workload) {
                         .collect()
                 }
                 _ => {
-                    let q = work.r3(i);
+                    let q = work.type_and_tag(i);
                     let item = &q.items[0];
                     store
                         .read(&Query::all(), ReadOptions::backwards())
@@ -260,15 +227,15 @@ fn scan_comparison(store: &Store, work: &Workload) {
             });
             let indexed: Vec<u64> = match kind {
                 0 => store
-                    .read(&work.r2(i), ReadOptions::forwards())
+                    .read(&work.tag(i), ReadOptions::forwards())
                     .map(|e| e.expect("read").position)
                     .collect(),
                 1 => store
-                    .read(&work.r3(i), ReadOptions::forwards())
+                    .read(&work.type_and_tag(i), ReadOptions::forwards())
                     .map(|e| e.expect("read").position)
                     .collect(),
                 _ => store
-                    .read_last(&work.r3(i))
+                    .read_last(&work.type_and_tag(i))
                     .expect("read_last")
                     .map(|e| e.position)
                     .into_iter()
@@ -283,9 +250,9 @@ fn scan_comparison(store: &Store, work: &Workload) {
 }
 
 /// One full scan: how many events carry each of the query tags.
-fn hit_counts(store: &Store, work: &Workload) -> Vec<u64> {
+fn hit_counts(store: &Store, work: &Queries) -> Vec<u64> {
     let wanted: HashMap<&str, usize> = work
-        .tags
+        .tags()
         .iter()
         .enumerate()
         .map(|(i, t)| (t.as_str(), i))
@@ -353,7 +320,7 @@ fn first_query_then_warm(store: &Store, what: &str) {
 }
 
 /// The 1,000,000-event store of 1,000-event records with its index in runs.
-fn queries_on_runs(c: &mut Criterion, work: &Workload) -> Store {
+fn queries_on_runs(c: &mut Criterion, work: &Queries) -> Store {
     let store = open_cached(BUILD_BATCH, "runs variant (1,000-event records)");
     let counts = hit_counts(&store, work);
     let (min, max) = (
@@ -374,7 +341,7 @@ fn queries_on_runs(c: &mut Criterion, work: &Workload) -> Store {
 /// The same events appended one per append, so that every record holds one
 /// event: what an indexed read costs when it need not find its event inside
 /// a large batch.
-fn queries_on_small_records(c: &mut Criterion, work: &Workload) {
+fn queries_on_small_records(c: &mut Criterion, work: &Queries) {
     let store = open_cached(1, "runs variant (1-event records)");
     bench_queries(c, &store, work, "runs_1event_records");
     bench_read_all(
@@ -388,7 +355,7 @@ fn queries_on_small_records(c: &mut Criterion, work: &Workload) {
 
 /// The same events with the whole index in the memtable: a copy of the
 /// cached store without its MANIFEST, so opening replays the whole log.
-fn queries_on_memtable(c: &mut Criterion, work: &Workload, cached: &Path) {
+fn queries_on_memtable(c: &mut Criterion, work: &Queries, cached: &Path) {
     let scratch = scratch_dir("gesta-bench-query-mem").expect("scratch dir");
     let dir = scratch.path().join("store");
     copy_dir(cached, &dir).expect("copy the cached store");
@@ -650,7 +617,7 @@ fn summary() {
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    let work = Workload::new();
+    let work = Queries::new();
     let store = queries_on_runs(&mut c, &work);
     let cached = store.path().to_owned();
     store.close().expect("close");

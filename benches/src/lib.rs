@@ -994,6 +994,42 @@ impl Tally {
     }
 }
 
+/// The size of the files under `dir`, not counting zeros at the end of
+/// each file (preallocated space that holds no data yet).
+pub fn size_without_trailing_zeros(dir: &Path) -> u64 {
+    fn trailing_zeros(p: &Path, len: u64) -> u64 {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(p) else {
+            return 0;
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        let mut end = len;
+        while end > 0 {
+            let start = end.saturating_sub(buf.len() as u64);
+            let chunk = &mut buf[..(end - start) as usize];
+            if f.seek(SeekFrom::Start(start)).is_err() || f.read_exact(chunk).is_err() {
+                return 0;
+            }
+            if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+                return len - (start + i as u64 + 1);
+            }
+            end = start;
+        }
+        len
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| size_without_trailing_zeros(&e.path()))
+                    .sum()
+            })
+            .unwrap_or(0),
+        Ok(m) => m.len() - trailing_zeros(dir, m.len()),
+        Err(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -344,6 +344,11 @@ impl Queries {
         Queries { tags, types }
     }
 
+    /// The query tags, in order.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
     /// R2's `i`-th query: one tag.
     pub fn tag(&self, i: usize) -> Query {
         Query::tag(&self.tags[i % QUERY_TAGS])
