@@ -741,7 +741,7 @@ where
 /// Version of the data in a cached store: bump it whenever [`EventGen`],
 /// [`fill_store`] or [`cached_store`]'s recipe changes, so that stale caches
 /// are rebuilt instead of measured.
-pub const DATA_VERSION: u32 = 1;
+pub const DATA_VERSION: u32 = 2;
 
 /// Events per append when a store of the standard data is built.
 pub const BUILD_BATCH: usize = 1_000;

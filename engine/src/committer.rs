@@ -246,10 +246,11 @@ impl Committer {
         let first = self.writer.next_position();
         let count = a.events.len() as u32;
         let mut seq = Vec::new();
-        for e in &a.events {
+        for (index, e) in a.events.iter().enumerate() {
             if let Some(stream) = &e.stream {
                 let next = self.next_revision(stream);
-                seq.extend_from_slice(&next.to_le_bytes());
+                crate::codec::put_varint(&mut seq, index as u64);
+                crate::codec::put_varint(&mut seq, next);
                 // next_revision cached the stream, so no key is cloned here.
                 if let Some(n) = self.revisions.get_mut(stream) {
                     *n = next + 1;

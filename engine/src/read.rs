@@ -167,7 +167,7 @@ impl Events {
             r.meta.first_position <= position && position <= r.meta.last_position()
         });
         if !held {
-            *last = reader.record_containing(position)?;
+            *last = reader.record_head_containing(position)?;
         }
         match last {
             Some(record) => decode_event(record, position).map(Some),

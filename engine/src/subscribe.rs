@@ -103,7 +103,7 @@ fn fetch_positions(
             if taken >= max_events {
                 return Ok(position - 1);
             }
-            record = reader.record_containing(position)?;
+            record = reader.record_head_containing(position)?;
         }
         let Some(r) = &record else {
             return Err(Error::Corruption {
