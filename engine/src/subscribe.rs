@@ -130,6 +130,20 @@ fn fetch_positions(
 /// It dereferences to its [`Subscription`] and is an [`Iterator`] like it;
 /// for async code, take an [`Acker`] and then
 /// [`into_stream`](DurableSubscription::into_stream).
+///
+/// ```no_run
+/// # fn main() -> gesta::Result<()> {
+/// use gesta::{Query, Store};
+///
+/// let store = Store::open("/tmp/events")?;
+/// let mut sub = store.subscribe_durable("course-list", &Query::event_type("CourseDefined"))?;
+/// loop {
+///     let batch = sub.recv()?; // the matching events of one append
+///     // …update the read model…
+///     sub.ack(batch.last().map_or(0, |e| e.position))?;
+/// }
+/// # }
+/// ```
 pub struct DurableSubscription {
     subscription: Subscription,
     acker: Acker,
