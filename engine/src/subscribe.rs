@@ -17,6 +17,7 @@ use crate::event::RecordedEvent;
 use crate::notify::Hub;
 use crate::oneshot;
 use crate::query::Query;
+use crate::read::name_file;
 use crate::store::{Inner, Store, query_spec};
 use crate::subscription::{Feed, Subscription, SubscriptionStream};
 
@@ -68,7 +69,8 @@ fn fetch_scan(
     for record in reader.forward(after + 1, head) {
         let record = record?;
         let mut events = Vec::with_capacity(record.meta.count as usize);
-        decode_record(&record, &mut events)?;
+        decode_record(&record, &mut events)
+            .map_err(|e| name_file(reader, record.meta.first_position, e))?;
         events.retain(|e| e.position > after && e.position <= head);
         taken += events.len();
         let last = record.meta.last_position().min(head);
@@ -112,7 +114,7 @@ fn fetch_positions(
                 reason: format!("the index names position {position}, which the log does not hold"),
             });
         };
-        batch.push(decode_event(r, position)?);
+        batch.push(decode_event(r, position).map_err(|e| name_file(reader, position, e))?);
     }
     if !batch.is_empty() {
         out.push_back(batch);
