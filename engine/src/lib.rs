@@ -38,6 +38,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod indexes;
+pub mod inspect;
 mod memory;
 mod oneshot;
 pub mod options;
