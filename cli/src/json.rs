@@ -72,11 +72,27 @@ fn bytes_of(
     }
 }
 
-/// Parses one event line.
+/// A JSON error as ", column C: message" when it has a position within
+/// the one line parsed (the caller names the line), or ": message".
+fn located(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) if e.line() == 1 => format!(", column {}: {message}", e.column()),
+        _ => format!(": {text}"),
+    }
+}
+
+/// Parses one event line. An error reads as the continuation of "line N"
+/// (", column C: …" or ": …").
 pub fn parse_event(line: &str) -> Result<NewEvent, String> {
-    let e: EventIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let data = bytes_of("data", e.data, e.data_base64)?;
-    let metadata = bytes_of("metadata", e.metadata, e.metadata_base64)?;
+    if !line.starts_with('{') {
+        return Err(": not a JSON object".into());
+    }
+    let e: EventIn = serde_json::from_str(line).map_err(|e| located(&e))?;
+    let data = bytes_of("data", e.data, e.data_base64).map_err(|e| format!(": {e}"))?;
+    let metadata =
+        bytes_of("metadata", e.metadata, e.metadata_base64).map_err(|e| format!(": {e}"))?;
     let mut event = NewEvent::new(e.event_type, data)
         .tags(e.tags)
         .metadata(metadata);
@@ -84,7 +100,7 @@ pub fn parse_event(line: &str) -> Result<NewEvent, String> {
         event = event.stream(stream);
     }
     if let Some(id) = e.id {
-        let uuid = uuid::Uuid::parse_str(&id).map_err(|err| format!("id {id:?}: {err}"))?;
+        let uuid = uuid::Uuid::parse_str(&id).map_err(|err| format!(": id {id:?}: {err}"))?;
         event = event.id(uuid.as_u128());
     }
     Ok(event)
@@ -171,9 +187,10 @@ struct ItemIn {
     tags: Vec<String>,
 }
 
-/// Parses a query: `{"items":[{"types":[...],"tags":[...]}, ...]}`.
+/// Parses a query: `{"items":[{"types":[...],"tags":[...]}, ...]}`. An
+/// error reads as a continuation, like [`parse_event`]'s.
 pub fn parse_query(text: &str) -> Result<Query, String> {
-    let q: QueryIn = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let q: QueryIn = serde_json::from_str(text).map_err(|e| located(&e))?;
     Ok(Query::from_items(
         q.items
             .into_iter()

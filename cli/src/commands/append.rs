@@ -67,7 +67,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut options = AppendOptions::new();
     if let Some(text) = &args.condition {
         let query = json::parse_query(text)
-            .map_err(|e| Failure::new(format!("--condition is not a query: {e}")))?;
+            .map_err(|e| Failure::new(format!("--condition is not a query{e}")))?;
         options = options.condition(AppendCondition::new(query, args.after));
     }
     options.expected = args.expected;

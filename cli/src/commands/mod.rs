@@ -75,7 +75,7 @@ impl<R: BufRead> LineBatches<R> {
                 continue;
             }
             let event = json::parse_event(line)
-                .map_err(|e| Failure::new(format!("line {}: {e}", self.line_no)))?;
+                .map_err(|e| Failure::new(format!("line {}{e}", self.line_no)))?;
             gesta::validation::check_batch(std::slice::from_ref(&event))
                 .map_err(|e| Failure::new(format!("line {}: {e}", self.line_no)))?;
             if events.is_empty() {

@@ -58,7 +58,7 @@ pub struct Args {
 fn query(args: &Args) -> Result<Query, Failure> {
     if let Some(text) = &args.query {
         return json::parse_query(text)
-            .map_err(|e| Failure::new(format!("--query is not a query: {e}")));
+            .map_err(|e| Failure::new(format!("--query is not a query{e}")));
     }
     if args.types.is_empty() && args.tags.is_empty() {
         return Ok(Query::all());
