@@ -15,3 +15,6 @@ pub mod verify;
 
 pub use stats::{StoreStats, stats};
 pub use verify::{VerifyReport, verify};
+
+#[cfg(test)]
+mod tests;
