@@ -147,6 +147,7 @@ fn a_directory_without_a_log_is_not_a_store() {
 #[test]
 fn a_well_formed_run_that_disagrees_with_the_log_is_caught() {
     use gesta_index::{Key, Run, write_run};
+    type Entries = Vec<(Key, Vec<u64>)>;
     let tmp = tempfile::tempdir().unwrap();
     let store = fill(tmp.path(), Options::default(), 3);
     store.flush_index().unwrap();
@@ -158,8 +159,8 @@ fn a_well_formed_run_that_disagrees_with_the_log_is_caught() {
         .unwrap();
     let run = Run::open(std::fs::read(&run_path).unwrap().into()).unwrap();
     let covers = run.covers();
-    let rewrite = |change: &dyn Fn(&mut Vec<(Key, Vec<u64>)>)| {
-        let mut entries: Vec<(Key, Vec<u64>)> = run.iter().collect();
+    let rewrite = |change: &dyn Fn(&mut Entries)| {
+        let mut entries: Entries = run.iter().collect();
         change(&mut entries);
         std::fs::write(&run_path, write_run(entries, covers)).unwrap();
         match verify(tmp.path(), &mut |_, _| {}) {
