@@ -1,4 +1,6 @@
-//! `gesta read DIR`: matching events as JSON lines.
+//! `gesta read DIR`: matching events as JSON lines. (`--follow`, which
+//! keeps printing events as they commit, comes with subscriptions: a flag
+//! here and a loop after the catch-up read below.)
 
 use std::io::{self, BufWriter, Write};
 
