@@ -553,3 +553,79 @@ fn the_demo_runs_and_keeps_its_rules() {
         .success()
         .stdout(contains("removed now"));
 }
+
+#[test]
+fn export_to_a_file_and_import_from_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let file = tmp.path().join("events.jsonl");
+    let f = file.to_str().unwrap();
+    gesta()
+        .args(["export", d, "--output", f])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("exported 7 events"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        ok(&["read", d], "")
+    );
+    let copy = store(&tmp, "copy");
+    let c = copy.to_str().unwrap();
+    gesta()
+        .args(["import", c, f, "--batch", "1000"])
+        .assert()
+        .success()
+        .stderr(contains("imported 7 events"))
+        .stderr(contains("head 7"));
+    // Importing again is refused at the event with an id: its id is
+    // committed, in a batch with other events. Nothing is appended.
+    gesta()
+        .args(["import", c, f, "--batch", "1"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "line 1: event id 0b6c3a526f3e4d2a9a8e1f2d3c4b5a69 is already committed",
+        ));
+    // A file whose events all have ids imports idempotently, batch by batch.
+    let with_ids = tmp.path().join("ids.jsonl");
+    std::fs::write(
+        &with_ids,
+        (1..=5)
+            .map(|i| {
+                format!("{{\"type\":\"T\",\"id\":\"00000000-0000-0000-0000-00000000000{i}\"}}\n")
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    for new in [5, 0] {
+        gesta()
+            .args(["import", c, with_ids.to_str().unwrap(), "--batch", "2"])
+            .assert()
+            .success()
+            .stderr(contains(format!("{new} new, head 12")));
+    }
+    gesta()
+        .args([
+            "import",
+            c,
+            tmp.path().join("missing.jsonl").to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("cannot open"));
+    // An empty input appends nothing.
+    gesta()
+        .args(["append", c])
+        .write_stdin("")
+        .assert()
+        .success()
+        .stdout("");
+    gesta()
+        .args(["import", c])
+        .write_stdin("\n\n")
+        .assert()
+        .success();
+    assert_eq!(positions(&ok(&["read", c, "--last"], "")), [12]);
+}

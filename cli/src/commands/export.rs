@@ -25,8 +25,8 @@ Examples:
 pub const IMPORT_AFTER_HELP: &str = "\
 Appends the events in order, --batch lines per atomic append (parsing overlaps the appends).
 Kept: order, types, tags, data, metadata, streams and ids; positions and revisions come out the same when the
-store starts empty. Commit timestamps are the time of the import. Re-importing a file whose events have ids is
-idempotent batch by batch (same file, same --batch).
+store starts empty. Commit timestamps are the time of the import. Re-importing a file whose events all have ids
+is idempotent batch by batch (same file, same --batch); an id already committed otherwise is an error.
 
 Examples:
   gesta import ./copy < events.jsonl
@@ -114,6 +114,7 @@ pub fn import(args: ImportArgs) -> Result<(), Failure> {
         }
     };
     let store = gesta::Store::open(&args.store.dir)?;
+    let head_before = store.head();
     let bar = progress::bytes(size.unwrap_or(0), "importing");
     let started = Instant::now();
     let mut events = 0u64;
@@ -157,8 +158,10 @@ pub fn import(args: ImportArgs) -> Result<(), Failure> {
     result?;
     store.close()?;
     let secs = started.elapsed().as_secs_f64();
+    // Batches already committed with the same ids append nothing.
+    let new = store.head() - head_before;
     eprintln!(
-        "imported {events} events in {secs:.2} s ({:.0} events/s), head {}",
+        "imported {events} events in {secs:.2} s ({:.0} events/s), {new} new, head {}",
         events as f64 / secs.max(1e-9),
         store.head()
     );
