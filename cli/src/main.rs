@@ -6,6 +6,8 @@
 //! (`compact`, `snapshot`, `read --follow`) is a variant of [`Command`] and a
 //! module.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 mod commands;
 mod failure;
 mod json;

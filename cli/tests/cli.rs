@@ -479,6 +479,18 @@ fn usage_errors_and_help() {
         .assert()
         .code(2)
         .stderr(contains("--condition"));
+    // `bench` forwards its flags to the comparison harness, which checks
+    // them before it measures anything.
+    gesta()
+        .args(["bench", "--only", "W9"])
+        .assert()
+        .code(1)
+        .stderr("gesta: unknown workload \"W9\"; known: W1,W2,W3,W4,W5,R1,R2,R3,R4,O1,D1\n");
+    gesta()
+        .args(["bench", "--quick", "--budget", "0"])
+        .assert()
+        .code(1)
+        .stderr("gesta: --budget must be positive\n");
     gesta()
         .arg("--help")
         .assert()
