@@ -244,46 +244,52 @@ fn race(store: &Store) -> Result<(), Failure> {
     );
     let barrier = Barrier::new(STUDENTS.len());
     let conflicts = AtomicU64::new(0);
-    let lines = Mutex::new(Vec::new());
+    // (position, line) of each admission; (student, refusals) of the rest.
+    let admitted = Mutex::new(Vec::new());
+    let refused = Mutex::new(BTreeMap::new());
     let started = Instant::now();
     let result: Result<(), Error> = std::thread::scope(|scope| {
         let handles: Vec<_> = STUDENTS
             .iter()
             .map(|&(student, wishes)| {
-                let (barrier, conflicts, lines) = (&barrier, &conflicts, &lines);
+                let (barrier, conflicts) = (&barrier, &conflicts);
+                let (admitted, refused) = (&admitted, &refused);
                 scope.spawn(move || -> Result<(), Error> {
                     barrier.wait();
                     let mut got = 0;
+                    let mut refusals = Vec::new();
                     for course in wishes {
                         if got == MAX_COURSES {
                             break;
                         }
                         let (outcome, retries) = subscribe(store, course, student)?;
                         conflicts.fetch_add(retries, Ordering::Relaxed);
-                        let (position, text) = match outcome {
-                            Outcome::Admitted(p) => {
-                                got += 1;
-                                (p, format!("{student:<9} got a seat in {course}"))
-                            }
-                            Outcome::Full => {
-                                (u64::MAX, format!("{student:<9} found {course} full"))
-                            }
-                            Outcome::AtLimit => (
-                                u64::MAX,
-                                format!("{student:<9} already has {MAX_COURSES} courses"),
-                            ),
-                            Outcome::Already => {
-                                (u64::MAX, format!("{student:<9} is already in {course}"))
-                            }
-                        };
                         let retried = match retries {
                             0 => String::new(),
-                            1 => " (after 1 conflict)".to_owned(),
-                            n => format!(" (after {n} conflicts)"),
+                            1 => " after 1 conflict".to_owned(),
+                            n => format!(" after {n} conflicts"),
                         };
-                        if let Ok(mut l) = lines.lock() {
-                            l.push((position, format!("{text}{retried}")));
+                        match outcome {
+                            Outcome::Admitted(p) => {
+                                got += 1;
+                                if let Ok(mut a) = admitted.lock() {
+                                    a.push((
+                                        p,
+                                        format!("{student:<9} got a seat in {course}{retried}"),
+                                    ));
+                                }
+                            }
+                            Outcome::Full => refusals.push(format!("{course} full{retried}")),
+                            Outcome::AtLimit => {
+                                refusals.push(format!("{course}: has {MAX_COURSES} courses"))
+                            }
+                            Outcome::Already => refusals.push(format!("{course}: already in")),
                         }
+                    }
+                    if !refusals.is_empty()
+                        && let Ok(mut r) = refused.lock()
+                    {
+                        r.insert(student, refusals.join(", "));
                     }
                     Ok(())
                 })
@@ -296,14 +302,13 @@ fn race(store: &Store) -> Result<(), Failure> {
     });
     result?;
     let elapsed = started.elapsed();
-    let mut lines = lines.into_inner().unwrap_or_default();
-    lines.sort();
-    for (position, line) in lines {
-        if position == u64::MAX {
-            println!("         {line}");
-        } else {
-            println!("   {position:>5} {line}");
-        }
+    let mut admitted = admitted.into_inner().unwrap_or_default();
+    admitted.sort();
+    for (position, line) in admitted {
+        println!("   {position:>5} {line}");
+    }
+    for (student, refusals) in refused.into_inner().unwrap_or_default() {
+        println!("         {student:<9} found {refusals}");
     }
     let conflicts = conflicts.into_inner();
     println!(
