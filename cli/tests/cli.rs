@@ -107,6 +107,16 @@ fn append_read_stats_verify_export_import_round_trip() {
         .assert()
         .success()
         .stdout(contains("ok: 7 events in 3 records, positions 1..=7"));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["stats", d, "--json", "--top", "2"], "")).unwrap();
+    assert_eq!(json["head"], 7);
+    assert_eq!(json["streams"], 2);
+    assert_eq!(json["distinct_tags"], 4);
+    assert_eq!(
+        json["top_tags"],
+        serde_json::json!([["course:c1", 4], ["course:c2", 2]])
+    );
+    assert!(json["torn_tail_offset"].is_null());
 
     let exported = ok(&["export", d], "");
     assert_eq!(exported, all, "export writes what read writes");
@@ -640,4 +650,45 @@ fn export_to_a_file_and_import_from_one() {
         .assert()
         .success();
     assert_eq!(positions(&ok(&["read", c, "--last"], "")), [12]);
+}
+
+#[test]
+fn verify_reports_a_torn_tail_without_failing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let segment = dir.join("wal").join("00000000000000000001.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    let end = record_offset(&bytes, 3);
+    // The start of a frame whose checksum fails, then nothing: an append
+    // that a crash interrupted.
+    let mut torn = bytes.clone();
+    torn[end..end + 8].copy_from_slice(&[0xff; 8]);
+    std::fs::write(&segment, &torn).unwrap();
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .success()
+        .stdout(contains("ok: 7 events in 3 records"))
+        .stdout(contains(format!(
+            "note: a torn write of 8 bytes at offset {end} of {}",
+            segment.display()
+        )));
+    gesta()
+        .args(["stats", d, "--json"])
+        .assert()
+        .success()
+        .stdout(contains(format!("\"torn_tail_offset\":{end}")));
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        torn,
+        "verify changes nothing"
+    );
+    // Opening the store cuts it off; then it verifies clean.
+    ok(&["read", d], "");
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .success()
+        .stdout(contains("note:").not());
 }

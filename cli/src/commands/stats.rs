@@ -10,7 +10,8 @@ Reads the files directly (read-only, no lock), so it also works while another pr
 
 Examples:
   gesta stats ./events
-  gesta stats ./events --top 25";
+  gesta stats ./events --top 25
+  gesta stats ./events --json | jq .events";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,6 +20,33 @@ pub struct Args {
     /// How many of the most frequent types and tags to list.
     #[arg(long, default_value_t = 10, value_name = "N")]
     top: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The figures as `--json` prints them.
+#[derive(serde::Serialize)]
+struct Json<'a> {
+    head: u64,
+    events: u64,
+    records: u64,
+    events_with_id: u64,
+    streams: u64,
+    distinct_types: usize,
+    distinct_tags: usize,
+    first_commit: Option<String>,
+    last_commit: Option<String>,
+    segments: usize,
+    segment_bytes: u64,
+    record_bytes: u64,
+    index_runs: usize,
+    index_bytes: u64,
+    bytes_on_disk: u64,
+    bytes_on_disk_per_event: Option<f64>,
+    top_types: &'a [(String, u64)],
+    top_tags: &'a [(String, u64)],
+    torn_tail_offset: Option<u64>,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -30,6 +58,35 @@ pub fn run(args: Args) -> Result<(), Failure> {
         bar.set_position(done);
     })?;
     bar.finish_and_clear();
+    if args.json {
+        let top = |v: &'_ [(String, u64)]| args.top.min(v.len());
+        let json = Json {
+            head: st.head,
+            events: st.events,
+            records: st.records,
+            events_with_id: st.with_id,
+            streams: st.streams,
+            distinct_types: st.types.len(),
+            distinct_tags: st.tags.len(),
+            first_commit: st.first_timestamp_micros.map(rfc3339),
+            last_commit: st
+                .first_timestamp_micros
+                .map(|_| rfc3339(st.last_timestamp_micros)),
+            segments: st.segments,
+            segment_bytes: st.segment_bytes,
+            record_bytes: st.record_bytes,
+            index_runs: st.index_runs,
+            index_bytes: st.index_bytes,
+            bytes_on_disk: st.bytes_on_disk,
+            bytes_on_disk_per_event: (st.events > 0)
+                .then(|| st.bytes_on_disk as f64 / st.events as f64),
+            top_types: &st.types[..top(&st.types)],
+            top_tags: &st.tags[..top(&st.tags)],
+            torn_tail_offset: st.torn_tail.as_ref().map(|t| t.offset),
+        };
+        println!("{}", serde_json::to_string(&json).map_err(Failure::new)?);
+        return Ok(());
+    }
     let per_event = |bytes: u64| {
         if st.events == 0 {
             "-".to_owned()
