@@ -19,6 +19,7 @@
 //! [`harness`] is the comparison harness behind the `gesta-bench` binary.
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod harness;
 
 use std::fs::{File, OpenOptions};

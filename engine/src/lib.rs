@@ -42,6 +42,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod indexes;
+pub mod inspect;
 mod memory;
 mod notify;
 mod oneshot;
