@@ -463,6 +463,90 @@ fn verify_checks_index_runs_against_the_log() {
 }
 
 #[test]
+fn verify_repair_rebuilds_a_damaged_or_lost_index_from_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let store = gesta::Store::open(&dir).unwrap();
+    store.flush_index().unwrap();
+    store.close().unwrap();
+    let before = gesta()
+        .args(["read", d, "--tag", "course:c1"])
+        .output()
+        .unwrap();
+    assert!(before.status.success() && !before.stdout.is_empty());
+    let run = std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("an index run");
+
+    // A damaged run: refused until repaired, then identical answers.
+    flip(&run, 20);
+    gesta()
+        .args(["read", d, "--tag", "course:c1"])
+        .assert()
+        .code(1);
+    gesta()
+        .args(["verify", d, "--repair"])
+        .assert()
+        .success()
+        .stderr(contains(format!("corruption in {}", run.display())))
+        .stdout(contains("repaired: removed 2 index file(s)"))
+        .stdout(contains("agree with the log"));
+    let after = gesta()
+        .args(["read", d, "--tag", "course:c1"])
+        .output()
+        .unwrap();
+    assert_eq!(after.stdout, before.stdout);
+
+    // A lost MANIFEST-listed run, then a lost MANIFEST.
+    for victim in ["run", "MANIFEST"] {
+        let path = if victim == "run" {
+            std::fs::read_dir(dir.join("index"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == "idx"))
+                .expect("an index run")
+        } else {
+            dir.join("MANIFEST")
+        };
+        std::fs::remove_file(&path).unwrap();
+        gesta()
+            .args(["verify", d, "--repair"])
+            .assert()
+            .success()
+            .stdout(contains("agree with the log"));
+        let again = gesta()
+            .args(["read", d, "--tag", "course:c1"])
+            .output()
+            .unwrap();
+        assert_eq!(again.stdout, before.stdout, "after losing the {victim}");
+    }
+
+    // Damage to the log is not repaired, and the index is left alone.
+    let listing = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let index_before = listing(&dir.join("index"));
+    let segment = dir.join("wal").join("00000000000000000001.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    flip(&segment, record_offset(&bytes, 1) + 40);
+    gesta()
+        .args(["verify", d, "--repair"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(contains(format!("corruption in {}", segment.display())));
+    assert_eq!(listing(&dir.join("index")), index_before);
+}
+
+#[test]
 fn usage_errors_and_help() {
     gesta()
         .arg("frobnicate")

@@ -13,26 +13,51 @@ Stops at the first problem, naming the file and the byte offset, and exits with 
 A torn write at the very end of the log (an append interrupted by a crash) is reported but is not damage:
 the next open cuts it off.
 
+With --repair, damage to the index (the MANIFEST or an index run, damaged or missing) is repaired: the
+index is thrown away and rebuilt from the log, under the store's lock, then everything is verified again.
+Damage to the log itself is never repaired.
+
 Examples:
   gesta verify ./events
-  gesta verify ./events && echo intact";
+  gesta verify ./events && echo intact
+  gesta verify ./events --repair";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     store: StoreDir,
+    /// Rebuild a damaged or lost index from the log.
+    #[arg(long)]
+    repair: bool,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
-    let dir = &args.store.dir;
-    existing_store(dir)?;
+fn verify(dir: &std::path::Path) -> gesta::Result<gesta::inspect::VerifyReport> {
     let bar = progress::bytes(0, "verifying");
     let result = gesta::inspect::verify(dir, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     bar.finish_and_clear();
-    let report = result?;
+    result
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let dir = &args.store.dir;
+    existing_store(dir)?;
+    let report = match verify(dir) {
+        Err(e) if args.repair && gesta::inspect::is_index_damage(dir, &e) => {
+            eprintln!("gesta: {e}");
+            eprintln!("gesta: rebuilding the index from the log");
+            let repaired = gesta::inspect::repair_index(dir)?;
+            println!(
+                "repaired: removed {} index file(s); the index was rebuilt from the log ({} events)",
+                repaired.removed.len(),
+                repaired.events
+            );
+            verify(dir)?
+        }
+        other => other?,
+    };
     println!(
         "ok: {} events in {} records, positions 1..={}, {} segment(s) ({} bytes); {} index run(s) ({} bytes, {} postings) agree with the log",
         report.events,
