@@ -329,6 +329,9 @@ fn run_store(
         if !unsupported {
             record(results, kind, id, result);
         }
+        if id == "S1" && kind == StoreKind::Gesta {
+            subscriber_cost(kind, at, n, budget, results);
+        }
         bar.inc(1);
     }
     if config.wants("M1") {
@@ -508,6 +511,46 @@ fn data_store(
     }
     instance.remove()?;
     outcome
+}
+
+/// Appends as in W2 with 0, 1 and 100 live subscribers attached, each on
+/// a fresh store, and notes the throughputs side by side.
+fn subscriber_cost(
+    kind: StoreKind,
+    at: &Location,
+    n: u64,
+    budget: std::time::Duration,
+    results: &mut Results,
+) {
+    let mut rates = Vec::new();
+    for subscribers in [0, 1, 100] {
+        let name = format!("s1-{subscribers}");
+        let result = on_fresh_store(kind, at, &name, |store| {
+            workloads::writers_with_subscribers(store, n, subscribers, budget)
+        });
+        match result {
+            Ok(o) => rates.push((subscribers, o.rate(), o.extra)),
+            Err(e) => {
+                results.errors.push((kind, "S1", e.to_string()));
+                return;
+            }
+        }
+    }
+    let base = rates[0].1.max(1e-9);
+    let cells: Vec<String> = rates
+        .iter()
+        .map(|(s, r, delivered)| {
+            format!(
+                "{s} subscribers: {} events/s ({:.0}% of none; {delivered} events delivered)",
+                report::fmt_num(*r),
+                100.0 * r / base
+            )
+        })
+        .collect();
+    results.notes.push(format!(
+        "S1 append throughput (16 writers) with {}",
+        cells.join(", ")
+    ));
 }
 
 /// Copies the files of a store directory (one level of subdirectories).

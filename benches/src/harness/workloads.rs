@@ -551,3 +551,40 @@ pub fn s1(store: &dyn EventStore, total: u64, budget: Duration) -> Result<Outcom
         cut_short: ops < total,
     })
 }
+
+/// W2 with `subscribers` live subscribers attached, each on one event type
+/// (of the 20, in turn) and each draining its subscription in its own
+/// thread: what subscribers cost the writers.
+pub fn writers_with_subscribers(
+    store: &dyn EventStore,
+    total: u64,
+    subscribers: usize,
+    budget: Duration,
+) -> Result<Outcome, HarnessError> {
+    let head = store.head()?;
+    let mut subs = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let t = EVENT_TYPE_NAMES[i % EVENT_TYPE_NAMES.len()];
+        subs.push(store.subscribe(&Query::event_type(t), head)?);
+    }
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let delivered = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for mut sub in subs {
+            let (writing, delivered) = (&writing, &delivered);
+            scope.spawn(move || {
+                while writing.load(Ordering::Acquire) {
+                    if let Ok(Some(batch)) = sub.recv_timeout(Duration::from_millis(20)) {
+                        delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        let outcome = writers(store, total, false, budget);
+        writing.store(false, Ordering::Release);
+        outcome.map(|mut o| {
+            o.extra = delivered.load(Ordering::Relaxed);
+            o
+        })
+    })
+}
