@@ -116,7 +116,11 @@ impl Manifest {
             if lo != expected_lo || hi < lo {
                 return Err(bad(at, "runs do not cover consecutive positions"));
             }
-            expected_lo = hi + 1;
+            // The position after a run must exist: it is where the next one
+            // (or the log replay) starts.
+            expected_lo = hi
+                .checked_add(1)
+                .ok_or_else(|| bad(at + 8, "run range ends at the largest position"))?;
             at += 16;
             runs.push(RunEntry { name, lo, hi });
         }

@@ -17,7 +17,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use gesta::NewEvent;
-use gesta::fuzzing::{decode_payload, encode_payload, payload_input};
+use gesta::fuzzing::{
+    decode_index_run, decode_manifest, decode_payload, encode_payload, payload_input,
+};
+use gesta_compaction::manifest::{Manifest, RunEntry};
+use gesta_index::{Key, write_run};
 use gesta_wal::WalError;
 use gesta_wal::format::{
     self, FRAME_LEN, Frame, HeaderError, MAX_BODY_LEN, Payload, RecordMeta, SEGMENT_HEADER_LEN,
@@ -31,11 +35,21 @@ use gesta_wal::fuzzing::{
 /// An entry point, its result dropped.
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 3] = [
+const TARGETS: [(&str, Entry); 5] = [
     ("decode_record", run_decode_record),
     ("recover_segment", run_recover_segment),
     ("decode_payload", run_decode_payload),
+    ("decode_index_run", run_decode_index_run),
+    ("decode_manifest", run_decode_manifest),
 ];
+
+fn run_decode_index_run(data: &[u8]) {
+    let _ = decode_index_run(data);
+}
+
+fn run_decode_manifest(data: &[u8]) {
+    let _ = decode_manifest(data);
+}
 
 fn run_decode_record(data: &[u8]) {
     let _ = decode_record(data);
@@ -409,6 +423,22 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         with(FIX_CHECKSUMS | RAW_SEGMENT, &v2),
     );
 
+    // decode_index_run: runs from the real writer, one with long lists
+    // (several blocks), and an empty one.
+    s.insert(("decode_index_run", "small"), small_run(&mut rng, 5, 3));
+    s.insert(
+        ("decode_index_run", "long-lists"),
+        small_run(&mut rng, 3, 200),
+    );
+    s.insert(
+        ("decode_index_run", "empty"),
+        write_run(Vec::<(Key, Vec<u64>)>::new(), (1, 0)),
+    );
+    // decode_manifest: none, one and several runs.
+    for (name, n) in [("no-runs", 0), ("one-run", 1), ("three-runs", 3)] {
+        s.insert(("decode_manifest", name), manifest(n).encode());
+    }
+
     // decode_payload: a header (count, seq length, first position), the seq
     // bytes, then the payload.
     let one = encode_payload(&[NewEvent::new("CourseDefined", r#"{"capacity":30}"#)]).unwrap();
@@ -491,6 +521,73 @@ fn crc(b: &[u8]) -> u32 {
         }
     }
     !c
+}
+
+/// An index run of `keys` keys of each kind with up to `max_list` positions
+/// each, from the real writer.
+fn small_run(rng: &mut Rng, keys: usize, max_list: usize) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for k in 0..keys {
+        let n = 1 + rng.below(max_list);
+        let mut list: Vec<u64> = (0..n).map(|_| 1 + rng.next() % 10_000).collect();
+        list.sort_unstable();
+        list.dedup();
+        entries.push((Key::tag(&format!("tag:{k}")), list.clone()));
+        entries.push((Key::event_type(&format!("Type{k}")), list.clone()));
+        entries.push((Key::stream(&format!("s-{k}")), list.clone()));
+        entries.push((Key::id(k as u128 * 7919), vec![list[0]]));
+    }
+    write_run(entries, (1, 10_000))
+}
+
+fn manifest(runs: u64) -> Manifest {
+    Manifest {
+        runs: (0..runs)
+            .map(|i| RunEntry {
+                name: format!("{:020}-{:020}.idx", i * 100 + 1, i * 100 + 100),
+                lo: i * 100 + 1,
+                hi: i * 100 + 100,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn index_runs_read_back_and_survive_mutations() {
+    let mut rng = Rng(11);
+    for i in 0..300 {
+        let (keys, max_list) = (1 + rng.below(6), 1 + rng.below(150));
+        let valid = small_run(&mut rng, keys, max_list);
+        let run = gesta_index::Run::open(bytes::Bytes::from(valid.clone()))
+            .unwrap_or_else(|e| panic!("valid run {i} refused: {e}"));
+        assert_eq!(decode_index_run(&valid).unwrap(), run.keys());
+        for _ in 0..10 {
+            let mut input = valid.clone();
+            mutate(&mut rng, &mut input, 0);
+            no_panic("decode_index_run", run_decode_index_run, &input);
+        }
+    }
+}
+
+#[test]
+fn manifests_round_trip_and_survive_mutations() {
+    let mut rng = Rng(12);
+    for n in 0..40 {
+        let m = manifest(n % 7);
+        let bytes = m.encode();
+        assert_eq!(decode_manifest(&bytes).unwrap(), m);
+        for _ in 0..50 {
+            let mut input = bytes.clone();
+            mutate(&mut rng, &mut input, 0);
+            no_panic("decode_manifest", run_decode_manifest, &input);
+            if input != bytes {
+                assert!(
+                    decode_manifest(&input).is_err(),
+                    "a damaged MANIFEST was accepted"
+                );
+            }
+        }
+    }
 }
 
 /// Writes the generated seeds to `fuzz/corpus/<target>/<name>`. Ignored:
