@@ -33,6 +33,7 @@ mod append;
 pub mod clock;
 mod codec;
 mod committer;
+mod compact;
 mod error;
 pub mod event;
 #[doc(hidden)]

@@ -22,7 +22,7 @@ use crate::codec::{encode_batch, index_entries};
 use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, Shared};
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, check_stream_name};
-use crate::indexes::{FlushJob, Indexes, spawn_flusher};
+use crate::indexes::{FlushJob, Indexes, MergeSettings, spawn_flusher};
 use crate::oneshot;
 use crate::options::Options;
 use crate::query::Query;
@@ -94,7 +94,7 @@ impl Store {
             }
         })?;
 
-        let (indexes, covered) = Indexes::open(fs.clone(), &dir)?;
+        let (indexes, covered) = Indexes::open(fs.clone(), &dir, MergeSettings::from(&options))?;
         let indexes = Arc::new(indexes);
         let memtable = indexes.active();
         let mut entries = Vec::new();
@@ -308,6 +308,11 @@ impl Store {
             .send(Request::FlushIndex(reply))
             .map_err(|_| Error::Closed)?;
         answer.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// The store's indices (for the compaction and snapshot modules).
+    pub(crate) fn indexes(&self) -> &Arc<Indexes> {
+        &self.inner.indexes
     }
 
     /// The number of on-disk index runs and of memtables waiting to be

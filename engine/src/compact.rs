@@ -1,0 +1,29 @@
+//! Explicit compaction: [`Store::compact`].
+
+use crate::error::Result;
+use crate::indexes::MergeSettings;
+use crate::options::Options;
+use crate::store::Store;
+
+impl From<&Options> for MergeSettings {
+    fn from(o: &Options) -> Self {
+        MergeSettings {
+            base: o.memtable_postings as u64,
+            fan_in: o.merge_fan_in,
+            bytes_per_sec: o.merge_bytes_per_sec,
+        }
+    }
+}
+
+impl Store {
+    /// Flushes the in-memory index to an on-disk run and merges every run
+    /// into one, waiting until that is durable (the MANIFEST switched and
+    /// the replaced files deleted). Appends and reads go on meanwhile;
+    /// background compaction waits. Useful before a backup, after a bulk
+    /// import, and in tests; the background compactor otherwise keeps the
+    /// number of runs logarithmic on its own.
+    pub fn compact(&self) -> Result<()> {
+        self.flush_index()?;
+        self.indexes().compact_all()
+    }
+}
