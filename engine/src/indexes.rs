@@ -148,6 +148,15 @@ impl Indexes {
         for name in removed {
             log::info!("gesta: removed index file {name}, which the MANIFEST does not list");
         }
+        // A MANIFEST switch that a crash cut before its rename.
+        let tmp = dir.join(format!("{}.tmp", gesta_compaction::manifest::FILE_NAME));
+        if fs.exists(&tmp).map_err(io_error(&tmp))? {
+            fs.remove_file(&tmp).map_err(io_error(&tmp))?;
+            log::info!(
+                "gesta: removed {}, left by an interrupted MANIFEST switch",
+                tmp.display()
+            );
+        }
         let covered = manifest.covered();
         let parts = Parts {
             manifest,
