@@ -1,16 +1,17 @@
 //! Explicit compaction: [`Store::compact`].
 
 use crate::error::Result;
-use crate::indexes::MergeSettings;
+use crate::indexes::CompactionSettings;
 use crate::options::Options;
 use crate::store::Store;
 
-impl From<&Options> for MergeSettings {
+impl From<&Options> for CompactionSettings {
     fn from(o: &Options) -> Self {
-        MergeSettings {
+        CompactionSettings {
             base: o.memtable_postings as u64,
             fan_in: o.merge_fan_in,
             bytes_per_sec: o.merge_bytes_per_sec,
+            snapshots_kept: o.snapshots_kept,
         }
     }
 }

@@ -10,7 +10,9 @@
 //! flush it merges runs by the size-tiered policy of
 //! `gesta_compaction::merge`: the merged run is written, the MANIFEST
 //! switched, the view republished, and only then are the replaced files
-//! deleted (readers holding older views keep their runs mapped).
+//! deleted (readers holding older views keep their runs mapped). It also
+//! holds the store's snapshot directory, which `snapshots` and the
+//! projections write to.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use gesta_compaction::flush::{
 };
 use gesta_compaction::manifest::{Manifest, ManifestError, RunEntry};
 use gesta_compaction::merge::{merge_runs, plan};
+use gesta_compaction::snapshot::{SnapshotError, Snapshots};
 use gesta_index::{IndexView, Memtable, Run, RunError, write_run};
 use gesta_wal::io::{FileSystem, OpenMode};
 use parking_lot::{Mutex, RwLock};
@@ -64,12 +67,15 @@ pub(crate) struct Indexes {
     /// closing committer and an explicit compaction never write the same
     /// frozen memtable twice or merge runs another is merging.
     compacting: Mutex<()>,
-    settings: MergeSettings,
+    settings: CompactionSettings,
+    snapshots: Snapshots,
 }
 
-/// How runs are merged.
+/// How runs are merged and snapshots kept.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MergeSettings {
+pub(crate) struct CompactionSettings {
+    /// Snapshots kept per key (0: all).
+    pub snapshots_kept: usize,
     /// The size of a flushed run, in postings: the base of the tiers.
     pub base: u64,
     /// Runs merged at once; below 2, no background merging.
@@ -86,6 +92,21 @@ fn manifest_error(dir: &Path, e: ManifestError) -> Error {
         },
         ManifestError::Corrupt { offset, reason } => Error::Corruption {
             file: dir.join(gesta_compaction::manifest::FILE_NAME),
+            offset,
+            reason: reason.to_owned(),
+        },
+    }
+}
+
+pub(crate) fn snapshot_error(e: SnapshotError) -> Error {
+    match e {
+        SnapshotError::Io { path, source } => Error::Io { path, source },
+        SnapshotError::Corrupt {
+            path,
+            offset,
+            reason,
+        } => Error::Corruption {
+            file: path,
             offset,
             reason: reason.to_owned(),
         },
@@ -119,7 +140,7 @@ impl Indexes {
     pub fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
-        settings: MergeSettings,
+        settings: CompactionSettings,
     ) -> Result<(Indexes, u64)> {
         let manifest = Manifest::load(fs.as_ref(), dir)
             .map_err(|e| manifest_error(dir, e))?
@@ -157,6 +178,13 @@ impl Indexes {
                 tmp.display()
             );
         }
+        let snapshots = Snapshots::new(fs.clone(), dir);
+        for path in snapshots.sweep().map_err(snapshot_error)? {
+            log::info!(
+                "gesta: removed {}, left by an interrupted snapshot write",
+                path.display()
+            );
+        }
         let covered = manifest.covered();
         let parts = Parts {
             manifest,
@@ -172,8 +200,14 @@ impl Indexes {
             view,
             compacting: Mutex::new(()),
             settings,
+            snapshots,
         };
         Ok((indexes, covered))
+    }
+
+    /// The store's snapshots, and how many to keep per key.
+    pub fn snapshots(&self) -> (&Snapshots, usize) {
+        (&self.snapshots, self.settings.snapshots_kept)
     }
 
     /// The active memtable (for the committer, and for replay on open).

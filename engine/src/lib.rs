@@ -44,6 +44,7 @@ mod oneshot;
 pub mod options;
 mod query;
 pub mod read;
+pub mod snapshots;
 mod store;
 
 pub use api::{EventIter, EventStore};
@@ -91,6 +92,7 @@ pub mod validation {
     }
 }
 pub use read::{Direction, Events, ReadOptions};
+pub use snapshots::Snapshot;
 pub use store::Store;
 
 /// The I/O seam, re-exported so tests and tools can open a store on another

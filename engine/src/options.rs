@@ -57,6 +57,11 @@ pub struct Options {
     /// [`Store::compact`](crate::Store::compact) calls are not limited.
     /// Default 64 MiB/s.
     pub merge_bytes_per_sec: Option<u64>,
+    /// How many snapshots [`Store::save_snapshot`] keeps per key: saving
+    /// one deletes all but the newest this many. Default 3; 0 keeps all.
+    ///
+    /// [`Store::save_snapshot`]: crate::Store::save_snapshot
+    pub snapshots_kept: usize,
     /// The file system. Default: the operating system's. Tests substitute a
     /// fault-injecting one.
     pub fs: Arc<dyn FileSystem>,
@@ -77,6 +82,7 @@ impl Default for Options {
             close_flush_postings: 65_536,
             merge_fan_in: 4,
             merge_bytes_per_sec: Some(64 << 20),
+            snapshots_kept: 3,
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
         }

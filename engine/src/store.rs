@@ -22,7 +22,7 @@ use crate::codec::{encode_batch, index_entries};
 use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, Shared};
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, check_stream_name};
-use crate::indexes::{FlushJob, Indexes, MergeSettings, spawn_flusher};
+use crate::indexes::{CompactionSettings, FlushJob, Indexes, spawn_flusher};
 use crate::oneshot;
 use crate::options::Options;
 use crate::query::Query;
@@ -94,7 +94,8 @@ impl Store {
             }
         })?;
 
-        let (indexes, covered) = Indexes::open(fs.clone(), &dir, MergeSettings::from(&options))?;
+        let (indexes, covered) =
+            Indexes::open(fs.clone(), &dir, CompactionSettings::from(&options))?;
         let indexes = Arc::new(indexes);
         let memtable = indexes.active();
         let mut entries = Vec::new();
@@ -313,6 +314,11 @@ impl Store {
     /// The store's indices (for the compaction and snapshot modules).
     pub(crate) fn indexes(&self) -> &Arc<Indexes> {
         &self.inner.indexes
+    }
+
+    /// Whether [`close`](Store::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 
     /// The number of on-disk index runs and of memtables waiting to be
