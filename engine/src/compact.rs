@@ -19,12 +19,14 @@ impl From<&Options> for CompactionSettings {
 impl Store {
     /// Flushes the in-memory index to an on-disk run and merges every run
     /// into one, waiting until that is durable (the MANIFEST switched and
-    /// the replaced files deleted). Appends and reads go on meanwhile;
+    /// the replaced files deleted); then catches every registered
+    /// projection up and writes the snapshots that are due. Appends and reads go on meanwhile;
     /// background compaction waits. Useful before a backup, after a bulk
     /// import, and in tests; the background compactor otherwise keeps the
     /// number of runs logarithmic on its own.
     pub fn compact(&self) -> Result<()> {
         self.flush_index()?;
-        self.indexes().compact_all()
+        self.indexes().compact_all()?;
+        self.indexes().projections.snapshot_pass(self)
     }
 }

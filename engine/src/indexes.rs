@@ -69,6 +69,8 @@ pub(crate) struct Indexes {
     compacting: Mutex<()>,
     settings: CompactionSettings,
     snapshots: Snapshots,
+    /// The registered projections, which the compactor snapshots.
+    pub(crate) projections: crate::projections::Registry,
 }
 
 /// How runs are merged and snapshots kept.
@@ -201,6 +203,7 @@ impl Indexes {
             compacting: Mutex::new(()),
             settings,
             snapshots,
+            projections: Default::default(),
         };
         Ok((indexes, covered))
     }

@@ -42,6 +42,7 @@ mod indexes;
 mod memory;
 mod oneshot;
 pub mod options;
+pub mod projections;
 mod query;
 pub mod read;
 pub mod snapshots;
@@ -91,6 +92,7 @@ pub mod validation {
         Ok(())
     }
 }
+pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::Store;

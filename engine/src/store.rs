@@ -316,6 +316,11 @@ impl Store {
         &self.inner.indexes
     }
 
+    /// A handle that does not keep the store open (for background threads).
+    pub(crate) fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
+    }
+
     /// Whether [`close`](Store::close) was called.
     pub(crate) fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
@@ -333,6 +338,17 @@ impl Store {
     /// closes too, ignoring errors.
     pub fn close(&self) -> Result<()> {
         self.inner.close()
+    }
+}
+
+/// A [`Store`] handle that does not keep it open.
+#[derive(Clone)]
+pub(crate) struct WeakStore(std::sync::Weak<Inner>);
+
+impl WeakStore {
+    /// The store, unless every [`Store`] clone was dropped.
+    pub(crate) fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
     }
 }
 
