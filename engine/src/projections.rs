@@ -231,6 +231,11 @@ impl Store {
     /// version starts from its initial state (its snapshots are under their
     /// own key); the same version resumes from its newest snapshot. Starts
     /// the background projector on first use.
+    ///
+    /// The projector holds the store only for the length of one pass, but
+    /// a pass in flight when the last handle is dropped delays the implicit
+    /// close until it ends: call [`close`](Store::close) before opening the
+    /// same directory again in this process.
     pub fn register_projection<S: Clone + Send + Sync + 'static>(
         &self,
         projection: Projection<S>,
