@@ -199,7 +199,9 @@ fn projection_figures(events: u64) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let events: u64 = args.next().map_or(10_000_000, |a| a.parse().expect("EVENTS"));
+    let events: u64 = args
+        .next()
+        .map_or(10_000_000, |a| a.parse().expect("EVENTS"));
     let projected: u64 = args
         .next()
         .map_or(1_000_000, |a| a.parse().expect("PROJECTION_EVENTS"));

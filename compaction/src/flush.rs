@@ -88,3 +88,29 @@ pub fn write_run_file_paced(
     fs.rename(&tmp, &index_dir.join(name))?;
     fs.sync_dir(index_dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gesta_wal::io::fault::FaultFs;
+    use gesta_wal::io::read_all;
+
+    #[test]
+    fn paced_writes_keep_to_the_rate_and_leave_no_temporary_file() {
+        let fs = FaultFs::new();
+        let dir = Path::new("/index");
+        let bytes: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let started = std::time::Instant::now();
+        write_run_file_paced(&fs, dir, "r.idx", &bytes, Some(30 << 20)).unwrap();
+        // 3 MiB at 30 MiB/s: at least 100 ms.
+        assert!(started.elapsed() >= std::time::Duration::from_millis(95));
+        assert_eq!(fs.list(dir).unwrap(), vec!["r.idx".to_owned()]);
+        let file = fs.open(&dir.join("r.idx"), OpenMode::Existing).unwrap();
+        assert_eq!(read_all(file.as_ref()).unwrap(), bytes);
+        assert_eq!(
+            remove_orphans(&fs, dir, &["r.idx"]).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(remove_orphans(&fs, dir, &[]).unwrap(), vec!["r.idx"]);
+    }
+}
