@@ -20,6 +20,11 @@
 //! # Ok::<(), gesta::Error>(())
 //! ```
 //!
+//! Keeping a store small and fast as it grows: `compact`
+//! ([`Store::compact`]; background flushes and size-tiered merges run in
+//! `indexes`), [`snapshots`] (saved state at a position) and
+//! [`projections`] (folds the compactor snapshots).
+//!
 //! Module map: [`event`] (what is appended and read), [`read`] (read
 //! options and the event iterator), [`options`] (how a store is opened),
 //! [`clock`] (the time seam), `codec` (the event encoding inside a record),
