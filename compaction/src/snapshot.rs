@@ -131,6 +131,20 @@ fn key_dir_name(key: &str) -> String {
     key.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The key a directory name stands for, if it is one [`key_dir_name`] made.
+fn key_from_dir_name(name: &str) -> Option<String> {
+    if !name.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..name.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?)
+        .ok()
+        .filter(|k| key_dir_name(k) == name)
+}
+
 fn file_name(position: u64) -> String {
     format!("{position:020}.snap")
 }
@@ -266,6 +280,20 @@ impl Snapshots {
         Ok(true)
     }
 
+    /// Every key that has (or had) snapshots, in no particular order.
+    pub fn keys(&self) -> Result<Vec<String>, SnapshotError> {
+        if !self.fs.exists(&self.dir).map_err(io_err(&self.dir))? {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .fs
+            .list(&self.dir)
+            .map_err(io_err(&self.dir))?
+            .iter()
+            .filter_map(|n| key_from_dir_name(n))
+            .collect())
+    }
+
     /// Removes the temporary files of snapshot writes a crash interrupted.
     /// Returns their paths.
     pub fn sweep(&self) -> Result<Vec<PathBuf>, SnapshotError> {
@@ -323,5 +351,8 @@ mod tests {
         assert_eq!(parse_file_name(&file_name(12)), Some(12));
         assert_eq!(parse_file_name("00000000000000000012.snap.tmp"), None);
         assert_eq!(key_dir_name("a/b"), "612f62");
+        assert_eq!(key_from_dir_name("612f62").as_deref(), Some("a/b"));
+        assert_eq!(key_from_dir_name("612"), None);
+        assert_eq!(key_from_dir_name("zz"), None);
     }
 }

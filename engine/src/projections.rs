@@ -229,8 +229,10 @@ fn spawn_projector(store: WeakStore) -> std::io::Result<()> {
 impl Store {
     /// Registers `projection`, replacing one of the same name. A new
     /// version starts from its initial state (its snapshots are under their
-    /// own key); the same version resumes from its newest snapshot. Starts
-    /// the background projector on first use.
+    /// own key, and those of every other version are deleted); the same
+    /// version resumes from its newest snapshot. Starts the background
+    /// projector on first use. Snapshot keys starting with `projection:`
+    /// are the projections'.
     ///
     /// The projector holds the store only for the length of one pass, but
     /// a pass in flight when the last handle is dropped delays the implicit
@@ -247,6 +249,17 @@ impl Store {
             return Err(Error::invalid("a projection name must be 1 to 240 bytes"));
         }
         projection.query.validate()?;
+        // Snapshots of the projection's other versions will never be read.
+        let (snapshots, _) = self.indexes().snapshots();
+        let prefix = format!("projection:{}:v", projection.name);
+        let current = projection.snapshot_key();
+        for key in snapshots.keys().map_err(snapshot_error)? {
+            if key.starts_with(&prefix) && key != current {
+                for position in snapshots.list(&key).map_err(snapshot_error)? {
+                    snapshots.delete(&key, position).map_err(snapshot_error)?;
+                }
+            }
+        }
         let registry = &self.indexes().projections;
         let name = projection.name.clone();
         registry.projections.lock().insert(

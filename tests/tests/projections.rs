@@ -120,11 +120,12 @@ fn project_folds_and_resumes_from_snapshots() {
         "only events after {newest}"
     );
 
-    // A new version replays everything.
+    // A new version replays everything, and the old version's snapshots go.
     let folds = Arc::new(AtomicU64::new(0));
     store
         .register_projection(balance(2, folds.clone()))
         .expect("register");
+    assert_eq!(store.list_snapshots(key).expect("list"), Vec::<u64>::new());
     assert_eq!(store.project::<u64>("balance").expect("project"), expected);
     assert_eq!(
         folds.load(Ordering::Relaxed),
