@@ -19,6 +19,7 @@
 //! [`harness`] is the comparison harness behind the `gesta-bench` binary.
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod harness;
 
 use std::fs::{File, OpenOptions};
@@ -741,7 +742,7 @@ where
 /// Version of the data in a cached store: bump it whenever [`EventGen`],
 /// [`fill_store`] or [`cached_store`]'s recipe changes, so that stale caches
 /// are rebuilt instead of measured.
-pub const DATA_VERSION: u32 = 1;
+pub const DATA_VERSION: u32 = 2;
 
 /// Events per append when a store of the standard data is built.
 pub const BUILD_BATCH: usize = 1_000;

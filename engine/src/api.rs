@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::query::Query;
 use crate::read::ReadOptions;
+use crate::subscription::Subscription;
 
 /// A boxed iterator of read results.
 pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send + 'a>;
@@ -61,4 +62,16 @@ pub trait EventStore: Send + Sync {
 
     /// The last revision of `stream` (None when it has no events).
     fn stream_revision(&self, stream: &str) -> Result<Option<u64>>;
+
+    /// Every committed event matching `query` after position `after`, then
+    /// each append as it commits; see [`Subscription`]. Stores that cannot
+    /// follow commits live return [`Error::Unsupported`].
+    ///
+    /// [`Error::Unsupported`]: crate::Error::Unsupported
+    fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {
+        let _ = (query, after);
+        Err(crate::Error::Unsupported {
+            what: "subscriptions",
+        })
+    }
 }

@@ -30,6 +30,7 @@ use crate::append::ExpectedRevision;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::indexes::{FlushJob, Indexes};
+use crate::notify::Hub;
 
 /// The positions an append was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,6 +65,9 @@ pub(crate) enum Request {
     Append(AppendRequest),
     /// Freeze the active memtable and flush every frozen one to a run.
     FlushIndex(Sender<Result<()>>),
+    /// Make everything committed durable (for modes that do not sync each
+    /// group).
+    Sync(oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<Result<()>>),
 }
 
@@ -71,7 +75,7 @@ impl GroupSize for Request {
     fn group_bytes(&self) -> usize {
         match self {
             Request::Append(a) => a.payload.bytes().len(),
-            Request::FlushIndex(_) | Request::Close(_) => 0,
+            Request::FlushIndex(_) | Request::Sync(_) | Request::Close(_) => 0,
         }
     }
 }
@@ -81,6 +85,9 @@ impl GroupSize for Request {
 pub(crate) struct Shared {
     /// The last committed position; readers never look past it.
     pub head: AtomicU64,
+    /// The last position known to be on stable storage (equal to `head` in
+    /// `Sync` mode).
+    pub durable: AtomicU64,
     /// Set once a write or sync failed.
     pub poisoned: AtomicBool,
     /// Callers inside an append: from before they enqueue until they hold
@@ -130,6 +137,8 @@ pub(crate) struct Committer {
     pub commit_ewma: Duration,
     /// The longest the commit delay may be (0 turns it off).
     pub max_commit_delay: Duration,
+    /// Wakes subscribers when the head moves.
+    pub hub: Arc<Hub>,
 }
 
 /// A copy of an error for every caller of a failed group (`io::Error` is not
@@ -169,7 +178,7 @@ impl Committer {
                     return;
                 }
                 Next::SyncDue => match self.writer.sync() {
-                    Ok(()) => self.policy.synced(),
+                    Ok(()) => self.synced(),
                     Err(_) => self.shared.poisoned.store(true, Ordering::Release),
                 },
                 Next::Group(requests) => {
@@ -183,6 +192,27 @@ impl Committer {
 
     fn head(&self) -> u64 {
         self.writer.next_position() - 1
+    }
+
+    /// Records that everything written so far is on stable storage.
+    fn synced(&mut self) {
+        self.policy.synced();
+        self.shared.durable.store(self.head(), Ordering::Release);
+    }
+
+    /// Syncs the log if anything written is not yet durable.
+    fn sync_now(&mut self) -> Result<()> {
+        if self.writer.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        if self.writer.is_dirty()
+            && let Err(e) = self.writer.sync()
+        {
+            self.shared.poisoned.store(true, Ordering::Release);
+            return Err(Error::from(e));
+        }
+        self.synced();
+        Ok(())
     }
 
     fn fail_all(&self, group: &mut Group, e: &Error) {
@@ -216,10 +246,11 @@ impl Committer {
         let first = self.writer.next_position();
         let count = a.events.len() as u32;
         let mut seq = Vec::new();
-        for e in &a.events {
+        for (index, e) in a.events.iter().enumerate() {
             if let Some(stream) = &e.stream {
                 let next = self.next_revision(stream);
-                seq.extend_from_slice(&next.to_le_bytes());
+                crate::codec::put_varint(&mut seq, index as u64);
+                crate::codec::put_varint(&mut seq, next);
                 // next_revision cached the stream, so no key is cloned here.
                 if let Some(n) = self.revisions.get_mut(stream) {
                     *n = next + 1;
@@ -260,11 +291,13 @@ impl Committer {
         let mut group = Group::default();
         let mut close = None;
         let mut flushes = Vec::new();
+        let mut syncs = Vec::new();
         let timestamp = self.clock.now_micros().max(self.last_timestamp);
         for request in requests {
             match request {
                 Request::Close(reply) => close = Some(reply),
                 Request::FlushIndex(reply) => flushes.push(reply),
+                Request::Sync(reply) => syncs.push(reply),
                 Request::Append(a) if close.is_some() => {
                     a.reply.send(Err(Error::Closed));
                 }
@@ -273,6 +306,12 @@ impl Committer {
         }
         if !group.admitted.is_empty() {
             self.publish(group, timestamp);
+        }
+        if !syncs.is_empty() {
+            let result = self.sync_now();
+            for reply in syncs {
+                reply.send(result.as_ref().map(|_| ()).map_err(replicate));
+            }
         }
         for reply in flushes {
             self.freeze();
@@ -302,7 +341,7 @@ impl Committer {
         }
         self.commit_ewma = (self.commit_ewma * 7 + started.elapsed()) / 8;
         if sync {
-            self.policy.synced();
+            self.synced();
         } else {
             // Under steady load the idle timeout never fires, so a periodic
             // sync that is due happens here.
@@ -310,7 +349,7 @@ impl Committer {
             self.policy.wrote_unsynced(now);
             if self.policy.sync_due(now) {
                 match self.writer.sync() {
-                    Ok(()) => self.policy.synced(),
+                    Ok(()) => self.synced(),
                     Err(e) => {
                         self.fail_all(&mut group, &Error::from(e));
                         return;
@@ -331,6 +370,7 @@ impl Committer {
         self.memtable.insert_many(&entries);
         let head = self.head();
         self.shared.head.store(head, Ordering::Release);
+        self.hub.publish();
         for a in group.admitted {
             a.reply.send(Ok(a.appended));
         }
@@ -353,7 +393,7 @@ impl Committer {
         // `Periodic` and `Buffered` modes the log is synced here first.
         if self.writer.is_dirty() {
             match self.writer.sync() {
-                Ok(()) => self.policy.synced(),
+                Ok(()) => self.synced(),
                 Err(_) => {
                     self.shared.poisoned.store(true, Ordering::Release);
                     return false;
@@ -376,6 +416,7 @@ impl Committer {
             return Ok(());
         }
         self.writer.close()?;
+        self.synced();
         if self.memtable.postings() >= self.close_flush_postings {
             self.freeze();
         }

@@ -79,6 +79,12 @@ pub enum Error {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// This store does not implement the operation.
+    #[error("this store does not support {what}")]
+    Unsupported {
+        /// The operation.
+        what: &'static str,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -28,7 +28,10 @@
 //! Module map: [`event`] (what is appended and read), [`read`] (read
 //! options and the event iterator), [`options`] (how a store is opened),
 //! [`clock`] (the time seam), `codec` (the event encoding inside a record),
-//! `committer` (the single writer thread) and `store` (the handle).
+//! `committer` (the single writer thread), `store` (the handle),
+//! `subscription` and `subscribe` ([`Subscription`]s: catch-up then live,
+//! durable cursors in `cursors`), and `notify` (how the committer wakes
+//! subscribers).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -39,12 +42,15 @@ pub mod clock;
 mod codec;
 mod committer;
 mod compact;
+mod cursors;
 mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod indexes;
+pub mod inspect;
 mod memory;
+mod notify;
 mod oneshot;
 pub mod options;
 pub mod projections;
@@ -52,6 +58,8 @@ mod query;
 pub mod read;
 pub mod snapshots;
 mod store;
+mod subscribe;
+mod subscription;
 
 pub use api::{EventIter, EventStore};
 pub use append::{AppendCondition, AppendOptions, ExpectedRevision};
@@ -101,6 +109,8 @@ pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::Store;
+pub use subscribe::{Acker, DurableSubscription};
+pub use subscription::{Subscription, SubscriptionStream};
 
 /// The I/O seam, re-exported so tests and tools can open a store on another
 /// file system.

@@ -2,6 +2,9 @@
 //! of events behind a mutex, every check a linear scan — so that it is easy
 //! to believe, and every other store is tested against it.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 
 use crate::api::{EventIter, EventStore};
@@ -10,13 +13,62 @@ use crate::codec::encode_batch;
 use crate::committer::Appended;
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, RecordedEvent};
+use crate::notify::Hub;
 use crate::query::Query;
 use crate::read::{Direction, ReadOptions};
+use crate::subscription::{Feed, Subscription};
 
 /// An in-memory event store with the full semantics and no persistence.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
     state: Mutex<State>,
+    hub: Hub,
+}
+
+impl Drop for MemoryStore {
+    fn drop(&mut self) {
+        self.shared.hub.close();
+    }
+}
+
+impl Feed for Shared {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn head(&self) -> u64 {
+        self.state.lock().events.len() as u64
+    }
+
+    fn fetch(
+        &self,
+        query: &Query,
+        after: u64,
+        head: u64,
+        _max_events: usize,
+        out: &mut VecDeque<Vec<RecordedEvent>>,
+    ) -> Result<u64> {
+        let state = self.state.lock();
+        for &(first, last) in &state.batches {
+            if last <= after || first > head {
+                continue;
+            }
+            let batch: Vec<RecordedEvent> = state.events[(first - 1) as usize..last as usize]
+                .iter()
+                .filter(|e| e.position > after && query.matches(&e.event_type, &e.tags))
+                .cloned()
+                .collect();
+            if !batch.is_empty() {
+                out.push_back(batch);
+            }
+        }
+        Ok(head)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +99,7 @@ impl MemoryStore {
 
     /// Every committed event, oldest first.
     pub fn events(&self) -> Vec<RecordedEvent> {
-        self.state.lock().events.clone()
+        self.shared.state.lock().events.clone()
     }
 }
 
@@ -114,7 +166,7 @@ impl EventStore for MemoryStore {
         for (stream, _) in &options.expected {
             crate::event::check_stream_name(stream)?;
         }
-        let mut state = self.state.lock();
+        let mut state = self.shared.state.lock();
         if let Some(done) = state.check_ids(&events)? {
             return Ok(done);
         }
@@ -160,12 +212,14 @@ impl EventStore for MemoryStore {
         }
         let last = state.events.len() as u64;
         state.batches.push((first, last));
+        drop(state);
+        self.shared.hub.publish();
         Ok(Appended { first, last })
     }
 
     fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
         query.validate()?;
-        let state = self.state.lock();
+        let state = self.shared.state.lock();
         let matching = state
             .events
             .iter()
@@ -194,11 +248,22 @@ impl EventStore for MemoryStore {
     }
 
     fn head(&self) -> Result<u64> {
-        Ok(self.state.lock().events.len() as u64)
+        Ok(self.shared.state.lock().events.len() as u64)
     }
 
     fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
         crate::event::check_stream_name(stream)?;
-        Ok(self.state.lock().revision(stream))
+        Ok(self.shared.state.lock().revision(stream))
+    }
+
+    fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {
+        query.validate()?;
+        let head = self.head()?;
+        if after > head {
+            return Err(Error::invalid(format!(
+                "cannot subscribe after position {after}: the head is {head}"
+            )));
+        }
+        Ok(Subscription::new(self.shared.clone(), query.clone(), after))
     }
 }

@@ -3,9 +3,11 @@
 //! The waiting caller parks on a condition variable at once instead of
 //! spinning first (as a channel's receive does): with many writers on few
 //! cores, spinning callers take the CPU the committer needs to finish the
-//! group they are waiting for.
+//! group they are waiting for. An async caller polls it instead and leaves
+//! a waker.
 
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -20,6 +22,7 @@ enum State<T> {
 struct Slot<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
+    waker: Mutex<Option<Waker>>,
 }
 
 /// The answering half.
@@ -33,6 +36,7 @@ pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State::Waiting),
         ready: Condvar::new(),
+        waker: Mutex::new(None),
     });
     (Sender(Some(slot.clone())), Receiver(slot))
 }
@@ -43,6 +47,9 @@ impl<T> Sender<T> {
         if let Some(slot) = self.0.take() {
             *slot.state.lock() = State::Sent(value);
             slot.ready.notify_one();
+            if let Some(w) = slot.waker.lock().take() {
+                w.wake();
+            }
         }
     }
 }
@@ -52,6 +59,9 @@ impl<T> Drop for Sender<T> {
         if let Some(slot) = self.0.take() {
             *slot.state.lock() = State::Dropped;
             slot.ready.notify_one();
+            if let Some(w) = slot.waker.lock().take() {
+                w.wake();
+            }
         }
     }
 }
@@ -68,6 +78,24 @@ impl<T> Receiver<T> {
                     *state = State::Waiting;
                     self.0.ready.wait(&mut state);
                 }
+            }
+        }
+    }
+
+    /// The answer if it is there; otherwise leaves the task's waker.
+    /// `Ready(None)` if the sender was dropped unanswered (or the answer
+    /// was already taken).
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        // The waker goes in before the state is looked at, so that an
+        // answer sent in between wakes the task rather than being missed.
+        *self.0.waker.lock() = Some(cx.waker().clone());
+        let mut state = self.0.state.lock();
+        match std::mem::replace(&mut *state, State::Taken) {
+            State::Sent(v) => Poll::Ready(Some(v)),
+            State::Dropped | State::Taken => Poll::Ready(None),
+            State::Waiting => {
+                *state = State::Waiting;
+                Poll::Pending
             }
         }
     }

@@ -79,6 +79,8 @@ enum Source {
 /// A lazy iterator over events; see [`Store::read`](crate::Store::read).
 pub struct Events {
     source: Source,
+    /// The log a scan reads (to name the file of a damaged event).
+    scanned: Option<WalReader>,
     buffered: VecDeque<RecordedEvent>,
     /// Inclusive position bounds.
     lo: u64,
@@ -90,6 +92,7 @@ impl Events {
     /// An iterator that yields `error` once.
     pub(crate) fn failed(error: Error) -> Events {
         Events {
+            scanned: None,
             source: Source::Failed(error),
             buffered: VecDeque::new(),
             lo: 1,
@@ -118,6 +121,7 @@ impl Events {
             }
         };
         Events {
+            scanned: None,
             source,
             buffered: VecDeque::new(),
             lo,
@@ -143,6 +147,7 @@ impl Events {
         };
         let empty = lo > hi || remaining == 0;
         Events {
+            scanned: Some(reader.clone()),
             source: if empty { Source::Done } else { source },
             buffered: VecDeque::new(),
             lo,
@@ -167,10 +172,12 @@ impl Events {
             r.meta.first_position <= position && position <= r.meta.last_position()
         });
         if !held {
-            *last = reader.record_containing(position)?;
+            *last = reader.record_head_containing(position)?;
         }
         match last {
-            Some(record) => decode_event(record, position).map(Some),
+            Some(record) => decode_event(record, position)
+                .map(Some)
+                .map_err(|e| name_file(reader, position, e)),
             None => Err(Error::Corruption {
                 file: Default::default(),
                 offset: 0,
@@ -209,7 +216,12 @@ impl Events {
         };
         let record = record?;
         let mut events = Vec::with_capacity(record.meta.count as usize);
-        decode_record(&record, &mut events)?;
+        if let Err(e) = decode_record(&record, &mut events) {
+            return Err(match &self.scanned {
+                Some(reader) => name_file(reader, record.meta.first_position, e),
+                None => e,
+            });
+        }
         let (lo, hi) = (self.lo, self.hi);
         let keep = events
             .into_iter()
@@ -244,6 +256,31 @@ impl Iterator for Events {
                 }
             }
         }
+    }
+}
+
+/// Names the segment (and the offset-table stretch) of an event-level
+/// corruption found while decoding the record holding `position`: the codec
+/// sees only bytes, not where they came from.
+pub(crate) fn name_file(reader: &WalReader, position: u64, e: Error) -> Error {
+    match e {
+        Error::Corruption {
+            file,
+            offset,
+            reason,
+        } if file.as_os_str().is_empty() => {
+            let found = reader.segments().find(position).map(|(_, s)| {
+                let at = s.locate(position).map_or(offset, |(start, _)| start);
+                (s.path().clone(), at)
+            });
+            let (file, offset) = found.unwrap_or((file, offset));
+            Error::Corruption {
+                file,
+                offset,
+                reason: format!("{reason} (the record holding position {position})"),
+            }
+        }
+        other => other,
     }
 }
 

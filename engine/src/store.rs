@@ -20,9 +20,11 @@ use crate::api::{EventIter, EventStore};
 use crate::append::AppendOptions;
 use crate::codec::{encode_batch, index_entries};
 use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, Shared};
+use crate::cursors::Cursors;
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, check_stream_name};
 use crate::indexes::{CompactionSettings, FlushJob, Indexes, spawn_flusher};
+use crate::notify::Hub;
 use crate::oneshot;
 use crate::options::Options;
 use crate::query::Query;
@@ -32,15 +34,17 @@ use crate::read::{Events, ReadOptions};
 /// closes when [`close`](Store::close) is called or the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     dir: PathBuf,
-    tx: Sender<Request>,
-    shared: Arc<Shared>,
-    reader: WalReader,
-    indexes: Arc<Indexes>,
+    pub(crate) tx: Sender<Request>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) reader: WalReader,
+    pub(crate) indexes: Arc<Indexes>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) cursors: Arc<Cursors>,
     committer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<LockGuard>>,
@@ -136,6 +140,11 @@ impl Store {
         shared
             .head
             .store(opened.report.last_position, Ordering::Release);
+        shared
+            .durable
+            .store(opened.report.last_position, Ordering::Release);
+        let hub = Arc::new(Hub::default());
+        let cursors = Arc::new(Cursors::new(options.fs.clone(), &dir));
         let (flush_tx, flush_rx) = crossbeam_channel::unbounded::<FlushJob>();
         let flusher = spawn_flusher(indexes.clone(), flush_rx).map_err(|source| Error::Io {
             path: dir.clone(),
@@ -158,6 +167,7 @@ impl Store {
             revisions: HashMap::new(),
             commit_ewma: Duration::ZERO,
             max_commit_delay: options.max_commit_delay,
+            hub: hub.clone(),
         };
         let (tx, rx) = gesta_wal::commit::queue(options.queue_capacity);
         let handle = std::thread::Builder::new()
@@ -174,6 +184,8 @@ impl Store {
                 shared,
                 reader: opened.reader,
                 indexes,
+                hub,
+                cursors,
                 committer: Mutex::new(Some(handle)),
                 flusher: Mutex::new(Some(flusher)),
                 lock: Mutex::new(Some(lock)),
@@ -204,6 +216,47 @@ impl Store {
     /// Appends a batch atomically, subject to a DCB condition and expected
     /// stream revisions; see [`EventStore`] for the order of the checks.
     pub fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
+        let (request, answer) = self.prepare(events, options)?;
+        let callers = &self.inner.shared.callers;
+        callers.fetch_add(1, Ordering::AcqRel);
+        let answer = match self.inner.tx.send(Request::Append(request)) {
+            Ok(()) => answer.recv().unwrap_or(Err(Error::Closed)),
+            Err(_) => Err(Error::Closed),
+        };
+        callers.fetch_sub(1, Ordering::AcqRel);
+        answer
+    }
+
+    /// [`append_with`](Store::append_with) for async code: the returned
+    /// future resolves when the group commit answers, without blocking an
+    /// executor thread while it waits. (Handing the batch to the committer
+    /// blocks only if its queue is full, which is the store's backpressure.)
+    /// Works with any executor.
+    pub fn append_async(
+        &self,
+        events: Vec<NewEvent>,
+        options: AppendOptions,
+    ) -> impl std::future::Future<Output = Result<Appended>> + Send + 'static {
+        let submitted = self.prepare(events, options).and_then(|(request, answer)| {
+            let guard = CallerGuard::enter(self.inner.shared.clone());
+            self.inner
+                .tx
+                .send(Request::Append(request))
+                .map_err(|_| Error::Closed)?;
+            Ok((answer, guard))
+        });
+        AppendFuture {
+            submitted: Some(submitted),
+        }
+    }
+
+    /// Validates and encodes a batch in the caller's thread, ready for the
+    /// committer.
+    fn prepare(
+        &self,
+        events: Vec<NewEvent>,
+        options: AppendOptions,
+    ) -> Result<(AppendRequest, oneshot::Receiver<Result<Appended>>)> {
         let encoded = encode_batch(&events)?;
         if let Some(c) = &options.condition {
             c.fail_if_events_match.validate()?;
@@ -243,14 +296,7 @@ impl Store {
         if self.inner.shared.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        let callers = &self.inner.shared.callers;
-        callers.fetch_add(1, Ordering::AcqRel);
-        let answer = match self.inner.tx.send(Request::Append(request)) {
-            Ok(()) => answer.recv().unwrap_or(Err(Error::Closed)),
-            Err(_) => Err(Error::Closed),
-        };
-        callers.fetch_sub(1, Ordering::AcqRel);
-        answer
+        Ok((request, answer))
     }
 
     /// The position of the last committed event (0 when empty).
@@ -368,6 +414,7 @@ impl Inner {
         if let Some(handle) = self.flusher.lock().take() {
             let _ = handle.join();
         }
+        self.hub.close();
         self.lock.lock().take();
         result
     }
@@ -394,8 +441,56 @@ fn index_keys(
     keys
 }
 
+/// Counts an async caller as inside an append (for the commit delay) until
+/// its future is done or dropped.
+struct CallerGuard(Arc<Shared>);
+
+impl CallerGuard {
+    fn enter(shared: Arc<Shared>) -> CallerGuard {
+        shared.callers.fetch_add(1, Ordering::AcqRel);
+        CallerGuard(shared)
+    }
+}
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        self.0.callers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type Submitted = Result<(oneshot::Receiver<Result<Appended>>, CallerGuard)>;
+
+/// The future of [`Store::append_async`].
+struct AppendFuture {
+    submitted: Option<Submitted>,
+}
+
+impl std::future::Future for AppendFuture {
+    type Output = Result<Appended>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Appended>> {
+        use std::task::Poll;
+        let Some(submitted) = self.submitted.take() else {
+            return Poll::Ready(Err(Error::Closed));
+        };
+        match submitted {
+            Err(e) => Poll::Ready(Err(e)),
+            Ok((answer, guard)) => match answer.poll(cx) {
+                Poll::Ready(a) => Poll::Ready(a.unwrap_or(Err(Error::Closed))),
+                Poll::Pending => {
+                    self.submitted = Some(Ok((answer, guard)));
+                    Poll::Pending
+                }
+            },
+        }
+    }
+}
+
 /// A query in index keys; [`Query::all`] becomes one unconstrained item.
-fn query_spec(query: &Query) -> QuerySpec {
+pub(crate) fn query_spec(query: &Query) -> QuerySpec {
     if query.items.is_empty() {
         return QuerySpec {
             items: vec![ItemSpec {
@@ -436,5 +531,9 @@ impl EventStore for Store {
 
     fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
         Store::stream_revision(self, stream)
+    }
+
+    fn subscribe(&self, query: &Query, after: u64) -> Result<crate::Subscription> {
+        Store::subscribe(self, query, after)
     }
 }

@@ -17,6 +17,7 @@ pub mod model;
 pub mod postgres_harness;
 pub mod sqlite_harness;
 pub mod store_harness;
+pub mod subscriptions;
 
 use gesta::{NewEvent, Query, ReadOptions, RecordedEvent, Store};
 

@@ -331,11 +331,11 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     s.insert(("decode_record", "empty"), Vec::new());
     let header = SegmentHeader { first_position: 1 }.encode();
     s.insert(("decode_record", "header"), header.to_vec());
-    let mut v2 = header;
-    v2[8] = 2;
-    let crc2 = crc(&v2[..24]);
-    v2[24..28].copy_from_slice(&crc2.to_le_bytes());
-    s.insert(("decode_record", "header-version-2"), v2.to_vec());
+    let mut v3 = header;
+    v3[8] = 3;
+    let crc3 = crc(&v3[..24]);
+    v3[24..28].copy_from_slice(&crc3.to_le_bytes());
+    s.insert(("decode_record", "header-version-3"), v3.to_vec());
     s.insert(
         ("decode_record", "segment-name"),
         format::segment_file_name(123).into_bytes(),
@@ -402,10 +402,10 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         with(FIX_CHECKSUMS, &gap),
     );
     let mut v2 = SegmentHeader { first_position: 1 }.encode().to_vec();
-    v2[8] = 2;
+    v2[8] = 3;
     v2.extend_from_slice(&log);
     s.insert(
-        ("recover_segment", "fix-checksums-raw-version-2"),
+        ("recover_segment", "fix-checksums-raw-version-3"),
         with(FIX_CHECKSUMS | RAW_SEGMENT, &v2),
     );
 
@@ -427,14 +427,14 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         NewEvent::new("Other", "d").stream("s2"),
     ];
     let batch = encode_payload(&events).unwrap();
-    let revisions: Vec<u8> = [4u64, 0].iter().flat_map(|r| r.to_le_bytes()).collect();
+    let revisions = revision_bytes(&[(0, 4), (2, 0)]);
     s.insert(
         ("decode_payload", "three-events-streams"),
         payload_input(10, 3, &revisions, &batch),
     );
     s.insert(
         ("decode_payload", "missing-revision"),
-        payload_input(10, 3, &revisions[..8], &batch),
+        payload_input(10, 3, &revisions[..2], &batch),
     );
     s.insert(
         ("decode_payload", "count-too-high"),
@@ -721,8 +721,19 @@ fn recovery_refuses_a_damaged_record_before_the_last() {
 // ---------------------------------------------------------------------------
 // decode_payload
 
-fn revision_bytes(revisions: &[u64]) -> Vec<u8> {
-    revisions.iter().flat_map(|r| r.to_le_bytes()).collect()
+/// Sequencing bytes: `index varint | revision varint` per stream event.
+fn revision_bytes(revisions: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(index, revision) in revisions {
+        for mut v in [index, revision] {
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+    }
+    out
 }
 
 #[test]
@@ -733,12 +744,14 @@ fn event_payloads_round_trip_and_survive_mutations() {
             .map(|_| random_event(&mut rng))
             .collect();
         let payload = encode_payload(&events).unwrap();
-        let revisions: Vec<u64> = events
+        let pairs: Vec<(u64, u64)> = events
             .iter()
-            .filter(|e| e.stream.is_some())
-            .map(|_| rng.next() >> rng.below(64))
+            .enumerate()
+            .filter(|(_, e)| e.stream.is_some())
+            .map(|(i, _)| (i as u64, rng.next() >> rng.below(64)))
             .collect();
-        let seq = revision_bytes(&revisions);
+        let revisions: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+        let seq = revision_bytes(&pairs);
         let first = 1 + rng.next() % 1_000_000;
         let input = payload_input(first, events.len() as u16, &seq, &payload);
 
@@ -849,9 +862,9 @@ fn corrected_checksums_reach_the_checks_behind_them() {
         matches!(&gap, Err(WalError::Corruption { reason, .. }) if reason.contains("expected")),
         "{gap:?}"
     );
-    let v2 = recover_segment(&s[&("recover_segment", "fix-checksums-raw-version-2")]);
+    let v2 = recover_segment(&s[&("recover_segment", "fix-checksums-raw-version-3")]);
     assert!(
-        matches!(&v2, Err(WalError::Corruption { reason, .. }) if reason.contains("version 2")),
+        matches!(&v2, Err(WalError::Corruption { reason, .. }) if reason.contains("version 3")),
         "{v2:?}"
     );
 }

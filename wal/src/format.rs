@@ -8,8 +8,14 @@
 //! frame   len u32 | body_crc u32 | frame_crc u32  (crc32 of the body; crc32 of len and body_crc)
 //! body    first_position u64 | count u32 | seq_len u32 | timestamp_micros u64
 //!         seq [seq_len]      (bytes assigned at commit, e.g. stream revisions)
+//!         head_crc u32       (crc32 of the body up to here)
 //!         payload [..]       (the events, encoded by the caller)
 //! ```
+//!
+//! The head checksum lets a point read trust the record's fields and
+//! sequencing bytes without checksumming the whole payload: the payload's
+//! encoding carries its own per-event checksums (see the engine's codec),
+//! so reading one event of a large batch verifies only that event.
 //!
 //! All integers are little-endian. A frame whose `len` is zero is the end of
 //! the log (the preallocated zeros); anything else that fails the checks is
@@ -24,13 +30,16 @@ use bytes::Bytes;
 /// Magic bytes at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"GESTAWAL";
 /// The segment format version this build writes and reads.
-pub const SEGMENT_VERSION: u32 = 1;
+pub const SEGMENT_VERSION: u32 = 2;
 /// Size of the segment header in bytes.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of a record's frame (length, body CRC, frame CRC) in bytes.
 pub const FRAME_LEN: usize = 12;
-/// Size of the fixed part of a record body.
-pub const BODY_FIXED_LEN: usize = 24;
+/// Size of the fixed part of a record body (the fields and the head
+/// checksum).
+pub const BODY_FIXED_LEN: usize = 28;
+/// Size of the fields at the start of a record body.
+const FIELDS_LEN: usize = 24;
 /// The largest record body accepted; bounds what a corrupt length can claim.
 pub const MAX_BODY_LEN: usize = 160 << 20;
 
@@ -158,6 +167,8 @@ pub fn encode_record(out: &mut Vec<u8>, meta: RecordMeta, seq: &[u8], payload: &
     out.extend_from_slice(&(seq.len() as u32).to_le_bytes());
     out.extend_from_slice(&meta.timestamp_micros.to_le_bytes());
     out.extend_from_slice(seq);
+    let head_crc = crc32fast::hash(&out[fixed..]);
+    out.extend_from_slice(&head_crc.to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
     crc.update(&out[fixed..]);
     crc.combine(&payload.crc);
@@ -199,8 +210,20 @@ pub enum Frame {
 }
 
 /// Decodes the record at the start of `buf` (which extends to the end of the
-/// readable data) and verifies its checksum.
+/// readable data) and verifies its checksums.
 pub fn decode_record(buf: &Bytes) -> Frame {
+    decode(buf, true)
+}
+
+/// Decodes the record at the start of `buf` like [`decode_record`], but
+/// verifies only the frame and the head checksum, not the payload's: for a
+/// point read, whose caller verifies the one event it decodes by that
+/// event's own checksum.
+pub fn decode_record_head(buf: &Bytes) -> Frame {
+    decode(buf, false)
+}
+
+fn decode(buf: &Bytes, whole: bool) -> Frame {
     if buf.len() < 4 || u32_at(buf, 0) == 0 {
         return if buf.len() >= 4 || buf.iter().all(|&b| b == 0) {
             Frame::End
@@ -244,9 +267,25 @@ pub fn decode_record(buf: &Bytes) -> Frame {
         };
     }
     let body = &buf[FRAME_LEN..total];
-    if crc32fast::hash(body) != u32_at(buf, 4) {
+    if whole && crc32fast::hash(body) != u32_at(buf, 4) {
         return Frame::Invalid {
             reason: "record checksum mismatch",
+            claimed_end: Some(total),
+            frame_ok: true,
+        };
+    }
+    let seq_len = u32_at(body, 12) as usize;
+    if seq_len > body_len - BODY_FIXED_LEN {
+        return Frame::Invalid {
+            reason: "record fields out of range",
+            claimed_end: Some(total),
+            frame_ok: true,
+        };
+    }
+    let head_end = FIELDS_LEN + seq_len;
+    if crc32fast::hash(&body[..head_end]) != u32_at(body, head_end) {
+        return Frame::Invalid {
+            reason: "record head checksum mismatch",
             claimed_end: Some(total),
             frame_ok: true,
         };
@@ -256,27 +295,22 @@ pub fn decode_record(buf: &Bytes) -> Frame {
         count: u32_at(body, 8),
         timestamp_micros: u64_at(body, 16),
     };
-    let seq_len = u32_at(body, 12) as usize;
     // The position after the last one must exist too: it is the next
     // position every reader and the writer compute.
     let positions_fit = meta
         .first_position
         .checked_add(u64::from(meta.count))
         .is_some();
-    if meta.count == 0
-        || seq_len > body_len - BODY_FIXED_LEN
-        || meta.first_position == 0
-        || !positions_fit
-    {
+    if meta.count == 0 || meta.first_position == 0 || !positions_fit {
         return Frame::Invalid {
             reason: "record fields out of range",
             claimed_end: Some(total),
             frame_ok: true,
         };
     }
-    let seq_start = FRAME_LEN + BODY_FIXED_LEN;
+    let seq_start = FRAME_LEN + FIELDS_LEN;
     let seq = buf.slice(seq_start..seq_start + seq_len);
-    let payload = buf.slice(seq_start + seq_len..total);
+    let payload = buf.slice(seq_start + seq_len + 4..total);
     Frame::Record(Record { meta, seq, payload }, total)
 }
 

@@ -92,8 +92,8 @@ pub fn decode_record(data: &[u8]) -> (Frame, std::result::Result<SegmentHeader, 
     (frame, header)
 }
 
-/// Sets the checksum of the record frame at `at` in `data` to match its
-/// body, if its length field is in range and the body is all there; returns
+/// Sets the head checksum and the checksums of the record frame at `at` in
+/// `data` to match its body, if its length field is in range and the body is all there; returns
 /// where the record ends.
 fn fix_record_checksum(data: &mut [u8], at: usize) -> Option<usize> {
     let frame = data.get(at..at.checked_add(FRAME_LEN)?)?;
@@ -102,7 +102,15 @@ fn fix_record_checksum(data: &mut [u8], at: usize) -> Option<usize> {
         return None;
     }
     let end = at + FRAME_LEN + body_len;
-    let crc = crc32fast::hash(data.get(at + FRAME_LEN..end)?);
+    data.get(at + FRAME_LEN..end)?;
+    let body = at + FRAME_LEN;
+    let seq_len = format::u32_at(data, body + 12) as usize;
+    if seq_len <= body_len - BODY_FIXED_LEN {
+        let head_end = body + 24 + seq_len;
+        let head_crc = crc32fast::hash(&data[body..head_end]);
+        data[head_end..head_end + 4].copy_from_slice(&head_crc.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&data[body..end]);
     data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
     let frame_crc = crc32fast::hash(&data[at..at + 8]);
     data[at + 8..at + 12].copy_from_slice(&frame_crc.to_le_bytes());

@@ -48,6 +48,18 @@ impl WalReader {
     /// in its stretch of the offset table are stepped over by their length
     /// fields; only the record returned is checksummed.
     pub fn record_containing(&self, position: u64) -> Result<Option<Record>> {
+        self.find_record(position, format::decode_record)
+    }
+
+    /// [`record_containing`](Self::record_containing) for a point read:
+    /// verifies the record's frame and head but not its payload, whose
+    /// events the caller verifies one by one (see
+    /// [`format::decode_record_head`]).
+    pub fn record_head_containing(&self, position: u64) -> Result<Option<Record>> {
+        self.find_record(position, format::decode_record_head)
+    }
+
+    fn find_record(&self, position: u64, decode: fn(&Bytes) -> Frame) -> Result<Option<Record>> {
         let Some((_, segment)) = self.segments.find(position) else {
             return Ok(None);
         };
@@ -64,7 +76,7 @@ impl WalReader {
             let first = format::u64_at(&bytes, at + FRAME_LEN);
             let count = u64::from(format::u32_at(&bytes, at + FRAME_LEN + 8));
             if first <= position && position < first.saturating_add(count) {
-                return match format::decode_record(&bytes.slice(at..at + total)) {
+                return match decode(&bytes.slice(at..at + total)) {
                     Frame::Record(r, _) => Ok(Some(r)),
                     Frame::End => Err(corrupt(
                         &segment,

@@ -181,10 +181,38 @@ const ROWS: &[RowDef] = &[
         limit: None,
     },
     RowDef {
+        workload: "S1",
+        metric: "commit-to-delivery p50 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p50(r, s, "S1"),
+        limit: None,
+    },
+    RowDef {
+        workload: "S1",
+        metric: "commit-to-delivery p99 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p99(r, s, "S1"),
+        limit: None,
+    },
+    RowDef {
         workload: "O1",
         metric: "ms, clean close ↓",
         better: Better::Lower,
         value: |r, s| r.open_ms.get(&s).copied(),
+        limit: None,
+    },
+    RowDef {
+        workload: "O1",
+        metric: "ms, after a crash ↓",
+        better: Better::Lower,
+        value: |r, s| r.open_crash_ms.get(&s).copied(),
+        limit: None,
+    },
+    RowDef {
+        workload: "M1",
+        metric: "peak RSS MiB ↓",
+        better: Better::Lower,
+        value: |r, s| r.peak_rss_mib.get(&s).map(|m| m.0),
         limit: None,
     },
     RowDef {
@@ -451,7 +479,15 @@ pub fn markdown(config: &Config, results: &Results) -> String {
         .iter()
         .map(|(id, why)| format!("{id} ({why})"))
         .collect();
-    let _ = writeln!(s, "Not run: {}.", skipped.join("; "));
+    if !skipped.is_empty() {
+        let _ = writeln!(s, "Not run: {}.", skipped.join("; "));
+    }
+    let _ = writeln!(
+        s,
+        "S1: a writer notes when its append returned, the subscriber when the event reached it; \
+         0 when the subscriber was first (it is woken before the writers are answered). \
+         O1 after a crash opens a copy of the files taken while the store was open."
+    );
     for (store, workload, error) in &results.errors {
         let _ = writeln!(s, "- {} {workload} failed: {error}", store.label());
     }

@@ -20,8 +20,7 @@ pub const WRITERS: usize = 16;
 pub const W3_BATCH: usize = 100;
 /// Events per append when a store is loaded for the read workloads: the
 /// same as W3's, so that the read store has the same shape whether or not
-/// W3 ran (Gesta's indexed reads decode whole log records, so they are
-/// several times slower over 1,000-event records than over 100-event ones).
+/// W3 ran.
 pub const LOAD_BATCH: usize = W3_BATCH;
 /// Distinct tags (each with an event type) the queries cycle through.
 pub const QUERY_TAGS: usize = 1_000;
@@ -448,4 +447,107 @@ pub fn read_all(store: &dyn EventStore, runs: usize) -> Result<Outcome, HarnessE
         }
     }
     best.ok_or_else(|| "R1 did not run".into())
+}
+
+/// S1: one live subscriber on every event while [`WRITERS`] threads append
+/// `total` single events as in W2. A writer notes when each append returned
+/// (the commit as its caller sees it); the subscriber notes when each event
+/// reached it. The latencies are delivery minus commit (zero when the
+/// subscriber was first: the committer wakes subscribers before it answers
+/// the writers). A store that cannot subscribe fails with
+/// `Error::Unsupported`.
+pub fn s1(store: &dyn EventStore, total: u64, budget: Duration) -> Result<Outcome, HarnessError> {
+    let per_thread = total.div_ceil(WRITERS as u64);
+    let start_head = store.head()?;
+    let mut subscription = store.subscribe(&Query::all(), start_head)?;
+    let base = Instant::now();
+    let slots = (per_thread * WRITERS as u64) as usize + 1;
+    let acked: Vec<AtomicU64> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+    let delivered: Vec<AtomicU64> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+    let done = AtomicU64::new(0);
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let failed = FirstError::default();
+    let elapsed = std::thread::scope(|scope| {
+        let subscriber = scope.spawn(|| -> Result<u64, HarnessError> {
+            let mut received = 0u64;
+            loop {
+                match subscription.recv_timeout(Duration::from_millis(50))? {
+                    Some(batch) => {
+                        let now = base.elapsed().as_nanos() as u64;
+                        for e in batch {
+                            let slot = (e.position - start_head) as usize;
+                            if let Some(d) = delivered.get(slot) {
+                                d.store(now, Ordering::Relaxed);
+                            }
+                            received += 1;
+                        }
+                    }
+                    None => {
+                        let committed = store.head()? - start_head;
+                        if !writing.load(Ordering::Acquire) && received >= committed {
+                            return Ok(received);
+                        }
+                    }
+                }
+            }
+        });
+        let elapsed = run_parallel(
+            WRITERS,
+            |t| {
+                let mut generator = EventGen::for_writer((6 << 8) | t as u64);
+                (0..per_thread)
+                    .map(|_| generator.next_event())
+                    .collect::<Vec<_>>()
+            },
+            |_, events| {
+                let started = Instant::now();
+                for event in events {
+                    if started.elapsed() > budget || failed.is_set() {
+                        break;
+                    }
+                    match store.append(vec![event]) {
+                        Ok(a) => {
+                            let now = base.elapsed().as_nanos() as u64;
+                            let slot = (a.first - start_head) as usize;
+                            if let Some(s) = acked.get(slot) {
+                                s.store(now, Ordering::Relaxed);
+                            }
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed.set(e.into());
+                            break;
+                        }
+                    }
+                }
+            },
+        );
+        writing.store(false, Ordering::Release);
+        match subscriber.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failed.set(e),
+            Err(_) => failed.set("the subscriber thread panicked".into()),
+        }
+        elapsed
+    });
+    failed.into_result()?;
+    let ops = done.into_inner();
+    let mut lats = Vec::with_capacity(ops as usize);
+    for (a, d) in acked.iter().zip(&delivered).skip(1) {
+        let (a, d) = (a.load(Ordering::Relaxed), d.load(Ordering::Relaxed));
+        if a == 0 {
+            continue;
+        }
+        if d == 0 {
+            return Err("S1: a committed event was never delivered".into());
+        }
+        lats.push(Duration::from_nanos(d.saturating_sub(a)));
+    }
+    Ok(Outcome {
+        ops,
+        elapsed,
+        latencies: Some(Latencies::new(lats)),
+        extra: 0,
+        cut_short: ops < total,
+    })
 }

@@ -1,0 +1,80 @@
+//! The comparison harness's command line, shared by the `gesta-bench`
+//! binary and `gesta bench`: the flags ([`BenchArgs`]) and what they run
+//! ([`run`]).
+
+use std::path::PathBuf;
+
+use crate::harness::{self, Config, HarnessError, Sizes, report, stores::StoreKind};
+
+/// Compares Gesta with SQLite, PostgreSQL and UmaDB on the workloads of
+/// BENCH.md.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// Small sizes, for CI (the figures are not for quoting).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only these workloads, comma-separated (W1–W5, R1–R4, S1, O1, M1, D1).
+    #[arg(long, value_name = "IDS")]
+    pub only: Option<String>,
+    /// Scratch directory for the stores and disk probes (default: as the
+    /// benchmarks choose, on a real disk; `GESTA_BENCH_DIR` overrides it).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// PostgreSQL URL; PostgreSQL is compared only when it is given.
+    #[arg(long, env = "GESTA_POSTGRES_URL", value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// Where to write the figures as JSON.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Longest each write workload may run before it stops early, seconds
+    /// (default 30, or 5 with --quick).
+    #[arg(long, value_name = "SECS")]
+    pub budget: Option<f64>,
+}
+
+fn default_json() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().unwrap_or(manifest);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    target.join("gesta-bench.json")
+}
+
+/// Runs the harness as the flags say: prints the markdown table on stdout
+/// and writes the figures as JSON.
+pub fn run(args: BenchArgs) -> Result<(), HarnessError> {
+    let mut sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    if let Some(secs) = args.budget {
+        if !secs.is_finite() || secs <= 0.0 {
+            return Err("--budget must be positive".into());
+        }
+        sizes.budget_secs = secs;
+    }
+    let postgres_url = args.postgres_url.filter(|u| !u.is_empty());
+    let config = Config {
+        quick: args.quick,
+        sizes,
+        workloads: Config::parse_only(args.only.as_deref())?,
+        stores: StoreKind::available(postgres_url.as_deref()),
+        dir: args.dir.unwrap_or_else(crate::bench_root),
+        postgres_url,
+    };
+    let results = harness::run(&config)?;
+    print!("{}", report::markdown(&config, &results));
+    let path = args.json.unwrap_or_else(default_json);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let json = serde_json::to_string_pretty(&report::json(&config, &results))?;
+    std::fs::write(&path, json + "\n")?;
+    eprintln!("figures written to {}", path.display());
+    if results.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} workload(s) failed", results.errors.len()).into())
+    }
+}

@@ -1,0 +1,103 @@
+//! `gesta append DIR`: events from JSON lines on stdin, in atomic batches,
+//! optionally conditional.
+
+use std::io::{self, Write};
+
+use gesta::{AppendCondition, AppendOptions, ExpectedRevision};
+
+use super::LineBatches;
+use crate::StoreDir;
+use crate::failure::Failure;
+use crate::json;
+
+pub const AFTER_HELP: &str = r#"Input: one event per line, e.g.
+  {"type":"StudentSubscribed","tags":["course:c1","student:s7"],"data":{"student":"s7"},"stream":"course-c1","id":"0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69"}
+Only "type" is required; "data" is any JSON, stored as its text; "data_base64" gives raw bytes instead.
+Output: one line per committed batch, {"first":F,"last":L}.
+
+Examples:
+  gesta append ./events < events.jsonl
+  gesta append ./events --batch 100 < events.jsonl        # 100 lines per atomic append
+  # DCB: append only if nothing about course c1 happened after position 41
+  echo '{"type":"StudentSubscribed","tags":["course:c1","student:s7"]}' |
+    gesta append ./events --condition '{"items":[{"tags":["course:c1"]}]}' --after 41
+  echo '{"type":"CourseDefined","stream":"course-c1"}' |
+    gesta append ./events --expected-revision course-c1=no-stream
+
+A failed condition or expected revision exits with status 3; the batches before it stay committed."#;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreDir,
+    /// Lines per atomic append.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    batch: u64,
+    /// DCB condition, as query JSON: each append fails if an event matching
+    /// it exists after --after (after any position when --after is absent).
+    #[arg(long, value_name = "QUERY_JSON")]
+    condition: Option<String>,
+    /// The position up to which the condition was already checked.
+    #[arg(long, value_name = "POSITION", requires = "condition")]
+    after: Option<u64>,
+    /// STREAM=REVISION that each append expects: REVISION is a number, any,
+    /// no-stream or exists. Repeatable.
+    #[arg(long = "expected-revision", value_name = "STREAM=REVISION", value_parser = parse_expected)]
+    expected: Vec<(String, ExpectedRevision)>,
+}
+
+fn parse_expected(s: &str) -> Result<(String, ExpectedRevision), String> {
+    let (stream, rev) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?} is not STREAM=REVISION"))?;
+    let rev = match rev {
+        "any" => ExpectedRevision::Any,
+        "no-stream" => ExpectedRevision::NoStream,
+        "exists" => ExpectedRevision::Exists,
+        n => ExpectedRevision::Exact(
+            n.parse()
+                .map_err(|_| format!("revision {n:?} is not a number, any, no-stream or exists"))?,
+        ),
+    };
+    Ok((stream.to_owned(), rev))
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let mut options = AppendOptions::new();
+    if let Some(text) = &args.condition {
+        let query = json::parse_query(text)
+            .map_err(|e| Failure::new(format!("--condition is not a query{e}")))?;
+        options = options.condition(AppendCondition::new(query, args.after));
+    }
+    options.expected = args.expected;
+    let store = gesta::Store::open(&args.store.dir)?;
+    let stdin = io::stdin().lock();
+    let mut lines = LineBatches::new(stdin, args.batch as usize);
+    let mut out = io::stdout().lock();
+    while let Some(batch) = lines.next_batch()? {
+        let where_ = batch.lines();
+        let appended = store
+            .append_with(batch.events, options.clone())
+            .map_err(|e| {
+                let mut f = Failure::from(e);
+                f.message = format!("{where_}: {}", f.message);
+                f
+            })?;
+        writeln!(
+            out,
+            r#"{{"first":{},"last":{}}}"#,
+            appended.first, appended.last
+        )
+        .or_else(|e| {
+            if super::closed_pipe(&e) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    }
+    out.flush().ok();
+    store.close()?;
+    Ok(())
+}

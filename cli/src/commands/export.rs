@@ -1,0 +1,169 @@
+//! `gesta export DIR` and `gesta import DIR`: a whole store as JSON lines,
+//! and back.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use gesta::{Query, ReadOptions};
+
+use super::{Batch, LineBatches};
+use crate::StoreDir;
+use crate::failure::{Failure, open_existing};
+use crate::{json, progress};
+
+pub const EXPORT_AFTER_HELP: &str = "\
+Writes every event, oldest first, in the format `gesta read` prints and `gesta import` reads.
+
+Examples:
+  gesta export ./events > events.jsonl
+  gesta export ./events --output events.jsonl";
+
+pub const IMPORT_AFTER_HELP: &str = "\
+Appends the events in order, --batch lines per atomic append (parsing overlaps the appends).
+Kept: order, types, tags, data, metadata, streams and ids; positions and revisions come out the same when the
+store starts empty. Commit timestamps are the time of the import. Re-importing a file whose events all have ids
+is idempotent batch by batch (same file, same --batch); an id already committed otherwise is an error.
+
+Examples:
+  gesta import ./copy < events.jsonl
+  gesta import ./copy events.jsonl --batch 5000";
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    store: StoreDir,
+    /// Write to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    store: StoreDir,
+    /// Read this file instead of standard input.
+    #[arg(value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Lines per atomic append.
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    batch: u64,
+}
+
+pub fn export(args: ExportArgs) -> Result<(), Failure> {
+    let store = open_existing(&args.store.dir)?;
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            File::create(path)
+                .map_err(|e| Failure::new(format!("cannot create {}: {e}", path.display())))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let bar = progress::events(store.head(), "exporting");
+    let mut line = Vec::with_capacity(512);
+    let mut n = 0u64;
+    for event in store.read(&Query::all(), ReadOptions::forwards()) {
+        let event = event?;
+        line.clear();
+        json::write_event(&mut line, &event);
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            bar.abandon();
+            return if super::closed_pipe(&e) {
+                Ok(())
+            } else {
+                Err(e.into())
+            };
+        }
+        n += 1;
+        if n.is_multiple_of(1024) {
+            bar.set_position(n);
+        }
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    store.close()?;
+    eprintln!("exported {n} events");
+    Ok(())
+}
+
+pub fn import(args: ImportArgs) -> Result<(), Failure> {
+    let (input, size): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
+        Some(path) => {
+            let file = File::open(path)
+                .map_err(|e| Failure::new(format!("cannot open {}: {e}", path.display())))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), size)
+        }
+        None => {
+            // The size is known when stdin is a redirected file.
+            let size = io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(File::from)
+                .and_then(|f| f.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            (Box::new(io::stdin()), size)
+        }
+    };
+    let store = gesta::Store::open(&args.store.dir)?;
+    let head_before = store.head();
+    let bar = progress::bytes(size.unwrap_or(0), "importing");
+    let started = Instant::now();
+    let mut events = 0u64;
+    // Parsing runs in its own thread, a few batches ahead of the appends.
+    let (tx, rx) = mpsc::sync_channel::<Result<(Batch, u64), Failure>>(4);
+    let batch = args.batch as usize;
+    let result = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut lines = LineBatches::new(BufReader::with_capacity(1 << 20, input), batch);
+            loop {
+                let next = lines.next_batch().map(|b| b.map(|b| (b, lines.bytes)));
+                let stop = !matches!(next, Ok(Some(_)));
+                if let Some(item) = next.transpose()
+                    && tx.send(item).is_err()
+                {
+                    break;
+                }
+                if stop {
+                    break;
+                }
+            }
+        });
+        for item in rx {
+            let (batch, bytes) = item?;
+            let where_ = batch.lines();
+            let count = batch.events.len() as u64;
+            store.append(batch.events).map_err(|e| {
+                let mut f = Failure::from(e);
+                f.message = format!(
+                    "{where_}: {} ({events} events before it were imported)",
+                    f.message
+                );
+                f
+            })?;
+            events += count;
+            bar.set_position(bytes);
+        }
+        Ok::<(), Failure>(())
+    });
+    bar.finish_and_clear();
+    result?;
+    store.close()?;
+    let secs = started.elapsed().as_secs_f64();
+    // Batches already committed with the same ids append nothing.
+    let new = store.head() - head_before;
+    eprintln!(
+        "imported {events} events in {secs:.2} s ({:.0} events/s), {new} new, head {}",
+        events as f64 / secs.max(1e-9),
+        store.head()
+    );
+    Ok(())
+}

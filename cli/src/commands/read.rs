@@ -1,0 +1,112 @@
+//! `gesta read DIR`: matching events as JSON lines. (`--follow`, which
+//! keeps printing events as they commit, comes with subscriptions: a flag
+//! here and a loop after the catch-up read below.)
+
+use std::io::{self, BufWriter, Write};
+
+use gesta::{Query, QueryItem, ReadOptions};
+
+use crate::StoreDir;
+use crate::failure::{Failure, open_existing};
+use crate::json;
+
+pub const AFTER_HELP: &str = r#"Output: one event per line:
+  {"position":7,"type":"StudentSubscribed","tags":["course:c1","student:s7"],"stream":"course-c1","revision":3,
+   "id":"0b6c3a52-…","timestamp":"2026-11-22T13:23:49.123456Z","data":{"student":"s7"}}
+Data that is not JSON is printed as "data_base64".
+
+Query JSON: {"items":[{"types":["A","B"],"tags":["x","y"]}, …]} — items OR-ed; an item matches an event whose type
+is one of "types" (absent: any) and which carries every tag of "tags". {} matches everything.
+
+Examples:
+  gesta read ./events                                      # everything, oldest first
+  gesta read ./events --tag course:c1 --tag student:s7     # both tags
+  gesta read ./events --type CourseDefined --type CourseRenamed --after 100 --limit 20
+  gesta read ./events --query '{"items":[{"tags":["course:c1"]},{"types":["Holiday"]}]}'
+  gesta read ./events --backwards --limit 5                # the five newest
+  gesta read ./events --tag course:c1 --last               # the newest event about c1"#;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreDir,
+    /// Only events of this type (repeatable: any of them).
+    #[arg(long = "type", value_name = "TYPE")]
+    types: Vec<String>,
+    /// Only events carrying this tag (repeatable: all of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// A query as JSON, for several items (instead of --type/--tag).
+    #[arg(long, value_name = "QUERY_JSON", conflicts_with_all = ["types", "tags"])]
+    query: Option<String>,
+    /// Only positions after this one.
+    #[arg(long, value_name = "POSITION")]
+    after: Option<u64>,
+    /// Only positions before this one.
+    #[arg(long, value_name = "POSITION")]
+    before: Option<u64>,
+    /// Newest first.
+    #[arg(long)]
+    backwards: bool,
+    /// At most this many events.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Only the newest matching event.
+    #[arg(long, conflicts_with_all = ["backwards", "limit"])]
+    last: bool,
+}
+
+/// The query the flags describe.
+fn query(args: &Args) -> Result<Query, Failure> {
+    if let Some(text) = &args.query {
+        return json::parse_query(text)
+            .map_err(|e| Failure::new(format!("--query is not a query{e}")));
+    }
+    if args.types.is_empty() && args.tags.is_empty() {
+        return Ok(Query::all());
+    }
+    Ok(Query::item(
+        QueryItem::new()
+            .types(args.types.iter().cloned())
+            .tags(args.tags.iter().cloned()),
+    ))
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let query = query(&args)?;
+    let store = open_existing(&args.store.dir)?;
+    let backwards = args.backwards || args.last;
+    let limit = if args.last { Some(1) } else { args.limit };
+    let mut options = if backwards {
+        ReadOptions::backwards()
+    } else {
+        ReadOptions::forwards()
+    };
+    options.start = if backwards { args.before } else { args.after };
+    options.limit = limit;
+    let (after, before) = (args.after.unwrap_or(0), args.before.unwrap_or(u64::MAX));
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut line = Vec::with_capacity(512);
+    for event in store.read(&query, options) {
+        let event = event?;
+        if event.position <= after || event.position >= before {
+            break;
+        }
+        line.clear();
+        json::write_event(&mut line, &event);
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            return if super::closed_pipe(&e) {
+                Ok(())
+            } else {
+                Err(e.into())
+            };
+        }
+    }
+    match out.flush() {
+        Err(e) if !super::closed_pipe(&e) => return Err(e.into()),
+        _ => {}
+    }
+    store.close()?;
+    Ok(())
+}

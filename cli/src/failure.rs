@@ -1,0 +1,69 @@
+//! What a failed command reports: one line for stderr and an exit status.
+
+use std::fmt::Display;
+use std::path::Path;
+
+/// A command's failure.
+#[derive(Debug)]
+pub struct Failure {
+    /// The line printed after `gesta: `.
+    pub message: String,
+    /// The exit status.
+    pub code: u8,
+}
+
+/// Exit status of an append refused by its condition or expectation.
+pub const CONFLICT: u8 = 3;
+
+impl Failure {
+    /// A failure with exit status 1.
+    pub fn new(message: impl Display) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<gesta::Error> for Failure {
+    fn from(e: gesta::Error) -> Failure {
+        let code = match e {
+            gesta::Error::ConditionFailed { .. } | gesta::Error::WrongExpectedRevision { .. } => {
+                CONFLICT
+            }
+            _ => 1,
+        };
+        Failure {
+            message: one_line(&e.to_string()),
+            code,
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::new(one_line(&e.to_string()))
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', " ")
+}
+
+/// Fails unless `dir` holds a store (for the commands that only look).
+pub fn existing_store(dir: &Path) -> Result<(), Failure> {
+    if dir.join("wal").is_dir() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "no Gesta store at {} (it has no wal/ directory)",
+            dir.display()
+        )))
+    }
+}
+
+/// Opens the store in `dir`, which must exist.
+pub fn open_existing(dir: &Path) -> Result<gesta::Store, Failure> {
+    existing_store(dir)?;
+    Ok(gesta::Store::open(dir)?)
+}

@@ -1,0 +1,778 @@
+//! The `gesta` binary, run as a user would: the round trip from append to
+//! import, the read flags, conditional appends, and every error case.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn gesta() -> Command {
+    Command::cargo_bin("gesta").expect("the gesta binary is built")
+}
+
+/// Runs `gesta args…` with `stdin`, expecting success; returns stdout.
+fn ok(args: &[&str], stdin: &str) -> String {
+    let out = gesta().args(args).write_stdin(stdin).assert().success();
+    String::from_utf8(out.get_output().stdout.clone()).expect("utf-8 output")
+}
+
+fn lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
+}
+
+fn positions(s: &str) -> Vec<u64> {
+    lines(s)
+        .iter()
+        .map(|v| v["position"].as_u64().expect("a position"))
+        .collect()
+}
+
+fn store(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+const EVENTS: &str = r#"{"type":"CourseDefined","tags":["course:c1"],"data":{"capacity": 2,"title":"Databases"},"stream":"course-c1","id":"0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69"}
+{"type":"CourseDefined","tags":["course:c2"],"data":{"capacity":1},"stream":"course-c2"}
+
+{"type":"StudentSubscribed","tags":["course:c1","student:s1"],"data":{"student":"s1"}}
+{"type":"StudentSubscribed","tags":["course:c1","student:s2"],"data":"s2","metadata":{"by":"import"}}
+{"type":"StudentSubscribed","tags":["course:c2","student:s1"],"data_base64":"AAEC/w=="}
+{"type":"CourseRenamed","tags":["course:c1"],"stream":"course-c1","data":[1,2,3]}
+{"type":"Ping"}
+"#;
+
+fn filled(tmp: &tempfile::TempDir) -> PathBuf {
+    let dir = store(tmp, "s");
+    let out = ok(&["append", dir.to_str().unwrap(), "--batch", "3"], EVENTS);
+    assert_eq!(
+        out,
+        "{\"first\":1,\"last\":3}\n{\"first\":4,\"last\":6}\n{\"first\":7,\"last\":7}\n"
+    );
+    dir
+}
+
+#[test]
+fn append_read_stats_verify_export_import_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+
+    let all = ok(&["read", d], "");
+    let events = lines(&all);
+    assert_eq!(events.len(), 7);
+    let first = &events[0];
+    assert_eq!(first["position"], 1);
+    assert_eq!(first["type"], "CourseDefined");
+    assert_eq!(first["tags"], serde_json::json!(["course:c1"]));
+    assert_eq!(first["stream"], "course-c1");
+    assert_eq!(first["revision"], 0);
+    assert_eq!(first["id"], "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69");
+    assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
+    // Data is printed as the exact JSON text it was given.
+    assert!(
+        all.lines()
+            .next()
+            .unwrap()
+            .contains(r#""data":{"capacity": 2,"title":"Databases"}"#)
+    );
+    assert_eq!(events[3]["data"], "s2");
+    assert_eq!(events[3]["metadata"], serde_json::json!({"by": "import"}));
+    assert_eq!(events[4]["data_base64"], "AAEC/w==");
+    assert!(events[4].get("data").is_none());
+    assert_eq!(events[5]["revision"], 1);
+    assert!(events[6].get("data").is_none() && events[6].get("data_base64").is_none());
+
+    gesta()
+        .args(["stats", d])
+        .assert()
+        .success()
+        .stdout(contains("head             7"))
+        .stdout(contains("events           7"))
+        .stdout(contains("streams          2"))
+        .stdout(contains("distinct types   4"))
+        .stdout(contains("3  StudentSubscribed"))
+        .stdout(contains("4  course:c1"));
+    gesta()
+        .args(["stats", d, "--top", "1"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "top 1 tags by events:\n             4  course:c1\n",
+        ));
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .success()
+        .stdout(contains("ok: 7 events in 3 records, positions 1..=7"));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["stats", d, "--json", "--top", "2"], "")).unwrap();
+    assert_eq!(json["head"], 7);
+    assert_eq!(json["streams"], 2);
+    assert_eq!(json["distinct_tags"], 4);
+    assert_eq!(
+        json["top_tags"],
+        serde_json::json!([["course:c1", 4], ["course:c2", 2]])
+    );
+    assert!(json["torn_tail_offset"].is_null());
+
+    let exported = ok(&["export", d], "");
+    assert_eq!(exported, all, "export writes what read writes");
+    let copy = store(&tmp, "copy");
+    let c = copy.to_str().unwrap();
+    gesta()
+        .args(["import", c, "--batch", "2"])
+        .write_stdin(exported.clone())
+        .assert()
+        .success()
+        .stderr(contains("imported 7 events"));
+    let without_time = |s: &str| {
+        lines(s)
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("timestamp");
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let copied = ok(&["read", c], "");
+    assert_eq!(without_time(&copied), without_time(&all));
+    // The bytes of data and metadata survive, not only their JSON meaning.
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                let key = "\"timestamp\":\"";
+                let at = l.find(key).unwrap() + key.len();
+                let end = at + l[at..].find('"').unwrap();
+                format!("{}{}", &l[..at], &l[end..])
+            })
+            .collect()
+    };
+    assert_eq!(strip(&copied), strip(&all));
+    gesta().args(["verify", c]).assert().success();
+}
+
+#[test]
+fn read_filters_bounds_and_directions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let read = |extra: &[&str]| {
+        let mut args = vec!["read", d];
+        args.extend_from_slice(extra);
+        positions(&ok(&args, ""))
+    };
+    assert_eq!(read(&["--type", "CourseDefined"]), [1, 2]);
+    assert_eq!(
+        read(&["--type", "CourseDefined", "--type", "Ping"]),
+        [1, 2, 7]
+    );
+    assert_eq!(read(&["--tag", "course:c1"]), [1, 3, 4, 6]);
+    assert_eq!(read(&["--tag", "course:c1", "--tag", "student:s1"]), [3]);
+    assert_eq!(
+        read(&["--type", "StudentSubscribed", "--tag", "student:s1"]),
+        [3, 5]
+    );
+    assert_eq!(
+        read(&[
+            "--query",
+            r#"{"items":[{"tags":["course:c2"]},{"types":["Ping"]}]}"#
+        ]),
+        [2, 5, 7]
+    );
+    assert_eq!(read(&["--query", "{}"]), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(read(&["--after", "2", "--before", "6"]), [3, 4, 5]);
+    assert_eq!(read(&["--backwards"]), [7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(
+        read(&["--backwards", "--after", "2", "--before", "6"]),
+        [5, 4, 3]
+    );
+    assert_eq!(read(&["--tag", "course:c1", "--limit", "2"]), [1, 3]);
+    assert_eq!(
+        read(&["--tag", "course:c1", "--backwards", "--limit", "2"]),
+        [6, 4]
+    );
+    assert_eq!(read(&["--tag", "course:c1", "--last"]), [6]);
+    assert_eq!(
+        read(&["--tag", "course:c1", "--last", "--before", "6"]),
+        [4]
+    );
+    assert_eq!(read(&["--tag", "nobody"]), Vec::<u64>::new());
+}
+
+#[test]
+fn conditional_appends_and_expected_revisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let event = r#"{"type":"StudentSubscribed","tags":["course:c1","student:s9"]}"#;
+    let c1 = r#"{"items":[{"tags":["course:c1"]}]}"#;
+    // Something about c1 happened after position 4 (at 6): refused.
+    gesta()
+        .args(["append", d, "--condition", c1, "--after", "4"])
+        .write_stdin(event)
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(contains(
+            "line 1: append condition failed: event at position 6",
+        ));
+    // Nothing after 6: accepted.
+    assert_eq!(
+        ok(&["append", d, "--condition", c1, "--after", "6"], event),
+        "{\"first\":8,\"last\":8}\n"
+    );
+    // Without --after, any matching event fails the append.
+    gesta()
+        .args([
+            "append",
+            d,
+            "--condition",
+            r#"{"items":[{"types":["Ping"]}]}"#,
+        ])
+        .write_stdin(event)
+        .assert()
+        .code(3)
+        .stderr(contains("event at position 7 matches"));
+    gesta()
+        .args(["append", d, "--expected-revision", "course-c1=0"])
+        .write_stdin(r#"{"type":"CourseRenamed","stream":"course-c1"}"#)
+        .assert()
+        .code(3)
+        .stderr(contains("stream \"course-c1\" is at revision Some(1)"));
+    assert_eq!(
+        ok(
+            &[
+                "append",
+                d,
+                "--expected-revision",
+                "course-c1=1",
+                "--expected-revision",
+                "course-c3=no-stream"
+            ],
+            r#"{"type":"CourseRenamed","stream":"course-c1"}"#
+        ),
+        "{\"first\":9,\"last\":9}\n"
+    );
+    gesta()
+        .args(["append", d, "--expected-revision", "course-c1=soon"])
+        .write_stdin(event)
+        .assert()
+        .code(2)
+        .stderr(contains("not a number"));
+    assert_eq!(
+        positions(&ok(&["read", d, "--backwards", "--limit", "1"], "")),
+        [9]
+    );
+}
+
+#[test]
+fn a_locked_store_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let held = gesta::Store::open(&dir).unwrap();
+    for args in [
+        vec!["read", d],
+        vec!["append", d],
+        vec!["export", d],
+        vec!["import", d],
+    ] {
+        gesta()
+            .args(&args)
+            .write_stdin("{\"type\":\"T\"}\n")
+            .assert()
+            .code(1)
+            .stderr(contains("is locked by another process"))
+            .stderr(predicate::function(|s: &str| s.lines().count() == 1));
+    }
+    // verify and stats read the files without the lock.
+    gesta().args(["verify", d]).assert().success();
+    gesta().args(["stats", d]).assert().success();
+    held.close().unwrap();
+    gesta().args(["read", d]).assert().success();
+}
+
+#[test]
+fn malformed_json_names_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = store(&tmp, "s");
+    let d = d.to_str().unwrap();
+    let input =
+        "{\"type\":\"A\"}\n\n{\"type\":\"B\"}\n{\"type\":\"C\",\"data\":{oops}\n{\"type\":\"D\"}\n";
+    gesta()
+        .args(["append", d])
+        .write_stdin(input)
+        .assert()
+        .code(1)
+        .stdout("{\"first\":1,\"last\":1}\n{\"first\":2,\"last\":2}\n")
+        .stderr("gesta: line 4, column 21: key must be a string\n");
+    gesta()
+        .args(["append", d])
+        .write_stdin("{\"tags\":[]}\n")
+        .assert()
+        .code(1)
+        .stderr(contains("line 1, column 11: missing field `type`"));
+    gesta()
+        .args(["append", d])
+        .write_stdin("{\"type\":\"A\",\"tag\":[\"x\"]}\n")
+        .assert()
+        .code(1)
+        .stderr(contains("line 1, column 17: unknown field `tag`"));
+    gesta()
+        .args(["append", d])
+        .write_stdin("{\"type\":\"A\"}\n{\"type\":\"\"}\n")
+        .assert()
+        .code(1)
+        .stderr(contains("line 2: invalid input: event 0: empty event type"));
+    gesta()
+        .args(["append", d])
+        .write_stdin("{\"type\":\"A\",\"id\":\"not-a-uuid\"}\n")
+        .assert()
+        .code(1)
+        .stderr(contains("line 1: id \"not-a-uuid\""));
+    gesta()
+        .args(["import", d])
+        .write_stdin("{\"type\":\"A\"}\n[1,2]\n")
+        .assert()
+        .code(1)
+        .stderr("gesta: line 2: not a JSON object\n");
+    // Only the well-formed batches before the bad lines were committed.
+    assert_eq!(positions(&ok(&["read", d], "")), [1, 2, 3]);
+}
+
+#[test]
+fn bad_query_json_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    gesta()
+        .args(["read", d, "--query", r#"{"items":[{"tag":["x"]}]}"#])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "--query is not a query, column 16: unknown field `tag`, expected `types` or `tags`",
+        ));
+    gesta()
+        .args(["read", d, "--query", "{items"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "--query is not a query, column 2: key must be a string",
+        ));
+    gesta()
+        .args(["append", d, "--condition", r#"{"items":{"tags":[]}}"#])
+        .write_stdin("{\"type\":\"A\"}")
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "--condition is not a query, column 9: invalid type: map, expected a sequence",
+        ));
+    gesta()
+        .args(["read", d, "--query", r#"{"items":[{"tags":[""]}]}"#])
+        .assert()
+        .code(1)
+        .stderr(contains("invalid input: query item 0"));
+    gesta()
+        .args(["read", d, "--query", "{}", "--tag", "x"])
+        .assert()
+        .code(2)
+        .stderr(contains("cannot be used with"));
+}
+
+/// Offset of the `n`th record (from 0) of a segment file.
+fn record_offset(segment: &[u8], n: usize) -> usize {
+    let mut at = 32;
+    for _ in 0..n {
+        let len = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
+        at += 12 + len;
+    }
+    at
+}
+
+fn flip(path: &Path, offset: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn verify_names_the_file_and_offset_of_a_corrupt_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let segment = dir.join("wal").join("00000000000000000001.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    let second = record_offset(&bytes, 1);
+    flip(&segment, second + 40);
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(format!(
+            "gesta: corruption in {} at offset {second}: record checksum mismatch\n",
+            segment.display()
+        ));
+    gesta()
+        .args(["stats", d])
+        .assert()
+        .code(1)
+        .stderr(contains(format!("at offset {second}")));
+    // Opening the store refuses it too.
+    gesta()
+        .args(["read", d])
+        .assert()
+        .code(1)
+        .stderr(contains(format!(
+            "corruption in {} at offset {second}",
+            segment.display()
+        )));
+}
+
+#[test]
+fn verify_checks_index_runs_against_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let store = gesta::Store::open(&dir).unwrap();
+    store.flush_index().unwrap();
+    store.close().unwrap();
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .success()
+        .stdout(contains("1 index run(s)"))
+        .stdout(contains("agree with the log"));
+    let run = std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("an index run");
+    flip(&run, 20);
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .code(1)
+        .stderr(contains(format!(
+            "corruption in {} at offset",
+            run.display()
+        )));
+}
+
+#[test]
+fn verify_repair_rebuilds_a_damaged_or_lost_index_from_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let store = gesta::Store::open(&dir).unwrap();
+    store.flush_index().unwrap();
+    store.close().unwrap();
+    let before = gesta()
+        .args(["read", d, "--tag", "course:c1"])
+        .output()
+        .unwrap();
+    assert!(before.status.success() && !before.stdout.is_empty());
+    let run = std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("an index run");
+
+    // A damaged run: refused until repaired, then identical answers.
+    flip(&run, 20);
+    gesta()
+        .args(["read", d, "--tag", "course:c1"])
+        .assert()
+        .code(1);
+    gesta()
+        .args(["verify", d, "--repair"])
+        .assert()
+        .success()
+        .stderr(contains(format!("corruption in {}", run.display())))
+        .stdout(contains("repaired: removed 2 index file(s)"))
+        .stdout(contains("agree with the log"));
+    let after = gesta()
+        .args(["read", d, "--tag", "course:c1"])
+        .output()
+        .unwrap();
+    assert_eq!(after.stdout, before.stdout);
+
+    // A lost MANIFEST-listed run, then a lost MANIFEST.
+    for victim in ["run", "MANIFEST"] {
+        let path = if victim == "run" {
+            std::fs::read_dir(dir.join("index"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == "idx"))
+                .expect("an index run")
+        } else {
+            dir.join("MANIFEST")
+        };
+        std::fs::remove_file(&path).unwrap();
+        gesta()
+            .args(["verify", d, "--repair"])
+            .assert()
+            .success()
+            .stdout(contains("agree with the log"));
+        let again = gesta()
+            .args(["read", d, "--tag", "course:c1"])
+            .output()
+            .unwrap();
+        assert_eq!(again.stdout, before.stdout, "after losing the {victim}");
+    }
+
+    // Damage to the log is not repaired, and the index is left alone.
+    let listing = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let index_before = listing(&dir.join("index"));
+    let segment = dir.join("wal").join("00000000000000000001.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    flip(&segment, record_offset(&bytes, 1) + 40);
+    gesta()
+        .args(["verify", d, "--repair"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(contains(format!("corruption in {}", segment.display())));
+    assert_eq!(listing(&dir.join("index")), index_before);
+}
+
+#[test]
+fn usage_errors_and_help() {
+    gesta()
+        .arg("frobnicate")
+        .assert()
+        .code(2)
+        .stderr(contains("unrecognized subcommand 'frobnicate'"));
+    gesta()
+        .arg("read")
+        .assert()
+        .code(2)
+        .stderr(contains("<DIR>"));
+    gesta()
+        .args(["read", "x", "--limit", "many"])
+        .assert()
+        .code(2)
+        .stderr(contains("invalid value 'many'"));
+    gesta()
+        .args(["read", "x", "--frobnicate"])
+        .assert()
+        .code(2)
+        .stderr(contains("unexpected argument '--frobnicate'"));
+    gesta()
+        .args(["append", "x", "--after", "3"])
+        .assert()
+        .code(2)
+        .stderr(contains("--condition"));
+    // `bench` forwards its flags to the comparison harness, which checks
+    // them before it measures anything.
+    gesta()
+        .args(["bench", "--only", "W9"])
+        .assert()
+        .code(1)
+        .stderr("gesta: unknown workload \"W9\"; known: W1,W2,W3,W4,W5,R1,R2,R3,R4,S1,O1,M1,D1\n");
+    gesta()
+        .args(["bench", "--quick", "--budget", "0"])
+        .assert()
+        .code(1)
+        .stderr("gesta: --budget must be positive\n");
+    gesta()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(contains("Examples:"))
+        .stdout(contains("gesta demo"));
+    for sub in [
+        "append", "read", "stats", "verify", "export", "import", "demo", "bench",
+    ] {
+        gesta()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(contains("Examples:"));
+    }
+}
+
+#[test]
+fn looking_at_a_missing_store_does_not_create_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = store(&tmp, "nothing-here");
+    let m = missing.to_str().unwrap();
+    for sub in ["read", "stats", "verify", "export"] {
+        gesta()
+            .args([sub, m])
+            .assert()
+            .code(1)
+            .stderr(contains("no Gesta store at"));
+    }
+    assert!(!missing.exists());
+}
+
+#[test]
+fn the_demo_runs_and_keeps_its_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = store(&tmp, "demo");
+    let d = dir.to_str().unwrap();
+    gesta()
+        .args(["demo", d])
+        .assert()
+        .success()
+        .stdout(contains("every rule held under concurrency: yes"))
+        .stdout(contains("Databases                    3/3 seats"));
+    // Every seat of every course was taken, and never more.
+    let subscribed = |course: &str| {
+        positions(&ok(
+            &[
+                "read",
+                d,
+                "--type",
+                "StudentSubscribed",
+                "--tag",
+                &format!("course:{course}"),
+            ],
+            "",
+        ))
+        .len()
+    };
+    assert_eq!(subscribed("databases"), 3);
+    assert_eq!(subscribed("rust"), 4);
+    assert_eq!(subscribed("history"), 3);
+    gesta().args(["verify", d]).assert().success();
+    // A second run refuses the non-empty store.
+    gesta()
+        .args(["demo", d])
+        .assert()
+        .code(1)
+        .stderr(contains("needs a new or empty store"));
+    gesta()
+        .arg("demo")
+        .assert()
+        .success()
+        .stdout(contains("removed now"));
+}
+
+#[test]
+fn export_to_a_file_and_import_from_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let file = tmp.path().join("events.jsonl");
+    let f = file.to_str().unwrap();
+    gesta()
+        .args(["export", d, "--output", f])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("exported 7 events"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        ok(&["read", d], "")
+    );
+    let copy = store(&tmp, "copy");
+    let c = copy.to_str().unwrap();
+    gesta()
+        .args(["import", c, f, "--batch", "1000"])
+        .assert()
+        .success()
+        .stderr(contains("imported 7 events"))
+        .stderr(contains("head 7"));
+    // Importing again is refused at the event with an id: its id is
+    // committed, in a batch with other events. Nothing is appended.
+    gesta()
+        .args(["import", c, f, "--batch", "1"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "line 1: event id 0b6c3a526f3e4d2a9a8e1f2d3c4b5a69 is already committed",
+        ));
+    // A file whose events all have ids imports idempotently, batch by batch.
+    let with_ids = tmp.path().join("ids.jsonl");
+    std::fs::write(
+        &with_ids,
+        (1..=5)
+            .map(|i| {
+                format!("{{\"type\":\"T\",\"id\":\"00000000-0000-0000-0000-00000000000{i}\"}}\n")
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    for new in [5, 0] {
+        gesta()
+            .args(["import", c, with_ids.to_str().unwrap(), "--batch", "2"])
+            .assert()
+            .success()
+            .stderr(contains(format!("{new} new, head 12")));
+    }
+    gesta()
+        .args([
+            "import",
+            c,
+            tmp.path().join("missing.jsonl").to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("cannot open"));
+    // An empty input appends nothing.
+    gesta()
+        .args(["append", c])
+        .write_stdin("")
+        .assert()
+        .success()
+        .stdout("");
+    gesta()
+        .args(["import", c])
+        .write_stdin("\n\n")
+        .assert()
+        .success();
+    assert_eq!(positions(&ok(&["read", c, "--last"], "")), [12]);
+}
+
+#[test]
+fn verify_reports_a_torn_tail_without_failing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let segment = dir.join("wal").join("00000000000000000001.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    let end = record_offset(&bytes, 3);
+    // The start of a frame whose checksum fails, then nothing: an append
+    // that a crash interrupted.
+    let mut torn = bytes.clone();
+    torn[end..end + 8].copy_from_slice(&[0xff; 8]);
+    std::fs::write(&segment, &torn).unwrap();
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .success()
+        .stdout(contains("ok: 7 events in 3 records"))
+        .stdout(contains(format!(
+            "note: a torn write of 8 bytes at offset {end} of {}",
+            segment.display()
+        )));
+    gesta()
+        .args(["stats", d, "--json"])
+        .assert()
+        .success()
+        .stdout(contains(format!("\"torn_tail_offset\":{end}")));
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        torn,
+        "verify changes nothing"
+    );
+    // Opening the store cuts it off; then it verifies clean.
+    ok(&["read", d], "");
+    gesta()
+        .args(["verify", d])
+        .assert()
+        .success()
+        .stdout(contains("note:").not());
+}

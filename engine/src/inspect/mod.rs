@@ -1,0 +1,25 @@
+//! Looking at a store directory without opening it: [`verify`] checks every
+//! record of the log and every index run against it, [`stats`] counts what
+//! the store holds. Both read the files read-only and take no lock, so they
+//! work on a store another process has open (they then see what was written
+//! when they read each file) and never change a byte — not even the torn
+//! tail that recovery would cut off, which they report instead.
+//!
+//! [`repair_index`] is the one operation here that writes: it rebuilds a
+//! damaged or lost index from the log, under the store's lock.
+//!
+//! `scan` is the read-only walk over the segments that both share; it
+//! applies recovery's rules (see `docs/FORMAT.md`) without repairing
+//! anything.
+
+pub mod repair;
+mod scan;
+pub mod stats;
+pub mod verify;
+
+pub use repair::{RepairReport, is_index_damage, repair_index};
+pub use stats::{StoreStats, stats};
+pub use verify::{VerifyReport, verify};
+
+#[cfg(test)]
+mod tests;

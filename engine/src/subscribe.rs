@@ -1,0 +1,335 @@
+//! Subscriptions on a [`Store`]: the feed that reads them from the log and
+//! the index, durable subscriptions with their acknowledgements, and the
+//! cursor administration.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use gesta_index::{Direction as IndexDirection, Positions, QuerySpec};
+use gesta_wal::{Record, WalReader};
+
+use crate::codec::{decode_event, decode_record};
+use crate::committer::{Request, Shared};
+use crate::cursors::{Claim, Cursors};
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::notify::Hub;
+use crate::oneshot;
+use crate::query::Query;
+use crate::read::name_file;
+use crate::store::{Inner, Store, query_spec};
+use crate::subscription::{Feed, Subscription, SubscriptionStream};
+
+/// A store's log and index as a subscription feed. It holds the store
+/// weakly: a subscription does not keep a dropped store open.
+struct StoreFeed {
+    inner: Weak<Inner>,
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    spec: QuerySpec,
+}
+
+impl Feed for StoreFeed {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn head(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    fn fetch(
+        &self,
+        query: &Query,
+        after: u64,
+        head: u64,
+        max_events: usize,
+        out: &mut VecDeque<Vec<RecordedEvent>>,
+    ) -> Result<u64> {
+        let inner = self.inner.upgrade().ok_or(Error::Closed)?;
+        if query.is_all() {
+            return fetch_scan(&inner.reader, after, head, max_events, out);
+        }
+        let cursor = inner.indexes.view().evaluate(&self.spec);
+        let positions = Positions::new(cursor, after + 1, head, IndexDirection::Forward);
+        fetch_positions(&inner.reader, positions, head, max_events, out)
+    }
+}
+
+/// Every event of the records in `after+1..=head`, one batch per record.
+fn fetch_scan(
+    reader: &WalReader,
+    after: u64,
+    head: u64,
+    max_events: usize,
+    out: &mut VecDeque<Vec<RecordedEvent>>,
+) -> Result<u64> {
+    let mut taken = 0;
+    for record in reader.forward(after + 1, head) {
+        let record = record?;
+        let mut events = Vec::with_capacity(record.meta.count as usize);
+        decode_record(&record, &mut events)
+            .map_err(|e| name_file(reader, record.meta.first_position, e))?;
+        events.retain(|e| e.position > after && e.position <= head);
+        taken += events.len();
+        let last = record.meta.last_position().min(head);
+        if !events.is_empty() {
+            out.push_back(events);
+        }
+        if taken >= max_events && last < head {
+            return Ok(last);
+        }
+    }
+    Ok(head)
+}
+
+/// The events at `positions`, grouped by the record (append) holding them.
+fn fetch_positions(
+    reader: &WalReader,
+    positions: Positions,
+    head: u64,
+    max_events: usize,
+    out: &mut VecDeque<Vec<RecordedEvent>>,
+) -> Result<u64> {
+    let mut record: Option<Record> = None;
+    let mut batch = Vec::new();
+    for (taken, position) in positions.enumerate() {
+        let held = record.as_ref().is_some_and(|r| {
+            r.meta.first_position <= position && position <= r.meta.last_position()
+        });
+        if !held {
+            if !batch.is_empty() {
+                out.push_back(std::mem::take(&mut batch));
+            }
+            if taken >= max_events {
+                return Ok(position - 1);
+            }
+            record = reader.record_head_containing(position)?;
+        }
+        let Some(r) = &record else {
+            return Err(Error::Corruption {
+                file: Default::default(),
+                offset: 0,
+                reason: format!("the index names position {position}, which the log does not hold"),
+            });
+        };
+        batch.push(decode_event(r, position).map_err(|e| name_file(reader, position, e))?);
+    }
+    if !batch.is_empty() {
+        out.push_back(batch);
+    }
+    Ok(head)
+}
+
+/// A [`Subscription`] whose progress is kept in the store under a name:
+/// [`ack`](DurableSubscription::ack) records a position durably, and
+/// [`Store::subscribe_durable`] with the same name resumes after the last
+/// acknowledged position — after a close, a reopen or a crash. Delivery is
+/// at least once: what was delivered but not acknowledged is delivered
+/// again.
+///
+/// It dereferences to its [`Subscription`] and is an [`Iterator`] like it;
+/// for async code, take an [`Acker`] and then
+/// [`into_stream`](DurableSubscription::into_stream).
+///
+/// ```no_run
+/// # fn main() -> gesta::Result<()> {
+/// use gesta::{Query, Store};
+///
+/// let store = Store::open("/tmp/events")?;
+/// let mut sub = store.subscribe_durable("course-list", &Query::event_type("CourseDefined"))?;
+/// loop {
+///     let batch = sub.recv()?; // the matching events of one append
+///     // …update the read model…
+///     sub.ack(batch.last().map_or(0, |e| e.position))?;
+/// }
+/// # }
+/// ```
+pub struct DurableSubscription {
+    subscription: Subscription,
+    acker: Acker,
+    claim: Claim,
+}
+
+/// Acknowledges positions of one durable subscription; cheap to clone and
+/// usable from any thread or task.
+#[derive(Clone)]
+pub struct Acker {
+    name: Arc<str>,
+    acked: Arc<parking_lot::Mutex<u64>>,
+    store: Weak<Inner>,
+    cursors: Arc<Cursors>,
+}
+
+impl std::fmt::Debug for DurableSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableSubscription")
+            .field("name", &self.acker.name)
+            .field("acked", &self.acker.acked())
+            .field("subscription", &self.subscription)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Acker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acker")
+            .field("name", &self.name)
+            .field("acked", &self.acked())
+            .finish()
+    }
+}
+
+impl DurableSubscription {
+    /// The cursor's name.
+    pub fn name(&self) -> &str {
+        &self.acker.name
+    }
+
+    /// The last acknowledged position; see [`Acker::acked`].
+    pub fn acked(&self) -> u64 {
+        self.acker.acked()
+    }
+
+    /// Records durably that every event up to `position` is processed; see
+    /// [`Acker::ack`].
+    pub fn ack(&self, position: u64) -> Result<()> {
+        self.acker.ack(position)
+    }
+
+    /// A handle that acknowledges for this subscription, for use alongside
+    /// [`into_stream`](DurableSubscription::into_stream).
+    pub fn acker(&self) -> Acker {
+        self.acker.clone()
+    }
+
+    /// This subscription as a [`futures_core::Stream`]; the name stays
+    /// taken until the stream is dropped.
+    pub fn into_stream(self) -> SubscriptionStream {
+        self.subscription.into_stream_holding(Box::new(self.claim))
+    }
+}
+
+impl Acker {
+    /// The last acknowledged position (where a new subscription under this
+    /// name would resume).
+    pub fn acked(&self) -> u64 {
+        *self.acked.lock()
+    }
+
+    /// Records durably that every event up to `position` is processed.
+    /// Acknowledging a position at or below the current one changes
+    /// nothing; a position beyond the head is refused. In durability modes
+    /// that do not sync every commit, the log is synced first, so that a
+    /// cursor never points past what a crash could take away.
+    pub fn ack(&self, position: u64) -> Result<()> {
+        let mut acked = self.acked.lock();
+        if position <= *acked {
+            return Ok(());
+        }
+        let inner = self.store.upgrade().ok_or(Error::Closed)?;
+        let head = inner.shared.head.load(Ordering::Acquire);
+        if position > head {
+            return Err(Error::invalid(format!(
+                "cannot acknowledge position {position}: the head is {head}"
+            )));
+        }
+        if position > inner.shared.durable.load(Ordering::Acquire) {
+            let (reply, answer) = oneshot::oneshot();
+            inner
+                .tx
+                .send(Request::Sync(reply))
+                .map_err(|_| Error::Closed)?;
+            answer.recv().unwrap_or(Err(Error::Closed))?;
+        }
+        self.cursors.store(&self.name, position)?;
+        *acked = position;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for DurableSubscription {
+    type Target = Subscription;
+
+    fn deref(&self) -> &Subscription {
+        &self.subscription
+    }
+}
+
+impl std::ops::DerefMut for DurableSubscription {
+    fn deref_mut(&mut self) -> &mut Subscription {
+        &mut self.subscription
+    }
+}
+
+impl Iterator for DurableSubscription {
+    type Item = Result<Vec<RecordedEvent>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.subscription.next()
+    }
+}
+
+impl Store {
+    /// Every committed event matching `query` with a position after
+    /// `after`, in order: those already in the log first, then each append
+    /// as it commits, with no gap and no duplicate; see [`Subscription`].
+    pub fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {
+        query.validate()?;
+        let head = self.head();
+        if after > head {
+            return Err(Error::invalid(format!(
+                "cannot subscribe after position {after}: the head is {head}"
+            )));
+        }
+        let feed = StoreFeed {
+            inner: Arc::downgrade(&self.inner),
+            shared: self.inner.shared.clone(),
+            hub: self.inner.hub.clone(),
+            spec: query_spec(query),
+        };
+        Ok(Subscription::new(Arc::new(feed), query.clone(), after))
+    }
+
+    /// A subscription that resumes after the position last acknowledged
+    /// under `name` (from the start if there is none); see
+    /// [`DurableSubscription`]. One subscription per name may be open.
+    pub fn subscribe_durable(&self, name: &str, query: &Query) -> Result<DurableSubscription> {
+        let cursors = self.inner.cursors.clone();
+        let claim = cursors.claim(name)?;
+        let acked = cursors.load(name)?.unwrap_or(0);
+        let head = self.head();
+        if acked > head {
+            return Err(Error::Corruption {
+                file: self.path().join(crate::cursors::DIR),
+                offset: 0,
+                reason: format!(
+                    "the cursor {name:?} acknowledges position {acked}, beyond the log's head {head}"
+                ),
+            });
+        }
+        Ok(DurableSubscription {
+            subscription: self.subscribe(query, acked)?,
+            acker: Acker {
+                name: name.into(),
+                acked: Arc::new(parking_lot::Mutex::new(acked)),
+                store: Arc::downgrade(&self.inner),
+                cursors,
+            },
+            claim,
+        })
+    }
+
+    /// Every durable subscription cursor with its acknowledged position,
+    /// by name.
+    pub fn cursors(&self) -> Result<Vec<(String, u64)>> {
+        self.inner.cursors.list()
+    }
+
+    /// Deletes a durable subscription's cursor (the next subscription under
+    /// that name starts from the beginning); false if there was none.
+    pub fn delete_cursor(&self, name: &str) -> Result<bool> {
+        self.inner.cursors.delete(name)
+    }
+}

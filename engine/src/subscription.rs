@@ -1,0 +1,266 @@
+//! [`Subscription`]: every event matching a query after a position, first
+//! from the log (catch-up) and then live as appends commit.
+//!
+//! A subscription does not get events pushed to it. It reads them itself —
+//! from the log and the index, exactly as [`Store::read`](crate::Store::read)
+//! does — up to the head it last saw, and when it has read everything it
+//! waits on the commit hub (see `notify`) for the head to move. So:
+//!
+//! - There is no switch between catch-up and live, hence no gap and no
+//!   duplicate at it: both are the same read from an exclusive position,
+//!   bounded by a head that only ever covers committed events.
+//! - A slow subscriber holds no buffer the committer fills: it falls behind
+//!   in the log, which is where it reads from anyway. Writers never wait for
+//!   subscribers, and a commit costs the committer one atomic load when no
+//!   subscriber is idle, one wake-up call otherwise — whatever their number.
+//! - Its memory is bounded: one fetch reads at most a fixed number of
+//!   events (plus the rest of the append it is in), however far behind it is.
+//!
+//! Events are delivered in batches that are exactly the matching events of
+//! one append, in position order.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::notify::{Hub, Wake};
+use crate::query::Query;
+
+/// How many events one fetch reads at most (a fetch always finishes the
+/// append it is in, so a batch is never split).
+pub(crate) const FETCH_EVENTS: usize = 1024;
+
+/// Where a subscription reads from: a store's log and index, or the
+/// reference store's vector.
+pub(crate) trait Feed: Send + Sync {
+    /// Wakes waiting subscribers when the head moves.
+    fn hub(&self) -> &Hub;
+
+    /// The last committed position.
+    fn head(&self) -> u64;
+
+    /// Appends to `out` the matching events in `after+1..=head`, one entry
+    /// per append, reading about `max_events` events at most; returns the
+    /// position up to which it looked (`head` when it read everything).
+    fn fetch(
+        &self,
+        query: &Query,
+        after: u64,
+        head: u64,
+        max_events: usize,
+        out: &mut VecDeque<Vec<RecordedEvent>>,
+    ) -> Result<u64>;
+}
+
+/// A live feed of the events matching a query; see the module doc.
+///
+/// Use it as a blocking [`Iterator`] (each item is the matching events of
+/// one append), with [`recv_timeout`](Subscription::recv_timeout), or —
+/// after [`into_stream`](Subscription::into_stream) — as a
+/// [`futures_core::Stream`] in async code. When the store closes, the
+/// subscription delivers what was committed before, then yields
+/// [`Error::Closed`] once and ends. Dropping it frees it.
+pub struct Subscription {
+    feed: Arc<dyn Feed>,
+    query: Query,
+    /// Everything up to here has been read from the feed.
+    after: u64,
+    /// The last position handed out (or skipped as not matching).
+    delivered: u64,
+    ready: VecDeque<Vec<RecordedEvent>>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("query", &self.query)
+            .field("position", &self.delivered)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(feed: Arc<dyn Feed>, query: Query, after: u64) -> Subscription {
+        Subscription {
+            feed,
+            query,
+            after,
+            delivered: after,
+            ready: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// The position up to which this subscription has handed out every
+    /// matching event: the last event delivered, or further when later
+    /// positions did not match. Resuming after it misses nothing.
+    pub fn checkpoint(&self) -> u64 {
+        self.delivered
+    }
+
+    /// The query it follows.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// The next batch, waiting at most `timeout` for one; `Ok(None)` when
+    /// the time ran out, [`Error::Closed`] once the store closed.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<RecordedEvent>>> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// The next batch if one is committed already, without waiting.
+    pub fn try_recv(&mut self) -> Result<Option<Vec<RecordedEvent>>> {
+        self.recv_until(Some(Instant::now()))
+    }
+
+    /// The next batch, waiting as long as it takes.
+    pub fn recv(&mut self) -> Result<Vec<RecordedEvent>> {
+        loop {
+            if let Some(batch) = self.recv_until(None)? {
+                return Ok(batch);
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<Vec<RecordedEvent>> {
+        let batch = self.ready.pop_front()?;
+        self.delivered = match (self.ready.is_empty(), batch.last()) {
+            (true, _) => self.after,
+            (false, Some(e)) => e.position,
+            (false, None) => self.delivered,
+        };
+        Some(batch)
+    }
+
+    /// Fills `ready` from what is committed; true if it holds a batch.
+    fn fill(&mut self) -> Result<bool> {
+        loop {
+            if !self.ready.is_empty() {
+                return Ok(true);
+            }
+            let head = self.feed.head();
+            if head <= self.after {
+                self.delivered = self.after;
+                return Ok(false);
+            }
+            self.after =
+                self.feed
+                    .fetch(&self.query, self.after, head, FETCH_EVENTS, &mut self.ready)?;
+        }
+    }
+
+    fn end(&mut self, e: Error) -> Error {
+        self.ended = true;
+        self.ready.clear();
+        e
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<Vec<RecordedEvent>>> {
+        if self.ended {
+            return Err(Error::Closed);
+        }
+        loop {
+            match self.fill() {
+                Ok(true) => return Ok(self.pop()),
+                Ok(false) => {}
+                Err(e) => return Err(self.end(e)),
+            }
+            let feed = self.feed.clone();
+            match feed.hub().wait(self.after, || feed.head(), deadline) {
+                Wake::Advanced => {}
+                Wake::TimedOut => return Ok(None),
+                Wake::Closed | Wake::Registered => return Err(self.end(Error::Closed)),
+            }
+        }
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Vec<RecordedEvent>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        Some(self.recv())
+    }
+}
+
+impl Subscription {
+    /// This subscription as a [`futures_core::Stream`] of batches, which
+    /// waits without blocking an executor thread (any executor).
+    pub fn into_stream(self) -> SubscriptionStream {
+        SubscriptionStream {
+            subscription: self,
+            _hold: None,
+        }
+    }
+
+    pub(crate) fn into_stream_holding(
+        self,
+        hold: Box<dyn std::any::Any + Send>,
+    ) -> SubscriptionStream {
+        SubscriptionStream {
+            subscription: self,
+            _hold: Some(hold),
+        }
+    }
+
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<RecordedEvent>>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match self.fill() {
+                Ok(true) => return Poll::Ready(self.pop().map(Ok)),
+                Ok(false) => {}
+                Err(e) => return Poll::Ready(Some(Err(self.end(e)))),
+            }
+            let feed = self.feed.clone();
+            match feed.hub().register(cx.waker(), self.after, || feed.head()) {
+                Wake::Advanced => {}
+                Wake::Registered => return Poll::Pending,
+                Wake::Closed | Wake::TimedOut => {
+                    return Poll::Ready(Some(Err(self.end(Error::Closed))));
+                }
+            }
+        }
+    }
+}
+
+/// A [`Subscription`] as a [`futures_core::Stream`]; see
+/// [`Subscription::into_stream`]. Items, order and the end at close are the
+/// same as the iterator's.
+pub struct SubscriptionStream {
+    subscription: Subscription,
+    /// What must live as long as the stream (a durable cursor's claim).
+    _hold: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl std::fmt::Debug for SubscriptionStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.subscription.fmt(f)
+    }
+}
+
+impl SubscriptionStream {
+    /// See [`Subscription::checkpoint`].
+    pub fn checkpoint(&self) -> u64 {
+        self.subscription.checkpoint()
+    }
+}
+
+impl futures_core::Stream for SubscriptionStream {
+    type Item = Result<Vec<RecordedEvent>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().subscription.poll_batch(cx)
+    }
+}
