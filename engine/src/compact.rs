@@ -12,6 +12,7 @@ impl From<&Options> for CompactionSettings {
             fan_in: o.merge_fan_in,
             bytes_per_sec: o.merge_bytes_per_sec,
             snapshots_kept: o.snapshots_kept,
+            projection_interval: o.projection_interval,
         }
     }
 }

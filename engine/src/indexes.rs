@@ -78,6 +78,8 @@ pub(crate) struct Indexes {
 pub(crate) struct CompactionSettings {
     /// Snapshots kept per key (0: all).
     pub snapshots_kept: usize,
+    /// Pause between two passes of the projector.
+    pub projection_interval: std::time::Duration,
     /// The size of a flushed run, in postings: the base of the tiers.
     pub base: u64,
     /// Runs merged at once; below 2, no background merging.
@@ -206,6 +208,11 @@ impl Indexes {
             projections: Default::default(),
         };
         Ok((indexes, covered))
+    }
+
+    /// The pause between two passes of the projector.
+    pub fn projection_interval(&self) -> std::time::Duration {
+        self.settings.projection_interval
     }
 
     /// The store's snapshots, and how many to keep per key.

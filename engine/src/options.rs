@@ -62,6 +62,10 @@ pub struct Options {
     ///
     /// [`Store::save_snapshot`]: crate::Store::save_snapshot
     pub snapshots_kept: usize,
+    /// How often the background projector looks for new events to fold
+    /// into registered projections (and writes the snapshots that are
+    /// due). Default 100 ms.
+    pub projection_interval: std::time::Duration,
     /// The file system. Default: the operating system's. Tests substitute a
     /// fault-injecting one.
     pub fs: Arc<dyn FileSystem>,
@@ -83,6 +87,7 @@ impl Default for Options {
             merge_fan_in: 4,
             merge_bytes_per_sec: Some(64 << 20),
             snapshots_kept: 3,
+            projection_interval: std::time::Duration::from_millis(100),
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
         }

@@ -3,7 +3,8 @@
 //!
 //! A user registers a [`Projection`] — a name, a version, a query, an
 //! initial state, a fold function and the state's encode/decode. A
-//! background thread (`gesta-projector`) folds newly committed matching
+//! background thread (`gesta-projector`), every
+//! [`Options::projection_interval`](crate::Options::projection_interval), folds newly committed matching
 //! events into an in-memory copy of each projection's state and saves a
 //! snapshot every [`Projection::snapshot_every`] folded events, under the
 //! snapshot key `projection:<name>:v<version>`. [`Store::project`] returns
@@ -202,15 +203,12 @@ impl Registry {
     }
 }
 
-/// How often the projector thread looks for new events.
-const PROJECTOR_INTERVAL: Duration = Duration::from_millis(100);
-
-fn spawn_projector(store: WeakStore) -> std::io::Result<()> {
+fn spawn_projector(store: WeakStore, interval: Duration) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("gesta-projector".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(PROJECTOR_INTERVAL);
+                std::thread::sleep(interval);
                 let Some(store) = store.upgrade() else { return };
                 if store.is_closed() {
                     return;
@@ -271,10 +269,12 @@ impl Store {
         );
         let mut started = registry.projector.lock();
         if !*started {
-            spawn_projector(self.downgrade()).map_err(|source| Error::Io {
-                path: self.path().to_owned(),
-                source,
-            })?;
+            spawn_projector(self.downgrade(), self.indexes().projection_interval()).map_err(
+                |source| Error::Io {
+                    path: self.path().to_owned(),
+                    source,
+                },
+            )?;
             *started = true;
         }
         Ok(())
