@@ -4,9 +4,10 @@
 //! A user registers a [`Projection`] — a name, a version, a query, an
 //! initial state, a fold function and the state's encode/decode. A
 //! background thread (`gesta-projector`), every
-//! [`Options::projection_interval`](crate::Options::projection_interval), folds newly committed matching
-//! events into an in-memory copy of each projection's state and saves a
-//! snapshot every [`Projection::snapshot_every`] folded events, under the
+//! [`Options::projection_interval`](crate::Options::projection_interval),
+//! folds newly committed matching events into an in-memory copy of each
+//! projection's state and saves a snapshot every
+//! [`Projection::snapshot_every`] folded events, under the
 //! snapshot key `projection:<name>:v<version>`. [`Store::project`] returns
 //! the state at the current head: the newest of that in-memory copy and the
 //! newest snapshot, plus a fold of the matching events after it. A changed
