@@ -6,7 +6,13 @@
 //! one (so no insert can land in a memtable after it was frozen). A
 //! background flusher writes frozen memtables as runs, switches the
 //! MANIFEST, and installs the run in place of the memtable; readers holding
-//! an older view keep the memtable alive until they drop it.
+//! an older view keep the memtable alive until they drop it. After each
+//! flush it merges runs by the size-tiered policy of
+//! `gesta_compaction::merge`: the merged run is written, the MANIFEST
+//! switched, the view republished, and only then are the replaced files
+//! deleted (readers holding older views keep their runs mapped). It also
+//! holds the store's snapshot directory, which `snapshots` and the
+//! projections write to.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +20,12 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use gesta_compaction::flush::{INDEX_DIR, remove_orphans, run_file_name, write_run_file};
+use gesta_compaction::flush::{
+    INDEX_DIR, remove_orphans, run_file_name, write_run_file, write_run_file_paced,
+};
 use gesta_compaction::manifest::{Manifest, ManifestError, RunEntry};
+use gesta_compaction::merge::{merge_runs, plan};
+use gesta_compaction::snapshot::{SnapshotError, Snapshots};
 use gesta_index::{IndexView, Memtable, Run, RunError, write_run};
 use gesta_wal::io::{FileSystem, OpenMode};
 use parking_lot::{Mutex, RwLock};
@@ -53,9 +63,29 @@ pub(crate) struct Indexes {
     dir: PathBuf,
     parts: Mutex<Parts>,
     view: RwLock<Arc<IndexView>>,
-    /// Held for a whole flush, so that the flusher thread and a closing
-    /// committer never write the same frozen memtable twice.
-    flushing: Mutex<()>,
+    /// Held for a whole flush or merge, so that the flusher thread, a
+    /// closing committer and an explicit compaction never write the same
+    /// frozen memtable twice or merge runs another is merging.
+    compacting: Mutex<()>,
+    settings: CompactionSettings,
+    snapshots: Snapshots,
+    /// The registered projections, which the compactor snapshots.
+    pub(crate) projections: crate::projections::Registry,
+}
+
+/// How runs are merged and snapshots kept.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CompactionSettings {
+    /// Snapshots kept per key (0: all).
+    pub snapshots_kept: usize,
+    /// Pause between two passes of the projector.
+    pub projection_interval: std::time::Duration,
+    /// The size of a flushed run, in postings: the base of the tiers.
+    pub base: u64,
+    /// Runs merged at once; below 2, no background merging.
+    pub fan_in: usize,
+    /// Pace of background merge writes.
+    pub bytes_per_sec: Option<u64>,
 }
 
 fn manifest_error(dir: &Path, e: ManifestError) -> Error {
@@ -66,6 +96,21 @@ fn manifest_error(dir: &Path, e: ManifestError) -> Error {
         },
         ManifestError::Corrupt { offset, reason } => Error::Corruption {
             file: dir.join(gesta_compaction::manifest::FILE_NAME),
+            offset,
+            reason: reason.to_owned(),
+        },
+    }
+}
+
+pub(crate) fn snapshot_error(e: SnapshotError) -> Error {
+    match e {
+        SnapshotError::Io { path, source } => Error::Io { path, source },
+        SnapshotError::Corrupt {
+            path,
+            offset,
+            reason,
+        } => Error::Corruption {
+            file: path,
             offset,
             reason: reason.to_owned(),
         },
@@ -96,7 +141,11 @@ impl Indexes {
     /// it does not name, and starts with an empty active memtable. Returns
     /// the indices and the last position the runs cover: the log must be
     /// replayed into the memtable from the position after it.
-    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<(Indexes, u64)> {
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        settings: CompactionSettings,
+    ) -> Result<(Indexes, u64)> {
         let manifest = Manifest::load(fs.as_ref(), dir)
             .map_err(|e| manifest_error(dir, e))?
             .unwrap_or_default();
@@ -124,6 +173,22 @@ impl Indexes {
         for name in removed {
             log::info!("gesta: removed index file {name}, which the MANIFEST does not list");
         }
+        // A MANIFEST switch that a crash cut before its rename.
+        let tmp = dir.join(format!("{}.tmp", gesta_compaction::manifest::FILE_NAME));
+        if fs.exists(&tmp).map_err(io_error(&tmp))? {
+            fs.remove_file(&tmp).map_err(io_error(&tmp))?;
+            log::info!(
+                "gesta: removed {}, left by an interrupted MANIFEST switch",
+                tmp.display()
+            );
+        }
+        let snapshots = Snapshots::new(fs.clone(), dir);
+        for path in snapshots.sweep().map_err(snapshot_error)? {
+            log::info!(
+                "gesta: removed {}, left by an interrupted snapshot write",
+                path.display()
+            );
+        }
         let covered = manifest.covered();
         let parts = Parts {
             manifest,
@@ -137,9 +202,22 @@ impl Indexes {
             dir: dir.to_owned(),
             parts: Mutex::new(parts),
             view,
-            flushing: Mutex::new(()),
+            compacting: Mutex::new(()),
+            settings,
+            snapshots,
+            projections: Default::default(),
         };
         Ok((indexes, covered))
+    }
+
+    /// The pause between two passes of the projector.
+    pub fn projection_interval(&self) -> std::time::Duration {
+        self.settings.projection_interval
+    }
+
+    /// The store's snapshots, and how many to keep per key.
+    pub fn snapshots(&self) -> (&Snapshots, usize) {
+        (&self.snapshots, self.settings.snapshots_kept)
     }
 
     /// The active memtable (for the committer, and for replay on open).
@@ -174,7 +252,110 @@ impl Indexes {
     /// MANIFEST after each. On failure the memtable stays frozen (and keeps
     /// answering queries) and a later flush retries it.
     pub fn flush_frozen(&self) -> Result<()> {
-        let _flushing = self.flushing.lock();
+        let _compacting = self.compacting.lock();
+        self.flush_frozen_locked()
+    }
+
+    /// Opens and verifies the run file at `path`.
+    fn open_run(&self, path: &Path) -> Result<Run> {
+        let file = self
+            .fs
+            .open(path, OpenMode::Existing)
+            .map_err(io_error(path))?;
+        let map = file.map().map_err(io_error(path))?;
+        Run::open(Bytes::from_owner(map)).map_err(|e| run_corruption(path, e))
+    }
+
+    fn store_manifest(&self, manifest: &Manifest) -> Result<()> {
+        manifest
+            .store(self.fs.as_ref(), &self.dir)
+            .map_err(io_error(
+                &self.dir.join(gesta_compaction::manifest::FILE_NAME),
+            ))
+    }
+
+    /// Flushes, then merges runs while the size-tiered policy asks for it.
+    /// The lock is let go between steps, so a closing committer or an
+    /// explicit compaction is never kept waiting for more than one merge.
+    pub fn compact_by_policy(&self) -> Result<()> {
+        loop {
+            let _compacting = self.compacting.lock();
+            self.flush_frozen_locked()?;
+            if self.settings.fan_in < 2 {
+                return Ok(());
+            }
+            let range = {
+                let parts = self.parts.lock();
+                let sizes: Vec<u64> = parts.runs.iter().map(|r| r.postings()).collect();
+                plan(&sizes, self.settings.base, self.settings.fan_in)
+            };
+            let Some(range) = range else {
+                return Ok(());
+            };
+            self.merge_locked(range, self.settings.bytes_per_sec)?;
+        }
+    }
+
+    /// Flushes every frozen memtable and merges all runs into one, at full
+    /// speed.
+    pub fn compact_all(&self) -> Result<()> {
+        let _compacting = self.compacting.lock();
+        self.flush_frozen_locked()?;
+        let n = self.parts.lock().runs.len();
+        if n >= 2 {
+            self.merge_locked(0..n, None)?;
+        }
+        Ok(())
+    }
+
+    /// Merges the runs at `range` (indices into the MANIFEST's list) into
+    /// one: write it, switch the MANIFEST, publish, then delete the old
+    /// files. A failure before the switch leaves everything as it was (and
+    /// perhaps an orphaned file, which the next open removes).
+    fn merge_locked(&self, range: std::ops::Range<usize>, pace: Option<u64>) -> Result<()> {
+        let (inputs, mut manifest) = {
+            let parts = self.parts.lock();
+            let Some(inputs) = parts.runs.get(range.clone()) else {
+                return Ok(());
+            };
+            (inputs.to_vec(), parts.manifest.clone())
+        };
+        let refs: Vec<&Run> = inputs.iter().map(|r| r.as_ref()).collect();
+        let (bytes, (lo, hi)) = merge_runs(&refs);
+        let name = run_file_name(lo, hi);
+        let index_dir = self.dir.join(INDEX_DIR);
+        let path = index_dir.join(&name);
+        write_run_file_paced(self.fs.as_ref(), &index_dir, &name, &bytes, pace)
+            .map_err(io_error(&path))?;
+        drop(bytes);
+        let run = self.open_run(&path)?;
+        let replaced: Vec<RunEntry> = manifest
+            .runs
+            .splice(range.clone(), [RunEntry { name, lo, hi }])
+            .collect();
+        self.store_manifest(&manifest)?;
+        {
+            let mut parts = self.parts.lock();
+            parts.manifest = manifest;
+            parts.runs.splice(range, [Arc::new(run)]);
+            self.publish(&parts);
+        }
+        for entry in replaced {
+            let old = index_dir.join(&entry.name);
+            if let Err(e) = self.fs.remove_file(&old) {
+                log::warn!(
+                    "gesta: could not remove the merged index run {}: {e}",
+                    old.display()
+                );
+            }
+        }
+        if let Err(e) = self.fs.sync_dir(&index_dir) {
+            log::warn!("gesta: could not sync {}: {e}", index_dir.display());
+        }
+        Ok(())
+    }
+
+    fn flush_frozen_locked(&self) -> Result<()> {
         loop {
             let (lo, hi, memtable, mut manifest) = {
                 let parts = self.parts.lock();
@@ -188,18 +369,9 @@ impl Indexes {
             let index_dir = self.dir.join(INDEX_DIR);
             let path = index_dir.join(&name);
             write_run_file(self.fs.as_ref(), &index_dir, &name, &bytes).map_err(io_error(&path))?;
-            let file = self
-                .fs
-                .open(&path, OpenMode::Existing)
-                .map_err(io_error(&path))?;
-            let map = file.map().map_err(io_error(&path))?;
-            let run = Run::open(Bytes::from_owner(map)).map_err(|e| run_corruption(&path, e))?;
+            let run = self.open_run(&path)?;
             manifest.runs.push(RunEntry { name, lo, hi });
-            manifest
-                .store(self.fs.as_ref(), &self.dir)
-                .map_err(io_error(
-                    &self.dir.join(gesta_compaction::manifest::FILE_NAME),
-                ))?;
+            self.store_manifest(&manifest)?;
             let mut parts = self.parts.lock();
             parts.manifest = manifest;
             parts.runs.push(Arc::new(run));
@@ -236,6 +408,9 @@ pub(crate) fn spawn_flusher(
                 }
                 if let Some(reply) = job.reply {
                     let _ = reply.send(result);
+                }
+                if let Err(e) = indexes.compact_by_policy() {
+                    log::error!("gesta: index merge failed (will retry): {e}");
                 }
             }
         })

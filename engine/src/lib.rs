@@ -20,6 +20,11 @@
 //! # Ok::<(), gesta::Error>(())
 //! ```
 //!
+//! Keeping a store small and fast as it grows: `compact`
+//! ([`Store::compact`]; background flushes and size-tiered merges run in
+//! `indexes`), [`snapshots`] (saved state at a position) and
+//! [`projections`] (folds the compactor snapshots).
+//!
 //! Module map: [`event`] (what is appended and read), [`read`] (read
 //! options and the event iterator), [`options`] (how a store is opened),
 //! [`clock`] (the time seam), `codec` (the event encoding inside a record),
@@ -36,6 +41,7 @@ mod append;
 pub mod clock;
 mod codec;
 mod committer;
+mod compact;
 mod cursors;
 mod error;
 pub mod event;
@@ -47,8 +53,10 @@ mod memory;
 mod notify;
 mod oneshot;
 pub mod options;
+pub mod projections;
 mod query;
 pub mod read;
+pub mod snapshots;
 mod store;
 mod subscribe;
 mod subscription;
@@ -97,7 +105,9 @@ pub mod validation {
         Ok(())
     }
 }
+pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
+pub use snapshots::Snapshot;
 pub use store::Store;
 pub use subscribe::{Acker, DurableSubscription};
 pub use subscription::{Subscription, SubscriptionStream};

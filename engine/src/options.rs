@@ -43,6 +43,29 @@ pub struct Options {
     /// postings, so that the next open does not replay much of the log;
     /// smaller ones are rebuilt from the log on open. Default 65,536.
     pub close_flush_postings: usize,
+    /// How many adjacent index runs of the same size tier the background
+    /// compactor merges into one (size-tiered merging, see
+    /// `gesta_compaction::merge`): the store keeps at most `fan_in − 1` runs
+    /// per tier, `O(log n)` runs in all. Default 4; 0 or 1 turns background
+    /// merging off (runs then pile up, one per flush; [`Store::compact`]
+    /// still merges them all).
+    ///
+    /// [`Store::compact`]: crate::Store::compact
+    pub merge_fan_in: usize,
+    /// The most bytes per second a background merge writes, so that it does
+    /// not starve appends of disk bandwidth; `None` is unlimited. Explicit
+    /// [`Store::compact`](crate::Store::compact) calls are not limited.
+    /// Default 64 MiB/s.
+    pub merge_bytes_per_sec: Option<u64>,
+    /// How many snapshots [`Store::save_snapshot`] keeps per key: saving
+    /// one deletes all but the newest this many. Default 3; 0 keeps all.
+    ///
+    /// [`Store::save_snapshot`]: crate::Store::save_snapshot
+    pub snapshots_kept: usize,
+    /// How often the background projector looks for new events to fold
+    /// into registered projections (and writes the snapshots that are
+    /// due). Default 100 ms.
+    pub projection_interval: std::time::Duration,
     /// The file system. Default: the operating system's. Tests substitute a
     /// fault-injecting one.
     pub fs: Arc<dyn FileSystem>,
@@ -61,6 +84,10 @@ impl Default for Options {
             max_commit_delay: std::time::Duration::from_micros(200),
             memtable_postings: 2_000_000,
             close_flush_postings: 65_536,
+            merge_fan_in: 4,
+            merge_bytes_per_sec: Some(64 << 20),
+            snapshots_kept: 3,
+            projection_interval: std::time::Duration::from_millis(100),
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
         }
@@ -83,6 +110,12 @@ impl Options {
     /// Sets the preallocation step.
     pub fn preallocate(mut self, bytes: u64) -> Options {
         self.preallocate = bytes;
+        self
+    }
+
+    /// Sets the background merge fan-in (0 or 1: no background merging).
+    pub fn merge_fan_in(mut self, fan_in: usize) -> Options {
+        self.merge_fan_in = fan_in;
         self
     }
 

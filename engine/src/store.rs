@@ -23,7 +23,7 @@ use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, S
 use crate::cursors::Cursors;
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, check_stream_name};
-use crate::indexes::{FlushJob, Indexes, spawn_flusher};
+use crate::indexes::{CompactionSettings, FlushJob, Indexes, spawn_flusher};
 use crate::notify::Hub;
 use crate::oneshot;
 use crate::options::Options;
@@ -98,7 +98,8 @@ impl Store {
             }
         })?;
 
-        let (indexes, covered) = Indexes::open(fs.clone(), &dir)?;
+        let (indexes, covered) =
+            Indexes::open(fs.clone(), &dir, CompactionSettings::from(&options))?;
         let indexes = Arc::new(indexes);
         let memtable = indexes.active();
         let mut entries = Vec::new();
@@ -356,6 +357,21 @@ impl Store {
         answer.recv().unwrap_or(Err(Error::Closed))
     }
 
+    /// The store's indices (for the compaction and snapshot modules).
+    pub(crate) fn indexes(&self) -> &Arc<Indexes> {
+        &self.inner.indexes
+    }
+
+    /// A handle that does not keep the store open (for background threads).
+    pub(crate) fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
+    }
+
+    /// Whether [`close`](Store::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     /// The number of on-disk index runs and of memtables waiting to be
     /// flushed.
     pub fn index_shape(&self) -> (usize, usize) {
@@ -368,6 +384,17 @@ impl Store {
     /// closes too, ignoring errors.
     pub fn close(&self) -> Result<()> {
         self.inner.close()
+    }
+}
+
+/// A [`Store`] handle that does not keep it open.
+#[derive(Clone)]
+pub(crate) struct WeakStore(std::sync::Weak<Inner>);
+
+impl WeakStore {
+    /// The store, unless every [`Store`] clone was dropped.
+    pub(crate) fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
     }
 }
 

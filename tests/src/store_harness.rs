@@ -20,6 +20,7 @@ pub struct StoreHarness {
     /// Directory counter for stores on the in-memory file system.
     next: u64,
     on_disk: bool,
+    compacting: bool,
 }
 
 fn small(options: Options) -> Options {
@@ -37,6 +38,7 @@ impl StoreHarness {
             temps: Vec::new(),
             next: 0,
             on_disk: true,
+            compacting: false,
         }
     }
 
@@ -47,7 +49,26 @@ impl StoreHarness {
             temps: Vec::new(),
             next: 0,
             on_disk: false,
+            compacting: false,
         }
+    }
+
+    /// Stores with aggressive compaction running concurrently with the
+    /// suites: a memtable of 8 postings (a flush every few events), every
+    /// two runs of a tier merged, no rate limit; on a real directory or on
+    /// the in-memory file system.
+    pub fn compacting(on_disk: bool) -> StoreHarness {
+        let mut harness = if on_disk {
+            StoreHarness::on_disk()
+        } else {
+            StoreHarness::in_memory()
+        };
+        harness.options.memtable_postings = 8;
+        harness.options.close_flush_postings = 1;
+        harness.options.merge_fan_in = 2;
+        harness.options.merge_bytes_per_sec = None;
+        harness.compacting = true;
+        harness
     }
 
     fn new_dir(&mut self) -> PathBuf {
@@ -84,10 +105,11 @@ impl Harness for StoreHarness {
     }
 
     fn name(&self) -> &'static str {
-        if self.on_disk {
-            "store-on-disk"
-        } else {
-            "store-in-memory"
+        match (self.on_disk, self.compacting) {
+            (true, false) => "store-on-disk",
+            (false, false) => "store-in-memory",
+            (true, true) => "store-on-disk-compacting",
+            (false, true) => "store-in-memory-compacting",
         }
     }
 }

@@ -1,0 +1,33 @@
+//! Explicit compaction: [`Store::compact`].
+
+use crate::error::Result;
+use crate::indexes::CompactionSettings;
+use crate::options::Options;
+use crate::store::Store;
+
+impl From<&Options> for CompactionSettings {
+    fn from(o: &Options) -> Self {
+        CompactionSettings {
+            base: o.memtable_postings as u64,
+            fan_in: o.merge_fan_in,
+            bytes_per_sec: o.merge_bytes_per_sec,
+            snapshots_kept: o.snapshots_kept,
+            projection_interval: o.projection_interval,
+        }
+    }
+}
+
+impl Store {
+    /// Flushes the in-memory index to an on-disk run and merges every run
+    /// into one, waiting until that is durable (the MANIFEST switched and
+    /// the replaced files deleted); then catches every registered
+    /// projection up and writes the snapshots that are due. Appends and reads go on meanwhile;
+    /// background compaction waits. Useful before a backup, after a bulk
+    /// import, and in tests; the background compactor otherwise keeps the
+    /// number of runs logarithmic on its own.
+    pub fn compact(&self) -> Result<()> {
+        self.flush_index()?;
+        self.indexes().compact_all()?;
+        self.indexes().projections.snapshot_pass(self)
+    }
+}

@@ -1,0 +1,303 @@
+//! Projections: state folded from the events matching a query, kept cheap
+//! to rebuild by snapshots the background compactor writes.
+//!
+//! A user registers a [`Projection`] — a name, a version, a query, an
+//! initial state, a fold function and the state's encode/decode. A
+//! background thread (`gesta-projector`), every
+//! [`Options::projection_interval`](crate::Options::projection_interval),
+//! folds newly committed matching events into an in-memory copy of each
+//! projection's state and saves a snapshot every
+//! [`Projection::snapshot_every`] folded events, under the
+//! snapshot key `projection:<name>:v<version>`. [`Store::project`] returns
+//! the state at the current head: the newest of that in-memory copy and the
+//! newest snapshot, plus a fold of the matching events after it. A changed
+//! version has its own key, so it starts over from the initial state and
+//! replays every event.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::indexes::snapshot_error;
+use crate::query::Query;
+use crate::read::ReadOptions;
+use crate::store::{Store, WeakStore};
+
+type Fold<S> = dyn Fn(&mut S, &RecordedEvent) + Send + Sync;
+type Encode<S> = dyn Fn(&S) -> Vec<u8> + Send + Sync;
+type Decode<S> = dyn Fn(&[u8]) -> Option<S> + Send + Sync;
+
+/// A projection: how to fold matching events into a state of type `S`.
+pub struct Projection<S> {
+    name: String,
+    version: u32,
+    query: Query,
+    initial: S,
+    fold: Arc<Fold<S>>,
+    encode: Arc<Encode<S>>,
+    decode: Arc<Decode<S>>,
+    every: u64,
+}
+
+impl<S> std::fmt::Debug for Projection<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projection")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("query", &self.query)
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Projection<S> {
+    /// A projection named `name` at `version` over the events matching
+    /// `query`: the state starts as `initial`, `fold` applies one event,
+    /// and `encode`/`decode` turn the state into snapshot bytes and back
+    /// (`decode` returns `None` for bytes it cannot read, which
+    /// [`Store::project`] reports as corruption of the snapshot).
+    /// Snapshots are written every 1,000 folded events; see
+    /// [`snapshot_every`](Self::snapshot_every).
+    pub fn new(
+        name: impl Into<String>,
+        version: u32,
+        query: Query,
+        initial: S,
+        fold: impl Fn(&mut S, &RecordedEvent) + Send + Sync + 'static,
+        encode: impl Fn(&S) -> Vec<u8> + Send + Sync + 'static,
+        decode: impl Fn(&[u8]) -> Option<S> + Send + Sync + 'static,
+    ) -> Projection<S> {
+        Projection {
+            name: name.into(),
+            version,
+            query,
+            initial,
+            fold: Arc::new(fold),
+            encode: Arc::new(encode),
+            decode: Arc::new(decode),
+            every: 1000,
+        }
+    }
+
+    /// Sets how many folded events the background compactor lets pass
+    /// between two snapshots (at least 1).
+    pub fn snapshot_every(mut self, events: u64) -> Projection<S> {
+        self.every = events.max(1);
+        self
+    }
+
+    /// The snapshot key of this projection's version.
+    pub fn snapshot_key(&self) -> String {
+        format!("projection:{}:v{}", self.name, self.version)
+    }
+}
+
+/// The state folded so far: up to which position, and how many events were
+/// folded since the last snapshot.
+struct Folded<S> {
+    position: u64,
+    state: S,
+    since_snapshot: u64,
+}
+
+/// A registered projection with its in-memory state.
+struct Registered<S> {
+    projection: Projection<S>,
+    folded: Mutex<Option<Folded<S>>>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Registered<S> {
+    /// Brings the state up to `head`: from the in-memory copy, or else the
+    /// newest snapshot, or else the initial state, folding the matching
+    /// events after it. Saves a snapshot if `snapshot` and enough events
+    /// were folded since the last one. Returns the state.
+    fn catch_up(&self, store: &Store, snapshot: bool) -> Result<S> {
+        let p = &self.projection;
+        let mut folded = self.folded.lock();
+        let head = store.head();
+        if folded.as_ref().is_none_or(|f| f.position > head) {
+            let key = p.snapshot_key();
+            *folded = Some(match store.load_snapshot(&key, head)? {
+                Some(s) => {
+                    let state = (p.decode)(&s.state).ok_or_else(|| {
+                        let (snapshots, _) = store.indexes().snapshots();
+                        snapshot_error(gesta_compaction::snapshot::SnapshotError::Corrupt {
+                            path: snapshots.path(&key, s.position),
+                            offset: 0,
+                            reason: "the projection cannot decode this state",
+                        })
+                    })?;
+                    Folded {
+                        position: s.position,
+                        state,
+                        since_snapshot: 0,
+                    }
+                }
+                None => Folded {
+                    position: 0,
+                    state: p.initial.clone(),
+                    since_snapshot: 0,
+                },
+            });
+        }
+        let Some(f) = folded.as_mut() else {
+            return Err(Error::Closed);
+        };
+        if f.position < head {
+            for event in store.read(&p.query, ReadOptions::forwards().start(f.position)) {
+                let event = event?;
+                if event.position > head {
+                    break;
+                }
+                (p.fold)(&mut f.state, &event);
+                f.since_snapshot += 1;
+            }
+            f.position = head;
+        }
+        if snapshot && f.since_snapshot >= p.every {
+            store.save_snapshot(&p.snapshot_key(), f.position, &(p.encode)(&f.state))?;
+            f.since_snapshot = 0;
+        }
+        Ok(f.state.clone())
+    }
+}
+
+/// What the registry and the projector thread see of a projection.
+trait Erased: Send + Sync {
+    fn snapshot_pass(&self, store: &Store) -> Result<()>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<S: Clone + Send + Sync + 'static> Erased for Registered<S> {
+    fn snapshot_pass(&self, store: &Store) -> Result<()> {
+        self.catch_up(store, true).map(|_| ())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The projections registered with a store.
+#[derive(Default)]
+pub(crate) struct Registry {
+    projections: Mutex<HashMap<String, Arc<dyn Erased>>>,
+    projector: Mutex<bool>,
+}
+
+impl Registry {
+    fn all(&self) -> Vec<Arc<dyn Erased>> {
+        self.projections.lock().values().cloned().collect()
+    }
+
+    /// Catches every projection up and writes the snapshots that are due.
+    pub(crate) fn snapshot_pass(&self, store: &Store) -> Result<()> {
+        for p in self.all() {
+            p.snapshot_pass(store)?;
+        }
+        Ok(())
+    }
+}
+
+fn spawn_projector(store: WeakStore, interval: Duration) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("gesta-projector".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(store) = store.upgrade() else { return };
+                if store.is_closed() {
+                    return;
+                }
+                if let Err(e) = store.indexes().projections.snapshot_pass(&store) {
+                    if store.is_closed() {
+                        return;
+                    }
+                    log::error!("gesta: projection snapshot failed (will retry): {e}");
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+impl Store {
+    /// Registers `projection`, replacing one of the same name. A new
+    /// version starts from its initial state (its snapshots are under their
+    /// own key, and those of every other version are deleted); the same
+    /// version resumes from its newest snapshot. Starts the background
+    /// projector on first use. Snapshot keys starting with `projection:`
+    /// are the projections'.
+    ///
+    /// The projector holds the store only for the length of one pass, but
+    /// a pass in flight when the last handle is dropped delays the implicit
+    /// close until it ends: call [`close`](Store::close) before opening the
+    /// same directory again in this process.
+    pub fn register_projection<S: Clone + Send + Sync + 'static>(
+        &self,
+        projection: Projection<S>,
+    ) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        if projection.name.is_empty() || projection.snapshot_key().len() > 255 {
+            return Err(Error::invalid("a projection name must be 1 to 240 bytes"));
+        }
+        projection.query.validate()?;
+        // Snapshots of the projection's other versions will never be read.
+        let (snapshots, _) = self.indexes().snapshots();
+        let prefix = format!("projection:{}:v", projection.name);
+        let current = projection.snapshot_key();
+        for key in snapshots.keys().map_err(snapshot_error)? {
+            if key.starts_with(&prefix) && key != current {
+                for position in snapshots.list(&key).map_err(snapshot_error)? {
+                    snapshots.delete(&key, position).map_err(snapshot_error)?;
+                }
+            }
+        }
+        let registry = &self.indexes().projections;
+        let name = projection.name.clone();
+        registry.projections.lock().insert(
+            name,
+            Arc::new(Registered {
+                projection,
+                folded: Mutex::new(None),
+            }),
+        );
+        let mut started = registry.projector.lock();
+        if !*started {
+            spawn_projector(self.downgrade(), self.indexes().projection_interval()).map_err(
+                |source| Error::Io {
+                    path: self.path().to_owned(),
+                    source,
+                },
+            )?;
+            *started = true;
+        }
+        Ok(())
+    }
+
+    /// The state of the projection registered as `name` at the current
+    /// head: the newest folded state (the background copy or the newest
+    /// snapshot) plus a fold of the matching events after it. `S` must be
+    /// the type it was registered with.
+    pub fn project<S: Clone + Send + Sync + 'static>(&self, name: &str) -> Result<S> {
+        let p = self
+            .indexes()
+            .projections
+            .projections
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("no projection named {name:?}")))?;
+        let typed = p
+            .as_any()
+            .downcast_ref::<Registered<S>>()
+            .ok_or_else(|| Error::invalid(format!("projection {name:?} has another type")))?;
+        typed.catch_up(self, false)
+    }
+}

@@ -1,0 +1,7 @@
+//! The conformance suite on Gesta's engine with aggressive background
+//! compaction: a flush every few events and merges after most flushes,
+//! concurrently with the suite's appends and reads.
+
+use gesta_tests::store_harness::StoreHarness;
+
+gesta_tests::conformance_tests!(StoreHarness::compacting(true));

@@ -1,0 +1,170 @@
+//! Projections: `project` equals a fold of every matching event; the
+//! background compactor writes snapshots every N folded events; after a
+//! reopen `project` starts from the newest snapshot and folds only what
+//! follows it; a new version replays from the start.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gesta::io::fault::FaultFs;
+use gesta::{Error, NewEvent, Options, Projection, Query, RecordedEvent, Store};
+
+const DIR: &str = "/store";
+
+fn open(fault: &FaultFs) -> Store {
+    let mut o = Options::default().fs(Arc::new(fault.clone()));
+    o.snapshots_kept = 2;
+    Store::open_with(DIR, o).expect("open")
+}
+
+fn amount(e: &RecordedEvent) -> u64 {
+    std::str::from_utf8(&e.data)
+        .expect("utf-8")
+        .parse()
+        .expect("a number")
+}
+
+/// The balance of account 1, counting how many events it folds.
+fn balance(version: u32, folds: Arc<AtomicU64>) -> Projection<u64> {
+    Projection::new(
+        "balance",
+        version,
+        Query::tag("account:1"),
+        0u64,
+        move |state: &mut u64, e: &RecordedEvent| {
+            folds.fetch_add(1, Ordering::Relaxed);
+            *state += amount(e);
+        },
+        |s: &u64| s.to_le_bytes().to_vec(),
+        |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
+    )
+    .snapshot_every(10)
+}
+
+fn append(store: &Store, from: u64, to: u64) -> u64 {
+    let mut expected = 0;
+    for i in from..to {
+        let account = i % 3;
+        store
+            .append(vec![
+                NewEvent::new("Deposited", format!("{i}")).tag(format!("account:{account}")),
+            ])
+            .expect("append");
+        if account == 1 {
+            expected += i;
+        }
+    }
+    expected
+}
+
+#[test]
+fn project_folds_and_resumes_from_snapshots() {
+    let fault = FaultFs::new();
+    let store = open(&fault);
+    let folds = Arc::new(AtomicU64::new(0));
+    store
+        .register_projection(balance(1, folds.clone()))
+        .expect("register");
+    let mut expected = append(&store, 0, 300);
+    assert_eq!(store.project::<u64>("balance").expect("project"), expected);
+    assert_eq!(folds.load(Ordering::Relaxed), 100);
+    expected += append(&store, 300, 330);
+    assert_eq!(store.project::<u64>("balance").expect("project"), expected);
+    assert_eq!(
+        folds.load(Ordering::Relaxed),
+        110,
+        "only the new events folded"
+    );
+
+    // compact() snapshots projections that are due.
+    store.compact().expect("compact");
+    let key = "projection:balance:v1";
+    assert_eq!(store.list_snapshots(key).expect("list"), vec![330]);
+    let snap = store
+        .load_snapshot(key, u64::MAX)
+        .expect("load")
+        .expect("one");
+    assert_eq!(snap.state, expected.to_le_bytes());
+
+    // The background projector snapshots on its own.
+    expected += append(&store, 330, 400);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.list_snapshots(key).expect("list").last() <= Some(&330) {
+        assert!(Instant::now() < deadline, "no background snapshot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    expected += append(&store, 400, 406);
+    store.close().expect("close");
+    drop(store);
+
+    // After a reopen: the newest snapshot plus the events after it.
+    let store = open(&fault);
+    let folds = Arc::new(AtomicU64::new(0));
+    store
+        .register_projection(balance(1, folds.clone()))
+        .expect("register");
+    let newest = *store
+        .list_snapshots(key)
+        .expect("list")
+        .last()
+        .expect("one");
+    assert!(newest > 330);
+    assert_eq!(store.project::<u64>("balance").expect("project"), expected);
+    // Positions are indices + 1; account 1 has indices 1, 4, 7, …
+    let after = (newest..406).filter(|i| i % 3 == 1).count() as u64;
+    assert_eq!(
+        folds.load(Ordering::Relaxed),
+        after,
+        "only events after {newest}"
+    );
+
+    // A new version replays everything, and the old version's snapshots go.
+    let folds = Arc::new(AtomicU64::new(0));
+    store
+        .register_projection(balance(2, folds.clone()))
+        .expect("register");
+    assert_eq!(store.list_snapshots(key).expect("list"), Vec::<u64>::new());
+    assert_eq!(store.project::<u64>("balance").expect("project"), expected);
+    assert_eq!(
+        folds.load(Ordering::Relaxed),
+        (0..406).filter(|i| i % 3 == 1).count() as u64
+    );
+
+    // Misuse is an error, not a panic.
+    assert!(matches!(
+        store.project::<String>("balance"),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        store.project::<u64>("nothing"),
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+#[test]
+fn a_snapshot_the_projection_cannot_decode_is_corruption() {
+    let fault = FaultFs::new();
+    let store = open(&fault);
+    append(&store, 0, 30);
+    store
+        .save_snapshot("projection:balance:v1", 20, b"not eight bytes")
+        .expect("save");
+    store
+        .register_projection(balance(1, Arc::new(AtomicU64::new(0))))
+        .expect("register");
+    match store.project::<u64>("balance") {
+        Err(Error::Corruption { file, .. }) => assert_eq!(
+            file,
+            Path::new(DIR).join(format!(
+                "snapshots/{}/00000000000000000020.snap",
+                "projection:balance:v1"
+                    .bytes()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ))
+        ),
+        other => panic!("{other:?}"),
+    }
+}

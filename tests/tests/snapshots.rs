@@ -1,0 +1,219 @@
+//! The snapshot API: save, load at or before a position, list, delete,
+//! keep the newest N; corruption reported naming the file; a crash at any
+//! operation of a snapshot write leaves the old snapshots or the new one,
+//! whole, and no temporary file after the next open.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gesta::io::FileSystem;
+use gesta::io::fault::{CrashMode, FaultFs};
+use gesta::{Error, NewEvent, Options, Store};
+
+const DIR: &str = "/store";
+
+fn options(fault: &FaultFs, kept: usize) -> Options {
+    let mut o = Options::default().fs(Arc::new(fault.clone()));
+    o.snapshots_kept = kept;
+    o
+}
+
+fn store_with_events(fault: &FaultFs, kept: usize, events: usize) -> Store {
+    let store = Store::open_with(DIR, options(fault, kept)).expect("open");
+    for i in 0..events {
+        store
+            .append(vec![NewEvent::new("E", format!("{i}"))])
+            .expect("append");
+    }
+    store
+}
+
+fn state(position: u64) -> Vec<u8> {
+    format!("state at {position}: ").repeat(50).into_bytes()
+}
+
+#[test]
+fn save_load_list_delete() {
+    let fault = FaultFs::new();
+    let store = store_with_events(&fault, 0, 100);
+    assert_eq!(store.load_snapshot("acct", u64::MAX).expect("load"), None);
+    assert_eq!(
+        store.list_snapshots("acct").expect("list"),
+        Vec::<u64>::new()
+    );
+    for p in [10, 30, 20] {
+        store.save_snapshot("acct", p, &state(p)).expect("save");
+    }
+    store
+        .save_snapshot("other/key with spaces", 5, b"x")
+        .expect("save");
+    assert_eq!(
+        store.list_snapshots("acct").expect("list"),
+        vec![10, 20, 30]
+    );
+    let at = |p| {
+        store
+            .load_snapshot("acct", p)
+            .expect("load")
+            .map(|s| (s.position, s.state))
+    };
+    assert_eq!(at(9), None);
+    assert_eq!(at(10), Some((10, state(10))));
+    assert_eq!(at(29), Some((20, state(20))));
+    assert_eq!(at(u64::MAX), Some((30, state(30))));
+    // Saving at an existing position replaces it.
+    store.save_snapshot("acct", 20, b"new").expect("save");
+    assert_eq!(at(25), Some((20, b"new".to_vec())));
+    assert!(store.delete_snapshot("acct", 20).expect("delete"));
+    assert!(!store.delete_snapshot("acct", 20).expect("delete"));
+    assert_eq!(at(25), Some((10, state(10))));
+    assert_eq!(
+        store
+            .load_snapshot("other/key with spaces", 5)
+            .expect("load")
+            .map(|s| s.state),
+        Some(b"x".to_vec())
+    );
+    // An empty state, at position 0, is fine.
+    store.save_snapshot("empty", 0, b"").expect("save");
+    assert_eq!(
+        store
+            .load_snapshot("empty", 0)
+            .expect("load")
+            .map(|s| s.state),
+        Some(vec![])
+    );
+
+    // Bad input is refused and changes nothing.
+    assert!(matches!(
+        store.save_snapshot("acct", 101, b"future"),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        store.save_snapshot("", 1, b"x"),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        store.list_snapshots(&"k".repeat(256)),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert_eq!(store.list_snapshots("acct").expect("list"), vec![10, 30]);
+
+    // They survive a reopen.
+    store.close().expect("close");
+    drop(store);
+    let store = Store::open_with(DIR, options(&fault, 0)).expect("reopen");
+    assert_eq!(store.list_snapshots("acct").expect("list"), vec![10, 30]);
+    assert_eq!(
+        store
+            .load_snapshot("acct", 100)
+            .expect("load")
+            .map(|s| s.state),
+        Some(state(30))
+    );
+    store.close().expect("close");
+    assert!(matches!(store.list_snapshots("acct"), Err(Error::Closed)));
+}
+
+#[test]
+fn keeps_the_newest_n_per_key() {
+    let fault = FaultFs::new();
+    let store = store_with_events(&fault, 3, 50);
+    for p in 1..=10 {
+        store.save_snapshot("a", p * 5, &state(p)).expect("save");
+        store.save_snapshot("b", p, &state(p)).expect("save");
+    }
+    assert_eq!(store.list_snapshots("a").expect("list"), vec![40, 45, 50]);
+    assert_eq!(store.list_snapshots("b").expect("list"), vec![8, 9, 10]);
+}
+
+#[test]
+fn a_damaged_snapshot_is_corruption_naming_the_file() {
+    let fault = FaultFs::new();
+    let store = store_with_events(&fault, 0, 10);
+    store.save_snapshot("acct", 4, &state(4)).expect("save");
+    store.save_snapshot("acct", 8, &state(8)).expect("save");
+    // "acct" in hex names the key's directory.
+    let path = Path::new(DIR).join("snapshots/61636374/00000000000000000008.snap");
+    assert!(fault.exists(&path).expect("exists"));
+    let len = fault.durable_contents(&path).expect("the file").len() as u64;
+    for offset in [0, 17, 30, len / 2, len - 1] {
+        fault.corrupt(&path, offset, 0x10);
+        match store.load_snapshot("acct", 9) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+            other => panic!("offset {offset}: {other:?}"),
+        }
+        fault.corrupt(&path, offset, 0x10);
+        assert_eq!(
+            store
+                .load_snapshot("acct", 9)
+                .expect("load")
+                .map(|s| s.position),
+            Some(8)
+        );
+    }
+    // The older snapshot is still readable on its own.
+    fault.corrupt(&path, 3, 1);
+    assert_eq!(
+        store
+            .load_snapshot("acct", 7)
+            .expect("load")
+            .map(|s| s.state),
+        Some(state(4))
+    );
+}
+
+#[test]
+fn a_crash_at_every_operation_of_a_snapshot_write_leaves_old_or_new() {
+    let setup = |fault: &FaultFs| {
+        let store = store_with_events(fault, 2, 30);
+        store.save_snapshot("acct", 10, &state(10)).expect("save");
+        store.save_snapshot("acct", 20, &state(20)).expect("save");
+        store
+    };
+    let fault = FaultFs::new();
+    let store = setup(&fault);
+    let before = fault.mutating_ops();
+    store.save_snapshot("acct", 30, &state(30)).expect("save");
+    let ops = fault.mutating_ops() - before;
+    assert_eq!(store.list_snapshots("acct").expect("list"), vec![20, 30]);
+    drop(store);
+    assert!(ops >= 5, "{ops}");
+
+    for n in 0..=ops {
+        for mode in [CrashMode::DropUnsynced, CrashMode::Torn { seed: n }] {
+            let what = format!("crash after {n} of {ops} ({mode:?})");
+            let fault = FaultFs::new();
+            let store = setup(&fault);
+            fault.crash_after(n);
+            let _ = store.save_snapshot("acct", 30, &state(30));
+            drop(store);
+            fault.crash(mode);
+            let store = Store::open_with(DIR, options(&fault, 2)).expect("reopen");
+            let listed = store.list_snapshots("acct").expect("list");
+            assert!(
+                [vec![10, 20], vec![10, 20, 30], vec![20, 30]].contains(&listed),
+                "{what}: {listed:?}"
+            );
+            for p in &listed {
+                let s = store
+                    .load_snapshot("acct", *p)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"))
+                    .expect("listed");
+                assert_eq!((s.position, s.state), (*p, state(*p)), "{what}");
+            }
+            let files = fault
+                .list(&Path::new(DIR).join("snapshots/61636374"))
+                .expect("list");
+            assert!(
+                files.iter().all(|f| f.ends_with(".snap")),
+                "{what}: {files:?}"
+            );
+            // And the store goes on saving.
+            store
+                .save_snapshot("acct", 30, &state(30))
+                .expect("save again");
+            assert_eq!(store.list_snapshots("acct").expect("list"), vec![20, 30]);
+        }
+    }
+}
