@@ -2,9 +2,8 @@
 //! as JSON lines, inspect and verify a store, export and import it, run the
 //! demo and the comparison harness.
 //!
-//! Each subcommand lives in its own module under `commands/`; a new one
-//! (`compact`, `snapshot`, `read --follow`) is a variant of [`Command`] and a
-//! module.
+//! Each subcommand lives in its own module under `commands/`; a new one is
+//! a variant of [`Command`] and a module.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -18,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{append, bench, demo, export, read, stats, verify};
+use crate::commands::{append, bench, compact, demo, export, read, snapshot, stats, verify};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -54,6 +53,12 @@ enum Command {
     /// Check every record and every index run of a store.
     #[command(after_help = verify::AFTER_HELP)]
     Verify(verify::Args),
+    /// Flush the index and merge its runs into one, now.
+    #[command(after_help = compact::AFTER_HELP)]
+    Compact(compact::Args),
+    /// List, load, save and delete the snapshots of a key.
+    #[command(after_help = snapshot::AFTER_HELP)]
+    Snapshot(snapshot::Args),
     /// Write every event of a store as JSON lines.
     #[command(after_help = export::EXPORT_AFTER_HELP)]
     Export(export::ExportArgs),
@@ -75,6 +80,8 @@ fn main() -> ExitCode {
         Command::Read(a) => read::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Compact(a) => compact::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
         Command::Export(a) => export::export(a),
         Command::Import(a) => export::import(a),
         Command::Demo(a) => demo::run(a),

@@ -547,6 +547,88 @@ fn verify_repair_rebuilds_a_damaged_or_lost_index_from_the_log() {
 }
 
 #[test]
+fn compact_merges_the_index_into_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let before = ok(&["read", d, "--tag", "course:c1"], "");
+    for i in 0..3 {
+        let line = format!("{{\"type\":\"Ping\",\"tags\":[\"course:c1\"],\"data\":{i}}}\n");
+        ok(&["append", d], &line);
+        let store = gesta::Store::open(&dir).unwrap();
+        store.flush_index().unwrap();
+        store.close().unwrap();
+    }
+    gesta()
+        .args(["compact", d])
+        .assert()
+        .success()
+        .stdout(contains("index run(s) -> 1 (10 events"));
+    let after = ok(&["read", d, "--tag", "course:c1"], "");
+    assert!(after.starts_with(&before) && positions(&after).len() == positions(&before).len() + 3);
+    ok(&["verify", d], "");
+    // A store held open elsewhere is refused.
+    let held = gesta::Store::open(&dir).unwrap();
+    gesta()
+        .args(["compact", d])
+        .assert()
+        .code(1)
+        .stderr(contains("locked"));
+    drop(held);
+}
+
+#[test]
+fn snapshot_save_list_load_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let state: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    for p in ["3", "6"] {
+        gesta()
+            .args(["snapshot", "save", d, "course-list", "--position", p])
+            .write_stdin(state.clone())
+            .assert()
+            .success()
+            .stdout(contains(format!(
+                "saved 5000 bytes for \"course-list\" at position {p}"
+            )));
+    }
+    assert_eq!(ok(&["snapshot", "list", d, "course-list"], ""), "3\n6\n");
+    let newest = gesta()
+        .args(["snapshot", "load", d, "course-list"])
+        .assert()
+        .success()
+        .stderr(contains("at position 6"));
+    assert_eq!(newest.get_output().stdout, state);
+    gesta()
+        .args(["snapshot", "load", d, "course-list", "--at", "5"])
+        .assert()
+        .success()
+        .stderr(contains("at position 3"));
+    gesta()
+        .args(["snapshot", "load", d, "course-list", "--at", "2"])
+        .assert()
+        .code(1)
+        .stderr("gesta: no snapshot of \"course-list\" at or before position 2\n");
+    gesta()
+        .args(["snapshot", "save", d, "course-list", "--position", "99"])
+        .write_stdin("x")
+        .assert()
+        .code(1)
+        .stderr(contains("past the head"));
+    ok(
+        &["snapshot", "delete", d, "course-list", "--position", "3"],
+        "",
+    );
+    assert_eq!(ok(&["snapshot", "list", d, "course-list"], ""), "6\n");
+    gesta()
+        .args(["snapshot", "delete", d, "course-list", "--position", "3"])
+        .assert()
+        .code(1)
+        .stderr(contains("no snapshot"));
+}
+
+#[test]
 fn usage_errors_and_help() {
     gesta()
         .arg("frobnicate")

@@ -2,9 +2,11 @@
 
 pub mod append;
 pub mod bench;
+pub mod compact;
 pub mod demo;
 pub mod export;
 pub mod read;
+pub mod snapshot;
 pub mod stats;
 pub mod verify;
 
