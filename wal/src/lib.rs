@@ -2,7 +2,7 @@
 //!
 //! This crate owns everything between an encoded batch of events and the
 //! disk: the [`io`] seam through which every file operation passes, the
-//! on-disk format of segments and records ([`format`]), writing segments with
+//! on-disk format of segments and records ([`format`](mod@format)), writing segments with
 //! preallocation and rollover ([`log`]), the group-commit queue that lets one
 //! committer thread write many callers' batches with one write and one
 //! `fdatasync` ([`commit`]), and recovery of the log on open ([`recovery`]).

@@ -1,5 +1,5 @@
-//! Looking at a store directory without opening it: [`verify`] checks every
-//! record of the log and every index run against it, [`stats`] counts what
+//! Looking at a store directory without opening it: [`verify()`] checks every
+//! record of the log and every index run against it, [`stats()`] counts what
 //! the store holds. Both read the files read-only and take no lock, so they
 //! work on a store another process has open (they then see what was written
 //! when they read each file) and never change a byte — not even the torn
