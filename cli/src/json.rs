@@ -228,6 +228,38 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Fuzzing entry point: parses `text` as a query and as an event line.
+/// An accepted query must pass the store's own checks or be refused by
+/// them with `InvalidInput` (never a panic); an accepted event line that
+/// passes the store's checks must come back the same through
+/// [`write_event`] and [`parse_event`], as export and import do.
+#[doc(hidden)]
+pub fn fuzz_line(text: &str) {
+    if let Ok(q) = parse_query(text) {
+        let _ = gesta::validation::check_query(&q);
+    }
+    let Ok(e) = parse_event(text) else { return };
+    if gesta::validation::check_batch(std::slice::from_ref(&e)).is_err() {
+        return;
+    }
+    let recorded = RecordedEvent {
+        position: 1,
+        event_type: e.event_type.clone(),
+        tags: e.tags.clone(),
+        data: e.data.clone(),
+        metadata: e.metadata.clone(),
+        id: e.id,
+        stream: e.stream.clone(),
+        revision: e.stream.as_ref().map(|_| 0),
+        timestamp_micros: 0,
+    };
+    let mut line = Vec::new();
+    write_event(&mut line, &recorded);
+    let text = std::str::from_utf8(&line).expect("write_event writes UTF-8");
+    let again = parse_event(text).expect("an exported line imports");
+    assert_eq!(again, e, "export then import changed the event");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@
 
 mod commands;
 mod failure;
-mod json;
 mod progress;
 
 use std::path::PathBuf;

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use gesta::NewEvent;
 use gesta::fuzzing::{
-    decode_index_run, decode_manifest, decode_payload, encode_payload, payload_input,
+    decode_index_run, decode_manifest, decode_payload, decode_snapshot, encode_payload,
+    payload_input,
 };
 use gesta_compaction::manifest::{Manifest, RunEntry};
 use gesta_index::{Key, write_run};
@@ -35,13 +36,25 @@ use gesta_wal::fuzzing::{
 /// An entry point, its result dropped.
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 5] = [
+const TARGETS: [(&str, Entry); 7] = [
     ("decode_record", run_decode_record),
     ("recover_segment", run_recover_segment),
     ("decode_payload", run_decode_payload),
     ("decode_index_run", run_decode_index_run),
     ("decode_manifest", run_decode_manifest),
+    ("decode_snapshot", run_decode_snapshot),
+    ("parse_json", run_parse_json),
 ];
+
+fn run_decode_snapshot(data: &[u8]) {
+    let _ = decode_snapshot(data);
+}
+
+fn run_parse_json(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        gesta_cli::json::fuzz_line(text);
+    }
+}
 
 fn run_decode_index_run(data: &[u8]) {
     let _ = decode_index_run(data);
@@ -439,6 +452,24 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         s.insert(("decode_manifest", name), manifest(n).encode());
     }
 
+    // decode_snapshot: small, empty and incompressible states.
+    let snapshot = |key: &str, position: u64, state: &[u8]| {
+        gesta_compaction::snapshot::encode(key, position, state).unwrap()
+    };
+    s.insert(
+        ("decode_snapshot", "small"),
+        snapshot("course-list", 42, b"{\"seats\":3}"),
+    );
+    s.insert(("decode_snapshot", "empty-state"), snapshot("k", 0, b""));
+    s.insert(
+        ("decode_snapshot", "random-state"),
+        snapshot("projector/v2", 1 << 40, &rng.bytes(300)),
+    );
+    // parse_json: event lines and queries as the command reads them.
+    for (name, text) in JSON_SEEDS {
+        s.insert(("parse_json", name), text.as_bytes().to_vec());
+    }
+
     // decode_payload: a header (count, seq length, first position), the seq
     // bytes, then the payload.
     let one = encode_payload(&[NewEvent::new("CourseDefined", r#"{"capacity":30}"#)]).unwrap();
@@ -549,6 +580,59 @@ fn manifest(runs: u64) -> Manifest {
                 hi: i * 100 + 100,
             })
             .collect(),
+    }
+}
+
+const JSON_SEEDS: [(&str, &str); 5] = [
+    (
+        "event-full",
+        r#"{"type":"StudentSubscribed","tags":["course:c1","student:s7"],"data":{"student":"s7"},"stream":"course-c1","id":"0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69","metadata":{"by":"x"}}"#,
+    ),
+    (
+        "event-base64",
+        r#"{"type":"Blob","data_base64":"AAEC/w=="}"#,
+    ),
+    ("event-minimal", r#"{"type":"Ping"}"#),
+    (
+        "query-items",
+        r#"{"items":[{"types":["A","B"],"tags":["x","y"]},{"tags":["z"]}]}"#,
+    ),
+    ("query-all", "{}"),
+];
+
+#[test]
+fn snapshots_round_trip_and_survive_mutations() {
+    let mut rng = Rng(13);
+    for i in 0..200 {
+        let n = rng.below(400);
+        let state = rng.bytes(n);
+        let key = format!("key-{}", rng.below(1000));
+        let bytes = gesta_compaction::snapshot::encode(&key, i, &state).unwrap();
+        assert_eq!(decode_snapshot(&bytes).unwrap(), (key, i, state));
+        for _ in 0..20 {
+            let mut input = bytes.clone();
+            mutate(&mut rng, &mut input, 0);
+            no_panic("decode_snapshot", run_decode_snapshot, &input);
+            if input != bytes {
+                assert!(
+                    decode_snapshot(&input).is_err(),
+                    "a damaged snapshot was accepted"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn json_lines_round_trip_and_survive_mutations() {
+    let mut rng = Rng(14);
+    for (_, text) in JSON_SEEDS {
+        run_parse_json(text.as_bytes());
+        for _ in 0..500 {
+            let mut input = text.as_bytes().to_vec();
+            mutate(&mut rng, &mut input, 0);
+            no_panic("parse_json", run_parse_json, &input);
+        }
     }
 }
 

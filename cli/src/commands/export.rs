@@ -13,7 +13,8 @@ use gesta::{Query, ReadOptions};
 use super::{Batch, LineBatches};
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
-use crate::{json, progress};
+use crate::progress;
+use gesta_cli::json;
 
 pub const EXPORT_AFTER_HELP: &str = "\
 Writes every event, oldest first, in the format `gesta read` prints and `gesta import` reads.
