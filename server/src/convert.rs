@@ -92,7 +92,8 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
         gesta::Error::InvalidInput { .. } => (Code::InvalidArgument, ErrorType::InvalidArgument),
         gesta::Error::ConditionFailed { .. }
         | gesta::Error::WrongExpectedRevision { .. }
-        | gesta::Error::DuplicateEventId { .. } => (Code::FailedPrecondition, ErrorType::Integrity),
+        | gesta::Error::DuplicateEventId { .. }
+        | gesta::Error::TrackingConflict { .. } => (Code::FailedPrecondition, ErrorType::Integrity),
         gesta::Error::Corruption { .. } => (Code::DataLoss, ErrorType::Corruption),
         gesta::Error::Closed => (Code::Unavailable, ErrorType::Io),
         gesta::Error::Unsupported { .. } => (Code::Unimplemented, ErrorType::Internal),

@@ -255,8 +255,13 @@ impl v1::dcb_server::Dcb for Dcb {
         if let Some(c) = request.condition {
             options = options.fail_if(to_query(c.fail_if_events_match), c.after);
         }
-        if request.tracking_info.is_some() {
-            return Err(Status::unimplemented("tracking info is not supported yet"));
+        if let Some(t) = request.tracking_info {
+            if events.is_empty() {
+                return Err(invalid(
+                    "an append with tracking info needs at least one event",
+                ));
+            }
+            options = options.track(t.source, t.position);
         }
         if events.is_empty() {
             return self.append_nothing(options).map(Response::new);
@@ -285,9 +290,15 @@ impl v1::dcb_server::Dcb for Dcb {
 
     async fn get_tracking_info(
         &self,
-        _request: Request<v1::TrackingRequest>,
+        request: Request<v1::TrackingRequest>,
     ) -> Result<Response<v1::TrackingResponse>, Status> {
-        Err(Status::unimplemented("tracking info is not supported yet"))
+        let source = request.into_inner().source;
+        let store = self.store.clone();
+        let position = tokio::task::spawn_blocking(move || store.tracking_info(&source))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(from_engine)?;
+        Ok(Response::new(v1::TrackingResponse { position }))
     }
 }
 

@@ -446,3 +446,64 @@ async fn the_health_service_reports_serving() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tracking_info_is_stored_with_the_events_and_must_grow() {
+    let server = start().await;
+    let mut c = client(server.addr).await;
+    let tracking = |_: u32| v1::TrackingRequest {
+        source: "upstream-a".into(),
+    };
+    assert_eq!(
+        c.get_tracking_info(tracking(0))
+            .await
+            .unwrap()
+            .into_inner()
+            .position,
+        None
+    );
+    let append_tracked = |position: u64| v1::AppendRequest {
+        events: vec![event("Projected", &[])],
+        condition: None,
+        tracking_info: Some(v1::TrackingInfo {
+            source: "upstream-a".into(),
+            position,
+        }),
+    };
+    assert_eq!(
+        c.append(append_tracked(7))
+            .await
+            .unwrap()
+            .into_inner()
+            .position,
+        1
+    );
+    assert_eq!(
+        c.get_tracking_info(tracking(0))
+            .await
+            .unwrap()
+            .into_inner()
+            .position,
+        Some(7)
+    );
+    let err = c.append(append_tracked(7)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(details(&err).error_type, ErrorType::Integrity as i32);
+    assert_eq!(
+        c.append(append_tracked(8))
+            .await
+            .unwrap()
+            .into_inner()
+            .position,
+        2
+    );
+    let empty = v1::AppendRequest {
+        events: vec![],
+        ..append_tracked(9)
+    };
+    assert_eq!(
+        c.append(empty).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    server.stop().await;
+}
