@@ -38,8 +38,9 @@ pub struct ServeConfig {
     /// Allows an API key without TLS on a loopback address. Default false.
     pub insecure_loopback_api_key: bool,
     /// The largest gRPC message accepted or sent, in bytes. Default 32 MiB:
-    /// an append of that size is refused with `RESOURCE_EXHAUSTED` before
-    /// it is decoded, and reads split responses well below it.
+    /// a larger request is refused with `OUT_OF_RANGE` from its length
+    /// prefix, before it is buffered, and reads split responses well below
+    /// it.
     pub max_message_bytes: usize,
     /// Concurrent calls (HTTP/2 streams) per connection. Default 256; a
     /// client that opens more waits.
