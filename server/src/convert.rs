@@ -102,13 +102,15 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
     status(code, kind, message)
 }
 
-/// An event id: the protocol's UUID string (empty: none) as the store's u128.
+/// An event id: the protocol's UUID string as the store's u128. Empty and
+/// the nil UUID (which some clients send for an event without one) mean
+/// none.
 pub(crate) fn parse_id(index: usize, uuid: &str) -> Result<Option<u128>, Status> {
     if uuid.is_empty() {
         return Ok(None);
     }
     uuid::Uuid::parse_str(uuid)
-        .map(|u| Some(u.as_u128()))
+        .map(|u| Some(u.as_u128()).filter(|&id| id != 0))
         .map_err(|e| invalid(format!("event {index}: invalid uuid {uuid:?}: {e}")))
 }
 
@@ -199,6 +201,10 @@ mod tests {
         let id = parse_id(0, u).unwrap().unwrap();
         assert_eq!(uuid::Uuid::from_u128(id).to_string(), u);
         assert_eq!(parse_id(0, "").unwrap(), None);
+        assert_eq!(
+            parse_id(0, "00000000-0000-0000-0000-000000000000").unwrap(),
+            None
+        );
         assert_eq!(
             parse_id(3, "nope").unwrap_err().code(),
             Code::InvalidArgument

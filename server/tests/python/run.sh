@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs UmaDB's Python client and the eventsourcing library's recorder test
+# cases (through eventsourcing-umadb) against a fresh gesta-server each.
+#   bash server/tests/python/run.sh     (needs python3; installs into a venv)
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+venv="${VENV:-target/python-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet umadb eventsourcing-umadb msgspec pycryptodome
+fi
+python="$(cd "$venv" && pwd)/bin/python"
+cargo build --quiet -p gesta-server
+port=50951
+run() {
+    local dir
+    dir="$(mktemp -d)"
+    target/debug/gesta-server "$dir/store" --listen "127.0.0.1:$port" &
+    local pid=$!
+    sleep 1
+    local status=0
+    (cd server/tests/python && GESTA_URL="http://127.0.0.1:$port" "$@") || status=$?
+    kill -TERM "$pid"
+    wait "$pid" || status=$?
+    rm -rf "$dir"
+    return "$status"
+}
+run "$python" umadb_client.py "http://127.0.0.1:$port"
+# This case expects an empty store, so it runs alone first.
+run "$python" -m unittest eventsourcing_recorders.TestApplicationRecorder.test_insert_select
+run "$python" -m unittest eventsourcing_recorders
