@@ -8,24 +8,43 @@ use tonic::{Code, Status};
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
 
-/// The first bytes of metadata that holds the protocol's key/value entries.
+/// The first bytes of metadata in the protocol's form.
 const METADATA_MAGIC: &[u8; 4] = b"GKV1";
-/// The key under which metadata that is not in the entries encoding (an
+/// The key under which metadata that is not in the protocol's form (an
 /// event appended through the Rust API) is shown to protocol clients.
 pub const RAW_METADATA_KEY: &str = "gesta.metadata";
 
-/// Encodes the protocol's metadata entries as a Gesta event's metadata
-/// bytes: nothing for no entries; otherwise `GKV1`, then for each entry in
-/// order its key and its value, each as a little-endian `u32` length and the
-/// UTF-8 bytes.
-pub fn encode_metadata(entries: &[(String, String)]) -> Bytes {
-    if entries.is_empty() {
+/// An event's protocol-only fields, kept in its metadata bytes: its UUID and
+/// its metadata entries.
+///
+/// The UUID is not the store's event id: in UmaDB a UUID is no uniqueness
+/// constraint (the same event may be appended twice), it only lets a
+/// retried conditional append be recognised, which the server does itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProtocolMetadata {
+    /// The event's UUID, if it had one (not nil).
+    pub uuid: Option<u128>,
+    /// The metadata entries, in order.
+    pub entries: Vec<(String, String)>,
+}
+
+/// Encodes [`ProtocolMetadata`] as a Gesta event's metadata bytes: nothing
+/// when there is neither UUID nor entry; otherwise `GKV1`, a flags byte (bit
+/// 0: a UUID follows), the UUID as 16 bytes big-endian if present, then for
+/// each entry in order its key and its value, each as a little-endian `u32`
+/// length and the UTF-8 bytes.
+pub fn encode_metadata(m: &ProtocolMetadata) -> Bytes {
+    if m.uuid.is_none() && m.entries.is_empty() {
         return Bytes::new();
     }
-    let size: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-    let mut out = Vec::with_capacity(4 + size);
+    let size: usize = m.entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(21 + size);
     out.extend_from_slice(METADATA_MAGIC);
-    for (k, v) in entries {
+    out.push(u8::from(m.uuid.is_some()));
+    if let Some(uuid) = m.uuid {
+        out.extend_from_slice(&uuid.to_be_bytes());
+    }
+    for (k, v) in &m.entries {
         for s in [k, v] {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
@@ -37,20 +56,31 @@ pub fn encode_metadata(entries: &[(String, String)]) -> Bytes {
 /// Decodes [`encode_metadata`]'s form. Metadata in any other form (written
 /// through the Rust API) comes back as one entry keyed
 /// [`RAW_METADATA_KEY`], its value the bytes read as UTF-8 (lossily).
-pub fn decode_metadata(bytes: &[u8]) -> Vec<(String, String)> {
+pub fn decode_metadata(bytes: &[u8]) -> ProtocolMetadata {
     if bytes.is_empty() {
-        return Vec::new();
+        return ProtocolMetadata::default();
     }
-    parse_entries(bytes).unwrap_or_else(|| {
-        vec![(
+    parse_metadata(bytes).unwrap_or_else(|| ProtocolMetadata {
+        uuid: None,
+        entries: vec![(
             RAW_METADATA_KEY.to_string(),
             String::from_utf8_lossy(bytes).into_owned(),
-        )]
+        )],
     })
 }
 
-fn parse_entries(bytes: &[u8]) -> Option<Vec<(String, String)>> {
-    let mut rest = bytes.strip_prefix(METADATA_MAGIC)?;
+fn parse_metadata(bytes: &[u8]) -> Option<ProtocolMetadata> {
+    let rest = bytes.strip_prefix(METADATA_MAGIC)?;
+    let (&flags, mut rest) = rest.split_first()?;
+    let uuid = match flags {
+        0 => None,
+        1 => {
+            let (id, tail) = rest.split_at_checked(16)?;
+            rest = tail;
+            Some(u128::from_be_bytes(id.try_into().ok()?))
+        }
+        _ => return None,
+    };
     let mut take = || -> Option<String> {
         let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
         let s = String::from_utf8(rest.get(4..4 + len)?.to_vec()).ok()?;
@@ -63,7 +93,8 @@ fn parse_entries(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     }
     // `take` fails at the end or on damage: only a clean end counts.
     let consumed: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-    (4 + consumed == bytes.len() && !entries.is_empty()).then_some(entries)
+    let header = 5 + if uuid.is_some() { 16 } else { 0 };
+    (header + consumed == bytes.len()).then_some(ProtocolMetadata { uuid, entries })
 }
 
 /// A status with UmaDB's `ErrorResponse` in its details, which UmaDB's
@@ -114,17 +145,25 @@ pub(crate) fn parse_id(index: usize, uuid: &str) -> Result<Option<u128>, Status>
         .map_err(|e| invalid(format!("event {index}: invalid uuid {uuid:?}: {e}")))
 }
 
-pub(crate) fn to_new_event(index: usize, e: v1::Event) -> Result<gesta::NewEvent, Status> {
-    let id = parse_id(index, &e.uuid)?;
-    let metadata: Vec<(String, String)> =
-        e.metadata.into_iter().map(|m| (m.key, m.value)).collect();
-    let mut event = gesta::NewEvent::new(e.event_type, Bytes::from(e.data))
+/// A protocol event as a new Gesta event, with its UUID.
+pub(crate) fn to_new_event(
+    index: usize,
+    e: v1::Event,
+) -> Result<(gesta::NewEvent, Option<u128>), Status> {
+    let metadata = ProtocolMetadata {
+        uuid: parse_id(index, &e.uuid)?,
+        entries: e.metadata.into_iter().map(|m| (m.key, m.value)).collect(),
+    };
+    let event = gesta::NewEvent::new(e.event_type, Bytes::from(e.data))
         .tags(e.tags)
         .metadata(encode_metadata(&metadata));
-    if let Some(id) = id {
-        event = event.id(id);
-    }
-    Ok(event)
+    Ok((event, metadata.uuid))
+}
+
+/// The UUID a protocol client sees for a recorded event: the one it was
+/// appended with, or else the store's event id.
+pub(crate) fn uuid_of(e: &gesta::RecordedEvent) -> Option<u128> {
+    decode_metadata(&e.metadata).uuid.or(e.id)
 }
 
 pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
@@ -139,18 +178,20 @@ pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
 }
 
 pub(crate) fn to_sequenced(e: gesta::RecordedEvent) -> v1::SequencedEvent {
-    let metadata = decode_metadata(&e.metadata)
+    let decoded = decode_metadata(&e.metadata);
+    let metadata = decoded
+        .entries
         .into_iter()
         .map(|(key, value)| v1::MetadataEntry { key, value })
         .collect();
+    let uuid = decoded.uuid.or(e.id);
     v1::SequencedEvent {
         position: e.position,
         event: Some(v1::Event {
             event_type: e.event_type,
             tags: e.tags,
             data: e.data.to_vec(),
-            uuid: e
-                .id
+            uuid: uuid
                 .map(|id| uuid::Uuid::from_u128(id).hyphenated().to_string())
                 .unwrap_or_default(),
             metadata,
@@ -182,17 +223,25 @@ mod tests {
             ("correlation".to_string(), "c-1".to_string()),
             ("".to_string(), "ü".to_string()),
         ];
-        assert_eq!(decode_metadata(&encode_metadata(&entries)), entries);
-        assert!(encode_metadata(&[]).is_empty());
-        assert!(decode_metadata(b"").is_empty());
+        for uuid in [None, Some(7u128 << 100 | 9)] {
+            for entries in [vec![], entries.clone()] {
+                let m = ProtocolMetadata { uuid, entries };
+                let encoded = encode_metadata(&m);
+                assert_eq!(encoded.is_empty(), uuid.is_none() && m.entries.is_empty());
+                assert_eq!(decode_metadata(&encoded), m);
+                // Truncated, it is not the protocol's form.
+                if !encoded.is_empty() {
+                    let cut = &encoded[..encoded.len() - 1];
+                    assert_eq!(decode_metadata(cut).entries[0].0, RAW_METADATA_KEY);
+                }
+            }
+        }
+        let raw = decode_metadata(br#"{"a":1}"#);
+        assert_eq!(raw.uuid, None);
         assert_eq!(
-            decode_metadata(br#"{"a":1}"#),
+            raw.entries,
             vec![(RAW_METADATA_KEY.to_string(), r#"{"a":1}"#.to_string())]
         );
-        // Truncated entries are not the entries form.
-        let mut cut = encode_metadata(&entries).to_vec();
-        cut.pop();
-        assert_eq!(decode_metadata(&cut)[0].0, RAW_METADATA_KEY);
     }
 
     #[test]

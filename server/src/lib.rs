@@ -30,7 +30,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::{ServeConfig, ServeError, TlsFiles};
-pub use convert::{decode_metadata, encode_metadata};
+pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
 
 /// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server
 /// trait and a client, generated from `proto/umadb.proto` (UmaDB's file,

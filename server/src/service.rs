@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Limits;
-use crate::convert::{from_engine, invalid, to_new_event, to_query, to_sequenced, weight};
+use crate::convert::{self, from_engine, invalid, to_new_event, to_query, to_sequenced, weight};
 use crate::proto::v1;
 
 /// UmaDB's default and largest events per response.
@@ -245,15 +245,20 @@ impl v1::dcb_server::Dcb for Dcb {
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         let request = request.into_inner();
-        let events = request
+        let (events, uuids): (Vec<_>, Vec<_>) = request
             .events
             .into_iter()
             .enumerate()
             .map(|(i, e)| to_new_event(i, e))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        let condition = request
+            .condition
+            .map(|c| (to_query(c.fail_if_events_match), c.after));
         let mut options = gesta::AppendOptions::new();
-        if let Some(c) = request.condition {
-            options = options.fail_if(to_query(c.fail_if_events_match), c.after);
+        if let Some((query, after)) = &condition {
+            options = options.fail_if(query.clone(), *after);
         }
         if let Some(t) = request.tracking_info {
             if events.is_empty() {
@@ -271,11 +276,25 @@ impl v1::dcb_server::Dcb for Dcb {
         let appended = self.store.append_async(events, options);
         let appended = tokio::spawn(appended)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(from_engine)?;
-        Ok(Response::new(v1::AppendResponse {
-            position: appended.last,
-        }))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match (appended, condition) {
+            (Ok(appended), _) => Ok(Response::new(v1::AppendResponse {
+                position: appended.last,
+            })),
+            (Err(e @ gesta::Error::ConditionFailed { .. }), Some((query, after))) => {
+                let store = self.store.clone();
+                let earlier =
+                    tokio::task::spawn_blocking(move || retried(&store, &query, after, &uuids))
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .map_err(from_engine)?;
+                match earlier {
+                    Some(position) => Ok(Response::new(v1::AppendResponse { position })),
+                    None => Err(from_engine(e)),
+                }
+            }
+            (Err(e), _) => Err(from_engine(e)),
+        }
     }
 
     async fn head(
@@ -300,6 +319,34 @@ impl v1::dcb_server::Dcb for Dcb {
             .map_err(from_engine)?;
         Ok(Response::new(v1::TrackingResponse { position }))
     }
+}
+
+/// UmaDB's idempotent retry: when a conditional append fails and every
+/// event carries a UUID, it is the same append as before if the first
+/// events matching the condition after `after` carry exactly those UUIDs,
+/// in order; the answer is then the last of their positions.
+fn retried(
+    store: &gesta::Store,
+    query: &gesta::Query,
+    after: Option<u64>,
+    uuids: &[Option<u128>],
+) -> gesta::Result<Option<u64>> {
+    if uuids.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    let mut options = gesta::ReadOptions::forwards().limit(uuids.len());
+    options.start = after;
+    let mut last = None;
+    let mut found = 0;
+    for (event, uuid) in store.read(query, options).zip(uuids) {
+        let event = event?;
+        if convert::uuid_of(&event) != *uuid {
+            return Ok(None);
+        }
+        last = Some(event.position);
+        found += 1;
+    }
+    Ok(last.filter(|_| found == uuids.len()))
 }
 
 impl Dcb {

@@ -534,3 +534,37 @@ async fn short_reads_do_not_wait_for_delayed_acks() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn uuids_are_not_unique_as_in_umadb() {
+    let server = start().await;
+    let mut c = client(server.addr).await;
+    let mut e = event("Noted", &["n"]);
+    e.uuid = "0b0e7c52-3b7e-4f43-9a43-5c1b2f6e9a01".into();
+    // Without a condition the same event is simply appended again.
+    assert_eq!(append(&mut c, vec![e.clone()], None).await.unwrap(), 1);
+    assert_eq!(append(&mut c, vec![e.clone()], None).await.unwrap(), 2);
+    // A failing condition whose first matches carry other UUIDs is a
+    // conflict, not a retry.
+    let mut other = event("Noted", &["n"]);
+    other.uuid = "0b0e7c52-3b7e-4f43-9a43-5c1b2f6e9a02".into();
+    let condition = v1::AppendCondition {
+        fail_if_events_match: Some(query(&[], &["n"])),
+        after: None,
+    };
+    let err = append(&mut c, vec![other], Some(condition.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    // The first match carries this UUID: a retry, answered with its position.
+    assert_eq!(append(&mut c, vec![e], Some(condition)).await.unwrap(), 1);
+    assert_eq!(
+        c.head(v1::HeadRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .position,
+        Some(2)
+    );
+    server.stop().await;
+}

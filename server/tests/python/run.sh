@@ -26,6 +26,8 @@ run() {
     return "$status"
 }
 run "$python" umadb_client.py "http://127.0.0.1:$port"
-# This case expects an empty store, so it runs alone first.
+# These cases expect an empty store, so each runs alone on a fresh server.
 run "$python" -m unittest eventsourcing_recorders.TestApplicationRecorder.test_insert_select
 run "$python" -m unittest eventsourcing_recorders
+run "$python" -m unittest eventsourcing_dcb.TestDcbRecorder.test_append_read
+run "$python" -m unittest eventsourcing_dcb.TestDcbRecorder.test_append_subscribe
