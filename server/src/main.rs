@@ -35,6 +35,9 @@ struct Args {
     /// Concurrent calls per connection.
     #[arg(long, default_value_t = ServeConfig::default().max_concurrent_streams)]
     max_concurrent_streams: u32,
+    /// Concurrent Read and Subscribe calls over all connections.
+    #[arg(long, default_value_t = ServeConfig::default().max_open_streams)]
+    max_open_streams: usize,
 }
 
 fn main() -> ExitCode {
@@ -49,7 +52,7 @@ fn main() -> ExitCode {
         insecure_loopback_api_key: args.insecure_loopback_api_key,
         max_message_bytes: args.max_message_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
-        ..ServeConfig::default()
+        max_open_streams: args.max_open_streams,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
