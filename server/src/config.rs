@@ -94,7 +94,10 @@ impl ServeConfig {
 
     pub(crate) fn limits(&self) -> Limits {
         Limits {
-            response_bytes: (self.max_message_bytes / 2).max(1),
+            // Small responses bound what open streams can hold in memory:
+            // at most `open_streams` × the channel depth × this (plus one
+            // event larger than it).
+            response_bytes: (self.max_message_bytes / 2).clamp(1, 1 << 20),
             open_streams: self.max_open_streams.max(1),
         }
     }

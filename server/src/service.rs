@@ -20,7 +20,7 @@ use crate::proto::v1;
 const BATCH_DEFAULT: u32 = 100;
 const BATCH_MAX: u32 = 5000;
 /// Responses buffered per call before the producer waits for the client.
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 2;
 
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
