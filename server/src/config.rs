@@ -48,6 +48,11 @@ pub struct ServeConfig {
     /// Concurrent `Read` and `Subscribe` calls over all connections.
     /// Default 1024; more are refused with `RESOURCE_EXHAUSTED`.
     pub max_open_streams: usize,
+    /// How long calls in flight may take to finish once shutdown begins
+    /// (subscriptions end at once); after it the server stops regardless, so
+    /// that a client that stops reading cannot hold it up. Appends handed to
+    /// the store still complete. Default 30 s.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for ServeConfig {
@@ -60,6 +65,7 @@ impl Default for ServeConfig {
             max_message_bytes: 32 << 20,
             max_concurrent_streams: 256,
             max_open_streams: 1024,
+            shutdown_grace: std::time::Duration::from_secs(30),
         }
     }
 }

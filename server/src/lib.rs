@@ -88,7 +88,7 @@ pub async fn serve_on(
         .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)
         .await;
 
-    let dcb = service::Dcb::new(store, config.limits(), stop_rx);
+    let dcb = service::Dcb::new(store, config.limits(), stop_rx.clone());
     let dcb = proto::v1::dcb_server::DcbServer::new(dcb)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -136,12 +136,22 @@ pub async fn serve_on(
             .await;
         let _ = stop_tx.send(true);
     };
-    builder
+    let mut stopped = stop_rx.clone();
+    let grace = config.shutdown_grace;
+    let served = builder
         .add_service(health_service)
         .add_service(dcb)
-        .serve_with_incoming_shutdown(incoming, stopping)
-        .await
-        .map_err(|e| ServeError::Transport(e.to_string()))
+        .serve_with_incoming_shutdown(incoming, stopping);
+    tokio::select! {
+        served = served => served.map_err(|e| ServeError::Transport(e.to_string())),
+        _ = async {
+            let _ = stopped.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            log::warn!("calls still open {grace:?} after shutdown began were cut off");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves at the first SIGINT or SIGTERM (Ctrl-C elsewhere than Unix).

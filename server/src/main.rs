@@ -38,6 +38,9 @@ struct Args {
     /// Concurrent Read and Subscribe calls over all connections.
     #[arg(long, default_value_t = ServeConfig::default().max_open_streams)]
     max_open_streams: usize,
+    /// Seconds calls in flight may take to finish after SIGINT or SIGTERM.
+    #[arg(long, default_value_t = ServeConfig::default().shutdown_grace.as_secs())]
+    shutdown_grace: u64,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         max_message_bytes: args.max_message_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
         max_open_streams: args.max_open_streams,
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -231,8 +231,14 @@ impl v1::dcb_server::Dcb for Dcb {
                     .map(to_sequenced)
                     .collect();
                 for events in chunks(sequenced, batch, limits.response_bytes) {
-                    if tx.send(Ok(v1::SubscribeResponse { events })).await.is_err() {
-                        return;
+                    // A client that stops reading must not hold up shutdown.
+                    tokio::select! {
+                        sent = tx.send(Ok(v1::SubscribeResponse { events })) => {
+                            if sent.is_err() {
+                                return;
+                            }
+                        }
+                        _ = stop.wait_for(|stopping| *stopping) => return,
                     }
                 }
             }

@@ -90,3 +90,39 @@ fn the_binary_serves_and_stops_on_sigterm() {
     let store = gesta::Store::open(dir.path()).unwrap();
     assert_eq!(store.head(), 1);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_cannot_hold_up_shutdown() {
+    let config = gesta_server::ServeConfig {
+        shutdown_grace: Duration::from_secs(1),
+        ..gesta_server::ServeConfig::default()
+    };
+    let server = start_with(config).await;
+    let mut c = client(server.addr).await;
+    for _ in 0..20 {
+        let events = (0..100)
+            .map(|_| {
+                let mut e = event("Big", &["b"]);
+                e.data = vec![b'z'; 4 << 10];
+                e
+            })
+            .collect();
+        append(&mut c, events, None).await.unwrap();
+    }
+    // A read and a subscription whose responses nobody takes.
+    let read = gesta_server::proto::v1::ReadRequest {
+        batch_size: Some(10),
+        ..Default::default()
+    };
+    let _stalled_read = c.read(read).await.unwrap();
+    let _stalled_subscription = c
+        .subscribe(gesta_server::proto::v1::SubscribeRequest::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), server.stop())
+        .await
+        .expect("shutdown finished");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
