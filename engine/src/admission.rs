@@ -62,7 +62,31 @@ impl Committer {
                 return Err(Error::ConditionFailed { position });
             }
         }
+        if let Some((key, source, position)) = &a.tracking
+            && let Some(stored) = self.tracked(key, source)?
+            && *position <= stored
+        {
+            return Err(Error::TrackingConflict {
+                source_name: source.clone(),
+                position: *position,
+                stored,
+            });
+        }
         Ok(None)
+    }
+
+    /// The stored tracking position of a source: cached (admitted batches
+    /// update the cache), or read from the record of its last posting.
+    fn tracked(&mut self, key: &Key, source: &str) -> Result<Option<u64>> {
+        if let Some(&stored) = self.tracking.get(key) {
+            return Ok(Some(stored));
+        }
+        let view = self.indexes.view();
+        let stored = crate::store::tracking_at(&self.reader, &view, key, source)?;
+        if let Some(stored) = stored {
+            self.tracking.insert(key.clone(), stored);
+        }
+        Ok(stored)
     }
 
     fn group_conflict(&self, group: &Group, spec: &QuerySpec, after: u64) -> Option<u64> {

@@ -58,6 +58,16 @@ pub struct AppendOptions {
     /// Expected revisions of streams (any streams, not only those the
     /// batch's events name).
     pub expected: Vec<(String, ExpectedRevision)>,
+    /// Tracking info `(source, position)`: how far a projection or process
+    /// manager named `source` has processed its upstream, committed
+    /// atomically with the events. The append fails with
+    /// [`Error::TrackingConflict`](crate::Error::TrackingConflict) unless
+    /// `position` is greater than the source's stored position, so a
+    /// consumer that crashes between processing and recording cannot record
+    /// the same upstream position twice. Read it back with
+    /// [`Store::tracking_info`](crate::Store::tracking_info). Only the
+    /// engine stores it; other stores refuse it as unsupported.
+    pub tracking: Option<(String, u64)>,
 }
 
 impl AppendOptions {
@@ -75,6 +85,12 @@ impl AppendOptions {
     /// Fails the append if anything matching `query` exists after `after`.
     pub fn fail_if(self, query: Query, after: Option<u64>) -> AppendOptions {
         self.condition(AppendCondition::new(query, after))
+    }
+
+    /// Records tracking info; see [`AppendOptions::tracking`].
+    pub fn track(mut self, source: impl Into<String>, position: u64) -> AppendOptions {
+        self.tracking = Some((source.into(), position));
+        self
     }
 
     /// Expects `stream` to be at `revision`.

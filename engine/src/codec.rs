@@ -9,7 +9,9 @@
 //! tag)*`, `[stream_len u8, stream]`, `[id u128 LE]`, `[metadata_len varint,
 //! metadata]`, then the data (the rest of the body). The sequencing bytes
 //! are, for each event that names a stream, in event order, `index varint |
-//! revision varint`. See `docs/FORMAT.md`.
+//! revision varint`, then, for a batch appended with tracking info, a
+//! trailer: `count varint | source_len varint, source | position varint`.
+//! See `docs/FORMAT.md`.
 //!
 //! This is what makes a point read cheap: the n-th event of a batch is found
 //! through the table without touching the events before it, and it is
@@ -401,10 +403,62 @@ impl<'a> Decoder<'a> {
             return Err(malformed("trailing bytes after the last event"));
         }
         if revisions && self.seq.at != self.seq.end {
-            return Err(malformed("sequencing bytes for events without a stream"));
+            let mut rest = Cursor {
+                bytes: self.seq.bytes,
+                at: self.seq.at,
+                end: self.seq.end,
+            };
+            if trailer(&mut rest, self.record.meta.count)?.is_none() {
+                return Err(malformed("sequencing bytes for events without a stream"));
+            }
         }
         Ok(())
     }
+}
+
+/// Appends a tracking trailer to a batch's sequencing bytes (after its
+/// revisions).
+pub(crate) fn put_tracking(seq: &mut Vec<u8>, count: u32, source: &str, position: u64) {
+    put_varint(seq, u64::from(count));
+    put_varint(seq, source.len() as u64);
+    seq.extend_from_slice(source.as_bytes());
+    put_varint(seq, position);
+}
+
+/// The tracking trailer at `c`, which must then be at its end: `None` if
+/// the next varint is not the trailer's marker (`count`).
+fn trailer(c: &mut Cursor<'_>, count: u32) -> Result<Option<(String, u64)>> {
+    if c.varint()? != u64::from(count) {
+        return Ok(None);
+    }
+    let n = c.varint()?;
+    let n = usize::try_from(n).map_err(|_| malformed("tracking source too long"))?;
+    let source = c.string(n)?;
+    let position = c.varint()?;
+    if c.at != c.end {
+        return Err(malformed("trailing bytes after the tracking info"));
+    }
+    Ok(Some((source, position)))
+}
+
+/// The tracking info `(source, position)` a record was appended with, from
+/// its sequencing bytes (which the record's head checksum covers).
+pub(crate) fn tracking_of(record: &Record) -> Result<Option<(String, u64)>> {
+    let count = u64::from(record.meta.count);
+    let mut c = Cursor::new(&record.seq);
+    while c.at < c.end {
+        let at = c.at;
+        let index = c.varint()?;
+        if index == count {
+            c.at = at;
+            return trailer(&mut c, record.meta.count);
+        }
+        if index > count {
+            return Err(malformed("revision entry for an event past the batch"));
+        }
+        c.varint()?;
+    }
+    Ok(None)
 }
 
 /// Decodes every event of a record, appending them to `out` in order. The
@@ -429,7 +483,14 @@ pub(crate) fn index_entries(record: &Record, from: u64, out: &mut Vec<(Key, u64)
             d.skip()?;
         }
     }
-    d.finish(false)
+    d.finish(false)?;
+    let last = record.meta.last_position();
+    if last >= from
+        && let Some((source, _)) = tracking_of(record)?
+    {
+        out.push((Key::tracking(&source), last));
+    }
+    Ok(())
 }
 
 /// Decodes the one event of a record at `position`, verifying it by its own

@@ -58,6 +58,8 @@ pub(crate) struct AppendRequest {
     pub expected: Vec<(Key, String, ExpectedRevision)>,
     /// The condition's query and its `after` (0 when none was given).
     pub condition: Option<(QuerySpec, u64)>,
+    /// Tracking info: (tracking key, source, position).
+    pub tracking: Option<(Key, String, u64)>,
     pub reply: oneshot::Sender<Result<Appended>>,
 }
 
@@ -101,6 +103,8 @@ pub(crate) struct Admitted {
     pub appended: Appended,
     /// The events' keys, or `None` for an idempotent retry (nothing new).
     pub events: Option<Vec<EventKeys>>,
+    /// The tracking key to post at the batch's last position.
+    pub tracking: Option<Key>,
 }
 
 /// What the group admitted so far, for the checks of later requests.
@@ -132,6 +136,8 @@ pub(crate) struct Committer {
     pub flusher: Option<Sender<FlushJob>>,
     /// Next revision of every stream looked at so far.
     pub revisions: HashMap<Key, u64>,
+    /// Stored tracking position of every source looked at so far.
+    pub tracking: HashMap<Key, u64>,
     /// Moving average of how long a group's write and sync take: the commit
     /// delay is a fraction of it.
     pub commit_ewma: Duration,
@@ -234,6 +240,7 @@ impl Committer {
                     reply: a.reply,
                     appended,
                     events: None,
+                    tracking: None,
                 });
                 return;
             }
@@ -257,6 +264,11 @@ impl Committer {
                 }
             }
         }
+        let tracking = a.tracking.map(|(key, source, position)| {
+            crate::codec::put_tracking(&mut seq, count, &source, position);
+            self.tracking.insert(key.clone(), position);
+            key
+        });
         let meta = RecordMeta {
             first_position: first,
             count,
@@ -283,6 +295,7 @@ impl Committer {
                 last: meta.last_position(),
             },
             events: Some(a.events),
+            tracking,
         });
     }
 
@@ -365,6 +378,9 @@ impl Committer {
                     let position = a.appended.first + i as u64;
                     entries.extend(e.keys.into_iter().map(|k| (k, position)));
                 }
+            }
+            if let Some(key) = a.tracking.take() {
+                entries.push((key, a.appended.last));
             }
         }
         self.memtable.insert_many(&entries);

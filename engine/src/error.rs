@@ -44,6 +44,20 @@ pub enum Error {
         /// One offending id.
         id: u128,
     },
+    /// The append's tracking position for a source is not greater than the
+    /// one already stored for it: the upstream position was recorded
+    /// before. Nothing was appended.
+    #[error(
+        "tracking position {position} for source {source_name:?} is not after the stored {stored}"
+    )]
+    TrackingConflict {
+        /// The source.
+        source_name: String,
+        /// The position the append carried.
+        position: u64,
+        /// The position stored for the source.
+        stored: u64,
+    },
     /// A file of the store failed a check (checksum, length, order) at a place
     /// where a torn write cannot explain it. Nothing was silently skipped.
     #[error("corruption in {} at offset {offset}: {reason}", file.display())]

@@ -94,6 +94,16 @@ pub mod validation {
         crate::event::check_stream_name(name)
     }
 
+    /// Refuses tracking info, for stores that do not keep it.
+    pub fn refuse_tracking(options: &crate::AppendOptions) -> Result<()> {
+        match options.tracking {
+            Some(_) => Err(crate::Error::Unsupported {
+                what: "tracking info",
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks that no id repeats within a batch.
     pub fn check_ids_unique(events: &[NewEvent]) -> Result<()> {
         let ids: Vec<u128> = events.iter().filter_map(|e| e.id).collect();

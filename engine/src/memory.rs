@@ -160,6 +160,7 @@ impl State {
 impl EventStore for MemoryStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         encode_batch(&events)?;
+        crate::validation::refuse_tracking(&options)?;
         if let Some(c) = &options.condition {
             c.fail_if_events_match.validate()?;
         }

@@ -165,6 +165,7 @@ impl Store {
             close_flush_postings: options.close_flush_postings,
             flusher: Some(flush_tx),
             revisions: HashMap::new(),
+            tracking: HashMap::new(),
             commit_ewma: Duration::ZERO,
             max_commit_delay: options.max_commit_delay,
             hub: hub.clone(),
@@ -261,6 +262,13 @@ impl Store {
         if let Some(c) = &options.condition {
             c.fail_if_events_match.validate()?;
         }
+        let tracking = match options.tracking {
+            Some((source, position)) => {
+                check_tracking_source(&source)?;
+                Some((Key::tracking(&source), source, position))
+            }
+            None => None,
+        };
         let mut expected = Vec::with_capacity(options.expected.len());
         for (stream, revision) in options.expected {
             check_stream_name(&stream)?;
@@ -288,6 +296,7 @@ impl Store {
             condition: options
                 .condition
                 .map(|c| (query_spec(&c.fail_if_events_match), c.after.unwrap_or(0))),
+            tracking,
             reply,
         };
         if self.inner.closed.load(Ordering::Acquire) {
@@ -326,6 +335,15 @@ impl Store {
             let cursor = view.evaluate(&query_spec(query));
             Events::indexed(&self.inner.reader, cursor, head, options)
         }
+    }
+
+    /// The tracking position stored for `source` by the last append that
+    /// carried tracking info for it (see [`AppendOptions::tracking`]), or
+    /// `None` if none did.
+    pub fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
+        check_tracking_source(source)?;
+        let view = self.inner.indexes.view();
+        tracking_at(&self.inner.reader, &view, &Key::tracking(source), source)
     }
 
     /// The newest event matching `query`.
@@ -535,5 +553,45 @@ impl EventStore for Store {
 
     fn subscribe(&self, query: &Query, after: u64) -> Result<crate::Subscription> {
         Store::subscribe(self, query, after)
+    }
+}
+
+/// A tracking source is named like a stream: 1 to 255 bytes of UTF-8.
+fn check_tracking_source(source: &str) -> Result<()> {
+    if source.is_empty() || source.len() > crate::event::MAX_NAME_LEN {
+        return Err(crate::Error::InvalidInput {
+            reason: format!(
+                "a tracking source must be 1 to {} bytes long",
+                crate::event::MAX_NAME_LEN
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tracking position of `source` (tracking key `key`): the trailer of
+/// the record holding the key's last posting.
+pub(crate) fn tracking_at(
+    reader: &WalReader,
+    view: &gesta_index::IndexView,
+    key: &Key,
+    source: &str,
+) -> Result<Option<u64>> {
+    let Some(position) = view.last(key) else {
+        return Ok(None);
+    };
+    let damaged = |reason: &str| crate::Error::Corruption {
+        file: Default::default(),
+        offset: 0,
+        reason: format!("tracking info of {source:?} at position {position}: {reason}"),
+    };
+    let record = reader
+        .record_head_containing(position)?
+        .ok_or_else(|| damaged("the index names a position the log does not hold"))?;
+    match crate::codec::tracking_of(&record)? {
+        Some((found, stored)) if found == source => Ok(Some(stored)),
+        _ => Err(damaged(
+            "the record carries no tracking info for the source",
+        )),
     }
 }

@@ -15,6 +15,8 @@ const KIND_TAG: u8 = 2;
 const KIND_STREAM: u8 = 3;
 /// Kind byte of an event-id key.
 const KIND_ID: u8 = 4;
+/// Kind byte of a tracking-source key.
+const KIND_TRACKING: u8 = 5;
 
 /// What kind of posting list a [`Key`] names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +29,9 @@ pub enum KeyKind {
     Stream,
     /// The event with one 128-bit id.
     Id,
+    /// The last events of the batches that carried tracking info for one
+    /// source.
+    Tracking,
     /// A kind byte this version does not know, or an empty key. Only keys
     /// made by [`Key::from_bytes`] from foreign bytes can have it.
     Other,
@@ -66,6 +71,12 @@ impl Key {
         Key::with_kind(KIND_ID, &id.to_be_bytes())
     }
 
+    /// The key of the batches carrying tracking info for source `name`
+    /// (posted at each such batch's last position).
+    pub fn tracking(name: &str) -> Key {
+        Key::with_kind(KIND_TRACKING, name.as_bytes())
+    }
+
     /// The encoded key: the kind byte, then the name.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -84,6 +95,7 @@ impl Key {
             Some(&KIND_TAG) => KeyKind::Tag,
             Some(&KIND_STREAM) => KeyKind::Stream,
             Some(&KIND_ID) if self.0.len() == 17 => KeyKind::Id,
+            Some(&KIND_TRACKING) => KeyKind::Tracking,
             _ => KeyKind::Other,
         }
     }
@@ -112,6 +124,7 @@ impl fmt::Debug for Key {
             (KeyKind::Type, Ok(s)) => write!(f, "Type({s:?})"),
             (KeyKind::Tag, Ok(s)) => write!(f, "Tag({s:?})"),
             (KeyKind::Stream, Ok(s)) => write!(f, "Stream({s:?})"),
+            (KeyKind::Tracking, Ok(s)) => write!(f, "Tracking({s:?})"),
             _ => write!(f, "Key({:?})", &self.0),
         }
     }
@@ -126,6 +139,7 @@ mod tests {
         assert_eq!(Key::event_type("a").kind(), KeyKind::Type);
         assert_eq!(Key::tag("a").kind(), KeyKind::Tag);
         assert_eq!(Key::stream("a").kind(), KeyKind::Stream);
+        assert_eq!(Key::tracking("a").kind(), KeyKind::Tracking);
         assert_eq!(Key::id(7).kind(), KeyKind::Id);
         assert_eq!(Key::id(7).as_id(), Some(7));
         assert_eq!(Key::tag("x").as_id(), None);

@@ -376,6 +376,7 @@ fn insert_sql(s: &str) -> String {
 impl EventStore for PostgresStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         check_batch(&events)?;
+        gesta::validation::refuse_tracking(&options)?;
         if let Some(c) = &options.condition {
             check_query(&c.fail_if_events_match)?;
         }

@@ -401,6 +401,7 @@ impl SqliteStore {
 impl EventStore for SqliteStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         validation::check_batch(&events)?;
+        gesta::validation::refuse_tracking(&options)?;
         if let Some(c) = &options.condition {
             validation::check_query(&c.fail_if_events_match)?;
         }

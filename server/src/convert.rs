@@ -1,0 +1,262 @@
+//! Protocol ↔ engine: events, queries, metadata, ids, and engine errors as
+//! gRPC statuses carrying UmaDB's `ErrorResponse` details.
+
+use bytes::Bytes;
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::proto::v1;
+use crate::proto::v1::error_response::ErrorType;
+
+/// The first bytes of metadata in the protocol's form.
+const METADATA_MAGIC: &[u8; 4] = b"GKV1";
+/// The key under which metadata that is not in the protocol's form (an
+/// event appended through the Rust API) is shown to protocol clients.
+pub const RAW_METADATA_KEY: &str = "gesta.metadata";
+
+/// An event's protocol-only fields, kept in its metadata bytes: its UUID and
+/// its metadata entries.
+///
+/// The UUID is not the store's event id: in UmaDB a UUID is no uniqueness
+/// constraint (the same event may be appended twice), it only lets a
+/// retried conditional append be recognised, which the server does itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProtocolMetadata {
+    /// The event's UUID, if it had one (not nil).
+    pub uuid: Option<u128>,
+    /// The metadata entries, in order.
+    pub entries: Vec<(String, String)>,
+}
+
+/// Encodes [`ProtocolMetadata`] as a Gesta event's metadata bytes: nothing
+/// when there is neither UUID nor entry; otherwise `GKV1`, a flags byte (bit
+/// 0: a UUID follows), the UUID as 16 bytes big-endian if present, then for
+/// each entry in order its key and its value, each as a little-endian `u32`
+/// length and the UTF-8 bytes.
+pub fn encode_metadata(m: &ProtocolMetadata) -> Bytes {
+    if m.uuid.is_none() && m.entries.is_empty() {
+        return Bytes::new();
+    }
+    let size: usize = m.entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(21 + size);
+    out.extend_from_slice(METADATA_MAGIC);
+    out.push(u8::from(m.uuid.is_some()));
+    if let Some(uuid) = m.uuid {
+        out.extend_from_slice(&uuid.to_be_bytes());
+    }
+    for (k, v) in &m.entries {
+        for s in [k, v] {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    Bytes::from(out)
+}
+
+/// Decodes [`encode_metadata`]'s form. Metadata in any other form (written
+/// through the Rust API) comes back as one entry keyed
+/// [`RAW_METADATA_KEY`], its value the bytes read as UTF-8 (lossily).
+pub fn decode_metadata(bytes: &[u8]) -> ProtocolMetadata {
+    if bytes.is_empty() {
+        return ProtocolMetadata::default();
+    }
+    parse_metadata(bytes).unwrap_or_else(|| ProtocolMetadata {
+        uuid: None,
+        entries: vec![(
+            RAW_METADATA_KEY.to_string(),
+            String::from_utf8_lossy(bytes).into_owned(),
+        )],
+    })
+}
+
+fn parse_metadata(bytes: &[u8]) -> Option<ProtocolMetadata> {
+    let rest = bytes.strip_prefix(METADATA_MAGIC)?;
+    let (&flags, mut rest) = rest.split_first()?;
+    let uuid = match flags {
+        0 => None,
+        1 => {
+            let (id, tail) = rest.split_at_checked(16)?;
+            rest = tail;
+            Some(u128::from_be_bytes(id.try_into().ok()?))
+        }
+        _ => return None,
+    };
+    let mut take = || -> Option<String> {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let s = String::from_utf8(rest.get(4..4 + len)?.to_vec()).ok()?;
+        rest = &rest[4 + len..];
+        Some(s)
+    };
+    let mut entries = Vec::new();
+    while let Some(k) = take() {
+        entries.push((k, take()?));
+    }
+    // `take` fails at the end or on damage: only a clean end counts.
+    let consumed: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    let header = 5 + if uuid.is_some() { 16 } else { 0 };
+    (header + consumed == bytes.len()).then_some(ProtocolMetadata { uuid, entries })
+}
+
+/// A status with UmaDB's `ErrorResponse` in its details, which UmaDB's
+/// clients decode to choose their exception type.
+pub(crate) fn status(code: Code, kind: ErrorType, message: String) -> Status {
+    let details = v1::ErrorResponse {
+        message: message.clone(),
+        error_type: kind as i32,
+    };
+    Status::with_details(code, message, Bytes::from(details.encode_to_vec()))
+}
+
+pub(crate) fn invalid(message: impl Into<String>) -> Status {
+    status(
+        Code::InvalidArgument,
+        ErrorType::InvalidArgument,
+        message.into(),
+    )
+}
+
+/// Maps an engine error as UmaDB maps its own: integrity violations are
+/// `FAILED_PRECONDITION`, bad input `INVALID_ARGUMENT`, damage `DATA_LOSS`.
+pub(crate) fn from_engine(e: gesta::Error) -> Status {
+    let message = e.to_string();
+    let (code, kind) = match e {
+        gesta::Error::InvalidInput { .. } => (Code::InvalidArgument, ErrorType::InvalidArgument),
+        gesta::Error::ConditionFailed { .. }
+        | gesta::Error::WrongExpectedRevision { .. }
+        | gesta::Error::DuplicateEventId { .. }
+        | gesta::Error::TrackingConflict { .. } => (Code::FailedPrecondition, ErrorType::Integrity),
+        gesta::Error::Corruption { .. } => (Code::DataLoss, ErrorType::Corruption),
+        gesta::Error::Closed => (Code::Unavailable, ErrorType::Io),
+        gesta::Error::Unsupported { .. } => (Code::Unimplemented, ErrorType::Internal),
+        _ => (Code::Internal, ErrorType::Io),
+    };
+    status(code, kind, message)
+}
+
+/// An event id: the protocol's UUID string as the store's u128. Empty and
+/// the nil UUID (which some clients send for an event without one) mean
+/// none.
+pub(crate) fn parse_id(index: usize, uuid: &str) -> Result<Option<u128>, Status> {
+    if uuid.is_empty() {
+        return Ok(None);
+    }
+    uuid::Uuid::parse_str(uuid)
+        .map(|u| Some(u.as_u128()).filter(|&id| id != 0))
+        .map_err(|e| invalid(format!("event {index}: invalid uuid {uuid:?}: {e}")))
+}
+
+/// A protocol event as a new Gesta event, with its UUID.
+pub(crate) fn to_new_event(
+    index: usize,
+    e: v1::Event,
+) -> Result<(gesta::NewEvent, Option<u128>), Status> {
+    let metadata = ProtocolMetadata {
+        uuid: parse_id(index, &e.uuid)?,
+        entries: e.metadata.into_iter().map(|m| (m.key, m.value)).collect(),
+    };
+    let event = gesta::NewEvent::new(e.event_type, Bytes::from(e.data))
+        .tags(e.tags)
+        .metadata(encode_metadata(&metadata));
+    Ok((event, metadata.uuid))
+}
+
+/// The UUID a protocol client sees for a recorded event: the one it was
+/// appended with, or else the store's event id.
+pub(crate) fn uuid_of(e: &gesta::RecordedEvent) -> Option<u128> {
+    decode_metadata(&e.metadata).uuid.or(e.id)
+}
+
+pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
+    match q {
+        None => gesta::Query::all(),
+        Some(q) => gesta::Query::from_items(
+            q.items
+                .into_iter()
+                .map(|i| gesta::QueryItem::new().types(i.types).tags(i.tags)),
+        ),
+    }
+}
+
+pub(crate) fn to_sequenced(e: gesta::RecordedEvent) -> v1::SequencedEvent {
+    let decoded = decode_metadata(&e.metadata);
+    let metadata = decoded
+        .entries
+        .into_iter()
+        .map(|(key, value)| v1::MetadataEntry { key, value })
+        .collect();
+    let uuid = decoded.uuid.or(e.id);
+    v1::SequencedEvent {
+        position: e.position,
+        event: Some(v1::Event {
+            event_type: e.event_type,
+            tags: e.tags,
+            data: e.data.to_vec(),
+            uuid: uuid
+                .map(|id| uuid::Uuid::from_u128(id).hyphenated().to_string())
+                .unwrap_or_default(),
+            metadata,
+        }),
+        tracking_info: None,
+    }
+}
+
+/// The bytes an event adds to a response, roughly.
+pub(crate) fn weight(e: &v1::SequencedEvent) -> usize {
+    e.event.as_ref().map_or(0, |e| {
+        64 + e.data.len()
+            + e.event_type.len()
+            + e.tags.iter().map(|t| t.len() + 2).sum::<usize>()
+            + e.metadata
+                .iter()
+                .map(|m| m.key.len() + m.value.len() + 4)
+                .sum::<usize>()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips_and_raw_metadata_shows_as_one_entry() {
+        let entries = vec![
+            ("correlation".to_string(), "c-1".to_string()),
+            ("".to_string(), "ü".to_string()),
+        ];
+        for uuid in [None, Some(7u128 << 100 | 9)] {
+            for entries in [vec![], entries.clone()] {
+                let m = ProtocolMetadata { uuid, entries };
+                let encoded = encode_metadata(&m);
+                assert_eq!(encoded.is_empty(), uuid.is_none() && m.entries.is_empty());
+                assert_eq!(decode_metadata(&encoded), m);
+                // Truncated, it is not the protocol's form.
+                if !encoded.is_empty() {
+                    let cut = &encoded[..encoded.len() - 1];
+                    assert_eq!(decode_metadata(cut).entries[0].0, RAW_METADATA_KEY);
+                }
+            }
+        }
+        let raw = decode_metadata(br#"{"a":1}"#);
+        assert_eq!(raw.uuid, None);
+        assert_eq!(
+            raw.entries,
+            vec![(RAW_METADATA_KEY.to_string(), r#"{"a":1}"#.to_string())]
+        );
+    }
+
+    #[test]
+    fn ids_parse_as_uuids() {
+        let u = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        let id = parse_id(0, u).unwrap().unwrap();
+        assert_eq!(uuid::Uuid::from_u128(id).to_string(), u);
+        assert_eq!(parse_id(0, "").unwrap(), None);
+        assert_eq!(
+            parse_id(0, "00000000-0000-0000-0000-000000000000").unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_id(3, "nope").unwrap_err().code(),
+            Code::InvalidArgument
+        );
+    }
+}

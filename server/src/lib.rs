@@ -1,0 +1,181 @@
+//! A gRPC server for a Gesta store that speaks UmaDB's DCB protocol
+//! (protobuf package `umadb.v1`, service `DCB`), so that UmaDB's clients —
+//! Rust, Python, .NET, Java, PHP, Elixir — use a Gesta store unchanged.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), gesta_server::ServeError> {
+//! let store = gesta::Store::open("/tmp/my-store")?;
+//! let config = gesta_server::ServeConfig::default();
+//! gesta_server::serve(store, config, gesta_server::shutdown_signal()).await
+//! # }
+//! ```
+//!
+//! Module map: [`proto`] (the generated messages, server and client),
+//! `convert` (protocol ↔ engine types, errors → statuses), `service` (the
+//! RPCs), `auth` (the API key check), `config` ([`ServeConfig`]).
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod auth;
+mod config;
+mod convert;
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+pub use config::{ServeConfig, ServeError, TlsFiles};
+pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
+
+/// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server
+/// trait and a client, generated from `proto/umadb.proto` (UmaDB's file,
+/// vendored unchanged) and committed, so that building needs no `protoc`.
+pub mod proto {
+    /// Package `umadb.v1`.
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        include!("proto/umadb.v1.rs");
+    }
+}
+
+/// The name the DCB service reports to the health service.
+pub const SERVICE_NAME: &str = "umadb.v1.DCB";
+
+/// Binds `config.listen` and serves `store` until `shutdown` resolves; see
+/// [`serve_on`].
+pub async fn serve(
+    store: gesta::Store,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.check()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve_on(listener, store, config, shutdown).await
+}
+
+/// Serves `store` on an already bound `listener` (`config.listen` is only
+/// checked for the API-key-without-TLS rule) until `shutdown` resolves.
+///
+/// Shutdown is graceful: the health service turns `NOT_SERVING`, open
+/// subscriptions and reads end, no new call is accepted, and the calls in
+/// flight — appends included — finish and are answered before this
+/// returns. The caller then drops or closes the store.
+pub async fn serve_on(
+    listener: TcpListener,
+    store: gesta::Store,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.check()?;
+    let local: SocketAddr = listener.local_addr().map_err(ServeError::Io)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .await;
+
+    let dcb = service::Dcb::new(store, config.limits(), stop_rx.clone());
+    let dcb = proto::v1::dcb_server::DcbServer::new(dcb)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let check = auth::ApiKey::new(config.api_key.clone());
+    let dcb = tonic::service::interceptor::InterceptedService::new(dcb, check);
+
+    let mut builder = Server::builder()
+        .max_concurrent_streams(Some(config.max_concurrent_streams))
+        .concurrency_limit_per_connection(config.max_concurrent_streams as usize)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        let (cert, key) = tls.read()?;
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    log::info!(
+        "serving {SERVICE_NAME} on {local} ({}, {})",
+        if config.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        },
+        if config.api_key.is_some() {
+            "API key"
+        } else {
+            "no API key"
+        }
+    );
+    // Accepted sockets get TCP_NODELAY here (the builder's setting covers
+    // only listeners it binds itself): without it, small responses wait
+    // for the peer's delayed ACK, some 40 ms each.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)));
+    let stopping = async move {
+        shutdown.await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing)
+            .await;
+        let _ = stop_tx.send(true);
+    };
+    let mut stopped = stop_rx.clone();
+    let grace = config.shutdown_grace;
+    let served = builder
+        .add_service(health_service)
+        .add_service(dcb)
+        .serve_with_incoming_shutdown(incoming, stopping);
+    tokio::select! {
+        served = served => served.map_err(|e| ServeError::Transport(e.to_string())),
+        _ = async {
+            let _ = stopped.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            log::warn!("calls still open {grace:?} after shutdown began were cut off");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves at the first SIGINT or SIGTERM (Ctrl-C elsewhere than Unix).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
