@@ -30,6 +30,16 @@ Examples:
 Every error is one line on stderr. Exit status: 0 success, 1 failure,
 2 bad usage, 3 an append's condition or expected revision failed.";
 
+const SERVE_AFTER_HELP: &str = "\
+Serves umadb.v1.DCB (Read, Subscribe, Append, Head, GetTrackingInfo) and the standard gRPC health service until
+SIGINT or SIGTERM, then finishes the calls in flight and closes the store. UmaDB's clients (Rust, Python, .NET,
+Java, PHP, Elixir) work unchanged. Plaintext on loopback by default; --api-key requires TLS unless
+--insecure-loopback-api-key and a loopback address.
+
+Examples:
+  gesta serve ./events
+  gesta serve ./events --listen 0.0.0.0:50051 --tls-cert cert.pem --tls-key key.pem --api-key \"$KEY\"";
+
 /// Operate a Gesta event store from the shell.
 #[derive(Parser, Debug)]
 #[command(name = "gesta", version, after_help = AFTER_HELP)]
@@ -67,6 +77,9 @@ enum Command {
     /// Courses and students: DCB conditional appends under concurrency.
     #[command(after_help = demo::AFTER_HELP)]
     Demo(demo::Args),
+    /// Serve a store over gRPC, speaking UmaDB's DCB protocol.
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(gesta_server::command::ServeArgs),
     /// Compare Gesta with SQLite and PostgreSQL (the comparison harness).
     #[command(after_help = bench::AFTER_HELP)]
     Bench(bench::Args),
@@ -85,6 +98,7 @@ fn main() -> ExitCode {
         Command::Import(a) => export::import(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => gesta_server::command::run(a, "gesta").map_err(failure::Failure::new),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -629,6 +629,45 @@ fn snapshot_save_list_load_delete() {
 }
 
 #[test]
+fn serve_holds_the_store_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
+        .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut listening = false;
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            listening = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(listening, "gesta serve never listened");
+    // The server owns the store meanwhile.
+    gesta()
+        .args(["read", d])
+        .assert()
+        .code(1)
+        .stderr(contains("locked"));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(positions(&ok(&["read", d], "")).len(), 7);
+}
+
+#[test]
 fn usage_errors_and_help() {
     gesta()
         .arg("frobnicate")

@@ -17,6 +17,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod auth;
+pub mod command;
 mod config;
 mod convert;
 mod service;

@@ -1,0 +1,76 @@
+//! The command-line face of the server, shared by the `gesta-server`
+//! binary and the `gesta serve` subcommand: the options and the run loop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::{ServeConfig, TlsFiles};
+
+/// The options of `gesta serve` and `gesta-server`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The store directory (created if missing).
+    pub dir: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain, PEM (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (with --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require `authorization: Bearer <KEY>` on every call (needs TLS).
+    #[arg(long, env = "GESTA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Allow --api-key without TLS when listening on a loopback address.
+    #[arg(long)]
+    pub insecure_loopback_api_key: bool,
+    /// The largest message accepted or sent, in bytes.
+    #[arg(long, default_value_t = ServeConfig::default().max_message_bytes)]
+    pub max_message_bytes: usize,
+    /// Concurrent calls per connection.
+    #[arg(long, default_value_t = ServeConfig::default().max_concurrent_streams)]
+    pub max_concurrent_streams: u32,
+    /// Concurrent Read and Subscribe calls over all connections.
+    #[arg(long, default_value_t = ServeConfig::default().max_open_streams)]
+    pub max_open_streams: usize,
+    /// Seconds calls in flight may take to finish after SIGINT or SIGTERM.
+    #[arg(long, default_value_t = ServeConfig::default().shutdown_grace.as_secs())]
+    pub shutdown_grace: u64,
+}
+
+/// Opens the store in `args.dir` and serves it until SIGINT or SIGTERM,
+/// then closes it; `name` prefixes what it prints.
+pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
+    let config = ServeConfig {
+        listen: args.listen,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        },
+        api_key: args.api_key,
+        insecure_loopback_api_key: args.insecure_loopback_api_key,
+        max_message_bytes: args.max_message_bytes,
+        max_concurrent_streams: args.max_concurrent_streams,
+        max_open_streams: args.max_open_streams,
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+    };
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let result = runtime.block_on(async {
+        let store = gesta::Store::open(&args.dir)?;
+        eprintln!(
+            "{name}: {} at head {}, listening on {}",
+            args.dir.display(),
+            store.head(),
+            config.listen
+        );
+        let served = crate::serve(store.clone(), config, crate::shutdown_signal()).await;
+        let closed = store.close();
+        served?;
+        closed?;
+        Ok::<(), crate::ServeError>(())
+    });
+    result.map_err(|e| e.to_string())
+}
