@@ -281,11 +281,7 @@ pub fn decode_manifest(
         decoded
     };
     let result = check(data);
-    if data.len() >= 4 {
-        let mut fixed = data.to_vec();
-        let at = fixed.len() - 4;
-        let crc = crc32fast::hash(&fixed[..at]);
-        fixed[at..].copy_from_slice(&crc.to_le_bytes());
+    if let Some(fixed) = with_trailing_crc(data) {
         let _ = check(&fixed);
     }
     result
@@ -313,12 +309,18 @@ pub fn decode_snapshot(
         decoded.map(|(key, s)| (key, s.position, s.state))
     };
     let result = check(data);
-    if data.len() >= 4 {
-        let mut fixed = data.to_vec();
-        let at = fixed.len() - 4;
-        let crc = crc32fast::hash(&fixed[..at]);
-        fixed[at..].copy_from_slice(&crc.to_le_bytes());
+    if let Some(fixed) = with_trailing_crc(data) {
         let _ = check(&fixed);
     }
     result
+}
+
+/// `data` with its last four bytes set to the CRC-32 of the rest (the
+/// checksum layout of MANIFEST and snapshot files), if it has four bytes.
+fn with_trailing_crc(data: &[u8]) -> Option<Vec<u8>> {
+    let at = data.len().checked_sub(4)?;
+    let mut fixed = data.to_vec();
+    let crc = crc32fast::hash(&fixed[..at]);
+    fixed[at..].copy_from_slice(&crc.to_le_bytes());
+    Some(fixed)
 }
