@@ -668,6 +668,74 @@ fn serve_holds_the_store_and_stops_on_sigterm() {
 }
 
 #[test]
+fn read_follow_tails_a_store_another_process_appends_to() {
+    use std::io::Read as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    // The writer holds the store, with small segments so that the follower
+    // must move across several rollovers.
+    let options = gesta::Options::default()
+        .segment_size(8 << 10)
+        .preallocate(4 << 10);
+    let store = gesta::Store::open_with(&dir, options).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
+        .args([
+            "read", d, "--follow", "--type", "Ping", "--after", "3", "--limit", "41",
+        ])
+        .args(["--poll-ms", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut want = vec![7]; // the Ping already in the store
+    for i in 0..80u64 {
+        let event = |t: &str| {
+            gesta::NewEvent::new(t, format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(300)))
+        };
+        let a = store.append(vec![event("Other"), event("Ping")]).unwrap();
+        if want.len() < 41 {
+            want.push(a.last);
+        }
+        if i % 10 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gesta read --follow did not stop after --limit events");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(positions(&out), want);
+    assert!(
+        std::fs::read_dir(dir.join("wal")).unwrap().count() > 3,
+        "the appends rolled over into several segments"
+    );
+    store.close().unwrap();
+}
+
+#[test]
 fn usage_errors_and_help() {
     gesta()
         .arg("frobnicate")

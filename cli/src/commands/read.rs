@@ -1,6 +1,6 @@
-//! `gesta read DIR`: matching events as JSON lines. (`--follow`, which
-//! keeps printing events as they commit, comes with subscriptions: a flag
-//! here and a loop after the catch-up read below.)
+//! `gesta read DIR`: matching events as JSON lines; with `--follow`, also
+//! the events appended afterwards, as they are written, by tailing the log
+//! read-only (the store may be open in another process).
 
 use std::io::{self, BufWriter, Write};
 
@@ -24,7 +24,12 @@ Examples:
   gesta read ./events --type CourseDefined --type CourseRenamed --after 100 --limit 20
   gesta read ./events --query '{"items":[{"tags":["course:c1"]},{"types":["Holiday"]}]}'
   gesta read ./events --backwards --limit 5                # the five newest
-  gesta read ./events --tag course:c1 --last               # the newest event about c1"#;
+  gesta read ./events --tag course:c1 --last               # the newest event about c1
+  gesta read ./events --type Enrolled --follow             # …and every new one as it is written (Ctrl-C stops)
+
+--follow reads the log files directly, without opening the store or taking its lock, so it works while
+another process (an application, `gesta serve`) appends; it shows events once written, which may be a moment
+before they are durable."#;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,6 +59,54 @@ pub struct Args {
     /// Only the newest matching event.
     #[arg(long, conflicts_with_all = ["backwards", "limit"])]
     last: bool,
+    /// Keep printing matching events as they are written.
+    #[arg(long, conflicts_with_all = ["backwards", "last", "before"])]
+    follow: bool,
+    /// How often --follow looks for new events, in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS", requires = "follow")]
+    poll_ms: u64,
+}
+
+/// `--follow`: everything after `--after`, then new events as they come.
+fn follow(args: &Args, query: &Query) -> Result<(), Failure> {
+    crate::failure::existing_store(&args.store.dir)?;
+    let mut follower = gesta::inspect::Follower::new(&args.store.dir, args.after.unwrap_or(0))?;
+    let mut remaining = args.limit.unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    let mut line = Vec::with_capacity(512);
+    let mut out = io::stdout().lock();
+    while remaining > 0 {
+        events.clear();
+        if follower.poll(&mut events)? == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(args.poll_ms));
+            continue;
+        }
+        for event in events
+            .iter()
+            .filter(|e| query.matches(&e.event_type, &e.tags))
+        {
+            line.clear();
+            json::write_event(&mut line, event);
+            line.push(b'\n');
+            if let Err(e) = out.write_all(&line) {
+                return if super::closed_pipe(&e) {
+                    Ok(())
+                } else {
+                    Err(e.into())
+                };
+            }
+            remaining -= 1;
+            if remaining == 0 {
+                break;
+            }
+        }
+        match out.flush() {
+            Err(e) if super::closed_pipe(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The query the flags describe.
@@ -74,6 +127,10 @@ fn query(args: &Args) -> Result<Query, Failure> {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let query = query(&args)?;
+    if args.follow {
+        gesta::validation::check_query(&query)?;
+        return follow(&args, &query);
+    }
     let store = open_existing(&args.store.dir)?;
     let backwards = args.backwards || args.last;
     let limit = if args.last { Some(1) } else { args.limit };

@@ -5,6 +5,8 @@
 //! when they read each file) and never change a byte — not even the torn
 //! tail that recovery would cut off, which they report instead.
 //!
+//! [`Follower`] tails the log of a store another process has open.
+//!
 //! [`repair_index`] is the one operation here that writes: it rebuilds a
 //! damaged or lost index from the log, under the store's lock.
 //!
@@ -12,11 +14,13 @@
 //! applies recovery's rules (see `docs/FORMAT.md`) without repairing
 //! anything.
 
+pub mod follow;
 pub mod repair;
 mod scan;
 pub mod stats;
 pub mod verify;
 
+pub use follow::Follower;
 pub use repair::{RepairReport, is_index_damage, repair_index};
 pub use stats::{StoreStats, stats};
 pub use verify::{VerifyReport, verify};

@@ -1,0 +1,170 @@
+//! [`Follower`]: reading the events another process appends to a store, as
+//! they are written, without opening the store — the log tailed read-only,
+//! no lock taken, nothing changed (`gesta read --follow`).
+//!
+//! A store belongs to the one process that has it open, so live
+//! subscriptions work only inside it. A follower instead polls the newest
+//! segment from where it stopped: every complete record there is verified
+//! (whole, as a scan does) and handed on, and when the writer rolls over to
+//! a new segment (named by its first position) the follower moves on to
+//! it. A record that does not verify is taken to be still being written
+//! and is read again at the next poll; `gesta verify` tells damage apart.
+//!
+//! A follower sees what has been written, which may be a moment before it
+//! is durable (before the writer's fsync returns): it is an observer, not a
+//! consumer that acknowledges.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use gesta_wal::format::{self, Frame, SEGMENT_HEADER_LEN, SegmentHeader};
+
+use super::scan::{WAL_DIR, corruption, io_error, segment_files};
+use crate::codec::decode_record;
+use crate::error::Result;
+use crate::event::RecordedEvent;
+
+/// Reads at most this much of a segment per poll.
+const CHUNK: usize = 4 << 20;
+
+/// Tails a store's log read-only; see the module doc.
+#[derive(Debug)]
+pub struct Follower {
+    dir: PathBuf,
+    /// The segment being read and the offset of its next record.
+    segment: Option<(PathBuf, u64)>,
+    /// The position the next record must start at.
+    next: u64,
+}
+
+impl Follower {
+    /// A follower of the store in `dir` that yields the events after
+    /// position `after`.
+    pub fn new(dir: &Path, after: u64) -> Result<Follower> {
+        super::scan::check_store_dir(dir)?;
+        Ok(Follower {
+            dir: dir.to_owned(),
+            segment: None,
+            next: after + 1,
+        })
+    }
+
+    /// The position after which the next poll continues.
+    pub fn position(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// Appends to `out` every event written since the last poll (or after
+    /// the start position); returns how many.
+    pub fn poll(&mut self, out: &mut Vec<RecordedEvent>) -> Result<usize> {
+        let before = out.len();
+        loop {
+            if self.segment.is_none() && !self.find_segment()? {
+                break;
+            }
+            let progressed = self.read_segment(out)?;
+            if progressed {
+                continue;
+            }
+            // Nothing more here: has the writer moved to the next segment?
+            let next_file = self
+                .dir
+                .join(WAL_DIR)
+                .join(format::segment_file_name(self.next));
+            if next_file.exists() {
+                self.segment = Some((next_file, SEGMENT_HEADER_LEN as u64));
+                continue;
+            }
+            break;
+        }
+        Ok(out.len() - before)
+    }
+
+    /// Finds the segment holding the next position; false if the log does
+    /// not reach it yet.
+    fn find_segment(&mut self) -> Result<bool> {
+        let files = segment_files(&self.dir)?;
+        let Some(file) = files.iter().rev().find(|f| f.first <= self.next) else {
+            return Ok(false);
+        };
+        self.segment = Some((file.path.clone(), SEGMENT_HEADER_LEN as u64));
+        Ok(true)
+    }
+
+    /// Reads the complete records of the current segment from its offset;
+    /// true if it read any.
+    fn read_segment(&mut self, out: &mut Vec<RecordedEvent>) -> Result<bool> {
+        let Some((path, offset)) = self.segment.clone() else {
+            return Ok(false);
+        };
+        let mut file = std::fs::File::open(&path).map_err(io_error(&path))?;
+        if offset == SEGMENT_HEADER_LEN as u64 {
+            let mut header = [0u8; SEGMENT_HEADER_LEN];
+            if file.read_exact(&mut header).is_err() {
+                return Ok(false); // being created
+            }
+            if let Err(e) = SegmentHeader::decode(&header) {
+                // A header not yet written is all zeros; anything else is
+                // damage.
+                if header.iter().all(|&b| b == 0) {
+                    return Ok(false);
+                }
+                return Err(corruption(&path, 0, e.to_string()));
+            }
+        }
+        let mut limit = CHUNK;
+        let bytes = loop {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(io_error(&path))?;
+            let mut buf = Vec::with_capacity(64 << 10);
+            (&mut file)
+                .take(limit as u64)
+                .read_to_end(&mut buf)
+                .map_err(io_error(&path))?;
+            let bytes = Bytes::from(buf);
+            // A first record larger than the chunk: read all of it.
+            match format::decode_record(&bytes) {
+                Frame::Invalid {
+                    claimed_end: Some(end),
+                    frame_ok: true,
+                    ..
+                } if end > limit && bytes.len() == limit => limit = end,
+                _ => break bytes,
+            }
+        };
+        let mut at = 0usize;
+        let mut events = Vec::new();
+        let mut read_any = false;
+        loop {
+            let rest = bytes.slice(at..);
+            match format::decode_record(&rest) {
+                Frame::Record(record, len) => {
+                    if record.meta.first_position > self.next {
+                        return Err(corruption(
+                            &path,
+                            offset + at as u64,
+                            format!(
+                                "record starts at position {}, expected {}",
+                                record.meta.first_position, self.next
+                            ),
+                        ));
+                    }
+                    events.clear();
+                    decode_record(&record, &mut events)?;
+                    out.extend(events.drain(..).filter(|e| e.position >= self.next));
+                    self.next = self.next.max(record.meta.last_position() + 1);
+                    at += len;
+                    read_any = true;
+                    if at >= bytes.len() {
+                        break;
+                    }
+                }
+                // The end of what is written, or a record being written.
+                Frame::End | Frame::Invalid { .. } => break,
+            }
+        }
+        self.segment = Some((path, offset + at as u64));
+        Ok(read_any)
+    }
+}
