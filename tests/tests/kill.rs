@@ -9,8 +9,8 @@
 //! CI runs 50 rounds; `GESTA_KILL_ROUNDS=<n>` runs more, and
 //! `GESTA_KILL_SEED=<seed>` changes the kill moments.
 //!
-//! The child is this test binary itself, started with an environment
-//! variable that makes [`child_writer`] run instead of returning at once.
+//! The child is this test binary itself, running the otherwise ignored
+//! [`child_writer`].
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -32,12 +32,13 @@ fn options() -> Options {
 }
 
 /// The child: appends until killed, printing `ack <thread> <seq> <first>
-/// <last>` for every acknowledged append. Does nothing in a normal run.
+/// <last>` for every acknowledged append. Ignored in a normal run; the
+/// parent starts it with `--ignored`.
 #[test]
+#[ignore = "the child process of sigkill_under_load_loses_no_acknowledged_event"]
 fn child_writer() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
-        return;
-    };
+    let dir = std::env::var(CHILD_DIR)
+        .expect("started by the parent test, which sets the store directory");
     let round: u32 = std::env::var(CHILD_ROUND)
         .ok()
         .and_then(|r| r.parse().ok())
@@ -71,7 +72,13 @@ type Acks = BTreeMap<(u32, u32), (u64, u64)>;
 fn run_child(dir: &std::path::Path, round: u32, kill_after: Duration) -> Acks {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DIR, dir)
         .env(CHILD_ROUND, round.to_string())
         .stdout(Stdio::piped())
