@@ -30,8 +30,11 @@
 //! [`clock`] (the time seam), `codec` (the event encoding inside a record),
 //! `committer` (the single writer thread), `store` (the handle),
 //! `subscription` and `subscribe` ([`Subscription`]s: catch-up then live,
-//! durable cursors in `cursors`), and `notify` (how the committer wakes
-//! subscribers).
+//! durable cursors in `cursors`), `notify` (how the committer wakes
+//! subscribers), `indexes` and `compact` (the index runs, their background
+//! flushing and merging), [`snapshots`] and [`projections`], and
+//! [`inspect`] (verify, stats, repair and follow a store directory without
+//! opening it).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
