@@ -80,6 +80,27 @@ fn corruption(file: &Path, offset: u64, reason: impl Into<String>) -> WalError {
     }
 }
 
+/// Recovery's torn-tail rule, shared with read-only walks of the log: a
+/// record at the start of `rest` that failed its checks (`claimed_end` and
+/// `frame_ok` as [`Frame::Invalid`] gives them) is
+/// a torn write — not damage — only in the newest segment, and only if
+/// nothing but zeros follows where an interrupted write would have stopped:
+/// inside the frame when the frame is bad, inside the body (whose extent
+/// the checked frame gives) when it is good.
+pub fn is_torn_write(
+    rest: &[u8],
+    claimed_end: Option<usize>,
+    frame_ok: bool,
+    newest: bool,
+) -> bool {
+    let after = match (frame_ok, claimed_end) {
+        (false, _) => Some(format::FRAME_LEN.min(rest.len())),
+        (true, Some(end)) => Some(end.min(rest.len())),
+        (true, None) => None,
+    };
+    newest && after.is_some_and(|a| all_zero(&rest[a..]))
+}
+
 fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
@@ -211,16 +232,7 @@ pub fn open(
                     claimed_end,
                     frame_ok,
                 } => {
-                    // Where an interrupted write would have stopped writing:
-                    // inside the frame when the frame is bad, inside the body
-                    // (whose extent the checked frame gives) when it is good.
-                    let after = match (frame_ok, claimed_end) {
-                        (false, _) => Some(format::FRAME_LEN.min(rest.len())),
-                        (true, Some(end)) => Some(end.min(rest.len())),
-                        (true, None) => None,
-                    };
-                    let torn = newest && after.is_some_and(|a| all_zero(&rest[a..]));
-                    if !torn {
+                    if !is_torn_write(&rest, claimed_end, frame_ok, newest) {
                         return Err(corruption(&path, offset as u64, reason));
                     }
                     let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;

@@ -166,13 +166,7 @@ pub(crate) fn scan_log(
                     claimed_end,
                     frame_ok,
                 } => {
-                    let after = match (frame_ok, claimed_end) {
-                        (false, _) => Some(format::FRAME_LEN.min(rest.len())),
-                        (true, Some(end)) => Some(end.min(rest.len())),
-                        (true, None) => None,
-                    };
-                    let torn = newest && after.is_some_and(|a| all_zero(&rest[a..]));
-                    if !torn {
+                    if !gesta_wal::recovery::is_torn_write(&rest, claimed_end, frame_ok, newest) {
                         return Err(corruption(path, offset as u64, reason));
                     }
                     let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
