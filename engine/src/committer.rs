@@ -134,6 +134,11 @@ pub(crate) struct Committer {
     /// On close, flush the memtable if it holds at least this many postings.
     pub close_flush_postings: usize,
     pub flusher: Option<Sender<FlushJob>>,
+    /// Segments in the log after the last commit, to notice a rollover.
+    pub segments_seen: usize,
+    /// Whether a rollover should wake the compactor to compress the
+    /// segment it sealed.
+    pub compress_on_roll: bool,
     /// Next revision of every stream looked at so far.
     pub revisions: HashMap<Key, u64>,
     /// Stored tracking position of every source looked at so far.
@@ -390,8 +395,12 @@ impl Committer {
         for a in group.admitted {
             a.reply.send(Ok(a.appended));
         }
-        if self.memtable.postings() >= self.flush_postings
-            && self.freeze()
+        let flush = self.memtable.postings() >= self.flush_postings && self.freeze();
+        // A rollover sealed a segment the compactor may now compress.
+        let segments = self.reader.segments().len();
+        let rolled = self.compress_on_roll && segments != self.segments_seen;
+        self.segments_seen = segments;
+        if (flush || rolled)
             && let Some(f) = &self.flusher
         {
             let _ = f.send(FlushJob { reply: None });

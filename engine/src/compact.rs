@@ -20,7 +20,9 @@ impl From<&Options> for CompactionSettings {
 impl Store {
     /// Flushes the in-memory index to an on-disk run and merges every run
     /// into one, waiting until that is durable (the MANIFEST switched and
-    /// the replaced files deleted); then catches every registered
+    /// the replaced files deleted); compresses every sealed segment if
+    /// [`Options::compression`](crate::Options::compression) is set; then
+    /// catches every registered
     /// projection up and writes the snapshots that are due. Appends and reads go on meanwhile;
     /// background compaction waits. Useful before a backup, after a bulk
     /// import, and in tests; the background compactor otherwise keeps the
@@ -28,6 +30,11 @@ impl Store {
     pub fn compact(&self) -> Result<()> {
         self.flush_index()?;
         self.indexes().compact_all()?;
+        if let Some(settings) = self.inner.compression {
+            self.inner
+                .compressor
+                .compress_sealed(settings, None, &|| false)?;
+        }
         self.indexes().projections.snapshot_pass(self)
     }
 }

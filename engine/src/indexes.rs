@@ -393,15 +393,18 @@ pub(crate) struct FlushJob {
     pub reply: Option<Sender<Result<()>>>,
 }
 
-/// Starts the background flusher; it ends when every sender is dropped.
+/// Starts the background flusher, which also merges runs and, with
+/// `compress`, rewrites sealed segments compressed; it ends when every
+/// sender is dropped.
 pub(crate) fn spawn_flusher(
     indexes: Arc<Indexes>,
+    compress: Option<(gesta_wal::Compressor, gesta_wal::Compression, Option<u64>)>,
     jobs: Receiver<FlushJob>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("gesta-flusher".into())
         .spawn(move || {
-            for job in jobs {
+            for job in &jobs {
                 let result = indexes.flush_frozen();
                 if let Err(e) = &result {
                     log::error!("gesta: index flush failed (will retry): {e}");
@@ -411,6 +414,12 @@ pub(crate) fn spawn_flusher(
                 }
                 if let Err(e) = indexes.compact_by_policy() {
                     log::error!("gesta: index merge failed (will retry): {e}");
+                }
+                if let Some((compressor, settings, pace)) = &compress
+                    && let Err(e) =
+                        compressor.compress_sealed(*settings, *pace, &|| !jobs.is_empty())
+                {
+                    log::error!("gesta: segment compression failed (will retry): {e}");
                 }
             }
         })

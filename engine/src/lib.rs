@@ -70,7 +70,7 @@ pub use committer::Appended;
 pub use error::{Error, Result};
 pub use event::{NewEvent, RecordedEvent};
 pub use memory::MemoryStore;
-pub use options::{Durability, GroupLimits, Options};
+pub use options::{Compression, Durability, GroupLimits, Options};
 pub use query::{Query, QueryItem};
 
 /// The input checks every store applies before it touches anything, so that

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use gesta_wal::io::{FileSystem, StdFs};
-pub use gesta_wal::{Durability, GroupLimits};
+pub use gesta_wal::{Compression, Durability, GroupLimits};
 
 use crate::clock::{Clock, SystemClock};
 
@@ -57,6 +57,18 @@ pub struct Options {
     /// [`Store::compact`](crate::Store::compact) calls are not limited.
     /// Default 64 MiB/s.
     pub merge_bytes_per_sec: Option<u64>,
+    /// Whether and how sealed segments are rewritten zstd-compressed by the
+    /// background compactor (and by [`Store::compact`]). Reads stay
+    /// transparent: a compressed segment is read through a block cache of
+    /// [`block_cache_bytes`](Self::block_cache_bytes). Default `None`: the
+    /// log stays uncompressed, so that reads cost no decompression. Older
+    /// segments keep whichever form they have when it is turned off.
+    ///
+    /// [`Store::compact`]: crate::Store::compact
+    pub compression: Option<Compression>,
+    /// Bytes of decompressed blocks of compressed segments kept in memory.
+    /// Default 32 MiB.
+    pub block_cache_bytes: usize,
     /// How many snapshots [`Store::save_snapshot`] keeps per key: saving
     /// one deletes all but the newest this many. Default 3; 0 keeps all.
     ///
@@ -86,6 +98,8 @@ impl Default for Options {
             close_flush_postings: 65_536,
             merge_fan_in: 4,
             merge_bytes_per_sec: Some(64 << 20),
+            compression: None,
+            block_cache_bytes: 32 << 20,
             snapshots_kept: 3,
             projection_interval: std::time::Duration::from_millis(100),
             fs: Arc::new(StdFs),
@@ -116,6 +130,12 @@ impl Options {
     /// Sets the background merge fan-in (0 or 1: no background merging).
     pub fn merge_fan_in(mut self, fan_in: usize) -> Options {
         self.merge_fan_in = fan_in;
+        self
+    }
+
+    /// Sets how sealed segments are compressed (`None`: not at all).
+    pub fn compression(mut self, compression: Option<Compression>) -> Options {
+        self.compression = compression;
         self
     }
 

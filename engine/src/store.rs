@@ -39,6 +39,8 @@ pub struct Store {
 
 pub(crate) struct Inner {
     dir: PathBuf,
+    pub(crate) compressor: gesta_wal::Compressor,
+    pub(crate) compression: Option<gesta_wal::Compression>,
     pub(crate) tx: Sender<Request>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) reader: WalReader,
@@ -110,6 +112,7 @@ impl Store {
             WalOptions {
                 segment_size: options.segment_size,
                 preallocate: options.preallocate,
+                block_cache_bytes: options.block_cache_bytes,
             },
             covered + 1,
             |record| {
@@ -146,10 +149,18 @@ impl Store {
         let hub = Arc::new(Hub::default());
         let cursors = Arc::new(Cursors::new(options.fs.clone(), &dir));
         let (flush_tx, flush_rx) = crossbeam_channel::unbounded::<FlushJob>();
-        let flusher = spawn_flusher(indexes.clone(), flush_rx).map_err(|source| Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let compress = options.compression.map(|settings| {
+            (
+                opened.compressor.clone(),
+                settings,
+                options.merge_bytes_per_sec,
+            )
+        });
+        let flusher =
+            spawn_flusher(indexes.clone(), compress, flush_rx).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
         let committer = Committer {
             writer: opened.writer,
             reader: opened.reader.clone(),
@@ -163,7 +174,9 @@ impl Store {
             memtable_lo: covered + 1,
             flush_postings: options.memtable_postings,
             close_flush_postings: options.close_flush_postings,
-            flusher: Some(flush_tx),
+            flusher: Some(flush_tx.clone()),
+            segments_seen: opened.reader.segments().len(),
+            compress_on_roll: options.compression.is_some(),
             revisions: HashMap::new(),
             tracking: HashMap::new(),
             commit_ewma: Duration::ZERO,
@@ -178,9 +191,16 @@ impl Store {
                 path: dir.clone(),
                 source,
             })?;
+        if options.compression.is_some() {
+            // Sealed segments left uncompressed by an earlier run.
+            let _ = flush_tx.send(FlushJob { reply: None });
+        }
+        drop(flush_tx);
         Ok(Store {
             inner: Arc::new(Inner {
                 dir,
+                compressor: opened.compressor,
+                compression: options.compression,
                 tx,
                 shared,
                 reader: opened.reader,

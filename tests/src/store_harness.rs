@@ -55,8 +55,9 @@ impl StoreHarness {
 
     /// Stores with aggressive compaction running concurrently with the
     /// suites: a memtable of 8 postings (a flush every few events), every
-    /// two runs of a tier merged, no rate limit; on a real directory or on
-    /// the in-memory file system.
+    /// two runs of a tier merged, every sealed (8 KiB) segment rewritten
+    /// compressed in 1 KiB blocks behind a 4 KiB block cache, no rate
+    /// limit; on a real directory or on the in-memory file system.
     pub fn compacting(on_disk: bool) -> StoreHarness {
         let mut harness = if on_disk {
             StoreHarness::on_disk()
@@ -67,6 +68,11 @@ impl StoreHarness {
         harness.options.close_flush_postings = 1;
         harness.options.merge_fan_in = 2;
         harness.options.merge_bytes_per_sec = None;
+        harness.options.compression = Some(gesta::Compression {
+            level: 1,
+            block_size: 1024,
+        });
+        harness.options.block_cache_bytes = 4 << 10;
         harness.compacting = true;
         harness
     }

@@ -18,16 +18,20 @@ use std::sync::Arc;
 
 use gesta::io::fault::FaultFs;
 use gesta::io::{FileSystem, OpenMode, read_all};
-use gesta::{Error, NewEvent, Options, Query, ReadOptions, RecordedEvent, Store};
+use gesta::{Compression, Error, NewEvent, Options, Query, ReadOptions, RecordedEvent, Store};
 use gesta_tests::SplitMix64;
 
 const DIR: &str = "/store";
 
-fn options(fs: &Arc<FaultFs>) -> Options {
+fn options(fs: &Arc<FaultFs>, compress: bool) -> Options {
     let mut o = Options::default()
         .fs(fs.clone())
         .segment_size(8 << 10)
-        .preallocate(4 << 10);
+        .preallocate(4 << 10)
+        .compression(compress.then_some(Compression {
+            level: 3,
+            block_size: 1024,
+        }));
     o.memtable_postings = 400;
     o.close_flush_postings = 1 << 30;
     o
@@ -73,11 +77,12 @@ fn observe(store: &Store) -> gesta::Result<Observed> {
     })
 }
 
-/// Builds the reference store: several sealed segments with offset tables,
-/// index runs and a MANIFEST, an unflushed tail, and a cursor.
-fn reference() -> Arc<FaultFs> {
+/// Builds the reference store: several sealed segments with offset tables
+/// (compressed, with `compress`), index runs and a MANIFEST, an unflushed
+/// tail, and a cursor.
+fn reference(compress: bool) -> Arc<FaultFs> {
     let fs = Arc::new(FaultFs::new());
-    let store = Store::open_with(DIR, options(&fs)).expect("open");
+    let store = Store::open_with(DIR, options(&fs, compress)).expect("open");
     let mut rng = SplitMix64::new(42);
     for i in 0..120u64 {
         let n = 1 + rng.below(3) as usize;
@@ -101,6 +106,9 @@ fn reference() -> Arc<FaultFs> {
         .expect("subscribe")
         .ack(77)
         .expect("ack");
+    if compress {
+        store.compact().expect("compact");
+    }
     store.close().expect("close");
     fs
 }
@@ -138,10 +146,22 @@ fn copy_of(files: &[(PathBuf, Vec<u8>)]) -> Arc<FaultFs> {
 
 #[test]
 fn every_flipped_bit_is_detected_or_harmless() {
-    let fs = reference();
+    flip_bits(false);
+}
+
+#[test]
+fn every_flipped_bit_of_a_store_with_compressed_segments_is_detected_or_harmless() {
+    flip_bits(true);
+}
+
+fn flip_bits(compress: bool) {
+    let fs = reference(compress);
     let mut paths = Vec::new();
     files(&fs, Path::new(DIR), &mut paths);
-    let kinds = ["seg", "off", "idx", "MANIFEST", "cursor"];
+    let mut kinds = vec![".seg", "off", "idx", "MANIFEST", "cursor"];
+    if compress {
+        kinds.push(".zseg");
+    }
     for kind in kinds {
         assert!(
             paths.iter().any(|p| p.to_string_lossy().contains(kind)),
@@ -154,7 +174,7 @@ fn every_flipped_bit_is_detected_or_harmless() {
         .collect();
     let want = {
         let fs = copy_of(&pristine);
-        let store = Store::open_with(DIR, options(&fs)).expect("open the copy");
+        let store = Store::open_with(DIR, options(&fs, compress)).expect("open the copy");
         observe(&store).expect("read the copy")
     };
     assert!(want.scan.len() > 200 && want.cursors == vec![("projector".to_owned(), 77)]);
@@ -178,7 +198,7 @@ fn every_flipped_bit_is_detected_or_harmless() {
             let mut damaged = pristine.clone();
             damaged[i].1[bit / 8] ^= 1 << (bit % 8);
             let fs = copy_of(&damaged);
-            let result = Store::open_with(DIR, options(&fs)).and_then(|store| {
+            let result = Store::open_with(DIR, options(&fs, compress)).and_then(|store| {
                 let torn = store.recovery_report().torn_tail.clone();
                 let seen = observe(&store);
                 let _ = store.close();
@@ -218,6 +238,9 @@ fn every_flipped_bit_is_detected_or_harmless() {
             }
         }
     }
-    println!("{detected} flips detected, {harmless} harmless, {torn_tails} cut as a torn tail");
+    println!(
+        "compressed segments: {compress}: {detected} flips detected, {harmless} harmless, \
+         {torn_tails} cut as a torn tail"
+    );
     assert!(detected > harmless, "most flips must be detected");
 }

@@ -56,7 +56,9 @@ use gesta::clock::ManualClock;
 use gesta::io::FileSystem;
 use gesta::io::fault::{CrashMode, FaultFs};
 use gesta::io::obfuscated::ObfuscatedFs;
-use gesta::{Appended, Durability, Error, Options, Query, ReadOptions, RecordedEvent, Store};
+use gesta::{
+    Appended, Compression, Durability, Error, Options, Query, ReadOptions, RecordedEvent, Store,
+};
 use gesta_tests::{
     EventKey, SplitMix64, batch, check_event, derive_seed, env_u64, expected_event, read_all,
 };
@@ -98,7 +100,17 @@ impl Disk {
         }
     }
 
+    /// The options of a run that does not compress segments.
     fn options(&self, durability: Durability, clock: &Arc<ManualClock>) -> Options {
+        self.options_for(durability, false, clock)
+    }
+
+    fn options_for(
+        &self,
+        durability: Durability,
+        compress: bool,
+        clock: &Arc<ManualClock>,
+    ) -> Options {
         let mut options = Options::default()
             .fs(self.fs.clone())
             .segment_size(SEGMENT_SIZE)
@@ -110,6 +122,16 @@ impl Disk {
         // land inside those too.
         options.memtable_postings = MEMTABLE_POSTINGS;
         options.close_flush_postings = 1;
+        if compress {
+            // Every sealed segment rewritten compressed in the background,
+            // in small blocks, so that crash points land inside rewrites.
+            options.compression = Some(Compression {
+                level: 1,
+                block_size: 1024,
+            });
+            options.block_cache_bytes = 8 << 10;
+            options.merge_bytes_per_sec = None;
+        }
         options
     }
 }
@@ -130,6 +152,8 @@ struct Scenario {
     /// operations, with this mode.
     recovery_crash: Option<(u64, CrashMode)>,
     durability: Durability,
+    /// Whether sealed segments are compressed in the background.
+    compress: bool,
 }
 
 /// One append of the workload and what it returned.
@@ -162,6 +186,8 @@ struct Outcome {
     recovery_ops: u64,
     /// Events recovered after the crash(es).
     recovered: u64,
+    /// Compressed segments found after the crash(es).
+    compressed_segments: usize,
 }
 
 /// Phase 1: open, run the workload from `threads` writers, close.
@@ -171,7 +197,7 @@ fn workload(
     clock: &Arc<ManualClock>,
     outcome: &mut Outcome,
 ) -> Vec<Attempt> {
-    let store = match Store::open_with(DIR, disk.options(s.durability, clock)) {
+    let store = match Store::open_with(DIR, disk.options_for(s.durability, s.compress, clock)) {
         Ok(store) => store,
         Err(e) => {
             assert!(
@@ -451,7 +477,7 @@ fn recover_and_check(
     mut attempts: Vec<Attempt>,
     outcome: &mut Outcome,
 ) -> Result<(), String> {
-    let options = disk.options(s.durability, clock);
+    let options = disk.options_for(s.durability, s.compress, clock);
     let before = disk.fault.mutating_ops();
     let store = Store::open_with(DIR, options.clone())
         .map_err(|e| format!("reopen after the crash failed: {e}"))?;
@@ -459,6 +485,13 @@ fn recover_and_check(
     let report = store.recovery_report().clone();
     outcome.torn_tails += usize::from(report.torn_tail.is_some());
     outcome.partial_segments += usize::from(report.removed_partial_segment.is_some());
+    outcome.compressed_segments = disk
+        .fault
+        .list(&Path::new(DIR).join("wal"))
+        .map_err(|e| format!("listing the log: {e}"))?
+        .iter()
+        .filter(|n| n.ends_with(".zseg"))
+        .count();
     if report.last_position != store.head() {
         return Err(format!(
             "recovery report {report:?} disagrees with head {}",
@@ -524,7 +557,7 @@ fn run_on(disk: &Disk, s: &Scenario) -> Result<Outcome, String> {
 
     if let Some((k, mode)) = s.recovery_crash {
         disk.fault.crash_after(k);
-        match Store::open_with(DIR, disk.options(s.durability, &clock)) {
+        match Store::open_with(DIR, disk.options_for(s.durability, s.compress, &clock)) {
             Ok(store) => {
                 outcome.torn_tails += usize::from(store.recovery_report().torn_tail.is_some());
                 outcome.partial_segments +=
@@ -563,6 +596,7 @@ struct Totals {
     partial_segments: u64,
     open_failures: u64,
     clean: u64,
+    compressed_segments: u64,
 }
 
 impl Totals {
@@ -576,13 +610,15 @@ impl Totals {
         self.partial_segments += o.partial_segments as u64;
         self.open_failures += u64::from(o.open_failed);
         self.clean += u64::from(!crashed);
+        self.compressed_segments += o.compressed_segments as u64;
     }
 
     fn summary(&self, name: &str, started: Instant) -> String {
         format!(
             "{name}: {} runs, {} crash points explored, {} appends acknowledged, {} failed appends recovered whole, \
              {} acknowledged appends lost (Buffered), {} torn tails cut, {} partial segments removed, \
-             {} crashes during open, {} runs finished before their crash point, {:.1?}",
+             {} crashes during open, {} runs finished before their crash point, \
+             {} compressed segments recovered, {:.1?}",
             self.runs,
             self.crash_points,
             self.acknowledged,
@@ -592,6 +628,7 @@ impl Totals {
             self.partial_segments,
             self.open_failures,
             self.clean,
+            self.compressed_segments,
             started.elapsed()
         )
     }
@@ -629,6 +666,7 @@ fn systematic_scenario(batches: u32, crash_after: Option<u64>, mode: CrashMode) 
         mode,
         recovery_crash: None,
         durability: Durability::Sync,
+        compress: false,
     }
 }
 
@@ -803,6 +841,7 @@ fn random_scenario(seed: u64) -> Scenario {
     } else {
         Durability::Sync
     };
+    let compress = rng.chance(1, 3);
     Scenario {
         seed,
         threads,
@@ -811,6 +850,7 @@ fn random_scenario(seed: u64) -> Scenario {
         mode,
         recovery_crash,
         durability,
+        compress,
     }
 }
 
@@ -853,6 +893,10 @@ fn random_crash_points() {
         totals.summary("random crash exploration", started)
     );
     totals.assert_not_vacuous();
+    assert!(
+        totals.compressed_segments > 0,
+        "no run recovered a compressed segment: {totals:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -870,7 +914,7 @@ fn obfuscated_fs_round_trip() {
     let attempts = workload(&disk, &s, &clock, &mut outcome);
     assert_eq!(attempts.len(), 30);
 
-    let store = Store::open_with(DIR, disk.options(s.durability, &clock)).unwrap();
+    let store = Store::open_with(DIR, disk.options_for(s.durability, s.compress, &clock)).unwrap();
     assert!(
         store.recovery_report().segments > 3,
         "{:?}",
@@ -908,7 +952,7 @@ fn obfuscated_fs_round_trip() {
     // A store opened on the inner disk directly sees garbage and refuses it.
     let direct = Store::open_with(
         DIR,
-        disk.options(s.durability, &clock)
+        disk.options_for(s.durability, s.compress, &clock)
             .fs(Arc::new(inner.clone())),
     );
     assert!(

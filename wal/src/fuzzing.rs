@@ -46,6 +46,7 @@ fn options() -> WalOptions {
     WalOptions {
         segment_size: 1024,
         preallocate: 256,
+        ..WalOptions::default()
     }
 }
 

@@ -13,7 +13,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod cache;
 pub mod commit;
+pub mod compress;
 pub mod error;
 pub mod format;
 pub mod fuzzing;
@@ -23,10 +25,13 @@ pub mod recovery;
 pub mod segment;
 pub mod table;
 pub mod writer;
+pub mod zseg;
 
 pub use commit::{Durability, GroupLimits, GroupSize, Next, SyncPolicy};
+pub use compress::{CompressReport, Compressor};
 pub use error::{Result, WalError};
 pub use format::{Payload, Record, RecordMeta};
 pub use reader::{Backward, Forward, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
 pub use writer::{WalOptions, WalWriter};
+pub use zseg::Compression;

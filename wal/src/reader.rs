@@ -28,7 +28,7 @@ fn read_range(segment: &Segment, start: u64, end: u64) -> Result<Bytes> {
 
 fn corrupt(segment: &Segment, offset: u64, reason: &str) -> WalError {
     WalError::Corruption {
-        file: segment.path().clone(),
+        file: segment.path(),
         offset,
         reason: reason.to_owned(),
     }

@@ -16,15 +16,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::cache::BlockCache;
+use crate::compress::{Compressor, SegmentFile, resolve_listing};
 use crate::error::{IoContext, Result, WalError};
-use crate::format::{
-    self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_file_name,
-};
-use crate::io::{FileSystem, OpenMode};
+use crate::format::{self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::reader::WalReader;
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
 use crate::writer::{ActiveTail, WalOptions, WalWriter};
+use crate::zseg::CompressedSegment;
 
 /// A torn write found at the tail of the log and cut off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct OpenedWal {
     pub writer: WalWriter,
     /// A reader; clone it freely.
     pub reader: WalReader,
+    /// Rewrites sealed segments compressed; clone it freely.
+    pub compressor: Compressor,
     /// What recovery found.
     pub report: RecoveryReport,
     /// Timestamp of the newest record (0 when empty).
@@ -107,6 +110,11 @@ fn all_zero(b: &[u8]) -> bool {
 
 /// Opens (creating if needed) the log in `dir`, verifying every record and
 /// calling `on_record` for each one from `replay_from` on, in order.
+///
+/// The caller vouches that every position below `replay_from` was
+/// committed durably (it has them in its on-disk index): a record there
+/// that fails its checks is corruption even at the very end of the log,
+/// where it would otherwise pass for a torn write and be cut off.
 pub fn open(
     fs: Arc<dyn FileSystem>,
     dir: &Path,
@@ -115,170 +123,131 @@ pub fn open(
     mut on_record: impl FnMut(&Record) -> Result<()>,
 ) -> Result<OpenedWal> {
     fs.create_dir_all(dir).at(dir)?;
-    let mut firsts: Vec<u64> = fs
-        .list(dir)
-        .at(dir)?
-        .iter()
-        .filter_map(|n| parse_segment_file_name(n))
-        .collect();
-    firsts.sort_unstable();
+    let (files, garbage) = resolve_listing(dir, &fs.list(dir).at(dir)?);
+    if !garbage.is_empty() {
+        for path in &garbage {
+            log::warn!(
+                "gesta-wal: removed the leftover of an interrupted segment rewrite: {}",
+                path.display()
+            );
+            fs.remove_file(path).at(path)?;
+        }
+        fs.sync_dir(dir).at(dir)?;
+    }
+    let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
+    let coherent = fs.mmap_is_coherent();
 
     let segments = SegmentSet::default();
     let mut report = RecoveryReport::default();
-    let mut expected_next = 1u64;
-    let mut last_timestamp = 0u64;
+    let mut scan = Scan {
+        expected_next: 1,
+        last_timestamp: 0,
+        replay_from,
+        on_record: &mut on_record,
+    };
     let mut tail: Option<ActiveTail> = None;
 
-    for (i, &first) in firsts.iter().enumerate() {
-        let newest = i + 1 == firsts.len();
-        let path = dir.join(format::segment_file_name(first));
-        let file = fs.open(&path, OpenMode::Existing).at(&path)?;
+    for (i, (first, found)) in files.iter().enumerate() {
+        let first = *first;
+        let newest = i + 1 == files.len();
+        let (path, compressed) = match found {
+            SegmentFile::Plain(path) => (path, false),
+            SegmentFile::Compressed(path) => (path, true),
+        };
+        let file = fs.open(path, OpenMode::Existing).at(path)?;
         // A map reads the file without copying it where the file system
         // maps for real; elsewhere it is a copy, as a read would be.
-        let bytes = Bytes::from_owner(file.map().at(&path)?);
-
-        let header = match SegmentHeader::decode(&bytes) {
-            Ok(h) => h,
-            Err(e) if newest && all_zero(bytes.get(SEGMENT_HEADER_LEN..).unwrap_or(&[])) => {
-                // The rollover that created this segment was interrupted
-                // before it was durable; nothing was ever written to it.
-                log_partial(&path, &e.to_string());
-                drop(file);
-                fs.remove_file(&path).at(&path)?;
-                fs.sync_dir(dir).at(dir)?;
-                report.removed_partial_segment = Some(path);
-                break;
-            }
-            Err(e) => return Err(corruption(&path, 0, e.to_string())),
-        };
-        if header.first_position != first {
-            return Err(corruption(
-                &path,
-                16,
-                "segment header disagrees with its file name",
-            ));
-        }
-        if first != expected_next {
-            return Err(corruption(
-                &path,
-                0,
-                format!(
-                    "segment starts at position {first}, expected {expected_next}: a segment is missing"
-                ),
-            ));
-        }
-
-        let coherent = fs.mmap_is_coherent();
+        let mapped = Bytes::from_owner(file.map().at(path)?);
         let segment = Arc::new(Segment::new(first, path.clone(), file.clone(), coherent));
-        if !newest {
+        let mut z = None;
+        if compressed {
+            let opened = CompressedSegment::open(path.clone(), mapped.clone(), cache.clone())?;
+            if opened.layout().first_position != first {
+                return Err(corruption(
+                    path,
+                    0,
+                    "compressed segment disagrees with its file name",
+                ));
+            }
+            let opened = Arc::new(opened);
+            segment.set_compressed(file.clone(), opened.clone());
+            z = Some(opened);
+        }
+        let len = z.as_ref().map_or(mapped.len() as u64, |z| z.layout().len);
+
+        if !compressed && !check_header(&mapped, path, first, scan.expected_next, newest)? {
+            // The rollover that created this segment was interrupted
+            // before it was durable; nothing was ever written to it.
+            drop((segment, file, mapped));
+            fs.remove_file(path).at(path)?;
+            fs.sync_dir(dir).at(dir)?;
+            report.removed_partial_segment = Some(path.clone());
+            break;
+        }
+        if compressed && first != scan.expected_next {
+            return Err(missing_segment(path, first, scan.expected_next));
+        }
+        // A compressed segment is sealed by construction, even when the
+        // segment after it was lost with an interrupted rollover.
+        let sealed = !newest || compressed;
+        if sealed {
             // A sealed segment whose records all lie before the replay point
             // and whose offset table is intact need not be scanned: opening
             // then costs time in proportion to the unflushed tail.
             let table = SegmentTable::load(fs.as_ref(), dir, first).at(&table_path(dir, first))?;
-            if let Some(t) =
-                table.filter(|t| t.last_position < replay_from && t.end == bytes.len() as u64)
-            {
-                expected_next = t.last_position + 1;
-                last_timestamp = t.last_timestamp_micros;
+            let agrees = |t: &SegmentTable| {
+                t.last_position < replay_from
+                    && t.end == len
+                    && z.as_ref()
+                        .is_none_or(|z| z.layout().last_position == t.last_position)
+            };
+            if let Some(t) = table.filter(agrees) {
+                scan.expected_next = t.last_position + 1;
+                scan.last_timestamp = t.last_timestamp_micros;
                 segment.load_table(t.entries, t.last_position, t.end);
                 segment.seal();
-                segment.set_mapping(bytes.clone());
+                if !compressed {
+                    segment.set_mapping(mapped);
+                }
                 segments.push(segment);
                 report.tables_trusted += 1;
                 continue;
             }
         }
-        let mut offset = SEGMENT_HEADER_LEN;
-        loop {
-            let rest = bytes.slice(offset..);
-            match format::decode_record(&rest) {
-                Frame::Record(record, len) => {
-                    if record.meta.first_position != expected_next {
-                        return Err(corruption(
-                            &path,
-                            offset as u64,
-                            format!(
-                                "record starts at position {}, expected {expected_next}",
-                                record.meta.first_position
-                            ),
-                        ));
-                    }
-                    if record.meta.last_position() >= replay_from {
-                        on_record(&record)?;
-                    }
-                    expected_next = record.meta.last_position() + 1;
-                    last_timestamp = record.meta.timestamp_micros;
-                    report.records += 1;
-                    segment.publish(
-                        record.meta.first_position,
-                        record.meta.last_position(),
-                        offset as u64,
-                        (offset + len) as u64,
-                    );
-                    offset += len;
-                }
-                Frame::End => {
-                    if !all_zero(&rest) {
-                        return Err(corruption(
-                            &path,
-                            offset as u64,
-                            "data follows the end-of-log marker",
-                        ));
-                    }
-                    break;
-                }
-                Frame::Invalid {
-                    reason,
-                    claimed_end,
-                    frame_ok,
-                } => {
-                    if !is_torn_write(&rest, claimed_end, frame_ok, newest) {
-                        return Err(corruption(&path, offset as u64, reason));
-                    }
-                    let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
-                    let torn = TornTail {
-                        file: path.clone(),
-                        offset: offset as u64,
-                        bytes: cut,
-                        reason: reason.to_owned(),
-                    };
-                    log_torn(&torn);
-                    // Zero the torn bytes so the next open reads a clean end
-                    // here even if nothing is appended in between. The writes
-                    // go back to front, each synced, so that a crash during
-                    // them (which may tear them too) always leaves something
-                    // that still reads as a torn tail or a clean end: first
-                    // the body (the frame still vouches for the length and
-                    // zeros follow), then the checksums (a bad frame with
-                    // zeros after it), then the length (zero: the end).
-                    let cut = cut as usize;
-                    for range in [
-                        format::FRAME_LEN.min(cut)..cut,
-                        4.min(cut)..format::FRAME_LEN.min(cut),
-                        0..4.min(cut),
-                    ] {
-                        if !range.is_empty() {
-                            file.write_at(&vec![0u8; range.len()], (offset + range.start) as u64)
-                                .at(&path)?;
-                            file.sync_data().at(&path)?;
-                        }
-                    }
-                    report.torn_tail = Some(torn);
-                    break;
-                }
-            }
+
+        let bytes = match &z {
+            Some(z) => z.read_all()?,
+            None => mapped,
+        };
+        if compressed {
+            check_header(&bytes, path, first, scan.expected_next, false)?;
         }
-        if !newest {
+        let end = scan.records(&bytes, path, &segment, sealed, &mut report)?;
+        if let Some(torn) = &report.torn_tail
+            && !sealed
+        {
+            zero_torn_tail(file.as_ref(), path, &bytes, torn.offset)?;
+        }
+        if sealed {
+            if let Some(z) = &z
+                && (z.layout().last_position + 1 != scan.expected_next || z.layout().len != end)
+            {
+                return Err(corruption(
+                    path,
+                    0,
+                    "compressed segment's footer disagrees with its records",
+                ));
+            }
             segment.seal();
-            segment.set_mapping(bytes.clone());
-            let bounds = segment.bounds();
+            if !compressed {
+                segment.set_mapping(bytes.clone());
+            }
             let (entries, last_position, end) = segment.table_with(std::iter::empty());
-            debug_assert_eq!((last_position, end), (bounds.last_position, bounds.end));
             let table = SegmentTable {
                 first_position: first,
                 last_position,
                 end,
-                last_timestamp_micros: last_timestamp,
+                last_timestamp_micros: scan.last_timestamp,
                 entries,
             };
             if SegmentTable::load(fs.as_ref(), dir, first)
@@ -294,12 +263,14 @@ pub fn open(
             }
             tail = Some(ActiveTail {
                 segment: segment.clone(),
-                end: offset as u64,
+                end,
                 allocated: bytes.len() as u64,
             });
         }
         segments.push(segment);
     }
+    let expected_next = scan.expected_next;
+    let last_timestamp = scan.last_timestamp;
 
     let tail = match tail {
         Some(tail) => {
@@ -308,7 +279,7 @@ pub fn open(
             // before its directory entry was synced, read back without a
             // crash in between. The store is about to present those records
             // as committed and append after them, so make them durable first.
-            let path = tail.segment.path().clone();
+            let path = tail.segment.path();
             tail.segment.file().sync_data().at(&path)?;
             fs.sync_dir(dir).at(dir)?;
             tail
@@ -326,6 +297,7 @@ pub fn open(
     };
     report.segments = segments.len();
     report.last_position = expected_next - 1;
+    let compressor = Compressor::new(fs.clone(), dir.to_owned(), segments.clone(), cache);
     let writer = WalWriter::resume(
         fs,
         dir.to_owned(),
@@ -337,9 +309,173 @@ pub fn open(
     Ok(OpenedWal {
         writer,
         reader: WalReader::new(segments),
+        compressor,
         report,
         last_timestamp_micros: last_timestamp,
     })
+}
+
+/// Checks a segment's header against its file name and the position the
+/// log has reached. `Ok(false)`: the newest segment's creation was cut
+/// short before anything was written to it.
+fn check_header(
+    bytes: &[u8],
+    path: &Path,
+    first: u64,
+    expected_next: u64,
+    newest: bool,
+) -> Result<bool> {
+    let header = match SegmentHeader::decode(bytes) {
+        Ok(h) => h,
+        Err(e) if newest && all_zero(bytes.get(SEGMENT_HEADER_LEN..).unwrap_or(&[])) => {
+            log_partial(path, &e.to_string());
+            return Ok(false);
+        }
+        Err(e) => return Err(corruption(path, 0, e.to_string())),
+    };
+    if header.first_position != first {
+        return Err(corruption(
+            path,
+            16,
+            "segment header disagrees with its file name",
+        ));
+    }
+    if first != expected_next {
+        return Err(missing_segment(path, first, expected_next));
+    }
+    Ok(true)
+}
+
+fn missing_segment(path: &Path, first: u64, expected_next: u64) -> WalError {
+    corruption(
+        path,
+        0,
+        format!(
+            "segment starts at position {first}, expected {expected_next}: a segment is missing"
+        ),
+    )
+}
+
+/// The running state of recovery's walk over the records.
+struct Scan<'a, F> {
+    expected_next: u64,
+    last_timestamp: u64,
+    replay_from: u64,
+    on_record: &'a mut F,
+}
+
+impl<F: FnMut(&Record) -> Result<()>> Scan<'_, F> {
+    /// Verifies and publishes every record of one segment's `bytes`,
+    /// returning the offset where they end. A torn write at the end of the
+    /// newest segment (`sealed` false) is reported in `report`, not
+    /// returned as an error; the caller zeroes it.
+    fn records(
+        &mut self,
+        bytes: &Bytes,
+        path: &Path,
+        segment: &Segment,
+        sealed: bool,
+        report: &mut RecoveryReport,
+    ) -> Result<u64> {
+        let mut offset = SEGMENT_HEADER_LEN;
+        loop {
+            let rest = bytes.slice(offset..);
+            match format::decode_record(&rest) {
+                Frame::Record(record, len) => {
+                    if record.meta.first_position != self.expected_next {
+                        return Err(corruption(
+                            path,
+                            offset as u64,
+                            format!(
+                                "record starts at position {}, expected {}",
+                                record.meta.first_position, self.expected_next
+                            ),
+                        ));
+                    }
+                    if record.meta.last_position() >= self.replay_from {
+                        (self.on_record)(&record)?;
+                    }
+                    self.expected_next = record.meta.last_position() + 1;
+                    self.last_timestamp = record.meta.timestamp_micros;
+                    report.records += 1;
+                    segment.publish(
+                        record.meta.first_position,
+                        record.meta.last_position(),
+                        offset as u64,
+                        (offset + len) as u64,
+                    );
+                    offset += len;
+                }
+                Frame::End => {
+                    if !all_zero(&rest) {
+                        return Err(corruption(
+                            path,
+                            offset as u64,
+                            "data follows the end-of-log marker",
+                        ));
+                    }
+                    return Ok(offset as u64);
+                }
+                Frame::Invalid {
+                    reason,
+                    claimed_end,
+                    frame_ok,
+                } => {
+                    if !is_torn_write(&rest, claimed_end, frame_ok, !sealed) {
+                        return Err(corruption(path, offset as u64, reason));
+                    }
+                    if self.expected_next < self.replay_from {
+                        // The caller holds (indexes) positions up to the
+                        // replay point, which only durable records reach:
+                        // this record was committed, so it is damaged, not
+                        // torn, and cutting it would lose it.
+                        return Err(corruption(
+                            path,
+                            offset as u64,
+                            format!(
+                                "{reason}, in a record known to be committed (position {} is below the replay point {})",
+                                self.expected_next, self.replay_from
+                            ),
+                        ));
+                    }
+                    let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
+                    let torn = TornTail {
+                        file: path.to_owned(),
+                        offset: offset as u64,
+                        bytes: cut,
+                        reason: reason.to_owned(),
+                    };
+                    log_torn(&torn);
+                    report.torn_tail = Some(torn);
+                    return Ok(offset as u64);
+                }
+            }
+        }
+    }
+}
+
+/// Zeroes the torn bytes at `offset` so that the next open reads a clean
+/// end there even if nothing is appended in between. The writes go back to
+/// front, each synced, so that a crash during them (which may tear them
+/// too) always leaves something that still reads as a torn tail or a clean
+/// end: first the body (the frame still vouches for the length and zeros
+/// follow), then the checksums (a bad frame with zeros after it), then the
+/// length (zero: the end).
+fn zero_torn_tail(file: &dyn FileHandle, path: &Path, bytes: &[u8], offset: u64) -> Result<()> {
+    let rest = &bytes[offset as usize..];
+    let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    for range in [
+        format::FRAME_LEN.min(cut)..cut,
+        4.min(cut)..format::FRAME_LEN.min(cut),
+        0..4.min(cut),
+    ] {
+        if !range.is_empty() {
+            file.write_at(&vec![0u8; range.len()], offset + range.start as u64)
+                .at(path)?;
+            file.sync_data().at(path)?;
+        }
+    }
+    Ok(())
 }
 
 fn log_torn(t: &TornTail) {

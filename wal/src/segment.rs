@@ -15,6 +15,7 @@ use parking_lot::RwLock;
 use crate::error::{IoContext, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::{FileHandle, read_exact_at};
+use crate::zseg::CompressedSegment;
 
 /// One offset-table entry is kept per this many bytes of records, so the
 /// table stays small (a few bytes per KiB of log) and a lookup scans at most
@@ -25,15 +26,22 @@ pub(crate) const INDEX_STRIDE: u64 = 4096;
 #[derive(Debug)]
 pub struct Segment {
     first_position: u64,
-    path: PathBuf,
-    file: Arc<dyn FileHandle>,
     /// Whether a map of the file shows later writes (see
     /// `FileSystem::mmap_is_coherent`); if not, only a sealed segment is
     /// read through a map.
     coherent: bool,
-    /// The file mapped whole, once it has been mapped.
-    mapping: RwLock<Option<Bytes>>,
+    backing: RwLock<Backing>,
     state: RwLock<SegmentState>,
+}
+
+/// Where a segment's bytes are: its file (mapped whole once it has been
+/// mapped) or, once sealed and compressed, a compressed file.
+#[derive(Debug)]
+struct Backing {
+    path: PathBuf,
+    file: Arc<dyn FileHandle>,
+    mapping: Option<Bytes>,
+    compressed: Option<Arc<CompressedSegment>>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,10 +84,13 @@ impl Segment {
     ) -> Segment {
         Segment {
             first_position,
-            path,
-            file,
             coherent,
-            mapping: RwLock::new(None),
+            backing: RwLock::new(Backing {
+                path,
+                file,
+                mapping: None,
+                compressed: None,
+            }),
             state: RwLock::new(SegmentState {
                 entries: Vec::new(),
                 end: SEGMENT_HEADER_LEN as u64,
@@ -94,41 +105,67 @@ impl Segment {
         self.first_position
     }
 
-    /// The segment's path.
-    pub fn path(&self) -> &PathBuf {
-        &self.path
+    /// The path of the file that holds the segment now.
+    pub fn path(&self) -> PathBuf {
+        self.backing.read().path.clone()
     }
 
-    /// The open file.
-    pub fn file(&self) -> &Arc<dyn FileHandle> {
-        &self.file
+    /// The open file (the compressed file once the segment is compressed).
+    pub fn file(&self) -> Arc<dyn FileHandle> {
+        self.backing.read().file.clone()
     }
 
-    /// Bytes `start..end` of the file, which the caller knows to be written
-    /// and published. Served from a shared map when the segment may be
-    /// mapped (no copy, no system call), else read with `pread`.
+    /// The compressed segment, once the segment has been compressed.
+    pub fn compressed(&self) -> Option<Arc<CompressedSegment>> {
+        self.backing.read().compressed.clone()
+    }
+
+    /// Bytes `start..end` of the segment, which the caller knows to be
+    /// written and published. Served from a shared map when the segment may
+    /// be mapped (no copy, no system call), from decompressed blocks when it
+    /// is compressed, else read with `pread`.
     pub fn read(&self, start: u64, end: u64) -> Result<Bytes> {
         let (s, e) = (start as usize, end as usize);
-        if self.coherent || self.is_sealed() {
-            if let Some(map) = self.mapping.read().as_ref().filter(|m| m.len() >= e) {
+        let (path, file) = {
+            let b = self.backing.read();
+            if let Some(z) = &b.compressed {
+                return z.read(start, end);
+            }
+            if let Some(map) = b.mapping.as_ref().filter(|m| m.len() >= e) {
                 return Ok(map.slice(s..e));
             }
-            let map = Bytes::from_owner(self.file.map().at(&self.path)?);
+            (b.path.clone(), b.file.clone())
+        };
+        if self.coherent || self.is_sealed() {
+            let map = Bytes::from_owner(file.map().at(&path)?);
             if map.len() >= e {
                 let out = map.slice(s..e);
-                *self.mapping.write() = Some(map);
+                let mut b = self.backing.write();
+                if b.compressed.is_none() {
+                    b.mapping = Some(map);
+                }
                 return Ok(out);
             }
         }
         let mut buf = vec![0u8; e - s];
-        read_exact_at(self.file.as_ref(), &mut buf, start).at(&self.path)?;
+        read_exact_at(file.as_ref(), &mut buf, start).at(&path)?;
         Ok(Bytes::from(buf))
     }
 
     /// Seeds the map with bytes already read whole (by recovery), for a
     /// segment that is sealed or whose file system maps coherently.
     pub(crate) fn set_mapping(&self, bytes: Bytes) {
-        *self.mapping.write() = Some(bytes);
+        self.backing.write().mapping = Some(bytes);
+    }
+
+    /// Switches a sealed segment to its compressed file: later reads
+    /// decompress; reads already handed bytes of the old map keep them.
+    pub(crate) fn set_compressed(&self, file: Arc<dyn FileHandle>, z: Arc<CompressedSegment>) {
+        let mut b = self.backing.write();
+        b.path = z.path().to_owned();
+        b.file = file;
+        b.mapping = None;
+        b.compressed = Some(z);
     }
 
     /// The published end and last position.

@@ -15,7 +15,7 @@ use crate::format::Payload;
 use crate::format::{
     RecordMeta, SEGMENT_HEADER_LEN, SegmentHeader, encode_record, segment_file_name,
 };
-use crate::io::{FileHandle, FileSystem, OpenMode};
+use crate::io::{FileSystem, OpenMode};
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
 
@@ -29,6 +29,9 @@ pub struct WalOptions {
     /// that a commit overwrites existing blocks instead of growing the file
     /// (which costs a metadata flush on every `fdatasync`). Default 4 MiB.
     pub preallocate: u64,
+    /// Bytes of decompressed blocks of compressed segments kept in memory
+    /// for reads (see [`crate::cache`]). Default 32 MiB.
+    pub block_cache_bytes: usize,
 }
 
 impl Default for WalOptions {
@@ -36,6 +39,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_size: 64 << 20,
             preallocate: 4 << 20,
+            block_cache_bytes: 32 << 20,
         }
     }
 }
@@ -231,7 +235,7 @@ impl WalWriter {
     pub fn sync(&mut self) -> Result<()> {
         self.check()?;
         if self.dirty {
-            let path = self.active.path().clone();
+            let path = self.active.path();
             let r = self.active.file().sync_data().at(&path);
             self.poison(r)?;
             self.dirty = false;
@@ -251,7 +255,7 @@ impl WalWriter {
             self.buf.resize((target - self.flushed) as usize, 0);
             self.allocated = target;
         }
-        let path = self.active.path().clone();
+        let path = self.active.path();
         self.active
             .file()
             .write_at(&self.buf, self.flushed)
@@ -266,8 +270,8 @@ impl WalWriter {
     /// synced again) and starts the next one.
     fn roll(&mut self) -> Result<()> {
         self.write_buf()?;
-        let path = self.active.path().clone();
-        let file: &Arc<dyn FileHandle> = self.active.file();
+        let path = self.active.path();
+        let file = self.active.file();
         file.sync_data().at(&path)?;
         file.set_len(self.flushed).at(&path)?;
         file.sync_data().at(&path)?;

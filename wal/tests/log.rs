@@ -14,6 +14,7 @@ fn options() -> WalOptions {
     WalOptions {
         segment_size: 4096,
         preallocate: 1024,
+        ..WalOptions::default()
     }
 }
 

@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use gesta_wal::format::{self, Frame, SEGMENT_HEADER_LEN, SegmentHeader};
 
-use super::scan::{WAL_DIR, corruption, io_error, segment_files};
+use super::scan::{SegmentFile, WAL_DIR, corruption, io_error, segment_files};
 use crate::codec::decode_record;
 use crate::error::Result;
 use crate::event::RecordedEvent;
+use gesta_wal::zseg::{compressed_file_name, parse_compressed_file_name};
 
 /// Reads at most this much of a segment per poll.
 const CHUNK: usize = 4 << 20;
@@ -36,6 +37,30 @@ pub struct Follower {
     segment: Option<(PathBuf, u64)>,
     /// The position the next record must start at.
     next: u64,
+    /// The compressed segment being read, decompressed.
+    decompressed: Option<(PathBuf, Bytes)>,
+}
+
+/// The length of the first record of `bytes`, a read of at most `limit`
+/// bytes, if the read cut that record short: it is then read whole.
+fn longer_first_record(bytes: &Bytes, limit: usize) -> Option<usize> {
+    match format::decode_record(bytes) {
+        Frame::Invalid {
+            claimed_end: Some(end),
+            frame_ok: true,
+            ..
+        } if end > limit && bytes.len() == limit => Some(end),
+        _ => None,
+    }
+}
+
+/// The first position a compressed segment's file name gives (0 if it
+/// gives none, which the decompression's checks then refuse).
+fn first_of(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_compressed_file_name)
+        .unwrap_or(0)
 }
 
 impl Follower {
@@ -47,6 +72,7 @@ impl Follower {
             dir: dir.to_owned(),
             segment: None,
             next: after + 1,
+            decompressed: None,
         })
     }
 
@@ -68,11 +94,10 @@ impl Follower {
                 continue;
             }
             // Nothing more here: has the writer moved to the next segment?
-            let next_file = self
-                .dir
-                .join(WAL_DIR)
-                .join(format::segment_file_name(self.next));
-            if next_file.exists() {
+            let wal = self.dir.join(WAL_DIR);
+            let next_file = wal.join(format::segment_file_name(self.next));
+            let next_compressed = wal.join(compressed_file_name(self.next));
+            if next_file.exists() || next_compressed.exists() {
                 self.segment = Some((next_file, SEGMENT_HEADER_LEN as u64));
                 continue;
             }
@@ -92,46 +117,89 @@ impl Follower {
         Ok(true)
     }
 
-    /// Reads the complete records of the current segment from its offset;
-    /// true if it read any.
-    fn read_segment(&mut self, out: &mut Vec<RecordedEvent>) -> Result<bool> {
-        let Some((path, offset)) = self.segment.clone() else {
-            return Ok(false);
-        };
-        let mut file = std::fs::File::open(&path).map_err(io_error(&path))?;
+    /// The bytes of the segment at `path` from `offset` on: at most
+    /// [`CHUNK`], or the whole first record if it is larger. `None` while
+    /// the segment's header is not written yet.
+    fn read_from(&mut self, path: &Path, offset: u64) -> Result<Option<Bytes>> {
+        if path.extension().is_some_and(|e| e == "zseg") {
+            // Compressed, so sealed and complete: decompressed whole once,
+            // then handed out a chunk per poll.
+            let whole = match &self.decompressed {
+                Some((p, bytes)) if p == path => bytes.clone(),
+                _ => {
+                    let file = SegmentFile {
+                        first: first_of(path),
+                        path: path.to_owned(),
+                        len: 0,
+                        compressed: true,
+                    };
+                    let (bytes, _) = file.contents()?;
+                    if let Err(e) = SegmentHeader::decode(&bytes) {
+                        return Err(corruption(path, 0, e.to_string()));
+                    }
+                    self.decompressed = Some((path.to_owned(), bytes.clone()));
+                    bytes
+                }
+            };
+            let rest = whole.slice((offset as usize).min(whole.len())..);
+            let mut limit = CHUNK;
+            loop {
+                let part = rest.slice(..limit.min(rest.len()));
+                if let Some(end) = longer_first_record(&part, limit) {
+                    limit = end;
+                    continue;
+                }
+                return Ok(Some(part));
+            }
+        }
+        self.decompressed = None;
+        let mut file = std::fs::File::open(path).map_err(io_error(path))?;
         if offset == SEGMENT_HEADER_LEN as u64 {
             let mut header = [0u8; SEGMENT_HEADER_LEN];
             if file.read_exact(&mut header).is_err() {
-                return Ok(false); // being created
+                return Ok(None);
             }
             if let Err(e) = SegmentHeader::decode(&header) {
                 // A header not yet written is all zeros; anything else is
                 // damage.
                 if header.iter().all(|&b| b == 0) {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                return Err(corruption(&path, 0, e.to_string()));
+                return Err(corruption(path, 0, e.to_string()));
             }
         }
         let mut limit = CHUNK;
-        let bytes = loop {
-            file.seek(SeekFrom::Start(offset))
-                .map_err(io_error(&path))?;
+        loop {
+            file.seek(SeekFrom::Start(offset)).map_err(io_error(path))?;
             let mut buf = Vec::with_capacity(64 << 10);
             (&mut file)
                 .take(limit as u64)
                 .read_to_end(&mut buf)
-                .map_err(io_error(&path))?;
+                .map_err(io_error(path))?;
             let bytes = Bytes::from(buf);
-            // A first record larger than the chunk: read all of it.
-            match format::decode_record(&bytes) {
-                Frame::Invalid {
-                    claimed_end: Some(end),
-                    frame_ok: true,
-                    ..
-                } if end > limit && bytes.len() == limit => limit = end,
-                _ => break bytes,
+            match longer_first_record(&bytes, limit) {
+                Some(end) => limit = end,
+                None => return Ok(Some(bytes)),
             }
+        }
+    }
+
+    /// Reads the complete records of the current segment from its offset;
+    /// true if it read any.
+    fn read_segment(&mut self, out: &mut Vec<RecordedEvent>) -> Result<bool> {
+        let Some((mut path, offset)) = self.segment.clone() else {
+            return Ok(false);
+        };
+        if !path.exists() {
+            // The segment has since been sealed and rewritten compressed.
+            let compressed = path.with_extension("zseg");
+            if !compressed.exists() {
+                return Err(io_error(&path)(std::io::ErrorKind::NotFound.into()));
+            }
+            path = compressed;
+        }
+        let Some(bytes) = self.read_from(&path, offset)? else {
+            return Ok(false); // being created
         };
         let mut at = 0usize;
         let mut events = Vec::new();

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use gesta_wal::TornTail;
+use gesta_wal::compress::{SegmentFile as WalFile, resolve_listing};
 use gesta_wal::format::{self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader};
 use gesta_wal::table::{SegmentTable, table_path};
+use gesta_wal::zseg::{CompressedSegment, Layout};
 
 use crate::error::{Error, Result};
 
@@ -17,7 +19,31 @@ pub(crate) const WAL_DIR: &str = "wal";
 pub(crate) struct SegmentFile {
     pub first: u64,
     pub path: PathBuf,
+    /// Its length on disk.
     pub len: u64,
+    /// Whether it is a compressed segment (`.zseg`).
+    pub compressed: bool,
+}
+
+impl SegmentFile {
+    /// The segment's bytes: the file, or the compressed file decompressed
+    /// (its blocks and index checked on the way) with its layout.
+    pub fn contents(&self) -> Result<(Bytes, Option<Layout>)> {
+        let bytes = Bytes::from(std::fs::read(&self.path).map_err(io_error(&self.path))?);
+        if !self.compressed {
+            return Ok((bytes, None));
+        }
+        let cache = std::sync::Arc::new(gesta_wal::cache::BlockCache::new(0));
+        let z = CompressedSegment::open(self.path.clone(), bytes, cache)?;
+        if z.layout().first_position != self.first {
+            return Err(corruption(
+                &self.path,
+                0,
+                "compressed segment disagrees with its file name",
+            ));
+        }
+        Ok((z.read_all()?, Some(z.layout().clone())))
+    }
 }
 
 /// What a walk over the log found.
@@ -65,18 +91,30 @@ pub(crate) fn check_store_dir(dir: &Path) -> Result<()> {
 pub(crate) fn segment_files(dir: &Path) -> Result<Vec<SegmentFile>> {
     check_store_dir(dir)?;
     let wal = dir.join(WAL_DIR);
-    let mut files = Vec::new();
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(&wal).map_err(io_error(&wal))? {
         let entry = entry.map_err(io_error(&wal))?;
-        let name = entry.file_name();
-        let Some(first) = name.to_str().and_then(format::parse_segment_file_name) else {
-            continue;
-        };
-        let path = entry.path();
-        let len = entry.metadata().map_err(io_error(&path))?.len();
-        files.push(SegmentFile { first, path, len });
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_owned());
+        }
     }
-    files.sort_unstable_by_key(|f| f.first);
+    // A compressed copy beside its original is the leftover of an
+    // interrupted rewrite, which recovery deletes: the original counts.
+    let (found, _leftovers) = resolve_listing(&wal, &names);
+    let mut files = Vec::with_capacity(found.len());
+    for (first, file) in found {
+        let (path, compressed) = match file {
+            WalFile::Plain(path) => (path, false),
+            WalFile::Compressed(path) => (path, true),
+        };
+        let len = std::fs::metadata(&path).map_err(io_error(&path))?.len();
+        files.push(SegmentFile {
+            first,
+            path,
+            len,
+            compressed,
+        });
+    }
     Ok(files)
 }
 
@@ -97,9 +135,13 @@ pub(crate) fn scan_log(
     let mut expected_next = 1u64;
     let mut walked = 0u64;
     for (i, file) in files.iter().enumerate() {
-        let newest = i + 1 == files.len();
+        // A compressed segment is sealed, even if the one after it is gone.
+        let newest = i + 1 == files.len() && !file.compressed;
         let path = &file.path;
-        let bytes = Bytes::from(std::fs::read(path).map_err(io_error(path))?);
+        let (bytes, layout) = file.contents()?;
+        // Progress counts bytes on disk; a compressed segment's offsets are
+        // into its decompressed bytes.
+        let on_disk = |offset: usize| offset as u64 * file.len / (bytes.len() as u64).max(1);
         let header = match SegmentHeader::decode(&bytes) {
             Ok(h) => h,
             // Recovery removes a newest segment whose creation was cut short.
@@ -149,7 +191,7 @@ pub(crate) fn scan_log(
                         .get_or_insert(record.meta.timestamp_micros);
                     scanned.last_timestamp_micros = record.meta.timestamp_micros;
                     offset += len;
-                    progress(walked + offset as u64);
+                    progress(walked + on_disk(offset));
                 }
                 Frame::End => {
                     if let Some(at) = rest.iter().position(|&b| b != 0) {
@@ -180,8 +222,18 @@ pub(crate) fn scan_log(
                 }
             }
         }
+        if let Some(layout) = layout {
+            check_footer(file, &layout, &bytes, expected_next - 1)?;
+        }
         if !newest {
-            check_table(dir, file, &starts, expected_next - 1, offset as u64)?;
+            check_table(
+                dir,
+                file,
+                bytes.len() as u64,
+                &starts,
+                expected_next - 1,
+                offset as u64,
+            )?;
         }
         walked += file.len;
         progress(walked);
@@ -195,6 +247,7 @@ pub(crate) fn scan_log(
 fn check_table(
     dir: &Path,
     file: &SegmentFile,
+    len: u64,
     starts: &[(u64, u64)],
     last_position: u64,
     end: u64,
@@ -211,7 +264,7 @@ fn check_table(
     let Some(table) = SegmentTable::decode(&bytes) else {
         return Ok(());
     };
-    if table.first_position != file.first || table.end != file.len {
+    if table.first_position != file.first || table.end != len {
         return Ok(());
     }
     if table.last_position != last_position || table.end != end {
@@ -235,6 +288,24 @@ fn check_table(
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks that a compressed segment's footer names the positions its
+/// records hold: recovery trusts the footer with the offset table.
+fn check_footer(
+    file: &SegmentFile,
+    layout: &Layout,
+    bytes: &[u8],
+    last_position: u64,
+) -> Result<()> {
+    if layout.last_position != last_position || layout.len != bytes.len() as u64 {
+        return Err(corruption(
+            &file.path,
+            0,
+            "compressed segment's footer disagrees with its records",
+        ));
     }
     Ok(())
 }

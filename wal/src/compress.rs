@@ -1,0 +1,233 @@
+//! Rewriting sealed segments compressed, in the background, and the rule
+//! recovery follows when such a rewrite was interrupted.
+//!
+//! A rewrite is: compress the sealed segment's bytes, check that they
+//! decompress to the same bytes, write the compressed file atomically
+//! (temporary file, fsync, rename, directory fsync), switch the segment in
+//! memory to it, then delete the original and fsync the directory. The
+//! original is never modified, so at every step one complete copy exists:
+//!
+//! - before the rename, only the original (and maybe a `.zseg.tmp`, which
+//!   recovery deletes);
+//! - after it, both: recovery keeps the original and deletes the compressed
+//!   file (it is complete, but the original is the authority and the
+//!   rewrite simply runs again);
+//! - after the delete, only the compressed file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::cache::{BlockCache, CacheStats};
+use crate::error::{IoContext, Result, WalError};
+use crate::format::{parse_segment_file_name, segment_file_name};
+use crate::io::{FileSystem, OpenMode, write_atomic};
+use crate::segment::{Segment, SegmentSet};
+use crate::zseg::{self, CompressedSegment, Compression};
+
+/// Rewrites sealed segments compressed; cheap to clone, usable from any
+/// thread while the log is written and read.
+#[derive(Clone, Debug)]
+pub struct Compressor {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    segments: SegmentSet,
+    cache: Arc<BlockCache>,
+    /// One pass at a time: the background compactor and an explicit
+    /// compaction must not rewrite the same segment twice over.
+    busy: Arc<Mutex<()>>,
+}
+
+/// What a pass of [`Compressor::compress_sealed`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompressReport {
+    /// Segments rewritten.
+    pub segments: usize,
+    /// Their bytes before.
+    pub bytes_before: u64,
+    /// Their bytes after.
+    pub bytes_after: u64,
+}
+
+impl Compressor {
+    pub(crate) fn new(
+        fs: Arc<dyn FileSystem>,
+        dir: PathBuf,
+        segments: SegmentSet,
+        cache: Arc<BlockCache>,
+    ) -> Compressor {
+        Compressor {
+            fs,
+            dir,
+            segments,
+            cache,
+            busy: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The block cache of the log's compressed segments.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Compresses every sealed segment not compressed yet, oldest first.
+    /// With `bytes_per_sec`, sleeps after each segment so that on average
+    /// no more than that many original bytes are rewritten per second.
+    /// Stops early, between two segments, once `stop` says so (the
+    /// background compactor has other work waiting).
+    pub fn compress_sealed(
+        &self,
+        settings: Compression,
+        bytes_per_sec: Option<u64>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<CompressReport> {
+        let _busy = self.busy.lock();
+        let mut report = CompressReport::default();
+        for segment in self.segments.snapshot() {
+            if !segment.is_sealed() || segment.compressed().is_some() {
+                continue;
+            }
+            if stop() {
+                break;
+            }
+            let started = Instant::now();
+            let (before, after) = self.compress(&segment, settings)?;
+            report.segments += 1;
+            report.bytes_before += before;
+            report.bytes_after += after;
+            if let Some(rate) = bytes_per_sec.filter(|&r| r > 0) {
+                let due = Duration::from_secs_f64(before as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Rewrites one sealed segment compressed; returns its sizes before
+    /// and after.
+    fn compress(&self, segment: &Segment, settings: Compression) -> Result<(u64, u64)> {
+        let bounds = segment.bounds();
+        let original = segment.read(0, bounds.end)?;
+        let plain_path = segment.path();
+        let first = segment.first_position();
+        let path = self.dir.join(zseg::compressed_file_name(first));
+        let packed = zseg::compress(&original, first, bounds.last_position, settings).at(&path)?;
+        // The original is deleted below: make sure the new file holds the
+        // same bytes before it becomes the only copy.
+        let check = CompressedSegment::open(
+            path.clone(),
+            Bytes::copy_from_slice(&packed),
+            Arc::new(BlockCache::new(0)),
+        )?;
+        if check.read_all()? != original {
+            return Err(WalError::Corruption {
+                file: path,
+                offset: 0,
+                reason: "compressed segment does not decompress to the original".into(),
+            });
+        }
+        drop(check);
+        write_atomic(self.fs.as_ref(), &path, &packed).at(&path)?;
+        let file = self.fs.open(&path, OpenMode::Existing).at(&path)?;
+        let data = Bytes::from_owner(file.map().at(&path)?);
+        let z = CompressedSegment::open(path, data, self.cache.clone())?;
+        let after = z.file_len();
+        segment.set_compressed(file, Arc::new(z));
+        self.fs.remove_file(&plain_path).at(&plain_path)?;
+        self.fs.sync_dir(&self.dir).at(&self.dir)?;
+        Ok((bounds.end, after))
+    }
+}
+
+/// How recovery finds one segment on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SegmentFile {
+    /// A plain segment file.
+    Plain(PathBuf),
+    /// A compressed segment file.
+    Compressed(PathBuf),
+}
+
+/// The segments in a log directory listing, in position order, and the
+/// leftovers of interrupted rewrites: a compressed file whose original
+/// still exists, and temporary files. See the module documentation.
+pub fn resolve_listing(dir: &Path, names: &[String]) -> (Vec<(u64, SegmentFile)>, Vec<PathBuf>) {
+    let mut plain = std::collections::BTreeSet::new();
+    let mut packed = std::collections::BTreeSet::new();
+    let mut garbage = Vec::new();
+    for name in names {
+        if let Some(first) = parse_segment_file_name(name) {
+            plain.insert(first);
+        } else if let Some(first) = zseg::parse_compressed_file_name(name) {
+            packed.insert(first);
+        } else if name
+            .strip_suffix(".tmp")
+            .and_then(zseg::parse_compressed_file_name)
+            .is_some()
+        {
+            garbage.push(dir.join(name));
+        }
+    }
+    let mut files = Vec::new();
+    for &first in plain.union(&packed) {
+        if plain.contains(&first) {
+            files.push((
+                first,
+                SegmentFile::Plain(dir.join(segment_file_name(first))),
+            ));
+            if packed.contains(&first) {
+                garbage.push(dir.join(zseg::compressed_file_name(first)));
+            }
+        } else {
+            let path = dir.join(zseg::compressed_file_name(first));
+            files.push((first, SegmentFile::Compressed(path)));
+        }
+    }
+    (files, garbage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_wins_and_temporaries_are_garbage() {
+        let dir = Path::new("/w");
+        let names: Vec<String> = [
+            "00000000000000000001.zseg",
+            "00000000000000000007.seg",
+            "00000000000000000007.zseg",
+            "00000000000000000009.seg",
+            "00000000000000000009.zseg.tmp",
+            "00000000000000000001.off",
+            "MANIFEST",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (files, garbage) = resolve_listing(dir, &names);
+        assert_eq!(
+            files,
+            vec![
+                (
+                    1,
+                    SegmentFile::Compressed(dir.join("00000000000000000001.zseg"))
+                ),
+                (7, SegmentFile::Plain(dir.join("00000000000000000007.seg"))),
+                (9, SegmentFile::Plain(dir.join("00000000000000000009.seg"))),
+            ]
+        );
+        assert_eq!(
+            garbage,
+            vec![
+                dir.join("00000000000000000009.zseg.tmp"),
+                dir.join("00000000000000000007.zseg"),
+            ]
+        );
+    }
+}
