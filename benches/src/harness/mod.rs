@@ -5,8 +5,12 @@
 //!
 //! - [`stores`]: the stores and how each is opened, loaded and closed;
 //! - [`workloads`]: W1–W5 and R1–R4 over `&dyn EventStore`;
-//! - [`report`]: the table and the JSON.
+//! - [`report`]: the table and the JSON;
+//! - `uma` (feature `umadb`): UmaDB's embedded engine as a store;
+//! - `remote` (feature `server`): Gesta through its gRPC server.
 
+#[cfg(feature = "server")]
+pub mod remote;
 pub mod report;
 pub mod stores;
 #[cfg(feature = "umadb")]
