@@ -112,7 +112,7 @@ fn run_server(args: BenchArgs, sizes: Sizes) -> Result<(), HarnessError> {
     let config = ServerConfig {
         quick: args.quick,
         sizes,
-        workloads: ServerConfig::pick(&Config::parse_only(args.only.as_deref())?)?,
+        workloads: ServerConfig::pick(args.only.as_deref())?,
         connections: args
             .connections
             .unwrap_or_else(|| DEFAULT_CONNECTIONS.to_vec()),

@@ -83,16 +83,14 @@ impl ServerConfig {
             .collect()
     }
 
-    /// The workloads of an `--only` list (as [`super::Config::parse_only`]
-    /// reads it) that server mode runs, with a note on those it does not.
-    pub fn pick(
-        only: &std::collections::BTreeSet<&'static str>,
-    ) -> Result<Vec<&'static str>, HarnessError> {
-        let others: Vec<&str> = only
-            .iter()
-            .copied()
-            .filter(|w| !SERVER_WORKLOADS.contains(w))
-            .collect();
+    /// The workloads of an `--only` list (read as
+    /// [`super::Config::parse_only`] reads it; `None`: all five), noting
+    /// those it names that server mode does not run.
+    pub fn pick(only: Option<&str>) -> Result<Vec<&'static str>, HarnessError> {
+        let Some(only) = only else {
+            return Ok(SERVER_WORKLOADS.to_vec());
+        };
+        let only = super::Config::parse_only(Some(only))?;
         let picked: Vec<&'static str> = SERVER_WORKLOADS
             .iter()
             .copied()
@@ -105,7 +103,12 @@ impl ServerConfig {
             )
             .into());
         }
-        if !others.is_empty() && others.len() + picked.len() < super::WORKLOADS.len() {
+        let others: Vec<&str> = only
+            .iter()
+            .copied()
+            .filter(|w| !SERVER_WORKLOADS.contains(w))
+            .collect();
+        if !others.is_empty() {
             eprintln!(
                 "note: --server runs {} only; not running {}",
                 SERVER_WORKLOADS.join(", "),
@@ -591,4 +594,17 @@ pub fn server_markdown(config: &ServerConfig, results: &ServerResults) -> String
         let _ = writeln!(s, "- {} {workload} failed: {error}", target.label());
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lists_pick_the_server_workloads() {
+        assert_eq!(ServerConfig::pick(None).unwrap(), SERVER_WORKLOADS);
+        assert_eq!(ServerConfig::pick(Some("r2,w1,W5")).unwrap(), ["W1", "R2"]);
+        assert!(ServerConfig::pick(Some("W5,R1")).is_err());
+        assert!(ServerConfig::pick(Some("W9")).is_err());
+    }
 }
