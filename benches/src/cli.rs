@@ -30,14 +30,36 @@ pub struct BenchArgs {
     /// (default 30, or 5 with --quick).
     #[arg(long, value_name = "SECS")]
     pub budget: Option<f64>,
+    /// Gesta through its gRPC server (started in this process, on a
+    /// loopback port) beside embedded Gesta: W1–W4 and R2 only, at 1, 16
+    /// and 64 client connections. Needs gesta-benches' `server` feature.
+    #[arg(long)]
+    pub server: bool,
+    /// The client connection counts of --server, comma-separated.
+    #[arg(
+        long,
+        value_name = "N,N,..",
+        value_delimiter = ',',
+        requires = "server"
+    )]
+    pub connections: Option<Vec<usize>>,
 }
 
-fn default_json() -> PathBuf {
+fn default_json(name: &str) -> PathBuf {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), PathBuf::from);
-    target.join("gesta-bench.json")
+    target.join(name)
+}
+
+fn write_json(path: &std::path::Path, json: String) -> Result<(), HarnessError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, json + "\n")?;
+    eprintln!("figures written to {}", path.display());
+    Ok(())
 }
 
 /// Runs the harness as the flags say: prints the markdown table on stdout
@@ -54,6 +76,9 @@ pub fn run(args: BenchArgs) -> Result<(), HarnessError> {
         }
         sizes.budget_secs = secs;
     }
+    if args.server {
+        return run_server(args, sizes);
+    }
     let postgres_url = args.postgres_url.filter(|u| !u.is_empty());
     let config = Config {
         quick: args.quick,
@@ -65,16 +90,55 @@ pub fn run(args: BenchArgs) -> Result<(), HarnessError> {
     };
     let results = harness::run(&config)?;
     print!("{}", report::markdown(&config, &results));
-    let path = args.json.unwrap_or_else(default_json);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let json = serde_json::to_string_pretty(&report::json(&config, &results))?;
-    std::fs::write(&path, json + "\n")?;
-    eprintln!("figures written to {}", path.display());
+    let path = args
+        .json
+        .unwrap_or_else(|| default_json("gesta-bench.json"));
+    write_json(
+        &path,
+        serde_json::to_string_pretty(&report::json(&config, &results))?,
+    )?;
     if results.errors.is_empty() {
         Ok(())
     } else {
         Err(format!("{} workload(s) failed", results.errors.len()).into())
     }
+}
+
+/// `--server`: embedded Gesta and Gesta through gRPC, side by side; the
+/// JSON goes to `gesta-bench-server.json` unless `--json` says otherwise.
+#[cfg(feature = "server")]
+fn run_server(args: BenchArgs, sizes: Sizes) -> Result<(), HarnessError> {
+    use crate::harness::server_mode::{self, DEFAULT_CONNECTIONS, ServerConfig};
+    let config = ServerConfig {
+        quick: args.quick,
+        sizes,
+        workloads: ServerConfig::pick(args.only.as_deref())?,
+        connections: args
+            .connections
+            .unwrap_or_else(|| DEFAULT_CONNECTIONS.to_vec()),
+        dir: args.dir.unwrap_or_else(crate::bench_root),
+    };
+    let results = server_mode::run_server(&config)?;
+    print!("{}", server_mode::server_markdown(&config, &results));
+    let path = args
+        .json
+        .unwrap_or_else(|| default_json("gesta-bench-server.json"));
+    write_json(
+        &path,
+        serde_json::to_string_pretty(&server_mode::server_json(&config, &results))?,
+    )?;
+    if results.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} workload(s) failed", results.errors.len()).into())
+    }
+}
+
+#[cfg(not(feature = "server"))]
+fn run_server(_args: BenchArgs, _sizes: Sizes) -> Result<(), HarnessError> {
+    Err(
+        "--server needs gesta-benches built with the `server` feature \
+         (cargo run --release -p gesta-benches --features server --bin gesta-bench -- --server)"
+            .into(),
+    )
 }

@@ -775,6 +775,21 @@ fn usage_errors_and_help() {
         .code(1)
         .stderr("gesta: --budget must be positive\n");
     gesta()
+        .args(["bench", "--server", "--only", "W5"])
+        .assert()
+        .code(1)
+        .stderr(contains("--server runs W1, W2, W3, W4, R2 only"));
+    gesta()
+        .args(["bench", "--server", "--connections", "0"])
+        .assert()
+        .code(1)
+        .stderr("gesta: --connections must be at least 1\n");
+    gesta()
+        .args(["bench", "--connections", "4"])
+        .assert()
+        .code(2)
+        .stderr(contains("--server"));
+    gesta()
         .arg("--help")
         .assert()
         .success()

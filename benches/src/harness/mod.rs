@@ -5,9 +5,16 @@
 //!
 //! - [`stores`]: the stores and how each is opened, loaded and closed;
 //! - [`workloads`]: W1–W5 and R1–R4 over `&dyn EventStore`;
-//! - [`report`]: the table and the JSON.
+//! - [`report`]: the table and the JSON;
+//! - `uma` (feature `umadb`): UmaDB's embedded engine as a store;
+//! - `remote` and `server_mode` (feature `server`): Gesta through its gRPC
+//!   server, and the `--server` run that sets it beside embedded Gesta.
 
+#[cfg(feature = "server")]
+pub mod remote;
 pub mod report;
+#[cfg(feature = "server")]
+pub mod server_mode;
 pub mod stores;
 #[cfg(feature = "umadb")]
 pub mod uma;

@@ -12,7 +12,8 @@ Build with --release: a debug build measures the compiler, not the store.
 Examples:
   cargo run --release -p gesta-cli -- bench --quick
   cargo run --release -p gesta-cli -- bench --only W2,R2 --budget 10
-  cargo run --release -p gesta-cli -- bench --postgres-url postgres://localhost/gesta --json figures.json";
+  cargo run --release -p gesta-cli -- bench --postgres-url postgres://localhost/gesta --json figures.json
+  cargo run --release -p gesta-cli -- bench --server --connections 1,16   # W1-W4, R2: embedded vs through gRPC";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
