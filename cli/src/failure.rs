@@ -64,6 +64,11 @@ pub fn existing_store(dir: &Path) -> Result<(), Failure> {
 
 /// Opens the store in `dir`, which must exist.
 pub fn open_existing(dir: &Path) -> Result<gesta::Store, Failure> {
+    open_existing_with(dir, gesta::Options::default())
+}
+
+/// [`open_existing`] with options.
+pub fn open_existing_with(dir: &Path, options: gesta::Options) -> Result<gesta::Store, Failure> {
     existing_store(dir)?;
-    Ok(gesta::Store::open(dir)?)
+    Ok(gesta::Store::open_with(dir, options)?)
 }

@@ -578,6 +578,59 @@ fn compact_merges_the_index_into_one_run() {
 }
 
 #[test]
+fn compact_compress_rewrites_sealed_segments_and_reads_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store =
+        gesta::Store::open_with(&dir, gesta::Options::default().segment_size(8 << 10)).unwrap();
+    for i in 0..400 {
+        let event = gesta::NewEvent::new(
+            "Noted",
+            format!("{{\"n\":{i},\"text\":\"the same words again\"}}"),
+        )
+        .tag(format!("k:{}", i % 7));
+        store.append(vec![event]).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let d = dir.to_str().unwrap();
+    let before = ok(&["read", d, "--tag", "k:3"], "");
+    gesta()
+        .args([
+            "compact",
+            d,
+            "--compress",
+            "--level",
+            "5",
+            "--block-size",
+            "4096",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("log: "));
+    let names: Vec<String> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().filter(|n| n.ends_with(".zseg")).count() >= 3,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".seg")).count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(ok(&["read", d, "--tag", "k:3"], ""), before);
+    ok(&["verify", d], "");
+    // Out-of-range settings are usage errors.
+    gesta()
+        .args(["compact", d, "--compress", "--level", "30"])
+        .assert()
+        .code(2);
+}
+
+#[test]
 fn snapshot_save_list_load_delete() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = filled(&tmp);

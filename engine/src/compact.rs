@@ -1,4 +1,5 @@
-//! Explicit compaction: [`Store::compact`].
+//! Explicit compaction ([`Store::compact`]) and what compressed segments
+//! cost to read ([`Store::block_cache_stats`]).
 
 use crate::error::Result;
 use crate::indexes::CompactionSettings;
@@ -18,6 +19,12 @@ impl From<&Options> for CompactionSettings {
 }
 
 impl Store {
+    /// Hits, misses and bytes held of the block cache through which
+    /// compressed segments are read (all zero while none is).
+    pub fn block_cache_stats(&self) -> gesta_wal::cache::CacheStats {
+        self.inner.compressor.cache_stats()
+    }
+
     /// Flushes the in-memory index to an on-disk run and merges every run
     /// into one, waiting until that is durable (the MANIFEST switched and
     /// the replaced files deleted); compresses every sealed segment if

@@ -125,6 +125,7 @@ pub use store::Store;
 pub use subscribe::{Acker, DurableSubscription};
 pub use subscription::{Subscription, SubscriptionStream};
 
+pub use gesta_wal::cache::CacheStats;
 /// The I/O seam, re-exported so tests and tools can open a store on another
 /// file system.
 pub use gesta_wal::io;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::cache::BlockCache;
 use crate::error::{Result, WalError};
 use crate::format::{
     self, BODY_FIXED_LEN, FRAME_LEN, Frame, HeaderError, Payload, Record, RecordMeta,
@@ -21,6 +22,7 @@ use crate::io::fault::FaultFs;
 use crate::io::{FileSystem, OpenMode};
 use crate::recovery::{self, RecoveryReport};
 use crate::writer::WalOptions;
+use crate::zseg::{self, CompressedSegment};
 
 /// Flag bit of the first byte of a [`recover_segment`] input: the segment is
 /// written exactly as given, without a valid header in front of it.
@@ -52,8 +54,10 @@ fn options() -> WalOptions {
 
 /// Fuzzing entry point for the byte-level format: decodes `data` as a record
 /// frame ([`format::decode_record`]), as a segment header
-/// ([`SegmentHeader::decode`]) and as a segment file name
-/// ([`format::parse_segment_file_name`]). The frame and the header are also
+/// ([`SegmentHeader::decode`]), as a compressed segment
+/// ([`CompressedSegment`], checksums corrected too) and as a segment file
+/// name ([`format::parse_segment_file_name`],
+/// [`zseg::parse_compressed_file_name`]). The frame and the header are also
 /// decoded once more with their checksums corrected, because a fuzzer
 /// rarely guesses a CRC and would otherwise never get past it.
 ///
@@ -90,7 +94,91 @@ pub fn decode_record(data: &[u8]) -> (Frame, std::result::Result<SegmentHeader, 
             "a parsed segment file name does not round-trip"
         );
     }
+    if let Ok(name) = std::str::from_utf8(data)
+        && let Some(first) = zseg::parse_compressed_file_name(name)
+    {
+        assert_eq!(
+            zseg::compressed_file_name(first),
+            name,
+            "a parsed compressed segment file name does not round-trip"
+        );
+    }
+    check_compressed(data);
+    let mut fixed = data.to_vec();
+    if fix_compressed_checksums(&mut fixed) {
+        check_compressed(&fixed);
+    }
     (frame, header)
+}
+
+/// Opens `data` as a compressed segment and reads it whole and in pieces:
+/// every outcome must be `Ok` or a corruption error, and what is read must
+/// be as long as the footer says and the same whichever way it is read.
+fn check_compressed(data: &[u8]) {
+    let cache = Arc::new(BlockCache::new(1 << 16));
+    let opened = CompressedSegment::open("fuzz.zseg".into(), Bytes::copy_from_slice(data), cache);
+    let Ok(z) = opened else {
+        return;
+    };
+    let len = z.layout().len;
+    let Ok(all) = z.read_all() else {
+        return;
+    };
+    assert_eq!(
+        all.len() as u64,
+        len,
+        "decompressed length differs from the footer's"
+    );
+    let step = (len / 7).max(1);
+    let mut at = 0;
+    while at < len {
+        let end = (at + step + 3).min(len);
+        let part = z
+            .read(at, end)
+            .expect("a block that decompressed once fails later");
+        assert_eq!(
+            part,
+            all.slice(at as usize..end as usize),
+            "a partial read differs"
+        );
+        at += step;
+    }
+}
+
+/// Corrects the footer and block checksums of `data` as a compressed
+/// segment, where its footer's fields let them be found; returns whether
+/// it changed anything.
+fn fix_compressed_checksums(data: &mut [u8]) -> bool {
+    const FOOTER: usize = 40;
+    if data.len() < 16 + FOOTER {
+        return false;
+    }
+    let f = data.len() - FOOTER;
+    let Ok(index) = usize::try_from(format::u64_at(data, f + 24)) else {
+        return false;
+    };
+    let count = format::u32_at(data, f + 32) as usize;
+    if index < 16 || index.checked_add(count.saturating_mul(16)) != Some(f) {
+        return false;
+    }
+    for i in 0..count {
+        let at = index + 16 * i;
+        let offset = format::u64_at(data, at) as usize;
+        let len = format::u32_at(data, at + 8) as usize;
+        if let Some(block) = offset
+            .checked_add(len)
+            .and_then(|end| data.get(offset..end))
+        {
+            let crc = crc32fast::hash(block);
+            data[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&data[..16]);
+    crc.update(&data[index..f + 36]);
+    let crc = crc.finalize();
+    data[f + 36..f + 40].copy_from_slice(&crc.to_le_bytes());
+    true
 }
 
 /// Sets the head checksum and the checksums of the record frame at `at` in

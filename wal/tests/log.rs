@@ -172,6 +172,39 @@ fn torn_tail_is_cut_and_reported() {
 }
 
 #[test]
+fn a_damaged_last_record_below_the_replay_point_is_corruption_not_a_torn_tail() {
+    let fs_impl = FaultFs::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
+    let dir = Path::new("/wal");
+    let mut wal = open(&fs, dir).unwrap();
+    append(&mut wal, 5);
+    let last = wal.writer.next_position() - 1;
+    let end = wal.reader.segments().snapshot()[0].bounds().end;
+    let before_last = wal
+        .reader
+        .record_containing(last)
+        .unwrap()
+        .unwrap()
+        .meta
+        .first_position
+        - 1;
+    drop(wal);
+    // The last record's last byte: damage that looks like a torn write.
+    fs_impl.corrupt(seg(dir, 1), end - 1, 0x01);
+
+    // The caller's index covers every position: the record was committed.
+    let err = gesta_wal::open(fs.clone(), dir, options(), last + 1, |_| Ok(())).unwrap_err();
+    assert!(
+        matches!(&err, WalError::Corruption { file, .. } if *file == seg(dir, 1)),
+        "{err}"
+    );
+    // Nothing was cut: above the replay point it is still a torn tail.
+    let wal = open(&fs, dir).unwrap();
+    assert!(wal.report.torn_tail.is_some());
+    assert_eq!(wal.report.last_position, before_last);
+}
+
+#[test]
 fn damage_followed_by_data_in_the_newest_segment_is_corruption() {
     let fs_impl = FaultFs::new();
     let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
