@@ -623,6 +623,9 @@ fn compact_compress_rewrites_sealed_segments_and_reads_the_same() {
     );
     assert_eq!(ok(&["read", d, "--tag", "k:3"], ""), before);
     ok(&["verify", d], "");
+    let zseg = names.iter().filter(|n| n.ends_with(".zseg")).count();
+    let stats = ok(&["stats", d], "");
+    assert!(stats.contains(&format!("({zseg} compressed;")), "{stats}");
     // Out-of-range settings are usage errors.
     gesta()
         .args(["compact", d, "--compress", "--level", "30"])

@@ -38,6 +38,7 @@ struct Json<'a> {
     first_commit: Option<String>,
     last_commit: Option<String>,
     segments: usize,
+    compressed_segments: usize,
     segment_bytes: u64,
     record_bytes: u64,
     index_runs: usize,
@@ -73,6 +74,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 .first_timestamp_micros
                 .map(|_| rfc3339(st.last_timestamp_micros)),
             segments: st.segments,
+            compressed_segments: st.compressed_segments,
             segment_bytes: st.segment_bytes,
             record_bytes: st.record_bytes,
             index_runs: st.index_runs,
@@ -107,8 +109,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         println!("last commit      {}", rfc3339(st.last_timestamp_micros));
     }
     println!(
-        "segments         {} ({} bytes; {} bytes of records, {} per event)",
+        "segments         {} ({} compressed; {} bytes; {} bytes of records, {} per event)",
         st.segments,
+        st.compressed_segments,
         st.segment_bytes,
         st.record_bytes,
         per_event(st.record_bytes)

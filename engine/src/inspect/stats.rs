@@ -36,6 +36,8 @@ pub struct StoreStats {
     pub last_timestamp_micros: u64,
     /// Segment files.
     pub segments: usize,
+    /// Those of them compressed (`.zseg`).
+    pub compressed_segments: usize,
     /// Their total length (the newest is preallocated ahead of the writer,
     /// so this is more than the records need).
     pub segment_bytes: u64,
@@ -61,6 +63,7 @@ pub fn stats(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<StoreStat
     let segment_bytes: u64 = segments.iter().map(|s| s.len).sum();
     let mut st = StoreStats {
         segment_bytes,
+        compressed_segments: segments.iter().filter(|s| s.compressed).count(),
         ..StoreStats::default()
     };
     let mut types: HashMap<String, u64> = HashMap::new();
