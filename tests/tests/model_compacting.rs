@@ -1,5 +1,6 @@
 //! The model tests with aggressive background compaction (tiny memtables,
-//! fan-in 2): every result must still match the in-memory reference.
+//! fan-in 2, every sealed segment compressed): every result must still
+//! match the in-memory reference.
 
 use gesta_tests::store_harness::StoreHarness;
 
