@@ -280,6 +280,22 @@ impl Snapshots {
         Ok(true)
     }
 
+    /// Deletes every snapshot of `key` and then, if nothing else appeared
+    /// in it meanwhile, its directory; returns how many snapshots there
+    /// were. A directory that cannot be removed (a snapshot written
+    /// concurrently) is left, empty or not, as if this had not tried.
+    pub fn delete_key(&self, key: &str) -> Result<usize, SnapshotError> {
+        let positions = self.list(key)?;
+        for &position in &positions {
+            self.delete(key, position)?;
+        }
+        let dir = self.key_dir(key);
+        if self.fs.exists(&dir).map_err(io_err(&dir))? && self.fs.remove_dir(&dir).is_ok() {
+            self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        }
+        Ok(positions.len())
+    }
+
     /// Every key that has (or had) snapshots, in no particular order.
     pub fn keys(&self) -> Result<Vec<String>, SnapshotError> {
         if !self.fs.exists(&self.dir).map_err(io_err(&self.dir))? {

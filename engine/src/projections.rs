@@ -254,9 +254,7 @@ impl Store {
         let current = projection.snapshot_key();
         for key in snapshots.keys().map_err(snapshot_error)? {
             if key.starts_with(&prefix) && key != current {
-                for position in snapshots.list(&key).map_err(snapshot_error)? {
-                    snapshots.delete(&key, position).map_err(snapshot_error)?;
-                }
+                snapshots.delete_key(&key).map_err(snapshot_error)?;
             }
         }
         let registry = &self.indexes().projections;

@@ -49,7 +49,7 @@ pub enum OpKind {
     Map,
     /// [`FileSystem::rename`].
     Rename,
-    /// [`FileSystem::remove_file`].
+    /// [`FileSystem::remove_file`] and [`FileSystem::remove_dir`].
     Remove,
     /// [`FileSystem::list`].
     List,
@@ -714,6 +714,32 @@ impl FileSystem for FaultFs {
         Ok(())
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.enter(OpKind::Remove, None)?;
+        if !state.dirs.contains(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such directory", path.display()),
+            ));
+        }
+        // Entries only the durable namespace still names would come back
+        // with a crash: the directory is not empty until they are gone too.
+        let inside = |p: &PathBuf| p.parent() == Some(path);
+        let occupied = state.live.keys().any(inside)
+            || state.durable.keys().any(inside)
+            || state.dirs.iter().any(inside);
+        if occupied {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{}: directory not empty", path.display()),
+            ));
+        }
+        state.dirs.remove(path);
+        state.mutated();
+        Ok(())
+    }
+
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut state = self.state.lock();
         state.enter(OpKind::List, None)?;
@@ -936,6 +962,28 @@ mod tests {
         fs.sync_dir(dir()).unwrap();
         fs.crash(CrashMode::DropUnsynced);
         assert!(!fs.exists(&file()).unwrap());
+    }
+
+    #[test]
+    fn remove_dir_refuses_until_empty_also_durably() {
+        let (fs, f) = with_file();
+        f.sync_data().unwrap();
+        fs.sync_dir(dir()).unwrap();
+        let err = fs.remove_dir(dir()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::DirectoryNotEmpty);
+        fs.remove_file(&file()).unwrap();
+        // Still named in the durable namespace: a crash would bring it back.
+        assert_eq!(
+            fs.remove_dir(dir()).unwrap_err().kind(),
+            io::ErrorKind::DirectoryNotEmpty
+        );
+        fs.sync_dir(dir()).unwrap();
+        fs.remove_dir(dir()).unwrap();
+        assert!(!fs.exists(dir()).unwrap());
+        assert_eq!(
+            fs.remove_dir(dir()).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -121,6 +121,10 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     /// Removes a file (durable only after [`sync_dir`](Self::sync_dir)).
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 
+    /// Removes an empty directory (an error if it holds anything). Not
+    /// durable until its parent directory is synced.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+
     /// The names (not paths) of the entries of a directory, in no order.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
 

@@ -168,6 +168,10 @@ impl<F: FileSystem> FileSystem for ObfuscatedFs<F> {
         self.inner.remove_file(path)
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         self.inner.list(dir)
     }
