@@ -26,6 +26,7 @@ use crate::error::{IoContext, Result, WalError};
 use crate::format::{parse_segment_file_name, segment_file_name};
 use crate::io::{FileSystem, OpenMode, write_atomic};
 use crate::segment::{Segment, SegmentSet};
+use crate::table::{SegmentTable, table_path};
 use crate::zseg::{self, CompressedSegment, Compression};
 
 /// Rewrites sealed segments compressed; cheap to clone, usable from any
@@ -87,7 +88,7 @@ impl Compressor {
         let _busy = self.busy.lock();
         let mut report = CompressReport::default();
         for segment in self.segments.snapshot() {
-            if !segment.is_sealed() || segment.compressed().is_some() {
+            if !segment.is_sealed() || segment.compressed().is_some() || !self.complete(&segment)? {
                 continue;
             }
             if stop() {
@@ -106,6 +107,20 @@ impl Compressor {
             }
         }
         Ok(report)
+    }
+
+    /// Whether every record of a sealed segment is published. The writer
+    /// seals a segment when it rolls over, before the records of the group
+    /// in flight are published (they are, once that group's sync returns);
+    /// until then the published bounds stop short of what the segment's
+    /// offset table, written durably at the seal, says it holds, and a
+    /// rewrite from them would drop those records.
+    fn complete(&self, segment: &Segment) -> Result<bool> {
+        let first = segment.first_position();
+        let table = SegmentTable::load(self.fs.as_ref(), &self.dir, first)
+            .at(&table_path(&self.dir, first))?;
+        let bounds = segment.bounds();
+        Ok(table.is_some_and(|t| t.end == bounds.end && t.last_position == bounds.last_position))
     }
 
     /// Rewrites one sealed segment compressed; returns its sizes before

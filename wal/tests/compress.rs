@@ -157,6 +157,44 @@ fn compressed_segments_read_and_reopen_like_the_originals() {
     check_contents(&wal, last + 19);
 }
 
+/// The writer seals a segment when a group rolls over, before it publishes
+/// the group's records; a rewrite in between must not compress the
+/// segment without them.
+#[test]
+fn a_segment_sealed_mid_group_is_compressed_only_once_its_records_are_published() {
+    let fs_impl = FaultFs::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
+    let dir = Path::new("/store/wal");
+    let mut wal = open_from(&fs, dir, 1).unwrap();
+    append(&mut wal, 3);
+    // One group, not committed yet, that fills the first segment and rolls
+    // over into the second.
+    let mut pushed = 0;
+    while wal.reader.segments().len() < 2 {
+        let first = wal.writer.next_position();
+        let meta = RecordMeta {
+            first_position: first,
+            count: 1,
+            timestamp_micros: first,
+        };
+        wal.writer.push(meta, b"", &payload(first, 1)).unwrap();
+        pushed += 1;
+    }
+    assert!(pushed > 5);
+    assert!(wal.reader.segments().snapshot()[0].is_sealed());
+    let early = wal.compressor.compress_sealed(settings(), None, &|| false).unwrap();
+    assert_eq!(early.segments, 0, "compressed before its records were published");
+    wal.writer.commit(true).unwrap();
+    let last = wal.writer.next_position() - 1;
+    let done = wal.compressor.compress_sealed(settings(), None, &|| false).unwrap();
+    assert_eq!(done.segments, 1);
+    check_contents(&wal, last);
+    wal.writer.close().unwrap();
+    drop(wal);
+    let wal = open_from(&fs, dir, 1).unwrap();
+    check_contents(&wal, last);
+}
+
 #[test]
 fn reads_during_compression_see_every_record() {
     let tmp = tempfile::tempdir().unwrap();
