@@ -182,11 +182,20 @@ fn a_segment_sealed_mid_group_is_compressed_only_once_its_records_are_published(
     }
     assert!(pushed > 5);
     assert!(wal.reader.segments().snapshot()[0].is_sealed());
-    let early = wal.compressor.compress_sealed(settings(), None, &|| false).unwrap();
-    assert_eq!(early.segments, 0, "compressed before its records were published");
+    let early = wal
+        .compressor
+        .compress_sealed(settings(), None, &|| false)
+        .unwrap();
+    assert_eq!(
+        early.segments, 0,
+        "compressed before its records were published"
+    );
     wal.writer.commit(true).unwrap();
     let last = wal.writer.next_position() - 1;
-    let done = wal.compressor.compress_sealed(settings(), None, &|| false).unwrap();
+    let done = wal
+        .compressor
+        .compress_sealed(settings(), None, &|| false)
+        .unwrap();
     assert_eq!(done.segments, 1);
     check_contents(&wal, last);
     wal.writer.close().unwrap();
