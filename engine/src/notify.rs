@@ -107,12 +107,19 @@ enum Signal {
 }
 
 impl Signal {
-    fn wake(self) {
+    /// Wakes a thread at once, or returns the task waker to wake.
+    ///
+    /// Called with the hub's lock held: a notified thread is then moved onto
+    /// the lock's queue rather than woken, so the caller makes no system
+    /// call per thread; each thread, when it gets the lock and leaves it,
+    /// hands it to the next. Wakers run user code, hence after the lock.
+    fn notify(self) -> Option<Waker> {
         match self {
             Signal::Thread(cond) => {
                 cond.notify_one();
+                None
             }
-            Signal::Task(waker) => waker.wake(),
+            Signal::Task(waker) => Some(waker),
         }
     }
 }
@@ -213,15 +220,18 @@ impl Hub {
         if self.interested.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut signals = Vec::new();
+        let mut wakers = Vec::new();
         {
             let mut s = self.state.lock();
-            let mut ids = s.everything.clone();
+            // Every waiter found is woken, so whole lists are taken: removing
+            // the waiters one by one from them would cost the square of their
+            // length.
+            let mut ids = std::mem::take(&mut s.everything);
             for key in keys {
                 if matches!(key.kind(), KeyKind::Type | KeyKind::Tag)
-                    && let Some(under) = s.by_key.get(key)
+                    && let Some(under) = s.by_key.remove(key)
                 {
-                    ids.extend_from_slice(under);
+                    ids.extend(under);
                 }
             }
             if ids.is_empty() {
@@ -229,30 +239,33 @@ impl Hub {
             }
             ids.sort_unstable();
             ids.dedup();
+            #[cfg(test)]
+            self.woken.fetch_add(ids.len(), Ordering::Relaxed);
             for id in ids {
-                signals.extend(s.remove(id));
+                wakers.extend(s.remove(id).and_then(Signal::notify));
             }
             self.interested.store(s.waiters.len(), Ordering::Relaxed);
         }
-        #[cfg(test)]
-        self.woken.fetch_add(signals.len(), Ordering::Relaxed);
-        for signal in signals {
-            signal.wake();
+        for waker in wakers {
+            waker.wake();
         }
     }
 
     /// Ends every wait, now and later.
     pub(crate) fn close(&self) {
-        let signals: Vec<Signal> = {
+        let wakers: Vec<Waker> = {
             let mut s = self.state.lock();
             s.closed = true;
             s.everything.clear();
             s.by_key.clear();
             self.interested.store(0, Ordering::Relaxed);
-            s.waiters.drain().map(|(_, r)| r.signal).collect()
+            s.waiters
+                .drain()
+                .filter_map(|(_, r)| r.signal.notify())
+                .collect()
         };
-        for signal in signals {
-            signal.wake();
+        for waker in wakers {
+            waker.wake();
         }
     }
 
