@@ -280,15 +280,19 @@ impl Hub {
     ) -> Wake {
         let mut s = self.state.lock();
         let wake = loop {
-            // Registered again on every round: a wake-up took it out.
-            s.add(waiter, Signal::Thread(waiter.cond.clone()));
-            self.interested.store(s.waiters.len(), Ordering::Relaxed);
-            fence(Ordering::SeqCst);
             if head() > seen {
                 break Wake::Advanced;
             }
             if s.closed {
                 break Wake::Closed;
+            }
+            // Not registered yet, or a publish took it out when it woke it:
+            // register, then look at the head again before sleeping.
+            if !s.waiters.contains_key(&waiter.id) {
+                s.add(waiter, Signal::Thread(waiter.cond.clone()));
+                self.interested.store(s.waiters.len(), Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                continue;
             }
             match deadline {
                 Some(d) => {
@@ -303,8 +307,9 @@ impl Hub {
                 None => waiter.cond.wait(&mut s),
             }
         };
-        s.remove(waiter.id);
-        self.interested.store(s.waiters.len(), Ordering::Relaxed);
+        if s.remove(waiter.id).is_some() {
+            self.interested.store(s.waiters.len(), Ordering::Relaxed);
+        }
         wake
     }
 
