@@ -7,10 +7,10 @@
 //! the same group (see `admission`) — assigns positions and stream
 //! revisions, writes the group with one write and, in `Sync` mode, one
 //! `fdatasync`, then publishes: the memtable gets the group's keys, the head
-//! advances, and each caller is answered. If a write or sync fails, every
-//! caller of the group gets an error and the store is poisoned: what reached
-//! the disk is unknown until recovery reads it back, so nothing may build on
-//! it.
+//! advances, the subscribers those keys concern are woken, and each caller is
+//! answered. If a write or sync fails, every caller of the group gets an
+//! error and the store is poisoned: what reached the disk is unknown until
+//! recovery reads it back, so nothing may build on it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -391,7 +391,7 @@ impl Committer {
         self.memtable.insert_many(&entries);
         let head = self.head();
         self.shared.head.store(head, Ordering::Release);
-        self.hub.publish();
+        self.hub.publish(entries.iter().map(|(key, _)| key));
         for a in group.admitted {
             a.reply.send(Ok(a.appended));
         }

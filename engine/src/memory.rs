@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use gesta_index::Key;
 use parking_lot::Mutex;
 
 use crate::api::{EventIter, EventStore};
@@ -213,8 +214,16 @@ impl EventStore for MemoryStore {
         }
         let last = state.events.len() as u64;
         state.batches.push((first, last));
+        // The keys the hub wakes subscribers by, as the store's index has them.
+        let keys: Vec<Key> = state.events[first as usize - 1..]
+            .iter()
+            .flat_map(|e| {
+                std::iter::once(Key::event_type(&e.event_type))
+                    .chain(e.tags.iter().map(|t| Key::tag(t)))
+            })
+            .collect();
         drop(state);
-        self.shared.hub.publish();
+        self.shared.hub.publish(&keys);
         Ok(Appended { first, last })
     }
 

@@ -1,37 +1,201 @@
-//! The commit hub: how subscribers learn that the head moved.
+//! The commit hub: how subscribers learn that a commit may concern them.
 //!
 //! Subscribers do not receive events from the committer; they read them from
 //! the log and the index themselves (see `subscription`). The committer only
-//! says "the head moved" — and when nobody is waiting, which is the common
-//! case under load (subscribers are busy reading), that costs it one atomic
-//! load. Waiting subscribers are threads parked on a condition variable or
-//! async tasks that left a waker.
+//! says "the head moved, and these are the index keys of what moved it" —
+//! and when nobody is waiting, which is the common case under load
+//! (subscribers are busy reading), that costs it one atomic load. Waiting
+//! subscribers are threads parked on their own condition variable or async
+//! tasks that left a waker.
 //!
-//! The lost-wakeup race is closed the usual way: a waiter registers
-//! (`interested`) and then re-reads the head; the committer stores the head
-//! and then reads `interested`. With a sequentially consistent fence on both
-//! sides, at least one of them sees the other's write.
+//! The hub owns who waits for what. A waiter registers under its query's
+//! wake keys ([`Interest`]): for each query item, its event types if it has
+//! any, else its first tag, else everything. An event can only match an item
+//! if it carries one of these keys, so a commit that carries none of a
+//! waiter's keys holds nothing for it, and the hub leaves it asleep. Waking
+//! too often is harmless (the subscriber reads, finds nothing, waits again);
+//! waking too rarely would lose events, and is what the keys are chosen to
+//! rule out.
+//!
+//! The lost-wakeup race is closed the usual way: a waiter registers (under
+//! the lock, counted in `interested`) and then re-reads the head; the
+//! committer stores the head and then reads `interested`. With a
+//! sequentially consistent fence on both sides, at least one of them sees
+//! the other's write: either the waiter sees the new head and does not
+//! sleep, or the committer sees the registration, takes the lock — which
+//! the waiter holds until it sleeps — and finds it under its keys.
 
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::task::Waker;
 use std::time::Instant;
 
+use gesta_index::{Key, KeyKind};
 use parking_lot::{Condvar, Mutex};
+
+use crate::query::Query;
+
+/// The commits a waiter wants to be woken by: those carrying one of its
+/// keys, or every commit.
+#[derive(Clone, Debug)]
+pub(crate) struct Interest {
+    /// Type and tag keys, sorted and deduplicated; `None` for every commit.
+    keys: Option<Arc<[Key]>>,
+}
+
+impl Interest {
+    /// The wake keys of `query`: for each item its types, else its first
+    /// tag (an event matching the item carries all its tags, so it carries
+    /// that one), else everything.
+    pub(crate) fn of(query: &Query) -> Interest {
+        if query.items.is_empty() {
+            return Interest::everything();
+        }
+        let mut keys = Vec::new();
+        for item in &query.items {
+            if !item.types.is_empty() {
+                keys.extend(item.types.iter().map(|t| Key::event_type(t)));
+            } else if let Some(tag) = item.tags.first() {
+                keys.push(Key::tag(tag));
+            } else {
+                return Interest::everything();
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Interest {
+            keys: Some(keys.into()),
+        }
+    }
+
+    /// Woken by every commit.
+    pub(crate) fn everything() -> Interest {
+        Interest { keys: None }
+    }
+}
+
+/// One subscriber's place at a hub: what wakes it, and the condition
+/// variable its thread sleeps on. A subscriber keeps one for its life and
+/// calls [`Hub::forget`] when it goes away.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    /// Unique among all waiters of the process.
+    id: u64,
+    interest: Interest,
+    cond: Arc<Condvar>,
+}
+
+impl Waiter {
+    pub(crate) fn new(interest: Interest) -> Waiter {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Waiter {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            interest,
+            cond: Arc::new(Condvar::new()),
+        }
+    }
+}
+
+/// How a registered waiter is woken.
+#[derive(Debug)]
+enum Signal {
+    /// A thread sleeps on this condition variable (under the hub's lock).
+    Thread(Arc<Condvar>),
+    /// An async task left this waker.
+    Task(Waker),
+}
+
+impl Signal {
+    /// Wakes a thread at once, or returns the task waker to wake.
+    ///
+    /// Called with the hub's lock held: a notified thread is then moved onto
+    /// the lock's queue rather than woken, so the caller makes no system
+    /// call per thread; each thread, when it gets the lock and leaves it,
+    /// hands it to the next. Wakers run user code, hence after the lock.
+    fn notify(self) -> Option<Waker> {
+        match self {
+            Signal::Thread(cond) => {
+                cond.notify_one();
+                None
+            }
+            Signal::Task(waker) => Some(waker),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Registered {
+    interest: Interest,
+    signal: Signal,
+}
 
 #[derive(Debug, Default)]
 struct State {
     closed: bool,
-    sleepers: usize,
-    wakers: Vec<Waker>,
+    /// Every registered waiter by id. A waiter leaves when it is woken (or
+    /// stops waiting), so each is signalled at most once per registration.
+    waiters: HashMap<u64, Registered>,
+    /// Ids of the waiters woken by every commit.
+    everything: Vec<u64>,
+    /// Ids of the waiters registered under each wake key.
+    by_key: HashMap<Key, Vec<u64>>,
 }
 
-/// Wakes subscribers when the head moves or the store closes.
+impl State {
+    /// Registers `waiter`, or only replaces its signal if it is registered.
+    fn add(&mut self, waiter: &Waiter, signal: Signal) {
+        let registered = Registered {
+            interest: waiter.interest.clone(),
+            signal,
+        };
+        if self.waiters.insert(waiter.id, registered).is_some() {
+            return;
+        }
+        match &waiter.interest.keys {
+            None => self.everything.push(waiter.id),
+            Some(keys) => {
+                for key in keys.iter() {
+                    match self.by_key.get_mut(key) {
+                        Some(ids) => ids.push(waiter.id),
+                        None => {
+                            self.by_key.insert(key.clone(), vec![waiter.id]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unregisters waiter `id`, returning how it was to be woken.
+    fn remove(&mut self, id: u64) -> Option<Signal> {
+        let registered = self.waiters.remove(&id)?;
+        match &registered.interest.keys {
+            None => self.everything.retain(|&w| w != id),
+            Some(keys) => {
+                for key in keys.iter() {
+                    if let Some(ids) = self.by_key.get_mut(key) {
+                        ids.retain(|&w| w != id);
+                        if ids.is_empty() {
+                            self.by_key.remove(key);
+                        }
+                    }
+                }
+            }
+        }
+        Some(registered.signal)
+    }
+}
+
+/// Wakes subscribers when a commit may concern them or the store closes.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     state: Mutex<State>,
-    cond: Condvar,
-    /// Sleeping threads plus registered wakers.
+    /// How many waiters are registered (written under the lock).
     interested: AtomicUsize,
+    /// How many waiters `publish` has woken, for the tests.
+    #[cfg(test)]
+    woken: AtomicUsize,
 }
 
 /// Why a wait ended.
@@ -48,48 +212,73 @@ pub(crate) enum Wake {
 }
 
 impl Hub {
-    /// Called after the head moved: wakes whoever waits.
-    pub(crate) fn publish(&self) {
+    /// Called after the head moved past a commit whose events have the
+    /// index keys `keys` (types and tags matter, other keys are ignored):
+    /// wakes the waiters registered for every commit or under one of them.
+    pub(crate) fn publish<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) {
         fence(Ordering::SeqCst);
         if self.interested.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let wakers = {
+        let mut wakers = Vec::new();
+        {
             let mut s = self.state.lock();
-            let wakers = std::mem::take(&mut s.wakers);
-            self.interested.store(s.sleepers, Ordering::Relaxed);
-            wakers
-        };
-        self.cond.notify_all();
-        for w in wakers {
-            w.wake();
+            // Every waiter found is woken, so whole lists are taken: removing
+            // the waiters one by one from them would cost the square of their
+            // length.
+            let mut ids = std::mem::take(&mut s.everything);
+            for key in keys {
+                if matches!(key.kind(), KeyKind::Type | KeyKind::Tag)
+                    && let Some(under) = s.by_key.remove(key)
+                {
+                    ids.extend(under);
+                }
+            }
+            if ids.is_empty() {
+                return;
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            #[cfg(test)]
+            self.woken.fetch_add(ids.len(), Ordering::Relaxed);
+            for id in ids {
+                wakers.extend(s.remove(id).and_then(Signal::notify));
+            }
+            self.interested.store(s.waiters.len(), Ordering::Relaxed);
+        }
+        for waker in wakers {
+            waker.wake();
         }
     }
 
     /// Ends every wait, now and later.
     pub(crate) fn close(&self) {
-        let wakers = {
+        let wakers: Vec<Waker> = {
             let mut s = self.state.lock();
             s.closed = true;
-            std::mem::take(&mut s.wakers)
+            s.everything.clear();
+            s.by_key.clear();
+            self.interested.store(0, Ordering::Relaxed);
+            s.waiters
+                .drain()
+                .filter_map(|(_, r)| r.signal.notify())
+                .collect()
         };
-        self.cond.notify_all();
-        for w in wakers {
-            w.wake();
+        for waker in wakers {
+            waker.wake();
         }
     }
 
-    /// Blocks until `head()` exceeds `seen`, the store closes, or `deadline`.
+    /// Blocks until `head()` exceeds `seen` and a commit concerned `waiter`
+    /// (or already exceeds it), the store closes, or `deadline`.
     pub(crate) fn wait(
         &self,
+        waiter: &Waiter,
         seen: u64,
         head: impl Fn() -> u64,
         deadline: Option<Instant>,
     ) -> Wake {
         let mut s = self.state.lock();
-        s.sleepers += 1;
-        self.interested.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
         let wake = loop {
             if head() > seen {
                 break Wake::Advanced;
@@ -97,9 +286,17 @@ impl Hub {
             if s.closed {
                 break Wake::Closed;
             }
+            // Not registered yet, or a publish took it out when it woke it:
+            // register, then look at the head again before sleeping.
+            if !s.waiters.contains_key(&waiter.id) {
+                s.add(waiter, Signal::Thread(waiter.cond.clone()));
+                self.interested.store(s.waiters.len(), Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                continue;
+            }
             match deadline {
                 Some(d) => {
-                    if self.cond.wait_until(&mut s, d).timed_out() {
+                    if waiter.cond.wait_until(&mut s, d).timed_out() {
                         break if head() > seen {
                             Wake::Advanced
                         } else {
@@ -107,23 +304,35 @@ impl Hub {
                         };
                     }
                 }
-                None => self.cond.wait(&mut s),
+                None => waiter.cond.wait(&mut s),
             }
         };
-        s.sleepers -= 1;
-        self.interested
-            .store(s.sleepers + s.wakers.len(), Ordering::Relaxed);
+        if s.remove(waiter.id).is_some() {
+            self.interested.store(s.waiters.len(), Ordering::Relaxed);
+        }
         wake
     }
 
-    /// Leaves `waker` to be woken once `head()` exceeds `seen`, unless it
-    /// already does (or the store is closed), which is said at once.
-    pub(crate) fn register(&self, waker: &Waker, seen: u64, head: impl Fn() -> u64) -> Wake {
+    /// Leaves `waker` to be woken once a commit past `seen` concerns
+    /// `waiter`, unless `head()` exceeds `seen` already (or the store is
+    /// closed), which is said at once.
+    pub(crate) fn register(
+        &self,
+        waiter: &Waiter,
+        waker: &Waker,
+        seen: u64,
+        head: impl Fn() -> u64,
+    ) -> Wake {
         let mut s = self.state.lock();
-        if !s.closed && !s.wakers.iter().any(|w| w.will_wake(waker)) {
-            s.wakers.push(waker.clone());
-            self.interested
-                .store(s.sleepers + s.wakers.len(), Ordering::Relaxed);
+        if !s.closed {
+            let same = matches!(
+                s.waiters.get(&waiter.id).map(|r| &r.signal),
+                Some(Signal::Task(w)) if w.will_wake(waker)
+            );
+            if !same {
+                s.add(waiter, Signal::Task(waker.clone()));
+                self.interested.store(s.waiters.len(), Ordering::Relaxed);
+            }
         }
         fence(Ordering::SeqCst);
         if head() > seen {
@@ -134,6 +343,28 @@ impl Hub {
             Wake::Registered
         }
     }
+
+    /// Unregisters `waiter` (a dropped subscription's waker must not stay).
+    pub(crate) fn forget(&self, waiter: &Waiter) {
+        if self.interested.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut s = self.state.lock();
+        s.remove(waiter.id);
+        self.interested.store(s.waiters.len(), Ordering::Relaxed);
+    }
+
+    /// How many waiters `publish` has woken so far.
+    #[cfg(test)]
+    pub(crate) fn woken(&self) -> usize {
+        self.woken.load(Ordering::Relaxed)
+    }
+
+    /// How many waiters are registered.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.state.lock().waiters.len()
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +374,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::query::QueryItem;
+
+    fn type_a() -> Waiter {
+        Waiter::new(Interest::of(&Query::event_type("A")))
+    }
+
+    /// Waits until `n` waiters are registered at `hub`.
+    fn until_waiting(hub: &Hub, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hub.waiting() != n {
+            assert!(Instant::now() < deadline, "waiters never registered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 
     #[test]
     fn a_waiter_sees_every_publish() {
@@ -150,18 +395,20 @@ mod tests {
         let head = Arc::new(AtomicU64::new(0));
         let (h2, hd2) = (hub.clone(), head.clone());
         let waiter = std::thread::spawn(move || {
+            let waiter = type_a();
             let mut seen = 0;
             while seen < 10_000 {
                 assert_eq!(
-                    h2.wait(seen, || hd2.load(Ordering::SeqCst), None),
+                    h2.wait(&waiter, seen, || hd2.load(Ordering::SeqCst), None),
                     Wake::Advanced
                 );
                 seen = hd2.load(Ordering::SeqCst);
             }
         });
+        let keys = [Key::event_type("A"), Key::tag("x")];
         for i in 1..=10_000 {
             head.store(i, Ordering::SeqCst);
-            hub.publish();
+            hub.publish(&keys);
         }
         waiter.join().unwrap();
     }
@@ -169,13 +416,118 @@ mod tests {
     #[test]
     fn close_and_timeouts_end_waits() {
         let hub = Arc::new(Hub::default());
+        let waiter = type_a();
         let deadline = Instant::now() + Duration::from_millis(20);
-        assert_eq!(hub.wait(0, || 0, Some(deadline)), Wake::TimedOut);
+        assert_eq!(hub.wait(&waiter, 0, || 0, Some(deadline)), Wake::TimedOut);
+        assert_eq!(hub.waiting(), 0);
         let h2 = hub.clone();
-        let t = std::thread::spawn(move || h2.wait(0, || 0, None));
-        std::thread::sleep(Duration::from_millis(20));
+        let t = std::thread::spawn(move || h2.wait(&type_a(), 0, || 0, None));
+        until_waiting(&hub, 1);
         hub.close();
         assert_eq!(t.join().unwrap(), Wake::Closed);
-        assert_eq!(hub.wait(0, || 0, None), Wake::Closed);
+        assert_eq!(hub.wait(&waiter, 0, || 0, None), Wake::Closed);
+    }
+
+    #[test]
+    fn wake_keys_follow_the_query_items() {
+        let keys = |q: &Query| Interest::of(q).keys.map(|k| k.to_vec());
+        assert_eq!(keys(&Query::all()), None);
+        assert_eq!(keys(&Query::item(QueryItem::new())), None);
+        assert_eq!(
+            keys(&Query::tag("x").or(QueryItem::new())),
+            None,
+            "an item matching everything makes the query match everything"
+        );
+        assert_eq!(
+            keys(&Query::item(QueryItem::new().types(["B", "A"]).tag("x"))),
+            Some(vec![Key::event_type("A"), Key::event_type("B")])
+        );
+        assert_eq!(
+            keys(
+                &Query::item(QueryItem::new().tags(["x", "y"]))
+                    .or(QueryItem::new().event_type("A"))
+            ),
+            Some(vec![Key::event_type("A"), Key::tag("x")])
+        );
+    }
+
+    /// A thread waiting on type A sleeps through commits that carry other
+    /// types, tags, streams and ids, and wakes for the first one with an A.
+    #[test]
+    fn only_commits_with_a_wake_key_wake_a_waiter() {
+        let hub = Arc::new(Hub::default());
+        let head = Arc::new(AtomicU64::new(0));
+        let mut threads = Vec::new();
+        for query in [
+            Query::event_type("A"),
+            Query::tag("t").or(QueryItem::new().event_type("A")),
+            Query::item(QueryItem::new().tags(["t", "u"])),
+        ] {
+            let (h2, hd2) = (hub.clone(), head.clone());
+            threads.push(std::thread::spawn(move || {
+                let waiter = Waiter::new(Interest::of(&query));
+                h2.wait(&waiter, 0, || hd2.load(Ordering::SeqCst), None)
+            }));
+        }
+        until_waiting(&hub, 3);
+        let other = [
+            Key::event_type("B"),
+            Key::tag("u"),
+            Key::stream("A"),
+            Key::id(7),
+            Key::tracking("A"),
+        ];
+        for i in 1..=1_000 {
+            head.store(i, Ordering::SeqCst);
+            hub.publish(&other);
+        }
+        assert_eq!(hub.woken(), 0);
+        assert_eq!(hub.waiting(), 3);
+        head.store(1_001, Ordering::SeqCst);
+        hub.publish(&[Key::event_type("A")]);
+        assert_eq!(hub.woken(), 2);
+        head.store(1_002, Ordering::SeqCst);
+        hub.publish(&[Key::event_type("C"), Key::tag("t")]);
+        assert_eq!(hub.woken(), 3);
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Wake::Advanced);
+        }
+        assert_eq!(hub.waiting(), 0);
+    }
+
+    struct Count(AtomicU64);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakers are filtered the same way, registered once per waiter, and
+    /// gone once their subscriber forgets them.
+    #[test]
+    fn wakers_are_filtered_and_forgotten() {
+        let hub = Hub::default();
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        let waker = Waker::from(count.clone());
+        let (a, all) = (type_a(), Waiter::new(Interest::everything()));
+        assert_eq!(hub.register(&a, &waker, 0, || 0), Wake::Registered);
+        assert_eq!(hub.register(&a, &waker, 0, || 0), Wake::Registered);
+        assert_eq!(hub.register(&all, &waker, 0, || 0), Wake::Registered);
+        assert_eq!(hub.waiting(), 2);
+        hub.publish(&[Key::event_type("B")]);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "only the catch-all");
+        hub.publish(&[Key::event_type("A"), Key::event_type("A")]);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2, "A woken once");
+        assert_eq!(hub.waiting(), 0);
+        assert_eq!(hub.register(&a, &waker, 0, || 1), Wake::Advanced);
+        hub.forget(&a);
+        assert_eq!(hub.waiting(), 0);
+        hub.publish(&[Key::event_type("A")]);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(hub.register(&a, &waker, 0, || 0), Wake::Registered);
+        hub.close();
+        assert_eq!(count.0.load(Ordering::SeqCst), 3);
+        assert_eq!(hub.register(&a, &waker, 0, || 0), Wake::Closed);
     }
 }

@@ -333,3 +333,63 @@ impl Store {
         self.inner.cursors.delete(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::event::NewEvent;
+    use crate::query::{Query, QueryItem};
+    use crate::store::Store;
+
+    /// Subscribers waiting for type A (or a tag only A events carry) sleep
+    /// through a thousand commits of type B, and still get the A appended
+    /// after them at once.
+    #[test]
+    fn commits_of_other_types_do_not_wake_subscribers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hub = store.inner.hub.clone();
+        let queries = [
+            Query::event_type("A"),
+            Query::event_type("A").or(QueryItem::new().event_type("C")),
+            Query::item(QueryItem::new().tags(["ta", "tb"])),
+        ];
+        std::thread::scope(|scope| {
+            let mut subscribers = Vec::new();
+            for query in &queries {
+                let mut sub = store.subscribe(query, 0).unwrap();
+                subscribers.push(scope.spawn(move || {
+                    let batch = sub.recv_timeout(Duration::from_secs(20)).unwrap();
+                    (batch, Instant::now())
+                }));
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while hub.waiting() < queries.len() {
+                assert!(Instant::now() < deadline, "subscribers never waited");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for i in 0..1_000 {
+                let event = NewEvent::new("B", format!("b{i}")).tags(["tb"]);
+                store.append(vec![event]).unwrap();
+            }
+            assert_eq!(hub.woken(), 0, "a commit of B woke a subscriber");
+            assert_eq!(hub.waiting(), queries.len());
+            let a = NewEvent::new("A", "a").tags(["ta", "tb"]);
+            let appended = store.append(vec![a]).unwrap();
+            let sent = Instant::now();
+            for s in subscribers {
+                let (batch, at) = s.join().unwrap();
+                let batch = batch.expect("the A event arrived");
+                assert_eq!(batch.len(), 1);
+                assert_eq!(batch[0].position, appended.first);
+                assert!(
+                    at.saturating_duration_since(sent) < Duration::from_secs(1),
+                    "the A event took {:?}",
+                    at - sent
+                );
+            }
+            assert_eq!(hub.woken(), queries.len());
+        });
+    }
+}

@@ -12,7 +12,9 @@
 //! - A slow subscriber holds no buffer the committer fills: it falls behind
 //!   in the log, which is where it reads from anyway. Writers never wait for
 //!   subscribers, and a commit costs the committer one atomic load when no
-//!   subscriber is idle, one wake-up call otherwise — whatever their number.
+//!   subscriber is idle; otherwise a look-up per index key of the commit and
+//!   a wake-up for each idle subscriber whose query those keys could match
+//!   (see `notify`) — the others sleep on.
 //! - Its memory is bounded: one fetch reads at most a fixed number of
 //!   events (plus the rest of the append it is in), however far behind it is.
 //!
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::notify::{Hub, Wake};
+use crate::notify::{Hub, Interest, Waiter, Wake};
 use crate::query::Query;
 
 /// How many events one fetch reads at most (a fetch always finishes the
@@ -73,6 +75,8 @@ pub struct Subscription {
     delivered: u64,
     ready: VecDeque<Vec<RecordedEvent>>,
     ended: bool,
+    /// Its place at the feed's hub, registered under the query's wake keys.
+    waiter: Waiter,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -88,6 +92,7 @@ impl std::fmt::Debug for Subscription {
 impl Subscription {
     pub(crate) fn new(feed: Arc<dyn Feed>, query: Query, after: u64) -> Subscription {
         Subscription {
+            waiter: Waiter::new(Interest::of(&query)),
             feed,
             query,
             after,
@@ -173,12 +178,21 @@ impl Subscription {
                 Err(e) => return Err(self.end(e)),
             }
             let feed = self.feed.clone();
-            match feed.hub().wait(self.after, || feed.head(), deadline) {
+            match feed
+                .hub()
+                .wait(&self.waiter, self.after, || feed.head(), deadline)
+            {
                 Wake::Advanced => {}
                 Wake::TimedOut => return Ok(None),
                 Wake::Closed | Wake::Registered => return Err(self.end(Error::Closed)),
             }
         }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.feed.hub().forget(&self.waiter);
     }
 }
 
@@ -224,7 +238,10 @@ impl Subscription {
                 Err(e) => return Poll::Ready(Some(Err(self.end(e)))),
             }
             let feed = self.feed.clone();
-            match feed.hub().register(cx.waker(), self.after, || feed.head()) {
+            match feed
+                .hub()
+                .register(&self.waiter, cx.waker(), self.after, || feed.head())
+            {
                 Wake::Advanced => {}
                 Wake::Registered => return Poll::Pending,
                 Wake::Closed | Wake::TimedOut => {

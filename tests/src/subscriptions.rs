@@ -217,64 +217,103 @@ pub fn live_only<H: Harness>(h: &mut H) {
     assert!(sub.try_recv().unwrap().is_none());
 }
 
-/// Subscribers started before, during and after a burst of concurrent
-/// appends from several threads all see exactly what a later read returns,
-/// one batch per append: no gap and no duplicate at the switch from the log
-/// to live delivery.
+/// Subscribers on types, tags, both and everything, started before, during
+/// and after a burst of concurrent appends from several threads, all see
+/// exactly what a later read returns, one batch per append: no gap and no
+/// duplicate at the switch from the log to live delivery. They wait without
+/// polling, so a subscriber that a commit for it failed to wake stalls
+/// (subscribers are woken only by commits their query could match).
 pub fn switch_under_concurrent_appends<H: Harness>(h: &mut H) {
     let s = h.create();
     let writers = 4;
     let per_writer = 150;
-    let query = query_a();
+    let queries = [
+        query_a(),
+        Query::event_type("B"),
+        Query::tag("t2"),
+        Query::item(QueryItem::new().event_type("C").tag("t3")),
+        Query::all(),
+    ];
     let appends = std::sync::Mutex::new(Vec::new());
-    let delivered = std::thread::scope(|scope| {
-        let mut subscribers = Vec::new();
+    // Half the subscribers start before the writers, half while they write.
+    let early: Vec<_> = queries
+        .iter()
+        .map(|q| Some(s.subscribe(q, 0).unwrap()))
+        .collect();
+    let (last, delivered) = std::thread::scope(|scope| {
+        let mut writing = Vec::new();
         for w in 0..writers {
             let (s, appends) = (&s, &appends);
-            scope.spawn(move || {
+            writing.push(scope.spawn(move || {
                 let mut rng = SplitMix64::new(100 + w);
                 for i in 0..per_writer {
                     let a = s
                         .append(mixed_batch(&mut rng, &format!("{w}/{i}")))
                         .unwrap();
                     appends.lock().unwrap().push(a);
-                }
-            });
-        }
-        for k in 0..3u64 {
-            let (s, query) = (&s, &query);
-            subscribers.push(scope.spawn(move || {
-                std::thread::sleep(Duration::from_millis(5 * k));
-                let after = s.head().unwrap() / 2;
-                let mut sub = s.subscribe(query, after).unwrap();
-                let mut batches = Vec::new();
-                let deadline = Instant::now() + WAIT;
-                let mut rounds = 0;
-                // Until every writer is done and everything is delivered.
-                loop {
-                    assert!(Instant::now() < deadline, "subscriber stuck");
-                    if let Some(b) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
-                        batches.push(b);
-                        continue;
-                    }
-                    rounds += 1;
-                    if rounds > 5 && sub.checkpoint() == s.head().unwrap() {
-                        break;
+                    if i % 10 == 0 {
+                        // Spreads the burst over the late subscribers' starts.
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                 }
-                (after, batches)
             }));
         }
-        subscribers
+        let mut subscribers = Vec::new();
+        for (k, early) in early
+            .into_iter()
+            .chain(queries.iter().map(|_| None))
+            .enumerate()
+        {
+            let (s, query) = (&s, &queries[k % queries.len()]);
+            subscribers.push(scope.spawn(move || {
+                let (after, mut sub) = match early {
+                    Some(sub) => (0, sub),
+                    None => {
+                        std::thread::sleep(Duration::from_millis(3 * k as u64));
+                        let after = s.head().unwrap() / 2;
+                        (after, s.subscribe(query, after).unwrap())
+                    }
+                };
+                let mut batches: Vec<Vec<RecordedEvent>> = Vec::new();
+                // Until the append made after every writer is done arrives.
+                loop {
+                    let batch = sub
+                        .recv_timeout(WAIT)
+                        .unwrap()
+                        .unwrap_or_else(|| panic!("subscriber on {query:?} stuck"));
+                    let end = batch.iter().any(|e| e.data.as_ref() == b"last");
+                    batches.push(batch);
+                    if end {
+                        return (after, batches, Instant::now());
+                    }
+                }
+            }));
+        }
+        for w in writing {
+            w.join().unwrap();
+        }
+        let last: Vec<NewEvent> = ["A", "B", "C"]
+            .iter()
+            .map(|t| ev(t, &["t1", "t2", "t3"], "last"))
+            .collect();
+        let last = (s.append(last).unwrap(), Instant::now());
+        let delivered = subscribers
             .into_iter()
             .map(|t| t.join().unwrap())
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (last, delivered)
     });
     let total: u64 = s.head().unwrap();
-    assert!(total >= writers * per_writer);
-    let appends = appends.into_inner().unwrap();
-    for (after, batches) in delivered {
-        check_delivery(&batches, &read(&s, &query, after), &appends, &query);
+    assert!(total > writers * per_writer);
+    let mut appends = appends.into_inner().unwrap();
+    appends.push(last.0);
+    for ((after, batches, at), query) in delivered.into_iter().zip(queries.iter().cycle()) {
+        check_delivery(&batches, &read(&s, query, after), &appends, query);
+        let took = at.saturating_duration_since(last.1);
+        assert!(
+            took < Duration::from_secs(5),
+            "the last append reached a subscriber on {query:?} after {took:?}"
+        );
     }
 }
 
