@@ -6,11 +6,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use gesta_wal::io::fault::{CrashMode, FaultFs};
 use gesta_wal::io::{FileSystem, StdFs};
 use gesta_wal::zseg::compressed_file_name;
-use gesta_wal::{Compression, OpenedWal, Payload, RecordMeta, WalError, WalOptions};
+use gesta_wal::{Compression, OpenedWal, RecordMeta, WalError, WalOptions};
+
+mod common;
+use common::{append, payload};
 
 fn options() -> WalOptions {
     WalOptions {
@@ -36,39 +38,10 @@ fn open_from(
     gesta_wal::open(fs.clone(), dir, options(), replay_from, |_| Ok(()))
 }
 
-fn payload(position: u64, count: u32) -> Payload {
-    let text = format!(
-        "events {position}+{count} {}",
-        "compressible ".repeat((position % 13) as usize)
-    );
-    Payload::new(Bytes::from(text))
-}
-
-fn append(wal: &mut OpenedWal, batches: usize) {
-    for i in 0..batches {
-        let first = wal.writer.next_position();
-        let count = (i % 3) as u32 + 1;
-        let meta = RecordMeta {
-            first_position: first,
-            count,
-            timestamp_micros: first * 10,
-        };
-        wal.writer.push(meta, b"", &payload(first, count)).unwrap();
-        wal.writer.commit(true).unwrap();
-    }
-}
-
 /// Every record through every read path: forwards, backwards and by
 /// position.
 fn check_contents(wal: &OpenedWal, last: u64) {
-    let mut next = 1;
-    for r in wal.reader.forward(1, u64::MAX) {
-        let r = r.unwrap();
-        assert_eq!(r.meta.first_position, next);
-        assert_eq!(r.payload, payload(next, r.meta.count).bytes());
-        next = r.meta.last_position() + 1;
-    }
-    assert_eq!(next - 1, last);
+    common::check_contents(wal, last);
     let mut above = last + 1;
     for r in wal.reader.backward(last) {
         let r = r.unwrap();

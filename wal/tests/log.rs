@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use gesta_wal::format::{BODY_FIXED_LEN, FRAME_LEN, SEGMENT_HEADER_LEN, segment_file_name};
 use gesta_wal::io::fault::{CrashMode, FaultFs};
 use gesta_wal::io::{FileSystem, OpenMode, StdFs};
-use gesta_wal::{OpenedWal, Payload, RecordMeta, WalError, WalOptions};
+use gesta_wal::{OpenedWal, RecordMeta, WalError, WalOptions};
+
+mod common;
+use common::{append, check_contents, payload};
 
 fn options() -> WalOptions {
     WalOptions {
@@ -22,39 +24,17 @@ fn open(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<OpenedWal, WalError> {
     gesta_wal::open(fs.clone(), dir, options(), 1, |_| Ok(()))
 }
 
-fn payload(position: u64, count: u32) -> Payload {
-    let text = format!(
-        "events {position}+{count} {}",
-        "x".repeat((position % 97) as usize)
-    );
-    Payload::new(Bytes::from(text))
-}
+/// The directory of the logs built on the in-memory file system.
+const DIR: &str = "/wal";
 
-/// Appends `batches` records of 1–3 events each, one commit per record.
-fn append(wal: &mut OpenedWal, batches: usize) {
-    for i in 0..batches {
-        let first = wal.writer.next_position();
-        let count = (i % 3) as u32 + 1;
-        let meta = RecordMeta {
-            first_position: first,
-            count,
-            timestamp_micros: first * 10,
-        };
-        wal.writer.push(meta, b"", &payload(first, count)).unwrap();
-        wal.writer.commit(true).unwrap();
-    }
-}
-
-/// Reads every record forwards and checks positions and payloads.
-fn check_contents(wal: &OpenedWal, last: u64) {
-    let mut next = 1;
-    for r in wal.reader.forward(1, u64::MAX) {
-        let r = r.unwrap();
-        assert_eq!(r.meta.first_position, next);
-        assert_eq!(r.payload, payload(next, r.meta.count).bytes());
-        next = r.meta.last_position() + 1;
-    }
-    assert_eq!(next - 1, last);
+/// A log in [`DIR`] on a fresh in-memory file system, with `batches`
+/// records appended.
+fn log_with(batches: usize) -> (FaultFs, Arc<dyn FileSystem>, OpenedWal) {
+    let fs_impl = FaultFs::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
+    let mut wal = open(&fs, Path::new(DIR)).unwrap();
+    append(&mut wal, batches);
+    (fs_impl, fs, wal)
 }
 
 fn seg(dir: &Path, first: u64) -> PathBuf {
@@ -130,11 +110,8 @@ fn rollover_seals_segments_and_reopen_reads_everything() {
 
 #[test]
 fn torn_tail_is_cut_and_reported() {
-    let fs_impl = FaultFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
-    let dir = Path::new("/wal");
-    let mut wal = open(&fs, dir).unwrap();
-    append(&mut wal, 5);
+    let (fs_impl, fs, wal) = log_with(5);
+    let dir = Path::new(DIR);
     let last = wal.writer.next_position() - 1;
     let end = wal.reader.segments().snapshot()[0].bounds().end;
     // A record that started to be written: a valid frame cut short.
@@ -173,11 +150,8 @@ fn torn_tail_is_cut_and_reported() {
 
 #[test]
 fn a_damaged_last_record_below_the_replay_point_is_corruption_not_a_torn_tail() {
-    let fs_impl = FaultFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
-    let dir = Path::new("/wal");
-    let mut wal = open(&fs, dir).unwrap();
-    append(&mut wal, 5);
+    let (fs_impl, fs, wal) = log_with(5);
+    let dir = Path::new(DIR);
     let last = wal.writer.next_position() - 1;
     let end = wal.reader.segments().snapshot()[0].bounds().end;
     let before_last = wal
@@ -206,11 +180,8 @@ fn a_damaged_last_record_below_the_replay_point_is_corruption_not_a_torn_tail() 
 
 #[test]
 fn damage_followed_by_data_in_the_newest_segment_is_corruption() {
-    let fs_impl = FaultFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
-    let dir = Path::new("/wal");
-    let mut wal = open(&fs, dir).unwrap();
-    append(&mut wal, 6);
+    let (fs_impl, fs, wal) = log_with(6);
+    let dir = Path::new(DIR);
     let second_record = SEGMENT_HEADER_LEN as u64
         + wal
             .reader
@@ -231,11 +202,8 @@ fn damage_followed_by_data_in_the_newest_segment_is_corruption() {
 
 #[test]
 fn any_bad_record_in_a_sealed_segment_is_corruption() {
-    let fs_impl = FaultFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
-    let dir = Path::new("/wal");
-    let mut wal = open(&fs, dir).unwrap();
-    append(&mut wal, 200);
+    let (fs_impl, fs, wal) = log_with(200);
+    let dir = Path::new(DIR);
     let sealed = wal.reader.segments().snapshot()[0].clone();
     assert!(sealed.is_sealed());
     let end = sealed.bounds().end;
@@ -250,11 +218,8 @@ fn any_bad_record_in_a_sealed_segment_is_corruption() {
 
 #[test]
 fn corrupt_segment_header_and_missing_segment_are_refused() {
-    let fs_impl = FaultFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
-    let dir = Path::new("/wal");
-    let mut wal = open(&fs, dir).unwrap();
-    append(&mut wal, 200);
+    let (fs_impl, fs, wal) = log_with(200);
+    let dir = Path::new(DIR);
     let firsts: Vec<u64> = wal
         .reader
         .segments()
@@ -307,11 +272,7 @@ fn interrupted_segment_creation_is_replaced() {
 #[test]
 fn a_failed_write_poisons_the_writer() {
     use gesta_wal::io::fault::{Fault, OpKind};
-    let fs_impl = FaultFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
-    let dir = Path::new("/wal");
-    let mut wal = open(&fs, dir).unwrap();
-    append(&mut wal, 3);
+    let (fs_impl, _fs, mut wal) = log_with(3);
     fs_impl.fail_nth(OpKind::Sync, 1, Fault::Eio);
     let first = wal.writer.next_position();
     let meta = RecordMeta {
@@ -352,11 +313,8 @@ fn record_containing_finds_every_position() {
 
 #[test]
 fn sealed_segments_open_from_their_tables_below_the_replay_point() {
-    let fs_impl = FaultFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
-    let dir = Path::new("/wal");
-    let mut wal = open(&fs, dir).unwrap();
-    append(&mut wal, 300);
+    let (fs_impl, fs, wal) = log_with(300);
+    let dir = Path::new(DIR);
     let last = wal.writer.next_position() - 1;
     let sealed: Vec<u64> = wal
         .reader
