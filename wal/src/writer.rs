@@ -15,7 +15,7 @@ use crate::format::Payload;
 use crate::format::{
     RecordMeta, SEGMENT_HEADER_LEN, SegmentHeader, encode_record, segment_file_name,
 };
-use crate::io::{FileSystem, OpenMode};
+use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
 
@@ -70,6 +70,11 @@ pub struct WalWriter {
     options: WalOptions,
     segments: SegmentSet,
     active: Arc<Segment>,
+    /// The active segment's path and file, kept here so that a commit does
+    /// not fetch them from the segment (an active segment is never
+    /// compressed, so they never change under the writer).
+    active_path: PathBuf,
+    active_file: Arc<dyn FileHandle>,
     /// Bytes before this offset have been handed to the file.
     flushed: u64,
     /// Bytes of the active segment that exist on disk (records plus zeros).
@@ -111,6 +116,8 @@ impl WalWriter {
             dir,
             options,
             segments,
+            active_path: tail.segment.path(),
+            active_file: tail.segment.file(),
             active: tail.segment,
             flushed: tail.end,
             allocated: tail.allocated,
@@ -235,8 +242,7 @@ impl WalWriter {
     pub fn sync(&mut self) -> Result<()> {
         self.check()?;
         if self.dirty {
-            let path = self.active.path();
-            let r = self.active.file().sync_data().at(&path);
+            let r = self.active_file.sync_data().at(&self.active_path);
             self.poison(r)?;
             self.dirty = false;
         }
@@ -255,11 +261,9 @@ impl WalWriter {
             self.buf.resize((target - self.flushed) as usize, 0);
             self.allocated = target;
         }
-        let path = self.active.path();
-        self.active
-            .file()
+        self.active_file
             .write_at(&self.buf, self.flushed)
-            .at(&path)?;
+            .at(&self.active_path)?;
         self.flushed = end;
         self.buf.clear();
         self.dirty = true;
@@ -270,8 +274,8 @@ impl WalWriter {
     /// synced again) and starts the next one.
     fn roll(&mut self) -> Result<()> {
         self.write_buf()?;
-        let path = self.active.path();
-        let file = self.active.file();
+        let path = self.active_path.clone();
+        let file = self.active_file.clone();
         file.sync_data().at(&path)?;
         file.set_len(self.flushed).at(&path)?;
         file.sync_data().at(&path)?;
@@ -300,6 +304,8 @@ impl WalWriter {
             self.options.preallocate,
         )?;
         self.segments.push(segment.clone());
+        self.active_path = segment.path();
+        self.active_file = segment.file();
         self.active = segment;
         self.flushed = SEGMENT_HEADER_LEN as u64;
         self.allocated = allocated;
