@@ -95,6 +95,10 @@ pub(crate) struct Shared {
     /// Callers inside an append: from before they enqueue until they hold
     /// their answer (the commit delay waits for them).
     pub callers: AtomicUsize,
+    /// Set when the store starts closing, so that background work that can
+    /// stop early (compressing segments) does so instead of delaying the
+    /// close.
+    pub closing: AtomicBool,
 }
 
 /// A request admitted into the current group.

@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -399,6 +400,7 @@ pub(crate) struct FlushJob {
 pub(crate) fn spawn_flusher(
     indexes: Arc<Indexes>,
     compress: Option<(gesta_wal::Compressor, gesta_wal::Compression, Option<u64>)>,
+    shared: Arc<crate::committer::Shared>,
     jobs: Receiver<FlushJob>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -416,8 +418,9 @@ pub(crate) fn spawn_flusher(
                     log::error!("gesta: index merge failed (will retry): {e}");
                 }
                 if let Some((compressor, settings, pace)) = &compress
-                    && let Err(e) =
-                        compressor.compress_sealed(*settings, *pace, &|| !jobs.is_empty())
+                    && let Err(e) = compressor.compress_sealed(*settings, *pace, &|| {
+                        !jobs.is_empty() || shared.closing.load(Ordering::Acquire)
+                    })
                 {
                     log::error!("gesta: segment compression failed (will retry): {e}");
                 }

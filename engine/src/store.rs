@@ -156,11 +156,12 @@ impl Store {
                 options.merge_bytes_per_sec,
             )
         });
-        let flusher =
-            spawn_flusher(indexes.clone(), compress, flush_rx).map_err(|source| Error::Io {
+        let flusher = spawn_flusher(indexes.clone(), compress, shared.clone(), flush_rx).map_err(
+            |source| Error::Io {
                 path: dir.clone(),
                 source,
-            })?;
+            },
+        )?;
         let committer = Committer {
             writer: opened.writer,
             reader: opened.reader.clone(),
@@ -441,6 +442,7 @@ impl Inner {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.shared.closing.store(true, Ordering::Release);
         let (reply, answer) = oneshot::oneshot();
         let result = match self.tx.send(Request::Close(reply)) {
             Ok(()) => answer.recv().unwrap_or(Ok(())),

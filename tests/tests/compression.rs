@@ -215,3 +215,47 @@ fn damage_to_a_compressed_segment_is_reported_against_its_file() {
         other => panic!("read: expected corruption, got {other}"),
     }
 }
+
+#[test]
+fn closing_does_not_wait_for_a_backlog_of_compression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut rng = SplitMix64::new(3);
+    let store = Store::open_with(dir, options(false)).unwrap();
+    for n in 0..1500 {
+        store.append(batch(&mut rng, n)).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let sealed = files(dir, "seg") - 1;
+    assert!(sealed >= 5);
+
+    // Compression on, paced so slowly that the backlog would take minutes.
+    let mut slow = options(true);
+    slow.merge_bytes_per_sec = Some(4 << 10);
+    let store = Store::open_with(dir, slow).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files(dir, "zseg") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "background compression never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    store.close().unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "close took {took:?}");
+    drop(store);
+    assert!(
+        files(dir, "seg") > 1,
+        "the backlog cannot have been finished"
+    );
+    // What was compressed and what was not read back the same.
+    let store = Store::open_with(dir, options(false)).unwrap();
+    let events = store
+        .read(&Query::all(), ReadOptions::forwards())
+        .map(|e| e.unwrap().position)
+        .collect::<Vec<_>>();
+    assert_eq!(events, (1..=store.head()).collect::<Vec<_>>());
+}

@@ -100,9 +100,13 @@ impl Compressor {
             report.bytes_before += before;
             report.bytes_after += after;
             if let Some(rate) = bytes_per_sec.filter(|&r| r > 0) {
-                let due = Duration::from_secs_f64(before as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
+                // Paced in short sleeps, so that `stop` is heard promptly.
+                let due = started + Duration::from_secs_f64(before as f64 / rate as f64);
+                while !stop() {
+                    let Some(wait) = due.checked_duration_since(Instant::now()) else {
+                        break;
+                    };
+                    std::thread::sleep(wait.min(Duration::from_millis(20)));
                 }
             }
         }
