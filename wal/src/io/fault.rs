@@ -154,7 +154,21 @@ impl FaultFs {
     ///
     /// If `n` is 0.
     pub fn fail_nth(&self, kind: OpKind, n: u64, fault: Fault) {
-        self.add_rule(kind, n, fault, false);
+        self.add_rule(kind, n, fault, false, false);
+    }
+
+    /// Like [`fail_nth`](Self::fail_nth), but the failed operation first
+    /// takes effect in part, the worst a real disk does: a write stores the
+    /// first half of its bytes (a short write, then `ENOSPC`), a
+    /// `sync_data` makes the file durable and still reports the error, a
+    /// `set_len` applies. Operations of other kinds fail without effect, as
+    /// with `fail_nth`.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn fail_nth_partly(&self, kind: OpKind, n: u64, fault: Fault) {
+        self.add_rule(kind, n, fault, false, true);
     }
 
     /// Makes the `n`-th (counting from 1, from now) and every later
@@ -165,10 +179,10 @@ impl FaultFs {
     ///
     /// If `n` is 0.
     pub fn fail_from(&self, kind: OpKind, n: u64, fault: Fault) {
-        self.add_rule(kind, n, fault, true);
+        self.add_rule(kind, n, fault, true, false);
     }
 
-    fn add_rule(&self, kind: OpKind, n: u64, fault: Fault, sticky: bool) {
+    fn add_rule(&self, kind: OpKind, n: u64, fault: Fault, sticky: bool, partly: bool) {
         assert!(n >= 1, "operations are counted from 1");
         let mut state = self.state.lock();
         let at = state.counts[kind.index()] + n;
@@ -177,6 +191,7 @@ impl FaultFs {
             at,
             fault,
             sticky,
+            partly,
         });
     }
 
@@ -355,6 +370,8 @@ struct Rule {
     at: u64,
     fault: Fault,
     sticky: bool,
+    /// The operation takes effect in part before it fails.
+    partly: bool,
 }
 
 #[derive(Default)]
@@ -391,6 +408,16 @@ impl fmt::Debug for State {
 impl State {
     /// Counts an operation and decides whether it may run at all.
     fn enter(&mut self, kind: OpKind, generation: Option<u64>) -> io::Result<()> {
+        match self.gate(kind, generation)? {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts an operation and decides how it runs: `Err`, not at all;
+    /// `Ok(Some(error))`, in part, then fails with `error`; `Ok(None)`, as
+    /// asked.
+    fn gate(&mut self, kind: OpKind, generation: Option<u64>) -> io::Result<Option<io::Error>> {
         let count = &mut self.counts[kind.index()];
         *count += 1;
         let count = *count;
@@ -399,14 +426,15 @@ impl State {
             .rules
             .iter()
             .find(|r| r.kind == kind && (r.at == count || (r.sticky && r.at < count)))
-            .map(|r| r.fault);
+            .map(|r| (r.fault, r.partly));
         // One-shot rules are spent once their operation has come, whether
         // it failed by them or by something else.
         self.rules
             .retain(|r| r.sticky || r.kind != kind || r.at > count);
         match fired {
-            Some(fault) => Err(fault.to_io_error()),
-            None => Ok(()),
+            Some((fault, true)) => Ok(Some(fault.to_io_error())),
+            Some((fault, false)) => Err(fault.to_io_error()),
+            None => Ok(None),
         }
     }
 
@@ -547,6 +575,26 @@ impl FaultFile {
         }
         Ok(out)
     }
+
+    /// Like `op`, for operations that can take effect in part: `f` gets
+    /// whether it must (and then its result is replaced by the fault).
+    fn op_partly<T>(
+        &self,
+        kind: OpKind,
+        mutating: bool,
+        f: impl FnOnce(&mut Inode, bool) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut state = self.state.lock();
+        let partly = state.gate(kind, Some(self.generation))?;
+        let out = f(state.inode(self.ino)?, partly.is_some())?;
+        if mutating {
+            state.mutated();
+        }
+        match partly {
+            Some(error) => Err(error),
+            None => Ok(out),
+        }
+    }
 }
 
 impl FileHandle for FaultFile {
@@ -561,21 +609,22 @@ impl FileHandle for FaultFile {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.op(OpKind::Write, true, |inode| {
+        self.op_partly(OpKind::Write, true, |inode, partly| {
             let offset = to_usize(offset)?;
             offset
                 .checked_add(buf.len())
                 .ok_or_else(|| io::Error::new(io::ErrorKind::FileTooLarge, "write past usize"))?;
+            let kept = if partly { buf.len() / 2 } else { buf.len() };
             inode.record(Pending::Write {
                 offset,
-                bytes: buf.to_vec(),
+                bytes: buf[..kept].to_vec(),
             });
             Ok(())
         })
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.op(OpKind::Sync, true, |inode| {
+        self.op_partly(OpKind::Sync, true, |inode, _| {
             inode.sync();
             Ok(())
         })
@@ -588,7 +637,7 @@ impl FileHandle for FaultFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.op(OpKind::SetLen, true, |inode| {
+        self.op_partly(OpKind::SetLen, true, |inode, _| {
             inode.record(Pending::SetLen(to_usize(len)?));
             Ok(())
         })
@@ -743,6 +792,12 @@ impl FileSystem for FaultFs {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut state = self.state.lock();
         state.enter(OpKind::List, None)?;
+        if state.live.contains_key(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{}: not a directory", dir.display()),
+            ));
+        }
         if !state.is_dir(dir) {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -1091,6 +1146,33 @@ mod tests {
         let to = dir().join("g");
         fs.rename(&file(), &to).unwrap_err();
         assert!(fs.exists(&file()).unwrap() && !fs.exists(&to).unwrap());
+    }
+
+    #[test]
+    fn fail_nth_partly_takes_effect_in_part_then_fails() {
+        let (fs, f) = with_file();
+        fs.fail_nth_partly(OpKind::Write, 1, Fault::Enospc);
+        let err = f.write_at(b"abcd", 0).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(ENOSPC));
+        assert_eq!(read_all(&*f).unwrap(), b"ab", "a short write");
+
+        fs.fail_nth_partly(OpKind::Sync, 1, Fault::Eio);
+        let err = f.sync_data().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(EIO));
+        assert_eq!(
+            fs.durable_contents(file()).unwrap(),
+            b"ab",
+            "the failed sync still made the data durable"
+        );
+
+        fs.fail_nth_partly(OpKind::SetLen, 1, Fault::Eio);
+        assert!(f.set_len(1).is_err());
+        assert_eq!(read_all(&*f).unwrap(), b"a");
+
+        // Kinds that cannot take effect in part fail without effect.
+        fs.fail_nth_partly(OpKind::Rename, 1, Fault::Eio);
+        assert!(fs.rename(&file(), &dir().join("other")).is_err());
+        assert!(fs.exists(&file()).unwrap());
     }
 
     #[test]
