@@ -50,6 +50,19 @@ impl ExpectedRevision {
     }
 }
 
+/// What the append expected, in words: "revision 5", "no events", "at
+/// least one event", "any revision".
+impl std::fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedRevision::Any => write!(f, "any revision"),
+            ExpectedRevision::NoStream => write!(f, "no events"),
+            ExpectedRevision::Exists => write!(f, "at least one event"),
+            ExpectedRevision::Exact(n) => write!(f, "revision {n}"),
+        }
+    }
+}
+
 /// Options of one append.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppendOptions {

@@ -8,9 +8,12 @@
 //! revisions, writes the group with one write and, in `Sync` mode, one
 //! `fdatasync`, then publishes: the memtable gets the group's keys, the head
 //! advances, the subscribers those keys concern are woken, and each caller is
-//! answered. If a write or sync fails, every caller of the group gets an
-//! error and the store is poisoned: what reached the disk is unknown until
-//! recovery reads it back, so nothing may build on it.
+//! answered. If the group's write or sync fails, every caller of the group
+//! gets the error the log gives, which says what became of the group (see
+//! `gesta_wal::writer`): `Error::Io`, not in the log and never will be;
+//! `Error::OutcomeUnknown`, perhaps. A failure after the log started
+//! writing the group poisons the store; one before (no room on the disk)
+//! leaves it usable.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::oneshot;
 use gesta_index::{Key, Memtable, QuerySpec};
 use gesta_wal::{
-    GroupLimits, GroupSize, Next, Payload, RecordMeta, SyncPolicy, WalReader, WalWriter,
+    GroupLimits, GroupSize, Next, Payload, Pushed, RecordMeta, SyncPolicy, WalReader, WalWriter,
 };
 
 use crate::append::ExpectedRevision;
@@ -162,10 +165,11 @@ fn replicate(e: &Error) -> Error {
     match e {
         Error::Io { path, source } => Error::Io {
             path: path.clone(),
-            source: match source.raw_os_error() {
-                Some(code) => std::io::Error::from_raw_os_error(code),
-                None => std::io::Error::new(source.kind(), source.to_string()),
-            },
+            source: copy_io(source),
+        },
+        Error::OutcomeUnknown { path, source } => Error::OutcomeUnknown {
+            path: path.clone(),
+            source: copy_io(source),
         },
         Error::Corruption {
             file,
@@ -177,6 +181,13 @@ fn replicate(e: &Error) -> Error {
             reason: reason.clone(),
         },
         _ => Error::Poisoned,
+    }
+}
+
+fn copy_io(source: &std::io::Error) -> std::io::Error {
+    match source.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(source.kind(), source.to_string()),
     }
 }
 
@@ -194,7 +205,7 @@ impl Committer {
                 }
                 Next::SyncDue => match self.writer.sync() {
                     Ok(()) => self.synced(),
-                    Err(_) => self.shared.poisoned.store(true, Ordering::Release),
+                    Err(e) => self.sync_failed(&e.into(), "the periodic sync"),
                 },
                 Next::Group(requests) => {
                     if !self.commit_group(requests) {
@@ -215,23 +226,38 @@ impl Committer {
         self.shared.durable.store(self.head(), Ordering::Release);
     }
 
+    /// Records a failed sync that answers no append (the writer poisoned
+    /// itself).
+    fn sync_failed(&self, e: &Error, what: &str) {
+        log::error!("gesta: {what} failed, the store refuses appends until reopened: {e}");
+        self.shared.poisoned.store(true, Ordering::Release);
+    }
+
     /// Syncs the log if anything written is not yet durable.
     fn sync_now(&mut self) -> Result<()> {
         if self.writer.is_poisoned() {
             return Err(Error::Poisoned);
         }
-        if self.writer.is_dirty()
-            && let Err(e) = self.writer.sync()
-        {
-            self.shared.poisoned.store(true, Ordering::Release);
-            return Err(Error::from(e));
+        if let Err(e) = self.writer.sync() {
+            let e = Error::from(e);
+            self.sync_failed(&e, "a sync");
+            return Err(e);
         }
         self.synced();
         Ok(())
     }
 
-    fn fail_all(&self, group: &mut Group, e: &Error) {
-        self.shared.poisoned.store(true, Ordering::Release);
+    /// Answers every caller of a group that did not commit with `e`. The
+    /// caches of stream revisions and tracking positions counted the
+    /// group's batches, so they are dropped (they refill from the index).
+    fn fail_all(&mut self, group: &mut Group, e: &Error) {
+        if self.writer.is_poisoned() {
+            self.shared.poisoned.store(true, Ordering::Release);
+        }
+        self.revisions.clear();
+        self.tracking.clear();
+        group.ids.clear();
+        group.batches.clear();
         for a in group.admitted.drain(..) {
             a.reply.send(Err(replicate(e)));
         }
@@ -283,7 +309,21 @@ impl Committer {
             count,
             timestamp_micros: timestamp,
         };
-        if let Err(e) = self.writer.push(meta, &seq, &a.payload) {
+        let mut pushed = self.writer.push(meta, &seq, &a.payload);
+        if let Ok(Pushed::SegmentFull) = pushed {
+            // A group never spans two segments: commit what the group holds,
+            // then this batch starts the next segment in a group of its own.
+            let before = std::mem::take(group);
+            if let Err(e) = self.publish(before, timestamp) {
+                // The batch was checked against the failed batches as if
+                // they had committed (revisions, conditions): it fails too,
+                // having written nothing.
+                a.reply.send(Err(e));
+                return;
+            }
+            pushed = self.writer.push(meta, &seq, &a.payload);
+        }
+        if let Err(e) = pushed {
             let e = Error::from(e);
             self.fail_all(group, &e);
             a.reply.send(Err(e));
@@ -327,7 +367,8 @@ impl Committer {
             }
         }
         if !group.admitted.is_empty() {
-            self.publish(group, timestamp);
+            // The callers have their answers, errors included.
+            let _ = self.publish(group, timestamp);
         }
         if !syncs.is_empty() {
             let result = self.sync_now();
@@ -353,31 +394,26 @@ impl Committer {
         true
     }
 
-    /// Writes and syncs the group, then makes it visible and answers.
-    fn publish(&mut self, mut group: Group, timestamp: u64) {
-        let sync = self.policy.sync_each_group();
+    /// Writes and syncs the group, then makes it visible and answers. If
+    /// it fails, every caller is answered with the error, and a copy of it
+    /// is returned.
+    fn publish(&mut self, mut group: Group, timestamp: u64) -> Result<()> {
+        // In `Periodic` mode a sync that is due happens with this group's
+        // write (under steady load the idle timeout never fires), so that
+        // the log can cut the group off again if the sync fails.
+        let now = Instant::now();
+        let sync = self.policy.sync_each_group() || self.policy.sync_due(now);
         let started = Instant::now();
         if let Err(e) = self.writer.commit(sync) {
-            self.fail_all(&mut group, &Error::from(e));
-            return;
+            let e = Error::from(e);
+            self.fail_all(&mut group, &e);
+            return Err(e);
         }
         self.commit_ewma = (self.commit_ewma * 7 + started.elapsed()) / 8;
         if sync {
             self.synced();
         } else {
-            // Under steady load the idle timeout never fires, so a periodic
-            // sync that is due happens here.
-            let now = Instant::now();
             self.policy.wrote_unsynced(now);
-            if self.policy.sync_due(now) {
-                match self.writer.sync() {
-                    Ok(()) => self.synced(),
-                    Err(e) => {
-                        self.fail_all(&mut group, &Error::from(e));
-                        return;
-                    }
-                }
-            }
         }
         self.last_timestamp = timestamp;
         let mut entries = Vec::new();
@@ -409,6 +445,7 @@ impl Committer {
         {
             let _ = f.send(FlushJob { reply: None });
         }
+        Ok(())
     }
 
     /// Freezes the active memtable at the head; returns whether it did.
@@ -423,8 +460,8 @@ impl Committer {
         if self.writer.is_dirty() {
             match self.writer.sync() {
                 Ok(()) => self.synced(),
-                Err(_) => {
-                    self.shared.poisoned.store(true, Ordering::Release);
+                Err(e) => {
+                    self.sync_failed(&e.into(), "the sync before an index flush");
                     return false;
                 }
             }

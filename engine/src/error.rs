@@ -27,7 +27,10 @@ pub enum Error {
         position: u64,
     },
     /// A stream was not at the expected revision. Nothing was appended.
-    #[error("stream {stream:?} is at revision {actual:?}, the append expected {expected:?}")]
+    #[error(
+        "stream {stream:?} {}, but the append expected {expected}",
+        match actual { Some(r) => format!("is at revision {r}"), None => "has no events".to_owned() }
+    )]
     WrongExpectedRevision {
         /// The stream.
         stream: String,
@@ -37,9 +40,9 @@ pub enum Error {
         actual: Option<u64>,
     },
     /// Some but not all of a batch's event ids were already committed, or
-    /// they were committed with different events, or an id repeats within
-    /// the batch. Nothing was appended.
-    #[error("event id {id:032x} is already committed with a different batch")]
+    /// they were committed with different events. Nothing was appended. (An
+    /// id that repeats within one batch is [`Error::InvalidInput`].)
+    #[error("event id {} is already committed, in a different batch", Uuid(*id))]
     DuplicateEventId {
         /// One offending id.
         id: u128,
@@ -76,12 +79,32 @@ pub enum Error {
         /// The store directory.
         path: PathBuf,
     },
-    /// The disk failed an operation (EIO, ENOSPC, permissions…).
+    /// The disk failed an operation (EIO, ENOSPC, permissions…). An append
+    /// that fails with this error appended nothing, and never will: Gesta
+    /// either failed it before any of it was written or cut it off the log
+    /// again before answering.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
         /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// An append's write or sync failed, and cutting its events off the log
+    /// again failed too: they may or may not be in the store when it is
+    /// reopened. Read the store (after reopening it) before retrying; a
+    /// retry whose events carry the same ids is safe either way, as it
+    /// appends nothing if the first attempt committed. The store refuses
+    /// appends until it is reopened.
+    #[error(
+        "the append's outcome is unknown: I/O error on {}: {source}; its events may or may not be in the store: reopen it and read before retrying (a retry with the same event ids is safe)",
+        path.display()
+    )]
+    OutcomeUnknown {
+        /// The file concerned.
+        path: PathBuf,
+        /// The error of the write or sync.
         #[source]
         source: io::Error,
     },
@@ -99,6 +122,24 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
+}
+
+/// An event id as a UUID (8-4-4-4-12 hex digits), as users write them.
+pub(crate) struct Uuid(pub u128);
+
+impl std::fmt::Display for Uuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = format!("{:032x}", self.0);
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
 }
 
 /// Shorthand for results of this crate.
@@ -126,6 +167,7 @@ impl From<WalError> for Error {
                 reason,
             },
             WalError::Poisoned => Error::Poisoned,
+            WalError::Indeterminate { path, source } => Error::OutcomeUnknown { path, source },
             other => Error::Io {
                 path: PathBuf::new(),
                 source: io::Error::other(other.to_string()),

@@ -54,7 +54,7 @@ use std::time::Instant;
 
 use gesta::clock::ManualClock;
 use gesta::io::FileSystem;
-use gesta::io::fault::{CrashMode, FaultFs};
+use gesta::io::fault::{CrashMode, Fault, FaultFs, OpKind};
 use gesta::io::obfuscated::ObfuscatedFs;
 use gesta::{
     Appended, Compression, Durability, Error, Options, Query, ReadOptions, RecordedEvent, Store,
@@ -737,17 +737,26 @@ fn systematic_crash_points() {
 /// Returns the disk and the acknowledged events, or `None` if the crash with
 /// `seed` happened not to tear that record.
 fn torn_tail_disk(seed: u64) -> Option<(Disk, Vec<RecordedEvent>)> {
-    let build = || {
+    let setup = || {
         let disk = Disk::plain();
         let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
         let store = Store::open_with(DIR, disk.options(Durability::Sync, &clock)).unwrap();
         for seq in 0..3 {
             store.append(batch(1, 0, seq)).unwrap();
         }
+        (disk, store)
+    };
+    let build = || {
+        let (disk, store) = setup();
         let acknowledged = read_all(&store).unwrap();
-        disk.fault.crash_after(1);
-        store.append(batch(1, 0, 3)).unwrap_err();
+        // The record is written, its sync fails, and so does cutting it
+        // off again: it stays in the log, unsynced.
+        disk.fault.fail_from(OpKind::Sync, 1, Fault::Eio);
+        disk.fault.fail_from(OpKind::SetLen, 1, Fault::Eio);
+        let e = store.append(batch(1, 0, 3)).unwrap_err();
+        assert!(matches!(e, gesta::Error::OutcomeUnknown { .. }), "{e:?}");
         drop(store);
+        disk.fault.clear_faults();
         disk.fault.crash(CrashMode::Torn { seed });
         (disk, acknowledged)
     };

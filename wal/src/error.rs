@@ -28,6 +28,20 @@ pub enum WalError {
         /// What check failed.
         reason: String,
     },
+    /// A group's write or `fdatasync` failed, and cutting the group off the
+    /// log again failed too: the group may or may not be in the log when it
+    /// is next opened.
+    #[error(
+        "I/O error on {}: {source}; the records may or may not have been written",
+        path.display()
+    )]
+    Indeterminate {
+        /// The segment concerned.
+        path: PathBuf,
+        /// The error of the write or sync.
+        #[source]
+        source: io::Error,
+    },
     /// An earlier write or `fdatasync` failed, so what is durable is unknown;
     /// the log accepts no more writes until it is reopened and recovered.
     #[error("the log refuses writes after an earlier write or sync failure; reopen the store")]

@@ -519,8 +519,16 @@ fn append_some(opened: &mut recovery::OpenedWal, expected: &mut Vec<Record>, sal
         };
         let seq = vec![i as u8; i * 8];
         let payload = Bytes::from(vec![0xA5 ^ i as u8; size]);
-        let r = writer.push(meta, &seq, &Payload::new(payload.clone()));
-        expect_ok(r, "push");
+        let payload_ = Payload::new(payload.clone());
+        let mut r = writer.push(meta, &seq, &payload_);
+        if let Ok(crate::writer::Pushed::SegmentFull) = r {
+            expect_ok(writer.commit(false), "commit");
+            r = writer.push(meta, &seq, &payload_);
+        }
+        expect_ok(
+            r.map(|pushed| assert_eq!(pushed, crate::writer::Pushed::Added)),
+            "push",
+        );
         if i == 1 {
             expect_ok(writer.commit(false), "commit");
         }

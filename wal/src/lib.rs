@@ -33,5 +33,5 @@ pub use error::{Result, WalError};
 pub use format::{Payload, Record, RecordMeta};
 pub use reader::{Backward, Forward, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
-pub use writer::{WalOptions, WalWriter};
+pub use writer::{Pushed, WalOptions, WalWriter};
 pub use zseg::Compression;

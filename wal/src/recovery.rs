@@ -305,6 +305,7 @@ pub fn open(
         segments.clone(),
         tail,
         expected_next,
+        last_timestamp,
     );
     Ok(OpenedWal {
         writer,

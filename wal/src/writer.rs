@@ -3,9 +3,20 @@
 //!
 //! The writer is owned by the single committer thread. Records pushed into a
 //! group become visible to readers only when [`WalWriter::commit`] has
-//! written (and, if asked, synced) them. A failed write or sync poisons the
-//! writer: the state of the tail on disk is unknown, so it refuses all further
-//! work until the log is reopened and recovered.
+//! written (and, if asked, synced) them.
+//!
+//! A failed commit has a definite outcome wherever the writer can make it
+//! one. Room is made before any record byte is written (preallocation
+//! ahead of the records, the next segment created before the group that
+//! needs it, a group never spans two segments), so a full disk fails a
+//! group before it touches the log, and the writer stays usable. If the
+//! records' write or sync fails, the writer cuts the group off the segment
+//! again (truncate, sync) before it answers: then the group is not in the
+//! log and never will be ([`WalError::Io`]). Only if that rollback fails
+//! too is the outcome unknown ([`WalError::Indeterminate`]). Either way a
+//! failed write or sync poisons the writer: after a failed `fdatasync` the
+//! kernel may have dropped dirty pages of earlier unsynced groups, so it
+//! refuses all further work until the log is reopened and recovered.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +66,19 @@ pub(crate) struct ActiveTail {
     pub allocated: u64,
 }
 
+/// What [`WalWriter::push`] did with a record.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// The record joined the group.
+    Added,
+    /// The record does not fit in the active segment and the group already
+    /// holds records: commit the group, then push the record again (it then
+    /// starts the next segment). A group never spans two segments, so that
+    /// a failed group can be cut off one segment's tail.
+    SegmentFull,
+}
+
 struct Published {
     segment: Arc<Segment>,
     first: u64,
@@ -87,6 +111,8 @@ pub struct WalWriter {
     dirty: bool,
     /// Commit timestamp of the last record pushed.
     last_timestamp: u64,
+    /// Commit timestamp of the last record committed.
+    committed_timestamp: u64,
     poisoned: bool,
 }
 
@@ -110,6 +136,7 @@ impl WalWriter {
         segments: SegmentSet,
         tail: ActiveTail,
         next_position: u64,
+        last_timestamp: u64,
     ) -> WalWriter {
         WalWriter {
             fs,
@@ -125,13 +152,16 @@ impl WalWriter {
             pending: Vec::new(),
             next_position,
             dirty: false,
-            last_timestamp: 0,
+            last_timestamp,
+            committed_timestamp: last_timestamp,
             poisoned: false,
         }
     }
 
     /// Creates a new, empty segment starting at `first_position`, durably:
-    /// header, zero-filled preallocation, file sync, directory sync.
+    /// header, zero-filled preallocation, file sync, directory sync. If any
+    /// step fails, the file is removed again (best effort: a leftover holds
+    /// no records, and recovery removes or reuses it).
     pub(crate) fn create_segment(
         fs: &dyn FileSystem,
         dir: &std::path::Path,
@@ -139,13 +169,31 @@ impl WalWriter {
         preallocate: u64,
     ) -> Result<(Arc<Segment>, u64)> {
         let path = dir.join(segment_file_name(first_position));
-        let file = fs.open(&path, OpenMode::Truncate).at(&path)?;
         let allocated = (SEGMENT_HEADER_LEN as u64).max(preallocate);
-        let mut init = vec![0u8; allocated as usize];
-        init[..SEGMENT_HEADER_LEN].copy_from_slice(&SegmentHeader { first_position }.encode());
-        file.write_at(&init, 0).at(&path)?;
-        file.sync_data().at(&path)?;
-        fs.sync_dir(dir).at(dir)?;
+        let create = || -> Result<Arc<dyn FileHandle>> {
+            let file = fs.open(&path, OpenMode::Truncate).at(&path)?;
+            let mut init = vec![0u8; allocated as usize];
+            init[..SEGMENT_HEADER_LEN].copy_from_slice(&SegmentHeader { first_position }.encode());
+            file.write_at(&init, 0).at(&path)?;
+            file.sync_data().at(&path)?;
+            fs.sync_dir(dir).at(dir)?;
+            Ok(file)
+        };
+        let file = match create() {
+            Ok(file) => file,
+            Err(e) => {
+                if fs.exists(&path).unwrap_or(false) {
+                    let removed = fs.remove_file(&path).and_then(|()| fs.sync_dir(dir));
+                    if let Err(r) = removed {
+                        log::warn!(
+                            "gesta-wal: could not remove the segment whose creation failed, {}: {r}",
+                            path.display()
+                        );
+                    }
+                }
+                return Err(e);
+            }
+        };
         Ok((
             Arc::new(Segment::new(
                 first_position,
@@ -180,19 +228,15 @@ impl WalWriter {
         }
     }
 
-    fn poison<T>(&mut self, r: Result<T>) -> Result<T> {
-        if r.is_err() {
-            self.poisoned = true;
-            self.buf.clear();
-            self.pending.clear();
-        }
-        r
-    }
-
     /// Adds one record to the current group. The record is not written until
-    /// [`commit`](Self::commit); if it would overflow the active segment, the
-    /// group so far is written and the segment is sealed first.
-    pub fn push(&mut self, meta: RecordMeta, seq: &[u8], payload: &Payload) -> Result<()> {
+    /// [`commit`](Self::commit). A record that does not fit in the active
+    /// segment either starts the next one (when the group is empty: the
+    /// active segment is synced, the next one created, then the active one
+    /// sealed) or is refused with [`Pushed::SegmentFull`].
+    ///
+    /// If creating the next segment fails, nothing was written and the
+    /// writer stays usable: the error is definite.
+    pub fn push(&mut self, meta: RecordMeta, seq: &[u8], payload: &Payload) -> Result<Pushed> {
         self.check()?;
         assert_eq!(
             meta.first_position, self.next_position,
@@ -202,8 +246,10 @@ impl WalWriter {
         let offset = self.flushed + self.buf.len() as u64;
         let has_records = offset > SEGMENT_HEADER_LEN as u64;
         let offset = if has_records && offset + len > self.options.segment_size {
-            let r = self.roll();
-            self.poison(r)?;
+            if !self.buf.is_empty() {
+                return Ok(Pushed::SegmentFull);
+            }
+            self.roll()?;
             self.flushed
         } else {
             offset
@@ -218,91 +264,172 @@ impl WalWriter {
         });
         self.next_position = meta.last_position() + 1;
         self.last_timestamp = meta.timestamp_micros;
-        Ok(())
+        Ok(Pushed::Added)
     }
 
-    /// Writes the group with one write (plus zeros for preallocation when the
-    /// group reaches past the allocated end), syncs it if `sync`, and then
+    /// Forgets the group: nothing of it reached the log.
+    fn discard(&mut self) {
+        if let Some(first) = self.pending.first() {
+            self.next_position = first.first;
+        }
+        self.buf.clear();
+        self.pending.clear();
+        self.last_timestamp = self.committed_timestamp;
+    }
+
+    /// Writes the group with one write, syncs it if `sync`, and then
     /// publishes its records to readers.
+    ///
+    /// On failure nothing of the group is published, and the error says
+    /// what became of it: [`WalError::Io`] — the group is not in the log
+    /// and never will be (it failed before a byte of it was written, or it
+    /// was cut off again and the cut synced); [`WalError::Indeterminate`] —
+    /// the cut failed too, so the group may be there after a reopen. A
+    /// failure before the records' write leaves the writer usable; any
+    /// later one poisons it.
     pub fn commit(&mut self, sync: bool) -> Result<()> {
         self.check()?;
-        let r = self.write_buf();
-        self.poison(r)?;
-        if sync {
-            let r = self.sync();
-            self.poison(r)?;
+        if self.buf.is_empty() {
+            return if sync { self.sync() } else { Ok(()) };
         }
+        let end = self.flushed + self.buf.len() as u64;
+        if end > self.allocated {
+            // Preallocate ahead of the records, in a write of its own: a
+            // full disk then fails the group before any of it is written.
+            let target = end + self.options.preallocate;
+            let zeros = vec![0u8; (target - self.allocated) as usize];
+            if let Err(e) = self.active_file.write_at(&zeros, self.allocated) {
+                self.discard();
+                return Err(WalError::Io {
+                    path: self.active_path.clone(),
+                    source: e,
+                });
+            }
+            self.allocated = target;
+        }
+        let written = self
+            .active_file
+            .write_at(&self.buf, self.flushed)
+            .and_then(|()| {
+                self.dirty = true;
+                if sync {
+                    self.active_file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = written {
+            return Err(self.undo(e));
+        }
+        if sync {
+            self.dirty = false;
+        }
+        self.flushed = end;
+        self.buf.clear();
+        self.committed_timestamp = self.last_timestamp;
         for p in self.pending.drain(..) {
             p.segment.publish(p.first, p.last, p.offset, p.end);
         }
         Ok(())
     }
 
+    /// After the group's write or sync failed with `error`: cuts the group
+    /// off the segment (truncate to where it started, sync), poisons the
+    /// writer, and says what became of the group.
+    fn undo(&mut self, error: std::io::Error) -> WalError {
+        self.poisoned = true;
+        self.discard();
+        let path = self.active_path.clone();
+        let cut = self
+            .active_file
+            .set_len(self.flushed)
+            .and_then(|()| self.active_file.sync_data());
+        match cut {
+            Ok(()) => {
+                log::warn!(
+                    "gesta-wal: a commit failed ({error}) on {}; its records were cut off the log",
+                    path.display()
+                );
+                self.allocated = self.flushed;
+                self.dirty = false;
+                WalError::Io {
+                    path,
+                    source: error,
+                }
+            }
+            Err(cut) => {
+                log::error!(
+                    "gesta-wal: a commit failed ({error}) on {} and cutting its records off failed too ({cut}): they may or may not be in the log",
+                    path.display()
+                );
+                WalError::Indeterminate {
+                    path,
+                    source: error,
+                }
+            }
+        }
+    }
+
     /// Makes everything written so far durable, if anything is unsynced.
+    /// A failure poisons the writer.
     pub fn sync(&mut self) -> Result<()> {
         self.check()?;
         if self.dirty {
-            let r = self.active_file.sync_data().at(&self.active_path);
-            self.poison(r)?;
+            if let Err(e) = self.active_file.sync_data() {
+                self.poisoned = true;
+                self.discard();
+                return Err(WalError::Io {
+                    path: self.active_path.clone(),
+                    source: e,
+                });
+            }
             self.dirty = false;
         }
         Ok(())
     }
 
-    fn write_buf(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let end = self.flushed + self.buf.len() as u64;
-        if end > self.allocated {
-            // Extend in the same write: records, then zeros up to the next
-            // preallocation boundary.
-            let target = end + self.options.preallocate;
-            self.buf.resize((target - self.flushed) as usize, 0);
-            self.allocated = target;
-        }
-        self.active_file
-            .write_at(&self.buf, self.flushed)
-            .at(&self.active_path)?;
-        self.flushed = end;
-        self.buf.clear();
-        self.dirty = true;
-        Ok(())
-    }
-
-    /// Seals the active segment (written, synced, trimmed to its records,
-    /// synced again) and starts the next one.
+    /// Starts the next segment; called with an empty group. In order: the
+    /// active segment is synced (a crash must never leave unsynced records
+    /// in a segment that is no longer the newest, where recovery would take
+    /// a torn one for damage), the next segment is created durably, then
+    /// the active one is trimmed to its records and its offset table
+    /// written. Trim and table are tidying: a segment keeps its records
+    /// without them (recovery reads zeros after the last record as its end
+    /// and rebuilds a missing table), so their failure is only logged.
     fn roll(&mut self) -> Result<()> {
-        self.write_buf()?;
-        let path = self.active_path.clone();
-        let file = self.active_file.clone();
-        file.sync_data().at(&path)?;
-        file.set_len(self.flushed).at(&path)?;
-        file.sync_data().at(&path)?;
-        self.dirty = false;
-        let active = self.active.clone();
-        let pending = self
-            .pending
-            .iter()
-            .filter(|p| Arc::ptr_eq(&p.segment, &active))
-            .map(|p| (p.first, p.last, p.offset, p.end));
-        let (entries, last_position, end) = active.table_with(pending);
-        let table = SegmentTable {
-            first_position: active.first_position(),
-            last_position,
-            end,
-            last_timestamp_micros: self.last_timestamp,
-            entries,
-        };
-        let table_path = table_path(&self.dir, table.first_position);
-        table.store(self.fs.as_ref(), &self.dir).at(&table_path)?;
-        self.active.seal();
+        debug_assert!(self.buf.is_empty() && self.pending.is_empty());
+        self.sync()?;
         let (segment, allocated) = Self::create_segment(
             self.fs.as_ref(),
             &self.dir,
             self.next_position,
             self.options.preallocate,
         )?;
+        let path = self.active_path.clone();
+        let file = self.active_file.clone();
+        let trimmed = file.set_len(self.flushed).and_then(|()| file.sync_data());
+        if let Err(e) = trimmed {
+            log::warn!(
+                "gesta-wal: could not trim the sealed segment {} to its records: {e}",
+                path.display()
+            );
+        }
+        let active = self.active.clone();
+        let (entries, last_position, end) = active.table_with(std::iter::empty());
+        let table = SegmentTable {
+            first_position: active.first_position(),
+            last_position,
+            end,
+            last_timestamp_micros: self.committed_timestamp,
+            entries,
+        };
+        if let Err(e) = table.store(self.fs.as_ref(), &self.dir) {
+            log::warn!(
+                "gesta-wal: could not write the offset table {} (the next open rebuilds it): {e}",
+                table_path(&self.dir, table.first_position).display()
+            );
+        }
+        self.active.seal();
         self.segments.push(segment.clone());
         self.active_path = segment.path();
         self.active_file = segment.file();

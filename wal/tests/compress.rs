@@ -9,7 +9,7 @@ use std::sync::Arc;
 use gesta_wal::io::fault::{CrashMode, FaultFs};
 use gesta_wal::io::{FileSystem, StdFs};
 use gesta_wal::zseg::compressed_file_name;
-use gesta_wal::{Compression, OpenedWal, RecordMeta, WalError, WalOptions};
+use gesta_wal::{Compression, OpenedWal, Pushed, RecordMeta, WalError, WalOptions};
 
 mod common;
 use common::{append, payload};
@@ -130,39 +130,48 @@ fn compressed_segments_read_and_reopen_like_the_originals() {
     check_contents(&wal, last + 19);
 }
 
-/// The writer seals a segment when a group rolls over, before it publishes
-/// the group's records; a rewrite in between must not compress the
-/// segment without them.
+/// A group never spans a rollover: the record that would take a group
+/// past the segment's end is refused until the group is committed, so the
+/// segment is sealed only once every record in it is published, and a
+/// rewrite can never compress a segment without its last records.
 #[test]
-fn a_segment_sealed_mid_group_is_compressed_only_once_its_records_are_published() {
+fn a_segment_is_sealed_only_after_its_last_group_is_published() {
     let fs_impl = FaultFs::new();
     let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
     let dir = Path::new("/store/wal");
     let mut wal = open_from(&fs, dir, 1).unwrap();
     append(&mut wal, 3);
-    // One group, not committed yet, that fills the first segment and rolls
-    // over into the second.
+    // One group, not committed yet, that fills the first segment.
     let mut pushed = 0;
-    while wal.reader.segments().len() < 2 {
+    let refused = loop {
         let first = wal.writer.next_position();
         let meta = RecordMeta {
             first_position: first,
             count: 1,
             timestamp_micros: first,
         };
-        wal.writer.push(meta, b"", &payload(first, 1)).unwrap();
-        pushed += 1;
-    }
+        match wal.writer.push(meta, b"", &payload(first, 1)).unwrap() {
+            Pushed::Added => pushed += 1,
+            Pushed::SegmentFull => break meta,
+        }
+    };
     assert!(pushed > 5);
-    assert!(wal.reader.segments().snapshot()[0].is_sealed());
+    assert_eq!(wal.reader.segments().len(), 1);
+    assert!(!wal.reader.segments().snapshot()[0].is_sealed());
     let early = wal
         .compressor
         .compress_sealed(settings(), None, &|| false)
         .unwrap();
+    assert_eq!(early.segments, 0, "compressed an unsealed segment");
+    wal.writer.commit(true).unwrap();
+    let first = refused.first_position;
     assert_eq!(
-        early.segments, 0,
-        "compressed before its records were published"
+        wal.writer.push(refused, b"", &payload(first, 1)).unwrap(),
+        Pushed::Added,
+        "an empty group starts the next segment"
     );
+    assert_eq!(wal.reader.segments().len(), 2);
+    assert!(wal.reader.segments().snapshot()[0].is_sealed());
     wal.writer.commit(true).unwrap();
     let last = wal.writer.next_position() - 1;
     let done = wal

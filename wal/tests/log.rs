@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gesta_wal::format::{BODY_FIXED_LEN, FRAME_LEN, SEGMENT_HEADER_LEN, segment_file_name};
 use gesta_wal::io::fault::{CrashMode, FaultFs};
 use gesta_wal::io::{FileSystem, OpenMode, StdFs};
-use gesta_wal::{OpenedWal, RecordMeta, WalError, WalOptions};
+use gesta_wal::{OpenedWal, Pushed, RecordMeta, WalError, WalOptions};
 
 mod common;
 use common::{append, check_contents, payload};
@@ -269,27 +269,151 @@ fn interrupted_segment_creation_is_replaced() {
     check_contents(&wal, wal.writer.next_position() - 1);
 }
 
-#[test]
-fn a_failed_write_poisons_the_writer() {
-    use gesta_wal::io::fault::{Fault, OpKind};
-    let (fs_impl, _fs, mut wal) = log_with(3);
-    fs_impl.fail_nth(OpKind::Sync, 1, Fault::Eio);
+/// Pushes one record of one event and commits it with a sync.
+fn commit_one(wal: &mut OpenedWal) -> Result<(), WalError> {
     let first = wal.writer.next_position();
     let meta = RecordMeta {
         first_position: first,
         count: 1,
-        timestamp_micros: 0,
+        timestamp_micros: first * 10,
     };
-    wal.writer.push(meta, b"", &payload(first, 1)).unwrap();
-    assert!(matches!(wal.writer.commit(true), Err(WalError::Io { .. })));
+    match wal.writer.push(meta, b"", &payload(first, 1))? {
+        Pushed::Added => wal.writer.commit(true),
+        Pushed::SegmentFull => panic!("a group of one record always fits"),
+    }
+}
+
+/// Reopens the log on `fs` (faults cleared), after a power loss if
+/// `crash`, and checks that it holds exactly positions up to `last`.
+fn reopen_holds(fs_impl: &FaultFs, wal: OpenedWal, crash: bool, last: u64) -> OpenedWal {
+    drop(wal);
+    fs_impl.clear_faults();
+    if crash {
+        fs_impl.crash(CrashMode::DropUnsynced);
+    }
+    let fs: Arc<dyn FileSystem> = Arc::new(fs_impl.clone());
+    let mut wal = open(&fs, Path::new(DIR)).unwrap();
+    check_contents(&wal, last);
+    commit_one(&mut wal).unwrap();
+    check_contents(&wal, last + 1);
+    wal
+}
+
+/// A failed write or sync of a group's records poisons the writer, and the
+/// group is cut off the log before the commit answers: `WalError::Io`
+/// means the records are not there after a reopen, with or without a power
+/// loss — even when the failed operation took effect (a short write, a
+/// sync that made the data durable and still reported an error).
+#[test]
+fn a_failed_write_or_sync_is_rolled_back_and_poisons_the_writer() {
+    use gesta_wal::io::fault::{Fault, OpKind};
+    for kind in [OpKind::Write, OpKind::Sync] {
+        for partly in [false, true] {
+            for crash in [false, true] {
+                let case = format!("{kind:?} partly {partly} crash {crash}");
+                let (fs_impl, _fs, mut wal) = log_with(3);
+                let before = wal.writer.next_position() - 1;
+                if partly {
+                    fs_impl.fail_nth_partly(kind, 1, Fault::Eio);
+                } else {
+                    fs_impl.fail_nth(kind, 1, Fault::Eio);
+                }
+                match commit_one(&mut wal) {
+                    Err(WalError::Io { source, .. }) => {
+                        assert_eq!(source.raw_os_error(), Some(5), "{case}")
+                    }
+                    other => panic!("{case}: {other:?}"),
+                }
+                assert!(wal.writer.is_poisoned(), "{case}");
+                assert_eq!(wal.writer.next_position(), before + 1, "{case}");
+                assert!(matches!(wal.writer.commit(true), Err(WalError::Poisoned)));
+                assert!(matches!(commit_one(&mut wal), Err(WalError::Poisoned)));
+                // Readers only see what was published before the failure.
+                check_contents(&wal, before);
+                reopen_holds(&fs_impl, wal, crash, before);
+            }
+        }
+    }
+}
+
+/// When cutting the failed group off fails too, the commit says the
+/// outcome is unknown; a reopen finds the group whole or not at all.
+#[test]
+fn a_failed_rollback_makes_the_outcome_indeterminate() {
+    use gesta_wal::io::fault::{Fault, OpKind};
+    let (fs_impl, _fs, mut wal) = log_with(3);
+    let before = wal.writer.next_position() - 1;
+    fs_impl.fail_nth_partly(OpKind::Sync, 1, Fault::Eio);
+    fs_impl.fail_nth(OpKind::SetLen, 1, Fault::Eio);
+    match commit_one(&mut wal) {
+        Err(e @ WalError::Indeterminate { .. }) => {
+            assert!(e.to_string().contains("may or may not"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(wal.writer.is_poisoned());
-    assert!(matches!(wal.writer.commit(true), Err(WalError::Poisoned)));
-    assert!(matches!(
-        wal.writer.push(meta, b"", &payload(first, 1)),
-        Err(WalError::Poisoned)
-    ));
-    // Readers only see what was published before the failure.
-    check_contents(&wal, first - 1);
+    check_contents(&wal, before);
+    // The failed sync made the record durable, and it was not cut off.
+    reopen_holds(&fs_impl, wal, true, before + 1);
+}
+
+/// A full disk while the writer makes room (preallocating ahead of the
+/// records, creating the next segment) fails the group before any of it
+/// is written: the error is definite and the writer stays usable, so
+/// appends resume once there is space again. A full disk while it tidies a
+/// sealed segment (trim, offset table) fails nothing at all.
+#[test]
+fn no_space_to_make_room_fails_the_group_and_keeps_the_writer() {
+    use gesta_wal::io::fault::{Fault, OpKind};
+    let (mut definite_and_usable, mut absorbed) = (0, 0);
+    for (kind, n) in [
+        (OpKind::Write, 30),
+        (OpKind::Open, 6),
+        (OpKind::SyncDir, 6),
+        (OpKind::SetLen, 5),
+    ] {
+        for nth in 1..=n {
+            let case = format!("{kind:?} #{nth}");
+            let (fs_impl, _fs, mut wal) = log_with(1);
+            let ops = fs_impl.op_count(kind);
+            fs_impl.fail_nth(kind, nth, Fault::Enospc);
+            let mut last = wal.writer.next_position() - 1;
+            let mut error = None;
+            for _ in 0..400 {
+                match commit_one(&mut wal) {
+                    Ok(()) => last += 1,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            assert!(fs_impl.op_count(kind) - ops >= nth, "{case} never fired");
+            check_contents(&wal, last);
+            let Some(error) = error else {
+                absorbed += 1;
+                reopen_holds(&fs_impl, wal, true, last);
+                continue;
+            };
+            assert!(matches!(error, WalError::Io { .. }), "{case}: {error:?}");
+            if wal.writer.is_poisoned() {
+                // The records' own write failed: cut off, poisoned.
+                assert_eq!(kind, OpKind::Write, "{case}");
+                reopen_holds(&fs_impl, wal, nth % 2 == 0, last);
+                continue;
+            }
+            definite_and_usable += 1;
+            fs_impl.clear_faults();
+            commit_one(&mut wal).unwrap_or_else(|e| panic!("{case}: {e}"));
+            check_contents(&wal, last + 1);
+            for _ in 0..20 {
+                commit_one(&mut wal).unwrap();
+            }
+            reopen_holds(&fs_impl, wal, true, last + 21);
+        }
+    }
+    assert!(definite_and_usable >= 8, "{definite_and_usable}");
+    assert!(absorbed >= 5, "{absorbed}");
 }
 
 #[test]

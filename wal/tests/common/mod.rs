@@ -3,7 +3,7 @@
 //! returns.
 
 use bytes::Bytes;
-use gesta_wal::{OpenedWal, Payload, RecordMeta};
+use gesta_wal::{OpenedWal, Payload, Pushed, RecordMeta};
 
 /// The payload of the record holding positions `position..position +
 /// count`: its positions, then up to 96 repeated bytes.
@@ -25,7 +25,8 @@ pub fn append(wal: &mut OpenedWal, batches: usize) {
             count,
             timestamp_micros: first * 10,
         };
-        wal.writer.push(meta, b"", &payload(first, count)).unwrap();
+        let pushed = wal.writer.push(meta, b"", &payload(first, count)).unwrap();
+        assert_eq!(pushed, Pushed::Added, "a group of one record always fits");
         wal.writer.commit(true).unwrap();
     }
 }
