@@ -15,6 +15,10 @@ pub struct Failure {
 /// Exit status of an append refused by its condition or expectation.
 pub const CONFLICT: u8 = 3;
 
+/// Exit status of an append whose outcome is unknown: its events may or
+/// may not be in the store.
+pub const UNKNOWN: u8 = 4;
+
 impl Failure {
     /// A failure with exit status 1.
     pub fn new(message: impl Display) -> Failure {
@@ -31,6 +35,7 @@ impl From<gesta::Error> for Failure {
             gesta::Error::ConditionFailed { .. } | gesta::Error::WrongExpectedRevision { .. } => {
                 CONFLICT
             }
+            gesta::Error::OutcomeUnknown { .. } => UNKNOWN,
             _ => 1,
         };
         Failure {

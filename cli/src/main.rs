@@ -14,7 +14,7 @@ mod progress;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{append, bench, compact, demo, export, read, snapshot, stats, verify};
 
@@ -28,7 +28,8 @@ Examples:
   gesta export ./events > events.jsonl && gesta import ./copy < events.jsonl
 
 Every error is one line on stderr. Exit status: 0 success, 1 failure,
-2 bad usage, 3 an append's condition or expected revision failed.";
+2 bad usage, 3 an append's condition or expected revision failed, 4 an
+append's outcome is unknown (check the store before retrying).";
 
 const SERVE_AFTER_HELP: &str = "\
 Serves umadb.v1.DCB (Read, Subscribe, Append, Head, GetTrackingInfo) and the standard gRPC health service until
@@ -85,8 +86,43 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// A usage error as one line: clap's message up to its first blank line
+/// (without the usage block and tips that follow), and where help is.
+fn usage_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let message = first
+        .trim_start_matches("error: ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let args: Vec<String> = std::env::args().skip(1).take(1).collect();
+    let command = match args.first() {
+        Some(sub) if Cli::command().find_subcommand(sub).is_some() => format!("gesta {sub}"),
+        _ => "gesta".to_owned(),
+    };
+    format!("{message} (see {command} --help)")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::error::ErrorKind;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("gesta: {}", usage_error(&e));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Append(a) => append::run(a),
         Command::Read(a) => read::run(a),

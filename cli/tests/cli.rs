@@ -241,7 +241,9 @@ fn conditional_appends_and_expected_revisions() {
         .write_stdin(r#"{"type":"CourseRenamed","stream":"course-c1"}"#)
         .assert()
         .code(3)
-        .stderr(contains("stream \"course-c1\" is at revision Some(1)"));
+        .stderr(contains(
+            "stream \"course-c1\" is at revision 1, but the append expected revision 0",
+        ));
     assert_eq!(
         ok(
             &[
@@ -791,33 +793,37 @@ fn read_follow_tails_a_store_another_process_appends_to() {
     store.close().unwrap();
 }
 
+/// Runs `gesta args…`, expecting a usage error: exit status 2 and one line
+/// on stderr that contains `message`.
+fn usage_error(args: &[&str], message: &str) {
+    let out = gesta().args(args).write_stdin("").assert().code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.starts_with("gesta: "), "{args:?}: {stderr}");
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
+}
+
 #[test]
 fn usage_errors_and_help() {
-    gesta()
-        .arg("frobnicate")
-        .assert()
-        .code(2)
-        .stderr(contains("unrecognized subcommand 'frobnicate'"));
-    gesta()
-        .arg("read")
-        .assert()
-        .code(2)
-        .stderr(contains("<DIR>"));
-    gesta()
-        .args(["read", "x", "--limit", "many"])
-        .assert()
-        .code(2)
-        .stderr(contains("invalid value 'many'"));
-    gesta()
-        .args(["read", "x", "--frobnicate"])
-        .assert()
-        .code(2)
-        .stderr(contains("unexpected argument '--frobnicate'"));
-    gesta()
-        .args(["append", "x", "--after", "3"])
-        .assert()
-        .code(2)
-        .stderr(contains("--condition"));
+    usage_error(
+        &["frobnicate"],
+        "unrecognized subcommand 'frobnicate' (see gesta --help)",
+    );
+    usage_error(&["read"], "<DIR> (see gesta read --help)");
+    usage_error(&["read", "x", "--limit", "many"], "invalid value 'many'");
+    usage_error(
+        &["read", "x", "--frobnicate"],
+        "unexpected argument '--frobnicate' found (see gesta read --help)",
+    );
+    usage_error(&["append", "x", "--after", "3"], "--condition");
+    usage_error(
+        &["append", "x", "--batch", "0"],
+        "invalid value '0' for '--batch <N>'",
+    );
+    usage_error(
+        &["append", "x", "--after", "abc"],
+        "invalid value 'abc' for '--after",
+    );
     // `bench` forwards its flags to the comparison harness, which checks
     // them before it measures anything.
     gesta()
@@ -840,11 +846,7 @@ fn usage_errors_and_help() {
         .assert()
         .code(1)
         .stderr("gesta: --connections must be at least 1\n");
-    gesta()
-        .args(["bench", "--connections", "4"])
-        .assert()
-        .code(2)
-        .stderr(contains("--server"));
+    usage_error(&["bench", "--connections", "4"], "--server");
     gesta()
         .arg("--help")
         .assert()
@@ -860,6 +862,71 @@ fn usage_errors_and_help() {
             .success()
             .stdout(contains("Examples:"));
     }
+}
+
+/// Failures name the real problem, in words.
+#[test]
+fn failures_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    // A condition after a position the store never had (head 7).
+    gesta()
+        .args([
+            "append",
+            d,
+            "--condition",
+            r#"{"items":[{"types":["Ping"]}]}"#,
+            "--after",
+            "100",
+        ])
+        .write_stdin(r#"{"type":"Late"}"#)
+        .assert()
+        .code(1)
+        .stderr("gesta: line 1: invalid input: the condition's after 100 is beyond the head 7\n");
+    // An expected revision of a stream without events.
+    gesta()
+        .args(["append", d, "--expected-revision", "s=5"])
+        .write_stdin(r#"{"type":"A","stream":"s"}"#)
+        .assert()
+        .code(3)
+        .stderr("gesta: line 1: stream \"s\" has no events, but the append expected revision 5\n");
+    // The same id twice in one batch.
+    let id = "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a00";
+    gesta()
+        .args(["append", d, "--batch", "2"])
+        .write_stdin(format!(
+            "{{\"type\":\"A\",\"id\":\"{id}\"}}\n{{\"type\":\"B\",\"id\":\"{id}\"}}\n"
+        ))
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "gesta: lines 1–2: invalid input: event id {id} appears twice in the batch (at indices 0 and 1)\n"
+        ));
+    // Nothing of the refused appends is in the store.
+    assert_eq!(
+        positions(&ok(&["read", d], "")),
+        (1..=7).collect::<Vec<_>>()
+    );
+    // A store path that is a file, and a directory that is not a store.
+    let file = tmp.path().join("events.jsonl");
+    std::fs::write(&file, EVENTS).unwrap();
+    gesta()
+        .args(["append", file.to_str().unwrap()])
+        .write_stdin(r#"{"type":"A"}"#)
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "gesta: invalid input: {} is not a directory\n",
+            file.display()
+        ));
+    gesta()
+        .args(["append", tmp.path().to_str().unwrap()])
+        .write_stdin(r#"{"type":"A"}"#)
+        .assert()
+        .code(1)
+        .stderr(contains("is not a Gesta store: it holds \"events.jsonl\""));
+    assert!(!tmp.path().join("LOCK").exists());
 }
 
 #[test]
@@ -952,7 +1019,7 @@ fn export_to_a_file_and_import_from_one() {
         .assert()
         .code(1)
         .stderr(contains(
-            "line 1: event id 0b6c3a526f3e4d2a9a8e1f2d3c4b5a69 is already committed",
+            "line 1: event id 0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69 is already committed",
         ));
     // A file whose events all have ids imports idempotently, batch by batch.
     let with_ids = tmp.path().join("ids.jsonl");

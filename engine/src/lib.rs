@@ -109,13 +109,32 @@ pub mod validation {
 
     /// Checks that no id repeats within a batch.
     pub fn check_ids_unique(events: &[NewEvent]) -> Result<()> {
-        let ids: Vec<u128> = events.iter().filter_map(|e| e.id).collect();
-        for (i, id) in ids.iter().enumerate() {
-            if ids[..i].contains(id) {
-                return Err(crate::Error::DuplicateEventId { id: *id });
+        let mut seen = std::collections::HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Some(id) = e.id
+                && let Some(first) = seen.insert(id, i)
+            {
+                return Err(crate::Error::invalid(format!(
+                    "event id {} appears twice in the batch (at indices {first} and {i})",
+                    crate::error::Uuid(id)
+                )));
             }
         }
         Ok(())
+    }
+
+    /// Checks a condition's `after` against the store's head: a decision
+    /// made on positions the store never had is a client bug. Every
+    /// position a client can know is at or below the head at the time it
+    /// learned it, and the head only grows, so checking against the head
+    /// of any moment after the call began is exact.
+    pub fn check_after(options: &crate::AppendOptions, head: u64) -> Result<()> {
+        match options.condition.as_ref().and_then(|c| c.after) {
+            Some(after) if after > head => Err(crate::Error::invalid(format!(
+                "the condition's after {after} is beyond the head {head}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 pub use projections::Projection;

@@ -119,11 +119,6 @@ impl State {
         if ids.is_empty() {
             return Ok(None);
         }
-        for (i, id) in ids.iter().enumerate() {
-            if ids[..i].contains(id) {
-                return Err(Error::DuplicateEventId { id: *id });
-            }
-        }
         let found: Vec<Option<&RecordedEvent>> = events
             .iter()
             .map(|e| {
@@ -168,7 +163,9 @@ impl EventStore for MemoryStore {
         for (stream, _) in &options.expected {
             crate::event::check_stream_name(stream)?;
         }
+        crate::validation::check_ids_unique(&events)?;
         let mut state = self.shared.state.lock();
+        crate::validation::check_after(&options, state.events.len() as u64)?;
         if let Some(done) = state.check_ids(&events)? {
             return Ok(done);
         }

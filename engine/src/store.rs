@@ -84,6 +84,7 @@ impl Store {
             return Err(Error::invalid("queue_capacity must be at least 1"));
         }
         let fs = options.fs.clone();
+        check_store_dir(fs.as_ref(), &dir)?;
         fs.create_dir_all(&dir).map_err(|source| Error::Io {
             path: dir.clone(),
             source,
@@ -283,6 +284,7 @@ impl Store {
         if let Some(c) = &options.condition {
             c.fail_if_events_match.validate()?;
         }
+        crate::validation::check_after(&options, self.head())?;
         let tracking = match options.tracking {
             Some((source, position)) => {
                 check_tracking_source(&source)?;
@@ -295,12 +297,7 @@ impl Store {
             check_stream_name(&stream)?;
             expected.push((Key::stream(&stream), stream, revision));
         }
-        let ids: Vec<u128> = events.iter().filter_map(|e| e.id).collect();
-        for (i, id) in ids.iter().enumerate() {
-            if ids[..i].contains(id) {
-                return Err(Error::DuplicateEventId { id: *id });
-            }
-        }
+        crate::validation::check_ids_unique(&events)?;
         let keys = events
             .iter()
             .map(|e| EventKeys {
@@ -615,5 +612,57 @@ pub(crate) fn tracking_at(
         _ => Err(damaged(
             "the record carries no tracking info for the source",
         )),
+    }
+}
+
+/// What the top level of a store directory may hold: the lock, the
+/// MANIFEST (and its temporary file while it is replaced), and the
+/// directories of the log, the index runs, snapshots and cursors.
+const STORE_ENTRIES: [&str; 7] = [
+    "LOCK",
+    gesta_compaction::manifest::FILE_NAME,
+    "MANIFEST.tmp",
+    "wal",
+    gesta_compaction::flush::INDEX_DIR,
+    gesta_compaction::snapshot::SNAPSHOT_DIR,
+    crate::cursors::DIR,
+];
+
+/// Refuses to open a path that is not a directory, or a directory that
+/// holds anything a store never does (a user's home directory, another
+/// program's data): opening would litter it with a store's files. A
+/// missing or empty directory becomes a new store.
+fn check_store_dir(fs: &dyn gesta_wal::io::FileSystem, dir: &Path) -> Result<()> {
+    let names = match fs.list(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::invalid(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut foreign: Vec<&String> = names
+        .iter()
+        .filter(|n| !STORE_ENTRIES.contains(&n.as_str()))
+        .collect();
+    foreign.sort();
+    match foreign.first() {
+        None => Ok(()),
+        Some(name) => Err(Error::invalid(format!(
+            "{} is not a Gesta store: it holds {name:?}{}, which a store never does; give a new or empty directory",
+            dir.display(),
+            match foreign.len() {
+                1 => String::new(),
+                n => format!(" and {} other entries", n - 1),
+            }
+        ))),
     }
 }

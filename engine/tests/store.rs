@@ -378,3 +378,55 @@ fn reads_see_only_committed_events_and_a_read_stops_at_its_head() {
         10
     );
 }
+
+/// A path that is not a directory, or a directory holding what a store
+/// never holds, is refused with a message that says so, and left as it
+/// was; a missing or empty directory becomes a store, and a store's own
+/// directory reopens.
+#[test]
+fn open_refuses_what_is_not_a_store_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("events.jsonl");
+    std::fs::write(&file, "{}\n").unwrap();
+    match Store::open(&file) {
+        Err(Error::InvalidInput { reason }) => {
+            assert_eq!(reason, format!("{} is not a directory", file.display()))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
+
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir(home.join("wal")).unwrap();
+    match Store::open(&home) {
+        Err(Error::InvalidInput { reason }) => assert_eq!(
+            reason,
+            format!(
+                "{} is not a Gesta store: it holds \"notes.txt\", which a store never does; give a new or empty directory",
+                home.display()
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["notes.txt", "wal"], "the directory was touched");
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let new = tmp.path().join("new");
+    for dir in [&empty, &new] {
+        let store = Store::open(dir).unwrap();
+        store.append(vec![ev(1)]).unwrap();
+        store.compact().unwrap();
+        store.save_snapshot("k", 1, b"state").unwrap();
+        drop(store);
+        let store = Store::open(dir).unwrap();
+        assert_eq!(store.head(), 1);
+    }
+}

@@ -128,6 +128,8 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
         gesta::Error::Corruption { .. } => (Code::DataLoss, ErrorType::Corruption),
         gesta::Error::Closed => (Code::Unavailable, ErrorType::Io),
         gesta::Error::Unsupported { .. } => (Code::Unimplemented, ErrorType::Internal),
+        // The message says the events may or may not be in the store.
+        gesta::Error::OutcomeUnknown { .. } => (Code::Unknown, ErrorType::Io),
         _ => (Code::Internal, ErrorType::Io),
     };
     status(code, kind, message)

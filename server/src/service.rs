@@ -359,6 +359,7 @@ impl Dcb {
     /// An append of no events: checks the condition and answers the head.
     fn append_nothing(&self, options: gesta::AppendOptions) -> Result<v1::AppendResponse, Status> {
         let head = self.store.head();
+        gesta::validation::check_after(&options, head).map_err(from_engine)?;
         if let Some(c) = options.condition {
             gesta::validation::check_query(&c.fail_if_events_match).map_err(from_engine)?;
             let mut read = gesta::ReadOptions::forwards().limit(1);

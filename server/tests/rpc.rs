@@ -196,6 +196,28 @@ async fn a_failed_condition_is_failed_precondition_with_details() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
+    // A condition after a position the store never had is refused, with
+    // events and without (UmaDB accepts it; see the README).
+    for events in [vec![event("X", &[])], vec![]] {
+        let err = append(&mut c, events, Some(condition(Some(p2 + 1))))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(details(&err).error_type, ErrorType::InvalidArgument as i32);
+        assert!(
+            err.message().contains("is beyond the head"),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(
+        c.head(v1::HeadRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .position,
+        Some(p2)
+    );
     server.stop().await;
 }
 

@@ -111,6 +111,7 @@ macro_rules! __gesta_conformance_cases {
             condition_success,
             condition_failure_without_after,
             condition_after_around_the_conflict,
+            condition_after_beyond_head_rejected,
             condition_names_first_conflicting_position,
             condition_with_several_items,
             concurrent_conditional_appends_one_wins_per_round,
@@ -997,11 +998,10 @@ pub fn condition_success<H: Harness>(h: &mut H) {
         let batch = vec![ev("New", &["n"], &what)];
         append_with(&s, &mut log, batch, fail_if(q, after));
     }
-    for past in [0, 1] {
-        let after = Some(log.head() + past);
-        let batch = vec![ev("New", &["n"], "all")];
-        append_with(&s, &mut log, batch, fail_if(Query::all(), after));
-    }
+    // After the head itself: nothing can match.
+    let after = Some(log.head());
+    let batch = vec![ev("New", &["n"], "all")];
+    append_with(&s, &mut log, batch, fail_if(Query::all(), after));
     assert_contents(&s, &log);
 }
 
@@ -1067,6 +1067,53 @@ pub fn condition_after_around_the_conflict<H: Harness>(h: &mut H) {
         &mut log,
         vec![ev("New", &[], "x")],
         fail_if(q, Some(11)),
+    );
+    assert_contents(&s, &log);
+}
+
+/// A condition whose `after` is beyond the head is a decision made on
+/// positions the store never had: refused as invalid input, whether or not
+/// anything would match, and nothing is appended. `after` equal to the
+/// head is fine, also on an empty store.
+pub fn condition_after_beyond_head_rejected<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    append_with(
+        &s,
+        &mut log,
+        vec![ev("A", &["t"], "first")],
+        fail_if(Query::tag("t"), Some(0)),
+    );
+    append(&s, &mut log, vec![ev("A", &["t"], "a"), ev("B", &[], "b")]);
+    for (after, query) in [
+        (4, Query::tag("t")),
+        (100, Query::event_type("Nothing")),
+        (u64::MAX, Query::all()),
+    ] {
+        let what = format!("after {after}");
+        match err(
+            &what,
+            s.append_with(vec![ev("New", &[], "x")], fail_if(query, Some(after))),
+        ) {
+            Error::InvalidInput { reason } => assert_eq!(
+                reason,
+                format!("the condition's after {after} is beyond the head 3"),
+                "{what}"
+            ),
+            other => panic!("{what}: expected InvalidInput, got {other:?}"),
+        }
+        assert_contents(&s, &log);
+    }
+    let s = h.reopen(s);
+    assert!(
+        s.append_with(vec![ev("New", &[], "x")], fail_if(Query::all(), Some(4)))
+            .is_err()
+    );
+    append_with(
+        &s,
+        &mut log,
+        vec![ev("New", &[], "at the head")],
+        fail_if(Query::tag("t"), Some(3)),
     );
     assert_contents(&s, &log);
 }
@@ -1616,6 +1663,11 @@ pub fn check_order<H: Harness>(h: &mut H) {
     );
     assert_invalid("invalid condition on a retry", e);
     let e = err(
+        "condition after the head on a retry",
+        s.append_with(batch.clone(), fail_if(Query::tag("t"), Some(100))),
+    );
+    assert_invalid("condition after the head on a retry", e);
+    let e = err(
         "invalid expected stream on a retry",
         s.append_with(batch.clone(), expect("", ExpectedRevision::Any)),
     );
@@ -1627,14 +1679,15 @@ pub fn check_order<H: Harness>(h: &mut H) {
         s.append_with(vec![sev("s", "x").id(1)], failing_all()),
     );
     assert_duplicate("partial duplicate", e, &[1]);
+    // An id repeated within the batch is bad input, refused first.
     let e = err(
         "repeated id",
         s.append_with(
-            vec![ev("X", &[], "a").id(7), ev("X", &[], "b").id(7)],
+            vec![sev("s", "a").id(1), ev("X", &[], "b").id(1)],
             failing_all(),
         ),
     );
-    assert_duplicate("repeated id", e, &[7]);
+    assert_invalid("repeated id", e);
 
     // Then revisions, before the condition.
     let e = err(
@@ -1838,9 +1891,11 @@ pub fn id_repeated_in_batch_rejected<H: Harness>(h: &mut H) {
     let s = h.create();
     let mut log = Log::default();
     append(&s, &mut log, id_batch(&[1], "x"));
-    let cases: Vec<(&str, Vec<NewEvent>, u128)> = vec![
-        ("new id twice", id_batch(&[5, 5], "x"), 5),
-        ("new id twice apart", id_batch(&[5, 6, 5], "x"), 5),
+    // (what, batch, the repeated id, the indices where it appears)
+    type Case = (&'static str, Vec<NewEvent>, u128, (usize, usize));
+    let cases: Vec<Case> = vec![
+        ("new id twice", id_batch(&[5, 5], "x"), 5, (0, 1)),
+        ("new id twice apart", id_batch(&[5, 6, 5], "x"), 5, (0, 2)),
         (
             "new id twice, one event without id",
             vec![
@@ -1849,12 +1904,30 @@ pub fn id_repeated_in_batch_rejected<H: Harness>(h: &mut H) {
                 ev("A", &[], "c").id(5),
             ],
             5,
+            (0, 2),
         ),
-        ("committed id twice", id_batch(&[1, 1], "x"), 1),
+        ("committed id twice", id_batch(&[1, 1], "x"), 1, (0, 1)),
     ];
-    for (what, batch, id) in cases {
-        let e = err(what, s.append(batch));
-        assert_duplicate(what, e, &[id]);
+    for (what, batch, id, (i, j)) in cases {
+        match err(what, s.append(batch)) {
+            Error::InvalidInput { reason } => {
+                let uuid = format!("{id:032x}");
+                let uuid = format!(
+                    "{}-{}-{}-{}-{}",
+                    &uuid[0..8],
+                    &uuid[8..12],
+                    &uuid[12..16],
+                    &uuid[16..20],
+                    &uuid[20..]
+                );
+                assert_eq!(
+                    reason,
+                    format!("event id {uuid} appears twice in the batch (at indices {i} and {j})"),
+                    "{what}"
+                );
+            }
+            other => panic!("{what}: expected InvalidInput, got {other:?}"),
+        }
         assert_contents(&s, &log);
     }
     append(&s, &mut log, id_batch(&[5, 6], "x"));

@@ -56,6 +56,23 @@ impl Conn {
     pub(crate) fn execute_batch(&mut self, sql: &str) -> Result<()> {
         self.client.batch_execute(sql).map_err(pg_error)
     }
+
+    /// Commits the open transaction. If the server answered with an error,
+    /// the transaction was rolled back: a definite failure. If no answer
+    /// came (the connection broke), whether it committed is unknown:
+    /// [`gesta::Error::OutcomeUnknown`].
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        self.client.batch_execute("COMMIT").map_err(|e| {
+            if e.as_db_error().is_some() {
+                pg_error(e)
+            } else {
+                gesta::Error::OutcomeUnknown {
+                    path: std::path::PathBuf::from("postgres"),
+                    source: std::io::Error::other(e),
+                }
+            }
+        })
+    }
 }
 
 struct Slots {

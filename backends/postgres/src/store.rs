@@ -200,6 +200,17 @@ impl PostgresStore {
         events: &[NewEvent],
         options: &AppendOptions,
     ) -> Result<Outcome> {
+        if options
+            .condition
+            .as_ref()
+            .is_some_and(|c| c.after.is_some())
+        {
+            let head: i64 = conn
+                .query_one(&self.head, &[])?
+                .try_get(0)
+                .map_err(pg_error)?;
+            gesta::validation::check_after(options, to_u64(head, head, "head")?)?;
+        }
         if events.iter().any(|e| e.id.is_some())
             && let Some(done) = self.committed_batch(conn, events)?
         {
@@ -391,11 +402,9 @@ impl EventStore for PostgresStore {
         }
         let outcome = self.append_locked(&mut conn, &events, &options);
         match outcome {
-            Ok(Outcome::New(appended)) => match conn.execute_batch("COMMIT") {
+            Ok(Outcome::New(appended)) => match conn.commit() {
                 Ok(()) => Ok(appended),
                 Err(e) => {
-                    // Whether it committed is unknown (an id makes the
-                    // append safe to retry).
                     conn.discard();
                     Err(e)
                 }

@@ -297,6 +297,16 @@ impl SqliteStore {
         events: &[NewEvent],
         options: &AppendOptions,
     ) -> rusqlite::Result<Result<Appended>> {
+        if options
+            .condition
+            .as_ref()
+            .is_some_and(|c| c.after.is_some())
+        {
+            let head = last_position(tx)?;
+            if let Err(e) = validation::check_after(options, head) {
+                return Ok(Err(e));
+            }
+        }
         match self.check_ids(tx, events)? {
             Ok(Ids::New) => {}
             Ok(Ids::Retry(appended)) => return Ok(Ok(appended)),

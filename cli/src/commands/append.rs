@@ -24,7 +24,10 @@ Examples:
   echo '{"type":"CourseDefined","stream":"course-c1"}' |
     gesta append ./events --expected-revision course-c1=no-stream
 
-A failed condition or expected revision exits with status 3; the batches before it stay committed."#;
+A failed condition or expected revision exits with status 3; the batches before it stay committed.
+A batch that fails with any other error was not appended, except when the message says its outcome
+is unknown (exit status 4): then read the store before retrying, or retry with the same event ids,
+which appends nothing if the first attempt committed. --after beyond the store's head is refused."#;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -80,8 +83,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let appended = store
             .append_with(batch.events, options.clone())
             .map_err(|e| {
+                let definite = matches!(e, gesta::Error::Io { .. } | gesta::Error::Poisoned);
                 let mut f = Failure::from(e);
-                f.message = format!("{where_}: {}", f.message);
+                f.message = if definite {
+                    format!("{where_}: {}; they were not appended", f.message)
+                } else {
+                    format!("{where_}: {}", f.message)
+                };
                 f
             })?;
         writeln!(
