@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gesta_compaction::manifest::FILE_NAME as MANIFEST;
+use gesta_compaction::manifest::{FILE_NAME as MANIFEST, Manifest};
 use gesta_wal::io::{FileSystem, StdFs};
 
 use super::verify::{Part, VerifyReport};
@@ -106,9 +106,15 @@ fn rebuild(dir: &Path, index: bool, tables: &[PathBuf]) -> Result<RepairReport> 
                 }
             }
         })?;
-        // Check the log before touching anything: recovery's own scan,
-        // without the index (an empty replay point), read-only.
-        super::scan::scan_log(dir, |_, _, _| Ok(()), &mut |_| {})?;
+        // Check the log before touching anything, read-only, by
+        // recovery's rules: up to what the index covers (if its MANIFEST
+        // can be read) every record must be intact, since those were
+        // committed; only after it may a torn tail be cut.
+        let covered = std::fs::read(dir.join(MANIFEST))
+            .ok()
+            .and_then(|b| Manifest::decode(&b).ok())
+            .map_or(0, |m| m.covered());
+        super::scan::scan_log(dir, covered + 1, |_, _, _| Ok(()), &mut |_| {})?;
         let wal = dir.join(super::scan::WAL_DIR);
         for table in tables {
             // Only offset tables of this store's log are removed.

@@ -162,10 +162,12 @@ pub(crate) struct Sealed<'a> {
 /// verified record and `progress` with the number of segment bytes walked so
 /// far. Follows recovery's rules: a bad record is a torn tail (reported, not
 /// an error) only at the end of the newest segment with nothing but zeros
-/// after it; anything else is [`Error::Corruption`] with file and offset,
-/// and stops the walk.
+/// after it, and only at or after `replay_from` (the first position the
+/// index does not cover; 1 for none); anything else is
+/// [`Error::Corruption`] with file and offset, and stops the walk.
 pub(crate) fn scan_log(
     dir: &Path,
+    replay_from: u64,
     on_record: impl FnMut(&Record, &Path, u64) -> Result<()>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Scanned> {
@@ -184,6 +186,7 @@ pub(crate) fn scan_log(
     let files = segment_files(dir)?;
     walk_log(
         &files,
+        replay_from,
         &mut Strict {
             on_record,
             progress,
@@ -193,8 +196,15 @@ pub(crate) fn scan_log(
 
 /// Walks the segments `files` (those of one log, in position order) as
 /// [`scan_log`] does, handing everything to `visitor`, which decides
-/// whether damage stops the walk.
-pub(crate) fn walk_log(files: &[SegmentFile], visitor: &mut dyn Visitor) -> Result<Scanned> {
+/// whether damage stops the walk. Positions below `replay_from` are known
+/// to be committed (the index covers them), so a bad record there is
+/// damage even where it would otherwise pass for a torn write, as in
+/// recovery.
+pub(crate) fn walk_log(
+    files: &[SegmentFile],
+    replay_from: u64,
+    visitor: &mut dyn Visitor,
+) -> Result<Scanned> {
     let mut scanned = Scanned::default();
     let mut expected_next = 1u64;
     // After damage, the positions the rest of the damaged segment held are
@@ -204,15 +214,14 @@ pub(crate) fn walk_log(files: &[SegmentFile], visitor: &mut dyn Visitor) -> Resu
     for (i, file) in files.iter().enumerate() {
         // A compressed segment is sealed, even if the one after it is gone.
         let newest = i + 1 == files.len() && !file.compressed;
-        match walk_segment(
-            file,
+        let at = Walk {
             newest,
             expected_next,
             resync,
-            &mut scanned,
-            visitor,
+            replay_from,
             walked,
-        ) {
+        };
+        match walk_segment(file, at, &mut scanned, visitor) {
             Ok(next) => {
                 expected_next = next;
                 resync = false;
@@ -229,16 +238,34 @@ pub(crate) fn walk_log(files: &[SegmentFile], visitor: &mut dyn Visitor) -> Resu
     Ok(scanned)
 }
 
+/// Where a walk over the log is when it reaches a segment.
+struct Walk {
+    /// Whether it is the newest segment (plain, last).
+    newest: bool,
+    /// The position its first record must have.
+    expected_next: u64,
+    /// Whether the segment before was damaged, so that the position this
+    /// one starts at is unknown.
+    resync: bool,
+    replay_from: u64,
+    /// Segment bytes walked before it.
+    walked: u64,
+}
+
 /// Walks one segment; returns the position expected after it.
 fn walk_segment(
     file: &SegmentFile,
-    newest: bool,
-    mut expected_next: u64,
-    resync: bool,
+    at: Walk,
     scanned: &mut Scanned,
     visitor: &mut dyn Visitor,
-    walked: u64,
 ) -> Result<u64> {
+    let Walk {
+        newest,
+        mut expected_next,
+        resync,
+        replay_from,
+        walked,
+    } = at;
     let path = &file.path;
     let (bytes, layout) = file.contents()?;
     // Progress counts bytes on disk; a compressed segment's offsets are
@@ -324,6 +351,18 @@ fn walk_segment(
             } => {
                 if !gesta_wal::recovery::is_torn_write(&rest, claimed_end, frame_ok, newest) {
                     return Err(corruption(path, offset as u64, reason));
+                }
+                if expected_next < replay_from {
+                    // The index holds this position, which only durable
+                    // records reach: the record was committed, so it is
+                    // damaged, not torn, and cutting it would lose it.
+                    return Err(corruption(
+                        path,
+                        offset as u64,
+                        format!(
+                            "{reason}, in a record known to be committed (position {expected_next} is below the replay point {replay_from})"
+                        ),
+                    ));
                 }
                 let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
                 scanned.torn_tail = Some(TornTail {

@@ -355,6 +355,49 @@ fn a_torn_tail_is_reported_not_refused_and_nothing_is_changed() {
 }
 
 #[test]
+fn a_torn_looking_record_the_index_covers_is_damage_not_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = fill(tmp.path(), Options::default(), 3);
+    store.flush_index().unwrap();
+    store.close().unwrap();
+    let segment = tmp.path().join("wal").join("00000000000000000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let (mut last, mut end) = (32, 32);
+    while bytes[end..end + 4] != [0, 0, 0, 0] {
+        last = end;
+        end += 12 + u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap()) as usize;
+    }
+    // The last record's body zeroed, its frame intact: what an append cut
+    // short by a crash leaves — but the index holds its positions, so it
+    // was committed.
+    bytes[last + 12..end].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    let report = verified(tmp.path());
+    assert!(report.torn_tail.is_none());
+    let [finding] = &report.findings[..] else {
+        panic!("one finding expected: {:?}", report.findings)
+    };
+    assert_eq!(
+        (finding.part, &finding.file, finding.offset),
+        (Part::Log, &segment, Some(last as u64))
+    );
+    assert!(
+        finding.problem.contains("known to be committed"),
+        "{finding}"
+    );
+    assert!(repair(tmp.path(), &report).is_err());
+    assert!(
+        repair_index(tmp.path()).is_err(),
+        "the index is not thrown away"
+    );
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "nothing is cut");
+    assert!(matches!(
+        Store::open(tmp.path()),
+        Err(Error::Corruption { .. })
+    ));
+}
+
+#[test]
 fn a_missing_index_run_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let store = fill(tmp.path(), Options::default(), 3);

@@ -143,7 +143,9 @@ pub struct VerifyReport {
     /// Postings of the runs compared with the log.
     pub postings: u64,
     /// A torn write at the end of the newest segment: not damage, but the
-    /// remains of an interrupted append that the next open cuts off.
+    /// remains of an interrupted append that the next open cuts off. (A
+    /// record the index covers was committed: damage to it is a finding
+    /// even where it looks like a torn write.)
     pub torn_tail: Option<TornTail>,
     /// Every problem found, in the order found: the log's segments in
     /// position order, each followed by its offset table; the index runs
@@ -238,7 +240,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
         total,
         progress,
     };
-    let scanned = walk_log(&segments, &mut v)?;
+    let scanned = walk_log(&segments, v.replay_from, &mut v)?;
     v.finish(scanned.last_position);
     (v.progress)(total, total);
     Ok(VerifyReport {
