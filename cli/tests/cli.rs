@@ -840,6 +840,31 @@ fn snapshot_save_list_load_delete() {
         .assert()
         .code(1)
         .stderr(contains("no snapshot"));
+
+    // verify checks snapshots; a damaged one is reported, and not
+    // repaired, until it is deleted.
+    ok(&["verify", d], "");
+    let snap = dir
+        .join("snapshots")
+        .join("636f757273652d6c697374")
+        .join("00000000000000000006.snap");
+    flip(&snap, 40);
+    for args in [&["verify", d][..], &["verify", d, "--repair"][..]] {
+        gesta()
+            .args(args)
+            .assert()
+            .code(1)
+            .stdout(contains(format!("snapshot damage: {} at offset", snap.display())))
+            .stdout(contains("repaired:").not())
+            .stderr(
+                "gesta: 1 problem(s): 1 in snapshots; --repair does not touch snapshots or cursors\n",
+            );
+    }
+    ok(
+        &["snapshot", "delete", d, "course-list", "--position", "6"],
+        "",
+    );
+    ok(&["verify", d], "");
 }
 
 #[test]

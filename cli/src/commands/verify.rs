@@ -1,6 +1,6 @@
 //! `gesta verify DIR`: every record's checksums, every sealed segment's
-//! offset table and every index run against the log; every problem found,
-//! one line each.
+//! offset table, every index run against the log, every snapshot and
+//! cursor; every problem found, one line each.
 
 use gesta::inspect::{Finding, Part, VerifyReport};
 
@@ -11,8 +11,8 @@ use crate::progress;
 pub const AFTER_HELP: &str = "\
 Checks, without opening the store (read-only, no lock): every segment header, every record's frame and body
 checksums, that positions follow each other, that every event decodes, every sealed segment's offset table
-against its segment, the MANIFEST, and every index run (its checksum and structure, and that it lists exactly
-the positions the log's events give it).
+against its segment, the MANIFEST, every index run (its checksum and structure, and that it lists exactly the
+positions the log's events give it), and every snapshot and cursor file.
 
 Reports every problem it finds, not only the first: one line each on stdout, naming the file and, when the
 damage is at one place, the byte offset, then what it means:
@@ -22,6 +22,8 @@ damage is at one place, the byte offset, then what it means:
                             damaged or missing; the next open ignores it and rebuilds it from the segment
   cache damage: …           an offset table whose checksum is intact but whose contents are wrong: the next
                             open trusts it; --repair rebuilds it from the segment
+  snapshot damage: …        a snapshot file; loading it fails until it is deleted (gesta snapshot delete)
+  cursor damage: …          a durable subscription's cursor file; it cannot resume until the file is deleted
 After damage to a segment the check goes on with the next segment, and the index runs are then checked on
 their own, no longer against the log.
 
@@ -33,7 +35,7 @@ the next open cuts it off.
 With --repair, when the log is intact, what was found is rebuilt from the log under the store's lock: a
 damaged or lost index (the MANIFEST and every index run thrown away and written again) and every offset table
 reported (written again from its segment); then everything is verified again. Damage to the log itself is
-never repaired, and then nothing else is either.
+never repaired, and then nothing else is either; snapshots and cursors are not repaired.
 
 Examples:
   gesta verify ./events
@@ -73,7 +75,21 @@ fn line(f: &Finding) -> String {
             "cache damage: {f}; the next open does not rebuild this offset table by itself (it trusts \
              a table whose checksum is intact); --repair rebuilds it from its segment"
         ),
+        Part::Snapshot => format!(
+            "snapshot damage: {f}; loading this snapshot fails until it is deleted (gesta snapshot \
+             delete); --repair does not touch snapshots"
+        ),
+        Part::Cursor => format!(
+            "cursor damage: {f}; the durable subscription cannot resume, and listing cursors fails, \
+             until the file is deleted (Store::delete_cursor; the subscription then starts from the \
+             beginning); --repair does not touch cursors"
+        ),
     }
+}
+
+/// Whether `--repair` can do something about a finding.
+fn repairable(f: &Finding) -> bool {
+    matches!(f.part, Part::Index | Part::OffsetTable)
 }
 
 /// Prints the findings, and fails unless there are none.
@@ -105,15 +121,22 @@ fn report(report: &VerifyReport) -> Result<(), Failure> {
             (Part::Log, "in the log"),
             (Part::Index, "in the index"),
             (Part::OffsetTable, "in offset tables"),
+            (Part::Snapshot, "in snapshots"),
+            (Part::Cursor, "in cursors"),
         ]
         .into_iter()
         .filter(|(part, _)| count(*part) > 0)
         .map(|(part, what)| format!("{} {what}", count(part)))
         .collect();
+        let repairable = report.findings.iter().filter(|f| repairable(f)).count();
         let remedy = if count(Part::Log) > 0 {
             "damage to the log is not repairable"
-        } else {
+        } else if repairable == n {
             "--repair rebuilds them from the log"
+        } else if repairable > 0 {
+            "--repair rebuilds the index and offset tables from the log, not snapshots or cursors"
+        } else {
+            "--repair does not touch snapshots or cursors"
         };
         format!("{n} problem(s): {}; {remedy}", parts.join(", "))
     };
@@ -150,6 +173,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Err(Failure::new(
             "the log is damaged: nothing was repaired (damage to the log is never repaired)",
         ));
+    }
+    if !found.findings.iter().any(repairable) {
+        return outcome;
     }
     let repaired = gesta::inspect::repair(dir, &found)?;
     if repaired.index_rebuilt {

@@ -398,6 +398,69 @@ fn a_torn_looking_record_the_index_covers_is_damage_not_a_torn_tail() {
 }
 
 #[test]
+fn damaged_snapshots_and_cursors_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = fill(tmp.path(), Options::default(), 3);
+    store.save_snapshot("course", 10, b"some state").unwrap();
+    store.save_snapshot("course", 15, b"newer state").unwrap();
+    store
+        .subscribe_durable("projector", &crate::Query::all())
+        .unwrap()
+        .ack(5)
+        .unwrap();
+    store.close().unwrap();
+    assert!(verified(tmp.path()).is_intact());
+    let files = |sub: &str, ext: &str| -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![tmp.path().join(sub)];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == ext) {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let (snaps, cursors) = (files("snapshots", "snap"), files("cursors", "cursor"));
+    assert_eq!((snaps.len(), cursors.len()), (2, 1));
+    for path in [&snaps[0], &cursors[0]] {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[20] ^= 2;
+        std::fs::write(path, bytes).unwrap();
+    }
+    // A cursor file under another cursor's name.
+    let other = cursors[0].with_file_name("6f74686572.cursor");
+    std::fs::write(&other, crate::cursors::encode("projector", 5)).unwrap();
+    let report = verified(tmp.path());
+    let found: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.part, f.file.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (Part::Snapshot, snaps[0].clone()),
+            (Part::Cursor, other.clone()),
+            (Part::Cursor, cursors[0].clone()),
+        ],
+        "{:#?}",
+        report.findings
+    );
+    assert!(report.findings.iter().all(|f| !f.harmless));
+    assert!(
+        report.findings[1].problem.contains("\"projector\""),
+        "{}",
+        report.findings[1]
+    );
+}
+
+#[test]
 fn a_missing_index_run_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let store = fill(tmp.path(), Options::default(), 3);

@@ -2,23 +2,27 @@
 //! consecutive positions, the events decode), every sealed segment's offset
 //! table against its segment, then every index run checked against the
 //! log: it must hold exactly the postings the log's events give for the
-//! positions it covers. Every problem found is reported as a [`Finding`],
-//! not only the first.
+//! positions it covers; then every snapshot and cursor file. Every problem
+//! found is reported as a [`Finding`], not only the first.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta_compaction::flush::INDEX_DIR;
 use gesta_compaction::manifest::{FILE_NAME, Manifest, ManifestError, RunEntry};
+use gesta_compaction::snapshot::{SnapshotError, Snapshots};
 use gesta_index::{Key, Run, RunError};
 use gesta_wal::TornTail;
 use gesta_wal::format::Record;
+use gesta_wal::io::StdFs;
 use gesta_wal::table::{SegmentTable, table_path};
 
 use super::scan::{Sealed, Visitor, WAL_DIR, corruption, io_error, segment_files, walk_log};
 use crate::codec::{decode_record, index_entries};
+use crate::cursors;
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 
@@ -39,6 +43,13 @@ pub enum Part {
     /// from the segment when it is damaged or missing, and which
     /// [`repair`](super::repair()) rebuilds at once.
     OffsetTable,
+    /// A snapshot file: loading it fails until it is deleted. Not rebuilt
+    /// from the log (its state is the caller's).
+    Snapshot,
+    /// A durable subscription's cursor file: the subscription cannot
+    /// resume, and listing the cursors fails, until it is deleted. Not
+    /// rebuilt from the log (it records what a consumer acknowledged).
+    Cursor,
 }
 
 impl Part {
@@ -55,6 +66,8 @@ impl fmt::Display for Part {
             Part::Log => "log",
             Part::Index => "index",
             Part::OffsetTable => "offset table",
+            Part::Snapshot => "snapshot",
+            Part::Cursor => "cursor",
         })
     }
 }
@@ -149,7 +162,8 @@ pub struct VerifyReport {
     pub torn_tail: Option<TornTail>,
     /// Every problem found, in the order found: the log's segments in
     /// position order, each followed by its offset table; the index runs
-    /// as the walk reaches the end of the positions they cover.
+    /// as the walk reaches the end of the positions they cover; then the
+    /// snapshots and the cursors.
     pub findings: Vec<Finding>,
 }
 
@@ -182,9 +196,9 @@ struct Pending {
 /// Checks the store in `dir` without opening it (no lock, files opened
 /// read-only, nothing repaired): every record's checksums, the positions'
 /// order, that every event decodes, the offset table of every sealed
-/// segment, the MANIFEST, and every index run — its own checksums and
+/// segment, the MANIFEST, every index run — its own checksums and
 /// structure, and that it holds exactly the postings of the log's events
-/// in the positions it covers.
+/// in the positions it covers — and every snapshot and cursor file.
 ///
 /// Every problem found is a [`Finding`] in the report, which is intact when
 /// there are none. Damage to a segment ends the walk of that segment only;
@@ -242,6 +256,8 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
     };
     let scanned = walk_log(&segments, v.replay_from, &mut v)?;
     v.finish(scanned.last_position);
+    check_snapshots(dir, &mut v.findings);
+    check_cursors(dir, &mut v.findings);
     (v.progress)(total, total);
     Ok(VerifyReport {
         segments: scanned.segments,
@@ -388,6 +404,81 @@ impl Verifier<'_> {
         }
         while let Some(run) = self.runs.next() {
             self.check_run(Pending::new(run), false);
+        }
+    }
+}
+
+/// Reads and checks every snapshot (checksum, key and position against
+/// its path, that the state decompresses).
+fn check_snapshots(dir: &Path, findings: &mut Vec<Finding>) {
+    let snapshots = Snapshots::new(Arc::new(StdFs), dir);
+    let mut found = |e: SnapshotError| {
+        findings.push(match e {
+            SnapshotError::Corrupt {
+                path,
+                offset,
+                reason,
+            } => Finding::new(Part::Snapshot, &path, Some(offset), reason),
+            SnapshotError::Io { path, source } => Finding::new(
+                Part::Snapshot,
+                &path,
+                None,
+                format!("the file cannot be read: {source}"),
+            ),
+        })
+    };
+    let mut keys = match snapshots.keys() {
+        Ok(keys) => keys,
+        Err(e) => return found(e),
+    };
+    keys.sort();
+    for key in keys {
+        match snapshots.list(&key) {
+            Ok(positions) => {
+                for position in positions {
+                    if let Err(e) = snapshots.read(&key, position) {
+                        found(e);
+                    }
+                }
+            }
+            Err(e) => found(e),
+        }
+    }
+}
+
+/// Reads and checks every durable subscription's cursor file (checksum,
+/// and that it holds the cursor its name is for).
+fn check_cursors(dir: &Path, findings: &mut Vec<Finding>) {
+    let cursors = dir.join(cursors::DIR);
+    let listing = match std::fs::read_dir(&cursors) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            let e = io_error(&cursors)(e);
+            return findings.push(Finding::from_error(Part::Cursor, &cursors, e));
+        }
+    };
+    let mut names: Vec<String> = listing
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(cursors::SUFFIX))
+        .collect();
+    names.sort();
+    for name in names {
+        let path = cursors.join(&name);
+        let checked = std::fs::read(&path)
+            .map_err(io_error(&path))
+            .and_then(|bytes| cursors::decode(&path, &bytes));
+        match checked {
+            Ok((cursor, _)) if cursors::file_name(&cursor) != name => findings.push(Finding::new(
+                Part::Cursor,
+                &path,
+                Some(16),
+                format!(
+                    "the file holds the cursor {cursor:?}, which is not the one its name is for"
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => findings.push(Finding::from_error(Part::Cursor, &path, e)),
         }
     }
 }
