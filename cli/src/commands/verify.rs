@@ -16,14 +16,14 @@ positions the log's events give it), and every snapshot and cursor file.
 
 Reports every problem it finds, not only the first: one line each on stdout, naming the file and, when the
 damage is at one place, the byte offset, then what it means:
-  log damage: …             the log is the store's truth; it is never repaired
-  index damage: …           the MANIFEST or an index run; --repair rebuilds the index from the log
-  cache damage (harmless): …  a sealed segment's offset table (.off), a cache of where its records are, is
-                            damaged or missing; the next open ignores it and rebuilds it from the segment
-  cache damage: …           an offset table whose checksum is intact but whose contents are wrong: the next
-                            open trusts it; --repair rebuilds it from the segment
-  snapshot damage: …        a snapshot file; loading it fails until it is deleted (gesta snapshot delete)
-  cursor damage: …          a durable subscription's cursor file; it cannot resume until the file is deleted
+  log damage: …                the log is the store's truth; it is never repaired
+  index damage: …              the MANIFEST or an index run; --repair rebuilds the index from the log
+  cache damage (harmless): …   a sealed segment's offset table (.off), a cache of where its records are, is
+                               damaged or missing; the next open ignores it and rebuilds it from the segment
+  cache damage: …              an offset table whose checksum is intact but whose contents are wrong: the
+                               next open trusts it; --repair rebuilds it from the segment
+  snapshot damage: …           a snapshot file; loading it fails until it is deleted (gesta snapshot delete)
+  cursor damage: …             a durable subscription's cursor file; it cannot resume until the file is deleted
 After damage to a segment the check goes on with the next segment, and the index runs are then checked on
 their own, no longer against the log.
 
