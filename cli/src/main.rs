@@ -60,7 +60,7 @@ enum Command {
     /// Count what a store holds and what it takes on disk.
     #[command(after_help = stats::AFTER_HELP)]
     Stats(stats::Args),
-    /// Check every record and every index run of a store.
+    /// Check every record, offset table, index run, snapshot and cursor of a store; report every problem.
     #[command(after_help = verify::AFTER_HELP)]
     Verify(verify::Args),
     /// Flush the index and merge its runs into one, now.

@@ -413,11 +413,11 @@ fn verify_names_the_file_and_offset_of_a_corrupt_record() {
         .args(["verify", d])
         .assert()
         .code(1)
-        .stdout("")
-        .stderr(format!(
-            "gesta: corruption in {} at offset {second}: record checksum mismatch\n",
+        .stdout(format!(
+            "log damage: {} at offset {second}: record checksum mismatch; the log is never repaired\n",
             segment.display()
-        ));
+        ))
+        .stderr("gesta: 1 problem(s): 1 in the log; damage to the log is not repairable\n");
     gesta()
         .args(["stats", d])
         .assert()
@@ -458,10 +458,12 @@ fn verify_checks_index_runs_against_the_log() {
         .args(["verify", d])
         .assert()
         .code(1)
-        .stderr(contains(format!(
-            "corruption in {} at offset",
+        .stdout(contains(format!(
+            "index damage: {} at offset",
             run.display()
-        )));
+        )))
+        .stdout(contains("--repair rebuilds the index from the log"))
+        .stderr(contains("1 problem(s): 1 in the index"));
 }
 
 #[test]
@@ -493,7 +495,10 @@ fn verify_repair_rebuilds_a_damaged_or_lost_index_from_the_log() {
         .args(["verify", d, "--repair"])
         .assert()
         .success()
-        .stderr(contains(format!("corruption in {}", run.display())))
+        .stdout(contains(format!(
+            "index damage: {} at offset",
+            run.display()
+        )))
         .stdout(contains("repaired: removed 2 index file(s)"))
         .stdout(contains("agree with the log"));
     let after = gesta()
@@ -543,9 +548,162 @@ fn verify_repair_rebuilds_a_damaged_or_lost_index_from_the_log() {
         .args(["verify", d, "--repair"])
         .assert()
         .code(1)
-        .stdout("")
-        .stderr(contains(format!("corruption in {}", segment.display())));
+        .stdout(contains(format!("log damage: {}", segment.display())))
+        .stdout(contains("repaired:").not())
+        .stderr("gesta: the log is damaged: nothing was repaired (damage to the log is never repaired)\n");
     assert_eq!(listing(&dir.join("index")), index_before);
+}
+
+/// A store with several sealed segments, each with its offset table.
+fn sealed_segments(tmp: &tempfile::TempDir) -> PathBuf {
+    let dir = store(tmp, "sealed");
+    let options = gesta::Options::default()
+        .segment_size(4096)
+        .preallocate(4096);
+    let store = gesta::Store::open_with(&dir, options).unwrap();
+    for b in 0..60 {
+        let events = (0..4)
+            .map(|i| {
+                gesta::NewEvent::new("Ping", format!("{{\"b\":{b},\"i\":{i}}}"))
+                    .tag(format!("b:{b}"))
+            })
+            .collect();
+        store.append(events).unwrap();
+    }
+    store.flush_index().unwrap();
+    store.close().unwrap();
+    dir
+}
+
+fn offset_tables(dir: &Path) -> Vec<PathBuf> {
+    let mut tables: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "off"))
+        .collect();
+    tables.sort();
+    tables
+}
+
+#[test]
+fn verify_reports_damaged_and_missing_offset_tables_and_repair_rebuilds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sealed_segments(&tmp);
+    let d = dir.to_str().unwrap();
+    ok(&["verify", d], "");
+    let tables = offset_tables(&dir);
+    assert!(tables.len() >= 2, "{tables:?}");
+    let pristine: Vec<Vec<u8>> = tables.iter().map(|t| std::fs::read(t).unwrap()).collect();
+    let before = ok(&["read", d, "--tag", "b:7"], "");
+
+    // One table with a flipped bit, another deleted: both reported, each
+    // as harmless damage to a cache, and verify fails.
+    flip(&tables[0], 30);
+    std::fs::remove_file(&tables[1]).unwrap();
+    let crc_at = pristine[0].len() - 4;
+    let out = gesta().args(["verify", d]).assert().code(1).stderr(
+        "gesta: 2 problem(s), all in offset tables, caches that the next open rebuilds by itself \
+             (harmless); --repair rebuilds them now\n",
+    );
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(!stdout.contains("ok"), "{stdout}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "cache damage (harmless): {} at offset {crc_at}: offset table checksum mismatch; the offset \
+             table is a cache that the next open ignores and rebuilds from its segment; --repair rebuilds it now",
+            tables[0].display()
+        )
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "cache damage (harmless): {}: the offset table of the sealed segment ",
+            tables[1].display()
+        )) && lines[1].contains("is missing;"),
+        "{}",
+        lines[1]
+    );
+
+    // --repair writes both again from their segments, and all is well.
+    gesta()
+        .args(["verify", d, "--repair"])
+        .assert()
+        .success()
+        .stdout(contains(format!(
+            "repaired: {} was rebuilt from its segment",
+            tables[0].display()
+        )))
+        .stdout(contains(format!(
+            "repaired: {} was rebuilt from its segment",
+            tables[1].display()
+        )))
+        .stdout(contains("repaired: removed").not())
+        .stdout(contains("agree with the log"));
+    for (table, bytes) in tables.iter().zip(&pristine) {
+        assert_eq!(&std::fs::read(table).unwrap(), bytes, "{}", table.display());
+    }
+    ok(&["verify", d], "");
+    assert_eq!(ok(&["read", d, "--tag", "b:7"], ""), before);
+}
+
+#[test]
+fn verify_reports_every_problem_and_a_trusted_wrong_offset_table_is_not_harmless() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sealed_segments(&tmp);
+    let d = dir.to_str().unwrap();
+    let tables = offset_tables(&dir);
+    let pristine = std::fs::read(&tables[0]).unwrap();
+    // A table whose checksum is intact but whose last position is wrong:
+    // the index covers the segment, so the next open would trust it.
+    let mut wrong = pristine.clone();
+    wrong[24] ^= 1;
+    let crc = crc32fast::hash(&wrong[..wrong.len() - 4]);
+    let n = wrong.len();
+    wrong[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&tables[0], &wrong).unwrap();
+    // And the index run damaged.
+    let run = std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("an index run");
+    flip(&run, 20);
+    let out = gesta()
+        .args(["verify", d])
+        .assert()
+        .code(1)
+        .stderr(
+            "gesta: 2 problem(s): 1 in the index, 1 in offset tables; --repair rebuilds them from the log\n",
+        );
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "cache damage: {} at offset 24: ",
+            tables[0].display()
+        )) && lines[0].contains("the next open does not rebuild this offset table by itself"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(&format!("index damage: {} at offset", run.display())),
+        "{}",
+        lines[1]
+    );
+    gesta()
+        .args(["verify", d, "--repair"])
+        .assert()
+        .success()
+        .stdout(contains("repaired: removed 2 index file(s)"))
+        .stdout(contains(format!(
+            "repaired: {} was rebuilt from its segment",
+            tables[0].display()
+        )));
+    assert_eq!(std::fs::read(&tables[0]).unwrap(), pristine);
+    ok(&["verify", d], "");
 }
 
 #[test]
@@ -684,6 +842,31 @@ fn snapshot_save_list_load_delete() {
         .assert()
         .code(1)
         .stderr(contains("no snapshot"));
+
+    // verify checks snapshots; a damaged one is reported, and not
+    // repaired, until it is deleted.
+    ok(&["verify", d], "");
+    let snap = dir
+        .join("snapshots")
+        .join("636f757273652d6c697374")
+        .join("00000000000000000006.snap");
+    flip(&snap, 40);
+    for args in [&["verify", d][..], &["verify", d, "--repair"][..]] {
+        gesta()
+            .args(args)
+            .assert()
+            .code(1)
+            .stdout(contains(format!("snapshot damage: {} at offset", snap.display())))
+            .stdout(contains("repaired:").not())
+            .stderr(
+                "gesta: 1 problem(s): 1 in snapshots; --repair does not touch snapshots or cursors\n",
+            );
+    }
+    ok(
+        &["snapshot", "delete", d, "course-list", "--position", "6"],
+        "",
+    );
+    ok(&["verify", d], "");
 }
 
 #[test]

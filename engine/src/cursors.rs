@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"GESTACUR";
 const VERSION: u32 = 1;
-const SUFFIX: &str = ".cursor";
+pub(crate) const SUFFIX: &str = ".cursor";
 /// The directory, inside the store's, that holds cursor files.
 pub(crate) const DIR: &str = "cursors";
 
@@ -43,7 +43,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn encode(name: &str, position: u64) -> Vec<u8> {
+pub(crate) fn encode(name: &str, position: u64) -> Vec<u8> {
     let mut b = Vec::with_capacity(28 + name.len());
     b.extend_from_slice(MAGIC);
     b.extend_from_slice(&VERSION.to_le_bytes());
@@ -55,7 +55,7 @@ fn encode(name: &str, position: u64) -> Vec<u8> {
     b
 }
 
-fn decode(path: &Path, b: &[u8]) -> Result<(String, u64)> {
+pub(crate) fn decode(path: &Path, b: &[u8]) -> Result<(String, u64)> {
     let bad = |offset: usize, reason: &str| Error::Corruption {
         file: path.to_owned(),
         offset: offset as u64,
@@ -86,7 +86,7 @@ fn decode(path: &Path, b: &[u8]) -> Result<(String, u64)> {
     Ok((name, position))
 }
 
-fn file_name(name: &str) -> String {
+pub(crate) fn file_name(name: &str) -> String {
     let mut s = String::with_capacity(name.len() * 2 + SUFFIX.len());
     for b in name.as_bytes() {
         s.push_str(&format!("{b:02x}"));

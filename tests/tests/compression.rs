@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gesta::inspect::{Follower, stats, verify};
+use gesta::inspect::{Follower, Part, repair, stats, verify};
 use gesta::{
     Compression, Error, EventStore, MemoryStore, NewEvent, Options, Query, ReadOptions, Store,
 };
@@ -142,6 +142,7 @@ fn compressed_segments_answer_like_the_reference_and_shrink_the_log() {
     );
     let report = verify(dir, &mut |_, _| {}).unwrap();
     assert_eq!(report.last_position, model.head().unwrap());
+    assert!(report.is_intact(), "{:?}", report.findings);
 
     // A follower from the start reads every event, compressed or not.
     let mut follower = Follower::new(dir, 0).unwrap();
@@ -195,10 +196,11 @@ fn damage_to_a_compressed_segment_is_reported_against_its_file() {
     bytes[100] ^= 0x10;
     std::fs::write(&path, bytes).unwrap();
 
-    match verify(dir, &mut |_, _| {}) {
-        Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+    let report = verify(dir, &mut |_, _| {}).unwrap();
+    match &report.findings[..] {
+        [f] => assert_eq!((f.part, &f.file), (Part::Log, &path)),
         other => panic!(
-            "verify: expected corruption of {}, got {other:?}",
+            "verify: expected one finding in {}, got {other:?}",
             path.display()
         ),
     }
@@ -214,6 +216,61 @@ fn damage_to_a_compressed_segment_is_reported_against_its_file() {
         Error::Corruption { file, .. } => assert_eq!(file, path),
         other => panic!("read: expected corruption, got {other}"),
     }
+}
+
+#[test]
+fn a_compressed_segments_damaged_or_missing_offset_table_is_reported_and_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut rng = SplitMix64::new(6);
+    let store = Store::open_with(dir, options(true)).unwrap();
+    for n in 0..400 {
+        store.append(batch(&mut rng, n)).unwrap();
+    }
+    store.compact().unwrap();
+    store.close().unwrap();
+    drop(store);
+    assert!(files(dir, "zseg") >= 2);
+    let wal = dir.join("wal");
+    let (first, second) = (
+        wal.join("00000000000000000001.off"),
+        std::fs::read_dir(&wal)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "off")
+                    && *p != wal.join("00000000000000000001.off")
+            })
+            .min()
+            .expect("a second offset table"),
+    );
+    let pristine = (
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap(),
+    );
+    std::fs::remove_file(&first).unwrap();
+    let mut damaged = pristine.1.clone();
+    damaged[0] ^= 1;
+    std::fs::write(&second, &damaged).unwrap();
+
+    let report = verify(dir, &mut |_, _| {}).unwrap();
+    let found: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.part, f.file.clone(), f.offset, f.harmless))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (Part::OffsetTable, first.clone(), None, true),
+            (Part::OffsetTable, second.clone(), Some(0), true),
+        ]
+    );
+    let repaired = repair(dir, &report).unwrap();
+    assert_eq!(repaired.tables_rebuilt, vec![first.clone(), second.clone()]);
+    assert_eq!(std::fs::read(&first).unwrap(), pristine.0);
+    assert_eq!(std::fs::read(&second).unwrap(), pristine.1);
+    assert!(verify(dir, &mut |_, _| {}).unwrap().is_intact());
 }
 
 #[test]

@@ -363,6 +363,12 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     let crc3 = crc(&v3[..24]);
     v3[24..28].copy_from_slice(&crc3.to_le_bytes());
     s.insert(("decode_record", "header-version-3"), v3.to_vec());
+    let mut reserved = header;
+    reserved[30] = 1;
+    s.insert(
+        ("decode_record", "header-reserved-not-zero"),
+        reserved.to_vec(),
+    );
     s.insert(
         ("decode_record", "segment-name"),
         format::segment_file_name(123).into_bytes(),
@@ -802,10 +808,9 @@ fn segment_headers_round_trip_and_survive_mutations() {
         if bad.len() < SEGMENT_HEADER_LEN {
             assert_eq!(header, Err(HeaderError::Short));
         } else if bad[..SEGMENT_HEADER_LEN] != valid {
-            // Reserved bytes 28..32 are outside the checksum.
-            if bad[..28] != valid[..28] {
-                assert!(header.is_err(), "damaged header accepted: {}", hex(&bad));
-            }
+            // Every byte is checked: the CRC covers 0..24 and compares
+            // 24..28; the reserved bytes 28..32 must be zero.
+            assert!(header.is_err(), "damaged header accepted: {}", hex(&bad));
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The byte layout of segment files: the segment header and record framing.
 //!
 //! A segment is a 32-byte header followed by records, then (in the active
-//! segment) zeros up to the preallocated length. A record is one committed
-//! batch:
+//! segment) zeros up to the preallocated length. Every byte of the header
+//! is checked: its CRC covers bytes 0..24 (magic, version, the first
+//! reserved field, the first position) and the reserved fields must be
+//! zero, so a header is accepted only as exactly the bytes
+//! [`SegmentHeader::encode`] writes. A record is one committed batch:
 //!
 //! ```text
 //! frame   len u32 | body_crc u32 | frame_crc u32  (crc32 of the body; crc32 of len and body_crc)
@@ -33,6 +36,8 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"GESTAWAL";
 pub const SEGMENT_VERSION: u32 = 2;
 /// Size of the segment header in bytes.
 pub const SEGMENT_HEADER_LEN: usize = 32;
+/// The header's reserved fields (byte ranges), which must be zero.
+const HEADER_RESERVED: [std::ops::Range<usize>; 2] = [12..16, 28..32];
 /// Size of a record's frame (length, body CRC, frame CRC) in bytes.
 pub const FRAME_LEN: usize = 12;
 /// Size of the fixed part of a record body (the fields and the head
@@ -62,7 +67,9 @@ impl SegmentHeader {
         b
     }
 
-    /// Decodes and checks a header.
+    /// Decodes and checks a header: the magic, the CRC of bytes 0..24,
+    /// the version and the reserved fields (zero). No byte goes unchecked:
+    /// only the exact encoding of a header is accepted.
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
         if b.len() < SEGMENT_HEADER_LEN {
             return Err(HeaderError::Short);
@@ -74,9 +81,16 @@ impl SegmentHeader {
         if crc32fast::hash(&b[0..24]) != crc {
             return Err(HeaderError::Checksum);
         }
+        // The version first: another version may give the reserved fields
+        // a meaning, and that is what to report.
         let version = u32_at(b, 8);
         if version != SEGMENT_VERSION {
             return Err(HeaderError::Version(version));
+        }
+        for range in HEADER_RESERVED {
+            if b[range.clone()].iter().any(|&x| x != 0) {
+                return Err(HeaderError::Reserved(range.start));
+            }
         }
         Ok(SegmentHeader {
             first_position: u64_at(b, 16),
@@ -93,6 +107,8 @@ pub enum HeaderError {
     Magic,
     /// The header's checksum does not match.
     Checksum,
+    /// A reserved field (starting at this offset) is not zero.
+    Reserved(usize),
     /// A format version this build does not know.
     Version(u32),
 }
@@ -103,6 +119,11 @@ impl std::fmt::Display for HeaderError {
             HeaderError::Short => write!(f, "segment header is truncated"),
             HeaderError::Magic => write!(f, "segment header has the wrong magic number"),
             HeaderError::Checksum => write!(f, "segment header checksum mismatch"),
+            HeaderError::Reserved(at) => write!(
+                f,
+                "segment header's reserved bytes {at}..{} are not zero",
+                at + 4
+            ),
             HeaderError::Version(v) => write!(f, "unsupported segment format version {v}"),
         }
     }
@@ -429,6 +450,61 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::Magic));
         assert_eq!(SegmentHeader::decode(&b[..10]), Err(HeaderError::Short));
+    }
+
+    #[test]
+    fn every_bit_of_the_header_is_checked() {
+        let h = SegmentHeader {
+            first_position: 0x0102_0304_0506_0708,
+        };
+        let b = h.encode();
+        for bit in 0..SEGMENT_HEADER_LEN * 8 {
+            let mut bad = b;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let outcome = SegmentHeader::decode(&bad);
+            assert!(
+                outcome.is_err(),
+                "flip of byte {} bit {} went unnoticed",
+                bit / 8,
+                bit % 8
+            );
+        }
+        // Every byte, whatever it is changed to, and with the checksum
+        // made to match wherever it covers the byte.
+        for byte in 0..SEGMENT_HEADER_LEN {
+            for value in [0x01, 0x80, 0xff] {
+                let mut bad = b;
+                bad[byte] ^= value;
+                if byte < 24 {
+                    let crc = crc32fast::hash(&bad[0..24]);
+                    bad[24..28].copy_from_slice(&crc.to_le_bytes());
+                }
+                match SegmentHeader::decode(&bad) {
+                    Ok(decoded) => assert!(
+                        (16..24).contains(&byte) && decoded != h,
+                        "byte {byte} ^ {value:#x} accepted as {decoded:?}"
+                    ),
+                    Err(e) => assert!(!(16..24).contains(&byte), "byte {byte}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reserved_bytes_must_be_zero() {
+        let b = SegmentHeader { first_position: 7 }.encode();
+        let mut bad = b;
+        bad[29] = 1;
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::Reserved(28)));
+        let mut bad = b;
+        bad[13] = 1;
+        let crc = crc32fast::hash(&bad[0..24]);
+        bad[24..28].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::Reserved(12)));
+        assert_eq!(
+            HeaderError::Reserved(28).to_string(),
+            "segment header's reserved bytes 28..32 are not zero"
+        );
     }
 
     #[test]

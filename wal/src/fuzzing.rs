@@ -63,8 +63,9 @@ fn options() -> WalOptions {
 ///
 /// Checks that an accepted record re-encodes to exactly the bytes it was
 /// decoded from, that its positions do not overflow, that an invalid frame's
-/// claimed end is what its length field says, and that an accepted header
-/// and file name round-trip. Returns the record frame outcome and the header
+/// claimed end is what its length field says, that an accepted header is
+/// byte for byte its own encoding (no byte of it goes unchecked), and that
+/// an accepted file name round-trips. Returns the record frame outcome and the header
 /// outcome.
 ///
 /// # Panics
@@ -290,6 +291,13 @@ fn check_header(data: &[u8], header: std::result::Result<SegmentHeader, HeaderEr
                 SegmentHeader::decode(&h.encode()),
                 Ok(h),
                 "a decoded header does not round-trip"
+            );
+            // Every byte of a header is checked, so only its exact
+            // encoding is accepted.
+            assert_eq!(
+                h.encode()[..],
+                data[..SEGMENT_HEADER_LEN],
+                "a header was accepted with bytes its encoding does not have"
             );
         }
         Err(HeaderError::Short) => assert!(data.len() < SEGMENT_HEADER_LEN),

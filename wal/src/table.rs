@@ -75,16 +75,28 @@ impl SegmentTable {
     /// Decodes a table; `None` if it fails any check (the caller then scans
     /// the segment instead).
     pub fn decode(b: &[u8]) -> Option<SegmentTable> {
-        if b.len() < FIXED + 4 || b[..8] != MAGIC || u32_at(b, 8) != VERSION {
-            return None;
+        SegmentTable::check(b).ok()
+    }
+
+    /// Decodes a table like [`decode`](SegmentTable::decode), saying what
+    /// failed and at which offset when it is rejected.
+    pub fn check(b: &[u8]) -> Result<SegmentTable, (u64, &'static str)> {
+        if b.len() < FIXED + 4 {
+            return Err((0, "offset table is shorter than its fixed fields"));
+        }
+        if b[..8] != MAGIC {
+            return Err((0, "offset table has the wrong magic number"));
         }
         let body = &b[..b.len() - 4];
         if crc32fast::hash(body) != u32_at(b, b.len() - 4) {
-            return None;
+            return Err(((b.len() - 4) as u64, "offset table checksum mismatch"));
+        }
+        if u32_at(b, 8) != VERSION {
+            return Err((8, "unsupported offset table version"));
         }
         let count = u32_at(b, 12) as usize;
-        if body.len() != FIXED + count.checked_mul(16)? {
-            return None;
+        if Some(body.len()) != count.checked_mul(16).and_then(|n| n.checked_add(FIXED)) {
+            return Err((12, "offset table entry count disagrees with its length"));
         }
         let entries: Vec<(u64, u64)> = (0..count)
             .map(|i| {
@@ -110,7 +122,10 @@ impl SegmentTable {
                 .entries
                 .iter()
                 .all(|&(p, o)| p <= table.last_position && o < table.end);
-        (ordered && bounded).then_some(table)
+        if !(ordered && bounded) {
+            return Err((FIXED as u64, "offset table entries out of order or range"));
+        }
+        Ok(table)
     }
 
     /// Reads the table of the segment starting at `first_position`, if it
@@ -170,5 +185,24 @@ mod tests {
         for n in 0..b.len() {
             assert_eq!(SegmentTable::decode(&b[..n]), None);
         }
+    }
+
+    #[test]
+    fn check_says_what_failed_and_where() {
+        let b = sample().encode();
+        assert_eq!(SegmentTable::check(&b), Ok(sample()));
+        let mut bad = b.clone();
+        bad[30] ^= 1;
+        assert_eq!(
+            SegmentTable::check(&bad),
+            Err(((b.len() - 4) as u64, "offset table checksum mismatch"))
+        );
+        assert_eq!(SegmentTable::check(&b[..20]).map_err(|e| e.0), Err(0));
+        let mut unordered = sample();
+        unordered.entries.swap(1, 2);
+        assert_eq!(
+            SegmentTable::check(&unordered.encode()).map_err(|e| e.0),
+            Err(FIXED as u64)
+        );
     }
 }

@@ -1,21 +1,41 @@
-//! `gesta verify DIR`: every record's checksums and every index run
-//! against the log.
+//! `gesta verify DIR`: every record's checksums, every sealed segment's
+//! offset table, every index run against the log, every snapshot and
+//! cursor; every problem found, one line each.
+
+use gesta::inspect::{Finding, Part, VerifyReport};
 
 use crate::StoreDir;
 use crate::failure::{Failure, existing_store};
 use crate::progress;
 
 pub const AFTER_HELP: &str = "\
-Checks, without opening the store (read-only, no lock): every record's frame and body checksums, that positions
-follow each other, that every event decodes, the sealed segments' offset tables, the MANIFEST, and every index
-run (its checksum and structure, and that it lists exactly the positions the log's events give it).
-Stops at the first problem, naming the file and the byte offset, and exits with status 1.
+Checks, without opening the store (read-only, no lock): every segment header, every record's frame and body
+checksums, that positions follow each other, that every event decodes, every sealed segment's offset table
+against its segment, the MANIFEST, every index run (its checksum and structure, and that it lists exactly the
+positions the log's events give it), and every snapshot and cursor file.
+
+Reports every problem it finds, not only the first: one line each on stdout, naming the file and, when the
+damage is at one place, the byte offset, then what it means:
+  log damage: …                the log is the store's truth; it is never repaired
+  index damage: …              the MANIFEST or an index run; --repair rebuilds the index from the log
+  cache damage (harmless): …   a sealed segment's offset table (.off), a cache of where its records are, is
+                               damaged or missing; the next open ignores it and rebuilds it from the segment
+  cache damage: …              an offset table whose checksum is intact but whose contents are wrong: the
+                               next open trusts it; --repair rebuilds it from the segment
+  snapshot damage: …           a snapshot file; loading it fails until it is deleted (gesta snapshot delete)
+  cursor damage: …             a durable subscription's cursor file; it cannot resume until the file is deleted
+After damage to a segment the check goes on with the next segment, and the index runs are then checked on
+their own, no longer against the log.
+
+Exit status: 0 when nothing is damaged or missing; 1 when anything is, even when it is only an offset table
+that the next open would rebuild (the line says it is harmless).
 A torn write at the very end of the log (an append interrupted by a crash) is reported but is not damage:
 the next open cuts it off.
 
-With --repair, damage to the index (the MANIFEST or an index run, damaged or missing) is repaired: the
-index is thrown away and rebuilt from the log, under the store's lock, then everything is verified again.
-Damage to the log itself is never repaired.
+With --repair, when the log is intact, what was found is rebuilt from the log under the store's lock: a
+damaged or lost index (the MANIFEST and every index run thrown away and written again) and every offset table
+reported (written again from its segment); then everything is verified again. Damage to the log itself is
+never repaired, and then nothing else is either; snapshots and cursors are not repaired.
 
 Examples:
   gesta verify ./events
@@ -26,12 +46,13 @@ Examples:
 pub struct Args {
     #[command(flatten)]
     store: StoreDir,
-    /// Rebuild a damaged or lost index from the log.
+    /// Rebuild a damaged or lost index and damaged or missing offset tables
+    /// from the log.
     #[arg(long)]
     repair: bool,
 }
 
-fn verify(dir: &std::path::Path) -> gesta::Result<gesta::inspect::VerifyReport> {
+fn verify(dir: &std::path::Path) -> gesta::Result<VerifyReport> {
     let bar = progress::bytes(0, "verifying");
     let result = gesta::inspect::verify(dir, &mut |done, total| {
         bar.set_length(total);
@@ -41,23 +62,88 @@ fn verify(dir: &std::path::Path) -> gesta::Result<gesta::inspect::VerifyReport> 
     result
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
-    let dir = &args.store.dir;
-    existing_store(dir)?;
-    let report = match verify(dir) {
-        Err(e) if args.repair && gesta::inspect::is_index_damage(dir, &e) => {
-            eprintln!("gesta: {e}");
-            eprintln!("gesta: rebuilding the index from the log");
-            let repaired = gesta::inspect::repair_index(dir)?;
-            println!(
-                "repaired: removed {} index file(s); the index was rebuilt from the log ({} events)",
-                repaired.removed.len(),
-                repaired.events
-            );
-            verify(dir)?
-        }
-        other => other?,
+/// The line a finding is printed as.
+fn line(f: &Finding) -> String {
+    match f.part {
+        Part::Log => format!("log damage: {f}; the log is never repaired"),
+        Part::Index => format!("index damage: {f}; --repair rebuilds the index from the log"),
+        Part::OffsetTable if f.harmless => format!(
+            "cache damage (harmless): {f}; the offset table is a cache that the next open ignores and \
+             rebuilds from its segment; --repair rebuilds it now"
+        ),
+        Part::OffsetTable => format!(
+            "cache damage: {f}; the next open does not rebuild this offset table by itself (it trusts \
+             a table whose checksum is intact); --repair rebuilds it from its segment"
+        ),
+        Part::Snapshot => format!(
+            "snapshot damage: {f}; loading this snapshot fails until it is deleted (gesta snapshot \
+             delete); --repair does not touch snapshots"
+        ),
+        Part::Cursor => format!(
+            "cursor damage: {f}; the durable subscription cannot resume, and listing cursors fails, \
+             until the file is deleted (Store::delete_cursor; the subscription then starts from the \
+             beginning); --repair does not touch cursors"
+        ),
+    }
+}
+
+/// Whether `--repair` can do something about a finding.
+fn repairable(f: &Finding) -> bool {
+    matches!(f.part, Part::Index | Part::OffsetTable)
+}
+
+/// Prints the findings, and fails unless there are none.
+fn report(report: &VerifyReport) -> Result<(), Failure> {
+    for f in &report.findings {
+        println!("{}", line(f));
+    }
+    if let Some(t) = &report.torn_tail {
+        println!(
+            "note: a torn write of {} bytes at offset {} of {} ({}); the next open cuts it off",
+            t.bytes,
+            t.offset,
+            t.file.display(),
+            t.reason
+        );
+    }
+    if report.is_intact() {
+        return Ok(());
+    }
+    let n = report.findings.len();
+    let count = |part| report.findings_in(part).count();
+    let message = if report.findings.iter().all(|f| f.harmless) {
+        format!(
+            "{n} problem(s), all in offset tables, caches that the next open rebuilds by itself \
+             (harmless); --repair rebuilds them now"
+        )
+    } else {
+        let parts: Vec<String> = [
+            (Part::Log, "in the log"),
+            (Part::Index, "in the index"),
+            (Part::OffsetTable, "in offset tables"),
+            (Part::Snapshot, "in snapshots"),
+            (Part::Cursor, "in cursors"),
+        ]
+        .into_iter()
+        .filter(|(part, _)| count(*part) > 0)
+        .map(|(part, what)| format!("{} {what}", count(part)))
+        .collect();
+        let repairable = report.findings.iter().filter(|f| repairable(f)).count();
+        let remedy = if count(Part::Log) > 0 {
+            "damage to the log is not repairable"
+        } else if repairable == n {
+            "--repair rebuilds them from the log"
+        } else if repairable > 0 {
+            "--repair rebuilds the index and offset tables from the log, not snapshots or cursors"
+        } else {
+            "--repair does not touch snapshots or cursors"
+        };
+        format!("{n} problem(s): {}; {remedy}", parts.join(", "))
     };
+    Err(Failure::new(message))
+}
+
+fn ok_line(report: &VerifyReport) {
     println!(
         "ok: {} events in {} records, positions 1..={}, {} segment(s) ({} bytes); {} index run(s) ({} bytes, {} postings) agree with the log",
         report.events,
@@ -69,14 +155,41 @@ pub fn run(args: Args) -> Result<(), Failure> {
         report.run_bytes,
         report.postings
     );
-    if let Some(t) = report.torn_tail {
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let dir = &args.store.dir;
+    existing_store(dir)?;
+    let found = verify(dir)?;
+    let outcome = report(&found);
+    if outcome.is_ok() {
+        ok_line(&found);
+        return Ok(());
+    }
+    if !args.repair {
+        return outcome;
+    }
+    if found.findings_in(Part::Log).next().is_some() {
+        return Err(Failure::new(
+            "the log is damaged: nothing was repaired (damage to the log is never repaired)",
+        ));
+    }
+    if !found.findings.iter().any(repairable) {
+        return outcome;
+    }
+    let repaired = gesta::inspect::repair(dir, &found)?;
+    if repaired.index_rebuilt {
         println!(
-            "note: a torn write of {} bytes at offset {} of {} ({}); the next open cuts it off",
-            t.bytes,
-            t.offset,
-            t.file.display(),
-            t.reason
+            "repaired: removed {} index file(s); the index was rebuilt from the log ({} events)",
+            repaired.removed.len(),
+            repaired.events
         );
     }
+    for table in &repaired.tables_rebuilt {
+        println!("repaired: {} was rebuilt from its segment", table.display());
+    }
+    let again = verify(dir)?;
+    report(&again)?;
+    ok_line(&again);
     Ok(())
 }

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use gesta_wal::TornTail;
 use gesta_wal::compress::{SegmentFile as WalFile, resolve_listing};
 use gesta_wal::format::{self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader};
-use gesta_wal::table::{SegmentTable, table_path};
 use gesta_wal::zseg::{CompressedSegment, Layout};
 
 use crate::error::{Error, Result};
@@ -118,178 +117,279 @@ pub(crate) fn segment_files(dir: &Path) -> Result<Vec<SegmentFile>> {
     Ok(files)
 }
 
+/// What a walk over the log hands its [`Visitor`]: every verified record,
+/// every problem, and a summary of each sealed segment walked whole.
+pub(crate) trait Visitor {
+    /// A record whose checksums passed, found at `offset` of `path`.
+    fn record(&mut self, record: &Record, path: &Path, offset: u64) -> Result<()>;
+
+    /// Damage to the log, as [`Error::Corruption`] or [`Error::Io`]
+    /// naming the segment. Returning the error stops the walk with it;
+    /// returning `Ok` goes on with the next segment (the rest of this one
+    /// is not walked, so positions may then jump).
+    fn damage(&mut self, e: Error) -> Result<()> {
+        Err(e)
+    }
+
+    /// A sealed segment whose every record was walked without damage.
+    fn sealed(&mut self, _segment: &Sealed<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The number of segment bytes walked so far.
+    fn progress(&mut self, _walked: u64) {}
+}
+
+/// A sealed segment walked whole without damage: what its offset table
+/// must agree with.
+pub(crate) struct Sealed<'a> {
+    pub file: &'a SegmentFile,
+    /// The length of its contents (decompressed, for a `.zseg`).
+    pub len: u64,
+    /// The footer of a compressed segment.
+    pub layout: Option<&'a Layout>,
+    /// (first position, offset) of every record, in order.
+    pub starts: &'a [(u64, u64)],
+    /// Its last position.
+    pub last_position: u64,
+    /// Where its last record ends.
+    pub end: u64,
+    /// Commit time of its last record.
+    pub last_timestamp_micros: u64,
+}
+
 /// Walks the log of the store in `dir`, calling `on_record` with each
 /// verified record and `progress` with the number of segment bytes walked so
 /// far. Follows recovery's rules: a bad record is a torn tail (reported, not
 /// an error) only at the end of the newest segment with nothing but zeros
-/// after it; anything else is [`Error::Corruption`] with file and offset.
-/// Sealed segments' offset tables, when present and intact, must agree with
-/// the records, because recovery trusts them.
+/// after it, and only at or after `replay_from` (the first position the
+/// index does not cover; 1 for none); anything else is
+/// [`Error::Corruption`] with file and offset, and stops the walk.
 pub(crate) fn scan_log(
     dir: &Path,
-    mut on_record: impl FnMut(&Record, &Path, u64) -> Result<()>,
+    replay_from: u64,
+    on_record: impl FnMut(&Record, &Path, u64) -> Result<()>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Scanned> {
+    struct Strict<'p, F> {
+        on_record: F,
+        progress: &'p mut dyn FnMut(u64),
+    }
+    impl<F: FnMut(&Record, &Path, u64) -> Result<()>> Visitor for Strict<'_, F> {
+        fn record(&mut self, record: &Record, path: &Path, offset: u64) -> Result<()> {
+            (self.on_record)(record, path, offset)
+        }
+        fn progress(&mut self, walked: u64) {
+            (self.progress)(walked)
+        }
+    }
     let files = segment_files(dir)?;
+    walk_log(
+        &files,
+        replay_from,
+        &mut Strict {
+            on_record,
+            progress,
+        },
+    )
+}
+
+/// Walks the segments `files` (those of one log, in position order) as
+/// [`scan_log`] does, handing everything to `visitor`, which decides
+/// whether damage stops the walk. Positions below `replay_from` are known
+/// to be committed (the index covers them), so a bad record there is
+/// damage even where it would otherwise pass for a torn write, as in
+/// recovery.
+pub(crate) fn walk_log(
+    files: &[SegmentFile],
+    replay_from: u64,
+    visitor: &mut dyn Visitor,
+) -> Result<Scanned> {
     let mut scanned = Scanned::default();
     let mut expected_next = 1u64;
+    // After damage, the positions the rest of the damaged segment held are
+    // unknown: the next segment's first position is taken as it is.
+    let mut resync = false;
     let mut walked = 0u64;
     for (i, file) in files.iter().enumerate() {
         // A compressed segment is sealed, even if the one after it is gone.
         let newest = i + 1 == files.len() && !file.compressed;
-        let path = &file.path;
-        let (bytes, layout) = file.contents()?;
-        // Progress counts bytes on disk; a compressed segment's offsets are
-        // into its decompressed bytes.
-        let on_disk = |offset: usize| offset as u64 * file.len / (bytes.len() as u64).max(1);
-        let header = match SegmentHeader::decode(&bytes) {
-            Ok(h) => h,
-            // Recovery removes a newest segment whose creation was cut short.
-            Err(_) if newest && all_zero(bytes.get(SEGMENT_HEADER_LEN..).unwrap_or(&[])) => break,
-            Err(e) => return Err(corruption(path, 0, e.to_string())),
+        let at = Walk {
+            newest,
+            expected_next,
+            resync,
+            replay_from,
+            walked,
         };
-        if header.first_position != file.first {
-            return Err(corruption(
-                path,
-                16,
-                "segment header disagrees with its file name",
-            ));
-        }
-        if file.first != expected_next {
-            return Err(corruption(
-                path,
-                0,
-                format!(
-                    "segment starts at position {}, expected {expected_next}: a segment is missing",
-                    file.first
-                ),
-            ));
-        }
-        scanned.segments += 1;
-        let mut starts = Vec::new();
-        let mut offset = SEGMENT_HEADER_LEN;
-        loop {
-            let rest = bytes.slice(offset..);
-            match format::decode_record(&rest) {
-                Frame::Record(record, len) => {
-                    if record.meta.first_position != expected_next {
-                        return Err(corruption(
-                            path,
-                            offset as u64,
-                            format!(
-                                "record starts at position {}, expected {expected_next}",
-                                record.meta.first_position
-                            ),
-                        ));
-                    }
-                    on_record(&record, path, offset as u64)?;
-                    starts.push((record.meta.first_position, offset as u64));
-                    expected_next = record.meta.last_position() + 1;
-                    scanned.records += 1;
-                    scanned
-                        .first_timestamp_micros
-                        .get_or_insert(record.meta.timestamp_micros);
-                    scanned.last_timestamp_micros = record.meta.timestamp_micros;
-                    offset += len;
-                    progress(walked + on_disk(offset));
-                }
-                Frame::End => {
-                    if let Some(at) = rest.iter().position(|&b| b != 0) {
-                        return Err(corruption(
-                            path,
-                            (offset + at) as u64,
-                            "data follows the end-of-log marker",
-                        ));
-                    }
-                    break;
-                }
-                Frame::Invalid {
-                    reason,
-                    claimed_end,
-                    frame_ok,
-                } => {
-                    if !gesta_wal::recovery::is_torn_write(&rest, claimed_end, frame_ok, newest) {
-                        return Err(corruption(path, offset as u64, reason));
-                    }
-                    let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-                    scanned.torn_tail = Some(TornTail {
-                        file: path.clone(),
-                        offset: offset as u64,
-                        bytes: cut as u64,
-                        reason: reason.to_owned(),
-                    });
-                    break;
-                }
+        match walk_segment(file, at, &mut scanned, visitor) {
+            Ok(next) => {
+                expected_next = next;
+                resync = false;
+            }
+            Err(e) => {
+                visitor.damage(e)?;
+                resync = true;
             }
         }
-        if let Some(layout) = layout {
-            check_footer(file, &layout, &bytes, expected_next - 1)?;
-        }
-        if !newest {
-            check_table(
-                dir,
-                file,
-                bytes.len() as u64,
-                &starts,
-                expected_next - 1,
-                offset as u64,
-            )?;
-        }
         walked += file.len;
-        progress(walked);
+        visitor.progress(walked);
     }
     scanned.last_position = expected_next - 1;
     Ok(scanned)
 }
 
-/// Checks a sealed segment's offset table, if it has an intact one, against
-/// what the walk found: recovery trusts such a table instead of scanning.
-fn check_table(
-    dir: &Path,
+/// Where a walk over the log is when it reaches a segment.
+struct Walk {
+    /// Whether it is the newest segment (plain, last).
+    newest: bool,
+    /// The position its first record must have.
+    expected_next: u64,
+    /// Whether the segment before was damaged, so that the position this
+    /// one starts at is unknown.
+    resync: bool,
+    replay_from: u64,
+    /// Segment bytes walked before it.
+    walked: u64,
+}
+
+/// Walks one segment; returns the position expected after it.
+fn walk_segment(
     file: &SegmentFile,
-    len: u64,
-    starts: &[(u64, u64)],
-    last_position: u64,
-    end: u64,
-) -> Result<()> {
-    let wal = dir.join(WAL_DIR);
-    let path = table_path(&wal, file.first);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(&path)(e)),
+    at: Walk,
+    scanned: &mut Scanned,
+    visitor: &mut dyn Visitor,
+) -> Result<u64> {
+    let Walk {
+        newest,
+        mut expected_next,
+        resync,
+        replay_from,
+        walked,
+    } = at;
+    let path = &file.path;
+    let (bytes, layout) = file.contents()?;
+    // Progress counts bytes on disk; a compressed segment's offsets are
+    // into its decompressed bytes.
+    let on_disk = |offset: usize| offset as u64 * file.len / (bytes.len() as u64).max(1);
+    let header = match SegmentHeader::decode(&bytes) {
+        Ok(h) => h,
+        // Recovery removes a newest segment whose creation was cut short.
+        Err(_) if newest && all_zero(bytes.get(SEGMENT_HEADER_LEN..).unwrap_or(&[])) => {
+            return Ok(expected_next);
+        }
+        Err(e) => return Err(corruption(path, 0, e.to_string())),
     };
-    // A table that fails its own checks is ignored by recovery, which then
-    // scans the segment and writes the table again: harmless.
-    let Some(table) = SegmentTable::decode(&bytes) else {
-        return Ok(());
-    };
-    if table.first_position != file.first || table.end != len {
-        return Ok(());
-    }
-    if table.last_position != last_position || table.end != end {
+    if header.first_position != file.first {
         return Err(corruption(
-            &path,
-            24,
-            format!(
-                "offset table says the segment ends at position {} and byte {}, its records at {last_position} and {end}",
-                table.last_position, table.end
-            ),
+            path,
+            16,
+            "segment header disagrees with its file name",
         ));
     }
-    for (i, entry) in table.entries.iter().enumerate() {
-        if starts.binary_search(entry).is_err() {
-            return Err(corruption(
-                &path,
-                48 + 16 * i as u64,
-                format!(
-                    "offset table entry (position {}, offset {}) is not the start of a record",
-                    entry.0, entry.1
-                ),
-            ));
+    if resync && file.first > expected_next {
+        expected_next = file.first;
+    }
+    if file.first != expected_next {
+        let reason = if file.first > expected_next {
+            format!(
+                "segment starts at position {}, expected {expected_next}: a segment is missing",
+                file.first
+            )
+        } else {
+            format!(
+                "segment starts at position {}, but the segments before it reach position {}",
+                file.first,
+                expected_next - 1
+            )
+        };
+        return Err(corruption(path, 0, reason));
+    }
+    scanned.segments += 1;
+    let mut starts = Vec::new();
+    let mut last_timestamp_micros = 0;
+    let mut offset = SEGMENT_HEADER_LEN;
+    loop {
+        let rest = bytes.slice(offset..);
+        match format::decode_record(&rest) {
+            Frame::Record(record, len) => {
+                if record.meta.first_position != expected_next {
+                    return Err(corruption(
+                        path,
+                        offset as u64,
+                        format!(
+                            "record starts at position {}, expected {expected_next}",
+                            record.meta.first_position
+                        ),
+                    ));
+                }
+                visitor.record(&record, path, offset as u64)?;
+                starts.push((record.meta.first_position, offset as u64));
+                expected_next = record.meta.last_position() + 1;
+                scanned.records += 1;
+                scanned
+                    .first_timestamp_micros
+                    .get_or_insert(record.meta.timestamp_micros);
+                scanned.last_timestamp_micros = record.meta.timestamp_micros;
+                last_timestamp_micros = record.meta.timestamp_micros;
+                offset += len;
+                visitor.progress(walked + on_disk(offset));
+            }
+            Frame::End => {
+                if let Some(at) = rest.iter().position(|&b| b != 0) {
+                    return Err(corruption(
+                        path,
+                        (offset + at) as u64,
+                        "data follows the end-of-log marker",
+                    ));
+                }
+                break;
+            }
+            Frame::Invalid {
+                reason,
+                claimed_end,
+                frame_ok,
+            } => {
+                if !gesta_wal::recovery::is_torn_write(&rest, claimed_end, frame_ok, newest) {
+                    return Err(corruption(path, offset as u64, reason));
+                }
+                if expected_next < replay_from {
+                    // The index holds this position, which only durable
+                    // records reach: the record was committed, so it is
+                    // damaged, not torn, and cutting it would lose it.
+                    return Err(corruption(
+                        path,
+                        offset as u64,
+                        format!(
+                            "{reason}, in a record known to be committed (position {expected_next} is below the replay point {replay_from})"
+                        ),
+                    ));
+                }
+                let cut = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+                scanned.torn_tail = Some(TornTail {
+                    file: path.clone(),
+                    offset: offset as u64,
+                    bytes: cut as u64,
+                    reason: reason.to_owned(),
+                });
+                break;
+            }
         }
     }
-    Ok(())
+    if let Some(layout) = &layout {
+        check_footer(file, layout, &bytes, expected_next - 1)?;
+    }
+    if !newest {
+        visitor.sealed(&Sealed {
+            file,
+            len: bytes.len() as u64,
+            layout: layout.as_ref(),
+            starts: &starts,
+            last_position: expected_next - 1,
+            end: offset as u64,
+            last_timestamp_micros,
+        })?;
+    }
+    Ok(expected_next)
 }
 
 /// Checks that a compressed segment's footer names the positions its

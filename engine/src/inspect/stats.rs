@@ -73,6 +73,7 @@ pub fn stats(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<StoreStat
     progress(0, segment_bytes);
     let scanned = scan_log(
         dir,
+        1,
         |record, path, offset| {
             events.clear();
             decode_record(record, &mut events).map_err(|e| {
