@@ -1,13 +1,69 @@
-//! The checks an append must pass in the committer, in the order the
-//! `EventStore` contract fixes: idempotency by event id, expected stream
-//! revisions, then the DCB condition — each against the committed indices
-//! plus the batches admitted earlier in the same commit group, which are
-//! written but not yet indexed.
+//! Admission: the checks an append must pass before the committer gives it
+//! positions, in the order the `EventStore` contract fixes — idempotency by
+//! event id, expected stream revisions, then the DCB condition, then
+//! tracking info — each against the committed indices plus the batches
+//! admitted earlier in the same commit group, which are written but not yet
+//! indexed.
+//!
+//! [`Admission`] keeps what those checks look up often (each stream's next
+//! revision, each tracking source's stored position) in caches that count
+//! admitted batches too; when a group fails, [`Admission::forget`] drops
+//! them and they refill from the index.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use gesta_index::{ItemSpec, Key, Positions, QuerySpec};
+use gesta_wal::WalReader;
 
-use crate::committer::{AppendRequest, Appended, Committer, Group};
+use crate::append::{Appended, ExpectedRevision};
 use crate::error::{Error, Result};
+use crate::indexes::Indexes;
+use crate::oneshot;
+
+/// The index keys of one event, built in the caller's thread.
+pub(crate) struct EventKeys {
+    /// Type, tags, stream and id keys: everything the memtable gets.
+    pub keys: Vec<Key>,
+    /// The stream key, if the event names a stream.
+    pub stream: Option<Key>,
+    /// The event id, if any.
+    pub id: Option<u128>,
+}
+
+/// One append, validated and encoded in the caller's thread.
+pub(crate) struct AppendRequest {
+    pub payload: gesta_wal::Payload,
+    pub events: Vec<EventKeys>,
+    /// (stream key, stream name, expectation), in the order given.
+    pub expected: Vec<(Key, String, ExpectedRevision)>,
+    /// The condition's query and its `after` (0 when none was given).
+    pub condition: Option<(QuerySpec, u64)>,
+    /// Tracking info: (tracking key, source, position).
+    pub tracking: Option<(Key, String, u64)>,
+    pub reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// A request admitted into the current group.
+pub(crate) struct Admitted {
+    pub reply: oneshot::Sender<Result<Appended>>,
+    pub appended: Appended,
+    /// The events' keys, or `None` for an idempotent retry (nothing new).
+    pub events: Option<Vec<EventKeys>>,
+    /// The tracking key to post at the batch's last position.
+    pub tracking: Option<Key>,
+}
+
+/// What the group admitted so far, for the checks of later requests.
+#[derive(Default)]
+pub(crate) struct Group {
+    pub admitted: Vec<Admitted>,
+    /// Ids of events admitted in this group, with their positions.
+    pub ids: HashMap<u128, u64>,
+    /// Batches admitted in this group by first position: (count, payload).
+    pub batches: HashMap<u64, (u32, Bytes)>,
+}
 
 /// Whether an event with `keys` matches `spec` (the group-local check; the
 /// committed events are checked through the index).
@@ -18,9 +74,34 @@ fn matches(spec: &QuerySpec, keys: &[Key]) -> bool {
     })
 }
 
-impl Committer {
+/// The checks, and the caches they keep.
+pub(crate) struct Admission {
+    indexes: Arc<Indexes>,
+    reader: WalReader,
+    /// Next revision of every stream looked at so far.
+    revisions: HashMap<Key, u64>,
+    /// Stored tracking position of every source looked at so far.
+    tracking: HashMap<Key, u64>,
+}
+
+impl Admission {
+    pub(crate) fn new(indexes: Arc<Indexes>, reader: WalReader) -> Admission {
+        Admission {
+            indexes,
+            reader,
+            revisions: HashMap::new(),
+            tracking: HashMap::new(),
+        }
+    }
+
+    /// Drops the caches: the batches they counted did not commit.
+    pub(crate) fn forget(&mut self) {
+        self.revisions.clear();
+        self.tracking.clear();
+    }
+
     /// The next revision of a stream: cached, or counted in the index.
-    pub(crate) fn next_revision(&mut self, stream: &Key) -> u64 {
+    fn next_revision(&mut self, stream: &Key) -> u64 {
         if let Some(&next) = self.revisions.get(stream) {
             return next;
         }
@@ -29,9 +110,30 @@ impl Committer {
         next
     }
 
-    /// Runs every check; `Ok(Some(_))` is an idempotent retry of a committed
-    /// (or earlier admitted) batch, to be answered with its positions.
-    pub(crate) fn check(&mut self, group: &Group, a: &AppendRequest) -> Result<Option<Appended>> {
+    /// Takes the next revision of `stream` for an admitted event.
+    pub(crate) fn take_revision(&mut self, stream: &Key) -> u64 {
+        let next = self.next_revision(stream);
+        // next_revision cached the stream, so no key is cloned here.
+        if let Some(n) = self.revisions.get_mut(stream) {
+            *n = next + 1;
+        }
+        next
+    }
+
+    /// Records the tracking position an admitted batch stores.
+    pub(crate) fn track(&mut self, key: &Key, position: u64) {
+        self.tracking.insert(key.clone(), position);
+    }
+
+    /// Runs every check against the committed log up to `head` and the
+    /// group; `Ok(Some(_))` is an idempotent retry of a committed (or
+    /// earlier admitted) batch, to be answered with its positions.
+    pub(crate) fn check(
+        &mut self,
+        group: &Group,
+        a: &AppendRequest,
+        head: u64,
+    ) -> Result<Option<Appended>> {
         if let Some(done) = self.check_ids(group, a)? {
             return Ok(Some(done));
         }
@@ -48,7 +150,6 @@ impl Committer {
         }
         if let Some((spec, after)) = &a.condition {
             let view = self.indexes.view();
-            let head = self.writer.next_position() - 1;
             let mut committed = Positions::new(
                 view.evaluate(spec),
                 after.saturating_add(1),
@@ -58,7 +159,7 @@ impl Committer {
             if let Some(position) = committed.next() {
                 return Err(Error::ConditionFailed { position });
             }
-            if let Some(position) = self.group_conflict(group, spec, *after) {
+            if let Some(position) = group_conflict(group, spec, *after) {
                 return Err(Error::ConditionFailed { position });
             }
         }
@@ -82,21 +183,11 @@ impl Committer {
             return Ok(Some(stored));
         }
         let view = self.indexes.view();
-        let stored = crate::store::tracking_at(&self.reader, &view, key, source)?;
+        let stored = crate::tracking::tracking_at(&self.reader, &view, key, source)?;
         if let Some(stored) = stored {
             self.tracking.insert(key.clone(), stored);
         }
         Ok(stored)
-    }
-
-    fn group_conflict(&self, group: &Group, spec: &QuerySpec, after: u64) -> Option<u64> {
-        group.admitted.iter().find_map(|a| {
-            let events = a.events.as_ref()?;
-            events.iter().enumerate().find_map(|(i, e)| {
-                let position = a.appended.first + i as u64;
-                (position > after && matches(spec, &e.keys)).then_some(position)
-            })
-        })
     }
 
     /// The idempotency rule. Ids repeated inside the batch were refused in
@@ -148,4 +239,15 @@ impl Committer {
             duplicate
         }
     }
+}
+
+/// The first event admitted in `group` after `after` that `spec` matches.
+fn group_conflict(group: &Group, spec: &QuerySpec, after: u64) -> Option<u64> {
+    group.admitted.iter().find_map(|a| {
+        let events = a.events.as_ref()?;
+        events.iter().enumerate().find_map(|(i, e)| {
+            let position = a.appended.first + i as u64;
+            (position > after && matches(spec, &e.keys)).then_some(position)
+        })
+    })
 }

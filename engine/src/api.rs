@@ -3,7 +3,7 @@
 //! suite and one benchmark harness run over all of them.
 
 use crate::append::AppendOptions;
-use crate::committer::Appended;
+use crate::append::Appended;
 use crate::error::Result;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::query::Query;

@@ -2,6 +2,7 @@
 //! expected stream revisions.
 
 use crate::query::Query;
+pub use crate::revision::ExpectedRevision;
 
 /// The DCB append condition: the append fails, atomically, if any committed
 /// event with a position greater than `after` (any event at all when `after`
@@ -24,43 +25,13 @@ impl AppendCondition {
     }
 }
 
-/// The revision a stream must be at for an append to go ahead.
+/// The positions an append was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExpectedRevision {
-    /// No check.
-    Any,
-    /// The stream must have no events.
-    NoStream,
-    /// The stream must have at least one event.
-    Exists,
-    /// The stream's last event must have this revision.
-    Exact(u64),
-}
-
-impl ExpectedRevision {
-    /// Whether a stream whose last revision is `actual` (None: no events)
-    /// satisfies the expectation.
-    pub fn accepts(self, actual: Option<u64>) -> bool {
-        match self {
-            ExpectedRevision::Any => true,
-            ExpectedRevision::NoStream => actual.is_none(),
-            ExpectedRevision::Exists => actual.is_some(),
-            ExpectedRevision::Exact(n) => actual == Some(n),
-        }
-    }
-}
-
-/// What the append expected, in words: "revision 5", "no events", "at
-/// least one event", "any revision".
-impl std::fmt::Display for ExpectedRevision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExpectedRevision::Any => write!(f, "any revision"),
-            ExpectedRevision::NoStream => write!(f, "no events"),
-            ExpectedRevision::Exists => write!(f, "at least one event"),
-            ExpectedRevision::Exact(n) => write!(f, "revision {n}"),
-        }
-    }
+pub struct Appended {
+    /// Position of the batch's first event.
+    pub first: u64,
+    /// Position of the batch's last event.
+    pub last: u64,
 }
 
 /// Options of one append.

@@ -15,56 +15,24 @@
 //! writing the group poisons the store; one before (no room on the disk)
 //! leaves it usable.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::oneshot;
-use gesta_index::{Key, Memtable, QuerySpec};
-use gesta_wal::{
-    GroupLimits, GroupSize, Next, Payload, Pushed, RecordMeta, SyncPolicy, WalReader, WalWriter,
-};
+use gesta_index::Memtable;
+use gesta_wal::{GroupCommit, GroupSize, Next, Pushed, RecordMeta, WalReader};
 
-use crate::append::ExpectedRevision;
+use crate::admission::Admission;
+pub(crate) use crate::admission::{Admitted, AppendRequest, EventKeys, Group};
+use crate::append::Appended;
 use crate::clock::Clock;
+use crate::compactor::FlushJob;
 use crate::error::{Error, Result};
-use crate::indexes::{FlushJob, Indexes};
+use crate::indexes::Indexes;
 use crate::notify::Hub;
-
-/// The positions an append was given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Appended {
-    /// Position of the batch's first event.
-    pub first: u64,
-    /// Position of the batch's last event.
-    pub last: u64,
-}
-
-/// The index keys of one event, built in the caller's thread.
-pub(crate) struct EventKeys {
-    /// Type, tags, stream and id keys: everything the memtable gets.
-    pub keys: Vec<Key>,
-    /// The stream key, if the event names a stream.
-    pub stream: Option<Key>,
-    /// The event id, if any.
-    pub id: Option<u128>,
-}
-
-pub(crate) struct AppendRequest {
-    pub payload: Payload,
-    pub events: Vec<EventKeys>,
-    /// (stream key, stream name, expectation), in the order given.
-    pub expected: Vec<(Key, String, ExpectedRevision)>,
-    /// The condition's query and its `after` (0 when none was given).
-    pub condition: Option<(QuerySpec, u64)>,
-    /// Tracking info: (tracking key, source, position).
-    pub tracking: Option<(Key, String, u64)>,
-    pub reply: oneshot::Sender<Result<Appended>>,
-}
+use crate::shared::Shared;
 
 pub(crate) enum Request {
     Append(AppendRequest),
@@ -85,50 +53,10 @@ impl GroupSize for Request {
     }
 }
 
-/// What the committer publishes to everyone else.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// The last committed position; readers never look past it.
-    pub head: AtomicU64,
-    /// The last position known to be on stable storage (equal to `head` in
-    /// `Sync` mode).
-    pub durable: AtomicU64,
-    /// Set once a write or sync failed.
-    pub poisoned: AtomicBool,
-    /// Callers inside an append: from before they enqueue until they hold
-    /// their answer (the commit delay waits for them).
-    pub callers: AtomicUsize,
-    /// Set when the store starts closing, so that background work that can
-    /// stop early (compressing segments) does so instead of delaying the
-    /// close.
-    pub closing: AtomicBool,
-}
-
-/// A request admitted into the current group.
-pub(crate) struct Admitted {
-    pub reply: oneshot::Sender<Result<Appended>>,
-    pub appended: Appended,
-    /// The events' keys, or `None` for an idempotent retry (nothing new).
-    pub events: Option<Vec<EventKeys>>,
-    /// The tracking key to post at the batch's last position.
-    pub tracking: Option<Key>,
-}
-
-/// What the group admitted so far, for the checks of later requests.
-#[derive(Default)]
-pub(crate) struct Group {
-    pub admitted: Vec<Admitted>,
-    /// Ids of events admitted in this group, with their positions.
-    pub ids: HashMap<u128, u64>,
-    /// Batches admitted in this group by first position: (count, payload).
-    pub batches: HashMap<u64, (u32, Bytes)>,
-}
-
 pub(crate) struct Committer {
-    pub writer: WalWriter,
+    pub log: GroupCommit,
+    pub admission: Admission,
     pub reader: WalReader,
-    pub policy: SyncPolicy,
-    pub limits: GroupLimits,
     pub shared: Arc<Shared>,
     pub clock: Arc<dyn Clock>,
     pub last_timestamp: u64,
@@ -146,15 +74,6 @@ pub(crate) struct Committer {
     /// Whether a rollover should wake the compactor to compress the
     /// segment it sealed.
     pub compress_on_roll: bool,
-    /// Next revision of every stream looked at so far.
-    pub revisions: HashMap<Key, u64>,
-    /// Stored tracking position of every source looked at so far.
-    pub tracking: HashMap<Key, u64>,
-    /// Moving average of how long a group's write and sync take: the commit
-    /// delay is a fraction of it.
-    pub commit_ewma: Duration,
-    /// The longest the commit delay may be (0 turns it off).
-    pub max_commit_delay: Duration,
     /// Wakes subscribers when the head moves.
     pub hub: Arc<Hub>,
 }
@@ -194,19 +113,15 @@ fn copy_io(source: &std::io::Error) -> std::io::Error {
 impl Committer {
     pub fn run(mut self, rx: Receiver<Request>) {
         loop {
-            let delay = (self.commit_ewma / 2).min(self.max_commit_delay);
-            match self
-                .policy
-                .next_group(&rx, self.limits, &self.shared.callers, delay)
-            {
+            match self.log.next_group(&rx, &self.shared.callers) {
                 Next::Closed => {
                     let _ = self.close();
                     return;
                 }
-                Next::SyncDue => match self.writer.sync() {
-                    Ok(()) => self.synced(),
-                    Err(e) => self.sync_failed(&e.into(), "the periodic sync"),
-                },
+                // A failure poisons the log, which logs it.
+                Next::SyncDue => {
+                    let _ = self.log.sync();
+                }
                 Next::Group(requests) => {
                     if !self.commit_group(requests) {
                         return;
@@ -217,45 +132,18 @@ impl Committer {
     }
 
     fn head(&self) -> u64 {
-        self.writer.next_position() - 1
-    }
-
-    /// Records that everything written so far is on stable storage.
-    fn synced(&mut self) {
-        self.policy.synced();
-        self.shared.durable.store(self.head(), Ordering::Release);
-    }
-
-    /// Records a failed sync that answers no append (the writer poisoned
-    /// itself).
-    fn sync_failed(&self, e: &Error, what: &str) {
-        log::error!("gesta: {what} failed, the store refuses appends until reopened: {e}");
-        self.shared.poisoned.store(true, Ordering::Release);
+        self.log.next_position() - 1
     }
 
     /// Syncs the log if anything written is not yet durable.
     fn sync_now(&mut self) -> Result<()> {
-        if self.writer.is_poisoned() {
-            return Err(Error::Poisoned);
-        }
-        if let Err(e) = self.writer.sync() {
-            let e = Error::from(e);
-            self.sync_failed(&e, "a sync");
-            return Err(e);
-        }
-        self.synced();
-        Ok(())
+        Ok(self.log.sync()?)
     }
 
     /// Answers every caller of a group that did not commit with `e`. The
-    /// caches of stream revisions and tracking positions counted the
-    /// group's batches, so they are dropped (they refill from the index).
+    /// admission caches counted the group's batches, so they are dropped.
     fn fail_all(&mut self, group: &mut Group, e: &Error) {
-        if self.writer.is_poisoned() {
-            self.shared.poisoned.store(true, Ordering::Release);
-        }
-        self.revisions.clear();
-        self.tracking.clear();
+        self.admission.forget();
         group.ids.clear();
         group.batches.clear();
         for a in group.admitted.drain(..) {
@@ -265,11 +153,12 @@ impl Committer {
 
     /// Admits one request into the group, or answers it with its error.
     fn admit(&mut self, group: &mut Group, a: AppendRequest, timestamp: u64) {
-        if self.writer.is_poisoned() {
+        if self.log.is_poisoned() {
             a.reply.send(Err(Error::Poisoned));
             return;
         }
-        match self.check(group, &a) {
+        let head = self.shared.head.load(Ordering::Acquire);
+        match self.admission.check(group, &a, head) {
             Ok(Some(appended)) => {
                 group.admitted.push(Admitted {
                     reply: a.reply,
@@ -285,23 +174,19 @@ impl Committer {
                 return;
             }
         }
-        let first = self.writer.next_position();
+        let first = self.log.next_position();
         let count = a.events.len() as u32;
         let mut seq = Vec::new();
         for (index, e) in a.events.iter().enumerate() {
             if let Some(stream) = &e.stream {
-                let next = self.next_revision(stream);
+                let revision = self.admission.take_revision(stream);
                 crate::codec::put_varint(&mut seq, index as u64);
-                crate::codec::put_varint(&mut seq, next);
-                // next_revision cached the stream, so no key is cloned here.
-                if let Some(n) = self.revisions.get_mut(stream) {
-                    *n = next + 1;
-                }
+                crate::codec::put_varint(&mut seq, revision);
             }
         }
         let tracking = a.tracking.map(|(key, source, position)| {
             crate::codec::put_tracking(&mut seq, count, &source, position);
-            self.tracking.insert(key.clone(), position);
+            self.admission.track(&key, position);
             key
         });
         let meta = RecordMeta {
@@ -309,7 +194,7 @@ impl Committer {
             count,
             timestamp_micros: timestamp,
         };
-        let mut pushed = self.writer.push(meta, &seq, &a.payload);
+        let mut pushed = self.log.push(meta, &seq, &a.payload);
         if let Ok(Pushed::SegmentFull) = pushed {
             // A group never spans two segments: commit what the group holds,
             // then this batch starts the next segment in a group of its own.
@@ -321,7 +206,7 @@ impl Committer {
                 a.reply.send(Err(e));
                 return;
             }
-            pushed = self.writer.push(meta, &seq, &a.payload);
+            pushed = self.log.push(meta, &seq, &a.payload);
         }
         if let Err(e) = pushed {
             let e = Error::from(e);
@@ -398,22 +283,10 @@ impl Committer {
     /// it fails, every caller is answered with the error, and a copy of it
     /// is returned.
     fn publish(&mut self, mut group: Group, timestamp: u64) -> Result<()> {
-        // In `Periodic` mode a sync that is due happens with this group's
-        // write (under steady load the idle timeout never fires), so that
-        // the log can cut the group off again if the sync fails.
-        let now = Instant::now();
-        let sync = self.policy.sync_each_group() || self.policy.sync_due(now);
-        let started = Instant::now();
-        if let Err(e) = self.writer.commit(sync) {
+        if let Err(e) = self.log.commit() {
             let e = Error::from(e);
             self.fail_all(&mut group, &e);
             return Err(e);
-        }
-        self.commit_ewma = (self.commit_ewma * 7 + started.elapsed()) / 8;
-        if sync {
-            self.synced();
-        } else {
-            self.policy.wrote_unsynced(now);
         }
         self.last_timestamp = timestamp;
         let mut entries = Vec::new();
@@ -457,14 +330,8 @@ impl Committer {
         // A run must never cover log records that are not durable: after a
         // power loss the MANIFEST would name positions the log lost. In
         // `Periodic` and `Buffered` modes the log is synced here first.
-        if self.writer.is_dirty() {
-            match self.writer.sync() {
-                Ok(()) => self.synced(),
-                Err(e) => {
-                    self.sync_failed(&e.into(), "the sync before an index flush");
-                    return false;
-                }
-            }
+        if self.log.sync().is_err() {
+            return false;
         }
         if !self.indexes.freeze(self.memtable_lo, head) {
             return false;
@@ -478,11 +345,10 @@ impl Committer {
     /// would slow the next open down, flushes it.
     fn close(&mut self) -> Result<()> {
         self.flusher = None;
-        if self.writer.is_poisoned() {
+        if self.log.is_poisoned() {
             return Ok(());
         }
-        self.writer.close()?;
-        self.synced();
+        self.log.close()?;
         if self.memtable.postings() >= self.close_flush_postings {
             self.freeze();
         }

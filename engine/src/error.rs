@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use gesta_wal::WalError;
 
-use crate::append::ExpectedRevision;
+use crate::revision::ExpectedRevision;
 
 /// Everything a store operation can fail with.
 #[derive(Debug, thiserror::Error)]

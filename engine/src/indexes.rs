@@ -10,17 +10,14 @@
 //! flush it merges runs by the size-tiered policy of
 //! `gesta_compaction::merge`: the merged run is written, the MANIFEST
 //! switched, the view republished, and only then are the replaced files
-//! deleted (readers holding older views keep their runs mapped). It also
-//! holds the store's snapshot directory, which `snapshots` and the
-//! projections write to.
+//! deleted (readers holding older views keep their runs mapped). The
+//! thread that does that work is `compactor`'s. It also holds the store's
+//! snapshot directory, which `snapshots` and the projections write to.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
 use gesta_compaction::flush::{
     INDEX_DIR, remove_orphans, run_file_name, write_run_file, write_run_file_paced,
 };
@@ -70,8 +67,6 @@ pub(crate) struct Indexes {
     compacting: Mutex<()>,
     settings: CompactionSettings,
     snapshots: Snapshots,
-    /// The registered projections, which the compactor snapshots.
-    pub(crate) projections: crate::projections::Registry,
 }
 
 /// How runs are merged and snapshots kept.
@@ -206,7 +201,6 @@ impl Indexes {
             compacting: Mutex::new(()),
             settings,
             snapshots,
-            projections: Default::default(),
         };
         Ok((indexes, covered))
     }
@@ -386,44 +380,4 @@ impl Indexes {
         let parts = self.parts.lock();
         (parts.runs.len(), parts.frozen.len())
     }
-}
-
-/// A request to the flusher thread.
-pub(crate) struct FlushJob {
-    /// Answered once every memtable frozen so far is a run (or failed).
-    pub reply: Option<Sender<Result<()>>>,
-}
-
-/// Starts the background flusher, which also merges runs and, with
-/// `compress`, rewrites sealed segments compressed; it ends when every
-/// sender is dropped.
-pub(crate) fn spawn_flusher(
-    indexes: Arc<Indexes>,
-    compress: Option<(gesta_wal::Compressor, gesta_wal::Compression, Option<u64>)>,
-    shared: Arc<crate::committer::Shared>,
-    jobs: Receiver<FlushJob>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("gesta-flusher".into())
-        .spawn(move || {
-            for job in &jobs {
-                let result = indexes.flush_frozen();
-                if let Err(e) = &result {
-                    log::error!("gesta: index flush failed (will retry): {e}");
-                }
-                if let Some(reply) = job.reply {
-                    let _ = reply.send(result);
-                }
-                if let Err(e) = indexes.compact_by_policy() {
-                    log::error!("gesta: index merge failed (will retry): {e}");
-                }
-                if let Some((compressor, settings, pace)) = &compress
-                    && let Err(e) = compressor.compress_sealed(*settings, *pace, &|| {
-                        !jobs.is_empty() || shared.closing.load(Ordering::Acquire)
-                    })
-                {
-                    log::error!("gesta: segment compression failed (will retry): {e}");
-                }
-            }
-        })
 }

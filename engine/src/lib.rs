@@ -44,7 +44,7 @@ mod append;
 pub mod clock;
 mod codec;
 mod committer;
-mod compact;
+mod compactor;
 mod cursors;
 mod error;
 pub mod event;
@@ -59,14 +59,16 @@ pub mod options;
 pub mod projections;
 mod query;
 pub mod read;
+mod revision;
+mod shared;
 pub mod snapshots;
 mod store;
 mod subscribe;
 mod subscription;
+mod tracking;
 
 pub use api::{EventIter, EventStore};
-pub use append::{AppendCondition, AppendOptions, ExpectedRevision};
-pub use committer::Appended;
+pub use append::{AppendCondition, AppendOptions, Appended, ExpectedRevision};
 pub use error::{Error, Result};
 pub use event::{NewEvent, RecordedEvent};
 pub use memory::MemoryStore;
@@ -85,6 +87,34 @@ pub mod validation {
     /// tags, data and metadata sizes, encoded batch size).
     pub fn check_batch(events: &[NewEvent]) -> Result<()> {
         crate::codec::encode_batch(events).map(|_| ())
+    }
+
+    /// Every input check of an append, in the contract's order: the batch's
+    /// limits, then the condition's query, the expected streams' names, the
+    /// tracking source's name, and ids repeated within the batch. (The
+    /// condition's `after` against the head is [`check_after`], which needs
+    /// the head.)
+    pub fn check_append(events: &[NewEvent], options: &crate::AppendOptions) -> Result<()> {
+        check_append_encoded(events, options).map(drop)
+    }
+
+    /// [`check_append`], returning the encoded batch.
+    pub(crate) fn check_append_encoded(
+        events: &[NewEvent],
+        options: &crate::AppendOptions,
+    ) -> Result<Vec<u8>> {
+        let encoded = crate::codec::encode_batch(events)?;
+        if let Some(c) = &options.condition {
+            c.fail_if_events_match.validate()?;
+        }
+        for (stream, _) in &options.expected {
+            crate::event::check_stream_name(stream)?;
+        }
+        if let Some((source, _)) = &options.tracking {
+            crate::tracking::check_tracking_source(source)?;
+        }
+        check_ids_unique(events)?;
+        Ok(encoded)
     }
 
     /// Checks a query's names against the limits events have.

@@ -10,8 +10,7 @@ use parking_lot::Mutex;
 
 use crate::api::{EventIter, EventStore};
 use crate::append::AppendOptions;
-use crate::codec::encode_batch;
-use crate::committer::Appended;
+use crate::append::Appended;
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::notify::Hub;
@@ -155,15 +154,8 @@ impl State {
 
 impl EventStore for MemoryStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
-        encode_batch(&events)?;
+        crate::validation::check_append(&events, &options)?;
         crate::validation::refuse_tracking(&options)?;
-        if let Some(c) = &options.condition {
-            c.fail_if_events_match.validate()?;
-        }
-        for (stream, _) in &options.expected {
-            crate::event::check_stream_name(stream)?;
-        }
-        crate::validation::check_ids_unique(&events)?;
         let mut state = self.shared.state.lock();
         crate::validation::check_after(&options, state.events.len() as u64)?;
         if let Some(done) = state.check_ids(&events)? {

@@ -17,16 +17,17 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
+use gesta_wal::WalReader;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::indexes::snapshot_error;
+use crate::indexes::{Indexes, snapshot_error};
 use crate::query::Query;
-use crate::read::ReadOptions;
-use crate::store::{Store, WeakStore};
+use crate::read::{Events, ReadOptions};
+use crate::shared::Shared;
 
 type Fold<S> = dyn Fn(&mut S, &RecordedEvent) + Send + Sync;
 type Encode<S> = dyn Fn(&S) -> Vec<u8> + Send + Sync;
@@ -97,6 +98,26 @@ impl<S: Clone + Send + Sync + 'static> Projection<S> {
     }
 }
 
+/// What projections read and write — the log, the index and its
+/// snapshots, the head — without the store itself, so that the projector
+/// never keeps a store open.
+#[derive(Clone)]
+pub(crate) struct Source {
+    pub reader: WalReader,
+    pub indexes: Arc<Indexes>,
+    pub shared: Arc<Shared>,
+}
+
+impl Source {
+    fn head(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    fn read(&self, query: &Query, options: ReadOptions) -> Events {
+        crate::read::read(&self.reader, &self.indexes, self.head(), query, options)
+    }
+}
+
 /// The state folded so far: up to which position, and how many events were
 /// folded since the last snapshot.
 struct Folded<S> {
@@ -116,16 +137,16 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
     /// newest snapshot, or else the initial state, folding the matching
     /// events after it. Saves a snapshot if `snapshot` and enough events
     /// were folded since the last one. Returns the state.
-    fn catch_up(&self, store: &Store, snapshot: bool) -> Result<S> {
+    fn catch_up(&self, source: &Source, snapshot: bool) -> Result<S> {
         let p = &self.projection;
         let mut folded = self.folded.lock();
-        let head = store.head();
+        let head = source.head();
         if folded.as_ref().is_none_or(|f| f.position > head) {
             let key = p.snapshot_key();
-            *folded = Some(match store.load_snapshot(&key, head)? {
+            *folded = Some(match crate::snapshots::load(&source.indexes, &key, head)? {
                 Some(s) => {
                     let state = (p.decode)(&s.state).ok_or_else(|| {
-                        let (snapshots, _) = store.indexes().snapshots();
+                        let (snapshots, _) = source.indexes.snapshots();
                         snapshot_error(gesta_compaction::snapshot::SnapshotError::Corrupt {
                             path: snapshots.path(&key, s.position),
                             offset: 0,
@@ -149,7 +170,7 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
             return Err(Error::Closed);
         };
         if f.position < head {
-            for event in store.read(&p.query, ReadOptions::forwards().start(f.position)) {
+            for event in source.read(&p.query, ReadOptions::forwards().start(f.position)) {
                 let event = event?;
                 if event.position > head {
                     break;
@@ -160,7 +181,13 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
             f.position = head;
         }
         if snapshot && f.since_snapshot >= p.every {
-            store.save_snapshot(&p.snapshot_key(), f.position, &(p.encode)(&f.state))?;
+            crate::snapshots::save(
+                &source.indexes,
+                head,
+                &p.snapshot_key(),
+                f.position,
+                &(p.encode)(&f.state),
+            )?;
             f.since_snapshot = 0;
         }
         Ok(f.state.clone())
@@ -169,13 +196,13 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
 
 /// What the registry and the projector thread see of a projection.
 trait Erased: Send + Sync {
-    fn snapshot_pass(&self, store: &Store) -> Result<()>;
+    fn snapshot_pass(&self, source: &Source) -> Result<()>;
     fn as_any(&self) -> &dyn Any;
 }
 
 impl<S: Clone + Send + Sync + 'static> Erased for Registered<S> {
-    fn snapshot_pass(&self, store: &Store) -> Result<()> {
-        self.catch_up(store, true).map(|_| ())
+    fn snapshot_pass(&self, source: &Source) -> Result<()> {
+        self.catch_up(source, true).map(|_| ())
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -187,7 +214,6 @@ impl<S: Clone + Send + Sync + 'static> Erased for Registered<S> {
 #[derive(Default)]
 pub(crate) struct Registry {
     projections: Mutex<HashMap<String, Arc<dyn Erased>>>,
-    projector: Mutex<bool>,
 }
 
 impl Registry {
@@ -196,60 +222,26 @@ impl Registry {
     }
 
     /// Catches every projection up and writes the snapshots that are due.
-    pub(crate) fn snapshot_pass(&self, store: &Store) -> Result<()> {
+    pub(crate) fn snapshot_pass(&self, source: &Source) -> Result<()> {
         for p in self.all() {
-            p.snapshot_pass(store)?;
+            p.snapshot_pass(source)?;
         }
         Ok(())
     }
-}
 
-fn spawn_projector(store: WeakStore, interval: Duration) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("gesta-projector".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let Some(store) = store.upgrade() else { return };
-                if store.is_closed() {
-                    return;
-                }
-                if let Err(e) = store.indexes().projections.snapshot_pass(&store) {
-                    if store.is_closed() {
-                        return;
-                    }
-                    log::error!("gesta: projection snapshot failed (will retry): {e}");
-                }
-            }
-        })
-        .map(|_| ())
-}
-
-impl Store {
-    /// Registers `projection`, replacing one of the same name. A new
-    /// version starts from its initial state (its snapshots are under their
-    /// own key, and those of every other version are deleted); the same
-    /// version resumes from its newest snapshot. Starts the background
-    /// projector on first use. Snapshot keys starting with `projection:`
-    /// are the projections'.
-    ///
-    /// The projector holds the store only for the length of one pass, but
-    /// a pass in flight when the last handle is dropped delays the implicit
-    /// close until it ends: call [`close`](Store::close) before opening the
-    /// same directory again in this process.
-    pub fn register_projection<S: Clone + Send + Sync + 'static>(
+    /// Registers `projection`, replacing one of the same name; deletes the
+    /// snapshots of its other versions. See `Store::register_projection`.
+    pub(crate) fn register<S: Clone + Send + Sync + 'static>(
         &self,
+        source: &Source,
         projection: Projection<S>,
     ) -> Result<()> {
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
         if projection.name.is_empty() || projection.snapshot_key().len() > 255 {
             return Err(Error::invalid("a projection name must be 1 to 240 bytes"));
         }
         projection.query.validate()?;
         // Snapshots of the projection's other versions will never be read.
-        let (snapshots, _) = self.indexes().snapshots();
+        let (snapshots, _) = source.indexes.snapshots();
         let prefix = format!("projection:{}:v", projection.name);
         let current = projection.snapshot_key();
         for key in snapshots.keys().map_err(snapshot_error)? {
@@ -257,36 +249,25 @@ impl Store {
                 snapshots.delete_key(&key).map_err(snapshot_error)?;
             }
         }
-        let registry = &self.indexes().projections;
         let name = projection.name.clone();
-        registry.projections.lock().insert(
+        self.projections.lock().insert(
             name,
             Arc::new(Registered {
                 projection,
                 folded: Mutex::new(None),
             }),
         );
-        let mut started = registry.projector.lock();
-        if !*started {
-            spawn_projector(self.downgrade(), self.indexes().projection_interval()).map_err(
-                |source| Error::Io {
-                    path: self.path().to_owned(),
-                    source,
-                },
-            )?;
-            *started = true;
-        }
         Ok(())
     }
 
-    /// The state of the projection registered as `name` at the current
-    /// head: the newest folded state (the background copy or the newest
-    /// snapshot) plus a fold of the matching events after it. `S` must be
-    /// the type it was registered with.
-    pub fn project<S: Clone + Send + Sync + 'static>(&self, name: &str) -> Result<S> {
+    /// The state of the projection registered as `name` at the head; see
+    /// `Store::project`.
+    pub(crate) fn project<S: Clone + Send + Sync + 'static>(
+        &self,
+        source: &Source,
+        name: &str,
+    ) -> Result<S> {
         let p = self
-            .indexes()
-            .projections
             .projections
             .lock()
             .get(name)
@@ -296,6 +277,6 @@ impl Store {
             .as_any()
             .downcast_ref::<Registered<S>>()
             .ok_or_else(|| Error::invalid(format!("projection {name:?} has another type")))?;
-        typed.catch_up(self, false)
+        typed.catch_up(source, false)
     }
 }

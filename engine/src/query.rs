@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::event::{MAX_NAME_LEN, MAX_TAGS};
+use gesta_index::{ItemSpec, Key, QuerySpec};
 
 /// One alternative of a query.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -136,6 +137,28 @@ impl Query {
             }
         }
         Ok(())
+    }
+}
+
+/// A query in index keys; [`Query::all`] becomes one unconstrained item.
+pub(crate) fn query_spec(query: &Query) -> QuerySpec {
+    if query.items.is_empty() {
+        return QuerySpec {
+            items: vec![ItemSpec {
+                types: Vec::new(),
+                tags: Vec::new(),
+            }],
+        };
+    }
+    QuerySpec {
+        items: query
+            .items
+            .iter()
+            .map(|item| ItemSpec {
+                types: item.types.iter().map(|t| Key::event_type(t)).collect(),
+                tags: item.tags.iter().map(|t| Key::tag(t)).collect(),
+            })
+            .collect(),
     }
 }
 

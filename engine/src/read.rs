@@ -68,9 +68,7 @@ enum Source {
     /// Positions from the index, each looked up in the log.
     Indexed {
         positions: Positions,
-        reader: WalReader,
-        /// The record of the previous hit: the next is often in it.
-        last: Option<Record>,
+        lookup: Lookup,
     },
     Failed(Error),
     Done,
@@ -116,8 +114,7 @@ impl Events {
         } else {
             Source::Indexed {
                 positions: Positions::new(cursor, lo, hi, dir),
-                reader: reader.clone(),
-                last: None,
+                lookup: Lookup::new(reader.clone()),
             }
         };
         Events {
@@ -157,32 +154,12 @@ impl Events {
     }
 
     fn next_indexed(&mut self) -> Result<Option<RecordedEvent>> {
-        let Source::Indexed {
-            positions,
-            reader,
-            last,
-        } = &mut self.source
-        else {
+        let Source::Indexed { positions, lookup } = &mut self.source else {
             return Ok(None);
         };
-        let Some(position) = positions.next() else {
-            return Ok(None);
-        };
-        let held = last.as_ref().is_some_and(|r| {
-            r.meta.first_position <= position && position <= r.meta.last_position()
-        });
-        if !held {
-            *last = reader.record_head_containing(position)?;
-        }
-        match last {
-            Some(record) => decode_event(record, position)
-                .map(Some)
-                .map_err(|e| name_file(reader, position, e)),
-            None => Err(Error::Corruption {
-                file: Default::default(),
-                offset: 0,
-                reason: format!("the index names position {position}, which the log does not hold"),
-            }),
+        match positions.next() {
+            Some(position) => lookup.event(position).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -216,11 +193,8 @@ impl Events {
         };
         let record = record?;
         let mut events = Vec::with_capacity(record.meta.count as usize);
-        if let Err(e) = decode_record(&record, &mut events) {
-            return Err(match &self.scanned {
-                Some(reader) => name_file(reader, record.meta.first_position, e),
-                None => e,
-            });
+        if let Some(reader) = &self.scanned {
+            decode_scanned(reader, &record, &mut events)?;
         }
         let (lo, hi) = (self.lo, self.hi);
         let keep = events
@@ -257,6 +231,59 @@ impl Iterator for Events {
             }
         }
     }
+}
+
+/// Finds the events at positions the index gives, for reads and
+/// subscriptions: the record holding a position is looked up through the
+/// segments' offset tables, kept (the next position is often in it), and
+/// the one event decoded and checked by its own checksum. Every error names
+/// the segment and offset.
+pub(crate) struct Lookup {
+    reader: WalReader,
+    record: Option<Record>,
+}
+
+impl Lookup {
+    pub(crate) fn new(reader: WalReader) -> Lookup {
+        Lookup {
+            reader,
+            record: None,
+        }
+    }
+
+    /// Whether `position` is in the record looked up last (so the event at
+    /// `position` belongs to the same append as the previous one).
+    pub(crate) fn in_last(&self, position: u64) -> bool {
+        self.record.as_ref().is_some_and(|r| {
+            r.meta.first_position <= position && position <= r.meta.last_position()
+        })
+    }
+
+    /// The event at `position`.
+    pub(crate) fn event(&mut self, position: u64) -> Result<RecordedEvent> {
+        if !self.in_last(position) {
+            self.record = self.reader.record_head_containing(position)?;
+        }
+        let found = match &self.record {
+            Some(record) => decode_event(record, position),
+            None => Err(Error::Corruption {
+                file: Default::default(),
+                offset: 0,
+                reason: format!("the index names position {position}, which the log does not hold"),
+            }),
+        };
+        found.map_err(|e| name_file(&self.reader, position, e))
+    }
+}
+
+/// Decodes every event of a record a scan read, naming its segment if one
+/// is damaged.
+pub(crate) fn decode_scanned(
+    reader: &WalReader,
+    record: &Record,
+    out: &mut Vec<RecordedEvent>,
+) -> Result<()> {
+    decode_record(record, out).map_err(|e| name_file(reader, record.meta.first_position, e))
 }
 
 /// Names the segment (and the offset-table stretch) of an event-level
@@ -299,5 +326,27 @@ fn bounds(head: u64, options: ReadOptions) -> (u64, u64, gesta_index::Direction)
                 .map_or(head, |s| s.saturating_sub(1).min(head)),
             gesta_index::Direction::Backward,
         ),
+    }
+}
+
+/// The events matching `query` up to `head`: from the indices, or for
+/// [`Query::all`] by a scan of the log. A query that fails its checks
+/// yields its error.
+pub(crate) fn read(
+    reader: &WalReader,
+    indexes: &crate::indexes::Indexes,
+    head: u64,
+    query: &crate::query::Query,
+    options: ReadOptions,
+) -> Events {
+    if let Err(e) = query.validate() {
+        return Events::failed(e);
+    }
+    if query.is_all() {
+        Events::scan(reader, head, options)
+    } else {
+        let view = indexes.view();
+        let cursor = view.evaluate(&crate::query::query_spec(query));
+        Events::indexed(reader, cursor, head, options)
     }
 }

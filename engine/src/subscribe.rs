@@ -7,18 +7,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use gesta_index::{Direction as IndexDirection, Positions, QuerySpec};
-use gesta_wal::{Record, WalReader};
+use gesta_wal::WalReader;
 
-use crate::codec::{decode_event, decode_record};
-use crate::committer::{Request, Shared};
+use crate::committer::Request;
 use crate::cursors::{Claim, Cursors};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::notify::Hub;
 use crate::oneshot;
 use crate::query::Query;
-use crate::read::name_file;
-use crate::store::{Inner, Store, query_spec};
+use crate::query::query_spec;
+use crate::read::{Lookup, decode_scanned};
+use crate::shared::Shared;
+use crate::store::{Inner, Store};
 use crate::subscription::{Feed, Subscription, SubscriptionStream};
 
 /// A store's log and index as a subscription feed. It holds the store
@@ -69,8 +70,7 @@ fn fetch_scan(
     for record in reader.forward(after + 1, head) {
         let record = record?;
         let mut events = Vec::with_capacity(record.meta.count as usize);
-        decode_record(&record, &mut events)
-            .map_err(|e| name_file(reader, record.meta.first_position, e))?;
+        decode_scanned(reader, &record, &mut events)?;
         events.retain(|e| e.position > after && e.position <= head);
         taken += events.len();
         let last = record.meta.last_position().min(head);
@@ -92,29 +92,18 @@ fn fetch_positions(
     max_events: usize,
     out: &mut VecDeque<Vec<RecordedEvent>>,
 ) -> Result<u64> {
-    let mut record: Option<Record> = None;
+    let mut lookup = Lookup::new(reader.clone());
     let mut batch = Vec::new();
     for (taken, position) in positions.enumerate() {
-        let held = record.as_ref().is_some_and(|r| {
-            r.meta.first_position <= position && position <= r.meta.last_position()
-        });
-        if !held {
+        if !lookup.in_last(position) {
             if !batch.is_empty() {
                 out.push_back(std::mem::take(&mut batch));
             }
             if taken >= max_events {
                 return Ok(position - 1);
             }
-            record = reader.record_head_containing(position)?;
         }
-        let Some(r) = &record else {
-            return Err(Error::Corruption {
-                file: Default::default(),
-                offset: 0,
-                reason: format!("the index names position {position}, which the log does not hold"),
-            });
-        };
-        batch.push(decode_event(r, position).map_err(|e| name_file(reader, position, e))?);
+        batch.push(lookup.event(position)?);
     }
     if !batch.is_empty() {
         out.push_back(batch);
@@ -235,7 +224,7 @@ impl Acker {
                 "cannot acknowledge position {position}: the head is {head}"
             )));
         }
-        if position > inner.shared.durable.load(Ordering::Acquire) {
+        if position > inner.log.durable() {
             let (reply, answer) = oneshot::oneshot();
             inner
                 .tx

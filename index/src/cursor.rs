@@ -197,6 +197,15 @@ pub(crate) fn gallop(len: usize, hint: usize, mut pred: impl FnMut(usize) -> boo
     lo
 }
 
+/// A key's list in one source (a run or a memtable): a cursor over it, its
+/// length and its range, which the view chains with the other sources'.
+pub(crate) struct Found {
+    pub(crate) cursor: Box<dyn Cursor>,
+    pub(crate) count: u64,
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

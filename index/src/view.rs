@@ -13,14 +13,6 @@ use crate::key::Key;
 use crate::memtable::Memtable;
 use crate::run::Run;
 
-/// A key's list in one source: a cursor, its length and its range.
-pub(crate) struct Found {
-    pub(crate) cursor: Box<dyn Cursor>,
-    pub(crate) count: u64,
-    pub(crate) first: u64,
-    pub(crate) last: u64,
-}
-
 /// One source of a view.
 enum Source {
     Run(Arc<Run>),

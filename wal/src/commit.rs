@@ -1,17 +1,25 @@
-//! Group commit: the queue between callers and the committer thread, and the
-//! durability policy that decides when the committer syncs.
+//! Group commit: the queue between callers and the committer thread, the
+//! durability policy that decides when the log syncs, and [`GroupCommit`],
+//! which owns the writer and that policy together.
 //!
 //! Callers encode their batches in their own threads and send them through a
 //! bounded channel (a full queue is back-pressure). The committer blocks for
 //! the first request, then takes everything else already waiting, up to a
 //! count and byte bound, and commits the whole group with one write and one
 //! `fdatasync` — so the cost of a sync is shared by every caller that arrived
-//! while the previous one ran.
+//! while the previous one ran. What a request means (conditions, positions,
+//! answers) is the committer's business; when and how the group reaches the
+//! disk is this module's.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::error::Result;
+use crate::format::{Payload, RecordMeta};
+use crate::writer::{LogState, Pushed, WalWriter};
 
 /// When the log is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -176,6 +184,107 @@ impl SyncPolicy {
             }
         }
         Next::Group(group)
+    }
+}
+
+/// The single writer of the log with its durability policy: the committer
+/// pushes each admitted batch, then commits the group, and this decides
+/// whether the group is synced (every group in `Sync` mode; in `Periodic`
+/// mode when a sync is due), keeps the durable position and the poison flag
+/// (in [`LogState`]), and logs every write or sync failure once.
+#[derive(Debug)]
+pub struct GroupCommit {
+    writer: WalWriter,
+    policy: SyncPolicy,
+    limits: GroupLimits,
+    /// Moving average of how long a group's write and sync take: the commit
+    /// delay is a fraction of it.
+    commit_ewma: Duration,
+    /// The longest the commit delay may be (0 turns it off).
+    max_commit_delay: Duration,
+}
+
+impl GroupCommit {
+    /// Group commit over `writer`, syncing as `durability` says.
+    pub fn new(
+        writer: WalWriter,
+        durability: Durability,
+        limits: GroupLimits,
+        max_commit_delay: Duration,
+    ) -> GroupCommit {
+        GroupCommit {
+            writer,
+            policy: SyncPolicy::new(durability),
+            limits,
+            commit_ewma: Duration::ZERO,
+            max_commit_delay,
+        }
+    }
+
+    /// The log's durable position and poison flag, for observers.
+    pub fn state(&self) -> Arc<LogState> {
+        self.writer.state()
+    }
+
+    /// Whether a failed write or sync poisoned the log.
+    pub fn is_poisoned(&self) -> bool {
+        self.writer.is_poisoned()
+    }
+
+    /// The position the next pushed record starts at.
+    pub fn next_position(&self) -> u64 {
+        self.writer.next_position()
+    }
+
+    /// Waits for the next group of requests, or for a periodic sync that is
+    /// due (see [`SyncPolicy::next_group`]); the commit delay is half the
+    /// recent commit time, at most the configured maximum.
+    pub fn next_group<T: GroupSize>(&self, rx: &Receiver<T>, callers: &AtomicUsize) -> Next<T> {
+        let delay = (self.commit_ewma / 2).min(self.max_commit_delay);
+        self.policy.next_group(rx, self.limits, callers, delay)
+    }
+
+    /// Adds a record to the group; see [`WalWriter::push`].
+    pub fn push(&mut self, meta: RecordMeta, seq: &[u8], payload: &Payload) -> Result<Pushed> {
+        self.writer.push(meta, seq, payload)
+    }
+
+    /// Writes the group, syncing it if the policy asks (every group in
+    /// `Sync` mode; in `Periodic` mode when a sync is due, so that a failed
+    /// sync can still cut this group off), and publishes its records. The
+    /// error says what became of the group; see [`WalWriter::commit`].
+    pub fn commit(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let sync = self.policy.sync_each_group() || self.policy.sync_due(now);
+        self.writer.commit(sync)?;
+        self.commit_ewma = (self.commit_ewma * 7 + now.elapsed()) / 8;
+        if sync {
+            self.policy.synced();
+        } else {
+            self.policy.wrote_unsynced(now);
+        }
+        Ok(())
+    }
+
+    /// Makes everything committed durable, if anything is not yet. A
+    /// failure poisons the log.
+    pub fn sync(&mut self) -> Result<()> {
+        self.writer.sync()?;
+        self.policy.synced();
+        Ok(())
+    }
+
+    /// Whether committed records are not yet durable.
+    pub fn is_dirty(&self) -> bool {
+        self.writer.is_dirty()
+    }
+
+    /// Syncs what is outstanding before the log is closed. The active
+    /// segment keeps its preallocated zeros; recovery reads them as the end.
+    pub fn close(&mut self) -> Result<()> {
+        self.writer.close()?;
+        self.policy.synced();
+        Ok(())
     }
 }
 

@@ -27,11 +27,11 @@ pub mod table;
 pub mod writer;
 pub mod zseg;
 
-pub use commit::{Durability, GroupLimits, GroupSize, Next, SyncPolicy};
+pub use commit::{Durability, GroupCommit, GroupLimits, GroupSize, Next, SyncPolicy};
 pub use compress::{CompressReport, Compressor};
 pub use error::{Result, WalError};
 pub use format::{Payload, Record, RecordMeta};
 pub use reader::{Backward, Forward, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
-pub use writer::{Pushed, WalOptions, WalWriter};
+pub use writer::{LogState, Pushed, WalOptions, WalWriter};
 pub use zseg::Compression;

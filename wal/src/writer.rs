@@ -20,6 +20,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{IoContext, Result, WalError};
 use crate::format::Payload;
@@ -29,6 +30,28 @@ use crate::format::{
 use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
+
+/// What the log tells everyone else: how far it is durable, and whether it
+/// refuses writes. Shared between the writer (which alone changes it) and
+/// any number of observers.
+#[derive(Debug, Default)]
+pub struct LogState {
+    durable: AtomicU64,
+    poisoned: AtomicBool,
+}
+
+impl LogState {
+    /// The last position known to be on stable storage.
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Whether a failed write or sync made the log refuse all further
+    /// writes until it is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+}
 
 /// Tunables of the segment log.
 #[derive(Clone, Debug)]
@@ -113,7 +136,7 @@ pub struct WalWriter {
     last_timestamp: u64,
     /// Commit timestamp of the last record committed.
     committed_timestamp: u64,
-    poisoned: bool,
+    state: Arc<LogState>,
 }
 
 impl std::fmt::Debug for WalWriter {
@@ -122,7 +145,7 @@ impl std::fmt::Debug for WalWriter {
             .field("dir", &self.dir)
             .field("active", &self.active.path())
             .field("next_position", &self.next_position)
-            .field("poisoned", &self.poisoned)
+            .field("state", &self.state)
             .finish()
     }
 }
@@ -138,6 +161,8 @@ impl WalWriter {
         next_position: u64,
         last_timestamp: u64,
     ) -> WalWriter {
+        let state = Arc::new(LogState::default());
+        state.durable.store(next_position - 1, Ordering::Release);
         WalWriter {
             fs,
             dir,
@@ -154,7 +179,7 @@ impl WalWriter {
             dirty: false,
             last_timestamp,
             committed_timestamp: last_timestamp,
-            poisoned: false,
+            state,
         }
     }
 
@@ -212,7 +237,24 @@ impl WalWriter {
 
     /// Whether an earlier failure has poisoned the writer.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.state.is_poisoned()
+    }
+
+    /// The log's durable position and poison flag, for observers.
+    pub fn state(&self) -> Arc<LogState> {
+        self.state.clone()
+    }
+
+    fn poison(&self) {
+        self.state.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Records that everything written so far is on stable storage.
+    fn synced(&mut self) {
+        self.dirty = false;
+        self.state
+            .durable
+            .store(self.next_position - 1, Ordering::Release);
     }
 
     /// Whether writes have happened since the last sync.
@@ -221,7 +263,7 @@ impl WalWriter {
     }
 
     fn check(&self) -> Result<()> {
-        if self.poisoned {
+        if self.is_poisoned() {
             Err(WalError::Poisoned)
         } else {
             Ok(())
@@ -321,12 +363,12 @@ impl WalWriter {
         if let Err(e) = written {
             return Err(self.undo(e));
         }
-        if sync {
-            self.dirty = false;
-        }
         self.flushed = end;
         self.buf.clear();
         self.committed_timestamp = self.last_timestamp;
+        if sync {
+            self.synced();
+        }
         for p in self.pending.drain(..) {
             p.segment.publish(p.first, p.last, p.offset, p.end);
         }
@@ -337,7 +379,7 @@ impl WalWriter {
     /// off the segment (truncate to where it started, sync), poisons the
     /// writer, and says what became of the group.
     fn undo(&mut self, error: std::io::Error) -> WalError {
-        self.poisoned = true;
+        self.poison();
         self.discard();
         let path = self.active_path.clone();
         let cut = self
@@ -351,7 +393,7 @@ impl WalWriter {
                     path.display()
                 );
                 self.allocated = self.flushed;
-                self.dirty = false;
+                self.synced();
                 WalError::Io {
                     path,
                     source: error,
@@ -376,14 +418,18 @@ impl WalWriter {
         self.check()?;
         if self.dirty {
             if let Err(e) = self.active_file.sync_data() {
-                self.poisoned = true;
+                self.poison();
                 self.discard();
+                log::error!(
+                    "gesta-wal: fdatasync of {} failed, the log refuses writes until reopened: {e}",
+                    self.active_path.display()
+                );
                 return Err(WalError::Io {
                     path: self.active_path.clone(),
                     source: e,
                 });
             }
-            self.dirty = false;
+            self.synced();
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use gesta::validation::{check_batch, check_ids_unique, check_query, check_stream_name};
+use gesta::validation::{check_query, check_stream_name};
 use gesta::{
     AppendOptions, Appended, Direction, Error, EventIter, EventStore, NewEvent, Query, ReadOptions,
     RecordedEvent, Result,
@@ -386,15 +386,8 @@ fn insert_sql(s: &str) -> String {
 
 impl EventStore for PostgresStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
-        check_batch(&events)?;
+        gesta::validation::check_append(&events, &options)?;
         gesta::validation::refuse_tracking(&options)?;
-        if let Some(c) = &options.condition {
-            check_query(&c.fail_if_events_match)?;
-        }
-        for (stream, _) in &options.expected {
-            check_stream_name(stream)?;
-        }
-        check_ids_unique(&events)?;
         let mut conn = self.pool.get()?;
         if let Err(e) = conn.execute_batch(&self.begin) {
             conn.discard();

@@ -410,15 +410,8 @@ impl SqliteStore {
 
 impl EventStore for SqliteStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
-        validation::check_batch(&events)?;
-        gesta::validation::refuse_tracking(&options)?;
-        if let Some(c) = &options.condition {
-            validation::check_query(&c.fail_if_events_match)?;
-        }
-        for (stream, _) in &options.expected {
-            validation::check_stream_name(stream)?;
-        }
-        validation::check_ids_unique(&events)?;
+        validation::check_append(&events, &options)?;
+        validation::refuse_tracking(&options)?;
         let mut conn = self.writer.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -18,9 +18,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::cursor::{Cursor, ListCursor, gallop};
+use crate::cursor::{Cursor, Found, ListCursor, gallop};
 use crate::key::Key;
-use crate::view::Found;
 use cursor::MemCursor;
 use ids::IdPositions;
 use postings::PostingVec;

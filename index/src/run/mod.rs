@@ -15,10 +15,9 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::cursor::Cursor;
+use crate::cursor::{Cursor, Found};
 use crate::filter;
 use crate::key::Key;
-use crate::view::Found;
 use cursor::{RunCursor, decode_list};
 use layout::{Layout, ListRef};
 pub use writer::write_run;

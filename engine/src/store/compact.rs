@@ -1,10 +1,10 @@
 //! Explicit compaction ([`Store::compact`]) and what compressed segments
 //! cost to read ([`Store::block_cache_stats`]).
 
+use super::Store;
 use crate::error::Result;
 use crate::indexes::CompactionSettings;
 use crate::options::Options;
-use crate::store::Store;
 
 impl From<&Options> for CompactionSettings {
     fn from(o: &Options) -> Self {
@@ -36,12 +36,14 @@ impl Store {
     /// number of runs logarithmic on its own.
     pub fn compact(&self) -> Result<()> {
         self.flush_index()?;
-        self.indexes().compact_all()?;
+        self.inner.indexes.compact_all()?;
         if let Some(settings) = self.inner.compression {
             self.inner
                 .compressor
                 .compress_sealed(settings, None, &|| false)?;
         }
-        self.indexes().projections.snapshot_pass(self)
+        self.inner
+            .projections
+            .snapshot_pass(&self.projection_source())
     }
 }

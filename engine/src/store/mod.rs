@@ -1,34 +1,42 @@
 //! [`Store`]: opening a directory, appending through the committer, reading,
 //! and closing.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+
+mod compact;
+mod projections;
+mod snapshots;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use gesta_wal::io::LockGuard;
-use gesta_wal::{Payload, RecoveryReport, SyncPolicy, WalOptions, WalReader};
+use gesta_wal::{GroupCommit, LogState, Payload, RecoveryReport, WalOptions, WalReader};
 use parking_lot::Mutex;
 
-use gesta_index::{ItemSpec, Key, QuerySpec};
+use gesta_index::Key;
 
+use crate::admission::Admission;
 use crate::api::{EventIter, EventStore};
 use crate::append::AppendOptions;
-use crate::codec::{encode_batch, index_entries};
-use crate::committer::{AppendRequest, Appended, Committer, EventKeys, Request, Shared};
+use crate::append::Appended;
+use crate::codec::index_entries;
+use crate::committer::{AppendRequest, Committer, EventKeys, Request};
+use crate::compactor::{FlushJob, Projector, spawn_flusher};
 use crate::cursors::Cursors;
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, check_stream_name};
-use crate::indexes::{CompactionSettings, FlushJob, Indexes, spawn_flusher};
+use crate::indexes::{CompactionSettings, Indexes};
 use crate::notify::Hub;
 use crate::oneshot;
 use crate::options::Options;
-use crate::query::Query;
+use crate::projections::{Registry, Source};
+use crate::query::{Query, query_spec};
 use crate::read::{Events, ReadOptions};
+use crate::shared::Shared;
+use crate::tracking::{check_tracking_source, tracking_at};
 
 /// An open event store. Cheap to clone and share across threads; the store
 /// closes when [`close`](Store::close) is called or the last clone is dropped.
@@ -43,10 +51,15 @@ pub(crate) struct Inner {
     pub(crate) compression: Option<gesta_wal::Compression>,
     pub(crate) tx: Sender<Request>,
     pub(crate) shared: Arc<Shared>,
+    /// The log's durable position and poison flag.
+    pub(crate) log: Arc<LogState>,
     pub(crate) reader: WalReader,
     pub(crate) indexes: Arc<Indexes>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) cursors: Arc<Cursors>,
+    /// The registered projections, and the thread that snapshots them.
+    projections: Arc<Registry>,
+    projector: Projector,
     committer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<LockGuard>>,
@@ -144,9 +157,6 @@ impl Store {
         shared
             .head
             .store(opened.report.last_position, Ordering::Release);
-        shared
-            .durable
-            .store(opened.report.last_position, Ordering::Release);
         let hub = Arc::new(Hub::default());
         let cursors = Arc::new(Cursors::new(options.fs.clone(), &dir));
         let (flush_tx, flush_rx) = crossbeam_channel::unbounded::<FlushJob>();
@@ -163,11 +173,17 @@ impl Store {
                 source,
             },
         )?;
+        let log = GroupCommit::new(
+            opened.writer,
+            options.durability,
+            options.group_limits,
+            options.max_commit_delay,
+        );
+        let log_state = log.state();
         let committer = Committer {
-            writer: opened.writer,
+            log,
+            admission: Admission::new(indexes.clone(), opened.reader.clone()),
             reader: opened.reader.clone(),
-            policy: SyncPolicy::new(options.durability),
-            limits: options.group_limits,
             shared: shared.clone(),
             clock: options.clock.clone(),
             last_timestamp: opened.last_timestamp_micros,
@@ -179,10 +195,6 @@ impl Store {
             flusher: Some(flush_tx.clone()),
             segments_seen: opened.reader.segments().len(),
             compress_on_roll: options.compression.is_some(),
-            revisions: HashMap::new(),
-            tracking: HashMap::new(),
-            commit_ewma: Duration::ZERO,
-            max_commit_delay: options.max_commit_delay,
             hub: hub.clone(),
         };
         let (tx, rx) = gesta_wal::commit::queue(options.queue_capacity);
@@ -205,10 +217,13 @@ impl Store {
                 compression: options.compression,
                 tx,
                 shared,
+                log: log_state,
                 reader: opened.reader,
                 indexes,
                 hub,
                 cursors,
+                projections: Arc::default(),
+                projector: Projector::default(),
                 committer: Mutex::new(Some(handle)),
                 flusher: Mutex::new(Some(flusher)),
                 lock: Mutex::new(Some(lock)),
@@ -280,24 +295,16 @@ impl Store {
         events: Vec<NewEvent>,
         options: AppendOptions,
     ) -> Result<(AppendRequest, oneshot::Receiver<Result<Appended>>)> {
-        let encoded = encode_batch(&events)?;
-        if let Some(c) = &options.condition {
-            c.fail_if_events_match.validate()?;
-        }
+        let encoded = crate::validation::check_append_encoded(&events, &options)?;
         crate::validation::check_after(&options, self.head())?;
-        let tracking = match options.tracking {
-            Some((source, position)) => {
-                check_tracking_source(&source)?;
-                Some((Key::tracking(&source), source, position))
-            }
-            None => None,
-        };
-        let mut expected = Vec::with_capacity(options.expected.len());
-        for (stream, revision) in options.expected {
-            check_stream_name(&stream)?;
-            expected.push((Key::stream(&stream), stream, revision));
-        }
-        crate::validation::check_ids_unique(&events)?;
+        let tracking = options
+            .tracking
+            .map(|(source, position)| (Key::tracking(&source), source, position));
+        let expected = options
+            .expected
+            .into_iter()
+            .map(|(stream, revision)| (Key::stream(&stream), stream, revision))
+            .collect();
         let keys = events
             .iter()
             .map(|e| EventKeys {
@@ -320,7 +327,7 @@ impl Store {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if self.inner.shared.poisoned.load(Ordering::Acquire) {
+        if self.inner.log.is_poisoned() {
             return Err(Error::Poisoned);
         }
         Ok((request, answer))
@@ -334,7 +341,7 @@ impl Store {
     /// Whether an earlier write or sync failure makes the store refuse
     /// appends until reopened.
     pub fn is_poisoned(&self) -> bool {
-        self.inner.shared.poisoned.load(Ordering::Acquire)
+        self.inner.log.is_poisoned()
     }
 
     /// Reads the events matching `query`; see [`ReadOptions`]. The read
@@ -342,17 +349,13 @@ impl Store {
     /// the work. Queries are answered from the indices; [`Query::all`] scans
     /// the log.
     pub fn read(&self, query: &Query, options: ReadOptions) -> Events {
-        if let Err(e) = query.validate() {
-            return Events::failed(e);
-        }
-        let head = self.head();
-        if query.is_all() {
-            Events::scan(&self.inner.reader, head, options)
-        } else {
-            let view = self.inner.indexes.view();
-            let cursor = view.evaluate(&query_spec(query));
-            Events::indexed(&self.inner.reader, cursor, head, options)
-        }
+        crate::read::read(
+            &self.inner.reader,
+            &self.inner.indexes,
+            self.head(),
+            query,
+            options,
+        )
     }
 
     /// The tracking position stored for `source` by the last append that
@@ -393,14 +396,13 @@ impl Store {
         answer.recv().unwrap_or(Err(Error::Closed))
     }
 
-    /// The store's indices (for the compaction and snapshot modules).
-    pub(crate) fn indexes(&self) -> &Arc<Indexes> {
-        &self.inner.indexes
-    }
-
-    /// A handle that does not keep the store open (for background threads).
-    pub(crate) fn downgrade(&self) -> WeakStore {
-        WeakStore(Arc::downgrade(&self.inner))
+    /// What the projections read and write.
+    fn projection_source(&self) -> Source {
+        Source {
+            reader: self.inner.reader.clone(),
+            indexes: self.inner.indexes.clone(),
+            shared: self.inner.shared.clone(),
+        }
     }
 
     /// Whether [`close`](Store::close) was called.
@@ -423,23 +425,13 @@ impl Store {
     }
 }
 
-/// A [`Store`] handle that does not keep it open.
-#[derive(Clone)]
-pub(crate) struct WeakStore(std::sync::Weak<Inner>);
-
-impl WeakStore {
-    /// The store, unless every [`Store`] clone was dropped.
-    pub(crate) fn upgrade(&self) -> Option<Store> {
-        self.0.upgrade().map(|inner| Store { inner })
-    }
-}
-
 impl Inner {
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         self.shared.closing.store(true, Ordering::Release);
+        self.projector.stop();
         let (reply, answer) = oneshot::oneshot();
         let result = match self.tx.send(Request::Close(reply)) {
             Ok(()) => answer.recv().unwrap_or(Ok(())),
@@ -526,28 +518,6 @@ impl std::future::Future for AppendFuture {
     }
 }
 
-/// A query in index keys; [`Query::all`] becomes one unconstrained item.
-pub(crate) fn query_spec(query: &Query) -> QuerySpec {
-    if query.items.is_empty() {
-        return QuerySpec {
-            items: vec![ItemSpec {
-                types: Vec::new(),
-                tags: Vec::new(),
-            }],
-        };
-    }
-    QuerySpec {
-        items: query
-            .items
-            .iter()
-            .map(|item| ItemSpec {
-                types: item.types.iter().map(|t| Key::event_type(t)).collect(),
-                tags: item.tags.iter().map(|t| Key::tag(t)).collect(),
-            })
-            .collect(),
-    }
-}
-
 impl EventStore for Store {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         Store::append_with(self, events, options)
@@ -572,46 +542,6 @@ impl EventStore for Store {
 
     fn subscribe(&self, query: &Query, after: u64) -> Result<crate::Subscription> {
         Store::subscribe(self, query, after)
-    }
-}
-
-/// A tracking source is named like a stream: 1 to 255 bytes of UTF-8.
-fn check_tracking_source(source: &str) -> Result<()> {
-    if source.is_empty() || source.len() > crate::event::MAX_NAME_LEN {
-        return Err(crate::Error::InvalidInput {
-            reason: format!(
-                "a tracking source must be 1 to {} bytes long",
-                crate::event::MAX_NAME_LEN
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The tracking position of `source` (tracking key `key`): the trailer of
-/// the record holding the key's last posting.
-pub(crate) fn tracking_at(
-    reader: &WalReader,
-    view: &gesta_index::IndexView,
-    key: &Key,
-    source: &str,
-) -> Result<Option<u64>> {
-    let Some(position) = view.last(key) else {
-        return Ok(None);
-    };
-    let damaged = |reason: &str| crate::Error::Corruption {
-        file: Default::default(),
-        offset: 0,
-        reason: format!("tracking info of {source:?} at position {position}: {reason}"),
-    };
-    let record = reader
-        .record_head_containing(position)?
-        .ok_or_else(|| damaged("the index names a position the log does not hold"))?;
-    match crate::codec::tracking_of(&record)? {
-        Some((found, stored)) if found == source => Ok(Some(stored)),
-        _ => Err(damaged(
-            "the record carries no tracking info for the source",
-        )),
     }
 }
 
