@@ -755,5 +755,5 @@ fn concurrent_appends_with_a_one_shot_fault() {
         }
         store.append(batch(SEED, 9, 0)).unwrap();
     }
-    assert!(hit >= 15, "only {hit} cases failed an append");
+    assert!(hit >= 10, "only {hit} cases failed an append");
 }
