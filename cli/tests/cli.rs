@@ -986,29 +986,10 @@ fn usage_error(args: &[&str], message: &str) {
     assert!(stderr.contains(message), "{args:?}: {stderr}");
 }
 
-#[test]
-fn usage_errors_and_help() {
-    usage_error(
-        &["frobnicate"],
-        "unrecognized subcommand 'frobnicate' (see gesta --help)",
-    );
-    usage_error(&["read"], "<DIR> (see gesta read --help)");
-    usage_error(&["read", "x", "--limit", "many"], "invalid value 'many'");
-    usage_error(
-        &["read", "x", "--frobnicate"],
-        "unexpected argument '--frobnicate' found (see gesta read --help)",
-    );
-    usage_error(&["append", "x", "--after", "3"], "--condition");
-    usage_error(
-        &["append", "x", "--batch", "0"],
-        "invalid value '0' for '--batch <N>'",
-    );
-    usage_error(
-        &["append", "x", "--after", "abc"],
-        "invalid value 'abc' for '--after",
-    );
-    // `bench` forwards its flags to the comparison harness, which checks
-    // them before it measures anything.
+/// `bench` forwards its flags to the comparison harness, which checks them
+/// before it measures anything.
+#[cfg(feature = "bench")]
+fn bench_flags_are_checked() {
     gesta()
         .args(["bench", "--only", "W9"])
         .assert()
@@ -1030,6 +1011,40 @@ fn usage_errors_and_help() {
         .code(1)
         .stderr("gesta: --connections must be at least 1\n");
     usage_error(&["bench", "--connections", "4"], "--server");
+}
+
+/// Without the `bench` feature, `bench` says how to get the harness.
+#[cfg(not(feature = "bench"))]
+fn bench_flags_are_checked() {
+    gesta()
+        .args(["bench", "--quick"])
+        .assert()
+        .code(1)
+        .stderr(contains("--features bench"));
+}
+
+#[test]
+fn usage_errors_and_help() {
+    usage_error(
+        &["frobnicate"],
+        "unrecognized subcommand 'frobnicate' (see gesta --help)",
+    );
+    usage_error(&["read"], "<DIR> (see gesta read --help)");
+    usage_error(&["read", "x", "--limit", "many"], "invalid value 'many'");
+    usage_error(
+        &["read", "x", "--frobnicate"],
+        "unexpected argument '--frobnicate' found (see gesta read --help)",
+    );
+    usage_error(&["append", "x", "--after", "3"], "--condition");
+    usage_error(
+        &["append", "x", "--batch", "0"],
+        "invalid value '0' for '--batch <N>'",
+    );
+    usage_error(
+        &["append", "x", "--after", "abc"],
+        "invalid value 'abc' for '--after",
+    );
+    bench_flags_are_checked();
     gesta()
         .arg("--help")
         .assert()
@@ -1039,6 +1054,9 @@ fn usage_errors_and_help() {
     for sub in [
         "append", "read", "stats", "verify", "export", "import", "demo", "bench",
     ] {
+        if sub == "bench" && cfg!(not(feature = "bench")) {
+            continue;
+        }
         gesta()
             .args([sub, "--help"])
             .assert()

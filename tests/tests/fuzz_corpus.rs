@@ -52,7 +52,7 @@ fn run_decode_snapshot(data: &[u8]) {
 
 fn run_parse_json(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        gesta_cli::json::fuzz_line(text);
+        gesta_json::fuzz_line(text);
     }
 }
 

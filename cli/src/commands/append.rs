@@ -8,7 +8,7 @@ use gesta::{AppendCondition, AppendOptions, ExpectedRevision};
 use super::LineBatches;
 use crate::StoreDir;
 use crate::failure::Failure;
-use gesta_cli::json;
+use gesta_json as json;
 
 pub const AFTER_HELP: &str = r#"Input: one event per line, e.g.
   {"type":"StudentSubscribed","tags":["course:c1","student:s7"],"data":{"student":"s7"},"stream":"course-c1","id":"0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69"}

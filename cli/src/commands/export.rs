@@ -14,7 +14,7 @@ use super::{Batch, LineBatches};
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
 use crate::progress;
-use gesta_cli::json;
+use gesta_json as json;
 
 pub const EXPORT_AFTER_HELP: &str = "\
 Writes every event, oldest first, in the format `gesta read` prints and `gesta import` reads.

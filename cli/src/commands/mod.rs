@@ -15,7 +15,7 @@ use std::io::{self, BufRead};
 use gesta::NewEvent;
 
 use crate::failure::Failure;
-use gesta_cli::json;
+use gesta_json as json;
 
 /// Reads event lines, skipping blank ones, and hands out batches of up to
 /// `batch` events with the line numbers of their first and last events.

@@ -8,7 +8,7 @@ use gesta::{Query, QueryItem, ReadOptions};
 
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
-use gesta_cli::json;
+use gesta_json as json;
 
 pub const AFTER_HELP: &str = r#"Output: one event per line:
   {"position":7,"type":"StudentSubscribed","tags":["course:c1","student:s7"],"stream":"course-c1","revision":3,

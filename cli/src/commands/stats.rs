@@ -3,7 +3,7 @@
 use crate::StoreDir;
 use crate::failure::{Failure, existing_store};
 use crate::progress;
-use gesta_cli::json::rfc3339;
+use gesta_json::rfc3339;
 
 pub const AFTER_HELP: &str = "\
 Reads the files directly (read-only, no lock), so it also works while another process has the store open.

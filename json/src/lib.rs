@@ -1,5 +1,6 @@
-//! The JSON forms the command reads and writes: events as JSON lines, and
-//! queries.
+//! gesta-json: the JSON forms the `gesta` command reads and writes —
+//! events as JSON lines, and queries — shared with the tests and the fuzz
+//! targets, which need them without the command.
 //!
 //! An event line, as `append` and `import` read it:
 //!
@@ -21,6 +22,8 @@
 //! OR-ed; an item is `{"types": [...], "tags": [...]}`: an event matches when
 //! its type is one of `types` (absent or empty: any type) and it carries
 //! every tag of `tags`. `{"items": []}` or `{}` matches every event.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
