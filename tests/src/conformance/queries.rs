@@ -1,0 +1,259 @@
+//! Query shapes and read options: types, tags, items, directions, starts,
+//! limits, `read_last`.
+
+use gesta::{Query, QueryItem, ReadOptions};
+
+use super::Harness;
+use super::helpers::*;
+
+// Query shapes
+
+fn query_case<H: Harness>(h: &mut H, query: Query, want: &[u64]) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    assert_contents(&s, &log);
+    check_query(&s, &log, &query, want);
+}
+
+/// `Query::all()` matches everything.
+pub fn query_all<H: Harness>(h: &mut H) {
+    query_case(h, Query::all(), &[1, 2, 3, 4, 5, 6, 7, 8]);
+}
+
+/// One type.
+pub fn query_one_type<H: Harness>(h: &mut H) {
+    query_case(h, Query::event_type("A"), &[1, 4, 6]);
+}
+
+/// An item with several types matches any of them.
+pub fn query_several_types<H: Harness>(h: &mut H) {
+    query_case(h, Query::item(types(&["A", "C"])), &[1, 3, 4, 6, 8]);
+}
+
+/// One tag.
+pub fn query_one_tag<H: Harness>(h: &mut H) {
+    query_case(h, Query::tag("t1"), &[1, 2, 6, 8]);
+}
+
+/// An item with several tags needs all of them.
+pub fn query_several_tags<H: Harness>(h: &mut H) {
+    query_case(h, Query::item(tags(&["t2", "t3"])), &[6, 7]);
+    query_case(h, Query::item(tags(&["t3", "t1"])), &[6, 8]);
+    query_case(h, Query::item(tags(&["t1", "t2", "t3"])), &[6]);
+}
+
+/// Types and tags in one item: one of the types AND all the tags.
+pub fn query_type_and_tags<H: Harness>(h: &mut H) {
+    query_case(h, Query::item(types(&["A"]).tag("t1")), &[1, 6]);
+    query_case(h, Query::item(types(&["B", "D"]).tag("t3")), &[5, 7]);
+    query_case(h, Query::item(types(&["A", "C"]).tags(["t1", "t2"])), &[6]);
+}
+
+/// Several items are OR-ed, and an event matching several items comes once.
+pub fn query_several_items<H: Harness>(h: &mut H) {
+    query_case(
+        h,
+        Query::item(types(&["C"])).or(QueryItem::new().tag("t3")),
+        &[3, 5, 6, 7, 8],
+    );
+    query_case(h, Query::tag("t1").or(tags(&["t2"])), &[1, 2, 3, 6, 7, 8]);
+    query_case(
+        h,
+        Query::item(types(&["A"]).tag("t2"))
+            .or(types(&["B"]).tag("t3"))
+            .or(types(&["D"])),
+        &[5, 6, 7],
+    );
+}
+
+/// Queries that match nothing.
+pub fn query_no_match<H: Harness>(h: &mut H) {
+    query_case(h, Query::event_type("Z"), &[]);
+    query_case(h, Query::item(types(&["C"]).tag("t1").tag("t2")), &[]);
+    query_case(h, Query::item(types(&["D"]).tag("t1")), &[]);
+    query_case(h, Query::event_type("Z").or(tags(&["t1", "nope"])), &[]);
+}
+
+/// Tags and types no event ever carried.
+pub fn query_unknown_tag_or_type<H: Harness>(h: &mut H) {
+    query_case(h, Query::tag("nope"), &[]);
+    query_case(h, Query::item(tags(&["t1", "nope"])), &[]);
+    query_case(h, Query::item(types(&["Nope", "B"])), &[2, 5]);
+    query_case(h, Query::tag("nope").or(tags(&["t2"])), &[2, 3, 6, 7]);
+}
+
+/// An item with neither types nor tags makes a multi-item query match
+/// everything.
+pub fn query_match_all_item_inside_multi_item_query<H: Harness>(h: &mut H) {
+    query_case(
+        h,
+        Query::event_type("Z").or(QueryItem::new()),
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    query_case(
+        h,
+        Query::item(QueryItem::new()).or(tags(&["t1"])),
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+    );
+}
+
+/// An event carrying the same tag twice is found once.
+pub fn query_event_with_repeated_tag<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    append(
+        &s,
+        &mut log,
+        vec![
+            ev("A", &["x", "x"], "twice"),
+            ev("A", &["y"], "other"),
+            ev("B", &["x", "y", "x"], "mixed"),
+        ],
+    );
+    assert_contents(&s, &log);
+    check_query(&s, &log, &Query::tag("x"), &[1, 3]);
+    check_query(&s, &log, &Query::item(tags(&["x", "x"])), &[1, 3]);
+    check_query(&s, &log, &Query::item(tags(&["x", "y"])), &[3]);
+    check_query(&s, &log, &Query::item(types(&["A", "A"])), &[1, 2]);
+}
+
+// ---------------------------------------------------------------------------
+// Read options
+
+/// Forwards gives oldest first, backwards newest first, with full contents.
+pub fn read_directions<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    let fwd = read(&s, &Query::all(), ReadOptions::forwards());
+    assert_eq!(fwd, log.events);
+    let mut bwd = read(&s, &Query::all(), ReadOptions::backwards());
+    bwd.reverse();
+    assert_eq!(bwd, log.events);
+}
+
+/// `start` is exclusive in both directions: 0, inside, at the head and
+/// past the head.
+pub fn read_start_positions<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    let all = Query::all();
+    let fwd = |start: u64| positions(&read(&s, &all, ReadOptions::forwards().start(start)));
+    let bwd = |start: u64| positions(&read(&s, &all, ReadOptions::backwards().start(start)));
+    assert_eq!(fwd(0), (1..=8).collect::<Vec<_>>());
+    assert_eq!(fwd(1), (2..=8).collect::<Vec<_>>());
+    assert_eq!(fwd(5), vec![6, 7, 8]);
+    assert_eq!(fwd(7), vec![8]);
+    assert_eq!(fwd(8), Vec::<u64>::new());
+    assert_eq!(fwd(9), Vec::<u64>::new());
+    assert_eq!(fwd(u64::MAX), Vec::<u64>::new());
+    assert_eq!(bwd(0), Vec::<u64>::new());
+    assert_eq!(bwd(1), Vec::<u64>::new());
+    assert_eq!(bwd(2), vec![1]);
+    assert_eq!(bwd(5), vec![4, 3, 2, 1]);
+    assert_eq!(bwd(8), vec![7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(bwd(9), vec![8, 7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(bwd(100), vec![8, 7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(bwd(u64::MAX), vec![8, 7, 6, 5, 4, 3, 2, 1]);
+    // Starting inside a batch.
+    let mid = read(&s, &all, ReadOptions::forwards().start(4).limit(1));
+    assert_eq!(mid, vec![log.get(5).clone()]);
+    let mid = read(&s, &all, ReadOptions::backwards().start(6).limit(1));
+    assert_eq!(mid, vec![log.get(5).clone()]);
+}
+
+/// Limits 0, 1, many, more than there is.
+pub fn read_limits<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    let all = Query::all();
+    for (limit, fwd, bwd) in [
+        (0usize, vec![], vec![]),
+        (1, vec![1], vec![8]),
+        (3, vec![1, 2, 3], vec![8, 7, 6]),
+        (8, (1..=8).collect(), (1..=8).rev().collect()),
+        (100, (1..=8).collect(), (1..=8).rev().collect()),
+        (usize::MAX, (1..=8).collect(), (1..=8).rev().collect()),
+    ] {
+        assert_eq!(
+            positions(&read(&s, &all, ReadOptions::forwards().limit(limit))),
+            fwd,
+            "forwards limit {limit}"
+        );
+        assert_eq!(
+            positions(&read(&s, &all, ReadOptions::backwards().limit(limit))),
+            bwd,
+            "backwards limit {limit}"
+        );
+    }
+}
+
+/// Start and limit combined with a filtering query, starting at matching
+/// and non-matching positions.
+pub fn read_start_and_limit_with_query<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    let q = Query::tag("t1"); // 1, 2, 6, 8
+    let r = |o: ReadOptions| positions(&read(&s, &q, o));
+    assert_eq!(r(ReadOptions::forwards().start(2).limit(1)), vec![6]);
+    assert_eq!(r(ReadOptions::forwards().start(3).limit(5)), vec![6, 8]);
+    assert_eq!(r(ReadOptions::forwards().start(6)), vec![8]);
+    assert_eq!(r(ReadOptions::backwards().start(6).limit(1)), vec![2]);
+    assert_eq!(r(ReadOptions::backwards().start(7)), vec![6, 2, 1]);
+    assert_eq!(r(ReadOptions::backwards().start(8).limit(2)), vec![6, 2]);
+    assert_eq!(r(ReadOptions::backwards().start(1)), Vec::<u64>::new());
+    check_fixture_queries(&s, &log);
+}
+
+/// `read_last` returns the newest matching event, whole.
+pub fn read_last_match<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    assert_eq!(read_last(&s, &Query::all()), Some(log.get(8).clone()));
+    assert_eq!(
+        read_last(&s, &Query::event_type("A")),
+        Some(log.get(6).clone())
+    );
+    assert_eq!(
+        read_last(&s, &Query::event_type("B")),
+        Some(log.get(5).clone())
+    );
+    assert_eq!(
+        read_last(&s, &Query::item(tags(&["t1", "t2"]))),
+        Some(log.get(6).clone())
+    );
+    append(&s, &mut log, vec![ev("B", &["t9"], "new")]);
+    assert_eq!(
+        read_last(&s, &Query::event_type("B")),
+        Some(log.get(9).clone())
+    );
+}
+
+/// `read_last` of a query that matches nothing is `None`.
+pub fn read_last_no_match<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    assert_eq!(read_last(&s, &Query::all()), None);
+    fixture(&s, &mut log);
+    assert_eq!(read_last(&s, &Query::event_type("Z")), None);
+    assert_eq!(read_last(&s, &Query::tag("nope")), None);
+    assert_eq!(read_last(&s, &Query::item(types(&["D"]).tag("t1"))), None);
+}
+
+/// `read_last` with several items: the newest event matching any of them.
+pub fn read_last_several_items<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    let q = Query::event_type("B").or(types(&["A"]).tag("t3"));
+    assert_eq!(read_last(&s, &q), Some(log.get(6).clone()));
+    let q = Query::event_type("Z").or(tags(&["t2", "t3"]));
+    assert_eq!(read_last(&s, &q), Some(log.get(7).clone()));
+    let q = Query::event_type("Z").or(tags(&["nope"]));
+    assert_eq!(read_last(&s, &q), None);
+}
