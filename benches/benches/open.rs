@@ -103,7 +103,7 @@ fn measure(dir: &Path, events: u64, scenario: &'static str) -> Row {
     let store = Store::open_with(dir, measure_options()).expect("open");
     let first = start.elapsed();
     let report = store.recovery_report().clone();
-    let (runs, _) = store.index_shape();
+    let runs = store.index_shape().runs;
     let head = store.head();
     store.close().expect("close");
     drop(store);

@@ -270,7 +270,7 @@ fn hit_counts(store: &Store, work: &Queries) -> Vec<u64> {
 
 fn describe(store: &Store, what: &str, open: Duration) {
     let r = store.recovery_report();
-    let (runs, frozen) = store.index_shape();
+    let gesta::IndexShape { runs, frozen } = store.index_shape();
     note(format!(
         "{what}: opened in {:.1} ms; {} segments ({} offset tables trusted), {} records scanned; \
          index: {runs} runs, {frozen} frozen memtables",
@@ -375,7 +375,7 @@ fn queries_on_memtable(c: &mut Criterion, work: &Queries, cached: &Path) {
     assert_eq!(store.head(), EVENTS);
     assert_eq!(
         store.index_shape(),
-        (0, 0),
+        gesta::IndexShape { runs: 0, frozen: 0 },
         "the whole index in the memtable"
     );
     first_query_then_warm(&store, "memtable variant");

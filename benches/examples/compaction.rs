@@ -33,7 +33,7 @@ fn fill(store: &Store, events: u64) -> Duration {
 }
 
 /// Waits until the index shape has not changed for two seconds.
-fn settle(store: &Store) -> (usize, usize) {
+fn settle(store: &Store) -> gesta::IndexShape {
     let mut last = store.index_shape();
     let mut since = Instant::now();
     while since.elapsed() < Duration::from_secs(2) {
@@ -98,7 +98,7 @@ fn compaction_figures(events: u64) {
         let appended = fill(&store, events);
         store.flush_index().expect("flush");
         let settled = Instant::now();
-        let (runs, frozen) = settle(&store);
+        let gesta::IndexShape { runs, frozen } = settle(&store);
         let settle_time = settled.elapsed().saturating_sub(Duration::from_secs(2));
         let (qps, p50, p99, hits) = r2(&store, queries);
         println!(
@@ -123,7 +123,7 @@ fn compaction_figures(events: u64) {
             "compaction {label}: open {:.0} ms ({} runs); R2 after reopen {qps:.0} queries/s, \
              median {p50} µs, p99 {p99} µs",
             open.as_secs_f64() * 1000.0,
-            store.index_shape().0
+            store.index_shape().runs
         );
         if fan_in == 0 {
             let t = Instant::now();

@@ -792,7 +792,7 @@ pub fn fill_store_batched(
 pub fn wait_for_index_flush(store: &gesta::Store, timeout: Duration) -> bool {
     let start = Instant::now();
     loop {
-        if store.index_shape().1 == 0 {
+        if store.index_shape().frozen == 0 {
             return true;
         }
         if start.elapsed() >= timeout {

@@ -170,7 +170,7 @@ pub mod validation {
 pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
-pub use store::Store;
+pub use store::{IndexShape, Store};
 pub use subscribe::{Acker, DurableSubscription};
 pub use subscription::{Subscription, SubscriptionStream};
 

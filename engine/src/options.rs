@@ -150,4 +150,61 @@ impl Options {
         self.clock = clock;
         self
     }
+
+    /// Sets the commit queue's capacity (at least 1).
+    pub fn queue_capacity(mut self, requests: usize) -> Options {
+        self.queue_capacity = requests;
+        self
+    }
+
+    /// Sets the bounds on one commit group.
+    pub fn group_limits(mut self, limits: GroupLimits) -> Options {
+        self.group_limits = limits;
+        self
+    }
+
+    /// Sets the longest a group waits for callers about to enqueue (zero
+    /// turns the wait off).
+    pub fn max_commit_delay(mut self, delay: std::time::Duration) -> Options {
+        self.max_commit_delay = delay;
+        self
+    }
+
+    /// Sets how many postings the active memtable holds before it is
+    /// flushed to a run.
+    pub fn memtable_postings(mut self, postings: usize) -> Options {
+        self.memtable_postings = postings;
+        self
+    }
+
+    /// Sets how many postings a memtable must hold for a close to flush it.
+    pub fn close_flush_postings(mut self, postings: usize) -> Options {
+        self.close_flush_postings = postings;
+        self
+    }
+
+    /// Sets the pace of background merge writes (`None`: unpaced).
+    pub fn merge_bytes_per_sec(mut self, bytes: Option<u64>) -> Options {
+        self.merge_bytes_per_sec = bytes;
+        self
+    }
+
+    /// Sets the bytes of decompressed blocks kept for reads of compressed
+    /// segments.
+    pub fn block_cache_bytes(mut self, bytes: usize) -> Options {
+        self.block_cache_bytes = bytes;
+        self
+    }
+
+    /// Sets how many snapshots are kept per key (0: all).
+    pub fn snapshots_kept(mut self, kept: usize) -> Options {
+        self.snapshots_kept = kept;
+        self
+    }
+
+    /// Sets how often the projector folds new events into projections.
+    pub fn projection_interval(mut self, interval: std::time::Duration) -> Options {
+        self.projection_interval = interval;
+        self
+    }
 }

@@ -107,7 +107,7 @@ impl Harness for StoreHarness {
 
     fn flush_index(&mut self, store: &Store) {
         store.flush_index().expect("flush the index");
-        assert_eq!(store.index_shape().1, 0, "no memtable left frozen");
+        assert_eq!(store.index_shape().frozen, 0, "no memtable left frozen");
     }
 
     fn name(&self) -> &'static str {

@@ -96,7 +96,7 @@ fn assert_same_answers(store: &Store, model: &MemoryStore) {
 fn settled_runs(store: &Store, bound: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (runs, _) = store.index_shape();
+        let runs = store.index_shape().runs;
         if runs <= bound || Instant::now() > deadline {
             return runs;
         }
@@ -127,7 +127,7 @@ fn runs_stay_logarithmic_and_answers_match_the_model() {
             store.flush_index().expect("flush");
             flushes += 1;
         }
-        max_runs = max_runs.max(store.index_shape().0);
+        max_runs = max_runs.max(store.index_shape().runs);
         if n % 500 == 499 {
             assert_same_answers(&store, &model);
         }
@@ -142,7 +142,10 @@ fn runs_stay_logarithmic_and_answers_match_the_model() {
     assert_same_answers(&store, &model);
 
     store.compact().expect("compact");
-    assert_eq!(store.index_shape(), (1, 0));
+    assert_eq!(
+        store.index_shape(),
+        gesta::IndexShape { runs: 1, frozen: 0 }
+    );
     assert_eq!(
         index_files(&fs, dir).len(),
         1,
@@ -154,7 +157,7 @@ fn runs_stay_logarithmic_and_answers_match_the_model() {
     store.close().expect("close");
     let store = Store::open_with(dir, options(fs.clone(), 4)).expect("reopen");
     assert_same_answers(&store, &model);
-    assert_eq!(index_files(&fs, dir).len(), store.index_shape().0);
+    assert_eq!(index_files(&fs, dir).len(), store.index_shape().runs);
 }
 
 #[test]
@@ -170,10 +173,19 @@ fn without_merging_every_flush_stays_a_run_until_compact() {
         model.append(batch).expect("append to the model");
         store.flush_index().expect("flush");
     }
-    assert_eq!(store.index_shape(), (40, 0));
+    assert_eq!(
+        store.index_shape(),
+        gesta::IndexShape {
+            runs: 40,
+            frozen: 0
+        }
+    );
     assert_same_answers(&store, &model);
     store.compact().expect("compact");
-    assert_eq!(store.index_shape(), (1, 0));
+    assert_eq!(
+        store.index_shape(),
+        gesta::IndexShape { runs: 1, frozen: 0 }
+    );
     assert_eq!(
         index_files(&fs, dir),
         vec![format!("{:020}-{:020}.idx", 1, store.head())]
@@ -197,11 +209,11 @@ fn a_reader_keeps_its_runs_through_a_merge() {
             store.flush_index().expect("flush");
         }
     }
-    assert!(store.index_shape().0 >= 30);
+    assert!(store.index_shape().runs >= 30);
     let mut reader = store.read(&Query::event_type("Opened"), ReadOptions::forwards());
     let first = reader.next().expect("one event").expect("read").position;
     store.compact().expect("compact");
-    assert_eq!(store.index_shape().0, 1);
+    assert_eq!(store.index_shape().runs, 1);
     let files = std::fs::read_dir(temp.path().join("index"))
         .expect("index/")
         .count();

@@ -60,7 +60,10 @@ fn setup(fault: &FaultFs) -> (Store, Vec<(u64, String)>) {
             store.flush_index().expect("flush");
         }
     }
-    assert_eq!(store.index_shape(), (3, 0));
+    assert_eq!(
+        store.index_shape(),
+        gesta::IndexShape { runs: 3, frozen: 0 }
+    );
     (store, acked)
 }
 
@@ -118,7 +121,7 @@ fn check(store: &Store, fault: &FaultFs, acked: &[(u64, String)], what: &str) {
     files.sort();
     assert_eq!(
         files.len(),
-        store.index_shape().0,
+        store.index_shape().runs,
         "{what}: index/ holds files the MANIFEST does not list: {files:?}"
     );
     assert!(
@@ -137,7 +140,10 @@ fn a_crash_at_every_operation_of_a_compaction_loses_nothing() {
     let before = fault.mutating_ops();
     store.compact().expect("compact");
     let ops = fault.mutating_ops() - before;
-    assert_eq!(store.index_shape(), (1, 0));
+    assert_eq!(
+        store.index_shape(),
+        gesta::IndexShape { runs: 1, frozen: 0 }
+    );
     check(&store, &fault, &acked, "clean compaction");
     drop(store);
     assert!(
@@ -168,7 +174,11 @@ fn a_crash_at_every_operation_of_a_compaction_loses_nothing() {
             store
                 .compact()
                 .unwrap_or_else(|e| panic!("{what}: compact after recovery: {e}"));
-            assert_eq!(store.index_shape(), (1, 0), "{what}");
+            assert_eq!(
+                store.index_shape(),
+                gesta::IndexShape { runs: 1, frozen: 0 },
+                "{what}"
+            );
             check(&store, &fault, &acked, &what);
             store.close().expect("close");
             drop(store);

@@ -65,10 +65,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         &args.store.dir,
         gesta::Options::default().compression(compression),
     )?;
-    let (before, _) = store.index_shape();
+    let before = store.index_shape().runs;
     let started = Instant::now();
     store.compact()?;
-    let (after, frozen) = store.index_shape();
+    let gesta::IndexShape {
+        runs: after,
+        frozen,
+    } = store.index_shape();
     println!(
         "compacted: {before} index run(s) -> {after} ({} events, {frozen} memtable(s) waiting) in {:.2} s",
         store.head(),

@@ -410,10 +410,11 @@ impl Store {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// The number of on-disk index runs and of memtables waiting to be
-    /// flushed.
-    pub fn index_shape(&self) -> (usize, usize) {
-        self.inner.indexes.shape()
+    /// How many on-disk index runs there are and how many memtables wait to
+    /// be flushed.
+    pub fn index_shape(&self) -> IndexShape {
+        let (runs, frozen) = self.inner.indexes.shape();
+        IndexShape { runs, frozen }
     }
 
     /// Flushes and syncs whatever is outstanding, stops the committer and
@@ -423,6 +424,15 @@ impl Store {
     pub fn close(&self) -> Result<()> {
         self.inner.close()
     }
+}
+
+/// What [`Store::index_shape`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexShape {
+    /// On-disk index runs.
+    pub runs: usize,
+    /// Memtables frozen and waiting to be flushed to a run.
+    pub frozen: usize,
 }
 
 impl Inner {
