@@ -71,7 +71,7 @@ pub fn write_run_file_paced(
     fs.create_dir_all(index_dir)?;
     let tmp = index_dir.join(format!("{name}.tmp"));
     let file = fs.open(&tmp, OpenMode::Truncate)?;
-    let started = std::time::Instant::now();
+    let started = gesta_wal::time::now();
     let mut written = 0u64;
     for piece in bytes.chunks(PIECE) {
         file.write_at(piece, written)?;
@@ -100,7 +100,7 @@ mod tests {
         let fs = FaultFs::new();
         let dir = Path::new("/index");
         let bytes: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
-        let started = std::time::Instant::now();
+        let started = gesta_wal::time::now();
         write_run_file_paced(&fs, dir, "r.idx", &bytes, Some(30 << 20)).unwrap();
         // 3 MiB at 30 MiB/s: at least 100 ms.
         assert!(started.elapsed() >= std::time::Duration::from_millis(95));

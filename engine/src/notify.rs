@@ -382,9 +382,12 @@ mod tests {
 
     /// Waits until `n` waiters are registered at `hub`.
     fn until_waiting(hub: &Hub, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = gesta_wal::time::now() + Duration::from_secs(10);
         while hub.waiting() != n {
-            assert!(Instant::now() < deadline, "waiters never registered");
+            assert!(
+                gesta_wal::time::now() < deadline,
+                "waiters never registered"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -417,7 +420,7 @@ mod tests {
     fn close_and_timeouts_end_waits() {
         let hub = Arc::new(Hub::default());
         let waiter = type_a();
-        let deadline = Instant::now() + Duration::from_millis(20);
+        let deadline = gesta_wal::time::now() + Duration::from_millis(20);
         assert_eq!(hub.wait(&waiter, 0, || 0, Some(deadline)), Wake::TimedOut);
         assert_eq!(hub.waiting(), 0);
         let h2 = hub.clone();

@@ -325,7 +325,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use crate::event::NewEvent;
     use crate::query::{Query, QueryItem};
@@ -350,12 +350,15 @@ mod tests {
                 let mut sub = store.subscribe(query, 0).unwrap();
                 subscribers.push(scope.spawn(move || {
                     let batch = sub.recv_timeout(Duration::from_secs(20)).unwrap();
-                    (batch, Instant::now())
+                    (batch, gesta_wal::time::now())
                 }));
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = gesta_wal::time::now() + Duration::from_secs(10);
             while hub.waiting() < queries.len() {
-                assert!(Instant::now() < deadline, "subscribers never waited");
+                assert!(
+                    gesta_wal::time::now() < deadline,
+                    "subscribers never waited"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
             for i in 0..1_000 {
@@ -366,7 +369,7 @@ mod tests {
             assert_eq!(hub.waiting(), queries.len());
             let a = NewEvent::new("A", "a").tags(["ta", "tb"]);
             let appended = store.append(vec![a]).unwrap();
-            let sent = Instant::now();
+            let sent = gesta_wal::time::now();
             for s in subscribers {
                 let (batch, at) = s.join().unwrap();
                 let batch = batch.expect("the A event arrived");

@@ -117,12 +117,12 @@ impl Subscription {
     /// The next batch, waiting at most `timeout` for one; `Ok(None)` when
     /// the time ran out, [`Error::Closed`] once the store closed.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<RecordedEvent>>> {
-        self.recv_until(Some(Instant::now() + timeout))
+        self.recv_until(Some(gesta_wal::time::now() + timeout))
     }
 
     /// The next batch if one is committed already, without waiting.
     pub fn try_recv(&mut self) -> Result<Option<Vec<RecordedEvent>>> {
-        self.recv_until(Some(Instant::now()))
+        self.recv_until(Some(gesta_wal::time::now()))
     }
 
     /// The next batch, waiting as long as it takes.

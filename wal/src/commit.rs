@@ -172,7 +172,7 @@ impl SyncPolicy {
             }
         }
         if self.sync_each_group() && !delay.is_zero() {
-            let deadline = Instant::now() + delay;
+            let deadline = crate::time::now() + delay;
             while room(&group, bytes) && group.len() < callers.load(Ordering::Acquire) {
                 match rx.recv_deadline(deadline) {
                     Ok(r) => {
@@ -254,7 +254,7 @@ impl GroupCommit {
     /// sync can still cut this group off), and publishes its records. The
     /// error says what became of the group; see [`WalWriter::commit`].
     pub fn commit(&mut self) -> Result<()> {
-        let now = Instant::now();
+        let now = crate::time::now();
         let sync = self.policy.sync_each_group() || self.policy.sync_due(now);
         self.writer.commit(sync)?;
         self.commit_ewma = (self.commit_ewma * 7 + now.elapsed()) / 8;
@@ -357,7 +357,7 @@ mod tests {
             late.send(Req(1)).unwrap();
             late.send(Req(1)).unwrap();
         });
-        let started = Instant::now();
+        let started = crate::time::now();
         let Next::Group(g) = policy.next_group(
             &rx,
             GroupLimits::default(),
@@ -376,7 +376,7 @@ mod tests {
         // With nobody else inside an append, no wait at all.
         tx.send(Req(1)).unwrap();
         callers.store(1, Ordering::Release);
-        let started = Instant::now();
+        let started = crate::time::now();
         let Next::Group(g) = policy.next_group(
             &rx,
             GroupLimits::default(),
@@ -391,7 +391,7 @@ mod tests {
         // The wait is bounded by the delay.
         tx.send(Req(1)).unwrap();
         callers.store(5, Ordering::Release);
-        let started = Instant::now();
+        let started = crate::time::now();
         let Next::Group(g) = policy.next_group(
             &rx,
             GroupLimits::default(),
@@ -409,7 +409,7 @@ mod tests {
         let (_tx, rx) = queue::<Req>(1);
         let mut policy = SyncPolicy::new(Durability::Periodic(Duration::from_millis(5)));
         assert!(!policy.sync_each_group());
-        policy.wrote_unsynced(Instant::now());
+        policy.wrote_unsynced(crate::time::now());
         assert!(matches!(
             policy.next_group(
                 &rx,
@@ -419,8 +419,8 @@ mod tests {
             ),
             Next::SyncDue
         ));
-        assert!(policy.sync_due(Instant::now()));
+        assert!(policy.sync_due(crate::time::now()));
         policy.synced();
-        assert!(!policy.sync_due(Instant::now()));
+        assert!(!policy.sync_due(crate::time::now()));
     }
 }

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -94,7 +94,7 @@ impl Compressor {
             if stop() {
                 break;
             }
-            let started = Instant::now();
+            let started = crate::time::now();
             let (before, after) = self.compress(&segment, settings)?;
             report.segments += 1;
             report.bytes_before += before;
@@ -103,7 +103,7 @@ impl Compressor {
                 // Paced in short sleeps, so that `stop` is heard promptly.
                 let due = started + Duration::from_secs_f64(before as f64 / rate as f64);
                 while !stop() {
-                    let Some(wait) = due.checked_duration_since(Instant::now()) else {
+                    let Some(wait) = due.checked_duration_since(crate::time::now()) else {
                         break;
                     };
                     std::thread::sleep(wait.min(Duration::from_millis(20)));

@@ -24,6 +24,7 @@ pub mod reader;
 pub mod recovery;
 pub mod segment;
 pub mod table;
+pub mod time;
 pub mod writer;
 pub mod zseg;
 

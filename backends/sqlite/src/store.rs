@@ -12,7 +12,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -81,9 +80,8 @@ fn signed(n: u64) -> i64 {
 }
 
 fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    use gesta::clock::Clock;
+    i64::try_from(gesta::clock::SystemClock.now_micros()).unwrap_or(i64::MAX)
 }
 
 /// The fixed parameters (bounds, then a limit for reads) followed by the
