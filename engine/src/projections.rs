@@ -8,7 +8,7 @@
 //! folds newly committed matching events into an in-memory copy of each
 //! projection's state and saves a snapshot every
 //! [`Projection::snapshot_every`] folded events, under the
-//! snapshot key `projection:<name>:v<version>`. [`Store::project`] returns
+//! snapshot key `projection:<name>:v<version>`. [`Store::project`](crate::Store::project) returns
 //! the state at the current head: the newest of that in-memory copy and the
 //! newest snapshot, plus a fold of the matching events after it. A changed
 //! version has its own key, so it starts over from the initial state and
@@ -61,7 +61,7 @@ impl<S: Clone + Send + Sync + 'static> Projection<S> {
     /// `query`: the state starts as `initial`, `fold` applies one event,
     /// and `encode`/`decode` turn the state into snapshot bytes and back
     /// (`decode` returns `None` for bytes it cannot read, which
-    /// [`Store::project`] reports as corruption of the snapshot).
+    /// [`Store::project`](crate::Store::project) reports as corruption of the snapshot).
     /// Snapshots are written every 1,000 folded events; see
     /// [`snapshot_every`](Self::snapshot_every).
     pub fn new(

@@ -18,6 +18,7 @@ pub mod commit;
 pub mod compress;
 pub mod error;
 pub mod format;
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod io;
 pub mod reader;

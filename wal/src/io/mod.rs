@@ -13,7 +13,9 @@
 //! needs (rename, remove, list, directory fsync), plus the exclusive lock that
 //! keeps a second process out of a store directory.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod fault;
+#[cfg(any(test, feature = "testing"))]
 pub mod obfuscated;
 mod std_fs;
 
