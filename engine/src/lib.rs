@@ -174,7 +174,7 @@ pub use store::{IndexShape, Store};
 pub use subscribe::{Acker, DurableSubscription};
 pub use subscription::{Subscription, SubscriptionStream};
 
-pub use gesta_wal::cache::CacheStats;
+pub use gesta_wal::CacheStats;
 /// The I/O seam, re-exported so tests and tools can open a store on another
 /// file system.
 pub use gesta_wal::io;

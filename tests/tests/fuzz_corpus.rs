@@ -382,11 +382,11 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     };
     s.insert(
         ("decode_record", "compressed-segment"),
-        gesta_wal::zseg::compress(&segment, 1, 3, compression).expect("compress"),
+        gesta_wal::files::compress(&segment, 1, 3, compression).expect("compress"),
     );
     s.insert(
         ("decode_record", "compressed-name"),
-        gesta_wal::zseg::compressed_file_name(123).into_bytes(),
+        gesta_wal::files::compressed_file_name(123).into_bytes(),
     );
 
     // recover_segment: a flags byte, then the segment (after a valid header

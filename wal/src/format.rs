@@ -22,7 +22,7 @@
 //!
 //! All integers are little-endian. A frame whose `len` is zero is the end of
 //! the log (the preallocated zeros); anything else that fails the checks is
-//! torn or corrupt, which [`recovery`](crate::recovery) tells apart. The
+//! torn or corrupt, which recovery ([`open`](crate::open)) tells apart. The
 //! frame's own checksum is what makes that possible: a length that passed it
 //! can be trusted, so a flipped bit can never make a record swallow the
 //! records after it.

@@ -2,10 +2,13 @@
 //!
 //! This crate owns everything between an encoded batch of events and the
 //! disk: the [`io`] seam through which every file operation passes, the
-//! on-disk format of segments and records ([`format`](mod@format)), writing segments with
-//! preallocation and rollover ([`log`]), the group-commit queue that lets one
-//! committer thread write many callers' batches with one write and one
-//! `fdatasync` ([`commit`]), and recovery of the log on open ([`recovery`]).
+//! on-disk format of segments and records ([`format`](mod@format)), writing
+//! segments with preallocation and rollover ([`WalWriter`]), group commit
+//! ([`GroupCommit`]: the queue that lets one committer thread write many
+//! callers' batches with one write and one `fdatasync`, and the durability
+//! policy), recovery of the log on open ([`open`]), reads ([`WalReader`]),
+//! rewriting sealed segments compressed ([`Compressor`]), and what offline
+//! tools read ([`files`]). Everything else is private.
 //!
 //! It knows nothing of what an event means: positions, counts and opaque
 //! encoded bytes are all it sees. The byte-level format is specified in
@@ -13,27 +16,42 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod cache;
-pub mod commit;
-pub mod compress;
-pub mod error;
+mod cache;
+mod commit;
+mod compress;
+mod error;
 pub mod format;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod io;
-pub mod reader;
-pub mod recovery;
-pub mod segment;
-pub mod table;
+mod reader;
+mod recovery;
+mod segment;
+mod table;
 pub mod time;
-pub mod writer;
-pub mod zseg;
+mod writer;
+mod zseg;
 
-pub use commit::{Durability, GroupCommit, GroupLimits, GroupSize, Next, SyncPolicy};
+pub use cache::{BlockCache, CacheStats};
+pub use commit::{Durability, GroupCommit, GroupLimits, GroupSize, Next, SyncPolicy, queue};
 pub use compress::{CompressReport, Compressor};
 pub use error::{Result, WalError};
 pub use format::{Payload, Record, RecordMeta};
 pub use reader::{Backward, Forward, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
+pub use segment::{Segment, SegmentBounds, SegmentSet};
 pub use writer::{LogState, Pushed, WalOptions, WalWriter};
 pub use zseg::Compression;
+
+/// What tools that read a log's files without opening it (`verify`,
+/// `stats`, `--repair`) use beyond the format: how a directory listing
+/// resolves to segments, the offset tables, the layout of compressed
+/// segments, and the rule that tells a torn tail from damage.
+pub mod files {
+    pub use crate::compress::{SegmentFile, resolve_listing};
+    pub use crate::recovery::is_torn_write;
+    pub use crate::table::{SegmentTable, table_path};
+    pub use crate::zseg::{
+        CompressedSegment, Layout, compress, compressed_file_name, parse_compressed_file_name,
+    };
+}

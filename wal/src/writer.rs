@@ -64,7 +64,7 @@ pub struct WalOptions {
     /// (which costs a metadata flush on every `fdatasync`). Default 4 MiB.
     pub preallocate: u64,
     /// Bytes of decompressed blocks of compressed segments kept in memory
-    /// for reads (see [`crate::cache`]). Default 32 MiB.
+    /// for reads (see [`BlockCache`](crate::BlockCache)). Default 32 MiB.
     pub block_cache_bytes: usize,
 }
 

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use gesta_wal::files::compressed_file_name;
 use gesta_wal::io::fault::{CrashMode, FaultFs};
 use gesta_wal::io::{FileSystem, StdFs};
-use gesta_wal::zseg::compressed_file_name;
 use gesta_wal::{Compression, OpenedWal, Pushed, RecordMeta, WalError, WalOptions};
 
 mod common;

@@ -479,7 +479,7 @@ fn sealed_segments_open_from_their_tables_below_the_replay_point() {
     drop(wal);
 
     // A damaged table is ignored (the segment is scanned) and rewritten.
-    let table = gesta_wal::table::table_path(dir, sealed[1]);
+    let table = gesta_wal::files::table_path(dir, sealed[1]);
     fs_impl.corrupt(&table, 20, 0x04);
     let (wal, _) = reopen(last + 1);
     assert_eq!(wal.report.tables_trusted, sealed.len() - 1);

@@ -24,7 +24,7 @@ use super::scan::{SegmentFile, WAL_DIR, corruption, io_error, segment_files};
 use crate::codec::decode_record;
 use crate::error::Result;
 use crate::event::RecordedEvent;
-use gesta_wal::zseg::{compressed_file_name, parse_compressed_file_name};
+use gesta_wal::files::{compressed_file_name, parse_compressed_file_name};
 
 /// Reads at most this much of a segment per poll.
 const CHUNK: usize = 4 << 20;

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use gesta_wal::TornTail;
-use gesta_wal::compress::{SegmentFile as WalFile, resolve_listing};
+use gesta_wal::files::{CompressedSegment, Layout};
+use gesta_wal::files::{SegmentFile as WalFile, resolve_listing};
 use gesta_wal::format::{self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader};
-use gesta_wal::zseg::{CompressedSegment, Layout};
 
 use crate::error::{Error, Result};
 
@@ -32,7 +32,7 @@ impl SegmentFile {
         if !self.compressed {
             return Ok((bytes, None));
         }
-        let cache = std::sync::Arc::new(gesta_wal::cache::BlockCache::new(0));
+        let cache = std::sync::Arc::new(gesta_wal::BlockCache::new(0));
         let z = CompressedSegment::open(self.path.clone(), bytes, cache)?;
         if z.layout().first_position != self.first {
             return Err(corruption(
@@ -349,7 +349,7 @@ fn walk_segment(
                 claimed_end,
                 frame_ok,
             } => {
-                if !gesta_wal::recovery::is_torn_write(&rest, claimed_end, frame_ok, newest) {
+                if !gesta_wal::files::is_torn_write(&rest, claimed_end, frame_ok, newest) {
                     return Err(corruption(path, offset as u64, reason));
                 }
                 if expected_next < replay_from {

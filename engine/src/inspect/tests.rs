@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use gesta_wal::table::{SegmentTable, table_path};
+use gesta_wal::files::{SegmentTable, table_path};
 
 use super::*;
 use crate::{Error, NewEvent, Options, Store};

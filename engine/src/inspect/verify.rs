@@ -16,9 +16,9 @@ use gesta_compaction::manifest::{FILE_NAME, Manifest, ManifestError, RunEntry};
 use gesta_compaction::snapshot::{SnapshotError, Snapshots};
 use gesta_index::{Key, Run, RunError};
 use gesta_wal::TornTail;
+use gesta_wal::files::{SegmentTable, table_path};
 use gesta_wal::format::Record;
 use gesta_wal::io::StdFs;
-use gesta_wal::table::{SegmentTable, table_path};
 
 use super::scan::{Sealed, Visitor, WAL_DIR, corruption, io_error, segment_files, walk_log};
 use crate::codec::{decode_record, index_entries};

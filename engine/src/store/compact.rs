@@ -21,7 +21,7 @@ impl From<&Options> for CompactionSettings {
 impl Store {
     /// Hits, misses and bytes held of the block cache through which
     /// compressed segments are read (all zero while none is).
-    pub fn block_cache_stats(&self) -> gesta_wal::cache::CacheStats {
+    pub fn block_cache_stats(&self) -> gesta_wal::CacheStats {
         self.inner.compressor.cache_stats()
     }
 

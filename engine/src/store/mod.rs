@@ -197,7 +197,7 @@ impl Store {
             compress_on_roll: options.compression.is_some(),
             hub: hub.clone(),
         };
-        let (tx, rx) = gesta_wal::commit::queue(options.queue_capacity);
+        let (tx, rx) = gesta_wal::queue(options.queue_capacity);
         let handle = std::thread::Builder::new()
             .name("gesta-committer".into())
             .spawn(move || committer.run(rx))
