@@ -154,7 +154,7 @@ impl Admission {
                 view.evaluate(spec),
                 after.saturating_add(1),
                 head,
-                gesta_index::Direction::Forward,
+                gesta_index::Direction::Forwards,
             );
             if let Some(position) = committed.next() {
                 return Err(Error::ConditionFailed { position });

@@ -10,15 +10,7 @@ use crate::codec::{decode_event, decode_record};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 
-/// Which way a read goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Direction {
-    /// Oldest first.
-    #[default]
-    Forwards,
-    /// Newest first.
-    Backwards,
-}
+pub use gesta_index::Direction;
 
 /// What to read.
 ///
@@ -312,19 +304,19 @@ pub(crate) fn name_file(reader: &WalReader, position: u64, e: Error) -> Error {
 }
 
 /// The inclusive position bounds and direction of a read at `head`.
-fn bounds(head: u64, options: ReadOptions) -> (u64, u64, gesta_index::Direction) {
+fn bounds(head: u64, options: ReadOptions) -> (u64, u64, Direction) {
     match options.direction {
         Direction::Forwards => (
             options.start.unwrap_or(0).saturating_add(1),
             head,
-            gesta_index::Direction::Forward,
+            Direction::Forwards,
         ),
         Direction::Backwards => (
             1,
             options
                 .start
                 .map_or(head, |s| s.saturating_sub(1).min(head)),
-            gesta_index::Direction::Backward,
+            Direction::Backwards,
         ),
     }
 }

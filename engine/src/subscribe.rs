@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use gesta_index::{Direction as IndexDirection, Positions, QuerySpec};
+use gesta_index::{Direction, Positions, QuerySpec};
 use gesta_wal::WalReader;
 
 use crate::committer::Request;
@@ -53,7 +53,7 @@ impl Feed for StoreFeed {
             return fetch_scan(&inner.reader, after, head, max_events, out);
         }
         let cursor = inner.indexes.view().evaluate(&self.spec);
-        let positions = Positions::new(cursor, after + 1, head, IndexDirection::Forward);
+        let positions = Positions::new(cursor, after + 1, head, Direction::Forwards);
         fetch_positions(&inner.reader, positions, head, max_events, out)
     }
 }

@@ -27,13 +27,15 @@ pub struct ItemSpec {
     pub tags: Vec<Key>,
 }
 
-/// Which way to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which way a read goes: the one direction type of the workspace (the
+/// engine re-exports it as `gesta::Direction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Direction {
-    /// Ascending positions.
-    Forward,
-    /// Descending positions.
-    Backward,
+    /// Ascending positions: oldest first.
+    #[default]
+    Forwards,
+    /// Descending positions: newest first.
+    Backwards,
 }
 
 /// What one item evaluates to before it is combined.
@@ -109,8 +111,8 @@ impl Positions {
     /// The positions of `cursor` within `lo..=hi`, read in direction `dir`.
     pub fn new(cursor: Box<dyn Cursor>, lo: u64, hi: u64, dir: Direction) -> Positions {
         let next = (lo <= hi).then_some(match dir {
-            Direction::Forward => lo,
-            Direction::Backward => hi,
+            Direction::Forwards => lo,
+            Direction::Backwards => hi,
         });
         Positions {
             cursor,
@@ -131,18 +133,18 @@ impl Iterator for Positions {
         // contract: a result behind the target ends the iteration rather
         // than repeating forever.
         let found = match self.dir {
-            Direction::Forward => self
+            Direction::Forwards => self
                 .cursor
                 .seek_ge(target)
                 .filter(|&p| p >= target && p <= self.hi),
-            Direction::Backward => self
+            Direction::Backwards => self
                 .cursor
                 .seek_le(target)
                 .filter(|&p| p <= target && p >= self.lo),
         };
         self.next = found.and_then(|p| match self.dir {
-            Direction::Forward => p.checked_add(1).filter(|&n| n <= self.hi),
-            Direction::Backward => p.checked_sub(1).filter(|&n| n >= self.lo),
+            Direction::Forwards => p.checked_add(1).filter(|&n| n <= self.hi),
+            Direction::Backwards => p.checked_sub(1).filter(|&n| n >= self.lo),
         });
         found
     }
@@ -162,25 +164,25 @@ mod tests {
     #[test]
     fn positions_respect_range_and_direction() {
         let fwd: Vec<u64> =
-            Positions::new(list(&[1, 3, 5, 7, 9]), 3, 7, Direction::Forward).collect();
+            Positions::new(list(&[1, 3, 5, 7, 9]), 3, 7, Direction::Forwards).collect();
         assert_eq!(fwd, vec![3, 5, 7]);
         let back: Vec<u64> =
-            Positions::new(list(&[1, 3, 5, 7, 9]), 2, 8, Direction::Backward).collect();
+            Positions::new(list(&[1, 3, 5, 7, 9]), 2, 8, Direction::Backwards).collect();
         assert_eq!(back, vec![7, 5, 3]);
         assert_eq!(
-            Positions::new(list(&[1]), 5, 4, Direction::Forward).count(),
+            Positions::new(list(&[1]), 5, 4, Direction::Forwards).count(),
             0
         );
         let edge: Vec<u64> =
-            Positions::new(Box::new(All), u64::MAX - 1, u64::MAX, Direction::Forward).collect();
+            Positions::new(Box::new(All), u64::MAX - 1, u64::MAX, Direction::Forwards).collect();
         assert_eq!(edge, vec![u64::MAX - 1, u64::MAX]);
-        let edge: Vec<u64> = Positions::new(Box::new(All), 0, 1, Direction::Backward).collect();
+        let edge: Vec<u64> = Positions::new(Box::new(All), 0, 1, Direction::Backwards).collect();
         assert_eq!(edge, vec![1, 0]);
     }
 
     #[test]
     fn positions_is_lazy() {
-        let mut p = Positions::new(Box::new(All), 1, u64::MAX, Direction::Forward);
+        let mut p = Positions::new(Box::new(All), 1, u64::MAX, Direction::Forwards);
         assert_eq!(p.nth(2), Some(3));
     }
 }

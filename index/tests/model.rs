@@ -173,9 +173,9 @@ proptest! {
                 let want: Vec<u64> = want_all.iter().copied().filter(|p| (lo..=hi).contains(p)).collect();
                 // `All` matches every position; the caller bounds it by 1..=head.
                 let (lo_b, hi_b) = (lo.max(1), hi.min(n));
-                let fwd: Vec<u64> = Positions::new(store.view.evaluate(&spec), lo_b, hi_b, Direction::Forward).collect();
+                let fwd: Vec<u64> = Positions::new(store.view.evaluate(&spec), lo_b, hi_b, Direction::Forwards).collect();
                 prop_assert_eq!(&fwd, &want, "forward {:?} in {}..={}", items, lo, hi);
-                let mut back: Vec<u64> = Positions::new(store.view.evaluate(&spec), lo_b, hi_b, Direction::Backward).collect();
+                let mut back: Vec<u64> = Positions::new(store.view.evaluate(&spec), lo_b, hi_b, Direction::Backwards).collect();
                 back.reverse();
                 prop_assert_eq!(&back, &want, "backward {:?} in {}..={}", items, lo, hi);
             }
@@ -246,7 +246,7 @@ fn large_lists_across_sources() {
             store.view.evaluate(&spec(&items)),
             1,
             20_000,
-            Direction::Forward,
+            Direction::Forwards,
         )
         .collect();
         assert_eq!(got, want, "{items:?}");
@@ -254,7 +254,7 @@ fn large_lists_across_sources() {
             store.view.evaluate(&spec(&items)),
             1,
             20_000,
-            Direction::Backward,
+            Direction::Backwards,
         )
         .collect();
         got.reverse();
@@ -274,14 +274,14 @@ fn no_items_matches_nothing_and_empty_item_everything() {
     let store = build(&events, 1, 1, &[5], false);
     let none = QuerySpec::default();
     assert_eq!(
-        Positions::new(store.view.evaluate(&none), 1, 10, Direction::Forward).count(),
+        Positions::new(store.view.evaluate(&none), 1, 10, Direction::Forwards).count(),
         0
     );
     let all = QuerySpec {
         items: vec![ItemSpec::default()],
     };
     assert_eq!(
-        Positions::new(store.view.evaluate(&all), 1, 10, Direction::Forward).count(),
+        Positions::new(store.view.evaluate(&all), 1, 10, Direction::Forwards).count(),
         10
     );
     let unknown = QuerySpec {
@@ -291,7 +291,7 @@ fn no_items_matches_nothing_and_empty_item_everything() {
         }],
     };
     assert_eq!(
-        Positions::new(store.view.evaluate(&unknown), 1, 10, Direction::Forward).count(),
+        Positions::new(store.view.evaluate(&unknown), 1, 10, Direction::Forwards).count(),
         0
     );
 }

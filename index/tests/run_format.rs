@@ -48,11 +48,11 @@ fn exercise(run: &Run, probes: &[u64]) {
             run.last(key),
         );
         if let Some(c) = run.cursor(key) {
-            let fwd: Vec<u64> = Positions::new(c, 0, u64::MAX, Direction::Forward).collect();
+            let fwd: Vec<u64> = Positions::new(c, 0, u64::MAX, Direction::Forwards).collect();
             assert!(fwd.windows(2).all(|w| w[0] < w[1]));
         }
         if let Some(c) = run.cursor(key) {
-            let back: Vec<u64> = Positions::new(c, 0, u64::MAX, Direction::Backward).collect();
+            let back: Vec<u64> = Positions::new(c, 0, u64::MAX, Direction::Backwards).collect();
             assert!(back.windows(2).all(|w| w[0] > w[1]));
         }
         if let Some(mut c) = run.cursor(key) {
