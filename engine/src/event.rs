@@ -103,6 +103,55 @@ pub struct RecordedEvent {
     pub timestamp_micros: u64,
 }
 
+impl NewEvent {
+    /// The event as a store records it: at `position`, with its stream
+    /// `revision` and its batch's commit time.
+    pub fn into_recorded(
+        self,
+        position: u64,
+        revision: Option<u64>,
+        timestamp_micros: u64,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            event_type: self.event_type,
+            tags: self.tags,
+            data: self.data,
+            metadata: self.metadata,
+            id: self.id,
+            stream: self.stream,
+            revision,
+            timestamp_micros,
+        }
+    }
+}
+
+impl RecordedEvent {
+    /// The event as it was appended, without what the store gave it
+    /// (position, revision, commit time).
+    pub fn to_new(&self) -> NewEvent {
+        NewEvent {
+            event_type: self.event_type.clone(),
+            tags: self.tags.clone(),
+            data: self.data.clone(),
+            metadata: self.metadata.clone(),
+            id: self.id,
+            stream: self.stream.clone(),
+        }
+    }
+
+    /// Whether this is `new` as appended: type, tags (in order), data,
+    /// metadata, id and stream all equal.
+    pub fn is_same_as(&self, new: &NewEvent) -> bool {
+        self.event_type == new.event_type
+            && self.tags == new.tags
+            && self.data == new.data
+            && self.metadata == new.metadata
+            && self.id == new.id
+            && self.stream == new.stream
+    }
+}
+
 fn check_name(what: &str, index: usize, name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::invalid(format!("event {index}: empty {what}")));

@@ -88,7 +88,7 @@ pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
     let events = decoded?;
     check_events(meta, seq, &events);
 
-    let again: Vec<NewEvent> = events.iter().map(to_new).collect();
+    let again: Vec<NewEvent> = events.iter().map(RecordedEvent::to_new).collect();
     if let Ok(payload2) = codec::encode_batch(&again) {
         let mut seq2 = Vec::new();
         for (index, e) in events.iter().enumerate() {
@@ -107,7 +107,7 @@ pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
             Err(e) => panic!("encoding the same events failed the second time: {e}"),
         };
         assert_eq!(payload3, payload2, "encoding is not deterministic");
-        let events3: Vec<NewEvent> = events2.iter().map(to_new).collect();
+        let events3: Vec<NewEvent> = events2.iter().map(RecordedEvent::to_new).collect();
         match codec::encode_batch(&events3) {
             Ok(p) => assert_eq!(p, payload2, "canonical encoding is not stable"),
             Err(e) => panic!("decoded canonical events do not encode: {e}"),
@@ -207,17 +207,6 @@ fn check_events(meta: RecordMeta, seq: &[u8], events: &[RecordedEvent]) {
         }
     }
     assert!(seq.is_empty(), "sequencing bytes left over");
-}
-
-fn to_new(e: &RecordedEvent) -> NewEvent {
-    NewEvent {
-        event_type: e.event_type.clone(),
-        tags: e.tags.clone(),
-        data: e.data.clone(),
-        metadata: e.metadata.clone(),
-        id: e.id,
-        stream: e.stream.clone(),
-    }
 }
 
 /// Fuzzing entry point for index run files: opens `data` as a run and, if

@@ -82,15 +82,6 @@ struct State {
     tick: u64,
 }
 
-fn same_event(stored: &RecordedEvent, new: &NewEvent) -> bool {
-    stored.event_type == new.event_type
-        && stored.tags == new.tags
-        && stored.data == new.data
-        && stored.metadata == new.metadata
-        && stored.id == new.id
-        && stored.stream == new.stream
-}
-
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
@@ -140,7 +131,7 @@ impl State {
                 .zip(&found)
                 .enumerate()
                 .all(|(i, (new, stored))| {
-                    stored.is_some_and(|s| s.position == first + i as u64 && same_event(s, new))
+                    stored.is_some_and(|s| s.position == first + i as u64 && s.is_same_as(new))
                 });
             if identical {
                 return Ok(Some(Appended { first, last }));
@@ -189,17 +180,9 @@ impl EventStore for MemoryStore {
                 .stream
                 .as_deref()
                 .map(|s| state.revision(s).map_or(0, |r| r + 1));
-            state.events.push(RecordedEvent {
-                position: first + i as u64,
-                event_type: e.event_type,
-                tags: e.tags,
-                data: e.data,
-                metadata: e.metadata,
-                id: e.id,
-                stream: e.stream,
-                revision,
-                timestamp_micros: tick,
-            });
+            state
+                .events
+                .push(e.into_recorded(first + i as u64, revision, tick));
         }
         let last = state.events.len() as u64;
         state.batches.push((first, last));

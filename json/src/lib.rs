@@ -245,17 +245,8 @@ pub fn fuzz_line(text: &str) {
     if gesta::validation::check_batch(std::slice::from_ref(&e)).is_err() {
         return;
     }
-    let recorded = RecordedEvent {
-        position: 1,
-        event_type: e.event_type.clone(),
-        tags: e.tags.clone(),
-        data: e.data.clone(),
-        metadata: e.metadata.clone(),
-        id: e.id,
-        stream: e.stream.clone(),
-        revision: e.stream.as_ref().map(|_| 0),
-        timestamp_micros: 0,
-    };
+    let revision = e.stream.as_ref().map(|_| 0);
+    let recorded = e.clone().into_recorded(1, revision, 0);
     let mut line = Vec::new();
     write_event(&mut line, &recorded);
     let text = std::str::from_utf8(&line).expect("write_event writes UTF-8");

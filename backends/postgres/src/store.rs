@@ -123,15 +123,6 @@ fn event_from_row(row: &Row) -> Result<RecordedEvent> {
     })
 }
 
-fn same_event(stored: &RecordedEvent, new: &NewEvent) -> bool {
-    stored.event_type == new.event_type
-        && stored.tags == new.tags
-        && stored.data == new.data
-        && stored.metadata == new.metadata
-        && stored.id == new.id
-        && stored.stream == new.stream
-}
-
 impl PostgresStore {
     /// Connects to the database at `url` (a `postgres://` URL or a
     /// `key=value` connection string, without TLS) and opens the store in
@@ -283,7 +274,7 @@ impl PostgresStore {
             let last = first + len - 1;
             let whole_batch = batch_last.is_some_and(|b| b == bound(last));
             let identical = events.iter().zip(&found).enumerate().all(|(i, (new, s))| {
-                s.is_some_and(|(s, _)| s.position == first + i as u64 && same_event(s, new))
+                s.is_some_and(|(s, _)| s.position == first + i as u64 && s.is_same_as(new))
             });
             if whole_batch && identical {
                 return Ok(Some(Appended { first, last }));

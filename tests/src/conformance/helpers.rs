@@ -71,17 +71,7 @@ impl Log {
 
 /// The recorded form of `e` at `position` (timestamp 0: see [`strip`]).
 pub(super) fn recorded(position: u64, e: &NewEvent, revision: Option<u64>) -> RecordedEvent {
-    RecordedEvent {
-        position,
-        event_type: e.event_type.clone(),
-        tags: e.tags.clone(),
-        data: e.data.clone(),
-        metadata: e.metadata.clone(),
-        id: e.id,
-        stream: e.stream.clone(),
-        revision,
-        timestamp_micros: 0,
-    }
+    e.clone().into_recorded(position, revision, 0)
 }
 
 /// `e` without its timestamp, which differs between stores.
