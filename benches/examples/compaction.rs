@@ -61,7 +61,9 @@ fn r2_limited(store: &Store, queries: usize, limit: usize) -> (f64, u128, u128, 
     let mut hits = 0usize;
     let started = Instant::now();
     for _ in 0..queries {
-        let tag = generator.tag(rng.below(TAGS as u64) as usize).to_owned();
+        let tag = generator
+            .tag(rng.below_uniform(TAGS as u64) as usize)
+            .to_owned();
         let t = Instant::now();
         for e in store.read(&Query::tag(tag), ReadOptions::forwards().limit(limit)) {
             e.expect("read");

@@ -26,6 +26,7 @@ pub mod fuzzing;
 pub mod io;
 mod reader;
 mod recovery;
+pub mod rng;
 mod segment;
 mod table;
 pub mod time;

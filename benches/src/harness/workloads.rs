@@ -332,13 +332,13 @@ impl Queries {
         let mut picked = vec![false; TAGS];
         let mut tags = Vec::with_capacity(QUERY_TAGS);
         while tags.len() < QUERY_TAGS {
-            let t = rng.below(TAGS as u64) as usize;
+            let t = rng.below_uniform(TAGS as u64) as usize;
             if !std::mem::replace(&mut picked[t], true) {
                 tags.push(generator.tag(t).to_owned());
             }
         }
         let types = (0..QUERY_TAGS)
-            .map(|_| EVENT_TYPE_NAMES[rng.below(EVENT_TYPE_NAMES.len() as u64) as usize])
+            .map(|_| EVENT_TYPE_NAMES[rng.below_uniform(EVENT_TYPE_NAMES.len() as u64) as usize])
             .collect();
         Queries { tags, types }
     }

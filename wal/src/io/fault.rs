@@ -27,6 +27,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{FileHandle, FileSystem, LockGuard, Mapping, OpenMode};
+use crate::rng::SplitMix64;
 
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
@@ -349,11 +350,11 @@ impl Inode {
         let unsynced = std::mem::take(&mut self.unsynced);
         self.resync = false;
         if let Some(rng) = rng.filter(|_| !unsynced.is_empty()) {
-            let kept = rng.below(unsynced.len() + 1);
+            let kept = rng.below(unsynced.len() as u64 + 1) as usize;
             for (i, op) in unsynced[..kept].iter().enumerate() {
                 match op {
                     Pending::Write { offset, bytes } if i + 1 == kept => {
-                        let cut = rng.below(bytes.len() + 1);
+                        let cut = rng.below(bytes.len() as u64 + 1) as usize;
                         write_into(&mut self.durable, *offset, &bytes[..cut]);
                     }
                     op => op.apply(&mut self.durable),
@@ -504,7 +505,7 @@ impl State {
         self.inodes.retain(|ino, _| named.contains(ino));
         let mut rng = match mode {
             CrashMode::DropUnsynced => None,
-            CrashMode::Torn { seed } => Some(SplitMix64(seed)),
+            CrashMode::Torn { seed } => Some(SplitMix64::new(seed)),
         };
         for inode in self.inodes.values_mut() {
             inode.crash(rng.as_mut());
@@ -513,26 +514,6 @@ impl State {
         self.generation += 1;
         self.down = false;
         self.down_at = None;
-    }
-}
-
-/// splitmix64: tiny, seedable and good enough to pick crash points; a
-/// dependency would buy nothing here.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n`; `n` must not be 0.
-    fn below(&mut self, n: usize) -> usize {
-        // The modulo bias is irrelevant for picking crash points.
-        (self.next() % n as u64) as usize
     }
 }
 

@@ -53,10 +53,7 @@ impl<F: FileSystem> ObfuscatedFs<F> {
 /// The splitmix64 finalizer: a cheap bijective mix, so neighbouring blocks
 /// get unrelated keys.
 fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::rng::SplitMix64::new(x).next_u64()
 }
 
 /// XORs `buf`, which sits at `offset` in its file, with the position keys.
