@@ -171,7 +171,7 @@ pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::{IndexShape, Store};
-pub use subscribe::{Acker, DurableSubscription};
+pub use subscribe::{Acker, DurableSubscription, DurableSubscriptionState};
 pub use subscription::{Subscription, SubscriptionStream};
 
 pub use gesta_wal::CacheStats;

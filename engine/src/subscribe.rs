@@ -310,17 +310,34 @@ impl Store {
         })
     }
 
-    /// Every durable subscription cursor with its acknowledged position,
-    /// by name.
-    pub fn cursors(&self) -> Result<Vec<(String, u64)>> {
-        self.inner.cursors.list()
+    /// Every durable subscription the store keeps, with the position it
+    /// acknowledged last, by name.
+    pub fn durable_subscriptions(&self) -> Result<Vec<DurableSubscriptionState>> {
+        Ok(self
+            .inner
+            .cursors
+            .list()?
+            .into_iter()
+            .map(|(name, acknowledged)| DurableSubscriptionState { name, acknowledged })
+            .collect())
     }
 
-    /// Deletes a durable subscription's cursor (the next subscription under
-    /// that name starts from the beginning); false if there was none.
-    pub fn delete_cursor(&self, name: &str) -> Result<bool> {
+    /// Forgets a durable subscription's acknowledged position (the next
+    /// subscription under that name starts from the beginning); false if
+    /// there was none. An open subscription cannot be forgotten.
+    pub fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
         self.inner.cursors.delete(name)
     }
+}
+
+/// A durable subscription as the store keeps it: its name and the last
+/// position it acknowledged (see [`Store::durable_subscriptions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurableSubscriptionState {
+    /// The subscription's name.
+    pub name: String,
+    /// The last position it acknowledged.
+    pub acknowledged: u64,
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ struct Observed {
     scan: Vec<RecordedEvent>,
     queries: Vec<Vec<u64>>,
     backwards: Vec<RecordedEvent>,
-    cursors: Vec<(String, u64)>,
+    cursors: Vec<gesta::DurableSubscriptionState>,
 }
 
 fn queries() -> Vec<Query> {
@@ -79,7 +79,7 @@ fn observe(store: &Store) -> gesta::Result<Observed> {
         scan,
         queries: out,
         backwards,
-        cursors: store.cursors()?,
+        cursors: store.durable_subscriptions()?,
     })
 }
 
@@ -183,7 +183,14 @@ fn flip_bits(compress: bool) {
         let store = Store::open_with(DIR, options(&fs, compress)).expect("open the copy");
         observe(&store).expect("read the copy")
     };
-    assert!(want.scan.len() > 200 && want.cursors == vec![("projector".to_owned(), 77)]);
+    assert!(
+        want.scan.len() > 200
+            && want.cursors
+                == vec![gesta::DurableSubscriptionState {
+                    name: "projector".to_owned(),
+                    acknowledged: 77
+                }]
+    );
 
     let per_file: usize = std::env::var("GESTA_CORRUPTION_BITS")
         .ok()

@@ -58,21 +58,27 @@ fn durable_cursor_survives_reopen() {
             store.subscribe_durable("proj", &Query::all()),
             Err(Error::InvalidInput { .. })
         ));
-        assert!(store.delete_cursor("proj").is_err());
+        assert!(store.delete_durable_subscription("proj").is_err());
     }
-    assert_eq!(store.cursors().unwrap(), vec![("proj".to_owned(), 4)]);
+    assert_eq!(
+        store.durable_subscriptions().unwrap(),
+        vec![state("proj", 4)]
+    );
     store.close().unwrap();
     drop(store);
 
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.cursors().unwrap(), vec![("proj".to_owned(), 4)]);
+    assert_eq!(
+        store.durable_subscriptions().unwrap(),
+        vec![state("proj", 4)]
+    );
     let mut sub = store.subscribe_durable("proj", &Query::all()).unwrap();
     assert_eq!(sub.acked(), 4);
     assert_eq!(positions(&sub.recv().unwrap()), vec![5]);
     drop(sub);
-    assert!(store.delete_cursor("proj").unwrap());
-    assert!(!store.delete_cursor("proj").unwrap());
-    assert!(store.cursors().unwrap().is_empty());
+    assert!(store.delete_durable_subscription("proj").unwrap());
+    assert!(!store.delete_durable_subscription("proj").unwrap());
+    assert!(store.durable_subscriptions().unwrap().is_empty());
     let mut sub = store.subscribe_durable("proj", &Query::all()).unwrap();
     assert_eq!(positions(&sub.recv().unwrap()), vec![1]);
 }
@@ -110,8 +116,8 @@ fn durable_cursor_survives_crash() {
                 "{durability:?}: the log lost acknowledged events"
             );
             assert_eq!(
-                store.cursors().unwrap(),
-                vec![("c".to_owned(), acked)],
+                store.durable_subscriptions().unwrap(),
+                vec![state("c", acked)],
                 "{durability:?} {mode:?}"
             );
             let mut sub = store.subscribe_durable("c", &Query::all()).unwrap();
@@ -141,9 +147,9 @@ fn crash_during_ack_leaves_old_or_new() {
         drop(sub);
         drop(store);
         let store = Store::open_with("/s", options).unwrap();
-        let cursors = store.cursors().unwrap();
-        assert_eq!(cursors.len(), 1, "crash after {n} operations");
-        let at = cursors[0].1;
+        let kept = store.durable_subscriptions().unwrap();
+        assert_eq!(kept.len(), 1, "crash after {n} operations");
+        let at = kept[0].acknowledged;
         assert!(at == 2 || at == 4, "cursor at {at} after crash at op {n}");
         if result.is_ok() {
             assert_eq!(at, 4, "an acknowledged ack was lost (crash after {n})");
@@ -164,7 +170,7 @@ fn corrupt_cursor_is_detected() {
         .ack(1)
         .unwrap();
     fs.corrupt("/s/cursors/63.cursor", 20, 0x10);
-    match store.cursors() {
+    match store.durable_subscriptions() {
         Err(Error::Corruption { file, .. }) => assert!(file.ends_with("63.cursor")),
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -293,4 +299,11 @@ async fn async_append_and_stream() {
             .await,
         Err(Error::Closed)
     ));
+}
+
+fn state(name: &str, acknowledged: u64) -> gesta::DurableSubscriptionState {
+    gesta::DurableSubscriptionState {
+        name: name.to_owned(),
+        acknowledged,
+    }
 }
