@@ -52,6 +52,19 @@ impl ReadOptions {
         self.limit = Some(n);
         self
     }
+
+    /// The inclusive range of positions a read at `head` covers: forwards
+    /// `start + 1 ..= head`, backwards `1 ..= start - 1` (at most the head).
+    /// The range is empty (`lo > hi`) when nothing can match.
+    pub fn bounds(&self, head: u64) -> (u64, u64) {
+        match self.direction {
+            Direction::Forwards => (self.start.unwrap_or(0).saturating_add(1), head),
+            Direction::Backwards => (
+                1,
+                self.start.map_or(head, |s| s.saturating_sub(1).min(head)),
+            ),
+        }
+    }
 }
 
 enum Source {
@@ -122,17 +135,10 @@ impl Events {
     /// Every event within the read's bounds, scanning the log.
     pub(crate) fn scan(reader: &WalReader, head: u64, options: ReadOptions) -> Events {
         let remaining = options.limit.unwrap_or(usize::MAX);
-        let (source, lo, hi) = match options.direction {
-            Direction::Forwards => {
-                let lo = options.start.unwrap_or(0).saturating_add(1);
-                (Source::Forward(reader.forward(lo, head)), lo, head)
-            }
-            Direction::Backwards => {
-                let hi = options
-                    .start
-                    .map_or(head, |s| s.saturating_sub(1).min(head));
-                (Source::Backward(reader.backward(hi)), 1, hi)
-            }
+        let (lo, hi) = options.bounds(head);
+        let source = match options.direction {
+            Direction::Forwards => Source::Forward(reader.forward(lo, head)),
+            Direction::Backwards => Source::Backward(reader.backward(hi)),
         };
         let empty = lo > hi || remaining == 0;
         Events {
@@ -305,20 +311,8 @@ pub(crate) fn name_file(reader: &WalReader, position: u64, e: Error) -> Error {
 
 /// The inclusive position bounds and direction of a read at `head`.
 fn bounds(head: u64, options: ReadOptions) -> (u64, u64, Direction) {
-    match options.direction {
-        Direction::Forwards => (
-            options.start.unwrap_or(0).saturating_add(1),
-            head,
-            Direction::Forwards,
-        ),
-        Direction::Backwards => (
-            1,
-            options
-                .start
-                .map_or(head, |s| s.saturating_sub(1).min(head)),
-            Direction::Backwards,
-        ),
-    }
+    let (lo, hi) = options.bounds(head);
+    (lo, hi, options.direction)
 }
 
 /// The events matching `query` up to `head`: from the indices, or for

@@ -430,15 +430,7 @@ impl EventStore for SqliteStore {
         validation::check_query(query)?;
         let remaining = options.limit.unwrap_or(usize::MAX);
         let head = self.head()?;
-        let (lo, hi) = match options.direction {
-            Direction::Forwards => (options.start.unwrap_or(0).saturating_add(1), head),
-            Direction::Backwards => (
-                1,
-                options
-                    .start
-                    .map_or(head, |s| s.saturating_sub(1).min(head)),
-            ),
-        };
+        let (lo, hi) = options.bounds(head);
         if lo > hi || remaining == 0 {
             return Ok(Box::new(std::iter::empty()));
         }
