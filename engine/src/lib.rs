@@ -20,21 +20,30 @@
 //! # Ok::<(), gesta::Error>(())
 //! ```
 //!
-//! Keeping a store small and fast as it grows: `compact`
-//! ([`Store::compact`]; background flushes and size-tiered merges run in
-//! `indexes`), [`snapshots`] (saved state at a position) and
+//! Keeping a store small and fast as it grows: [`Store::compact`], the
+//! background compactor (flushes, size-tiered merges, segment compression,
+//! projection snapshots), [`snapshots`] (saved state at a position) and
 //! [`projections`] (folds the compactor snapshots).
 //!
-//! Module map: [`event`] (what is appended and read), [`read`] (read
-//! options and the event iterator), [`options`] (how a store is opened),
-//! [`clock`] (the time seam), `codec` (the event encoding inside a record),
-//! `committer` (the single writer thread), `store` (the handle),
-//! `subscription` and `subscribe` ([`Subscription`]s: catch-up then live,
-//! durable cursors in `cursors`), `notify` (how the committer wakes
-//! subscribers), `indexes` and `compact` (the index runs, their background
-//! flushing and merging), [`snapshots`] and [`projections`], and
-//! [`inspect`] (verify, stats, repair and follow a store directory without
-//! opening it).
+//! Module map (`docs/ARCHITECTURE.md` follows an append and a query through
+//! it): `store` (the [`Store`] handle: open, append, read, close; its
+//! snapshot, projection and compaction methods in submodules), `committer`
+//! (the single writer thread: positions, publishing) on
+//! `gesta_wal::GroupCommit` (write, sync policy, poisoning), `admission`
+//! (ids, expected revisions, the DCB condition, tracking info), `shared`
+//! (the head and what else the committer publishes), `indexes` (runs,
+//! memtables and the view readers take), `compactor` (the background
+//! threads), [`read`] (read options, the event iterator, finding events by
+//! position), `subscription` and `subscribe` ([`Subscription`]s: catch-up
+//! then live; durable ones keep their position in `cursors`), `notify`
+//! (how the committer wakes subscribers), `query`, `revision`, `append`,
+//! [`event`] and `error` (the types of the API), `codec` (the event
+//! encoding inside a record), `tracking` (tracking info read back),
+//! [`validation`] (the input checks every store shares), [`options`],
+//! [`clock`] (the time seam), [`snapshots`], [`projections`], `memory`
+//! (the reference store) and [`inspect`] (verify, stats, repair and follow
+//! a store directory without opening it). No module imports another that
+//! imports it back.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
