@@ -22,7 +22,8 @@ pub const RAW_METADATA_KEY: &str = "gesta.metadata";
 /// retried conditional append be recognised, which the server does itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProtocolMetadata {
-    /// The event's UUID, if it had one (not nil).
+    /// The event's UUID, if it had one (the nil UUID, 0, included: a
+    /// client that sends it gets it back).
     pub uuid: Option<u128>,
     /// The metadata entries, in order.
     pub entries: Vec<(String, String)>,
@@ -135,37 +136,49 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
     status(code, kind, message)
 }
 
-/// An event id: the protocol's UUID string as the store's u128. Empty and
-/// the nil UUID (which some clients send for an event without one) mean
-/// none.
+/// An event's UUID: the protocol's UUID string as a u128. Empty means
+/// none; the nil UUID is kept as 0, as UmaDB keeps it.
 pub(crate) fn parse_id(index: usize, uuid: &str) -> Result<Option<u128>, Status> {
     if uuid.is_empty() {
         return Ok(None);
     }
     uuid::Uuid::parse_str(uuid)
-        .map(|u| Some(u.as_u128()).filter(|&id| id != 0))
+        .map(|u| Some(u.as_u128()))
         .map_err(|e| invalid(format!("event {index}: invalid uuid {uuid:?}: {e}")))
 }
 
-/// A protocol event as a new Gesta event, with its UUID.
+/// A protocol event as a new Gesta event, refused if it is larger than
+/// `max_bytes` as the protocol encodes it (a read must give it back in one
+/// message) or repeats a metadata key (as UmaDB refuses it).
 pub(crate) fn to_new_event(
     index: usize,
     e: v1::Event,
-) -> Result<(gesta::NewEvent, Option<u128>), Status> {
+    max_bytes: usize,
+) -> Result<gesta::NewEvent, Status> {
+    let size = e.encoded_len();
+    if size > max_bytes {
+        return Err(invalid(format!(
+            "event {index} is {size} bytes encoded, above this server's limit of {max_bytes} \
+             bytes per event (--max-event-bytes): a read returns each event in one message, \
+             and gRPC clients receive at most {} bytes by default",
+            crate::config::CLIENT_RECEIVE_LIMIT
+        )));
+    }
+    for (i, m) in e.metadata.iter().enumerate() {
+        if e.metadata[..i].iter().any(|earlier| earlier.key == m.key) {
+            return Err(invalid(format!(
+                "event {index}: metadata key {:?} appears twice",
+                m.key
+            )));
+        }
+    }
     let metadata = ProtocolMetadata {
         uuid: parse_id(index, &e.uuid)?,
         entries: e.metadata.into_iter().map(|m| (m.key, m.value)).collect(),
     };
-    let event = gesta::NewEvent::new(e.event_type, Bytes::from(e.data))
+    Ok(gesta::NewEvent::new(e.event_type, Bytes::from(e.data))
         .tags(e.tags)
-        .metadata(encode_metadata(&metadata));
-    Ok((event, metadata.uuid))
-}
-
-/// The UUID a protocol client sees for a recorded event: the one it was
-/// appended with, or else the store's event id.
-pub(crate) fn uuid_of(e: &gesta::RecordedEvent) -> Option<u128> {
-    decode_metadata(&e.metadata).uuid.or(e.id)
+        .metadata(encode_metadata(&metadata)))
 }
 
 pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
@@ -179,7 +192,12 @@ pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
     }
 }
 
-pub(crate) fn to_sequenced(e: gesta::RecordedEvent) -> v1::SequencedEvent {
+/// A recorded event as the protocol returns it, with the tracking info its
+/// batch was appended with.
+pub(crate) fn to_sequenced(
+    e: gesta::RecordedEvent,
+    tracking: Option<&(String, u64)>,
+) -> v1::SequencedEvent {
     let decoded = decode_metadata(&e.metadata);
     let metadata = decoded
         .entries
@@ -198,21 +216,23 @@ pub(crate) fn to_sequenced(e: gesta::RecordedEvent) -> v1::SequencedEvent {
                 .unwrap_or_default(),
             metadata,
         }),
-        tracking_info: None,
+        tracking_info: tracking.map(|(source, position)| v1::TrackingInfo {
+            source: source.clone(),
+            position: *position,
+        }),
     }
 }
 
-/// The bytes an event adds to a response, roughly.
-pub(crate) fn weight(e: &v1::SequencedEvent) -> usize {
-    e.event.as_ref().map_or(0, |e| {
-        64 + e.data.len()
-            + e.event_type.len()
-            + e.tags.iter().map(|t| t.len() + 2).sum::<usize>()
-            + e.metadata
-                .iter()
-                .map(|m| m.key.len() + m.value.len() + 4)
-                .sum::<usize>()
-    })
+/// The bytes an event adds to a response: its encoded `SequencedEvent`
+/// with the field's key and length.
+pub(crate) fn framed_len(e: &v1::SequencedEvent) -> usize {
+    let len = e.encoded_len();
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// The encoded size of the `Event` inside `e`.
+pub(crate) fn event_len(e: &v1::SequencedEvent) -> usize {
+    e.event.as_ref().map_or(0, Message::encoded_len)
 }
 
 #[cfg(test)]
@@ -225,7 +245,7 @@ mod tests {
             ("correlation".to_string(), "c-1".to_string()),
             ("".to_string(), "ü".to_string()),
         ];
-        for uuid in [None, Some(7u128 << 100 | 9)] {
+        for uuid in [None, Some(0), Some(7u128 << 100 | 9)] {
             for entries in [vec![], entries.clone()] {
                 let m = ProtocolMetadata { uuid, entries };
                 let encoded = encode_metadata(&m);
@@ -254,7 +274,7 @@ mod tests {
         assert_eq!(parse_id(0, "").unwrap(), None);
         assert_eq!(
             parse_id(0, "00000000-0000-0000-0000-000000000000").unwrap(),
-            None
+            Some(0)
         );
         assert_eq!(
             parse_id(3, "nope").unwrap_err().code(),
