@@ -42,7 +42,9 @@ pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_me
 /// trait and a client, generated from `proto/umadb.proto` (UmaDB's file,
 /// vendored unchanged) and committed, so that building needs no `protoc`.
 pub mod proto {
-    /// Package `umadb.v1`.
+    /// Package `umadb.v1`, with `bytes` fields as [`bytes::Bytes`]
+    /// (prost-build's `bytes(["."])`), so that event data goes from the
+    /// store to the wire and back without a copy of its own.
     #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         include!("proto/umadb.v1.rs");

@@ -8,21 +8,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use prost::Message;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::Limits;
 use crate::convert::{
-    decode_metadata, event_len, framed_len, from_engine, invalid, status, to_new_event, to_query,
-    to_sequenced,
+    decode_metadata, event_len, framed_len, from_engine, invalid, read_metadata, status,
+    to_new_event, to_query, to_sequenced,
 };
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
 
-/// UmaDB's default and largest events per response.
-const BATCH_DEFAULT: u32 = 100;
-const BATCH_MAX: u32 = 5000;
+/// UmaDB's default and largest events per response (umadb-server 0.7.8:
+/// `READ_RESPONSE_BATCH_SIZE_DEFAULT` and `_MAX`).
+const BATCH_DEFAULT: u32 = 1024;
+const BATCH_MAX: u32 = 4096;
 /// Responses buffered per call before the producer waits for the client.
 const CHANNEL_DEPTH: usize = 2;
 
@@ -82,12 +84,25 @@ impl Batches {
     }
 }
 
-/// Refuses an event a response cannot carry: larger than the server's
-/// event limit as encoded, so that its client would refuse the message.
-fn check_size(e: &v1::SequencedEvent, limits: &Limits) -> Result<(), Status> {
+/// The bytes `e` adds to a response ([`framed_len`], computed from the
+/// size of its event, which is measured once); refuses an event a response
+/// cannot carry: larger than the server's event limit as encoded, so that
+/// its client would refuse the message.
+fn sized(e: &v1::SequencedEvent, limits: &Limits) -> Result<usize, Status> {
     let size = event_len(e);
     if size <= limits.event_bytes {
-        return Ok(());
+        let field = |len: usize| 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        let position = match e.position {
+            0 => 0,
+            p => 1 + prost::encoding::encoded_len_varint(p),
+        };
+        let tracking = e
+            .tracking_info
+            .as_ref()
+            .map_or(0, |t| field(t.encoded_len()));
+        let framed = field(position + field(size) + tracking);
+        debug_assert_eq!(framed, framed_len(e));
+        return Ok(framed);
     }
     Err(status(
         Code::ResourceExhausted,
@@ -101,11 +116,20 @@ fn check_size(e: &v1::SequencedEvent, limits: &Limits) -> Result<(), Status> {
     ))
 }
 
-/// Gathers events into responses of at most `batch` events and
-/// `limits.response_bytes` encoded bytes (a larger event alone).
+/// The first response of a read or catch-up holds about this many bytes;
+/// each next one twice as many, up to the response limit. A reader then
+/// gets its first events early and decodes them while the server reads
+/// and encodes the next, while long reads still travel in large responses.
+const FIRST_RESPONSE_BYTES: usize = 16 << 10;
+
+/// Gathers events into responses of at most `batch` events and of
+/// growing size up to `limits.response_bytes` encoded bytes (a single
+/// larger event goes alone).
 struct Gather {
     batch: usize,
+    /// The size the current response may reach.
     bytes: usize,
+    max_bytes: usize,
     current: Vec<v1::SequencedEvent>,
     size: usize,
 }
@@ -114,21 +138,19 @@ impl Gather {
     fn new(batch: usize, limits: &Limits) -> Gather {
         Gather {
             batch,
-            bytes: limits.response_bytes,
+            bytes: FIRST_RESPONSE_BYTES.min(limits.response_bytes),
+            max_bytes: limits.response_bytes,
             current: Vec::new(),
             size: 0,
         }
     }
 
-    /// Adds `e`, returning the full response it does not fit in, if any.
-    fn push(&mut self, e: v1::SequencedEvent) -> Option<Vec<v1::SequencedEvent>> {
-        let w = framed_len(&e);
+    /// Adds `e`, which adds `w` bytes to a response ([`sized`]),
+    /// returning the full response it does not fit in, if any.
+    fn push(&mut self, e: v1::SequencedEvent, w: usize) -> Option<Vec<v1::SequencedEvent>> {
         let full = (!self.current.is_empty()
             && (self.current.len() >= self.batch || self.size + w > self.bytes))
-            .then(|| {
-                self.size = 0;
-                std::mem::take(&mut self.current)
-            });
+            .then(|| self.rest());
         self.size += w;
         self.current.push(e);
         full
@@ -136,6 +158,7 @@ impl Gather {
 
     fn rest(&mut self) -> Vec<v1::SequencedEvent> {
         self.size = 0;
+        self.bytes = (self.bytes * 2).min(self.max_bytes);
         std::mem::take(&mut self.current)
     }
 }
@@ -207,20 +230,27 @@ fn run_read(
             }
             break;
         }
-        let tracking = match batches.tracking(&store, event.position) {
-            Ok(t) => t,
-            Err(e) => return fail(from_engine(e)),
+        let (metadata, maybe_tracked) = read_metadata(&event.metadata);
+        let tracking = match maybe_tracked {
+            false => None,
+            true => match batches.tracking(&store, event.position) {
+                Ok(t) => t,
+                Err(e) => return fail(from_engine(e)),
+            },
         };
-        let e = to_sequenced(event, tracking);
-        if let Err(status) = check_size(&e, &limits) {
-            // What comes before it is delivered, then the error.
-            let rest = gather.rest();
-            if !rest.is_empty() && !send(rest) {
-                return;
+        let e = to_sequenced(event, metadata, tracking);
+        let w = match sized(&e, &limits) {
+            Ok(w) => w,
+            Err(status) => {
+                // What comes before it is delivered, then the error.
+                let rest = gather.rest();
+                if !rest.is_empty() && !send(rest) {
+                    return;
+                }
+                return fail(status);
             }
-            return fail(status);
-        }
-        if let Some(full) = gather.push(e) {
+        };
+        if let Some(full) = gather.push(e, w) {
             if !send(full) {
                 return;
             }
@@ -313,12 +343,16 @@ impl v1::dcb_server::Dcb for Dcb {
                     None => None,
                 };
                 for e in recorded.into_iter().filter(|e| e.position > after) {
-                    let e = to_sequenced(e, tracking.as_ref());
-                    if let Err(status) = check_size(&e, &limits) {
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                    responses.extend(gather.push(e));
+                    let metadata = read_metadata(&e.metadata).0;
+                    let e = to_sequenced(e, metadata, tracking.as_ref());
+                    let w = match sized(&e, &limits) {
+                        Ok(w) => w,
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    };
+                    responses.extend(gather.push(e, w));
                 }
                 responses.push(gather.rest());
                 for events in responses.into_iter().filter(|r| !r.is_empty()) {
@@ -342,13 +376,14 @@ impl v1::dcb_server::Dcb for Dcb {
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         let request = request.into_inner();
+        let tracking = request.tracking_info.map(|t| (t.source, t.position));
+        let tracked = tracking.is_some();
         let events = request
             .events
             .into_iter()
             .enumerate()
-            .map(|(i, e)| to_new_event(i, e, self.limits.event_bytes))
+            .map(|(i, e)| to_new_event(i, e, self.limits.event_bytes, tracked))
             .collect::<Result<Vec<_>, _>>()?;
-        let tracking = request.tracking_info.map(|t| (t.source, t.position));
         let mut options = gesta::AppendOptions::new();
         if let Some(c) = &request.condition {
             options = options.fail_if(to_query(c.fail_if_events_match.clone()), c.after);

@@ -24,11 +24,11 @@ fn condition(tags: &[&str], after: Option<u64>) -> Option<v1::AppendCondition> {
 /// An event whose encoded `Event` message is exactly `size` bytes.
 fn event_of_size(size: usize) -> v1::Event {
     let mut e = event("Big", &["big:1"]);
-    e.data.clear();
+    e.data = Default::default();
     let base = e.encoded_len();
     let mut n = size - base;
     loop {
-        e.data = vec![b'x'; n];
+        e.data = vec![b'x'; n].into();
         match e.encoded_len() {
             s if s == size => return e,
             s if s > size => n -= s - size,
@@ -56,7 +56,7 @@ async fn an_event_a_client_could_not_read_back_is_refused_at_append() {
     // default.
     let mut c = client(server.addr).await;
     let mut big = event("Big", &[]);
-    big.data = vec![b'x'; 5 << 20];
+    big.data = vec![b'x'; 5 << 20].into();
     let err = append(&mut c, vec![event("Small", &[]), big], None)
         .await
         .unwrap_err();
@@ -215,7 +215,7 @@ async fn a_resent_append_returns_the_earlier_position_and_a_different_one_confli
     // A different event with the nil UUID under the same condition is a
     // conflict (UmaDB would answer 3 without storing it).
     let mut different = booked.clone();
-    different.data = b"{\"seat\":2}".to_vec();
+    different.data = b"{\"seat\":2}".to_vec().into();
     for resent in [
         vec![note.clone(), different],
         vec![booked.clone()],
