@@ -35,6 +35,15 @@ pub struct BenchArgs {
     /// and 64 client connections. Needs gesta-benches' `server` feature.
     #[arg(long)]
     pub server: bool,
+    /// With --server, also run every workload on UmaDB's own server (a
+    /// child process) through the same client.
+    #[arg(long, requires = "server")]
+    pub umadb_server: bool,
+    /// UmaDB's server command for --umadb-server: the `umadb` command of
+    /// the `umadb` package on PyPI, which `.ci/umadb-server.sh` installs
+    /// (and sets GESTA_UMADB_SERVER to).
+    #[arg(long, env = "GESTA_UMADB_SERVER", value_name = "PATH")]
+    pub umadb_command: Option<PathBuf>,
     /// The client connection counts of --server, comma-separated.
     #[arg(
         long,
@@ -117,6 +126,16 @@ fn run_server(args: BenchArgs, sizes: Sizes) -> Result<(), HarnessError> {
             .connections
             .unwrap_or_else(|| DEFAULT_CONNECTIONS.to_vec()),
         dir: args.dir.unwrap_or_else(crate::bench_root),
+        umadb_server: match (args.umadb_server, args.umadb_command) {
+            (false, _) => None,
+            (true, Some(command)) if !command.as_os_str().is_empty() => Some(command),
+            (true, _) => {
+                return Err("--umadb-server needs UmaDB's server: run under \
+                     .ci/umadb-server.sh (it installs it and sets GESTA_UMADB_SERVER) \
+                     or give --umadb-command"
+                    .into());
+            }
+        },
     };
     let results = server_mode::run_server(&config)?;
     print!("{}", server_mode::server_markdown(&config, &results));

@@ -1,6 +1,7 @@
 //! `--server` end to end at tiny sizes: every workload runs on every target,
 //! gives positive figures, and the reads through gRPC find the events the
-//! embedded store finds.
+//! embedded store finds. With GESTA_UMADB_SERVER set (run it under
+//! `.ci/umadb-server.sh`), UmaDB's own server is a target too.
 #![cfg(feature = "server")]
 
 use gesta_benches::harness::Sizes;
@@ -26,11 +27,19 @@ fn server_mode_runs_end_to_end() {
         workloads: SERVER_WORKLOADS.to_vec(),
         connections: vec![1, 4],
         dir: scratch.path().to_owned(),
+        umadb_server: std::env::var_os("GESTA_UMADB_SERVER")
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from),
     };
+    let uma = config.umadb_server.is_some();
     let results = run_server(&config).unwrap();
     assert!(results.errors.is_empty(), "{:?}", results.errors);
-    let targets = [Target::Embedded, Target::Grpc(1), Target::Grpc(4)];
-    for target in targets {
+    let mut targets = vec![Target::Embedded, Target::Grpc(1), Target::Grpc(4)];
+    if uma {
+        targets.extend([Target::Uma(1), Target::Uma(4)]);
+    }
+    assert_eq!(config.targets().len(), targets.len());
+    for &target in &targets {
         for id in SERVER_WORKLOADS {
             let o = results
                 .get(target, id)
@@ -45,13 +54,18 @@ fn server_mode_runs_end_to_end() {
     // R2 found events, and the same number through gRPC as embedded.
     let hits = results.get(Target::Embedded, "R2").unwrap().extra;
     assert!(hits > 0);
-    for target in targets {
+    for &target in &targets {
         assert_eq!(results.get(target, "R2").unwrap().extra, hits);
     }
 
     let table = server_markdown(&config, &results);
-    for heading in ["embedded", "gRPC ×1", "gRPC ×4"] {
+    for heading in ["embedded", "gRPC ×1", "gRPC ×4", "client µs/op"] {
         assert!(table.contains(heading), "{table}");
+    }
+    if uma {
+        for heading in ["UmaDB server ×4", "Gesta ÷ UmaDB ×4"] {
+            assert!(table.contains(heading), "{table}");
+        }
     }
     let json = server_json(&config, &results);
     assert_eq!(json.rows.len(), 10);

@@ -461,6 +461,33 @@ pub(crate) fn tracking_of(record: &Record) -> Result<Option<(String, u64)>> {
     Ok(None)
 }
 
+/// A batch's positions and the tracking info it was appended with.
+type BatchAt = (std::ops::RangeInclusive<u64>, Option<(String, u64)>);
+
+impl crate::Store {
+    /// The committed batch holding `position`: the range of its positions,
+    /// and the tracking info `(source, position)` it was appended with (see
+    /// [`AppendOptions::track`](crate::AppendOptions::track)), if any.
+    /// `None` for 0 and positions beyond the head.
+    ///
+    /// One record-head lookup, no event decoded: for a server that returns
+    /// each event with its batch's tracking info, as UmaDB's protocol does,
+    /// or tells whether events were appended together.
+    pub fn batch_at(&self, position: u64) -> Result<Option<BatchAt>> {
+        if position == 0 || position > self.head() {
+            return Ok(None);
+        }
+        let Some(record) = self.inner.reader.record_head_containing(position)? else {
+            return Ok(None);
+        };
+        let tracking = tracking_of(&record)?;
+        Ok(Some((
+            record.meta.first_position..=record.meta.last_position(),
+            tracking,
+        )))
+    }
+}
+
 /// Decodes every event of a record, appending them to `out` in order. The
 /// record's whole payload must have been verified (by the log's record
 /// checksum); events are not checked one by one again.

@@ -24,7 +24,7 @@ fn event(tag: String) -> v1::Event {
     v1::Event {
         event_type: "Measured".into(),
         tags: vec![tag],
-        data: vec![b'x'; 200],
+        data: vec![b'x'; 200].into(),
         uuid: String::new(),
         metadata: vec![],
     }

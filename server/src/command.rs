@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// The largest message accepted or sent, in bytes.
     #[arg(long, default_value_t = ServeConfig::default().max_message_bytes)]
     pub max_message_bytes: usize,
+    /// The largest event an append may carry, in bytes as the protocol
+    /// encodes it; the default lets every event come back under gRPC's
+    /// default 4 MiB receive limit.
+    #[arg(long, default_value_t = ServeConfig::default().max_event_bytes)]
+    pub max_event_bytes: usize,
     /// Concurrent calls per connection.
     #[arg(long, default_value_t = ServeConfig::default().max_concurrent_streams)]
     pub max_concurrent_streams: u32,
@@ -52,6 +57,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         api_key: args.api_key,
         insecure_loopback_api_key: args.insecure_loopback_api_key,
         max_message_bytes: args.max_message_bytes,
+        max_event_bytes: args.max_event_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
         max_open_streams: args.max_open_streams,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),

@@ -42,6 +42,19 @@ pub struct ServeConfig {
     /// prefix, before it is buffered, and reads split responses well below
     /// it.
     pub max_message_bytes: usize,
+    /// The largest event an append may carry, measured as the protocol
+    /// carries it (the encoded `Event` message: type, tags, data, UUID and
+    /// metadata). Default [`DEFAULT_MAX_EVENT_BYTES`], 4 MiB − 1 KiB, so
+    /// that every event a client appended comes back in a response under
+    /// the 4 MiB that gRPC clients receive by default (and that UmaDB's
+    /// clients cannot raise). A larger event is refused at append with
+    /// `INVALID_ARGUMENT` naming the limit; a stored event larger than it
+    /// (appended through the Rust API, or under a larger limit) fails the
+    /// read or subscription that reaches it with `RESOURCE_EXHAUSTED`
+    /// rather than sending a response its client would refuse. Raise it
+    /// only for clients that raise their receive limit. It never exceeds
+    /// `max_message_bytes` less [`RESPONSE_FRAMING`].
+    pub max_event_bytes: usize,
     /// Concurrent calls (HTTP/2 streams) per connection. Default 256; a
     /// client that opens more waits.
     pub max_concurrent_streams: u32,
@@ -63,6 +76,7 @@ impl Default for ServeConfig {
             api_key: None,
             insecure_loopback_api_key: false,
             max_message_bytes: 32 << 20,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_concurrent_streams: 256,
             max_open_streams: 1024,
             shutdown_grace: std::time::Duration::from_secs(30),
@@ -70,11 +84,32 @@ impl Default for ServeConfig {
     }
 }
 
+/// What gRPC clients receive by default (`grpc.max_receive_message_length`,
+/// tonic's `max_decoding_message_size`): 4 MiB. UmaDB's Python client
+/// cannot raise it.
+pub const CLIENT_RECEIVE_LIMIT: usize = 4 << 20;
+
+/// The most a response adds around one event's encoded `Event` message,
+/// in bytes: in `SequencedEvent`, the position (1 + 10) and the event's
+/// key and length (1 + 4, below 256 MiB), and tracking info of at most
+/// 1 + 2 + (1 + 2 + 255 + 1 + 10) (a source is at most 255 bytes); around
+/// it, a `ReadResponse`'s key and length (1 + 4) and head (1 + 10).
+/// 11 + 5 + 272 + 5 + 11 = 304; a `SubscribeResponse` adds less.
+pub const RESPONSE_FRAMING: usize = 304;
+
+/// The default [`ServeConfig::max_event_bytes`]: 4 MiB − 1 KiB, which
+/// leaves 720 bytes to spare beyond [`RESPONSE_FRAMING`] under
+/// [`CLIENT_RECEIVE_LIMIT`].
+pub const DEFAULT_MAX_EVENT_BYTES: usize = CLIENT_RECEIVE_LIMIT - 1024;
+
 /// Bounds the service applies per call.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
-    /// A response is cut once its events' payloads reach this many bytes.
+    /// Responses gather events up to this many encoded bytes (a single
+    /// larger event goes alone).
     pub response_bytes: usize,
+    /// The largest encoded `Event` an append may carry or a response hold.
+    pub event_bytes: usize,
     /// Concurrent reads and subscriptions.
     pub open_streams: usize,
 }
@@ -95,6 +130,13 @@ impl ServeConfig {
         if self.api_key.as_deref() == Some("") {
             return Err(ServeError::Config("the API key is empty".into()));
         }
+        if self.limits().event_bytes == 0 {
+            return Err(ServeError::Config(format!(
+                "no event fits: the event limit is {} bytes and the message limit {} bytes \
+                 (of which a response's framing takes up to {RESPONSE_FRAMING})",
+                self.max_event_bytes, self.max_message_bytes
+            )));
+        }
         Ok(())
     }
 
@@ -104,6 +146,9 @@ impl ServeConfig {
             // at most `open_streams` × the channel depth × this (plus one
             // event larger than it).
             response_bytes: (self.max_message_bytes / 2).clamp(1, 1 << 20),
+            event_bytes: self
+                .max_event_bytes
+                .min(self.max_message_bytes.saturating_sub(RESPONSE_FRAMING)),
             open_streams: self.max_open_streams.max(1),
         }
     }

@@ -10,37 +10,46 @@ use crate::proto::v1::error_response::ErrorType;
 
 /// The first bytes of metadata in the protocol's form.
 const METADATA_MAGIC: &[u8; 4] = b"GKV1";
+/// Flags: a UUID follows; the event's batch carries tracking info.
+const FLAG_UUID: u8 = 1;
+const FLAG_TRACKED: u8 = 2;
 /// The key under which metadata that is not in the protocol's form (an
 /// event appended through the Rust API) is shown to protocol clients.
 pub const RAW_METADATA_KEY: &str = "gesta.metadata";
 
-/// An event's protocol-only fields, kept in its metadata bytes: its UUID and
-/// its metadata entries.
+/// An event's protocol-only fields, kept in its metadata bytes: its UUID,
+/// its metadata entries, and whether its batch was appended with tracking
+/// info (which the log's record holds).
 ///
 /// The UUID is not the store's event id: in UmaDB a UUID is no uniqueness
 /// constraint (the same event may be appended twice), it only lets a
 /// retried conditional append be recognised, which the server does itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProtocolMetadata {
-    /// The event's UUID, if it had one (not nil).
+    /// The event's UUID, if it had one (the nil UUID, 0, included: a
+    /// client that sends it gets it back).
     pub uuid: Option<u128>,
     /// The metadata entries, in order.
     pub entries: Vec<(String, String)>,
+    /// Whether the append that committed the event carried tracking info:
+    /// a read looks the info up in the log only then (the record holds
+    /// it, once per batch).
+    pub tracked: bool,
 }
 
-/// Encodes [`ProtocolMetadata`] as a Gesta event's metadata bytes: nothing
-/// when there is neither UUID nor entry; otherwise `GKV1`, a flags byte (bit
-/// 0: a UUID follows), the UUID as 16 bytes big-endian if present, then for
-/// each entry in order its key and its value, each as a little-endian `u32`
-/// length and the UTF-8 bytes.
+/// Encodes [`ProtocolMetadata`] as a Gesta event's metadata bytes: `GKV1`,
+/// a flags byte (bit 0: a UUID follows; bit 1: the batch carries tracking
+/// info), the UUID as 16 bytes big-endian if present, then for each entry
+/// in order its key and its value, each as a little-endian `u32` length and
+/// the UTF-8 bytes. Always the five bytes at least, so that a reader knows
+/// the server wrote them (and can trust bit 1).
 pub fn encode_metadata(m: &ProtocolMetadata) -> Bytes {
-    if m.uuid.is_none() && m.entries.is_empty() {
-        return Bytes::new();
-    }
     let size: usize = m.entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     let mut out = Vec::with_capacity(21 + size);
     out.extend_from_slice(METADATA_MAGIC);
-    out.push(u8::from(m.uuid.is_some()));
+    let flags =
+        if m.uuid.is_some() { FLAG_UUID } else { 0 } | if m.tracked { FLAG_TRACKED } else { 0 };
+    out.push(flags);
     if let Some(uuid) = m.uuid {
         out.extend_from_slice(&uuid.to_be_bytes());
     }
@@ -57,29 +66,46 @@ pub fn encode_metadata(m: &ProtocolMetadata) -> Bytes {
 /// through the Rust API) comes back as one entry keyed
 /// [`RAW_METADATA_KEY`], its value the bytes read as UTF-8 (lossily).
 pub fn decode_metadata(bytes: &[u8]) -> ProtocolMetadata {
-    if bytes.is_empty() {
-        return ProtocolMetadata::default();
+    read_metadata(bytes).0
+}
+
+/// Decodes an event's metadata as [`decode_metadata`] does, and tells
+/// whether its batch may carry tracking info: always, unless the server
+/// wrote the metadata (an event appended through the Rust API may have
+/// been appended with tracking info, and says nothing of it).
+pub(crate) fn read_metadata(bytes: &[u8]) -> (ProtocolMetadata, bool) {
+    if let Some(m) = parse_metadata(bytes) {
+        let tracked = m.tracked;
+        return (m, tracked);
     }
-    parse_metadata(bytes).unwrap_or_else(|| ProtocolMetadata {
-        uuid: None,
-        entries: vec![(
+    let entries = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        vec![(
             RAW_METADATA_KEY.to_string(),
             String::from_utf8_lossy(bytes).into_owned(),
-        )],
-    })
+        )]
+    };
+    let m = ProtocolMetadata {
+        uuid: None,
+        entries,
+        tracked: false,
+    };
+    (m, true)
 }
 
 fn parse_metadata(bytes: &[u8]) -> Option<ProtocolMetadata> {
     let rest = bytes.strip_prefix(METADATA_MAGIC)?;
     let (&flags, mut rest) = rest.split_first()?;
-    let uuid = match flags {
-        0 => None,
-        1 => {
-            let (id, tail) = rest.split_at_checked(16)?;
-            rest = tail;
-            Some(u128::from_be_bytes(id.try_into().ok()?))
-        }
-        _ => return None,
+    if flags & !(FLAG_UUID | FLAG_TRACKED) != 0 {
+        return None;
+    }
+    let uuid = if flags & FLAG_UUID != 0 {
+        let (id, tail) = rest.split_at_checked(16)?;
+        rest = tail;
+        Some(u128::from_be_bytes(id.try_into().ok()?))
+    } else {
+        None
     };
     let mut take = || -> Option<String> {
         let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
@@ -94,7 +120,11 @@ fn parse_metadata(bytes: &[u8]) -> Option<ProtocolMetadata> {
     // `take` fails at the end or on damage: only a clean end counts.
     let consumed: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     let header = 5 + if uuid.is_some() { 16 } else { 0 };
-    (header + consumed == bytes.len()).then_some(ProtocolMetadata { uuid, entries })
+    (header + consumed == bytes.len()).then_some(ProtocolMetadata {
+        uuid,
+        entries,
+        tracked: flags & FLAG_TRACKED != 0,
+    })
 }
 
 /// A status with UmaDB's `ErrorResponse` in its details, which UmaDB's
@@ -135,37 +165,51 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
     status(code, kind, message)
 }
 
-/// An event id: the protocol's UUID string as the store's u128. Empty and
-/// the nil UUID (which some clients send for an event without one) mean
-/// none.
+/// An event's UUID: the protocol's UUID string as a u128. Empty means
+/// none; the nil UUID is kept as 0, as UmaDB keeps it.
 pub(crate) fn parse_id(index: usize, uuid: &str) -> Result<Option<u128>, Status> {
     if uuid.is_empty() {
         return Ok(None);
     }
     uuid::Uuid::parse_str(uuid)
-        .map(|u| Some(u.as_u128()).filter(|&id| id != 0))
+        .map(|u| Some(u.as_u128()))
         .map_err(|e| invalid(format!("event {index}: invalid uuid {uuid:?}: {e}")))
 }
 
-/// A protocol event as a new Gesta event, with its UUID.
+/// A protocol event as a new Gesta event, refused if it is larger than
+/// `max_bytes` as the protocol encodes it (a read must give it back in one
+/// message) or repeats a metadata key (as UmaDB refuses it).
 pub(crate) fn to_new_event(
     index: usize,
     e: v1::Event,
-) -> Result<(gesta::NewEvent, Option<u128>), Status> {
+    max_bytes: usize,
+    tracked: bool,
+) -> Result<gesta::NewEvent, Status> {
+    let size = e.encoded_len();
+    if size > max_bytes {
+        return Err(invalid(format!(
+            "event {index} is {size} bytes encoded, above this server's limit of {max_bytes} \
+             bytes per event (--max-event-bytes): a read returns each event in one message, \
+             and gRPC clients receive at most {} bytes by default",
+            crate::config::CLIENT_RECEIVE_LIMIT
+        )));
+    }
+    for (i, m) in e.metadata.iter().enumerate() {
+        if e.metadata[..i].iter().any(|earlier| earlier.key == m.key) {
+            return Err(invalid(format!(
+                "event {index}: metadata key {:?} appears twice",
+                m.key
+            )));
+        }
+    }
     let metadata = ProtocolMetadata {
         uuid: parse_id(index, &e.uuid)?,
         entries: e.metadata.into_iter().map(|m| (m.key, m.value)).collect(),
+        tracked,
     };
-    let event = gesta::NewEvent::new(e.event_type, Bytes::from(e.data))
+    Ok(gesta::NewEvent::new(e.event_type, e.data)
         .tags(e.tags)
-        .metadata(encode_metadata(&metadata));
-    Ok((event, metadata.uuid))
-}
-
-/// The UUID a protocol client sees for a recorded event: the one it was
-/// appended with, or else the store's event id.
-pub(crate) fn uuid_of(e: &gesta::RecordedEvent) -> Option<u128> {
-    decode_metadata(&e.metadata).uuid.or(e.id)
+        .metadata(encode_metadata(&metadata)))
 }
 
 pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
@@ -179,8 +223,13 @@ pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
     }
 }
 
-pub(crate) fn to_sequenced(e: gesta::RecordedEvent) -> v1::SequencedEvent {
-    let decoded = decode_metadata(&e.metadata);
+/// A recorded event as the protocol returns it, with its decoded metadata
+/// ([`read_metadata`]) and the tracking info its batch was appended with.
+pub(crate) fn to_sequenced(
+    e: gesta::RecordedEvent,
+    decoded: ProtocolMetadata,
+    tracking: Option<&(String, u64)>,
+) -> v1::SequencedEvent {
     let metadata = decoded
         .entries
         .into_iter()
@@ -192,27 +241,29 @@ pub(crate) fn to_sequenced(e: gesta::RecordedEvent) -> v1::SequencedEvent {
         event: Some(v1::Event {
             event_type: e.event_type,
             tags: e.tags,
-            data: e.data.to_vec(),
+            data: e.data,
             uuid: uuid
                 .map(|id| uuid::Uuid::from_u128(id).hyphenated().to_string())
                 .unwrap_or_default(),
             metadata,
         }),
-        tracking_info: None,
+        tracking_info: tracking.map(|(source, position)| v1::TrackingInfo {
+            source: source.clone(),
+            position: *position,
+        }),
     }
 }
 
-/// The bytes an event adds to a response, roughly.
-pub(crate) fn weight(e: &v1::SequencedEvent) -> usize {
-    e.event.as_ref().map_or(0, |e| {
-        64 + e.data.len()
-            + e.event_type.len()
-            + e.tags.iter().map(|t| t.len() + 2).sum::<usize>()
-            + e.metadata
-                .iter()
-                .map(|m| m.key.len() + m.value.len() + 4)
-                .sum::<usize>()
-    })
+/// The bytes an event adds to a response: its encoded `SequencedEvent`
+/// with the field's key and length.
+pub(crate) fn framed_len(e: &v1::SequencedEvent) -> usize {
+    let len = e.encoded_len();
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// The encoded size of the `Event` inside `e`.
+pub(crate) fn event_len(e: &v1::SequencedEvent) -> usize {
+    e.event.as_ref().map_or(0, Message::encoded_len)
 }
 
 #[cfg(test)]
@@ -225,19 +276,27 @@ mod tests {
             ("correlation".to_string(), "c-1".to_string()),
             ("".to_string(), "ü".to_string()),
         ];
-        for uuid in [None, Some(7u128 << 100 | 9)] {
+        for uuid in [None, Some(0), Some(7u128 << 100 | 9)] {
             for entries in [vec![], entries.clone()] {
-                let m = ProtocolMetadata { uuid, entries };
-                let encoded = encode_metadata(&m);
-                assert_eq!(encoded.is_empty(), uuid.is_none() && m.entries.is_empty());
-                assert_eq!(decode_metadata(&encoded), m);
-                // Truncated, it is not the protocol's form.
-                if !encoded.is_empty() {
+                for tracked in [false, true] {
+                    let m = ProtocolMetadata {
+                        uuid,
+                        entries: entries.clone(),
+                        tracked,
+                    };
+                    let encoded = encode_metadata(&m);
+                    assert!(encoded.starts_with(METADATA_MAGIC));
+                    assert_eq!(decode_metadata(&encoded), m);
+                    assert_eq!(read_metadata(&encoded).1, tracked);
+                    // Truncated, it is not the protocol's form.
                     let cut = &encoded[..encoded.len() - 1];
                     assert_eq!(decode_metadata(cut).entries[0].0, RAW_METADATA_KEY);
+                    assert!(read_metadata(cut).1);
                 }
             }
         }
+        // No metadata: none, and maybe tracked (through the Rust API).
+        assert_eq!(read_metadata(b""), (ProtocolMetadata::default(), true));
         let raw = decode_metadata(br#"{"a":1}"#);
         assert_eq!(raw.uuid, None);
         assert_eq!(
@@ -254,7 +313,7 @@ mod tests {
         assert_eq!(parse_id(0, "").unwrap(), None);
         assert_eq!(
             parse_id(0, "00000000-0000-0000-0000-000000000000").unwrap(),
-            None
+            Some(0)
         );
         assert_eq!(
             parse_id(3, "nope").unwrap_err().code(),

@@ -12,7 +12,8 @@
 //!
 //! Module map: [`proto`] (the generated messages, server and client),
 //! `convert` (protocol ↔ engine types, errors → statuses), `service` (the
-//! RPCs), `auth` (the API key check), `config` ([`ServeConfig`]).
+//! RPCs), `legacy` (UmaDB's older service path), `auth` (the API key
+//! check), `config` ([`ServeConfig`]).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -20,6 +21,7 @@ mod auth;
 pub mod command;
 mod config;
 mod convert;
+mod legacy;
 mod service;
 
 use std::future::Future;
@@ -30,14 +32,19 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-pub use config::{ServeConfig, ServeError, TlsFiles};
+pub use config::{
+    CLIENT_RECEIVE_LIMIT, DEFAULT_MAX_EVENT_BYTES, RESPONSE_FRAMING, ServeConfig, ServeError,
+    TlsFiles,
+};
 pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
 
 /// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server
 /// trait and a client, generated from `proto/umadb.proto` (UmaDB's file,
 /// vendored unchanged) and committed, so that building needs no `protoc`.
 pub mod proto {
-    /// Package `umadb.v1`.
+    /// Package `umadb.v1`, with `bytes` fields as [`bytes::Bytes`]
+    /// (prost-build's `bytes(["."])`), so that event data goes from the
+    /// store to the wire and back without a copy of its own.
     #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         include!("proto/umadb.v1.rs");
@@ -95,6 +102,8 @@ pub async fn serve_on(
         .max_encoding_message_size(config.max_message_bytes);
     let check = auth::ApiKey::new(config.api_key.clone());
     let dcb = tonic::service::interceptor::InterceptedService::new(dcb, check);
+    // UmaDB's unversioned service path, for older clients.
+    let legacy = legacy::Legacy(dcb.clone());
 
     let mut builder = Server::builder()
         .max_concurrent_streams(Some(config.max_concurrent_streams))
@@ -142,6 +151,7 @@ pub async fn serve_on(
     let served = builder
         .add_service(health_service)
         .add_service(dcb)
+        .add_service(legacy)
         .serve_with_incoming_shutdown(incoming, stopping);
     tokio::select! {
         served = served => served.map_err(|e| ServeError::Transport(e.to_string())),

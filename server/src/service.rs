@@ -8,17 +8,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use prost::Message;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::config::Limits;
-use crate::convert::{self, from_engine, invalid, to_new_event, to_query, to_sequenced, weight};
+use crate::convert::{
+    decode_metadata, event_len, framed_len, from_engine, invalid, read_metadata, status,
+    to_new_event, to_query, to_sequenced,
+};
 use crate::proto::v1;
+use crate::proto::v1::error_response::ErrorType;
 
-/// UmaDB's default and largest events per response.
-const BATCH_DEFAULT: u32 = 100;
-const BATCH_MAX: u32 = 5000;
+/// UmaDB's default and largest events per response (umadb-server 0.7.8:
+/// `READ_RESPONSE_BATCH_SIZE_DEFAULT` and `_MAX`).
+const BATCH_DEFAULT: u32 = 1024;
+const BATCH_MAX: u32 = 4096;
 /// Responses buffered per call before the producer waits for the client.
 const CHANNEL_DEPTH: usize = 2;
 
@@ -50,29 +56,111 @@ impl Dcb {
     }
 }
 
-/// Cuts `events` into responses of at most `batch` events and about
-/// `bytes` bytes (at least one event each).
-fn chunks(
-    events: Vec<v1::SequencedEvent>,
-    batch: usize,
-    bytes: usize,
-) -> Vec<Vec<v1::SequencedEvent>> {
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut size = 0;
-    for e in events {
-        let w = weight(&e);
-        if !current.is_empty() && (current.len() >= batch || size + w > bytes) {
-            out.push(std::mem::take(&mut current));
-            size = 0;
+/// The tracking info of the batch an event comes from, looked up once per
+/// batch: events of one batch follow each other in a read.
+#[derive(Default)]
+struct Batches {
+    /// The last batch looked up: its positions and tracking info.
+    last: Option<(std::ops::RangeInclusive<u64>, Option<Tracking>)>,
+}
+
+/// Tracking info: a source and its position.
+type Tracking = (String, u64);
+
+impl Batches {
+    fn tracking(
+        &mut self,
+        store: &gesta::Store,
+        position: u64,
+    ) -> gesta::Result<Option<&(String, u64)>> {
+        if !self
+            .last
+            .as_ref()
+            .is_some_and(|(r, _)| r.contains(&position))
+        {
+            self.last = store.batch_at(position)?;
         }
-        size += w;
-        current.push(e);
+        Ok(self.last.as_ref().and_then(|(_, t)| t.as_ref()))
     }
-    if !current.is_empty() {
-        out.push(current);
+}
+
+/// The bytes `e` adds to a response ([`framed_len`], computed from the
+/// size of its event, which is measured once); refuses an event a response
+/// cannot carry: larger than the server's event limit as encoded, so that
+/// its client would refuse the message.
+fn sized(e: &v1::SequencedEvent, limits: &Limits) -> Result<usize, Status> {
+    let size = event_len(e);
+    if size <= limits.event_bytes {
+        let field = |len: usize| 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        let position = match e.position {
+            0 => 0,
+            p => 1 + prost::encoding::encoded_len_varint(p),
+        };
+        let tracking = e
+            .tracking_info
+            .as_ref()
+            .map_or(0, |t| field(t.encoded_len()));
+        let framed = field(position + field(size) + tracking);
+        debug_assert_eq!(framed, framed_len(e));
+        return Ok(framed);
     }
-    out
+    Err(status(
+        Code::ResourceExhausted,
+        ErrorType::Serialization,
+        format!(
+            "the event at position {} is {size} bytes encoded, above this server's limit of {} \
+             bytes per event (--max-event-bytes), so a response carrying it could exceed what \
+             clients receive; it was appended through the Rust API or under a larger limit",
+            e.position, limits.event_bytes
+        ),
+    ))
+}
+
+/// The first response of a read or catch-up holds about this many bytes;
+/// each next one twice as many, up to the response limit. A reader then
+/// gets its first events early and decodes them while the server reads
+/// and encodes the next, while long reads still travel in large responses.
+const FIRST_RESPONSE_BYTES: usize = 16 << 10;
+
+/// Gathers events into responses of at most `batch` events and of
+/// growing size up to `limits.response_bytes` encoded bytes (a single
+/// larger event goes alone).
+struct Gather {
+    batch: usize,
+    /// The size the current response may reach.
+    bytes: usize,
+    max_bytes: usize,
+    current: Vec<v1::SequencedEvent>,
+    size: usize,
+}
+
+impl Gather {
+    fn new(batch: usize, limits: &Limits) -> Gather {
+        Gather {
+            batch,
+            bytes: FIRST_RESPONSE_BYTES.min(limits.response_bytes),
+            max_bytes: limits.response_bytes,
+            current: Vec::new(),
+            size: 0,
+        }
+    }
+
+    /// Adds `e`, which adds `w` bytes to a response ([`sized`]),
+    /// returning the full response it does not fit in, if any.
+    fn push(&mut self, e: v1::SequencedEvent, w: usize) -> Option<Vec<v1::SequencedEvent>> {
+        let full = (!self.current.is_empty()
+            && (self.current.len() >= self.batch || self.size + w > self.bytes))
+            .then(|| self.rest());
+        self.size += w;
+        self.current.push(e);
+        full
+    }
+
+    fn rest(&mut self) -> Vec<v1::SequencedEvent> {
+        self.size = 0;
+        self.bytes = (self.bytes * 2).min(self.max_bytes);
+        std::mem::take(&mut self.current)
+    }
 }
 
 /// A read as UmaDB answers it: everything up to the head captured at the
@@ -115,8 +203,8 @@ fn run_read(
         }
     };
     let mut sent = false;
-    let mut current = Vec::new();
-    let mut size = 0;
+    let mut gather = Gather::new(batch, &limits);
+    let mut batches = Batches::default();
     let send = |events: Vec<v1::SequencedEvent>| {
         let response = v1::ReadResponse {
             head: head_field(&events),
@@ -124,16 +212,16 @@ fn run_read(
         };
         tx.blocking_send(Ok(response)).is_ok()
     };
+    let fail = |status: Status| {
+        let _ = tx.blocking_send(Err(status));
+    };
     for event in store.read(&query, options) {
         if *stop.borrow() {
             return;
         }
         let event = match event {
             Ok(e) => e,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(from_engine(e)));
-                return;
-            }
+            Err(e) => return fail(from_engine(e)),
         };
         if event.position > head {
             // Committed after the read began: never past the captured head.
@@ -142,19 +230,36 @@ fn run_read(
             }
             break;
         }
-        let e = to_sequenced(event);
-        size += weight(&e);
-        current.push(e);
-        if current.len() >= batch || size >= limits.response_bytes {
-            if !send(std::mem::take(&mut current)) {
+        let (metadata, maybe_tracked) = read_metadata(&event.metadata);
+        let tracking = match maybe_tracked {
+            false => None,
+            true => match batches.tracking(&store, event.position) {
+                Ok(t) => t,
+                Err(e) => return fail(from_engine(e)),
+            },
+        };
+        let e = to_sequenced(event, metadata, tracking);
+        let w = match sized(&e, &limits) {
+            Ok(w) => w,
+            Err(status) => {
+                // What comes before it is delivered, then the error.
+                let rest = gather.rest();
+                if !rest.is_empty() && !send(rest) {
+                    return;
+                }
+                return fail(status);
+            }
+        };
+        if let Some(full) = gather.push(e, w) {
+            if !send(full) {
                 return;
             }
             sent = true;
-            size = 0;
         }
     }
-    if !current.is_empty() || !sent {
-        send(current);
+    let rest = gather.rest();
+    if !rest.is_empty() || !sent {
+        send(rest);
     }
 }
 
@@ -208,6 +313,7 @@ impl v1::dcb_server::Dcb for Dcb {
         let permit = self.open_stream()?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, mut stop) = (self.limits, self.stop.clone());
+        let store = self.store.clone();
         tokio::spawn(async move {
             let _permit = permit;
             loop {
@@ -225,12 +331,31 @@ impl v1::dcb_server::Dcb for Dcb {
                         return;
                     }
                 };
-                let sequenced: Vec<_> = recorded
-                    .into_iter()
-                    .filter(|e| e.position > after)
-                    .map(to_sequenced)
-                    .collect();
-                for events in chunks(sequenced, batch, limits.response_bytes) {
+                let mut gather = Gather::new(batch, &limits);
+                let mut responses = Vec::new();
+                // One append's events: one batch, one lookup.
+                let tracking = match recorded.first().map(|e| store.batch_at(e.position)) {
+                    Some(Ok(found)) => found.and_then(|(_, t)| t),
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(from_engine(e))).await;
+                        return;
+                    }
+                    None => None,
+                };
+                for e in recorded.into_iter().filter(|e| e.position > after) {
+                    let metadata = read_metadata(&e.metadata).0;
+                    let e = to_sequenced(e, metadata, tracking.as_ref());
+                    let w = match sized(&e, &limits) {
+                        Ok(w) => w,
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    };
+                    responses.extend(gather.push(e, w));
+                }
+                responses.push(gather.rest());
+                for events in responses.into_iter().filter(|r| !r.is_empty()) {
                     // A client that stops reading must not hold up shutdown.
                     tokio::select! {
                         sent = tx.send(Ok(v1::SubscribeResponse { events })) => {
@@ -251,49 +376,48 @@ impl v1::dcb_server::Dcb for Dcb {
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         let request = request.into_inner();
-        let (events, uuids): (Vec<_>, Vec<_>) = request
+        let tracking = request.tracking_info.map(|t| (t.source, t.position));
+        let tracked = tracking.is_some();
+        let events = request
             .events
             .into_iter()
             .enumerate()
-            .map(|(i, e)| to_new_event(i, e))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .unzip();
-        let condition = request
-            .condition
-            .map(|c| (to_query(c.fail_if_events_match), c.after));
+            .map(|(i, e)| to_new_event(i, e, self.limits.event_bytes, tracked))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut options = gesta::AppendOptions::new();
-        if let Some((query, after)) = &condition {
-            options = options.fail_if(query.clone(), *after);
+        if let Some(c) = &request.condition {
+            options = options.fail_if(to_query(c.fail_if_events_match.clone()), c.after);
         }
-        if let Some(t) = request.tracking_info {
+        if let Some((source, position)) = &tracking {
             if events.is_empty() {
                 return Err(invalid(
                     "an append with tracking info needs at least one event",
                 ));
             }
-            options = options.track(t.source, t.position);
+            options = options.track(source.clone(), *position);
         }
         if events.is_empty() {
             return self.append_nothing(options).map(Response::new);
         }
-        // The append goes on even if the client goes away: once handed to
-        // the committer, it commits or fails as a whole.
-        let appended = self.store.append_async(events, options);
-        let appended = tokio::spawn(appended)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        match (appended, condition) {
+        // What recognises a re-sent append, kept only when it can fail.
+        let resent = request.condition.map(|_| Resent {
+            condition: options.condition.clone(),
+            events: events.clone(),
+            tracking,
+        });
+        // Handed to the committer here, the append commits or fails as a
+        // whole even if the client goes away and this future is dropped.
+        let appended = self.store.append_async(events, options).await;
+        match (appended, resent) {
             (Ok(appended), _) => Ok(Response::new(v1::AppendResponse {
                 position: appended.last,
             })),
-            (Err(e @ gesta::Error::ConditionFailed { .. }), Some((query, after))) => {
+            (Err(e @ gesta::Error::ConditionFailed { .. }), Some(resent)) => {
                 let store = self.store.clone();
-                let earlier =
-                    tokio::task::spawn_blocking(move || retried(&store, &query, after, &uuids))
-                        .await
-                        .map_err(|e| Status::internal(e.to_string()))?
-                        .map_err(from_engine)?;
+                let earlier = tokio::task::spawn_blocking(move || resent.earlier(&store))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(from_engine)?;
                 match earlier {
                     Some(position) => Ok(Response::new(v1::AppendResponse { position })),
                     None => Err(from_engine(e)),
@@ -327,32 +451,79 @@ impl v1::dcb_server::Dcb for Dcb {
     }
 }
 
-/// UmaDB's idempotent retry: when a conditional append fails and every
-/// event carries a UUID, it is the same append as before if the first
-/// events matching the condition after `after` carry exactly those UUIDs,
-/// in order; the answer is then the last of their positions.
-fn retried(
-    store: &gesta::Store,
-    query: &gesta::Query,
-    after: Option<u64>,
-    uuids: &[Option<u128>],
-) -> gesta::Result<Option<u64>> {
-    if uuids.iter().any(Option::is_none) {
-        return Ok(None);
-    }
-    let mut options = gesta::ReadOptions::forwards().limit(uuids.len());
-    options.start = after;
-    let mut last = None;
-    let mut found = 0;
-    for (event, uuid) in store.read(query, options).zip(uuids) {
-        let event = event?;
-        if convert::uuid_of(&event) != *uuid {
+/// A conditional append as sent, to recognise it when it is sent again
+/// after its answer was lost (a client retries on a connection error).
+struct Resent {
+    condition: Option<gesta::AppendCondition>,
+    events: Vec<gesta::NewEvent>,
+    tracking: Option<(String, u64)>,
+}
+
+impl Resent {
+    /// The last position of the committed batch this append repeats, if it
+    /// repeats one: the batch holding the first event that fails its
+    /// condition, when that batch is exactly these events — type, tags,
+    /// data, metadata and UUID (nil and none included), at the place the
+    /// first of them that matches the condition would have — and carries
+    /// the same tracking info, and every event carries a UUID. That event
+    /// matched no earlier event after `after`, or the first append would
+    /// have failed too. UmaDB compares only the UUIDs (so two different
+    /// events with the nil UUID pass as one); anything short of an equal
+    /// batch is a conflict here.
+    fn earlier(&self, store: &gesta::Store) -> gesta::Result<Option<u64>> {
+        let Some(condition) = &self.condition else {
+            return Ok(None);
+        };
+        // As in UmaDB, only events that carry a UUID say they are the same
+        // events sent again; two clients may well send equal events.
+        if self
+            .events
+            .iter()
+            .any(|e| decode_metadata(&e.metadata).uuid.is_none())
+        {
             return Ok(None);
         }
-        last = Some(event.position);
-        found += 1;
+        let query = &condition.fail_if_events_match;
+        let Some(offset) = self
+            .events
+            .iter()
+            .position(|e| query.matches(&e.event_type, &e.tags))
+        else {
+            return Ok(None);
+        };
+        let mut first = gesta::ReadOptions::forwards().limit(1);
+        first.start = condition.after;
+        let Some(conflict) = store.read(query, first).next().transpose()? else {
+            return Ok(None);
+        };
+        let Some(start) = conflict.position.checked_sub(offset as u64) else {
+            return Ok(None);
+        };
+        let last = start + self.events.len() as u64 - 1;
+        match store.batch_at(start)? {
+            Some((range, tracking)) if range == (start..=last) && tracking == self.tracking => {}
+            _ => return Ok(None),
+        }
+        let all = gesta::ReadOptions::forwards()
+            .start(start - 1)
+            .limit(self.events.len());
+        let mut committed = store.read(&gesta::Query::all(), all);
+        for sent in &self.events {
+            let Some(found) = committed.next().transpose()? else {
+                return Ok(None);
+            };
+            let same = found.event_type == sent.event_type
+                && found.tags == sent.tags
+                && found.data == sent.data
+                && found.metadata == sent.metadata
+                && found.id == sent.id
+                && found.stream == sent.stream;
+            if !same {
+                return Ok(None);
+            }
+        }
+        Ok(Some(last))
     }
-    Ok(last.filter(|_| found == uuids.len()))
 }
 
 impl Dcb {

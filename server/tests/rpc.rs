@@ -97,7 +97,7 @@ async fn append_head_and_read_with_inclusive_start() {
     let inner = e.event.as_ref().unwrap();
     assert_eq!(inner.event_type, "Happened");
     assert_eq!(inner.tags, vec!["n:3"]);
-    assert_eq!(inner.data, br#"{"type":"Happened"}"#);
+    assert_eq!(inner.data, &br#"{"type":"Happened"}"#[..]);
     assert!(stream.message().await.unwrap().is_none());
     server.stop().await;
 }
@@ -537,7 +537,7 @@ async fn short_reads_do_not_wait_for_delayed_acks() {
     let events = (0..100)
         .map(|_| {
             let mut e = event("E", &["t"]);
-            e.data = vec![b'x'; 200];
+            e.data = vec![b'x'; 200].into();
             e
         })
         .collect();

@@ -143,7 +143,7 @@ async fn oversize_messages_are_refused_and_the_store_is_unchanged() {
     let server = start_with(config).await;
     let mut c = client(server.addr).await;
     let mut big = event("Big", &[]);
-    big.data = vec![b'x'; 100 << 10];
+    big.data = vec![b'x'; 100 << 10].into();
     let err = append(&mut c, vec![big], None).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     assert_eq!(server.store.head(), 0);
@@ -151,7 +151,7 @@ async fn oversize_messages_are_refused_and_the_store_is_unchanged() {
     let events = (0..4)
         .map(|_| {
             let mut e = event("Mid", &[]);
-            e.data = vec![b'y'; 12 << 10];
+            e.data = vec![b'y'; 12 << 10].into();
             e
         })
         .collect();

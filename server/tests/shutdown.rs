@@ -103,7 +103,7 @@ async fn a_client_that_stops_reading_cannot_hold_up_shutdown() {
         let events = (0..100)
             .map(|_| {
                 let mut e = event("Big", &["b"]);
-                e.data = vec![b'z'; 4 << 10];
+                e.data = vec![b'z'; 4 << 10].into();
                 e
             })
             .collect();

@@ -7,9 +7,12 @@
 //! - [`workloads`]: W1–W5 and R1–R4 over `&dyn EventStore`;
 //! - [`report`]: the table and the JSON;
 //! - `uma` (feature `umadb`): UmaDB's embedded engine as a store;
-//! - `remote` and `server_mode` (feature `server`): Gesta through its gRPC
-//!   server, and the `--server` run that sets it beside embedded Gesta.
+//! - `remote`, `server_mode` and `cpu` (feature `server`): Gesta through
+//!   its gRPC server (and UmaDB's own server), the `--server` run that sets
+//!   them beside embedded Gesta, and the CPU each side takes.
 
+#[cfg(feature = "server")]
+pub mod cpu;
 #[cfg(feature = "server")]
 pub mod remote;
 pub mod report;

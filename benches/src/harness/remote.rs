@@ -5,10 +5,13 @@
 //! client connections.
 //!
 //! The trait's methods are blocking and the workloads call them from plain
-//! threads, so each call is a `block_on` on one shared multi-thread tokio
-//! runtime, which also runs the server. Each of the pool's `Channel`s is
+//! threads, so each call is a `block_on` on the client's multi-thread tokio
+//! runtime; the server runs on a runtime of its own (threads named
+//! [`SERVER_THREADS`]), as it would in a process of its own, so that the
+//! CPU each side takes can be told apart. Each of the pool's `Channel`s is
 //! one HTTP/2 connection of its own (a separate `Endpoint::connect`); calls
-//! take them in turn.
+//! take them in turn. [`UmaServer`] runs UmaDB's own server as a child
+//! process for the same client.
 //!
 //! What the protocol cannot carry, the adapter maps or refuses, as the
 //! UmaDB adapter does: an event's stream travels as a metadata entry (kept,
@@ -43,10 +46,20 @@ const STREAM_KEY: &str = "gesta.stream";
 /// The largest message the client accepts, as the server's default.
 const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
-/// The shared runtime for a server and its clients.
-pub fn runtime() -> std::io::Result<Arc<Runtime>> {
+/// The name of the threads of the in-process server's runtime (at most
+/// 15 bytes, all of it in `/proc`).
+pub const SERVER_THREADS: &str = "gesta-bench-srv";
+/// The name of the threads of the client's runtime.
+pub const CLIENT_THREADS: &str = "gesta-bench-cli";
+
+/// A multi-thread runtime whose threads are named `name`: one for the
+/// in-process server, one for the clients.
+pub fn runtime(name: &str) -> std::io::Result<Arc<Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
-        .thread_name("gesta-bench-grpc")
+        .thread_name(name)
+        // Blocking threads (a server's reads) stay for the run, so that
+        // the CPU they took can be read from them.
+        .thread_keep_alive(std::time::Duration::from_secs(3600))
         .enable_all()
         .build()
         .map(Arc::new)
@@ -98,9 +111,13 @@ impl LocalServer {
         self.addr
     }
 
-    /// A client with `connections` connections to it.
-    pub fn connect(&self, connections: usize) -> Result<RemoteStore, HarnessError> {
-        RemoteStore::connect(Arc::clone(&self.runtime), self.addr, connections)
+    /// A client on `runtime` with `connections` connections to it.
+    pub fn connect(
+        &self,
+        runtime: &Arc<Runtime>,
+        connections: usize,
+    ) -> Result<RemoteStore, HarnessError> {
+        RemoteStore::connect(Arc::clone(runtime), self.addr, connections)
     }
 
     /// Stops the server gracefully (the calls in flight are answered), then
@@ -126,6 +143,99 @@ impl Drop for LocalServer {
     fn drop(&mut self) {
         // A workload that failed part-way still stops its server.
         let _ = self.shut_down();
+    }
+}
+
+/// UmaDB's own server (`umadb --listen ADDR --db-path FILE`, from the
+/// `umadb` package on PyPI; see `.ci/umadb-server.sh`) as a child process
+/// on a free loopback port, until [`UmaServer::stop`] or drop.
+pub struct UmaServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl UmaServer {
+    /// Starts `command` over the database file `dir/uma.db` (its output
+    /// goes to `dir/umadb.log`) and waits until it answers `Head`.
+    pub fn start(
+        command: &std::path::Path,
+        dir: &std::path::Path,
+        runtime: &Arc<Runtime>,
+    ) -> Result<UmaServer, HarnessError> {
+        std::fs::create_dir_all(dir)?;
+        // A free port: bound, read and released (nothing else here takes
+        // ports in between).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let log = std::fs::File::create(dir.join("umadb.log"))?;
+        let child = std::process::Command::new(command)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--db-path")
+            .arg(dir.join("uma.db"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start UmaDB's server {}: {e}", command.display()))?;
+        let mut server = UmaServer { child, addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                return Err(format!(
+                    "UmaDB's server exited ({status}); see {}",
+                    dir.join("umadb.log").display()
+                )
+                .into());
+            }
+            let ready = RemoteStore::connect(Arc::clone(runtime), addr, 1)
+                .ok()
+                .is_some_and(|c| c.head().is_ok());
+            if ready {
+                return Ok(server);
+            }
+            if std::time::Instant::now() > deadline {
+                server.kill();
+                return Err("UmaDB's server did not answer within 30 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client on `runtime` with `connections` connections to it.
+    pub fn connect(
+        &self,
+        runtime: &Arc<Runtime>,
+        connections: usize,
+    ) -> Result<RemoteStore, HarnessError> {
+        RemoteStore::connect(Arc::clone(runtime), self.addr, connections)
+    }
+
+    /// Stops the server. Its appends are durable when answered (it syncs
+    /// each commit), and its files are thrown away after each workload,
+    /// so it is killed rather than asked.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for UmaServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -253,7 +363,7 @@ fn to_event(e: NewEvent) -> Result<v1::Event> {
     Ok(v1::Event {
         event_type: e.event_type,
         tags: e.tags,
-        data: e.data.to_vec(),
+        data: e.data,
         uuid: String::new(),
         metadata,
     })
@@ -274,7 +384,7 @@ fn to_recorded(e: v1::SequencedEvent) -> RecordedEvent {
         position: e.position,
         event_type: event.event_type,
         tags: event.tags,
-        data: event.data.into(),
+        data: event.data,
         metadata: metadata.into(),
         id: None,
         stream,
@@ -439,8 +549,10 @@ mod tests {
         let store =
             gesta::Store::open_with(dir.path(), Options::default().durability(Durability::Sync))
                 .unwrap();
-        let server = LocalServer::start(runtime().unwrap(), store).unwrap();
-        let remote = server.connect(3).unwrap();
+        let server = LocalServer::start(runtime(SERVER_THREADS).unwrap(), store).unwrap();
+        let remote = server
+            .connect(&runtime(CLIENT_THREADS).unwrap(), 3)
+            .unwrap();
         let reference = gesta::MemoryStore::new();
         assert_eq!(remote.connections(), 3);
         assert_eq!(remote.head().unwrap(), 0);

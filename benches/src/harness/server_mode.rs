@@ -1,7 +1,8 @@
 //! The comparison's `--server` mode (feature `server`): W1–W4 and R2 on
 //! embedded Gesta and on Gesta through its gRPC server at several client
-//! connection counts, in one run so that the ratios hold; its table and
-//! JSON.
+//! connection counts — and, with `--umadb-server`, on UmaDB's own server
+//! through the same client — in one run so that the ratios hold; its
+//! tables (the figures, and the CPU each side took) and JSON.
 //!
 //! Every target gets the same treatment: a fresh store (`Durability::Sync`,
 //! as the comparison opens Gesta) per write workload, the same loaded store
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::remote::{LocalServer, RemoteStore};
+use super::cpu::{Cpu, Sample};
+use super::remote::{CLIENT_THREADS, LocalServer, RemoteStore, SERVER_THREADS, UmaServer};
 use super::report::fmt_num;
 use super::stores::{Handle, Instance, Location, Mode, StoreKind};
 use super::workloads::{self, Outcome, Queries, ReadKind};
@@ -40,6 +42,8 @@ pub enum Target {
     Embedded,
     /// Through the gRPC server, with this many client connections.
     Grpc(usize),
+    /// Through UmaDB's own server, with this many client connections.
+    Uma(usize),
 }
 
 impl Target {
@@ -48,6 +52,7 @@ impl Target {
         match self {
             Target::Embedded => "embedded".to_owned(),
             Target::Grpc(n) => format!("gRPC ×{n}"),
+            Target::Uma(n) => format!("UmaDB server ×{n}"),
         }
     }
 
@@ -56,7 +61,13 @@ impl Target {
         match self {
             Target::Embedded => "embedded".to_owned(),
             Target::Grpc(n) => format!("grpc_x{n}"),
+            Target::Uma(n) => format!("umadb_server_x{n}"),
         }
+    }
+
+    /// Whether a server answers it.
+    pub fn is_remote(self) -> bool {
+        self != Target::Embedded
     }
 }
 
@@ -73,13 +84,19 @@ pub struct ServerConfig {
     pub connections: Vec<usize>,
     /// Scratch directory (each store gets a fresh directory inside it).
     pub dir: PathBuf,
+    /// UmaDB's server command (`umadb`), to run every workload on it too.
+    pub umadb_server: Option<PathBuf>,
 }
 
 impl ServerConfig {
-    /// The columns: embedded, then gRPC at each connection count.
+    /// The columns: embedded, then gRPC at each connection count (each
+    /// followed by UmaDB's server at the same count, if it runs).
     pub fn targets(&self) -> Vec<Target> {
+        let uma = self.umadb_server.is_some();
         std::iter::once(Target::Embedded)
-            .chain(self.connections.iter().map(|&n| Target::Grpc(n)))
+            .chain(self.connections.iter().flat_map(|&n| {
+                std::iter::once(Target::Grpc(n)).chain(uma.then_some(Target::Uma(n)))
+            }))
             .collect()
     }
 
@@ -128,6 +145,8 @@ pub struct ServerMeasured {
     pub workload: &'static str,
     /// What was measured.
     pub outcome: Outcome,
+    /// The CPU client and server took (through a server only).
+    pub cpu: Option<Cpu>,
 }
 
 /// Everything a server-mode run measured.
@@ -142,23 +161,27 @@ pub struct ServerResults {
 impl ServerResults {
     /// The outcome of `workload` on `target`.
     pub fn get(&self, target: Target, workload: &str) -> Option<&Outcome> {
+        self.find(target, workload).map(|m| &m.outcome)
+    }
+
+    fn find(&self, target: Target, workload: &str) -> Option<&ServerMeasured> {
         self.measured
             .iter()
             .find(|m| m.target == target && m.workload == workload)
-            .map(|m| &m.outcome)
     }
 
     fn record(
         &mut self,
         target: Target,
         workload: &'static str,
-        result: Result<Outcome, HarnessError>,
+        result: Result<(Outcome, Option<Cpu>), HarnessError>,
     ) {
         match result {
-            Ok(outcome) => self.measured.push(ServerMeasured {
+            Ok((outcome, cpu)) => self.measured.push(ServerMeasured {
                 target,
                 workload,
                 outcome,
+                cpu,
             }),
             Err(e) => self.errors.push((target, workload, e.to_string())),
         }
@@ -180,7 +203,11 @@ pub fn run_server(config: &ServerConfig) -> Result<ServerResults, HarnessError> 
         dir: scratch.path().to_owned(),
         postgres_url: None,
     };
-    let runtime = super::remote::runtime()?;
+    let runtimes = Runtimes {
+        server: super::remote::runtime(SERVER_THREADS)?,
+        client: super::remote::runtime(CLIENT_THREADS)?,
+        umadb: config.umadb_server.clone(),
+    };
     let targets = config.targets();
     let bar = ProgressBar::new((config.workloads.len() * targets.len()) as u64);
     bar.set_style(
@@ -194,7 +221,7 @@ pub fn run_server(config: &ServerConfig) -> Result<ServerResults, HarnessError> 
     for &id in &config.workloads {
         if id == "R2" {
             bar.set_message(format!("R2: loading {} events", sizes.w3));
-            if let Err(e) = reads(config, &at, &runtime, &targets, &mut results, &bar) {
+            if let Err(e) = reads(config, &at, &runtimes, &targets, &mut results, &bar) {
                 for &t in &targets {
                     if results.get(t, "R2").is_none() {
                         results.errors.push((t, "R2", e.to_string()));
@@ -205,7 +232,7 @@ pub fn run_server(config: &ServerConfig) -> Result<ServerResults, HarnessError> 
         }
         for &target in &targets {
             bar.set_message(format!("{id} {}", target.label()));
-            let result = on_fresh_store(target, &at, &runtime, id, |store| {
+            let result = on_fresh_store(target, &at, &runtimes, id, |store| {
                 let outcome = match id {
                     "W1" => workloads::w1(store, sizes.w1, budget),
                     "W2" => workloads::writers(store, sizes.w2, false, budget),
@@ -239,84 +266,165 @@ fn open_measured(instance: &Instance) -> Result<gesta::Store, HarnessError> {
     }
 }
 
-/// Runs `work` on `store` directly or through a server of its own, then
-/// stops the server and closes the store.
+/// The runtimes of the in-process server and of the clients, and UmaDB's
+/// server command.
+struct Runtimes {
+    server: Arc<tokio::runtime::Runtime>,
+    client: Arc<tokio::runtime::Runtime>,
+    umadb: Option<PathBuf>,
+}
+
+type Work<'a> = Box<dyn FnOnce(&dyn gesta::EventStore) -> Result<Outcome, HarnessError> + 'a>;
+
+/// Runs `work` through `store`, measuring the CPU its client and server
+/// (in `child`, or in this process) take.
+fn measured(
+    store: &RemoteStore,
+    child: Option<u32>,
+    work: Work<'_>,
+) -> Result<(Outcome, Option<Cpu>), HarnessError> {
+    let before = Sample::take(child);
+    let outcome = work(store)?;
+    let cpu = Sample::take(child).since(&before);
+    Ok((outcome, Some(cpu)))
+}
+
+/// Runs `work` on a Gesta `store` directly or through a server of its
+/// own, then stops the server and closes the store.
 fn on_target(
     target: Target,
     store: gesta::Store,
-    runtime: &Arc<tokio::runtime::Runtime>,
-    work: impl FnOnce(&dyn gesta::EventStore) -> Result<Outcome, HarnessError>,
-) -> Result<Outcome, HarnessError> {
+    runtimes: &Runtimes,
+    work: Work<'_>,
+) -> Result<(Outcome, Option<Cpu>), HarnessError> {
     match target {
         Target::Embedded => {
             let result = work(&store);
             store.close()?;
-            result
+            result.map(|o| (o, None))
         }
         Target::Grpc(connections) => {
-            let server = LocalServer::start(Arc::clone(runtime), store)?;
+            let server = LocalServer::start(Arc::clone(&runtimes.server), store)?;
             let result = server
-                .connect(connections)
-                .and_then(|remote: RemoteStore| work(&remote));
+                .connect(&runtimes.client, connections)
+                .and_then(|remote| measured(&remote, None, work));
             server.stop()?;
             result
         }
+        Target::Uma(_) => Err("not a Gesta target".into()),
     }
+}
+
+/// Runs `work` through UmaDB's server over the database in `dir`.
+fn on_uma(
+    connections: usize,
+    dir: &std::path::Path,
+    runtimes: &Runtimes,
+    work: Work<'_>,
+) -> Result<(Outcome, Option<Cpu>), HarnessError> {
+    let command = runtimes
+        .umadb
+        .as_deref()
+        .ok_or("UmaDB's server command is not known")?;
+    let server = UmaServer::start(command, dir, &runtimes.client)?;
+    let result = server
+        .connect(&runtimes.client, connections)
+        .and_then(|remote| measured(&remote, Some(server.pid()), work));
+    server.stop();
+    result
 }
 
 /// Runs `work` on a fresh store on `target`, then deletes the store.
 fn on_fresh_store(
     target: Target,
     at: &Location,
-    runtime: &Arc<tokio::runtime::Runtime>,
+    runtimes: &Runtimes,
     name: &str,
     work: impl FnOnce(&dyn gesta::EventStore) -> Result<Outcome, HarnessError>,
-) -> Result<Outcome, HarnessError> {
+) -> Result<(Outcome, Option<Cpu>), HarnessError> {
     let dir = format!("{}-{}", target.key(), name.to_ascii_lowercase());
+    if let Target::Uma(connections) = target {
+        let dir = at.dir.join(dir);
+        let result = on_uma(connections, &dir, runtimes, Box::new(work));
+        std::fs::remove_dir_all(&dir)?;
+        return result;
+    }
     let instance = Instance::fresh(StoreKind::Gesta, at, &dir)?;
-    let result = open_measured(&instance).and_then(|store| on_target(target, store, runtime, work));
+    let result = open_measured(&instance)
+        .and_then(|store| on_target(target, store, runtimes, Box::new(work)));
     instance.remove()?;
     result
 }
 
-/// R2 on every target over one store of the standard data, loaded once;
-/// every target must find the same events.
+/// R2 on every target over one store of the standard data, loaded once
+/// (embedded for Gesta; through its server for UmaDB); every target must
+/// find the same events.
 fn reads(
     config: &ServerConfig,
     at: &Location,
-    runtime: &Arc<tokio::runtime::Runtime>,
+    runtimes: &Runtimes,
     targets: &[Target],
     results: &mut ServerResults,
     bar: &ProgressBar,
 ) -> Result<(), HarnessError> {
     let instance = Instance::fresh(StoreKind::Gesta, at, "r2-data")?;
+    let uma_dir = at.dir.join("r2-umadb");
     let outcome = (|| -> Result<(), HarnessError> {
-        let handle = instance.open(Mode::Load)?;
-        workloads::load(handle.store(), config.sizes.w3)?;
-        handle.close()?;
+        // Loaded through the server, as UmaDB's is, so that both hold the
+        // same events in the same form (a stream as a metadata entry).
+        let Handle::Gesta(store) = instance.open(Mode::Load)? else {
+            return Err("not a Gesta store".into());
+        };
+        let server = LocalServer::start(Arc::clone(&runtimes.server), store)?;
+        let loaded = server
+            .connect(&runtimes.client, 1)
+            .and_then(|remote| workloads::load(&remote, config.sizes.w3));
+        server.stop()?;
+        loaded?;
+        if targets.iter().any(|t| matches!(t, Target::Uma(_))) {
+            bar.set_message(format!("R2: loading {} events into UmaDB", config.sizes.w3));
+            on_uma(
+                1,
+                &uma_dir,
+                runtimes,
+                Box::new(|store| {
+                    workloads::load(store, config.sizes.w3)?;
+                    Ok(Outcome::default())
+                }),
+            )?;
+        }
         let work = Queries::new();
         let mut expected_hits = None;
         for &target in targets {
             bar.set_message(format!("R2 {}", target.label()));
-            crate::warm_page_cache(&instance.dir)?;
-            let store = open_measured(&instance)?;
-            let result = on_target(target, store, runtime, |store| {
+            let query = Box::new(|store: &dyn gesta::EventStore| {
                 workloads::queries(store, &work, ReadKind::Tag, config.sizes.queries)
-            })
-            .and_then(|o| {
+            });
+            let result = match target {
+                Target::Uma(connections) => {
+                    crate::warm_page_cache(&uma_dir)?;
+                    on_uma(connections, &uma_dir, runtimes, query)
+                }
+                _ => {
+                    crate::warm_page_cache(&instance.dir)?;
+                    let store = open_measured(&instance)?;
+                    on_target(target, store, runtimes, query)
+                }
+            };
+            let result = result.and_then(|(o, cpu)| {
                 // The same queries over the same events: the same hits.
                 match expected_hits {
                     None if o.extra == 0 => Err("R2 found no events".into()),
                     None => {
                         expected_hits = Some(o.extra);
-                        Ok(o)
+                        Ok((o, cpu))
                     }
                     Some(hits) if hits != o.extra => Err(format!(
                         "R2 found {} events where the first target found {hits}",
                         o.extra
                     )
                     .into()),
-                    Some(_) => Ok(o),
+                    Some(_) => Ok((o, cpu)),
                 }
             });
             results.record(target, "R2", result);
@@ -325,6 +433,9 @@ fn reads(
         Ok(())
     })();
     instance.remove()?;
+    if uma_dir.exists() {
+        std::fs::remove_dir_all(&uma_dir)?;
+    }
     outcome
 }
 
@@ -410,6 +521,9 @@ pub struct ServerJsonRow {
     pub values: BTreeMap<String, Option<f64>>,
     /// The best gRPC figure divided by the embedded one.
     pub best_grpc_vs_embedded: Option<f64>,
+    /// Per connection count, how many times better Gesta's server did
+    /// than UmaDB's (for `↓` rows, UmaDB's figure ÷ Gesta's).
+    pub gesta_vs_umadb_server: BTreeMap<String, f64>,
 }
 
 /// One workload's raw outcome on one target.
@@ -431,6 +545,8 @@ pub struct ServerJsonRaw {
     pub p50_us: Option<f64>,
     /// 99th percentile latency, µs.
     pub p99_us: Option<f64>,
+    /// CPU the client and the server took (through a server only).
+    pub cpu: Option<Cpu>,
 }
 
 /// The JSON document of a server-mode run.
@@ -446,6 +562,8 @@ pub struct ServerJsonReport {
     pub fs_type: Option<String>,
     /// The connection counts.
     pub connections: Vec<usize>,
+    /// UmaDB's server command, when it ran too.
+    pub umadb_server: Option<String>,
     /// Target keys and column labels, in column order.
     pub targets: Vec<(String, String)>,
     /// The table's rows.
@@ -465,7 +583,7 @@ fn server_rows(config: &ServerConfig, results: &ServerResults) -> Vec<ServerJson
             let value = |t: Target| results.get(t, row.workload).and_then(row.value);
             let grpc = targets
                 .iter()
-                .filter(|t| **t != Target::Embedded)
+                .filter(|t| matches!(t, Target::Grpc(_)))
                 .filter_map(|&t| value(t));
             let best = if row.higher_is_better {
                 grpc.max_by(f64::total_cmp)
@@ -476,11 +594,21 @@ fn server_rows(config: &ServerConfig, results: &ServerResults) -> Vec<ServerJson
                 (Some(g), Some(e)) if e > 0.0 => Some(g / e),
                 _ => None,
             };
+            let vs_umadb = config
+                .connections
+                .iter()
+                .filter_map(|&n| {
+                    let (g, u) = (value(Target::Grpc(n))?, value(Target::Uma(n))?);
+                    let ratio = if row.higher_is_better { g / u } else { u / g };
+                    ratio.is_finite().then(|| (n.to_string(), ratio))
+                })
+                .collect();
             ServerJsonRow {
                 workload: row.workload,
                 metric: row.metric,
                 values: targets.iter().map(|&t| (t.key(), value(t))).collect(),
                 best_grpc_vs_embedded,
+                gesta_vs_umadb_server: vs_umadb,
             }
         })
         .collect()
@@ -494,6 +622,10 @@ pub fn server_json(config: &ServerConfig, results: &ServerResults) -> ServerJson
         scratch_dir: config.dir.display().to_string(),
         fs_type: crate::fs_type(&config.dir),
         connections: config.connections.clone(),
+        umadb_server: config
+            .umadb_server
+            .as_ref()
+            .map(|p| p.display().to_string()),
         targets: config
             .targets()
             .into_iter()
@@ -512,6 +644,7 @@ pub fn server_json(config: &ServerConfig, results: &ServerResults) -> ServerJson
                 cut_short: m.outcome.cut_short,
                 p50_us: m.outcome.quantile_us(0.5),
                 p99_us: m.outcome.quantile_us(0.99),
+                cpu: m.cpu,
             })
             .collect(),
         errors: results
@@ -537,14 +670,21 @@ pub fn server_markdown(config: &ServerConfig, results: &ServerResults) -> String
         },
         config.dir.display()
     );
+    let uma = config.umadb_server.is_some();
     let _ = write!(s, "| workload | metric |");
     for t in &targets {
         let _ = write!(s, " {} |", t.label());
+        if let Target::Uma(n) = t {
+            let _ = write!(s, " Gesta ÷ UmaDB ×{n} |");
+        }
     }
     let _ = writeln!(s, " best gRPC ÷ embedded |");
     let _ = write!(s, "|---|---|");
-    for _ in &targets {
+    for t in &targets {
         let _ = write!(s, "---:|");
+        if let Target::Uma(_) = t {
+            let _ = write!(s, "---:|");
+        }
     }
     let _ = writeln!(s, "---:|");
     let mut cut = false;
@@ -567,12 +707,20 @@ pub fn server_markdown(config: &ServerConfig, results: &ServerResults) -> String
                 None => "–".to_owned(),
             };
             let _ = write!(s, " {cell} |");
+            if let Target::Uma(n) = t {
+                let ratio = row
+                    .gesta_vs_umadb_server
+                    .get(&n.to_string())
+                    .map_or("–".to_owned(), |r| format!("**{r:.2}×**"));
+                let _ = write!(s, " {ratio} |");
+            }
         }
         let ratio = row
             .best_grpc_vs_embedded
             .map_or("–".to_owned(), |r| format!("{r:.2}×"));
         let _ = writeln!(s, " {ratio} |");
     }
+    cpu_table(&mut s, config, results);
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -581,7 +729,14 @@ pub fn server_markdown(config: &ServerConfig, results: &ServerResults) -> String
          concurrency is unchanged (W1, W3 and R2 one thread, W2 and W4 16 writers), so \
          beyond 16 connections some stay idle. Both sides share the machine's cores. \
          Streams travel as metadata over gRPC (the protocol has none), so the server \
-         assigns no stream revisions."
+         assigns no stream revisions.{}",
+        if uma {
+            " UmaDB server ×N: UmaDB's own server (a child process) through the same client; \
+             Gesta ÷ UmaDB: how many times better Gesta's server did at N connections \
+             (for ↓ rows, UmaDB's figure ÷ Gesta's)."
+        } else {
+            ""
+        }
     );
     if cut {
         let _ = writeln!(
@@ -594,6 +749,54 @@ pub fn server_markdown(config: &ServerConfig, results: &ServerResults) -> String
         let _ = writeln!(s, "- {} {workload} failed: {error}", target.label());
     }
     s
+}
+
+/// The CPU each side took per operation, the client's share of it, and
+/// the cores both kept busy: whether the shared machine, and which side of
+/// it, bounds a figure.
+fn cpu_table(s: &mut String, config: &ServerConfig, results: &ServerResults) {
+    let targets: Vec<Target> = config
+        .targets()
+        .into_iter()
+        .filter(|t| t.is_remote())
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = writeln!(
+        s,
+        "\nCPU per operation (client and server share the machine's {cores} cores):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| workload | target | ops/s | client µs/op | server µs/op | client share | cores busy | server CPU ceiling ops/s |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for &workload in &config.workloads {
+        for &t in &targets {
+            let Some(m) = results.find(t, workload) else {
+                continue;
+            };
+            let Some(cpu) = m.cpu else {
+                continue;
+            };
+            let per_op = |secs: f64| fmt_num(secs * 1e6 / m.outcome.ops.max(1) as f64);
+            // What the server's CPU alone would allow with every core to
+            // itself (a client on another machine): no bound on latency.
+            let ceiling = (cpu.server_s > 0.0)
+                .then(|| cores as f64 * m.outcome.ops as f64 / cpu.server_s)
+                .map_or("–".to_owned(), fmt_num);
+            let _ = writeln!(
+                s,
+                "| {workload} | {} | {} | {} | {} | {} | {:.2} | {ceiling} |",
+                t.label(),
+                fmt_num(m.outcome.rate()),
+                per_op(cpu.client_s),
+                per_op(cpu.server_s),
+                cpu.client_share()
+                    .map_or("–".to_owned(), |c| format!("{:.0}%", c * 100.0)),
+                cpu.cores_busy()
+            );
+        }
+    }
 }
 
 #[cfg(test)]

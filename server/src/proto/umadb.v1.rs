@@ -10,8 +10,8 @@ pub struct Event {
     #[prost(string, repeated, tag = "2")]
     pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// The serialized payload of the event (e.g., JSON, Protobuf).
-    #[prost(bytes = "vec", tag = "3")]
-    pub data: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub data: ::prost::bytes::Bytes,
     /// A universally unique identifier for the event, useful for idempotency and deduplication.
     #[prost(string, tag = "4")]
     pub uuid: ::prost::alloc::string::String,

@@ -75,7 +75,7 @@ pub fn event(event_type: &str, tags: &[&str]) -> v1::Event {
     v1::Event {
         event_type: event_type.into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
-        data: format!("{{\"type\":\"{event_type}\"}}").into_bytes(),
+        data: format!("{{\"type\":\"{event_type}\"}}").into_bytes().into(),
         uuid: String::new(),
         metadata: vec![],
     }

@@ -5,10 +5,15 @@ running Gesta server.
     bash server/tests/python/run.sh
 """
 
+import contextlib
 import os
 import unittest
 
-from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    IntegrityError,
+)
 from eventsourcing.tests.persistence import (
     AggregateRecorderTestCase,
     ApplicationRecorderTestCase,
@@ -43,7 +48,20 @@ class TestApplicationRecorder(ApplicationRecorderTestCase):
         # Expects an empty store: run.sh runs it alone on a fresh server.
         if Client(URL).head() is not None:
             self.skipTest("needs an empty store")
+        # The library expects an IntegrityError when the very same stored
+        # event is inserted again. Its StoredEvent carries the nil UUID, and
+        # UmaDB's own server answers such a re-send (what a client does
+        # after a lost answer) with the earlier position; so does Gesta's
+        # (issue 15). Here the re-send must succeed and append nothing.
+        self.assertRaises = self._resent_appends_nothing
         super().test_insert_select()
+
+    @contextlib.contextmanager
+    def _resent_appends_nothing(self, expected):
+        assert expected is IntegrityError, expected
+        head = Client(URL).head()
+        yield
+        self.assertEqual(Client(URL).head(), head)
 
 
 del AggregateRecorderTestCase

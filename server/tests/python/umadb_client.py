@@ -71,6 +71,63 @@ try:
 except IntegrityError:
     pass
 
+# Tracking info comes back with the events appended with it.
+tracked = client.append(
+    [Event("Counted", b"1"), Event("Counted", b"2")],
+    tracking_info=TrackingInfo(source, 8),
+)
+got = list(client.read(start=tracked - 1, limit=2))
+assert [e.tracking_info for e in got] == [TrackingInfo(source, 8)] * 2, got
+assert list(client.read(start=position, limit=1))[0].tracking_info is None
+
+# A re-sent append after a lost answer, with the nil UUID (what a client
+# sends when it has no UUID of its own): the earlier position. A different
+# event with the nil UUID under the same condition is a conflict.
+nil = uuid.UUID(int=0)
+seat_tag = f"seat:{uuid.uuid4()}"
+seat = Query([QueryItem(tags=[seat_tag])])
+booked = Event("SeatBooked", b'{"by": "a"}', tags=[seat_tag], uuid=nil)
+booked_at = client.append([booked], AppendCondition(seat))
+assert client.append([booked], AppendCondition(seat)) == booked_at
+try:
+    client.append(
+        [Event("SeatBooked", b'{"by": "b"}', tags=[seat_tag], uuid=nil)],
+        AppendCondition(seat),
+    )
+    raise AssertionError("a different event with the nil UUID should conflict")
+except IntegrityError:
+    pass
+assert [e.event.uuid for e in client.read(seat)] == [nil]
+assert client.head() == booked_at
+
+# An event too large to read back (gRPC clients receive at most 4 MiB) is
+# refused at append, naming the limit; the store is unchanged.
+try:
+    client.append([Event("Big", b"x" * (5 << 20))])
+    raise AssertionError("a 5 MiB event should be refused")
+except Exception as e:  # the client's InvalidArgument
+    assert "--max-event-bytes" in str(e), e
+assert client.head() == booked_at
+# The largest it accepts comes back through a read and a subscription.
+largest = Event("Big", b"x" * (4 * 1024 * 1024 - 1100))
+big_at = client.append([largest], tracking_info=TrackingInfo(source, 9))
+assert len(list(client.read(start=big_at))[0].event.data) == len(largest.data)
+big_sub = client.subscribe(after=big_at - 1)
+assert next(iter(big_sub)).position == big_at
+big_sub.cancel()
+
+# Beyond Gesta's limits (UmaDB accepts these): refused with the reason.
+for bad, reason in [
+    (Event("E", b"", tags=[""]), "empty tag"),
+    (Event("T" * 300, b""), "300 bytes, the limit is 255"),
+    (Event("E", b"", tags=[f"t:{i}" for i in range(65)]), "65 tags, the limit is 64"),
+]:
+    try:
+        client.append([bad])
+        raise AssertionError(f"{reason}: should be refused")
+    except Exception as e:
+        assert reason in str(e), e
+
 # A subscription catches up from `after` (exclusive).
 subscription = client.subscribe(Query([QueryItem(tags=[course])]), after=start)
 first = next(iter(subscription))
