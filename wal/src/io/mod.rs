@@ -2,11 +2,11 @@
 //!
 //! Every file operation that the log, the index runs and the MANIFEST make goes
 //! through [`FileSystem`] and [`FileHandle`]. Production code uses [`StdFs`];
-//! tests swap in [`FaultFs`](crate::io::fault::FaultFs), which can lose unsynced
-//! data, tear the last write and fail chosen operations, or
-//! [`ObfuscatedFs`](crate::io::obfuscated::ObfuscatedFs), which transforms
-//! every byte on its way to and from the disk so that any code reaching the
-//! disk around this trait is caught by the tests.
+//! tests swap in `fault::FaultFs`, which can lose unsynced data, tear the
+//! last write and fail chosen operations, or `obfuscated::ObfuscatedFs`,
+//! which transforms every byte on its way to and from the disk so that any
+//! code reaching the disk around this trait is caught by the tests. Both are
+//! behind the crate's `testing` feature.
 //!
 //! The trait is deliberately small: positional reads and writes, `fdatasync`,
 //! length changes, and the directory operations a crash-safe metadata switch
