@@ -110,8 +110,12 @@ const KINDS: [(&str, &str); 3] = [
 /// Runs one indexed query; returns the number of events it yielded.
 fn run_query(store: &Store, work: &Queries, kind: usize, i: usize) -> u64 {
     match kind {
-        0 => count(store.read(&work.tag(i), ReadOptions::forwards())),
-        1 => count(store.read(&work.type_and_tag(i), ReadOptions::forwards())),
+        0 => count(store.read(&work.tag(i), ReadOptions::forwards()).unwrap()),
+        1 => count(
+            store
+                .read(&work.type_and_tag(i), ReadOptions::forwards())
+                .unwrap(),
+        ),
         _ => u64::from(
             store
                 .read_last(&work.type_and_tag(i))
@@ -171,7 +175,7 @@ fn bench_read_all(c: &mut Criterion, store: &Store, name: &str, key: &str) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
-                let n = count(store.read(&Query::all(), ReadOptions::forwards()));
+                let n = count(store.read(&Query::all(), ReadOptions::forwards()).unwrap());
                 total += start.elapsed();
                 assert_eq!(n, EVENTS, "R1 read every event");
             }
@@ -202,6 +206,7 @@ fn scan_comparison(store: &Store, work: &Queries) {
                     let item = &q.items[0];
                     store
                         .read(&Query::all(), ReadOptions::forwards())
+                        .unwrap()
                         .map(|e| e.expect("scan"))
                         .filter(|e| item.matches(&e.event_type, &e.tags))
                         .map(|e| e.position)
@@ -212,6 +217,7 @@ fn scan_comparison(store: &Store, work: &Queries) {
                     let item = &q.items[0];
                     store
                         .read(&Query::all(), ReadOptions::backwards())
+                        .unwrap()
                         .map(|e| e.expect("scan"))
                         .find(|e| item.matches(&e.event_type, &e.tags))
                         .map(|e| e.position)
@@ -228,10 +234,12 @@ fn scan_comparison(store: &Store, work: &Queries) {
             let indexed: Vec<u64> = match kind {
                 0 => store
                     .read(&work.tag(i), ReadOptions::forwards())
+                    .unwrap()
                     .map(|e| e.expect("read").position)
                     .collect(),
                 1 => store
                     .read(&work.type_and_tag(i), ReadOptions::forwards())
+                    .unwrap()
                     .map(|e| e.expect("read").position)
                     .collect(),
                 _ => store
@@ -258,7 +266,7 @@ fn hit_counts(store: &Store, work: &Queries) -> Vec<u64> {
         .map(|(i, t)| (t.as_str(), i))
         .collect();
     let mut counts = vec![0u64; QUERY_TAGS];
-    for e in store.read(&Query::all(), ReadOptions::forwards()) {
+    for e in store.read(&Query::all(), ReadOptions::forwards()).unwrap() {
         for tag in &e.expect("scan").tags {
             if let Some(&i) = wanted.get(tag.as_str()) {
                 counts[i] += 1;
@@ -306,7 +314,11 @@ fn open_cached(batch: usize, what: &str) -> Store {
 /// file of the store so that the benchmarks measure warm reads.
 fn first_query_then_warm(store: &Store, what: &str) {
     let start = Instant::now();
-    let hits = count(store.read(&Query::tag("region:999"), ReadOptions::forwards()));
+    let hits = count(
+        store
+            .read(&Query::tag("region:999"), ReadOptions::forwards())
+            .unwrap(),
+    );
     let first = start.elapsed();
     let start = Instant::now();
     let bytes = warm_page_cache(store.path()).expect("warm the page cache");

@@ -65,7 +65,10 @@ fn r2_limited(store: &Store, queries: usize, limit: usize) -> (f64, u128, u128, 
             .tag(rng.below_uniform(TAGS as u64) as usize)
             .to_owned();
         let t = Instant::now();
-        for e in store.read(&Query::tag(tag), ReadOptions::forwards().limit(limit)) {
+        for e in store
+            .read(&Query::tag(tag), ReadOptions::forwards().limit(limit))
+            .unwrap()
+        {
             e.expect("read");
             hits += 1;
         }

@@ -28,7 +28,7 @@ fn subscribe(store: &Store, student: usize) -> Result<bool, Error> {
                         .tag("course:c1"),
                 ),
                 ReadOptions::forwards(),
-            )
+            )?
             .count();
         if subscribed >= CAPACITY {
             return Ok(false);
@@ -141,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.stream_revision("course-c1")?
     );
     println!("everything about course c1, by tag:");
-    for event in store.read(&Query::tag("course:c1"), ReadOptions::forwards()) {
+    for event in store.read(&Query::tag("course:c1"), ReadOptions::forwards())? {
         let e = event?;
         println!(
             "  {:>5} {:<17} tags {:?} {}",

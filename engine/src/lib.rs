@@ -13,7 +13,7 @@
 //! let appended = store.append(vec![
 //!     NewEvent::new("CourseDefined", r#"{"capacity":30}"#).tag("course:c1"),
 //! ])?;
-//! for event in store.read(&Query::all(), ReadOptions::forwards()) {
+//! for event in store.read(&Query::all(), ReadOptions::forwards())? {
 //!     let event = event?;
 //!     println!("{} {}", event.position, event.event_type);
 //! }

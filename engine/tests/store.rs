@@ -18,6 +18,7 @@ fn ev(i: u64) -> NewEvent {
 fn all(store: &Store, options: ReadOptions) -> Vec<RecordedEvent> {
     store
         .read(&Query::all(), options)
+        .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
 }
@@ -366,7 +367,7 @@ fn reads_see_only_committed_events_and_a_read_stops_at_its_head() {
     for i in 0..5 {
         store.append(vec![ev(i)]).unwrap();
     }
-    let mut reader = store.read(&Query::all(), ReadOptions::forwards());
+    let mut reader = store.read(&Query::all(), ReadOptions::forwards()).unwrap();
     let first = reader.next().unwrap().unwrap();
     for i in 0..5 {
         store.append(vec![ev(i)]).unwrap();
@@ -374,7 +375,10 @@ fn reads_see_only_committed_events_and_a_read_stops_at_its_head() {
     assert_eq!(first.position, 1);
     assert_eq!(reader.count(), 4, "the read captured head 5 when it began");
     assert_eq!(
-        store.read(&Query::all(), ReadOptions::forwards()).count(),
+        store
+            .read(&Query::all(), ReadOptions::forwards())
+            .unwrap()
+            .count(),
         10
     );
 }

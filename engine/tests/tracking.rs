@@ -76,6 +76,7 @@ fn tracking_info_survives_reopen_and_index_flushes_and_events_read_back() {
     ));
     let events: Vec<_> = store
         .read(&Query::all(), ReadOptions::forwards())
+        .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();

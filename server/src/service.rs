@@ -215,7 +215,11 @@ fn run_read(
     let fail = |status: Status| {
         let _ = tx.blocking_send(Err(status));
     };
-    for event in store.read(&query, options) {
+    let events = match store.read(&query, options) {
+        Ok(events) => events,
+        Err(e) => return fail(from_engine(e)),
+    };
+    for event in events {
         if *stop.borrow() {
             return;
         }
@@ -493,7 +497,7 @@ impl Resent {
         };
         let mut first = gesta::ReadOptions::forwards().limit(1);
         first.start = condition.after;
-        let Some(conflict) = store.read(query, first).next().transpose()? else {
+        let Some(conflict) = store.read(query, first)?.next().transpose()? else {
             return Ok(None);
         };
         let Some(start) = conflict.position.checked_sub(offset as u64) else {
@@ -507,7 +511,7 @@ impl Resent {
         let all = gesta::ReadOptions::forwards()
             .start(start - 1)
             .limit(self.events.len());
-        let mut committed = store.read(&gesta::Query::all(), all);
+        let mut committed = store.read(&gesta::Query::all(), all)?;
         for sent in &self.events {
             let Some(found) = committed.next().transpose()? else {
                 return Ok(None);
@@ -535,7 +539,12 @@ impl Dcb {
             gesta::validation::check_query(&c.fail_if_events_match).map_err(from_engine)?;
             let mut read = gesta::ReadOptions::forwards().limit(1);
             read.start = c.after;
-            if let Some(found) = self.store.read(&c.fail_if_events_match, read).next() {
+            if let Some(found) = self
+                .store
+                .read(&c.fail_if_events_match, read)
+                .map_err(from_engine)?
+                .next()
+            {
                 let found = found.map_err(from_engine)?;
                 if found.position <= head {
                     return Err(from_engine(gesta::Error::ConditionFailed {

@@ -37,6 +37,7 @@ async fn appends_in_flight_at_shutdown_are_answered_and_kept() {
     for (position, tag) in &acknowledged {
         let found = store
             .read(&Query::tag(tag.as_str()), ReadOptions::forwards())
+            .unwrap()
             .next()
             .expect("an acknowledged append is in the store")
             .unwrap();

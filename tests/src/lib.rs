@@ -213,7 +213,9 @@ pub fn check_event(got: &RecordedEvent, want: &NewEvent) -> Result<(), String> {
 
 /// Every event of the store, oldest first.
 pub fn read_all(store: &Store) -> gesta::Result<Vec<RecordedEvent>> {
-    store.read(&Query::all(), ReadOptions::forwards()).collect()
+    store
+        .read(&Query::all(), ReadOptions::forwards())?
+        .collect()
 }
 
 /// Reads a `u64` from the environment variable `name`; `None` if it is

@@ -210,7 +210,9 @@ fn a_reader_keeps_its_runs_through_a_merge() {
         }
     }
     assert!(store.index_shape().runs >= 30);
-    let mut reader = store.read(&Query::event_type("Opened"), ReadOptions::forwards());
+    let mut reader = store
+        .read(&Query::event_type("Opened"), ReadOptions::forwards())
+        .unwrap();
     let first = reader.next().expect("one event").expect("read").position;
     store.compact().expect("compact");
     assert_eq!(store.index_shape().runs, 1);

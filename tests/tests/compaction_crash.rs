@@ -70,6 +70,7 @@ fn setup(fault: &FaultFs) -> (Store, Vec<(u64, String)>) {
 fn scan(store: &Store) -> Vec<RecordedEvent> {
     store
         .read(&Query::all(), ReadOptions::forwards())
+        .unwrap()
         .collect::<Result<_, _>>()
         .expect("scan")
 }
@@ -107,6 +108,7 @@ fn check(store: &Store, fault: &FaultFs, acked: &[(u64, String)], what: &str) {
         for options in [ReadOptions::forwards(), ReadOptions::backwards()] {
             let mut got: Vec<u64> = store
                 .read(query, options)
+                .unwrap()
                 .map(|e| e.expect("read").position)
                 .collect();
             if options == ReadOptions::backwards() {

@@ -63,7 +63,11 @@ fn assert_same(store: &Store, model: &MemoryStore) {
             ReadOptions::backwards(),
             ReadOptions::forwards().start(head / 3).limit(50),
         ] {
-            let got: Vec<_> = store.read(&q, options).map(|e| e.unwrap()).collect();
+            let got: Vec<_> = store
+                .read(&q, options)
+                .unwrap()
+                .map(|e| e.unwrap())
+                .collect();
             let want: Vec<_> = model
                 .read(&q, options)
                 .unwrap()
@@ -80,7 +84,9 @@ fn assert_same(store: &Store, model: &MemoryStore) {
         }
     }
     for p in (1..=head).step_by(97) {
-        let got = store.read(&Query::all(), ReadOptions::forwards().start(p - 1).limit(1));
+        let got = store
+            .read(&Query::all(), ReadOptions::forwards().start(p - 1).limit(1))
+            .unwrap();
         assert_eq!(got.map(|e| e.unwrap().position).next(), Some(p));
     }
 }
@@ -210,6 +216,7 @@ fn damage_to_a_compressed_segment_is_reported_against_its_file() {
     let store = Store::open_with(dir, options(true)).unwrap();
     let err = store
         .read(&Query::all(), ReadOptions::forwards())
+        .unwrap()
         .find_map(|e| e.err())
         .expect("a read through the damaged block fails");
     match err {
@@ -312,6 +319,7 @@ fn closing_does_not_wait_for_a_backlog_of_compression() {
     let store = Store::open_with(dir, options(false)).unwrap();
     let events = store
         .read(&Query::all(), ReadOptions::forwards())
+        .unwrap()
         .map(|e| e.unwrap().position)
         .collect::<Vec<_>>();
     assert_eq!(events, (1..=store.head()).collect::<Vec<_>>());

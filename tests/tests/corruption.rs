@@ -60,20 +60,20 @@ fn queries() -> Vec<Query> {
 
 fn observe(store: &Store) -> gesta::Result<Observed> {
     let scan = store
-        .read(&Query::all(), ReadOptions::forwards())
+        .read(&Query::all(), ReadOptions::forwards())?
         .collect::<gesta::Result<Vec<_>>>()?;
     let mut out = Vec::new();
     for q in queries() {
         out.push(
             store
-                .read(&q, ReadOptions::forwards())
+                .read(&q, ReadOptions::forwards())?
                 .map(|e| e.map(|e| e.position))
                 .collect::<gesta::Result<Vec<_>>>()?,
         );
     }
     // Point reads of every event through the index, newest first.
     let backwards = store
-        .read(&Query::tag("all"), ReadOptions::backwards())
+        .read(&Query::tag("all"), ReadOptions::backwards())?
         .collect::<gesta::Result<Vec<_>>>()?;
     Ok(Observed {
         scan,

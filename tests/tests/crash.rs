@@ -282,6 +282,7 @@ fn check_index(store: &Store, events: &[RecordedEvent]) -> Result<(), String> {
     for (query, expected) in queries {
         let forwards: Vec<u64> = store
             .read(&query, ReadOptions::forwards())
+            .unwrap()
             .map(|e| e.map(|e| e.position))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{query:?}: {e}"))?;
@@ -292,6 +293,7 @@ fn check_index(store: &Store, events: &[RecordedEvent]) -> Result<(), String> {
         }
         let backwards: Vec<u64> = store
             .read(&query, ReadOptions::backwards())
+            .unwrap()
             .map(|e| e.map(|e| e.position))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{query:?}: {e}"))?;
@@ -458,6 +460,7 @@ fn verify(
 
     let mut backwards: Vec<RecordedEvent> = store
         .read(&Query::all(), ReadOptions::backwards())
+        .unwrap()
         .collect::<gesta::Result<_>>()
         .map_err(|e| format!("backward read failed: {e}"))?;
     backwards.reverse();

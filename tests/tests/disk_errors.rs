@@ -208,6 +208,7 @@ fn fault_during_appends(
             &gesta::Query::all(),
             gesta::ReadOptions::backwards().limit(1),
         )
+        .unwrap()
         .next()
         .expect("an event")
         .unwrap();

@@ -130,6 +130,7 @@ fn check_store(dir: &std::path::Path, verified: u64, acks: &Acks, round: u32) ->
                 &Query::all(),
                 ReadOptions::forwards().start(first - 1).limit(want.len()),
             )
+            .unwrap()
             .collect::<gesta::Result<_>>()
             .unwrap_or_else(|e| panic!("round {round}: read failed: {e}"));
         assert_eq!(got.len() as u64, last - first + 1);
@@ -141,7 +142,10 @@ fn check_store(dir: &std::path::Path, verified: u64, acks: &Acks, round: u32) ->
     // event exactly as some writer sent it.
     let mut expected_position = verified + 1;
     let mut open_batch: Option<(EventKey, u64)> = None;
-    for e in store.read(&Query::all(), ReadOptions::forwards().start(verified)) {
+    for e in store
+        .read(&Query::all(), ReadOptions::forwards().start(verified))
+        .unwrap()
+    {
         let e = e.unwrap_or_else(|err| panic!("round {round}: scan failed: {err}"));
         assert_eq!(
             e.position, expected_position,

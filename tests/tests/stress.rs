@@ -45,6 +45,7 @@ fn queries() -> Vec<Query> {
 fn read(store: &Store, query: &Query, options: ReadOptions) -> Vec<RecordedEvent> {
     store
         .read(query, options)
+        .unwrap()
         .collect::<gesta::Result<_>>()
         .expect("read")
 }

@@ -106,7 +106,7 @@ fn subscribe(store: &Store, course: &str, student: &str) -> Result<(Outcome, u64
     loop {
         let seen = store.head();
         let (mut capacity, mut taken, mut mine, mut already) = (0, 0, 0, false);
-        for e in store.read(&query, ReadOptions::forwards()) {
+        for e in store.read(&query, ReadOptions::forwards())? {
             let e = e?;
             let about_course = e.tags.contains(&course_tag(course));
             let about_student = e.tags.contains(&student_tag(student));
@@ -330,7 +330,7 @@ fn report(store: &Store) -> Result<(), Failure> {
                 .tag(course_tag(id)),
         );
         let mut students = Vec::new();
-        for e in store.read(&q, ReadOptions::forwards()) {
+        for e in store.read(&q, ReadOptions::forwards())? {
             let e = e?;
             students.extend(
                 e.tags
@@ -356,7 +356,7 @@ fn report(store: &Store) -> Result<(), Failure> {
     for e in store.read(
         &Query::event_type("StudentSubscribed"),
         ReadOptions::forwards(),
-    ) {
+    )? {
         for t in e?.tags.iter().filter_map(|t| t.strip_prefix("student:")) {
             *per_student.entry(t.to_owned()).or_default() += 1;
         }

@@ -68,7 +68,7 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
     let bar = progress::events(store.head(), "exporting");
     let mut line = Vec::with_capacity(512);
     let mut n = 0u64;
-    for event in store.read(&Query::all(), ReadOptions::forwards()) {
+    for event in store.read(&Query::all(), ReadOptions::forwards())? {
         let event = event?;
         line.clear();
         json::write_event(&mut line, &event);

@@ -144,7 +144,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let (after, before) = (args.after.unwrap_or(0), args.before.unwrap_or(u64::MAX));
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut line = Vec::with_capacity(512);
-    for event in store.read(&query, options) {
+    for event in store.read(&query, options)? {
         let event = event?;
         if event.position <= after || event.position >= before {
             break;

@@ -347,15 +347,17 @@ impl Store {
     /// Reads the events matching `query`; see [`ReadOptions`]. The read
     /// sees the events committed when it starts and is lazy: a limit stops
     /// the work. Queries are answered from the indices; [`Query::all`] scans
-    /// the log.
-    pub fn read(&self, query: &Query, options: ReadOptions) -> Events {
-        crate::read::read(
+    /// the log. A query that fails its checks is refused here, as by every
+    /// [`EventStore`]; damage found while reading comes as an item.
+    pub fn read(&self, query: &Query, options: ReadOptions) -> Result<Events> {
+        query.validate()?;
+        Ok(crate::read::read(
             &self.inner.reader,
             &self.inner.indexes,
             self.head(),
             query,
             options,
-        )
+        ))
     }
 
     /// The tracking position stored for `source` by the last append that
@@ -369,7 +371,7 @@ impl Store {
 
     /// The newest event matching `query`.
     pub fn read_last(&self, query: &Query) -> Result<Option<crate::RecordedEvent>> {
-        self.read(query, ReadOptions::backwards().limit(1))
+        self.read(query, ReadOptions::backwards().limit(1))?
             .next()
             .transpose()
     }
@@ -534,8 +536,7 @@ impl EventStore for Store {
     }
 
     fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
-        query.validate()?;
-        Ok(Box::new(Store::read(self, query, options)))
+        Ok(Box::new(Store::read(self, query, options)?))
     }
 
     fn read_last(&self, query: &Query) -> Result<Option<crate::RecordedEvent>> {
