@@ -63,6 +63,35 @@ pub trait EventStore: Send + Sync {
     /// The last revision of `stream` (None when it has no events).
     fn stream_revision(&self, stream: &str) -> Result<Option<u64>>;
 
+    /// The events of `stream` in revision order (reversed when reading
+    /// backwards), with `options.start` a **revision**, exclusive as a
+    /// position is for [`read`](Self::read): forwards yields revisions
+    /// `> start`, backwards revisions `< start`. A stream without events
+    /// reads as empty; an invalid name is [`Error::InvalidInput`].
+    ///
+    /// [`Error::InvalidInput`]: crate::Error::InvalidInput
+    fn read_stream<'a>(&'a self, stream: &str, options: ReadOptions) -> Result<EventIter<'a>> {
+        let _ = (stream, options);
+        Err(crate::Error::Unsupported {
+            what: "stream reads",
+        })
+    }
+
+    /// The newest event of `stream` (None when it has no events).
+    fn read_stream_last(&self, stream: &str) -> Result<Option<RecordedEvent>> {
+        self.read_stream(stream, ReadOptions::backwards().limit(1))?
+            .next()
+            .transpose()
+    }
+
+    /// The committed event with id `id`, if any.
+    fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
+        let _ = id;
+        Err(crate::Error::Unsupported {
+            what: "lookups by event id",
+        })
+    }
+
     /// Every committed event matching `query` after position `after`, then
     /// each append as it commits; see [`Subscription`]. Stores that cannot
     /// follow commits live return [`Error::Unsupported`].

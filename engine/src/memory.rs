@@ -238,6 +238,33 @@ impl EventStore for MemoryStore {
         Ok(self.shared.state.lock().revision(stream))
     }
 
+    fn read_stream<'a>(&'a self, stream: &str, options: ReadOptions) -> Result<EventIter<'a>> {
+        crate::event::check_stream_name(stream)?;
+        let Some((lo, hi)) = options.revision_bounds() else {
+            return Ok(Box::new(std::iter::empty()));
+        };
+        let state = self.shared.state.lock();
+        let mut events: Vec<RecordedEvent> = state
+            .events
+            .iter()
+            .filter(|e| {
+                e.stream.as_deref() == Some(stream)
+                    && e.revision.is_some_and(|r| (lo..=hi).contains(&r))
+            })
+            .cloned()
+            .collect();
+        if options.direction == crate::Direction::Backwards {
+            events.reverse();
+        }
+        events.truncate(options.limit.unwrap_or(usize::MAX));
+        Ok(Box::new(events.into_iter().map(Ok)))
+    }
+
+    fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
+        let state = self.shared.state.lock();
+        Ok(state.events.iter().find(|e| e.id == Some(id)).cloned())
+    }
+
     fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {
         query.validate()?;
         let head = self.head()?;

@@ -53,6 +53,24 @@ impl ReadOptions {
         self
     }
 
+    /// The inclusive range of stream revisions a stream read covers, with
+    /// `start` taken as a revision (exclusive, like a position in
+    /// [`bounds`](Self::bounds)): forwards `start + 1 ..`, backwards
+    /// `..= start - 1`; `None` when nothing can match (backwards from
+    /// revision 0).
+    pub fn revision_bounds(&self) -> Option<(u64, u64)> {
+        match self.direction {
+            Direction::Forwards => match self.start {
+                None => Some((0, u64::MAX)),
+                Some(s) => s.checked_add(1).map(|lo| (lo, u64::MAX)),
+            },
+            Direction::Backwards => match self.start {
+                None => Some((0, u64::MAX)),
+                Some(s) => s.checked_sub(1).map(|hi| (0, hi)),
+            },
+        }
+    }
+
     /// The inclusive range of positions a read at `head` covers: forwards
     /// `start + 1 ..= head`, backwards `1 ..= start - 1` (at most the head).
     /// The range is empty (`lo > hi`) when nothing can match.
@@ -92,6 +110,18 @@ pub struct Events {
 }
 
 impl Events {
+    /// An iterator that yields nothing.
+    pub(crate) fn empty() -> Events {
+        Events {
+            scanned: None,
+            source: Source::Done,
+            buffered: VecDeque::new(),
+            lo: 1,
+            hi: 0,
+            remaining: 0,
+        }
+    }
+
     /// An iterator that yields `error` once.
     pub(crate) fn failed(error: Error) -> Events {
         Events {
@@ -113,7 +143,19 @@ impl Events {
         options: ReadOptions,
     ) -> Events {
         let (lo, hi, dir) = bounds(head, options);
-        let remaining = options.limit.unwrap_or(usize::MAX);
+        Events::in_range(reader, cursor, (lo, hi), dir, options.limit)
+    }
+
+    /// The positions of `cursor` within `lo..=hi`, in `dir`, at most
+    /// `limit`, each event read from the log.
+    pub(crate) fn in_range(
+        reader: &WalReader,
+        cursor: Box<dyn Cursor>,
+        (lo, hi): (u64, u64),
+        dir: Direction,
+        limit: Option<usize>,
+    ) -> Events {
+        let remaining = limit.unwrap_or(usize::MAX);
         let source = if lo > hi || remaining == 0 {
             Source::Done
         } else {

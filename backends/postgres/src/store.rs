@@ -39,6 +39,10 @@ pub struct PostgresStore {
     revisions: String,
     head: String,
     stream_revision: String,
+    /// A stream's events by revision range, ascending and descending.
+    stream_forwards: String,
+    stream_backwards: String,
+    by_id: String,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -161,6 +165,15 @@ impl PostgresStore {
             ),
             head: format!("SELECT coalesce(max(position), 0) FROM {s}.events"),
             stream_revision: format!("SELECT max(revision) FROM {s}.events WHERE stream = $1"),
+            stream_forwards: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.stream = $1 \
+                 AND e.revision BETWEEN $2 AND $3 ORDER BY e.revision ASC LIMIT $4"
+            ),
+            stream_backwards: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.stream = $1 \
+                 AND e.revision BETWEEN $2 AND $3 ORDER BY e.revision DESC LIMIT $4"
+            ),
+            by_id: format!("SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.id = $1"),
             pool: Pool::new(config, options.pool_size),
             schema: options.schema,
             s,
@@ -452,6 +465,33 @@ impl EventStore for PostgresStore {
             None => Ok(None),
             Some(r) => to_u64(0, r, "revision").map(Some),
         }
+    }
+
+    fn read_stream<'a>(&'a self, stream: &str, options: ReadOptions) -> Result<EventIter<'a>> {
+        check_stream_name(stream)?;
+        let Some((lo, hi)) = options.revision_bounds() else {
+            return Ok(Box::new(std::iter::empty()));
+        };
+        let (lo, hi) = (bound(lo), bound(hi));
+        let limit = options.limit.map_or(i64::MAX, |n| bound(n as u64));
+        let sql = match options.direction {
+            Direction::Forwards => &self.stream_forwards,
+            Direction::Backwards => &self.stream_backwards,
+        };
+        let mut conn = self.pool.get()?;
+        let rows = conn.query(sql, &[&stream.as_bytes(), &lo, &hi, &limit])?;
+        let events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(events.into_iter().map(Ok)))
+    }
+
+    fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
+        let mut conn = self.pool.get()?;
+        let id = id_bytes(id);
+        let rows = conn.query(&self.by_id, &[&&id[..]])?;
+        rows.first().map(event_from_row).transpose()
     }
 }
 

@@ -25,6 +25,25 @@ const EVENT_COLUMNS: &str =
 pub(crate) const LAST_REVISION: &str =
     "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1";
 
+/// The events of stream `?1` with revisions in `?2..=?3`, at most `?4`, in
+/// revision order (descending for `Backwards`): a range of
+/// `events_by_stream`.
+pub(crate) fn stream_read(direction: Direction) -> String {
+    let order = match direction {
+        Direction::Forwards => "ASC",
+        Direction::Backwards => "DESC",
+    };
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.stream = ?1 \
+         AND e.revision BETWEEN ?2 AND ?3 ORDER BY e.revision {order} LIMIT ?4"
+    )
+}
+
+/// The event with id `?1`: one probe of the `id` column's unique index.
+pub(crate) fn by_id() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = ?1")
+}
+
 /// A statement's text and the parameters after the fixed ones.
 #[derive(Clone, Debug)]
 pub(crate) struct Statement {

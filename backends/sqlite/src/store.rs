@@ -460,6 +460,29 @@ impl EventStore for SqliteStore {
         validation::check_stream_name(stream)?;
         self.with_reader(|conn| last_revision(conn, stream).map_err(|e| self.err(e)))
     }
+
+    fn read_stream<'a>(&'a self, stream: &str, options: ReadOptions) -> Result<EventIter<'a>> {
+        validation::check_stream_name(stream)?;
+        let Some((lo, hi)) = options.revision_bounds() else {
+            return Ok(Box::new(std::iter::empty()));
+        };
+        let limit = options.limit.map_or(i64::MAX, |n| signed(n as u64));
+        let params = vec![
+            Value::Text(stream.to_owned()),
+            Value::Integer(signed(lo)),
+            Value::Integer(signed(hi)),
+            Value::Integer(limit),
+        ];
+        let sql = sql::stream_read(options.direction);
+        let events = self.with_reader(|conn| self.query_events(conn, &sql, params))?;
+        Ok(Box::new(events.into_iter().map(Ok)))
+    }
+
+    fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
+        let params = vec![Value::Blob(encode_id(id).to_vec())];
+        let events = self.with_reader(|conn| self.query_events(conn, &sql::by_id(), params))?;
+        Ok(events.into_iter().next())
+    }
 }
 
 /// A read, fetched a page at a time within the bounds fixed when it began

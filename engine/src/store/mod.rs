@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 mod compact;
 mod projections;
 mod snapshots;
+mod streams;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
@@ -549,6 +550,14 @@ impl EventStore for Store {
 
     fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
         Store::stream_revision(self, stream)
+    }
+
+    fn read_stream<'a>(&'a self, stream: &str, options: ReadOptions) -> Result<EventIter<'a>> {
+        Ok(Box::new(Store::read_stream(self, stream, options)?))
+    }
+
+    fn event_by_id(&self, id: u128) -> Result<Option<crate::RecordedEvent>> {
+        Store::event_by_id(self, id)
     }
 
     fn subscribe(&self, query: &Query, after: u64) -> Result<crate::Subscription> {

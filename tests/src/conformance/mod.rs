@@ -21,7 +21,8 @@
 //! The cases live by what they cover: `positions` (numbering, batches,
 //! fields), `queries` (query shapes and read options), `conditions` (DCB),
 //! `streams` (revisions and the order of the checks), `idempotency`,
-//! `reopen` and `bad_input`; `helpers` holds the suite's model of a log,
+//! `lookups` (stream reads by revision, events by id), `reopen` and
+//! `bad_input`; `helpers` holds the suite's model of a log,
 //! the fixture and the assertions.
 
 use std::fmt::Debug;
@@ -30,6 +31,7 @@ mod bad_input;
 mod conditions;
 mod helpers;
 mod idempotency;
+mod lookups;
 mod positions;
 mod queries;
 mod reopen;
@@ -38,6 +40,7 @@ mod streams;
 pub use bad_input::*;
 pub use conditions::*;
 pub use idempotency::*;
+pub use lookups::*;
 pub use positions::*;
 pub use queries::*;
 pub use reopen::*;
@@ -172,6 +175,8 @@ macro_rules! __gesta_conformance_cases {
             invalid_expected_stream_rejected,
             invalid_stream_revision_name_rejected,
             limits_at_the_edge_accepted,
+            stream_read_by_revision,
+            event_by_id_lookup,
         }
     };
 }

@@ -1,0 +1,65 @@
+//! Reading a stream by revision and an event by its id, from the indices
+//! the committer already keeps (a stream's postings are its events in
+//! revision order; the id index maps an id to its position).
+
+use gesta_index::{Direction, ItemSpec, Key, Positions, QuerySpec};
+
+use super::Store;
+use crate::error::Result;
+use crate::event::{RecordedEvent, check_stream_name};
+use crate::read::{Events, Lookup, ReadOptions};
+
+impl Store {
+    /// The events of `stream` in revision order (reversed backwards), with
+    /// `options.start` a **revision**, exclusive as a position is for
+    /// [`read`](Store::read): forwards yields revisions `> start`,
+    /// backwards revisions `< start`; a limit stops the work. A stream
+    /// without events reads as empty.
+    ///
+    /// Finding where a start revision lies walks the stream's postings up
+    /// to it (cheap, but linear in the revision); reading from the start
+    /// or the end of a stream does not.
+    pub fn read_stream(&self, stream: &str, options: ReadOptions) -> Result<Events> {
+        check_stream_name(stream)?;
+        let head = self.head();
+        let Some((lo_rev, hi_rev)) = options.revision_bounds() else {
+            return Ok(Events::empty());
+        };
+        let view = self.inner.indexes.view();
+        let spec = QuerySpec {
+            items: vec![ItemSpec {
+                types: Vec::new(),
+                tags: vec![Key::stream(stream)],
+            }],
+        };
+        // The positions of the first and last revision in range: the
+        // stream's postings, counted from the start.
+        let mut postings = Positions::new(view.evaluate(&spec), 1, head, Direction::Forwards);
+        let Some(lo) = postings.nth(lo_rev as usize) else {
+            return Ok(Events::empty());
+        };
+        let hi = match hi_rev {
+            u64::MAX => head,
+            hi_rev if hi_rev == lo_rev => lo,
+            hi_rev => postings.nth((hi_rev - lo_rev - 1) as usize).unwrap_or(head),
+        };
+        Ok(Events::in_range(
+            &self.inner.reader,
+            view.evaluate(&spec),
+            (lo, hi),
+            options.direction,
+            options.limit,
+        ))
+    }
+
+    /// The committed event with id `id`, if any.
+    pub fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
+        let head = self.head();
+        match self.inner.indexes.view().lookup_id(id) {
+            Some(position) if position <= head => Lookup::new(self.inner.reader.clone())
+                .event(position)
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Stream reads by revision and lookups by event id.
+
+use gesta::{EventStore, ReadOptions, RecordedEvent};
+
+use super::Harness;
+use super::helpers::*;
+
+/// `read_stream`, with its events' timestamps cleared.
+fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
+    let what = format!("read_stream {name:?} {options:?}");
+    ok(&what, s.read_stream(name, options))
+        .map(|r| strip(ok(&what, r)))
+        .collect()
+}
+
+/// A stream reads in revision order, its start an exclusive revision in
+/// both directions as a position is for `read`, with limits; neither other
+/// streams' events nor events without a stream are in it; a stream without
+/// events reads as empty; `read_stream_last` is its newest event.
+pub fn stream_read_by_revision<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    for i in 0..6 {
+        append(&s, &mut log, vec![sev("s", &format!("s{i}"))]);
+        append(
+            &s,
+            &mut log,
+            vec![sev("t", &format!("t{i}")), ev("X", &[], "x")],
+        );
+    }
+    append(&s, &mut log, vec![sev("s", "s6"), sev("s", "s7")]);
+    let check = |s: &H::Store, log: &Log| {
+        let want: Vec<RecordedEvent> = log
+            .events
+            .iter()
+            .filter(|e| e.stream.as_deref() == Some("s"))
+            .cloned()
+            .collect();
+        assert_eq!(want.len(), 8);
+        let mut reversed = want.clone();
+        reversed.reverse();
+        assert_eq!(stream(s, "s", ReadOptions::forwards()), want);
+        assert_eq!(stream(s, "s", ReadOptions::backwards()), reversed);
+        for start in 0..=9u64 {
+            let after = want.iter().filter(|e| e.revision > Some(start));
+            assert_eq!(
+                stream(s, "s", ReadOptions::forwards().start(start)),
+                after.cloned().collect::<Vec<_>>(),
+                "forwards after revision {start}"
+            );
+            let before = reversed.iter().filter(|e| e.revision < Some(start));
+            assert_eq!(
+                stream(s, "s", ReadOptions::backwards().start(start)),
+                before.cloned().collect::<Vec<_>>(),
+                "backwards before revision {start}"
+            );
+            for limit in [0, 1, 3] {
+                assert_eq!(
+                    stream(s, "s", ReadOptions::forwards().start(start).limit(limit)),
+                    want.iter()
+                        .filter(|e| e.revision > Some(start))
+                        .take(limit)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                    "forwards after revision {start}, limit {limit}"
+                );
+                assert_eq!(
+                    stream(s, "s", ReadOptions::backwards().start(start).limit(limit)),
+                    reversed
+                        .iter()
+                        .filter(|e| e.revision < Some(start))
+                        .take(limit)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                    "backwards before revision {start}, limit {limit}"
+                );
+            }
+        }
+        assert_eq!(stream(s, "s", ReadOptions::forwards().start(u64::MAX)), []);
+        assert_eq!(stream(s, "t", ReadOptions::forwards()).len(), 6);
+        assert_eq!(stream(s, "nobody", ReadOptions::forwards()), []);
+        assert_eq!(stream(s, "nobody", ReadOptions::backwards()), []);
+        assert_eq!(
+            ok("read_stream_last", s.read_stream_last("s")).map(strip),
+            want.last().cloned()
+        );
+        assert_eq!(ok("read_stream_last", s.read_stream_last("nobody")), None);
+    };
+    check(&s, &log);
+    h.flush_index(&s);
+    let s = h.reopen(s);
+    check(&s, &log);
+    // Appends after a flush land in the memtable: the stream spans both.
+    append(&s, &mut log, vec![sev("s", "s8")]);
+    let all = stream(&s, "s", ReadOptions::forwards().start(6));
+    assert_eq!(
+        all.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [Some(7), Some(8)]
+    );
+    assert_invalid(
+        "empty stream name",
+        err(
+            "read_stream",
+            s.read_stream("", ReadOptions::forwards()).map(|_| ()),
+        ),
+    );
+    let long = "s".repeat(300);
+    assert_invalid(
+        "overlong stream name",
+        err(
+            "read_stream",
+            s.read_stream(&long, ReadOptions::forwards()).map(|_| ()),
+        ),
+    );
+}
+
+/// `event_by_id` finds a committed event by its id, from the memtable, an
+/// index run and after a reopen; an id never committed, or one whose
+/// append failed, finds nothing.
+pub fn event_by_id_lookup<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    append(
+        &s,
+        &mut log,
+        vec![ev("A", &["t"], "a").id(10), ev("B", &[], "b")],
+    );
+    append(&s, &mut log, vec![sev("s", "c").id(11)]);
+    let failed = s.append_with(
+        vec![ev("C", &[], "never").id(12)],
+        fail_if(gesta::Query::tag("t"), None),
+    );
+    assert!(failed.is_err());
+    let check = |s: &H::Store| {
+        for (id, position) in [(10u128, 1u64), (11, 3)] {
+            let got = ok("event_by_id", s.event_by_id(id)).map(strip);
+            assert_eq!(got.as_ref(), Some(log.get(position)), "id {id}");
+        }
+        for id in [0u128, 12, u128::MAX] {
+            assert_eq!(ok("event_by_id", s.event_by_id(id)), None, "id {id}");
+        }
+    };
+    check(&s);
+    h.flush_index(&s);
+    check(&s);
+    let s = h.reopen(s);
+    check(&s);
+}
