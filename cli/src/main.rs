@@ -16,13 +16,15 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::commands::{append, bench, compact, demo, export, read, snapshot, stats, verify};
+use crate::commands::{append, bench, compact, demo, export, get, read, snapshot, stats, verify};
 
 const AFTER_HELP: &str = "\
 Examples:
   gesta demo                                  # a tour in a temporary directory
   echo '{\"type\":\"CourseDefined\",\"tags\":[\"course:c1\"],\"data\":{\"seats\":30}}' | gesta append ./events
   gesta read ./events --tag course:c1 --limit 10
+  gesta read ./events --stream course-c1          # a stream, by revision
+  gesta get ./events --id 0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69
   gesta stats ./events
   gesta verify ./events
   gesta export ./events > events.jsonl && gesta import ./copy < events.jsonl
@@ -57,6 +59,9 @@ enum Command {
     /// Print matching events as JSON lines.
     #[command(after_help = read::AFTER_HELP)]
     Read(read::Args),
+    /// Print the event with an id.
+    #[command(after_help = get::AFTER_HELP)]
+    Get(get::Args),
     /// Count what a store holds and what it takes on disk.
     #[command(after_help = stats::AFTER_HELP)]
     Stats(stats::Args),
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Append(a) => append::run(a),
         Command::Read(a) => read::run(a),
+        Command::Get(a) => get::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Compact(a) => compact::run(a),

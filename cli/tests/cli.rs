@@ -1130,6 +1130,102 @@ fn failures_say_what_is_wrong() {
     assert!(!tmp.path().join("LOCK").exists());
 }
 
+/// `read --stream` reads a stream by revision; `get --id` finds an event by
+/// its id.
+#[test]
+fn read_a_stream_and_get_an_event_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    for i in 0..4 {
+        ok(
+            &["append", d],
+            &format!(r#"{{"type":"CourseRenamed","stream":"course-c1","data":{{"n":{i}}}}}"#),
+        );
+    }
+    // course-c1: revision 0 at position 1, 1 at 6, then 2..=5 at 8..=11.
+    let revisions = |out: &str| -> Vec<u64> {
+        lines(out)
+            .iter()
+            .map(|v| v["revision"].as_u64().expect("a revision"))
+            .collect()
+    };
+    let out = ok(&["read", d, "--stream", "course-c1"], "");
+    assert_eq!(revisions(&out), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(positions(&out), [1, 6, 8, 9, 10, 11]);
+    let out = ok(
+        &[
+            "read",
+            d,
+            "--stream",
+            "course-c1",
+            "--after",
+            "1",
+            "--limit",
+            "2",
+        ],
+        "",
+    );
+    assert_eq!(revisions(&out), [2, 3]);
+    let out = ok(
+        &[
+            "read",
+            d,
+            "--stream",
+            "course-c1",
+            "--after",
+            "1",
+            "--before",
+            "4",
+        ],
+        "",
+    );
+    assert_eq!(revisions(&out), [2, 3]);
+    let out = ok(
+        &[
+            "read",
+            d,
+            "--stream",
+            "course-c1",
+            "--backwards",
+            "--before",
+            "3",
+        ],
+        "",
+    );
+    assert_eq!(revisions(&out), [2, 1, 0]);
+    let out = ok(
+        &[
+            "read",
+            d,
+            "--stream",
+            "course-c1",
+            "--backwards",
+            "--after",
+            "2",
+        ],
+        "",
+    );
+    assert_eq!(revisions(&out), [5, 4, 3]);
+    let out = ok(&["read", d, "--stream", "course-c1", "--last"], "");
+    assert_eq!(revisions(&out), [5]);
+    assert_eq!(ok(&["read", d, "--stream", "nobody"], ""), "");
+    usage_error(&["read", d, "--stream", "s", "--tag", "t"], "--stream");
+
+    let out = ok(
+        &["get", d, "--id", "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69"],
+        "",
+    );
+    assert_eq!(positions(&out), [1]);
+    assert_eq!(lines(&out)[0]["type"], "CourseDefined");
+    gesta()
+        .args(["get", d, "--id", "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a00"])
+        .assert()
+        .code(1)
+        .stderr("gesta: no event has id 0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a00\n");
+    usage_error(&["get", d, "--id", "seven"], "--id \"seven\" is not a UUID");
+}
+
 #[test]
 fn looking_at_a_missing_store_does_not_create_one() {
     let tmp = tempfile::tempdir().unwrap();

@@ -150,6 +150,13 @@ fn json_or_base64(bytes: &[u8]) -> (Option<&RawValue>, Option<String>) {
     (None, Some(BASE64.encode(bytes)))
 }
 
+/// An event id as users write it: a UUID, in any of its usual forms.
+pub fn parse_id(text: &str) -> Result<u128, String> {
+    uuid::Uuid::parse_str(text)
+        .map(|u| u.as_u128())
+        .map_err(|err| format!("{text:?} is not a UUID: {err}"))
+}
+
 /// Writes `e` as one JSON line (without the newline).
 pub fn write_event(out: &mut Vec<u8>, e: &RecordedEvent) {
     let (data, data_base64) = json_or_base64(&e.data);

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compact;
 pub mod demo;
 pub mod export;
+pub mod get;
 pub mod read;
 pub mod snapshot;
 pub mod stats;

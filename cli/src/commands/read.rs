@@ -26,6 +26,12 @@ Examples:
   gesta read ./events --backwards --limit 5                # the five newest
   gesta read ./events --tag course:c1 --last               # the newest event about c1
   gesta read ./events --type Enrolled --follow             # …and every new one as it is written (Ctrl-C stops)
+  gesta read ./events --stream course-c1                   # a stream, by revision
+  gesta read ./events --stream course-c1 --after 4 --limit 2   # revisions 5 and 6
+  gesta read ./events --stream course-c1 --last            # its newest event
+
+With --stream, --after and --before are revisions (exclusive, as positions are otherwise); a stream without
+events prints nothing.
 
 --follow reads the log files directly, without opening the store or taking its lock, so it works while
 another process (an application, `gesta serve`) appends; it shows events once written, which may be a moment
@@ -44,10 +50,13 @@ pub struct Args {
     /// A query as JSON, for several items (instead of --type/--tag).
     #[arg(long, value_name = "QUERY_JSON", conflicts_with_all = ["types", "tags"])]
     query: Option<String>,
-    /// Only positions after this one.
+    /// The events of this stream, by revision (instead of a query).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["types", "tags", "query", "follow"])]
+    stream: Option<String>,
+    /// Only positions (with --stream: revisions) after this one.
     #[arg(long, value_name = "POSITION")]
     after: Option<u64>,
-    /// Only positions before this one.
+    /// Only positions (with --stream: revisions) before this one.
     #[arg(long, value_name = "POSITION")]
     before: Option<u64>,
     /// Newest first.
@@ -109,6 +118,36 @@ fn follow(args: &Args, query: &Query) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Prints `events` as JSON lines until `beyond` says one is past the
+/// read's far bound; a closed pipe ends the output quietly.
+fn write_events(
+    events: impl Iterator<Item = gesta::Result<gesta::RecordedEvent>>,
+    beyond: impl Fn(&gesta::RecordedEvent) -> bool,
+) -> Result<(), Failure> {
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut line = Vec::with_capacity(512);
+    for event in events {
+        let event = event?;
+        if beyond(&event) {
+            break;
+        }
+        line.clear();
+        json::write_event(&mut line, &event);
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            return if super::closed_pipe(&e) {
+                Ok(())
+            } else {
+                Err(e.into())
+            };
+        }
+    }
+    match out.flush() {
+        Err(e) if !super::closed_pipe(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// The query the flags describe.
 fn query(args: &Args) -> Result<Query, Failure> {
     if let Some(text) = &args.query {
@@ -142,28 +181,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
     options.start = if backwards { args.before } else { args.after };
     options.limit = limit;
     let (after, before) = (args.after.unwrap_or(0), args.before.unwrap_or(u64::MAX));
-    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let mut line = Vec::with_capacity(512);
-    for event in store.read(&query, options)? {
-        let event = event?;
-        if event.position <= after || event.position >= before {
-            break;
-        }
-        line.clear();
-        json::write_event(&mut line, &event);
-        line.push(b'\n');
-        if let Err(e) = out.write_all(&line) {
-            return if super::closed_pipe(&e) {
-                Ok(())
-            } else {
-                Err(e.into())
-            };
-        }
-    }
-    match out.flush() {
-        Err(e) if !super::closed_pipe(&e) => return Err(e.into()),
-        _ => {}
-    }
+    let written = match &args.stream {
+        // Bounds in revisions; the first revision is 0, so "after" is only
+        // a bound when given.
+        Some(name) => write_events(store.read_stream(name, options)?, |e| {
+            let r = e.revision.unwrap_or(0);
+            args.after.is_some_and(|a| r <= a) || r >= before
+        }),
+        None => write_events(store.read(&query, options)?, |e| {
+            e.position <= after || e.position >= before
+        }),
+    };
+    written?;
     store.close()?;
     Ok(())
 }

@@ -556,6 +556,10 @@ impl EventStore for Store {
         Ok(Box::new(Store::read_stream(self, stream, options)?))
     }
 
+    fn read_stream_last(&self, stream: &str) -> Result<Option<crate::RecordedEvent>> {
+        Store::read_stream_last(self, stream)
+    }
+
     fn event_by_id(&self, id: u128) -> Result<Option<crate::RecordedEvent>> {
         Store::event_by_id(self, id)
     }

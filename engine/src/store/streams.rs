@@ -52,6 +52,13 @@ impl Store {
         ))
     }
 
+    /// The newest event of `stream` (None when it has no events).
+    pub fn read_stream_last(&self, stream: &str) -> Result<Option<RecordedEvent>> {
+        self.read_stream(stream, ReadOptions::backwards().limit(1))?
+            .next()
+            .transpose()
+    }
+
     /// The committed event with id `id`, if any.
     pub fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let head = self.head();
