@@ -1224,6 +1224,38 @@ fn read_a_stream_and_get_an_event_by_id() {
         .code(1)
         .stderr("gesta: no event has id 0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a00\n");
     usage_error(&["get", d, "--id", "seven"], "--id \"seven\" is not a UUID");
+
+    // --since: the events committed at or after a time.
+    let all = lines(&ok(&["read", d], ""));
+    let times: Vec<&str> = all
+        .iter()
+        .map(|v| v["timestamp"].as_str().unwrap())
+        .collect();
+    for (i, t) in times.iter().enumerate() {
+        let want: Vec<u64> = all
+            .iter()
+            .zip(&times)
+            .filter(|(_, u)| *u >= t)
+            .map(|(v, _)| v["position"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            positions(&ok(&["read", d, "--since", t], "")),
+            want,
+            "since event {i}"
+        );
+    }
+    assert_eq!(ok(&["read", d, "--since", "2999-01-01T00:00:00Z"], ""), "");
+    assert_eq!(
+        positions(&ok(
+            &["read", d, "--since", "2000-01-01T00:00:00Z", "--limit", "2"],
+            ""
+        )),
+        [1, 2]
+    );
+    usage_error(
+        &["read", d, "--since", "yesterday"],
+        "--since \"yesterday\"",
+    );
 }
 
 #[test]

@@ -84,6 +84,18 @@ pub trait EventStore: Send + Sync {
             .transpose()
     }
 
+    /// The last position committed at or before `timestamp_micros`
+    /// (microseconds since the Unix epoch, as events' `timestamp_micros`):
+    /// 0 before the first event, the head after the last. Commit times
+    /// never decrease with positions, so a read from a time is
+    /// `read(query, ReadOptions::forwards().start(position_at(t - 1)))`.
+    fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
+        let _ = timestamp_micros;
+        Err(crate::Error::Unsupported {
+            what: "lookups by time",
+        })
+    }
+
     /// The committed event with id `id`, if any.
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let _ = id;

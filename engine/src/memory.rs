@@ -260,6 +260,16 @@ impl EventStore for MemoryStore {
         Ok(Box::new(events.into_iter().map(Ok)))
     }
 
+    fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
+        let state = self.shared.state.lock();
+        Ok(state
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.timestamp_micros <= timestamp_micros)
+            .map_or(0, |e| e.position))
+    }
+
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let state = self.shared.state.lock();
         Ok(state.events.iter().find(|e| e.id == Some(id)).cloned())

@@ -43,6 +43,7 @@ pub struct PostgresStore {
     stream_forwards: String,
     stream_backwards: String,
     by_id: String,
+    timestamp_of: String,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -174,6 +175,7 @@ impl PostgresStore {
                  AND e.revision BETWEEN $2 AND $3 ORDER BY e.revision DESC LIMIT $4"
             ),
             by_id: format!("SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.id = $1"),
+            timestamp_of: format!("SELECT timestamp_micros FROM {s}.events WHERE position = $1"),
             pool: Pool::new(config, options.pool_size),
             schema: options.schema,
             s,
@@ -485,6 +487,32 @@ impl EventStore for PostgresStore {
             .map(event_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Box::new(events.into_iter().map(Ok)))
+    }
+
+    /// A binary search over positions, one primary-key probe per step
+    /// (commit times never decrease with positions), on one connection.
+    fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
+        let t = bound(timestamp_micros);
+        let mut conn = self.pool.get()?;
+        let head: i64 = conn
+            .query_one(&self.head, &[])?
+            .try_get(0)
+            .map_err(pg_error)?;
+        let (mut lo, mut hi, mut found) = (1i64, head, 0i64);
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let ts: i64 = conn
+                .query_one(&self.timestamp_of, &[&mid])?
+                .try_get(0)
+                .map_err(pg_error)?;
+            if ts <= t {
+                found = mid;
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        to_u64(found, found, "position")
     }
 
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {

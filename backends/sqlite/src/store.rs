@@ -478,6 +478,32 @@ impl EventStore for SqliteStore {
         Ok(Box::new(events.into_iter().map(Ok)))
     }
 
+    /// A binary search over positions, one primary-key probe per step:
+    /// commit times never decrease with positions.
+    fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
+        let t = signed(timestamp_micros);
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT ts FROM events WHERE position = ?1")
+                .map_err(|e| self.err(e))?;
+            let (mut lo, mut hi) = (1i64, signed(last_position(conn).map_err(|e| self.err(e))?));
+            let mut found = 0;
+            while lo <= hi {
+                let mid = lo + (hi - lo) / 2;
+                let ts: i64 = stmt
+                    .query_row([mid], |r| r.get(0))
+                    .map_err(|e| self.err(e))?;
+                if ts <= t {
+                    found = mid;
+                    lo = mid + 1;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            Ok(unsigned(found))
+        })
+    }
+
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let params = vec![Value::Blob(encode_id(id).to_vec())];
         let events = self.with_reader(|conn| self.query_events(conn, &sql::by_id(), params))?;

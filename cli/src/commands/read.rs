@@ -29,6 +29,7 @@ Examples:
   gesta read ./events --stream course-c1                   # a stream, by revision
   gesta read ./events --stream course-c1 --after 4 --limit 2   # revisions 5 and 6
   gesta read ./events --stream course-c1 --last            # its newest event
+  gesta read ./events --since 2026-12-04T09:00:00Z         # committed at or after 9 o'clock (UTC)
 
 With --stream, --after and --before are revisions (exclusive, as positions are otherwise); a stream without
 events prints nothing.
@@ -59,6 +60,10 @@ pub struct Args {
     /// Only positions (with --stream: revisions) before this one.
     #[arg(long, value_name = "POSITION")]
     before: Option<u64>,
+    /// Only events committed at or after this time (RFC 3339, e.g.
+    /// 2026-12-04T09:00:00Z).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["after", "stream", "backwards", "last", "follow"])]
+    since: Option<String>,
     /// Newest first.
     #[arg(long)]
     backwards: bool,
@@ -164,13 +169,33 @@ fn query(args: &Args) -> Result<Query, Failure> {
     ))
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+/// `--since`: the time in microseconds since the Unix epoch.
+fn since_micros(text: &str) -> Result<u64, Failure> {
+    let usage = |reason: String| Failure {
+        message: format!("--since {text:?}: {reason}"),
+        code: 2,
+    };
+    let time = humantime::parse_rfc3339_weak(text).map_err(|e| usage(e.to_string()))?;
+    let micros = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| usage("is before 1970".to_owned()))?
+        .as_micros();
+    u64::try_from(micros).map_err(|_| usage("is too far in the future".to_owned()))
+}
+
+pub fn run(mut args: Args) -> Result<(), Failure> {
+    let since = args.since.as_deref().map(since_micros).transpose()?;
     let query = query(&args)?;
     if args.follow {
         gesta::validation::check_query(&query)?;
         return follow(&args, &query);
     }
     let store = open_existing(&args.store.dir)?;
+    if let Some(t) = since {
+        // The last position committed before `t`: what follows it is at or
+        // after `t`, since commit times never decrease.
+        args.after = Some(store.position_at(t.saturating_sub(1))?);
+    }
     let backwards = args.backwards || args.last;
     let limit = if args.last { Some(1) } else { args.limit };
     let mut options = if backwards {

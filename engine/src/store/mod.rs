@@ -564,6 +564,10 @@ impl EventStore for Store {
         Store::event_by_id(self, id)
     }
 
+    fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
+        Store::position_at(self, timestamp_micros)
+    }
+
     fn subscribe(&self, query: &Query, after: u64) -> Result<crate::Subscription> {
         Store::subscribe(self, query, after)
     }

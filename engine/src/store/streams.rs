@@ -1,6 +1,8 @@
-//! Reading a stream by revision and an event by its id, from the indices
-//! the committer already keeps (a stream's postings are its events in
-//! revision order; the id index maps an id to its position).
+//! Reading a stream by revision, an event by its id and a position by its
+//! commit time: from the indices the committer already keeps (a stream's
+//! postings are its events in revision order; the id index maps an id to
+//! its position), and for time from the records' headers, whose commit
+//! times never decrease.
 
 use gesta_index::{Direction, ItemSpec, Key, Positions, QuerySpec};
 
@@ -57,6 +59,37 @@ impl Store {
         self.read_stream(stream, ReadOptions::backwards().limit(1))?
             .next()
             .transpose()
+    }
+
+    /// The last position committed at or before `timestamp_micros`: 0
+    /// before the first event, the head after the last. A binary search
+    /// over the records' headers (each found through its segment's offset
+    /// table), so it costs about `log2(records)` header reads.
+    pub fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
+        let head = self.head();
+        let reader = &self.inner.reader;
+        let (mut lo, mut hi, mut found) = (1, head, 0);
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let Some(record) = reader.record_head_containing(mid)? else {
+                return Err(crate::read::name_file(
+                    reader,
+                    mid,
+                    crate::Error::Corruption {
+                        file: Default::default(),
+                        offset: 0,
+                        reason: format!("position {mid} is below the head but not in the log"),
+                    },
+                ));
+            };
+            if record.meta.timestamp_micros <= timestamp_micros {
+                found = record.meta.last_position().min(head);
+                lo = found + 1;
+            } else {
+                hi = record.meta.first_position - 1;
+            }
+        }
+        Ok(found)
     }
 
     /// The committed event with id `id`, if any.

@@ -146,3 +146,76 @@ pub fn event_by_id_lookup<H: Harness>(h: &mut H) {
     let s = h.reopen(s);
     check(&s);
 }
+
+/// `position_at(t)` is the last position committed at or before `t`,
+/// judged by the commit times the store itself reads back: 0 before the
+/// first event, the head at and after the last.
+pub fn position_at_commit_time<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    assert_eq!(ok("position_at", s.position_at(u64::MAX)), 0, "empty store");
+    for i in 0..12 {
+        let batch = (0..1 + i % 3)
+            .map(|j| ev("A", &[], &format!("{i}.{j}")))
+            .collect();
+        append(&s, &mut log, batch);
+        if i % 4 == 0 {
+            // Let the clock move on between some batches.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    let check = |s: &H::Store| {
+        let events = read_raw(s, &gesta::Query::all(), ReadOptions::forwards());
+        let head = events.len() as u64;
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[0].timestamp_micros <= w[1].timestamp_micros),
+            "commit times never decrease"
+        );
+        let last_at = |t: u64| {
+            events
+                .iter()
+                .rev()
+                .find(|e| e.timestamp_micros <= t)
+                .map_or(0, |e| e.position)
+        };
+        let first = events[0].timestamp_micros;
+        for t in events.iter().flat_map(|e| {
+            [
+                e.timestamp_micros.saturating_sub(1),
+                e.timestamp_micros,
+                e.timestamp_micros + 1,
+            ]
+        }) {
+            assert_eq!(ok("position_at", s.position_at(t)), last_at(t), "time {t}");
+        }
+        assert_eq!(
+            ok("position_at", s.position_at(first - 1)),
+            0,
+            "before the first"
+        );
+        assert_eq!(ok("position_at", s.position_at(0)), 0);
+        assert_eq!(
+            ok("position_at", s.position_at(u64::MAX)),
+            head,
+            "after the last"
+        );
+        // A read from a time: everything committed at or after it.
+        let t = events[head as usize / 2].timestamp_micros;
+        let from = ok("position_at", s.position_at(t - 1));
+        let got = read(s, &gesta::Query::all(), ReadOptions::forwards().start(from));
+        assert!(got.iter().all(|e| e.position > from));
+        assert_eq!(got.len() as u64, head - from);
+        assert!(
+            events
+                .iter()
+                .filter(|e| e.position <= from)
+                .all(|e| e.timestamp_micros < t)
+        );
+    };
+    check(&s);
+    h.flush_index(&s);
+    let s = h.reopen(s);
+    check(&s);
+}

@@ -177,6 +177,7 @@ macro_rules! __gesta_conformance_cases {
             limits_at_the_edge_accepted,
             stream_read_by_revision,
             event_by_id_lookup,
+            position_at_commit_time,
         }
     };
 }
