@@ -871,3 +871,31 @@ async fn over_tls_with_an_api_key() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_subscriptions_and_keeps_acknowledged_cursors() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(vec![ev("A", "s"), ev("B", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    let mut durable = c.subscribe_durable("proj", &Query::all()).await.unwrap();
+    let mut live = c.subscribe(&Query::all(), 0).await.unwrap();
+    assert_eq!(durable.next().await.unwrap().unwrap().len(), 2);
+    assert_eq!(live.next().await.unwrap().unwrap().len(), 2);
+    assert_eq!(c.ack("proj", 2).await.unwrap(), 2);
+    // Stops, though both subscriptions are open and waiting.
+    let dir = tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("the server stopped");
+    assert!(durable.next().await.is_none_or(|r| r.is_err()));
+    assert!(live.next().await.is_none_or(|r| r.is_err()));
+    let store = gesta::Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.durable_subscriptions().unwrap(),
+        vec![gesta::DurableSubscriptionState {
+            name: "proj".into(),
+            acknowledged: 2
+        }]
+    );
+}
