@@ -223,7 +223,8 @@ impl GestaClient {
             direction: direction_to_proto(options.direction) as i32,
             limit: options.limit.map(|l| l as u64),
         };
-        Ok(events(self.raw.read(request).await?.into_inner()))
+        let responses = self.raw.read(request).await?.into_inner();
+        Ok(events(responses, |r| r.events))
     }
 
     /// The events of `stream`, per `options` (`start` an exclusive
@@ -239,7 +240,8 @@ impl GestaClient {
             direction: direction_to_proto(options.direction) as i32,
             limit: options.limit.map(|l| l as u64),
         };
-        Ok(events(self.raw.read_stream(request).await?.into_inner()))
+        let responses = self.raw.read_stream(request).await?.into_inner();
+        Ok(events(responses, |r| r.events))
     }
 
     /// The newest event of `stream` (None when it has no events).
@@ -308,7 +310,8 @@ impl GestaClient {
             query: Some(query_to_proto(query)),
             after,
         };
-        Ok(batches(self.raw.subscribe(request).await?.into_inner()))
+        let responses = self.raw.subscribe(request).await?.into_inner();
+        Ok(batches(responses, |r| (r.events, r.continued)))
     }
 
     /// As [`subscribe`](Self::subscribe), from after the position last
@@ -323,9 +326,8 @@ impl GestaClient {
             name: name.into(),
             query: Some(query_to_proto(query)),
         };
-        Ok(batches(
-            self.raw.subscribe_durable(request).await?.into_inner(),
-        ))
+        let responses = self.raw.subscribe_durable(request).await?.into_inner();
+        Ok(batches(responses, |r| (r.events, r.continued)))
     }
 
     /// Records durably that `name` processed everything up to `position`;
@@ -419,13 +421,16 @@ impl GestaClient {
     }
 }
 
-/// A read's responses as one stream of events.
-fn events(responses: tonic::Streaming<g::ReadResponse>) -> EventStream {
+/// A read's responses (each opened by `open`) as one stream of events.
+fn events<R: Send + 'static>(
+    responses: tonic::Streaming<R>,
+    open: fn(R) -> Vec<g::RecordedEvent>,
+) -> EventStream {
     responses
         .map_err(ClientError::from)
-        .map_ok(|r| {
+        .map_ok(move |r| {
             stream::iter(
-                r.events
+                open(r)
                     .into_iter()
                     .map(|e| recorded_from_proto(e).map_err(ClientError::from)),
             )
@@ -434,21 +439,25 @@ fn events(responses: tonic::Streaming<g::ReadResponse>) -> EventStream {
         .boxed()
 }
 
-/// A subscription's responses as batches, the parts of one append (linked
-/// by `continued`) joined again.
-fn batches(responses: tonic::Streaming<g::SubscribeResponse>) -> BatchStream {
-    stream::unfold(responses, |mut responses| async move {
+/// A subscription's responses (each opened by `open` into its events and
+/// `continued`) as batches, the parts of one append joined again.
+fn batches<R: Send + 'static>(
+    responses: tonic::Streaming<R>,
+    open: fn(R) -> (Vec<g::RecordedEvent>, bool),
+) -> BatchStream {
+    stream::unfold(responses, move |mut responses| async move {
         let mut batch = Vec::new();
         loop {
             match responses.message().await {
                 Ok(Some(r)) => {
-                    for e in r.events {
+                    let (events, continued) = open(r);
+                    for e in events {
                         match recorded_from_proto(e) {
                             Ok(e) => batch.push(e),
                             Err(s) => return Some((Err(s.into()), responses)),
                         }
                     }
-                    if !r.continued {
+                    if !continued {
                         return Some((Ok(batch), responses));
                     }
                 }

@@ -73,18 +73,19 @@ impl Gesta {
             .map_err(from_engine)
     }
 
-    /// Streams `events` in responses of at most [`BATCH`] events and about
-    /// the response size limit.
-    fn stream_read(
+    /// Streams `events` in responses (made by `response`) of at most
+    /// [`BATCH`] events and about the response size limit.
+    fn stream_read<R: Send + 'static>(
         &self,
         events: gesta::Events,
+        response: fn(Vec<g::RecordedEvent>) -> R,
         permit: OwnedSemaphorePermit,
-    ) -> Response<Boxed<g::ReadResponse>> {
+    ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, stop) = (self.limits, self.stop.clone());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let send = |events| tx.blocking_send(Ok(g::ReadResponse { events })).is_ok();
+            let send = |events| tx.blocking_send(Ok(response(events))).is_ok();
             let mut gather = Gather::new(&limits);
             let mut sent = false;
             for event in events {
@@ -119,15 +120,17 @@ impl Gesta {
     }
 
     /// Streams a subscription's batches, each as one response or, when it
-    /// does not fit in one, several linked by `continued`.
-    fn stream_subscription(
+    /// does not fit in one, several linked by `continued` (the responses
+    /// made by `response`).
+    fn stream_subscription<R: Send + 'static>(
         &self,
         mut batches: impl Stream<Item = gesta::Result<Vec<gesta::RecordedEvent>>>
         + Send
         + Unpin
         + 'static,
+        response: fn(Vec<g::RecordedEvent>, bool) -> R,
         permit: OwnedSemaphorePermit,
-    ) -> Response<Boxed<g::SubscribeResponse>> {
+    ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, mut stop) = (self.limits, self.stop.clone());
         tokio::spawn(async move {
@@ -161,10 +164,7 @@ impl Gesta {
                 parts.push(gather.take());
                 let count = parts.len();
                 for (i, events) in parts.into_iter().enumerate() {
-                    let response = g::SubscribeResponse {
-                        events,
-                        continued: i + 1 < count,
-                    };
+                    let response = response(events, i + 1 < count);
                     // A client that stops reading must not hold up shutdown.
                     tokio::select! {
                         sent = tx.send(Ok(response)) => {
@@ -236,9 +236,9 @@ impl Gather {
 #[tonic::async_trait]
 impl g::gesta_server::Gesta for Gesta {
     type ReadStream = Boxed<g::ReadResponse>;
-    type ReadStreamStream = Boxed<g::ReadResponse>;
+    type ReadStreamStream = Boxed<g::ReadStreamResponse>;
     type SubscribeStream = Boxed<g::SubscribeResponse>;
-    type SubscribeDurableStream = Boxed<g::SubscribeResponse>;
+    type SubscribeDurableStream = Boxed<g::SubscribeDurableResponse>;
 
     async fn append(
         &self,
@@ -283,7 +283,8 @@ impl g::gesta_server::Gesta for Gesta {
         let options = read_options(r.start, r.direction, r.limit)?;
         let permit = self.open_stream()?;
         let events = self.blocking(move |s| s.read(&query, options)).await?;
-        Ok(self.stream_read(events, permit))
+        let response = |events| g::ReadResponse { events };
+        Ok(self.stream_read(events, response, permit))
     }
 
     async fn read_stream(
@@ -296,17 +297,18 @@ impl g::gesta_server::Gesta for Gesta {
         let events = self
             .blocking(move |s| s.read_stream(&r.stream, options))
             .await?;
-        Ok(self.stream_read(events, permit))
+        let response = |events| g::ReadStreamResponse { events };
+        Ok(self.stream_read(events, response, permit))
     }
 
     async fn read_stream_last(
         &self,
         request: Request<g::ReadStreamLastRequest>,
-    ) -> Result<Response<g::EventResponse>, Status> {
+    ) -> Result<Response<g::ReadStreamLastResponse>, Status> {
         let stream = request.into_inner().stream;
         let event = self.blocking(move |s| s.read_stream_last(&stream)).await?;
         let event = event.map(|e| sized(e, &self.limits)).transpose()?;
-        Ok(Response::new(g::EventResponse { event }))
+        Ok(Response::new(g::ReadStreamLastResponse { event }))
     }
 
     async fn stream_revision(
@@ -321,27 +323,27 @@ impl g::gesta_server::Gesta for Gesta {
     async fn event_by_id(
         &self,
         request: Request<g::EventByIdRequest>,
-    ) -> Result<Response<g::EventResponse>, Status> {
+    ) -> Result<Response<g::EventByIdResponse>, Status> {
         let id = parse_id(&request.into_inner().id)?;
         let event = self.blocking(move |s| s.event_by_id(id)).await?;
         let event = event.map(|e| sized(e, &self.limits)).transpose()?;
-        Ok(Response::new(g::EventResponse { event }))
+        Ok(Response::new(g::EventByIdResponse { event }))
     }
 
     async fn position_at(
         &self,
         request: Request<g::PositionAtRequest>,
-    ) -> Result<Response<g::PositionResponse>, Status> {
+    ) -> Result<Response<g::PositionAtResponse>, Status> {
         let at = request.into_inner().timestamp_micros;
         let position = self.blocking(move |s| s.position_at(at)).await?;
-        Ok(Response::new(g::PositionResponse { position }))
+        Ok(Response::new(g::PositionAtResponse { position }))
     }
 
     async fn head(
         &self,
         _request: Request<g::HeadRequest>,
-    ) -> Result<Response<g::PositionResponse>, Status> {
-        Ok(Response::new(g::PositionResponse {
+    ) -> Result<Response<g::HeadResponse>, Status> {
+        Ok(Response::new(g::HeadResponse {
             position: self.store.head(),
         }))
     }
@@ -367,7 +369,8 @@ impl g::gesta_server::Gesta for Gesta {
             .subscribe(&query, r.after)
             .map_err(from_engine)?
             .into_stream();
-        Ok(self.stream_subscription(stream, permit))
+        let response = |events, continued| g::SubscribeResponse { events, continued };
+        Ok(self.stream_subscription(stream, response, permit))
     }
 
     async fn subscribe_durable(
@@ -382,7 +385,8 @@ impl g::gesta_server::Gesta for Gesta {
         let opened = tokio::task::spawn_blocking(move || registry.open(&store, &r.name, &query))
             .await
             .map_err(lost)??;
-        Ok(self.stream_subscription(opened, permit))
+        let response = |events, continued| g::SubscribeDurableResponse { events, continued };
+        Ok(self.stream_subscription(opened, response, permit))
     }
 
     async fn ack(
