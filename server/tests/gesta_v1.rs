@@ -899,3 +899,108 @@ async fn shutdown_ends_open_subscriptions_and_keeps_acknowledged_cursors() {
         }]
     );
 }
+
+#[tokio::test]
+async fn limits_bound_events_and_open_streams_across_both_services() {
+    let server = start_with(ServeConfig {
+        max_event_bytes: 1000,
+        max_open_streams: 1,
+        ..ServeConfig::default()
+    })
+    .await;
+    let mut c = gesta_client(server.addr).await;
+    // No events, or one too large to come back: refused, nothing appended.
+    let err = c.append(vec![], AppendOptions::new()).await.unwrap_err();
+    assert!(matches!(store_error(err), Error::InvalidInput { .. }));
+    let big = NewEvent::new("Big", vec![0u8; 2000]);
+    let err = c
+        .append(vec![big.clone()], AppendOptions::new())
+        .await
+        .unwrap_err();
+    match store_error(err) {
+        Error::InvalidInput { reason } => assert!(reason.contains("1000"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.store.head(), 0);
+    // Appended through the Rust API, it ends a read after what precedes it.
+    server.store.append(vec![ev("Small", "s")]).unwrap();
+    server.store.append(vec![big.stream("s")]).unwrap();
+    let mut read = c.read_stream("s", ReadOptions::forwards()).await.unwrap();
+    assert_eq!(read.next().await.unwrap().unwrap().position, 1);
+    let err = status(read.next().await.unwrap().unwrap_err());
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(matches!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::ResourceExhausted(_))
+    ));
+    drop(read);
+    let err = status(c.read_stream_last("s").await.unwrap_err());
+    assert_eq!(err.code(), Code::ResourceExhausted);
+
+    // One open stream for both services: a DCB subscription holds it
+    // (one that skips the large event, which would end it).
+    let mut dcb = client(server.addr).await;
+    let mut held = dcb
+        .subscribe(gesta_server::proto::v1::SubscribeRequest {
+            query: Some(query(&["Small"], &[])),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(held.message().await.unwrap().unwrap().events.len(), 1);
+    let err = status(failed(c.subscribe(&Query::all(), 0).await));
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let err = status(failed(c.read(&Query::all(), ReadOptions::forwards()).await));
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    drop(held);
+    // Released once the server sees the call end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut sub = loop {
+        match c.subscribe(&Query::event_type("Small"), 0).await {
+            Ok(sub) => break sub,
+            Err(_) => {
+                assert!(tokio::time::Instant::now() < deadline, "never released");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(sub.next().await.unwrap().unwrap()[0].position, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_durable_subscription_delivers_only_what_its_query_matches() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(
+        vec![ev("A", "s"), ev("B", "s"), ev("A", "t")],
+        AppendOptions::new(),
+    )
+    .await
+    .unwrap();
+    c.append(vec![ev("B", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    c.append(vec![ev("A", "u")], AppendOptions::new())
+        .await
+        .unwrap();
+    let mut sub = c
+        .subscribe_durable("only-a", &Query::event_type("A"))
+        .await
+        .unwrap();
+    let batch = sub.next().await.unwrap().unwrap();
+    assert_eq!(
+        batch
+            .iter()
+            .map(|e| (e.position, e.stream.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![(1, Some("s")), (3, Some("t"))]
+    );
+    let batch = sub.next().await.unwrap().unwrap();
+    assert_eq!(
+        batch.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![5]
+    );
+    server.stop().await;
+}
