@@ -11,6 +11,7 @@ use prost::Message;
 use tonic::{Code, Status};
 
 use crate::proto::gesta_v1 as g;
+use crate::proto::gesta_v1::ErrorDetail;
 use crate::proto::gesta_v1::error_detail::Kind;
 use crate::proto::gesta_v1::expected_revision::Kind as Expected;
 
@@ -42,8 +43,6 @@ pub(crate) struct Any {
     #[prost(bytes = "vec", tag = "2")]
     pub value: Vec<u8>,
 }
-
-use crate::proto::gesta_v1::ErrorDetail;
 
 /// A status of `code` whose details say `kind`.
 pub(crate) fn status(code: Code, kind: Kind, message: impl Into<String>) -> Status {
