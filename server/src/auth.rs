@@ -1,4 +1,5 @@
-//! The API key check, run on every DCB call before it is decoded.
+//! The API key check, run on every call of both services before it is
+//! decoded.
 
 use tonic::{Request, Status};
 
@@ -10,12 +11,27 @@ use crate::proto::v1::error_response::ErrorType;
 #[derive(Clone)]
 pub(crate) struct ApiKey {
     expected: Option<Vec<u8>>,
+    /// The refusal, in the details the service's clients decode.
+    refusal: fn() -> Status,
 }
 
 impl ApiKey {
+    /// The check of the DCB service, refusing with UmaDB's details.
     pub(crate) fn new(key: Option<String>) -> ApiKey {
+        ApiKey::refusing_with(key, || {
+            status(
+                tonic::Code::Unauthenticated,
+                ErrorType::Authentication,
+                "missing or invalid API key".into(),
+            )
+        })
+    }
+
+    /// The check, refusing with `refusal`'s status.
+    pub(crate) fn refusing_with(key: Option<String>, refusal: fn() -> Status) -> ApiKey {
         ApiKey {
             expected: key.map(|k| format!("Bearer {k}").into_bytes()),
+            refusal,
         }
     }
 }
@@ -36,11 +52,7 @@ impl tonic::service::Interceptor for ApiKey {
         };
         match request.metadata().get("authorization") {
             Some(given) if same(given.as_bytes(), expected) => Ok(request),
-            _ => Err(status(
-                tonic::Code::Unauthenticated,
-                ErrorType::Authentication,
-                "missing or invalid API key".into(),
-            )),
+            _ => Err((self.refusal)()),
         }
     }
 }

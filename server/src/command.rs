@@ -37,7 +37,8 @@ pub struct ServeArgs {
     /// Concurrent calls per connection.
     #[arg(long, default_value_t = ServeConfig::default().max_concurrent_streams)]
     pub max_concurrent_streams: u32,
-    /// Concurrent Read and Subscribe calls over all connections.
+    /// Concurrent reads and subscriptions over all connections and both
+    /// services.
     #[arg(long, default_value_t = ServeConfig::default().max_open_streams)]
     pub max_open_streams: usize,
     /// Seconds calls in flight may take to finish after SIGINT or SIGTERM.

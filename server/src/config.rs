@@ -53,13 +53,17 @@ pub struct ServeConfig {
     /// read or subscription that reaches it with `RESOURCE_EXHAUSTED`
     /// rather than sending a response its client would refuse. Raise it
     /// only for clients that raise their receive limit. It never exceeds
-    /// `max_message_bytes` less [`RESPONSE_FRAMING`].
+    /// `max_message_bytes` less [`RESPONSE_FRAMING`]. `gesta.v1` applies
+    /// the same limit to its `NewEvent` message (a `RecordedEvent` adds at
+    /// most 64 bytes to it).
     pub max_event_bytes: usize,
     /// Concurrent calls (HTTP/2 streams) per connection. Default 256; a
     /// client that opens more waits.
     pub max_concurrent_streams: u32,
-    /// Concurrent `Read` and `Subscribe` calls over all connections.
-    /// Default 1024; more are refused with `RESOURCE_EXHAUSTED`.
+    /// Concurrent streaming calls over all connections and both services
+    /// (`Read` and `Subscribe` of `umadb.v1.DCB`; `Read`, `ReadStream`,
+    /// `Subscribe` and `SubscribeDurable` of `gesta.v1.Gesta`). Default
+    /// 1024; more are refused with `RESOURCE_EXHAUSTED`.
     pub max_open_streams: usize,
     /// How long calls in flight may take to finish once shutdown begins
     /// (subscriptions end at once); after it the server stops regardless, so

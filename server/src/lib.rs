@@ -1,6 +1,9 @@
 //! A gRPC server for a Gesta store that speaks UmaDB's DCB protocol
 //! (protobuf package `umadb.v1`, service `DCB`), so that UmaDB's clients —
-//! Rust, Python, .NET, Java, PHP, Elixir — use a Gesta store unchanged.
+//! Rust, Python, .NET, Java, PHP, Elixir — use a Gesta store unchanged;
+//! and, on the same port, `gesta.v1.Gesta` for what that protocol lacks
+//! (streams with expected revisions, event ids, lookups by id and time,
+//! durable subscriptions, snapshots), with a Rust [`client`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), gesta_server::ServeError> {
@@ -10,17 +13,20 @@
 //! # }
 //! ```
 //!
-//! Module map: [`proto`] (the generated messages, server and client),
+//! Module map: [`proto`] (the generated messages, servers and clients),
 //! `convert` (protocol ↔ engine types, errors → statuses), `service` (the
-//! RPCs), `legacy` (UmaDB's older service path), `auth` (the API key
-//! check), `config` ([`ServeConfig`]).
+//! DCB RPCs), `legacy` (UmaDB's older service path), `gesta_v1` (the
+//! `gesta.v1` service), [`client`] (its typed Rust client), `auth` (the API
+//! key check), `config` ([`ServeConfig`]).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod auth;
+pub mod client;
 pub mod command;
 mod config;
 mod convert;
+mod gesta_v1;
 mod legacy;
 mod service;
 
@@ -37,6 +43,7 @@ pub use config::{
     TlsFiles,
 };
 pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
+pub use gesta_v1::SERVICE_NAME as GESTA_SERVICE_NAME;
 
 /// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server
 /// trait and a client, generated from `proto/umadb.proto` (UmaDB's file,
@@ -48,6 +55,15 @@ pub mod proto {
     #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         include!("proto/umadb.v1.rs");
+    }
+
+    /// Package `gesta.v1`: the `Gesta` service's messages, server trait and
+    /// client, generated from `proto/gesta.proto` by `proto/generate.sh`
+    /// and committed. Its errors carry an [`ErrorDetail`](gesta_v1::ErrorDetail)
+    /// ([`client::error_detail`](crate::client::error_detail) reads it).
+    #[allow(missing_docs, clippy::all)]
+    pub mod gesta_v1 {
+        include!("proto/gesta.v1.rs");
     }
 }
 
@@ -92,11 +108,27 @@ pub async fn serve_on(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    health
-        .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)
-        .await;
+    for name in [SERVICE_NAME, GESTA_SERVICE_NAME] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
 
-    let dcb = service::Dcb::new(store, config.limits(), stop_rx.clone());
+    // Open reads and subscriptions of both services count against one bound.
+    let streams = std::sync::Arc::new(tokio::sync::Semaphore::new(config.limits().open_streams));
+    let gesta = gesta_v1::Gesta::new(
+        store.clone(),
+        config.limits(),
+        streams.clone(),
+        stop_rx.clone(),
+    );
+    let gesta = proto::gesta_v1::gesta_server::GestaServer::new(gesta)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let check =
+        auth::ApiKey::refusing_with(config.api_key.clone(), gesta_v1::convert::unauthenticated);
+    let gesta = tonic::service::interceptor::InterceptedService::new(gesta, check);
+    let dcb = service::Dcb::new(store, config.limits(), streams, stop_rx.clone());
     let dcb = proto::v1::dcb_server::DcbServer::new(dcb)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -118,7 +150,7 @@ pub async fn serve_on(
             .map_err(|e| ServeError::Tls(e.to_string()))?;
     }
     log::info!(
-        "serving {SERVICE_NAME} on {local} ({}, {})",
+        "serving {SERVICE_NAME} and {GESTA_SERVICE_NAME} on {local} ({}, {})",
         if config.tls.is_some() {
             "TLS"
         } else {
@@ -141,9 +173,11 @@ pub async fn serve_on(
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
-        health
-            .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing)
-            .await;
+        for name in [SERVICE_NAME, GESTA_SERVICE_NAME] {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
         let _ = stop_tx.send(true);
     };
     let mut stopped = stop_rx.clone();
@@ -152,6 +186,7 @@ pub async fn serve_on(
         .add_service(health_service)
         .add_service(dcb)
         .add_service(legacy)
+        .add_service(gesta)
         .serve_with_incoming_shutdown(incoming, stopping);
     tokio::select! {
         served = served => served.map_err(|e| ServeError::Transport(e.to_string())),

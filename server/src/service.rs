@@ -40,10 +40,17 @@ pub(crate) struct Dcb {
 }
 
 impl Dcb {
-    pub(crate) fn new(store: gesta::Store, limits: Limits, stop: watch::Receiver<bool>) -> Dcb {
+    /// `streams` bounds open reads and subscriptions (shared with the
+    /// `gesta.v1` service).
+    pub(crate) fn new(
+        store: gesta::Store,
+        limits: Limits,
+        streams: Arc<Semaphore>,
+        stop: watch::Receiver<bool>,
+    ) -> Dcb {
         Dcb {
             store,
-            streams: Arc::new(Semaphore::new(limits.open_streams)),
+            streams,
             limits,
             stop,
         }

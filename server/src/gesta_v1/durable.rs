@@ -1,0 +1,128 @@
+//! The durable subscriptions this server holds open, by name: each open
+//! `SubscribeDurable` call's [`gesta::subscribe::Acker`], so that `Ack`
+//! reaches the subscription that delivered the events, `ListDurable` says
+//! which are open and `DeleteDurable` refuses an open one.
+//!
+//! The registry's lock is held while a name is claimed in the store and
+//! while it is released, so that "open here" and "claimed in the store"
+//! never disagree for names this server opened.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tonic::Status;
+
+use super::convert::{from_engine, subscription_open};
+
+type Acker = gesta::Acker;
+
+/// The open durable subscriptions.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    open: Arc<Mutex<HashMap<String, Acker>>>,
+}
+
+/// A durable subscription opened through the registry; dropping it closes
+/// the subscription and forgets the name.
+pub(crate) struct Opened {
+    registry: Registry,
+    name: String,
+    stream: Option<gesta::SubscriptionStream>,
+}
+
+/// The subscription's batches.
+impl futures::Stream for Opened {
+    type Item = gesta::Result<Vec<gesta::RecordedEvent>>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.get_mut().stream.as_mut() {
+            Some(stream) => std::pin::Pin::new(stream).poll_next(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let mut open = self.registry.lock();
+        // Released in the store before the name is forgotten here.
+        drop(self.stream.take());
+        open.remove(&self.name);
+    }
+}
+
+impl Registry {
+    /// The map; a panic while it was held left it consistent (every
+    /// change is one insert or remove), so poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Acker>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens `name` in `store` (blocking: it reads the cursor).
+    pub(crate) fn open(
+        &self,
+        store: &gesta::Store,
+        name: &str,
+        query: &gesta::Query,
+    ) -> Result<Opened, Status> {
+        let mut open = self.lock();
+        if open.contains_key(name) {
+            return Err(subscription_open(name));
+        }
+        let subscription = store.subscribe_durable(name, query).map_err(from_engine)?;
+        open.insert(name.to_owned(), subscription.acker());
+        Ok(Opened {
+            registry: self.clone(),
+            name: name.to_owned(),
+            stream: Some(subscription.into_stream()),
+        })
+    }
+
+    /// Acknowledges `position` for `name` (blocking: it writes the cursor,
+    /// and may sync the log first), through the open subscription if there
+    /// is one, else by claiming the name for the while; returns the
+    /// acknowledged position.
+    pub(crate) fn ack(
+        &self,
+        store: &gesta::Store,
+        name: &str,
+        position: u64,
+    ) -> Result<u64, Status> {
+        let open = self.lock();
+        if let Some(acker) = open.get(name).cloned() {
+            drop(open);
+            acker.ack(position).map_err(from_engine)?;
+            return Ok(acker.acked());
+        }
+        // Held, so that a SubscribeDurable of the name waits for this.
+        let claimed = store
+            .subscribe_durable(name, &gesta::Query::all())
+            .map_err(from_engine)?;
+        claimed.ack(position).map_err(from_engine)?;
+        let acked = claimed.acked();
+        drop(claimed);
+        drop(open);
+        Ok(acked)
+    }
+
+    /// Whether `name` is open here.
+    pub(crate) fn is_open(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
+    /// Deletes `name`'s cursor unless it is open (blocking).
+    pub(crate) fn delete(&self, store: &gesta::Store, name: &str) -> Result<bool, Status> {
+        let open = self.lock();
+        if open.contains_key(name) {
+            return Err(subscription_open(name));
+        }
+        let deleted = store
+            .delete_durable_subscription(name)
+            .map_err(from_engine)?;
+        drop(open);
+        Ok(deleted)
+    }
+}

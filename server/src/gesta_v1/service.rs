@@ -1,0 +1,480 @@
+//! The `gesta.v1.Gesta` RPCs over a [`gesta::Store`]: each answers what
+//! the engine's method of the same name answers, with the engine's
+//! semantics (exclusive starts, revisions from 0, "not found" as an empty
+//! answer). Blocking store calls run on tokio's blocking pool.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    RECORDED_EXTRA, exhausted, expected_from_proto, from_engine, lost, new_event_from_proto,
+    parse_id, query_from_proto, read_options, recorded_to_proto,
+};
+use super::durable::Registry;
+use crate::config::Limits;
+use crate::proto::gesta_v1 as g;
+
+/// Events per response, at most.
+const BATCH: usize = 1024;
+/// Responses buffered per call before the producer waits for the client.
+const CHANNEL_DEPTH: usize = 2;
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The service: a store handle, the call limits, the permits for open
+/// streams (shared with `umadb.v1.DCB`), the shutdown signal that ends
+/// open streams, and the durable subscriptions open here.
+pub(crate) struct Gesta {
+    store: gesta::Store,
+    limits: Limits,
+    streams: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    durable: Registry,
+}
+
+impl Gesta {
+    pub(crate) fn new(
+        store: gesta::Store,
+        limits: Limits,
+        streams: Arc<Semaphore>,
+        stop: watch::Receiver<bool>,
+    ) -> Gesta {
+        Gesta {
+            store,
+            limits,
+            streams,
+            stop,
+            durable: Registry::default(),
+        }
+    }
+
+    fn open_stream(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))
+    }
+
+    /// Runs `f` with the store on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&gesta::Store) -> gesta::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(lost)?
+            .map_err(from_engine)
+    }
+
+    /// Streams `events` in responses (made by `response`) of at most
+    /// [`BATCH`] events and about the response size limit.
+    fn stream_read<R: Send + 'static>(
+        &self,
+        events: gesta::Events,
+        response: fn(Vec<g::RecordedEvent>) -> R,
+        permit: OwnedSemaphorePermit,
+    ) -> Response<Boxed<R>> {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (limits, stop) = (self.limits, self.stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let send = |events| tx.blocking_send(Ok(response(events))).is_ok();
+            let mut gather = Gather::new(&limits);
+            let mut sent = false;
+            for event in events {
+                if *stop.borrow() {
+                    return;
+                }
+                let event = match event.map_err(from_engine).and_then(|e| sized(e, &limits)) {
+                    Ok(e) => e,
+                    Err(status) => {
+                        // What comes before it is delivered, then the error.
+                        let rest = gather.take();
+                        if !rest.is_empty() && !send(rest) {
+                            return;
+                        }
+                        let _ = tx.blocking_send(Err(status));
+                        return;
+                    }
+                };
+                if let Some(full) = gather.push(event) {
+                    if !send(full) {
+                        return;
+                    }
+                    sent = true;
+                }
+            }
+            let rest = gather.take();
+            if !rest.is_empty() || !sent {
+                send(rest);
+            }
+        });
+        Response::new(Box::pin(ReceiverStream::new(rx)))
+    }
+
+    /// Streams a subscription's batches, each as one response or, when it
+    /// does not fit in one, several linked by `continued` (the responses
+    /// made by `response`).
+    fn stream_subscription<R: Send + 'static>(
+        &self,
+        mut batches: impl Stream<Item = gesta::Result<Vec<gesta::RecordedEvent>>>
+        + Send
+        + Unpin
+        + 'static,
+        response: fn(Vec<g::RecordedEvent>, bool) -> R,
+        permit: OwnedSemaphorePermit,
+    ) -> Response<Boxed<R>> {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (limits, mut stop) = (self.limits, self.stop.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            loop {
+                let batch = tokio::select! {
+                    batch = batches.next() => batch,
+                    _ = tx.closed() => return,
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                };
+                let batch = match batch {
+                    Some(Ok(batch)) => batch,
+                    // The store closed: the server is going away.
+                    Some(Err(gesta::Error::Closed)) | None => return,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(from_engine(e))).await;
+                        return;
+                    }
+                };
+                let mut gather = Gather::new(&limits);
+                let mut parts = Vec::new();
+                for e in batch {
+                    match sized(e, &limits) {
+                        Ok(e) => parts.extend(gather.push(e)),
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                }
+                parts.push(gather.take());
+                let count = parts.len();
+                for (i, events) in parts.into_iter().enumerate() {
+                    let response = response(events, i + 1 < count);
+                    // A client that stops reading must not hold up shutdown.
+                    tokio::select! {
+                        sent = tx.send(Ok(response)) => {
+                            if sent.is_err() {
+                                return;
+                            }
+                        }
+                        _ = stop.wait_for(|stopping| *stopping) => return,
+                    }
+                }
+            }
+        });
+        Response::new(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+/// `e` as the protocol sends it, refused if a response could not carry it
+/// (larger than the event limit: appended through the Rust API or under a
+/// larger limit).
+fn sized(e: gesta::RecordedEvent, limits: &Limits) -> Result<g::RecordedEvent, Status> {
+    let position = e.position;
+    let e = recorded_to_proto(e);
+    let size = e.encoded_len();
+    if size > limits.event_bytes + RECORDED_EXTRA {
+        return Err(exhausted(format!(
+            "the event at position {position} is {size} bytes encoded, above this server's \
+             limit of {} bytes per event (--max-event-bytes)",
+            limits.event_bytes
+        )));
+    }
+    Ok(e)
+}
+
+/// Gathers events into responses of at most [`BATCH`] events and about
+/// `limits.response_bytes` encoded bytes (a larger event goes alone).
+struct Gather {
+    max_bytes: usize,
+    current: Vec<g::RecordedEvent>,
+    size: usize,
+}
+
+impl Gather {
+    fn new(limits: &Limits) -> Gather {
+        Gather {
+            max_bytes: limits.response_bytes,
+            current: Vec::new(),
+            size: 0,
+        }
+    }
+
+    /// Adds `e`, returning the full response it does not fit in, if any.
+    fn push(&mut self, e: g::RecordedEvent) -> Option<Vec<g::RecordedEvent>> {
+        let len = e.encoded_len();
+        let w = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        let full = (!self.current.is_empty()
+            && (self.current.len() >= BATCH || self.size + w > self.max_bytes))
+            .then(|| self.take());
+        self.size += w;
+        self.current.push(e);
+        full
+    }
+
+    fn take(&mut self) -> Vec<g::RecordedEvent> {
+        self.size = 0;
+        std::mem::take(&mut self.current)
+    }
+}
+
+#[tonic::async_trait]
+impl g::gesta_server::Gesta for Gesta {
+    type ReadStream = Boxed<g::ReadResponse>;
+    type ReadStreamStream = Boxed<g::ReadStreamResponse>;
+    type SubscribeStream = Boxed<g::SubscribeResponse>;
+    type SubscribeDurableStream = Boxed<g::SubscribeDurableResponse>;
+
+    async fn append(
+        &self,
+        request: Request<g::AppendRequest>,
+    ) -> Result<Response<g::AppendResponse>, Status> {
+        let r = request.into_inner();
+        let events = r
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| new_event_from_proto(i, e, self.limits.event_bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut options = gesta::AppendOptions::new();
+        for e in r.expected {
+            options = options.expect(e.stream, expected_from_proto(e.revision)?);
+        }
+        if let Some(c) = r.condition {
+            options = options.fail_if(query_from_proto(c.fail_if_events_match), c.after);
+        }
+        if let Some(t) = r.tracking {
+            options = options.track(t.source, t.position);
+        }
+        // Handed to the committer here, the append commits or fails as a
+        // whole even if the client goes away and this future is dropped.
+        let appended = self
+            .store
+            .append_async(events, options)
+            .await
+            .map_err(from_engine)?;
+        Ok(Response::new(g::AppendResponse {
+            first: appended.first,
+            last: appended.last,
+        }))
+    }
+
+    async fn read(
+        &self,
+        request: Request<g::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let r = request.into_inner();
+        let query = query_from_proto(r.query);
+        let options = read_options(r.start, r.direction, r.limit)?;
+        let permit = self.open_stream()?;
+        let events = self.blocking(move |s| s.read(&query, options)).await?;
+        let response = |events| g::ReadResponse { events };
+        Ok(self.stream_read(events, response, permit))
+    }
+
+    async fn read_stream(
+        &self,
+        request: Request<g::ReadStreamRequest>,
+    ) -> Result<Response<Self::ReadStreamStream>, Status> {
+        let r = request.into_inner();
+        let options = read_options(r.start, r.direction, r.limit)?;
+        let permit = self.open_stream()?;
+        let events = self
+            .blocking(move |s| s.read_stream(&r.stream, options))
+            .await?;
+        let response = |events| g::ReadStreamResponse { events };
+        Ok(self.stream_read(events, response, permit))
+    }
+
+    async fn read_stream_last(
+        &self,
+        request: Request<g::ReadStreamLastRequest>,
+    ) -> Result<Response<g::ReadStreamLastResponse>, Status> {
+        let stream = request.into_inner().stream;
+        let event = self.blocking(move |s| s.read_stream_last(&stream)).await?;
+        let event = event.map(|e| sized(e, &self.limits)).transpose()?;
+        Ok(Response::new(g::ReadStreamLastResponse { event }))
+    }
+
+    async fn stream_revision(
+        &self,
+        request: Request<g::StreamRevisionRequest>,
+    ) -> Result<Response<g::StreamRevisionResponse>, Status> {
+        let stream = request.into_inner().stream;
+        let revision = self.blocking(move |s| s.stream_revision(&stream)).await?;
+        Ok(Response::new(g::StreamRevisionResponse { revision }))
+    }
+
+    async fn event_by_id(
+        &self,
+        request: Request<g::EventByIdRequest>,
+    ) -> Result<Response<g::EventByIdResponse>, Status> {
+        let id = parse_id(&request.into_inner().id)?;
+        let event = self.blocking(move |s| s.event_by_id(id)).await?;
+        let event = event.map(|e| sized(e, &self.limits)).transpose()?;
+        Ok(Response::new(g::EventByIdResponse { event }))
+    }
+
+    async fn position_at(
+        &self,
+        request: Request<g::PositionAtRequest>,
+    ) -> Result<Response<g::PositionAtResponse>, Status> {
+        let at = request.into_inner().timestamp_micros;
+        let position = self.blocking(move |s| s.position_at(at)).await?;
+        Ok(Response::new(g::PositionAtResponse { position }))
+    }
+
+    async fn head(
+        &self,
+        _request: Request<g::HeadRequest>,
+    ) -> Result<Response<g::HeadResponse>, Status> {
+        Ok(Response::new(g::HeadResponse {
+            position: self.store.head(),
+        }))
+    }
+
+    async fn get_tracking_info(
+        &self,
+        request: Request<g::TrackingInfoRequest>,
+    ) -> Result<Response<g::TrackingInfoResponse>, Status> {
+        let source = request.into_inner().source;
+        let position = self.blocking(move |s| s.tracking_info(&source)).await?;
+        Ok(Response::new(g::TrackingInfoResponse { position }))
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<g::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = request.into_inner();
+        let query = query_from_proto(r.query);
+        let permit = self.open_stream()?;
+        let stream = self
+            .store
+            .subscribe(&query, r.after)
+            .map_err(from_engine)?
+            .into_stream();
+        let response = |events, continued| g::SubscribeResponse { events, continued };
+        Ok(self.stream_subscription(stream, response, permit))
+    }
+
+    async fn subscribe_durable(
+        &self,
+        request: Request<g::SubscribeDurableRequest>,
+    ) -> Result<Response<Self::SubscribeDurableStream>, Status> {
+        let r = request.into_inner();
+        let query = query_from_proto(r.query);
+        let permit = self.open_stream()?;
+        let registry = self.durable.clone();
+        let store = self.store.clone();
+        let opened = tokio::task::spawn_blocking(move || registry.open(&store, &r.name, &query))
+            .await
+            .map_err(lost)??;
+        let response = |events, continued| g::SubscribeDurableResponse { events, continued };
+        Ok(self.stream_subscription(opened, response, permit))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<g::AckRequest>,
+    ) -> Result<Response<g::AckResponse>, Status> {
+        let r = request.into_inner();
+        let registry = self.durable.clone();
+        let store = self.store.clone();
+        let acknowledged =
+            tokio::task::spawn_blocking(move || registry.ack(&store, &r.name, r.position))
+                .await
+                .map_err(lost)??;
+        Ok(Response::new(g::AckResponse { acknowledged }))
+    }
+
+    async fn list_durable(
+        &self,
+        _request: Request<g::ListDurableRequest>,
+    ) -> Result<Response<g::ListDurableResponse>, Status> {
+        let states = self.blocking(|s| s.durable_subscriptions()).await?;
+        let subscriptions = states
+            .into_iter()
+            .map(|s| g::DurableSubscription {
+                open: self.durable.is_open(&s.name),
+                name: s.name,
+                acknowledged: s.acknowledged,
+            })
+            .collect();
+        Ok(Response::new(g::ListDurableResponse { subscriptions }))
+    }
+
+    async fn delete_durable(
+        &self,
+        request: Request<g::DeleteDurableRequest>,
+    ) -> Result<Response<g::DeleteDurableResponse>, Status> {
+        let name = request.into_inner().name;
+        let registry = self.durable.clone();
+        let store = self.store.clone();
+        let deleted = tokio::task::spawn_blocking(move || registry.delete(&store, &name))
+            .await
+            .map_err(lost)??;
+        Ok(Response::new(g::DeleteDurableResponse { deleted }))
+    }
+
+    async fn save_snapshot(
+        &self,
+        request: Request<g::SaveSnapshotRequest>,
+    ) -> Result<Response<g::SaveSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        self.blocking(move |s| s.save_snapshot(&r.key, r.position, &r.state))
+            .await?;
+        Ok(Response::new(g::SaveSnapshotResponse {}))
+    }
+
+    async fn load_snapshot(
+        &self,
+        request: Request<g::LoadSnapshotRequest>,
+    ) -> Result<Response<g::LoadSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        let at = r.at_or_before.unwrap_or(u64::MAX);
+        // A state larger than the message limit fails in the encoder.
+        let snapshot = self.blocking(move |s| s.load_snapshot(&r.key, at)).await?;
+        Ok(Response::new(g::LoadSnapshotResponse {
+            snapshot: snapshot.map(|s| g::Snapshot {
+                position: s.position,
+                state: s.state.into(),
+            }),
+        }))
+    }
+
+    async fn list_snapshots(
+        &self,
+        request: Request<g::ListSnapshotsRequest>,
+    ) -> Result<Response<g::ListSnapshotsResponse>, Status> {
+        let key = request.into_inner().key;
+        let positions = self.blocking(move |s| s.list_snapshots(&key)).await?;
+        Ok(Response::new(g::ListSnapshotsResponse { positions }))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        request: Request<g::DeleteSnapshotRequest>,
+    ) -> Result<Response<g::DeleteSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        let deleted = self
+            .blocking(move |s| s.delete_snapshot(&r.key, r.position))
+            .await?;
+        Ok(Response::new(g::DeleteSnapshotResponse { deleted }))
+    }
+}

@@ -1,0 +1,1006 @@
+//! The gesta.v1 service through its Rust client against a real server on
+//! loopback: every RPC, its answers compared field by field with what the
+//! store itself answers, and its error paths with their typed details.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{StreamExt, TryStreamExt};
+use gesta::{AppendOptions, Error, ExpectedRevision, NewEvent, Query, ReadOptions, RecordedEvent};
+use gesta_server::ServeConfig;
+use gesta_server::client::{ClientError, DurableInfo, GestaClient, error_detail};
+use gesta_server::proto::gesta_v1 as g;
+use gesta_server::proto::gesta_v1::error_detail::Kind;
+use tonic::Code;
+
+async fn gesta_client(addr: std::net::SocketAddr) -> GestaClient {
+    GestaClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+fn ev(event_type: &str, stream: &str) -> NewEvent {
+    NewEvent::new(event_type, format!("{{\"t\":\"{event_type}\"}}"))
+        .stream(stream)
+        .tag(format!("s:{stream}"))
+        .metadata("m")
+}
+
+async fn collect(stream: gesta_server::client::EventStream) -> Vec<RecordedEvent> {
+    stream.try_collect().await.unwrap()
+}
+
+/// What the store itself answers for a stream read.
+fn engine_stream(store: &gesta::Store, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
+    store
+        .read_stream(name, options)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn store_error(e: ClientError) -> Error {
+    match e {
+        ClientError::Store(e) => e,
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
+/// The error of a call that must fail at once (the stream types are not
+/// `Debug`).
+fn failed<T>(r: Result<T, ClientError>) -> ClientError {
+    match r {
+        Ok(_) => panic!("the call succeeded"),
+        Err(e) => e,
+    }
+}
+
+fn status(e: ClientError) -> tonic::Status {
+    match e {
+        ClientError::Status(s) => s,
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn appends_with_streams_and_reads_them_back() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    let appended = c
+        .append(
+            vec![
+                ev("Opened", "acc-1"),
+                ev("Deposited", "acc-1"),
+                ev("Opened", "acc-2"),
+            ],
+            AppendOptions::new()
+                .expect("acc-1", ExpectedRevision::NoStream)
+                .expect("acc-2", ExpectedRevision::Any),
+        )
+        .await
+        .unwrap();
+    assert_eq!((appended.first, appended.last), (1, 3));
+    let appended = c
+        .append(
+            vec![ev("Withdrawn", "acc-1"), ev("Closed", "acc-1")],
+            AppendOptions::new().expect("acc-1", ExpectedRevision::Exact(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!((appended.first, appended.last), (4, 5));
+
+    // Every field as the store has it.
+    let all = collect(
+        c.read_stream("acc-1", ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        all,
+        engine_stream(&server.store, "acc-1", ReadOptions::forwards())
+    );
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.position, e.revision))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(0)), (2, Some(1)), (4, Some(2)), (5, Some(3))]
+    );
+    assert_eq!(all[2].event_type, "Withdrawn");
+    assert_eq!(all[2].stream.as_deref(), Some("acc-1"));
+    assert_eq!(all[2].tags, vec!["s:acc-1".to_string()]);
+    assert_eq!(&all[2].data[..], br#"{"t":"Withdrawn"}"#);
+    assert_eq!(&all[2].metadata[..], b"m");
+    assert!(all[2].timestamp_micros > 0);
+
+    // The start is an exclusive revision, in both directions, with limits.
+    for options in [
+        ReadOptions::forwards().start(1),
+        ReadOptions::forwards().start(0).limit(2),
+        ReadOptions::backwards(),
+        ReadOptions::backwards().start(3).limit(2),
+        ReadOptions::backwards().start(0),
+        ReadOptions::forwards().start(3),
+    ] {
+        let read = collect(c.read_stream("acc-1", options).await.unwrap()).await;
+        assert_eq!(
+            read,
+            engine_stream(&server.store, "acc-1", options),
+            "{options:?}"
+        );
+    }
+    let revisions = |events: Vec<RecordedEvent>| {
+        events
+            .iter()
+            .map(|e| e.revision.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let read = c
+        .read_stream("acc-1", ReadOptions::backwards().start(3).limit(2))
+        .await
+        .unwrap();
+    assert_eq!(revisions(collect(read).await), vec![2, 1]);
+
+    let last = c.read_stream_last("acc-1").await.unwrap().unwrap();
+    assert_eq!(
+        last,
+        server.store.read_stream_last("acc-1").unwrap().unwrap()
+    );
+    assert_eq!((last.position, last.revision), (5, Some(3)));
+    assert_eq!(c.stream_revision("acc-1").await.unwrap(), Some(3));
+    assert_eq!(c.stream_revision("acc-2").await.unwrap(), Some(0));
+
+    // An unknown stream reads as empty; a bad name is refused.
+    let unknown = collect(
+        c.read_stream("nope", ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(unknown.is_empty());
+    assert_eq!(c.read_stream_last("nope").await.unwrap(), None);
+    assert_eq!(c.stream_revision("nope").await.unwrap(), None);
+    let bad = failed(c.read_stream("", ReadOptions::forwards()).await);
+    assert!(matches!(store_error(bad), Error::InvalidInput { .. }));
+
+    // Query reads and the head.
+    let query = Query::event_type("Opened");
+    for options in [
+        ReadOptions::forwards(),
+        ReadOptions::backwards().limit(1),
+        ReadOptions::forwards().start(1),
+    ] {
+        let read = collect(c.read(&query, options).await.unwrap()).await;
+        let engine: Vec<_> = server
+            .store
+            .read(&query, options)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(read, engine, "{options:?}");
+    }
+    let opened = collect(c.read(&query, ReadOptions::forwards()).await.unwrap()).await;
+    assert_eq!(
+        opened.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(c.head().await.unwrap(), 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_longer_than_a_response_arrives_whole_and_in_order() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    for chunk in 0..3 {
+        let events = (0..1000)
+            .map(|i| ev(&format!("E{chunk}-{i}"), "long"))
+            .collect();
+        c.append(events, AppendOptions::new()).await.unwrap();
+    }
+    let read = collect(
+        c.read_stream("long", ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(read.len(), 3000);
+    assert!(
+        read.iter()
+            .enumerate()
+            .all(|(i, e)| e.revision == Some(i as u64))
+    );
+    // Through the generated client: several responses.
+    let mut responses = c
+        .raw()
+        .read_stream(g::ReadStreamRequest {
+            stream: "long".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sizes = Vec::new();
+    while let Some(r) = responses.message().await.unwrap() {
+        sizes.push(r.events.len());
+    }
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 3000);
+    // An empty read still answers once.
+    let mut responses = c
+        .raw()
+        .read_stream(g::ReadStreamRequest {
+            stream: "empty".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(responses.message().await.unwrap().unwrap().events.len(), 0);
+    assert!(responses.message().await.unwrap().is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_expected_revision_names_stream_expected_and_actual() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(vec![ev("A", "s"), ev("B", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    let cases = [
+        ("s", ExpectedRevision::Exact(0), Some(1)),
+        ("s", ExpectedRevision::NoStream, Some(1)),
+        ("other", ExpectedRevision::Exists, None),
+        ("other", ExpectedRevision::Exact(0), None),
+    ];
+    for (stream, expected, actual) in cases {
+        let options = AppendOptions::new()
+            .expect("s", ExpectedRevision::Exact(1))
+            .expect(stream, expected);
+        let err = c.append(vec![ev("C", "s")], options).await.unwrap_err();
+        match store_error(err) {
+            Error::WrongExpectedRevision {
+                stream: s,
+                expected: e,
+                actual: a,
+            } => assert_eq!((s.as_str(), e, a), (stream, expected, actual)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(server.store.head(), 2);
+
+    // On the wire: FAILED_PRECONDITION with the typed detail.
+    let err = c
+        .raw()
+        .append(g::AppendRequest {
+            events: vec![g::NewEvent {
+                event_type: "C".into(),
+                stream: Some("s".into()),
+                ..Default::default()
+            }],
+            expected: vec![g::StreamExpectation {
+                stream: "s".into(),
+                revision: Some(g::ExpectedRevision {
+                    kind: Some(g::expected_revision::Kind::Exact(7)),
+                }),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let Some(Kind::WrongExpectedRevision(w)) = error_detail(&err).and_then(|d| d.kind) else {
+        panic!("{err:?}");
+    };
+    assert_eq!(w.stream, "s");
+    assert_eq!(
+        w.expected.and_then(|e| e.kind),
+        Some(g::expected_revision::Kind::Exact(7))
+    );
+    assert_eq!(w.actual, Some(1));
+
+    // An expectation that does not say which is refused, not taken as Any.
+    let err = c
+        .raw()
+        .append(g::AppendRequest {
+            events: vec![g::NewEvent {
+                event_type: "C".into(),
+                ..Default::default()
+            }],
+            expected: vec![g::StreamExpectation {
+                stream: "s".into(),
+                revision: None,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(matches!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::InvalidInput(_))
+    ));
+    assert_eq!(server.store.head(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_condition_names_the_conflicting_position() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    let tagged = |t: &str| NewEvent::new("Enrolled", "{}").tag(t);
+    c.append(
+        vec![tagged("course:1"), tagged("course:2"), tagged("course:1")],
+        AppendOptions::new(),
+    )
+    .await
+    .unwrap();
+    let query = Query::tag("course:1");
+    for (after, position) in [(None, 1), (Some(1), 3)] {
+        let options = AppendOptions::new().fail_if(query.clone(), after);
+        let err = c
+            .append(vec![tagged("course:1")], options)
+            .await
+            .unwrap_err();
+        match store_error(err) {
+            Error::ConditionFailed { position: p } => assert_eq!(p, position, "{after:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Nothing after 3 matches: the append goes through.
+    let options = AppendOptions::new().fail_if(query.clone(), Some(3));
+    let appended = c.append(vec![tagged("course:1")], options).await.unwrap();
+    assert_eq!((appended.first, appended.last), (4, 4));
+
+    let err = c
+        .raw()
+        .append(g::AppendRequest {
+            events: vec![g::NewEvent {
+                event_type: "Enrolled".into(),
+                ..Default::default()
+            }],
+            condition: Some(g::AppendCondition {
+                fail_if_events_match: Some(g::Query {
+                    items: vec![g::QueryItem {
+                        types: vec![],
+                        tags: vec!["course:2".into()],
+                    }],
+                }),
+                after: Some(0),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert_eq!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::ConditionFailed(g::ConditionFailed { position: 2 }))
+    );
+    assert_eq!(server.store.head(), 4);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ids_make_appends_idempotent_and_find_events() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    let (a, b) = (0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8u128, 42u128);
+    let batch = vec![ev("A", "s").id(a), ev("B", "s").id(b)];
+    let first = c.append(batch.clone(), AppendOptions::new()).await.unwrap();
+    // Sent again: the same positions, nothing appended.
+    let again = c.append(batch, AppendOptions::new()).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(server.store.head(), 2);
+    // One id committed in another batch.
+    let err = c
+        .append(
+            vec![ev("C", "s").id(7), ev("A", "s").id(a)],
+            AppendOptions::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(store_error(err), Error::DuplicateEventId { id } if id == a));
+    let err = c
+        .raw()
+        .append(g::AppendRequest {
+            events: vec![g::NewEvent {
+                event_type: "A".into(),
+                id: Some("67e55044-10b1-426f-9247-bb680e5fe0c8".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert_eq!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::DuplicateEventId(g::DuplicateEventId {
+            id: "67e55044-10b1-426f-9247-bb680e5fe0c8".into()
+        }))
+    );
+
+    let found = c.event_by_id(a).await.unwrap().unwrap();
+    assert_eq!(found, server.store.event_by_id(a).unwrap().unwrap());
+    assert_eq!(
+        (found.position, found.id, found.event_type.as_str()),
+        (1, Some(a), "A")
+    );
+    assert_eq!(c.event_by_id(b).await.unwrap().unwrap().position, 2);
+    // Unknown: none, not an error; malformed: refused.
+    assert_eq!(c.event_by_id(99).await.unwrap(), None);
+    let err = c
+        .raw()
+        .event_by_id(g::EventByIdRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = c
+        .raw()
+        .append(g::AppendRequest {
+            events: vec![g::NewEvent {
+                event_type: "A".into(),
+                id: Some("xyz".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(server.store.head(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn positions_by_time_and_tracking_info() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    assert_eq!(c.position_at(u64::MAX).await.unwrap(), 0);
+    c.append(vec![ev("A", "s")], AppendOptions::new().track("up", 10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    c.append(
+        vec![ev("B", "s"), ev("C", "s")],
+        AppendOptions::new().track("up", 11),
+    )
+    .await
+    .unwrap();
+    let events = collect(c.read_stream("s", ReadOptions::forwards()).await.unwrap()).await;
+    let (t1, t2) = (events[0].timestamp_micros, events[1].timestamp_micros);
+    assert!(t1 < t2);
+    assert_eq!(c.position_at(0).await.unwrap(), 0);
+    assert_eq!(c.position_at(t1 - 1).await.unwrap(), 0);
+    assert_eq!(c.position_at(t1).await.unwrap(), 1);
+    assert_eq!(c.position_at(t2 - 1).await.unwrap(), 1);
+    assert_eq!(c.position_at(t2).await.unwrap(), 3);
+    assert_eq!(c.position_at(u64::MAX).await.unwrap(), 3);
+    for t in [0, t1, t2 - 1, t2, u64::MAX] {
+        assert_eq!(
+            c.position_at(t).await.unwrap(),
+            server.store.position_at(t).unwrap()
+        );
+    }
+
+    assert_eq!(c.tracking_info("up").await.unwrap(), Some(11));
+    assert_eq!(c.tracking_info("down").await.unwrap(), None);
+    let err = c
+        .append(vec![ev("D", "s")], AppendOptions::new().track("up", 11))
+        .await
+        .unwrap_err();
+    match store_error(err) {
+        Error::TrackingConflict {
+            source_name,
+            position,
+            stored,
+        } => assert_eq!((source_name.as_str(), position, stored), ("up", 11, 11)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.store.head(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn subscriptions_catch_up_then_follow_one_append_per_batch() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(vec![ev("A", "x"), ev("B", "x")], AppendOptions::new())
+        .await
+        .unwrap();
+    c.append(vec![ev("A", "y")], AppendOptions::new())
+        .await
+        .unwrap();
+    let mut sub = c.subscribe(&Query::event_type("A"), 0).await.unwrap();
+    let positions = |b: Vec<RecordedEvent>| b.iter().map(|e| e.position).collect::<Vec<_>>();
+    assert_eq!(positions(sub.next().await.unwrap().unwrap()), vec![1]);
+    assert_eq!(positions(sub.next().await.unwrap().unwrap()), vec![3]);
+    // Live: an append of 2000 matching events is one batch, though it
+    // travels in several responses.
+    let big: Vec<_> = (0..2000).map(|_| ev("A", "z")).collect();
+    c.append(big, AppendOptions::new()).await.unwrap();
+    let batch = sub.next().await.unwrap().unwrap();
+    assert_eq!(positions(batch), (4..=2003).collect::<Vec<_>>());
+    c.append(vec![ev("B", "x"), ev("A", "x")], AppendOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(positions(sub.next().await.unwrap().unwrap()), vec![2005]);
+
+    // The parts on the wire.
+    let mut raw = c
+        .raw()
+        .subscribe(g::SubscribeRequest {
+            query: None,
+            after: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = raw.message().await.unwrap().unwrap();
+    assert!(first.continued);
+    let mut count = first.events.len();
+    loop {
+        let part = raw.message().await.unwrap().unwrap();
+        count += part.events.len();
+        if !part.continued {
+            break;
+        }
+    }
+    assert_eq!(count, 2000);
+    // After the head: refused.
+    let err = failed(c.subscribe(&Query::all(), 9999).await);
+    assert!(matches!(store_error(err), Error::InvalidInput { .. }));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn durable_subscriptions_keep_their_cursor_on_the_server() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    for i in 0..3 {
+        c.append(vec![ev(&format!("E{i}"), "s")], AppendOptions::new())
+            .await
+            .unwrap();
+    }
+    let mut sub = c.subscribe_durable("proj", &Query::all()).await.unwrap();
+    assert_eq!(sub.next().await.unwrap().unwrap()[0].position, 1);
+    assert_eq!(sub.next().await.unwrap().unwrap()[0].position, 2);
+    assert_eq!(c.ack("proj", 2).await.unwrap(), 2);
+    // An older position changes nothing; one past the head is refused.
+    assert_eq!(c.ack("proj", 1).await.unwrap(), 2);
+    let err = c.ack("proj", 99).await.unwrap_err();
+    assert!(matches!(store_error(err), Error::InvalidInput { .. }));
+    assert_eq!(
+        c.durable_subscriptions().await.unwrap(),
+        vec![DurableInfo {
+            name: "proj".into(),
+            acknowledged: 2,
+            open: true
+        }]
+    );
+    // One subscription per name; an open one cannot be deleted.
+    let err = c.subscribe_durable("proj", &Query::all()).await;
+    let err = match err {
+        Ok(mut s) => s.next().await.unwrap().unwrap_err(),
+        Err(e) => e,
+    };
+    let err = status(err);
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::SubscriptionOpen(g::SubscriptionOpen {
+            name: "proj".into()
+        }))
+    );
+    let err = status(c.delete_durable_subscription("proj").await.unwrap_err());
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // Closed by the client: the server lets the name go.
+    drop(sub);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.durable_subscriptions().await.unwrap()[0].open {
+        assert!(tokio::time::Instant::now() < deadline, "still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Acknowledged while closed (after a broken stream, say).
+    assert_eq!(c.ack("proj", 3).await.unwrap(), 3);
+    assert_eq!(
+        server.store.durable_subscriptions().unwrap(),
+        vec![gesta::DurableSubscriptionState {
+            name: "proj".into(),
+            acknowledged: 3
+        }]
+    );
+    // Resumes after the acknowledged position.
+    let mut sub = c.subscribe_durable("proj", &Query::all()).await.unwrap();
+    c.append(vec![ev("E3", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    let batch = sub.next().await.unwrap().unwrap();
+    assert_eq!((batch[0].position, batch[0].event_type.as_str()), (4, "E3"));
+    drop(sub);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.delete_durable_subscription("proj").await {
+            Ok(deleted) => {
+                assert!(deleted);
+                break;
+            }
+            Err(ClientError::Status(s)) if s.code() == Code::FailedPrecondition => {
+                assert!(tokio::time::Instant::now() < deadline, "still open");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(!c.delete_durable_subscription("proj").await.unwrap());
+    assert_eq!(c.durable_subscriptions().await.unwrap(), vec![]);
+    let err = c.subscribe_durable("", &Query::all()).await;
+    let err = match err {
+        Ok(mut s) => s.next().await.unwrap().unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(matches!(store_error(err), Error::InvalidInput { .. }));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn snapshots_save_load_list_and_delete() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    for i in 0..5 {
+        c.append(vec![ev(&format!("E{i}"), "s")], AppendOptions::new())
+            .await
+            .unwrap();
+    }
+    c.save_snapshot("counter", 2, &b"two"[..]).await.unwrap();
+    c.save_snapshot("counter", 4, &b"four"[..]).await.unwrap();
+    assert_eq!(c.list_snapshots("counter").await.unwrap(), vec![2, 4]);
+    let load = |at| {
+        let mut c = c.clone();
+        async move { c.load_snapshot("counter", at).await.unwrap() }
+    };
+    let newest = load(u64::MAX).await.unwrap();
+    assert_eq!(
+        (newest.position, newest.state.as_slice()),
+        (4, &b"four"[..])
+    );
+    let at3 = load(3).await.unwrap();
+    assert_eq!((at3.position, at3.state.as_slice()), (2, &b"two"[..]));
+    assert!(load(1).await.is_none());
+    // The store has what the client saved.
+    let stored = server.store.load_snapshot("counter", 3).unwrap().unwrap();
+    assert_eq!((stored.position, stored.state), (2, b"two".to_vec()));
+    assert_eq!(c.load_snapshot("other", u64::MAX).await.unwrap(), None);
+    assert_eq!(c.list_snapshots("other").await.unwrap(), Vec::<u64>::new());
+
+    let err = c
+        .save_snapshot("counter", 6, &b"six"[..])
+        .await
+        .unwrap_err();
+    assert!(matches!(store_error(err), Error::InvalidInput { .. }));
+    let err = c.save_snapshot("", 1, &b"x"[..]).await.unwrap_err();
+    assert!(matches!(store_error(err), Error::InvalidInput { .. }));
+
+    assert!(c.delete_snapshot("counter", 4).await.unwrap());
+    assert!(!c.delete_snapshot("counter", 4).await.unwrap());
+    assert_eq!(c.list_snapshots("counter").await.unwrap(), vec![2]);
+    // Through the generated client, absent `at_or_before` is the newest.
+    let r = c
+        .raw()
+        .load_snapshot(g::LoadSnapshotRequest {
+            key: "counter".into(),
+            at_or_before: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.snapshot.map(|s| s.position), Some(2));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
+    let server = start_with(ServeConfig {
+        api_key: Some("s3cret".into()),
+        insecure_loopback_api_key: true,
+        ..ServeConfig::default()
+    })
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for mut refused in [
+        GestaClient::new(channel.clone()),
+        GestaClient::with_api_key(channel.clone(), "wrong").unwrap(),
+    ] {
+        let err = status(refused.head().await.unwrap_err());
+        assert_eq!(err.code(), Code::Unauthenticated);
+        assert_eq!(
+            error_detail(&err).and_then(|d| d.kind),
+            Some(Kind::Unauthenticated(g::Empty {}))
+        );
+        let err = refused
+            .append(vec![ev("A", "s")], AppendOptions::new())
+            .await
+            .unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = failed(refused.read_stream("s", ReadOptions::forwards()).await);
+        assert_eq!(status(err).code(), Code::Unauthenticated);
+    }
+    assert_eq!(server.store.head(), 0);
+
+    let mut c = GestaClient::with_api_key(channel.clone(), "s3cret").unwrap();
+    let appended = c
+        .append(vec![ev("A", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(appended.last, 1);
+    assert_eq!(c.head().await.unwrap(), 1);
+
+    // umadb.v1.DCB on the same port, with the same key, sees the event.
+    let mut dcb = gesta_server::proto::v1::dcb_client::DcbClient::new(channel);
+    let mut request = tonic::Request::new(gesta_server::proto::v1::HeadRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
+    assert_eq!(
+        dcb.head(request).await.unwrap().into_inner().position,
+        Some(1)
+    );
+    let err = dcb
+        .head(gesta_server::proto::v1::HeadRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // Refused with UmaDB's details there, as before.
+    assert_eq!(
+        details(&err).error_type,
+        gesta_server::proto::v1::error_response::ErrorType::Authentication as i32
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn umadb_and_gesta_share_the_store() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    let mut dcb = client(server.addr).await;
+    let position = append(&mut dcb, vec![event("FromUmaDB", &["t:1"])], None)
+        .await
+        .unwrap();
+    assert_eq!(position, 1);
+    c.append(vec![ev("FromGesta", "s").tag("t:1")], AppendOptions::new())
+        .await
+        .unwrap();
+    let read = collect(
+        c.read(&Query::tag("t:1"), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        read.iter()
+            .map(|e| (e.position, e.event_type.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, "FromUmaDB"), (2, "FromGesta")]
+    );
+    let responses = read_all(
+        &mut dcb,
+        gesta_server::proto::v1::ReadRequest {
+            query: Some(query(&[], &["t:1"])),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(responses, vec![(vec![1, 2], Some(2))]);
+    // The health service knows both.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    for service in ["umadb.v1.DCB", "gesta.v1.Gesta"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn over_tls_with_an_api_key() {
+    use gesta_server::TlsFiles;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let files = tempfile::tempdir().unwrap();
+    let tls = TlsFiles {
+        cert: files.path().join("cert.pem"),
+        key: files.path().join("key.pem"),
+    };
+    std::fs::write(&tls.cert, &cert_pem).unwrap();
+    std::fs::write(&tls.key, certified.signing_key.serialize_pem()).unwrap();
+    let server = start_with(ServeConfig {
+        tls: Some(tls),
+        api_key: Some("k1".into()),
+        ..ServeConfig::default()
+    })
+    .await;
+    let channel = Endpoint::from_shared(format!("https://localhost:{}", server.addr.port()))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&cert_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = GestaClient::with_api_key(channel, "k1").unwrap();
+    let appended = c
+        .append(
+            vec![ev("Secure", "s")],
+            AppendOptions::new().expect("s", ExpectedRevision::NoStream),
+        )
+        .await
+        .unwrap();
+    assert_eq!((appended.first, appended.last), (1, 1));
+    assert_eq!(c.stream_revision("s").await.unwrap(), Some(0));
+    // A plaintext client gets nowhere.
+    let plain = GestaClient::connect(format!("http://127.0.0.1:{}", server.addr.port())).await;
+    if let Ok(mut plain) = plain {
+        assert!(plain.head().await.is_err());
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_subscriptions_and_keeps_acknowledged_cursors() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(vec![ev("A", "s"), ev("B", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    let mut durable = c.subscribe_durable("proj", &Query::all()).await.unwrap();
+    let mut live = c.subscribe(&Query::all(), 0).await.unwrap();
+    assert_eq!(durable.next().await.unwrap().unwrap().len(), 2);
+    assert_eq!(live.next().await.unwrap().unwrap().len(), 2);
+    assert_eq!(c.ack("proj", 2).await.unwrap(), 2);
+    // Stops, though both subscriptions are open and waiting.
+    let dir = tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("the server stopped");
+    assert!(durable.next().await.is_none_or(|r| r.is_err()));
+    assert!(live.next().await.is_none_or(|r| r.is_err()));
+    let store = gesta::Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.durable_subscriptions().unwrap(),
+        vec![gesta::DurableSubscriptionState {
+            name: "proj".into(),
+            acknowledged: 2
+        }]
+    );
+}
+
+#[tokio::test]
+async fn limits_bound_events_and_open_streams_across_both_services() {
+    let server = start_with(ServeConfig {
+        max_event_bytes: 1000,
+        max_open_streams: 1,
+        ..ServeConfig::default()
+    })
+    .await;
+    let mut c = gesta_client(server.addr).await;
+    // No events, or one too large to come back: refused, nothing appended.
+    let err = c.append(vec![], AppendOptions::new()).await.unwrap_err();
+    assert!(matches!(store_error(err), Error::InvalidInput { .. }));
+    let big = NewEvent::new("Big", vec![0u8; 2000]);
+    let err = c
+        .append(vec![big.clone()], AppendOptions::new())
+        .await
+        .unwrap_err();
+    match store_error(err) {
+        Error::InvalidInput { reason } => assert!(reason.contains("1000"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.store.head(), 0);
+    // Appended through the Rust API, it ends a read after what precedes it.
+    server.store.append(vec![ev("Small", "s")]).unwrap();
+    server.store.append(vec![big.stream("s")]).unwrap();
+    let mut read = c.read_stream("s", ReadOptions::forwards()).await.unwrap();
+    assert_eq!(read.next().await.unwrap().unwrap().position, 1);
+    let err = status(read.next().await.unwrap().unwrap_err());
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(matches!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::ResourceExhausted(_))
+    ));
+    drop(read);
+    let err = status(c.read_stream_last("s").await.unwrap_err());
+    assert_eq!(err.code(), Code::ResourceExhausted);
+
+    // One open stream for both services: a DCB subscription holds it
+    // (one that skips the large event, which would end it).
+    let mut dcb = client(server.addr).await;
+    let mut held = dcb
+        .subscribe(gesta_server::proto::v1::SubscribeRequest {
+            query: Some(query(&["Small"], &[])),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(held.message().await.unwrap().unwrap().events.len(), 1);
+    let err = status(failed(c.subscribe(&Query::all(), 0).await));
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let err = status(failed(c.read(&Query::all(), ReadOptions::forwards()).await));
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    drop(held);
+    // Released once the server sees the call end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut sub = loop {
+        match c.subscribe(&Query::event_type("Small"), 0).await {
+            Ok(sub) => break sub,
+            Err(_) => {
+                assert!(tokio::time::Instant::now() < deadline, "never released");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(sub.next().await.unwrap().unwrap()[0].position, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_durable_subscription_delivers_only_what_its_query_matches() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(
+        vec![ev("A", "s"), ev("B", "s"), ev("A", "t")],
+        AppendOptions::new(),
+    )
+    .await
+    .unwrap();
+    c.append(vec![ev("B", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    c.append(vec![ev("A", "u")], AppendOptions::new())
+        .await
+        .unwrap();
+    let mut sub = c
+        .subscribe_durable("only-a", &Query::event_type("A"))
+        .await
+        .unwrap();
+    let batch = sub.next().await.unwrap().unwrap();
+    assert_eq!(
+        batch
+            .iter()
+            .map(|e| (e.position, e.stream.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![(1, Some("s")), (3, Some("t"))]
+    );
+    let batch = sub.next().await.unwrap().unwrap();
+    assert_eq!(
+        batch.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![5]
+    );
+    server.stop().await;
+}
