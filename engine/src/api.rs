@@ -35,7 +35,6 @@ pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send +
 /// - Reads see only committed events; `start` is exclusive in both
 ///   directions (see [`ReadOptions`]).
 ///
-///
 /// # Snapshots and tracking info
 ///
 /// **Snapshots** are opaque states saved for a key at a position (or a
@@ -49,7 +48,8 @@ pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send +
 ///   [`MAX_STATE_LEN`](crate::snapshots::MAX_STATE_LEN)), then that
 ///   `position` is not past the head (a state cannot include events that
 ///   were not committed; 0 is fine), each failure [`Error::InvalidInput`]
-///   with nothing changed. It then stores the state durably, replacing a
+///   with nothing changed. It then stores the state (as durably as the
+///   store's commits), replacing a
 ///   snapshot of the key at the same position, and deletes all but the
 ///   newest N snapshots of the key by position — the one just saved too,
 ///   if it is older than N others. N is a store option, `snapshots_kept`,
@@ -79,11 +79,17 @@ pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send +
 /// the stored one, and appends nothing; otherwise the batch commits and
 /// the source's stored position becomes `position`, in one atomic step.
 /// An append that fails any check stores no tracking info; an idempotent
-/// retry (answered before any check) neither checks nor stores it.
+/// retry (answered by the id check, before the later checks) neither
+/// checks nor stores it.
 /// [`tracking_info`](Self::tracking_info)`(source)` is the stored position
 /// (`None` for a source never tracked). Sources are independent; tracking
 /// info survives reopening.
 ///
+/// A store without snapshots or tracking info (none of Gesta's) answers
+/// these methods with [`Error::Unsupported`], their default, and refuses
+/// appends that carry tracking info.
+///
+/// [`Error::Unsupported`]: crate::Error::Unsupported
 /// [`Error::InvalidInput`]: crate::Error::InvalidInput
 /// [`Error::TrackingConflict`]: crate::Error::TrackingConflict
 /// [`AppendOptions::track`]: crate::AppendOptions::track
