@@ -2,7 +2,9 @@
 //! it means reading the newest snapshot and folding only the events after
 //! it, not replaying the whole log.
 //!
-//! Each snapshot is one file, `snapshots/<hex(key)>/<position>.snap`,
+//! Each snapshot is one file, `snapshots/<hex(key)>/<position>.snap`
+//! (`snapshots/long/<first half of hex(key)>/<second half>/…` for keys
+//! of more than 127 bytes, whose hex is too long for one file name),
 //! zstd-compressed and checksummed (see `docs/FORMAT.md`), written through
 //! the [`FileSystem`] seam atomically: a temporary file, fsynced, renamed
 //! into place, the directory fsynced. A crash leaves the old set of
@@ -125,8 +127,17 @@ pub fn decode(b: &[u8]) -> Result<(String, Snapshot), (u64, &'static str)> {
     Ok((key, Snapshot { position, state }))
 }
 
-/// The snapshot directory of a key: the key's bytes in hex, so that any
-/// key makes a valid, distinct file name.
+/// The longest key directory name: 255 bytes is the file name limit of
+/// common file systems, so the hex of keys up to 127 bytes fits.
+const MAX_DIR_NAME: usize = 254;
+/// Where the directories of longer keys go: `long/<the first half of the
+/// hex>/<the second half>` (each at most 255 digits, as keys are at most
+/// 255 bytes). Not hex, so no key's own directory has this name.
+const LONG_DIR: &str = "long";
+
+/// The snapshot directory name of a key: the key's bytes in hex, so that
+/// any key makes a valid, distinct file name (split in two levels under
+/// [`LONG_DIR`] when longer than [`MAX_DIR_NAME`]).
 fn key_dir_name(key: &str) -> String {
     key.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -181,7 +192,46 @@ impl Snapshots {
     }
 
     fn key_dir(&self, key: &str) -> PathBuf {
-        self.dir.join(key_dir_name(key))
+        let name = key_dir_name(key);
+        if name.len() <= MAX_DIR_NAME {
+            self.dir.join(name)
+        } else {
+            let (head, rest) = name.split_at(name.len() / 2);
+            self.dir.join(LONG_DIR).join(head).join(rest)
+        }
+    }
+
+    /// The directories of every key that has (or had) snapshots, with
+    /// their keys.
+    fn key_dirs(&self) -> Result<Vec<(String, PathBuf)>, SnapshotError> {
+        let mut out = Vec::new();
+        if !self.fs.exists(&self.dir).map_err(io_err(&self.dir))? {
+            return Ok(out);
+        }
+        for name in self.fs.list(&self.dir).map_err(io_err(&self.dir))? {
+            if let Some(key) = key_from_dir_name(&name) {
+                out.push((key, self.dir.join(name)));
+            }
+        }
+        let long = self.dir.join(LONG_DIR);
+        if !self.fs.exists(&long).map_err(io_err(&long))? {
+            return Ok(out);
+        }
+        for head in self.fs.list(&long).map_err(io_err(&long))? {
+            let dir = long.join(&head);
+            let Ok(rests) = self.fs.list(&dir) else {
+                continue;
+            };
+            for rest in rests {
+                if head.len() == rest.len()
+                    && head.len() * 2 > MAX_DIR_NAME
+                    && let Some(key) = key_from_dir_name(&format!("{head}{rest}"))
+                {
+                    out.push((key, dir.join(rest)));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The path of the snapshot of `key` at `position`.
@@ -290,35 +340,25 @@ impl Snapshots {
             self.delete(key, position)?;
         }
         let dir = self.key_dir(key);
-        if self.fs.exists(&dir).map_err(io_err(&dir))? && self.fs.remove_dir(&dir).is_ok() {
-            self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        if self.fs.exists(&dir).map_err(io_err(&dir))?
+            && self.fs.remove_dir(&dir).is_ok()
+            && let Some(parent) = dir.parent()
+        {
+            self.fs.sync_dir(parent).map_err(io_err(parent))?;
         }
         Ok(positions.len())
     }
 
     /// Every key that has (or had) snapshots, in no particular order.
     pub fn keys(&self) -> Result<Vec<String>, SnapshotError> {
-        if !self.fs.exists(&self.dir).map_err(io_err(&self.dir))? {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .fs
-            .list(&self.dir)
-            .map_err(io_err(&self.dir))?
-            .iter()
-            .filter_map(|n| key_from_dir_name(n))
-            .collect())
+        Ok(self.key_dirs()?.into_iter().map(|(key, _)| key).collect())
     }
 
     /// Removes the temporary files of snapshot writes a crash interrupted.
     /// Returns their paths.
     pub fn sweep(&self) -> Result<Vec<PathBuf>, SnapshotError> {
         let mut removed = Vec::new();
-        if !self.fs.exists(&self.dir).map_err(io_err(&self.dir))? {
-            return Ok(removed);
-        }
-        for key_dir in self.fs.list(&self.dir).map_err(io_err(&self.dir))? {
-            let key_dir = self.dir.join(key_dir);
+        for (_, key_dir) in self.key_dirs()? {
             let Ok(names) = self.fs.list(&key_dir) else {
                 continue;
             };
@@ -370,5 +410,40 @@ mod tests {
         assert_eq!(key_from_dir_name("612f62").as_deref(), Some("a/b"));
         assert_eq!(key_from_dir_name("612"), None);
         assert_eq!(key_from_dir_name("zz"), None);
+        assert_eq!(key_from_dir_name(LONG_DIR), None);
+    }
+
+    /// Keys up to 255 bytes work on a file system whose names are limited
+    /// to 255 bytes (the hex of a key longer than 127 bytes is not).
+    #[test]
+    fn long_keys_fit_file_name_limits() {
+        let fs: Arc<dyn FileSystem> = Arc::new(gesta_wal::io::StdFs);
+        let dir = std::env::temp_dir().join(format!("gesta-snapshot-keys-{}", std::process::id()));
+        let snapshots = Snapshots::new(fs, &dir);
+        let keys: Vec<String> = [1, 127, 128, 200, MAX_KEY_LEN]
+            .iter()
+            .map(|&n| "\u{e9}".repeat(n / 2) + &"k".repeat(n % 2))
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            snapshots.save(key, 5, key.as_bytes(), 0).unwrap();
+            snapshots.save(key, 7, b"x", 0).unwrap();
+            assert_eq!(snapshots.list(key).unwrap(), [5, 7], "key {i}");
+            assert_eq!(
+                snapshots.load(key, 6).unwrap().unwrap().state,
+                key.as_bytes()
+            );
+        }
+        let mut found = snapshots.keys().unwrap();
+        found.sort();
+        let mut want = keys.clone();
+        want.sort();
+        assert_eq!(found, want);
+        assert!(snapshots.sweep().unwrap().is_empty());
+        for key in &keys {
+            assert_eq!(snapshots.delete_key(key).unwrap(), 2);
+            assert_eq!(snapshots.list(key).unwrap(), Vec::<u64>::new());
+        }
+        assert_eq!(snapshots.keys().unwrap(), Vec::<String>::new());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -163,15 +163,9 @@ impl Admission {
                 return Err(Error::ConditionFailed { position });
             }
         }
-        if let Some((key, source, position)) = &a.tracking
-            && let Some(stored) = self.tracked(key, source)?
-            && *position <= stored
-        {
-            return Err(Error::TrackingConflict {
-                source_name: source.clone(),
-                position: *position,
-                stored,
-            });
+        if let Some((key, source, position)) = &a.tracking {
+            let stored = self.tracked(key, source)?;
+            crate::validation::check_tracking(source, *position, stored)?;
         }
         Ok(None)
     }

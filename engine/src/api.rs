@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::query::Query;
 use crate::read::ReadOptions;
+use crate::snapshots::Snapshot;
 use crate::subscription::Subscription;
 
 /// A boxed iterator of read results.
@@ -29,11 +30,71 @@ pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send +
 ///   or an id repeats in the batch, [`Error::DuplicateEventId`]; expected
 ///   stream revisions in the order given ([`Error::WrongExpectedRevision`]);
 ///   the DCB condition ([`Error::ConditionFailed`] naming the first
-///   conflicting position).
+///   conflicting position); tracking info ([`Error::TrackingConflict`],
+///   see [Snapshots and tracking info](#snapshots-and-tracking-info)).
 /// - Reads see only committed events; `start` is exclusive in both
 ///   directions (see [`ReadOptions`]).
 ///
+/// # Snapshots and tracking info
+///
+/// **Snapshots** are opaque states saved for a key at a position (or a
+/// stream revision), so that rebuilding state reads the newest snapshot and
+/// folds only the events after it. Every snapshot method first checks the
+/// key: 1 to 255 bytes of UTF-8 (any characters), else
+/// [`Error::InvalidInput`].
+///
+/// - [`save_snapshot`](Self::save_snapshot)`(key, position, state)` checks
+///   the key, then the state's size (at most 256 MiB,
+///   [`MAX_STATE_LEN`](crate::snapshots::MAX_STATE_LEN)), then that
+///   `position` is not past the head (a state cannot include events that
+///   were not committed; 0 is fine), each failure [`Error::InvalidInput`]
+///   with nothing changed. It then stores the state (as durably as the
+///   store's commits), replacing a
+///   snapshot of the key at the same position, and deletes all but the
+///   newest N snapshots of the key by position — the one just saved too,
+///   if it is older than N others. N is a store option, `snapshots_kept`,
+///   3 by default, 0 keeping all: [`Options::snapshots_kept`],
+///   [`MemoryStore::with_snapshots_kept`], and the SQL stores' options.
+/// - [`load_snapshot`](Self::load_snapshot)`(key, at_or_before)` is the
+///   snapshot of the key with the greatest position `<= at_or_before`
+///   (`u64::MAX`: the newest), with its position and the state exactly as
+///   saved; `None` if there is none (an unknown key included).
+/// - [`list_snapshots`](Self::list_snapshots)`(key)` is the positions of
+///   the key's snapshots, ascending; empty for an unknown key.
+/// - [`delete_snapshot`](Self::delete_snapshot)`(key, position)` deletes
+///   the key's snapshot at exactly `position` and returns whether there
+///   was one.
+///
+/// Snapshots of different keys are independent; they survive reopening.
+///
+/// **Tracking info** is how far a consumer (a projection, a process
+/// manager) named `source` has processed an upstream log, committed
+/// atomically with the events it produced:
+/// [`AppendOptions::track`]`(source, position)`. The source is named like
+/// a stream (1 to 255 bytes, checked with the append's other input). The
+/// append's tracking check comes last, after the DCB condition: unless
+/// `position` is greater than the source's stored position (any position
+/// is, for a source with none), the append fails with
+/// [`Error::TrackingConflict`] naming the source, the position given and
+/// the stored one, and appends nothing; otherwise the batch commits and
+/// the source's stored position becomes `position`, in one atomic step.
+/// An append that fails any check stores no tracking info; an idempotent
+/// retry (answered by the id check, before the later checks) neither
+/// checks nor stores it.
+/// [`tracking_info`](Self::tracking_info)`(source)` is the stored position
+/// (`None` for a source never tracked). Sources are independent; tracking
+/// info survives reopening.
+///
+/// A store without snapshots or tracking info (none of Gesta's) answers
+/// these methods with [`Error::Unsupported`], their default, and refuses
+/// appends that carry tracking info.
+///
+/// [`Error::Unsupported`]: crate::Error::Unsupported
 /// [`Error::InvalidInput`]: crate::Error::InvalidInput
+/// [`Error::TrackingConflict`]: crate::Error::TrackingConflict
+/// [`AppendOptions::track`]: crate::AppendOptions::track
+/// [`Options::snapshots_kept`]: crate::Options::snapshots_kept
+/// [`MemoryStore::with_snapshots_kept`]: crate::MemoryStore::with_snapshots_kept
 /// [`Error::DuplicateEventId`]: crate::Error::DuplicateEventId
 /// [`Error::WrongExpectedRevision`]: crate::Error::WrongExpectedRevision
 /// [`Error::ConditionFailed`]: crate::Error::ConditionFailed
@@ -113,6 +174,46 @@ pub trait EventStore: Send + Sync {
         let _ = (query, after);
         Err(crate::Error::Unsupported {
             what: "subscriptions",
+        })
+    }
+
+    // --- Snapshots and tracking info (see the trait's docs) ---
+
+    /// Saves `state` for `key` at `position`, then keeps only the key's
+    /// newest snapshots; see [Snapshots and tracking
+    /// info](#snapshots-and-tracking-info).
+    fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {
+        let _ = (key, position, state);
+        Err(crate::Error::Unsupported { what: "snapshots" })
+    }
+
+    /// The snapshot of `key` with the greatest position at or before
+    /// `at_or_before` (`u64::MAX`: the newest), if any.
+    fn load_snapshot(&self, key: &str, at_or_before: u64) -> Result<Option<Snapshot>> {
+        let _ = (key, at_or_before);
+        Err(crate::Error::Unsupported { what: "snapshots" })
+    }
+
+    /// The positions of `key`'s snapshots, ascending.
+    fn list_snapshots(&self, key: &str) -> Result<Vec<u64>> {
+        let _ = key;
+        Err(crate::Error::Unsupported { what: "snapshots" })
+    }
+
+    /// Deletes `key`'s snapshot at `position`; returns whether there was
+    /// one.
+    fn delete_snapshot(&self, key: &str, position: u64) -> Result<bool> {
+        let _ = (key, position);
+        Err(crate::Error::Unsupported { what: "snapshots" })
+    }
+
+    /// The tracking position stored for `source` by the last append that
+    /// carried tracking info for it ([`AppendOptions::tracking`]), or
+    /// `None` if none did.
+    fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
+        let _ = source;
+        Err(crate::Error::Unsupported {
+            what: "tracking info",
         })
     }
 }

@@ -49,8 +49,8 @@ pub struct AppendOptions {
     /// `position` is greater than the source's stored position, so a
     /// consumer that crashes between processing and recording cannot record
     /// the same upstream position twice. Read it back with
-    /// [`Store::tracking_info`](crate::Store::tracking_info). Only the
-    /// engine stores it; other stores refuse it as unsupported.
+    /// [`EventStore::tracking_info`](crate::EventStore::tracking_info); the
+    /// trait's docs say where the check sits among the others.
     pub tracking: Option<(String, u64)>,
 }
 

@@ -175,6 +175,47 @@ pub mod validation {
             _ => Ok(()),
         }
     }
+
+    // Snapshots and tracking info (see the `EventStore` trait's docs).
+
+    /// Checks a snapshot key (1 to 255 bytes), as every snapshot method
+    /// does first.
+    pub fn check_snapshot_key(key: &str) -> Result<()> {
+        crate::snapshots::check_key(key)
+    }
+
+    /// The checks of a snapshot save, in the contract's order: the key,
+    /// the state's size, the position against the store's `head`.
+    pub fn check_snapshot_save(head: u64, key: &str, position: u64, state: &[u8]) -> Result<()> {
+        crate::snapshots::check_save(head, key, position, state)
+    }
+
+    /// Checks a tracking source's name (1 to 255 bytes).
+    pub fn check_tracking_source(source: &str) -> Result<()> {
+        crate::tracking::check_tracking_source(source)
+    }
+
+    /// The tracking check of an append: `position` must be greater than
+    /// the position `stored` for `source` (any position is, when none is).
+    pub fn check_tracking(source: &str, position: u64, stored: Option<u64>) -> Result<()> {
+        match stored {
+            Some(stored) if position <= stored => Err(crate::Error::TrackingConflict {
+                source_name: source.to_owned(),
+                position,
+                stored,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The positions a save leaves to delete so that the newest `kept`
+    /// remain (`kept == 0`: none), given all of a key's positions ascending.
+    pub fn snapshots_past_retention(positions: &[u64], kept: usize) -> &[u64] {
+        match kept {
+            0 => &[],
+            _ => &positions[..positions.len().saturating_sub(kept)],
+        }
+    }
 }
 pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};

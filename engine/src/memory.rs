@@ -2,7 +2,7 @@
 //! of events behind a mutex, every check a linear scan — so that it is easy
 //! to believe, and every other store is tested against it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use gesta_index::Key;
@@ -16,6 +16,7 @@ use crate::event::{NewEvent, RecordedEvent};
 use crate::notify::Hub;
 use crate::query::Query;
 use crate::read::{Direction, ReadOptions};
+use crate::snapshots::Snapshot;
 use crate::subscription::{Feed, Subscription};
 
 /// An in-memory event store with the full semantics and no persistence.
@@ -80,12 +81,43 @@ struct State {
     /// no clock (events of one batch share it, later batches get larger
     /// ones, which is all the contract promises).
     tick: u64,
+    /// Snapshots and tracking info.
+    saved: Saved,
+}
+
+/// Snapshots and tracking info, as the `EventStore` docs define them.
+#[derive(Debug)]
+struct Saved {
+    /// Every key's snapshots by position.
+    snapshots: HashMap<String, BTreeMap<u64, Vec<u8>>>,
+    /// How many snapshots a save keeps per key (0: all).
+    kept: usize,
+    /// Every tracking source's stored position.
+    tracking: HashMap<String, u64>,
+}
+
+impl Default for Saved {
+    fn default() -> Saved {
+        Saved {
+            snapshots: HashMap::new(),
+            kept: crate::snapshots::DEFAULT_KEPT,
+            tracking: HashMap::new(),
+        }
+    }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// Sets how many snapshots a save keeps per key (default 3; 0 keeps
+    /// all), as [`Options::snapshots_kept`](crate::Options::snapshots_kept)
+    /// does for the engine.
+    pub fn with_snapshots_kept(self, kept: usize) -> MemoryStore {
+        self.shared.state.lock().saved.kept = kept;
+        self
     }
 
     /// Every committed event, oldest first.
@@ -146,7 +178,6 @@ impl State {
 impl EventStore for MemoryStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         crate::validation::check_append(&events, &options)?;
-        crate::validation::refuse_tracking(&options)?;
         let mut state = self.shared.state.lock();
         crate::validation::check_after(&options, state.events.len() as u64)?;
         if let Some(done) = state.check_ids(&events)? {
@@ -171,6 +202,13 @@ impl EventStore for MemoryStore {
                     position: e.position,
                 });
             }
+        }
+        if let Some((source, position)) = &options.tracking {
+            let stored = state.saved.tracking.get(source).copied();
+            crate::validation::check_tracking(source, *position, stored)?;
+        }
+        if let Some((source, position)) = options.tracking {
+            state.saved.tracking.insert(source, position);
         }
         let first = state.events.len() as u64 + 1;
         state.tick += 1;
@@ -284,5 +322,59 @@ impl EventStore for MemoryStore {
             )));
         }
         Ok(Subscription::new(self.shared.clone(), query.clone(), after))
+    }
+
+    // --- Snapshots and tracking info ---
+
+    fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {
+        let mut guard = self.shared.state.lock();
+        crate::validation::check_snapshot_save(guard.events.len() as u64, key, position, state)?;
+        let kept = guard.saved.kept;
+        let snapshots = guard.saved.snapshots.entry(key.to_owned()).or_default();
+        snapshots.insert(position, state.to_vec());
+        let positions: Vec<u64> = snapshots.keys().copied().collect();
+        for old in crate::validation::snapshots_past_retention(&positions, kept) {
+            snapshots.remove(old);
+        }
+        Ok(())
+    }
+
+    fn load_snapshot(&self, key: &str, at_or_before: u64) -> Result<Option<Snapshot>> {
+        crate::validation::check_snapshot_key(key)?;
+        let state = self.shared.state.lock();
+        Ok(state.saved.snapshots.get(key).and_then(|snapshots| {
+            snapshots
+                .range(..=at_or_before)
+                .next_back()
+                .map(|(&position, state)| Snapshot {
+                    position,
+                    state: state.clone(),
+                })
+        }))
+    }
+
+    fn list_snapshots(&self, key: &str) -> Result<Vec<u64>> {
+        crate::validation::check_snapshot_key(key)?;
+        let state = self.shared.state.lock();
+        Ok(state
+            .saved
+            .snapshots
+            .get(key)
+            .map_or_else(Vec::new, |s| s.keys().copied().collect()))
+    }
+
+    fn delete_snapshot(&self, key: &str, position: u64) -> Result<bool> {
+        crate::validation::check_snapshot_key(key)?;
+        let mut state = self.shared.state.lock();
+        Ok(state
+            .saved
+            .snapshots
+            .get_mut(key)
+            .is_some_and(|s| s.remove(&position).is_some()))
+    }
+
+    fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
+        crate::validation::check_tracking_source(source)?;
+        Ok(self.shared.state.lock().saved.tracking.get(source).copied())
     }
 }

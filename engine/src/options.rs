@@ -100,7 +100,7 @@ impl Default for Options {
             merge_bytes_per_sec: Some(64 << 20),
             compression: None,
             block_cache_bytes: 32 << 20,
-            snapshots_kept: 3,
+            snapshots_kept: crate::snapshots::DEFAULT_KEPT,
             projection_interval: std::time::Duration::from_millis(100),
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),

@@ -10,12 +10,36 @@
 pub use gesta_compaction::snapshot::{MAX_KEY_LEN, MAX_STATE_LEN, Snapshot};
 
 use crate::error::{Error, Result};
+
+/// How many snapshots a store keeps per key unless told otherwise (see
+/// [`Options::snapshots_kept`](crate::Options::snapshots_kept)).
+pub const DEFAULT_KEPT: usize = 3;
 use crate::indexes::{Indexes, snapshot_error};
 
-fn check_key(key: &str) -> Result<()> {
+/// Checks a snapshot key: 1 to [`MAX_KEY_LEN`] bytes.
+pub(crate) fn check_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(Error::invalid(format!(
             "a snapshot key must be 1 to {MAX_KEY_LEN} bytes long"
+        )));
+    }
+    Ok(())
+}
+
+/// The checks of a save, in this order: the key, the state's size, the
+/// position against `head` (a state cannot include events that were not
+/// committed).
+pub(crate) fn check_save(head: u64, key: &str, position: u64, state: &[u8]) -> Result<()> {
+    check_key(key)?;
+    if state.len() > MAX_STATE_LEN {
+        return Err(Error::invalid(format!(
+            "snapshot state of {} bytes exceeds {MAX_STATE_LEN}",
+            state.len()
+        )));
+    }
+    if position > head {
+        return Err(Error::invalid(format!(
+            "snapshot position {position} is past the head {head}"
         )));
     }
     Ok(())
@@ -30,18 +54,7 @@ pub(crate) fn save(
     position: u64,
     state: &[u8],
 ) -> Result<()> {
-    check_key(key)?;
-    if state.len() > MAX_STATE_LEN {
-        return Err(Error::invalid(format!(
-            "snapshot state of {} bytes exceeds {MAX_STATE_LEN}",
-            state.len()
-        )));
-    }
-    if position > head {
-        return Err(Error::invalid(format!(
-            "snapshot position {position} is past the head {head}"
-        )));
-    }
+    check_save(head, key, position, state)?;
     let (snapshots, keep) = indexes.snapshots();
     snapshots
         .save(key, position, state, keep)

@@ -1,7 +1,7 @@
 //! Tracking info: committed with the events, refused when not after the
 //! stored position, kept across reopen and index flushes.
 
-use gesta::{AppendOptions, Error, EventStore, MemoryStore, NewEvent, Query, ReadOptions, Store};
+use gesta::{AppendOptions, Error, NewEvent, Query, ReadOptions, Store};
 
 fn ev(t: &str) -> NewEvent {
     NewEvent::new(t, "{}").tag("t:1")
@@ -109,13 +109,4 @@ fn an_idempotent_retry_with_tracking_returns_the_earlier_positions() {
     let again = store.append_with(batch(), track("p", 1)).unwrap();
     assert_eq!(first, again);
     assert_eq!(store.head(), 2);
-}
-
-#[test]
-fn stores_without_tracking_refuse_it() {
-    let store = MemoryStore::new();
-    assert!(matches!(
-        store.append_with(vec![ev("A")], track("p", 1)),
-        Err(Error::Unsupported { .. })
-    ));
 }

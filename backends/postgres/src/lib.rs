@@ -6,7 +6,8 @@
 //! exactly like [`MemoryStore`](gesta::MemoryStore), the semantic
 //! reference: gapless positions, DCB queries and conditional appends,
 //! streams with expected revisions, idempotent appends by event id, reads in
-//! both directions with an exclusive start and a limit.
+//! both directions with an exclusive start and a limit, snapshots and
+//! tracking info.
 //!
 //! ```no_run
 //! use gesta::{EventStore, NewEvent, Query, ReadOptions};
@@ -34,7 +35,8 @@
 //!   expected revisions and the DCB condition, each statement seeing every
 //!   append committed before the lock was granted, then inserts the batch
 //!   at `max(position) + 1` with one multi-row `INSERT … SELECT FROM
-//!   unnest(…)`. Positions are therefore gapless, and a failed append rolls
+//!   unnest(…)`, and stores the append's tracking info, if any, checked
+//!   after the condition. Positions are therefore gapless, and a failed append rolls
 //!   back and consumes none. Commits are durable (`synchronous_commit =
 //!   on` on every connection).
 //! - **Reads** are a query per page of events, each page bounded by the
@@ -55,13 +57,15 @@
 //!
 //! Module map: `schema` (the tables, indexes and schema version), `sql`
 //! (DCB queries translated to SQL), `pool` (connections and their prepared
-//! statements) and `store` (the handle: the append transaction and reads).
+//! statements), `state` (snapshots and tracking info) and `store` (the
+//! handle: the append transaction and reads).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod pool;
 mod schema;
 mod sql;
+mod state;
 mod store;
 
 pub use store::PostgresStore;
@@ -75,14 +79,19 @@ pub struct PostgresOptions {
     /// Most connections the store opens at once (at least 1). Appends
     /// serialize anyway; more connections let reads run alongside.
     pub pool_size: usize,
+    /// How many snapshots a save keeps per key: saving one deletes all but
+    /// the newest this many (default 3; 0 keeps all), as
+    /// [`gesta::Options::snapshots_kept`] does for the engine.
+    pub snapshots_kept: usize,
 }
 
 impl Default for PostgresOptions {
-    /// Schema `gesta`, at most 8 connections.
+    /// Schema `gesta`, at most 8 connections, 3 snapshots kept per key.
     fn default() -> PostgresOptions {
         PostgresOptions {
             schema: "gesta".to_owned(),
             pool_size: 8,
+            snapshots_kept: gesta::snapshots::DEFAULT_KEPT,
         }
     }
 }

@@ -12,6 +12,9 @@
 //!   committed batch: an idempotent retry must repeat exactly a committed
 //!   batch, and timestamps never decrease.
 //! - `gesta_meta`: `schema_version`.
+//! - `snapshots` and `tracking`: snapshots by `(key, position)` and each
+//!   tracking source's stored position; added to version 1 without
+//!   changing it (see [`create_state`]).
 
 use gesta::{Error, Result};
 
@@ -90,6 +93,33 @@ fn create_tables(s: &str) -> String {
     )
 }
 
+// --- Snapshots and tracking info -------------------------------------
+//
+// Additive: created if missing on every connect, under the store's lock,
+// so a version-1 schema made before them gains them and keeps its
+// version (and older builds ignore them). Keys and sources are `bytea`,
+// compared byte for byte as the engine does. A tracking position is any
+// u64 (a position in another log): it is stored as the bigint of the same
+// bits and compared in Rust, never in SQL.
+
+/// The snapshot and tracking tables of schema `s` (a quoted identifier).
+fn create_state(s: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.snapshots (
+            key bytea NOT NULL,
+            position bigint NOT NULL,
+            state bytea NOT NULL,
+            PRIMARY KEY (key, position)
+        );
+        CREATE TABLE IF NOT EXISTS {s}.tracking (
+            source bytea PRIMARY KEY,
+            position bigint NOT NULL
+        );"
+    )
+}
+
+// --- end of snapshots and tracking info ---------------------------------
+
 /// Creates the schema and its tables if they are missing, or checks the
 /// recorded version if they exist. Runs under the store's lock, so that
 /// stores connecting at once to a new schema create it once.
@@ -109,11 +139,14 @@ pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
             &[],
         )?;
         match rows.first() {
-            None => conn.execute_batch(&create_tables(&s)),
+            None => {
+                conn.execute_batch(&create_tables(&s))?;
+                conn.execute_batch(&create_state(&s))
+            }
             Some(row) => {
                 let version: String = row.try_get(0).map_err(crate::pg_error)?;
                 if version == SCHEMA_VERSION.to_string() {
-                    Ok(())
+                    conn.execute_batch(&create_state(&s))
                 } else {
                     Err(crate::pg_error(format!(
                         "schema {name:?} has version {version}, this build reads version \

@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: the handle — the append transaction, reads, and the
-//! statements they run.
+//! statements they run. Snapshots and tracking info are `state`'s; this
+//! module only gives them a connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -17,6 +18,7 @@ use postgres::types::ToSql;
 use crate::pool::{Conn, Pool};
 use crate::schema::{self, quote_ident};
 use crate::sql::{self, EVENT_COLUMNS, Param, Select};
+use crate::state::{self, StateSql};
 use crate::{PostgresOptions, pg_error};
 
 /// Events fetched per round trip when reading.
@@ -44,6 +46,9 @@ pub struct PostgresStore {
     stream_backwards: String,
     by_id: String,
     timestamp_of: String,
+    /// Snapshots' and tracking info's statements.
+    state: StateSql,
+    snapshots_kept: usize,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -176,6 +181,8 @@ impl PostgresStore {
             ),
             by_id: format!("SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.id = $1"),
             timestamp_of: format!("SELECT timestamp_micros FROM {s}.events WHERE position = $1"),
+            state: StateSql::new(&s),
+            snapshots_kept: options.snapshots_kept,
             pool: Pool::new(config, options.pool_size),
             schema: options.schema,
             s,
@@ -256,7 +263,10 @@ impl PostgresStore {
                 });
             }
         }
-        self.insert(conn, events).map(Outcome::New)
+        state::check_tracking(conn, &self.state, options)?;
+        let appended = self.insert(conn, events)?;
+        state::store_tracking(conn, &self.state, options)?;
+        Ok(Outcome::New(appended))
     }
 
     /// The idempotency rule: `Some` if `events` repeat a committed batch
@@ -393,7 +403,6 @@ fn insert_sql(s: &str) -> String {
 impl EventStore for PostgresStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         gesta::validation::check_append(&events, &options)?;
-        gesta::validation::refuse_tracking(&options)?;
         let mut conn = self.pool.get()?;
         if let Err(e) = conn.execute_batch(&self.begin) {
             conn.discard();
@@ -520,6 +529,40 @@ impl EventStore for PostgresStore {
         let id = id_bytes(id);
         let rows = conn.query(&self.by_id, &[&&id[..]])?;
         rows.first().map(event_from_row).transpose()
+    }
+
+    // --- Snapshots and tracking info (see `state`) ---
+
+    fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        let snapshot = (key, position, state);
+        state::save(
+            &mut conn,
+            &self.state,
+            &self.head,
+            snapshot,
+            self.snapshots_kept,
+        )
+    }
+
+    fn load_snapshot(&self, key: &str, at_or_before: u64) -> Result<Option<gesta::Snapshot>> {
+        gesta::validation::check_snapshot_key(key)?;
+        state::load(&mut *self.pool.get()?, &self.state, key, at_or_before)
+    }
+
+    fn list_snapshots(&self, key: &str) -> Result<Vec<u64>> {
+        gesta::validation::check_snapshot_key(key)?;
+        state::list(&mut *self.pool.get()?, &self.state, key)
+    }
+
+    fn delete_snapshot(&self, key: &str, position: u64) -> Result<bool> {
+        gesta::validation::check_snapshot_key(key)?;
+        state::delete(&mut *self.pool.get()?, &self.state, key, position)
+    }
+
+    fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
+        gesta::validation::check_tracking_source(source)?;
+        state::tracking(&mut *self.pool.get()?, &self.state, source)
     }
 }
 

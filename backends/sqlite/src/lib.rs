@@ -4,7 +4,8 @@
 //! journal, bundled SQLite, so nothing needs to be installed) and behaves
 //! exactly like [`MemoryStore`](gesta::MemoryStore), the semantic reference:
 //! DCB queries and conditional appends, streams with expected revisions,
-//! idempotent appends by event id, reads in both directions.
+//! idempotent appends by event id, reads in both directions, snapshots and
+//! tracking info.
 //!
 //! ```no_run
 //! use gesta::{EventStore, NewEvent, Query, ReadOptions};
@@ -20,8 +21,9 @@
 //!
 //! Module map: [`options`] (how a store is opened), `schema` (the tables,
 //! indexes, pragmas and schema version), `codec` (how ids and tag lists are
-//! encoded in columns), `sql` (DCB queries translated to SQL) and `store`
-//! (the handle: the append transaction, reads and connection pooling).
+//! encoded in columns), `sql` (DCB queries translated to SQL), `state`
+//! (snapshots and tracking info) and `store` (the handle: the append
+//! transaction, reads and connection pooling).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,7 @@ mod codec;
 pub mod options;
 mod schema;
 mod sql;
+mod state;
 mod store;
 
 pub use options::{SqliteOptions, Synchronous};

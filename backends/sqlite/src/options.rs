@@ -1,6 +1,6 @@
 //! How a [`SqliteStore`](crate::SqliteStore) is opened: the durability of a
-//! commit (`PRAGMA synchronous`) and how long to wait for a lock held by
-//! another connection.
+//! commit (`PRAGMA synchronous`), how long to wait for a lock held by
+//! another connection, and how many snapshots to keep per key.
 
 use std::time::Duration;
 
@@ -38,6 +38,10 @@ pub struct SqliteOptions {
     /// How long a statement waits for a lock held by another connection
     /// (another process on the same file) before failing (default 5 s).
     pub busy_timeout: Duration,
+    /// How many snapshots a save keeps per key: saving one deletes all but
+    /// the newest this many (default 3; 0 keeps all), as
+    /// [`gesta::Options::snapshots_kept`] does for the engine.
+    pub snapshots_kept: usize,
 }
 
 impl Default for SqliteOptions {
@@ -45,6 +49,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
+            snapshots_kept: gesta::snapshots::DEFAULT_KEPT,
         }
     }
 }
@@ -59,6 +64,12 @@ impl SqliteOptions {
     /// Sets [`busy_timeout`](SqliteOptions::busy_timeout).
     pub fn busy_timeout(mut self, timeout: Duration) -> SqliteOptions {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets [`snapshots_kept`](SqliteOptions::snapshots_kept).
+    pub fn snapshots_kept(mut self, kept: usize) -> SqliteOptions {
+        self.snapshots_kept = kept;
         self
     }
 }

@@ -29,6 +29,12 @@
 //! );
 //! ```
 //!
+//!
+//! Snapshots and tracking info have tables of their own, added to layout
+//! version 1 without changing it: every open creates them if they are
+//! missing (see [`CREATE_STATE`]), so databases made before them keep
+//! opening, and older builds ignore them.
+//!
 //! The `tags` table is the tag index: its primary key is `(tag,
 //! position)`, so a tag's positions are one range scan in order. The
 //! `batches` table exists for idempotency: a re-sent batch is a retry only
@@ -72,6 +78,32 @@ CREATE TABLE batches (
     last  INTEGER NOT NULL
 );
 ";
+
+// --- Snapshots and tracking info -------------------------------------
+//
+// Additive: created if missing on every open, in the open's transaction,
+// so a version-1 database made before them gains them and keeps its
+// version. Snapshot states can be large, so the snapshot table keeps its
+// rowid (a WITHOUT ROWID table stores whole rows in its B-tree). Keys and
+// sources are BLOBs, compared byte for byte as the engine does. A tracking
+// position is any u64 (a position in another log): it is stored as the
+// i64 of the same bits and compared in Rust, never in SQL.
+
+/// The snapshot and tracking tables.
+pub(crate) const CREATE_STATE: &str = "
+CREATE TABLE IF NOT EXISTS snapshots (
+    key      BLOB    NOT NULL,
+    position INTEGER NOT NULL,
+    state    BLOB    NOT NULL,
+    PRIMARY KEY (key, position)
+);
+CREATE TABLE IF NOT EXISTS tracking (
+    source   BLOB    PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+// --- end of snapshots and tracking info ---------------------------------
 
 /// Why a database cannot be used.
 #[derive(Debug)]
@@ -124,6 +156,7 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
             )));
         }
     }
+    tx.execute_batch(CREATE_STATE)?;
     tx.commit()?;
     Ok(conn)
 }

@@ -5,9 +5,11 @@
 //!
 //! An append is one `BEGIN IMMEDIATE` transaction that makes the checks in
 //! the order the [`EventStore`] contract fixes (ids, expected revisions, the
-//! DCB condition) and then inserts the batch at `max(position) + 1`; any
-//! error drops the transaction, which rolls it back, so a failed append
-//! consumes no positions.
+//! DCB condition, tracking info) and then inserts the batch at
+//! `max(position) + 1` and stores the tracking info; any error drops the
+//! transaction, which rolls it back, so a failed append consumes no
+//! positions and stores nothing. Snapshots and tracking info are `state`'s;
+//! this module only gives them a connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -27,6 +29,7 @@ use crate::codec::{decode_id, decode_tags, encode_id, encode_tags};
 use crate::options::SqliteOptions;
 use crate::schema::{self, OpenError};
 use crate::sql::{self, Statement};
+use crate::state;
 
 /// Idle reader connections kept for reuse; more are opened when reads
 /// overlap, and closed when they end.
@@ -339,7 +342,12 @@ impl SqliteStore {
                 }
             }
         }
-        self.insert(tx, events).map(Ok)
+        if let Err(e) = state::check_tracking(tx, options)? {
+            return Ok(Err(e));
+        }
+        let appended = self.insert(tx, events)?;
+        state::store_tracking(tx, options)?;
+        Ok(Ok(appended))
     }
 
     /// Inserts the batch after the last committed event.
@@ -409,7 +417,6 @@ impl SqliteStore {
 impl EventStore for SqliteStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         validation::check_append(&events, &options)?;
-        validation::refuse_tracking(&options)?;
         let mut conn = self.writer.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -508,6 +515,40 @@ impl EventStore for SqliteStore {
         let params = vec![Value::Blob(encode_id(id).to_vec())];
         let events = self.with_reader(|conn| self.query_events(conn, &sql::by_id(), params))?;
         Ok(events.into_iter().next())
+    }
+
+    // --- Snapshots and tracking info (see `state`) ---
+
+    fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {
+        let mut conn = self.writer.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let head = last_position(&tx).map_err(|e| self.err(e))?;
+        let kept = self.options.snapshots_kept;
+        state::save(&tx, head, key, position, state, kept).map_err(|e| self.err(e))??;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn load_snapshot(&self, key: &str, at_or_before: u64) -> Result<Option<gesta::Snapshot>> {
+        validation::check_snapshot_key(key)?;
+        self.with_reader(|conn| state::load(conn, key, at_or_before).map_err(|e| self.err(e)))
+    }
+
+    fn list_snapshots(&self, key: &str) -> Result<Vec<u64>> {
+        validation::check_snapshot_key(key)?;
+        self.with_reader(|conn| state::list(conn, key).map_err(|e| self.err(e)))
+    }
+
+    fn delete_snapshot(&self, key: &str, position: u64) -> Result<bool> {
+        validation::check_snapshot_key(key)?;
+        let conn = self.writer.lock();
+        state::delete(&conn, key, position).map_err(|e| self.err(e))
+    }
+
+    fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
+        validation::check_tracking_source(source)?;
+        self.with_reader(|conn| state::tracking(conn, source).map_err(|e| self.err(e)))
     }
 }
 

@@ -165,3 +165,53 @@ fn readers_run_beside_the_writer() {
         r.join().expect("reader");
     }
 }
+
+/// A database made before snapshots and tracking info had tables (the
+/// same layout, version 1, without them) opens, keeps its events and its
+/// version, and gains both.
+#[test]
+fn a_database_without_the_state_tables_gains_them_on_open() {
+    use gesta::AppendOptions;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = SqliteStore::open(&path, options()).expect("open");
+    store
+        .append(vec![NewEvent::new("A", "1"), NewEvent::new("B", "2")])
+        .expect("append");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    conn.execute_batch("DROP TABLE snapshots; DROP TABLE tracking;")
+        .expect("make the layout of the earlier version");
+    drop(conn);
+
+    let store = SqliteStore::open(&path, options()).expect("open the earlier layout");
+    assert_eq!(
+        positions(&store, &Query::all(), ReadOptions::forwards()),
+        [1, 2]
+    );
+    assert_eq!(store.tracking_info("p").expect("tracking"), None);
+    assert_eq!(store.list_snapshots("k").expect("list"), Vec::<u64>::new());
+    store
+        .append_with(
+            vec![NewEvent::new("C", "3")],
+            AppendOptions::new().track("p", 7),
+        )
+        .expect("append with tracking");
+    store.save_snapshot("k", 3, b"state").expect("save");
+    drop(store);
+
+    let store = SqliteStore::open(&path, options()).expect("reopen");
+    assert_eq!(store.tracking_info("p").expect("tracking"), Some(7));
+    let snapshot = store.load_snapshot("k", u64::MAX).expect("load");
+    assert_eq!(
+        snapshot.map(|s| (s.position, s.state)),
+        Some((3, b"state".to_vec()))
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 1, "the additions keep the layout version");
+}

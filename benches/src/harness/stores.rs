@@ -213,6 +213,7 @@ impl Instance {
                 let options = gesta_sqlite::SqliteOptions {
                     synchronous,
                     busy_timeout: Duration::from_secs(60),
+                    ..gesta_sqlite::SqliteOptions::default()
                 };
                 Handle::Sqlite(Box::new(gesta_sqlite::SqliteStore::open(
                     self.dir.join("events.sqlite3"),
@@ -224,6 +225,7 @@ impl Instance {
                 let options = gesta_postgres::PostgresOptions {
                     schema: self.schema.clone(),
                     pool_size: 32,
+                    ..gesta_postgres::PostgresOptions::default()
                 };
                 Handle::Postgres(Box::new(gesta_postgres::PostgresStore::connect(
                     url, options,

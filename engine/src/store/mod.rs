@@ -571,6 +571,28 @@ impl EventStore for Store {
     fn subscribe(&self, query: &Query, after: u64) -> Result<crate::Subscription> {
         Store::subscribe(self, query, after)
     }
+
+    // --- Snapshots and tracking info ---
+
+    fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {
+        Store::save_snapshot(self, key, position, state)
+    }
+
+    fn load_snapshot(&self, key: &str, at_or_before: u64) -> Result<Option<crate::Snapshot>> {
+        Store::load_snapshot(self, key, at_or_before)
+    }
+
+    fn list_snapshots(&self, key: &str) -> Result<Vec<u64>> {
+        Store::list_snapshots(self, key)
+    }
+
+    fn delete_snapshot(&self, key: &str, position: u64) -> Result<bool> {
+        Store::delete_snapshot(self, key, position)
+    }
+
+    fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
+        Store::tracking_info(self, source)
+    }
 }
 
 /// What the top level of a store directory may hold: the lock, the

@@ -21,8 +21,9 @@
 //! The cases live by what they cover: `positions` (numbering, batches,
 //! fields), `queries` (query shapes and read options), `conditions` (DCB),
 //! `streams` (revisions and the order of the checks), `idempotency`,
-//! `lookups` (stream reads by revision, events by id), `reopen` and
-//! `bad_input`; `helpers` holds the suite's model of a log,
+//! `lookups` (stream reads by revision, events by id), `reopen`,
+//! `bad_input` and `state` (snapshots and tracking info); `helpers` holds
+//! the suite's model of a log,
 //! the fixture and the assertions.
 
 use std::fmt::Debug;
@@ -35,6 +36,7 @@ mod lookups;
 mod positions;
 mod queries;
 mod reopen;
+mod state;
 mod streams;
 
 pub use bad_input::*;
@@ -44,6 +46,7 @@ pub use lookups::*;
 pub use positions::*;
 pub use queries::*;
 pub use reopen::*;
+pub use state::*;
 pub use streams::*;
 
 use gesta::{EventStore, MemoryStore};
@@ -178,6 +181,19 @@ macro_rules! __gesta_conformance_cases {
             stream_read_by_revision,
             event_by_id_lookup,
             position_at_commit_time,
+            // state: snapshots and tracking info
+            snapshot_save_load_list_delete,
+            snapshots_keep_the_newest_per_key,
+            snapshot_bad_input_rejected,
+            snapshots_survive_reopen,
+            tracking_first_and_advance,
+            tracking_conflict_appends_nothing,
+            tracking_with_failing_checks_stores_nothing,
+            tracking_ignored_by_idempotent_retry,
+            tracking_sources_are_independent,
+            tracking_survives_reopen,
+            tracking_invalid_source_rejected,
+            concurrent_tracking_one_wins,
         }
     };
 }
