@@ -176,12 +176,13 @@ pub mod validation {
         }
     }
 }
+pub use notify::CommitHub;
 pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::{IndexShape, Store};
 pub use subscribe::{Acker, DurableSubscription, DurableSubscriptionState};
-pub use subscription::{Subscription, SubscriptionStream};
+pub use subscription::{FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream};
 
 pub use gesta_wal::CacheStats;
 /// The I/O seam, re-exported so tests and tools can open a store on another

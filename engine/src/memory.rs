@@ -16,7 +16,7 @@ use crate::event::{NewEvent, RecordedEvent};
 use crate::notify::Hub;
 use crate::query::Query;
 use crate::read::{Direction, ReadOptions};
-use crate::subscription::{Feed, Subscription};
+use crate::subscription::{Subscription, SubscriptionFeed};
 
 /// An in-memory event store with the full semantics and no persistence.
 #[derive(Debug, Default)]
@@ -36,7 +36,7 @@ impl Drop for MemoryStore {
     }
 }
 
-impl Feed for Shared {
+impl SubscriptionFeed for Shared {
     fn hub(&self) -> &Hub {
         &self.hub
     }

@@ -20,7 +20,7 @@ use crate::query::query_spec;
 use crate::read::{Lookup, decode_scanned};
 use crate::shared::Shared;
 use crate::store::{Inner, Store};
-use crate::subscription::{Feed, Subscription, SubscriptionStream};
+use crate::subscription::{Subscription, SubscriptionFeed, SubscriptionStream};
 
 /// A store's log and index as a subscription feed. It holds the store
 /// weakly: a subscription does not keep a dropped store open.
@@ -31,7 +31,7 @@ struct StoreFeed {
     spec: QuerySpec,
 }
 
-impl Feed for StoreFeed {
+impl SubscriptionFeed for StoreFeed {
     fn hub(&self) -> &Hub {
         &self.hub
     }

@@ -20,12 +20,15 @@
 //!
 //! Module map: [`options`] (how a store is opened), `schema` (the tables,
 //! indexes, pragmas and schema version), `codec` (how ids and tag lists are
-//! encoded in columns), `sql` (DCB queries translated to SQL) and `store`
-//! (the handle: the append transaction, reads and connection pooling).
+//! encoded in columns), `sql` (DCB queries translated to SQL), `store`
+//! (the handle: the append transaction, reads and connection pooling) and
+//! `live` (subscriptions: the feed, waking subscribers on this handle's
+//! commits and polling for other connections', durable cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod codec;
+mod live;
 pub mod options;
 mod schema;
 mod sql;

@@ -1,6 +1,7 @@
 //! How a [`SqliteStore`](crate::SqliteStore) is opened: the durability of a
-//! commit (`PRAGMA synchronous`) and how long to wait for a lock held by
-//! another connection.
+//! commit (`PRAGMA synchronous`), how long to wait for a lock held by
+//! another connection, and how often subscriptions look for commits made
+//! by other connections.
 
 use std::time::Duration;
 
@@ -38,6 +39,12 @@ pub struct SqliteOptions {
     /// How long a statement waits for a lock held by another connection
     /// (another process on the same file) before failing (default 5 s).
     pub busy_timeout: Duration,
+    /// How often a store with subscriptions looks for commits made through
+    /// other connections to the file — other processes, or other
+    /// [`SqliteStore`](crate::SqliteStore) handles — (default 50 ms). A
+    /// commit through this handle wakes its subscribers at once; one
+    /// through another connection reaches them within about this interval.
+    pub poll_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -45,6 +52,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(50),
         }
     }
 }
@@ -59,6 +67,12 @@ impl SqliteOptions {
     /// Sets [`busy_timeout`](SqliteOptions::busy_timeout).
     pub fn busy_timeout(mut self, timeout: Duration) -> SqliteOptions {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets [`poll_interval`](SqliteOptions::poll_interval).
+    pub fn poll_interval(mut self, interval: Duration) -> SqliteOptions {
+        self.poll_interval = interval;
         self
     }
 }
