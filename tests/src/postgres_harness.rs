@@ -78,6 +78,7 @@ impl PostgresHarness {
         PostgresOptions {
             schema: schema.to_owned(),
             pool_size: POOL_SIZE,
+            ..PostgresOptions::default()
         }
     }
 }

@@ -33,6 +33,7 @@ fn schemas_are_independent_tenants() {
             PostgresOptions {
                 schema: schema.to_owned(),
                 pool_size: 2,
+                ..PostgresOptions::default()
             },
         )
         .expect("connect")

@@ -223,6 +223,7 @@ impl Instance {
                 let options = gesta_postgres::PostgresOptions {
                     schema: self.schema.clone(),
                     pool_size: 32,
+                    ..gesta_postgres::PostgresOptions::default()
                 };
                 Handle::Postgres(Box::new(gesta_postgres::PostgresStore::connect(
                     url, options,
