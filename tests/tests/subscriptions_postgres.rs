@@ -1,7 +1,8 @@
-//! The subscription cases on PostgreSQL, against the server named by
+//! The subscription and durable-subscription cases on PostgreSQL, against the server named by
 //! `GESTA_POSTGRES_URL` (each test prints a line and skips without it).
 
 gesta_tests::subscription_tests!(gesta_tests::postgres_harness_or_skip!());
+gesta_tests::durable_subscription_tests!(gesta_tests::postgres_harness_or_skip!());
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Subscriptions on a [`PostgresStore`](crate::PostgresStore): the feed that
 //! reads them from the tables, how subscribers learn of commits, and the
-//! cursors of durable subscriptions.
+//! cursors of durable subscriptions (the `cursors` table, upserted in a
+//! transaction of its own: appends commit durably, so the events an
+//! acknowledgement covers are durable before it).
 //!
 //! Every append sends `NOTIFY` on the store's channel (`gesta_` and the hex
 //! of the schema's lock key) inside its transaction, so the notification
@@ -28,8 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gesta::{
-    CommitHub, Direction, Error, NewEvent, Query, RecordedEvent, Result, Subscription,
-    SubscriptionFeed, validation,
+    CommitHub, CursorStore, Direction, DurableCursors, DurableSubscription, Error, NewEvent, Query,
+    RecordedEvent, Result, Subscription, SubscriptionFeed, validation,
 };
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
@@ -50,6 +52,7 @@ pub(crate) struct Live {
     listening: AtomicBool,
     /// `SELECT pg_notify(…)`, run in every append transaction.
     notify: String,
+    durable: DurableCursors,
 }
 
 /// What the handle, its feeds and its listener share.
@@ -153,20 +156,42 @@ impl Live {
         poll_interval: Duration,
     ) -> Live {
         let channel = format!("gesta_{:016x}", u64::from_ne_bytes(key.to_ne_bytes()));
+        let notify = format!("SELECT pg_notify('{channel}', '')");
+        let shared = Arc::new(Shared {
+            s: s.to_owned(),
+            pool: Pool::new(config.clone(), FEED_CONNECTIONS),
+            config,
+            channel,
+            poll_interval,
+            hub: CommitHub::new(),
+            head: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
         Live {
-            notify: format!("SELECT pg_notify('{channel}', '')"),
-            shared: Arc::new(Shared {
-                s: s.to_owned(),
-                pool: Pool::new(config.clone(), FEED_CONNECTIONS),
-                config,
-                channel,
-                poll_interval,
-                hub: CommitHub::new(),
-                head: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-            }),
+            notify,
+            durable: DurableCursors::new(Arc::new(Cursors {
+                shared: shared.clone(),
+            })),
+            shared,
             listening: AtomicBool::new(false),
         }
+    }
+
+    /// See [`EventStore::subscribe_durable`](gesta::EventStore::subscribe_durable);
+    /// `head` is the store's committed head.
+    pub(crate) fn subscribe_durable(
+        &self,
+        name: &str,
+        query: &Query,
+        head: u64,
+    ) -> Result<DurableSubscription> {
+        self.durable
+            .subscribe(name, |acked| self.subscribe(query, acked, head))
+    }
+
+    /// The durable subscriptions' cursors.
+    pub(crate) fn durable(&self) -> &DurableCursors {
+        &self.durable
     }
 
     /// The statement that announces a commit, run inside the append
@@ -320,5 +345,90 @@ impl SubscriptionFeed for Feed {
             }
         }
         Ok(looked)
+    }
+}
+
+/// Durable subscriptions' positions in the `cursors` table.
+struct Cursors {
+    shared: Arc<Shared>,
+}
+
+impl CursorStore for Cursors {
+    fn head(&self) -> Result<u64> {
+        if self.shared.hub.is_closed() {
+            return Err(Error::Closed);
+        }
+        let mut conn = self.shared.pool.get()?;
+        let head: i64 = conn
+            .query_one(
+                &format!(
+                    "SELECT coalesce(max(position), 0) FROM {}.events",
+                    self.shared.s
+                ),
+                &[],
+            )?
+            .try_get(0)
+            .map_err(pg_error)?;
+        to_u64(head, head, "head")
+    }
+
+    fn load(&self, name: &str) -> Result<Option<u64>> {
+        let mut conn = self.shared.pool.get()?;
+        let sql = format!(
+            "SELECT position FROM {}.cursors WHERE name = $1",
+            self.shared.s
+        );
+        match conn.query(&sql, &[&name.as_bytes()])?.first() {
+            None => Ok(None),
+            Some(row) => {
+                let p: i64 = row.try_get(0).map_err(pg_error)?;
+                to_u64(p, p, "cursor position").map(Some)
+            }
+        }
+    }
+
+    fn save(&self, name: &str, position: u64) -> Result<()> {
+        let mut conn = self.shared.pool.get()?;
+        let sql = format!(
+            "INSERT INTO {}.cursors (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+            self.shared.s
+        );
+        conn.query(&sql, &[&name.as_bytes(), &bound(position)])?;
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<(String, u64)>> {
+        let mut conn = self.shared.pool.get()?;
+        let sql = format!(
+            "SELECT name, position FROM {}.cursors ORDER BY name",
+            self.shared.s
+        );
+        conn.query(&sql, &[])?
+            .iter()
+            .map(|row| {
+                let name: Vec<u8> = row.try_get(0).map_err(pg_error)?;
+                let p: i64 = row.try_get(1).map_err(pg_error)?;
+                let name = String::from_utf8(name).map_err(|_| Error::Corruption {
+                    file: self.place(),
+                    offset: 0,
+                    reason: "a cursor name is not UTF-8".to_owned(),
+                })?;
+                Ok((name, to_u64(p, p, "cursor position")?))
+            })
+            .collect()
+    }
+
+    fn remove(&self, name: &str) -> Result<bool> {
+        let mut conn = self.shared.pool.get()?;
+        let sql = format!(
+            "DELETE FROM {}.cursors WHERE name = $1 RETURNING name",
+            self.shared.s
+        );
+        Ok(!conn.query(&sql, &[&name.as_bytes()])?.is_empty())
+    }
+
+    fn place(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("postgres:{}.cursors", self.shared.s))
     }
 }

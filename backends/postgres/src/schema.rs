@@ -12,6 +12,8 @@
 //!   committed batch: an idempotent retry must repeat exactly a committed
 //!   batch, and timestamps never decrease.
 //! - `gesta_meta`: `schema_version`.
+//! - `cursors` (added after version 1, see `live_tables`): the durable
+//!   subscriptions' positions by name.
 
 use gesta::{Error, Result};
 
@@ -122,7 +124,8 @@ pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
                 }
             }
         }
-    })();
+    })()
+    .and_then(|()| conn.execute_batch(&live_tables(&s)));
     match result {
         Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
@@ -130,4 +133,18 @@ pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
             Err(e)
         }
     }
+}
+
+// ---- Subscriptions: durable cursors ----
+
+/// The tables subscriptions add, created if missing on every connect: an
+/// additive change, so the schema version stays 1 (a store of version 1
+/// gets them on its next connect; an older build ignores them).
+fn live_tables(s: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.cursors (
+            name bytea PRIMARY KEY,
+            position bigint NOT NULL
+        );"
+    )
 }

@@ -535,6 +535,19 @@ impl EventStore for PostgresStore {
         check_query(query)?;
         self.live.subscribe(query, after, self.head()?)
     }
+
+    fn subscribe_durable(&self, name: &str, query: &Query) -> Result<gesta::DurableSubscription> {
+        check_query(query)?;
+        self.live.subscribe_durable(name, query, self.head()?)
+    }
+
+    fn durable_subscriptions(&self) -> Result<Vec<gesta::DurableSubscriptionState>> {
+        self.live.durable().list()
+    }
+
+    fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        self.live.durable().delete(name)
+    }
 }
 
 /// A read, fetched a page at a time; each page continues after the last

@@ -1,6 +1,8 @@
 //! Subscriptions on a [`SqliteStore`](crate::SqliteStore): the feed that
 //! reads them from the tables, how subscribers learn of commits, and the
-//! cursors of durable subscriptions.
+//! cursors of durable subscriptions (the `cursors` table, written by a
+//! connection of their own, in a transaction that commits after the events
+//! it acknowledges: the WAL keeps that order through a crash).
 //!
 //! A store keeps the head its subscribers may read up to in an atomic and
 //! owns a [`CommitHub`]. Its own appends raise the head and notify the hub
@@ -29,8 +31,8 @@ use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OptionalExtension};
 
 use gesta::{
-    CommitHub, Direction, Error, NewEvent, Query, RecordedEvent, Result, Subscription,
-    SubscriptionFeed, validation,
+    CommitHub, CursorStore, Direction, DurableCursors, DurableSubscription, Error, NewEvent, Query,
+    RecordedEvent, Result, Subscription, SubscriptionFeed, validation,
 };
 
 use crate::options::SqliteOptions;
@@ -45,6 +47,7 @@ const IDLE_READERS: usize = 2;
 pub(crate) struct Live {
     shared: Arc<Shared>,
     poller: Mutex<Option<JoinHandle<()>>>,
+    durable: DurableCursors,
 }
 
 /// What the handle, its feeds and its poller share.
@@ -131,18 +134,38 @@ impl Shared {
 impl Live {
     /// The live side of a handle on `path` whose committed head is `head`.
     pub(crate) fn new(path: &Path, options: SqliteOptions, head: u64) -> Live {
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            options,
+            hub: CommitHub::new(),
+            head: AtomicU64::new(head),
+            readers: Mutex::new(Vec::new()),
+            stop: Mutex::new(false),
+            stop_signal: Condvar::new(),
+        });
         Live {
-            shared: Arc::new(Shared {
-                path: path.to_owned(),
-                options,
-                hub: CommitHub::new(),
-                head: AtomicU64::new(head),
-                readers: Mutex::new(Vec::new()),
-                stop: Mutex::new(false),
-                stop_signal: Condvar::new(),
-            }),
+            shared: shared.clone(),
             poller: Mutex::new(None),
+            durable: DurableCursors::new(Arc::new(Cursors {
+                shared,
+                writer: Mutex::new(None),
+            })),
         }
+    }
+
+    /// See [`EventStore::subscribe_durable`](gesta::EventStore::subscribe_durable).
+    pub(crate) fn subscribe_durable(
+        &self,
+        name: &str,
+        query: &Query,
+    ) -> Result<DurableSubscription> {
+        self.durable
+            .subscribe(name, |acked| self.subscribe(query, acked))
+    }
+
+    /// The durable subscriptions' cursors.
+    pub(crate) fn durable(&self) -> &DurableCursors {
+        &self.durable
     }
 
     /// Called right after this handle committed `events` at positions up
@@ -289,5 +312,84 @@ impl SubscriptionFeed for Feed {
             }
             Ok(looked)
         })
+    }
+}
+
+/// Durable subscriptions' positions in the `cursors` table.
+struct Cursors {
+    shared: Arc<Shared>,
+    /// Opened with the first acknowledgement.
+    writer: Mutex<Option<Connection>>,
+}
+
+impl Cursors {
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut writer = self.writer.lock();
+        if writer.is_none() {
+            let conn = schema::connect(&self.shared.path, &self.shared.options)
+                .map_err(|e| self.shared.err(e))?;
+            *writer = Some(conn);
+        }
+        match writer.as_ref() {
+            Some(conn) => f(conn).map_err(|e| self.shared.err(e)),
+            None => Err(Error::Closed),
+        }
+    }
+}
+
+impl CursorStore for Cursors {
+    fn head(&self) -> Result<u64> {
+        if self.shared.hub.is_closed() {
+            return Err(Error::Closed);
+        }
+        let shared = &self.shared;
+        shared.with_reader(|conn| last_position(conn).map_err(|e| shared.err(e)))
+    }
+
+    fn load(&self, name: &str) -> Result<Option<u64>> {
+        let shared = &self.shared;
+        shared.with_reader(|conn| {
+            conn.prepare_cached("SELECT position FROM cursors WHERE name = ?1")
+                .and_then(|mut stmt| stmt.query_row([name], |r| r.get::<_, i64>(0)).optional())
+                .map(|p| p.map(unsigned))
+                .map_err(|e| shared.err(e))
+        })
+    }
+
+    fn save(&self, name: &str, position: u64) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO cursors (name, position) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            )?
+            .execute(rusqlite::params![name, signed(position)])
+            .map(|_| ())
+        })
+    }
+
+    fn list(&self) -> Result<Vec<(String, u64)>> {
+        let shared = &self.shared;
+        shared.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, position FROM cursors ORDER BY name")
+                .map_err(|e| shared.err(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, unsigned(r.get(1)?))))
+                .map_err(|e| shared.err(e))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| shared.err(e))
+        })
+    }
+
+    fn remove(&self, name: &str) -> Result<bool> {
+        self.write(|conn| {
+            conn.prepare_cached("DELETE FROM cursors WHERE name = ?1")?
+                .execute([name])
+                .map(|n| n > 0)
+        })
+    }
+
+    fn place(&self) -> PathBuf {
+        self.shared.path.clone()
     }
 }

@@ -96,7 +96,8 @@ impl From<rusqlite::Error> for OpenError {
     }
 }
 
-fn connect(path: &Path, options: &SqliteOptions) -> rusqlite::Result<Connection> {
+/// A connection with the pragmas every connection gets.
+pub(crate) fn connect(path: &Path, options: &SqliteOptions) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;

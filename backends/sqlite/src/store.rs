@@ -552,6 +552,18 @@ impl EventStore for SqliteStore {
     fn subscribe(&self, query: &Query, after: u64) -> Result<gesta::Subscription> {
         self.live.subscribe(query, after)
     }
+
+    fn subscribe_durable(&self, name: &str, query: &Query) -> Result<gesta::DurableSubscription> {
+        self.live.subscribe_durable(name, query)
+    }
+
+    fn durable_subscriptions(&self) -> Result<Vec<gesta::DurableSubscriptionState>> {
+        self.live.durable().list()
+    }
+
+    fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        self.live.durable().delete(name)
+    }
 }
 
 /// A read, fetched a page at a time within the bounds fixed when it began
