@@ -564,6 +564,34 @@ mod tests {
         assert_eq!(hub.waiting(), 0);
     }
 
+    /// The public notifications: `notify` wakes by the events' types and
+    /// tags as `publish` does by keys, `notify_all` wakes every waiter, and
+    /// neither costs anything when nobody waits.
+    #[test]
+    fn public_notifications_wake_by_events_or_all() {
+        let hub = CommitHub::new();
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        let waker = Waker::from(count.clone());
+        let (a, tagged) = (type_a(), Waiter::new(Interest::of(&Query::tag("t"))));
+        hub.notify_all();
+        hub.notify(&[crate::NewEvent::new("A", "")]);
+        assert_eq!(hub.woken(), 0);
+        assert_eq!(hub.register(&a, &waker, 0, || 0), Wake::Registered);
+        assert_eq!(hub.register(&tagged, &waker, 0, || 0), Wake::Registered);
+        hub.notify(&[crate::NewEvent::new("B", "").tag("u")]);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "neither A nor t");
+        hub.notify(&[crate::NewEvent::new("B", "").tags(["u", "t"])]);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the tag woke one");
+        assert_eq!(hub.waiting(), 1);
+        assert_eq!(hub.register(&tagged, &waker, 0, || 0), Wake::Registered);
+        hub.notify_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 3, "both woken");
+        assert_eq!(hub.waiting(), 0);
+        assert!(!hub.is_closed());
+        hub.close();
+        assert!(hub.is_closed());
+    }
+
     struct Count(AtomicU64);
 
     impl std::task::Wake for Count {

@@ -1,9 +1,9 @@
 //! The subscription part of the conformance suite: catch-up, live delivery,
 //! the switch between them under concurrent appends, batch boundaries, slow
 //! subscribers, queries that match nothing, and the end of a subscription
-//! when its store goes away. It runs on every store whose
-//! [`EventStore::subscribe`] is implemented, through the same [`Harness`]
-//! as the rest of the suite:
+//! when its store goes away. It runs on all four stores (and the
+//! durable-subscription cases, in `durable_subscriptions`, too), through
+//! the same [`Harness`] as the rest of the suite:
 //!
 //! ```ignore
 //! gesta_tests::subscription_tests!(gesta_tests::conformance::MemoryHarness);
