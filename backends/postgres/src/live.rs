@@ -21,8 +21,9 @@
 //! committed one is committed and visible: the head read by `max(position)`
 //! is safe to read up to. A fetch reads the matching events after a
 //! position, at most [`FETCH_EVENTS`](gesta::FETCH_EVENTS) of them plus the
-//! rest of the append the last one belongs to, and groups them by the
-//! `batches` table (every append's first and last position).
+//! rest of the append the last one belongs to, in one statement that also
+//! gives each event the last position of its append from the `batches`
+//! table (every append's first and last position), and groups them by it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -227,12 +228,12 @@ impl Live {
         let built = sql::build(&self.shared.s, query, Direction::Forwards, Select::Events);
         let feed = Feed {
             shared: self.shared.clone(),
-            sql: built.sql,
-            params: built.params,
-            batch_of: format!(
-                "SELECT first, last FROM {}.batches WHERE first <= $1 ORDER BY first DESC LIMIT 1",
-                self.shared.s
+            sql: format!(
+                "SELECT q.*, (SELECT b.last FROM {}.batches b WHERE b.first <= q.position \
+                 ORDER BY b.first DESC LIMIT 1) FROM ({}) q ORDER BY q.position",
+                self.shared.s, built.sql
             ),
+            params: built.params,
         };
         Ok(Subscription::from_feed(
             Arc::new(feed),
@@ -254,51 +255,42 @@ impl Drop for Live {
 /// One subscription's view of the tables.
 struct Feed {
     shared: Arc<Shared>,
-    /// The query as a forward read: `$1 < position < $2`, limit `$3`.
+    /// The query as a forward read (`$1 < position < $2`, limit `$3`), each
+    /// row with the last position of its append.
     sql: String,
     params: Vec<Param>,
-    batch_of: String,
 }
 
 impl Feed {
-    /// Matching events with `after < position <= upto`, at most `limit`.
+    /// The matching events with `after < position <= upto`, at most
+    /// `limit`, each with the last position of its append: one round trip.
     fn events(
         &self,
         conn: &mut Conn,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>> {
+    ) -> Result<Vec<(RecordedEvent, u64)>> {
         let (lo, hi) = (bound(after), bound(upto).saturating_add(1));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lo, &hi, &limit];
         params.extend(self.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
         conn.query(&self.sql, &params)?
             .iter()
-            .map(event_from_row)
+            .map(|row| {
+                let event = event_from_row(row)?;
+                let last: Option<i64> = row.try_get(10).map_err(pg_error)?;
+                let p = bound(event.position);
+                match last {
+                    Some(last) if last >= p => Ok((event, to_u64(p, last, "batch")?)),
+                    _ => Err(Error::Corruption {
+                        file: std::path::PathBuf::from("postgres"),
+                        offset: event.position,
+                        reason: format!("position {} belongs to no batch", event.position),
+                    }),
+                }
+            })
             .collect()
-    }
-
-    /// The first and last position of the append holding `position`.
-    fn batch_of(&self, conn: &mut Conn, position: u64) -> Result<(u64, u64)> {
-        let p = bound(position);
-        let rows = conn.query(&self.batch_of, &[&p])?;
-        let found = match rows.first() {
-            Some(row) => {
-                let first: i64 = row.try_get(0).map_err(pg_error)?;
-                let last: i64 = row.try_get(1).map_err(pg_error)?;
-                Some((to_u64(p, first, "batch")?, to_u64(p, last, "batch")?))
-            }
-            None => None,
-        };
-        match found {
-            Some((first, last)) if last >= position => Ok((first, last)),
-            _ => Err(Error::Corruption {
-                file: std::path::PathBuf::from("postgres"),
-                offset: position,
-                reason: format!("position {position} belongs to no batch"),
-            }),
-        }
     }
 }
 
@@ -324,20 +316,19 @@ impl SubscriptionFeed for Feed {
         let mut events = self.events(&mut conn, after, head, max_events)?;
         let mut looked = head;
         if events.len() == max_events
-            && let Some(last) = events.last().map(|e| e.position)
+            && let Some(&(ref event, end)) = events.last()
         {
             // Finish the append the last event is in.
-            let (_, end) = self.batch_of(&mut conn, last)?;
-            let end = end.min(head);
+            let (last, end) = (event.position, end.min(head));
             if end > last {
                 events.extend(self.events(&mut conn, last, end, usize::MAX)?);
             }
             looked = end;
         }
         let mut batch_end = 0;
-        for event in events {
+        for (event, end) in events {
             if event.position > batch_end {
-                batch_end = self.batch_of(&mut conn, event.position)?.1;
+                batch_end = end;
                 out.push_back(Vec::new());
             }
             if let Some(batch) = out.back_mut() {

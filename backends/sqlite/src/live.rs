@@ -17,9 +17,9 @@
 //! A fetch reads the matching events after a position from a reader
 //! connection (a committed WAL snapshot, so nothing uncommitted) with the
 //! read statement of `sql`, at most [`FETCH_EVENTS`](gesta::FETCH_EVENTS)
-//! of them plus the rest of the append the last one belongs to, and groups
-//! them by the `batches` table, which holds every append's first and last
-//! position.
+//! of them plus the rest of the append the last one belongs to, each with
+//! the last position of its append from the `batches` table (which holds
+//! every append's first and last position), and groups them by it.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ use gesta::{
 use crate::options::SqliteOptions;
 use crate::schema;
 use crate::sql::{self, Statement};
-use crate::store::{bind, last_position, query_events, signed, sqlite_error, unsigned};
+use crate::store::{bind, decode_row, last_position, signed, sqlite_error, unsigned};
 
 /// Idle reader connections the feeds of one store keep.
 const IDLE_READERS: usize = 2;
@@ -187,9 +187,15 @@ impl Live {
             });
         }
         self.start_poller()?;
+        let stmt = sql::read(query, Direction::Forwards);
         let feed = Feed {
             shared: shared.clone(),
-            stmt: sql::read(query, Direction::Forwards),
+            sql: format!(
+                "SELECT q.*, (SELECT b.last FROM batches b WHERE b.first <= q.position \
+                 ORDER BY b.first DESC LIMIT 1) FROM ({}) q ORDER BY q.position",
+                stmt.sql
+            ),
+            stmt,
         };
         Ok(Subscription::from_feed(
             Arc::new(feed),
@@ -230,41 +236,48 @@ impl Drop for Live {
 /// One subscription's view of the tables.
 struct Feed {
     shared: Arc<Shared>,
-    /// The subscription's query as a forward read.
+    /// The subscription's query as a forward read (its parameters).
     stmt: Statement,
+    /// That read, each row with the last position of its append.
+    sql: String,
 }
 
 impl Feed {
+    /// The matching events in `lo..=hi`, at most `limit`, each with the
+    /// last position of its append (one statement: the append is a probe
+    /// of `batches` per row inside SQLite).
     fn events(
         &self,
         conn: &Connection,
         lo: u64,
         hi: u64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>> {
+    ) -> Result<Vec<(RecordedEvent, u64)>> {
+        let shared = &self.shared;
         let params = bind(&[signed(lo), signed(hi), signed(limit as u64)], &self.stmt);
-        query_events(&self.shared.path, conn, &self.stmt.sql, params)
-    }
-
-    /// The first and last position of the append holding `position`.
-    fn batch_of(&self, conn: &Connection, position: u64) -> Result<(u64, u64)> {
-        let found: Option<(i64, i64)> = conn
-            .prepare_cached(
-                "SELECT first, last FROM batches WHERE first <= ?1 ORDER BY first DESC LIMIT 1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row([signed(position)], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(|e| self.shared.err(e))?;
-        match found.map(|(f, l)| (unsigned(f), unsigned(l))) {
-            Some((first, last)) if last >= position => Ok((first, last)),
-            _ => Err(Error::Corruption {
-                file: self.shared.path.clone(),
-                offset: 0,
-                reason: format!("position {position} belongs to no append in the batches table"),
-            }),
+        let mut stmt = conn.prepare_cached(&self.sql).map_err(|e| shared.err(e))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| shared.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| shared.err(e))? {
+            let event = decode_row(&shared.path, row)?;
+            let last: Option<i64> = row.get(9).map_err(|e| shared.err(e))?;
+            match last.map(unsigned) {
+                Some(last) if last >= event.position => out.push((event, last)),
+                _ => {
+                    return Err(Error::Corruption {
+                        file: shared.path.clone(),
+                        offset: 0,
+                        reason: format!(
+                            "position {} belongs to no append in the batches table",
+                            event.position
+                        ),
+                    });
+                }
+            }
         }
+        Ok(out)
     }
 }
 
@@ -290,20 +303,19 @@ impl SubscriptionFeed for Feed {
             let mut events = self.events(conn, after + 1, head, max_events)?;
             let mut looked = head;
             if events.len() == max_events
-                && let Some(last) = events.last().map(|e| e.position)
+                && let Some(&(ref event, end)) = events.last()
             {
                 // Finish the append the last event is in.
-                let (_, end) = self.batch_of(conn, last)?;
-                let end = end.min(head);
+                let (last, end) = (event.position, end.min(head));
                 if end > last {
                     events.extend(self.events(conn, last + 1, end, usize::MAX)?);
                 }
                 looked = end;
             }
             let mut batch_end = 0;
-            for event in events {
+            for (event, end) in events {
                 if event.position > batch_end {
-                    batch_end = self.batch_of(conn, event.position)?.1;
+                    batch_end = end;
                     out.push_back(Vec::new());
                 }
                 if let Some(batch) = out.back_mut() {

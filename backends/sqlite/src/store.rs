@@ -205,6 +205,12 @@ pub(crate) fn query_events(
     Decoder { path }.query_events(conn, sql, params)
 }
 
+/// One row of event columns (see `sql::EVENT_COLUMNS`) of the database at
+/// `path`, decoded (later columns are ignored).
+pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> Result<RecordedEvent> {
+    Decoder { path }.decode(row)
+}
+
 /// Decodes event rows of the database at `path`.
 struct Decoder<'a> {
     path: &'a Path,
