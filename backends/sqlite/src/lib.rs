@@ -4,7 +4,12 @@
 //! journal, bundled SQLite, so nothing needs to be installed) and behaves
 //! exactly like [`MemoryStore`](gesta::MemoryStore), the semantic reference:
 //! DCB queries and conditional appends, streams with expected revisions,
-//! idempotent appends by event id, reads in both directions.
+//! idempotent appends by event id, reads in both directions, subscriptions
+//! (catch-up then live, each batch one append's matching events) and
+//! durable subscriptions with their cursors in the database. Commits
+//! through the same handle wake its subscribers at once; commits by other
+//! processes on the file reach them within
+//! [`SqliteOptions::poll_interval`].
 //!
 //! ```no_run
 //! use gesta::{EventStore, NewEvent, Query, ReadOptions};
