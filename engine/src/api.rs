@@ -4,6 +4,7 @@
 
 use crate::append::AppendOptions;
 use crate::append::Appended;
+use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::Result;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::query::Query;
@@ -214,6 +215,41 @@ pub trait EventStore: Send + Sync {
         let _ = source;
         Err(crate::Error::Unsupported {
             what: "tracking info",
+        })
+    }
+
+    // ---- Durable subscriptions (the rules: `DurableCursors`) ----
+
+    /// A subscription to `query` that resumes after the position last
+    /// acknowledged under `name` (from the start if there is none), kept by
+    /// the store across reopens: at-least-once delivery; see
+    /// [`DurableSubscription`] and, for the rules every store keeps,
+    /// [`DurableCursors`](crate::DurableCursors). One subscription per name
+    /// may be open through one handle.
+    fn subscribe_durable(&self, name: &str, query: &Query) -> Result<DurableSubscription> {
+        let _ = (name, query);
+        Err(crate::Error::Unsupported {
+            what: "durable subscriptions",
+        })
+    }
+
+    /// Every durable subscription the store keeps, with the position it
+    /// acknowledged last, by name.
+    fn durable_subscriptions(&self) -> Result<Vec<DurableSubscriptionState>> {
+        Err(crate::Error::Unsupported {
+            what: "durable subscriptions",
+        })
+    }
+
+    /// Forgets a durable subscription's acknowledged position (the next
+    /// subscription under that name starts from the beginning); false if
+    /// there was none; [`Error::InvalidInput`] while one is open.
+    ///
+    /// [`Error::InvalidInput`]: crate::Error::InvalidInput
+    fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        let _ = name;
+        Err(crate::Error::Unsupported {
+            what: "durable subscriptions",
         })
     }
 }

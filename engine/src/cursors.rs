@@ -13,12 +13,10 @@
 //! everything before it (CRC-32, as every Gesta file). File names are the hex of the cursor name, so any
 //! name is safe on any file system.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gesta_wal::io::{FileSystem, OpenMode, read_all, write_atomic};
-use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 
@@ -28,12 +26,12 @@ pub(crate) const SUFFIX: &str = ".cursor";
 /// The directory, inside the store's, that holds cursor files.
 pub(crate) const DIR: &str = "cursors";
 
-/// The cursors of one store, and which of them a subscription has open.
+/// The cursor files of one store (which names are open is the business of
+/// [`DurableCursors`](crate::DurableCursors)).
 pub(crate) struct Cursors {
     fs: Arc<dyn FileSystem>,
     store_dir: PathBuf,
     dir: PathBuf,
-    open: Mutex<HashSet<String>>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -107,44 +105,22 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Marks a cursor as in use by one subscription until dropped.
-pub(crate) struct Claim {
-    cursors: Arc<Cursors>,
-    name: String,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.cursors.open.lock().remove(&self.name);
-    }
-}
-
 impl Cursors {
     pub(crate) fn new(fs: Arc<dyn FileSystem>, store_dir: &Path) -> Cursors {
         Cursors {
             fs,
             store_dir: store_dir.to_owned(),
             dir: store_dir.join(DIR),
-            open: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The directory of the cursor files.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(file_name(name))
-    }
-
-    /// Takes `name` for one subscription; a second one is refused.
-    pub(crate) fn claim(self: &Arc<Self>, name: &str) -> Result<Claim> {
-        check_name(name)?;
-        if !self.open.lock().insert(name.to_owned()) {
-            return Err(Error::invalid(format!(
-                "the durable subscription {name:?} is already open"
-            )));
-        }
-        Ok(Claim {
-            cursors: self.clone(),
-            name: name.to_owned(),
-        })
     }
 
     /// The acknowledged position of `name`, if it has one.
@@ -207,15 +183,8 @@ impl Cursors {
         Ok(out)
     }
 
-    /// Deletes the cursor `name`; false if it did not exist. A cursor whose
-    /// subscription is open cannot be deleted.
+    /// Deletes the cursor `name`; false if it did not exist.
     pub(crate) fn delete(&self, name: &str) -> Result<bool> {
-        check_name(name)?;
-        if self.open.lock().contains(name) {
-            return Err(Error::invalid(format!(
-                "the durable subscription {name:?} is open; drop it before deleting its cursor"
-            )));
-        }
         let path = self.path(name);
         if !self.fs.exists(&path).map_err(io_error(&path))? {
             return Ok(false);

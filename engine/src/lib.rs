@@ -35,8 +35,10 @@
 //! memtables and the view readers take), `compactor` (the background
 //! threads), [`read`] (read options, the event iterator, finding events by
 //! position), `subscription` and `subscribe` ([`Subscription`]s: catch-up
-//! then live; durable ones keep their position in `cursors`), `notify`
-//! (how the committer wakes subscribers), `query`, `revision`, `append`,
+//! then live, fed by any store through `SubscriptionFeed`), `durable`
+//! (durable subscriptions on every store: the ack rules and the
+//! `CursorStore` a store provides; the engine's cursor files are
+//! `cursors`), `notify` (the `CommitHub` that wakes subscribers), `query`, `revision`, `append`,
 //! [`event`] and `error` (the types of the API), `codec` (the event
 //! encoding inside a record), `tracking` (tracking info read back),
 //! [`validation`] (the input checks every store shares), [`options`],
@@ -55,6 +57,7 @@ mod codec;
 mod committer;
 mod compactor;
 mod cursors;
+mod durable;
 mod error;
 pub mod event;
 #[doc(hidden)]
@@ -217,12 +220,15 @@ pub mod validation {
         }
     }
 }
+pub use durable::{
+    Acker, CursorStore, DurableCursors, DurableSubscription, DurableSubscriptionState,
+};
+pub use notify::CommitHub;
 pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::{IndexShape, Store};
-pub use subscribe::{Acker, DurableSubscription, DurableSubscriptionState};
-pub use subscription::{Subscription, SubscriptionStream};
+pub use subscription::{FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream};
 
 pub use gesta_wal::CacheStats;
 /// The I/O seam, re-exported so tests and tools can open a store on another

@@ -11,18 +11,38 @@ use parking_lot::Mutex;
 use crate::api::{EventIter, EventStore};
 use crate::append::AppendOptions;
 use crate::append::Appended;
+use crate::durable::{
+    DurableCursors, DurableSubscription, DurableSubscriptionState, MemoryCursors,
+};
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::notify::Hub;
 use crate::query::Query;
 use crate::read::{Direction, ReadOptions};
 use crate::snapshots::Snapshot;
-use crate::subscription::{Feed, Subscription};
+use crate::subscription::{Subscription, SubscriptionFeed};
 
 /// An in-memory event store with the full semantics and no persistence.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     shared: Arc<Shared>,
+    /// Durable subscriptions' positions, kept as long as the store.
+    durable: DurableCursors,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        let shared = Arc::new(Shared::default());
+        let weak = Arc::downgrade(&shared);
+        let cursors = MemoryCursors::new(move || match weak.upgrade() {
+            Some(s) if !s.hub.is_closed() => Ok(s.state.lock().events.len() as u64),
+            _ => Err(Error::Closed),
+        });
+        MemoryStore {
+            shared,
+            durable: DurableCursors::new(Arc::new(cursors)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -37,7 +57,7 @@ impl Drop for MemoryStore {
     }
 }
 
-impl Feed for Shared {
+impl SubscriptionFeed for Shared {
     fn hub(&self) -> &Hub {
         &self.hub
     }
@@ -376,5 +396,20 @@ impl EventStore for MemoryStore {
     fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
         crate::validation::check_tracking_source(source)?;
         Ok(self.shared.state.lock().saved.tracking.get(source).copied())
+    }
+
+    // ---- Durable subscriptions ----
+
+    fn subscribe_durable(&self, name: &str, query: &Query) -> Result<DurableSubscription> {
+        self.durable
+            .subscribe(name, |acked| self.subscribe(query, acked))
+    }
+
+    fn durable_subscriptions(&self) -> Result<Vec<DurableSubscriptionState>> {
+        self.durable.list()
+    }
+
+    fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        self.durable.delete(name)
     }
 }

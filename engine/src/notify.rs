@@ -188,8 +188,16 @@ impl State {
 }
 
 /// Wakes subscribers when a commit may concern them or the store closes.
+///
+/// Every store that feeds [`Subscription`](crate::Subscription)s owns one
+/// (see [`SubscriptionFeed`](crate::SubscriptionFeed)): after the head it
+/// reports has moved past a commit, it calls [`notify`](CommitHub::notify)
+/// with the commit's events (or [`notify_all`](CommitHub::notify_all) when
+/// it does not know them, as for a commit seen by polling), and
+/// [`close`](CommitHub::close) when it closes. Subscribers wait on it
+/// themselves; a store never calls anything else.
 #[derive(Debug, Default)]
-pub(crate) struct Hub {
+pub struct CommitHub {
     state: Mutex<State>,
     /// How many waiters are registered (written under the lock).
     interested: AtomicUsize,
@@ -211,7 +219,64 @@ pub(crate) enum Wake {
     Registered,
 }
 
-impl Hub {
+/// The hub under its name inside the engine.
+pub(crate) type Hub = CommitHub;
+
+impl CommitHub {
+    /// A hub nobody waits on yet.
+    pub fn new() -> CommitHub {
+        CommitHub::default()
+    }
+
+    /// Says that the head moved past a commit of `events`: wakes the
+    /// subscribers whose queries could match one of them (a subscriber
+    /// whose query names no type or tag of theirs sleeps on). Call it
+    /// after the new head is visible to
+    /// [`SubscriptionFeed::head`](crate::SubscriptionFeed::head). When
+    /// nobody waits it costs one atomic load and allocates nothing.
+    pub fn notify<'a>(&self, events: impl IntoIterator<Item = &'a crate::NewEvent>) {
+        fence(Ordering::SeqCst);
+        if self.interested.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let keys: Vec<Key> = events
+            .into_iter()
+            .flat_map(|e| {
+                std::iter::once(Key::event_type(&e.event_type))
+                    .chain(e.tags.iter().map(|t| Key::tag(t)))
+            })
+            .collect();
+        self.publish(&keys);
+    }
+
+    /// Says that the head moved without saying what moved it: wakes every
+    /// waiting subscriber (each reads, and sleeps again if nothing
+    /// matched). For commits a store learns of by polling.
+    pub fn notify_all(&self) {
+        fence(Ordering::SeqCst);
+        if self.interested.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let wakers: Vec<Waker> = {
+            let mut s = self.state.lock();
+            let ids: Vec<u64> = s.waiters.keys().copied().collect();
+            let mut wakers = Vec::new();
+            for id in ids {
+                wakers.extend(s.remove(id).and_then(Signal::notify));
+            }
+            self.interested.store(s.waiters.len(), Ordering::Relaxed);
+            wakers
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Whether [`close`](CommitHub::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
     /// Called after the head moved past a commit whose events have the
     /// index keys `keys` (types and tags matter, other keys are ignored):
     /// wakes the waiters registered for every commit or under one of them.
@@ -251,8 +316,9 @@ impl Hub {
         }
     }
 
-    /// Ends every wait, now and later.
-    pub(crate) fn close(&self) {
+    /// Ends every wait, now and later: each subscription delivers what the
+    /// feed still has up to its head, then [`Error::Closed`](crate::Error::Closed).
+    pub fn close(&self) {
         let wakers: Vec<Waker> = {
             let mut s = self.state.lock();
             s.closed = true;
@@ -496,6 +562,34 @@ mod tests {
             assert_eq!(t.join().unwrap(), Wake::Advanced);
         }
         assert_eq!(hub.waiting(), 0);
+    }
+
+    /// The public notifications: `notify` wakes by the events' types and
+    /// tags as `publish` does by keys, `notify_all` wakes every waiter, and
+    /// neither costs anything when nobody waits.
+    #[test]
+    fn public_notifications_wake_by_events_or_all() {
+        let hub = CommitHub::new();
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        let waker = Waker::from(count.clone());
+        let (a, tagged) = (type_a(), Waiter::new(Interest::of(&Query::tag("t"))));
+        hub.notify_all();
+        hub.notify(&[crate::NewEvent::new("A", "")]);
+        assert_eq!(hub.woken(), 0);
+        assert_eq!(hub.register(&a, &waker, 0, || 0), Wake::Registered);
+        assert_eq!(hub.register(&tagged, &waker, 0, || 0), Wake::Registered);
+        hub.notify(&[crate::NewEvent::new("B", "").tag("u")]);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "neither A nor t");
+        hub.notify(&[crate::NewEvent::new("B", "").tags(["u", "t"])]);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the tag woke one");
+        assert_eq!(hub.waiting(), 1);
+        assert_eq!(hub.register(&tagged, &waker, 0, || 0), Wake::Registered);
+        hub.notify_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 3, "both woken");
+        assert_eq!(hub.waiting(), 0);
+        assert!(!hub.is_closed());
+        hub.close();
+        assert!(hub.is_closed());
     }
 
     struct Count(AtomicU64);

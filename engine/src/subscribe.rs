@@ -1,6 +1,6 @@
 //! Subscriptions on a [`Store`]: the feed that reads them from the log and
-//! the index, durable subscriptions with their acknowledgements, and the
-//! cursor administration.
+//! the index, and the cursor files of durable subscriptions (the rules of
+//! durable subscriptions are `durable`'s, the same for every store).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,8 @@ use gesta_index::{Direction, Positions, QuerySpec};
 use gesta_wal::WalReader;
 
 use crate::committer::Request;
-use crate::cursors::{Claim, Cursors};
+use crate::cursors::Cursors;
+use crate::durable::{CursorStore, DurableSubscription, DurableSubscriptionState};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::notify::Hub;
@@ -20,7 +21,7 @@ use crate::query::query_spec;
 use crate::read::{Lookup, decode_scanned};
 use crate::shared::Shared;
 use crate::store::{Inner, Store};
-use crate::subscription::{Feed, Subscription, SubscriptionStream};
+use crate::subscription::{Subscription, SubscriptionFeed};
 
 /// A store's log and index as a subscription feed. It holds the store
 /// weakly: a subscription does not keep a dropped store open.
@@ -31,7 +32,7 @@ struct StoreFeed {
     spec: QuerySpec,
 }
 
-impl Feed for StoreFeed {
+impl SubscriptionFeed for StoreFeed {
     fn hub(&self) -> &Hub {
         &self.hub
     }
@@ -111,119 +112,28 @@ fn fetch_positions(
     Ok(head)
 }
 
-/// A [`Subscription`] whose progress is kept in the store under a name:
-/// [`ack`](DurableSubscription::ack) records a position durably, and
-/// [`Store::subscribe_durable`] with the same name resumes after the last
-/// acknowledged position — after a close, a reopen or a crash. Delivery is
-/// at least once: what was delivered but not acknowledged is delivered
-/// again.
-///
-/// It dereferences to its [`Subscription`] and is an [`Iterator`] like it;
-/// for async code, take an [`Acker`] and then
-/// [`into_stream`](DurableSubscription::into_stream).
-///
-/// ```no_run
-/// # fn main() -> gesta::Result<()> {
-/// use gesta::{Query, Store};
-///
-/// let store = Store::open("/tmp/events")?;
-/// let mut sub = store.subscribe_durable("course-list", &Query::event_type("CourseDefined"))?;
-/// loop {
-///     let batch = sub.recv()?; // the matching events of one append
-///     // …update the read model…
-///     sub.ack(batch.last().map_or(0, |e| e.position))?;
-/// }
-/// # }
-/// ```
-pub struct DurableSubscription {
-    subscription: Subscription,
-    acker: Acker,
-    claim: Claim,
+/// The engine's cursors: a file each (see `cursors`), acknowledged only
+/// once the log is durable up to the position.
+pub(crate) struct FileCursors {
+    pub(crate) cursors: Cursors,
+    pub(crate) store: Weak<Inner>,
 }
 
-/// Acknowledges positions of one durable subscription; cheap to clone and
-/// usable from any thread or task.
-#[derive(Clone)]
-pub struct Acker {
-    name: Arc<str>,
-    acked: Arc<parking_lot::Mutex<u64>>,
-    store: Weak<Inner>,
-    cursors: Arc<Cursors>,
-}
-
-impl std::fmt::Debug for DurableSubscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurableSubscription")
-            .field("name", &self.acker.name)
-            .field("acked", &self.acker.acked())
-            .field("subscription", &self.subscription)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for Acker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Acker")
-            .field("name", &self.name)
-            .field("acked", &self.acked())
-            .finish()
-    }
-}
-
-impl DurableSubscription {
-    /// The cursor's name.
-    pub fn name(&self) -> &str {
-        &self.acker.name
-    }
-
-    /// The last acknowledged position; see [`Acker::acked`].
-    pub fn acked(&self) -> u64 {
-        self.acker.acked()
-    }
-
-    /// Records durably that every event up to `position` is processed; see
-    /// [`Acker::ack`].
-    pub fn ack(&self, position: u64) -> Result<()> {
-        self.acker.ack(position)
-    }
-
-    /// A handle that acknowledges for this subscription, for use alongside
-    /// [`into_stream`](DurableSubscription::into_stream).
-    pub fn acker(&self) -> Acker {
-        self.acker.clone()
-    }
-
-    /// This subscription as a [`futures_core::Stream`]; the name stays
-    /// taken until the stream is dropped.
-    pub fn into_stream(self) -> SubscriptionStream {
-        self.subscription.into_stream_holding(Box::new(self.claim))
-    }
-}
-
-impl Acker {
-    /// The last acknowledged position (where a new subscription under this
-    /// name would resume).
-    pub fn acked(&self) -> u64 {
-        *self.acked.lock()
-    }
-
-    /// Records durably that every event up to `position` is processed.
-    /// Acknowledging a position at or below the current one changes
-    /// nothing; a position beyond the head is refused. In durability modes
-    /// that do not sync every commit, the log is synced first, so that a
-    /// cursor never points past what a crash could take away.
-    pub fn ack(&self, position: u64) -> Result<()> {
-        let mut acked = self.acked.lock();
-        if position <= *acked {
-            return Ok(());
-        }
+impl CursorStore for FileCursors {
+    fn head(&self) -> Result<u64> {
         let inner = self.store.upgrade().ok_or(Error::Closed)?;
-        let head = inner.shared.head.load(Ordering::Acquire);
-        if position > head {
-            return Err(Error::invalid(format!(
-                "cannot acknowledge position {position}: the head is {head}"
-            )));
+        if inner.shared.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed);
         }
+        Ok(inner.shared.head.load(Ordering::Acquire))
+    }
+
+    fn load(&self, name: &str) -> Result<Option<u64>> {
+        self.cursors.load(name)
+    }
+
+    fn save(&self, name: &str, position: u64) -> Result<()> {
+        let inner = self.store.upgrade().ok_or(Error::Closed)?;
         if position > inner.log.durable() {
             let (reply, answer) = oneshot::oneshot();
             inner
@@ -232,31 +142,19 @@ impl Acker {
                 .map_err(|_| Error::Closed)?;
             answer.recv().unwrap_or(Err(Error::Closed))?;
         }
-        self.cursors.store(&self.name, position)?;
-        *acked = position;
-        Ok(())
+        self.cursors.store(name, position)
     }
-}
 
-impl std::ops::Deref for DurableSubscription {
-    type Target = Subscription;
-
-    fn deref(&self) -> &Subscription {
-        &self.subscription
+    fn list(&self) -> Result<Vec<(String, u64)>> {
+        self.cursors.list()
     }
-}
 
-impl std::ops::DerefMut for DurableSubscription {
-    fn deref_mut(&mut self) -> &mut Subscription {
-        &mut self.subscription
+    fn remove(&self, name: &str) -> Result<bool> {
+        self.cursors.delete(name)
     }
-}
 
-impl Iterator for DurableSubscription {
-    type Item = Result<Vec<RecordedEvent>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.subscription.next()
+    fn place(&self) -> std::path::PathBuf {
+        self.cursors.dir().to_owned()
     }
 }
 
@@ -285,59 +183,23 @@ impl Store {
     /// under `name` (from the start if there is none); see
     /// [`DurableSubscription`]. One subscription per name may be open.
     pub fn subscribe_durable(&self, name: &str, query: &Query) -> Result<DurableSubscription> {
-        let cursors = self.inner.cursors.clone();
-        let claim = cursors.claim(name)?;
-        let acked = cursors.load(name)?.unwrap_or(0);
-        let head = self.head();
-        if acked > head {
-            return Err(Error::Corruption {
-                file: self.path().join(crate::cursors::DIR),
-                offset: 0,
-                reason: format!(
-                    "the cursor {name:?} acknowledges position {acked}, beyond the log's head {head}"
-                ),
-            });
-        }
-        Ok(DurableSubscription {
-            subscription: self.subscribe(query, acked)?,
-            acker: Acker {
-                name: name.into(),
-                acked: Arc::new(parking_lot::Mutex::new(acked)),
-                store: Arc::downgrade(&self.inner),
-                cursors,
-            },
-            claim,
-        })
+        self.inner
+            .durable
+            .subscribe(name, |acked| self.subscribe(query, acked))
     }
 
     /// Every durable subscription the store keeps, with the position it
     /// acknowledged last, by name.
     pub fn durable_subscriptions(&self) -> Result<Vec<DurableSubscriptionState>> {
-        Ok(self
-            .inner
-            .cursors
-            .list()?
-            .into_iter()
-            .map(|(name, acknowledged)| DurableSubscriptionState { name, acknowledged })
-            .collect())
+        self.inner.durable.list()
     }
 
     /// Forgets a durable subscription's acknowledged position (the next
     /// subscription under that name starts from the beginning); false if
     /// there was none. An open subscription cannot be forgotten.
     pub fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
-        self.inner.cursors.delete(name)
+        self.inner.durable.delete(name)
     }
-}
-
-/// A durable subscription as the store keeps it: its name and the last
-/// position it acknowledged (see [`Store::durable_subscriptions`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DurableSubscriptionState {
-    /// The subscription's name.
-    pub name: String,
-    /// The last position it acknowledged.
-    pub acknowledged: u64,
 }
 
 #[cfg(test)]

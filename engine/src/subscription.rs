@@ -20,6 +20,13 @@
 //!
 //! Events are delivered in batches that are exactly the matching events of
 //! one append, in position order.
+//!
+//! Any store can feed subscriptions: it implements [`SubscriptionFeed`]
+//! (its head, and a fetch of the matching events after a position, grouped
+//! by append) and owns a [`CommitHub`] it notifies after each commit; then
+//! [`Subscription::from_feed`] gives the same subscriptions, with the same
+//! guarantees, as the engine's. The engine's own store and the in-memory
+//! reference use exactly this path.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -29,25 +36,47 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::notify::{Hub, Interest, Waiter, Wake};
+use crate::notify::{CommitHub, Interest, Waiter, Wake};
 use crate::query::Query;
 
 /// How many events one fetch reads at most (a fetch always finishes the
 /// append it is in, so a batch is never split).
-pub(crate) const FETCH_EVENTS: usize = 1024;
+pub const FETCH_EVENTS: usize = 1024;
 
-/// Where a subscription reads from: a store's log and index, or the
-/// reference store's vector.
-pub(crate) trait Feed: Send + Sync {
+/// Where a [`Subscription`] reads from: a store's committed events, and the
+/// hub that says when there are more. The engine's store reads its log and
+/// index, the reference store its vector, the SQL stores their tables.
+///
+/// What an implementation must keep, for the subscription's guarantees
+/// (no gap, no duplicate, batches kept, only committed events) to hold:
+///
+/// - [`head`](SubscriptionFeed::head) never decreases and never covers a
+///   position that is not committed, and every position at or below it is
+///   readable by [`fetch`](SubscriptionFeed::fetch). It is called with the
+///   hub's lock held, so it must be cheap and must not block (an atomic
+///   load, typically).
+/// - After the head moved, the store calls [`CommitHub::notify`] (or
+///   [`CommitHub::notify_all`]) — in that order: the hub's fences then
+///   guarantee that a subscriber going to sleep either sees the new head
+///   or is woken. A store that learns of commits late (by polling) only
+///   delays its subscribers; one that never notifies leaves them asleep.
+/// - When the store closes, it calls [`CommitHub::close`]; subscriptions
+///   then end with [`Error::Closed`](crate::Error::Closed) once they have
+///   delivered what `fetch` still returns up to the head.
+pub trait SubscriptionFeed: Send + Sync {
     /// Wakes waiting subscribers when the head moves.
-    fn hub(&self) -> &Hub;
+    fn hub(&self) -> &CommitHub;
 
-    /// The last committed position.
+    /// The last committed position (see the trait doc).
     fn head(&self) -> u64;
 
-    /// Appends to `out` the matching events in `after+1..=head`, one entry
-    /// per append, reading about `max_events` events at most; returns the
-    /// position up to which it looked (`head` when it read everything).
+    /// Appends to `out` the events matching `query` in `after+1..=head`,
+    /// one entry per append, each exactly that append's matching events in
+    /// position order, and no empty entry; reads about `max_events` events
+    /// at most but always finishes the append it is in; returns the
+    /// position up to which it looked (`head` when it read everything; the
+    /// last position of an append otherwise). An error ends the
+    /// subscription with it.
     fn fetch(
         &self,
         query: &Query,
@@ -67,7 +96,7 @@ pub(crate) trait Feed: Send + Sync {
 /// subscription delivers what was committed before, then yields
 /// [`Error::Closed`] once and ends. Dropping it frees it.
 pub struct Subscription {
-    feed: Arc<dyn Feed>,
+    feed: Arc<dyn SubscriptionFeed>,
     query: Query,
     /// Everything up to here has been read from the feed.
     after: u64,
@@ -90,7 +119,16 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(feed: Arc<dyn Feed>, query: Query, after: u64) -> Subscription {
+    /// A subscription to the events of `feed` matching `query` after
+    /// position `after` — for stores outside the engine; see
+    /// [`SubscriptionFeed`]. The caller has checked the query
+    /// ([`validation::check_query`](crate::validation::check_query)) and
+    /// that `after` is not beyond the head.
+    pub fn from_feed(feed: Arc<dyn SubscriptionFeed>, query: Query, after: u64) -> Subscription {
+        Subscription::new(feed, query, after)
+    }
+
+    pub(crate) fn new(feed: Arc<dyn SubscriptionFeed>, query: Query, after: u64) -> Subscription {
         Subscription {
             waiter: Waiter::new(Interest::of(&query)),
             feed,

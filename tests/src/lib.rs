@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+pub mod durable_subscriptions;
 pub mod model;
 pub mod postgres_harness;
 pub mod sqlite_harness;

@@ -1,9 +1,9 @@
 //! The subscription part of the conformance suite: catch-up, live delivery,
 //! the switch between them under concurrent appends, batch boundaries, slow
 //! subscribers, queries that match nothing, and the end of a subscription
-//! when its store goes away. It runs on every store whose
-//! [`EventStore::subscribe`] is implemented, through the same [`Harness`]
-//! as the rest of the suite:
+//! when its store goes away. It runs on all four stores (and the
+//! durable-subscription cases, in `durable_subscriptions`, too), through
+//! the same [`Harness`] as the rest of the suite:
 //!
 //! ```ignore
 //! gesta_tests::subscription_tests!(gesta_tests::conformance::MemoryHarness);
@@ -31,6 +31,7 @@ macro_rules! subscription_tests {
             live_only,
             switch_under_concurrent_appends,
             batches_keep_append_boundaries,
+            batches_larger_than_a_fetch_stay_whole,
             slow_subscriber_loses_nothing,
             query_matching_nothing,
             subscribe_beyond_the_head_rejected,
@@ -341,6 +342,46 @@ pub fn batches_keep_append_boundaries<H: Harness>(h: &mut H) {
         second.iter().map(|e| e.position).collect::<Vec<_>>(),
         vec![b.first]
     );
+}
+
+/// A subscriber that catches up over more events than one fetch reads
+/// (`gesta::FETCH_EVENTS`) still gets an append that straddles that
+/// bound as one batch, whichever query it follows.
+pub fn batches_larger_than_a_fetch_stay_whole<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut appends = Vec::new();
+    let singles = gesta::FETCH_EVENTS as u64 - 24;
+    let big: Vec<NewEvent> = (0..100)
+        .map(|i| {
+            ev(
+                if i % 2 == 0 { "A" } else { "B" },
+                &["t1"],
+                &format!("big-{i}"),
+            )
+        })
+        .collect();
+    let chunk: Vec<NewEvent> = (0..singles)
+        .map(|i| ev("A", &[], &format!("single-{i}")))
+        .collect();
+    for e in chunk {
+        appends.push(s.append(vec![e]).expect("append"));
+    }
+    appends.push(s.append(big).expect("append"));
+    for i in 0..30 {
+        appends.push(
+            s.append(vec![ev("B", &[], &format!("tail-{i}"))])
+                .expect("append"),
+        );
+    }
+    let head = s.head().expect("head");
+    for query in [Query::all(), Query::event_type("A")] {
+        let mut sub = s.subscribe(&query, 0).expect("subscribe");
+        let batches = collect_until(&mut sub, head);
+        check_delivery(&batches, &read(&s, &query, 0), &appends, &query);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).filter(|&n| n > 1).collect();
+        let whole = if query.is_all() { 100 } else { 50 };
+        assert_eq!(sizes, vec![whole], "the big append came as one batch");
+    }
 }
 
 /// A subscriber that does not read while thousands of events commit does

@@ -1,3 +1,5 @@
-//! The subscription cases on the in-memory reference store.
+//! The subscription and durable-subscription cases on the in-memory
+//! reference store.
 
 gesta_tests::subscription_tests!(gesta_tests::conformance::MemoryHarness);
+gesta_tests::durable_subscription_tests!(gesta_tests::conformance::MemoryHarness);

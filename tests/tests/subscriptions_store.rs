@@ -13,10 +13,12 @@ use gesta_tests::store_harness::StoreHarness;
 
 mod on_disk {
     gesta_tests::subscription_tests!(gesta_tests::store_harness::StoreHarness::on_disk());
+    gesta_tests::durable_subscription_tests!(gesta_tests::store_harness::StoreHarness::on_disk());
 }
 
 mod in_memory_fs {
     gesta_tests::subscription_tests!(gesta_tests::store_harness::StoreHarness::in_memory());
+    gesta_tests::durable_subscription_tests!(gesta_tests::store_harness::StoreHarness::in_memory());
 }
 
 fn ev(t: &str, label: &str) -> NewEvent {

@@ -55,13 +55,20 @@
 //! Ids are 16-byte big-endian `bytea`; timestamps are microseconds since
 //! the Unix epoch from the server's clock, never decreasing within a store.
 //!
+//! - **Subscriptions** are live through `LISTEN/NOTIFY`: every append
+//!   notifies the store's channel in its transaction, and a dedicated
+//!   connection listens, with a poll as the fallback (see
+//!   [`PostgresOptions::poll_interval`]).
+//!
 //! Module map: `schema` (the tables, indexes and schema version), `sql`
 //! (DCB queries translated to SQL), `pool` (connections and their prepared
-//! statements), `state` (snapshots and tracking info) and `store` (the
-//! handle: the append transaction and reads).
+//! statements), `store` (the handle: the append transaction and reads),
+//! `state` (snapshots and tracking info) and `live` (subscriptions: the
+//! feed, the listener, durable cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod live;
 mod pool;
 mod schema;
 mod sql;
@@ -83,15 +90,24 @@ pub struct PostgresOptions {
     /// the newest this many (default 3; 0 keeps all), as
     /// [`gesta::Options::snapshots_kept`] does for the engine.
     pub snapshots_kept: usize,
+    /// How long the listener of a store with subscriptions waits for a
+    /// commit notification before it reads the head anyway (default
+    /// 500 ms): a notification lost with a broken connection delays
+    /// subscribers by at most about this much. Commits through this handle
+    /// wake its subscribers at once, others' as their notification
+    /// arrives.
+    pub poll_interval: std::time::Duration,
 }
 
 impl Default for PostgresOptions {
-    /// Schema `gesta`, at most 8 connections, 3 snapshots kept per key.
+    /// Schema `gesta`, at most 8 connections, 3 snapshots kept per key, a
+    /// 500 ms poll interval.
     fn default() -> PostgresOptions {
         PostgresOptions {
             schema: "gesta".to_owned(),
             pool_size: 8,
             snapshots_kept: gesta::snapshots::DEFAULT_KEPT,
+            poll_interval: std::time::Duration::from_millis(500),
         }
     }
 }

@@ -61,8 +61,22 @@ impl Conn {
     /// the transaction was rolled back: a definite failure. If no answer
     /// came (the connection broke), whether it committed is unknown:
     /// [`gesta::Error::OutcomeUnknown`].
+    // Appends commit with `commit_after` (they announce the commit); other
+    // transactions commit plainly.
+    #[allow(dead_code)]
     pub(crate) fn commit(&mut self) -> Result<()> {
-        self.client.batch_execute("COMMIT").map_err(|e| {
+        self.commit_after("")
+    }
+
+    /// Runs `before` (statements without parameters, or nothing) and
+    /// commits, in one round trip; errors as for [`commit`](Conn::commit).
+    pub(crate) fn commit_after(&mut self, before: &str) -> Result<()> {
+        let sql = if before.is_empty() {
+            "COMMIT".to_owned()
+        } else {
+            format!("{before}; COMMIT")
+        };
+        self.client.batch_execute(&sql).map_err(|e| {
             if e.as_db_error().is_some() {
                 pg_error(e)
             } else {

@@ -15,6 +15,8 @@
 //! - `snapshots` and `tracking`: snapshots by `(key, position)` and each
 //!   tracking source's stored position; added to version 1 without
 //!   changing it (see [`create_state`]).
+//! - `cursors` (added after version 1, see `live_tables`): the durable
+//!   subscriptions' positions by name.
 
 use gesta::{Error, Result};
 
@@ -155,7 +157,8 @@ pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
                 }
             }
         }
-    })();
+    })()
+    .and_then(|()| conn.execute_batch(&live_tables(&s)));
     match result {
         Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
@@ -163,4 +166,18 @@ pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
             Err(e)
         }
     }
+}
+
+// ---- Subscriptions: durable cursors ----
+
+/// The tables subscriptions add, created if missing on every connect: an
+/// additive change, so the schema version stays 1 (a store of version 1
+/// gets them on its next connect; an older build ignores them).
+fn live_tables(s: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.cursors (
+            name bytea PRIMARY KEY,
+            position bigint NOT NULL
+        );"
+    )
 }

@@ -15,6 +15,7 @@ use gesta::{
 use postgres::Row;
 use postgres::types::ToSql;
 
+use crate::live::Live;
 use crate::pool::{Conn, Pool};
 use crate::schema::{self, quote_ident};
 use crate::sql::{self, EVENT_COLUMNS, Param, Select};
@@ -49,6 +50,8 @@ pub struct PostgresStore {
     /// Snapshots' and tracking info's statements.
     state: StateSql,
     snapshots_kept: usize,
+    /// Subscriptions: the head they read to, the hub, the listener.
+    live: Live,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -74,12 +77,12 @@ fn corrupt(position: i64, reason: impl Into<String>) -> Error {
     }
 }
 
-fn to_u64(position: i64, value: i64, what: &str) -> Result<u64> {
+pub(crate) fn to_u64(position: i64, value: i64, what: &str) -> Result<u64> {
     u64::try_from(value).map_err(|_| corrupt(position, format!("negative {what} {value}")))
 }
 
 /// A position bound as a bigint (positions never reach `i64::MAX`).
-fn bound(position: u64) -> i64 {
+pub(crate) fn bound(position: u64) -> i64 {
     i64::try_from(position).unwrap_or(i64::MAX)
 }
 
@@ -88,7 +91,7 @@ fn id_bytes(id: u128) -> [u8; 16] {
 }
 
 /// Decodes the first columns of `row`, laid out as [`EVENT_COLUMNS`].
-fn event_from_row(row: &Row) -> Result<RecordedEvent> {
+pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
     let position: i64 = row.try_get(0).map_err(pg_error)?;
     let text = |bytes: Vec<u8>, what: &str| {
         String::from_utf8(bytes).map_err(|_| corrupt(position, format!("{what} is not UTF-8")))
@@ -183,6 +186,7 @@ impl PostgresStore {
             timestamp_of: format!("SELECT timestamp_micros FROM {s}.events WHERE position = $1"),
             state: StateSql::new(&s),
             snapshots_kept: options.snapshots_kept,
+            live: Live::new(config.clone(), &s, key, options.poll_interval),
             pool: Pool::new(config, options.pool_size),
             schema: options.schema,
             s,
@@ -410,8 +414,11 @@ impl EventStore for PostgresStore {
         }
         let outcome = self.append_locked(&mut conn, &events, &options);
         match outcome {
-            Ok(Outcome::New(appended)) => match conn.commit() {
-                Ok(()) => Ok(appended),
+            Ok(Outcome::New(appended)) => match conn.commit_after(self.live.notify_sql()) {
+                Ok(()) => {
+                    self.live.committed(appended.last, &events);
+                    Ok(appended)
+                }
                 Err(e) => {
                     conn.discard();
                     Err(e)
@@ -563,6 +570,26 @@ impl EventStore for PostgresStore {
     fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
         gesta::validation::check_tracking_source(source)?;
         state::tracking(&mut *self.pool.get()?, &self.state, source)
+    }
+
+    // ---- Subscriptions (see `live`) ----
+
+    fn subscribe(&self, query: &Query, after: u64) -> Result<gesta::Subscription> {
+        check_query(query)?;
+        self.live.subscribe(query, after, self.head()?)
+    }
+
+    fn subscribe_durable(&self, name: &str, query: &Query) -> Result<gesta::DurableSubscription> {
+        check_query(query)?;
+        self.live.subscribe_durable(name, query, self.head()?)
+    }
+
+    fn durable_subscriptions(&self) -> Result<Vec<gesta::DurableSubscriptionState>> {
+        self.live.durable().list()
+    }
+
+    fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        self.live.durable().delete(name)
     }
 }
 

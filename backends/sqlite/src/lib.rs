@@ -4,8 +4,13 @@
 //! journal, bundled SQLite, so nothing needs to be installed) and behaves
 //! exactly like [`MemoryStore`](gesta::MemoryStore), the semantic reference:
 //! DCB queries and conditional appends, streams with expected revisions,
-//! idempotent appends by event id, reads in both directions, snapshots and
-//! tracking info.
+//! idempotent appends by event id, reads in both directions, subscriptions
+//! (catch-up then live, each batch one append's matching events) and
+//! durable subscriptions with their cursors in the database, snapshots and
+//! tracking info. Commits
+//! through the same handle wake its subscribers at once; commits by other
+//! processes on the file reach them within
+//! [`SqliteOptions::poll_interval`].
 //!
 //! ```no_run
 //! use gesta::{EventStore, NewEvent, Query, ReadOptions};
@@ -21,13 +26,15 @@
 //!
 //! Module map: [`options`] (how a store is opened), `schema` (the tables,
 //! indexes, pragmas and schema version), `codec` (how ids and tag lists are
-//! encoded in columns), `sql` (DCB queries translated to SQL), `state`
-//! (snapshots and tracking info) and `store` (the handle: the append
-//! transaction, reads and connection pooling).
+//! encoded in columns), `sql` (DCB queries translated to SQL), `store`
+//! (the handle: the append transaction, reads and connection pooling),
+//! `state` (snapshots and tracking info) and `live` (subscriptions: the feed, waking subscribers on this handle's
+//! commits and polling for other connections', durable cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod codec;
+mod live;
 pub mod options;
 mod schema;
 mod sql;

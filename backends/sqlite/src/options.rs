@@ -1,6 +1,7 @@
 //! How a [`SqliteStore`](crate::SqliteStore) is opened: the durability of a
 //! commit (`PRAGMA synchronous`), how long to wait for a lock held by
-//! another connection, and how many snapshots to keep per key.
+//! another connection, how many snapshots to keep per key, and how often
+//! subscriptions look for commits made by other connections.
 
 use std::time::Duration;
 
@@ -42,6 +43,12 @@ pub struct SqliteOptions {
     /// the newest this many (default 3; 0 keeps all), as
     /// [`gesta::Options::snapshots_kept`] does for the engine.
     pub snapshots_kept: usize,
+    /// How often a store with subscriptions looks for commits made through
+    /// other connections to the file — other processes, or other
+    /// [`SqliteStore`](crate::SqliteStore) handles — (default 50 ms). A
+    /// commit through this handle wakes its subscribers at once; one
+    /// through another connection reaches them within about this interval.
+    pub poll_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -50,6 +57,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
             snapshots_kept: gesta::snapshots::DEFAULT_KEPT,
+            poll_interval: Duration::from_millis(50),
         }
     }
 }
@@ -70,6 +78,12 @@ impl SqliteOptions {
     /// Sets [`snapshots_kept`](SqliteOptions::snapshots_kept).
     pub fn snapshots_kept(mut self, kept: usize) -> SqliteOptions {
         self.snapshots_kept = kept;
+        self
+    }
+
+    /// Sets [`poll_interval`](SqliteOptions::poll_interval).
+    pub fn poll_interval(mut self, interval: Duration) -> SqliteOptions {
+        self.poll_interval = interval;
         self
     }
 }

@@ -23,10 +23,15 @@
 //!     position INTEGER NOT NULL,
 //!     PRIMARY KEY (tag, position)
 //! ) WITHOUT ROWID;
-//! CREATE TABLE batches (             -- batches whose first event has an id
-//!     first INTEGER PRIMARY KEY,
+//! CREATE TABLE batches (             -- every append (version 1: only
+//!     first INTEGER PRIMARY KEY,     -- those whose first event has an id)
 //!     last  INTEGER NOT NULL
 //! );
+//! -- version 2 (see `LIVE`):
+//! CREATE TABLE cursors (             -- durable subscriptions' positions
+//!     name     TEXT    PRIMARY KEY,
+//!     position INTEGER NOT NULL
+//! ) WITHOUT ROWID;
 //! ```
 //!
 //!
@@ -37,9 +42,10 @@
 //!
 //! The `tags` table is the tag index: its primary key is `(tag,
 //! position)`, so a tag's positions are one range scan in order. The
-//! `batches` table exists for idempotency: a re-sent batch is a retry only
-//! if its ids were committed as exactly one batch, and only batches whose
-//! first event has an id can ever be retried.
+//! `batches` table records which positions each append got: idempotency
+//! needs it (a re-sent batch is a retry only if its ids were committed as
+//! exactly one batch), and subscriptions deliver each append's matching
+//! events as one batch (see `live`).
 
 use std::path::Path;
 
@@ -47,8 +53,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::options::SqliteOptions;
 
-/// The layout version this crate writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// The layout version this crate writes and reads (older ones are
+/// migrated on open, see `migrate`).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How many prepared statements each connection keeps (query shapes vary
 /// with the number of items, types and tags).
@@ -121,7 +128,8 @@ impl From<rusqlite::Error> for OpenError {
     }
 }
 
-fn connect(path: &Path, options: &SqliteOptions) -> rusqlite::Result<Connection> {
+/// A connection with the pragmas every connection gets.
+pub(crate) fn connect(path: &Path, options: &SqliteOptions) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -147,6 +155,11 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     match version {
         0 => {
             tx.execute_batch(CREATE)?;
+            tx.execute_batch(LIVE)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        1 => {
+            migrate_to_live(&tx)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -166,4 +179,41 @@ pub(crate) fn open_reader(path: &Path, options: &SqliteOptions) -> rusqlite::Res
     let conn = connect(path, options)?;
     conn.pragma_update(None, "query_only", true)?;
     Ok(conn)
+}
+
+// ---- Version 2: subscriptions (batch boundaries) and durable cursors ----
+
+/// What version 2 adds to version 1: the cursors of durable subscriptions.
+/// (It also records every append in `batches`, which needs no DDL.)
+const LIVE: &str = "
+CREATE TABLE cursors (
+    name     TEXT    PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Migrates a version 1 database (additively): creates `cursors`, and
+/// records the appends `batches` lacks — version 1 kept only those whose
+/// first event had an id. Which events formed one append is not stored
+/// in version 1, but every event of an append got the append's commit
+/// time, and a later append never an earlier one: a run of consecutive
+/// positions with one `ts` is taken as one append, split where `batches`
+/// knows a boundary. Two appends committed within the same microsecond
+/// would become one batch for subscriptions (idempotency is unaffected: it
+/// only looks up batches whose first event has an id, which version 1
+/// recorded exactly).
+pub(crate) fn migrate_to_live(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(LIVE)?;
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO batches (first, last)
+         SELECT min(position), max(position) FROM (
+             SELECT position, sum(starts) OVER (ORDER BY position) AS run FROM (
+                 SELECT e.position,
+                        CASE WHEN e.ts IS NOT lag(e.ts) OVER (ORDER BY e.position)
+                               OR EXISTS (SELECT 1 FROM batches b WHERE b.first = e.position)
+                               OR EXISTS (SELECT 1 FROM batches b WHERE b.last = e.position - 1)
+                             THEN 1 ELSE 0 END AS starts
+                 FROM events e))
+         GROUP BY run;",
+    )
 }

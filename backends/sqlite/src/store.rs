@@ -26,6 +26,7 @@ use gesta::{
 };
 
 use crate::codec::{decode_id, decode_tags, encode_id, encode_tags};
+use crate::live::Live;
 use crate::options::SqliteOptions;
 use crate::schema::{self, OpenError};
 use crate::sql::{self, Statement};
@@ -44,6 +45,8 @@ pub struct SqliteStore {
     options: SqliteOptions,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Subscriptions: the head they read to, the hub, the poller.
+    live: Live,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -64,7 +67,7 @@ enum Ids {
 }
 
 /// An SQLite error as the contract's error type.
-fn sqlite_error(path: &Path, e: rusqlite::Error) -> Error {
+pub(crate) fn sqlite_error(path: &Path, e: rusqlite::Error) -> Error {
     Error::Io {
         path: path.to_owned(),
         source: std::io::Error::other(e),
@@ -72,13 +75,13 @@ fn sqlite_error(path: &Path, e: rusqlite::Error) -> Error {
 }
 
 /// A position or revision from SQLite's signed integers.
-fn unsigned(n: i64) -> u64 {
+pub(crate) fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
 /// A position, revision or limit for SQLite (values beyond `i64::MAX`
 /// cannot occur as positions, so clamping them keeps comparisons right).
-fn signed(n: u64) -> i64 {
+pub(crate) fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -89,7 +92,7 @@ fn now_micros() -> i64 {
 
 /// The fixed parameters (bounds, then a limit for reads) followed by the
 /// statement's own.
-fn bind(fixed: &[i64], stmt: &Statement) -> Vec<Value> {
+pub(crate) fn bind(fixed: &[i64], stmt: &Statement) -> Vec<Value> {
     fixed
         .iter()
         .map(|&n| Value::Integer(n))
@@ -106,7 +109,7 @@ fn last_revision(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64
 }
 
 /// The last committed position, on any connection.
-fn last_position(conn: &Connection) -> rusqlite::Result<u64> {
+pub(crate) fn last_position(conn: &Connection) -> rusqlite::Result<u64> {
     conn.prepare_cached("SELECT coalesce(max(position), 0) FROM events")?
         .query_row([], |r| r.get::<_, i64>(0))
         .map(unsigned)
@@ -140,7 +143,9 @@ impl SqliteStore {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
             },
         })?;
+        let head = last_position(&writer).map_err(|e| sqlite_error(&path, e))?;
         Ok(SqliteStore {
+            live: Live::new(&path, options, head),
             path,
             options,
             writer: Mutex::new(writer),
@@ -189,6 +194,42 @@ impl SqliteStore {
         sql: &str,
         params: Vec<Value>,
     ) -> Result<Vec<RecordedEvent>> {
+        query_events(&self.path, conn, sql, params)
+    }
+}
+
+/// The rows of `sql` (event columns) with `params` on `conn`, decoded.
+pub(crate) fn query_events(
+    path: &Path,
+    conn: &Connection,
+    sql: &str,
+    params: Vec<Value>,
+) -> Result<Vec<RecordedEvent>> {
+    Decoder { path }.query_events(conn, sql, params)
+}
+
+/// One row of event columns (see `sql::EVENT_COLUMNS`) of the database at
+/// `path`, decoded (later columns are ignored).
+pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> Result<RecordedEvent> {
+    Decoder { path }.decode(row)
+}
+
+/// Decodes event rows of the database at `path`.
+struct Decoder<'a> {
+    path: &'a Path,
+}
+
+impl Decoder<'_> {
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sqlite_error(self.path, e)
+    }
+
+    fn query_events(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Vec<RecordedEvent>> {
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params))
@@ -204,7 +245,7 @@ impl SqliteStore {
     fn decode(&self, row: &Row<'_>) -> Result<RecordedEvent> {
         let position: i64 = row.get(0).map_err(|e| self.err(e))?;
         let corrupt = |reason: String| Error::Corruption {
-            file: self.path.clone(),
+            file: self.path.to_owned(),
             offset: 0,
             reason: format!("event at position {position}: {reason}"),
         };
@@ -231,7 +272,9 @@ impl SqliteStore {
             timestamp_micros: unsigned(ts),
         })
     }
+}
 
+impl SqliteStore {
     /// The idempotency rule, exactly as the reference applies it (ids
     /// repeating within the batch were refused before).
     fn check_ids(
@@ -396,10 +439,9 @@ impl SqliteStore {
             }
         }
         let last = first + events.len() as i64 - 1;
-        if events[0].id.is_some() {
-            tx.prepare_cached("INSERT INTO batches (first, last) VALUES (?1, ?2)")?
-                .execute([first, last])?;
-        }
+        // Every append, for idempotency and subscriptions' batches.
+        tx.prepare_cached("INSERT INTO batches (first, last) VALUES (?1, ?2)")?
+            .execute([first, last])?;
         Ok(Appended {
             first: unsigned(first),
             last: unsigned(last),
@@ -428,6 +470,7 @@ impl EventStore for SqliteStore {
             Ok(Err(e)) => Err(e),
             Ok(Ok(appended)) => {
                 tx.commit().map_err(|e| self.err(e))?;
+                self.live.committed(appended.last, &events);
                 Ok(appended)
             }
         }
@@ -549,6 +592,24 @@ impl EventStore for SqliteStore {
     fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
         validation::check_tracking_source(source)?;
         self.with_reader(|conn| state::tracking(conn, source).map_err(|e| self.err(e)))
+    }
+
+    // ---- Subscriptions (see `live`) ----
+
+    fn subscribe(&self, query: &Query, after: u64) -> Result<gesta::Subscription> {
+        self.live.subscribe(query, after)
+    }
+
+    fn subscribe_durable(&self, name: &str, query: &Query) -> Result<gesta::DurableSubscription> {
+        self.live.subscribe_durable(name, query)
+    }
+
+    fn durable_subscriptions(&self) -> Result<Vec<gesta::DurableSubscriptionState>> {
+        self.live.durable().list()
+    }
+
+    fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        self.live.durable().delete(name)
     }
 }
 

@@ -210,11 +210,9 @@ impl Instance {
                     (Mode::Measured, StoreKind::SqliteFull) => Synchronous::Full,
                     (Mode::Measured, _) => Synchronous::Normal,
                 };
-                let options = gesta_sqlite::SqliteOptions {
-                    synchronous,
-                    busy_timeout: Duration::from_secs(60),
-                    ..gesta_sqlite::SqliteOptions::default()
-                };
+                let options = gesta_sqlite::SqliteOptions::default()
+                    .synchronous(synchronous)
+                    .busy_timeout(Duration::from_secs(60));
                 Handle::Sqlite(Box::new(gesta_sqlite::SqliteStore::open(
                     self.dir.join("events.sqlite3"),
                     options,

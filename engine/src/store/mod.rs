@@ -57,7 +57,7 @@ pub(crate) struct Inner {
     pub(crate) reader: WalReader,
     pub(crate) indexes: Arc<Indexes>,
     pub(crate) hub: Arc<Hub>,
-    pub(crate) cursors: Arc<Cursors>,
+    pub(crate) durable: crate::durable::DurableCursors,
     /// The registered projections, and the thread that snapshots them.
     projections: Arc<Registry>,
     projector: Projector,
@@ -159,7 +159,7 @@ impl Store {
             .head
             .store(opened.report.last_position, Ordering::Release);
         let hub = Arc::new(Hub::default());
-        let cursors = Arc::new(Cursors::new(options.fs.clone(), &dir));
+        let cursors = Cursors::new(options.fs.clone(), &dir);
         let (flush_tx, flush_rx) = crossbeam_channel::unbounded::<FlushJob>();
         let compress = options.compression.map(|settings| {
             (
@@ -212,7 +212,9 @@ impl Store {
         }
         drop(flush_tx);
         Ok(Store {
-            inner: Arc::new(Inner {
+            // The cursors acknowledge through the store (a sync of the log
+            // first), which they hold weakly.
+            inner: Arc::new_cyclic(|store| Inner {
                 dir,
                 compressor: opened.compressor,
                 compression: options.compression,
@@ -222,7 +224,12 @@ impl Store {
                 reader: opened.reader,
                 indexes,
                 hub,
-                cursors,
+                durable: crate::durable::DurableCursors::new(Arc::new(
+                    crate::subscribe::FileCursors {
+                        cursors,
+                        store: store.clone(),
+                    },
+                )),
                 projections: Arc::default(),
                 projector: Projector::default(),
                 committer: Mutex::new(Some(handle)),
@@ -592,6 +599,20 @@ impl EventStore for Store {
 
     fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
         Store::tracking_info(self, source)
+    }
+
+    // ---- Durable subscriptions ----
+
+    fn subscribe_durable(&self, name: &str, query: &Query) -> Result<crate::DurableSubscription> {
+        Store::subscribe_durable(self, name, query)
+    }
+
+    fn durable_subscriptions(&self) -> Result<Vec<crate::DurableSubscriptionState>> {
+        Store::durable_subscriptions(self)
+    }
+
+    fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        Store::delete_durable_subscription(self, name)
     }
 }
 

@@ -1,0 +1,355 @@
+//! Durable subscriptions on any store: [`DurableSubscription`] and its
+//! [`Acker`], the rules they keep, and [`CursorStore`], the one thing a
+//! store provides — where a name's acknowledged position is kept (a file
+//! per cursor for the engine, a table for the SQL stores, a map for the
+//! in-memory reference).
+//!
+//! The rules, the same on every store:
+//!
+//! - A durable subscription named `name` resumes after the position last
+//!   acknowledged under that name (from the start if none): delivery is at
+//!   least once — what was delivered but not acknowledged comes again.
+//! - [`ack`](Acker::ack) of a position at or below the acknowledged one
+//!   changes nothing; beyond the store's head it is
+//!   [`Error::InvalidInput`]; otherwise it is recorded durably before it
+//!   returns (after the events up to it are durable).
+//! - One subscription per name may be open through one store handle; a
+//!   second is [`Error::InvalidInput`], and so is deleting the cursor of an
+//!   open one. Names are 1 to 255 bytes.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::subscription::{Subscription, SubscriptionStream};
+
+/// Where a store keeps its durable subscriptions' positions. Implemented
+/// by each store; the rules (see [`DurableCursors`]) are not its concern.
+pub trait CursorStore: Send + Sync {
+    /// The store's committed head; [`Error::Closed`] once it is closed.
+    fn head(&self) -> Result<u64>;
+
+    /// The acknowledged position of `name`, if it has one.
+    fn load(&self, name: &str) -> Result<Option<u64>>;
+
+    /// Records `position` for `name`, durably, once every event up to it
+    /// is durable.
+    fn save(&self, name: &str, position: u64) -> Result<()>;
+
+    /// Every cursor with its position, by name.
+    fn list(&self) -> Result<Vec<(String, u64)>>;
+
+    /// Forgets `name`; false if it had no position.
+    fn remove(&self, name: &str) -> Result<bool>;
+
+    /// Where the cursors live, for error messages.
+    fn place(&self) -> PathBuf;
+}
+
+/// The durable subscriptions of one store handle: its [`CursorStore`] and
+/// the names open through it. The stores' `subscribe_durable`,
+/// `durable_subscriptions` and `delete_durable_subscription` go through
+/// it, so the rules in the module doc hold on every store.
+pub struct DurableCursors {
+    store: Arc<dyn CursorStore>,
+    open: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for DurableCursors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableCursors")
+            .field("place", &self.store.place())
+            .field("open", &self.open.lock().len())
+            .finish()
+    }
+}
+
+/// Marks a name as open until dropped.
+struct Claim {
+    open: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.open.lock().remove(&self.name);
+    }
+}
+
+impl DurableCursors {
+    /// The durable subscriptions kept in `store`.
+    pub fn new(store: Arc<dyn CursorStore>) -> DurableCursors {
+        DurableCursors {
+            store,
+            open: Arc::default(),
+        }
+    }
+
+    /// A durable subscription named `name`: `subscribe(after)` opens the
+    /// plain subscription after the acknowledged position.
+    pub fn subscribe(
+        &self,
+        name: &str,
+        subscribe: impl FnOnce(u64) -> Result<Subscription>,
+    ) -> Result<DurableSubscription> {
+        crate::cursors::check_name(name)?;
+        if !self.open.lock().insert(name.to_owned()) {
+            return Err(Error::invalid(format!(
+                "the durable subscription {name:?} is already open"
+            )));
+        }
+        let claim = Claim {
+            open: self.open.clone(),
+            name: name.to_owned(),
+        };
+        let acked = self.store.load(name)?.unwrap_or(0);
+        let head = self.store.head()?;
+        if acked > head {
+            return Err(Error::Corruption {
+                file: self.store.place(),
+                offset: 0,
+                reason: format!(
+                    "the cursor {name:?} acknowledges position {acked}, beyond the log's head {head}"
+                ),
+            });
+        }
+        Ok(DurableSubscription {
+            subscription: subscribe(acked)?,
+            acker: Acker {
+                name: name.into(),
+                acked: Arc::new(Mutex::new(acked)),
+                store: self.store.clone(),
+            },
+            claim,
+        })
+    }
+
+    /// Every durable subscription kept, with the position it acknowledged
+    /// last, by name.
+    pub fn list(&self) -> Result<Vec<DurableSubscriptionState>> {
+        let mut all = self.store.list()?;
+        all.sort();
+        Ok(all
+            .into_iter()
+            .map(|(name, acknowledged)| DurableSubscriptionState { name, acknowledged })
+            .collect())
+    }
+
+    /// Forgets the position of `name` (the next subscription under it
+    /// starts from the beginning); false if there was none. An open
+    /// subscription's cannot be forgotten.
+    pub fn delete(&self, name: &str) -> Result<bool> {
+        crate::cursors::check_name(name)?;
+        if self.open.lock().contains(name) {
+            return Err(Error::invalid(format!(
+                "the durable subscription {name:?} is open; drop it before deleting its cursor"
+            )));
+        }
+        self.store.remove(name)
+    }
+}
+
+/// A [`Subscription`] whose progress is kept in the store under a name:
+/// [`ack`](DurableSubscription::ack) records a position durably, and
+/// `subscribe_durable` with the same name resumes after the last
+/// acknowledged position — after a close, a reopen or a crash. Delivery is
+/// at least once: what was delivered but not acknowledged is delivered
+/// again. The same on every store (see
+/// [`EventStore::subscribe_durable`](crate::EventStore::subscribe_durable)).
+///
+/// It dereferences to its [`Subscription`] and is an [`Iterator`] like it;
+/// for async code, take an [`Acker`] and then
+/// [`into_stream`](DurableSubscription::into_stream).
+///
+/// ```no_run
+/// # fn main() -> gesta::Result<()> {
+/// use gesta::{Query, Store};
+///
+/// let store = Store::open("/tmp/events")?;
+/// let mut sub = store.subscribe_durable("course-list", &Query::event_type("CourseDefined"))?;
+/// loop {
+///     let batch = sub.recv()?; // the matching events of one append
+///     // …update the read model…
+///     sub.ack(batch.last().map_or(0, |e| e.position))?;
+/// }
+/// # }
+/// ```
+pub struct DurableSubscription {
+    subscription: Subscription,
+    acker: Acker,
+    claim: Claim,
+}
+
+/// Acknowledges positions of one durable subscription; cheap to clone and
+/// usable from any thread or task.
+#[derive(Clone)]
+pub struct Acker {
+    name: Arc<str>,
+    acked: Arc<Mutex<u64>>,
+    store: Arc<dyn CursorStore>,
+}
+
+impl std::fmt::Debug for DurableSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableSubscription")
+            .field("name", &self.acker.name)
+            .field("acked", &self.acker.acked())
+            .field("subscription", &self.subscription)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Acker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acker")
+            .field("name", &self.name)
+            .field("acked", &self.acked())
+            .finish()
+    }
+}
+
+impl DurableSubscription {
+    /// The cursor's name.
+    pub fn name(&self) -> &str {
+        &self.acker.name
+    }
+
+    /// The last acknowledged position; see [`Acker::acked`].
+    pub fn acked(&self) -> u64 {
+        self.acker.acked()
+    }
+
+    /// Records durably that every event up to `position` is processed; see
+    /// [`Acker::ack`].
+    pub fn ack(&self, position: u64) -> Result<()> {
+        self.acker.ack(position)
+    }
+
+    /// A handle that acknowledges for this subscription, for use alongside
+    /// [`into_stream`](DurableSubscription::into_stream).
+    pub fn acker(&self) -> Acker {
+        self.acker.clone()
+    }
+
+    /// This subscription as a [`futures_core::Stream`]; the name stays
+    /// taken until the stream is dropped.
+    pub fn into_stream(self) -> SubscriptionStream {
+        self.subscription.into_stream_holding(Box::new(self.claim))
+    }
+}
+
+impl Acker {
+    /// The last acknowledged position (where a new subscription under this
+    /// name would resume).
+    pub fn acked(&self) -> u64 {
+        *self.acked.lock()
+    }
+
+    /// Records durably that every event up to `position` is processed.
+    /// Acknowledging a position at or below the current one changes
+    /// nothing; a position beyond the head is refused. The engine, in
+    /// durability modes that do not sync every commit, syncs the log
+    /// first, so that a cursor never points past what a crash could take
+    /// away.
+    pub fn ack(&self, position: u64) -> Result<()> {
+        let mut acked = self.acked.lock();
+        if position <= *acked {
+            return Ok(());
+        }
+        let head = self.store.head()?;
+        if position > head {
+            return Err(Error::invalid(format!(
+                "cannot acknowledge position {position}: the head is {head}"
+            )));
+        }
+        self.store.save(&self.name, position)?;
+        *acked = position;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for DurableSubscription {
+    type Target = Subscription;
+
+    fn deref(&self) -> &Subscription {
+        &self.subscription
+    }
+}
+
+impl std::ops::DerefMut for DurableSubscription {
+    fn deref_mut(&mut self) -> &mut Subscription {
+        &mut self.subscription
+    }
+}
+
+impl Iterator for DurableSubscription {
+    type Item = Result<Vec<RecordedEvent>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.subscription.next()
+    }
+}
+
+/// A durable subscription as the store keeps it: its name and the last
+/// position it acknowledged (see
+/// [`EventStore::durable_subscriptions`](crate::EventStore::durable_subscriptions)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurableSubscriptionState {
+    /// The subscription's name.
+    pub name: String,
+    /// The last position it acknowledged.
+    pub acknowledged: u64,
+}
+
+/// The cursors of the in-memory reference: a map that lives as long as the
+/// store (and is gone with it, like its events).
+pub(crate) struct MemoryCursors {
+    positions: Mutex<std::collections::BTreeMap<String, u64>>,
+    head: Box<dyn Fn() -> Result<u64> + Send + Sync>,
+}
+
+impl MemoryCursors {
+    /// Cursors of a store whose head `head` reads.
+    pub(crate) fn new(head: impl Fn() -> Result<u64> + Send + Sync + 'static) -> MemoryCursors {
+        MemoryCursors {
+            positions: Mutex::default(),
+            head: Box::new(head),
+        }
+    }
+}
+
+impl CursorStore for MemoryCursors {
+    fn head(&self) -> Result<u64> {
+        (self.head)()
+    }
+
+    fn load(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.positions.lock().get(name).copied())
+    }
+
+    fn save(&self, name: &str, position: u64) -> Result<()> {
+        self.positions.lock().insert(name.to_owned(), position);
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .positions
+            .lock()
+            .iter()
+            .map(|(n, p)| (n.clone(), *p))
+            .collect())
+    }
+
+    fn remove(&self, name: &str) -> Result<bool> {
+        Ok(self.positions.lock().remove(name).is_some())
+    }
+
+    fn place(&self) -> PathBuf {
+        PathBuf::from("memory")
+    }
+}
