@@ -93,12 +93,17 @@ pub(crate) fn file_name(name: &str) -> String {
     s
 }
 
-/// Checks a cursor name: 1 to 255 bytes.
+/// The longest durable subscription name, in bytes: its file name is the
+/// name's hex plus the suffix (and `.tmp` while it is replaced), which must
+/// fit the 255 bytes file systems allow in a file name. Every store keeps
+/// the same limit, so a name that works on one works on all.
+pub const MAX_NAME_LEN: usize = 120;
+
+/// Checks a cursor name: 1 to [`MAX_NAME_LEN`] bytes.
 pub(crate) fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > crate::event::MAX_NAME_LEN {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(Error::invalid(format!(
-            "a cursor name must be 1 to {} bytes, got {}",
-            crate::event::MAX_NAME_LEN,
+            "a durable subscription name must be 1 to {MAX_NAME_LEN} bytes, got {}",
             name.len()
         )));
     }

@@ -15,7 +15,9 @@
 //!   returns (after the events up to it are durable).
 //! - One subscription per name may be open through one store handle; a
 //!   second is [`Error::InvalidInput`], and so is deleting the cursor of an
-//!   open one. Names are 1 to 255 bytes.
+//!   open one. Names are 1 to 120 bytes
+//!   ([`MAX_DURABLE_NAME_LEN`](crate::MAX_DURABLE_NAME_LEN)), so that every
+//!   store can keep any name, the engine in a file named after it.
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -220,6 +220,7 @@ pub mod validation {
         }
     }
 }
+pub use cursors::MAX_NAME_LEN as MAX_DURABLE_NAME_LEN;
 pub use durable::{
     Acker, CursorStore, DurableCursors, DurableSubscription, DurableSubscriptionState,
 };

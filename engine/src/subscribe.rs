@@ -1,6 +1,6 @@
 //! Subscriptions on a [`Store`]: the feed that reads them from the log and
-//! the index, and the cursor files of durable subscriptions (the rules of
-//! durable subscriptions are `durable`'s, the same for every store).
+//! the index, and the durable ones over the store's cursor files (their
+//! rules are `durable`'s, the same for every store; the files `cursors`').
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -9,13 +9,10 @@ use std::sync::{Arc, Weak};
 use gesta_index::{Direction, Positions, QuerySpec};
 use gesta_wal::WalReader;
 
-use crate::committer::Request;
-use crate::cursors::Cursors;
-use crate::durable::{CursorStore, DurableSubscription, DurableSubscriptionState};
+use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::notify::Hub;
-use crate::oneshot;
 use crate::query::Query;
 use crate::query::query_spec;
 use crate::read::{Lookup, decode_scanned};
@@ -110,52 +107,6 @@ fn fetch_positions(
         out.push_back(batch);
     }
     Ok(head)
-}
-
-/// The engine's cursors: a file each (see `cursors`), acknowledged only
-/// once the log is durable up to the position.
-pub(crate) struct FileCursors {
-    pub(crate) cursors: Cursors,
-    pub(crate) store: Weak<Inner>,
-}
-
-impl CursorStore for FileCursors {
-    fn head(&self) -> Result<u64> {
-        let inner = self.store.upgrade().ok_or(Error::Closed)?;
-        if inner.shared.closing.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        Ok(inner.shared.head.load(Ordering::Acquire))
-    }
-
-    fn load(&self, name: &str) -> Result<Option<u64>> {
-        self.cursors.load(name)
-    }
-
-    fn save(&self, name: &str, position: u64) -> Result<()> {
-        let inner = self.store.upgrade().ok_or(Error::Closed)?;
-        if position > inner.log.durable() {
-            let (reply, answer) = oneshot::oneshot();
-            inner
-                .tx
-                .send(Request::Sync(reply))
-                .map_err(|_| Error::Closed)?;
-            answer.recv().unwrap_or(Err(Error::Closed))?;
-        }
-        self.cursors.store(name, position)
-    }
-
-    fn list(&self) -> Result<Vec<(String, u64)>> {
-        self.cursors.list()
-    }
-
-    fn remove(&self, name: &str) -> Result<bool> {
-        self.cursors.delete(name)
-    }
-
-    fn place(&self) -> std::path::PathBuf {
-        self.cursors.dir().to_owned()
-    }
 }
 
 impl Store {

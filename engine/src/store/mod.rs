@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 mod compact;
+mod cursors;
 mod projections;
 mod snapshots;
 mod streams;
@@ -224,12 +225,10 @@ impl Store {
                 reader: opened.reader,
                 indexes,
                 hub,
-                durable: crate::durable::DurableCursors::new(Arc::new(
-                    crate::subscribe::FileCursors {
-                        cursors,
-                        store: store.clone(),
-                    },
-                )),
+                durable: crate::durable::DurableCursors::new(Arc::new(cursors::FileCursors {
+                    cursors,
+                    store: store.clone(),
+                })),
                 projections: Arc::default(),
                 projector: Projector::default(),
                 committer: Mutex::new(Some(handle)),
