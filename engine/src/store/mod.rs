@@ -10,6 +10,7 @@ mod compact;
 mod projections;
 mod snapshots;
 mod streams;
+mod times;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
@@ -58,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) indexes: Arc<Indexes>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) cursors: Arc<Cursors>,
+    /// Commit times of records `position_at` has verified.
+    pub(crate) record_times: times::RecordTimes,
     /// The registered projections, and the thread that snapshots them.
     projections: Arc<Registry>,
     projector: Projector,
@@ -223,6 +226,7 @@ impl Store {
                 indexes,
                 hub,
                 cursors,
+                record_times: times::RecordTimes::default(),
                 projections: Arc::default(),
                 projector: Projector::default(),
                 committer: Mutex::new(Some(handle)),
