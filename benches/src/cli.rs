@@ -13,7 +13,7 @@ pub struct BenchArgs {
     /// Small sizes, for CI (the figures are not for quoting).
     #[arg(long)]
     pub quick: bool,
-    /// Only these workloads, comma-separated (W1–W5, R1–R4, S1, O1, M1, D1).
+    /// Only these workloads, comma-separated (W1–W5, R1–R7, S1, O1, M1, D1).
     #[arg(long, value_name = "IDS")]
     pub only: Option<String>,
     /// Scratch directory for the stores and disk probes (default: as the

@@ -14,7 +14,7 @@ const KIND_TAG: u8 = 2;
 /// Kind byte of a stream key.
 const KIND_STREAM: u8 = 3;
 /// Kind byte of an event-id key.
-const KIND_ID: u8 = 4;
+pub(crate) const KIND_ID: u8 = 4;
 /// Kind byte of a tracking-source key.
 const KIND_TRACKING: u8 = 5;
 

@@ -5,6 +5,8 @@
 //!
 //! - [`stores`]: the stores and how each is opened, loaded and closed;
 //! - [`workloads`]: W1–W5 and R1–R4 over `&dyn EventStore`;
+//! - [`lookups`]: R5–R7, a stream by revision, an event by id and a
+//!   position by time, on a store of the standard data with ids;
 //! - [`report`]: the table and the JSON;
 //! - `uma` (feature `umadb`): UmaDB's embedded engine as a store;
 //! - `remote`, `server_mode` and `cpu` (feature `server`): Gesta through
@@ -13,6 +15,7 @@
 
 #[cfg(feature = "server")]
 pub mod cpu;
+pub mod lookups;
 #[cfg(feature = "server")]
 pub mod remote;
 pub mod report;
@@ -38,8 +41,8 @@ use workloads::{Outcome, Queries, ReadKind};
 pub type HarnessError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every workload id the harness knows, in table order.
-pub const WORKLOADS: [&str; 13] = [
-    "W1", "W2", "W3", "W4", "W5", "R1", "R2", "R3", "R4", "S1", "O1", "M1", "D1",
+pub const WORKLOADS: [&str; 16] = [
+    "W1", "W2", "W3", "W4", "W5", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "S1", "O1", "M1", "D1",
 ];
 
 /// Workloads of `BENCH.md` the harness does not run yet.
@@ -52,13 +55,14 @@ pub struct Sizes {
     pub w1: u64,
     /// W2 appends, over all writers.
     pub w2: u64,
-    /// W3 events; also the events of the store R1–R4, O1 and D1 run on.
+    /// W3 events; also the events of the store R1–R4, O1 and D1 run on,
+    /// and of the store R5–R7 run on.
     pub w3: u64,
     /// W4 appends, over all writers.
     pub w4: u64,
     /// W5 commits, over all writers.
     pub w5: u64,
-    /// Queries in each of R2–R4.
+    /// Queries in each of R2–R4, and lookups in each of R5–R7.
     pub queries: usize,
     /// Runs of R1 (the fastest counts).
     pub r1_runs: usize,
@@ -354,6 +358,8 @@ fn run_store(
         bar.inc(1);
     }
 
+    lookup_workloads(config, at, kind, results, bar);
+
     let data_ids = ["W3", "R1", "R2", "R3", "R4", "O1", "D1"];
     let done_ids = ["W3", "R1", "R2", "R3", "R4", "O1", "D1"];
     let wanted: Vec<&'static str> = data_ids
@@ -384,6 +390,90 @@ fn run_store(
         .filter(|w| done_ids.contains(w))
         .count() as u64;
     bar.inc(done);
+}
+
+/// R5–R7 on one kind of store: loads the standard data with ids into a
+/// fresh store (untimed), reopens it as measured and runs the selected
+/// lookups on it. UmaDB has none of the three, so they are not run on it
+/// and the report says so.
+fn lookup_workloads(
+    config: &Config,
+    at: &Location,
+    kind: StoreKind,
+    results: &mut Results,
+    bar: &ProgressBar,
+) {
+    let wanted: Vec<&'static str> = lookups::LOOKUPS
+        .iter()
+        .copied()
+        .filter(|id| config.wants(id))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    if kind == StoreKind::UmaDb {
+        results.notes.push(format!(
+            "{} not run on {}: UmaDB has no equivalent — no streams (the adapter keeps an \
+             event's stream in its metadata, unindexed), no lookup by an event's UUID, and no \
+             commit times.",
+            wanted.join(", "),
+            kind.label()
+        ));
+        bar.inc(wanted.len() as u64);
+        return;
+    }
+    bar.set_message(format!("{} loading the lookup store", kind.label()));
+    if let Err(e) = lookup_store(config, at, kind, &wanted, results, bar) {
+        for &id in &wanted {
+            if results.get(kind, id).is_none() && !results.failed(kind, id) {
+                results.errors.push((kind, id, e.to_string()));
+            }
+        }
+    }
+    bar.inc(wanted.len() as u64);
+}
+
+fn lookup_store(
+    config: &Config,
+    at: &Location,
+    kind: StoreKind,
+    wanted: &[&'static str],
+    results: &mut Results,
+    bar: &ProgressBar,
+) -> Result<(), HarnessError> {
+    let sizes = &config.sizes;
+    let instance = Instance::fresh(kind, at, "lookups")?;
+    let outcome = (|| -> Result<(), HarnessError> {
+        let handle = instance.open(Mode::Load)?;
+        lookups::load_with_ids(handle.store(), sizes.w3)?;
+        handle.close()?;
+        let handle = instance.open(Mode::Measured)?;
+        if kind.is_embedded() {
+            crate::warm_page_cache(&instance.dir)?;
+        }
+        let store = handle.store();
+        let events = store.head()?;
+        for &id in wanted {
+            bar.set_message(format!("{} {id}", kind.label()));
+            let outcome = match id {
+                "R5" => lookups::stream_reads(store, sizes.queries),
+                "R6" => lookups::id_lookups(store, events, sizes.queries),
+                _ => lookups::time_range(store)
+                    .and_then(|range| lookups::time_lookups(store, range, sizes.queries)),
+            };
+            record(results, kind, id, outcome);
+        }
+        handle.discard()?;
+        Ok(())
+    })();
+    if outcome.is_err() && kind == StoreKind::Postgres {
+        // Leave no schema behind.
+        if let Ok(h) = instance.open(Mode::Measured) {
+            let _ = h.discard();
+        }
+    }
+    instance.remove()?;
+    outcome
 }
 
 fn record(

@@ -40,7 +40,7 @@ fn p99(r: &Results, s: StoreKind, w: &str) -> Option<f64> {
     r.get(s, w).and_then(|o| o.quantile_us(0.99))
 }
 
-/// Extra per second (W5's conflicts).
+/// Extra per second (W5's conflicts, R5's events).
 fn extra_rate(r: &Results, s: StoreKind, w: &str) -> Option<f64> {
     r.get(s, w)
         .map(|o| o.extra as f64 / o.elapsed.as_secs_f64().max(1e-9))
@@ -181,6 +181,76 @@ const ROWS: &[RowDef] = &[
         limit: None,
     },
     RowDef {
+        workload: "R5",
+        metric: "stream reads/s",
+        better: Better::Higher,
+        value: |r, s| rate(r, s, "R5"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R5",
+        metric: "events/s",
+        better: Better::Higher,
+        value: |r, s| extra_rate(r, s, "R5"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R5",
+        metric: "p50 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p50(r, s, "R5"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R5",
+        metric: "p99 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p99(r, s, "R5"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R6",
+        metric: "lookups/s",
+        better: Better::Higher,
+        value: |r, s| rate(r, s, "R6"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R6",
+        metric: "p50 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p50(r, s, "R6"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R6",
+        metric: "p99 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p99(r, s, "R6"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R7",
+        metric: "lookups/s",
+        better: Better::Higher,
+        value: |r, s| rate(r, s, "R7"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R7",
+        metric: "p50 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p50(r, s, "R7"),
+        limit: None,
+    },
+    RowDef {
+        workload: "R7",
+        metric: "p99 µs ↓",
+        better: Better::Lower,
+        value: |r, s| p99(r, s, "R7"),
+        limit: None,
+    },
+    RowDef {
         workload: "S1",
         metric: "commit-to-delivery p50 µs ↓",
         better: Better::Lower,
@@ -258,6 +328,9 @@ pub struct JsonRow {
     pub values: BTreeMap<&'static str, Option<f64>>,
     /// Gesta's figure divided by the best other store's.
     pub gesta_vs_best_other: Option<f64>,
+    /// Gesta's figure divided by each other store's (the targets of
+    /// `BENCH.md` name the store: R1 ≥ 10× SQLite FULL, …).
+    pub gesta_vs: BTreeMap<&'static str, Option<f64>>,
     /// The disk's limit for this figure, if one applies.
     pub limit: Option<f64>,
     /// Gesta's figure divided by the limit.
@@ -339,10 +412,17 @@ fn rows(config: &Config, results: &Results) -> Vec<JsonRow> {
             Better::Lower => others.min_by(f64::total_cmp),
             Better::Neither => None,
         };
-        let gesta_vs_best_other = match (gesta, best) {
-            (Some(g), Some(b)) if b > 0.0 => Some(g / b),
+        let ratio = |other: Option<f64>| match (gesta, other) {
+            (Some(g), Some(o)) if o > 0.0 && def.better != Better::Neither => Some(g / o),
             _ => None,
         };
+        let gesta_vs_best_other = ratio(best);
+        let gesta_vs = config
+            .stores
+            .iter()
+            .filter(|&&s| s != StoreKind::Gesta)
+            .map(|&s| (s.key(), ratio((def.value)(results, s))))
+            .collect();
         let limit = def.limit.and_then(|f| f(results));
         let gesta_vs_limit = match (gesta, limit) {
             (Some(g), Some(l)) if l > 0.0 => Some(g / l),
@@ -353,6 +433,7 @@ fn rows(config: &Config, results: &Results) -> Vec<JsonRow> {
             metric: def.metric,
             values,
             gesta_vs_best_other,
+            gesta_vs,
             limit,
             gesta_vs_limit,
         });
@@ -401,6 +482,15 @@ pub fn json(config: &Config, results: &Results) -> JsonReport {
     }
 }
 
+/// The stores whose ratio to Gesta gets a column of its own, beside
+/// Gesta ÷ best other: those the targets of `BENCH.md` name, when they ran.
+fn ratio_columns(config: &Config) -> Vec<StoreKind> {
+    [StoreKind::SqliteFull, StoreKind::Postgres]
+        .into_iter()
+        .filter(|k| config.stores.contains(k))
+        .collect()
+}
+
 /// The markdown report: a heading line, the table, and notes.
 pub fn markdown(config: &Config, results: &Results) -> String {
     let mut s = String::new();
@@ -419,9 +509,14 @@ pub fn markdown(config: &Config, results: &Results) -> String {
     for kind in &config.stores {
         let _ = write!(s, " {} |", kind.label());
     }
-    let _ = writeln!(s, " Gesta ÷ best other | Gesta ÷ limit |");
+    let ratio_columns = ratio_columns(config);
+    let _ = write!(s, " Gesta ÷ best other |");
+    for kind in &ratio_columns {
+        let _ = write!(s, " Gesta ÷ {} |", kind.label());
+    }
+    let _ = writeln!(s, " Gesta ÷ limit |");
     let _ = write!(s, "|---|---|");
-    for _ in &config.stores {
+    for _ in 0..config.stores.len() + ratio_columns.len() {
         let _ = write!(s, "---:|");
     }
     let _ = writeln!(s, "---:|---:|");
@@ -440,9 +535,12 @@ pub fn markdown(config: &Config, results: &Results) -> String {
             };
             let _ = write!(s, " {cell} |");
         }
-        let ratio = row
-            .gesta_vs_best_other
-            .map_or("–".to_owned(), |r| format!("{r:.2}×"));
+        let fmt_ratio = |r: Option<f64>| r.map_or("–".to_owned(), |r| format!("{r:.2}×"));
+        let mut ratio = fmt_ratio(row.gesta_vs_best_other);
+        for kind in &ratio_columns {
+            ratio.push_str(" | ");
+            ratio.push_str(&fmt_ratio(row.gesta_vs.get(kind.key()).copied().flatten()));
+        }
         let vs_limit = match (row.gesta_vs_limit, row.limit) {
             (Some(f), Some(l)) => format!("{:.0}% of {}", 100.0 * f, fmt_num(l)),
             _ => "–".to_owned(),
@@ -456,6 +554,17 @@ pub fn markdown(config: &Config, results: &Results) -> String {
          (not SQLite NORMAL, which may lose its last commits on power loss). Limits: W1 vs 1 ÷ (pre-zeroed 4 KiB write + fdatasync); \
          W2/W4 vs the 16-thread group-commit probe; W3 vs sequential bandwidth (fdatasync per MiB) ÷ Gesta's bytes per event."
     );
+    if lookups_ran(config) {
+        let _ = writeln!(
+            s,
+            "R5–R7 run on a store of their own: the standard data ({} events, streams of ~{} events) \
+             with an id on every event. R5 reads a whole stream, of one drawn at random; R6 looks up \
+             an event by an id drawn at random among the stored ones; R7 finds the position at a time \
+             drawn at random within the store's commit times.",
+            fmt_num(config.sizes.w3 as f64),
+            fmt_num(config.sizes.w3 as f64 / crate::STREAMS as f64)
+        );
+    }
     if let Some(l) = &results.limit {
         let _ = writeln!(
             s,
@@ -495,6 +604,12 @@ pub fn markdown(config: &Config, results: &Results) -> String {
         let _ = writeln!(s, "- {note}");
     }
     s
+}
+
+fn lookups_ran(config: &Config) -> bool {
+    super::lookups::LOOKUPS
+        .iter()
+        .any(|id| config.workloads.contains(id))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod cursors;
 mod projections;
 mod snapshots;
 mod streams;
+mod times;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
@@ -59,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) indexes: Arc<Indexes>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) durable: crate::durable::DurableCursors,
+    /// Commit times of records `position_at` has verified.
+    pub(crate) record_times: times::RecordTimes,
     /// The registered projections, and the thread that snapshots them.
     projections: Arc<Registry>,
     projector: Projector,
@@ -229,6 +232,7 @@ impl Store {
                     cursors,
                     store: store.clone(),
                 })),
+                record_times: times::RecordTimes::default(),
                 projections: Arc::default(),
                 projector: Projector::default(),
                 committer: Mutex::new(Some(handle)),

@@ -64,29 +64,42 @@ impl Store {
     /// The last position committed at or before `timestamp_micros`: 0
     /// before the first event, the head after the last. A binary search
     /// over the records' headers (each found through its segment's offset
-    /// table), so it costs about `log2(records)` header reads.
+    /// table), so it costs about `log2(records)` header reads — fewer once
+    /// earlier searches have kept the records they verified (see
+    /// [`times`](super::times)).
     pub fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
         let head = self.head();
         let reader = &self.inner.reader;
+        let mut kept = self.inner.record_times.lock();
         let (mut lo, mut hi, mut found) = (1, head, 0);
         while lo <= hi {
             let mid = lo + (hi - lo) / 2;
-            let Some(record) = reader.record_head_containing(mid)? else {
-                return Err(crate::read::name_file(
-                    reader,
-                    mid,
-                    crate::Error::Corruption {
-                        file: Default::default(),
-                        offset: 0,
-                        reason: format!("position {mid} is below the head but not in the log"),
-                    },
-                ));
+            let (first, last, time) = match kept.containing(mid) {
+                Some(record) => record,
+                None => {
+                    let Some(record) = kept.unlocked(|| reader.record_head_containing(mid))? else {
+                        return Err(crate::read::name_file(
+                            reader,
+                            mid,
+                            crate::Error::Corruption {
+                                file: Default::default(),
+                                offset: 0,
+                                reason: format!(
+                                    "position {mid} is below the head but not in the log"
+                                ),
+                            },
+                        ));
+                    };
+                    kept.keep(&record.meta);
+                    let m = record.meta;
+                    (m.first_position, m.last_position(), m.timestamp_micros)
+                }
             };
-            if record.meta.timestamp_micros <= timestamp_micros {
-                found = record.meta.last_position().min(head);
+            if time <= timestamp_micros {
+                found = last.min(head);
                 lo = found + 1;
             } else {
-                hi = record.meta.first_position - 1;
+                hi = first - 1;
             }
         }
         Ok(found)

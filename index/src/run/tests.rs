@@ -159,3 +159,54 @@ fn error_display_names_offset() {
         "corrupt index run at offset 0: shorter than a header and a footer"
     );
 }
+
+/// Id lookups find every id and nothing else, whether the ids are spread
+/// evenly (random, as UUIDs are), sequential, or bunched at the ends
+/// (where guessing by interpolation is at its worst), among keys of every
+/// other kind.
+#[test]
+fn id_lookups_find_every_id_however_the_ids_are_spread() {
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let random: Vec<u128> = (0..3000)
+        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+        .collect();
+    let sequential: Vec<u128> = (1000..4000).collect();
+    let bunched: Vec<u128> = (0..1500u128)
+        .chain((0..1500).map(|i| u128::MAX - i))
+        .collect();
+    for ids in [random, sequential, bunched, vec![5], vec![5, 6]] {
+        let mut entries = vec![
+            (Key::event_type("T"), vec![1]),
+            (Key::tag("a:1"), vec![2]),
+            (Key::stream("s"), vec![3]),
+            (Key::tracking("src"), vec![4]),
+        ];
+        let mut by_id = std::collections::BTreeMap::new();
+        for (i, &id) in ids.iter().enumerate() {
+            by_id.insert(id, 10 + i as u64);
+        }
+        entries.extend(by_id.iter().map(|(&id, &p)| (Key::id(id), vec![p])));
+        entries.sort();
+        let run = open(entries, (1, 10 + ids.len() as u64));
+        for (&id, &p) in &by_id {
+            assert_eq!(run.lookup_id(id), Some(p), "id {id:#x}");
+            for other in [id.wrapping_add(1), id.wrapping_sub(1)] {
+                assert_eq!(run.lookup_id(other), by_id.get(&other).copied());
+            }
+        }
+        assert_eq!(run.lookup_id(0), by_id.get(&0).copied());
+        assert_eq!(run.first(&Key::stream("s")), Some(3));
+        assert_eq!(run.first(&Key::tracking("src")), Some(4));
+        assert_eq!(run.first(&Key::tag("a:1")), Some(2));
+    }
+    // A run without ids answers none.
+    let run = open(vec![(Key::tag("a:1"), vec![2])], (1, 2));
+    assert_eq!(run.lookup_id(2), None);
+}
