@@ -59,6 +59,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod listings;
 mod pool;
 mod schema;
 mod sql;

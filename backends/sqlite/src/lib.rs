@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod listings;
 pub mod options;
 mod schema;
 mod sql;

@@ -21,7 +21,8 @@
 //! The cases live by what they cover: `positions` (numbering, batches,
 //! fields), `queries` (query shapes and read options), `conditions` (DCB),
 //! `streams` (revisions and the order of the checks), `idempotency`,
-//! `lookups` (stream reads by revision, events by id), `reopen` and
+//! `lookups` (stream reads by revision, events by id), `listings`
+//! (streams, types and tags with counts, paged), `reopen` and
 //! `bad_input`; `helpers` holds the suite's model of a log,
 //! the fixture and the assertions.
 
@@ -31,6 +32,7 @@ mod bad_input;
 mod conditions;
 mod helpers;
 mod idempotency;
+mod listings;
 mod lookups;
 mod positions;
 mod queries;
@@ -40,6 +42,7 @@ mod streams;
 pub use bad_input::*;
 pub use conditions::*;
 pub use idempotency::*;
+pub use listings::*;
 pub use lookups::*;
 pub use positions::*;
 pub use queries::*;
@@ -178,6 +181,14 @@ macro_rules! __gesta_conformance_cases {
             stream_read_by_revision,
             event_by_id_lookup,
             position_at_commit_time,
+            // Listings of streams, event types and tags.
+            listings_of_an_empty_store,
+            listings_count_events,
+            listings_by_prefix_and_after,
+            listings_paginate,
+            listings_in_byte_order,
+            listings_after_flush_and_reopen,
+            listing_bad_input_rejected,
         }
     };
 }
