@@ -16,7 +16,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::commands::{append, bench, compact, demo, export, get, read, snapshot, stats, verify};
+use crate::commands::{
+    append, bench, compact, demo, export, get, list, read, snapshot, stats, verify,
+};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -25,6 +27,7 @@ Examples:
   gesta read ./events --tag course:c1 --limit 10
   gesta read ./events --stream course-c1          # a stream, by revision
   gesta get ./events --id 0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69
+  gesta streams ./events --prefix course-       # streams, types, tags with counts
   gesta stats ./events
   gesta verify ./events
   gesta export ./events > events.jsonl && gesta import ./copy < events.jsonl
@@ -62,6 +65,15 @@ enum Command {
     /// Print the event with an id.
     #[command(after_help = get::AFTER_HELP)]
     Get(get::Args),
+    /// List the streams with their counts of events.
+    #[command(after_help = list::STREAMS_AFTER_HELP)]
+    Streams(list::Args),
+    /// List the event types with their counts of events.
+    #[command(after_help = list::TYPES_AFTER_HELP)]
+    Types(list::Args),
+    /// List the tags with their counts of events.
+    #[command(after_help = list::TAGS_AFTER_HELP)]
+    Tags(list::Args),
     /// Count what a store holds and what it takes on disk.
     #[command(after_help = stats::AFTER_HELP)]
     Stats(stats::Args),
@@ -132,6 +144,9 @@ fn main() -> ExitCode {
         Command::Append(a) => append::run(a),
         Command::Read(a) => read::run(a),
         Command::Get(a) => get::run(a),
+        Command::Streams(a) => list::run(gesta::Listing::Streams, a),
+        Command::Types(a) => list::run(gesta::Listing::Types, a),
+        Command::Tags(a) => list::run(gesta::Listing::Tags, a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Compact(a) => compact::run(a),

@@ -1432,3 +1432,125 @@ fn verify_reports_a_torn_tail_without_failing() {
         .success()
         .stdout(contains("note:").not());
 }
+
+/// `streams`, `types` and `tags` list names with their counts in byte
+/// order, by prefix and a page at a time, as text or JSON lines; bad flags
+/// are usage errors and a missing store is not created.
+#[test]
+fn streams_types_and_tags_are_listed_with_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let text = |rows: &[(u64, &str)]| -> String {
+        rows.iter()
+            .map(|(n, name)| format!("{n:>12}  {name}\n"))
+            .collect()
+    };
+    assert_eq!(
+        ok(&["streams", d], ""),
+        text(&[(2, "course-c1"), (1, "course-c2")])
+    );
+    assert_eq!(
+        ok(&["types", d], ""),
+        text(&[
+            (2, "CourseDefined"),
+            (1, "CourseRenamed"),
+            (1, "Ping"),
+            (3, "StudentSubscribed")
+        ])
+    );
+    assert_eq!(
+        ok(&["tags", d], ""),
+        text(&[
+            (4, "course:c1"),
+            (2, "course:c2"),
+            (2, "student:s1"),
+            (1, "student:s2")
+        ])
+    );
+    assert_eq!(
+        ok(&["tags", d, "--prefix", "student:"], ""),
+        text(&[(2, "student:s1"), (1, "student:s2")])
+    );
+    assert_eq!(
+        ok(
+            &["types", d, "--prefix", "Course", "--after", "CourseDefined"],
+            ""
+        ),
+        text(&[(1, "CourseRenamed")])
+    );
+    assert_eq!(ok(&["types", d, "--prefix", "Nothing"], ""), "");
+    // Pages: --limit, then --after the last name of the page.
+    let page = lines(&ok(&["tags", d, "--limit", "2", "--json"], ""));
+    assert_eq!(
+        page,
+        [
+            serde_json::json!({"name": "course:c1", "count": 4}),
+            serde_json::json!({"name": "course:c2", "count": 2}),
+        ]
+    );
+    let next = lines(&ok(
+        &["tags", d, "--limit", "2", "--after", "course:c2", "--json"],
+        "",
+    ));
+    assert_eq!(
+        next,
+        [
+            serde_json::json!({"name": "student:s1", "count": 2}),
+            serde_json::json!({"name": "student:s2", "count": 1}),
+        ]
+    );
+    let last = ok(
+        &["tags", d, "--limit", "2", "--after", "student:s2", "--json"],
+        "",
+    );
+    assert_eq!(last, "");
+    assert_eq!(
+        lines(&ok(&["streams", d, "--json", "--prefix", "course-c2"], "")),
+        [serde_json::json!({"name": "course-c2", "count": 1})]
+    );
+    // The listings agree with the events after a compaction and appends.
+    ok(&["compact", d], "");
+    ok(
+        &["append", d],
+        "{\"type\":\"Ping\",\"tags\":[\"course:c2\"],\"stream\":\"course-c2\"}\n",
+    );
+    assert_eq!(
+        ok(&["streams", d], ""),
+        text(&[(2, "course-c1"), (2, "course-c2")])
+    );
+    assert_eq!(
+        ok(&["tags", d, "--prefix", "course:"], ""),
+        text(&[(4, "course:c1"), (3, "course:c2")])
+    );
+    assert_eq!(ok(&["types", d, "--prefix", "P"], ""), text(&[(2, "Ping")]));
+    // Bad flags.
+    for sub in ["streams", "types", "tags"] {
+        usage_error(&[sub, d, "--limit", "0"], "--limit");
+        usage_error(
+            &[sub, d, "--limit", "10001"],
+            "is not a number from 1 to 10000",
+        );
+        usage_error(&[sub, d, "--limit", "many"], "--limit");
+        let long = "x".repeat(256);
+        usage_error(
+            &[sub, d, "--prefix", &long],
+            "prefix is 256 bytes, the limit is 255",
+        );
+        usage_error(
+            &[sub, d, "--after", &long],
+            "after is 256 bytes, the limit is 255",
+        );
+        usage_error(&[sub], "DIR");
+    }
+    let missing = store(&tmp, "nothing-here");
+    let m = missing.to_str().unwrap();
+    for sub in ["streams", "types", "tags"] {
+        gesta()
+            .args([sub, m])
+            .assert()
+            .code(1)
+            .stderr(contains("no Gesta store at"));
+    }
+    assert!(!missing.exists());
+}

@@ -7,6 +7,7 @@ use crate::append::Appended;
 use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::Result;
 use crate::event::{NewEvent, RecordedEvent};
+use crate::listing::{Listed, Listing};
 use crate::query::Query;
 use crate::read::ReadOptions;
 use crate::snapshots::Snapshot;
@@ -165,6 +166,57 @@ pub trait EventStore: Send + Sync {
             what: "lookups by event id",
         })
     }
+
+    // --- Listings: streams, event types and tags, with counts ---
+
+    /// One page of the names of `what` this store holds — stream names,
+    /// event types or tags — each with its count of committed events (a
+    /// stream's is its last revision + 1; a tag's counts each event that
+    /// carries it once). The contract, the same on every store:
+    ///
+    /// - names in byte order (of their UTF-8 encoding), each once, only
+    ///   names with at least one committed event;
+    /// - only names starting with `prefix` (`""`: all);
+    /// - only names after `after` (exclusive), so keyset pagination passes
+    ///   the last name of a page as the next page's `after`, and the pages
+    ///   put together are the whole listing; `after` need not be a name the
+    ///   store holds;
+    /// - at most `limit` names; a page shorter than `limit` is the last;
+    /// - answered from the indices, in time proportional to the names
+    ///   listed (and, on the SQL stores, to the events counted), never by
+    ///   scanning the log.
+    ///
+    /// A `prefix` or `after` longer than
+    /// [`MAX_NAME_LEN`](crate::event::MAX_NAME_LEN) bytes, or a `limit` of 0
+    /// or above [`MAX_LIST_LIMIT`](crate::listing::MAX_LIST_LIMIT), is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput).
+    fn list(
+        &self,
+        what: Listing,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Listed>> {
+        let _ = (what, prefix, after, limit);
+        Err(crate::Error::Unsupported { what: "listings" })
+    }
+
+    /// [`list`](Self::list) of stream names.
+    fn list_streams(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>> {
+        self.list(Listing::Streams, prefix, after, limit)
+    }
+
+    /// [`list`](Self::list) of event types.
+    fn list_types(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>> {
+        self.list(Listing::Types, prefix, after, limit)
+    }
+
+    /// [`list`](Self::list) of tags.
+    fn list_tags(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>> {
+        self.list(Listing::Tags, prefix, after, limit)
+    }
+
+    // --- End of listings ---
 
     /// Every committed event matching `query` after position `after`, then
     /// each append as it commits; see [`Subscription`]. Stores that cannot

@@ -64,6 +64,7 @@ pub mod event;
 pub mod fuzzing;
 mod indexes;
 pub mod inspect;
+pub mod listing;
 mod memory;
 mod notify;
 mod oneshot;
@@ -83,6 +84,7 @@ pub use api::{EventIter, EventStore};
 pub use append::{AppendCondition, AppendOptions, Appended, ExpectedRevision};
 pub use error::{Error, Result};
 pub use event::{NewEvent, RecordedEvent};
+pub use listing::{Listed, Listing};
 pub use memory::MemoryStore;
 pub use options::{Compression, Durability, GroupLimits, Options};
 pub use query::{Query, QueryItem};
@@ -133,6 +135,8 @@ pub mod validation {
     pub fn check_query(query: &Query) -> Result<()> {
         query.validate()
     }
+
+    pub use crate::listing::check_listing;
 
     /// Checks a stream name given outside an event.
     pub fn check_stream_name(name: &str) -> Result<()> {

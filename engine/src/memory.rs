@@ -333,6 +333,19 @@ impl EventStore for MemoryStore {
         Ok(state.events.iter().find(|e| e.id == Some(id)).cloned())
     }
 
+    // Listings: a scan of every event, then the shared paging rule.
+    fn list(
+        &self,
+        what: crate::Listing,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::Listed>> {
+        crate::listing::check_listing(prefix, after, limit)?;
+        let counts = crate::listing::count_events(&self.shared.state.lock().events, what);
+        Ok(crate::listing::page(&counts, prefix, after, limit))
+    }
+
     fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {
         query.validate()?;
         let head = self.head()?;

@@ -47,5 +47,5 @@ pub use cursor::{All, Cursor, Empty, ListCursor};
 pub use key::{Key, KeyKind};
 pub use memtable::Memtable;
 pub use query::{Direction, ItemSpec, Positions, QuerySpec};
-pub use run::{Run, RunError, RunIter, write_run};
+pub use run::{Run, RunError, RunIter, RunKeys, write_run};
 pub use view::IndexView;

@@ -137,6 +137,66 @@ impl IndexView {
         self.cursor(key).seek_ge(0)
     }
 
+    /// Up to `limit` keys that start with the bytes of `prefix` and lie
+    /// after `after` (exclusive), in key order, each with its number of
+    /// positions up to `head` over all sources; keys with none are left
+    /// out. Each source is walked from the start key in its own order (a
+    /// run's key directory, a memtable's ordered key set) and the walks are
+    /// merged, so the work is proportional to the keys returned (times the
+    /// number of sources), not to the size of the index. A run is counted
+    /// whole, as [`count`](Self::count) does: runs cover disjoint ranges.
+    pub fn list(
+        &self,
+        prefix: &Key,
+        after: Option<&Key>,
+        limit: usize,
+        head: u64,
+    ) -> Vec<(Key, u64)> {
+        let prefix = prefix.as_bytes();
+        let (start, exclusive) = match after {
+            Some(after) if after.as_bytes() >= prefix => (after.as_bytes(), true),
+            _ => (prefix, false),
+        };
+        let mut walks: Vec<Walk<'_>> = self
+            .sources
+            .iter()
+            .map(|(lo, hi, source)| match source {
+                Source::Run(run) => {
+                    let mut keys = run.keys_from(start).peekable();
+                    if exclusive {
+                        keys.next_if(|(k, _)| *k == start);
+                    }
+                    Walk::Run(keys)
+                }
+                Source::Memtable(m) => Walk::Memtable(MemWalk {
+                    memtable: m,
+                    lo: *lo,
+                    hi: (*hi).min(head),
+                    resume: start.to_vec(),
+                    exclusive,
+                    chunk: limit.saturating_add(1).clamp(16, 1024),
+                    buffer: std::collections::VecDeque::new(),
+                    done: false,
+                }),
+            })
+            .collect();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(next) = walks.iter_mut().filter_map(|w| w.peek()).min() else {
+                break;
+            };
+            if !next.starts_with(prefix) {
+                break;
+            }
+            let next = next.to_vec();
+            let total: u64 = walks.iter_mut().map(|w| w.take_if(&next)).sum();
+            if total > 0 {
+                out.push((Key::from_bytes(&next), total));
+            }
+        }
+        out
+    }
+
     /// The position of the event with id `id`, through each run's filter and
     /// directory, then the memtables. If an id was (wrongly) indexed twice,
     /// the earliest position is returned, which is what idempotent appends
@@ -150,6 +210,69 @@ impl IndexView {
             }?;
             (*lo..=*hi).contains(&first).then_some(first)
         })
+    }
+}
+
+/// One source's keys in order, for [`IndexView::list`].
+enum Walk<'a> {
+    Run(std::iter::Peekable<crate::run::RunKeys<'a>>),
+    Memtable(MemWalk<'a>),
+}
+
+impl Walk<'_> {
+    /// The walk's next key.
+    fn peek(&mut self) -> Option<&[u8]> {
+        match self {
+            Walk::Run(keys) => keys.peek().map(|(k, _)| *k),
+            Walk::Memtable(m) => m.peek().map(|(k, _)| k.as_bytes()),
+        }
+    }
+
+    /// The count of `key` if it is the walk's next key (then stepping past
+    /// it), else 0.
+    fn take_if(&mut self, key: &[u8]) -> u64 {
+        if self.peek() != Some(key) {
+            return 0;
+        }
+        match self {
+            Walk::Run(keys) => keys.next().map_or(0, |(_, n)| n),
+            Walk::Memtable(m) => m.buffer.pop_front().map_or(0, |(_, n)| n),
+        }
+    }
+}
+
+/// A memtable's keys in order, fetched a chunk at a time so that no lock
+/// is held between two steps of the merge.
+struct MemWalk<'a> {
+    memtable: &'a Memtable,
+    lo: u64,
+    hi: u64,
+    /// Where the next chunk starts.
+    resume: Vec<u8>,
+    exclusive: bool,
+    chunk: usize,
+    buffer: std::collections::VecDeque<(Key, u64)>,
+    done: bool,
+}
+
+impl MemWalk<'_> {
+    fn peek(&mut self) -> Option<&(Key, u64)> {
+        if self.buffer.is_empty() && !self.done {
+            let got = self.memtable.counts_from(
+                &self.resume,
+                self.exclusive,
+                self.chunk,
+                self.lo,
+                self.hi,
+            );
+            self.done = got.len() < self.chunk;
+            if let Some((last, _)) = got.last() {
+                self.resume = last.as_bytes().to_vec();
+                self.exclusive = true;
+            }
+            self.buffer.extend(got);
+        }
+        self.buffer.front()
     }
 }
 

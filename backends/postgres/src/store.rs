@@ -531,6 +531,18 @@ impl EventStore for PostgresStore {
         to_u64(found, found, "position")
     }
 
+    fn list(
+        &self,
+        what: gesta::Listing,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<gesta::Listed>> {
+        gesta::validation::check_listing(prefix, after, limit)?;
+        let mut conn = self.pool.get()?;
+        crate::listings::list(&mut conn, &self.s, what, prefix, after, limit)
+    }
+
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let mut conn = self.pool.get()?;
         let id = id_bytes(id);

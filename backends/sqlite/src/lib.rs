@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod listings;
 mod live;
 pub mod options;
 mod schema;

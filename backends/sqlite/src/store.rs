@@ -554,6 +554,19 @@ impl EventStore for SqliteStore {
         })
     }
 
+    fn list(
+        &self,
+        what: gesta::Listing,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<gesta::Listed>> {
+        validation::check_listing(prefix, after, limit)?;
+        self.with_reader(|conn| {
+            crate::listings::list(conn, what, prefix, after, limit).map_err(|e| self.err(e))
+        })
+    }
+
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let params = vec![Value::Blob(encode_id(id).to_vec())];
         let events = self.with_reader(|conn| self.query_events(conn, &sql::by_id(), params))?;

@@ -6,6 +6,7 @@ pub mod compact;
 pub mod demo;
 pub mod export;
 pub mod get;
+pub mod list;
 pub mod read;
 pub mod snapshot;
 pub mod stats;

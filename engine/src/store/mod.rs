@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 mod compact;
 mod cursors;
+mod listings;
 mod projections;
 mod snapshots;
 mod streams;
@@ -576,6 +577,16 @@ impl EventStore for Store {
 
     fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
         Store::position_at(self, timestamp_micros)
+    }
+
+    fn list(
+        &self,
+        what: crate::Listing,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::Listed>> {
+        Store::list(self, what, prefix, after, limit)
     }
 
     fn subscribe(&self, query: &Query, after: u64) -> Result<crate::Subscription> {

@@ -5,14 +5,14 @@
 //! read-write lock that the writer takes for writing only to add a key;
 //! appending to a known key needs only the read lock and the list's own
 //! append protocol (see [`postings`]). Event ids, nearly all unique, live in
-//! a second map keyed by the id itself (see [`ids`]). Both are ordered, so a
-//! flush gets its entries in key order without sorting.
+//! a second map keyed by the id itself (see [`ids`]). A third structure keeps
+//! the list keys in order, for listings that page through them by name.
 
 mod cursor;
 mod ids;
 mod postings;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -38,6 +38,10 @@ const ID_COST: usize = 48;
 /// the same tag twice).
 pub struct Memtable {
     lists: RwLock<HashMap<Key, Arc<PostingVec>>>,
+    /// The keys of `lists`, in order. A key is added here while the
+    /// `lists` write lock is held (lock order: `lists`, then `order`), so
+    /// a reader that finds a key here finds its list in `lists`.
+    order: RwLock<BTreeSet<Key>>,
     ids: RwLock<HashMap<u128, IdPositions>>,
     postings: AtomicUsize,
     bytes: AtomicUsize,
@@ -110,6 +114,7 @@ impl Memtable {
     pub fn new() -> Memtable {
         Memtable {
             lists: RwLock::new(HashMap::new()),
+            order: RwLock::new(BTreeSet::new()),
             ids: RwLock::new(HashMap::new()),
             postings: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -147,9 +152,11 @@ impl Memtable {
         }
         if !missing.is_empty() {
             let mut lists = self.lists.write();
+            let mut order = self.order.write();
             for (key, position) in missing.into_iter().filter_map(|i| entries.get(i)) {
                 let list = lists.entry(key.clone()).or_insert_with(|| {
-                    tally.bytes += key.as_bytes().len() + KEY_OVERHEAD;
+                    order.insert(key.clone());
+                    tally.bytes += 2 * key.as_bytes().len() + KEY_OVERHEAD;
                     Arc::default()
                 });
                 push(list, *position, &mut tally);
@@ -225,6 +232,40 @@ impl Memtable {
                 upto.saturating_sub(below) as u64
             }
         }
+    }
+
+    /// Up to `max` list keys (not ids) at or above `start` (after it, if
+    /// `exclusive`), in key order, each with its number of positions within
+    /// `lo..=hi` (possibly 0). The walk is a range of the ordered key set,
+    /// so it touches only the keys it returns.
+    pub(crate) fn counts_from(
+        &self,
+        start: &[u8],
+        exclusive: bool,
+        max: usize,
+        lo: u64,
+        hi: u64,
+    ) -> Vec<(Key, u64)> {
+        use std::ops::Bound;
+        let start = Key::from_bytes(start);
+        let lower = if exclusive {
+            Bound::Excluded(&start)
+        } else {
+            Bound::Included(&start)
+        };
+        let keys: Vec<Key> = self
+            .order
+            .read()
+            .range::<Key, _>((lower, Bound::Unbounded))
+            .take(max)
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .map(|key| {
+                let n = self.count_within(&key, lo, hi);
+                (key, n)
+            })
+            .collect()
     }
 
     /// The first position in `key`'s list.

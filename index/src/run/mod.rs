@@ -235,6 +235,32 @@ impl Run {
         self.first(&Key::id(id))
     }
 
+    /// The keys at or above `start`, in key order, each with its count of
+    /// positions, read from the key directory without decoding a posting:
+    /// one binary search, then one directory entry per key taken. A
+    /// malformed directory ends the iteration early.
+    pub fn keys_from(&self, start: &[u8]) -> RunKeys<'_> {
+        let b = &self.bytes[..];
+        let (mut lo, mut hi) = (0, self.layout.key_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.layout.key(b, mid) {
+                Some(key) if key < start => lo = mid + 1,
+                Some(_) => hi = mid,
+                None => {
+                    return RunKeys {
+                        run: self,
+                        next: self.layout.key_count,
+                    };
+                }
+            }
+        }
+        RunKeys {
+            run: self,
+            next: lo,
+        }
+    }
+
     /// Every key with its positions, in key order (for merging runs).
     pub fn iter(&self) -> RunIter<'_> {
         RunIter { run: self, next: 0 }
@@ -265,6 +291,24 @@ fn partition(b: &[u8], layout: &Layout, below: impl Fn(&[u8]) -> bool) -> Option
         }
     }
     Some(lo)
+}
+
+/// Iterator over a run's keys and their counts, from [`Run::keys_from`].
+pub struct RunKeys<'a> {
+    run: &'a Run,
+    next: usize,
+}
+
+impl<'a> Iterator for RunKeys<'a> {
+    type Item = (&'a [u8], u64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let i = self.next;
+        self.next = self.next.saturating_add(1);
+        let b = &self.run.bytes[..];
+        let entry = self.run.layout.entry(b, i)?;
+        Some((b.get(entry.key_start..entry.key_end)?, entry.list.count))
+    }
 }
 
 /// Iterator over a run's keys and decoded posting lists, from [`Run::iter`].

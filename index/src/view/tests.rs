@@ -77,3 +77,86 @@ fn empty_view() {
     assert_eq!(view.cursor(&Key::tag("a")).seek_ge(0), None);
     assert_eq!(view.lookup_id(1), None);
 }
+
+/// `list` merges the sources' keys in order, sums their counts (a memtable
+/// counted within its range and up to the head), keeps to the prefix and
+/// starts after `after`.
+#[test]
+fn lists_keys_over_all_sources() {
+    let a = Key::stream("a");
+    let ab = Key::stream("ab");
+    let b = Key::stream("b");
+    let r1 = run(
+        vec![
+            (Key::event_type("T"), vec![1]),
+            (a.clone(), vec![1, 2]),
+            (ab.clone(), vec![3]),
+        ],
+        (1, 10),
+    );
+    let r2 = run(vec![(a.clone(), vec![11]), (b.clone(), vec![12])], (11, 20));
+    let frozen = Arc::new(Memtable::new());
+    frozen.insert(&ab, 21);
+    frozen.insert(&Key::tag("x"), 22);
+    let active = Arc::new(Memtable::new());
+    active.insert(&a, 30);
+    active.insert(&Key::stream("c"), 31);
+    active.insert(&Key::stream("d"), 40);
+    active.insert(&Key::id(1), 30);
+    let view = IndexView::new(vec![r2, r1], vec![frozen, active]);
+    let names = |v: Vec<(Key, u64)>| {
+        v.into_iter()
+            .map(|(k, n)| (String::from_utf8(k.name().to_vec()).unwrap(), n))
+            .collect::<Vec<_>>()
+    };
+    let s = |n: &str, c: u64| (n.to_string(), c);
+    let all = Key::stream("");
+    // The head hides "d", whose only position is above it.
+    assert_eq!(
+        names(view.list(&all, None, 100, 35)),
+        [s("a", 4), s("ab", 2), s("b", 1), s("c", 1)]
+    );
+    assert_eq!(names(view.list(&all, None, 100, 40)).len(), 5);
+    assert_eq!(names(view.list(&all, None, 2, 35)), [s("a", 4), s("ab", 2)]);
+    assert_eq!(
+        names(view.list(&all, Some(&ab), 2, 35)),
+        [s("b", 1), s("c", 1)]
+    );
+    assert_eq!(names(view.list(&a, None, 10, 35)), [s("a", 4), s("ab", 2)]);
+    assert_eq!(names(view.list(&a, Some(&a), 10, 35)), [s("ab", 2)]);
+    assert_eq!(names(view.list(&a, Some(&b), 10, 35)), []);
+    assert_eq!(names(view.list(&b, Some(&a), 10, 35)), [s("b", 1)]);
+    assert_eq!(
+        names(view.list(&Key::event_type(""), None, 10, 35)),
+        [s("T", 1)]
+    );
+    assert_eq!(names(view.list(&Key::tag(""), None, 10, 35)), [s("x", 1)]);
+    // Paging one at a time through every key gives the whole list.
+    let mut pages = Vec::new();
+    let mut after: Option<Key> = None;
+    loop {
+        let page = view.list(&all, after.as_ref(), 1, 40);
+        let Some((last, _)) = page.last().cloned() else {
+            break;
+        };
+        pages.extend(names(page));
+        after = Some(last);
+    }
+    assert_eq!(pages, names(view.list(&all, None, 100, 40)));
+}
+
+/// A memtable with more keys than one chunk is walked chunk by chunk.
+#[test]
+fn lists_past_a_memtable_chunk() {
+    let m = Arc::new(Memtable::new());
+    for i in 0..100u64 {
+        m.insert(&Key::tag(&format!("t{i:03}")), i + 1);
+    }
+    let view = IndexView::new(Vec::new(), vec![m]);
+    let got = view.list(&Key::tag("t"), None, 60, 100);
+    assert_eq!(got.len(), 60);
+    assert_eq!(got[59].0, Key::tag("t059"));
+    let got = view.list(&Key::tag("t0"), Some(&Key::tag("t050")), 1000, 100);
+    assert_eq!(got.len(), 49);
+    assert!(got.iter().all(|(_, n)| *n == 1));
+}

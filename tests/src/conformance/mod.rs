@@ -21,9 +21,10 @@
 //! The cases live by what they cover: `positions` (numbering, batches,
 //! fields), `queries` (query shapes and read options), `conditions` (DCB),
 //! `streams` (revisions and the order of the checks), `idempotency`,
-//! `lookups` (stream reads by revision, events by id), `reopen`,
-//! `bad_input` and `state` (snapshots and tracking info); `helpers` holds
-//! the suite's model of a log,
+//! `lookups` (stream reads by revision, events by id), `listings`
+//! (streams, types and tags with counts, paged), `reopen`, `bad_input`
+//! and `state` (snapshots and tracking info); `helpers` holds the suite's
+//! model of a log,
 //! the fixture and the assertions.
 
 use std::fmt::Debug;
@@ -32,6 +33,7 @@ mod bad_input;
 mod conditions;
 mod helpers;
 mod idempotency;
+mod listings;
 mod lookups;
 mod positions;
 mod queries;
@@ -42,6 +44,7 @@ mod streams;
 pub use bad_input::*;
 pub use conditions::*;
 pub use idempotency::*;
+pub use listings::*;
 pub use lookups::*;
 pub use positions::*;
 pub use queries::*;
@@ -194,6 +197,14 @@ macro_rules! __gesta_conformance_cases {
             tracking_survives_reopen,
             tracking_invalid_source_rejected,
             concurrent_tracking_one_wins,
+            // Listings of streams, event types and tags.
+            listings_of_an_empty_store,
+            listings_count_events,
+            listings_by_prefix_and_after,
+            listings_paginate,
+            listings_in_byte_order,
+            listings_after_flush_and_reopen,
+            listing_bad_input_rejected,
         }
     };
 }
