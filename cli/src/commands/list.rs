@@ -43,7 +43,7 @@ pub struct Args {
     #[command(flatten)]
     store: StoreDir,
     /// Only names that start with P.
-    #[arg(long, value_name = "P", default_value = "")]
+    #[arg(long, value_name = "P", default_value = "", hide_default_value = true)]
     prefix: String,
     /// Only names after NAME (exclusive): the last name of the previous page.
     #[arg(long, value_name = "NAME")]

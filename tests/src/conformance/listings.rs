@@ -56,6 +56,19 @@ fn all_pages<S: EventStore>(s: &S, what: Listing, prefix: &str, limit: usize) ->
             page.len() <= limit,
             "{what:?}: a page longer than its limit"
         );
+        // Names strictly ascending from `after` on, so a page that repeats
+        // a name fails here instead of paging forever.
+        let mut previous = after;
+        for l in &page {
+            assert!(
+                previous
+                    .as_ref()
+                    .is_none_or(|p| l.name.as_bytes() > p.as_bytes()),
+                "{what:?} prefix {prefix:?} by {limit}: {:?} listed after {previous:?}",
+                l.name
+            );
+            previous = Some(l.name.clone());
+        }
         let last = page.len() < limit;
         out.extend(page);
         if last {
