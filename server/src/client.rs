@@ -33,8 +33,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::gesta_v1::convert::{
-    direction_to_proto, expected_to_proto, format_id, new_event_to_proto, query_to_proto,
-    recorded_from_proto, to_engine,
+    direction_to_proto, expected_to_proto, format_id, listed_from_proto, new_event_to_proto,
+    query_to_proto, recorded_from_proto, to_engine,
 };
 use crate::proto::gesta_v1 as g;
 
@@ -301,6 +301,61 @@ impl GestaClient {
             .await?
             .into_inner()
             .position)
+    }
+
+    /// One page of the stream names starting with `prefix` and after
+    /// `after` (exclusive), in byte order, at most `limit` (1 to
+    /// [`gesta::listing::MAX_LIST_LIMIT`]) of them, each with its number
+    /// of events; see [`gesta::EventStore::list`] for the contract. To page,
+    /// pass a page's last name as the next `after`; a page shorter than
+    /// `limit` is the last.
+    pub async fn list_streams(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<gesta::Listed>> {
+        let request = g::ListStreamsRequest {
+            prefix: prefix.into(),
+            after: after.map(Into::into),
+            limit: limit as u64,
+        };
+        let r = self.raw.list_streams(request).await?.into_inner();
+        Ok(r.streams.into_iter().map(listed_from_proto).collect())
+    }
+
+    /// As [`list_streams`](Self::list_streams), of the event types, each
+    /// with the number of events of the type.
+    pub async fn list_types(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<gesta::Listed>> {
+        let request = g::ListEventTypesRequest {
+            prefix: prefix.into(),
+            after: after.map(Into::into),
+            limit: limit as u64,
+        };
+        let r = self.raw.list_event_types(request).await?.into_inner();
+        Ok(r.event_types.into_iter().map(listed_from_proto).collect())
+    }
+
+    /// As [`list_streams`](Self::list_streams), of the tags, each with the
+    /// number of events carrying it.
+    pub async fn list_tags(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<gesta::Listed>> {
+        let request = g::ListTagsRequest {
+            prefix: prefix.into(),
+            after: after.map(Into::into),
+            limit: limit as u64,
+        };
+        let r = self.raw.list_tags(request).await?.into_inner();
+        Ok(r.tags.into_iter().map(listed_from_proto).collect())
     }
 
     /// Every event matching `query` after `after`, then each append as it

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use futures::{StreamExt, TryStreamExt};
-use gesta::{AppendOptions, Error, ExpectedRevision, NewEvent, Query, ReadOptions, RecordedEvent};
+use gesta::{
+    AppendOptions, Error, ExpectedRevision, Listed, NewEvent, Query, ReadOptions, RecordedEvent,
+};
 use gesta_server::ServeConfig;
 use gesta_server::client::{ClientError, DurableInfo, GestaClient, error_detail};
 use gesta_server::proto::gesta_v1 as g;
@@ -703,6 +705,214 @@ async fn snapshots_save_load_list_and_delete() {
     server.stop().await;
 }
 
+/// Every name of a listing, fetched `page` names at a time by passing
+/// each page's last name as the next `after`; the pages' lengths too.
+async fn paged(
+    c: &mut GestaClient,
+    what: gesta::Listing,
+    prefix: &str,
+    page: usize,
+) -> (Vec<Listed>, Vec<usize>) {
+    let (mut all, mut lengths) = (Vec::new(), Vec::new());
+    loop {
+        let after = all.last().map(|l: &Listed| l.name.clone());
+        let after = after.as_deref();
+        let got = match what {
+            gesta::Listing::Streams => c.list_streams(prefix, after, page).await,
+            gesta::Listing::Types => c.list_types(prefix, after, page).await,
+            gesta::Listing::Tags => c.list_tags(prefix, after, page).await,
+        }
+        .unwrap();
+        lengths.push(got.len());
+        let last = got.len() < page;
+        all.extend(got);
+        if last {
+            return (all, lengths);
+        }
+    }
+}
+
+fn listed(names: &[(&str, u64)]) -> Vec<Listed> {
+    names.iter().map(|(n, c)| Listed::new(*n, *c)).collect()
+}
+
+#[tokio::test]
+async fn listings_count_filter_by_prefix_and_page() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    for (listing, expected) in [
+        (gesta::Listing::Streams, vec![]),
+        (gesta::Listing::Types, vec![]),
+        (gesta::Listing::Tags, vec![]),
+    ] {
+        assert_eq!(paged(&mut c, listing, "", 10).await, (expected, vec![0]));
+    }
+    let at = |event_type: &str, stream: Option<&str>, tags: &[&str]| {
+        let e = NewEvent::new(event_type, "{}");
+        let e = tags.iter().fold(e, |e, t| e.tag(*t));
+        match stream {
+            Some(s) => e.stream(s),
+            None => e,
+        }
+    };
+    let appended = c
+        .append(
+            vec![
+                at("OrderPlaced", Some("order-1"), &["c:1", "region:eu"]),
+                at("OrderPaid", Some("order-1"), &["c:1"]),
+                at("OrderPlaced", Some("order-2"), &["c:2"]),
+            ],
+            AppendOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((appended.first, appended.last), (1, 3));
+    c.append(
+        vec![
+            at("OrderPlaced", Some("order-10"), &["c:1"]),
+            // A tag carried twice counts the event once.
+            at("UserJoined", Some("user-1"), &["c:1", "c:1"]),
+            // No stream: counted for its type only.
+            at("Tick", None, &[]),
+            // Past every ASCII name in byte order.
+            at("Été", Some("élan"), &["é"]),
+            at("OrderPaid", Some("order-1"), &["c:1", "region:eu"]),
+        ],
+        AppendOptions::new(),
+    )
+    .await
+    .unwrap();
+
+    let streams = listed(&[
+        ("order-1", 3),
+        ("order-10", 1),
+        ("order-2", 1),
+        ("user-1", 1),
+        ("élan", 1),
+    ]);
+    let types = listed(&[
+        ("OrderPaid", 2),
+        ("OrderPlaced", 3),
+        ("Tick", 1),
+        ("UserJoined", 1),
+        ("Été", 1),
+    ]);
+    let tags = listed(&[("c:1", 5), ("c:2", 1), ("region:eu", 2), ("é", 1)]);
+    assert_eq!(c.list_streams("", None, 100).await.unwrap(), streams);
+    assert_eq!(c.list_types("", None, 100).await.unwrap(), types);
+    assert_eq!(c.list_tags("", None, 100).await.unwrap(), tags);
+    // What the store itself answers.
+    for (listing, expected) in [
+        (gesta::Listing::Streams, &streams),
+        (gesta::Listing::Types, &types),
+        (gesta::Listing::Tags, &tags),
+    ] {
+        assert_eq!(
+            &server.store.list(listing, "", None, 100).unwrap(),
+            expected
+        );
+    }
+
+    // Prefix and after, alone and together; `after` need not be held.
+    assert_eq!(
+        c.list_streams("order-1", None, 100).await.unwrap(),
+        listed(&[("order-1", 3), ("order-10", 1)])
+    );
+    assert_eq!(
+        c.list_streams("order-", Some("order-10"), 100)
+            .await
+            .unwrap(),
+        listed(&[("order-2", 1)])
+    );
+    assert_eq!(
+        c.list_streams("", Some("order-15"), 2).await.unwrap(),
+        listed(&[("order-2", 1), ("user-1", 1)])
+    );
+    assert_eq!(
+        c.list_types("Order", None, 1).await.unwrap(),
+        listed(&[("OrderPaid", 2)])
+    );
+    assert_eq!(
+        c.list_tags("c:", Some("c:1"), 100).await.unwrap(),
+        listed(&[("c:2", 1)])
+    );
+    assert_eq!(c.list_tags("nope", None, 100).await.unwrap(), vec![]);
+    assert_eq!(c.list_types("", Some("Été"), 100).await.unwrap(), vec![]);
+
+    // Pages put together are the whole listing, for every page size.
+    for (listing, whole) in [
+        (gesta::Listing::Streams, &streams),
+        (gesta::Listing::Types, &types),
+        (gesta::Listing::Tags, &tags),
+    ] {
+        for page in 1..=whole.len() + 1 {
+            let (all, lengths) = paged(&mut c, listing, "", page).await;
+            assert_eq!(&all, whole, "{listing:?} by {page}");
+            let mut expected = vec![page; whole.len() / page];
+            expected.push(whole.len() % page);
+            assert_eq!(lengths, expected, "{listing:?} by {page}");
+        }
+    }
+    let (orders, lengths) = paged(&mut c, gesta::Listing::Streams, "order-", 2).await;
+    assert_eq!(orders, streams[..3]);
+    assert_eq!(lengths, [2, 1]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_listings_are_invalid_input() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(vec![ev("A", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    let long = "x".repeat(256);
+    let max = gesta::listing::MAX_LIST_LIMIT;
+    for (prefix, after, limit) in [
+        ("", None, 0),
+        ("", None, max + 1),
+        (long.as_str(), None, 10),
+        ("", Some(long.as_str()), 10),
+    ] {
+        for result in [
+            c.list_streams(prefix, after, limit).await,
+            c.list_types(prefix, after, limit).await,
+            c.list_tags(prefix, after, limit).await,
+        ] {
+            let e = store_error(result.unwrap_err());
+            assert!(
+                matches!(&e, Error::InvalidInput { reason } if reason.contains("listing")),
+                "{prefix:?} {after:?} {limit}: {e:?}"
+            );
+        }
+    }
+    // The status itself: INVALID_ARGUMENT with the typed detail, and a
+    // limit beyond any page (even beyond usize) refused the same way.
+    for limit in [0, u64::MAX] {
+        let err = c
+            .raw()
+            .list_tags(g::ListTagsRequest {
+                prefix: String::new(),
+                after: None,
+                limit,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(matches!(
+            error_detail(&err).and_then(|d| d.kind),
+            Some(Kind::InvalidInput(g::InvalidInput { reason })) if reason.contains("limit")
+        ));
+    }
+    // The largest page is fine, and the store is as it was.
+    assert_eq!(
+        c.list_streams("", None, max).await.unwrap(),
+        vec![Listed::new("s", 1)]
+    );
+    assert_eq!(server.store.head(), 1);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
     let server = start_with(ServeConfig {
@@ -733,6 +943,8 @@ async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
         assert_eq!(status(err).code(), Code::Unauthenticated);
         let err = failed(refused.read_stream("s", ReadOptions::forwards()).await);
         assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = refused.list_streams("", None, 10).await.unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
     }
     assert_eq!(server.store.head(), 0);
 
@@ -743,6 +955,10 @@ async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
         .unwrap();
     assert_eq!(appended.last, 1);
     assert_eq!(c.head().await.unwrap(), 1);
+    assert_eq!(
+        c.list_streams("", None, 10).await.unwrap(),
+        vec![Listed::new("s", 1)]
+    );
 
     // umadb.v1.DCB on the same port, with the same key, sees the event.
     let mut dcb = gesta_server::proto::v1::dcb_client::DcbClient::new(channel);

@@ -393,6 +393,23 @@ pub(crate) fn read_options(
     })
 }
 
+pub(crate) fn listed_to_proto(l: gesta::Listed) -> g::Listed {
+    g::Listed {
+        name: l.name,
+        count: l.count,
+    }
+}
+
+pub(crate) fn listed_from_proto(l: g::Listed) -> gesta::Listed {
+    gesta::Listed::new(l.name, l.count)
+}
+
+/// A listing's limit as the engine takes it: one beyond `usize` stays
+/// beyond the largest page, for the engine to refuse.
+pub(crate) fn list_limit(limit: u64) -> usize {
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    RECORDED_EXTRA, exhausted, expected_from_proto, from_engine, lost, new_event_from_proto,
-    parse_id, query_from_proto, read_options, recorded_to_proto,
+    RECORDED_EXTRA, exhausted, expected_from_proto, from_engine, list_limit, listed_to_proto, lost,
+    new_event_from_proto, parse_id, query_from_proto, read_options, recorded_to_proto,
 };
 use super::durable::Registry;
 use crate::config::Limits;
@@ -71,6 +71,21 @@ impl Gesta {
             .await
             .map_err(lost)?
             .map_err(from_engine)
+    }
+
+    /// One page of a listing of `what`; the engine checks the request.
+    async fn list(
+        &self,
+        what: gesta::Listing,
+        prefix: String,
+        after: Option<String>,
+        limit: u64,
+    ) -> Result<Vec<g::Listed>, Status> {
+        let limit = list_limit(limit);
+        let listed = self
+            .blocking(move |s| s.list(what, &prefix, after.as_deref(), limit))
+            .await?;
+        Ok(listed.into_iter().map(listed_to_proto).collect())
     }
 
     /// Streams `events` in responses (made by `response`) of at most
@@ -355,6 +370,39 @@ impl g::gesta_server::Gesta for Gesta {
         let source = request.into_inner().source;
         let position = self.blocking(move |s| s.tracking_info(&source)).await?;
         Ok(Response::new(g::TrackingInfoResponse { position }))
+    }
+
+    async fn list_streams(
+        &self,
+        request: Request<g::ListStreamsRequest>,
+    ) -> Result<Response<g::ListStreamsResponse>, Status> {
+        let r = request.into_inner();
+        let streams = self
+            .list(gesta::Listing::Streams, r.prefix, r.after, r.limit)
+            .await?;
+        Ok(Response::new(g::ListStreamsResponse { streams }))
+    }
+
+    async fn list_event_types(
+        &self,
+        request: Request<g::ListEventTypesRequest>,
+    ) -> Result<Response<g::ListEventTypesResponse>, Status> {
+        let r = request.into_inner();
+        let event_types = self
+            .list(gesta::Listing::Types, r.prefix, r.after, r.limit)
+            .await?;
+        Ok(Response::new(g::ListEventTypesResponse { event_types }))
+    }
+
+    async fn list_tags(
+        &self,
+        request: Request<g::ListTagsRequest>,
+    ) -> Result<Response<g::ListTagsResponse>, Status> {
+        let r = request.into_inner();
+        let tags = self
+            .list(gesta::Listing::Tags, r.prefix, r.after, r.limit)
+            .await?;
+        Ok(Response::new(g::ListTagsResponse { tags }))
     }
 
     async fn subscribe(
