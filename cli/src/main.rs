@@ -38,8 +38,9 @@ append's outcome is unknown (check the store before retrying).";
 
 const SERVE_AFTER_HELP: &str = "\
 Serves umadb.v1.DCB (Read, Subscribe, Append, Head, GetTrackingInfo), gesta.v1.Gesta (streams, lookups by id and
-time, durable subscriptions, snapshots) and the standard gRPC health service until SIGINT or SIGTERM, then finishes the calls in flight and closes the store. UmaDB's clients (Rust, Python, .NET,
-Java, PHP, Elixir) work unchanged. Plaintext on loopback by default; --api-key requires TLS unless
+time, listings, durable subscriptions, snapshots) and the standard gRPC health service until SIGINT or SIGTERM,
+then finishes the calls in flight and closes the store. UmaDB's clients (Rust, Python, .NET, Java, PHP, Elixir)
+work unchanged. Plaintext on loopback by default; --api-key requires TLS unless
 --insecure-loopback-api-key and a loopback address.
 
 Examples:
