@@ -65,8 +65,8 @@ impl Store {
     /// before the first event, the head after the last. A binary search
     /// over the records' headers (each found through its segment's offset
     /// table), so it costs about `log2(records)` header reads — fewer once
-    /// earlier searches have kept the records they verified (see
-    /// [`times`](super::times)).
+    /// earlier searches have kept the records they verified (the store
+    /// module `times`).
     pub fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
         let head = self.head();
         let reader = &self.inner.reader;
