@@ -994,7 +994,7 @@ fn bench_flags_are_checked() {
         .args(["bench", "--only", "W9"])
         .assert()
         .code(1)
-        .stderr("gesta: unknown workload \"W9\"; known: W1,W2,W3,W4,W5,R1,R2,R3,R4,S1,O1,M1,D1\n");
+        .stderr("gesta: unknown workload \"W9\"; known: W1,W2,W3,W4,W5,R1,R2,R3,R4,R5,R6,R7,S1,O1,M1,D1\n");
     gesta()
         .args(["bench", "--quick", "--budget", "0"])
         .assert()
