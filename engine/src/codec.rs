@@ -245,6 +245,9 @@ struct Decoder<'a> {
     /// Over the sequencing bytes: at the next stream event's revision.
     seq: Cursor<'a>,
     index: u32,
+    /// Whether revisions are looked up at their place rather than walked
+    /// to: for a point read, which decodes one event of the record.
+    direct: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -254,6 +257,7 @@ impl<'a> Decoder<'a> {
             cursor: Cursor::new(&record.payload),
             seq: Cursor::new(&record.seq),
             index: 0,
+            direct: false,
         }
     }
 
@@ -299,8 +303,23 @@ impl<'a> Decoder<'a> {
     }
 
     /// The revision of the current event, found by its index in the
-    /// sequencing bytes (which the record's head checksum covers).
+    /// sequencing bytes (which the record's head checksum covers): straight
+    /// at its place when every event before it names a stream (see
+    /// [`dense_revision`]), else by walking the entries from where the
+    /// decoder is.
     fn revision(&mut self) -> Result<u64> {
+        if self.direct
+            && let Some((revision, next)) =
+                dense_revision(self.seq.bytes, self.record.meta.count, self.index)
+        {
+            self.seq.at = next;
+            return Ok(revision);
+        }
+        self.walk_revision()
+    }
+
+    /// [`revision`](Self::revision) by walking the entries.
+    fn walk_revision(&mut self) -> Result<u64> {
         let missing = || malformed("missing stream revision");
         loop {
             let index = self.seq.varint().map_err(|_| missing())?;
@@ -416,6 +435,136 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// LEB128 ends every varint with a byte below 0x80 and no other, so the
+/// k-th varint of a run of varints starts right after the k-th such byte:
+/// counting them finds it without decoding the varints before it, eight
+/// bytes per step. `None` if `b` holds fewer than `k + 1` varint starts.
+fn varint_start(b: &[u8], k: usize) -> Option<usize> {
+    if k == 0 {
+        return (!b.is_empty()).then_some(0);
+    }
+    let mut left = k;
+    let mut chunks = b.chunks_exact(8);
+    let mut base = 0usize;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let mut ends = !word & 0x8080_8080_8080_8080;
+        let n = ends.count_ones() as usize;
+        if n < left {
+            left -= n;
+            base += 8;
+            continue;
+        }
+        for _ in 1..left {
+            ends &= ends - 1;
+        }
+        let at = base + ends.trailing_zeros() as usize / 8 + 1;
+        return (at < b.len()).then_some(at);
+    }
+    for (i, &byte) in chunks.remainder().iter().enumerate() {
+        if byte < 0x80 {
+            left -= 1;
+            if left == 0 {
+                let at = base + i + 1;
+                return (at < b.len()).then_some(at);
+            }
+        }
+    }
+    None
+}
+
+/// The number of varint ends (bytes below 0x80) in `b`.
+fn varint_ends(b: &[u8]) -> usize {
+    let mut chunks = b.chunks_exact(8);
+    let mut n = 0usize;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        n += (!word & 0x8080_8080_8080_8080).count_ones() as usize;
+    }
+    n + chunks.remainder().iter().filter(|&&b| b < 0x80).count()
+}
+
+/// The start of the varint that ends at `last` (a byte below 0x80), found
+/// by stepping back over at most nine continuation bytes.
+fn varint_ending_at(b: &[u8], last: usize) -> usize {
+    let mut start = last;
+    while start > 0 && last - start < 9 && b[start - 1] >= 0x80 {
+        start -= 1;
+    }
+    start
+}
+
+/// The value of the varint at `b[at..]` and where the next one starts.
+fn varint_at(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.get(at..)?.iter().take(10).enumerate() {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((v, at + i + 1));
+        }
+    }
+    None
+}
+
+/// Where the revision entries of a record's sequencing bytes end: at the
+/// tracking trailer if there is one, else at the end.
+///
+/// The trailer is `count`, the source's length `n` (1–255), `n` bytes and a
+/// position, so it can be recognised from the end: for each `n`, the last
+/// varint is the position, the `n` bytes before it the source, and before
+/// them must stand the varints `n` and `count`, with `count` an even
+/// number of varints after the start (a whole number of entries). No
+/// entry's index equals `count`, so no such place lies among the entries;
+/// the largest `n` that fits is the trailer's start. A few byte compares per
+/// `n` up to the length of the bytes, none of them a walk over the entries.
+fn entries_end(seq: &[u8], count: u32) -> usize {
+    let Some(&last) = seq.last() else {
+        return 0;
+    };
+    if last >= 0x80 {
+        return seq.len();
+    }
+    let pos_start = varint_ending_at(seq, seq.len() - 1);
+    // Before the position: at least one byte of source, two varints.
+    for n in (1..=255usize.min(pos_start.saturating_sub(2))).rev() {
+        let src_start = pos_start - n;
+        let len_last = src_start - 1;
+        if seq[len_last] >= 0x80 {
+            continue;
+        }
+        let len_start = varint_ending_at(seq, len_last);
+        if varint_at(seq, len_start).map(|(v, _)| v) != Some(n as u64) || len_start == 0 {
+            continue;
+        }
+        let count_last = len_start - 1;
+        let count_start = varint_ending_at(seq, count_last);
+        if varint_at(seq, count_start).map(|(v, _)| v) != Some(u64::from(count)) {
+            continue;
+        }
+        if varint_ends(&seq[..count_start]).is_multiple_of(2) {
+            return count_start;
+        }
+    }
+    seq.len()
+}
+
+/// The revision of event `index` read straight from its place in `seq`,
+/// the `index`-th entry: there when every event before it names a stream
+/// (entries ascend strictly by index, so an entry `index` at that place is
+/// the one). `None` when the entry there is another event's (or there is
+/// none), and the caller walks the entries.
+///
+/// Returns the revision and where the entry after it starts.
+fn dense_revision(seq: &Bytes, count: u32, index: u32) -> Option<(u64, usize)> {
+    let entries = &seq[..entries_end(seq, count)];
+    let at = varint_start(entries, 2 * index as usize)?;
+    let (found, next) = varint_at(entries, at)?;
+    if found != u64::from(index) {
+        return None;
+    }
+    varint_at(entries, next)
+}
+
 /// Appends a tracking trailer to a batch's sequencing bytes (after its
 /// revisions).
 pub(crate) fn put_tracking(seq: &mut Vec<u8>, count: u32, source: &str, position: u64) {
@@ -528,9 +677,8 @@ pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEve
         .filter(|&i| i < u64::from(record.meta.count))
         .ok_or_else(|| malformed("position outside the record"))?;
     let mut d = Decoder::new(record);
-    for _ in 0..index {
-        d.skip()?;
-    }
+    d.index = index as u32;
+    d.direct = true;
     d.next(true)
 }
 
@@ -609,5 +757,59 @@ mod tests {
             }
         }
         assert!(caught > bytes.len() * 8, "most flips are caught");
+    }
+
+    /// The revision found at its place equals the one found by walking,
+    /// for dense and sparse entries, with and without a tracking trailer
+    /// (whose source bytes are chosen to look like entries).
+    #[test]
+    fn revisions_at_their_place_match_the_walk() {
+        let sources = [
+            "",
+            "a",
+            "\u{5}\u{7}\u{2}",
+            "\u{3}\u{9}\u{8}\u{1}x",
+            &"z".repeat(255),
+        ];
+        for count in [1u32, 2, 3, 7, 130, 1000] {
+            for stride in [1u32, 2, 3] {
+                for source in sources {
+                    let mut seq = Vec::new();
+                    let mut expected = Vec::new();
+                    for i in (0..count).filter(|i| i % stride == 0) {
+                        let revision = u64::from(i) * 37 + 200;
+                        put_varint(&mut seq, u64::from(i));
+                        put_varint(&mut seq, revision);
+                        expected.push((i, revision));
+                    }
+                    if !source.is_empty() {
+                        put_tracking(&mut seq, count, source, 5);
+                    }
+                    let seq = Bytes::from(seq);
+                    let end = entries_end(&seq, count);
+                    let walked_end = if source.is_empty() {
+                        seq.len()
+                    } else {
+                        seq.len() - trailer_len(count, source, 5)
+                    };
+                    assert_eq!(end, walked_end, "count {count} stride {stride} {source:?}");
+                    for &(i, revision) in &expected {
+                        match dense_revision(&seq, count, i) {
+                            Some((r, _)) => assert_eq!(r, revision),
+                            None => assert!(stride > 1 && i > 0, "dense entry {i} missed"),
+                        }
+                    }
+                    for i in (0..count).filter(|i| i % stride != 0) {
+                        assert_eq!(dense_revision(&seq, count, i), None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn trailer_len(count: u32, source: &str, position: u64) -> usize {
+        let mut t = Vec::new();
+        put_tracking(&mut t, count, source, position);
+        t.len()
     }
 }
