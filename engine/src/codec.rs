@@ -309,6 +309,7 @@ impl<'a> Decoder<'a> {
     /// decoder is.
     fn revision(&mut self) -> Result<u64> {
         if self.direct
+            && self.index >= DIRECT_FROM
             && let Some((revision, next)) =
                 dense_revision(self.seq.bytes, self.record.meta.count, self.index)
         {
@@ -435,6 +436,12 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// From which index in a record a point read finds its revision at its
+/// place rather than walking to it: ruling out the tracking trailer costs up
+/// to a few hundred byte compares, about what walking this many entries
+/// costs.
+const DIRECT_FROM: u32 = 128;
+
 /// LEB128 ends every varint with a byte below 0x80 and no other, so the
 /// k-th varint of a run of varints starts right after the k-th such byte:
 /// counting them finds it without decoding the varints before it, eight
@@ -506,63 +513,69 @@ fn varint_at(b: &[u8], at: usize) -> Option<(u64, usize)> {
     None
 }
 
-/// Where the revision entries of a record's sequencing bytes end: at the
-/// tracking trailer if there is one, else at the end.
+/// Whether the tracking trailer of a record's sequencing bytes, if there
+/// is one, starts at or before `at` (a varint start, counted as one of the
+/// entries'): then the varint at `at` may be the trailer's, not an entry.
 ///
 /// The trailer is `count`, the source's length `n` (1–255), `n` bytes and a
 /// position, so it can be recognised from the end: for each `n`, the last
 /// varint is the position, the `n` bytes before it the source, and before
 /// them must stand the varints `n` and `count`, with `count` an even
 /// number of varints after the start (a whole number of entries). No
-/// entry's index equals `count`, so no such place lies among the entries;
-/// the largest `n` that fits is the trailer's start. A few byte compares per
-/// `n` up to the length of the bytes, none of them a walk over the entries.
-fn entries_end(seq: &[u8], count: u32) -> usize {
+/// entry's index equals `count`, so no such place lies among the entries.
+/// Only places up to `at` are tried: none when `at` is further from the end
+/// than the longest trailer, and a byte compare rejects almost every `n`.
+fn trailer_at_or_before(seq: &[u8], count: u32, at: usize) -> bool {
+    /// Count and length varints, one source byte, and a position.
+    const LONGEST: usize = 10 + 2 + 255 + 10;
     let Some(&last) = seq.last() else {
-        return 0;
+        return false;
     };
-    if last >= 0x80 {
-        return seq.len();
+    if last >= 0x80 || seq.len() - at > LONGEST {
+        return false;
     }
     let pos_start = varint_ending_at(seq, seq.len() - 1);
-    // Before the position: at least one byte of source, two varints.
-    for n in (1..=255usize.min(pos_start.saturating_sub(2))).rev() {
-        let src_start = pos_start - n;
-        let len_last = src_start - 1;
-        if seq[len_last] >= 0x80 {
+    // The count varint starts at least 2 and at most 12 bytes before the
+    // source, so places before `at` need `n >= pos_start - at - 12`.
+    let shortest = pos_start.saturating_sub(at + 12).max(1);
+    let longest = 255usize.min(pos_start.saturating_sub(2));
+    for n in (shortest..=longest).rev() {
+        let len_last = pos_start - n - 1;
+        let len_end_byte = if n < 128 { n } else { n >> 7 };
+        if usize::from(seq[len_last]) != len_end_byte || len_last == 0 {
             continue;
         }
         let len_start = varint_ending_at(seq, len_last);
         if varint_at(seq, len_start).map(|(v, _)| v) != Some(n as u64) || len_start == 0 {
             continue;
         }
-        let count_last = len_start - 1;
-        let count_start = varint_ending_at(seq, count_last);
-        if varint_at(seq, count_start).map(|(v, _)| v) != Some(u64::from(count)) {
+        let count_start = varint_ending_at(seq, len_start - 1);
+        if count_start > at || varint_at(seq, count_start).map(|(v, _)| v) != Some(u64::from(count))
+        {
             continue;
         }
         if varint_ends(&seq[..count_start]).is_multiple_of(2) {
-            return count_start;
+            return true;
         }
     }
-    seq.len()
+    false
 }
 
 /// The revision of event `index` read straight from its place in `seq`,
 /// the `index`-th entry: there when every event before it names a stream
 /// (entries ascend strictly by index, so an entry `index` at that place is
-/// the one). `None` when the entry there is another event's (or there is
-/// none), and the caller walks the entries.
+/// the one). `None` when the entry there is another event's, or the place
+/// is past the entries (in the tracking trailer, or the end), and the
+/// caller walks the entries.
 ///
 /// Returns the revision and where the entry after it starts.
 fn dense_revision(seq: &Bytes, count: u32, index: u32) -> Option<(u64, usize)> {
-    let entries = &seq[..entries_end(seq, count)];
-    let at = varint_start(entries, 2 * index as usize)?;
-    let (found, next) = varint_at(entries, at)?;
-    if found != u64::from(index) {
+    let at = varint_start(seq, 2 * index as usize)?;
+    let (found, next) = varint_at(seq, at)?;
+    if found != u64::from(index) || trailer_at_or_before(seq, count, at) {
         return None;
     }
-    varint_at(entries, next)
+    varint_at(seq, next)
 }
 
 /// Appends a tracking trailer to a batch's sequencing bytes (after its
@@ -672,14 +685,43 @@ pub(crate) fn index_entries(record: &Record, from: u64, out: &mut Vec<(Key, u64)
 /// Decodes the one event of a record at `position`, verifying it by its own
 /// checksum: the record may have been read with only its head verified.
 pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEvent> {
+    decode_event_after(record, position, &mut RevisionHint::default())
+}
+
+/// Where point reads in one record left off in its revision entries: the
+/// index of the last event read that names a stream, and where the entry
+/// after its own starts. A later read a few events further on (the next
+/// event of a stream or of a query in the same batch) walks on from there
+/// instead of finding its entry from the start.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RevisionHint(Option<(u32, usize)>);
+
+/// How many events past the hint a read still walks on from it; further,
+/// finding the entry from the start costs less.
+const WALK_ON: u32 = 64;
+
+/// [`decode_event`] for one of several reads in `record`, `hint` being
+/// what the previous ones left (and updated for the next).
+pub(crate) fn decode_event_after(
+    record: &Record,
+    position: u64,
+    hint: &mut RevisionHint,
+) -> Result<RecordedEvent> {
     let index = position
         .checked_sub(record.meta.first_position)
         .filter(|&i| i < u64::from(record.meta.count))
-        .ok_or_else(|| malformed("position outside the record"))?;
+        .ok_or_else(|| malformed("position outside the record"))? as u32;
     let mut d = Decoder::new(record);
-    d.index = index as u32;
-    d.direct = true;
-    d.next(true)
+    d.index = index;
+    match hint.0 {
+        Some((last, at)) if last < index && index - last <= WALK_ON => d.seq.at = at,
+        _ => d.direct = true,
+    }
+    let event = d.next(true)?;
+    if event.revision.is_some() {
+        hint.0 = Some((index, d.seq.at));
+    }
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -786,13 +828,23 @@ mod tests {
                         put_tracking(&mut seq, count, source, 5);
                     }
                     let seq = Bytes::from(seq);
-                    let end = entries_end(&seq, count);
                     let walked_end = if source.is_empty() {
                         seq.len()
                     } else {
                         seq.len() - trailer_len(count, source, 5)
                     };
-                    assert_eq!(end, walked_end, "count {count} stride {stride} {source:?}");
+                    // Every varint start among the entries, and the trailer's.
+                    for k in 0..=2 * expected.len() {
+                        let Some(at) = varint_start(&seq, k) else {
+                            assert!(source.is_empty() && k == 2 * expected.len());
+                            continue;
+                        };
+                        assert_eq!(
+                            trailer_at_or_before(&seq, count, at),
+                            at >= walked_end,
+                            "count {count} stride {stride} {source:?} varint {k}"
+                        );
+                    }
                     for &(i, revision) in &expected {
                         match dense_revision(&seq, count, i) {
                             Some((r, _)) => assert_eq!(r, revision),
@@ -811,5 +863,62 @@ mod tests {
         let mut t = Vec::new();
         put_tracking(&mut t, count, source, position);
         t.len()
+    }
+
+    /// Point reads with a hint, in any order, give the events a whole
+    /// decode of the record gives.
+    #[test]
+    fn hinted_point_reads_match_the_whole_record() {
+        let count = 300u32;
+        let events: Vec<NewEvent> = (0..count)
+            .map(|i| {
+                let e = NewEvent::new("T", vec![i as u8; 3]).tag("t:1");
+                if i % 5 == 3 {
+                    e
+                } else {
+                    e.stream(format!("s{}", i % 2))
+                }
+            })
+            .collect();
+        let payload = encode_batch(&events).unwrap();
+        let mut seq = Vec::new();
+        for i in (0..count).filter(|i| i % 5 != 3) {
+            put_varint(&mut seq, u64::from(i));
+            put_varint(&mut seq, u64::from(i) * 1000);
+        }
+        put_tracking(&mut seq, count, "\u{1}\u{2}", 9);
+        let mut out = Vec::new();
+        format::encode_record(
+            &mut out,
+            RecordMeta {
+                first_position: 10,
+                count,
+                timestamp_micros: 5,
+            },
+            &seq,
+            &Payload::new(Bytes::from(payload)),
+        );
+        let Frame::Record(record, _) = format::decode_record(&Bytes::from(out)) else {
+            panic!("the record decodes");
+        };
+        let mut whole = Vec::new();
+        decode_record(&record, &mut whole).unwrap();
+        let orders: [Vec<u32>; 3] = [
+            (0..count).collect(),
+            (0..count)
+                .step_by(7)
+                .chain((0..count).rev().step_by(3))
+                .collect(),
+            (0..count).map(|i| (i * 97) % count).collect(),
+        ];
+        for order in orders {
+            let mut hint = RevisionHint::default();
+            for i in order {
+                let e = decode_event_after(&record, 10 + u64::from(i), &mut hint).unwrap();
+                assert_eq!(e, whole[i as usize]);
+                let expected = (i % 5 != 3).then_some(u64::from(i) * 1000);
+                assert_eq!(e.revision, expected);
+            }
+        }
     }
 }
