@@ -865,15 +865,16 @@ mod tests {
         t.len()
     }
 
-    /// Point reads with a hint, in any order, give the events a whole
-    /// decode of the record gives.
-    #[test]
-    fn hinted_point_reads_match_the_whole_record() {
+    /// A 300-event record at position 10, appended with tracking info:
+    /// every event has revision `index * 1000`, except, if `sparse`, those
+    /// whose index is 3 mod 5, which have no stream.
+    fn big_record(sparse: bool) -> Vec<u8> {
+        let streamless = |i: u32| sparse && i % 5 == 3;
         let count = 300u32;
         let events: Vec<NewEvent> = (0..count)
             .map(|i| {
                 let e = NewEvent::new("T", vec![i as u8; 3]).tag("t:1");
-                if i % 5 == 3 {
+                if streamless(i) {
                     e
                 } else {
                     e.stream(format!("s{}", i % 2))
@@ -882,7 +883,7 @@ mod tests {
             .collect();
         let payload = encode_batch(&events).unwrap();
         let mut seq = Vec::new();
-        for i in (0..count).filter(|i| i % 5 != 3) {
+        for i in (0..count).filter(|&i| !streamless(i)) {
             put_varint(&mut seq, u64::from(i));
             put_varint(&mut seq, u64::from(i) * 1000);
         }
@@ -898,7 +899,22 @@ mod tests {
             &seq,
             &Payload::new(Bytes::from(payload)),
         );
-        let Frame::Record(record, _) = format::decode_record(&Bytes::from(out)) else {
+        out
+    }
+
+    /// Point reads with a hint, in any order, give the events a whole
+    /// decode of the record gives.
+    #[test]
+    fn hinted_point_reads_match_the_whole_record() {
+        for sparse in [false, true] {
+            hinted_reads(sparse);
+        }
+    }
+
+    fn hinted_reads(sparse: bool) {
+        let count = 300u32;
+        let bytes = Bytes::from(big_record(sparse));
+        let Frame::Record(record, _) = format::decode_record(&bytes) else {
             panic!("the record decodes");
         };
         let mut whole = Vec::new();
@@ -916,9 +932,42 @@ mod tests {
             for i in order {
                 let e = decode_event_after(&record, 10 + u64::from(i), &mut hint).unwrap();
                 assert_eq!(e, whole[i as usize]);
-                let expected = (i % 5 != 3).then_some(u64::from(i) * 1000);
+                let expected = (!sparse || i % 5 != 3).then_some(u64::from(i) * 1000);
                 assert_eq!(e.revision, expected);
             }
         }
+    }
+
+    /// Events whose revision is found at its place (index 128 and up) are
+    /// no less protected: no flipped bit makes a point read return a
+    /// different event.
+    #[test]
+    fn direct_revisions_never_come_from_damaged_bytes() {
+        let bytes = big_record(false);
+        let Frame::Record(record, _) = format::decode_record(&Bytes::from(bytes.clone())) else {
+            panic!("the record decodes");
+        };
+        let picks = [10 + 130, 10 + 201, 10 + 299];
+        let originals: Vec<RecordedEvent> = picks
+            .iter()
+            .map(|&p| decode_event(&record, p).unwrap())
+            .collect();
+        assert_eq!(originals[0].revision, Some(130_000));
+        let mut caught = 0;
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let Frame::Record(record, _) = format::decode_record_head(&Bytes::from(bad)) else {
+                caught += 1;
+                continue;
+            };
+            for (&p, original) in picks.iter().zip(&originals) {
+                match decode_event(&record, p) {
+                    Ok(e) => assert_eq!(&e, original, "flipped bit {bit} changed an event"),
+                    Err(_) => caught += 1,
+                }
+            }
+        }
+        assert!(caught > 0);
     }
 }
