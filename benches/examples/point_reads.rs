@@ -3,7 +3,8 @@
 //! 1,000 consecutive events in one stream), looked up by id at random, so
 //! every lookup decodes one event of its record. With batches of 1,000, each
 //! hit is one event of a 1,000-event record with a 1,000-entry revision
-//! list.
+//! list. Then the same for indexed query hits: every hit of one tag at a
+//! time, for tags of events drawn at random.
 //!
 //! ```text
 //! cargo run --release -p gesta-benches --example point_reads -- [EVENTS] [LOOKUPS] [ROUNDS]
@@ -16,7 +17,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use gesta::{EventStore, Store};
+use gesta::{EventStore, Query, ReadOptions, Store};
 use gesta_benches::{EventGen, Latencies, build_options, scratch_dir};
 
 /// Events per stream (and per append in the batched store).
@@ -81,6 +82,13 @@ fn main() {
         stores.push((per_append, Store::open(&dir).expect("reopen")));
     }
     let seqs = picks(lookups, events);
+    let mut tags: Vec<String> = Vec::new();
+    for &seq in seqs.iter().take(20) {
+        let e = stores[0].1.event_by_id(id_of(seq)).expect("lookup");
+        tags.extend(e.expect("found").tags);
+    }
+    tags.sort();
+    tags.dedup();
     for round in 0..rounds {
         for (per_append, store) in &stores {
             let store: &dyn EventStore = store;
@@ -102,6 +110,22 @@ fn main() {
                 total.as_secs_f64() * 1e6 / lookups as f64,
                 l.quantile(0.5).as_secs_f64() * 1e6,
                 l.quantile(0.99).as_secs_f64() * 1e6,
+            );
+            let mut hits = 0u64;
+            let all = Instant::now();
+            for tag in &tags {
+                for e in store
+                    .read(&Query::tag(tag), ReadOptions::forwards())
+                    .expect("read")
+                {
+                    black_box(e.expect("hit"));
+                    hits += 1;
+                }
+            }
+            println!(
+                "round {round} batches of {per_append:>4}: {:.2} µs per query hit ({hits} hits of {} tags)",
+                all.elapsed().as_secs_f64() * 1e6 / hits as f64,
+                tags.len()
             );
         }
     }
