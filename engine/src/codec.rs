@@ -245,6 +245,9 @@ struct Decoder<'a> {
     /// Over the sequencing bytes: at the next stream event's revision.
     seq: Cursor<'a>,
     index: u32,
+    /// Whether revisions are looked up at their place rather than walked
+    /// to: for a point read, which decodes one event of the record.
+    direct: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -254,6 +257,7 @@ impl<'a> Decoder<'a> {
             cursor: Cursor::new(&record.payload),
             seq: Cursor::new(&record.seq),
             index: 0,
+            direct: false,
         }
     }
 
@@ -299,8 +303,24 @@ impl<'a> Decoder<'a> {
     }
 
     /// The revision of the current event, found by its index in the
-    /// sequencing bytes (which the record's head checksum covers).
+    /// sequencing bytes (which the record's head checksum covers): straight
+    /// at its place when every event before it names a stream (see
+    /// [`dense_revision`]), else by walking the entries from where the
+    /// decoder is.
     fn revision(&mut self) -> Result<u64> {
+        if self.direct
+            && self.index >= DIRECT_FROM
+            && let Some((revision, next)) =
+                dense_revision(self.seq.bytes, self.record.meta.count, self.index)
+        {
+            self.seq.at = next;
+            return Ok(revision);
+        }
+        self.walk_revision()
+    }
+
+    /// [`revision`](Self::revision) by walking the entries.
+    fn walk_revision(&mut self) -> Result<u64> {
         let missing = || malformed("missing stream revision");
         loop {
             let index = self.seq.varint().map_err(|_| missing())?;
@@ -416,6 +436,148 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// From which index in a record a point read finds its revision at its
+/// place rather than walking to it: ruling out the tracking trailer costs up
+/// to a few hundred byte compares, about what walking this many entries
+/// costs.
+const DIRECT_FROM: u32 = 128;
+
+/// LEB128 ends every varint with a byte below 0x80 and no other, so the
+/// k-th varint of a run of varints starts right after the k-th such byte:
+/// counting them finds it without decoding the varints before it, eight
+/// bytes per step. `None` if `b` holds fewer than `k + 1` varint starts.
+fn varint_start(b: &[u8], k: usize) -> Option<usize> {
+    if k == 0 {
+        return (!b.is_empty()).then_some(0);
+    }
+    let mut left = k;
+    let mut chunks = b.chunks_exact(8);
+    let mut base = 0usize;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let mut ends = !word & 0x8080_8080_8080_8080;
+        let n = ends.count_ones() as usize;
+        if n < left {
+            left -= n;
+            base += 8;
+            continue;
+        }
+        for _ in 1..left {
+            ends &= ends - 1;
+        }
+        let at = base + ends.trailing_zeros() as usize / 8 + 1;
+        return (at < b.len()).then_some(at);
+    }
+    for (i, &byte) in chunks.remainder().iter().enumerate() {
+        if byte < 0x80 {
+            left -= 1;
+            if left == 0 {
+                let at = base + i + 1;
+                return (at < b.len()).then_some(at);
+            }
+        }
+    }
+    None
+}
+
+/// The number of varint ends (bytes below 0x80) in `b`.
+fn varint_ends(b: &[u8]) -> usize {
+    let mut chunks = b.chunks_exact(8);
+    let mut n = 0usize;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        n += (!word & 0x8080_8080_8080_8080).count_ones() as usize;
+    }
+    n + chunks.remainder().iter().filter(|&&b| b < 0x80).count()
+}
+
+/// The start of the varint that ends at `last` (a byte below 0x80), found
+/// by stepping back over at most nine continuation bytes.
+fn varint_ending_at(b: &[u8], last: usize) -> usize {
+    let mut start = last;
+    while start > 0 && last - start < 9 && b[start - 1] >= 0x80 {
+        start -= 1;
+    }
+    start
+}
+
+/// The value of the varint at `b[at..]` and where the next one starts.
+fn varint_at(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.get(at..)?.iter().take(10).enumerate() {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((v, at + i + 1));
+        }
+    }
+    None
+}
+
+/// Whether the tracking trailer of a record's sequencing bytes, if there
+/// is one, starts at or before `at` (a varint start, counted as one of the
+/// entries'): then the varint at `at` may be the trailer's, not an entry.
+///
+/// The trailer is `count`, the source's length `n` (1–255), `n` bytes and a
+/// position, so it can be recognised from the end: for each `n`, the last
+/// varint is the position, the `n` bytes before it the source, and before
+/// them must stand the varints `n` and `count`, with `count` an even
+/// number of varints after the start (a whole number of entries). No
+/// entry's index equals `count`, so no such place lies among the entries.
+/// Only places up to `at` are tried: none when `at` is further from the end
+/// than the longest trailer, and a byte compare rejects almost every `n`.
+fn trailer_at_or_before(seq: &[u8], count: u32, at: usize) -> bool {
+    /// Count and length varints, one source byte, and a position.
+    const LONGEST: usize = 10 + 2 + 255 + 10;
+    let Some(&last) = seq.last() else {
+        return false;
+    };
+    if last >= 0x80 || seq.len() - at > LONGEST {
+        return false;
+    }
+    let pos_start = varint_ending_at(seq, seq.len() - 1);
+    // The count varint starts at least 2 and at most 12 bytes before the
+    // source, so places before `at` need `n >= pos_start - at - 12`.
+    let shortest = pos_start.saturating_sub(at + 12).max(1);
+    let longest = 255usize.min(pos_start.saturating_sub(2));
+    for n in (shortest..=longest).rev() {
+        let len_last = pos_start - n - 1;
+        let len_end_byte = if n < 128 { n } else { n >> 7 };
+        if usize::from(seq[len_last]) != len_end_byte || len_last == 0 {
+            continue;
+        }
+        let len_start = varint_ending_at(seq, len_last);
+        if varint_at(seq, len_start).map(|(v, _)| v) != Some(n as u64) || len_start == 0 {
+            continue;
+        }
+        let count_start = varint_ending_at(seq, len_start - 1);
+        if count_start > at || varint_at(seq, count_start).map(|(v, _)| v) != Some(u64::from(count))
+        {
+            continue;
+        }
+        if varint_ends(&seq[..count_start]).is_multiple_of(2) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The revision of event `index` read straight from its place in `seq`,
+/// the `index`-th entry: there when every event before it names a stream
+/// (entries ascend strictly by index, so an entry `index` at that place is
+/// the one). `None` when the entry there is another event's, or the place
+/// is past the entries (in the tracking trailer, or the end), and the
+/// caller walks the entries.
+///
+/// Returns the revision and where the entry after it starts.
+fn dense_revision(seq: &Bytes, count: u32, index: u32) -> Option<(u64, usize)> {
+    let at = varint_start(seq, 2 * index as usize)?;
+    let (found, next) = varint_at(seq, at)?;
+    if found != u64::from(index) || trailer_at_or_before(seq, count, at) {
+        return None;
+    }
+    varint_at(seq, next)
+}
+
 /// Appends a tracking trailer to a batch's sequencing bytes (after its
 /// revisions).
 pub(crate) fn put_tracking(seq: &mut Vec<u8>, count: u32, source: &str, position: u64) {
@@ -523,15 +685,43 @@ pub(crate) fn index_entries(record: &Record, from: u64, out: &mut Vec<(Key, u64)
 /// Decodes the one event of a record at `position`, verifying it by its own
 /// checksum: the record may have been read with only its head verified.
 pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEvent> {
+    decode_event_after(record, position, &mut RevisionHint::default())
+}
+
+/// Where point reads in one record left off in its revision entries: the
+/// index of the last event read that names a stream, and where the entry
+/// after its own starts. A later read a few events further on (the next
+/// event of a stream or of a query in the same batch) walks on from there
+/// instead of finding its entry from the start.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RevisionHint(Option<(u32, usize)>);
+
+/// How many events past the hint a read still walks on from it; further,
+/// finding the entry from the start costs less.
+const WALK_ON: u32 = 64;
+
+/// [`decode_event`] for one of several reads in `record`, `hint` being
+/// what the previous ones left (and updated for the next).
+pub(crate) fn decode_event_after(
+    record: &Record,
+    position: u64,
+    hint: &mut RevisionHint,
+) -> Result<RecordedEvent> {
     let index = position
         .checked_sub(record.meta.first_position)
         .filter(|&i| i < u64::from(record.meta.count))
-        .ok_or_else(|| malformed("position outside the record"))?;
+        .ok_or_else(|| malformed("position outside the record"))? as u32;
     let mut d = Decoder::new(record);
-    for _ in 0..index {
-        d.skip()?;
+    d.index = index;
+    match hint.0 {
+        Some((last, at)) if last < index && index - last <= WALK_ON => d.seq.at = at,
+        _ => d.direct = true,
     }
-    d.next(true)
+    let event = d.next(true)?;
+    if event.revision.is_some() {
+        hint.0 = Some((index, d.seq.at));
+    }
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -609,5 +799,175 @@ mod tests {
             }
         }
         assert!(caught > bytes.len() * 8, "most flips are caught");
+    }
+
+    /// The revision found at its place equals the one found by walking,
+    /// for dense and sparse entries, with and without a tracking trailer
+    /// (whose source bytes are chosen to look like entries).
+    #[test]
+    fn revisions_at_their_place_match_the_walk() {
+        let sources = [
+            "",
+            "a",
+            "\u{5}\u{7}\u{2}",
+            "\u{3}\u{9}\u{8}\u{1}x",
+            &"z".repeat(255),
+        ];
+        for count in [1u32, 2, 3, 7, 130, 1000] {
+            for stride in [1u32, 2, 3] {
+                for source in sources {
+                    let mut seq = Vec::new();
+                    let mut expected = Vec::new();
+                    for i in (0..count).filter(|i| i % stride == 0) {
+                        let revision = u64::from(i) * 37 + 200;
+                        put_varint(&mut seq, u64::from(i));
+                        put_varint(&mut seq, revision);
+                        expected.push((i, revision));
+                    }
+                    if !source.is_empty() {
+                        put_tracking(&mut seq, count, source, 5);
+                    }
+                    let seq = Bytes::from(seq);
+                    let walked_end = if source.is_empty() {
+                        seq.len()
+                    } else {
+                        seq.len() - trailer_len(count, source, 5)
+                    };
+                    // Every varint start among the entries, and the trailer's.
+                    for k in 0..=2 * expected.len() {
+                        let Some(at) = varint_start(&seq, k) else {
+                            assert!(source.is_empty() && k == 2 * expected.len());
+                            continue;
+                        };
+                        assert_eq!(
+                            trailer_at_or_before(&seq, count, at),
+                            at >= walked_end,
+                            "count {count} stride {stride} {source:?} varint {k}"
+                        );
+                    }
+                    for &(i, revision) in &expected {
+                        match dense_revision(&seq, count, i) {
+                            Some((r, _)) => assert_eq!(r, revision),
+                            None => assert!(stride > 1 && i > 0, "dense entry {i} missed"),
+                        }
+                    }
+                    for i in (0..count).filter(|i| i % stride != 0) {
+                        assert_eq!(dense_revision(&seq, count, i), None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn trailer_len(count: u32, source: &str, position: u64) -> usize {
+        let mut t = Vec::new();
+        put_tracking(&mut t, count, source, position);
+        t.len()
+    }
+
+    /// A 300-event record at position 10, appended with tracking info:
+    /// every event has revision `index * 1000`, except, if `sparse`, those
+    /// whose index is 3 mod 5, which have no stream.
+    fn big_record(sparse: bool) -> Vec<u8> {
+        let streamless = |i: u32| sparse && i % 5 == 3;
+        let count = 300u32;
+        let events: Vec<NewEvent> = (0..count)
+            .map(|i| {
+                let e = NewEvent::new("T", vec![i as u8; 3]).tag("t:1");
+                if streamless(i) {
+                    e
+                } else {
+                    e.stream(format!("s{}", i % 2))
+                }
+            })
+            .collect();
+        let payload = encode_batch(&events).unwrap();
+        let mut seq = Vec::new();
+        for i in (0..count).filter(|&i| !streamless(i)) {
+            put_varint(&mut seq, u64::from(i));
+            put_varint(&mut seq, u64::from(i) * 1000);
+        }
+        put_tracking(&mut seq, count, "\u{1}\u{2}", 9);
+        let mut out = Vec::new();
+        format::encode_record(
+            &mut out,
+            RecordMeta {
+                first_position: 10,
+                count,
+                timestamp_micros: 5,
+            },
+            &seq,
+            &Payload::new(Bytes::from(payload)),
+        );
+        out
+    }
+
+    /// Point reads with a hint, in any order, give the events a whole
+    /// decode of the record gives.
+    #[test]
+    fn hinted_point_reads_match_the_whole_record() {
+        for sparse in [false, true] {
+            hinted_reads(sparse);
+        }
+    }
+
+    fn hinted_reads(sparse: bool) {
+        let count = 300u32;
+        let bytes = Bytes::from(big_record(sparse));
+        let Frame::Record(record, _) = format::decode_record(&bytes) else {
+            panic!("the record decodes");
+        };
+        let mut whole = Vec::new();
+        decode_record(&record, &mut whole).unwrap();
+        let orders: [Vec<u32>; 3] = [
+            (0..count).collect(),
+            (0..count)
+                .step_by(7)
+                .chain((0..count).rev().step_by(3))
+                .collect(),
+            (0..count).map(|i| (i * 97) % count).collect(),
+        ];
+        for order in orders {
+            let mut hint = RevisionHint::default();
+            for i in order {
+                let e = decode_event_after(&record, 10 + u64::from(i), &mut hint).unwrap();
+                assert_eq!(e, whole[i as usize]);
+                let expected = (!sparse || i % 5 != 3).then_some(u64::from(i) * 1000);
+                assert_eq!(e.revision, expected);
+            }
+        }
+    }
+
+    /// Events whose revision is found at its place (index 128 and up) are
+    /// no less protected: no flipped bit makes a point read return a
+    /// different event.
+    #[test]
+    fn direct_revisions_never_come_from_damaged_bytes() {
+        let bytes = big_record(false);
+        let Frame::Record(record, _) = format::decode_record(&Bytes::from(bytes.clone())) else {
+            panic!("the record decodes");
+        };
+        let picks = [10 + 130, 10 + 201, 10 + 299];
+        let originals: Vec<RecordedEvent> = picks
+            .iter()
+            .map(|&p| decode_event(&record, p).unwrap())
+            .collect();
+        assert_eq!(originals[0].revision, Some(130_000));
+        let mut caught = 0;
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let Frame::Record(record, _) = format::decode_record_head(&Bytes::from(bad)) else {
+                caught += 1;
+                continue;
+            };
+            for (&p, original) in picks.iter().zip(&originals) {
+                match decode_event(&record, p) {
+                    Ok(e) => assert_eq!(&e, original, "flipped bit {bit} changed an event"),
+                    Err(_) => caught += 1,
+                }
+            }
+        }
+        assert!(caught > 0);
     }
 }

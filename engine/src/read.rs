@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use gesta_index::{Cursor, Positions};
 use gesta_wal::{Backward, Forward, Record, WalReader};
 
-use crate::codec::{decode_event, decode_record};
+use crate::codec::{RevisionHint, decode_event_after, decode_record};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 
@@ -281,6 +281,8 @@ impl Iterator for Events {
 pub(crate) struct Lookup {
     reader: WalReader,
     record: Option<Record>,
+    /// Where the reads in `record` left off in its revisions.
+    hint: RevisionHint,
 }
 
 impl Lookup {
@@ -288,6 +290,7 @@ impl Lookup {
         Lookup {
             reader,
             record: None,
+            hint: RevisionHint::default(),
         }
     }
 
@@ -303,9 +306,10 @@ impl Lookup {
     pub(crate) fn event(&mut self, position: u64) -> Result<RecordedEvent> {
         if !self.in_last(position) {
             self.record = self.reader.record_head_containing(position)?;
+            self.hint = RevisionHint::default();
         }
         let found = match &self.record {
-            Some(record) => decode_event(record, position),
+            Some(record) => decode_event_after(record, position, &mut self.hint),
             None => Err(Error::Corruption {
                 file: Default::default(),
                 offset: 0,
