@@ -204,8 +204,12 @@ CREATE TABLE cursors (
 /// recorded exactly).
 pub(crate) fn migrate_to_live(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(LIVE)?;
+    // Each event asks whether a batch ends just before it: without an index
+    // on `last` that is a scan of `batches` per event, quadratic in a large
+    // store whose batches carried ids. The index lives for the migration.
     tx.execute_batch(
-        "INSERT OR IGNORE INTO batches (first, last)
+        "CREATE INDEX migrate_batches_by_last ON batches (last);
+         INSERT OR IGNORE INTO batches (first, last)
          SELECT min(position), max(position) FROM (
              SELECT position, sum(starts) OVER (ORDER BY position) AS run FROM (
                  SELECT e.position,
@@ -214,6 +218,7 @@ pub(crate) fn migrate_to_live(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resul
                                OR EXISTS (SELECT 1 FROM batches b WHERE b.last = e.position - 1)
                              THEN 1 ELSE 0 END AS starts
                  FROM events e))
-         GROUP BY run;",
+         GROUP BY run;
+         DROP INDEX migrate_batches_by_last;",
     )
 }
