@@ -63,8 +63,9 @@
 //! Module map: `schema` (the tables, indexes and schema version), `sql`
 //! (DCB queries translated to SQL), `pool` (connections and their prepared
 //! statements), `store` (the handle: the append transaction and reads),
-//! `state` (snapshots and tracking info) and `live` (subscriptions: the
-//! feed, the listener, durable cursors).
+//! `state` (snapshots and tracking info), `listings` (streams, types and
+//! tags with counts) and `live` (subscriptions: the feed, the listener,
+//! durable cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -27,9 +27,11 @@
 //! Module map: [`options`] (how a store is opened), `schema` (the tables,
 //! indexes, pragmas and schema version), `codec` (how ids and tag lists are
 //! encoded in columns), `sql` (DCB queries translated to SQL), `store`
-//! (the handle: the append transaction, reads and connection pooling),
-//! `state` (snapshots and tracking info) and `live` (subscriptions: the feed, waking subscribers on this handle's
-//! commits and polling for other connections', durable cursors).
+//! (the handle: the append transaction and reads), `readers` (the
+//! handle's reader connections), `state` (snapshots and tracking info),
+//! `listings` (streams, types and tags with counts) and `live`
+//! (subscriptions: the feed, waking subscribers on this handle's commits
+//! and polling for other connections', durable cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -37,6 +39,7 @@ mod codec;
 mod listings;
 mod live;
 pub mod options;
+mod readers;
 mod schema;
 mod sql;
 mod state;

@@ -36,12 +36,10 @@ use gesta::{
 };
 
 use crate::options::SqliteOptions;
+use crate::readers::Readers;
 use crate::schema;
 use crate::sql::{self, Statement};
 use crate::store::{bind, decode_row, last_position, signed, sqlite_error, unsigned};
-
-/// Idle reader connections the feeds of one store keep.
-const IDLE_READERS: usize = 2;
 
 /// The live side of one store handle.
 pub(crate) struct Live {
@@ -58,7 +56,8 @@ struct Shared {
     /// Every position up to here is committed (as far as this handle
     /// knows).
     head: AtomicU64,
-    readers: Mutex<Vec<Connection>>,
+    /// The handle's reader connections, shared with its reads.
+    readers: Arc<Readers>,
     /// Set when the handle closes; the poller waits on `stop_signal`.
     stop: Mutex<bool>,
     stop_signal: Condvar,
@@ -70,17 +69,7 @@ impl Shared {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let idle = self.readers.lock().pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => schema::open_reader(&self.path, &self.options).map_err(|e| self.err(e))?,
-        };
-        let out = f(&conn);
-        let mut idle = self.readers.lock();
-        if idle.len() < IDLE_READERS {
-            idle.push(conn);
-        }
-        out
+        self.readers.with(f)
     }
 
     /// Raises the head to `position` (never lowers it).
@@ -133,13 +122,18 @@ impl Shared {
 
 impl Live {
     /// The live side of a handle on `path` whose committed head is `head`.
-    pub(crate) fn new(path: &Path, options: SqliteOptions, head: u64) -> Live {
+    pub(crate) fn new(
+        path: &Path,
+        options: SqliteOptions,
+        head: u64,
+        readers: Arc<Readers>,
+    ) -> Live {
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             options,
             hub: CommitHub::new(),
             head: AtomicU64::new(head),
-            readers: Mutex::new(Vec::new()),
+            readers,
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
         });

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -28,13 +29,10 @@ use gesta::{
 use crate::codec::{decode_id, decode_tags, encode_id, encode_tags};
 use crate::live::Live;
 use crate::options::SqliteOptions;
+use crate::readers::Readers;
 use crate::schema::{self, OpenError};
 use crate::sql::{self, Statement};
 use crate::state;
-
-/// Idle reader connections kept for reuse; more are opened when reads
-/// overlap, and closed when they end.
-const IDLE_READERS: usize = 4;
 
 /// Events fetched per statement by a read iterator.
 const PAGE: usize = 512;
@@ -44,7 +42,7 @@ pub struct SqliteStore {
     path: PathBuf,
     options: SqliteOptions,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Arc<Readers>,
     /// Subscriptions: the head they read to, the hub, the poller.
     live: Live,
 }
@@ -144,12 +142,13 @@ impl SqliteStore {
             },
         })?;
         let head = last_position(&writer).map_err(|e| sqlite_error(&path, e))?;
+        let readers = Arc::new(Readers::new(path.clone(), options));
         Ok(SqliteStore {
-            live: Live::new(&path, options, head),
+            live: Live::new(&path, options, head, readers.clone()),
             path,
             options,
             writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            readers,
         })
     }
 
@@ -174,17 +173,7 @@ impl SqliteStore {
 
     /// Runs `f` on an idle reader connection (opening one if none is idle).
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let idle = self.readers.lock().pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => schema::open_reader(&self.path, &self.options).map_err(|e| self.err(e))?,
-        };
-        let out = f(&conn);
-        let mut idle = self.readers.lock();
-        if idle.len() < IDLE_READERS {
-            idle.push(conn);
-        }
-        out
+        self.readers.with(f)
     }
 
     /// The rows of `sql` (event columns) with `params`, decoded.
