@@ -233,7 +233,9 @@ pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::{IndexShape, Store};
-pub use subscription::{FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream};
+pub use subscription::{
+    FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream, fetch_by_append,
+};
 
 pub use gesta_wal::CacheStats;
 /// The I/O seam, re-exported so tests and tools can open a store on another

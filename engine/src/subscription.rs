@@ -43,6 +43,47 @@ use crate::query::Query;
 /// append it is in, so a batch is never split).
 pub const FETCH_EVENTS: usize = 1024;
 
+/// [`SubscriptionFeed::fetch`] for a store whose rows know the last
+/// position of the append each event belongs to (the SQL stores keep a
+/// `batches` table): `read(after, upto, limit)` returns the events in
+/// `after+1..=upto`, at most `limit` of them, in position order, each with
+/// its append's last position. Reads at most `max_events` (at least one),
+/// then the rest of the append the last one is in, so that no append is
+/// split; pushes one entry per append to `out`; returns the position up to
+/// which it looked.
+pub fn fetch_by_append(
+    after: u64,
+    head: u64,
+    max_events: usize,
+    out: &mut VecDeque<Vec<RecordedEvent>>,
+    mut read: impl FnMut(u64, u64, usize) -> Result<Vec<(RecordedEvent, u64)>>,
+) -> Result<u64> {
+    let max_events = max_events.max(1);
+    let mut events = read(after, head, max_events)?;
+    let mut looked = head;
+    if events.len() == max_events
+        && let Some(&(ref event, end)) = events.last()
+    {
+        // Finish the append the last event is in.
+        let (last, end) = (event.position, end.min(head));
+        if end > last {
+            events.extend(read(last, end, usize::MAX)?);
+        }
+        looked = end;
+    }
+    let mut batch_end = 0;
+    for (event, end) in events {
+        if event.position > batch_end {
+            batch_end = end;
+            out.push_back(Vec::new());
+        }
+        if let Some(batch) = out.back_mut() {
+            batch.push(event);
+        }
+    }
+    Ok(looked)
+}
+
 /// Where a [`Subscription`] reads from: a store's committed events, and the
 /// hub that says when there are more. The engine's store reads its log and
 /// index, the reference store its vector, the SQL stores their tables.

@@ -293,30 +293,9 @@ impl SubscriptionFeed for Feed {
         out: &mut VecDeque<Vec<RecordedEvent>>,
     ) -> Result<u64> {
         self.shared.with_reader(|conn| {
-            let max_events = max_events.max(1);
-            let mut events = self.events(conn, after + 1, head, max_events)?;
-            let mut looked = head;
-            if events.len() == max_events
-                && let Some(&(ref event, end)) = events.last()
-            {
-                // Finish the append the last event is in.
-                let (last, end) = (event.position, end.min(head));
-                if end > last {
-                    events.extend(self.events(conn, last + 1, end, usize::MAX)?);
-                }
-                looked = end;
-            }
-            let mut batch_end = 0;
-            for (event, end) in events {
-                if event.position > batch_end {
-                    batch_end = end;
-                    out.push_back(Vec::new());
-                }
-                if let Some(batch) = out.back_mut() {
-                    batch.push(event);
-                }
-            }
-            Ok(looked)
+            gesta::fetch_by_append(after, head, max_events, out, |after, upto, limit| {
+                self.events(conn, after + 1, upto, limit)
+            })
         })
     }
 }
