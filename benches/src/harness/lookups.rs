@@ -13,13 +13,12 @@
 //! being timed.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use gesta::{EventStore, Query, ReadOptions};
 
 use super::HarnessError;
-use super::workloads::{LOAD_BATCH, Outcome};
-use crate::{EventGen, Latencies, SEED, STREAMS, SplitMix64};
+use super::workloads::{LOAD_BATCH, Outcome, time_calls};
+use crate::{EventGen, SEED, STREAMS, SplitMix64};
 
 /// The lookup workloads, in table order.
 pub const LOOKUPS: [&str; 3] = ["R5", "R6", "R7"];
@@ -68,23 +67,7 @@ fn timed(
     for i in 0..n / 10 {
         one(n + i)?;
     }
-    let mut lat = Vec::with_capacity(n);
-    let mut total = Duration::ZERO;
-    let mut extra = 0;
-    for i in 0..n {
-        let start = Instant::now();
-        extra += one(i)?;
-        let took = start.elapsed();
-        total += took;
-        lat.push(took);
-    }
-    Ok(Outcome {
-        ops: n as u64,
-        elapsed: total,
-        latencies: Some(Latencies::new(lat)),
-        extra,
-        cut_short: false,
-    })
+    time_calls(n, one)
 }
 
 /// `count` picks below `bound`, the same for every store (the picks of

@@ -375,6 +375,31 @@ pub enum ReadKind {
     LastTypeAndTag,
 }
 
+/// Times `one(i)` for `i` in `0..n`, one latency per call; `extra` sums
+/// what the calls return (hits, events). Warm-up is the caller's.
+pub(crate) fn time_calls(
+    n: usize,
+    mut one: impl FnMut(usize) -> Result<u64, HarnessError>,
+) -> Result<Outcome, HarnessError> {
+    let mut lat = Vec::with_capacity(n);
+    let mut total = Duration::ZERO;
+    let mut extra = 0;
+    for i in 0..n {
+        let start = Instant::now();
+        extra += one(i)?;
+        let took = start.elapsed();
+        total += took;
+        lat.push(took);
+    }
+    Ok(Outcome {
+        ops: n as u64,
+        elapsed: total,
+        latencies: Some(Latencies::new(lat)),
+        extra,
+        cut_short: false,
+    })
+}
+
 /// R2–R4: `n` queries of `kind`, cycling through the query lists after
 /// `n / 10` untimed warm-up queries; `extra` counts the events returned.
 pub fn queries(
@@ -396,23 +421,7 @@ pub fn queries(
     for i in 0..warm {
         one(QUERY_TAGS - 1 - i % QUERY_TAGS)?;
     }
-    let mut lat = Vec::with_capacity(n);
-    let mut total = Duration::ZERO;
-    let mut hits = 0;
-    for i in 0..n {
-        let start = Instant::now();
-        hits += one(i)?;
-        let took = start.elapsed();
-        total += took;
-        lat.push(took);
-    }
-    Ok(Outcome {
-        ops: n as u64,
-        elapsed: total,
-        latencies: Some(Latencies::new(lat)),
-        extra: hits,
-        cut_short: false,
-    })
+    time_calls(n, one)
 }
 
 fn count(store: &dyn EventStore, query: &Query) -> Result<u64, HarnessError> {
