@@ -466,6 +466,16 @@ fn lookup_store(
         handle.discard()?;
         Ok(())
     })();
+    finish(&instance, kind, outcome)
+}
+
+/// Removes a store's instance after its workloads; a PostgreSQL schema is
+/// discarded first if they failed before doing so.
+fn finish(
+    instance: &Instance,
+    kind: StoreKind,
+    outcome: Result<(), HarnessError>,
+) -> Result<(), HarnessError> {
     if outcome.is_err() && kind == StoreKind::Postgres {
         // Leave no schema behind.
         if let Ok(h) = instance.open(Mode::Measured) {
@@ -603,14 +613,7 @@ fn data_store(
         handle.discard()?;
         Ok(())
     })();
-    if outcome.is_err() && kind == StoreKind::Postgres {
-        // Leave no schema behind.
-        if let Ok(h) = instance.open(Mode::Measured) {
-            let _ = h.discard();
-        }
-    }
-    instance.remove()?;
-    outcome
+    finish(&instance, kind, outcome)
 }
 
 /// Appends as in W2 with 0, 1 and 100 live subscribers attached, each on
