@@ -778,8 +778,12 @@ pub fn cache_root() -> PathBuf {
     bench_root().join("gesta-bench-cache")
 }
 
-/// Name of the file a finished cached store carries, holding its event count.
-const CACHE_MARKER: &str = "BENCH-CACHE-COMPLETE";
+/// The file beside a finished cached store `dir` that holds its event
+/// count: beside, not inside, because a store refuses to open a directory
+/// holding files a store never does.
+fn cache_marker(dir: &Path) -> PathBuf {
+    dir.with_extension("complete")
+}
 
 /// [`cached_store_batched`] with batches of [`BUILD_BATCH`].
 pub fn cached_store(events: u64) -> io::Result<(PathBuf, Option<Duration>)> {
@@ -803,8 +807,8 @@ pub fn cached_store_batched(events: u64, batch: usize) -> io::Result<(PathBuf, O
     let root = cache_root();
     std::fs::create_dir_all(&root)?;
     let dir = root.join(format!("std-{events}-b{batch}-v{DATA_VERSION}"));
-    let marker_ok = std::fs::read_to_string(dir.join(CACHE_MARKER))
-        .is_ok_and(|s| s.trim() == events.to_string());
+    let marker = cache_marker(&dir);
+    let marker_ok = std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == events.to_string());
     if marker_ok {
         let head = gesta::Store::open_with(&dir, build_options()).and_then(|s| {
             let head = s.head();
@@ -814,6 +818,7 @@ pub fn cached_store_batched(events: u64, batch: usize) -> io::Result<(PathBuf, O
             return Ok((dir, None));
         }
     }
+    let _ = std::fs::remove_file(&marker);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -826,15 +831,16 @@ pub fn cached_store_batched(events: u64, batch: usize) -> io::Result<(PathBuf, O
     fill_store_batched(&store, &mut generator, events, batch).map_err(io::Error::other)?;
     store.flush_index().map_err(io::Error::other)?;
     store.close().map_err(io::Error::other)?;
-    std::fs::write(tmp.path().join(CACHE_MARKER), events.to_string())?;
     let built = tmp.keep();
     if let Err(e) = std::fs::rename(&built, &dir) {
         // Another process may have finished the same store first.
         std::fs::remove_dir_all(&built)?;
-        if !dir.join(CACHE_MARKER).exists() {
+        if !marker.exists() {
             return Err(e);
         }
+        return Ok((dir, Some(started.elapsed())));
     }
+    std::fs::write(&marker, events.to_string())?;
     Ok((dir, Some(started.elapsed())))
 }
 

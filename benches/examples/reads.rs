@@ -1,0 +1,47 @@
+//! The read workloads R1 and R2 on Gesta alone, for profiling: opens (and
+//! builds once, kept in the bench cache directory, as `gesta-bench` does)
+//! the store of the standard data and runs the chosen workload `ROUNDS`
+//! times.
+//!
+//! ```text
+//! cargo run --release -p gesta-benches --example reads -- R1 [EVENTS] [ROUNDS]
+//! perf record -e cpu-clock -g target/release/examples/reads R2
+//! ```
+//! Defaults: 1,000,000 events, 5 rounds.
+
+use gesta::{Durability, EventStore, Options, Store};
+use gesta_benches::harness::workloads;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let workload = args
+        .first()
+        .map_or("R1", String::as_str)
+        .to_ascii_uppercase();
+    let arg = |i: usize, default: u64| {
+        args.get(i)
+            .map_or(default, |a| a.parse().expect("a number"))
+    };
+    let events = arg(1, 1_000_000);
+    let rounds = arg(2, 5);
+    let (cached, _) = gesta_benches::cached_store(events).expect("the cached store");
+    let scratch = gesta_benches::scratch_dir("reads").expect("scratch");
+    let dir = scratch.path().join("store");
+    gesta_benches::copy_dir(&cached, &dir).expect("copy");
+    gesta_benches::warm_page_cache(&dir).expect("warm");
+    let store =
+        Store::open_with(&dir, Options::default().durability(Durability::Sync)).expect("open");
+    let store: &dyn EventStore = &store;
+    for round in 0..rounds {
+        let o = match workload.as_str() {
+            "R1" => workloads::read_all(store, 1),
+            other => panic!("unknown workload {other}: R1"),
+        }
+        .expect("workload");
+        println!(
+            "{workload} round {round}: {:.0}/s in {:.3} s",
+            o.rate(),
+            o.elapsed.as_secs_f64()
+        );
+    }
+}
