@@ -2,6 +2,8 @@
 //! the in-memory reference, and the SQL backends — so that one conformance
 //! suite and one benchmark harness run over all of them.
 
+use std::ops::ControlFlow;
+
 use crate::append::AppendOptions;
 use crate::append::Appended;
 use crate::durable::{DurableSubscription, DurableSubscriptionState};
@@ -12,6 +14,7 @@ use crate::query::Query;
 use crate::read::ReadOptions;
 use crate::snapshots::Snapshot;
 use crate::subscription::Subscription;
+use crate::view::EventRef;
 
 /// A boxed iterator of read results.
 pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send + 'a>;
@@ -112,6 +115,27 @@ pub trait EventStore: Send + Sync {
     /// Events matching `query`, per `options`, in position order (reversed
     /// when reading backwards).
     fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>>;
+
+    /// The events [`read`](Self::read) yields, handed to `f` one by one as
+    /// borrowed views ([`EventRef`]) instead of owned events, until `f`
+    /// answers [`ControlFlow::Break`]: a store that can lend its buffers
+    /// allocates nothing per event (the engine lends its mapped segments,
+    /// SQLite its rows). The same events in the same order as `read`; the
+    /// same errors, with the events before a damaged one already handed
+    /// to `f`. The default reads owned events and lends those.
+    fn read_each(
+        &self,
+        query: &Query,
+        options: ReadOptions,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        for e in self.read(query, options)? {
+            if f(EventRef::from(&e?)).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
 
     /// The newest event matching `query`.
     fn read_last(&self, query: &Query) -> Result<Option<RecordedEvent>> {

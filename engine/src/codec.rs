@@ -27,6 +27,7 @@ use gesta_wal::Record;
 
 use crate::error::{Error, Result};
 use crate::event::{MAX_BATCH_LEN, NewEvent, RecordedEvent, validate};
+use crate::view::{EventRef, Tags};
 
 const FLAG_ID: u8 = 1;
 const FLAG_STREAM: u8 = 2;
@@ -196,14 +197,6 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(self.slice(n)?).map_err(|_| malformed("name is not UTF-8"))
     }
 
-    fn take(&mut self, n: usize) -> Result<Bytes> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.end);
-        let end = end.ok_or_else(|| malformed("field runs past the payload"))?;
-        let b = self.bytes.slice(self.at..end);
-        self.at = end;
-        Ok(b)
-    }
-
     fn string(&mut self, n: usize) -> Result<String> {
         std::str::from_utf8(self.slice(n)?)
             .map(str::to_owned)
@@ -234,6 +227,92 @@ impl<'a> Cursor<'a> {
             }
         }
         Err(malformed("truncated or overlong varint"))
+    }
+}
+
+/// Where an event's names lie: its type, its tags and its stream, each a
+/// length byte and that many bytes of UTF-8, one after the other (with the
+/// tag count between type and tags).
+struct Names<'a> {
+    /// From the type's length byte to the end of the stream's name.
+    bytes: &'a [u8],
+    /// The type's end, the tags' start and end, in `bytes`.
+    type_end: usize,
+    tags: (usize, usize),
+    tag_count: usize,
+    /// The stream's name, in `bytes`.
+    stream: Option<(usize, usize)>,
+    /// Whether every length byte is below 128 (an ASCII char).
+    short: bool,
+}
+
+impl<'a> Names<'a> {
+    /// Steps `c` over the names, checking their bounds but not yet their
+    /// UTF-8.
+    fn read(c: &mut Cursor<'a>, has_stream: bool) -> Result<Names<'a>> {
+        let start = c.at;
+        let mut lengths = c.u8()?;
+        c.slice(usize::from(lengths))?;
+        let type_end = c.at - start;
+        let tag_count = c.u8()? as usize;
+        let tags_start = c.at - start;
+        for _ in 0..tag_count {
+            let n = c.u8()?;
+            lengths |= n;
+            c.slice(usize::from(n))?;
+        }
+        let tags = (tags_start, c.at - start);
+        let stream = if has_stream {
+            let n = c.u8()?;
+            lengths |= n;
+            c.slice(usize::from(n))?;
+            Some((c.at - start - usize::from(n), c.at - start))
+        } else {
+            None
+        };
+        let all: &'a Bytes = c.bytes;
+        Ok(Names {
+            bytes: &all[start..c.at],
+            type_end,
+            tags,
+            tag_count,
+            stream,
+            short: lengths < 0x80,
+        })
+    }
+
+    /// The names as strings. Their UTF-8 is checked in one pass over all of
+    /// them when every length byte between them is below 128 (an ASCII
+    /// char: the whole stretch is then UTF-8 exactly when each name is, and
+    /// each is cut from it at char boundaries), else name by name.
+    fn checked(&self) -> Result<(&'a str, Tags<'a>, Option<&'a str>)> {
+        let not_utf8 = || malformed("name is not UTF-8");
+        if self.short
+            && let Ok(text) = std::str::from_utf8(self.bytes)
+        {
+            let cut = |(a, b): (usize, usize)| text.get(a..b);
+            if let (Some(event_type), Some(tags), Some(stream)) = (
+                cut((1, self.type_end)),
+                cut(self.tags),
+                self.stream.map_or(Some(None), |s| cut(s).map(Some)),
+            ) {
+                return Ok((event_type, Tags::text(tags, self.tag_count), stream));
+            }
+        }
+        let utf8 = |(a, b): (usize, usize)| std::str::from_utf8(&self.bytes[a..b]);
+        let event_type = utf8((1, self.type_end)).map_err(|_| not_utf8())?;
+        let (mut at, end) = self.tags;
+        while at < end {
+            let n = usize::from(self.bytes[at]);
+            utf8((at + 1, at + 1 + n)).map_err(|_| not_utf8())?;
+            at += 1 + n;
+        }
+        let stream = match self.stream {
+            Some(s) => Some(utf8(s).map_err(|_| not_utf8())?),
+            None => None,
+        };
+        let tags = Tags::encoded(&self.bytes[self.tags.0..self.tags.1], self.tag_count);
+        Ok((event_type, tags, stream))
     }
 }
 
@@ -362,25 +441,17 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    fn next(&mut self, verify: bool) -> Result<RecordedEvent> {
+    /// The next event, borrowed from the record: nothing is allocated.
+    fn next_ref(&mut self, verify: bool) -> Result<EventRef<'a>> {
         let meta = self.record.meta;
         let position = self.position();
         let mut c = self.frame(verify)?;
         let flags = c.u8()?;
-        let type_len = c.u8()? as usize;
-        let event_type = c.string(type_len)?;
-        let tag_count = c.u8()? as usize;
-        let mut tags = Vec::with_capacity(tag_count);
-        for _ in 0..tag_count {
-            let n = c.u8()? as usize;
-            tags.push(c.string(n)?);
-        }
-        let (stream, revision) = if flags & FLAG_STREAM != 0 {
-            let n = c.u8()? as usize;
-            let stream = c.string(n)?;
-            (Some(stream), Some(self.revision()?))
-        } else {
-            (None, None)
+        let names = Names::read(&mut c, flags & FLAG_STREAM != 0)?;
+        let (event_type, tags, stream) = names.checked()?;
+        let revision = match stream {
+            Some(_) => Some(self.revision()?),
+            None => None,
         };
         let id = if flags & FLAG_ID != 0 {
             let b = c.slice(16)?;
@@ -392,13 +463,13 @@ impl<'a> Decoder<'a> {
         };
         let metadata = if flags & FLAG_METADATA != 0 {
             let n = c.varint()? as usize;
-            c.take(n)?
+            c.slice(n)?
         } else {
-            Bytes::new()
+            &[]
         };
-        let data = c.take(c.end - c.at)?;
+        let data = c.slice(c.end - c.at)?;
         self.index += 1;
-        Ok(RecordedEvent {
+        Ok(EventRef {
             position,
             event_type,
             tags,
@@ -408,6 +479,7 @@ impl<'a> Decoder<'a> {
             stream,
             revision,
             timestamp_micros: meta.timestamp_micros,
+            shared: Some(&self.record.payload),
         })
     }
 
@@ -654,9 +726,16 @@ impl crate::Store {
 /// record's whole payload must have been verified (by the log's record
 /// checksum); events are not checked one by one again.
 pub(crate) fn decode_record(record: &Record, out: &mut Vec<RecordedEvent>) -> Result<()> {
+    each_event_of(record, |e| out.push(e.to_owned()))
+}
+
+/// Hands every event of a record a scan read (its checksum verified whole)
+/// to `f` in order, borrowed from the record; checks, after the last, that
+/// nothing follows it.
+pub(crate) fn each_event_of<'r>(record: &'r Record, mut f: impl FnMut(EventRef<'r>)) -> Result<()> {
     let mut d = Decoder::new(record);
     for _ in 0..record.meta.count {
-        out.push(d.next(false)?);
+        f(d.next_ref(false)?);
     }
     d.finish(true)
 }
@@ -685,7 +764,7 @@ pub(crate) fn index_entries(record: &Record, from: u64, out: &mut Vec<(Key, u64)
 /// Decodes the one event of a record at `position`, verifying it by its own
 /// checksum: the record may have been read with only its head verified.
 pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEvent> {
-    decode_event_after(record, position, &mut RevisionHint::default())
+    decode_event_after(record, position, &mut RevisionHint::default()).map(|e| e.to_owned())
 }
 
 /// Where point reads in one record left off in its revision entries: the
@@ -702,11 +781,11 @@ const WALK_ON: u32 = 64;
 
 /// [`decode_event`] for one of several reads in `record`, `hint` being
 /// what the previous ones left (and updated for the next).
-pub(crate) fn decode_event_after(
-    record: &Record,
+pub(crate) fn decode_event_after<'r>(
+    record: &'r Record,
     position: u64,
     hint: &mut RevisionHint,
-) -> Result<RecordedEvent> {
+) -> Result<EventRef<'r>> {
     let index = position
         .checked_sub(record.meta.first_position)
         .filter(|&i| i < u64::from(record.meta.count))
@@ -717,7 +796,7 @@ pub(crate) fn decode_event_after(
         Some((last, at)) if last < index && index - last <= WALK_ON => d.seq.at = at,
         _ => d.direct = true,
     }
-    let event = d.next(true)?;
+    let event = d.next_ref(true)?;
     if event.revision.is_some() {
         hint.0 = Some((index, d.seq.at));
     }
@@ -804,6 +883,79 @@ mod tests {
     /// The revision found at its place equals the one found by walking,
     /// for dense and sparse entries, with and without a tracking trailer
     /// (whose source bytes are chosen to look like entries).
+    /// Names of every length class (the one-pass UTF-8 check holds only
+    /// while every length byte is below 128) and with multi-byte chars,
+    /// including ones whose bytes could pass for length bytes, come back
+    /// whole, by a scan and by point reads; a name that is not UTF-8 is
+    /// corruption, whichever way it is checked.
+    #[test]
+    fn names_of_every_length_and_script_round_trip() {
+        let name = |len: usize, fill: &str| fill.repeat(len / fill.len());
+        let mut events = Vec::new();
+        for len in [1usize, 2, 126, 127, 128, 129, 200, 254, 255] {
+            for fill in ["a", "é", "€", "\u{10348}"] {
+                let n = name(len, fill);
+                if n.is_empty() {
+                    continue;
+                }
+                events.push(
+                    NewEvent::new(n.as_str(), "d")
+                        .tags([n.as_str(), "x", n.as_str()])
+                        .stream(n.as_str()),
+                );
+                events.push(NewEvent::new("T", "d").tags(["short", n.as_str()]));
+            }
+        }
+        let count = events.len() as u32;
+        let payload = encode_batch(&events).unwrap();
+        let mut seq = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if e.stream.is_some() {
+                put_varint(&mut seq, i as u64);
+                put_varint(&mut seq, i as u64 + 7);
+            }
+        }
+        let mut out = Vec::new();
+        let meta = RecordMeta {
+            first_position: 1,
+            count,
+            timestamp_micros: 5,
+        };
+        format::encode_record(&mut out, meta, &seq, &Payload::new(Bytes::from(payload)));
+        let Frame::Record(record, _) = format::decode_record(&Bytes::from(out)) else {
+            panic!("the record does not decode");
+        };
+        let mut scanned = Vec::new();
+        decode_record(&record, &mut scanned).unwrap();
+        for (i, (got, want)) in scanned.iter().zip(&events).enumerate() {
+            assert_eq!(got.event_type, want.event_type, "event {i}");
+            assert_eq!(got.tags, want.tags, "event {i}");
+            assert_eq!(got.stream, want.stream, "event {i}");
+            let point = decode_event(&record, 1 + i as u64).unwrap();
+            assert_eq!(&point, got, "point read of event {i}");
+        }
+        assert_eq!(scanned.len(), events.len());
+        // Names that are not UTF-8, in the one-pass and the name-by-name
+        // check.
+        for type_len in [3usize, 200] {
+            for bad_at in [0, 1] {
+                let mut bytes = vec![type_len as u8];
+                bytes.extend(std::iter::repeat_n(b'a', type_len));
+                bytes.extend([1, 2, b'x', b'y', 1, b's']);
+                let target = if bad_at == 0 { 2 } else { type_len + 4 };
+                bytes[target] = 0xFF;
+                let bytes = Bytes::from(bytes);
+                let mut c = Cursor::new(&bytes);
+                let names = Names::read(&mut c, true).unwrap();
+                assert_eq!(c.at, bytes.len());
+                assert!(
+                    names.checked().is_err(),
+                    "type {type_len}, bad byte {target}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn revisions_at_their_place_match_the_walk() {
         let sources = [
@@ -930,7 +1082,9 @@ mod tests {
         for order in orders {
             let mut hint = RevisionHint::default();
             for i in order {
-                let e = decode_event_after(&record, 10 + u64::from(i), &mut hint).unwrap();
+                let e = decode_event_after(&record, 10 + u64::from(i), &mut hint)
+                    .unwrap()
+                    .to_owned();
                 assert_eq!(e, whole[i as usize]);
                 let expected = (!sparse || i % 5 != 3).then_some(u64::from(i) * 1000);
                 assert_eq!(e.revision, expected);

@@ -79,6 +79,7 @@ mod store;
 mod subscribe;
 mod subscription;
 mod tracking;
+pub mod view;
 
 pub use api::{EventIter, EventStore};
 pub use append::{AppendCondition, AppendOptions, Appended, ExpectedRevision};
@@ -236,6 +237,7 @@ pub use store::{IndexShape, Store};
 pub use subscription::{
     FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream, fetch_by_append,
 };
+pub use view::{EventRef, Tags};
 
 pub use gesta_wal::CacheStats;
 /// The I/O seam, re-exported so tests and tools can open a store on another

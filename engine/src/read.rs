@@ -6,9 +6,12 @@ use std::collections::VecDeque;
 use gesta_index::{Cursor, Positions};
 use gesta_wal::{Backward, Forward, Record, WalReader};
 
-use crate::codec::{RevisionHint, decode_event_after, decode_record};
+use std::ops::ControlFlow;
+
+use crate::codec::{RevisionHint, decode_event_after, decode_record, each_event_of};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
+use crate::view::EventRef;
 
 pub use gesta_index::Direction;
 
@@ -304,6 +307,11 @@ impl Lookup {
 
     /// The event at `position`.
     pub(crate) fn event(&mut self, position: u64) -> Result<RecordedEvent> {
+        self.event_ref(position).map(|e| e.to_owned())
+    }
+
+    /// The event at `position`, borrowed from the record that holds it.
+    pub(crate) fn event_ref(&mut self, position: u64) -> Result<EventRef<'_>> {
         if !self.in_last(position) {
             self.record = self.reader.record_head_containing(position)?;
             self.hint = RevisionHint::default();
@@ -353,6 +361,82 @@ pub(crate) fn name_file(reader: &WalReader, position: u64, e: Error) -> Error {
         }
         other => other,
     }
+}
+
+/// [`read`], lending each event to `f` (see `EventStore::read_each`): a
+/// scan decodes each record's events in place, an indexed read each
+/// position's event in the record it keeps.
+pub(crate) fn read_each(
+    reader: &WalReader,
+    indexes: &crate::indexes::Indexes,
+    head: u64,
+    query: &crate::query::Query,
+    options: ReadOptions,
+    f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+) -> Result<()> {
+    let mut remaining = options.limit.unwrap_or(usize::MAX);
+    let (lo, hi) = options.bounds(head);
+    if lo > hi || remaining == 0 {
+        return Ok(());
+    }
+    let mut lend = |e: EventRef<'_>| {
+        remaining -= 1;
+        match f(e) {
+            ControlFlow::Continue(()) if remaining > 0 => ControlFlow::Continue(()),
+            _ => ControlFlow::Break(()),
+        }
+    };
+    if !query.is_all() {
+        let view = indexes.view();
+        let cursor = view.evaluate(&crate::query::query_spec(query));
+        let mut lookup = Lookup::new(reader.clone());
+        for position in Positions::new(cursor, lo, hi, options.direction) {
+            if lend(lookup.event_ref(position)?).is_break() {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let records: Box<dyn Iterator<Item = gesta_wal::Result<Record>>> = match options.direction {
+        Direction::Forwards => Box::new(reader.forward(lo, head)),
+        Direction::Backwards => Box::new(reader.backward(hi)),
+    };
+    for record in records {
+        let record = record?;
+        let mut flow = ControlFlow::Continue(());
+        let in_bounds = |e: &EventRef<'_>| (lo..=hi).contains(&e.position);
+        let decoded = match options.direction {
+            Direction::Forwards => each_event_of(&record, |e| {
+                if flow.is_continue() && in_bounds(&e) {
+                    flow = lend(e);
+                }
+            }),
+            Direction::Backwards => {
+                // A record's events decode oldest first; they are lent
+                // newest first.
+                let mut events = Vec::with_capacity(record.meta.count as usize);
+                let decoded = each_event_of(&record, |e| {
+                    if in_bounds(&e) {
+                        events.push(e);
+                    }
+                });
+                if decoded.is_ok() {
+                    for e in events.into_iter().rev() {
+                        flow = lend(e);
+                        if flow.is_break() {
+                            break;
+                        }
+                    }
+                }
+                decoded
+            }
+        };
+        decoded.map_err(|e| name_file(reader, record.meta.first_position, e))?;
+        if flow.is_break() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The inclusive position bounds and direction of a read at `head`.

@@ -372,6 +372,26 @@ impl Store {
         ))
     }
 
+    /// The events [`read`](Store::read) yields, lent to `f` without copying
+    /// (see [`EventStore::read_each`]): each borrows the mapped segment that
+    /// holds it, so a read allocates nothing per event.
+    pub fn read_each(
+        &self,
+        query: &Query,
+        options: ReadOptions,
+        f: &mut dyn FnMut(crate::EventRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<()> {
+        query.validate()?;
+        crate::read::read_each(
+            &self.inner.reader,
+            &self.inner.indexes,
+            self.head(),
+            query,
+            options,
+            f,
+        )
+    }
+
     /// The tracking position stored for `source` by the last append that
     /// carried tracking info for it (see [`AppendOptions::tracking`]), or
     /// `None` if none did.
@@ -549,6 +569,15 @@ impl EventStore for Store {
 
     fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
         Ok(Box::new(Store::read(self, query, options)?))
+    }
+
+    fn read_each(
+        &self,
+        query: &Query,
+        options: ReadOptions,
+        f: &mut dyn FnMut(crate::EventRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<()> {
+        Store::read_each(self, query, options, f)
     }
 
     fn read_last(&self, query: &Query) -> Result<Option<crate::RecordedEvent>> {

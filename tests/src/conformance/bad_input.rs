@@ -191,6 +191,10 @@ pub fn invalid_query_in_read_rejected<H: Harness>(h: &mut H) {
         }
         let e = err(what, s.read_last(&q));
         assert_invalid(what, e);
+        let lent = s.read_each(&q, ReadOptions::forwards(), &mut |e| {
+            panic!("{what}: read_each lent position {}", e.position)
+        });
+        assert_invalid(what, err(what, lent));
     }
     assert_contents(&s, &log);
     append(&s, &mut log, vec![ev("C", &[], "c")]);

@@ -2,6 +2,7 @@
 //! the assertions.
 
 use std::fmt::Debug;
+use std::ops::ControlFlow;
 
 use gesta::{
     AppendOptions, Appended, Error, EventStore, ExpectedRevision, NewEvent, Query, QueryItem,
@@ -91,16 +92,38 @@ pub(super) fn err<T: Debug>(what: &str, r: Result<T>) -> Error {
     }
 }
 
-/// Reads with timestamps kept.
+/// Reads with timestamps kept; every read also checks that
+/// [`EventStore::read_each`] lends exactly what `read` yields.
 pub(super) fn read_raw<S: EventStore>(
     s: &S,
     query: &Query,
     options: ReadOptions,
 ) -> Vec<RecordedEvent> {
     let what = format!("read {query:?} {options:?}");
-    ok(&what, s.read(query, options))
+    let events: Vec<RecordedEvent> = ok(&what, s.read(query, options))
         .map(|r| ok(&what, r))
-        .collect()
+        .collect();
+    assert_eq!(read_each(s, query, options), events, "{what}: read_each");
+    events
+}
+
+/// The events [`EventStore::read_each`] lends, made owned.
+pub(super) fn read_each<S: EventStore>(
+    s: &S,
+    query: &Query,
+    options: ReadOptions,
+) -> Vec<RecordedEvent> {
+    let mut lent = Vec::new();
+    let what = format!("read_each {query:?} {options:?}");
+    ok(
+        &what,
+        s.read_each(query, options, &mut |e| {
+            assert_eq!(e.tags.len(), e.tags.count(), "{what}: tag count");
+            lent.push(e.to_owned());
+            ControlFlow::Continue(())
+        }),
+    );
+    lent
 }
 
 pub(super) fn read<S: EventStore>(

@@ -1,7 +1,7 @@
 //! Query shapes and read options: types, tags, items, directions, starts,
 //! limits, `read_last`.
 
-use gesta::{Query, QueryItem, ReadOptions};
+use gesta::{EventStore, Query, QueryItem, ReadOptions};
 
 use super::Harness;
 use super::helpers::*;
@@ -207,6 +207,46 @@ pub fn read_start_and_limit_with_query<H: Harness>(h: &mut H) {
     assert_eq!(r(ReadOptions::backwards().start(8).limit(2)), vec![6, 2]);
     assert_eq!(r(ReadOptions::backwards().start(1)), Vec::<u64>::new());
     check_fixture_queries(&s, &log);
+}
+
+/// `read_each` lends what `read` yields (every read of the suite checks
+/// that), stops when the callback breaks, and (`invalid_query_in_read_rejected`) refuses what `read` refuses.
+pub fn read_each_lends_until_break<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    h.flush_index(&s);
+    append(&s, &mut log, vec![ev("A", &["t1"], "e9").stream("s1")]);
+    for (query, want) in fixture_queries() {
+        for options in [ReadOptions::forwards(), ReadOptions::backwards()] {
+            let mut expected = want.clone();
+            if query.matches("A", &["t1".to_owned()]) {
+                expected.push(9);
+            }
+            if options.direction == gesta::Direction::Backwards {
+                expected.reverse();
+            }
+            for stop in 0..=expected.len() {
+                let mut seen = Vec::new();
+                let r = s.read_each(&query, options, &mut |e| {
+                    seen.push(e.position);
+                    if seen.len() > stop {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                });
+                ok("read_each", r);
+                let lent = expected.len().min(stop + 1);
+                assert_eq!(
+                    seen,
+                    expected[..lent],
+                    "{query:?} {options:?} break after {stop}"
+                );
+            }
+        }
+    }
+    assert_contents(&s, &log);
 }
 
 /// `read_last` returns the newest matching event, whole.
