@@ -26,8 +26,15 @@ pub(crate) fn encode_tags(tags: &[String]) -> Vec<u8> {
 }
 
 /// The tag list of a `tags` column, or a description of what is wrong.
-pub(crate) fn decode_tags(mut blob: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn decode_tags(blob: &[u8]) -> Result<Vec<String>, String> {
     let mut tags = Vec::new();
+    each_tag(blob, |tag| tags.push(tag.to_owned()))?;
+    Ok(tags)
+}
+
+/// Hands each tag of a `tags` column to `f`, borrowed, in order; fails on
+/// the first thing wrong (after handing over the tags before it).
+pub(crate) fn each_tag<'b>(mut blob: &'b [u8], mut f: impl FnMut(&'b str)) -> Result<(), String> {
     while !blob.is_empty() {
         let Some((len, rest)) = blob.split_first_chunk::<2>() else {
             return Err("tag list ends inside a length".to_owned());
@@ -37,11 +44,10 @@ pub(crate) fn decode_tags(mut blob: &[u8]) -> Result<Vec<String>, String> {
             return Err("tag list ends inside a tag".to_owned());
         }
         let (tag, rest) = rest.split_at(len);
-        let tag = std::str::from_utf8(tag).map_err(|e| format!("tag is not UTF-8: {e}"))?;
-        tags.push(tag.to_owned());
+        f(std::str::from_utf8(tag).map_err(|e| format!("tag is not UTF-8: {e}"))?);
         blob = rest;
     }
-    Ok(tags)
+    Ok(())
 }
 
 #[cfg(test)]

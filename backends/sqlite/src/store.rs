@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,12 +22,13 @@ use parking_lot::Mutex;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
+use gesta::event::MAX_TAGS;
 use gesta::{
-    AppendOptions, Appended, Direction, Error, EventIter, EventStore, NewEvent, Query, ReadOptions,
-    RecordedEvent, Result, validation,
+    AppendOptions, Appended, Direction, Error, EventIter, EventRef, EventStore, NewEvent, Query,
+    ReadOptions, RecordedEvent, Result, Tags, validation,
 };
 
-use crate::codec::{decode_id, decode_tags, encode_id, encode_tags};
+use crate::codec::{decode_id, decode_tags, each_tag, encode_id, encode_tags};
 use crate::live::Live;
 use crate::options::SqliteOptions;
 use crate::readers::Readers;
@@ -228,6 +230,87 @@ impl Decoder<'_> {
             out.push(self.decode(row)?);
         }
         Ok(out)
+    }
+
+    /// The rows of `stmt` in `lo..=hi` (at most `limit`), each lent to `f`
+    /// borrowed from the row: how many were lent, the last position lent,
+    /// and whether `f` broke off.
+    fn each_row(
+        &self,
+        conn: &Connection,
+        stmt: &Statement,
+        (lo, hi, limit): (u64, u64, usize),
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<(usize, u64, bool)> {
+        let params = bind(&[signed(lo), signed(hi), signed(limit as u64)], stmt);
+        let mut prepared = conn.prepare_cached(&stmt.sql).map_err(|e| self.err(e))?;
+        let mut rows = prepared
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| self.err(e))?;
+        let (mut lent, mut last) = (0, 0);
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let mut tags = [""; MAX_TAGS];
+            let event = self.decode_ref(row, &mut tags)?;
+            last = event.position;
+            lent += 1;
+            if f(event).is_break() {
+                return Ok((lent, last, true));
+            }
+        }
+        Ok((lent, last, false))
+    }
+
+    /// One row of event columns borrowed from the row, its tags in `tags`.
+    fn decode_ref<'r>(
+        &self,
+        row: &'r Row<'_>,
+        tags: &'r mut [&'r str; MAX_TAGS],
+    ) -> Result<EventRef<'r>> {
+        let get = |i: usize| row.get_ref(i).map_err(|e| self.err(e));
+        let position = unsigned(get(0)?.as_i64().map_err(|e| self.err(e.into()))?);
+        let corrupt = |reason: String| Error::Corruption {
+            file: self.path.to_owned(),
+            offset: 0,
+            reason: format!("event at position {position}: {reason}"),
+        };
+        let text =
+            |i: usize| -> Result<&'r str> { get(i)?.as_str().map_err(|e| self.err(e.into())) };
+        let mut n = 0;
+        let blob = get(2)?.as_blob().map_err(|e| self.err(e.into()))?;
+        let mut overflow = false;
+        each_tag(blob, |tag| match tags.get_mut(n) {
+            Some(slot) => {
+                *slot = tag;
+                n += 1;
+            }
+            None => overflow = true,
+        })
+        .map_err(corrupt)?;
+        if overflow {
+            return Err(corrupt(format!("more than {MAX_TAGS} tags")));
+        }
+        let id = match get(5)?.as_blob_or_null().map_err(|e| self.err(e.into()))? {
+            None => None,
+            Some(blob) => Some(
+                decode_id(blob).ok_or_else(|| corrupt(format!("id of {} bytes", blob.len())))?,
+            ),
+        };
+        let stream = get(3)?.as_str_or_null().map_err(|e| self.err(e.into()))?;
+        let revision = get(4)?.as_i64_or_null().map_err(|e| self.err(e.into()))?;
+        let blob_or_empty =
+            |i: usize| -> Result<&'r [u8]> { get(i)?.as_bytes().map_err(|e| self.err(e.into())) };
+        Ok(EventRef {
+            position,
+            event_type: text(1)?,
+            tags: Tags::strs(&tags[..n]),
+            data: blob_or_empty(6)?,
+            metadata: blob_or_empty(7)?,
+            id,
+            stream,
+            revision: revision.map(unsigned),
+            timestamp_micros: unsigned(get(8)?.as_i64().map_err(|e| self.err(e.into()))?),
+            shared: None,
+        })
     }
 
     /// One row of event columns (see `sql::EVENT_COLUMNS`).
@@ -483,6 +566,36 @@ impl EventStore for SqliteStore {
             buffer: VecDeque::new(),
             done: false,
         }))
+    }
+
+    /// Pages through the rows as `read` does, each row's event lent to `f`
+    /// borrowed from the row (its tags from a stack array): nothing is
+    /// allocated per event.
+    fn read_each(
+        &self,
+        query: &Query,
+        options: ReadOptions,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        validation::check_query(query)?;
+        let mut remaining = options.limit.unwrap_or(usize::MAX);
+        let (mut lo, mut hi) = options.bounds(self.head()?);
+        let stmt = sql::read(query, options.direction);
+        let decoder = Decoder { path: &self.path };
+        while remaining > 0 && lo <= hi {
+            let limit = remaining.min(PAGE);
+            let (lent, last, broke) =
+                self.with_reader(|conn| decoder.each_row(conn, &stmt, (lo, hi, limit), f))?;
+            remaining -= lent;
+            if broke || lent < limit {
+                break;
+            }
+            match options.direction {
+                Direction::Forwards => lo = last + 1,
+                Direction::Backwards => hi = last.saturating_sub(1),
+            }
+        }
+        Ok(())
     }
 
     fn read_last(&self, query: &Query) -> Result<Option<RecordedEvent>> {
