@@ -4,13 +4,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use gesta::event::MAX_TAGS;
 use gesta::validation::{check_query, check_stream_name};
 use gesta::{
-    AppendOptions, Appended, Direction, Error, EventIter, EventStore, NewEvent, Query, ReadOptions,
-    RecordedEvent, Result,
+    AppendOptions, Appended, Direction, Error, EventIter, EventRef, EventStore, NewEvent, Query,
+    ReadOptions, RecordedEvent, Result, Tags,
 };
 use postgres::Row;
 use postgres::types::ToSql;
@@ -133,6 +135,56 @@ pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
         stream,
         revision,
         timestamp_micros: to_u64(position, timestamp, "timestamp")?,
+    })
+}
+
+/// One row of event columns lent (see `EventStore::read_each`): the
+/// strings and bytes borrowed from the row; the tags' UTF-8 checked into
+/// `tags`, whose slots borrow from `raw` (the row's tag array).
+fn event_ref_from_row<'r>(
+    row: &'r Row,
+    raw: &'r [&'r [u8]],
+    tags: &'r mut [&'r str; MAX_TAGS],
+) -> Result<EventRef<'r>> {
+    let position: i64 = row.try_get(0).map_err(pg_error)?;
+    let text = |bytes: &'r [u8], what: &str| {
+        std::str::from_utf8(bytes).map_err(|_| corrupt(position, format!("{what} is not UTF-8")))
+    };
+    if raw.len() > MAX_TAGS {
+        return Err(corrupt(position, format!("more than {MAX_TAGS} tags")));
+    }
+    for (slot, tag) in tags.iter_mut().zip(raw) {
+        *slot = text(tag, "tag")?;
+    }
+    let id = match row.try_get::<_, Option<&[u8]>>(5).map_err(pg_error)? {
+        None => None,
+        Some(bytes) => {
+            let bytes: [u8; 16] = bytes
+                .try_into()
+                .map_err(|_| corrupt(position, "an id is not 16 bytes"))?;
+            Some(u128::from_be_bytes(bytes))
+        }
+    };
+    let stream = match row.try_get::<_, Option<&[u8]>>(6).map_err(pg_error)? {
+        None => None,
+        Some(bytes) => Some(text(bytes, "stream")?),
+    };
+    let revision = match row.try_get::<_, Option<i64>>(7).map_err(pg_error)? {
+        None => None,
+        Some(r) => Some(to_u64(position, r, "revision")?),
+    };
+    let timestamp: i64 = row.try_get(8).map_err(pg_error)?;
+    Ok(EventRef {
+        position: to_u64(position, position, "position")?,
+        event_type: text(row.try_get(1).map_err(pg_error)?, "event type")?,
+        tags: Tags::strs(&tags[..raw.len()]),
+        data: row.try_get(3).map_err(pg_error)?,
+        metadata: row.try_get(4).map_err(pg_error)?,
+        id,
+        stream,
+        revision,
+        timestamp_micros: to_u64(position, timestamp, "timestamp")?,
+        shared: None,
     })
 }
 
@@ -355,6 +407,30 @@ impl PostgresStore {
             last: head + events.len() as u64,
         })
     }
+
+    /// A paged reader of `query`'s events per `options`, nothing fetched
+    /// yet (done at once when the limit is 0).
+    fn reader(&self, query: &Query, options: ReadOptions) -> Result<Reader<'_>> {
+        check_query(query)?;
+        let built = sql::build(&self.s, query, options.direction, Select::Events);
+        let (lo, hi) = match options.direction {
+            Direction::Forwards => (bound(options.start.unwrap_or(0)), i64::MAX),
+            Direction::Backwards => (0, options.start.map_or(i64::MAX, bound)),
+        };
+        let remaining = options.limit.unwrap_or(usize::MAX);
+        Ok(Reader {
+            store: self,
+            sql: built.sql,
+            params: built.params,
+            direction: options.direction,
+            lo,
+            hi,
+            remaining,
+            first_page: true,
+            buffered: VecDeque::new(),
+            done: remaining == 0,
+        })
+    }
 }
 
 /// The insert of a batch: positions after the head, revisions after each
@@ -440,30 +516,33 @@ impl EventStore for PostgresStore {
     }
 
     fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
-        check_query(query)?;
-        let built = sql::build(&self.s, query, options.direction, Select::Events);
-        let (lo, hi) = match options.direction {
-            Direction::Forwards => (bound(options.start.unwrap_or(0)), i64::MAX),
-            Direction::Backwards => (0, options.start.map_or(i64::MAX, bound)),
-        };
-        let mut reader = Reader {
-            store: self,
-            sql: built.sql,
-            params: built.params,
-            direction: options.direction,
-            lo,
-            hi,
-            remaining: options.limit.unwrap_or(usize::MAX),
-            first_page: true,
-            buffered: VecDeque::new(),
-            done: false,
-        };
-        if reader.remaining == 0 {
-            reader.done = true;
-        } else {
+        let mut reader = self.reader(query, options)?;
+        if !reader.done {
             reader.fetch()?;
         }
         Ok(Box::new(reader))
+    }
+
+    /// Pages through the rows as `read` does, each row's event lent to `f`
+    /// with its strings and bytes borrowed from the row (one allocation
+    /// per event remains: the row's list of tags).
+    fn read_each(
+        &self,
+        query: &Query,
+        options: ReadOptions,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let mut reader = self.reader(query, options)?;
+        while !reader.done {
+            for row in &reader.next_page()? {
+                let raw: Vec<&[u8]> = row.try_get(2).map_err(pg_error)?;
+                let mut tags = [""; MAX_TAGS];
+                if f(event_ref_from_row(row, &raw, &mut tags)?).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     fn head(&self) -> Result<u64> {
@@ -623,7 +702,8 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn fetch(&mut self) -> Result<()> {
+    /// The next page of rows, the bounds moved past it.
+    fn next_page(&mut self) -> Result<Vec<Row>> {
         let page = self.remaining.min(PAGE);
         let limit = page as i64;
         let rows = {
@@ -640,18 +720,24 @@ impl Reader<'_> {
             self.hi = self.hi.min(head.saturating_add(1));
         }
         self.first_page = false;
-        for row in &rows {
-            let event = event_from_row(row)?;
-            let position = bound(event.position);
+        if let Some(row) = rows.last() {
+            let position: i64 = row.try_get(0).map_err(pg_error)?;
             match self.direction {
                 Direction::Forwards => self.lo = position,
                 Direction::Backwards => self.hi = position,
             }
-            self.buffered.push_back(event);
         }
         self.remaining -= rows.len();
         if rows.len() < page || self.remaining == 0 {
             self.done = true;
+        }
+        Ok(rows)
+    }
+
+    fn fetch(&mut self) -> Result<()> {
+        for row in &self.next_page()? {
+            let event = event_from_row(row)?;
+            self.buffered.push_back(event);
         }
         Ok(())
     }
