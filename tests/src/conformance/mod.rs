@@ -132,6 +132,7 @@ macro_rules! __gesta_conformance_cases {
             read_limits,
             read_start_and_limit_with_query,
             read_each_lends_until_break,
+            reads_across_pages,
             read_last_match,
             read_last_no_match,
             read_last_several_items,

@@ -249,6 +249,43 @@ pub fn read_each_lends_until_break<H: Harness>(h: &mut H) {
     assert_contents(&s, &log);
 }
 
+/// Reads longer than the pages a SQL store fetches (512 rows): `read` and
+/// `read_each` agree across page boundaries, both ways, with limits that
+/// end inside and at the edge of a page.
+pub fn reads_across_pages<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut log = Log::default();
+    for b in 0..13u64 {
+        let batch = (0..100u64)
+            .map(|i| {
+                let n = b * 100 + i;
+                ev(
+                    if n % 3 == 0 { "A" } else { "B" },
+                    &[&format!("t{}", n % 2)],
+                    "x",
+                )
+            })
+            .collect();
+        append(&s, &mut log, batch);
+    }
+    let all = Query::all();
+    let t0 = Query::tag("t0");
+    for query in [&all, &t0] {
+        for limit in [None, Some(511), Some(512), Some(513), Some(1025)] {
+            for mut options in [ReadOptions::forwards(), ReadOptions::backwards()] {
+                options.limit = limit;
+                let got = read(&s, query, options);
+                let mut want = log.matching(query);
+                if options.direction == gesta::Direction::Backwards {
+                    want.reverse();
+                }
+                want.truncate(limit.unwrap_or(usize::MAX));
+                assert_eq!(positions(&got), want, "{query:?} {options:?}");
+            }
+        }
+    }
+}
+
 /// `read_last` returns the newest matching event, whole.
 pub fn read_last_match<H: Harness>(h: &mut H) {
     let s = h.create();
