@@ -27,7 +27,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use gesta::{NewEvent, Query, QueryItem, RecordedEvent};
+use gesta::{EventRef, NewEvent, Query, QueryItem, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -115,7 +115,7 @@ struct EventOut<'a> {
     position: u64,
     #[serde(rename = "type")]
     event_type: &'a str,
-    tags: &'a [String],
+    tags: TagsOut<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,14 +158,14 @@ pub fn parse_id(text: &str) -> Result<u128, String> {
 }
 
 /// Writes `e` as one JSON line (without the newline).
-pub fn write_event(out: &mut Vec<u8>, e: &RecordedEvent) {
-    let (data, data_base64) = json_or_base64(&e.data);
-    let (metadata, metadata_base64) = json_or_base64(&e.metadata);
+pub fn write_event(out: &mut Vec<u8>, e: EventRef<'_>) {
+    let (data, data_base64) = json_or_base64(e.data);
+    let (metadata, metadata_base64) = json_or_base64(e.metadata);
     let line = EventOut {
         position: e.position,
-        event_type: &e.event_type,
-        tags: &e.tags,
-        stream: e.stream.as_deref(),
+        event_type: e.event_type,
+        tags: TagsOut(e.tags),
+        stream: e.stream,
         revision: e.revision,
         id: e
             .id
@@ -179,6 +179,15 @@ pub fn write_event(out: &mut Vec<u8>, e: &RecordedEvent) {
     // Serializing plain strings, numbers and already-valid JSON into a
     // vector cannot fail.
     let _ = serde_json::to_writer(out, &line);
+}
+
+/// An event's tags as a JSON array, straight from the borrowed view.
+struct TagsOut<'a>(Tags<'a>);
+
+impl Serialize for TagsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -255,7 +264,7 @@ pub fn fuzz_line(text: &str) {
     let revision = e.stream.as_ref().map(|_| 0);
     let recorded = e.clone().into_recorded(1, revision, 0);
     let mut line = Vec::new();
-    write_event(&mut line, &recorded);
+    write_event(&mut line, (&recorded).into());
     let text = std::str::from_utf8(&line).expect("write_event writes UTF-8");
     let again = parse_event(text).expect("an exported line imports");
     assert_eq!(again, e, "export then import changed the event");

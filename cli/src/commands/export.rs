@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use std::ops::ControlFlow;
+
 use gesta::{Query, ReadOptions};
 
 use super::{Batch, LineBatches};
@@ -68,23 +70,30 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
     let bar = progress::events(store.head(), "exporting");
     let mut line = Vec::with_capacity(512);
     let mut n = 0u64;
-    for event in store.read(&Query::all(), ReadOptions::forwards())? {
-        let event = event?;
+    // Events are lent, not copied: each goes from the mapped log to its
+    // JSON line. A write error stops the read and is reported after it.
+    let mut failed: Option<io::Error> = None;
+    store.read_each(&Query::all(), ReadOptions::forwards(), &mut |event| {
         line.clear();
-        json::write_event(&mut line, &event);
+        json::write_event(&mut line, event);
         line.push(b'\n');
         if let Err(e) = out.write_all(&line) {
-            bar.abandon();
-            return if super::closed_pipe(&e) {
-                Ok(())
-            } else {
-                Err(e.into())
-            };
+            failed = Some(e);
+            return ControlFlow::Break(());
         }
         n += 1;
         if n.is_multiple_of(1024) {
             bar.set_position(n);
         }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failed {
+        bar.abandon();
+        return if super::closed_pipe(&e) {
+            Ok(())
+        } else {
+            Err(e.into())
+        };
     }
     out.flush()?;
     bar.finish_and_clear();

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Err(Failure::new(format!("no event has id {}", args.id)));
     };
     let mut line = Vec::with_capacity(512);
-    json::write_event(&mut line, &event);
+    json::write_event(&mut line, (&event).into());
     line.push(b'\n');
     let mut out = std::io::stdout().lock();
     match out.write_all(&line).and_then(|()| out.flush()) {

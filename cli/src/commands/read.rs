@@ -4,7 +4,9 @@
 
 use std::io::{self, BufWriter, Write};
 
-use gesta::{Query, QueryItem, ReadOptions};
+use std::ops::ControlFlow;
+
+use gesta::{EventRef, Query, QueryItem, ReadOptions};
 
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
@@ -100,7 +102,7 @@ fn follow(args: &Args, query: &Query) -> Result<(), Failure> {
             .filter(|e| query.matches(&e.event_type, &e.tags))
         {
             line.clear();
-            json::write_event(&mut line, event);
+            json::write_event(&mut line, event.into());
             line.push(b'\n');
             if let Err(e) = out.write_all(&line) {
                 return if super::closed_pipe(&e) {
@@ -123,33 +125,46 @@ fn follow(args: &Args, query: &Query) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints `events` as JSON lines until `beyond` says one is past the
-/// read's far bound; a closed pipe ends the output quietly.
-fn write_events(
-    events: impl Iterator<Item = gesta::Result<gesta::RecordedEvent>>,
-    beyond: impl Fn(&gesta::RecordedEvent) -> bool,
-) -> Result<(), Failure> {
-    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let mut line = Vec::with_capacity(512);
-    for event in events {
-        let event = event?;
-        if beyond(&event) {
-            break;
-        }
-        line.clear();
-        json::write_event(&mut line, &event);
-        line.push(b'\n');
-        if let Err(e) = out.write_all(&line) {
-            return if super::closed_pipe(&e) {
-                Ok(())
-            } else {
-                Err(e.into())
-            };
+/// Prints events as JSON lines to standard output; a closed pipe ends the
+/// output quietly.
+struct Printer {
+    out: BufWriter<io::StdoutLock<'static>>,
+    line: Vec<u8>,
+    failed: Option<io::Error>,
+}
+
+impl Printer {
+    fn new() -> Printer {
+        Printer {
+            out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+            line: Vec::with_capacity(512),
+            failed: None,
         }
     }
-    match out.flush() {
-        Err(e) if !super::closed_pipe(&e) => Err(e.into()),
-        _ => Ok(()),
+
+    /// Prints `event`; breaks once a write has failed.
+    fn print(&mut self, event: EventRef<'_>) -> ControlFlow<()> {
+        self.line.clear();
+        json::write_event(&mut self.line, event);
+        self.line.push(b'\n');
+        match self.out.write_all(&self.line) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<(), Failure> {
+        let result = match self.failed.take() {
+            Some(e) => Err(e),
+            None => self.out.flush(),
+        };
+        match result {
+            Err(e) if !super::closed_pipe(&e) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -206,18 +221,31 @@ pub fn run(mut args: Args) -> Result<(), Failure> {
     options.start = if backwards { args.before } else { args.after };
     options.limit = limit;
     let (after, before) = (args.after.unwrap_or(0), args.before.unwrap_or(u64::MAX));
-    let written = match &args.stream {
+    let mut printer = Printer::new();
+    match &args.stream {
         // Bounds in revisions; the first revision is 0, so "after" is only
         // a bound when given.
-        Some(name) => write_events(store.read_stream(name, options)?, |e| {
-            let r = e.revision.unwrap_or(0);
-            args.after.is_some_and(|a| r <= a) || r >= before
-        }),
-        None => write_events(store.read(&query, options)?, |e| {
-            e.position <= after || e.position >= before
-        }),
-    };
-    written?;
+        Some(name) => {
+            for event in store.read_stream(name, options)? {
+                let event = event?;
+                let r = event.revision.unwrap_or(0);
+                if args.after.is_some_and(|a| r <= a) || r >= before {
+                    break;
+                }
+                if printer.print((&event).into()).is_break() {
+                    break;
+                }
+            }
+        }
+        // Lent, not copied: each event goes from the log to its line.
+        None => store.read_each(&query, options, &mut |event| {
+            if event.position <= after || event.position >= before {
+                return ControlFlow::Break(());
+            }
+            printer.print(event)
+        })?,
+    }
+    printer.finish()?;
     store.close()?;
     Ok(())
 }
