@@ -1,4 +1,4 @@
-//! The read workloads R1 and R2 on Gesta alone, for profiling: opens (and
+//! The read workloads R1–R3 on Gesta alone, for profiling: opens (and
 //! builds once, kept in the bench cache directory, as `gesta-bench` does)
 //! the store of the standard data and runs the chosen workload `ROUNDS`
 //! times.
@@ -32,10 +32,13 @@ fn main() {
     let store =
         Store::open_with(&dir, Options::default().durability(Durability::Sync)).expect("open");
     let store: &dyn EventStore = &store;
+    let work = workloads::Queries::new();
     for round in 0..rounds {
         let o = match workload.as_str() {
             "R1" => workloads::read_all(store, 1),
-            other => panic!("unknown workload {other}: R1"),
+            "R2" => workloads::queries(store, &work, workloads::ReadKind::Tag, 2_000),
+            "R3" => workloads::queries(store, &work, workloads::ReadKind::TypeAndTag, 10_000),
+            other => panic!("unknown workload {other}: R1, R2 or R3"),
         }
         .expect("workload");
         println!(
