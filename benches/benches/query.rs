@@ -9,7 +9,9 @@
 //! entire log into a memtable that is never flushed).
 //! `query/runs_1event_records/*`: the same events appended one per append,
 //! so each record of the log holds one event (an indexed read then does not
-//! have to find its event inside a 1,000-event record). In each:
+//! have to find its event inside a 1,000-event record).
+//! `query/runs_compressed/*`: the runs store with its sealed segments
+//! compressed (the default zstd blocks and block cache). In each:
 //!
 //! - `r2_tag`: every event carrying one tag (~300 hits), read forwards;
 //! - `r3_type_and_tag`: every event of one type carrying one tag (~15 hits);
@@ -17,8 +19,9 @@
 //!
 //! Each call cycles through a fixed list of tags (and types), so the figures
 //! are over many different lists. `query/r1_read_all` (and
-//! `r1_read_all_1event_records`): all 1,000,000 events, forwards, with
-//! `Query::all()` (a log scan).
+//! `r1_read_all_1event_records`, `r1_read_all_compressed`): all 1,000,000
+//! events, forwards, with `Query::all()` (a log scan); `query/r1_read_each`
+//! the same lent through `read_each` instead of copied.
 //!
 //! Each variant's files are read once before it is measured, so the figures
 //! are for a warm page cache; the one R2 query run before that is reported
@@ -47,6 +50,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -185,6 +189,41 @@ fn bench_read_all(c: &mut Criterion, store: &Store, name: &str, key: &str) {
     });
     group.finish();
 }
+
+/// R1 through `read_each`: every event lent from the log, its type, tags
+/// and data looked at, none copied.
+fn bench_read_each(c: &mut Criterion, store: &Store) {
+    let mut group = c.benchmark_group("query");
+    configure(&mut group);
+    group.throughput(Throughput::Elements(EVENTS));
+    group.bench_function("r1_read_each", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut n = 0u64;
+                let start = Instant::now();
+                store
+                    .read_each(&Query::all(), ReadOptions::forwards(), &mut |e| {
+                        black_box((e.event_type, e.data));
+                        for tag in e.tags {
+                            black_box(tag);
+                        }
+                        n += 1;
+                        ControlFlow::Continue(())
+                    })
+                    .expect("read_each");
+                total += start.elapsed();
+                assert_eq!(n, EVENTS, "R1 lent every event");
+            }
+            tally(R1_LENT_KEY, |t| t.add(iters * EVENTS, total));
+            total
+        })
+    });
+    group.finish();
+}
+
+/// The summary's key for R1 through `read_each`.
+const R1_LENT_KEY: &str = "R1 read all, lent (events/s)";
 
 /// Answers the three queries by scanning the log, `SCAN_RUNS` times each
 /// with different arguments, checking every answer against the index's.
@@ -346,6 +385,7 @@ fn queries_on_runs(c: &mut Criterion, work: &Queries) -> Store {
 
     bench_queries(c, &store, work, "runs");
     bench_read_all(c, &store, "r1_read_all", "R1 read all (events/s)");
+    bench_read_each(c, &store);
     scan_comparison(&store, work);
     store
 }
@@ -361,6 +401,34 @@ fn queries_on_small_records(c: &mut Criterion, work: &Queries) {
         &store,
         "r1_read_all_1event_records",
         "R1 read all, 1-event records (events/s)",
+    );
+    store.close().expect("close");
+}
+
+/// The same store with its sealed segments compressed (zstd, the default
+/// 64 KiB blocks and 32 MiB block cache): a copy opened with compression on
+/// and compacted, so every query hit and scan decompresses what the block
+/// cache does not hold.
+fn queries_on_compressed(c: &mut Criterion, work: &Queries, cached: &Path) {
+    let scratch = scratch_dir("gesta-bench-query-z").expect("scratch dir");
+    let dir = scratch.path().join("store");
+    copy_dir(cached, &dir).expect("copy the cached store");
+    let options = Options::default().compression(Some(gesta::Compression::default()));
+    let store = Store::open_with(&dir, options).expect("open the copy");
+    let start = Instant::now();
+    store.compact().expect("compress the sealed segments");
+    note(format!(
+        "compressed variant: compacting and compressing took {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
+    assert_eq!(store.head(), EVENTS);
+    first_query_then_warm(&store, "compressed variant");
+    bench_queries(c, &store, work, "runs_compressed");
+    bench_read_all(
+        c,
+        &store,
+        "r1_read_all_compressed",
+        "R1 read all, compressed (events/s)",
     );
     store.close().expect("close");
 }
@@ -588,7 +656,7 @@ fn summary() {
     };
     for (_, label) in KINDS {
         let scan = rate(&format!("scan: {label}"));
-        for variant in ["runs", "memtable", "runs_1event_records"] {
+        for variant in ["runs", "memtable", "runs_1event_records", "runs_compressed"] {
             if let (Some(i), Some(s)) = (rate(&format!("{variant}: {label}")), scan) {
                 println!("- {label}, index ({variant}) ÷ scan: {:.0}×", i / s);
             }
@@ -605,6 +673,19 @@ fn summary() {
             "- R1 is {:.0}% of the 10 M events/s target",
             100.0 * r1 / 1e7
         );
+    }
+    if let Some(r1) = rate(R1_LENT_KEY) {
+        println!(
+            "- R1 through read_each is {:.0}% of the 10 M events/s target",
+            100.0 * r1 / 1e7
+        );
+    }
+    for (_, label) in KINDS {
+        let plain = rate(&format!("runs: {label}"));
+        let z = rate(&format!("runs_compressed: {label}"));
+        if let (Some(p), Some(z)) = (plain, z) {
+            println!("- {label}, compressed ÷ uncompressed: {:.3}×", z / p);
+        }
     }
     if let (Some(w2), Some(w4)) = (rate(W2_ALT_KEY), rate(W4_ALT_KEY)) {
         println!(
@@ -635,6 +716,7 @@ fn main() {
     store.close().expect("close");
     drop(store);
     queries_on_memtable(&mut c, &work, &cached);
+    queries_on_compressed(&mut c, &work, &cached);
     queries_on_small_records(&mut c, &work);
     bench_writers(&mut c);
     c.final_summary();
