@@ -11,7 +11,7 @@ use crate::event::RecordedEvent;
 /// An event borrowed from a store's buffers, handed to the callback of
 /// [`EventStore::read_each`](crate::EventStore::read_each); valid for the
 /// call only. The fields mean what [`RecordedEvent`]'s do.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct EventRef<'a> {
     /// Its place in the global order (starts at 1).
     pub position: u64,
@@ -57,6 +57,24 @@ impl<'a> EventRef<'a> {
             revision: self.revision,
             timestamp_micros: self.timestamp_micros,
         }
+    }
+}
+
+impl std::fmt::Debug for EventRef<'_> {
+    /// The fields, without the shared buffer (a whole record's bytes).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRef")
+            .field("position", &self.position)
+            .field("event_type", &self.event_type)
+            .field("tags", &self.tags.collect::<Vec<_>>())
+            .field("data", &Bytes::copy_from_slice(self.data))
+            .field("metadata", &Bytes::copy_from_slice(self.metadata))
+            .field("id", &self.id)
+            .field("stream", &self.stream)
+            .field("revision", &self.revision)
+            .field("timestamp_micros", &self.timestamp_micros)
+            .field("shared", &self.shared.is_some())
+            .finish()
     }
 }
 
@@ -221,6 +239,17 @@ mod tests {
         let text = std::str::from_utf8(&bytes).unwrap();
         assert_eq!(Tags::text(text, 2).collect::<Vec<_>>(), ["a:1", "b"]);
         assert_eq!(Tags::text(&text[..3], 2).collect::<Vec<_>>().len(), 0);
+    }
+
+    #[test]
+    fn debug_shows_the_event_not_its_buffer() {
+        let buffer = Bytes::from(vec![b'z'; 10_000]);
+        let e = event();
+        let mut view = EventRef::from(&e);
+        view.shared = Some(&buffer);
+        let shown = format!("{view:?}");
+        assert!(shown.contains("Opened") && shown.contains("a:1"), "{shown}");
+        assert!(shown.len() < 500, "{shown}");
     }
 
     #[test]
