@@ -171,6 +171,13 @@ fn bench_queries(c: &mut Criterion, store: &Store, work: &Queries, variant: &str
 }
 
 fn bench_read_all(c: &mut Criterion, store: &Store, name: &str, key: &str) {
+    bench_r1(c, name, key, || {
+        count(store.read(&Query::all(), ReadOptions::forwards()).unwrap())
+    });
+}
+
+/// Times `read`, which reads every event and returns how many it read.
+fn bench_r1(c: &mut Criterion, name: &str, key: &str, read: impl Fn() -> u64) {
     let mut group = c.benchmark_group("query");
     configure(&mut group);
     group.throughput(Throughput::Elements(EVENTS));
@@ -179,9 +186,9 @@ fn bench_read_all(c: &mut Criterion, store: &Store, name: &str, key: &str) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
-                let n = count(store.read(&Query::all(), ReadOptions::forwards()).unwrap());
+                let n = read();
                 total += start.elapsed();
-                assert_eq!(n, EVENTS, "R1 read every event");
+                assert_eq!(n, EVENTS, "{name}: every event");
             }
             tally(key, |t| t.add(iters * EVENTS, total));
             total
@@ -193,33 +200,20 @@ fn bench_read_all(c: &mut Criterion, store: &Store, name: &str, key: &str) {
 /// R1 through `read_each`: every event lent from the log, its type, tags
 /// and data looked at, none copied.
 fn bench_read_each(c: &mut Criterion, store: &Store) {
-    let mut group = c.benchmark_group("query");
-    configure(&mut group);
-    group.throughput(Throughput::Elements(EVENTS));
-    group.bench_function("r1_read_each", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let mut n = 0u64;
-                let start = Instant::now();
-                store
-                    .read_each(&Query::all(), ReadOptions::forwards(), &mut |e| {
-                        black_box((e.event_type, e.data));
-                        for tag in e.tags {
-                            black_box(tag);
-                        }
-                        n += 1;
-                        ControlFlow::Continue(())
-                    })
-                    .expect("read_each");
-                total += start.elapsed();
-                assert_eq!(n, EVENTS, "R1 lent every event");
-            }
-            tally(R1_LENT_KEY, |t| t.add(iters * EVENTS, total));
-            total
-        })
+    bench_r1(c, "r1_read_each", R1_LENT_KEY, || {
+        let mut n = 0u64;
+        store
+            .read_each(&Query::all(), ReadOptions::forwards(), &mut |e| {
+                black_box((e.event_type, e.data));
+                for tag in e.tags {
+                    black_box(tag);
+                }
+                n += 1;
+                ControlFlow::Continue(())
+            })
+            .expect("read_each");
+        n
     });
-    group.finish();
 }
 
 /// The summary's key for R1 through `read_each`.

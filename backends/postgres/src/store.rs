@@ -94,48 +94,9 @@ fn id_bytes(id: u128) -> [u8; 16] {
 
 /// Decodes the first columns of `row`, laid out as [`EVENT_COLUMNS`].
 pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
-    let position: i64 = row.try_get(0).map_err(pg_error)?;
-    let text = |bytes: Vec<u8>, what: &str| {
-        String::from_utf8(bytes).map_err(|_| corrupt(position, format!("{what} is not UTF-8")))
-    };
-    let event_type = text(row.try_get(1).map_err(pg_error)?, "event type")?;
-    let tags = row
-        .try_get::<_, Vec<Vec<u8>>>(2)
-        .map_err(pg_error)?
-        .into_iter()
-        .map(|t| text(t, "tag"))
-        .collect::<Result<Vec<String>>>()?;
-    let data: Vec<u8> = row.try_get(3).map_err(pg_error)?;
-    let metadata: Vec<u8> = row.try_get(4).map_err(pg_error)?;
-    let id = match row.try_get::<_, Option<Vec<u8>>>(5).map_err(pg_error)? {
-        None => None,
-        Some(bytes) => {
-            let bytes: [u8; 16] = bytes
-                .try_into()
-                .map_err(|_| corrupt(position, "an id is not 16 bytes"))?;
-            Some(u128::from_be_bytes(bytes))
-        }
-    };
-    let stream = match row.try_get::<_, Option<Vec<u8>>>(6).map_err(pg_error)? {
-        None => None,
-        Some(bytes) => Some(text(bytes, "stream")?),
-    };
-    let revision = match row.try_get::<_, Option<i64>>(7).map_err(pg_error)? {
-        None => None,
-        Some(r) => Some(to_u64(position, r, "revision")?),
-    };
-    let timestamp: i64 = row.try_get(8).map_err(pg_error)?;
-    Ok(RecordedEvent {
-        position: to_u64(position, position, "position")?,
-        event_type,
-        tags,
-        data: data.into(),
-        metadata: metadata.into(),
-        id,
-        stream,
-        revision,
-        timestamp_micros: to_u64(position, timestamp, "timestamp")?,
-    })
+    let raw: Vec<&[u8]> = row.try_get(2).map_err(pg_error)?;
+    let mut tags = [""; MAX_TAGS];
+    event_ref_from_row(row, &raw, &mut tags).map(|e| e.to_owned())
 }
 
 /// One row of event columns lent (see `EventStore::read_each`): the

@@ -25,13 +25,6 @@ pub(crate) fn encode_tags(tags: &[String]) -> Vec<u8> {
     out
 }
 
-/// The tag list of a `tags` column, or a description of what is wrong.
-pub(crate) fn decode_tags(blob: &[u8]) -> Result<Vec<String>, String> {
-    let mut tags = Vec::new();
-    each_tag(blob, |tag| tags.push(tag.to_owned()))?;
-    Ok(tags)
-}
-
 /// Hands each tag of a `tags` column to `f`, borrowed, in order; fails on
 /// the first thing wrong (after handing over the tags before it).
 pub(crate) fn each_tag<'b>(mut blob: &'b [u8], mut f: impl FnMut(&'b str)) -> Result<(), String> {
@@ -53,6 +46,12 @@ pub(crate) fn each_tag<'b>(mut blob: &'b [u8], mut f: impl FnMut(&'b str)) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_tags(blob: &[u8]) -> Result<Vec<String>, String> {
+        let mut tags = Vec::new();
+        each_tag(blob, |tag| tags.push(tag.to_owned()))?;
+        Ok(tags)
+    }
 
     #[test]
     fn tags_round_trip_in_order_with_repeats() {

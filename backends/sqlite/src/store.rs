@@ -17,7 +17,6 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -28,7 +27,7 @@ use gesta::{
     ReadOptions, RecordedEvent, Result, Tags, validation,
 };
 
-use crate::codec::{decode_id, decode_tags, each_tag, encode_id, encode_tags};
+use crate::codec::{decode_id, each_tag, encode_id, encode_tags};
 use crate::live::Live;
 use crate::options::SqliteOptions;
 use crate::readers::Readers;
@@ -313,36 +312,10 @@ impl Decoder<'_> {
         })
     }
 
-    /// One row of event columns (see `sql::EVENT_COLUMNS`).
+    /// One row of event columns (see `sql::EVENT_COLUMNS`), owned.
     fn decode(&self, row: &Row<'_>) -> Result<RecordedEvent> {
-        let position: i64 = row.get(0).map_err(|e| self.err(e))?;
-        let corrupt = |reason: String| Error::Corruption {
-            file: self.path.to_owned(),
-            offset: 0,
-            reason: format!("event at position {position}: {reason}"),
-        };
-        let get = |i: usize| row.get_ref(i).map_err(|e| self.err(e));
-        let tags =
-            decode_tags(get(2)?.as_blob().map_err(|e| self.err(e.into()))?).map_err(corrupt)?;
-        let id = match get(5)?.as_blob_or_null().map_err(|e| self.err(e.into()))? {
-            None => None,
-            Some(blob) => Some(
-                decode_id(blob).ok_or_else(|| corrupt(format!("id of {} bytes", blob.len())))?,
-            ),
-        };
-        let revision: Option<i64> = row.get(4).map_err(|e| self.err(e))?;
-        let ts: i64 = row.get(8).map_err(|e| self.err(e))?;
-        Ok(RecordedEvent {
-            position: unsigned(position),
-            event_type: row.get(1).map_err(|e| self.err(e))?,
-            tags,
-            data: Bytes::from(row.get::<_, Vec<u8>>(6).map_err(|e| self.err(e))?),
-            metadata: Bytes::from(row.get::<_, Vec<u8>>(7).map_err(|e| self.err(e))?),
-            id,
-            stream: row.get(3).map_err(|e| self.err(e))?,
-            revision: revision.map(unsigned),
-            timestamp_micros: unsigned(ts),
-        })
+        let mut tags = [""; MAX_TAGS];
+        self.decode_ref(row, &mut tags).map(|e| e.to_owned())
     }
 }
 
