@@ -31,8 +31,8 @@ fn main() {
         )
         .expect("open");
         let mut generator = EventGen::new(SEED);
-        let o = workloads::w3(&store, &mut generator, events, Duration::from_secs(600))
-            .expect("W3");
+        let o =
+            workloads::w3(&store, &mut generator, events, Duration::from_secs(600)).expect("W3");
         println!(
             "W3 round {round}: {:.0} events/s in {:.2} s",
             o.rate(),
