@@ -123,6 +123,28 @@ pub trait EventStore: Send + Sync {
     /// SQLite its rows). The same events in the same order as `read`; the
     /// same errors, with the events before a damaged one already handed
     /// to `f`. The default reads owned events and lends those.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use gesta::{EventStore, MemoryStore, NewEvent, Query, ReadOptions};
+    ///
+    /// let store = MemoryStore::new();
+    /// store.append(vec![
+    ///     NewEvent::new("Enrolled", "{}").tag("course:c1"),
+    ///     NewEvent::new("Enrolled", "{}").tag("course:c2"),
+    /// ])?;
+    /// let mut in_c1 = 0;
+    /// let enrolled = Query::event_type("Enrolled");
+    /// store.read_each(&enrolled, ReadOptions::forwards(), &mut |e| {
+    ///     let mut tags = e.tags; // borrowed, like e.event_type and e.data
+    ///     if tags.any(|t| t == "course:c1") {
+    ///         in_c1 += 1;
+    ///     }
+    ///     ControlFlow::Continue(()) // Break(()) stops the read
+    /// })?;
+    /// assert_eq!(in_c1, 1);
+    /// # Ok::<(), gesta::Error>(())
+    /// ```
     fn read_each(
         &self,
         query: &Query,
