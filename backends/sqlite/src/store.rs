@@ -296,14 +296,14 @@ impl Decoder<'_> {
         };
         let stream = get(3)?.as_str_or_null().map_err(|e| self.err(e.into()))?;
         let revision = get(4)?.as_i64_or_null().map_err(|e| self.err(e.into()))?;
-        let blob_or_empty =
+        let bytes_of =
             |i: usize| -> Result<&'r [u8]> { get(i)?.as_bytes().map_err(|e| self.err(e.into())) };
         Ok(EventRef {
             position,
             event_type: text(1)?,
             tags: Tags::strs(&tags[..n]),
-            data: blob_or_empty(6)?,
-            metadata: blob_or_empty(7)?,
+            data: bytes_of(6)?,
+            metadata: bytes_of(7)?,
             id,
             stream,
             revision: revision.map(unsigned),
