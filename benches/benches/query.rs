@@ -50,14 +50,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use gesta::{AppendOptions, Durability, Error, Options, Query, ReadOptions, RecordedEvent, Store};
-use gesta_benches::harness::workloads::{QUERY_TAGS, Queries};
+use gesta_benches::harness::workloads::{self, QUERY_TAGS, Queries};
 use gesta_benches::{
     BUILD_BATCH, EventGen, Latencies, Tally, bench_root, cached_store_batched, copy_dir, fs_type,
     group_commit_probe, run_parallel, scratch_dir, warm_page_cache,
@@ -201,18 +200,7 @@ fn bench_r1(c: &mut Criterion, name: &str, key: &str, read: impl Fn() -> u64) {
 /// and data looked at, none copied.
 fn bench_read_each(c: &mut Criterion, store: &Store) {
     bench_r1(c, "r1_read_each", R1_LENT_KEY, || {
-        let mut n = 0u64;
-        store
-            .read_each(&Query::all(), ReadOptions::forwards(), &mut |e| {
-                black_box((e.event_type, e.data));
-                for tag in e.tags {
-                    black_box(tag);
-                }
-                n += 1;
-                ControlFlow::Continue(())
-            })
-            .expect("read_each");
-        n
+        workloads::count(store, &Query::all()).expect("read_each")
     });
 }
 

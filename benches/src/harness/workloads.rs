@@ -426,10 +426,11 @@ pub fn queries(
 }
 
 /// The events matching `query`, read forwards through
-/// [`EventStore::read_each`] (which the engine and SQLite serve without
-/// copying; the others lend owned events), each looked at as a consumer
-/// would: its type, its tags one by one, its data.
-fn count(store: &dyn EventStore, query: &Query) -> Result<u64, HarnessError> {
+/// [`EventStore::read_each`] (the engine, SQLite and PostgreSQL lend their
+/// buffers; UmaDB and `MemoryStore` lend owned events), each looked at as a
+/// consumer would: its type, its tags one by one, its data. R1–R3 and the
+/// query bench's lent R1 all read through it.
+pub fn count(store: &dyn EventStore, query: &Query) -> Result<u64, HarnessError> {
     let mut n = 0;
     store.read_each(query, ReadOptions::forwards(), &mut |e| {
         black_box((e.position, e.event_type, e.data));
