@@ -22,6 +22,7 @@ fn options(compress: bool) -> Options {
         .compression(compress.then_some(Compression {
             level: 3,
             block_size: 4096,
+            dictionary_size: 1024,
         }));
     o.block_cache_bytes = 16 << 10;
     o.merge_bytes_per_sec = None;
@@ -199,7 +200,13 @@ fn damage_to_a_compressed_segment_is_reported_against_its_file() {
     drop(store);
     let path = dir.join("wal").join("00000000000000000001.zseg");
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[100] ^= 0x10;
+    // A byte of the first block, after the header and the dictionary.
+    let dictionary = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
+    assert!(
+        dictionary > 0,
+        "the segment was compressed without a dictionary"
+    );
+    bytes[24 + dictionary + 5] ^= 0x10;
     std::fs::write(&path, bytes).unwrap();
 
     let report = verify(dir, &mut |_, _| {}).unwrap();

@@ -37,6 +37,7 @@ fn options(fs: &Arc<FaultFs>, compress: bool) -> Options {
         .compression(compress.then_some(Compression {
             level: 3,
             block_size: 1024,
+            dictionary_size: 1024,
         }));
     o.memtable_postings = 400;
     o.close_flush_postings = 1 << 30;

@@ -379,11 +379,29 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     let compression = gesta_wal::Compression {
         level: 1,
         block_size: 64,
+        dictionary_size: 0,
     };
     s.insert(
         ("decode_record", "compressed-segment"),
         gesta_wal::files::compress(&segment, 1, 3, compression).expect("compress"),
     );
+    // Enough records for a dictionary to be trained: version 2's
+    // dictionary and its place under the footer's checksum.
+    let (long_log, _) = random_log(&mut Rng::new(21), 60);
+    let long_segment = [&SegmentHeader { first_position: 1 }.encode()[..], &long_log].concat();
+    let with_dictionary = gesta_wal::Compression {
+        level: 1,
+        block_size: 128,
+        dictionary_size: 512,
+    };
+    let packed =
+        gesta_wal::files::compress(&long_segment, 1, 3, with_dictionary).expect("compress");
+    assert!(
+        gesta_wal::files::Layout::decode(&packed).is_ok_and(|l| !l.dictionary.is_empty()),
+        "the dictionary seed has no dictionary ({} bytes of log)",
+        long_segment.len()
+    );
+    s.insert(("decode_record", "compressed-segment-dictionary"), packed);
     s.insert(
         ("decode_record", "compressed-name"),
         gesta_wal::files::compressed_file_name(123).into_bytes(),

@@ -155,11 +155,18 @@ fn fix_compressed_checksums(data: &mut [u8]) -> bool {
         return false;
     }
     let f = data.len() - FOOTER;
+    // Version 2 has a longer header and a dictionary after it, both
+    // under the footer's checksum.
+    let covered = if format::u32_at(data, 8) == 2 && data.len() >= 24 + FOOTER {
+        24 + format::u32_at(data, 16) as usize
+    } else {
+        16
+    };
     let Ok(index) = usize::try_from(format::u64_at(data, f + 24)) else {
         return false;
     };
     let count = format::u32_at(data, f + 32) as usize;
-    if index < 16 || index.checked_add(count.saturating_mul(16)) != Some(f) {
+    if index < covered || index.checked_add(count.saturating_mul(16)) != Some(f) {
         return false;
     }
     for i in 0..count {
@@ -175,7 +182,7 @@ fn fix_compressed_checksums(data: &mut [u8]) -> bool {
         }
     }
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&data[..16]);
+    crc.update(&data[..covered]);
     crc.update(&data[index..f + 36]);
     let crc = crc.finalize();
     data[f + 36..f + 40].copy_from_slice(&crc.to_le_bytes());

@@ -27,6 +27,7 @@ fn settings() -> Compression {
     Compression {
         level: 3,
         block_size: 2048,
+        dictionary_size: 1024,
     }
 }
 

@@ -31,10 +31,16 @@ pub struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22), requires = "compress")]
     level: i32,
     /// Bytes of log per compressed block for --compress: smaller blocks
-    /// make point reads cheaper and compress less.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 10,
-          value_parser = clap::value_parser!(u32).range(4096..=(16 << 20)), requires = "compress")]
+    /// make point reads (indexed queries, lookups) cheaper and scans
+    /// slower.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 10,
+          value_parser = clap::value_parser!(u32).range(256..=(16 << 20)), requires = "compress")]
     block_size: u32,
+    /// Largest zstd dictionary trained on each segment for --compress (0:
+    /// none); it is what lets small blocks compress as well as large ones.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 10,
+          value_parser = clap::value_parser!(u32).range(0..=(1 << 20)), requires = "compress")]
+    dictionary_size: u32,
 }
 
 /// Bytes of segment files (plain and compressed) in the store's log.
@@ -59,6 +65,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let compression = args.compress.then_some(gesta::Compression {
         level: args.level,
         block_size: args.block_size,
+        dictionary_size: args.dictionary_size,
     });
     let log_before = log_bytes(&args.store.dir);
     let store = open_existing_with(
