@@ -23,7 +23,7 @@
 
 use bytes::Bytes;
 use gesta_index::Key;
-use gesta_wal::Record;
+use gesta_wal::{Record, RecordHead, RecordMeta};
 
 use crate::error::{Error, Result};
 use crate::event::{MAX_BATCH_LEN, NewEvent, RecordedEvent, validate};
@@ -316,9 +316,41 @@ impl<'a> Names<'a> {
     }
 }
 
+/// Where event `index` of a record of `count` events lies in its payload,
+/// relative to the end of the event table, from entries of the table
+/// starting with entry `first` (the whole table, or entries `index - 1` and
+/// `index`). Its frame (checksum and body) is at least five bytes.
+fn event_bounds(entries: &[u8], first: usize, count: u32, index: u32) -> Result<(usize, usize)> {
+    let i = index as usize;
+    if i >= count as usize || first > i.saturating_sub(1) {
+        return Err(malformed("event table truncated"));
+    }
+    let at = |k: usize| {
+        let k = k - first;
+        entries
+            .get(k * 4..k * 4 + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize)
+            .ok_or_else(|| malformed("event table truncated"))
+    };
+    let start = match i {
+        0 => 0,
+        _ => at(i - 1)?,
+    };
+    let end = at(i)?;
+    if end < start + 5 {
+        return Err(malformed("event bounds out of range"));
+    }
+    Ok((start, end))
+}
+
 /// Decodes the events of one record in order, or steps over them.
 struct Decoder<'a> {
-    record: &'a Record,
+    meta: RecordMeta,
+    /// The record's payload, or, for a windowed point read, the frame of
+    /// the one event read (see [`decode_event_in_window`]).
+    payload: &'a Bytes,
+    /// Whether `payload` is one event's frame rather than the payload.
+    windowed: bool,
     /// Over the payload: at the next event's frame.
     cursor: Cursor<'a>,
     /// Over the sequencing bytes: at the next stream event's revision.
@@ -331,37 +363,44 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn new(record: &'a Record) -> Decoder<'a> {
+        Decoder::of(record.meta, &record.seq, &record.payload)
+    }
+
+    fn of(meta: RecordMeta, seq: &'a Bytes, payload: &'a Bytes) -> Decoder<'a> {
         Decoder {
-            record,
-            cursor: Cursor::new(&record.payload),
-            seq: Cursor::new(&record.seq),
+            meta,
+            payload,
+            windowed: false,
+            cursor: Cursor::new(payload),
+            seq: Cursor::new(seq),
             index: 0,
             direct: false,
         }
     }
 
     fn position(&self) -> u64 {
-        self.record.meta.first_position + u64::from(self.index)
+        self.meta.first_position + u64::from(self.index)
     }
 
     /// The next event's body, found through the table and checked against
     /// its checksum if `verify`.
     fn frame(&mut self, verify: bool) -> Result<Cursor<'a>> {
         let payload: &'a Bytes = self.cursor.bytes;
-        let count = self.record.meta.count as usize;
-        let table = count * 4;
-        let i = self.index as usize;
-        if payload.len() < table || i >= count {
-            return Err(malformed("event table truncated"));
-        }
-        let start = match i {
-            0 => table,
-            _ => table + u32_at(payload, (i - 1) * 4) as usize,
+        let (start, end) = if self.windowed {
+            if payload.len() < 5 {
+                return Err(malformed("event bounds out of range"));
+            }
+            (0, payload.len())
+        } else {
+            let table = self.meta.count as usize * 4;
+            let entries = payload.get(..table).unwrap_or_default();
+            let (start, end) = event_bounds(entries, 0, self.meta.count, self.index)?;
+            let (start, end) = (table + start, table + end);
+            if end > payload.len() {
+                return Err(malformed("event bounds out of range"));
+            }
+            (start, end)
         };
-        let end = table + u32_at(payload, i * 4) as usize;
-        if end > payload.len() || end < start + 5 {
-            return Err(malformed("event bounds out of range"));
-        }
         let body = &payload[start + 4..end];
         if verify && event_crc(self.index, body).to_le_bytes() != payload[start..start + 4] {
             return Err(Error::Corruption {
@@ -390,7 +429,7 @@ impl<'a> Decoder<'a> {
         if self.direct
             && self.index >= DIRECT_FROM
             && let Some((revision, next)) =
-                dense_revision(self.seq.bytes, self.record.meta.count, self.index)
+                dense_revision(self.seq.bytes, self.meta.count, self.index)
         {
             self.seq.at = next;
             return Ok(revision);
@@ -443,7 +482,7 @@ impl<'a> Decoder<'a> {
 
     /// The next event, borrowed from the record: nothing is allocated.
     fn next_ref(&mut self, verify: bool) -> Result<EventRef<'a>> {
-        let meta = self.record.meta;
+        let meta = self.meta;
         let position = self.position();
         let mut c = self.frame(verify)?;
         let flags = c.u8()?;
@@ -479,15 +518,15 @@ impl<'a> Decoder<'a> {
             stream,
             revision,
             timestamp_micros: meta.timestamp_micros,
-            shared: Some(&self.record.payload),
+            shared: Some(self.payload),
         })
     }
 
     /// Fails unless every byte of the payload was consumed, and, if
     /// `revisions`, every byte of the sequencing bytes.
     fn finish(&self, revisions: bool) -> Result<()> {
-        let payload = &self.record.payload;
-        let table = self.record.meta.count as usize * 4;
+        let payload = self.payload;
+        let table = self.meta.count as usize * 4;
         if table == 0 || payload.len() < table {
             return Err(malformed("event table truncated"));
         }
@@ -500,7 +539,7 @@ impl<'a> Decoder<'a> {
                 at: self.seq.at,
                 end: self.seq.end,
             };
-            if trailer(&mut rest, self.record.meta.count)?.is_none() {
+            if trailer(&mut rest, self.meta.count)?.is_none() {
                 return Err(malformed("sequencing bytes for events without a stream"));
             }
         }
@@ -686,15 +725,15 @@ fn trailer(c: &mut Cursor<'_>, count: u32) -> Result<Option<(String, u64)>> {
 
 /// The tracking info `(source, position)` a record was appended with, from
 /// its sequencing bytes (which the record's head checksum covers).
-pub(crate) fn tracking_of(record: &Record) -> Result<Option<(String, u64)>> {
-    let count = u64::from(record.meta.count);
-    let mut c = Cursor::new(&record.seq);
+pub(crate) fn tracking_of(seq: &Bytes, count: u32) -> Result<Option<(String, u64)>> {
+    let (batch, count) = (count, u64::from(count));
+    let mut c = Cursor::new(seq);
     while c.at < c.end {
         let at = c.at;
         let index = c.varint()?;
         if index == count {
             c.at = at;
-            return trailer(&mut c, record.meta.count);
+            return trailer(&mut c, batch);
         }
         if index > count {
             return Err(malformed("revision entry for an event past the batch"));
@@ -723,7 +762,7 @@ impl crate::Store {
         let Some(record) = self.inner.reader.record_head_containing(position)? else {
             return Ok(None);
         };
-        let tracking = tracking_of(&record)?;
+        let tracking = tracking_of(&record.seq, record.meta.count)?;
         Ok(Some((
             record.meta.first_position..=record.meta.last_position(),
             tracking,
@@ -763,7 +802,7 @@ pub(crate) fn index_entries(record: &Record, from: u64, out: &mut Vec<(Key, u64)
     d.finish(false)?;
     let last = record.meta.last_position();
     if last >= from
-        && let Some((source, _)) = tracking_of(record)?
+        && let Some((source, _)) = tracking_of(&record.seq, record.meta.count)?
     {
         out.push((Key::tracking(&source), last));
     }
@@ -773,7 +812,14 @@ pub(crate) fn index_entries(record: &Record, from: u64, out: &mut Vec<(Key, u64)
 /// Decodes the one event of a record at `position`, verifying it by its own
 /// checksum: the record may have been read with only its head verified.
 pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEvent> {
-    decode_event_after(record, position, &mut RevisionHint::default()).map(|e| e.to_owned())
+    decode_event_after(
+        record.meta,
+        &record.seq,
+        &record.payload,
+        position,
+        &mut RevisionHint::default(),
+    )
+    .map(|e| e.to_owned())
 }
 
 /// Where point reads in one record left off in its revision entries: the
@@ -791,15 +837,61 @@ const WALK_ON: u32 = 64;
 /// [`decode_event`] for one of several reads in `record`, `hint` being
 /// what the previous ones left (and updated for the next).
 pub(crate) fn decode_event_after<'r>(
-    record: &'r Record,
+    meta: RecordMeta,
+    seq: &'r Bytes,
+    payload: &'r Bytes,
     position: u64,
     hint: &mut RevisionHint,
 ) -> Result<EventRef<'r>> {
-    let index = position
-        .checked_sub(record.meta.first_position)
-        .filter(|&i| i < u64::from(record.meta.count))
-        .ok_or_else(|| malformed("position outside the record"))? as u32;
-    let mut d = Decoder::new(record);
+    decode_at(Decoder::of(meta, seq, payload), position, hint)
+}
+
+/// The frame (checksum and body) of the event at `position` of a record
+/// whose payload was left in its (compressed) segment, read in two pieces:
+/// its entries of the event table, then the frame they point at. Neither
+/// is verified here: the frame's checksum is, when it is decoded by
+/// [`decode_event_in_window`].
+pub(crate) fn event_frame(head: &RecordHead, position: u64) -> Result<Bytes> {
+    let index = index_in(head.meta, position)?;
+    let table = head.meta.count as usize * 4;
+    let first = (index as usize).saturating_sub(1);
+    let entries = head.payload_range(first * 4, index as usize * 4 + 4)?;
+    let (start, end) = event_bounds(&entries, first, head.meta.count, index)?;
+    if table + end > head.payload_len() {
+        return Err(malformed("event bounds out of range"));
+    }
+    Ok(head.payload_range(table + start, table + end)?)
+}
+
+/// Decodes the event at `position` from its frame, read by
+/// [`event_frame`], verifying it by its checksum; `hint` as for
+/// [`decode_event_after`].
+pub(crate) fn decode_event_in_window<'r>(
+    head: &'r RecordHead,
+    frame: &'r Bytes,
+    position: u64,
+    hint: &mut RevisionHint,
+) -> Result<EventRef<'r>> {
+    let mut d = Decoder::of(head.meta, &head.seq, frame);
+    d.windowed = true;
+    decode_at(d, position, hint)
+}
+
+/// The index in its record of the event at `position`.
+fn index_in(meta: RecordMeta, position: u64) -> Result<u32> {
+    position
+        .checked_sub(meta.first_position)
+        .filter(|&i| i < u64::from(meta.count))
+        .map(|i| i as u32)
+        .ok_or_else(|| malformed("position outside the record"))
+}
+
+fn decode_at<'r>(
+    mut d: Decoder<'r>,
+    position: u64,
+    hint: &mut RevisionHint,
+) -> Result<EventRef<'r>> {
+    let index = index_in(d.meta, position)?;
     d.index = index;
     match hint.0 {
         Some((last, at)) if last < index && index - last <= WALK_ON => d.seq.at = at,
@@ -1105,7 +1197,9 @@ mod tests {
         for order in orders {
             let mut hint = RevisionHint::default();
             for i in order {
-                let e = decode_event_after(&record, 10 + u64::from(i), &mut hint)
+                let position = 10 + u64::from(i);
+                let (seq, payload) = (&record.seq, &record.payload);
+                let e = decode_event_after(record.meta, seq, payload, position, &mut hint)
                     .unwrap()
                     .to_owned();
                 assert_eq!(e, whole[i as usize]);

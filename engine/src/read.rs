@@ -3,12 +3,16 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use gesta_index::{Cursor, Positions};
-use gesta_wal::{Backward, Forward, Record, WalReader};
+use gesta_wal::{Backward, Forward, Record, RecordHead, WalReader};
 
 use std::ops::ControlFlow;
 
-use crate::codec::{RevisionHint, decode_event_after, decode_record, each_event_of};
+use crate::codec::{
+    RevisionHint, decode_event_after, decode_event_in_window, decode_record, each_event_of,
+    event_frame,
+};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::view::EventRef;
@@ -283,7 +287,10 @@ impl Iterator for Events {
 /// the segment and offset.
 pub(crate) struct Lookup {
     reader: WalReader,
-    record: Option<Record>,
+    record: Option<RecordHead>,
+    /// The frame of the event read last, when its record's payload was
+    /// left in a compressed segment and read in pieces.
+    frame: Bytes,
     /// Where the reads in `record` left off in its revisions.
     hint: RevisionHint,
 }
@@ -293,6 +300,7 @@ impl Lookup {
         Lookup {
             reader,
             record: None,
+            frame: Bytes::new(),
             hint: RevisionHint::default(),
         }
     }
@@ -317,7 +325,18 @@ impl Lookup {
             self.hint = RevisionHint::default();
         }
         let found = match &self.record {
-            Some(record) => decode_event_after(record, position, &mut self.hint),
+            Some(record) => match record.payload() {
+                Some(payload) => {
+                    decode_event_after(record.meta, &record.seq, payload, position, &mut self.hint)
+                }
+                None => match event_frame(record, position) {
+                    Ok(frame) => {
+                        self.frame = frame;
+                        decode_event_in_window(record, &self.frame, position, &mut self.hint)
+                    }
+                    Err(e) => Err(e),
+                },
+            },
             None => Err(Error::Corruption {
                 file: Default::default(),
                 offset: 0,

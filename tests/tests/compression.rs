@@ -331,3 +331,68 @@ fn closing_does_not_wait_for_a_backlog_of_compression() {
         .collect::<Vec<_>>();
     assert_eq!(events, (1..=store.head()).collect::<Vec<_>>());
 }
+
+/// A point read of one event of a large batch in a compressed segment
+/// decompresses the blocks of that event (and of its record's head and
+/// event table entries), not the whole record: the block cache counts every
+/// block fetched.
+#[test]
+fn a_point_read_in_a_large_compressed_record_fetches_a_few_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut o = Options::default()
+        .segment_size(256 << 10)
+        .compression(Some(Compression {
+            level: 3,
+            block_size: 1024,
+            dictionary_size: 1024,
+        }));
+    o.merge_bytes_per_sec = None;
+    let store = Store::open_with(dir, o.clone()).unwrap();
+    // One record of 500 events (~60 KB), then enough to seal its segment.
+    let big: Vec<NewEvent> = (0..500)
+        .map(|i| {
+            NewEvent::new(
+                TYPES[i % 4],
+                format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(80)),
+            )
+            .tag(format!("n:{i}"))
+            .stream("big")
+        })
+        .collect();
+    store.append(big).unwrap();
+    let filler = || NewEvent::new("Filler", vec![b'f'; 60 << 10]);
+    for _ in 0..6 {
+        store.append(vec![filler()]).unwrap();
+    }
+    store.compact().unwrap();
+    store.close().unwrap();
+    drop(store);
+    assert!(
+        std::fs::read_dir(dir.join("wal")).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "zseg")),
+        "no segment was compressed"
+    );
+
+    let store = Store::open_with(dir, o).unwrap();
+    for i in [0usize, 1, 250, 499] {
+        let before = store.block_cache_stats();
+        let found: Vec<_> = store
+            .read(&Query::tag(format!("n:{i}")), ReadOptions::forwards())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let after = store.block_cache_stats();
+        assert_eq!(found.len(), 1, "event {i}");
+        assert_eq!(found[0].position, i as u64 + 1);
+        assert_eq!(found[0].revision, Some(i as u64));
+        let fetched = (after.hits + after.misses) - (before.hits + before.misses);
+        assert!(
+            (1..=8).contains(&fetched),
+            "reading event {i} of a 500-event record fetched {fetched} blocks"
+        );
+    }
+}

@@ -233,7 +233,7 @@ pub enum Frame {
 /// Decodes the record at the start of `buf` (which extends to the end of the
 /// readable data) and verifies its checksums.
 pub fn decode_record(buf: &Bytes) -> Frame {
-    decode(buf, true)
+    decode(buf, Check::Whole)
 }
 
 /// Decodes the record at the start of `buf` like [`decode_record`], but
@@ -241,10 +241,47 @@ pub fn decode_record(buf: &Bytes) -> Frame {
 /// point read, whose caller verifies the one event it decodes by that
 /// event's own checksum.
 pub fn decode_record_head(buf: &Bytes) -> Frame {
-    decode(buf, false)
+    decode(buf, Check::Head)
 }
 
-fn decode(buf: &Bytes, whole: bool) -> Frame {
+/// Decodes the head of the record at the start of `buf` — its frame,
+/// fields, sequencing bytes and head checksum, all of which `buf` must
+/// hold — without its payload, which may be cut short or missing: for a
+/// point read of a compressed segment, which then reads the payload in
+/// pieces. `available` is how many bytes the record may span (to the end of
+/// the readable data). The record returned has an empty payload.
+pub fn decode_record_head_only(buf: &Bytes, available: usize) -> Frame {
+    decode(buf, Check::HeadOnly { available })
+}
+
+/// How much of a record [`decode`] is given and checks.
+#[derive(Clone, Copy)]
+enum Check {
+    /// All of it, every checksum.
+    Whole,
+    /// All of it, the frame and head checksums.
+    Head,
+    /// At least its head, which is checked; the record may span
+    /// `available` bytes.
+    HeadOnly { available: usize },
+}
+
+/// The bytes to be read at a record's start to know its head's length: the
+/// frame and the fixed fields.
+pub const HEAD_FIELDS_LEN: usize = FRAME_LEN + FIELDS_LEN;
+
+/// The length of the head (frame, fields, sequencing bytes, head checksum)
+/// of the record whose first [`HEAD_FIELDS_LEN`] bytes are `b`, if its
+/// sequencing length is in range for a body of the length the frame says
+/// (which the caller has not checked yet: the decode that follows does).
+pub fn head_len(b: &[u8]) -> usize {
+    let body_len = u32_at(b, 0) as usize;
+    let seq_len = u32_at(b, FRAME_LEN + 12) as usize;
+    FRAME_LEN + FIELDS_LEN + seq_len.min(body_len.saturating_sub(BODY_FIXED_LEN)) + 4
+}
+
+fn decode(buf: &Bytes, check: Check) -> Frame {
+    let whole = matches!(check, Check::Whole);
     if buf.len() < 4 || u32_at(buf, 0) == 0 {
         return if buf.len() >= 4 || buf.iter().all(|&b| b == 0) {
             Frame::End
@@ -280,14 +317,25 @@ fn decode(buf: &Bytes, whole: bool) -> Frame {
         };
     }
     let total = FRAME_LEN + body_len;
-    if buf.len() < total {
+    let (available, present) = match check {
+        Check::HeadOnly { available } => (available, buf.len().min(total)),
+        _ => (buf.len(), total),
+    };
+    if available < total {
         return Frame::Invalid {
             reason: "record extends past the end of the file",
             claimed_end: Some(total),
             frame_ok: true,
         };
     }
-    let body = &buf[FRAME_LEN..total];
+    if buf.len() < present || present < FRAME_LEN + BODY_FIXED_LEN {
+        return Frame::Invalid {
+            reason: "truncated record head",
+            claimed_end: Some(total),
+            frame_ok: true,
+        };
+    }
+    let body = &buf[FRAME_LEN..present];
     if whole && crc32fast::hash(body) != u32_at(buf, 4) {
         return Frame::Invalid {
             reason: "record checksum mismatch",
@@ -304,6 +352,13 @@ fn decode(buf: &Bytes, whole: bool) -> Frame {
         };
     }
     let head_end = FIELDS_LEN + seq_len;
+    if body.len() < head_end + 4 {
+        return Frame::Invalid {
+            reason: "truncated record head",
+            claimed_end: Some(total),
+            frame_ok: true,
+        };
+    }
     if crc32fast::hash(&body[..head_end]) != u32_at(body, head_end) {
         return Frame::Invalid {
             reason: "record head checksum mismatch",
@@ -331,7 +386,10 @@ fn decode(buf: &Bytes, whole: bool) -> Frame {
     }
     let seq_start = FRAME_LEN + FIELDS_LEN;
     let seq = buf.slice(seq_start..seq_start + seq_len);
-    let payload = buf.slice(seq_start + seq_len + 4..total);
+    let payload = match check {
+        Check::HeadOnly { .. } => Bytes::new(),
+        _ => buf.slice(seq_start + seq_len + 4..total),
+    };
     Frame::Record(Record { meta, seq, payload }, total)
 }
 

@@ -38,7 +38,7 @@ pub use commit::{Durability, GroupCommit, GroupLimits, GroupSize, Next, SyncPoli
 pub use compress::{CompressReport, Compressor};
 pub use error::{Result, WalError};
 pub use format::{Payload, Record, RecordMeta};
-pub use reader::{Backward, Forward, WalReader};
+pub use reader::{Backward, Forward, RecordHead, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
 pub use segment::{Segment, SegmentBounds, SegmentSet};
 pub use writer::{LogState, Pushed, WalOptions, WalWriter};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Result, WalError};
-use crate::format::{self, FRAME_LEN, Frame, Record, SEGMENT_HEADER_LEN};
+use crate::format::{self, FRAME_LEN, Frame, Record, RecordMeta, SEGMENT_HEADER_LEN};
 use crate::segment::{Segment, SegmentSet};
 
 /// How much a forward reader fetches per read.
@@ -54,9 +54,59 @@ impl WalReader {
     /// [`record_containing`](Self::record_containing) for a point read:
     /// verifies the record's frame and head but not its payload, whose
     /// events the caller verifies one by one (see
-    /// [`format::decode_record_head`]).
-    pub fn record_head_containing(&self, position: u64) -> Result<Option<Record>> {
-        self.find_record(position, format::decode_record_head)
+    /// [`format::decode_record_head`]). On a compressed segment the payload
+    /// is not read at all: the caller reads the pieces it needs through
+    /// [`RecordHead::payload_range`], so that a point read decompresses the
+    /// blocks of one event rather than of its whole record.
+    pub fn record_head_containing(&self, position: u64) -> Result<Option<RecordHead>> {
+        let Some((_, segment)) = self.segments.find(position) else {
+            return Ok(None);
+        };
+        if !segment.is_compressed() {
+            let record = self.find_record(position, format::decode_record_head)?;
+            return Ok(record.map(|r| RecordHead {
+                meta: r.meta,
+                seq: r.seq,
+                payload: PayloadAt::Loaded(r.payload),
+            }));
+        }
+        let Some((start, stop)) = segment.locate(position) else {
+            return Ok(None);
+        };
+        // Step from record to record by their frames, reading only each
+        // one's frame and fields, then the head of the one holding the
+        // position.
+        let mut at = start;
+        while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
+            let fields = read_range(&segment, at, at + format::HEAD_FIELDS_LEN as u64)?;
+            let available = (stop - at) as usize;
+            let head_end = (format::head_len(&fields) as u64).min(stop - at);
+            let head = read_range(&segment, at, at + head_end)?;
+            let (record, total) = match format::decode_record_head_only(&head, available) {
+                Frame::Record(r, total) => (r, total),
+                Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
+                Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
+            };
+            let meta = record.meta;
+            if meta.first_position <= position && position <= meta.last_position() {
+                let payload_start = at + head_end;
+                return Ok(Some(RecordHead {
+                    meta,
+                    seq: record.seq,
+                    payload: PayloadAt::InSegment {
+                        segment,
+                        start: payload_start,
+                        len: (at + total as u64 - payload_start) as usize,
+                    },
+                }));
+            }
+            at += total as u64;
+        }
+        Err(corrupt(
+            &segment,
+            at,
+            "the offset table points at a stretch without the position",
+        ))
     }
 
     fn find_record(&self, position: u64, decode: fn(&Bytes) -> Frame) -> Result<Option<Record>> {
@@ -150,6 +200,77 @@ impl WalReader {
             None => b.stretch_start = SEGMENT_HEADER_LEN as u64,
         }
         b
+    }
+}
+
+/// A record found for a point read ([`WalReader::record_head_containing`]):
+/// its fields and sequencing bytes, which its head checksum vouches for,
+/// and where its payload is, unverified (its events carry their own
+/// checksums).
+#[derive(Clone, Debug)]
+pub struct RecordHead {
+    /// The fixed fields.
+    pub meta: RecordMeta,
+    /// Bytes assigned at commit time.
+    pub seq: Bytes,
+    payload: PayloadAt,
+}
+
+#[derive(Clone, Debug)]
+enum PayloadAt {
+    /// Read with the head (a slice of a mapped segment costs nothing).
+    Loaded(Bytes),
+    /// Left in a compressed segment, to be read in pieces.
+    InSegment {
+        segment: Arc<Segment>,
+        start: u64,
+        len: usize,
+    },
+}
+
+impl RecordHead {
+    /// The whole payload, if it was read with the head (the record is in
+    /// an uncompressed segment).
+    pub fn payload(&self) -> Option<&Bytes> {
+        match &self.payload {
+            PayloadAt::Loaded(b) => Some(b),
+            PayloadAt::InSegment { .. } => None,
+        }
+    }
+
+    /// The payload's length.
+    pub fn payload_len(&self) -> usize {
+        match &self.payload {
+            PayloadAt::Loaded(b) => b.len(),
+            PayloadAt::InSegment { len, .. } => *len,
+        }
+    }
+
+    /// Bytes `start..end` of the payload, read from its segment (only the
+    /// blocks they lie in are decompressed). Fails as corruption if the
+    /// range is not inside the payload: a range comes from the payload's
+    /// own, unverified, bytes.
+    pub fn payload_range(&self, start: usize, end: usize) -> Result<Bytes> {
+        match &self.payload {
+            PayloadAt::Loaded(b) if start <= end && end <= b.len() => Ok(b.slice(start..end)),
+            PayloadAt::InSegment {
+                segment,
+                start: base,
+                len,
+            } if start <= end && end <= *len => {
+                read_range(segment, base + start as u64, base + end as u64)
+            }
+            PayloadAt::Loaded(_) => Err(WalError::Corruption {
+                file: Default::default(),
+                offset: 0,
+                reason: "a range outside the record's payload".into(),
+            }),
+            PayloadAt::InSegment { segment, start, .. } => Err(corrupt(
+                segment,
+                *start,
+                "a range outside the record's payload",
+            )),
+        }
     }
 }
 

@@ -120,6 +120,12 @@ impl Segment {
         self.backing.read().compressed.clone()
     }
 
+    /// Whether the segment has been rewritten compressed (so that a read
+    /// costs decompression, not a slice of a map).
+    pub fn is_compressed(&self) -> bool {
+        self.backing.read().compressed.is_some()
+    }
+
     /// Bytes `start..end` of the segment, which the caller knows to be
     /// written and published. Served from a shared map when the segment may
     /// be mapped (no copy, no system call), from decompressed blocks when it
