@@ -7,7 +7,9 @@
 //! cargo run --release -p gesta-benches --example reads -- R1 [EVENTS] [ROUNDS]
 //! perf record -e cpu-clock -g target/release/examples/reads R2
 //! ```
-//! Defaults: 1,000,000 events, 5 rounds.
+//! Defaults: 1,000,000 events, 5 rounds. With `COMPRESS=1` in the
+//! environment the copy's sealed segments are first compressed with the
+//! default settings, so the rounds read compressed segments.
 
 use gesta::{Durability, EventStore, Options, Store};
 use gesta_benches::harness::workloads;
@@ -29,8 +31,14 @@ fn main() {
     let dir = scratch.path().join("store");
     gesta_benches::copy_dir(&cached, &dir).expect("copy");
     gesta_benches::warm_page_cache(&dir).expect("warm");
-    let store =
-        Store::open_with(&dir, Options::default().durability(Durability::Sync)).expect("open");
+    let compress = std::env::var_os("COMPRESS").is_some_and(|v| v != "0");
+    let options = Options::default()
+        .durability(Durability::Sync)
+        .compression(compress.then(gesta::Compression::default));
+    let store = Store::open_with(&dir, options).expect("open");
+    if compress {
+        store.compact().expect("compress");
+    }
     let store: &dyn EventStore = &store;
     let work = workloads::Queries::new();
     for round in 0..rounds {

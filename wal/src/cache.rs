@@ -1,13 +1,21 @@
 //! The block cache of compressed segments: decompressed blocks, shared by
-//! every compressed segment of a log, evicted least recently used first
-//! once their total size passes a bound.
+//! every compressed segment of a log, evicted by the CLOCK algorithm once
+//! their total size passes a bound.
 //!
-//! A point read of a compressed segment needs one block (two when its
-//! record straddles a boundary); without the cache every read would pay a
-//! decompression. The cache holds `Bytes`, so a reader keeps the block it was
-//! handed even after the cache has evicted it.
+//! A point read of a compressed segment needs a few blocks (its record's
+//! head, its entries of the event table, its own bytes); without the cache
+//! every read would pay a decompression for each. The cache holds `Bytes`,
+//! so a reader keeps the block it was handed even after the cache has
+//! evicted it.
+//!
+//! CLOCK rather than a strict LRU: a hit only sets a flag, where an LRU
+//! moves the block in an ordered structure, which cost more than the rest
+//! of a cached read. Blocks sit in a ring; to make room, a hand sweeps it,
+//! sparing (and unflagging) each block used since its last pass and
+//! evicting the first that was not.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -27,7 +35,7 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
-/// Decompressed blocks, least recently used evicted first.
+/// Decompressed blocks, evicted by CLOCK.
 #[derive(Debug)]
 pub struct BlockCache {
     capacity: usize,
@@ -36,14 +44,74 @@ pub struct BlockCache {
     misses: AtomicU64,
 }
 
+/// A hasher for block keys: the keys are small integers chosen by no
+/// adversary, so a multiplicative mix does, at a fraction of SipHash's cost.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    key: BlockKey,
+    bytes: Bytes,
+    /// Used since the hand last passed.
+    used: bool,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Block → (its bytes, the tick of its last use).
-    blocks: HashMap<BlockKey, (Bytes, u64)>,
-    /// Tick of last use → block, oldest first.
-    order: BTreeMap<u64, BlockKey>,
-    tick: u64,
+    /// Block → its slot in the ring.
+    slots_by_key: HashMap<BlockKey, usize, BuildHasherDefault<KeyHasher>>,
+    ring: Vec<Slot>,
+    hand: usize,
     bytes: usize,
+}
+
+impl Inner {
+    /// Evicts the block at the hand: the last slot moves into its place.
+    fn evict_at_hand(&mut self) {
+        let gone = self.ring.swap_remove(self.hand);
+        self.slots_by_key.remove(&gone.key);
+        self.bytes -= gone.bytes.len();
+        if let Some(moved) = self.ring.get(self.hand) {
+            self.slots_by_key.insert(moved.key, self.hand);
+        }
+    }
+
+    /// Sweeps the hand until the blocks held fit `capacity`.
+    fn shrink_to(&mut self, capacity: usize) {
+        while self.bytes > capacity && !self.ring.is_empty() {
+            if self.hand >= self.ring.len() {
+                self.hand = 0;
+            }
+            let slot = &mut self.ring[self.hand];
+            if slot.used {
+                slot.used = false;
+                self.hand += 1;
+            } else {
+                self.evict_at_hand();
+            }
+        }
+    }
 }
 
 impl BlockCache {
@@ -60,44 +128,57 @@ impl BlockCache {
 
     /// The block, if cached; counts a hit or a miss.
     pub(crate) fn get(&self, key: BlockKey) -> Option<Bytes> {
-        let mut inner = self.inner.lock();
-        let inner = &mut *inner;
-        inner.tick += 1;
-        let tick = inner.tick;
-        let Some((bytes, last)) = inner.blocks.get_mut(&key) else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
+        let found = {
+            let mut inner = self.inner.lock();
+            let inner = &mut *inner;
+            inner.slots_by_key.get(&key).copied().map(|i| {
+                let slot = &mut inner.ring[i];
+                slot.used = true;
+                slot.bytes.clone()
+            })
         };
-        inner.order.remove(last);
-        *last = tick;
-        inner.order.insert(tick, key);
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(bytes.clone())
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
-    /// Caches a block, evicting the least recently used ones to make room.
+    /// Caches a block, evicting others to make room.
     pub(crate) fn insert(&self, key: BlockKey, bytes: Bytes) {
         if bytes.len() > self.capacity {
             return;
         }
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        inner.tick += 1;
-        let tick = inner.tick;
         let len = bytes.len();
-        if let Some((old, last)) = inner.blocks.insert(key, (bytes, tick)) {
-            inner.order.remove(&last);
-            inner.bytes -= old.len();
-        }
-        inner.order.insert(tick, key);
-        inner.bytes += len;
-        while inner.bytes > self.capacity {
-            let Some((_, oldest)) = inner.order.pop_first() else {
-                break;
-            };
-            if let Some((gone, _)) = inner.blocks.remove(&oldest) {
-                inner.bytes -= gone.len();
+        match inner.slots_by_key.get(&key) {
+            Some(&i) => {
+                let slot = &mut inner.ring[i];
+                let old = std::mem::replace(&mut slot.bytes, bytes);
+                slot.used = true;
+                inner.bytes = inner.bytes - old.len() + len;
             }
+            None => {
+                // A new block starts unflagged: it is spared only if it is
+                // read again before the hand comes round.
+                inner.slots_by_key.insert(key, inner.ring.len());
+                inner.ring.push(Slot {
+                    key,
+                    bytes,
+                    used: false,
+                });
+                inner.bytes += len;
+            }
+        }
+        // Never evict the block just inserted to make room for itself.
+        let capacity = self.capacity;
+        if inner.bytes > capacity {
+            let keep = inner.slots_by_key[&key];
+            inner.ring[keep].used = true;
+            inner.shrink_to(capacity);
         }
     }
 
@@ -120,12 +201,12 @@ mod tests {
     }
 
     #[test]
-    fn evicts_the_least_recently_used_first() {
+    fn evicts_a_block_not_used_since_the_hand_passed_first() {
         let cache = BlockCache::new(300);
         cache.insert((1, 0), block(100, 1));
         cache.insert((1, 1), block(100, 2));
         cache.insert((1, 2), block(100, 3));
-        // Touch block 0 so that block 1 is now the oldest.
+        // Use block 0, so that the hand spares it and evicts block 1.
         assert_eq!(cache.get((1, 0)).map(|b| b[0]), Some(1));
         cache.insert((2, 0), block(100, 4));
         assert!(cache.get((1, 1)).is_none());
@@ -135,6 +216,20 @@ mod tests {
         let stats = cache.stats();
         assert_eq!(stats.bytes, 300);
         assert_eq!((stats.hits, stats.misses), (4, 1));
+    }
+
+    #[test]
+    fn a_block_in_use_outlives_a_stream_of_blocks_read_once() {
+        let cache = BlockCache::new(1000);
+        cache.insert((0, 0), block(100, 9));
+        for i in 1..200u32 {
+            assert_eq!(cache.get((0, 0)).map(|b| b[0]), Some(9), "after {i} blocks");
+            cache.insert((1, i), block(100, 1));
+            assert!(cache.stats().bytes <= 1000);
+        }
+        // The blocks read once were evicted, oldest first.
+        assert!(cache.get((1, 1)).is_none());
+        assert!(cache.get((1, 199)).is_some());
     }
 
     #[test]

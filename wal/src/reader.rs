@@ -16,6 +16,11 @@ use crate::segment::{Segment, SegmentSet};
 /// How much a forward reader fetches per read.
 const CHUNK: u64 = 256 << 10;
 
+/// How many bytes a point read of a compressed segment reads at a record's
+/// start (if they lie in the block its frame and fields are in), hoping to
+/// get its whole head (frame, fields, sequencing bytes) in one read.
+const HEAD_GUESS: u64 = 128;
+
 /// A handle for reading the log; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct WalReader {
@@ -78,10 +83,16 @@ impl WalReader {
         // position.
         let mut at = start;
         while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
-            let fields = read_range(&segment, at, at + format::HEAD_FIELDS_LEN as u64)?;
+            // Most heads are short: one read usually gets the whole head.
+            let fields_end = at + format::HEAD_FIELDS_LEN as u64;
+            let first = segment.read_up_to(at, fields_end, (at + HEAD_GUESS).min(stop))?;
             let available = (stop - at) as usize;
-            let head_end = (format::head_len(&fields) as u64).min(stop - at);
-            let head = read_range(&segment, at, at + head_end)?;
+            let head_end = (format::head_len(&first) as u64).min(stop - at);
+            let head = if head_end <= first.len() as u64 {
+                first.slice(..head_end as usize)
+            } else {
+                read_range(&segment, at, at + head_end)?
+            };
             let (record, total) = match format::decode_record_head_only(&head, available) {
                 Frame::Record(r, total) => (r, total),
                 Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),

@@ -158,6 +158,18 @@ impl Segment {
         Ok(Bytes::from(buf))
     }
 
+    /// Bytes from `start` to at least `min_end` and at most `max_end`: as
+    /// far as is free to read, for a reader that needs `min_end` and may use
+    /// more. On a compressed segment that is the end of the block holding
+    /// `min_end - 1` (no further block is decompressed), else `max_end`.
+    pub fn read_up_to(&self, start: u64, min_end: u64, max_end: u64) -> Result<Bytes> {
+        let compressed = self.backing.read().compressed.clone();
+        match compressed {
+            Some(z) => z.read(start, z.block_end(min_end).min(max_end).max(min_end)),
+            None => self.read(start, max_end),
+        }
+    }
+
     /// Seeds the map with bytes already read whole (by recovery), for a
     /// segment that is sealed or whose file system maps coherently.
     pub(crate) fn set_mapping(&self, bytes: Bytes) {

@@ -448,6 +448,17 @@ impl CompressedSegment {
         Ok(block)
     }
 
+    /// The end of the block holding byte `at - 1` of the original segment
+    /// (`at` itself for 0): how far a read needing bytes up to `at` can go
+    /// without decompressing another block.
+    pub fn block_end(&self, at: u64) -> u64 {
+        let bs = u64::from(self.layout.block_size);
+        match at {
+            0 => 0,
+            _ => ((at - 1) / bs + 1).saturating_mul(bs).min(self.layout.len),
+        }
+    }
+
     /// Bytes `start..end` of the original segment.
     pub fn read(&self, start: u64, end: u64) -> Result<Bytes> {
         if start > end || end > self.layout.len {
