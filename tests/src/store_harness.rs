@@ -71,7 +71,7 @@ impl StoreHarness {
         harness.options.compression = Some(gesta::Compression {
             level: 1,
             block_size: 1024,
-            dictionary_size: 1024,
+            dictionary_size: 256,
         });
         harness.options.block_cache_bytes = 4 << 10;
         harness.compacting = true;

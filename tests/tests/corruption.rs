@@ -37,7 +37,7 @@ fn options(fs: &Arc<FaultFs>, compress: bool) -> Options {
         .compression(compress.then_some(Compression {
             level: 3,
             block_size: 1024,
-            dictionary_size: 1024,
+            dictionary_size: 256,
         }));
     o.memtable_postings = 400;
     o.close_flush_postings = 1 << 30;
@@ -179,6 +179,15 @@ fn flip_bits(compress: bool) {
         .iter()
         .map(|p| (p.clone(), contents(&fs, p)))
         .collect();
+    if compress {
+        // Flips must land in a compressed segment's dictionary too.
+        let with_dictionary = pristine.iter().any(|(p, bytes)| {
+            p.extension().is_some_and(|x| x == "zseg")
+                && bytes.len() > 20
+                && u32::from_le_bytes(bytes[16..20].try_into().unwrap()) > 0
+        });
+        assert!(with_dictionary, "no compressed segment has a dictionary");
+    }
     let want = {
         let fs = copy_of(&pristine);
         let store = Store::open_with(DIR, options(&fs, compress)).expect("open the copy");

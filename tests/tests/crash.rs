@@ -128,7 +128,7 @@ impl Disk {
             options.compression = Some(Compression {
                 level: 1,
                 block_size: 1024,
-                dictionary_size: 1024,
+                dictionary_size: 256,
             });
             options.block_cache_bytes = 8 << 10;
             options.merge_bytes_per_sec = None;

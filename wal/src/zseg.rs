@@ -59,7 +59,7 @@ pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
 pub const MAX_DICTIONARY_SIZE: u32 = 1 << 20;
 /// A dictionary is trained only for a segment at least this many times its
 /// size: on a smaller one it would cost more bytes than it saves.
-const DICTIONARY_PAYS_FROM: usize = 16;
+const DICTIONARY_PAYS_FROM: usize = 8;
 /// How many bytes of a segment's blocks a dictionary is trained on, per
 /// byte of dictionary (zstd advises about a hundred).
 const TRAINING_PER_DICTIONARY_BYTE: usize = 100;

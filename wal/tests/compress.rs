@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use gesta_wal::files::compressed_file_name;
 use gesta_wal::io::fault::{CrashMode, FaultFs};
-use gesta_wal::io::{FileSystem, StdFs};
+use gesta_wal::io::{FileSystem, OpenMode, StdFs, read_all};
 use gesta_wal::{Compression, OpenedWal, Pushed, RecordMeta, WalError, WalOptions};
 
 mod common;
@@ -26,8 +26,8 @@ fn options() -> WalOptions {
 fn settings() -> Compression {
     Compression {
         level: 3,
-        block_size: 2048,
-        dictionary_size: 1024,
+        block_size: 512,
+        dictionary_size: 256,
     }
 }
 
@@ -53,10 +53,24 @@ fn check_contents(wal: &OpenedWal, last: u64) {
     for position in 1..=last {
         let r = wal.reader.record_containing(position).unwrap().unwrap();
         assert!(r.meta.first_position <= position && position <= r.meta.last_position());
+        let want = payload(r.meta.first_position, r.meta.count).bytes().clone();
+        assert_eq!(r.payload, want);
+        // A point read's head, and its payload read in pieces, as a point
+        // read of a compressed segment reads them.
+        let head = wal
+            .reader
+            .record_head_containing(position)
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.meta, &head.seq), (r.meta, &r.seq));
+        assert_eq!(head.payload_len(), want.len());
+        let half = want.len() / 2;
+        assert_eq!(head.payload_range(0, half).unwrap(), want.slice(..half));
         assert_eq!(
-            r.payload,
-            payload(r.meta.first_position, r.meta.count).bytes()
+            head.payload_range(half, want.len()).unwrap(),
+            want.slice(half..)
         );
+        assert!(head.payload_range(half, want.len() + 1).is_err());
     }
 }
 
@@ -92,6 +106,12 @@ fn compressed_segments_read_and_reopen_like_the_originals() {
         sealed
     );
     assert_eq!(listing.iter().filter(|n| n.ends_with(".seg")).count(), 1);
+    // Each compressed file carries the dictionary trained on its blocks.
+    for name in listing.iter().filter(|n| n.ends_with(".zseg")) {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let layout = gesta_wal::files::Layout::decode(&bytes).unwrap();
+        assert!(!layout.dictionary.is_empty(), "{name} has no dictionary");
+    }
     check_contents(&wal, last);
     let stats = wal.compressor.cache_stats();
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
@@ -243,8 +263,11 @@ fn damage_in_a_compressed_segment_is_corruption_of_that_file() {
     wal.writer.close().unwrap();
     drop(wal);
     let path = dir.join(compressed_file_name(1));
-    // A byte inside the first compressed block.
-    fs_impl.corrupt(&path, 40, 0x20);
+    // A byte inside the first compressed block, after the header and the
+    // dictionary.
+    let bytes = read_all(fs.open(&path, OpenMode::Existing).unwrap().as_ref()).unwrap();
+    let dictionary = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as u64;
+    fs_impl.corrupt(&path, 24 + dictionary + 16, 0x20);
 
     // Trusting the offset tables, the store opens; reading the damaged
     // block names the compressed file.
