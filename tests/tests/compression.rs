@@ -334,8 +334,9 @@ fn closing_does_not_wait_for_a_backlog_of_compression() {
 
 /// A point read of one event of a large batch in a compressed segment
 /// decompresses the blocks of that event (and of its record's head and
-/// event table entries), not the whole record: the block cache counts every
-/// block fetched.
+/// event table entries), not the whole record, and the record's long head
+/// is kept for the next: the block cache counts every block (and head)
+/// fetched.
 #[test]
 fn a_point_read_in_a_large_compressed_record_fetches_a_few_blocks() {
     let tmp = tempfile::tempdir().unwrap();
@@ -390,8 +391,12 @@ fn a_point_read_in_a_large_compressed_record_fetches_a_few_blocks() {
         assert_eq!(found[0].position, i as u64 + 1);
         assert_eq!(found[0].revision, Some(i as u64));
         let fetched = (after.hits + after.misses) - (before.hits + before.misses);
+        // The first read gathers the record's head (its revisions span
+        // blocks) and keeps it; later ones fetch the kept head, a block of
+        // the event table and the event's block(s).
+        let most = if i == 0 { 8 } else { 4 };
         assert!(
-            (1..=8).contains(&fetched),
+            (1..=most).contains(&fetched),
             "reading event {i} of a 500-event record fetched {fetched} blocks"
         );
     }

@@ -21,8 +21,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-/// A block: the first position of its segment and its number in it.
-pub(crate) type BlockKey = (u64, u32);
+/// What the cache holds: the first position of a compressed segment, and
+/// either the number of one of its blocks ([`BlockKey::block`]) or the
+/// offset of one of its records whose head it holds ([`BlockKey::head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BlockKey(u64, u64);
+
+/// Marks a key's second half as a record's offset, not a block's number.
+const HEAD: u64 = 1 << 63;
+
+impl BlockKey {
+    /// Block `i` of the segment starting at `segment`.
+    pub(crate) fn block(segment: u64, i: usize) -> BlockKey {
+        BlockKey(segment, i as u64)
+    }
+
+    /// The head of the record at `offset` of the segment starting at
+    /// `segment`.
+    pub(crate) fn head(segment: u64, offset: u64) -> BlockKey {
+        BlockKey(segment, offset | HEAD)
+    }
+}
 
 /// Hits and misses since the cache was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,6 +215,10 @@ impl BlockCache {
 mod tests {
     use super::*;
 
+    fn key(segment: u64, i: usize) -> BlockKey {
+        BlockKey::block(segment, i)
+    }
+
     fn block(n: usize, fill: u8) -> Bytes {
         Bytes::from(vec![fill; n])
     }
@@ -203,15 +226,15 @@ mod tests {
     #[test]
     fn evicts_a_block_not_used_since_the_hand_passed_first() {
         let cache = BlockCache::new(300);
-        cache.insert((1, 0), block(100, 1));
-        cache.insert((1, 1), block(100, 2));
-        cache.insert((1, 2), block(100, 3));
+        cache.insert(key(1, 0), block(100, 1));
+        cache.insert(key(1, 1), block(100, 2));
+        cache.insert(key(1, 2), block(100, 3));
         // Use block 0, so that the hand spares it and evicts block 1.
-        assert_eq!(cache.get((1, 0)).map(|b| b[0]), Some(1));
-        cache.insert((2, 0), block(100, 4));
-        assert!(cache.get((1, 1)).is_none());
-        for (key, fill) in [((1, 0), 1), ((1, 2), 3), ((2, 0), 4)] {
-            assert_eq!(cache.get(key).map(|b| b[0]), Some(fill), "{key:?}");
+        assert_eq!(cache.get(key(1, 0)).map(|b| b[0]), Some(1));
+        cache.insert(key(2, 0), block(100, 4));
+        assert!(cache.get(key(1, 1)).is_none());
+        for ((segment, i), fill) in [((1, 0), 1), ((1, 2), 3), ((2, 0), 4)] {
+            assert_eq!(cache.get(key(segment, i)).map(|b| b[0]), Some(fill));
         }
         let stats = cache.stats();
         assert_eq!(stats.bytes, 300);
@@ -221,28 +244,32 @@ mod tests {
     #[test]
     fn a_block_in_use_outlives_a_stream_of_blocks_read_once() {
         let cache = BlockCache::new(1000);
-        cache.insert((0, 0), block(100, 9));
-        for i in 1..200u32 {
-            assert_eq!(cache.get((0, 0)).map(|b| b[0]), Some(9), "after {i} blocks");
-            cache.insert((1, i), block(100, 1));
+        cache.insert(key(0, 0), block(100, 9));
+        for i in 1..200usize {
+            assert_eq!(
+                cache.get(key(0, 0)).map(|b| b[0]),
+                Some(9),
+                "after {i} blocks"
+            );
+            cache.insert(key(1, i), block(100, 1));
             assert!(cache.stats().bytes <= 1000);
         }
         // The blocks read once were evicted, oldest first.
-        assert!(cache.get((1, 1)).is_none());
-        assert!(cache.get((1, 199)).is_some());
+        assert!(cache.get(key(1, 1)).is_none());
+        assert!(cache.get(key(1, 199)).is_some());
     }
 
     #[test]
     fn replacing_a_block_keeps_the_size_right() {
         let cache = BlockCache::new(1000);
-        cache.insert((1, 0), block(100, 1));
-        cache.insert((1, 0), block(50, 2));
-        cache.insert((2, 0), block(20, 3));
+        cache.insert(key(1, 0), block(100, 1));
+        cache.insert(key(1, 0), block(50, 2));
+        cache.insert(key(2, 0), block(20, 3));
         assert_eq!(cache.stats().bytes, 70);
-        assert_eq!(cache.get((1, 0)).map(|b| b.len()), Some(50));
+        assert_eq!(cache.get(key(1, 0)).map(|b| b.len()), Some(50));
         // A block larger than the whole cache is not kept.
-        cache.insert((3, 0), block(2000, 4));
-        assert!(cache.get((3, 0)).is_none());
+        cache.insert(key(3, 0), block(2000, 4));
+        assert!(cache.get(key(3, 0)).is_none());
         assert_eq!(cache.stats().bytes, 70);
     }
 }

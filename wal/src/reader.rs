@@ -78,23 +78,35 @@ impl WalReader {
         let Some((start, stop)) = segment.locate(position) else {
             return Ok(None);
         };
-        // Step from record to record by their frames, reading only each
-        // one's frame and fields, then the head of the one holding the
-        // position.
+        // Step from record to record by their heads, reading no payload.
+        let compressed = segment.compressed();
         let mut at = start;
         while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
-            // Most heads are short: one read usually gets the whole head.
-            let fields_end = at + format::HEAD_FIELDS_LEN as u64;
-            let first = segment.read_up_to(at, fields_end, (at + HEAD_GUESS).min(stop))?;
             let available = (stop - at) as usize;
-            let head_end = (format::head_len(&first) as u64).min(stop - at);
-            let head = if head_end <= first.len() as u64 {
-                first.slice(..head_end as usize)
-            } else {
-                read_range(&segment, at, at + head_end)?
+            let cached = compressed.as_ref().and_then(|z| z.cached_head(at));
+            // Most heads are short: one read usually gets the whole head;
+            // a long one is kept for the next read once it checks out.
+            let (head, keep) = match cached {
+                Some(head) => (head, false),
+                None => {
+                    let fields_end = at + format::HEAD_FIELDS_LEN as u64;
+                    let first = segment.read_up_to(at, fields_end, (at + HEAD_GUESS).min(stop))?;
+                    let head_end = (format::head_len(&first) as u64).min(stop - at);
+                    if head_end <= first.len() as u64 {
+                        (first.slice(..head_end as usize), false)
+                    } else {
+                        (read_range(&segment, at, at + head_end)?, true)
+                    }
+                }
             };
+            let head_end = head.len() as u64;
             let (record, total) = match format::decode_record_head_only(&head, available) {
-                Frame::Record(r, total) => (r, total),
+                Frame::Record(r, total) => {
+                    if let Some(z) = compressed.as_ref().filter(|_| keep) {
+                        z.cache_head(at, &head);
+                    }
+                    (r, total)
+                }
                 Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
                 Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
             };

@@ -41,7 +41,7 @@ use bytes::Bytes;
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 use zstd::zstd_safe;
 
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, BlockKey};
 use crate::error::{Result, WalError};
 use crate::format::{u32_at, u64_at};
 
@@ -326,13 +326,15 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// Decompresses one block of known length `want`, with the segment's
-/// dictionary if it has one.
+/// Decompresses one block of known length `want` onto the end of `out`,
+/// with the segment's dictionary if it has one; returns how many bytes it
+/// appended.
 fn decompress(
     compressed: &[u8],
     want: usize,
     dictionary: Option<&DecoderDictionary<'static>>,
-) -> std::io::Result<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let dctx = match &mut *slot {
@@ -342,15 +344,18 @@ fn decompress(
                     .ok_or_else(|| std::io::Error::other("cannot create a zstd context"))?,
             ),
         };
-        // One byte more than expected, so that a block that decompresses
-        // longer is told apart from one of exactly the right length.
-        let mut out = Vec::with_capacity(want + 1);
+        // Room for at least one byte more than expected, so that a block
+        // that decompresses longer is told apart from one of exactly the
+        // right length (the caller checks the length appended).
+        let had = out.len();
+        out.reserve(want + 1);
+        let mut tail = std::io::Cursor::new(&mut *out);
+        tail.set_position(had as u64);
         let done = match dictionary {
-            Some(d) => dctx.decompress_using_ddict(&mut out, compressed, d.as_ddict()),
-            None => dctx.decompress(&mut out, compressed),
+            Some(d) => dctx.decompress_using_ddict(&mut tail, compressed, d.as_ddict()),
+            None => dctx.decompress(&mut tail, compressed),
         };
-        done.map_err(|code| std::io::Error::other(zstd_safe::get_error_name(code)))?;
-        Ok(out)
+        done.map_err(|code| std::io::Error::other(zstd_safe::get_error_name(code)))
     })
 }
 
@@ -422,6 +427,14 @@ impl CompressedSegment {
 
     /// Decompresses block `i`, checking its checksum and length.
     fn decompress(&self, i: usize) -> Result<Bytes> {
+        let mut out = Vec::new();
+        self.decompress_onto(i, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Decompresses block `i` onto the end of `out`, checking its checksum
+    /// and length: a scan's blocks go straight into the bytes it returns.
+    fn decompress_onto(&self, i: usize, out: &mut Vec<u8>) -> Result<()> {
         let b = self.layout.blocks[i];
         let (start, end) = (b.offset as usize, b.offset as usize + b.len as usize);
         let compressed = &self.data[start..end];
@@ -429,15 +442,19 @@ impl CompressedSegment {
             return Err(self.corrupt(b.offset, "compressed block checksum mismatch"));
         }
         let want = self.layout.block_len(i);
-        let out = decompress(compressed, want, self.dictionary.as_ref().map(|d| &d.0))
+        let had = out.len();
+        let dictionary = self.dictionary.as_ref().map(|d| &d.0);
+        decompress(compressed, want, dictionary, out)
             .map_err(|_| self.corrupt(b.offset, "compressed block does not decompress"))?;
-        if out.len() != want {
+        if out.len() - had != want {
+            out.truncate(had);
             return Err(self.corrupt(b.offset, "compressed block has the wrong length"));
         }
-        Ok(Bytes::from(out))
+        Ok(())
     }
+
     fn block(&self, i: usize, cache_miss: bool) -> Result<Bytes> {
-        let key = (self.layout.first_position, i as u32);
+        let key = BlockKey::block(self.layout.first_position, i);
         if let Some(hit) = self.cache.get(key) {
             return Ok(hit);
         }
@@ -446,6 +463,25 @@ impl CompressedSegment {
             self.cache.insert(key, block.clone());
         }
         Ok(block)
+    }
+
+    /// The head of the record at `offset` (its frame, fields, sequencing
+    /// bytes and head checksum), if a point read cached it.
+    pub fn cached_head(&self, offset: u64) -> Option<Bytes> {
+        self.cache
+            .get(BlockKey::head(self.layout.first_position, offset))
+    }
+
+    /// Caches the head of the record at `offset`, for the next point read
+    /// in that record: a long head (a large batch's revisions) spans
+    /// several blocks, which each read would otherwise gather again. The
+    /// bytes are copied, so that the cache's count of what it holds is
+    /// what it keeps alive.
+    pub fn cache_head(&self, offset: u64, head: &[u8]) {
+        self.cache.insert(
+            BlockKey::head(self.layout.first_position, offset),
+            Bytes::copy_from_slice(head),
+        );
     }
 
     /// The end of the block holding byte `at - 1` of the original segment
@@ -478,12 +514,24 @@ impl CompressedSegment {
             let base = first * bs;
             return Ok(block.slice((start - base) as usize..(end - base) as usize));
         }
-        let mut out = Vec::with_capacity((end - start) as usize);
+        let mut out = Vec::with_capacity((end - start) as usize + 1);
         for i in first..=last {
-            let block = self.block(i as usize, cache)?;
             let base = i * bs;
             let lo = start.max(base) - base;
             let hi = end.min(base + bs) - base;
+            let whole = lo == 0 && hi as usize == self.layout.block_len(i as usize);
+            if whole && !cache {
+                // A scan's inner block: decompressed in place, unless cached.
+                match self
+                    .cache
+                    .get(BlockKey::block(self.layout.first_position, i as usize))
+                {
+                    Some(hit) => out.extend_from_slice(&hit),
+                    None => self.decompress_onto(i as usize, &mut out)?,
+                }
+                continue;
+            }
+            let block = self.block(i as usize, cache)?;
             out.extend_from_slice(&block[lo as usize..hi as usize]);
         }
         Ok(Bytes::from(out))
@@ -492,9 +540,9 @@ impl CompressedSegment {
     /// The whole original segment, decompressed without the cache (for
     /// recovery's and verification's scans).
     pub fn read_all(&self) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(self.layout.len as usize);
+        let mut out = Vec::with_capacity(self.layout.len as usize + 1);
         for i in 0..self.layout.blocks.len() {
-            out.extend_from_slice(&self.decompress(i)?);
+            self.decompress_onto(i, &mut out)?;
         }
         Ok(Bytes::from(out))
     }
