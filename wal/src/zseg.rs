@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use zstd::dict::{DecoderDictionary, EncoderDictionary};
+use zstd::dict::EncoderDictionary;
 use zstd::zstd_safe;
 
 use crate::cache::{BlockCache, BlockKey};
@@ -332,7 +332,7 @@ thread_local! {
 fn decompress(
     compressed: &[u8],
     want: usize,
-    dictionary: Option<&DecoderDictionary<'static>>,
+    dictionary: Option<&zstd_safe::DDict<'static>>,
     out: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
     DECOMPRESSOR.with(|cell| {
@@ -352,7 +352,7 @@ fn decompress(
         let mut tail = std::io::Cursor::new(&mut *out);
         tail.set_position(had as u64);
         let done = match dictionary {
-            Some(d) => dctx.decompress_using_ddict(&mut tail, compressed, d.as_ddict()),
+            Some(d) => dctx.decompress_using_ddict(&mut tail, compressed, d),
             None => dctx.decompress(&mut tail, compressed),
         };
         done.map_err(|code| std::io::Error::other(zstd_safe::get_error_name(code)))
@@ -360,7 +360,7 @@ fn decompress(
 }
 
 /// A segment's decompression dictionary, digested once when it is opened.
-struct Dictionary(DecoderDictionary<'static>);
+struct Dictionary(zstd_safe::DDict<'static>);
 
 impl std::fmt::Debug for Dictionary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -391,8 +391,20 @@ impl CompressedSegment {
             offset,
             reason: reason.to_owned(),
         })?;
-        let dictionary = (!layout.dictionary.is_empty())
-            .then(|| Dictionary(DecoderDictionary::copy(&data[layout.dictionary.clone()])));
+        let dictionary = match layout.dictionary.clone() {
+            range if range.is_empty() => None,
+            // zstd refuses a dictionary it cannot digest (the checksum
+            // vouches only for what was written).
+            range => Some(Dictionary(
+                zstd_safe::DDict::try_create(&data[range.clone()]).ok_or_else(|| {
+                    WalError::Corruption {
+                        file: path.clone(),
+                        offset: range.start as u64,
+                        reason: "compressed segment dictionary is not a zstd dictionary".into(),
+                    }
+                })?,
+            )),
+        };
         Ok(CompressedSegment {
             path,
             data,
@@ -742,6 +754,45 @@ mod tests {
                 Ok(_) => panic!("flip of bit {bit} went unnoticed"),
                 Err(e) => panic!("flip of bit {bit}: unexpected error {e}"),
             }
+        }
+    }
+
+    /// A dictionary zstd cannot digest, under a checksum that matches it
+    /// (as a writer with a bug would leave it), is corruption, not a panic.
+    #[test]
+    fn a_dictionary_zstd_refuses_is_corruption() {
+        let original = events_like(64 << 10);
+        let mut file = compress(
+            &original,
+            1,
+            2,
+            Compression {
+                level: 3,
+                block_size: 256,
+                dictionary_size: 1024,
+            },
+        )
+        .unwrap();
+        let layout = Layout::decode(&file).unwrap();
+        assert!(!layout.dictionary.is_empty(), "no dictionary trained");
+        // A zstd dictionary's magic, then garbage: zstd rejects its tables.
+        for b in &mut file[layout.dictionary.start + 8..layout.dictionary.end] {
+            *b = 0xff;
+        }
+        let f = file.len() - FOOTER_LEN;
+        let index = u64_at(&file, f + 24) as usize;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&file[..layout.dictionary.end]);
+        crc.update(&file[index..f + 36]);
+        let crc = crc.finalize().to_le_bytes();
+        file[f + 36..].copy_from_slice(&crc);
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        match open(file, &cache) {
+            Err(WalError::Corruption { reason, .. }) => {
+                assert!(reason.contains("dictionary"), "{reason}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a garbage dictionary was accepted"),
         }
     }
 
