@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 
 /// Longest event type, tag or stream name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
-/// Most tags one event may carry.
-pub const MAX_TAGS: usize = 64;
+/// Most tags one event may carry: as many as the one-byte tag count of the
+/// log format holds.
+pub const MAX_TAGS: usize = 255;
 /// Largest event data (and, separately, metadata), in bytes.
 pub const MAX_DATA_LEN: usize = 16 << 20;
 /// Largest encoded batch, in bytes.
@@ -19,7 +20,7 @@ pub const MAX_BATCH_LEN: usize = 64 << 20;
 pub struct NewEvent {
     /// The event type, 1–255 bytes.
     pub event_type: String,
-    /// Tags (`key:value` by convention), each 1–255 bytes, at most 64.
+    /// Tags (`key:value` by convention), each 1–255 bytes, at most 255.
     pub tags: Vec<String>,
     /// The payload, at most 16 MiB.
     pub data: Bytes,

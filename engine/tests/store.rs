@@ -188,7 +188,7 @@ fn limits_are_checked_and_the_store_stays_usable() {
     // The limits themselves are allowed.
     let max = "y".repeat(MAX_NAME_LEN);
     let edge = NewEvent::new(max.clone(), vec![1u8; MAX_DATA_LEN])
-        .tags((0..MAX_TAGS).map(|i| format!("{i}{}", &max[..MAX_NAME_LEN - 2])))
+        .tags((0..MAX_TAGS).map(|i| format!("{i:03}{}", &max[..MAX_NAME_LEN - 3])))
         .stream(max.clone());
     assert_eq!(
         store.append(vec![edge]).unwrap(),

@@ -337,7 +337,7 @@ async fn input_beyond_the_documented_limits_is_refused_with_the_reason() {
     let server = start().await;
     let mut c = client(server.addr).await;
     let long = "x".repeat(300);
-    let many: Vec<String> = (0..65).map(|i| format!("t:{i}")).collect();
+    let many: Vec<String> = (0..256).map(|i| format!("t:{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let mut duplicate = event("E", &[]);
     duplicate.metadata = vec![
@@ -358,7 +358,7 @@ async fn input_beyond_the_documented_limits_is_refused_with_the_reason() {
             "event type is 300 bytes, the limit is 255",
         ),
         (event("E", &[&long]), "tag is 300 bytes, the limit is 255"),
-        (event("E", &many), "65 tags, the limit is 64"),
+        (event("E", &many), "256 tags, the limit is 255"),
         (duplicate, "metadata key \"k\" appears twice"),
     ];
     for (e, reason) in cases {

@@ -147,7 +147,8 @@ fn arms(query: &Query, with_events: bool, b: &mut Builder) -> Vec<Arm> {
             " WHERE t0.tag = {p} AND t0.position BETWEEN ?1 AND ?2"
         ));
         // Each further tag is a primary-key probe; EXISTS rather than a
-        // join keeps an item of 64 tags within SQLite's 64-table join limit.
+        // join keeps an item of 255 tags clear of SQLite's 64-table join
+        // limit.
         for tag in other_tags {
             let p = b.text(tag);
             from.push_str(&format!(

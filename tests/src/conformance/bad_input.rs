@@ -238,7 +238,7 @@ pub fn invalid_stream_revision_name_rejected<H: Harness>(h: &mut H) {
     assert_eq!(s.stream_revision("s").expect("revision"), Some(0));
 }
 
-/// Names of exactly 255 bytes, 64 tags, and data and metadata of exactly
+/// Names of exactly 255 bytes, 255 tags, and data and metadata of exactly
 /// the limit are accepted and come back whole.
 pub fn limits_at_the_edge_accepted<H: Harness>(h: &mut H) {
     let s = h.create();
