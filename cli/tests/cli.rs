@@ -1532,14 +1532,14 @@ fn streams_types_and_tags_are_listed_with_counts() {
             "is not a number from 1 to 10000",
         );
         usage_error(&[sub, d, "--limit", "many"], "--limit");
-        let long = "x".repeat(256);
+        let long = "x".repeat(1025);
         usage_error(
             &[sub, d, "--prefix", &long],
-            "prefix is 256 bytes, the limit is 255",
+            "prefix is 1025 bytes, the limit is 1024",
         );
         usage_error(
             &[sub, d, "--after", &long],
-            "after is 256 bytes, the limit is 255",
+            "after is 1025 bytes, the limit is 1024",
         );
         usage_error(&[sub], "DIR");
     }

@@ -75,8 +75,8 @@ pub type EventIter<'a> = Box<dyn Iterator<Item = Result<RecordedEvent>> + Send +
 /// **Tracking info** is how far a consumer (a projection, a process
 /// manager) named `source` has processed an upstream log, committed
 /// atomically with the events it produced:
-/// [`AppendOptions::track`]`(source, position)`. The source is named like
-/// a stream (1 to 255 bytes, checked with the append's other input). The
+/// [`AppendOptions::track`]`(source, position)`. The source is 1 to 255
+/// bytes of UTF-8, checked with the append's other input. The
 /// append's tracking check comes last, after the DCB condition: unless
 /// `position` is greater than the source's stored position (any position
 /// is, for a source with none), the append fails with

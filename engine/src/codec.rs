@@ -5,9 +5,11 @@
 //! the end of the table), then the events back to back, each `crc u32 |
 //! body`, where `crc` is the CRC-32 of the event's index in the batch
 //! (`u32 LE`) followed by its body. The body is `flags u8` (bit 0 id, bit 1
-//! stream, bit 2 metadata), `type_len u8, type`, `tag_count u8, (tag_len u8,
-//! tag)*`, `[stream_len u8, stream]`, `[id u128 LE]`, `[metadata_len varint,
-//! metadata]`, then the data (the rest of the body). The sequencing bytes
+//! stream, bit 2 metadata, bit 3 wide; no other may be set), `type_len,
+//! type`, `tag_count u8, (tag_len, tag)*`, `[stream_len, stream]`, `[id u128
+//! LE]`, `[metadata_len varint, metadata]`, then the data (the rest of the
+//! body), where each name's length is one byte, or a varint in a wide
+//! event (one with a name over 255 bytes). The sequencing bytes
 //! are, for each event that names a stream, in event order, `index varint |
 //! revision varint`, then, for a batch appended with tracking info, a
 //! trailer: `count varint | source_len varint, source | position varint`.
@@ -32,6 +34,21 @@ use crate::view::{EventRef, Tags};
 const FLAG_ID: u8 = 1;
 const FLAG_STREAM: u8 = 2;
 const FLAG_METADATA: u8 = 4;
+/// The event's name lengths are varints, not bytes: set only on an event
+/// with a name longer than 255 bytes (segment format 3 on; older readers
+/// refuse such segments by their version).
+const FLAG_WIDE: u8 = 8;
+/// Every flag a reader knows: an event with another set is malformed.
+const KNOWN_FLAGS: u8 = FLAG_ID | FLAG_STREAM | FLAG_METADATA | FLAG_WIDE;
+
+/// Appends a name's length: one byte, or a varint in a wide event.
+fn put_len(out: &mut Vec<u8>, len: usize, wide: bool) {
+    if wide {
+        put_varint(out, len as u64);
+    } else {
+        out.push(len as u8);
+    }
+}
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -91,16 +108,22 @@ pub(crate) fn encode_batch(events: &[NewEvent]) -> Result<Vec<u8>> {
         if !e.metadata.is_empty() {
             flags |= FLAG_METADATA;
         }
+        let wide = e.event_type.len() > 255
+            || e.tags.iter().any(|t| t.len() > 255)
+            || e.stream.as_ref().is_some_and(|s| s.len() > 255);
+        if wide {
+            flags |= FLAG_WIDE;
+        }
         out.push(flags);
-        out.push(e.event_type.len() as u8);
+        put_len(&mut out, e.event_type.len(), wide);
         out.extend_from_slice(e.event_type.as_bytes());
         out.push(e.tags.len() as u8);
         for t in &e.tags {
-            out.push(t.len() as u8);
+            put_len(&mut out, t.len(), wide);
             out.extend_from_slice(t.as_bytes());
         }
         if let Some(s) = &e.stream {
-            out.push(s.len() as u8);
+            put_len(&mut out, s.len(), wide);
             out.extend_from_slice(s.as_bytes());
         }
         if let Some(id) = e.id {
@@ -192,9 +215,27 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
 
-    fn name(&mut self) -> Result<&'a str> {
-        let n = self.u8()? as usize;
+    /// A name's length: a byte, or a varint in a wide event.
+    fn len(&mut self, wide: bool) -> Result<usize> {
+        if wide {
+            usize::try_from(self.varint()?).map_err(|_| malformed("name too long"))
+        } else {
+            self.u8().map(usize::from)
+        }
+    }
+
+    fn name(&mut self, wide: bool) -> Result<&'a str> {
+        let n = self.len(wide)?;
         std::str::from_utf8(self.slice(n)?).map_err(|_| malformed("name is not UTF-8"))
+    }
+
+    /// An event's flags, refused if any is unknown.
+    fn flags(&mut self) -> Result<u8> {
+        let flags = self.u8()?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(malformed("unknown event flags"));
+        }
+        Ok(flags)
     }
 
     fn string(&mut self, n: usize) -> Result<String> {
@@ -231,53 +272,60 @@ impl<'a> Cursor<'a> {
 }
 
 /// Where an event's names lie: its type, its tags and its stream, each a
-/// length byte and that many bytes of UTF-8, one after the other (with the
-/// tag count between type and tags).
+/// length (a byte, or a varint in a wide event) and that many bytes of
+/// UTF-8, one after the other (with the tag count between type and tags).
 struct Names<'a> {
     /// From the type's length byte to the end of the stream's name.
     bytes: &'a [u8],
-    /// The type's end, the tags' start and end, in `bytes`.
+    /// The type's start and end, the tags' start and end, in `bytes`.
+    type_start: usize,
     type_end: usize,
     tags: (usize, usize),
     tag_count: usize,
     /// The stream's name, in `bytes`.
     stream: Option<(usize, usize)>,
-    /// Whether every length byte is below 128 (an ASCII char).
+    /// Whether every length is below 128 (so that each is one byte, an
+    /// ASCII char).
     short: bool,
+    /// Whether the lengths are varints (a wide event).
+    wide: bool,
 }
 
 impl<'a> Names<'a> {
     /// Steps `c` over the names, checking their bounds but not yet their
     /// UTF-8.
-    fn read(c: &mut Cursor<'a>, has_stream: bool) -> Result<Names<'a>> {
+    fn read(c: &mut Cursor<'a>, has_stream: bool, wide: bool) -> Result<Names<'a>> {
         let start = c.at;
-        let mut lengths = c.u8()?;
-        c.slice(usize::from(lengths))?;
+        let mut lengths = c.len(wide)?;
+        let type_start = c.at - start;
+        c.slice(lengths)?;
         let type_end = c.at - start;
         let tag_count = c.u8()? as usize;
         let tags_start = c.at - start;
         for _ in 0..tag_count {
-            let n = c.u8()?;
+            let n = c.len(wide)?;
             lengths |= n;
-            c.slice(usize::from(n))?;
+            c.slice(n)?;
         }
         let tags = (tags_start, c.at - start);
         let stream = if has_stream {
-            let n = c.u8()?;
+            let n = c.len(wide)?;
             lengths |= n;
-            c.slice(usize::from(n))?;
-            Some((c.at - start - usize::from(n), c.at - start))
+            c.slice(n)?;
+            Some((c.at - start - n, c.at - start))
         } else {
             None
         };
         let all: &'a Bytes = c.bytes;
         Ok(Names {
             bytes: &all[start..c.at],
+            type_start,
             type_end,
             tags,
             tag_count,
             stream,
             short: lengths < 0x80,
+            wide,
         })
     }
 
@@ -292,7 +340,7 @@ impl<'a> Names<'a> {
         {
             let cut = |(a, b): (usize, usize)| text.get(a..b);
             if let (Some(event_type), Some(tags), Some(stream)) = (
-                cut((1, self.type_end)),
+                cut((self.type_start, self.type_end)),
                 cut(self.tags),
                 self.stream.map_or(Some(None), |s| cut(s).map(Some)),
             ) {
@@ -300,18 +348,27 @@ impl<'a> Names<'a> {
             }
         }
         let utf8 = |(a, b): (usize, usize)| std::str::from_utf8(&self.bytes[a..b]);
-        let event_type = utf8((1, self.type_end)).map_err(|_| not_utf8())?;
+        let event_type = utf8((self.type_start, self.type_end)).map_err(|_| not_utf8())?;
         let (mut at, end) = self.tags;
         while at < end {
-            let n = usize::from(self.bytes[at]);
-            utf8((at + 1, at + 1 + n)).map_err(|_| not_utf8())?;
-            at += 1 + n;
+            let (n, from) = if self.wide {
+                let (n, from) = varint_at(self.bytes, at).ok_or_else(not_utf8)?;
+                (n as usize, from)
+            } else {
+                (usize::from(self.bytes[at]), at + 1)
+            };
+            utf8((from, from + n)).map_err(|_| not_utf8())?;
+            at = from + n;
         }
         let stream = match self.stream {
             Some(s) => Some(utf8(s).map_err(|_| not_utf8())?),
             None => None,
         };
-        let tags = Tags::encoded(&self.bytes[self.tags.0..self.tags.1], self.tag_count);
+        let tags = Tags::encoded(
+            &self.bytes[self.tags.0..self.tags.1],
+            self.tag_count,
+            self.wide,
+        );
         Ok((event_type, tags, stream))
     }
 }
@@ -462,13 +519,14 @@ impl<'a> Decoder<'a> {
     fn keys(&mut self, out: &mut Vec<(Key, u64)>) -> Result<()> {
         let position = self.position();
         let mut c = self.frame(false)?;
-        let flags = c.u8()?;
-        out.push((Key::event_type(c.name()?), position));
+        let flags = c.flags()?;
+        let wide = flags & FLAG_WIDE != 0;
+        out.push((Key::event_type(c.name(wide)?), position));
         for _ in 0..c.u8()? {
-            out.push((Key::tag(c.name()?), position));
+            out.push((Key::tag(c.name(wide)?), position));
         }
         if flags & FLAG_STREAM != 0 {
-            out.push((Key::stream(c.name()?), position));
+            out.push((Key::stream(c.name(wide)?), position));
         }
         if flags & FLAG_ID != 0 {
             let b = c.slice(16)?;
@@ -485,8 +543,8 @@ impl<'a> Decoder<'a> {
         let meta = self.meta;
         let position = self.position();
         let mut c = self.frame(verify)?;
-        let flags = c.u8()?;
-        let names = Names::read(&mut c, flags & FLAG_STREAM != 0)?;
+        let flags = c.flags()?;
+        let names = Names::read(&mut c, flags & FLAG_STREAM != 0, flags & FLAG_WIDE != 0)?;
         let (event_type, tags, stream) = names.checked()?;
         let revision = match stream {
             Some(_) => Some(self.revision()?),
@@ -989,11 +1047,45 @@ mod tests {
     /// including ones whose bytes could pass for length bytes, come back
     /// whole, by a scan and by point reads; a name that is not UTF-8 is
     /// corruption, whichever way it is checked.
+    /// A flag this build does not know (a later format's) makes the event
+    /// malformed, never read as if it were not set.
+    #[test]
+    fn an_unknown_flag_is_refused() {
+        let events = [NewEvent::new("T", "data").tag("a:1")];
+        let payload = encode_batch(&events).unwrap();
+        for bit in 4..8 {
+            let mut bad = payload.clone();
+            bad[4 + 4] |= 1 << bit; // the table (4), the checksum (4), flags
+            fix_event_checksums(&mut bad, 1);
+            let mut out = Vec::new();
+            let meta = RecordMeta {
+                first_position: 1,
+                count: 1,
+                timestamp_micros: 1,
+            };
+            format::encode_record(&mut out, meta, &[], &Payload::new(Bytes::from(bad)));
+            let Frame::Record(record, _) = format::decode_record(&Bytes::from(out)) else {
+                panic!("the record decodes");
+            };
+            assert!(decode_event(&record, 1).is_err(), "flag bit {bit}");
+            assert!(
+                decode_record(&record, &mut Vec::new()).is_err(),
+                "bit {bit}"
+            );
+            assert!(
+                index_entries(&record, 0, &mut Vec::new()).is_err(),
+                "bit {bit}"
+            );
+        }
+    }
+
     #[test]
     fn names_of_every_length_and_script_round_trip() {
         let name = |len: usize, fill: &str| fill.repeat(len / fill.len());
         let mut events = Vec::new();
-        for len in [1usize, 2, 126, 127, 128, 129, 200, 254, 255] {
+        // Past 255 bytes an event is wide (varint lengths); 1,024 is the
+        // limit.
+        for len in [1usize, 2, 126, 127, 128, 129, 200, 254, 255, 256, 300, 1024] {
             for fill in ["a", "é", "€", "\u{10348}"] {
                 let n = name(len, fill);
                 if n.is_empty() {
@@ -1036,6 +1128,18 @@ mod tests {
             assert_eq!(&point, got, "point read of event {i}");
         }
         assert_eq!(scanned.len(), events.len());
+        let mut keys = Vec::new();
+        index_entries(&record, 0, &mut keys).unwrap();
+        let want: Vec<Key> = events
+            .iter()
+            .flat_map(|e| {
+                std::iter::once(Key::event_type(&e.event_type))
+                    .chain(e.tags.iter().map(|t| Key::tag(t)))
+                    .chain(e.stream.iter().map(|s| Key::stream(s)))
+            })
+            .collect();
+        let got: Vec<Key> = keys.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(got, want, "index keys of wide and narrow events");
         // Names that are not UTF-8, in the one-pass and the name-by-name
         // check.
         for type_len in [3usize, 200] {
@@ -1047,7 +1151,7 @@ mod tests {
                 bytes[target] = 0xFF;
                 let bytes = Bytes::from(bytes);
                 let mut c = Cursor::new(&bytes);
-                let names = Names::read(&mut c, true).unwrap();
+                let names = Names::read(&mut c, true, false).unwrap();
                 assert_eq!(c.at, bytes.len());
                 assert!(
                     names.checked().is_err(),

@@ -5,8 +5,9 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
-/// Longest event type, tag or stream name, in bytes.
-pub const MAX_NAME_LEN: usize = 255;
+/// Longest event type, tag or stream name, in bytes. (An event with a name
+/// over 255 bytes is encoded "wide", with varint lengths.)
+pub const MAX_NAME_LEN: usize = 1024;
 /// Most tags one event may carry: as many as the one-byte tag count of the
 /// log format holds.
 pub const MAX_TAGS: usize = 255;
@@ -18,9 +19,9 @@ pub const MAX_BATCH_LEN: usize = 64 << 20;
 /// An event to append.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEvent {
-    /// The event type, 1–255 bytes.
+    /// The event type, 1–1,024 bytes.
     pub event_type: String,
-    /// Tags (`key:value` by convention), each 1–255 bytes, at most 255.
+    /// Tags (`key:value` by convention), each 1–1,024 bytes, at most 255.
     pub tags: Vec<String>,
     /// The payload, at most 16 MiB.
     pub data: Bytes,
@@ -28,7 +29,7 @@ pub struct NewEvent {
     pub metadata: Bytes,
     /// An optional 128-bit id (a UUID, say) for idempotent appends.
     pub id: Option<u128>,
-    /// The stream the event belongs to, if any (1–255 bytes).
+    /// The stream the event belongs to, if any (1–1,024 bytes).
     pub stream: Option<String>,
 }
 

@@ -191,7 +191,13 @@ mod tests {
     #[test]
     fn validation_rejects_impossible_names() {
         assert!(Query::tag("").validate().is_err());
-        assert!(Query::event_type("x".repeat(256)).validate().is_err());
+        let longest = crate::event::MAX_NAME_LEN;
+        assert!(
+            Query::event_type("x".repeat(longest + 1))
+                .validate()
+                .is_err()
+        );
+        assert!(Query::event_type("x".repeat(longest)).validate().is_ok());
         assert!(Query::tag("ok").validate().is_ok());
         assert!(Query::all().validate().is_ok());
     }

@@ -7,14 +7,15 @@ use gesta_wal::WalReader;
 
 use crate::error::Result;
 
-/// A tracking source is named like a stream: 1 to 255 bytes of UTF-8.
+/// The longest tracking source, in bytes: the codec recognises a record's
+/// tracking trailer from its end by trying each source length up to this.
+pub(crate) const MAX_SOURCE_LEN: usize = 255;
+
+/// A tracking source is 1 to [`MAX_SOURCE_LEN`] bytes of UTF-8.
 pub(crate) fn check_tracking_source(source: &str) -> Result<()> {
-    if source.is_empty() || source.len() > crate::event::MAX_NAME_LEN {
+    if source.is_empty() || source.len() > MAX_SOURCE_LEN {
         return Err(crate::Error::InvalidInput {
-            reason: format!(
-                "a tracking source must be 1 to {} bytes long",
-                crate::event::MAX_NAME_LEN
-            ),
+            reason: format!("a tracking source must be 1 to {MAX_SOURCE_LEN} bytes long"),
         });
     }
     Ok(())

@@ -109,11 +109,13 @@ pub struct Tags<'a>(Source<'a>);
 
 #[derive(Clone, Copy, Debug)]
 enum Source<'a> {
-    /// The engine's encoding: `left` tags, each a length byte and that
-    /// many bytes of UTF-8, checked when the event was decoded.
+    /// The engine's encoding: `left` tags, each a length (a byte, or a
+    /// varint if `wide`) and that many bytes of UTF-8, checked when the
+    /// event was decoded.
     Encoded {
         bytes: &'a [u8],
         left: usize,
+        wide: bool,
     },
     /// The same, when the whole stretch is UTF-8 (every length below 128):
     /// each tag is cut from it without checking its UTF-8 again.
@@ -136,10 +138,15 @@ impl<'a> Tags<'a> {
         Tags(Source::Strings(tags))
     }
 
-    /// `count` tags encoded in `bytes` as the codec writes them; the caller
-    /// has checked their bounds and UTF-8.
-    pub(crate) fn encoded(bytes: &'a [u8], count: usize) -> Tags<'a> {
-        Tags(Source::Encoded { bytes, left: count })
+    /// `count` tags encoded in `bytes` as the codec writes them, with
+    /// varint lengths if `wide`; the caller has checked their bounds and
+    /// UTF-8.
+    pub(crate) fn encoded(bytes: &'a [u8], count: usize, wide: bool) -> Tags<'a> {
+        Tags(Source::Encoded {
+            bytes,
+            left: count,
+            wide,
+        })
     }
 
     /// [`encoded`](Self::encoded) tags whose whole stretch is UTF-8.
@@ -148,18 +155,35 @@ impl<'a> Tags<'a> {
     }
 }
 
+/// A LEB128 length at the start of `b`, and the bytes after it.
+fn length_varint(b: &[u8]) -> Option<(usize, &[u8])> {
+    let mut n = 0usize;
+    for (i, &byte) in b.iter().take(5).enumerate() {
+        n |= usize::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((n, &b[i + 1..]));
+        }
+    }
+    None
+}
+
 impl<'a> Iterator for Tags<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
         match &mut self.0 {
-            Source::Encoded { bytes, left } => {
+            Source::Encoded { bytes, left, wide } => {
                 if *left == 0 {
                     return None;
                 }
                 *left -= 1;
-                let (&n, rest) = bytes.split_first()?;
-                let (tag, rest) = rest.split_at_checked(usize::from(n))?;
+                let (n, rest) = if *wide {
+                    length_varint(bytes)?
+                } else {
+                    let (&n, rest) = bytes.split_first()?;
+                    (usize::from(n), rest)
+                };
+                let (tag, rest) = rest.split_at_checked(n)?;
                 *bytes = rest;
                 // Checked when the event was decoded: an error here cannot
                 // occur, and would read as an empty tag, not a panic.
@@ -230,11 +254,16 @@ mod tests {
     #[test]
     fn encoded_tags_read_in_order_and_stop_at_their_count() {
         let bytes = [3, b'a', b':', b'1', 1, b'b', 2, b'z', b'z'];
-        let tags = Tags::encoded(&bytes, 2);
+        let tags = Tags::encoded(&bytes, 2, false);
         assert_eq!(tags.len(), 2);
         assert_eq!(tags.collect::<Vec<_>>(), ["a:1", "b"]);
         // A count beyond the bytes ends the iterator instead of panicking.
-        assert_eq!(Tags::encoded(&bytes[..3], 2).collect::<Vec<_>>().len(), 0);
+        assert_eq!(
+            Tags::encoded(&bytes[..3], 2, false)
+                .collect::<Vec<_>>()
+                .len(),
+            0
+        );
         assert_eq!(Tags::strs(&["x", "y"]).collect::<Vec<_>>(), ["x", "y"]);
         let text = std::str::from_utf8(&bytes).unwrap();
         assert_eq!(Tags::text(text, 2).collect::<Vec<_>>(), ["a:1", "b"]);

@@ -866,7 +866,7 @@ async fn bad_listings_are_invalid_input() {
     c.append(vec![ev("A", "s")], AppendOptions::new())
         .await
         .unwrap();
-    let long = "x".repeat(256);
+    let long = "x".repeat(gesta::event::MAX_NAME_LEN + 1);
     let max = gesta::listing::MAX_LIST_LIMIT;
     for (prefix, after, limit) in [
         ("", None, 0),

@@ -235,7 +235,7 @@ async fn invalid_input_is_invalid_argument_with_details() {
     let err = append(&mut c, vec![bad], None).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let mut request = read(None, false, None);
-    request.query = Some(query(&[&"t".repeat(300)], &[]));
+    request.query = Some(query(&[&"t".repeat(1025)], &[]));
     let err = c.read(request).await.err().unwrap();
     assert_eq!(err.code(), Code::InvalidArgument);
     #[allow(deprecated)]

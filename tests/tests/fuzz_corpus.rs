@@ -358,11 +358,14 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     s.insert(("decode_record", "empty"), Vec::new());
     let header = SegmentHeader { first_position: 1 }.encode();
     s.insert(("decode_record", "header"), header.to_vec());
-    let mut v3 = header;
-    v3[8] = 3;
-    let crc3 = crc(&v3[..24]);
-    v3[24..28].copy_from_slice(&crc3.to_le_bytes());
-    s.insert(("decode_record", "header-version-3"), v3.to_vec());
+    // A version after this build's, and the oldest it reads.
+    let mut v4 = header;
+    v4[8] = 4;
+    let crc4 = crc(&v4[..24]);
+    v4[24..28].copy_from_slice(&crc4.to_le_bytes());
+    s.insert(("decode_record", "header-version-4"), v4.to_vec());
+    let v2 = SegmentHeader { first_position: 1 }.encode_version(2);
+    s.insert(("decode_record", "header-version-2"), v2.to_vec());
     let mut reserved = header;
     reserved[30] = 1;
     s.insert(
@@ -467,13 +470,18 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         ("recover_segment", "fix-checksums-position-gap"),
         with(FIX_CHECKSUMS, &gap),
     );
-    let mut v2 = SegmentHeader { first_position: 1 }.encode().to_vec();
-    v2[8] = 3;
-    v2.extend_from_slice(&log);
+    let mut v4 = SegmentHeader { first_position: 1 }.encode().to_vec();
+    v4[8] = 4;
+    v4.extend_from_slice(&log);
     s.insert(
-        ("recover_segment", "fix-checksums-raw-version-3"),
-        with(FIX_CHECKSUMS | RAW_SEGMENT, &v2),
+        ("recover_segment", "fix-checksums-raw-version-4"),
+        with(FIX_CHECKSUMS | RAW_SEGMENT, &v4),
     );
+    let mut v2 = SegmentHeader { first_position: 1 }
+        .encode_version(2)
+        .to_vec();
+    v2.extend_from_slice(&log);
+    s.insert(("recover_segment", "raw-version-2"), with(RAW_SEGMENT, &v2));
 
     // decode_index_run: runs from the real writer, one with long lists
     // (several blocks), and an empty one.
@@ -531,6 +539,16 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     s.insert(
         ("decode_payload", "three-events-streams"),
         payload_input(10, 3, &revisions, &batch),
+    );
+    // A wide event: names over 255 bytes, lengths as varints.
+    let long = "w".repeat(300);
+    let wide = encode_payload(&[NewEvent::new(long.as_str(), "d")
+        .tags([long.as_str(), "short"])
+        .stream(long.as_str())])
+    .unwrap();
+    s.insert(
+        ("decode_payload", "wide-names"),
+        payload_input(5, 1, &revision_bytes(&[(0, 0)]), &wide),
     );
     s.insert(
         ("decode_payload", "missing-revision"),
@@ -1083,9 +1101,9 @@ fn corrected_checksums_reach_the_checks_behind_them() {
         matches!(&gap, Err(WalError::Corruption { reason, .. }) if reason.contains("expected")),
         "{gap:?}"
     );
-    let v2 = recover_segment(&s[&("recover_segment", "fix-checksums-raw-version-3")]);
+    let v4 = recover_segment(&s[&("recover_segment", "fix-checksums-raw-version-4")]);
     assert!(
-        matches!(&v2, Err(WalError::Corruption { reason, .. }) if reason.contains("version 3")),
-        "{v2:?}"
+        matches!(&v4, Err(WalError::Corruption { reason, .. }) if reason.contains("version 4")),
+        "{v4:?}"
     );
 }

@@ -32,8 +32,15 @@ use bytes::Bytes;
 
 /// Magic bytes at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"GESTAWAL";
-/// The segment format version this build writes and reads.
-pub const SEGMENT_VERSION: u32 = 2;
+/// The segment format version this build writes. Version 3 segments may
+/// hold events whose names are over 255 bytes (encoded with varint lengths,
+/// which a version 2 reader would misread), so a version 2 reader refuses
+/// them by their version.
+pub const SEGMENT_VERSION: u32 = 3;
+/// The oldest segment format version this build reads: version 2 segments
+/// are version 3 without such events. The writer never appends to one (see
+/// `WalWriter::push`).
+pub const OLDEST_SEGMENT_VERSION: u32 = 2;
 /// Size of the segment header in bytes.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// The header's reserved fields (byte ranges), which must be zero.
@@ -56,15 +63,25 @@ pub struct SegmentHeader {
 }
 
 impl SegmentHeader {
-    /// Encodes the header.
+    /// Encodes the header, in this build's format version.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        self.encode_version(SEGMENT_VERSION)
+    }
+
+    /// Encodes the header as format `version` writes it.
+    pub fn encode_version(&self, version: u32) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&version.to_le_bytes());
         b[16..24].copy_from_slice(&self.first_position.to_le_bytes());
         let crc = crc32fast::hash(&b[0..24]);
         b[24..28].copy_from_slice(&crc.to_le_bytes());
         b
+    }
+
+    /// The format version of a header [`decode`](Self::decode) accepted.
+    pub fn version_of(b: &[u8]) -> u32 {
+        u32_at(b, 8)
     }
 
     /// Decodes and checks a header: the magic, the CRC of bytes 0..24,
@@ -84,7 +101,7 @@ impl SegmentHeader {
         // The version first: another version may give the reserved fields
         // a meaning, and that is what to report.
         let version = u32_at(b, 8);
-        if version != SEGMENT_VERSION {
+        if !(OLDEST_SEGMENT_VERSION..=SEGMENT_VERSION).contains(&version) {
             return Err(HeaderError::Version(version));
         }
         for range in HEADER_RESERVED {
@@ -537,9 +554,12 @@ mod tests {
                     let crc = crc32fast::hash(&bad[0..24]);
                     bad[24..28].copy_from_slice(&crc.to_le_bytes());
                 }
+                // The first position, or another version this build reads.
+                let readable =
+                    (OLDEST_SEGMENT_VERSION..=SEGMENT_VERSION).contains(&u32_at(&bad, 8));
                 match SegmentHeader::decode(&bad) {
                     Ok(decoded) => assert!(
-                        (16..24).contains(&byte) && decoded != h,
+                        ((16..24).contains(&byte) && decoded != h) || (byte == 8 && readable),
                         "byte {byte} ^ {value:#x} accepted as {decoded:?}"
                     ),
                     Err(e) => assert!(!(16..24).contains(&byte), "byte {byte}: {e}"),

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use crate::cache::BlockCache;
 use crate::compress::{Compressor, SegmentFile, resolve_listing};
 use crate::error::{IoContext, Result, WalError};
-use crate::format::{self, Frame, Record, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::format::{self, Frame, Record, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader};
 use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::reader::WalReader;
 use crate::segment::{Segment, SegmentSet};
@@ -258,6 +258,19 @@ pub fn open(
                 table.store(fs.as_ref(), dir).at(&table_path(dir, first))?;
             }
         } else {
+            let mut version = SegmentHeader::version_of(&bytes);
+            if version < SEGMENT_VERSION && end == SEGMENT_HEADER_LEN as u64 {
+                // An empty segment of an older format, which the writer
+                // would append to: it says it holds this format. A torn
+                // rewrite is an unfinished creation to the next open.
+                let header = SegmentHeader {
+                    first_position: first,
+                }
+                .encode();
+                file.write_at(&header, 0).at(path)?;
+                file.sync_data().at(path)?;
+                version = SEGMENT_VERSION;
+            }
             if coherent {
                 segment.set_mapping(bytes.clone());
             }
@@ -265,6 +278,7 @@ pub fn open(
                 segment: segment.clone(),
                 end,
                 allocated: bytes.len() as u64,
+                version,
             });
         }
         segments.push(segment);
@@ -292,6 +306,7 @@ pub fn open(
                 segment,
                 end: SEGMENT_HEADER_LEN as u64,
                 allocated,
+                version: SEGMENT_VERSION,
             }
         }
     };

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::error::{IoContext, Result, WalError};
 use crate::format::Payload;
 use crate::format::{
-    RecordMeta, SEGMENT_HEADER_LEN, SegmentHeader, encode_record, segment_file_name,
+    RecordMeta, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, encode_record,
+    segment_file_name,
 };
 use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::{Segment, SegmentSet};
@@ -87,6 +88,8 @@ pub(crate) struct ActiveTail {
     pub end: u64,
     /// Its length on disk (records plus preallocated zeros).
     pub allocated: u64,
+    /// Its format version.
+    pub version: u32,
 }
 
 /// What [`WalWriter::push`] did with a record.
@@ -122,6 +125,9 @@ pub struct WalWriter {
     /// compressed, so they never change under the writer).
     active_path: PathBuf,
     active_file: Arc<dyn FileHandle>,
+    /// The active segment's format version: one older than this build's
+    /// takes no more records (the next push starts a new segment).
+    active_version: u32,
     /// Bytes before this offset have been handed to the file.
     flushed: u64,
     /// Bytes of the active segment that exist on disk (records plus zeros).
@@ -171,6 +177,7 @@ impl WalWriter {
             active_path: tail.segment.path(),
             active_file: tail.segment.file(),
             active: tail.segment,
+            active_version: tail.version,
             flushed: tail.end,
             allocated: tail.allocated,
             buf: Vec::new(),
@@ -287,7 +294,11 @@ impl WalWriter {
         let len = payload.framed_len(seq.len()) as u64;
         let offset = self.flushed + self.buf.len() as u64;
         let has_records = offset > SEGMENT_HEADER_LEN as u64;
-        let offset = if has_records && offset + len > self.options.segment_size {
+        // A segment of an older format is closed to new records, which may
+        // use what only this format allows.
+        let full =
+            offset + len > self.options.segment_size || self.active_version < SEGMENT_VERSION;
+        let offset = if has_records && full {
             if !self.buf.is_empty() {
                 return Ok(Pushed::SegmentFull);
             }
@@ -480,6 +491,7 @@ impl WalWriter {
         self.active_path = segment.path();
         self.active_file = segment.file();
         self.active = segment;
+        self.active_version = SEGMENT_VERSION;
         self.flushed = SEGMENT_HEADER_LEN as u64;
         self.allocated = allocated;
         Ok(())

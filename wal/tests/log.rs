@@ -500,3 +500,85 @@ fn sealed_segments_open_from_their_tables_below_the_replay_point() {
     let err = wal.reader.forward(1, u64::MAX).find_map(Result::err);
     assert!(matches!(err, Some(WalError::Corruption { file, .. }) if file == victim));
 }
+
+/// Rewrites the header of the segment at `path` as format `version` writes
+/// it (as a log written by an older build would have it).
+fn set_header_version(fs: &FaultFs, path: &Path, first: u64, version: u32) {
+    let header = gesta_wal::format::SegmentHeader {
+        first_position: first,
+    }
+    .encode_version(version);
+    let f = fs.open(path, OpenMode::Existing).unwrap();
+    f.write_at(&header, 0).unwrap();
+    f.sync_data().unwrap();
+}
+
+fn header_version(fs: &FaultFs, path: &Path) -> u32 {
+    let f = fs.open(path, OpenMode::Existing).unwrap();
+    let mut b = [0u8; 4];
+    f.read_at(&mut b, 8).unwrap();
+    u32::from_le_bytes(b)
+}
+
+/// A log whose active segment is of format 2 (written by an older build)
+/// is read as it is, and its next record starts a new segment of this
+/// build's format: no record of a later format lands in a segment whose
+/// version says it cannot hold one.
+#[test]
+fn an_older_format_active_segment_is_read_and_closed_to_new_records() {
+    use gesta_wal::format::{OLDEST_SEGMENT_VERSION, SEGMENT_VERSION};
+    let (fs_impl, fs, mut wal) = log_with(3);
+    let last = wal.writer.next_position() - 1;
+    assert_eq!(wal.reader.segments().len(), 1);
+    wal.writer.close().unwrap();
+    drop(wal);
+    let dir = Path::new(DIR);
+    set_header_version(&fs_impl, &seg(dir, 1), 1, OLDEST_SEGMENT_VERSION);
+
+    let mut wal = open(&fs, dir).unwrap();
+    check_contents(&wal, last);
+    append(&mut wal, 2);
+    let last = wal.writer.next_position() - 1;
+    assert_eq!(
+        wal.reader.segments().len(),
+        2,
+        "the next record started a segment"
+    );
+    let second = wal.reader.segments().get(1).unwrap().first_position();
+    assert_eq!(
+        header_version(&fs_impl, &seg(dir, 1)),
+        OLDEST_SEGMENT_VERSION
+    );
+    assert_eq!(header_version(&fs_impl, &seg(dir, second)), SEGMENT_VERSION);
+    wal.writer.close().unwrap();
+    drop(wal);
+    let wal = open(&fs, dir).unwrap();
+    check_contents(&wal, last);
+
+    // An empty active segment of the older format says it holds this
+    // format once opened, as it will.
+    let (fs_impl, fs, wal) = log_with(0);
+    drop(wal);
+    set_header_version(&fs_impl, &seg(dir, 1), 1, OLDEST_SEGMENT_VERSION);
+    let mut wal = open(&fs, dir).unwrap();
+    assert_eq!(header_version(&fs_impl, &seg(dir, 1)), SEGMENT_VERSION);
+    append(&mut wal, 2);
+    let last = wal.writer.next_position() - 1;
+    assert_eq!(wal.reader.segments().len(), 1);
+    drop(wal);
+    check_contents(&open(&fs, dir).unwrap(), last);
+
+    // A format this build does not know is refused by name.
+    let (fs_impl, fs, wal) = log_with(1);
+    drop(wal);
+    set_header_version(&fs_impl, &seg(dir, 1), 1, SEGMENT_VERSION + 1);
+    match open(&fs, dir) {
+        Err(WalError::Corruption { reason, .. }) => {
+            assert!(
+                reason.contains(&format!("version {}", SEGMENT_VERSION + 1)),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+}

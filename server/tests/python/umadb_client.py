@@ -119,7 +119,7 @@ big_sub.cancel()
 # Beyond Gesta's limits (UmaDB accepts these): refused with the reason.
 for bad, reason in [
     (Event("E", b"", tags=[""]), "empty tag"),
-    (Event("T" * 300, b""), "300 bytes, the limit is 255"),
+    (Event("T" * 1025, b""), "1025 bytes, the limit is 1024"),
     (Event("E", b"", tags=[f"t:{i}" for i in range(256)]), "256 tags, the limit is 255"),
 ]:
     try:

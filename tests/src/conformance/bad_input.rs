@@ -238,13 +238,18 @@ pub fn invalid_stream_revision_name_rejected<H: Harness>(h: &mut H) {
     assert_eq!(s.stream_revision("s").expect("revision"), Some(0));
 }
 
-/// Names of exactly 255 bytes, 255 tags, and data and metadata of exactly
+/// Names of exactly 1,024 bytes, 255 tags, and data and metadata of exactly
 /// the limit are accepted and come back whole.
 pub fn limits_at_the_edge_accepted<H: Harness>(h: &mut H) {
     let s = h.create();
     let mut log = Log::default();
     let name = "n".repeat(MAX_NAME_LEN);
-    let multi = format!("{}x", "é".repeat((MAX_NAME_LEN - 1) / 2)); // 255 bytes
+    // Two-byte chars up to the limit.
+    let multi = format!(
+        "{}{}",
+        "é".repeat(MAX_NAME_LEN / 2),
+        "x".repeat(MAX_NAME_LEN % 2)
+    );
     assert_eq!(multi.len(), MAX_NAME_LEN);
     let tags: Vec<String> = (0..MAX_TAGS).map(|i| format!("tag{i}")).collect();
     append(

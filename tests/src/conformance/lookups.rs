@@ -104,7 +104,7 @@ pub fn stream_read_by_revision<H: Harness>(h: &mut H) {
             s.read_stream("", ReadOptions::forwards()).map(|_| ()),
         ),
     );
-    let long = "s".repeat(300);
+    let long = "s".repeat(gesta::event::MAX_NAME_LEN + 1);
     assert_invalid(
         "overlong stream name",
         err(
