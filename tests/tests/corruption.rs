@@ -104,6 +104,14 @@ fn reference(compress: bool) -> Arc<FaultFs> {
             })
             .collect();
         store.append(batch).expect("append");
+        if i % 40 == 20 {
+            // A wide event (names over 255 bytes, varint lengths).
+            let long = format!("wide-{i}-{}", "w".repeat(300));
+            let wide = NewEvent::new(long.as_str(), "w")
+                .tag(long.as_str())
+                .stream(long.as_str());
+            store.append(vec![wide]).expect("append a wide event");
+        }
         if i == 60 {
             store.flush_index().expect("flush");
         }
