@@ -403,7 +403,7 @@ fn rows(config: &Config, results: &Results) -> Vec<JsonRow> {
         let others = config
             .stores
             .iter()
-            .filter(|&&s| s != StoreKind::Gesta)
+            .filter(|s| s.is_peer())
             // Writes are compared at equal durability only.
             .filter(|s| s.durable() || !def.workload.starts_with('W'))
             .filter_map(|&s| (def.value)(results, s));
@@ -420,7 +420,7 @@ fn rows(config: &Config, results: &Results) -> Vec<JsonRow> {
         let gesta_vs = config
             .stores
             .iter()
-            .filter(|&&s| s != StoreKind::Gesta)
+            .filter(|s| s.is_peer())
             .map(|&s| (s.key(), ratio((def.value)(results, s))))
             .collect();
         let limit = def.limit.and_then(|f| f(results));

@@ -15,6 +15,10 @@ use super::HarnessError;
 pub enum StoreKind {
     /// Gesta's engine, `Durability::Sync`.
     Gesta,
+    /// The same with sealed segments compressed (`Compression::default()`,
+    /// compacted after loading): run on W3, D1 and R1–R4 only, beside the
+    /// uncompressed engine, to show what compression costs and saves.
+    GestaZstd,
     /// SQLite in WAL mode with `synchronous=FULL`.
     SqliteFull,
     /// SQLite in WAL mode with `synchronous=NORMAL` (not durable on power
@@ -31,6 +35,7 @@ impl StoreKind {
     pub fn label(self) -> &'static str {
         match self {
             StoreKind::Gesta => "Gesta (Sync)",
+            StoreKind::GestaZstd => "Gesta (Sync, zstd)",
             StoreKind::SqliteFull => "SQLite FULL",
             StoreKind::SqliteNormal => "SQLite NORMAL",
             StoreKind::Postgres => "PostgreSQL",
@@ -42,6 +47,7 @@ impl StoreKind {
     pub fn key(self) -> &'static str {
         match self {
             StoreKind::Gesta => "gesta",
+            StoreKind::GestaZstd => "gesta_zstd",
             StoreKind::SqliteFull => "sqlite_full",
             StoreKind::SqliteNormal => "sqlite_normal",
             StoreKind::Postgres => "postgres",
@@ -55,18 +61,32 @@ impl StoreKind {
         !matches!(self, StoreKind::Postgres)
     }
 
+    /// Whether this is one of the other stores Gesta is compared with (not
+    /// Gesta in another configuration).
+    pub fn is_peer(self) -> bool {
+        !matches!(self, StoreKind::Gesta | StoreKind::GestaZstd)
+    }
+
+    /// Whether the store runs only the workloads on the standard data set
+    /// (W3, D1, R1–R4).
+    pub fn data_only(self) -> bool {
+        self == StoreKind::GestaZstd
+    }
+
     /// Whether every acknowledged append survives a power loss (SQLite
     /// NORMAL in WAL mode may lose the last commits).
     pub fn durable(self) -> bool {
         !matches!(self, StoreKind::SqliteNormal)
     }
 
-    /// The stores this run can use: Gesta and both SQLite modes always,
+    /// The stores this run can use: Gesta (plain and compressed) and both
+    /// SQLite modes always,
     /// PostgreSQL when a URL was given, UmaDB when built with the `umadb`
     /// feature.
     pub fn available(postgres_url: Option<&str>) -> Vec<StoreKind> {
         let mut kinds = vec![
             StoreKind::Gesta,
+            StoreKind::GestaZstd,
             StoreKind::SqliteFull,
             StoreKind::SqliteNormal,
         ];
@@ -203,6 +223,14 @@ impl Instance {
                 };
                 Handle::Gesta(gesta::Store::open_with(&self.dir, options)?)
             }
+            StoreKind::GestaZstd => {
+                let options = match mode {
+                    Mode::Measured => Options::default().durability(Durability::Sync),
+                    Mode::Load => crate::build_options(),
+                };
+                let options = options.compression(Some(gesta::Compression::default()));
+                Handle::Gesta(gesta::Store::open_with(&self.dir, options)?)
+            }
             StoreKind::SqliteFull | StoreKind::SqliteNormal => {
                 use gesta_sqlite::Synchronous;
                 let synchronous = match (mode, self.kind) {
@@ -247,7 +275,7 @@ impl Instance {
     pub fn bytes_on_disk(&self) -> Option<u64> {
         match self.kind {
             StoreKind::Postgres => None,
-            StoreKind::Gesta | StoreKind::UmaDb => {
+            StoreKind::Gesta | StoreKind::GestaZstd | StoreKind::UmaDb => {
                 Some(crate::size_without_trailing_zeros(&self.dir))
             }
             _ => crate::dir_size(&self.dir).ok(),
