@@ -729,22 +729,22 @@ mod tests {
         assert_eq!(&z.read_all().unwrap()[..], &original[..1000]);
     }
 
-    #[test]
-    fn every_bit_flip_in_the_dictionary_is_detected() {
-        let original = events_like(64 << 10);
-        let file = compress(
-            &original,
-            1,
-            2,
-            Compression {
-                level: 3,
-                block_size: 256,
-                dictionary_size: 1024,
-            },
-        )
-        .unwrap();
+    /// A small compressed file with a (1 KiB) dictionary, and its layout.
+    fn with_small_dictionary() -> (Vec<u8>, Layout) {
+        let settings = Compression {
+            level: 3,
+            block_size: 256,
+            dictionary_size: 1024,
+        };
+        let file = compress(&events_like(64 << 10), 1, 2, settings).unwrap();
         let layout = Layout::decode(&file).unwrap();
         assert!(!layout.dictionary.is_empty(), "no dictionary trained");
+        (file, layout)
+    }
+
+    #[test]
+    fn every_bit_flip_in_the_dictionary_is_detected() {
+        let (file, layout) = with_small_dictionary();
         for bit in 0..HEADER_LEN * 8 + layout.dictionary.len() * 8 {
             let mut bad = file.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -761,20 +761,7 @@ mod tests {
     /// (as a writer with a bug would leave it), is corruption, not a panic.
     #[test]
     fn a_dictionary_zstd_refuses_is_corruption() {
-        let original = events_like(64 << 10);
-        let mut file = compress(
-            &original,
-            1,
-            2,
-            Compression {
-                level: 3,
-                block_size: 256,
-                dictionary_size: 1024,
-            },
-        )
-        .unwrap();
-        let layout = Layout::decode(&file).unwrap();
-        assert!(!layout.dictionary.is_empty(), "no dictionary trained");
+        let (mut file, layout) = with_small_dictionary();
         // A zstd dictionary's magic, then garbage: zstd rejects its tables.
         for b in &mut file[layout.dictionary.start + 8..layout.dictionary.end] {
             *b = 0xff;
