@@ -763,7 +763,9 @@ fn compact_compress_rewrites_sealed_segments_and_reads_the_same() {
             "--level",
             "5",
             "--block-size",
-            "4096",
+            "1024",
+            "--dictionary-size",
+            "512",
         ])
         .assert()
         .success()
@@ -781,16 +783,25 @@ fn compact_compress_rewrites_sealed_segments_and_reads_the_same() {
         1,
         "{names:?}"
     );
+    // Each compressed segment carries the dictionary trained on it (its
+    // length is the header's bytes 16..20).
+    for name in names.iter().filter(|n| n.ends_with(".zseg")) {
+        let bytes = std::fs::read(dir.join("wal").join(name)).unwrap();
+        let dictionary = u32::from_le_bytes(bytes[16..20].try_into().unwrap());
+        assert!((1..=512).contains(&dictionary), "{name}: {dictionary}");
+    }
     assert_eq!(ok(&["read", d, "--tag", "k:3"], ""), before);
     ok(&["verify", d], "");
     let zseg = names.iter().filter(|n| n.ends_with(".zseg")).count();
     let stats = ok(&["stats", d], "");
     assert!(stats.contains(&format!("({zseg} compressed;")), "{stats}");
     // Out-of-range settings are usage errors.
-    gesta()
-        .args(["compact", d, "--compress", "--level", "30"])
-        .assert()
-        .code(2);
+    for bad in [["--level", "30"], ["--dictionary-size", "2000000"]] {
+        gesta()
+            .args(["compact", d, "--compress", bad[0], bad[1]])
+            .assert()
+            .code(2);
+    }
 }
 
 #[test]
