@@ -388,9 +388,9 @@ fn queries_on_small_records(c: &mut Criterion, work: &Queries) {
 }
 
 /// The same store with its sealed segments compressed (zstd, the default
-/// 64 KiB blocks and 32 MiB block cache): a copy opened with compression on
-/// and compacted, so every query hit and scan decompresses what the block
-/// cache does not hold.
+/// 1 KiB blocks with a dictionary, and 32 MiB block cache): a copy opened
+/// with compression on and compacted, so every query hit and scan
+/// decompresses what the block cache does not hold.
 fn queries_on_compressed(c: &mut Criterion, work: &Queries, cached: &Path) {
     let scratch = scratch_dir("gesta-bench-query-z").expect("scratch dir");
     let dir = scratch.path().join("store");

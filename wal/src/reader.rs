@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::error::{Result, WalError};
 use crate::format::{self, FRAME_LEN, Frame, Record, RecordMeta, SEGMENT_HEADER_LEN};
 use crate::segment::{Segment, SegmentSet};
+use crate::zseg::CompressedSegment;
 
 /// How much a forward reader fetches per read.
 const CHUNK: u64 = 256 << 10;
@@ -53,7 +54,10 @@ impl WalReader {
     /// in its stretch of the offset table are stepped over by their length
     /// fields; only the record returned is checksummed.
     pub fn record_containing(&self, position: u64) -> Result<Option<Record>> {
-        self.find_record(position, format::decode_record)
+        let Some((_, segment)) = self.segments.find(position) else {
+            return Ok(None);
+        };
+        find_record(&segment, position, format::decode_record)
     }
 
     /// [`record_containing`](Self::record_containing) for a point read:
@@ -67,107 +71,16 @@ impl WalReader {
         let Some((_, segment)) = self.segments.find(position) else {
             return Ok(None);
         };
-        if !segment.is_compressed() {
-            let record = self.find_record(position, format::decode_record_head)?;
-            return Ok(record.map(|r| RecordHead {
-                meta: r.meta,
-                seq: r.seq,
-                payload: PayloadAt::Loaded(r.payload),
-            }));
+        match segment.compressed() {
+            Some(z) => head_in_compressed(segment, &z, position),
+            None => Ok(
+                find_record(&segment, position, format::decode_record_head)?.map(|r| RecordHead {
+                    meta: r.meta,
+                    seq: r.seq,
+                    payload: PayloadAt::Loaded(r.payload),
+                }),
+            ),
         }
-        let Some((start, stop)) = segment.locate(position) else {
-            return Ok(None);
-        };
-        // Step from record to record by their heads, reading no payload.
-        let compressed = segment.compressed();
-        let mut at = start;
-        while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
-            let available = (stop - at) as usize;
-            let cached = compressed.as_ref().and_then(|z| z.cached_head(at));
-            // Most heads are short: one read usually gets the whole head;
-            // a long one is kept for the next read once it checks out.
-            let (head, keep) = match cached {
-                Some(head) => (head, false),
-                None => {
-                    let fields_end = at + format::HEAD_FIELDS_LEN as u64;
-                    let first = segment.read_up_to(at, fields_end, (at + HEAD_GUESS).min(stop))?;
-                    let head_end = (format::head_len(&first) as u64).min(stop - at);
-                    if head_end <= first.len() as u64 {
-                        (first.slice(..head_end as usize), false)
-                    } else {
-                        (read_range(&segment, at, at + head_end)?, true)
-                    }
-                }
-            };
-            let head_end = head.len() as u64;
-            let (record, total) = match format::decode_record_head_only(&head, available) {
-                Frame::Record(r, total) => {
-                    if let Some(z) = compressed.as_ref().filter(|_| keep) {
-                        z.cache_head(at, &head);
-                    }
-                    (r, total)
-                }
-                Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
-                Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
-            };
-            let meta = record.meta;
-            if meta.first_position <= position && position <= meta.last_position() {
-                let payload_start = at + head_end;
-                return Ok(Some(RecordHead {
-                    meta,
-                    seq: record.seq,
-                    payload: PayloadAt::InSegment {
-                        segment,
-                        start: payload_start,
-                        len: (at + total as u64 - payload_start) as usize,
-                    },
-                }));
-            }
-            at += total as u64;
-        }
-        Err(corrupt(
-            &segment,
-            at,
-            "the offset table points at a stretch without the position",
-        ))
-    }
-
-    fn find_record(&self, position: u64, decode: fn(&Bytes) -> Frame) -> Result<Option<Record>> {
-        let Some((_, segment)) = self.segments.find(position) else {
-            return Ok(None);
-        };
-        let Some((start, stop)) = segment.locate(position) else {
-            return Ok(None);
-        };
-        let bytes = segment.read(start, stop)?;
-        let mut at = 0usize;
-        while at + FRAME_LEN + format::BODY_FIXED_LEN <= bytes.len() {
-            let total = FRAME_LEN + format::u32_at(&bytes, at) as usize;
-            if total < FRAME_LEN + format::BODY_FIXED_LEN || at + total > bytes.len() {
-                break;
-            }
-            let first = format::u64_at(&bytes, at + FRAME_LEN);
-            let count = u64::from(format::u32_at(&bytes, at + FRAME_LEN + 8));
-            if first <= position && position < first.saturating_add(count) {
-                return match decode(&bytes.slice(at..at + total)) {
-                    Frame::Record(r, _) => Ok(Some(r)),
-                    Frame::End => Err(corrupt(
-                        &segment,
-                        start + at as u64,
-                        "unexpected end-of-log marker",
-                    )),
-                    Frame::Invalid { reason, .. } => {
-                        Err(corrupt(&segment, start + at as u64, reason))
-                    }
-                };
-            }
-            at += total;
-        }
-        Err(corrupt(
-            &segment,
-            start + at as u64,
-            "the offset table points at a stretch without the position",
-        ))
     }
 
     /// Records holding any position in `from..=up_to`, oldest first.
@@ -224,6 +137,111 @@ impl WalReader {
         }
         b
     }
+}
+
+/// The record holding `position` in `segment`, decoded by `decode`. Records
+/// before it in its stretch of the offset table are stepped over by their
+/// length fields.
+fn find_record(
+    segment: &Segment,
+    position: u64,
+    decode: fn(&Bytes) -> Frame,
+) -> Result<Option<Record>> {
+    let Some((start, stop)) = segment.locate(position) else {
+        return Ok(None);
+    };
+    let bytes = segment.read(start, stop)?;
+    let mut at = 0usize;
+    while at + FRAME_LEN + format::BODY_FIXED_LEN <= bytes.len() {
+        let total = FRAME_LEN + format::u32_at(&bytes, at) as usize;
+        if total < FRAME_LEN + format::BODY_FIXED_LEN || at + total > bytes.len() {
+            break;
+        }
+        let first = format::u64_at(&bytes, at + FRAME_LEN);
+        let count = u64::from(format::u32_at(&bytes, at + FRAME_LEN + 8));
+        if first <= position && position < first.saturating_add(count) {
+            return match decode(&bytes.slice(at..at + total)) {
+                Frame::Record(r, _) => Ok(Some(r)),
+                Frame::End => Err(corrupt(
+                    segment,
+                    start + at as u64,
+                    "unexpected end-of-log marker",
+                )),
+                Frame::Invalid { reason, .. } => Err(corrupt(segment, start + at as u64, reason)),
+            };
+        }
+        at += total;
+    }
+    Err(corrupt(
+        segment,
+        start + at as u64,
+        "the offset table points at a stretch without the position",
+    ))
+}
+
+/// [`WalReader::record_head_containing`] in a compressed segment: steps
+/// from record to record of the position's stretch by their heads, reading
+/// no payload, and leaves the payload of the one holding it in the segment.
+fn head_in_compressed(
+    segment: Arc<Segment>,
+    z: &CompressedSegment,
+    position: u64,
+) -> Result<Option<RecordHead>> {
+    let Some((start, stop)) = segment.locate(position) else {
+        return Ok(None);
+    };
+    let mut at = start;
+    while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
+        let available = (stop - at) as usize;
+        // Most heads are short: one read of the block the frame is in
+        // usually gets the whole head; a long one (a large batch's
+        // revisions) is kept in the cache for the next read once it checks
+        // out.
+        let (head, keep) = match z.cached_head(at) {
+            Some(head) => (head, false),
+            None => {
+                let fields_end = at + format::HEAD_FIELDS_LEN as u64;
+                let guess_end = z.block_end(fields_end).min((at + HEAD_GUESS).min(stop));
+                let first = z.read(at, guess_end.max(fields_end))?;
+                let head_end = (format::head_len(&first) as u64).min(stop - at);
+                if head_end <= first.len() as u64 {
+                    (first.slice(..head_end as usize), false)
+                } else {
+                    (z.read(at, at + head_end)?, true)
+                }
+            }
+        };
+        let head_end = head.len() as u64;
+        let (record, total) = match format::decode_record_head_only(&head, available) {
+            Frame::Record(r, total) => {
+                if keep {
+                    z.cache_head(at, &head);
+                }
+                (r, total)
+            }
+            Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
+            Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
+        };
+        let meta = record.meta;
+        if meta.first_position <= position && position <= meta.last_position() {
+            let payload_start = at + head_end;
+            return Ok(Some(RecordHead {
+                meta,
+                seq: record.seq,
+                payload: PayloadAt::InSegment {
+                    segment,
+                    start: payload_start,
+                    len: (at + total as u64 - payload_start) as usize,
+                },
+            }));
+        }
+        at += total as u64;
+    }
+    Err(corrupt(
+        &segment,
+        at,
+        "the offset table points at a stretch without the position",
+    ))
 }
 
 /// A record found for a point read ([`WalReader::record_head_containing`]):

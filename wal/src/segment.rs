@@ -120,12 +120,6 @@ impl Segment {
         self.backing.read().compressed.clone()
     }
 
-    /// Whether the segment has been rewritten compressed (so that a read
-    /// costs decompression, not a slice of a map).
-    pub fn is_compressed(&self) -> bool {
-        self.backing.read().compressed.is_some()
-    }
-
     /// Bytes `start..end` of the segment, which the caller knows to be
     /// written and published. Served from a shared map when the segment may
     /// be mapped (no copy, no system call), from decompressed blocks when it
@@ -156,18 +150,6 @@ impl Segment {
         let mut buf = vec![0u8; e - s];
         read_exact_at(file.as_ref(), &mut buf, start).at(&path)?;
         Ok(Bytes::from(buf))
-    }
-
-    /// Bytes from `start` to at least `min_end` and at most `max_end`: as
-    /// far as is free to read, for a reader that needs `min_end` and may use
-    /// more. On a compressed segment that is the end of the block holding
-    /// `min_end - 1` (no further block is decompressed), else `max_end`.
-    pub fn read_up_to(&self, start: u64, min_end: u64, max_end: u64) -> Result<Bytes> {
-        let compressed = self.backing.read().compressed.clone();
-        match compressed {
-            Some(z) => z.read(start, z.block_end(min_end).min(max_end).max(min_end)),
-            None => self.read(start, max_end),
-        }
     }
 
     /// Seeds the map with bytes already read whole (by recovery), for a

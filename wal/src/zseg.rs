@@ -564,6 +564,15 @@ impl CompressedSegment {
 mod tests {
     use super::*;
 
+    /// Settings without a dictionary.
+    fn plain(level: i32, block_size: u32) -> Compression {
+        Compression {
+            level,
+            block_size,
+            dictionary_size: 0,
+        }
+    }
+
     fn sample(len: usize) -> Vec<u8> {
         (0..len)
             .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
@@ -577,11 +586,7 @@ mod tests {
     #[test]
     fn every_range_reads_back_the_original() {
         let original = sample(10_000);
-        let settings = Compression {
-            level: 3,
-            block_size: 1000,
-            dictionary_size: 0,
-        };
+        let settings = plain(3, 1000);
         let file = compress(&original, 5, 9, settings).unwrap();
         let cache = Arc::new(BlockCache::new(2500));
         let z = open(file, &cache).unwrap();
@@ -614,17 +619,7 @@ mod tests {
     fn uneven_last_block_and_tiny_segments() {
         for len in [16usize, 1000, 1001, 4095] {
             let original = sample(len);
-            let file = compress(
-                &original,
-                1,
-                0,
-                Compression {
-                    level: 1,
-                    block_size: 1000,
-                    dictionary_size: 0,
-                },
-            )
-            .unwrap();
+            let file = compress(&original, 1, 0, plain(1, 1000)).unwrap();
             let cache = Arc::new(BlockCache::new(1 << 20));
             let z = open(file, &cache).unwrap();
             assert_eq!(&z.read(0, len as u64).unwrap()[..], &original[..]);
@@ -634,17 +629,7 @@ mod tests {
     #[test]
     fn every_bit_flip_is_detected() {
         let original = sample(3000);
-        let file = compress(
-            &original,
-            1,
-            2,
-            Compression {
-                level: 3,
-                block_size: 1024,
-                dictionary_size: 0,
-            },
-        )
-        .unwrap();
+        let file = compress(&original, 1, 2, plain(3, 1024)).unwrap();
         for bit in 0..file.len() * 8 {
             let mut bad = file.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -812,17 +797,7 @@ mod tests {
     #[test]
     fn version_1_files_still_read() {
         let original = sample(5000);
-        let v2 = compress(
-            &original,
-            3,
-            4,
-            Compression {
-                level: 3,
-                block_size: 1000,
-                dictionary_size: 0,
-            },
-        )
-        .unwrap();
+        let v2 = compress(&original, 3, 4, plain(3, 1000)).unwrap();
         let v1 = as_version_1(&v2);
         assert_eq!(v1.len(), v2.len() - 8);
         let cache = Arc::new(BlockCache::new(1 << 20));

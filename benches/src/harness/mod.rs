@@ -353,7 +353,7 @@ fn run_store(
         bar.inc(1);
     }
     if config.wants("M1") {
-        if kind == StoreKind::Gesta && !kind.data_only() {
+        if kind == StoreKind::Gesta {
             bar.set_message(format!("{} M1 (loading {} events)", kind.label(), sizes.m1));
             if let Err(e) = peak_memory(config, at, kind, results) {
                 results.errors.push((kind, "M1", e.to_string()));
