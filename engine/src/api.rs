@@ -9,6 +9,7 @@ use crate::append::Appended;
 use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::Result;
 use crate::event::{NewEvent, RecordedEvent};
+use crate::lifecycle::{AuditEntry, TagsAdded, Target};
 use crate::listing::{Listed, Listing};
 use crate::query::Query;
 use crate::read::ReadOptions;
@@ -313,6 +314,42 @@ pub trait EventStore: Send + Sync {
         let _ = source;
         Err(crate::Error::Unsupported {
             what: "tracking info",
+        })
+    }
+
+    // --- Lifecycle: changes to committed events, and their audit trail ---
+
+    /// Adds `tags` to the committed events `target` names, durably, without
+    /// moving any position; see [the lifecycle contract](crate::lifecycle)
+    /// for what reads, queries, conditions and subscriptions see, and for
+    /// the checks (each [`Error::InvalidInput`], changing nothing).
+    ///
+    /// ```
+    /// use gesta::lifecycle::Target;
+    /// use gesta::{EventStore, MemoryStore, NewEvent, Query};
+    ///
+    /// let store = MemoryStore::new();
+    /// store.append(vec![NewEvent::new("Enrolled", "{}").tag("student:s1")])?;
+    /// let added = store.add_tags(&Target::Query(Query::tag("student:s1")), &["gdpr:s1".into()])?;
+    /// assert_eq!(added.tagged, 1);
+    /// assert_eq!(store.read_last(&Query::tag("gdpr:s1"))?.unwrap().tags, ["student:s1", "gdpr:s1"]);
+    /// # Ok::<(), gesta::Error>(())
+    /// ```
+    ///
+    /// [`Error::InvalidInput`]: crate::Error::InvalidInput
+    fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
+        let _ = (target, tags);
+        Err(crate::Error::Unsupported {
+            what: "retroactive tags",
+        })
+    }
+
+    /// The audit trail: every lifecycle operation committed, oldest first,
+    /// from sequence `after + 1`, at most `limit` entries.
+    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let _ = (after, limit);
+        Err(crate::Error::Unsupported {
+            what: "the audit trail",
         })
     }
 

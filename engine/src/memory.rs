@@ -103,6 +103,8 @@ struct State {
     tick: u64,
     /// Snapshots and tracking info.
     saved: Saved,
+    /// Every lifecycle operation, oldest first.
+    audit: Vec<crate::lifecycle::AuditEntry>,
 }
 
 /// Snapshots and tracking info, as the `EventStore` docs define them.
@@ -344,6 +346,64 @@ impl EventStore for MemoryStore {
         crate::listing::check_listing(prefix, after, limit)?;
         let counts = crate::listing::count_events(&self.shared.state.lock().events, what);
         Ok(crate::listing::page(&counts, prefix, after, limit))
+    }
+
+    // --- Lifecycle: the contract's steps in order, over the vector ---
+
+    fn add_tags(
+        &self,
+        target: &crate::lifecycle::Target,
+        tags: &[String],
+    ) -> Result<crate::lifecycle::TagsAdded> {
+        use crate::lifecycle::{self as lc, Target};
+        let tags = lc::check_add_tags(target, tags)?;
+        let mut state = self.shared.state.lock();
+        let head = state.events.len() as u64;
+        let positions = match target {
+            Target::Positions(p) => lc::check_positions(p, head)?,
+            Target::Query(q) => {
+                let matching: Vec<u64> = state
+                    .events
+                    .iter()
+                    .filter(|e| q.matches(&e.event_type, &e.tags))
+                    .map(|e| e.position)
+                    .collect();
+                lc::check_targeted(matching.len())?;
+                matching
+            }
+        };
+        let (gained, result) = lc::plan_tags(&positions, &tags, |p| {
+            Ok(state.events[(p - 1) as usize].tags.clone())
+        })?;
+        for (tag, list) in tags.iter().zip(&gained) {
+            for &p in list {
+                state.events[(p - 1) as usize].tags.push(tag.clone());
+            }
+        }
+        let entry = lc::AuditEntry {
+            sequence: state.audit.len() as u64 + 1,
+            timestamp_micros: state.tick,
+            head,
+            operation: lc::Operation::AddTags {
+                tags,
+                target: target.clone(),
+                result,
+            },
+        };
+        state.audit.push(entry);
+        Ok(result)
+    }
+
+    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<crate::lifecycle::AuditEntry>> {
+        crate::lifecycle::check_audit_page(limit)?;
+        let state = self.shared.state.lock();
+        Ok(state
+            .audit
+            .iter()
+            .filter(|e| e.sequence > after)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {

@@ -1,0 +1,507 @@
+//! Changes to committed events after the fact — retroactive tags today —
+//! and the audit trail that records each one: the types every store
+//! shares, the input checks, the rule that decides which events an
+//! operation changes, and the one binary form of an audit entry (what the
+//! engine's lifecycle journal holds, and the SQL stores keep in a column).
+//!
+//! # Retroactive tags: the contract
+//!
+//! [`EventStore::add_tags`](crate::EventStore::add_tags)`(target, tags)`
+//! adds tags to events already committed:
+//!
+//! - The target is a list of positions or a query, resolved once, when the
+//!   operation commits, against the events committed then (their tags
+//!   including any added earlier). Positions may repeat and come in any
+//!   order; each must be a committed position (1 to the head).
+//! - Each tag is added to each targeted event that does not carry it yet,
+//!   after the event's own tags, in the order of `tags` (a tag repeated in
+//!   `tags` counts once). An event that carries a tag already keeps it
+//!   where it is, once.
+//! - From the moment `add_tags` returns, reads, queries, listings and
+//!   conditions see the added tags: a read returns them in the event's
+//!   `tags`, a query for one of them finds the event, a listing counts it.
+//! - **Positions never move.** An operation consumes no position and the
+//!   head stays where it was. So a DCB condition (`fail_if_events_match`
+//!   with `after`) sees the tags an event carries when the condition is
+//!   checked, but only on events after `after`: tagging an event at or
+//!   before `after` does not make the condition fail. A decision that
+//!   must take retroactive tags into account reads again before it
+//!   appends.
+//! - **Subscriptions are not replayed.** A subscription delivers each event
+//!   once, with the tags it had when it was read; an operation does not
+//!   deliver an event again, nor deliver an old event to a subscription
+//!   whose query it now matches.
+//! - Removing tags is not offered: a decision that checked "no event
+//!   carries tag T after position P" must not be undone by changing the
+//!   past under it.
+//! - Checked first, each a typed [`Error::InvalidInput`] that changes
+//!   nothing: the tags (1 to [`MAX_TAGS`] of them, each 1 to
+//!   [`MAX_NAME_LEN`] bytes), the target (a valid query, or 1 to
+//!   [`MAX_TARGETED_EVENTS`] positions, each within 1 to the head), the
+//!   number of events it targets (at most [`MAX_TARGETED_EVENTS`]), and
+//!   that no event would carry more than [`MAX_TAGS`] tags.
+//!
+//! Every operation that passes the checks is recorded in the audit trail
+//! ([`EventStore::audit_log`](crate::EventStore::audit_log)), durably and
+//! atomically with its effect, even when it changed no event.
+//!
+//! [`Error::InvalidInput`]: crate::Error::InvalidInput
+
+use crate::error::{Error, Result};
+use crate::event::{MAX_NAME_LEN, MAX_TAGS};
+use crate::query::{Query, QueryItem};
+
+/// Most events one lifecycle operation may target, so that one operation's
+/// record (and the memory to apply it) stays bounded: tag more in several
+/// operations.
+pub const MAX_TARGETED_EVENTS: usize = 1_000_000;
+
+/// The events a lifecycle operation applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// These positions (in any order; repeats count once).
+    Positions(Vec<u64>),
+    /// The events matching this query when the operation commits.
+    Query(Query),
+}
+
+/// What [`add_tags`](crate::EventStore::add_tags) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TagsAdded {
+    /// How many events the target named.
+    pub targeted: u64,
+    /// How many of them gained at least one tag.
+    pub tagged: u64,
+}
+
+/// One lifecycle operation as the audit trail records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// [`add_tags`](crate::EventStore::add_tags).
+    AddTags {
+        /// The tags asked for, each once, in the order given.
+        tags: Vec<String>,
+        /// The target as given.
+        target: Target,
+        /// What it did.
+        result: TagsAdded,
+    },
+}
+
+/// One entry of the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Its number: 1 for a store's first operation, then one more each.
+    pub sequence: u64,
+    /// When it committed, microseconds since the Unix epoch.
+    pub timestamp_micros: u64,
+    /// The store's head when it committed: the operation saw the events up
+    /// to this position.
+    pub head: u64,
+    /// What was done.
+    pub operation: Operation,
+}
+
+/// Checks the page size of an [`audit_log`](crate::EventStore::audit_log)
+/// call: 1 to [`MAX_LIST_LIMIT`](crate::listing::MAX_LIST_LIMIT).
+pub fn check_audit_page(limit: usize) -> Result<()> {
+    let max = crate::listing::MAX_LIST_LIMIT;
+    if limit == 0 || limit > max {
+        return Err(Error::invalid(format!(
+            "an audit page holds 1 to {max} entries, not {limit}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the input of an `add_tags` before anything is read: the tags
+/// and the target's shape. Returns the tags, each once, in order.
+pub fn check_add_tags(target: &Target, tags: &[String]) -> Result<Vec<String>> {
+    if tags.is_empty() {
+        return Err(Error::invalid("add_tags needs at least one tag"));
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        if tag.is_empty() || tag.len() > MAX_NAME_LEN {
+            return Err(Error::invalid(format!(
+                "tag {tag:?}: a tag must be 1 to {MAX_NAME_LEN} bytes"
+            )));
+        }
+        if !unique.contains(tag) {
+            unique.push(tag.clone());
+        }
+    }
+    if unique.len() > MAX_TAGS {
+        return Err(Error::invalid(format!(
+            "{} tags, an event carries at most {MAX_TAGS}",
+            unique.len()
+        )));
+    }
+    match target {
+        Target::Query(q) => q.validate()?,
+        Target::Positions(p) if p.is_empty() => {
+            return Err(Error::invalid("the target names no position"));
+        }
+        Target::Positions(p) if p.len() > MAX_TARGETED_EVENTS => {
+            return Err(Error::invalid(format!(
+                "the target names {} positions, the limit is {MAX_TARGETED_EVENTS}",
+                p.len()
+            )));
+        }
+        Target::Positions(_) => {}
+    }
+    Ok(unique)
+}
+
+/// A position target's positions, sorted and each once, checked against
+/// the store's `head`: each must be a committed position.
+pub fn check_positions(positions: &[u64], head: u64) -> Result<Vec<u64>> {
+    let mut sorted = positions.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if let Some(&p) = sorted.iter().find(|&&p| p == 0 || p > head) {
+        return Err(Error::invalid(format!(
+            "position {p} is not a committed position (the head is {head})"
+        )));
+    }
+    Ok(sorted)
+}
+
+/// Refuses a query target that matched more than [`MAX_TARGETED_EVENTS`].
+pub fn check_targeted(count: usize) -> Result<()> {
+    if count > MAX_TARGETED_EVENTS {
+        return Err(Error::invalid(format!(
+            "the target matches more than {MAX_TARGETED_EVENTS} events; tag them in several operations"
+        )));
+    }
+    Ok(())
+}
+
+/// Which of `tags` each targeted event gains: for each tag (in order), the
+/// positions (ascending) of the events that do not carry it yet. `current`
+/// answers an event's tags as they are now. Fails, changing nothing, if an
+/// event would carry more than [`MAX_TAGS`] tags.
+pub fn plan_tags(
+    positions: &[u64],
+    tags: &[String],
+    mut current: impl FnMut(u64) -> Result<Vec<String>>,
+) -> Result<(Vec<Vec<u64>>, TagsAdded)> {
+    let mut gained: Vec<Vec<u64>> = vec![Vec::new(); tags.len()];
+    let mut tagged = 0u64;
+    for &p in positions {
+        let has = current(p)?;
+        let mut added = 0;
+        for (tag, list) in tags.iter().zip(gained.iter_mut()) {
+            if !has.contains(tag) {
+                list.push(p);
+                added += 1;
+            }
+        }
+        if has.len() + added > MAX_TAGS {
+            return Err(Error::invalid(format!(
+                "the event at position {p} would carry {} tags, the limit is {MAX_TAGS}",
+                has.len() + added
+            )));
+        }
+        tagged += u64::from(added > 0);
+    }
+    let result = TagsAdded {
+        targeted: positions.len() as u64,
+        tagged,
+    };
+    Ok((gained, result))
+}
+
+// --- The binary form ---------------------------------------------------
+//
+// An audit entry: kind (1 byte: 1 = add tags), sequence, timestamp and
+// head (8 bytes each), then the operation. Add tags: the tags (varint
+// count, each a varint length and UTF-8), the target (1 byte: 0 positions
+// — varint count, then each as a varint delta from the previous; 1 query —
+// varint item count, each item's types then tags as name lists), the
+// result (two varints). The engine's journal appends, after an entry, for
+// each tag the positions that gained it (a position list).
+
+const KIND_ADD_TAGS: u8 = 1;
+const TARGET_POSITIONS: u8 = 0;
+const TARGET_QUERY: u8 = 1;
+
+/// The portable binary form of an audit entry, for stores that keep the
+/// trail as bytes (the SQL stores); [`decode_entry`] reads it back.
+pub fn encode_entry(entry: &AuditEntry) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_entry(&mut out, entry);
+    out
+}
+
+/// Reads an entry written by [`encode_entry`]; anything else, or bytes
+/// after it, is [`Error::InvalidInput`] naming what was wrong.
+pub fn decode_entry(bytes: &[u8]) -> Result<AuditEntry> {
+    let mut r = Reader { b: bytes };
+    let entry = r.entry()?;
+    if !r.b.is_empty() {
+        return Err(Error::invalid("audit entry: bytes after its end"));
+    }
+    Ok(entry)
+}
+
+pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &AuditEntry) {
+    match &entry.operation {
+        Operation::AddTags {
+            tags,
+            target,
+            result,
+        } => {
+            out.push(KIND_ADD_TAGS);
+            out.extend_from_slice(&entry.sequence.to_le_bytes());
+            out.extend_from_slice(&entry.timestamp_micros.to_le_bytes());
+            out.extend_from_slice(&entry.head.to_le_bytes());
+            put_names(out, tags);
+            match target {
+                Target::Positions(p) => {
+                    out.push(TARGET_POSITIONS);
+                    put_positions(out, p);
+                }
+                Target::Query(q) => {
+                    out.push(TARGET_QUERY);
+                    put_varint(out, q.items.len() as u64);
+                    for item in &q.items {
+                        put_names(out, &item.types);
+                        put_names(out, &item.tags);
+                    }
+                }
+            }
+            put_varint(out, result.targeted);
+            put_varint(out, result.tagged);
+        }
+    }
+}
+
+fn put_names(out: &mut Vec<u8>, names: &[String]) {
+    put_varint(out, names.len() as u64);
+    for n in names {
+        put_varint(out, n.len() as u64);
+        out.extend_from_slice(n.as_bytes());
+    }
+}
+
+/// A list of positions: a varint count, then each as a varint difference
+/// from the one before (the first from 0). Unsorted lists are written
+/// with wrapping differences and read back as they were.
+pub(crate) fn put_positions(out: &mut Vec<u8>, positions: &[u64]) {
+    put_varint(out, positions.len() as u64);
+    let mut prev = 0u64;
+    for &p in positions {
+        put_varint(out, p.wrapping_sub(prev));
+        prev = p;
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    crate::codec::put_varint(out, v);
+}
+
+/// A bounds-checked reader of the binary form.
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn fail<T>(what: &str) -> Result<T> {
+        Err(Error::invalid(format!("audit entry: {what}")))
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        let (&v, rest) = self
+            .b
+            .split_first()
+            .map_or_else(|| Self::fail("ends early"), Ok)?;
+        self.b = rest;
+        Ok(v)
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let Some((v, rest)) = self.b.split_first_chunk::<8>() else {
+            return Self::fail("ends early");
+        };
+        self.b = rest;
+        Ok(u64::from_le_bytes(*v))
+    }
+
+    pub(crate) fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                if shift == 63 && byte > 1 {
+                    return Self::fail("a number overflows");
+                }
+                return Ok(v);
+            }
+        }
+        Self::fail("a number is too long")
+    }
+
+    /// A count of items each at least `min_bytes` long, bounded by what is
+    /// left, so that a damaged count cannot make a reader allocate.
+    fn count(&mut self, min_bytes: usize) -> Result<usize> {
+        let n = self.varint()?;
+        match usize::try_from(n) {
+            Ok(n) if n.saturating_mul(min_bytes) <= self.b.len() => Ok(n),
+            _ => Self::fail("a count exceeds the bytes left"),
+        }
+    }
+
+    fn names(&mut self) -> Result<Vec<String>> {
+        let n = self.count(1)?;
+        let mut names = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = self.count(1)?;
+            let (name, rest) = self.b.split_at(len);
+            let Ok(name) = std::str::from_utf8(name) else {
+                return Self::fail("a name is not UTF-8");
+            };
+            names.push(name.to_owned());
+            self.b = rest;
+        }
+        Ok(names)
+    }
+
+    pub(crate) fn positions(&mut self) -> Result<Vec<u64>> {
+        let n = self.count(1)?;
+        let mut out = Vec::with_capacity(n);
+        let mut prev = 0u64;
+        for _ in 0..n {
+            prev = prev.wrapping_add(self.varint()?);
+            out.push(prev);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn entry(&mut self) -> Result<AuditEntry> {
+        let kind = self.u8()?;
+        if kind != KIND_ADD_TAGS {
+            return Self::fail("unknown operation");
+        }
+        let sequence = self.u64()?;
+        let timestamp_micros = self.u64()?;
+        let head = self.u64()?;
+        let tags = self.names()?;
+        let target = match self.u8()? {
+            TARGET_POSITIONS => Target::Positions(self.positions()?),
+            TARGET_QUERY => {
+                let n = self.count(2)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let types = self.names()?;
+                    let tags = self.names()?;
+                    items.push(QueryItem { types, tags });
+                }
+                Target::Query(Query { items })
+            }
+            _ => return Self::fail("unknown target"),
+        };
+        let result = TagsAdded {
+            targeted: self.varint()?,
+            tagged: self.varint()?,
+        };
+        Ok(AuditEntry {
+            sequence,
+            timestamp_micros,
+            head,
+            operation: Operation::AddTags {
+                tags,
+                target,
+                result,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(target: Target) -> AuditEntry {
+        AuditEntry {
+            sequence: 7,
+            timestamp_micros: 1_700_000_000_000_000,
+            head: 42,
+            operation: Operation::AddTags {
+                tags: vec!["a".into(), "é".into()],
+                target,
+                result: TagsAdded {
+                    targeted: 3,
+                    tagged: 2,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        for target in [
+            Target::Positions(vec![5, 1, 9, u64::MAX - 1]),
+            Target::Query(Query::all()),
+            Target::Query(
+                Query::item(QueryItem::new().event_type("T").tag("x"))
+                    .or(QueryItem::new().tags(["y", "z"])),
+            ),
+        ] {
+            let e = entry(target);
+            assert_eq!(decode_entry(&encode_entry(&e)).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn damaged_entries_are_refused_not_misread() {
+        let bytes = encode_entry(&entry(Target::Positions(vec![1, 2, 3])));
+        for cut in 0..bytes.len() {
+            assert!(decode_entry(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_entry(&longer).is_err());
+        let mut bad_kind = bytes;
+        bad_kind[0] = 9;
+        assert!(decode_entry(&bad_kind).is_err());
+    }
+
+    #[test]
+    fn checks_refuse_bad_input() {
+        let t = Target::Positions(vec![1]);
+        assert!(check_add_tags(&t, &[]).is_err());
+        assert!(check_add_tags(&t, &[String::new()]).is_err());
+        assert!(check_add_tags(&t, &["x".repeat(MAX_NAME_LEN + 1)]).is_err());
+        assert!(check_add_tags(&Target::Positions(vec![]), &["a".into()]).is_err());
+        assert_eq!(
+            check_add_tags(&t, &["a".into(), "b".into(), "a".into()]).unwrap(),
+            vec!["a".to_owned(), "b".to_owned()]
+        );
+        assert!(check_positions(&[0], 5).is_err());
+        assert!(check_positions(&[6], 5).is_err());
+        assert_eq!(check_positions(&[3, 1, 3], 5).unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn plans_skip_tags_an_event_has_and_enforce_the_limit() {
+        let tags = vec!["a".to_owned(), "b".to_owned()];
+        let (gained, result) = plan_tags(&[1, 2], &tags, |p| {
+            Ok(if p == 1 { vec!["a".into()] } else { vec![] })
+        })
+        .unwrap();
+        assert_eq!(gained, vec![vec![2], vec![1, 2]]);
+        assert_eq!(
+            result,
+            TagsAdded {
+                targeted: 2,
+                tagged: 2
+            }
+        );
+        let full = vec!["t".to_owned(); MAX_TAGS];
+        assert!(plan_tags(&[1], &tags, |_| Ok(full.clone())).is_err());
+        let (_, none) = plan_tags(&[1], &tags, |_| Ok(tags.clone())).unwrap();
+        assert_eq!(none.tagged, 0);
+    }
+}
