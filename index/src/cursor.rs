@@ -98,10 +98,11 @@ impl Memo {
 }
 
 /// A cursor over a sorted list held in memory, e.g. the positions a commit
-/// group has accepted but not yet published.
+/// group has accepted but not yet published, or a shared list of the
+/// index's overlay (`L = Arc<[u64]>`).
 #[derive(Clone, Debug, Default)]
-pub struct ListCursor {
-    list: Vec<u64>,
+pub struct ListCursor<L = Vec<u64>> {
+    list: L,
     /// Index of the previous answer, where the next search starts.
     hint: usize,
 }
@@ -121,9 +122,17 @@ impl ListCursor {
     }
 }
 
-impl Cursor for ListCursor {
+impl ListCursor<std::sync::Arc<[u64]>> {
+    /// A cursor over a shared list, which must be sorted and free of
+    /// repeats (as the overlay keeps its lists).
+    pub fn shared(list: std::sync::Arc<[u64]>) -> Self {
+        ListCursor { list, hint: 0 }
+    }
+}
+
+impl<L: AsRef<[u64]> + Send> Cursor for ListCursor<L> {
     fn seek_ge(&mut self, target: u64) -> Option<u64> {
-        let list = &self.list;
+        let list = self.list.as_ref();
         let i = gallop(list.len(), self.hint, |i| {
             list.get(i).is_some_and(|&p| p < target)
         });
@@ -132,7 +141,7 @@ impl Cursor for ListCursor {
     }
 
     fn seek_le(&mut self, target: u64) -> Option<u64> {
-        let list = &self.list;
+        let list = self.list.as_ref();
         let end = gallop(list.len(), self.hint, |i| {
             list.get(i).is_some_and(|&p| p <= target)
         });

@@ -19,6 +19,7 @@
 //! - `memtable`: the concurrent in-memory lists;
 //! - `run`: the run format, writer, reader and cursor; `filter`: its Bloom
 //!   filter;
+//! - `overlay`: postings added after the fact (retroactive tags);
 //! - `view`, `query`: the snapshot of sources and query evaluation.
 #![deny(missing_docs)]
 // Decoding must never panic on malformed bytes: outside tests, no unwrap,
@@ -38,6 +39,7 @@ mod cursor;
 mod filter;
 mod key;
 mod memtable;
+mod overlay;
 mod query;
 mod run;
 mod view;
@@ -46,6 +48,7 @@ pub use combine::{Chain, Intersection, Segment, Union};
 pub use cursor::{All, Cursor, Empty, ListCursor};
 pub use key::{Key, KeyKind};
 pub use memtable::Memtable;
+pub use overlay::Overlay;
 pub use query::{Direction, ItemSpec, Positions, QuerySpec};
 pub use run::{Run, RunError, RunIter, RunKeys, write_run};
 pub use view::IndexView;

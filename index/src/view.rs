@@ -3,14 +3,17 @@
 //!
 //! The view owns the rule that turns per-source posting lists into one:
 //! each source is given the position range it is responsible for, and a
-//! key's cursor is the [`Chain`] of the sources that hold the key.
+//! key's cursor is the [`Chain`] of the sources that hold the key, OR-ed
+//! with the key's list in the [`Overlay`] (postings added after the fact)
+//! when it has one.
 
 use std::sync::Arc;
 
-use crate::combine::{Chain, Segment};
-use crate::cursor::{Cursor, Empty};
+use crate::combine::{Chain, Segment, Union};
+use crate::cursor::{Cursor, Empty, ListCursor};
 use crate::key::Key;
 use crate::memtable::Memtable;
+use crate::overlay::Overlay;
 use crate::run::Run;
 
 /// One source of a view.
@@ -26,6 +29,8 @@ enum Source {
 /// their reads by the committed head they read before taking the view.
 pub struct IndexView {
     sources: Vec<(u64, u64, Source)>,
+    /// Postings added after the fact, at any position.
+    overlay: Option<Arc<Overlay>>,
 }
 
 impl IndexView {
@@ -58,12 +63,40 @@ impl IndexView {
             prev_hi = hi;
             sources.push((lo, hi, Source::Memtable(memtable)));
         }
-        IndexView { sources }
+        IndexView {
+            sources,
+            overlay: None,
+        }
+    }
+
+    /// This view with `overlay`'s postings added to its keys' lists.
+    pub fn with_overlay(mut self, overlay: Arc<Overlay>) -> IndexView {
+        self.overlay = (!overlay.is_empty()).then_some(overlay);
+        self
+    }
+
+    /// `key`'s list in the overlay, if it has one.
+    fn added(&self, key: &Key) -> Option<&Arc<[u64]>> {
+        self.overlay.as_ref()?.get(key)
     }
 
     /// A cursor over `key`'s positions and its count, or `None` if no
     /// source holds the key.
     pub(crate) fn lookup(&self, key: &Key) -> Option<(Box<dyn Cursor>, u64)> {
+        let base = self.lookup_sources(key);
+        let Some(added) = self.added(key) else {
+            return base;
+        };
+        let cursor = Box::new(ListCursor::shared(added.clone()));
+        let count = added.len() as u64;
+        Some(match base {
+            None => (cursor, count),
+            Some((chain, n)) => (Box::new(Union::new(vec![chain, cursor])), n + count),
+        })
+    }
+
+    /// [`lookup`](Self::lookup) over the runs and memtables only.
+    fn lookup_sources(&self, key: &Key) -> Option<(Box<dyn Cursor>, u64)> {
         let mut segments = Vec::new();
         let mut count = 0;
         let mut within = true;
@@ -104,18 +137,26 @@ impl IndexView {
     /// The number of positions of `key` over all sources (a memtable's
     /// counted within its range only).
     pub fn count(&self, key: &Key) -> u64 {
-        self.sources
-            .iter()
-            .map(|(lo, hi, source)| match source {
-                Source::Run(run) => run.count(key),
-                Source::Memtable(m) => m.count_within(key, *lo, *hi),
-            })
-            .sum()
+        self.added(key).map_or(0, |l| l.len() as u64)
+            + self
+                .sources
+                .iter()
+                .map(|(lo, hi, source)| match source {
+                    Source::Run(run) => run.count(key),
+                    Source::Memtable(m) => m.count_within(key, *lo, *hi),
+                })
+                .sum::<u64>()
     }
 
     /// The last position of `key`: the newest source's last position, read
     /// without building a cursor unless it lies outside the source's range.
     pub fn last(&self, key: &Key) -> Option<u64> {
+        let added = self.added(key).and_then(|l| l.last().copied());
+        let base = self.last_in_sources(key);
+        base.max(added)
+    }
+
+    fn last_in_sources(&self, key: &Key) -> Option<u64> {
         self.sources.iter().rev().find_map(|(lo, hi, source)| {
             let last = match source {
                 Source::Run(run) => run.last(key),
@@ -180,6 +221,13 @@ impl IndexView {
                 }),
             })
             .collect();
+        if let Some(overlay) = &self.overlay {
+            let mut keys = (Box::new(overlay.from(start)) as OverlayKeys<'_>).peekable();
+            if exclusive {
+                keys.next_if(|(k, _)| k.as_bytes() == start);
+            }
+            walks.push(Walk::Overlay(keys, head));
+        }
         let mut out = Vec::new();
         while out.len() < limit {
             let Some(next) = walks.iter_mut().filter_map(|w| w.peek()).min() else {
@@ -217,7 +265,11 @@ impl IndexView {
 enum Walk<'a> {
     Run(std::iter::Peekable<crate::run::RunKeys<'a>>),
     Memtable(MemWalk<'a>),
+    /// The overlay's keys, each counted up to the head.
+    Overlay(std::iter::Peekable<OverlayKeys<'a>>, u64),
 }
+
+type OverlayKeys<'a> = Box<dyn Iterator<Item = (&'a Key, &'a Arc<[u64]>)> + 'a>;
 
 impl Walk<'_> {
     /// The walk's next key.
@@ -225,6 +277,7 @@ impl Walk<'_> {
         match self {
             Walk::Run(keys) => keys.peek().map(|(k, _)| *k),
             Walk::Memtable(m) => m.peek().map(|(k, _)| k.as_bytes()),
+            Walk::Overlay(keys, _) => keys.peek().map(|(k, _)| k.as_bytes()),
         }
     }
 
@@ -237,6 +290,9 @@ impl Walk<'_> {
         match self {
             Walk::Run(keys) => keys.next().map_or(0, |(_, n)| n),
             Walk::Memtable(m) => m.buffer.pop_front().map_or(0, |(_, n)| n),
+            Walk::Overlay(keys, head) => keys
+                .next()
+                .map_or(0, |(_, l)| l.partition_point(|&p| p <= *head) as u64),
         }
     }
 }

@@ -160,3 +160,40 @@ fn lists_past_a_memtable_chunk() {
     assert_eq!(got.len(), 49);
     assert!(got.iter().all(|(_, n)| *n == 1));
 }
+
+#[test]
+fn the_overlay_adds_postings_inside_runs_ranges() {
+    let x = Key::tag("x");
+    let t = Key::event_type("T");
+    let r1 = run(
+        vec![(x.clone(), vec![2]), (t.clone(), vec![1, 2, 3])],
+        (1, 10),
+    );
+    let active = Arc::new(Memtable::new());
+    active.insert(&x, 12);
+    active.insert(&t, 11);
+    let overlay = Arc::new(
+        crate::Overlay::new().with(&[(x.clone(), vec![5, 1]), (Key::tag("new"), vec![3, 11])]),
+    );
+    let view = IndexView::new(vec![r1], vec![active]).with_overlay(overlay);
+    assert_eq!(forward(view.cursor(&x).as_mut()), vec![1, 2, 5, 12]);
+    assert_eq!(view.count(&x), 4);
+    assert_eq!(view.first(&x), Some(1));
+    assert_eq!(view.last(&x), Some(12));
+    let new = Key::tag("new");
+    assert_eq!(forward(view.cursor(&new).as_mut()), vec![3, 11]);
+    assert_eq!(view.last(&new), Some(11));
+    // Queries AND the overlay's lists with the sources'.
+    let spec = crate::QuerySpec {
+        items: vec![crate::ItemSpec {
+            types: vec![t.clone()],
+            tags: vec![new.clone()],
+        }],
+    };
+    assert_eq!(forward(view.evaluate(&spec).as_mut()), vec![3, 11]);
+    // Listings count the overlay's keys up to the head.
+    let listed = view.list(&Key::tag(""), None, 10, 11);
+    assert_eq!(listed, vec![(new.clone(), 2), (x.clone(), 3)]);
+    let listed = view.list(&Key::tag(""), None, 10, 10);
+    assert_eq!(listed, vec![(new, 1), (x, 3)]);
+}
