@@ -6,7 +6,9 @@
 //! segments with preallocation and rollover ([`WalWriter`]), group commit
 //! ([`GroupCommit`]: the queue that lets one committer thread write many
 //! callers' batches with one write and one `fdatasync`, and the durability
-//! policy), recovery of the log on open ([`open`]), reads ([`WalReader`]),
+//! policy), recovery of the log on open ([`open`]), reads ([`WalReader`]), the
+//! [`journal`] (a small append-only file of durable entries, for what
+//! commits outside the log's positions),
 //! rewriting sealed segments compressed ([`Compressor`]), and what offline
 //! tools read ([`files`]). Everything else is private.
 //!
@@ -24,6 +26,7 @@ pub mod format;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod io;
+pub mod journal;
 mod reader;
 mod recovery;
 pub mod rng;
