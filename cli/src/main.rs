@@ -10,6 +10,7 @@
 mod commands;
 mod failure;
 mod progress;
+mod query;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    append, bench, compact, demo, export, get, list, read, snapshot, stats, verify,
+    append, audit, bench, compact, demo, export, get, list, read, snapshot, stats, tag, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -28,6 +29,8 @@ Examples:
   gesta read ./events --stream course-c1          # a stream, by revision
   gesta get ./events --id 0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69
   gesta streams ./events --prefix course-       # streams, types, tags with counts
+  gesta tag ./events --add gdpr:s7 --tag student:s7   # add a tag to the events about s7
+  gesta audit ./events                          # what was changed, when, and how
   gesta stats ./events
   gesta verify ./events
   gesta export ./events > events.jsonl && gesta import ./copy < events.jsonl
@@ -38,9 +41,9 @@ append's outcome is unknown (check the store before retrying).";
 
 const SERVE_AFTER_HELP: &str = "\
 Serves umadb.v1.DCB (Read, Subscribe, Append, Head, GetTrackingInfo), gesta.v1.Gesta (streams, lookups by id and
-time, listings, durable subscriptions, snapshots) and the standard gRPC health service until SIGINT or SIGTERM,
-then finishes the calls in flight and closes the store. UmaDB's clients (Rust, Python, .NET, Java, PHP, Elixir)
-work unchanged. Plaintext on loopback by default; --api-key requires TLS unless
+time, listings, durable subscriptions, snapshots, retroactive tags and their audit trail) and the standard gRPC
+health service until SIGINT or SIGTERM, then finishes the calls in flight and closes the store. UmaDB's clients
+(Rust, Python, .NET, Java, PHP, Elixir) work unchanged. Plaintext on loopback by default; --api-key requires TLS unless
 --insecure-loopback-api-key and a loopback address.
 
 Examples:
@@ -75,6 +78,12 @@ enum Command {
     /// List the tags with their counts of events.
     #[command(after_help = list::TAGS_AFTER_HELP)]
     Tags(list::Args),
+    /// Add tags to committed events, by position or by query (retroactive tags).
+    #[command(after_help = tag::AFTER_HELP)]
+    Tag(tag::Args),
+    /// List the audit trail: every operation that changed committed events.
+    #[command(after_help = audit::AFTER_HELP)]
+    Audit(audit::Args),
     /// Count what a store holds and what it takes on disk.
     #[command(after_help = stats::AFTER_HELP)]
     Stats(stats::Args),
@@ -148,6 +157,8 @@ fn main() -> ExitCode {
         Command::Streams(a) => list::run(gesta::Listing::Streams, a),
         Command::Types(a) => list::run(gesta::Listing::Types, a),
         Command::Tags(a) => list::run(gesta::Listing::Tags, a),
+        Command::Tag(a) => tag::run(a),
+        Command::Audit(a) => audit::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Compact(a) => compact::run(a),

@@ -1565,3 +1565,303 @@ fn streams_types_and_tags_are_listed_with_counts() {
     }
     assert!(!missing.exists());
 }
+
+/// `tag` adds tags to committed events by position or by query, without
+/// moving any position; `read` and `tags` see them, and `audit` lists
+/// each operation with its target in the form `read --query` takes.
+#[test]
+fn tag_adds_tags_by_position_and_by_query_and_audit_lists_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let tagged = |args: &[&str]| {
+        let mut all = vec!["tag", d];
+        all.extend_from_slice(args);
+        ok(&all, "")
+    };
+    // By positions (repeats count once), by --tag, by --type, by --query.
+    assert_eq!(
+        tagged(&[
+            "--add",
+            "gdpr:s1",
+            "--position",
+            "5",
+            "--position",
+            "3",
+            "--position",
+            "5"
+        ]),
+        "targeted 2 events, tagged 2\n"
+    );
+    assert_eq!(
+        tagged(&[
+            "--add",
+            "gdpr:s1",
+            "--add",
+            "reviewed",
+            "--tag",
+            "student:s1",
+            "--json"
+        ]),
+        "{\"targeted\":2,\"tagged\":2}\n"
+    );
+    assert_eq!(
+        tagged(&[
+            "--add",
+            "reviewed",
+            "--type",
+            "Ping",
+            "--type",
+            "CourseRenamed"
+        ]),
+        "targeted 2 events, tagged 2\n"
+    );
+    let legacy = r#"{"items":[{"types":["CourseDefined"],"tags":["course:c2"]}]}"#;
+    assert_eq!(
+        tagged(&["--add", "legacy", "--query", legacy, "--json"]),
+        "{\"targeted\":1,\"tagged\":1}\n"
+    );
+    // An event that carries the tag already keeps it, once.
+    assert_eq!(
+        tagged(&["--add", "reviewed", "--position", "3"]),
+        "targeted 1 event, tagged 0\n"
+    );
+
+    // Reads and queries see the added tags, after the event's own.
+    let gdpr = lines(&ok(&["read", d, "--tag", "gdpr:s1"], ""));
+    assert_eq!(
+        gdpr.iter()
+            .map(|e| e["position"].clone())
+            .collect::<Vec<_>>(),
+        [3, 5]
+    );
+    assert_eq!(
+        gdpr[0]["tags"],
+        serde_json::json!(["course:c1", "student:s1", "gdpr:s1", "reviewed"])
+    );
+    assert_eq!(
+        positions(&ok(&["read", d, "--tag", "reviewed"], "")),
+        [3, 5, 6, 7]
+    );
+    assert_eq!(
+        lines(&ok(&["read", d, "--type", "Ping"], ""))[0]["tags"],
+        serde_json::json!(["reviewed"])
+    );
+    assert_eq!(positions(&ok(&["read", d, "--query", legacy], "")), [2]);
+    assert_eq!(
+        positions(&ok(
+            &["read", d, "--tag", "legacy", "--tag", "course:c2"],
+            ""
+        )),
+        [2]
+    );
+    assert_eq!(
+        ok(&["tags", d, "--prefix", "reviewed", "--json"], ""),
+        "{\"name\":\"reviewed\",\"count\":4}\n"
+    );
+    // Positions never move: the next event is the 8th.
+    assert_eq!(
+        ok(&["append", d], "{\"type\":\"Ping\"}\n"),
+        "{\"first\":8,\"last\":8}\n"
+    );
+
+    // The audit trail, as text…
+    let text = ok(&["audit", d], "");
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    for (i, row) in rows.iter().enumerate() {
+        assert!(row.starts_with(&format!("{:>6}  ", i + 1)), "{row}");
+        assert!(row.contains("Z  head 7  add_tags ["), "{row}");
+    }
+    assert!(
+        rows[0].ends_with("add_tags [\"gdpr:s1\"]  positions [5,3,5]  targeted 2, tagged 2"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].ends_with(
+            "add_tags [\"gdpr:s1\",\"reviewed\"]  query {\"items\":[{\"tags\":[\"student:s1\"]}]}  targeted 2, tagged 2"
+        ),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2].ends_with(
+            "query {\"items\":[{\"types\":[\"Ping\",\"CourseRenamed\"]}]}  targeted 2, tagged 2"
+        ),
+        "{}",
+        rows[2]
+    );
+    assert!(
+        rows[3].ends_with(&format!("query {legacy}  targeted 1, tagged 1")),
+        "{}",
+        rows[3]
+    );
+    assert!(
+        rows[4].ends_with("positions [3]  targeted 1, tagged 0"),
+        "{}",
+        rows[4]
+    );
+    // …and as JSON lines, whose query targets `read --query` takes.
+    let entries = lines(&ok(&["audit", d, "--json"], ""));
+    assert_eq!(entries.len(), 5);
+    let first = &entries[0];
+    assert_eq!(first["sequence"], 1);
+    assert_eq!(first["head"], 7);
+    assert_eq!(first["operation"], "add_tags");
+    assert_eq!(first["tags"], serde_json::json!(["gdpr:s1"]));
+    assert_eq!(first["target"], serde_json::json!({"positions": [5, 3, 5]}));
+    assert_eq!(
+        first["result"],
+        serde_json::json!({"targeted": 2, "tagged": 2})
+    );
+    let times: Vec<&str> = entries
+        .iter()
+        .map(|e| e["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.iter().all(|t| t.len() == 27 && t.ends_with('Z')),
+        "{times:?}"
+    );
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let events = lines(&ok(&["read", d], ""));
+    assert!(times[0] >= events[6]["timestamp"].as_str().unwrap());
+    assert_eq!(
+        entries[3]["target"],
+        serde_json::json!({"query": {"items": [{"types": ["CourseDefined"], "tags": ["course:c2"]}]}})
+    );
+    let shown = entries[2]["target"]["query"].to_string();
+    assert_eq!(
+        positions(&ok(&["read", d, "--query", &shown], "")),
+        [6, 7, 8]
+    );
+    // Pages.
+    let page = lines(&ok(
+        &["audit", d, "--after", "2", "--limit", "2", "--json"],
+        "",
+    ));
+    assert_eq!(page, entries[2..4]);
+    assert_eq!(ok(&["audit", d, "--after", "5"], ""), "");
+    assert_eq!(
+        ok(&["audit", d, "--limit", "1"], ""),
+        format!("{}\n", rows[0])
+    );
+}
+
+/// `tag` and `audit` refuse bad flags as usage errors (status 2); a
+/// position the store does not have, or a bad tag, is the store's typed
+/// refusal (status 1) and changes nothing.
+#[test]
+fn tag_and_audit_refuse_what_they_cannot_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    usage_error(
+        &["tag", d, "--position", "1"],
+        "required arguments were not provided: --add <TAG> (see gesta tag --help)",
+    );
+    usage_error(
+        &["tag", d, "--add", "x"],
+        "required arguments were not provided: <--position <P>|--type <TYPE>|--tag <TAG>|--query <QUERY_JSON>>",
+    );
+    usage_error(
+        &["tag", d, "--add", "x", "--position", "abc"],
+        "invalid value 'abc' for '--position <P>': \"abc\" is not a position",
+    );
+    usage_error(
+        &["tag", d, "--add", "x", "--position", "0"],
+        "invalid value '0' for '--position <P>': \"0\" is not a position",
+    );
+    usage_error(
+        &[
+            "tag",
+            d,
+            "--add",
+            "x",
+            "--position",
+            "1",
+            "--tag",
+            "course:c1",
+        ],
+        "cannot be used with",
+    );
+    usage_error(
+        &["tag", d, "--add", "x", "--position", "1", "--query", "{}"],
+        "cannot be used with",
+    );
+    usage_error(
+        &["tag", d, "--add", "x", "--tag", "t", "--query", "{}"],
+        "cannot be used with",
+    );
+    usage_error(&["tag", "--add", "x", "--position", "1"], "<DIR>");
+    usage_error(
+        &["audit", d, "--limit", "0"],
+        "is not a number from 1 to 10000",
+    );
+    usage_error(
+        &["audit", d, "--after", "abc"],
+        "invalid value 'abc' for '--after <N>'",
+    );
+    usage_error(&["audit"], "<DIR> (see gesta audit --help)");
+
+    gesta()
+        .args([
+            "tag",
+            d,
+            "--add",
+            "x",
+            "--position",
+            "3",
+            "--position",
+            "99",
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("gesta: invalid input: position 99"));
+    gesta()
+        .args(["tag", d, "--add", "", "--position", "3"])
+        .assert()
+        .code(1)
+        .stderr(contains("gesta: invalid input: tag \"\""));
+    gesta()
+        .args([
+            "tag",
+            d,
+            "--add",
+            "x",
+            "--query",
+            r#"{"items":[{"tags":[""]}]}"#,
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("invalid input: query item 0"));
+    gesta()
+        .args(["tag", d, "--add", "x", "--query", "{items"])
+        .assert()
+        .code(1)
+        .stderr(contains("--query is not a query, column 2"));
+    // Nothing changed, and nothing was recorded.
+    assert_eq!(ok(&["read", d, "--tag", "x"], ""), "");
+    assert_eq!(ok(&["audit", d], ""), "");
+
+    let missing = store(&tmp, "nothing-here");
+    let m = missing.to_str().unwrap();
+    for args in [
+        &["tag", m, "--add", "x", "--position", "1"][..],
+        &["audit", m],
+    ] {
+        gesta()
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(contains("no Gesta store at"));
+    }
+    assert!(!missing.exists());
+    for sub in ["tag", "audit"] {
+        gesta()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(contains("Examples:"));
+    }
+}

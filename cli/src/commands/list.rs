@@ -56,7 +56,7 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_limit(s: &str) -> Result<usize, String> {
+pub fn parse_limit(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => Ok(n),
         _ => Err(format!("{s:?} is not a number from 1 to {MAX_LIST_LIMIT}")),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod append;
+pub mod audit;
 pub mod bench;
 pub mod compact;
 pub mod demo;
@@ -10,6 +11,7 @@ pub mod list;
 pub mod read;
 pub mod snapshot;
 pub mod stats;
+pub mod tag;
 pub mod verify;
 
 use std::io::{self, BufRead};

@@ -6,10 +6,11 @@ use std::io::{self, BufWriter, Write};
 
 use std::ops::ControlFlow;
 
-use gesta::{EventRef, Query, QueryItem, ReadOptions};
+use gesta::{EventRef, Query, ReadOptions};
 
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
+use crate::query::QueryArgs;
 use gesta_json as json;
 
 pub const AFTER_HELP: &str = r#"Output: one event per line:
@@ -44,15 +45,8 @@ before they are durable."#;
 pub struct Args {
     #[command(flatten)]
     store: StoreDir,
-    /// Only events of this type (repeatable: any of them).
-    #[arg(long = "type", value_name = "TYPE")]
-    types: Vec<String>,
-    /// Only events carrying this tag (repeatable: all of them).
-    #[arg(long = "tag", value_name = "TAG")]
-    tags: Vec<String>,
-    /// A query as JSON, for several items (instead of --type/--tag).
-    #[arg(long, value_name = "QUERY_JSON", conflicts_with_all = ["types", "tags"])]
-    query: Option<String>,
+    #[command(flatten)]
+    select: QueryArgs,
     /// The events of this stream, by revision (instead of a query).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["types", "tags", "query", "follow"])]
     stream: Option<String>,
@@ -168,22 +162,6 @@ impl Printer {
     }
 }
 
-/// The query the flags describe.
-fn query(args: &Args) -> Result<Query, Failure> {
-    if let Some(text) = &args.query {
-        return json::parse_query(text)
-            .map_err(|e| Failure::new(format!("--query is not a query{e}")));
-    }
-    if args.types.is_empty() && args.tags.is_empty() {
-        return Ok(Query::all());
-    }
-    Ok(Query::item(
-        QueryItem::new()
-            .types(args.types.iter().cloned())
-            .tags(args.tags.iter().cloned()),
-    ))
-}
-
 /// `--since`: the time in microseconds since the Unix epoch.
 fn since_micros(text: &str) -> Result<u64, Failure> {
     let usage = |reason: String| Failure {
@@ -200,7 +178,7 @@ fn since_micros(text: &str) -> Result<u64, Failure> {
 
 pub fn run(mut args: Args) -> Result<(), Failure> {
     let since = args.since.as_deref().map(since_micros).transpose()?;
-    let query = query(&args)?;
+    let query = args.select.query()?;
     if args.follow {
         gesta::validation::check_query(&query)?;
         return follow(&args, &query);

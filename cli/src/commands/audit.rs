@@ -1,0 +1,224 @@
+//! `gesta audit DIR`: the audit trail of a store's lifecycle operations
+//! (`EventStore::audit_log`), oldest first, one page or all of it.
+
+use std::io::Write;
+
+use gesta::EventStore;
+use gesta::lifecycle::{AuditEntry, Operation, Target};
+use gesta::listing::MAX_LIST_LIMIT;
+use gesta_json::rfc3339;
+
+use super::list::parse_limit;
+use crate::StoreDir;
+use crate::failure::{Failure, open_existing};
+use crate::query::QueryJson;
+
+pub const AFTER_HELP: &str = r#"Each line is one operation that changed committed events, as it was asked for and what it did: its
+sequence number (1, 2, …), when it committed (RFC 3339, UTC), the head then (it saw the events up to
+there), the operation and its tags, its target — positions as a list, or a query as --query takes it —
+and how many events it targeted and tagged. For example:
+     1  2026-12-05T09:14:03.512204Z  head 7  add_tags ["gdpr:s1"]  positions [3,5]  targeted 2, tagged 2
+     2  2026-12-05T09:15:40.003117Z  head 9  add_tags ["gdpr:s1"]  query {"items":[{"tags":["student:s1"]}]}  targeted 3, tagged 1
+With --json, each is a JSON line:
+  {"sequence":1,"timestamp":"2026-12-05T09:14:03.512204Z","head":7,"operation":"add_tags","tags":["gdpr:s1"],
+   "target":{"positions":[3,5]},"result":{"targeted":2,"tagged":2}}
+and a query target is {"query":{"items":[…]}}.
+
+Without --limit the whole trail is listed; with it, one page: the next page is --after the last sequence
+printed, and a page shorter than --limit is the last.
+
+Examples:
+  gesta audit ./events
+  gesta audit ./events --after 100 --limit 50
+  gesta audit ./events --json | jq 'select(.tags | index("gdpr:s1"))'"#;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreDir,
+    /// Only entries after this sequence number (exclusive).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    after: u64,
+    /// At most N entries (one page; 1 to 10000). Without it, every entry.
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
+    limit: Option<usize>,
+    /// Print each entry as a JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An entry as `--json` prints it.
+#[derive(serde::Serialize)]
+struct EntryJson<'a> {
+    sequence: u64,
+    timestamp: String,
+    head: u64,
+    operation: &'static str,
+    tags: &'a [String],
+    target: TargetJson<'a>,
+    result: ResultJson,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TargetJson<'a> {
+    Positions(&'a [u64]),
+    Query(QueryJson<'a>),
+}
+
+#[derive(serde::Serialize)]
+struct ResultJson {
+    targeted: u64,
+    tagged: u64,
+}
+
+/// Writes `entry` as one line, text or JSON.
+fn format_entry(out: &mut Vec<u8>, entry: &AuditEntry, json: bool) -> Result<(), Failure> {
+    let Operation::AddTags {
+        tags,
+        target,
+        result,
+    } = &entry.operation;
+    let time = rfc3339(entry.timestamp_micros);
+    if json {
+        let line = EntryJson {
+            sequence: entry.sequence,
+            timestamp: time,
+            head: entry.head,
+            operation: "add_tags",
+            tags,
+            target: match target {
+                Target::Positions(p) => TargetJson::Positions(p),
+                Target::Query(q) => TargetJson::Query(QueryJson::new(q)),
+            },
+            result: ResultJson {
+                targeted: result.targeted,
+                tagged: result.tagged,
+            },
+        };
+        serde_json::to_writer(&mut *out, &line).map_err(Failure::new)?;
+        out.push(b'\n');
+    } else {
+        let tags = serde_json::to_string(tags).map_err(Failure::new)?;
+        let target = match target {
+            Target::Positions(p) => {
+                format!(
+                    "positions {}",
+                    serde_json::to_string(p).map_err(Failure::new)?
+                )
+            }
+            Target::Query(q) => format!("query {}", QueryJson::new(q)),
+        };
+        writeln!(
+            out,
+            "{:>6}  {time}  head {}  add_tags {tags}  {target}  targeted {}, tagged {}",
+            entry.sequence, entry.head, result.targeted, result.tagged
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the entries after `after`, at most `limit` of them (all when
+/// `None`), a page at a time; stops quietly when the reader goes away.
+fn print<S: EventStore + ?Sized>(
+    store: &S,
+    mut after: u64,
+    limit: Option<usize>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let mut left = limit.unwrap_or(usize::MAX);
+    let mut lines = Vec::with_capacity(4096);
+    while left > 0 {
+        let page_limit = left.min(MAX_LIST_LIMIT);
+        let page = store.audit_log(after, page_limit)?;
+        lines.clear();
+        for entry in &page {
+            format_entry(&mut lines, entry, json)?;
+        }
+        if let Err(e) = out.write_all(&lines) {
+            return if super::closed_pipe(&e) {
+                Ok(())
+            } else {
+                Err(e.into())
+            };
+        }
+        left -= page.len();
+        match page.last() {
+            Some(last) if page.len() == page_limit => after = last.sequence,
+            _ => break,
+        }
+    }
+    match out.flush() {
+        Err(e) if !super::closed_pipe(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let store = open_existing(&args.store.dir)?;
+    let mut out = std::io::stdout().lock();
+    let printed = print(&store, args.after, args.limit, args.json, &mut out);
+    store.close()?;
+    printed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gesta::{MemoryStore, NewEvent, Query, QueryItem};
+
+    fn text(store: &MemoryStore, after: u64, limit: Option<usize>, json: bool) -> String {
+        let mut out = Vec::new();
+        print(store, after, limit, json, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn entries_are_listed_as_text_and_json_a_page_at_a_time() {
+        let store = MemoryStore::new();
+        store
+            .append(vec![
+                NewEvent::new("A", "{}").tag("x"),
+                NewEvent::new("B", "{}"),
+            ])
+            .unwrap();
+        let gdpr = ["gdpr:1".to_owned(), "y".to_owned()];
+        store
+            .add_tags(&Target::Positions(vec![2, 1, 2]), &gdpr)
+            .unwrap();
+        let query = Query::tag("x").or(QueryItem::new().event_type("B"));
+        store.add_tags(&Target::Query(query), &gdpr[1..]).unwrap();
+        let time = rfc3339(1);
+        assert_eq!(
+            text(&store, 0, None, false),
+            format!(
+                "     1  {time}  head 2  add_tags [\"gdpr:1\",\"y\"]  positions [2,1,2]  targeted 2, tagged 2\n\
+                 \x20    2  {time}  head 2  add_tags [\"y\"]  query {{\"items\":[{{\"tags\":[\"x\"]}},{{\"types\":[\"B\"]}}]}}  targeted 2, tagged 0\n"
+            )
+        );
+        let lines: Vec<serde_json::Value> = text(&store, 0, None, true)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!({
+                    "sequence": 1, "timestamp": time, "head": 2, "operation": "add_tags",
+                    "tags": ["gdpr:1", "y"], "target": {"positions": [2, 1, 2]},
+                    "result": {"targeted": 2, "tagged": 2}
+                }),
+                serde_json::json!({
+                    "sequence": 2, "timestamp": time, "head": 2, "operation": "add_tags",
+                    "tags": ["y"], "target": {"query": {"items": [{"tags": ["x"]}, {"types": ["B"]}]}},
+                    "result": {"targeted": 2, "tagged": 0}
+                }),
+            ]
+        );
+        assert!(text(&store, 0, Some(1), false).starts_with("     1  "));
+        assert_eq!(text(&store, 0, Some(1), false).lines().count(), 1);
+        assert!(text(&store, 1, Some(5), false).starts_with("     2  "));
+        assert_eq!(text(&store, 2, None, false), "");
+    }
+}
