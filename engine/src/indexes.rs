@@ -24,10 +24,11 @@ use gesta_compaction::flush::{
 use gesta_compaction::manifest::{Manifest, ManifestError, RunEntry};
 use gesta_compaction::merge::{merge_runs, plan};
 use gesta_compaction::snapshot::{SnapshotError, Snapshots};
-use gesta_index::{IndexView, Memtable, Run, RunError, write_run};
+use gesta_index::{IndexView, Key, Memtable, Overlay, Run, RunError, write_run};
 use gesta_wal::io::{FileSystem, OpenMode};
 use parking_lot::{Mutex, RwLock};
 
+use crate::amended::AddedTags;
 use crate::error::{Error, Result};
 
 struct Frozen {
@@ -41,6 +42,8 @@ struct Parts {
     runs: Vec<Arc<Run>>,
     frozen: Vec<Frozen>,
     active: Arc<Memtable>,
+    /// Postings added after the fact (retroactive tags), at any position.
+    overlay: Arc<Overlay>,
 }
 
 impl Parts {
@@ -51,7 +54,7 @@ impl Parts {
             .map(|f| f.memtable.clone())
             .chain(std::iter::once(self.active.clone()))
             .collect();
-        IndexView::new(self.runs.clone(), memtables)
+        IndexView::new(self.runs.clone(), memtables).with_overlay(self.overlay.clone())
     }
 }
 
@@ -67,6 +70,9 @@ pub(crate) struct Indexes {
     compacting: Mutex<()>,
     settings: CompactionSettings,
     snapshots: Snapshots,
+    /// The tags added to events after the fact, which reads append to
+    /// their own (the overlay in `parts` is the same tags as postings).
+    added: Arc<AddedTags>,
 }
 
 /// How runs are merged and snapshots kept.
@@ -191,6 +197,7 @@ impl Indexes {
             runs,
             frozen: Vec::new(),
             active: Arc::new(Memtable::new()),
+            overlay: Arc::new(Overlay::new()),
         };
         let view = RwLock::new(Arc::new(parts.view()));
         let indexes = Indexes {
@@ -201,6 +208,7 @@ impl Indexes {
             compacting: Mutex::new(()),
             settings,
             snapshots,
+            added: Arc::default(),
         };
         Ok((indexes, covered))
     }
@@ -218,6 +226,27 @@ impl Indexes {
     /// The active memtable (for the committer, and for replay on open).
     pub fn active(&self) -> Arc<Memtable> {
         self.parts.lock().active.clone()
+    }
+
+    /// The tags added to events after the fact, by position.
+    pub fn added(&self) -> &Arc<AddedTags> {
+        &self.added
+    }
+
+    /// Adds tags to committed events: `gained[i]` lists the positions that
+    /// gain `tags[i]` (none of which carries it already). Readers see the
+    /// events' tags first and the postings right after, so a query that
+    /// finds an event by an added tag reads it with that tag.
+    pub fn add_tags(&self, tags: &[String], gained: &[Vec<u64>]) {
+        self.added.add(tags, gained);
+        let additions: Vec<(Key, Vec<u64>)> = tags
+            .iter()
+            .zip(gained)
+            .map(|(t, p)| (Key::tag(t), p.clone()))
+            .collect();
+        let mut parts = self.parts.lock();
+        parts.overlay = Arc::new(parts.overlay.with(&additions));
+        self.publish(&parts);
     }
 
     /// A snapshot of every index source, for a reader or the committer.

@@ -50,6 +50,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod admission;
+mod amended;
 mod api;
 mod append;
 pub mod clock;

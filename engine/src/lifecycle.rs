@@ -245,6 +245,40 @@ pub fn decode_entry(bytes: &[u8]) -> Result<AuditEntry> {
     Ok(entry)
 }
 
+/// An entry of the engine's lifecycle journal: the audit entry, then for
+/// each of its tags the positions that gained it.
+pub(crate) fn encode_journal_entry(entry: &AuditEntry, gained: &[Vec<u64>]) -> Vec<u8> {
+    let mut out = encode_entry(entry);
+    for list in gained {
+        put_positions(&mut out, list);
+    }
+    out
+}
+
+/// Reads a journal entry back: the audit entry and the positions each of
+/// its tags was added to (ascending, each a committed position no later
+/// than the entry's head — anything else is refused).
+pub(crate) fn decode_journal_entry(bytes: &[u8]) -> Result<(AuditEntry, Vec<Vec<u64>>)> {
+    let mut r = Reader { b: bytes };
+    let entry = r.entry()?;
+    let Operation::AddTags { tags, .. } = &entry.operation;
+    let mut gained = Vec::with_capacity(tags.len());
+    for _ in tags {
+        let list = r.positions()?;
+        let ascending = list.windows(2).all(|w| w[0] < w[1]);
+        if !ascending || list.first() == Some(&0) || list.last() > Some(&entry.head) {
+            return Err(Error::invalid(
+                "journal entry: positions out of order or past the entry's head",
+            ));
+        }
+        gained.push(list);
+    }
+    if !r.b.is_empty() {
+        return Err(Error::invalid("journal entry: bytes after its end"));
+    }
+    Ok((entry, gained))
+}
+
 pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &AuditEntry) {
     match &entry.operation {
         Operation::AddTags {
@@ -452,6 +486,22 @@ mod tests {
             let e = entry(target);
             assert_eq!(decode_entry(&encode_entry(&e)).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn journal_entries_round_trip_and_refuse_positions_past_the_head() {
+        let e = entry(Target::Query(Query::tag("x")));
+        let gained = vec![vec![1, 5, 42], vec![]];
+        let bytes = encode_journal_entry(&e, &gained);
+        assert_eq!(decode_journal_entry(&bytes).unwrap(), (e.clone(), gained));
+        for bad in [
+            vec![vec![43], vec![]],
+            vec![vec![5, 1], vec![]],
+            vec![vec![0], vec![]],
+        ] {
+            assert!(decode_journal_entry(&encode_journal_entry(&e, &bad)).is_err());
+        }
+        assert!(decode_journal_entry(&encode_entry(&e)).is_err());
     }
 
     #[test]

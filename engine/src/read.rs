@@ -2,6 +2,7 @@
 //! start, with a limit, never past the head captured when the read began.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta_index::{Cursor, Positions};
@@ -9,6 +10,7 @@ use gesta_wal::{Backward, Forward, Record, RecordHead, WalReader};
 
 use std::ops::ControlFlow;
 
+use crate::amended::AddedTags;
 use crate::codec::{
     RevisionHint, decode_event_after, decode_event_in_window, decode_record, each_event_of,
     event_frame,
@@ -107,8 +109,9 @@ enum Source {
 /// A lazy iterator over events; see [`Store::read`](crate::Store::read).
 pub struct Events {
     source: Source,
-    /// The log a scan reads (to name the file of a damaged event).
-    scanned: Option<WalReader>,
+    /// The log a scan reads (to name the file of a damaged event), and the
+    /// tags added to its events.
+    scanned: Option<(WalReader, Arc<AddedTags>)>,
     buffered: VecDeque<RecordedEvent>,
     /// Inclusive position bounds.
     lo: u64,
@@ -145,18 +148,20 @@ impl Events {
     /// from the log.
     pub(crate) fn indexed(
         reader: &WalReader,
+        added: &Arc<AddedTags>,
         cursor: Box<dyn Cursor>,
         head: u64,
         options: ReadOptions,
     ) -> Events {
         let (lo, hi, dir) = bounds(head, options);
-        Events::in_range(reader, cursor, (lo, hi), dir, options.limit)
+        Events::in_range(reader, added, cursor, (lo, hi), dir, options.limit)
     }
 
     /// The positions of `cursor` within `lo..=hi`, in `dir`, at most
     /// `limit`, each event read from the log.
     pub(crate) fn in_range(
         reader: &WalReader,
+        added: &Arc<AddedTags>,
         cursor: Box<dyn Cursor>,
         (lo, hi): (u64, u64),
         dir: Direction,
@@ -168,7 +173,7 @@ impl Events {
         } else {
             Source::Indexed {
                 positions: Positions::new(cursor, lo, hi, dir),
-                lookup: Lookup::new(reader.clone()),
+                lookup: Lookup::new(reader.clone(), added.clone()),
             }
         };
         Events {
@@ -182,7 +187,12 @@ impl Events {
     }
 
     /// Every event within the read's bounds, scanning the log.
-    pub(crate) fn scan(reader: &WalReader, head: u64, options: ReadOptions) -> Events {
+    pub(crate) fn scan(
+        reader: &WalReader,
+        added: &Arc<AddedTags>,
+        head: u64,
+        options: ReadOptions,
+    ) -> Events {
         let remaining = options.limit.unwrap_or(usize::MAX);
         let (lo, hi) = options.bounds(head);
         let source = match options.direction {
@@ -191,7 +201,7 @@ impl Events {
         };
         let empty = lo > hi || remaining == 0;
         Events {
-            scanned: Some(reader.clone()),
+            scanned: Some((reader.clone(), added.clone())),
             source: if empty { Source::Done } else { source },
             buffered: VecDeque::new(),
             lo,
@@ -240,8 +250,8 @@ impl Events {
         };
         let record = record?;
         let mut events = Vec::with_capacity(record.meta.count as usize);
-        if let Some(reader) = &self.scanned {
-            decode_scanned(reader, &record, &mut events)?;
+        if let Some((reader, added)) = &self.scanned {
+            decode_scanned(reader, added, &record, &mut events)?;
         }
         let (lo, hi) = (self.lo, self.hi);
         let keep = events
@@ -287,6 +297,10 @@ impl Iterator for Events {
 /// the segment and offset.
 pub(crate) struct Lookup {
     reader: WalReader,
+    /// The tags added to events after the fact, and those of the event
+    /// read last (which its view borrows).
+    added: Arc<AddedTags>,
+    added_here: Option<Arc<[Arc<str>]>>,
     record: Option<RecordHead>,
     /// The frame of the event read last, when its record's payload was
     /// left in a compressed segment and read in pieces.
@@ -296,9 +310,11 @@ pub(crate) struct Lookup {
 }
 
 impl Lookup {
-    pub(crate) fn new(reader: WalReader) -> Lookup {
+    pub(crate) fn new(reader: WalReader, added: Arc<AddedTags>) -> Lookup {
         Lookup {
             reader,
+            added,
+            added_here: None,
             record: None,
             frame: Bytes::new(),
             hint: RevisionHint::default(),
@@ -343,7 +359,12 @@ impl Lookup {
                 reason: format!("the index names position {position}, which the log does not hold"),
             }),
         };
-        found.map_err(|e| name_file(&self.reader, position, e))
+        let event = found.map_err(|e| name_file(&self.reader, position, e))?;
+        self.added_here = self.added.get(position);
+        Ok(match &self.added_here {
+            Some(added) => event.with_added(added),
+            None => event,
+        })
     }
 }
 
@@ -351,10 +372,18 @@ impl Lookup {
 /// is damaged.
 pub(crate) fn decode_scanned(
     reader: &WalReader,
+    added: &AddedTags,
     record: &Record,
     out: &mut Vec<RecordedEvent>,
 ) -> Result<()> {
-    decode_record(record, out).map_err(|e| name_file(reader, record.meta.first_position, e))
+    let from = out.len();
+    decode_record(record, out).map_err(|e| name_file(reader, record.meta.first_position, e))?;
+    for e in &mut out[from..] {
+        if let Some(tags) = added.get(e.position) {
+            e.tags.extend(tags.iter().map(|t| t.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// Names the segment (and the offset-table stretch) of an event-level
@@ -408,7 +437,7 @@ pub(crate) fn read_each(
     if !query.is_all() {
         let view = indexes.view();
         let cursor = view.evaluate(&crate::query::query_spec(query));
-        let mut lookup = Lookup::new(reader.clone());
+        let mut lookup = Lookup::new(reader.clone(), indexes.added().clone());
         for position in Positions::new(cursor, lo, hi, options.direction) {
             if lend(lookup.event_ref(position)?).is_break() {
                 break;
@@ -420,6 +449,13 @@ pub(crate) fn read_each(
         Direction::Forwards => Box::new(reader.forward(lo, head)),
         Direction::Backwards => Box::new(reader.backward(hi)),
     };
+    // A scan's events get their added tags here; an indexed read's from
+    // its `Lookup`.
+    let added = indexes.added();
+    let mut lend_with_added = |e: EventRef<'_>| match added.get(e.position) {
+        Some(tags) => lend(e.with_added(&tags)),
+        None => lend(e),
+    };
     for record in records {
         let record = record?;
         let mut flow = ControlFlow::Continue(());
@@ -427,7 +463,7 @@ pub(crate) fn read_each(
         let decoded = match options.direction {
             Direction::Forwards => each_event_of(&record, |e| {
                 if flow.is_continue() && in_bounds(&e) {
-                    flow = lend(e);
+                    flow = lend_with_added(e);
                 }
             }),
             Direction::Backwards => {
@@ -441,7 +477,7 @@ pub(crate) fn read_each(
                 });
                 if decoded.is_ok() {
                     for e in events.into_iter().rev() {
-                        flow = lend(e);
+                        flow = lend_with_added(e);
                         if flow.is_break() {
                             break;
                         }
@@ -478,10 +514,10 @@ pub(crate) fn read(
         return Events::failed(e);
     }
     if query.is_all() {
-        Events::scan(reader, head, options)
+        Events::scan(reader, indexes.added(), head, options)
     } else {
         let view = indexes.view();
         let cursor = view.evaluate(&crate::query::query_spec(query));
-        Events::indexed(reader, cursor, head, options)
+        Events::indexed(reader, indexes.added(), cursor, head, options)
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use gesta_index::{Direction, Positions, QuerySpec};
 use gesta_wal::WalReader;
 
+use crate::amended::AddedTags;
 use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
@@ -48,17 +49,26 @@ impl SubscriptionFeed for StoreFeed {
     ) -> Result<u64> {
         let inner = self.inner.upgrade().ok_or(Error::Closed)?;
         if query.is_all() {
-            return fetch_scan(&inner.reader, after, head, max_events, out);
+            return fetch_scan(
+                &inner.reader,
+                inner.indexes.added(),
+                after,
+                head,
+                max_events,
+                out,
+            );
         }
         let cursor = inner.indexes.view().evaluate(&self.spec);
         let positions = Positions::new(cursor, after + 1, head, Direction::Forwards);
-        fetch_positions(&inner.reader, positions, head, max_events, out)
+        let lookup = Lookup::new(inner.reader.clone(), inner.indexes.added().clone());
+        fetch_positions(lookup, positions, head, max_events, out)
     }
 }
 
 /// Every event of the records in `after+1..=head`, one batch per record.
 fn fetch_scan(
     reader: &WalReader,
+    added: &AddedTags,
     after: u64,
     head: u64,
     max_events: usize,
@@ -68,7 +78,7 @@ fn fetch_scan(
     for record in reader.forward(after + 1, head) {
         let record = record?;
         let mut events = Vec::with_capacity(record.meta.count as usize);
-        decode_scanned(reader, &record, &mut events)?;
+        decode_scanned(reader, added, &record, &mut events)?;
         events.retain(|e| e.position > after && e.position <= head);
         taken += events.len();
         let last = record.meta.last_position().min(head);
@@ -84,13 +94,12 @@ fn fetch_scan(
 
 /// The events at `positions`, grouped by the record (append) holding them.
 fn fetch_positions(
-    reader: &WalReader,
+    mut lookup: Lookup,
     positions: Positions,
     head: u64,
     max_events: usize,
     out: &mut VecDeque<Vec<RecordedEvent>>,
 ) -> Result<u64> {
-    let mut lookup = Lookup::new(reader.clone());
     let mut batch = Vec::new();
     for (taken, position) in positions.enumerate() {
         if !lookup.in_last(position) {

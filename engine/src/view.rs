@@ -4,6 +4,8 @@
 //! nothing. [`RecordedEvent`] stays the owned form, built from a view by
 //! [`EventRef::to_owned`].
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::event::RecordedEvent;
@@ -38,6 +40,17 @@ pub struct EventRef<'a> {
 }
 
 impl<'a> EventRef<'a> {
+    /// This event with `added` after its tags: the tags added to it after
+    /// it was committed.
+    pub(crate) fn with_added<'b>(self, added: &'b [Arc<str>]) -> EventRef<'b>
+    where
+        'a: 'b,
+    {
+        let mut e: EventRef<'b> = self;
+        e.tags = e.tags.with_added(added);
+        e
+    }
+
     /// The owned event. Data and metadata share the store's buffer when it
     /// is shared (the engine's mapped segments), else they are copied; the
     /// strings are copied.
@@ -102,10 +115,11 @@ impl<'a> From<&'a RecordedEvent> for EventRef<'a> {
     }
 }
 
-/// The tags of an [`EventRef`], in order: an iterator over borrowed
-/// strings that allocates nothing.
+/// The tags of an [`EventRef`], in order — the event's own, then those
+/// added to it later ([`add_tags`](crate::EventStore::add_tags)): an
+/// iterator over borrowed strings that allocates nothing.
 #[derive(Clone, Copy, Debug)]
-pub struct Tags<'a>(Source<'a>);
+pub struct Tags<'a>(Source<'a>, &'a [Arc<str>]);
 
 #[derive(Clone, Copy, Debug)]
 enum Source<'a> {
@@ -130,28 +144,37 @@ enum Source<'a> {
 impl<'a> Tags<'a> {
     /// Tags held as a slice of strings.
     pub fn strs(tags: &'a [&'a str]) -> Tags<'a> {
-        Tags(Source::Strs(tags))
+        Tags(Source::Strs(tags), &[])
     }
 
     /// Tags held as owned strings.
     pub fn strings(tags: &'a [String]) -> Tags<'a> {
-        Tags(Source::Strings(tags))
+        Tags(Source::Strings(tags), &[])
     }
 
     /// `count` tags encoded in `bytes` as the codec writes them, with
     /// varint lengths if `wide`; the caller has checked their bounds and
     /// UTF-8.
     pub(crate) fn encoded(bytes: &'a [u8], count: usize, wide: bool) -> Tags<'a> {
-        Tags(Source::Encoded {
-            bytes,
-            left: count,
-            wide,
-        })
+        Tags(
+            Source::Encoded {
+                bytes,
+                left: count,
+                wide,
+            },
+            &[],
+        )
     }
 
     /// [`encoded`](Self::encoded) tags whose whole stretch is UTF-8.
     pub(crate) fn text(text: &'a str, count: usize) -> Tags<'a> {
-        Tags(Source::Text { text, left: count })
+        Tags(Source::Text { text, left: count }, &[])
+    }
+
+    /// These tags followed by `added`, the tags added to the event after it
+    /// was committed.
+    pub(crate) fn with_added(self, added: &'a [Arc<str>]) -> Tags<'a> {
+        Tags(self.0, added)
     }
 }
 
@@ -171,6 +194,29 @@ impl<'a> Iterator for Tags<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
+        match self.own() {
+            Some(tag) => Some(tag),
+            None => {
+                let (first, rest) = self.1.split_first()?;
+                self.1 = rest;
+                Some(first)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match self.0 {
+            Source::Encoded { left, .. } | Source::Text { left, .. } => left,
+            Source::Strs(l) => l.len(),
+            Source::Strings(l) => l.len(),
+        } + self.1.len();
+        (n, Some(n))
+    }
+}
+
+impl<'a> Tags<'a> {
+    /// The next of the event's own tags.
+    fn own(&mut self) -> Option<&'a str> {
         match &mut self.0 {
             Source::Encoded { bytes, left, wide } => {
                 if *left == 0 {
@@ -210,15 +256,6 @@ impl<'a> Iterator for Tags<'a> {
                 Some(first)
             }
         }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = match self.0 {
-            Source::Encoded { left, .. } | Source::Text { left, .. } => left,
-            Source::Strs(l) => l.len(),
-            Source::Strings(l) => l.len(),
-        };
-        (n, Some(n))
     }
 }
 
@@ -268,6 +305,10 @@ mod tests {
         let text = std::str::from_utf8(&bytes).unwrap();
         assert_eq!(Tags::text(text, 2).collect::<Vec<_>>(), ["a:1", "b"]);
         assert_eq!(Tags::text(&text[..3], 2).collect::<Vec<_>>().len(), 0);
+        let added: Vec<Arc<str>> = vec!["new:1".into(), "new:2".into()];
+        let tags = Tags::encoded(&bytes, 2, false).with_added(&added);
+        assert_eq!(tags.len(), 4);
+        assert_eq!(tags.collect::<Vec<_>>(), ["a:1", "b", "new:1", "new:2"]);
     }
 
     #[test]

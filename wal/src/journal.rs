@@ -34,6 +34,8 @@ pub const JOURNAL_MAGIC: [u8; 8] = *b"GESTAJNL";
 pub const JOURNAL_VERSION: u32 = 1;
 /// Length of the journal's header.
 pub const JOURNAL_HEADER_LEN: usize = 16;
+/// Length of an entry's frame (length, body CRC, frame CRC).
+pub const ENTRY_FRAME_LEN: usize = FRAME_LEN;
 /// Largest entry body.
 pub const MAX_ENTRY_LEN: usize = 64 << 20;
 

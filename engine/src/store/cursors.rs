@@ -5,11 +5,9 @@
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
 
-use crate::committer::Request;
 use crate::cursors::Cursors;
 use crate::durable::CursorStore;
 use crate::error::{Error, Result};
-use crate::oneshot;
 
 use super::Inner;
 
@@ -35,14 +33,7 @@ impl CursorStore for FileCursors {
 
     fn save(&self, name: &str, position: u64) -> Result<()> {
         let inner = self.store.upgrade().ok_or(Error::Closed)?;
-        if position > inner.log.durable() {
-            let (reply, answer) = oneshot::oneshot();
-            inner
-                .tx
-                .send(Request::Sync(reply))
-                .map_err(|_| Error::Closed)?;
-            answer.recv().unwrap_or(Err(Error::Closed))?;
-        }
+        inner.make_durable(position)?;
         self.cursors.store(name, position)
     }
 

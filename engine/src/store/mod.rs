@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 mod compact;
 mod cursors;
+mod lifecycle;
 mod listings;
 mod projections;
 mod snapshots;
@@ -61,6 +62,10 @@ pub(crate) struct Inner {
     pub(crate) indexes: Arc<Indexes>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) durable: crate::durable::DurableCursors,
+    /// The lifecycle journal (retroactive tags, the audit trail).
+    pub(crate) lifecycle: Mutex<lifecycle::Lifecycle>,
+    /// Where lifecycle operations get their times.
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// Commit times of records `position_at` has verified.
     pub(crate) record_times: times::RecordTimes,
     /// The registered projections, and the thread that snapshots them.
@@ -159,6 +164,12 @@ impl Store {
             });
         }
 
+        let lifecycle = lifecycle::open(
+            options.fs.clone(),
+            &dir,
+            &indexes,
+            opened.report.last_position,
+        )?;
         let shared = Arc::new(Shared::default());
         shared
             .head
@@ -233,6 +244,8 @@ impl Store {
                     cursors,
                     store: store.clone(),
                 })),
+                lifecycle: Mutex::new(lifecycle),
+                clock: options.clock.clone(),
                 record_times: times::RecordTimes::default(),
                 projections: Arc::default(),
                 projector: Projector::default(),
@@ -470,6 +483,23 @@ pub struct IndexShape {
 }
 
 impl Inner {
+    /// Makes the log durable up to `position`: at once when it is (in
+    /// `Sync` mode every acknowledged append is), else by asking the
+    /// committer for a sync.
+    pub(crate) fn make_durable(&self, position: u64) -> Result<()> {
+        if position <= self.log.durable() {
+            return Ok(());
+        }
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (reply, answer) = oneshot::oneshot();
+        self.tx
+            .send(Request::Sync(reply))
+            .map_err(|_| Error::Closed)?;
+        answer.recv().unwrap_or(Err(Error::Closed))
+    }
+
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -657,13 +687,30 @@ impl EventStore for Store {
     fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
         Store::delete_durable_subscription(self, name)
     }
+
+    // ---- Lifecycle ----
+
+    fn add_tags(
+        &self,
+        target: &crate::lifecycle::Target,
+        tags: &[String],
+    ) -> Result<crate::lifecycle::TagsAdded> {
+        Store::add_tags(self, target, tags)
+    }
+
+    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<crate::lifecycle::AuditEntry>> {
+        Store::audit_log(self, after, limit)
+    }
 }
 
 /// What the top level of a store directory may hold: the lock, the
+/// lifecycle journal (and its temporary file while it is created), the
 /// MANIFEST (and its temporary file while it is replaced), and the
 /// directories of the log, the index runs, snapshots and cursors.
-const STORE_ENTRIES: [&str; 7] = [
+const STORE_ENTRIES: [&str; 9] = [
     "LOCK",
+    lifecycle::JOURNAL_FILE,
+    "LIFECYCLE.tmp",
     gesta_compaction::manifest::FILE_NAME,
     "MANIFEST.tmp",
     "wal",

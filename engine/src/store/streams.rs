@@ -47,6 +47,7 @@ impl Store {
         };
         Ok(Events::in_range(
             &self.inner.reader,
+            self.inner.indexes.added(),
             view.evaluate(&spec),
             (lo, hi),
             options.direction,
@@ -109,9 +110,12 @@ impl Store {
     pub fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let head = self.head();
         match self.inner.indexes.view().lookup_id(id) {
-            Some(position) if position <= head => Lookup::new(self.inner.reader.clone())
-                .event(position)
-                .map(Some),
+            Some(position) if position <= head => Lookup::new(
+                self.inner.reader.clone(),
+                self.inner.indexes.added().clone(),
+            )
+            .event(position)
+            .map(Some),
             _ => Ok(None),
         }
     }

@@ -1,0 +1,204 @@
+//! Lifecycle operations on the engine — retroactive tags — and the audit
+//! trail. The contract is the `lifecycle` module's; this is how the engine
+//! keeps it.
+//!
+//! An operation is resolved against the index (its positions, the tags each
+//! event gains), written to the lifecycle journal (`<dir>/LIFECYCLE`, a
+//! `gesta_wal::journal`: one entry per operation, synced before it
+//! counts), and only then applied: to the index's overlay, which queries,
+//! counts and listings read, and to the added-tags map, which reads append
+//! to an event's own tags. Opening a store replays the journal into both,
+//! so the journal is the single truth for what the log's records do not
+//! say; the index runs never hold added tags, and compaction and
+//! `verify --repair` leave the journal alone. Operations take one lock,
+//! so they are applied in journal order; appends do not wait for them.
+//!
+//! The targeted events are made durable in the log before the entry is
+//! written (in the `Periodic` and `Buffered` modes an acknowledged event
+//! may not be yet), so a crash can never leave the journal naming a
+//! position the log lost — which a later event would take.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gesta_index::Positions;
+use gesta_wal::io::FileSystem;
+use gesta_wal::journal::{self, Journal};
+
+use crate::error::{Error, Result};
+use crate::indexes::Indexes;
+use crate::lifecycle::{
+    self as lc, AuditEntry, Operation, TagsAdded, Target, decode_journal_entry,
+    encode_journal_entry,
+};
+use crate::query::query_spec;
+use crate::read::Lookup;
+
+use super::Store;
+
+/// The lifecycle journal's file name in a store directory.
+pub(crate) const JOURNAL_FILE: &str = "LIFECYCLE";
+
+/// The lifecycle state of an open store: the journal and what the next
+/// entry continues from.
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    fs: Arc<dyn FileSystem>,
+    journal: Journal,
+    /// The sequence of the last entry (0: none).
+    sequence: u64,
+    /// The timestamp of the last entry; the next is never earlier.
+    timestamp_micros: u64,
+}
+
+fn journal_corruption(path: &Path, offset: u64, e: Error) -> Error {
+    let reason = match e {
+        Error::InvalidInput { reason } => reason,
+        other => other.to_string(),
+    };
+    Error::Corruption {
+        file: path.to_owned(),
+        offset,
+        reason,
+    }
+}
+
+/// Opens the journal of the store in `dir` (creating it if missing) and
+/// applies its entries to `indexes`. Every position an entry names must be
+/// in the recovered log (up to `head`), and the entries' sequences must
+/// follow each other: anything else is corruption.
+pub(crate) fn open(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    indexes: &Indexes,
+    head: u64,
+) -> Result<Lifecycle> {
+    let path = dir.join(JOURNAL_FILE);
+    let opened = Journal::open(fs.clone(), &path)?;
+    let mut sequence = 0;
+    let mut timestamp_micros = 0;
+    let mut offset = journal::JOURNAL_HEADER_LEN as u64;
+    for body in &opened.entries {
+        let (entry, gained) =
+            decode_journal_entry(body).map_err(|e| journal_corruption(&path, offset, e))?;
+        if entry.sequence != sequence + 1 {
+            return Err(journal_corruption(
+                &path,
+                offset,
+                Error::invalid(format!("entry {} follows entry {sequence}", entry.sequence)),
+            ));
+        }
+        if entry.head > head {
+            return Err(journal_corruption(
+                &path,
+                offset,
+                Error::invalid(format!(
+                    "entry {} was made at head {}, but the log ends at {head}",
+                    entry.sequence, entry.head
+                )),
+            ));
+        }
+        let Operation::AddTags { tags, .. } = &entry.operation;
+        indexes.add_tags(tags, &gained);
+        sequence = entry.sequence;
+        timestamp_micros = entry.timestamp_micros;
+        offset += (journal::ENTRY_FRAME_LEN + body.len()) as u64;
+    }
+    Ok(Lifecycle {
+        fs,
+        journal: opened.journal,
+        sequence,
+        timestamp_micros,
+    })
+}
+
+impl Lifecycle {
+    /// The journal's file.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.journal.path().to_owned()
+    }
+}
+
+impl Store {
+    /// Adds `tags` to committed events; see
+    /// [`EventStore::add_tags`](crate::EventStore::add_tags) and the
+    /// [`lifecycle`](crate::lifecycle) contract.
+    pub fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
+        let tags = lc::check_add_tags(target, tags)?;
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let inner = &self.inner;
+        let mut lifecycle = inner.lifecycle.lock();
+        let head = self.head();
+        let positions = match target {
+            Target::Positions(p) => lc::check_positions(p, head)?,
+            Target::Query(q) => {
+                let view = inner.indexes.view();
+                let cursor = view.evaluate(&query_spec(q));
+                let found: Vec<u64> =
+                    Positions::new(cursor, 1, head, gesta_index::Direction::Forwards)
+                        .take(lc::MAX_TARGETED_EVENTS + 1)
+                        .collect();
+                lc::check_targeted(found.len())?;
+                found
+            }
+        };
+        let mut lookup = Lookup::new(inner.reader.clone(), inner.indexes.added().clone());
+        let (gained, result) = lc::plan_tags(&positions, &tags, |p| {
+            Ok(lookup.event_ref(p)?.tags.map(str::to_owned).collect())
+        })?;
+        if let Some(&last) = positions.last() {
+            inner.make_durable(last)?;
+        }
+        let timestamp_micros = inner.clock.now_micros().max(lifecycle.timestamp_micros);
+        let entry = AuditEntry {
+            sequence: lifecycle.sequence + 1,
+            timestamp_micros,
+            head,
+            operation: Operation::AddTags {
+                tags,
+                target: target.clone(),
+                result,
+            },
+        };
+        lifecycle
+            .journal
+            .append(&encode_journal_entry(&entry, &gained))?;
+        lifecycle.sequence = entry.sequence;
+        lifecycle.timestamp_micros = timestamp_micros;
+        let Operation::AddTags { tags, .. } = &entry.operation;
+        inner.indexes.add_tags(tags, &gained);
+        Ok(result)
+    }
+
+    /// The audit trail from sequence `after + 1`, at most `limit` entries;
+    /// see [`EventStore::audit_log`](crate::EventStore::audit_log).
+    pub fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        lc::check_audit_page(limit)?;
+        let lifecycle = self.inner.lifecycle.lock();
+        if after >= lifecycle.sequence {
+            return Ok(Vec::new());
+        }
+        let path = lifecycle.path();
+        let (bodies, _) = journal::read(lifecycle.fs.as_ref(), &path)?;
+        let mut out = Vec::new();
+        let mut offset = journal::JOURNAL_HEADER_LEN as u64;
+        // Entries are numbered from 1 in order (checked on open): the
+        // first `after` are skipped undecoded.
+        for (i, body) in bodies.iter().enumerate() {
+            let at = offset;
+            offset += (journal::ENTRY_FRAME_LEN + body.len()) as u64;
+            if (i as u64) < after {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            let (entry, _) =
+                decode_journal_entry(body).map_err(|e| journal_corruption(&path, at, e))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,234 @@
+//! Retroactive tags on the engine beyond what the conformance suite checks
+//! on every store: the lifecycle journal on disk — replayed on open, a torn
+//! last entry cut, damage refused — the order of durability (an entry never
+//! names an event a crash can lose), disk errors while writing an entry,
+//! and tagged events in index runs, merged runs and compressed segments.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gesta::clock::ManualClock;
+use gesta::io::fault::{CrashMode, Fault, FaultFs, OpKind};
+use gesta::io::{FileSystem, OpenMode};
+use gesta::lifecycle::{Operation, Target};
+use gesta::{Durability, Error, EventStore, NewEvent, Options, Query, ReadOptions, Store};
+
+const DIR: &str = "/store";
+
+fn options(fs: &FaultFs, durability: Durability) -> Options {
+    Options::default()
+        .fs(Arc::new(fs.clone()))
+        .segment_size(16 << 10)
+        .preallocate(4 << 10)
+        .durability(durability)
+        .clock(Arc::new(ManualClock::new(1_700_000_000_000_000)))
+}
+
+fn open(fs: &FaultFs, durability: Durability) -> Store {
+    Store::open_with(DIR, options(fs, durability)).unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn event(i: u64) -> NewEvent {
+    NewEvent::new("Happened", format!("{{\"i\":{i}}}")).tag(format!("item:{i}"))
+}
+
+fn tags_at(store: &Store, position: u64) -> Vec<String> {
+    store
+        .read(
+            &Query::all(),
+            ReadOptions::forwards().start(position - 1).limit(1),
+        )
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .tags
+}
+
+fn positions_of(store: &Store, tag: &str) -> Vec<u64> {
+    store
+        .read(&Query::tag(tag), ReadOptions::forwards())
+        .unwrap()
+        .map(|e| e.unwrap().position)
+        .collect()
+}
+
+fn tag(store: &Store, positions: &[u64], tag: &str) -> gesta::TagsAdded {
+    store
+        .add_tags(&Target::Positions(positions.to_vec()), &[tag.to_owned()])
+        .unwrap()
+}
+
+#[test]
+fn the_journal_is_replayed_on_open_and_its_torn_tail_cut() {
+    let fs = FaultFs::new();
+    let store = open(&fs, Durability::Sync);
+    for i in 1..=20 {
+        store.append(vec![event(i)]).unwrap();
+    }
+    tag(&store, &[3, 7], "gdpr:a");
+    tag(&store, &[7, 9], "gdpr:b");
+    store.close().unwrap();
+    let store = open(&fs, Durability::Sync);
+    assert_eq!(positions_of(&store, "gdpr:a"), [3, 7]);
+    assert_eq!(tags_at(&store, 7), ["item:7", "gdpr:a", "gdpr:b"]);
+    assert_eq!(store.audit_log(0, 10).unwrap().len(), 2);
+    store.close().unwrap();
+
+    // Every cut of the last entry reads as a torn append: the first entry
+    // stays, the second is gone whole, and the journal takes new entries.
+    let path = Path::new(DIR).join("LIFECYCLE");
+    let whole = fs.durable_contents(&path).unwrap();
+    let first_end = {
+        let len = u32::from_le_bytes(whole[16..20].try_into().unwrap()) as usize;
+        16 + 12 + len
+    };
+    let write_journal = |bytes: &[u8]| {
+        let file = fs.open(&path, OpenMode::Truncate).unwrap();
+        file.write_at(bytes, 0).unwrap();
+        file.sync_data().unwrap();
+    };
+    for cut in [first_end + 1, first_end + 12, whole.len() - 1] {
+        write_journal(&whole[..cut]);
+        let store = open(&fs, Durability::Sync);
+        assert_eq!(positions_of(&store, "gdpr:a"), [3, 7], "cut at {cut}");
+        assert!(positions_of(&store, "gdpr:b").is_empty(), "cut at {cut}");
+        assert_eq!(store.audit_log(0, 10).unwrap().len(), 1);
+        tag(&store, &[1], "gdpr:c");
+        assert_eq!(store.audit_log(0, 10).unwrap()[1].sequence, 2);
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_journal_entry_is_corruption_not_a_lost_tag() {
+    let fs = FaultFs::new();
+    let store = open(&fs, Durability::Sync);
+    for i in 1..=5 {
+        store.append(vec![event(i)]).unwrap();
+    }
+    tag(&store, &[2], "gdpr:a");
+    tag(&store, &[3], "gdpr:b");
+    store.close().unwrap();
+    let path = Path::new(DIR).join("LIFECYCLE");
+    // A flip in the first entry's body, which an entry follows.
+    fs.corrupt(&path, 16 + 12 + 3, 0x40);
+    match Store::open_with(DIR, options(&fs, Durability::Sync)) {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn tags_never_outlive_the_events_they_name() {
+    // In Buffered mode an acknowledged append may not be durable; tagging
+    // it makes it durable first, so a crash keeps both or, for events
+    // appended after the tag, loses only those.
+    let fs = FaultFs::new();
+    let store = open(&fs, Durability::Buffered);
+    for i in 1..=10 {
+        store.append(vec![event(i)]).unwrap();
+    }
+    tag(&store, &[10], "gdpr:last");
+    store.append(vec![event(11)]).unwrap();
+    // The power fails while the store is open (a close would sync).
+    fs.crash(CrashMode::DropUnsynced);
+    drop(store);
+    let store = open(&fs, Durability::Buffered);
+    assert!(store.head() >= 10, "the tagged event was lost");
+    assert_eq!(positions_of(&store, "gdpr:last"), [10]);
+    assert_eq!(tags_at(&store, 10), ["item:10", "gdpr:last"]);
+}
+
+#[test]
+fn a_failed_journal_write_changes_nothing() {
+    let fs = FaultFs::new();
+    let store = open(&fs, Durability::Sync);
+    for i in 1..=5 {
+        store.append(vec![event(i)]).unwrap();
+    }
+    for (kind, partly) in [
+        (OpKind::Write, false),
+        (OpKind::Sync, false),
+        (OpKind::Sync, true),
+    ] {
+        if partly {
+            fs.fail_nth_partly(kind, 1, Fault::Eio);
+        } else {
+            fs.fail_nth(kind, 1, Fault::Enospc);
+        }
+        match store.add_tags(&Target::Positions(vec![2]), &["gdpr:x".into()]) {
+            Err(Error::Io { .. }) => {}
+            other => panic!("{kind:?}: expected an I/O error, got {other:?}"),
+        }
+        assert!(positions_of(&store, "gdpr:x").is_empty());
+        assert!(store.audit_log(0, 10).unwrap().is_empty());
+    }
+    tag(&store, &[2], "gdpr:y");
+    // Appends were never affected.
+    store.append(vec![event(6)]).unwrap();
+    drop(store);
+    fs.crash(CrashMode::DropUnsynced);
+    let store = open(&fs, Durability::Sync);
+    assert!(positions_of(&store, "gdpr:x").is_empty());
+    assert_eq!(positions_of(&store, "gdpr:y"), [2]);
+    assert_eq!(store.audit_log(0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn tagged_events_in_runs_merged_runs_and_compressed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options::default()
+            .segment_size(64 << 10)
+            .compression(Some(gesta::Compression::default())),
+    )
+    .unwrap();
+    for chunk in 0..10u64 {
+        let events = (0..100).map(|i| event(chunk * 100 + i + 1)).collect();
+        store.append(events).unwrap();
+        store.flush_index().unwrap();
+    }
+    store.compact().unwrap();
+    let every_seventh: Vec<u64> = (1..=1000).filter(|p| p % 7 == 0).collect();
+    let added = store
+        .add_tags(
+            &Target::Positions(every_seventh.clone()),
+            &["seventh".into()],
+        )
+        .unwrap();
+    assert_eq!(added.tagged, every_seventh.len() as u64);
+    let query = Query::item(
+        gesta::QueryItem::new()
+            .event_type("Happened")
+            .tag("seventh"),
+    );
+    let check = |store: &Store| {
+        let got: Vec<u64> = store
+            .read(&query, ReadOptions::forwards())
+            .unwrap()
+            .map(|e| e.unwrap().position)
+            .collect();
+        assert_eq!(got, every_seventh);
+        let back: Vec<u64> = store
+            .read(&query, ReadOptions::backwards().limit(3))
+            .unwrap()
+            .map(|e| e.unwrap().position)
+            .collect();
+        assert_eq!(back, [994, 987, 980]);
+        assert_eq!(
+            store.list_tags("seventh", None, 10).unwrap()[0].count,
+            every_seventh.len() as u64
+        );
+    };
+    check(&store);
+    store.append(vec![event(1001)]).unwrap();
+    store.flush_index().unwrap();
+    store.compact().unwrap();
+    check(&store);
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    check(&store);
+    assert_eq!(tags_at(&store, 14), ["item:14", "seventh"]);
+}
