@@ -72,6 +72,9 @@ const SEGMENT_SIZE: u64 = 16 << 10;
 const PREALLOCATE: u64 = 4 << 10;
 /// The writer "thread" number of the batches appended after recovery.
 const AFTER_THREAD: u32 = 1000;
+/// The prefix of the tags the workload adds after the fact; the workload's
+/// events never carry such a tag of their own.
+const AMEND_PREFIX: &str = "amended:";
 /// The default master seed of the random exploration.
 const DEFAULT_MASTER_SEED: u64 = 0x6765_7374_615f_6372;
 
@@ -169,6 +172,36 @@ struct Attempt {
     required: bool,
 }
 
+/// A retroactive tag the workload added to one of its batches (its first
+/// and last events), and what `add_tags` returned.
+#[derive(Clone, Debug)]
+struct Amendment {
+    tag: String,
+    positions: Vec<u64>,
+    result: Result<(), String>,
+}
+
+impl Amendment {
+    fn of(thread: u32, seq: u32, appended: &Appended) -> Amendment {
+        let mut positions = vec![appended.first, appended.last];
+        positions.dedup();
+        Amendment {
+            tag: format!("{AMEND_PREFIX}{thread}:{seq}"),
+            positions,
+            result: Err("not attempted".into()),
+        }
+    }
+
+    fn apply(mut self, store: &Store) -> Amendment {
+        let target = gesta::lifecycle::Target::Positions(self.positions.clone());
+        self.result = store
+            .add_tags(&target, std::slice::from_ref(&self.tag))
+            .map(|added| assert_eq!(added.tagged, self.positions.len() as u64))
+            .map_err(|e| e.to_string());
+        self
+    }
+}
+
 /// What one run observed.
 #[derive(Clone, Debug, Default)]
 struct Outcome {
@@ -189,6 +222,9 @@ struct Outcome {
     recovered: u64,
     /// Compressed segments found after the crash(es).
     compressed_segments: usize,
+    /// Retroactive tag operations acknowledged, and failed ones found whole.
+    amendments: usize,
+    failed_amendments_present: usize,
 }
 
 /// Phase 1: open, run the workload from `threads` writers, close.
@@ -197,7 +233,7 @@ fn workload(
     s: &Scenario,
     clock: &Arc<ManualClock>,
     outcome: &mut Outcome,
-) -> Vec<Attempt> {
+) -> (Vec<Attempt>, Vec<Amendment>) {
     let store = match Store::open_with(DIR, disk.options_for(s.durability, s.compress, clock)) {
         Ok(store) => store,
         Err(e) => {
@@ -207,15 +243,16 @@ fn workload(
             );
             assert!(matches!(e, Error::Io { .. }), "open failed with {e:?}");
             outcome.open_failed = true;
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
     };
-    let mut attempts = std::thread::scope(|scope| {
+    let (mut attempts, mut amendments) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..s.threads)
             .map(|thread| {
                 let store = store.clone();
                 scope.spawn(move || {
                     let mut mine = Vec::new();
+                    let mut amended = Vec::new();
                     for seq in 0..s.batches {
                         let events = batch(s.seed, thread, seq);
                         let len = events.len();
@@ -224,6 +261,10 @@ fn workload(
                         let failed = result.is_err();
                         if let Ok(a) = &result {
                             assert_eq!(a.last + 1 - a.first, len as u64, "positions of {a:?}");
+                            // Every third batch is tagged after the fact.
+                            if seq % 3 == 1 {
+                                amended.push(Amendment::of(thread, seq, a).apply(&store));
+                            }
                         }
                         mine.push(Attempt {
                             thread,
@@ -236,14 +277,18 @@ fn workload(
                             break;
                         }
                     }
-                    mine
+                    (mine, amended)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("writer thread panicked"))
-            .collect::<Vec<_>>()
+        let mut attempts = Vec::new();
+        let mut amendments = Vec::new();
+        for h in handles {
+            let (mine, amended) = h.join().expect("writer thread panicked");
+            attempts.extend(mine);
+            amendments.extend(amended);
+        }
+        (attempts, amendments)
     });
     let _ = store.close();
     drop(store);
@@ -254,8 +299,11 @@ fn workload(
             assert!(a.result.is_ok(), "append failed without a crash: {a:?}");
             a.required = true;
         }
+        for a in &mut amendments {
+            assert!(a.result.is_ok(), "add_tags failed without a crash: {a:?}");
+        }
     }
-    attempts
+    (attempts, amendments)
 }
 
 /// Every index answer must equal a scan of the log: each type, tag and
@@ -323,6 +371,7 @@ fn verify(
     store: &Store,
     seed: u64,
     attempts: &[Attempt],
+    amendments: &[Amendment],
     outcome: &mut Outcome,
 ) -> Result<(), String> {
     let events = read_all(store).map_err(|e| format!("reading the recovered store failed: {e}"))?;
@@ -352,7 +401,21 @@ fn verify(
             .ok_or_else(|| format!("position {}: data is not from the workload", e.position))?;
         let want = expected_event(seed, key)
             .ok_or_else(|| format!("position {}: {key:?} is no workload event", e.position))?;
-        check_event(e, &want)?;
+        // The tags added after the fact follow the event's own; they are
+        // checked against the amendments below.
+        let mut own = e.clone();
+        own.tags.retain(|t| !t.starts_with(AMEND_PREFIX));
+        if own.tags.len() < e.tags.len()
+            && !e.tags[own.tags.len()..]
+                .iter()
+                .all(|t| t.starts_with(AMEND_PREFIX))
+        {
+            return Err(format!(
+                "position {}: added tags are not after the event's own: {:?}",
+                e.position, e.tags
+            ));
+        }
+        check_event(&own, &want)?;
         groups
             .entry((key.thread, key.seq))
             .or_default()
@@ -468,7 +531,71 @@ fn verify(
     if backwards != events {
         return Err("a backward read disagrees with the forward read".into());
     }
+    check_amendments(store, &events, amendments, outcome)?;
     outcome.recovered = head;
+    Ok(())
+}
+
+/// Every acknowledged `add_tags` is there — its tag at exactly its
+/// positions, even in `Buffered` mode, where it made its events durable —
+/// and a failed one is there whole or not at all; no other tag was added;
+/// the audit trail lists what is there, numbered without a gap.
+fn check_amendments(
+    store: &Store,
+    events: &[RecordedEvent],
+    amendments: &[Amendment],
+    outcome: &mut Outcome,
+) -> Result<(), String> {
+    let mut found = BTreeMap::<&str, Vec<u64>>::new();
+    for e in events {
+        for t in e.tags.iter().filter(|t| t.starts_with(AMEND_PREFIX)) {
+            found.entry(t).or_default().push(e.position);
+        }
+    }
+    let mut present = 0;
+    for a in amendments {
+        let here = found.remove(a.tag.as_str());
+        match (&a.result, here) {
+            (Ok(()), Some(p)) if p == a.positions => present += 1,
+            (Ok(()), got) => {
+                return Err(format!(
+                    "acknowledged tag {} at {:?} recovered at {got:?}",
+                    a.tag, a.positions
+                ));
+            }
+            (Err(_), Some(p)) if p == a.positions => {
+                present += 1;
+                outcome.failed_amendments_present += 1;
+            }
+            (Err(_), Some(p)) => {
+                return Err(format!(
+                    "failed tag {} at {:?} is partly present: {p:?}",
+                    a.tag, a.positions
+                ));
+            }
+            (Err(_), None) => {}
+        }
+    }
+    if let Some((tag, p)) = found.into_iter().next() {
+        return Err(format!("tag {tag} at {p:?} was never added"));
+    }
+    let trail = store
+        .audit_log(0, 10_000)
+        .map_err(|e| format!("audit_log: {e}"))?;
+    if trail.len() != present {
+        return Err(format!(
+            "the audit trail has {} entries, the store {present} added tags",
+            trail.len()
+        ));
+    }
+    if trail
+        .iter()
+        .enumerate()
+        .any(|(i, e)| e.sequence != i as u64 + 1)
+    {
+        return Err(format!("the audit trail is not numbered 1..: {trail:?}"));
+    }
+    outcome.amendments = amendments.iter().filter(|a| a.result.is_ok()).count();
     Ok(())
 }
 
@@ -479,6 +606,7 @@ fn recover_and_check(
     s: &Scenario,
     clock: &Arc<ManualClock>,
     mut attempts: Vec<Attempt>,
+    mut amendments: Vec<Amendment>,
     outcome: &mut Outcome,
 ) -> Result<(), String> {
     let options = disk.options_for(s.durability, s.compress, clock);
@@ -502,7 +630,7 @@ fn recover_and_check(
             store.head()
         ));
     }
-    verify(&store, s.seed, &attempts, outcome)?;
+    verify(&store, s.seed, &attempts, &amendments, outcome)?;
     if store.is_poisoned() {
         return Err("a freshly recovered store is poisoned".into());
     }
@@ -519,6 +647,13 @@ fn recover_and_check(
             return Err(format!(
                 "append after recovery at head {head} got {appended:?}"
             ));
+        }
+        if seq == 1 {
+            let amended = Amendment::of(AFTER_THREAD, seq, &appended).apply(&store);
+            if let Err(e) = &amended.result {
+                return Err(format!("add_tags after recovery failed: {e}"));
+            }
+            amendments.push(amended);
         }
         attempts.push(Attempt {
             thread: AFTER_THREAD,
@@ -537,7 +672,7 @@ fn recover_and_check(
         return Err(format!("a clean close left a torn tail: {torn:?}"));
     }
     let mut second = Outcome::default();
-    verify(&store, s.seed, &attempts, &mut second)?;
+    verify(&store, s.seed, &attempts, &amendments, &mut second)?;
     if second.lost != outcome.lost {
         return Err("events were lost between two clean reopens".into());
     }
@@ -554,7 +689,7 @@ fn run_on(disk: &Disk, s: &Scenario) -> Result<Outcome, String> {
     if let Some(n) = s.crash_after {
         disk.fault.crash_after(n);
     }
-    let attempts = workload(disk, s, &clock, &mut outcome);
+    let (attempts, amendments) = workload(disk, s, &clock, &mut outcome);
     outcome.ops = disk.fault.mutating_ops();
     outcome.acknowledged = attempts.iter().filter(|a| a.result.is_ok()).count();
     disk.fault.crash(s.mode);
@@ -573,7 +708,7 @@ fn run_on(disk: &Disk, s: &Scenario) -> Result<Outcome, String> {
         }
         disk.fault.crash(mode);
     }
-    recover_and_check(disk, s, &clock, attempts, &mut outcome)?;
+    recover_and_check(disk, s, &clock, attempts, amendments, &mut outcome)?;
     Ok(outcome)
 }
 
@@ -601,6 +736,8 @@ struct Totals {
     open_failures: u64,
     clean: u64,
     compressed_segments: u64,
+    amendments: u64,
+    failed_amendments_present: u64,
 }
 
 impl Totals {
@@ -615,6 +752,8 @@ impl Totals {
         self.open_failures += u64::from(o.open_failed);
         self.clean += u64::from(!crashed);
         self.compressed_segments += o.compressed_segments as u64;
+        self.amendments += o.amendments as u64;
+        self.failed_amendments_present += o.failed_amendments_present as u64;
     }
 
     fn summary(&self, name: &str, started: Instant) -> String {
@@ -622,7 +761,8 @@ impl Totals {
             "{name}: {} runs, {} crash points explored, {} appends acknowledged, {} failed appends recovered whole, \
              {} acknowledged appends lost (Buffered), {} torn tails cut, {} partial segments removed, \
              {} crashes during open, {} runs finished before their crash point, \
-             {} compressed segments recovered, {:.1?}",
+             {} compressed segments recovered, {} tag operations acknowledged, \
+             {} failed tag operations recovered whole, {:.1?}",
             self.runs,
             self.crash_points,
             self.acknowledged,
@@ -633,6 +773,8 @@ impl Totals {
             self.open_failures,
             self.clean,
             self.compressed_segments,
+            self.amendments,
+            self.failed_amendments_present,
             started.elapsed()
         )
     }
@@ -650,6 +792,10 @@ impl Totals {
         assert!(
             self.failed_but_present + self.lost < self.acknowledged,
             "{self:?}"
+        );
+        assert!(
+            self.amendments > 0,
+            "no tag operation was acknowledged: {self:?}"
         );
     }
 }
@@ -828,7 +974,10 @@ fn random_scenario(seed: u64) -> Scenario {
     // sharing commit groups make about ten per batch each (writes, syncs,
     // and eight per rollover), so most crash points fall inside the run and
     // about one in ten after its end.
-    let estimate = u64::from(threads * batches) * 5 / 2 + 4;
+    // Every third batch is tagged after the fact: a journal write and
+    // sync each, and the journal's creation (five operations) once.
+    let amended = u64::from(threads * batches.div_ceil(3));
+    let estimate = u64::from(threads * batches) * 5 / 2 + amended * 2 + 9;
     let crash_after = Some(rng.range(1, estimate));
     let mode = if rng.chance(1, 2) {
         CrashMode::DropUnsynced
@@ -924,8 +1073,9 @@ fn obfuscated_fs_round_trip() {
     let s = systematic_scenario(30, None, CrashMode::DropUnsynced);
     let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
     let mut outcome = Outcome::default();
-    let attempts = workload(&disk, &s, &clock, &mut outcome);
+    let (attempts, amendments) = workload(&disk, &s, &clock, &mut outcome);
     assert_eq!(attempts.len(), 30);
+    assert_eq!(amendments.len(), 10);
 
     let store = Store::open_with(DIR, disk.options_for(s.durability, s.compress, &clock)).unwrap();
     assert!(
@@ -933,15 +1083,28 @@ fn obfuscated_fs_round_trip() {
         "{:?}",
         store.recovery_report()
     );
-    verify(&store, s.seed, &attempts, &mut outcome).unwrap();
+    verify(&store, s.seed, &attempts, &amendments, &mut outcome).unwrap();
     assert!(outcome.recovered > 60);
     let first = read_all(&store).unwrap().remove(0);
     store.close().unwrap();
     drop(store);
 
-    // The inner disk holds neither the segment magic nor event data.
+    // The inner disk holds neither the segment magic nor event data, nor
+    // the journal's magic or an added tag.
     let wal = Path::new(DIR).join("wal");
     let inner = &disk.fault;
+    let journal = inner
+        .open(
+            &Path::new(DIR).join("LIFECYCLE"),
+            gesta::io::OpenMode::Existing,
+        )
+        .unwrap();
+    let raw = gesta::io::read_all(journal.as_ref()).unwrap();
+    assert!(!contains(&raw, b"GESTAJNL"), "the journal is plaintext");
+    assert!(
+        !contains(&raw, AMEND_PREFIX.as_bytes()),
+        "the journal holds a plaintext tag"
+    );
     let names = inner.list(&wal).unwrap();
     assert!(names.len() > 3, "{names:?}");
     for name in &names {
@@ -975,7 +1138,7 @@ fn obfuscated_fs_round_trip() {
 
     // Through the wrapper everything is still there, also after a crash.
     inner.crash(CrashMode::DropUnsynced);
-    recover_and_check(&disk, &s, &clock, attempts, &mut outcome).unwrap();
+    recover_and_check(&disk, &s, &clock, attempts, amendments, &mut outcome).unwrap();
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -72,7 +72,21 @@ fn the_journal_is_replayed_on_open_and_its_torn_tail_cut() {
     let store = open(&fs, Durability::Sync);
     assert_eq!(positions_of(&store, "gdpr:a"), [3, 7]);
     assert_eq!(tags_at(&store, 7), ["item:7", "gdpr:a", "gdpr:b"]);
-    assert_eq!(store.audit_log(0, 10).unwrap().len(), 2);
+    let trail = store.audit_log(0, 10).unwrap();
+    assert_eq!(trail.len(), 2);
+    assert_eq!((trail[0].sequence, trail[0].head), (1, 20));
+    assert_eq!(
+        trail[0].operation,
+        Operation::AddTags {
+            tags: vec!["gdpr:a".into()],
+            target: Target::Positions(vec![3, 7]),
+            result: gesta::TagsAdded {
+                targeted: 2,
+                tagged: 2
+            },
+        }
+    );
+    assert_eq!(store.audit_log(1, 10).unwrap(), trail[1..]);
     store.close().unwrap();
 
     // Every cut of the last entry reads as a torn append: the first entry

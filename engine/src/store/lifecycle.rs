@@ -5,7 +5,7 @@
 //! An operation is resolved against the index (its positions, the tags each
 //! event gains), written to the lifecycle journal (`<dir>/LIFECYCLE`, a
 //! `gesta_wal::journal`: one entry per operation, synced before it
-//! counts), and only then applied: to the index's overlay, which queries,
+//! counts; created by the store's first operation), and only then applied: to the index's overlay, which queries,
 //! counts and listings read, and to the added-tags map, which reads append
 //! to an event's own tags. Opening a store replays the journal into both,
 //! so the journal is the single truth for what the log's records do not
@@ -13,10 +13,11 @@
 //! `verify --repair` leave the journal alone. Operations take one lock,
 //! so they are applied in journal order; appends do not wait for them.
 //!
-//! The targeted events are made durable in the log before the entry is
-//! written (in the `Periodic` and `Buffered` modes an acknowledged event
-//! may not be yet), so a crash can never leave the journal naming a
-//! position the log lost — which a later event would take.
+//! The log is made durable up to the head the operation saw before the
+//! entry is written (in the `Periodic` and `Buffered` modes an
+//! acknowledged event may not be yet), so a crash can never leave the
+//! journal naming a position the log lost — which a later event would
+//! take; on open, an entry made at a head beyond the log is corruption.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,7 +45,10 @@ pub(crate) const JOURNAL_FILE: &str = "LIFECYCLE";
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
     fs: Arc<dyn FileSystem>,
-    journal: Journal,
+    path: PathBuf,
+    /// The open journal; `None` until the store's first operation creates
+    /// it (a store that never uses one has no journal file).
+    journal: Option<Journal>,
     /// The sequence of the last entry (0: none).
     sequence: u64,
     /// The timestamp of the last entry; the next is never earlier.
@@ -63,8 +67,8 @@ fn journal_corruption(path: &Path, offset: u64, e: Error) -> Error {
     }
 }
 
-/// Opens the journal of the store in `dir` (creating it if missing) and
-/// applies its entries to `indexes`. Every position an entry names must be
+/// Opens the journal of the store in `dir`, if it has one, and applies its
+/// entries to `indexes`. Every position an entry names must be
 /// in the recovered log (up to `head`), and the entries' sequences must
 /// follow each other: anything else is corruption.
 pub(crate) fn open(
@@ -74,6 +78,19 @@ pub(crate) fn open(
     head: u64,
 ) -> Result<Lifecycle> {
     let path = dir.join(JOURNAL_FILE);
+    let exists = fs.exists(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    if !exists {
+        return Ok(Lifecycle {
+            fs,
+            path,
+            journal: None,
+            sequence: 0,
+            timestamp_micros: 0,
+        });
+    }
     let opened = Journal::open(fs.clone(), &path)?;
     let mut sequence = 0;
     let mut timestamp_micros = 0;
@@ -106,16 +123,24 @@ pub(crate) fn open(
     }
     Ok(Lifecycle {
         fs,
-        journal: opened.journal,
+        path,
+        journal: Some(opened.journal),
         sequence,
         timestamp_micros,
     })
 }
 
 impl Lifecycle {
-    /// The journal's file.
-    pub(crate) fn path(&self) -> PathBuf {
-        self.journal.path().to_owned()
+    /// Appends an entry, creating the journal first if the store has none.
+    fn append(&mut self, body: &[u8]) -> Result<()> {
+        let journal = match &mut self.journal {
+            Some(journal) => journal,
+            None => {
+                let created = Journal::open(self.fs.clone(), &self.path)?;
+                self.journal.insert(created.journal)
+            }
+        };
+        Ok(journal.append(body)?)
     }
 }
 
@@ -148,9 +173,7 @@ impl Store {
         let (gained, result) = lc::plan_tags(&positions, &tags, |p| {
             Ok(lookup.event_ref(p)?.tags.map(str::to_owned).collect())
         })?;
-        if let Some(&last) = positions.last() {
-            inner.make_durable(last)?;
-        }
+        inner.make_durable(head)?;
         let timestamp_micros = inner.clock.now_micros().max(lifecycle.timestamp_micros);
         let entry = AuditEntry {
             sequence: lifecycle.sequence + 1,
@@ -162,9 +185,7 @@ impl Store {
                 result,
             },
         };
-        lifecycle
-            .journal
-            .append(&encode_journal_entry(&entry, &gained))?;
+        lifecycle.append(&encode_journal_entry(&entry, &gained))?;
         lifecycle.sequence = entry.sequence;
         lifecycle.timestamp_micros = timestamp_micros;
         let Operation::AddTags { tags, .. } = &entry.operation;
@@ -180,7 +201,7 @@ impl Store {
         if after >= lifecycle.sequence {
             return Ok(Vec::new());
         }
-        let path = lifecycle.path();
+        let path = lifecycle.path.clone();
         let (bodies, _) = journal::read(lifecycle.fs.as_ref(), &path)?;
         let mut out = Vec::new();
         let mut offset = journal::JOURNAL_HEADER_LEN as u64;
