@@ -6,8 +6,8 @@
 //! exactly like [`MemoryStore`](gesta::MemoryStore), the semantic
 //! reference: gapless positions, DCB queries and conditional appends,
 //! streams with expected revisions, idempotent appends by event id, reads in
-//! both directions with an exclusive start and a limit, snapshots and
-//! tracking info.
+//! both directions with an exclusive start and a limit, snapshots,
+//! tracking info, and retroactive tags with their audit trail.
 //!
 //! ```no_run
 //! use gesta::{EventStore, NewEvent, Query, ReadOptions};
@@ -59,16 +59,21 @@
 //!   notifies the store's channel in its transaction, and a dedicated
 //!   connection listens, with a poll as the fallback (see
 //!   [`PostgresOptions::poll_interval`]).
+//! - **Retroactive tags** (`add_tags`) take the appends' lock in a
+//!   transaction of their own, append the tags to the events' tag arrays
+//!   and index rows, and record the operation in the `audit` table in the
+//!   same transaction; they consume no position and notify no one.
 //!
 //! Module map: `schema` (the tables, indexes and schema version), `sql`
 //! (DCB queries translated to SQL), `pool` (connections and their prepared
 //! statements), `store` (the handle: the append transaction and reads),
-//! `state` (snapshots and tracking info), `listings` (streams, types and
-//! tags with counts) and `live` (subscriptions: the feed, the listener,
-//! durable cursors).
+//! `state` (snapshots and tracking info), `lifecycle` (retroactive tags
+//! and the audit trail), `listings` (streams, types and tags with counts)
+//! and `live` (subscriptions: the feed, the listener, durable cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod lifecycle;
 mod listings;
 mod live;
 mod pool;

@@ -62,8 +62,7 @@ impl Conn {
     /// came (the connection broke), whether it committed is unknown:
     /// [`gesta::Error::OutcomeUnknown`].
     // Appends commit with `commit_after` (they announce the commit); other
-    // transactions commit plainly.
-    #[allow(dead_code)]
+    // transactions (`add_tags`) commit plainly.
     pub(crate) fn commit(&mut self) -> Result<()> {
         self.commit_after("")
     }

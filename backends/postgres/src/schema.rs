@@ -17,6 +17,15 @@
 //!   changing it (see [`create_state`]).
 //! - `cursors` (added after version 1, see `live_tables`): the durable
 //!   subscriptions' positions by name.
+//! - `audit` (added after version 1, see `audit_table`): the audit trail
+//!   of lifecycle operations, one row per operation by `sequence` (1, 2,
+//!   …), with its commit time and the whole entry in the engine's portable
+//!   binary form (`gesta::lifecycle::encode_entry`).
+//!
+//! Retroactive tags (see `lifecycle`) change no table's layout: an event
+//! that gains tags gets them appended to its `tags` array and a row in
+//! `event_tags` each, in the transaction that records the operation in
+//! `audit`.
 
 use gesta::{Error, Result};
 
@@ -158,7 +167,8 @@ pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
             }
         }
     })()
-    .and_then(|()| conn.execute_batch(&live_tables(&s)));
+    .and_then(|()| conn.execute_batch(&live_tables(&s)))
+    .and_then(|()| conn.execute_batch(&audit_table(&s)));
     match result {
         Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
@@ -178,6 +188,22 @@ fn live_tables(s: &str) -> String {
         "CREATE TABLE IF NOT EXISTS {s}.cursors (
             name bytea PRIMARY KEY,
             position bigint NOT NULL
+        );"
+    )
+}
+
+// ---- Lifecycle: the audit trail ----
+
+/// The audit trail's table, created if missing on every connect: an
+/// additive change like `live_tables`, so the schema version stays 1.
+/// The commit time has a column of its own, so that the next entry's is
+/// found without decoding one.
+fn audit_table(s: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.audit (
+            sequence bigint PRIMARY KEY,
+            timestamp_micros bigint NOT NULL,
+            entry bytea NOT NULL
         );"
     )
 }

@@ -27,6 +27,9 @@ pub(crate) enum Select {
     Events,
     /// Positions only.
     Positions,
+    /// Each event's position and tag list (a lifecycle operation's
+    /// target, see `lifecycle`).
+    Tags,
 }
 
 /// The columns of an event, in the order `store::event_from_row` reads
@@ -63,6 +66,7 @@ pub(crate) fn build(s: &str, query: &Query, direction: Direction, select: Select
             format!("{EVENT_COLUMNS}, (SELECT coalesce(max(position), 0) FROM {s}.events) AS head")
         }
         Select::Positions => "e.position".to_owned(),
+        Select::Tags => "e.position, e.tags".to_owned(),
     };
     if query.is_all() {
         return Built {

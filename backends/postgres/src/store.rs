@@ -1,6 +1,8 @@
 //! [`PostgresStore`]: the handle — the append transaction, reads, and the
-//! statements they run. Snapshots and tracking info are `state`'s; this
-//! module only gives them a connection.
+//! statements they run. Snapshots and tracking info are `state`'s,
+//! retroactive tags and the audit trail `lifecycle`'s; this module only
+//! gives them a connection (and, for `add_tags`, the transaction under the
+//! store's lock).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -11,12 +13,13 @@ use std::str::FromStr;
 use gesta::event::MAX_TAGS;
 use gesta::validation::{check_query, check_stream_name};
 use gesta::{
-    AppendOptions, Appended, Direction, Error, EventIter, EventRef, EventStore, NewEvent, Query,
-    ReadOptions, RecordedEvent, Result, Tags,
+    AppendOptions, Appended, AuditEntry, Direction, Error, EventIter, EventRef, EventStore,
+    NewEvent, Query, ReadOptions, RecordedEvent, Result, Tags, TagsAdded, Target,
 };
 use postgres::Row;
 use postgres::types::ToSql;
 
+use crate::lifecycle::{self, LifecycleSql};
 use crate::live::Live;
 use crate::pool::{Conn, Pool};
 use crate::schema::{self, quote_ident};
@@ -51,6 +54,8 @@ pub struct PostgresStore {
     timestamp_of: String,
     /// Snapshots' and tracking info's statements.
     state: StateSql,
+    /// Retroactive tags' and the audit trail's statements.
+    lifecycle: LifecycleSql,
     snapshots_kept: usize,
     /// Subscriptions: the head they read to, the hub, the listener.
     live: Live,
@@ -198,6 +203,7 @@ impl PostgresStore {
             by_id: format!("SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.id = $1"),
             timestamp_of: format!("SELECT timestamp_micros FROM {s}.events WHERE position = $1"),
             state: StateSql::new(&s),
+            lifecycle: LifecycleSql::new(&s),
             snapshots_kept: options.snapshots_kept,
             live: Live::new(config.clone(), &s, key, options.poll_interval),
             pool: Pool::new(config, options.pool_size),
@@ -622,6 +628,40 @@ impl EventStore for PostgresStore {
     fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
         gesta::validation::check_tracking_source(source)?;
         state::tracking(&mut *self.pool.get()?, &self.state, source)
+    }
+
+    // --- Lifecycle: retroactive tags and the audit trail (see `lifecycle`) ---
+
+    /// One transaction under the store's lock, as an append: serialized
+    /// with appends, committed with its audit entry or not at all. It
+    /// announces nothing: no `NOTIFY`, no wake-up (the head does not move).
+    fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
+        let tags = gesta::lifecycle::check_add_tags(target, tags)?;
+        let mut conn = self.pool.get()?;
+        if let Err(e) = conn.execute_batch(&self.begin) {
+            conn.discard();
+            return Err(e);
+        }
+        match lifecycle::add_tags(&mut conn, &self.lifecycle, target, tags) {
+            Ok(added) => match conn.commit() {
+                Ok(()) => Ok(added),
+                Err(e) => {
+                    conn.discard();
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                if conn.execute_batch("ROLLBACK").is_err() {
+                    conn.discard();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        gesta::lifecycle::check_audit_page(limit)?;
+        lifecycle::audit_log(&mut *self.pool.get()?, &self.lifecycle, after, limit)
     }
 
     // ---- Subscriptions (see `live`) ----

@@ -1,7 +1,9 @@
 //! How event fields that SQLite has no type for are stored in columns: the
 //! 128-bit id as a 16-byte big-endian blob (so that the `UNIQUE` index
 //! orders ids numerically), and an event's tag list, in its original order
-//! and with any repeats, as one blob of length-prefixed names.
+//! and with any repeats, as one blob of length-prefixed names. Tags added
+//! to the event later (retroactive tags, see `lifecycle`) are encoded the
+//! same way and appended to the blob, after the event's own.
 
 /// The `id` column's value.
 pub(crate) fn encode_id(id: u128) -> [u8; 16] {
@@ -43,15 +45,16 @@ pub(crate) fn each_tag<'b>(mut blob: &'b [u8], mut f: impl FnMut(&'b str)) -> Re
     Ok(())
 }
 
+/// A `tags` column's tags, owned, in order.
+pub(crate) fn decode_tags(blob: &[u8]) -> Result<Vec<String>, String> {
+    let mut tags = Vec::new();
+    each_tag(blob, |tag| tags.push(tag.to_owned()))?;
+    Ok(tags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_tags(blob: &[u8]) -> Result<Vec<String>, String> {
-        let mut tags = Vec::new();
-        each_tag(blob, |tag| tags.push(tag.to_owned()))?;
-        Ok(tags)
-    }
 
     #[test]
     fn tags_round_trip_in_order_with_repeats() {
@@ -63,6 +66,14 @@ mod tests {
         ] {
             assert_eq!(decode_tags(&encode_tags(&tags)), Ok(tags));
         }
+        // A list grows by appending an encoded list: the retroactive tags
+        // an event gains go after its own.
+        let mut grown = encode_tags(&["a".to_owned()]);
+        grown.extend(encode_tags(&["b".to_owned(), "c".to_owned()]));
+        assert_eq!(
+            decode_tags(&grown),
+            Ok(vec!["a".into(), "b".into(), "c".into()])
+        );
         assert!(decode_tags(&[1]).is_err());
         assert!(decode_tags(&[3, 0, b'a']).is_err());
         assert!(decode_tags(&[1, 0, 0xff]).is_err());

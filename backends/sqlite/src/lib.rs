@@ -6,8 +6,8 @@
 //! DCB queries and conditional appends, streams with expected revisions,
 //! idempotent appends by event id, reads in both directions, subscriptions
 //! (catch-up then live, each batch one append's matching events) and
-//! durable subscriptions with their cursors in the database, snapshots and
-//! tracking info. Commits
+//! durable subscriptions with their cursors in the database, snapshots,
+//! tracking info, and retroactive tags with their audit trail. Commits
 //! through the same handle wake its subscribers at once; commits by other
 //! processes on the file reach them within
 //! [`SqliteOptions::poll_interval`].
@@ -29,13 +29,15 @@
 //! encoded in columns), `sql` (DCB queries translated to SQL), `store`
 //! (the handle: the append transaction and reads), `readers` (the
 //! handle's reader connections), `state` (snapshots and tracking info),
-//! `listings` (streams, types and tags with counts) and `live`
+//! `lifecycle` (retroactive tags and the audit trail), `listings`
+//! (streams, types and tags with counts) and `live`
 //! (subscriptions: the feed, waking subscribers on this handle's commits
 //! and polling for other connections', durable cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod codec;
+mod lifecycle;
 mod listings;
 mod live;
 pub mod options;

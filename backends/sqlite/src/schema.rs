@@ -32,13 +32,34 @@
 //!     name     TEXT    PRIMARY KEY,
 //!     position INTEGER NOT NULL
 //! ) WITHOUT ROWID;
+//! -- additive, in any version (see `CREATE_STATE` and `CREATE_AUDIT`):
+//! CREATE TABLE snapshots (           -- snapshots by key and position
+//!     key      BLOB    NOT NULL,
+//!     position INTEGER NOT NULL,
+//!     state    BLOB    NOT NULL,
+//!     PRIMARY KEY (key, position)
+//! );
+//! CREATE TABLE tracking (            -- each source's tracking position
+//!     source   BLOB    PRIMARY KEY,
+//!     position INTEGER NOT NULL
+//! ) WITHOUT ROWID;
+//! CREATE TABLE audit (               -- the audit trail of lifecycle
+//!     sequence INTEGER PRIMARY KEY,  -- operations: 1, 2, …
+//!     ts       INTEGER NOT NULL,     -- commit time, µs since the epoch
+//!     entry    BLOB    NOT NULL      -- gesta::lifecycle::encode_entry
+//! );
 //! ```
 //!
+//! Snapshots, tracking info and the audit trail have tables of their own,
+//! added to the layout without changing its version: every open creates
+//! them if they are missing (see [`CREATE_STATE`] and [`CREATE_AUDIT`]),
+//! so databases made before them keep opening, and older builds ignore
+//! them.
 //!
-//! Snapshots and tracking info have tables of their own, added to layout
-//! version 1 without changing it: every open creates them if they are
-//! missing (see [`CREATE_STATE`]), so databases made before them keep
-//! opening, and older builds ignore them.
+//! Retroactive tags (see `lifecycle`) change no table's layout: an event
+//! that gains tags gets them appended to its `tags` list and a row in the
+//! `tags` table each, in the transaction that records the operation in
+//! `audit`.
 //!
 //! The `tags` table is the tag index: its primary key is `(tag,
 //! position)`, so a tag's positions are one range scan in order. The
@@ -112,6 +133,24 @@ CREATE TABLE IF NOT EXISTS tracking (
 
 // --- end of snapshots and tracking info ---------------------------------
 
+// --- The audit trail ------------------------------------------------------
+//
+// Additive like the state tables: created if missing on every open. One
+// row per lifecycle operation, the whole entry in the engine's portable
+// binary form; the commit time also has a column, so that the next entry's
+// time is read without decoding one.
+
+/// The audit trail's table.
+pub(crate) const CREATE_AUDIT: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    sequence INTEGER PRIMARY KEY,
+    ts       INTEGER NOT NULL,
+    entry    BLOB    NOT NULL
+);
+";
+
+// --- end of the audit trail -------------------------------------------------
+
 /// Why a database cannot be used.
 #[derive(Debug)]
 pub(crate) enum OpenError {
@@ -170,6 +209,7 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         }
     }
     tx.execute_batch(CREATE_STATE)?;
+    tx.execute_batch(CREATE_AUDIT)?;
     tx.commit()?;
     Ok(conn)
 }

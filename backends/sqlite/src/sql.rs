@@ -175,6 +175,18 @@ fn arms(query: &Query, with_events: bool, b: &mut Builder) -> Vec<Arm> {
 /// of the arms' ordered index scans that stops at the limit, before the
 /// surviving positions are looked up in `events`.
 pub(crate) fn read(query: &Query, direction: Direction) -> Statement {
+    select(query, direction, EVENT_COLUMNS)
+}
+
+/// The read of `query` forwards, as [`read`] makes it, selecting only
+/// each event's position and tag list: what a lifecycle operation needs
+/// to resolve a query target (see `lifecycle`).
+pub(crate) fn targets(query: &Query) -> Statement {
+    select(query, Direction::Forwards, "e.position, e.tags")
+}
+
+/// [`read`] selecting `columns` (of `events e`).
+fn select(query: &Query, direction: Direction, columns: &str) -> Statement {
     let order = match direction {
         Direction::Forwards => "ASC",
         Direction::Backwards => "DESC",
@@ -182,13 +194,13 @@ pub(crate) fn read(query: &Query, direction: Direction) -> Statement {
     let mut b = Builder::new(3);
     let sql = if query.is_all() {
         format!(
-            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.position BETWEEN ?1 AND ?2 \
+            "SELECT {columns} FROM events e WHERE e.position BETWEEN ?1 AND ?2 \
              ORDER BY e.position {order} LIMIT ?3"
         )
     } else if arm_count(query) == 1 {
         let arm = arms(query, true, &mut b).remove(0);
         format!(
-            "SELECT {EVENT_COLUMNS} FROM {} ORDER BY {} {order} LIMIT ?3",
+            "SELECT {columns} FROM {} ORDER BY {} {order} LIMIT ?3",
             arm.from, arm.pos
         )
     } else {
@@ -197,7 +209,7 @@ pub(crate) fn read(query: &Query, direction: Direction) -> Statement {
             .map(|a| format!("SELECT {} AS p FROM {}", a.pos, a.from))
             .collect();
         format!(
-            "SELECT {EVENT_COLUMNS} FROM ({} ORDER BY 1 {order} LIMIT ?3) m \
+            "SELECT {columns} FROM ({} ORDER BY 1 {order} LIMIT ?3) m \
              JOIN events e ON e.position = m.p ORDER BY e.position {order}",
             arms.join(" UNION ")
         )
@@ -291,6 +303,7 @@ mod plans {
         for q in &queries {
             for (s, fixed) in [
                 (read(q, Direction::Forwards), 3),
+                (targets(q), 3),
                 (read(q, Direction::Backwards), 3),
                 (first_match(q), 2),
             ] {

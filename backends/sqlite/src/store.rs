@@ -8,8 +8,9 @@
 //! DCB condition, tracking info) and then inserts the batch at
 //! `max(position) + 1` and stores the tracking info; any error drops the
 //! transaction, which rolls it back, so a failed append consumes no
-//! positions and stores nothing. Snapshots and tracking info are `state`'s;
-//! this module only gives them a connection.
+//! positions and stores nothing. Snapshots and tracking info are `state`'s,
+//! retroactive tags and the audit trail `lifecycle`'s; this module only
+//! gives them a connection (the writer's transaction for changes).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -23,11 +24,12 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 
 use gesta::event::MAX_TAGS;
 use gesta::{
-    AppendOptions, Appended, Direction, Error, EventIter, EventRef, EventStore, NewEvent, Query,
-    ReadOptions, RecordedEvent, Result, Tags, validation,
+    AppendOptions, Appended, AuditEntry, Direction, Error, EventIter, EventRef, EventStore,
+    NewEvent, Query, ReadOptions, RecordedEvent, Result, Tags, TagsAdded, Target, validation,
 };
 
 use crate::codec::{decode_id, each_tag, encode_id, encode_tags};
+use crate::lifecycle;
 use crate::live::Live;
 use crate::options::SqliteOptions;
 use crate::readers::Readers;
@@ -680,6 +682,28 @@ impl EventStore for SqliteStore {
     fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
         validation::check_tracking_source(source)?;
         self.with_reader(|conn| state::tracking(conn, source).map_err(|e| self.err(e)))
+    }
+
+    // --- Lifecycle: retroactive tags and the audit trail (see `lifecycle`) ---
+
+    /// One `BEGIN IMMEDIATE` transaction on the writer, as an append:
+    /// serialized with appends, committed with its audit entry or not at
+    /// all. Subscribers are not told: the head does not move.
+    fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
+        let tags = gesta::lifecycle::check_add_tags(target, tags)?;
+        let mut conn = self.writer.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        // Dropping `tx` without committing rolls back, on any error.
+        let added = lifecycle::add_tags(&tx, &self.path, target, tags, now_micros())?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(added)
+    }
+
+    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        gesta::lifecycle::check_audit_page(limit)?;
+        self.with_reader(|conn| lifecycle::audit_log(conn, &self.path, after, limit))
     }
 
     // ---- Subscriptions (see `live`) ----

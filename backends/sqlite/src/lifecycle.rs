@@ -1,0 +1,206 @@
+//! Retroactive tags and the audit trail (see [`gesta::lifecycle`] for the
+//! contract): the statements of [`add_tags`] and [`audit_log`], run on the
+//! connection or transaction the store gives.
+//!
+//! `add_tags` runs in a `BEGIN IMMEDIATE` transaction on the writer, as an
+//! append does, so it is serialized with appends (of this handle and of
+//! any other connection to the file): a conditional append sees either
+//! none or all of its tags. Inside it, the target is resolved against the
+//! head it sees — a query with the read statement of `sql` (positions
+//! ascending, up to the head) — each targeted event's current tags are
+//! read from its `tags` column, the shared checks and plan decide what
+//! each event gains, and then, for each event that gains tags, the gained
+//! tags are appended to its `tags` list (same encoding, see `codec`) and
+//! indexed in the `tags` table; the operation's audit entry is inserted
+//! last. Any error drops the transaction, which rolls all of it back.
+//!
+//! Nothing is announced to subscriptions: the head does not move, so
+//! neither this handle's hub nor the poller of another handle (which wakes
+//! subscribers only when the head moved) has anything to deliver.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gesta::lifecycle::{self as lc, AuditEntry, MAX_TARGETED_EVENTS, Operation, TagsAdded, Target};
+use gesta::{Error, Result};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::codec::{decode_tags, encode_tags};
+use crate::sql;
+use crate::store::{bind, last_position, signed, sqlite_error, unsigned};
+
+/// A targeted event: its position and its `tags` column as it is.
+struct Targeted {
+    position: u64,
+    tags: Vec<u8>,
+}
+
+fn corrupt(path: &Path, position: u64, reason: String) -> Error {
+    Error::Corruption {
+        file: path.to_owned(),
+        offset: 0,
+        reason: format!("event at position {position}: {reason}"),
+    }
+}
+
+/// The events `target` names, ascending, each with its tag list, as `tx`
+/// sees them up to `head`; the target's checks applied.
+fn resolve(tx: &Transaction<'_>, path: &Path, target: &Target, head: u64) -> Result<Vec<Targeted>> {
+    let err = |e| sqlite_error(path, e);
+    match target {
+        Target::Positions(positions) => {
+            let positions = lc::check_positions(positions, head)?;
+            let mut stmt = tx
+                .prepare_cached("SELECT tags FROM events WHERE position = ?1")
+                .map_err(err)?;
+            positions
+                .into_iter()
+                .map(|position| {
+                    let tags = stmt
+                        .query_row([signed(position)], |r| r.get(0))
+                        .map_err(err)?;
+                    Ok(Targeted { position, tags })
+                })
+                .collect()
+        }
+        Target::Query(query) => {
+            let stmt = sql::targets(query);
+            // One more than the limit, so that too many is seen without
+            // reading them all.
+            let limit = signed(MAX_TARGETED_EVENTS as u64 + 1);
+            let params = bind(&[1, signed(head), limit], &stmt);
+            let mut prepared = tx.prepare_cached(&stmt.sql).map_err(err)?;
+            let found = prepared
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    Ok(Targeted {
+                        position: unsigned(r.get(0)?),
+                        tags: r.get(1)?,
+                    })
+                })
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
+            lc::check_targeted(found.len())?;
+            Ok(found)
+        }
+    }
+}
+
+/// Adds `tags` (checked by [`lc::check_add_tags`]: each once, in order) to
+/// the events `target` names and records the operation, all inside `tx`;
+/// `now` is the store's clock. The caller commits `tx` if this succeeds.
+pub(crate) fn add_tags(
+    tx: &Transaction<'_>,
+    path: &Path,
+    target: &Target,
+    tags: Vec<String>,
+    now: i64,
+) -> Result<TagsAdded> {
+    let err = |e| sqlite_error(path, e);
+    let head = last_position(tx).map_err(err)?;
+    let targeted = resolve(tx, path, target, head)?;
+    let positions: Vec<u64> = targeted.iter().map(|t| t.position).collect();
+    // `positions` is ascending: each event's row is found by a search.
+    let row = |p: u64| {
+        positions
+            .binary_search(&p)
+            .map(|i| &targeted[i])
+            .map_err(|_| corrupt(path, p, "not among the targeted events".to_owned()))
+    };
+    let (gained, result) = lc::plan_tags(&positions, &tags, |p| {
+        decode_tags(&row(p)?.tags).map_err(|reason| corrupt(path, p, reason))
+    })?;
+
+    // What each event gains, in the order of `tags`.
+    let mut gains: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (tag, list) in tags.iter().zip(&gained) {
+        for &p in list {
+            gains.entry(p).or_default().push(tag.clone());
+        }
+    }
+    let mut update = tx
+        .prepare_cached("UPDATE events SET tags = ?2 WHERE position = ?1")
+        .map_err(err)?;
+    let mut index = tx
+        .prepare_cached("INSERT OR IGNORE INTO tags (tag, position) VALUES (?1, ?2)")
+        .map_err(err)?;
+    for (&p, new) in &gains {
+        let mut list = row(p)?.tags.clone();
+        list.extend(encode_tags(new));
+        update.execute(params![signed(p), list]).map_err(err)?;
+        for tag in new {
+            index.execute(params![tag, signed(p)]).map_err(err)?;
+        }
+    }
+
+    // The audit entry: the next sequence, and the commit time by the
+    // store's clock, never before the previous entry's nor the head
+    // event's (as an append's time is never before the previous one's).
+    let (last_sequence, last_ts): (i64, i64) = tx
+        .prepare_cached("SELECT sequence, ts FROM audit ORDER BY sequence DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(err)?
+        .unwrap_or((0, 0));
+    let head_ts: i64 = tx
+        .prepare_cached("SELECT ts FROM events WHERE position = ?1")
+        .and_then(|mut s| s.query_row([signed(head)], |r| r.get(0)).optional())
+        .map_err(err)?
+        .unwrap_or(0);
+    let ts = now.max(last_ts).max(head_ts);
+    let entry = AuditEntry {
+        sequence: unsigned(last_sequence) + 1,
+        timestamp_micros: unsigned(ts),
+        head,
+        operation: Operation::AddTags {
+            tags,
+            target: target.clone(),
+            result,
+        },
+    };
+    tx.prepare_cached("INSERT INTO audit (sequence, ts, entry) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| {
+            s.execute(params![
+                signed(entry.sequence),
+                ts,
+                lc::encode_entry(&entry)
+            ])
+        })
+        .map_err(err)?;
+    Ok(result)
+}
+
+/// The audit entries after sequence `after`, oldest first, at most `limit`
+/// (checked by the caller).
+pub(crate) fn audit_log(
+    conn: &Connection,
+    path: &Path,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>> {
+    let err = |e| sqlite_error(path, e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT sequence, entry FROM audit WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![signed(after), signed(limit as u64)], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (sequence, bytes) = row.map_err(err)?;
+        let damaged = |reason: String| Error::Corruption {
+            file: path.to_owned(),
+            offset: 0,
+            reason: format!("audit entry {sequence}: {reason}"),
+        };
+        let entry = lc::decode_entry(&bytes).map_err(|e| damaged(e.to_string()))?;
+        if entry.sequence != unsigned(sequence) {
+            return Err(damaged(format!("holds sequence {}", entry.sequence)));
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
