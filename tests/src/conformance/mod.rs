@@ -22,10 +22,11 @@
 //! fields), `queries` (query shapes and read options), `conditions` (DCB),
 //! `streams` (revisions and the order of the checks), `idempotency`,
 //! `lookups` (stream reads by revision, events by id), `listings`
-//! (streams, types and tags with counts, paged), `reopen`, `bad_input`
-//! and `state` (snapshots and tracking info); `helpers` holds the suite's
-//! model of a log,
-//! the fixture and the assertions.
+//! (streams, types and tags with counts, paged), `reopen`, `bad_input`,
+//! `state` (snapshots and tracking info) and `lifecycle` (retroactive tags:
+//! what reads, queries, listings, conditions and subscriptions see after
+//! `add_tags`, persistence, the audit trail, bad input); `helpers` holds
+//! the suite's model of a log, the fixture and the assertions.
 
 use std::fmt::Debug;
 
@@ -33,6 +34,7 @@ mod bad_input;
 mod conditions;
 mod helpers;
 mod idempotency;
+mod lifecycle;
 mod listings;
 mod lookups;
 mod positions;
@@ -44,6 +46,7 @@ mod streams;
 pub use bad_input::*;
 pub use conditions::*;
 pub use idempotency::*;
+pub use lifecycle::*;
 pub use listings::*;
 pub use lookups::*;
 pub use positions::*;
@@ -207,6 +210,18 @@ macro_rules! __gesta_conformance_cases {
             listings_in_byte_order,
             listings_after_flush_and_reopen,
             listing_bad_input_rejected,
+            // Lifecycle: retroactive tags and the audit trail.
+            add_tags_by_positions,
+            add_tags_by_query,
+            queries_see_added_tags,
+            reads_and_lookups_return_added_tags,
+            subscriptions_are_not_replayed,
+            listings_count_added_tags,
+            conditions_see_added_tags,
+            added_tags_survive_flush_and_reopen,
+            audit_log_records_each_operation,
+            add_tags_bad_input_rejected,
+            second_add_of_the_same_tags_is_recorded,
         }
     };
 }

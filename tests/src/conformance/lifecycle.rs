@@ -1,0 +1,961 @@
+//! Retroactive tags and the audit trail (the lifecycle contract):
+//! `add_tags` by positions and by query, what reads, lookups, queries,
+//! listings, conditions and subscriptions see afterwards, persistence
+//! through index flushes and reopening, the audit trail and its pages,
+//! and bad input.
+//!
+//! The cases keep their own model of what an `add_tags` must do (the
+//! suite's [`Log`] and the audit entries it implies), and most also spell
+//! out the resulting tags by hand, so that the model is checked too.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use gesta::event::{MAX_NAME_LEN, MAX_TAGS};
+use gesta::listing::MAX_LIST_LIMIT;
+use gesta::{
+    AuditEntry, Error, EventStore, Listed, Listing, NewEvent, Operation, Query, ReadOptions,
+    RecordedEvent, Subscription, TagsAdded, Target,
+};
+
+use super::Harness;
+use super::helpers::*;
+
+/// What the store must hold: the events and the audit trail (timestamps
+/// 0: see [`strip_entry`]).
+#[derive(Clone, Debug, Default)]
+struct Model {
+    log: Log,
+    audit: Vec<AuditEntry>,
+}
+
+impl Model {
+    /// Applies `add_tags` as the contract says and records its audit
+    /// entry; returns what the store must answer.
+    fn add_tags(&mut self, target: &Target, tags: &[String]) -> TagsAdded {
+        let mut positions = match target {
+            Target::Positions(p) => p.clone(),
+            Target::Query(q) => self.log.matching(q),
+        };
+        positions.sort_unstable();
+        positions.dedup();
+        let mut unique: Vec<String> = Vec::new();
+        for t in tags {
+            if !unique.contains(t) {
+                unique.push(t.clone());
+            }
+        }
+        let mut tagged = 0;
+        for &p in &positions {
+            let event = &mut self.log.events[(p - 1) as usize];
+            let before = event.tags.len();
+            for t in &unique {
+                if !event.tags.contains(t) {
+                    event.tags.push(t.clone());
+                }
+            }
+            tagged += u64::from(event.tags.len() > before);
+        }
+        let result = added(positions.len() as u64, tagged);
+        self.audit.push(AuditEntry {
+            sequence: self.audit.len() as u64 + 1,
+            timestamp_micros: 0,
+            head: self.log.head(),
+            operation: Operation::AddTags {
+                tags: unique,
+                target: target.clone(),
+                result,
+            },
+        });
+        result
+    }
+}
+
+fn added(targeted: u64, tagged: u64) -> TagsAdded {
+    TagsAdded { targeted, tagged }
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|&n| n.to_owned()).collect()
+}
+
+fn at(positions: &[u64]) -> Target {
+    Target::Positions(positions.to_vec())
+}
+
+fn matching(query: Query) -> Target {
+    Target::Query(query)
+}
+
+/// `(position, commit time)` of every event.
+fn stamps(events: &[RecordedEvent]) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .map(|e| (e.position, e.timestamp_micros))
+        .collect()
+}
+
+/// Adds `tags` to `target`'s events in the store and in the model. The
+/// store must answer what the model does, keep every position, commit
+/// time and the head, and hold what the model holds afterwards, audit
+/// trail included.
+fn add_tags<S: EventStore>(s: &S, m: &mut Model, target: &Target, tags: &[&str]) -> TagsAdded {
+    let tags = strings(tags);
+    let what = format!("add_tags {target:?} {tags:?}");
+    let before = read_raw(s, &Query::all(), ReadOptions::forwards());
+    let got = ok(&what, s.add_tags(target, &tags));
+    let want = m.add_tags(target, &tags);
+    assert_eq!(got, want, "{what}: result");
+    let after = read_raw(s, &Query::all(), ReadOptions::forwards());
+    assert_eq!(
+        stamps(&after),
+        stamps(&before),
+        "{what}: positions and commit times never move"
+    );
+    assert_contents(s, &m.log);
+    check_audit(s, &m.audit);
+    got
+}
+
+/// The tags of every event, oldest first.
+fn all_tags<S: EventStore>(s: &S) -> Vec<Vec<String>> {
+    read(s, &Query::all(), ReadOptions::forwards())
+        .into_iter()
+        .map(|e| e.tags)
+        .collect()
+}
+
+/// `e` without its timestamp, which differs between stores.
+fn strip_entry(mut e: AuditEntry) -> AuditEntry {
+    e.timestamp_micros = 0;
+    e
+}
+
+fn audit<S: EventStore>(s: &S, after: u64, limit: usize) -> Vec<AuditEntry> {
+    ok(
+        &format!("audit_log after {after} limit {limit}"),
+        s.audit_log(after, limit),
+    )
+}
+
+/// Checks the audit trail against `want` (timestamps aside): whole, their
+/// timestamps never decreasing, and page by page from every `after` with
+/// small limits. Returns the trail as the store gave it.
+fn check_audit<S: EventStore>(s: &S, want: &[AuditEntry]) -> Vec<AuditEntry> {
+    let all = audit(s, 0, MAX_LIST_LIMIT);
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].timestamp_micros <= w[1].timestamp_micros),
+        "audit timestamps never decrease: {all:?}"
+    );
+    let stripped: Vec<AuditEntry> = all.iter().cloned().map(strip_entry).collect();
+    assert_eq!(stripped, want, "the audit trail");
+    for after in 0..=all.len() as u64 + 1 {
+        for limit in [1, 2, 3, MAX_LIST_LIMIT] {
+            let page: Vec<AuditEntry> = all
+                .iter()
+                .filter(|e| e.sequence > after)
+                .take(limit)
+                .cloned()
+                .collect();
+            assert_eq!(
+                audit(s, after, limit),
+                page,
+                "audit_log after {after} limit {limit}"
+            );
+        }
+    }
+    assert_eq!(audit(s, u64::MAX, MAX_LIST_LIMIT), [], "after u64::MAX");
+    all
+}
+
+/// The tag listing the log implies: each tag with the number of events
+/// carrying it, in byte order.
+fn tag_counts(log: &Log) -> Vec<Listed> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &log.events {
+        let mut names: Vec<&str> = e.tags.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(name, count)| Listed::new(name, count))
+        .collect()
+}
+
+fn list_tags<S: EventStore>(s: &S, prefix: &str, after: Option<&str>, limit: usize) -> Vec<Listed> {
+    ok(
+        &format!("list_tags {prefix:?} after {after:?} limit {limit}"),
+        s.list_tags(prefix, after, limit),
+    )
+}
+
+/// `read_stream`, timestamps cleared.
+fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
+    let what = format!("read_stream {name:?} {options:?}");
+    ok(&what, s.read_stream(name, options))
+        .map(|r| strip(ok(&what, r)))
+        .collect()
+}
+
+fn stream_in_log(log: &Log, name: &str) -> Vec<RecordedEvent> {
+    log.events
+        .iter()
+        .filter(|e| e.stream.as_deref() == Some(name))
+        .cloned()
+        .collect()
+}
+
+fn by_id<S: EventStore>(s: &S, id: u128) -> Option<RecordedEvent> {
+    ok(&format!("event_by_id {id:#x}"), s.event_by_id(id)).map(strip)
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn subscribe<S: EventStore>(s: &S, query: &Query, after: u64) -> Subscription {
+    ok(
+        &format!("subscribe {query:?} after {after}"),
+        s.subscribe(query, after),
+    )
+}
+
+/// Receives until the subscription has looked at `upto`; the events
+/// delivered, timestamps cleared.
+fn receive_until(sub: &mut Subscription, upto: u64) -> Vec<RecordedEvent> {
+    let deadline = Instant::now() + WAIT;
+    let mut out = Vec::new();
+    while sub.checkpoint() < upto {
+        assert!(
+            Instant::now() < deadline,
+            "subscription to {:?} stuck at {} waiting for {upto}",
+            sub.query(),
+            sub.checkpoint()
+        );
+        if let Some(batch) = ok("recv_timeout", sub.recv_timeout(Duration::from_millis(100))) {
+            out.extend(batch.into_iter().map(strip));
+        }
+    }
+    out
+}
+
+/// The subscription delivers nothing and stays at `head`.
+fn assert_nothing_delivered(sub: &mut Subscription, head: u64) {
+    let what = format!("subscription to {:?}", sub.query());
+    let got = ok(&what, sub.recv_timeout(Duration::from_millis(100)));
+    assert_eq!(got, None, "{what}: delivered something without an append");
+    assert_eq!(sub.checkpoint(), head, "{what}: checkpoint");
+}
+
+/// Positions may come in any order and repeat (each counts once), a tag
+/// repeated in the list counts once; the tags go after the event's own
+/// tags, in the order given; a tag the event carries already stays where
+/// it is, once; `targeted` counts distinct positions, `tagged` the events
+/// that gained a tag. Nothing else about the events changes.
+pub fn add_tags_by_positions<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[6, 1, 6, 3]), &["n1", "n2", "n1"]),
+        added(3, 3)
+    );
+    assert_eq!(
+        all_tags(&s),
+        [
+            vec!["t1", "n1", "n2"],
+            vec!["t1", "t2"],
+            vec!["t2", "n1", "n2"],
+            vec![],
+            vec!["t3"],
+            vec!["t1", "t2", "t3", "n1", "n2"],
+            vec!["t2", "t3"],
+            vec!["t3", "t1"],
+        ]
+    );
+    // In the order given, not sorted.
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[4]), &["z", "a", "m"]),
+        added(1, 1)
+    );
+    // Carried already: kept in place, once.
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[8, 1]), &["t1", "b"]),
+        added(2, 2)
+    );
+    assert_eq!(add_tags(&s, &mut m, &at(&[5, 5, 5]), &["c"]), added(1, 1));
+    // The head itself.
+    assert_eq!(add_tags(&s, &mut m, &at(&[8]), &["n1"]), added(1, 1));
+    assert_eq!(
+        all_tags(&s),
+        [
+            vec!["t1", "n1", "n2", "b"],
+            vec!["t1", "t2"],
+            vec!["t2", "n1", "n2"],
+            vec!["z", "a", "m"],
+            vec!["t3", "c"],
+            vec!["t1", "t2", "t3", "n1", "n2"],
+            vec!["t2", "t3"],
+            vec!["t3", "t1", "b", "n1"],
+        ]
+    );
+    assert_eq!(head(&s), 8);
+}
+
+/// A query target is resolved when the operation commits, against the
+/// tags the events carry then (added ones included) and the events
+/// appended since; events that carry every tag already count as targeted,
+/// not as tagged; `Query::all()` targets every event.
+pub fn add_tags_by_query<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    // t3: 5, 6, 7, 8; 6 and 8 carry t1.
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::tag("t3")), &["t1"]),
+        added(4, 2)
+    );
+    // t1 now: 1, 2, 5, 6, 7, 8.
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::tag("t1")), &["q"]),
+        added(6, 6)
+    );
+    append(&s, &mut m.log, vec![ev("E", &["t1"], "late")]);
+    // A or E with t1: 1, 6 (carrying q) and 9.
+    let q = Query::item(types(&["A", "E"]).tag("t1"));
+    assert_eq!(add_tags(&s, &mut m, &matching(q), &["q"]), added(3, 1));
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::all()), &["all"]),
+        added(9, 9)
+    );
+    // Only 3 and 4 lack q.
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::all()), &["q", "all"]),
+        added(9, 2)
+    );
+    // Several items, OR-ed; D: 7, t2 and t3 both: 6, 7.
+    let q = Query::event_type("D").or(tags(&["t2", "t3"]));
+    assert_eq!(add_tags(&s, &mut m, &matching(q), &["d"]), added(2, 2));
+    assert_eq!(
+        all_tags(&s),
+        [
+            vec!["t1", "q", "all"],
+            vec!["t1", "t2", "q", "all"],
+            vec!["t2", "all", "q"],
+            vec!["all", "q"],
+            vec!["t3", "t1", "q", "all"],
+            vec!["t1", "t2", "t3", "q", "all", "d"],
+            vec!["t2", "t3", "t1", "q", "all", "d"],
+            vec!["t3", "t1", "q", "all"],
+            vec!["t1", "q", "all"],
+        ]
+    );
+    assert_eq!(head(&s), 9);
+}
+
+/// From the moment `add_tags` returns, queries find events by the added
+/// tags: alone, with a type, with an original tag or another added one,
+/// OR-ed, in both directions, from every start, with limits, and
+/// `read_last`; an original tag added to more events finds them too.
+pub fn queries_see_added_tags<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    assert_eq!(add_tags(&s, &mut m, &at(&[2, 5, 7]), &["n"]), added(3, 3));
+    assert_eq!(add_tags(&s, &mut m, &at(&[3, 4]), &["t1"]), added(2, 2));
+    assert_eq!(add_tags(&s, &mut m, &at(&[4]), &["n"]), added(1, 1));
+    let queries = |extra: &[u64]| -> Vec<(Query, Vec<u64>)> {
+        let with = |p: &[u64]| [p, extra].concat();
+        vec![
+            (Query::tag("n"), with(&[2, 4, 5, 7])),
+            (Query::item(types(&["B"]).tag("n")), vec![2, 5]),
+            (Query::item(types(&["A"]).tag("n")), with(&[4])),
+            (Query::item(tags(&["t1", "n"])), with(&[2, 4])),
+            (Query::item(tags(&["t3", "n"])), vec![5, 7]),
+            (Query::item(tags(&["t2", "t3", "n"])), vec![7]),
+            (Query::tag("t1"), with(&[1, 2, 3, 4, 6, 8])),
+            (Query::item(types(&["C"]).tag("t1")), vec![3, 8]),
+            (Query::tag("n").or(types(&["C"])), with(&[2, 3, 4, 5, 7, 8])),
+            (Query::item(types(&["D"]).tag("t1")), vec![]),
+        ]
+    };
+    for (q, want) in queries(&[]) {
+        check_query(&s, &m.log, &q, &want);
+    }
+    // An appended event with the tags mixes with the added ones.
+    append(&s, &mut m.log, vec![ev("A", &["t1", "n"], "9")]);
+    for (q, want) in queries(&[9]) {
+        check_query(&s, &m.log, &q, &want);
+    }
+}
+
+/// `read` and `read_each` (through the suite's read helper),
+/// `read_stream`, `read_stream_last`, `event_by_id` and a subscription's
+/// catch-up return the added tags.
+pub fn reads_and_lookups_return_added_tags<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[1, 2, 4, 6]), &["n"]),
+        added(4, 4)
+    );
+    assert_eq!(add_tags(&s, &mut m, &at(&[4, 5]), &["m"]), added(2, 2));
+    let lent = read_each(&s, &Query::tag("n"), ReadOptions::backwards());
+    assert_eq!(
+        lent.into_iter().map(|e| e.tags).collect::<Vec<_>>(),
+        [
+            vec!["t1", "t2", "t3", "n"],
+            vec!["n", "m"],
+            vec!["t1", "t2", "n"],
+            vec!["t1", "n"],
+        ],
+        "read_each"
+    );
+    // Stream s1: 2, 4 and 7; s2: 5.
+    let s1 = stream(&s, "s1", ReadOptions::forwards());
+    assert_eq!(s1, stream_in_log(&m.log, "s1"));
+    assert_eq!(
+        s1.iter().map(|e| e.tags.clone()).collect::<Vec<_>>(),
+        [vec!["t1", "t2", "n"], vec!["n", "m"], vec!["t2", "t3"]]
+    );
+    let mut back = s1.clone();
+    back.reverse();
+    assert_eq!(stream(&s, "s1", ReadOptions::backwards()), back);
+    assert_eq!(stream(&s, "s1", ReadOptions::forwards().limit(2)), s1[..2]);
+    assert_eq!(stream(&s, "s1", ReadOptions::forwards().start(0)), s1[1..]);
+    assert_eq!(
+        ok("read_stream_last", s.read_stream_last("s2")).map(strip),
+        Some(m.log.get(5).clone())
+    );
+    assert_eq!(m.log.get(5).tags, ["t3", "m"]);
+    for (id, position) in [(0xA1, 1), (0xA4, 4), (0xA5, 5), (0xA6, 6)] {
+        assert_eq!(
+            by_id(&s, id).as_ref(),
+            Some(m.log.get(position)),
+            "event_by_id {id:#x}"
+        );
+    }
+    assert_eq!(by_id(&s, 0xA4).unwrap().tags, ["n", "m"]);
+    for (q, after, want) in [
+        (Query::all(), 0, (1..=8).collect::<Vec<u64>>()),
+        (Query::tag("n"), 0, vec![1, 2, 4, 6]),
+        (Query::tag("m"), 3, vec![4, 5]),
+        (Query::item(types(&["B"]).tag("m")), 0, vec![5]),
+    ] {
+        let mut sub = subscribe(&s, &q, after);
+        let got = receive_until(&mut sub, 8);
+        let want: Vec<RecordedEvent> = want.iter().map(|&p| m.log.get(p).clone()).collect();
+        assert_eq!(got, want, "catch-up of {q:?} after {after}");
+        assert_eq!(ok("try_recv", sub.try_recv()), None, "{q:?}: nothing more");
+    }
+}
+
+/// Subscriptions are not replayed: `add_tags` delivers nothing, neither
+/// to a subscription that delivered the events already nor to one opened
+/// at the head whose query the old events now match; the next append
+/// matching them is delivered, once, at its position.
+pub fn subscriptions_are_not_replayed<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    let mut seen = subscribe(&s, &Query::all(), 0);
+    assert_eq!(receive_until(&mut seen, 8), m.log.events, "catch-up");
+    let mut new_tag = subscribe(&s, &Query::tag("n"), 8);
+    let mut new_and_type = subscribe(&s, &Query::item(types(&["A"]).tag("n")), 8);
+    let mut old_tag = subscribe(&s, &Query::tag("t1"), 8);
+    let mut live = subscribe(&s, &Query::all(), 8);
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::all()), &["n"]),
+        added(8, 8)
+    );
+    assert_eq!(add_tags(&s, &mut m, &at(&[3, 4]), &["t1"]), added(2, 2));
+    for sub in [
+        &mut seen,
+        &mut new_tag,
+        &mut new_and_type,
+        &mut old_tag,
+        &mut live,
+    ] {
+        assert_nothing_delivered(sub, 8);
+    }
+    append(
+        &s,
+        &mut m.log,
+        vec![ev("B", &[], "9"), ev("A", &["n", "t1"], "10")],
+    );
+    let ten = vec![m.log.get(10).clone()];
+    assert_eq!(ten[0].tags, ["n", "t1"]);
+    let both = m.log.events[8..].to_vec();
+    assert_eq!(receive_until(&mut seen, 10), both, "the catch-up one");
+    assert_eq!(receive_until(&mut live, 10), both, "the live one on all");
+    assert_eq!(receive_until(&mut new_tag, 10), ten, "the live one on n");
+    assert_eq!(receive_until(&mut new_and_type, 10), ten, "on A and n");
+    assert_eq!(receive_until(&mut old_tag, 10), ten, "the live one on t1");
+    for sub in [
+        &mut seen,
+        &mut new_tag,
+        &mut new_and_type,
+        &mut old_tag,
+        &mut live,
+    ] {
+        assert_eq!(ok("try_recv", sub.try_recv()), None, "nothing more");
+    }
+}
+
+/// The tag listing counts the added tags, an event once per tag (a tag
+/// it carried already does not count again); types and streams are
+/// unchanged; the same after an index flush and a reopen.
+pub fn listings_count_added_tags<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    let l = |n: &str, c: u64| Listed::new(n, c);
+    assert_eq!(
+        list_tags(&s, "", None, 100),
+        [l("t1", 4), l("t2", 4), l("t3", 4)]
+    );
+    assert_eq!(add_tags(&s, &mut m, &at(&[1, 2, 3]), &["n"]), added(3, 3));
+    assert_eq!(add_tags(&s, &mut m, &at(&[3, 4, 1]), &["t1"]), added(3, 2));
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::tag("t3")), &["n", "t3"]),
+        added(4, 4)
+    );
+    let check = |s: &H::Store, n: u64, a: u64| {
+        assert_eq!(
+            list_tags(s, "", None, 100),
+            [l("n", n), l("t1", 6), l("t2", 4), l("t3", 4)]
+        );
+        assert_eq!(list_tags(s, "n", None, 10), [l("n", n)]);
+        assert_eq!(list_tags(s, "", Some("n"), 1), [l("t1", 6)]);
+        assert_eq!(
+            ok("list", s.list(Listing::Tags, "", Some("m"), 1)),
+            [l("n", n)]
+        );
+        assert_eq!(
+            ok("list_types", s.list_types("", None, 100)),
+            [l("A", a), l("B", 2), l("C", 2), l("D", 1)]
+        );
+        assert_eq!(
+            ok("list_streams", s.list_streams("", None, 100)),
+            [l("s1", 3), l("s2", 1)]
+        );
+    };
+    check(&s, 7, 3);
+    h.flush_index(&s);
+    check(&s, 7, 3);
+    let s = h.reopen(s);
+    check(&s, 7, 3);
+    append(&s, &mut m.log, vec![ev("A", &["n"], "9")]);
+    check(&s, 8, 4);
+    assert_eq!(list_tags(&s, "", None, 100), tag_counts(&m.log));
+}
+
+/// A DCB condition sees the added tags on events after its `after`: it
+/// fails naming the first such event, alone or combined with a type or
+/// an original tag; with `after` at or beyond the tagged events it holds,
+/// and tagging an event at or before `after` does not make it fail.
+/// `add_tags` moves no position: the next append gets head + 1.
+pub fn conditions_see_added_tags<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    let n = || Query::tag("n");
+    let new = |label: &str| vec![ev("New", &[], label)];
+    let fails = |s: &H::Store, m: &Model, q: Query, after: Option<u64>, position: u64| {
+        let what = format!("{q:?} after {after:?}");
+        let e = err(&what, s.append_with(new("x"), fail_if(q, after)));
+        assert_condition_failed(&what, e, position);
+        assert_contents(s, &m.log);
+    };
+    assert_eq!(add_tags(&s, &mut m, &at(&[3, 6]), &["n"]), added(2, 2));
+    for (after, position) in [
+        (None, 3),
+        (Some(0), 3),
+        (Some(2), 3),
+        (Some(3), 6),
+        (Some(5), 6),
+    ] {
+        fails(&s, &m, n(), after, position);
+    }
+    fails(&s, &m, Query::item(types(&["C"]).tag("n")), None, 3);
+    fails(&s, &m, Query::item(tags(&["t1", "n"])), None, 6);
+    fails(&s, &m, Query::event_type("Z").or(tags(&["n"])), Some(4), 6);
+    let a = append_with(&s, &mut m.log, new("9"), fail_if(n(), Some(6)));
+    assert_eq!((a.first, a.last), (9, 9), "the append after add_tags");
+    // Tagging at or before `after` leaves the condition holding.
+    assert_eq!(add_tags(&s, &mut m, &at(&[2, 9]), &["n"]), added(2, 2));
+    fails(&s, &m, n(), Some(1), 2);
+    fails(&s, &m, n(), Some(8), 9);
+    let a = append_with(&s, &mut m.log, new("10"), fail_if(n(), Some(9)));
+    assert_eq!((a.first, a.last), (10, 10));
+    append_with(
+        &s,
+        &mut m.log,
+        new("11"),
+        fail_if(Query::tag("never"), None),
+    );
+    assert_eq!(head(&s), 11);
+}
+
+/// Added tags and the audit trail are durable: on events in on-disk index
+/// runs and in the in-memory index alike, through index flushes and
+/// reopens in either order; appends and operations after a reopen carry
+/// on at the head and the next audit sequence.
+pub fn added_tags_survive_flush_and_reopen<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    append(
+        &s,
+        &mut m.log,
+        vec![ev("A", &["t1"], "1").stream("s").id(1), ev("B", &[], "2")],
+    );
+    h.flush_index(&s);
+    append(
+        &s,
+        &mut m.log,
+        vec![
+            ev("C", &["t2"], "3").id(3),
+            ev("A", &["t1"], "4").stream("s"),
+        ],
+    );
+    // Events 1 and 2 are in an index run, 3 and 4 in the memtable.
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[4, 2, 3, 1]), &["n"]),
+        added(4, 4)
+    );
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::tag("t1")), &["m"]),
+        added(2, 2)
+    );
+    let stage1 = vec![
+        (Query::tag("n"), vec![1, 2, 3, 4]),
+        (Query::tag("m"), vec![1, 4]),
+        (Query::item(types(&["A"]).tag("n")), vec![1, 4]),
+        (Query::item(types(&["B"]).tag("n")), vec![2]),
+        (Query::item(tags(&["t2", "n"])), vec![3]),
+        (Query::item(tags(&["t1", "m"])), vec![1, 4]),
+        (Query::tag("k"), vec![]),
+    ];
+    let check = |s: &H::Store, m: &Model, queries: &[(Query, Vec<u64>)]| {
+        assert_contents(s, &m.log);
+        for (q, want) in queries {
+            check_query(s, &m.log, q, want);
+        }
+        assert_eq!(list_tags(s, "", None, 100), tag_counts(&m.log));
+        for id in [1, 3] {
+            let e = m.log.events.iter().find(|e| e.id == Some(id));
+            assert_eq!(by_id(s, id).as_ref(), e, "event_by_id {id}");
+        }
+        assert_eq!(
+            stream(s, "s", ReadOptions::forwards()),
+            stream_in_log(&m.log, "s")
+        );
+        check_audit(s, &m.audit)
+    };
+    let trail = check(&s, &m, &stage1);
+    assert_eq!(
+        all_tags(&s),
+        [
+            vec!["t1", "n", "m"],
+            vec!["n"],
+            vec!["t2", "n"],
+            vec!["t1", "n", "m"]
+        ]
+    );
+    h.flush_index(&s);
+    assert_eq!(check(&s, &m, &stage1), trail, "after flush_index");
+    let s = h.reopen(s);
+    assert_eq!(check(&s, &m, &stage1), trail, "after reopen");
+
+    // Tags added after the reopen, on events in runs and in the memtable.
+    append(&s, &mut m.log, vec![ev("D", &["t1"], "5")]);
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::tag("t1")), &["m"]),
+        added(3, 1)
+    );
+    assert_eq!(add_tags(&s, &mut m, &at(&[2, 5]), &["k"]), added(2, 2));
+    let stage2 = vec![
+        (Query::tag("n"), vec![1, 2, 3, 4]),
+        (Query::tag("m"), vec![1, 4, 5]),
+        (Query::tag("k"), vec![2, 5]),
+        (Query::item(types(&["A"]).tag("n")), vec![1, 4]),
+        (Query::item(types(&["D"]).tag("k")), vec![5]),
+        (Query::item(tags(&["t1", "m"])), vec![1, 4, 5]),
+        (Query::item(tags(&["n", "k"])), vec![2]),
+    ];
+    let trail = check(&s, &m, &stage2);
+    let s = h.reopen(s);
+    assert_eq!(check(&s, &m, &stage2), trail, "reopen without a flush");
+
+    h.flush_index(&s);
+    append(&s, &mut m.log, vec![ev("E", &["n"], "6")]);
+    assert_eq!(add_tags(&s, &mut m, &at(&[6, 3]), &["k"]), added(2, 2));
+    let stage3 = vec![
+        (Query::tag("n"), vec![1, 2, 3, 4, 6]),
+        (Query::tag("k"), vec![2, 3, 5, 6]),
+        (Query::item(tags(&["n", "k"])), vec![2, 3, 6]),
+        (Query::item(types(&["C", "E"]).tag("k")), vec![3, 6]),
+        (Query::tag("m"), vec![1, 4, 5]),
+    ];
+    let trail = check(&s, &m, &stage3);
+    let s = h.reopen(s);
+    assert_eq!(check(&s, &m, &stage3), trail, "reopen");
+    h.flush_index(&s);
+    assert_eq!(check(&s, &m, &stage3), trail, "flush after reopen");
+    assert_eq!(
+        all_tags(&s),
+        [
+            vec!["t1", "n", "m"],
+            vec!["n", "k"],
+            vec!["t2", "n", "k"],
+            vec!["t1", "n", "m"],
+            vec!["t1", "m", "k"],
+            vec!["n", "k"],
+        ]
+    );
+    let a = append(&s, &mut m.log, vec![ev("F", &[], "7")]);
+    assert_eq!((a.first, a.last), (7, 7));
+    assert_eq!(add_tags(&s, &mut m, &at(&[7]), &["n"]), added(1, 1));
+    let trail = check_audit(&s, &m.audit);
+    assert_eq!(trail.len(), 6);
+    let s = h.reopen(s);
+    assert_eq!(check_audit(&s, &m.audit), trail);
+    assert_contents(&s, &m.log);
+}
+
+/// Each operation is recorded: sequence 1, 2, …, the head when it
+/// committed, the tags each once in the order given, the target exactly
+/// as given (positions unsorted and repeated, the query as it was), and
+/// the result — also an operation that changed nothing (on an empty
+/// store, with tags carried already, with a query matching nothing).
+/// Appends are not recorded. Pages follow `after` and `limit`;
+/// timestamps never decrease.
+pub fn audit_log_records_each_operation<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    assert_eq!(audit(&s, 0, MAX_LIST_LIMIT), []);
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::all()), &["e"]),
+        added(0, 0)
+    );
+    fixture(&s, &mut m.log);
+    check_audit(&s, &m.audit);
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[3, 1, 3]), &["a", "b", "a"]),
+        added(2, 2)
+    );
+    append(&s, &mut m.log, vec![ev("X", &[], "9")]);
+    let q = Query::tag("a").or(types(&["X"]));
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(q.clone()), &["c"]),
+        added(3, 3)
+    );
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(add_tags(&s, &mut m, &at(&[1]), &["a"]), added(1, 0));
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::tag("zzz")), &["d"]),
+        added(0, 0)
+    );
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::all()), &["e", "c"]),
+        added(9, 9)
+    );
+    let entry = |sequence, head, tags: &[&str], target, result| AuditEntry {
+        sequence,
+        timestamp_micros: 0,
+        head,
+        operation: Operation::AddTags {
+            tags: strings(tags),
+            target,
+            result,
+        },
+    };
+    let want = vec![
+        entry(1, 0, &["e"], matching(Query::all()), added(0, 0)),
+        entry(2, 8, &["a", "b"], at(&[3, 1, 3]), added(2, 2)),
+        entry(3, 9, &["c"], matching(q), added(3, 3)),
+        entry(4, 9, &["a"], at(&[1]), added(1, 0)),
+        entry(5, 9, &["d"], matching(Query::tag("zzz")), added(0, 0)),
+        entry(6, 9, &["e", "c"], matching(Query::all()), added(9, 9)),
+    ];
+    assert_eq!(m.audit, want, "the test's own expectation");
+    check_audit(&s, &want);
+    let page =
+        |after, limit| -> Vec<u64> { audit(&s, after, limit).iter().map(|e| e.sequence).collect() };
+    assert_eq!(page(0, 1), [1]);
+    assert_eq!(page(1, 2), [2, 3]);
+    assert_eq!(page(3, 10), [4, 5, 6]);
+    assert_eq!(page(5, MAX_LIST_LIMIT), [6]);
+    assert_eq!(page(6, 10), [] as [u64; 0]);
+    assert_eq!(page(100, 10), [] as [u64; 0]);
+    assert_eq!(head(&s), 9);
+}
+
+/// Bad input is refused with `InvalidInput` and changes nothing — no
+/// event, not the head, not the audit trail: no tags, an empty or
+/// overlong tag, more tags than an event may carry, position 0, a
+/// position beyond the head, no position, an invalid query, and an
+/// operation that would give an event more than `MAX_TAGS` tags (whatever
+/// it would do to other events); an audit page of 0 or too many entries.
+/// The limits themselves are accepted, and the store stays usable.
+pub fn add_tags_bad_input_rejected<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    let crowded: Vec<String> = (0..MAX_TAGS - 2).map(|i| format!("m{i}")).collect();
+    append(&s, &mut m.log, vec![NewEvent::new("M", "9").tags(crowded)]);
+    assert_eq!(add_tags(&s, &mut m, &at(&[1]), &["ok"]), added(1, 1));
+    let long = "t".repeat(MAX_NAME_LEN + 1);
+    let wide = "é".repeat(MAX_NAME_LEN / 2 + 1);
+    let too_many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("x{i}")).collect();
+    let x = strings(&["x"]);
+    let three = strings(&["y1", "y2", "y3"]);
+    let not_committed = |p: u64| {
+        Some(format!(
+            "position {p} is not a committed position (the head is 9)"
+        ))
+    };
+    let crowded_at_9 = Some(format!(
+        "the event at position 9 would carry {} tags, the limit is {MAX_TAGS}",
+        MAX_TAGS + 1
+    ));
+    let cases: Vec<(&str, Target, Vec<String>, Option<String>)> = vec![
+        ("no tags", at(&[1]), vec![], None),
+        ("an empty tag", at(&[1]), strings(&["fine", ""]), None),
+        ("an overlong tag", at(&[1]), vec![long.clone()], None),
+        ("a tag overlong in bytes", at(&[1]), vec![wide], None),
+        ("more tags than an event carries", at(&[4]), too_many, None),
+        ("position 0", at(&[0]), x.clone(), not_committed(0)),
+        (
+            "position 0 among others",
+            at(&[2, 0, 1]),
+            x.clone(),
+            not_committed(0),
+        ),
+        ("beyond the head", at(&[10]), x.clone(), not_committed(10)),
+        (
+            "beyond among others",
+            at(&[3, 10, 1]),
+            x.clone(),
+            not_committed(10),
+        ),
+        (
+            "u64::MAX",
+            at(&[1, u64::MAX]),
+            x.clone(),
+            not_committed(u64::MAX),
+        ),
+        ("no position", at(&[]), x.clone(), None),
+        ("no tags, no position", at(&[]), vec![], None),
+        (
+            "an invalid query",
+            matching(Query::tag("")),
+            x.clone(),
+            None,
+        ),
+        (
+            "an overlong query tag",
+            matching(Query::tag(long.clone())),
+            x.clone(),
+            None,
+        ),
+        (
+            "over MAX_TAGS by positions",
+            at(&[1, 9]),
+            three.clone(),
+            crowded_at_9.clone(),
+        ),
+        (
+            "over MAX_TAGS by query",
+            matching(Query::all()),
+            three.clone(),
+            crowded_at_9.clone(),
+        ),
+    ];
+    let rejected = |s: &H::Store,
+                    m: &Model,
+                    what: &str,
+                    target: &Target,
+                    tags: &[String],
+                    reason: Option<String>| {
+        let what = format!("{what}: add_tags {target:?}, {} tags", tags.len());
+        match (err(&what, s.add_tags(target, tags)), reason) {
+            (Error::InvalidInput { reason }, Some(want)) => {
+                assert_eq!(reason, want, "{what}: reason")
+            }
+            (e, _) => assert_invalid(&what, e),
+        }
+        assert_contents(s, &m.log);
+        check_audit(s, &m.audit);
+    };
+    for (what, target, tags, reason) in cases {
+        rejected(&s, &m, what, &target, &tags, reason);
+    }
+    for (after, limit) in [(0, 0), (3, 0), (0, MAX_LIST_LIMIT + 1), (0, usize::MAX)] {
+        let what = format!("audit_log after {after} limit {limit}");
+        assert_invalid(&what, err(&what, s.audit_log(after, limit)));
+    }
+    check_audit(&s, &m.audit);
+    // The limits: an event may reach MAX_TAGS (a repeated tag counting
+    // once, a carried one not at all), a tag may be MAX_NAME_LEN bytes, an
+    // operation may add MAX_TAGS tags.
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[9, 1]), &["y1", "y2", "y1"]),
+        added(2, 2)
+    );
+    assert_eq!(m.log.get(9).tags.len(), MAX_TAGS);
+    assert_eq!(add_tags(&s, &mut m, &at(&[9]), &["m0", "y2"]), added(1, 0));
+    let one_more = strings(&["y3"]);
+    rejected(&s, &m, "the 256th tag", &at(&[9]), &one_more, crowded_at_9);
+    let edge = "t".repeat(MAX_NAME_LEN);
+    assert_eq!(
+        add_tags(&s, &mut m, &at(&[2]), &[edge.as_str()]),
+        added(1, 1)
+    );
+    let most: Vec<String> = (0..MAX_TAGS).map(|i| format!("z{i}")).collect();
+    let most: Vec<&str> = most.iter().map(String::as_str).collect();
+    assert_eq!(add_tags(&s, &mut m, &at(&[4]), &most), added(1, 1));
+    assert_eq!(m.log.get(4).tags, most);
+    assert_eq!(head(&s), 9);
+    assert_eq!(m.audit.len(), 5);
+}
+
+/// Adding the same tags again changes nothing — no tag twice, `tagged`
+/// 0, by positions or by query — and is recorded all the same.
+pub fn second_add_of_the_same_tags_is_recorded<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    assert_eq!(add_tags(&s, &mut m, &at(&[1, 2]), &["n", "m"]), added(2, 2));
+    let tagged = all_tags(&s);
+    assert_eq!(add_tags(&s, &mut m, &at(&[2, 1]), &["n", "m"]), added(2, 0));
+    assert_eq!(
+        add_tags(&s, &mut m, &matching(Query::tag("n")), &["m", "n"]),
+        added(2, 0)
+    );
+    assert_eq!(all_tags(&s), tagged);
+    assert_eq!(
+        tagged[..2],
+        [vec!["t1", "n", "m"], vec!["t1", "t2", "n", "m"]]
+    );
+    let results: Vec<(u64, TagsAdded)> = check_audit(&s, &m.audit)
+        .into_iter()
+        .map(|e| match e.operation {
+            Operation::AddTags { result, .. } => (e.sequence, result),
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [(1, added(2, 2)), (2, added(2, 0)), (3, added(2, 0))]
+    );
+    let s = h.reopen(s);
+    assert_contents(&s, &m.log);
+    check_audit(&s, &m.audit);
+    assert_eq!(add_tags(&s, &mut m, &at(&[1]), &["n"]), added(1, 0));
+    assert_eq!(head(&s), 8);
+}
