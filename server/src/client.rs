@@ -33,8 +33,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::gesta_v1::convert::{
-    direction_to_proto, expected_to_proto, format_id, listed_from_proto, new_event_to_proto,
-    query_to_proto, recorded_from_proto, to_engine,
+    audit_entry_from_proto, direction_to_proto, expected_to_proto, format_id, listed_from_proto,
+    new_event_to_proto, query_to_proto, recorded_from_proto, target_to_proto, to_engine,
 };
 use crate::proto::gesta_v1 as g;
 
@@ -473,6 +473,59 @@ impl GestaClient {
             .await?
             .into_inner()
             .deleted)
+    }
+
+    /// Adds `tags` to the committed events `target` names, without moving
+    /// any position; see [`gesta::EventStore::add_tags`] and
+    /// [`gesta::lifecycle`] for the contract and the checks (each
+    /// [`gesta::Error::InvalidInput`], changing nothing).
+    pub async fn add_tags(
+        &mut self,
+        target: &gesta::lifecycle::Target,
+        tags: &[String],
+    ) -> Result<gesta::lifecycle::TagsAdded> {
+        let request = g::AddTagsRequest {
+            target: Some(target_to_proto(target)),
+            tags: tags.to_vec(),
+        };
+        let r = self.raw.add_tags(request).await?.into_inner();
+        Ok(gesta::lifecycle::TagsAdded {
+            targeted: r.targeted,
+            tagged: r.tagged,
+        })
+    }
+
+    /// The audit trail, as [`gesta::EventStore::audit_log`] answers it:
+    /// the lifecycle operations committed after sequence `after`, oldest
+    /// first, at most `limit` (1 to [`gesta::listing::MAX_LIST_LIMIT`]) of
+    /// them; a page shorter than `limit` is the last. (A page the server
+    /// answers in several responses, to keep each within its size, is
+    /// joined here.) An operation this client does not know is
+    /// [`ClientError::Status`] with `UNIMPLEMENTED`.
+    pub async fn audit_log(
+        &mut self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<gesta::lifecycle::AuditEntry>> {
+        let mut entries = Vec::new();
+        let mut after = after;
+        loop {
+            let request = g::AuditLogRequest {
+                after,
+                limit: (limit - entries.len()) as u64,
+            };
+            let r = self.raw.audit_log(request).await?.into_inner();
+            let got = r.entries.len();
+            for e in r.entries {
+                entries.push(audit_entry_from_proto(e)?);
+            }
+            match entries.last() {
+                Some(last) if r.truncated && got > 0 && entries.len() < limit => {
+                    after = last.sequence;
+                }
+                _ => return Ok(entries),
+            }
+        }
     }
 }
 

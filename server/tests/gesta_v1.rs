@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use common::*;
 use futures::{StreamExt, TryStreamExt};
+use gesta::lifecycle::{AuditEntry, Operation, TagsAdded, Target};
 use gesta::{
-    AppendOptions, Error, ExpectedRevision, Listed, NewEvent, Query, ReadOptions, RecordedEvent,
+    AppendOptions, Error, ExpectedRevision, Listed, NewEvent, Query, QueryItem, ReadOptions,
+    RecordedEvent,
 };
 use gesta_server::ServeConfig;
 use gesta_server::client::{ClientError, DurableInfo, GestaClient, error_detail};
@@ -945,6 +947,13 @@ async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
         assert_eq!(status(err).code(), Code::Unauthenticated);
         let err = refused.list_streams("", None, 10).await.unwrap_err();
         assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = refused
+            .add_tags(&Target::Query(Query::all()), &["t".to_owned()])
+            .await
+            .unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = refused.audit_log(0, 10).await.unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
     }
     assert_eq!(server.store.head(), 0);
 
@@ -959,6 +968,13 @@ async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
         c.list_streams("", None, 10).await.unwrap(),
         vec![Listed::new("s", 1)]
     );
+    // Tagging is a write, admitted with the key like an append.
+    let added = c
+        .add_tags(&Target::Positions(vec![1]), &["t".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(added.tagged, 1);
+    assert_eq!(c.audit_log(0, 10).await.unwrap().len(), 1);
 
     // umadb.v1.DCB on the same port, with the same key, sees the event.
     let mut dcb = gesta_server::proto::v1::dcb_client::DcbClient::new(channel);
@@ -1218,5 +1234,316 @@ async fn a_durable_subscription_delivers_only_what_its_query_matches() {
         batch.iter().map(|e| e.position).collect::<Vec<_>>(),
         vec![5]
     );
+    server.stop().await;
+}
+
+/// What the store itself holds in its audit trail.
+fn engine_audit(store: &gesta::Store, after: u64, limit: usize) -> Vec<AuditEntry> {
+    gesta::EventStore::audit_log(store, after, limit).unwrap()
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[tokio::test]
+async fn retroactive_tags_by_position_and_query_and_their_audit_trail() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(
+        vec![
+            NewEvent::new("Enrolled", "{}").tag("student:s1"),
+            NewEvent::new("Enrolled", "{}").tag("student:s2"),
+            NewEvent::new("Graded", "{}").tag("student:s1"),
+        ],
+        AppendOptions::new(),
+    )
+    .await
+    .unwrap();
+
+    // By positions (repeats count once), by a query, by the query of every
+    // event; an event keeps a tag it has, once.
+    let by_positions = Target::Positions(vec![3, 1, 3]);
+    let added = c
+        .add_tags(&by_positions, &strings(&["gdpr:s1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        added,
+        TagsAdded {
+            targeted: 2,
+            tagged: 2
+        }
+    );
+    let by_query =
+        Target::Query(Query::tag("student:s1").or(QueryItem::new().event_type("Graded")));
+    let added = c
+        .add_tags(&by_query, &strings(&["gdpr:s1", "reviewed", "gdpr:s1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        added,
+        TagsAdded {
+            targeted: 2,
+            tagged: 2
+        }
+    );
+    let everything = Target::Query(Query::all());
+    let added = c.add_tags(&everything, &strings(&["2026"])).await.unwrap();
+    assert_eq!(
+        added,
+        TagsAdded {
+            targeted: 3,
+            tagged: 3
+        }
+    );
+
+    // Reads, listings and the DCB service see the tags, as the store does;
+    // no position moved.
+    let query = Query::tag("gdpr:s1");
+    let read = collect(c.read(&query, ReadOptions::forwards()).await.unwrap()).await;
+    let engine: Vec<_> = server
+        .store
+        .read(&query, ReadOptions::forwards())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(read, engine);
+    assert_eq!(
+        read.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(read[0].tags, ["student:s1", "gdpr:s1", "reviewed", "2026"]);
+    assert_eq!(
+        c.list_tags("", None, 10).await.unwrap(),
+        listed(&[
+            ("2026", 3),
+            ("gdpr:s1", 2),
+            ("reviewed", 2),
+            ("student:s1", 2),
+            ("student:s2", 1)
+        ])
+    );
+    let mut dcb = client(server.addr).await;
+    let responses = read_all(
+        &mut dcb,
+        gesta_server::proto::v1::ReadRequest {
+            query: Some(common::query(&[], &["gdpr:s1"])),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(responses, vec![(vec![1, 3], Some(3))]);
+    assert_eq!(c.head().await.unwrap(), 3);
+
+    // The trail: what was asked (tags each once, the target as given) and
+    // what it did, as the store keeps it.
+    let trail = c.audit_log(0, 10).await.unwrap();
+    assert_eq!(trail, engine_audit(&server.store, 0, 10));
+    assert_eq!(trail.len(), 3);
+    let expected = [
+        (by_positions, strings(&["gdpr:s1"]), (2, 2)),
+        (by_query, strings(&["gdpr:s1", "reviewed"]), (2, 2)),
+        (everything, strings(&["2026"]), (3, 3)),
+    ];
+    for (i, (entry, (target, tags, (targeted, tagged)))) in trail.iter().zip(expected).enumerate() {
+        assert_eq!(entry.sequence, i as u64 + 1);
+        assert_eq!(entry.head, 3);
+        assert!(entry.timestamp_micros > 0);
+        assert_eq!(
+            entry.operation,
+            Operation::AddTags {
+                tags,
+                target,
+                result: TagsAdded { targeted, tagged }
+            }
+        );
+    }
+    assert!(trail[0].timestamp_micros <= trail[2].timestamp_micros);
+    // Pages: after a sequence, at most a limit.
+    assert_eq!(c.audit_log(1, 1).await.unwrap(), trail[1..2]);
+    assert_eq!(c.audit_log(1, 10).await.unwrap(), trail[1..]);
+    assert!(c.audit_log(3, 10).await.unwrap().is_empty());
+    // The messages themselves: the operation as a oneof with its fields.
+    let r = c
+        .raw()
+        .audit_log(g::AuditLogRequest { after: 2, limit: 5 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.truncated);
+    assert_eq!(r.entries.len(), 1);
+    assert_eq!(r.entries[0].sequence, 3);
+    assert_eq!(
+        r.entries[0].operation,
+        Some(g::audit_entry::Operation::AddTags(g::AddTagsOperation {
+            tags: strings(&["2026"]),
+            target: Some(g::Target {
+                kind: Some(g::target::Kind::Query(g::Query { items: vec![] }))
+            }),
+            targeted: 3,
+            tagged: 3,
+        }))
+    );
+    let r = c
+        .raw()
+        .add_tags(g::AddTagsRequest {
+            target: Some(g::Target {
+                kind: Some(g::target::Kind::Positions(g::Positions {
+                    positions: vec![2],
+                })),
+            }),
+            tags: strings(&["late"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.targeted, r.tagged), (1, 1));
+
+    // They survive a restart of the server and the store.
+    let dir = server.stop().await;
+    let server = start_in(dir, ServeConfig::default()).await;
+    let mut c = gesta_client(server.addr).await;
+    assert_eq!(c.audit_log(0, 10).await.unwrap()[..3], trail);
+    let read = collect(
+        c.read(&Query::tag("late"), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].tags, ["student:s2", "2026", "late"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_add_tags_and_audit_requests_are_invalid_input_and_change_nothing() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(vec![ev("A", "s"), ev("B", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    let tag = strings(&["x"]);
+    let long = "x".repeat(gesta::event::MAX_NAME_LEN + 1);
+    let cases: Vec<(Target, Vec<String>, &str)> = vec![
+        (Target::Positions(vec![1, 3]), tag.clone(), "position 3"),
+        (Target::Positions(vec![0]), tag.clone(), "position 0"),
+        (Target::Positions(vec![]), tag.clone(), "position"),
+        (Target::Positions(vec![1]), vec![], "tag"),
+        (Target::Positions(vec![1]), strings(&[""]), "tag"),
+        (Target::Positions(vec![1]), vec![long], "tag"),
+        (Target::Query(Query::tag("")), tag.clone(), "query item 0"),
+    ];
+    for (target, tags, words) in cases {
+        let e = store_error(c.add_tags(&target, &tags).await.unwrap_err());
+        assert!(
+            matches!(&e, Error::InvalidInput { reason } if reason.contains(words)),
+            "{target:?} {tags:?}: {e:?}"
+        );
+    }
+    // The status itself: INVALID_ARGUMENT with the typed detail; an unset
+    // target is refused, not taken for every event.
+    let err = c
+        .raw()
+        .add_tags(g::AddTagsRequest {
+            target: Some(g::Target {
+                kind: Some(g::target::Kind::Positions(g::Positions {
+                    positions: vec![7],
+                })),
+            }),
+            tags: tag.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(matches!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::InvalidInput(g::InvalidInput { reason })) if reason.contains("position 7")
+    ));
+    for target in [None, Some(g::Target { kind: None })] {
+        let err = c
+            .raw()
+            .add_tags(g::AddTagsRequest {
+                target,
+                tags: tag.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(matches!(
+            error_detail(&err).and_then(|d| d.kind),
+            Some(Kind::InvalidInput(g::InvalidInput { reason })) if reason.contains("target")
+        ));
+    }
+    // Audit pages of 1 to 10000 entries.
+    let max = gesta::listing::MAX_LIST_LIMIT;
+    for limit in [0, max + 1] {
+        let e = store_error(c.audit_log(0, limit).await.unwrap_err());
+        assert!(matches!(e, Error::InvalidInput { .. }), "{limit}: {e:?}");
+    }
+    for limit in [0, u64::MAX] {
+        let err = c
+            .raw()
+            .audit_log(g::AuditLogRequest { after: 0, limit })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(matches!(
+            error_detail(&err).and_then(|d| d.kind),
+            Some(Kind::InvalidInput(_))
+        ));
+    }
+    // Nothing was tagged, nothing recorded.
+    assert!(c.audit_log(0, max).await.unwrap().is_empty());
+    let tagged = collect(
+        c.read(&Query::tag("x"), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(tagged.is_empty());
+    assert_eq!(c.head().await.unwrap(), 2);
+    server.stop().await;
+}
+
+/// Entries that target many positions are large: a page of them comes in
+/// responses within the server's response size, which the client joins.
+#[tokio::test]
+async fn a_large_audit_page_is_answered_in_parts_and_joined() {
+    let server = start_with(ServeConfig {
+        max_message_bytes: 64 << 10,
+        ..ServeConfig::default()
+    })
+    .await;
+    let events: Vec<_> = (0..10_000).map(|_| NewEvent::new("E", "")).collect();
+    server.store.append(events).unwrap();
+    let mut c = gesta_client(server.addr).await;
+    for i in 0..3 {
+        let positions: Vec<u64> = (1..=10_000).collect();
+        let added = c
+            .add_tags(&Target::Positions(positions), &[format!("t{i}")])
+            .await
+            .unwrap();
+        assert_eq!(added.tagged, 10_000);
+    }
+    // About 20 KB each, two do not fit in the 32 KiB of a response.
+    let r = c
+        .raw()
+        .audit_log(g::AuditLogRequest {
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.entries.len(), 1);
+    assert!(r.truncated);
+    let trail = c.audit_log(0, 10).await.unwrap();
+    assert_eq!(trail, engine_audit(&server.store, 0, 10));
+    assert_eq!(
+        trail.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(c.audit_log(0, 2).await.unwrap(), trail[..2]);
     server.stop().await;
 }

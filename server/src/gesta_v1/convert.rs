@@ -14,6 +14,8 @@ use crate::proto::gesta_v1 as g;
 use crate::proto::gesta_v1::ErrorDetail;
 use crate::proto::gesta_v1::error_detail::Kind;
 use crate::proto::gesta_v1::expected_revision::Kind as Expected;
+use crate::proto::gesta_v1::target::Kind as TargetKind;
+use gesta::lifecycle::{AuditEntry, Operation, TagsAdded, Target};
 
 /// The type URL of the [`ErrorDetail`] in a status's details.
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/gesta.v1.ErrorDetail";
@@ -404,10 +406,81 @@ pub(crate) fn listed_from_proto(l: g::Listed) -> gesta::Listed {
     gesta::Listed::new(l.name, l.count)
 }
 
-/// A listing's limit as the engine takes it: one beyond `usize` stays
-/// beyond the largest page, for the engine to refuse.
+/// A page's limit (a listing's, the audit trail's) as the engine takes
+/// it: one beyond `usize` stays beyond the largest page, for the engine to
+/// refuse.
 pub(crate) fn list_limit(limit: u64) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+pub(crate) fn target_to_proto(t: &Target) -> g::Target {
+    let kind = match t {
+        Target::Positions(p) => TargetKind::Positions(g::Positions {
+            positions: p.clone(),
+        }),
+        Target::Query(q) => TargetKind::Query(query_to_proto(q)),
+    };
+    g::Target { kind: Some(kind) }
+}
+
+/// Refuses an unset target (or one of a kind this server does not know),
+/// rather than taking it for every event.
+pub(crate) fn target_from_proto(t: Option<g::Target>) -> Result<Target, Status> {
+    match t.and_then(|t| t.kind) {
+        Some(TargetKind::Positions(p)) => Ok(Target::Positions(p.positions)),
+        Some(TargetKind::Query(q)) => Ok(Target::Query(query_from_proto(Some(q)))),
+        None => Err(invalid(
+            "a target must say which it is: positions or a query",
+        )),
+    }
+}
+
+pub(crate) fn audit_entry_to_proto(e: AuditEntry) -> g::AuditEntry {
+    let operation = match e.operation {
+        Operation::AddTags {
+            tags,
+            target,
+            result,
+        } => g::audit_entry::Operation::AddTags(g::AddTagsOperation {
+            tags,
+            target: Some(target_to_proto(&target)),
+            targeted: result.targeted,
+            tagged: result.tagged,
+        }),
+    };
+    g::AuditEntry {
+        sequence: e.sequence,
+        timestamp_micros: e.timestamp_micros,
+        head: e.head,
+        operation: Some(operation),
+    }
+}
+
+/// A received audit entry as the engine's type; an operation this client
+/// does not know (a newer server's) is `UNIMPLEMENTED`.
+pub(crate) fn audit_entry_from_proto(e: g::AuditEntry) -> Result<AuditEntry, Status> {
+    let operation = match e.operation {
+        Some(g::audit_entry::Operation::AddTags(a)) => Operation::AddTags {
+            tags: a.tags,
+            target: target_from_proto(a.target)?,
+            result: TagsAdded {
+                targeted: a.targeted,
+                tagged: a.tagged,
+            },
+        },
+        None => {
+            return Err(Status::unimplemented(format!(
+                "audit entry {} records an operation this client does not know",
+                e.sequence
+            )));
+        }
+    };
+    Ok(AuditEntry {
+        sequence: e.sequence,
+        timestamp_micros: e.timestamp_micros,
+        head: e.head,
+        operation,
+    })
 }
 
 #[cfg(test)]
@@ -484,6 +557,52 @@ mod tests {
         assert_eq!(unsupported.code(), Code::Unimplemented);
         assert!(to_engine(&unsupported).is_none());
         assert!(to_engine(&Status::internal("no details")).is_none());
+    }
+
+    #[test]
+    fn audit_entries_and_targets_make_the_round_trip() {
+        for target in [
+            Target::Positions(vec![5, 1, 5]),
+            Target::Query(gesta::Query::all()),
+            Target::Query(
+                gesta::Query::tag("x").or(gesta::QueryItem::new().types(["A", "B"]).tag("y")),
+            ),
+        ] {
+            assert_eq!(
+                target_from_proto(Some(target_to_proto(&target))).unwrap(),
+                target
+            );
+            let entry = AuditEntry {
+                sequence: 3,
+                timestamp_micros: 1_700_000_000_000_000,
+                head: 42,
+                operation: Operation::AddTags {
+                    tags: vec!["a".into(), "b".into()],
+                    target,
+                    result: TagsAdded {
+                        targeted: 2,
+                        tagged: 1,
+                    },
+                },
+            };
+            let back = audit_entry_from_proto(audit_entry_to_proto(entry.clone())).unwrap();
+            assert_eq!(back, entry);
+        }
+        for unset in [None, Some(g::Target { kind: None })] {
+            assert_eq!(
+                target_from_proto(unset).unwrap_err().code(),
+                Code::InvalidArgument
+            );
+        }
+        let unknown = g::AuditEntry {
+            sequence: 9,
+            timestamp_micros: 1,
+            head: 1,
+            operation: None,
+        };
+        let e = audit_entry_from_proto(unknown).unwrap_err();
+        assert_eq!(e.code(), Code::Unimplemented);
+        assert!(to_engine(&e).is_none());
     }
 
     #[test]

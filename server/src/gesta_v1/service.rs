@@ -13,8 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    RECORDED_EXTRA, exhausted, expected_from_proto, from_engine, list_limit, listed_to_proto, lost,
-    new_event_from_proto, parse_id, query_from_proto, read_options, recorded_to_proto,
+    RECORDED_EXTRA, audit_entry_to_proto, exhausted, expected_from_proto, from_engine, list_limit,
+    listed_to_proto, lost, new_event_from_proto, parse_id, query_from_proto, read_options,
+    recorded_to_proto, target_from_proto,
 };
 use super::durable::Registry;
 use crate::config::Limits;
@@ -524,5 +525,53 @@ impl g::gesta_server::Gesta for Gesta {
             .blocking(move |s| s.delete_snapshot(&r.key, r.position))
             .await?;
         Ok(Response::new(g::DeleteSnapshotResponse { deleted }))
+    }
+
+    async fn add_tags(
+        &self,
+        request: Request<g::AddTagsRequest>,
+    ) -> Result<Response<g::AddTagsResponse>, Status> {
+        let r = request.into_inner();
+        let target = target_from_proto(r.target)?;
+        // On the blocking pool, the operation commits or fails as a whole
+        // even if the client goes away.
+        let added = self
+            .blocking(move |s| gesta::EventStore::add_tags(s, &target, &r.tags))
+            .await?;
+        Ok(Response::new(g::AddTagsResponse {
+            targeted: added.targeted,
+            tagged: added.tagged,
+        }))
+    }
+
+    async fn audit_log(
+        &self,
+        request: Request<g::AuditLogRequest>,
+    ) -> Result<Response<g::AuditLogResponse>, Status> {
+        let r = request.into_inner();
+        let limit = list_limit(r.limit);
+        let entries = self
+            .blocking(move |s| gesta::EventStore::audit_log(s, r.after, limit))
+            .await?;
+        // Entries whole, up to about the response size (a larger one goes
+        // alone): an entry that targets many positions is large.
+        let mut answered = Vec::new();
+        let mut size = 0;
+        let mut truncated = false;
+        for entry in entries {
+            let entry = audit_entry_to_proto(entry);
+            let len = entry.encoded_len();
+            let w = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+            if !answered.is_empty() && size + w > self.limits.response_bytes {
+                truncated = true;
+                break;
+            }
+            size += w;
+            answered.push(entry);
+        }
+        Ok(Response::new(g::AuditLogResponse {
+            entries: answered,
+            truncated,
+        }))
     }
 }
