@@ -47,6 +47,8 @@
 //!
 //! [`Error::InvalidInput`]: crate::Error::InvalidInput
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::event::{MAX_NAME_LEN, MAX_TAGS};
 use crate::query::{Query, QueryItem};
@@ -277,6 +279,56 @@ pub(crate) fn decode_journal_entry(bytes: &[u8]) -> Result<(AuditEntry, Vec<Vec<
         return Err(Error::invalid("journal entry: bytes after its end"));
     }
     Ok((entry, gained))
+}
+
+pub(crate) fn journal_corruption(path: &Path, offset: u64, e: Error) -> Error {
+    let reason = match e {
+        Error::InvalidInput { reason } => reason,
+        other => other.to_string(),
+    };
+    Error::Corruption {
+        file: path.to_owned(),
+        offset,
+        reason,
+    }
+}
+
+/// Decodes a journal's entries and checks them: each well formed, the
+/// sequences following each other from 1, each made at a head no later
+/// than the log's `head` (so every position it names is in the log).
+/// Anything else is corruption at the entry's offset.
+pub(crate) fn check_journal_entries(
+    path: &Path,
+    bodies: &[Vec<u8>],
+    head: u64,
+) -> Result<Vec<(AuditEntry, Vec<Vec<u64>>)>> {
+    let mut out: Vec<(AuditEntry, Vec<Vec<u64>>)> = Vec::with_capacity(bodies.len());
+    let mut offset = gesta_wal::journal::JOURNAL_HEADER_LEN as u64;
+    for body in bodies {
+        let (entry, gained) =
+            decode_journal_entry(body).map_err(|e| journal_corruption(path, offset, e))?;
+        let sequence = out.last().map_or(0, |(e, _)| e.sequence);
+        if entry.sequence != sequence + 1 {
+            return Err(journal_corruption(
+                path,
+                offset,
+                Error::invalid(format!("entry {} follows entry {sequence}", entry.sequence)),
+            ));
+        }
+        if entry.head > head {
+            return Err(journal_corruption(
+                path,
+                offset,
+                Error::invalid(format!(
+                    "entry {} was made at head {}, but the log ends at {head}",
+                    entry.sequence, entry.head
+                )),
+            ));
+        }
+        out.push((entry, gained));
+        offset += (gesta_wal::journal::ENTRY_FRAME_LEN + body.len()) as u64;
+    }
+    Ok(out)
 }
 
 pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &AuditEntry) {

@@ -545,3 +545,56 @@ fn a_well_formed_run_that_disagrees_with_the_log_is_caught() {
     std::fs::write(&run_path, run.as_bytes()).unwrap();
     assert!(verified(tmp.path()).is_intact());
 }
+
+#[test]
+fn the_lifecycle_journal_is_checked_and_its_torn_tail_harmless() {
+    use crate::lifecycle::Target;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = fill(tmp.path(), Options::default(), 4);
+    for p in [3, 7] {
+        store
+            .add_tags(&Target::Positions(vec![p]), &[format!("late:{p}")])
+            .unwrap();
+    }
+    store.close().unwrap();
+    assert!(verified(tmp.path()).is_intact());
+    let path = tmp.path().join("LIFECYCLE");
+    let whole = std::fs::read(&path).unwrap();
+
+    // Cut into the last entry: harmless, the next open cuts it off.
+    std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+    let report = verified(tmp.path());
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let f = &report.findings[0];
+    assert_eq!((f.part, f.harmless), (Part::Lifecycle, true), "{f}");
+
+    // A flip in the first entry: damage.
+    let mut bad = whole.clone();
+    bad[16 + 12 + 2] ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+    let report = verified(tmp.path());
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let f = &report.findings[0];
+    assert_eq!(
+        (f.part, f.harmless, f.offset),
+        (Part::Lifecycle, false, Some(16)),
+        "{f}"
+    );
+
+    // An entry made at a head the log does not reach: the log lost events
+    // the journal names.
+    std::fs::write(&path, &whole).unwrap();
+    let report = verify_with_head(tmp.path(), 10);
+    assert!(
+        report
+            .iter()
+            .any(|f| f.part == Part::Lifecycle && !f.harmless)
+    );
+}
+
+/// The journal's findings against a log that ends at `head`.
+fn verify_with_head(dir: &Path, head: u64) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    super::verify::check_journal(dir, head, &mut findings);
+    findings
+}

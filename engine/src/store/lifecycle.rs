@@ -55,18 +55,6 @@ pub(crate) struct Lifecycle {
     timestamp_micros: u64,
 }
 
-fn journal_corruption(path: &Path, offset: u64, e: Error) -> Error {
-    let reason = match e {
-        Error::InvalidInput { reason } => reason,
-        other => other.to_string(),
-    };
-    Error::Corruption {
-        file: path.to_owned(),
-        offset,
-        reason,
-    }
-}
-
 /// Opens the journal of the store in `dir`, if it has one, and applies its
 /// entries to `indexes`. Every position an entry names must be
 /// in the recovered log (up to `head`), and the entries' sequences must
@@ -92,34 +80,13 @@ pub(crate) fn open(
         });
     }
     let opened = Journal::open(fs.clone(), &path)?;
-    let mut sequence = 0;
-    let mut timestamp_micros = 0;
-    let mut offset = journal::JOURNAL_HEADER_LEN as u64;
-    for body in &opened.entries {
-        let (entry, gained) =
-            decode_journal_entry(body).map_err(|e| journal_corruption(&path, offset, e))?;
-        if entry.sequence != sequence + 1 {
-            return Err(journal_corruption(
-                &path,
-                offset,
-                Error::invalid(format!("entry {} follows entry {sequence}", entry.sequence)),
-            ));
-        }
-        if entry.head > head {
-            return Err(journal_corruption(
-                &path,
-                offset,
-                Error::invalid(format!(
-                    "entry {} was made at head {}, but the log ends at {head}",
-                    entry.sequence, entry.head
-                )),
-            ));
-        }
+    let entries = lc::check_journal_entries(&path, &opened.entries, head)?;
+    let (mut sequence, mut timestamp_micros) = (0, 0);
+    for (entry, gained) in &entries {
         let Operation::AddTags { tags, .. } = &entry.operation;
-        indexes.add_tags(tags, &gained);
+        indexes.add_tags(tags, gained);
         sequence = entry.sequence;
         timestamp_micros = entry.timestamp_micros;
-        offset += (journal::ENTRY_FRAME_LEN + body.len()) as u64;
     }
     Ok(Lifecycle {
         fs,
@@ -217,7 +184,7 @@ impl Store {
                 break;
             }
             let (entry, _) =
-                decode_journal_entry(body).map_err(|e| journal_corruption(&path, at, e))?;
+                decode_journal_entry(body).map_err(|e| lc::journal_corruption(&path, at, e))?;
             out.push(entry);
         }
         Ok(out)

@@ -10,6 +10,8 @@ mod compact;
 mod cursors;
 mod lifecycle;
 mod listings;
+
+pub(crate) use lifecycle::JOURNAL_FILE;
 mod projections;
 mod snapshots;
 mod streams;
