@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-/// What the cache holds: the first position of a compressed segment, and
-/// either the number of one of its blocks ([`BlockKey::block`]) or the
+/// What the cache holds: a compressed segment (the id it was given when
+/// opened), and either the number of one of its blocks ([`BlockKey::block`]) or the
 /// offset of one of its records whose head it holds ([`BlockKey::head`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct BlockKey(u64, u64);
@@ -134,6 +134,21 @@ impl Inner {
 }
 
 impl BlockCache {
+    /// Drops every block of the segment opened as `segment`.
+    pub(crate) fn forget(&self, segment: u64) {
+        let mut inner = self.inner.lock();
+        let mut i = 0;
+        while i < inner.ring.len() {
+            if inner.ring[i].key.0 == segment {
+                inner.hand = i;
+                inner.evict_at_hand();
+            } else {
+                i += 1;
+            }
+        }
+        inner.hand = 0;
+    }
+
     /// A cache that holds at most `capacity` bytes of blocks (0 caches
     /// nothing).
     pub fn new(capacity: usize) -> BlockCache {

@@ -266,6 +266,16 @@ impl GroupCommit {
         Ok(())
     }
 
+    /// Seals the active segment if it holds a record (see
+    /// [`WalWriter::seal_active`]; the roll syncs it first).
+    pub fn seal_active(&mut self) -> Result<bool> {
+        let sealed = self.writer.seal_active()?;
+        if sealed {
+            self.policy.synced();
+        }
+        Ok(sealed)
+    }
+
     /// Makes everything committed durable, if anything is not yet. A
     /// failure poisons the log.
     pub fn sync(&mut self) -> Result<()> {

@@ -69,6 +69,23 @@ impl Compressor {
         }
     }
 
+    /// Holds off every other pass (compression, rewrites) while held.
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.busy.lock()
+    }
+
+    pub(crate) fn segments(&self) -> &SegmentSet {
+        &self.segments
+    }
+
+    pub(crate) fn fs(&self) -> &dyn FileSystem {
+        self.fs.as_ref()
+    }
+
+    pub(crate) fn cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
     /// The block cache of the log's compressed segments.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
@@ -88,7 +105,10 @@ impl Compressor {
         let _busy = self.busy.lock();
         let mut report = CompressReport::default();
         for segment in self.segments.snapshot() {
-            if !segment.is_sealed() || segment.compressed().is_some() || !self.complete(&segment)? {
+            if !segment.is_sealed()
+                || segment.compressed().is_some()
+                || !self.is_complete(&segment)?
+            {
                 continue;
             }
             if stop() {
@@ -119,7 +139,7 @@ impl Compressor {
     /// until then the published bounds stop short of what the segment's
     /// offset table, written durably at the seal, says it holds, and a
     /// rewrite from them would drop those records.
-    fn complete(&self, segment: &Segment) -> Result<bool> {
+    pub(crate) fn is_complete(&self, segment: &Segment) -> Result<bool> {
         let first = segment.first_position();
         let table = SegmentTable::load(self.fs.as_ref(), &self.dir, first)
             .at(&table_path(&self.dir, first))?;
@@ -184,11 +204,10 @@ pub fn resolve_listing(dir: &Path, names: &[String]) -> (Vec<(u64, SegmentFile)>
             plain.insert(first);
         } else if let Some(first) = zseg::parse_compressed_file_name(name) {
             packed.insert(first);
-        } else if name
-            .strip_suffix(".tmp")
-            .and_then(zseg::parse_compressed_file_name)
-            .is_some()
-        {
+        } else if name.strip_suffix(".tmp").is_some_and(|n| {
+            zseg::parse_compressed_file_name(n).is_some() || parse_segment_file_name(n).is_some()
+        }) {
+            // An interrupted compression or rewrite.
             garbage.push(dir.join(name));
         }
     }
@@ -223,6 +242,7 @@ mod tests {
             "00000000000000000007.zseg",
             "00000000000000000009.seg",
             "00000000000000000009.zseg.tmp",
+            "00000000000000000007.seg.tmp",
             "00000000000000000001.off",
             "MANIFEST",
         ]
@@ -245,6 +265,7 @@ mod tests {
             garbage,
             vec![
                 dir.join("00000000000000000009.zseg.tmp"),
+                dir.join("00000000000000000007.seg.tmp"),
                 dir.join("00000000000000000007.zseg"),
             ]
         );

@@ -41,6 +41,11 @@ pub const SEGMENT_VERSION: u32 = 3;
 /// are version 3 without such events. The writer never appends to one (see
 /// `WalWriter::push`).
 pub const OLDEST_SEGMENT_VERSION: u32 = 2;
+/// The newest segment format version this build reads: version 4 is a
+/// sealed segment rewritten to erase the bytes of redacted events (see
+/// `Compressor::rewrite_sealed`), whose events may say so in a way a
+/// version 3 reader would take for damage. The writer never writes it.
+pub const NEWEST_SEGMENT_VERSION: u32 = 4;
 /// Size of the segment header in bytes.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// The header's reserved fields (byte ranges), which must be zero.
@@ -101,7 +106,7 @@ impl SegmentHeader {
         // The version first: another version may give the reserved fields
         // a meaning, and that is what to report.
         let version = u32_at(b, 8);
-        if !(OLDEST_SEGMENT_VERSION..=SEGMENT_VERSION).contains(&version) {
+        if !(OLDEST_SEGMENT_VERSION..=NEWEST_SEGMENT_VERSION).contains(&version) {
             return Err(HeaderError::Version(version));
         }
         for range in HEADER_RESERVED {
@@ -556,7 +561,7 @@ mod tests {
                 }
                 // The first position, or another version this build reads.
                 let readable =
-                    (OLDEST_SEGMENT_VERSION..=SEGMENT_VERSION).contains(&u32_at(&bad, 8));
+                    (OLDEST_SEGMENT_VERSION..=NEWEST_SEGMENT_VERSION).contains(&u32_at(&bad, 8));
                 match SegmentHeader::decode(&bad) {
                     Ok(decoded) => assert!(
                         ((16..24).contains(&byte) && decoded != h) || (byte == 8 && readable),

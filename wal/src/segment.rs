@@ -168,6 +168,16 @@ impl Segment {
         b.compressed = Some(z);
     }
 
+    /// Switches a sealed plain segment to a rewritten file holding its
+    /// records at the same offsets (`map`, the new file's bytes); reads
+    /// already handed bytes of the old map keep them.
+    pub(crate) fn set_plain(&self, file: Arc<dyn FileHandle>, map: Bytes) {
+        let mut b = self.backing.write();
+        b.file = file;
+        b.mapping = Some(map);
+        b.compressed = None;
+    }
+
     /// The published end and last position.
     pub fn bounds(&self) -> SegmentBounds {
         let s = self.state.read();

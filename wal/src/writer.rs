@@ -497,6 +497,19 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Seals the active segment now, if it holds a record, starting the
+    /// next one (as when it fills up): so that a rewrite of sealed segments
+    /// reaches every record written so far. Called between groups; returns
+    /// whether a segment was sealed.
+    pub fn seal_active(&mut self) -> Result<bool> {
+        self.check()?;
+        if !self.buf.is_empty() || self.flushed <= SEGMENT_HEADER_LEN as u64 {
+            return Ok(false);
+        }
+        self.roll()?;
+        Ok(true)
+    }
+
     /// Writes and syncs anything outstanding. The active segment keeps its
     /// preallocated zeros; recovery reads them as the end of the log.
     pub fn close(&mut self) -> Result<()> {

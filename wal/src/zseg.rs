@@ -377,7 +377,14 @@ pub struct CompressedSegment {
     layout: Layout,
     dictionary: Option<Dictionary>,
     cache: Arc<BlockCache>,
+    /// Its blocks' key in the cache: unique to this opening of the file,
+    /// so that a segment rewritten under the same first position never
+    /// reads a block of the file it replaced.
+    cache_id: u64,
 }
+
+/// The source of [`CompressedSegment`]s' cache ids.
+static CACHE_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Reads spanning more blocks than this bypass the cache on a miss, so that
 /// a scan does not evict the blocks point reads keep hot.
@@ -411,7 +418,13 @@ impl CompressedSegment {
             layout,
             dictionary,
             cache,
+            cache_id: CACHE_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// Drops this segment's blocks from the cache (its file was replaced).
+    pub(crate) fn forget_cached(&self) {
+        self.cache.forget(self.cache_id);
     }
 
     /// The file's path.
@@ -466,7 +479,7 @@ impl CompressedSegment {
     }
 
     fn block(&self, i: usize, cache_miss: bool) -> Result<Bytes> {
-        let key = BlockKey::block(self.layout.first_position, i);
+        let key = BlockKey::block(self.cache_id, i);
         if let Some(hit) = self.cache.get(key) {
             return Ok(hit);
         }
@@ -480,8 +493,7 @@ impl CompressedSegment {
     /// The head of the record at `offset` (its frame, fields, sequencing
     /// bytes and head checksum), if a point read cached it.
     pub fn cached_head(&self, offset: u64) -> Option<Bytes> {
-        self.cache
-            .get(BlockKey::head(self.layout.first_position, offset))
+        self.cache.get(BlockKey::head(self.cache_id, offset))
     }
 
     /// Caches the head of the record at `offset`, for the next point read
@@ -491,7 +503,7 @@ impl CompressedSegment {
     /// what it keeps alive.
     pub fn cache_head(&self, offset: u64, head: &[u8]) {
         self.cache.insert(
-            BlockKey::head(self.layout.first_position, offset),
+            BlockKey::head(self.cache_id, offset),
             Bytes::copy_from_slice(head),
         );
     }
@@ -534,10 +546,7 @@ impl CompressedSegment {
             let whole = lo == 0 && hi as usize == self.layout.block_len(i as usize);
             if whole && !cache {
                 // A scan's inner block: decompressed in place, unless cached.
-                match self
-                    .cache
-                    .get(BlockKey::block(self.layout.first_position, i as usize))
-                {
+                match self.cache.get(BlockKey::block(self.cache_id, i as usize)) {
                     Some(hit) => out.extend_from_slice(&hit),
                     None => self.decompress_onto(i as usize, &mut out)?,
                 }

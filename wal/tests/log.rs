@@ -526,7 +526,7 @@ fn header_version(fs: &FaultFs, path: &Path) -> u32 {
 /// version says it cannot hold one.
 #[test]
 fn an_older_format_active_segment_is_read_and_closed_to_new_records() {
-    use gesta_wal::format::{OLDEST_SEGMENT_VERSION, SEGMENT_VERSION};
+    use gesta_wal::format::{NEWEST_SEGMENT_VERSION, OLDEST_SEGMENT_VERSION, SEGMENT_VERSION};
     let (fs_impl, fs, mut wal) = log_with(3);
     let last = wal.writer.next_position() - 1;
     assert_eq!(wal.reader.segments().len(), 1);
@@ -571,11 +571,11 @@ fn an_older_format_active_segment_is_read_and_closed_to_new_records() {
     // A format this build does not know is refused by name.
     let (fs_impl, fs, wal) = log_with(1);
     drop(wal);
-    set_header_version(&fs_impl, &seg(dir, 1), 1, SEGMENT_VERSION + 1);
+    set_header_version(&fs_impl, &seg(dir, 1), 1, NEWEST_SEGMENT_VERSION + 1);
     match open(&fs, dir) {
         Err(WalError::Corruption { reason, .. }) => {
             assert!(
-                reason.contains(&format!("version {}", SEGMENT_VERSION + 1)),
+                reason.contains(&format!("version {}", NEWEST_SEGMENT_VERSION + 1)),
                 "{reason}"
             )
         }

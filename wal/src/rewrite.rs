@@ -1,0 +1,148 @@
+//! Rewriting a sealed segment's records in place of the segment: what
+//! erasing events' bytes from the log needs (the engine's redaction).
+//!
+//! A rewrite keeps every record where it was and as long as it was — the
+//! caller replaces a record's payload with one of the same length — so the
+//! offset tables, the positions and every offset a reader may hold stay
+//! true, and a reader racing the switch reads either the old record or the
+//! new one, each whole and checksummed. The header's version becomes
+//! [`NEWEST_SEGMENT_VERSION`]: what the new payloads hold may be something
+//! a reader of the version the segment had would take for damage.
+//!
+//! The steps: read the segment's (decompressed) bytes, rewrite the
+//! records, check that the new bytes decode record by record, write the
+//! new file under a temporary name, fsync, rename it over the old one,
+//! fsync the directory — so a crash leaves the old file or the new one,
+//! never a mix (a leftover temporary file is removed on open, see
+//! `resolve_listing`) — and switch the segment in memory to it. A
+//! compressed segment is compressed again with the settings given; the
+//! block cache drops the old file's blocks (which a new opening of the
+//! segment could never be served: cache keys name the opening).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::compress::Compressor;
+use crate::error::{IoContext, Result, WalError};
+use crate::format::{
+    self, Frame, NEWEST_SEGMENT_VERSION, Payload, Record, SEGMENT_HEADER_LEN, SegmentHeader,
+    encode_record,
+};
+use crate::io::{OpenMode, write_atomic};
+use crate::zseg::{self, CompressedSegment, Compression};
+
+/// What [`Compressor::rewrite_sealed`] did to one segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RewriteReport {
+    /// Records whose payload was replaced.
+    pub records: u64,
+    /// The segment file's size after the rewrite.
+    pub file_bytes: u64,
+}
+
+impl Compressor {
+    /// Rewrites the sealed segment that starts at `first_position`:
+    /// `rewrite` sees each record and answers a new payload of the same
+    /// length, or `None` to keep it. Returns `None` if the segment is not
+    /// there, not sealed and complete yet, or no record changed (then
+    /// nothing was written). A payload of another length is refused
+    /// (`WalError::Corruption` naming the segment) before anything is
+    /// written. `settings` compress the new file if the segment is
+    /// compressed.
+    pub fn rewrite_sealed(
+        &self,
+        first_position: u64,
+        settings: Compression,
+        rewrite: &mut dyn FnMut(&Record) -> Option<Bytes>,
+    ) -> Result<Option<RewriteReport>> {
+        let _busy = self.lock();
+        let Some(segment) = self
+            .segments()
+            .snapshot()
+            .into_iter()
+            .find(|s| s.first_position() == first_position)
+        else {
+            return Ok(None);
+        };
+        if !segment.is_sealed() || !self.is_complete(&segment)? {
+            return Ok(None);
+        }
+        let path = segment.path();
+        let bounds = segment.bounds();
+        let original = segment.read(0, bounds.end)?;
+        let mut out = Vec::with_capacity(original.len());
+        out.extend_from_slice(
+            &SegmentHeader { first_position }.encode_version(NEWEST_SEGMENT_VERSION),
+        );
+        let mut report = RewriteReport::default();
+        let mut at = SEGMENT_HEADER_LEN;
+        while at < original.len() {
+            let rest = original.slice(at..);
+            let Frame::Record(record, len) = format::decode_record(&rest) else {
+                return Err(WalError::Corruption {
+                    file: path,
+                    offset: at as u64,
+                    reason: "a sealed segment's record fails its checks during a rewrite".into(),
+                });
+            };
+            match rewrite(&record) {
+                Some(payload) if payload.len() != record.payload.len() => {
+                    return Err(WalError::Corruption {
+                        file: path,
+                        offset: at as u64,
+                        reason: "a rewritten record's payload changed its length".into(),
+                    });
+                }
+                Some(payload) => {
+                    encode_record(&mut out, record.meta, &record.seq, &Payload::new(payload));
+                    report.records += 1;
+                }
+                None => out.extend_from_slice(&rest[..len]),
+            }
+            at += len;
+        }
+        if report.records == 0 {
+            return Ok(None);
+        }
+        debug_assert_eq!(out.len(), original.len());
+        let out = Bytes::from(out);
+        let file = match segment.compressed() {
+            Some(_) => {
+                let packed = zseg::compress(&out, first_position, bounds.last_position, settings)
+                    .at(&path)?;
+                let check = CompressedSegment::open(
+                    path.clone(),
+                    Bytes::copy_from_slice(&packed),
+                    Arc::new(crate::cache::BlockCache::new(0)),
+                )?;
+                if check.read_all()? != out {
+                    return Err(WalError::Corruption {
+                        file: path,
+                        offset: 0,
+                        reason: "rewritten segment does not decompress to its records".into(),
+                    });
+                }
+                drop(check);
+                write_atomic(self.fs(), &path, &packed).at(&path)?;
+                let file = self.fs().open(&path, OpenMode::Existing).at(&path)?;
+                let data = Bytes::from_owner(file.map().at(&path)?);
+                let z = CompressedSegment::open(path.clone(), data, self.cache().clone())?;
+                report.file_bytes = z.file_len();
+                if let Some(old) = segment.compressed() {
+                    old.forget_cached();
+                }
+                segment.set_compressed(file, Arc::new(z));
+                return Ok(Some(report));
+            }
+            None => {
+                write_atomic(self.fs(), &path, &out).at(&path)?;
+                self.fs().open(&path, OpenMode::Existing).at(&path)?
+            }
+        };
+        report.file_bytes = out.len() as u64;
+        let map = Bytes::from_owner(file.map().at(&path)?);
+        segment.set_plain(file, map);
+        Ok(Some(report))
+    }
+}
