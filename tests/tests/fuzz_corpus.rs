@@ -359,11 +359,11 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     let header = SegmentHeader { first_position: 1 }.encode();
     s.insert(("decode_record", "header"), header.to_vec());
     // A version after this build's, and the oldest it reads.
-    let mut v4 = header;
-    v4[8] = 4;
-    let crc4 = crc(&v4[..24]);
-    v4[24..28].copy_from_slice(&crc4.to_le_bytes());
-    s.insert(("decode_record", "header-version-4"), v4.to_vec());
+    let mut v5 = header;
+    v5[8] = 5;
+    let crc5 = crc(&v5[..24]);
+    v5[24..28].copy_from_slice(&crc5.to_le_bytes());
+    s.insert(("decode_record", "header-version-5"), v5.to_vec());
     let v2 = SegmentHeader { first_position: 1 }.encode_version(2);
     s.insert(("decode_record", "header-version-2"), v2.to_vec());
     let mut reserved = header;
@@ -470,12 +470,12 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         ("recover_segment", "fix-checksums-position-gap"),
         with(FIX_CHECKSUMS, &gap),
     );
-    let mut v4 = SegmentHeader { first_position: 1 }.encode().to_vec();
-    v4[8] = 4;
-    v4.extend_from_slice(&log);
+    let mut v5 = SegmentHeader { first_position: 1 }.encode().to_vec();
+    v5[8] = 5;
+    v5.extend_from_slice(&log);
     s.insert(
-        ("recover_segment", "fix-checksums-raw-version-4"),
-        with(FIX_CHECKSUMS | RAW_SEGMENT, &v4),
+        ("recover_segment", "fix-checksums-raw-version-5"),
+        with(FIX_CHECKSUMS | RAW_SEGMENT, &v5),
     );
     let mut v2 = SegmentHeader { first_position: 1 }
         .encode_version(2)
@@ -1101,9 +1101,9 @@ fn corrected_checksums_reach_the_checks_behind_them() {
         matches!(&gap, Err(WalError::Corruption { reason, .. }) if reason.contains("expected")),
         "{gap:?}"
     );
-    let v4 = recover_segment(&s[&("recover_segment", "fix-checksums-raw-version-4")]);
+    let v5 = recover_segment(&s[&("recover_segment", "fix-checksums-raw-version-5")]);
     assert!(
-        matches!(&v4, Err(WalError::Corruption { reason, .. }) if reason.contains("version 4")),
-        "{v4:?}"
+        matches!(&v5, Err(WalError::Corruption { reason, .. }) if reason.contains("version 5")),
+        "{v5:?}"
     );
 }
