@@ -1,37 +1,90 @@
-//! The tags added to committed events after the fact ([`add_tags`]), by
-//! position: what a read appends to an event's own tags. The index's half
+//! What lifecycle operations changed about committed events, by position,
+//! as reads apply it: the tags added after the fact ([`add_tags`]), which a
+//! read puts after an event's own, and the events redacted ([`redact`]),
+//! which a read returns with empty data and metadata. The index's half
 //! (the overlay a query reads) is in `indexes`; the durable half, the
 //! journal that both are rebuilt from on open, in `store::lifecycle`.
 //!
 //! [`add_tags`]: crate::EventStore::add_tags
+//! [`redact`]: crate::EventStore::redact
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
-/// Tags added to events, by position, in the order they were added.
+use crate::view::EventRef;
+
+/// Tags added to events and events redacted, by position.
 #[derive(Debug, Default)]
-pub(crate) struct AddedTags {
-    map: RwLock<HashMap<u64, Arc<[Arc<str>]>>>,
-    /// Whether any event has added tags: reads of a store without any skip
-    /// the map.
+pub(crate) struct Amendments {
+    tags: RwLock<HashMap<u64, Arc<[Arc<str>]>>>,
+    redacted: RwLock<BTreeSet<u64>>,
+    /// Whether any event is amended: reads of a store without any skip
+    /// the maps.
     any: AtomicBool,
 }
 
-impl AddedTags {
-    /// The tags added to the event at `position`, if any.
-    pub(crate) fn get(&self, position: u64) -> Option<Arc<[Arc<str>]>> {
-        if !self.any.load(Ordering::Acquire) {
-            return None;
+/// What a read must change about one event.
+#[derive(Debug, Default)]
+pub(crate) struct Amended {
+    tags: Option<Arc<[Arc<str>]>>,
+    redacted: bool,
+}
+
+impl Amended {
+    /// `e` as amended: the added tags after its own, data and metadata
+    /// empty if redacted.
+    pub(crate) fn apply<'b, 'a: 'b>(&'b self, e: EventRef<'a>) -> EventRef<'b> {
+        let mut e = match &self.tags {
+            Some(tags) => e.with_added(tags),
+            None => e,
+        };
+        if self.redacted {
+            e.data = &[];
+            e.metadata = &[];
         }
-        self.map.read().get(&position).cloned()
+        e
+    }
+
+    /// The same for an owned event.
+    pub(crate) fn apply_owned(&self, e: &mut crate::event::RecordedEvent) {
+        if let Some(tags) = &self.tags {
+            e.tags.extend(tags.iter().map(|t| t.to_string()));
+        }
+        if self.redacted {
+            e.data = bytes::Bytes::new();
+            e.metadata = bytes::Bytes::new();
+        }
+    }
+}
+
+impl Amendments {
+    /// What changed about the event at `position`.
+    pub(crate) fn get(&self, position: u64) -> Amended {
+        if !self.any.load(Ordering::Acquire) {
+            return Amended::default();
+        }
+        Amended {
+            tags: self.tags.read().get(&position).cloned(),
+            redacted: self.redacted.read().contains(&position),
+        }
+    }
+
+    /// Whether the event at `position` was redacted.
+    pub(crate) fn is_redacted(&self, position: u64) -> bool {
+        self.any.load(Ordering::Acquire) && self.redacted.read().contains(&position)
+    }
+
+    /// Every redacted position, ascending.
+    pub(crate) fn redacted(&self) -> Vec<u64> {
+        self.redacted.read().iter().copied().collect()
     }
 
     /// Adds `tags` (in order) to the events at `gained[i]`'s positions:
     /// `gained[i]` lists the positions that gain `tags[i]`.
-    pub(crate) fn add(&self, tags: &[String], gained: &[Vec<u64>]) {
+    pub(crate) fn add_tags(&self, tags: &[String], gained: &[Vec<u64>]) {
         let mut per_position: HashMap<u64, Vec<Arc<str>>> = HashMap::new();
         for (tag, positions) in tags.iter().zip(gained) {
             let tag: Arc<str> = Arc::from(tag.as_str());
@@ -42,7 +95,7 @@ impl AddedTags {
         if per_position.is_empty() {
             return;
         }
-        let mut map = self.map.write();
+        let mut map = self.tags.write();
         for (p, new) in per_position {
             let merged: Arc<[Arc<str>]> = match map.get(&p) {
                 Some(old) => old.iter().cloned().chain(new).collect(),
@@ -52,6 +105,15 @@ impl AddedTags {
         }
         self.any.store(true, Ordering::Release);
     }
+
+    /// Marks the events at `positions` redacted.
+    pub(crate) fn redact(&self, positions: &[u64]) {
+        if positions.is_empty() {
+            return;
+        }
+        self.redacted.write().extend(positions.iter().copied());
+        self.any.store(true, Ordering::Release);
+    }
 }
 
 #[cfg(test)]
@@ -59,15 +121,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_accumulate_in_order_per_position() {
-        let added = AddedTags::default();
-        assert!(added.get(1).is_none());
-        added.add(&["a".into(), "b".into()], &[vec![1, 2], vec![2]]);
-        added.add(&["c".into()], &[vec![2]]);
-        let two = added.get(2).unwrap();
-        let two: Vec<&str> = two.iter().map(|t| &**t).collect();
-        assert_eq!(two, ["a", "b", "c"]);
-        assert_eq!(added.get(1).unwrap().len(), 1);
-        assert!(added.get(3).is_none());
+    fn tags_accumulate_in_order_per_position_and_redactions_blank_data() {
+        let amendments = Amendments::default();
+        assert!(amendments.get(1).tags.is_none() && !amendments.get(1).redacted);
+        amendments.add_tags(&["a".into(), "b".into()], &[vec![1, 2], vec![2]]);
+        amendments.add_tags(&["c".into()], &[vec![2]]);
+        amendments.redact(&[2]);
+        let mut e = crate::event::RecordedEvent {
+            position: 2,
+            event_type: "T".into(),
+            tags: vec!["own".into()],
+            data: bytes::Bytes::from_static(b"secret"),
+            metadata: bytes::Bytes::from_static(b"meta"),
+            id: None,
+            stream: None,
+            revision: None,
+            timestamp_micros: 0,
+        };
+        let amended = amendments.get(2);
+        let view = amended.apply(EventRef::from(&e));
+        assert_eq!(view.tags.collect::<Vec<_>>(), ["own", "a", "b", "c"]);
+        assert!(view.data.is_empty() && view.metadata.is_empty());
+        amended.apply_owned(&mut e);
+        assert_eq!(e.tags, ["own", "a", "b", "c"]);
+        assert!(e.data.is_empty() && e.metadata.is_empty());
+        assert!(!amendments.get(1).redacted);
+        assert!(amendments.get(3).tags.is_none());
+        assert_eq!(amendments.redacted(), [2]);
     }
 }

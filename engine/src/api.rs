@@ -9,7 +9,7 @@ use crate::append::Appended;
 use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::Result;
 use crate::event::{NewEvent, RecordedEvent};
-use crate::lifecycle::{AuditEntry, TagsAdded, Target};
+use crate::lifecycle::{AuditEntry, Redacted, TagsAdded, Target};
 use crate::listing::{Listed, Listing};
 use crate::query::Query;
 use crate::read::ReadOptions;
@@ -342,6 +342,28 @@ pub trait EventStore: Send + Sync {
         Err(crate::Error::Unsupported {
             what: "retroactive tags",
         })
+    }
+
+    /// Erases the data and metadata of the committed events `target`
+    /// names, durably; type, tags, stream, revision, id, position and
+    /// commit time stay, so the history keeps its shape. See [the
+    /// lifecycle contract](crate::lifecycle) for what reads return and
+    /// when the bytes leave the store's files.
+    ///
+    /// ```
+    /// use gesta::lifecycle::Target;
+    /// use gesta::{EventStore, MemoryStore, NewEvent, Query};
+    ///
+    /// let store = MemoryStore::new();
+    /// store.append(vec![NewEvent::new("Registered", r#"{"email":"a@b.c"}"#).tag("user:u1")])?;
+    /// store.redact(&Target::Query(Query::tag("user:u1")))?;
+    /// let event = store.read_last(&Query::tag("user:u1"))?.unwrap();
+    /// assert!(event.data.is_empty() && event.event_type == "Registered");
+    /// # Ok::<(), gesta::Error>(())
+    /// ```
+    fn redact(&self, target: &Target) -> Result<Redacted> {
+        let _ = target;
+        Err(crate::Error::Unsupported { what: "redaction" })
     }
 
     /// The audit trail: every lifecycle operation committed, oldest first,

@@ -38,8 +38,12 @@ const FLAG_METADATA: u8 = 4;
 /// with a name longer than 255 bytes (segment format 3 on; older readers
 /// refuse such segments by their version).
 const FLAG_WIDE: u8 = 8;
+/// The event was redacted: its metadata (if any) and data bytes are zeros
+/// and read as empty. Set only by the rewrite of a sealed segment (format
+/// 4, see [`redact_payload`]); the writer never sets it.
+const FLAG_REDACTED: u8 = 16;
 /// Every flag a reader knows: an event with another set is malformed.
-const KNOWN_FLAGS: u8 = FLAG_ID | FLAG_STREAM | FLAG_METADATA | FLAG_WIDE;
+const KNOWN_FLAGS: u8 = FLAG_ID | FLAG_STREAM | FLAG_METADATA | FLAG_WIDE | FLAG_REDACTED;
 
 /// Appends a name's length: one byte, or a varint in a wide event.
 fn put_len(out: &mut Vec<u8>, len: usize, wide: bool) {
@@ -558,13 +562,19 @@ impl<'a> Decoder<'a> {
         } else {
             None
         };
-        let metadata = if flags & FLAG_METADATA != 0 {
+        let mut metadata = if flags & FLAG_METADATA != 0 {
             let n = c.varint()? as usize;
             c.slice(n)?
         } else {
             &[]
         };
-        let data = c.slice(c.end - c.at)?;
+        let mut data = c.slice(c.end - c.at)?;
+        if flags & FLAG_REDACTED != 0 {
+            if metadata.iter().chain(data).any(|&b| b != 0) {
+                return Err(malformed("a redacted event holds data"));
+            }
+            (metadata, data) = (&[], &[]);
+        }
         self.index += 1;
         Ok(EventRef {
             position,
@@ -880,6 +890,63 @@ pub(crate) fn decode_event(record: &Record, position: u64) -> Result<RecordedEve
     .map(|e| e.to_owned())
 }
 
+/// The payload of `record` with the events at the positions `redacted`
+/// says erased — their metadata and data bytes zeroed, the redacted flag
+/// set, their checksums computed again — or `None` if no event of it is to
+/// be erased that still holds its bytes. The payload keeps its length, so
+/// the record keeps its place in its segment. Every event of the record is
+/// checked first (the record's checksum was verified by the caller's read).
+pub(crate) fn redact_payload(
+    record: &Record,
+    redacted: &dyn Fn(u64) -> bool,
+) -> Result<Option<Bytes>> {
+    let meta = record.meta;
+    let payload = &record.payload;
+    let table = meta.count as usize * 4;
+    let entries = payload.get(..table).unwrap_or_default();
+    let mut out: Option<Vec<u8>> = None;
+    for index in 0..meta.count {
+        let position = meta.first_position + u64::from(index);
+        if !redacted(position) {
+            continue;
+        }
+        let (start, end) = event_bounds(entries, 0, meta.count, index)?;
+        let (start, end) = (table + start, table + end);
+        if end > payload.len() || start + 5 > end {
+            return Err(malformed("event bounds out of range"));
+        }
+        let mut c = Cursor {
+            bytes: payload,
+            at: start + 4,
+            end,
+        };
+        let flags = c.flags()?;
+        if flags & FLAG_REDACTED != 0 {
+            continue;
+        }
+        Names::read(&mut c, flags & FLAG_STREAM != 0, flags & FLAG_WIDE != 0)?.checked()?;
+        if flags & FLAG_ID != 0 {
+            c.slice(16)?;
+        }
+        // The metadata's length stays (so the event keeps its shape); its
+        // bytes and the data's become zeros.
+        let erased_from = if flags & FLAG_METADATA != 0 {
+            let n = c.varint()? as usize;
+            let at = c.at;
+            c.slice(n)?;
+            at
+        } else {
+            c.at
+        };
+        let bytes = out.get_or_insert_with(|| payload.to_vec());
+        bytes[start + 4] = flags | FLAG_REDACTED;
+        bytes[erased_from..end].fill(0);
+        let crc = event_crc(index, &bytes[start + 4..end]);
+        bytes[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(out.map(Bytes::from))
+}
+
 /// Where point reads in one record left off in its revision entries: the
 /// index of the last event read that names a stream, and where the entry
 /// after its own starts. A later read a few events further on (the next
@@ -997,6 +1064,73 @@ mod tests {
         (out, events)
     }
 
+    fn decode_whole(bytes: &[u8]) -> Record {
+        match format::decode_record(&Bytes::copy_from_slice(bytes)) {
+            Frame::Record(r, _) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Redacting events of a record zeroes their data and metadata bytes,
+    /// keeps the payload's length and every other event, and reads back as
+    /// empty data and metadata with every other field the same; a second
+    /// pass changes nothing.
+    #[test]
+    fn redacted_payloads_keep_their_shape_and_lose_their_data() {
+        let (bytes, events) = record_bytes();
+        let record = decode_whole(&bytes);
+        let redacted = |p: u64| p == 42 || p == 43;
+        let new = redact_payload(&record, &redacted).unwrap().unwrap();
+        assert_eq!(new.len(), record.payload.len());
+        let mut framed = Vec::new();
+        format::encode_record(&mut framed, record.meta, &record.seq, &Payload::new(new));
+        assert_eq!(framed.len(), bytes.len());
+        let again = decode_whole(&framed);
+        assert!(!contains(&again.payload, &[7u8; 40]));
+        let mut out = Vec::new();
+        decode_record(&again, &mut out).unwrap();
+        let mut before = Vec::new();
+        decode_record(&record, &mut before).unwrap();
+        assert_eq!(out[0], before[0]);
+        for i in [1, 2] {
+            let (a, b) = (&out[i], &before[i]);
+            assert!(a.data.is_empty() && a.metadata.is_empty());
+            assert_eq!(
+                (&a.event_type, &a.tags, a.id, &a.stream, a.revision),
+                (&b.event_type, &b.tags, b.id, &b.stream, b.revision)
+            );
+        }
+        assert_eq!(events[1].id, out[1].id);
+        // Point reads agree, and nothing is left to erase.
+        let mut hint = RevisionHint::default();
+        let e = decode_event_after(again.meta, &again.seq, &again.payload, 42, &mut hint).unwrap();
+        assert!(e.data.is_empty() && e.metadata.is_empty());
+        assert_eq!(redact_payload(&again, &redacted).unwrap(), None);
+        assert_eq!(redact_payload(&record, &|_| false).unwrap(), None);
+        // A redacted event whose zeros are not zeros is damage.
+        // (Event 1's last data byte, its checksum made to match.)
+        let mut tampered = again.payload.to_vec();
+        let table = 12;
+        let start = table + u32_at(&tampered, 0) as usize;
+        let end = table + u32_at(&tampered, 4) as usize;
+        tampered[end - 1] = 1;
+        let crc = event_crc(1, &tampered[start + 4..end]);
+        tampered[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+        let mut framed = Vec::new();
+        format::encode_record(
+            &mut framed,
+            record.meta,
+            &record.seq,
+            &Payload::new(Bytes::from(tampered)),
+        );
+        let mut out = Vec::new();
+        assert!(decode_record(&decode_whole(&framed), &mut out).is_err());
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
     /// A point read verifies only the record's head and the one event, yet
     /// no single flipped bit anywhere in the record makes it return a
     /// different event than was written.
@@ -1072,8 +1206,11 @@ mod tests {
                 decode_record(&record, &mut Vec::new()).is_err(),
                 "bit {bit}"
             );
-            assert!(
+            // Bit 4 (redacted) is known: the event's keys read, but its
+            // data, not zeros, is damage.
+            assert_eq!(
                 index_entries(&record, 0, &mut Vec::new()).is_err(),
+                bit != 4,
                 "bit {bit}"
             );
         }

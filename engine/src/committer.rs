@@ -41,6 +41,9 @@ pub(crate) enum Request {
     /// Make everything committed durable (for modes that do not sync each
     /// group).
     Sync(oneshot::Sender<Result<()>>),
+    /// Seal the active segment if it holds a record (so that a rewrite of
+    /// sealed segments reaches every record written so far).
+    Seal(oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<Result<()>>),
 }
 
@@ -48,7 +51,7 @@ impl GroupSize for Request {
     fn group_bytes(&self) -> usize {
         match self {
             Request::Append(a) => a.payload.bytes().len(),
-            Request::FlushIndex(_) | Request::Sync(_) | Request::Close(_) => 0,
+            Request::FlushIndex(_) | Request::Sync(_) | Request::Seal(_) | Request::Close(_) => 0,
         }
     }
 }
@@ -239,12 +242,14 @@ impl Committer {
         let mut close = None;
         let mut flushes = Vec::new();
         let mut syncs = Vec::new();
+        let mut seals = Vec::new();
         let timestamp = self.clock.now_micros().max(self.last_timestamp);
         for request in requests {
             match request {
                 Request::Close(reply) => close = Some(reply),
                 Request::FlushIndex(reply) => flushes.push(reply),
                 Request::Sync(reply) => syncs.push(reply),
+                Request::Seal(reply) => seals.push(reply),
                 Request::Append(a) if close.is_some() => {
                     a.reply.send(Err(Error::Closed));
                 }
@@ -258,6 +263,12 @@ impl Committer {
         if !syncs.is_empty() {
             let result = self.sync_now();
             for reply in syncs {
+                reply.send(result.as_ref().map(|_| ()).map_err(replicate));
+            }
+        }
+        if !seals.is_empty() {
+            let result = self.log.seal_active().map(drop).map_err(Error::from);
+            for reply in seals {
                 reply.send(result.as_ref().map(|_| ()).map_err(replicate));
             }
         }

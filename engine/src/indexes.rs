@@ -28,7 +28,7 @@ use gesta_index::{IndexView, Key, Memtable, Overlay, Run, RunError, write_run};
 use gesta_wal::io::{FileSystem, OpenMode};
 use parking_lot::{Mutex, RwLock};
 
-use crate::amended::AddedTags;
+use crate::amended::Amendments;
 use crate::error::{Error, Result};
 
 struct Frozen {
@@ -70,9 +70,9 @@ pub(crate) struct Indexes {
     compacting: Mutex<()>,
     settings: CompactionSettings,
     snapshots: Snapshots,
-    /// The tags added to events after the fact, which reads append to
-    /// their own (the overlay in `parts` is the same tags as postings).
-    added: Arc<AddedTags>,
+    /// What lifecycle operations changed about events, as reads apply it
+    /// (the overlay in `parts` is the added tags as postings).
+    amendments: Arc<Amendments>,
 }
 
 /// How runs are merged and snapshots kept.
@@ -208,7 +208,7 @@ impl Indexes {
             compacting: Mutex::new(()),
             settings,
             snapshots,
-            added: Arc::default(),
+            amendments: Arc::default(),
         };
         Ok((indexes, covered))
     }
@@ -228,9 +228,9 @@ impl Indexes {
         self.parts.lock().active.clone()
     }
 
-    /// The tags added to events after the fact, by position.
-    pub fn added(&self) -> &Arc<AddedTags> {
-        &self.added
+    /// What lifecycle operations changed about events, by position.
+    pub fn amendments(&self) -> &Arc<Amendments> {
+        &self.amendments
     }
 
     /// Adds tags to committed events: `gained[i]` lists the positions that
@@ -238,7 +238,7 @@ impl Indexes {
     /// events' tags first and the postings right after, so a query that
     /// finds an event by an added tag reads it with that tag.
     pub fn add_tags(&self, tags: &[String], gained: &[Vec<u64>]) {
-        self.added.add(tags, gained);
+        self.amendments.add_tags(tags, gained);
         let additions: Vec<(Key, Vec<u64>)> = tags
             .iter()
             .zip(gained)

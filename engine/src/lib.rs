@@ -87,7 +87,7 @@ pub use api::{EventIter, EventStore};
 pub use append::{AppendCondition, AppendOptions, Appended, ExpectedRevision};
 pub use error::{Error, Result};
 pub use event::{NewEvent, RecordedEvent};
-pub use lifecycle::{AuditEntry, Operation, TagsAdded, Target};
+pub use lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
 pub use listing::{Listed, Listing};
 pub use memory::MemoryStore;
 pub use options::{Compression, Durability, GroupLimits, Options};

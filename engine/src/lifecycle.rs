@@ -1,5 +1,5 @@
-//! Changes to committed events after the fact — retroactive tags today —
-//! and the audit trail that records each one: the types every store
+//! Changes to committed events after the fact — retroactive tags and
+//! redaction — and the audit trail that records each one: the types every store
 //! shares, the input checks, the rule that decides which events an
 //! operation changes, and the one binary form of an audit entry (what the
 //! engine's lifecycle journal holds, and the SQL stores keep in a column).
@@ -41,9 +41,42 @@
 //!   number of events it targets (at most [`MAX_TARGETED_EVENTS`]), and
 //!   that no event would carry more than [`MAX_TAGS`] tags.
 //!
+//! # Redaction: the contract
+//!
+//! [`EventStore::redact`](crate::EventStore::redact)`(target)` erases the
+//! data and metadata of committed events (the right to erasure):
+//!
+//! - The target is resolved as for `add_tags` (positions, each 1 to the
+//!   head, or a query resolved when the operation commits; at most
+//!   [`MAX_TARGETED_EVENTS`]).
+//! - **What goes:** each targeted event's data and metadata. From the
+//!   moment `redact` returns, every read — by query, scan, stream, id,
+//!   subscription — returns the event with empty data and empty metadata.
+//! - **What stays:** the event's position, type, tags (its own and added
+//!   ones), stream and revision, id and commit time. So the history keeps
+//!   its shape: positions, stream revisions, listings and every DCB
+//!   condition and expected revision answer exactly as before, and no
+//!   other event's meaning changes. Put nothing personal in types, tags,
+//!   stream names or ids.
+//! - **Bytes:** on the engine the erased bytes stay in the log's files
+//!   until [`Store::compact`](crate::Store::compact) returns: it rewrites
+//!   every segment that holds one (sealing the active segment first if it
+//!   does), so that no file of the store holds them — plain or compressed —
+//!   and deletes every snapshot, of any key, taken at or after the first
+//!   event it erased (a snapshot may hold state folded from the data; a
+//!   load then falls back to an older one, or none). Cursors, the MANIFEST,
+//!   offset tables and index runs never hold data. The SQL stores erase
+//!   the column values in place; their files are theirs to compact.
+//! - Redacting an event already redacted changes nothing (the result
+//!   counts it as targeted, not redacted); redaction cannot be undone.
+//! - Checked first, each [`Error::InvalidInput`] changing nothing: the
+//!   target, as for `add_tags`.
+//!
 //! Every operation that passes the checks is recorded in the audit trail
 //! ([`EventStore::audit_log`](crate::EventStore::audit_log)), durably and
-//! atomically with its effect, even when it changed no event.
+//! atomically with its effect, even when it changed no event. The trail
+//! records what was asked (the tags, the positions or query given) and
+//! what it did — never an event's data.
 //!
 //! [`Error::InvalidInput`]: crate::Error::InvalidInput
 
@@ -76,9 +109,25 @@ pub struct TagsAdded {
     pub tagged: u64,
 }
 
+/// What [`redact`](crate::EventStore::redact) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Redacted {
+    /// How many events the target named.
+    pub targeted: u64,
+    /// How many of them were not redacted before.
+    pub redacted: u64,
+}
+
 /// One lifecycle operation as the audit trail records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
+    /// [`redact`](crate::EventStore::redact).
+    Redact {
+        /// The target as given.
+        target: Target,
+        /// What it did.
+        result: Redacted,
+    },
     /// [`add_tags`](crate::EventStore::add_tags).
     AddTags {
         /// The tags asked for, each once, in the order given.
@@ -116,6 +165,39 @@ pub fn check_audit_page(limit: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks a target's shape (a valid query, or 1 to
+/// [`MAX_TARGETED_EVENTS`] positions) before anything is read.
+pub fn check_target(target: &Target) -> Result<()> {
+    match target {
+        Target::Query(q) => q.validate(),
+        Target::Positions(p) if p.is_empty() => Err(Error::invalid("the target names no position")),
+        Target::Positions(p) if p.len() > MAX_TARGETED_EVENTS => Err(Error::invalid(format!(
+            "the target names {} positions, the limit is {MAX_TARGETED_EVENTS}",
+            p.len()
+        ))),
+        Target::Positions(_) => Ok(()),
+    }
+}
+
+/// Which of the targeted `positions` a redaction erases (those not
+/// redacted yet, as `is_redacted` answers), and its result.
+pub fn plan_redact(
+    positions: &[u64],
+    mut is_redacted: impl FnMut(u64) -> Result<bool>,
+) -> Result<(Vec<u64>, Redacted)> {
+    let mut erased = Vec::new();
+    for &p in positions {
+        if !is_redacted(p)? {
+            erased.push(p);
+        }
+    }
+    let result = Redacted {
+        targeted: positions.len() as u64,
+        redacted: erased.len() as u64,
+    };
+    Ok((erased, result))
+}
+
 /// Checks the input of an `add_tags` before anything is read: the tags
 /// and the target's shape. Returns the tags, each once, in order.
 pub fn check_add_tags(target: &Target, tags: &[String]) -> Result<Vec<String>> {
@@ -139,19 +221,7 @@ pub fn check_add_tags(target: &Target, tags: &[String]) -> Result<Vec<String>> {
             unique.len()
         )));
     }
-    match target {
-        Target::Query(q) => q.validate()?,
-        Target::Positions(p) if p.is_empty() => {
-            return Err(Error::invalid("the target names no position"));
-        }
-        Target::Positions(p) if p.len() > MAX_TARGETED_EVENTS => {
-            return Err(Error::invalid(format!(
-                "the target names {} positions, the limit is {MAX_TARGETED_EVENTS}",
-                p.len()
-            )));
-        }
-        Target::Positions(_) => {}
-    }
+    check_target(target)?;
     Ok(unique)
 }
 
@@ -216,15 +286,18 @@ pub fn plan_tags(
 
 // --- The binary form ---------------------------------------------------
 //
-// An audit entry: kind (1 byte: 1 = add tags), sequence, timestamp and
-// head (8 bytes each), then the operation. Add tags: the tags (varint
-// count, each a varint length and UTF-8), the target (1 byte: 0 positions
-// — varint count, then each as a varint delta from the previous; 1 query —
-// varint item count, each item's types then tags as name lists), the
-// result (two varints). The engine's journal appends, after an entry, for
-// each tag the positions that gained it (a position list).
+// An audit entry: kind (1 byte: 1 = add tags, 2 = redact), sequence,
+// timestamp and head (8 bytes each), then the operation. Add tags: the
+// tags (varint count, each a varint length and UTF-8), the target (1 byte:
+// 0 positions — varint count, then each as a varint delta from the
+// previous; 1 query — varint item count, each item's types then tags as
+// name lists), the result (two varints). Redact: the target, the result.
+// The engine's journal appends, after an entry, what it did: for add tags,
+// for each tag the positions that gained it; for redact, the positions it
+// erased (position lists).
 
 const KIND_ADD_TAGS: u8 = 1;
+const KIND_REDACT: u8 = 2;
 const TARGET_POSITIONS: u8 = 0;
 const TARGET_QUERY: u8 = 1;
 
@@ -250,6 +323,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<AuditEntry> {
 /// An entry of the engine's lifecycle journal: the audit entry, then for
 /// each of its tags the positions that gained it.
 pub(crate) fn encode_journal_entry(entry: &AuditEntry, gained: &[Vec<u64>]) -> Vec<u8> {
+    // For a redaction, `gained` is one list: the positions erased.
     let mut out = encode_entry(entry);
     for list in gained {
         put_positions(&mut out, list);
@@ -263,9 +337,12 @@ pub(crate) fn encode_journal_entry(entry: &AuditEntry, gained: &[Vec<u64>]) -> V
 pub(crate) fn decode_journal_entry(bytes: &[u8]) -> Result<(AuditEntry, Vec<Vec<u64>>)> {
     let mut r = Reader { b: bytes };
     let entry = r.entry()?;
-    let Operation::AddTags { tags, .. } = &entry.operation;
-    let mut gained = Vec::with_capacity(tags.len());
-    for _ in tags {
+    let lists = match &entry.operation {
+        Operation::AddTags { tags, .. } => tags.len(),
+        Operation::Redact { .. } => 1,
+    };
+    let mut gained = Vec::with_capacity(lists);
+    for _ in 0..lists {
         let list = r.positions()?;
         let ascending = list.windows(2).all(|w| w[0] < w[1]);
         if !ascending || list.first() == Some(&0) || list.last() > Some(&entry.head) {
@@ -332,33 +409,46 @@ pub(crate) fn check_journal_entries(
 }
 
 pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &AuditEntry) {
+    let kind = match &entry.operation {
+        Operation::AddTags { .. } => KIND_ADD_TAGS,
+        Operation::Redact { .. } => KIND_REDACT,
+    };
+    out.push(kind);
+    out.extend_from_slice(&entry.sequence.to_le_bytes());
+    out.extend_from_slice(&entry.timestamp_micros.to_le_bytes());
+    out.extend_from_slice(&entry.head.to_le_bytes());
     match &entry.operation {
         Operation::AddTags {
             tags,
             target,
             result,
         } => {
-            out.push(KIND_ADD_TAGS);
-            out.extend_from_slice(&entry.sequence.to_le_bytes());
-            out.extend_from_slice(&entry.timestamp_micros.to_le_bytes());
-            out.extend_from_slice(&entry.head.to_le_bytes());
             put_names(out, tags);
-            match target {
-                Target::Positions(p) => {
-                    out.push(TARGET_POSITIONS);
-                    put_positions(out, p);
-                }
-                Target::Query(q) => {
-                    out.push(TARGET_QUERY);
-                    put_varint(out, q.items.len() as u64);
-                    for item in &q.items {
-                        put_names(out, &item.types);
-                        put_names(out, &item.tags);
-                    }
-                }
-            }
+            put_target(out, target);
             put_varint(out, result.targeted);
             put_varint(out, result.tagged);
+        }
+        Operation::Redact { target, result } => {
+            put_target(out, target);
+            put_varint(out, result.targeted);
+            put_varint(out, result.redacted);
+        }
+    }
+}
+
+fn put_target(out: &mut Vec<u8>, target: &Target) {
+    match target {
+        Target::Positions(p) => {
+            out.push(TARGET_POSITIONS);
+            put_positions(out, p);
+        }
+        Target::Query(q) => {
+            out.push(TARGET_QUERY);
+            put_varint(out, q.items.len() as u64);
+            for item in &q.items {
+                put_names(out, &item.types);
+                put_names(out, &item.tags);
+            }
         }
     }
 }
@@ -467,14 +557,42 @@ impl Reader<'_> {
 
     pub(crate) fn entry(&mut self) -> Result<AuditEntry> {
         let kind = self.u8()?;
-        if kind != KIND_ADD_TAGS {
+        if kind != KIND_ADD_TAGS && kind != KIND_REDACT {
             return Self::fail("unknown operation");
         }
         let sequence = self.u64()?;
         let timestamp_micros = self.u64()?;
         let head = self.u64()?;
-        let tags = self.names()?;
-        let target = match self.u8()? {
+        let operation = if kind == KIND_ADD_TAGS {
+            let tags = self.names()?;
+            let target = self.target()?;
+            let result = TagsAdded {
+                targeted: self.varint()?,
+                tagged: self.varint()?,
+            };
+            Operation::AddTags {
+                tags,
+                target,
+                result,
+            }
+        } else {
+            let target = self.target()?;
+            let result = Redacted {
+                targeted: self.varint()?,
+                redacted: self.varint()?,
+            };
+            Operation::Redact { target, result }
+        };
+        Ok(AuditEntry {
+            sequence,
+            timestamp_micros,
+            head,
+            operation,
+        })
+    }
+
+    fn target(&mut self) -> Result<Target> {
+        Ok(match self.u8()? {
             TARGET_POSITIONS => Target::Positions(self.positions()?),
             TARGET_QUERY => {
                 let n = self.count(2)?;
@@ -487,20 +605,6 @@ impl Reader<'_> {
                 Target::Query(Query { items })
             }
             _ => return Self::fail("unknown target"),
-        };
-        let result = TagsAdded {
-            targeted: self.varint()?,
-            tagged: self.varint()?,
-        };
-        Ok(AuditEntry {
-            sequence,
-            timestamp_micros,
-            head,
-            operation: Operation::AddTags {
-                tags,
-                target,
-                result,
-            },
         })
     }
 }

@@ -105,6 +105,8 @@ struct State {
     saved: Saved,
     /// Every lifecycle operation, oldest first.
     audit: Vec<crate::lifecycle::AuditEntry>,
+    /// The positions of the events redacted.
+    redacted: std::collections::BTreeSet<u64>,
 }
 
 /// Snapshots and tracking info, as the `EventStore` docs define them.
@@ -386,6 +388,44 @@ impl EventStore for MemoryStore {
             head,
             operation: lc::Operation::AddTags {
                 tags,
+                target: target.clone(),
+                result,
+            },
+        };
+        state.audit.push(entry);
+        Ok(result)
+    }
+
+    fn redact(&self, target: &crate::lifecycle::Target) -> Result<crate::lifecycle::Redacted> {
+        use crate::lifecycle::{self as lc, Target};
+        lc::check_target(target)?;
+        let mut state = self.shared.state.lock();
+        let head = state.events.len() as u64;
+        let positions = match target {
+            Target::Positions(p) => lc::check_positions(p, head)?,
+            Target::Query(q) => {
+                let matching: Vec<u64> = state
+                    .events
+                    .iter()
+                    .filter(|e| q.matches(&e.event_type, &e.tags))
+                    .map(|e| e.position)
+                    .collect();
+                lc::check_targeted(matching.len())?;
+                matching
+            }
+        };
+        let (erased, result) = lc::plan_redact(&positions, |p| Ok(state.redacted.contains(&p)))?;
+        for p in erased {
+            let e = &mut state.events[(p - 1) as usize];
+            e.data = bytes::Bytes::new();
+            e.metadata = bytes::Bytes::new();
+            state.redacted.insert(p);
+        }
+        let entry = lc::AuditEntry {
+            sequence: state.audit.len() as u64 + 1,
+            timestamp_micros: state.tick,
+            head,
+            operation: lc::Operation::Redact {
                 target: target.clone(),
                 result,
             },

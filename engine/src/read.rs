@@ -10,7 +10,7 @@ use gesta_wal::{Backward, Forward, Record, RecordHead, WalReader};
 
 use std::ops::ControlFlow;
 
-use crate::amended::AddedTags;
+use crate::amended::{Amended, Amendments};
 use crate::codec::{
     RevisionHint, decode_event_after, decode_event_in_window, decode_record, each_event_of,
     event_frame,
@@ -109,9 +109,9 @@ enum Source {
 /// A lazy iterator over events; see [`Store::read`](crate::Store::read).
 pub struct Events {
     source: Source,
-    /// The log a scan reads (to name the file of a damaged event), and the
-    /// tags added to its events.
-    scanned: Option<(WalReader, Arc<AddedTags>)>,
+    /// The log a scan reads (to name the file of a damaged event), and
+    /// what lifecycle operations changed about its events.
+    scanned: Option<(WalReader, Arc<Amendments>)>,
     buffered: VecDeque<RecordedEvent>,
     /// Inclusive position bounds.
     lo: u64,
@@ -148,7 +148,7 @@ impl Events {
     /// from the log.
     pub(crate) fn indexed(
         reader: &WalReader,
-        added: &Arc<AddedTags>,
+        added: &Arc<Amendments>,
         cursor: Box<dyn Cursor>,
         head: u64,
         options: ReadOptions,
@@ -161,7 +161,7 @@ impl Events {
     /// `limit`, each event read from the log.
     pub(crate) fn in_range(
         reader: &WalReader,
-        added: &Arc<AddedTags>,
+        added: &Arc<Amendments>,
         cursor: Box<dyn Cursor>,
         (lo, hi): (u64, u64),
         dir: Direction,
@@ -189,7 +189,7 @@ impl Events {
     /// Every event within the read's bounds, scanning the log.
     pub(crate) fn scan(
         reader: &WalReader,
-        added: &Arc<AddedTags>,
+        added: &Arc<Amendments>,
         head: u64,
         options: ReadOptions,
     ) -> Events {
@@ -297,10 +297,10 @@ impl Iterator for Events {
 /// the segment and offset.
 pub(crate) struct Lookup {
     reader: WalReader,
-    /// The tags added to events after the fact, and those of the event
-    /// read last (which its view borrows).
-    added: Arc<AddedTags>,
-    added_here: Option<Arc<[Arc<str>]>>,
+    /// What lifecycle operations changed about events, and about the
+    /// event read last (which its view borrows).
+    amendments: Arc<Amendments>,
+    amended: Amended,
     record: Option<RecordHead>,
     /// The frame of the event read last, when its record's payload was
     /// left in a compressed segment and read in pieces.
@@ -310,11 +310,11 @@ pub(crate) struct Lookup {
 }
 
 impl Lookup {
-    pub(crate) fn new(reader: WalReader, added: Arc<AddedTags>) -> Lookup {
+    pub(crate) fn new(reader: WalReader, amendments: Arc<Amendments>) -> Lookup {
         Lookup {
             reader,
-            added,
-            added_here: None,
+            amendments,
+            amended: Amended::default(),
             record: None,
             frame: Bytes::new(),
             hint: RevisionHint::default(),
@@ -360,11 +360,8 @@ impl Lookup {
             }),
         };
         let event = found.map_err(|e| name_file(&self.reader, position, e))?;
-        self.added_here = self.added.get(position);
-        Ok(match &self.added_here {
-            Some(added) => event.with_added(added),
-            None => event,
-        })
+        self.amended = self.amendments.get(position);
+        Ok(self.amended.apply(event))
     }
 }
 
@@ -372,16 +369,14 @@ impl Lookup {
 /// is damaged.
 pub(crate) fn decode_scanned(
     reader: &WalReader,
-    added: &AddedTags,
+    added: &Amendments,
     record: &Record,
     out: &mut Vec<RecordedEvent>,
 ) -> Result<()> {
     let from = out.len();
     decode_record(record, out).map_err(|e| name_file(reader, record.meta.first_position, e))?;
     for e in &mut out[from..] {
-        if let Some(tags) = added.get(e.position) {
-            e.tags.extend(tags.iter().map(|t| t.to_string()));
-        }
+        added.get(e.position).apply_owned(e);
     }
     Ok(())
 }
@@ -437,7 +432,7 @@ pub(crate) fn read_each(
     if !query.is_all() {
         let view = indexes.view();
         let cursor = view.evaluate(&crate::query::query_spec(query));
-        let mut lookup = Lookup::new(reader.clone(), indexes.added().clone());
+        let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
         for position in Positions::new(cursor, lo, hi, options.direction) {
             if lend(lookup.event_ref(position)?).is_break() {
                 break;
@@ -451,10 +446,10 @@ pub(crate) fn read_each(
     };
     // A scan's events get their added tags here; an indexed read's from
     // its `Lookup`.
-    let added = indexes.added();
-    let mut lend_with_added = |e: EventRef<'_>| match added.get(e.position) {
-        Some(tags) => lend(e.with_added(&tags)),
-        None => lend(e),
+    let added = indexes.amendments();
+    let mut lend_with_added = |e: EventRef<'_>| {
+        let amended = added.get(e.position);
+        lend(amended.apply(e))
     };
     for record in records {
         let record = record?;
@@ -514,10 +509,10 @@ pub(crate) fn read(
         return Events::failed(e);
     }
     if query.is_all() {
-        Events::scan(reader, indexes.added(), head, options)
+        Events::scan(reader, indexes.amendments(), head, options)
     } else {
         let view = indexes.view();
         let cursor = view.evaluate(&crate::query::query_spec(query));
-        Events::indexed(reader, indexes.added(), cursor, head, options)
+        Events::indexed(reader, indexes.amendments(), cursor, head, options)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use gesta_index::{Direction, Positions, QuerySpec};
 use gesta_wal::WalReader;
 
-use crate::amended::AddedTags;
+use crate::amended::Amendments;
 use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
@@ -51,7 +51,7 @@ impl SubscriptionFeed for StoreFeed {
         if query.is_all() {
             return fetch_scan(
                 &inner.reader,
-                inner.indexes.added(),
+                inner.indexes.amendments(),
                 after,
                 head,
                 max_events,
@@ -60,7 +60,7 @@ impl SubscriptionFeed for StoreFeed {
         }
         let cursor = inner.indexes.view().evaluate(&self.spec);
         let positions = Positions::new(cursor, after + 1, head, Direction::Forwards);
-        let lookup = Lookup::new(inner.reader.clone(), inner.indexes.added().clone());
+        let lookup = Lookup::new(inner.reader.clone(), inner.indexes.amendments().clone());
         fetch_positions(lookup, positions, head, max_events, out)
     }
 }
@@ -68,7 +68,7 @@ impl SubscriptionFeed for StoreFeed {
 /// Every event of the records in `after+1..=head`, one batch per record.
 fn fetch_scan(
     reader: &WalReader,
-    added: &AddedTags,
+    added: &Amendments,
     after: u64,
     head: u64,
     max_events: usize,

@@ -34,9 +34,15 @@ impl Store {
     /// background compaction waits. Useful before a backup, after a bulk
     /// import, and in tests; the background compactor otherwise keeps the
     /// number of runs logarithmic on its own.
+    ///
+    /// It also erases from the log's files the bytes of every event
+    /// [`redact`](Store::redact)ed since (sealing the active segment if it
+    /// holds one, and deleting the snapshots taken at or after the first
+    /// such event): once it returns, no file of the store holds them.
     pub fn compact(&self) -> Result<()> {
         self.flush_index()?;
         self.inner.indexes.compact_all()?;
+        self.erase_redacted()?;
         if let Some(settings) = self.inner.compression {
             self.inner
                 .compressor

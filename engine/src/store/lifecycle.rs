@@ -29,7 +29,7 @@ use gesta_wal::journal::{self, Journal};
 use crate::error::{Error, Result};
 use crate::indexes::Indexes;
 use crate::lifecycle::{
-    self as lc, AuditEntry, Operation, TagsAdded, Target, decode_journal_entry,
+    self as lc, AuditEntry, Operation, Redacted, TagsAdded, Target, decode_journal_entry,
     encode_journal_entry,
 };
 use crate::query::query_spec;
@@ -82,9 +82,8 @@ pub(crate) fn open(
     let opened = Journal::open(fs.clone(), &path)?;
     let entries = lc::check_journal_entries(&path, &opened.entries, head)?;
     let (mut sequence, mut timestamp_micros) = (0, 0);
-    for (entry, gained) in &entries {
-        let Operation::AddTags { tags, .. } = &entry.operation;
-        indexes.add_tags(tags, gained);
+    for (entry, lists) in &entries {
+        apply(indexes, &entry.operation, lists);
         sequence = entry.sequence;
         timestamp_micros = entry.timestamp_micros;
     }
@@ -95,6 +94,19 @@ pub(crate) fn open(
         sequence,
         timestamp_micros,
     })
+}
+
+/// Applies an operation to what queries and reads see: `lists` are what
+/// its journal entry says it did.
+fn apply(indexes: &Indexes, operation: &Operation, lists: &[Vec<u64>]) {
+    match operation {
+        Operation::AddTags { tags, .. } => indexes.add_tags(tags, lists),
+        Operation::Redact { .. } => {
+            for erased in lists {
+                indexes.amendments().redact(erased);
+            }
+        }
+    }
 }
 
 impl Lifecycle {
@@ -117,47 +129,90 @@ impl Store {
     /// [`lifecycle`](crate::lifecycle) contract.
     pub fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
         let tags = lc::check_add_tags(target, tags)?;
+        let mut lifecycle = self.lifecycle()?;
+        let head = self.head();
+        let positions = self.resolve(target, head)?;
+        let inner = &self.inner;
+        let mut lookup = Lookup::new(inner.reader.clone(), inner.indexes.amendments().clone());
+        let (gained, result) = lc::plan_tags(&positions, &tags, |p| {
+            Ok(lookup.event_ref(p)?.tags.map(str::to_owned).collect())
+        })?;
+        let operation = Operation::AddTags {
+            tags,
+            target: target.clone(),
+            result,
+        };
+        self.commit(&mut lifecycle, head, operation, &gained)?;
+        Ok(result)
+    }
+
+    /// Erases the data and metadata of committed events; see
+    /// [`EventStore::redact`](crate::EventStore::redact) and the
+    /// [`lifecycle`](crate::lifecycle) contract. The bytes leave the
+    /// store's files at the next [`compact`](Store::compact).
+    pub fn redact(&self, target: &Target) -> Result<Redacted> {
+        lc::check_target(target)?;
+        let mut lifecycle = self.lifecycle()?;
+        let head = self.head();
+        let positions = self.resolve(target, head)?;
+        let amendments = self.inner.indexes.amendments();
+        let (erased, result) = lc::plan_redact(&positions, |p| Ok(amendments.is_redacted(p)))?;
+        let operation = Operation::Redact {
+            target: target.clone(),
+            result,
+        };
+        self.commit(&mut lifecycle, head, operation, &[erased])?;
+        Ok(result)
+    }
+
+    /// The lifecycle state, locked: one operation at a time.
+    fn lifecycle(&self) -> Result<parking_lot::MutexGuard<'_, Lifecycle>> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let inner = &self.inner;
-        let mut lifecycle = inner.lifecycle.lock();
-        let head = self.head();
-        let positions = match target {
-            Target::Positions(p) => lc::check_positions(p, head)?,
+        Ok(self.inner.lifecycle.lock())
+    }
+
+    /// The positions a target names at `head`, ascending, each once.
+    fn resolve(&self, target: &Target, head: u64) -> Result<Vec<u64>> {
+        match target {
+            Target::Positions(p) => lc::check_positions(p, head),
             Target::Query(q) => {
-                let view = inner.indexes.view();
+                let view = self.inner.indexes.view();
                 let cursor = view.evaluate(&query_spec(q));
                 let found: Vec<u64> =
                     Positions::new(cursor, 1, head, gesta_index::Direction::Forwards)
                         .take(lc::MAX_TARGETED_EVENTS + 1)
                         .collect();
                 lc::check_targeted(found.len())?;
-                found
+                Ok(found)
             }
-        };
-        let mut lookup = Lookup::new(inner.reader.clone(), inner.indexes.added().clone());
-        let (gained, result) = lc::plan_tags(&positions, &tags, |p| {
-            Ok(lookup.event_ref(p)?.tags.map(str::to_owned).collect())
-        })?;
+        }
+    }
+
+    /// Commits an operation made at `head`: the log made durable up to
+    /// it, the entry written to the journal, then the operation applied.
+    fn commit(
+        &self,
+        lifecycle: &mut Lifecycle,
+        head: u64,
+        operation: Operation,
+        lists: &[Vec<u64>],
+    ) -> Result<()> {
+        let inner = &self.inner;
         inner.make_durable(head)?;
         let timestamp_micros = inner.clock.now_micros().max(lifecycle.timestamp_micros);
         let entry = AuditEntry {
             sequence: lifecycle.sequence + 1,
             timestamp_micros,
             head,
-            operation: Operation::AddTags {
-                tags,
-                target: target.clone(),
-                result,
-            },
+            operation,
         };
-        lifecycle.append(&encode_journal_entry(&entry, &gained))?;
+        lifecycle.append(&encode_journal_entry(&entry, lists))?;
         lifecycle.sequence = entry.sequence;
         lifecycle.timestamp_micros = timestamp_micros;
-        let Operation::AddTags { tags, .. } = &entry.operation;
-        inner.indexes.add_tags(tags, &gained);
-        Ok(result)
+        apply(&inner.indexes, &entry.operation, lists);
+        Ok(())
     }
 
     /// The audit trail from sequence `after + 1`, at most `limit` entries;

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 mod compact;
 mod cursors;
+mod erase;
 mod lifecycle;
 mod listings;
 
@@ -698,6 +699,10 @@ impl EventStore for Store {
         tags: &[String],
     ) -> Result<crate::lifecycle::TagsAdded> {
         Store::add_tags(self, target, tags)
+    }
+
+    fn redact(&self, target: &crate::lifecycle::Target) -> Result<crate::lifecycle::Redacted> {
+        Store::redact(self, target)
     }
 
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<crate::lifecycle::AuditEntry>> {

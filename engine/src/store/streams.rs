@@ -47,7 +47,7 @@ impl Store {
         };
         Ok(Events::in_range(
             &self.inner.reader,
-            self.inner.indexes.added(),
+            self.inner.indexes.amendments(),
             view.evaluate(&spec),
             (lo, hi),
             options.direction,
@@ -112,7 +112,7 @@ impl Store {
         match self.inner.indexes.view().lookup_id(id) {
             Some(position) if position <= head => Lookup::new(
                 self.inner.reader.clone(),
-                self.inner.indexes.added().clone(),
+                self.inner.indexes.amendments().clone(),
             )
             .event(position)
             .map(Some),

@@ -1,0 +1,162 @@
+//! Erasing redacted events' bytes from the store's files: the step of
+//! [`Store::compact`] that makes [`redact`](Store::redact) leave no byte
+//! of an erased event's data or metadata in any file.
+//!
+//! Redaction itself only records the positions (the lifecycle journal)
+//! and makes reads return the events without their data. Here, for every
+//! redacted event whose record still holds its bytes:
+//!
+//! 1. the active segment is sealed if it holds one (a sealed segment is
+//!    immutable, so it can be rewritten whole and swapped atomically);
+//! 2. every snapshot, of any key, at or after the first such event is
+//!    deleted — a snapshot may hold state folded from the data, and
+//!    deleting it first means a crash before the rewrite leaves nothing
+//!    that the next compaction would not delete again;
+//! 3. each segment holding one is rewritten (`gesta-wal`'s
+//!    `rewrite_sealed`): the event's metadata and data bytes zeroed, its
+//!    redacted flag set, every checksum computed again, every record at
+//!    its offset — atomically, by rename — and a compressed segment
+//!    compressed again.
+//!
+//! Which events still hold their bytes is read from the log itself (the
+//! redacted flag), so the work survives crashes and restarts without any
+//! state of its own: a rewrite that did not finish is done again.
+
+use std::collections::BTreeSet;
+
+use crate::codec::redact_payload;
+use crate::committer::Request;
+use crate::error::{Error, Result};
+
+use super::Store;
+
+/// What [`Store::erase_redacted`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Erased {
+    /// Redacted events whose bytes were erased now.
+    pub events: u64,
+    /// Segment files rewritten.
+    pub segments: u64,
+    /// Snapshot files deleted.
+    pub snapshots: u64,
+}
+
+impl Store {
+    /// Erases from the log's files the bytes of every redacted event that
+    /// still holds them; see the module docs.
+    pub(crate) fn erase_redacted(&self) -> Result<Erased> {
+        let inner = &self.inner;
+        let amendments = inner.indexes.amendments();
+        let mut erased = Erased::default();
+        // 1. Which redacted events still hold their bytes.
+        let pending = self.holding_erased_bytes()?;
+        let Some(&first_pending) = pending.first() else {
+            return Ok(erased);
+        };
+        let segments = inner.reader.segments();
+        let active = segments.len().checked_sub(1).and_then(|i| segments.get(i));
+        if active.is_some_and(|s| s.first_position() <= *pending.last().unwrap_or(&0)) {
+            let (reply, answer) = crate::oneshot::oneshot();
+            inner
+                .tx
+                .send(Request::Seal(reply))
+                .map_err(|_| Error::Closed)?;
+            answer.recv().unwrap_or(Err(Error::Closed))?;
+        }
+        // 2. Snapshots that may hold what was folded from the data.
+        let (snapshots, _) = inner.indexes.snapshots();
+        let snapshot_error = crate::indexes::snapshot_error;
+        for key in snapshots.keys().map_err(snapshot_error)? {
+            for position in snapshots.list(&key).map_err(snapshot_error)? {
+                if position >= first_pending
+                    && snapshots.delete(&key, position).map_err(snapshot_error)?
+                {
+                    erased.snapshots += 1;
+                }
+            }
+        }
+        // 3. The segments.
+        let firsts: BTreeSet<u64> = pending
+            .iter()
+            .filter_map(|&p| {
+                inner
+                    .reader
+                    .segments()
+                    .find(p)
+                    .map(|(_, s)| s.first_position())
+            })
+            .collect();
+        let settings = inner.compression.unwrap_or_default();
+        for first in firsts {
+            let mut failed = None;
+            let mut events = 0;
+            let report =
+                inner.compressor.rewrite_sealed(
+                    first,
+                    settings,
+                    &mut |record| match redact_payload(record, &|p| amendments.is_redacted(p)) {
+                        Ok(Some(payload)) => {
+                            let (lo, hi) =
+                                (record.meta.first_position, record.meta.last_position());
+                            events +=
+                                pending.iter().filter(|&&p| lo <= p && p <= hi).count() as u64;
+                            Some(payload)
+                        }
+                        Ok(None) => None,
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                            None
+                        }
+                    },
+                )?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if report.is_some() {
+                erased.segments += 1;
+                erased.events += events;
+            }
+        }
+        // A segment that could not be rewritten (not yet complete) keeps
+        // bytes: say so rather than report them erased.
+        if let Some(&position) = self.holding_erased_bytes()?.first() {
+            let path = inner
+                .reader
+                .segments()
+                .find(position)
+                .map(|(_, s)| s.path())
+                .unwrap_or_default();
+            return Err(Error::Io {
+                path,
+                source: std::io::Error::other(format!(
+                    "the bytes of the redacted event at position {position} could not be erased yet; compact again"
+                )),
+            });
+        }
+        Ok(erased)
+    }
+
+    /// The redacted positions whose events' bytes are still in the log,
+    /// ascending: those of every record a rewrite would change.
+    fn holding_erased_bytes(&self) -> Result<Vec<u64>> {
+        let inner = &self.inner;
+        let amendments = inner.indexes.amendments();
+        let redacted = amendments.redacted();
+        let mut pending = Vec::new();
+        let mut next = 0;
+        for &position in &redacted {
+            if position < next {
+                continue;
+            }
+            let Some(record) = inner.reader.record_containing(position)? else {
+                continue;
+            };
+            let (first, last) = (record.meta.first_position, record.meta.last_position());
+            next = last + 1;
+            if redact_payload(&record, &|p| amendments.is_redacted(p))?.is_some() {
+                pending.extend(redacted.iter().filter(|&&p| first <= p && p <= last));
+            }
+        }
+        Ok(pending)
+    }
+}

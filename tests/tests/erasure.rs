@@ -1,0 +1,319 @@
+//! Redaction leaves no byte behind: an event carrying a unique secret in
+//! its data and metadata is redacted, the store compacted, and then every
+//! file under the store's directory is searched byte for byte — compressed
+//! segments decompressed, snapshots decoded — and the secret is nowhere.
+//! The same store is then intact (`verify`), reads the redacted event with
+//! empty data and metadata and every other event as it was, and keeps
+//! doing so after a reopen. Also: a crash at every step of the rewrite
+//! leaves a store that reads the same and is erased by the next compact.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gesta::lifecycle::Target;
+use gesta::{Compression, EventStore, NewEvent, Options, Query, ReadOptions, RecordedEvent, Store};
+
+const SECRET: &[u8] = b"secret-7f3a9c1e-erase-me";
+const META_SECRET: &[u8] = b"meta-secret-52b8d0a4";
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file's bytes as a reader of its format sees them: compressed
+/// segments decompressed, snapshots decoded, everything else as stored.
+fn readable_bytes(path: &Path) -> Vec<Vec<u8>> {
+    let raw = std::fs::read(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let mut views = vec![raw.clone()];
+    if name.ends_with(".zseg") {
+        let z = gesta_wal::files::CompressedSegment::open(
+            path.to_owned(),
+            Bytes::from(raw),
+            Arc::new(gesta_wal::BlockCache::new(0)),
+        )
+        .unwrap();
+        views.push(z.read_all().unwrap().to_vec());
+    } else if name.ends_with(".snap") {
+        let (_, snapshot) = gesta_compaction::snapshot::decode(&raw).unwrap();
+        views.push(snapshot.state.to_vec());
+    }
+    views
+}
+
+/// The files that hold `needle`, in any of their readable forms.
+fn holders(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files(dir)
+        .into_iter()
+        .filter(|p| readable_bytes(p).iter().any(|b| contains(b, needle)))
+        .collect()
+}
+
+fn event(i: u64) -> NewEvent {
+    NewEvent::new("Registered", format!("{{\"user\":{i}}}"))
+        .tag(format!("user:{i}"))
+        .stream(format!("user-{}", i % 3))
+        .metadata(format!("meta {i}"))
+}
+
+fn secret_event() -> NewEvent {
+    NewEvent::new("Registered", Bytes::from_static(SECRET))
+        .tag("user:secret")
+        .stream("user-0")
+        .metadata(Bytes::from_static(META_SECRET))
+}
+
+fn all(store: &Store) -> Vec<RecordedEvent> {
+    store
+        .read(&Query::all(), ReadOptions::forwards())
+        .unwrap()
+        .collect::<gesta::Result<_>>()
+        .unwrap()
+}
+
+/// Fills a store with the secret in the middle (`at`), a snapshot that
+/// holds it, and more events; returns the store and the secret's position.
+fn store_with_secret(dir: &Path, options: Options, before: u64, after: u64) -> (Store, u64) {
+    let store = Store::open_with(dir, options).unwrap();
+    for i in 0..before {
+        store.append(vec![event(i)]).unwrap();
+    }
+    let at = store.append(vec![secret_event()]).unwrap().first;
+    for i in 0..after {
+        store.append(vec![event(1000 + i)]).unwrap();
+    }
+    // A projection's state folded from the secret, saved after it, and one
+    // saved before it (which cannot hold it).
+    store.save_snapshot("profile", at + 1, SECRET).unwrap();
+    store.save_snapshot("profile", at - 1, b"older").unwrap();
+    (store, at)
+}
+
+fn check_erased(dir: &Path, store: &Store, at: u64, before: &[RecordedEvent]) {
+    assert_eq!(holders(dir, SECRET), Vec::<PathBuf>::new());
+    assert_eq!(holders(dir, META_SECRET), Vec::<PathBuf>::new());
+    // Reads: the redacted event without data and metadata, the rest as
+    // it was.
+    let now = all(store);
+    assert_eq!(now.len(), before.len());
+    for (a, b) in now.iter().zip(before) {
+        if a.position == at {
+            assert!(a.data.is_empty() && a.metadata.is_empty(), "{a:?}");
+            let mut expected = b.clone();
+            expected.data = Bytes::new();
+            expected.metadata = Bytes::new();
+            assert_eq!(a, &expected);
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    let found = store
+        .read_last(&Query::tag("user:secret"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.position, found.data.len()), (at, 0));
+    assert_eq!(store.list_snapshots("profile").unwrap(), vec![at - 1]);
+}
+
+fn run(options: impl Fn() -> Options, before: u64, after: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (store, at) = store_with_secret(dir, options(), before, after);
+    assert!(
+        !holders(dir, SECRET).is_empty(),
+        "the secret was never written"
+    );
+    let original = all(&store);
+    let result = store.redact(&Target::Positions(vec![at])).unwrap();
+    assert_eq!((result.targeted, result.redacted), (1, 1));
+    // Reads hide the data at once; the bytes wait for compact.
+    let read = store
+        .read_last(&Query::tag("user:secret"))
+        .unwrap()
+        .unwrap();
+    assert!(read.data.is_empty() && read.metadata.is_empty());
+    store.compact().unwrap();
+    check_erased(dir, &store, at, &original);
+    // Appends go on, and a second compact finds nothing to do.
+    store.append(vec![event(5000)]).unwrap();
+    store.compact().unwrap();
+    store.close().unwrap();
+    let report = gesta::inspect::verify(dir, &mut |_, _| {}).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.findings);
+    let store = Store::open_with(dir, options()).unwrap();
+    let mut expected = original;
+    expected.push(all(&store).pop().unwrap());
+    check_erased(dir, &store, at, &expected);
+}
+
+fn small_segments() -> Options {
+    Options::default().segment_size(16 << 10)
+}
+
+#[test]
+fn a_redacted_event_in_the_active_segment_leaves_no_byte() {
+    run(small_segments, 5, 5);
+}
+
+#[test]
+fn a_redacted_event_in_a_sealed_segment_leaves_no_byte() {
+    run(small_segments, 5, 400);
+}
+
+#[test]
+fn a_redacted_event_in_a_compressed_segment_leaves_no_byte() {
+    let compressed = || small_segments().compression(Some(Compression::default()));
+    // Compressed before the redaction: the rewrite compresses again.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (store, at) = store_with_secret(dir, compressed(), 5, 400);
+    store.compact().unwrap();
+    let zsegs = files(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "zseg"))
+        .count();
+    assert!(zsegs > 0, "nothing was compressed");
+    assert!(!holders(dir, SECRET).is_empty());
+    let original = all(&store);
+    store
+        .redact(&Target::Query(Query::tag("user:secret")))
+        .unwrap();
+    store.compact().unwrap();
+    check_erased(dir, &store, at, &original);
+    store.close().unwrap();
+    // And a store compressed only after the redaction.
+    run(compressed, 5, 400);
+}
+
+mod crashes {
+    use super::*;
+    use gesta::io::FileSystem;
+    use gesta::io::fault::{CrashMode, FaultFs};
+
+    const DIR: &str = "/store";
+
+    fn options(fs: &FaultFs, compress: bool) -> Options {
+        let o = Options::default()
+            .fs(Arc::new(fs.clone()))
+            .segment_size(16 << 10)
+            .preallocate(4 << 10);
+        if compress {
+            o.compression(Some(Compression::default()))
+        } else {
+            o
+        }
+    }
+
+    /// Every file of the store on `fs` as a reader sees it.
+    fn fault_files(fs: &FaultFs) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut dirs = vec![PathBuf::from(DIR)];
+        while let Some(d) = dirs.pop() {
+            for name in fs.list(&d).unwrap_or_default() {
+                let path = d.join(&name);
+                match fs.durable_contents(&path) {
+                    Some(bytes) => {
+                        if name.ends_with(".zseg") {
+                            let z = gesta_wal::files::CompressedSegment::open(
+                                path.clone(),
+                                Bytes::from(bytes.clone()),
+                                Arc::new(gesta_wal::BlockCache::new(0)),
+                            )
+                            .unwrap();
+                            out.push((name.clone(), z.read_all().unwrap().to_vec()));
+                        }
+                        out.push((name, bytes));
+                    }
+                    None => dirs.push(path),
+                }
+            }
+        }
+        out
+    }
+
+    fn holds_secret(fs: &FaultFs) -> bool {
+        fault_files(fs)
+            .iter()
+            .any(|(name, b)| !name.ends_with(".snap") && contains(b, SECRET))
+    }
+
+    /// The store before the compaction: the secret redacted, its bytes
+    /// still in a sealed (maybe compressed) segment and in the active one.
+    fn prepare(compress: bool) -> (FaultFs, Vec<RecordedEvent>, Vec<u64>) {
+        let fs = FaultFs::new();
+        let store = Store::open_with(DIR, options(&fs, compress)).unwrap();
+        let mut secrets = Vec::new();
+        for i in 0..300 {
+            store.append(vec![event(i)]).unwrap();
+            if i == 20 || i == 299 {
+                secrets.push(store.append(vec![secret_event()]).unwrap().first);
+            }
+        }
+        store.compact().unwrap_or_else(|e| panic!("{e}"));
+        store.redact(&Target::Positions(secrets.clone())).unwrap();
+        let before = all(&store);
+        store.close().unwrap();
+        assert!(holds_secret(&fs));
+        (fs, before, secrets)
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_the_erasure_loses_nothing_and_the_next_compact_finishes() {
+        for compress in [false, true] {
+            let (fs, _, _) = prepare(compress);
+            let store = Store::open_with(DIR, options(&fs, compress)).unwrap();
+            let before = fs.mutating_ops();
+            store.compact().unwrap();
+            let ops = fs.mutating_ops() - before;
+            drop(store);
+            assert!(!holds_secret(&fs));
+            let mut erased_by_the_crashed_run = 0;
+            for n in 1..=ops {
+                let mode = if n % 2 == 0 {
+                    CrashMode::DropUnsynced
+                } else {
+                    CrashMode::Torn { seed: n }
+                };
+                let (fs, expected, secrets) = prepare(compress);
+                let store = Store::open_with(DIR, options(&fs, compress)).unwrap();
+                fs.crash_after(n);
+                let _ = store.compact();
+                drop(store);
+                fs.crash(mode);
+                let store = Store::open_with(DIR, options(&fs, compress))
+                    .unwrap_or_else(|e| panic!("crash after {n} of {ops}: {e}"));
+                let got = all(&store);
+                assert_eq!(got, expected, "crash after {n} of {ops}");
+                for p in &secrets {
+                    assert!(got[*p as usize - 1].data.is_empty());
+                }
+                erased_by_the_crashed_run += usize::from(!holds_secret(&fs));
+                store.compact().unwrap();
+                assert!(
+                    !holds_secret(&fs),
+                    "crash after {n}: the next compact left the secret"
+                );
+                assert_eq!(all(&store), expected);
+            }
+            assert!(erased_by_the_crashed_run > 0, "no crash came late enough");
+        }
+    }
+}
