@@ -495,6 +495,26 @@ impl GestaClient {
         })
     }
 
+    /// Erases the data and metadata of the committed events `target`
+    /// names, for good; type, tags, stream, revision, id, position and
+    /// commit time stay. See [`gesta::EventStore::redact`] and
+    /// [`gesta::lifecycle`] for the contract (what reads return, when the
+    /// bytes leave the store's files) and the checks (each
+    /// [`gesta::Error::InvalidInput`], changing nothing).
+    pub async fn redact(
+        &mut self,
+        target: &gesta::lifecycle::Target,
+    ) -> Result<gesta::lifecycle::Redacted> {
+        let request = g::RedactRequest {
+            target: Some(target_to_proto(target)),
+        };
+        let r = self.raw.redact(request).await?.into_inner();
+        Ok(gesta::lifecycle::Redacted {
+            targeted: r.targeted,
+            redacted: r.redacted,
+        })
+    }
+
     /// The audit trail, as [`gesta::EventStore::audit_log`] answers it:
     /// the lifecycle operations committed after sequence `after`, oldest
     /// first, at most `limit` (1 to [`gesta::listing::MAX_LIST_LIMIT`]) of

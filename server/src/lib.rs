@@ -3,8 +3,8 @@
 //! Rust, Python, .NET, Java, PHP, Elixir — use a Gesta store unchanged;
 //! and, on the same port, `gesta.v1.Gesta` for what that protocol lacks
 //! (streams with expected revisions, event ids, lookups by id and time,
-//! durable subscriptions, snapshots, retroactive tags and their audit
-//! trail), with a Rust [`client`].
+//! durable subscriptions, snapshots, retroactive tags, redaction and their
+//! audit trail), with a Rust [`client`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), gesta_server::ServeError> {

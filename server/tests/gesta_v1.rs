@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::{StreamExt, TryStreamExt};
-use gesta::lifecycle::{AuditEntry, Operation, TagsAdded, Target};
+use gesta::lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
 use gesta::{
     AppendOptions, Error, ExpectedRevision, Listed, NewEvent, Query, QueryItem, ReadOptions,
     RecordedEvent,
@@ -954,6 +954,11 @@ async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
         assert_eq!(status(err).code(), Code::Unauthenticated);
         let err = refused.audit_log(0, 10).await.unwrap_err();
         assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = refused
+            .redact(&Target::Query(Query::all()))
+            .await
+            .unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
     }
     assert_eq!(server.store.head(), 0);
 
@@ -975,6 +980,10 @@ async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
         .unwrap();
     assert_eq!(added.tagged, 1);
     assert_eq!(c.audit_log(0, 10).await.unwrap().len(), 1);
+    // So is redacting.
+    let redacted = c.redact(&Target::Positions(vec![1])).await.unwrap();
+    assert_eq!(redacted.redacted, 1);
+    assert_eq!(c.audit_log(0, 10).await.unwrap().len(), 2);
 
     // umadb.v1.DCB on the same port, with the same key, sees the event.
     let mut dcb = gesta_server::proto::v1::dcb_client::DcbClient::new(channel);
@@ -1545,5 +1554,357 @@ async fn a_large_audit_page_is_answered_in_parts_and_joined() {
         [1, 2, 3]
     );
     assert_eq!(c.audit_log(0, 2).await.unwrap(), trail[..2]);
+    server.stop().await;
+}
+
+/// Every event a umadb.v1 read answers, in order.
+async fn umadb_read(
+    dcb: &mut gesta_server::proto::v1::dcb_client::DcbClient<tonic::transport::Channel>,
+    query: Option<gesta_server::proto::v1::Query>,
+) -> Vec<gesta_server::proto::v1::SequencedEvent> {
+    let request = gesta_server::proto::v1::ReadRequest {
+        query,
+        ..Default::default()
+    };
+    let mut stream = dcb.read(request).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        out.extend(r.events);
+    }
+    out
+}
+
+/// `e` as a redaction leaves it: without data and metadata.
+fn erased(e: &RecordedEvent) -> RecordedEvent {
+    RecordedEvent {
+        data: Default::default(),
+        metadata: Default::default(),
+        ..e.clone()
+    }
+}
+
+#[tokio::test]
+async fn redaction_erases_data_and_metadata_for_both_services_and_is_audited() {
+    use gesta_server::proto::v1;
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    let mut dcb = client(server.addr).await;
+    let id = 0x0b6c_3a52_6f3e_4d2a_9a8e_1f2d_3c4b_5a69;
+    c.append(
+        vec![
+            NewEvent::new("Registered", r#"{"email":"ada@example.com"}"#)
+                .stream("user-u1")
+                .tag("user:u1")
+                .id(id)
+                .metadata("ip=192.0.2.7"),
+            NewEvent::new("Ordered", r#"{"address":"1 Main St"}"#)
+                .stream("user-u1")
+                .tag("user:u1"),
+            NewEvent::new("Ordered", r#"{"address":"2 Side St"}"#)
+                .stream("user-u2")
+                .tag("user:u2"),
+        ],
+        AppendOptions::new(),
+    )
+    .await
+    .unwrap();
+    // An event appended through umadb.v1: a UUID, metadata entries and
+    // tracking info.
+    let uuid = "5e3c4a52-1f2d-4d2a-9a8e-0b6c3a526f3e";
+    let mut from_umadb = event("Called", &["user:u1"]);
+    from_umadb.data = b"{\"phone\":\"555-0100\"}".to_vec().into();
+    from_umadb.uuid = uuid.into();
+    from_umadb.metadata = vec![v1::MetadataEntry {
+        key: "agent".into(),
+        value: "crm".into(),
+    }];
+    let r = dcb
+        .append(v1::AppendRequest {
+            events: vec![from_umadb],
+            condition: None,
+            tracking_info: Some(v1::TrackingInfo {
+                source: "crm".into(),
+                position: 9,
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.into_inner().position, 4);
+    let before = collect(
+        c.read(&Query::all(), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let umadb_before = umadb_read(&mut dcb, None).await;
+    assert_eq!(umadb_before[3].event.as_ref().unwrap().uuid, uuid);
+
+    // By position (repeats count once), then by a query that names it
+    // again: it counts as targeted, not redacted.
+    let by_positions = Target::Positions(vec![1, 1]);
+    assert_eq!(
+        c.redact(&by_positions).await.unwrap(),
+        Redacted {
+            targeted: 1,
+            redacted: 1
+        }
+    );
+    let by_query = Target::Query(Query::tag("user:u1"));
+    assert_eq!(
+        c.redact(&by_query).await.unwrap(),
+        Redacted {
+            targeted: 3,
+            redacted: 2
+        }
+    );
+
+    // gesta.v1 reads — by query, stream, id, subscription — answer the
+    // events without data and metadata, all else as it was, as the store
+    // does; the other user's event is untouched.
+    let expected = vec![
+        erased(&before[0]),
+        erased(&before[1]),
+        before[2].clone(),
+        erased(&before[3]),
+    ];
+    let read = collect(
+        c.read(&Query::all(), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(read, expected);
+    let engine: Vec<_> = server
+        .store
+        .read(&Query::all(), ReadOptions::forwards())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(read, engine);
+    let stream = collect(
+        c.read_stream("user-u1", ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(stream, expected[..2]);
+    assert_eq!(
+        c.read_stream_last("user-u1").await.unwrap(),
+        Some(expected[1].clone())
+    );
+    assert_eq!(c.stream_revision("user-u1").await.unwrap(), Some(1));
+    assert_eq!(c.event_by_id(id).await.unwrap(), Some(expected[0].clone()));
+    let mut sub = c.subscribe(&Query::tag("user:u1"), 0).await.unwrap();
+    let mut delivered = Vec::new();
+    while delivered.len() < 3 {
+        delivered.extend(sub.next().await.unwrap().unwrap());
+    }
+    assert_eq!(
+        delivered,
+        [
+            expected[0].clone(),
+            expected[1].clone(),
+            expected[3].clone()
+        ]
+    );
+    drop(sub);
+    assert_eq!(c.head().await.unwrap(), 4);
+    assert_eq!(
+        c.list_tags("user:", None, 10).await.unwrap(),
+        listed(&[("user:u1", 3), ("user:u2", 1)])
+    );
+
+    // umadb.v1 reads answer them with empty data and no metadata entries;
+    // type, tags and position stay, and so does the tracking info. The
+    // UUID an event was appended with through umadb.v1 was kept in its
+    // metadata and goes with it; an event with a store id shows that id.
+    let umadb = umadb_read(&mut dcb, None).await;
+    assert_eq!(umadb.len(), 4);
+    for (now, was) in umadb.iter().zip(&umadb_before) {
+        let (e, w) = (now.event.as_ref().unwrap(), was.event.as_ref().unwrap());
+        assert_eq!(now.position, was.position);
+        assert_eq!((&e.event_type, &e.tags), (&w.event_type, &w.tags));
+        assert_eq!(now.tracking_info, was.tracking_info, "{}", now.position);
+        if now.position == 3 {
+            assert_eq!(now, was);
+        } else {
+            assert!(e.data.is_empty(), "{}", now.position);
+            assert!(e.metadata.is_empty(), "{}", now.position);
+        }
+    }
+    let first = umadb[0].event.as_ref().unwrap();
+    assert_eq!(first.uuid, "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69");
+    assert_eq!(
+        umadb_before[3].event.as_ref().unwrap().metadata,
+        [v1::MetadataEntry {
+            key: "agent".into(),
+            value: "crm".into()
+        }]
+    );
+    assert_eq!(umadb[3].event.as_ref().unwrap().uuid, "");
+    assert_eq!(
+        umadb[3].tracking_info,
+        Some(v1::TrackingInfo {
+            source: "crm".into(),
+            position: 9
+        })
+    );
+    let only_u1 = umadb_read(&mut dcb, Some(query(&[], &["user:u1"]))).await;
+    assert_eq!(
+        only_u1.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 2, 4]
+    );
+    // Conditions answer as before: the redacted events still match.
+    let err = append(
+        &mut dcb,
+        vec![event("Registered", &["user:u1"])],
+        Some(v1::AppendCondition {
+            fail_if_events_match: Some(query(&["Called"], &[])),
+            after: Some(3),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // The trail: the targets as given and what each did, as the store
+    // keeps it, and as the messages carry it.
+    let trail = c.audit_log(0, 10).await.unwrap();
+    assert_eq!(trail, engine_audit(&server.store, 0, 10));
+    assert_eq!(
+        trail.iter().map(|e| &e.operation).collect::<Vec<_>>(),
+        [
+            &Operation::Redact {
+                target: by_positions,
+                result: Redacted {
+                    targeted: 1,
+                    redacted: 1
+                }
+            },
+            &Operation::Redact {
+                target: by_query.clone(),
+                result: Redacted {
+                    targeted: 3,
+                    redacted: 2
+                }
+            }
+        ]
+    );
+    assert!(trail.iter().all(|e| e.head == 4));
+    let r = c
+        .raw()
+        .audit_log(g::AuditLogRequest { after: 0, limit: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.entries[0].operation,
+        Some(g::audit_entry::Operation::Redact(g::RedactOperation {
+            target: Some(g::Target {
+                kind: Some(g::target::Kind::Positions(g::Positions {
+                    positions: vec![1, 1],
+                })),
+            }),
+            targeted: 1,
+            redacted: 1,
+        }))
+    );
+    let r = c
+        .raw()
+        .redact(g::RedactRequest {
+            target: Some(g::Target {
+                kind: Some(g::target::Kind::Positions(g::Positions {
+                    positions: vec![3],
+                })),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.targeted, r.redacted), (1, 1));
+
+    // All of it survives a restart of the server and the store.
+    let dir = server.stop().await;
+    let server = start_in(dir, ServeConfig::default()).await;
+    let mut c = gesta_client(server.addr).await;
+    let read = collect(
+        c.read(&Query::all(), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(read, before.iter().map(erased).collect::<Vec<_>>());
+    let after_restart = c.audit_log(0, 10).await.unwrap();
+    assert_eq!(after_restart[..2], trail);
+    assert_eq!(after_restart.len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_redact_requests_are_invalid_input_and_change_nothing() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    c.append(vec![ev("A", "s"), ev("B", "s")], AppendOptions::new())
+        .await
+        .unwrap();
+    let before = collect(
+        c.read(&Query::all(), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let cases: Vec<(Target, &str)> = vec![
+        (Target::Positions(vec![1, 3]), "position 3"),
+        (Target::Positions(vec![0]), "position 0"),
+        (Target::Positions(vec![]), "position"),
+        (Target::Query(Query::tag("")), "query item 0"),
+    ];
+    for (target, words) in cases {
+        let e = store_error(c.redact(&target).await.unwrap_err());
+        assert!(
+            matches!(&e, Error::InvalidInput { reason } if reason.contains(words)),
+            "{target:?}: {e:?}"
+        );
+    }
+    // The status itself: INVALID_ARGUMENT with the typed detail; an unset
+    // target is refused, not taken for every event.
+    let err = c
+        .raw()
+        .redact(g::RedactRequest {
+            target: Some(g::Target {
+                kind: Some(g::target::Kind::Positions(g::Positions {
+                    positions: vec![7],
+                })),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(matches!(
+        error_detail(&err).and_then(|d| d.kind),
+        Some(Kind::InvalidInput(g::InvalidInput { reason })) if reason.contains("position 7")
+    ));
+    for target in [None, Some(g::Target { kind: None })] {
+        let err = c
+            .raw()
+            .redact(g::RedactRequest { target })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(matches!(
+            error_detail(&err).and_then(|d| d.kind),
+            Some(Kind::InvalidInput(g::InvalidInput { reason })) if reason.contains("target")
+        ));
+    }
+    // Nothing was erased, nothing recorded.
+    let after = collect(
+        c.read(&Query::all(), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(after, before);
+    assert!(!after[0].data.is_empty() && !after[0].metadata.is_empty());
+    assert!(c.audit_log(0, 10).await.unwrap().is_empty());
     server.stop().await;
 }

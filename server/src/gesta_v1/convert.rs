@@ -15,7 +15,7 @@ use crate::proto::gesta_v1::ErrorDetail;
 use crate::proto::gesta_v1::error_detail::Kind;
 use crate::proto::gesta_v1::expected_revision::Kind as Expected;
 use crate::proto::gesta_v1::target::Kind as TargetKind;
-use gesta::lifecycle::{AuditEntry, Operation, TagsAdded, Target};
+use gesta::lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
 
 /// The type URL of the [`ErrorDetail`] in a status's details.
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/gesta.v1.ErrorDetail";
@@ -447,6 +447,13 @@ pub(crate) fn audit_entry_to_proto(e: AuditEntry) -> g::AuditEntry {
             targeted: result.targeted,
             tagged: result.tagged,
         }),
+        Operation::Redact { target, result } => {
+            g::audit_entry::Operation::Redact(g::RedactOperation {
+                target: Some(target_to_proto(&target)),
+                targeted: result.targeted,
+                redacted: result.redacted,
+            })
+        }
     };
     g::AuditEntry {
         sequence: e.sequence,
@@ -466,6 +473,13 @@ pub(crate) fn audit_entry_from_proto(e: g::AuditEntry) -> Result<AuditEntry, Sta
             result: TagsAdded {
                 targeted: a.targeted,
                 tagged: a.tagged,
+            },
+        },
+        Some(g::audit_entry::Operation::Redact(r)) => Operation::Redact {
+            target: target_from_proto(r.target)?,
+            result: Redacted {
+                targeted: r.targeted,
+                redacted: r.redacted,
             },
         },
         None => {
@@ -572,21 +586,33 @@ mod tests {
                 target_from_proto(Some(target_to_proto(&target))).unwrap(),
                 target
             );
-            let entry = AuditEntry {
-                sequence: 3,
-                timestamp_micros: 1_700_000_000_000_000,
-                head: 42,
-                operation: Operation::AddTags {
+            let operations = [
+                Operation::AddTags {
                     tags: vec!["a".into(), "b".into()],
-                    target,
+                    target: target.clone(),
                     result: TagsAdded {
                         targeted: 2,
                         tagged: 1,
                     },
                 },
-            };
-            let back = audit_entry_from_proto(audit_entry_to_proto(entry.clone())).unwrap();
-            assert_eq!(back, entry);
+                Operation::Redact {
+                    target,
+                    result: Redacted {
+                        targeted: 3,
+                        redacted: 2,
+                    },
+                },
+            ];
+            for operation in operations {
+                let entry = AuditEntry {
+                    sequence: 3,
+                    timestamp_micros: 1_700_000_000_000_000,
+                    head: 42,
+                    operation,
+                };
+                let back = audit_entry_from_proto(audit_entry_to_proto(entry.clone())).unwrap();
+                assert_eq!(back, entry);
+            }
         }
         for unset in [None, Some(g::Target { kind: None })] {
             assert_eq!(

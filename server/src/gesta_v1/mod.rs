@@ -1,8 +1,8 @@
 //! The `gesta.v1.Gesta` service: what a Gesta store offers beyond UmaDB's
 //! protocol (streams and expected revisions, event ids, lookups by id and
 //! time, listings of streams, event types and tags, durable subscriptions
-//! with server-side cursors, snapshots, retroactive tags and the audit
-//! trail), on the same port and behind the same TLS and API key as
+//! with server-side cursors, snapshots, retroactive tags, redaction and the
+//! audit trail), on the same port and behind the same TLS and API key as
 //! `umadb.v1.DCB`.
 //!
 //! `convert` (protocol ↔ engine, errors ↔ statuses with typed details, for

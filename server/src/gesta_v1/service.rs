@@ -544,6 +544,22 @@ impl g::gesta_server::Gesta for Gesta {
         }))
     }
 
+    async fn redact(
+        &self,
+        request: Request<g::RedactRequest>,
+    ) -> Result<Response<g::RedactResponse>, Status> {
+        let target = target_from_proto(request.into_inner().target)?;
+        // On the blocking pool, the operation commits or fails as a whole
+        // even if the client goes away.
+        let redacted = self
+            .blocking(move |s| gesta::EventStore::redact(s, &target))
+            .await?;
+        Ok(Response::new(g::RedactResponse {
+            targeted: redacted.targeted,
+            redacted: redacted.redacted,
+        }))
+    }
+
     async fn audit_log(
         &self,
         request: Request<g::AuditLogRequest>,
