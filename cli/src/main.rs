@@ -18,7 +18,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    append, audit, bench, compact, demo, export, get, list, read, snapshot, stats, tag, verify,
+    append, audit, bench, compact, demo, export, get, list, read, redact, snapshot, stats, tag,
+    verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -30,6 +31,7 @@ Examples:
   gesta get ./events --id 0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69
   gesta streams ./events --prefix course-       # streams, types, tags with counts
   gesta tag ./events --add gdpr:s7 --tag student:s7   # add a tag to the events about s7
+  gesta redact ./events --tag gdpr:s7 --yes     # erase their data and metadata, for good
   gesta audit ./events                          # what was changed, when, and how
   gesta stats ./events
   gesta verify ./events
@@ -41,10 +43,11 @@ append's outcome is unknown (check the store before retrying).";
 
 const SERVE_AFTER_HELP: &str = "\
 Serves umadb.v1.DCB (Read, Subscribe, Append, Head, GetTrackingInfo), gesta.v1.Gesta (streams, lookups by id and
-time, listings, durable subscriptions, snapshots, retroactive tags and their audit trail) and the standard gRPC
-health service until SIGINT or SIGTERM, then finishes the calls in flight and closes the store. UmaDB's clients
-(Rust, Python, .NET, Java, PHP, Elixir) work unchanged. Plaintext on loopback by default; --api-key requires TLS unless
---insecure-loopback-api-key and a loopback address.
+time, listings, durable subscriptions, snapshots, retroactive tags, redaction and their audit trail) and the
+standard gRPC health service until SIGINT or SIGTERM, then finishes the calls in flight and closes the store.
+UmaDB's clients (Rust, Python, .NET, Java, PHP, Elixir) work unchanged. Plaintext on loopback by default; --api-key
+requires TLS unless --insecure-loopback-api-key and a loopback address. The bytes a redaction erased leave the
+store's files at the next `gesta compact`, run while the server is stopped.
 
 Examples:
   gesta serve ./events
@@ -81,6 +84,9 @@ enum Command {
     /// Add tags to committed events, by position or by query (retroactive tags).
     #[command(after_help = tag::AFTER_HELP)]
     Tag(tag::Args),
+    /// Erase the data and metadata of committed events, for good, by position or by query.
+    #[command(after_help = redact::AFTER_HELP)]
+    Redact(redact::Args),
     /// List the audit trail: every operation that changed committed events.
     #[command(after_help = audit::AFTER_HELP)]
     Audit(audit::Args),
@@ -158,6 +164,7 @@ fn main() -> ExitCode {
         Command::Types(a) => list::run(gesta::Listing::Types, a),
         Command::Tags(a) => list::run(gesta::Listing::Tags, a),
         Command::Tag(a) => tag::run(a),
+        Command::Redact(a) => redact::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),

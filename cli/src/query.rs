@@ -1,6 +1,8 @@
-//! The query flags that `read` and `tag` share (`--type`, `--tag`,
-//! `--query`), and a query written back as the JSON `--query` takes.
+//! The query flags that `read`, `tag` and `redact` share (`--type`,
+//! `--tag`, `--query`), the target flags of `tag` and `redact` (those or
+//! `--position`), and a query written back as the JSON `--query` takes.
 
+use gesta::lifecycle::Target;
 use gesta::{Query, QueryItem};
 use gesta_json as json;
 
@@ -35,6 +37,44 @@ impl QueryArgs {
                 .types(self.types.iter().cloned())
                 .tags(self.tags.iter().cloned()),
         ))
+    }
+}
+
+/// Which committed events a lifecycle command changes: those at the
+/// `--position`s given, or those the query flags match when it commits.
+/// One of them is required (no flag is not taken for every event: for
+/// that, `--query '{}'`).
+#[derive(clap::Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("target")
+        .args(["positions", "types", "tags", "query"])
+        .multiple(true)
+        .required(true)
+))]
+pub struct TargetArgs {
+    /// The event at this position (repeatable), instead of a query.
+    #[arg(long = "position", value_name = "P", conflicts_with_all = ["types", "tags", "query"],
+          value_parser = parse_position)]
+    positions: Vec<u64>,
+    #[command(flatten)]
+    select: QueryArgs,
+}
+
+impl TargetArgs {
+    /// The target the flags describe.
+    pub fn target(self) -> Result<Target, Failure> {
+        if self.positions.is_empty() {
+            Ok(Target::Query(self.select.query()?))
+        } else {
+            Ok(Target::Positions(self.positions))
+        }
+    }
+}
+
+fn parse_position(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{s:?} is not a position (1, 2, 3, …)")),
     }
 }
 

@@ -1865,3 +1865,299 @@ fn tag_and_audit_refuse_what_they_cannot_do() {
             .stdout(contains("Examples:"));
     }
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// `read`'s line for an event without its data and metadata, whichever
+/// form they were printed in.
+fn without_payload(event: &serde_json::Value) -> serde_json::Value {
+    let mut event = event.clone();
+    let fields = event.as_object_mut().unwrap();
+    for key in ["data", "data_base64", "metadata", "metadata_base64"] {
+        fields.remove(key);
+    }
+    event
+}
+
+/// `redact` erases the data and metadata of committed events by position
+/// or by query; every read then prints them without either, all else as
+/// it was; `audit` lists each redaction; `compact` takes the bytes out of
+/// the store's files.
+#[test]
+fn redact_erases_data_and_metadata_by_position_and_by_query_and_audit_lists_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let before = lines(&ok(&["read", d], ""));
+    assert_eq!(before[3]["metadata"], serde_json::json!({"by": "import"}));
+    assert!(!files_holding(&dir, b"Databases").is_empty());
+    let redacted = |args: &[&str]| {
+        let mut all = vec!["redact", d];
+        all.extend_from_slice(args);
+        ok(&all, "")
+    };
+    ok(&["tag", d, "--add", "gdpr:s1", "--tag", "student:s1"], "");
+
+    // By position (repeats count once; data and metadata both go)…
+    assert_eq!(
+        redacted(&["--position", "4", "--yes", "--position", "4"]),
+        "targeted 1 event, redacted 1\n"
+    );
+    // …by a tag, added after the fact (JSON data and base64 data)…
+    assert_eq!(
+        redacted(&["--tag", "gdpr:s1", "--yes", "--json"]),
+        "{\"targeted\":2,\"redacted\":2}\n"
+    );
+    // …by --query (an event with a stream and an id)…
+    let first = r#"{"items":[{"types":["CourseDefined"],"tags":["course:c1"]}]}"#;
+    assert_eq!(
+        redacted(&["--query", first, "--yes"]),
+        "targeted 1 event, redacted 1\n"
+    );
+    // …and again: an event already redacted counts as targeted only.
+    assert_eq!(
+        redacted(&["--type", "StudentSubscribed", "--yes", "--json"]),
+        "{\"targeted\":3,\"redacted\":0}\n"
+    );
+
+    // Every read prints them without data and metadata; all else stays,
+    // and the other events are untouched.
+    let after = lines(&ok(&["read", d], ""));
+    assert_eq!(after.len(), 7);
+    for (i, (was, now)) in before.iter().zip(&after).enumerate() {
+        let position = i as u64 + 1;
+        if [1, 3, 4, 5].contains(&position) {
+            let mut expected = without_payload(was);
+            if [3, 5].contains(&position) {
+                expected["tags"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push("gdpr:s1".into());
+            }
+            assert_eq!(*now, expected, "position {position}");
+            for key in ["data", "data_base64", "metadata", "metadata_base64"] {
+                assert!(now.get(key).is_none(), "position {position}: {now}");
+            }
+        } else {
+            assert_eq!(now, was, "position {position}");
+        }
+    }
+    assert_eq!(after[0]["id"], "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69");
+    assert_eq!(
+        lines(&ok(
+            &["get", d, "--id", "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69"],
+            ""
+        )),
+        [after[0].clone()]
+    );
+    let stream = lines(&ok(&["read", d, "--stream", "course-c1"], ""));
+    assert_eq!(stream, [after[0].clone(), after[5].clone()]);
+    assert_eq!(
+        positions(&ok(&["read", d, "--tag", "student:s1"], "")),
+        [3, 5]
+    );
+    assert_eq!(
+        ok(&["types", d, "--prefix", "StudentSubscribed", "--json"], ""),
+        "{\"name\":\"StudentSubscribed\",\"count\":3}\n"
+    );
+    let exported = lines(&ok(&["export", d], ""));
+    assert_eq!(exported[3], after[3]);
+    // Positions never move: the next event is the 8th.
+    assert_eq!(
+        ok(&["append", d], "{\"type\":\"Ping\"}\n"),
+        "{\"first\":8,\"last\":8}\n"
+    );
+
+    // The audit trail: the target as given and the counts, as text…
+    let text = ok(&["audit", d], "");
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    assert!(
+        rows[0].contains("  add_tags [\"gdpr:s1\"]  "),
+        "{}",
+        rows[0]
+    );
+    let expected = [
+        "redact  positions [4,4]  targeted 1, redacted 1".to_owned(),
+        "redact  query {\"items\":[{\"tags\":[\"gdpr:s1\"]}]}  targeted 2, redacted 2".to_owned(),
+        format!("redact  query {first}  targeted 1, redacted 1"),
+        "redact  query {\"items\":[{\"types\":[\"StudentSubscribed\"]}]}  targeted 3, redacted 0"
+            .to_owned(),
+    ];
+    for (i, (row, tail)) in rows[1..].iter().zip(&expected).enumerate() {
+        assert!(row.starts_with(&format!("{:>6}  ", i + 2)), "{row}");
+        assert!(row.ends_with(&format!("Z  head 7  {tail}")), "{row}");
+    }
+    // …and as JSON lines, without tags, with "redacted" for "tagged".
+    let entries = lines(&ok(&["audit", d, "--json"], ""));
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0]["operation"], "add_tags");
+    let second = entries[1].as_object().unwrap();
+    assert_eq!(
+        second.keys().collect::<Vec<_>>(),
+        [
+            "head",
+            "operation",
+            "result",
+            "sequence",
+            "target",
+            "timestamp"
+        ]
+    );
+    assert_eq!(second["sequence"], 2);
+    assert_eq!(second["head"], 7);
+    assert_eq!(second["operation"], "redact");
+    assert_eq!(second["target"], serde_json::json!({"positions": [4, 4]}));
+    assert_eq!(
+        second["result"],
+        serde_json::json!({"targeted": 1, "redacted": 1})
+    );
+    assert_eq!(
+        entries[3]["target"],
+        serde_json::json!({"query": {"items": [{"types": ["CourseDefined"], "tags": ["course:c1"]}]}})
+    );
+    assert_eq!(
+        entries[4]["result"],
+        serde_json::json!({"targeted": 3, "redacted": 0})
+    );
+    // The trail never holds the data.
+    assert!(!text.contains("Databases") && !text.contains("import"));
+
+    // Compacting takes the bytes out of the store's files, and the store
+    // checks out.
+    ok(&["compact", d], "");
+    gesta().args(["verify", d]).assert().success();
+    for erased in [
+        &b"Databases"[..],
+        b"\"by\":\"import\"",
+        b"\"student\":\"s1\"",
+    ] {
+        assert_eq!(
+            files_holding(&dir, erased),
+            Vec::<PathBuf>::new(),
+            "{}",
+            String::from_utf8_lossy(erased)
+        );
+    }
+    assert_eq!(lines(&ok(&["read", d], ""))[..7], after[..]);
+    assert!(!files_holding(&dir, b"[1,2,3]").is_empty());
+}
+
+/// `redact` asks for --yes and refuses bad flags as usage errors (status
+/// 2); a position the store does not have is the store's typed refusal
+/// (status 1); either way nothing changes and nothing is recorded.
+#[test]
+fn redact_refuses_what_it_cannot_do_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let before = ok(&["read", d], "");
+    usage_error(
+        &["redact", d, "--position", "3"],
+        "cannot be undone: add --yes to do it (see gesta redact --help)",
+    );
+    usage_error(&["redact", d, "--query", "{}", "--json"], "add --yes");
+    usage_error(
+        &["redact", d, "--yes"],
+        "required arguments were not provided: <--position <P>|--type <TYPE>|--tag <TAG>|--query <QUERY_JSON>>",
+    );
+    usage_error(
+        &["redact", d, "--position", "abc", "--yes"],
+        "invalid value 'abc' for '--position <P>': \"abc\" is not a position",
+    );
+    usage_error(
+        &["redact", d, "--position", "0", "--yes"],
+        "invalid value '0' for '--position <P>'",
+    );
+    usage_error(
+        &[
+            "redact",
+            d,
+            "--position",
+            "1",
+            "--tag",
+            "course:c1",
+            "--yes",
+        ],
+        "cannot be used with",
+    );
+    usage_error(
+        &["redact", d, "--tag", "t", "--query", "{}", "--yes"],
+        "cannot be used with",
+    );
+    usage_error(&["redact", "--position", "1", "--yes"], "<DIR>");
+
+    gesta()
+        .args(["redact", d, "--position", "3", "--position", "99", "--yes"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(contains(
+            "gesta: invalid input: position 99 is not a committed position (the head is 7)",
+        ));
+    gesta()
+        .args([
+            "redact",
+            d,
+            "--query",
+            r#"{"items":[{"tags":[""]}]}"#,
+            "--yes",
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("invalid input: query item 0"));
+    gesta()
+        .args(["redact", d, "--query", "{items", "--yes"])
+        .assert()
+        .code(1)
+        .stderr(contains("--query is not a query, column 2"));
+    // Nothing changed, and nothing was recorded.
+    assert_eq!(ok(&["read", d], ""), before);
+    assert_eq!(ok(&["audit", d], ""), "");
+
+    let missing = store(&tmp, "nothing-here");
+    let m = missing.to_str().unwrap();
+    gesta()
+        .args(["redact", m, "--position", "1", "--yes"])
+        .assert()
+        .code(1)
+        .stderr(contains("no Gesta store at"));
+    assert!(!missing.exists());
+    gesta()
+        .args(["redact", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("Examples:"))
+        .stdout(contains("cannot be undone"))
+        .stdout(contains("position, type, tags"))
+        .stdout(contains("gesta compact"));
+    gesta()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(contains("gesta redact ./events"));
+    gesta()
+        .args(["serve", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("redaction"));
+}

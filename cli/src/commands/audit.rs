@@ -15,14 +15,18 @@ use crate::query::QueryJson;
 
 pub const AFTER_HELP: &str = r#"Each line is one operation that changed committed events, as it was asked for and what it did: its
 sequence number (1, 2, …), when it committed (RFC 3339, UTC), the head then (it saw the events up to
-there), the operation and its tags, its target — positions as a list, or a query as --query takes it —
-and how many events it targeted and tagged. For example:
+there), the operation (add_tags with its tags, or redact), its target — positions as a list, or a query
+as --query takes it — and how many events it targeted and tagged or redacted. For example:
      1  2026-12-05T09:14:03.512204Z  head 7  add_tags ["gdpr:s1"]  positions [3,5]  targeted 2, tagged 2
      2  2026-12-05T09:15:40.003117Z  head 9  add_tags ["gdpr:s1"]  query {"items":[{"tags":["student:s1"]}]}  targeted 3, tagged 1
+     3  2026-12-05T09:16:02.771930Z  head 9  redact  query {"items":[{"tags":["gdpr:s1"]}]}  targeted 3, redacted 3
 With --json, each is a JSON line:
   {"sequence":1,"timestamp":"2026-12-05T09:14:03.512204Z","head":7,"operation":"add_tags","tags":["gdpr:s1"],
    "target":{"positions":[3,5]},"result":{"targeted":2,"tagged":2}}
-and a query target is {"query":{"items":[…]}}.
+  {"sequence":3,"timestamp":"2026-12-05T09:16:02.771930Z","head":9,"operation":"redact",
+   "target":{"query":{"items":[{"tags":["gdpr:s1"]}]}},"result":{"targeted":3,"redacted":3}}
+a positions target is {"positions":[…]}, a query target {"query":{"items":[…]}}. The trail never holds an
+event's data: a redaction's entry says which events it erased, not what they held.
 
 Without --limit the whole trail is listed; with it, one page: the next page is --after the last sequence
 printed, and a page shorter than --limit is the last.
@@ -30,7 +34,8 @@ printed, and a page shorter than --limit is the last.
 Examples:
   gesta audit ./events
   gesta audit ./events --after 100 --limit 50
-  gesta audit ./events --json | jq 'select(.tags | index("gdpr:s1"))'"#;
+  gesta audit ./events --json | jq 'select(.tags | index("gdpr:s1"))'
+  gesta audit ./events --json | jq 'select(.operation == "redact")'"#;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,7 +59,8 @@ struct EntryJson<'a> {
     timestamp: String,
     head: u64,
     operation: &'static str,
-    tags: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a [String]>,
     target: TargetJson<'a>,
     result: ResultJson,
 }
@@ -66,40 +72,87 @@ enum TargetJson<'a> {
     Query(QueryJson<'a>),
 }
 
+impl<'a> TargetJson<'a> {
+    fn new(target: &'a Target) -> TargetJson<'a> {
+        match target {
+            Target::Positions(p) => TargetJson::Positions(p),
+            Target::Query(q) => TargetJson::Query(QueryJson::new(q)),
+        }
+    }
+}
+
+/// What an operation did: how many events it targeted, and how many it
+/// tagged or redacted.
 #[derive(serde::Serialize)]
-struct ResultJson {
-    targeted: u64,
-    tagged: u64,
+#[serde(untagged)]
+enum ResultJson {
+    Tagged { targeted: u64, tagged: u64 },
+    Redacted { targeted: u64, redacted: u64 },
+}
+
+impl std::fmt::Display for ResultJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResultJson::Tagged { targeted, tagged } => {
+                write!(f, "targeted {targeted}, tagged {tagged}")
+            }
+            ResultJson::Redacted { targeted, redacted } => {
+                write!(f, "targeted {targeted}, redacted {redacted}")
+            }
+        }
+    }
+}
+
+/// An operation's parts as both forms print them: its name, its tags (if
+/// it has any), its target, and what it did.
+fn parts(operation: &Operation) -> (&'static str, Option<&[String]>, &Target, ResultJson) {
+    match operation {
+        Operation::AddTags {
+            tags,
+            target,
+            result,
+        } => (
+            "add_tags",
+            Some(tags),
+            target,
+            ResultJson::Tagged {
+                targeted: result.targeted,
+                tagged: result.tagged,
+            },
+        ),
+        Operation::Redact { target, result } => (
+            "redact",
+            None,
+            target,
+            ResultJson::Redacted {
+                targeted: result.targeted,
+                redacted: result.redacted,
+            },
+        ),
+    }
 }
 
 /// Writes `entry` as one line, text or JSON.
 fn format_entry(out: &mut Vec<u8>, entry: &AuditEntry, json: bool) -> Result<(), Failure> {
-    let Operation::AddTags {
-        tags,
-        target,
-        result,
-    } = &entry.operation;
+    let (operation, tags, target, result) = parts(&entry.operation);
     let time = rfc3339(entry.timestamp_micros);
     if json {
         let line = EntryJson {
             sequence: entry.sequence,
             timestamp: time,
             head: entry.head,
-            operation: "add_tags",
+            operation,
             tags,
-            target: match target {
-                Target::Positions(p) => TargetJson::Positions(p),
-                Target::Query(q) => TargetJson::Query(QueryJson::new(q)),
-            },
-            result: ResultJson {
-                targeted: result.targeted,
-                tagged: result.tagged,
-            },
+            target: TargetJson::new(target),
+            result,
         };
         serde_json::to_writer(&mut *out, &line).map_err(Failure::new)?;
         out.push(b'\n');
     } else {
-        let tags = serde_json::to_string(tags).map_err(Failure::new)?;
+        let tags = match tags {
+            Some(tags) => format!(" {}", serde_json::to_string(tags).map_err(Failure::new)?),
+            None => String::new(),
+        };
         let target = match target {
             Target::Positions(p) => {
                 format!(
@@ -111,8 +164,8 @@ fn format_entry(out: &mut Vec<u8>, entry: &AuditEntry, json: bool) -> Result<(),
         };
         writeln!(
             out,
-            "{:>6}  {time}  head {}  add_tags {tags}  {target}  targeted {}, tagged {}",
-            entry.sequence, entry.head, result.targeted, result.tagged
+            "{:>6}  {time}  head {}  {operation}{tags}  {target}  {result}",
+            entry.sequence, entry.head
         )?;
     }
     Ok(())
@@ -189,12 +242,14 @@ mod tests {
             .unwrap();
         let query = Query::tag("x").or(QueryItem::new().event_type("B"));
         store.add_tags(&Target::Query(query), &gdpr[1..]).unwrap();
+        store.redact(&Target::Positions(vec![2, 2])).unwrap();
         let time = rfc3339(1);
         assert_eq!(
             text(&store, 0, None, false),
             format!(
                 "     1  {time}  head 2  add_tags [\"gdpr:1\",\"y\"]  positions [2,1,2]  targeted 2, tagged 2\n\
-                 \x20    2  {time}  head 2  add_tags [\"y\"]  query {{\"items\":[{{\"tags\":[\"x\"]}},{{\"types\":[\"B\"]}}]}}  targeted 2, tagged 0\n"
+                 \x20    2  {time}  head 2  add_tags [\"y\"]  query {{\"items\":[{{\"tags\":[\"x\"]}},{{\"types\":[\"B\"]}}]}}  targeted 2, tagged 0\n\
+                 \x20    3  {time}  head 2  redact  positions [2,2]  targeted 1, redacted 1\n"
             )
         );
         let lines: Vec<serde_json::Value> = text(&store, 0, None, true)
@@ -214,11 +269,16 @@ mod tests {
                     "tags": ["y"], "target": {"query": {"items": [{"tags": ["x"]}, {"types": ["B"]}]}},
                     "result": {"targeted": 2, "tagged": 0}
                 }),
+                serde_json::json!({
+                    "sequence": 3, "timestamp": time, "head": 2, "operation": "redact",
+                    "target": {"positions": [2, 2]}, "result": {"targeted": 1, "redacted": 1}
+                }),
             ]
         );
         assert!(text(&store, 0, Some(1), false).starts_with("     1  "));
         assert_eq!(text(&store, 0, Some(1), false).lines().count(), 1);
         assert!(text(&store, 1, Some(5), false).starts_with("     2  "));
-        assert_eq!(text(&store, 2, None, false), "");
+        assert!(text(&store, 2, None, false).starts_with("     3  "));
+        assert_eq!(text(&store, 3, None, false), "");
     }
 }

@@ -15,6 +15,9 @@ by hand suits a store about to be backed up or archived, or one just filled by a
 With --compress, every sealed segment (all but the newest) is also rewritten zstd-compressed in blocks, read
 transparently afterwards; the store stays readable by any Gesta. Segments already compressed are left alone.
 
+Compacting is also when the bytes of redacted events (`gesta redact`) leave the store's files: every segment
+that holds some is rewritten without them, and the snapshots taken at or after the first event erased are deleted.
+
 Examples:
   gesta compact ./events
   gesta compact ./events --compress --level 9

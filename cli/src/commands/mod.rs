@@ -9,6 +9,7 @@ pub mod export;
 pub mod get;
 pub mod list;
 pub mod read;
+pub mod redact;
 pub mod snapshot;
 pub mod stats;
 pub mod tag;

@@ -9,7 +9,7 @@ use gesta::lifecycle::{TagsAdded, Target};
 
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
-use crate::query::QueryArgs;
+use crate::query::TargetArgs;
 
 pub const AFTER_HELP: &str = r#"Adds each --add tag to each targeted event that does not carry it yet, after its own tags; an event
 keeps the tags it has. The target is the events at the --position(s) given, or the events that --type,
@@ -28,59 +28,44 @@ Examples:
   gesta read ./events --tag gdpr:s7                                 # finds them now"#;
 
 #[derive(clap::Args, Debug)]
-#[command(group(
-    clap::ArgGroup::new("target")
-        .args(["positions", "types", "tags", "query"])
-        .multiple(true)
-        .required(true)
-))]
 pub struct Args {
     #[command(flatten)]
     store: StoreDir,
     /// A tag to add (repeatable: all of them).
     #[arg(long = "add", value_name = "TAG", required = true)]
     add: Vec<String>,
-    /// The event at this position (repeatable), instead of a query.
-    #[arg(long = "position", value_name = "P", conflicts_with_all = ["types", "tags", "query"],
-          value_parser = parse_position)]
-    positions: Vec<u64>,
     #[command(flatten)]
-    select: QueryArgs,
+    target: TargetArgs,
     /// Print {"targeted":N,"tagged":M} instead of text.
     #[arg(long)]
     json: bool,
 }
 
-fn parse_position(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("{s:?} is not a position (1, 2, 3, …)")),
-    }
-}
-
-/// What `add_tags` did, as one line.
-fn format_result(out: &mut Vec<u8>, result: TagsAdded, json: bool) -> Result<(), Failure> {
+/// What a lifecycle operation did, as one line (`tag` and `redact`):
+/// "targeted N events, <did> M", or with `json` {"targeted":N,"<did>":M}.
+pub(super) fn format_counts(
+    out: &mut Vec<u8>,
+    targeted: u64,
+    did: &'static str,
+    count: u64,
+    json: bool,
+) -> Result<(), Failure> {
     if json {
-        #[derive(serde::Serialize)]
-        struct Line {
-            targeted: u64,
-            tagged: u64,
-        }
-        let line = Line {
-            targeted: result.targeted,
-            tagged: result.tagged,
-        };
-        serde_json::to_writer(&mut *out, &line).map_err(Failure::new)?;
-        out.push(b'\n');
+        writeln!(out, "{{\"targeted\":{targeted},\"{did}\":{count}}}")?;
     } else {
-        let s = if result.targeted == 1 { "" } else { "s" };
-        writeln!(
-            out,
-            "targeted {} event{s}, tagged {}",
-            result.targeted, result.tagged
-        )?;
+        let s = if targeted == 1 { "" } else { "s" };
+        writeln!(out, "targeted {targeted} event{s}, {did} {count}")?;
     }
     Ok(())
+}
+
+/// Writes a command's output to stdout; a reader gone away is no failure.
+pub(super) fn print(line: &[u8]) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(line).and_then(|()| out.flush()) {
+        Err(e) if !super::closed_pipe(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Adds `tags` to `target`'s events in `store`; prints what it did.
@@ -91,26 +76,18 @@ fn tag<S: EventStore + ?Sized>(
     json: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), Failure> {
-    let result = store.add_tags(target, tags)?;
-    format_result(out, result, json)
+    let TagsAdded { targeted, tagged } = store.add_tags(target, tags)?;
+    format_counts(out, targeted, "tagged", tagged, json)
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let target = if args.positions.is_empty() {
-        Target::Query(args.select.query()?)
-    } else {
-        Target::Positions(args.positions)
-    };
+    let target = args.target.target()?;
     let store = open_existing(&args.store.dir)?;
     let mut line = Vec::with_capacity(64);
     let tagged = tag(&store, &target, &args.add, args.json, &mut line);
     store.close()?;
     tagged?;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(&line).and_then(|()| out.flush()) {
-        Err(e) if !super::closed_pipe(&e) => Err(e.into()),
-        _ => Ok(()),
-    }
+    print(&line)
 }
 
 #[cfg(test)]
