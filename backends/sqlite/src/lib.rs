@@ -7,7 +7,9 @@
 //! idempotent appends by event id, reads in both directions, subscriptions
 //! (catch-up then live, each batch one append's matching events) and
 //! durable subscriptions with their cursors in the database, snapshots,
-//! tracking info, and retroactive tags with their audit trail. Commits
+//! tracking info, retroactive tags and redaction with their audit trail
+//! (erased values are overwritten in the file, see
+//! [`SqliteStore::vacuum`] for what that covers). Commits
 //! through the same handle wake its subscribers at once; commits by other
 //! processes on the file reach them within
 //! [`SqliteOptions::poll_interval`].
@@ -29,8 +31,8 @@
 //! encoded in columns), `sql` (DCB queries translated to SQL), `store`
 //! (the handle: the append transaction and reads), `readers` (the
 //! handle's reader connections), `state` (snapshots and tracking info),
-//! `lifecycle` (retroactive tags and the audit trail), `listings`
-//! (streams, types and tags with counts) and `live`
+//! `lifecycle` (retroactive tags, redaction and the audit trail),
+//! `listings` (streams, types and tags with counts) and `live`
 //! (subscriptions: the feed, waking subscribers on this handle's commits
 //! and polling for other connections', durable cursors).
 #![deny(missing_docs)]

@@ -1,6 +1,7 @@
-//! Retroactive tags and the audit trail (see [`gesta::lifecycle`] for the
-//! contract): the statements of [`add_tags`] and [`audit_log`], run on the
-//! connection or transaction the store gives.
+//! Retroactive tags, redaction and the audit trail (see
+//! [`gesta::lifecycle`] for the contract): the statements of [`add_tags`],
+//! [`redact`] and [`audit_log`], run on the connection or transaction the
+//! store gives.
 //!
 //! `add_tags` runs in a `BEGIN IMMEDIATE` transaction on the writer, as an
 //! append does, so it is serialized with appends (of this handle and of
@@ -14,6 +15,16 @@
 //! indexed in the `tags` table; the operation's audit entry is inserted
 //! last. Any error drops the transaction, which rolls all of it back.
 //!
+//! `redact` runs the same way: inside one `BEGIN IMMEDIATE` transaction
+//! the target is resolved against the head (positions checked, or the
+//! query's positions), the `redacted` table says which of the events are
+//! redacted already, each of the others gets its `data` and `metadata`
+//! set to the empty blob and a row in `redacted`, and the audit entry is
+//! inserted last. What happens to the erased bytes in the database's
+//! files is the store's business (see `SqliteStore::redact`): every
+//! connection runs with `secure_delete` on, so the row's old cell is
+//! overwritten with zeros, and the store checkpoints the WAL afterwards.
+//!
 //! Nothing is announced to subscriptions: the head does not move, so
 //! neither this handle's hub nor the poller of another handle (which wakes
 //! subscribers only when the head moved) has anything to deliver.
@@ -21,7 +32,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gesta::lifecycle::{self as lc, AuditEntry, MAX_TARGETED_EVENTS, Operation, TagsAdded, Target};
+use gesta::lifecycle::{
+    self as lc, AuditEntry, MAX_TARGETED_EVENTS, Operation, Redacted, TagsAdded, Target,
+};
 use gesta::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -133,9 +146,100 @@ pub(crate) fn add_tags(
         }
     }
 
-    // The audit entry: the next sequence, and the commit time by the
-    // store's clock, never before the previous entry's nor the head
-    // event's (as an append's time is never before the previous one's).
+    let operation = Operation::AddTags {
+        tags,
+        target: target.clone(),
+        result,
+    };
+    record(tx, path, head, now, operation)?;
+    Ok(result)
+}
+
+/// The positions `target` names, ascending and each once, as `tx` sees
+/// them up to `head`; the target's checks applied.
+fn resolve_positions(
+    tx: &Transaction<'_>,
+    path: &Path,
+    target: &Target,
+    head: u64,
+) -> Result<Vec<u64>> {
+    let err = |e| sqlite_error(path, e);
+    match target {
+        Target::Positions(positions) => lc::check_positions(positions, head),
+        Target::Query(query) => {
+            let stmt = sql::target_positions(query);
+            // One more than the limit, as `resolve` does.
+            let limit = signed(MAX_TARGETED_EVENTS as u64 + 1);
+            let params = bind(&[1, signed(head), limit], &stmt);
+            let found = tx
+                .prepare_cached(&stmt.sql)
+                .map_err(err)?
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, i64>(0).map(unsigned)
+                })
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<u64>>>()
+                .map_err(err)?;
+            lc::check_targeted(found.len())?;
+            Ok(found)
+        }
+    }
+}
+
+/// Erases the data and metadata of the events `target` names (checked by
+/// [`lc::check_target`]) that are not redacted yet, and records the
+/// operation, all inside `tx`; `now` is the store's clock. The caller
+/// commits `tx` if this succeeds.
+pub(crate) fn redact(
+    tx: &Transaction<'_>,
+    path: &Path,
+    target: &Target,
+    now: i64,
+) -> Result<Redacted> {
+    let err = |e| sqlite_error(path, e);
+    let head = last_position(tx).map_err(err)?;
+    let positions = resolve_positions(tx, path, target, head)?;
+    let mut redacted = tx
+        .prepare_cached("SELECT 1 FROM redacted WHERE position = ?1")
+        .map_err(err)?;
+    let (erased, result) =
+        lc::plan_redact(&positions, |p| redacted.exists([signed(p)]).map_err(err))?;
+    let mut erase = tx
+        .prepare_cached("UPDATE events SET data = X'', metadata = X'' WHERE position = ?1")
+        .map_err(err)?;
+    let mut mark = tx
+        .prepare_cached("INSERT INTO redacted (position) VALUES (?1)")
+        .map_err(err)?;
+    for p in erased {
+        if erase.execute([signed(p)]).map_err(err)? != 1 {
+            return Err(corrupt(
+                path,
+                p,
+                format!("no row, though the head is {head}"),
+            ));
+        }
+        mark.execute([signed(p)]).map_err(err)?;
+    }
+    let operation = Operation::Redact {
+        target: target.clone(),
+        result,
+    };
+    record(tx, path, head, now, operation)?;
+    Ok(result)
+}
+
+/// Records `operation`, made at `head`, in the audit trail: the next
+/// sequence, and the commit time by the store's clock (`now`), never
+/// before the previous entry's nor the head event's (as an append's time
+/// is never before the previous one's).
+fn record(
+    tx: &Transaction<'_>,
+    path: &Path,
+    head: u64,
+    now: i64,
+    operation: Operation,
+) -> Result<()> {
+    let err = |e| sqlite_error(path, e);
     let (last_sequence, last_ts): (i64, i64) = tx
         .prepare_cached("SELECT sequence, ts FROM audit ORDER BY sequence DESC LIMIT 1")
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
@@ -151,11 +255,7 @@ pub(crate) fn add_tags(
         sequence: unsigned(last_sequence) + 1,
         timestamp_micros: unsigned(ts),
         head,
-        operation: Operation::AddTags {
-            tags,
-            target: target.clone(),
-            result,
-        },
+        operation,
     };
     tx.prepare_cached("INSERT INTO audit (sequence, ts, entry) VALUES (?1, ?2, ?3)")
         .and_then(|mut s| {
@@ -166,7 +266,18 @@ pub(crate) fn add_tags(
             ])
         })
         .map_err(err)?;
-    Ok(result)
+    Ok(())
+}
+
+/// Checkpoints the WAL into the database file and truncates it, waiting
+/// (up to the busy timeout) for readers of older snapshots to finish:
+/// whether it completed (`false` if a reader or another checkpoint was in
+/// the way).
+pub(crate) fn checkpoint(conn: &Connection, path: &Path) -> Result<bool> {
+    let blocked: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(|e| sqlite_error(path, e))?;
+    Ok(blocked == 0)
 }
 
 /// The audit entries after sequence `after`, oldest first, at most `limit`

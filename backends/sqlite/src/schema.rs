@@ -1,7 +1,7 @@
 //! The database layout and how connections are opened: the tables and
 //! indexes, the schema version recorded in `PRAGMA user_version`, and the
 //! pragmas every connection gets (WAL journal, `synchronous`, busy
-//! timeout).
+//! timeout, `secure_delete`).
 //!
 //! ```sql
 //! CREATE TABLE events (
@@ -48,18 +48,31 @@
 //!     ts       INTEGER NOT NULL,     -- commit time, µs since the epoch
 //!     entry    BLOB    NOT NULL      -- gesta::lifecycle::encode_entry
 //! );
+//! CREATE TABLE redacted (            -- the positions of the events
+//!     position INTEGER PRIMARY KEY   -- redacted
+//! );
 //! ```
 //!
-//! Snapshots, tracking info and the audit trail have tables of their own,
-//! added to the layout without changing its version: every open creates
-//! them if they are missing (see [`CREATE_STATE`] and [`CREATE_AUDIT`]),
-//! so databases made before them keep opening, and older builds ignore
-//! them.
+//! Snapshots, tracking info, the audit trail and the redacted positions
+//! have tables of their own, added to the layout without changing its
+//! version: every open creates them if they are missing (see
+//! [`CREATE_STATE`] and [`CREATE_AUDIT`]), so databases made before them
+//! keep opening, and older builds ignore them.
 //!
 //! Retroactive tags (see `lifecycle`) change no table's layout: an event
 //! that gains tags gets them appended to its `tags` list and a row in the
 //! `tags` table each, in the transaction that records the operation in
-//! `audit`.
+//! `audit`. Redaction changes none either: a redacted event's `data` and
+//! `metadata` are the empty blob, and its position is in `redacted` (an
+//! event may have been appended with both empty, so the columns alone do
+//! not tell). An older build reading the file returns the redacted events
+//! as they are, empty.
+//!
+//! Every connection runs with `PRAGMA secure_delete = ON`: SQLite then
+//! overwrites with zeros the content that a write deletes or frees — the
+//! old cell of a row rewritten by `add_tags` or a redaction, freed pages
+//! — so that erased bytes do not linger in free space. It costs a little
+//! on writes that free space (appends free none).
 //!
 //! The `tags` table is the tag index: its primary key is `(tag,
 //! position)`, so a tag's positions are one range scan in order. The
@@ -140,12 +153,17 @@ CREATE TABLE IF NOT EXISTS tracking (
 // binary form; the commit time also has a column, so that the next entry's
 // time is read without decoding one.
 
-/// The audit trail's table.
+/// The audit trail's table, and the redacted positions (a redaction
+/// records its operation in the one and the events it erased in the
+/// other).
 pub(crate) const CREATE_AUDIT: &str = "
 CREATE TABLE IF NOT EXISTS audit (
     sequence INTEGER PRIMARY KEY,
     ts       INTEGER NOT NULL,
     entry    BLOB    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS redacted (
+    position INTEGER PRIMARY KEY
 );
 ";
 
@@ -176,6 +194,7 @@ pub(crate) fn connect(path: &Path, options: &SqliteOptions) -> rusqlite::Result<
     conn.busy_timeout(options.busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+    conn.pragma_update(None, "secure_delete", true)?;
     Ok(conn)
 }
 

@@ -185,6 +185,13 @@ pub(crate) fn targets(query: &Query) -> Statement {
     select(query, Direction::Forwards, "e.position, e.tags")
 }
 
+/// The read of `query` forwards, as [`read`] makes it, selecting only
+/// each event's position: how a redaction resolves a query target (see
+/// `lifecycle`).
+pub(crate) fn target_positions(query: &Query) -> Statement {
+    select(query, Direction::Forwards, "e.position")
+}
+
 /// [`read`] selecting `columns` (of `events e`).
 fn select(query: &Query, direction: Direction, columns: &str) -> Statement {
     let order = match direction {

@@ -9,8 +9,9 @@
 //! `max(position) + 1` and stores the tracking info; any error drops the
 //! transaction, which rolls it back, so a failed append consumes no
 //! positions and stores nothing. Snapshots and tracking info are `state`'s,
-//! retroactive tags and the audit trail `lifecycle`'s; this module only
-//! gives them a connection (the writer's transaction for changes).
+//! retroactive tags, redaction and the audit trail `lifecycle`'s; this
+//! module only gives them a connection (the writer's transaction for
+//! changes).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -25,7 +26,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use gesta::event::MAX_TAGS;
 use gesta::{
     AppendOptions, Appended, AuditEntry, Direction, Error, EventIter, EventRef, EventStore,
-    NewEvent, Query, ReadOptions, RecordedEvent, Result, Tags, TagsAdded, Target, validation,
+    NewEvent, Query, ReadOptions, RecordedEvent, Redacted, Result, Tags, TagsAdded, Target,
+    validation,
 };
 
 use crate::codec::{decode_id, each_tag, encode_id, encode_tags};
@@ -172,6 +174,46 @@ impl SqliteStore {
 
     fn err(&self, e: rusqlite::Error) -> Error {
         sqlite_error(&self.path, e)
+    }
+
+    /// Rewrites the database file with only what it holds now (`VACUUM`),
+    /// then checkpoints the WAL into it and truncates the WAL: afterwards
+    /// no file of the store holds a byte of a redacted event's data or
+    /// metadata.
+    ///
+    /// [`redact`](EventStore::redact) alone overwrites the erased values
+    /// with zeros where they are (`secure_delete`, on for every connection
+    /// of the store) and checkpoints: the row's cell, its overflow pages
+    /// and the WAL lose them. It cannot reach copies that were left in
+    /// free space before — by an earlier version of this crate, whose
+    /// `add_tags` rewrote rows without `secure_delete`, or by another
+    /// program writing the file without it — nor any copy SQLite's
+    /// rebuilding of pages might leave that `secure_delete` does not
+    /// promise to clear. `vacuum` builds every page anew. It takes time and
+    /// temporary space (a temporary file, deleted at once) in proportion
+    /// to the database, and holds the write lock meanwhile; reads go on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if SQLite fails, or if the checkpoint could not
+    /// complete within the busy timeout because another connection was
+    /// reading an older snapshot or writing (kind `WouldBlock`): the
+    /// database is vacuumed, but the WAL may still hold old pages until
+    /// the next checkpoint completes; call again.
+    pub fn vacuum(&self) -> Result<()> {
+        let conn = self.writer.lock();
+        conn.execute_batch("VACUUM").map_err(|e| self.err(e))?;
+        if lifecycle::checkpoint(&conn, &self.path)? {
+            Ok(())
+        } else {
+            Err(Error::Io {
+                path: self.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "the WAL checkpoint was blocked by another connection",
+                ),
+            })
+        }
     }
 
     /// Runs `f` on an idle reader connection (opening one if none is idle).
@@ -684,7 +726,7 @@ impl EventStore for SqliteStore {
         self.with_reader(|conn| state::tracking(conn, source).map_err(|e| self.err(e)))
     }
 
-    // --- Lifecycle: retroactive tags and the audit trail (see `lifecycle`) ---
+    // --- Lifecycle: retroactive tags, redaction, the audit trail (see `lifecycle`) ---
 
     /// One `BEGIN IMMEDIATE` transaction on the writer, as an append:
     /// serialized with appends, committed with its audit entry or not at
@@ -699,6 +741,42 @@ impl EventStore for SqliteStore {
         let added = lifecycle::add_tags(&tx, &self.path, target, tags, now_micros())?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(added)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction on the writer, as `add_tags`,
+    /// in which SQLite overwrites the erased values with zeros where they
+    /// were (`secure_delete`). Once it committed, the WAL — which still
+    /// holds the pages as they were — is checkpointed into the database
+    /// file and truncated. The checkpoint waits up to the busy timeout for
+    /// connections reading older snapshots; if it cannot complete, the
+    /// redaction stands (reads see it, the call succeeds) and the old
+    /// pages stay in the WAL, and may be copied into the database file,
+    /// until a later checkpoint that completes: the next `redact`'s or
+    /// [`vacuum`](SqliteStore::vacuum)'s, or SQLite's when the last
+    /// connection to the file closes. See [`vacuum`](SqliteStore::vacuum)
+    /// for what `secure_delete` does not reach.
+    fn redact(&self, target: &Target) -> Result<Redacted> {
+        gesta::lifecycle::check_target(target)?;
+        let mut conn = self.writer.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        // Dropping `tx` without committing rolls back, on any error.
+        let redacted = lifecycle::redact(&tx, &self.path, target, now_micros())?;
+        tx.commit().map_err(|e| self.err(e))?;
+        match lifecycle::checkpoint(&conn, &self.path) {
+            Ok(true) => {}
+            Ok(false) => log::warn!(
+                "{}: redaction committed; the WAL checkpoint was blocked by another \
+                 connection, the erased values leave the WAL at a later one",
+                self.path.display()
+            ),
+            Err(e) => log::warn!(
+                "{}: redaction committed; the WAL checkpoint failed: {e}",
+                self.path.display()
+            ),
+        }
+        Ok(redacted)
     }
 
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {

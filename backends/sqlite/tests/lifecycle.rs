@@ -1,14 +1,17 @@
-//! Retroactive tags and the audit trail on SQLite: what the tables hold
-//! after `add_tags` (read back, queried, listed, checked by conditions),
-//! that refused input leaves no trace, audit paging, reopening, and that
-//! subscriptions are not fed by it — through this handle or another.
+//! Retroactive tags, redaction and the audit trail on SQLite: what the
+//! tables hold after `add_tags` (read back, queried, listed, checked by
+//! conditions), that refused input leaves no trace, audit paging,
+//! reopening, and that subscriptions are not fed by it — through this
+//! handle or another; what reads return after `redact`, and that the
+//! erased bytes leave the database's files (the main file, the WAL and its
+//! index), `vacuum` included.
 // The clock seam is for the crate's code; a test measures real time.
 #![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gesta::event::MAX_TAGS;
-use gesta::lifecycle::{AuditEntry, Operation, TagsAdded, Target};
+use gesta::lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
 use gesta::{
     AppendOptions, Error, EventStore, Listing, NewEvent, Query, QueryItem, ReadOptions,
     RecordedEvent,
@@ -198,6 +201,7 @@ fn tags_an_event_carries_are_skipped_and_still_audited() {
         .iter()
         .map(|e| match &e.operation {
             Operation::AddTags { result, .. } => *result,
+            other => panic!("not an add_tags: {other:?}"),
         })
         .collect();
     assert_eq!(
@@ -374,7 +378,10 @@ fn the_audit_log_pages_in_order_and_records_each_operation() {
             tags,
             target: recorded,
             result,
-        } = &entry.operation;
+        } = &entry.operation
+        else {
+            panic!("not an add_tags: {entry:?}");
+        };
         assert_eq!(tags, &[format!("op{i}"), "dup".to_owned()], "each once");
         assert_eq!(recorded, target, "the target as given");
         assert!(result.targeted >= 1);
@@ -391,7 +398,9 @@ fn the_audit_log_pages_in_order_and_records_each_operation() {
     let d = events(&store, &Query::event_type("D")).remove(0);
     assert!(paged[3].timestamp_micros >= d.timestamp_micros);
     // Operation 4 targets 1, 3 and 4 (A, or b and x: 2), all of them.
-    let Operation::AddTags { result, .. } = &paged[3].operation;
+    let Operation::AddTags { result, .. } = &paged[3].operation else {
+        panic!("not an add_tags: {:?}", paged[3]);
+    };
     assert_eq!(
         *result,
         TagsAdded {
@@ -566,4 +575,542 @@ fn add_tags_serializes_with_conditional_appends_of_another_handle() {
     let log = a.audit_log(0, 100).expect("audit");
     assert_eq!(log.len(), rounds);
     assert!(log.windows(2).all(|w| w[0].head <= w[1].head));
+}
+
+// ---- Redaction ----
+
+fn redacted(targeted: u64, redacted: u64) -> Redacted {
+    Redacted { targeted, redacted }
+}
+
+/// `e` as a redaction leaves it: data and metadata empty.
+fn erased(mut e: RecordedEvent) -> RecordedEvent {
+    e.data = bytes::Bytes::new();
+    e.metadata = bytes::Bytes::new();
+    e
+}
+
+/// `events` with those at `positions` erased.
+fn erasing(events: &[RecordedEvent], positions: &[u64]) -> Vec<RecordedEvent> {
+    events
+        .iter()
+        .map(|e| match positions.contains(&e.position) {
+            true => erased(e.clone()),
+            false => e.clone(),
+        })
+        .collect()
+}
+
+/// Five events: 1 `A` [a] in stream s, id 1, with metadata; 2 `B` [b] in
+/// s; 3 `A` [] with empty data and metadata; 4 `C` [a, c], id 4, with
+/// metadata; 5 `B` [] in s.
+fn five(store: &SqliteStore) {
+    store
+        .append(vec![
+            NewEvent::new("A", "d1")
+                .tag("a")
+                .stream("s")
+                .id(1)
+                .metadata("m1"),
+            NewEvent::new("B", "d2").tag("b").stream("s"),
+        ])
+        .expect("append");
+    store.append(vec![NewEvent::new("A", "")]).expect("append");
+    store
+        .append(vec![
+            NewEvent::new("C", "d4")
+                .tags(["a", "c"])
+                .id(4)
+                .metadata(vec![0u8, 255]),
+            NewEvent::new("B", "d5").stream("s"),
+        ])
+        .expect("append");
+}
+
+/// Every way to read the store's events, each compared with `want` (the
+/// whole log): both directions, `read_each`, `read_last`, the stream, by
+/// id.
+fn check_reads(store: &SqliteStore, want: &[RecordedEvent]) {
+    assert_eq!(events(store, &Query::all()), want, "read forwards");
+    let mut back: Vec<RecordedEvent> = store
+        .read(&Query::all(), ReadOptions::backwards())
+        .expect("read")
+        .map(|e| e.expect("event"))
+        .collect();
+    back.reverse();
+    assert_eq!(back, want, "read backwards");
+    let mut lent = Vec::new();
+    store
+        .read_each(&Query::tag("a"), ReadOptions::forwards(), &mut |e| {
+            lent.push(e.to_owned());
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("read_each");
+    assert_eq!(lent, [want[0].clone(), want[3].clone()], "read_each");
+    assert_eq!(
+        store.read_last(&Query::event_type("A")).expect("read_last"),
+        Some(want[2].clone())
+    );
+    let stream: Vec<RecordedEvent> = store
+        .read_stream("s", ReadOptions::forwards())
+        .expect("read_stream")
+        .map(|e| e.expect("event"))
+        .collect();
+    assert_eq!(
+        stream,
+        [want[0].clone(), want[1].clone(), want[4].clone()],
+        "read_stream"
+    );
+    assert_eq!(store.event_by_id(1).expect("by id"), Some(want[0].clone()));
+    assert_eq!(store.event_by_id(4).expect("by id"), Some(want[3].clone()));
+}
+
+fn redact_results(store: &SqliteStore) -> Vec<(Target, Redacted, u64)> {
+    store
+        .audit_log(0, 100)
+        .expect("audit")
+        .into_iter()
+        .filter_map(|e| match e.operation {
+            Operation::Redact { target, result } => Some((target, result, e.head)),
+            Operation::AddTags { .. } => None,
+        })
+        .collect()
+}
+
+/// Redaction by positions and by query: the results count the events
+/// named and those not redacted before (an event appended with empty data
+/// and metadata counts as redacted the first time); reads return the
+/// events with empty data and metadata and every other field as it was
+/// (added tags too); queries, listings, revisions, conditions and the
+/// head do not change; the audit trail records each operation.
+#[test]
+fn redaction_erases_data_and_metadata_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir);
+    five(&store);
+    store
+        .add_tags(&Target::Positions(vec![4]), &strings(&["n"]))
+        .expect("add");
+    let before = events(&store, &Query::all());
+    let listed = tag_counts(&store);
+    let types = store.list(Listing::Types, "", None, 100).expect("types");
+
+    let by_positions = Target::Positions(vec![4, 1, 4]);
+    assert_eq!(store.redact(&by_positions).expect("redact"), redacted(2, 2));
+    check_reads(&store, &erasing(&before, &[1, 4]));
+    let by_query = Target::Query(Query::event_type("A"));
+    assert_eq!(store.redact(&by_query).expect("redact"), redacted(2, 1));
+    let now = erasing(&before, &[1, 3, 4]);
+    check_reads(&store, &now);
+    assert_eq!(now[3].tags, strings(&["a", "c", "n"]), "added tags stay");
+    assert_eq!(now[1].data, "d2", "others keep theirs");
+
+    assert_eq!(positions(&store, &Query::tag("a")), [1, 4]);
+    assert_eq!(positions(&store, &Query::tag("n")), [4]);
+    assert_eq!(tag_counts(&store), listed);
+    assert_eq!(
+        store.list(Listing::Types, "", None, 100).expect("types"),
+        types
+    );
+    assert_eq!(store.head().expect("head"), 5);
+    assert_eq!(store.stream_revision("s").expect("revision"), Some(2));
+    match store.append_with(
+        vec![NewEvent::new("X", "x")],
+        AppendOptions::new().fail_if(Query::tag("c"), Some(3)),
+    ) {
+        Err(Error::ConditionFailed { position: 4 }) => {}
+        other => panic!("the condition sees the redacted event: {other:?}"),
+    }
+    assert_eq!(store.head().expect("head"), 5);
+
+    // Everything: two new, then nothing new.
+    let all = Target::Query(Query::all());
+    assert_eq!(store.redact(&all).expect("redact"), redacted(5, 2));
+    assert_eq!(store.redact(&all).expect("redact"), redacted(5, 0));
+    assert_eq!(
+        store
+            .redact(&Target::Positions(vec![3]))
+            .expect("redact again"),
+        redacted(1, 0)
+    );
+    check_reads(&store, &erasing(&before, &[1, 2, 3, 4, 5]));
+
+    let log = store.audit_log(0, 100).expect("audit");
+    assert_eq!(
+        log.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert!(
+        log.windows(2)
+            .all(|w| w[0].timestamp_micros <= w[1].timestamp_micros)
+    );
+    assert_eq!(
+        redact_results(&store),
+        [
+            (by_positions, redacted(2, 2), 5),
+            (by_query, redacted(2, 1), 5),
+            (all.clone(), redacted(5, 2), 5),
+            (all, redacted(5, 0), 5),
+            (Target::Positions(vec![3]), redacted(1, 0), 5),
+        ]
+    );
+}
+
+/// Refused targets change nothing, record nothing, mark nothing.
+#[test]
+fn refused_redactions_change_nothing_and_are_not_audited() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = open(&dir);
+    five(&store);
+    let before = events(&store, &Query::all());
+    let bad = [
+        Target::Positions(vec![]),
+        Target::Positions(vec![0]),
+        Target::Positions(vec![6]),
+        Target::Positions(vec![1, 99]),
+        Target::Positions(vec![2, 0]),
+        Target::Positions(vec![u64::MAX]),
+        Target::Query(Query::tag("")),
+        Target::Query(Query::tag("q".repeat(2000))),
+        Target::Query(Query::event_type("")),
+    ];
+    for target in &bad {
+        match store.redact(target) {
+            Err(Error::InvalidInput { .. }) => {}
+            other => panic!("{target:?}: {other:?}"),
+        }
+    }
+    check_reads(&store, &before);
+    assert!(store.audit_log(0, 100).expect("audit").is_empty());
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    let marked: i64 = conn
+        .query_row("SELECT count(*) FROM redacted", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(marked, 0);
+    assert_eq!(
+        store
+            .redact(&Target::Positions(vec![5]))
+            .expect("a valid one"),
+        redacted(1, 1)
+    );
+    let log = store.audit_log(0, 100).expect("audit");
+    assert_eq!(log.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1]);
+}
+
+/// A redaction is durable: after reopening, reads return the events
+/// erased and redacting them again counts none.
+#[test]
+fn redaction_survives_reopening() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir);
+    five(&store);
+    let before = events(&store, &Query::all());
+    store
+        .redact(&Target::Query(Query::tag("a")))
+        .expect("redact");
+    let log = store.audit_log(0, 10).expect("audit");
+    drop(store);
+
+    let store = open(&dir);
+    check_reads(&store, &erasing(&before, &[1, 4]));
+    assert_eq!(store.audit_log(0, 10).expect("audit"), log);
+    assert_eq!(
+        store
+            .redact(&Target::Positions(vec![1, 2, 3, 4]))
+            .expect("redact after reopening"),
+        redacted(4, 2)
+    );
+    check_reads(&store, &erasing(&before, &[1, 2, 3, 4]));
+    assert_eq!(store.audit_log(0, 10).expect("audit").len(), 2);
+}
+
+/// A database made before the `redacted` table opens, keeps its version
+/// and gains the table.
+#[test]
+fn a_database_without_the_redacted_table_gains_it() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = open(&dir);
+    five(&store);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    conn.execute_batch("DROP TABLE redacted")
+        .expect("the earlier layout");
+    let store = open(&dir);
+    assert_eq!(
+        store.redact(&Target::Positions(vec![2])).expect("redact"),
+        redacted(1, 1)
+    );
+    assert_eq!(
+        store.redact(&Target::Positions(vec![2])).expect("redact"),
+        redacted(1, 0)
+    );
+    drop(store);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, SqliteStore::schema_version());
+}
+
+/// The database's files: the main file, the WAL and the WAL index.
+fn files(dir: &tempfile::TempDir) -> [std::path::PathBuf; 3] {
+    ["e.db", "e.db-wal", "e.db-shm"].map(|name| dir.path().join(name))
+}
+
+/// Which of the database's files hold `needle`, and how many times.
+fn holding(dir: &tempfile::TempDir, needle: &[u8]) -> Vec<(String, usize)> {
+    files(dir)
+        .iter()
+        .filter_map(|path| {
+            let bytes = std::fs::read(path).ok()?;
+            let found = bytes.windows(needle.len()).filter(|w| *w == needle).count();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            (found > 0).then_some((name, found))
+        })
+        .collect()
+}
+
+/// Events around the ones redacted, enough to fill pages.
+fn filler(store: &SqliteStore, from: u32, n: u32) {
+    for i in from..from + n {
+        let pad = "f".repeat((i as usize * 37) % 300);
+        store
+            .append(vec![
+                NewEvent::new("F", format!("filler {i} {pad}")).tag("f"),
+            ])
+            .expect("append");
+    }
+}
+
+/// After a redaction no file of the database holds a byte string of the
+/// erased data or metadata: not the row (rewritten since by `add_tags`),
+/// not the overflow pages of a large value, not the WAL. Before it, the
+/// files did hold them (so the search finds what it looks for).
+#[test]
+fn a_redacted_secret_leaves_every_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir);
+    let (data, meta, large) = (
+        "secret-data-5c1e7d02",
+        "secret-meta-90aa41f3",
+        "secret-large-e8b26c17",
+    );
+    filler(&store, 0, 200);
+    store
+        .append(vec![
+            NewEvent::new("Registered", format!(r#"{{"email":"{data}"}}"#))
+                .tag("user:u1")
+                .metadata(meta),
+            // Spread over overflow pages: a copy every 1000 bytes.
+            NewEvent::new("Uploaded", format!("{large}{}", "x".repeat(979)).repeat(20))
+                .tag("user:u1"),
+        ])
+        .expect("append");
+    filler(&store, 200, 200);
+    store
+        .add_tags(&Target::Query(Query::tag("user:u1")), &strings(&["gdpr"]))
+        .expect("add");
+    filler(&store, 400, 100);
+    for secret in [data, meta, large] {
+        assert!(
+            !holding(&dir, secret.as_bytes()).is_empty(),
+            "{secret} is in the files before"
+        );
+    }
+
+    let result = store
+        .redact(&Target::Query(Query::tag("user:u1")))
+        .expect("redact");
+    assert_eq!(result, redacted(2, 2));
+    for secret in [data, meta, large] {
+        assert_eq!(
+            holding(&dir, secret.as_bytes()),
+            [],
+            "{secret} after the redaction"
+        );
+    }
+    let redacted_events = events(&store, &Query::tag("gdpr"));
+    assert_eq!(redacted_events.len(), 2);
+    assert!(
+        redacted_events
+            .iter()
+            .all(|e| e.data.is_empty() && e.metadata.is_empty())
+    );
+    assert_eq!(events(&store, &Query::tag("f")).len(), 500);
+    drop(store);
+    for secret in [data, meta, large] {
+        assert_eq!(holding(&dir, secret.as_bytes()), [], "{secret} closed");
+    }
+}
+
+/// Rows this build rewrote — `add_tags` on many events, round after
+/// round, so that rows grow, move within their pages and between them —
+/// leave no copy of the erased values behind them: `secure_delete`
+/// zeroed each old cell, without a `vacuum`.
+#[test]
+fn rows_rewritten_by_add_tags_leave_no_copy_behind() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir);
+    let secret = "secret-churn-6b07e2c9";
+    for i in 0..60 {
+        store
+            .append(vec![
+                NewEvent::new("Registered", format!("{secret} {i}")).tag("user"),
+            ])
+            .expect("append");
+        filler(&store, i * 2, 2);
+    }
+    for round in 0..5u64 {
+        let tag = format!("o{round}-{}", "t".repeat(40));
+        let every_third: Vec<u64> = (1..=180).filter(|p| p % 3 == round % 3).collect();
+        store
+            .add_tags(&Target::Positions(every_third), &[tag])
+            .expect("add");
+    }
+    assert_eq!(
+        store
+            .redact(&Target::Query(Query::tag("user")))
+            .expect("redact"),
+        redacted(60, 60)
+    );
+    assert_eq!(holding(&dir, secret.as_bytes()), []);
+    assert_eq!(events(&store, &Query::tag("f")).len(), 120);
+}
+
+/// What `secure_delete` cannot reach — bytes an earlier build left in
+/// pages' free space when its `add_tags` rewrote rows without it — is
+/// gone after `vacuum`, which builds every page anew.
+#[test]
+fn vacuum_clears_what_an_earlier_build_left_in_free_space() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = open(&dir);
+    let secret = "secret-stale-31f09a6d";
+    for i in 0..60 {
+        store
+            .append(vec![
+                NewEvent::new("Registered", format!("{secret} {i}")).tag("user"),
+            ])
+            .expect("append");
+        filler(&store, i * 2, 2);
+    }
+    drop(store);
+    // An earlier build's `add_tags`, without secure_delete: five rounds,
+    // each adding a tag to every third event; rows grow, are rewritten,
+    // and old cells stay in free space.
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    conn.execute_batch("PRAGMA secure_delete = OFF; PRAGMA synchronous = OFF")
+        .expect("pragma");
+    for round in 0..5 {
+        let tag = format!("o{round}-{}", "t".repeat(40));
+        let rows: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT position, tags FROM events WHERE position % 3 = ?1")
+            .and_then(|mut s| {
+                s.query_map([round % 3], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .expect("read the tags");
+        for (position, mut tags) in rows {
+            tags.extend_from_slice(&(tag.len() as u16).to_le_bytes());
+            tags.extend_from_slice(tag.as_bytes());
+            conn.execute(
+                "UPDATE events SET tags = ?2 WHERE position = ?1",
+                rusqlite::params![position, tags],
+            )
+            .expect("an earlier build's add_tags");
+            conn.execute(
+                "INSERT INTO tags (tag, position) VALUES (?1, ?2)",
+                rusqlite::params![tag, position],
+            )
+            .expect("index the tag");
+        }
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
+    drop(conn);
+    let copies: usize = holding(&dir, secret.as_bytes())
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert!(copies > 60, "the rows and stale copies: {copies}");
+
+    let store = open(&dir);
+    assert_eq!(
+        store
+            .redact(&Target::Query(Query::tag("user")))
+            .expect("redact"),
+        redacted(60, 60)
+    );
+    store.vacuum().expect("vacuum");
+    assert_eq!(holding(&dir, secret.as_bytes()), []);
+    let users = events(&store, &Query::tag("user"));
+    assert_eq!(users.len(), 60);
+    assert!(
+        users
+            .iter()
+            .all(|e| e.data.is_empty() && e.tags[0] == "user")
+    );
+    assert_eq!(
+        positions(&store, &Query::tag(format!("o4-{}", "t".repeat(40)))).len(),
+        60
+    );
+    assert_eq!(events(&store, &Query::tag("f")).len(), 120);
+    assert_eq!(
+        store
+            .redact(&Target::Query(Query::tag("user")))
+            .expect("redact"),
+        redacted(60, 0),
+        "vacuum keeps the redacted positions"
+    );
+}
+
+/// A connection reading an older snapshot holds up the checkpoint, not
+/// the redaction: `redact` returns once the busy timeout ran out, reads
+/// through the store see the events erased, and the bytes leave the files
+/// at the next checkpoint that completes — the next `redact`'s. `vacuum`
+/// says when its checkpoint was blocked.
+#[test]
+fn a_reader_of_an_older_snapshot_delays_only_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store =
+        SqliteStore::open(&path, options().busy_timeout(Duration::from_millis(100))).expect("open");
+    let secret = "secret-held-7d4410be";
+    filler(&store, 0, 20);
+    store
+        .append(vec![NewEvent::new("Registered", secret).tag("user:u3")])
+        .expect("append");
+
+    let reader = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM events;")
+        .expect("a read transaction");
+    let old: Vec<u8> = reader
+        .query_row("SELECT data FROM events WHERE position = 21", [], |r| {
+            r.get(0)
+        })
+        .expect("read");
+    assert_eq!(old, secret.as_bytes());
+
+    let target = Target::Query(Query::tag("user:u3"));
+    assert_eq!(store.redact(&target).expect("redact"), redacted(1, 1));
+    let e = events(&store, &Query::tag("user:u3")).remove(0);
+    assert!(e.data.is_empty(), "the store's reads see the redaction");
+    assert!(
+        !holding(&dir, secret.as_bytes()).is_empty(),
+        "the reader's snapshot holds the checkpoint back"
+    );
+    match store.vacuum() {
+        Err(Error::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock)
+        }
+        other => panic!("vacuum with a reader in the way: {other:?}"),
+    }
+
+    reader.execute_batch("COMMIT").expect("end the read");
+    assert_eq!(store.redact(&target).expect("redact"), redacted(1, 0));
+    assert_eq!(holding(&dir, secret.as_bytes()), []);
+    store.vacuum().expect("vacuum");
+    assert_eq!(holding(&dir, secret.as_bytes()), []);
 }
