@@ -7,7 +7,7 @@
 //! reference: gapless positions, DCB queries and conditional appends,
 //! streams with expected revisions, idempotent appends by event id, reads in
 //! both directions with an exclusive start and a limit, snapshots,
-//! tracking info, and retroactive tags with their audit trail.
+//! tracking info, retroactive tags and redaction with their audit trail.
 //!
 //! ```no_run
 //! use gesta::{EventStore, NewEvent, Query, ReadOptions};
@@ -63,13 +63,21 @@
 //!   transaction of their own, append the tags to the events' tag arrays
 //!   and index rows, and record the operation in the `audit` table in the
 //!   same transaction; they consume no position and notify no one.
+//! - **Redaction** (`redact`) runs the same way: it sets the events'
+//!   `data` and `metadata` to the empty `bytea`, records their positions
+//!   in the `redacted` table and the operation in `audit`. The old row
+//!   versions, with the values, stay in the table's files until `VACUUM`
+//!   (and in the WAL until it is recycled); the store runs none (see
+//!   [`EventStore::redact`](gesta::EventStore::redact) on
+//!   [`PostgresStore`]).
 //!
 //! Module map: `schema` (the tables, indexes and schema version), `sql`
 //! (DCB queries translated to SQL), `pool` (connections and their prepared
 //! statements), `store` (the handle: the append transaction and reads),
-//! `state` (snapshots and tracking info), `lifecycle` (retroactive tags
-//! and the audit trail), `listings` (streams, types and tags with counts)
-//! and `live` (subscriptions: the feed, the listener, durable cursors).
+//! `state` (snapshots and tracking info), `lifecycle` (retroactive tags,
+//! redaction and the audit trail), `listings` (streams, types and tags
+//! with counts) and `live` (subscriptions: the feed, the listener, durable
+//! cursors).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

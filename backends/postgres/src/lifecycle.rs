@@ -1,5 +1,6 @@
-//! Retroactive tags and the audit trail (see [`gesta::lifecycle`] for the
-//! contract): the statements of [`add_tags`] and [`audit_log`].
+//! Retroactive tags, redaction and the audit trail (see
+//! [`gesta::lifecycle`] for the contract): the statements of [`add_tags`],
+//! [`redact`] and [`audit_log`].
 //!
 //! `add_tags` runs in a transaction begun as an append's is — `READ
 //! COMMITTED`, then the store's advisory lock — so it is serialized with
@@ -14,11 +15,24 @@
 //! the operation's audit entry is inserted last. Any error rolls all of it
 //! back.
 //!
+//! `redact` runs in the same kind of transaction: the target resolved
+//! against the head (positions checked, or the query's positions), the
+//! `redacted` table read for which of them are redacted already, then one
+//! statement sets the others' `data` and `metadata` to the empty `bytea`
+//! and inserts their positions into `redacted`, and the audit entry is
+//! inserted last. PostgreSQL writes a new row version; the old one, with
+//! the values, stays in the table's files until `VACUUM` (see
+//! `PostgresStore::redact`).
+//!
 //! Nothing is announced to subscriptions: no `NOTIFY` (the head does not
 //! move, and listeners only read it), no `batches` row, no wake-up of this
 //! handle's subscribers.
 
-use gesta::lifecycle::{self as lc, AuditEntry, MAX_TARGETED_EVENTS, Operation, TagsAdded, Target};
+use std::collections::HashSet;
+
+use gesta::lifecycle::{
+    self as lc, AuditEntry, MAX_TARGETED_EVENTS, Operation, Redacted, TagsAdded, Target,
+};
 use gesta::{Direction, Error, Result};
 use postgres::Row;
 use postgres::types::ToSql;
@@ -35,6 +49,8 @@ pub(crate) struct LifecycleSql {
     head: String,
     tags_at: String,
     apply: String,
+    redacted_of: String,
+    erase: String,
     next_entry: String,
     record: String,
     page: String,
@@ -65,6 +81,21 @@ impl LifecycleSql {
                 )
                 INSERT INTO {s}.event_tags (tag, position)
                 SELECT tag, position FROM gained ON CONFLICT DO NOTHING"
+            ),
+            redacted_of: format!(
+                "SELECT position FROM {s}.redacted WHERE position = ANY($1::bigint[])"
+            ),
+            // `$1`: the positions to erase (none redacted yet); how many
+            // rows it changed.
+            erase: format!(
+                "WITH erased AS (
+                    UPDATE {s}.events SET data = ''::bytea, metadata = ''::bytea
+                    WHERE position = ANY($1::bigint[]) RETURNING position
+                ), marked AS (
+                    INSERT INTO {s}.redacted (position) SELECT position FROM erased
+                    RETURNING position
+                )
+                SELECT count(*) FROM marked"
             ),
             // The next sequence, and the commit time: the server's clock,
             // as an append's, never before the previous entry's nor the
@@ -182,11 +213,7 @@ pub(crate) fn add_tags(
     target: &Target,
     tags: Vec<String>,
 ) -> Result<TagsAdded> {
-    let head: i64 = conn
-        .query_one(&sql.head, &[])?
-        .try_get(0)
-        .map_err(pg_error)?;
-    let head = to_u64(head, head, "head")?;
+    let head = head(conn, sql)?;
     let events = resolve(conn, sql, target, head)?;
     let positions: Vec<u64> = events.iter().map(|(p, _)| *p).collect();
     let (gained, result) =
@@ -207,6 +234,100 @@ pub(crate) fn add_tags(
         conn.query(&sql.apply, &[&owners, &names])?;
     }
 
+    let operation = Operation::AddTags {
+        tags,
+        target: target.clone(),
+        result,
+    };
+    record(conn, sql, head, operation)?;
+    Ok(result)
+}
+
+/// The store's head, inside the operation's transaction.
+fn head(conn: &mut Conn, sql: &LifecycleSql) -> Result<u64> {
+    let head: i64 = conn
+        .query_one(&sql.head, &[])?
+        .try_get(0)
+        .map_err(pg_error)?;
+    to_u64(head, head, "head")
+}
+
+/// The positions `target` names, ascending and each once, up to `head`;
+/// the target's checks applied.
+fn resolve_positions(
+    conn: &mut Conn,
+    sql: &LifecycleSql,
+    target: &Target,
+    head: u64,
+) -> Result<Vec<u64>> {
+    match target {
+        Target::Positions(positions) => lc::check_positions(positions, head),
+        Target::Query(query) => {
+            let built = sql::build(&sql.s, query, Direction::Forwards, Select::Positions);
+            // One more than the limit, as `resolve` does.
+            let (after, before) = (0i64, bound(head).saturating_add(1));
+            let limit = bound(MAX_TARGETED_EVENTS as u64 + 1);
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &before, &limit];
+            params.extend(built.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+            let found = conn
+                .query(&built.sql, &params)?
+                .iter()
+                .map(|row| {
+                    let position: i64 = row.try_get(0).map_err(pg_error)?;
+                    to_u64(position, position, "position")
+                })
+                .collect::<Result<Vec<_>>>()?;
+            lc::check_targeted(found.len())?;
+            Ok(found)
+        }
+    }
+}
+
+/// Erases the data and metadata of the events `target` names (checked by
+/// [`lc::check_target`]) that are not redacted yet, and records the
+/// operation, inside the transaction open on `conn` under the store's
+/// lock; the caller commits if this succeeds and rolls back otherwise.
+pub(crate) fn redact(conn: &mut Conn, sql: &LifecycleSql, target: &Target) -> Result<Redacted> {
+    let head = head(conn, sql)?;
+    let positions = resolve_positions(conn, sql, target, head)?;
+    let wanted: Vec<i64> = positions.iter().map(|&p| bound(p)).collect();
+    let already: HashSet<u64> = conn
+        .query(&sql.redacted_of, &[&wanted])?
+        .iter()
+        .map(|row| {
+            let position: i64 = row.try_get(0).map_err(pg_error)?;
+            to_u64(position, position, "redacted position")
+        })
+        .collect::<Result<_>>()?;
+    let (erased, result) = lc::plan_redact(&positions, |p| Ok(already.contains(&p)))?;
+    if !erased.is_empty() {
+        let erased: Vec<i64> = erased.iter().map(|&p| bound(p)).collect();
+        let changed: i64 = conn
+            .query_one(&sql.erase, &[&erased])?
+            .try_get(0)
+            .map_err(pg_error)?;
+        if changed != erased.len() as i64 {
+            return Err(corrupt(
+                head,
+                format!(
+                    "{} of {} positions up to the head {head} have no event",
+                    erased.len() as i64 - changed,
+                    erased.len()
+                ),
+            ));
+        }
+    }
+    let operation = Operation::Redact {
+        target: target.clone(),
+        result,
+    };
+    record(conn, sql, head, operation)?;
+    Ok(result)
+}
+
+/// Records `operation`, made at `head`, in the audit trail: the next
+/// sequence and the commit time (see `next_entry`).
+fn record(conn: &mut Conn, sql: &LifecycleSql, head: u64, operation: Operation) -> Result<()> {
     let row = conn.query_one(&sql.next_entry, &[&bound(head)])?;
     let sequence: i64 = row.try_get(0).map_err(pg_error)?;
     let timestamp: i64 = row.try_get(1).map_err(pg_error)?;
@@ -214,15 +335,11 @@ pub(crate) fn add_tags(
         sequence: to_u64(sequence, sequence, "audit sequence")?,
         timestamp_micros: to_u64(sequence, timestamp, "audit timestamp")?,
         head,
-        operation: Operation::AddTags {
-            tags,
-            target: target.clone(),
-            result,
-        },
+        operation,
     };
     let bytes = lc::encode_entry(&entry);
     conn.query(&sql.record, &[&sequence, &timestamp, &bytes])?;
-    Ok(result)
+    Ok(())
 }
 
 /// The audit entries after sequence `after`, oldest first, at most `limit`

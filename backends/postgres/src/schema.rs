@@ -21,11 +21,17 @@
 //!   of lifecycle operations, one row per operation by `sequence` (1, 2,
 //!   …), with its commit time and the whole entry in the engine's portable
 //!   binary form (`gesta::lifecycle::encode_entry`).
+//! - `redacted` (added after version 1, with `audit`): the position of
+//!   every redacted event.
 //!
 //! Retroactive tags (see `lifecycle`) change no table's layout: an event
 //! that gains tags gets them appended to its `tags` array and a row in
 //! `event_tags` each, in the transaction that records the operation in
-//! `audit`.
+//! `audit`. Redaction changes none either: a redacted event's `data` and
+//! `metadata` are the empty `bytea`, and its position is in `redacted`
+//! (an event may have been appended with both empty, so the columns alone
+//! do not tell). An older build returns the redacted events as they are,
+//! empty.
 
 use gesta::{Error, Result};
 
@@ -192,18 +198,21 @@ fn live_tables(s: &str) -> String {
     )
 }
 
-// ---- Lifecycle: the audit trail ----
+// ---- Lifecycle: the audit trail and the redacted positions ----
 
-/// The audit trail's table, created if missing on every connect: an
-/// additive change like `live_tables`, so the schema version stays 1.
-/// The commit time has a column of its own, so that the next entry's is
-/// found without decoding one.
+/// The audit trail's table and the redacted positions', created if
+/// missing on every connect: an additive change like `live_tables`, so
+/// the schema version stays 1. The commit time has a column of its own,
+/// so that the next entry's is found without decoding one.
 fn audit_table(s: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {s}.audit (
             sequence bigint PRIMARY KEY,
             timestamp_micros bigint NOT NULL,
             entry bytea NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS {s}.redacted (
+            position bigint PRIMARY KEY
         );"
     )
 }

@@ -1,8 +1,8 @@
 //! [`PostgresStore`]: the handle — the append transaction, reads, and the
 //! statements they run. Snapshots and tracking info are `state`'s,
-//! retroactive tags and the audit trail `lifecycle`'s; this module only
-//! gives them a connection (and, for `add_tags`, the transaction under the
-//! store's lock).
+//! retroactive tags, redaction and the audit trail `lifecycle`'s; this
+//! module only gives them a connection (and, for `add_tags` and `redact`,
+//! the transaction under the store's lock).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -14,7 +14,7 @@ use gesta::event::MAX_TAGS;
 use gesta::validation::{check_query, check_stream_name};
 use gesta::{
     AppendOptions, Appended, AuditEntry, Direction, Error, EventIter, EventRef, EventStore,
-    NewEvent, Query, ReadOptions, RecordedEvent, Result, Tags, TagsAdded, Target,
+    NewEvent, Query, ReadOptions, RecordedEvent, Redacted, Result, Tags, TagsAdded, Target,
 };
 use postgres::Row;
 use postgres::types::ToSql;
@@ -226,6 +226,31 @@ impl PostgresStore {
     pub fn drop_schema(&self) -> Result<()> {
         let mut conn = self.pool.get()?;
         conn.execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.s))
+    }
+
+    /// Runs `f` in a transaction under the store's lock (begun as an
+    /// append's) and commits it if `f` succeeds, rolling it back otherwise.
+    fn locked<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        if let Err(e) = conn.execute_batch(&self.begin) {
+            conn.discard();
+            return Err(e);
+        }
+        match f(&mut conn) {
+            Ok(done) => match conn.commit() {
+                Ok(()) => Ok(done),
+                Err(e) => {
+                    conn.discard();
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                if conn.execute_batch("ROLLBACK").is_err() {
+                    conn.discard();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The checks and the insert of an append, inside its transaction and
@@ -630,33 +655,35 @@ impl EventStore for PostgresStore {
         state::tracking(&mut *self.pool.get()?, &self.state, source)
     }
 
-    // --- Lifecycle: retroactive tags and the audit trail (see `lifecycle`) ---
+    // --- Lifecycle: retroactive tags, redaction, the audit trail (see `lifecycle`) ---
 
     /// One transaction under the store's lock, as an append: serialized
     /// with appends, committed with its audit entry or not at all. It
     /// announces nothing: no `NOTIFY`, no wake-up (the head does not move).
     fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
         let tags = gesta::lifecycle::check_add_tags(target, tags)?;
-        let mut conn = self.pool.get()?;
-        if let Err(e) = conn.execute_batch(&self.begin) {
-            conn.discard();
-            return Err(e);
-        }
-        match lifecycle::add_tags(&mut conn, &self.lifecycle, target, tags) {
-            Ok(added) => match conn.commit() {
-                Ok(()) => Ok(added),
-                Err(e) => {
-                    conn.discard();
-                    Err(e)
-                }
-            },
-            Err(e) => {
-                if conn.execute_batch("ROLLBACK").is_err() {
-                    conn.discard();
-                }
-                Err(e)
-            }
-        }
+        self.locked(|conn| lifecycle::add_tags(conn, &self.lifecycle, target, tags))
+    }
+
+    /// One transaction under the store's lock, as `add_tags`; it announces
+    /// nothing either.
+    ///
+    /// PostgreSQL does not overwrite a row: the update writes a new
+    /// version of each erased event's row, and the old one — its data and
+    /// metadata included, out of line in the TOAST table when large —
+    /// stays in the table's files, invisible to every read, until `VACUUM`
+    /// removes it (autovacuum does, in time), and its bytes can stay in
+    /// the page's free space until it is reused; the WAL holds the
+    /// original insert until its segments are recycled (archives, replicas
+    /// and backups keep theirs). The store runs no `VACUUM`: it cannot run
+    /// in the operation's transaction, needs the table's owner, and could
+    /// do nothing about the WAL. To have the bytes leave the table's files
+    /// at once, run `VACUUM (FULL) <schema>.events` (it rewrites the table
+    /// and its TOAST table into new files, holding an exclusive lock
+    /// meanwhile).
+    fn redact(&self, target: &Target) -> Result<Redacted> {
+        gesta::lifecycle::check_target(target)?;
+        self.locked(|conn| lifecycle::redact(conn, &self.lifecycle, target))
     }
 
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {

@@ -1,8 +1,11 @@
-//! Retroactive tags and the audit trail on PostgreSQL: what the tables
-//! hold after `add_tags` (read back, queried, listed, checked by
-//! conditions), that refused input leaves no trace, audit paging,
+//! Retroactive tags, redaction and the audit trail on PostgreSQL: what
+//! the tables hold after `add_tags` (read back, queried, listed, checked
+//! by conditions), that refused input leaves no trace, audit paging,
 //! reconnecting, a schema made before the audit table, and that
-//! subscriptions are not fed by it (no `NOTIFY` is sent). Runs against
+//! subscriptions are not fed by it (no `NOTIFY` is sent); what reads
+//! return after `redact`, its audit entries, refused targets, a schema
+//! made before the `redacted` table, and what `VACUUM (FULL)` does to
+//! the bytes left in the table's files. Runs against
 //! the server named by `GESTA_POSTGRES_URL` (`.ci/postgres.sh` starts
 //! one); skips without it.
 // The clock seam is for the crate's code; a test measures real time.
@@ -11,7 +14,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gesta::event::MAX_TAGS;
-use gesta::lifecycle::{AuditEntry, Operation, TagsAdded, Target};
+use gesta::lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
 use gesta::{
     AppendOptions, Error, EventStore, Listing, NewEvent, Query, QueryItem, ReadOptions,
     RecordedEvent,
@@ -253,6 +256,7 @@ fn tags_an_event_carries_are_skipped_and_still_audited() {
         .iter()
         .map(|e| match &e.operation {
             Operation::AddTags { result, .. } => *result,
+            other => panic!("not an add_tags: {other:?}"),
         })
         .collect();
     assert_eq!(
@@ -436,7 +440,10 @@ fn the_audit_log_pages_in_order_and_records_each_operation() {
             tags,
             target: recorded,
             result,
-        } = &entry.operation;
+        } = &entry.operation
+        else {
+            panic!("not an add_tags: {entry:?}");
+        };
         assert_eq!(tags, &[format!("op{i}"), "dup".to_owned()], "each once");
         assert_eq!(recorded, target, "the target as given");
         assert!(result.targeted >= 1);
@@ -453,7 +460,9 @@ fn the_audit_log_pages_in_order_and_records_each_operation() {
     let d = events(store, &Query::event_type("D")).remove(0);
     assert!(paged[3].timestamp_micros >= d.timestamp_micros);
     // Operation 4 targets 1, 3 and 4 (A, or b and x: 2), all of them.
-    let Operation::AddTags { result, .. } = &paged[3].operation;
+    let Operation::AddTags { result, .. } = &paged[3].operation else {
+        panic!("not an add_tags: {:?}", paged[3]);
+    };
     assert_eq!(
         *result,
         TagsAdded {
@@ -656,4 +665,389 @@ fn add_tags_serializes_with_conditional_appends_of_another_handle() {
     let log = a.audit_log(0, 100).expect("audit");
     assert_eq!(log.len(), rounds);
     assert!(log.windows(2).all(|w| w[0].head <= w[1].head));
+}
+
+// ---- Redaction ----
+
+fn redacted(targeted: u64, redacted: u64) -> Redacted {
+    Redacted { targeted, redacted }
+}
+
+/// `events` with those at `positions` erased: data and metadata empty.
+fn erasing(events: &[RecordedEvent], positions: &[u64]) -> Vec<RecordedEvent> {
+    events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if positions.contains(&e.position) {
+                e.data = Default::default();
+                e.metadata = Default::default();
+            }
+            e
+        })
+        .collect()
+}
+
+/// Five events: 1 `A` [a] in stream s, id 1, with metadata; 2 `B` [b] in
+/// s; 3 `A` [] with empty data and metadata; 4 `C` [a, c], id 4, with
+/// metadata; 5 `B` [] in s.
+fn five(store: &PostgresStore) {
+    store
+        .append(vec![
+            NewEvent::new("A", "d1")
+                .tag("a")
+                .stream("s")
+                .id(1)
+                .metadata("m1"),
+            NewEvent::new("B", "d2").tag("b").stream("s"),
+        ])
+        .expect("append");
+    store.append(vec![NewEvent::new("A", "")]).expect("append");
+    store
+        .append(vec![
+            NewEvent::new("C", "d4")
+                .tags(["a", "c"])
+                .id(4)
+                .metadata(vec![0u8, 255]),
+            NewEvent::new("B", "d5").stream("s"),
+        ])
+        .expect("append");
+}
+
+/// Every way to read the store's events, each compared with `want` (the
+/// whole log): both directions, `read_each`, `read_last`, the stream, by
+/// id.
+fn check_reads(store: &PostgresStore, want: &[RecordedEvent]) {
+    assert_eq!(events(store, &Query::all()), want, "read forwards");
+    let mut back: Vec<RecordedEvent> = store
+        .read(&Query::all(), ReadOptions::backwards())
+        .expect("read")
+        .map(|e| e.expect("event"))
+        .collect();
+    back.reverse();
+    assert_eq!(back, want, "read backwards");
+    let mut lent = Vec::new();
+    store
+        .read_each(&Query::tag("a"), ReadOptions::forwards(), &mut |e| {
+            lent.push(e.to_owned());
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("read_each");
+    assert_eq!(lent, [want[0].clone(), want[3].clone()], "read_each");
+    assert_eq!(
+        store.read_last(&Query::event_type("A")).expect("read_last"),
+        Some(want[2].clone())
+    );
+    let stream: Vec<RecordedEvent> = store
+        .read_stream("s", ReadOptions::forwards())
+        .expect("read_stream")
+        .map(|e| e.expect("event"))
+        .collect();
+    assert_eq!(
+        stream,
+        [want[0].clone(), want[1].clone(), want[4].clone()],
+        "read_stream"
+    );
+    assert_eq!(store.event_by_id(1).expect("by id"), Some(want[0].clone()));
+    assert_eq!(store.event_by_id(4).expect("by id"), Some(want[3].clone()));
+}
+
+fn redact_results(store: &PostgresStore) -> Vec<(Target, Redacted, u64)> {
+    store
+        .audit_log(0, 100)
+        .expect("audit")
+        .into_iter()
+        .filter_map(|e| match e.operation {
+            Operation::Redact { target, result } => Some((target, result, e.head)),
+            Operation::AddTags { .. } => None,
+        })
+        .collect()
+}
+
+/// The positions in the `redacted` table.
+fn marked(fx: &Fixture) -> Vec<i64> {
+    fx.client()
+        .query(
+            &format!(
+                "SELECT position FROM \"{}\".redacted ORDER BY position",
+                fx.options.schema
+            ),
+            &[],
+        )
+        .expect("redacted")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Redaction by positions and by query: the results count the events
+/// named and those not redacted before (an event appended with empty data
+/// and metadata counts as redacted the first time); reads return the
+/// events with empty data and metadata and every other field as it was
+/// (added tags too); queries, listings, revisions, conditions and the
+/// head do not change; the audit trail records each operation.
+#[test]
+fn redaction_erases_data_and_metadata_and_nothing_else() {
+    let Some(fx) = Fixture::new("redact") else {
+        return;
+    };
+    let store = &fx.store;
+    five(store);
+    store
+        .add_tags(&Target::Positions(vec![4]), &strings(&["n"]))
+        .expect("add");
+    let before = events(store, &Query::all());
+    let listed = tag_counts(store);
+    let types = store.list(Listing::Types, "", None, 100).expect("types");
+
+    let by_positions = Target::Positions(vec![4, 1, 4]);
+    assert_eq!(store.redact(&by_positions).expect("redact"), redacted(2, 2));
+    check_reads(store, &erasing(&before, &[1, 4]));
+    let by_query = Target::Query(Query::event_type("A"));
+    assert_eq!(store.redact(&by_query).expect("redact"), redacted(2, 1));
+    let now = erasing(&before, &[1, 3, 4]);
+    check_reads(store, &now);
+    assert_eq!(now[3].tags, strings(&["a", "c", "n"]), "added tags stay");
+    assert_eq!(now[1].data, "d2", "others keep theirs");
+    assert_eq!(marked(&fx), [1, 3, 4]);
+
+    assert_eq!(positions(store, &Query::tag("a")), [1, 4]);
+    assert_eq!(positions(store, &Query::tag("n")), [4]);
+    assert_eq!(tag_counts(store), listed);
+    assert_eq!(
+        store.list(Listing::Types, "", None, 100).expect("types"),
+        types
+    );
+    assert_eq!(store.head().expect("head"), 5);
+    assert_eq!(store.stream_revision("s").expect("revision"), Some(2));
+    match store.append_with(
+        vec![NewEvent::new("X", "x")],
+        AppendOptions::new().fail_if(Query::tag("c"), Some(3)),
+    ) {
+        Err(Error::ConditionFailed { position: 4 }) => {}
+        other => panic!("the condition sees the redacted event: {other:?}"),
+    }
+    assert_eq!(store.head().expect("head"), 5);
+
+    // Everything: two new, then nothing new.
+    let all = Target::Query(Query::all());
+    assert_eq!(store.redact(&all).expect("redact"), redacted(5, 2));
+    assert_eq!(store.redact(&all).expect("redact"), redacted(5, 0));
+    assert_eq!(
+        store
+            .redact(&Target::Positions(vec![3]))
+            .expect("redact again"),
+        redacted(1, 0)
+    );
+    check_reads(store, &erasing(&before, &[1, 2, 3, 4, 5]));
+    assert_eq!(marked(&fx), [1, 2, 3, 4, 5]);
+
+    let log = store.audit_log(0, 100).expect("audit");
+    assert_eq!(
+        log.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert!(
+        log.windows(2)
+            .all(|w| w[0].timestamp_micros <= w[1].timestamp_micros)
+    );
+    assert_eq!(
+        redact_results(store),
+        [
+            (by_positions, redacted(2, 2), 5),
+            (by_query, redacted(2, 1), 5),
+            (all.clone(), redacted(5, 2), 5),
+            (all, redacted(5, 0), 5),
+            (Target::Positions(vec![3]), redacted(1, 0), 5),
+        ]
+    );
+}
+
+/// Refused targets change nothing, record nothing, mark nothing.
+#[test]
+fn refused_redactions_change_nothing_and_are_not_audited() {
+    let Some(fx) = Fixture::new("redact_refused") else {
+        return;
+    };
+    let store = &fx.store;
+    five(store);
+    let before = events(store, &Query::all());
+    let bad = [
+        Target::Positions(vec![]),
+        Target::Positions(vec![0]),
+        Target::Positions(vec![6]),
+        Target::Positions(vec![1, 99]),
+        Target::Positions(vec![2, 0]),
+        Target::Positions(vec![u64::MAX]),
+        Target::Query(Query::tag("")),
+        Target::Query(Query::tag("q".repeat(2000))),
+        Target::Query(Query::event_type("")),
+    ];
+    for target in &bad {
+        match store.redact(target) {
+            Err(Error::InvalidInput { .. }) => {}
+            other => panic!("{target:?}: {other:?}"),
+        }
+    }
+    check_reads(store, &before);
+    assert!(store.audit_log(0, 100).expect("audit").is_empty());
+    assert_eq!(marked(&fx), [] as [i64; 0]);
+    assert_eq!(
+        store
+            .redact(&Target::Positions(vec![5]))
+            .expect("a valid one"),
+        redacted(1, 1)
+    );
+    let log = store.audit_log(0, 100).expect("audit");
+    assert_eq!(log.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1]);
+}
+
+/// A redaction is durable and seen by every handle: through another one,
+/// reads return the events erased and redacting them again counts none.
+#[test]
+fn redaction_is_seen_by_another_handle() {
+    let Some(fx) = Fixture::new("redact_reconnect") else {
+        return;
+    };
+    five(&fx.store);
+    let before = events(&fx.store, &Query::all());
+    fx.store
+        .redact(&Target::Query(Query::tag("a")))
+        .expect("redact");
+    let log = fx.store.audit_log(0, 10).expect("audit");
+
+    let store = fx.reconnect();
+    check_reads(&store, &erasing(&before, &[1, 4]));
+    assert_eq!(store.audit_log(0, 10).expect("audit"), log);
+    assert_eq!(
+        store
+            .redact(&Target::Positions(vec![1, 2, 3, 4]))
+            .expect("redact through another handle"),
+        redacted(4, 2)
+    );
+    check_reads(&fx.store, &erasing(&before, &[1, 2, 3, 4]));
+    assert_eq!(fx.store.audit_log(0, 10).expect("audit").len(), 2);
+}
+
+/// A schema made before the `redacted` table connects, keeps its version
+/// and gains the table.
+#[test]
+fn a_schema_without_the_redacted_table_gains_it() {
+    let Some(fx) = Fixture::new("redact_upgrade") else {
+        return;
+    };
+    five(&fx.store);
+    let schema = &fx.options.schema;
+    let mut client = fx.client();
+    client
+        .batch_execute(&format!("DROP TABLE \"{schema}\".redacted"))
+        .expect("the earlier layout");
+    let store = fx.reconnect();
+    assert_eq!(
+        store.redact(&Target::Positions(vec![2])).expect("redact"),
+        redacted(1, 1)
+    );
+    assert_eq!(
+        store.redact(&Target::Positions(vec![2])).expect("redact"),
+        redacted(1, 0)
+    );
+    let version: String = client
+        .query_one(
+            &format!("SELECT value FROM \"{schema}\".gesta_meta WHERE key = 'schema_version'"),
+            &[],
+        )
+        .expect("version")
+        .get(0);
+    assert_eq!(version, "1", "the table is an addition, not a new version");
+}
+
+/// How many times `needle` occurs in the file of relation `relation` (as
+/// `pg_relation_filepath` names it, under `data_directory`), after a
+/// checkpoint wrote every page out; `None` when this client may not (not
+/// a superuser, or the files are not readable from here).
+fn in_relation_file(client: &mut postgres::Client, relation: &str, needle: &[u8]) -> Option<usize> {
+    client.batch_execute("CHECKPOINT").ok()?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('data_directory'), pg_relation_filepath($1::text::regclass)",
+            &[&relation],
+        )
+        .ok()?;
+    let (dir, file): (String, String) = (row.get(0), row.get(1));
+    let bytes = std::fs::read(std::path::Path::new(&dir).join(file)).ok()?;
+    Some(bytes.windows(needle.len()).filter(|w| *w == needle).count())
+}
+
+/// What the store's docs say of the bytes: the redacted values are gone
+/// from every read at once, stay in the table's file in the old row
+/// version, and leave it with `VACUUM (FULL)` on the table (the recipe the
+/// docs give), after which the store reads on as before. (The file is only searched when the test's client may
+/// read it: a superuser on a server on this machine.)
+#[test]
+fn vacuum_full_rewrites_the_redacted_values_out_of_the_table() {
+    let Some(fx) = Fixture::new("redact_vacuum") else {
+        return;
+    };
+    let store = &fx.store;
+    let secret = "secret-pg-4f1c9a2e";
+    store
+        .append(vec![
+            NewEvent::new("F", "before").tag("f"),
+            NewEvent::new("Registered", secret)
+                .tag("user:u1")
+                .metadata(secret),
+            NewEvent::new("F", "after").tag("f"),
+        ])
+        .expect("append");
+    let relation = format!("\"{}\".events", fx.options.schema);
+    let mut client = fx.client();
+    let searched = in_relation_file(&mut client, &relation, secret.as_bytes());
+    match searched {
+        Some(found) => assert!(found >= 2, "data and metadata in the file: {found}"),
+        None => eprintln!("not searching the table's file: not permitted here"),
+    }
+
+    assert_eq!(
+        store
+            .redact(&Target::Query(Query::tag("user:u1")))
+            .expect("redact"),
+        redacted(1, 1)
+    );
+    let e = events(store, &Query::tag("user:u1")).remove(0);
+    assert!(e.data.is_empty() && e.metadata.is_empty());
+    if searched.is_some() {
+        let left = in_relation_file(&mut client, &relation, secret.as_bytes());
+        assert!(
+            left.is_some_and(|n| n >= 1),
+            "the old row version stays until VACUUM: {left:?}"
+        );
+    }
+    client
+        .batch_execute(&format!("VACUUM (FULL) {relation}"))
+        .expect("vacuum full");
+    if searched.is_some() {
+        assert_eq!(
+            in_relation_file(&mut client, &relation, secret.as_bytes()),
+            Some(0)
+        );
+    }
+    let all = events(store, &Query::all());
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.position, e.data.len(), e.tags.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (1, 6, strings(&["f"])),
+            (2, 0, strings(&["user:u1"])),
+            (3, 5, strings(&["f"])),
+        ]
+    );
+    assert_eq!(
+        store.redact(&Target::Positions(vec![2])).expect("redact"),
+        redacted(1, 0)
+    );
+    store
+        .append(vec![NewEvent::new("F", "later")])
+        .expect("append after the vacuum");
+    assert_eq!(store.head().expect("head"), 4);
 }
