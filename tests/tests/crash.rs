@@ -172,32 +172,63 @@ struct Attempt {
     required: bool,
 }
 
-/// A retroactive tag the workload added to one of its batches (its first
-/// and last events), and what `add_tags` returned.
+/// A lifecycle operation the workload made on one of its acknowledged
+/// batches, and what it returned: a retroactive tag on its first and last
+/// events, or the redaction of its first event.
 #[derive(Clone, Debug)]
 struct Amendment {
-    tag: String,
+    /// The tag added; `None` for a redaction.
+    tag: Option<String>,
     positions: Vec<u64>,
+    /// The batch, for a redaction: its events are known by their data,
+    /// which the redacted one no longer has.
+    key: EventKey,
     result: Result<(), String>,
 }
 
 impl Amendment {
-    fn of(thread: u32, seq: u32, appended: &Appended) -> Amendment {
+    fn tag(thread: u32, seq: u32, len: usize, appended: &Appended) -> Amendment {
         let mut positions = vec![appended.first, appended.last];
         positions.dedup();
         Amendment {
-            tag: format!("{AMEND_PREFIX}{thread}:{seq}"),
+            tag: Some(format!("{AMEND_PREFIX}{thread}:{seq}")),
             positions,
+            key: EventKey {
+                thread,
+                seq,
+                index: 0,
+                len: len as u16,
+            },
+            result: Err("not attempted".into()),
+        }
+    }
+
+    fn redaction(thread: u32, seq: u32, len: usize, appended: &Appended) -> Amendment {
+        Amendment {
+            tag: None,
+            positions: vec![appended.first],
+            key: EventKey {
+                thread,
+                seq,
+                index: 0,
+                len: len as u16,
+            },
             result: Err("not attempted".into()),
         }
     }
 
     fn apply(mut self, store: &Store) -> Amendment {
         let target = gesta::lifecycle::Target::Positions(self.positions.clone());
-        self.result = store
-            .add_tags(&target, std::slice::from_ref(&self.tag))
-            .map(|added| assert_eq!(added.tagged, self.positions.len() as u64))
-            .map_err(|e| e.to_string());
+        let n = self.positions.len() as u64;
+        self.result = match &self.tag {
+            Some(tag) => store
+                .add_tags(&target, std::slice::from_ref(tag))
+                .map(|added| assert_eq!(added.tagged, n)),
+            None => store
+                .redact(&target)
+                .map(|redacted| assert_eq!(redacted.redacted, n)),
+        }
+        .map_err(|e| e.to_string());
         self
     }
 }
@@ -261,9 +292,14 @@ fn workload(
                         let failed = result.is_err();
                         if let Ok(a) = &result {
                             assert_eq!(a.last + 1 - a.first, len as u64, "positions of {a:?}");
-                            // Every third batch is tagged after the fact.
+                            // Every third batch is tagged after the fact, the
+                            // first event of every fourth redacted.
                             if seq % 3 == 1 {
-                                amended.push(Amendment::of(thread, seq, a).apply(&store));
+                                amended.push(Amendment::tag(thread, seq, len, a).apply(&store));
+                            }
+                            if seq % 4 == 2 {
+                                let r = Amendment::redaction(thread, seq, len, a);
+                                amended.push(r.apply(&store));
                             }
                         }
                         mine.push(Attempt {
@@ -395,12 +431,27 @@ fn verify(
     check_index(store, &events)?;
 
     // Content of every event, and the batches they form.
+    // A redacted event has no data to say which it is: the redaction that
+    // emptied it does.
+    let redactions: HashMap<u64, EventKey> = amendments
+        .iter()
+        .filter(|a| a.tag.is_none())
+        .map(|a| (a.positions[0], a.key))
+        .collect();
     let mut groups: BTreeMap<(u32, u32), Vec<(u64, EventKey)>> = BTreeMap::new();
     for e in &events {
-        let key = EventKey::decode(&e.data)
-            .ok_or_else(|| format!("position {}: data is not from the workload", e.position))?;
-        let want = expected_event(seed, key)
+        let redacted = e.data.is_empty() && e.metadata.is_empty();
+        let key = match redactions.get(&e.position) {
+            Some(&key) if redacted => Some(key),
+            _ => EventKey::decode(&e.data),
+        }
+        .ok_or_else(|| format!("position {}: data is not from the workload", e.position))?;
+        let mut want = expected_event(seed, key)
             .ok_or_else(|| format!("position {}: {key:?} is no workload event", e.position))?;
+        if redacted {
+            want.data = bytes::Bytes::new();
+            want.metadata = bytes::Bytes::new();
+        }
         // The tags added after the fact follow the event's own; they are
         // checked against the amendments below.
         let mut own = e.clone();
@@ -539,6 +590,7 @@ fn verify(
 /// Every acknowledged `add_tags` is there — its tag at exactly its
 /// positions, even in `Buffered` mode, where it made its events durable —
 /// and a failed one is there whole or not at all; no other tag was added;
+/// every acknowledged redaction's event is there without data or metadata;
 /// the audit trail lists what is there, numbered without a gap.
 fn check_amendments(
     store: &Store,
@@ -552,15 +604,42 @@ fn check_amendments(
             found.entry(t).or_default().push(e.position);
         }
     }
+    // The redaction a position's emptiness is owed to: the last one made
+    // on it (a failed one may name a position whose batch a crash lost and
+    // a later batch took, and was redacted in its turn).
+    let owner: HashMap<u64, EventKey> = amendments
+        .iter()
+        .filter(|a| a.tag.is_none())
+        .map(|a| (a.positions[0], a.key))
+        .collect();
     let mut present = 0;
     for a in amendments {
-        let here = found.remove(a.tag.as_str());
+        let Some(tag) = &a.tag else {
+            // A redaction: acknowledged, its event is there and empty; failed,
+            // it may be either.
+            let p = a.positions[0];
+            let e = events.get(p as usize - 1).filter(|e| e.position == p);
+            let erased = e.is_some_and(|e| e.data.is_empty() && e.metadata.is_empty());
+            match (&a.result, e) {
+                (Ok(()), Some(_)) if erased => present += 1,
+                (Ok(()), _) => {
+                    return Err(format!("acknowledged redaction of {p} lost: {e:?}"));
+                }
+                (Err(_), Some(_)) if erased && owner.get(&p) == Some(&a.key) => {
+                    present += 1;
+                    outcome.failed_amendments_present += 1;
+                }
+                (Err(_), _) => {}
+            }
+            continue;
+        };
+        let here = found.remove(tag.as_str());
         match (&a.result, here) {
             (Ok(()), Some(p)) if p == a.positions => present += 1,
             (Ok(()), got) => {
                 return Err(format!(
-                    "acknowledged tag {} at {:?} recovered at {got:?}",
-                    a.tag, a.positions
+                    "acknowledged tag {tag} at {:?} recovered at {got:?}",
+                    a.positions
                 ));
             }
             (Err(_), Some(p)) if p == a.positions => {
@@ -569,8 +648,8 @@ fn check_amendments(
             }
             (Err(_), Some(p)) => {
                 return Err(format!(
-                    "failed tag {} at {:?} is partly present: {p:?}",
-                    a.tag, a.positions
+                    "failed tag {tag} at {:?} is partly present: {p:?}",
+                    a.positions
                 ));
             }
             (Err(_), None) => {}
@@ -584,7 +663,7 @@ fn check_amendments(
         .map_err(|e| format!("audit_log: {e}"))?;
     if trail.len() != present {
         return Err(format!(
-            "the audit trail has {} entries, the store {present} added tags",
+            "the audit trail has {} entries, the store shows {present} operations",
             trail.len()
         ));
     }
@@ -648,10 +727,15 @@ fn recover_and_check(
                 "append after recovery at head {head} got {appended:?}"
             ));
         }
-        if seq == 1 {
-            let amended = Amendment::of(AFTER_THREAD, seq, &appended).apply(&store);
+        let amended = match seq {
+            1 => Some(Amendment::tag(AFTER_THREAD, seq, len, &appended)),
+            2 => Some(Amendment::redaction(AFTER_THREAD, seq, len, &appended)),
+            _ => None,
+        };
+        if let Some(amended) = amended {
+            let amended = amended.apply(&store);
             if let Err(e) = &amended.result {
-                return Err(format!("add_tags after recovery failed: {e}"));
+                return Err(format!("a lifecycle operation after recovery failed: {e}"));
             }
             amendments.push(amended);
         }
@@ -1075,7 +1159,7 @@ fn obfuscated_fs_round_trip() {
     let mut outcome = Outcome::default();
     let (attempts, amendments) = workload(&disk, &s, &clock, &mut outcome);
     assert_eq!(attempts.len(), 30);
-    assert_eq!(amendments.len(), 10);
+    assert_eq!(amendments.len(), 17);
 
     let store = Store::open_with(DIR, disk.options_for(s.durability, s.compress, &clock)).unwrap();
     assert!(
