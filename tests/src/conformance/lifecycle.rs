@@ -1,32 +1,35 @@
-//! Retroactive tags and the audit trail (the lifecycle contract):
-//! `add_tags` by positions and by query, what reads, lookups, queries,
-//! listings, conditions and subscriptions see afterwards, persistence
-//! through index flushes and reopening, the audit trail and its pages,
-//! and bad input.
+//! Retroactive tags, redaction and the audit trail (the lifecycle
+//! contract): `add_tags` and `redact` by positions and by query, what
+//! reads, lookups, queries, listings, conditions and subscriptions see
+//! afterwards, persistence through index flushes and reopening, the audit
+//! trail and its pages, and bad input.
 //!
-//! The cases keep their own model of what an `add_tags` must do (the
-//! suite's [`Log`] and the audit entries it implies), and most also spell
-//! out the resulting tags by hand, so that the model is checked too.
+//! The cases keep their own model of what an operation must do (the
+//! suite's [`Log`], the positions redacted, and the audit entries they
+//! imply), and most also spell out the resulting tags or data by hand, so
+//! that the model is checked too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use gesta::event::{MAX_NAME_LEN, MAX_TAGS};
+use gesta::lifecycle::MAX_TARGETED_EVENTS;
 use gesta::listing::MAX_LIST_LIMIT;
 use gesta::{
-    AuditEntry, Error, EventStore, Listed, Listing, NewEvent, Operation, Query, ReadOptions,
-    RecordedEvent, Subscription, TagsAdded, Target,
+    AuditEntry, Error, EventStore, ExpectedRevision, Listed, Listing, NewEvent, Operation, Query,
+    ReadOptions, RecordedEvent, Redacted, Subscription, TagsAdded, Target,
 };
 
 use super::Harness;
 use super::helpers::*;
 
-/// What the store must hold: the events and the audit trail (timestamps
-/// 0: see [`strip_entry`]).
+/// What the store must hold: the events, the audit trail (timestamps 0:
+/// see [`strip_entry`]) and which events are redacted.
 #[derive(Clone, Debug, Default)]
 struct Model {
     log: Log,
     audit: Vec<AuditEntry>,
+    redacted: BTreeSet<u64>,
 }
 
 impl Model {
@@ -63,6 +66,38 @@ impl Model {
             head: self.log.head(),
             operation: Operation::AddTags {
                 tags: unique,
+                target: target.clone(),
+                result,
+            },
+        });
+        result
+    }
+
+    /// Applies `redact` as the contract says — the targeted events not
+    /// redacted yet lose their data and metadata — and records its audit
+    /// entry; returns what the store must answer.
+    fn redact(&mut self, target: &Target) -> Redacted {
+        let mut positions = match target {
+            Target::Positions(p) => p.clone(),
+            Target::Query(q) => self.log.matching(q),
+        };
+        positions.sort_unstable();
+        positions.dedup();
+        let mut erased = 0;
+        for &p in &positions {
+            if self.redacted.insert(p) {
+                let event = &mut self.log.events[(p - 1) as usize];
+                event.data = Default::default();
+                event.metadata = Default::default();
+                erased += 1;
+            }
+        }
+        let result = redacted(positions.len() as u64, erased);
+        self.audit.push(AuditEntry {
+            sequence: self.audit.len() as u64 + 1,
+            timestamp_micros: 0,
+            head: self.log.head(),
+            operation: Operation::Redact {
                 target: target.clone(),
                 result,
             },
@@ -947,6 +982,7 @@ pub fn second_add_of_the_same_tags_is_recorded<H: Harness>(h: &mut H) {
         .into_iter()
         .map(|e| match e.operation {
             Operation::AddTags { result, .. } => (e.sequence, result),
+            other => panic!("not an add_tags entry: {other:?}"),
         })
         .collect();
     assert_eq!(
@@ -958,4 +994,587 @@ pub fn second_add_of_the_same_tags_is_recorded<H: Harness>(h: &mut H) {
     check_audit(&s, &m.audit);
     assert_eq!(add_tags(&s, &mut m, &at(&[1]), &["n"]), added(1, 0));
     assert_eq!(head(&s), 8);
+}
+
+// ---- Redaction ----
+
+fn redacted(targeted: u64, redacted: u64) -> Redacted {
+    Redacted { targeted, redacted }
+}
+
+/// Redacts `target`'s events in the store and in the model. The store
+/// must answer what the model does, keep every position, commit time and
+/// the head, and hold what the model holds afterwards (every field of
+/// every event, through `read` and `read_each`), audit trail included.
+fn redact<S: EventStore>(s: &S, m: &mut Model, target: &Target) -> Redacted {
+    let what = format!("redact {target:?}");
+    let before = read_raw(s, &Query::all(), ReadOptions::forwards());
+    let got = ok(&what, s.redact(target));
+    let want = m.redact(target);
+    assert_eq!(got, want, "{what}: result");
+    let after = read_raw(s, &Query::all(), ReadOptions::forwards());
+    assert_eq!(
+        stamps(&after),
+        stamps(&before),
+        "{what}: positions and commit times never move"
+    );
+    assert_contents(s, &m.log);
+    check_audit(s, &m.audit);
+    got
+}
+
+/// Every event's data and metadata, oldest first.
+fn payloads<S: EventStore>(s: &S) -> Vec<(Vec<u8>, Vec<u8>)> {
+    read(s, &Query::all(), ReadOptions::forwards())
+        .into_iter()
+        .map(|e| (e.data.to_vec(), e.metadata.to_vec()))
+        .collect()
+}
+
+fn payload(data: &str, metadata: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (data.as_bytes().to_vec(), metadata.to_vec())
+}
+
+/// What no redaction may change: every listing, every stream's revision
+/// and the position at each commit time.
+fn shape<S: EventStore>(s: &S, log: &Log) -> (Vec<Listed>, Vec<Listed>, Vec<Listed>, Vec<u64>) {
+    let at: Vec<u64> = read_raw(s, &Query::all(), ReadOptions::forwards())
+        .iter()
+        .map(|e| ok("position_at", s.position_at(e.timestamp_micros)))
+        .collect();
+    let revisions: Vec<u64> = log
+        .streams()
+        .iter()
+        .map(|n| revision(s, n).unwrap_or(u64::MAX))
+        .collect();
+    (
+        list_tags(s, "", None, 100),
+        ok("list_types", s.list_types("", None, 100)),
+        ok("list_streams", s.list_streams("", None, 100)),
+        [at, revisions].concat(),
+    )
+}
+
+/// Positions may come in any order and repeat (each counts once);
+/// `targeted` counts distinct positions, `redacted` the events not
+/// redacted before; the first event, the head, and an event with empty
+/// data but metadata are erased like any other. Nothing else changes.
+pub fn redact_by_positions<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    assert_eq!(redact(&s, &mut m, &at(&[6, 1, 6, 3])), redacted(3, 3));
+    assert_eq!(
+        payloads(&s),
+        [
+            payload("", b""),
+            payload("e2", b"m2"),
+            payload("", b""),
+            payload("e4", b""),
+            payload("e5", b""),
+            payload("", b""),
+            payload("e7", b""),
+            payload("", &[0, 255, 7]),
+        ]
+    );
+    // The head, whose data is empty already.
+    assert_eq!(redact(&s, &mut m, &at(&[8])), redacted(1, 1));
+    assert_eq!(redact(&s, &mut m, &at(&[2, 8, 2, 7])), redacted(3, 2));
+    assert_eq!(
+        payloads(&s),
+        [
+            payload("", b""),
+            payload("", b""),
+            payload("", b""),
+            payload("e4", b""),
+            payload("e5", b""),
+            payload("", b""),
+            payload("", b""),
+            payload("", b""),
+        ]
+    );
+    assert_eq!(
+        all_tags(&s),
+        [
+            vec!["t1"],
+            vec!["t1", "t2"],
+            vec!["t2"],
+            vec![],
+            vec!["t3"],
+            vec!["t1", "t2", "t3"],
+            vec!["t2", "t3"],
+            vec!["t3", "t1"],
+        ],
+        "tags stay"
+    );
+    assert_eq!(head(&s), 8);
+}
+
+/// A query target is resolved when the operation commits: against the
+/// tags the events carry then (added ones included) and the events
+/// appended since; events redacted before count as targeted, not as
+/// redacted; `Query::all()` targets every event, a query matching
+/// nothing none.
+pub fn redact_by_query<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    // t3: 5, 6, 7, 8.
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("t3"))),
+        redacted(4, 4)
+    );
+    // t1: 1, 2, 6, 8; 6 and 8 are redacted.
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("t1"))),
+        redacted(4, 2)
+    );
+    // By an added tag.
+    assert_eq!(add_tags(&s, &mut m, &at(&[3]), &["n"]), added(1, 1));
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("n"))),
+        redacted(1, 1)
+    );
+    append(
+        &s,
+        &mut m.log,
+        vec![ev("E", &["t1"], "late").metadata("ml")],
+    );
+    assert_eq!(payloads(&s)[8], payload("late", b"ml"));
+    // t1 again: 1, 2, 6, 8 and the new 9.
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("t1"))),
+        redacted(5, 1)
+    );
+    // Several items, OR-ed: A (1, 4, 6) or t2 (2, 3, 6, 7); 4 is new.
+    let q = Query::event_type("A").or(tags(&["t2"]));
+    assert_eq!(redact(&s, &mut m, &matching(q)), redacted(6, 1));
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("zzz"))),
+        redacted(0, 0)
+    );
+    assert_eq!(redact(&s, &mut m, &matching(Query::all())), redacted(9, 0));
+    assert!(
+        payloads(&s)
+            .iter()
+            .all(|(d, md)| d.is_empty() && md.is_empty()),
+        "every event is erased"
+    );
+    assert_eq!(head(&s), 9);
+}
+
+/// Every read returns a redacted event with empty data and metadata and
+/// every other field as it was: `read` by every query shape in both
+/// directions from every start with limits, `read_each`, `read_last`,
+/// `read_stream` (both directions, limits), `read_stream_last`,
+/// `event_by_id` and a subscription's catch-up. A subscription live at
+/// the head is not fed by the redaction; the next append reaches it with
+/// its data.
+pub fn reads_and_lookups_return_redacted_events<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    let mut live = subscribe(&s, &Query::all(), 8);
+    assert_eq!(redact(&s, &mut m, &at(&[1, 2, 4, 5, 8])), redacted(5, 5));
+    assert_nothing_delivered(&mut live, 8);
+    check_fixture_queries(&s, &m.log);
+    let lent = read_each(&s, &Query::tag("t1"), ReadOptions::backwards());
+    let want: Vec<RecordedEvent> = [8, 6, 2, 1]
+        .iter()
+        .map(|&p| m.log.get(p))
+        .cloned()
+        .collect();
+    assert_eq!(
+        lent.into_iter().map(strip).collect::<Vec<_>>(),
+        want,
+        "read_each"
+    );
+    assert_eq!(
+        want.iter()
+            .map(|e| (e.position, e.data.len(), e.metadata.len()))
+            .collect::<Vec<_>>(),
+        [(8, 0, 0), (6, 2, 0), (2, 0, 0), (1, 0, 0)]
+    );
+    // Stream s1: 2, 4 and 7; s2: 5.
+    let s1 = stream(&s, "s1", ReadOptions::forwards());
+    assert_eq!(s1, stream_in_log(&m.log, "s1"));
+    assert_eq!(
+        s1.iter()
+            .map(|e| (e.position, e.revision, e.data.to_vec()))
+            .collect::<Vec<_>>(),
+        [
+            (2, Some(0), vec![]),
+            (4, Some(1), vec![]),
+            (7, Some(2), b"e7".to_vec())
+        ]
+    );
+    let mut back = s1.clone();
+    back.reverse();
+    assert_eq!(stream(&s, "s1", ReadOptions::backwards()), back);
+    assert_eq!(stream(&s, "s1", ReadOptions::forwards().limit(2)), s1[..2]);
+    assert_eq!(stream(&s, "s1", ReadOptions::forwards().start(0)), s1[1..]);
+    let last = ok("read_stream_last", s.read_stream_last("s2")).map(strip);
+    assert_eq!(last.as_ref(), Some(m.log.get(5)));
+    assert_eq!(last.map(|e| e.data.len()), Some(0));
+    for (id, position) in [(0xA1, 1), (0xA4, 4), (0xA5, 5), (0xA6, 6)] {
+        assert_eq!(
+            by_id(&s, id).as_ref(),
+            Some(m.log.get(position)),
+            "event_by_id {id:#x}"
+        );
+    }
+    let e1 = by_id(&s, 0xA1).unwrap();
+    assert_eq!(
+        (e1.event_type.as_str(), e1.tags.clone(), e1.data.len()),
+        ("A", vec!["t1".to_owned()], 0)
+    );
+    assert_eq!(by_id(&s, 0xA6).unwrap().data, "e6");
+    for (q, after, want) in [
+        (Query::all(), 0, (1..=8).collect::<Vec<u64>>()),
+        (Query::tag("t1"), 1, vec![2, 6, 8]),
+        (Query::item(types(&["B"])), 0, vec![2, 5]),
+    ] {
+        let mut sub = subscribe(&s, &q, after);
+        let got = receive_until(&mut sub, 8);
+        let want: Vec<RecordedEvent> = want.iter().map(|&p| m.log.get(p).clone()).collect();
+        assert_eq!(got, want, "catch-up of {q:?} after {after}");
+        assert_eq!(ok("try_recv", sub.try_recv()), None, "{q:?}: nothing more");
+    }
+    append(&s, &mut m.log, vec![ev("B", &["t1"], "9").metadata("m9")]);
+    let nine = vec![m.log.get(9).clone()];
+    assert_eq!(
+        (nine[0].data.to_vec(), nine[0].metadata.to_vec()),
+        payload("9", b"m9")
+    );
+    assert_eq!(receive_until(&mut live, 9), nine, "the live one");
+    assert_eq!(ok("try_recv", live.try_recv()), None, "nothing more");
+}
+
+/// The history keeps its shape: after everything is redacted every query
+/// matches what it did, listings, stream revisions and the position at
+/// each commit time are unchanged, a condition fails at the same
+/// position, an expected revision is checked against the same revision,
+/// and the next append gets head + 1.
+pub fn redaction_keeps_the_shape_of_the_history<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    let before = shape(&s, &m.log);
+    assert_eq!(redact(&s, &mut m, &matching(Query::all())), redacted(8, 8));
+    assert_eq!(shape(&s, &m.log), before);
+    check_fixture_queries(&s, &m.log);
+    let new = |label: &str| vec![ev("New", &[], label)];
+    for (q, after, position) in [
+        (Query::tag("t3"), Some(6), 7),
+        (Query::event_type("D"), None, 7),
+        (Query::item(tags(&["t1", "t2"])), Some(2), 6),
+    ] {
+        let what = format!("{q:?} after {after:?}");
+        let e = err(&what, s.append_with(new("x"), fail_if(q, after)));
+        assert_condition_failed(&what, e, position);
+    }
+    let what = "expected s2 at 5";
+    let e = err(
+        what,
+        s.append_with(
+            vec![sev("s2", "x")],
+            expect("s2", ExpectedRevision::Exact(5)),
+        ),
+    );
+    assert_wrong_revision(what, e, "s2", ExpectedRevision::Exact(5), Some(0));
+    assert_contents(&s, &m.log);
+    let a = append_with(&s, &mut m.log, new("9"), fail_if(Query::tag("t1"), Some(8)));
+    assert_eq!((a.first, a.last), (9, 9));
+    let a = append_with(
+        &s,
+        &mut m.log,
+        vec![sev("s1", "10")],
+        expect("s1", ExpectedRevision::Exact(2)),
+    );
+    assert_eq!((a.first, a.last), (10, 10));
+    assert_eq!(revision(&s, "s1"), Some(3));
+    assert_eq!(payloads(&s)[9], payload("10", b""));
+    assert_contents(&s, &m.log);
+}
+
+/// Redacting an event redacted already changes nothing and counts it as
+/// targeted, not redacted — by positions or by query — and is recorded
+/// all the same. What counts is whether it was redacted, not whether its
+/// data and metadata are empty: an event appended with both empty counts
+/// as redacted the first time.
+pub fn second_redaction_counts_none<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    append(&s, &mut m.log, vec![ev("E", &["t9"], "")]);
+    assert_eq!(payloads(&s)[8], payload("", b""));
+    assert_eq!(redact(&s, &mut m, &at(&[9])), redacted(1, 1));
+    assert_eq!(redact(&s, &mut m, &at(&[9])), redacted(1, 0));
+    assert_eq!(redact(&s, &mut m, &at(&[1, 2])), redacted(2, 2));
+    assert_eq!(redact(&s, &mut m, &at(&[2, 1, 2])), redacted(2, 0));
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("t1"))),
+        redacted(4, 2)
+    );
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("t1"))),
+        redacted(4, 0)
+    );
+    let results: Vec<(u64, Redacted)> = check_audit(&s, &m.audit)
+        .into_iter()
+        .map(|e| match e.operation {
+            Operation::Redact { result, .. } => (e.sequence, result),
+            other => panic!("not a redact entry: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (1, redacted(1, 1)),
+            (2, redacted(1, 0)),
+            (3, redacted(2, 2)),
+            (4, redacted(2, 0)),
+            (5, redacted(4, 2)),
+            (6, redacted(4, 0)),
+        ]
+    );
+    assert_eq!(payloads(&s)[2], payload("e3", b""), "others untouched");
+    assert_eq!(head(&s), 9);
+}
+
+/// Redactions and their audit entries are durable: on events in on-disk
+/// index runs and in the in-memory index alike, through index flushes and
+/// reopens in either order; after a reopen the events read erased,
+/// redacting them again counts none, and appends and operations carry on
+/// at the head and the next audit sequence.
+pub fn redacted_events_survive_flush_and_reopen<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    append(
+        &s,
+        &mut m.log,
+        vec![
+            ev("A", &["t1"], "1").stream("s").id(1).metadata("m1"),
+            ev("B", &[], "2"),
+        ],
+    );
+    h.flush_index(&s);
+    append(
+        &s,
+        &mut m.log,
+        vec![
+            ev("C", &["t2"], "3").id(3).metadata("m3"),
+            ev("A", &["t1"], "4").stream("s"),
+        ],
+    );
+    // Event 1 is in an index run, 3 in the memtable.
+    assert_eq!(redact(&s, &mut m, &at(&[3, 1])), redacted(2, 2));
+    let check = |s: &H::Store, m: &Model, t1: &[u64]| {
+        assert_contents(s, &m.log);
+        for id in [1, 3] {
+            let e = m.log.events.iter().find(|e| e.id == Some(id));
+            assert_eq!(by_id(s, id).as_ref(), e, "event_by_id {id}");
+        }
+        assert_eq!(
+            stream(s, "s", ReadOptions::forwards()),
+            stream_in_log(&m.log, "s")
+        );
+        check_query(s, &m.log, &Query::tag("t1"), t1);
+        check_audit(s, &m.audit)
+    };
+    let trail = check(&s, &m, &[1, 4]);
+    h.flush_index(&s);
+    assert_eq!(check(&s, &m, &[1, 4]), trail, "after flush_index");
+    let s = h.reopen(s);
+    assert_eq!(check(&s, &m, &[1, 4]), trail, "after reopen");
+    assert_eq!(
+        payloads(&s),
+        [
+            payload("", b""),
+            payload("2", b""),
+            payload("", b""),
+            payload("4", b"")
+        ]
+    );
+    assert_eq!(redact(&s, &mut m, &at(&[1, 3])), redacted(2, 0));
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("t1"))),
+        redacted(2, 1)
+    );
+    let trail = check(&s, &m, &[1, 4]);
+    let s = h.reopen(s);
+    assert_eq!(check(&s, &m, &[1, 4]), trail, "reopen without a flush");
+    h.flush_index(&s);
+    let a = append(&s, &mut m.log, vec![ev("D", &["t1"], "5").metadata("m5")]);
+    assert_eq!((a.first, a.last), (5, 5));
+    assert_eq!(payloads(&s)[4], payload("5", b"m5"));
+    assert_eq!(redact(&s, &mut m, &matching(Query::all())), redacted(5, 2));
+    let trail = check(&s, &m, &[1, 4, 5]);
+    assert_eq!(trail.len(), 4);
+    let s = h.reopen(s);
+    assert_eq!(check(&s, &m, &[1, 4, 5]), trail, "reopen");
+    h.flush_index(&s);
+    assert_eq!(check(&s, &m, &[1, 4, 5]), trail, "flush after reopen");
+    assert_eq!(redact(&s, &mut m, &matching(Query::all())), redacted(5, 0));
+}
+
+/// Added tags stay on a redacted event — added before or after the
+/// redaction — and find it, and a redaction can target an added tag;
+/// redaction removes no tag from the index or the listings.
+pub fn added_tags_stay_on_redacted_events<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    fixture(&s, &mut m.log);
+    assert_eq!(add_tags(&s, &mut m, &at(&[1, 4]), &["n"]), added(2, 2));
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("n"))),
+        redacted(2, 2)
+    );
+    assert_eq!(add_tags(&s, &mut m, &at(&[4, 5]), &["m"]), added(2, 2));
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("m"))),
+        redacted(2, 1)
+    );
+    let tagged: Vec<(Vec<String>, usize)> = read(&s, &Query::all(), ReadOptions::forwards())
+        .into_iter()
+        .map(|e| (e.tags, e.data.len()))
+        .collect();
+    let t = |names: &[&str]| names.iter().map(|&n| n.to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        tagged,
+        [
+            (t(&["t1", "n"]), 0),
+            (t(&["t1", "t2"]), 2),
+            (t(&["t2"]), 2),
+            (t(&["n", "m"]), 0),
+            (t(&["t3", "m"]), 0),
+            (t(&["t1", "t2", "t3"]), 2),
+            (t(&["t2", "t3"]), 2),
+            (t(&["t3", "t1"]), 0),
+        ]
+    );
+    check_query(&s, &m.log, &Query::tag("n"), &[1, 4]);
+    check_query(&s, &m.log, &Query::item(tags(&["n", "m"])), &[4]);
+    check_query(&s, &m.log, &Query::item(types(&["B"]).tag("m")), &[5]);
+    assert_eq!(list_tags(&s, "", None, 100), tag_counts(&m.log));
+    assert_eq!(
+        list_tags(&s, "", Some("l"), 2),
+        [Listed::new("m", 2), Listed::new("n", 2)]
+    );
+    h.flush_index(&s);
+    let s = h.reopen(s);
+    assert_contents(&s, &m.log);
+    check_query(&s, &m.log, &Query::tag("m"), &[4, 5]);
+}
+
+/// Each redaction is recorded, among the other operations: sequence 1,
+/// 2, …, the head when it committed, the target exactly as given
+/// (positions unsorted and repeated, the query as it was), and the result
+/// — also one that erased nothing (on an empty store, a query matching
+/// nothing, events redacted already). Pages follow `after` and `limit`.
+pub fn audit_log_records_redactions<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    assert_eq!(redact(&s, &mut m, &matching(Query::all())), redacted(0, 0));
+    fixture(&s, &mut m.log);
+    assert_eq!(redact(&s, &mut m, &at(&[3, 1, 3])), redacted(2, 2));
+    assert_eq!(add_tags(&s, &mut m, &at(&[2]), &["x"]), added(1, 1));
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("x"))),
+        redacted(1, 1)
+    );
+    assert_eq!(
+        redact(&s, &mut m, &matching(Query::tag("zzz"))),
+        redacted(0, 0)
+    );
+    append(&s, &mut m.log, vec![ev("X", &[], "9")]);
+    let q = Query::tag("t2").or(types(&["X"]));
+    assert_eq!(redact(&s, &mut m, &matching(q.clone())), redacted(5, 3));
+    assert_eq!(redact(&s, &mut m, &at(&[1])), redacted(1, 0));
+    let entry = |sequence, head, target, result| AuditEntry {
+        sequence,
+        timestamp_micros: 0,
+        head,
+        operation: Operation::Redact { target, result },
+    };
+    let want = vec![
+        entry(1, 0, matching(Query::all()), redacted(0, 0)),
+        entry(2, 8, at(&[3, 1, 3]), redacted(2, 2)),
+        AuditEntry {
+            sequence: 3,
+            timestamp_micros: 0,
+            head: 8,
+            operation: Operation::AddTags {
+                tags: strings(&["x"]),
+                target: at(&[2]),
+                result: added(1, 1),
+            },
+        },
+        entry(4, 8, matching(Query::tag("x")), redacted(1, 1)),
+        entry(5, 8, matching(Query::tag("zzz")), redacted(0, 0)),
+        entry(6, 9, matching(q), redacted(5, 3)),
+        entry(7, 9, at(&[1]), redacted(1, 0)),
+    ];
+    assert_eq!(m.audit, want, "the test's own expectation");
+    check_audit(&s, &want);
+    let page =
+        |after, limit| -> Vec<u64> { audit(&s, after, limit).iter().map(|e| e.sequence).collect() };
+    assert_eq!(page(0, 2), [1, 2]);
+    assert_eq!(page(2, 3), [3, 4, 5]);
+    assert_eq!(page(5, 10), [6, 7]);
+    assert_eq!(page(7, 10), [] as [u64; 0]);
+}
+
+/// A refused redaction — no position, position 0, a position beyond the
+/// head (on an empty store: any), more positions than one operation may
+/// name, an invalid query — is `InvalidInput` and changes nothing: no
+/// event, not the head, not the audit trail, and it marks nothing (the
+/// events it named count as redacted when a valid one erases them).
+pub fn redact_bad_input_rejected<H: Harness>(h: &mut H) {
+    let s = h.create();
+    let mut m = Model::default();
+    let rejected =
+        |s: &H::Store, m: &Model, what: &str, target: &Target, reason: Option<String>| {
+            let what = format!("{what}: redact");
+            match (err(&what, s.redact(target)), reason) {
+                (Error::InvalidInput { reason }, Some(want)) => {
+                    assert_eq!(reason, want, "{what}: reason")
+                }
+                (e, _) => assert_invalid(&what, e),
+            }
+            assert_contents(s, &m.log);
+            check_audit(s, &m.audit);
+        };
+    let not_committed = |p: u64, head: u64| {
+        Some(format!(
+            "position {p} is not a committed position (the head is {head})"
+        ))
+    };
+    rejected(&s, &m, "an empty store", &at(&[1]), not_committed(1, 0));
+    fixture(&s, &mut m.log);
+    let long = "t".repeat(MAX_NAME_LEN + 1);
+    let too_many = vec![1; MAX_TARGETED_EVENTS + 1];
+    let cases: Vec<(&str, Target, Option<String>)> = vec![
+        ("no position", at(&[]), None),
+        ("position 0", at(&[0]), not_committed(0, 8)),
+        (
+            "position 0 among others",
+            at(&[2, 0, 1]),
+            not_committed(0, 8),
+        ),
+        ("beyond the head", at(&[9]), not_committed(9, 8)),
+        ("beyond among others", at(&[3, 9, 1]), not_committed(9, 8)),
+        ("u64::MAX", at(&[1, u64::MAX]), not_committed(u64::MAX, 8)),
+        ("too many positions", Target::Positions(too_many), None),
+        ("an empty query tag", matching(Query::tag("")), None),
+        ("an empty query type", matching(Query::event_type("")), None),
+        ("an overlong query tag", matching(Query::tag(long)), None),
+    ];
+    for (what, target, reason) in &cases {
+        rejected(&s, &m, what, target, reason.clone());
+    }
+    assert!(m.audit.is_empty());
+    assert_eq!(redact(&s, &mut m, &at(&[8, 1, 2, 3])), redacted(4, 4));
+    assert_eq!(head(&s), 8);
+    assert_eq!(m.audit.len(), 1);
 }

@@ -23,10 +23,11 @@
 //! `streams` (revisions and the order of the checks), `idempotency`,
 //! `lookups` (stream reads by revision, events by id), `listings`
 //! (streams, types and tags with counts, paged), `reopen`, `bad_input`,
-//! `state` (snapshots and tracking info) and `lifecycle` (retroactive tags:
-//! what reads, queries, listings, conditions and subscriptions see after
-//! `add_tags`, persistence, the audit trail, bad input); `helpers` holds
-//! the suite's model of a log, the fixture and the assertions.
+//! `state` (snapshots and tracking info) and `lifecycle` (retroactive tags
+//! and redaction: what reads, queries, listings, conditions and
+//! subscriptions see after `add_tags` and `redact`, persistence, the audit
+//! trail, bad input); `helpers` holds the suite's model of a log, the
+//! fixture and the assertions.
 
 use std::fmt::Debug;
 
@@ -222,6 +223,16 @@ macro_rules! __gesta_conformance_cases {
             audit_log_records_each_operation,
             add_tags_bad_input_rejected,
             second_add_of_the_same_tags_is_recorded,
+            // Lifecycle: redaction.
+            redact_by_positions,
+            redact_by_query,
+            reads_and_lookups_return_redacted_events,
+            redaction_keeps_the_shape_of_the_history,
+            second_redaction_counts_none,
+            redacted_events_survive_flush_and_reopen,
+            added_tags_stay_on_redacted_events,
+            audit_log_records_redactions,
+            redact_bad_input_rejected,
         }
     };
 }
