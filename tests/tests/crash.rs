@@ -845,8 +845,8 @@ impl Totals {
             "{name}: {} runs, {} crash points explored, {} appends acknowledged, {} failed appends recovered whole, \
              {} acknowledged appends lost (Buffered), {} torn tails cut, {} partial segments removed, \
              {} crashes during open, {} runs finished before their crash point, \
-             {} compressed segments recovered, {} tag operations acknowledged, \
-             {} failed tag operations recovered whole, {:.1?}",
+             {} compressed segments recovered, {} lifecycle operations (tags, redactions) acknowledged, \
+             {} failed ones recovered whole, {:.1?}",
             self.runs,
             self.crash_points,
             self.acknowledged,
@@ -1058,9 +1058,10 @@ fn random_scenario(seed: u64) -> Scenario {
     // sharing commit groups make about ten per batch each (writes, syncs,
     // and eight per rollover), so most crash points fall inside the run and
     // about one in ten after its end.
-    // Every third batch is tagged after the fact: a journal write and
-    // sync each, and the journal's creation (five operations) once.
-    let amended = u64::from(threads * batches.div_ceil(3));
+    // Every third batch is tagged after the fact and every fourth has an
+    // event redacted: a journal write and sync each, and the journal's
+    // creation (five operations) once.
+    let amended = u64::from(threads * (batches.div_ceil(3) + (batches + 1) / 4));
     let estimate = u64::from(threads * batches) * 5 / 2 + amended * 2 + 9;
     let crash_after = Some(rng.range(1, estimate));
     let mode = if rng.chance(1, 2) {

@@ -84,9 +84,7 @@ fn line(f: &Finding) -> String {
              until the file is deleted (Store::delete_cursor; the subscription then starts from the \
              beginning); --repair does not touch cursors"
         ),
-        Part::Lifecycle if f.harmless => format!(
-            "lifecycle journal (harmless): {f}; an operation that never returned, cut off at the next open"
-        ),
+        Part::Lifecycle if f.harmless => format!("lifecycle (harmless): {f}"),
         Part::Lifecycle => format!(
             "lifecycle journal damage: {f}; the store refuses to open: the journal is the only record \
              of its retroactive tags and audit trail; --repair does not touch it"
