@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta::lifecycle::Target;
-use gesta::{Compression, EventStore, NewEvent, Options, Query, ReadOptions, RecordedEvent, Store};
+use gesta::{Compression, NewEvent, Options, Query, ReadOptions, RecordedEvent, Store};
 
 const SECRET: &[u8] = b"secret-7f3a9c1e-erase-me";
 const META_SECRET: &[u8] = b"meta-secret-52b8d0a4";
