@@ -21,9 +21,10 @@ use crate::view::EventRef;
 pub(crate) struct Amendments {
     tags: RwLock<HashMap<u64, Arc<[Arc<str>]>>>,
     redacted: RwLock<BTreeSet<u64>>,
-    /// Whether any event is amended: reads of a store without any skip
-    /// the maps.
-    any: AtomicBool,
+    /// Whether any event has added tags, whether any was redacted: a read
+    /// skips the map (and its lock) that holds nothing.
+    any_tags: AtomicBool,
+    any_redacted: AtomicBool,
 }
 
 /// What a read must change about one event.
@@ -63,18 +64,19 @@ impl Amended {
 impl Amendments {
     /// What changed about the event at `position`.
     pub(crate) fn get(&self, position: u64) -> Amended {
-        if !self.any.load(Ordering::Acquire) {
-            return Amended::default();
-        }
+        let tags = match self.any_tags.load(Ordering::Acquire) {
+            true => self.tags.read().get(&position).cloned(),
+            false => None,
+        };
         Amended {
-            tags: self.tags.read().get(&position).cloned(),
-            redacted: self.redacted.read().contains(&position),
+            tags,
+            redacted: self.is_redacted(position),
         }
     }
 
     /// Whether the event at `position` was redacted.
     pub(crate) fn is_redacted(&self, position: u64) -> bool {
-        self.any.load(Ordering::Acquire) && self.redacted.read().contains(&position)
+        self.any_redacted.load(Ordering::Acquire) && self.redacted.read().contains(&position)
     }
 
     /// Every redacted position, ascending.
@@ -103,7 +105,7 @@ impl Amendments {
             };
             map.insert(p, merged);
         }
-        self.any.store(true, Ordering::Release);
+        self.any_tags.store(true, Ordering::Release);
     }
 
     /// Marks the events at `positions` redacted.
@@ -112,7 +114,7 @@ impl Amendments {
             return;
         }
         self.redacted.write().extend(positions.iter().copied());
-        self.any.store(true, Ordering::Release);
+        self.any_redacted.store(true, Ordering::Release);
     }
 }
 
