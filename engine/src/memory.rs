@@ -109,6 +109,26 @@ struct State {
     redacted: std::collections::BTreeSet<u64>,
 }
 
+impl State {
+    /// The positions a lifecycle operation's target names now, ascending.
+    fn resolve(&self, target: &crate::lifecycle::Target) -> Result<Vec<u64>> {
+        use crate::lifecycle::{self as lc, Target};
+        match target {
+            Target::Positions(p) => lc::check_positions(p, self.events.len() as u64),
+            Target::Query(q) => {
+                let matching: Vec<u64> = self
+                    .events
+                    .iter()
+                    .filter(|e| q.matches(&e.event_type, &e.tags))
+                    .map(|e| e.position)
+                    .collect();
+                lc::check_targeted(matching.len())?;
+                Ok(matching)
+            }
+        }
+    }
+}
+
 /// Snapshots and tracking info, as the `EventStore` docs define them.
 #[derive(Debug)]
 struct Saved {
@@ -357,23 +377,11 @@ impl EventStore for MemoryStore {
         target: &crate::lifecycle::Target,
         tags: &[String],
     ) -> Result<crate::lifecycle::TagsAdded> {
-        use crate::lifecycle::{self as lc, Target};
+        use crate::lifecycle as lc;
         let tags = lc::check_add_tags(target, tags)?;
         let mut state = self.shared.state.lock();
         let head = state.events.len() as u64;
-        let positions = match target {
-            Target::Positions(p) => lc::check_positions(p, head)?,
-            Target::Query(q) => {
-                let matching: Vec<u64> = state
-                    .events
-                    .iter()
-                    .filter(|e| q.matches(&e.event_type, &e.tags))
-                    .map(|e| e.position)
-                    .collect();
-                lc::check_targeted(matching.len())?;
-                matching
-            }
-        };
+        let positions = state.resolve(target)?;
         let (gained, result) = lc::plan_tags(&positions, &tags, |p| {
             Ok(state.events[(p - 1) as usize].tags.clone())
         })?;
@@ -397,23 +405,11 @@ impl EventStore for MemoryStore {
     }
 
     fn redact(&self, target: &crate::lifecycle::Target) -> Result<crate::lifecycle::Redacted> {
-        use crate::lifecycle::{self as lc, Target};
+        use crate::lifecycle as lc;
         lc::check_target(target)?;
         let mut state = self.shared.state.lock();
         let head = state.events.len() as u64;
-        let positions = match target {
-            Target::Positions(p) => lc::check_positions(p, head)?,
-            Target::Query(q) => {
-                let matching: Vec<u64> = state
-                    .events
-                    .iter()
-                    .filter(|e| q.matches(&e.event_type, &e.tags))
-                    .map(|e| e.position)
-                    .collect();
-                lc::check_targeted(matching.len())?;
-                matching
-            }
-        };
+        let positions = state.resolve(target)?;
         let (erased, result) = lc::plan_redact(&positions, |p| Ok(state.redacted.contains(&p)))?;
         for p in erased {
             let e = &mut state.events[(p - 1) as usize];

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use crate::cache::{BlockCache, CacheStats};
 use crate::error::{IoContext, Result, WalError};
 use crate::format::{parse_segment_file_name, segment_file_name};
-use crate::io::{FileSystem, OpenMode, write_atomic};
+use crate::io::{FileHandle, FileSystem, OpenMode, write_atomic};
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
 use crate::zseg::{self, CompressedSegment, Compression};
@@ -80,10 +80,6 @@ impl Compressor {
 
     pub(crate) fn fs(&self) -> &dyn FileSystem {
         self.fs.as_ref()
-    }
-
-    pub(crate) fn cache(&self) -> &Arc<BlockCache> {
-        &self.cache
     }
 
     /// The block cache of the log's compressed segments.
@@ -147,6 +143,39 @@ impl Compressor {
         Ok(table.is_some_and(|t| t.end == bounds.end && t.last_position == bounds.last_position))
     }
 
+    /// Compresses `bytes` (a whole segment's, positions `first..=last`),
+    /// checks that the result decompresses to them — the file written is
+    /// about to become the only copy — writes it atomically at `path` and
+    /// opens it through the log's block cache.
+    pub(crate) fn write_compressed(
+        &self,
+        path: &Path,
+        bytes: &Bytes,
+        first: u64,
+        last: u64,
+        settings: Compression,
+    ) -> Result<(Arc<dyn FileHandle>, CompressedSegment)> {
+        let packed = zseg::compress(bytes, first, last, settings).at(path)?;
+        let check = CompressedSegment::open(
+            path.to_owned(),
+            Bytes::copy_from_slice(&packed),
+            Arc::new(BlockCache::new(0)),
+        )?;
+        if check.read_all()? != *bytes {
+            return Err(WalError::Corruption {
+                file: path.to_owned(),
+                offset: 0,
+                reason: "compressed segment does not decompress to the original".into(),
+            });
+        }
+        drop(check);
+        write_atomic(self.fs.as_ref(), path, &packed).at(path)?;
+        let file = self.fs.open(path, OpenMode::Existing).at(path)?;
+        let data = Bytes::from_owner(file.map().at(path)?);
+        let z = CompressedSegment::open(path.to_owned(), data, self.cache.clone())?;
+        Ok((file, z))
+    }
+
     /// Rewrites one sealed segment compressed; returns its sizes before
     /// and after.
     fn compress(&self, segment: &Segment, settings: Compression) -> Result<(u64, u64)> {
@@ -155,26 +184,8 @@ impl Compressor {
         let plain_path = segment.path();
         let first = segment.first_position();
         let path = self.dir.join(zseg::compressed_file_name(first));
-        let packed = zseg::compress(&original, first, bounds.last_position, settings).at(&path)?;
-        // The original is deleted below: make sure the new file holds the
-        // same bytes before it becomes the only copy.
-        let check = CompressedSegment::open(
-            path.clone(),
-            Bytes::copy_from_slice(&packed),
-            Arc::new(BlockCache::new(0)),
-        )?;
-        if check.read_all()? != original {
-            return Err(WalError::Corruption {
-                file: path,
-                offset: 0,
-                reason: "compressed segment does not decompress to the original".into(),
-            });
-        }
-        drop(check);
-        write_atomic(self.fs.as_ref(), &path, &packed).at(&path)?;
-        let file = self.fs.open(&path, OpenMode::Existing).at(&path)?;
-        let data = Bytes::from_owner(file.map().at(&path)?);
-        let z = CompressedSegment::open(path, data, self.cache.clone())?;
+        let (file, z) =
+            self.write_compressed(&path, &original, first, bounds.last_position, settings)?;
         let after = z.file_len();
         segment.set_compressed(file, Arc::new(z));
         self.fs.remove_file(&plain_path).at(&plain_path)?;

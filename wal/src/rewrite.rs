@@ -30,7 +30,7 @@ use crate::format::{
     encode_record,
 };
 use crate::io::{OpenMode, write_atomic};
-use crate::zseg::{self, CompressedSegment, Compression};
+use crate::zseg::Compression;
 
 /// What [`Compressor::rewrite_sealed`] did to one segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -109,25 +109,13 @@ impl Compressor {
         let out = Bytes::from(out);
         let file = match segment.compressed() {
             Some(_) => {
-                let packed = zseg::compress(&out, first_position, bounds.last_position, settings)
-                    .at(&path)?;
-                let check = CompressedSegment::open(
-                    path.clone(),
-                    Bytes::copy_from_slice(&packed),
-                    Arc::new(crate::cache::BlockCache::new(0)),
+                let (file, z) = self.write_compressed(
+                    &path,
+                    &out,
+                    first_position,
+                    bounds.last_position,
+                    settings,
                 )?;
-                if check.read_all()? != out {
-                    return Err(WalError::Corruption {
-                        file: path,
-                        offset: 0,
-                        reason: "rewritten segment does not decompress to its records".into(),
-                    });
-                }
-                drop(check);
-                write_atomic(self.fs(), &path, &packed).at(&path)?;
-                let file = self.fs().open(&path, OpenMode::Existing).at(&path)?;
-                let data = Bytes::from_owner(file.map().at(&path)?);
-                let z = CompressedSegment::open(path.clone(), data, self.cache().clone())?;
                 report.file_bytes = z.file_len();
                 if let Some(old) = segment.compressed() {
                     old.forget_cached();
