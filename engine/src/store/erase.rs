@@ -48,8 +48,11 @@ impl Store {
         let inner = &self.inner;
         let amendments = inner.indexes.amendments();
         let mut erased = Erased::default();
-        // 1. Which redacted events still hold their bytes.
-        let pending = self.holding_erased_bytes()?;
+        // 1. Which redacted events still hold their bytes (of those
+        // redacted by now: a redaction made while this runs waits for the
+        // next compaction).
+        let redacted = amendments.redacted();
+        let pending = self.holding_erased_bytes(&redacted)?;
         let Some(&first_pending) = pending.first() else {
             return Ok(erased);
         };
@@ -119,7 +122,7 @@ impl Store {
         }
         // A segment that could not be rewritten (not yet complete) keeps
         // bytes: say so rather than report them erased.
-        if let Some(&position) = self.holding_erased_bytes()?.first() {
+        if let Some(&position) = self.holding_erased_bytes(&pending)?.first() {
             let path = inner
                 .reader
                 .segments()
@@ -136,15 +139,15 @@ impl Store {
         Ok(erased)
     }
 
-    /// The redacted positions whose events' bytes are still in the log,
-    /// ascending: those of every record a rewrite would change.
-    fn holding_erased_bytes(&self) -> Result<Vec<u64>> {
+    /// Those of the `redacted` positions (ascending) whose events' bytes
+    /// are still in the log: the redacted events of every record a rewrite
+    /// would change.
+    fn holding_erased_bytes(&self, redacted: &[u64]) -> Result<Vec<u64>> {
         let inner = &self.inner;
         let amendments = inner.indexes.amendments();
-        let redacted = amendments.redacted();
         let mut pending = Vec::new();
         let mut next = 0;
-        for &position in &redacted {
+        for &position in redacted {
             if position < next {
                 continue;
             }
