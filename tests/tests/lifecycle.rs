@@ -246,3 +246,29 @@ fn tagged_events_in_runs_merged_runs_and_compressed_segments() {
     check(&store);
     assert_eq!(tags_at(&store, 14), ["item:14", "seventh"]);
 }
+
+#[test]
+fn a_follower_shows_added_tags_and_hides_redacted_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    for i in 1..=6 {
+        store.append(vec![event(i)]).unwrap();
+    }
+    tag(&store, &[2], "late");
+    store.redact(&Target::Positions(vec![3])).unwrap();
+    // Read-only, beside the open store, as `gesta read --follow` does.
+    let mut follower = gesta::inspect::Follower::new(tmp.path(), 0).unwrap();
+    let mut seen = Vec::new();
+    follower.poll(&mut seen).unwrap();
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[1].tags, ["item:2", "late"]);
+    assert!(seen[2].data.is_empty() && seen[2].metadata.is_empty());
+    assert!(!seen[3].data.is_empty());
+    // Later operations are seen by later polls.
+    store.append(vec![event(7)]).unwrap();
+    store.redact(&Target::Positions(vec![7])).unwrap();
+    let mut more = Vec::new();
+    follower.poll(&mut more).unwrap();
+    assert_eq!(more.len(), 1);
+    assert!(more[0].data.is_empty());
+}

@@ -39,6 +39,9 @@ pub struct Follower {
     next: u64,
     /// The compressed segment being read, decompressed.
     decompressed: Option<(PathBuf, Bytes)>,
+    /// What the store's lifecycle journal changed about events, as read
+    /// when the journal had the length kept here.
+    amendments: (u64, crate::amended::Amendments),
 }
 
 /// The length of the first record of `bytes`, a read of at most `limit`
@@ -73,7 +76,35 @@ impl Follower {
             segment: None,
             next: after + 1,
             decompressed: None,
+            amendments: (0, Default::default()),
         })
+    }
+
+    /// Rereads the lifecycle journal if it changed since the last poll, so
+    /// that events read now show the tags added to them and nothing of a
+    /// redacted event's data (whose bytes may still be in the log).
+    fn refresh_amendments(&mut self) -> Result<()> {
+        let path = self.dir.join(crate::store::JOURNAL_FILE);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if len == self.amendments.0 {
+            return Ok(());
+        }
+        let (bodies, _) = gesta_wal::journal::read(&gesta_wal::io::StdFs, &path)?;
+        let amendments = crate::amended::Amendments::default();
+        for body in &bodies {
+            let (entry, lists) = crate::lifecycle::decode_journal_entry(body)
+                .map_err(|e| crate::lifecycle::journal_corruption(&path, 0, e))?;
+            match &entry.operation {
+                crate::lifecycle::Operation::AddTags { tags, .. } => {
+                    amendments.add_tags(tags, &lists);
+                }
+                crate::lifecycle::Operation::Redact { .. } => {
+                    lists.iter().for_each(|l| amendments.redact(l));
+                }
+            }
+        }
+        self.amendments = (len, amendments);
+        Ok(())
     }
 
     /// The position after which the next poll continues.
@@ -85,6 +116,7 @@ impl Follower {
     /// the start position); returns how many.
     pub fn poll(&mut self, out: &mut Vec<RecordedEvent>) -> Result<usize> {
         let before = out.len();
+        self.refresh_amendments()?;
         loop {
             if self.segment.is_none() && !self.find_segment()? {
                 break;
@@ -102,6 +134,9 @@ impl Follower {
                 continue;
             }
             break;
+        }
+        for e in &mut out[before..] {
+            self.amendments.1.get(e.position).apply_owned(e);
         }
         Ok(out.len() - before)
     }
