@@ -144,6 +144,18 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Makes `to` a second name of the file `from` (a hard link). Neither
+    /// is durable until the directory of `to` is synced. File systems that
+    /// cannot (the test file systems, whose files live in memory) return
+    /// `io::ErrorKind::Unsupported`, and callers copy instead.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this file system makes no hard links",
+        ))
+    }
+
     /// Takes an exclusive lock on `path` (created if missing). Fails with
     /// `io::ErrorKind::WouldBlock` if another holder, in this process or
     /// another, has it.
