@@ -184,6 +184,41 @@ impl Admission {
         Ok(stored)
     }
 
+    /// Whether `payload` (a retry's) is what `record` holds as it was
+    /// appended: tags added later are not in the record's payload, and a
+    /// redacted event's data and metadata, erased or about to be, are not
+    /// compared.
+    fn as_appended(&self, record: &gesta_wal::Record, payload: &bytes::Bytes) -> Result<bool> {
+        if record.payload == payload {
+            return Ok(true);
+        }
+        let amendments = self.indexes.amendments();
+        let (lo, hi) = (record.meta.first_position, record.meta.last_position());
+        if !(lo..=hi).any(|p| amendments.is_redacted(p)) {
+            return Ok(false);
+        }
+        // Event by event; the retry decoded with the record's sequencing
+        // bytes (a retry of this batch names the same streams).
+        let retry = gesta_wal::Record {
+            meta: record.meta,
+            seq: record.seq.clone(),
+            payload: payload.clone(),
+        };
+        let (mut stored, mut retried) = (Vec::new(), Vec::new());
+        crate::codec::decode_record(record, &mut stored)?;
+        if crate::codec::decode_record(&retry, &mut retried).is_err() {
+            return Ok(false);
+        }
+        Ok(stored.iter().zip(&retried).all(|(s, r)| {
+            let redacted = amendments.is_redacted(s.position);
+            s.event_type == r.event_type
+                && s.tags == r.tags
+                && s.id == r.id
+                && s.stream == r.stream
+                && (redacted || (s.data == r.data && s.metadata == r.metadata))
+        }))
+    }
+
     /// The idempotency rule. Ids repeated inside the batch were refused in
     /// the caller's thread.
     fn check_ids(&mut self, group: &Group, a: &AppendRequest) -> Result<Option<Appended>> {
@@ -219,7 +254,7 @@ impl Admission {
                 Some(r) => {
                     r.meta.first_position == first
                         && u64::from(r.meta.count) == count
-                        && r.payload == a.payload.bytes()
+                        && self.as_appended(&r, a.payload.bytes())?
                 }
                 None => false,
             },

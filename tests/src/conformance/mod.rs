@@ -233,6 +233,7 @@ macro_rules! __gesta_conformance_cases {
             added_tags_stay_on_redacted_events,
             audit_log_records_redactions,
             redact_bad_input_rejected,
+            a_retry_of_an_amended_batch_is_recognised,
         }
     };
 }
