@@ -72,6 +72,14 @@
 //! - Checked first, each [`Error::InvalidInput`] changing nothing: the
 //!   target, as for `add_tags`.
 //!
+//! # Both: idempotent retries
+//!
+//! A batch with ids re-sent after its events were tagged or redacted is
+//! still recognised as the retry it is (answered with its original
+//! positions, nothing appended): it is compared with the events as they
+//! were appended — their own tags, not those added since — and a redacted
+//! event's data and metadata, which are gone, are not compared.
+//!
 //! Every operation that passes the checks is recorded in the audit trail
 //! ([`EventStore::audit_log`](crate::EventStore::audit_log)), durably and
 //! atomically with its effect, even when it changed no event. The trail
