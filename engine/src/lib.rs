@@ -236,7 +236,7 @@ pub use notify::CommitHub;
 pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
-pub use store::{IndexShape, Store};
+pub use store::{BACKUP_INCOMPLETE, BackupReport, IndexShape, Store};
 pub use subscription::{
     FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream, fetch_by_append,
 };

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+mod backup;
 mod compact;
 mod cursors;
 mod erase;
 mod lifecycle;
 mod listings;
 
+pub use backup::{BACKUP_INCOMPLETE, BackupReport};
 pub(crate) use lifecycle::JOURNAL_FILE;
 mod projections;
 mod snapshots;
@@ -55,6 +57,8 @@ pub struct Store {
 
 pub(crate) struct Inner {
     dir: PathBuf,
+    /// The file system the store's files are read and written through.
+    fs: Arc<dyn gesta_wal::io::FileSystem>,
     pub(crate) compressor: gesta_wal::Compressor,
     pub(crate) compression: Option<gesta_wal::Compression>,
     pub(crate) tx: Sender<Request>,
@@ -235,6 +239,7 @@ impl Store {
             // first), which they hold weakly.
             inner: Arc::new_cyclic(|store| Inner {
                 dir,
+                fs: options.fs.clone(),
                 compressor: opened.compressor,
                 compression: options.compression,
                 tx,
@@ -747,6 +752,13 @@ fn check_store_dir(fs: &dyn gesta_wal::io::FileSystem, dir: &Path) -> Result<()>
             });
         }
     };
+    if names.iter().any(|n| n == backup::BACKUP_INCOMPLETE) {
+        return Err(Error::invalid(format!(
+            "{} is an unfinished backup (it holds {}): its copy was interrupted; take the backup again",
+            dir.display(),
+            backup::BACKUP_INCOMPLETE
+        )));
+    }
     let mut foreign: Vec<&String> = names
         .iter()
         .filter(|n| !STORE_ENTRIES.contains(&n.as_str()))
