@@ -87,6 +87,7 @@ pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
     check_point_lookups(&record, decoded.as_ref().ok());
     let events = decoded?;
     check_events(meta, seq, &events);
+    check_redaction(&record, &events);
 
     let again: Vec<NewEvent> = events.iter().map(RecordedEvent::to_new).collect();
     if let Ok(payload2) = codec::encode_batch(&again) {
@@ -114,6 +115,68 @@ pub fn decode_payload(data: &[u8]) -> Result<Vec<RecordedEvent>> {
         }
     }
     Ok(events)
+}
+
+/// Redacting every other event of a record that decodes keeps the
+/// payload's length, and the result decodes to the same events with those
+/// events' data and metadata empty; redacting again changes nothing.
+fn check_redaction(record: &Record, events: &[RecordedEvent]) {
+    let odd = |p: u64| p % 2 == 1;
+    let payload = match codec::redact_payload(record, &odd) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            assert!(
+                events
+                    .iter()
+                    .all(|e| !odd(e.position) || (e.data.is_empty() && e.metadata.is_empty())),
+                "nothing to redact, yet an event to redact holds data"
+            );
+            return;
+        }
+        Err(e) => panic!("a record that decodes does not redact: {e}"),
+    };
+    assert_eq!(
+        payload.len(),
+        record.payload.len(),
+        "redaction changed the length"
+    );
+    let redacted = match frame(record.meta, &record.seq, &payload).and_then(|r| decode(&r)) {
+        Ok(e) => e,
+        Err(e) => panic!("a redacted record does not decode: {e}"),
+    };
+    for (r, e) in redacted.iter().zip(events) {
+        let mut want = e.clone();
+        if odd(e.position) {
+            want.data = Bytes::new();
+            want.metadata = Bytes::new();
+        }
+        assert_eq!(r, &want, "redaction changed more than data and metadata");
+    }
+    let again = frame(record.meta, &record.seq, &payload).expect("framed above");
+    match codec::redact_payload(&again, &odd) {
+        Ok(None) => {}
+        other => panic!("redacting a redacted record again: {other:?}"),
+    }
+}
+
+/// The payload of the record `first_position` / `seq` / `payload` with the
+/// events at `positions` redacted as a compaction rewrites them (the
+/// payload unchanged if none is to be), for seeds of the fuzz corpus.
+pub fn redact_payload(
+    first_position: u64,
+    count: u32,
+    seq: &[u8],
+    payload: &[u8],
+    positions: &[u64],
+) -> Result<Vec<u8>> {
+    let meta = RecordMeta {
+        first_position,
+        count,
+        timestamp_micros: TIMESTAMP_MICROS,
+    };
+    let record = frame(meta, seq, payload)?;
+    Ok(codec::redact_payload(&record, &|p| positions.contains(&p))?
+        .map_or_else(|| payload.to_vec(), |p| p.to_vec()))
 }
 
 /// Frames a record around `seq` and `payload` and decodes it with the log's

@@ -550,6 +550,17 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         ("decode_payload", "wide-names"),
         payload_input(5, 1, &revision_bytes(&[(0, 0)]), &wide),
     );
+    // A redacted event beside one that is not (as a compaction leaves them).
+    let pair = encode_payload(&[
+        NewEvent::new("Registered", "personal").metadata("meta"),
+        NewEvent::new("Kept", "kept"),
+    ])
+    .unwrap();
+    let redacted = gesta::fuzzing::redact_payload(7, 2, &[], &pair, &[7]).unwrap();
+    s.insert(
+        ("decode_payload", "redacted-event"),
+        payload_input(7, 2, &[], &redacted),
+    );
     s.insert(
         ("decode_payload", "missing-revision"),
         payload_input(10, 3, &revisions[..2], &batch),
