@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    append, audit, bench, compact, demo, export, get, list, read, redact, snapshot, stats, tag,
-    verify,
+    append, audit, backup, bench, compact, demo, export, get, list, read, redact, snapshot, stats,
+    tag, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -99,6 +99,9 @@ enum Command {
     /// Flush the index and merge its runs into one, now.
     #[command(after_help = compact::AFTER_HELP)]
     Compact(compact::Args),
+    /// Copy a store consistently into a new directory that opens as a store.
+    #[command(after_help = backup::AFTER_HELP)]
+    Backup(backup::Args),
     /// List, load, save and delete the snapshots of a key.
     #[command(after_help = snapshot::AFTER_HELP)]
     Snapshot(snapshot::Args),
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Compact(a) => compact::run(a),
+        Command::Backup(a) => backup::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Export(a) => export::export(a),
         Command::Import(a) => export::import(a),

@@ -2,6 +2,7 @@
 
 pub mod append;
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod compact;
 pub mod demo;
