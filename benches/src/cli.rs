@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::harness::{self, Config, HarnessError, Sizes, report, stores::StoreKind};
+use crate::harness::{self, Config, HarnessError, Sizes, charts, report, stores::StoreKind};
 
 /// Compares Gesta with SQLite, PostgreSQL and UmaDB on the workloads of
 /// BENCH.md.
@@ -23,9 +23,14 @@ pub struct BenchArgs {
     /// PostgreSQL URL; PostgreSQL is compared only when it is given.
     #[arg(long, env = "GESTA_POSTGRES_URL", value_name = "URL")]
     pub postgres_url: Option<String>,
-    /// Where to write the figures as JSON.
+    /// Where to write the figures as JSON. The HTML report goes beside it
+    /// (same name, `.html`), with one SVG chart per workload.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Runs nothing: draws the HTML report and SVG charts of an earlier
+    /// run from its JSON, beside that file.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["server", "quick", "only", "json"])]
+    pub render: Option<PathBuf>,
     /// Longest each write workload may run before it stops early, seconds
     /// (default 30, or 5 with --quick).
     #[arg(long, value_name = "SECS")]
@@ -72,8 +77,13 @@ fn write_json(path: &std::path::Path, json: String) -> Result<(), HarnessError> 
 }
 
 /// Runs the harness as the flags say: prints the markdown table on stdout
-/// and writes the figures as JSON.
+/// and writes the figures as JSON, and beside it the HTML report and its
+/// SVG charts (or, with `--render`, only draws an earlier run's).
 pub fn run(args: BenchArgs) -> Result<(), HarnessError> {
+    if let Some(json) = &args.render {
+        charts::render_file(json)?;
+        return Ok(());
+    }
     let mut sizes = if args.quick {
         Sizes::quick()
     } else {
@@ -106,6 +116,8 @@ pub fn run(args: BenchArgs) -> Result<(), HarnessError> {
         &path,
         serde_json::to_string_pretty(&report::json(&config, &results))?,
     )?;
+    // Drawn from the JSON just written, as --render draws it.
+    charts::render_file(&path)?;
     if results.errors.is_empty() {
         Ok(())
     } else {

@@ -8,11 +8,14 @@
 //! - [`lookups`]: R5–R7, a stream by revision, an event by id and a
 //!   position by time, on a store of the standard data with ids;
 //! - [`report`]: the table and the JSON;
+//! - [`charts`]: the same as pictures, drawn from the JSON: one SVG bar
+//!   chart per workload and an HTML page with all of them;
 //! - `uma` (feature `umadb`): UmaDB's embedded engine as a store;
 //! - `remote`, `server_mode` and `cpu` (feature `server`): Gesta through
 //!   its gRPC server (and UmaDB's own server), the `--server` run that sets
 //!   them beside embedded Gesta, and the CPU each side takes.
 
+pub mod charts;
 #[cfg(feature = "server")]
 pub mod cpu;
 pub mod lookups;
@@ -173,7 +176,7 @@ impl Config {
 }
 
 /// The disk's limit line, measured with `std::fs` in the scratch directory.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct LimitLine {
     /// Mean latency of a 4 KiB write + fdatasync overwriting a pre-zeroed
     /// file, µs.

@@ -324,6 +324,9 @@ pub struct JsonRow {
     pub workload: &'static str,
     /// What the figures are (`↓`: lower is better).
     pub metric: &'static str,
+    /// Which way the figures are better: `higher`, `lower` or `neither`
+    /// (not a figure to rank the stores by).
+    pub better: &'static str,
     /// Each store's figure (null: not run, not applicable or failed).
     pub values: BTreeMap<&'static str, Option<f64>>,
     /// Gesta's figure divided by the best other store's.
@@ -360,9 +363,87 @@ pub struct JsonRaw {
     pub mean_us: Option<f64>,
 }
 
+/// The machine a run was on, as Linux describes it (`None`: not told).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Machine {
+    /// Host name.
+    pub hostname: Option<String>,
+    /// CPU model.
+    pub cpu: Option<String>,
+    /// Logical CPUs this process may use.
+    pub cpus: Option<usize>,
+    /// Total memory, GiB.
+    pub memory_gib: Option<f64>,
+    /// Kernel release.
+    pub kernel: Option<String>,
+}
+
+impl Machine {
+    /// This machine, from `/proc`.
+    pub fn this() -> Machine {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = read("/proc/meminfo").unwrap_or_default();
+        Machine {
+            hostname: read("/proc/sys/kernel/hostname"),
+            cpu: field(&cpuinfo, "model name"),
+            cpus: std::thread::available_parallelism().ok().map(|n| n.get()),
+            memory_gib: field(&meminfo, "MemTotal")
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .map(|kib| kib / (1024.0 * 1024.0)),
+            kernel: read("/proc/sys/kernel/osrelease"),
+        }
+    }
+}
+
+/// Now, in UTC, as `2026-12-05 14:03 UTC`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc_string(secs)
+}
+
+/// A Unix time in seconds as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian).
+fn utc_string(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3_600,
+        rem % 3_600 / 60
+    )
+}
+
 /// The JSON document.
 #[derive(Debug, Serialize)]
 pub struct JsonReport {
+    /// When the report was written (UTC).
+    pub date: String,
+    /// The machine it ran on.
+    pub machine: Machine,
     /// Whether the small CI sizes were used.
     pub quick: bool,
     /// The sizes.
@@ -431,6 +512,11 @@ fn rows(config: &Config, results: &Results) -> Vec<JsonRow> {
         out.push(JsonRow {
             workload: def.workload,
             metric: def.metric,
+            better: match def.better {
+                Better::Higher => "higher",
+                Better::Lower => "lower",
+                Better::Neither => "neither",
+            },
             values,
             gesta_vs_best_other,
             gesta_vs,
@@ -464,6 +550,8 @@ pub fn json(config: &Config, results: &Results) -> JsonReport {
         })
         .collect();
     JsonReport {
+        date: utc_now(),
+        machine: Machine::this(),
         quick: config.quick,
         sizes: config.sizes.clone(),
         scratch_dir: config.dir.display().to_string(),
@@ -614,7 +702,14 @@ fn lookups_ran(config: &Config) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::fmt_num;
+    use super::{fmt_num, utc_string};
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(utc_string(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_string(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_string(1_796_479_380), "2026-12-05 14:03 UTC");
+    }
 
     #[test]
     fn numbers_read_well() {
