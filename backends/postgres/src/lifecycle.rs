@@ -11,9 +11,10 @@
 //! positions by their rows; each targeted event's current tags come from
 //! its `tags` array. The shared checks and plan decide what each event
 //! gains; one statement appends the gained tags to the events' `tags`
-//! arrays (in the order asked for) and indexes them in `event_tags`, and
-//! the operation's audit entry is inserted last. Any error rolls all of it
-//! back.
+//! arrays (in the order asked for), indexes them in `event_tags` and
+//! counts them in `added_tags` (so that the events' own tags stay known,
+//! for idempotent retries), and the operation's audit entry is inserted
+//! last. Any error rolls all of it back.
 //!
 //! `redact` runs in the same kind of transaction: the target resolved
 //! against the head (positions checked, or the query's positions), the
@@ -78,6 +79,10 @@ impl LifecycleSql {
                 ), updated AS (
                     UPDATE {s}.events e SET tags = e.tags || l.tags
                     FROM lists l WHERE e.position = l.position
+                ), counted AS (
+                    INSERT INTO {s}.added_tags AS a (position, count)
+                    SELECT position, cardinality(tags) FROM lists
+                    ON CONFLICT (position) DO UPDATE SET count = a.count + excluded.count
                 )
                 INSERT INTO {s}.event_tags (tag, position)
                 SELECT tag, position FROM gained ON CONFLICT DO NOTHING"

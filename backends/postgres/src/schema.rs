@@ -23,11 +23,19 @@
 //!   binary form (`gesta::lifecycle::encode_entry`).
 //! - `redacted` (added after version 1, with `audit`): the position of
 //!   every redacted event.
+//! - `added_tags` (added after version 1, with `audit`): how many tags an
+//!   event gained after the fact, by position (no row: none).
 //!
 //! Retroactive tags (see `lifecycle`) change no table's layout: an event
 //! that gains tags gets them appended to its `tags` array and a row in
-//! `event_tags` each, in the transaction that records the operation in
-//! `audit`. Redaction changes none either: a redacted event's `data` and
+//! `event_tags` each, and its count in `added_tags` grows by as many, in
+//! the transaction that records the operation in `audit`. The count is
+//! what tells the event's own tags (the first ones of the array) from
+//! those added since: an idempotent retry is compared with the event as
+//! it was appended. Tags added before the table existed, or by an older
+//! build, are not counted: they pass for the event's own, and a retry of
+//! its batch is then refused as a duplicate rather than recognised.
+//! Redaction changes none either: a redacted event's `data` and
 //! `metadata` are the empty `bytea`, and its position is in `redacted`
 //! (an event may have been appended with both empty, so the columns alone
 //! do not tell). An older build returns the redacted events as they are,
@@ -200,10 +208,11 @@ fn live_tables(s: &str) -> String {
 
 // ---- Lifecycle: the audit trail and the redacted positions ----
 
-/// The audit trail's table and the redacted positions', created if
-/// missing on every connect: an additive change like `live_tables`, so
-/// the schema version stays 1. The commit time has a column of its own,
-/// so that the next entry's is found without decoding one.
+/// The audit trail's table, the redacted positions' and the added tags'
+/// counts, created if missing on every connect: an additive change like
+/// `live_tables`, so the schema version stays 1. The commit time has a
+/// column of its own, so that the next entry's is found without decoding
+/// one.
 fn audit_table(s: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {s}.audit (
@@ -213,6 +222,10 @@ fn audit_table(s: &str) -> String {
         );
         CREATE TABLE IF NOT EXISTS {s}.redacted (
             position bigint PRIMARY KEY
+        );
+        CREATE TABLE IF NOT EXISTS {s}.added_tags (
+            position bigint PRIMARY KEY,
+            count bigint NOT NULL
         );"
     )
 }

@@ -76,6 +76,32 @@ enum Outcome {
     Retry(Appended),
 }
 
+/// A committed event whose id a batch repeats, with what the idempotency
+/// rule needs besides: the last position of the batch it began (if it
+/// began one), how many of its tags were added after the fact, and whether
+/// it was redacted.
+struct Stored {
+    event: RecordedEvent,
+    batch_last: Option<i64>,
+    added: usize,
+    redacted: bool,
+}
+
+impl Stored {
+    /// Whether the event is `new` as it was appended: its own tags are the
+    /// first ones of its array (those added since follow them), and once
+    /// it was redacted its data and metadata (erased) are not compared.
+    fn is_as_appended(&self, new: &NewEvent) -> bool {
+        let e = &self.event;
+        let own = e.tags.len().checked_sub(self.added).map(|n| &e.tags[..n]);
+        e.event_type == new.event_type
+            && own == Some(new.tags.as_slice())
+            && (self.redacted || (e.data == new.data && e.metadata == new.metadata))
+            && e.id == new.id
+            && e.stream == new.stream
+    }
+}
+
 fn corrupt(position: i64, reason: impl Into<String>) -> Error {
     Error::Corruption {
         file: PathBuf::from("postgres"),
@@ -182,8 +208,12 @@ impl PostgresStore {
             begin: schema::begin_locked(key),
             insert: insert_sql(&s),
             find_ids: format!(
-                "SELECT {EVENT_COLUMNS}, b.last FROM {s}.events e \
+                "SELECT {EVENT_COLUMNS}, b.last, coalesce(a.count, 0), \
+                        r.position IS NOT NULL \
+                 FROM {s}.events e \
                  LEFT JOIN {s}.batches b ON b.first = e.position \
+                 LEFT JOIN {s}.added_tags a ON a.position = e.position \
+                 LEFT JOIN {s}.redacted r ON r.position = e.position \
                  WHERE e.id = ANY($1::bytea[])"
             ),
             revisions: format!(
@@ -318,7 +348,8 @@ impl PostgresStore {
     }
 
     /// The idempotency rule: `Some` if `events` repeat a committed batch
-    /// exactly, an error if some of their ids were committed otherwise.
+    /// exactly as it was appended (see [`Stored::is_as_appended`]), an
+    /// error if some of their ids were committed otherwise.
     fn committed_batch(&self, conn: &mut Conn, events: &[NewEvent]) -> Result<Option<Appended>> {
         let ids: Vec<[u8; 16]> = events.iter().filter_map(|e| e.id.map(id_bytes)).collect();
         let ids: Vec<&[u8]> = ids.iter().map(|id| &id[..]).collect();
@@ -326,35 +357,47 @@ impl PostgresStore {
         if rows.is_empty() {
             return Ok(None);
         }
-        let mut stored: HashMap<u128, (RecordedEvent, Option<i64>)> = HashMap::new();
+        let mut stored: HashMap<u128, Stored> = HashMap::new();
         for row in &rows {
             let event = event_from_row(row)?;
+            let position = bound(event.position);
             let batch_last: Option<i64> = row.try_get(9).map_err(pg_error)?;
+            let added: i64 = row.try_get(10).map_err(pg_error)?;
+            let redacted: bool = row.try_get(11).map_err(pg_error)?;
             if let Some(id) = event.id {
-                stored.insert(id, (event, batch_last));
+                let added = to_u64(position, added, "count of added tags")?;
+                stored.insert(
+                    id,
+                    Stored {
+                        event,
+                        batch_last,
+                        added: usize::try_from(added).unwrap_or(usize::MAX),
+                        redacted,
+                    },
+                );
             }
         }
-        let found: Vec<Option<&(RecordedEvent, Option<i64>)>> = events
+        let found: Vec<Option<&Stored>> = events
             .iter()
             .map(|e| e.id.and_then(|id| stored.get(&id)))
             .collect();
-        let Some((first_found, _)) = found.iter().flatten().next() else {
+        let Some(first_found) = found.iter().flatten().next() else {
             return Ok(None);
         };
         let len = events.len() as u64;
-        if let Some((head, batch_last)) = found[0] {
-            let first = head.position;
+        if let Some(head) = found[0] {
+            let first = head.event.position;
             let last = first + len - 1;
-            let whole_batch = batch_last.is_some_and(|b| b == bound(last));
+            let whole_batch = head.batch_last.is_some_and(|b| b == bound(last));
             let identical = events.iter().zip(&found).enumerate().all(|(i, (new, s))| {
-                s.is_some_and(|(s, _)| s.position == first + i as u64 && s.is_same_as(new))
+                s.is_some_and(|s| s.event.position == first + i as u64 && s.is_as_appended(new))
             });
             if whole_batch && identical {
                 return Ok(Some(Appended { first, last }));
             }
         }
         Err(Error::DuplicateEventId {
-            id: first_found.id.unwrap_or_default(),
+            id: first_found.event.id.unwrap_or_default(),
         })
     }
 

@@ -3,8 +3,8 @@
 //! by conditions), that refused input leaves no trace, audit paging,
 //! reconnecting, a schema made before the audit table, and that
 //! subscriptions are not fed by it (no `NOTIFY` is sent); what reads
-//! return after `redact`, its audit entries, refused targets, a schema
-//! made before the `redacted` table, and what `VACUUM (FULL)` does to
+//! return after `redact`, its audit entries, refused targets, schemas
+//! made before the `redacted` and `added_tags` tables, and what `VACUUM (FULL)` does to
 //! the bytes left in the table's files. Runs against
 //! the server named by `GESTA_POSTGRES_URL` (`.ci/postgres.sh` starts
 //! one); skips without it.
@@ -951,6 +951,72 @@ fn a_schema_without_the_redacted_table_gains_it() {
         store.redact(&Target::Positions(vec![2])).expect("redact"),
         redacted(1, 0)
     );
+    let version: String = client
+        .query_one(
+            &format!("SELECT value FROM \"{schema}\".gesta_meta WHERE key = 'schema_version'"),
+            &[],
+        )
+        .expect("version")
+        .get(0);
+    assert_eq!(version, "1", "the table is an addition, not a new version");
+}
+
+/// Two batches with ids: 1 `A` [a] (id 0xa1) and 2 `B` [b] (id 0xa2);
+/// then 3 `C` [c] (id 0xc1).
+fn with_ids() -> [Vec<NewEvent>; 2] {
+    [
+        vec![
+            NewEvent::new("A", "1").tag("a").id(0xa1),
+            NewEvent::new("B", "2").tag("b").id(0xa2),
+        ],
+        vec![NewEvent::new("C", "3").tag("c").id(0xc1)],
+    ]
+}
+
+/// A schema made before the `added_tags` table connects, keeps its
+/// version and gains the table; tags added from then on are counted (a
+/// retry of their event's batch is recognised, however many operations
+/// added them), while tags added before pass for the event's own (a retry
+/// is refused as a duplicate, as the crate documents).
+#[test]
+fn a_schema_without_the_added_tags_table_gains_it() {
+    let Some(fx) = Fixture::new("added_upgrade") else {
+        return;
+    };
+    let [first, second] = with_ids();
+    fx.store.append(first.clone()).expect("append");
+    fx.store.append(second.clone()).expect("append");
+    fx.store
+        .add_tags(&Target::Positions(vec![1]), &strings(&["before"]))
+        .expect("add");
+    let schema = &fx.options.schema;
+    let mut client = fx.client();
+    client
+        .batch_execute(&format!("DROP TABLE \"{schema}\".added_tags"))
+        .expect("the earlier layout");
+
+    let store = fx.reconnect();
+    store
+        .add_tags(&Target::Positions(vec![3]), &strings(&["one"]))
+        .expect("add");
+    store
+        .add_tags(&Target::Query(Query::tag("one")), &strings(&["two"]))
+        .expect("add");
+    let count: i64 = client
+        .query_one(
+            &format!("SELECT count FROM \"{schema}\".added_tags WHERE position = 3"),
+            &[],
+        )
+        .expect("counted")
+        .get(0);
+    assert_eq!(count, 2);
+    let retried = store.append(second).expect("a retry");
+    assert_eq!((retried.first, retried.last), (3, 3));
+    assert!(matches!(
+        store.append(first),
+        Err(Error::DuplicateEventId { id: 0xa1 })
+    ));
+    assert_eq!(store.head().expect("head"), 3);
     let version: String = client
         .query_one(
             &format!("SELECT value FROM \"{schema}\".gesta_meta WHERE key = 'schema_version'"),

@@ -11,9 +11,11 @@
 //! ascending, up to the head) — each targeted event's current tags are
 //! read from its `tags` column, the shared checks and plan decide what
 //! each event gains, and then, for each event that gains tags, the gained
-//! tags are appended to its `tags` list (same encoding, see `codec`) and
-//! indexed in the `tags` table; the operation's audit entry is inserted
-//! last. Any error drops the transaction, which rolls all of it back.
+//! tags are appended to its `tags` list (same encoding, see `codec`),
+//! indexed in the `tags` table and counted in `added_tags` (so that the
+//! event's own tags stay known, for idempotent retries); the operation's
+//! audit entry is inserted last. Any error drops the transaction, which
+//! rolls all of it back.
 //!
 //! `redact` runs the same way: inside one `BEGIN IMMEDIATE` transaction
 //! the target is resolved against the head (positions checked, or the
@@ -137,6 +139,12 @@ pub(crate) fn add_tags(
     let mut index = tx
         .prepare_cached("INSERT OR IGNORE INTO tags (tag, position) VALUES (?1, ?2)")
         .map_err(err)?;
+    let mut count = tx
+        .prepare_cached(
+            "INSERT INTO added_tags (position, count) VALUES (?1, ?2) \
+             ON CONFLICT (position) DO UPDATE SET count = count + excluded.count",
+        )
+        .map_err(err)?;
     for (&p, new) in &gains {
         let mut list = row(p)?.tags.clone();
         list.extend(encode_tags(new));
@@ -144,6 +152,9 @@ pub(crate) fn add_tags(
         for tag in new {
             index.execute(params![tag, signed(p)]).map_err(err)?;
         }
+        count
+            .execute(params![signed(p), signed(new.len() as u64)])
+            .map_err(err)?;
     }
 
     let operation = Operation::AddTags {

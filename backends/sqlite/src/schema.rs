@@ -51,22 +51,32 @@
 //! CREATE TABLE redacted (            -- the positions of the events
 //!     position INTEGER PRIMARY KEY   -- redacted
 //! );
+//! CREATE TABLE added_tags (          -- how many of an event's tags
+//!     position INTEGER PRIMARY KEY,  -- were added after the fact
+//!     count    INTEGER NOT NULL      -- (no row: none)
+//! );
 //! ```
 //!
-//! Snapshots, tracking info, the audit trail and the redacted positions
-//! have tables of their own, added to the layout without changing its
-//! version: every open creates them if they are missing (see
-//! [`CREATE_STATE`] and [`CREATE_AUDIT`]), so databases made before them
-//! keep opening, and older builds ignore them.
+//! Snapshots, tracking info, the audit trail, the redacted positions and
+//! the added tags' counts have tables of their own, added to the layout
+//! without changing its version: every open creates them if they are
+//! missing (see [`CREATE_STATE`] and [`CREATE_AUDIT`]), so databases made
+//! before them keep opening, and older builds ignore them.
 //!
 //! Retroactive tags (see `lifecycle`) change no table's layout: an event
 //! that gains tags gets them appended to its `tags` list and a row in the
-//! `tags` table each, in the transaction that records the operation in
-//! `audit`. Redaction changes none either: a redacted event's `data` and
-//! `metadata` are the empty blob, and its position is in `redacted` (an
-//! event may have been appended with both empty, so the columns alone do
-//! not tell). An older build reading the file returns the redacted events
-//! as they are, empty.
+//! `tags` table each, and its count in `added_tags` grows by as many, in
+//! the transaction that records the operation in `audit`. The count is
+//! what tells the event's own tags (the first ones of the list) from
+//! those added since: an idempotent retry is compared with the event as
+//! it was appended (see `SqliteStore::check_ids`). Tags added before the
+//! table existed, or by an older build, are not counted: they pass for
+//! the event's own, and a retry of its batch is then refused as a
+//! duplicate rather than recognised. Redaction changes none either: a
+//! redacted event's `data` and `metadata` are the empty blob, and its
+//! position is in `redacted` (an event may have been appended with both
+//! empty, so the columns alone do not tell). An older build reading the
+//! file returns the redacted events as they are, empty.
 //!
 //! Every connection runs with `PRAGMA secure_delete = ON`: SQLite then
 //! overwrites with zeros the content that a write deletes or frees — the
@@ -153,9 +163,10 @@ CREATE TABLE IF NOT EXISTS tracking (
 // binary form; the commit time also has a column, so that the next entry's
 // time is read without decoding one.
 
-/// The audit trail's table, and the redacted positions (a redaction
-/// records its operation in the one and the events it erased in the
-/// other).
+/// The audit trail's table, the redacted positions (a redaction records
+/// its operation in the one and the events it erased in the other), and
+/// how many tags each event gained after the fact (`add_tags` counts them
+/// there as it records its operation).
 pub(crate) const CREATE_AUDIT: &str = "
 CREATE TABLE IF NOT EXISTS audit (
     sequence INTEGER PRIMARY KEY,
@@ -164,6 +175,10 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE TABLE IF NOT EXISTS redacted (
     position INTEGER PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS added_tags (
+    position INTEGER PRIMARY KEY,
+    count    INTEGER NOT NULL
 );
 ";
 

@@ -118,14 +118,31 @@ pub(crate) fn last_position(conn: &Connection) -> rusqlite::Result<u64> {
         .map(unsigned)
 }
 
-/// Whether the committed event `row` (type, tags, stream, data, metadata)
-/// is `new` (whose id matched already).
+/// Whether the committed event `row` (type, tags, stream, data, metadata,
+/// how many of its tags were added since, whether it was redacted) is
+/// `new` (whose id matched already) as it was appended: its own tags are
+/// the first ones of its list (those added since follow them), and a
+/// redacted event's data and metadata, erased, are not compared.
 fn same_event(row: &Row<'_>, new: &NewEvent) -> rusqlite::Result<bool> {
+    let added = unsigned(row.get(5)?);
+    let redacted: bool = row.get(6)?;
+    let own = row
+        .get_ref(1)?
+        .as_blob()?
+        .strip_prefix(encode_tags(&new.tags).as_slice());
     Ok(row.get_ref(0)?.as_str()? == new.event_type
-        && row.get_ref(1)?.as_blob()? == encode_tags(&new.tags).as_slice()
+        && own.is_some_and(|since| tag_count(since) == Some(added))
         && row.get_ref(2)?.as_str_or_null()? == new.stream.as_deref()
-        && row.get_ref(3)?.as_blob()? == new.data.as_ref()
-        && row.get_ref(4)?.as_blob()? == new.metadata.as_ref())
+        && (redacted
+            || (row.get_ref(3)?.as_blob()? == new.data.as_ref()
+                && row.get_ref(4)?.as_blob()? == new.metadata.as_ref())))
+}
+
+/// How many tags an encoded tag list holds; `None` if it is malformed.
+fn tag_count(blob: &[u8]) -> Option<u64> {
+    let mut n = 0;
+    each_tag(blob, |_| n += 1).ok()?;
+    Some(n)
 }
 
 impl SqliteStore {
@@ -407,7 +424,12 @@ impl SqliteStore {
             return Ok(Err(duplicate));
         }
         let mut stored = tx.prepare_cached(
-            "SELECT type, tags, stream, data, metadata FROM events WHERE position = ?1",
+            "SELECT e.type, e.tags, e.stream, e.data, e.metadata, coalesce(a.count, 0), \
+                    r.position IS NOT NULL \
+             FROM events e \
+             LEFT JOIN added_tags a ON a.position = e.position \
+             LEFT JOIN redacted r ON r.position = e.position \
+             WHERE e.position = ?1",
         )?;
         for (i, e) in events.iter().enumerate() {
             let same = stored.query_row([first + i as i64], |row| same_event(row, e))?;

@@ -853,6 +853,66 @@ fn a_database_without_the_redacted_table_gains_it() {
     assert_eq!(version, SqliteStore::schema_version());
 }
 
+/// Two batches with ids: 1 `A` [a] (id 0xa1) and 2 `B` [b] (id 0xa2);
+/// then 3 `C` [c] (id 0xc1).
+fn with_ids() -> [Vec<NewEvent>; 2] {
+    [
+        vec![
+            NewEvent::new("A", "1").tag("a").id(0xa1),
+            NewEvent::new("B", "2").tag("b").id(0xa2),
+        ],
+        vec![NewEvent::new("C", "3").tag("c").id(0xc1)],
+    ]
+}
+
+/// A database made before the `added_tags` table opens, keeps its
+/// version and gains the table; tags added from then on are counted (a
+/// retry of their event's batch is recognised, however many operations
+/// added them), while tags added before pass for the event's own (a retry
+/// is refused as a duplicate, as the crate documents).
+#[test]
+fn a_database_without_the_added_tags_table_gains_it() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = open(&dir);
+    let [first, second] = with_ids();
+    store.append(first.clone()).expect("append");
+    store.append(second.clone()).expect("append");
+    store
+        .add_tags(&Target::Positions(vec![1]), &strings(&["before"]))
+        .expect("add");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    conn.execute_batch("DROP TABLE added_tags")
+        .expect("the earlier layout");
+
+    let store = open(&dir);
+    store
+        .add_tags(&Target::Positions(vec![3]), &strings(&["one"]))
+        .expect("add");
+    store
+        .add_tags(&Target::Query(Query::tag("one")), &strings(&["two"]))
+        .expect("add");
+    let count: i64 = conn
+        .query_row("SELECT count FROM added_tags WHERE position = 3", [], |r| {
+            r.get(0)
+        })
+        .expect("counted");
+    assert_eq!(count, 2);
+    let retried = store.append(second).expect("a retry");
+    assert_eq!((retried.first, retried.last), (3, 3));
+    assert!(matches!(
+        store.append(first),
+        Err(Error::DuplicateEventId { id: 0xa1 })
+    ));
+    assert_eq!(store.head().expect("head"), 3);
+    drop(store);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, SqliteStore::schema_version());
+}
+
 /// The database's files: the main file, the WAL and the WAL index.
 fn files(dir: &tempfile::TempDir) -> [std::path::PathBuf; 3] {
     ["e.db", "e.db-wal", "e.db-shm"].map(|name| dir.path().join(name))
