@@ -222,9 +222,9 @@ fn colour(store: &str) -> &'static str {
 
 const WIDTH: f64 = 760.0;
 /// Where the bars start (the store labels are to their left).
-const BARS_X: f64 = 190.0;
+const BARS_X: f64 = 210.0;
 /// The longest bar; the values are printed to the right of each bar.
-const BARS_W: f64 = 440.0;
+const BARS_W: f64 = 420.0;
 const BAR_H: f64 = 20.0;
 const BAR_GAP: f64 = 8.0;
 
@@ -307,6 +307,8 @@ pub fn chart(run: &Run, row: &Row) -> String {
             "Gesta ÷ best{durable} other{against}: {}{hint}",
             fmt_ratio(r)
         ));
+    } else if values.iter().all(|(k, _, _)| k.starts_with("gesta")) {
+        sub.push("Gesta only: the harness runs it on no other store".to_owned());
     }
     if let Some(l) = limit {
         let at = row
@@ -493,9 +495,9 @@ pub fn html(run: &Run) -> String {
         let sizes: Vec<String> = run
             .sizes
             .iter()
-            .map(|(k, v)| match v.as_f64() {
-                Some(n) => format!("{k} {}", fmt_num(n)),
-                None => format!("{k} {v}"),
+            .map(|(k, v)| match v.as_u64() {
+                Some(n) if n >= 1_000 => format!("{k} {}", fmt_num(n as f64)),
+                _ => format!("{k} {v}"),
             })
             .collect();
         meta_row(&mut s, "Sizes", &sizes.join(", "));
@@ -624,7 +626,7 @@ mod tests {
         "date": "2026-12-05 14:03 UTC",
         "machine": {"hostname": "vm", "cpu": "Test CPU", "cpus": 2, "memory_gib": 7.8, "kernel": "6.1.0"},
         "quick": false,
-        "sizes": {"w2": 100000, "queries": 10000},
+        "sizes": {"w2": 100000, "queries": 10000, "r1_runs": 3, "budget_secs": 30.0},
         "scratch_dir": "/tmp/bench",
         "fs_type": "ext4",
         "stores": [["gesta", "Gesta (Sync)"], ["sqlite_full", "SQLite FULL"],
@@ -799,7 +801,7 @@ mod tests {
             "2026-12-05 14:03 UTC",
             "vm, Test CPU, 2 CPUs, 7.8 GiB memory, Linux 6.1.0",
             "/tmp/bench (ext4)",
-            "queries 10,000, w2 100,000",
+            "budget_secs 30.0, queries 10,000, r1_runs 3, w2 100,000",
             "group commit (16 threads) 62,352 commits/s",
             "<figure id=\"W2\">",
             "<figure id=\"R2\">",
