@@ -439,3 +439,43 @@ fn a_killed_backup_is_never_taken_for_a_store() {
     assert!(!partial.exists());
     check_backup(&store, &dest, report.position, options());
 }
+
+#[test]
+fn backup_of_an_empty_store_and_of_a_position_at_a_segment_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open_with(&dir, options()).unwrap();
+    let report = store.backup(tmp.path().join("empty")).unwrap();
+    assert_eq!(report.position, 0);
+    let empty = Store::open_with(tmp.path().join("empty"), options()).unwrap();
+    assert_eq!(empty.head(), 0);
+    empty.append(vec![event(0, 0)]).unwrap();
+    empty.close().unwrap();
+    // Erasing a redacted event of the active segment seals it and starts
+    // an empty one: the backup position is then the last of a sealed
+    // (rewritten, version 4) segment, which the backup takes as its
+    // newest segment and appends to.
+    fill(&store, 1, 10, 10);
+    store.redact(&Target::Positions(vec![50])).unwrap();
+    store.compact().unwrap();
+    let head = store.head();
+    assert!(
+        dir.join("wal")
+            .join(format!("{:020}.seg", head + 1))
+            .exists(),
+        "the erasure sealed the segment holding the head"
+    );
+    let dest = tmp.path().join("sealed");
+    let report = store.backup(&dest).unwrap();
+    assert_eq!(report.position, head);
+    let backup = check_backup(&store, &dest, head, options());
+    fill(&backup, 2, 10, 10);
+    backup.close().unwrap();
+    assert!(verify_intact(&dest));
+    let backup = Store::open_with(&dest, options()).unwrap();
+    assert_eq!(backup.head(), head + 100);
+    assert_eq!(read_all(&backup).unwrap().len() as u64, head + 100);
+    backup.close().unwrap();
+    store.close().unwrap();
+    assert!(verify_intact(&dir));
+}
