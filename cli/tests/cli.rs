@@ -999,6 +999,7 @@ fn usage_error(args: &[&str], message: &str) {
 
 /// `bench` forwards its flags to the comparison harness, which checks them
 /// before it measures anything.
+#[test]
 #[cfg(feature = "bench")]
 fn bench_flags_are_checked() {
     gesta()
@@ -1025,6 +1026,7 @@ fn bench_flags_are_checked() {
 }
 
 /// Without the `bench` feature, `bench` says how to get the harness.
+#[test]
 #[cfg(not(feature = "bench"))]
 fn bench_flags_are_checked() {
     gesta()
