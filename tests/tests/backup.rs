@@ -445,6 +445,10 @@ fn backup_of_an_empty_store_and_of_a_position_at_a_segment_end() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let store = Store::open_with(&dir, options()).unwrap();
+    assert!(
+        store.backup(dir.join("inside")).is_err(),
+        "a destination inside the store is refused"
+    );
     let report = store.backup(tmp.path().join("empty")).unwrap();
     assert_eq!(report.position, 0);
     let empty = Store::open_with(tmp.path().join("empty"), options()).unwrap();

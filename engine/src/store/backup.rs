@@ -136,6 +136,18 @@ impl Store {
                 dest.display()
             )));
         };
+        let inside = |d: &Path| {
+            std::path::absolute(d)
+                .ok()
+                .zip(std::path::absolute(&self.inner.dir).ok())
+                .is_some_and(|(d, store)| d.starts_with(store))
+        };
+        if inside(dest) {
+            return Err(Error::invalid(format!(
+                "backup destination {} is inside the store's directory",
+                dest.display()
+            )));
+        }
         if fs.exists(dest).map_err(io_at(dest))? {
             return Err(Error::invalid(format!(
                 "backup destination {} already exists; give a new path",
@@ -379,14 +391,14 @@ impl Copier {
             }
             at = end;
         };
+        // One read, so that all the bytes come from one file even if the
+        // segment is sealed and rewritten (compressed, or erased: same
+        // offsets, other bytes) meanwhile. From a map it costs no copy.
+        let bytes = segment.read(0, end)?;
         let to = wal.join(segment_file_name(segment.first_position()));
         let out = self.fs.open(&to, OpenMode::CreateNew).map_err(io_at(&to))?;
-        let mut at = 0;
-        while at < end {
-            let n = (end - at).min(CHUNK);
-            let bytes = segment.read(at, at + n)?;
-            out.write_at(&bytes, at).map_err(io_at(&to))?;
-            at += n;
+        for (i, chunk) in bytes.chunks(CHUNK as usize).enumerate() {
+            out.write_at(chunk, i as u64 * CHUNK).map_err(io_at(&to))?;
         }
         out.sync_data().map_err(io_at(&to))?;
         self.report.files_copied += 1;
