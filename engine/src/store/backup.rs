@@ -38,7 +38,10 @@
 //! synced, the marker removed, and the directory renamed to `DEST` last.
 //! So `DEST` exists only when whole, and `Store::open` refuses a directory
 //! holding the marker (a backup that was killed). A later backup to the
-//! same `DEST` removes such a leftover first.
+//! same `DEST` removes such a leftover first, or an empty `DEST.partial`
+//! (killed before the marker was written). A `DEST.partial` without the
+//! marker but with contents (killed between removing the marker and the
+//! rename: the copy is complete) is refused, never removed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -157,7 +160,8 @@ impl Store {
         let partial = parent_of(dest).join(format!("{name}.partial"));
         if fs.exists(&partial).map_err(io_at(&partial))? {
             let names = fs.list(&partial).map_err(io_at(&partial))?;
-            if !names.iter().any(|n| n == BACKUP_INCOMPLETE) {
+            // Empty: a backup killed before it wrote its marker.
+            if !names.is_empty() && !names.iter().any(|n| n == BACKUP_INCOMPLETE) {
                 return Err(Error::invalid(format!(
                     "{} exists and is not an unfinished backup; remove it or give another destination",
                     partial.display()
