@@ -6,10 +6,11 @@
 //! appends' rate without and during the backups.
 //!
 //! ```text
-//! cargo run --release -p gesta-benches --example backup -- [EVENTS] [SECONDS] [DEST_ROOT]
+//! cargo run --release -p gesta-benches --example backup -- [EVENTS] [SECONDS] [DEST_ROOT] [PAUSE_MS]
 //! ```
 //! `DEST_ROOT` (default: beside the store) on another file system makes
-//! the backups copy instead of hard-linking.
+//! the backups copy instead of hard-linking. `PAUSE_MS` (default 0) is a
+//! pause between two backups.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,9 +47,11 @@ fn main() {
         .first()
         .map_or(1_000_000, |a| a.parse().expect("EVENTS"));
     let seconds: u64 = args.get(1).map_or(10, |a| a.parse().expect("SECONDS"));
+    let pause = Duration::from_millis(args.get(3).map_or(0, |a| a.parse().expect("PAUSE_MS")));
     let scratch = scratch_dir("backup").expect("scratch");
     let dest_root: PathBuf = args
         .get(2)
+        .filter(|a| !a.is_empty())
         .map_or_else(|| scratch.path().to_owned(), PathBuf::from);
     let store = Store::open_with(
         scratch.path().join("store"),
@@ -96,6 +99,7 @@ fn main() {
             std::fs::remove_dir_all(&dest).expect("remove the backup");
         }
         round += 1;
+        std::thread::sleep(pause);
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let during = (appended.load(Ordering::Relaxed) - n0) as f64 / elapsed;
