@@ -26,8 +26,9 @@
 //!   the backup back to the newer MANIFEST. The copy's MANIFEST is written
 //!   afresh.
 //! - The lifecycle journal: its entries made at a head at or before `P`
-//!   (entries are in head order), read under the store's lifecycle lock
-//!   and written to a new journal.
+//!   (entries are in head order), read under the store's lifecycle lock:
+//!   the journal's header and those entries are a prefix of its file,
+//!   which is copied.
 //! - Snapshots at positions at or before `P` are linked or copied; later
 //!   ones are left out. Durable-subscription cursors are copied, a cursor
 //!   beyond `P` moved back to `P` (at-least-once: the restored store's
@@ -49,7 +50,7 @@ use std::sync::Arc;
 use gesta_compaction::manifest::{FILE_NAME as MANIFEST_FILE, Manifest};
 use gesta_wal::format::{FRAME_LEN, segment_file_name, u32_at, u64_at};
 use gesta_wal::io::{FileHandle, FileSystem, OpenMode};
-use gesta_wal::journal::{self, Journal};
+use gesta_wal::journal;
 
 use super::{JOURNAL_FILE, Store};
 use crate::error::{Error, Result};
@@ -473,13 +474,16 @@ impl Copier {
     /// The lifecycle journal's entries made at or before `position`.
     fn lifecycle(&mut self, store: &Store, dest: &Path, position: u64) -> Result<()> {
         let path = store.inner.dir.join(JOURNAL_FILE);
-        let bodies = {
+        let bytes = {
             let _lifecycle = store.inner.lifecycle.lock();
-            journal::read(self.fs.as_ref(), &path)?.0
+            match self.fs.open(&path, OpenMode::Existing) {
+                Ok(file) => gesta_wal::io::read_all(file.as_ref()).map_err(io_at(&path))?,
+                // The store has had no lifecycle operation.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_at(&path)(e)),
+            }
         };
-        if bodies.is_empty() {
-            return Ok(());
-        }
+        let (bodies, _) = journal::parse(&path, &bytes)?;
         let mut kept = 0;
         let mut offset = journal::JOURNAL_HEADER_LEN as u64;
         for body in &bodies {
@@ -496,14 +500,9 @@ impl Copier {
         if kept == 0 {
             return Ok(());
         }
-        let to = dest.join(JOURNAL_FILE);
-        let mut journal = Journal::open(self.fs.clone(), &to)?.journal;
-        for body in &bodies[..kept] {
-            journal.append(body)?;
-        }
-        self.report.files_copied += 1;
-        self.report.bytes_copied += offset;
-        Ok(())
+        // The header and the entries kept are the file's first `offset`
+        // bytes, as the journal wrote them.
+        self.write_new(&dest.join(JOURNAL_FILE), &bytes[..offset as usize])
     }
 
     /// The snapshot tree: every `<position>.snap` at or before `position`,
@@ -511,9 +510,16 @@ impl Copier {
     fn snapshots(&mut self, from: &Path, to: &Path, position: u64) -> Result<()> {
         let names = match self.fs.list(from) {
             Ok(names) => names,
-            // Not there (yet), or deleted meanwhile (a key's last
-            // snapshot deleted).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // Not there (yet), deleted meanwhile (a key's last snapshot
+            // deleted), or a stray file, which a store ignores too.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(());
+            }
             Err(e) => return Err(io_at(from)(e)),
         };
         self.create_dir(to)?;
