@@ -59,12 +59,7 @@ impl Store {
         let segments = inner.reader.segments();
         let active = segments.len().checked_sub(1).and_then(|i| segments.get(i));
         if active.is_some_and(|s| s.first_position() <= *pending.last().unwrap_or(&0)) {
-            let (reply, answer) = crate::oneshot::oneshot();
-            inner
-                .tx
-                .send(Request::Seal(reply))
-                .map_err(|_| Error::Closed)?;
-            answer.recv().unwrap_or(Err(Error::Closed))?;
+            inner.ask_committer(Request::Seal)?;
         }
         // 2. Snapshots that may hold what was folded from the data.
         let (snapshots, _) = inner.indexes.snapshots();

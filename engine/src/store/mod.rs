@@ -501,10 +501,17 @@ impl Inner {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        self.ask_committer(Request::Sync)
+    }
+
+    /// Sends the committer a request that answers with a result (a sync,
+    /// a seal) and waits for the answer.
+    pub(crate) fn ask_committer(
+        &self,
+        request: fn(oneshot::Sender<Result<()>>) -> Request,
+    ) -> Result<()> {
         let (reply, answer) = oneshot::oneshot();
-        self.tx
-            .send(Request::Sync(reply))
-            .map_err(|_| Error::Closed)?;
+        self.tx.send(request(reply)).map_err(|_| Error::Closed)?;
         answer.recv().unwrap_or(Err(Error::Closed))
     }
 
