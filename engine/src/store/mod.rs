@@ -16,6 +16,7 @@ mod listings;
 pub use backup::{BACKUP_INCOMPLETE, BackupReport};
 pub(crate) use lifecycle::JOURNAL_FILE;
 mod projections;
+mod removal;
 mod snapshots;
 mod streams;
 mod times;
@@ -175,6 +176,7 @@ impl Store {
             options.fs.clone(),
             &dir,
             &indexes,
+            &opened.reader,
             opened.report.last_position,
         )?;
         let shared = Arc::new(Shared::default());
@@ -719,6 +721,30 @@ impl EventStore for Store {
 
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<crate::lifecycle::AuditEntry>> {
         Store::audit_log(self, after, limit)
+    }
+
+    fn remove(&self, target: &crate::lifecycle::Target) -> Result<crate::removal::Removed> {
+        Store::remove(self, target)
+    }
+
+    fn delete_stream(&self, stream: &str) -> Result<crate::removal::Removed> {
+        Store::delete_stream(self, stream)
+    }
+
+    fn truncate_stream(&self, stream: &str, before: u64) -> Result<crate::removal::Removed> {
+        Store::truncate_stream(self, stream, before)
+    }
+
+    fn set_retention(&self, rule: &crate::removal::RetentionRule) -> Result<()> {
+        Store::set_retention(self, rule)
+    }
+
+    fn retention_rules(&self) -> Result<Vec<crate::removal::RetentionRule>> {
+        Store::retention_rules(self)
+    }
+
+    fn enforce_retention(&self) -> Result<crate::removal::Removed> {
+        Store::enforce_retention(self)
     }
 }
 
