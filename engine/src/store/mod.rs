@@ -79,6 +79,9 @@ pub(crate) struct Inner {
     /// The registered projections, and the thread that snapshots them.
     projections: Arc<Registry>,
     projector: Projector,
+    /// The thread that enforces the retention rules, once there are any.
+    pub(crate) retention: removal::Retention,
+    pub(crate) retention_interval: std::time::Duration,
     committer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<LockGuard>>,
@@ -236,7 +239,7 @@ impl Store {
             let _ = flush_tx.send(FlushJob { reply: None });
         }
         drop(flush_tx);
-        Ok(Store {
+        let store = Store {
             // The cursors acknowledge through the store (a sync of the log
             // first), which they hold weakly.
             inner: Arc::new_cyclic(|store| Inner {
@@ -259,13 +262,19 @@ impl Store {
                 record_times: times::RecordTimes::default(),
                 projections: Arc::default(),
                 projector: Projector::default(),
+                retention: removal::Retention::default(),
+                retention_interval: options.retention_interval,
                 committer: Mutex::new(Some(handle)),
                 flusher: Mutex::new(Some(flusher)),
                 lock: Mutex::new(Some(lock)),
                 closed: AtomicBool::new(false),
                 report: opened.report,
             }),
-        })
+        };
+        if !store.inner.lifecycle.lock().rules.is_empty() {
+            store.start_retention()?;
+        }
+        Ok(store)
     }
 
     /// The store's directory.
@@ -523,6 +532,7 @@ impl Inner {
         }
         self.shared.closing.store(true, Ordering::Release);
         self.projector.stop();
+        self.retention.stop();
         let (reply, answer) = oneshot::oneshot();
         let result = match self.tx.send(Request::Close(reply)) {
             Ok(()) => answer.recv().unwrap_or(Ok(())),

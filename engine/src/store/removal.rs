@@ -4,10 +4,15 @@
 //! to the view's hidden set and the amendments, as `store::lifecycle`
 //! does for every operation.
 
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use gesta_index::{Direction, ItemSpec, Key, Positions, QuerySpec};
 
-use super::Store;
-use crate::error::Result;
+use super::{Inner, Store};
+use crate::error::{Error, Result};
 use crate::event::check_stream_name;
 use crate::lifecycle::{self as lc, Operation, Target};
 use crate::query::query_spec;
@@ -93,7 +98,22 @@ impl Store {
         removal::with_rule(&lifecycle.rules, rule)?;
         let head = self.head();
         let operation = Operation::SetRetention { rule: rule.clone() };
-        self.commit(&mut lifecycle, head, operation, &[])
+        self.commit(&mut lifecycle, head, operation, &[])?;
+        drop(lifecycle);
+        self.start_retention()
+    }
+
+    /// Starts the background enforcement of the retention rules, unless it
+    /// runs already.
+    pub(super) fn start_retention(&self) -> Result<()> {
+        let interval = self.inner.retention_interval;
+        self.inner
+            .retention
+            .ensure(Arc::downgrade(&self.inner), interval)
+            .map_err(|source| Error::Io {
+                path: self.path().to_owned(),
+                source,
+            })
     }
 
     /// The retention rules in force.
@@ -153,5 +173,62 @@ fn stream_spec(stream: &str) -> QuerySpec {
             types: Vec::new(),
             tags: vec![Key::stream(stream)],
         }],
+    }
+}
+
+/// The thread (`gesta-retention`) that enforces a store's retention rules
+/// every [`Options::retention_interval`](crate::Options::retention_interval),
+/// started by the first rule (or on open, if the store has rules). It holds
+/// the store weakly, so that it never keeps one open, and ends when the
+/// store closes.
+#[derive(Default)]
+pub(crate) struct Retention(parking_lot::Mutex<Option<(Sender<()>, JoinHandle<()>)>>);
+
+impl Retention {
+    fn ensure(&self, store: Weak<Inner>, interval: Duration) -> std::io::Result<()> {
+        let mut running = self.0.lock();
+        if running.is_none() {
+            let (stop, stopped) = crossbeam_channel::bounded(1);
+            let handle = std::thread::Builder::new()
+                .name("gesta-retention".into())
+                .spawn(move || enforce_every(store, interval, stopped))?;
+            *running = Some((stop, handle));
+        }
+        Ok(())
+    }
+
+    /// Stops the thread and waits for the pass in flight — unless the
+    /// caller is that thread (its pass dropped the last handle of the
+    /// store), which then ends by itself.
+    pub(crate) fn stop(&self) {
+        if let Some((stop, handle)) = self.0.lock().take() {
+            drop(stop);
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn enforce_every(store: Weak<Inner>, interval: Duration, stop: Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        let store = Store { inner };
+        if store.is_closed() {
+            return;
+        }
+        match store.enforce_retention() {
+            Ok(done) if done.removed > 0 => {
+                log::info!("gesta: retention removed {} events", done.removed);
+            }
+            Ok(_) => {}
+            Err(e) if store.is_closed() => {
+                let _ = e;
+                return;
+            }
+            Err(e) => log::error!("gesta: retention failed (will retry): {e}"),
+        }
     }
 }
