@@ -358,6 +358,26 @@ pub fn decode_entry(bytes: &[u8]) -> Result<AuditEntry> {
     Ok(entry)
 }
 
+/// The portable binary form of a retention rule (as an audit entry holds
+/// it), for stores that keep their rules as bytes; [`decode_rule`] reads
+/// it back.
+pub fn encode_rule(rule: &RetentionRule) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_rule(&mut out, rule);
+    out
+}
+
+/// Reads a rule written by [`encode_rule`]; anything else is
+/// [`Error::InvalidInput`].
+pub fn decode_rule(bytes: &[u8]) -> Result<RetentionRule> {
+    let mut r = Reader { b: bytes };
+    let rule = r.rule()?;
+    if !r.b.is_empty() {
+        return Err(Error::invalid("retention rule: bytes after its end"));
+    }
+    Ok(rule)
+}
+
 /// An entry of the engine's lifecycle journal: the audit entry, then for
 /// each of its tags the positions that gained it.
 pub(crate) fn encode_journal_entry(entry: &AuditEntry, gained: &[Vec<u64>]) -> Vec<u8> {
@@ -829,6 +849,10 @@ mod tests {
             };
             let bytes = encode_entry(&e);
             assert_eq!(decode_entry(&bytes).unwrap(), e);
+            if let Operation::SetRetention { rule } = &e.operation {
+                assert_eq!(&decode_rule(&encode_rule(rule)).unwrap(), rule);
+                assert!(decode_rule(&[encode_rule(rule), vec![0]].concat()).is_err());
+            }
             for cut in 0..bytes.len() {
                 assert!(decode_entry(&bytes[..cut]).is_err(), "cut at {cut}");
             }
