@@ -44,11 +44,28 @@ pub struct ServeArgs {
     /// Seconds calls in flight may take to finish after SIGINT or SIGTERM.
     #[arg(long, default_value_t = ServeConfig::default().shutdown_grace.as_secs())]
     pub shutdown_grace: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Logs through `tracing` to stderr, filtered by `RUST_LOG` (default
+/// `info`; e.g. `RUST_LOG=gesta=debug` adds the store's commit spans'
+/// events). The store's crates' `log` records come through too. Does
+/// nothing if the process has a subscriber already.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Opens the store in `args.dir` and serves it until SIGINT or SIGTERM,
 /// then closes it; `name` prefixes what it prints.
 pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
+    init_logging();
     let config = ServeConfig {
         listen: args.listen,
         tls: match (args.tls_cert, args.tls_key) {
@@ -73,7 +90,33 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
             store.head(),
             config.listen
         );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics = match args.metrics {
+            Some(addr) => {
+                crate::metrics::install_recorder()?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| crate::ServeError::Bind { addr, source })?;
+                let mut stopped = stopped.clone();
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                Some(tokio::spawn(crate::metrics::serve_metrics(
+                    listener,
+                    store.clone(),
+                    shutdown,
+                )))
+            }
+            None => None,
+        };
         let served = crate::serve(store.clone(), config, crate::shutdown_signal()).await;
+        let _ = stop.send(true);
+        if let Some(metrics) = metrics {
+            match metrics.await {
+                Ok(result) => result?,
+                Err(e) => return Err(crate::ServeError::Transport(e.to_string())),
+            }
+        }
         let closed = store.close();
         served?;
         closed?;

@@ -18,7 +18,8 @@
 //! `convert` (protocol ↔ engine types, errors → statuses), `service` (the
 //! DCB RPCs), `legacy` (UmaDB's older service path), `gesta_v1` (the
 //! `gesta.v1` service), [`client`] (its typed Rust client), `auth` (the API
-//! key check), `config` ([`ServeConfig`]).
+//! key check), `config` ([`ServeConfig`]), [`observe`] (a span and a
+//! latency sample per call), [`metrics`] (the Prometheus endpoint).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -29,6 +30,8 @@ mod config;
 mod convert;
 mod gesta_v1;
 mod legacy;
+pub mod metrics;
+pub mod observe;
 mod service;
 
 use std::future::Future;
@@ -150,7 +153,8 @@ pub async fn serve_on(
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
             .map_err(|e| ServeError::Tls(e.to_string()))?;
     }
-    log::info!(
+    let mut builder = builder.layer(observe::ObserveLayer);
+    tracing::info!(
         "serving {SERVICE_NAME} and {GESTA_SERVICE_NAME} on {local} ({}, {})",
         if config.tls.is_some() {
             "TLS"
@@ -195,7 +199,7 @@ pub async fn serve_on(
             let _ = stopped.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         } => {
-            log::warn!("calls still open {grace:?} after shutdown began were cut off");
+            tracing::warn!("calls still open {grace:?} after shutdown began were cut off");
             Ok(())
         }
     }

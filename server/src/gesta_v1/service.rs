@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+use crate::observe::StreamPermit;
 
 use super::convert::{
     RECORDED_EXTRA, audit_entry_to_proto, exhausted, expected_from_proto, from_engine, list_limit,
@@ -55,11 +57,13 @@ impl Gesta {
         }
     }
 
-    fn open_stream(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.streams
+    fn open_stream(&self) -> Result<StreamPermit, Status> {
+        let permit = self
+            .streams
             .clone()
             .try_acquire_owned()
-            .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))
+            .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))?;
+        Ok(StreamPermit::new(permit))
     }
 
     /// Runs `f` with the store on the blocking pool.
@@ -95,7 +99,7 @@ impl Gesta {
         &self,
         events: gesta::Events,
         response: fn(Vec<g::RecordedEvent>) -> R,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, stop) = (self.limits, self.stop.clone());
@@ -145,7 +149,7 @@ impl Gesta {
         + Unpin
         + 'static,
         response: fn(Vec<g::RecordedEvent>, bool) -> R,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, mut stop) = (self.limits, self.stop.clone());
