@@ -6,9 +6,9 @@
 //!   facade: install any recorder (for Prometheus,
 //!   `metrics-exporter-prometheus`; `gesta serve --metrics ADDR` does) and
 //!   the committer's counters and histograms reach it; call
-//!   [`record_store_gauges`] when the recorder is scraped for the store's
+//!   `record_store_gauges` when the recorder is scraped for the store's
 //!   state (head, index runs, block cache, bytes on disk). The names are in
-//!   [`names`]; [`describe_metrics`] gives them help texts and units.
+//!   `names`; `describe_metrics` gives them help texts and units.
 //! - `tracing` opens [`tracing`](https://docs.rs/tracing) spans, at debug
 //!   level with target `gesta`: `gesta.append.queue` from the caller's
 //!   thread until the committer takes the append, and in the committer
@@ -17,7 +17,7 @@
 //!   `gesta.compaction.flush`, `gesta.compaction.merge` and
 //!   `gesta.compaction.compress`.
 //!
-//! Without them every function here is empty and [`Queued`] is zero-sized,
+//! Without them every function here is empty and the queue's timestamp is zero-sized,
 //! so a store that does not use telemetry pays nothing for it. With them
 //! the committer pays a few relaxed atomic additions and two clock reads per
 //! group, and one clock read per append.
