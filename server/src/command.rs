@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// Seconds calls in flight may take to finish after SIGINT or SIGTERM.
     #[arg(long, default_value_t = ServeConfig::default().shutdown_grace.as_secs())]
     pub shutdown_grace: u64,
+    /// Allow gesta.v1 Backup calls, writing only under this directory (which must exist).
+    #[arg(long, value_name = "ROOT")]
+    pub backup_dir: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -79,6 +82,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         max_concurrent_streams: args.max_concurrent_streams,
         max_open_streams: args.max_open_streams,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+        backup_dir: args.backup_dir,
     };
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;

@@ -120,11 +120,16 @@ pub async fn serve_on(
 
     // Open reads and subscriptions of both services count against one bound.
     let streams = std::sync::Arc::new(tokio::sync::Semaphore::new(config.limits().open_streams));
+    let backup_root = match &config.backup_dir {
+        Some(dir) => Some(gesta_v1::backup::BackupRoot::new(dir)?),
+        None => None,
+    };
     let gesta = gesta_v1::Gesta::new(
         store.clone(),
         config.limits(),
         streams.clone(),
         stop_rx.clone(),
+        backup_root,
     );
     let gesta = proto::gesta_v1::gesta_server::GestaServer::new(gesta)
         .max_decoding_message_size(config.max_message_bytes)

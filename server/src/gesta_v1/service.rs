@@ -14,6 +14,8 @@ use tonic::{Request, Response, Status};
 
 use crate::observe::StreamPermit;
 
+use super::backup::{BackupRoot, report_to_proto};
+use super::convert::denied;
 use super::convert::{
     RECORDED_EXTRA, audit_entry_to_proto, exhausted, expected_from_proto, from_engine, list_limit,
     listed_to_proto, lost, new_event_from_proto, parse_id, query_from_proto, read_options,
@@ -39,6 +41,8 @@ pub(crate) struct Gesta {
     streams: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     durable: Registry,
+    /// Where `Backup` may write; `None` refuses it.
+    backup_root: Option<BackupRoot>,
 }
 
 impl Gesta {
@@ -47,6 +51,7 @@ impl Gesta {
         limits: Limits,
         streams: Arc<Semaphore>,
         stop: watch::Receiver<bool>,
+        backup_root: Option<BackupRoot>,
     ) -> Gesta {
         Gesta {
             store,
@@ -54,6 +59,7 @@ impl Gesta {
             streams,
             stop,
             durable: Registry::default(),
+            backup_root,
         }
     }
 
@@ -562,6 +568,28 @@ impl g::gesta_server::Gesta for Gesta {
             targeted: redacted.targeted,
             redacted: redacted.redacted,
         }))
+    }
+
+    async fn backup(
+        &self,
+        request: Request<g::BackupRequest>,
+    ) -> Result<Response<g::BackupResponse>, Status> {
+        let Some(root) = &self.backup_root else {
+            return Err(denied(
+                "backups through the server are off: start it with --backup-dir ROOT",
+            ));
+        };
+        let dest = root.resolve(&request.into_inner().destination)?;
+        tracing::info!("backup to {} requested", dest.display());
+        // On the blocking pool: the backup finishes (or fails and leaves
+        // only its `.partial` directory) even if the client goes away.
+        let report = self.blocking(move |s| s.backup(&dest)).await?;
+        tracing::info!(
+            "backup to {} done at position {}",
+            report.path.display(),
+            report.position
+        );
+        Ok(Response::new(report_to_proto(report)))
     }
 
     async fn audit_log(
