@@ -53,14 +53,18 @@ pub struct ServeArgs {
 }
 
 /// Logs through `tracing` to stderr, filtered by `RUST_LOG` (default
-/// `info`; e.g. `RUST_LOG=gesta=debug` adds the store's commit spans'
-/// events). The store's crates' `log` records come through too. Does
-/// nothing if the process has a subscriber already.
+/// `info`). Spans that the filter lets through are logged as they close,
+/// with their busy and idle time: `RUST_LOG=debug` logs every call
+/// (`grpc`) and `RUST_LOG=info,gesta=debug` the store's commit and
+/// compaction spans. The store's crates' `log` records come through too.
+/// Does nothing if the process has a subscriber already.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::format::FmtSpan;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .try_init();
 }

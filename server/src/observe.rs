@@ -86,7 +86,9 @@ impl<S> tower_layer::Layer<S> for ObserveLayer {
     }
 }
 
-/// A service whose calls each get a `grpc` span and a latency sample.
+/// A service whose calls each get a `grpc` span (debug level: with
+/// `RUST_LOG=debug` the server logs each call as the span closes, with its
+/// time) and a latency sample.
 #[derive(Clone, Debug)]
 pub struct Observed<S> {
     inner: S,
@@ -107,7 +109,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = method_label(request.uri().path()).to_owned();
-        let span = tracing::info_span!("grpc", method = %method);
+        let span = tracing::debug_span!("grpc", method = %method);
         let started = Instant::now();
         let future = {
             let _entered = span.enter();
