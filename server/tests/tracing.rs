@@ -13,9 +13,12 @@ use tracing::span;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
-/// (span, its parent's name) for every span opened.
+/// A span's name and its parent's.
+type Opened = (String, Option<String>);
+
+/// Every span opened, in order.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Spans(Arc<Mutex<Vec<Opened>>>);
 
 impl<S> tracing_subscriber::Layer<S> for Spans
 where
