@@ -919,6 +919,62 @@ fn serve_holds_the_store_and_stops_on_sigterm() {
     assert_eq!(positions(&ok(&["read", d], "")).len(), 7);
 }
 
+/// `gesta serve --metrics`: the Prometheus text at /metrics, sampled from
+/// the store it serves, and the server's log lines through `tracing` on
+/// stderr, filtered by `RUST_LOG`.
+#[test]
+fn serve_exports_metrics_and_logs_through_tracing() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics_port) = (free(), free());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
+        .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut body = None;
+    for _ in 0..400 {
+        if let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) {
+            socket.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            let mut response = String::new();
+            socket.read_to_string(&mut response).unwrap();
+            body = Some(response);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let body = body.expect("the metrics endpoint never listened");
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("\ngesta_head_position 7\n"), "{body}");
+    assert!(body.contains("# TYPE gesta_disk_bytes gauge"), "{body}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "serving Prometheus metrics on http://127.0.0.1:{metrics_port}/metrics"
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn read_follow_tails_a_store_another_process_appends_to() {
     use std::io::Read as _;

@@ -32,6 +32,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
+use crate::gesta_v1::backup::report_from_proto;
 use crate::gesta_v1::convert::{
     audit_entry_from_proto, direction_to_proto, expected_to_proto, format_id, listed_from_proto,
     new_event_to_proto, query_to_proto, recorded_from_proto, target_to_proto, to_engine,
@@ -546,6 +547,24 @@ impl GestaClient {
                 _ => return Ok(entries),
             }
         }
+    }
+}
+
+impl GestaClient {
+    /// Backs the store up into `destination` on the server's machine, a
+    /// path under the backup root the server was started with (relative
+    /// to it, or absolute under it) that does not exist yet; see
+    /// [`gesta::Store::backup`] for what the copy holds. Answers when the
+    /// backup is complete; its `path` is the server's. A server without a
+    /// backup root, or a destination outside it, is
+    /// [`ClientError::Status`] with `PERMISSION_DENIED`; a destination
+    /// that exists, or holds `..`, is [`gesta::Error::InvalidInput`].
+    pub async fn backup(&mut self, destination: &str) -> Result<gesta::BackupReport> {
+        let request = g::BackupRequest {
+            destination: destination.into(),
+        };
+        let r = self.raw.backup(request).await?.into_inner();
+        Ok(report_from_proto(r))
     }
 }
 

@@ -92,6 +92,18 @@ pub(crate) fn exhausted(reason: impl Into<String>) -> Status {
     )
 }
 
+/// PERMISSION_DENIED: the server does not allow the call as asked.
+pub(crate) fn denied(reason: impl Into<String>) -> Status {
+    let reason = reason.into();
+    status(
+        Code::PermissionDenied,
+        Kind::PermissionDenied(g::PermissionDenied {
+            reason: reason.clone(),
+        }),
+        reason,
+    )
+}
+
 pub(crate) fn unauthenticated() -> Status {
     status(
         Code::Unauthenticated,
@@ -232,7 +244,8 @@ pub(crate) fn to_engine(status: &Status) -> Option<gesta::Error> {
         Kind::Unsupported(_)
         | Kind::Unauthenticated(_)
         | Kind::SubscriptionOpen(_)
-        | Kind::ResourceExhausted(_) => return None,
+        | Kind::ResourceExhausted(_)
+        | Kind::PermissionDenied(_) => return None,
     })
 }
 

@@ -8,10 +8,14 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::observe::StreamPermit;
+
+use super::backup::{BackupRoot, report_to_proto};
+use super::convert::denied;
 use super::convert::{
     RECORDED_EXTRA, audit_entry_to_proto, exhausted, expected_from_proto, from_engine, list_limit,
     listed_to_proto, lost, new_event_from_proto, parse_id, query_from_proto, read_options,
@@ -37,6 +41,8 @@ pub(crate) struct Gesta {
     streams: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     durable: Registry,
+    /// Where `Backup` may write; `None` refuses it.
+    backup_root: Option<BackupRoot>,
 }
 
 impl Gesta {
@@ -45,6 +51,7 @@ impl Gesta {
         limits: Limits,
         streams: Arc<Semaphore>,
         stop: watch::Receiver<bool>,
+        backup_root: Option<BackupRoot>,
     ) -> Gesta {
         Gesta {
             store,
@@ -52,14 +59,17 @@ impl Gesta {
             streams,
             stop,
             durable: Registry::default(),
+            backup_root,
         }
     }
 
-    fn open_stream(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.streams
+    fn open_stream(&self) -> Result<StreamPermit, Status> {
+        let permit = self
+            .streams
             .clone()
             .try_acquire_owned()
-            .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))
+            .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))?;
+        Ok(StreamPermit::new(permit))
     }
 
     /// Runs `f` with the store on the blocking pool.
@@ -95,7 +105,7 @@ impl Gesta {
         &self,
         events: gesta::Events,
         response: fn(Vec<g::RecordedEvent>) -> R,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, stop) = (self.limits, self.stop.clone());
@@ -145,7 +155,7 @@ impl Gesta {
         + Unpin
         + 'static,
         response: fn(Vec<g::RecordedEvent>, bool) -> R,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, mut stop) = (self.limits, self.stop.clone());
@@ -558,6 +568,28 @@ impl g::gesta_server::Gesta for Gesta {
             targeted: redacted.targeted,
             redacted: redacted.redacted,
         }))
+    }
+
+    async fn backup(
+        &self,
+        request: Request<g::BackupRequest>,
+    ) -> Result<Response<g::BackupResponse>, Status> {
+        let Some(root) = &self.backup_root else {
+            return Err(denied(
+                "backups through the server are off: start it with --backup-dir ROOT",
+            ));
+        };
+        let dest = root.resolve(&request.into_inner().destination)?;
+        tracing::info!("backup to {} requested", dest.display());
+        // On the blocking pool: the backup finishes (or fails and leaves
+        // only its `.partial` directory) even if the client goes away.
+        let report = self.blocking(move |s| s.backup(&dest)).await?;
+        tracing::info!(
+            "backup to {} done at position {}",
+            report.path.display(),
+            report.position
+        );
+        Ok(Response::new(report_to_proto(report)))
     }
 
     async fn audit_log(
