@@ -431,10 +431,14 @@ function human(bytes) {
   return (u === 0 ? v : v.toFixed(1)) + " " + units[u];
 }
 
-// A line chart of (x, y) points into an <svg viewBox="0 0 320 120">.
-function chart(svg, points, format) {
+// A line chart of (x, y) points drawn into `svg` at its width in pixels
+// (so that text is not stretched); the y axis starts at 0 when `fromZero`,
+// else at the lowest value (so that small changes show).
+function chart(svg, points, format, fromZero) {
   const ns = "http://www.w3.org/2000/svg";
-  const W = 320, H = 120, left = 42, bottom = 14, top = 6;
+  const W = Math.max(200, Math.round(svg.getBoundingClientRect().width) || 320);
+  const H = 120, left = 52, bottom = 14, top = 6;
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
   svg.replaceChildren();
   const add = (tag, attrs, text) => {
     const n = document.createElementNS(ns, tag);
@@ -450,8 +454,9 @@ function chart(svg, points, format) {
     return;
   }
   const x0 = points[0][0], x1 = points[points.length - 1][0];
-  const ymax = Math.max(1, ...points.map((p) => p[1]));
-  const ymin = Math.min(0, ...points.map((p) => p[1]));
+  const ys = points.map((p) => p[1]);
+  const ymin = fromZero ? Math.min(0, ...ys) : Math.min(...ys);
+  const ymax = Math.max(ymin + 1, ...ys);
   const sx = (x) => left + ((x - x0) / Math.max(1, x1 - x0)) * (W - left - 2);
   const sy = (y) => H - bottom - ((y - ymin) / Math.max(1e-9, ymax - ymin)) * (H - bottom - top);
   const path = points.map((p, i) => (i ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1)).join(" ");
@@ -460,7 +465,7 @@ function chart(svg, points, format) {
   add("text", { x: 2, y: top + 8 }, format(ymax));
   add("text", { x: 2, y: H - bottom }, format(ymin));
   add("text", { x: left, y: H - 2 }, Math.round((x1 - x0) / 1000) + " s ago");
-  add("text", { x: W - 24, y: H - 2 }, "now");
+  add("text", { x: W - 22, y: H - 2 }, "now");
 }
 
 async function refreshState() {
@@ -470,8 +475,9 @@ async function refreshState() {
     const figures = [
       ["head", s.head], ["events", s.events],
       ["bytes on disk", human(s.bytes_on_disk)],
-      ["bytes per event", s.bytes_per_event === null ? "–" : s.bytes_per_event.toFixed(1)],
-      ["segments", s.segments + " (" + s.compressed_segments + " compressed)"],
+      ["disk bytes per event", s.bytes_per_event === null ? "–" : s.bytes_per_event.toFixed(1)],
+      ["segments", s.segments],
+      ["compressed segments", s.compressed_segments],
       ["segment bytes", human(s.segment_bytes)],
       ["index runs", s.index_runs + " (" + human(s.index_bytes) + ")"],
       ["memtables to flush", s.memtables_waiting],
@@ -486,8 +492,8 @@ async function refreshState() {
       const a = s.samples[i - 1], b = s.samples[i];
       rate.push([b.t, (b.head - a.head) / Math.max(0.001, (b.t - a.t) / 1000)]);
     }
-    chart($("chart-rate"), rate, (v) => v.toFixed(v < 10 ? 1 : 0));
-    chart($("chart-disk"), s.samples.map((x) => [x.t, x.bytes]), human);
+    chart($("chart-rate"), rate, (v) => v.toFixed(v < 10 ? 1 : 0), true);
+    chart($("chart-disk"), s.samples.map((x) => [x.t, x.bytes]), human, false);
     $("cursor-rows").replaceChildren(...s.cursors.map((c) =>
       el("tr", {}, el("td", {}, c.name), el("td", {}, c.acknowledged), el("td", { class: c.lag ? "bad" : "ok" }, c.lag))));
     $("snapshot-rows").replaceChildren(...s.snapshots.map((x) =>

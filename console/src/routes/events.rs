@@ -51,17 +51,34 @@ pub(crate) struct Page {
     head: u64,
     /// The query read, as JSON (absent for a stream).
     #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<serde_json::Value>,
+    query: Option<Box<RawValue>>,
 }
 
-/// A query as the page shows it: `{"items":[{"types":[…],"tags":[…]}]}`.
-pub(crate) fn query_json(query: &gesta::Query) -> serde_json::Value {
-    let items: Vec<_> = query
-        .items
-        .iter()
-        .map(|i| serde_json::json!({ "types": i.types, "tags": i.tags }))
-        .collect();
-    serde_json::json!({ "items": items })
+/// A query as the page shows it: `{"items":[{"types":[…],"tags":[…]}]}`,
+/// types before tags as the form has them.
+pub(crate) fn query_json(query: &gesta::Query) -> QueryJson<'_> {
+    QueryJson {
+        items: query
+            .items
+            .iter()
+            .map(|i| ItemJson {
+                types: &i.types,
+                tags: &i.tags,
+            })
+            .collect(),
+    }
+}
+
+/// See [`query_json`].
+#[derive(serde::Serialize)]
+pub(crate) struct QueryJson<'a> {
+    items: Vec<ItemJson<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ItemJson<'a> {
+    types: &'a [String],
+    tags: &'a [String],
 }
 
 /// Parses and checks a query given as JSON; absent or empty: everything.
@@ -197,7 +214,13 @@ pub(crate) async fn query(
             events: out,
             more,
             head,
-            query: read.stream.is_none().then(|| query_json(&read.query)),
+            query: match read.stream {
+                None => Some(
+                    serde_json::value::to_raw_value(&query_json(&read.query))
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                ),
+                Some(_) => None,
+            },
         }))
     })
     .await
