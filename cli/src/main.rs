@@ -51,6 +51,7 @@ store's files at the next `gesta compact`, run while the server is stopped.
 
 Examples:
   gesta serve ./events
+  gesta serve ./events --console 127.0.0.1:8080     # and the read-only web console beside it
   gesta serve ./events --listen 0.0.0.0:50051 --tls-cert cert.pem --tls-key key.pem --api-key \"$KEY\"";
 
 /// Operate a Gesta event store from the shell.

@@ -91,3 +91,56 @@ fn console_refuses_an_exposed_or_keyless_setup_and_a_missing_store() {
         .success()
         .stdout(contains("--allow-writes"));
 }
+
+#[test]
+fn serve_with_console_serves_both_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gesta"))
+        .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--console", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("console on") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no console line");
+    }
+    assert!(line.contains("(read-only)"), "{line}");
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /api/events?query=%7B%22items%22%3A%5B%7B%22tags%22%3A%5B%22t%3A1%22%5D%7D%5D%7D HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("\"position\":1,\"type\":\"A\""),
+        "{response}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    gesta().args(["verify", d]).assert().success();
+}

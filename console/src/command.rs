@@ -16,7 +16,7 @@ Read-only and on loopback by default. --allow-writes accepts appends from the pa
 API key (Authorization: Bearer KEY); a non-loopback address needs --tls-cert, --tls-key and --api-key-file.
 
 The console opens the store, so no other process may have it open: to look at a store that `gesta serve` is
-serving, give that command --console ADDR instead.
+serving, give that command --console ADDR instead (a read-only console beside the gRPC services).
 
 Examples:
   gesta console ./events                              # then open http://127.0.0.1:8080/

@@ -62,6 +62,13 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|e| ConsoleError::Bind(e.to_string()))?;
+    // Read the TLS files before announcing the address, so that a bad
+    // file fails the start rather than the first connection.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsFiles::rustls_config)
+        .transpose()?;
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
@@ -70,27 +77,72 @@ pub async fn serve(
         // moment, then close.
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
     });
-    ready(bound);
     let service = app.into_make_service();
-    let served = match &config.tls {
-        Some(files) => {
-            let tls = files.rustls_config()?;
-            axum_server::from_tcp_rustls(listener, tls)
+    let served = match tls {
+        Some(tls) => {
+            let server = axum_server::from_tcp_rustls(listener, tls)
                 .map_err(|e| ConsoleError::Bind(e.to_string()))?
-                .handle(handle)
-                .serve(service)
-                .await
+                .handle(handle);
+            ready(bound);
+            server.serve(service).await
         }
         None => {
-            axum_server::from_tcp(listener)
+            let server = axum_server::from_tcp(listener)
                 .map_err(|e| ConsoleError::Bind(e.to_string()))?
-                .handle(handle)
-                .serve(service)
-                .await
+                .handle(handle);
+            ready(bound);
+            server.serve(service).await
         }
     };
     sampling.abort();
     served.map_err(|e| ConsoleError::Serve(e.to_string()))
+}
+
+/// A console served beside another server in the same process (`gesta
+/// serve --console`); [`Beside::stop`] ends it.
+#[derive(Debug)]
+pub struct Beside {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), ConsoleError>>,
+}
+
+impl Beside {
+    /// Starts serving the console for `store` per `config` on the current
+    /// runtime; returns once it listens, or with why it cannot.
+    pub async fn start(store: gesta::Store, config: ConsoleConfig) -> Result<Beside, ConsoleError> {
+        config.check()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(serve(
+            store,
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+            move |addr| {
+                let _ = ready.send(addr);
+            },
+        ));
+        match listening.await {
+            Ok(addr) => Ok(Beside { addr, stop, task }),
+            // It ended before listening: its error says why.
+            Err(_) => Err(match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => ConsoleError::Serve("ended before listening".into()),
+                Err(e) => ConsoleError::Serve(e.to_string()),
+            }),
+        }
+    }
+
+    /// Stops the console (live views get a moment to end) and waits for it.
+    pub async fn stop(self) -> Result<(), ConsoleError> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| ConsoleError::Serve(e.to_string()))?
+    }
 }
 
 /// Completes at SIGINT or SIGTERM (SIGINT only off Unix).
