@@ -186,15 +186,15 @@ impl Admission {
 
     /// Whether `payload` (a retry's) is what `record` holds as it was
     /// appended: tags added later are not in the record's payload, and a
-    /// redacted event's data and metadata, erased or about to be, are not
-    /// compared.
+    /// redacted or removed event's data and metadata, erased or about to
+    /// be, are not compared.
     fn as_appended(&self, record: &gesta_wal::Record, payload: &bytes::Bytes) -> Result<bool> {
         if record.payload == payload {
             return Ok(true);
         }
         let amendments = self.indexes.amendments();
         let (lo, hi) = (record.meta.first_position, record.meta.last_position());
-        if !(lo..=hi).any(|p| amendments.is_redacted(p)) {
+        if !(lo..=hi).any(|p| amendments.is_erasable(p)) {
             return Ok(false);
         }
         // Event by event; the retry decoded with the record's sequencing
@@ -210,7 +210,7 @@ impl Admission {
             return Ok(false);
         }
         Ok(stored.iter().zip(&retried).all(|(s, r)| {
-            let redacted = amendments.is_redacted(s.position);
+            let redacted = amendments.is_erasable(s.position);
             s.event_type == r.event_type
                 && s.tags == r.tags
                 && s.id == r.id

@@ -1,17 +1,21 @@
 //! What lifecycle operations changed about committed events, by position,
 //! as reads apply it: the tags added after the fact ([`add_tags`]), which a
 //! read puts after an event's own, and the events redacted ([`redact`]),
-//! which a read returns with empty data and metadata. The index's half
+//! which a read returns with empty data and metadata, and the events
+//! removed ([`remove`] and the stream and retention operations built on
+//! it), which no read returns. The index's half
 //! (the overlay a query reads) is in `indexes`; the durable half, the
 //! journal that both are rebuilt from on open, in `store::lifecycle`.
 //!
 //! [`add_tags`]: crate::EventStore::add_tags
 //! [`redact`]: crate::EventStore::redact
+//! [`remove`]: crate::EventStore::remove
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use gesta_index::{Hidden, Key};
 use parking_lot::RwLock;
 
 use crate::view::EventRef;
@@ -21,10 +25,13 @@ use crate::view::EventRef;
 pub(crate) struct Amendments {
     tags: RwLock<HashMap<u64, Arc<[Arc<str>]>>>,
     redacted: RwLock<BTreeSet<u64>>,
+    /// The events removed, as the index view hides them too.
+    removed: RwLock<Arc<Hidden>>,
     /// Whether any event has added tags, whether any was redacted: a read
     /// skips the map (and its lock) that holds nothing.
     any_tags: AtomicBool,
     any_redacted: AtomicBool,
+    any_removed: AtomicBool,
 }
 
 /// What a read must change about one event.
@@ -32,9 +39,15 @@ pub(crate) struct Amendments {
 pub(crate) struct Amended {
     tags: Option<Arc<[Arc<str>]>>,
     redacted: bool,
+    removed: bool,
 }
 
 impl Amended {
+    /// Whether the event was removed: a read skips it.
+    pub(crate) fn removed(&self) -> bool {
+        self.removed
+    }
+
     /// `e` as amended: the added tags after its own, data and metadata
     /// empty if redacted.
     pub(crate) fn apply<'b, 'a: 'b>(&'b self, e: EventRef<'a>) -> EventRef<'b> {
@@ -71,17 +84,52 @@ impl Amendments {
         Amended {
             tags,
             redacted: self.is_redacted(position),
+            removed: self.is_removed(position),
         }
+    }
+
+    /// Whether the event at `position` was removed.
+    pub(crate) fn is_removed(&self, position: u64) -> bool {
+        self.any_removed.load(Ordering::Acquire) && self.removed.read().contains(position)
+    }
+
+    /// The removed positions and how many removed events carried each
+    /// key, for the index view to hide.
+    pub(crate) fn hidden(&self) -> Arc<Hidden> {
+        self.removed.read().clone()
+    }
+
+    /// Marks the events at `positions` (ascending, none removed yet)
+    /// removed; `keys` are the index keys they carried.
+    pub(crate) fn remove(&self, positions: &[u64], keys: impl IntoIterator<Item = Key>) {
+        if positions.is_empty() {
+            return;
+        }
+        let mut removed = self.removed.write();
+        *removed = Arc::new(removed.with(positions, keys));
+        self.any_removed.store(true, Ordering::Release);
+    }
+
+    /// Whether the bytes of the event at `position` are to leave the log's
+    /// files: it was redacted or removed.
+    pub(crate) fn is_erasable(&self, position: u64) -> bool {
+        self.is_redacted(position) || self.is_removed(position)
+    }
+
+    /// Every position whose bytes are to leave the log's files, ascending.
+    pub(crate) fn erasable(&self) -> Vec<u64> {
+        let redacted = self.redacted.read();
+        let removed = self.removed.read();
+        let mut all: Vec<u64> = redacted.iter().copied().collect();
+        all.extend(removed.positions().iter().copied());
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// Whether the event at `position` was redacted.
     pub(crate) fn is_redacted(&self, position: u64) -> bool {
         self.any_redacted.load(Ordering::Acquire) && self.redacted.read().contains(&position)
-    }
-
-    /// Every redacted position, ascending.
-    pub(crate) fn redacted(&self) -> Vec<u64> {
-        self.redacted.read().iter().copied().collect()
     }
 
     /// Adds `tags` (in order) to the events at `gained[i]`'s positions:
@@ -149,6 +197,6 @@ mod tests {
         assert!(e.data.is_empty() && e.metadata.is_empty());
         assert!(!amendments.get(1).redacted);
         assert!(amendments.get(3).tags.is_none());
-        assert_eq!(amendments.redacted(), [2]);
+        assert_eq!(amendments.erasable(), [2]);
     }
 }

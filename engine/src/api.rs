@@ -13,6 +13,7 @@ use crate::lifecycle::{AuditEntry, Redacted, TagsAdded, Target};
 use crate::listing::{Listed, Listing};
 use crate::query::Query;
 use crate::read::ReadOptions;
+use crate::removal::{Removed, RetentionRule};
 use crate::snapshots::Snapshot;
 use crate::subscription::Subscription;
 use crate::view::EventRef;
@@ -364,6 +365,70 @@ pub trait EventStore: Send + Sync {
     fn redact(&self, target: &Target) -> Result<Redacted> {
         let _ = target;
         Err(crate::Error::Unsupported { what: "redaction" })
+    }
+
+    /// Removes committed events: no read returns them from then on (see
+    /// the [`removal`](crate::removal) contract: positions stay, streams
+    /// keep counting revisions, ids stay taken).
+    ///
+    /// ```
+    /// use gesta::lifecycle::Target;
+    /// use gesta::{EventStore, MemoryStore, NewEvent, Query};
+    ///
+    /// let store = MemoryStore::new();
+    /// store.append(vec![NewEvent::new("Seen", "1").tag("x"), NewEvent::new("Seen", "2")])?;
+    /// store.remove(&Target::Query(Query::tag("x")))?;
+    /// let left: Vec<u64> = store.read(&Query::all(), Default::default())?
+    ///     .map(|e| e.map(|e| e.position))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(left, [2]);
+    /// # Ok::<(), gesta::Error>(())
+    /// ```
+    fn remove(&self, target: &Target) -> Result<Removed> {
+        let _ = target;
+        Err(crate::Error::Unsupported { what: "removal" })
+    }
+
+    /// Removes every event of `stream` committed so far (a soft delete:
+    /// the name stays usable and its revisions go on from where they
+    /// were).
+    fn delete_stream(&self, stream: &str) -> Result<Removed> {
+        let _ = stream;
+        Err(crate::Error::Unsupported {
+            what: "stream deletion",
+        })
+    }
+
+    /// Removes the events of `stream` with revisions below `before`.
+    fn truncate_stream(&self, stream: &str, before: u64) -> Result<Removed> {
+        let _ = (stream, before);
+        Err(crate::Error::Unsupported {
+            what: "stream truncation",
+        })
+    }
+
+    /// Sets a retention rule, replacing the rule of its scope (a rule
+    /// without limits clears it).
+    fn set_retention(&self, rule: &RetentionRule) -> Result<()> {
+        let _ = rule;
+        Err(crate::Error::Unsupported {
+            what: "retention rules",
+        })
+    }
+
+    /// The retention rules in force.
+    fn retention_rules(&self) -> Result<Vec<RetentionRule>> {
+        Err(crate::Error::Unsupported {
+            what: "retention rules",
+        })
+    }
+
+    /// Enforces every retention rule now, each as one removal in the audit
+    /// trail; returns what they removed together.
+    fn enforce_retention(&self) -> Result<Removed> {
+        Err(crate::Error::Unsupported {
+            what: "retention rules",
+        })
     }
 
     /// The audit trail: every lifecycle operation committed, oldest first,

@@ -24,7 +24,7 @@ use gesta_compaction::flush::{
 use gesta_compaction::manifest::{Manifest, ManifestError, RunEntry};
 use gesta_compaction::merge::{merge_runs, plan};
 use gesta_compaction::snapshot::{SnapshotError, Snapshots};
-use gesta_index::{IndexView, Key, Memtable, Overlay, Run, RunError, write_run};
+use gesta_index::{Hidden, IndexView, Key, Memtable, Overlay, Run, RunError, write_run};
 use gesta_wal::io::{FileSystem, OpenMode};
 use parking_lot::{Mutex, RwLock};
 
@@ -44,6 +44,8 @@ struct Parts {
     active: Arc<Memtable>,
     /// Postings added after the fact (retroactive tags), at any position.
     overlay: Arc<Overlay>,
+    /// Positions removed after the fact, which queries skip.
+    hidden: Arc<Hidden>,
 }
 
 impl Parts {
@@ -54,7 +56,9 @@ impl Parts {
             .map(|f| f.memtable.clone())
             .chain(std::iter::once(self.active.clone()))
             .collect();
-        IndexView::new(self.runs.clone(), memtables).with_overlay(self.overlay.clone())
+        IndexView::new(self.runs.clone(), memtables)
+            .with_overlay(self.overlay.clone())
+            .with_hidden(self.hidden.clone())
     }
 }
 
@@ -198,6 +202,7 @@ impl Indexes {
             frozen: Vec::new(),
             active: Arc::new(Memtable::new()),
             overlay: Arc::new(Overlay::new()),
+            hidden: Arc::new(Hidden::new()),
         };
         let view = RwLock::new(Arc::new(parts.view()));
         let indexes = Indexes {
@@ -246,6 +251,19 @@ impl Indexes {
             .collect();
         let mut parts = self.parts.lock();
         parts.overlay = Arc::new(parts.overlay.with(&additions));
+        self.publish(&parts);
+    }
+
+    /// Removes committed events: `positions` (ascending, none removed
+    /// yet), whose events carried `keys`. Reads skip them from then on:
+    /// scans through the amendments, queries through the view.
+    pub fn remove(&self, positions: &[u64], keys: Vec<Key>) {
+        if positions.is_empty() {
+            return;
+        }
+        self.amendments.remove(positions, keys);
+        let mut parts = self.parts.lock();
+        parts.hidden = self.amendments.hidden();
         self.publish(&parts);
     }
 

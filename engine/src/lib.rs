@@ -74,6 +74,7 @@ pub mod options;
 pub mod projections;
 mod query;
 pub mod read;
+pub mod removal;
 mod revision;
 mod shared;
 pub mod snapshots;
@@ -92,6 +93,7 @@ pub use listing::{Listed, Listing};
 pub use memory::MemoryStore;
 pub use options::{Compression, Durability, GroupLimits, Options};
 pub use query::{Query, QueryItem};
+pub use removal::{Removal, Removed, RetentionRule, RetentionScope};
 
 /// The input checks every store applies before it touches anything, so that
 /// other implementations of [`EventStore`] (the SQL backends) refuse exactly

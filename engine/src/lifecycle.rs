@@ -93,6 +93,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::event::{MAX_NAME_LEN, MAX_TAGS};
 use crate::query::{Query, QueryItem};
+use crate::removal::{Removal, Removed, RetentionRule, RetentionScope};
 
 /// Most events one lifecycle operation may target, so that one operation's
 /// record (and the memory to apply it) stays bounded: tag more in several
@@ -135,6 +136,21 @@ pub enum Operation {
         target: Target,
         /// What it did.
         result: Redacted,
+    },
+    /// A removal: [`remove`](crate::EventStore::remove),
+    /// [`delete_stream`](crate::EventStore::delete_stream),
+    /// [`truncate_stream`](crate::EventStore::truncate_stream), or a
+    /// retention rule enforced.
+    Remove {
+        /// What was asked.
+        removal: Removal,
+        /// What it did.
+        result: Removed,
+    },
+    /// [`set_retention`](crate::EventStore::set_retention).
+    SetRetention {
+        /// The rule set (without limits: the scope's rule cleared).
+        rule: RetentionRule,
     },
     /// [`add_tags`](crate::EventStore::add_tags).
     AddTags {
@@ -303,9 +319,23 @@ pub fn plan_tags(
 // The engine's journal appends, after an entry, what it did: for add tags,
 // for each tag the positions that gained it; for redact, the positions it
 // erased (position lists).
+//
+// Remove (kind 3): the removal (1 byte: 0 a target, as above; 1 a stream
+// — its name, then 0 or 1 and the revision `before` as a varint; 2 a
+// retention rule), the result (two varints); the journal adds the
+// positions removed. Set retention (kind 4): the rule — its scope (1 byte:
+// 0 a stream name, 1 a query as in a target), then the maximum age and
+// the maximum count, each 0 (none) or 1 and a varint.
 
 const KIND_ADD_TAGS: u8 = 1;
 const KIND_REDACT: u8 = 2;
+const KIND_REMOVE: u8 = 3;
+const KIND_SET_RETENTION: u8 = 4;
+const REMOVAL_TARGET: u8 = 0;
+const REMOVAL_STREAM: u8 = 1;
+const REMOVAL_RETENTION: u8 = 2;
+const SCOPE_STREAM: u8 = 0;
+const SCOPE_QUERY: u8 = 1;
 const TARGET_POSITIONS: u8 = 0;
 const TARGET_QUERY: u8 = 1;
 
@@ -328,6 +358,26 @@ pub fn decode_entry(bytes: &[u8]) -> Result<AuditEntry> {
     Ok(entry)
 }
 
+/// The portable binary form of a retention rule (as an audit entry holds
+/// it), for stores that keep their rules as bytes; [`decode_rule`] reads
+/// it back.
+pub fn encode_rule(rule: &RetentionRule) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_rule(&mut out, rule);
+    out
+}
+
+/// Reads a rule written by [`encode_rule`]; anything else is
+/// [`Error::InvalidInput`].
+pub fn decode_rule(bytes: &[u8]) -> Result<RetentionRule> {
+    let mut r = Reader { b: bytes };
+    let rule = r.rule()?;
+    if !r.b.is_empty() {
+        return Err(Error::invalid("retention rule: bytes after its end"));
+    }
+    Ok(rule)
+}
+
 /// An entry of the engine's lifecycle journal: the audit entry, then for
 /// each of its tags the positions that gained it.
 pub(crate) fn encode_journal_entry(entry: &AuditEntry, gained: &[Vec<u64>]) -> Vec<u8> {
@@ -347,7 +397,8 @@ pub(crate) fn decode_journal_entry(bytes: &[u8]) -> Result<(AuditEntry, Vec<Vec<
     let entry = r.entry()?;
     let lists = match &entry.operation {
         Operation::AddTags { tags, .. } => tags.len(),
-        Operation::Redact { .. } => 1,
+        Operation::Redact { .. } | Operation::Remove { .. } => 1,
+        Operation::SetRetention { .. } => 0,
     };
     let mut gained = Vec::with_capacity(lists);
     for _ in 0..lists {
@@ -420,6 +471,8 @@ pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &AuditEntry) {
     let kind = match &entry.operation {
         Operation::AddTags { .. } => KIND_ADD_TAGS,
         Operation::Redact { .. } => KIND_REDACT,
+        Operation::Remove { .. } => KIND_REMOVE,
+        Operation::SetRetention { .. } => KIND_SET_RETENTION,
     };
     out.push(kind);
     out.extend_from_slice(&entry.sequence.to_le_bytes());
@@ -441,6 +494,59 @@ pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &AuditEntry) {
             put_varint(out, result.targeted);
             put_varint(out, result.redacted);
         }
+        Operation::Remove { removal, result } => {
+            match removal {
+                Removal::Target(target) => {
+                    out.push(REMOVAL_TARGET);
+                    put_target(out, target);
+                }
+                Removal::Stream { stream, before } => {
+                    out.push(REMOVAL_STREAM);
+                    put_names(out, std::slice::from_ref(stream));
+                    put_option(out, *before);
+                }
+                Removal::Retention(rule) => {
+                    out.push(REMOVAL_RETENTION);
+                    put_rule(out, rule);
+                }
+            }
+            put_varint(out, result.targeted);
+            put_varint(out, result.removed);
+        }
+        Operation::SetRetention { rule } => put_rule(out, rule),
+    }
+}
+
+fn put_option(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            put_varint(out, v);
+        }
+    }
+}
+
+fn put_rule(out: &mut Vec<u8>, rule: &RetentionRule) {
+    match &rule.scope {
+        RetentionScope::Stream(stream) => {
+            out.push(SCOPE_STREAM);
+            put_names(out, std::slice::from_ref(stream));
+        }
+        RetentionScope::Query(q) => {
+            out.push(SCOPE_QUERY);
+            put_query(out, q);
+        }
+    }
+    put_option(out, rule.max_age_micros);
+    put_option(out, rule.max_count);
+}
+
+fn put_query(out: &mut Vec<u8>, q: &Query) {
+    put_varint(out, q.items.len() as u64);
+    for item in &q.items {
+        put_names(out, &item.types);
+        put_names(out, &item.tags);
     }
 }
 
@@ -452,11 +558,7 @@ fn put_target(out: &mut Vec<u8>, target: &Target) {
         }
         Target::Query(q) => {
             out.push(TARGET_QUERY);
-            put_varint(out, q.items.len() as u64);
-            for item in &q.items {
-                put_names(out, &item.types);
-                put_names(out, &item.tags);
-            }
+            put_query(out, q);
         }
     }
 }
@@ -565,13 +667,30 @@ impl Reader<'_> {
 
     pub(crate) fn entry(&mut self) -> Result<AuditEntry> {
         let kind = self.u8()?;
-        if kind != KIND_ADD_TAGS && kind != KIND_REDACT {
+        if !(KIND_ADD_TAGS..=KIND_SET_RETENTION).contains(&kind) {
             return Self::fail("unknown operation");
         }
         let sequence = self.u64()?;
         let timestamp_micros = self.u64()?;
         let head = self.u64()?;
-        let operation = if kind == KIND_ADD_TAGS {
+        let operation = if kind == KIND_REMOVE {
+            let removal = match self.u8()? {
+                REMOVAL_TARGET => Removal::Target(self.target()?),
+                REMOVAL_STREAM => Removal::Stream {
+                    stream: self.name()?,
+                    before: self.option()?,
+                },
+                REMOVAL_RETENTION => Removal::Retention(self.rule()?),
+                _ => return Self::fail("unknown removal"),
+            };
+            let result = Removed {
+                targeted: self.varint()?,
+                removed: self.varint()?,
+            };
+            Operation::Remove { removal, result }
+        } else if kind == KIND_SET_RETENTION {
+            Operation::SetRetention { rule: self.rule()? }
+        } else if kind == KIND_ADD_TAGS {
             let tags = self.names()?;
             let target = self.target()?;
             let result = TagsAdded {
@@ -602,17 +721,49 @@ impl Reader<'_> {
     fn target(&mut self) -> Result<Target> {
         Ok(match self.u8()? {
             TARGET_POSITIONS => Target::Positions(self.positions()?),
-            TARGET_QUERY => {
-                let n = self.count(2)?;
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let types = self.names()?;
-                    let tags = self.names()?;
-                    items.push(QueryItem { types, tags });
-                }
-                Target::Query(Query { items })
-            }
+            TARGET_QUERY => Target::Query(self.query()?),
             _ => return Self::fail("unknown target"),
+        })
+    }
+
+    fn query(&mut self) -> Result<Query> {
+        let n = self.count(2)?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            let types = self.names()?;
+            let tags = self.names()?;
+            items.push(QueryItem { types, tags });
+        }
+        Ok(Query { items })
+    }
+
+    /// A name list of exactly one name.
+    fn name(&mut self) -> Result<String> {
+        let mut names = self.names()?;
+        match (names.pop(), names.is_empty()) {
+            (Some(name), true) => Ok(name),
+            _ => Self::fail("a stream name list holds other than one name"),
+        }
+    }
+
+    fn option(&mut self) -> Result<Option<u64>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.varint()?)),
+            _ => Self::fail("an optional number is neither absent nor present"),
+        }
+    }
+
+    fn rule(&mut self) -> Result<RetentionRule> {
+        let scope = match self.u8()? {
+            SCOPE_STREAM => RetentionScope::Stream(self.name()?),
+            SCOPE_QUERY => RetentionScope::Query(self.query()?),
+            _ => return Self::fail("unknown retention scope"),
+        };
+        Ok(RetentionRule {
+            scope,
+            max_age_micros: self.option()?,
+            max_count: self.option()?,
         })
     }
 }
@@ -649,6 +800,62 @@ mod tests {
         ] {
             let e = entry(target);
             assert_eq!(decode_entry(&encode_entry(&e)).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn removals_and_rules_round_trip() {
+        let rule = RetentionRule::query(Query::tag("x").or(QueryItem::new().event_type("T")))
+            .max_age(std::time::Duration::from_secs(3600))
+            .max_count(7);
+        let operations = [
+            Operation::Remove {
+                removal: Removal::Target(Target::Positions(vec![3, 1])),
+                result: Removed {
+                    targeted: 2,
+                    removed: 1,
+                },
+            },
+            Operation::Remove {
+                removal: Removal::Stream {
+                    stream: "s-1".into(),
+                    before: Some(4),
+                },
+                result: Removed::default(),
+            },
+            Operation::Remove {
+                removal: Removal::Stream {
+                    stream: "s-2".into(),
+                    before: None,
+                },
+                result: Removed::default(),
+            },
+            Operation::Remove {
+                removal: Removal::Retention(rule.clone()),
+                result: Removed {
+                    targeted: 9,
+                    removed: 9,
+                },
+            },
+            Operation::SetRetention { rule },
+            Operation::SetRetention {
+                rule: RetentionRule::stream("s"),
+            },
+        ];
+        for operation in operations {
+            let e = AuditEntry {
+                operation,
+                ..entry(Target::Positions(vec![1]))
+            };
+            let bytes = encode_entry(&e);
+            assert_eq!(decode_entry(&bytes).unwrap(), e);
+            if let Operation::SetRetention { rule } = &e.operation {
+                assert_eq!(&decode_rule(&encode_rule(rule)).unwrap(), rule);
+                assert!(decode_rule(&[encode_rule(rule), vec![0]].concat()).is_err());
+            }
+            for cut in 0..bytes.len() {
+                assert!(decode_entry(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
         }
     }
 

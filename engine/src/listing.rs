@@ -116,8 +116,8 @@ pub(crate) fn page(
 
 /// The count of every name of `what` in `events`, by a scan: the
 /// reference store's way, simple enough to believe.
-pub(crate) fn count_events(
-    events: &[crate::event::RecordedEvent],
+pub(crate) fn count_events<'a>(
+    events: impl IntoIterator<Item = &'a crate::event::RecordedEvent>,
     what: Listing,
 ) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();

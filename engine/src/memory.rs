@@ -82,6 +82,7 @@ impl SubscriptionFeed for Shared {
             let batch: Vec<RecordedEvent> = state.events[(first - 1) as usize..last as usize]
                 .iter()
                 .filter(|e| e.position > after && query.matches(&e.event_type, &e.tags))
+                .filter(|e| !state.removed.contains(&e.position))
                 .cloned()
                 .collect();
             if !batch.is_empty() {
@@ -109,18 +110,83 @@ struct State {
     redacted: std::collections::BTreeSet<u64>,
     /// How many tags were added to each event after it was appended.
     added: HashMap<u64, usize>,
+    /// The positions of the events removed.
+    removed: std::collections::BTreeSet<u64>,
+    /// The retention rules in force.
+    rules: Vec<crate::removal::RetentionRule>,
+}
+
+impl MemoryStore {
+    fn remove_from_stream(
+        &self,
+        stream: &str,
+        before: Option<u64>,
+    ) -> Result<crate::removal::Removed> {
+        crate::event::check_stream_name(stream)?;
+        let mut state = self.shared.state.lock();
+        let positions: Vec<u64> = state
+            .events
+            .iter()
+            .filter(|e| e.stream.as_deref() == Some(stream))
+            .filter(|e| before.is_none_or(|b| e.revision.is_some_and(|r| r < b)))
+            .map(|e| e.position)
+            .filter(|p| !state.removed.contains(p))
+            .collect();
+        crate::lifecycle::check_targeted(positions.len())?;
+        let removal = crate::removal::Removal::Stream {
+            stream: stream.to_owned(),
+            before,
+        };
+        Ok(state.commit_removal(removal, &positions))
+    }
 }
 
 impl State {
-    /// The positions a lifecycle operation's target names now, ascending.
+    /// Removes the events at `positions` (those not removed yet) and
+    /// records it.
+    fn commit_removal(
+        &mut self,
+        removal: crate::removal::Removal,
+        positions: &[u64],
+    ) -> crate::removal::Removed {
+        let (removed, result) =
+            crate::removal::plan_remove(positions, |p| self.removed.contains(&p));
+        self.removed.extend(removed);
+        self.record(crate::lifecycle::Operation::Remove { removal, result });
+        result
+    }
+
+    /// Adds an operation to the audit trail.
+    fn record(&mut self, operation: crate::lifecycle::Operation) {
+        let entry = crate::lifecycle::AuditEntry {
+            sequence: self.audit.len() as u64 + 1,
+            timestamp_micros: self.tick,
+            head: self.events.len() as u64,
+            operation,
+        };
+        self.audit.push(entry);
+    }
+
+    /// The events not removed, in order.
+    fn present(&self) -> impl DoubleEndedIterator<Item = &RecordedEvent> {
+        self.events
+            .iter()
+            .filter(|e| !self.removed.contains(&e.position))
+    }
+
+    /// The positions a lifecycle operation's target names now, ascending
+    /// (removed events left out).
     fn resolve(&self, target: &crate::lifecycle::Target) -> Result<Vec<u64>> {
         use crate::lifecycle::{self as lc, Target};
         match target {
-            Target::Positions(p) => lc::check_positions(p, self.events.len() as u64),
+            Target::Positions(p) => {
+                let mut positions = lc::check_positions(p, self.events.len() as u64)?;
+                positions.retain(|p| !self.removed.contains(p));
+                Ok(positions)
+            }
             Target::Query(q) => {
                 let matching: Vec<u64> = self
-                    .events
-                    .iter()
+                    .present()
                     .filter(|e| q.matches(&e.event_type, &e.tags))
                     .map(|e| e.position)
                     .collect();
@@ -179,7 +245,8 @@ impl State {
     fn is_as_appended(&self, stored: &RecordedEvent, new: &NewEvent) -> bool {
         let added = self.added.get(&stored.position).copied().unwrap_or(0);
         let own = &stored.tags[..stored.tags.len() - added];
-        let redacted = self.redacted.contains(&stored.position);
+        let redacted =
+            self.redacted.contains(&stored.position) || self.removed.contains(&stored.position);
         stored.event_type == new.event_type
             && own == new.tags.as_slice()
             && (redacted || (stored.data == new.data && stored.metadata == new.metadata))
@@ -257,7 +324,7 @@ impl EventStore for MemoryStore {
         }
         if let Some(c) = &options.condition {
             let after = c.after.unwrap_or(0);
-            if let Some(e) = state.events.iter().find(|e| {
+            if let Some(e) = state.present().find(|e| {
                 e.position > after && c.fail_if_events_match.matches(&e.event_type, &e.tags)
             }) {
                 return Err(Error::ConditionFailed {
@@ -303,8 +370,7 @@ impl EventStore for MemoryStore {
         query.validate()?;
         let state = self.shared.state.lock();
         let matching = state
-            .events
-            .iter()
+            .present()
             .filter(|e| query.matches(&e.event_type, &e.tags));
         let limit = options.limit.unwrap_or(usize::MAX);
         let out: Vec<RecordedEvent> = match options.direction {
@@ -345,8 +411,7 @@ impl EventStore for MemoryStore {
         };
         let state = self.shared.state.lock();
         let mut events: Vec<RecordedEvent> = state
-            .events
-            .iter()
+            .present()
             .filter(|e| {
                 e.stream.as_deref() == Some(stream)
                     && e.revision.is_some_and(|r| (lo..=hi).contains(&r))
@@ -372,7 +437,7 @@ impl EventStore for MemoryStore {
 
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let state = self.shared.state.lock();
-        Ok(state.events.iter().find(|e| e.id == Some(id)).cloned())
+        Ok(state.present().find(|e| e.id == Some(id)).cloned())
     }
 
     // Listings: a scan of every event, then the shared paging rule.
@@ -384,7 +449,8 @@ impl EventStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<crate::Listed>> {
         crate::listing::check_listing(prefix, after, limit)?;
-        let counts = crate::listing::count_events(&self.shared.state.lock().events, what);
+        let state = self.shared.state.lock();
+        let counts = crate::listing::count_events(state.present(), what);
         Ok(crate::listing::page(&counts, prefix, after, limit))
     }
 
@@ -459,6 +525,67 @@ impl EventStore for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn remove(&self, target: &crate::lifecycle::Target) -> Result<crate::removal::Removed> {
+        crate::lifecycle::check_target(target)?;
+        let mut state = self.shared.state.lock();
+        let positions = state.resolve(target)?;
+        let removal = crate::removal::Removal::Target(target.clone());
+        Ok(state.commit_removal(removal, &positions))
+    }
+
+    fn delete_stream(&self, stream: &str) -> Result<crate::removal::Removed> {
+        self.remove_from_stream(stream, None)
+    }
+
+    fn truncate_stream(&self, stream: &str, before: u64) -> Result<crate::removal::Removed> {
+        self.remove_from_stream(stream, Some(before))
+    }
+
+    fn set_retention(&self, rule: &crate::removal::RetentionRule) -> Result<()> {
+        crate::removal::check_rule(rule)?;
+        let mut state = self.shared.state.lock();
+        state.rules = crate::removal::with_rule(&state.rules, rule)?;
+        let operation = crate::lifecycle::Operation::SetRetention { rule: rule.clone() };
+        state.record(operation);
+        Ok(())
+    }
+
+    fn retention_rules(&self) -> Result<Vec<crate::removal::RetentionRule>> {
+        Ok(self.shared.state.lock().rules.clone())
+    }
+
+    /// The reference's clock is its batch counter: an age is counted in
+    /// batches committed since.
+    fn enforce_retention(&self) -> Result<crate::removal::Removed> {
+        use crate::removal::{self as rm, RetentionScope};
+        let mut state = self.shared.state.lock();
+        let mut total = rm::Removed::default();
+        for rule in state.rules.clone() {
+            let scope: Vec<u64> = state
+                .present()
+                .filter(|e| match &rule.scope {
+                    RetentionScope::Stream(s) => e.stream.as_deref() == Some(s.as_str()),
+                    RetentionScope::Query(q) => q.matches(&e.event_type, &e.tags),
+                })
+                .map(|e| e.position)
+                .collect();
+            let too_old = match rm::too_old_at_or_before(&rule, state.tick) {
+                Some(t) => state
+                    .events
+                    .iter()
+                    .rev()
+                    .find(|e| e.timestamp_micros <= t)
+                    .map_or(0, |e| e.position),
+                None => 0,
+            };
+            let n = rm::removed_prefix(&rule, &scope, too_old);
+            if n > 0 {
+                total += state.commit_removal(rm::Removal::Retention(rule), &scope[..n]);
+            }
+        }
+        Ok(total)
     }
 
     fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {

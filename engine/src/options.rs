@@ -78,6 +78,11 @@ pub struct Options {
     /// into registered projections (and writes the snapshots that are
     /// due). Default 100 ms.
     pub projection_interval: std::time::Duration,
+    /// How often the background compactor enforces the retention rules
+    /// ([`Store::set_retention`]), while the store has any. Default 60 s.
+    ///
+    /// [`Store::set_retention`]: crate::Store::set_retention
+    pub retention_interval: std::time::Duration,
     /// The file system. Default: the operating system's. Tests substitute a
     /// fault-injecting one.
     pub fs: Arc<dyn FileSystem>,
@@ -102,6 +107,7 @@ impl Default for Options {
             block_cache_bytes: 32 << 20,
             snapshots_kept: crate::snapshots::DEFAULT_KEPT,
             projection_interval: std::time::Duration::from_millis(100),
+            retention_interval: std::time::Duration::from_secs(60),
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
         }
@@ -205,6 +211,12 @@ impl Options {
     /// Sets how often the projector folds new events into projections.
     pub fn projection_interval(mut self, interval: std::time::Duration) -> Options {
         self.projection_interval = interval;
+        self
+    }
+
+    /// Sets how often the retention rules are enforced in the background.
+    pub fn retention_interval(mut self, interval: std::time::Duration) -> Options {
+        self.retention_interval = interval;
         self
     }
 }

@@ -366,7 +366,7 @@ impl Lookup {
 }
 
 /// Decodes every event of a record a scan read, naming its segment if one
-/// is damaged.
+/// is damaged, and leaves out the events removed since.
 pub(crate) fn decode_scanned(
     reader: &WalReader,
     added: &Amendments,
@@ -375,9 +375,17 @@ pub(crate) fn decode_scanned(
 ) -> Result<()> {
     let from = out.len();
     decode_record(record, out).map_err(|e| name_file(reader, record.meta.first_position, e))?;
-    for e in &mut out[from..] {
-        added.get(e.position).apply_owned(e);
+    let mut kept = from;
+    for i in from..out.len() {
+        let amended = added.get(out[i].position);
+        if amended.removed() {
+            continue;
+        }
+        amended.apply_owned(&mut out[i]);
+        out.swap(kept, i);
+        kept += 1;
     }
+    out.truncate(kept);
     Ok(())
 }
 
@@ -449,7 +457,10 @@ pub(crate) fn read_each(
     let added = indexes.amendments();
     let mut lend_with_added = |e: EventRef<'_>| {
         let amended = added.get(e.position);
-        lend(amended.apply(e))
+        match amended.removed() {
+            true => ControlFlow::Continue(()),
+            false => lend(amended.apply(e)),
+        }
     };
     for record in records {
         let record = record?;

@@ -37,6 +37,7 @@
 mod combine;
 mod cursor;
 mod filter;
+mod hidden;
 mod key;
 mod memtable;
 mod overlay;
@@ -46,6 +47,7 @@ mod view;
 
 pub use combine::{Chain, Intersection, Segment, Union};
 pub use cursor::{All, Cursor, Empty, ListCursor};
+pub use hidden::{Hidden, Minus};
 pub use key::{Key, KeyKind};
 pub use memtable::Memtable;
 pub use overlay::Overlay;

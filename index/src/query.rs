@@ -46,8 +46,14 @@ enum Matches {
 }
 
 impl IndexView {
-    /// A lazy cursor over the positions matching `spec`.
+    /// A lazy cursor over the positions matching `spec`, without the
+    /// hidden ones.
     pub fn evaluate(&self, spec: &QuerySpec) -> Box<dyn Cursor> {
+        self.visible(self.evaluate_all(spec))
+    }
+
+    /// [`evaluate`](Self::evaluate) with the hidden positions left in.
+    fn evaluate_all(&self, spec: &QuerySpec) -> Box<dyn Cursor> {
         let mut items = Vec::with_capacity(spec.items.len());
         for item in &spec.items {
             match self.item(item) {

@@ -5,12 +5,15 @@
 //! each source is given the position range it is responsible for, and a
 //! key's cursor is the [`Chain`] of the sources that hold the key, OR-ed
 //! with the key's list in the [`Overlay`] (postings added after the fact)
-//! when it has one.
+//! when it has one. Positions in the [`Hidden`] set (events removed after
+//! they were indexed) are taken out of every query it evaluates and of
+//! every count it lists.
 
 use std::sync::Arc;
 
 use crate::combine::{Chain, Segment, Union};
 use crate::cursor::{Cursor, Empty, ListCursor};
+use crate::hidden::{Hidden, Minus};
 use crate::key::Key;
 use crate::memtable::Memtable;
 use crate::overlay::Overlay;
@@ -31,6 +34,8 @@ pub struct IndexView {
     sources: Vec<(u64, u64, Source)>,
     /// Postings added after the fact, at any position.
     overlay: Option<Arc<Overlay>>,
+    /// Positions removed after the fact, which queries skip.
+    hidden: Option<Arc<Hidden>>,
 }
 
 impl IndexView {
@@ -66,6 +71,7 @@ impl IndexView {
         IndexView {
             sources,
             overlay: None,
+            hidden: None,
         }
     }
 
@@ -73,6 +79,46 @@ impl IndexView {
     pub fn with_overlay(mut self, overlay: Arc<Overlay>) -> IndexView {
         self.overlay = (!overlay.is_empty()).then_some(overlay);
         self
+    }
+
+    /// This view with `hidden`'s positions taken out of every query
+    /// ([`evaluate`](Self::evaluate)) and listing ([`list`](Self::list)).
+    pub fn with_hidden(mut self, hidden: Arc<Hidden>) -> IndexView {
+        self.hidden = (!hidden.is_empty()).then_some(hidden);
+        self
+    }
+
+    /// The positions this view hides (empty if none).
+    pub fn hidden(&self) -> Option<&Arc<Hidden>> {
+        self.hidden.as_ref()
+    }
+
+    /// `cursor` without the hidden positions.
+    pub(crate) fn visible(&self, cursor: Box<dyn Cursor>) -> Box<dyn Cursor> {
+        match &self.hidden {
+            Some(hidden) => Box::new(Minus::new(cursor, hidden.positions().clone())),
+            None => cursor,
+        }
+    }
+
+    /// This view's sources and overlay with nothing hidden: for what counts
+    /// every event ever indexed (a stream's revisions).
+    pub fn including_hidden(&self) -> IndexView {
+        IndexView {
+            sources: self
+                .sources
+                .iter()
+                .map(|(lo, hi, s)| {
+                    let s = match s {
+                        Source::Run(r) => Source::Run(r.clone()),
+                        Source::Memtable(m) => Source::Memtable(m.clone()),
+                    };
+                    (*lo, *hi, s)
+                })
+                .collect(),
+            overlay: self.overlay.clone(),
+            hidden: None,
+        }
     }
 
     /// `key`'s list in the overlay, if it has one.
@@ -238,8 +284,10 @@ impl IndexView {
             }
             let next = next.to_vec();
             let total: u64 = walks.iter_mut().map(|w| w.take_if(&next)).sum();
+            let key = Key::from_bytes(&next);
+            let total = total.saturating_sub(self.hidden.as_ref().map_or(0, |h| h.count(&key)));
             if total > 0 {
-                out.push((Key::from_bytes(&next), total));
+                out.push((key, total));
             }
         }
         out

@@ -317,3 +317,47 @@ mod crashes {
         }
     }
 }
+
+/// A removed event's bytes leave the files too (sealed and compressed
+/// segments alike), while snapshots — which fold what happened — stay; the
+/// store verifies, and reads the events that remain as they were.
+#[test]
+fn a_removed_stream_leaves_no_byte_and_keeps_snapshots() {
+    for options in [small_segments as fn() -> Options, || {
+        small_segments().compression(Some(Compression::default()))
+    }] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let store = Store::open_with(dir, options()).unwrap();
+        for i in 0..200 {
+            store.append(vec![event(i)]).unwrap();
+        }
+        let secret = NewEvent::new("Registered", Bytes::from_static(SECRET))
+            .stream("doomed")
+            .metadata(Bytes::from_static(META_SECRET));
+        let at = store.append(vec![secret]).unwrap().first;
+        for i in 0..200 {
+            store.append(vec![event(1000 + i)]).unwrap();
+        }
+        store.save_snapshot("profile", at + 1, b"state").unwrap();
+        store.compact().unwrap();
+        assert!(
+            !holders(dir, SECRET).is_empty(),
+            "the secret was never written"
+        );
+        let before = all(&store);
+        let removed = store.delete_stream("doomed").unwrap();
+        assert_eq!((removed.targeted, removed.removed), (1, 1));
+        store.compact().unwrap();
+        assert_eq!(holders(dir, SECRET), Vec::<PathBuf>::new());
+        assert_eq!(holders(dir, META_SECRET), Vec::<PathBuf>::new());
+        let left: Vec<RecordedEvent> = before.into_iter().filter(|e| e.position != at).collect();
+        assert_eq!(all(&store), left);
+        assert_eq!(store.list_snapshots("profile").unwrap(), vec![at + 1]);
+        store.close().unwrap();
+        let report = gesta::inspect::verify(dir, &mut |_, _| {}).unwrap();
+        assert!(report.is_intact(), "{:#?}", report.findings);
+        let store = Store::open_with(dir, options()).unwrap();
+        assert_eq!(all(&store), left);
+    }
+}

@@ -44,6 +44,7 @@ mod listings;
 mod live;
 pub mod options;
 mod readers;
+mod removal;
 mod schema;
 mod sql;
 mod state;

@@ -168,7 +168,7 @@ pub(crate) fn add_tags(
 
 /// The positions `target` names, ascending and each once, as `tx` sees
 /// them up to `head`; the target's checks applied.
-fn resolve_positions(
+pub(crate) fn resolve_positions(
     tx: &Transaction<'_>,
     path: &Path,
     target: &Target,
@@ -243,7 +243,7 @@ pub(crate) fn redact(
 /// sequence, and the commit time by the store's clock (`now`), never
 /// before the previous entry's nor the head event's (as an append's time
 /// is never before the previous one's).
-fn record(
+pub(crate) fn record(
     tx: &Transaction<'_>,
     path: &Path,
     head: u64,

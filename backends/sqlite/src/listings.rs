@@ -18,7 +18,7 @@
 
 use gesta::listing::page_start;
 use gesta::{Listed, Listing};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// One page of the listing; the request was checked by the caller.
 pub(crate) fn list(
@@ -81,7 +81,7 @@ fn grouped(
 }
 
 /// Streams by a loose index scan: seek to the next name, then to its last
-/// revision.
+/// revision (the count, less the stream's removed events before it).
 fn streams(
     conn: &Connection,
     op: &str,
@@ -98,6 +98,11 @@ fn streams(
          ORDER BY stream LIMIT 1",
     )?;
     let mut last = conn.prepare_cached("SELECT max(revision) FROM events WHERE stream = ?1")?;
+    // Revisions count removed events too: those below the last one left
+    // are not events the stream has.
+    let mut gone = conn.prepare_cached(
+        "SELECT count(*) FROM removed_events WHERE stream = ?1 AND revision < ?2",
+    )?;
     let mut name: Option<String> = conn
         .prepare_cached(&first)?
         .query_row([start], |r| r.get(0))
@@ -110,7 +115,11 @@ fn streams(
         let revision: Option<i64> = last.query_row([&stream], |r| r.get(0))?;
         name = next.query_row([&stream], |r| r.get(0)).optional()?;
         if let Some(revision) = revision {
-            out.push(Listed::new(stream, revision.max(0) as u64 + 1));
+            let gone: i64 = gone.query_row(params![&stream, revision], |r| r.get(0))?;
+            out.push(Listed::new(
+                stream,
+                (revision.max(0) + 1 - gone).max(0) as u64,
+            ));
         }
     }
     Ok(out)

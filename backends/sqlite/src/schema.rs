@@ -32,6 +32,22 @@
 //!     name     TEXT    PRIMARY KEY,
 //!     position INTEGER NOT NULL
 //! ) WITHOUT ROWID;
+//! -- version 3 (see `REMOVAL`):
+//! CREATE TABLE removed_events (      -- the events removed (stream deleted
+//!     position INTEGER PRIMARY KEY,  -- or truncated, retention): moved out
+//!     type     TEXT    NOT NULL,     -- of `events` without their data and
+//!     tags     BLOB    NOT NULL,     -- metadata, so that positions, stream
+//!     stream   TEXT,                 -- revisions and ids stay taken
+//!     revision INTEGER,
+//!     id       BLOB    UNIQUE,
+//!     ts       INTEGER NOT NULL
+//! );
+//! CREATE INDEX removed_by_stream ON removed_events (stream, revision)
+//!     WHERE stream IS NOT NULL;
+//! CREATE TABLE retention (           -- the retention rules in force, in
+//!     ord  INTEGER PRIMARY KEY,      -- the order they were first set
+//!     rule BLOB    NOT NULL          -- gesta::lifecycle::encode_rule
+//! );
 //! -- additive, in any version (see `CREATE_STATE` and `CREATE_AUDIT`):
 //! CREATE TABLE snapshots (           -- snapshots by key and position
 //!     key      BLOB    NOT NULL,
@@ -99,7 +115,7 @@ use crate::options::SqliteOptions;
 
 /// The layout version this crate writes and reads (older ones are
 /// migrated on open, see `migrate`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How many prepared statements each connection keeps (query shapes vary
 /// with the number of items, types and tags).
@@ -229,10 +245,16 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         0 => {
             tx.execute_batch(CREATE)?;
             tx.execute_batch(LIVE)?;
+            tx.execute_batch(REMOVAL)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         1 => {
             migrate_to_live(&tx)?;
+            tx.execute_batch(REMOVAL)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        2 => {
+            tx.execute_batch(REMOVAL)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -254,6 +276,30 @@ pub(crate) fn open_reader(path: &Path, options: &SqliteOptions) -> rusqlite::Res
     conn.pragma_update(None, "query_only", true)?;
     Ok(conn)
 }
+
+// ---- Version 3: removal ----------------------------------------------
+
+/// What version 3 adds to version 2: the removed events and the retention
+/// rules. Not additive like the audit tables: a removed event leaves
+/// `events`, so a build that does not know `removed_events` would take
+/// the head, a stream's revision or an id for free again — version 3
+/// keeps such builds out.
+const REMOVAL: &str = "
+CREATE TABLE removed_events (
+    position INTEGER PRIMARY KEY,
+    type     TEXT    NOT NULL,
+    tags     BLOB    NOT NULL,
+    stream   TEXT,
+    revision INTEGER,
+    id       BLOB    UNIQUE,
+    ts       INTEGER NOT NULL
+);
+CREATE INDEX removed_by_stream ON removed_events (stream, revision) WHERE stream IS NOT NULL;
+CREATE TABLE retention (
+    ord  INTEGER PRIMARY KEY,
+    rule BLOB    NOT NULL
+);
+";
 
 // ---- Version 2: subscriptions (batch boundaries) and durable cursors ----
 

@@ -21,9 +21,11 @@ use gesta::{Direction, Query};
 const EVENT_COLUMNS: &str =
     "e.position, e.type, e.tags, e.stream, e.revision, e.id, e.data, e.metadata, e.ts";
 
-/// The last revision of stream `?1`: one probe of `events_by_stream`.
-pub(crate) const LAST_REVISION: &str =
-    "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1";
+/// The last revision of stream `?1`, its removed events included: one
+/// probe of `events_by_stream` and one of `removed_by_stream`.
+pub(crate) const LAST_REVISION: &str = "SELECT max(r) FROM (\
+     SELECT max(revision) AS r FROM events WHERE stream = ?1 \
+     UNION ALL SELECT max(revision) FROM removed_events WHERE stream = ?1)";
 
 /// The events of stream `?1` with revisions in `?2..=?3`, at most `?4`, in
 /// revision order (descending for `Backwards`): a range of
@@ -329,9 +331,15 @@ mod plans {
             params: vec![Value::Text("s".to_owned())],
         };
         let lines = plan(&conn, &revision, 0);
+        let searches: Vec<&String> = lines.iter().filter(|l| l.starts_with("SEARCH")).collect();
         assert_eq!(
-            lines,
-            ["SEARCH events USING COVERING INDEX events_by_stream (stream=?)"]
+            searches[..2],
+            [
+                "SEARCH events USING COVERING INDEX events_by_stream (stream=?)",
+                "SEARCH removed_events USING COVERING INDEX removed_by_stream (stream=?)",
+            ],
+            "{lines:#?}"
         );
+        assert!(!lines.iter().any(|l| l.starts_with("SCAN")), "{lines:#?}");
     }
 }

@@ -38,6 +38,7 @@ use crate::readers::Readers;
 use crate::schema::{self, OpenError};
 use crate::sql::{self, Statement};
 use crate::state;
+use gesta::removal::{Removed, RetentionRule};
 
 /// Events fetched per statement by a read iterator.
 const PAGE: usize = 512;
@@ -106,16 +107,18 @@ pub(crate) fn bind(fixed: &[i64], stmt: &Statement) -> Vec<Value> {
 /// The last revision of `stream`, on any connection.
 fn last_revision(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64>> {
     conn.prepare_cached(sql::LAST_REVISION)?
-        .query_row([stream], |r| r.get::<_, i64>(0))
-        .optional()
+        .query_row([stream], |r| r.get::<_, Option<i64>>(0))
         .map(|r| r.map(unsigned))
 }
 
 /// The last committed position, on any connection.
 pub(crate) fn last_position(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.prepare_cached("SELECT coalesce(max(position), 0) FROM events")?
-        .query_row([], |r| r.get::<_, i64>(0))
-        .map(unsigned)
+    conn.prepare_cached(
+        "SELECT coalesce(max(p), 0) FROM (SELECT max(position) AS p FROM events \
+         UNION ALL SELECT max(position) FROM removed_events)",
+    )?
+    .query_row([], |r| r.get::<_, i64>(0))
+    .map(unsigned)
 }
 
 /// Whether the committed event `row` (type, tags, stream, data, metadata,
@@ -191,6 +194,45 @@ impl SqliteStore {
 
     fn err(&self, e: rusqlite::Error) -> Error {
         sqlite_error(&self.path, e)
+    }
+
+    /// Runs `operation` (a redaction or removal) in one `BEGIN IMMEDIATE`
+    /// transaction on the writer, as an append, in which SQLite
+    /// overwrites the erased values with zeros where they were
+    /// (`secure_delete`). Once it committed, the WAL — which still holds
+    /// the pages as they were — is checkpointed into the database file and
+    /// truncated. The checkpoint waits up to the busy timeout for
+    /// connections reading older snapshots; if it cannot complete, the
+    /// operation stands (reads see it, the call succeeds) and the old pages
+    /// stay in the WAL, and may be copied into the database file, until a
+    /// later checkpoint that completes: the next operation's or
+    /// [`vacuum`](SqliteStore::vacuum)'s, or SQLite's when the last
+    /// connection to the file closes. See [`vacuum`](SqliteStore::vacuum)
+    /// for what `secure_delete` does not reach.
+    fn erasing<T>(
+        &self,
+        operation: impl FnOnce(&rusqlite::Transaction<'_>, &Path) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.writer.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        // Dropping `tx` without committing rolls back, on any error.
+        let done = operation(&tx, &self.path)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        match lifecycle::checkpoint(&conn, &self.path) {
+            Ok(true) => {}
+            Ok(false) => log::warn!(
+                "{}: committed; the WAL checkpoint was blocked by another connection, \
+                 the erased values leave the WAL at a later one",
+                self.path.display()
+            ),
+            Err(e) => log::warn!(
+                "{}: committed; the WAL checkpoint failed: {e}",
+                self.path.display()
+            ),
+        }
+        Ok(done)
     }
 
     /// Rewrites the database file with only what it holds now (`VACUUM`),
@@ -391,7 +433,10 @@ impl SqliteStore {
         if events.iter().all(|e| e.id.is_none()) {
             return Ok(Ok(Ids::New));
         }
-        let mut by_id = tx.prepare_cached("SELECT position FROM events WHERE id = ?1")?;
+        let mut by_id = tx.prepare_cached(
+            "SELECT position FROM events WHERE id = ?1 \
+             UNION ALL SELECT position FROM removed_events WHERE id = ?1",
+        )?;
         let mut found = Vec::with_capacity(events.len());
         for e in events {
             let position = match e.id {
@@ -423,12 +468,19 @@ impl SqliteStore {
         if committed_last != Some(last) || !consecutive {
             return Ok(Err(duplicate));
         }
+        // A removed event is compared as a redacted one: without its data
+        // and metadata, which are gone.
         let mut stored = tx.prepare_cached(
             "SELECT e.type, e.tags, e.stream, e.data, e.metadata, coalesce(a.count, 0), \
                     r.position IS NOT NULL \
              FROM events e \
              LEFT JOIN added_tags a ON a.position = e.position \
              LEFT JOIN redacted r ON r.position = e.position \
+             WHERE e.position = ?1 \
+             UNION ALL \
+             SELECT e.type, e.tags, e.stream, X'', X'', coalesce(a.count, 0), 1 \
+             FROM removed_events e \
+             LEFT JOIN added_tags a ON a.position = e.position \
              WHERE e.position = ?1",
         )?;
         for (i, e) in events.iter().enumerate() {
@@ -506,8 +558,17 @@ impl SqliteStore {
 
     /// Inserts the batch after the last committed event.
     fn insert(&self, tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<Appended> {
+        // The last position taken, by an event still there or one removed.
         let (head, last_ts): (i64, i64) = tx
-            .prepare_cached("SELECT position, ts FROM events ORDER BY position DESC LIMIT 1")?
+            .prepare_cached(
+                "SELECT position, ts FROM (\
+                   SELECT * FROM (SELECT position, ts FROM events \
+                                  ORDER BY position DESC LIMIT 1) \
+                   UNION ALL \
+                   SELECT * FROM (SELECT position, ts FROM removed_events \
+                                  ORDER BY position DESC LIMIT 1)) \
+                 ORDER BY position DESC LIMIT 1",
+            )?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .unwrap_or((0, 0));
@@ -669,29 +730,14 @@ impl EventStore for SqliteStore {
         Ok(Box::new(events.into_iter().map(Ok)))
     }
 
-    /// A binary search over positions, one primary-key probe per step:
-    /// commit times never decrease with positions.
+    /// A binary search over positions, one primary-key probe per step
+    /// (of `events` or `removed_events`): commit times never decrease with
+    /// positions.
     fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
         let t = signed(timestamp_micros);
         self.with_reader(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT ts FROM events WHERE position = ?1")
-                .map_err(|e| self.err(e))?;
-            let (mut lo, mut hi) = (1i64, signed(last_position(conn).map_err(|e| self.err(e))?));
-            let mut found = 0;
-            while lo <= hi {
-                let mid = lo + (hi - lo) / 2;
-                let ts: i64 = stmt
-                    .query_row([mid], |r| r.get(0))
-                    .map_err(|e| self.err(e))?;
-                if ts <= t {
-                    found = mid;
-                    lo = mid + 1;
-                } else {
-                    hi = mid - 1;
-                }
-            }
-            Ok(unsigned(found))
+            let head = last_position(conn).map_err(|e| self.err(e))?;
+            crate::removal::position_at(conn, t, head).map_err(|e| self.err(e))
         })
     }
 
@@ -765,45 +811,52 @@ impl EventStore for SqliteStore {
         Ok(added)
     }
 
-    /// One `BEGIN IMMEDIATE` transaction on the writer, as `add_tags`,
-    /// in which SQLite overwrites the erased values with zeros where they
-    /// were (`secure_delete`). Once it committed, the WAL — which still
-    /// holds the pages as they were — is checkpointed into the database
-    /// file and truncated. The checkpoint waits up to the busy timeout for
-    /// connections reading older snapshots; if it cannot complete, the
-    /// redaction stands (reads see it, the call succeeds) and the old
-    /// pages stay in the WAL, and may be copied into the database file,
-    /// until a later checkpoint that completes: the next `redact`'s or
-    /// [`vacuum`](SqliteStore::vacuum)'s, or SQLite's when the last
-    /// connection to the file closes. See [`vacuum`](SqliteStore::vacuum)
-    /// for what `secure_delete` does not reach.
+    /// See `erasing` for what happens to the erased bytes.
     fn redact(&self, target: &Target) -> Result<Redacted> {
         gesta::lifecycle::check_target(target)?;
-        let mut conn = self.writer.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        // Dropping `tx` without committing rolls back, on any error.
-        let redacted = lifecycle::redact(&tx, &self.path, target, now_micros())?;
-        tx.commit().map_err(|e| self.err(e))?;
-        match lifecycle::checkpoint(&conn, &self.path) {
-            Ok(true) => {}
-            Ok(false) => log::warn!(
-                "{}: redaction committed; the WAL checkpoint was blocked by another \
-                 connection, the erased values leave the WAL at a later one",
-                self.path.display()
-            ),
-            Err(e) => log::warn!(
-                "{}: redaction committed; the WAL checkpoint failed: {e}",
-                self.path.display()
-            ),
-        }
-        Ok(redacted)
+        self.erasing(|tx, path| lifecycle::redact(tx, path, target, now_micros()))
     }
 
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
         gesta::lifecycle::check_audit_page(limit)?;
         self.with_reader(|conn| lifecycle::audit_log(conn, &self.path, after, limit))
+    }
+
+    // ---- Removal and retention (see `removal`) ----
+
+    fn remove(&self, target: &Target) -> Result<Removed> {
+        gesta::lifecycle::check_target(target)?;
+        self.erasing(|tx, path| crate::removal::remove(tx, path, target, now_micros()))
+    }
+
+    fn delete_stream(&self, stream: &str) -> Result<Removed> {
+        validation::check_stream_name(stream)?;
+        self.erasing(|tx, path| crate::removal::remove_stream(tx, path, stream, None, now_micros()))
+    }
+
+    fn truncate_stream(&self, stream: &str, before: u64) -> Result<Removed> {
+        validation::check_stream_name(stream)?;
+        self.erasing(|tx, path| {
+            crate::removal::remove_stream(tx, path, stream, Some(before), now_micros())
+        })
+    }
+
+    fn set_retention(&self, rule: &RetentionRule) -> Result<()> {
+        gesta::removal::check_rule(rule)?;
+        let mut conn = self.writer.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        crate::removal::set_rule(&tx, &self.path, rule, now_micros())?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn retention_rules(&self) -> Result<Vec<RetentionRule>> {
+        self.with_reader(|conn| crate::removal::rules(conn, &self.path))
+    }
+
+    fn enforce_retention(&self) -> Result<Removed> {
+        self.erasing(|tx, path| crate::removal::enforce(tx, path, now_micros()))
     }
 
     // ---- Subscriptions (see `live`) ----

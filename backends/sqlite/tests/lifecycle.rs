@@ -672,7 +672,7 @@ fn redact_results(store: &SqliteStore) -> Vec<(Target, Redacted, u64)> {
         .into_iter()
         .filter_map(|e| match e.operation {
             Operation::Redact { target, result } => Some((target, result, e.head)),
-            Operation::AddTags { .. } => None,
+            _ => None,
         })
         .collect()
 }

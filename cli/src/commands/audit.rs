@@ -6,6 +6,7 @@ use std::io::Write;
 use gesta::EventStore;
 use gesta::lifecycle::{AuditEntry, Operation, Target};
 use gesta::listing::MAX_LIST_LIMIT;
+use gesta::{Removal, RetentionRule, RetentionScope};
 use gesta_json::rfc3339;
 
 use super::list::parse_limit;
@@ -62,7 +63,8 @@ struct EntryJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<&'a [String]>,
     target: TargetJson<'a>,
-    result: ResultJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<ResultJson>,
 }
 
 #[derive(serde::Serialize)]
@@ -70,6 +72,26 @@ struct EntryJson<'a> {
 enum TargetJson<'a> {
     Positions(&'a [u64]),
     Query(QueryJson<'a>),
+    /// A stream deleted (`before` none) or truncated.
+    Stream {
+        name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+    },
+    /// A retention rule set or enforced.
+    Retention(RuleJson<'a>),
+}
+
+#[derive(serde::Serialize)]
+struct RuleJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<QueryJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age_micros: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_count: Option<u64>,
 }
 
 impl<'a> TargetJson<'a> {
@@ -78,6 +100,58 @@ impl<'a> TargetJson<'a> {
             Target::Positions(p) => TargetJson::Positions(p),
             Target::Query(q) => TargetJson::Query(QueryJson::new(q)),
         }
+    }
+
+    fn rule(rule: &'a RetentionRule) -> TargetJson<'a> {
+        let (stream, query) = match &rule.scope {
+            RetentionScope::Stream(s) => (Some(s.as_str()), None),
+            RetentionScope::Query(q) => (None, Some(QueryJson::new(q))),
+        };
+        TargetJson::Retention(RuleJson {
+            stream,
+            query,
+            max_age_micros: rule.max_age_micros,
+            max_count: rule.max_count,
+        })
+    }
+
+    /// The target as the text form prints it.
+    fn text(&self) -> Result<String, Failure> {
+        Ok(match self {
+            TargetJson::Positions(p) => {
+                format!(
+                    "positions {}",
+                    serde_json::to_string(p).map_err(Failure::new)?
+                )
+            }
+            TargetJson::Query(q) => format!("query {q}"),
+            TargetJson::Stream { name, before } => {
+                let name = serde_json::to_string(name).map_err(Failure::new)?;
+                match before {
+                    Some(b) => format!("stream {name} before {b}"),
+                    None => format!("stream {name}"),
+                }
+            }
+            TargetJson::Retention(r) => {
+                let mut text = match (&r.stream, &r.query) {
+                    (Some(s), _) => {
+                        format!("stream {}", serde_json::to_string(s).map_err(Failure::new)?)
+                    }
+                    (None, Some(q)) => format!("query {q}"),
+                    (None, None) => String::new(),
+                };
+                if let Some(age) = r.max_age_micros {
+                    text.push_str(&format!(" max_age_micros {age}"));
+                }
+                if let Some(n) = r.max_count {
+                    text.push_str(&format!(" max_count {n}"));
+                }
+                if r.max_age_micros.is_none() && r.max_count.is_none() {
+                    text.push_str(" cleared");
+                }
+                text
+            }
+        })
     }
 }
 
@@ -88,6 +162,7 @@ impl<'a> TargetJson<'a> {
 enum ResultJson {
     Tagged { targeted: u64, tagged: u64 },
     Redacted { targeted: u64, redacted: u64 },
+    Removed { targeted: u64, removed: u64 },
 }
 
 impl std::fmt::Display for ResultJson {
@@ -99,14 +174,47 @@ impl std::fmt::Display for ResultJson {
             ResultJson::Redacted { targeted, redacted } => {
                 write!(f, "targeted {targeted}, redacted {redacted}")
             }
+            ResultJson::Removed { targeted, removed } => {
+                write!(f, "targeted {targeted}, removed {removed}")
+            }
         }
     }
 }
 
 /// An operation's parts as both forms print them: its name, its tags (if
-/// it has any), its target, and what it did.
-fn parts(operation: &Operation) -> (&'static str, Option<&[String]>, &Target, ResultJson) {
+/// it has any), its target, and what it did (a rule set did nothing yet).
+fn parts(
+    operation: &Operation,
+) -> (
+    &'static str,
+    Option<&[String]>,
+    TargetJson<'_>,
+    Option<ResultJson>,
+) {
     match operation {
+        Operation::Remove { removal, result } => {
+            let (name, target) = match removal {
+                Removal::Target(t) => ("remove", TargetJson::new(t)),
+                Removal::Stream { stream, before } => (
+                    if before.is_some() {
+                        "truncate_stream"
+                    } else {
+                        "delete_stream"
+                    },
+                    TargetJson::Stream {
+                        name: stream,
+                        before: *before,
+                    },
+                ),
+                Removal::Retention(rule) => ("retention", TargetJson::rule(rule)),
+            };
+            let result = ResultJson::Removed {
+                targeted: result.targeted,
+                removed: result.removed,
+            };
+            (name, None, target, Some(result))
+        }
+        Operation::SetRetention { rule } => ("set_retention", None, TargetJson::rule(rule), None),
         Operation::AddTags {
             tags,
             target,
@@ -114,20 +222,20 @@ fn parts(operation: &Operation) -> (&'static str, Option<&[String]>, &Target, Re
         } => (
             "add_tags",
             Some(tags),
-            target,
-            ResultJson::Tagged {
+            TargetJson::new(target),
+            Some(ResultJson::Tagged {
                 targeted: result.targeted,
                 tagged: result.tagged,
-            },
+            }),
         ),
         Operation::Redact { target, result } => (
             "redact",
             None,
-            target,
-            ResultJson::Redacted {
+            TargetJson::new(target),
+            Some(ResultJson::Redacted {
                 targeted: result.targeted,
                 redacted: result.redacted,
-            },
+            }),
         ),
     }
 }
@@ -143,7 +251,7 @@ fn format_entry(out: &mut Vec<u8>, entry: &AuditEntry, json: bool) -> Result<(),
             head: entry.head,
             operation,
             tags,
-            target: TargetJson::new(target),
+            target,
             result,
         };
         serde_json::to_writer(&mut *out, &line).map_err(Failure::new)?;
@@ -153,18 +261,11 @@ fn format_entry(out: &mut Vec<u8>, entry: &AuditEntry, json: bool) -> Result<(),
             Some(tags) => format!(" {}", serde_json::to_string(tags).map_err(Failure::new)?),
             None => String::new(),
         };
-        let target = match target {
-            Target::Positions(p) => {
-                format!(
-                    "positions {}",
-                    serde_json::to_string(p).map_err(Failure::new)?
-                )
-            }
-            Target::Query(q) => format!("query {}", QueryJson::new(q)),
-        };
+        let target = target.text()?;
+        let result = result.map_or(String::new(), |r| format!("  {r}"));
         writeln!(
             out,
-            "{:>6}  {time}  head {}  {operation}{tags}  {target}  {result}",
+            "{:>6}  {time}  head {}  {operation}{tags}  {target}{result}",
             entry.sequence, entry.head
         )?;
     }

@@ -101,6 +101,12 @@ impl Follower {
                 crate::lifecycle::Operation::Redact { .. } => {
                     lists.iter().for_each(|l| amendments.redact(l));
                 }
+                // Only whether an event was removed matters here: listings
+                // are not read through a follower.
+                crate::lifecycle::Operation::Remove { .. } => {
+                    lists.iter().for_each(|l| amendments.remove(l, []));
+                }
+                crate::lifecycle::Operation::SetRetention { .. } => {}
             }
         }
         self.amendments = (len, amendments);
@@ -135,9 +141,18 @@ impl Follower {
             }
             break;
         }
-        for e in &mut out[before..] {
-            self.amendments.1.get(e.position).apply_owned(e);
+        let amendments = &self.amendments.1;
+        let mut kept = before;
+        for i in before..out.len() {
+            let amended = amendments.get(out[i].position);
+            if amended.removed() {
+                continue;
+            }
+            amended.apply_owned(&mut out[i]);
+            out.swap(kept, i);
+            kept += 1;
         }
+        out.truncate(kept);
         Ok(out.len() - before)
     }
 

@@ -35,13 +35,16 @@ impl Store {
     /// import, and in tests; the background compactor otherwise keeps the
     /// number of runs logarithmic on its own.
     ///
-    /// It also erases from the log's files the bytes of every event
-    /// [`redact`](Store::redact)ed since (sealing the active segment if it
+    /// It also enforces the retention rules
+    /// ([`enforce_retention`](Store::enforce_retention)), then erases from
+    /// the log's files the bytes of every event
+    /// [`redact`](Store::redact)ed or [`remove`](Store::remove)d since (sealing the active segment if it
     /// holds one, and deleting the snapshots taken at or after the first
     /// such event): once it returns, no file of the store holds them.
     pub fn compact(&self) -> Result<()> {
         self.flush_index()?;
         self.inner.indexes.compact_all()?;
+        self.enforce_retention()?;
         self.erase_redacted()?;
         if let Some(settings) = self.inner.compression {
             self.inner

@@ -1,15 +1,18 @@
-//! Erasing redacted events' bytes from the store's files: the step of
-//! [`Store::compact`] that makes [`redact`](Store::redact) leave no byte
+//! Erasing redacted and removed events' bytes from the store's files: the
+//! step of [`Store::compact`] that makes [`redact`](Store::redact) (and
+//! [`remove`](Store::remove) and the operations built on it) leave no byte
 //! of an erased event's data or metadata in any file.
 //!
-//! Redaction itself only records the positions (the lifecycle journal)
-//! and makes reads return the events without their data. Here, for every
-//! redacted event whose record still holds its bytes:
+//! The operations themselves only record the positions (the lifecycle
+//! journal) and make reads return the events without their data, or not
+//! at all. Here, for every such event whose record still holds its
+//! bytes:
 //!
 //! 1. the active segment is sealed if it holds one (a sealed segment is
 //!    immutable, so it can be rewritten whole and swapped atomically);
-//! 2. every snapshot, of any key, at or after the first such event is
-//!    deleted — a snapshot may hold state folded from the data, and
+//! 2. every snapshot, of any key, at or after the first such event
+//!    redacted is deleted (a removed event happened, and what a snapshot
+//!    folded from it stays true) — a snapshot may hold state folded from the data, and
 //!    deleting it first means a crash before the rewrite leaves nothing
 //!    that the next compaction would not delete again;
 //! 3. each segment holding one is rewritten (`gesta-wal`'s
@@ -51,11 +54,16 @@ impl Store {
         // 1. Which redacted events still hold their bytes (of those
         // redacted by now: a redaction made while this runs waits for the
         // next compaction).
-        let redacted = amendments.redacted();
-        let pending = self.holding_erased_bytes(&redacted)?;
-        let Some(&first_pending) = pending.first() else {
+        let erasable = amendments.erasable();
+        let pending = self.holding_erased_bytes(&erasable)?;
+        if pending.is_empty() {
             return Ok(erased);
-        };
+        }
+        let first_redacted = pending
+            .iter()
+            .copied()
+            .find(|&p| amendments.is_redacted(p))
+            .unwrap_or(u64::MAX);
         let segments = inner.reader.segments();
         let active = segments.len().checked_sub(1).and_then(|i| segments.get(i));
         if active.is_some_and(|s| s.first_position() <= *pending.last().unwrap_or(&0)) {
@@ -66,7 +74,7 @@ impl Store {
         let snapshot_error = crate::indexes::snapshot_error;
         for key in snapshots.keys().map_err(snapshot_error)? {
             for position in snapshots.list(&key).map_err(snapshot_error)? {
-                if position >= first_pending
+                if position >= first_redacted
                     && snapshots.delete(&key, position).map_err(snapshot_error)?
                 {
                     erased.snapshots += 1;
@@ -92,7 +100,7 @@ impl Store {
                 inner.compressor.rewrite_sealed(
                     first,
                     settings,
-                    &mut |record| match redact_payload(record, &|p| amendments.is_redacted(p)) {
+                    &mut |record| match redact_payload(record, &|p| amendments.is_erasable(p)) {
                         Ok(Some(payload)) => {
                             let (lo, hi) =
                                 (record.meta.first_position, record.meta.last_position());
@@ -127,16 +135,16 @@ impl Store {
             return Err(Error::Io {
                 path,
                 source: std::io::Error::other(format!(
-                    "the bytes of the redacted event at position {position} could not be erased yet; compact again"
+                    "the bytes of the event at position {position} (redacted or removed) could not be erased yet; compact again"
                 )),
             });
         }
         Ok(erased)
     }
 
-    /// Those of the `redacted` positions (ascending) whose events' bytes
-    /// are still in the log: the redacted events of every record a rewrite
-    /// would change.
+    /// Those of the `redacted` positions (ascending; redacted or removed)
+    /// whose events' bytes are still in the log: those of every record a
+    /// rewrite would change.
     fn holding_erased_bytes(&self, redacted: &[u64]) -> Result<Vec<u64>> {
         let inner = &self.inner;
         let amendments = inner.indexes.amendments();
@@ -151,7 +159,7 @@ impl Store {
             };
             let (first, last) = (record.meta.first_position, record.meta.last_position());
             next = last + 1;
-            if redact_payload(&record, &|p| amendments.is_redacted(p))?.is_some() {
+            if redact_payload(&record, &|p| amendments.is_erasable(p))?.is_some() {
                 pending.extend(redacted.iter().filter(|&&p| first <= p && p <= last));
             }
         }

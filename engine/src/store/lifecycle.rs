@@ -1,5 +1,6 @@
-//! Lifecycle operations on the engine — retroactive tags — and the audit
-//! trail. The contract is the `lifecycle` module's; this is how the engine
+//! Lifecycle operations on the engine — retroactive tags, redaction,
+//! removal and retention rules (the last two in `store::removal`) — and
+//! the audit trail. The contract is the `lifecycle` module's; this is how the engine
 //! keeps it.
 //!
 //! An operation is resolved against the index (its positions, the tags each
@@ -22,7 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gesta_index::Positions;
+use gesta_index::{Key, Positions};
+use gesta_wal::WalReader;
 use gesta_wal::io::FileSystem;
 use gesta_wal::journal::{self, Journal};
 
@@ -34,6 +36,7 @@ use crate::lifecycle::{
 };
 use crate::query::query_spec;
 use crate::read::Lookup;
+use crate::removal::{self, RetentionRule};
 
 use super::Store;
 
@@ -52,7 +55,9 @@ pub(crate) struct Lifecycle {
     /// The sequence of the last entry (0: none).
     sequence: u64,
     /// The timestamp of the last entry; the next is never earlier.
-    timestamp_micros: u64,
+    pub(super) timestamp_micros: u64,
+    /// The retention rules in force, in the order they were first set.
+    pub(super) rules: Vec<RetentionRule>,
 }
 
 /// Opens the journal of the store in `dir`, if it has one, and applies its
@@ -63,6 +68,7 @@ pub(crate) fn open(
     fs: Arc<dyn FileSystem>,
     dir: &Path,
     indexes: &Indexes,
+    reader: &WalReader,
     head: u64,
 ) -> Result<Lifecycle> {
     let path = dir.join(JOURNAL_FILE);
@@ -77,39 +83,77 @@ pub(crate) fn open(
             journal: None,
             sequence: 0,
             timestamp_micros: 0,
+            rules: Vec::new(),
         });
     }
     let opened = Journal::open(fs.clone(), &path)?;
     let entries = lc::check_journal_entries(&path, &opened.entries, head)?;
-    let (mut sequence, mut timestamp_micros) = (0, 0);
-    for (entry, lists) in &entries {
-        apply(indexes, &entry.operation, lists);
-        sequence = entry.sequence;
-        timestamp_micros = entry.timestamp_micros;
-    }
-    Ok(Lifecycle {
+    let mut lifecycle = Lifecycle {
         fs,
         path,
         journal: Some(opened.journal),
-        sequence,
-        timestamp_micros,
-    })
+        sequence: 0,
+        timestamp_micros: 0,
+        rules: Vec::new(),
+    };
+    for (entry, lists) in &entries {
+        lifecycle.apply(indexes, reader, &entry.operation, lists)?;
+        lifecycle.sequence = entry.sequence;
+        lifecycle.timestamp_micros = entry.timestamp_micros;
+    }
+    Ok(lifecycle)
 }
 
-/// Applies an operation to what queries and reads see: `lists` are what
-/// its journal entry says it did.
-fn apply(indexes: &Indexes, operation: &Operation, lists: &[Vec<u64>]) {
-    match operation {
-        Operation::AddTags { tags, .. } => indexes.add_tags(tags, lists),
-        Operation::Redact { .. } => {
-            for erased in lists {
-                indexes.amendments().redact(erased);
+/// The index keys the events at `positions` carry (their type, tags —
+/// added ones too — and stream; each key once per event), for the
+/// listings to stop counting them once removed.
+fn keys_of(indexes: &Indexes, reader: &WalReader, positions: &[u64]) -> Result<Vec<Key>> {
+    let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
+    let mut keys = Vec::new();
+    for &p in positions {
+        let e = lookup.event_ref(p)?;
+        keys.push(Key::event_type(e.event_type));
+        let tags: Vec<Key> = e.tags.map(Key::tag).collect();
+        for (i, tag) in tags.iter().enumerate() {
+            if !tags[..i].contains(tag) {
+                keys.push(tag.clone());
             }
         }
+        keys.extend(e.stream.map(Key::stream));
     }
+    Ok(keys)
 }
 
 impl Lifecycle {
+    /// Applies an operation to what queries and reads see: `lists` are
+    /// what its journal entry says it did.
+    fn apply(
+        &mut self,
+        indexes: &Indexes,
+        reader: &WalReader,
+        operation: &Operation,
+        lists: &[Vec<u64>],
+    ) -> Result<()> {
+        match operation {
+            Operation::AddTags { tags, .. } => indexes.add_tags(tags, lists),
+            Operation::Redact { .. } => {
+                for erased in lists {
+                    indexes.amendments().redact(erased);
+                }
+            }
+            Operation::Remove { .. } => {
+                for removed in lists {
+                    let keys = keys_of(indexes, reader, removed)?;
+                    indexes.remove(removed, keys);
+                }
+            }
+            Operation::SetRetention { rule } => {
+                self.rules = removal::with_rule(&self.rules, rule)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Appends an entry, creating the journal first if the store has none.
     fn append(&mut self, body: &[u8]) -> Result<()> {
         let journal = match &mut self.journal {
@@ -166,17 +210,23 @@ impl Store {
     }
 
     /// The lifecycle state, locked: one operation at a time.
-    fn lifecycle(&self) -> Result<parking_lot::MutexGuard<'_, Lifecycle>> {
+    pub(super) fn lifecycle(&self) -> Result<parking_lot::MutexGuard<'_, Lifecycle>> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
         Ok(self.inner.lifecycle.lock())
     }
 
-    /// The positions a target names at `head`, ascending, each once.
-    fn resolve(&self, target: &Target, head: u64) -> Result<Vec<u64>> {
+    /// The positions a target names at `head`, ascending, each once,
+    /// without the removed ones.
+    pub(super) fn resolve(&self, target: &Target, head: u64) -> Result<Vec<u64>> {
+        let amendments = self.inner.indexes.amendments();
         match target {
-            Target::Positions(p) => lc::check_positions(p, head),
+            Target::Positions(p) => {
+                let mut positions = lc::check_positions(p, head)?;
+                positions.retain(|&p| !amendments.is_removed(p));
+                Ok(positions)
+            }
             Target::Query(q) => {
                 let view = self.inner.indexes.view();
                 let cursor = view.evaluate(&query_spec(q));
@@ -192,7 +242,7 @@ impl Store {
 
     /// Commits an operation made at `head`: the log made durable up to
     /// it, the entry written to the journal, then the operation applied.
-    fn commit(
+    pub(super) fn commit(
         &self,
         lifecycle: &mut Lifecycle,
         head: u64,
@@ -211,8 +261,7 @@ impl Store {
         lifecycle.append(&encode_journal_entry(&entry, lists))?;
         lifecycle.sequence = entry.sequence;
         lifecycle.timestamp_micros = timestamp_micros;
-        apply(&inner.indexes, &entry.operation, lists);
-        Ok(())
+        lifecycle.apply(&inner.indexes, &inner.reader, &entry.operation, lists)
     }
 
     /// The audit trail from sequence `after + 1`, at most `limit` entries;

@@ -16,6 +16,7 @@ mod listings;
 pub use backup::{BACKUP_INCOMPLETE, BackupReport};
 pub(crate) use lifecycle::JOURNAL_FILE;
 mod projections;
+mod removal;
 mod snapshots;
 mod streams;
 mod times;
@@ -78,6 +79,9 @@ pub(crate) struct Inner {
     /// The registered projections, and the thread that snapshots them.
     projections: Arc<Registry>,
     projector: Projector,
+    /// The thread that enforces the retention rules, once there are any.
+    pub(crate) retention: removal::Retention,
+    pub(crate) retention_interval: std::time::Duration,
     committer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<LockGuard>>,
@@ -175,6 +179,7 @@ impl Store {
             options.fs.clone(),
             &dir,
             &indexes,
+            &opened.reader,
             opened.report.last_position,
         )?;
         let shared = Arc::new(Shared::default());
@@ -234,7 +239,7 @@ impl Store {
             let _ = flush_tx.send(FlushJob { reply: None });
         }
         drop(flush_tx);
-        Ok(Store {
+        let store = Store {
             // The cursors acknowledge through the store (a sync of the log
             // first), which they hold weakly.
             inner: Arc::new_cyclic(|store| Inner {
@@ -257,13 +262,19 @@ impl Store {
                 record_times: times::RecordTimes::default(),
                 projections: Arc::default(),
                 projector: Projector::default(),
+                retention: removal::Retention::default(),
+                retention_interval: options.retention_interval,
                 committer: Mutex::new(Some(handle)),
                 flusher: Mutex::new(Some(flusher)),
                 lock: Mutex::new(Some(lock)),
                 closed: AtomicBool::new(false),
                 report: opened.report,
             }),
-        })
+        };
+        if !store.inner.lifecycle.lock().rules.is_empty() {
+            store.start_retention()?;
+        }
+        Ok(store)
     }
 
     /// The store's directory.
@@ -521,6 +532,7 @@ impl Inner {
         }
         self.shared.closing.store(true, Ordering::Release);
         self.projector.stop();
+        self.retention.stop();
         let (reply, answer) = oneshot::oneshot();
         let result = match self.tx.send(Request::Close(reply)) {
             Ok(()) => answer.recv().unwrap_or(Ok(())),
@@ -719,6 +731,30 @@ impl EventStore for Store {
 
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<crate::lifecycle::AuditEntry>> {
         Store::audit_log(self, after, limit)
+    }
+
+    fn remove(&self, target: &crate::lifecycle::Target) -> Result<crate::removal::Removed> {
+        Store::remove(self, target)
+    }
+
+    fn delete_stream(&self, stream: &str) -> Result<crate::removal::Removed> {
+        Store::delete_stream(self, stream)
+    }
+
+    fn truncate_stream(&self, stream: &str, before: u64) -> Result<crate::removal::Removed> {
+        Store::truncate_stream(self, stream, before)
+    }
+
+    fn set_retention(&self, rule: &crate::removal::RetentionRule) -> Result<()> {
+        Store::set_retention(self, rule)
+    }
+
+    fn retention_rules(&self) -> Result<Vec<crate::removal::RetentionRule>> {
+        Store::retention_rules(self)
+    }
+
+    fn enforce_retention(&self) -> Result<crate::removal::Removed> {
+        Store::enforce_retention(self)
     }
 }
 

@@ -28,6 +28,9 @@ impl Store {
             return Ok(Events::empty());
         };
         let view = self.inner.indexes.view();
+        // Revisions count removed events too: they are counted in the
+        // postings with nothing hidden, and skipped when read.
+        let every = view.including_hidden();
         let spec = QuerySpec {
             items: vec![ItemSpec {
                 types: Vec::new(),
@@ -36,7 +39,7 @@ impl Store {
         };
         // The positions of the first and last revision in range: the
         // stream's postings, counted from the start.
-        let mut postings = Positions::new(view.evaluate(&spec), 1, head, Direction::Forwards);
+        let mut postings = Positions::new(every.evaluate(&spec), 1, head, Direction::Forwards);
         let Some(lo) = postings.nth(lo_rev as usize) else {
             return Ok(Events::empty());
         };
@@ -106,11 +109,12 @@ impl Store {
         Ok(found)
     }
 
-    /// The committed event with id `id`, if any.
+    /// The committed event with id `id`, if any (None once removed).
     pub fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
         let head = self.head();
+        let amendments = self.inner.indexes.amendments();
         match self.inner.indexes.view().lookup_id(id) {
-            Some(position) if position <= head => Lookup::new(
+            Some(position) if position <= head && !amendments.is_removed(position) => Lookup::new(
                 self.inner.reader.clone(),
                 self.inner.indexes.amendments().clone(),
             )

@@ -437,29 +437,32 @@ pub(crate) fn target_from_proto(t: Option<g::Target>) -> Result<Target, Status> 
 
 pub(crate) fn audit_entry_to_proto(e: AuditEntry) -> g::AuditEntry {
     let operation = match e.operation {
+        // Not in the protocol yet: sent without an operation, which a
+        // client takes for a kind it does not know.
+        Operation::Remove { .. } | Operation::SetRetention { .. } => None,
         Operation::AddTags {
             tags,
             target,
             result,
-        } => g::audit_entry::Operation::AddTags(g::AddTagsOperation {
+        } => Some(g::audit_entry::Operation::AddTags(g::AddTagsOperation {
             tags,
             target: Some(target_to_proto(&target)),
             targeted: result.targeted,
             tagged: result.tagged,
-        }),
+        })),
         Operation::Redact { target, result } => {
-            g::audit_entry::Operation::Redact(g::RedactOperation {
+            Some(g::audit_entry::Operation::Redact(g::RedactOperation {
                 target: Some(target_to_proto(&target)),
                 targeted: result.targeted,
                 redacted: result.redacted,
-            })
+            }))
         }
     };
     g::AuditEntry {
         sequence: e.sequence,
         timestamp_micros: e.timestamp_micros,
         head: e.head,
-        operation: Some(operation),
+        operation,
     }
 }
 

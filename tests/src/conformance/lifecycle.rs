@@ -114,11 +114,11 @@ fn strings(names: &[&str]) -> Vec<String> {
     names.iter().map(|&n| n.to_owned()).collect()
 }
 
-fn at(positions: &[u64]) -> Target {
+pub(super) fn at(positions: &[u64]) -> Target {
     Target::Positions(positions.to_vec())
 }
 
-fn matching(query: Query) -> Target {
+pub(super) fn matching(query: Query) -> Target {
     Target::Query(query)
 }
 
@@ -161,12 +161,12 @@ fn all_tags<S: EventStore>(s: &S) -> Vec<Vec<String>> {
 }
 
 /// `e` without its timestamp, which differs between stores.
-fn strip_entry(mut e: AuditEntry) -> AuditEntry {
+pub(super) fn strip_entry(mut e: AuditEntry) -> AuditEntry {
     e.timestamp_micros = 0;
     e
 }
 
-fn audit<S: EventStore>(s: &S, after: u64, limit: usize) -> Vec<AuditEntry> {
+pub(super) fn audit<S: EventStore>(s: &S, after: u64, limit: usize) -> Vec<AuditEntry> {
     ok(
         &format!("audit_log after {after} limit {limit}"),
         s.audit_log(after, limit),
@@ -230,7 +230,7 @@ fn list_tags<S: EventStore>(s: &S, prefix: &str, after: Option<&str>, limit: usi
 }
 
 /// `read_stream`, timestamps cleared.
-fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
+pub(super) fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
     let what = format!("read_stream {name:?} {options:?}");
     ok(&what, s.read_stream(name, options))
         .map(|r| strip(ok(&what, r)))
@@ -245,13 +245,13 @@ fn stream_in_log(log: &Log, name: &str) -> Vec<RecordedEvent> {
         .collect()
 }
 
-fn by_id<S: EventStore>(s: &S, id: u128) -> Option<RecordedEvent> {
+pub(super) fn by_id<S: EventStore>(s: &S, id: u128) -> Option<RecordedEvent> {
     ok(&format!("event_by_id {id:#x}"), s.event_by_id(id)).map(strip)
 }
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn subscribe<S: EventStore>(s: &S, query: &Query, after: u64) -> Subscription {
+pub(super) fn subscribe<S: EventStore>(s: &S, query: &Query, after: u64) -> Subscription {
     ok(
         &format!("subscribe {query:?} after {after}"),
         s.subscribe(query, after),
@@ -260,7 +260,7 @@ fn subscribe<S: EventStore>(s: &S, query: &Query, after: u64) -> Subscription {
 
 /// Receives until the subscription has looked at `upto`; the events
 /// delivered, timestamps cleared.
-fn receive_until(sub: &mut Subscription, upto: u64) -> Vec<RecordedEvent> {
+pub(super) fn receive_until(sub: &mut Subscription, upto: u64) -> Vec<RecordedEvent> {
     let deadline = Instant::now() + WAIT;
     let mut out = Vec::new();
     while sub.checkpoint() < upto {

@@ -26,7 +26,9 @@
 //! `state` (snapshots and tracking info) and `lifecycle` (retroactive tags
 //! and redaction: what reads, queries, listings, conditions and
 //! subscriptions see after `add_tags` and `redact`, persistence, the audit
-//! trail, bad input); `helpers` holds the suite's model of a log, the
+//! trail, bad input), `removal` (removal, stream deletion and truncation,
+//! retention rules; a store without them must answer `Unsupported`);
+//! `helpers` holds the suite's model of a log, the
 //! fixture and the assertions.
 
 use std::fmt::Debug;
@@ -40,6 +42,7 @@ mod listings;
 mod lookups;
 mod positions;
 mod queries;
+mod removal;
 mod reopen;
 mod state;
 mod streams;
@@ -52,6 +55,7 @@ pub use listings::*;
 pub use lookups::*;
 pub use positions::*;
 pub use queries::*;
+pub use removal::*;
 pub use reopen::*;
 pub use state::*;
 pub use streams::*;
@@ -234,6 +238,16 @@ macro_rules! __gesta_conformance_cases {
             audit_log_records_redactions,
             redact_bad_input_rejected,
             a_retry_of_an_amended_batch_is_recognised,
+            // Removal: streams deleted and truncated, retention rules.
+            remove_by_positions_and_query,
+            removed_events_are_gone_for_every_read,
+            delete_and_truncate_streams,
+            conditions_ignore_removed_events,
+            ids_of_removed_events_stay_taken,
+            retention_by_count,
+            removal_survives_flush_and_reopen,
+            audit_log_records_removals,
+            removal_bad_input_rejected,
         }
     };
 }
