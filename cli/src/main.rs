@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    append, audit, backup, bench, compact, demo, export, get, list, read, redact, snapshot, stats,
-    tag, verify,
+    append, audit, backup, bench, compact, console, demo, export, get, list, read, redact,
+    snapshot, stats, tag, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -56,6 +56,7 @@ by RUST_LOG (default info; RUST_LOG=gesta=debug adds the store's commit and comp
 Examples:
   gesta serve ./events
   gesta serve ./events --metrics 127.0.0.1:9464 --backup-dir /var/backups/events
+  gesta serve ./events --console 127.0.0.1:8080     # and the read-only web console beside it
   gesta serve ./events --listen 0.0.0.0:50051 --tls-cert cert.pem --tls-key key.pem --api-key \"$KEY\"";
 
 /// Operate a Gesta event store from the shell.
@@ -119,6 +120,9 @@ enum Command {
     /// Courses and students: DCB conditional appends under concurrency.
     #[command(after_help = demo::AFTER_HELP)]
     Demo(demo::Args),
+    /// Serve a web console to look at a store in a browser.
+    #[command(after_help = console::AFTER_HELP)]
+    Console(console::Args),
     /// Serve a store over gRPC, speaking UmaDB's DCB protocol.
     #[command(after_help = SERVE_AFTER_HELP)]
     Serve(gesta_server::command::ServeArgs),
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
         Command::Import(a) => export::import(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Console(a) => console::run(a),
         Command::Serve(a) => gesta_server::command::run(a, "gesta").map_err(failure::Failure::new),
     };
     match result {

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Also serve the read-only web console on this address (with the TLS
+    /// files and the API key above, which an address off loopback needs).
+    #[arg(long, value_name = "ADDR")]
+    pub console: Option<SocketAddr>,
 }
 
 /// Logs through `tracing` to stderr, filtered by `RUST_LOG` (default
@@ -73,6 +77,21 @@ pub fn init_logging() {
 /// then closes it; `name` prefixes what it prints.
 pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
     init_logging();
+    let console_scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let console = args.console.map(|listen| gesta_console::ConsoleConfig {
+        listen,
+        tls: args
+            .tls_cert
+            .clone()
+            .zip(args.tls_key.clone())
+            .map(|(cert, key)| gesta_console::TlsFiles { cert, key }),
+        api_key: args.api_key.clone(),
+        ..gesta_console::ConsoleConfig::default()
+    });
     let config = ServeConfig {
         listen: args.listen,
         tls: match (args.tls_cert, args.tls_key) {
@@ -117,7 +136,30 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
             }
             None => None,
         };
+        let console = match console {
+            Some(c) => Some(
+                gesta_console::Beside::start(store.clone(), c)
+                    .await
+                    .map_err(|e| match e {
+                        gesta_console::ConsoleError::Config(m) => {
+                            crate::ServeError::Config(format!("--console: {m}"))
+                        }
+                        gesta_console::ConsoleError::Tls(m) => crate::ServeError::Tls(m),
+                        e => crate::ServeError::Transport(format!("--console: {e}")),
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(c) = &console {
+            eprintln!(
+                "{name}: console on {console_scheme}://{}/ (read-only)",
+                c.addr
+            );
+        }
         let served = crate::serve(store.clone(), config, crate::shutdown_signal()).await;
+        if let Some(c) = console {
+            let _ = c.stop().await;
+        }
         let _ = stop.send(true);
         if let Some(metrics) = metrics {
             match metrics.await {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod compact;
+pub mod console;
 pub mod demo;
 pub mod export;
 pub mod get;

@@ -1,0 +1,122 @@
+//! The console's HTTP API and the page: one module per concern (`events`:
+//! queries and single events; `lists`: streams, types, tags; `live`: new
+//! events as server-sent events; `state`: the store's state and samples;
+//! `write`: appends), `error` (how a failure answers), and here the
+//! router, the shared state and the API key check that guards every
+//! `/api` call when a key is configured.
+
+mod error;
+mod events;
+mod lists;
+mod live;
+mod state;
+mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::value::RawValue;
+
+pub(crate) use error::ApiError;
+
+use crate::sampler::Samples;
+
+/// What every route shares.
+pub(crate) struct AppState {
+    pub store: gesta::Store,
+    /// The expected API key, if one is configured.
+    pub key: Option<Key>,
+    pub allow_writes: bool,
+    pub samples: Samples,
+}
+
+/// An API key, kept as the `Authorization` header value that carries it.
+pub(crate) struct Key(Vec<u8>);
+
+impl Key {
+    pub(crate) fn new(key: &str) -> Key {
+        Key(format!("Bearer {key}").into_bytes())
+    }
+
+    /// Compares without stopping at the first difference, so that the time
+    /// a refusal takes says nothing about how much of the key was right.
+    fn admits(&self, given: &[u8]) -> bool {
+        given.len() == self.0.len()
+            && given.iter().zip(&self.0).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    }
+}
+
+/// Refuses an `/api` call without the configured key (401).
+async fn check_key(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(key) = &state.key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !key.admits(given) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// The whole console: the page's files and the API.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/info", get(state::info))
+        .route("/state", get(state::state))
+        .route("/events", get(events::query))
+        .route("/events/{position}", get(events::at_position))
+        .route("/ids/{id}", get(events::by_id))
+        .route("/lists/{what}", get(lists::list))
+        .route("/live", get(live::live))
+        .route("/append", post(write::append))
+        .fallback(|| async { ApiError::NotFound("no such API call".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), check_key))
+        .with_state(state);
+    Router::new()
+        .nest("/api", api)
+        .merge(crate::assets::router())
+}
+
+/// `event` as the JSON the gesta command prints (data and metadata
+/// verbatim when they are JSON, else base64).
+pub(crate) fn event_json(event: &gesta::RecordedEvent) -> Box<RawValue> {
+    let mut line = Vec::with_capacity(256);
+    gesta_json::write_event(&mut line, event.into());
+    // write_event writes one JSON object in UTF-8.
+    let text = String::from_utf8(line).unwrap_or_default();
+    RawValue::from_string(text).unwrap_or_else(|_| {
+        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
+    })
+}
+
+/// Runs a store call on the blocking pool: reads go to the disk.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("the read failed: {e}")))?
+}
+
+/// A number given in a query string, or a 400 naming the parameter.
+pub(crate) fn number(name: &str, text: Option<&str>) -> Result<Option<u64>, ApiError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            t.trim().parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("{name} {t:?} is not a whole number (0 or more)"))
+            })
+        })
+        .transpose()
+}
