@@ -570,6 +570,69 @@ impl g::gesta_server::Gesta for Gesta {
         }))
     }
 
+    async fn remove(
+        &self,
+        request: Request<g::RemoveRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let target = target_from_proto(request.into_inner().target)?;
+        // On the blocking pool, as a redaction: it commits or fails as a
+        // whole even if the client goes away.
+        let removed = self
+            .blocking(move |s| gesta::EventStore::remove(s, &target))
+            .await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<g::DeleteStreamRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let stream = request.into_inner().stream;
+        let removed = self
+            .blocking(move |s| gesta::EventStore::delete_stream(s, &stream))
+            .await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
+    async fn truncate_stream(
+        &self,
+        request: Request<g::TruncateStreamRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let r = request.into_inner();
+        let removed = self
+            .blocking(move |s| gesta::EventStore::truncate_stream(s, &r.stream, r.before))
+            .await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
+    async fn set_retention(
+        &self,
+        request: Request<g::SetRetentionRequest>,
+    ) -> Result<Response<g::SetRetentionResponse>, Status> {
+        let rule = super::convert::rule_from_proto(request.into_inner().rule)?;
+        self.blocking(move |s| gesta::EventStore::set_retention(s, &rule))
+            .await?;
+        Ok(Response::new(g::SetRetentionResponse {}))
+    }
+
+    async fn retention_rules(
+        &self,
+        _request: Request<g::RetentionRulesRequest>,
+    ) -> Result<Response<g::RetentionRulesResponse>, Status> {
+        let rules = self.blocking(gesta::EventStore::retention_rules).await?;
+        Ok(Response::new(g::RetentionRulesResponse {
+            rules: rules.iter().map(super::convert::rule_to_proto).collect(),
+        }))
+    }
+
+    async fn enforce_retention(
+        &self,
+        _request: Request<g::EnforceRetentionRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let removed = self.blocking(gesta::EventStore::enforce_retention).await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
     async fn backup(
         &self,
         request: Request<g::BackupRequest>,
@@ -621,5 +684,12 @@ impl g::gesta_server::Gesta for Gesta {
             entries: answered,
             truncated,
         }))
+    }
+}
+
+fn removed_to_proto(r: gesta::Removed) -> g::RemoveResponse {
+    g::RemoveResponse {
+        targeted: r.targeted,
+        removed: r.removed,
     }
 }
