@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    append, audit, backup, bench, compact, console, demo, export, get, list, read, redact,
-    snapshot, stats, tag, verify,
+    append, audit, backup, bench, compact, console, demo, export, get, list, read, redact, remove,
+    retention, snapshot, stats, tag, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -93,6 +93,18 @@ enum Command {
     /// Erase the data and metadata of committed events, for good, by position or by query.
     #[command(after_help = redact::AFTER_HELP)]
     Redact(redact::Args),
+    /// Remove committed events from every read, by position or by query.
+    #[command(after_help = remove::remove_after_help())]
+    Remove(remove::RemoveArgs),
+    /// Remove every event of a stream (a soft delete).
+    #[command(after_help = remove::delete_after_help())]
+    DeleteStream(remove::DeleteArgs),
+    /// Remove a stream's events below a revision.
+    #[command(after_help = remove::truncate_after_help())]
+    TruncateStream(remove::TruncateArgs),
+    /// List, set, clear and enforce retention rules (max age, max count).
+    #[command(after_help = retention::AFTER_HELP)]
+    Retention(retention::Args),
     /// List the audit trail: every operation that changed committed events.
     #[command(after_help = audit::AFTER_HELP)]
     Audit(audit::Args),
@@ -177,6 +189,10 @@ fn main() -> ExitCode {
         Command::Tags(a) => list::run(gesta::Listing::Tags, a),
         Command::Tag(a) => tag::run(a),
         Command::Redact(a) => redact::run(a),
+        Command::Remove(a) => remove::remove(a),
+        Command::DeleteStream(a) => remove::delete(a),
+        Command::TruncateStream(a) => remove::truncate(a),
+        Command::Retention(a) => retention::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),

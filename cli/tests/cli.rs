@@ -2219,3 +2219,132 @@ fn redact_refuses_what_it_cannot_do_and_changes_nothing() {
         .success()
         .stdout(contains("redaction"));
 }
+
+/// `remove`, `delete-stream`, `truncate-stream` and `retention`: nothing
+/// without --yes (status 2); then the events are gone from `read`, `get`,
+/// the stream and the listings, positions and revisions stay, `audit`
+/// lists each operation, and rules are set, listed, enforced and cleared.
+#[test]
+fn remove_delete_truncate_and_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    // Streams: course-c1 at 1 (revision 0) and 6 (revision 1); course-c2 at 2.
+    gesta()
+        .args(["delete-stream", d, "course-c2"])
+        .assert()
+        .code(2);
+    assert_eq!(positions(&ok(&["read", d], "")), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        ok(&["delete-stream", d, "course-c2", "--yes"], ""),
+        "targeted 1 event, removed 1\n"
+    );
+    assert_eq!(
+        ok(
+            &[
+                "truncate-stream",
+                d,
+                "course-c1",
+                "--before",
+                "1",
+                "--yes",
+                "--json"
+            ],
+            ""
+        ),
+        "{\"targeted\":1,\"removed\":1}\n"
+    );
+    assert_eq!(
+        positions(&ok(&["read", d, "--stream", "course-c1"], "")),
+        [6]
+    );
+    // A removed event's id finds nothing.
+    gesta()
+        .args(["get", d, "--id", "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69"])
+        .assert()
+        .code(1);
+    assert_eq!(
+        ok(&["remove", d, "--tag", "student:s2", "--yes"], ""),
+        "targeted 1 event, removed 1\n"
+    );
+    assert_eq!(positions(&ok(&["read", d], "")), [3, 5, 6, 7]);
+    assert_eq!(
+        ok(&["streams", d, "--json"], ""),
+        "{\"name\":\"course-c1\",\"count\":1}\n"
+    );
+    // Rules: set, listed, enforced, cleared.
+    assert_eq!(
+        ok(
+            &[
+                "retention",
+                d,
+                "--type",
+                "StudentSubscribed",
+                "--max-count",
+                "1"
+            ],
+            ""
+        ),
+        ""
+    );
+    assert_eq!(
+        ok(
+            &[
+                "retention",
+                d,
+                "--stream",
+                "course-c1",
+                "--max-age",
+                "30days"
+            ],
+            ""
+        ),
+        ""
+    );
+    assert_eq!(
+        ok(&["retention", d], ""),
+        "query {\"items\":[{\"types\":[\"StudentSubscribed\"]}]} max_count 1\n\
+         stream \"course-c1\" max_age 30days\n"
+    );
+    assert_eq!(
+        ok(&["retention", d, "--enforce"], ""),
+        "targeted 1 event, removed 1\n"
+    );
+    assert_eq!(positions(&ok(&["read", d], "")), [5, 6, 7]);
+    ok(&["retention", d, "--stream", "course-c1", "--clear"], "");
+    assert_eq!(
+        ok(&["retention", d, "--json"], ""),
+        "{\"query\":{\"items\":[{\"types\":[\"StudentSubscribed\"]}]},\"max_count\":1}\n"
+    );
+    gesta()
+        .args(["retention", d, "--stream", "course-c1"])
+        .assert()
+        .code(2);
+    let audit = ok(&["audit", d], "");
+    let ops: Vec<&str> = audit
+        .lines()
+        .map(|l| {
+            let after_head = l.split_once("  head ").map_or("", |(_, rest)| rest);
+            after_head.split("  ").nth(1).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "delete_stream",
+            "truncate_stream",
+            "remove",
+            "set_retention",
+            "set_retention",
+            "retention",
+            "set_retention"
+        ],
+        "{audit}"
+    );
+    // Positions stay taken: the next event is the 8th.
+    assert_eq!(
+        ok(&["append", d], "{\"type\":\"Ping\"}\n"),
+        "{\"first\":8,\"last\":8}\n"
+    );
+    gesta().args(["verify", d]).assert().success();
+}
