@@ -109,8 +109,8 @@ async function refreshInfo() {
     mode.textContent = writable ? "appends allowed" : "read-only";
     mode.className = "pill " + (writable ? "rw" : "ro");
     $("append-mode").textContent = writable
-      ? "This console accepts appends."
-      : "This console is read-only: an append is refused.";
+      ? "This console accepts appends and changes."
+      : "This console is read-only: appends and changes are refused.";
   } catch (e) { showError(e); }
 }
 
@@ -518,6 +518,45 @@ $("append-run").addEventListener("click", async () => {
     result.textContent = "refused: " + (e instanceof ApiFailure ? e.toString() : String(e));
     showError(e);
   }
+});
+
+// ---- Lifecycle: retroactive tags, redaction ---------------------------------
+
+// The events the lifecycle form names: positions, or the Events tab's query.
+function lifecycleTarget() {
+  if ($("life-use-query").checked) return { query: formQuery() };
+  const positions = splitList($("life-positions").value).map(Number);
+  if (positions.some((p) => !Number.isInteger(p) || p < 1)) throw new Error("positions are whole numbers from 1, separated by commas");
+  return { positions };
+}
+
+async function lifecycle(path, body, done) {
+  hideError();
+  const result = $("life-result");
+  result.className = "";
+  result.textContent = "working…";
+  try {
+    const answer = await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    result.className = "ok";
+    result.textContent = done(answer);
+  } catch (e) {
+    result.className = "bad";
+    result.textContent = "refused: " + (e instanceof ApiFailure ? e.toString() : String(e));
+    showError(e);
+  }
+}
+
+$("life-tag").addEventListener("click", () => {
+  let target;
+  try { target = lifecycleTarget(); } catch (e) { showError(e.message); return; }
+  target.tags = splitList($("life-tags").value);
+  lifecycle("/tags", target, (a) => a.tagged + " of " + a.targeted + " events gained tags");
+});
+$("life-redact").addEventListener("click", () => {
+  if (!$("life-confirm").checked) { showError("tick \"erase their data and metadata for good\" to redact"); return; }
+  let target;
+  try { target = lifecycleTarget(); } catch (e) { showError(e.message); return; }
+  lifecycle("/redact", target, (a) => a.redacted + " of " + a.targeted + " events redacted");
 });
 
 // ---- Start -----------------------------------------------------------------------

@@ -1,12 +1,13 @@
 //! The console's HTTP API and the page: one module per concern (`events`:
 //! queries and single events; `lists`: streams, types, tags; `live`: new
 //! events as server-sent events; `state`: the store's state and samples;
-//! `write`: appends), `error` (how a failure answers), and here the
-//! router, the shared state and the API key check that guards every
-//! `/api` call when a key is configured.
+//! `write`: appends; `lifecycle`: retroactive tags and redaction), `error`
+//! (how a failure answers), and here the router, the shared state and the
+//! API key check that guards every `/api` call when a key is configured.
 
 mod error;
 mod events;
+mod lifecycle;
 mod lists;
 mod live;
 mod state;
@@ -81,6 +82,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/lists/{what}", get(lists::list))
         .route("/live", get(live::live))
         .route("/append", post(write::append))
+        .route("/tags", post(lifecycle::add_tags))
+        .route("/redact", post(lifecycle::redact))
         .fallback(|| async { ApiError::NotFound("no such API call".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), check_key))
         .with_state(state);
