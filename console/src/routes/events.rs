@@ -208,7 +208,7 @@ pub(crate) async fn query(
                 more = true;
                 break;
             }
-            out.push(event_json(&event));
+            out.push(event_json(&event)?);
         }
         Ok(Json(Page {
             events: out,
@@ -248,7 +248,7 @@ pub(crate) async fn at_position(
             .next()
             .transpose()?;
         match found {
-            Some(event) if event.position == position => Ok(Json(event_json(&event))),
+            Some(event) if event.position == position => Ok(Json(event_json(&event)?)),
             _ => Err(ApiError::NotFound(format!(
                 "no event at position {position}"
             ))),
@@ -265,7 +265,7 @@ pub(crate) async fn by_id(
     let uuid = gesta_json::parse_id(id.trim())
         .map_err(|e| ApiError::BadRequest(format!("malformed id: {e}")))?;
     blocking(move || match state.store.event_by_id(uuid)? {
-        Some(event) => Ok(Json(event_json(&event))),
+        Some(event) => Ok(Json(event_json(&event)?)),
         None => Err(ApiError::NotFound(format!("no event has the id {id}"))),
     })
     .await

@@ -94,14 +94,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 
 /// `event` as the JSON the gesta command prints (data and metadata
 /// verbatim when they are JSON, else base64).
-pub(crate) fn event_json(event: &gesta::RecordedEvent) -> Box<RawValue> {
+pub(crate) fn event_json(event: &gesta::RecordedEvent) -> Result<Box<RawValue>, ApiError> {
     let mut line = Vec::with_capacity(256);
     gesta_json::write_event(&mut line, event.into());
-    // write_event writes one JSON object in UTF-8.
-    let text = String::from_utf8(line).unwrap_or_default();
-    RawValue::from_string(text).unwrap_or_else(|_| {
-        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
-    })
+    String::from_utf8(line)
+        .ok()
+        .and_then(|text| RawValue::from_string(text).ok())
+        .ok_or_else(|| {
+            ApiError::Internal(format!("event {} did not encode as JSON", event.position))
+        })
 }
 
 /// Runs a store call on the blocking pool: reads go to the disk.
