@@ -15,7 +15,7 @@ keyInput.value = sessionStorage.getItem("gesta-console-key") || "";
 keyInput.addEventListener("change", () => {
   sessionStorage.setItem("gesta-console-key", keyInput.value);
   hideError();
-  refreshInfo();
+  refreshInfo().then(() => { if ($("error").hidden) runQuery(); });
 });
 
 function headers(extra) {

@@ -217,6 +217,8 @@ async fn bad_input_is_a_typed_400() {
         "/api/events?direction=sideways",
         "/api/events?since=yesterday",
         "/api/events?unknown=1",
+        "/api/events?stream=",
+        "/api/events?stream=s&query=%7B%7D",
         "/api/events/0",
         "/api/events/32",
         "/api/events/minus",

@@ -129,7 +129,8 @@ fn plan(p: Params, head: u64, store: &gesta::Store) -> Result<Read, ApiError> {
     }
     let mut after = number("after", p.after.as_deref())?;
     let before = number("before", p.before.as_deref())?;
-    let stream = p.stream.filter(|s| !s.is_empty());
+    // An empty name is refused below, as the store refuses it.
+    let stream = p.stream;
     let since = p.since.as_deref().filter(|s| !s.trim().is_empty());
     if stream.is_some() && p.query.as_deref().is_some_and(|q| !q.trim().is_empty()) {
         return Err(ApiError::BadRequest(
