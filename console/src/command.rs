@@ -111,7 +111,10 @@ fn open(dir: &Path) -> Result<gesta::Store, String> {
 pub fn run(args: ConsoleArgs, name: &str) -> Result<(), String> {
     let config = args.config()?;
     config.check().map_err(|e| {
-        format!("{e}: writes take --allow-writes and --api-key-file; a non-loopback --addr takes --tls-cert, --tls-key and --api-key-file")
+        format!(
+            "{e} (writes: --allow-writes with --api-key-file; a non-loopback --addr: \
+             --tls-cert, --tls-key and --api-key-file)"
+        )
     })?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
