@@ -201,13 +201,19 @@ function readParams(direction, start) {
   return p;
 }
 
+// Each read takes a number; an answer that comes after a later read's is
+// dropped, so that the rows are always the last read's.
+let reads = 0;
+
 async function runQuery(event) {
   if (event) event.preventDefault();
   hideError();
   const mode = by();
+  const read = ++reads;
   try {
     if (mode === "id") {
       const e = await api("/ids/" + encodeURIComponent($("event-id").value.trim()));
+      if (read !== reads) return;
       showPage({ events: [e], more: false }, "forwards", false, null);
       showEvent(e);
       return;
@@ -217,8 +223,9 @@ async function runQuery(event) {
     const since = $("since").value.trim();
     if (mode === "query" && since && direction === "forwards") { p.delete("after"); p.set("since", since); }
     const page = await api("/events?" + p.toString());
+    if (read !== reads) return;
     showPage(page, direction, false, p);
-  } catch (e) { showError(e); }
+  } catch (e) { if (read === reads) showError(e); }
 }
 
 // Shows a page. `flipped`: read against the chosen order (the previous
@@ -253,9 +260,11 @@ async function page(forward) {
   const opposite = current.direction === "forwards" ? "backwards" : "forwards";
   const direction = forward ? current.direction : opposite;
   const start = forward ? current.last : current.first;
+  const read = ++reads;
   try {
     const p = readParams(direction, String(start));
     const result = await api("/events?" + p.toString());
+    if (read !== reads) return;
     if (!result.events.length) {
       $(forward ? "next" : "prev").disabled = true;
       return;
