@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    append, audit, backup, bench, compact, console, demo, export, get, list, read, redact,
-    snapshot, stats, tag, verify,
+    append, audit, backup, bench, compact, console, demo, export, get, list, read, redact, remove,
+    retention, snapshot, stats, tag, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -49,8 +49,13 @@ UmaDB's clients (Rust, Python, .NET, Java, PHP, Elixir) work unchanged. Plaintex
 requires TLS unless --insecure-loopback-api-key and a loopback address. The bytes a redaction erased leave the
 store's files at the next `gesta compact`, run while the server is stopped.
 
+--backup-dir ROOT allows gesta.v1 Backup calls, each writing a new directory under ROOT only.
+--metrics ADDR serves Prometheus metrics at http://ADDR/metrics. Logs go to stderr through `tracing`, filtered
+by RUST_LOG (default info; RUST_LOG=gesta=debug adds the store's commit and compaction spans).
+
 Examples:
   gesta serve ./events
+  gesta serve ./events --metrics 127.0.0.1:9464 --backup-dir /var/backups/events
   gesta serve ./events --console 127.0.0.1:8080     # and the read-only web console beside it
   gesta serve ./events --listen 0.0.0.0:50051 --tls-cert cert.pem --tls-key key.pem --api-key \"$KEY\"";
 
@@ -88,6 +93,18 @@ enum Command {
     /// Erase the data and metadata of committed events, for good, by position or by query.
     #[command(after_help = redact::AFTER_HELP)]
     Redact(redact::Args),
+    /// Remove committed events from every read, by position or by query.
+    #[command(after_help = remove::remove_after_help())]
+    Remove(remove::RemoveArgs),
+    /// Remove every event of a stream (a soft delete).
+    #[command(after_help = remove::delete_after_help())]
+    DeleteStream(remove::DeleteArgs),
+    /// Remove a stream's events below a revision.
+    #[command(after_help = remove::truncate_after_help())]
+    TruncateStream(remove::TruncateArgs),
+    /// List, set, clear and enforce retention rules (max age, max count).
+    #[command(after_help = retention::AFTER_HELP)]
+    Retention(retention::Args),
     /// List the audit trail: every operation that changed committed events.
     #[command(after_help = audit::AFTER_HELP)]
     Audit(audit::Args),
@@ -172,6 +189,10 @@ fn main() -> ExitCode {
         Command::Tags(a) => list::run(gesta::Listing::Tags, a),
         Command::Tag(a) => tag::run(a),
         Command::Redact(a) => redact::run(a),
+        Command::Remove(a) => remove::remove(a),
+        Command::DeleteStream(a) => remove::delete(a),
+        Command::TruncateStream(a) => remove::truncate(a),
+        Command::Retention(a) => retention::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),

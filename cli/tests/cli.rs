@@ -919,6 +919,62 @@ fn serve_holds_the_store_and_stops_on_sigterm() {
     assert_eq!(positions(&ok(&["read", d], "")).len(), 7);
 }
 
+/// `gesta serve --metrics`: the Prometheus text at /metrics, sampled from
+/// the store it serves, and the server's log lines through `tracing` on
+/// stderr, filtered by `RUST_LOG`.
+#[test]
+fn serve_exports_metrics_and_logs_through_tracing() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics_port) = (free(), free());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
+        .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut body = None;
+    for _ in 0..400 {
+        if let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) {
+            socket.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            let mut response = String::new();
+            socket.read_to_string(&mut response).unwrap();
+            body = Some(response);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let body = body.expect("the metrics endpoint never listened");
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("\ngesta_head_position 7\n"), "{body}");
+    assert!(body.contains("# TYPE gesta_disk_bytes gauge"), "{body}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "serving Prometheus metrics on http://127.0.0.1:{metrics_port}/metrics"
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn read_follow_tails_a_store_another_process_appends_to() {
     use std::io::Read as _;
@@ -2162,4 +2218,133 @@ fn redact_refuses_what_it_cannot_do_and_changes_nothing() {
         .assert()
         .success()
         .stdout(contains("redaction"));
+}
+
+/// `remove`, `delete-stream`, `truncate-stream` and `retention`: nothing
+/// without --yes (status 2); then the events are gone from `read`, `get`,
+/// the stream and the listings, positions and revisions stay, `audit`
+/// lists each operation, and rules are set, listed, enforced and cleared.
+#[test]
+fn remove_delete_truncate_and_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = filled(&tmp);
+    let d = dir.to_str().unwrap();
+    // Streams: course-c1 at 1 (revision 0) and 6 (revision 1); course-c2 at 2.
+    gesta()
+        .args(["delete-stream", d, "course-c2"])
+        .assert()
+        .code(2);
+    assert_eq!(positions(&ok(&["read", d], "")), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        ok(&["delete-stream", d, "course-c2", "--yes"], ""),
+        "targeted 1 event, removed 1\n"
+    );
+    assert_eq!(
+        ok(
+            &[
+                "truncate-stream",
+                d,
+                "course-c1",
+                "--before",
+                "1",
+                "--yes",
+                "--json"
+            ],
+            ""
+        ),
+        "{\"targeted\":1,\"removed\":1}\n"
+    );
+    assert_eq!(
+        positions(&ok(&["read", d, "--stream", "course-c1"], "")),
+        [6]
+    );
+    // A removed event's id finds nothing.
+    gesta()
+        .args(["get", d, "--id", "0b6c3a52-6f3e-4d2a-9a8e-1f2d3c4b5a69"])
+        .assert()
+        .code(1);
+    assert_eq!(
+        ok(&["remove", d, "--tag", "student:s2", "--yes"], ""),
+        "targeted 1 event, removed 1\n"
+    );
+    assert_eq!(positions(&ok(&["read", d], "")), [3, 5, 6, 7]);
+    assert_eq!(
+        ok(&["streams", d, "--json"], ""),
+        "{\"name\":\"course-c1\",\"count\":1}\n"
+    );
+    // Rules: set, listed, enforced, cleared.
+    assert_eq!(
+        ok(
+            &[
+                "retention",
+                d,
+                "--type",
+                "StudentSubscribed",
+                "--max-count",
+                "1"
+            ],
+            ""
+        ),
+        ""
+    );
+    assert_eq!(
+        ok(
+            &[
+                "retention",
+                d,
+                "--stream",
+                "course-c1",
+                "--max-age",
+                "30days"
+            ],
+            ""
+        ),
+        ""
+    );
+    assert_eq!(
+        ok(&["retention", d], ""),
+        "query {\"items\":[{\"types\":[\"StudentSubscribed\"]}]} max_count 1\n\
+         stream \"course-c1\" max_age 30days\n"
+    );
+    assert_eq!(
+        ok(&["retention", d, "--enforce"], ""),
+        "targeted 1 event, removed 1\n"
+    );
+    assert_eq!(positions(&ok(&["read", d], "")), [5, 6, 7]);
+    ok(&["retention", d, "--stream", "course-c1", "--clear"], "");
+    assert_eq!(
+        ok(&["retention", d, "--json"], ""),
+        "{\"query\":{\"items\":[{\"types\":[\"StudentSubscribed\"]}]},\"max_count\":1}\n"
+    );
+    gesta()
+        .args(["retention", d, "--stream", "course-c1"])
+        .assert()
+        .code(2);
+    let audit = ok(&["audit", d], "");
+    let ops: Vec<&str> = audit
+        .lines()
+        .map(|l| {
+            let after_head = l.split_once("  head ").map_or("", |(_, rest)| rest);
+            after_head.split("  ").nth(1).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "delete_stream",
+            "truncate_stream",
+            "remove",
+            "set_retention",
+            "set_retention",
+            "retention",
+            "set_retention"
+        ],
+        "{audit}"
+    );
+    // Positions stay taken: the next event is the 8th.
+    assert_eq!(
+        ok(&["append", d], "{\"type\":\"Ping\"}\n"),
+        "{\"first\":8,\"last\":8}\n"
+    );
+    gesta().args(["verify", d]).assert().success();
 }

@@ -43,6 +43,8 @@ pub(crate) struct AppendRequest {
     /// Tracking info: (tracking key, source, position).
     pub tracking: Option<(Key, String, u64)>,
     pub reply: oneshot::Sender<Result<Appended>>,
+    /// When it was queued, for telemetry (zero-sized without it).
+    pub queued: crate::telemetry::Queued,
 }
 
 /// A request admitted into the current group.

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::indexes::Indexes;
 use crate::notify::Hub;
 use crate::shared::Shared;
+use crate::telemetry::{self, Stage};
 
 pub(crate) enum Request {
     Append(AppendRequest),
@@ -150,13 +151,18 @@ impl Committer {
         group.ids.clear();
         group.batches.clear();
         for a in group.admitted.drain(..) {
-            a.reply.send(Err(replicate(e)));
+            let e = replicate(e);
+            telemetry::refused(&e);
+            a.reply.send(Err(e));
         }
     }
 
     /// Admits one request into the group, or answers it with its error.
-    fn admit(&mut self, group: &mut Group, a: AppendRequest, timestamp: u64) {
+    fn admit(&mut self, group: &mut Group, mut a: AppendRequest, timestamp: u64) {
+        a.queued.taken();
+        let _span = telemetry::enter(Stage::Admit);
         if self.log.is_poisoned() {
+            telemetry::refused(&Error::Poisoned);
             a.reply.send(Err(Error::Poisoned));
             return;
         }
@@ -173,6 +179,7 @@ impl Committer {
             }
             Ok(None) => {}
             Err(e) => {
+                telemetry::refused(&e);
                 a.reply.send(Err(e));
                 return;
             }
@@ -206,6 +213,7 @@ impl Committer {
                 // The batch was checked against the failed batches as if
                 // they had committed (revisions, conditions): it fails too,
                 // having written nothing.
+                telemetry::refused(&e);
                 a.reply.send(Err(e));
                 return;
             }
@@ -214,6 +222,7 @@ impl Committer {
         if let Err(e) = pushed {
             let e = Error::from(e);
             self.fail_all(group, &e);
+            telemetry::refused(&e);
             a.reply.send(Err(e));
             return;
         }
@@ -243,6 +252,7 @@ impl Committer {
         let mut flushes = Vec::new();
         let mut syncs = Vec::new();
         let mut seals = Vec::new();
+        let _span = telemetry::enter(Stage::Group);
         let timestamp = self.clock.now_micros().max(self.last_timestamp);
         for request in requests {
             match request {
@@ -294,14 +304,32 @@ impl Committer {
     /// it fails, every caller is answered with the error, and a copy of it
     /// is returned.
     fn publish(&mut self, mut group: Group, timestamp: u64) -> Result<()> {
-        if let Err(e) = self.log.commit() {
+        let written = {
+            let _span = telemetry::enter(Stage::WriteSync);
+            let clock = telemetry::WriteSync::start();
+            let written = self.log.commit();
+            if written.is_ok() {
+                clock.done();
+            }
+            written
+        };
+        if let Err(e) = written {
             let e = Error::from(e);
             self.fail_all(&mut group, &e);
             return Err(e);
         }
+        let _span = telemetry::enter(Stage::Publish);
         self.last_timestamp = timestamp;
+        let (mut batches, mut events_committed, mut duplicates) = (0, 0, 0);
         let mut entries = Vec::new();
         for a in &mut group.admitted {
+            match &a.events {
+                Some(_) => {
+                    batches += 1;
+                    events_committed += a.appended.last - a.appended.first + 1;
+                }
+                None => duplicates += 1,
+            }
             if let Some(events) = a.events.take() {
                 for (i, e) in events.into_iter().enumerate() {
                     let position = a.appended.first + i as u64;
@@ -316,6 +344,7 @@ impl Committer {
         let head = self.head();
         self.shared.head.store(head, Ordering::Release);
         self.hub.publish(entries.iter().map(|(key, _)| key));
+        telemetry::committed(batches, events_committed, duplicates);
         for a in group.admitted {
             a.reply.send(Ok(a.appended));
         }

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::indexes::Indexes;
 use crate::projections::{Registry, Source};
 use crate::shared::Shared;
+use crate::telemetry::{self, Stage};
 
 /// A request to the flusher thread.
 pub(crate) struct FlushJob {
@@ -37,16 +38,23 @@ pub(crate) fn spawn_flusher(
         .name("gesta-flusher".into())
         .spawn(move || {
             for job in &jobs {
-                let result = indexes.flush_frozen();
+                let result = {
+                    let _span = telemetry::enter(Stage::Flush);
+                    indexes.flush_frozen()
+                };
                 if let Err(e) = &result {
                     log::error!("gesta: index flush failed (will retry): {e}");
                 }
                 if let Some(reply) = job.reply {
                     let _ = reply.send(result);
                 }
-                if let Err(e) = indexes.compact_by_policy() {
+                if let Err(e) = {
+                    let _span = telemetry::enter(Stage::Merge);
+                    indexes.compact_by_policy()
+                } {
                     log::error!("gesta: index merge failed (will retry): {e}");
                 }
+                let _compress = telemetry::enter(Stage::Compress);
                 if let Some((compressor, settings, pace)) = &compress
                     && let Err(e) = compressor.compress_sealed(*settings, *pace, &|| {
                         !jobs.is_empty() || shared.closing.load(Ordering::Acquire)

@@ -32,10 +32,12 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
+use crate::gesta_v1::backup::report_from_proto;
 use crate::gesta_v1::convert::{
     audit_entry_from_proto, direction_to_proto, expected_to_proto, format_id, listed_from_proto,
     new_event_to_proto, query_to_proto, recorded_from_proto, target_to_proto, to_engine,
 };
+use crate::gesta_v1::convert::{rule_from_proto, rule_to_proto};
 use crate::proto::gesta_v1 as g;
 
 pub use crate::gesta_v1::convert::{ERROR_DETAIL_TYPE, error_detail};
@@ -515,6 +517,68 @@ impl GestaClient {
         })
     }
 
+    /// Removes committed events, as [`gesta::EventStore::remove`] does.
+    pub async fn remove(&mut self, target: &gesta::lifecycle::Target) -> Result<gesta::Removed> {
+        let request = g::RemoveRequest {
+            target: Some(target_to_proto(target)),
+        };
+        Ok(removed(self.raw.remove(request).await?.into_inner()))
+    }
+
+    /// Removes every event of `stream`, as
+    /// [`gesta::EventStore::delete_stream`] does.
+    pub async fn delete_stream(&mut self, stream: &str) -> Result<gesta::Removed> {
+        let request = g::DeleteStreamRequest {
+            stream: stream.to_owned(),
+        };
+        Ok(removed(self.raw.delete_stream(request).await?.into_inner()))
+    }
+
+    /// Removes the events of `stream` with revisions below `before`, as
+    /// [`gesta::EventStore::truncate_stream`] does.
+    pub async fn truncate_stream(&mut self, stream: &str, before: u64) -> Result<gesta::Removed> {
+        let request = g::TruncateStreamRequest {
+            stream: stream.to_owned(),
+            before,
+        };
+        Ok(removed(
+            self.raw.truncate_stream(request).await?.into_inner(),
+        ))
+    }
+
+    /// Sets a retention rule, as [`gesta::EventStore::set_retention`] does.
+    pub async fn set_retention(&mut self, rule: &gesta::RetentionRule) -> Result<()> {
+        let request = g::SetRetentionRequest {
+            rule: Some(rule_to_proto(rule)),
+        };
+        self.raw.set_retention(request).await?;
+        Ok(())
+    }
+
+    /// The retention rules in force.
+    pub async fn retention_rules(&mut self) -> Result<Vec<gesta::RetentionRule>> {
+        let r = self
+            .raw
+            .retention_rules(g::RetentionRulesRequest {})
+            .await?
+            .into_inner();
+        Ok(r.rules
+            .into_iter()
+            .map(|rule| rule_from_proto(Some(rule)))
+            .collect::<std::result::Result<_, Status>>()?)
+    }
+
+    /// Enforces every retention rule now, as
+    /// [`gesta::EventStore::enforce_retention`] does.
+    pub async fn enforce_retention(&mut self) -> Result<gesta::Removed> {
+        let r = self
+            .raw
+            .enforce_retention(g::EnforceRetentionRequest {})
+            .await?
+            .into_inner();
+        Ok(removed(r))
+    }
+
     /// The audit trail, as [`gesta::EventStore::audit_log`] answers it:
     /// the lifecycle operations committed after sequence `after`, oldest
     /// first, at most `limit` (1 to [`gesta::listing::MAX_LIST_LIMIT`]) of
@@ -546,6 +610,24 @@ impl GestaClient {
                 _ => return Ok(entries),
             }
         }
+    }
+}
+
+impl GestaClient {
+    /// Backs the store up into `destination` on the server's machine, a
+    /// path under the backup root the server was started with (relative
+    /// to it, or absolute under it) that does not exist yet; see
+    /// [`gesta::Store::backup`] for what the copy holds. Answers when the
+    /// backup is complete; its `path` is the server's. A server without a
+    /// backup root, or a destination outside it, is
+    /// [`ClientError::Status`] with `PERMISSION_DENIED`; a destination
+    /// that exists, or holds `..`, is [`gesta::Error::InvalidInput`].
+    pub async fn backup(&mut self, destination: &str) -> Result<gesta::BackupReport> {
+        let request = g::BackupRequest {
+            destination: destination.into(),
+        };
+        let r = self.raw.backup(request).await?.into_inner();
+        Ok(report_from_proto(r))
     }
 }
 
@@ -595,4 +677,11 @@ fn batches<R: Send + 'static>(
         }
     })
     .boxed()
+}
+
+fn removed(r: g::RemoveResponse) -> gesta::Removed {
+    gesta::Removed {
+        targeted: r.targeted,
+        removed: r.removed,
+    }
 }

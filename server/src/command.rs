@@ -44,15 +44,39 @@ pub struct ServeArgs {
     /// Seconds calls in flight may take to finish after SIGINT or SIGTERM.
     #[arg(long, default_value_t = ServeConfig::default().shutdown_grace.as_secs())]
     pub shutdown_grace: u64,
+    /// Allow gesta.v1 Backup calls, writing only under this directory (which must exist).
+    #[arg(long, value_name = "ROOT")]
+    pub backup_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Also serve the read-only web console on this address (with the TLS
     /// files and the API key above, which an address off loopback needs).
     #[arg(long, value_name = "ADDR")]
     pub console: Option<SocketAddr>,
 }
 
+/// Logs through `tracing` to stderr, filtered by `RUST_LOG` (default
+/// `info`). Spans that the filter lets through are logged as they close,
+/// with their busy and idle time: `RUST_LOG=debug` logs every call
+/// (`grpc`) and `RUST_LOG=info,gesta=debug` the store's commit and
+/// compaction spans. The store's crates' `log` records come through too.
+/// Does nothing if the process has a subscriber already.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Opens the store in `args.dir` and serves it until SIGINT or SIGTERM,
 /// then closes it; `name` prefixes what it prints.
 pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
+    init_logging();
     let console_scheme = if args.tls_cert.is_some() {
         "https"
     } else {
@@ -81,6 +105,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         max_concurrent_streams: args.max_concurrent_streams,
         max_open_streams: args.max_open_streams,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+        backup_dir: args.backup_dir,
     };
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -92,6 +117,25 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
             store.head(),
             config.listen
         );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics = match args.metrics {
+            Some(addr) => {
+                crate::metrics::install_recorder()?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| crate::ServeError::Bind { addr, source })?;
+                let mut stopped = stopped.clone();
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                Some(tokio::spawn(crate::metrics::serve_metrics(
+                    listener,
+                    store.clone(),
+                    shutdown,
+                )))
+            }
+            None => None,
+        };
         let console = match console {
             Some(c) => Some(
                 gesta_console::Beside::start(store.clone(), c)
@@ -115,6 +159,13 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         let served = crate::serve(store.clone(), config, crate::shutdown_signal()).await;
         if let Some(c) = console {
             let _ = c.stop().await;
+        }
+        let _ = stop.send(true);
+        if let Some(metrics) = metrics {
+            match metrics.await {
+                Ok(result) => result?,
+                Err(e) => return Err(crate::ServeError::Transport(e.to_string())),
+            }
         }
         let closed = store.close();
         served?;

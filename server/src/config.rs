@@ -70,6 +70,11 @@ pub struct ServeConfig {
     /// that a client that stops reading cannot hold it up. Appends handed to
     /// the store still complete. Default 30 s.
     pub shutdown_grace: std::time::Duration,
+    /// The directory under which `gesta.v1.Gesta/Backup` may write backups
+    /// (each destination a client names must lie under it). Default none:
+    /// the RPC is refused with `PERMISSION_DENIED`. It must exist when the
+    /// server starts.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -84,6 +89,7 @@ impl Default for ServeConfig {
             max_concurrent_streams: 256,
             max_open_streams: 1024,
             shutdown_grace: std::time::Duration::from_secs(30),
+            backup_dir: None,
         }
     }
 }

@@ -18,7 +18,8 @@
 //! `convert` (protocol ↔ engine types, errors → statuses), `service` (the
 //! DCB RPCs), `legacy` (UmaDB's older service path), `gesta_v1` (the
 //! `gesta.v1` service), [`client`] (its typed Rust client), `auth` (the API
-//! key check), `config` ([`ServeConfig`]).
+//! key check), `config` ([`ServeConfig`]), [`observe`] (a span and a
+//! latency sample per call), [`metrics`] (the Prometheus endpoint).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -29,6 +30,8 @@ mod config;
 mod convert;
 mod gesta_v1;
 mod legacy;
+pub mod metrics;
+pub mod observe;
 mod service;
 
 use std::future::Future;
@@ -117,11 +120,16 @@ pub async fn serve_on(
 
     // Open reads and subscriptions of both services count against one bound.
     let streams = std::sync::Arc::new(tokio::sync::Semaphore::new(config.limits().open_streams));
+    let backup_root = match &config.backup_dir {
+        Some(dir) => Some(gesta_v1::backup::BackupRoot::new(dir)?),
+        None => None,
+    };
     let gesta = gesta_v1::Gesta::new(
         store.clone(),
         config.limits(),
         streams.clone(),
         stop_rx.clone(),
+        backup_root,
     );
     let gesta = proto::gesta_v1::gesta_server::GestaServer::new(gesta)
         .max_decoding_message_size(config.max_message_bytes)
@@ -150,7 +158,8 @@ pub async fn serve_on(
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
             .map_err(|e| ServeError::Tls(e.to_string()))?;
     }
-    log::info!(
+    let mut builder = builder.layer(observe::ObserveLayer);
+    tracing::info!(
         "serving {SERVICE_NAME} and {GESTA_SERVICE_NAME} on {local} ({}, {})",
         if config.tls.is_some() {
             "TLS"
@@ -195,7 +204,7 @@ pub async fn serve_on(
             let _ = stopped.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         } => {
-            log::warn!("calls still open {grace:?} after shutdown began were cut off");
+            tracing::warn!("calls still open {grace:?} after shutdown began were cut off");
             Ok(())
         }
     }

@@ -56,10 +56,11 @@ impl Dcb {
         }
     }
 
-    fn open_stream(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
-        self.streams.clone().try_acquire_owned().map_err(|_| {
+    fn open_stream(&self) -> Result<crate::observe::StreamPermit, Status> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("too many open reads and subscriptions; retry later")
-        })
+        })?;
+        Ok(crate::observe::StreamPermit::new(permit))
     }
 }
 

@@ -959,6 +959,15 @@ async fn every_call_needs_the_api_key_and_umadb_answers_on_the_same_port() {
             .await
             .unwrap_err();
         assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = refused.delete_stream("s").await.unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = refused
+            .set_retention(&gesta::RetentionRule::stream("s").max_count(1))
+            .await
+            .unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
+        let err = refused.enforce_retention().await.unwrap_err();
+        assert_eq!(status(err).code(), Code::Unauthenticated);
     }
     assert_eq!(server.store.head(), 0);
 
@@ -1906,5 +1915,80 @@ async fn bad_redact_requests_are_invalid_input_and_change_nothing() {
     assert_eq!(after, before);
     assert!(!after[0].data.is_empty() && !after[0].metadata.is_empty());
     assert!(c.audit_log(0, 10).await.unwrap().is_empty());
+    server.stop().await;
+}
+
+/// Removal and retention through the server: each call answers what the
+/// store does, the store sees the events gone, the audit trail comes back
+/// with every removal and rule as the store records them, and bad input
+/// is INVALID_ARGUMENT with the store's typed error.
+#[tokio::test]
+async fn removal_and_retention_rules() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    for i in 0..4 {
+        c.append(
+            vec![ev("A", "a"), ev("B", &format!("b{i}"))],
+            AppendOptions::new(),
+        )
+        .await
+        .unwrap();
+    }
+    // a: 1, 3, 5, 7; b0..b3: 2, 4, 6, 8.
+    let removed = c.truncate_stream("a", 2).await.unwrap();
+    assert_eq!((removed.targeted, removed.removed), (2, 2));
+    let removed = c.remove(&Target::Positions(vec![2, 1])).await.unwrap();
+    assert_eq!(
+        (removed.targeted, removed.removed),
+        (1, 1),
+        "1 is gone already"
+    );
+    let removed = c.delete_stream("b1").await.unwrap();
+    assert_eq!(removed.removed, 1);
+    let rule = gesta::RetentionRule::query(Query::event_type("A")).max_count(1);
+    c.set_retention(&rule).await.unwrap();
+    assert_eq!(c.retention_rules().await.unwrap(), vec![rule.clone()]);
+    let removed = c.enforce_retention().await.unwrap();
+    assert_eq!(removed.removed, 1, "of 5 and 7, 5 goes");
+    let left: Vec<u64> = collect(
+        c.read(&Query::all(), ReadOptions::forwards())
+            .await
+            .unwrap(),
+    )
+    .await
+    .iter()
+    .map(|e| e.position)
+    .collect();
+    assert_eq!(left, [6, 7, 8]);
+    assert_eq!(
+        server
+            .store
+            .read(&Query::all(), ReadOptions::forwards())
+            .unwrap()
+            .map(|e| e.unwrap().position)
+            .collect::<Vec<_>>(),
+        left
+    );
+    assert_eq!(
+        c.stream_revision("a").await.unwrap(),
+        Some(3),
+        "revisions stay"
+    );
+    let trail = c.audit_log(0, 100).await.unwrap();
+    assert_eq!(trail, server.store.audit_log(0, 100).unwrap());
+    assert_eq!(trail.len(), 5);
+    assert!(matches!(
+        &trail[4].operation,
+        Operation::Remove { removal: gesta::Removal::Retention(r), .. } if *r == rule
+    ));
+    // Bad input: the store's typed error.
+    let e = store_error(c.delete_stream("").await.unwrap_err());
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
+    let e = store_error(
+        c.set_retention(&gesta::RetentionRule::stream("a").max_count(0))
+            .await
+            .unwrap_err(),
+    );
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
     server.stop().await;
 }

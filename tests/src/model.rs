@@ -7,7 +7,10 @@
 //! streams, optional ids (fresh or from a small pool, so that they
 //! collide), optional DCB conditions and expected revisions; re-sends of
 //! earlier batches, exact or altered; reads, `read_last`, `head`,
-//! `stream_revision`, reopen and index flushes. [`check_against_model`]
+//! `stream_revision`, stream reads, removals (by query, by positions,
+//! stream deletion and truncation, retention by count), reopen and index
+//! flushes; the contents compared after every reopen include the
+//! listings. [`check_against_model`]
 //! runs one sequence; [`model_tests!`](crate::model_tests) expands to a
 //! proptest test over a harness:
 //!
@@ -212,6 +215,19 @@ pub enum Op {
     StreamRevision(String),
     /// The head.
     Head,
+    /// Read a stream, forwards and backwards.
+    ReadStream(String),
+    /// Remove the events a query matches.
+    RemoveQuery(Query),
+    /// Remove the events at positions relative to the head.
+    RemovePositions(Vec<Pos>),
+    /// Delete a stream.
+    DeleteStream(String),
+    /// Truncate a stream before a revision.
+    TruncateStream(String, u64),
+    /// Set a retention rule keeping a stream's newest `n` events (0: an
+    /// invalid rule), then enforce the rules.
+    RetainNewest(String, u64),
     /// Close and reopen the store under test.
     Reopen,
     /// Flush the store's index into an on-disk run.
@@ -321,6 +337,32 @@ fn check_contents<S: EventStore>(name: &str, store: &S, model: &MemoryStore, whe
             "{name}: revision of {stream} {when}"
         );
     }
+    for what in [
+        gesta::Listing::Streams,
+        gesta::Listing::Types,
+        gesta::Listing::Tags,
+    ] {
+        assert_eq!(
+            comparable(store.list(what, "", None, 1000)),
+            comparable(model.list(what, "", None, 1000)),
+            "{name}: listing of {what:?} {when}"
+        );
+    }
+}
+
+/// A stream read both ways, made comparable.
+fn stream_comparable<S: EventStore>(
+    s: &S,
+    stream: &str,
+) -> std::result::Result<Vec<RecordedEvent>, Failure> {
+    let mut out = Vec::new();
+    for options in [ReadOptions::forwards(), ReadOptions::backwards()] {
+        let events = comparable(s.read_stream(stream, options))?;
+        for e in events {
+            out.push(comparable(e).map(without_timestamp)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `ops` against a fresh store from `h` and a [`MemoryStore`] side by
@@ -393,6 +435,64 @@ pub fn check_against_model<H: Harness>(h: &mut H, ops: &[Op]) {
                     comparable(store.head()),
                     comparable(model.head()),
                     "{name}: {at}"
+                );
+            }
+            Op::ReadStream(stream) => {
+                assert_eq!(
+                    stream_comparable(&store, stream),
+                    stream_comparable(&model, stream),
+                    "{name}: {at}"
+                );
+            }
+            Op::RemoveQuery(query) => {
+                let target = gesta::lifecycle::Target::Query(query.clone());
+                assert_eq!(
+                    comparable(store.remove(&target)),
+                    comparable(model.remove(&target)),
+                    "{name}: {at}"
+                );
+            }
+            Op::RemovePositions(positions) => {
+                let head = model.head().expect("model head");
+                let target = gesta::lifecycle::Target::Positions(
+                    positions.iter().map(|p| p.resolve(head)).collect(),
+                );
+                assert_eq!(
+                    comparable(store.remove(&target)),
+                    comparable(model.remove(&target)),
+                    "{name}: {at}: {target:?}"
+                );
+            }
+            Op::DeleteStream(stream) => {
+                assert_eq!(
+                    comparable(store.delete_stream(stream)),
+                    comparable(model.delete_stream(stream)),
+                    "{name}: {at}"
+                );
+            }
+            Op::TruncateStream(stream, before) => {
+                assert_eq!(
+                    comparable(store.truncate_stream(stream, *before)),
+                    comparable(model.truncate_stream(stream, *before)),
+                    "{name}: {at}"
+                );
+            }
+            Op::RetainNewest(stream, n) => {
+                let rule = gesta::RetentionRule::stream(stream.clone()).max_count(*n);
+                assert_eq!(
+                    comparable(store.set_retention(&rule)),
+                    comparable(model.set_retention(&rule)),
+                    "{name}: {at}"
+                );
+                assert_eq!(
+                    comparable(store.enforce_retention()),
+                    comparable(model.enforce_retention()),
+                    "{name}: {at}: enforced"
+                );
+                assert_eq!(
+                    comparable(store.retention_rules()),
+                    comparable(model.retention_rules()),
+                    "{name}: {at}: rules"
                 );
             }
             Op::Reopen => {
@@ -578,6 +678,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => query_strategy().prop_map(Op::ReadLast),
         1 => names(&STREAMS).prop_map(Op::StreamRevision),
         1 => Just(Op::Head),
+        1 => names(&STREAMS).prop_map(Op::ReadStream),
+        1 => query_strategy().prop_map(Op::RemoveQuery),
+        1 => vec(read_pos(), 1..=3).prop_map(Op::RemovePositions),
+        1 => names(&STREAMS).prop_map(Op::DeleteStream),
+        1 => (names(&STREAMS), 0..4u64).prop_map(|(s, b)| Op::TruncateStream(s, b)),
+        1 => (names(&STREAMS), 0..4u64).prop_map(|(s, n)| Op::RetainNewest(s, n)),
         1 => Just(Op::Reopen),
         1 => Just(Op::FlushIndex),
     ]

@@ -85,6 +85,7 @@ mod lifecycle;
 mod listings;
 mod live;
 mod pool;
+mod removal;
 mod schema;
 mod sql;
 mod state;

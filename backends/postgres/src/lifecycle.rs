@@ -62,7 +62,7 @@ impl LifecycleSql {
     pub(crate) fn new(s: &str) -> LifecycleSql {
         LifecycleSql {
             s: s.to_owned(),
-            head: format!("SELECT coalesce(max(position), 0) FROM {s}.events"),
+            head: crate::sql::head(s),
             tags_at: format!(
                 "SELECT position, tags FROM {s}.events \
                  WHERE position = ANY($1::bigint[]) ORDER BY position"
@@ -249,7 +249,7 @@ pub(crate) fn add_tags(
 }
 
 /// The store's head, inside the operation's transaction.
-fn head(conn: &mut Conn, sql: &LifecycleSql) -> Result<u64> {
+pub(crate) fn head(conn: &mut Conn, sql: &LifecycleSql) -> Result<u64> {
     let head: i64 = conn
         .query_one(&sql.head, &[])?
         .try_get(0)
@@ -259,7 +259,7 @@ fn head(conn: &mut Conn, sql: &LifecycleSql) -> Result<u64> {
 
 /// The positions `target` names, ascending and each once, up to `head`;
 /// the target's checks applied.
-fn resolve_positions(
+pub(crate) fn resolve_positions(
     conn: &mut Conn,
     sql: &LifecycleSql,
     target: &Target,
@@ -332,7 +332,12 @@ pub(crate) fn redact(conn: &mut Conn, sql: &LifecycleSql, target: &Target) -> Re
 
 /// Records `operation`, made at `head`, in the audit trail: the next
 /// sequence and the commit time (see `next_entry`).
-fn record(conn: &mut Conn, sql: &LifecycleSql, head: u64, operation: Operation) -> Result<()> {
+pub(crate) fn record(
+    conn: &mut Conn,
+    sql: &LifecycleSql,
+    head: u64,
+    operation: Operation,
+) -> Result<()> {
     let row = conn.query_one(&sql.next_entry, &[&bound(head)])?;
     let sequence: i64 = row.try_get(0).map_err(pg_error)?;
     let timestamp: i64 = row.try_get(1).map_err(pg_error)?;

@@ -15,7 +15,8 @@
 //!   of the names it lists.
 //! - Streams: a loose index scan of `events_stream (stream, revision)` in
 //!   a recursive query: each step seeks to the next stream name, and a
-//!   stream's count is its last revision + 1, one more seek; PostgreSQL
+//!   stream's count is its last revision + 1 less its events removed
+//!   before that revision, two more seeks; PostgreSQL
 //!   evaluates the recursion only as far as the outer `LIMIT` asks.
 
 use gesta::listing::page_start;
@@ -58,9 +59,13 @@ fn statement(s: &str, what: Listing, exclusive: bool, bounded: bool) -> String {
                             ORDER BY e.stream LIMIT 1) \
                      FROM names WHERE names.name IS NOT NULL \
                  ) \
-                 SELECT names.name, \
-                        (SELECT max(e.revision) FROM {s}.events e WHERE e.stream = names.name) + 1 \
-                   FROM names WHERE names.name IS NOT NULL LIMIT $2"
+                 SELECT names.name, last.revision + 1 - \
+                        (SELECT count(*) FROM {s}.removed_events r \
+                          WHERE r.stream = names.name AND r.revision < last.revision) \
+                   FROM names CROSS JOIN LATERAL \
+                        (SELECT max(e.revision) AS revision FROM {s}.events e \
+                          WHERE e.stream = names.name) last \
+                  WHERE names.name IS NOT NULL LIMIT $2"
             )
         }
         Listing::Types | Listing::Tags => {

@@ -81,10 +81,7 @@ impl Shared {
 
     fn read_head(&self, client: &mut Client) -> Result<u64> {
         let head: i64 = client
-            .query_one(
-                &format!("SELECT coalesce(max(position), 0) FROM {}.events", self.s),
-                &[],
-            )
+            .query_one(&crate::sql::head(&self.s), &[])
             .and_then(|row| row.try_get(0))
             .map_err(pg_error)?;
         to_u64(head, head, "head")
@@ -330,13 +327,7 @@ impl CursorStore for Cursors {
         }
         let mut conn = self.shared.pool.get()?;
         let head: i64 = conn
-            .query_one(
-                &format!(
-                    "SELECT coalesce(max(position), 0) FROM {}.events",
-                    self.shared.s
-                ),
-                &[],
-            )?
+            .query_one(&crate::sql::head(&self.shared.s), &[])?
             .try_get(0)
             .map_err(pg_error)?;
         to_u64(head, head, "head")

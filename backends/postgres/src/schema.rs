@@ -25,6 +25,12 @@
 //!   every redacted event.
 //! - `added_tags` (added after version 1, with `audit`): how many tags an
 //!   event gained after the fact, by position (no row: none).
+//! - `removed_events` and `retention` (version 2, see `removal_tables`):
+//!   the events removed (stream deletion and truncation, retention), moved
+//!   out of `events` without their data and metadata and out of
+//!   `event_tags`, so that every read and condition stops seeing them while
+//!   their positions, stream revisions and ids stay taken; and the
+//!   retention rules in force, in the order they were first set.
 //!
 //! Retroactive tags (see `lifecycle`) change no table's layout: an event
 //! that gains tags gets them appended to its `tags` array and a row in
@@ -46,7 +52,7 @@ use gesta::{Error, Result};
 use crate::pool::Conn;
 
 /// The version of the tables this build creates and reads.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// The longest schema name PostgreSQL keeps whole (NAMEDATALEN - 1).
 const MAX_SCHEMA_NAME: usize = 63;
@@ -166,12 +172,20 @@ pub(crate) fn ensure(conn: &mut Conn, name: &str, key: i64) -> Result<()> {
         match rows.first() {
             None => {
                 conn.execute_batch(&create_tables(&s))?;
+                conn.execute_batch(&removal_tables(&s))?;
                 conn.execute_batch(&create_state(&s))
             }
             Some(row) => {
                 let version: String = row.try_get(0).map_err(crate::pg_error)?;
                 if version == SCHEMA_VERSION.to_string() {
                     conn.execute_batch(&create_state(&s))
+                } else if version == "1" {
+                    conn.execute_batch(&create_state(&s))?;
+                    conn.execute_batch(&removal_tables(&s))?;
+                    conn.execute_batch(&format!(
+                        "UPDATE {s}.gesta_meta SET value = '{SCHEMA_VERSION}' \
+                         WHERE key = 'schema_version'"
+                    ))
                 } else {
                     Err(crate::pg_error(format!(
                         "schema {name:?} has version {version}, this build reads version \
@@ -226,6 +240,33 @@ fn audit_table(s: &str) -> String {
         CREATE TABLE IF NOT EXISTS {s}.added_tags (
             position bigint PRIMARY KEY,
             count bigint NOT NULL
+        );"
+    )
+}
+
+// ---- Version 2: removal ----
+
+/// The removed events and the retention rules (version 2, from version 1
+/// by adding them). Not additive like the audit tables: a removed event
+/// leaves `events`, so a build that does not know `removed_events` would
+/// take its position, revision or id for free again — version 2 keeps such
+/// builds out.
+fn removal_tables(s: &str) -> String {
+    format!(
+        "CREATE TABLE {s}.removed_events (
+            position bigint PRIMARY KEY,
+            event_type bytea NOT NULL,
+            tags bytea[] NOT NULL,
+            id bytea UNIQUE,
+            stream bytea,
+            revision bigint,
+            timestamp_micros bigint NOT NULL
+        );
+        CREATE INDEX removed_stream ON {s}.removed_events (stream, revision)
+            WHERE stream IS NOT NULL;
+        CREATE TABLE {s}.retention (
+            ord bigint PRIMARY KEY,
+            rule bytea NOT NULL
         );"
     )
 }

@@ -53,6 +53,22 @@ fn distinct(names: &[String]) -> Vec<&String> {
     out
 }
 
+/// The head of the store in schema `s` (quoted): the last position of the
+/// last batch. Not `max(position)` of `events`: removed events left it,
+/// and their positions stay taken.
+pub(crate) fn head(s: &str) -> String {
+    format!("SELECT coalesce((SELECT last FROM {s}.batches ORDER BY first DESC LIMIT 1), 0)")
+}
+
+/// The last revision of the stream named by `name` (an SQL expression),
+/// its removed events included.
+pub(crate) fn last_revision(s: &str, name: &str) -> String {
+    format!(
+        "greatest((SELECT max(e.revision) FROM {s}.events e WHERE e.stream = {name}), \
+                  (SELECT max(r.revision) FROM {s}.removed_events r WHERE r.stream = {name}))"
+    )
+}
+
 /// The statement that selects, from the store in schema `s` (quoted), the
 /// events (or positions) matching `query` strictly between `$1` and `$2`,
 /// in `direction`, at most `$3` of them.
@@ -63,7 +79,7 @@ pub(crate) fn build(s: &str, query: &Query, direction: Direction, select: Select
     };
     let columns = match select {
         Select::Events => {
-            format!("{EVENT_COLUMNS}, (SELECT coalesce(max(position), 0) FROM {s}.events) AS head")
+            format!("{EVENT_COLUMNS}, ({}) AS head", head(s))
         }
         Select::Positions => "e.position".to_owned(),
         Select::Tags => "e.position, e.tags".to_owned(),

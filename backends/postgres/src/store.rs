@@ -56,6 +56,8 @@ pub struct PostgresStore {
     state: StateSql,
     /// Retroactive tags' and the audit trail's statements.
     lifecycle: LifecycleSql,
+    /// Removal's and retention rules' statements.
+    removal: crate::removal::RemovalSql,
     snapshots_kept: usize,
     /// Subscriptions: the head they read to, the hub, the listener.
     live: Live,
@@ -207,6 +209,8 @@ impl PostgresStore {
         let store = PostgresStore {
             begin: schema::begin_locked(key),
             insert: insert_sql(&s),
+            // A removed event is compared as a redacted one: without its
+            // data and metadata, which are gone.
             find_ids: format!(
                 "SELECT {EVENT_COLUMNS}, b.last, coalesce(a.count, 0), \
                         r.position IS NOT NULL \
@@ -214,14 +218,23 @@ impl PostgresStore {
                  LEFT JOIN {s}.batches b ON b.first = e.position \
                  LEFT JOIN {s}.added_tags a ON a.position = e.position \
                  LEFT JOIN {s}.redacted r ON r.position = e.position \
+                 WHERE e.id = ANY($1::bytea[]) \
+                 UNION ALL \
+                 SELECT e.position, e.event_type, e.tags, ''::bytea, ''::bytea, \
+                        e.id, e.stream, e.revision, e.timestamp_micros, \
+                        b.last, coalesce(a.count, 0), true \
+                 FROM {s}.removed_events e \
+                 LEFT JOIN {s}.batches b ON b.first = e.position \
+                 LEFT JOIN {s}.added_tags a ON a.position = e.position \
                  WHERE e.id = ANY($1::bytea[])"
             ),
             revisions: format!(
-                "SELECT (SELECT max(e.revision) FROM {s}.events e WHERE e.stream = n.name) \
-                 FROM unnest($1::bytea[]) WITH ORDINALITY AS n(name, ord) ORDER BY n.ord"
+                "SELECT {} \
+                 FROM unnest($1::bytea[]) WITH ORDINALITY AS n(name, ord) ORDER BY n.ord",
+                sql::last_revision(&s, "n.name")
             ),
-            head: format!("SELECT coalesce(max(position), 0) FROM {s}.events"),
-            stream_revision: format!("SELECT max(revision) FROM {s}.events WHERE stream = $1"),
+            head: sql::head(&s),
+            stream_revision: format!("SELECT {}", sql::last_revision(&s, "$1")),
             stream_forwards: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.stream = $1 \
                  AND e.revision BETWEEN $2 AND $3 ORDER BY e.revision ASC LIMIT $4"
@@ -231,9 +244,13 @@ impl PostgresStore {
                  AND e.revision BETWEEN $2 AND $3 ORDER BY e.revision DESC LIMIT $4"
             ),
             by_id: format!("SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.id = $1"),
-            timestamp_of: format!("SELECT timestamp_micros FROM {s}.events WHERE position = $1"),
+            timestamp_of: format!(
+                "SELECT timestamp_micros FROM {s}.events WHERE position = $1 \
+                 UNION ALL SELECT timestamp_micros FROM {s}.removed_events WHERE position = $1"
+            ),
             state: StateSql::new(&s),
             lifecycle: LifecycleSql::new(&s),
+            removal: crate::removal::RemovalSql::new(&s),
             snapshots_kept: options.snapshots_kept,
             live: Live::new(config.clone(), &s, key, options.poll_interval),
             pool: Pool::new(config, options.pool_size),
@@ -474,7 +491,8 @@ impl PostgresStore {
 fn insert_sql(s: &str) -> String {
     format!(
         "WITH head AS (
-            SELECT coalesce(max(position), 0) AS head FROM {s}.events
+            SELECT coalesce(
+                (SELECT last FROM {s}.batches ORDER BY first DESC LIMIT 1), 0) AS head
         ), clock AS (
             SELECT greatest(
                 (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
@@ -497,10 +515,8 @@ fn insert_sql(s: &str) -> String {
             SELECT head.head + i.ord, i.event_type, coalesce(l.tags, '{{}}'::bytea[]), i.data,
                 i.metadata, i.id, i.stream,
                 CASE WHEN i.stream IS NOT NULL THEN
-                    coalesce(
-                        (SELECT max(e.revision) FROM {s}.events e WHERE e.stream = i.stream),
-                        -1
-                    ) + row_number() OVER (PARTITION BY i.stream ORDER BY i.ord)
+                    coalesce({revision}, -1)
+                        + row_number() OVER (PARTITION BY i.stream ORDER BY i.ord)
                 END,
                 clock.ts
             FROM input i CROSS JOIN head CROSS JOIN clock LEFT JOIN tag_lists l ON l.ord = i.ord
@@ -511,7 +527,8 @@ fn insert_sql(s: &str) -> String {
             INSERT INTO {s}.batches (first, last, timestamp_micros)
             SELECT head.head + 1, head.head + $8, clock.ts FROM head CROSS JOIN clock
         )
-        SELECT head FROM head"
+        SELECT head FROM head",
+        revision = sql::last_revision(s, "i.stream")
     )
 }
 
@@ -732,6 +749,49 @@ impl EventStore for PostgresStore {
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
         gesta::lifecycle::check_audit_page(limit)?;
         lifecycle::audit_log(&mut *self.pool.get()?, &self.lifecycle, after, limit)
+    }
+
+    // ---- Removal and retention (see `removal`) ----
+
+    /// One transaction under the store's lock, as `redact` (and, as for a
+    /// redaction, the removed rows' old versions stay in the table's files
+    /// until `VACUUM`).
+    fn remove(&self, target: &Target) -> Result<gesta::Removed> {
+        gesta::lifecycle::check_target(target)?;
+        self.locked(|conn| crate::removal::remove(conn, &self.lifecycle, &self.removal, target))
+    }
+
+    fn delete_stream(&self, stream: &str) -> Result<gesta::Removed> {
+        gesta::validation::check_stream_name(stream)?;
+        self.locked(|conn| {
+            crate::removal::remove_stream(conn, &self.lifecycle, &self.removal, stream, None)
+        })
+    }
+
+    fn truncate_stream(&self, stream: &str, before: u64) -> Result<gesta::Removed> {
+        gesta::validation::check_stream_name(stream)?;
+        self.locked(|conn| {
+            crate::removal::remove_stream(
+                conn,
+                &self.lifecycle,
+                &self.removal,
+                stream,
+                Some(before),
+            )
+        })
+    }
+
+    fn set_retention(&self, rule: &gesta::RetentionRule) -> Result<()> {
+        gesta::removal::check_rule(rule)?;
+        self.locked(|conn| crate::removal::set_rule(conn, &self.lifecycle, &self.removal, rule))
+    }
+
+    fn retention_rules(&self) -> Result<Vec<gesta::RetentionRule>> {
+        crate::removal::rules(&mut *self.pool.get()?, &self.removal)
+    }
+
+    fn enforce_retention(&self) -> Result<gesta::Removed> {
+        self.locked(|conn| crate::removal::enforce(conn, &self.lifecycle, &self.removal))
     }
 
     // ---- Subscriptions (see `live`) ----

@@ -528,7 +528,7 @@ fn a_schema_without_the_audit_table_gains_it() {
         )
         .expect("version")
         .get(0);
-    assert_eq!(version, "1", "the table is an addition, not a new version");
+    assert_eq!(version, "2", "the table is an addition, not a new version");
 }
 
 /// The store's notification channel (as the crate names it: `gesta_` and
@@ -958,7 +958,7 @@ fn a_schema_without_the_redacted_table_gains_it() {
         )
         .expect("version")
         .get(0);
-    assert_eq!(version, "1", "the table is an addition, not a new version");
+    assert_eq!(version, "2", "the table is an addition, not a new version");
 }
 
 /// Two batches with ids: 1 `A` [a] (id 0xa1) and 2 `B` [b] (id 0xa2);
@@ -1024,7 +1024,7 @@ fn a_schema_without_the_added_tags_table_gains_it() {
         )
         .expect("version")
         .get(0);
-    assert_eq!(version, "1", "the table is an addition, not a new version");
+    assert_eq!(version, "2", "the table is an addition, not a new version");
 }
 
 /// How many times `needle` occurs in the file of relation `relation` (as
@@ -1116,4 +1116,40 @@ fn vacuum_full_rewrites_the_redacted_values_out_of_the_table() {
         .append(vec![NewEvent::new("F", "later")])
         .expect("append after the vacuum");
     assert_eq!(store.head().expect("head"), 4);
+}
+
+/// A version 1 schema (the same layout without the removal tables) is
+/// upgraded to version 2 on connect: it gains them, and removal works on
+/// it without taking a removed position again.
+#[test]
+fn a_version_1_schema_gains_removal() {
+    let Some(fx) = Fixture::new("removal-upgrade") else {
+        return;
+    };
+    three(&fx.store);
+    let schema = &fx.options.schema;
+    let mut client = fx.client();
+    client
+        .batch_execute(&format!(
+            "DROP TABLE \"{schema}\".removed_events; DROP TABLE \"{schema}\".retention; \
+             UPDATE \"{schema}\".gesta_meta SET value = '1' WHERE key = 'schema_version'"
+        ))
+        .expect("the version 1 layout");
+
+    let store = fx.reconnect();
+    let removed = store
+        .remove(&Target::Positions(vec![3]))
+        .expect("remove the last event");
+    assert_eq!(removed.removed, 1);
+    assert_eq!(store.head().expect("head"), 3, "the head stays");
+    let next = store.append(vec![NewEvent::new("C", "4")]).expect("append");
+    assert_eq!(next.first, 4, "a removed position is not taken again");
+    let version: String = client
+        .query_one(
+            &format!("SELECT value FROM \"{schema}\".gesta_meta WHERE key = 'schema_version'"),
+            &[],
+        )
+        .expect("version")
+        .get(0);
+    assert_eq!(version, "2");
 }

@@ -1174,3 +1174,36 @@ fn a_reader_of_an_older_snapshot_delays_only_the_checkpoint() {
     store.vacuum().expect("vacuum");
     assert_eq!(holding(&dir, secret.as_bytes()), []);
 }
+
+/// A version 2 database (the same layout without the removal tables)
+/// opens as version 3: it gains them, and removal works on it; a build
+/// reading version 2 would then refuse the file, which is the point (it
+/// would take a removed position for free again).
+#[test]
+fn a_version_2_database_gains_removal() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = open(&dir);
+    three(&store);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    conn.execute_batch("DROP TABLE removed_events; DROP TABLE retention; PRAGMA user_version = 2;")
+        .expect("the version 2 layout");
+
+    let store = open(&dir);
+    let removed = store.delete_stream("nope").expect("delete");
+    assert_eq!(removed.removed, 0);
+    let removed = store
+        .remove(&Target::Positions(vec![3]))
+        .expect("remove the last event");
+    assert_eq!(removed.removed, 1);
+    assert_eq!(store.head().expect("head"), 3, "the head stays");
+    let next = store.append(vec![NewEvent::new("C", "4")]).expect("append");
+    assert_eq!(next.first, 4, "a removed position is not taken again");
+    drop(store);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 3);
+    assert_eq!(version, SqliteStore::schema_version());
+}

@@ -12,6 +12,8 @@ pub mod get;
 pub mod list;
 pub mod read;
 pub mod redact;
+pub mod remove;
+pub mod retention;
 pub mod snapshot;
 pub mod stats;
 pub mod tag;

@@ -367,6 +367,7 @@ impl Store {
                 .map(|c| (query_spec(&c.fail_if_events_match), c.after.unwrap_or(0))),
             tracking,
             reply,
+            queued: crate::telemetry::Queued::now(),
         };
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);

@@ -16,6 +16,7 @@ use crate::proto::gesta_v1::error_detail::Kind;
 use crate::proto::gesta_v1::expected_revision::Kind as Expected;
 use crate::proto::gesta_v1::target::Kind as TargetKind;
 use gesta::lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
+use gesta::{Removal, Removed, RetentionRule, RetentionScope};
 
 /// The type URL of the [`ErrorDetail`] in a status's details.
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/gesta.v1.ErrorDetail";
@@ -86,6 +87,18 @@ pub(crate) fn exhausted(reason: impl Into<String>) -> Status {
     status(
         Code::ResourceExhausted,
         Kind::ResourceExhausted(g::ResourceExhausted {
+            reason: reason.clone(),
+        }),
+        reason,
+    )
+}
+
+/// PERMISSION_DENIED: the server does not allow the call as asked.
+pub(crate) fn denied(reason: impl Into<String>) -> Status {
+    let reason = reason.into();
+    status(
+        Code::PermissionDenied,
+        Kind::PermissionDenied(g::PermissionDenied {
             reason: reason.clone(),
         }),
         reason,
@@ -232,7 +245,8 @@ pub(crate) fn to_engine(status: &Status) -> Option<gesta::Error> {
         Kind::Unsupported(_)
         | Kind::Unauthenticated(_)
         | Kind::SubscriptionOpen(_)
-        | Kind::ResourceExhausted(_) => return None,
+        | Kind::ResourceExhausted(_)
+        | Kind::PermissionDenied(_) => return None,
     })
 }
 
@@ -435,11 +449,66 @@ pub(crate) fn target_from_proto(t: Option<g::Target>) -> Result<Target, Status> 
     }
 }
 
+/// A retention rule as the protocol carries it.
+pub(crate) fn rule_to_proto(rule: &RetentionRule) -> g::RetentionRule {
+    let scope = match &rule.scope {
+        RetentionScope::Stream(s) => g::retention_rule::Scope::Stream(s.clone()),
+        RetentionScope::Query(q) => g::retention_rule::Scope::Query(query_to_proto(q)),
+    };
+    g::RetentionRule {
+        scope: Some(scope),
+        max_age_micros: rule.max_age_micros,
+        max_count: rule.max_count,
+    }
+}
+
+/// A received rule; one without a scope is refused rather than taken for
+/// every event.
+pub(crate) fn rule_from_proto(rule: Option<g::RetentionRule>) -> Result<RetentionRule, Status> {
+    let Some(rule) = rule else {
+        return Err(invalid("a retention rule is required"));
+    };
+    let scope = match rule.scope {
+        Some(g::retention_rule::Scope::Stream(s)) => RetentionScope::Stream(s),
+        Some(g::retention_rule::Scope::Query(q)) => {
+            RetentionScope::Query(query_from_proto(Some(q)))
+        }
+        None => {
+            return Err(invalid(
+                "a retention rule must say its scope: a stream or a query",
+            ));
+        }
+    };
+    Ok(RetentionRule {
+        scope,
+        max_age_micros: rule.max_age_micros,
+        max_count: rule.max_count,
+    })
+}
+
 pub(crate) fn audit_entry_to_proto(e: AuditEntry) -> g::AuditEntry {
     let operation = match e.operation {
-        // Not in the protocol yet: sent without an operation, which a
-        // client takes for a kind it does not know.
-        Operation::Remove { .. } | Operation::SetRetention { .. } => None,
+        Operation::Remove { removal, result } => {
+            let removal = match removal {
+                Removal::Target(t) => g::remove_operation::Removal::Target(target_to_proto(&t)),
+                Removal::Stream { stream, before } => {
+                    g::remove_operation::Removal::Stream(g::StreamRemoval { stream, before })
+                }
+                Removal::Retention(rule) => {
+                    g::remove_operation::Removal::Retention(rule_to_proto(&rule))
+                }
+            };
+            Some(g::audit_entry::Operation::Remove(g::RemoveOperation {
+                removal: Some(removal),
+                targeted: result.targeted,
+                removed: result.removed,
+            }))
+        }
+        Operation::SetRetention { rule } => Some(g::audit_entry::Operation::SetRetention(
+            g::SetRetentionOperation {
+                rule: Some(rule_to_proto(&rule)),
+            },
+        )),
         Operation::AddTags {
             tags,
             target,
@@ -484,6 +553,36 @@ pub(crate) fn audit_entry_from_proto(e: g::AuditEntry) -> Result<AuditEntry, Sta
                 targeted: r.targeted,
                 redacted: r.redacted,
             },
+        },
+        Some(g::audit_entry::Operation::Remove(r)) => {
+            let removal = match r.removal {
+                Some(g::remove_operation::Removal::Target(t)) => {
+                    Removal::Target(target_from_proto(Some(t))?)
+                }
+                Some(g::remove_operation::Removal::Stream(s)) => Removal::Stream {
+                    stream: s.stream,
+                    before: s.before,
+                },
+                Some(g::remove_operation::Removal::Retention(rule)) => {
+                    Removal::Retention(rule_from_proto(Some(rule))?)
+                }
+                None => {
+                    return Err(Status::unimplemented(format!(
+                        "audit entry {} records a removal this client does not know",
+                        e.sequence
+                    )));
+                }
+            };
+            Operation::Remove {
+                removal,
+                result: Removed {
+                    targeted: r.targeted,
+                    removed: r.removed,
+                },
+            }
+        }
+        Some(g::audit_entry::Operation::SetRetention(r)) => Operation::SetRetention {
+            rule: rule_from_proto(r.rule)?,
         },
         None => {
             return Err(Status::unimplemented(format!(

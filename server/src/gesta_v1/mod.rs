@@ -7,8 +7,10 @@
 //!
 //! `convert` (protocol ↔ engine, errors ↔ statuses with typed details, for
 //! the service and the client), `service` (the RPCs), `durable` (the
-//! durable subscriptions open on this server).
+//! durable subscriptions open on this server), `backup` (where the
+//! `Backup` RPC may write).
 
+pub(crate) mod backup;
 pub(crate) mod convert;
 mod durable;
 mod service;

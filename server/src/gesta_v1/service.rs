@@ -8,10 +8,14 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::observe::StreamPermit;
+
+use super::backup::{BackupRoot, report_to_proto};
+use super::convert::denied;
 use super::convert::{
     RECORDED_EXTRA, audit_entry_to_proto, exhausted, expected_from_proto, from_engine, list_limit,
     listed_to_proto, lost, new_event_from_proto, parse_id, query_from_proto, read_options,
@@ -37,6 +41,8 @@ pub(crate) struct Gesta {
     streams: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     durable: Registry,
+    /// Where `Backup` may write; `None` refuses it.
+    backup_root: Option<BackupRoot>,
 }
 
 impl Gesta {
@@ -45,6 +51,7 @@ impl Gesta {
         limits: Limits,
         streams: Arc<Semaphore>,
         stop: watch::Receiver<bool>,
+        backup_root: Option<BackupRoot>,
     ) -> Gesta {
         Gesta {
             store,
@@ -52,14 +59,17 @@ impl Gesta {
             streams,
             stop,
             durable: Registry::default(),
+            backup_root,
         }
     }
 
-    fn open_stream(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.streams
+    fn open_stream(&self) -> Result<StreamPermit, Status> {
+        let permit = self
+            .streams
             .clone()
             .try_acquire_owned()
-            .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))
+            .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))?;
+        Ok(StreamPermit::new(permit))
     }
 
     /// Runs `f` with the store on the blocking pool.
@@ -95,7 +105,7 @@ impl Gesta {
         &self,
         events: gesta::Events,
         response: fn(Vec<g::RecordedEvent>) -> R,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, stop) = (self.limits, self.stop.clone());
@@ -145,7 +155,7 @@ impl Gesta {
         + Unpin
         + 'static,
         response: fn(Vec<g::RecordedEvent>, bool) -> R,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Response<Boxed<R>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, mut stop) = (self.limits, self.stop.clone());
@@ -560,6 +570,91 @@ impl g::gesta_server::Gesta for Gesta {
         }))
     }
 
+    async fn remove(
+        &self,
+        request: Request<g::RemoveRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let target = target_from_proto(request.into_inner().target)?;
+        // On the blocking pool, as a redaction: it commits or fails as a
+        // whole even if the client goes away.
+        let removed = self
+            .blocking(move |s| gesta::EventStore::remove(s, &target))
+            .await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<g::DeleteStreamRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let stream = request.into_inner().stream;
+        let removed = self
+            .blocking(move |s| gesta::EventStore::delete_stream(s, &stream))
+            .await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
+    async fn truncate_stream(
+        &self,
+        request: Request<g::TruncateStreamRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let r = request.into_inner();
+        let removed = self
+            .blocking(move |s| gesta::EventStore::truncate_stream(s, &r.stream, r.before))
+            .await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
+    async fn set_retention(
+        &self,
+        request: Request<g::SetRetentionRequest>,
+    ) -> Result<Response<g::SetRetentionResponse>, Status> {
+        let rule = super::convert::rule_from_proto(request.into_inner().rule)?;
+        self.blocking(move |s| gesta::EventStore::set_retention(s, &rule))
+            .await?;
+        Ok(Response::new(g::SetRetentionResponse {}))
+    }
+
+    async fn retention_rules(
+        &self,
+        _request: Request<g::RetentionRulesRequest>,
+    ) -> Result<Response<g::RetentionRulesResponse>, Status> {
+        let rules = self.blocking(gesta::EventStore::retention_rules).await?;
+        Ok(Response::new(g::RetentionRulesResponse {
+            rules: rules.iter().map(super::convert::rule_to_proto).collect(),
+        }))
+    }
+
+    async fn enforce_retention(
+        &self,
+        _request: Request<g::EnforceRetentionRequest>,
+    ) -> Result<Response<g::RemoveResponse>, Status> {
+        let removed = self.blocking(gesta::EventStore::enforce_retention).await?;
+        Ok(Response::new(removed_to_proto(removed)))
+    }
+
+    async fn backup(
+        &self,
+        request: Request<g::BackupRequest>,
+    ) -> Result<Response<g::BackupResponse>, Status> {
+        let Some(root) = &self.backup_root else {
+            return Err(denied(
+                "backups through the server are off: start it with --backup-dir ROOT",
+            ));
+        };
+        let dest = root.resolve(&request.into_inner().destination)?;
+        tracing::info!("backup to {} requested", dest.display());
+        // On the blocking pool: the backup finishes (or fails and leaves
+        // only its `.partial` directory) even if the client goes away.
+        let report = self.blocking(move |s| s.backup(&dest)).await?;
+        tracing::info!(
+            "backup to {} done at position {}",
+            report.path.display(),
+            report.position
+        );
+        Ok(Response::new(report_to_proto(report)))
+    }
+
     async fn audit_log(
         &self,
         request: Request<g::AuditLogRequest>,
@@ -589,5 +684,12 @@ impl g::gesta_server::Gesta for Gesta {
             entries: answered,
             truncated,
         }))
+    }
+}
+
+fn removed_to_proto(r: gesta::Removed) -> g::RemoveResponse {
+    g::RemoveResponse {
+        targeted: r.targeted,
+        removed: r.removed,
     }
 }
