@@ -13,6 +13,16 @@ fn gesta() -> Cmd {
     Cmd::cargo_bin("gesta").expect("the gesta binary is built")
 }
 
+/// A child process killed if a failing test leaves it running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn filled(tmp: &tempfile::TempDir) -> std::path::PathBuf {
     let dir = tmp.path().join("store");
     gesta()
@@ -28,13 +38,15 @@ fn console_serves_the_store_and_closes_it_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = filled(&tmp);
     let d = dir.to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gesta"))
-        .args(["console", d, "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_gesta"))
+            .args(["console", d, "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("at head 2, read-only"), "{line}");
@@ -57,11 +69,11 @@ fn console_serves_the_store_and_closes_it_on_sigterm() {
         .code(1)
         .stderr(contains("locked").and(contains("--console")));
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
     gesta().args(["verify", d]).assert().success();
 }
 
@@ -102,13 +114,15 @@ fn serve_with_console_serves_both_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gesta"))
-        .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--console", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_gesta"))
+            .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--console", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("console on") {
         line.clear();
@@ -135,12 +149,20 @@ fn serve_with_console_serves_both_and_stops_on_sigterm() {
         response.contains("\"position\":1,\"type\":\"A\""),
         "{response}"
     );
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // The gRPC port opens once the console listens: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gesta serve never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
     gesta().args(["verify", d]).assert().success();
 }

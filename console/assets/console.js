@@ -15,7 +15,7 @@ keyInput.value = sessionStorage.getItem("gesta-console-key") || "";
 keyInput.addEventListener("change", () => {
   sessionStorage.setItem("gesta-console-key", keyInput.value);
   hideError();
-  refreshInfo();
+  refreshInfo().then(() => { if ($("error").hidden) runQuery(); });
 });
 
 function headers(extra) {
@@ -109,8 +109,8 @@ async function refreshInfo() {
     mode.textContent = writable ? "appends allowed" : "read-only";
     mode.className = "pill " + (writable ? "rw" : "ro");
     $("append-mode").textContent = writable
-      ? "This console accepts appends."
-      : "This console is read-only: an append is refused.";
+      ? "This console accepts appends and changes."
+      : "This console is read-only: appends and changes are refused.";
   } catch (e) { showError(e); }
 }
 
@@ -201,13 +201,19 @@ function readParams(direction, start) {
   return p;
 }
 
+// Each read takes a number; an answer that comes after a later read's is
+// dropped, so that the rows are always the last read's.
+let reads = 0;
+
 async function runQuery(event) {
   if (event) event.preventDefault();
   hideError();
   const mode = by();
+  const read = ++reads;
   try {
     if (mode === "id") {
       const e = await api("/ids/" + encodeURIComponent($("event-id").value.trim()));
+      if (read !== reads) return;
       showPage({ events: [e], more: false }, "forwards", false, null);
       showEvent(e);
       return;
@@ -217,8 +223,9 @@ async function runQuery(event) {
     const since = $("since").value.trim();
     if (mode === "query" && since && direction === "forwards") { p.delete("after"); p.set("since", since); }
     const page = await api("/events?" + p.toString());
+    if (read !== reads) return;
     showPage(page, direction, false, p);
-  } catch (e) { showError(e); }
+  } catch (e) { if (read === reads) showError(e); }
 }
 
 // Shows a page. `flipped`: read against the chosen order (the previous
@@ -253,9 +260,11 @@ async function page(forward) {
   const opposite = current.direction === "forwards" ? "backwards" : "forwards";
   const direction = forward ? current.direction : opposite;
   const start = forward ? current.last : current.first;
+  const read = ++reads;
   try {
     const p = readParams(direction, String(start));
     const result = await api("/events?" + p.toString());
+    if (read !== reads) return;
     if (!result.events.length) {
       $(forward ? "next" : "prev").disabled = true;
       return;
@@ -518,6 +527,45 @@ $("append-run").addEventListener("click", async () => {
     result.textContent = "refused: " + (e instanceof ApiFailure ? e.toString() : String(e));
     showError(e);
   }
+});
+
+// ---- Lifecycle: retroactive tags, redaction ---------------------------------
+
+// The events the lifecycle form names: positions, or the Events tab's query.
+function lifecycleTarget() {
+  if ($("life-use-query").checked) return { query: formQuery() };
+  const positions = splitList($("life-positions").value).map(Number);
+  if (positions.some((p) => !Number.isInteger(p) || p < 1)) throw new Error("positions are whole numbers from 1, separated by commas");
+  return { positions };
+}
+
+async function lifecycle(path, body, done) {
+  hideError();
+  const result = $("life-result");
+  result.className = "";
+  result.textContent = "working…";
+  try {
+    const answer = await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    result.className = "ok";
+    result.textContent = done(answer);
+  } catch (e) {
+    result.className = "bad";
+    result.textContent = "refused: " + (e instanceof ApiFailure ? e.toString() : String(e));
+    showError(e);
+  }
+}
+
+$("life-tag").addEventListener("click", () => {
+  let target;
+  try { target = lifecycleTarget(); } catch (e) { showError(e.message); return; }
+  target.tags = splitList($("life-tags").value);
+  lifecycle("/tags", target, (a) => a.tagged + " of " + a.targeted + " events gained tags");
+});
+$("life-redact").addEventListener("click", () => {
+  if (!$("life-confirm").checked) { showError("tick \"erase their data and metadata for good\" to redact"); return; }
+  let target;
+  try { target = lifecycleTarget(); } catch (e) { showError(e.message); return; }
+  lifecycle("/redact", target, (a) => a.redacted + " of " + a.targeted + " events redacted");
 });
 
 // ---- Start -----------------------------------------------------------------------

@@ -110,7 +110,12 @@ fn open(dir: &Path) -> Result<gesta::Store, String> {
 /// first line on standard output names the URL (with the port bound).
 pub fn run(args: ConsoleArgs, name: &str) -> Result<(), String> {
     let config = args.config()?;
-    config.check().map_err(|e| e.to_string())?;
+    config.check().map_err(|e| {
+        format!(
+            "{e} (writes: --allow-writes with --api-key-file; a non-loopback --addr: \
+             --tls-cert, --tls-key and --api-key-file)"
+        )
+    })?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let result = runtime.block_on(async {

@@ -98,12 +98,12 @@ impl ConsoleConfig {
         }
         if !self.listen.ip().is_loopback() && (self.tls.is_none() || self.api_key.is_none()) {
             return refuse(
-                "a console on a non-loopback address needs TLS (--tls-cert, --tls-key) and an \
-                 API key (--api-key-file)",
+                "a console on a non-loopback address needs TLS (a certificate and its key) and \
+                 an API key",
             );
         }
         if self.allow_writes && self.api_key.is_none() {
-            return refuse("writes (--allow-writes) need an API key (--api-key-file)");
+            return refuse("writes need an API key");
         }
         if self.sample_every.is_zero() || self.samples_kept == 0 {
             return refuse("the sampling interval and the samples kept must be above zero");

@@ -217,6 +217,8 @@ async fn bad_input_is_a_typed_400() {
         "/api/events?direction=sideways",
         "/api/events?since=yesterday",
         "/api/events?unknown=1",
+        "/api/events?stream=",
+        "/api/events?stream=s&query=%7B%7D",
         "/api/events/0",
         "/api/events/32",
         "/api/events/minus",
@@ -316,4 +318,71 @@ async fn the_live_view_streams_new_events() {
         found.contains("\"position\":33") && found.contains("Fresh"),
         "{found}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retroactive_tags_and_redaction_follow_the_write_rules() {
+    let ro = Console::start(ConsoleConfig::default()).await;
+    for path in ["/api/tags", "/api/redact"] {
+        let (status, body) = ro
+            .call("POST", path, None, r#"{"positions":[1],"tags":["x:1"]}"#)
+            .await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let c = Console::start(ConsoleConfig {
+        api_key: Some("k".into()),
+        allow_writes: true,
+        ..ConsoleConfig::default()
+    })
+    .await;
+    let (status, body) = c
+        .call(
+            "POST",
+            "/api/tags",
+            Some("k"),
+            r#"{"positions":[2,4],"tags":["vip:1"]}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"tagged\":2"), "{body}");
+    let tagged: Vec<u64> = c
+        .store
+        .read(&Query::tag("vip:1"), ReadOptions::forwards())
+        .unwrap()
+        .map(|e| e.unwrap().position)
+        .collect();
+    assert_eq!(tagged, [2, 4]);
+    let (status, body) = c
+        .call(
+            "POST",
+            "/api/redact",
+            Some("k"),
+            r#"{"query":{"items":[{"tags":["vip:1"]}]}}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"redacted\":2"), "{body}");
+    let e = c.store.read_last(&Query::tag("vip:1")).unwrap().unwrap();
+    assert!(e.data.is_empty());
+    for bad in [
+        r#"{"tags":["a"]}"#,
+        r#"{"positions":[1],"query":{}}"#,
+        r#"{"positions":[1]}"#,
+        r#"{"positions":[999],"tags":["a"]}"#,
+        r#"{"positions":[1],"tags":[""]}"#,
+        r#"{"query":{"nope":1},"tags":["a"]}"#,
+        "not json",
+    ] {
+        let (status, body) = c.call("POST", "/api/tags", Some("k"), bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = c
+        .call(
+            "POST",
+            "/api/redact",
+            Some("k"),
+            r#"{"positions":[1],"tags":["a"]}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 }

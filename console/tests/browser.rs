@@ -190,6 +190,25 @@ async fn a_tag_query_an_event_and_appends_from_another_process_in_the_live_view(
     assert_eq!(b.texts("#live-rows td.pos").await, ["31", "30"]);
     b.screenshot("live").await;
 
+    // A retroactive tag from the page, then found by a query.
+    b.click("#tab-append").await;
+    b.fill("#life-positions", &expected[0]).await;
+    b.fill("#life-tags", "reviewed:yes").await;
+    b.click("#life-tag").await;
+    b.wait_text("#life-result", "the tagging", |t| {
+        t == "1 of 1 events gained tags"
+    })
+    .await;
+    b.click("#tab-events").await;
+    b.fill("#items .item-tags", "reviewed:yes").await;
+    b.fill("#limit", "20").await;
+    b.click("#run").await;
+    b.wait_text("#page-info", "the tagged event", |t| {
+        t.starts_with("1 event,")
+    })
+    .await;
+    assert_eq!(b.texts("#result-rows td.pos").await, [expected[0].clone()]);
+
     // The listings and the state, for the screenshots and a look.
     b.click("#tab-lists").await;
     b.wait_text("#list-rows", "the streams", |t| t.contains("course-c1"))

@@ -55,7 +55,7 @@ impl IntoResponse for ApiError {
             ApiError::ReadOnly => (
                 StatusCode::FORBIDDEN,
                 "read_only",
-                "this console is read-only: appends need a console started with \
+                "this console is read-only: writes need a console started with \
                  --allow-writes and --api-key-file"
                     .to_owned(),
             ),

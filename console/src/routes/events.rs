@@ -129,7 +129,8 @@ fn plan(p: Params, head: u64, store: &gesta::Store) -> Result<Read, ApiError> {
     }
     let mut after = number("after", p.after.as_deref())?;
     let before = number("before", p.before.as_deref())?;
-    let stream = p.stream.filter(|s| !s.is_empty());
+    // An empty name is refused below, as the store refuses it.
+    let stream = p.stream;
     let since = p.since.as_deref().filter(|s| !s.trim().is_empty());
     if stream.is_some() && p.query.as_deref().is_some_and(|q| !q.trim().is_empty()) {
         return Err(ApiError::BadRequest(
@@ -208,7 +209,7 @@ pub(crate) async fn query(
                 more = true;
                 break;
             }
-            out.push(event_json(&event));
+            out.push(event_json(&event)?);
         }
         Ok(Json(Page {
             events: out,
@@ -248,7 +249,7 @@ pub(crate) async fn at_position(
             .next()
             .transpose()?;
         match found {
-            Some(event) if event.position == position => Ok(Json(event_json(&event))),
+            Some(event) if event.position == position => Ok(Json(event_json(&event)?)),
             _ => Err(ApiError::NotFound(format!(
                 "no event at position {position}"
             ))),
@@ -265,7 +266,7 @@ pub(crate) async fn by_id(
     let uuid = gesta_json::parse_id(id.trim())
         .map_err(|e| ApiError::BadRequest(format!("malformed id: {e}")))?;
     blocking(move || match state.store.event_by_id(uuid)? {
-        Some(event) => Ok(Json(event_json(&event))),
+        Some(event) => Ok(Json(event_json(&event)?)),
         None => Err(ApiError::NotFound(format!("no event has the id {id}"))),
     })
     .await

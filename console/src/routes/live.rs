@@ -55,10 +55,15 @@ pub(crate) async fn live(
             Ok(events) => events
                 .iter()
                 .map(|e| {
-                    Ok(Event::default()
-                        .event("event")
-                        .id(e.position.to_string())
-                        .data(event_json(e).get()))
+                    Ok(match event_json(e) {
+                        Ok(json) => Event::default()
+                            .event("event")
+                            .id(e.position.to_string())
+                            .data(json.get()),
+                        Err(_) => Event::default()
+                            .event("failed")
+                            .data(format!("event {} did not encode as JSON", e.position)),
+                    })
                 })
                 .collect(),
             Err(e) => vec![Ok(Event::default().event("failed").data(e.to_string()))],

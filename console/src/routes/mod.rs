@@ -1,12 +1,13 @@
 //! The console's HTTP API and the page: one module per concern (`events`:
 //! queries and single events; `lists`: streams, types, tags; `live`: new
 //! events as server-sent events; `state`: the store's state and samples;
-//! `write`: appends), `error` (how a failure answers), and here the
-//! router, the shared state and the API key check that guards every
-//! `/api` call when a key is configured.
+//! `write`: appends; `lifecycle`: retroactive tags and redaction), `error`
+//! (how a failure answers), and here the router, the shared state and the
+//! API key check that guards every `/api` call when a key is configured.
 
 mod error;
 mod events;
+mod lifecycle;
 mod lists;
 mod live;
 mod state;
@@ -81,6 +82,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/lists/{what}", get(lists::list))
         .route("/live", get(live::live))
         .route("/append", post(write::append))
+        .route("/tags", post(lifecycle::add_tags))
+        .route("/redact", post(lifecycle::redact))
         .fallback(|| async { ApiError::NotFound("no such API call".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), check_key))
         .with_state(state);
@@ -91,14 +94,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 
 /// `event` as the JSON the gesta command prints (data and metadata
 /// verbatim when they are JSON, else base64).
-pub(crate) fn event_json(event: &gesta::RecordedEvent) -> Box<RawValue> {
+pub(crate) fn event_json(event: &gesta::RecordedEvent) -> Result<Box<RawValue>, ApiError> {
     let mut line = Vec::with_capacity(256);
     gesta_json::write_event(&mut line, event.into());
-    // write_event writes one JSON object in UTF-8.
-    let text = String::from_utf8(line).unwrap_or_default();
-    RawValue::from_string(text).unwrap_or_else(|_| {
-        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
-    })
+    String::from_utf8(line)
+        .ok()
+        .and_then(|text| RawValue::from_string(text).ok())
+        .ok_or_else(|| {
+            ApiError::Internal(format!("event {} did not encode as JSON", event.position))
+        })
 }
 
 /// Runs a store call on the blocking pool: reads go to the disk.

@@ -55,6 +55,28 @@ impl Drop for Process {
     }
 }
 
+/// A child process leading its own process group, the whole group killed
+/// when dropped: chromedriver and the browsers it started, even when a
+/// test fails before it could end its session.
+pub struct Group(Child);
+
+impl Group {
+    fn spawn(command: &mut Command) -> std::io::Result<Group> {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0).spawn().map(Group)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free loopback port (free when asked; the driver binds it next).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -144,20 +166,19 @@ impl Console {
 /// A headless Chromium session and the driver serving it.
 pub struct Browser {
     pub client: Client,
-    _driver: Process,
+    _driver: Group,
 }
 
 impl Browser {
     pub async fn start(chromium: &Path, driver: &Path) -> Browser {
         let port = free_port();
-        let driver = Process(
+        let driver = Group::spawn(
             Command::new(driver)
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver starts"),
-        );
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver starts");
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
