@@ -36,7 +36,7 @@ use gesta_wal::fuzzing::{
 /// An entry point, its result dropped.
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 7] = [
+const TARGETS: [(&str, Entry); 8] = [
     ("decode_record", run_decode_record),
     ("recover_segment", run_recover_segment),
     ("decode_payload", run_decode_payload),
@@ -44,7 +44,89 @@ const TARGETS: [(&str, Entry); 7] = [
     ("decode_manifest", run_decode_manifest),
     ("decode_snapshot", run_decode_snapshot),
     ("parse_json", run_parse_json),
+    ("decode_journal_entry", run_decode_journal_entry),
 ];
+
+fn run_decode_journal_entry(data: &[u8]) {
+    let _ = gesta::fuzzing::decode_journal_entry(data);
+}
+
+/// A journal entry of every kind, with the lists the journal keeps.
+fn journal_entries() -> Vec<(&'static str, Vec<u8>)> {
+    use gesta::lifecycle::{Operation, Target};
+    use gesta::{Query, QueryItem, Redacted, Removal, Removed, RetentionRule, TagsAdded};
+    let input = gesta::fuzzing::journal_entry_input;
+    let query = Query::tag("user:7").or(QueryItem::new().event_type("Registered"));
+    let rule = RetentionRule::query(query.clone())
+        .max_age(std::time::Duration::from_secs(86_400))
+        .max_count(100);
+    vec![
+        (
+            "add-tags",
+            input(
+                Operation::AddTags {
+                    tags: vec!["gdpr:7".into(), "x".into()],
+                    target: Target::Query(query.clone()),
+                    result: TagsAdded {
+                        targeted: 3,
+                        tagged: 2,
+                    },
+                },
+                40,
+                &[vec![3, 9], vec![9]],
+            ),
+        ),
+        (
+            "redact",
+            input(
+                Operation::Redact {
+                    target: Target::Positions(vec![9, 3]),
+                    result: Redacted {
+                        targeted: 2,
+                        redacted: 2,
+                    },
+                },
+                40,
+                &[vec![3, 9]],
+            ),
+        ),
+        (
+            "remove-stream",
+            input(
+                Operation::Remove {
+                    removal: Removal::Stream {
+                        stream: "cart-17".into(),
+                        before: Some(5),
+                    },
+                    result: Removed {
+                        targeted: 5,
+                        removed: 5,
+                    },
+                },
+                40,
+                &[vec![1, 2, 7, 20, 33]],
+            ),
+        ),
+        (
+            "remove-by-retention",
+            input(
+                Operation::Remove {
+                    removal: Removal::Retention(rule.clone()),
+                    result: Removed {
+                        targeted: 1,
+                        removed: 1,
+                    },
+                },
+                40,
+                &[vec![4]],
+            ),
+        ),
+        (
+            "set-retention",
+            input(Operation::SetRetention { rule }, 40, &[]),
+        ),
+    ]
+}
 
 fn run_decode_snapshot(data: &[u8]) {
     let _ = decode_snapshot(data);
@@ -494,6 +576,10 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         ("decode_index_run", "empty"),
         write_run(Vec::<(Key, Vec<u64>)>::new(), (1, 0)),
     );
+    // decode_journal_entry: an entry of every kind.
+    for (name, bytes) in journal_entries() {
+        s.insert(("decode_journal_entry", name), bytes);
+    }
     // decode_manifest: none, one and several runs.
     for (name, n) in [("no-runs", 0), ("one-run", 1), ("three-runs", 3)] {
         s.insert(("decode_manifest", name), manifest(n).encode());
@@ -717,6 +803,22 @@ fn index_runs_read_back_and_survive_mutations() {
             let mut input = valid.clone();
             mutate(&mut rng, &mut input, 0);
             no_panic("decode_index_run", run_decode_index_run, &input);
+        }
+    }
+}
+
+#[test]
+fn journal_entries_are_accepted_and_survive_mutations() {
+    let mut rng = Rng::new(13);
+    for (name, bytes) in journal_entries() {
+        assert!(
+            gesta::fuzzing::decode_journal_entry(&bytes),
+            "{name}: a valid entry refused"
+        );
+        for _ in 0..500 {
+            let mut input = bytes.clone();
+            mutate(&mut rng, &mut input, 0);
+            no_panic("decode_journal_entry", run_decode_journal_entry, &input);
         }
     }
 }
