@@ -41,11 +41,11 @@ fn tag_reads(store: &Store, tag: &str, rounds: u32) -> (f64, usize) {
     let started = Instant::now();
     let mut n = 0;
     for _ in 0..rounds {
-        n = store
-            .read(&query, ReadOptions::forwards())
-            .expect("read")
-            .map(|e| e.expect("event"))
-            .count();
+        n = 0;
+        for e in store.read(&query, ReadOptions::forwards()).expect("read") {
+            e.expect("event");
+            n += 1;
+        }
     }
     (started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds), n)
 }

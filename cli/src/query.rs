@@ -164,3 +164,54 @@ mod tests {
         );
     }
 }
+
+/// A retention rule as the commands print it in JSON: its scope (`stream`
+/// or `query`) and its limits, each left out when absent.
+#[derive(serde::Serialize)]
+pub struct RuleJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<QueryJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age_micros: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_count: Option<u64>,
+}
+
+impl<'a> RuleJson<'a> {
+    /// `rule` in its JSON form.
+    pub fn new(rule: &'a gesta::RetentionRule) -> RuleJson<'a> {
+        let (stream, query) = match &rule.scope {
+            gesta::RetentionScope::Stream(s) => (Some(s.as_str()), None),
+            gesta::RetentionScope::Query(q) => (None, Some(QueryJson::new(q))),
+        };
+        RuleJson {
+            stream,
+            query,
+            max_age_micros: rule.max_age_micros,
+            max_count: rule.max_count,
+        }
+    }
+
+    /// The text form: `stream "S"` or `query {…}`, then `max_age 30days`
+    /// and `max_count N` as set, or `cleared` without either.
+    pub fn text(&self) -> String {
+        let mut text = match (&self.stream, &self.query) {
+            (Some(s), _) => format!("stream {}", serde_json::Value::from(*s)),
+            (None, Some(q)) => format!("query {q}"),
+            (None, None) => String::new(),
+        };
+        if let Some(age) = self.max_age_micros {
+            let age = humantime::format_duration(std::time::Duration::from_micros(age));
+            text.push_str(&format!(" max_age {age}"));
+        }
+        if let Some(n) = self.max_count {
+            text.push_str(&format!(" max_count {n}"));
+        }
+        if self.max_age_micros.is_none() && self.max_count.is_none() {
+            text.push_str(" cleared");
+        }
+        text
+    }
+}

@@ -88,6 +88,23 @@ impl Amendments {
         }
     }
 
+    /// Amends the owned events `events[from..]` as reads return them: the
+    /// removed ones left out, the others with their added tags and
+    /// without their redacted data.
+    pub(crate) fn amend_tail(&self, events: &mut Vec<crate::event::RecordedEvent>, from: usize) {
+        let mut kept = from;
+        for i in from..events.len() {
+            let amended = self.get(events[i].position);
+            if amended.removed() {
+                continue;
+            }
+            amended.apply_owned(&mut events[i]);
+            events.swap(kept, i);
+            kept += 1;
+        }
+        events.truncate(kept);
+    }
+
     /// Whether the event at `position` was removed.
     pub(crate) fn is_removed(&self, position: u64) -> bool {
         self.any_removed.load(Ordering::Acquire) && self.removed.read().contains(position)

@@ -81,6 +81,7 @@ pub mod snapshots;
 mod store;
 mod subscribe;
 mod subscription;
+mod target;
 pub mod telemetry;
 mod tracking;
 pub mod view;

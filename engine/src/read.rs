@@ -375,17 +375,7 @@ pub(crate) fn decode_scanned(
 ) -> Result<()> {
     let from = out.len();
     decode_record(record, out).map_err(|e| name_file(reader, record.meta.first_position, e))?;
-    let mut kept = from;
-    for i in from..out.len() {
-        let amended = added.get(out[i].position);
-        if amended.removed() {
-            continue;
-        }
-        amended.apply_owned(&mut out[i]);
-        out.swap(kept, i);
-        kept += 1;
-    }
-    out.truncate(kept);
+    added.amend_tail(out, from);
     Ok(())
 }
 

@@ -72,8 +72,8 @@
 //! [`Error::InvalidInput`]: crate::Error::InvalidInput
 
 use crate::error::{Error, Result};
-use crate::lifecycle::{MAX_TARGETED_EVENTS, Target};
 use crate::query::Query;
+use crate::target::{MAX_TARGETED_EVENTS, Target};
 
 /// Most retention rules a store keeps.
 pub const MAX_RETENTION_RULES: usize = 1_000;

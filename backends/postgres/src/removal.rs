@@ -252,8 +252,10 @@ pub(crate) fn enforce(
 }
 
 /// The last position up to `head` committed at or before `t`, by a binary
-/// search over the commit times of events, removed or not (0 if none).
-fn position_at(conn: &mut Conn, sql: &RemovalSql, t: i64, head: u64) -> Result<u64> {
+/// search over the commit times of events, removed or not (0 if none):
+/// one primary-key probe per step, commit times never decreasing with
+/// positions.
+pub(crate) fn position_at(conn: &mut Conn, sql: &RemovalSql, t: i64, head: u64) -> Result<u64> {
     let (mut lo, mut hi, mut found) = (1i64, bound(head), 0i64);
     while lo <= hi {
         let mid = lo + (hi - lo) / 2;

@@ -51,7 +51,6 @@ pub struct PostgresStore {
     stream_forwards: String,
     stream_backwards: String,
     by_id: String,
-    timestamp_of: String,
     /// Snapshots' and tracking info's statements.
     state: StateSql,
     /// Retroactive tags' and the audit trail's statements.
@@ -244,10 +243,6 @@ impl PostgresStore {
                  AND e.revision BETWEEN $2 AND $3 ORDER BY e.revision DESC LIMIT $4"
             ),
             by_id: format!("SELECT {EVENT_COLUMNS} FROM {s}.events e WHERE e.id = $1"),
-            timestamp_of: format!(
-                "SELECT timestamp_micros FROM {s}.events WHERE position = $1 \
-                 UNION ALL SELECT timestamp_micros FROM {s}.removed_events WHERE position = $1"
-            ),
             state: StateSql::new(&s),
             lifecycle: LifecycleSql::new(&s),
             removal: crate::removal::RemovalSql::new(&s),
@@ -639,27 +634,13 @@ impl EventStore for PostgresStore {
     /// A binary search over positions, one primary-key probe per step
     /// (commit times never decrease with positions), on one connection.
     fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
-        let t = bound(timestamp_micros);
         let mut conn = self.pool.get()?;
         let head: i64 = conn
             .query_one(&self.head, &[])?
             .try_get(0)
             .map_err(pg_error)?;
-        let (mut lo, mut hi, mut found) = (1i64, head, 0i64);
-        while lo <= hi {
-            let mid = lo + (hi - lo) / 2;
-            let ts: i64 = conn
-                .query_one(&self.timestamp_of, &[&mid])?
-                .try_get(0)
-                .map_err(pg_error)?;
-            if ts <= t {
-                found = mid;
-                lo = mid + 1;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        to_u64(found, found, "position")
+        let head = to_u64(head, head, "head")?;
+        crate::removal::position_at(&mut conn, &self.removal, bound(timestamp_micros), head)
     }
 
     fn list(

@@ -6,13 +6,13 @@ use std::io::Write;
 use gesta::EventStore;
 use gesta::lifecycle::{AuditEntry, Operation, Target};
 use gesta::listing::MAX_LIST_LIMIT;
-use gesta::{Removal, RetentionRule, RetentionScope};
+use gesta::{Removal, RetentionRule};
 use gesta_json::rfc3339;
 
 use super::list::parse_limit;
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
-use crate::query::QueryJson;
+use crate::query::{QueryJson, RuleJson};
 
 pub const AFTER_HELP: &str = r#"Each line is one operation that changed committed events, as it was asked for and what it did: its
 sequence number (1, 2, …), when it committed (RFC 3339, UTC), the head then (it saw the events up to
@@ -82,18 +82,6 @@ enum TargetJson<'a> {
     Retention(RuleJson<'a>),
 }
 
-#[derive(serde::Serialize)]
-struct RuleJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<QueryJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_age_micros: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_count: Option<u64>,
-}
-
 impl<'a> TargetJson<'a> {
     fn new(target: &'a Target) -> TargetJson<'a> {
         match target {
@@ -103,16 +91,7 @@ impl<'a> TargetJson<'a> {
     }
 
     fn rule(rule: &'a RetentionRule) -> TargetJson<'a> {
-        let (stream, query) = match &rule.scope {
-            RetentionScope::Stream(s) => (Some(s.as_str()), None),
-            RetentionScope::Query(q) => (None, Some(QueryJson::new(q))),
-        };
-        TargetJson::Retention(RuleJson {
-            stream,
-            query,
-            max_age_micros: rule.max_age_micros,
-            max_count: rule.max_count,
-        })
+        TargetJson::Retention(RuleJson::new(rule))
     }
 
     /// The target as the text form prints it.
@@ -132,25 +111,7 @@ impl<'a> TargetJson<'a> {
                     None => format!("stream {name}"),
                 }
             }
-            TargetJson::Retention(r) => {
-                let mut text = match (&r.stream, &r.query) {
-                    (Some(s), _) => {
-                        format!("stream {}", serde_json::to_string(s).map_err(Failure::new)?)
-                    }
-                    (None, Some(q)) => format!("query {q}"),
-                    (None, None) => String::new(),
-                };
-                if let Some(age) = r.max_age_micros {
-                    text.push_str(&format!(" max_age_micros {age}"));
-                }
-                if let Some(n) = r.max_count {
-                    text.push_str(&format!(" max_count {n}"));
-                }
-                if r.max_age_micros.is_none() && r.max_count.is_none() {
-                    text.push_str(" cleared");
-                }
-                text
-            }
+            TargetJson::Retention(r) => r.text(),
         })
     }
 }

@@ -10,7 +10,7 @@ use gesta::{EventStore, RetentionRule, RetentionScope};
 use super::tag::{format_counts, print};
 use crate::StoreDir;
 use crate::failure::{Failure, open_existing};
-use crate::query::{QueryArgs, QueryJson};
+use crate::query::{QueryArgs, RuleJson};
 
 pub const AFTER_HELP: &str = r#"A retention rule removes, of its scope's events — one stream's (--stream S), or those a query matches
 (--type, --tag, --query; none of them: every event) — those committed longer ago than --max-age and all
@@ -90,52 +90,15 @@ fn rule(args: &Args) -> Result<Option<RetentionRule>, Failure> {
     Ok(Some(rule))
 }
 
-/// A rule as `--json` prints it.
-#[derive(serde::Serialize)]
-struct RuleJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<QueryJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_age_micros: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_count: Option<u64>,
-}
-
 /// Writes `rule` as one line, text or JSON.
 fn format_rule(out: &mut Vec<u8>, rule: &RetentionRule, json: bool) -> Result<(), Failure> {
     if json {
-        let (stream, query) = match &rule.scope {
-            RetentionScope::Stream(s) => (Some(s.as_str()), None),
-            RetentionScope::Query(q) => (None, Some(QueryJson::new(q))),
-        };
-        let line = RuleJson {
-            stream,
-            query,
-            max_age_micros: rule.max_age_micros,
-            max_count: rule.max_count,
-        };
+        let line = RuleJson::new(rule);
         serde_json::to_writer(&mut *out, &line).map_err(Failure::new)?;
         out.push(b'\n');
         return Ok(());
     }
-    match &rule.scope {
-        RetentionScope::Stream(s) => write!(
-            out,
-            "stream {}",
-            serde_json::to_string(s).map_err(Failure::new)?
-        )?,
-        RetentionScope::Query(q) => write!(out, "query {}", QueryJson::new(q))?,
-    }
-    if let Some(age) = rule.max_age_micros {
-        let age = humantime::format_duration(Duration::from_micros(age));
-        write!(out, " max_age {age}")?;
-    }
-    if let Some(n) = rule.max_count {
-        write!(out, " max_count {n}")?;
-    }
-    writeln!(out)?;
+    writeln!(out, "{}", RuleJson::new(rule).text())?;
     Ok(())
 }
 

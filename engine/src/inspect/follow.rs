@@ -141,18 +141,7 @@ impl Follower {
             }
             break;
         }
-        let amendments = &self.amendments.1;
-        let mut kept = before;
-        for i in before..out.len() {
-            let amended = amendments.get(out[i].position);
-            if amended.removed() {
-                continue;
-            }
-            amended.apply_owned(&mut out[i]);
-            out.swap(kept, i);
-            kept += 1;
-        }
-        out.truncate(kept);
+        self.amendments.1.amend_tail(out, before);
         Ok(out.len() - before)
     }
 
