@@ -81,6 +81,7 @@ mod store;
 mod subscribe;
 mod subscription;
 pub mod telemetry;
+pub mod tenants;
 mod tracking;
 pub mod view;
 
