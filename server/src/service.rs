@@ -288,7 +288,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         #[allow(deprecated)]
         if request.subscribe.unwrap_or(false) {
@@ -312,7 +312,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         let query = to_query(request.query);
         let after = request.after.unwrap_or(0);
@@ -391,7 +391,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         self.stores
             .check_quota(&request, &store, request.get_ref().events.len())?;
         let request = request.into_inner();
@@ -450,7 +450,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::HeadRequest>,
     ) -> Result<Response<v1::HeadResponse>, Status> {
-        let head = self.stores.get(&request)?.head();
+        let head = self.stores.get(&request).await?.head();
         Ok(Response::new(v1::HeadResponse {
             position: (head > 0).then_some(head),
         }))
@@ -460,7 +460,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::TrackingRequest>,
     ) -> Result<Response<v1::TrackingResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let source = request.into_inner().source;
         let position = tokio::task::spawn_blocking(move || store.tracking_info(&source))
             .await

@@ -6,6 +6,7 @@
 //! another's.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -93,13 +94,27 @@ pub(crate) enum Stores {
 
 impl Stores {
     /// The store `request` reaches, held for as long as the `Arc` lives
-    /// (a tenant's store is not closed under a call).
-    pub(crate) fn get<T>(&self, request: &Request<T>) -> Result<Arc<gesta::Store>, Status> {
-        match self {
-            Stores::One(store) => Ok(Arc::new(store.clone())),
+    /// (a tenant's store is not closed under a call). Opening a tenant's
+    /// store reads its log, so it runs on the blocking pool.
+    pub(crate) fn get<T>(
+        &self,
+        request: &Request<T>,
+    ) -> impl Future<Output = Result<Arc<gesta::Store>, Status>> + Send + 'static {
+        let picked = match self {
+            Stores::One(store) => Ok(Pick::One(store.clone())),
             Stores::Tenants(tenants) => {
-                let tenant = tenant(request)?;
-                tenants.get(&tenant.0).map_err(tenant_status)
+                tenant(request).map(|tenant| Pick::Tenant(tenants.clone(), tenant))
+            }
+        };
+        async move {
+            match picked? {
+                Pick::One(store) => Ok(Arc::new(store)),
+                Pick::Tenant(tenants, tenant) => {
+                    tokio::task::spawn_blocking(move || tenants.get(&tenant.0))
+                        .await
+                        .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
+                        .map_err(tenant_status)
+                }
             }
         }
     }
@@ -127,6 +142,12 @@ impl Stores {
             Stores::Tenants(_) => Ok(tenant(request)?.0),
         }
     }
+}
+
+/// What [`Stores::get`] opens.
+enum Pick {
+    One(gesta::Store),
+    Tenant(Arc<Tenants>, Tenant),
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<Tenant, Status> {

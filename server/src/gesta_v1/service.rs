@@ -287,7 +287,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AppendRequest>,
     ) -> Result<Response<g::AppendResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         self.stores
             .check_quota(&request, &store, request.get_ref().events.len())?;
         let r = request.into_inner();
@@ -323,7 +323,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let query = query_from_proto(r.query);
         let options = read_options(r.start, r.direction, r.limit)?;
@@ -339,7 +339,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ReadStreamRequest>,
     ) -> Result<Response<Self::ReadStreamStream>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let options = read_options(r.start, r.direction, r.limit)?;
         let permit = self.open_stream(&store)?;
@@ -354,7 +354,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ReadStreamLastRequest>,
     ) -> Result<Response<g::ReadStreamLastResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
         let event = self
             .blocking(&store, move |s| s.read_stream_last(&stream))
@@ -367,7 +367,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::StreamRevisionRequest>,
     ) -> Result<Response<g::StreamRevisionResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
         let revision = self
             .blocking(&store, move |s| s.stream_revision(&stream))
@@ -379,7 +379,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::EventByIdRequest>,
     ) -> Result<Response<g::EventByIdResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let id = parse_id(&request.into_inner().id)?;
         let event = self.blocking(&store, move |s| s.event_by_id(id)).await?;
         let event = event.map(|e| sized(e, &self.limits)).transpose()?;
@@ -390,7 +390,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::PositionAtRequest>,
     ) -> Result<Response<g::PositionAtResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let at = request.into_inner().timestamp_micros;
         let position = self.blocking(&store, move |s| s.position_at(at)).await?;
         Ok(Response::new(g::PositionAtResponse { position }))
@@ -400,7 +400,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::HeadRequest>,
     ) -> Result<Response<g::HeadResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         Ok(Response::new(g::HeadResponse {
             position: store.head(),
         }))
@@ -410,7 +410,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::TrackingInfoRequest>,
     ) -> Result<Response<g::TrackingInfoResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let source = request.into_inner().source;
         let position = self
             .blocking(&store, move |s| s.tracking_info(&source))
@@ -422,7 +422,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListStreamsRequest>,
     ) -> Result<Response<g::ListStreamsResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let streams = self
             .list(&store, gesta::Listing::Streams, r.prefix, r.after, r.limit)
@@ -434,7 +434,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListEventTypesRequest>,
     ) -> Result<Response<g::ListEventTypesResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let event_types = self
             .list(&store, gesta::Listing::Types, r.prefix, r.after, r.limit)
@@ -446,7 +446,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListTagsRequest>,
     ) -> Result<Response<g::ListTagsResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let tags = self
             .list(&store, gesta::Listing::Tags, r.prefix, r.after, r.limit)
@@ -458,7 +458,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let query = query_from_proto(r.query);
         let permit = self.open_stream(&store)?;
@@ -474,7 +474,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::SubscribeDurableRequest>,
     ) -> Result<Response<Self::SubscribeDurableStream>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
         let r = request.into_inner();
         let query = query_from_proto(r.query);
@@ -490,7 +490,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AckRequest>,
     ) -> Result<Response<g::AckResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
         let r = request.into_inner();
         let acknowledged =
@@ -504,7 +504,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListDurableRequest>,
     ) -> Result<Response<g::ListDurableResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
         let states = self.blocking(&store, |s| s.durable_subscriptions()).await?;
         let subscriptions = states
@@ -522,7 +522,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::DeleteDurableRequest>,
     ) -> Result<Response<g::DeleteDurableResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
         let name = request.into_inner().name;
         let deleted = tokio::task::spawn_blocking(move || registry.delete(&store, &name))
@@ -535,7 +535,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::SaveSnapshotRequest>,
     ) -> Result<Response<g::SaveSnapshotResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         self.blocking(&store, move |s| {
             s.save_snapshot(&r.key, r.position, &r.state)
@@ -548,7 +548,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::LoadSnapshotRequest>,
     ) -> Result<Response<g::LoadSnapshotResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let at = r.at_or_before.unwrap_or(u64::MAX);
         // A state larger than the message limit fails in the encoder.
@@ -567,7 +567,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListSnapshotsRequest>,
     ) -> Result<Response<g::ListSnapshotsResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let key = request.into_inner().key;
         let positions = self
             .blocking(&store, move |s| s.list_snapshots(&key))
@@ -579,7 +579,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::DeleteSnapshotRequest>,
     ) -> Result<Response<g::DeleteSnapshotResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let deleted = self
             .blocking(&store, move |s| s.delete_snapshot(&r.key, r.position))
@@ -591,7 +591,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AddTagsRequest>,
     ) -> Result<Response<g::AddTagsResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let target = target_from_proto(r.target)?;
         // On the blocking pool, the operation commits or fails as a whole
@@ -611,7 +611,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::RedactRequest>,
     ) -> Result<Response<g::RedactResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let target = target_from_proto(request.into_inner().target)?;
         // On the blocking pool, the operation commits or fails as a whole
         // even if the client goes away.
@@ -628,7 +628,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::BackupRequest>,
     ) -> Result<Response<g::BackupResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let Some(root) = &self.backup_root else {
             return Err(denied(
                 "backups through the server are off: start it with --backup-dir ROOT",
@@ -651,7 +651,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AuditLogRequest>,
     ) -> Result<Response<g::AuditLogResponse>, Status> {
-        let store = self.stores.get(&request)?;
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let limit = list_limit(r.limit);
         let entries = self
