@@ -50,6 +50,8 @@ requires TLS unless --insecure-loopback-api-key and a loopback address. The byte
 store's files at the next `gesta compact`, run while the server is stopped.
 
 --backup-dir ROOT allows gesta.v1 Backup calls, each writing a new directory under ROOT only.
+--tenants serves the tenants under DIR (DIR/tenants/NAME): each call's API key, from --tenant-keys FILE (lines of
+`TENANT KEY`), names the one tenant it reaches.
 --metrics ADDR serves Prometheus metrics at http://ADDR/metrics. Logs go to stderr through `tracing`, filtered
 by RUST_LOG (default info; RUST_LOG=gesta=debug adds the store's commit and compaction spans).
 
@@ -57,6 +59,7 @@ Examples:
   gesta serve ./events
   gesta serve ./events --metrics 127.0.0.1:9464 --backup-dir /var/backups/events
   gesta serve ./events --console 127.0.0.1:8080     # and the read-only web console beside it
+  gesta serve ./tenants-root --tenants --tenant-keys keys.txt --tls-cert cert.pem --tls-key key.pem
   gesta serve ./events --listen 0.0.0.0:50051 --tls-cert cert.pem --tls-key key.pem --api-key \"$KEY\"";
 
 /// Operate a Gesta event store from the shell.

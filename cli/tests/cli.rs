@@ -975,6 +975,68 @@ fn serve_exports_metrics_and_logs_through_tracing() {
     );
 }
 
+/// `gesta serve ROOT --tenants --tenant-keys FILE` serves the tenants
+/// under ROOT (the routing itself is tested in gesta-server's
+/// tests/tenants.rs); a key file is required, and an API key refused.
+#[test]
+fn serve_tenants_starts_over_a_root_with_a_key_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let r = root.to_str().unwrap();
+    let keys = tmp.path().join("keys");
+    std::fs::write(&keys, "alpha key-a\n").unwrap();
+    usage_error(&["serve", r, "--tenants"], "--tenant-keys");
+    usage_error(
+        &[
+            "serve",
+            r,
+            "--tenants",
+            "--tenant-keys",
+            keys.to_str().unwrap(),
+            "--api-key",
+            "k",
+        ],
+        "cannot be used with",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
+        .args([
+            "serve",
+            r,
+            "--tenants",
+            "--tenant-keys",
+            keys.to_str().unwrap(),
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--insecure-loopback-api-key",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut listening = false;
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            listening = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(listening, "gesta serve --tenants never listened");
+    assert!(root.join("tenants").is_dir());
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn read_follow_tails_a_store_another_process_appends_to() {
     use std::io::Read as _;

@@ -54,13 +54,12 @@ pub(crate) fn spawn_flusher(
                 } {
                     log::error!("gesta: index merge failed (will retry): {e}");
                 }
-                let _compress = telemetry::enter(Stage::Compress);
-                if let Some((compressor, settings, pace)) = &compress
-                    && let Err(e) = compressor.compress_sealed(*settings, *pace, &|| {
-                        !jobs.is_empty() || shared.closing.load(Ordering::Acquire)
-                    })
-                {
-                    log::error!("gesta: segment compression failed (will retry): {e}");
+                if let Some((compressor, settings, pace)) = &compress {
+                    let _span = telemetry::enter(Stage::Compress);
+                    let stop = || !jobs.is_empty() || shared.closing.load(Ordering::Acquire);
+                    if let Err(e) = compressor.compress_sealed(*settings, *pace, &stop) {
+                        log::error!("gesta: segment compression failed (will retry): {e}");
+                    }
                 }
             }
         })

@@ -83,6 +83,7 @@ mod subscribe;
 mod subscription;
 mod target;
 pub mod telemetry;
+pub mod tenants;
 mod tracking;
 pub mod view;
 

@@ -9,8 +9,19 @@ use crate::{ServeConfig, TlsFiles};
 /// The options of `gesta serve` and `gesta-server`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// The store directory (created if missing).
+    /// The store directory (created if missing); with --tenants, the root
+    /// of the tenants' stores (DIR/tenants/NAME).
     pub dir: PathBuf,
+    /// Serve many tenants: each call's API key (from --tenant-keys) names
+    /// the one tenant whose store it reaches.
+    #[arg(long, requires = "tenant_keys", conflicts_with_all = ["api_key", "backup_dir"])]
+    pub tenants: bool,
+    /// The tenants' API keys: one `TENANT KEY` pair per line (# comments).
+    #[arg(long, value_name = "FILE", requires = "tenants")]
+    pub tenant_keys: Option<PathBuf>,
+    /// With --tenants: the most tenant stores open at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_open_tenants: usize,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -109,6 +120,58 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
     };
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    if args.tenants {
+        let keys = match &args.tenant_keys {
+            Some(path) => crate::TenantKeys::read(path).map_err(|e| e.to_string())?,
+            None => return Err("--tenants needs --tenant-keys".into()),
+        };
+        let options = gesta::tenants::TenantOptions {
+            max_open: args.max_open_tenants,
+            ..gesta::tenants::TenantOptions::default()
+        };
+        let tenants =
+            gesta::tenants::Tenants::open(&args.dir, options).map_err(|e| e.to_string())?;
+        let tenants = std::sync::Arc::new(tenants);
+        let metrics = args.metrics;
+        let result = runtime.block_on(async {
+            let listener =
+                tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| crate::ServeError::Bind {
+                        addr: config.listen,
+                        source,
+                    })?;
+            eprintln!(
+                "{name}: tenants under {}, listening on {}",
+                args.dir.display(),
+                config.listen
+            );
+            if let Some(addr) = metrics {
+                crate::metrics::install_recorder()?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| crate::ServeError::Bind { addr, source })?;
+                tokio::spawn(crate::metrics::serve_metrics(
+                    listener,
+                    None,
+                    crate::shutdown_signal(),
+                ));
+            }
+            let served = crate::serve_tenants_on(
+                listener,
+                tenants.clone(),
+                keys,
+                config,
+                crate::shutdown_signal(),
+            )
+            .await;
+            let closed = tenants.close();
+            served?;
+            closed.map_err(|e| crate::ServeError::Config(e.to_string()))?;
+            Ok::<(), crate::ServeError>(())
+        });
+        return result.map_err(|e| e.to_string());
+    }
     let result = runtime.block_on(async {
         let store = gesta::Store::open(&args.dir)?;
         eprintln!(
@@ -130,7 +193,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                 };
                 Some(tokio::spawn(crate::metrics::serve_metrics(
                     listener,
-                    store.clone(),
+                    Some(store.clone()),
                     shutdown,
                 )))
             }

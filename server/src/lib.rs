@@ -33,6 +33,7 @@ mod legacy;
 pub mod metrics;
 pub mod observe;
 mod service;
+mod tenancy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,6 +49,7 @@ pub use config::{
 };
 pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
 pub use gesta_v1::SERVICE_NAME as GESTA_SERVICE_NAME;
+pub use tenancy::TenantKeys;
 
 /// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server
 /// trait and a client, generated from `proto/umadb.proto` (UmaDB's file,
@@ -104,6 +106,59 @@ pub async fn serve_on(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_stores_on(
+        listener,
+        tenancy::Stores::One(store),
+        None,
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves many tenants' stores on `listener` until `shutdown` resolves, as
+/// [`serve_on`] serves one: every call must carry one of `keys`, and
+/// reaches the store of that key's tenant and no other (opened through
+/// `tenants` on first use). `config.api_key` and `config.backup_dir` must
+/// be unset; the rule on keys without TLS applies to the tenants' keys.
+/// The caller closes `tenants` afterwards.
+pub async fn serve_tenants_on(
+    listener: TcpListener,
+    tenants: std::sync::Arc<gesta::tenants::Tenants>,
+    keys: TenantKeys,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if config.api_key.is_some() || config.backup_dir.is_some() {
+        return Err(ServeError::Config(
+            "with tenants, keys come from the tenants' key file, and backups through the \
+             server are off"
+                .into(),
+        ));
+    }
+    // The keys-without-TLS rule, checked as for one key.
+    ServeConfig {
+        api_key: Some("tenant keys".into()),
+        ..config.clone()
+    }
+    .check()?;
+    serve_stores_on(
+        listener,
+        tenancy::Stores::Tenants(tenants),
+        Some(keys),
+        config,
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_stores_on(
+    listener: TcpListener,
+    store: tenancy::Stores,
+    keys: Option<TenantKeys>,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     config.check()?;
     let local: SocketAddr = listener.local_addr().map_err(ServeError::Io)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -134,14 +189,20 @@ pub async fn serve_on(
     let gesta = proto::gesta_v1::gesta_server::GestaServer::new(gesta)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let check =
+    let mut check =
         auth::ApiKey::refusing_with(config.api_key.clone(), gesta_v1::convert::unauthenticated);
+    if let Some(keys) = &keys {
+        check = check.for_tenants(keys);
+    }
     let gesta = tonic::service::interceptor::InterceptedService::new(gesta, check);
     let dcb = service::Dcb::new(store, config.limits(), streams, stop_rx.clone());
     let dcb = proto::v1::dcb_server::DcbServer::new(dcb)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let check = auth::ApiKey::new(config.api_key.clone());
+    let mut check = auth::ApiKey::new(config.api_key.clone());
+    if let Some(keys) = &keys {
+        check = check.for_tenants(keys);
+    }
     let dcb = tonic::service::interceptor::InterceptedService::new(dcb, check);
     // UmaDB's unversioned service path, for older clients.
     let legacy = legacy::Legacy(dcb.clone());
@@ -166,7 +227,9 @@ pub async fn serve_on(
         } else {
             "plaintext"
         },
-        if config.api_key.is_some() {
+        if keys.is_some() {
+            "tenants' API keys"
+        } else if config.api_key.is_some() {
             "API key"
         } else {
             "no API key"

@@ -88,12 +88,13 @@ const MAX_REQUEST: usize = 8 << 10;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves: the
-/// recorder's text after sampling `store`'s gauges. Any other path is 404,
+/// recorder's text after sampling `store`'s gauges (none without a store:
+/// a server of many tenants reports their counters summed). Any other path is 404,
 /// any other method 405; one request per connection. Installs the recorder
 /// if it is not yet.
 pub async fn serve_metrics(
     listener: TcpListener,
-    store: gesta::Store,
+    store: Option<gesta::Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let handle = install_recorder()?;
@@ -120,7 +121,7 @@ pub async fn serve_metrics(
 async fn respond(
     mut socket: TcpStream,
     handle: &PrometheusHandle,
-    store: &gesta::Store,
+    store: &Option<gesta::Store>,
 ) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -145,7 +146,9 @@ async fn respond(
     let path = path.split('?').next().unwrap_or("");
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
-            gesta::telemetry::record_store_gauges(store);
+            if let Some(store) = store {
+                gesta::telemetry::record_store_gauges(store);
+            }
             (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",

@@ -127,15 +127,23 @@ where
 }
 
 /// The permit of an open read or subscription; [`OPEN_STREAMS`] counts
-/// those alive.
+/// those alive. It holds the store the stream reads, so that a tenant's
+/// store is not closed under it.
 pub(crate) struct StreamPermit {
     _permit: OwnedSemaphorePermit,
+    _store: std::sync::Arc<gesta::Store>,
 }
 
 impl StreamPermit {
-    pub(crate) fn new(permit: OwnedSemaphorePermit) -> StreamPermit {
+    pub(crate) fn new(
+        permit: OwnedSemaphorePermit,
+        store: std::sync::Arc<gesta::Store>,
+    ) -> StreamPermit {
         metrics::gauge!(OPEN_STREAMS).increment(1.0);
-        StreamPermit { _permit: permit }
+        StreamPermit {
+            _permit: permit,
+            _store: store,
+        }
     }
 }
 

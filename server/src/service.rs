@@ -20,6 +20,7 @@ use crate::convert::{
 };
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
+use crate::tenancy::Stores;
 
 /// UmaDB's default and largest events per response (umadb-server 0.7.8:
 /// `READ_RESPONSE_BATCH_SIZE_DEFAULT` and `_MAX`).
@@ -33,7 +34,7 @@ type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 /// The service: a store handle, the call limits and the shutdown signal
 /// that ends open streams.
 pub(crate) struct Dcb {
-    store: gesta::Store,
+    stores: Stores,
     limits: Limits,
     streams: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -43,24 +44,27 @@ impl Dcb {
     /// `streams` bounds open reads and subscriptions (shared with the
     /// `gesta.v1` service).
     pub(crate) fn new(
-        store: gesta::Store,
+        stores: Stores,
         limits: Limits,
         streams: Arc<Semaphore>,
         stop: watch::Receiver<bool>,
     ) -> Dcb {
         Dcb {
-            store,
+            stores,
             streams,
             limits,
             stop,
         }
     }
 
-    fn open_stream(&self) -> Result<crate::observe::StreamPermit, Status> {
+    fn open_stream(
+        &self,
+        store: &Arc<gesta::Store>,
+    ) -> Result<crate::observe::StreamPermit, Status> {
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("too many open reads and subscriptions; retry later")
         })?;
-        Ok(crate::observe::StreamPermit::new(permit))
+        Ok(crate::observe::StreamPermit::new(permit, store.clone()))
     }
 }
 
@@ -284,6 +288,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
+        let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         #[allow(deprecated)]
         if request.subscribe.unwrap_or(false) {
@@ -292,9 +297,9 @@ impl v1::dcb_server::Dcb for Dcb {
             ));
         }
         gesta::validation::check_query(&to_query(request.query.clone())).map_err(from_engine)?;
-        let permit = self.open_stream()?;
+        let permit = self.open_stream(&store)?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let store = self.store.clone();
+        let store = (*store).clone();
         let (limits, stop) = (self.limits, self.stop.clone());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -307,6 +312,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         let query = to_query(request.query);
         let after = request.after.unwrap_or(0);
@@ -316,16 +322,14 @@ impl v1::dcb_server::Dcb for Dcb {
             .clamp(1, BATCH_MAX) as usize;
         // The engine refuses to start after its head; the protocol waits
         // there for positions to come.
-        let start = after.min(self.store.head());
-        let mut events = self
-            .store
+        let start = after.min(store.head());
+        let mut events = store
             .subscribe(&query, start)
             .map_err(from_engine)?
             .into_stream();
-        let permit = self.open_stream()?;
+        let permit = self.open_stream(&store)?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, mut stop) = (self.limits, self.stop.clone());
-        let store = self.store.clone();
         tokio::spawn(async move {
             let _permit = permit;
             loop {
@@ -387,6 +391,9 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
+        let store = self.stores.get(&request).await?;
+        self.stores
+            .check_quota(&request, &store, request.get_ref().events.len())?;
         let request = request.into_inner();
         let tracking = request.tracking_info.map(|t| (t.source, t.position));
         let tracked = tracking.is_some();
@@ -409,7 +416,7 @@ impl v1::dcb_server::Dcb for Dcb {
             options = options.track(source.clone(), *position);
         }
         if events.is_empty() {
-            return self.append_nothing(options).map(Response::new);
+            return append_nothing(&store, options).map(Response::new);
         }
         // What recognises a re-sent append, kept only when it can fail.
         let resent = request.condition.map(|_| Resent {
@@ -419,13 +426,13 @@ impl v1::dcb_server::Dcb for Dcb {
         });
         // Handed to the committer here, the append commits or fails as a
         // whole even if the client goes away and this future is dropped.
-        let appended = self.store.append_async(events, options).await;
+        let appended = store.append_async(events, options).await;
         match (appended, resent) {
             (Ok(appended), _) => Ok(Response::new(v1::AppendResponse {
                 position: appended.last,
             })),
             (Err(e @ gesta::Error::ConditionFailed { .. }), Some(resent)) => {
-                let store = self.store.clone();
+                let store = store.clone();
                 let earlier = tokio::task::spawn_blocking(move || resent.earlier(&store))
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?
@@ -441,9 +448,9 @@ impl v1::dcb_server::Dcb for Dcb {
 
     async fn head(
         &self,
-        _request: Request<v1::HeadRequest>,
+        request: Request<v1::HeadRequest>,
     ) -> Result<Response<v1::HeadResponse>, Status> {
-        let head = self.store.head();
+        let head = self.stores.get(&request).await?.head();
         Ok(Response::new(v1::HeadResponse {
             position: (head > 0).then_some(head),
         }))
@@ -453,8 +460,8 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::TrackingRequest>,
     ) -> Result<Response<v1::TrackingResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let source = request.into_inner().source;
-        let store = self.store.clone();
         let position = tokio::task::spawn_blocking(move || store.tracking_info(&source))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
@@ -538,29 +545,29 @@ impl Resent {
     }
 }
 
-impl Dcb {
-    /// An append of no events: checks the condition and answers the head.
-    fn append_nothing(&self, options: gesta::AppendOptions) -> Result<v1::AppendResponse, Status> {
-        let head = self.store.head();
-        gesta::validation::check_after(&options, head).map_err(from_engine)?;
-        if let Some(c) = options.condition {
-            gesta::validation::check_query(&c.fail_if_events_match).map_err(from_engine)?;
-            let mut read = gesta::ReadOptions::forwards().limit(1);
-            read.start = c.after;
-            if let Some(found) = self
-                .store
-                .read(&c.fail_if_events_match, read)
-                .map_err(from_engine)?
-                .next()
-            {
-                let found = found.map_err(from_engine)?;
-                if found.position <= head {
-                    return Err(from_engine(gesta::Error::ConditionFailed {
-                        position: found.position,
-                    }));
-                }
+/// An append of no events: checks the condition and answers the head.
+fn append_nothing(
+    store: &gesta::Store,
+    options: gesta::AppendOptions,
+) -> Result<v1::AppendResponse, Status> {
+    let head = store.head();
+    gesta::validation::check_after(&options, head).map_err(from_engine)?;
+    if let Some(c) = options.condition {
+        gesta::validation::check_query(&c.fail_if_events_match).map_err(from_engine)?;
+        let mut read = gesta::ReadOptions::forwards().limit(1);
+        read.start = c.after;
+        if let Some(found) = store
+            .read(&c.fail_if_events_match, read)
+            .map_err(from_engine)?
+            .next()
+        {
+            let found = found.map_err(from_engine)?;
+            if found.position <= head {
+                return Err(from_engine(gesta::Error::ConditionFailed {
+                    position: found.position,
+                }));
             }
         }
-        Ok(v1::AppendResponse { position: head })
     }
+    Ok(v1::AppendResponse { position: head })
 }

@@ -68,7 +68,7 @@ async fn scraped_counters_match_the_workload() {
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let endpoint = tokio::spawn(gesta_server::metrics::serve_metrics(
         metrics,
-        running.store.clone(),
+        Some(running.store.clone()),
         async move {
             let _ = metrics_stopped.await;
         },

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::observe::StreamPermit;
+use crate::tenancy::Stores;
 
 use super::backup::{BackupRoot, report_to_proto};
 use super::convert::denied;
@@ -36,48 +37,61 @@ type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 /// streams (shared with `umadb.v1.DCB`), the shutdown signal that ends
 /// open streams, and the durable subscriptions open here.
 pub(crate) struct Gesta {
-    store: gesta::Store,
+    stores: Stores,
     limits: Limits,
     streams: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
-    durable: Registry,
+    /// The durable subscriptions open here, per tenant (one scope "" for
+    /// a single store).
+    durable: std::sync::Mutex<std::collections::HashMap<Arc<str>, Registry>>,
     /// Where `Backup` may write; `None` refuses it.
     backup_root: Option<BackupRoot>,
 }
 
 impl Gesta {
     pub(crate) fn new(
-        store: gesta::Store,
+        stores: Stores,
         limits: Limits,
         streams: Arc<Semaphore>,
         stop: watch::Receiver<bool>,
         backup_root: Option<BackupRoot>,
     ) -> Gesta {
         Gesta {
-            store,
+            stores,
             limits,
             streams,
             stop,
-            durable: Registry::default(),
+            durable: Default::default(),
             backup_root,
         }
     }
 
-    fn open_stream(&self) -> Result<StreamPermit, Status> {
+    fn open_stream(&self, store: &Arc<gesta::Store>) -> Result<StreamPermit, Status> {
         let permit = self
             .streams
             .clone()
             .try_acquire_owned()
             .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))?;
-        Ok(StreamPermit::new(permit))
+        Ok(StreamPermit::new(permit, store.clone()))
     }
 
-    /// Runs `f` with the store on the blocking pool.
+    /// The durable subscriptions open here for the call's tenant.
+    fn registry<T>(&self, request: &Request<T>) -> Result<Registry, Status> {
+        let scope = self.stores.scope(request)?;
+        let mut all = self
+            .durable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(all.entry(scope).or_default().clone())
+    }
+
+    /// Runs `f` with `store` on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
+        store: &Arc<gesta::Store>,
         f: impl FnOnce(&gesta::Store) -> gesta::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
-        let store = self.store.clone();
+        let store = store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(lost)?
@@ -87,6 +101,7 @@ impl Gesta {
     /// One page of a listing of `what`; the engine checks the request.
     async fn list(
         &self,
+        store: &Arc<gesta::Store>,
         what: gesta::Listing,
         prefix: String,
         after: Option<String>,
@@ -94,7 +109,9 @@ impl Gesta {
     ) -> Result<Vec<g::Listed>, Status> {
         let limit = list_limit(limit);
         let listed = self
-            .blocking(move |s| s.list(what, &prefix, after.as_deref(), limit))
+            .blocking(store, move |s| {
+                s.list(what, &prefix, after.as_deref(), limit)
+            })
             .await?;
         Ok(listed.into_iter().map(listed_to_proto).collect())
     }
@@ -270,6 +287,9 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AppendRequest>,
     ) -> Result<Response<g::AppendResponse>, Status> {
+        let store = self.stores.get(&request).await?;
+        self.stores
+            .check_quota(&request, &store, request.get_ref().events.len())?;
         let r = request.into_inner();
         let events = r
             .events
@@ -289,8 +309,7 @@ impl g::gesta_server::Gesta for Gesta {
         }
         // Handed to the committer here, the append commits or fails as a
         // whole even if the client goes away and this future is dropped.
-        let appended = self
-            .store
+        let appended = store
             .append_async(events, options)
             .await
             .map_err(from_engine)?;
@@ -304,11 +323,14 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let query = query_from_proto(r.query);
         let options = read_options(r.start, r.direction, r.limit)?;
-        let permit = self.open_stream()?;
-        let events = self.blocking(move |s| s.read(&query, options)).await?;
+        let permit = self.open_stream(&store)?;
+        let events = self
+            .blocking(&store, move |s| s.read(&query, options))
+            .await?;
         let response = |events| g::ReadResponse { events };
         Ok(self.stream_read(events, response, permit))
     }
@@ -317,11 +339,12 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ReadStreamRequest>,
     ) -> Result<Response<Self::ReadStreamStream>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let options = read_options(r.start, r.direction, r.limit)?;
-        let permit = self.open_stream()?;
+        let permit = self.open_stream(&store)?;
         let events = self
-            .blocking(move |s| s.read_stream(&r.stream, options))
+            .blocking(&store, move |s| s.read_stream(&r.stream, options))
             .await?;
         let response = |events| g::ReadStreamResponse { events };
         Ok(self.stream_read(events, response, permit))
@@ -331,8 +354,11 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ReadStreamLastRequest>,
     ) -> Result<Response<g::ReadStreamLastResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
-        let event = self.blocking(move |s| s.read_stream_last(&stream)).await?;
+        let event = self
+            .blocking(&store, move |s| s.read_stream_last(&stream))
+            .await?;
         let event = event.map(|e| sized(e, &self.limits)).transpose()?;
         Ok(Response::new(g::ReadStreamLastResponse { event }))
     }
@@ -341,8 +367,11 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::StreamRevisionRequest>,
     ) -> Result<Response<g::StreamRevisionResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
-        let revision = self.blocking(move |s| s.stream_revision(&stream)).await?;
+        let revision = self
+            .blocking(&store, move |s| s.stream_revision(&stream))
+            .await?;
         Ok(Response::new(g::StreamRevisionResponse { revision }))
     }
 
@@ -350,8 +379,9 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::EventByIdRequest>,
     ) -> Result<Response<g::EventByIdResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let id = parse_id(&request.into_inner().id)?;
-        let event = self.blocking(move |s| s.event_by_id(id)).await?;
+        let event = self.blocking(&store, move |s| s.event_by_id(id)).await?;
         let event = event.map(|e| sized(e, &self.limits)).transpose()?;
         Ok(Response::new(g::EventByIdResponse { event }))
     }
@@ -360,17 +390,19 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::PositionAtRequest>,
     ) -> Result<Response<g::PositionAtResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let at = request.into_inner().timestamp_micros;
-        let position = self.blocking(move |s| s.position_at(at)).await?;
+        let position = self.blocking(&store, move |s| s.position_at(at)).await?;
         Ok(Response::new(g::PositionAtResponse { position }))
     }
 
     async fn head(
         &self,
-        _request: Request<g::HeadRequest>,
+        request: Request<g::HeadRequest>,
     ) -> Result<Response<g::HeadResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         Ok(Response::new(g::HeadResponse {
-            position: self.store.head(),
+            position: store.head(),
         }))
     }
 
@@ -378,8 +410,11 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::TrackingInfoRequest>,
     ) -> Result<Response<g::TrackingInfoResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let source = request.into_inner().source;
-        let position = self.blocking(move |s| s.tracking_info(&source)).await?;
+        let position = self
+            .blocking(&store, move |s| s.tracking_info(&source))
+            .await?;
         Ok(Response::new(g::TrackingInfoResponse { position }))
     }
 
@@ -387,9 +422,10 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListStreamsRequest>,
     ) -> Result<Response<g::ListStreamsResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let streams = self
-            .list(gesta::Listing::Streams, r.prefix, r.after, r.limit)
+            .list(&store, gesta::Listing::Streams, r.prefix, r.after, r.limit)
             .await?;
         Ok(Response::new(g::ListStreamsResponse { streams }))
     }
@@ -398,9 +434,10 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListEventTypesRequest>,
     ) -> Result<Response<g::ListEventTypesResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let event_types = self
-            .list(gesta::Listing::Types, r.prefix, r.after, r.limit)
+            .list(&store, gesta::Listing::Types, r.prefix, r.after, r.limit)
             .await?;
         Ok(Response::new(g::ListEventTypesResponse { event_types }))
     }
@@ -409,9 +446,10 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListTagsRequest>,
     ) -> Result<Response<g::ListTagsResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let tags = self
-            .list(gesta::Listing::Tags, r.prefix, r.after, r.limit)
+            .list(&store, gesta::Listing::Tags, r.prefix, r.after, r.limit)
             .await?;
         Ok(Response::new(g::ListTagsResponse { tags }))
     }
@@ -420,11 +458,11 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let query = query_from_proto(r.query);
-        let permit = self.open_stream()?;
-        let stream = self
-            .store
+        let permit = self.open_stream(&store)?;
+        let stream = store
             .subscribe(&query, r.after)
             .map_err(from_engine)?
             .into_stream();
@@ -436,11 +474,11 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::SubscribeDurableRequest>,
     ) -> Result<Response<Self::SubscribeDurableStream>, Status> {
+        let store = self.stores.get(&request).await?;
+        let registry = self.registry(&request)?;
         let r = request.into_inner();
         let query = query_from_proto(r.query);
-        let permit = self.open_stream()?;
-        let registry = self.durable.clone();
-        let store = self.store.clone();
+        let permit = self.open_stream(&store)?;
         let opened = tokio::task::spawn_blocking(move || registry.open(&store, &r.name, &query))
             .await
             .map_err(lost)??;
@@ -452,9 +490,9 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AckRequest>,
     ) -> Result<Response<g::AckResponse>, Status> {
+        let store = self.stores.get(&request).await?;
+        let registry = self.registry(&request)?;
         let r = request.into_inner();
-        let registry = self.durable.clone();
-        let store = self.store.clone();
         let acknowledged =
             tokio::task::spawn_blocking(move || registry.ack(&store, &r.name, r.position))
                 .await
@@ -464,13 +502,15 @@ impl g::gesta_server::Gesta for Gesta {
 
     async fn list_durable(
         &self,
-        _request: Request<g::ListDurableRequest>,
+        request: Request<g::ListDurableRequest>,
     ) -> Result<Response<g::ListDurableResponse>, Status> {
-        let states = self.blocking(|s| s.durable_subscriptions()).await?;
+        let store = self.stores.get(&request).await?;
+        let registry = self.registry(&request)?;
+        let states = self.blocking(&store, |s| s.durable_subscriptions()).await?;
         let subscriptions = states
             .into_iter()
             .map(|s| g::DurableSubscription {
-                open: self.durable.is_open(&s.name),
+                open: registry.is_open(&s.name),
                 name: s.name,
                 acknowledged: s.acknowledged,
             })
@@ -482,9 +522,9 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::DeleteDurableRequest>,
     ) -> Result<Response<g::DeleteDurableResponse>, Status> {
+        let store = self.stores.get(&request).await?;
+        let registry = self.registry(&request)?;
         let name = request.into_inner().name;
-        let registry = self.durable.clone();
-        let store = self.store.clone();
         let deleted = tokio::task::spawn_blocking(move || registry.delete(&store, &name))
             .await
             .map_err(lost)??;
@@ -495,9 +535,12 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::SaveSnapshotRequest>,
     ) -> Result<Response<g::SaveSnapshotResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
-        self.blocking(move |s| s.save_snapshot(&r.key, r.position, &r.state))
-            .await?;
+        self.blocking(&store, move |s| {
+            s.save_snapshot(&r.key, r.position, &r.state)
+        })
+        .await?;
         Ok(Response::new(g::SaveSnapshotResponse {}))
     }
 
@@ -505,10 +548,13 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::LoadSnapshotRequest>,
     ) -> Result<Response<g::LoadSnapshotResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let at = r.at_or_before.unwrap_or(u64::MAX);
         // A state larger than the message limit fails in the encoder.
-        let snapshot = self.blocking(move |s| s.load_snapshot(&r.key, at)).await?;
+        let snapshot = self
+            .blocking(&store, move |s| s.load_snapshot(&r.key, at))
+            .await?;
         Ok(Response::new(g::LoadSnapshotResponse {
             snapshot: snapshot.map(|s| g::Snapshot {
                 position: s.position,
@@ -521,8 +567,11 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::ListSnapshotsRequest>,
     ) -> Result<Response<g::ListSnapshotsResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let key = request.into_inner().key;
-        let positions = self.blocking(move |s| s.list_snapshots(&key)).await?;
+        let positions = self
+            .blocking(&store, move |s| s.list_snapshots(&key))
+            .await?;
         Ok(Response::new(g::ListSnapshotsResponse { positions }))
     }
 
@@ -530,9 +579,10 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::DeleteSnapshotRequest>,
     ) -> Result<Response<g::DeleteSnapshotResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let deleted = self
-            .blocking(move |s| s.delete_snapshot(&r.key, r.position))
+            .blocking(&store, move |s| s.delete_snapshot(&r.key, r.position))
             .await?;
         Ok(Response::new(g::DeleteSnapshotResponse { deleted }))
     }
@@ -541,12 +591,15 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AddTagsRequest>,
     ) -> Result<Response<g::AddTagsResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let target = target_from_proto(r.target)?;
         // On the blocking pool, the operation commits or fails as a whole
         // even if the client goes away.
         let added = self
-            .blocking(move |s| gesta::EventStore::add_tags(s, &target, &r.tags))
+            .blocking(&store, move |s| {
+                gesta::EventStore::add_tags(s, &target, &r.tags)
+            })
             .await?;
         Ok(Response::new(g::AddTagsResponse {
             targeted: added.targeted,
@@ -558,11 +611,12 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::RedactRequest>,
     ) -> Result<Response<g::RedactResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let target = target_from_proto(request.into_inner().target)?;
         // On the blocking pool, the operation commits or fails as a whole
         // even if the client goes away.
         let redacted = self
-            .blocking(move |s| gesta::EventStore::redact(s, &target))
+            .blocking(&store, move |s| gesta::EventStore::redact(s, &target))
             .await?;
         Ok(Response::new(g::RedactResponse {
             targeted: redacted.targeted,
@@ -574,11 +628,12 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::RemoveRequest>,
     ) -> Result<Response<g::RemoveResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let target = target_from_proto(request.into_inner().target)?;
         // On the blocking pool, as a redaction: it commits or fails as a
         // whole even if the client goes away.
         let removed = self
-            .blocking(move |s| gesta::EventStore::remove(s, &target))
+            .blocking(&store, move |s| gesta::EventStore::remove(s, &target))
             .await?;
         Ok(Response::new(removed_to_proto(removed)))
     }
@@ -587,9 +642,12 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::DeleteStreamRequest>,
     ) -> Result<Response<g::RemoveResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
         let removed = self
-            .blocking(move |s| gesta::EventStore::delete_stream(s, &stream))
+            .blocking(&store, move |s| {
+                gesta::EventStore::delete_stream(s, &stream)
+            })
             .await?;
         Ok(Response::new(removed_to_proto(removed)))
     }
@@ -598,9 +656,12 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::TruncateStreamRequest>,
     ) -> Result<Response<g::RemoveResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let removed = self
-            .blocking(move |s| gesta::EventStore::truncate_stream(s, &r.stream, r.before))
+            .blocking(&store, move |s| {
+                gesta::EventStore::truncate_stream(s, &r.stream, r.before)
+            })
             .await?;
         Ok(Response::new(removed_to_proto(removed)))
     }
@@ -609,17 +670,21 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::SetRetentionRequest>,
     ) -> Result<Response<g::SetRetentionResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let rule = super::convert::rule_from_proto(request.into_inner().rule)?;
-        self.blocking(move |s| gesta::EventStore::set_retention(s, &rule))
+        self.blocking(&store, move |s| gesta::EventStore::set_retention(s, &rule))
             .await?;
         Ok(Response::new(g::SetRetentionResponse {}))
     }
 
     async fn retention_rules(
         &self,
-        _request: Request<g::RetentionRulesRequest>,
+        request: Request<g::RetentionRulesRequest>,
     ) -> Result<Response<g::RetentionRulesResponse>, Status> {
-        let rules = self.blocking(gesta::EventStore::retention_rules).await?;
+        let store = self.stores.get(&request).await?;
+        let rules = self
+            .blocking(&store, gesta::EventStore::retention_rules)
+            .await?;
         Ok(Response::new(g::RetentionRulesResponse {
             rules: rules.iter().map(super::convert::rule_to_proto).collect(),
         }))
@@ -627,9 +692,12 @@ impl g::gesta_server::Gesta for Gesta {
 
     async fn enforce_retention(
         &self,
-        _request: Request<g::EnforceRetentionRequest>,
+        request: Request<g::EnforceRetentionRequest>,
     ) -> Result<Response<g::RemoveResponse>, Status> {
-        let removed = self.blocking(gesta::EventStore::enforce_retention).await?;
+        let store = self.stores.get(&request).await?;
+        let removed = self
+            .blocking(&store, gesta::EventStore::enforce_retention)
+            .await?;
         Ok(Response::new(removed_to_proto(removed)))
     }
 
@@ -637,6 +705,7 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::BackupRequest>,
     ) -> Result<Response<g::BackupResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let Some(root) = &self.backup_root else {
             return Err(denied(
                 "backups through the server are off: start it with --backup-dir ROOT",
@@ -646,7 +715,7 @@ impl g::gesta_server::Gesta for Gesta {
         tracing::info!("backup to {} requested", dest.display());
         // On the blocking pool: the backup finishes (or fails and leaves
         // only its `.partial` directory) even if the client goes away.
-        let report = self.blocking(move |s| s.backup(&dest)).await?;
+        let report = self.blocking(&store, move |s| s.backup(&dest)).await?;
         tracing::info!(
             "backup to {} done at position {}",
             report.path.display(),
@@ -659,10 +728,13 @@ impl g::gesta_server::Gesta for Gesta {
         &self,
         request: Request<g::AuditLogRequest>,
     ) -> Result<Response<g::AuditLogResponse>, Status> {
+        let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let limit = list_limit(r.limit);
         let entries = self
-            .blocking(move |s| gesta::EventStore::audit_log(s, r.after, limit))
+            .blocking(&store, move |s| {
+                gesta::EventStore::audit_log(s, r.after, limit)
+            })
             .await?;
         // Entries whole, up to about the response size (a larger one goes
         // alone): an entry that targets many positions is large.

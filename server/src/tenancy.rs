@@ -1,0 +1,173 @@
+//! Which store a call reaches. A server serves one store, or — started
+//! over a [`gesta::tenants::Tenants`] root with a key file — many: then
+//! every call's API key names exactly one tenant (the key check puts it in
+//! the request's extensions) and the call reaches that tenant's store and
+//! no other. Nothing in a request names a tenant, so no caller can choose
+//! another's.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use gesta::tenants::{TenantError, Tenants, check_tenant_name};
+use tonic::{Request, Status};
+
+use crate::ServeError;
+
+/// The tenant of a call, from its API key.
+#[derive(Clone, Debug)]
+pub(crate) struct Tenant(pub(crate) Arc<str>);
+
+/// The API keys of the tenants: each key names exactly one tenant.
+#[derive(Clone, Debug, Default)]
+pub struct TenantKeys {
+    keys: HashMap<String, String>,
+}
+
+impl TenantKeys {
+    /// Reads a key file: one `TENANT KEY` pair per line, blank lines and
+    /// lines starting with `#` ignored. A tenant may have several keys; a
+    /// key may name only one tenant.
+    pub fn read(path: &Path) -> Result<TenantKeys, ServeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))?;
+        TenantKeys::parse(&text).map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses a key file's text; see [`read`](Self::read).
+    pub fn parse(text: &str) -> Result<TenantKeys, String> {
+        let mut keys = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (Some(tenant), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("line {}: expected TENANT KEY", i + 1));
+            };
+            check_tenant_name(tenant).map_err(|e| format!("line {}: {e}", i + 1))?;
+            if keys.insert(key.to_owned(), tenant.to_owned()).is_some() {
+                return Err(format!("line {}: a key names two tenants", i + 1));
+            }
+        }
+        if keys.is_empty() {
+            return Err("no keys".into());
+        }
+        Ok(TenantKeys { keys })
+    }
+
+    /// Adds a key of `tenant`.
+    pub fn insert(&mut self, tenant: &str, key: &str) -> Result<(), String> {
+        check_tenant_name(tenant).map_err(|e| e.to_string())?;
+        if key.is_empty() {
+            return Err("an empty key".into());
+        }
+        if self.keys.contains_key(key) {
+            return Err("a key names two tenants".into());
+        }
+        self.keys.insert(key.to_owned(), tenant.to_owned());
+        Ok(())
+    }
+
+    /// `(authorization header value, tenant)` pairs, for the key check.
+    pub(crate) fn bearers(&self) -> Vec<(Vec<u8>, Arc<str>)> {
+        self.keys
+            .iter()
+            .map(|(key, tenant)| {
+                (
+                    format!("Bearer {key}").into_bytes(),
+                    Arc::from(tenant.as_str()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The store or stores a server serves.
+#[derive(Clone)]
+pub(crate) enum Stores {
+    One(gesta::Store),
+    Tenants(Arc<Tenants>),
+}
+
+impl Stores {
+    /// The store `request` reaches, held for as long as the `Arc` lives
+    /// (a tenant's store is not closed under a call). Opening a tenant's
+    /// store reads its log, so it runs on the blocking pool.
+    pub(crate) fn get<T>(
+        &self,
+        request: &Request<T>,
+    ) -> impl Future<Output = Result<Arc<gesta::Store>, Status>> + Send + 'static {
+        let picked = match self {
+            Stores::One(store) => Ok(Pick::One(store.clone())),
+            Stores::Tenants(tenants) => {
+                tenant(request).map(|tenant| Pick::Tenant(tenants.clone(), tenant))
+            }
+        };
+        async move {
+            match picked? {
+                Pick::One(store) => Ok(Arc::new(store)),
+                Pick::Tenant(tenants, tenant) => {
+                    tokio::task::spawn_blocking(move || tenants.get(&tenant.0))
+                        .await
+                        .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
+                        .map_err(tenant_status)
+                }
+            }
+        }
+    }
+
+    /// Refuses an append of `events` events if the tenant's quota forbids it.
+    pub(crate) fn check_quota<T>(
+        &self,
+        request: &Request<T>,
+        store: &gesta::Store,
+        events: usize,
+    ) -> Result<(), Status> {
+        match self {
+            Stores::One(_) => Ok(()),
+            Stores::Tenants(tenants) => tenants
+                .check_quota(&tenant(request)?.0, store, events as u64)
+                .map_err(tenant_status),
+        }
+    }
+
+    /// The name a durable subscription is registered under on this server:
+    /// per tenant, so that tenants' names never meet.
+    pub(crate) fn scope<T>(&self, request: &Request<T>) -> Result<Arc<str>, Status> {
+        match self {
+            Stores::One(_) => Ok(Arc::from("")),
+            Stores::Tenants(_) => Ok(tenant(request)?.0),
+        }
+    }
+}
+
+/// What [`Stores::get`] opens.
+enum Pick {
+    One(gesta::Store),
+    Tenant(Arc<Tenants>, Tenant),
+}
+
+fn tenant<T>(request: &Request<T>) -> Result<Tenant, Status> {
+    request
+        .extensions()
+        .get::<Tenant>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing or invalid API key"))
+}
+
+/// A tenant failure as a status.
+fn tenant_status(e: TenantError) -> Status {
+    match e {
+        TenantError::Busy(_) => Status::resource_exhausted(e.to_string()),
+        TenantError::QuotaExceeded { .. } => Status::resource_exhausted(e.to_string()),
+        // The key names a tenant that does not exist (any more).
+        TenantError::Unknown(_) | TenantError::InvalidName { .. } => {
+            Status::permission_denied(e.to_string())
+        }
+        TenantError::Store(e) => crate::gesta_v1::convert::from_engine(e),
+        other => Status::internal(other.to_string()),
+    }
+}

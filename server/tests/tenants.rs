@@ -1,0 +1,402 @@
+//! A server of many tenants: each call's API key names its tenant, and no
+//! call — through any RPC of `gesta.v1.Gesta` or `umadb.v1.DCB` — reads,
+//! changes or even detects another tenant's data.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::event;
+use futures::{StreamExt, TryStreamExt};
+use gesta::lifecycle::Target;
+use gesta::tenants::{TenantOptions, Tenants};
+use gesta::{AppendOptions, NewEvent, Query, ReadOptions};
+use gesta_server::client::{ClientError, GestaClient};
+use gesta_server::proto::v1;
+use gesta_server::proto::v1::dcb_client::DcbClient;
+use gesta_server::{ServeConfig, TenantKeys};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+const ID: u128 = 0x0b6c_3a52_6f3e_4d2a_9a8e_1f2d_3c4b_5a69;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    tenants: Arc<Tenants>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), gesta_server::ServeError>>,
+    _root: tempfile::TempDir,
+}
+
+async fn start(max_open: usize) -> Server {
+    let root = tempfile::tempdir().unwrap();
+    let tenants = Arc::new(
+        Tenants::open(
+            root.path(),
+            TenantOptions {
+                max_open,
+                ..TenantOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    for name in ["alpha", "beta"] {
+        tenants.create(name).unwrap();
+    }
+    let keys = TenantKeys::parse(
+        "# tenant key\nalpha key-alpha\nbeta key-beta\nbeta key-beta-2\nghost key-ghost\n",
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServeConfig {
+        listen: addr,
+        insecure_loopback_api_key: true,
+        ..ServeConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gesta_server::serve_tenants_on(
+        listener,
+        tenants.clone(),
+        keys,
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Server {
+        addr,
+        tenants,
+        stop,
+        task,
+        _root: root,
+    }
+}
+
+async fn channel(addr: std::net::SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn gesta(addr: std::net::SocketAddr, key: &str) -> GestaClient {
+    GestaClient::with_api_key(channel(addr).await, key).unwrap()
+}
+
+fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Code {
+    match r {
+        Err(ClientError::Status(s)) => s.code(),
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+/// Tenant alpha's data: events with a stream, an id, tags and tracking
+/// info, a snapshot, a durable cursor, an added tag, a redaction.
+async fn fill_alpha(alpha: &mut GestaClient) {
+    let events = vec![
+        NewEvent::new("Opened", r#"{"n":1}"#)
+            .stream("account-1")
+            .tag("secret:1")
+            .id(ID),
+        NewEvent::new("Deposited", r#"{"n":2}"#)
+            .stream("account-1")
+            .tag("secret:1"),
+        NewEvent::new("Deposited", r#"{"n":3}"#).tag("secret:2"),
+    ];
+    alpha
+        .append(events, AppendOptions::new().track("source-1", 7))
+        .await
+        .unwrap();
+    alpha
+        .save_snapshot("projection", 2, &b"state"[..])
+        .await
+        .unwrap();
+    let mut durable = alpha
+        .subscribe_durable("reader", &Query::all())
+        .await
+        .unwrap();
+    assert_eq!(durable.next().await.unwrap().unwrap().len(), 3);
+    assert_eq!(alpha.ack("reader", 2).await.unwrap(), 2);
+    drop(durable);
+    alpha
+        .add_tags(&Target::Positions(vec![1]), &["extra:1".to_owned()])
+        .await
+        .unwrap();
+    alpha.redact(&Target::Positions(vec![3])).await.unwrap();
+    alpha
+        .set_retention(&gesta::RetentionRule::stream("account-1").max_count(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_rpc_reaches_another_tenant() {
+    let server = start(4).await;
+    let mut alpha = gesta(server.addr, "key-alpha").await;
+    fill_alpha(&mut alpha).await;
+    let alpha_audit = alpha.audit_log(0, 100).await.unwrap();
+    assert_eq!(alpha_audit.len(), 3);
+
+    // Beta, through every gesta.v1 RPC, finds nothing of alpha's…
+    let mut beta = gesta(server.addr, "key-beta").await;
+    let all: Vec<_> = beta
+        .read(&Query::all(), ReadOptions::forwards())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(all.is_empty());
+    let stream: Vec<_> = beta
+        .read_stream("account-1", ReadOptions::forwards())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(stream.is_empty());
+    assert!(beta.read_stream_last("account-1").await.unwrap().is_none());
+    assert_eq!(beta.stream_revision("account-1").await.unwrap(), None);
+    assert!(beta.event_by_id(ID).await.unwrap().is_none());
+    assert_eq!(beta.position_at(u64::MAX >> 1).await.unwrap(), 0);
+    assert_eq!(beta.head().await.unwrap(), 0);
+    assert_eq!(beta.tracking_info("source-1").await.unwrap(), None);
+    assert!(beta.list_streams("", None, 100).await.unwrap().is_empty());
+    assert!(beta.list_types("", None, 100).await.unwrap().is_empty());
+    assert!(beta.list_tags("", None, 100).await.unwrap().is_empty());
+    let mut subscription = beta.subscribe(&Query::all(), 0).await.unwrap();
+    let nothing = tokio::time::timeout(Duration::from_millis(300), subscription.next()).await;
+    assert!(
+        nothing.is_err(),
+        "beta's subscription delivered {nothing:?}"
+    );
+    drop(subscription);
+    assert!(beta.durable_subscriptions().await.unwrap().is_empty());
+    assert!(!beta.delete_durable_subscription("reader").await.unwrap());
+    assert!(beta.ack("reader", 3).await.is_err());
+    assert!(
+        beta.load_snapshot("projection", 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(beta.list_snapshots("projection").await.unwrap().is_empty());
+    assert!(!beta.delete_snapshot("projection", 2).await.unwrap());
+    let tagged = beta
+        .add_tags(&Target::Query(Query::tag("secret:1")), &["x".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(tagged.targeted, 0);
+    let redacted = beta
+        .redact(&Target::Query(Query::tag("secret:1")))
+        .await
+        .unwrap();
+    assert_eq!(redacted.targeted, 0);
+    // Removal and retention touch beta's store only.
+    let removed = beta
+        .remove(&Target::Query(Query::tag("secret:1")))
+        .await
+        .unwrap();
+    assert_eq!(removed.targeted, 0);
+    assert_eq!(beta.delete_stream("account-1").await.unwrap().targeted, 0);
+    assert_eq!(
+        beta.truncate_stream("account-1", 5).await.unwrap().targeted,
+        0
+    );
+    assert!(beta.retention_rules().await.unwrap().is_empty());
+    beta.set_retention(&gesta::RetentionRule::stream("account-1").max_count(1))
+        .await
+        .unwrap();
+    assert_eq!(beta.enforce_retention().await.unwrap().removed, 0);
+    // Its own audit trail holds only its own (empty) operations.
+    let beta_audit = beta.audit_log(0, 100).await.unwrap();
+    assert!(beta_audit.iter().all(|e| e.head == 0), "{beta_audit:?}");
+    // Backups through a server of tenants are off.
+    assert_eq!(code(beta.backup("copy").await), Code::PermissionDenied);
+    // Beta's own events start at position 1, and a condition on alpha's
+    // tags sees nothing.
+    let appended = beta
+        .append(
+            vec![NewEvent::new("Mine", "{}").tag("secret:1")],
+            AppendOptions::new().fail_if(Query::tag("secret:1"), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!((appended.first, appended.last), (1, 1));
+
+    // …and through every umadb.v1 RPC.
+    let mut dcb = DcbClient::new(channel(server.addr).await);
+    let read = dcb
+        .read(keyed(
+            v1::ReadRequest {
+                query: None,
+                ..Default::default()
+            },
+            "key-beta-2",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let positions: Vec<u64> = read
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.position))
+        .collect();
+    assert_eq!(positions, [1], "beta's second key reads beta's store");
+    let head = dcb
+        .head(keyed(v1::HeadRequest {}, "key-beta"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(head.position, Some(1));
+    let tracking = dcb
+        .get_tracking_info(keyed(
+            v1::TrackingRequest {
+                source: "source-1".into(),
+            },
+            "key-beta",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tracking.position, None);
+    let appended = dcb
+        .append(keyed(
+            v1::AppendRequest {
+                events: vec![event("Mine", &["secret:2"])],
+                condition: Some(v1::AppendCondition {
+                    fail_if_events_match: Some(v1::Query {
+                        items: vec![v1::QueryItem {
+                            types: vec![],
+                            tags: vec!["secret:2".into()],
+                        }],
+                    }),
+                    after: None,
+                }),
+                tracking_info: None,
+            },
+            "key-beta",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(appended.position, 2);
+    let mut subscribed = dcb
+        .subscribe(keyed(
+            v1::SubscribeRequest {
+                query: None,
+                after: None,
+                batch_size: None,
+            },
+            "key-beta",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let response = subscribed.next().await.unwrap().unwrap();
+        seen.extend(response.events.iter().map(|e| e.position));
+    }
+    assert_eq!(seen, [1, 2]);
+    drop(subscribed);
+
+    // Alpha's data is as alpha left it.
+    assert_eq!(alpha.head().await.unwrap(), 3);
+    assert_eq!(alpha.stream_revision("account-1").await.unwrap(), Some(1));
+    assert_eq!(alpha.tracking_info("source-1").await.unwrap(), Some(7));
+    assert_eq!(alpha.list_snapshots("projection").await.unwrap(), [2]);
+    let cursors = alpha.durable_subscriptions().await.unwrap();
+    assert_eq!(cursors.len(), 1);
+    assert_eq!(cursors[0].acknowledged, 2);
+    assert_eq!(alpha.audit_log(0, 100).await.unwrap(), alpha_audit);
+    assert_eq!(
+        alpha.retention_rules().await.unwrap(),
+        [gesta::RetentionRule::stream("account-1").max_count(5)]
+    );
+    assert_eq!(
+        alpha
+            .read_stream("account-1", ReadOptions::forwards())
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "beta's rule and deletion did not reach alpha's stream"
+    );
+    let tagged: Vec<_> = alpha
+        .read(&Query::tag("x"), ReadOptions::forwards())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(tagged.is_empty());
+
+    // A wrong key, no key, and the key of a tenant that does not exist.
+    let mut stranger = gesta(server.addr, "key-nobody").await;
+    assert_eq!(code(stranger.head().await), Code::Unauthenticated);
+    let mut anonymous = GestaClient::new(channel(server.addr).await);
+    assert_eq!(code(anonymous.head().await), Code::Unauthenticated);
+    let status = dcb
+        .head(tonic::Request::new(v1::HeadRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut ghost = gesta(server.addr, "key-ghost").await;
+    assert_eq!(code(ghost.head().await), Code::PermissionDenied);
+
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+    server.tenants.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_share_a_bounded_number_of_open_stores() {
+    let server = start(1).await;
+    let mut alpha = gesta(server.addr, "key-alpha").await;
+    let mut beta = gesta(server.addr, "key-beta").await;
+    for round in 0..3 {
+        alpha
+            .append(vec![NewEvent::new("A", "{}")], AppendOptions::new())
+            .await
+            .unwrap();
+        beta.append(vec![NewEvent::new("B", "{}")], AppendOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(server.tenants.open_count(), 1);
+        assert_eq!(alpha.head().await.unwrap(), round + 1);
+    }
+    // An open subscription holds alpha's store: beta must wait its turn.
+    let subscription = alpha.subscribe(&Query::all(), 0).await.unwrap();
+    let busy = beta.head().await;
+    assert_eq!(code(busy), Code::ResourceExhausted);
+    drop(subscription);
+    let mut head = Err(ClientError::Status(tonic::Status::unknown("")));
+    for _ in 0..100 {
+        head = beta.head().await;
+        if head.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(head.unwrap(), 3);
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+    server.tenants.close().unwrap();
+}
