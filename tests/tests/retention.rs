@@ -46,6 +46,7 @@ fn rules_by_age_follow_the_clock() {
     clock.advance(20_000_000); // 81 s: before 46 s goes — 4 (31 s)
     store.compact().unwrap();
     assert_eq!(positions(&store, &Query::all()), [1, 3, 5, 6]);
+    assert_eq!((store.head(), store.events()), (6, 4));
     assert_eq!(
         store.retention_rules().unwrap(),
         std::slice::from_ref(&rule)

@@ -41,7 +41,7 @@ struct Snapshots {
 pub(crate) struct StoreState {
     store: String,
     head: u64,
-    /// Positions have no gaps, so the head is the number of events.
+    /// The head less the events removed (their positions stay taken).
     events: u64,
     #[serde(flatten)]
     disk: crate::disk::DiskUse,
@@ -86,11 +86,12 @@ pub(crate) async fn state(
             }
         }
         let audit_entries = store.audit_log(0, AUDIT_COUNTED)?.len();
+        let events = store.events();
         Ok(Json(StoreState {
             store: store.path().display().to_string(),
             head,
-            events: head,
-            bytes_per_event: (head > 0).then(|| disk.bytes_on_disk as f64 / head as f64),
+            events,
+            bytes_per_event: (events > 0).then(|| disk.bytes_on_disk as f64 / events as f64),
             disk,
             memtables_waiting: store.index_shape().frozen,
             cursors,

@@ -383,6 +383,13 @@ impl Store {
         self.inner.shared.head.load(Ordering::Acquire)
     }
 
+    /// How many committed events the store holds: the head, less the
+    /// events removed (whose positions stay taken).
+    pub fn events(&self) -> u64 {
+        let removed = self.inner.indexes.amendments().hidden().len() as u64;
+        self.head().saturating_sub(removed)
+    }
+
     /// Whether an earlier write or sync failure makes the store refuse
     /// appends until reopened.
     pub fn is_poisoned(&self) -> bool {
