@@ -138,7 +138,7 @@ impl Amendments {
         let redacted = self.redacted.read();
         let removed = self.removed.read();
         let mut all: Vec<u64> = redacted.iter().copied().collect();
-        all.extend(removed.positions().iter().copied());
+        all.extend(removed.positions());
         all.sort_unstable();
         all.dedup();
         all

@@ -18,10 +18,15 @@ use std::sync::Arc;
 use crate::cursor::Cursor;
 use crate::key::Key;
 
-/// Hidden positions, ascending, and per key how many of them it held.
+/// Hidden positions, as ascending runs of consecutive positions (a
+/// retention rule or a truncation removes long runs, which cost one entry
+/// each), and per key how many of them it held.
 #[derive(Clone, Debug, Default)]
 pub struct Hidden {
-    positions: Arc<[u64]>,
+    /// Inclusive `(first, last)` runs, ascending, neither overlapping nor
+    /// touching.
+    runs: Arc<[(u64, u64)]>,
+    len: u64,
     counts: BTreeMap<Key, u64>,
 }
 
@@ -33,22 +38,29 @@ impl Hidden {
 
     /// Whether it hides no position.
     pub fn is_empty(&self) -> bool {
-        self.positions.is_empty()
+        self.len == 0
     }
 
     /// How many positions it hides.
-    pub fn len(&self) -> usize {
-        self.positions.len()
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The run holding `position`, if it is hidden.
+    fn run_of(&self, position: u64) -> Option<(u64, u64)> {
+        let i = self.runs.partition_point(|&(first, _)| first <= position);
+        let run = *self.runs.get(i.checked_sub(1)?)?;
+        (run.1 >= position).then_some(run)
     }
 
     /// Whether `position` is hidden.
     pub fn contains(&self, position: u64) -> bool {
-        self.positions.binary_search(&position).is_ok()
+        self.run_of(position).is_some()
     }
 
     /// The hidden positions, ascending.
-    pub fn positions(&self) -> &Arc<[u64]> {
-        &self.positions
+    pub fn positions(&self) -> impl Iterator<Item = u64> + '_ {
+        self.runs.iter().flat_map(|&(first, last)| first..=last)
     }
 
     /// How many hidden events carried `key`.
@@ -56,53 +68,60 @@ impl Hidden {
         self.counts.get(key).copied().unwrap_or(0)
     }
 
-    /// This set plus `positions` (ascending, none hidden already), whose
-    /// events carried `keys` (each key once per event that carried it).
+    /// This set plus `positions` (in any order; ascending is cheapest),
+    /// whose events carried `keys` (each key once per event that carried
+    /// it). A position hidden already is hidden once.
     pub fn with(&self, positions: &[u64], keys: impl IntoIterator<Item = Key>) -> Hidden {
-        let mut merged = Vec::with_capacity(self.positions.len() + positions.len());
-        let (mut a, mut b) = (
-            self.positions.iter().peekable(),
-            positions.iter().peekable(),
-        );
+        let mut added: Vec<(u64, u64)> = Vec::new();
+        for &p in positions {
+            match added.last_mut() {
+                Some(run) if run.1.checked_add(1) == Some(p) || run.1 == p => run.1 = p,
+                _ => added.push((p, p)),
+            }
+        }
+        if !added.is_sorted() {
+            added.sort_unstable();
+        }
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.runs.len() + added.len());
+        let (mut a, mut b) = (self.runs.iter().peekable(), added.iter().peekable());
         loop {
             let next = match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) if x <= y => a.next(),
+                (Some(x), Some(y)) if x.0 <= y.0 => a.next(),
                 (Some(_), Some(_)) => b.next(),
                 (Some(_), None) => a.next(),
                 (None, Some(_)) => b.next(),
                 (None, None) => break,
             };
-            if let Some(&p) = next
-                && merged.last() != Some(&p)
-            {
-                merged.push(p);
+            let Some(&(first, last)) = next else { break };
+            match merged.last_mut() {
+                Some(run) if first <= run.1.saturating_add(1) => run.1 = run.1.max(last),
+                _ => merged.push((first, last)),
             }
         }
+        let len = merged.iter().map(|&(first, last)| last - first + 1).sum();
         let mut counts = self.counts.clone();
         for key in keys {
             *counts.entry(key).or_insert(0) += 1;
         }
         Hidden {
-            positions: merged.into(),
+            runs: merged.into(),
+            len,
             counts,
         }
     }
 }
 
-/// The positions of a cursor that a [`Hidden`] set does not hide.
+/// The positions of a cursor that a [`Hidden`] set does not hide: a seek
+/// that lands in a hidden run goes on past the whole run.
 pub struct Minus<C> {
     inner: C,
-    hidden: Arc<[u64]>,
+    hidden: Arc<Hidden>,
 }
 
 impl<C: Cursor> Minus<C> {
-    /// `inner` without `hidden` (ascending).
-    pub fn new(inner: C, hidden: Arc<[u64]>) -> Minus<C> {
+    /// `inner` without `hidden`'s positions.
+    pub fn new(inner: C, hidden: Arc<Hidden>) -> Minus<C> {
         Minus { inner, hidden }
-    }
-
-    fn is_hidden(&self, p: u64) -> bool {
-        self.hidden.binary_search(&p).is_ok()
     }
 }
 
@@ -110,20 +129,20 @@ impl<C: Cursor> Cursor for Minus<C> {
     fn seek_ge(&mut self, mut target: u64) -> Option<u64> {
         loop {
             let p = self.inner.seek_ge(target)?;
-            if !self.is_hidden(p) {
-                return Some(p);
+            match self.hidden.run_of(p) {
+                None => return Some(p),
+                Some((_, last)) => target = last.checked_add(1)?,
             }
-            target = p.checked_add(1)?;
         }
     }
 
     fn seek_le(&mut self, mut target: u64) -> Option<u64> {
         loop {
             let p = self.inner.seek_le(target)?;
-            if !self.is_hidden(p) {
-                return Some(p);
+            match self.hidden.run_of(p) {
+                None => return Some(p),
+                Some((first, _)) => target = first.checked_sub(1)?,
             }
-            target = p.checked_sub(1)?;
         }
     }
 }
@@ -136,30 +155,72 @@ mod tests {
     #[test]
     fn minus_skips_hidden_positions_both_ways() {
         let hidden = Hidden::new().with(&[2, 3, 7], [Key::tag("a"), Key::tag("a")]);
-        let hidden = hidden.with(&[3, 9], [Key::tag("b")]);
-        assert_eq!(&hidden.positions()[..], &[2, 3, 7, 9]);
+        let hidden = Arc::new(hidden.with(&[3, 9], [Key::tag("b")]));
+        assert_eq!(hidden.positions().collect::<Vec<_>>(), [2, 3, 7, 9]);
+        assert_eq!(hidden.len(), 4);
         assert_eq!(
             (hidden.count(&Key::tag("a")), hidden.count(&Key::tag("b"))),
             (2, 1)
         );
-        assert!(hidden.contains(7) && !hidden.contains(8));
-        let mut c = Minus::new(
-            ListCursor::new(vec![1, 2, 3, 4, 7, 8, 9]),
-            hidden.positions().clone(),
-        );
+        assert!(hidden.contains(7) && !hidden.contains(8) && !hidden.contains(1));
+        let mut c = Minus::new(ListCursor::new(vec![1, 2, 3, 4, 7, 8, 9]), hidden.clone());
         assert_eq!(c.seek_ge(2), Some(4));
         assert_eq!(c.seek_ge(5), Some(8));
         assert_eq!(c.seek_ge(9), None);
         assert_eq!(c.seek_le(7), Some(4));
         assert_eq!(c.seek_le(3), Some(1));
-        let mut all = Minus::new(All, hidden.positions().clone());
+        let mut all = Minus::new(All, hidden);
         let forwards: Vec<u64> = std::iter::successors(all.seek_ge(1), |&p| all.seek_ge(p + 1))
             .take_while(|&p| p <= 10)
             .collect();
         assert_eq!(forwards, [1, 4, 5, 6, 8, 10]);
         assert_eq!(all.seek_le(3), Some(1));
-        let mut edge = Minus::new(All, Arc::from(vec![0u64, u64::MAX]));
+        let edge = Arc::new(Hidden::new().with(&[0, u64::MAX], []));
+        let mut edge = Minus::new(All, edge);
         assert_eq!(edge.seek_le(0), None);
         assert_eq!(edge.seek_ge(u64::MAX), None);
+    }
+
+    /// Runs merge with what they touch or overlap, in any order of
+    /// additions, and a long run costs one entry.
+    #[test]
+    fn runs_merge_and_count_each_position_once() {
+        let prefix: Vec<u64> = (1..=100_000).collect();
+        let h = Hidden::new().with(&prefix, []);
+        assert_eq!((h.runs.len(), h.len()), (1, 100_000));
+        let h = h.with(&[100_002, 100_003, 100_001, 100_005], []);
+        assert_eq!(&h.runs[..], &[(1, 100_003), (100_005, 100_005)]);
+        assert_eq!(h.len(), 100_004);
+        let h = Hidden::new()
+            .with(&[10, 11, 12], [])
+            .with(&[5, 6], [])
+            .with(&[7, 8, 9], [])
+            .with(&[12, 13], [])
+            .with(&[20], []);
+        assert_eq!(&h.runs[..], &[(5, 13), (20, 20)]);
+        assert_eq!(h.len(), 10);
+        assert_eq!(h.positions().count() as u64, h.len());
+        let mut seen = std::collections::BTreeSet::new();
+        let mut model = Hidden::new();
+        let mut rng = 7u64;
+        for _ in 0..200 {
+            let mut batch: Vec<u64> = (0..5)
+                .map(|_| {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (rng >> 33) % 60
+                })
+                .collect();
+            batch.sort_unstable();
+            batch.dedup();
+            seen.extend(batch.iter().copied());
+            model = model.with(&batch, []);
+            assert_eq!(
+                model.positions().collect::<Vec<_>>(),
+                seen.iter().copied().collect::<Vec<_>>()
+            );
+            assert!(model.runs.windows(2).all(|w| w[0].1 + 1 < w[1].0));
+        }
     }
 }

@@ -96,7 +96,7 @@ impl IndexView {
     /// `cursor` without the hidden positions.
     pub(crate) fn visible(&self, cursor: Box<dyn Cursor>) -> Box<dyn Cursor> {
         match &self.hidden {
-            Some(hidden) => Box::new(Minus::new(cursor, hidden.positions().clone())),
+            Some(hidden) => Box::new(Minus::new(cursor, hidden.clone())),
             None => cursor,
         }
     }

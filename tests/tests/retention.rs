@@ -87,20 +87,40 @@ fn rules_are_enforced_in_the_background() {
     }
 }
 
-/// The background thread holds the store weakly: dropping the last handle
-/// closes the store (its lock is free for the next open).
+/// The background thread holds the store weakly: `close` waits for a pass
+/// in flight and frees the lock at once; dropping the last handle closes
+/// the store too — at once, or when the pass in flight ends.
 #[test]
 fn the_retention_thread_does_not_keep_a_store_open() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = || Options::default().retention_interval(Duration::from_millis(5));
-    let store = Store::open_with(tmp.path(), options()).unwrap();
-    store
-        .set_retention(&RetentionRule::stream("ticks").max_count(1))
-        .unwrap();
-    for round in 0..20 {
-        store.append(vec![ev(round)]).unwrap();
+    let options = || Options::default().retention_interval(Duration::from_millis(1));
+    let fill = |store: &Store| {
+        store
+            .set_retention(&RetentionRule::stream("ticks").max_count(1))
+            .unwrap();
+        for round in 0..20 {
+            store.append(vec![ev(round)]).unwrap();
+        }
+    };
+    for _ in 0..20 {
+        let store = Store::open_with(tmp.path(), options()).unwrap();
+        fill(&store);
+        store.close().unwrap();
+        drop(store);
+        let again = Store::open_with(tmp.path(), options()).unwrap();
+        assert_eq!(again.retention_rules().unwrap().len(), 1);
+        fill(&again);
+        drop(again);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let reopened = loop {
+            match Store::open_with(tmp.path(), options()) {
+                Ok(store) => break store,
+                Err(gesta::Error::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("the dropped store stayed open: {e}"),
+            }
+        };
+        reopened.close().unwrap();
     }
-    drop(store);
-    let again = Store::open_with(tmp.path(), options()).unwrap();
-    assert_eq!(again.retention_rules().unwrap().len(), 1);
 }

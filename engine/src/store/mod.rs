@@ -386,7 +386,7 @@ impl Store {
     /// How many committed events the store holds: the head, less the
     /// events removed (whose positions stay taken).
     pub fn events(&self) -> u64 {
-        let removed = self.inner.indexes.amendments().hidden().len() as u64;
+        let removed = self.inner.indexes.amendments().hidden().len();
         self.head().saturating_sub(removed)
     }
 

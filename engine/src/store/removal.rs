@@ -179,8 +179,9 @@ fn stream_spec(stream: &str) -> QuerySpec {
 /// The thread (`gesta-retention`) that enforces a store's retention rules
 /// every [`Options::retention_interval`](crate::Options::retention_interval),
 /// started by the first rule (or on open, if the store has rules). It holds
-/// the store weakly, so that it never keeps one open, and ends when the
-/// store closes.
+/// the store weakly, so that it never keeps one open: `close` waits for a
+/// pass in flight; dropping the last handle during a pass closes the store
+/// when the pass ends (on this thread). It ends when the store closes.
 #[derive(Default)]
 pub(crate) struct Retention(parking_lot::Mutex<Option<(Sender<()>, JoinHandle<()>)>>);
 
