@@ -2,8 +2,10 @@
 //! console run as its own process (`gesta-console`) on that store, and a
 //! headless Chromium driven over WebDriver by Debian's `chromedriver`.
 //!
-//! Without `chromium` and `chromedriver` the tests fail, saying how to
-//! install them (`.ci/browser.sh`), unless `GESTA_BROWSER_TESTS=skip`.
+//! Without `chromium` and `chromedriver` the tests install them by running
+//! the repository's `.ci/browser.sh` (as the PostgreSQL suites' script
+//! installs PostgreSQL), and fail, saying how to install them, if that
+//! cannot be done — unless `GESTA_BROWSER_TESTS=skip`.
 //! `GESTA_SCREENSHOTS=DIR` (relative to the workspace root) saves the
 //! screenshots the tests take there.
 
@@ -27,20 +29,47 @@ fn on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// The browser and its driver, or `None` (after saying so) when they are
-/// missing and [`OPT_OUT`] is `skip`; missing otherwise, a panic that says
-/// how to install them.
+/// Runs the repository's `.ci/browser.sh` once per test process, which
+/// installs Debian's chromium and chromium-driver if they are missing (as
+/// `.ci/postgres.sh` installs PostgreSQL); whether it succeeded.
+fn install_browser() -> bool {
+    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INSTALLED.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/browser.sh");
+        eprintln!(
+            "chromium or chromedriver is missing: running {}",
+            script.display()
+        );
+        Command::new("bash")
+            .arg(&script)
+            .status()
+            .is_ok_and(|status| status.success())
+    })
+}
+
+/// The browser and its driver — installed by `.ci/browser.sh` if they are
+/// missing — or `None` (after saying so) when [`OPT_OUT`] is `skip` and
+/// they are missing; a panic that says how to install them when they
+/// cannot be installed.
 pub fn browser() -> Option<(PathBuf, PathBuf)> {
-    match (on_path("chromium"), on_path("chromedriver")) {
+    let found = || match (on_path("chromium"), on_path("chromedriver")) {
         (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        _ if std::env::var(OPT_OUT).as_deref() == Ok("skip") => {
-            eprintln!("skipping: chromium or chromedriver is not installed and {OPT_OUT}=skip");
-            None
-        }
-        _ => panic!(
-            "the console's browser tests need Debian's chromium and chromium-driver on the PATH: \
-             run .ci/browser.sh (apt-get install -y chromium chromium-driver), or set \
-             {OPT_OUT}=skip to skip these tests"
+        _ => None,
+    };
+    if let Some(found) = found() {
+        return Some(found);
+    }
+    if std::env::var(OPT_OUT).as_deref() == Ok("skip") {
+        eprintln!("skipping: chromium or chromedriver is not installed and {OPT_OUT}=skip");
+        return None;
+    }
+    match install_browser().then(found).flatten() {
+        Some(found) => Some(found),
+        None => panic!(
+            "the console's browser tests need Debian's chromium and chromium-driver on the PATH, \
+             and .ci/browser.sh could not install them (it needs root or a password-less sudo): \
+             install them (apt-get install -y chromium chromium-driver), or set {OPT_OUT}=skip \
+             to skip these tests"
         ),
     }
 }
