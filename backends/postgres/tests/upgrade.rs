@@ -1,6 +1,7 @@
-//! A schema made before snapshots and tracking info had tables (the same
-//! tables, version 1, without them) opens, keeps its events and its
-//! version, and gains both. Runs against the server named by
+//! A schema made before snapshots and tracking info had tables (version 1
+//! without them, and so without version 2's removal tables) opens, keeps
+//! its events, and gains them all: the state tables as an addition, the
+//! removal tables with the move to version 2. Runs against the server named by
 //! `GESTA_POSTGRES_URL` (`.ci/postgres.sh` starts one); skips without it.
 
 use gesta::{AppendOptions, EventStore, NewEvent, Query, ReadOptions};
@@ -29,7 +30,9 @@ fn a_schema_without_the_state_tables_gains_them_on_connect() {
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("client");
     client
         .batch_execute(&format!(
-            "DROP TABLE \"{schema}\".snapshots; DROP TABLE \"{schema}\".tracking;"
+            "DROP TABLE \"{schema}\".snapshots; DROP TABLE \"{schema}\".tracking; \
+             DROP TABLE \"{schema}\".removed_events; DROP TABLE \"{schema}\".retention; \
+             UPDATE \"{schema}\".gesta_meta SET value = '1' WHERE key = 'schema_version'"
         ))
         .expect("make the layout of the earlier version");
 
@@ -65,6 +68,7 @@ fn a_schema_without_the_state_tables_gains_them_on_connect() {
         )
         .expect("version")
         .get(0);
-    assert_eq!(version, "1", "the additions keep the layout version");
+    assert_eq!(version, "2", "upgraded to the version with removal");
+    assert_eq!(store.retention_rules().expect("rules"), Vec::new());
     store.drop_schema().expect("drop");
 }
