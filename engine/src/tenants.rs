@@ -16,9 +16,11 @@
 //! finishes such purges.
 //!
 //! Bounds: each open store runs a committer and a flusher thread (and a
-//! projector once a projection is registered), holds its active segment,
-//! index runs and memtable; with `max_open` stores open at most, a process
-//! runs at most `2 × max_open` store threads. A store handed out by
+//! projector once a projection is registered, and a retention thread once
+//! it has a retention rule), holds its active segment, index runs and
+//! memtable; with `max_open` stores open at most, a process runs at most
+//! `2 × max_open` store threads, and up to `4 × max_open` with projections
+//! and retention rules in every store. A store handed out by
 //! [`Tenants::get`] stays open while its `Arc` is held (an in-flight call
 //! or an open subscription); when every open store is held, opening one
 //! more is refused with [`TenantError::Busy`] rather than exceeding the
