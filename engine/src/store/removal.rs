@@ -58,16 +58,16 @@ impl Store {
         let view = self.inner.indexes.view().including_hidden();
         let spec = stream_spec(stream);
         let limit = before.map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX));
+        let amendments = self.inner.indexes.amendments();
         let positions: Vec<u64> =
             Positions::new(view.evaluate(&spec), 1, head, Direction::Forwards)
-                .take(limit.min(lc::MAX_TARGETED_EVENTS + 1))
+                .take(limit)
+                .filter(|&p| !amendments.is_removed(p))
+                .take(lc::MAX_TARGETED_EVENTS + 1)
                 .collect();
+        // Those removed already do not count against the limit (as on the
+        // other stores, which target only the events still there).
         lc::check_targeted(positions.len())?;
-        let amendments = self.inner.indexes.amendments();
-        let positions: Vec<u64> = positions
-            .into_iter()
-            .filter(|&p| !amendments.is_removed(p))
-            .collect();
         let removal = Removal::Stream {
             stream: stream.to_owned(),
             before,
@@ -143,19 +143,33 @@ impl Store {
                     RetentionScope::Query(q) => query_spec(q),
                 };
                 let view = self.inner.indexes.view();
-                let scope: Vec<u64> =
-                    Positions::new(view.evaluate(&spec), 1, head, Direction::Forwards).collect();
+                // The removed events are the scope's oldest ones, up to a
+                // cut: the newest one too old, or the newest beyond the
+                // count. Only those are collected, so a pass that removes
+                // nothing costs a time lookup and `max_count` steps, not
+                // the whole scope.
                 let too_old = match removal::too_old_at_or_before(&rule, now) {
-                    Some(t) if !scope.is_empty() => self.position_at(t)?,
-                    _ => 0,
+                    Some(t) => self.position_at(t)?,
+                    None => 0,
                 };
-                let n = removal::removed_prefix(&rule, &scope, too_old);
+                let beyond_count = rule.max_count.map_or(0, |n| {
+                    let mut newest =
+                        Positions::new(view.evaluate(&spec), 1, head, Direction::Backwards);
+                    newest
+                        .nth(usize::try_from(n).unwrap_or(usize::MAX))
+                        .unwrap_or(0)
+                });
+                let cut = too_old.max(beyond_count).min(head);
+                let positions: Vec<u64> =
+                    Positions::new(view.evaluate(&spec), 1, cut, Direction::Forwards)
+                        .take(lc::MAX_TARGETED_EVENTS)
+                        .collect();
+                let n = positions.len();
                 if n == 0 {
                     break;
                 }
-                let positions = scope.get(..n).unwrap_or_default();
                 let removal = Removal::Retention(rule.clone());
-                let done = self.commit_removal(&mut lifecycle, head, removal, positions)?;
+                let done = self.commit_removal(&mut lifecycle, head, removal, &positions)?;
                 total += done;
                 if done.removed == 0 || n < lc::MAX_TARGETED_EVENTS {
                     break;
