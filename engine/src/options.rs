@@ -66,6 +66,19 @@ pub struct Options {
     ///
     /// [`Store::compact`]: crate::Store::compact
     pub compression: Option<Compression>,
+    /// When erasing redacted or removed events' bytes ([`Store::compact`])
+    /// rewrites a plain segment, a rewrite that zeroes at least this share
+    /// of the segment's bytes (0 to 1) writes it compressed (with
+    /// [`compression`](Self::compression)'s settings, or the default ones),
+    /// so that the space of the erased bytes comes back: a plain segment's
+    /// records keep their offsets and lengths, so its zeroed bytes would
+    /// stay on disk. Reads of the events left in such a segment then pay
+    /// for decompression, as in a compressed store. Default 0.5: a plain
+    /// segment never holds more erased bytes than live ones. `None` keeps
+    /// every plain segment plain.
+    ///
+    /// [`Store::compact`]: crate::Store::compact
+    pub reclaim_share: Option<f64>,
     /// Bytes of decompressed blocks of compressed segments kept in memory.
     /// Default 32 MiB.
     pub block_cache_bytes: usize,
@@ -104,6 +117,7 @@ impl Default for Options {
             merge_fan_in: 4,
             merge_bytes_per_sec: Some(64 << 20),
             compression: None,
+            reclaim_share: Some(0.5),
             block_cache_bytes: 32 << 20,
             snapshots_kept: crate::snapshots::DEFAULT_KEPT,
             projection_interval: std::time::Duration::from_millis(100),
@@ -192,6 +206,13 @@ impl Options {
     /// Sets the pace of background merge writes (`None`: unpaced).
     pub fn merge_bytes_per_sec(mut self, bytes: Option<u64>) -> Options {
         self.merge_bytes_per_sec = bytes;
+        self
+    }
+
+    /// Sets the share of a plain segment's bytes that an erasure must zero
+    /// for the segment to be written compressed (`None`: never).
+    pub fn reclaim_share(mut self, share: Option<f64>) -> Options {
+        self.reclaim_share = share;
         self
     }
 

@@ -44,7 +44,9 @@
 //!   the log's files at the next [`Store::compact`](crate::Store::compact),
 //!   as a redacted event's do (their records keep their place, so
 //!   positions stay; a compressed segment holds the zeroed bytes in almost
-//!   no space); unlike redaction, snapshots are kept (what they folded
+//!   no space, and a plain one in which they reach
+//!   [`Options::reclaim_share`](crate::Options::reclaim_share) is written
+//!   compressed to give their space back); unlike redaction, snapshots are kept (what they folded
 //!   happened). Index runs keep the postings; the view hides them.
 //! - Removal cannot be undone. Every removal is recorded in the audit
 //!   trail with what was asked and how many events it removed.

@@ -210,16 +210,35 @@ mod crashes {
 
     const DIR: &str = "/store";
 
-    fn options(fs: &FaultFs, compress: bool) -> Options {
+    /// How the segments holding the secret are kept and rewritten.
+    #[derive(Clone, Copy, Debug)]
+    enum Mode {
+        /// Plain, rewritten plain (same length).
+        Plain,
+        /// Compressed, rewritten compressed.
+        Compressed,
+        /// Plain, rewritten compressed to give the erased bytes' space
+        /// back (a `reclaim_share` that any erasure reaches).
+        Reclaiming,
+    }
+
+    fn options(fs: &FaultFs, mode: Mode) -> Options {
         let o = Options::default()
             .fs(Arc::new(fs.clone()))
             .segment_size(16 << 10)
             .preallocate(4 << 10);
-        if compress {
-            o.compression(Some(Compression::default()))
-        } else {
-            o
+        match mode {
+            Mode::Plain => o.reclaim_share(None),
+            Mode::Compressed => o.compression(Some(Compression::default())),
+            Mode::Reclaiming => o.reclaim_share(Some(1e-6)),
         }
+    }
+
+    fn zsegs(fs: &FaultFs) -> usize {
+        fault_files(fs)
+            .iter()
+            .filter(|(name, _)| name.ends_with(".zseg"))
+            .count()
     }
 
     /// Every file of the store on `fs` as a reader sees it.
@@ -257,9 +276,9 @@ mod crashes {
 
     /// The store before the compaction: the secret redacted, its bytes
     /// still in a sealed (maybe compressed) segment and in the active one.
-    fn prepare(compress: bool) -> (FaultFs, Vec<RecordedEvent>, Vec<u64>) {
+    fn prepare(mode: Mode) -> (FaultFs, Vec<RecordedEvent>, Vec<u64>) {
         let fs = FaultFs::new();
-        let store = Store::open_with(DIR, options(&fs, compress)).unwrap();
+        let store = Store::open_with(DIR, options(&fs, mode)).unwrap();
         let mut secrets = Vec::new();
         for i in 0..300 {
             store.append(vec![event(i)]).unwrap();
@@ -277,31 +296,37 @@ mod crashes {
 
     #[test]
     fn a_crash_at_any_step_of_the_erasure_loses_nothing_and_the_next_compact_finishes() {
-        for compress in [false, true] {
-            let (fs, _, _) = prepare(compress);
-            let store = Store::open_with(DIR, options(&fs, compress)).unwrap();
+        for mode in [Mode::Plain, Mode::Compressed, Mode::Reclaiming] {
+            let (fs, _, _) = prepare(mode);
+            let zsegs_before = zsegs(&fs);
+            let store = Store::open_with(DIR, options(&fs, mode)).unwrap();
             let before = fs.mutating_ops();
             store.compact().unwrap();
             let ops = fs.mutating_ops() - before;
             drop(store);
             assert!(!holds_secret(&fs));
+            match mode {
+                Mode::Plain => assert_eq!(zsegs(&fs), 0),
+                Mode::Compressed => assert!(zsegs(&fs) >= zsegs_before),
+                Mode::Reclaiming => assert!(zsegs(&fs) > zsegs_before, "no segment reclaimed"),
+            }
             let mut erased_by_the_crashed_run = 0;
             for n in 1..=ops {
-                let mode = if n % 2 == 0 {
+                let crash = if n % 2 == 0 {
                     CrashMode::DropUnsynced
                 } else {
                     CrashMode::Torn { seed: n }
                 };
-                let (fs, expected, secrets) = prepare(compress);
-                let store = Store::open_with(DIR, options(&fs, compress)).unwrap();
+                let (fs, expected, secrets) = prepare(mode);
+                let store = Store::open_with(DIR, options(&fs, mode)).unwrap();
                 fs.crash_after(n);
                 let _ = store.compact();
                 drop(store);
-                fs.crash(mode);
-                let store = Store::open_with(DIR, options(&fs, compress))
-                    .unwrap_or_else(|e| panic!("crash after {n} of {ops}: {e}"));
+                fs.crash(crash);
+                let store = Store::open_with(DIR, options(&fs, mode))
+                    .unwrap_or_else(|e| panic!("{mode:?}: crash after {n} of {ops}: {e}"));
                 let got = all(&store);
-                assert_eq!(got, expected, "crash after {n} of {ops}");
+                assert_eq!(got, expected, "{mode:?}: crash after {n} of {ops}");
                 for p in &secrets {
                     assert!(got[*p as usize - 1].data.is_empty());
                 }
@@ -309,7 +334,7 @@ mod crashes {
                 store.compact().unwrap();
                 assert!(
                     !holds_secret(&fs),
-                    "crash after {n}: the next compact left the secret"
+                    "{mode:?}: crash after {n}: the next compact left the secret"
                 );
                 assert_eq!(all(&store), expected);
             }
@@ -359,5 +384,114 @@ fn a_removed_stream_leaves_no_byte_and_keeps_snapshots() {
         assert!(report.is_intact(), "{:#?}", report.findings);
         let store = Store::open_with(dir, options()).unwrap();
         assert_eq!(all(&store), left);
+    }
+}
+
+/// Bytes on disk of the store's segments, and how many are compressed.
+fn segment_bytes(dir: &Path) -> (u64, usize) {
+    let mut bytes = 0;
+    let mut compressed = 0;
+    for path in files(dir) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".seg") || name.ends_with(".zseg") {
+            bytes += std::fs::metadata(&path).unwrap().len();
+            compressed += usize::from(name.ends_with(".zseg"));
+        }
+    }
+    (bytes, compressed)
+}
+
+/// Data that does not compress, so that what a compressed segment saves
+/// is the erased bytes and nothing else.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// In a store that does not compress, a plain segment keeps its length
+/// when its erased bytes are zeroed; once an erasure zeroes at least
+/// `reclaim_share` of a segment, the segment is written compressed and the
+/// space comes back, while the events left read as before (and a segment
+/// zeroed less stays plain). With `reclaim_share` off, nothing shrinks.
+#[test]
+fn erasing_most_of_a_plain_segment_gives_its_space_back() {
+    for share in [Some(0.5), None] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let options = || small_segments().reclaim_share(share);
+        let store = Store::open_with(dir, options()).unwrap();
+        // Old events, then a stretch where one in ten is doomed (too few
+        // for any segment to reach the share), then the events kept.
+        for i in 0..300 {
+            store
+                .append(vec![NewEvent::new("Old", noise(i, 512)).stream("old")])
+                .unwrap();
+        }
+        for i in 300..600 {
+            let stream = if i % 10 == 0 { "old" } else { "mixed" };
+            store
+                .append(vec![NewEvent::new("Mixed", noise(i, 512)).stream(stream)])
+                .unwrap();
+        }
+        for i in 600..700 {
+            store
+                .append(vec![NewEvent::new("New", noise(i, 512)).stream("new")])
+                .unwrap();
+        }
+        store.compact().unwrap();
+        let (before, compressed) = segment_bytes(dir);
+        assert_eq!(compressed, 0);
+        let removed = store.delete_stream("old").unwrap();
+        assert_eq!(removed.removed, 330);
+        let left: Vec<RecordedEvent> = all(&store);
+        store.compact().unwrap();
+        let (after, compressed) = segment_bytes(dir);
+        assert_eq!(all(&store), left);
+        // Every event left in a segment that was compressed reads the same
+        // through the block cache after a reopen too.
+        store.close().unwrap();
+        let report = gesta::inspect::verify(dir, &mut |_, _| {}).unwrap();
+        assert!(report.is_intact(), "{:#?}", report.findings);
+        let store = Store::open_with(dir, options()).unwrap();
+        assert_eq!(all(&store), left);
+        let plain_mixed = files(dir).iter().any(|p| {
+            p.extension().is_some_and(|e| e == "seg")
+                && std::fs::read(p).unwrap().windows(5).any(|w| w == b"Mixed")
+        });
+        match share {
+            Some(_) => {
+                // The 300 old events' 512 bytes each, about 150 KiB, came
+                // back; the mixed stretch's segments stayed plain.
+                assert!(compressed > 0, "no segment was reclaimed");
+                assert!(
+                    after + 140_000 < before,
+                    "{before} bytes before, {after} after"
+                );
+                assert!(plain_mixed, "a segment under the share was compressed");
+            }
+            None => {
+                assert_eq!((after, compressed), (before, 0));
+            }
+        }
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn a_reclaim_share_out_of_range_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for share in [0.0, -1.0, 1.5, f64::NAN] {
+        let Err(err) = Store::open_with(tmp.path(), Options::default().reclaim_share(Some(share)))
+        else {
+            panic!("reclaim_share {share} was accepted");
+        };
+        assert!(matches!(err, gesta::Error::InvalidInput { .. }), "{err:?}");
     }
 }

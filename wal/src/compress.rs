@@ -82,6 +82,10 @@ impl Compressor {
         self.fs.as_ref()
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The block cache of the log's compressed segments.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()

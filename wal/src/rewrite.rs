@@ -18,6 +18,16 @@
 //! compressed segment is compressed again with the settings given; the
 //! block cache drops the old file's blocks (which a new opening of the
 //! segment could never be served: cache keys name the opening).
+//!
+//! Giving space back: a same-length rewrite frees no byte of a plain
+//! segment. So a plain segment whose rewrite zeroed at least a given share
+//! of its bytes ([`Compressor::rewrite_sealed_reclaiming`]) is written
+//! compressed instead, as the compactor compresses a segment (the new
+//! `.zseg` written and synced, then the `.seg` removed): zeroed runs
+//! compress to almost nothing, and offsets stay the decompressed ones. A
+//! crash between the two leaves both files, and recovery keeps the plain
+//! one (see `resolve_listing`), whose erasure the next compaction does
+//! again.
 
 use std::sync::Arc;
 
@@ -30,7 +40,12 @@ use crate::format::{
     encode_record,
 };
 use crate::io::{OpenMode, write_atomic};
-use crate::zseg::Compression;
+use crate::zseg::{self, Compression};
+
+/// How many bytes of `b` are zero.
+fn zeros(b: &[u8]) -> usize {
+    b.iter().filter(|&&x| x == 0).count()
+}
 
 /// What [`Compressor::rewrite_sealed`] did to one segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +54,11 @@ pub struct RewriteReport {
     pub records: u64,
     /// The segment file's size after the rewrite.
     pub file_bytes: u64,
+    /// The segment's size before (its file's, compressed or not).
+    pub file_bytes_before: u64,
+    /// Whether a plain segment was written compressed to give the space
+    /// of its zeroed bytes back.
+    pub compressed: bool,
 }
 
 impl Compressor {
@@ -54,6 +74,20 @@ impl Compressor {
         &self,
         first_position: u64,
         settings: Compression,
+        rewrite: &mut dyn FnMut(&Record) -> Option<Bytes>,
+    ) -> Result<Option<RewriteReport>> {
+        self.rewrite_sealed_reclaiming(first_position, settings, None, rewrite)
+    }
+
+    /// [`rewrite_sealed`](Self::rewrite_sealed), and a plain segment whose
+    /// rewrite zeroed at least `reclaim_share` (0 to 1) of its bytes is
+    /// written compressed with `settings`, so that their space comes back
+    /// (see the module docs).
+    pub fn rewrite_sealed_reclaiming(
+        &self,
+        first_position: u64,
+        settings: Compression,
+        reclaim_share: Option<f64>,
         rewrite: &mut dyn FnMut(&Record) -> Option<Bytes>,
     ) -> Result<Option<RewriteReport>> {
         let _busy = self.lock();
@@ -107,6 +141,31 @@ impl Compressor {
         }
         debug_assert_eq!(out.len(), original.len());
         let out = Bytes::from(out);
+        report.file_bytes_before = match segment.compressed() {
+            Some(z) => z.file_len(),
+            None => original.len() as u64,
+        };
+        let reclaim = segment.compressed().is_none()
+            && reclaim_share.is_some_and(|share| {
+                let zeroed = zeros(&out).saturating_sub(zeros(&original));
+                zeroed as f64 >= share * out.len() as f64
+            });
+        if reclaim {
+            let zpath = self.dir().join(zseg::compressed_file_name(first_position));
+            let (file, z) = self.write_compressed(
+                &zpath,
+                &out,
+                first_position,
+                bounds.last_position,
+                settings,
+            )?;
+            report.file_bytes = z.file_len();
+            report.compressed = true;
+            segment.set_compressed(file, Arc::new(z));
+            self.fs().remove_file(&path).at(&path)?;
+            self.fs().sync_dir(self.dir()).at(self.dir())?;
+            return Ok(Some(report));
+        }
         let file = match segment.compressed() {
             Some(_) => {
                 let (file, z) = self.write_compressed(

@@ -19,7 +19,10 @@
 //!    `rewrite_sealed`): the event's metadata and data bytes zeroed, its
 //!    redacted flag set, every checksum computed again, every record at
 //!    its offset — atomically, by rename — and a compressed segment
-//!    compressed again.
+//!    compressed again. A plain segment whose rewrite zeroes at least
+//!    [`Options::reclaim_share`](crate::Options::reclaim_share) of its
+//!    bytes is written compressed instead, which gives their space back
+//!    (a plain segment's records keep their length).
 //!
 //! Which events still hold their bytes is read from the log itself (the
 //! redacted flag), so the work survives crashes and restarts without any
@@ -42,6 +45,11 @@ pub(crate) struct Erased {
     pub segments: u64,
     /// Snapshot files deleted.
     pub snapshots: u64,
+    /// Plain segments written compressed to give their erased bytes'
+    /// space back ([`Options::reclaim_share`](crate::Options::reclaim_share)).
+    pub compressed: u64,
+    /// Bytes the rewritten segments' files shrank by.
+    pub bytes_freed: u64,
 }
 
 impl Store {
@@ -96,31 +104,31 @@ impl Store {
         for first in firsts {
             let mut failed = None;
             let mut events = 0;
-            let report =
-                inner.compressor.rewrite_sealed(
-                    first,
-                    settings,
-                    &mut |record| match redact_payload(record, &|p| amendments.is_erasable(p)) {
-                        Ok(Some(payload)) => {
-                            let (lo, hi) =
-                                (record.meta.first_position, record.meta.last_position());
-                            events +=
-                                pending.iter().filter(|&&p| lo <= p && p <= hi).count() as u64;
-                            Some(payload)
-                        }
-                        Ok(None) => None,
-                        Err(e) => {
-                            failed.get_or_insert(e);
-                            None
-                        }
-                    },
-                )?;
+            let report = inner.compressor.rewrite_sealed_reclaiming(
+                first,
+                settings,
+                inner.reclaim_share,
+                &mut |record| match redact_payload(record, &|p| amendments.is_erasable(p)) {
+                    Ok(Some(payload)) => {
+                        let (lo, hi) = (record.meta.first_position, record.meta.last_position());
+                        events += pending.iter().filter(|&&p| lo <= p && p <= hi).count() as u64;
+                        Some(payload)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        None
+                    }
+                },
+            )?;
             if let Some(e) = failed {
                 return Err(e);
             }
-            if report.is_some() {
+            if let Some(report) = report {
                 erased.segments += 1;
                 erased.events += events;
+                erased.compressed += u64::from(report.compressed);
+                erased.bytes_freed += report.file_bytes_before.saturating_sub(report.file_bytes);
             }
         }
         // A segment that could not be rewritten (not yet complete) keeps

@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     fs: Arc<dyn gesta_wal::io::FileSystem>,
     pub(crate) compressor: gesta_wal::Compressor,
     pub(crate) compression: Option<gesta_wal::Compression>,
+    /// [`Options::reclaim_share`].
+    pub(crate) reclaim_share: Option<f64>,
     pub(crate) tx: Sender<Request>,
     pub(crate) shared: Arc<Shared>,
     /// The log's durable position and poison flag.
@@ -117,6 +119,14 @@ impl Store {
         }
         if options.queue_capacity == 0 {
             return Err(Error::invalid("queue_capacity must be at least 1"));
+        }
+        if options
+            .reclaim_share
+            .is_some_and(|s| !(s > 0.0 && s <= 1.0))
+        {
+            return Err(Error::invalid(
+                "reclaim_share must be above 0 and at most 1",
+            ));
         }
         let fs = options.fs.clone();
         check_store_dir(fs.as_ref(), &dir)?;
@@ -247,6 +257,7 @@ impl Store {
                 fs: options.fs.clone(),
                 compressor: opened.compressor,
                 compression: options.compression,
+                reclaim_share: options.reclaim_share,
                 tx,
                 shared,
                 log: log_state,
