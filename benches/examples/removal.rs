@@ -6,11 +6,13 @@
 //! set in every query's cursor), and the `compact` that erases the removed
 //! events' bytes — times and counts, and the store's size before and after
 //! (`COMPRESS=1`: sealed segments compressed, where zeroed bytes take
-//! almost no space).
+//! almost no space; `RECLAIM=0`: plain segments stay plain, so their
+//! zeroed bytes stay on disk), and of its index.
 //!
 //! ```text
 //! cargo run --release -p gesta-benches --example removal -- [EVENTS]
 //! COMPRESS=1 cargo run --release -p gesta-benches --example removal
+//! RECLAIM=0 cargo run --release -p gesta-benches --example removal
 //! ```
 //! Defaults: 1,000,000 events.
 
@@ -56,9 +58,13 @@ fn main() {
         .nth(1)
         .map_or(1_000_000, |a| a.parse().expect("a number"));
     let compress = std::env::var_os("COMPRESS").is_some();
+    let reclaim = std::env::var("RECLAIM").map_or(true, |v| v != "0");
     let dir = bench_root().join("gesta-removal");
     let _ = std::fs::remove_dir_all(&dir);
     let mut options = Options::default().durability(Durability::Buffered);
+    if !reclaim {
+        options = options.reclaim_share(None);
+    }
     if compress {
         options = options.compression(Some(Compression::default()));
     }
@@ -121,17 +127,26 @@ fn main() {
         "tag query: {before_n} events in {before_us:.0} µs before, {after_n} in {after_us:.0} µs after"
     );
     let size = bytes_on_disk(&dir);
+    let index = bytes_on_disk(&dir.join("index"));
     let started = Instant::now();
     store.compact().expect("compact");
     println!(
-        "compact erasing them: {:.1?}; {:.1} MiB → {:.1} MiB",
+        "compact erasing them: {:.1?}; {:.1} MiB → {:.1} MiB, of which the index {:.1} MiB → {:.1} MiB",
         started.elapsed(),
         size as f64 / 1048576.0,
-        bytes_on_disk(&dir) as f64 / 1048576.0
+        bytes_on_disk(&dir) as f64 / 1048576.0,
+        index as f64 / 1048576.0,
+        bytes_on_disk(&dir.join("index")) as f64 / 1048576.0
     );
+    let (compacted_us, compacted_n) = tag_reads(&store, &tag, 20);
+    println!("tag query after compact: {compacted_n} events in {compacted_us:.0} µs");
     let started = Instant::now();
     store.close().expect("close");
-    let store = Store::open(&dir).expect("reopen");
+    let mut reopen = Options::default();
+    if !reclaim {
+        reopen = reopen.reclaim_share(None);
+    }
+    let store = Store::open_with(&dir, reopen).expect("reopen");
     println!(
         "reopen (the journal replayed, {} events hidden): {:.1?}",
         deleted + truncated + retained.removed,

@@ -21,6 +21,14 @@ pub fn run_file_name(lo: u64, hi: u64) -> String {
     format!("{lo:020}-{hi:020}.idx")
 }
 
+/// The file name of a run covering `lo..=hi` written by a merge that
+/// purged the removals up to journal entry `sequence`: a name of its own,
+/// so that rewriting a single run never replaces the file the MANIFEST
+/// still lists before it is switched.
+pub fn purged_run_file_name(lo: u64, hi: u64, sequence: u64) -> String {
+    format!("{lo:020}-{hi:020}-purged{sequence}.idx")
+}
+
 /// Writes `bytes` as the run file `name` in `index_dir`, durably: into a
 /// temporary file first, renamed into place once synced, so that the name
 /// never holds a partial run even when a failed MANIFEST switch is retried.

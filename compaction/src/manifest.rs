@@ -5,8 +5,11 @@
 //! guessed at.
 //!
 //! Layout (little-endian): magic `GESTAMAN`, version `u32`, run count `u32`,
-//! then per run `name_len u16, name, lo u64, hi u64`, then a CRC-32 of all
-//! preceding bytes. See `docs/FORMAT.md`.
+//! then per run `name_len u16, name, lo u64, hi u64`, then (version 2 only)
+//! the purge `sequence u64, through u64`, then a CRC-32 of all preceding
+//! bytes. Version 1 is written while nothing was purged, so a store that
+//! never removes events keeps the MANIFEST older builds read. See
+//! `docs/FORMAT.md`.
 
 use std::io;
 use std::path::Path;
@@ -15,7 +18,10 @@ use gesta_wal::format::{u32_at, u64_at};
 use gesta_wal::io::{FileSystem, OpenMode, read_all, write_atomic};
 
 const MAGIC: [u8; 8] = *b"GESTAMAN";
+/// The version written while nothing was purged.
 const VERSION: u32 = 1;
+/// The version that records a purge.
+const VERSION_PURGED: u32 = 2;
 /// The MANIFEST's file name inside the store directory.
 pub const FILE_NAME: &str = "MANIFEST";
 
@@ -30,11 +36,33 @@ pub struct RunEntry {
     pub hi: u64,
 }
 
+/// Which removed events' postings the runs no longer hold: the type and
+/// tag postings of every event removed by a lifecycle journal entry up to
+/// `sequence`, at a position up to `through` (a merge of every run, which
+/// then covered `1..=through`, dropped them). Zero: nothing purged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// The journal sequence of the newest removal purged.
+    pub sequence: u64,
+    /// The last position the purging merge covered.
+    pub through: u64,
+}
+
+impl Purged {
+    /// Whether the removal of `position` by journal entry `sequence` had
+    /// its type and tag postings dropped.
+    pub fn covers(&self, sequence: u64, position: u64) -> bool {
+        sequence <= self.sequence && position <= self.through
+    }
+}
+
 /// The durable state beyond the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
     /// Index runs, in position order, covering `1..=covered()` without gaps.
     pub runs: Vec<RunEntry>,
+    /// What the runs no longer hold of removed events.
+    pub purged: Purged,
 }
 
 /// Why a MANIFEST could not be read.
@@ -62,14 +90,20 @@ impl Manifest {
     /// Encodes the MANIFEST.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        let purged = self.purged != Purged::default();
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        let version = if purged { VERSION_PURGED } else { VERSION };
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&(self.runs.len() as u32).to_le_bytes());
         for r in &self.runs {
             out.extend_from_slice(&(r.name.len() as u16).to_le_bytes());
             out.extend_from_slice(r.name.as_bytes());
             out.extend_from_slice(&r.lo.to_le_bytes());
             out.extend_from_slice(&r.hi.to_le_bytes());
+        }
+        if purged {
+            out.extend_from_slice(&self.purged.sequence.to_le_bytes());
+            out.extend_from_slice(&self.purged.through.to_le_bytes());
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -92,7 +126,8 @@ impl Manifest {
         if body[..8] != MAGIC {
             return Err(bad(0, "wrong magic number"));
         }
-        if u32_at(body, 8) != VERSION {
+        let version = u32_at(body, 8);
+        if version != VERSION && version != VERSION_PURGED {
             return Err(bad(8, "unsupported version"));
         }
         let count = u32_at(body, 12) as usize;
@@ -124,10 +159,25 @@ impl Manifest {
             at += 16;
             runs.push(RunEntry { name, lo, hi });
         }
+        let mut purged = Purged::default();
+        if version == VERSION_PURGED {
+            if at + 16 > body.len() {
+                return Err(bad(at, "truncated purge"));
+            }
+            purged = Purged {
+                sequence: u64_at(body, at),
+                through: u64_at(body, at + 8),
+            };
+            let covered = runs.last().map_or(0, |r| r.hi);
+            if purged == Purged::default() || purged.through > covered {
+                return Err(bad(at, "a purge beyond the runs"));
+            }
+            at += 16;
+        }
         if at != body.len() {
             return Err(bad(at, "trailing bytes"));
         }
-        Ok(Manifest { runs })
+        Ok(Manifest { runs, purged })
     }
 
     /// Reads the MANIFEST of the store in `dir`; `None` if there is none.
@@ -164,6 +214,17 @@ mod tests {
                     hi: 99,
                 },
             ],
+            purged: Purged::default(),
+        }
+    }
+
+    fn purged() -> Manifest {
+        Manifest {
+            purged: Purged {
+                sequence: 7,
+                through: 10,
+            },
+            ..sample()
         }
     }
 
@@ -171,15 +232,25 @@ mod tests {
     fn round_trips() {
         let m = sample();
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        assert_eq!(u32_at(&m.encode(), 8), VERSION);
+        let p = purged();
+        assert_eq!(Manifest::decode(&p.encode()).unwrap(), p);
+        assert_eq!(u32_at(&p.encode(), 8), VERSION_PURGED);
+        assert!(p.purged.covers(7, 10) && !p.purged.covers(8, 1) && !p.purged.covers(1, 11));
         assert_eq!(m.covered(), 99);
         assert_eq!(Manifest::default().covered(), 0);
     }
 
     #[test]
     fn every_bit_flip_is_detected() {
-        let b = sample().encode();
+        for b in [sample().encode(), purged().encode()] {
+            flips(&b);
+        }
+    }
+
+    fn flips(b: &[u8]) {
         for i in 0..b.len() * 8 {
-            let mut bad = b.clone();
+            let mut bad = b.to_vec();
             bad[i / 8] ^= 1 << (i % 8);
             assert!(
                 Manifest::decode(&bad).is_err(),

@@ -20,7 +20,8 @@
 //! `F − 1` runs per tier: `O(F · log_F(n / base))` runs for `n` postings.
 //!
 //! Why tiered and not levelled: an event store's index only ever grows at
-//! the new end — there are no overwrites or deletes to reclaim — so the
+//! the new end — there are no overwrites, and the postings of removed
+//! events are dropped only by an explicit full merge — so the
 //! only thing levelling would buy (fewer sorted runs a key must be looked
 //! up in) is already bounded by the staircase, while its cost (rewriting
 //! a whole level for every small run pushed into it) is not. Tiered merging
@@ -33,10 +34,13 @@
 //! [`merge_runs`] does the merge itself: a k-way merge of the runs' keys,
 //! each key's lists concatenated in position order (the runs are disjoint
 //! and given oldest first, so the result is ascending without sorting).
+//! [`merge_runs_purging`] also drops the postings of removed events from
+//! the types' and tags' lists (see `gesta_index::Hidden`).
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
-use gesta_index::{Key, Run, RunIter, write_run};
+use gesta_index::{Hidden, Key, Run, RunIter, purgeable, write_run};
 
 /// The tier of a run of `postings` postings.
 pub fn tier(postings: u64, base: u64, fan_in: u64) -> u32 {
@@ -81,11 +85,32 @@ pub fn plan(sizes: &[u64], base: u64, fan_in: usize) -> Option<Range<usize>> {
 /// Merges `runs` (adjacent, in position order) into the bytes of one run
 /// covering their union. Returns the bytes and the covered range.
 pub fn merge_runs(runs: &[&Run]) -> (Vec<u8>, (u64, u64)) {
+    let merged = merge_runs_purging(runs, None);
+    (merged.bytes, merged.covers)
+}
+
+/// What [`merge_runs_purging`] made.
+#[derive(Debug)]
+pub struct Merged {
+    /// The new run's bytes.
+    pub bytes: Vec<u8>,
+    /// The positions it covers.
+    pub covers: (u64, u64),
+    /// Per key, how many postings of hidden positions were dropped.
+    pub dropped: BTreeMap<Key, u64>,
+}
+
+/// [`merge_runs`], dropping from the lists of [`purgeable`] keys (types
+/// and tags) the positions `purge` hides, and a key whose list is left
+/// empty. Streams' and ids' lists are kept whole: revisions count removed
+/// events, and a removed event's id stays taken.
+pub fn merge_runs_purging(runs: &[&Run], purge: Option<&Hidden>) -> Merged {
     let lo = runs.first().map_or(1, |r| r.covers().0);
     let hi = runs.last().map_or(0, |r| r.covers().1);
     let mut iters: Vec<std::iter::Peekable<RunIter<'_>>> =
         runs.iter().map(|r| r.iter().peekable()).collect();
     let mut out: Vec<(Key, Vec<u64>)> = Vec::new();
+    let mut dropped = BTreeMap::new();
     loop {
         // The smallest key any run has next (k is small: a linear scan).
         let mut smallest: Option<Key> = None;
@@ -105,9 +130,22 @@ pub fn merge_runs(runs: &[&Run]) -> (Vec<u8>, (u64, u64)) {
                 list.extend(positions);
             }
         }
+        if let Some(hidden) = purge.filter(|h| !h.is_empty() && purgeable(&key)) {
+            let lost = hidden.purge(&mut list);
+            if lost > 0 {
+                dropped.insert(key.clone(), lost);
+            }
+            if list.is_empty() {
+                continue;
+            }
+        }
         out.push((key, list));
     }
-    (write_run(out, (lo, hi)), (lo, hi))
+    Merged {
+        bytes: write_run(out, (lo, hi)),
+        covers: (lo, hi),
+        dropped,
+    }
 }
 
 #[cfg(test)]

@@ -117,14 +117,26 @@ impl Amendments {
     }
 
     /// Marks the events at `positions` (ascending, none removed yet)
-    /// removed; `keys` are the index keys they carried.
-    pub(crate) fn remove(&self, positions: &[u64], keys: impl IntoIterator<Item = Key>) {
+    /// removed by lifecycle journal entry `sequence`; `keys` are the index
+    /// keys they carried whose postings the runs still hold.
+    pub(crate) fn remove(
+        &self,
+        positions: &[u64],
+        keys: impl IntoIterator<Item = Key>,
+        sequence: u64,
+    ) {
         if positions.is_empty() {
             return;
         }
         let mut removed = self.removed.write();
-        *removed = Arc::new(removed.with(positions, keys));
+        *removed = Arc::new(removed.with(positions, keys).at_sequence(sequence));
         self.any_removed.store(true, Ordering::Release);
+    }
+
+    /// Stops counting the postings a purging merge dropped from the runs.
+    pub(crate) fn discount(&self, dropped: &std::collections::BTreeMap<Key, u64>) {
+        let mut removed = self.removed.write();
+        *removed = Arc::new(removed.discounted(dropped));
     }
 
     /// Whether the bytes of the event at `position` are to leave the log's

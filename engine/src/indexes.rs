@@ -19,10 +19,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta_compaction::flush::{
-    INDEX_DIR, remove_orphans, run_file_name, write_run_file, write_run_file_paced,
+    INDEX_DIR, purged_run_file_name, remove_orphans, run_file_name, write_run_file,
+    write_run_file_paced,
 };
-use gesta_compaction::manifest::{Manifest, ManifestError, RunEntry};
-use gesta_compaction::merge::{merge_runs, plan};
+use gesta_compaction::manifest::{Manifest, ManifestError, Purged, RunEntry};
+use gesta_compaction::merge::{Merged, merge_runs_purging, plan};
 use gesta_compaction::snapshot::{SnapshotError, Snapshots};
 use gesta_index::{Hidden, IndexView, Key, Memtable, Overlay, Run, RunError, write_run};
 use gesta_wal::io::{FileSystem, OpenMode};
@@ -257,11 +258,11 @@ impl Indexes {
     /// Removes committed events: `positions` (ascending, none removed
     /// yet), whose events carried `keys`. Reads skip them from then on:
     /// scans through the amendments, queries through the view.
-    pub fn remove(&self, positions: &[u64], keys: Vec<Key>) {
+    pub fn remove(&self, positions: &[u64], keys: Vec<Key>, sequence: u64) {
         if positions.is_empty() {
             return;
         }
-        self.amendments.remove(positions, keys);
+        self.amendments.remove(positions, keys, sequence);
         let mut parts = self.parts.lock();
         parts.hidden = self.amendments.hidden();
         self.publish(&parts);
@@ -334,27 +335,47 @@ impl Indexes {
             let Some(range) = range else {
                 return Ok(());
             };
-            self.merge_locked(range, self.settings.bytes_per_sec)?;
+            self.merge_locked(range, self.settings.bytes_per_sec, None)?;
         }
     }
 
     /// Flushes every frozen memtable and merges all runs into one, at full
-    /// speed.
+    /// speed, dropping the type and tag postings of every event removed by
+    /// now (see [`Purged`]). A single run is rewritten only for that.
     pub fn compact_all(&self) -> Result<()> {
         let _compacting = self.compacting.lock();
         self.flush_frozen_locked()?;
-        let n = self.parts.lock().runs.len();
-        if n >= 2 {
-            self.merge_locked(0..n, None)?;
+        let hidden = self.amendments.hidden();
+        let (n, purged) = {
+            let parts = self.parts.lock();
+            (parts.runs.len(), parts.manifest.purged)
+        };
+        let purge = (!hidden.is_empty() && hidden.sequence() > purged.sequence).then_some(hidden);
+        if n >= 2 || (n == 1 && purge.is_some()) {
+            self.merge_locked(0..n, None, purge)?;
         }
         Ok(())
+    }
+
+    /// What the runs no longer hold of removed events.
+    pub fn purged(&self) -> Purged {
+        self.parts.lock().manifest.purged
     }
 
     /// Merges the runs at `range` (indices into the MANIFEST's list) into
     /// one: write it, switch the MANIFEST, publish, then delete the old
     /// files. A failure before the switch leaves everything as it was (and
-    /// perhaps an orphaned file, which the next open removes).
-    fn merge_locked(&self, range: std::ops::Range<usize>, pace: Option<u64>) -> Result<()> {
+    /// perhaps an orphaned file, which the next open removes). With
+    /// `purge` (only for a merge of every run, so that the MANIFEST's one
+    /// [`Purged`] describes every run), the postings it hides are dropped
+    /// from types' and tags' lists, and the same view that first reads the
+    /// new run stops counting them as hidden.
+    fn merge_locked(
+        &self,
+        range: std::ops::Range<usize>,
+        pace: Option<u64>,
+        purge: Option<Arc<Hidden>>,
+    ) -> Result<()> {
         let (inputs, mut manifest) = {
             let parts = self.parts.lock();
             let Some(inputs) = parts.runs.get(range.clone()) else {
@@ -363,8 +384,22 @@ impl Indexes {
             (inputs.to_vec(), parts.manifest.clone())
         };
         let refs: Vec<&Run> = inputs.iter().map(|r| r.as_ref()).collect();
-        let (bytes, (lo, hi)) = merge_runs(&refs);
-        let name = run_file_name(lo, hi);
+        let purge = purge.filter(|_| range.start == 0);
+        let Merged {
+            bytes,
+            covers: (lo, hi),
+            dropped,
+        } = merge_runs_purging(&refs, purge.as_deref());
+        if let Some(hidden) = &purge {
+            manifest.purged = Purged {
+                sequence: hidden.sequence(),
+                through: hi,
+            };
+        }
+        let name = match &purge {
+            Some(hidden) => purged_run_file_name(lo, hi, hidden.sequence()),
+            None => run_file_name(lo, hi),
+        };
         let index_dir = self.dir.join(INDEX_DIR);
         let path = index_dir.join(&name);
         write_run_file_paced(self.fs.as_ref(), &index_dir, &name, &bytes, pace)
@@ -380,6 +415,10 @@ impl Indexes {
             let mut parts = self.parts.lock();
             parts.manifest = manifest;
             parts.runs.splice(range, [Arc::new(run)]);
+            if !dropped.is_empty() {
+                self.amendments.discount(&dropped);
+                parts.hidden = self.amendments.hidden();
+            }
             self.publish(&parts);
         }
         for entry in replaced {

@@ -47,7 +47,10 @@
 //!   no space, and a plain one in which they reach
 //!   [`Options::reclaim_share`](crate::Options::reclaim_share) is written
 //!   compressed to give their space back); unlike redaction, snapshots are kept (what they folded
-//!   happened). Index runs keep the postings; the view hides them.
+//!   happened). The index hides the removed events' postings at once;
+//!   `compact` drops their type and tag postings from the index runs (a
+//!   merge of every run), keeping stream postings (revisions) and id
+//!   postings (retries).
 //! - Removal cannot be undone. Every removal is recorded in the audit
 //!   trail with what was asked and how many events it removed.
 //!

@@ -11,12 +11,19 @@
 //! raw [`count`](crate::IndexView::count) and id lookups stay as they were:
 //! a stream's revisions keep counting its removed events, and a removed
 //! event's id stays taken.
+//!
+//! Purging: a merge of every run may drop the postings of hidden
+//! positions from the lists of the keys that only queries and listings
+//! read — types and tags ([`purgeable`]) — and keep those of streams
+//! (revisions) and ids (retries). The set then stops counting what was
+//! dropped ([`Hidden::discounted`]), so a listing subtracts each removed
+//! event once, from the runs or from the count, never from both.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cursor::Cursor;
-use crate::key::Key;
+use crate::key::{Key, KeyKind};
 
 /// Hidden positions, as ascending runs of consecutive positions (a
 /// retention rule or a truncation removes long runs, which cost one entry
@@ -28,6 +35,17 @@ pub struct Hidden {
     runs: Arc<[(u64, u64)]>,
     len: u64,
     counts: BTreeMap<Key, u64>,
+    /// The lifecycle journal sequence of the newest removal it holds (0:
+    /// none): what a purge that used this set records.
+    sequence: u64,
+}
+
+/// Whether a merge that purges hidden positions drops them from `key`'s
+/// list: a type's or a tag's (read only by queries and listings), not a
+/// stream's (whose postings count revisions) or an id's (which stays
+/// taken).
+pub fn purgeable(key: &Key) -> bool {
+    matches!(key.kind(), KeyKind::Type | KeyKind::Tag)
 }
 
 impl Hidden {
@@ -56,6 +74,59 @@ impl Hidden {
     /// Whether `position` is hidden.
     pub fn contains(&self, position: u64) -> bool {
         self.run_of(position).is_some()
+    }
+
+    /// The hidden positions as inclusive runs, ascending, neither
+    /// overlapping nor touching.
+    pub fn runs(&self) -> &[(u64, u64)] {
+        &self.runs
+    }
+
+    /// The journal sequence of the newest removal it holds.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// This set, holding the removals up to journal entry `sequence`.
+    pub fn at_sequence(mut self, sequence: u64) -> Hidden {
+        self.sequence = self.sequence.max(sequence);
+        self
+    }
+
+    /// This set with `dropped[key]` fewer events counted for each key: the
+    /// postings a purging merge dropped from the runs.
+    pub fn discounted(&self, dropped: &BTreeMap<Key, u64>) -> Hidden {
+        let mut counts = self.counts.clone();
+        for (key, n) in dropped {
+            if let Some(count) = counts.get_mut(key) {
+                *count = count.saturating_sub(*n);
+                if *count == 0 {
+                    counts.remove(key);
+                }
+            }
+        }
+        Hidden {
+            runs: self.runs.clone(),
+            len: self.len,
+            counts,
+            sequence: self.sequence,
+        }
+    }
+
+    /// How many keys it counts events of (memory, and tests).
+    pub fn counted_keys(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// `list` (ascending) without the hidden positions; how many it lost.
+    pub fn purge(&self, list: &mut Vec<u64>) -> u64 {
+        let before = list.len();
+        let mut runs = self.runs.iter().peekable();
+        list.retain(|&p| {
+            while runs.next_if(|&&(_, last)| last < p).is_some() {}
+            runs.peek().is_none_or(|&&(first, _)| first > p)
+        });
+        (before - list.len()) as u64
     }
 
     /// The hidden positions, ascending.
@@ -107,6 +178,7 @@ impl Hidden {
             runs: merged.into(),
             len,
             counts,
+            sequence: self.sequence,
         }
     }
 }
@@ -179,6 +251,24 @@ mod tests {
         let mut edge = Minus::new(All, edge);
         assert_eq!(edge.seek_le(0), None);
         assert_eq!(edge.seek_ge(u64::MAX), None);
+    }
+
+    #[test]
+    fn purge_drops_hidden_positions_and_discount_stops_counting_them() {
+        let h = Hidden::new()
+            .with(&[2, 3, 4, 9], [Key::tag("a"), Key::tag("a"), Key::tag("b")])
+            .at_sequence(5);
+        let mut list = vec![1, 2, 3, 5, 8, 9, 10];
+        assert_eq!(h.purge(&mut list), 3);
+        assert_eq!(list, [1, 5, 8, 10]);
+        let mut none = vec![5, 6];
+        assert_eq!(h.purge(&mut none), 0);
+        let d = h.discounted(&BTreeMap::from([(Key::tag("a"), 2), (Key::tag("c"), 1)]));
+        assert_eq!((d.count(&Key::tag("a")), d.count(&Key::tag("b"))), (0, 1));
+        assert_eq!((d.counted_keys(), d.sequence(), d.len()), (1, 5, 4));
+        assert!(d.contains(9));
+        assert!(purgeable(&Key::tag("a")) && purgeable(&Key::event_type("T")));
+        assert!(!purgeable(&Key::stream("s")) && !purgeable(&Key::id(1)));
     }
 
     /// Runs merge with what they touch or overlap, in any order of

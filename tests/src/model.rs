@@ -232,6 +232,9 @@ pub enum Op {
     Reopen,
     /// Flush the store's index into an on-disk run.
     FlushIndex,
+    /// The store's explicit compaction (on the engine, a merge of every
+    /// run that purges removed events' postings).
+    Compact,
 }
 
 /// An [`Error`] reduced to what must be equal between stores: the kind and
@@ -500,6 +503,17 @@ pub fn check_against_model<H: Harness>(h: &mut H, ops: &[Op]) {
                 check_contents(name, &store, &model, &format!("after {at}"));
             }
             Op::FlushIndex => h.flush_index(&store),
+            Op::Compact => {
+                // The engine's compaction enforces the retention rules
+                // first: so do both stores, which leaves it nothing to do.
+                assert_eq!(
+                    comparable(store.enforce_retention()),
+                    comparable(model.enforce_retention()),
+                    "{name}: {at}: retention before compacting"
+                );
+                h.compact(&store);
+                check_contents(name, &store, &model, &format!("after {at}"));
+            }
         }
     }
     check_contents(name, &store, &model, "at the end");
@@ -686,6 +700,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (names(&STREAMS), 0..4u64).prop_map(|(s, n)| Op::RetainNewest(s, n)),
         1 => Just(Op::Reopen),
         1 => Just(Op::FlushIndex),
+        1 => Just(Op::Compact),
     ]
 }
 

@@ -111,6 +111,10 @@ impl Harness for StoreHarness {
         assert_eq!(store.index_shape().frozen, 0, "no memtable left frozen");
     }
 
+    fn compact(&mut self, store: &Store) {
+        store.compact().expect("compact");
+    }
+
     fn name(&self) -> &'static str {
         match (self.on_disk, self.compacting) {
             (true, false) => "store-on-disk",

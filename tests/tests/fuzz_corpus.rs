@@ -21,7 +21,7 @@ use gesta::fuzzing::{
     decode_index_run, decode_manifest, decode_payload, decode_snapshot, encode_payload,
     payload_input,
 };
-use gesta_compaction::manifest::{Manifest, RunEntry};
+use gesta_compaction::manifest::{Manifest, Purged, RunEntry};
 use gesta_index::{Key, write_run};
 use gesta_wal::WalError;
 use gesta_wal::format::{
@@ -580,8 +580,14 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     for (name, bytes) in journal_entries() {
         s.insert(("decode_journal_entry", name), bytes);
     }
-    // decode_manifest: none, one and several runs.
-    for (name, n) in [("no-runs", 0), ("one-run", 1), ("three-runs", 3)] {
+    // decode_manifest: none, one and several runs; odd counts record a
+    // purge (version 2).
+    for (name, n) in [
+        ("no-runs", 0),
+        ("one-run", 1),
+        ("two-runs", 2),
+        ("three-runs", 3),
+    ] {
         s.insert(("decode_manifest", name), manifest(n).encode());
     }
 
@@ -734,6 +740,14 @@ fn manifest(runs: u64) -> Manifest {
                 hi: i * 100 + 100,
             })
             .collect(),
+        // Odd counts record a purge (MANIFEST version 2).
+        purged: match runs % 2 {
+            1 => Purged {
+                sequence: runs,
+                through: runs * 100,
+            },
+            _ => Purged::default(),
+        },
     }
 }
 

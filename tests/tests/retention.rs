@@ -124,3 +124,100 @@ fn the_retention_thread_does_not_keep_a_store_open() {
         reopened.close().unwrap();
     }
 }
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+/// What a retention rule removes leaves the index runs too at the next
+/// `compact`: the merge drops the removed events' type and tag postings
+/// (keeping their stream and id postings, which revisions and retries
+/// still need), so the index shrinks, while queries, listings, stream
+/// revisions and lookups by id answer as before — after a reopen, in a
+/// backup, and to `verify`, which knows which postings were purged. A
+/// removal after the purge, at positions the purged run holds, is counted
+/// right too.
+#[test]
+fn a_compaction_purges_removed_events_from_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open_with(&dir, Options::default()).unwrap();
+    for i in 0..2_000u64 {
+        store
+            .append(vec![
+                NewEvent::new(if i % 2 == 0 { "Even" } else { "Odd" }, format!("{i}"))
+                    .tag(format!("user:{i}"))
+                    .tag(format!("group:{}", i % 10))
+                    .stream(format!("s{}", i % 7))
+                    .id(u128::from(i) + 1),
+            ])
+            .unwrap();
+    }
+    store.compact().unwrap();
+    let index = dir.join("index");
+    let before = dir_bytes(&index);
+    store
+        .set_retention(&RetentionRule::query(Query::all()).max_count(200))
+        .unwrap();
+    store.compact().unwrap();
+    let after = dir_bytes(&index);
+    // 1,800 events' unique user tags, their group and type postings gone;
+    // their ids and stream postings (with the ids' 16-byte keys) stay.
+    assert!(
+        after * 10 < before * 7,
+        "index {before} bytes before the purge, {after} after"
+    );
+    let listings = |s: &Store| {
+        [
+            gesta::Listing::Types,
+            gesta::Listing::Tags,
+            gesta::Listing::Streams,
+        ]
+        .map(|what| s.list(what, "", None, 10_000).unwrap())
+    };
+    let tags = |s: &Store| listings(s)[1].len();
+    assert_eq!(tags(&store), 200 + 10);
+    assert_eq!(positions(&store, &Query::tag("group:3")).len(), 20);
+    assert_eq!(positions(&store, &Query::tag("user:5")), Vec::<u64>::new());
+    assert_eq!(positions(&store, &Query::event_type("Even")).len(), 100);
+    // Revisions still count every event, removed ones included; ids stay
+    // taken: a retry of a removed event's batch gets its position back.
+    assert_eq!(store.stream_revision("s0").unwrap(), Some(285));
+    let retry = store
+        .append(vec![
+            NewEvent::new("Even", "0")
+                .tag("user:0")
+                .tag("group:0")
+                .stream("s0")
+                .id(1),
+        ])
+        .unwrap();
+    assert_eq!(retry.first, 1);
+    // A removal after the purge, of events the purged run holds.
+    store
+        .remove(&gesta::lifecycle::Target::Query(Query::tag("group:3")))
+        .unwrap();
+    let expected = listings(&store);
+    assert_eq!(expected[1].len(), 200 + 10 - 20 - 1);
+    store.close().unwrap();
+    let report = gesta::inspect::verify(&dir, &mut |_, _| {}).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.findings);
+    let store = Store::open_with(&dir, Options::default()).unwrap();
+    assert_eq!(listings(&store), expected);
+    assert_eq!(positions(&store, &Query::tag("group:3")), Vec::<u64>::new());
+    // A backup taken now holds the purged run and verifies.
+    let copy = tmp.path().join("copy");
+    let backup = store.backup(&copy).unwrap();
+    assert!(backup.index_runs > 0, "{backup:?}");
+    let report = gesta::inspect::verify(&copy, &mut |_, _| {}).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.findings);
+    let copied = Store::open_with(&copy, Options::default()).unwrap();
+    assert_eq!(listings(&copied), expected);
+}

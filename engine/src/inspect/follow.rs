@@ -104,7 +104,9 @@ impl Follower {
                 // Only whether an event was removed matters here: listings
                 // are not read through a follower.
                 crate::lifecycle::Operation::Remove { .. } => {
-                    lists.iter().for_each(|l| amendments.remove(l, []));
+                    lists
+                        .iter()
+                        .for_each(|l| amendments.remove(l, [], entry.sequence));
                 }
                 crate::lifecycle::Operation::SetRetention { .. } => {}
             }

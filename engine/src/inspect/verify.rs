@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta_compaction::flush::INDEX_DIR;
-use gesta_compaction::manifest::{FILE_NAME, Manifest, ManifestError, RunEntry};
+use gesta_compaction::manifest::{FILE_NAME, Manifest, ManifestError, Purged, RunEntry};
 use gesta_compaction::snapshot::{SnapshotError, Snapshots};
-use gesta_index::{Key, Run, RunError};
+use gesta_index::{Hidden, Key, Run, RunError, purgeable};
 use gesta_wal::TornTail;
 use gesta_wal::files::{SegmentTable, table_path};
 use gesta_wal::format::Record;
@@ -261,6 +261,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
         total,
         progress,
         redacted: journal_redactions(dir),
+        purged: journal_purged(dir, manifest.purged),
     };
     let scanned = walk_log(&segments, v.replay_from, &mut v)?;
     v.finish(scanned.last_position);
@@ -305,6 +306,9 @@ struct Verifier<'p> {
     progress: &'p mut dyn FnMut(u64, u64),
     /// The positions the lifecycle journal says were redacted.
     redacted: std::collections::BTreeSet<u64>,
+    /// The removed positions whose type and tag postings the MANIFEST says
+    /// a merge dropped from the runs.
+    purged: Hidden,
 }
 
 impl Verifier<'_> {
@@ -372,6 +376,10 @@ impl Visitor for Verifier<'_> {
             while let Some((key, position)) = self.keys.get(next) {
                 if *position > current.run.entry.hi {
                     break;
+                }
+                if purgeable(key) && self.purged.contains(*position) {
+                    next += 1;
+                    continue;
                 }
                 let list = current.expected.entry(key.clone()).or_default();
                 if list.last() != Some(position) {
@@ -539,6 +547,35 @@ fn journal_redactions(dir: &Path) -> std::collections::BTreeSet<u64> {
         }
     }
     out
+}
+
+/// The positions whose type and tag postings `purged` says the runs no
+/// longer hold: those removed by the journal's entries up to its sequence,
+/// up to its position (none if the journal cannot be read: then the runs
+/// are compared with every posting, and [`check_journal`] reports why).
+fn journal_purged(dir: &Path, purged: Purged) -> Hidden {
+    if purged == Purged::default() {
+        return Hidden::new();
+    }
+    let path = dir.join(crate::store::JOURNAL_FILE);
+    let Ok((bodies, _)) = gesta_wal::journal::read(&StdFs, &path) else {
+        return Hidden::new();
+    };
+    let mut positions = Vec::new();
+    for body in &bodies {
+        if let Ok((entry, lists)) = crate::lifecycle::decode_journal_entry(body)
+            && matches!(entry.operation, crate::lifecycle::Operation::Remove { .. })
+        {
+            positions.extend(
+                lists
+                    .into_iter()
+                    .flatten()
+                    .filter(|&p| purged.covers(entry.sequence, p)),
+            );
+        }
+    }
+    positions.sort_unstable();
+    Hidden::new().with(&positions, [])
 }
 
 /// Reads and checks the lifecycle journal, if the store has one: every

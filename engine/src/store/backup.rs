@@ -24,7 +24,9 @@
 //!   the log from where the kept runs end). Runs are immutable and linked
 //!   or copied; one that a merge deleted since the MANIFEST was read sends
 //!   the backup back to the newer MANIFEST. The copy's MANIFEST is written
-//!   afresh.
+//!   afresh. If the runs were purged of removals the copied journal does
+//!   not hold (made after `P`), every run is left out: the copy would not
+//!   hide those events, so it must find them in its index.
 //! - The lifecycle journal: its entries made at a head at or before `P`
 //!   (entries are in head order), read under the store's lifecycle lock:
 //!   the journal's header and those entries are a prefix of its file,
@@ -197,8 +199,10 @@ impl Store {
             },
         };
         copier.segments(self, &partial.join("wal"), position)?;
-        copier.index(&self.inner.dir, &partial, position)?;
+        // The journal before the index: runs purged of removals the copy's
+        // journal lacks are left out (see `index`).
         copier.lifecycle(self, &partial, position)?;
+        copier.index(&self.inner.dir, &partial, position)?;
         copier.snapshots(
             &self
                 .inner
@@ -436,6 +440,15 @@ impl Copier {
                 .take_while(|r| r.hi <= position)
                 .count();
             let kept_runs = manifest.runs[..kept].to_vec();
+            let covered = kept_runs.last().map_or(0, |r| r.hi);
+            // Runs purged of the postings of events removed after the
+            // position would lose those events in the copy, where they
+            // still exist: the copy rebuilds its index from the log.
+            let purged = manifest.purged;
+            if purged.sequence > self.report.lifecycle_entries || purged.through > covered {
+                self.report.index_runs_left_out = manifest.runs.len() as u64;
+                return Ok(());
+            }
             if kept_runs.is_empty() {
                 self.report.index_runs_left_out = manifest.runs.len() as u64;
                 return Ok(());
@@ -463,9 +476,12 @@ impl Copier {
                 continue;
             }
             sync_dir(self.fs.as_ref(), &to_dir)?;
-            Manifest { runs: kept_runs }
-                .store(self.fs.as_ref(), dest)
-                .map_err(io_at(&dest.join(MANIFEST_FILE)))?;
+            Manifest {
+                runs: kept_runs,
+                purged,
+            }
+            .store(self.fs.as_ref(), dest)
+            .map_err(io_at(&dest.join(MANIFEST_FILE)))?;
             self.report.files_copied += 1;
             self.report.index_runs = kept as u64;
             self.report.index_runs_left_out = (manifest.runs.len() - kept) as u64;

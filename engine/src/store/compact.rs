@@ -27,7 +27,8 @@ impl Store {
 
     /// Flushes the in-memory index to an on-disk run and merges every run
     /// into one, waiting until that is durable (the MANIFEST switched and
-    /// the replaced files deleted); compresses every sealed segment if
+    /// the replaced files deleted) — the merge drops the type and tag
+    /// postings of every event removed by then; compresses every sealed segment if
     /// [`Options::compression`](crate::Options::compression) is set; then
     /// catches every registered
     /// projection up and writes the snapshots that are due. Appends and reads go on meanwhile;
@@ -35,16 +36,17 @@ impl Store {
     /// import, and in tests; the background compactor otherwise keeps the
     /// number of runs logarithmic on its own.
     ///
-    /// It also enforces the retention rules
-    /// ([`enforce_retention`](Store::enforce_retention)), then erases from
+    /// It first enforces the retention rules
+    /// ([`enforce_retention`](Store::enforce_retention)), and erases from
     /// the log's files the bytes of every event
     /// [`redact`](Store::redact)ed or [`remove`](Store::remove)d since (sealing the active segment if it
     /// holds one, and deleting the snapshots taken at or after the first
     /// such event): once it returns, no file of the store holds them.
     pub fn compact(&self) -> Result<()> {
+        // Retention first, so that the merge purges what it removes.
+        self.enforce_retention()?;
         self.flush_index()?;
         self.inner.indexes.compact_all()?;
-        self.enforce_retention()?;
         self.erase_redacted()?;
         if let Some(settings) = self.inner.compression {
             self.inner

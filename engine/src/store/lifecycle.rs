@@ -97,23 +97,37 @@ pub(crate) fn open(
         rules: Vec::new(),
     };
     for (entry, lists) in &entries {
-        lifecycle.apply(indexes, reader, &entry.operation, lists)?;
+        lifecycle.apply(indexes, reader, &entry.operation, lists, entry.sequence)?;
         lifecycle.sequence = entry.sequence;
         lifecycle.timestamp_micros = entry.timestamp_micros;
     }
     Ok(lifecycle)
 }
 
-/// The index keys the events at `positions` carry (their type, tags —
-/// added ones too — and stream; each key once per event), for the
-/// listings to stop counting them once removed.
-fn keys_of(indexes: &Indexes, reader: &WalReader, positions: &[u64]) -> Result<Vec<Key>> {
+/// The index keys the events at `positions`, removed by journal entry
+/// `sequence`, carry (their type, tags — added ones too — and stream; each
+/// key once per event), for the listings to stop counting them once
+/// removed: all but those whose postings a purging merge dropped from the
+/// runs already (see `gesta_compaction::manifest::Purged`), which the runs
+/// count no more.
+fn keys_of(
+    indexes: &Indexes,
+    reader: &WalReader,
+    positions: &[u64],
+    sequence: u64,
+) -> Result<Vec<Key>> {
     let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
+    let purged = indexes.purged();
     let mut keys = Vec::new();
     for &p in positions {
         let e = lookup.event_ref(p)?;
-        keys.push(Key::event_type(e.event_type));
-        let tags: Vec<Key> = e.tags.map(Key::tag).collect();
+        let (own, added) = e.tags.split();
+        let mut tags: Vec<Key> = Vec::new();
+        if !purged.covers(sequence, p) {
+            keys.push(Key::event_type(e.event_type));
+            tags.extend(own.map(Key::tag));
+        }
+        tags.extend(added.iter().map(|t| Key::tag(t)));
         for (i, tag) in tags.iter().enumerate() {
             if !tags[..i].contains(tag) {
                 keys.push(tag.clone());
@@ -133,6 +147,7 @@ impl Lifecycle {
         reader: &WalReader,
         operation: &Operation,
         lists: &[Vec<u64>],
+        sequence: u64,
     ) -> Result<()> {
         match operation {
             Operation::AddTags { tags, .. } => indexes.add_tags(tags, lists),
@@ -143,8 +158,8 @@ impl Lifecycle {
             }
             Operation::Remove { .. } => {
                 for removed in lists {
-                    let keys = keys_of(indexes, reader, removed)?;
-                    indexes.remove(removed, keys);
+                    let keys = keys_of(indexes, reader, removed, sequence)?;
+                    indexes.remove(removed, keys, sequence);
                 }
             }
             Operation::SetRetention { rule } => {
@@ -261,7 +276,13 @@ impl Store {
         lifecycle.append(&encode_journal_entry(&entry, lists))?;
         lifecycle.sequence = entry.sequence;
         lifecycle.timestamp_micros = timestamp_micros;
-        lifecycle.apply(&inner.indexes, &inner.reader, &entry.operation, lists)
+        lifecycle.apply(
+            &inner.indexes,
+            &inner.reader,
+            &entry.operation,
+            lists,
+            entry.sequence,
+        )
     }
 
     /// The audit trail from sequence `after + 1`, at most `limit` entries;

@@ -83,6 +83,11 @@ pub trait Harness {
     /// stores without one).
     fn flush_index(&mut self, store: &Self::Store);
 
+    /// Runs the store's explicit compaction, where it has one (the engine's
+    /// `compact`: runs merged and purged of removed events, retention
+    /// enforced, erased bytes rewritten); nothing for the others.
+    fn compact(&mut self, _store: &Self::Store) {}
+
     /// A short name for messages.
     fn name(&self) -> &'static str;
 }
