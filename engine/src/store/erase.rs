@@ -111,7 +111,7 @@ impl Store {
                 &mut |record| match redact_payload(record, &|p| amendments.is_erasable(p)) {
                     Ok(Some(payload)) => {
                         let (lo, hi) = (record.meta.first_position, record.meta.last_position());
-                        events += pending.iter().filter(|&&p| lo <= p && p <= hi).count() as u64;
+                        events += within(&pending, lo, hi).len() as u64;
                         Some(payload)
                     }
                     Ok(None) => None,
@@ -168,9 +168,18 @@ impl Store {
             let (first, last) = (record.meta.first_position, record.meta.last_position());
             next = last + 1;
             if redact_payload(&record, &|p| amendments.is_erasable(p))?.is_some() {
-                pending.extend(redacted.iter().filter(|&&p| first <= p && p <= last));
+                pending.extend_from_slice(within(redacted, first, last));
             }
         }
         Ok(pending)
     }
+}
+
+/// The stretch of `sorted` (ascending) from `lo` to `hi`, found by binary
+/// search: a pass over every record holding erased events must not scan
+/// all of them for each.
+fn within(sorted: &[u64], lo: u64, hi: u64) -> &[u64] {
+    let from = sorted.partition_point(|&p| p < lo);
+    let to = sorted.partition_point(|&p| p <= hi);
+    sorted.get(from..to.max(from)).unwrap_or_default()
 }
