@@ -6,14 +6,15 @@
 //!
 //! Layout (little-endian): magic `GESTAMAN`, version `u32`, run count `u32`,
 //! then per run `name_len u16, name, lo u64, hi u64`, then (version 2 only)
-//! the purge `sequence u64, through u64`, then a CRC-32 of all preceding
-//! bytes. Version 1 is written while nothing was purged, so a store that
+//! the purge `sequence u64, through u64, count u32` and `count` entries
+//! `key_len u16, key, events u64`, then a CRC-32 of all preceding bytes. Version 1 is written while nothing was purged, so a store that
 //! never removes events keeps the MANIFEST older builds read. See
 //! `docs/FORMAT.md`.
 
 use std::io;
 use std::path::Path;
 
+use gesta_index::Key;
 use gesta_wal::format::{u32_at, u64_at};
 use gesta_wal::io::{FileSystem, OpenMode, read_all, write_atomic};
 
@@ -40,12 +41,20 @@ pub struct RunEntry {
 /// tag postings of every event removed by a lifecycle journal entry up to
 /// `sequence`, at a position up to `through` (a merge of every run, which
 /// then covered `1..=through`, dropped them). Zero: nothing purged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// `counts` are, per index key, how many of the events removed by those
+/// entries carried it and still count in the runs (their streams, added
+/// tags, and types and tags of any not purged): what the listings
+/// subtract, kept so that opening the store need not read every removed
+/// event again to learn it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Purged {
     /// The journal sequence of the newest removal purged.
     pub sequence: u64,
     /// The last position the purging merge covered.
     pub through: u64,
+    /// Per key (its bytes, ascending), the removed events still counted.
+    pub counts: Vec<(Key, u64)>,
 }
 
 impl Purged {
@@ -90,7 +99,7 @@ impl Manifest {
     /// Encodes the MANIFEST.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let purged = self.purged != Purged::default();
+        let purged = self.purged.sequence != 0;
         out.extend_from_slice(&MAGIC);
         let version = if purged { VERSION_PURGED } else { VERSION };
         out.extend_from_slice(&version.to_le_bytes());
@@ -104,6 +113,13 @@ impl Manifest {
         if purged {
             out.extend_from_slice(&self.purged.sequence.to_le_bytes());
             out.extend_from_slice(&self.purged.through.to_le_bytes());
+            out.extend_from_slice(&(self.purged.counts.len() as u32).to_le_bytes());
+            for (key, events) in &self.purged.counts {
+                let key = key.as_bytes();
+                out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+                out.extend_from_slice(key);
+                out.extend_from_slice(&events.to_le_bytes());
+            }
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -161,18 +177,34 @@ impl Manifest {
         }
         let mut purged = Purged::default();
         if version == VERSION_PURGED {
-            if at + 16 > body.len() {
+            if at + 20 > body.len() {
                 return Err(bad(at, "truncated purge"));
             }
-            purged = Purged {
-                sequence: u64_at(body, at),
-                through: u64_at(body, at + 8),
-            };
+            purged.sequence = u64_at(body, at);
+            purged.through = u64_at(body, at + 8);
             let covered = runs.last().map_or(0, |r| r.hi);
-            if purged == Purged::default() || purged.through > covered {
+            if purged.sequence == 0 || purged.through == 0 || purged.through > covered {
                 return Err(bad(at, "a purge beyond the runs"));
             }
-            at += 16;
+            let count = u32_at(body, at + 16) as usize;
+            at += 20;
+            for _ in 0..count {
+                if at + 2 > body.len() {
+                    return Err(bad(at, "truncated purge count"));
+                }
+                let n = u16::from_le_bytes([body[at], body[at + 1]]) as usize;
+                at += 2;
+                if n == 0 || at + n + 8 > body.len() {
+                    return Err(bad(at, "truncated purge count"));
+                }
+                let key = Key::from_bytes(&body[at..at + n]);
+                let events = u64_at(body, at + n);
+                if events == 0 || purged.counts.last().is_some_and(|(k, _)| *k >= key) {
+                    return Err(bad(at, "purge counts not ascending, or zero"));
+                }
+                purged.counts.push((key, events));
+                at += n + 8;
+            }
         }
         if at != body.len() {
             return Err(bad(at, "trailing bytes"));
@@ -223,6 +255,7 @@ mod tests {
             purged: Purged {
                 sequence: 7,
                 through: 10,
+                counts: vec![(Key::tag("t"), 1), (Key::stream("s1"), 3)],
             },
             ..sample()
         }

@@ -133,6 +133,12 @@ impl Amendments {
         self.any_removed.store(true, Ordering::Release);
     }
 
+    /// Counts `counts` more removed events per key (kept from a purge).
+    pub(crate) fn count_removed(&self, counts: &[(Key, u64)]) {
+        let mut removed = self.removed.write();
+        *removed = Arc::new(removed.counting(counts));
+    }
+
     /// Stops counting the postings a purging merge dropped from the runs.
     pub(crate) fn discount(&self, dropped: &std::collections::BTreeMap<Key, u64>) {
         let mut removed = self.removed.write();

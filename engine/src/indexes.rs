@@ -348,18 +348,33 @@ impl Indexes {
         let hidden = self.amendments.hidden();
         let (n, purged) = {
             let parts = self.parts.lock();
-            (parts.runs.len(), parts.manifest.purged)
+            (parts.runs.len(), parts.manifest.purged.sequence)
         };
-        let purge = (!hidden.is_empty() && hidden.sequence() > purged.sequence).then_some(hidden);
+        let purge = (!hidden.is_empty() && hidden.sequence() > purged).then_some(hidden);
         if n >= 2 || (n == 1 && purge.is_some()) {
             self.merge_locked(0..n, None, purge)?;
         }
         Ok(())
     }
 
-    /// What the runs no longer hold of removed events.
-    pub fn purged(&self) -> Purged {
-        self.parts.lock().manifest.purged
+    /// The journal sequence of the newest removal the runs were purged of
+    /// (0: none).
+    pub fn purged_sequence(&self) -> u64 {
+        self.parts.lock().manifest.purged.sequence
+    }
+
+    /// On open, after the journal's removals up to
+    /// [`purged_sequence`](Self::purged_sequence) were replayed without
+    /// their keys: counts what the MANIFEST says they still count.
+    pub fn count_purged_removals(&self) {
+        let mut parts = self.parts.lock();
+        let counts = &parts.manifest.purged.counts;
+        if counts.is_empty() {
+            return;
+        }
+        self.amendments.count_removed(counts);
+        parts.hidden = self.amendments.hidden();
+        self.publish(&parts);
     }
 
     /// Merges the runs at `range` (indices into the MANIFEST's list) into
@@ -391,9 +406,17 @@ impl Indexes {
             dropped,
         } = merge_runs_purging(&refs, purge.as_deref());
         if let Some(hidden) = &purge {
+            // What the removals it holds still count, kept so that an open
+            // need not read the removed events to learn it.
+            let counts = hidden
+                .discounted(&dropped)
+                .counts()
+                .map(|(key, n)| (key.clone(), n))
+                .collect();
             manifest.purged = Purged {
                 sequence: hidden.sequence(),
                 through: hi,
+                counts,
             };
         }
         let name = match &purge {

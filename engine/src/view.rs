@@ -176,11 +176,6 @@ impl<'a> Tags<'a> {
     pub(crate) fn with_added(self, added: &'a [Arc<str>]) -> Tags<'a> {
         Tags(self.0, added)
     }
-
-    /// The event's own tags, and those added after it was committed.
-    pub(crate) fn split(self) -> (Tags<'a>, &'a [Arc<str>]) {
-        (Tags(self.0, &[]), self.1)
-    }
 }
 
 /// A LEB128 length at the start of `b`, and the bytes after it.

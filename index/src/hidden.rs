@@ -118,6 +118,26 @@ impl Hidden {
         self.counts.len()
     }
 
+    /// Per key, how many hidden events carried it, by key.
+    pub fn counts(&self) -> impl Iterator<Item = (&Key, u64)> + '_ {
+        self.counts.iter().map(|(k, &n)| (k, n))
+    }
+
+    /// This set counting `counts` more events per key (counts known
+    /// without reading the events: kept from a purge).
+    pub fn counting(&self, counts: &[(Key, u64)]) -> Hidden {
+        let mut more = self.counts.clone();
+        for (key, n) in counts {
+            *more.entry(key.clone()).or_insert(0) += n;
+        }
+        Hidden {
+            runs: self.runs.clone(),
+            len: self.len,
+            counts: more,
+            sequence: self.sequence,
+        }
+    }
+
     /// `list` (ascending) without the hidden positions; how many it lost.
     pub fn purge(&self, list: &mut Vec<u64>) -> u64 {
         let before = list.len();
@@ -283,6 +303,11 @@ mod tests {
         assert_eq!((d.count(&Key::tag("a")), d.count(&Key::tag("b"))), (0, 1));
         assert_eq!((d.counted_keys(), d.sequence(), d.len()), (1, 5, 4));
         assert!(d.contains(9));
+        let c = d.counting(&[(Key::tag("b"), 2), (Key::stream("s"), 1)]);
+        assert_eq!(
+            c.counts().map(|(k, n)| (k.clone(), n)).collect::<Vec<_>>(),
+            [(Key::tag("b"), 3), (Key::stream("s"), 1)]
+        );
         assert!(purgeable(&Key::tag("a")) && purgeable(&Key::event_type("T")));
         assert!(!purgeable(&Key::stream("s")) && !purgeable(&Key::id(1)));
     }

@@ -745,6 +745,10 @@ fn manifest(runs: u64) -> Manifest {
             1 => Purged {
                 sequence: runs,
                 through: runs * 100,
+                counts: vec![
+                    (gesta_index::Key::tag("t"), runs),
+                    (gesta_index::Key::stream("s"), 1),
+                ],
             },
             _ => Purged::default(),
         },

@@ -77,6 +77,7 @@ pub(crate) fn open(
         source,
     })?;
     if !exists {
+        check_purge(dir, indexes, 0)?;
         return Ok(Lifecycle {
             fs,
             path,
@@ -101,33 +102,37 @@ pub(crate) fn open(
         lifecycle.sequence = entry.sequence;
         lifecycle.timestamp_micros = entry.timestamp_micros;
     }
+    check_purge(dir, indexes, lifecycle.sequence)?;
+    indexes.count_purged_removals();
     Ok(lifecycle)
 }
 
-/// The index keys the events at `positions`, removed by journal entry
-/// `sequence`, carry (their type, tags — added ones too — and stream; each
-/// key once per event), for the listings to stop counting them once
-/// removed: all but those whose postings a purging merge dropped from the
-/// runs already (see `gesta_compaction::manifest::Purged`), which the runs
-/// count no more.
-fn keys_of(
-    indexes: &Indexes,
-    reader: &WalReader,
-    positions: &[u64],
-    sequence: u64,
-) -> Result<Vec<Key>> {
+/// Refuses an index purged of removals that the journal, which ends at
+/// `sequence`, does not hold: it would lose events no removal hid.
+fn check_purge(dir: &Path, indexes: &Indexes, sequence: u64) -> Result<()> {
+    let purged = indexes.purged_sequence();
+    if purged > sequence {
+        return Err(Error::Corruption {
+            file: dir.join(gesta_compaction::manifest::FILE_NAME),
+            offset: 0,
+            reason: format!(
+                "the index runs were purged of the removals up to lifecycle entry {purged}, but the journal ends at entry {sequence}; `gesta verify --repair` rebuilds the index from the log"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The index keys the events at `positions` carry (their type, tags —
+/// added ones too — and stream; each key once per event), for the
+/// listings to stop counting them once removed.
+fn keys_of(indexes: &Indexes, reader: &WalReader, positions: &[u64]) -> Result<Vec<Key>> {
     let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
-    let purged = indexes.purged();
     let mut keys = Vec::new();
     for &p in positions {
         let e = lookup.event_ref(p)?;
-        let (own, added) = e.tags.split();
-        let mut tags: Vec<Key> = Vec::new();
-        if !purged.covers(sequence, p) {
-            keys.push(Key::event_type(e.event_type));
-            tags.extend(own.map(Key::tag));
-        }
-        tags.extend(added.iter().map(|t| Key::tag(t)));
+        keys.push(Key::event_type(e.event_type));
+        let tags: Vec<Key> = e.tags.map(Key::tag).collect();
         for (i, tag) in tags.iter().enumerate() {
             if !tags[..i].contains(tag) {
                 keys.push(tag.clone());
@@ -157,8 +162,15 @@ impl Lifecycle {
                 }
             }
             Operation::Remove { .. } => {
+                // A removal the runs were purged of: what its events still
+                // count is in the MANIFEST (counted once the replay is
+                // done), so they are not read again.
+                let purged = sequence <= indexes.purged_sequence();
                 for removed in lists {
-                    let keys = keys_of(indexes, reader, removed, sequence)?;
+                    let keys = match purged {
+                        true => Vec::new(),
+                        false => keys_of(indexes, reader, removed)?,
+                    };
                     indexes.remove(removed, keys, sequence);
                 }
             }
