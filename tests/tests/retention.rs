@@ -221,3 +221,35 @@ fn a_compaction_purges_removed_events_from_the_index() {
     let copied = Store::open_with(&copy, Options::default()).unwrap();
     assert_eq!(listings(&copied), expected);
 }
+
+/// A store whose index was purged of removals that its lifecycle journal
+/// no longer holds (the journal lost) is refused, never opened with events
+/// that nothing hides missing from its queries; `verify --repair`
+/// rebuilds the index from the log.
+#[test]
+fn an_index_purged_of_removals_the_journal_lacks_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = Store::open_with(dir, Options::default()).unwrap();
+    for i in 0..20 {
+        store.append(vec![ev(i)]).unwrap();
+    }
+    store.delete_stream("ticks").unwrap();
+    store.compact().unwrap();
+    store.close().unwrap();
+    std::fs::remove_file(dir.join("LIFECYCLE")).unwrap();
+    let err = Store::open_with(dir, Options::default())
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("purged")),
+        "{err:?}"
+    );
+    let report = gesta::inspect::verify(dir, &mut |_, _| {}).unwrap();
+    assert!(!report.is_intact());
+    gesta::inspect::repair(dir, &report).unwrap();
+    let store = Store::open_with(dir, Options::default()).unwrap();
+    // Without the journal nothing hides them: the events are back, as the
+    // log holds them (their data erased by the compaction).
+    assert_eq!(positions(&store, &Query::tag("even")).len(), 10);
+}
