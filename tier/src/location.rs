@@ -78,16 +78,42 @@ impl Location {
         let client = object_store::ClientOptions::new()
             .with_timeout(Duration::from_secs(30))
             .with_connect_timeout(Duration::from_secs(5));
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(&bucket)
+        // The client's options first: the environment's and the caller's
+        // settings (AWS_ALLOW_HTTP among them) go over them, not under.
+        let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_retry(retry)
             .with_client_options(client);
+        let from_env: Vec<(String, String)> = std::env::vars()
+            .filter(|(name, _)| name.starts_with("AWS_"))
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .collect();
+        for (name, value) in from_env
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(settings.iter().copied())
+        {
+            // The client panics on an endpoint that is not an absolute URL.
+            if name.starts_with("aws_endpoint")
+                && !(value.starts_with("http://") || value.starts_with("https://"))
+            {
+                return Err(Error::InvalidInput(format!(
+                    "{}={value:?}: an endpoint is an http:// or https:// URL",
+                    name.to_ascii_uppercase()
+                )));
+            }
+        }
+        for (name, value) in &from_env {
+            if let Ok(key) = name.parse() {
+                builder = builder.with_config(key, value);
+            }
+        }
         for (name, value) in settings {
             let key = name
                 .parse()
                 .map_err(|_| Error::InvalidInput(format!("{name:?} is not an S3 setting")))?;
             builder = builder.with_config(key, *value);
         }
+        let builder = builder.with_bucket_name(&bucket);
         let store = builder
             .build()
             .map_err(|e| Error::InvalidInput(format!("{url}: {e}")))?;
