@@ -415,17 +415,45 @@ fn a_writer_killed_under_load_restores_with_every_event_it_reported_shipped() {
         assert_eq!(recorded.tags, sent.tags);
         assert_eq!(recorded.stream, sent.stream);
     }
-    // The killed writer still holds the epoch: a new shipper on the
-    // restored store must take over.
+    store.close().expect("close");
+
+    // The killed writer restarts on its own directory: it still holds
+    // the epoch, so it must take over; its first round uploads only what
+    // the bucket lacks (the killed round's bytes are not trusted, the
+    // checkpoint's are kept), and the bucket then restores to all of it.
     let location = location_at(&endpoint, &bucket, "kill");
+    let store = Store::open_with(&src, options()).expect("reopen the killed writer's store");
+    assert!(store.head() >= report.head);
     assert!(matches!(
         Shipper::start(store.clone(), location.clone(), on_demand()),
         Err(Error::Claimed { .. })
     ));
-    let shipper =
-        Shipper::start(store.clone(), location, on_demand().takeover(true)).expect("take over");
-    assert_eq!(shipper.ship_now().expect("ship"), report.head);
+    let shipper = Shipper::start(store.clone(), location.clone(), on_demand().takeover(true))
+        .expect("take over");
+    assert_eq!(shipper.ship_now().expect("ship"), store.head());
+    let uploaded = shipper.status().bytes_uploaded;
     shipper.stop().expect("stop");
+    let checkpoint = runtime()
+        .block_on(gesta_tier::fence::load_checkpoint(&location))
+        .expect("checkpoint");
+    let kept: u64 = checkpoint
+        .files
+        .iter()
+        .flat_map(|f| &f.chunks)
+        .filter(|c| c.key.starts_with("data/e00000001/"))
+        .map(|c| c.len)
+        .sum();
+    assert!(
+        kept >= report.bytes / 2,
+        "the restarted writer kept {kept} bytes of the killed one's {}, uploaded {uploaded}",
+        report.bytes
+    );
+    let again = dir.path().join("again");
+    assert_eq!(
+        restore(&location, &again).expect("restore").head,
+        store.head()
+    );
+    check_restored(&again, &read_all(&store));
     store.close().expect("close");
 }
 
