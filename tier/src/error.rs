@@ -47,6 +47,21 @@ pub enum Error {
         /// What did not match.
         reason: String,
     },
+    /// The bucket holds a later head than the store to be shipped there:
+    /// shipping would replace the bucket's store by an older one (an empty
+    /// directory given by mistake, or a stale copy). Nothing was claimed.
+    #[error(
+        "{location} holds positions up to {bucket_head}, this store only up to {head}: restore \
+         from the bucket first (gesta restore), or ship to another prefix"
+    )]
+    Behind {
+        /// The bucket location.
+        location: String,
+        /// The store's head.
+        head: u64,
+        /// The head of the bucket's checkpoint.
+        bucket_head: u64,
+    },
     /// The prefix holds no checkpoint: nothing was ever shipped there.
     #[error("{location} holds no checkpoint: nothing was shipped there")]
     NoCheckpoint {

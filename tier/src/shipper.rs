@@ -171,7 +171,8 @@ fn default_writer() -> String {
 impl Shipper {
     /// Claims `location`'s epoch for `store` (refused with
     /// [`Error::Claimed`] if another writer holds it, unless
-    /// [`ShipOptions::takeover`]), fences the checkpoint, and starts
+    /// [`ShipOptions::takeover`]; with [`Error::Behind`] if the bucket
+    /// holds a later head than the store), fences the checkpoint, and starts
     /// shipping every [`ShipOptions::interval`], the first round at once.
     pub fn start(store: gesta::Store, location: Location, options: ShipOptions) -> Result<Shipper> {
         if options.interval.is_zero() {
@@ -334,6 +335,18 @@ fn ship_thread(
         }
     };
     let claimed = runtime.block_on(async {
+        // Checked before the claim, so that a mistaken takeover fences no one.
+        match fence::load_checkpoint(&location).await {
+            Ok(checkpoint) if checkpoint.head > store.head() => {
+                return Err(Error::Behind {
+                    location: location.to_string(),
+                    head: store.head(),
+                    bucket_head: checkpoint.head,
+                });
+            }
+            Ok(_) | Err(Error::NoCheckpoint { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let claim = fence::claim(&location, &writer, options.takeover).await?;
         match fence::fence_checkpoint(&location, &claim).await {
             Ok(chain) => Ok((claim, chain)),

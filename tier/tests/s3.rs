@@ -118,7 +118,9 @@ fn a_second_writer_on_the_prefix_is_refused_until_the_first_releases_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = Store::open_with(dir.path().join("a"), options()).expect("open a");
     let b = Store::open_with(dir.path().join("b"), options()).expect("open b");
+    let c = Store::open_with(dir.path().join("c"), options()).expect("open c");
     fill(&a, 0, 100, 10);
+    fill(&b, 0, 150, 10);
     let first = Shipper::start(a.clone(), location.clone(), on_demand()).expect("start a");
     first.ship_now().expect("ship a");
 
@@ -132,11 +134,23 @@ fn a_second_writer_on_the_prefix_is_refused_until_the_first_releases_it() {
     }
     assert!(refused.to_string().contains("take over"), "{refused}");
 
-    // Released by a clean stop: the next writer needs no takeover.
+    // Released by a clean stop: the next writer needs no takeover — but a
+    // store behind the bucket (here an empty one) is refused before it
+    // claims anything, lest it replace the bucket's store by its own.
     first.stop().expect("stop a");
+    match Shipper::start(c.clone(), location.clone(), on_demand().takeover(true)) {
+        Err(Error::Behind {
+            head: 0,
+            bucket_head: 100,
+            ..
+        }) => {}
+        other => panic!("expected Behind, got {other:?}"),
+    }
     let second = Shipper::start(b.clone(), location.clone(), on_demand()).expect("start b");
-    assert_eq!(second.epoch(), 2);
+    assert_eq!(second.epoch(), 2, "the refused start claimed nothing");
+    assert_eq!(second.ship_now().expect("ship b"), 150);
     second.stop().expect("stop b");
+    c.close().expect("close");
     a.close().expect("close");
     b.close().expect("close");
 }
