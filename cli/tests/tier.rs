@@ -83,11 +83,17 @@ fn gesta() -> Command {
     Command::from_std(cmd)
 }
 
-/// `gesta serve DIR --ship-to URL`, once it says it ships.
+/// `gesta serve DIR --ship-to URL`, once it ships and listens (so that
+/// its SIGTERM handler is in place).
 fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
     let mut cmd = StdCommand::cargo_bin("gesta").expect("the gesta binary is built");
     aws_env(&mut cmd)
-        .args(["serve", dir, "--listen", "127.0.0.1:0", "--ship-to", url])
+        .args(["serve", dir, "--listen", &listen, "--ship-to", url])
         .args(["--ship-interval", "100ms"])
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -104,6 +110,10 @@ fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Child {
             Some(Ok(_)) => continue,
             _ => panic!("gesta serve stopped before shipping"),
         }
+    }
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "gesta serve did not listen");
+        std::thread::sleep(Duration::from_millis(20));
     }
     // Keep draining stderr so that the server never blocks on it; the
     // lines are handed back through a thread.
