@@ -386,6 +386,13 @@ fn ship_thread(
         let mut s = lock(&status);
         match &outcome {
             Ok(report) => {
+                if s.failures_in_a_row > 0 {
+                    log::info!(
+                        "gesta-tier: shipping resumed after {} failed round(s); shipped up to {}",
+                        s.failures_in_a_row,
+                        report.head
+                    );
+                }
                 s.shipped_head = report.head;
                 s.rounds += 1;
                 s.failures_in_a_row = 0;
@@ -402,7 +409,11 @@ fn ship_thread(
                     s.fenced_by = Some(format!("epoch {by} (writer {writer})"));
                     log::error!("gesta-tier: {e}");
                 } else {
-                    log::warn!("gesta-tier: a shipping round failed, retried: {e}");
+                    log::warn!(
+                        "gesta-tier: a shipping round failed (shipped up to {}, {} failed in a row), retried: {e}",
+                        s.shipped_head,
+                        s.failures_in_a_row
+                    );
                 }
             }
         }
