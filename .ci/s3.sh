@@ -169,6 +169,19 @@ gesta_s3_stop() {
     fi
 }
 
+# Stops the server when the sourcing shell exits, after whatever its EXIT
+# trap already did (.ci/run sources postgres.sh first, which sets one).
+gesta_s3_trap_exit() {
+    local previous
+    previous=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
+    if [[ -n "$previous" ]]; then
+        # shellcheck disable=SC2064
+        trap "gesta_s3_stop; $previous" EXIT
+    else
+        trap gesta_s3_stop EXIT
+    fi
+}
+
 gesta_s3_export() {
     export GESTA_S3_ENDPOINT
     export AWS_ENDPOINT_URL="$GESTA_S3_ENDPOINT"
@@ -201,7 +214,7 @@ elif [[ -n "${GESTA_S3_ENDPOINT:-}" ]]; then
 elif [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
     # Sourced: the server lives as long as the sourcing shell.
     GESTA_S3_PID=
-    trap gesta_s3_stop EXIT
+    gesta_s3_trap_exit
     gesta_s3_start
     gesta_s3_export
 else
