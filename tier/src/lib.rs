@@ -17,6 +17,8 @@
 //! - [`fence`]: the epoch object, the claim, and the conditional writes of
 //!   the checkpoint.
 //! - [`round`]: one shipping round (what is uploaded, what is deleted).
+//! - `garbage`: chunks no checkpoint names, deleted when a writer
+//!   starts.
 //! - [`shipper`]: the background thread, its interval, retries and status.
 //! - [`restore`](mod@restore): the bucket back into a directory.
 //!
@@ -34,9 +36,10 @@
 //!   not sent again.
 //! - **The process is killed mid-round**: the bucket keeps the previous
 //!   checkpoint, whole. Chunks the killed round uploaded are named by no
-//!   checkpoint; they stay in the bucket, unread, until a later
-//!   increment collects them. The killed writer's epoch stays held: the
-//!   restarted writer takes over ([`ShipOptions::takeover`]).
+//!   checkpoint; they stay in the bucket, unread, until the next writer
+//!   on the prefix starts (it deletes the unnamed chunks of earlier
+//!   epochs). The killed writer's epoch stays held: the restarted writer
+//!   takes over ([`ShipOptions::takeover`]).
 //! - **A second writer on the prefix** is refused ([`Error::Claimed`])
 //!   while the epoch is held, unless it takes over.
 //! - **A writer taken over** (it still runs, but another claimed the
@@ -65,6 +68,7 @@
 pub mod checkpoint;
 mod error;
 pub mod fence;
+mod garbage;
 pub mod location;
 pub mod restore;
 pub mod round;

@@ -363,6 +363,16 @@ fn ship_thread(
             return;
         }
     };
+    // Leftovers of killed rounds and fenced writers; best effort.
+    match runtime.block_on(crate::garbage::collect(
+        &location,
+        &chain.checkpoint,
+        claim.epoch,
+    )) {
+        Ok(0) => {}
+        Ok(n) => log::info!("gesta-tier: deleted {n} chunk(s) that no checkpoint named"),
+        Err(e) => log::warn!("gesta-tier: could not delete the chunks no checkpoint names: {e}"),
+    }
     {
         let mut s = lock(&status);
         s.epoch = claim.epoch;

@@ -146,8 +146,23 @@ fn a_second_writer_on_the_prefix_is_refused_until_the_first_releases_it() {
         }) => {}
         other => panic!("expected Behind, got {other:?}"),
     }
+    // Chunks no checkpoint names: one of epoch 1 (a killed round's), one
+    // of a later epoch (a writer that could be taking over right now).
+    let rt = runtime();
+    let orphan = location.key("data/e00000001/wal/orphan.seg/0000000000000000-1-00000000");
+    let later = location.key("data/e00000099/wal/later.seg/0000000000000000-1-00000000");
+    for key in [&orphan, &later] {
+        rt.block_on(location.store().put(key, vec![0u8].into()))
+            .expect("put a chunk");
+    }
     let second = Shipper::start(b.clone(), location.clone(), on_demand()).expect("start b");
     assert_eq!(second.epoch(), 2, "the refused start claimed nothing");
+    let exists = |key| rt.block_on(location.store().head(key)).is_ok();
+    assert!(
+        !exists(&orphan),
+        "an earlier epoch's unnamed chunk is deleted"
+    );
+    assert!(exists(&later), "a later epoch's chunk is left alone");
     assert_eq!(second.ship_now().expect("ship b"), 150);
     second.stop().expect("stop b");
     c.close().expect("close");
@@ -450,6 +465,21 @@ fn a_writer_killed_under_load_restores_with_every_event_it_reported_shipped() {
     let checkpoint = runtime()
         .block_on(gesta_tier::fence::load_checkpoint(&location))
         .expect("checkpoint");
+    // The killed round's chunks, which no checkpoint named, were deleted
+    // when the restarted writer started: every chunk is named.
+    let named: std::collections::HashSet<String> = checkpoint
+        .keys()
+        .map(|k| location.key(k).to_string())
+        .collect();
+    let unnamed: Vec<String> = objects(&location)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.contains("/data/") && !named.contains(k))
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "chunks no checkpoint names: {unnamed:?}"
+    );
     let kept: u64 = checkpoint
         .files
         .iter()
