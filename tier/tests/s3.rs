@@ -572,3 +572,67 @@ fn a_redacted_event_leaves_the_bucket_at_the_next_round() {
     shipper.stop().expect("stop");
     store.close().expect("close");
 }
+
+#[test]
+fn compressed_segments_ship_and_restore_and_their_plain_copies_leave_the_bucket() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compressed = || options().compression(Some(gesta::Compression::default()));
+    let store = Store::open_with(dir.path().join("src"), compressed()).expect("open");
+    fill(&store, 0, 2_000, 20);
+    let shipper = Shipper::start(store.clone(), location.clone(), on_demand()).expect("start");
+    shipper.ship_now().expect("ship");
+    let rt = runtime();
+    let files = |rt: &tokio::runtime::Runtime| -> Vec<String> {
+        rt.block_on(gesta_tier::fence::load_checkpoint(&location))
+            .expect("checkpoint")
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    };
+    let before = files(&rt);
+    // Sealing compresses in the background: compact makes it happen now.
+    store.compact().expect("compact");
+    shipper.ship_now().expect("ship");
+    let after = files(&rt);
+    let zseg: Vec<&String> = after.iter().filter(|p| p.ends_with(".zseg")).collect();
+    assert!(
+        !zseg.is_empty(),
+        "compressed segments are shipped: {after:?}"
+    );
+    for z in &zseg {
+        let plain = z.replace(".zseg", ".seg");
+        assert!(
+            !after.contains(&plain),
+            "{plain} was replaced by {z} (before: {before:?})"
+        );
+    }
+    // Only what the checkpoint names is left under data/.
+    let checkpoint = rt
+        .block_on(gesta_tier::fence::load_checkpoint(&location))
+        .expect("checkpoint");
+    let named: std::collections::HashSet<String> = checkpoint
+        .keys()
+        .map(|k| location.key(k).to_string())
+        .collect();
+    for (key, _) in objects(&location) {
+        assert!(
+            !key.contains("/data/") || named.contains(&key),
+            "{key} is named by no checkpoint"
+        );
+    }
+    let restored = dir.path().join("restored");
+    restore(&location, &restored).expect("restore");
+    let expected = read_all(&store);
+    shipper.stop().expect("stop");
+    store.close().expect("close");
+    let report = gesta::inspect::verify(&restored, &mut |_, _| {}).expect("verify");
+    assert!(report.findings.iter().all(|f| f.harmless), "{report:?}");
+    let back = Store::open_with(&restored, compressed()).expect("open");
+    assert!(
+        read_all(&back) == expected,
+        "the restored events are the store's"
+    );
+    back.close().expect("close");
+}
