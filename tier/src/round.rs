@@ -11,8 +11,10 @@
 //! - **Grown** (the file starts with exactly the bytes of the checkpoint's
 //!   chunks for it, checked by their CRCs — the newest segment, which the
 //!   backup copies up to `P`, or that segment once sealed): only the new
-//!   bytes, as new chunk objects. So the log's tail costs its own size
-//!   per round, not its segment's.
+//!   bytes, as new chunk objects (now and then merged with the block's
+//!   last small chunks, so a block keeps few chunks: see `layout`). So
+//!   the log's tail costs about its own size per round, not its
+//!   segment's.
 //! - **Anything else** (new, or rewritten: compressed, erased, redacted,
 //!   the MANIFEST, the lifecycle journal, cursors): the whole file, as new
 //!   chunk objects.
@@ -188,9 +190,59 @@ fn read_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// One piece of a file's new layout: a chunk the bucket has, or bytes
+/// to upload as a new chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Piece {
+    /// The `i`-th chunk kept from the checkpoint.
+    Kept(usize),
+    /// Bytes `offset..offset + len`, to upload.
+    New { offset: u64, len: u64 },
+}
+
+/// The layout of a file of `len` bytes whose first chunks, `kept`, the
+/// bucket already has.
+///
+/// New bytes are cut at multiples of [`CHUNK_BYTES`], so no chunk spans
+/// two blocks. Within a block, the newest segment grows by a small chunk
+/// per round; left alone, a block would gather thousands of them (each a
+/// line of every later checkpoint and an object to fetch on restore). So
+/// after each new piece, the last two pieces of a block are merged into
+/// one new chunk while the older is no larger than the newer — a binary
+/// counter: a block holds O(log n) chunks, and a byte is uploaded again
+/// O(log n) times at most.
+fn layout(kept: &[Chunk], len: u64) -> Vec<Piece> {
+    let size = |p: &Piece| match *p {
+        Piece::Kept(i) => (kept[i].offset, kept[i].len),
+        Piece::New { offset, len } => (offset, len),
+    };
+    let mut pieces: Vec<Piece> = (0..kept.len()).map(Piece::Kept).collect();
+    let mut at = kept.last().map_or(0, |c| c.offset + c.len);
+    while at < len {
+        let end = len.min((at / CHUNK_BYTES + 1) * CHUNK_BYTES);
+        pieces.push(Piece::New {
+            offset: at,
+            len: end - at,
+        });
+        at = end;
+        while let [.., older, newer] = pieces.as_slice() {
+            let ((o_at, o_len), (n_at, n_len)) = (size(older), size(newer));
+            if o_at / CHUNK_BYTES != n_at / CHUNK_BYTES || o_len > n_len {
+                break;
+            }
+            pieces.truncate(pieces.len() - 2);
+            pieces.push(Piece::New {
+                offset: o_at,
+                len: o_len + n_len,
+            });
+        }
+    }
+    pieces
+}
+
 /// Plans one file: the chunks of its checkpoint entry it can keep (its
 /// first bytes are exactly theirs, by their CRCs), and the uploads of the
-/// rest.
+/// rest (see [`layout`]).
 fn plan_file(
     epoch: u64,
     rel: &str,
@@ -199,36 +251,38 @@ fn plan_file(
     previous: Option<&FileEntry>,
     uploads: &mut Vec<Upload>,
 ) -> Result<FileEntry> {
-    let mut chunks = Vec::new();
-    let mut at = 0u64;
+    let mut kept: &[Chunk] = &[];
     if let Some(previous) = previous.filter(|p| p.len <= len) {
-        let mut keeps = true;
+        let mut same = true;
         for c in &previous.chunks {
             if crc32fast::hash(&read_range(path, c.offset, c.len)?) != c.crc {
-                keeps = false;
+                same = false;
                 break;
             }
         }
-        if keeps {
-            chunks.extend(previous.chunks.iter().cloned());
-            at = previous.len;
+        if same {
+            kept = &previous.chunks;
         }
     }
-    while at < len {
-        let n = (len - at).min(CHUNK_BYTES);
-        let crc = crc32fast::hash(&read_range(path, at, n)?);
-        let chunk = Chunk {
-            offset: at,
-            len: n,
-            crc,
-            key: format!("data/e{epoch:08}/{rel}/{at:016x}-{n:x}-{crc:08x}"),
-        };
-        chunks.push(chunk.clone());
-        uploads.push(Upload {
-            chunk,
-            path: path.to_owned(),
-        });
-        at += n;
+    let mut chunks = Vec::new();
+    for piece in layout(kept, len) {
+        match piece {
+            Piece::Kept(i) => chunks.push(kept[i].clone()),
+            Piece::New { offset, len: n } => {
+                let crc = crc32fast::hash(&read_range(path, offset, n)?);
+                let chunk = Chunk {
+                    offset,
+                    len: n,
+                    crc,
+                    key: format!("data/e{epoch:08}/{rel}/{offset:016x}-{n:x}-{crc:08x}"),
+                };
+                chunks.push(chunk.clone());
+                uploads.push(Upload {
+                    chunk,
+                    path: path.to_owned(),
+                });
+            }
+        }
     }
     Ok(FileEntry {
         path: rel.to_owned(),
@@ -377,4 +431,78 @@ async fn ship_copy(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunks a layout gives, as the bucket would then hold them.
+    fn apply(kept: &[Chunk], pieces: &[Piece], uploaded: &mut u64) -> Vec<Chunk> {
+        pieces
+            .iter()
+            .map(|p| match *p {
+                Piece::Kept(i) => kept[i].clone(),
+                Piece::New { offset, len } => {
+                    *uploaded += len;
+                    Chunk {
+                        offset,
+                        len,
+                        crc: 0,
+                        key: String::new(),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn check_cover(chunks: &[Chunk], len: u64) {
+        let mut at = 0;
+        for c in chunks {
+            assert_eq!(c.offset, at);
+            assert!(c.len > 0);
+            assert_eq!(
+                c.offset / CHUNK_BYTES,
+                (c.offset + c.len - 1) / CHUNK_BYTES,
+                "{c:?} spans two blocks"
+            );
+            at += c.len;
+        }
+        assert_eq!(at, len);
+    }
+
+    #[test]
+    fn a_whole_file_is_cut_at_block_boundaries() {
+        let len = 3 * CHUNK_BYTES + 5;
+        let mut uploaded = 0;
+        let chunks = apply(&[], &layout(&[], len), &mut uploaded);
+        check_cover(&chunks, len);
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(uploaded, len);
+    }
+
+    #[test]
+    fn a_file_growing_by_small_rounds_keeps_few_chunks_and_uploads_each_byte_a_few_times() {
+        let mut chunks = Vec::new();
+        let mut len = 0;
+        let mut uploaded = 0;
+        let mut most = 0;
+        for round in 0..5_000u64 {
+            // 1 to 300 bytes a round, then a burst now and then.
+            len += 1 + (round * 7919) % 300 + if round % 997 == 0 { 3 << 20 } else { 0 };
+            let pieces = layout(&chunks, len);
+            chunks = apply(&chunks, &pieces, &mut uploaded);
+            check_cover(&chunks, len);
+            let last_block = chunks
+                .iter()
+                .filter(|c| c.offset / CHUNK_BYTES == (len - 1) / CHUNK_BYTES)
+                .count();
+            most = most.max(last_block);
+        }
+        assert!(most <= 24, "a block held {most} chunks");
+        assert!(
+            uploaded <= 24 * len,
+            "{uploaded} bytes uploaded for a file of {len}"
+        );
+    }
 }
