@@ -30,8 +30,10 @@ pub const SHIP_AFTER_HELP: &str = "
 --ship-to s3://BUCKET/PREFIX ships the store to object storage while it is served: every --ship-interval (default
 1s), what is committed is uploaded (sealed files once, the log's new bytes, then a checkpoint naming everything
 with its CRC-32), and `gesta restore` rebuilds the store from the bucket alone. The prefix is claimed for this
-writer: a second one is refused, unless --ship-takeover, which fences the first. On SIGINT or SIGTERM a last
-round ships everything committed and the prefix is released. Not yet with --tenants, --metrics or --console.
+writer when the server starts (the bucket must answer then; later outages only delay shipping, with retries):
+a second writer is refused, unless --ship-takeover, which fences the first; a store whose head is below the
+bucket's is refused (restore it first). On SIGINT or SIGTERM a last round ships everything committed and the
+prefix is released. Not yet with --tenants, --metrics or --console.
 Endpoint and credentials: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
 AWS_ALLOW_HTTP=true for plain HTTP.
 
