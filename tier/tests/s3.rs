@@ -636,3 +636,54 @@ fn compressed_segments_ship_and_restore_and_their_plain_copies_leave_the_bucket(
     );
     back.close().expect("close");
 }
+
+#[test]
+fn an_upload_that_times_out_is_retried_and_never_reported_shipped() {
+    let endpoint = endpoint();
+    let bucket = unique("gesta-t");
+    create_bucket(&endpoint, &bucket);
+    let proxy = Proxy::start(&endpoint);
+    // Requests give up after 1 s (the default is 30 s).
+    let location = location_with(&proxy.endpoint, &bucket, "p", &[("timeout", "1s")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path().join("src"), options()).expect("open");
+    let shipper = Shipper::start(
+        store.clone(),
+        location,
+        ShipOptions::default()
+            .interval(Duration::from_millis(50))
+            .backoff(Duration::from_millis(50), Duration::from_millis(400)),
+    )
+    .expect("start");
+    fill(&store, 0, 100, 10);
+    assert!(shipper.wait_shipped(100, Duration::from_secs(60)));
+
+    proxy.stall();
+    fill(&store, 100, 100, 10);
+    let started = Instant::now();
+    let failed = shipper.ship_now();
+    assert!(failed.is_err(), "a round whose requests hang: {failed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the round gave up in {:?}",
+        started.elapsed()
+    );
+    let status = shipper.status();
+    assert_eq!(status.shipped_head, 100, "nothing unshipped is reported");
+    let error = status.last_error.clone().unwrap_or_default();
+    assert!(error.contains("timed out") || error.contains("timeout"), "{error}");
+    assert_eq!(shipper.lag(), 100);
+
+    proxy.mend();
+    assert!(
+        shipper.wait_shipped(200, Duration::from_secs(60)),
+        "shipping resumes: {:?}",
+        shipper.status()
+    );
+    shipper.stop().expect("stop");
+    let restored = dir.path().join("restored");
+    let direct = location_at(&endpoint, &bucket, "p");
+    assert_eq!(restore(&direct, &restored).expect("restore").head, 200);
+    check_restored(&restored, &read_all(&store));
+    store.close().expect("close");
+}

@@ -110,8 +110,22 @@ pub fn settings(endpoint: &str) -> Vec<(&'static str, String)> {
 
 /// `s3://bucket/prefix` on the server at `endpoint`.
 pub fn location_at(endpoint: &str, bucket: &str, prefix: &str) -> Location {
+    location_with(endpoint, bucket, prefix, &[])
+}
+
+/// [`location_at`] with more client settings (`("timeout", "1s")`).
+pub fn location_with(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    more: &[(&str, &str)],
+) -> Location {
     let settings = settings(endpoint);
-    let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(more.iter().copied())
+        .collect();
     Location::from_url_with(&format!("s3://{bucket}/{prefix}"), &pairs).expect("location")
 }
 
@@ -184,11 +198,13 @@ pub fn check_restored(dir: &Path, expected: &[RecordedEvent]) {
 }
 
 /// A TCP proxy to the S3 server that a test can cut (every connection,
-/// open or new, is dropped) and restore: the bucket unreachable for a
-/// while, with its contents kept.
+/// open or new, is dropped) or stall (connections are accepted, and
+/// nothing goes through: requests time out), and restore: the bucket
+/// unreachable for a while, with its contents kept.
 pub struct Proxy {
     pub endpoint: String,
     up: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -203,10 +219,12 @@ impl Proxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         {
             let (up, generation, stop) = (up.clone(), generation.clone(), stop.clone());
+            let stalled = stalled.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let client = match listener.accept() {
@@ -233,7 +251,8 @@ impl Proxy {
                             continue;
                         };
                         let generation = generation.clone();
-                        std::thread::spawn(move || pump(from, to, &generation, born));
+                        let stalled = stalled.clone();
+                        std::thread::spawn(move || pump(from, to, &generation, born, &stalled));
                     }
                 }
             });
@@ -241,6 +260,7 @@ impl Proxy {
         Proxy {
             endpoint,
             up,
+            stalled,
             generation,
             stop,
         }
@@ -255,6 +275,12 @@ impl Proxy {
     /// Lets connections through again.
     pub fn mend(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds every byte, in both directions, until [`mend`](Self::mend).
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
     }
 }
 
@@ -266,12 +292,22 @@ impl Drop for Proxy {
 }
 
 /// Copies `from` to `to` until either closes or the proxy is cut.
-fn pump(mut from: TcpStream, mut to: TcpStream, generation: &AtomicU64, born: u64) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    generation: &AtomicU64,
+    born: u64,
+    stalled: &AtomicBool,
+) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
     let mut buf = [0u8; 64 << 10];
     loop {
         if generation.load(Ordering::SeqCst) != born {
             break;
+        }
+        if stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         }
         match from.read(&mut buf) {
             Ok(0) => break,
