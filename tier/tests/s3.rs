@@ -671,7 +671,10 @@ fn an_upload_that_times_out_is_retried_and_never_reported_shipped() {
     let status = shipper.status();
     assert_eq!(status.shipped_head, 100, "nothing unshipped is reported");
     let error = status.last_error.clone().unwrap_or_default();
-    assert!(error.contains("timed out") || error.contains("timeout"), "{error}");
+    assert!(
+        error.contains("timed out") || error.contains("timeout"),
+        "{error}"
+    );
     assert_eq!(shipper.lag(), 100);
 
     proxy.mend();
