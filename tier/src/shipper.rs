@@ -277,7 +277,8 @@ impl Shipper {
     /// Ships what is committed (one last round), releases the epoch (the
     /// next shipper on the prefix needs no takeover), and stops; returns
     /// the shipped head, or the last round's error (the epoch is released
-    /// even then).
+    /// even then). Stop the shipper before closing the store: a store
+    /// closed first ships nothing more (no error for that).
     pub fn stop(mut self) -> Result<u64> {
         self.finish(true)
     }
@@ -444,10 +445,14 @@ fn ship_thread(
                 let _ = reply.send(outcome);
             }
             Ok(Command::Stop { last_round, reply }) => {
-                let outcome = if last_round && fenced.is_none() {
-                    round(&mut state, &mut fenced)
-                } else {
-                    Ok(lock(&status).shipped_head)
+                let outcome = match last_round && fenced.is_none() {
+                    true => match round(&mut state, &mut fenced) {
+                        // Closed before the shipper was stopped: what
+                        // was shipped is all there is to say.
+                        Err(Error::Store(gesta::Error::Closed)) => Ok(lock(&status).shipped_head),
+                        other => other,
+                    },
+                    false => Ok(lock(&status).shipped_head),
                 };
                 release(&state, fenced.is_some());
                 let _ = reply.send(outcome);
@@ -472,8 +477,12 @@ fn ship_thread(
 
 /// The interval after a success, the backoff after failures in a row.
 fn next_wait(options: &ShipOptions, status: &Mutex<ShipStatus>, outcome: &Result<u64>) -> Duration {
-    if outcome.is_ok() {
-        return options.interval;
+    match outcome {
+        Ok(_) => return options.interval,
+        // A closed store has nothing more to ship: no retrying until
+        // asked (the shipper should have been stopped first).
+        Err(Error::Store(gesta::Error::Closed)) => return Duration::from_secs(3600),
+        Err(_) => {}
     }
     let failures = lock(status).failures_in_a_row.min(30) as u32;
     let backoff = options

@@ -690,3 +690,33 @@ fn an_upload_that_times_out_is_retried_and_never_reported_shipped() {
     check_restored(&restored, &read_all(&store));
     store.close().expect("close");
 }
+
+#[test]
+fn a_shipper_whose_store_was_closed_first_stops_retrying_and_says_why() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path().join("src"), options()).expect("open");
+    fill(&store, 0, 50, 10);
+    let shipper = Shipper::start(
+        store.clone(),
+        location,
+        ShipOptions::default()
+            .interval(Duration::from_millis(20))
+            .backoff(Duration::from_millis(10), Duration::from_millis(20)),
+    )
+    .expect("start");
+    assert!(shipper.wait_shipped(50, Duration::from_secs(60)));
+    store.close().expect("close");
+    assert!(matches!(
+        shipper.ship_now(),
+        Err(Error::Store(gesta::Error::Closed))
+    ));
+    let failures = shipper.status().failures;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        shipper.status().failures,
+        failures,
+        "no retries of a closed store"
+    );
+    assert_eq!(shipper.stop().expect("stop"), 50);
+}
