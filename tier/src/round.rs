@@ -3,6 +3,10 @@
 //! store, where sealed files are hard links), then the upload of the
 //! bytes the bucket lacks, then the checkpoint naming them all.
 //!
+//! A round that finds the store as the last one left it (the same head,
+//! every file of its directory with the same length and modification
+//! time) does nothing at all.
+//!
 //! What a round uploads, per file of the copy:
 //!
 //! - **Unchanged** (the same inode, length and modification time as the
@@ -101,6 +105,10 @@ pub struct RoundReport {
     pub backup_time: Duration,
     /// Time taken by the whole round.
     pub time: Duration,
+    /// The round found the store as the last one left it (the same head,
+    /// and no file of the store's directory with another length or
+    /// modification time) and did nothing: no backup, no request.
+    pub idle: bool,
 }
 
 /// What a shipper carries from round to round.
@@ -112,6 +120,9 @@ pub(crate) struct State {
     /// Chunk keys uploaded but not yet named by a checkpoint (a failed
     /// round's), so that the next round does not upload them again.
     uploaded: HashSet<String>,
+    /// The store directory's files as the last successful round found
+    /// them before its backup.
+    fingerprint: Option<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>>,
     pub staging: PathBuf,
     pub concurrency: usize,
 }
@@ -123,6 +134,7 @@ impl State {
             chain,
             known: HashMap::new(),
             uploaded: HashSet::new(),
+            fingerprint: None,
             staging,
             concurrency: concurrency.max(1),
         }
@@ -300,6 +312,32 @@ fn clear(dir: &Path) -> Result<()> {
     }
 }
 
+/// Every file under `dir` with its length and modification time, sorted:
+/// what changes whenever the store writes anything.
+fn fingerprint(dir: &Path) -> Result<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(io_at(&d))? {
+            let entry = entry.map_err(io_at(&d))?;
+            let path = entry.path();
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed since it was listed: the store is changing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_at(&path)(e)),
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Runs one round; on success the bucket restores to the returned head.
 /// On failure nothing is reported shipped, and the next round starts
 /// afresh (keeping the chunks this one uploaded).
@@ -309,6 +347,21 @@ pub(crate) async fn run(
     state: &mut State,
 ) -> Result<RoundReport> {
     let started = Instant::now();
+    // Nothing written since the last round's backup, and the same head:
+    // that backup is what this one would be. An idle store costs a stat
+    // of its files per interval, not a copy of its active segment.
+    let head = store.head();
+    let before = fingerprint(store.path())?;
+    if head == state.chain.checkpoint.head && state.fingerprint.as_ref() == Some(&before) {
+        return Ok(RoundReport {
+            head,
+            files: state.chain.checkpoint.files.len() as u64,
+            files_unchanged: state.chain.checkpoint.files.len() as u64,
+            time: started.elapsed(),
+            idle: true,
+            ..RoundReport::default()
+        });
+    }
     let copy = state.staging.join("round");
     clear(&copy)?;
     clear(&state.staging.join("round.partial"))?;
@@ -320,6 +373,7 @@ pub(crate) async fn run(
     let cleared = clear(&copy);
     let mut report = result?;
     cleared?;
+    state.fingerprint = Some(before);
     report.time = started.elapsed();
     Ok(report)
 }

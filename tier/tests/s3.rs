@@ -64,11 +64,19 @@ fn a_shipped_store_restores_byte_for_byte_and_later_rounds_ship_only_what_is_new
         second.bytes_uploaded,
     );
     assert!(second.files_unchanged > 0, "{second:?}");
-    // A round with nothing new uploads only the checkpoint.
+    // A round with nothing new does nothing at all.
     let third_head = shipper.ship_now().expect("ship");
     assert_eq!(third_head, 3_010);
     let third = shipper.status().last_round.expect("a round");
-    assert_eq!(third.objects_uploaded, 0, "{third:?}");
+    assert!(third.idle, "{third:?}");
+    assert_eq!(third.bytes_uploaded, 0, "{third:?}");
+    // A redaction consumes no position, yet it is shipped.
+    store
+        .redact(&gesta::lifecycle::Target::Positions(vec![7]))
+        .expect("redact");
+    assert_eq!(shipper.ship_now().expect("ship"), 3_010);
+    let fourth = shipper.status().last_round.expect("a round");
+    assert!(!fourth.idle && fourth.objects_uploaded > 0, "{fourth:?}");
 
     restore(&location, dir.path().join("r2")).expect("restore");
     check_restored(&dir.path().join("r2"), &read_all(&store));
@@ -697,15 +705,15 @@ fn a_shipper_whose_store_was_closed_first_stops_retrying_and_says_why() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_with(dir.path().join("src"), options()).expect("open");
     fill(&store, 0, 50, 10);
+    // Rounds only when asked, but retries after 10 to 20 ms.
     let shipper = Shipper::start(
         store.clone(),
         location,
-        ShipOptions::default()
-            .interval(Duration::from_millis(20))
-            .backoff(Duration::from_millis(10), Duration::from_millis(20)),
+        on_demand().backoff(Duration::from_millis(10), Duration::from_millis(20)),
     )
     .expect("start");
     assert!(shipper.wait_shipped(50, Duration::from_secs(60)));
+    fill(&store, 50, 10, 10);
     store.close().expect("close");
     assert!(matches!(
         shipper.ship_now(),
