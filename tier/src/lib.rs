@@ -42,6 +42,12 @@
 //!   takes over ([`ShipOptions::takeover`]).
 //! - **A second writer on the prefix** is refused ([`Error::Claimed`])
 //!   while the epoch is held, unless it takes over.
+//! - **A store behind the bucket** (its head below the checkpoint's: an
+//!   empty directory given by mistake, a stale copy) is refused
+//!   ([`Error::Behind`]) before it claims anything, so it can neither
+//!   fence the writer nor replace the bucket's store by an older one. A
+//!   store that has diverged from the bucket with a head at or above the
+//!   checkpoint's is not detected: its files replace the bucket's.
 //! - **A writer taken over** (it still runs, but another claimed the
 //!   prefix) finds out at its next round: its conditional checkpoint
 //!   write fails, it stops shipping for good ([`Error::Fenced`], in its
