@@ -19,7 +19,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
     append, audit, backup, bench, compact, console, demo, export, get, list, read, redact, remove,
-    retention, snapshot, stats, tag, verify,
+    restore, retention, serve, snapshot, stats, tag, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -139,8 +139,11 @@ enum Command {
     #[command(after_help = console::AFTER_HELP)]
     Console(console::Args),
     /// Serve a store over gRPC, speaking UmaDB's DCB protocol.
-    #[command(after_help = SERVE_AFTER_HELP)]
-    Serve(gesta_server::command::ServeArgs),
+    #[command(after_help = format!("{SERVE_AFTER_HELP}\n{}", serve::SHIP_AFTER_HELP))]
+    Serve(serve::Args),
+    /// Rebuild a store from the bucket it was shipped to (gesta serve --ship-to).
+    #[command(after_help = restore::AFTER_HELP)]
+    Restore(restore::Args),
     /// Compare Gesta with SQLite and PostgreSQL (the comparison harness).
     #[command(after_help = bench::AFTER_HELP)]
     Bench(bench::Args),
@@ -207,7 +210,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Console(a) => console::run(a),
-        Command::Serve(a) => gesta_server::command::run(a, "gesta").map_err(failure::Failure::new),
+        Command::Serve(a) => serve::run(a),
+        Command::Restore(a) => restore::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,87 @@
+//! gesta-tier: a Gesta store that outlives its disk. A [`Shipper`]
+//! mirrors a store's directory under a prefix of an S3 (or
+//! S3-compatible) bucket in the background; [`restore()`] rebuilds the
+//! store from the bucket alone; an epoch object claimed by conditional
+//! PUT keeps a single writer per prefix.
+//!
+//! The core engine knows nothing of this crate: the shipper takes the
+//! engine's own consistent online backup (`Store::backup`) into a staging
+//! directory beside the store every interval and uploads what the bucket
+//! lacks. docs/TIER.md gives the bucket's layout and its formats.
+//!
+//! Modules, each owning one thing:
+//!
+//! - [`location`]: `s3://bucket/prefix` and the client for it.
+//! - [`checkpoint`]: the checkpoint object's format (what the bucket
+//!   holds, with checksums).
+//! - [`fence`]: the epoch object, the claim, and the conditional writes of
+//!   the checkpoint.
+//! - [`round`]: one shipping round (what is uploaded, what is deleted).
+//! - `garbage`: chunks no checkpoint names, deleted when a writer
+//!   starts.
+//! - [`shipper`]: the background thread, its interval, retries and status.
+//! - [`restore`](mod@restore): the bucket back into a directory.
+//!
+//! # Guarantees, and the failure cases
+//!
+//! - **Shipped means restorable.** The shipped head advances only after
+//!   the checkpoint naming every byte up to it was written; a restore
+//!   gives exactly the store at the last checkpoint's head, every file
+//!   checked against the checkpoint's CRC-32s. What a restore lacks is at
+//!   most what was committed after the last round (the lag, reported).
+//! - **An upload fails or times out** (or the bucket is unreachable for a
+//!   while): the round fails, nothing is reported shipped, appends go on
+//!   locally, the lag grows, and rounds are retried with exponential
+//!   backoff until the bucket answers again; chunks already uploaded are
+//!   not sent again.
+//! - **The process is killed mid-round**: the bucket keeps the previous
+//!   checkpoint, whole. Chunks the killed round uploaded are named by no
+//!   checkpoint; they stay in the bucket, unread, until the next writer
+//!   on the prefix starts (it deletes the unnamed chunks of earlier
+//!   epochs). The killed writer's epoch stays held: the restarted writer
+//!   takes over ([`ShipOptions::takeover`]).
+//! - **A second writer on the prefix** is refused ([`Error::Claimed`])
+//!   while the epoch is held, unless it takes over.
+//! - **A store behind the bucket** (its head below the checkpoint's: an
+//!   empty directory given by mistake, a stale copy) is refused
+//!   ([`Error::Behind`]) before it claims anything, so it can neither
+//!   fence the writer nor replace the bucket's store by an older one. A
+//!   store that has diverged from the bucket with a head at or above the
+//!   checkpoint's is not detected: its files replace the bucket's.
+//! - **A writer taken over** (it still runs, but another claimed the
+//!   prefix) finds out at its next round: its conditional checkpoint
+//!   write fails, it stops shipping for good ([`Error::Fenced`], in its
+//!   status), and nothing it still sends can replace the new writer's
+//!   checkpoint or any object that checkpoint names (chunk keys carry
+//!   the epoch and the content's CRC, and are never rewritten with other
+//!   bytes). It does not stop the local store's appends: those are
+//!   simply no longer shipped.
+//! - **Fail-over order.** Take the prefix over *before* restoring from
+//!   it: a restore taken while the old writer still ships may miss its
+//!   last rounds, and the new writer's checkpoint then replaces them.
+//! - **An object corrupted in the bucket** is found by its CRC on restore
+//!   and refused ([`Error::Corrupt`]), never written into the store.
+//! - **Erasure, redaction and compression** rewrite files: the next round
+//!   uploads the new file, and deletes the old file's chunks once the new
+//!   checkpoint is written. Until that round, the bucket holds the old
+//!   bytes.
+//! - **Conditional PUT is required** of the server (`If-None-Match: *`
+//!   and `If-Match`), as S3 has had since 2024.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod checkpoint;
+mod error;
+pub mod fence;
+mod garbage;
+pub mod location;
+pub mod restore;
+pub mod round;
+pub mod shipper;
+
+pub use error::{Error, Result};
+pub use location::Location;
+pub use restore::{RestoreReport, restore};
+pub use round::RoundReport;
+pub use shipper::{ShipOptions, ShipStatus, Shipper};

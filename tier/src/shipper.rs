@@ -1,0 +1,492 @@
+//! The shipper: a background thread that claims the prefix's epoch, then
+//! runs a round (see [`crate::round`]) every interval (the recovery-point
+//! objective) and publishes what the bucket holds as its shipped head.
+//!
+//! A failed round (the bucket unreachable, a request refused, the local
+//! backup failing) is retried with exponential backoff; the shipped head
+//! stays where the last checkpoint put it, so it never counts what was
+//! not shipped, and the lag (`head - shipped_head`) grows and is
+//! reported. A fenced shipper stops for good and says so in its status.
+//! Appends never wait for the shipper.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, io_at};
+use crate::fence;
+use crate::location::Location;
+use crate::round::{self, RoundReport, State};
+
+/// How a [`Shipper`] ships.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ShipOptions {
+    /// The time between the end of one round and the start of the next:
+    /// the recovery-point objective, as far as the bucket answers in
+    /// time. Default 1 s.
+    pub interval: Duration,
+    /// Take the prefix over from a writer that still holds its epoch (one
+    /// that was killed, or whose machine is gone). That writer is fenced:
+    /// its later checkpoints are refused. Default false: a held prefix is
+    /// [`Error::Claimed`].
+    pub takeover: bool,
+    /// The directory for each round's local copy. It must be on the
+    /// store's file system (the copy's sealed files are hard links) and
+    /// outside the store. Default: `.NAME.tier` beside the store's
+    /// directory `NAME`.
+    pub staging: Option<PathBuf>,
+    /// The first wait after a failed round; it doubles with every failure
+    /// in a row up to [`max_backoff`](Self::max_backoff). Default 100 ms.
+    pub min_backoff: Duration,
+    /// The longest wait between failed rounds. Default 5 s.
+    pub max_backoff: Duration,
+    /// Chunk uploads in flight at once. Default 4.
+    pub concurrency: usize,
+    /// This writer's id, written in the epoch object and the checkpoint.
+    /// Default: `pid<PID>-<nanoseconds since 1970, hex>`.
+    pub writer: Option<String>,
+}
+
+impl Default for ShipOptions {
+    fn default() -> Self {
+        ShipOptions {
+            interval: Duration::from_secs(1),
+            takeover: false,
+            staging: None,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            concurrency: 4,
+            writer: None,
+        }
+    }
+}
+
+impl ShipOptions {
+    /// Sets [`interval`](Self::interval).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets [`takeover`](Self::takeover).
+    pub fn takeover(mut self, takeover: bool) -> Self {
+        self.takeover = takeover;
+        self
+    }
+
+    /// Sets [`staging`](Self::staging).
+    pub fn staging(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.staging = Some(dir.into());
+        self
+    }
+
+    /// Sets [`min_backoff`](Self::min_backoff) and
+    /// [`max_backoff`](Self::max_backoff).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+
+    /// Sets [`writer`](Self::writer).
+    pub fn writer(mut self, id: impl Into<String>) -> Self {
+        self.writer = Some(id.into());
+        self
+    }
+}
+
+/// What a shipper has done, as of now.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ShipStatus {
+    /// The epoch this shipper holds (or held, when fenced).
+    pub epoch: u64,
+    /// The head the bucket restores to: every position up to it is in the
+    /// bucket, under a checkpoint this shipper wrote.
+    pub shipped_head: u64,
+    /// Rounds that succeeded.
+    pub rounds: u64,
+    /// Rounds that failed since the last success (0 when healthy).
+    pub failures_in_a_row: u64,
+    /// Rounds that failed, in all.
+    pub failures: u64,
+    /// The last failure's message, until a round succeeds.
+    pub last_error: Option<String>,
+    /// The writer that fenced this shipper, if one did: it ships no more.
+    pub fenced_by: Option<String>,
+    /// Bytes uploaded, in all.
+    pub bytes_uploaded: u64,
+    /// The last successful round.
+    pub last_round: Option<RoundReport>,
+}
+
+enum Command {
+    /// Run a round now and answer with its outcome.
+    ShipNow(mpsc::Sender<Result<u64>>),
+    /// Stop: run a last round first when asked to, release the epoch,
+    /// and answer with the shipped head.
+    Stop {
+        last_round: bool,
+        reply: mpsc::Sender<Result<u64>>,
+    },
+}
+
+/// Ships a store to a bucket prefix in the background; see the module doc.
+pub struct Shipper {
+    store: gesta::Store,
+    status: Arc<Mutex<ShipStatus>>,
+    commands: mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Shipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipper")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// The default staging directory of a store's directory.
+fn default_staging(dir: &std::path::Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(dir).map_err(io_at(dir))?;
+    let name = absolute
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::InvalidInput(format!("{} has no usable name", dir.display())))?;
+    let parent = absolute.parent().unwrap_or(std::path::Path::new("/"));
+    Ok(parent.join(format!(".{name}.tier")))
+}
+
+fn default_writer() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("pid{}-{nanos:x}", std::process::id())
+}
+
+impl Shipper {
+    /// Claims `location`'s epoch for `store` (refused with
+    /// [`Error::Claimed`] if another writer holds it, unless
+    /// [`ShipOptions::takeover`]; with [`Error::Behind`] if the bucket
+    /// holds a later head than the store), fences the checkpoint, and starts
+    /// shipping every [`ShipOptions::interval`], the first round at once.
+    pub fn start(store: gesta::Store, location: Location, options: ShipOptions) -> Result<Shipper> {
+        if options.interval.is_zero() {
+            return Err(Error::InvalidInput(
+                "the ship interval must be above zero".into(),
+            ));
+        }
+        let staging = match &options.staging {
+            Some(dir) => dir.clone(),
+            None => default_staging(store.path())?,
+        };
+        let writer = options.writer.clone().unwrap_or_else(default_writer);
+        if !crate::location::plain_segment(&writer) {
+            return Err(Error::InvalidInput(format!(
+                "writer id {writer:?}: letters, digits and . - _ = + only"
+            )));
+        }
+        let status = Arc::new(Mutex::new(ShipStatus::default()));
+        let (commands, inbox) = mpsc::channel();
+        let (started, started_rx) = mpsc::channel();
+        let thread = {
+            let store = store.clone();
+            let status = status.clone();
+            std::thread::Builder::new()
+                .name("gesta-tier-ship".into())
+                .spawn(move || {
+                    ship_thread(
+                        store, location, options, writer, staging, status, inbox, started,
+                    )
+                })
+                .map_err(|e| Error::Io {
+                    path: PathBuf::from("(thread)"),
+                    source: e,
+                })?
+        };
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Shipper {
+                store,
+                status,
+                commands,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(Error::Stopped)
+            }
+        }
+    }
+
+    /// The head the bucket restores to.
+    pub fn shipped_head(&self) -> u64 {
+        self.status().shipped_head
+    }
+
+    /// Positions committed locally and not yet in the bucket.
+    pub fn lag(&self) -> u64 {
+        self.store.head().saturating_sub(self.shipped_head())
+    }
+
+    /// The epoch this shipper holds.
+    pub fn epoch(&self) -> u64 {
+        self.status().epoch
+    }
+
+    /// What the shipper has done.
+    pub fn status(&self) -> ShipStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Runs a round now (after the one in progress, if any) and returns
+    /// the shipped head, or the round's error.
+    pub fn ship_now(&self) -> Result<u64> {
+        let (reply, answer) = mpsc::channel();
+        self.commands
+            .send(Command::ShipNow(reply))
+            .map_err(|_| Error::Stopped)?;
+        answer.recv().map_err(|_| Error::Stopped)?
+    }
+
+    /// Waits until the shipped head reaches `position`, at most `timeout`;
+    /// whether it did.
+    pub fn wait_shipped(&self, position: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shipped_head() >= position {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Ships what is committed (one last round), releases the epoch (the
+    /// next shipper on the prefix needs no takeover), and stops; returns
+    /// the shipped head, or the last round's error (the epoch is released
+    /// even then). Stop the shipper before closing the store: a store
+    /// closed first ships nothing more (no error for that).
+    pub fn stop(mut self) -> Result<u64> {
+        self.finish(true)
+    }
+
+    fn finish(&mut self, last_round: bool) -> Result<u64> {
+        let (reply, answer) = mpsc::channel();
+        let result = match self.commands.send(Command::Stop { last_round, reply }) {
+            Ok(()) => answer.recv().map_err(|_| Error::Stopped)?,
+            Err(_) => Err(Error::Stopped),
+        };
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        result
+    }
+}
+
+impl Drop for Shipper {
+    /// Stops without a last round, releasing the epoch.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.finish(false);
+        }
+    }
+}
+
+fn lock(status: &Mutex<ShipStatus>) -> std::sync::MutexGuard<'_, ShipStatus> {
+    status
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ship_thread(
+    store: gesta::Store,
+    location: Location,
+    options: ShipOptions,
+    writer: String,
+    staging: PathBuf,
+    status: Arc<Mutex<ShipStatus>>,
+    inbox: mpsc::Receiver<Command>,
+    started: mpsc::Sender<Result<()>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = started.send(Err(Error::Io {
+                path: PathBuf::from("(runtime)"),
+                source: e,
+            }));
+            return;
+        }
+    };
+    let claimed = runtime.block_on(async {
+        // Checked before the claim, so that a mistaken takeover fences no one.
+        match fence::load_checkpoint(&location).await {
+            Ok(checkpoint) if checkpoint.head > store.head() => {
+                return Err(Error::Behind {
+                    location: location.to_string(),
+                    head: store.head(),
+                    bucket_head: checkpoint.head,
+                });
+            }
+            Ok(_) | Err(Error::NoCheckpoint { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let claim = fence::claim(&location, &writer, options.takeover).await?;
+        match fence::fence_checkpoint(&location, &claim).await {
+            Ok(chain) => Ok((claim, chain)),
+            Err(e) => {
+                let _ = fence::release(&location, &claim).await;
+                Err(e)
+            }
+        }
+    });
+    let (claim, chain) = match claimed {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+    };
+    // Leftovers of killed rounds and fenced writers; best effort.
+    match runtime.block_on(crate::garbage::collect(
+        &location,
+        &chain.checkpoint,
+        claim.epoch,
+    )) {
+        Ok(0) => {}
+        Ok(n) => log::info!("gesta-tier: deleted {n} chunk(s) that no checkpoint named"),
+        Err(e) => log::warn!("gesta-tier: could not delete the chunks no checkpoint names: {e}"),
+    }
+    {
+        let mut s = lock(&status);
+        s.epoch = claim.epoch;
+        // The bucket restores to the inherited head already, but that
+        // head is not this store's until a round has checked its files.
+        s.shipped_head = 0;
+    }
+    let _ = started.send(Ok(()));
+    let mut state = State::new(claim, chain, staging, options.concurrency);
+    let mut fenced = None;
+    let mut wait = Duration::ZERO;
+    let round = |state: &mut State, fenced: &mut Option<(u64, String)>| -> Result<u64> {
+        if let Some((by, writer)) = fenced {
+            return Err(Error::Fenced {
+                epoch: state.claim.epoch,
+                by: *by,
+                writer: writer.clone(),
+            });
+        }
+        let outcome = runtime.block_on(round::run(&store, &location, state));
+        let mut s = lock(&status);
+        match &outcome {
+            Ok(report) => {
+                if s.failures_in_a_row > 0 {
+                    log::info!(
+                        "gesta-tier: shipping resumed after {} failed round(s); shipped up to {}",
+                        s.failures_in_a_row,
+                        report.head
+                    );
+                }
+                s.shipped_head = report.head;
+                s.rounds += 1;
+                s.failures_in_a_row = 0;
+                s.last_error = None;
+                s.bytes_uploaded += report.bytes_uploaded;
+                s.last_round = Some(report.clone());
+            }
+            Err(e) => {
+                s.failures += 1;
+                s.failures_in_a_row += 1;
+                s.last_error = Some(e.to_string());
+                if let Error::Fenced { by, writer, .. } = e {
+                    *fenced = Some((*by, writer.clone()));
+                    s.fenced_by = Some(format!("epoch {by} (writer {writer})"));
+                    log::error!("gesta-tier: {e}");
+                } else {
+                    log::warn!(
+                        "gesta-tier: a shipping round failed (shipped up to {}, {} failed in a row), retried: {e}",
+                        s.shipped_head,
+                        s.failures_in_a_row
+                    );
+                }
+            }
+        }
+        outcome.map(|r| r.head)
+    };
+    let release = |state: &State, fenced: bool| {
+        // A fenced shipper's epoch is someone else's now.
+        if !fenced {
+            let _ = runtime.block_on(fence::release(&location, &state.claim));
+        }
+        let _ = std::fs::remove_dir_all(&state.staging);
+    };
+    loop {
+        match inbox.recv_timeout(wait) {
+            Ok(Command::ShipNow(reply)) => {
+                let outcome = round(&mut state, &mut fenced);
+                wait = next_wait(&options, &status, &outcome);
+                let _ = reply.send(outcome);
+            }
+            Ok(Command::Stop { last_round, reply }) => {
+                let outcome = match last_round && fenced.is_none() {
+                    true => match round(&mut state, &mut fenced) {
+                        // Closed before the shipper was stopped: what
+                        // was shipped is all there is to say.
+                        Err(Error::Store(gesta::Error::Closed)) => Ok(lock(&status).shipped_head),
+                        other => other,
+                    },
+                    false => Ok(lock(&status).shipped_head),
+                };
+                release(&state, fenced.is_some());
+                let _ = reply.send(outcome);
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if fenced.is_some() {
+                    // Nothing more to do but answer commands.
+                    wait = Duration::from_secs(3600);
+                    continue;
+                }
+                let outcome = round(&mut state, &mut fenced);
+                wait = next_wait(&options, &status, &outcome);
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                release(&state, fenced.is_some());
+                return;
+            }
+        }
+    }
+}
+
+/// The interval after a success, the backoff after failures in a row.
+fn next_wait(options: &ShipOptions, status: &Mutex<ShipStatus>, outcome: &Result<u64>) -> Duration {
+    match outcome {
+        Ok(_) => return options.interval,
+        // A closed store has nothing more to ship: no retrying until
+        // asked (the shipper should have been stopped first).
+        Err(Error::Store(gesta::Error::Closed)) => return Duration::from_secs(3600),
+        Err(_) => {}
+    }
+    let failures = lock(status).failures_in_a_row.min(30) as u32;
+    let backoff = options
+        .min_backoff
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    backoff.min(options.max_backoff)
+}
