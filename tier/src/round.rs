@@ -9,9 +9,12 @@
 //!
 //! What a round uploads, per file of the copy:
 //!
-//! - **Unchanged** (the same inode, length and modification time as the
-//!   file the last checkpoint was made from — a sealed segment, an index
-//!   run or a snapshot the backup linked): nothing; not even read.
+//! - **Unchanged** (a hard link with the same inode, length and
+//!   modification time as the file the last checkpoint was made from — a
+//!   sealed segment, an index run or a snapshot the backup linked):
+//!   nothing; not even read. A file the backup wrote afresh is never
+//!   trusted by its identity: its inode number may be one the last round's
+//!   copy freed.
 //! - **Grown** (the file starts with exactly the bytes of the checkpoint's
 //!   chunks for it, checked by their CRCs — the newest segment, which the
 //!   backup copies up to `P`, or that segment once sealed): only the new
@@ -57,6 +60,21 @@ struct Identity {
 }
 
 impl Identity {
+    /// Whether the file has another name: one the backup linked, whose
+    /// inode the store's own name keeps from being freed and reused.
+    fn is_link(meta: &std::fs::Metadata) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            meta.nlink() > 1
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            false
+        }
+    }
+
     fn of(meta: &std::fs::Metadata) -> Identity {
         #[cfg(unix)]
         {
@@ -401,7 +419,12 @@ async fn ship_copy(
         let identity = Identity::of(&meta);
         let before = previous.file(rel);
         match before {
-            Some(entry) if state.known.get(rel) == Some(&identity) => {
+            // Only a hard link is known by its identity: a file the backup
+            // wrote afresh (the MANIFEST, the journal's prefix, cursors,
+            // offset tables, the newest segment) may reuse the inode number
+            // of the last round's copy, deleted since, with the same length
+            // within one tick of the clock, and is read instead.
+            Some(entry) if Identity::is_link(&meta) && state.known.get(rel) == Some(&identity) => {
                 entries.push(entry.clone());
                 report.files_unchanged += 1;
             }
