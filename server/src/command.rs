@@ -151,9 +151,9 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| crate::ServeError::Bind { addr, source })?;
-                tokio::spawn(crate::metrics::serve_metrics(
+                tokio::spawn(crate::metrics::serve_tenant_metrics(
                     listener,
-                    None,
+                    tenants.clone(),
                     crate::shutdown_signal(),
                 ));
             }

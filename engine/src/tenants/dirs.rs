@@ -246,8 +246,12 @@ impl<K: DirStore> TenantHome for DirHome<K> {
 impl DirStore for Options {
     type Store = Store;
 
-    fn open(&self, _name: &str, dir: &Path) -> TenantResult<Store> {
-        Ok(Store::open_with(dir, self.clone())?)
+    fn open(&self, name: &str, dir: &Path) -> TenantResult<Store> {
+        let options = Options {
+            tenant_label: Some(crate::telemetry::tenant_label(name)),
+            ..self.clone()
+        };
+        Ok(Store::open_with(dir, options)?)
     }
 
     fn close(&self, store: &Store) -> TenantResult<()> {
