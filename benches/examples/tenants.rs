@@ -5,14 +5,22 @@
 //! stores are closed and reopened throughout). Prints the time of each
 //! phase, the most threads the process ran and its peak resident memory.
 //!
+//! `TENANTS_BACKEND` picks the stores, all under the same
+//! `gesta::tenants::TenantSet`: `engine` (the default: a store directory
+//! per tenant), `sqlite` (a database file per tenant, synchronous FULL) or
+//! `postgres` (a schema per tenant, prefix `bench_tenant_`, in the database
+//! of `GESTA_POSTGRES_URL`; the schemas are dropped at the end).
+//!
 //! ```text
 //! cargo run --release -p gesta-benches --example tenants -- [TENANTS] [MAX_OPEN] [EVENTS] [ROUNDS]
+//! TENANTS_BACKEND=sqlite cargo run --release -p gesta-benches --example tenants
+//! TENANTS_BACKEND=postgres .ci/postgres.sh cargo run --release -p gesta-benches --example tenants -- 300
 //! ```
 
 use std::time::Instant;
 
-use gesta::tenants::{TenantOptions, Tenants};
-use gesta::{AppendOptions, NewEvent, Options};
+use gesta::tenants::{TenantHome, TenantLimits, TenantOptions, TenantSet, Tenants};
+use gesta::{AppendOptions, EventStore, NewEvent, Options};
 use gesta_benches::scratch_dir;
 
 /// A line of `/proc/self/status` (Linux), e.g. `VmHWM`, as its value.
@@ -45,20 +53,55 @@ fn main() {
             .unwrap_or(default)
     };
     let (count, max_open, events, rounds) = (arg(1, 1000), arg(2, 64), arg(3, 10), arg(4, 3));
+    let limits = TenantLimits {
+        max_open: max_open as usize,
+        ..TenantLimits::default()
+    };
     let root = scratch_dir("tenants").expect("a scratch directory");
-    let tenants = Tenants::open(
-        root.path(),
-        TenantOptions {
-            // Segments sized for small tenants: a new store preallocates
-            // `preallocate` bytes of its first segment.
-            store: Options::default()
-                .segment_size(4 << 20)
-                .preallocate(256 << 10),
-            max_open: max_open as usize,
-            ..TenantOptions::default()
-        },
-    )
-    .expect("tenants");
+    let backend = std::env::var("TENANTS_BACKEND").unwrap_or_else(|_| "engine".into());
+    match backend.as_str() {
+        "engine" => {
+            let tenants = Tenants::open(
+                root.path(),
+                TenantOptions {
+                    // Segments sized for small tenants: a new store
+                    // preallocates `preallocate` bytes of its first segment.
+                    store: Options::default()
+                        .segment_size(4 << 20)
+                        .preallocate(256 << 10),
+                    max_open: limits.max_open,
+                    ..TenantOptions::default()
+                },
+            )
+            .expect("tenants");
+            run(&tenants, count, events, rounds);
+        }
+        "sqlite" => {
+            let options = gesta_sqlite::SqliteOptions::default();
+            let tenants =
+                gesta_sqlite::tenants::open(root.path(), options, limits).expect("tenants");
+            run(&tenants, count, events, rounds);
+        }
+        "postgres" => {
+            let url = std::env::var("GESTA_POSTGRES_URL").expect("GESTA_POSTGRES_URL");
+            let options = gesta_postgres::PostgresOptions::default();
+            let tenants = gesta_postgres::tenants::connect(&url, "bench_tenant_", options, limits)
+                .expect("tenants");
+            run(&tenants, count, events, rounds);
+            for name in tenants.list().expect("list") {
+                tenants.purge(&name).expect("purge");
+            }
+        }
+        other => panic!("TENANTS_BACKEND={other:?}: engine, sqlite or postgres"),
+    }
+}
+
+/// Creates the tenants and runs the passes; see the module documentation.
+fn run<H: TenantHome>(tenants: &TenantSet<H>, count: u64, events: u64, rounds: u64)
+where
+    H::Store: EventStore,
+{
+    let max_open = tenants.limits().max_open;
     let names: Vec<String> = (0..count).map(|i| format!("tenant-{i}")).collect();
     let started = Instant::now();
     let mut most_threads = threads();

@@ -80,6 +80,8 @@ pub(crate) struct Committer {
     pub compress_on_roll: bool,
     /// Wakes subscribers when the head moves.
     pub hub: Arc<Hub>,
+    /// The metrics it reports, labelled with the store's tenant.
+    pub meters: telemetry::Meters,
 }
 
 /// A copy of an error for every caller of a failed group (`io::Error` is not
@@ -152,17 +154,17 @@ impl Committer {
         group.batches.clear();
         for a in group.admitted.drain(..) {
             let e = replicate(e);
-            telemetry::refused(&e);
+            self.meters.refused(&e);
             a.reply.send(Err(e));
         }
     }
 
     /// Admits one request into the group, or answers it with its error.
     fn admit(&mut self, group: &mut Group, mut a: AppendRequest, timestamp: u64) {
-        a.queued.taken();
+        a.queued.taken(&self.meters);
         let _span = telemetry::enter(Stage::Admit);
         if self.log.is_poisoned() {
-            telemetry::refused(&Error::Poisoned);
+            self.meters.refused(&Error::Poisoned);
             a.reply.send(Err(Error::Poisoned));
             return;
         }
@@ -179,7 +181,7 @@ impl Committer {
             }
             Ok(None) => {}
             Err(e) => {
-                telemetry::refused(&e);
+                self.meters.refused(&e);
                 a.reply.send(Err(e));
                 return;
             }
@@ -213,7 +215,7 @@ impl Committer {
                 // The batch was checked against the failed batches as if
                 // they had committed (revisions, conditions): it fails too,
                 // having written nothing.
-                telemetry::refused(&e);
+                self.meters.refused(&e);
                 a.reply.send(Err(e));
                 return;
             }
@@ -222,7 +224,7 @@ impl Committer {
         if let Err(e) = pushed {
             let e = Error::from(e);
             self.fail_all(group, &e);
-            telemetry::refused(&e);
+            self.meters.refused(&e);
             a.reply.send(Err(e));
             return;
         }
@@ -306,8 +308,8 @@ impl Committer {
     fn publish(&mut self, mut group: Group, timestamp: u64) -> Result<()> {
         let written = {
             let _span = telemetry::enter(Stage::WriteSync);
-            let clock = telemetry::WriteSync::start();
-            let written = self.log.commit();
+            let mut clock = telemetry::WriteSync::start(&self.meters);
+            let written = self.log.commit_observed(&mut clock);
             if written.is_ok() {
                 clock.done();
             }
@@ -344,7 +346,7 @@ impl Committer {
         let head = self.head();
         self.shared.head.store(head, Ordering::Release);
         self.hub.publish(entries.iter().map(|(key, _)| key));
-        telemetry::committed(batches, events_committed, duplicates);
+        self.meters.committed(batches, events_committed, duplicates);
         for a in group.admitted {
             a.reply.send(Ok(a.appended));
         }

@@ -26,8 +26,8 @@
 //! the waiter holds until it sleeps — and finds it under its keys.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -204,6 +204,10 @@ pub struct CommitHub {
     /// How many waiters `publish` has woken, for the tests.
     #[cfg(test)]
     woken: AtomicUsize,
+    /// The positions of the subscriptions on the store (each up to where
+    /// it has handed out every event), for their lag; a dropped one's
+    /// entry is dead and pruned at the next registration or reading.
+    positions: Mutex<Vec<Weak<AtomicU64>>>,
 }
 
 /// Why a wait ended.
@@ -408,6 +412,29 @@ impl CommitHub {
         } else {
             Wake::Registered
         }
+    }
+
+    /// A subscription's position, starting at `after`, kept here for
+    /// [`subscription_positions`](CommitHub::subscription_positions) while
+    /// the subscription holds the returned `Arc`.
+    pub(crate) fn track(&self, after: u64) -> Arc<AtomicU64> {
+        let position = Arc::new(AtomicU64::new(after));
+        let mut positions = self.positions.lock();
+        positions.retain(|p| p.strong_count() > 0);
+        positions.push(Arc::downgrade(&position));
+        position
+    }
+
+    /// The positions of the subscriptions open on the store now, each the
+    /// position up to which it has handed out every matching event.
+    pub fn subscription_positions(&self) -> Vec<u64> {
+        let mut positions = self.positions.lock();
+        positions.retain(|p| p.strong_count() > 0);
+        positions
+            .iter()
+            .filter_map(|p| p.upgrade())
+            .map(|p| p.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Unregisters `waiter` (a dropped subscription's waker must not stay).

@@ -101,6 +101,11 @@ pub struct Options {
     pub fs: Arc<dyn FileSystem>,
     /// The source of commit timestamps. Default: the system clock.
     pub clock: Arc<dyn Clock>,
+    /// The `tenant` label of the store's metrics (feature `metrics`; see
+    /// [`telemetry`](crate::telemetry)). Default none: no label. The
+    /// engine's tenants set it to
+    /// [`tenant_label`](crate::telemetry::tenant_label) of the tenant.
+    pub tenant_label: Option<Arc<str>>,
 }
 
 impl Default for Options {
@@ -124,6 +129,7 @@ impl Default for Options {
             retention_interval: std::time::Duration::from_secs(60),
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
+            tenant_label: None,
         }
     }
 }

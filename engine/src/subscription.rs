@@ -31,6 +31,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -147,6 +148,8 @@ pub struct Subscription {
     ended: bool,
     /// Its place at the feed's hub, registered under the query's wake keys.
     waiter: Waiter,
+    /// `delivered`, published at the feed's hub for the lag metric.
+    position: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -172,6 +175,7 @@ impl Subscription {
     pub(crate) fn new(feed: Arc<dyn SubscriptionFeed>, query: Query, after: u64) -> Subscription {
         Subscription {
             waiter: Waiter::new(Interest::of(&query)),
+            position: feed.hub().track(after),
             feed,
             query,
             after,
@@ -220,6 +224,7 @@ impl Subscription {
             (false, Some(e)) => e.position,
             (false, None) => self.delivered,
         };
+        self.position.store(self.delivered, Ordering::Relaxed);
         Some(batch)
     }
 
@@ -232,6 +237,7 @@ impl Subscription {
             let head = self.feed.head();
             if head <= self.after {
                 self.delivered = self.after;
+                self.position.store(self.delivered, Ordering::Relaxed);
                 return Ok(false);
             }
             self.after =

@@ -1,43 +1,49 @@
-//! Many stores under one root: [`Tenants`] keeps each tenant's store in
-//! `<root>/tenants/<name>/`, a normal store directory, opens it on first
-//! use and closes the least recently used idle one when more than
-//! [`TenantOptions::max_open`] are open, so that the threads, open files
-//! and memtables of a process are bounded by `max_open`, not by the number
-//! of tenants. It also creates, lists and purges tenants and checks
+//! Many stores in one process: a [`TenantSet`] opens each tenant's store on
+//! first use and closes the least recently used idle one when more than
+//! `max_open` are open, so that the threads, open files, connections and
+//! memory of a process are bounded by `max_open`, not by the number of
+//! tenants. It also creates, lists and purges tenants and checks
 //! per-tenant quotas before appends.
 //!
-//! A tenant's name is its directory's name and nothing else: 1 to 64
-//! bytes of `a-z`, `0-9`, `-` and `_`, starting with a letter or digit, so
-//! no name can reach outside `<root>/tenants/` or into another tenant.
-//! Directories go through the stores' file system seam
-//! ([`Options::fs`](crate::Options::fs)). A purge first renames the
-//! tenant's directory to `.purging-<name>` (never a tenant name), so a
-//! crash midway leaves no half-deleted store to open; [`Tenants::open`]
-//! finishes such purges.
+//! Where a tenant's store lives is a [`TenantHome`]'s business: for the
+//! engine, [`StoreDirs`] keeps it in `<root>/tenants/<name>/`, a normal store
+//! directory ([`Tenants`] is the set over it); the SQL backends have their
+//! own homes (a file per tenant for SQLite, a schema per tenant for
+//! PostgreSQL) under the same set, so the bound, the eviction, the quotas
+//! and the name rules are one piece of code for every store.
 //!
-//! Bounds: each open store runs a committer and a flusher thread (and a
-//! projector once a projection is registered, and a retention thread once
-//! it has a retention rule), holds its active segment, index runs and
-//! memtable; with `max_open` stores open at most, a process runs at most
-//! `2 × max_open` store threads, and up to `4 × max_open` with projections
-//! and retention rules in every store. A store handed out by
-//! [`Tenants::get`] stays open while its `Arc` is held (an in-flight call
-//! or an open subscription); when every open store is held, opening one
-//! more is refused with [`TenantError::Busy`] rather than exceeding the
-//! bound.
+//! A tenant's name is its directory's (or schema's) name and nothing
+//! else: 1 to 64 bytes of `a-z`, `0-9`, `-` and `_`, starting with a letter
+//! or digit ([`check_tenant_name`]), so no name can reach outside its
+//! home's root, into another tenant, or into SQL text. A home may accept
+//! fewer (PostgreSQL's schema names are at most 63 bytes), never more.
+//!
+//! Bounds, for the engine's stores: each open store runs a committer and
+//! a flusher thread (and a projector once a projection is registered, and
+//! a retention thread once it has a retention rule), holds its active
+//! segment, index runs and memtable; with `max_open` stores open at most,
+//! a process runs at most `2 × max_open` store threads, and up to
+//! `4 × max_open` with projections and retention rules in every store. A
+//! store handed out by [`TenantSet::get`] stays open while its `Arc` is held
+//! (an in-flight call or an open subscription); when every open store is
+//! held, opening one more is refused with [`TenantError::Busy`] rather than
+//! exceeding the bound.
+
+mod dirs;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use gesta_wal::io::FileSystem;
 use parking_lot::Mutex;
 
+use crate::api::EventStore;
 use crate::append::{AppendOptions, Appended};
 use crate::error::Error;
 use crate::event::NewEvent;
 use crate::options::Options;
-use crate::store::Store;
+
+pub use dirs::{DirHome, DirStore, StoreDirs, TenantDirs};
 
 /// The longest tenant name, in bytes.
 pub const MAX_TENANT_NAME: usize = 64;
@@ -63,6 +69,43 @@ impl Default for TenantOptions {
     fn default() -> Self {
         TenantOptions {
             store: Options::default(),
+            max_open: TenantLimits::default().max_open,
+            max_events: None,
+            max_bytes: None,
+        }
+    }
+}
+
+impl TenantOptions {
+    /// The bounds and quotas of these options.
+    pub fn limits(&self) -> TenantLimits {
+        TenantLimits {
+            max_open: self.max_open,
+            max_events: self.max_events,
+            max_bytes: self.max_bytes,
+        }
+    }
+}
+
+/// The bound on open stores and the per-tenant quotas of a [`TenantSet`],
+/// whatever its stores are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// The most stores open at once (at least 1). Default 64.
+    pub max_open: usize,
+    /// The most events (positions, removed ones included) a tenant may
+    /// hold; an append that would pass it is refused with
+    /// [`TenantError::QuotaExceeded`]. Default none.
+    pub max_events: Option<u64>,
+    /// The most bytes a tenant's storage may take, as its home measures
+    /// it ([`TenantHome::bytes`]); an append once it takes them is refused
+    /// with [`TenantError::QuotaExceeded`]. Default none.
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits {
             max_open: 64,
             max_events: None,
             max_bytes: None,
@@ -137,116 +180,136 @@ pub fn check_tenant_name(name: &str) -> TenantResult<()> {
     Ok(())
 }
 
-struct Slot {
-    store: Arc<Store>,
+/// Where the stores of a [`TenantSet`] live, and how one is made, opened,
+/// closed, measured and removed. The set checks every name with
+/// [`check_name`](TenantHome::check_name) first and calls `create` and
+/// `purge` under its lock, after finding the tenant missing or present,
+/// so that a home need not guard against concurrent calls of its own set.
+pub trait TenantHome: Send + Sync {
+    /// A tenant's store.
+    type Store: Send + Sync;
+
+    /// Checks a name: [`check_tenant_name`], and whatever narrower rule
+    /// the home has (an error is [`TenantError::InvalidName`]).
+    fn check_name(&self, name: &str) -> TenantResult<()> {
+        check_tenant_name(name)
+    }
+
+    /// Whether the tenant exists.
+    fn exists(&self, name: &str) -> TenantResult<bool>;
+
+    /// Makes an empty tenant ([`TenantError::Exists`] if it exists).
+    fn create(&self, name: &str) -> TenantResult<()>;
+
+    /// The tenants' names, in any order; names that are not valid tenant
+    /// names are dropped by the set.
+    fn list(&self) -> TenantResult<Vec<String>>;
+
+    /// Opens an existing tenant's store.
+    fn open(&self, name: &str) -> TenantResult<Self::Store>;
+
+    /// Closes a store no one holds any more (dropping it, by default).
+    fn close(&self, _name: &str, _store: &Self::Store) -> TenantResult<()> {
+        Ok(())
+    }
+
+    /// Removes an existing tenant, its store closed, and everything it
+    /// holds, so that a crash midway leaves either the whole tenant or
+    /// nothing that can be opened as it.
+    fn purge(&self, name: &str) -> TenantResult<()>;
+
+    /// The events the tenant holds, for the events quota: its head.
+    fn events(&self, store: &Self::Store) -> TenantResult<u64>;
+
+    /// The bytes the tenant's storage takes, for the bytes quota.
+    fn bytes(&self, name: &str, store: &Self::Store) -> TenantResult<u64>;
+}
+
+struct Slot<S> {
+    store: Arc<S>,
     /// The tick of its last use, for least-recently-used eviction.
     used: u64,
 }
 
-#[derive(Default)]
-struct Open {
-    stores: HashMap<String, Slot>,
+struct Open<S> {
+    stores: HashMap<String, Slot<S>>,
     tick: u64,
 }
 
-/// The tenants under a root; see the module documentation.
-pub struct Tenants {
-    dir: PathBuf,
-    options: TenantOptions,
-    open: Mutex<Open>,
+/// The tenants of a home; see the module documentation.
+pub struct TenantSet<H: TenantHome> {
+    home: H,
+    limits: TenantLimits,
+    open: Mutex<Open<H::Store>>,
 }
 
-impl std::fmt::Debug for Tenants {
+/// The engine's tenants: stores under `<root>/tenants/`.
+pub type Tenants = TenantSet<StoreDirs>;
+
+impl<H: TenantHome + std::fmt::Debug> std::fmt::Debug for TenantSet<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tenants")
-            .field("dir", &self.dir)
+        f.debug_struct("TenantSet")
+            .field("home", &self.home)
             .field("open", &self.open_count())
             .finish()
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TenantError + '_ {
-    move |source| {
-        TenantError::Store(Error::Io {
-            path: path.to_owned(),
-            source,
-        })
-    }
-}
-
-/// The prefix of a directory being purged.
-const PURGING: &str = ".purging-";
-
-/// Removes `dir` and everything under it.
-fn remove_tree(fs: &dyn FileSystem, dir: &Path) -> TenantResult<()> {
-    for name in fs.list(dir).map_err(io(dir))? {
-        let path = dir.join(name);
-        if fs.remove_file(&path).is_err() {
-            remove_tree(fs, &path)?;
-        }
-    }
-    fs.remove_dir(dir).map_err(io(dir))
-}
-
 impl Tenants {
     /// The tenants under `root` (its `tenants/` directory is created if
-    /// missing). Opens no store.
+    /// missing, and purges a crash interrupted are finished). Opens no
+    /// store.
     pub fn open(root: impl AsRef<Path>, options: TenantOptions) -> TenantResult<Tenants> {
-        let dir = root.as_ref().join("tenants");
-        let fs = options.store.fs.clone();
-        fs.create_dir_all(&dir).map_err(io(&dir))?;
-        for name in fs.list(&dir).map_err(io(&dir))? {
-            if name.starts_with(PURGING) {
-                remove_tree(fs.as_ref(), &dir.join(name))?;
-            }
-        }
-        Ok(Tenants {
-            dir,
-            options: TenantOptions {
-                max_open: options.max_open.max(1),
-                ..options
+        let limits = options.limits();
+        Ok(TenantSet::new(
+            StoreDirs::open(root, options.store)?,
+            limits,
+        ))
+    }
+}
+
+impl<H: TenantHome> TenantSet<H> {
+    /// The tenants of `home`, bounded by `limits`. Opens no store.
+    pub fn new(home: H, limits: TenantLimits) -> TenantSet<H> {
+        TenantSet {
+            home,
+            limits: TenantLimits {
+                max_open: limits.max_open.max(1),
+                ..limits
             },
-            open: Mutex::new(Open::default()),
-        })
+            open: Mutex::new(Open {
+                stores: HashMap::new(),
+                tick: 0,
+            }),
+        }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+    /// Where the stores live.
+    pub fn home(&self) -> &H {
+        &self.home
     }
 
-    fn fs(&self) -> &dyn FileSystem {
-        self.options.store.fs.as_ref()
+    /// The bound and the quotas.
+    pub fn limits(&self) -> TenantLimits {
+        self.limits
     }
 
-    fn exists(&self, name: &str) -> TenantResult<bool> {
-        let path = self.path(name);
-        self.fs().exists(&path).map_err(io(&path))
-    }
-
-    /// Creates a tenant (an empty directory; its store is made on first
-    /// use).
+    /// Creates a tenant (its store is made on first use).
     pub fn create(&self, name: &str) -> TenantResult<()> {
-        check_tenant_name(name)?;
+        self.home.check_name(name)?;
         // Under the lock, so that a concurrent create of the same name
         // cannot also succeed.
         let _open = self.open.lock();
-        if self.exists(name)? {
+        if self.home.exists(name)? {
             return Err(TenantError::Exists(name.to_owned()));
         }
-        let path = self.path(name);
-        self.fs().create_dir_all(&path).map_err(io(&path))?;
-        self.fs().sync_dir(&self.dir).map_err(io(&self.dir))
+        self.home.create(name)
     }
 
     /// Every tenant's name, sorted.
     pub fn list(&self) -> TenantResult<Vec<String>> {
-        let mut names: Vec<String> = self
-            .fs()
-            .list(&self.dir)
-            .map_err(io(&self.dir))?
-            .into_iter()
-            .filter(|name| check_tenant_name(name).is_ok())
-            .collect();
+        let mut names = self.home.list()?;
+        names.retain(|name| self.home.check_name(name).is_ok());
         names.sort();
         Ok(names)
     }
@@ -254,8 +317,8 @@ impl Tenants {
     /// The tenant's store, opened now if it is not open. Hold the `Arc`
     /// (not a clone of the store) for as long as the store is used: an
     /// open store no `Arc` holds may be closed to make room for another.
-    pub fn get(&self, name: &str) -> TenantResult<Arc<Store>> {
-        check_tenant_name(name)?;
+    pub fn get(&self, name: &str) -> TenantResult<Arc<H::Store>> {
+        self.home.check_name(name)?;
         let mut open = self.open.lock();
         open.tick += 1;
         let tick = open.tick;
@@ -263,11 +326,10 @@ impl Tenants {
             slot.used = tick;
             return Ok(slot.store.clone());
         }
-        if !self.exists(name)? {
+        if !self.home.exists(name)? {
             return Err(TenantError::Unknown(name.to_owned()));
         }
-        let path = self.path(name);
-        if open.stores.len() >= self.options.max_open {
+        if open.stores.len() >= self.limits.max_open {
             let idle = open
                 .stores
                 .iter()
@@ -280,12 +342,12 @@ impl Tenants {
             if let Some(slot) = open.stores.remove(&idle) {
                 // Appends it acknowledged are durable already; a failure
                 // to flush its index costs only replay time at next open.
-                if let Err(e) = slot.store.close() {
+                if let Err(e) = self.home.close(&idle, &slot.store) {
                     log::warn!("gesta: closing tenant {idle:?} failed: {e}");
                 }
             }
         }
-        let store = Arc::new(Store::open_with(&path, self.options.store.clone())?);
+        let store = Arc::new(self.home.open(name)?);
         open.stores.insert(
             name.to_owned(),
             Slot {
@@ -296,6 +358,82 @@ impl Tenants {
         Ok(store)
     }
 
+    /// Refuses adding `events` events to `store`, the tenant `name`'s, if
+    /// a quota forbids it.
+    pub fn check_quota(&self, name: &str, store: &H::Store, events: u64) -> TenantResult<()> {
+        if let Some(max) = self.limits.max_events {
+            let after = self.home.events(store)?.saturating_add(events);
+            if after > max {
+                return Err(TenantError::QuotaExceeded {
+                    tenant: name.to_owned(),
+                    what: format!("{after} events would pass the limit of {max}"),
+                });
+            }
+        }
+        if let Some(max) = self.limits.max_bytes {
+            let bytes = self.home.bytes(name, store)?;
+            if bytes >= max {
+                return Err(TenantError::QuotaExceeded {
+                    tenant: name.to_owned(),
+                    what: format!("its files take {bytes} bytes, the limit is {max}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a tenant and everything its store holds. Refused while its
+    /// store is in use.
+    pub fn purge(&self, name: &str) -> TenantResult<()> {
+        self.home.check_name(name)?;
+        let mut open = self.open.lock();
+        if let Some(slot) = open.stores.get(name) {
+            if Arc::strong_count(&slot.store) > 1 {
+                return Err(TenantError::InUse(name.to_owned()));
+            }
+            if let Some(slot) = open.stores.remove(name) {
+                self.home.close(name, &slot.store)?;
+            }
+        }
+        if !self.home.exists(name)? {
+            return Err(TenantError::Unknown(name.to_owned()));
+        }
+        self.home.purge(name)
+    }
+
+    /// How many tenant stores are open now.
+    pub fn open_count(&self) -> usize {
+        self.open.lock().stores.len()
+    }
+
+    /// The tenants whose stores are open now, with their stores, sorted
+    /// by name (for metrics: a walk over what is open, which is bounded).
+    pub fn open_stores(&self) -> Vec<(String, Arc<H::Store>)> {
+        let mut open: Vec<_> = self
+            .open
+            .lock()
+            .stores
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.store.clone()))
+            .collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        open
+    }
+
+    /// Closes every open store.
+    pub fn close(&self) -> TenantResult<()> {
+        let stores: Vec<_> = self.open.lock().stores.drain().collect();
+        for (name, slot) in stores {
+            self.home.close(&name, &slot.store)?;
+        }
+        Ok(())
+    }
+}
+
+impl<H: TenantHome> TenantSet<H>
+where
+    H::Store: EventStore,
+{
     /// Appends to the tenant's store after checking its quotas.
     /// Concurrent appends to one tenant are checked against the same
     /// state, so together they may pass a quota by what they carry.
@@ -309,80 +447,4 @@ impl Tenants {
         self.check_quota(name, &store, events.len() as u64)?;
         Ok(store.append_with(events, options)?)
     }
-
-    /// Refuses adding `events` events to `store` if a quota forbids it.
-    pub fn check_quota(&self, name: &str, store: &Store, events: u64) -> TenantResult<()> {
-        if let Some(max) = self.options.max_events {
-            let after = store.head().saturating_add(events);
-            if after > max {
-                return Err(TenantError::QuotaExceeded {
-                    tenant: name.to_owned(),
-                    what: format!("{after} events would pass the limit of {max}"),
-                });
-            }
-        }
-        if let Some(max) = self.options.max_bytes {
-            let bytes = dir_bytes(store.path());
-            if bytes >= max {
-                return Err(TenantError::QuotaExceeded {
-                    tenant: name.to_owned(),
-                    what: format!("its files take {bytes} bytes, the limit is {max}"),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes a tenant and every file of its store. Refused while its
-    /// store is in use.
-    pub fn purge(&self, name: &str) -> TenantResult<()> {
-        check_tenant_name(name)?;
-        let mut open = self.open.lock();
-        if let Some(slot) = open.stores.get(name) {
-            if Arc::strong_count(&slot.store) > 1 {
-                return Err(TenantError::InUse(name.to_owned()));
-            }
-            if let Some(slot) = open.stores.remove(name) {
-                slot.store.close()?;
-            }
-        }
-        if !self.exists(name)? {
-            return Err(TenantError::Unknown(name.to_owned()));
-        }
-        let path = self.path(name);
-        let purging = self.dir.join(format!("{PURGING}{name}"));
-        self.fs().rename(&path, &purging).map_err(io(&path))?;
-        self.fs().sync_dir(&self.dir).map_err(io(&self.dir))?;
-        remove_tree(self.fs(), &purging)?;
-        self.fs().sync_dir(&self.dir).map_err(io(&self.dir))
-    }
-
-    /// How many tenant stores are open now.
-    pub fn open_count(&self) -> usize {
-        self.open.lock().stores.len()
-    }
-
-    /// Closes every open store.
-    pub fn close(&self) -> TenantResult<()> {
-        let stores: Vec<Slot> = self.open.lock().stores.drain().map(|(_, s)| s).collect();
-        for slot in stores {
-            slot.store.close()?;
-        }
-        Ok(())
-    }
-}
-
-/// The bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&entry.path()),
-            Ok(t) if t.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
 }

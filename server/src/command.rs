@@ -14,7 +14,7 @@ pub struct ServeArgs {
     pub dir: PathBuf,
     /// Serve many tenants: each call's API key (from --tenant-keys) names
     /// the one tenant whose store it reaches.
-    #[arg(long, requires = "tenant_keys", conflicts_with_all = ["api_key", "backup_dir"])]
+    #[arg(long, requires = "tenant_keys", conflicts_with = "api_key")]
     pub tenants: bool,
     /// The tenants' API keys: one `TENANT KEY` pair per line (# comments).
     #[arg(long, value_name = "FILE", requires = "tenants")]
@@ -55,7 +55,8 @@ pub struct ServeArgs {
     /// Seconds calls in flight may take to finish after SIGINT or SIGTERM.
     #[arg(long, default_value_t = ServeConfig::default().shutdown_grace.as_secs())]
     pub shutdown_grace: u64,
-    /// Allow gesta.v1 Backup calls, writing only under this directory (which must exist).
+    /// Allow gesta.v1 Backup calls, writing only under this directory (which must exist);
+    /// with --tenants, each tenant only under ROOT/TENANT.
     #[arg(long, value_name = "ROOT")]
     pub backup_dir: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
@@ -151,9 +152,9 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| crate::ServeError::Bind { addr, source })?;
-                tokio::spawn(crate::metrics::serve_metrics(
+                tokio::spawn(crate::metrics::serve_tenant_metrics(
                     listener,
-                    None,
+                    tenants.clone(),
                     crate::shutdown_signal(),
                 ));
             }

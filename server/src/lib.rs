@@ -119,9 +119,10 @@ pub async fn serve_on(
 /// Serves many tenants' stores on `listener` until `shutdown` resolves, as
 /// [`serve_on`] serves one: every call must carry one of `keys`, and
 /// reaches the store of that key's tenant and no other (opened through
-/// `tenants` on first use). `config.api_key` and `config.backup_dir` must
-/// be unset; the rule on keys without TLS applies to the tenants' keys.
-/// The caller closes `tenants` afterwards.
+/// `tenants` on first use). `config.api_key` must be unset; the rule on
+/// keys without TLS applies to the tenants' keys. With
+/// `config.backup_dir`, a tenant's `Backup` calls write under
+/// `<backup_dir>/<tenant>/` only. The caller closes `tenants` afterwards.
 pub async fn serve_tenants_on(
     listener: TcpListener,
     tenants: std::sync::Arc<gesta::tenants::Tenants>,
@@ -129,11 +130,9 @@ pub async fn serve_tenants_on(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    if config.api_key.is_some() || config.backup_dir.is_some() {
+    if config.api_key.is_some() {
         return Err(ServeError::Config(
-            "with tenants, keys come from the tenants' key file, and backups through the \
-             server are off"
-                .into(),
+            "with tenants, keys come from the tenants' key file".into(),
         ));
     }
     // The keys-without-TLS rule, checked as for one key.

@@ -2,7 +2,8 @@
 //! (`metrics-exporter-prometheus`) and a small HTTP responder that renders
 //! it in the Prometheus text format at `GET /metrics`, sampling the store's
 //! gauges first ([`gesta::telemetry::record_store_gauges`]) so that a scrape
-//! sees them as they are.
+//! sees them as they are — with tenants, those of every tenant store open
+//! then, each labelled with its tenant.
 //!
 //! The recorder is global to the process (the `metrics` facade has one):
 //! [`install_recorder`] installs it once and hands the same handle to every
@@ -11,7 +12,9 @@
 //! then [`serve_metrics`] on a listener of their own.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use gesta::tenants::Tenants;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -87,14 +90,57 @@ const MAX_REQUEST: usize = 8 << 10;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a scrape samples before it renders: nothing, one store, or the
+/// tenants' stores open now.
+#[derive(Clone)]
+enum Sampled {
+    Store(Option<gesta::Store>),
+    Tenants(Arc<Tenants>),
+}
+
+impl Sampled {
+    fn sample(&self) {
+        match self {
+            Sampled::Store(None) => {}
+            Sampled::Store(Some(store)) => gesta::telemetry::record_store_gauges(store),
+            // Closed tenants' gauges keep their last sample; the walk is
+            // bounded by the open stores.
+            Sampled::Tenants(tenants) => {
+                for (_, store) in tenants.open_stores() {
+                    gesta::telemetry::record_store_gauges(&store);
+                }
+            }
+        }
+    }
+}
+
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves: the
-/// recorder's text after sampling `store`'s gauges (none without a store:
-/// a server of many tenants reports their counters summed). Any other path is 404,
-/// any other method 405; one request per connection. Installs the recorder
-/// if it is not yet.
+/// recorder's text after sampling `store`'s gauges (none without a
+/// store). Any other path is 404, any other method 405; one request per
+/// connection. Installs the recorder if it is not yet.
 pub async fn serve_metrics(
     listener: TcpListener,
     store: Option<gesta::Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_sampled(listener, Sampled::Store(store), shutdown).await
+}
+
+/// [`serve_metrics`] for a server of many tenants: every series of a
+/// tenant's store carries its `tenant` label (see
+/// [`gesta::telemetry`] for the bound on the label's values), and each
+/// scrape samples the gauges of the stores open then.
+pub async fn serve_tenant_metrics(
+    listener: TcpListener,
+    tenants: Arc<Tenants>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_sampled(listener, Sampled::Tenants(tenants), shutdown).await
+}
+
+async fn serve_sampled(
+    listener: TcpListener,
+    sampled: Sampled,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let handle = install_recorder()?;
@@ -106,9 +152,9 @@ pub async fn serve_metrics(
             _ = &mut shutdown => return Ok(()),
             accepted = listener.accept() => {
                 let Ok((socket, _)) = accepted else { continue };
-                let (handle, store) = (handle.clone(), store.clone());
+                let (handle, sampled) = (handle.clone(), sampled.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = respond(socket, &handle, &store).await {
+                    if let Err(e) = respond(socket, &handle, &sampled).await {
                         tracing::debug!("metrics request failed: {e}");
                     }
                 });
@@ -121,7 +167,7 @@ pub async fn serve_metrics(
 async fn respond(
     mut socket: TcpStream,
     handle: &PrometheusHandle,
-    store: &Option<gesta::Store>,
+    sampled: &Sampled,
 ) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -146,9 +192,7 @@ async fn respond(
     let path = path.split('?').next().unwrap_or("");
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
-            if let Some(store) = store {
-                gesta::telemetry::record_store_gauges(store);
-            }
+            sampled.sample();
             (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",

@@ -134,6 +134,19 @@ impl Stores {
         }
     }
 
+    /// The backup root of `request`'s caller: `root` itself for one
+    /// store, the caller's tenant's own directory under it with tenants.
+    pub(crate) fn backup_root<T>(
+        &self,
+        request: &Request<T>,
+        root: &crate::gesta_v1::backup::BackupRoot,
+    ) -> Result<crate::gesta_v1::backup::BackupRoot, Status> {
+        match self {
+            Stores::One(_) => Ok(root.clone()),
+            Stores::Tenants(_) => root.for_tenant(&tenant(request)?.0),
+        }
+    }
+
     /// The name a durable subscription is registered under on this server:
     /// per tenant, so that tenants' names never meet.
     pub(crate) fn scope<T>(&self, request: &Request<T>) -> Result<Arc<str>, Status> {

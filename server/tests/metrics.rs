@@ -1,7 +1,8 @@
 //! The Prometheus endpoint scraped during a workload through the gRPC
 //! server: the counters must say exactly what the workload did — appends
 //! committed, events, condition and revision conflicts, idempotent
-//! retries — and the gauges what the store holds.
+//! retries — and the gauges what the store holds, its subscriptions'
+//! lag included.
 //!
 //! The `metrics` recorder is global to a process, so this file holds one
 //! test: no other test in its binary adds to the counters.
@@ -171,6 +172,21 @@ async fn scraped_counters_match_the_workload() {
         seen += subscription.next().await.unwrap().unwrap().len();
     }
 
+    // Beside it, on the store: a durable subscription acknowledged at its
+    // first batch's end, and a subscription from position 0 that reads
+    // nothing.
+    let mut durable = running
+        .store
+        .subscribe_durable("audit", &Query::all())
+        .unwrap();
+    let first_batch = durable
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap()
+        .unwrap();
+    let acked = first_batch.last().unwrap().position;
+    durable.ack(acked).unwrap();
+    let idle = running.store.subscribe(&Query::all(), 0).unwrap();
+
     let (_, after) = scrape(metrics_addr, "/metrics").await;
     assert_eq!(outcome(&after, "committed"), committed);
     assert_eq!(value(&after, "gesta_events_committed_total"), events);
@@ -187,6 +203,37 @@ async fn scraped_counters_match_the_workload() {
         value(&after, "gesta_commit_write_sync_seconds_count"),
         groups
     );
+    // The write and the fdatasync timed apart: every group that wrote
+    // (all but the two of idempotent retries alone, which write nothing)
+    // was written and, in `Sync` mode, synced once.
+    assert_eq!(
+        value(&after, "gesta_commit_write_seconds_count"),
+        groups - 2.0
+    );
+    assert_eq!(
+        value(&after, "gesta_commit_sync_seconds_count"),
+        groups - 2.0
+    );
+    assert!(
+        value(&after, "gesta_commit_write_seconds_sum")
+            + value(&after, "gesta_commit_sync_seconds_sum")
+            <= value(&after, "gesta_commit_write_sync_seconds_sum")
+    );
+    // Subscriptions: the gRPC one (at the head: it saw everything), the
+    // durable one and the idle one (at 0: its lag is the head, the most).
+    assert_eq!(value(&after, "gesta_subscriptions_open"), 3.0);
+    assert_eq!(value(&after, "gesta_subscription_lag_max_events"), events);
+    assert_eq!(
+        value(
+            &after,
+            "gesta_durable_subscription_lag_events{subscription=\"audit\"}"
+        ),
+        events - acked as f64
+    );
+    drop((durable, idle));
+    let (_, later) = scrape(metrics_addr, "/metrics").await;
+    assert_eq!(value(&later, "gesta_subscriptions_open"), 1.0);
+    assert_eq!(value(&later, "gesta_subscription_lag_max_events"), 0.0);
     // Every append reached the committer and waited in its queue.
     assert_eq!(
         value(&after, "gesta_append_queue_wait_seconds_count"),

@@ -1,6 +1,7 @@
 //! A server of many tenants: each call's API key names its tenant, and no
 //! call — through any RPC of `gesta.v1.Gesta` or `umadb.v1.DCB` — reads,
-//! changes or even detects another tenant's data.
+//! changes or even detects another tenant's data; a backup goes under the
+//! caller's tenant's own directory of the backup root and nowhere else.
 
 mod common;
 
@@ -23,6 +24,8 @@ const ID: u128 = 0x0b6c_3a52_6f3e_4d2a_9a8e_1f2d_3c4b_5a69;
 
 struct Server {
     addr: std::net::SocketAddr,
+    /// The backup root: each tenant's backups go under `<backups>/<tenant>/`.
+    backups: std::path::PathBuf,
     tenants: Arc<Tenants>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), gesta_server::ServeError>>,
@@ -50,9 +53,12 @@ async fn start(max_open: usize) -> Server {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let backups = root.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
     let config = ServeConfig {
         listen: addr,
         insecure_loopback_api_key: true,
+        backup_dir: Some(backups.clone()),
         ..ServeConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -67,6 +73,7 @@ async fn start(max_open: usize) -> Server {
     ));
     Server {
         addr,
+        backups,
         tenants,
         stop,
         task,
@@ -222,8 +229,12 @@ async fn no_rpc_reaches_another_tenant() {
     // Its own audit trail holds only its own (empty) operations.
     let beta_audit = beta.audit_log(0, 100).await.unwrap();
     assert!(beta_audit.iter().all(|e| e.head == 0), "{beta_audit:?}");
-    // Backups through a server of tenants are off.
-    assert_eq!(code(beta.backup("copy").await), Code::PermissionDenied);
+    // Backups: beta's goes under its own directory of the backup root, and
+    // no destination reaches alpha's (checked below, once alpha has one).
+    let backups = server.backups.canonicalize().unwrap();
+    let beta_copy = beta.backup("copy").await.unwrap();
+    assert_eq!(beta_copy.path, backups.join("beta/copy"));
+    assert_eq!(beta_copy.position, 0);
     // Beta's own events start at position 1, and a condition on alpha's
     // tags sees nothing.
     let appended = beta
@@ -347,6 +358,45 @@ async fn no_rpc_reaches_another_tenant() {
         .await
         .unwrap();
     assert!(tagged.is_empty());
+
+    // Alpha's backup: under alpha's directory, as alpha's store is, and
+    // the same name as beta's meets nothing of beta's.
+    let alpha_copy = alpha.backup("copy").await.unwrap();
+    assert_eq!(alpha_copy.path, backups.join("alpha/copy"));
+    assert_eq!(alpha_copy.position, 3);
+    for (copy, head) in [(&alpha_copy.path, 3), (&beta_copy.path, 0)] {
+        let verified = gesta::inspect::verify(copy, &mut |_, _| {}).unwrap();
+        // Alpha's redaction is not compacted yet: a harmless finding.
+        assert!(verified.findings.iter().all(|f| f.harmless), "{verified:?}");
+        assert_eq!(verified.last_position, head);
+        let store = gesta::Store::open(copy).unwrap();
+        assert_eq!(store.head(), head);
+        store.close().unwrap();
+    }
+    // Neither names a way into the other's directory, or back to the root.
+    for escape in [
+        "../alpha/other".to_owned(),
+        backups.join("alpha/other").display().to_string(),
+        backups.join("elsewhere").display().to_string(),
+        "/tmp/anywhere".to_owned(),
+    ] {
+        let refused = beta.backup(&escape).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(ClientError::Store(gesta::Error::InvalidInput { .. }))
+            ) || matches!(&refused, Err(ClientError::Status(s)) if s.code() == Code::PermissionDenied),
+            "{escape}: {refused:?}"
+        );
+    }
+    assert!(!backups.join("alpha/other").exists());
+    assert!(!backups.join("beta/alpha").exists());
+    let mut top: Vec<_> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["alpha", "beta"]);
 
     // A wrong key, no key, and the key of a tenant that does not exist.
     let mut stranger = gesta(server.addr, "key-nobody").await;

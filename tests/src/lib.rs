@@ -19,6 +19,7 @@ pub mod postgres_harness;
 pub mod sqlite_harness;
 pub mod store_harness;
 pub mod subscriptions;
+pub mod tenants;
 
 use gesta::{NewEvent, Query, ReadOptions, RecordedEvent, Store};
 

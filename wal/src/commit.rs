@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::Result;
 use crate::format::{Payload, RecordMeta};
-use crate::writer::{LogState, Pushed, WalWriter};
+use crate::writer::{CommitObserver, LogState, Pushed, WalWriter};
 
 /// When the log is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -254,9 +254,15 @@ impl GroupCommit {
     /// sync can still cut this group off), and publishes its records. The
     /// error says what became of the group; see [`WalWriter::commit`].
     pub fn commit(&mut self) -> Result<()> {
+        self.commit_observed(&mut ())
+    }
+
+    /// [`commit`](Self::commit), telling `observer` when the write and the
+    /// sync are done; see [`WalWriter::commit_observed`].
+    pub fn commit_observed<O: CommitObserver>(&mut self, observer: &mut O) -> Result<()> {
         let now = crate::time::now();
         let sync = self.policy.sync_each_group() || self.policy.sync_due(now);
-        self.writer.commit(sync)?;
+        self.writer.commit_observed(sync, observer)?;
         self.commit_ewma = (self.commit_ewma * 7 + now.elapsed()) / 8;
         if sync {
             self.policy.synced();

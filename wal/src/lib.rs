@@ -46,7 +46,7 @@ pub use reader::{Backward, Forward, RecordHead, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
 pub use rewrite::RewriteReport;
 pub use segment::{Segment, SegmentBounds, SegmentSet};
-pub use writer::{LogState, Pushed, WalOptions, WalWriter};
+pub use writer::{CommitObserver, LogState, Pushed, WalOptions, WalWriter};
 pub use zseg::Compression;
 
 /// What tools that read a log's files without opening it (`verify`,

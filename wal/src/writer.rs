@@ -341,9 +341,28 @@ impl WalWriter {
     /// failure before the records' write leaves the writer usable; any
     /// later one poisons it.
     pub fn commit(&mut self, sync: bool) -> Result<()> {
+        self.commit_observed(sync, &mut ())
+    }
+
+    /// [`commit`](Self::commit), telling `observer` when the group's write
+    /// and its sync are done, so that the two can be timed apart. An
+    /// observer whose methods are empty (`()`) costs nothing.
+    pub fn commit_observed<O: CommitObserver>(
+        &mut self,
+        sync: bool,
+        observer: &mut O,
+    ) -> Result<()> {
         self.check()?;
         if self.buf.is_empty() {
-            return if sync { self.sync() } else { Ok(()) };
+            if sync {
+                // Only an earlier unsynced write makes this sync real.
+                let dirty = self.dirty;
+                self.sync()?;
+                if dirty {
+                    observer.synced();
+                }
+            }
+            return Ok(());
         }
         let end = self.flushed + self.buf.len() as u64;
         if end > self.allocated {
@@ -365,8 +384,9 @@ impl WalWriter {
             .write_at(&self.buf, self.flushed)
             .and_then(|()| {
                 self.dirty = true;
+                observer.written();
                 if sync {
-                    self.active_file.sync_data()
+                    self.active_file.sync_data().map(|()| observer.synced())
                 } else {
                     Ok(())
                 }
@@ -517,3 +537,19 @@ impl WalWriter {
         self.commit(true)
     }
 }
+
+/// What [`WalWriter::commit_observed`] tells of a commit as it goes: the
+/// group's write is done, then its `fdatasync` (only when the group is
+/// synced). Both do nothing by default; `()` is the observer that does
+/// nothing, and with it the calls compile away.
+pub trait CommitObserver {
+    /// The group's bytes were written (preallocation included).
+    #[inline]
+    fn written(&mut self) {}
+
+    /// The group's `fdatasync` returned successfully.
+    #[inline]
+    fn synced(&mut self) {}
+}
+
+impl CommitObserver for () {}

@@ -76,8 +76,9 @@
 //! statements), `store` (the handle: the append transaction and reads),
 //! `state` (snapshots and tracking info), `lifecycle` (retroactive tags,
 //! redaction and the audit trail), `listings` (streams, types and tags
-//! with counts) and `live` (subscriptions: the feed, the listener, durable
-//! cursors).
+//! with counts), `live` (subscriptions: the feed, the listener, durable
+//! cursors) and [`tenants`] (a schema per tenant, under the engine's
+//! tenant set, with one connection pool for all).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -90,8 +91,10 @@ mod schema;
 mod sql;
 mod state;
 mod store;
+pub mod tenants;
 
 pub use store::PostgresStore;
+pub use tenants::{PostgresSchemas, PostgresTenants};
 
 /// How a [`PostgresStore`] connects.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use gesta::event::MAX_TAGS;
 use gesta::validation::{check_query, check_stream_name};
@@ -39,7 +40,8 @@ pub struct PostgresStore {
     schema: String,
     /// The schema name as a quoted identifier.
     s: String,
-    pool: Pool,
+    /// Its own, or shared with the other tenants of a `PostgresSchemas`.
+    pool: Arc<Pool>,
     /// `BEGIN …; SELECT pg_advisory_xact_lock(…)`.
     begin: String,
     insert: String,
@@ -181,6 +183,16 @@ fn event_ref_from_row<'r>(
     })
 }
 
+/// A connection URL (or `key=value` string) as a configuration, named
+/// `gesta` to the server unless it names itself.
+pub(crate) fn parse_url(url: &str) -> Result<postgres::Config> {
+    let mut config = postgres::Config::from_str(url).map_err(pg_error)?;
+    if config.get_application_name().is_none() {
+        config.application_name("gesta");
+    }
+    Ok(config)
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` (a `postgres://` URL or a
     /// `key=value` connection string, without TLS) and opens the store in
@@ -194,15 +206,25 @@ impl PostgresStore {
     /// tables of another version.
     pub fn connect(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
         schema::check_schema_name(&options.schema)?;
+        let config = parse_url(url)?;
         if options.pool_size == 0 {
             return Err(Error::InvalidInput {
                 reason: "pool_size must be at least 1".to_owned(),
             });
         }
-        let mut config = postgres::Config::from_str(url).map_err(pg_error)?;
-        if config.get_application_name().is_none() {
-            config.application_name("gesta");
-        }
+        let pool = Arc::new(Pool::new(config.clone(), options.pool_size));
+        PostgresStore::connect_pooled(config, pool, options)
+    }
+
+    /// Opens the store in `options.schema` as [`connect`](Self::connect)
+    /// does, taking its connections from `pool` (which other stores may
+    /// share: statements name their schema, so a connection serves any).
+    pub(crate) fn connect_pooled(
+        config: postgres::Config,
+        pool: Arc<Pool>,
+        options: PostgresOptions,
+    ) -> Result<PostgresStore> {
+        schema::check_schema_name(&options.schema)?;
         let key = schema::lock_key(&options.schema);
         let s = quote_ident(&options.schema);
         let store = PostgresStore {
@@ -248,7 +270,7 @@ impl PostgresStore {
             removal: crate::removal::RemovalSql::new(&s),
             snapshots_kept: options.snapshots_kept,
             live: Live::new(config.clone(), &s, key, options.poll_interval),
-            pool: Pool::new(config, options.pool_size),
+            pool,
             schema: options.schema,
             s,
         };

@@ -34,7 +34,8 @@
 //! `lifecycle` (retroactive tags, redaction and the audit trail),
 //! `listings` (streams, types and tags with counts) and `live`
 //! (subscriptions: the feed, waking subscribers on this handle's commits
-//! and polling for other connections', durable cursors).
+//! and polling for other connections', durable cursors) and [`tenants`]
+//! (a database file per tenant, under the engine's tenant set).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -49,6 +50,8 @@ mod schema;
 mod sql;
 mod state;
 mod store;
+pub mod tenants;
 
 pub use options::{SqliteOptions, Synchronous};
 pub use store::SqliteStore;
+pub use tenants::{SqliteDirs, SqliteTenants};

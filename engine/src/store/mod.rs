@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) reader: WalReader,
     pub(crate) indexes: Arc<Indexes>,
     pub(crate) hub: Arc<Hub>,
+    /// The `tenant` label of its metrics, if it is a tenant's.
+    tenant_label: Option<Arc<str>>,
     pub(crate) durable: crate::durable::DurableCursors,
     /// The lifecycle journal (retroactive tags, the audit trail).
     pub(crate) lifecycle: Mutex<lifecycle::Lifecycle>,
@@ -235,6 +237,7 @@ impl Store {
             segments_seen: opened.reader.segments().len(),
             compress_on_roll: options.compression.is_some(),
             hub: hub.clone(),
+            meters: crate::telemetry::Meters::new(options.tenant_label.as_ref()),
         };
         let (tx, rx) = gesta_wal::queue(options.queue_capacity);
         let handle = std::thread::Builder::new()
@@ -264,6 +267,7 @@ impl Store {
                 reader: opened.reader,
                 indexes,
                 hub,
+                tenant_label: options.tenant_label.clone(),
                 durable: crate::durable::DurableCursors::new(Arc::new(cursors::FileCursors {
                     cursors,
                     store: store.clone(),
@@ -387,6 +391,19 @@ impl Store {
             return Err(Error::Poisoned);
         }
         Ok((request, answer))
+    }
+
+    /// The `tenant` label of the store's metrics, if it was opened with one
+    /// ([`Options::tenant_label`]).
+    pub fn tenant_label(&self) -> Option<&Arc<str>> {
+        self.inner.tenant_label.as_ref()
+    }
+
+    /// The positions of the subscriptions open on the store now (durable
+    /// ones included), each the position up to which it has handed out
+    /// every matching event: the head less one is its lag.
+    pub fn subscription_positions(&self) -> Vec<u64> {
+        self.inner.hub.subscription_positions()
     }
 
     /// The position of the last committed event (0 when empty).

@@ -3,7 +3,9 @@
 //! it. A client names a path on the server's machine, so without a root the
 //! call is refused, and with one it can never write anywhere else: `..` is
 //! refused, absolute paths must lie under the root, and the part of the
-//! path that exists must resolve (symbolic links followed) inside it.
+//! path that exists must resolve (symbolic links followed) inside it. A
+//! server of many tenants gives each tenant's calls the root
+//! `<root>/<tenant>/` instead ([`BackupRoot::for_tenant`]).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -30,6 +32,32 @@ impl BackupRoot {
             )));
         }
         Ok(BackupRoot(root))
+    }
+
+    /// The root of `tenant`'s backups, `<root>/<tenant>/` (made if
+    /// missing): a tenant's calls resolve their destinations under it, so
+    /// no tenant can write into, overwrite or read the name of another's
+    /// backups. The tenant's name is one plain path component (see
+    /// [`gesta::tenants::check_tenant_name`]); a `<root>/<tenant>` that is
+    /// not a directory of its own (a symbolic link elsewhere) is refused.
+    pub(crate) fn for_tenant(&self, tenant: &str) -> Result<BackupRoot, Status> {
+        gesta::tenants::check_tenant_name(tenant).map_err(|e| denied(e.to_string()))?;
+        let dir = self.0.join(tenant);
+        if let Err(e) = std::fs::create_dir(&dir)
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(Status::internal(format!(
+                "the tenant's backup directory {}: {e}",
+                dir.display()
+            )));
+        }
+        match dir.canonicalize() {
+            Ok(canonical) if canonical == dir && canonical.is_dir() => Ok(BackupRoot(canonical)),
+            _ => Err(denied(format!(
+                "the tenant's backup directory {} is not a directory of its own",
+                dir.display()
+            ))),
+        }
     }
 
     /// Where a backup to `destination` goes, or why it may not.
@@ -166,6 +194,42 @@ mod tests {
             std::os::unix::fs::symlink(outside.path(), tmp.path().join("link")).unwrap();
             assert_eq!(code(root.resolve("link/b4")), Code::PermissionDenied);
             assert_eq!(code(root.resolve("link/deeper/b5")), Code::PermissionDenied);
+        }
+    }
+
+    #[test]
+    fn a_tenant_writes_under_its_own_directory_only() {
+        use tonic::Code;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = BackupRoot::new(tmp.path()).unwrap();
+        let canonical = tmp.path().canonicalize().unwrap();
+        let alpha = root.for_tenant("alpha").unwrap();
+        assert!(canonical.join("alpha").is_dir());
+        assert_eq!(alpha.resolve("b1").unwrap(), canonical.join("alpha/b1"));
+        // Again: the directory exists, and is the same root.
+        let again = root.for_tenant("alpha").unwrap();
+        assert_eq!(again.resolve("b1").unwrap(), canonical.join("alpha/b1"));
+        let beta = canonical.join("beta/b1");
+        assert_eq!(
+            code(alpha.resolve(beta.to_str().unwrap())),
+            Code::PermissionDenied
+        );
+        assert_eq!(code(alpha.resolve("../beta/b1")), Code::InvalidArgument);
+        for bad in ["", "..", "../x", "a/b", "A"] {
+            assert_eq!(
+                root.for_tenant(bad).expect_err(bad).code(),
+                Code::PermissionDenied
+            );
+        }
+        // A tenant's directory that leads elsewhere is not used.
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(outside.path(), tmp.path().join("gamma")).unwrap();
+            assert_eq!(
+                root.for_tenant("gamma").expect_err("a link").code(),
+                Code::PermissionDenied
+            );
         }
     }
 

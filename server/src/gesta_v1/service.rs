@@ -711,6 +711,7 @@ impl g::gesta_server::Gesta for Gesta {
                 "backups through the server are off: start it with --backup-dir ROOT",
             ));
         };
+        let root = self.stores.backup_root(&request, root)?;
         let dest = root.resolve(&request.into_inner().destination)?;
         tracing::info!("backup to {} requested", dest.display());
         // On the blocking pool: the backup finishes (or fails and leaves
