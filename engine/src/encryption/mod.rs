@@ -135,7 +135,7 @@ pub use seal::OVERHEAD;
 
 /// The key file's name in a store directory, for
 /// [`EncryptionOptions::in_dir`].
-pub const KEY_FILE_NAME: &str = "KEYS";
+pub const KEY_FILE_NAME: &str = crate::store::KEY_FILE_NAME;
 
 /// The subject prefix unless configured otherwise.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "subject:";
