@@ -246,7 +246,8 @@ pub fn forgotten_subject_is_refused<H: Harness>(h: &mut EncryptedHarness<H>) {
 
 /// Bad input is refused with `InvalidInput` and changes nothing: two
 /// subjects on one event, an empty subject, a subject tag added after the
-/// fact, forgetting a subject never named.
+/// fact, forgetting a subject never named, opening the key file with
+/// another subject prefix.
 pub fn bad_input_changes_nothing<H: Harness>(h: &mut EncryptedHarness<H>) {
     let s = h.create();
     fixture(&s);
@@ -282,6 +283,12 @@ pub fn bad_input_changes_nothing<H: Harness>(h: &mut EncryptedHarness<H>) {
     for subject in ["erin", "frank", "gina", "nobody"] {
         assert_eq!(s.subject(subject), None, "{subject} got a key");
     }
+    // The key file keeps its prefix: another rule is refused.
+    let other = gesta::encryption::EncryptionOptions::new(s.key_file()).subject_prefix("user:");
+    invalid(
+        Encrypted::open(gesta::MemoryStore::new(), other).map(drop),
+        "another subject prefix",
+    );
 }
 
 /// A batch with ids re-sent through the wrapper is answered with its

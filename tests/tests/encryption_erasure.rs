@@ -64,12 +64,17 @@ fn filler(i: u64) -> NewEvent {
 }
 
 /// The one key a key file naming one subject holds (see docs/FORMAT.md:
-/// a 16-byte header, then kind, subject length, subject, time, key).
+/// a 16-byte header, the prefix `subject:` with its length, then kind,
+/// subject length, subject, time, key).
 fn only_key(key_file: &Path, subject: &str) -> Vec<u8> {
     let bytes = std::fs::read(key_file).unwrap();
-    let at = 16 + 1 + 2 + subject.len() + 8;
-    assert_eq!(bytes[16], 1, "a live key");
-    assert_eq!(&bytes[19..19 + subject.len()], subject.as_bytes());
+    let entry = 16 + 2 + "subject:".len();
+    let at = entry + 1 + 2 + subject.len() + 8;
+    assert_eq!(bytes[entry], 1, "a live key");
+    assert_eq!(
+        &bytes[entry + 3..entry + 3 + subject.len()],
+        subject.as_bytes()
+    );
     bytes[at..at + 32].to_vec()
 }
 

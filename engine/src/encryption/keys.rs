@@ -54,13 +54,18 @@ impl std::fmt::Debug for Entry {
 /// The subjects a key file names, by name.
 pub(crate) type Entries = BTreeMap<String, Entry>;
 
-/// Encodes `entries` in the key file format.
-pub(crate) fn encode(entries: &Entries) -> Vec<u8> {
-    let mut out = Vec::with_capacity(20 + entries.len() * (11 + 16 + KEY_LEN));
+/// Encodes a key file: the subject prefix its tags use, and `entries`.
+pub(crate) fn encode(prefix: &str, entries: &Entries) -> Vec<u8> {
+    let mut out = Vec::with_capacity(22 + prefix.len() + entries.len() * (11 + 16 + KEY_LEN));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes()); // flags: none yet
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    // The prefix is part of the file's meaning (which tags name the
+    // subjects it holds keys for), so the file keeps it: a store opened
+    // later cannot read its events with another rule.
+    out.extend_from_slice(&(prefix.len() as u16).to_le_bytes());
+    out.extend_from_slice(prefix.as_bytes());
     for (subject, entry) in entries {
         let (kind, since) = match entry {
             Entry::Live { since, .. } => (KIND_LIVE, *since),
@@ -87,15 +92,16 @@ pub(crate) fn encode(entries: &Entries) -> Vec<u8> {
     out
 }
 
-/// Decodes a key file read from `file`; any damage is
-/// [`Error::Corruption`] naming the file and the offset.
-pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<Entries> {
+/// Decodes a key file read from `file` into its subject prefix and its
+/// entries; any damage is [`Error::Corruption`] naming the file and the
+/// offset.
+pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(String, Entries)> {
     let bad = |offset: usize, reason: &str| Error::Corruption {
         file: file.to_path_buf(),
         offset: offset as u64,
         reason: format!("key file: {reason}"),
     };
-    if bytes.len() < 20 {
+    if bytes.len() < 22 {
         return Err(bad(0, "shorter than a header and a checksum"));
     }
     if &bytes[..8] != MAGIC {
@@ -119,6 +125,14 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<Entries> {
         *at += n;
         Ok(s)
     };
+    let len = take(2, &mut at)?;
+    let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+    let prefix = std::str::from_utf8(take(len, &mut at)?)
+        .map_err(|_| bad(18, "subject prefix is not UTF-8"))?
+        .to_owned();
+    if prefix.is_empty() {
+        return Err(bad(16, "empty subject prefix"));
+    }
     let mut entries = Entries::new();
     for _ in 0..count {
         let start = at;
@@ -152,7 +166,7 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<Entries> {
     if at != body.len() {
         return Err(bad(at, "bytes after the last entry"));
     }
-    Ok(entries)
+    Ok((prefix, entries))
 }
 
 /// Where the key file lives and how it is reached.
@@ -160,6 +174,8 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<Entries> {
 pub(crate) struct KeyFile {
     pub(crate) fs: Arc<dyn FileSystem>,
     pub(crate) path: PathBuf,
+    /// The subject prefix written into the file.
+    pub(crate) prefix: String,
 }
 
 impl KeyFile {
@@ -170,27 +186,28 @@ impl KeyFile {
         }
     }
 
-    /// The entries the file holds; none when there is no file yet. A
+    /// The prefix and entries the file holds; `None` when there is no file
+    /// yet. A
     /// leftover temporary file of an interrupted replacement is ignored
     /// (the rename that would have published it never happened) and is
     /// overwritten by the next replacement.
-    pub(crate) fn load(&self) -> Result<Entries> {
+    pub(crate) fn load(&self) -> Result<Option<(String, Entries)>> {
         if !self.fs.exists(&self.path).map_err(|e| self.io(e))? {
-            return Ok(Entries::new());
+            return Ok(None);
         }
         let file = self
             .fs
             .open(&self.path, OpenMode::Existing)
             .map_err(|e| self.io(e))?;
         let bytes = crate::io::read_all(file.as_ref()).map_err(|e| self.io(e))?;
-        decode(&bytes, &self.path)
+        decode(&bytes, &self.path).map(Some)
     }
 
     /// Replaces the file with `entries`, atomically and durably: when this
     /// returns `Ok`, a crash leaves exactly `entries`; when it fails, the
     /// file holds the old entries or the new ones.
     pub(crate) fn store(&self, entries: &Entries) -> Result<()> {
-        let bytes = Zeroizing::new(encode(entries));
+        let bytes = Zeroizing::new(encode(&self.prefix, entries));
         if let Some(dir) = self.path.parent() {
             self.fs.create_dir_all(dir).map_err(|e| self.io(e))?;
         }
@@ -230,8 +247,9 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let bytes = encode(&sample());
-        let back = decode(&bytes, Path::new("KEYS")).unwrap();
+        let bytes = encode("subject:", &sample());
+        let (prefix, back) = decode(&bytes, Path::new("KEYS")).unwrap();
+        assert_eq!(prefix, "subject:");
         assert_eq!(format!("{back:?}"), format!("{:?}", sample()));
         match &back["alice"] {
             Entry::Live { key, .. } => assert_eq!(**key.as_ref(), [7; KEY_LEN]),
@@ -241,7 +259,7 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_and_every_cut_is_corruption() {
-        let bytes = encode(&sample());
+        let bytes = encode("subject:", &sample());
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.clone();

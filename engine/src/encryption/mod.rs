@@ -24,9 +24,12 @@
 //!
 //! # The contract
 //!
-//! - **Subjects.** A tag that starts with the configured prefix
-//!   ([`EncryptionOptions::subject_prefix`], `subject:` by default) names
-//!   a subject: `subject:alice` names `alice`. An event carrying one such
+//! - **Subjects.** A tag that starts with the subject prefix names a
+//!   subject: with `subject:` (the default), `subject:alice` names
+//!   `alice`. The key file records its prefix when it is created (at the
+//!   wrapper's first open, so the store remembers it is encrypted); a
+//!   later open with another prefix is refused
+//!   ([`EncryptionOptions::subject_prefix`]). An event carrying one such
 //!   tag is sealed with the subject's key. An event may name **one**
 //!   subject at most: a batch with an event carrying two subject tags is
 //!   refused ([`Error::InvalidInput`], nothing appended), as is an empty
@@ -148,8 +151,12 @@ pub struct EncryptionOptions {
     /// [`in_dir`](Self::in_dir) puts it in the store's directory; for the
     /// SQL stores, give a path of your own (not inside the database).
     pub key_file: PathBuf,
-    /// Tags that start with it name a subject. Default: `subject:`.
-    pub subject_prefix: String,
+    /// Tags that start with it name a subject. The key file records the
+    /// prefix it was created with: `None` (the default) takes the file's,
+    /// or [`DEFAULT_SUBJECT_PREFIX`] for a new file; a prefix given must
+    /// be the file's ([`Error::InvalidInput`] otherwise), since events
+    /// sealed under one rule cannot be read under another.
+    pub subject_prefix: Option<String>,
     /// The file system the key file is on. Default: the real one.
     pub fs: Arc<dyn FileSystem>,
     /// When keys are created and subjects forgotten (kept in the key
@@ -162,7 +169,7 @@ impl EncryptionOptions {
     pub fn new(key_file: impl Into<PathBuf>) -> EncryptionOptions {
         EncryptionOptions {
             key_file: key_file.into(),
-            subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+            subject_prefix: None,
             fs: Arc::new(crate::io::StdFs),
             clock: Arc::new(SystemClock),
         }
@@ -175,7 +182,7 @@ impl EncryptionOptions {
 
     /// Sets the subject prefix.
     pub fn subject_prefix(mut self, prefix: impl Into<String>) -> EncryptionOptions {
-        self.subject_prefix = prefix.into();
+        self.subject_prefix = Some(prefix.into());
         self
     }
 
@@ -476,17 +483,35 @@ impl<S: EventStore> Encrypted<S> {
     /// a crash interrupted before its redaction completed. A damaged key
     /// file is [`Error::Corruption`].
     pub fn open(inner: S, options: EncryptionOptions) -> Result<Encrypted<S>> {
-        if options.subject_prefix.is_empty() || options.subject_prefix.len() >= MAX_NAME_LEN {
-            return Err(Error::invalid(format!(
-                "the subject prefix is 1 to {} bytes",
-                MAX_NAME_LEN - 1
-            )));
-        }
-        let file = KeyFile {
+        let mut file = KeyFile {
             fs: options.fs,
             path: options.key_file,
+            prefix: String::new(),
         };
-        let entries = file.load()?;
+        let (prefix, entries) = match (file.load()?, options.subject_prefix) {
+            (Some((found, _)), Some(given)) if found != given => {
+                return Err(Error::invalid(format!(
+                    "the key file {} names subjects by the prefix {found:?}, not {given:?}",
+                    file.path.display()
+                )));
+            }
+            (Some(loaded), _) => loaded,
+            (None, given) => {
+                let prefix = given.unwrap_or_else(|| DEFAULT_SUBJECT_PREFIX.to_owned());
+                if prefix.is_empty() || prefix.len() >= MAX_NAME_LEN {
+                    return Err(Error::invalid(format!(
+                        "the subject prefix is 1 to {} bytes",
+                        MAX_NAME_LEN - 1
+                    )));
+                }
+                // Created at once, so that the store remembers it is
+                // encrypted (and under which prefix) from the first open.
+                file.prefix = prefix.clone();
+                file.store(&Entries::new())?;
+                (prefix, Entries::new())
+            }
+        };
+        file.prefix = prefix.clone();
         let pending: Vec<String> = entries
             .iter()
             .filter(|(_, e)| {
@@ -503,7 +528,7 @@ impl<S: EventStore> Encrypted<S> {
         let store = Encrypted {
             inner,
             ring: Arc::new(KeyRing {
-                prefix: options.subject_prefix,
+                prefix,
                 file,
                 clock: options.clock,
                 state: RwLock::new(Ring::from_entries(entries)),
