@@ -9,7 +9,9 @@
 //! ```
 //! Defaults: 200,000 events of 200 bytes in batches of 100, 1,000 subjects.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use gesta_wal::time::now;
 
 use gesta::encryption::{Encrypted, EncryptionOptions};
 use gesta::{Durability, EventStore, NewEvent, Options, Query, ReadOptions, Store};
@@ -29,12 +31,12 @@ fn events(n: u64, subjects: u64) -> Vec<Vec<NewEvent>> {
 }
 
 fn run<S: EventStore>(s: &S, batches: &[Vec<NewEvent>]) -> (Duration, Duration) {
-    let t = Instant::now();
+    let t = now();
     for b in batches {
         s.append(b.clone()).expect("append");
     }
     let append = t.elapsed();
-    let t = Instant::now();
+    let t = now();
     let mut bytes = 0;
     for e in s
         .read(&Query::all(), ReadOptions::forwards())
@@ -64,7 +66,7 @@ fn main() {
     let dir = tmp.path().join("sealed");
     let store = Store::open_with(&dir, options()).expect("open");
     let sealed = Encrypted::open(store, EncryptionOptions::in_dir(&dir)).expect("wrap");
-    let t = Instant::now();
+    let t = now();
     let warm: Vec<NewEvent> = (0..subjects)
         .map(|i| NewEvent::new("Warm", "").tag(format!("subject:u{i}")))
         .collect();
@@ -91,14 +93,14 @@ fn main() {
         per(sr),
         (sr.as_secs_f64() / pr.as_secs_f64() - 1.0) * 100.0
     );
-    let t = Instant::now();
+    let t = now();
     let r = sealed.forget("u7").expect("forget");
     println!(
         "forget one subject ({} events, key file of {subjects} subjects rewritten twice): {:.2?}",
         r.redacted,
         t.elapsed()
     );
-    let t = Instant::now();
+    let t = now();
     sealed.inner().compact().expect("compact");
     println!("compact after it: {:.2?}", t.elapsed());
     let keys = std::fs::metadata(dir.join("KEYS")).expect("key file").len();
