@@ -116,6 +116,9 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(String, Entries)> {
     if version != VERSION {
         return Err(bad(8, &format!("unknown version {version}")));
     }
+    if body[10..12] != [0, 0] {
+        return Err(bad(10, "unknown flags"));
+    }
     let count = u32::from_le_bytes([body[12], body[13], body[14], body[15]]);
     let mut at = 16;
     let take = |n: usize, at: &mut usize| -> Result<&[u8]> {
