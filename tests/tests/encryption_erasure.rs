@@ -78,7 +78,7 @@ fn only_key(key_file: &Path, subject: &str) -> Vec<u8> {
     bytes[at..at + 32].to_vec()
 }
 
-fn run(options: impl Fn() -> Options, before: u64, after: u64) {
+fn run(options: impl Fn() -> Options, before: u64, after: u64) -> Vec<PathBuf> {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let open = || {
@@ -149,6 +149,7 @@ fn run(options: impl Fn() -> Options, before: u64, after: u64) {
     let gone = store.event_by_id(7).unwrap().unwrap();
     assert!(gone.data.is_empty() && gone.metadata.is_empty());
     assert_eq!(holders(dir, &sealed.data), Vec::<PathBuf>::new());
+    files(dir)
 }
 
 #[test]
@@ -156,14 +157,21 @@ fn a_forgotten_subject_in_the_active_segment_leaves_no_byte() {
     run(Options::default, 5, 5);
 }
 
+fn has_ext(files: &[PathBuf], ext: &str) -> bool {
+    files
+        .iter()
+        .any(|f| f.extension().is_some_and(|e| e == ext))
+}
+
 #[test]
 fn a_forgotten_subject_in_a_sealed_segment_leaves_no_byte() {
-    run(|| Options::default().segment_size(16 << 10), 20, 200);
+    let files = run(|| Options::default().segment_size(16 << 10), 20, 200);
+    assert!(has_ext(&files, "off"), "no sealed segment: {files:?}");
 }
 
 #[test]
 fn a_forgotten_subject_in_a_compressed_segment_leaves_no_byte() {
-    run(
+    let files = run(
         || {
             let mut o = Options::default().segment_size(16 << 10);
             o.compression = Some(Compression {
@@ -176,6 +184,7 @@ fn a_forgotten_subject_in_a_compressed_segment_leaves_no_byte() {
         20,
         200,
     );
+    assert!(has_ext(&files, "zseg"), "no compressed segment: {files:?}");
 }
 
 #[test]
@@ -212,4 +221,58 @@ fn sqlite_never_holds_a_subject_secret_in_clear() {
     );
     drop(store);
     assert_eq!(holders(tmp.path(), SECRET), Vec::<PathBuf>::new());
+}
+
+/// The key file goes through the I/O seam and nothing else: on a file
+/// system that scrambles every byte and shortens reads, the store and its
+/// key file round-trip through a reopen and a forget, while the bytes on
+/// the real disk are not even the key file's magic.
+#[test]
+fn the_key_file_is_read_and_written_through_the_seam_only() {
+    use gesta::io::{StdFs, obfuscated::ObfuscatedFs};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fs = Arc::new(ObfuscatedFs::new(StdFs));
+    let open = || {
+        let store = Store::open_with(dir, Options::default().fs(fs.clone())).unwrap();
+        Encrypted::open(store, EncryptionOptions::in_dir(dir).fs(fs.clone())).unwrap()
+    };
+    let s = open();
+    s.append(vec![
+        NewEvent::new("Registered", SECRET).tag("subject:alice"),
+        NewEvent::new("Registered", "bob's").tag("subject:bob"),
+    ])
+    .unwrap();
+    s.into_inner().close().unwrap();
+    let raw = std::fs::read(dir.join(KEY_FILE_NAME)).unwrap();
+    assert_ne!(
+        &raw[..8],
+        b"GESTAKEY",
+        "the key file was written around the seam"
+    );
+    let s = open();
+    assert_eq!(
+        s.read_last(&Query::tag("subject:alice"))
+            .unwrap()
+            .unwrap()
+            .data,
+        SECRET
+    );
+    s.forget("alice").unwrap();
+    s.into_inner().close().unwrap();
+    let s = open();
+    assert!(
+        s.read_last(&Query::tag("subject:alice"))
+            .unwrap()
+            .unwrap()
+            .data
+            .is_empty()
+    );
+    assert_eq!(
+        s.read_last(&Query::tag("subject:bob"))
+            .unwrap()
+            .unwrap()
+            .data,
+        "bob's"
+    );
 }
