@@ -104,7 +104,7 @@
 //! (one sealed field: envelope, nonce, binding), this module (the
 //! wrapper, the subject rule, forget).
 
-mod keys;
+pub(crate) mod keys;
 mod seal;
 
 use std::collections::HashMap;
