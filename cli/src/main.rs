@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    append, audit, backup, bench, compact, console, demo, export, get, list, read, redact, remove,
-    restore, retention, serve, snapshot, stats, tag, verify,
+    append, audit, backup, bench, compact, console, demo, export, forget, get, list, read, redact,
+    remove, restore, retention, serve, snapshot, stats, tag, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -96,6 +96,9 @@ enum Command {
     /// Erase the data and metadata of committed events, for good, by position or by query.
     #[command(after_help = redact::AFTER_HELP)]
     Redact(redact::Args),
+    /// Destroy a subject's key in an encrypted store: its events' data is unreadable at once.
+    #[command(after_help = forget::AFTER_HELP)]
+    Forget(forget::Args),
     /// Remove committed events from every read, by position or by query.
     #[command(after_help = remove::remove_after_help())]
     Remove(remove::RemoveArgs),
@@ -195,6 +198,7 @@ fn main() -> ExitCode {
         Command::Tags(a) => list::run(gesta::Listing::Tags, a),
         Command::Tag(a) => tag::run(a),
         Command::Redact(a) => redact::run(a),
+        Command::Forget(a) => forget::run(a),
         Command::Remove(a) => remove::remove(a),
         Command::DeleteStream(a) => remove::delete(a),
         Command::TruncateStream(a) => remove::truncate(a),

@@ -355,3 +355,11 @@ impl CursorStore for MemoryCursors {
         PathBuf::from("memory")
     }
 }
+
+#[cfg(feature = "encryption")]
+impl DurableSubscription {
+    /// [`Subscription::map_events`] on the subscription inside.
+    pub(crate) fn map_events(&mut self, map: crate::subscription::MapEvent) -> Result<()> {
+        self.subscription.map_events(map)
+    }
+}

@@ -116,6 +116,27 @@ pub enum Error {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// A sealed field of the event at `position` could not be opened: its
+    /// bytes were changed, or the key is not the one that sealed it (a
+    /// different key file), or the key file does not name the subject.
+    /// Returned by the `encryption` wrapper only; never garbage data.
+    #[error("cannot decrypt the event at position {position} (subject {subject:?}): {reason}")]
+    Undecryptable {
+        /// The event.
+        position: u64,
+        /// The subject its tag names (empty if it names none, or several).
+        subject: String,
+        /// What failed.
+        reason: &'static str,
+    },
+    /// The append names a subject that was forgotten: its key is destroyed
+    /// and it cannot be used again. Nothing was appended. Returned by the
+    /// `encryption` wrapper only.
+    #[error("the subject {subject:?} was forgotten; new events cannot name it")]
+    SubjectForgotten {
+        /// The subject.
+        subject: String,
+    },
     /// This store does not implement the operation.
     #[error("this store does not support {what}")]
     Unsupported {

@@ -434,3 +434,50 @@ pub fn journal_entry_input(
     };
     crate::lifecycle::encode_journal_entry(&entry, lists)
 }
+
+/// Arbitrary bytes as a key file (crypto-shredding's `KEYS`): `true` if
+/// they decode, and then they must encode back to the same bytes (the
+/// format has one encoding).
+#[cfg(feature = "encryption")]
+pub fn decode_key_file(data: &[u8]) -> bool {
+    use crate::encryption::keys;
+    match keys::decode(data, std::path::Path::new("KEYS")) {
+        Ok((prefix, entries)) => {
+            assert_eq!(
+                keys::encode(&prefix, &entries),
+                data,
+                "a key file does not round-trip"
+            );
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A key file's bytes, for seeds: `prefix`, a live key (all bytes `n`,
+/// created at time `n`) for each of `live`, and a tombstone for each of
+/// `forgotten` (redacted or not, alternately).
+#[cfg(feature = "encryption")]
+pub fn key_file_input(prefix: &str, live: &[&str], forgotten: &[&str]) -> Vec<u8> {
+    use crate::encryption::keys::{Entries, Entry, KEY_LEN, encode};
+    let mut entries = Entries::new();
+    for (n, subject) in live.iter().enumerate() {
+        entries.insert(
+            (*subject).to_owned(),
+            Entry::Live {
+                key: std::sync::Arc::new(zeroize::Zeroizing::new([n as u8; KEY_LEN])),
+                since: n as u64,
+            },
+        );
+    }
+    for (n, subject) in forgotten.iter().enumerate() {
+        entries.insert(
+            (*subject).to_owned(),
+            Entry::Forgotten {
+                since: 1_700_000_000_000_000 + n as u64,
+                redacted: n % 2 == 0,
+            },
+        );
+    }
+    encode(prefix, &entries)
+}

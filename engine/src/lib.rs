@@ -59,6 +59,8 @@ mod committer;
 mod compactor;
 mod cursors;
 mod durable;
+#[cfg(feature = "encryption")]
+pub mod encryption;
 mod error;
 pub mod event;
 #[doc(hidden)]

@@ -366,3 +366,66 @@ impl futures_core::Stream for SubscriptionStream {
         self.get_mut().subscription.poll_batch(cx)
     }
 }
+
+/// A function applied to each event a subscription delivers (the
+/// `encryption` wrapper opens sealed events with one).
+#[cfg(feature = "encryption")]
+pub(crate) type MapEvent = Arc<dyn Fn(RecordedEvent) -> Result<RecordedEvent> + Send + Sync>;
+
+/// A feed whose events pass through a function: the same hub and head as
+/// the feed inside, so waking and the no-gap guarantees are unchanged.
+#[cfg(feature = "encryption")]
+struct MappedFeed {
+    inner: Arc<dyn SubscriptionFeed>,
+    map: MapEvent,
+}
+
+#[cfg(feature = "encryption")]
+fn map_batch(map: &MapEvent, batch: &mut Vec<RecordedEvent>) -> Result<()> {
+    let events = std::mem::take(batch);
+    *batch = events.into_iter().map(|e| map(e)).collect::<Result<_>>()?;
+    Ok(())
+}
+
+#[cfg(feature = "encryption")]
+impl SubscriptionFeed for MappedFeed {
+    fn hub(&self) -> &CommitHub {
+        self.inner.hub()
+    }
+
+    fn head(&self) -> u64 {
+        self.inner.head()
+    }
+
+    fn fetch(
+        &self,
+        query: &Query,
+        after: u64,
+        head: u64,
+        max_events: usize,
+        out: &mut VecDeque<Vec<RecordedEvent>>,
+    ) -> Result<u64> {
+        let first = out.len();
+        let looked = self.inner.fetch(query, after, head, max_events, out)?;
+        for batch in out.iter_mut().skip(first) {
+            map_batch(&self.map, batch)?;
+        }
+        Ok(looked)
+    }
+}
+
+#[cfg(feature = "encryption")]
+impl Subscription {
+    /// Passes every event this subscription delivers from now on through
+    /// `map`; an error of `map` ends the subscription with it.
+    pub(crate) fn map_events(&mut self, map: MapEvent) -> Result<()> {
+        for batch in self.ready.iter_mut() {
+            map_batch(&map, batch)?;
+        }
+        self.feed = Arc::new(MappedFeed {
+            inner: self.feed.clone(),
+            map,
+        });
+        Ok(())
+    }
+}

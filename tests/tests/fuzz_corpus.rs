@@ -36,7 +36,7 @@ use gesta_wal::fuzzing::{
 /// An entry point, its result dropped.
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 8] = [
+const TARGETS: [(&str, Entry); 9] = [
     ("decode_record", run_decode_record),
     ("recover_segment", run_recover_segment),
     ("decode_payload", run_decode_payload),
@@ -45,7 +45,25 @@ const TARGETS: [(&str, Entry); 8] = [
     ("decode_snapshot", run_decode_snapshot),
     ("parse_json", run_parse_json),
     ("decode_journal_entry", run_decode_journal_entry),
+    ("decode_key_file", run_decode_key_file),
 ];
+
+fn run_decode_key_file(data: &[u8]) {
+    let _ = gesta::fuzzing::decode_key_file(data);
+}
+
+/// Key files: empty, live keys only, and live keys with tombstones.
+fn key_files() -> Vec<(&'static str, Vec<u8>)> {
+    let input = gesta::fuzzing::key_file_input;
+    vec![
+        ("empty", input("subject:", &[], &[])),
+        ("live", input("subject:", &["alice", "bob"], &[])),
+        (
+            "tombstones",
+            input("user:", &["carol"], &["alice", "bob", "dave"]),
+        ),
+    ]
+}
 
 fn run_decode_journal_entry(data: &[u8]) {
     let _ = gesta::fuzzing::decode_journal_entry(data);
@@ -382,7 +400,7 @@ fn corpus_replays_without_panics() {
         }
     }
     assert!(failures.is_empty(), "panicked on: {failures:#?}");
-    assert!(replayed >= 3 * 8, "only {replayed} corpus files");
+    assert!(replayed >= 3 * 9, "only {replayed} corpus files");
 }
 
 #[test]
@@ -579,6 +597,10 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
     // decode_journal_entry: an entry of every kind.
     for (name, bytes) in journal_entries() {
         s.insert(("decode_journal_entry", name), bytes);
+    }
+    // decode_key_file: empty, live keys, tombstones.
+    for (name, bytes) in key_files() {
+        s.insert(("decode_key_file", name), bytes);
     }
     // decode_manifest: none, one and several runs; odd counts record a
     // purge (version 2).
@@ -856,6 +878,28 @@ fn manifests_round_trip_and_survive_mutations() {
                 assert!(
                     decode_manifest(&input).is_err(),
                     "a damaged MANIFEST was accepted"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn key_files_round_trip_and_survive_mutations() {
+    let mut rng = Rng::new(14);
+    for (name, bytes) in key_files() {
+        assert!(
+            gesta::fuzzing::decode_key_file(&bytes),
+            "{name}: a valid key file refused"
+        );
+        for _ in 0..500 {
+            let mut input = bytes.clone();
+            mutate(&mut rng, &mut input, 0);
+            no_panic("decode_key_file", run_decode_key_file, &input);
+            if input != bytes {
+                assert!(
+                    !gesta::fuzzing::decode_key_file(&input),
+                    "{name}: a damaged key file was accepted"
                 );
             }
         }

@@ -27,12 +27,22 @@ Examples:
 A failed condition or expected revision exits with status 3; the batches before it stay committed.
 A batch that fails with any other error was not appended, except when the message says its outcome
 is unknown (exit status 4): then read the store before retrying, or retry with the same event ids,
-which appends nothing if the first attempt committed. --after beyond the store's head is refused."#;
+which appends nothing if the first attempt committed. --after beyond the store's head is refused.
+
+Encryption (crypto-shredding, see `gesta forget --help`): with --encrypt, the store becomes encrypted
+(its directory gets the key file KEYS) and every event tagged subject:NAME has its data and metadata
+sealed with NAME's key; later appends, reads and gets of an encrypted store seal and open without the
+flag. `read --follow`, `export`, `serve` and `console` do not open sealed events yet."#;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     store: StoreDir,
+    /// Make the store encrypted (create its key file): events tagged
+    /// subject:NAME are sealed with NAME's key, so `gesta forget` can
+    /// shred them. An encrypted store stays so without the flag.
+    #[arg(long)]
+    encrypt: bool,
     /// Lines per atomic append.
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -74,7 +84,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         options = options.condition(AppendCondition::new(query, args.after));
     }
     options.expected = args.expected;
-    let store = gesta::Store::open(&args.store.dir)?;
+    // An encrypted store (or one --encrypt makes so) seals its subjects'
+    // events before they reach the log.
+    let store = super::encrypted::Opened::wrap(gesta::Store::open(&args.store.dir)?, args.encrypt)?;
     let stdin = io::stdin().lock();
     let mut lines = LineBatches::new(stdin, args.batch as usize);
     let mut out = io::stdout().lock();

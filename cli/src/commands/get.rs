@@ -26,7 +26,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         message: format!("--id {e}"),
         code: 2,
     })?;
-    let store = open_existing(&args.store.dir)?;
+    let store = super::encrypted::Opened::wrap(open_existing(&args.store.dir)?, false)?;
     let found = store.event_by_id(id)?;
     store.close()?;
     let Some(event) = found else {

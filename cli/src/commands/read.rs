@@ -183,7 +183,7 @@ pub fn run(mut args: Args) -> Result<(), Failure> {
         gesta::validation::check_query(&query)?;
         return follow(&args, &query);
     }
-    let store = open_existing(&args.store.dir)?;
+    let store = super::encrypted::Opened::wrap(open_existing(&args.store.dir)?, false)?;
     if let Some(t) = since {
         // The last position committed before `t`: what follows it is at or
         // after `t`, since commit times never decrease.

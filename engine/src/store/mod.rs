@@ -797,9 +797,14 @@ impl EventStore for Store {
 /// What the top level of a store directory may hold: the lock, the
 /// lifecycle journal (and its temporary file while it is created), the
 /// MANIFEST (and its temporary file while it is replaced), and the
-/// directories of the log, the index runs, snapshots and cursors.
-const STORE_ENTRIES: [&str; 9] = [
+/// directories of the log, the index runs, snapshots and cursors; and the
+/// key file of the `encryption` wrapper (and its temporary file), which
+/// lives in the store's directory by default — a store built without the
+/// feature must still open a directory that one built with it used.
+const STORE_ENTRIES: [&str; 11] = [
     "LOCK",
+    KEY_FILE_NAME,
+    "KEYS.tmp",
     lifecycle::JOURNAL_FILE,
     "LIFECYCLE.tmp",
     gesta_compaction::manifest::FILE_NAME,
@@ -809,6 +814,9 @@ const STORE_ENTRIES: [&str; 9] = [
     gesta_compaction::snapshot::SNAPSHOT_DIR,
     crate::cursors::DIR,
 ];
+
+/// The name of the `encryption` wrapper's key file in a store directory.
+pub(crate) const KEY_FILE_NAME: &str = "KEYS";
 
 /// Refuses to open a path that is not a directory, or a directory that
 /// holds anything a store never does (a user's home directory, another

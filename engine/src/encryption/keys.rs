@@ -1,0 +1,281 @@
+//! The key file: every subject's key, and a tombstone for every subject
+//! forgotten — its byte format (`docs/FORMAT.md`, "Key file"), its
+//! decoding with every check, and its atomic, durable replacement through
+//! the I/O seam (write a temporary file, fsync it, rename it over the old
+//! one, fsync the directory), so that a crash at any step leaves the old
+//! file or the new one, never a mix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::io::{FileSystem, OpenMode};
+
+/// The first eight bytes of a key file.
+pub(crate) const MAGIC: &[u8; 8] = b"GESTAKEY";
+/// The version this code writes and reads.
+pub(crate) const VERSION: u16 = 1;
+/// The length of a subject's key: AES-256.
+pub(crate) const KEY_LEN: usize = 32;
+
+const KIND_LIVE: u8 = 1;
+const KIND_FORGETTING: u8 = 2;
+const KIND_FORGOTTEN: u8 = 3;
+
+/// What the key file says about one subject.
+#[derive(Clone)]
+pub(crate) enum Entry {
+    /// The subject's key, created at `since` (microseconds since the epoch).
+    Live {
+        key: Arc<Zeroizing<[u8; KEY_LEN]>>,
+        since: u64,
+    },
+    /// The key is destroyed (at `since`); `redacted` says whether the
+    /// subject's events were redacted in the store too, so that opening
+    /// finishes a forget that a crash interrupted between the two steps.
+    Forgotten { since: u64, redacted: bool },
+}
+
+impl std::fmt::Debug for Entry {
+    // Never prints a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entry::Live { since, .. } => write!(f, "Live {{ since: {since} }}"),
+            Entry::Forgotten { since, redacted } => {
+                write!(f, "Forgotten {{ since: {since}, redacted: {redacted} }}")
+            }
+        }
+    }
+}
+
+/// The subjects a key file names, by name.
+pub(crate) type Entries = BTreeMap<String, Entry>;
+
+/// Encodes a key file: the subject prefix its tags use, and `entries`.
+pub(crate) fn encode(prefix: &str, entries: &Entries) -> Vec<u8> {
+    let mut out = Vec::with_capacity(22 + prefix.len() + entries.len() * (11 + 16 + KEY_LEN));
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // flags: none yet
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    // The prefix is part of the file's meaning (which tags name the
+    // subjects it holds keys for), so the file keeps it: a store opened
+    // later cannot read its events with another rule.
+    out.extend_from_slice(&(prefix.len() as u16).to_le_bytes());
+    out.extend_from_slice(prefix.as_bytes());
+    for (subject, entry) in entries {
+        let (kind, since) = match entry {
+            Entry::Live { since, .. } => (KIND_LIVE, *since),
+            Entry::Forgotten {
+                since,
+                redacted: false,
+            } => (KIND_FORGETTING, *since),
+            Entry::Forgotten {
+                since,
+                redacted: true,
+            } => (KIND_FORGOTTEN, *since),
+        };
+        out.push(kind);
+        // Subjects are at most MAX_NAME_LEN bytes (checked on the way in).
+        out.extend_from_slice(&(subject.len() as u16).to_le_bytes());
+        out.extend_from_slice(subject.as_bytes());
+        out.extend_from_slice(&since.to_le_bytes());
+        if let Entry::Live { key, .. } = entry {
+            out.extend_from_slice(key.as_ref().as_ref());
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a key file read from `file` into its subject prefix and its
+/// entries; any damage is [`Error::Corruption`] naming the file and the
+/// offset.
+pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(String, Entries)> {
+    let bad = |offset: usize, reason: &str| Error::Corruption {
+        file: file.to_path_buf(),
+        offset: offset as u64,
+        reason: format!("key file: {reason}"),
+    };
+    if bytes.len() < 22 {
+        return Err(bad(0, "shorter than a header and a checksum"));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(bad(0, "bad magic"));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    if crc32fast::hash(body) != stored {
+        return Err(bad(body.len(), "checksum mismatch"));
+    }
+    let version = u16::from_le_bytes([body[8], body[9]]);
+    if version != VERSION {
+        return Err(bad(8, &format!("unknown version {version}")));
+    }
+    if body[10..12] != [0, 0] {
+        return Err(bad(10, "unknown flags"));
+    }
+    let count = u32::from_le_bytes([body[12], body[13], body[14], body[15]]);
+    let mut at = 16;
+    let take = |n: usize, at: &mut usize| -> Result<&[u8]> {
+        let s = body
+            .get(*at..*at + n)
+            .ok_or_else(|| bad(*at, "entry runs past the end"))?;
+        *at += n;
+        Ok(s)
+    };
+    let len = take(2, &mut at)?;
+    let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+    let prefix = std::str::from_utf8(take(len, &mut at)?)
+        .map_err(|_| bad(18, "subject prefix is not UTF-8"))?
+        .to_owned();
+    if prefix.is_empty() {
+        return Err(bad(16, "empty subject prefix"));
+    }
+    let mut entries = Entries::new();
+    for _ in 0..count {
+        let start = at;
+        let kind = take(1, &mut at)?[0];
+        let len = take(2, &mut at)?;
+        let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+        let subject = std::str::from_utf8(take(len, &mut at)?)
+            .map_err(|_| bad(start + 3, "subject is not UTF-8"))?
+            .to_owned();
+        let since = take(8, &mut at)?;
+        let since = u64::from_le_bytes(since.try_into().unwrap_or_default());
+        let entry = match kind {
+            KIND_LIVE => {
+                let mut key = Zeroizing::new([0u8; KEY_LEN]);
+                key.copy_from_slice(take(KEY_LEN, &mut at)?);
+                Entry::Live {
+                    key: Arc::new(key),
+                    since,
+                }
+            }
+            KIND_FORGETTING | KIND_FORGOTTEN => Entry::Forgotten {
+                since,
+                redacted: kind == KIND_FORGOTTEN,
+            },
+            other => return Err(bad(start, &format!("unknown entry kind {other}"))),
+        };
+        if entries.insert(subject, entry).is_some() {
+            return Err(bad(start, "subject named twice"));
+        }
+    }
+    if at != body.len() {
+        return Err(bad(at, "bytes after the last entry"));
+    }
+    Ok((prefix, entries))
+}
+
+/// Where the key file lives and how it is reached.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyFile {
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) path: PathBuf,
+    /// The subject prefix written into the file.
+    pub(crate) prefix: String,
+}
+
+impl KeyFile {
+    fn io(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The prefix and entries the file holds; `None` when there is no file
+    /// yet. A
+    /// leftover temporary file of an interrupted replacement is ignored
+    /// (the rename that would have published it never happened) and is
+    /// overwritten by the next replacement.
+    pub(crate) fn load(&self) -> Result<Option<(String, Entries)>> {
+        if !self.fs.exists(&self.path).map_err(|e| self.io(e))? {
+            return Ok(None);
+        }
+        let file = self
+            .fs
+            .open(&self.path, OpenMode::Existing)
+            .map_err(|e| self.io(e))?;
+        let bytes = crate::io::read_all(file.as_ref()).map_err(|e| self.io(e))?;
+        decode(&bytes, &self.path).map(Some)
+    }
+
+    /// Replaces the file with `entries`, atomically and durably: when this
+    /// returns `Ok`, a crash leaves exactly `entries`; when it fails, the
+    /// file holds the old entries or the new ones.
+    pub(crate) fn store(&self, entries: &Entries) -> Result<()> {
+        let bytes = Zeroizing::new(encode(&self.prefix, entries));
+        if let Some(dir) = self.path.parent() {
+            self.fs.create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        crate::io::write_atomic(self.fs.as_ref(), &self.path, &bytes).map_err(|e| self.io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entries {
+        let mut e = Entries::new();
+        e.insert(
+            "alice".into(),
+            Entry::Live {
+                key: Arc::new(Zeroizing::new([7; KEY_LEN])),
+                since: 11,
+            },
+        );
+        e.insert(
+            "bob".into(),
+            Entry::Forgotten {
+                since: 12,
+                redacted: false,
+            },
+        );
+        e.insert(
+            "carol".into(),
+            Entry::Forgotten {
+                since: 13,
+                redacted: true,
+            },
+        );
+        e
+    }
+
+    #[test]
+    fn round_trips() {
+        let bytes = encode("subject:", &sample());
+        let (prefix, back) = decode(&bytes, Path::new("KEYS")).unwrap();
+        assert_eq!(prefix, "subject:");
+        assert_eq!(format!("{back:?}"), format!("{:?}", sample()));
+        match &back["alice"] {
+            Entry::Live { key, .. } => assert_eq!(**key.as_ref(), [7; KEY_LEN]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_and_every_cut_is_corruption() {
+        let bytes = encode("subject:", &sample());
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(matches!(
+                    decode(&b, Path::new("KEYS")),
+                    Err(Error::Corruption { .. })
+                ));
+            }
+            assert!(matches!(
+                decode(&bytes[..i], Path::new("KEYS")),
+                Err(Error::Corruption { .. })
+            ));
+        }
+    }
+}

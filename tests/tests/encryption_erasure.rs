@@ -1,0 +1,278 @@
+//! Crypto-shredding leaves no byte behind: an event naming a subject
+//! carries a unique secret in its data and metadata. Every file under the
+//! store's directory (the key file included; compressed segments
+//! decompressed) is searched byte for byte: the secret is never there — it
+//! was sealed before it reached the store — while its ciphertext and the
+//! subject's key are. After `forget` the key is in no file, the event
+//! reads empty at once, and after `compact` its ciphertext is in no file
+//! either. On SQLite, the secret is never in the database's files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gesta::encryption::{Encrypted, EncryptionOptions, KEY_FILE_NAME};
+use gesta::{Compression, EventStore, NewEvent, Options, Query, ReadOptions, Store};
+
+const SECRET: &[u8] = b"secret-91c4e07b-forget-me";
+const META_SECRET: &[u8] = b"meta-secret-3d6a2f85";
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The files under `dir` that hold `needle`, as stored or, for a
+/// compressed segment, decompressed.
+fn holders(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let has = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    files(dir)
+        .into_iter()
+        .filter(|path| {
+            let raw = std::fs::read(path).unwrap();
+            if has(&raw) {
+                return true;
+            }
+            let zseg = path.extension().is_some_and(|e| e == "zseg");
+            zseg && {
+                let z = gesta_wal::files::CompressedSegment::open(
+                    path.clone(),
+                    Bytes::from(raw),
+                    Arc::new(gesta_wal::BlockCache::new(0)),
+                )
+                .unwrap();
+                has(&z.read_all().unwrap())
+            }
+        })
+        .collect()
+}
+
+fn filler(i: u64) -> NewEvent {
+    NewEvent::new("Filler", format!("filler event {i} {}", "x".repeat(200))).tag("kind:filler")
+}
+
+/// The one key a key file naming one subject holds (see docs/FORMAT.md:
+/// a 16-byte header, the prefix `subject:` with its length, then kind,
+/// subject length, subject, time, key).
+fn only_key(key_file: &Path, subject: &str) -> Vec<u8> {
+    let bytes = std::fs::read(key_file).unwrap();
+    let entry = 16 + 2 + "subject:".len();
+    let at = entry + 1 + 2 + subject.len() + 8;
+    assert_eq!(bytes[entry], 1, "a live key");
+    assert_eq!(
+        &bytes[entry + 3..entry + 3 + subject.len()],
+        subject.as_bytes()
+    );
+    bytes[at..at + 32].to_vec()
+}
+
+fn run(options: impl Fn() -> Options, before: u64, after: u64) -> Vec<PathBuf> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let open = || {
+        Encrypted::open(
+            Store::open_with(dir, options()).unwrap(),
+            EncryptionOptions::in_dir(dir),
+        )
+        .unwrap()
+    };
+    let store = open();
+    for i in 0..before {
+        store.append(vec![filler(i)]).unwrap();
+    }
+    let at = store
+        .append(vec![
+            NewEvent::new("Registered", SECRET)
+                .tag("subject:alice")
+                .metadata(META_SECRET)
+                .id(7),
+        ])
+        .unwrap()
+        .first;
+    for i in 0..after {
+        store.append(vec![filler(1000 + i)]).unwrap();
+    }
+    let read = store.event_by_id(7).unwrap().unwrap();
+    assert_eq!(
+        (read.data.as_ref(), read.metadata.as_ref()),
+        (SECRET, META_SECRET)
+    );
+
+    // Never written in clear; the ciphertext and the key are there.
+    assert_eq!(holders(dir, SECRET), Vec::<PathBuf>::new());
+    assert_eq!(holders(dir, META_SECRET), Vec::<PathBuf>::new());
+    let sealed = store.inner().event_by_id(7).unwrap().unwrap();
+    assert!(
+        !holders(dir, &sealed.data).is_empty(),
+        "the search finds ciphertext"
+    );
+    let key = only_key(&dir.join(KEY_FILE_NAME), "alice");
+    assert_eq!(holders(dir, &key), vec![dir.join(KEY_FILE_NAME)]);
+
+    // Forget: the key leaves every file at once, reads are empty at once.
+    let redacted = store.forget("alice").unwrap();
+    assert_eq!((redacted.targeted, redacted.redacted), (1, 1));
+    assert_eq!(holders(dir, &key), Vec::<PathBuf>::new());
+    let gone = store
+        .read_last(&Query::tag("subject:alice"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.position, at);
+    assert!(gone.data.is_empty() && gone.metadata.is_empty());
+
+    // Compact: the ciphertext leaves every file too.
+    store.inner().compact().unwrap();
+    for needle in [&sealed.data[..], &sealed.metadata[..], SECRET, META_SECRET] {
+        assert_eq!(holders(dir, needle), Vec::<PathBuf>::new());
+    }
+    let count = store
+        .read(&Query::all(), ReadOptions::forwards())
+        .unwrap()
+        .count() as u64;
+    assert_eq!(count, before + 1 + after);
+    store.into_inner().close().unwrap();
+    let report = gesta::inspect::verify(dir, &mut |_, _| {}).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.findings);
+    let store = open();
+    let gone = store.event_by_id(7).unwrap().unwrap();
+    assert!(gone.data.is_empty() && gone.metadata.is_empty());
+    assert_eq!(holders(dir, &sealed.data), Vec::<PathBuf>::new());
+    files(dir)
+}
+
+#[test]
+fn a_forgotten_subject_in_the_active_segment_leaves_no_byte() {
+    run(Options::default, 5, 5);
+}
+
+fn has_ext(files: &[PathBuf], ext: &str) -> bool {
+    files
+        .iter()
+        .any(|f| f.extension().is_some_and(|e| e == ext))
+}
+
+#[test]
+fn a_forgotten_subject_in_a_sealed_segment_leaves_no_byte() {
+    let files = run(|| Options::default().segment_size(16 << 10), 20, 200);
+    assert!(has_ext(&files, "off"), "no sealed segment: {files:?}");
+}
+
+#[test]
+fn a_forgotten_subject_in_a_compressed_segment_leaves_no_byte() {
+    let files = run(
+        || {
+            let mut o = Options::default().segment_size(16 << 10);
+            o.compression = Some(Compression {
+                level: 1,
+                block_size: 4096,
+                dictionary_size: 0,
+            });
+            o
+        },
+        20,
+        200,
+    );
+    assert!(has_ext(&files, "zseg"), "no compressed segment: {files:?}");
+}
+
+#[test]
+fn sqlite_never_holds_a_subject_secret_in_clear() {
+    use gesta_sqlite::{SqliteOptions, SqliteStore};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("events.db");
+    let store = Encrypted::open(
+        SqliteStore::open(&db, SqliteOptions::default()).unwrap(),
+        EncryptionOptions::new(tmp.path().join("keys")),
+    )
+    .unwrap();
+    store
+        .append(vec![
+            NewEvent::new("Registered", SECRET)
+                .tag("subject:alice")
+                .metadata(META_SECRET),
+        ])
+        .unwrap();
+    assert_eq!(
+        store.read_last(&Query::all()).unwrap().unwrap().data,
+        SECRET
+    );
+    assert_eq!(holders(tmp.path(), SECRET), Vec::<PathBuf>::new());
+    assert_eq!(holders(tmp.path(), META_SECRET), Vec::<PathBuf>::new());
+    store.forget("alice").unwrap();
+    assert!(
+        store
+            .read_last(&Query::all())
+            .unwrap()
+            .unwrap()
+            .data
+            .is_empty()
+    );
+    drop(store);
+    assert_eq!(holders(tmp.path(), SECRET), Vec::<PathBuf>::new());
+}
+
+/// The key file goes through the I/O seam and nothing else: on a file
+/// system that scrambles every byte and shortens reads, the store and its
+/// key file round-trip through a reopen and a forget, while the bytes on
+/// the real disk are not even the key file's magic.
+#[test]
+fn the_key_file_is_read_and_written_through_the_seam_only() {
+    use gesta::io::{StdFs, obfuscated::ObfuscatedFs};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fs = Arc::new(ObfuscatedFs::new(StdFs));
+    let open = || {
+        let store = Store::open_with(dir, Options::default().fs(fs.clone())).unwrap();
+        Encrypted::open(store, EncryptionOptions::in_dir(dir).fs(fs.clone())).unwrap()
+    };
+    let s = open();
+    s.append(vec![
+        NewEvent::new("Registered", SECRET).tag("subject:alice"),
+        NewEvent::new("Registered", "bob's").tag("subject:bob"),
+    ])
+    .unwrap();
+    s.into_inner().close().unwrap();
+    let raw = std::fs::read(dir.join(KEY_FILE_NAME)).unwrap();
+    assert_ne!(
+        &raw[..8],
+        b"GESTAKEY",
+        "the key file was written around the seam"
+    );
+    let s = open();
+    assert_eq!(
+        s.read_last(&Query::tag("subject:alice"))
+            .unwrap()
+            .unwrap()
+            .data,
+        SECRET
+    );
+    s.forget("alice").unwrap();
+    s.into_inner().close().unwrap();
+    let s = open();
+    assert!(
+        s.read_last(&Query::tag("subject:alice"))
+            .unwrap()
+            .unwrap()
+            .data
+            .is_empty()
+    );
+    assert_eq!(
+        s.read_last(&Query::tag("subject:bob"))
+            .unwrap()
+            .unwrap()
+            .data,
+        "bob's"
+    );
+}
