@@ -16,6 +16,7 @@ pub mod conformance;
 pub mod durable_subscriptions;
 pub mod encrypted_harness;
 pub mod encryption;
+pub mod files;
 pub mod model;
 pub mod postgres_harness;
 pub mod sqlite_harness;

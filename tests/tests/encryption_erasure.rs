@@ -10,54 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use gesta::encryption::{Encrypted, EncryptionOptions, KEY_FILE_NAME};
 use gesta::{Compression, EventStore, NewEvent, Options, Query, ReadOptions, Store};
+use gesta_tests::files::{files, holders};
 
 const SECRET: &[u8] = b"secret-91c4e07b-forget-me";
 const META_SECRET: &[u8] = b"meta-secret-3d6a2f85";
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The files under `dir` that hold `needle`, as stored or, for a
-/// compressed segment, decompressed.
-fn holders(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let has = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    files(dir)
-        .into_iter()
-        .filter(|path| {
-            let raw = std::fs::read(path).unwrap();
-            if has(&raw) {
-                return true;
-            }
-            let zseg = path.extension().is_some_and(|e| e == "zseg");
-            zseg && {
-                let z = gesta_wal::files::CompressedSegment::open(
-                    path.clone(),
-                    Bytes::from(raw),
-                    Arc::new(gesta_wal::BlockCache::new(0)),
-                )
-                .unwrap();
-                has(&z.read_all().unwrap())
-            }
-        })
-        .collect()
-}
 
 fn filler(i: u64) -> NewEvent {
     NewEvent::new("Filler", format!("filler event {i} {}", "x".repeat(200))).tag("kind:filler")
