@@ -20,7 +20,11 @@
 //! - **Lost replies.** A conditional write whose reply was lost (a
 //!   timeout after the server applied it) fails its retry with 412; the
 //!   shipper then reads the checkpoint, and if it is exactly its own
-//!   write (epoch, writer and sequence), takes it as done.
+//!   write, takes it as done. If it is an earlier write of its own (a
+//!   round that failed on a lost reply, though the bucket applied it), the
+//!   shipper takes that as its last checkpoint and runs the round again,
+//!   so it never reports a head the bucket does not hold, nor deletes a
+//!   chunk the bucket's checkpoint names.
 //! - **Release.** A shipper that stops cleanly writes `EPOCH` back as
 //!   released (conditionally: never over a newer epoch), so the next
 //!   shipper on the prefix needs no takeover.
@@ -333,15 +337,24 @@ pub async fn publish(location: &Location, chain: &mut Chain, next: Checkpoint) -
             Ok(())
         }
         Err(e) if lost_race(&e) => match read_checkpoint(location).await? {
-            // Our own write, whose reply was lost.
-            Some((c, version))
-                if c.epoch == next.epoch
-                    && c.writer == next.writer
-                    && c.sequence == next.sequence =>
-            {
+            // This very write, whose reply was lost and which the client
+            // sent again.
+            Some((c, version)) if c == next => {
                 chain.version = Some(version);
                 chain.checkpoint = next;
                 Ok(())
+            }
+            // An earlier write of ours that the client gave up on but the
+            // bucket applied (a failed round's checkpoint, with the same
+            // sequence). The bucket holds it: the chain follows it, so the
+            // next round builds on what the bucket restores to, and this
+            // round fails, to be run again.
+            Some((c, version)) if c.epoch == next.epoch && c.writer == next.writer => {
+                chain.version = Some(version);
+                chain.checkpoint = c;
+                Err(bucket(format!(
+                    "write {key} (an earlier checkpoint of this writer landed meanwhile)"
+                ))(e))
             }
             Some((c, _)) => Err(Error::Fenced {
                 epoch: next.epoch,
@@ -355,5 +368,84 @@ pub async fn publish(location: &Location, chain: &mut Chain, next: Checkpoint) -
             }),
         },
         Err(e) => Err(bucket(format!("write {key}"))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn checkpoint(claim: &Claim, sequence: u64, head: u64) -> Checkpoint {
+        Checkpoint {
+            epoch: claim.epoch,
+            writer: claim.writer.clone(),
+            sequence,
+            head,
+            ..Checkpoint::default()
+        }
+    }
+
+    /// A round whose checkpoint write the client gave up on, though the
+    /// bucket applied it: the next round's write fails, and the chain
+    /// follows what the bucket holds instead of the round's own checkpoint,
+    /// which never landed.
+    #[test]
+    fn an_earlier_write_that_landed_after_all_is_followed_not_taken_for_this_one() {
+        let rt = runtime();
+        let location =
+            Location::new(Arc::new(object_store::memory::InMemory::new()), "p").expect("location");
+        rt.block_on(async {
+            let claim = claim(&location, "w", false).await.expect("claim");
+            let mut chain = fence_checkpoint(&location, &claim).await.expect("fence");
+            let base = chain.checkpoint.sequence;
+            publish(&location, &mut chain, checkpoint(&claim, base + 1, 10))
+                .await
+                .expect("first");
+            // The second round's write lands, but its reply is lost: the
+            // writer's chain stays as it was.
+            let stale = Chain {
+                checkpoint: chain.checkpoint.clone(),
+                version: chain.version.clone(),
+            };
+            publish(&location, &mut chain, checkpoint(&claim, base + 2, 20))
+                .await
+                .expect("second, landed");
+            let mut chain = stale;
+            // The round is run again, with more events: the same sequence,
+            // another checkpoint.
+            let again = checkpoint(&claim, base + 2, 30);
+            assert!(publish(&location, &mut chain, again).await.is_err());
+            assert_eq!(chain.checkpoint.head, 20, "the chain follows the bucket");
+            assert_eq!(load_checkpoint(&location).await.expect("load").head, 20);
+            // The next round builds on it and lands.
+            let next = checkpoint(&claim, chain.checkpoint.sequence + 1, 30);
+            publish(&location, &mut chain, next).await.expect("next");
+            assert_eq!(load_checkpoint(&location).await.expect("load").head, 30);
+
+            // The very same write sent twice (the client's own retry after
+            // a lost reply) is taken as done.
+            let stale = Chain {
+                checkpoint: chain.checkpoint.clone(),
+                version: chain.version.clone(),
+            };
+            let twice = checkpoint(&claim, chain.checkpoint.sequence + 1, 40);
+            publish(&location, &mut chain, twice.clone())
+                .await
+                .expect("landed");
+            let mut chain = stale;
+            publish(&location, &mut chain, twice)
+                .await
+                .expect("taken as done");
+            assert_eq!(chain.checkpoint.head, 40);
+        });
     }
 }
