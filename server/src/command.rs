@@ -215,7 +215,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         };
         let console = match console {
             Some(c) => Some(
-                gesta_console::Beside::start(store.clone(), c)
+                gesta_console::Beside::start(served.console(), c)
                     .await
                     .map_err(|e| match e {
                         gesta_console::ConsoleError::Config(m) => {

@@ -89,6 +89,15 @@ impl Served {
         &self.store
     }
 
+    /// The store for a console beside the server, plain or through the
+    /// same wrapper.
+    pub fn console(&self) -> gesta_console::ConsoleStore {
+        match &self.encrypted {
+            Some(e) => e.clone().into(),
+            None => (*self.store).clone().into(),
+        }
+    }
+
     /// The store as the `EventStore` contract: the wrapper when the store
     /// is encrypted.
     pub(crate) fn events(&self) -> &dyn EventStore {
