@@ -730,6 +730,14 @@ impl g::gesta_server::Gesta for Gesta {
             report.path.display(),
             report.position
         );
+        if report.keys_left_out {
+            tracing::warn!(
+                "the store is encrypted: its key file KEYS was not copied into {} (a copied \
+                 key would survive every later Forget); keep KEYS separately, and put a copy \
+                 of it in the backup's directory to restore it",
+                report.path.display()
+            );
+        }
         Ok(Response::new(report_to_proto(report)))
     }
 
