@@ -75,10 +75,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         shipper.epoch(),
         config.listen
     );
+    // Through crypto-shredding's wrapper when the store is encrypted, as
+    // without --ship-to.
+    let wrapped = gesta_server::Served::wrap(store.clone(), a.encrypt)?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Failure::new(format!("the runtime: {e}")))?;
     let served = runtime.block_on(gesta_server::serve(
-        store.clone(),
+        wrapped,
         config,
         gesta_server::shutdown_signal(),
     ));
