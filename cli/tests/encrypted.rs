@@ -136,6 +136,26 @@ fn read_follow_opens_what_another_process_seals_new_subjects_included() {
 }
 
 #[test]
+fn tag_refuses_a_subject_tag_on_an_encrypted_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = encrypted(&tmp);
+    let d = dir.to_str().unwrap();
+    gesta()
+        .args(["tag", d, "--add", "subject:u9", "--position", "2"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("names a subject"));
+    // Any other tag is added as before.
+    gesta()
+        .args(["tag", d, "--add", "vip", "--position", "2"])
+        .assert()
+        .success();
+    assert!(ok(&["read", d, "--tag", "vip"], "").contains("public"));
+    // Every event still opens.
+    assert_eq!(ok(&["read", d], "").lines().count(), 2);
+}
+
+#[test]
 fn export_writes_opened_events_and_import_encrypt_seals_them_again() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = encrypted(&tmp);
