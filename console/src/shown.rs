@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use gesta::encryption::{Encrypted, EncryptionOptions, KEY_FILE_NAME};
+use gesta::encryption::{Encrypted, EncryptionOptions, is_encrypted};
 
 /// A store as a console shows it: a [`gesta::Store`], or one opened
 /// through [`Encrypted`]. Cheap to clone.
@@ -54,7 +54,7 @@ impl ConsoleStore {
     /// `store` through the wrapper if its directory holds the key file
     /// (`KEYS`: the store is encrypted), plain otherwise.
     pub fn wrap(store: gesta::Store) -> gesta::Result<ConsoleStore> {
-        if !store.path().join(KEY_FILE_NAME).is_file() {
+        if !is_encrypted(store.path()) {
             return Ok(store.into());
         }
         let options = EncryptionOptions::in_dir(store.path());

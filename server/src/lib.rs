@@ -55,7 +55,7 @@ pub use config::{
 };
 pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
 pub use gesta_v1::SERVICE_NAME as GESTA_SERVICE_NAME;
-pub use served::{Served, is_encrypted};
+pub use served::Served;
 pub use tenancy::TenantKeys;
 
 /// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server

@@ -10,12 +10,10 @@
 //! through [`Served::events`], which is the wrapper when there is one.
 
 use std::future::Future;
-
-use futures::future::Either;
-use std::path::Path;
 use std::sync::Arc;
 
-use gesta::encryption::{Encrypted, EncryptionOptions, KEY_FILE_NAME, Opener};
+use futures::future::Either;
+use gesta::encryption::{Encrypted, EncryptionOptions, Opener, is_encrypted};
 use gesta::{AppendOptions, Appended, EventStore, NewEvent, Query, ReadOptions, RecordedEvent};
 
 /// A store as a server serves it: a [`gesta::Store`], or one opened
@@ -164,9 +162,4 @@ impl Served {
     pub(crate) fn forget(&self, subject: &str) -> Option<gesta::Result<gesta::Redacted>> {
         self.encrypted.as_ref().map(|e| e.forget(subject))
     }
-}
-
-/// Whether the store in `dir` is encrypted: it holds the key file.
-pub fn is_encrypted(dir: &Path) -> bool {
-    dir.join(KEY_FILE_NAME).is_file()
 }

@@ -118,7 +118,7 @@ impl Stores {
                         .await
                         .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
                         .map_err(tenant_status)?;
-                    if crate::served::is_encrypted(store.path()) {
+                    if gesta::encryption::is_encrypted(store.path()) {
                         return Err(Status::failed_precondition(
                             "this tenant's store is encrypted (its directory holds a key file), \
                              and encrypted tenants are not served yet",

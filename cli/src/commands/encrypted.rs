@@ -15,6 +15,9 @@ use gesta::{EventStore, RecordedEvent, Store};
 
 use crate::failure::Failure;
 
+/// Whether the store in a directory is encrypted (holds a key file).
+pub use gesta::encryption::is_encrypted;
+
 /// A store, through the wrapper when it is encrypted.
 pub enum Opened {
     /// A store without a key file.
@@ -56,11 +59,6 @@ impl Deref for Opened {
             Opened::Encrypted(s) => s,
         }
     }
-}
-
-/// Whether the store in `dir` is encrypted (holds a key file).
-pub fn is_encrypted(dir: &std::path::Path) -> bool {
-    dir.join(KEY_FILE_NAME).is_file()
 }
 
 /// The keys `read --follow` opens events with: the key file as it was

@@ -141,6 +141,14 @@ pub use seal::OVERHEAD;
 /// [`EncryptionOptions::in_dir`].
 pub const KEY_FILE_NAME: &str = crate::store::KEY_FILE_NAME;
 
+/// Whether the store in `dir` is encrypted: it holds the key file in its
+/// default place ([`EncryptionOptions::in_dir`]). Every door that opens a
+/// store by its directory (the command, the server, the console) opens it
+/// through [`Encrypted`] when it is.
+pub fn is_encrypted(dir: &Path) -> bool {
+    dir.join(KEY_FILE_NAME).is_file()
+}
+
 /// The subject prefix unless configured otherwise.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "subject:";
 
