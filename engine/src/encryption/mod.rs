@@ -88,9 +88,12 @@
 //!   starts with the prefix is [`Error::InvalidInput`] — the event was
 //!   stored in clear, and a subject tag would declare it sealed.
 //! - **What the key file does not do:** a key destroyed in the file may
-//!   survive in a backup or copy of the file, in the file system's free
+//!   survive in a copy of the file made by hand, in the file system's free
 //!   blocks, or in swap; crypto-shredding is as good as the care taken of
-//!   the key file. One process at a time may use a key file. The wrapper
+//!   the key file. The engine's `Store::backup` never copies a key: the
+//!   backup gets a key file with the prefix and no key, and is restored
+//!   by putting a copy of the store's key file in its place (so a forget
+//!   made after the backup reaches it). One process at a time may use a key file. The wrapper
 //!   must see every append of the store from its start: an event that
 //!   names a subject but was appended around the wrapper reads as
 //!   [`Error::Undecryptable`].
