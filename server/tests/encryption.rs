@@ -120,7 +120,7 @@ async fn an_encrypted_store_is_served_in_plaintext_and_forget_shreds_through_bot
     assert_eq!(append(&mut dcb, vec![event], None).await.unwrap(), 4);
 
     // Both services read plaintext: reads, stream reads, lookups by id,
-    // subscriptions.
+    // subscriptions, durable ones too.
     let events = read_all(&mut c).await;
     assert_eq!(data_of(&events, 1), SECRET_U7.as_bytes());
     assert_eq!(&events[0].metadata[..], SECRET_U7_META.as_bytes());
@@ -145,6 +145,27 @@ async fn an_encrypted_store_is_served_in_plaintext_and_forget_shreds_through_bot
     drop(sub);
     assert_eq!(&delivered[0].data[..], SECRET_U7.as_bytes());
     assert_eq!(&delivered[1].data[..], SECRET_U7_UMADB.as_bytes());
+    let mut durable = c
+        .subscribe_durable("mailer", &Query::tag("subject:u7"))
+        .await
+        .unwrap();
+    let batch = durable.next().await.unwrap().unwrap();
+    assert_eq!(&batch[0].data[..], SECRET_U7.as_bytes());
+    drop(durable);
+    let mut dcb_sub = dcb
+        .subscribe(v1::SubscribeRequest {
+            query: Some(query(&[], &["subject:u7"])),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = dcb_sub.message().await.unwrap().unwrap();
+    assert_eq!(
+        &first.events[0].event.as_ref().unwrap().data[..],
+        SECRET_U7.as_bytes()
+    );
+    drop(dcb_sub);
     let umadb = umadb_read(server.addr).await;
     assert_eq!(umadb.len(), 4);
     assert_eq!(umadb[0].2, SECRET_U7.as_bytes());
