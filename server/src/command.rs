@@ -142,6 +142,8 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         let tenants = std::sync::Arc::new(tenants);
         let metrics = args.metrics;
         let result = runtime.block_on(async {
+            // Registered before the listener binds (see shutdown_signal).
+            let signal = crate::shutdown_signal();
             let listener =
                 tokio::net::TcpListener::bind(config.listen)
                     .await
@@ -165,14 +167,8 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                     crate::shutdown_signal(),
                 ));
             }
-            let served = crate::serve_tenants_on(
-                listener,
-                tenants.clone(),
-                keys,
-                config,
-                crate::shutdown_signal(),
-            )
-            .await;
+            let served =
+                crate::serve_tenants_on(listener, tenants.clone(), keys, config, signal).await;
             let closed = tenants.close();
             served?;
             closed.map_err(|e| crate::ServeError::Config(e.to_string()))?;
@@ -181,6 +177,8 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         return result.map_err(|e| e.to_string());
     }
     let result = runtime.block_on(async {
+        // Registered before anything binds (see shutdown_signal).
+        let signal = crate::shutdown_signal();
         let served = crate::Served::wrap(gesta::Store::open(&args.dir)?, args.encrypt)?;
         let store = (**served.engine()).clone();
         eprintln!(
@@ -233,7 +231,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                 c.addr
             );
         }
-        let served = crate::serve(served, config, crate::shutdown_signal()).await;
+        let served = crate::serve(served, config, signal).await;
         if let Some(c) = console {
             let _ = c.stop().await;
         }

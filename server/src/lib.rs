@@ -283,27 +283,38 @@ async fn serve_stores_on(
 }
 
 /// Resolves at the first SIGINT or SIGTERM (Ctrl-C elsewhere than Unix).
-pub async fn shutdown_signal() {
+///
+/// The handlers are registered when this is called, not when the future is
+/// first polled: a server polls its shutdown future only once it listens,
+/// and a signal that arrived in between would meet the default action,
+/// which kills the process without closing the store. Call it before
+/// binding, inside a Tokio runtime (it panics outside one).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
+        let registered = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
+        );
+        async move {
+            match registered {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

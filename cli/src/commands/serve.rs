@@ -92,11 +92,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Failure::new(format!("the runtime: {e}")))?;
-    let served = runtime.block_on(gesta_server::serve(
-        wrapped,
-        config,
-        gesta_server::shutdown_signal(),
-    ));
+    let served = runtime.block_on(async {
+        // Registered before the server binds (see shutdown_signal).
+        let signal = gesta_server::shutdown_signal();
+        gesta_server::serve(wrapped, config, signal).await
+    });
     // The last round ships everything the server committed.
     let shipped = shipper.stop();
     let closed = store.close();
