@@ -84,4 +84,4 @@ pub use error::{Error, Result};
 pub use location::Location;
 pub use restore::{RestoreReport, restore};
 pub use round::RoundReport;
-pub use shipper::{ShipOptions, ShipStatus, Shipper};
+pub use shipper::{ShipOptions, ShipStatus, ShipWaiter, Shipper};
