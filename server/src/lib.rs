@@ -288,33 +288,9 @@ async fn serve_stores_on(
 /// first polled: a server polls its shutdown future only once it listens,
 /// and a signal that arrived in between would meet the default action,
 /// which kills the process without closing the store. Call it before
-/// binding, inside a Tokio runtime (it panics outside one).
+/// binding, inside a Tokio runtime (it panics outside one). The console's
+/// [`gesta_console::shutdown_signal`], which the server already depends on,
+/// is the one implementation.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let registered = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        );
-        async move {
-            match registered {
-                (Ok(mut int), Ok(mut term)) => {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    gesta_console::shutdown_signal()
 }
