@@ -199,6 +199,7 @@ impl Store {
     /// [`EventStore::add_tags`](crate::EventStore::add_tags) and the
     /// [`lifecycle`](crate::lifecycle) contract.
     pub fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
+        self.writable()?;
         let tags = lc::check_add_tags(target, tags)?;
         let mut lifecycle = self.lifecycle()?;
         let head = self.head();
@@ -222,6 +223,7 @@ impl Store {
     /// [`lifecycle`](crate::lifecycle) contract. The bytes leave the
     /// store's files at the next [`compact`](Store::compact).
     pub fn redact(&self, target: &Target) -> Result<Redacted> {
+        self.writable()?;
         lc::check_target(target)?;
         let mut lifecycle = self.lifecycle()?;
         let head = self.head();

@@ -1,0 +1,488 @@
+//! Read replicas: a store that takes its log from another store's files
+//! instead of from appends.
+//!
+//! A replica is opened with [`Options::replica_of`](crate::Options::replica_of)
+//! (or [`Store::open_replica`](crate::Store::open_replica)), naming the
+//! writer it follows. Every call that would change what the store holds
+//! (appends, lifecycle operations, snapshot writes and deletes,
+//! projections, durable subscription cursors) is refused with
+//! [`Error::Replica`](crate::Error::Replica), which names that writer; reads
+//! and live subscriptions work as on any store.
+//!
+//! Its log grows only through [`Store::apply_records`](crate::Store::apply_records):
+//! whole records exactly as the writer framed them in its segment files.
+//! This module owns what happens to those bytes in the caller's thread —
+//! cutting them into records, checking every frame and checksum, computing
+//! each event's index keys — so that the committer (still the log's only
+//! writer) only checks the positions against its head, writes the records
+//! with their own positions and commit times, and publishes them as it
+//! publishes a commit group.
+//!
+//! What a replica does not follow yet: the writer's lifecycle journal
+//! (retroactive tags, redactions, removals, retention rules) after the
+//! replica's directory was made; see docs/TIER.md.
+
+use bytes::Bytes;
+use gesta_index::Key;
+use gesta_wal::Record;
+use gesta_wal::format::{Frame, decode_record};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::oneshot;
+
+/// The writer a replica follows, as it names it in its refusals. It may
+/// change while the replica is open (a new writer took the old one's
+/// place).
+#[derive(Debug)]
+pub(crate) struct ReplicaOf {
+    writer: Mutex<String>,
+}
+
+impl ReplicaOf {
+    pub(crate) fn new(writer: String) -> ReplicaOf {
+        ReplicaOf {
+            writer: Mutex::new(writer),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> String {
+        self.writer.lock().clone()
+    }
+
+    pub(crate) fn set_writer(&self, writer: String) {
+        *self.writer.lock() = writer;
+    }
+
+    /// The refusal of a write.
+    pub(crate) fn refusal(&self) -> Error {
+        Error::Replica {
+            writer: self.writer(),
+        }
+    }
+}
+
+/// One record to apply: checked, with the index entries of its events.
+pub(crate) struct ApplyRecord {
+    pub record: Record,
+    /// Its framed length, as it was given.
+    pub len: usize,
+    /// The index entries of its events (and its tracking info), with
+    /// their positions.
+    pub entries: Vec<(Key, u64)>,
+}
+
+/// Records for the committer to apply, in order.
+pub(crate) struct ApplyRequest {
+    pub records: Vec<ApplyRecord>,
+    pub reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// What [`Store::apply_records`](crate::Store::apply_records) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Applied {
+    /// Records given.
+    pub records: u64,
+    /// Records skipped: wholly at or below the head already.
+    pub skipped: u64,
+    /// Events written (in the records not skipped).
+    pub events: u64,
+    /// The head after the apply.
+    pub head: u64,
+}
+
+/// Cuts `bytes` into records, checking each record's frame and checksums
+/// and computing its index entries. The bytes must be whole records and
+/// nothing else (no segment header, no preallocated zeros), each
+/// starting at the position after the previous one's last.
+pub(crate) fn cut(bytes: &Bytes) -> Result<Vec<ApplyRecord>> {
+    let mut records: Vec<ApplyRecord> = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let damaged = |reason: String| Error::Corruption {
+            file: "(records to apply)".into(),
+            offset: offset as u64,
+            reason,
+        };
+        let (record, len) = match decode_record(&bytes.slice(offset..)) {
+            Frame::Record(record, len) => (record, len),
+            Frame::End => return Err(damaged("zeros where a record should start".into())),
+            Frame::Invalid { reason, .. } => return Err(damaged(reason.into())),
+        };
+        if let Some(previous) = records.last() {
+            let expected = previous.record.meta.last_position() + 1;
+            if record.meta.first_position != expected {
+                return Err(damaged(format!(
+                    "the record starts at position {}, the one before it ends at {}",
+                    record.meta.first_position,
+                    expected - 1
+                )));
+            }
+        }
+        let mut entries = Vec::new();
+        crate::codec::index_entries(&record, record.meta.first_position, &mut entries)
+            .map_err(|e| damaged(format!("its events do not decode: {e}")))?;
+        records.push(ApplyRecord {
+            record,
+            len,
+            entries,
+        });
+        offset += len;
+    }
+    Ok(records)
+}
+
+/// The records of `records` to write after `head`: those wholly at or
+/// below it are skipped; the first one kept must start at `head + 1`.
+pub(crate) fn after_head(records: &[ApplyRecord], head: u64) -> Result<usize> {
+    let skip = records
+        .iter()
+        .take_while(|r| r.record.meta.last_position() <= head)
+        .count();
+    match records.get(skip) {
+        Some(r) if r.record.meta.first_position != head + 1 => {
+            let first = r.record.meta.first_position;
+            Err(Error::invalid(if first <= head {
+                format!(
+                    "a record holds positions {first}..={}, across the replica's head {head}: \
+                     the writer's log is not the one the replica holds",
+                    r.record.meta.last_position()
+                )
+            } else {
+                format!(
+                    "the records start at position {first}, the replica's head is {head}: \
+                     positions {}..={} are missing",
+                    head + 1,
+                    first - 1
+                )
+            }))
+        }
+        _ => Ok(skip),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use gesta_wal::format::{Frame, SEGMENT_HEADER_LEN, decode_record};
+
+    use crate::append::AppendOptions;
+    use crate::error::Error;
+    use crate::event::{NewEvent, RecordedEvent};
+    use crate::lifecycle::Target;
+    use crate::options::Options;
+    use crate::query::Query;
+    use crate::read::ReadOptions;
+    use crate::removal::RetentionRule;
+    use crate::store::Store;
+
+    const WRITER: &str = "writer-7 at s3://bucket/prefix";
+
+    /// Small segments, so that the log rolls over often.
+    fn options() -> Options {
+        Options::default()
+            .segment_size(8 << 10)
+            .preallocate(4 << 10)
+    }
+
+    /// The framed bytes of every record in the segment files of `dir`, in
+    /// position order.
+    fn records_of(dir: &Path) -> Vec<Bytes> {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let bytes = Bytes::from(std::fs::read(name).unwrap());
+            let mut at = SEGMENT_HEADER_LEN;
+            while at < bytes.len() {
+                match decode_record(&bytes.slice(at..)) {
+                    Frame::Record(_, len) => {
+                        out.push(bytes.slice(at..at + len));
+                        at += len;
+                    }
+                    Frame::End => break,
+                    Frame::Invalid { reason, .. } => panic!("{reason}"),
+                }
+            }
+        }
+        out
+    }
+
+    fn joined(records: &[Bytes]) -> Bytes {
+        Bytes::from(records.concat())
+    }
+
+    fn read_all(store: &Store) -> Vec<RecordedEvent> {
+        store
+            .read(&Query::all(), ReadOptions::forwards())
+            .unwrap()
+            .collect::<crate::Result<Vec<_>>>()
+            .unwrap()
+    }
+
+    fn event(i: u64) -> NewEvent {
+        NewEvent::new(
+            "Happened",
+            format!("event {i} {}", "x".repeat((i % 200) as usize)),
+        )
+        .tag(format!("mod:{}", i % 7))
+        .stream(format!("s-{}", i % 5))
+        .metadata(format!("m{i}"))
+        .id(u128::from(i) + 1)
+    }
+
+    /// A writer with `count` events in batches of up to 5, some with
+    /// tracking info, over several segments.
+    fn writer(dir: &Path, count: u64) -> Store {
+        let store = Store::open_with(dir, options()).unwrap();
+        let mut i = 0;
+        while i < count {
+            let n = (i % 5 + 1).min(count - i);
+            let batch = (i..i + n).map(event).collect();
+            let options = match i % 3 {
+                0 => AppendOptions::default().track("upstream", i + 1),
+                _ => AppendOptions::default(),
+            };
+            store.append_with(batch, options).unwrap();
+            i += n;
+        }
+        store
+    }
+
+    #[test]
+    fn applied_records_read_back_as_the_writers_events_with_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir.path().join("w"), 600);
+        let records = records_of(&dir.path().join("w"));
+        assert!(records.len() > 100);
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        assert_eq!(replica.replica_of().as_deref(), Some(WRITER));
+
+        // In three pieces, the second overlapping the first (its records
+        // at or below the head are skipped).
+        let a = replica.apply_records(joined(&records[..40])).unwrap();
+        assert_eq!(a.skipped, 0);
+        assert_eq!(a.records, 40);
+        let b = replica.apply_records(joined(&records[30..90])).unwrap();
+        assert_eq!((b.records, b.skipped), (60, 10));
+        let c = replica.apply_records(joined(&records[90..])).unwrap();
+        assert_eq!(c.head, writer.head());
+        assert_eq!(replica.head(), writer.head());
+        assert_eq!(
+            a.events + b.events + c.events,
+            writer.head(),
+            "every event applied once"
+        );
+        // The same bytes again change nothing.
+        let again = replica.apply_records(joined(&records)).unwrap();
+        assert_eq!((again.events, again.skipped), (0, records.len() as u64));
+
+        let expected = read_all(&writer);
+        assert_eq!(
+            read_all(&replica),
+            expected,
+            "positions, data, commit times"
+        );
+        // Indexed as commits are: tags, streams, ids, tracking info.
+        let tagged = |s: &Store| {
+            s.read(&Query::tag("mod:3"), ReadOptions::forwards())
+                .unwrap()
+                .map(|e| e.unwrap().position)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tagged(&replica), tagged(&writer));
+        assert!(!tagged(&replica).is_empty());
+        assert_eq!(
+            replica.stream_revision("s-2").unwrap(),
+            writer.stream_revision("s-2").unwrap()
+        );
+        assert_eq!(
+            replica.event_by_id(100).unwrap(),
+            writer.event_by_id(100).unwrap()
+        );
+        assert_eq!(
+            replica.tracking_info("upstream").unwrap(),
+            writer.tracking_info("upstream").unwrap()
+        );
+        // The replica's log holds the writer's records byte for byte
+        // (its segments roll over where its own size says).
+        assert_eq!(joined(&records_of(&dir.path().join("r"))), joined(&records));
+
+        // Reopened, it recovers them like any log, still a replica.
+        replica.close().unwrap();
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        assert_eq!(read_all(&replica), expected);
+        assert!(matches!(
+            replica.append(vec![event(0)]),
+            Err(Error::Replica { .. })
+        ));
+        writer.close().unwrap();
+    }
+
+    #[test]
+    fn a_replica_refuses_every_write_naming_its_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir.path().join("w"), 20);
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        replica
+            .apply_records(joined(&records_of(&dir.path().join("w"))))
+            .unwrap();
+        let refused = |what: &str, result: crate::Result<()>| match result {
+            Err(e @ Error::Replica { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains(WRITER), "{what}: {message}");
+                let Error::Replica { writer } = e else {
+                    unreachable!()
+                };
+                assert_eq!(writer, WRITER, "{what}");
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        refused("append", replica.append(vec![event(1)]).map(drop));
+        refused(
+            "append_with",
+            replica
+                .append_with(vec![event(1)], AppendOptions::default())
+                .map(drop),
+        );
+        let target = Target::Positions(vec![1]);
+        refused(
+            "add_tags",
+            replica.add_tags(&target, &["t".into()]).map(drop),
+        );
+        refused("redact", replica.redact(&target).map(drop));
+        refused("remove", replica.remove(&target).map(drop));
+        refused("delete_stream", replica.delete_stream("s-1").map(drop));
+        refused(
+            "truncate_stream",
+            replica.truncate_stream("s-1", 1).map(drop),
+        );
+        let rule = RetentionRule::stream("s-1").max_age(Duration::from_secs(1));
+        refused("set_retention", replica.set_retention(&rule));
+        refused("enforce_retention", replica.enforce_retention().map(drop));
+        refused("save_snapshot", replica.save_snapshot("k", 1, b"s"));
+        refused("delete_snapshot", replica.delete_snapshot("k", 1).map(drop));
+        refused(
+            "subscribe_durable",
+            replica.subscribe_durable("d", &Query::all()).map(drop),
+        );
+        refused(
+            "delete_durable_subscription",
+            replica.delete_durable_subscription("d").map(drop),
+        );
+        refused(
+            "register_projection",
+            replica.register_projection(crate::Projection::new(
+                "count",
+                1,
+                Query::all(),
+                0u64,
+                |n: &mut u64, _| *n += 1,
+                |n| n.to_le_bytes().to_vec(),
+                |b| Some(u64::from_le_bytes(b.try_into().ok()?)),
+            )),
+        );
+        // Through the trait as well.
+        let store: &dyn crate::EventStore = &replica;
+        refused("EventStore::append", store.append(vec![event(1)]).map(drop));
+        // Nothing was written; a new writer is named in later refusals.
+        assert_eq!(read_all(&replica), read_all(&writer));
+        replica.set_replica_of("writer-8").unwrap();
+        let e = replica.append(vec![event(1)]).unwrap_err();
+        assert!(e.to_string().contains("writer-8"), "{e}");
+        // A writable store applies nothing and has no writer.
+        assert!(matches!(
+            writer.apply_records(joined(&records_of(&dir.path().join("w")))),
+            Err(Error::InvalidInput { .. })
+        ));
+        assert_eq!(writer.replica_of(), None);
+    }
+
+    #[test]
+    fn gaps_damage_and_a_diverged_log_are_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let _writer = writer(&dir.path().join("w"), 100);
+        let records = records_of(&dir.path().join("w"));
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        replica.apply_records(joined(&records[..5])).unwrap();
+        let head = replica.head();
+
+        let gap = replica.apply_records(joined(&records[6..10])).unwrap_err();
+        assert!(
+            matches!(&gap, Error::InvalidInput { reason } if reason.contains("missing")),
+            "{gap}"
+        );
+        let unordered = [records[5].clone(), records[7].clone()];
+        assert!(matches!(
+            replica.apply_records(joined(&unordered)),
+            Err(Error::Corruption { .. })
+        ));
+        for at in [0, 5, 20, records[5].len() - 1] {
+            let mut damaged = records[5].to_vec();
+            damaged[at] ^= 0x10;
+            let e = replica.apply_records(Bytes::from(damaged)).unwrap_err();
+            assert!(matches!(e, Error::Corruption { .. }), "byte {at}: {e}");
+        }
+        let cut = records[5].slice(..records[5].len() - 1);
+        assert!(replica.apply_records(cut).is_err());
+        assert!(replica.apply_records(Bytes::from(vec![0; 64])).is_err());
+
+        // A record across the head: another log than the replica's.
+        let other = tempfile::tempdir().unwrap();
+        let other_writer = Store::open_with(other.path(), options()).unwrap();
+        other_writer.append(vec![event(0)]).unwrap();
+        let batch = (0..head + 3).map(event).map(|e| NewEvent { id: None, ..e });
+        other_writer.append(batch.collect()).unwrap();
+        let foreign = records_of(other.path());
+        let e = replica.apply_records(foreign[1].clone()).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidInput { reason } if reason.contains("not the one")),
+            "{e}"
+        );
+        assert_eq!(replica.head(), head, "nothing was written");
+        // And it goes on from where it was.
+        replica.apply_records(joined(&records[5..])).unwrap();
+        assert_eq!(replica.head(), 100);
+    }
+
+    #[test]
+    fn a_live_subscription_on_a_replica_gets_applied_events_as_they_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir.path().join("w"), 50);
+        let records = records_of(&dir.path().join("w"));
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        replica.apply_records(joined(&records[..3])).unwrap();
+        let mut subscription = replica.subscribe(&Query::tag("mod:2"), 0).unwrap();
+        let mut seen = Vec::new();
+        let expected: Vec<RecordedEvent> = read_all(&writer)
+            .into_iter()
+            .filter(|e| e.tags.iter().any(|t| t == "mod:2"))
+            .collect();
+        let feeder = {
+            let replica = replica.clone();
+            std::thread::spawn(move || {
+                for r in &records[3..] {
+                    std::thread::sleep(Duration::from_millis(2));
+                    replica.apply_records(r.clone()).unwrap();
+                }
+            })
+        };
+        while seen.len() < expected.len() {
+            let batch = subscription
+                .recv_timeout(Duration::from_secs(20))
+                .expect("live events")
+                .expect("no error");
+            seen.extend(batch);
+        }
+        feeder.join().unwrap();
+        assert_eq!(seen, expected);
+    }
+}
