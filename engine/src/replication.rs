@@ -162,6 +162,67 @@ pub(crate) fn after_head(records: &[ApplyRecord], head: u64) -> Result<usize> {
     }
 }
 
+/// The first position of the segment file named `name` (`.seg` or
+/// `.zseg`), or `None` if the name is not a segment's.
+pub fn segment_first_position(name: &str) -> Option<u64> {
+    gesta_wal::format::parse_segment_file_name(name)
+        .or_else(|| gesta_wal::files::parse_compressed_file_name(name))
+}
+
+/// The records a segment file of the writer holds, back to back, as
+/// [`Store::apply_records`](crate::Store::apply_records) takes them: the
+/// file's header is checked and cut off, and so are the zeros after the
+/// last record of an active segment. `name` is the file's name
+/// (`<first-position>.seg`, or `.zseg` for a sealed segment the writer
+/// compressed, which is decompressed here, each block checked).
+///
+/// A segment rewritten to erase redacted events (format version 4) is
+/// refused: its events may say they were erased in a way this build's
+/// active segments cannot hold, so a replica cannot apply them.
+pub fn segment_records(name: &str, bytes: Bytes) -> Result<Bytes> {
+    use gesta_wal::files::{CompressedSegment, parse_compressed_file_name};
+    use gesta_wal::format::{SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, u32_at};
+    let bytes = match parse_compressed_file_name(name) {
+        Some(_) => {
+            let cache = std::sync::Arc::new(gesta_wal::BlockCache::new(0));
+            CompressedSegment::open(name.into(), bytes, cache)?.read_all()?
+        }
+        None if gesta_wal::format::parse_segment_file_name(name).is_some() => bytes,
+        None => {
+            return Err(Error::invalid(format!(
+                "{name:?} is not a segment file's name"
+            )));
+        }
+    };
+    let damaged = |offset: u64, reason: String| Error::Corruption {
+        file: name.into(),
+        offset,
+        reason,
+    };
+    let header = SegmentHeader::decode(&bytes).map_err(|e| damaged(0, e.to_string()))?;
+    let version = SegmentHeader::version_of(&bytes);
+    if version > SEGMENT_VERSION {
+        return Err(Error::invalid(format!(
+            "segment {name} (from position {}) is in format version {version}, rewritten to erase \
+             redacted events: a replica cannot apply its records; make a new replica from the bucket",
+            header.first_position
+        )));
+    }
+    // The lengths only: apply_records checks every record.
+    let mut end = SEGMENT_HEADER_LEN;
+    while end + 4 <= bytes.len() {
+        let len = u32_at(&bytes, end) as usize;
+        if len == 0 {
+            break;
+        }
+        end = end
+            .saturating_add(gesta_wal::format::FRAME_LEN + len)
+            .min(bytes.len());
+    }
+    Ok(bytes
+        .slice(SEGMENT_HEADER_LEN.min(bytes.len())..end.max(SEGMENT_HEADER_LEN).min(bytes.len())))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -451,6 +512,46 @@ mod tests {
         // And it goes on from where it was.
         replica.apply_records(joined(&records[5..])).unwrap();
         assert_eq!(replica.head(), 100);
+    }
+
+    #[test]
+    fn the_records_of_plain_and_compressed_segments_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let compressed = options().compression(Some(crate::Compression::default()));
+        let writer = {
+            let w = writer(&dir.path().join("w"), 10);
+            w.close().unwrap();
+            Store::open_with(dir.path().join("w"), compressed).unwrap()
+        };
+        for i in 10..400 {
+            writer.append(vec![event(i)]).unwrap();
+        }
+        writer.compact().unwrap();
+        let mut names: Vec<(u64, String)> = std::fs::read_dir(dir.path().join("w/wal"))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                super::segment_first_position(&name).map(|first| (first, name))
+            })
+            .collect();
+        names.sort();
+        assert!(names.iter().any(|(_, n)| n.ends_with(".zseg")), "{names:?}");
+        assert!(names.iter().any(|(_, n)| n.ends_with(".seg")), "{names:?}");
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        for (_, name) in &names {
+            let bytes = Bytes::from(std::fs::read(dir.path().join("w/wal").join(name)).unwrap());
+            let records = super::segment_records(name, bytes.clone()).unwrap();
+            replica.apply_records(records).unwrap();
+            // Damage anywhere is refused, here or when applied.
+            let mut damaged = bytes.to_vec();
+            let at = damaged.len() / 2;
+            damaged[at] ^= 1;
+            let refused = super::segment_records(name, Bytes::from(damaged))
+                .and_then(|records| replica.apply_records(records));
+            assert!(refused.is_err() || name.ends_with(".seg"), "{name}");
+        }
+        assert_eq!(read_all(&replica), read_all(&writer));
+        assert!(super::segment_records("MANIFEST", Bytes::new()).is_err());
     }
 
     #[test]

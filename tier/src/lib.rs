@@ -2,7 +2,8 @@
 //! mirrors a store's directory under a prefix of an S3 (or
 //! S3-compatible) bucket in the background; [`restore()`] rebuilds the
 //! store from the bucket alone; an epoch object claimed by conditional
-//! PUT keeps a single writer per prefix.
+//! PUT keeps a single writer per prefix; a [`Replica`] follows the bucket
+//! and serves reads.
 //!
 //! The core engine knows nothing of this crate: the shipper takes the
 //! engine's own consistent online backup (`Store::backup`) into a staging
@@ -21,6 +22,8 @@
 //!   starts.
 //! - [`shipper`]: the background thread, its interval, retries and status.
 //! - [`restore`](mod@restore): the bucket back into a directory.
+//! - [`replica`]: a read replica that follows the bucket (polls the
+//!   checkpoint, fetches and applies the log records it lacks).
 //!
 //! # Guarantees, and the failure cases
 //!
@@ -76,12 +79,14 @@ mod error;
 pub mod fence;
 mod garbage;
 pub mod location;
+pub mod replica;
 pub mod restore;
 pub mod round;
 pub mod shipper;
 
 pub use error::{Error, Result};
 pub use location::Location;
+pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
 pub use restore::{RestoreReport, restore};
 pub use round::RoundReport;
 pub use shipper::{ShipOptions, ShipStatus, Shipper};
