@@ -101,7 +101,7 @@ pub use memory::MemoryStore;
 pub use options::{Compression, Durability, GroupLimits, Options};
 pub use query::{Query, QueryItem};
 pub use removal::{Removal, Removed, RetentionRule, RetentionScope};
-pub use replication::Applied;
+pub use replication::{Applied, JournalApplied};
 
 /// The input checks every store applies before it touches anything, so that
 /// other implementations of [`EventStore`] (the SQL backends) refuse exactly

@@ -18,9 +18,13 @@
 //! with their own positions and commit times, and publishes them as it
 //! publishes a commit group.
 //!
-//! What a replica does not follow yet: the writer's lifecycle journal
-//! (retroactive tags, redactions, removals, retention rules) after the
-//! replica's directory was made; see docs/TIER.md.
+//! The writer's lifecycle journal (retroactive tags, redactions,
+//! removals, retention rules) is followed through
+//! [`Store::apply_lifecycle`](crate::Store::apply_lifecycle): each entry
+//! the replica lacks is written to its journal with the same bytes and
+//! applied once the replica's head has reached the head the entry was
+//! made at. A replica enforces no retention rule itself: the removals
+//! the writer's rules make come through the journal.
 
 use bytes::Bytes;
 use gesta_index::Key;
@@ -90,6 +94,19 @@ pub struct Applied {
     pub events: u64,
     /// The head after the apply.
     pub head: u64,
+}
+
+/// What [`Store::apply_lifecycle`](crate::Store::apply_lifecycle) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JournalApplied {
+    /// Entries applied now.
+    pub applied: u64,
+    /// Entries the replica lacks that wait for its head to reach the head
+    /// they were made at.
+    pub waiting: u64,
+    /// The sequence of the replica's last entry.
+    pub sequence: u64,
 }
 
 /// Cuts `bytes` into records, checking each record's frame and checksums
@@ -552,6 +569,97 @@ mod tests {
         }
         assert_eq!(read_all(&replica), read_all(&writer));
         assert!(super::segment_records("MANIFEST", Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn the_writers_lifecycle_journal_applies_once_the_replica_reaches_each_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir.path().join("w"), 100);
+        let tags = Target::Positions(vec![1, 2, 3, 50]);
+        writer.add_tags(&tags, &["late".into()]).unwrap();
+        writer.redact(&Target::Positions(vec![7])).unwrap();
+        for i in 100..200 {
+            writer.append(vec![event(i)]).unwrap();
+        }
+        writer.remove(&Target::Positions(vec![10, 150])).unwrap();
+        writer
+            .set_retention(&RetentionRule::stream("s-4").max_age(Duration::from_secs(3600)))
+            .unwrap();
+        writer
+            .add_tags(&Target::Positions(vec![199]), &["late".into()])
+            .unwrap();
+        let journal = std::fs::read(dir.path().join("w").join(crate::store::JOURNAL_FILE)).unwrap();
+        let records = records_of(&dir.path().join("w"));
+        let at_100 = records
+            .iter()
+            .position(|r| {
+                let Frame::Record(r, _) = decode_record(r) else {
+                    unreachable!()
+                };
+                r.meta.last_position() == 100
+            })
+            .unwrap();
+
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        replica.apply_records(joined(&records[..=at_100])).unwrap();
+        let first = replica.apply_lifecycle(&journal).unwrap();
+        assert_eq!((first.applied, first.waiting, first.sequence), (2, 3, 2));
+        assert!(
+            replica
+                .read(&Query::tag("late"), ReadOptions::forwards())
+                .unwrap()
+                .count()
+                == 4
+        );
+        replica
+            .apply_records(joined(&records[at_100 + 1..]))
+            .unwrap();
+        let rest = replica.apply_lifecycle(&journal).unwrap();
+        assert_eq!((rest.applied, rest.waiting, rest.sequence), (3, 0, 5));
+        // Again: nothing to do.
+        let again = replica.apply_lifecycle(&journal).unwrap();
+        assert_eq!((again.applied, again.waiting), (0, 0));
+
+        let same = |replica: &Store| {
+            assert_eq!(read_all(replica), read_all(&writer));
+            assert_eq!(replica.events(), writer.events());
+            assert_eq!(
+                replica.audit_log(0, 100).unwrap(),
+                writer.audit_log(0, 100).unwrap()
+            );
+            assert_eq!(
+                replica.retention_rules().unwrap(),
+                writer.retention_rules().unwrap()
+            );
+            let late = |s: &Store| {
+                s.read(&Query::tag("late"), ReadOptions::forwards())
+                    .unwrap()
+                    .map(|e| e.unwrap().position)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(late(replica), vec![1, 2, 3, 50, 199]);
+        };
+        same(&replica);
+        assert_eq!(
+            std::fs::read(dir.path().join("r").join(crate::store::JOURNAL_FILE)).unwrap(),
+            journal,
+            "the same journal, byte for byte"
+        );
+        replica.close().unwrap();
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        same(&replica);
+
+        // Another writer's journal is not this replica's history.
+        let other = tempfile::tempdir().unwrap();
+        let other_writer = self::writer(other.path(), 100);
+        other_writer.redact(&Target::Positions(vec![8])).unwrap();
+        let foreign = std::fs::read(other.path().join(crate::store::JOURNAL_FILE)).unwrap();
+        let e = replica.apply_lifecycle(&foreign).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidInput { reason } if reason.contains("not the one")),
+            "{e}"
+        );
+        assert!(writer.apply_lifecycle(&journal).is_err(), "not a replica");
     }
 
     #[test]

@@ -27,10 +27,16 @@
 //! replica stops applying, for good, and its status says why
 //! ([`ReplicaStatus::diverged`]); make a new replica.
 //!
-//! Not followed yet: the writer's lifecycle journal (retroactive tags,
-//! redactions, removals, retention rules) after the replica was
-//! restored, and a sealed segment the writer rewrote to erase redacted
-//! events (format version 4), which is refused. See docs/TIER.md.
+//! The writer's lifecycle journal (`LIFECYCLE`: retroactive tags,
+//! redactions, removals, retention rules) is followed too: when its
+//! chunks change, it is fetched whole and each entry the replica lacks is
+//! applied once the replica's head has reached the head the entry was
+//! made at (`Store::apply_lifecycle`).
+//!
+//! Not followed: a sealed segment the writer rewrote to erase redacted
+//! events (format version 4) that holds positions the replica lacks is
+//! refused (the poll fails, saying so; make a new replica). See
+//! docs/TIER.md.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -113,6 +119,9 @@ pub struct ReplicaStatus {
     pub bytes_fetched: u64,
     /// Events applied, in all.
     pub events_applied: u64,
+    /// The entries of the writer's lifecycle journal the replica has
+    /// applied (its sequence).
+    pub journal_entries: u64,
 }
 
 /// What the poll thread keeps between polls.
@@ -128,6 +137,7 @@ struct Progress {
     diverged: Option<String>,
     bytes_fetched: u64,
     events_applied: u64,
+    journal_entries: u64,
 }
 
 enum Command {
@@ -205,6 +215,7 @@ impl Replica {
                         location,
                         runtime,
                         cursor: None,
+                        journal: None,
                     };
                     follower.run(interval, &progress, &inbox);
                 })
@@ -244,6 +255,7 @@ impl Replica {
             diverged: p.diverged.clone(),
             bytes_fetched: p.bytes_fetched,
             events_applied: p.events_applied,
+            journal_entries: p.journal_entries,
         }
     }
 
@@ -340,6 +352,8 @@ struct Follower {
     location: Location,
     runtime: tokio::runtime::Runtime,
     cursor: Option<Cursor>,
+    /// The chunks of the lifecycle journal last applied whole.
+    journal: Option<Vec<String>>,
 }
 
 impl Follower {
@@ -446,7 +460,37 @@ impl Follower {
             }
             self.follow(*first, file, progress)?;
         }
+        if let Some(file) = checkpoint.file("LIFECYCLE") {
+            self.follow_journal(file, progress)?;
+        }
         Ok(self.store.head())
+    }
+
+    /// Applies the entries of the writer's lifecycle journal the replica
+    /// lacks: fetched whole (it is small) when its chunks changed, or while
+    /// some of its entries wait for the replica's head.
+    fn follow_journal(
+        &mut self,
+        file: &FileEntry,
+        progress: &Mutex<Progress>,
+    ) -> Result<(), Failure> {
+        let seen: Vec<String> = file.chunks.iter().map(|c| c.key.clone()).collect();
+        if self.journal.as_ref() == Some(&seen) {
+            return Ok(());
+        }
+        let bytes = self.fetch(file, 0..file.len, progress)?;
+        match self.store.apply_lifecycle(&bytes) {
+            Ok(applied) => {
+                lock(progress).journal_entries = applied.sequence;
+                // While entries wait, the next poll applies them.
+                self.journal = (applied.waiting == 0).then_some(seen);
+                Ok(())
+            }
+            Err(gesta::Error::InvalidInput { reason }) if reason.contains("is not the one") => {
+                Err(Failure::Diverged(format!("{}: {reason}", self.location)))
+            }
+            Err(e) => Err(Failure::Failed(e.into())),
+        }
     }
 
     /// Applies the records of one of the writer's segment files that the

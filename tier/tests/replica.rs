@@ -297,3 +297,74 @@ fn a_bucket_whose_history_is_not_the_replicas_is_reported() {
     assert!(matches!(replica.poll_now(), Err(Error::Diverged { .. })));
     replica.stop().expect("stop");
 }
+
+#[test]
+fn a_replica_follows_the_writers_lifecycle_operations() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = Store::open_with(dir.path().join("w"), options()).expect("open");
+    fill(&writer, 0, 500, 10);
+    let shipper = Shipper::start(
+        writer.clone(),
+        location.clone(),
+        ShipOptions::default().interval(Duration::from_secs(3600)),
+    )
+    .expect("ship");
+    let replica = Replica::start(
+        location.clone(),
+        dir.path().join("r"),
+        replica_options().interval(Duration::from_secs(3600)),
+    )
+    .expect("start");
+    assert_eq!(replica.poll_now().expect("poll"), 500);
+
+    // Tags added, an event redacted (and its bytes erased by compaction),
+    // events removed, a retention rule set; then more events, and a tag
+    // added to one of them.
+    let late = |s: &Store| tagged(s, "late");
+    writer
+        .add_tags(
+            &gesta::lifecycle::Target::Positions(vec![1, 2, 300]),
+            &["late".into()],
+        )
+        .expect("add tags");
+    writer
+        .redact(&gesta::lifecycle::Target::Positions(vec![7]))
+        .expect("redact");
+    writer
+        .remove(&gesta::lifecycle::Target::Positions(vec![10, 20]))
+        .expect("remove");
+    writer
+        .set_retention(&gesta::RetentionRule::stream("s-3").max_age(Duration::from_secs(3600)))
+        .expect("retention");
+    writer.compact().expect("compact: erase");
+    fill(&writer, 500, 100, 10);
+    writer
+        .add_tags(
+            &gesta::lifecycle::Target::Positions(vec![590]),
+            &["late".into()],
+        )
+        .expect("add tags");
+    assert_eq!(shipper.ship_now().expect("ship"), 600);
+    assert_eq!(replica.poll_now().expect("poll"), 600);
+
+    let store = replica.store();
+    same_events(store, &writer);
+    assert_eq!(late(store).len(), 4);
+    assert_eq!(late(store), late(&writer));
+    assert!(read_all(store)[6].data.is_empty(), "position 7 redacted");
+    assert_eq!(store.events(), 598);
+    assert_eq!(
+        store.audit_log(0, 100).expect("audit"),
+        writer.audit_log(0, 100).expect("audit")
+    );
+    assert_eq!(replica.status().journal_entries, 5);
+    // The replica refuses them itself.
+    let refused = store
+        .redact(&gesta::lifecycle::Target::Positions(vec![8]))
+        .unwrap_err();
+    assert!(matches!(refused, gesta::Error::Replica { .. }), "{refused}");
+    shipper.stop().expect("stop");
+    writer.close().expect("close");
+    replica.stop().expect("stop");
+}

@@ -11,7 +11,7 @@ use crate::committer::Request;
 use crate::error::{Error, Result};
 use crate::oneshot;
 use crate::options::Options;
-use crate::replication::{Applied, ApplyRequest};
+use crate::replication::{Applied, ApplyRequest, JournalApplied};
 
 impl Store {
     /// Opens the store in `dir` as a read replica of `writer` (a
@@ -87,5 +87,24 @@ impl Store {
             .send(Request::Apply(ApplyRequest { records, reply }))
             .map_err(|_| Error::Closed)?;
         answer.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Applies the writer's lifecycle journal to a read replica: `journal`
+    /// is the whole file (`LIFECYCLE` in the writer's directory, or a
+    /// prefix of it made of whole entries). The entries the replica holds
+    /// must be the first of it, byte for byte (else
+    /// [`Error::InvalidInput`]: the writer's history is not the
+    /// replica's); each later one is applied once the replica's head has
+    /// reached the head it was made at, in order, and written to the
+    /// replica's journal with the same bytes. Call again after
+    /// [`apply_records`](Store::apply_records) while some wait. Refused on
+    /// a writable store.
+    pub fn apply_lifecycle(&self, journal: &[u8]) -> Result<JournalApplied> {
+        if self.inner.replica.is_none() {
+            return Err(Error::invalid(
+                "a lifecycle journal is applied only to a read replica (Options::replica_of)",
+            ));
+        }
+        self.replicate_journal(journal)
     }
 }
