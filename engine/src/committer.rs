@@ -14,6 +14,11 @@
 //! `Error::OutcomeUnknown`, perhaps. A failure after the log started
 //! writing the group poisons the store; one before (no room on the disk)
 //! leaves it usable.
+//!
+//! On a read replica it writes, instead, records taken from the writer's
+//! log (`Request::Apply`, checked and indexed beforehand by
+//! `replication`): their positions and commit times are the writer's, so
+//! there is nothing to admit, and they are published as a group is.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -181,6 +181,8 @@ fn a_replica_follows_compressed_segments_and_a_new_writer_on_the_prefix() {
         .interval(Duration::from_secs(3600))
         .writer("writer-one");
     let shipper = Shipper::start(writer.clone(), location.clone(), on_demand).expect("ship");
+    // The first round runs in the background: wait for it.
+    assert_eq!(shipper.ship_now().expect("ship"), 50);
     let replica = Replica::start(
         location.clone(),
         dir.path().join("r"),
@@ -310,6 +312,7 @@ fn a_replica_follows_the_writers_lifecycle_operations() {
         ShipOptions::default().interval(Duration::from_secs(3600)),
     )
     .expect("ship");
+    assert_eq!(shipper.ship_now().expect("ship"), 500);
     let replica = Replica::start(
         location.clone(),
         dir.path().join("r"),
