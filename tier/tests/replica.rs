@@ -371,3 +371,62 @@ fn a_replica_follows_the_writers_lifecycle_operations() {
     writer.close().expect("close");
     replica.stop().expect("stop");
 }
+
+#[test]
+fn an_unreachable_bucket_holds_the_replica_back_and_says_so_and_a_restarted_replica_resumes() {
+    let endpoint = endpoint();
+    let bucket = harness::unique("gesta-t");
+    create_bucket(&endpoint, &bucket);
+    let proxy = Proxy::start(&endpoint);
+    let through_proxy = location_at(&proxy.endpoint, &bucket, "p");
+    let direct = location_at(&endpoint, &bucket, "p");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = Store::open_with(dir.path().join("w"), options()).expect("open");
+    fill(&writer, 0, 200, 20);
+    let shipper = Shipper::start(
+        writer.clone(),
+        direct,
+        ShipOptions::default().interval(Duration::from_secs(3600)),
+    )
+    .expect("ship");
+    assert_eq!(shipper.ship_now().expect("ship"), 200);
+    let on_demand = || replica_options().interval(Duration::from_secs(3600));
+    let replica =
+        Replica::start(through_proxy.clone(), dir.path().join("r"), on_demand()).expect("start");
+    assert_eq!(replica.poll_now().expect("poll"), 200);
+
+    // The bucket away: the writer goes on shipping (directly), the
+    // replica's polls fail, and its status says so.
+    proxy.cut();
+    fill(&writer, 200, 100, 10);
+    assert_eq!(shipper.ship_now().expect("ship"), 300);
+    assert!(replica.poll_now().is_err());
+    assert!(replica.poll_now().is_err());
+    std::thread::sleep(Duration::from_millis(100));
+    let status = replica.status();
+    assert_eq!((status.head, status.bucket_head), (200, 200));
+    assert_eq!(status.failures_in_a_row, 2, "{status:?}");
+    assert!(status.last_error.is_some());
+    assert!(status.since_last_poll.expect("polled once") >= Duration::from_millis(100));
+    assert!(status.diverged.is_none());
+
+    proxy.mend();
+    assert_eq!(replica.poll_now().expect("poll"), 300);
+    let status = replica.status();
+    assert_eq!((status.behind, status.failures_in_a_row), (0, 0));
+    assert!(status.last_error.is_none());
+    same_events(replica.store(), &writer);
+
+    // Stopped and started again on its directory, it resumes.
+    replica.stop().expect("stop");
+    fill(&writer, 300, 50, 10);
+    assert_eq!(shipper.ship_now().expect("ship"), 350);
+    let replica =
+        Replica::start(through_proxy, dir.path().join("r"), on_demand()).expect("restart");
+    assert_eq!(replica.store().head(), 300);
+    assert_eq!(replica.poll_now().expect("poll"), 350);
+    same_events(replica.store(), &writer);
+    shipper.stop().expect("stop");
+    writer.close().expect("close");
+    replica.stop().expect("stop");
+}
