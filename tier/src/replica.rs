@@ -194,14 +194,36 @@ impl Replica {
         let dir = dir.as_ref();
         let runtime = runtime()?;
         let checkpoint = runtime.block_on(fence::load_checkpoint(&location))?;
-        if !dir.exists() {
+        let restored = !dir.exists();
+        if restored {
             crate::restore(&location, dir)?;
         }
-        let store = gesta::Store::open_replica(
-            dir,
-            describe(&location, &checkpoint),
-            options.store.clone(),
-        )?;
+        let open = || {
+            gesta::Store::open_replica(dir, describe(&location, &checkpoint), options.store.clone())
+        };
+        let store = match open() {
+            // The bucket's MANIFEST may name index runs its checkpoint
+            // lacks (docs/TIER.md, "Known issue"). A replica just restored
+            // then indexes the log afresh instead: the runs are only a
+            // cache of what the log holds.
+            Err(gesta::Error::Io { path, source })
+                if restored
+                    && source.kind() == std::io::ErrorKind::NotFound
+                    && path.starts_with(dir.join("index")) =>
+            {
+                log::warn!(
+                    "gesta-tier replica: the restored MANIFEST names {}, which the bucket lacks; \
+                     the replica indexes its log afresh",
+                    path.display()
+                );
+                let manifest = dir.join("MANIFEST");
+                std::fs::remove_file(&manifest).map_err(crate::error::io_at(&manifest))?;
+                let index = dir.join("index");
+                std::fs::remove_dir_all(&index).map_err(crate::error::io_at(&index))?;
+                open()?
+            }
+            opened => opened?,
+        };
         let progress = Arc::new(Mutex::new(Progress::default()));
         let (commands, inbox) = mpsc::channel();
         let thread = {

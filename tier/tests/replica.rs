@@ -430,3 +430,36 @@ fn an_unreachable_bucket_holds_the_replica_back_and_says_so_and_a_restarted_repl
     writer.close().expect("close");
     replica.stop().expect("stop");
 }
+
+#[test]
+fn a_replica_restored_from_a_bucket_whose_manifest_is_stale_indexes_its_log_afresh() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = Store::open_with(dir.path().join("w"), options()).expect("open");
+    let shipper = Shipper::start(
+        writer.clone(),
+        location.clone(),
+        ShipOptions::default().interval(Duration::from_secs(3600)),
+    )
+    .expect("ship");
+    // Two MANIFESTs of one run each: the same length, and (both ending in
+    // their own CRC-32) the same chunk CRC — the known issue.
+    fill(&writer, 0, 300, 10);
+    writer.compact().expect("compact");
+    assert_eq!(shipper.ship_now().expect("ship"), 300);
+    fill(&writer, 300, 300, 10);
+    writer.compact().expect("compact");
+    assert_eq!(shipper.ship_now().expect("ship"), 600);
+
+    let replica = Replica::start(location.clone(), dir.path().join("r"), replica_options())
+        .expect("the replica opens");
+    same_events(replica.store(), &writer);
+    assert_eq!(tagged(replica.store(), "mod:4"), tagged(&writer, "mod:4"));
+    fill(&writer, 600, 50, 10);
+    assert_eq!(shipper.ship_now().expect("ship"), 650);
+    assert_eq!(replica.poll_now().expect("poll"), 650);
+    same_events(replica.store(), &writer);
+    shipper.stop().expect("stop");
+    writer.close().expect("close");
+    replica.stop().expect("stop");
+}
