@@ -663,6 +663,33 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_rewritten_to_erase_redacted_events_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir.path().join("w"), 300);
+        writer.redact(&Target::Positions(vec![3])).unwrap();
+        writer.compact().unwrap();
+        let wal = dir.path().join("w/wal");
+        let mut refused = 0;
+        for entry in std::fs::read_dir(&wal).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if super::segment_first_position(&name).is_none() {
+                continue;
+            }
+            let bytes = Bytes::from(std::fs::read(wal.join(&name)).unwrap());
+            match super::segment_records(&name, bytes) {
+                Ok(_) => {}
+                Err(Error::InvalidInput { reason }) => {
+                    assert!(reason.contains("version 4"), "{reason}");
+                    assert!(reason.contains("make a new replica"), "{reason}");
+                    refused += 1;
+                }
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+        assert_eq!(refused, 1, "the segment that held position 3");
+    }
+
+    #[test]
     fn a_live_subscription_on_a_replica_gets_applied_events_as_they_arrive() {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer(&dir.path().join("w"), 50);
