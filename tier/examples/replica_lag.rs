@@ -196,9 +196,14 @@ fn main() {
         .map(|e| e.metadata().map_or(0, |m| m.len()))
         .sum();
     println!(
-        "replica: {} polls, {} bytes fetched, {} events applied; the writer's segment files: {} bytes \
-         (the active one preallocated ahead)",
-        status.polls, status.bytes_fetched, status.events_applied, log_bytes
+        "replica: {} polls ({} failed, {} went on from a newer checkpoint), {} bytes fetched, {} \
+         events applied; the writer's segment files: {} bytes (the active one preallocated ahead)",
+        status.polls,
+        status.failures,
+        status.moved,
+        status.bytes_fetched,
+        status.events_applied,
+        log_bytes
     );
     assert!(shipper.wait_shipped(appended, Duration::from_secs(60)));
     assert!(replica.wait_for(appended, Duration::from_secs(60)));

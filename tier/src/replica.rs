@@ -110,6 +110,11 @@ pub struct ReplicaStatus {
     pub polls: u64,
     /// Polls that failed since the last success (0 when healthy).
     pub failures_in_a_row: u64,
+    /// Polls that failed, in all.
+    pub failures: u64,
+    /// Times a poll found a chunk gone (the writer replaced the
+    /// checkpoint meanwhile) and went on from the new checkpoint.
+    pub moved: u64,
     /// The last failure's message, until a poll succeeds.
     pub last_error: Option<String>,
     /// Set when the bucket's history is not the replica's: it applies
@@ -133,6 +138,8 @@ struct Progress {
     last_ok: Option<Instant>,
     polls: u64,
     failures_in_a_row: u64,
+    failures: u64,
+    moved: u64,
     last_error: Option<String>,
     diverged: Option<String>,
     bytes_fetched: u64,
@@ -273,6 +280,8 @@ impl Replica {
             since_last_poll: p.last_ok.map(|t| t.elapsed()),
             polls: p.polls,
             failures_in_a_row: p.failures_in_a_row,
+            failures: p.failures,
+            moved: p.moved,
             last_error: p.last_error.clone(),
             diverged: p.diverged.clone(),
             bytes_fetched: p.bytes_fetched,
@@ -346,6 +355,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         })
 }
 
+/// How many times one poll starts again from a newer checkpoint after
+/// finding a chunk of the one it read gone.
+const MOVED_RETRIES: usize = 3;
+
 /// The end of the last record applied from one of the writer's segment
 /// files: the next poll fetches only the bytes after it.
 #[derive(Clone, Copy, Debug)]
@@ -409,7 +422,22 @@ impl Follower {
         if let Some(why) = lock(progress).diverged.clone() {
             return Err(diverged_error(&self.location, why));
         }
-        let outcome = self.poll(progress);
+        let mut outcome = self.poll(progress);
+        // A chunk gone: the writer's next round replaced the checkpoint
+        // (and deleted the chunks it no longer names) during the poll.
+        // What was applied stays; the poll goes on from the new one.
+        for _ in 0..MOVED_RETRIES {
+            match &outcome {
+                Err(Failure::Failed(Error::Bucket {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                })) => {
+                    lock(progress).moved += 1;
+                    outcome = self.poll(progress);
+                }
+                _ => break,
+            }
+        }
         let mut p = lock(progress);
         match outcome {
             Ok(head) => {
@@ -423,11 +451,13 @@ impl Follower {
                 log::error!("gesta-tier replica: {why}");
                 p.diverged = Some(why.clone());
                 p.last_error = Some(why.clone());
+                p.failures += 1;
                 p.failures_in_a_row += 1;
                 Err(diverged_error(&self.location, why))
             }
             Err(Failure::Failed(e)) => {
                 log::warn!("gesta-tier replica: poll failed: {e}");
+                p.failures += 1;
                 p.failures_in_a_row += 1;
                 p.last_error = Some(e.to_string());
                 Err(e)
