@@ -463,3 +463,127 @@ fn a_replica_restored_from_a_bucket_whose_manifest_is_stale_indexes_its_log_afre
     writer.close().expect("close");
     replica.stop().expect("stop");
 }
+
+/// The chunk objects of the newest segment the checkpoint at `location`
+/// names, with their bytes.
+fn newest_segment_chunks(
+    location: &gesta_tier::Location,
+) -> Vec<(object_store::path::Path, bytes::Bytes)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let get = |key: object_store::path::Path| async move {
+            location
+                .store()
+                .get(&key)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes")
+        };
+        let checkpoint =
+            gesta_tier::checkpoint::Checkpoint::decode(&get(location.key("CHECKPOINT")).await)
+                .expect("a checkpoint");
+        let newest = checkpoint
+            .files
+            .iter()
+            .rfind(|f| f.path.starts_with("wal/") && f.path.ends_with(".seg"))
+            .expect("a segment");
+        let mut out = Vec::new();
+        for chunk in &newest.chunks {
+            let key = location.key(&chunk.key);
+            out.push((key.clone(), get(key).await));
+        }
+        out
+    })
+}
+
+fn put_all(location: &gesta_tier::Location, objects: &[(object_store::path::Path, bytes::Bytes)]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        for (key, bytes) in objects {
+            location
+                .store()
+                .put(key, bytes.clone().into())
+                .await
+                .expect("put");
+        }
+    });
+}
+
+#[test]
+fn a_corrupt_or_missing_chunk_is_never_applied_and_the_replica_resumes_once_it_is_back() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = Store::open_with(dir.path().join("w"), options()).expect("open");
+    fill(&writer, 0, 100, 10);
+    let shipper = Shipper::start(
+        writer.clone(),
+        location.clone(),
+        ShipOptions::default().interval(Duration::from_secs(3600)),
+    )
+    .expect("ship");
+    assert_eq!(shipper.ship_now().expect("ship"), 100);
+    let replica = Replica::start(
+        location.clone(),
+        dir.path().join("r"),
+        replica_options().interval(Duration::from_secs(3600)),
+    )
+    .expect("start");
+    fill(&writer, 100, 50, 10);
+    assert_eq!(shipper.ship_now().expect("ship"), 150);
+    let good = newest_segment_chunks(&location);
+
+    // Every chunk of the newest segment damaged in its last bytes (where
+    // the new records are): refused, nothing applied.
+    let damaged: Vec<_> = good
+        .iter()
+        .map(|(key, bytes)| {
+            let mut b = bytes.to_vec();
+            let at = b.len() - 10;
+            b[at] ^= 0x01;
+            (key.clone(), bytes::Bytes::from(b))
+        })
+        .collect();
+    put_all(&location, &damaged);
+    let e = replica.poll_now().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Corrupt { .. } | Error::Store(gesta::Error::Corruption { .. })
+        ),
+        "{e}"
+    );
+    assert_eq!(replica.store().head(), 100, "nothing of it applied");
+    assert_eq!(replica.status().failures_in_a_row, 1);
+
+    // Gone: the poll goes on from a newer checkpoint a few times, then
+    // fails; nothing applied.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        for (key, _) in &good {
+            location.store().delete(key).await.expect("delete");
+        }
+    });
+    assert!(replica.poll_now().is_err());
+    let status = replica.status();
+    assert_eq!(status.moved, 3, "{status:?}");
+    assert_eq!((status.head, status.failures_in_a_row), (100, 2));
+
+    // Back: the replica catches up, byte for byte.
+    put_all(&location, &good);
+    assert_eq!(replica.poll_now().expect("poll"), 150);
+    same_events(replica.store(), &writer);
+    shipper.stop().expect("stop");
+    writer.close().expect("close");
+    replica.stop().expect("stop");
+}
