@@ -6,7 +6,7 @@
 //! writer it follows. Every call that would change what the store holds
 //! (appends, lifecycle operations, snapshot writes and deletes,
 //! projections, durable subscription cursors) is refused with
-//! [`Error::Replica`](crate::Error::Replica), which names that writer; reads
+//! [`Error::Replica`], which names that writer; reads
 //! and live subscriptions work as on any store.
 //!
 //! Its log grows only through [`Store::apply_records`](crate::Store::apply_records):

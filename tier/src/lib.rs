@@ -68,6 +68,15 @@
 //!   uploads the new file, and deletes the old file's chunks once the new
 //!   checkpoint is written. Until that round, the bucket holds the old
 //!   bytes.
+//! - **A read replica** ([`Replica`]) only reads the bucket: it claims
+//!   nothing and cannot disturb the writer. It applies only records whose
+//!   checksums pass and that continue its log, with the writer's
+//!   positions and commit times; a corrupt or missing chunk applies
+//!   nothing and is retried at the next poll; a bucket whose history is
+//!   not the replica's (a checkpoint below its head, records or journal
+//!   entries that do not continue its own) stops it for good
+//!   ([`Error::Diverged`], in its status). What it lacks of the writer's
+//!   store is the shipper's lag plus its own (`behind`, reported).
 //! - **Conditional PUT is required** of the server (`If-None-Match: *`
 //!   and `If-Match`), as S3 has had since 2024.
 
