@@ -407,6 +407,22 @@ impl Committer {
         }
         let given = records.len() as u64;
         let skip = crate::replication::after_head(&records, self.head())?;
+        // The last record skipped must be the replica's own: the same
+        // positions, commit time and sequencing bytes (payloads may differ
+        // where either side has erased redacted events). A writer whose
+        // log is another one's is found here rather than applied after it.
+        if let Some(r) = skip.checked_sub(1).map(|i| &records[i]) {
+            let meta = r.record.meta;
+            let ours = self.reader.record_head_containing(meta.first_position)?;
+            if ours.is_none_or(|o| o.meta != meta || o.seq != r.record.seq) {
+                return Err(Error::invalid(format!(
+                    "the writer's record of positions {}..={} differs from the replica's: the \
+                     writer's log is not the one the replica holds",
+                    meta.first_position,
+                    meta.last_position()
+                )));
+            }
+        }
         let mut applied = Applied {
             records: given,
             skipped: skip as u64,

@@ -525,6 +525,13 @@ mod tests {
             matches!(&e, Error::InvalidInput { reason } if reason.contains("not the one")),
             "{e}"
         );
+        // Wholly below the head, and not the replica's (another commit
+        // time, no tracking info): refused too.
+        let e = replica.apply_records(foreign[0].clone()).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidInput { reason } if reason.contains("not the one")),
+            "{e}"
+        );
         assert_eq!(replica.head(), head, "nothing was written");
         // And it goes on from where it was.
         replica.apply_records(joined(&records[5..])).unwrap();

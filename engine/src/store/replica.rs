@@ -57,10 +57,12 @@ impl Store {
     ///
     /// Every record's frame and checksums are checked, and its events
     /// decoded, before anything is written. Records wholly at or below the
-    /// head are skipped (so the same bytes may be given twice); the first
-    /// one after them must start at `head + 1`, or nothing is written
-    /// ([`Error::InvalidInput`]: a gap, or a record across the head, which
-    /// means the writer's log is not the replica's). The rest are written
+    /// head are skipped (so the same bytes may be given twice), the last
+    /// of them checked against the replica's own (positions, commit time,
+    /// sequencing bytes); the first one after them must start at
+    /// `head + 1`. Otherwise nothing is written ([`Error::InvalidInput`]: a
+    /// gap; or, saying the writer's log "is not the one the replica
+    /// holds", a record across the head or a skipped record that differs). The rest are written
     /// into the replica's log with the same bytes (positions, commit
     /// times, sequencing bytes), then indexed and published as a commit
     /// is: readers see them, subscribers are woken. Damaged bytes are
