@@ -410,8 +410,14 @@ impl Follower {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let outcome = self.poll_once(progress);
+            // A store closed under the replica takes no more records:
+            // polling on would only fail.
+            let closed = matches!(outcome, Err(Error::Store(gesta::Error::Closed)));
             if let Some(reply) = reply {
                 let _ = reply.send(outcome);
+            }
+            if closed {
+                return;
             }
             wait = interval;
         }

@@ -426,6 +426,17 @@ fn an_unreachable_bucket_holds_the_replica_back_and_says_so_and_a_restarted_repl
     assert_eq!(replica.store().head(), 300);
     assert_eq!(replica.poll_now().expect("poll"), 350);
     same_events(replica.store(), &writer);
+
+    // Its store closed under it, the replica stops polling.
+    replica.store().close().expect("close");
+    fill(&writer, 350, 10, 10);
+    assert_eq!(shipper.ship_now().expect("ship"), 360);
+    let closed = replica.poll_now().unwrap_err();
+    assert!(
+        matches!(closed, Error::Store(gesta::Error::Closed)),
+        "{closed}"
+    );
+    assert!(matches!(replica.poll_now(), Err(Error::Stopped)));
     shipper.stop().expect("stop");
     writer.close().expect("close");
     replica.stop().expect("stop");
