@@ -49,7 +49,11 @@ UmaDB's clients (Rust, Python, .NET, Java, PHP, Elixir) work unchanged. Plaintex
 requires TLS unless --insecure-loopback-api-key and a loopback address. The bytes a redaction erased leave the
 store's files at the next `gesta compact`, run while the server is stopped.
 
---backup-dir ROOT allows gesta.v1 Backup calls, each writing a new directory under ROOT only.
+--encrypt, or a key file DIR/KEYS (crypto-shredding, see `gesta forget --help`), serves the store through its
+encryption wrapper on both services: events tagged subject:NAME are sealed on append and opened on read, and
+gesta.v1 Forget destroys a subject's key. Encrypted tenants are not served yet (refused per call).
+--backup-dir ROOT allows gesta.v1 Backup calls, each writing a new directory under ROOT only (an encrypted
+store's backups hold no key: see `gesta backup --help`).
 --tenants serves the tenants under DIR (DIR/tenants/NAME): each call's API key, from --tenant-keys FILE (lines of
 `TENANT KEY`), names the one tenant it reaches.
 --metrics ADDR serves Prometheus metrics at http://ADDR/metrics. Logs go to stderr through `tracing`, filtered

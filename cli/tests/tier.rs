@@ -227,3 +227,39 @@ fn restore_says_what_is_wrong_with_the_location() {
     assert!(err.contains("holds no checkpoint"), "{err}");
     assert!(!target.exists());
 }
+
+/// An encrypted store is served through its wrapper while it ships, and
+/// its keys are never shipped (a forget must reach every copy): the
+/// server says so, the restored store has a key file without keys (each
+/// round ships the engine's backup, which writes it), so its subjects'
+/// events do not open, and a copy of the store's own makes it read as the
+/// store does.
+#[test]
+fn an_encrypted_store_ships_without_its_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let d = dir.to_str().unwrap();
+    gesta()
+        .args(["append", d, "--encrypt"])
+        .write_stdin(
+            "{\"type\":\"Registered\",\"tags\":[\"subject:u1\"],\"data\":\"u1-tier-secret-5e2a\"}\n",
+        )
+        .assert()
+        .success();
+    let url = format!("s3://{}/events", bucket("ship-encrypted"));
+    let (ok, err) = terminate(serve_shipping(d, &url, &[]));
+    assert!(ok, "{err}");
+    assert!(err.contains("keys are not shipped"), "{err}");
+    let restored = tmp.path().join("restored");
+    let r = restored.to_str().unwrap();
+    stdout(gesta().args(["restore", &url, r]));
+    assert!(restored.join("KEYS").is_file());
+    gesta()
+        .args(["read", r])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("cannot decrypt"));
+    std::fs::copy(dir.join("KEYS"), restored.join("KEYS")).unwrap();
+    let read = stdout(gesta().args(["read", r]));
+    assert!(read.contains("u1-tier-secret-5e2a"), "{read}");
+}

@@ -84,16 +84,18 @@ impl ConsoleArgs {
     }
 }
 
-/// Opens the store in `dir`, which must hold one; a store another process
-/// holds is refused with the way to look at it instead.
-fn open(dir: &Path) -> Result<gesta::Store, String> {
+/// Opens the store in `dir`, which must hold one, through
+/// crypto-shredding's wrapper if it is encrypted (holds the key file); a
+/// store another process holds is refused with the way to look at it
+/// instead.
+fn open(dir: &Path) -> Result<crate::ConsoleStore, String> {
     if !dir.join("wal").is_dir() {
         return Err(format!(
             "no Gesta store at {} (it has no wal/ directory)",
             dir.display()
         ));
     }
-    gesta::Store::open(dir).map_err(|e| match e {
+    let store = gesta::Store::open(dir).map_err(|e| match e {
         gesta::Error::Locked { .. } => format!(
             "{e}: a store belongs to the process that has it open, so serve the console from \
              that process (`gesta serve {} --console ADDR`), or follow its new events with \
@@ -102,7 +104,8 @@ fn open(dir: &Path) -> Result<gesta::Store, String> {
             dir.display()
         ),
         e => e.to_string(),
-    })
+    })?;
+    crate::ConsoleStore::wrap(store).map_err(|e| e.to_string())
 }
 
 /// Opens the store in `args.dir` and serves the console until SIGINT or
@@ -130,14 +133,19 @@ pub fn run(args: ConsoleArgs, name: &str) -> Result<(), String> {
         } else {
             "read-only"
         };
-        let head = store.head();
+        let head = store.engine().head();
         let dir = args.dir.display().to_string();
+        let encrypted = if store.is_encrypted() {
+            " (encrypted)"
+        } else {
+            ""
+        };
         let served = crate::serve(store.clone(), config, crate::shutdown_signal(), |addr| {
-            println!("{name}: {dir} at head {head}, {mode}, on {scheme}://{addr}/");
+            println!("{name}: {dir}{encrypted} at head {head}, {mode}, on {scheme}://{addr}/");
             let _ = std::io::stdout().flush();
         })
         .await;
-        let closed = store.close();
+        let closed = store.engine().close();
         served.map_err(|e| e.to_string())?;
         closed.map_err(|e| e.to_string())
     });

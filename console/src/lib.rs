@@ -15,7 +15,12 @@
 //! needs an API key; on a non-loopback address it needs TLS and a key (see
 //! [`ConsoleConfig::check`]).
 //!
-//! Modules: [`config`] (what a console serves and the checks of it),
+//! An encrypted store (crypto-shredding: its directory holds the key
+//! file) is shown through the wrapper ([`ConsoleStore`]): events opened, a
+//! forgotten subject's empty, appends sealed.
+//!
+//! Modules: [`config`] (what a console serves and the checks of it), `shown`
+//! ([`ConsoleStore`]),
 //! `routes` (the HTTP API, one file per concern, and the key check),
 //! `sampler` (the state sampled every second for the charts), `disk` (what
 //! the store's files take), `assets` (the page, embedded at build time) and
@@ -29,22 +34,25 @@ pub mod config;
 mod disk;
 mod routes;
 mod sampler;
+mod shown;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use config::{ConsoleConfig, ConsoleError, TlsFiles};
+pub use shown::ConsoleStore;
 
 /// Serves the console for `store` per `config` until `shutdown` completes;
 /// the store stays open (the caller closes it). `ready` is called with the
 /// address bound (useful with port 0) before the first request is taken.
 pub async fn serve(
-    store: gesta::Store,
+    store: impl Into<ConsoleStore>,
     config: ConsoleConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ConsoleError> {
     config.check()?;
+    let store = store.into();
     let samples = sampler::Samples::new(config.samples_kept);
     let state = Arc::new(routes::AppState {
         store: store.clone(),
@@ -52,7 +60,11 @@ pub async fn serve(
         allow_writes: config.allow_writes,
         samples: samples.clone(),
     });
-    let sampling = tokio::spawn(sampler::run(store, samples, config.sample_every));
+    let sampling = tokio::spawn(sampler::run(
+        store.engine().clone(),
+        samples,
+        config.sample_every,
+    ));
     let app = routes::router(state);
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| ConsoleError::Bind(format!("{}: {e}", config.listen)))?;
@@ -111,8 +123,12 @@ pub struct Beside {
 impl Beside {
     /// Starts serving the console for `store` per `config` on the current
     /// runtime; returns once it listens, or with why it cannot.
-    pub async fn start(store: gesta::Store, config: ConsoleConfig) -> Result<Beside, ConsoleError> {
+    pub async fn start(
+        store: impl Into<ConsoleStore>,
+        config: ConsoleConfig,
+    ) -> Result<Beside, ConsoleError> {
         config.check()?;
+        let store = store.into();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, listening) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(serve(
@@ -146,23 +162,37 @@ impl Beside {
 }
 
 /// Completes at SIGINT or SIGTERM (SIGINT only off Unix).
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+///
+/// The handlers are registered when this is called, so that a signal that
+/// arrives before the server polls the future does not meet the default
+/// action (which kills the process); call it before binding, inside a
+/// Tokio runtime (it panics outside one).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
+        let registered = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        async move {
+            match registered {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-            Err(_) => interrupt.await,
         }
     }
     #[cfg(not(unix))]
-    interrupt.await;
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

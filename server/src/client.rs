@@ -517,6 +517,24 @@ impl GestaClient {
         })
     }
 
+    /// Forgets `subject` on a store served encrypted, as
+    /// [`gesta::encryption::Encrypted::forget`] does: its key is destroyed
+    /// (its events read with empty data and metadata from then on), then
+    /// its events are redacted; returns what the redaction did. A store
+    /// not served encrypted refuses it with FAILED_PRECONDITION (a
+    /// `NotEncrypted` detail), an unknown subject is
+    /// [`gesta::Error::InvalidInput`].
+    pub async fn forget(&mut self, subject: &str) -> Result<gesta::lifecycle::Redacted> {
+        let request = g::ForgetRequest {
+            subject: subject.to_owned(),
+        };
+        let r = self.raw.forget(request).await?.into_inner();
+        Ok(gesta::lifecycle::Redacted {
+            targeted: r.targeted,
+            redacted: r.redacted,
+        })
+    }
+
     /// Removes committed events, as [`gesta::EventStore::remove`] does.
     pub async fn remove(&mut self, target: &gesta::lifecycle::Target) -> Result<gesta::Removed> {
         let request = g::RemoveRequest {

@@ -16,6 +16,13 @@ pub struct ServeArgs {
     /// the one tenant whose store it reaches.
     #[arg(long, requires = "tenant_keys", conflicts_with = "api_key")]
     pub tenants: bool,
+    /// Make the store encrypted (crypto-shredding: create its key file
+    /// DIR/KEYS) if it is not yet. A store whose directory holds KEYS is
+    /// served encrypted without the flag: events tagged subject:NAME are
+    /// sealed with NAME's key on append and opened on read, through both
+    /// services, and gesta.v1 Forget destroys a key.
+    #[arg(long, conflicts_with = "tenants")]
+    pub encrypt: bool,
     /// The tenants' API keys: one `TENANT KEY` pair per line (# comments).
     #[arg(long, value_name = "FILE", requires = "tenants")]
     pub tenant_keys: Option<PathBuf>,
@@ -135,6 +142,8 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         let tenants = std::sync::Arc::new(tenants);
         let metrics = args.metrics;
         let result = runtime.block_on(async {
+            // Registered before the listener binds (see shutdown_signal).
+            let signal = crate::shutdown_signal();
             let listener =
                 tokio::net::TcpListener::bind(config.listen)
                     .await
@@ -158,14 +167,8 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                     crate::shutdown_signal(),
                 ));
             }
-            let served = crate::serve_tenants_on(
-                listener,
-                tenants.clone(),
-                keys,
-                config,
-                crate::shutdown_signal(),
-            )
-            .await;
+            let served =
+                crate::serve_tenants_on(listener, tenants.clone(), keys, config, signal).await;
             let closed = tenants.close();
             served?;
             closed.map_err(|e| crate::ServeError::Config(e.to_string()))?;
@@ -174,10 +177,18 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         return result.map_err(|e| e.to_string());
     }
     let result = runtime.block_on(async {
-        let store = gesta::Store::open(&args.dir)?;
+        // Registered before anything binds (see shutdown_signal).
+        let signal = crate::shutdown_signal();
+        let served = crate::Served::wrap(gesta::Store::open(&args.dir)?, args.encrypt)?;
+        let store = (**served.engine()).clone();
         eprintln!(
-            "{name}: {} at head {}, listening on {}",
+            "{name}: {}{} at head {}, listening on {}",
             args.dir.display(),
+            if served.is_encrypted() {
+                " (encrypted)"
+            } else {
+                ""
+            },
             store.head(),
             config.listen
         );
@@ -202,7 +213,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         };
         let console = match console {
             Some(c) => Some(
-                gesta_console::Beside::start(store.clone(), c)
+                gesta_console::Beside::start(served.console(), c)
                     .await
                     .map_err(|e| match e {
                         gesta_console::ConsoleError::Config(m) => {
@@ -220,7 +231,7 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                 c.addr
             );
         }
-        let served = crate::serve(store.clone(), config, crate::shutdown_signal()).await;
+        let served = crate::serve(served, config, signal).await;
         if let Some(c) = console {
             let _ = c.stop().await;
         }

@@ -158,6 +158,13 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
         gesta::Error::Corruption { .. } => (Code::DataLoss, ErrorType::Corruption),
         gesta::Error::Closed => (Code::Unavailable, ErrorType::Io),
         gesta::Error::Unsupported { .. } => (Code::Unimplemented, ErrorType::Internal),
+        // Crypto-shredding's (an encrypted store): the append names a
+        // subject that can no longer be used; a sealed event that fails
+        // to open is damage.
+        gesta::Error::SubjectForgotten { .. } => {
+            (Code::FailedPrecondition, ErrorType::InvalidArgument)
+        }
+        gesta::Error::Undecryptable { .. } => (Code::DataLoss, ErrorType::Corruption),
         // The message says the events may or may not be in the store.
         gesta::Error::OutcomeUnknown { .. } => (Code::Unknown, ErrorType::Io),
         _ => (Code::Internal, ErrorType::Io),

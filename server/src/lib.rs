@@ -4,7 +4,10 @@
 //! and, on the same port, `gesta.v1.Gesta` for what that protocol lacks
 //! (streams with expected revisions, event ids, lookups by id and time,
 //! durable subscriptions, snapshots, retroactive tags, redaction and their
-//! audit trail), with a Rust [`client`].
+//! audit trail, crypto-shredding's forget), with a Rust [`client`]. A store
+//! whose directory holds crypto-shredding's key file is served through its
+//! wrapper ([`Served`]): clients see plaintext and subjects' events are
+//! sealed.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), gesta_server::ServeError> {
@@ -15,11 +18,13 @@
 //! ```
 //!
 //! Module map: [`proto`] (the generated messages, servers and clients),
-//! `convert` (protocol ↔ engine types, errors → statuses), `service` (the
-//! DCB RPCs), `legacy` (UmaDB's older service path), `gesta_v1` (the
-//! `gesta.v1` service), [`client`] (its typed Rust client), `auth` (the API
-//! key check), `config` ([`ServeConfig`]), [`observe`] (a span and a
-//! latency sample per call), [`metrics`] (the Prometheus endpoint).
+//! `convert` (protocol ↔ engine types, errors → statuses), [`Served`] (the
+//! store as both services reach it: through crypto-shredding's wrapper
+//! when it is encrypted), `service` (the DCB RPCs), `legacy` (UmaDB's
+//! older service path), `gesta_v1` (the `gesta.v1` service), [`client`]
+//! (its typed Rust client), `auth` (the API key check), `config`
+//! ([`ServeConfig`]), [`observe`] (a span and a latency sample per call),
+//! [`metrics`] (the Prometheus endpoint).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -32,6 +37,7 @@ mod gesta_v1;
 mod legacy;
 pub mod metrics;
 pub mod observe;
+mod served;
 mod service;
 mod tenancy;
 
@@ -49,6 +55,7 @@ pub use config::{
 };
 pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
 pub use gesta_v1::SERVICE_NAME as GESTA_SERVICE_NAME;
+pub use served::Served;
 pub use tenancy::TenantKeys;
 
 /// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server
@@ -79,7 +86,7 @@ pub const SERVICE_NAME: &str = "umadb.v1.DCB";
 /// Binds `config.listen` and serves `store` until `shutdown` resolves; see
 /// [`serve_on`].
 pub async fn serve(
-    store: gesta::Store,
+    store: impl Into<Served>,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -95,6 +102,9 @@ pub async fn serve(
 
 /// Serves `store` on an already bound `listener` (`config.listen` is only
 /// checked for the API-key-without-TLS rule) until `shutdown` resolves.
+/// `store` is a [`gesta::Store`], served plain, or an
+/// [`Encrypted`](gesta::encryption::Encrypted) one, served through the
+/// wrapper ([`Served::wrap`] picks by the store's key file).
 ///
 /// Shutdown is graceful: the health service turns `NOT_SERVING`, open
 /// subscriptions and reads end, no new call is accepted, and the calls in
@@ -102,13 +112,13 @@ pub async fn serve(
 /// returns. The caller then drops or closes the store.
 pub async fn serve_on(
     listener: TcpListener,
-    store: gesta::Store,
+    store: impl Into<Served>,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     serve_stores_on(
         listener,
-        tenancy::Stores::One(store),
+        tenancy::Stores::One(store.into()),
         None,
         config,
         shutdown,
@@ -273,27 +283,38 @@ async fn serve_stores_on(
 }
 
 /// Resolves at the first SIGINT or SIGTERM (Ctrl-C elsewhere than Unix).
-pub async fn shutdown_signal() {
+///
+/// The handlers are registered when this is called, not when the future is
+/// first polled: a server polls its shutdown future only once it listens,
+/// and a signal that arrived in between would meet the default action,
+/// which kills the process without closing the store. Call it before
+/// binding, inside a Tokio runtime (it panics outside one).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
+        let registered = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
+        );
+        async move {
+            match registered {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

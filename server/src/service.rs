@@ -1,4 +1,6 @@
-//! The `umadb.v1.DCB` RPCs over a [`gesta::Store`].
+//! The `umadb.v1.DCB` RPCs over a [`Served`] store: events are read and
+//! appended through crypto-shredding's wrapper when the store is
+//! encrypted, and the messages are UmaDB's either way.
 //!
 //! Positions mean the same on both sides (1, 2, 3, …). The protocol's
 //! `Read.start` is inclusive where the engine's is exclusive; `Subscribe.after`
@@ -20,6 +22,7 @@ use crate::convert::{
 };
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
+use crate::served::Served;
 use crate::tenancy::Stores;
 
 /// UmaDB's default and largest events per response (umadb-server 0.7.8:
@@ -57,14 +60,14 @@ impl Dcb {
         }
     }
 
-    fn open_stream(
-        &self,
-        store: &Arc<gesta::Store>,
-    ) -> Result<crate::observe::StreamPermit, Status> {
+    fn open_stream(&self, store: &Served) -> Result<crate::observe::StreamPermit, Status> {
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("too many open reads and subscriptions; retry later")
         })?;
-        Ok(crate::observe::StreamPermit::new(permit, store.clone()))
+        Ok(crate::observe::StreamPermit::new(
+            permit,
+            store.engine().clone(),
+        ))
     }
 }
 
@@ -180,7 +183,7 @@ impl Gather {
 /// the captured head (none for an empty store) or, when the request has a
 /// limit, the last position of the response (none when it is empty).
 fn run_read(
-    store: gesta::Store,
+    store: Served,
     request: v1::ReadRequest,
     limits: Limits,
     stop: watch::Receiver<bool>,
@@ -193,7 +196,7 @@ fn run_read(
         .unwrap_or(BATCH_DEFAULT)
         .clamp(1, BATCH_MAX) as usize;
     let limited = request.limit.is_some();
-    let head = store.head();
+    let head = store.engine().head();
     let mut options = if backwards {
         gesta::ReadOptions::backwards()
     } else {
@@ -249,7 +252,7 @@ fn run_read(
         let (metadata, maybe_tracked) = read_metadata(&event.metadata);
         let tracking = match maybe_tracked {
             false => None,
-            true => match batches.tracking(&store, event.position) {
+            true => match batches.tracking(store.engine(), event.position) {
                 Ok(t) => t,
                 Err(e) => return fail(from_engine(e)),
             },
@@ -299,7 +302,6 @@ impl v1::dcb_server::Dcb for Dcb {
         gesta::validation::check_query(&to_query(request.query.clone())).map_err(from_engine)?;
         let permit = self.open_stream(&store)?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let store = (*store).clone();
         let (limits, stop) = (self.limits, self.stop.clone());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -322,8 +324,9 @@ impl v1::dcb_server::Dcb for Dcb {
             .clamp(1, BATCH_MAX) as usize;
         // The engine refuses to start after its head; the protocol waits
         // there for positions to come.
-        let start = after.min(store.head());
+        let start = after.min(store.engine().head());
         let mut events = store
+            .events()
             .subscribe(&query, start)
             .map_err(from_engine)?
             .into_stream();
@@ -350,7 +353,10 @@ impl v1::dcb_server::Dcb for Dcb {
                 let mut gather = Gather::new(batch, &limits);
                 let mut responses = Vec::new();
                 // One append's events: one batch, one lookup.
-                let tracking = match recorded.first().map(|e| store.batch_at(e.position)) {
+                let tracking = match recorded
+                    .first()
+                    .map(|e| store.engine().batch_at(e.position))
+                {
                     Some(Ok(found)) => found.and_then(|(_, t)| t),
                     Some(Err(e)) => {
                         let _ = tx.send(Err(from_engine(e))).await;
@@ -393,7 +399,7 @@ impl v1::dcb_server::Dcb for Dcb {
     ) -> Result<Response<v1::AppendResponse>, Status> {
         let store = self.stores.get(&request).await?;
         self.stores
-            .check_quota(&request, &store, request.get_ref().events.len())?;
+            .check_quota(&request, store.engine(), request.get_ref().events.len())?;
         let request = request.into_inner();
         let tracking = request.tracking_info.map(|t| (t.source, t.position));
         let tracked = tracking.is_some();
@@ -426,7 +432,7 @@ impl v1::dcb_server::Dcb for Dcb {
         });
         // Handed to the committer here, the append commits or fails as a
         // whole even if the client goes away and this future is dropped.
-        let appended = store.append_async(events, options).await;
+        let appended = store.append(events, options).await;
         match (appended, resent) {
             (Ok(appended), _) => Ok(Response::new(v1::AppendResponse {
                 position: appended.last,
@@ -450,7 +456,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::HeadRequest>,
     ) -> Result<Response<v1::HeadResponse>, Status> {
-        let head = self.stores.get(&request).await?.head();
+        let head = self.stores.get(&request).await?.engine().head();
         Ok(Response::new(v1::HeadResponse {
             position: (head > 0).then_some(head),
         }))
@@ -462,7 +468,7 @@ impl v1::dcb_server::Dcb for Dcb {
     ) -> Result<Response<v1::TrackingResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let source = request.into_inner().source;
-        let position = tokio::task::spawn_blocking(move || store.tracking_info(&source))
+        let position = tokio::task::spawn_blocking(move || store.events().tracking_info(&source))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(from_engine)?;
@@ -489,7 +495,7 @@ impl Resent {
     /// have failed too. UmaDB compares only the UUIDs (so two different
     /// events with the nil UUID pass as one); anything short of an equal
     /// batch is a conflict here.
-    fn earlier(&self, store: &gesta::Store) -> gesta::Result<Option<u64>> {
+    fn earlier(&self, store: &Served) -> gesta::Result<Option<u64>> {
         let Some(condition) = &self.condition else {
             return Ok(None);
         };
@@ -519,7 +525,7 @@ impl Resent {
             return Ok(None);
         };
         let last = start + self.events.len() as u64 - 1;
-        match store.batch_at(start)? {
+        match store.engine().batch_at(start)? {
             Some((range, tracking)) if range == (start..=last) && tracking == self.tracking => {}
             _ => return Ok(None),
         }
@@ -547,10 +553,10 @@ impl Resent {
 
 /// An append of no events: checks the condition and answers the head.
 fn append_nothing(
-    store: &gesta::Store,
+    store: &Served,
     options: gesta::AppendOptions,
 ) -> Result<v1::AppendResponse, Status> {
-    let head = store.head();
+    let head = store.engine().head();
     gesta::validation::check_after(&options, head).map_err(from_engine)?;
     if let Some(c) = options.condition {
         gesta::validation::check_query(&c.fail_if_events_match).map_err(from_engine)?;

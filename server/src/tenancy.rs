@@ -14,6 +14,7 @@ use gesta::tenants::{TenantError, Tenants, check_tenant_name};
 use tonic::{Request, Status};
 
 use crate::ServeError;
+use crate::served::Served;
 
 /// The tenant of a call, from its API key.
 #[derive(Clone, Debug)]
@@ -88,18 +89,21 @@ impl TenantKeys {
 /// The store or stores a server serves.
 #[derive(Clone)]
 pub(crate) enum Stores {
-    One(gesta::Store),
+    One(Served),
     Tenants(Arc<Tenants>),
 }
 
 impl Stores {
-    /// The store `request` reaches, held for as long as the `Arc` lives
-    /// (a tenant's store is not closed under a call). Opening a tenant's
-    /// store reads its log, so it runs on the blocking pool.
+    /// The store `request` reaches, held for as long as the [`Served`]
+    /// lives (a tenant's store is not closed under a call). Opening a
+    /// tenant's store reads its log, so it runs on the blocking pool. A
+    /// tenant's store that is encrypted (its directory holds a key file)
+    /// is refused: tenants are served plain, and serving an encrypted
+    /// store plain would hand out ciphertext.
     pub(crate) fn get<T>(
         &self,
         request: &Request<T>,
-    ) -> impl Future<Output = Result<Arc<gesta::Store>, Status>> + Send + 'static {
+    ) -> impl Future<Output = Result<Served, Status>> + Send + 'static {
         let picked = match self {
             Stores::One(store) => Ok(Pick::One(store.clone())),
             Stores::Tenants(tenants) => {
@@ -108,12 +112,19 @@ impl Stores {
         };
         async move {
             match picked? {
-                Pick::One(store) => Ok(Arc::new(store)),
+                Pick::One(store) => Ok(store),
                 Pick::Tenant(tenants, tenant) => {
-                    tokio::task::spawn_blocking(move || tenants.get(&tenant.0))
+                    let store = tokio::task::spawn_blocking(move || tenants.get(&tenant.0))
                         .await
                         .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
-                        .map_err(tenant_status)
+                        .map_err(tenant_status)?;
+                    if gesta::encryption::is_encrypted(store.path()) {
+                        return Err(Status::failed_precondition(
+                            "this tenant's store is encrypted (its directory holds a key file), \
+                             and encrypted tenants are not served yet",
+                        ));
+                    }
+                    Ok(Served::plain(store))
                 }
             }
         }
@@ -159,7 +170,7 @@ impl Stores {
 
 /// What [`Stores::get`] opens.
 enum Pick {
-    One(gesta::Store),
+    One(Served),
     Tenant(Arc<Tenants>, Tenant),
 }
 

@@ -450,3 +450,39 @@ async fn tenants_share_a_bounded_number_of_open_stores() {
     server.task.await.unwrap().unwrap();
     server.tenants.close().unwrap();
 }
+
+/// A tenant whose store is encrypted (its directory holds crypto-shredding's
+/// key file) is refused, through both services: tenants are served plain,
+/// and a plain read would hand out ciphertext. Other tenants are served.
+#[tokio::test]
+async fn an_encrypted_tenant_is_refused_and_the_others_served() {
+    let server = start(2).await;
+    let beta_dir = server._root.path().join("tenants").join("beta");
+    gesta::encryption::Encrypted::open(
+        gesta::MemoryStore::new(),
+        gesta::encryption::EncryptionOptions::in_dir(&beta_dir),
+    )
+    .unwrap();
+    assert!(beta_dir.join("KEYS").is_file());
+    let mut beta = gesta(server.addr, "key-beta").await;
+    assert_eq!(code(beta.head().await), Code::FailedPrecondition);
+    let refused = beta
+        .append(vec![NewEvent::new("B", "{}")], AppendOptions::new())
+        .await;
+    assert_eq!(code(refused), Code::FailedPrecondition);
+    let mut dcb = DcbClient::new(channel(server.addr).await);
+    let status = dcb
+        .head(keyed(v1::HeadRequest {}, "key-beta"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let mut alpha = gesta(server.addr, "key-alpha").await;
+    alpha
+        .append(vec![NewEvent::new("A", "{}")], AppendOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(alpha.head().await.unwrap(), 1);
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+    server.tenants.close().unwrap();
+}

@@ -100,6 +100,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A position was not in the bucket in time (`Shipper::ship_through`):
+    /// the timeout passed, or the shipper was fenced. The position is
+    /// committed locally all the same.
+    #[error(
+        "position {position} was not shipped in time: the bucket holds up to {shipped_head}{}",
+        last_error.as_ref().map(|e| format!(" (last round: {e})")).unwrap_or_default()
+    )]
+    NotShipped {
+        /// The position waited for.
+        position: u64,
+        /// The head the bucket restores to.
+        shipped_head: u64,
+        /// The last failed round's error, if the last round failed.
+        last_error: Option<String>,
+    },
     /// The shipper's thread is gone (stopped, or it panicked).
     #[error("the shipper has stopped")]
     Stopped,

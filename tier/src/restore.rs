@@ -120,6 +120,19 @@ pub fn restore(location: &Location, dir: impl AsRef<Path>) -> Result<RestoreRepo
             Err(Attempt::Failed(e)) => return Err(e),
         }
     };
+    // A checkpoint whose MANIFEST lists a run it does not name would give
+    // a store that does not open: refused here, naming the run.
+    if let Some(missing) =
+        crate::round::unlisted_run(&partial, checkpoint.files.iter().map(|f| f.path.as_str()))?
+    {
+        return Err(Error::Corrupt {
+            key: location.key(fence::CHECKPOINT_OBJECT).to_string(),
+            reason: format!(
+                "checkpoint {} (epoch {}) holds a MANIFEST that lists {missing}, which it does not name",
+                checkpoint.sequence, checkpoint.epoch
+            ),
+        });
+    }
     let marker = partial.join(gesta::BACKUP_INCOMPLETE);
     std::fs::remove_file(&marker).map_err(io_at(&marker))?;
     sync_dir(&partial)?;

@@ -321,6 +321,26 @@ fn plan_file(
     })
 }
 
+/// The first index run that the MANIFEST in `dir` lists and `files` (the
+/// `/`-separated paths of a copy of the store) lacks, if any.
+pub(crate) fn unlisted_run<'a>(
+    dir: &Path,
+    files: impl Iterator<Item = &'a str>,
+) -> Result<Option<String>> {
+    let files: HashSet<&str> = files.collect();
+    for run in gesta::inspect::listed_index_runs(dir)? {
+        let rel = run
+            .iter()
+            .map(|part| part.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if !files.contains(rel.as_str()) {
+            return Ok(Some(rel));
+        }
+    }
+    Ok(None)
+}
+
 /// Removes a directory tree if it exists.
 fn clear(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
@@ -405,6 +425,16 @@ async fn ship_copy(
 ) -> Result<RoundReport> {
     let epoch = state.claim.epoch;
     let (dirs, files) = walk(copy)?;
+    if let Some(missing) = unlisted_run(copy, files.iter().map(|(rel, _)| rel.as_str()))? {
+        // Never published: a checkpoint naming such a copy would not open.
+        return Err(Error::Store(gesta::Error::Corruption {
+            file: copy.join(&missing),
+            offset: 0,
+            reason: format!(
+                "the round's copy of the store is inconsistent: its MANIFEST lists {missing}, which the copy does not hold"
+            ),
+        }));
+    }
     let previous = state.chain.checkpoint.clone();
     let mut entries = Vec::with_capacity(files.len());
     let mut identities = HashMap::with_capacity(files.len());
@@ -546,6 +576,39 @@ mod tests {
             at += c.len;
         }
         assert_eq!(at, len);
+    }
+
+    /// The check a round makes before it publishes: a copy that lacks a
+    /// run its MANIFEST lists is found, naming the run.
+    #[test]
+    fn a_copy_lacking_a_listed_index_run_is_found() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        let store = gesta::Store::open(&dir).expect("open");
+        for i in 0..50u32 {
+            store
+                .append(vec![
+                    gesta::NewEvent::new("T", i.to_le_bytes().to_vec()).tag("t"),
+                ])
+                .expect("append");
+        }
+        store.flush_index().expect("flush");
+        store.close().expect("close");
+        let (_, files) = walk(&dir).expect("walk");
+        let names: Vec<&str> = files.iter().map(|(rel, _)| rel.as_str()).collect();
+        assert_eq!(
+            unlisted_run(&dir, names.iter().copied()).expect("check"),
+            None
+        );
+        let run = names
+            .iter()
+            .find(|n| n.starts_with("index/"))
+            .expect("a run");
+        let without = names.iter().copied().filter(|n| n != run);
+        assert_eq!(
+            unlisted_run(&dir, without).expect("check").as_deref(),
+            Some(*run)
+        );
     }
 
     #[test]

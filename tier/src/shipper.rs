@@ -7,11 +7,17 @@
 //! stays where the last checkpoint put it, so it never counts what was
 //! not shipped, and the lag (`head - shipped_head`) grows and is
 //! reported. A fenced shipper stops for good and says so in its status.
-//! Appends never wait for the shipper.
+//!
+//! Appends never wait for the shipper, unless the caller asks:
+//! [`Shipper::ship_through`] waits until a position is in the bucket and
+//! hurries a round for it, so a writer can acknowledge only what the
+//! bucket holds. Waiters that arrive while a round runs are served by the
+//! next one together, as a group commit serves its writers: one round per
+//! burst, not one per waiter. A hurried round never cuts a backoff short.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -121,11 +127,31 @@ pub struct ShipStatus {
     pub bytes_uploaded: u64,
     /// The last successful round.
     pub last_round: Option<RoundReport>,
+    /// The shipper's thread has ended (stopped, or fenced and dropped).
+    pub stopped: bool,
+}
+
+/// The status, and the signal that it changed (a round ended, the thread
+/// stopped), for the waiters of [`Shipper::ship_through`].
+struct Shared {
+    status: Mutex<ShipStatus>,
+    changed: Condvar,
+}
+
+impl Shared {
+    /// Changes the status and wakes every waiter.
+    fn update(&self, change: impl FnOnce(&mut ShipStatus)) {
+        change(&mut lock(&self.status));
+        self.changed.notify_all();
+    }
 }
 
 enum Command {
     /// Run a round now and answer with its outcome.
     ShipNow(mpsc::Sender<Result<u64>>),
+    /// Run a round soon unless the shipped head has reached this position
+    /// meanwhile (sent by the waiters of `ship_through`).
+    Hurry(u64),
     /// Stop: run a last round first when asked to, release the epoch,
     /// and answer with the shipped head.
     Stop {
@@ -137,7 +163,7 @@ enum Command {
 /// Ships a store to a bucket prefix in the background; see the module doc.
 pub struct Shipper {
     store: gesta::Store,
-    status: Arc<Mutex<ShipStatus>>,
+    shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     thread: Option<JoinHandle<()>>,
 }
@@ -190,18 +216,22 @@ impl Shipper {
                 "writer id {writer:?}: letters, digits and . - _ = + only"
             )));
         }
-        let status = Arc::new(Mutex::new(ShipStatus::default()));
+        let shared = Arc::new(Shared {
+            status: Mutex::new(ShipStatus::default()),
+            changed: Condvar::new(),
+        });
         let (commands, inbox) = mpsc::channel();
         let (started, started_rx) = mpsc::channel();
         let thread = {
             let store = store.clone();
-            let status = status.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("gesta-tier-ship".into())
                 .spawn(move || {
                     ship_thread(
-                        store, location, options, writer, staging, status, inbox, started,
-                    )
+                        store, location, options, writer, staging, &shared, inbox, started,
+                    );
+                    shared.update(|s| s.stopped = true);
                 })
                 .map_err(|e| Error::Io {
                     path: PathBuf::from("(thread)"),
@@ -211,7 +241,7 @@ impl Shipper {
         match started_rx.recv() {
             Ok(Ok(())) => Ok(Shipper {
                 store,
-                status,
+                shared,
                 commands,
                 thread: Some(thread),
             }),
@@ -243,10 +273,7 @@ impl Shipper {
 
     /// What the shipper has done.
     pub fn status(&self) -> ShipStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        lock(&self.shared.status).clone()
     }
 
     /// Runs a round now (after the one in progress, if any) and returns
@@ -260,17 +287,60 @@ impl Shipper {
     }
 
     /// Waits until the shipped head reaches `position`, at most `timeout`;
-    /// whether it did.
+    /// whether it did. It does not hurry a round: see
+    /// [`ship_through`](Self::ship_through).
     pub fn wait_shipped(&self, position: u64, timeout: Duration) -> bool {
+        self.wait(position, timeout, false).is_ok()
+    }
+
+    /// Waits until `position` is in the bucket, at most `timeout`, and
+    /// returns the shipped head: the acknowledgement after upload. A round
+    /// is hurried for it rather than waited for at the next interval;
+    /// waiters that arrive during a round share the next one. Call it with
+    /// an append's last position (`Appended::last`) to acknowledge only
+    /// what the bucket holds; a position beyond the store's head waits
+    /// until it is committed and shipped.
+    ///
+    /// Fails with [`Error::NotShipped`] (naming the shipped head and the
+    /// last round's error) when the timeout passes or the shipper has been
+    /// fenced, and with [`Error::Stopped`] when it has stopped. The event
+    /// is then committed locally all the same, as any append is: only the
+    /// bucket's copy is in doubt.
+    pub fn ship_through(&self, position: u64, timeout: Duration) -> Result<u64> {
+        self.wait(position, timeout, true)
+    }
+
+    fn wait(&self, position: u64, timeout: Duration, hurry: bool) -> Result<u64> {
         let deadline = Instant::now() + timeout;
+        let mut asked = !hurry;
+        let mut status = lock(&self.shared.status);
         loop {
-            if self.shipped_head() >= position {
-                return true;
+            if status.shipped_head >= position {
+                return Ok(status.shipped_head);
             }
-            if Instant::now() >= deadline {
-                return false;
+            if status.stopped {
+                return Err(Error::Stopped);
             }
-            std::thread::sleep(Duration::from_millis(10));
+            let now = Instant::now();
+            if status.fenced_by.is_some() || now >= deadline {
+                return Err(Error::NotShipped {
+                    position,
+                    shipped_head: status.shipped_head,
+                    last_error: status.last_error.clone(),
+                });
+            }
+            if !asked {
+                asked = true;
+                if self.commands.send(Command::Hurry(position)).is_err() {
+                    return Err(Error::Stopped);
+                }
+            }
+            status = self
+                .shared
+                .changed
+                .wait_timeout(status, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
     }
 
@@ -318,7 +388,7 @@ fn ship_thread(
     options: ShipOptions,
     writer: String,
     staging: PathBuf,
-    status: Arc<Mutex<ShipStatus>>,
+    shared: &Shared,
     inbox: mpsc::Receiver<Command>,
     started: mpsc::Sender<Result<()>>,
 ) {
@@ -374,17 +444,15 @@ fn ship_thread(
         Ok(n) => log::info!("gesta-tier: deleted {n} chunk(s) that no checkpoint named"),
         Err(e) => log::warn!("gesta-tier: could not delete the chunks no checkpoint names: {e}"),
     }
-    {
-        let mut s = lock(&status);
+    shared.update(|s| {
         s.epoch = claim.epoch;
         // The bucket restores to the inherited head already, but that
         // head is not this store's until a round has checked its files.
         s.shipped_head = 0;
-    }
+    });
     let _ = started.send(Ok(()));
     let mut state = State::new(claim, chain, staging, options.concurrency);
     let mut fenced = None;
-    let mut wait = Duration::ZERO;
     let round = |state: &mut State, fenced: &mut Option<(u64, String)>| -> Result<u64> {
         if let Some((by, writer)) = fenced {
             return Err(Error::Fenced {
@@ -394,8 +462,7 @@ fn ship_thread(
             });
         }
         let outcome = runtime.block_on(round::run(&store, &location, state));
-        let mut s = lock(&status);
-        match &outcome {
+        shared.update(|s| match &outcome {
             Ok(report) => {
                 if s.failures_in_a_row > 0 {
                     log::info!(
@@ -427,7 +494,7 @@ fn ship_thread(
                     );
                 }
             }
-        }
+        });
         outcome.map(|r| r.head)
     };
     let release = |state: &State, fenced: bool| {
@@ -437,22 +504,42 @@ fn ship_thread(
         }
         let _ = std::fs::remove_dir_all(&state.staging);
     };
+    let status = &shared.status;
+    // When the next round is due: a deadline rather than a wait, so that
+    // commands (a hurry that finds its position shipped) do not put the
+    // interval's round off.
+    let mut due = Instant::now();
     loop {
-        match inbox.recv_timeout(wait) {
+        let command = inbox.recv_timeout(due.saturating_duration_since(Instant::now()));
+        match command {
             Ok(Command::ShipNow(reply)) => {
                 let outcome = round(&mut state, &mut fenced);
-                wait = next_wait(&options, &status, &outcome);
+                due = Instant::now() + next_wait(&options, status, &outcome);
                 let _ = reply.send(outcome);
+            }
+            Ok(Command::Hurry(position)) => {
+                let s = lock(status);
+                // Shipped by a round since it was asked, or nothing a round
+                // could do now: fenced, or backing off after failures
+                // (the round due then serves the waiter).
+                let served = s.shipped_head >= position;
+                let hold = fenced.is_some() || s.failures_in_a_row > 0;
+                drop(s);
+                if served || hold {
+                    continue;
+                }
+                let outcome = round(&mut state, &mut fenced);
+                due = Instant::now() + next_wait(&options, status, &outcome);
             }
             Ok(Command::Stop { last_round, reply }) => {
                 let outcome = match last_round && fenced.is_none() {
                     true => match round(&mut state, &mut fenced) {
                         // Closed before the shipper was stopped: what
                         // was shipped is all there is to say.
-                        Err(Error::Store(gesta::Error::Closed)) => Ok(lock(&status).shipped_head),
+                        Err(Error::Store(gesta::Error::Closed)) => Ok(lock(status).shipped_head),
                         other => other,
                     },
-                    false => Ok(lock(&status).shipped_head),
+                    false => Ok(lock(status).shipped_head),
                 };
                 release(&state, fenced.is_some());
                 let _ = reply.send(outcome);
@@ -461,11 +548,11 @@ fn ship_thread(
             Err(RecvTimeoutError::Timeout) => {
                 if fenced.is_some() {
                     // Nothing more to do but answer commands.
-                    wait = Duration::from_secs(3600);
+                    due = Instant::now() + Duration::from_secs(3600);
                     continue;
                 }
                 let outcome = round(&mut state, &mut fenced);
-                wait = next_wait(&options, &status, &outcome);
+                due = Instant::now() + next_wait(&options, status, &outcome);
             }
             Err(RecvTimeoutError::Disconnected) => {
                 release(&state, fenced.is_some());

@@ -307,6 +307,52 @@ fn a_corrupt_object_is_refused_on_restore_and_never_served() {
     store.close().expect("close");
 }
 
+/// A checkpoint whose MANIFEST lists an index run that the checkpoint
+/// does not name would restore to a store that does not open: the restore
+/// refuses it, naming the run, and leaves only a marked partial directory.
+#[test]
+fn a_checkpoint_missing_a_listed_index_run_is_refused_on_restore() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path().join("src"), options()).expect("open");
+    fill(&store, 0, 500, 20);
+    store.flush_index().expect("flush");
+    let shipper = Shipper::start(store.clone(), location.clone(), on_demand()).expect("start");
+    shipper.ship_now().expect("ship");
+    shipper.stop().expect("stop");
+
+    let rt = runtime();
+    let mut checkpoint = rt
+        .block_on(gesta_tier::fence::load_checkpoint(&location))
+        .expect("checkpoint");
+    let run = checkpoint
+        .files
+        .iter()
+        .position(|f| f.path.starts_with("index/") && f.path.ends_with(".idx"))
+        .expect("an index run");
+    let dropped = checkpoint.files.remove(run).path;
+    let key = location.key(gesta_tier::fence::CHECKPOINT_OBJECT);
+    rt.block_on(location.store().put(&key, checkpoint.encode().into()))
+        .expect("replace the checkpoint");
+
+    let target = dir.path().join("restored");
+    match restore(&location, &target) {
+        Err(Error::Corrupt { key, reason }) => {
+            assert!(key.ends_with("CHECKPOINT"), "{key}");
+            assert!(reason.contains(&dropped), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(!target.exists());
+    assert!(
+        dir.path()
+            .join("restored.partial")
+            .join(gesta::BACKUP_INCOMPLETE)
+            .exists()
+    );
+    store.close().expect("close");
+}
+
 #[test]
 fn an_unreachable_bucket_delays_shipping_reports_nothing_unshipped_and_shipping_resumes() {
     let endpoint = endpoint();
@@ -363,6 +409,96 @@ fn an_unreachable_bucket_delays_shipping_reports_nothing_unshipped_and_shipping_
     store.close().expect("close");
 }
 
+/// The acknowledgement after upload: with rounds due only once an hour,
+/// `ship_through` hurries a round for each append, waiters arriving
+/// together share rounds, every acknowledged event is in the bucket, and
+/// with the bucket away the wait ends in `NotShipped` naming what the
+/// bucket holds.
+#[test]
+fn ship_through_acknowledges_only_what_the_bucket_holds_and_shares_rounds() {
+    let endpoint = endpoint();
+    let bucket = unique("gesta-t");
+    create_bucket(&endpoint, &bucket);
+    let proxy = Proxy::start(&endpoint);
+    let through_proxy = location_at(&proxy.endpoint, &bucket, "p");
+    let direct = location_at(&endpoint, &bucket, "p");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path().join("src"), options()).expect("open");
+    let shipper = Shipper::start(
+        store.clone(),
+        through_proxy,
+        on_demand().backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .expect("start");
+    // The first round, which runs at start, ships nothing yet.
+    assert!(shipper.wait_shipped(0, Duration::from_secs(30)));
+    let writers = 8u64;
+    let appends = 10u64;
+    let acknowledged: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (store, shipper) = (&store, &shipper);
+                scope.spawn(move || {
+                    let mut last = 0;
+                    for i in 0..appends {
+                        let appended = store.append(vec![event(w * 1_000 + i)]).expect("append");
+                        let shipped = shipper
+                            .ship_through(appended.last, Duration::from_secs(60))
+                            .expect("shipped");
+                        assert!(shipped >= appended.last);
+                        last = appended.last;
+                    }
+                    last
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect()
+    });
+    let total = writers * appends;
+    assert_eq!(store.head(), total);
+    assert!(shipper.shipped_head() >= *acknowledged.iter().max().expect("some"));
+    let rounds = shipper.status().rounds;
+    eprintln!("{rounds} rounds for {total} acknowledgements");
+    // Eight writers wait at once: one round each would be 80.
+    assert!(
+        rounds <= 1 + total / 2,
+        "{rounds} rounds for {total} acknowledgements: waiters did not share rounds"
+    );
+    // Every acknowledged event restores from the bucket alone.
+    let restored = dir.path().join("restored");
+    let report = restore(&direct, &restored).expect("restore");
+    assert!(report.head >= total, "restored {}", report.head);
+    check_restored(&restored, &read_all(&store));
+
+    // The bucket away: the event is committed, the acknowledgement is not.
+    proxy.cut();
+    let appended = store.append(vec![event(99_999)]).expect("append");
+    match shipper.ship_through(appended.last, Duration::from_millis(800)) {
+        Err(Error::NotShipped {
+            position,
+            shipped_head,
+            ..
+        }) => {
+            assert_eq!(position, appended.last);
+            assert_eq!(shipped_head, total);
+        }
+        other => panic!("expected NotShipped, got {other:?}"),
+    }
+    assert_eq!(store.head(), total + 1);
+    proxy.mend();
+    assert_eq!(
+        shipper
+            .ship_through(appended.last, Duration::from_secs(60))
+            .expect("shipped once the bucket is back"),
+        total + 1
+    );
+    shipper.stop().expect("stop");
+    store.close().expect("close");
+}
+
 const CHILD: &str = "GESTA_TIER_KILL_CHILD";
 
 /// The writer of the kill test, run as a child process: appends under
@@ -400,10 +536,11 @@ fn kill_child() {
     }
 }
 
-// Known bug, open in issue 21: about one run in five, the checkpoint the
-// killed writer left names a MANIFEST that lists an index run the
-// checkpoint lacks, and the restored store refuses to open. Run it with
-// `cargo test -p gesta-tier --test s3 -- --ignored` while that is fixed.
+// Known bug, open in issue 21 (docs/TIER.md, "Known issue"): twice in CI,
+// the checkpoint the killed writer left named a MANIFEST that lists an
+// index run the checkpoint lacks. Rounds and restores now refuse such a
+// copy, but the cause is not found. Run it with
+// `cargo test -p gesta-tier --test s3 -- --ignored`.
 #[test]
 #[ignore = "known bug (issue 21): a checkpoint may name a MANIFEST listing an index run it lacks"]
 fn a_writer_killed_under_load_restores_with_every_event_it_reported_shipped() {

@@ -31,8 +31,8 @@ which appends nothing if the first attempt committed. --after beyond the store's
 
 Encryption (crypto-shredding, see `gesta forget --help`): with --encrypt, the store becomes encrypted
 (its directory gets the key file KEYS) and every event tagged subject:NAME has its data and metadata
-sealed with NAME's key; later appends, reads and gets of an encrypted store seal and open without the
-flag. `read --follow`, `export`, `serve` and `console` do not open sealed events yet."#;
+sealed with NAME's key; every later command on an encrypted store seals and opens without the flag —
+`read` (--follow too), `get`, `export`, `import`, `console`, and `serve` on both its services."#;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -18,9 +18,18 @@ The copy is built in DEST.partial and renamed to DEST only when complete and syn
 DEST does not exist, and DEST.partial holds a BACKUP-INCOMPLETE marker that makes every open refuse it. The next
 backup to DEST removes it.
 
+An encrypted store's keys are never copied (crypto-shredding, see `gesta forget --help`): a copied key would
+survive every later `gesta forget` of its subject, so that forgetting would not reach the backup. DEST gets a key
+file KEYS with the store's subject prefix and no key, so the copy stays encrypted: its subjects' events fail to
+open (naming the missing key) instead of reading as ciphertext, and new subjects' events are sealed, never
+stored in clear. Keep the store's KEYS separately (as carefully as the data: it is what opens it), and to
+restore a backup, copy the store's current KEYS over DEST/KEYS before using the copy: every subject still live
+opens, every subject forgotten since the backup stays forgotten. The command prints a warning when it does this.
+
 Examples:
   gesta backup ./events ./events-backup
-  gesta backup ./events /mnt/other-disk/events-$(date +%F) && gesta verify /mnt/other-disk/events-$(date +%F)";
+  gesta backup ./events /mnt/other-disk/events-$(date +%F) && gesta verify /mnt/other-disk/events-$(date +%F)
+  cp ./events/KEYS ./events-backup/KEYS                    # restoring an encrypted store's backup";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -63,6 +72,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
         report.files_copied,
         report.bytes_copied as f64 / 1e6,
     );
+    if report.keys_left_out {
+        eprintln!(
+            "warning: {} is encrypted, and its keys were not copied: {}/KEYS names no key, so \
+             that `gesta forget` reaches this backup too. Keep {}/KEYS separately; to restore the \
+             backup, copy the store's KEYS over {}/KEYS first, or its subjects' events cannot be \
+             read.",
+            args.store.dir.display(),
+            report.path.display(),
+            args.store.dir.display(),
+            report.path.display(),
+        );
+    }
     store.close()?;
     Ok(())
 }

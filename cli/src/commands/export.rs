@@ -21,6 +21,10 @@ use gesta_json as json;
 pub const EXPORT_AFTER_HELP: &str = "\
 Writes every event, oldest first, in the format `gesta read` prints and `gesta import` reads.
 
+An encrypted store (its directory holds the key file KEYS, see `gesta forget --help`) is exported opened, as
+`gesta read` shows it: subjects' events with their data in clear, a forgotten subject's empty. Keep such a file
+as carefully as the keys; `gesta import --encrypt` seals it again.
+
 Examples:
   gesta export ./events > events.jsonl
   gesta export ./events --output events.jsonl";
@@ -30,6 +34,10 @@ Appends the events in order, --batch lines per atomic append (parsing overlaps t
 Kept: order, types, tags, data, metadata, streams and ids; positions and revisions come out the same when the
 store starts empty. Commit timestamps are the time of the import. Re-importing a file whose events all have ids
 is idempotent batch by batch (same file, same --batch); an id already committed otherwise is an error.
+
+Into an encrypted store (one whose directory holds KEYS, or any store with --encrypt, which makes it so),
+every event tagged subject:NAME is sealed with NAME's key, as `gesta append` seals it; an event naming a
+forgotten subject is refused.
 
 Examples:
   gesta import ./copy < events.jsonl
@@ -55,10 +63,17 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = 1000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch: u64,
+    /// Make the store encrypted (create its key file), so that events
+    /// tagged subject:NAME are sealed; an encrypted store stays so
+    /// without the flag.
+    #[arg(long)]
+    encrypt: bool,
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Failure> {
-    let store = open_existing(&args.store.dir)?;
+    // An encrypted store's events are exported opened, never as
+    // ciphertext that no import could open.
+    let store = super::encrypted::Opened::wrap(open_existing(&args.store.dir)?, false)?;
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             File::create(path)
@@ -67,7 +82,7 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
         None => Box::new(io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    let bar = progress::events(store.head(), "exporting");
+    let bar = progress::events(store.head()?, "exporting");
     let mut line = Vec::with_capacity(512);
     let mut n = 0u64;
     // Events are lent, not copied: each goes from the mapped log to its
@@ -123,8 +138,8 @@ pub fn import(args: ImportArgs) -> Result<(), Failure> {
             (Box::new(io::stdin()), size)
         }
     };
-    let store = gesta::Store::open(&args.store.dir)?;
-    let head_before = store.head();
+    let store = super::encrypted::Opened::wrap(gesta::Store::open(&args.store.dir)?, args.encrypt)?;
+    let head_before = store.head()?;
     let bar = progress::bytes(size.unwrap_or(0), "importing");
     let started = Instant::now();
     let mut events = 0u64;
@@ -166,14 +181,14 @@ pub fn import(args: ImportArgs) -> Result<(), Failure> {
     });
     bar.finish_and_clear();
     result?;
+    let head = store.head()?;
     store.close()?;
     let secs = started.elapsed().as_secs_f64();
     // Batches already committed with the same ids append nothing.
-    let new = store.head() - head_before;
+    let new = head - head_before;
     eprintln!(
-        "imported {events} events in {secs:.2} s ({:.0} events/s), {new} new, head {}",
+        "imported {events} events in {secs:.2} s ({:.0} events/s), {new} new, head {head}",
         events as f64 / secs.max(1e-9),
-        store.head()
     );
     Ok(())
 }

@@ -22,8 +22,10 @@ subject:NAME), so the next `gesta compact` removes their ciphertext from the fil
 
 A forgotten subject stays forgotten: appending an event tagged with it again is refused. Forgetting a
 subject already forgotten finishes its redaction if it was interrupted and changes nothing otherwise;
-forgetting a subject the key file never named is refused. Copies of the key file made before (backups)
-still hold the key: keep them as carefully as the key file, or not at all.
+forgetting a subject the key file never named is refused. `gesta backup` never copies the keys (the
+backup's KEYS names none), so a forget reaches backups; a copy of KEYS made by hand still holds the key:
+keep such copies as carefully as the key file, or not at all. A store served with `gesta serve` is
+forgotten through the server: gesta.v1 Forget (GestaClient::forget).
 
 Forgetting cannot be undone, so the command does nothing without --yes.
 

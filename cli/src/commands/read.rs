@@ -39,7 +39,8 @@ events prints nothing.
 
 --follow reads the log files directly, without opening the store or taking its lock, so it works while
 another process (an application, `gesta serve`) appends; it shows events once written, which may be a moment
-before they are durable."#;
+before they are durable. In an encrypted store it opens subjects' events with the key file, read only, and
+reads the file again whenever the owning process replaces it (a new subject's key, a forget)."#;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -81,6 +82,8 @@ pub struct Args {
 fn follow(args: &Args, query: &Query) -> Result<(), Failure> {
     crate::failure::existing_store(&args.store.dir)?;
     let mut follower = gesta::inspect::Follower::new(&args.store.dir, args.after.unwrap_or(0))?;
+    // An encrypted store's events are shown opened, as `read` shows them.
+    let mut keys = super::encrypted::FollowKeys::new(&args.store.dir)?;
     let mut remaining = args.limit.unwrap_or(usize::MAX);
     let mut events = Vec::new();
     let mut line = Vec::with_capacity(512);
@@ -91,12 +94,14 @@ fn follow(args: &Args, query: &Query) -> Result<(), Failure> {
             std::thread::sleep(std::time::Duration::from_millis(args.poll_ms));
             continue;
         }
+        keys.refresh()?;
         for event in events
-            .iter()
+            .drain(..)
             .filter(|e| query.matches(&e.event_type, &e.tags))
         {
+            let event = keys.open(event)?;
             line.clear();
-            json::write_event(&mut line, event.into());
+            json::write_event(&mut line, (&event).into());
             line.push(b'\n');
             if let Err(e) = out.write_all(&line) {
                 return if super::closed_pipe(&e) {

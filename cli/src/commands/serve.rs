@@ -33,7 +33,9 @@ with its CRC-32), and `gesta restore` rebuilds the store from the bucket alone. 
 writer when the server starts (the bucket must answer then; later outages only delay shipping, with retries):
 a second writer is refused, unless --ship-takeover, which fences the first; a store whose head is below the
 bucket's is refused (restore it first). On SIGINT or SIGTERM a last round ships everything committed and the
-prefix is released. Not yet with --tenants, --metrics or --console.
+prefix is released. Not yet with --tenants, --metrics or --console. An encrypted store's key file (KEYS)
+is never shipped (a forget must reach every copy; the bucket gets one without keys, as a backup does): keep it
+separately and copy it over the KEYS of a restored store.
 Endpoint and credentials: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
 AWS_ALLOW_HTTP=true for plain HTTP.
 
@@ -75,13 +77,26 @@ pub fn run(args: Args) -> Result<(), Failure> {
         shipper.epoch(),
         config.listen
     );
+    // Through crypto-shredding's wrapper when the store is encrypted, as
+    // without --ship-to.
+    let wrapped = gesta_server::Served::wrap(store.clone(), a.encrypt)?;
+    if wrapped.is_encrypted() {
+        // As a backup, the bucket must not keep a key that a forget
+        // destroys; the restored store needs the key file put back.
+        eprintln!(
+            "gesta: warning: {} is encrypted, and its keys are not shipped (the bucket gets \
+             a key file without keys, as a backup does): keep its KEYS separately, and copy it \
+             over the KEYS of a store restored from the bucket to read its subjects' events",
+            a.dir.display()
+        );
+    }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Failure::new(format!("the runtime: {e}")))?;
-    let served = runtime.block_on(gesta_server::serve(
-        store.clone(),
-        config,
-        gesta_server::shutdown_signal(),
-    ));
+    let served = runtime.block_on(async {
+        // Registered before the server binds (see shutdown_signal).
+        let signal = gesta_server::shutdown_signal();
+        gesta_server::serve(wrapped, config, signal).await
+    });
     // The last round ships everything the server committed.
     let shipped = shipper.stop();
     let closed = store.close();

@@ -82,9 +82,11 @@ fn tag<S: EventStore + ?Sized>(
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let target = args.target.target()?;
-    let store = open_existing(&args.store.dir)?;
+    // Through the wrapper of an encrypted store, which refuses a subject
+    // tag added after the fact (the event was stored in clear).
+    let store = super::encrypted::Opened::wrap(open_existing(&args.store.dir)?, false)?;
     let mut line = Vec::with_capacity(64);
-    let tagged = tag(&store, &target, &args.add, args.json, &mut line);
+    let tagged = tag(&*store, &target, &args.add, args.json, &mut line);
     store.close()?;
     tagged?;
     print(&line)

@@ -111,7 +111,7 @@ struct Read {
     limit: usize,
 }
 
-fn plan(p: Params, head: u64, store: &gesta::Store) -> Result<Read, ApiError> {
+fn plan(p: Params, head: u64, store: &crate::ConsoleStore) -> Result<Read, ApiError> {
     let backwards = match p.direction.as_deref().unwrap_or("forwards") {
         "forwards" => false,
         "backwards" => true,
@@ -145,7 +145,11 @@ fn plan(p: Params, head: u64, store: &gesta::Store) -> Result<Read, ApiError> {
         }
         // The last position committed before `since`: what follows it was
         // committed at or after it, since commit times never decrease.
-        after = Some(store.position_at(since_micros(since)?.saturating_sub(1))?);
+        after = Some(
+            store
+                .events()
+                .position_at(since_micros(since)?.saturating_sub(1))?,
+        );
     }
     if backwards && after.is_some() {
         return Err(ApiError::BadRequest(
@@ -195,11 +199,11 @@ pub(crate) async fn query(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     blocking(move || {
         let store = &state.store;
-        let head = store.head();
+        let head = store.engine().head();
         let read = plan(params, head, store)?;
         let events = match &read.stream {
-            Some(name) => store.read_stream(name, read.options)?,
-            None => store.read(&read.query, read.options)?,
+            Some(name) => store.events().read_stream(name, read.options)?,
+            None => store.events().read(&read.query, read.options)?,
         };
         let mut out = Vec::new();
         let mut more = false;
@@ -235,13 +239,14 @@ pub(crate) async fn at_position(
     let position = number("position", Some(&position))?.unwrap_or(0);
     blocking(move || {
         let store = &state.store;
-        let head = store.head();
+        let head = store.engine().head();
         if position == 0 || position > head {
             return Err(ApiError::BadRequest(format!(
                 "unknown position {position}: positions run from 1 to the head, {head}"
             )));
         }
         let found = store
+            .events()
             .read(
                 &gesta::Query::all(),
                 ReadOptions::forwards().start(position - 1).limit(1),
@@ -265,7 +270,7 @@ pub(crate) async fn by_id(
 ) -> Result<Json<Box<RawValue>>, ApiError> {
     let uuid = gesta_json::parse_id(id.trim())
         .map_err(|e| ApiError::BadRequest(format!("malformed id: {e}")))?;
-    blocking(move || match state.store.event_by_id(uuid)? {
+    blocking(move || match state.store.events().event_by_id(uuid)? {
         Some(event) => Ok(Json(event_json(&event)?)),
         None => Err(ApiError::NotFound(format!("no event has the id {id}"))),
     })

@@ -64,7 +64,7 @@ pub(crate) async fn add_tags(
     }
     let (target, tags) = parse(&body, true)?;
     blocking(move || {
-        let added = state.store.add_tags(&target, &tags)?;
+        let added = state.store.events().add_tags(&target, &tags)?;
         Ok(Json(serde_json::json!({
             "targeted": added.targeted,
             "tagged": added.tagged,
@@ -83,7 +83,7 @@ pub(crate) async fn redact(
     }
     let (target, _) = parse(&body, false)?;
     blocking(move || {
-        let redacted = state.store.redact(&target)?;
+        let redacted = state.store.events().redact(&target)?;
         Ok(Json(serde_json::json!({
             "targeted": redacted.targeted,
             "redacted": redacted.redacted,

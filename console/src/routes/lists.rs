@@ -59,7 +59,10 @@ pub(crate) async fn list(
     blocking(move || {
         let prefix = p.prefix.unwrap_or_default();
         let after = p.after.filter(|a| !a.is_empty());
-        let listed = state.store.list(what, &prefix, after.as_deref(), limit)?;
+        let listed = state
+            .store
+            .events()
+            .list(what, &prefix, after.as_deref(), limit)?;
         let next = (listed.len() == limit)
             .then(|| listed.last().map(|l| l.name.clone()))
             .flatten();

@@ -37,14 +37,14 @@ pub(crate) async fn live(
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let query = parse_query(p.query.as_deref())?;
-    let head = state.store.head();
+    let head = state.store.engine().head();
     let after = number("after", p.after.as_deref())?.unwrap_or(head);
     if after > head {
         return Err(ApiError::BadRequest(format!(
             "unknown position: after {after} is beyond the head {head}"
         )));
     }
-    let subscription = state.store.subscribe(&query, after)?.into_stream();
+    let subscription = state.store.events().subscribe(&query, after)?.into_stream();
     let opened = stream::once(async move {
         Ok(Event::default()
             .event("open")

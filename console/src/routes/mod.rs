@@ -29,7 +29,9 @@ use crate::sampler::Samples;
 
 /// What every route shares.
 pub(crate) struct AppState {
-    pub store: gesta::Store,
+    /// Events are read and written through `store.events()`, the
+    /// wrapper when the store is encrypted.
+    pub store: crate::ConsoleStore,
     /// The expected API key, if one is configured.
     pub key: Option<Key>,
     pub allow_writes: bool,

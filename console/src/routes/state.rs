@@ -14,8 +14,9 @@ use crate::sampler::Sample;
 pub(crate) async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "store": state.store.path().display().to_string(),
-        "head": state.store.head(),
+        "head": state.store.engine().head(),
         "writable": state.allow_writes,
+        "encrypted": state.store.is_encrypted(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -65,7 +66,7 @@ pub(crate) async fn state(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<StoreState>, ApiError> {
     blocking(move || {
-        let store = &state.store;
+        let store = state.store.engine();
         let head = store.head();
         let mut disk = crate::disk::measure(store.path())
             .map_err(|e| ApiError::Internal(format!("{}: {e}", store.path().display())))?;

@@ -32,7 +32,7 @@ pub(crate) async fn append(
         ));
     }
     blocking(move || {
-        let appended = state.store.append(events)?;
+        let appended = state.store.events().append(events)?;
         Ok(Json(
             serde_json::json!({ "first": appended.first, "last": appended.last }),
         ))

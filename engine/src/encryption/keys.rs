@@ -172,6 +172,32 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(String, Entries)> {
     Ok((prefix, entries))
 }
 
+/// For a backup of an encrypted store: writes at `to` (atomically and
+/// durably) a key file with the subject prefix of the one at `from` and no
+/// key, if there is a file at `from`; returns whether there was. The keys
+/// themselves are never copied, so that a later forget reaches the
+/// backup too; the keyless file keeps the copy encrypted to every door
+/// (its subjects' events fail to open, naming the missing key, rather
+/// than reading as ciphertext, and new subjects' events are sealed, never
+/// stored in clear) until the store's key file is put in its place.
+pub(crate) fn write_keyless(fs: Arc<dyn FileSystem>, from: &Path, to: &Path) -> Result<bool> {
+    let source = KeyFile {
+        fs: fs.clone(),
+        path: from.to_owned(),
+        prefix: String::new(),
+    };
+    let Some((prefix, _keys)) = source.load()? else {
+        return Ok(false);
+    };
+    let copy = KeyFile {
+        fs,
+        path: to.to_owned(),
+        prefix,
+    };
+    copy.store(&Entries::new())?;
+    Ok(true)
+}
+
 /// Where the key file lives and how it is reached.
 #[derive(Clone, Debug)]
 pub(crate) struct KeyFile {

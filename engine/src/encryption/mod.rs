@@ -88,9 +88,12 @@
 //!   starts with the prefix is [`Error::InvalidInput`] — the event was
 //!   stored in clear, and a subject tag would declare it sealed.
 //! - **What the key file does not do:** a key destroyed in the file may
-//!   survive in a backup or copy of the file, in the file system's free
+//!   survive in a copy of the file made by hand, in the file system's free
 //!   blocks, or in swap; crypto-shredding is as good as the care taken of
-//!   the key file. One process at a time may use a key file. The wrapper
+//!   the key file. The engine's `Store::backup` never copies a key: the
+//!   backup gets a key file with the prefix and no key, and is restored
+//!   by putting a copy of the store's key file in its place (so a forget
+//!   made after the backup reaches it). One process at a time may use a key file. The wrapper
 //!   must see every append of the store from its start: an event that
 //!   names a subject but was appended around the wrapper reads as
 //!   [`Error::Undecryptable`].
@@ -102,7 +105,8 @@
 //!
 //! Module map: `keys` (the key file's format and its replacement), `seal`
 //! (one sealed field: envelope, nonce, binding), this module (the
-//! wrapper, the subject rule, forget).
+//! wrapper, the subject rule, forget, and [`Opener`]: the wrapper's reads
+//! for callers that read the inner store themselves).
 
 pub(crate) mod keys;
 mod seal;
@@ -139,6 +143,14 @@ pub use seal::OVERHEAD;
 /// The key file's name in a store directory, for
 /// [`EncryptionOptions::in_dir`].
 pub const KEY_FILE_NAME: &str = crate::store::KEY_FILE_NAME;
+
+/// Whether the store in `dir` is encrypted: it holds the key file in its
+/// default place ([`EncryptionOptions::in_dir`]). Every door that opens a
+/// store by its directory (the command, the server, the console) opens it
+/// through [`Encrypted`] when it is.
+pub fn is_encrypted(dir: &Path) -> bool {
+    dir.join(KEY_FILE_NAME).is_file()
+}
 
 /// The subject prefix unless configured otherwise.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "subject:";
@@ -666,9 +678,77 @@ impl<S: EventStore> Encrypted<S> {
         Ok(sealed)
     }
 
-    fn opener(&self) -> Arc<dyn Fn(RecordedEvent) -> Result<RecordedEvent> + Send + Sync> {
+    fn map_event(&self) -> Arc<dyn Fn(RecordedEvent) -> Result<RecordedEvent> + Send + Sync> {
         let ring = self.ring.clone();
         Arc::new(move |e| ring.open_event(e))
+    }
+
+    /// What every read through the wrapper does to an event of the inner
+    /// store, for a caller that must read the inner store itself: a read
+    /// whose iterator outlives a borrow of the wrapper (a server streams
+    /// it from another thread). It shares the wrapper's keys, so a
+    /// [`forget`](Self::forget) empties the subject's events in it at once.
+    pub fn opener(&self) -> Opener {
+        Opener {
+            ring: self.ring.clone(),
+        }
+    }
+}
+
+/// Opens the events of an encrypted store as a read through [`Encrypted`]
+/// does ([`Encrypted::opener`]), or as the key file said when it was
+/// loaded ([`Opener::load`]). Cheap to clone.
+#[derive(Clone)]
+pub struct Opener {
+    ring: Arc<KeyRing>,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("key_file", &self.ring.file.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opener {
+    /// The keys in the key file of `options` as it is now, read only:
+    /// for a reader outside the process that owns the store (which may
+    /// create keys and forget subjects meanwhile: load again to see
+    /// that). `None` when there is no key file. It never writes the file
+    /// and never finishes an interrupted forget; a damaged file is
+    /// [`Error::Corruption`].
+    pub fn load(options: EncryptionOptions) -> Result<Option<Opener>> {
+        let mut file = KeyFile {
+            fs: options.fs,
+            path: options.key_file,
+            prefix: String::new(),
+        };
+        let Some((prefix, entries)) = file.load()? else {
+            return Ok(None);
+        };
+        file.prefix = prefix.clone();
+        Ok(Some(Opener {
+            ring: Arc::new(KeyRing {
+                prefix,
+                file,
+                clock: options.clock,
+                state: RwLock::new(Ring::from_entries(entries)),
+                writer: Mutex::new(()),
+            }),
+        }))
+    }
+
+    /// `event` as a read through the wrapper returns it: opened, emptied
+    /// if its subject was forgotten, as stored if it names none;
+    /// [`Error::Undecryptable`] if a sealed field fails to open.
+    pub fn open(&self, event: RecordedEvent) -> Result<RecordedEvent> {
+        self.ring.open_event(event)
+    }
+
+    /// The subject prefix.
+    pub fn subject_prefix(&self) -> &str {
+        &self.ring.prefix
     }
 }
 
@@ -745,7 +825,7 @@ impl<S: EventStore> EventStore for Encrypted<S> {
 
     fn subscribe(&self, query: &Query, after: u64) -> Result<Subscription> {
         let mut sub = self.inner.subscribe(query, after)?;
-        sub.map_events(self.opener())?;
+        sub.map_events(self.map_event())?;
         Ok(sub)
     }
 
@@ -812,7 +892,7 @@ impl<S: EventStore> EventStore for Encrypted<S> {
 
     fn subscribe_durable(&self, name: &str, query: &Query) -> Result<DurableSubscription> {
         let mut sub = self.inner.subscribe_durable(name, query)?;
-        sub.map_events(self.opener())?;
+        sub.map_events(self.map_event())?;
         Ok(sub)
     }
 

@@ -25,7 +25,7 @@ pub mod verify;
 pub use follow::Follower;
 pub use repair::{RepairReport, is_index_damage, repair, repair_index};
 pub use stats::{StoreStats, stats};
-pub use verify::{Finding, Part, VerifyReport, verify};
+pub use verify::{Finding, Part, VerifyReport, listed_index_runs, verify};
 
 #[cfg(test)]
 mod tests;

@@ -609,6 +609,19 @@ pub(super) fn check_journal(dir: &Path, last_position: u64, findings: &mut Vec<F
     }
 }
 
+/// The index run files that the MANIFEST of the store directory `dir`
+/// lists, as paths relative to `dir` (`index/NAME`): what a copy of the
+/// store must hold for its index to open. Empty when there is no
+/// MANIFEST. Read-only, like [`verify()`].
+pub fn listed_index_runs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = Path::new(INDEX_DIR);
+    Ok(load_manifest(dir)?
+        .runs
+        .iter()
+        .map(|r| index.join(&r.name))
+        .collect())
+}
+
 fn load_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(FILE_NAME);
     let bytes = match std::fs::read(&path) {

@@ -31,6 +31,16 @@
 //!   (entries are in head order), read under the store's lifecycle lock:
 //!   the journal's header and those entries are a prefix of its file,
 //!   which is copied.
+//! - The key file of crypto-shredding (`KEYS`, the `encryption` feature)
+//!   is never copied — a copy of a key would survive every later forget
+//!   of its subject. When the store's directory holds one, the copy gets a
+//!   key file with the same subject prefix and **no key**: the copy stays
+//!   encrypted to every door (its subjects' events fail to open, naming
+//!   the missing key, rather than read as ciphertext; new subjects'
+//!   events are sealed, never stored in clear). Restoring it means putting
+//!   a copy of the store's own key file in its place, which holds every
+//!   key still live and no forgotten one. Built without the feature, the
+//!   backup leaves the key file out and writes none.
 //! - Snapshots at positions at or before `P` are linked or copied; later
 //!   ones are left out. Durable-subscription cursors are copied, a cursor
 //!   beyond `P` moved back to `P` (at-least-once: the restored store's
@@ -103,6 +113,10 @@ pub struct BackupReport {
     pub cursors: u64,
     /// Cursors that were beyond `position` and were moved back to it.
     pub cursors_moved_back: u64,
+    /// The store is encrypted (its directory holds crypto-shredding's key
+    /// file): the backup's key file names the subject prefix and no key,
+    /// and the store's key file must be kept, and restored, separately.
+    pub keys_left_out: bool,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -216,6 +230,15 @@ impl Store {
             &partial.join(crate::cursors::DIR),
             position,
         )?;
+        #[cfg(feature = "encryption")]
+        {
+            let keys = crate::store::KEY_FILE_NAME;
+            copier.report.keys_left_out = crate::encryption::keys::write_keyless(
+                fs.clone(),
+                &self.inner.dir.join(keys),
+                &partial.join(keys),
+            )?;
+        }
 
         fs.remove_file(&marker).map_err(io_at(&marker))?;
         sync_dir(fs.as_ref(), &partial)?;
@@ -605,6 +628,75 @@ mod tests {
     use super::*;
     use crate::lifecycle::Target;
     use crate::{NewEvent, Options, Query, ReadOptions};
+
+    /// An encrypted store's backup holds a key file with its prefix and no
+    /// key: the copy reads its subjects' events as undecryptable (never as
+    /// ciphertext) and seals new ones, until the store's key file is put
+    /// in its place — which then opens them, a forgotten subject's empty.
+    #[cfg(feature = "encryption")]
+    #[test]
+    fn an_encrypted_stores_backup_keeps_its_prefix_and_no_key() {
+        use crate::encryption::{Encrypted, EncryptionOptions, KEY_FILE_NAME};
+        use crate::{Error, EventStore};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let options = EncryptionOptions::in_dir(&dir).subject_prefix("who:");
+        let store = Encrypted::open(Store::open(&dir).unwrap(), options).unwrap();
+        store
+            .append(vec![
+                NewEvent::new("Registered", "alice's secret").tag("who:alice"),
+                NewEvent::new("Registered", "bob's secret").tag("who:bob"),
+                NewEvent::new("Public", "in clear"),
+            ])
+            .unwrap();
+        let dest = tmp.path().join("backup");
+        let report = store.inner().backup(&dest).unwrap();
+        assert!(report.keys_left_out);
+        let keys = std::fs::read(dest.join(KEY_FILE_NAME)).unwrap();
+        assert!(keys.len() < std::fs::read(dir.join(KEY_FILE_NAME)).unwrap().len());
+        store.forget("bob").unwrap();
+        let live_keys = std::fs::read(dir.join(KEY_FILE_NAME)).unwrap();
+        store.into_inner().close().unwrap();
+
+        // The prefix came along (another one is refused), no key did.
+        let wrong = EncryptionOptions::in_dir(&dest).subject_prefix("subject:");
+        assert!(Encrypted::open(Store::open(&dest).unwrap(), wrong).is_err());
+        let copy = Encrypted::open(
+            Store::open(&dest).unwrap(),
+            EncryptionOptions::in_dir(&dest),
+        )
+        .unwrap();
+        assert_eq!(copy.subject_prefix(), "who:");
+        assert!(matches!(
+            copy.read_last(&Query::tag("who:alice")),
+            Err(Error::Undecryptable { .. })
+        ));
+        assert_eq!(
+            &copy.read_last(&Query::all()).unwrap().unwrap().data[..],
+            b"in clear"
+        );
+        copy.into_inner().close().unwrap();
+
+        // Restored with the store's key file: alice opens, bob stays
+        // forgotten.
+        std::fs::write(dest.join(KEY_FILE_NAME), live_keys).unwrap();
+        let restored = Encrypted::open(
+            Store::open(&dest).unwrap(),
+            EncryptionOptions::in_dir(&dest),
+        )
+        .unwrap();
+        let read = |tag: &str| restored.read_last(&Query::tag(tag)).unwrap().unwrap();
+        assert_eq!(&read("who:alice").data[..], b"alice's secret");
+        assert!(read("who:bob").data.is_empty());
+        restored.into_inner().close().unwrap();
+
+        // A plain store's backup has no key file.
+        let plain = Store::open(tmp.path().join("plain")).unwrap();
+        plain.append(vec![NewEvent::new("T", "x")]).unwrap();
+        let report = plain.backup(tmp.path().join("plain-backup")).unwrap();
+        assert!(!report.keys_left_out);
+        assert!(!tmp.path().join("plain-backup").join(KEY_FILE_NAME).exists());
+    }
 
     /// What a backup leaves out or moves back when the store went on past
     /// the backup's position while it ran: index runs ending later,

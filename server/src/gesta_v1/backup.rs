@@ -137,6 +137,7 @@ pub(crate) fn report_to_proto(r: gesta::BackupReport) -> g::BackupResponse {
         snapshots_left_out: r.snapshots_left_out,
         cursors: r.cursors,
         cursors_moved_back: r.cursors_moved_back,
+        keys_left_out: r.keys_left_out,
     }
 }
 
@@ -156,6 +157,7 @@ pub(crate) fn report_from_proto(r: g::BackupResponse) -> gesta::BackupReport {
     report.snapshots_left_out = r.snapshots_left_out;
     report.cursors = r.cursors;
     report.cursors_moved_back = r.cursors_moved_back;
+    report.keys_left_out = r.keys_left_out;
     report
 }
 

@@ -105,6 +105,16 @@ pub(crate) fn denied(reason: impl Into<String>) -> Status {
     )
 }
 
+/// FAILED_PRECONDITION: `Forget` on a store that is not served encrypted.
+pub(crate) fn not_encrypted() -> Status {
+    status(
+        Code::FailedPrecondition,
+        Kind::NotEncrypted(g::Empty {}),
+        "the store is not served encrypted (its directory holds no key file KEYS): no subject \
+         was ever sealed, so there is no key to destroy; redact the subject's events instead",
+    )
+}
+
 pub(crate) fn unauthenticated() -> Status {
     status(
         Code::Unauthenticated,
@@ -192,6 +202,22 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
             Code::Unimplemented,
             Kind::Unsupported(g::Unsupported { what: what.into() }),
         ),
+        E::SubjectForgotten { subject } => (
+            Code::FailedPrecondition,
+            Kind::SubjectForgotten(g::SubjectForgotten { subject }),
+        ),
+        E::Undecryptable {
+            position,
+            subject,
+            reason,
+        } => (
+            Code::DataLoss,
+            Kind::Undecryptable(g::Undecryptable {
+                position,
+                subject,
+                reason: reason.into(),
+            }),
+        ),
         _ => (
             Code::Internal,
             Kind::Io(g::Io {
@@ -246,7 +272,11 @@ pub(crate) fn to_engine(status: &Status) -> Option<gesta::Error> {
         | Kind::Unauthenticated(_)
         | Kind::SubscriptionOpen(_)
         | Kind::ResourceExhausted(_)
-        | Kind::PermissionDenied(_) => return None,
+        | Kind::PermissionDenied(_)
+        | Kind::NotEncrypted(_)
+        // Its reason is a `&'static str` in the engine's type.
+        | Kind::Undecryptable(_) => return None,
+        Kind::SubjectForgotten(f) => E::SubjectForgotten { subject: f.subject },
     })
 }
 

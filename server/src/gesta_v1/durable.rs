@@ -3,6 +3,9 @@
 //! reaches the subscription that delivered the events, `ListDurable` says
 //! which are open and `DeleteDurable` refuses an open one.
 //!
+//! The store is reached through the `EventStore` contract, so that an
+//! encrypted store's subscriptions deliver opened events.
+//!
 //! The registry's lock is held while a name is claimed in the store and
 //! while it is released, so that "open here" and "claimed in the store"
 //! never disagree for names this server opened.
@@ -64,7 +67,7 @@ impl Registry {
     /// Opens `name` in `store` (blocking: it reads the cursor).
     pub(crate) fn open(
         &self,
-        store: &gesta::Store,
+        store: &dyn gesta::EventStore,
         name: &str,
         query: &gesta::Query,
     ) -> Result<Opened, Status> {
@@ -87,7 +90,7 @@ impl Registry {
     /// acknowledged position.
     pub(crate) fn ack(
         &self,
-        store: &gesta::Store,
+        store: &dyn gesta::EventStore,
         name: &str,
         position: u64,
     ) -> Result<u64, Status> {
@@ -114,7 +117,7 @@ impl Registry {
     }
 
     /// Deletes `name`'s cursor unless it is open (blocking).
-    pub(crate) fn delete(&self, store: &gesta::Store, name: &str) -> Result<bool, Status> {
+    pub(crate) fn delete(&self, store: &dyn gesta::EventStore, name: &str) -> Result<bool, Status> {
         let open = self.lock();
         if open.contains_key(name) {
             return Err(subscription_open(name));

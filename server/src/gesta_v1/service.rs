@@ -1,7 +1,9 @@
-//! The `gesta.v1.Gesta` RPCs over a [`gesta::Store`]: each answers what
+//! The `gesta.v1.Gesta` RPCs over a [`Served`] store: each answers what
 //! the engine's method of the same name answers, with the engine's
 //! semantics (exclusive starts, revisions from 0, "not found" as an empty
-//! answer). Blocking store calls run on tokio's blocking pool.
+//! answer), through crypto-shredding's wrapper when the store is
+//! encrypted (`Forget` needs one). Blocking store calls run on tokio's
+//! blocking pool.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::observe::StreamPermit;
+use crate::served::{Events, Served};
 use crate::tenancy::Stores;
 
 use super::backup::{BackupRoot, report_to_proto};
@@ -66,13 +69,13 @@ impl Gesta {
         }
     }
 
-    fn open_stream(&self, store: &Arc<gesta::Store>) -> Result<StreamPermit, Status> {
+    fn open_stream(&self, store: &Served) -> Result<StreamPermit, Status> {
         let permit = self
             .streams
             .clone()
             .try_acquire_owned()
             .map_err(|_| exhausted("too many open reads and subscriptions; retry later"))?;
-        Ok(StreamPermit::new(permit, store.clone()))
+        Ok(StreamPermit::new(permit, store.engine().clone()))
     }
 
     /// The durable subscriptions open here for the call's tenant.
@@ -88,8 +91,8 @@ impl Gesta {
     /// Runs `f` with `store` on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
-        store: &Arc<gesta::Store>,
-        f: impl FnOnce(&gesta::Store) -> gesta::Result<T> + Send + 'static,
+        store: &Served,
+        f: impl FnOnce(&Served) -> gesta::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
         let store = store.clone();
         tokio::task::spawn_blocking(move || f(&store))
@@ -101,7 +104,7 @@ impl Gesta {
     /// One page of a listing of `what`; the engine checks the request.
     async fn list(
         &self,
-        store: &Arc<gesta::Store>,
+        store: &Served,
         what: gesta::Listing,
         prefix: String,
         after: Option<String>,
@@ -110,7 +113,7 @@ impl Gesta {
         let limit = list_limit(limit);
         let listed = self
             .blocking(store, move |s| {
-                s.list(what, &prefix, after.as_deref(), limit)
+                s.events().list(what, &prefix, after.as_deref(), limit)
             })
             .await?;
         Ok(listed.into_iter().map(listed_to_proto).collect())
@@ -120,7 +123,7 @@ impl Gesta {
     /// [`BATCH`] events and about the response size limit.
     fn stream_read<R: Send + 'static>(
         &self,
-        events: gesta::Events,
+        events: Events,
         response: fn(Vec<g::RecordedEvent>) -> R,
         permit: StreamPermit,
     ) -> Response<Boxed<R>> {
@@ -289,7 +292,7 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::AppendResponse>, Status> {
         let store = self.stores.get(&request).await?;
         self.stores
-            .check_quota(&request, &store, request.get_ref().events.len())?;
+            .check_quota(&request, store.engine(), request.get_ref().events.len())?;
         let r = request.into_inner();
         let events = r
             .events
@@ -309,10 +312,7 @@ impl g::gesta_server::Gesta for Gesta {
         }
         // Handed to the committer here, the append commits or fails as a
         // whole even if the client goes away and this future is dropped.
-        let appended = store
-            .append_async(events, options)
-            .await
-            .map_err(from_engine)?;
+        let appended = store.append(events, options).await.map_err(from_engine)?;
         Ok(Response::new(g::AppendResponse {
             first: appended.first,
             last: appended.last,
@@ -357,7 +357,7 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
         let event = self
-            .blocking(&store, move |s| s.read_stream_last(&stream))
+            .blocking(&store, move |s| s.events().read_stream_last(&stream))
             .await?;
         let event = event.map(|e| sized(e, &self.limits)).transpose()?;
         Ok(Response::new(g::ReadStreamLastResponse { event }))
@@ -370,7 +370,7 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
         let revision = self
-            .blocking(&store, move |s| s.stream_revision(&stream))
+            .blocking(&store, move |s| s.events().stream_revision(&stream))
             .await?;
         Ok(Response::new(g::StreamRevisionResponse { revision }))
     }
@@ -381,7 +381,9 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::EventByIdResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let id = parse_id(&request.into_inner().id)?;
-        let event = self.blocking(&store, move |s| s.event_by_id(id)).await?;
+        let event = self
+            .blocking(&store, move |s| s.events().event_by_id(id))
+            .await?;
         let event = event.map(|e| sized(e, &self.limits)).transpose()?;
         Ok(Response::new(g::EventByIdResponse { event }))
     }
@@ -392,7 +394,9 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::PositionAtResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let at = request.into_inner().timestamp_micros;
-        let position = self.blocking(&store, move |s| s.position_at(at)).await?;
+        let position = self
+            .blocking(&store, move |s| s.events().position_at(at))
+            .await?;
         Ok(Response::new(g::PositionAtResponse { position }))
     }
 
@@ -402,7 +406,7 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::HeadResponse>, Status> {
         let store = self.stores.get(&request).await?;
         Ok(Response::new(g::HeadResponse {
-            position: store.head(),
+            position: store.engine().head(),
         }))
     }
 
@@ -413,7 +417,7 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let source = request.into_inner().source;
         let position = self
-            .blocking(&store, move |s| s.tracking_info(&source))
+            .blocking(&store, move |s| s.events().tracking_info(&source))
             .await?;
         Ok(Response::new(g::TrackingInfoResponse { position }))
     }
@@ -463,6 +467,7 @@ impl g::gesta_server::Gesta for Gesta {
         let query = query_from_proto(r.query);
         let permit = self.open_stream(&store)?;
         let stream = store
+            .events()
             .subscribe(&query, r.after)
             .map_err(from_engine)?
             .into_stream();
@@ -479,9 +484,10 @@ impl g::gesta_server::Gesta for Gesta {
         let r = request.into_inner();
         let query = query_from_proto(r.query);
         let permit = self.open_stream(&store)?;
-        let opened = tokio::task::spawn_blocking(move || registry.open(&store, &r.name, &query))
-            .await
-            .map_err(lost)??;
+        let opened =
+            tokio::task::spawn_blocking(move || registry.open(store.events(), &r.name, &query))
+                .await
+                .map_err(lost)??;
         let response = |events, continued| g::SubscribeDurableResponse { events, continued };
         Ok(self.stream_subscription(opened, response, permit))
     }
@@ -494,7 +500,7 @@ impl g::gesta_server::Gesta for Gesta {
         let registry = self.registry(&request)?;
         let r = request.into_inner();
         let acknowledged =
-            tokio::task::spawn_blocking(move || registry.ack(&store, &r.name, r.position))
+            tokio::task::spawn_blocking(move || registry.ack(store.events(), &r.name, r.position))
                 .await
                 .map_err(lost)??;
         Ok(Response::new(g::AckResponse { acknowledged }))
@@ -506,7 +512,9 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::ListDurableResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
-        let states = self.blocking(&store, |s| s.durable_subscriptions()).await?;
+        let states = self
+            .blocking(&store, |s| s.events().durable_subscriptions())
+            .await?;
         let subscriptions = states
             .into_iter()
             .map(|s| g::DurableSubscription {
@@ -525,7 +533,7 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
         let name = request.into_inner().name;
-        let deleted = tokio::task::spawn_blocking(move || registry.delete(&store, &name))
+        let deleted = tokio::task::spawn_blocking(move || registry.delete(store.events(), &name))
             .await
             .map_err(lost)??;
         Ok(Response::new(g::DeleteDurableResponse { deleted }))
@@ -538,7 +546,7 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         self.blocking(&store, move |s| {
-            s.save_snapshot(&r.key, r.position, &r.state)
+            s.events().save_snapshot(&r.key, r.position, &r.state)
         })
         .await?;
         Ok(Response::new(g::SaveSnapshotResponse {}))
@@ -553,7 +561,7 @@ impl g::gesta_server::Gesta for Gesta {
         let at = r.at_or_before.unwrap_or(u64::MAX);
         // A state larger than the message limit fails in the encoder.
         let snapshot = self
-            .blocking(&store, move |s| s.load_snapshot(&r.key, at))
+            .blocking(&store, move |s| s.events().load_snapshot(&r.key, at))
             .await?;
         Ok(Response::new(g::LoadSnapshotResponse {
             snapshot: snapshot.map(|s| g::Snapshot {
@@ -570,7 +578,7 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let key = request.into_inner().key;
         let positions = self
-            .blocking(&store, move |s| s.list_snapshots(&key))
+            .blocking(&store, move |s| s.events().list_snapshots(&key))
             .await?;
         Ok(Response::new(g::ListSnapshotsResponse { positions }))
     }
@@ -582,7 +590,9 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let r = request.into_inner();
         let deleted = self
-            .blocking(&store, move |s| s.delete_snapshot(&r.key, r.position))
+            .blocking(&store, move |s| {
+                s.events().delete_snapshot(&r.key, r.position)
+            })
             .await?;
         Ok(Response::new(g::DeleteSnapshotResponse { deleted }))
     }
@@ -597,9 +607,7 @@ impl g::gesta_server::Gesta for Gesta {
         // On the blocking pool, the operation commits or fails as a whole
         // even if the client goes away.
         let added = self
-            .blocking(&store, move |s| {
-                gesta::EventStore::add_tags(s, &target, &r.tags)
-            })
+            .blocking(&store, move |s| s.events().add_tags(&target, &r.tags))
             .await?;
         Ok(Response::new(g::AddTagsResponse {
             targeted: added.targeted,
@@ -616,7 +624,7 @@ impl g::gesta_server::Gesta for Gesta {
         // On the blocking pool, the operation commits or fails as a whole
         // even if the client goes away.
         let redacted = self
-            .blocking(&store, move |s| gesta::EventStore::redact(s, &target))
+            .blocking(&store, move |s| s.events().redact(&target))
             .await?;
         Ok(Response::new(g::RedactResponse {
             targeted: redacted.targeted,
@@ -633,7 +641,7 @@ impl g::gesta_server::Gesta for Gesta {
         // On the blocking pool, as a redaction: it commits or fails as a
         // whole even if the client goes away.
         let removed = self
-            .blocking(&store, move |s| gesta::EventStore::remove(s, &target))
+            .blocking(&store, move |s| s.events().remove(&target))
             .await?;
         Ok(Response::new(removed_to_proto(removed)))
     }
@@ -645,9 +653,7 @@ impl g::gesta_server::Gesta for Gesta {
         let store = self.stores.get(&request).await?;
         let stream = request.into_inner().stream;
         let removed = self
-            .blocking(&store, move |s| {
-                gesta::EventStore::delete_stream(s, &stream)
-            })
+            .blocking(&store, move |s| s.events().delete_stream(&stream))
             .await?;
         Ok(Response::new(removed_to_proto(removed)))
     }
@@ -660,7 +666,7 @@ impl g::gesta_server::Gesta for Gesta {
         let r = request.into_inner();
         let removed = self
             .blocking(&store, move |s| {
-                gesta::EventStore::truncate_stream(s, &r.stream, r.before)
+                s.events().truncate_stream(&r.stream, r.before)
             })
             .await?;
         Ok(Response::new(removed_to_proto(removed)))
@@ -672,7 +678,7 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::SetRetentionResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let rule = super::convert::rule_from_proto(request.into_inner().rule)?;
-        self.blocking(&store, move |s| gesta::EventStore::set_retention(s, &rule))
+        self.blocking(&store, move |s| s.events().set_retention(&rule))
             .await?;
         Ok(Response::new(g::SetRetentionResponse {}))
     }
@@ -683,7 +689,7 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::RetentionRulesResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let rules = self
-            .blocking(&store, gesta::EventStore::retention_rules)
+            .blocking(&store, |s| s.events().retention_rules())
             .await?;
         Ok(Response::new(g::RetentionRulesResponse {
             rules: rules.iter().map(super::convert::rule_to_proto).collect(),
@@ -696,7 +702,7 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::RemoveResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let removed = self
-            .blocking(&store, gesta::EventStore::enforce_retention)
+            .blocking(&store, |s| s.events().enforce_retention())
             .await?;
         Ok(Response::new(removed_to_proto(removed)))
     }
@@ -716,12 +722,22 @@ impl g::gesta_server::Gesta for Gesta {
         tracing::info!("backup to {} requested", dest.display());
         // On the blocking pool: the backup finishes (or fails and leaves
         // only its `.partial` directory) even if the client goes away.
-        let report = self.blocking(&store, move |s| s.backup(&dest)).await?;
+        let report = self
+            .blocking(&store, move |s| s.engine().backup(&dest))
+            .await?;
         tracing::info!(
             "backup to {} done at position {}",
             report.path.display(),
             report.position
         );
+        if report.keys_left_out {
+            tracing::warn!(
+                "the store is encrypted: its key file KEYS was not copied into {} (a copied \
+                 key would survive every later Forget); keep KEYS separately, and put a copy \
+                 of it in the backup's directory to restore it",
+                report.path.display()
+            );
+        }
         Ok(Response::new(report_to_proto(report)))
     }
 
@@ -733,9 +749,7 @@ impl g::gesta_server::Gesta for Gesta {
         let r = request.into_inner();
         let limit = list_limit(r.limit);
         let entries = self
-            .blocking(&store, move |s| {
-                gesta::EventStore::audit_log(s, r.after, limit)
-            })
+            .blocking(&store, move |s| s.events().audit_log(r.after, limit))
             .await?;
         // Entries whole, up to about the response size (a larger one goes
         // alone): an entry that targets many positions is large.
@@ -756,6 +770,30 @@ impl g::gesta_server::Gesta for Gesta {
         Ok(Response::new(g::AuditLogResponse {
             entries: answered,
             truncated,
+        }))
+    }
+
+    async fn forget(
+        &self,
+        request: Request<g::ForgetRequest>,
+    ) -> Result<Response<g::ForgetResponse>, Status> {
+        let store = self.stores.get(&request).await?;
+        if !store.is_encrypted() {
+            return Err(super::convert::not_encrypted());
+        }
+        let subject = request.into_inner().subject;
+        // On the blocking pool: the key is destroyed and the redaction
+        // committed even if the client goes away.
+        let redacted = self
+            .blocking(&store, move |s| {
+                s.forget(&subject).unwrap_or(Err(gesta::Error::Unsupported {
+                    what: "forget on a store that is not encrypted",
+                }))
+            })
+            .await?;
+        Ok(Response::new(g::ForgetResponse {
+            targeted: redacted.targeted,
+            redacted: redacted.redacted,
         }))
     }
 }

@@ -44,15 +44,25 @@ pub async fn start_with(config: ServeConfig) -> Running {
     start_in(tempfile::tempdir().unwrap(), config).await
 }
 
-pub async fn start_in(dir: tempfile::TempDir, mut config: ServeConfig) -> Running {
+pub async fn start_in(dir: tempfile::TempDir, config: ServeConfig) -> Running {
     let store = gesta::Store::open(dir.path()).unwrap();
+    start_served(dir, store.into(), config).await
+}
+
+/// A server over `served` (a store in `dir`, plain or encrypted).
+pub async fn start_served(
+    dir: tempfile::TempDir,
+    served: gesta_server::Served,
+    mut config: ServeConfig,
+) -> Running {
+    let store = (**served.engine()).clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     config.listen = addr;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(gesta_server::serve_on(
         listener,
-        store.clone(),
+        served,
         config,
         async move {
             let _ = stopped.await;

@@ -1,0 +1,165 @@
+//! [`Served`]: the store a server serves, plain or through
+//! crypto-shredding's wrapper (`gesta::encryption::Encrypted`), and the
+//! one door both services reach it by. Every read and append goes through
+//! here, so that with a key file clients see plaintext, subject events are
+//! sealed before they reach the log, and no call hands out ciphertext.
+//!
+//! The engine's own operations that carry no event contents (the head,
+//! batches' tracking info, backups, metrics) go to the engine's store
+//! ([`Served::engine`]); everything in the `EventStore` contract goes
+//! through [`Served::events`], which is the wrapper when there is one.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::Either;
+use gesta::encryption::{Encrypted, EncryptionOptions, Opener, is_encrypted};
+use gesta::{AppendOptions, Appended, EventStore, NewEvent, Query, ReadOptions, RecordedEvent};
+
+/// A store as a server serves it: a [`gesta::Store`], or one opened
+/// through [`Encrypted`] (then subjects' events are sealed on append,
+/// opened on read, and `gesta.v1.Gesta/Forget` destroys a subject's key).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Served {
+    /// The engine's store (the wrapper's inner store, when there is one).
+    store: Arc<gesta::Store>,
+    encrypted: Option<Arc<Encrypted<gesta::Store>>>,
+}
+
+/// Events read from the store, opened, owned: a streamed read hands them
+/// to another thread.
+pub(crate) type Events = Box<dyn Iterator<Item = gesta::Result<RecordedEvent>> + Send + 'static>;
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("path", &self.store.path())
+            .field("encrypted", &self.encrypted.is_some())
+            .finish()
+    }
+}
+
+impl From<gesta::Store> for Served {
+    fn from(store: gesta::Store) -> Served {
+        Served::plain(Arc::new(store))
+    }
+}
+
+impl From<Encrypted<gesta::Store>> for Served {
+    fn from(encrypted: Encrypted<gesta::Store>) -> Served {
+        Served {
+            store: Arc::new(encrypted.inner().clone()),
+            encrypted: Some(Arc::new(encrypted)),
+        }
+    }
+}
+
+impl Served {
+    /// `store` through the wrapper if its directory holds the key file
+    /// (`KEYS`: the store is encrypted, and serving it plain would hand
+    /// out ciphertext and store subjects' new events in clear), or if
+    /// `encrypt` (which creates the key file); plain otherwise.
+    pub fn wrap(store: gesta::Store, encrypt: bool) -> gesta::Result<Served> {
+        if !encrypt && !is_encrypted(store.path()) {
+            return Ok(store.into());
+        }
+        let options = EncryptionOptions::in_dir(store.path());
+        Ok(Encrypted::open(store, options)?.into())
+    }
+
+    /// A tenant's store, plain.
+    pub(crate) fn plain(store: Arc<gesta::Store>) -> Served {
+        Served {
+            store,
+            encrypted: None,
+        }
+    }
+
+    /// Whether the store is served through the wrapper.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted.is_some()
+    }
+
+    /// The engine's store, for what holds no event contents (the head,
+    /// closing it). Reading events from it bypasses the wrapper.
+    pub fn engine(&self) -> &Arc<gesta::Store> {
+        &self.store
+    }
+
+    /// The store for a console beside the server, plain or through the
+    /// same wrapper.
+    pub fn console(&self) -> gesta_console::ConsoleStore {
+        match &self.encrypted {
+            Some(e) => e.clone().into(),
+            None => (*self.store).clone().into(),
+        }
+    }
+
+    /// The store as the `EventStore` contract: the wrapper when the store
+    /// is encrypted.
+    pub(crate) fn events(&self) -> &dyn EventStore {
+        match &self.encrypted {
+            Some(e) => &**e,
+            None => &*self.store,
+        }
+    }
+
+    /// What reads through the wrapper do to each event, if there is one.
+    fn opener(&self) -> Option<Opener> {
+        self.encrypted.as_ref().map(|e| e.opener())
+    }
+
+    /// The engine's owned read, opened: a read through the wrapper
+    /// borrows it, and a streamed read outlives the call that starts it.
+    fn opened(&self, events: gesta::Events) -> Events {
+        match self.opener() {
+            None => Box::new(events),
+            Some(opener) => Box::new(events.map(move |e| e.and_then(|e| opener.open(e)))),
+        }
+    }
+
+    /// The events matching `query`, as [`gesta::Store::read`] reads them,
+    /// opened.
+    pub(crate) fn read(&self, query: &Query, options: ReadOptions) -> gesta::Result<Events> {
+        Ok(self.opened(self.store.read(query, options)?))
+    }
+
+    /// A stream's events, as [`gesta::Store::read_stream`] reads them,
+    /// opened.
+    pub(crate) fn read_stream(&self, stream: &str, options: ReadOptions) -> gesta::Result<Events> {
+        Ok(self.opened(self.store.read_stream(stream, options)?))
+    }
+
+    /// Appends a batch. It is handed over when this is called, and
+    /// commits or fails as a whole even if the future is dropped: a plain
+    /// store's to its committer; the wrapper's (which may write the key
+    /// file, and holds a forget off while it runs) to the blocking pool.
+    pub(crate) fn append(
+        &self,
+        events: Vec<NewEvent>,
+        options: AppendOptions,
+    ) -> impl Future<Output = gesta::Result<Appended>> + Send + 'static {
+        match &self.encrypted {
+            None => Either::Left(self.store.append_async(events, options)),
+            Some(e) => {
+                let e = e.clone();
+                let task = tokio::task::spawn_blocking(move || e.append_with(events, options));
+                Either::Right(async move {
+                    task.await.unwrap_or_else(|failed| {
+                        Err(gesta::Error::OutcomeUnknown {
+                            path: Default::default(),
+                            source: std::io::Error::other(format!("the append's task: {failed}")),
+                        })
+                    })
+                })
+            }
+        }
+    }
+
+    /// Destroys `subject`'s key and redacts its events
+    /// ([`Encrypted::forget`]); `None` when the store is not encrypted.
+    pub(crate) fn forget(&self, subject: &str) -> Option<gesta::Result<gesta::Redacted>> {
+        self.encrypted.as_ref().map(|e| e.forget(subject))
+    }
+}
