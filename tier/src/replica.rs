@@ -201,36 +201,14 @@ impl Replica {
         let dir = dir.as_ref();
         let runtime = runtime()?;
         let checkpoint = runtime.block_on(fence::load_checkpoint(&location))?;
-        let restored = !dir.exists();
-        if restored {
+        if !dir.exists() {
             crate::restore(&location, dir)?;
         }
-        let open = || {
-            gesta::Store::open_replica(dir, describe(&location, &checkpoint), options.store.clone())
-        };
-        let store = match open() {
-            // The bucket's MANIFEST may name index runs its checkpoint
-            // lacks (docs/TIER.md, "Known issue"). A replica just restored
-            // then indexes the log afresh instead: the runs are only a
-            // cache of what the log holds.
-            Err(gesta::Error::Io { path, source })
-                if restored
-                    && source.kind() == std::io::ErrorKind::NotFound
-                    && path.starts_with(dir.join("index")) =>
-            {
-                log::warn!(
-                    "gesta-tier replica: the restored MANIFEST names {}, which the bucket lacks; \
-                     the replica indexes its log afresh",
-                    path.display()
-                );
-                let manifest = dir.join("MANIFEST");
-                std::fs::remove_file(&manifest).map_err(crate::error::io_at(&manifest))?;
-                let index = dir.join("index");
-                std::fs::remove_dir_all(&index).map_err(crate::error::io_at(&index))?;
-                open()?
-            }
-            opened => opened?,
-        };
+        let store = gesta::Store::open_replica(
+            dir,
+            describe(&location, &checkpoint),
+            options.store.clone(),
+        )?;
         let progress = Arc::new(Mutex::new(Progress::default()));
         let (commands, inbox) = mpsc::channel();
         let thread = {
@@ -642,17 +620,10 @@ impl Follower {
                         .bytes()
                         .await
                         .map_err(bucket(format!("read {key}")))?;
-                    let crc = crc32fast::hash(&data);
-                    if data.len() as u64 != chunk.len || crc != chunk.crc {
+                    if let Err(reason) = chunk.check(&data) {
                         return Err(Error::Corrupt {
                             key: key.to_string(),
-                            reason: format!(
-                                "{} bytes with CRC-32 {crc:08x}, where the checkpoint says {} \
-                                 bytes with {:08x}",
-                                data.len(),
-                                chunk.len,
-                                chunk.crc
-                            ),
+                            reason,
                         });
                     }
                     out.extend_from_slice(&data);
