@@ -86,6 +86,11 @@ fn gesta() -> Command {
 /// `gesta serve DIR --ship-to URL`, once it ships and listens (so that
 /// its SIGTERM handler is in place).
 fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Child {
+    serve_shipping_at(dir, url, extra).0
+}
+
+/// [`serve_shipping`], and the address it listens on.
+fn serve_shipping_at(dir: &str, url: &str, extra: &[&str]) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -94,7 +99,11 @@ fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Child {
     let mut cmd = StdCommand::cargo_bin("gesta").expect("the gesta binary is built");
     aws_env(&mut cmd)
         .args(["serve", dir, "--listen", &listen, "--ship-to", url])
-        .args(["--ship-interval", "100ms"])
+        .args(if extra.contains(&"--ship-interval") {
+            &[][..]
+        } else {
+            &["--ship-interval", "100ms"][..]
+        })
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -124,7 +133,7 @@ fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Child {
         }
     });
     STDERR.with(|s| *s.borrow_mut() = Some(rx));
-    child
+    (child, listen)
 }
 
 thread_local! {
@@ -208,6 +217,74 @@ fn a_served_store_ships_and_restores_from_the_bucket() {
     let out = gesta().args(["restore", &url, r]).assert().failure();
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(err.contains("already exists"), "{err}");
+}
+
+/// Appends one event through gRPC to a server shipping to `url` once an
+/// hour, then restores the bucket while the server still runs: the head
+/// the bucket restores to.
+fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
+    let d = dir.join(name);
+    gesta()
+        .args(["append", d.to_str().unwrap()])
+        .write_stdin(EVENTS)
+        .assert()
+        .success();
+    let url = format!("s3://{}/events", bucket(name));
+    let mut args = vec!["--ship-interval", "1h"];
+    args.extend_from_slice(extra);
+    let (server, listen) = serve_shipping_at(d.to_str().unwrap(), &url, &args);
+    // The round at start ships the first three; the next is an hour away.
+    let restores = |what: &str| {
+        let to = dir.join(format!("{name}-{what}"));
+        let out = gesta()
+            .args(["restore", &url, to.to_str().unwrap()])
+            .output()
+            .expect("gesta restore");
+        let _ = std::fs::remove_dir_all(&to);
+        String::from_utf8_lossy(&out.stdout).contains("restored positions 1..=3 ")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut attempt = 0;
+    while !restores(&format!("first{attempt}")) {
+        assert!(Instant::now() < deadline, "the first round never shipped");
+        attempt += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let appended = runtime.block_on(async {
+        let mut client = gesta_server::client::GestaClient::connect(format!("http://{listen}"))
+            .await
+            .expect("connect");
+        client
+            .append(
+                vec![gesta::NewEvent::new("Late", "after the first round")],
+                gesta::AppendOptions::default(),
+            )
+            .await
+            .expect("append")
+    });
+    assert_eq!(appended.last, 4);
+    let restored = dir.join(format!("{name}-restored"));
+    let out = stdout(gesta().args(["restore", &url, restored.to_str().unwrap()]));
+    let (ok, err) = terminate(server);
+    assert!(ok, "{err}");
+    out.split("restored positions 1..=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no head in {out:?}"))
+}
+
+#[test]
+fn with_ship_ack_an_append_is_answered_only_once_the_bucket_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Without it, the event waits for the next round, an hour away; with
+    // it, the append's answer means the bucket restores to it.
+    assert_eq!(append_then_restore(tmp.path(), "noack", &[]), 3);
+    assert_eq!(
+        append_then_restore(tmp.path(), "ack", &["--ship-ack", "30s"]),
+        4
+    );
 }
 
 #[test]

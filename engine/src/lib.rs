@@ -71,6 +71,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod listing;
 mod memory;
+mod names;
 mod notify;
 mod oneshot;
 pub mod options;

@@ -25,7 +25,14 @@ pub struct Served {
     /// The engine's store (the wrapper's inner store, when there is one).
     store: Arc<gesta::Store>,
     encrypted: Option<Arc<Encrypted<gesta::Store>>>,
+    /// What must hold a committed position before an append is answered
+    /// (see [`Served::acknowledged_by`]).
+    acknowledge: Option<Acknowledge>,
 }
+
+/// Waits until a committed position is held somewhere beyond the local
+/// disk (a bucket): `Err` says why it is not. Runs on the blocking pool.
+pub type Acknowledge = Arc<dyn Fn(u64) -> Result<(), String> + Send + Sync>;
 
 /// Events read from the store, opened, owned: a streamed read hands them
 /// to another thread.
@@ -51,6 +58,7 @@ impl From<Encrypted<gesta::Store>> for Served {
         Served {
             store: Arc::new(encrypted.inner().clone()),
             encrypted: Some(Arc::new(encrypted)),
+            acknowledge: None,
         }
     }
 }
@@ -73,7 +81,40 @@ impl Served {
         Served {
             store,
             encrypted: None,
+            acknowledge: None,
         }
+    }
+
+    /// Answers an append (on both services) only once `acknowledge` has
+    /// returned for its last position: `gesta serve --ship-ack` waits for
+    /// the bucket this way. When it fails, the call fails with
+    /// `UNAVAILABLE` naming the committed positions: the events are in the
+    /// store, not yet where `acknowledge` looks, and a retry with the same
+    /// event ids appends nothing again.
+    pub fn acknowledged_by(mut self, acknowledge: Acknowledge) -> Served {
+        self.acknowledge = Some(acknowledge);
+        self
+    }
+
+    /// Waits for [`acknowledged_by`](Self::acknowledged_by)'s hook, if any,
+    /// to hold positions `first..=last`.
+    pub(crate) async fn acknowledge(&self, first: u64, last: u64) -> Result<(), tonic::Status> {
+        let Some(acknowledge) = self.acknowledge.clone() else {
+            return Ok(());
+        };
+        let outcome = tokio::task::spawn_blocking(move || acknowledge(last))
+            .await
+            .unwrap_or_else(|failed| Err(format!("the acknowledgement's task: {failed}")));
+        outcome.map_err(|reason| {
+            crate::convert::status(
+                tonic::Code::Unavailable,
+                crate::proto::v1::error_response::ErrorType::Io,
+                format!(
+                    "committed at positions {first}..={last}, but not acknowledged: {reason}; \
+                     a retry with the same event ids appends nothing again"
+                ),
+            )
+        })
     }
 
     /// Whether the store is served through the wrapper.

@@ -434,17 +434,25 @@ impl v1::dcb_server::Dcb for Dcb {
         // whole even if the client goes away and this future is dropped.
         let appended = store.append(events, options).await;
         match (appended, resent) {
-            (Ok(appended), _) => Ok(Response::new(v1::AppendResponse {
-                position: appended.last,
-            })),
+            (Ok(appended), _) => {
+                store.acknowledge(appended.first, appended.last).await?;
+                Ok(Response::new(v1::AppendResponse {
+                    position: appended.last,
+                }))
+            }
             (Err(e @ gesta::Error::ConditionFailed { .. }), Some(resent)) => {
-                let store = store.clone();
-                let earlier = tokio::task::spawn_blocking(move || resent.earlier(&store))
+                let looked_up = store.clone();
+                let earlier = tokio::task::spawn_blocking(move || resent.earlier(&looked_up))
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?
                     .map_err(from_engine)?;
                 match earlier {
-                    Some(position) => Ok(Response::new(v1::AppendResponse { position })),
+                    // The re-sent append is answered like the first: once
+                    // its position is acknowledged.
+                    Some(position) => {
+                        store.acknowledge(position, position).await?;
+                        Ok(Response::new(v1::AppendResponse { position }))
+                    }
                     None => Err(from_engine(e)),
                 }
             }

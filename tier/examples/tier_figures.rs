@@ -165,6 +165,50 @@ fn main() {
         median(backups).as_secs_f64() * 1e3,
         bytes[bytes.len() / 2] as f64 / 1e3
     );
+    // Appends acknowledged after upload (`ship_through`): one writer, then
+    // eight at once, one event per append.
+    let mut next = events + 20 * 1_000;
+    for writers in [1u64, 8] {
+        let per_writer = if writers == 1 { 100 } else { 50 };
+        let rounds_before = shipper.status().rounds;
+        let started = Instant::now();
+        let mut latencies: Vec<Duration> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..writers)
+                .map(|w| {
+                    let (store, waiter) = (&store, shipper.waiter());
+                    let from = next + w * per_writer;
+                    scope.spawn(move || {
+                        (from..from + per_writer)
+                            .map(|i| {
+                                let t = Instant::now();
+                                let appended = store.append(vec![event(i)]).expect("append");
+                                waiter
+                                    .ship_through(appended.last, Duration::from_secs(60))
+                                    .expect("shipped");
+                                t.elapsed()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("writer"))
+                .collect()
+        });
+        let took = started.elapsed();
+        next += writers * per_writer;
+        latencies.sort();
+        let total = latencies.len();
+        println!(
+            "appends acknowledged once shipped, {writers} writer(s): {total} in {:.2} s ({:.0}/s), p50 {:.1} ms, p99 {:.1} ms, {} rounds",
+            took.as_secs_f64(),
+            total as f64 / took.as_secs_f64(),
+            latencies[total / 2].as_secs_f64() * 1e3,
+            latencies[total * 99 / 100].as_secs_f64() * 1e3,
+            shipper.status().rounds - rounds_before
+        );
+    }
     let head = shipper.stop().expect("stop");
     store.close().expect("close");
 

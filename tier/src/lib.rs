@@ -98,4 +98,4 @@ pub use location::Location;
 pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
 pub use restore::{RestoreReport, restore};
 pub use round::RoundReport;
-pub use shipper::{ShipOptions, ShipStatus, Shipper};
+pub use shipper::{ShipOptions, ShipStatus, ShipWaiter, Shipper};

@@ -290,7 +290,18 @@ impl Shipper {
     /// whether it did. It does not hurry a round: see
     /// [`ship_through`](Self::ship_through).
     pub fn wait_shipped(&self, position: u64, timeout: Duration) -> bool {
-        self.wait(position, timeout, false).is_ok()
+        self.waiter().wait(position, timeout, false).is_ok()
+    }
+
+    /// A handle that waits for positions to be shipped, cheap to clone and
+    /// to hand to other threads (a server's append handlers), without
+    /// holding the shipper itself. Once the shipper has stopped its waits
+    /// fail with [`Error::Stopped`].
+    pub fn waiter(&self) -> ShipWaiter {
+        ShipWaiter {
+            shared: self.shared.clone(),
+            commands: self.commands.clone(),
+        }
     }
 
     /// Waits until `position` is in the bucket, at most `timeout`, and
@@ -306,6 +317,58 @@ impl Shipper {
     /// fenced, and with [`Error::Stopped`] when it has stopped. The event
     /// is then committed locally all the same, as any append is: only the
     /// bucket's copy is in doubt.
+    pub fn ship_through(&self, position: u64, timeout: Duration) -> Result<u64> {
+        self.waiter().ship_through(position, timeout)
+    }
+
+    /// Ships what is committed (one last round), releases the epoch (the
+    /// next shipper on the prefix needs no takeover), and stops; returns
+    /// the shipped head, or the last round's error (the epoch is released
+    /// even then). Stop the shipper before closing the store: a store
+    /// closed first ships nothing more (no error for that).
+    pub fn stop(mut self) -> Result<u64> {
+        self.finish(true)
+    }
+
+    fn finish(&mut self, last_round: bool) -> Result<u64> {
+        let (reply, answer) = mpsc::channel();
+        let result = match self.commands.send(Command::Stop { last_round, reply }) {
+            Ok(()) => answer.recv().map_err(|_| Error::Stopped)?,
+            Err(_) => Err(Error::Stopped),
+        };
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        result
+    }
+}
+
+impl Drop for Shipper {
+    /// Stops without a last round, releasing the epoch.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.finish(false);
+        }
+    }
+}
+
+/// Waits for positions to be shipped: see [`Shipper::waiter`].
+#[derive(Clone)]
+pub struct ShipWaiter {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for ShipWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShipWaiter")
+            .field("shipped_head", &lock(&self.shared.status).shipped_head)
+            .finish()
+    }
+}
+
+impl ShipWaiter {
+    /// [`Shipper::ship_through`], from a handle.
     pub fn ship_through(&self, position: u64, timeout: Duration) -> Result<u64> {
         self.wait(position, timeout, true)
     }
@@ -341,36 +404,6 @@ impl Shipper {
                 .wait_timeout(status, deadline - now)
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
-        }
-    }
-
-    /// Ships what is committed (one last round), releases the epoch (the
-    /// next shipper on the prefix needs no takeover), and stops; returns
-    /// the shipped head, or the last round's error (the epoch is released
-    /// even then). Stop the shipper before closing the store: a store
-    /// closed first ships nothing more (no error for that).
-    pub fn stop(mut self) -> Result<u64> {
-        self.finish(true)
-    }
-
-    fn finish(&mut self, last_round: bool) -> Result<u64> {
-        let (reply, answer) = mpsc::channel();
-        let result = match self.commands.send(Command::Stop { last_round, reply }) {
-            Ok(()) => answer.recv().map_err(|_| Error::Stopped)?,
-            Err(_) => Err(Error::Stopped),
-        };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        result
-    }
-}
-
-impl Drop for Shipper {
-    /// Stops without a last round, releasing the epoch.
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            let _ = self.finish(false);
         }
     }
 }

@@ -24,6 +24,11 @@ pub struct Args {
     /// was killed, or whose machine is gone); that writer is fenced.
     #[arg(long, requires = "ship_to")]
     ship_takeover: bool,
+    /// Answer each append only once the bucket holds it, waiting at most
+    /// DURATION (then the call fails with UNAVAILABLE: the events are
+    /// committed locally and a retry with the same ids appends nothing).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ship_to")]
+    ship_ack: Option<Duration>,
 }
 
 pub const SHIP_AFTER_HELP: &str = "
@@ -33,7 +38,9 @@ with its CRC-32), and `gesta restore` rebuilds the store from the bucket alone. 
 writer when the server starts (the bucket must answer then; later outages only delay shipping, with retries):
 a second writer is refused, unless --ship-takeover, which fences the first; a store whose head is below the
 bucket's is refused (restore it first). On SIGINT or SIGTERM a last round ships everything committed and the
-prefix is released. Not yet with --tenants, --metrics or --console. An encrypted store's key file (KEYS)
+prefix is released. With --ship-ack DURATION each append is answered only once the bucket holds it (a round
+is hurried for it, and appends waiting together share rounds); after DURATION it fails with UNAVAILABLE,
+its events committed locally. Not yet with --tenants, --metrics or --console. An encrypted store's key file (KEYS)
 is never shipped (a forget must reach every copy; the bucket gets one without keys, as a backup does): keep it
 separately and copy it over the KEYS of a restored store.
 Endpoint and credentials: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
@@ -70,16 +77,32 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
         .map_err(|e| Failure::new(format!("--ship-to {url}: {e}")))?;
     eprintln!(
-        "gesta: {} at head {}, shipping to {url} every {} (epoch {}), listening on {}",
+        "gesta: {} at head {}, shipping to {url} every {} (epoch {}){}, listening on {}",
         a.dir.display(),
         store.head(),
         humantime::format_duration(args.ship_interval),
         shipper.epoch(),
+        match args.ship_ack {
+            Some(t) => format!(
+                ", appends acknowledged once shipped (within {})",
+                humantime::format_duration(t)
+            ),
+            None => String::new(),
+        },
         config.listen
     );
     // Through crypto-shredding's wrapper when the store is encrypted, as
     // without --ship-to.
-    let wrapped = gesta_server::Served::wrap(store.clone(), a.encrypt)?;
+    let mut wrapped = gesta_server::Served::wrap(store.clone(), a.encrypt)?;
+    if let Some(timeout) = args.ship_ack {
+        let waiter = shipper.waiter();
+        wrapped = wrapped.acknowledged_by(std::sync::Arc::new(move |position| {
+            waiter
+                .ship_through(position, timeout)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }));
+    }
     if wrapped.is_encrypted() {
         // As a backup, the bucket must not keep a key that a forget
         // destroys; the restored store needs the key file put back.

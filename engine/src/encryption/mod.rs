@@ -142,7 +142,7 @@ pub use seal::OVERHEAD;
 
 /// The key file's name in a store directory, for
 /// [`EncryptionOptions::in_dir`].
-pub const KEY_FILE_NAME: &str = crate::store::KEY_FILE_NAME;
+pub const KEY_FILE_NAME: &str = crate::names::KEY_FILE_NAME;
 
 /// Whether the store in `dir` is encrypted: it holds the key file in its
 /// default place ([`EncryptionOptions::in_dir`]). Every door that opens a

@@ -824,8 +824,7 @@ const STORE_ENTRIES: [&str; 11] = [
     crate::cursors::DIR,
 ];
 
-/// The name of the `encryption` wrapper's key file in a store directory.
-pub(crate) const KEY_FILE_NAME: &str = "KEYS";
+pub(crate) use crate::names::KEY_FILE_NAME;
 
 /// Refuses to open a path that is not a directory, or a directory that
 /// holds anything a store never does (a user's home directory, another

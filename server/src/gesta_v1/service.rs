@@ -313,6 +313,7 @@ impl g::gesta_server::Gesta for Gesta {
         // Handed to the committer here, the append commits or fails as a
         // whole even if the client goes away and this future is dropped.
         let appended = store.append(events, options).await.map_err(from_engine)?;
+        store.acknowledge(appended.first, appended.last).await?;
         Ok(Response::new(g::AppendResponse {
             first: appended.first,
             last: appended.last,
