@@ -14,6 +14,11 @@
 //! `Error::OutcomeUnknown`, perhaps. A failure after the log started
 //! writing the group poisons the store; one before (no room on the disk)
 //! leaves it usable.
+//!
+//! On a read replica it writes, instead, records taken from the writer's
+//! log (`Request::Apply`, checked and indexed beforehand by
+//! `replication`): their positions and commit times are the writer's, so
+//! there is nothing to admit, and they are published as a group is.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,11 +37,15 @@ use crate::compactor::FlushJob;
 use crate::error::{Error, Result};
 use crate::indexes::Indexes;
 use crate::notify::Hub;
+use crate::replication::{Applied, ApplyRecord, ApplyRequest};
 use crate::shared::Shared;
 use crate::telemetry::{self, Stage};
 
 pub(crate) enum Request {
     Append(AppendRequest),
+    /// Write records taken from another store's log (a replica's only
+    /// way to grow; see `replication`).
+    Apply(ApplyRequest),
     /// Freeze the active memtable and flush every frozen one to a run.
     FlushIndex(Sender<Result<()>>),
     /// Make everything committed durable (for modes that do not sync each
@@ -52,6 +61,7 @@ impl GroupSize for Request {
     fn group_bytes(&self) -> usize {
         match self {
             Request::Append(a) => a.payload.bytes().len(),
+            Request::Apply(a) => a.records.iter().map(|r| r.len).sum(),
             Request::FlushIndex(_) | Request::Sync(_) | Request::Seal(_) | Request::Close(_) => 0,
         }
     }
@@ -266,6 +276,15 @@ impl Committer {
                     a.reply.send(Err(Error::Closed));
                 }
                 Request::Append(a) => self.admit(&mut group, a, timestamp),
+                Request::Apply(a) => {
+                    // In log order after whatever this group admitted (a
+                    // replica admits nothing: its appends are refused).
+                    if !group.admitted.is_empty() {
+                        let _ = self.publish(std::mem::take(&mut group), timestamp);
+                    }
+                    let applied = self.apply(a.records);
+                    a.reply.send(applied);
+                }
             }
         }
         if !group.admitted.is_empty() {
@@ -342,14 +361,27 @@ impl Committer {
                 entries.push((key, a.appended.last));
             }
         }
-        self.memtable.insert_many(&entries);
-        let head = self.head();
-        self.shared.head.store(head, Ordering::Release);
-        self.hub.publish(entries.iter().map(|(key, _)| key));
+        self.make_visible(&entries);
         self.meters.committed(batches, events_committed, duplicates);
         for a in group.admitted {
             a.reply.send(Ok(a.appended));
         }
+        self.after_publish();
+        Ok(())
+    }
+
+    /// Indexes what was just written, advances the head to the log's and
+    /// wakes the subscribers `entries` concern.
+    fn make_visible(&mut self, entries: &[(gesta_index::Key, u64)]) {
+        self.memtable.insert_many(entries);
+        let head = self.head();
+        self.shared.head.store(head, Ordering::Release);
+        self.hub.publish(entries.iter().map(|(key, _)| key));
+    }
+
+    /// After a publish: freezes a memtable grown large, and wakes the
+    /// compactor for it or for a segment a rollover sealed.
+    fn after_publish(&mut self) {
         let flush = self.memtable.postings() >= self.flush_postings && self.freeze();
         // A rollover sealed a segment the compactor may now compress.
         let segments = self.reader.segments().len();
@@ -360,6 +392,81 @@ impl Committer {
         {
             let _ = f.send(FlushJob { reply: None });
         }
+    }
+
+    /// Writes records taken from another store's log after the head, with
+    /// their own positions and commit times (the same bytes: the frame is
+    /// a function of its fields), and publishes them as a commit does.
+    /// Records wholly at or below the head are skipped; the first one
+    /// written must start right after it. A segment rollover commits and
+    /// publishes what came before it first, so a failure leaves a prefix
+    /// of the records applied, never a gap.
+    fn apply(&mut self, records: Vec<ApplyRecord>) -> Result<Applied> {
+        if self.log.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let given = records.len() as u64;
+        let skip = crate::replication::after_head(&records, self.head())?;
+        // The last record skipped must be the replica's own: the same
+        // positions, commit time and sequencing bytes (payloads may differ
+        // where either side has erased redacted events). A writer whose
+        // log is another one's is found here rather than applied after it.
+        if let Some(r) = skip.checked_sub(1).map(|i| &records[i]) {
+            let meta = r.record.meta;
+            let ours = self.reader.record_head_containing(meta.first_position)?;
+            if ours.is_none_or(|o| o.meta != meta || o.seq != r.record.seq) {
+                return Err(Error::invalid(format!(
+                    "the writer's record of positions {}..={} differs from the replica's: the \
+                     writer's log is not the one the replica holds",
+                    meta.first_position,
+                    meta.last_position()
+                )));
+            }
+        }
+        let mut applied = Applied {
+            records: given,
+            skipped: skip as u64,
+            ..Applied::default()
+        };
+        let mut entries = Vec::new();
+        let mut batches = 0;
+        for r in records.into_iter().skip(skip) {
+            let meta = r.record.meta;
+            let payload = gesta_wal::Payload::new(r.record.payload);
+            let mut pushed = self.log.push(meta, &r.record.seq, &payload);
+            if let Ok(gesta_wal::Pushed::SegmentFull) = pushed {
+                self.commit_applied(&mut entries, &mut batches)?;
+                pushed = self.log.push(meta, &r.record.seq, &payload);
+            }
+            // After a commit the group is empty, and a push into an empty
+            // group always adds the record (rolling over first if needed).
+            let _: gesta_wal::Pushed = pushed?;
+            self.last_timestamp = self.last_timestamp.max(meta.timestamp_micros);
+            entries.extend(r.entries);
+            batches += 1;
+            applied.events += u64::from(meta.count);
+        }
+        self.commit_applied(&mut entries, &mut batches)?;
+        applied.head = self.head();
+        Ok(applied)
+    }
+
+    /// Commits the records pushed by `apply` since the last call and
+    /// publishes their `entries`.
+    fn commit_applied(
+        &mut self,
+        entries: &mut Vec<(gesta_index::Key, u64)>,
+        batches: &mut u64,
+    ) -> Result<()> {
+        if *batches == 0 {
+            return Ok(());
+        }
+        self.log.commit().map_err(Error::from)?;
+        // Not counted as appends in the metrics: the writer counted them.
+        self.make_visible(entries);
+        entries.clear();
+        *batches = 0;
+        self.after_publish();
         Ok(())
     }
 

@@ -137,6 +137,14 @@ pub enum Error {
         /// The subject.
         subject: String,
     },
+    /// The store is a read replica: it serves reads and subscriptions,
+    /// and takes its events from its writer, never from a caller. Nothing
+    /// was changed; send the write to the writer.
+    #[error("this store is a read replica of {writer}: it refuses writes; send them to {writer}")]
+    Replica {
+        /// The writer the replica follows, as the replica knows it.
+        writer: String,
+    },
     /// This store does not implement the operation.
     #[error("this store does not support {what}")]
     Unsupported {

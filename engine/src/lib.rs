@@ -38,7 +38,8 @@
 //! then live, fed by any store through `SubscriptionFeed`), `durable`
 //! (durable subscriptions on every store: the ack rules and the
 //! `CursorStore` a store provides; the engine's cursor files are
-//! `cursors`), `notify` (the `CommitHub` that wakes subscribers), `query`, `revision`, `append`,
+//! `cursors`), `notify` (the `CommitHub` that wakes subscribers), [`replication`]
+//! (read replicas: refused writes, records applied from the writer's log), `query`, `revision`, `append`,
 //! [`event`] and `error` (the types of the API), `codec` (the event
 //! encoding inside a record), `tracking` (tracking info read back),
 //! [`validation`] (the input checks every store shares), [`options`],
@@ -78,6 +79,7 @@ pub mod projections;
 mod query;
 pub mod read;
 pub mod removal;
+pub mod replication;
 mod revision;
 mod shared;
 pub mod snapshots;
@@ -100,6 +102,7 @@ pub use memory::MemoryStore;
 pub use options::{Compression, Durability, GroupLimits, Options};
 pub use query::{Query, QueryItem};
 pub use removal::{Removal, Removed, RetentionRule, RetentionScope};
+pub use replication::{Applied, JournalApplied};
 
 /// The input checks every store applies before it touches anything, so that
 /// other implementations of [`EventStore`] (the SQL backends) refuse exactly

@@ -106,6 +106,12 @@ pub struct Options {
     /// engine's tenants set it to
     /// [`tenant_label`](crate::telemetry::tenant_label) of the tenant.
     pub tenant_label: Option<Arc<str>>,
+    /// Opens the store as a read replica of the writer named here (see
+    /// [`replication`](crate::replication)): every write is refused with
+    /// [`Error::Replica`](crate::Error::Replica) naming it, and the log
+    /// grows only by [`Store::apply_records`](crate::Store::apply_records).
+    /// Default none: a writable store.
+    pub replica_of: Option<String>,
 }
 
 impl Default for Options {
@@ -130,11 +136,18 @@ impl Default for Options {
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
             tenant_label: None,
+            replica_of: None,
         }
     }
 }
 
 impl Options {
+    /// Sets [`replica_of`](Options::replica_of).
+    pub fn replica_of(mut self, writer: impl Into<String>) -> Options {
+        self.replica_of = Some(writer.into());
+        self
+    }
+
     /// Sets the durability mode.
     pub fn durability(mut self, durability: Durability) -> Options {
         self.durability = durability;

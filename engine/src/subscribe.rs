@@ -142,7 +142,10 @@ impl Store {
     /// A subscription that resumes after the position last acknowledged
     /// under `name` (from the start if there is none); see
     /// [`DurableSubscription`]. One subscription per name may be open.
+    /// A read replica refuses it ([`Error::Replica`]): the cursors are the
+    /// writer's, and an acknowledgement is a write.
     pub fn subscribe_durable(&self, name: &str, query: &Query) -> Result<DurableSubscription> {
+        self.writable()?;
         self.inner
             .durable
             .subscribe(name, |acked| self.subscribe(query, acked))
@@ -158,6 +161,7 @@ impl Store {
     /// subscription under that name starts from the beginning); false if
     /// there was none. An open subscription cannot be forgotten.
     pub fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
+        self.writable()?;
         self.inner.durable.delete(name)
     }
 }

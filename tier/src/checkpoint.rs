@@ -38,6 +38,91 @@ pub struct Chunk {
     pub key: String,
 }
 
+/// The CRC-32 of any bytes that end with the CRC-32 of the bytes before
+/// them (little-endian), whatever those are: CRC-32's residue. A
+/// `MANIFEST` or a cursor file, each ending with its own CRC-32, is such a
+/// chunk whole, so its CRC-32 tells nothing of what it holds: two
+/// MANIFESTs of the same length have the same CRC-32.
+pub const CRC_RESIDUE: u32 = 0x2144_df1c;
+
+/// The second digest of a chunk whose CRC-32 is [`CRC_RESIDUE`]: 64-bit
+/// FNV-1a of its bytes. Not another CRC: a CRC is affine over its input,
+/// so any CRC-32 of such bytes, even behind a prefix, still depends on
+/// their length alone; FNV's multiplications do not let the file's own
+/// checksum cancel out.
+pub fn residue_digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The key of a new chunk of epoch `epoch` holding `bytes` at `offset` of
+/// the file `rel`, and the bytes' CRC-32:
+/// `data/e<epoch>/<rel>/<offset>-<len>-<crc>`, followed by
+/// `-d<digest>` ([`residue_digest`]) when the CRC-32 is the residue, so
+/// that different bytes never get the same key.
+pub fn chunk_key(epoch: u64, rel: &str, offset: u64, bytes: &[u8]) -> (u32, String) {
+    let crc = crc32fast::hash(bytes);
+    let n = bytes.len();
+    let mut key = format!("data/e{epoch:08}/{rel}/{offset:016x}-{n:x}-{crc:08x}");
+    if crc == CRC_RESIDUE {
+        key.push_str(&format!("-d{:016x}", residue_digest(bytes)));
+    }
+    (crc, key)
+}
+
+impl Chunk {
+    /// The digest this chunk's key names, if it has one (see
+    /// [`chunk_key`]).
+    pub fn digest(&self) -> Option<u64> {
+        let last = self.key.rsplit('/').next()?;
+        let parts: Vec<&str> = last.split('-').collect();
+        let digest = match parts[..] {
+            [_, _, _, d] => d.strip_prefix('d').filter(|d| d.len() == 16)?,
+            _ => return None,
+        };
+        u64::from_str_radix(digest, 16).ok()
+    }
+
+    /// Checks `bytes` against the chunk: its length, its CRC-32, and the
+    /// digest its key names, if any. A chunk whose CRC-32 is the residue
+    /// and whose key names no digest (written before digests were) is
+    /// checked by length and CRC-32 only, which its own content's
+    /// checksum backs up when the file is read.
+    pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.len() as u64 != self.len {
+            return Err(format!(
+                "{} bytes, where the checkpoint says {}",
+                bytes.len(),
+                self.len
+            ));
+        }
+        let crc = crc32fast::hash(bytes);
+        if crc != self.crc {
+            return Err(format!(
+                "its CRC-32 is {crc:08x}, where the checkpoint says {:08x}",
+                self.crc
+            ));
+        }
+        if let Some(digest) = self.digest() {
+            let actual = residue_digest(bytes);
+            if actual != digest {
+                return Err(format!(
+                    "its digest is {actual:016x}, where its key says {digest:016x}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `bytes` are certainly this chunk's: [`check`](Self::check)
+    /// passes and, if the CRC-32 is the residue, a digest in the key
+    /// vouched for them.
+    pub fn holds(&self, bytes: &[u8]) -> bool {
+        self.check(bytes).is_ok() && (self.crc != CRC_RESIDUE || self.digest().is_some())
+    }
+}
+
 /// One file of the store, as the concatenation of its chunks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
@@ -297,5 +382,69 @@ mod tests {
         let mut c = sample();
         c.files[0].path = "../MANIFEST".into();
         assert!(Checkpoint::decode(&c.encode()).is_err());
+    }
+
+    /// Bytes followed by their own CRC-32, as a MANIFEST or a cursor file.
+    fn self_checked(body: &[u8]) -> Vec<u8> {
+        let mut b = body.to_vec();
+        b.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn files_that_end_with_their_own_crc_get_different_keys_and_are_told_apart() {
+        let (a, b) = (self_checked(b"runs 1-3050"), self_checked(b"runs 1-4080"));
+        assert_eq!(crc32fast::hash(&a), CRC_RESIDUE);
+        assert_eq!(
+            crc32fast::hash(&b),
+            CRC_RESIDUE,
+            "the same CRC-32, other bytes"
+        );
+        let (crc_a, key_a) = chunk_key(1, "MANIFEST", 0, &a);
+        let (crc_b, key_b) = chunk_key(1, "MANIFEST", 0, &b);
+        assert_eq!(crc_a, crc_b);
+        assert_ne!(key_a, key_b);
+        let chunk = |key: String| Chunk {
+            offset: 0,
+            len: a.len() as u64,
+            crc: CRC_RESIDUE,
+            key,
+        };
+        let with_digest = chunk(key_a.clone());
+        assert!(with_digest.holds(&a));
+        assert!(!with_digest.holds(&b));
+        assert!(with_digest.check(&b).unwrap_err().contains("digest"));
+        // A key of before digests: the CRC-32 cannot vouch for the bytes,
+        // so they are never taken for the chunk's without a check of their
+        // own.
+        let old = chunk("data/e00000001/MANIFEST/0000000000000000-f-2144df1c".into());
+        assert_eq!(old.digest(), None);
+        assert!(old.check(&b).is_ok());
+        assert!(!old.holds(&a));
+        // Other chunks keep their keys, and are told apart by their CRC-32.
+        let (crc, key) = chunk_key(2, "wal/x.seg", 16, b"records");
+        assert_eq!(
+            key,
+            format!("data/e00000002/wal/x.seg/0000000000000010-7-{crc:08x}")
+        );
+        let plain = Chunk {
+            offset: 16,
+            len: 7,
+            crc,
+            key,
+        };
+        assert!(plain.holds(b"records"));
+        assert!(!plain.holds(b"recordz"));
+        // A CRC-32 that starts with a `d` is no digest.
+        let d = Chunk {
+            key: "data/e00000002/wal/x.seg/0000000000000010-7-d3adbeef".into(),
+            ..plain.clone()
+        };
+        assert_eq!(d.digest(), None);
+        // Keys with a digest are plain names a checkpoint accepts.
+        let mut c = sample();
+        c.files[0].len = a.len() as u64;
+        c.files[0].chunks = vec![with_digest];
+        assert_eq!(Checkpoint::decode(&c.encode()), Ok(c));
     }
 }

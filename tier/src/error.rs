@@ -62,6 +62,16 @@ pub enum Error {
         /// The head of the bucket's checkpoint.
         bucket_head: u64,
     },
+    /// The bucket's history is not the replica's (its checkpoint's head
+    /// is below the replica's, or its records do not continue the
+    /// replica's log): the replica applies nothing more.
+    #[error("{location} has diverged from this replica: {reason}; make a new replica")]
+    Diverged {
+        /// The bucket location.
+        location: String,
+        /// What was found.
+        reason: String,
+    },
     /// The prefix holds no checkpoint: nothing was ever shipped there.
     #[error("{location} holds no checkpoint: nothing was shipped there")]
     NoCheckpoint {

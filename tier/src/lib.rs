@@ -2,7 +2,8 @@
 //! mirrors a store's directory under a prefix of an S3 (or
 //! S3-compatible) bucket in the background; [`restore()`] rebuilds the
 //! store from the bucket alone; an epoch object claimed by conditional
-//! PUT keeps a single writer per prefix.
+//! PUT keeps a single writer per prefix; a [`Replica`] follows the bucket
+//! and serves reads.
 //!
 //! The core engine knows nothing of this crate: the shipper takes the
 //! engine's own consistent online backup (`Store::backup`) into a staging
@@ -21,6 +22,8 @@
 //!   starts.
 //! - [`shipper`]: the background thread, its interval, retries and status.
 //! - [`restore`](mod@restore): the bucket back into a directory.
+//! - [`replica`]: a read replica that follows the bucket (polls the
+//!   checkpoint, fetches and applies the log records it lacks).
 //!
 //! # Guarantees, and the failure cases
 //!
@@ -65,6 +68,15 @@
 //!   uploads the new file, and deletes the old file's chunks once the new
 //!   checkpoint is written. Until that round, the bucket holds the old
 //!   bytes.
+//! - **A read replica** ([`Replica`]) only reads the bucket: it claims
+//!   nothing and cannot disturb the writer. It applies only records whose
+//!   checksums pass and that continue its log, with the writer's
+//!   positions and commit times; a corrupt or missing chunk applies
+//!   nothing and is retried at the next poll; a bucket whose history is
+//!   not the replica's (a checkpoint below its head, records or journal
+//!   entries that do not continue its own) stops it for good
+//!   ([`Error::Diverged`], in its status). What it lacks of the writer's
+//!   store is the shipper's lag plus its own (`behind`, reported).
 //! - **Conditional PUT is required** of the server (`If-None-Match: *`
 //!   and `If-Match`), as S3 has had since 2024.
 
@@ -76,12 +88,14 @@ mod error;
 pub mod fence;
 mod garbage;
 pub mod location;
+pub mod replica;
 pub mod restore;
 pub mod round;
 pub mod shipper;
 
 pub use error::{Error, Result};
 pub use location::Location;
+pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
 pub use restore::{RestoreReport, restore};
 pub use round::RoundReport;
 pub use shipper::{ShipOptions, ShipStatus, ShipWaiter, Shipper};

@@ -212,24 +212,10 @@ async fn fetch(
         .buffer_unordered(CONCURRENCY);
         while let Some(got) = downloads.next().await {
             let (chunk, key, data) = got?;
-            if data.len() as u64 != chunk.len {
+            if let Err(reason) = chunk.check(&data) {
                 return Err(Attempt::Failed(Error::Corrupt {
                     key: key.to_string(),
-                    reason: format!(
-                        "{} bytes, where the checkpoint says {}",
-                        data.len(),
-                        chunk.len
-                    ),
-                }));
-            }
-            let crc = crc32fast::hash(&data);
-            if crc != chunk.crc {
-                return Err(Attempt::Failed(Error::Corrupt {
-                    key: key.to_string(),
-                    reason: format!(
-                        "its CRC-32 is {crc:08x}, where the checkpoint says {:08x}",
-                        chunk.crc
-                    ),
+                    reason,
                 }));
             }
             write_at(&out, &path, &data, chunk.offset)?;

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::checkpoint::{Checkpoint, Chunk, FileEntry, plain_path};
+use crate::checkpoint::{Checkpoint, Chunk, FileEntry, chunk_key, plain_path};
 use crate::error::{Error, Result, bucket, io_at};
 use crate::fence::{self, Chain, Claim};
 use crate::location::Location;
@@ -285,7 +285,9 @@ fn plan_file(
     if let Some(previous) = previous.filter(|p| p.len <= len) {
         let mut same = true;
         for c in &previous.chunks {
-            if crc32fast::hash(&read_range(path, c.offset, c.len)?) != c.crc {
+            // Not by the CRC-32 alone: a file that ends with its own
+            // CRC-32 has the same one whatever it holds (CRC_RESIDUE).
+            if !c.holds(&read_range(path, c.offset, c.len)?) {
                 same = false;
                 break;
             }
@@ -299,12 +301,12 @@ fn plan_file(
         match piece {
             Piece::Kept(i) => chunks.push(kept[i].clone()),
             Piece::New { offset, len: n } => {
-                let crc = crc32fast::hash(&read_range(path, offset, n)?);
+                let (crc, key) = chunk_key(epoch, rel, offset, &read_range(path, offset, n)?);
                 let chunk = Chunk {
                     offset,
                     len: n,
                     crc,
-                    key: format!("data/e{epoch:08}/{rel}/{offset:016x}-{n:x}-{crc:08x}"),
+                    key,
                 };
                 chunks.push(chunk.clone());
                 uploads.push(Upload {
@@ -477,7 +479,7 @@ async fn ship_copy(
             // The staging copy does not change under the round: a linked
             // file is immutable, a copied one is the round's own.
             let bytes = read_range(&u.path, u.chunk.offset, u.chunk.len)?;
-            if crc32fast::hash(&bytes) != u.chunk.crc {
+            if u.chunk.check(&bytes).is_err() {
                 return Err(Error::InvalidInput(format!(
                     "{} changed while it was shipped",
                     u.path.display()

@@ -900,3 +900,39 @@ fn a_shipper_whose_store_was_closed_first_stops_retrying_and_says_why() {
     );
     assert_eq!(shipper.stop().expect("stop"), 50);
 }
+
+/// A MANIFEST and a cursor file end with their own CRC-32, so every
+/// version of one has the same CRC-32 (CRC_RESIDUE): each new version
+/// must be shipped all the same.
+#[test]
+fn files_that_end_with_their_own_crc_are_shipped_again_when_they_change() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path().join("src"), options()).expect("open");
+    fill(&store, 0, 300, 10);
+    let shipper = Shipper::start(store.clone(), location.clone(), on_demand()).expect("start");
+    let cursor = store
+        .subscribe_durable("reader", &gesta::Query::all())
+        .expect("subscribe");
+    cursor.ack(10).expect("ack");
+    store.compact().expect("compact: one run");
+    assert_eq!(shipper.ship_now().expect("ship"), 300);
+    // The same lengths: a cursor at another position, a MANIFEST of one
+    // other run.
+    fill(&store, 300, 300, 10);
+    cursor.ack(100).expect("ack");
+    store.compact().expect("compact: one run");
+    assert_eq!(shipper.ship_now().expect("ship"), 600);
+    drop(cursor);
+
+    let restored = dir.path().join("restored");
+    restore(&location, &restored).expect("restore");
+    check_restored(&restored, &read_all(&store));
+    let reopened = Store::open_with(&restored, options()).expect("open");
+    let cursors = reopened.durable_subscriptions().expect("cursors");
+    assert_eq!(cursors.len(), 1);
+    assert_eq!(cursors[0].acknowledged, 100);
+    reopened.close().expect("close");
+    shipper.stop().expect("stop");
+    store.close().expect("close");
+}

@@ -37,6 +37,7 @@ use crate::lifecycle::{
 use crate::query::query_spec;
 use crate::read::Lookup;
 use crate::removal::{self, RetentionRule};
+use crate::replication::JournalApplied;
 
 use super::Store;
 
@@ -199,6 +200,7 @@ impl Store {
     /// [`EventStore::add_tags`](crate::EventStore::add_tags) and the
     /// [`lifecycle`](crate::lifecycle) contract.
     pub fn add_tags(&self, target: &Target, tags: &[String]) -> Result<TagsAdded> {
+        self.writable()?;
         let tags = lc::check_add_tags(target, tags)?;
         let mut lifecycle = self.lifecycle()?;
         let head = self.head();
@@ -222,6 +224,7 @@ impl Store {
     /// [`lifecycle`](crate::lifecycle) contract. The bytes leave the
     /// store's files at the next [`compact`](Store::compact).
     pub fn redact(&self, target: &Target) -> Result<Redacted> {
+        self.writable()?;
         lc::check_target(target)?;
         let mut lifecycle = self.lifecycle()?;
         let head = self.head();
@@ -295,6 +298,78 @@ impl Store {
             lists,
             entry.sequence,
         )
+    }
+
+    /// Applies the entries of a writer's lifecycle journal (`bytes`: the
+    /// whole file) that this replica lacks, in order, each once the
+    /// replica's head has reached the head it was made at: written to
+    /// the replica's journal with the same bytes, then applied as the
+    /// writer applied it. The entries the replica holds must be the first
+    /// of the writer's, byte for byte.
+    pub(super) fn replicate_journal(&self, bytes: &[u8]) -> Result<JournalApplied> {
+        let from = Path::new("(the writer's lifecycle journal)");
+        let (bodies, _) = journal::parse(from, bytes)?;
+        let head = self.head();
+        let mut lifecycle = self.lifecycle()?;
+        let held = usize::try_from(lifecycle.sequence).unwrap_or(usize::MAX);
+        let diverged = || {
+            Error::invalid(format!(
+                "the writer's lifecycle journal is not the one the replica holds (its first {held} \
+                 entries differ, or it has fewer)"
+            ))
+        };
+        if bodies.len() < held {
+            return Err(diverged());
+        }
+        if held > 0 {
+            let (ours, _) = journal::read(lifecycle.fs.as_ref(), &lifecycle.path)?;
+            if ours.get(..held) != Some(&bodies[..held]) {
+                return Err(diverged());
+            }
+        }
+        let inner = &self.inner;
+        let mut applied = 0;
+        let mut offset = journal::JOURNAL_HEADER_LEN as u64;
+        for body in &bodies[..held] {
+            offset += (journal::ENTRY_FRAME_LEN + body.len()) as u64;
+        }
+        for body in &bodies[held..] {
+            let (entry, lists) =
+                decode_journal_entry(body).map_err(|e| lc::journal_corruption(from, offset, e))?;
+            if entry.sequence != lifecycle.sequence + 1 {
+                return Err(lc::journal_corruption(
+                    from,
+                    offset,
+                    Error::invalid(format!(
+                        "entry {} follows entry {}",
+                        entry.sequence, lifecycle.sequence
+                    )),
+                ));
+            }
+            if entry.head > head {
+                break;
+            }
+            // As on the writer: the journal never names a position the log
+            // could lose.
+            inner.make_durable(entry.head)?;
+            lifecycle.append(body)?;
+            lifecycle.sequence = entry.sequence;
+            lifecycle.timestamp_micros = entry.timestamp_micros;
+            lifecycle.apply(
+                &inner.indexes,
+                &inner.reader,
+                &entry.operation,
+                &lists,
+                entry.sequence,
+            )?;
+            applied += 1;
+            offset += (journal::ENTRY_FRAME_LEN + body.len()) as u64;
+        }
+        Ok(JournalApplied {
+            applied,
+            waiting: (bodies.len() - held) as u64 - applied,
+            sequence: lifecycle.sequence,
+        })
     }
 
     /// The audit trail from sequence `after + 1`, at most `limit` entries;

@@ -17,6 +17,7 @@ pub use backup::{BACKUP_INCOMPLETE, BackupReport};
 pub(crate) use lifecycle::JOURNAL_FILE;
 mod projections;
 mod removal;
+mod replica;
 mod snapshots;
 mod streams;
 mod times;
@@ -91,6 +92,8 @@ pub(crate) struct Inner {
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: RecoveryReport,
+    /// Set when the store is a read replica: the writer it follows.
+    pub(crate) replica: Option<crate::replication::ReplicaOf>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -284,9 +287,14 @@ impl Store {
                 lock: Mutex::new(Some(lock)),
                 closed: AtomicBool::new(false),
                 report: opened.report,
+                replica: options
+                    .replica_of
+                    .clone()
+                    .map(crate::replication::ReplicaOf::new),
             }),
         };
-        if !store.inner.lifecycle.lock().rules.is_empty() {
+        // A replica enforces no retention rule: removals are its writer's.
+        if store.inner.replica.is_none() && !store.inner.lifecycle.lock().rules.is_empty() {
             store.start_retention()?;
         }
         Ok(store)
@@ -354,6 +362,7 @@ impl Store {
         events: Vec<NewEvent>,
         options: AppendOptions,
     ) -> Result<(AppendRequest, oneshot::Receiver<Result<Appended>>)> {
+        self.writable()?;
         let encoded = crate::validation::check_append_encoded(&events, &options)?;
         crate::validation::check_after(&options, self.head())?;
         let tracking = options

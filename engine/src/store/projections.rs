@@ -22,6 +22,8 @@ impl Store {
         if self.is_closed() {
             return Err(Error::Closed);
         }
+        // The projector saves snapshots: a replica's are its writer's.
+        self.writable()?;
         let source = self.projection_source();
         self.inner.projections.register(&source, projection)?;
         self.inner

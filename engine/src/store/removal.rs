@@ -25,6 +25,7 @@ impl Store {
     /// [`EventStore::remove`](crate::EventStore::remove) and the
     /// [`removal`](crate::removal) contract.
     pub fn remove(&self, target: &Target) -> Result<Removed> {
+        self.writable()?;
         lc::check_target(target)?;
         let mut lifecycle = self.lifecycle()?;
         let head = self.head();
@@ -50,6 +51,7 @@ impl Store {
     }
 
     fn remove_from_stream(&self, stream: &str, before: Option<u64>) -> Result<Removed> {
+        self.writable()?;
         check_stream_name(stream)?;
         let mut lifecycle = self.lifecycle()?;
         let head = self.head();
@@ -93,6 +95,7 @@ impl Store {
     /// limits, clearing it); see
     /// [`EventStore::set_retention`](crate::EventStore::set_retention).
     pub fn set_retention(&self, rule: &RetentionRule) -> Result<()> {
+        self.writable()?;
         check_rule(rule)?;
         let mut lifecycle = self.lifecycle()?;
         removal::with_rule(&lifecycle.rules, rule)?;
@@ -125,6 +128,7 @@ impl Store {
     /// [`EventStore::enforce_retention`](crate::EventStore::enforce_retention).
     /// A rule that finds nothing to remove records nothing.
     pub fn enforce_retention(&self) -> Result<Removed> {
+        self.writable()?;
         let mut total = Removed::default();
         let rules = self.lifecycle()?.rules.clone();
         for rule in rules {

@@ -20,6 +20,7 @@ impl Store {
     /// state cannot include events that were not committed.
     pub fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {
         self.open_for_snapshots()?;
+        self.writable()?;
         snapshots::save(&self.inner.indexes, self.head(), key, position, state)
     }
 
@@ -41,6 +42,7 @@ impl Store {
     /// one.
     pub fn delete_snapshot(&self, key: &str, position: u64) -> Result<bool> {
         self.open_for_snapshots()?;
+        self.writable()?;
         snapshots::delete(&self.inner.indexes, key, position)
     }
 }

@@ -1,0 +1,112 @@
+//! The store's read-replica methods: opening one, refusing its writes,
+//! and applying records taken from its writer's log (what they check is
+//! `crate::replication`'s).
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::Store;
+use crate::committer::Request;
+use crate::error::{Error, Result};
+use crate::oneshot;
+use crate::options::Options;
+use crate::replication::{Applied, ApplyRequest, JournalApplied};
+
+impl Store {
+    /// Opens the store in `dir` as a read replica of `writer` (a
+    /// description of the writer, for the refusals: its address, or its
+    /// id and where it ships); see [`Options::replica_of`].
+    pub fn open_replica(
+        dir: impl AsRef<Path>,
+        writer: impl Into<String>,
+        options: Options,
+    ) -> Result<Store> {
+        Store::open_with(dir, options.replica_of(writer))
+    }
+
+    /// The writer this store is a read replica of, or `None` if it is
+    /// writable.
+    pub fn replica_of(&self) -> Option<String> {
+        self.inner.replica.as_ref().map(|r| r.writer())
+    }
+
+    /// Names a new writer for a replica's refusals (another writer took
+    /// the old one's place). Refused on a writable store.
+    pub fn set_replica_of(&self, writer: impl Into<String>) -> Result<()> {
+        match &self.inner.replica {
+            Some(r) => {
+                r.set_writer(writer.into());
+                Ok(())
+            }
+            None => Err(Error::invalid("the store is not a read replica")),
+        }
+    }
+
+    /// Refuses a write on a read replica.
+    pub(crate) fn writable(&self) -> Result<()> {
+        match &self.inner.replica {
+            Some(r) => Err(r.refusal()),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies records of the writer's log to a read replica: `records`
+    /// holds whole records exactly as they are framed in the writer's
+    /// segment files, back to back (no segment header).
+    ///
+    /// Every record's frame and checksums are checked, and its events
+    /// decoded, before anything is written. Records wholly at or below the
+    /// head are skipped (so the same bytes may be given twice), the last
+    /// of them checked against the replica's own (positions, commit time,
+    /// sequencing bytes); the first one after them must start at
+    /// `head + 1`. Otherwise nothing is written ([`Error::InvalidInput`]: a
+    /// gap; or, saying the writer's log "is not the one the replica
+    /// holds", a record across the head or a skipped record that differs). The rest are written
+    /// into the replica's log with the same bytes (positions, commit
+    /// times, sequencing bytes), then indexed and published as a commit
+    /// is: readers see them, subscribers are woken. Damaged bytes are
+    /// [`Error::Corruption`]. Refused on a writable store.
+    pub fn apply_records(&self, records: Bytes) -> Result<Applied> {
+        if self.inner.replica.is_none() {
+            return Err(Error::invalid(
+                "records are applied only to a read replica (Options::replica_of)",
+            ));
+        }
+        let records = crate::replication::cut(&records)?;
+        if records.is_empty() {
+            return Ok(Applied {
+                head: self.head(),
+                ..Applied::default()
+            });
+        }
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let (reply, answer) = oneshot::oneshot();
+        self.inner
+            .tx
+            .send(Request::Apply(ApplyRequest { records, reply }))
+            .map_err(|_| Error::Closed)?;
+        answer.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Applies the writer's lifecycle journal to a read replica: `journal`
+    /// is the whole file (`LIFECYCLE` in the writer's directory, or a
+    /// prefix of it made of whole entries). The entries the replica holds
+    /// must be the first of it, byte for byte (else
+    /// [`Error::InvalidInput`]: the writer's history is not the
+    /// replica's); each later one is applied once the replica's head has
+    /// reached the head it was made at, in order, and written to the
+    /// replica's journal with the same bytes. Call again after
+    /// [`apply_records`](Store::apply_records) while some wait. Refused on
+    /// a writable store.
+    pub fn apply_lifecycle(&self, journal: &[u8]) -> Result<JournalApplied> {
+        if self.inner.replica.is_none() {
+            return Err(Error::invalid(
+                "a lifecycle journal is applied only to a read replica (Options::replica_of)",
+            ));
+        }
+        self.replicate_journal(journal)
+    }
+}
