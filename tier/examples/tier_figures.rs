@@ -10,52 +10,16 @@
 //! The server is `GESTA_S3_ENDPOINT`'s, or one this example starts with
 //! `.ci/s3.sh --for-pid` (moto, which keeps objects in memory).
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gesta::{NewEvent, Store};
 use gesta_tier::{Location, ShipOptions, Shipper, restore};
 
-fn endpoint() -> (String, Option<std::process::Child>) {
-    if let Ok(url) = std::env::var("GESTA_S3_ENDPOINT") {
-        return (url, None);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/s3.sh");
-    let mut child = Command::new("bash")
-        .arg(&script)
-        .arg("--for-pid")
-        .arg(std::process::id().to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run .ci/s3.sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read its output");
-    let url = line
-        .trim()
-        .strip_prefix("endpoint ")
-        .expect("an S3 server")
-        .to_owned();
-    (url, Some(child))
-}
-
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let addr = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=gesta/20250101/us-east-1/s3/aws4_request, \
-         SignedHeaders=host, Signature=0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("answer");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-}
+// The tier tests' harness: the S3 server (`GESTA_S3_ENDPOINT`, or one
+// started by `.ci/s3.sh`) and bucket creation.
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
 fn event(i: u64) -> NewEvent {
     NewEvent::new(
@@ -89,9 +53,9 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("EVENTS is a number"))
         .unwrap_or(1_000_000);
-    let (endpoint, _server) = endpoint();
+    let endpoint = harness::endpoint();
     let bucket = format!("gesta-figures-{}", std::process::id());
-    create_bucket(&endpoint, &bucket);
+    harness::create_bucket(&endpoint, &bucket);
     let location = Location::from_url_with(
         &format!("s3://{bucket}/store"),
         &[
