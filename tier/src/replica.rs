@@ -33,7 +33,15 @@
 //! applied once the replica's head has reached the head the entry was
 //! made at (`Store::apply_lifecycle`).
 //!
-//! Not followed: a sealed segment the writer rewrote to erase redacted
+//! The writer's snapshots are followed too: each snapshot file the
+//! checkpoint names that the replica lacks (or holds with another length)
+//! is fetched whole, every chunk checked, and installed once the
+//! replica's head has reached its position; each one the checkpoint no
+//! longer names is dropped (`Store::apply_snapshot`, `drop_snapshot`).
+//!
+//! Not followed: durable subscriptions' cursors (a replica refuses
+//! acknowledgements, so its durable subscriptions start from the cursors
+//! it was restored with). A sealed segment the writer rewrote to erase redacted
 //! events (format version 4) that holds positions the replica lacks is
 //! refused (the poll fails, saying so; make a new replica). See
 //! docs/TIER.md.
@@ -223,6 +231,7 @@ impl Replica {
                         runtime,
                         cursor: None,
                         journal: None,
+                        snapshots: None,
                     };
                     follower.run(interval, &progress, &inbox);
                 })
@@ -367,6 +376,8 @@ struct Follower {
     cursor: Option<Cursor>,
     /// The chunks of the lifecycle journal last applied whole.
     journal: Option<Vec<String>>,
+    /// The chunks of the snapshot files last applied whole.
+    snapshots: Option<Vec<String>>,
 }
 
 impl Follower {
@@ -499,7 +510,65 @@ impl Follower {
         if let Some(file) = checkpoint.file("LIFECYCLE") {
             self.follow_journal(file, progress)?;
         }
+        self.follow_snapshots(&checkpoint, progress)?;
         Ok(self.store.head())
+    }
+
+    /// Makes the replica's snapshots the checkpoint's: fetches each one it
+    /// lacks (or holds with another length) once the replica's head has
+    /// reached its position, and drops each one the writer no longer
+    /// keeps. Skipped while the checkpoint's snapshot files are the ones
+    /// last applied whole.
+    fn follow_snapshots(
+        &mut self,
+        checkpoint: &Checkpoint,
+        progress: &Mutex<Progress>,
+    ) -> Result<(), Failure> {
+        let files: Vec<((String, u64), &FileEntry)> = checkpoint
+            .files
+            .iter()
+            .filter_map(|f| gesta::replication::snapshot_file(&f.path).map(|id| (id, f)))
+            .collect();
+        let seen: Vec<String> = files
+            .iter()
+            .flat_map(|(_, f)| f.chunks.iter().map(|c| c.key.clone()))
+            .collect();
+        if self.snapshots.as_ref() == Some(&seen) {
+            return Ok(());
+        }
+        let held: std::collections::HashMap<(String, u64), u64> = self
+            .store
+            .snapshot_inventory()
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|(key, position, len)| ((key, position), len))
+            .collect();
+        let head = self.store.head();
+        let mut waiting = false;
+        for ((key, position), file) in &files {
+            if held.get(&(key.clone(), *position)) == Some(&file.len) {
+                continue;
+            }
+            if *position > head {
+                waiting = true;
+                continue;
+            }
+            let bytes = self.fetch(file, 0..file.len, progress)?;
+            self.store.apply_snapshot(&bytes).map_err(Error::from)?;
+        }
+        for (key, position) in held.keys() {
+            if !files
+                .iter()
+                .any(|(id, _)| id.0 == *key && id.1 == *position)
+            {
+                self.store
+                    .drop_snapshot(key, *position)
+                    .map_err(Error::from)?;
+            }
+        }
+        // While some wait for the head, the next poll looks again.
+        self.snapshots = (!waiting).then_some(seen);
+        Ok(())
     }
 
     /// Applies the entries of the writer's lifecycle journal the replica
