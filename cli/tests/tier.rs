@@ -353,6 +353,7 @@ fn an_encrypted_store_ships_without_its_keys() {
 /// ships afterwards, serves it on both services and to a live
 /// subscription, reports how far behind it is (gesta.v1 Replication and
 /// its metrics), and refuses writes on both services naming the writer.
+/// Its directory then serves as the prefix's next writer (a failover).
 #[test]
 fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     use futures::StreamExt;
@@ -398,7 +399,9 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let status = r.replication().await.expect("Replication");
-                if status.head >= head && status.behind == 0 {
+                // Polled at least once, and nothing left to apply.
+                let polled = status.since_last_success_ms.is_some();
+                if polled && status.head >= head && status.behind == 0 {
                     return status;
                 }
                 assert!(Instant::now() < deadline, "the replica lags: {status:?}");
@@ -548,12 +551,32 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     assert!(ok, "{err}");
     // The replica's directory is a store of its own: it verifies and
     // holds what the writer holds.
-    gesta()
-        .args(["verify", replica_dir.to_str().unwrap()])
-        .assert()
-        .success();
+    let r = replica_dir.to_str().unwrap();
+    gesta().args(["verify", r]).assert().success();
     assert_eq!(
         stdout(gesta().args(["export", d])),
-        stdout(gesta().args(["export", replica_dir.to_str().unwrap()]))
+        stdout(gesta().args(["export", r]))
     );
+
+    // Promoted: served as the prefix's writer (the old one released it;
+    // a dead one would need --ship-takeover), it takes appends and ships
+    // them.
+    let promoted = serve_shipping(r, &url, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let appended = runtime.block_on(async {
+        let mut c =
+            gesta_server::client::GestaClient::connect(format!("http://{}", promoted.listen))
+                .await
+                .expect("connect");
+        c.append(
+            vec![gesta::NewEvent::new("AfterFailover", "6")],
+            Default::default(),
+        )
+        .await
+        .expect("the promoted replica takes appends")
+    });
+    assert_eq!(appended.last, 6);
+    let (ok, err) = terminate(promoted);
+    assert!(ok, "{err}");
+    assert!(err.contains("shipped positions 1..=6"), "{err}");
 }
