@@ -236,7 +236,11 @@ fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
         .assert()
         .success();
     let url = format!("s3://{}/events", bucket(name));
-    let mut args = vec!["--ship-interval", "1h"];
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let mut args = vec!["--ship-interval", "1h", "--metrics", &metrics];
     args.extend_from_slice(extra);
     let server = serve_shipping(d.to_str().unwrap(), &url, &args);
     let listen = server.listen.clone();
@@ -258,19 +262,43 @@ fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
         std::thread::sleep(Duration::from_millis(100));
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let appended = runtime.block_on(async {
+    let (appended, shipping) = runtime.block_on(async {
         let mut client = gesta_server::client::GestaClient::connect(format!("http://{listen}"))
             .await
             .expect("connect");
-        client
+        let appended = client
             .append(
                 vec![gesta::NewEvent::new("Late", "after the first round")],
                 gesta::AppendOptions::default(),
             )
             .await
-            .expect("append")
+            .expect("append");
+        (appended, client.replication().await.expect("Replication"))
     });
     assert_eq!(appended.last, 4);
+    // The writer reports what the bucket holds, through gesta.v1 and its
+    // metrics: position 4 waits for a round unless it was acknowledged
+    // only once shipped.
+    use gesta_server::proto::gesta_v1::replication_response::Role;
+    assert_eq!(shipping.role, Role::Writer as i32);
+    assert_eq!((shipping.head, &shipping.bucket), (4, &url));
+    let behind = 4 - shipping.bucket_head;
+    assert_eq!(shipping.behind, behind, "{shipping:?}");
+    assert_eq!(behind, u64::from(!extra.contains(&"--ship-ack")));
+    let mut scrape = std::net::TcpStream::connect(&metrics).expect("connect to the metrics");
+    write!(
+        scrape,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    scrape.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains(&format!(
+            "gesta_replication_behind_events{{role=\"writer\"}} {behind}"
+        )),
+        "{text}"
+    );
     let restored = dir.join(format!("{name}-restored"));
     let out = stdout(gesta().args(["restore", &url, restored.to_str().unwrap()]));
     let (ok, err) = terminate(server);
