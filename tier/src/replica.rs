@@ -13,7 +13,10 @@
 //!
 //! What it fetches: for each segment file holding positions after the
 //! replica's head, the bytes after the last record it applied from that
-//! file (remembered between polls; the whole file the first time),
+//! file (remembered between polls; when the replica starts, taken from
+//! its own newest segment, which holds the writer's records at the same
+//! offsets — else, or if the bytes there do not continue its log, the
+//! whole file),
 //! through ranged reads of the chunk objects. A chunk read whole is
 //! checked against its CRC-32 in the checkpoint; a part of a chunk cannot
 //! be, and is checked by the records' own checksums when applied. A
@@ -218,6 +221,7 @@ impl Replica {
             options.store.clone(),
         )?;
         let progress = Arc::new(Mutex::new(Progress::default()));
+        let cursor = local_cursor(dir);
         let (commands, inbox) = mpsc::channel();
         let thread = {
             let (store, progress) = (store.clone(), progress.clone());
@@ -229,7 +233,7 @@ impl Replica {
                         store,
                         location,
                         runtime,
-                        cursor: None,
+                        cursor,
                         journal: None,
                         snapshots: None,
                     };
@@ -354,7 +358,41 @@ struct Cursor {
     first: u64,
     /// The offset after the last record applied from it.
     offset: u64,
+    /// Taken from the replica's own newest segment when it started, not
+    /// from a fetch: right when that file holds the writer's records from
+    /// the same first position (as a restore leaves it, and as applying
+    /// keeps it), which the first fetch from it checks.
+    local: bool,
 }
+
+/// The cursor a starting replica can take from its own newest segment
+/// file: the same records at the same offsets as the writer's file of
+/// the same first position, so that the first poll fetches the bytes
+/// after them instead of the whole file (up to a segment's size). `None`
+/// when there is no such file or it cannot be read.
+fn local_cursor(dir: &Path) -> Option<Cursor> {
+    let wal = dir.join("wal");
+    let (first, name) = std::fs::read_dir(&wal)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let first = name
+                .ends_with(".seg")
+                .then(|| gesta::replication::segment_first_position(&name))??;
+            Some((first, name))
+        })
+        .max()?;
+    let bytes = Bytes::from(std::fs::read(wal.join(&name)).ok()?);
+    let records = gesta::replication::segment_records(&name, bytes).ok()?;
+    Some(Cursor {
+        first,
+        offset: SEGMENT_HEADER_LEN + records.len() as u64,
+        local: true,
+    })
+}
+
+/// A segment file's header length: where its records start.
+const SEGMENT_HEADER_LEN: u64 = 32;
 
 /// Why a poll failed.
 enum Failure {
@@ -636,8 +674,22 @@ impl Follower {
         match self.store.apply_records(records) {
             Ok(applied) => {
                 lock(progress).events_applied += applied.events;
-                self.cursor = (!compressed).then_some(Cursor { first, offset: end });
+                self.cursor = (!compressed).then_some(Cursor {
+                    first,
+                    offset: end,
+                    local: false,
+                });
                 Ok(())
+            }
+            Err(e) if from.is_some() && self.cursor.is_some_and(|c| c.local) => {
+                // The replica's own file was not a prefix of the writer's
+                // after all (nothing was applied: the records are checked
+                // before any is written): read the writer's from its start.
+                log::debug!(
+                    "gesta-tier replica: the local cursor did not fit ({e}); fetching whole"
+                );
+                self.cursor = None;
+                self.follow(first, file, progress)
             }
             Err(e) => {
                 // The next poll reads the file from its start again.
