@@ -61,7 +61,8 @@ restored from the bucket when it does not exist, then the bucket is polled every
 1s) and what the writer shipped since is applied, with the same positions and commit times, so that reads
 and subscriptions on both services see it as they would on the writer. Every write (appends, tags,
 redactions, removals, snapshots, acknowledgements of durable subscriptions) is refused with FAILED_PRECONDITION,
-naming the writer (gesta.v1: a ReadReplica detail). How far behind it is: gesta.v1 Replication, the
+naming the writer (gesta.v1: a ReadReplica detail). An existing DIR is served even while the bucket does not
+answer; the polls retry. How far behind it is: gesta.v1 Replication, the
 gesta_replication_* series with --metrics, and the log. A replica whose bucket's history is not its own (the
 bucket was restored from elsewhere) stops applying, says why, and must be made again from an empty DIR.
 
