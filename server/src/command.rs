@@ -20,8 +20,10 @@ pub struct ServeArgs {
     /// DIR/KEYS) if it is not yet. A store whose directory holds KEYS is
     /// served encrypted without the flag: events tagged subject:NAME are
     /// sealed with NAME's key on append and opened on read, through both
-    /// services, and gesta.v1 Forget destroys a key.
-    #[arg(long, conflicts_with = "tenants")]
+    /// services, and gesta.v1 Forget destroys a key. With --tenants,
+    /// every tenant (its key file DIR/tenants/NAME/KEYS made on first
+    /// use).
+    #[arg(long)]
     pub encrypt: bool,
     /// The tenants' API keys: one `TENANT KEY` pair per line (# comments).
     #[arg(long, value_name = "FILE", requires = "tenants")]
@@ -186,6 +188,7 @@ pub fn run_with(
             gesta::tenants::Tenants::open(&args.dir, options).map_err(|e| e.to_string())?;
         let tenants = std::sync::Arc::new(tenants);
         let metrics = args.metrics;
+        let serving = crate::TenantServing::default().encrypt(args.encrypt);
         let result = runtime.block_on(async {
             // Registered before the listener binds (see shutdown_signal).
             let signal = crate::shutdown_signal();
@@ -213,7 +216,8 @@ pub fn run_with(
                 ));
             }
             let served =
-                crate::serve_tenants_on(listener, tenants.clone(), keys, config, signal).await;
+                crate::serve_tenants_with(listener, tenants.clone(), keys, serving, config, signal)
+                    .await;
             let closed = tenants.close();
             served?;
             closed.map_err(|e| crate::ServeError::Config(e.to_string()))?;
