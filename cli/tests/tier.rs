@@ -608,3 +608,87 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     assert!(ok, "{err}");
     assert!(err.contains("shipped positions 1..=6"), "{err}");
 }
+
+/// `gesta serve ROOT --tenants --ship-to URL` ships each tenant's store to
+/// its own prefix `URL/NAME` while it is open: with one store open at a
+/// time, each switch closes a tenant's store after a last round, so its
+/// prefix restores to everything it committed; at shutdown, every open
+/// one ships its last round.
+#[test]
+fn each_tenant_ships_to_its_own_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    for tenant in ["alpha", "beta"] {
+        std::fs::create_dir_all(root.join("tenants").join(tenant)).unwrap();
+    }
+    let keys = tmp.path().join("keys");
+    std::fs::write(&keys, "alpha key-a\nbeta key-b\n").unwrap();
+    let url = format!("s3://{}/t", bucket("tenants"));
+    let server = serve(
+        root.to_str().unwrap(),
+        &[
+            "--tenants",
+            "--tenant-keys",
+            keys.to_str().unwrap(),
+            "--max-open-tenants",
+            "1",
+            "--insecure-loopback-api-key",
+            "--ship-to",
+            &url,
+            "--ship-interval",
+            "1h",
+        ],
+        "tenants under",
+    );
+    let restored = |tenant: &str, name: &str| -> String {
+        let to = tmp.path().join(name);
+        stdout(gesta().args(["restore", &format!("{url}/{tenant}"), to.to_str().unwrap()]))
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = |key: &'static str| {
+            let listen = server.listen.clone();
+            async move {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{listen}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                gesta_server::client::GestaClient::with_api_key(channel, key).unwrap()
+            }
+        };
+        let (mut alpha, mut beta) = (client("key-a").await, client("key-b").await);
+        let one = |what: &str| vec![gesta::NewEvent::new("E", what.to_owned())];
+        alpha.append(one("a1"), Default::default()).await.unwrap();
+        alpha.append(one("a2"), Default::default()).await.unwrap();
+        // Beta's store takes alpha's place: alpha's last round ships.
+        beta.append(one("b1"), Default::default()).await.unwrap();
+        // And back: beta's ships.
+        alpha.append(one("a3"), Default::default()).await.unwrap();
+    });
+    // Alpha's prefix holds at least what it committed before its store
+    // closed (its reopened store's first round may have shipped a3 too).
+    let mid = restored("alpha", "alpha-mid");
+    assert!(
+        mid.contains("restored positions 1..=2 ") || mid.contains("restored positions 1..=3 "),
+        "{mid}"
+    );
+    let mid = restored("beta", "beta-mid");
+    assert!(mid.contains("restored positions 1..=1 "), "{mid}");
+    let (ok, err) = terminate(server);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("tenant alpha: shipped positions 1..=3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tenant beta: shipped positions 1..=1"),
+        "{err}"
+    );
+    let out = restored("alpha", "alpha-end");
+    assert!(out.contains("restored positions 1..=3 "), "{out}");
+    assert_eq!(
+        stdout(gesta().args(["export", root.join("tenants/alpha").to_str().unwrap()])),
+        stdout(gesta().args(["export", tmp.path().join("alpha-end").to_str().unwrap()]))
+    );
+}

@@ -272,6 +272,9 @@ fn tenant_status(e: TenantError) -> Status {
             Status::permission_denied(e.to_string())
         }
         TenantError::Store(e) => crate::gesta_v1::convert::from_engine(e),
+        // What runs beside the store (a shipper) could not start: the
+        // bucket did not answer, or the tenant's prefix is another's.
+        TenantError::Companion { .. } => Status::unavailable(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }

@@ -19,7 +19,7 @@ pub struct Args {
     /// Ship the store to this bucket prefix while serving
     /// (s3://BUCKET/PREFIX; endpoint and credentials from the AWS_*
     /// variables).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["tenants", "replica_of"])]
+    #[arg(long, value_name = "URL", conflicts_with = "replica_of")]
     ship_to: Option<String>,
     /// The time between shipping rounds: the recovery-point objective.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "ship_to")]
@@ -31,7 +31,7 @@ pub struct Args {
     /// Answer each append only once the bucket holds it, waiting at most
     /// DURATION (then the call fails with UNAVAILABLE: the events are
     /// committed locally and a retry with the same ids appends nothing).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ship_to")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ship_to", conflicts_with = "tenants")]
     ship_ack: Option<Duration>,
     /// Serve a read replica of the store shipped to this bucket prefix
     /// (s3://BUCKET/PREFIX): DIR is restored from the bucket if it does
@@ -52,9 +52,11 @@ a second writer is refused, unless --ship-takeover, which fences the first; a st
 bucket's is refused (restore it first). On SIGINT or SIGTERM a last round ships everything committed and the
 prefix is released. With --ship-ack DURATION each append is answered only once the bucket holds it (a round
 is hurried for it, and appends waiting together share rounds); after DURATION it fails with UNAVAILABLE,
-its events committed locally. Not with --tenants. An encrypted store's key file (KEYS) is never shipped (a
-forget must reach every copy; the bucket gets one without keys, as a backup does): keep it separately and copy
-it over the KEYS of a restored store.
+its events committed locally (not with --tenants). With --tenants, each tenant's store ships to its own prefix
+URL/NAME while it is open: the prefix is claimed when the store opens and released after a last round when it
+closes (to make room for another, or at shutdown); `gesta restore URL/NAME DIR` restores one tenant. An
+encrypted store's key file (KEYS) is never shipped (a forget must reach every copy; the bucket gets one without
+keys, as a backup does): keep it separately and copy it over the KEYS of a restored store.
 
 --replica-of s3://BUCKET/PREFIX serves a read replica of the store a `gesta serve --ship-to` ships there: DIR is
 restored from the bucket when it does not exist, then the bucket is polled every --replica-interval (default
@@ -90,10 +92,38 @@ pub fn run(args: Args) -> Result<(), Failure> {
         takeover: args.ship_takeover,
         ack: args.ship_ack,
     };
+    if args.serve.tenants {
+        let make = ship.tenants()?;
+        return gesta_server::command::run_tenants(args.serve, "gesta", Some(make))
+            .map_err(Failure::new);
+    }
     gesta_server::command::run_with(args.serve, "gesta", |serve| {
         ship.open(serve).map_err(|f| f.message)
     })
     .map_err(Failure::new)
+}
+
+/// A tenant's shipper, run beside its open store by the tenant set.
+struct TenantShipper {
+    tenant: String,
+    url: String,
+    shipper: gesta_tier::Shipper,
+}
+
+impl gesta::tenants::Companion for TenantShipper {
+    /// The last round ships everything the tenant's store committed, and
+    /// the tenant's prefix is released.
+    fn finish(self: Box<Self>) -> Result<(), String> {
+        let shipped = self
+            .shipper
+            .stop()
+            .map_err(|e| format!("--ship-to {}: the last round: {e}", self.url))?;
+        eprintln!(
+            "gesta: tenant {}: shipped positions 1..={shipped} to {}",
+            self.tenant, self.url
+        );
+        Ok(())
+    }
 }
 
 /// `--ship-to` and its options.
@@ -105,6 +135,37 @@ struct Ship {
 }
 
 impl Ship {
+    /// With --tenants: a shipper beside each tenant's open store, to the
+    /// tenant's own prefix (`URL/NAME`), started when the store opens
+    /// (claiming that prefix) and stopped, after a last round, before it
+    /// closes.
+    fn tenants(self) -> Result<gesta::tenants::CompanionMaker<gesta::Store>, Failure> {
+        // The URL is checked once, at start.
+        gesta_tier::Location::from_url(&self.url)
+            .map_err(|e| Failure::new(format!("--ship-to {}: {e}", self.url)))?;
+        let Ship {
+            url,
+            interval,
+            takeover,
+            ..
+        } = self;
+        let base = url.trim_end_matches('/').to_owned();
+        Ok(Arc::new(move |tenant: &str, store: &gesta::Store| {
+            let url = format!("{base}/{tenant}");
+            let location = gesta_tier::Location::from_url(&url).map_err(|e| e.to_string())?;
+            let options = gesta_tier::ShipOptions::default()
+                .interval(interval)
+                .takeover(takeover);
+            let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
+                .map_err(|e| format!("--ship-to {url}: {e}"))?;
+            Ok(Box::new(TenantShipper {
+                tenant: tenant.to_owned(),
+                url,
+                shipper,
+            }) as Box<dyn gesta::tenants::Companion>)
+        }))
+    }
+
     /// Opens the store, claims the prefix and starts shipping.
     fn open(self, serve: &ServeArgs) -> Result<Opened, Failure> {
         let Ship {
