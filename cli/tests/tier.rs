@@ -164,6 +164,28 @@ fn terminate(mut server: Server) -> (bool, String) {
     (status.success(), rest)
 }
 
+/// The text of a `GET /metrics` at `addr`.
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// A store in `dir` holding the three events of `EVENTS`.
+fn store_with_events(dir: &str) {
+    gesta()
+        .args(["append", dir])
+        .write_stdin(EVENTS)
+        .assert()
+        .success();
+}
+
 fn stdout(cmd: &mut Command) -> String {
     let out = cmd.assert().success();
     String::from_utf8(out.get_output().stdout.clone()).expect("utf-8 output")
@@ -174,21 +196,13 @@ fn a_served_store_ships_and_restores_from_the_bucket() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
     let d = dir.to_str().unwrap();
-    gesta()
-        .args(["append", d])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(d);
     let url = format!("s3://{}/events", bucket("ship"));
     let server = serve_shipping(d, &url, &[]);
 
     // A second writer on the same prefix is refused while the first holds it.
     let other = tmp.path().join("other");
-    gesta()
-        .args(["append", other.to_str().unwrap()])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(other.to_str().unwrap());
     let refused = gesta()
         .args(["serve", other.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(["--ship-to", &url])
@@ -230,11 +244,7 @@ fn a_served_store_ships_and_restores_from_the_bucket() {
 /// the bucket restores to.
 fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
     let d = dir.join(name);
-    gesta()
-        .args(["append", d.to_str().unwrap()])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(d.to_str().unwrap());
     let url = format!("s3://{}/events", bucket(name));
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -285,14 +295,7 @@ fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
     let behind = 4 - shipping.bucket_head;
     assert_eq!(shipping.behind, behind, "{shipping:?}");
     assert_eq!(behind, u64::from(!extra.contains(&"--ship-ack")));
-    let mut scrape = std::net::TcpStream::connect(&metrics).expect("connect to the metrics");
-    write!(
-        scrape,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    scrape.read_to_string(&mut text).unwrap();
+    let text = scrape(&metrics);
     assert!(
         text.contains(&format!(
             "gesta_replication_behind_events{{role=\"writer\"}} {behind}"
@@ -390,11 +393,7 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("writer");
     let d = dir.to_str().unwrap();
-    gesta()
-        .args(["append", d])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(d);
     let url = format!("s3://{}/events", bucket("replica"));
     let writer = serve_shipping(d, &url, &[]);
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
@@ -554,14 +553,7 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     });
 
     // The replica's metrics say where it stands.
-    let mut scrape = std::net::TcpStream::connect(metrics).expect("connect to the metrics");
-    write!(
-        scrape,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    scrape.read_to_string(&mut text).unwrap();
+    let text = scrape(&metrics.to_string());
     assert!(
         text.contains("gesta_replication_behind_events{role=\"replica\"} 0"),
         "{text}"

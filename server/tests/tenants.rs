@@ -469,6 +469,16 @@ fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
     })
 }
 
+/// Every event the client's tenant holds.
+async fn read_all(mut c: GestaClient) -> Vec<gesta::RecordedEvent> {
+    c.read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 fn data_of(events: &[gesta::RecordedEvent]) -> Vec<String> {
     events
         .iter()
@@ -512,18 +522,8 @@ async fn an_encrypted_tenant_is_served_through_its_wrapper() {
             .unwrap();
         assert_eq!(server.tenants.open_count(), 1);
     }
-    let read = |mut c: GestaClient| async move {
-        let events: Vec<gesta::RecordedEvent> = c
-            .read(&Query::all(), ReadOptions::default())
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        events
-    };
     assert_eq!(
-        data_of(&read(beta.clone()).await),
+        data_of(&read_all(beta.clone()).await),
         ["beta-secret-u1", "beta-secret-u2", "beta-secret-u3"]
     );
     let mut dcb = DcbClient::new(channel(server.addr).await);
@@ -553,7 +553,7 @@ async fn an_encrypted_tenant_is_served_through_its_wrapper() {
     let forgotten = beta.forget("u2").await.unwrap();
     assert_eq!(forgotten.redacted, 1);
     assert_eq!(
-        data_of(&read(beta.clone()).await),
+        data_of(&read_all(beta.clone()).await),
         ["beta-secret-u1", "", "beta-secret-u3"]
     );
     let refused = alpha.forget("u2").await;
@@ -588,14 +588,7 @@ async fn with_encrypt_every_tenant_is_served_encrypted() {
         .unwrap();
     assert!(alpha_dir.join("KEYS").is_file());
     assert!(!any_file_holds(&alpha_dir, b"alpha-secret"));
-    let events: Vec<gesta::RecordedEvent> = alpha
-        .read(&Query::all(), ReadOptions::default())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(data_of(&events), ["alpha-secret"]);
+    assert_eq!(data_of(&read_all(alpha.clone()).await), ["alpha-secret"]);
     assert_eq!(alpha.forget("a1").await.unwrap().redacted, 1);
     let _ = server.stop.send(());
     server.task.await.unwrap().unwrap();
