@@ -24,6 +24,10 @@ pub struct Args {
     /// The time between shipping rounds: the recovery-point objective.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "ship_to")]
     ship_interval: Duration,
+    /// Also ship as soon as the log has grown by this many bytes since the
+    /// last round began, without waiting for the interval.
+    #[arg(long, value_name = "BYTES", requires = "ship_to")]
+    ship_bytes: Option<u64>,
     /// Take the prefix over from a writer that still holds it (one that
     /// was killed, or whose machine is gone); that writer is fenced.
     #[arg(long, requires = "ship_to")]
@@ -45,17 +49,17 @@ pub struct Args {
 
 pub const SHIP_AFTER_HELP: &str = "
 --ship-to s3://BUCKET/PREFIX ships the store to object storage while it is served: every --ship-interval (default
-1s), what is committed is uploaded (sealed files once, the log's new bytes, then a checkpoint naming everything
-with its CRC-32), and `gesta restore` rebuilds the store from the bucket alone. The prefix is claimed for this
-writer when the server starts (the bucket must answer then; later outages only delay shipping, with retries):
-a second writer is refused, unless --ship-takeover, which fences the first; a store whose head is below the
-bucket's is refused (restore it first). On SIGINT or SIGTERM a last round ships everything committed and the
-prefix is released. With --ship-ack DURATION each append is answered only once the bucket holds it (a round
-is hurried for it, and appends waiting together share rounds); after DURATION it fails with UNAVAILABLE,
-its events committed locally (not with --tenants). With --tenants, each tenant's store ships to its own prefix
-URL/NAME while it is open: the prefix is claimed when the store opens and released after a last round when it
-closes (to make room for another, or at shutdown); `gesta restore URL/NAME DIR` restores one tenant. An
-encrypted store's key file (KEYS) is never shipped (a forget must reach every copy; the bucket gets one without
+1s), or as soon as the log has grown by --ship-bytes, what is committed is uploaded (sealed files once, the log's
+new bytes, then a checkpoint naming everything with its CRC-32), and `gesta restore` rebuilds the store from the
+bucket alone. The prefix is claimed for this writer when the server starts (the bucket must answer then; later
+outages only delay shipping, with retries): a second writer is refused, unless --ship-takeover, which fences the
+first; a store whose head is below the bucket's is refused (restore it first). On SIGINT or SIGTERM a last round
+ships everything committed and the prefix is released. With --ship-ack DURATION each append is answered only once
+the bucket holds it (a round is hurried for it, and appends waiting together share rounds); after DURATION it fails
+with UNAVAILABLE, its events committed locally (not with --tenants). With --tenants, each tenant's store ships to
+its own prefix URL/NAME while it is open: the prefix is claimed when the store opens and released after a last
+round when it closes (to make room for another, or at shutdown); `gesta restore URL/NAME DIR` restores one tenant.
+An encrypted store's key file (KEYS) is never shipped (a forget must reach every copy; the bucket gets one without
 keys, as a backup does): keep it separately and copy it over the KEYS of a restored store.
 
 --replica-of s3://BUCKET/PREFIX serves a read replica of the store a `gesta serve --ship-to` ships there: DIR is
@@ -89,6 +93,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let ship = Ship {
         url,
         interval: args.ship_interval,
+        bytes: args.ship_bytes,
         takeover: args.ship_takeover,
         ack: args.ship_ack,
     };
@@ -130,8 +135,22 @@ impl gesta::tenants::Companion for TenantShipper {
 struct Ship {
     url: String,
     interval: Duration,
+    bytes: Option<u64>,
     takeover: bool,
     ack: Option<Duration>,
+}
+
+impl Ship {
+    /// The shipper's options: the interval, the bytes bound, takeover.
+    fn options(&self) -> gesta_tier::ShipOptions {
+        let options = gesta_tier::ShipOptions::default()
+            .interval(self.interval)
+            .takeover(self.takeover);
+        match self.bytes {
+            Some(bytes) => options.bytes(bytes),
+            None => options,
+        }
+    }
 }
 
 impl Ship {
@@ -143,19 +162,12 @@ impl Ship {
         // The URL is checked once, at start.
         gesta_tier::Location::from_url(&self.url)
             .map_err(|e| Failure::new(format!("--ship-to {}: {e}", self.url)))?;
-        let Ship {
-            url,
-            interval,
-            takeover,
-            ..
-        } = self;
-        let base = url.trim_end_matches('/').to_owned();
+        let options = self.options();
+        let base = self.url.trim_end_matches('/').to_owned();
         Ok(Arc::new(move |tenant: &str, store: &gesta::Store| {
             let url = format!("{base}/{tenant}");
             let location = gesta_tier::Location::from_url(&url).map_err(|e| e.to_string())?;
-            let options = gesta_tier::ShipOptions::default()
-                .interval(interval)
-                .takeover(takeover);
+            let options = options.clone();
             let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
                 .map_err(|e| format!("--ship-to {url}: {e}"))?;
             Ok(Box::new(TenantShipper {
@@ -168,17 +180,16 @@ impl Ship {
 
     /// Opens the store, claims the prefix and starts shipping.
     fn open(self, serve: &ServeArgs) -> Result<Opened, Failure> {
+        let options = self.options();
         let Ship {
             url,
             interval,
-            takeover,
+            bytes,
             ack,
+            ..
         } = self;
         let location = gesta_tier::Location::from_url(&url).map_err(Failure::new)?;
         let store = gesta::Store::open(&serve.dir)?;
-        let options = gesta_tier::ShipOptions::default()
-            .interval(interval)
-            .takeover(takeover);
         let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
             .map_err(|e| Failure::new(format!("--ship-to {url}: {e}")))?;
         // Through crypto-shredding's wrapper when the store is encrypted,
@@ -204,8 +215,12 @@ impl Ship {
             );
         }
         let describe = format!(
-            ", shipping to {url} every {} (epoch {}){}",
+            ", shipping to {url} every {}{} (epoch {}){}",
             humantime::format_duration(interval),
+            match bytes {
+                Some(b) => format!(" or {b} bytes"),
+                None => String::new(),
+            },
             shipper.epoch(),
             match ack {
                 Some(t) => format!(
