@@ -84,7 +84,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod checkpoint;
+pub mod chunks;
 mod error;
+pub mod evict;
 pub mod fence;
 mod garbage;
 pub mod location;
@@ -94,6 +96,7 @@ pub mod round;
 pub mod shipper;
 
 pub use error::{Error, Result};
+pub use evict::{BucketOptions, BucketSegments, BucketStats, EvictPolicy, EvictReport, Evictor};
 pub use location::Location;
 pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
 pub use restore::{RestoreReport, restore};
