@@ -27,10 +27,12 @@ pub struct BucketOptions {
     /// The most bytes of fetched blocks kept in memory (least recently
     /// used go first). Default 256 MiB.
     pub cache_bytes: u64,
-    /// The unit of a fetch and of the cache: a chunk object no larger is
-    /// fetched whole (and checked against its CRC-32); a larger one is
-    /// fetched in ranged GETs of this many bytes (checked by the records'
-    /// own checksums). Default 256 KiB.
+    /// The unit of the cache: a chunk object no larger is fetched whole
+    /// (and checked against its CRC-32); a larger one in blocks of this
+    /// many bytes, by ranged GETs (checked by the records' own checksums)
+    /// — one GET for each run of adjacent blocks a read lacks, so a
+    /// sequential read costs a GET per read of the engine (256 KiB) and a
+    /// point read one block. Default 64 KiB.
     pub block_bytes: u64,
     /// How many times a request that failed (not a corrupt object) is
     /// made in all, with exponential backoff. Default 4.
@@ -43,7 +45,7 @@ impl Default for BucketOptions {
     fn default() -> Self {
         BucketOptions {
             cache_bytes: 256 << 20,
-            block_bytes: 256 << 10,
+            block_bytes: 64 << 10,
             attempts: 4,
             backoff: Duration::from_millis(100),
         }
@@ -310,38 +312,60 @@ impl BucketSegments {
         within: std::ops::Range<u64>,
     ) -> Result<Bytes> {
         let b = self.options.block_bytes;
+        let block = |i: u64| {
+            if chunk.len <= b {
+                0..chunk.len
+            } else {
+                i * b..((i + 1) * b).min(chunk.len)
+            }
+        };
         let (first, last) = if chunk.len <= b {
             (0, 0)
         } else {
             (within.start / b, (within.end - 1) / b)
         };
-        let mut parts = Vec::new();
-        for i in first..=last {
-            let range = if chunk.len <= b {
-                0..chunk.len
-            } else {
-                i * b..((i + 1) * b).min(chunk.len)
-            };
-            let key = (chunk.key.clone(), i);
-            let cached = lock(&self.cache).get(&key);
-            let data = match cached {
-                Some(d) => {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    d
-                }
-                None => {
-                    let d = self.retried(|| {
-                        let (location, chunk, r) =
-                            (self.location.clone(), chunk.clone(), range.clone());
-                        async move { fetch_piece(&location, &chunk, r).await }
-                    })?;
-                    self.misses.fetch_add(1, Ordering::Relaxed);
-                    self.bytes_fetched
-                        .fetch_add(d.len() as u64, Ordering::Relaxed);
-                    lock(&self.cache).put(key, d.clone(), self.options.cache_bytes);
-                    d
-                }
-            };
+        let mut blocks: Vec<Option<Bytes>> = (first..=last)
+            .map(|i| lock(&self.cache).get(&(chunk.key.clone(), i)))
+            .collect();
+        let cached = blocks.iter().filter(|b| b.is_some()).count();
+        self.hits.fetch_add(cached as u64, Ordering::Relaxed);
+        // Each run of adjacent missing blocks is one request (a sequential
+        // read costs one GET per read, a point read one small block).
+        let mut i = first;
+        while i <= last {
+            if blocks[(i - first) as usize].is_some() {
+                i += 1;
+                continue;
+            }
+            let mut j = i;
+            while j < last && blocks[(j + 1 - first) as usize].is_none() {
+                j += 1;
+            }
+            let run = block(i).start..block(j).end;
+            let data = self.retried(|| {
+                let (location, chunk, r) = (self.location.clone(), chunk.clone(), run.clone());
+                async move { fetch_piece(&location, &chunk, r).await }
+            })?;
+            self.misses.fetch_add(j - i + 1, Ordering::Relaxed);
+            self.bytes_fetched
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            for k in i..=j {
+                let r = block(k);
+                let piece =
+                    data.slice((r.start - run.start) as usize..(r.end - run.start) as usize);
+                lock(&self.cache).put(
+                    (chunk.key.clone(), k),
+                    piece.clone(),
+                    self.options.cache_bytes,
+                );
+                blocks[(k - first) as usize] = Some(piece);
+            }
+            i = j + 1;
+        }
+        let mut parts = Vec::with_capacity(blocks.len());
+        for (n, data) in blocks.into_iter().enumerate() {
+            let range = block(first + n as u64);
+            let data = data.unwrap_or_default();
             let lo = within.start.max(range.start) - range.start;
             let hi = within.end.min(range.end) - range.start;
             parts.push(data.slice(lo as usize..hi as usize));
