@@ -129,6 +129,9 @@ impl EvictedSegment {
         if u32_at(b, 8) != VERSION {
             return Err("unsupported eviction marker version");
         }
+        if u32_at(b, 12) != 0 {
+            return Err("eviction marker's reserved field is not zero");
+        }
         let marker = EvictedSegment {
             first_position: u64_at(b, 16),
             last_position: u64_at(b, 24),
