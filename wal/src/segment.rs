@@ -117,6 +117,12 @@ impl Segment {
         self.first_position
     }
 
+    /// Whether the segment is evicted (its bytes are read from remote
+    /// storage).
+    pub fn is_evicted(&self) -> bool {
+        self.backing.read().remote.is_some()
+    }
+
     /// What the eviction marker says of the segment, if it is evicted
     /// (its bytes are read from remote storage).
     pub fn evicted(&self) -> Option<EvictedSegment> {
