@@ -131,6 +131,9 @@ pub struct BucketSegments {
     options: BucketOptions,
     fetcher: Fetcher,
     checkpoint: Mutex<Option<Arc<Checkpoint>>>,
+    /// Entries of the checkpoint above already checked against a marker,
+    /// by the segment's first position.
+    verified: Mutex<HashMap<u64, (EvictedSegment, Arc<FileEntry>)>>,
     cache: Mutex<Lru>,
     bytes_fetched: AtomicU64,
     requests: AtomicU64,
@@ -204,6 +207,7 @@ impl BucketSegments {
             options,
             fetcher: Fetcher::start()?,
             checkpoint: Mutex::new(None),
+            verified: Mutex::new(HashMap::new()),
             cache: Mutex::new(Lru::default()),
             bytes_fetched: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -270,20 +274,30 @@ impl BucketSegments {
             async move { load_checkpoint(&location).await }
         })?);
         *lock(&self.checkpoint) = Some(c.clone());
+        lock(&self.verified).clear();
         Ok(c)
     }
 
     /// The checkpoint's entry for the evicted segment, checked against its
     /// marker; the checkpoint is read again once if it lacks it or holds
     /// other bytes (a newer one may have been written meanwhile).
-    fn entry(&self, segment: &EvictedSegment, fresh: bool) -> Result<FileEntry> {
+    fn entry(&self, segment: &EvictedSegment, fresh: bool) -> Result<Arc<FileEntry>> {
+        if !fresh
+            && let Some((marker, entry)) = lock(&self.verified).get(&segment.first_position)
+            && marker == segment
+        {
+            return Ok(entry.clone());
+        }
         let rel = format!("wal/{}", segment.file_name());
         let mut fresh = fresh;
         loop {
             let checkpoint = self.checkpoint(fresh)?;
             let problem = match checkpoint.file(&rel) {
                 Some(e) if e.len == segment.len && file_crc(e) == segment.crc => {
-                    return Ok(e.clone());
+                    let entry = Arc::new(e.clone());
+                    lock(&self.verified)
+                        .insert(segment.first_position, (segment.clone(), entry.clone()));
+                    return Ok(entry);
                 }
                 Some(e) => format!(
                     "the bucket's checkpoint holds {rel} with {} bytes, CRC-32 {:08x}; the evicted segment had {} bytes, CRC-32 {:08x}",
