@@ -269,6 +269,7 @@ fn a_corrupt_chunk_is_refused_and_never_served() {
             &location,
             BucketOptions {
                 block_bytes: block,
+                fetch_bytes: 0,
                 ..BucketOptions::default()
             },
         );
