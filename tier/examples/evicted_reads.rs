@@ -5,11 +5,11 @@
 //! the bytes and requests fetched.
 //!
 //! ```text
-//! cargo run --release -p gesta-tier --example evicted_reads [EVENTS] [R2_QUERIES] [COLD_R2_QUERIES] [BLOCK_KIB]
+//! cargo run --release -p gesta-tier --example evicted_reads [EVENTS] [R2_QUERIES] [COLD_R2_QUERIES] [BLOCK_KIB] [FETCH_KIB]
 //! ```
 //!
 //! Defaults: 1,000,000 events, 10,000 queries local and warm, 30 cold
-//! queries, 64 KiB blocks. The data are BENCH.md's: 200-byte JSON-like
+//! queries, 64 KiB blocks, 256 KiB read ahead (`BucketOptions`). The data are BENCH.md's: 200-byte JSON-like
 //! payloads, 20 types, 3 tags per event out of 10,000 (~300 events a
 //! tag), 10,000 streams, a fixed seed. The server is
 //! `GESTA_S3_ENDPOINT`'s, or one this example starts with `.ci/s3.sh
@@ -109,6 +109,7 @@ fn main() {
     let queries = arg(2, 10_000) as usize;
     let cold_queries = arg(3, 30) as usize;
     let block_kib = arg(4, 64);
+    let fetch_kib = arg(5, 256);
 
     let endpoint = harness::endpoint();
     let bucket = format!("gesta-evicted-{}", std::process::id());
@@ -123,6 +124,7 @@ fn main() {
                 BucketOptions {
                     cache_bytes: cache,
                     block_bytes: block_kib << 10,
+                    fetch_bytes: fetch_kib << 10,
                     ..BucketOptions::default()
                 },
             )
@@ -259,7 +261,7 @@ fn main() {
         fetched_since(before)
     );
     println!();
-    println!("block {block_kib} KiB");
+    println!("blocks of {block_kib} KiB, read ahead to {fetch_kib} KiB");
     println!("| workload | figure | fetched from the bucket |");
     println!("|---|---|---|");
     for r in rows {

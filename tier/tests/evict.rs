@@ -469,3 +469,44 @@ fn a_round_refuses_an_evicted_segment_the_bucket_does_not_hold() {
     assert_eq!(restored.head, 0);
     store.close().expect("close");
 }
+
+#[test]
+fn an_evicted_segment_as_the_newest_file_is_followed_by_a_new_active_segment() {
+    let (_bucket, location) = fresh_location();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("src");
+    let bucket = remote(&location, BucketOptions::default());
+    let store = Store::open_with(&dir, with_remote(bucket.clone())).expect("open");
+    fill(&store, 0, 1_000, 50);
+    store.seal_active_segment().expect("seal");
+    let expected = read_all(&store);
+    let shipper = Shipper::start(store.clone(), location.clone(), on_demand()).expect("ship");
+    shipper.ship_now().expect("ship");
+    let policy = EvictPolicy {
+        keep_newest: 0,
+        keep_bytes: 0,
+    };
+    let report = Evictor::new(location.clone(), policy)
+        .expect("evictor")
+        .run(&store)
+        .expect("evict");
+    assert_eq!(report.evicted.len(), store.sealed_segments().len());
+    shipper.stop().expect("stop");
+    store.close().expect("close");
+    drop(store);
+    // The empty active segment's creation "lost": the newest file is a
+    // marker.
+    let active = wal_names(&dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect::<Vec<_>>();
+    assert_eq!(active.len(), 1, "only the empty active segment is local");
+    std::fs::remove_file(dir.join("wal").join(&active[0])).expect("remove");
+    let store = Store::open_with(&dir, with_remote(bucket)).expect("reopen");
+    assert_eq!(store.head(), 1_000);
+    fill(&store, 1_000, 10, 10);
+    let all = read_all(&store);
+    assert_eq!(&all[..1_000], &expected[..]);
+    assert_eq!(all.len(), 1_010);
+    store.close().expect("close");
+}
