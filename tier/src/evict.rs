@@ -562,7 +562,9 @@ pub struct EvictReport {
 /// A segment is evicted only if the bucket's latest checkpoint names it
 /// with the segment's length and every one of its chunks' CRC-32s (and
 /// digests) matches the local bytes, checked under the engine's lock that
-/// keeps compaction from rewriting the segment meanwhile. The shipper's
+/// keeps compaction from rewriting the segment meanwhile (a shipper with
+/// [`ShipOptions::evict`](crate::ShipOptions::evict) does the same after
+/// each round, against the checkpoint it has just written). The shipper's
 /// rounds keep an evicted segment's entry in every later checkpoint (see
 /// docs/TIER.md), so its chunks are never deleted while it is evicted.
 pub struct Evictor {
@@ -593,47 +595,56 @@ impl Evictor {
     /// Evicts what the policy lets go and the bucket holds.
     pub fn run(&self, store: &Store) -> Result<EvictReport> {
         let checkpoint = self.runtime.block_on(load_checkpoint(&self.location))?;
-        let sealed = store.sealed_segments();
-        let mut report = EvictReport::default();
-        let mut newer_bytes = 0u64;
-        for (rank, segment) in sealed.iter().rev().enumerate() {
-            newer_bytes += segment.len;
-            if rank < self.policy.keep_newest || newer_bytes <= self.policy.keep_bytes {
-                continue;
-            }
-            if segment.evicted {
-                report.already_evicted += 1;
-                continue;
-            }
-            if segment.compressed {
-                report.compressed += 1;
-                continue;
-            }
-            let rel = format!("wal/{}", gesta_wal_name(segment.first_position));
-            let Some(entry) = checkpoint.file(&rel).filter(|e| e.len == segment.len) else {
-                report.not_in_bucket += 1;
-                continue;
-            };
-            let mut held = |bytes: &[u8]| {
-                bytes.len() as u64 == entry.len
-                    && entry
-                        .chunks
-                        .iter()
-                        .all(|c| c.holds(&bytes[c.offset as usize..(c.offset + c.len) as usize]))
-            };
-            match store.evict_segment(segment.first_position, &mut held)? {
-                Ok(marker) => {
-                    report.evicted.push(marker.first_position);
-                    report.bytes += marker.len;
-                }
-                Err(EvictRefusal::NotHeld) => report.not_in_bucket += 1,
-                Err(EvictRefusal::AlreadyEvicted) => report.already_evicted += 1,
-                Err(EvictRefusal::Compressed) => report.compressed += 1,
-                Err(_) => {}
-            }
-        }
-        Ok(report)
+        evict_with(store, &self.policy, &checkpoint)
     }
+}
+
+/// [`Evictor::run`] against `checkpoint`, the bucket's latest.
+pub(crate) fn evict_with(
+    store: &Store,
+    policy: &EvictPolicy,
+    checkpoint: &Checkpoint,
+) -> Result<EvictReport> {
+    let sealed = store.sealed_segments();
+    let mut report = EvictReport::default();
+    let mut newer_bytes = 0u64;
+    for (rank, segment) in sealed.iter().rev().enumerate() {
+        newer_bytes += segment.len;
+        if rank < policy.keep_newest || newer_bytes <= policy.keep_bytes {
+            continue;
+        }
+        if segment.evicted {
+            report.already_evicted += 1;
+            continue;
+        }
+        if segment.compressed {
+            report.compressed += 1;
+            continue;
+        }
+        let rel = format!("wal/{}", gesta_wal_name(segment.first_position));
+        let Some(entry) = checkpoint.file(&rel).filter(|e| e.len == segment.len) else {
+            report.not_in_bucket += 1;
+            continue;
+        };
+        let mut held = |bytes: &[u8]| {
+            bytes.len() as u64 == entry.len
+                && entry
+                    .chunks
+                    .iter()
+                    .all(|c| c.holds(&bytes[c.offset as usize..(c.offset + c.len) as usize]))
+        };
+        match store.evict_segment(segment.first_position, &mut held)? {
+            Ok(marker) => {
+                report.evicted.push(marker.first_position);
+                report.bytes += marker.len;
+            }
+            Err(EvictRefusal::NotHeld) => report.not_in_bucket += 1,
+            Err(EvictRefusal::AlreadyEvicted) => report.already_evicted += 1,
+            Err(EvictRefusal::Compressed) => report.compressed += 1,
+            Err(_) => {}
+        }
+    }
+    Ok(report)
 }
 
 /// A plain segment's file name (`<first-position>.seg`).

@@ -510,3 +510,46 @@ fn an_evicted_segment_as_the_newest_file_is_followed_by_a_new_active_segment() {
     assert_eq!(all.len(), 1_010);
     store.close().expect("close");
 }
+
+#[test]
+fn a_shipper_with_an_eviction_policy_evicts_after_each_round() {
+    let (_bucket, location) = fresh_location();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("src");
+    let store = Store::open_with(
+        &dir,
+        with_remote(remote(&location, BucketOptions::default())),
+    )
+    .expect("open");
+    let policy = EvictPolicy {
+        keep_newest: 1,
+        keep_bytes: 0,
+    };
+    let shipper =
+        Shipper::start(store.clone(), location.clone(), on_demand().evict(policy)).expect("ship");
+    fill(&store, 0, 3_000, 50);
+    let expected = read_all(&store);
+    shipper.ship_now().expect("ship");
+    let sealed = store.sealed_segments();
+    assert!(sealed.len() >= 4);
+    assert!(sealed[..sealed.len() - 1].iter().all(|s| s.evicted));
+    assert!(!sealed[sealed.len() - 1].evicted);
+    let status = shipper.status();
+    assert_eq!(status.segments_evicted, sealed.len() as u64 - 1);
+    assert!(status.evict_error.is_none());
+    // More rounds: the newly sealed segments follow, the bucket keeps them all.
+    fill(&store, 3_000, 1_000, 50);
+    shipper.ship_now().expect("ship");
+    let sealed = store.sealed_segments();
+    assert!(sealed[..sealed.len() - 1].iter().all(|s| s.evicted));
+    let expected: Vec<_> = expected
+        .into_iter()
+        .chain(read_all(&store).into_iter().skip(3_000))
+        .collect();
+    assert_eq!(read_all(&store), expected);
+    shipper.stop().expect("stop");
+    store.close().expect("close");
+    let restored = tmp.path().join("restored");
+    gesta_tier::restore(&location, &restored).expect("restore");
+    check_restored(&restored, &expected);
+}
