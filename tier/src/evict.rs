@@ -77,45 +77,53 @@ pub struct BucketStats {
     pub cached_bytes: u64,
 }
 
-/// A block of the cache: (chunk key, block index in the chunk).
-type BlockKey = (String, u64);
-
+/// The blocks of the cache, by chunk key then block index, each with its
+/// tick of last use; a lookup allocates nothing.
 #[derive(Default)]
 struct Lru {
-    blocks: HashMap<BlockKey, (Bytes, u64)>,
-    order: BTreeMap<u64, BlockKey>,
+    blocks: HashMap<String, HashMap<u64, (Bytes, u64)>>,
+    /// (chunk key, block index) by tick of last use.
+    order: BTreeMap<u64, (String, u64)>,
     tick: u64,
     bytes: u64,
 }
 
 impl Lru {
-    fn get(&mut self, key: &BlockKey) -> Option<Bytes> {
-        let (data, at) = self.blocks.get_mut(key)?;
-        self.order.remove(at);
+    fn get(&mut self, key: &str, block: u64) -> Option<Bytes> {
+        let (data, at) = self.blocks.get_mut(key)?.get_mut(&block)?;
+        let used = self.order.remove(at)?;
         self.tick += 1;
         *at = self.tick;
-        self.order.insert(self.tick, key.clone());
+        self.order.insert(self.tick, used);
         Some(data.clone())
     }
 
-    fn peek(&self, key: &BlockKey) -> Option<()> {
-        self.blocks.get(key).map(|_| ())
+    fn contains(&self, key: &str, block: u64) -> bool {
+        self.blocks.get(key).is_some_and(|b| b.contains_key(&block))
     }
 
-    fn put(&mut self, key: BlockKey, data: Bytes, bound: u64) {
-        if data.len() as u64 > bound || self.blocks.contains_key(&key) {
+    fn put(&mut self, key: &str, block: u64, data: Bytes, bound: u64) {
+        if data.len() as u64 > bound || self.contains(key, block) {
             return;
         }
         self.tick += 1;
         self.bytes += data.len() as u64;
-        self.order.insert(self.tick, key.clone());
-        self.blocks.insert(key, (data, self.tick));
+        self.order.insert(self.tick, (key.to_owned(), block));
+        self.blocks
+            .entry(key.to_owned())
+            .or_default()
+            .insert(block, (data, self.tick));
         while self.bytes > bound {
-            let Some((_, oldest)) = self.order.pop_first() else {
+            let Some((_, (oldest, i))) = self.order.pop_first() else {
                 break;
             };
-            if let Some((data, _)) = self.blocks.remove(&oldest) {
-                self.bytes -= data.len() as u64;
+            if let Some(blocks) = self.blocks.get_mut(&oldest) {
+                if let Some((data, _)) = blocks.remove(&i) {
+                    self.bytes -= data.len() as u64;
+                }
+                if blocks.is_empty() {
+                    self.blocks.remove(&oldest);
+                }
             }
         }
     }
@@ -351,7 +359,7 @@ impl BucketSegments {
             (within.start / b, (within.end - 1) / b)
         };
         let mut blocks: Vec<Option<Bytes>> = (first..=last)
-            .map(|i| lock(&self.cache).get(&(chunk.key.clone(), i)))
+            .map(|i| lock(&self.cache).get(&chunk.key, i))
             .collect();
         let cached = blocks.iter().filter(|b| b.is_some()).count();
         self.hits.fetch_add(cached as u64, Ordering::Relaxed);
@@ -375,9 +383,7 @@ impl BucketSegments {
             while j >= last
                 && (j + 1 - i) * b < self.options.fetch_bytes
                 && j + 1 < blocks_in_chunk
-                && lock(&self.cache)
-                    .peek(&(chunk.key.clone(), j + 1))
-                    .is_none()
+                && !lock(&self.cache).contains(&chunk.key, j + 1)
             {
                 j += 1;
             }
@@ -393,11 +399,7 @@ impl BucketSegments {
                 let r = block(k);
                 let piece =
                     data.slice((r.start - run.start) as usize..(r.end - run.start) as usize);
-                lock(&self.cache).put(
-                    (chunk.key.clone(), k),
-                    piece.clone(),
-                    self.options.cache_bytes,
-                );
+                lock(&self.cache).put(&chunk.key, k, piece.clone(), self.options.cache_bytes);
                 if k <= end {
                     blocks[(k - first) as usize] = Some(piece);
                 }
@@ -659,19 +661,22 @@ mod tests {
     #[test]
     fn the_cache_keeps_the_most_recently_used_blocks_within_its_bound() {
         let mut lru = Lru::default();
-        let key = |i: u64| ("k".to_owned(), i);
         for i in 0..4 {
-            lru.put(key(i), Bytes::from(vec![0u8; 10]), 30);
+            lru.put("k", i, Bytes::from(vec![0u8; 10]), 30);
         }
         // 0 went first; 1 is used, so 2 goes next.
-        assert!(lru.get(&key(0)).is_none());
-        assert!(lru.get(&key(1)).is_some());
-        lru.put(key(4), Bytes::from(vec![0u8; 10]), 30);
-        assert!(lru.get(&key(2)).is_none());
-        assert!(lru.get(&key(1)).is_some() && lru.get(&key(3)).is_some());
+        assert!(lru.get("k", 0).is_none());
+        assert!(lru.get("k", 1).is_some());
+        lru.put("other", 4, Bytes::from(vec![0u8; 10]), 30);
+        assert!(lru.get("k", 2).is_none());
+        assert!(lru.get("k", 1).is_some() && lru.get("k", 3).is_some());
+        assert!(lru.contains("other", 4) && !lru.contains("k", 4));
         assert_eq!(lru.bytes, 30);
         // A block larger than the bound is not kept.
-        lru.put(key(9), Bytes::from(vec![0u8; 31]), 30);
-        assert!(lru.peek(&key(9)).is_none());
+        lru.put("k", 9, Bytes::from(vec![0u8; 31]), 30);
+        assert!(!lru.contains("k", 9));
+        // Evicting a chunk's last block forgets the chunk.
+        lru.put("k", 10, Bytes::from(vec![0u8; 30]), 30);
+        assert_eq!(lru.blocks.len(), 1);
     }
 }
