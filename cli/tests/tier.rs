@@ -83,14 +83,30 @@ fn gesta() -> Command {
     Command::from_std(cmd)
 }
 
-/// `gesta serve DIR --ship-to URL`, once it ships and listens (so that
-/// its SIGTERM handler is in place).
-fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Child {
-    serve_shipping_at(dir, url, extra).0
+/// A `gesta serve` process, started by [`serve`].
+struct Server {
+    child: Child,
+    /// The address it listens on.
+    listen: String,
+    /// Its stderr's lines from the start, drained by a thread so that it
+    /// never blocks.
+    stderr: std::sync::mpsc::Receiver<String>,
 }
 
-/// [`serve_shipping`], and the address it listens on.
-fn serve_shipping_at(dir: &str, url: &str, extra: &[&str]) -> (Child, String) {
+/// `gesta serve DIR --ship-to URL`, once it ships and listens (so that
+/// its SIGTERM handler is in place).
+fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--ship-to", url];
+    if !extra.contains(&"--ship-interval") {
+        args.extend(["--ship-interval", "100ms"]);
+    }
+    args.extend_from_slice(extra);
+    serve(dir, &args, "shipping to")
+}
+
+/// `gesta serve DIR ARGS` on a free port, once its start line (holding
+/// `started`) is printed and it listens.
+fn serve(dir: &str, args: &[&str], started: &str) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -98,13 +114,8 @@ fn serve_shipping_at(dir: &str, url: &str, extra: &[&str]) -> (Child, String) {
     let listen = format!("127.0.0.1:{port}");
     let mut cmd = StdCommand::cargo_bin("gesta").expect("the gesta binary is built");
     aws_env(&mut cmd)
-        .args(["serve", dir, "--listen", &listen, "--ship-to", url])
-        .args(if extra.contains(&"--ship-interval") {
-            &[][..]
-        } else {
-            &["--ship-interval", "100ms"][..]
-        })
-        .args(extra)
+        .args(["serve", dir, "--listen", &listen])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -112,49 +123,44 @@ fn serve_shipping_at(dir: &str, url: &str, extra: &[&str]) -> (Child, String) {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
     loop {
         assert!(Instant::now() < deadline, "gesta serve did not start");
         match lines.next() {
-            Some(Ok(line)) if line.contains("shipping to") => break,
-            Some(Ok(_)) => continue,
-            _ => panic!("gesta serve stopped before shipping"),
+            Some(Ok(line)) if line.contains(started) => {
+                seen.push(line);
+                break;
+            }
+            Some(Ok(line)) => seen.push(line),
+            _ => panic!("gesta serve stopped before starting: {}", seen.join("\n")),
         }
     }
     while std::net::TcpStream::connect(&listen).is_err() {
         assert!(Instant::now() < deadline, "gesta serve did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Keep draining stderr so that the server never blocks on it; the
-    // lines are handed back through a thread.
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, stderr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
+        for line in seen.into_iter().chain(lines.map_while(Result::ok)) {
             let _ = tx.send(line);
         }
     });
-    STDERR.with(|s| *s.borrow_mut() = Some(rx));
-    (child, listen)
+    Server {
+        child,
+        listen,
+        stderr,
+    }
 }
 
-thread_local! {
-    static STDERR: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// SIGTERM, then the exit status and the rest of stderr.
-fn terminate(mut child: Child) -> (bool, String) {
+/// SIGTERM, then the exit status and stderr.
+fn terminate(mut server: Server) -> (bool, String) {
     let killed = StdCommand::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
-    let status = child.wait().expect("wait");
-    let rest = STDERR.with(|s| {
-        s.borrow_mut()
-            .take()
-            .map(|rx| rx.iter().collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default()
-    });
+    let status = server.child.wait().expect("wait");
+    let rest = server.stderr.iter().collect::<Vec<_>>().join("\n");
     (status.success(), rest)
 }
 
@@ -230,9 +236,14 @@ fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
         .assert()
         .success();
     let url = format!("s3://{}/events", bucket(name));
-    let mut args = vec!["--ship-interval", "1h"];
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let mut args = vec!["--ship-interval", "1h", "--metrics", &metrics];
     args.extend_from_slice(extra);
-    let (server, listen) = serve_shipping_at(d.to_str().unwrap(), &url, &args);
+    let server = serve_shipping(d.to_str().unwrap(), &url, &args);
+    let listen = server.listen.clone();
     // The round at start ships the first three; the next is an hour away.
     let restores = |what: &str| {
         let to = dir.join(format!("{name}-{what}"));
@@ -251,19 +262,43 @@ fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
         std::thread::sleep(Duration::from_millis(100));
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let appended = runtime.block_on(async {
+    let (appended, shipping) = runtime.block_on(async {
         let mut client = gesta_server::client::GestaClient::connect(format!("http://{listen}"))
             .await
             .expect("connect");
-        client
+        let appended = client
             .append(
                 vec![gesta::NewEvent::new("Late", "after the first round")],
                 gesta::AppendOptions::default(),
             )
             .await
-            .expect("append")
+            .expect("append");
+        (appended, client.replication().await.expect("Replication"))
     });
     assert_eq!(appended.last, 4);
+    // The writer reports what the bucket holds, through gesta.v1 and its
+    // metrics: position 4 waits for a round unless it was acknowledged
+    // only once shipped.
+    use gesta_server::proto::gesta_v1::replication_response::Role;
+    assert_eq!(shipping.role, Role::Writer as i32);
+    assert_eq!((shipping.head, &shipping.bucket), (4, &url));
+    let behind = 4 - shipping.bucket_head;
+    assert_eq!(shipping.behind, behind, "{shipping:?}");
+    assert_eq!(behind, u64::from(!extra.contains(&"--ship-ack")));
+    let mut scrape = std::net::TcpStream::connect(&metrics).expect("connect to the metrics");
+    write!(
+        scrape,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    scrape.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains(&format!(
+            "gesta_replication_behind_events{{role=\"writer\"}} {behind}"
+        )),
+        "{text}"
+    );
     let restored = dir.join(format!("{name}-restored"));
     let out = stdout(gesta().args(["restore", &url, restored.to_str().unwrap()]));
     let (ok, err) = terminate(server);
@@ -339,4 +374,237 @@ fn an_encrypted_store_ships_without_its_keys() {
     std::fs::copy(dir.join("KEYS"), restored.join("KEYS")).unwrap();
     let read = stdout(gesta().args(["read", r]));
     assert!(read.contains("u1-tier-secret-5e2a"), "{read}");
+}
+
+/// `gesta serve --replica-of` follows a writer's bucket: it starts from an
+/// empty directory (restored from the bucket), applies what the writer
+/// ships afterwards, serves it on both services and to a live
+/// subscription, reports how far behind it is (gesta.v1 Replication and
+/// its metrics), and refuses writes on both services naming the writer.
+/// Its directory then serves as the prefix's next writer (a failover).
+#[test]
+fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
+    use futures::StreamExt;
+    use gesta_server::proto::gesta_v1::replication_response::Role;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("writer");
+    let d = dir.to_str().unwrap();
+    gesta()
+        .args(["append", d])
+        .write_stdin(EVENTS)
+        .assert()
+        .success();
+    let url = format!("s3://{}/events", bucket("replica"));
+    let writer = serve_shipping(d, &url, &[]);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let replica_dir = tmp.path().join("replica");
+    let replica = serve(
+        replica_dir.to_str().unwrap(),
+        &[
+            "--replica-of",
+            &url,
+            "--replica-interval",
+            "50ms",
+            "--metrics",
+            &metrics.to_string(),
+        ],
+        "a read replica of",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let connect =
+            |listen: &str| gesta_server::client::GestaClient::connect(format!("http://{listen}"));
+        let mut w = connect(&writer.listen)
+            .await
+            .expect("connect to the writer");
+        let mut r = connect(&replica.listen)
+            .await
+            .expect("connect to the replica");
+        let caught_up = |mut r: gesta_server::client::GestaClient, head: u64| async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = r.replication().await.expect("Replication");
+                // Polled at least once, and nothing left to apply.
+                let polled = status.since_last_success_ms.is_some();
+                if polled && status.head >= head && status.behind == 0 {
+                    return status;
+                }
+                assert!(Instant::now() < deadline, "the replica lags: {status:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+
+        // The replica started from the bucket; a live subscription on it
+        // then sees what the writer appends.
+        let status = caught_up(r.clone(), 3).await;
+        assert_eq!(status.role, Role::Replica as i32);
+        assert_eq!(status.bucket, url);
+        assert!(status.writer.contains("epoch"), "{status:?}");
+        let mut live = r
+            .subscribe(&gesta::Query::all(), 3)
+            .await
+            .expect("subscribe");
+        let appended = w
+            .append(
+                vec![
+                    gesta::NewEvent::new("Late", "one")
+                        .tags(["course:c1"])
+                        .stream("course-c1"),
+                    gesta::NewEvent::new("Late", "two").stream("course-c1"),
+                ],
+                gesta::AppendOptions::default(),
+            )
+            .await
+            .expect("append to the writer");
+        assert_eq!(appended.last, 5);
+        let batch = tokio::time::timeout(Duration::from_secs(60), live.next())
+            .await
+            .expect("the subscription sees the writer's append")
+            .expect("a batch")
+            .expect("no error");
+        assert_eq!(
+            batch.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [4, 5],
+            "one batch, as appended"
+        );
+        let status = caught_up(r.clone(), 5).await;
+        assert_eq!(status.bucket_head, 5);
+
+        // Both read the same events, through gesta.v1 and umadb.v1.
+        let all = |mut c: gesta_server::client::GestaClient| async move {
+            c.read(&gesta::Query::all(), gesta::ReadOptions::default())
+                .await
+                .expect("read")
+                .map(|e| e.expect("event"))
+                .collect::<Vec<_>>()
+                .await
+        };
+        assert_eq!(all(w.clone()).await, all(r.clone()).await);
+        let stream = r
+            .read_stream("course-c1", Default::default())
+            .await
+            .expect("read_stream");
+        assert_eq!(stream.count().await, 2);
+        let mut dcb = gesta_server::proto::v1::dcb_client::DcbClient::connect(format!(
+            "http://{}",
+            replica.listen
+        ))
+        .await
+        .expect("connect umadb.v1");
+        let head = dcb
+            .head(gesta_server::proto::v1::HeadRequest {})
+            .await
+            .expect("head")
+            .into_inner()
+            .position;
+        assert_eq!(head, Some(5));
+
+        // Writes are refused on both services, naming the writer; nothing
+        // changes.
+        let refused = r
+            .append(vec![gesta::NewEvent::new("X", "no")], Default::default())
+            .await
+            .expect_err("a replica refuses appends");
+        match refused {
+            gesta_server::client::ClientError::Store(gesta::Error::Replica { writer }) => {
+                assert!(writer.contains(&url), "{writer}")
+            }
+            other => panic!("not a replica's refusal: {other}"),
+        }
+        let refused = r.save_snapshot("k", 5, b"state".to_vec()).await;
+        assert!(
+            matches!(
+                refused,
+                Err(gesta_server::client::ClientError::Store(
+                    gesta::Error::Replica { .. }
+                ))
+            ),
+            "{refused:?}"
+        );
+        let refused = dcb
+            .append(gesta_server::proto::v1::AppendRequest {
+                events: vec![gesta_server::proto::v1::Event {
+                    event_type: "X".into(),
+                    ..Default::default()
+                }],
+                condition: None,
+                tracking_info: None,
+            })
+            .await
+            .expect_err("umadb.v1 appends are refused too");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(refused.message().contains("read replica"), "{refused:?}");
+        assert_eq!(r.head().await.unwrap(), 5);
+
+        // The writer reports its side: everything shipped.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = w.replication().await.expect("Replication on the writer");
+            assert_eq!(status.role, Role::Writer as i32);
+            if status.bucket_head == 5 && status.behind == 0 {
+                assert!(status.since_last_success_ms.is_some());
+                break;
+            }
+            assert!(Instant::now() < deadline, "not shipped: {status:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    // The replica's metrics say where it stands.
+    let mut scrape = std::net::TcpStream::connect(metrics).expect("connect to the metrics");
+    write!(
+        scrape,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    scrape.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains("gesta_replication_behind_events{role=\"replica\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gesta_replication_bucket_head{role=\"replica\"} 5"),
+        "{text}"
+    );
+    assert!(text.contains("gesta_head_position"), "{text}");
+
+    let (ok, err) = terminate(replica);
+    assert!(ok, "the replica exits cleanly: {err}");
+    assert!(err.contains("stopped at head 5"), "{err}");
+    let (ok, err) = terminate(writer);
+    assert!(ok, "{err}");
+    // The replica's directory is a store of its own: it verifies and
+    // holds what the writer holds.
+    let r = replica_dir.to_str().unwrap();
+    gesta().args(["verify", r]).assert().success();
+    assert_eq!(
+        stdout(gesta().args(["export", d])),
+        stdout(gesta().args(["export", r]))
+    );
+
+    // Promoted: served as the prefix's writer (the old one released it;
+    // a dead one would need --ship-takeover), it takes appends and ships
+    // them.
+    let promoted = serve_shipping(r, &url, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let appended = runtime.block_on(async {
+        let mut c =
+            gesta_server::client::GestaClient::connect(format!("http://{}", promoted.listen))
+                .await
+                .expect("connect");
+        c.append(
+            vec![gesta::NewEvent::new("AfterFailover", "6")],
+            Default::default(),
+        )
+        .await
+        .expect("the promoted replica takes appends")
+    });
+    assert_eq!(appended.last, 6);
+    let (ok, err) = terminate(promoted);
+    assert!(ok, "{err}");
+    assert!(err.contains("shipped positions 1..=6"), "{err}");
 }

@@ -156,6 +156,25 @@ fn key_from_dir_name(name: &str) -> Option<String> {
         .filter(|k| key_dir_name(k) == name)
 }
 
+/// The key and position of the snapshot file at `relative`, a path from
+/// the store's directory with `/` separators as [`Snapshots::path`] makes
+/// them (`snapshots/<hex key>/<position>.snap`, or under
+/// `snapshots/long/` for a long key); `None` for any other path.
+pub fn parse_path(relative: &str) -> Option<(String, u64)> {
+    let rest = relative.strip_prefix(SNAPSHOT_DIR)?.strip_prefix('/')?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (key, file) = match parts.as_slice() {
+        [dir, file] => (key_from_dir_name(dir)?, *file),
+        [long, head, rest, file]
+            if *long == LONG_DIR && head.len() == rest.len() && head.len() * 2 > MAX_DIR_NAME =>
+        {
+            (key_from_dir_name(&format!("{head}{rest}"))?, *file)
+        }
+        _ => return None,
+    };
+    Some((key, parse_file_name(file)?))
+}
+
 fn file_name(position: u64) -> String {
     format!("{position:020}.snap")
 }
@@ -349,6 +368,28 @@ impl Snapshots {
         Ok(positions.len())
     }
 
+    /// Every snapshot: its key, position and file length, in no
+    /// particular order.
+    pub fn inventory(&self) -> Result<Vec<(String, u64, u64)>, SnapshotError> {
+        let mut out = Vec::new();
+        for key in self.keys()? {
+            for position in self.list(&key)? {
+                let path = self.path(&key, position);
+                let len = self
+                    .fs
+                    .open(&path, OpenMode::Existing)
+                    .and_then(|f| f.len());
+                match len {
+                    Ok(len) => out.push((key.clone(), position, len)),
+                    // Deleted since the listing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&path)(e)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every key that has (or had) snapshots, in no particular order.
     pub fn keys(&self) -> Result<Vec<String>, SnapshotError> {
         Ok(self.key_dirs()?.into_iter().map(|(key, _)| key).collect())
@@ -411,6 +452,21 @@ mod tests {
         assert_eq!(key_from_dir_name("612"), None);
         assert_eq!(key_from_dir_name("zz"), None);
         assert_eq!(key_from_dir_name(LONG_DIR), None);
+        let name = file_name(12);
+        assert_eq!(
+            parse_path(&format!("snapshots/612f62/{name}")),
+            Some(("a/b".into(), 12))
+        );
+        for not_one in [
+            format!("snapshots/612f62/{name}.tmp"),
+            format!("snapshots/612/{name}"),
+            format!("wal/612f62/{name}"),
+            format!("snapshots/long/61/62/{name}"),
+            format!("snapshots/{name}"),
+            "snapshots/612f62".into(),
+        ] {
+            assert_eq!(parse_path(&not_one), None, "{not_one}");
+        }
     }
 
     /// Keys up to 255 bytes work on a file system whose names are limited
@@ -431,6 +487,20 @@ mod tests {
             assert_eq!(
                 snapshots.load(key, 6).unwrap().unwrap().state,
                 key.as_bytes()
+            );
+        }
+        // Every file's path, relative to the store, names its key and
+        // position; the inventory lists each with its length.
+        let inventory = snapshots.inventory().unwrap();
+        assert_eq!(inventory.len(), keys.len() * 2);
+        for (key, position, len) in &inventory {
+            let path = snapshots.path(key, *position);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), *len);
+            let relative = path.strip_prefix(&dir).unwrap().to_str().unwrap();
+            assert_eq!(
+                parse_path(relative),
+                Some((key.clone(), *position)),
+                "{relative}"
             );
         }
         let mut found = snapshots.keys().unwrap();

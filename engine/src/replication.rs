@@ -25,6 +25,13 @@
 //! applied once the replica's head has reached the head the entry was
 //! made at. A replica enforces no retention rule itself: the removals
 //! the writer's rules make come through the journal.
+//!
+//! The writer's snapshots are followed file by file:
+//! [`Store::apply_snapshot`](crate::Store::apply_snapshot) installs one
+//! (checked, and never past the replica's head, so a replica never hands
+//! out a state that includes events it cannot yet read), and
+//! [`Store::drop_snapshot`](crate::Store::drop_snapshot) removes one the
+//! writer no longer keeps.
 
 use bytes::Bytes;
 use gesta_index::Key;
@@ -179,6 +186,13 @@ pub(crate) fn after_head(records: &[ApplyRecord], head: u64) -> Result<usize> {
     }
 }
 
+/// The key and position of the snapshot file at `path` (relative to the
+/// store's directory, `/` separators, as a shipped store's checkpoint
+/// names its files), or `None` if the path is not a snapshot file's.
+pub fn snapshot_file(path: &str) -> Option<(String, u64)> {
+    gesta_compaction::snapshot::parse_path(path)
+}
+
 /// The first position of the segment file named `name` (`.seg` or
 /// `.zseg`), or `None` if the name is not a segment's.
 pub fn segment_first_position(name: &str) -> Option<u64> {
@@ -257,6 +271,8 @@ mod tests {
     use crate::read::ReadOptions;
     use crate::removal::RetentionRule;
     use crate::store::Store;
+
+    use super::snapshot_file;
 
     const WRITER: &str = "writer-7 at s3://bucket/prefix";
 
@@ -667,6 +683,122 @@ mod tests {
             "{e}"
         );
         assert!(writer.apply_lifecycle(&journal).is_err(), "not a replica");
+    }
+
+    /// The writer's snapshot files, by their paths relative to its
+    /// directory.
+    fn snapshot_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.join("snapshots")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(dir).unwrap().to_str().unwrap();
+                    out.push((relative.to_owned(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_writers_snapshots_apply_up_to_the_replicas_head_and_go_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir.path().join("w"), 100);
+        let long_key = "k".repeat(200);
+        writer.save_snapshot("acct:1", 40, b"state at 40").unwrap();
+        writer.save_snapshot("acct:1", 90, b"state at 90").unwrap();
+        writer.save_snapshot(&long_key, 10, b"long").unwrap();
+        let files = snapshot_files(&dir.path().join("w"));
+        assert_eq!(files.len(), 3);
+        let records = records_of(&dir.path().join("w"));
+        let replica = Store::open_replica(dir.path().join("r"), WRITER, options()).unwrap();
+        // Only up to 50 first: the snapshot at 90 must wait.
+        let upto = |last: u64| {
+            records
+                .iter()
+                .filter(|r| {
+                    let Frame::Record(r, _) = decode_record(r) else {
+                        unreachable!()
+                    };
+                    r.meta.last_position() <= last
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        replica.apply_records(joined(&upto(50))).unwrap();
+        let head = replica.head();
+        for (path, bytes) in &files {
+            let (key, position) = snapshot_file(path).expect("a snapshot file's path");
+            match replica.apply_snapshot(bytes) {
+                Ok(applied) => {
+                    assert!(position <= head);
+                    assert_eq!(applied, (key, position));
+                }
+                Err(Error::InvalidInput { reason }) => {
+                    assert_eq!(position, 90, "{reason}");
+                    assert!(reason.contains("past the replica's head"), "{reason}");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(replica.list_snapshots("acct:1").unwrap(), [40]);
+        assert_eq!(
+            replica
+                .load_snapshot(&long_key, u64::MAX)
+                .unwrap()
+                .unwrap()
+                .state,
+            b"long"
+        );
+        replica.apply_records(joined(&records)).unwrap();
+        for (_, bytes) in &files {
+            replica.apply_snapshot(bytes).unwrap();
+        }
+        assert_eq!(replica.list_snapshots("acct:1").unwrap(), [40, 90]);
+        assert_eq!(
+            snapshot_files(&dir.path().join("r")),
+            files,
+            "the writer's files, byte for byte"
+        );
+        let mut inventory = replica.snapshot_inventory().unwrap();
+        inventory.sort();
+        let mut want: Vec<_> = files
+            .iter()
+            .map(|(path, bytes)| {
+                let (key, position) = snapshot_file(path).unwrap();
+                (key, position, bytes.len() as u64)
+            })
+            .collect();
+        want.sort();
+        assert_eq!(inventory, want);
+        assert!(replica.drop_snapshot("acct:1", 40).unwrap());
+        assert!(!replica.drop_snapshot("acct:1", 40).unwrap());
+        assert_eq!(replica.list_snapshots("acct:1").unwrap(), [90]);
+
+        // A damaged file is refused and changes nothing; callers still
+        // cannot save or delete.
+        let mut damaged = files[0].1.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(matches!(
+            replica.apply_snapshot(&damaged),
+            Err(Error::Corruption { .. })
+        ));
+        assert!(matches!(
+            replica.save_snapshot("acct:1", 1, b"x"),
+            Err(Error::Replica { .. })
+        ));
+        assert!(matches!(
+            replica.delete_snapshot("acct:1", 90),
+            Err(Error::Replica { .. })
+        ));
+        assert!(writer.apply_snapshot(&files[0].1).is_err(), "not a replica");
+        assert!(writer.drop_snapshot("acct:1", 40).is_err(), "not a replica");
     }
 
     #[test]

@@ -292,6 +292,17 @@ impl GestaClient {
             .position)
     }
 
+    /// Where the store stands against object storage: shipped to a bucket
+    /// (`gesta serve --ship-to`), a read replica of one (`--replica-of`),
+    /// or neither; how far behind, and since when healthy.
+    pub async fn replication(&mut self) -> Result<g::ReplicationResponse> {
+        Ok(self
+            .raw
+            .replication(g::ReplicationRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// The position last recorded for tracking `source`, if any.
     pub async fn tracking_info(&mut self, source: &str) -> Result<Option<u64>> {
         let request = g::TrackingInfoRequest {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::{ServeConfig, TlsFiles};
+use crate::{ServeConfig, Served, TlsFiles};
 
 /// The options of `gesta serve` and `gesta-server`.
 #[derive(clap::Args, Debug)]
@@ -92,9 +92,54 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// A store that the caller of [`run_with`] opened for the server, and
+/// what to do once the server has stopped.
+pub struct Opened {
+    /// What to serve.
+    pub served: Served,
+    /// Added to the start line after the directory and head (e.g.
+    /// `", shipping to s3://…"`).
+    pub describe: String,
+    /// Runs once the server, the console and the metrics endpoint have
+    /// stopped, before the store closes (a last shipping round, a
+    /// replica's poller stopped); what it returns is printed.
+    pub finish: Finish,
+}
+
+/// See [`Opened::finish`].
+pub type Finish = Box<dyn FnOnce() -> Result<Option<String>, String> + Send>;
+
+impl Opened {
+    /// `served`, with nothing to add or to finish.
+    pub fn plain(served: Served) -> Opened {
+        Opened {
+            served,
+            describe: String::new(),
+            finish: Box::new(|| Ok(None)),
+        }
+    }
+}
+
 /// Opens the store in `args.dir` and serves it until SIGINT or SIGTERM,
 /// then closes it; `name` prefixes what it prints.
 pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
+    run_with(args, name, |args| {
+        let store = gesta::Store::open(&args.dir).map_err(|e| e.to_string())?;
+        let served = Served::wrap(store, args.encrypt).map_err(|e| e.to_string())?;
+        Ok(Opened::plain(served))
+    })
+}
+
+/// [`run`], with the store opened by `open` (called with the options,
+/// outside any async runtime, once the signal handlers are registered):
+/// `gesta serve --ship-to` and `--replica-of` serve a store that a
+/// shipper or a replica runs beside the server this way, with the same
+/// options, console and metrics. `--tenants` ignores `open`.
+pub fn run_with(
+    args: ServeArgs,
+    name: &str,
+    open: impl FnOnce(&ServeArgs) -> Result<Opened, String>,
+) -> Result<(), String> {
     init_logging();
     let console_scheme = if args.tls_cert.is_some() {
         "https"
@@ -113,18 +158,18 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
     });
     let config = ServeConfig {
         listen: args.listen,
-        tls: match (args.tls_cert, args.tls_key) {
+        tls: match (args.tls_cert.clone(), args.tls_key.clone()) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
         },
-        api_key: args.api_key,
+        api_key: args.api_key.clone(),
         insecure_loopback_api_key: args.insecure_loopback_api_key,
         max_message_bytes: args.max_message_bytes,
         max_event_bytes: args.max_event_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
         max_open_streams: args.max_open_streams,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
-        backup_dir: args.backup_dir,
+        backup_dir: args.backup_dir.clone(),
     };
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -176,13 +221,20 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
         });
         return result.map_err(|e| e.to_string());
     }
+    // Registered before anything opens or binds (see shutdown_signal).
+    let signal = {
+        let _entered = runtime.enter();
+        crate::shutdown_signal()
+    };
+    let Opened {
+        served,
+        describe,
+        finish,
+    } = open(&args)?;
+    let store = (**served.engine()).clone();
     let result = runtime.block_on(async {
-        // Registered before anything binds (see shutdown_signal).
-        let signal = crate::shutdown_signal();
-        let served = crate::Served::wrap(gesta::Store::open(&args.dir)?, args.encrypt)?;
-        let store = (**served.engine()).clone();
         eprintln!(
-            "{name}: {}{} at head {}, listening on {}",
+            "{name}: {}{} at head {}{describe}, listening on {}",
             args.dir.display(),
             if served.is_encrypted() {
                 " (encrypted)"
@@ -203,9 +255,9 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                Some(tokio::spawn(crate::metrics::serve_metrics(
+                Some(tokio::spawn(crate::metrics::serve_served_metrics(
                     listener,
-                    Some(store.clone()),
+                    served.clone(),
                     shutdown,
                 )))
             }
@@ -242,10 +294,16 @@ pub fn run(args: ServeArgs, name: &str) -> Result<(), String> {
                 Err(e) => return Err(crate::ServeError::Transport(e.to_string())),
             }
         }
-        let closed = store.close();
-        served?;
-        closed?;
-        Ok::<(), crate::ServeError>(())
+        served
     });
-    result.map_err(|e| e.to_string())
+    // Once nothing serves the store any more, whatever ran beside the
+    // server ends (outside the runtime: it may run one of its own), then
+    // the store closes.
+    let finished = finish();
+    let closed = store.close();
+    result.map_err(|e| e.to_string())?;
+    if let Some(line) = finished? {
+        eprintln!("{name}: {line}");
+    }
+    closed.map_err(|e| e.to_string())
 }

@@ -165,6 +165,10 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
             (Code::FailedPrecondition, ErrorType::InvalidArgument)
         }
         gesta::Error::Undecryptable { .. } => (Code::DataLoss, ErrorType::Corruption),
+        // A write sent to a read replica can never succeed there; the
+        // message names the writer to send it to. Not INTEGRITY, which
+        // clients take for a conflict to retry.
+        gesta::Error::Replica { .. } => (Code::FailedPrecondition, ErrorType::InvalidArgument),
         // The message says the events may or may not be in the store.
         gesta::Error::OutcomeUnknown { .. } => (Code::Unknown, ErrorType::Io),
         _ => (Code::Internal, ErrorType::Io),

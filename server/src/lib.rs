@@ -24,7 +24,8 @@
 //! older service path), `gesta_v1` (the `gesta.v1` service), [`client`]
 //! (its typed Rust client), `auth` (the API key check), `config`
 //! ([`ServeConfig`]), [`observe`] (a span and a latency sample per call),
-//! [`metrics`] (the Prometheus endpoint).
+//! [`metrics`] (the Prometheus endpoint), [`replication`] (what a shipped
+//! store or a read replica reports).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -37,6 +38,7 @@ mod gesta_v1;
 mod legacy;
 pub mod metrics;
 pub mod observe;
+pub mod replication;
 mod served;
 mod service;
 mod tenancy;
@@ -55,6 +57,7 @@ pub use config::{
 };
 pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_metadata};
 pub use gesta_v1::SERVICE_NAME as GESTA_SERVICE_NAME;
+pub use replication::{Probe, ReplicationStatus, Role};
 pub use served::Served;
 pub use tenancy::TenantKeys;
 

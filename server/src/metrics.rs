@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::ServeError;
+use crate::{ServeError, Served};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -57,6 +57,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, ServeError> {
             let _ = HANDLE.set(handle);
             gesta::telemetry::describe_metrics();
             describe_server_metrics();
+            crate::replication::describe_metrics();
         }
         Err(_) if HANDLE.get().is_some() => {}
         Err(_) => {
@@ -90,11 +91,11 @@ const MAX_REQUEST: usize = 8 << 10;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a scrape samples before it renders: nothing, one store, or the
-/// tenants' stores open now.
+/// What a scrape samples before it renders: nothing, one store (and
+/// its shipping or replica, if any), or the tenants' stores open now.
 #[derive(Clone)]
 enum Sampled {
-    Store(Option<gesta::Store>),
+    Store(Option<Served>),
     Tenants(Arc<Tenants>),
 }
 
@@ -102,7 +103,10 @@ impl Sampled {
     fn sample(&self) {
         match self {
             Sampled::Store(None) => {}
-            Sampled::Store(Some(store)) => gesta::telemetry::record_store_gauges(store),
+            Sampled::Store(Some(served)) => {
+                gesta::telemetry::record_store_gauges(served.engine());
+                served.replication().record_gauges();
+            }
             // Closed tenants' gauges keep their last sample; the walk is
             // bounded by the open stores.
             Sampled::Tenants(tenants) => {
@@ -123,7 +127,18 @@ pub async fn serve_metrics(
     store: Option<gesta::Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    serve_sampled(listener, Sampled::Store(store), shutdown).await
+    serve_sampled(listener, Sampled::Store(store.map(Served::from)), shutdown).await
+}
+
+/// [`serve_metrics`] for a store as a server serves it: also samples
+/// the shipping's or replica's status it reports
+/// ([`Served::reports_replication`]), as `gesta_replication_*` series.
+pub async fn serve_served_metrics(
+    listener: TcpListener,
+    served: Served,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_sampled(listener, Sampled::Store(Some(served)), shutdown).await
 }
 
 /// [`serve_metrics`] for a server of many tenants: every series of a

@@ -28,6 +28,9 @@ pub struct Served {
     /// What must hold a committed position before an append is answered
     /// (see [`Served::acknowledged_by`]).
     acknowledge: Option<Acknowledge>,
+    /// What `Replication` and the metrics report (see
+    /// [`Served::reports_replication`]).
+    replication: Option<crate::replication::Probe>,
 }
 
 /// Waits until a committed position is held somewhere beyond the local
@@ -59,6 +62,7 @@ impl From<Encrypted<gesta::Store>> for Served {
             store: Arc::new(encrypted.inner().clone()),
             encrypted: Some(Arc::new(encrypted)),
             acknowledge: None,
+            replication: None,
         }
     }
 }
@@ -82,6 +86,7 @@ impl Served {
             store,
             encrypted: None,
             acknowledge: None,
+            replication: None,
         }
     }
 
@@ -94,6 +99,22 @@ impl Served {
     pub fn acknowledged_by(mut self, acknowledge: Acknowledge) -> Served {
         self.acknowledge = Some(acknowledge);
         self
+    }
+
+    /// Reports the shipping or the replica behind the store through
+    /// `gesta.v1.Gesta/Replication` and the `gesta_replication_*` metrics.
+    pub fn reports_replication(mut self, probe: crate::replication::Probe) -> Served {
+        self.replication = Some(probe);
+        self
+    }
+
+    /// The shipping's or replica's status now (role `None` when nothing
+    /// reports one).
+    pub fn replication(&self) -> crate::replication::ReplicationStatus {
+        self.replication
+            .as_ref()
+            .map(|probe| probe())
+            .unwrap_or_default()
     }
 
     /// Waits for [`acknowledged_by`](Self::acknowledged_by)'s hook, if any,

@@ -1992,3 +1992,99 @@ async fn removal_and_retention_rules() {
     assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
     server.stop().await;
 }
+
+/// A read replica's store (the engine's `open_replica`) served with a
+/// replication probe: gesta.v1 Replication reports the probe's figures and
+/// the store's head; writes fail on both services with the writer named
+/// (gesta.v1: FAILED_PRECONDITION and a ReadReplica detail; umadb.v1:
+/// FAILED_PRECONDITION, not INTEGRITY, which clients retry as a
+/// conflict); a store served without a probe reports role NONE.
+#[tokio::test]
+async fn a_replica_refuses_writes_naming_its_writer_and_reports_where_it_stands() {
+    let plain = start().await;
+    let mut c = gesta_client(plain.addr).await;
+    c.append(vec![ev("Opened", "a")], AppendOptions::default())
+        .await
+        .unwrap();
+    let status = c.replication().await.unwrap();
+    assert_eq!(status.role, g::replication_response::Role::None as i32);
+    assert_eq!(status.head, 1);
+    assert_eq!(status.behind, 0);
+    let dir = plain.stop().await;
+
+    let store = gesta::Store::open_replica(
+        dir.path(),
+        "writer w1 (epoch 2) of s3://b/p",
+        gesta::Options::default(),
+    )
+    .unwrap();
+    let probe: gesta_server::Probe = std::sync::Arc::new(|| {
+        let mut s = gesta_server::ReplicationStatus::new(gesta_server::Role::Replica, "s3://b/p");
+        s.bucket_head = 7;
+        s.behind = 6;
+        s.since_last_success = Some(Duration::from_millis(1500));
+        s.failures = 2;
+        s.last_error = Some("timed out".into());
+        s.writer = "w1 (epoch 2)".into();
+        s.bytes_transferred = 4096;
+        s
+    });
+    let served = gesta_server::Served::from(store).reports_replication(probe);
+    let server = start_served(dir, served, ServeConfig::default()).await;
+    let mut c = gesta_client(server.addr).await;
+    let status = c.replication().await.unwrap();
+    assert_eq!(
+        status,
+        g::ReplicationResponse {
+            role: g::replication_response::Role::Replica as i32,
+            bucket: "s3://b/p".into(),
+            head: 1,
+            bucket_head: 7,
+            behind: 6,
+            since_last_success_ms: Some(1500),
+            failures_in_a_row: 0,
+            failures: 2,
+            last_error: "timed out".into(),
+            stopped: String::new(),
+            writer: "w1 (epoch 2)".into(),
+            bytes_transferred: 4096,
+        }
+    );
+
+    let refused = c
+        .raw()
+        .append(g::AppendRequest {
+            events: vec![g::NewEvent {
+                event_type: "X".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    match error_detail(&refused).and_then(|d| d.kind) {
+        Some(Kind::ReadReplica(r)) => assert_eq!(r.writer, "writer w1 (epoch 2) of s3://b/p"),
+        other => panic!("not a ReadReplica detail: {other:?}"),
+    }
+    // The typed client hands back the engine's error.
+    match store_error(failed(
+        c.append(vec![ev("X", "a")], AppendOptions::default()).await,
+    )) {
+        Error::Replica { writer } => assert!(writer.contains("w1"), "{writer}"),
+        other => panic!("{other:?}"),
+    }
+    let mut dcb = client(server.addr).await;
+    let refused = dcb
+        .append(gesta_server::proto::v1::AppendRequest {
+            events: vec![event("X", &[])],
+            condition: None,
+            tracking_info: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("w1"), "{refused:?}");
+    assert_eq!(c.head().await.unwrap(), 1);
+    server.stop().await;
+}

@@ -230,6 +230,7 @@ fn flip_bits(compress: bool) {
 
     let mut rng = SplitMix64::new(7);
     let (mut detected, mut harmless, mut torn_tails) = (0, 0, 0);
+    let mut harmless_in_tables = 0;
     for (i, (path, bytes)) in pristine.iter().enumerate() {
         let bits = bytes.len() * 8;
         let chosen: Vec<usize> = if bits <= 2048 {
@@ -288,7 +289,13 @@ fn flip_bits(compress: bool) {
                         "bit {bit} of {} changed what the store returns",
                         path.display()
                     );
-                    harmless += 1;
+                    // An offset table is a cache by design: a damaged one
+                    // is ignored and rebuilt from the records.
+                    if path.extension().is_some_and(|x| x == "off") {
+                        harmless_in_tables += 1;
+                    } else {
+                        harmless += 1;
+                    }
                 }
                 Err(Error::Corruption { file, .. }) => {
                     assert_eq!(
@@ -308,8 +315,12 @@ fn flip_bits(compress: bool) {
         }
     }
     println!(
-        "compressed segments: {compress}: {detected} flips detected, {harmless} harmless, \
-         {torn_tails} cut as a torn tail"
+        "compressed segments: {compress}: {detected} flips detected, {harmless} harmless \
+         (and {harmless_in_tables} in offset tables, which are rebuilt), {torn_tails} cut as a \
+         torn tail"
     );
-    assert!(detected > harmless, "most flips must be detected");
+    assert!(
+        detected > harmless,
+        "most flips outside the offset tables must be detected"
+    );
 }

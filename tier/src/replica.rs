@@ -13,7 +13,10 @@
 //!
 //! What it fetches: for each segment file holding positions after the
 //! replica's head, the bytes after the last record it applied from that
-//! file (remembered between polls; the whole file the first time),
+//! file (remembered between polls; when the replica starts, taken from
+//! its own newest segment, which holds the writer's records at the same
+//! offsets — else, or if the bytes there do not continue its log, the
+//! whole file),
 //! through ranged reads of the chunk objects. A chunk read whole is
 //! checked against its CRC-32 in the checkpoint; a part of a chunk cannot
 //! be, and is checked by the records' own checksums when applied. A
@@ -33,7 +36,15 @@
 //! applied once the replica's head has reached the head the entry was
 //! made at (`Store::apply_lifecycle`).
 //!
-//! Not followed: a sealed segment the writer rewrote to erase redacted
+//! The writer's snapshots are followed too: each snapshot file the
+//! checkpoint names that the replica lacks (or holds with another length)
+//! is fetched whole, every chunk checked, and installed once the
+//! replica's head has reached its position; each one the checkpoint no
+//! longer names is dropped (`Store::apply_snapshot`, `drop_snapshot`).
+//!
+//! Not followed: durable subscriptions' cursors (a replica refuses
+//! acknowledgements, so its durable subscriptions start from the cursors
+//! it was restored with). A sealed segment the writer rewrote to erase redacted
 //! events (format version 4) that holds positions the replica lacks is
 //! refused (the poll fails, saying so; make a new replica). See
 //! docs/TIER.md.
@@ -210,6 +221,7 @@ impl Replica {
             options.store.clone(),
         )?;
         let progress = Arc::new(Mutex::new(Progress::default()));
+        let cursor = local_cursor(dir);
         let (commands, inbox) = mpsc::channel();
         let thread = {
             let (store, progress) = (store.clone(), progress.clone());
@@ -221,8 +233,9 @@ impl Replica {
                         store,
                         location,
                         runtime,
-                        cursor: None,
+                        cursor,
                         journal: None,
+                        snapshots: None,
                     };
                     follower.run(interval, &progress, &inbox);
                 })
@@ -345,7 +358,41 @@ struct Cursor {
     first: u64,
     /// The offset after the last record applied from it.
     offset: u64,
+    /// Taken from the replica's own newest segment when it started, not
+    /// from a fetch: right when that file holds the writer's records from
+    /// the same first position (as a restore leaves it, and as applying
+    /// keeps it), which the first fetch from it checks.
+    local: bool,
 }
+
+/// The cursor a starting replica can take from its own newest segment
+/// file: the same records at the same offsets as the writer's file of
+/// the same first position, so that the first poll fetches the bytes
+/// after them instead of the whole file (up to a segment's size). `None`
+/// when there is no such file or it cannot be read.
+fn local_cursor(dir: &Path) -> Option<Cursor> {
+    let wal = dir.join("wal");
+    let (first, name) = std::fs::read_dir(&wal)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let first = name
+                .ends_with(".seg")
+                .then(|| gesta::replication::segment_first_position(&name))??;
+            Some((first, name))
+        })
+        .max()?;
+    let bytes = Bytes::from(std::fs::read(wal.join(&name)).ok()?);
+    let records = gesta::replication::segment_records(&name, bytes).ok()?;
+    Some(Cursor {
+        first,
+        offset: SEGMENT_HEADER_LEN + records.len() as u64,
+        local: true,
+    })
+}
+
+/// A segment file's header length: where its records start.
+const SEGMENT_HEADER_LEN: u64 = 32;
 
 /// Why a poll failed.
 enum Failure {
@@ -367,6 +414,8 @@ struct Follower {
     cursor: Option<Cursor>,
     /// The chunks of the lifecycle journal last applied whole.
     journal: Option<Vec<String>>,
+    /// The chunks of the snapshot files last applied whole.
+    snapshots: Option<Vec<String>>,
 }
 
 impl Follower {
@@ -499,7 +548,65 @@ impl Follower {
         if let Some(file) = checkpoint.file("LIFECYCLE") {
             self.follow_journal(file, progress)?;
         }
+        self.follow_snapshots(&checkpoint, progress)?;
         Ok(self.store.head())
+    }
+
+    /// Makes the replica's snapshots the checkpoint's: fetches each one it
+    /// lacks (or holds with another length) once the replica's head has
+    /// reached its position, and drops each one the writer no longer
+    /// keeps. Skipped while the checkpoint's snapshot files are the ones
+    /// last applied whole.
+    fn follow_snapshots(
+        &mut self,
+        checkpoint: &Checkpoint,
+        progress: &Mutex<Progress>,
+    ) -> Result<(), Failure> {
+        let files: Vec<((String, u64), &FileEntry)> = checkpoint
+            .files
+            .iter()
+            .filter_map(|f| gesta::replication::snapshot_file(&f.path).map(|id| (id, f)))
+            .collect();
+        let seen: Vec<String> = files
+            .iter()
+            .flat_map(|(_, f)| f.chunks.iter().map(|c| c.key.clone()))
+            .collect();
+        if self.snapshots.as_ref() == Some(&seen) {
+            return Ok(());
+        }
+        let held: std::collections::HashMap<(String, u64), u64> = self
+            .store
+            .snapshot_inventory()
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|(key, position, len)| ((key, position), len))
+            .collect();
+        let head = self.store.head();
+        let mut waiting = false;
+        for ((key, position), file) in &files {
+            if held.get(&(key.clone(), *position)) == Some(&file.len) {
+                continue;
+            }
+            if *position > head {
+                waiting = true;
+                continue;
+            }
+            let bytes = self.fetch(file, 0..file.len, progress)?;
+            self.store.apply_snapshot(&bytes).map_err(Error::from)?;
+        }
+        for (key, position) in held.keys() {
+            if !files
+                .iter()
+                .any(|(id, _)| id.0 == *key && id.1 == *position)
+            {
+                self.store
+                    .drop_snapshot(key, *position)
+                    .map_err(Error::from)?;
+            }
+        }
+        // While some wait for the head, the next poll looks again.
+        self.snapshots = (!waiting).then_some(seen);
+        Ok(())
     }
 
     /// Applies the entries of the writer's lifecycle journal the replica
@@ -567,8 +674,22 @@ impl Follower {
         match self.store.apply_records(records) {
             Ok(applied) => {
                 lock(progress).events_applied += applied.events;
-                self.cursor = (!compressed).then_some(Cursor { first, offset: end });
+                self.cursor = (!compressed).then_some(Cursor {
+                    first,
+                    offset: end,
+                    local: false,
+                });
                 Ok(())
+            }
+            Err(e) if from.is_some() && self.cursor.is_some_and(|c| c.local) => {
+                // The replica's own file was not a prefix of the writer's
+                // after all (nothing was applied: the records are checked
+                // before any is written): read the writer's from its start.
+                log::debug!(
+                    "gesta-tier replica: the local cursor did not fit ({e}); fetching whole"
+                );
+                self.cursor = None;
+                self.follow(first, file, progress)
             }
             Err(e) => {
                 // The next poll reads the file from its start again.

@@ -141,6 +141,8 @@ pub struct ShipStatus {
     pub bytes_uploaded: u64,
     /// The last successful round.
     pub last_round: Option<RoundReport>,
+    /// When the last successful round ended.
+    pub last_success: Option<Instant>,
     /// The shipper's thread has ended (stopped, or fenced and dropped).
     pub stopped: bool,
     /// Sealed segments evicted after rounds ([`ShipOptions::evict`]), in
@@ -531,6 +533,7 @@ fn ship_thread(
                 s.last_error = None;
                 s.bytes_uploaded += report.bytes_uploaded;
                 s.last_round = Some(report.clone());
+                s.last_success = Some(Instant::now());
             }
             Err(e) => {
                 s.failures += 1;

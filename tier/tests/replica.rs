@@ -594,3 +594,125 @@ fn a_corrupt_or_missing_chunk_is_never_applied_and_the_replica_resumes_once_it_i
     writer.close().expect("close");
     replica.stop().expect("stop");
 }
+
+/// The writer's snapshots reach the replica: those it saved before the
+/// replica started (through the restore), and those it saves and deletes
+/// afterwards, each once the replica holds its position; a snapshot the
+/// writer keeps no more leaves the replica.
+#[test]
+fn a_replica_follows_the_writers_snapshots() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = Store::open_with(dir.path().join("w"), options()).expect("open");
+    fill(&writer, 0, 100, 10);
+    writer.save_snapshot("acct:1", 50, b"at 50").expect("save");
+    let shipper = Shipper::start(
+        writer.clone(),
+        location.clone(),
+        ShipOptions::default().interval(Duration::from_millis(50)),
+    )
+    .expect("start shipping");
+    assert!(shipper.wait_shipped(100, Duration::from_secs(60)));
+    let replica =
+        Replica::start(location.clone(), dir.path().join("r"), replica_options()).expect("start");
+    let store = replica.store().clone();
+    assert_eq!(store.list_snapshots("acct:1").expect("list"), [50]);
+
+    fill(&writer, 100, 100, 10);
+    writer
+        .save_snapshot("acct:1", 180, b"at 180")
+        .expect("save");
+    writer.save_snapshot("acct:2", 200, b"two").expect("save");
+    assert!(writer.delete_snapshot("acct:1", 50).expect("delete"));
+    assert!(shipper.wait_shipped(200, Duration::from_secs(60)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.list_snapshots("acct:1").expect("list") != [180]
+        || store.list_snapshots("acct:2").expect("list") != [200]
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replica has {:?} and {:?}: {:?}",
+            store.list_snapshots("acct:1"),
+            store.list_snapshots("acct:2"),
+            replica.status()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.head() >= 200, "never a snapshot past the head");
+    let loaded = store.load_snapshot("acct:1", u64::MAX).expect("load");
+    assert_eq!(loaded.expect("one").state, b"at 180");
+    assert_eq!(
+        store
+            .load_snapshot("acct:2", u64::MAX)
+            .expect("load")
+            .expect("one")
+            .state,
+        b"two"
+    );
+    assert!(matches!(
+        store.save_snapshot("acct:3", 1, b"no"),
+        Err(gesta::Error::Replica { .. })
+    ));
+
+    shipper.stop().expect("stop");
+    writer.close().expect("close");
+    replica.stop().expect("stop the replica");
+}
+
+/// A replica started on its own directory (restored, or run before)
+/// fetches only what the writer's active segment gained since, not the
+/// whole file: its own newest segment holds the same records at the same
+/// offsets.
+#[test]
+fn a_restarted_replica_fetches_only_the_new_bytes_of_the_active_segment() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One segment large enough for every event, so that the writer's
+    // active segment holds them all.
+    let options = options().segment_size(8 << 20);
+    let writer = Store::open_with(dir.path().join("w"), options.clone()).expect("open");
+    fill(&writer, 0, 2_000, 10);
+    let shipper = Shipper::start(
+        writer.clone(),
+        location.clone(),
+        ShipOptions::default().interval(Duration::from_secs(3600)),
+    )
+    .expect("ship");
+    assert_eq!(shipper.ship_now().expect("ship"), 2_000);
+    let active = wal_files(&dir.path().join("w"))
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect::<Vec<_>>();
+    assert_eq!(active.len(), 1, "{active:?}");
+    // The active segment's records: the file less its preallocated zeros.
+    let records_bytes = || {
+        let bytes = std::fs::read(dir.path().join("w/wal").join(&active[0])).expect("read");
+        bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1) as u64
+    };
+    let on_demand = || {
+        ReplicaOptions::default()
+            .interval(Duration::from_secs(3600))
+            .store(options.clone())
+    };
+
+    // Restored, then started: the first poll fetches the new bytes only.
+    for (round, from) in [(0, 2_000), (1, 2_050)] {
+        let replica =
+            Replica::start(location.clone(), dir.path().join("r"), on_demand()).expect("start");
+        assert_eq!(replica.store().head(), from);
+        fill(&writer, from, 50, 10);
+        assert_eq!(shipper.ship_now().expect("ship"), from + 50);
+        let before = replica.status().bytes_fetched;
+        assert_eq!(replica.poll_now().expect("poll"), from + 50);
+        let fetched = replica.status().bytes_fetched - before;
+        let whole = records_bytes();
+        assert!(
+            fetched * 20 < whole,
+            "round {round}: fetched {fetched} bytes of a {whole}-byte segment"
+        );
+        same_events(replica.store(), &writer);
+        replica.stop().expect("stop");
+    }
+    shipper.stop().expect("stop");
+    writer.close().expect("close");
+}

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 
 use crate::cache::{BlockCache, CacheStats};
 use crate::error::{IoContext, Result, WalError};
-use crate::format::{parse_segment_file_name, segment_file_name};
+use crate::format::{self, Frame, SEGMENT_HEADER_LEN, parse_segment_file_name, segment_file_name};
 use crate::io::{FileHandle, FileSystem, OpenMode, write_atomic};
 use crate::remote::{marker_path, parse_marker_file_name};
 use crate::segment::{Segment, SegmentSet};
@@ -201,10 +201,47 @@ impl Compressor {
         let (file, z) =
             self.write_compressed(&path, &original, first, bounds.last_position, settings)?;
         let after = z.file_len();
+        let block_size = z.layout().block_size;
         segment.set_compressed(file, Arc::new(z));
         self.fs.remove_file(&plain_path).at(&plain_path)?;
         self.fs.sync_dir(&self.dir).at(&self.dir)?;
+        self.index_by_block(segment, &original, block_size)?;
         Ok((bounds.end, after))
+    }
+
+    /// Gives a segment just compressed an offset table with an entry per
+    /// block (see `Segment::index_by_block`), in memory and in its table
+    /// file. `original` holds its records, checked when they were
+    /// compressed. The table file is a cache (recovery rebuilds it from
+    /// the records, by block too): if writing it fails or a crash cuts it
+    /// off, the sparser one it replaces is still right.
+    fn index_by_block(&self, segment: &Segment, original: &Bytes, block_size: u32) -> Result<()> {
+        let first = segment.first_position();
+        let path = table_path(&self.dir, first);
+        let Some(mut table) = SegmentTable::load(self.fs.as_ref(), &self.dir, first).at(&path)?
+        else {
+            return Ok(());
+        };
+        let mut starts = Vec::new();
+        let mut at = SEGMENT_HEADER_LEN;
+        while at < original.len() {
+            match format::decode_record_head_only(&original.slice(at..), original.len() - at) {
+                Frame::Record(r, total) => {
+                    starts.push((r.meta.first_position, at as u64));
+                    at += total;
+                }
+                // Checked when compressed: nothing else can be there.
+                _ => break,
+            }
+        }
+        table.entries = segment.reindex_by_block(block_size, starts);
+        if let Err(e) = table.store(self.fs.as_ref(), &self.dir) {
+            log::warn!(
+                "the block-indexed offset table of {} was not written ({e}); the sparser one stays",
+                path.display()
+            );
+        }
+        Ok(())
     }
 }
 

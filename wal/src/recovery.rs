@@ -178,6 +178,8 @@ pub fn open(
             }
             let opened = Arc::new(opened);
             segment.set_compressed(file.clone(), opened.clone());
+            // A rescan indexes it by block, as compression did.
+            segment.index_by_block(opened.layout().block_size);
             z = Some(opened);
         }
         let len = z.as_ref().map_or(mapped.len() as u64, |z| z.layout().len);

@@ -64,12 +64,20 @@ struct SegmentState {
     /// Last position published, or `first_position - 1` when empty.
     last_position: u64,
     sealed: bool,
+    /// The block size of a compressed segment, whose table has an entry
+    /// for the first record starting in each block (see
+    /// [`Segment::index_by_block`]); `None`: one per [`INDEX_STRIDE`].
+    block: Option<u64>,
 }
 
 impl SegmentState {
     fn add(&mut self, first: u64, last: u64, offset: u64, end: u64) {
-        let last_indexed = self.entries.last().map(|&(_, o)| o);
-        if last_indexed.is_none_or(|o| offset >= o + INDEX_STRIDE) {
+        let due = match (self.entries.last(), self.block) {
+            (None, _) => true,
+            (Some(&(_, o)), None) => offset >= o + INDEX_STRIDE,
+            (Some(&(_, o)), Some(block)) => offset / block != o / block,
+        };
+        if due {
             self.entries.push((first, offset));
         }
         self.end = end;
@@ -108,6 +116,7 @@ impl Segment {
                 end: SEGMENT_HEADER_LEN as u64,
                 last_position: first_position - 1,
                 sealed: false,
+                block: None,
             }),
         }
     }
@@ -270,6 +279,39 @@ impl Segment {
             s.add(first, last, offset, end);
         }
         (s.entries, s.last_position, s.end)
+    }
+
+    /// Indexes the records published from now on by blocks of
+    /// `block_size` bytes: an entry for the first record starting in each
+    /// block. A compressed segment's point read then walks the record
+    /// heads of one block, which it decompresses once, instead of a
+    /// stretch of [`INDEX_STRIDE`] bytes across several blocks.
+    pub(crate) fn index_by_block(&self, block_size: u32) {
+        self.state.write().block = Some(u64::from(block_size.max(1)));
+    }
+
+    /// Replaces the offset table of a sealed segment with one indexed by
+    /// blocks of `block_size` bytes (see [`index_by_block`](Self::index_by_block)),
+    /// built from `starts`, every record's (first position, offset) in
+    /// order; returns the new entries.
+    pub(crate) fn reindex_by_block(
+        &self,
+        block_size: u32,
+        starts: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Vec<(u64, u64)> {
+        let mut s = self.state.write();
+        let mut rebuilt = SegmentState {
+            entries: Vec::new(),
+            end: s.end,
+            last_position: s.last_position,
+            sealed: s.sealed,
+            block: Some(u64::from(block_size.max(1))),
+        };
+        for (first, offset) in starts {
+            rebuilt.add(first, s.last_position, offset, s.end);
+        }
+        *s = rebuilt;
+        s.entries.clone()
     }
 
     /// Installs a whole offset table read from disk.

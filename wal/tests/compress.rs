@@ -75,6 +75,36 @@ fn check_contents(wal: &OpenedWal, last: u64) {
     }
 }
 
+/// Every compressed segment's offset table has an entry per block of
+/// `settings()`'s size that a record starts in (so a point read walks the
+/// heads of one block), not one per 4 KiB as a plain segment's.
+fn assert_block_indexed(fs: &dyn FileSystem, dir: &Path) {
+    let block = u64::from(settings().block_size);
+    let mut seen = 0;
+    for name in names(fs, dir).iter().filter(|n| n.ends_with(".zseg")) {
+        let first: u64 = name.trim_end_matches(".zseg").parse().unwrap();
+        let table = gesta_wal::files::SegmentTable::load(fs, dir, first)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} has no offset table"));
+        let blocks: Vec<u64> = table.entries.iter().map(|&(_, o)| o / block).collect();
+        assert!(
+            blocks.windows(2).all(|w| w[0] < w[1]),
+            "{name}: one entry per block at most: {:?}",
+            table.entries
+        );
+        // A 4 KiB segment of small records starts records in most of its
+        // 512-byte blocks.
+        assert!(
+            blocks.len() as u64 * 2 >= table.end / block,
+            "{name}: {} entries for {} bytes",
+            blocks.len(),
+            table.end
+        );
+        seen += 1;
+    }
+    assert!(seen > 0);
+}
+
 fn names(fs: &dyn FileSystem, dir: &Path) -> Vec<String> {
     let mut n = fs.list(dir).unwrap();
     n.sort();
@@ -114,6 +144,7 @@ fn compressed_segments_read_and_reopen_like_the_originals() {
         assert!(!layout.dictionary.is_empty(), "{name} has no dictionary");
     }
     check_contents(&wal, last);
+    assert_block_indexed(fs.as_ref(), &dir);
     let stats = wal.compressor.cache_stats();
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
     assert!(stats.bytes <= 16 << 10);
@@ -138,7 +169,20 @@ fn compressed_segments_read_and_reopen_like_the_originals() {
         let wal = open_from(&fs, &dir, replay_from).unwrap();
         assert_eq!(wal.report.last_position, last);
         check_contents(&wal, last);
+        assert_block_indexed(fs.as_ref(), &dir);
     }
+    // Without their tables, the compressed segments are scanned and
+    // indexed by block again.
+    for name in names(fs.as_ref(), &dir)
+        .iter()
+        .filter(|n| n.ends_with(".off"))
+    {
+        fs.remove_file(&dir.join(name)).unwrap();
+    }
+    let wal = open_from(&fs, &dir, u64::MAX).unwrap();
+    check_contents(&wal, last);
+    assert_block_indexed(fs.as_ref(), &dir);
+    drop(wal);
     let mut wal = open_from(&fs, &dir, 1).unwrap();
     assert!(
         wal.compressor

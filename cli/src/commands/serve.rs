@@ -1,13 +1,17 @@
-//! `gesta serve`: the server's own options, and `--ship-to`, which ships
-//! the store to a bucket while it is served (gesta-tier).
+//! `gesta serve`: the server's own options, and the two ways a served
+//! store meets object storage (gesta-tier): `--ship-to`, which ships it
+//! to a bucket while it is served, and `--replica-of`, which serves a
+//! read replica of a store shipped to a bucket.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use gesta_server::command::ServeArgs;
+use gesta_server::command::{Opened, ServeArgs};
+use gesta_server::{ReplicationStatus, Role};
 
 use crate::failure::Failure;
 
-/// `gesta serve`'s options: the server's, and shipping.
+/// `gesta serve`'s options: the server's, shipping, and replicas.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -15,7 +19,7 @@ pub struct Args {
     /// Ship the store to this bucket prefix while serving
     /// (s3://BUCKET/PREFIX; endpoint and credentials from the AWS_*
     /// variables).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["tenants", "metrics", "console"])]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["tenants", "replica_of"])]
     ship_to: Option<String>,
     /// The time between shipping rounds: the recovery-point objective.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "ship_to")]
@@ -29,6 +33,14 @@ pub struct Args {
     /// committed locally and a retry with the same ids appends nothing).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ship_to")]
     ship_ack: Option<Duration>,
+    /// Serve a read replica of the store shipped to this bucket prefix
+    /// (s3://BUCKET/PREFIX): DIR is restored from the bucket if it does
+    /// not exist, then follows it; writes are refused, naming the writer.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["tenants", "encrypt"])]
+    replica_of: Option<String>,
+    /// The time between two polls of the bucket by the replica.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "replica_of")]
+    replica_interval: Duration,
 }
 
 pub const SHIP_AFTER_HELP: &str = "
@@ -40,93 +52,210 @@ a second writer is refused, unless --ship-takeover, which fences the first; a st
 bucket's is refused (restore it first). On SIGINT or SIGTERM a last round ships everything committed and the
 prefix is released. With --ship-ack DURATION each append is answered only once the bucket holds it (a round
 is hurried for it, and appends waiting together share rounds); after DURATION it fails with UNAVAILABLE,
-its events committed locally. Not yet with --tenants, --metrics or --console. An encrypted store's key file (KEYS)
-is never shipped (a forget must reach every copy; the bucket gets one without keys, as a backup does): keep it
-separately and copy it over the KEYS of a restored store.
-Endpoint and credentials: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
-AWS_ALLOW_HTTP=true for plain HTTP.
+its events committed locally. Not with --tenants. An encrypted store's key file (KEYS) is never shipped (a
+forget must reach every copy; the bucket gets one without keys, as a backup does): keep it separately and copy
+it over the KEYS of a restored store.
 
-  gesta serve ./events --ship-to s3://my-bucket/events --ship-interval 500ms";
+--replica-of s3://BUCKET/PREFIX serves a read replica of the store a `gesta serve --ship-to` ships there: DIR is
+restored from the bucket when it does not exist, then the bucket is polled every --replica-interval (default
+1s) and what the writer shipped since is applied, with the same positions and commit times, so that reads
+and subscriptions on both services see it as they would on the writer. Every write (appends, tags,
+redactions, removals, snapshots, acknowledgements of durable subscriptions) is refused with FAILED_PRECONDITION,
+naming the writer (gesta.v1: a ReadReplica detail). How far behind it is: gesta.v1 Replication, the
+gesta_replication_* series with --metrics, and the log. A replica whose bucket's history is not its own (the
+bucket was restored from elsewhere) stops applying, says why, and must be made again from an empty DIR.
+
+With either, gesta.v1 Replication and --metrics report the shipping or the replica (positions behind, the last
+success, failures). Endpoint and credentials: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_DEFAULT_REGION, AWS_ALLOW_HTTP=true for plain HTTP.
+
+  gesta serve ./events --ship-to s3://my-bucket/events --ship-interval 500ms
+  gesta serve ./replica --replica-of s3://my-bucket/events --listen 127.0.0.1:50052";
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let Some(url) = args.ship_to else {
+    if let Some(url) = args.replica_of.clone() {
+        let interval = args.replica_interval;
+        return gesta_server::command::run_with(args.serve, "gesta", |serve| {
+            replica(serve, &url, interval).map_err(|f| f.message)
+        })
+        .map_err(Failure::new);
+    }
+    let Some(url) = args.ship_to.clone() else {
         return gesta_server::command::run(args.serve, "gesta").map_err(Failure::new);
     };
-    gesta_server::command::init_logging();
-    let location = gesta_tier::Location::from_url(&url).map_err(Failure::new)?;
-    let a = args.serve;
-    let config = gesta_server::ServeConfig {
-        listen: a.listen,
-        tls: match (a.tls_cert, a.tls_key) {
-            (Some(cert), Some(key)) => Some(gesta_server::TlsFiles { cert, key }),
-            _ => None,
-        },
-        api_key: a.api_key,
-        insecure_loopback_api_key: a.insecure_loopback_api_key,
-        max_message_bytes: a.max_message_bytes,
-        max_event_bytes: a.max_event_bytes,
-        max_concurrent_streams: a.max_concurrent_streams,
-        max_open_streams: a.max_open_streams,
-        shutdown_grace: Duration::from_secs(a.shutdown_grace),
-        backup_dir: a.backup_dir,
+    let ship = Ship {
+        url,
+        interval: args.ship_interval,
+        takeover: args.ship_takeover,
+        ack: args.ship_ack,
     };
-    let store = gesta::Store::open(&a.dir)?;
-    let options = gesta_tier::ShipOptions::default()
-        .interval(args.ship_interval)
-        .takeover(args.ship_takeover);
-    let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
-        .map_err(|e| Failure::new(format!("--ship-to {url}: {e}")))?;
-    eprintln!(
-        "gesta: {} at head {}, shipping to {url} every {} (epoch {}){}, listening on {}",
-        a.dir.display(),
-        store.head(),
-        humantime::format_duration(args.ship_interval),
-        shipper.epoch(),
-        match args.ship_ack {
-            Some(t) => format!(
-                ", appends acknowledged once shipped (within {})",
-                humantime::format_duration(t)
-            ),
-            None => String::new(),
-        },
-        config.listen
-    );
-    // Through crypto-shredding's wrapper when the store is encrypted, as
-    // without --ship-to.
-    let mut wrapped = gesta_server::Served::wrap(store.clone(), a.encrypt)?;
-    if let Some(timeout) = args.ship_ack {
-        let waiter = shipper.waiter();
-        wrapped = wrapped.acknowledged_by(std::sync::Arc::new(move |position| {
-            waiter
-                .ship_through(position, timeout)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }));
-    }
-    if wrapped.is_encrypted() {
-        // As a backup, the bucket must not keep a key that a forget
-        // destroys; the restored store needs the key file put back.
-        eprintln!(
-            "gesta: warning: {} is encrypted, and its keys are not shipped (the bucket gets \
-             a key file without keys, as a backup does): keep its KEYS separately, and copy it \
-             over the KEYS of a store restored from the bucket to read its subjects' events",
-            a.dir.display()
+    gesta_server::command::run_with(args.serve, "gesta", |serve| {
+        ship.open(serve).map_err(|f| f.message)
+    })
+    .map_err(Failure::new)
+}
+
+/// `--ship-to` and its options.
+struct Ship {
+    url: String,
+    interval: Duration,
+    takeover: bool,
+    ack: Option<Duration>,
+}
+
+impl Ship {
+    /// Opens the store, claims the prefix and starts shipping.
+    fn open(self, serve: &ServeArgs) -> Result<Opened, Failure> {
+        let Ship {
+            url,
+            interval,
+            takeover,
+            ack,
+        } = self;
+        let location = gesta_tier::Location::from_url(&url).map_err(Failure::new)?;
+        let store = gesta::Store::open(&serve.dir)?;
+        let options = gesta_tier::ShipOptions::default()
+            .interval(interval)
+            .takeover(takeover);
+        let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
+            .map_err(|e| Failure::new(format!("--ship-to {url}: {e}")))?;
+        // Through crypto-shredding's wrapper when the store is encrypted,
+        // as without --ship-to.
+        let mut served = gesta_server::Served::wrap(store, serve.encrypt)?;
+        if let Some(timeout) = ack {
+            let waiter = shipper.waiter();
+            served = served.acknowledged_by(Arc::new(move |position| {
+                waiter
+                    .ship_through(position, timeout)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }));
+        }
+        if served.is_encrypted() {
+            // As a backup, the bucket must not keep a key that a forget
+            // destroys; the restored store needs the key file put back.
+            eprintln!(
+                "gesta: warning: {} is encrypted, and its keys are not shipped (the bucket gets \
+                 a key file without keys, as a backup does): keep its KEYS separately, and copy it \
+                 over the KEYS of a store restored from the bucket to read its subjects' events",
+                serve.dir.display()
+            );
+        }
+        let describe = format!(
+            ", shipping to {url} every {} (epoch {}){}",
+            humantime::format_duration(interval),
+            shipper.epoch(),
+            match ack {
+                Some(t) => format!(
+                    ", appends acknowledged once shipped (within {})",
+                    humantime::format_duration(t)
+                ),
+                None => String::new(),
+            },
         );
+        let shipper = Arc::new(shipper);
+        let probe = {
+            let (shipper, url) = (Arc::downgrade(&shipper), url.clone());
+            let store = (**served.engine()).clone();
+            Arc::new(move || match shipper.upgrade() {
+                Some(shipper) => shipping_status(&url, &store, &shipper.status()),
+                None => ReplicationStatus::new(Role::Writer, url.clone()),
+            })
+        };
+        let served = served.reports_replication(probe);
+        Ok(Opened {
+            served,
+            describe,
+            finish: Box::new(move || {
+                // The last round ships everything the server committed.
+                let shipper = Arc::into_inner(shipper)
+                    .ok_or_else(|| format!("--ship-to {url}: the shipper is still in use"))?;
+                let shipped = shipper
+                    .stop()
+                    .map_err(|e| format!("--ship-to {url}: the last round: {e}"))?;
+                Ok(Some(format!("shipped positions 1..={shipped} to {url}")))
+            }),
+        })
     }
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| Failure::new(format!("the runtime: {e}")))?;
-    let served = runtime.block_on(async {
-        // Registered before the server binds (see shutdown_signal).
-        let signal = gesta_server::shutdown_signal();
-        gesta_server::serve(wrapped, config, signal).await
-    });
-    // The last round ships everything the server committed.
-    let shipped = shipper.stop();
-    let closed = store.close();
-    served.map_err(Failure::new)?;
-    let shipped =
-        shipped.map_err(|e| Failure::new(format!("--ship-to {url}: the last round: {e}")))?;
-    eprintln!("gesta: shipped positions 1..={shipped} to {url}");
-    closed?;
-    Ok(())
+}
+
+/// A shipper's status as the server reports it.
+fn shipping_status(
+    url: &str,
+    store: &gesta::Store,
+    s: &gesta_tier::ShipStatus,
+) -> ReplicationStatus {
+    let mut r = ReplicationStatus::new(Role::Writer, url);
+    r.bucket_head = s.shipped_head;
+    r.behind = store.head().saturating_sub(s.shipped_head);
+    r.since_last_success = s.last_success.map(|t| t.elapsed());
+    r.failures_in_a_row = s.failures_in_a_row;
+    r.failures = s.failures;
+    r.last_error = s.last_error.clone();
+    r.stopped = s
+        .fenced_by
+        .as_ref()
+        .map(|w| format!("fenced by writer {w}: ships no more"));
+    r.writer = format!("epoch {}", s.epoch);
+    r.bytes_transferred = s.bytes_uploaded;
+    r
+}
+
+/// `--replica-of`: starts the replica (restoring DIR first if it does not
+/// exist) and serves its store.
+fn replica(serve: &ServeArgs, url: &str, interval: Duration) -> Result<Opened, Failure> {
+    let location = gesta_tier::Location::from_url(url).map_err(Failure::new)?;
+    let options = gesta_tier::ReplicaOptions::default().interval(interval);
+    let replica = gesta_tier::Replica::start(location, &serve.dir, options)
+        .map_err(|e| Failure::new(format!("--replica-of {url}: {e}")))?;
+    let store = replica.store().clone();
+    let writer = store.replica_of().unwrap_or_default();
+    let served = gesta_server::Served::wrap(store, false)?;
+    let replica = Arc::new(replica);
+    let probe = {
+        let (replica, url) = (Arc::downgrade(&replica), url.to_owned());
+        Arc::new(move || match replica.upgrade() {
+            Some(replica) => replica_status(&url, &replica.status()),
+            None => ReplicationStatus::new(Role::Replica, url.clone()),
+        })
+    };
+    let describe = format!(
+        ", a read replica of {writer}, polled every {}",
+        humantime::format_duration(interval)
+    );
+    let url = url.to_owned();
+    Ok(Opened {
+        served: served.reports_replication(probe),
+        describe,
+        finish: Box::new(move || {
+            let replica = Arc::into_inner(replica)
+                .ok_or_else(|| format!("--replica-of {url}: the replica is still in use"))?;
+            let status = replica.status();
+            // Stops polling; the command closes the store.
+            drop(replica);
+            Ok(Some(format!(
+                "replica of {url} stopped at head {} ({} behind the bucket)",
+                status.head, status.behind
+            )))
+        }),
+    })
+}
+
+/// A replica's status as the server reports it.
+fn replica_status(url: &str, s: &gesta_tier::ReplicaStatus) -> ReplicationStatus {
+    let mut r = ReplicationStatus::new(Role::Replica, url);
+    r.bucket_head = s.bucket_head;
+    r.behind = s.behind;
+    r.since_last_success = s.since_last_poll;
+    r.failures_in_a_row = s.failures_in_a_row;
+    r.failures = s.failures;
+    r.last_error = s.last_error.clone();
+    r.stopped = s.diverged.clone();
+    r.writer = if s.epoch == 0 {
+        s.writer.clone()
+    } else {
+        format!("{} (epoch {})", s.writer, s.epoch)
+    };
+    r.bytes_transferred = s.bytes_fetched;
+    r
 }

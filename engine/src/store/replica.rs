@@ -109,4 +109,73 @@ impl Store {
         }
         self.replicate_journal(journal)
     }
+
+    /// Installs one of the writer's snapshot files on a read replica:
+    /// `file` is the whole file as the writer's `snapshots/` directory
+    /// holds it. Its checksum and encoding are checked
+    /// ([`Error::Corruption`] otherwise); a snapshot at a position past
+    /// the replica's head is refused ([`Error::InvalidInput`]: apply the
+    /// records first), so that a replica never hands out a state that
+    /// includes events it cannot read yet. Replaces a snapshot of the key
+    /// at the same position; keeps the key's others (the writer's
+    /// deletions come through [`drop_snapshot`](Store::drop_snapshot)).
+    /// Returns the snapshot's key and position. Refused on a writable
+    /// store.
+    pub fn apply_snapshot(&self, file: &[u8]) -> Result<(String, u64)> {
+        if self.inner.replica.is_none() {
+            return Err(Error::invalid(
+                "a snapshot file is applied only to a read replica (Options::replica_of)",
+            ));
+        }
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let (key, snapshot) =
+            gesta_compaction::snapshot::decode(file).map_err(|(offset, reason)| {
+                Error::Corruption {
+                    file: "(a snapshot file of the writer)".into(),
+                    offset,
+                    reason: reason.into(),
+                }
+            })?;
+        let head = self.head();
+        if snapshot.position > head {
+            return Err(Error::invalid(format!(
+                "the snapshot of {key:?} at position {} is past the replica's head {head}",
+                snapshot.position
+            )));
+        }
+        crate::snapshots::check_key(&key)?;
+        let (snapshots, _) = self.inner.indexes.snapshots();
+        snapshots
+            .save(&key, snapshot.position, &snapshot.state, 0)
+            .map_err(crate::indexes::snapshot_error)?;
+        Ok((key, snapshot.position))
+    }
+
+    /// Removes a snapshot the writer no longer keeps from a read replica;
+    /// whether there was one. Refused on a writable store.
+    pub fn drop_snapshot(&self, key: &str, position: u64) -> Result<bool> {
+        if self.inner.replica.is_none() {
+            return Err(Error::invalid(
+                "snapshots are dropped this way only on a read replica (Options::replica_of)",
+            ));
+        }
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        crate::snapshots::delete(&self.inner.indexes, key, position)
+    }
+
+    /// Every snapshot the store holds: key, position and file length, in
+    /// no particular order.
+    pub fn snapshot_inventory(&self) -> Result<Vec<(String, u64, u64)>> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let (snapshots, _) = self.inner.indexes.snapshots();
+        snapshots
+            .inventory()
+            .map_err(crate::indexes::snapshot_error)
+    }
 }

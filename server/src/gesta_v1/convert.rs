@@ -206,6 +206,10 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
             Code::FailedPrecondition,
             Kind::SubjectForgotten(g::SubjectForgotten { subject }),
         ),
+        E::Replica { writer } => (
+            Code::FailedPrecondition,
+            Kind::ReadReplica(g::ReadReplica { writer }),
+        ),
         E::Undecryptable {
             position,
             subject,
@@ -277,6 +281,7 @@ pub(crate) fn to_engine(status: &Status) -> Option<gesta::Error> {
         // Its reason is a `&'static str` in the engine's type.
         | Kind::Undecryptable(_) => return None,
         Kind::SubjectForgotten(f) => E::SubjectForgotten { subject: f.subject },
+        Kind::ReadReplica(r) => E::Replica { writer: r.writer },
     })
 }
 
@@ -642,6 +647,12 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (E::ConditionFailed { position: 7 }, Code::Aborted),
+            (
+                E::Replica {
+                    writer: "writer w (epoch 3) of s3://b/p".into(),
+                },
+                Code::FailedPrecondition,
+            ),
             (
                 E::WrongExpectedRevision {
                     stream: "s".into(),

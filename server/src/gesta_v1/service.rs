@@ -742,6 +742,17 @@ impl g::gesta_server::Gesta for Gesta {
         Ok(Response::new(report_to_proto(report)))
     }
 
+    async fn replication(
+        &self,
+        request: Request<g::ReplicationRequest>,
+    ) -> Result<Response<g::ReplicationResponse>, Status> {
+        let store = self.stores.get(&request).await?;
+        // The probe first: a replica's head only grows, so `behind` read
+        // before the head never says the replica holds less than it does.
+        let status = store.replication();
+        Ok(Response::new(status.to_proto(store.engine().head())))
+    }
+
     async fn audit_log(
         &self,
         request: Request<g::AuditLogRequest>,
