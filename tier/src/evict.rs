@@ -146,6 +146,9 @@ impl Lru {
 /// backoff ([`BucketOptions`]); then the read fails with an I/O error
 /// (`InvalidData` for damage), which the store reports as
 /// [`gesta::Error::Remote`] naming the segment.
+///
+/// Requests are made one at a time, on a thread of its own: concurrent
+/// reads of evicted segments that miss the cache wait for each other.
 pub struct BucketSegments {
     location: Location,
     options: BucketOptions,
@@ -594,7 +597,9 @@ impl Evictor {
         })
     }
 
-    /// Evicts what the policy lets go and the bucket holds.
+    /// Evicts what the policy lets go and the bucket holds. It blocks on
+    /// a request for the checkpoint: call it from a thread, not from an
+    /// async task.
     pub fn run(&self, store: &Store) -> Result<EvictReport> {
         let checkpoint = self.runtime.block_on(load_checkpoint(&self.location))?;
         evict_with(store, &self.policy, &checkpoint)
