@@ -51,7 +51,8 @@ store's files at the next `gesta compact`, run while the server is stopped.
 
 --encrypt, or a key file DIR/KEYS (crypto-shredding, see `gesta forget --help`), serves the store through its
 encryption wrapper on both services: events tagged subject:NAME are sealed on append and opened on read, and
-gesta.v1 Forget destroys a subject's key. Encrypted tenants are not served yet (refused per call).
+gesta.v1 Forget destroys a subject's key. With --tenants, so is each tenant whose directory holds KEYS, or every
+tenant with --encrypt.
 --backup-dir ROOT allows gesta.v1 Backup calls, each writing a new directory under ROOT only (an encrypted
 store's backups hold no key: see `gesta backup --help`).
 --tenants serves the tenants under DIR (DIR/tenants/NAME): each call's API key, from --tenant-keys FILE (lines of

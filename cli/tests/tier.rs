@@ -164,6 +164,28 @@ fn terminate(mut server: Server) -> (bool, String) {
     (status.success(), rest)
 }
 
+/// The text of a `GET /metrics` at `addr`.
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// A store in `dir` holding the three events of `EVENTS`.
+fn store_with_events(dir: &str) {
+    gesta()
+        .args(["append", dir])
+        .write_stdin(EVENTS)
+        .assert()
+        .success();
+}
+
 fn stdout(cmd: &mut Command) -> String {
     let out = cmd.assert().success();
     String::from_utf8(out.get_output().stdout.clone()).expect("utf-8 output")
@@ -174,21 +196,13 @@ fn a_served_store_ships_and_restores_from_the_bucket() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
     let d = dir.to_str().unwrap();
-    gesta()
-        .args(["append", d])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(d);
     let url = format!("s3://{}/events", bucket("ship"));
     let server = serve_shipping(d, &url, &[]);
 
     // A second writer on the same prefix is refused while the first holds it.
     let other = tmp.path().join("other");
-    gesta()
-        .args(["append", other.to_str().unwrap()])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(other.to_str().unwrap());
     let refused = gesta()
         .args(["serve", other.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(["--ship-to", &url])
@@ -230,11 +244,7 @@ fn a_served_store_ships_and_restores_from_the_bucket() {
 /// the bucket restores to.
 fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
     let d = dir.join(name);
-    gesta()
-        .args(["append", d.to_str().unwrap()])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(d.to_str().unwrap());
     let url = format!("s3://{}/events", bucket(name));
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -285,14 +295,7 @@ fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
     let behind = 4 - shipping.bucket_head;
     assert_eq!(shipping.behind, behind, "{shipping:?}");
     assert_eq!(behind, u64::from(!extra.contains(&"--ship-ack")));
-    let mut scrape = std::net::TcpStream::connect(&metrics).expect("connect to the metrics");
-    write!(
-        scrape,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    scrape.read_to_string(&mut text).unwrap();
+    let text = scrape(&metrics);
     assert!(
         text.contains(&format!(
             "gesta_replication_behind_events{{role=\"writer\"}} {behind}"
@@ -390,11 +393,7 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("writer");
     let d = dir.to_str().unwrap();
-    gesta()
-        .args(["append", d])
-        .write_stdin(EVENTS)
-        .assert()
-        .success();
+    store_with_events(d);
     let url = format!("s3://{}/events", bucket("replica"));
     let writer = serve_shipping(d, &url, &[]);
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
@@ -554,14 +553,7 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     });
 
     // The replica's metrics say where it stands.
-    let mut scrape = std::net::TcpStream::connect(metrics).expect("connect to the metrics");
-    write!(
-        scrape,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    scrape.read_to_string(&mut text).unwrap();
+    let text = scrape(&metrics.to_string());
     assert!(
         text.contains("gesta_replication_behind_events{role=\"replica\"} 0"),
         "{text}"
@@ -607,4 +599,88 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     let (ok, err) = terminate(promoted);
     assert!(ok, "{err}");
     assert!(err.contains("shipped positions 1..=6"), "{err}");
+}
+
+/// `gesta serve ROOT --tenants --ship-to URL` ships each tenant's store to
+/// its own prefix `URL/NAME` while it is open: with one store open at a
+/// time, each switch closes a tenant's store after a last round, so its
+/// prefix restores to everything it committed; at shutdown, every open
+/// one ships its last round.
+#[test]
+fn each_tenant_ships_to_its_own_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    for tenant in ["alpha", "beta"] {
+        std::fs::create_dir_all(root.join("tenants").join(tenant)).unwrap();
+    }
+    let keys = tmp.path().join("keys");
+    std::fs::write(&keys, "alpha key-a\nbeta key-b\n").unwrap();
+    let url = format!("s3://{}/t", bucket("tenants"));
+    let server = serve(
+        root.to_str().unwrap(),
+        &[
+            "--tenants",
+            "--tenant-keys",
+            keys.to_str().unwrap(),
+            "--max-open-tenants",
+            "1",
+            "--insecure-loopback-api-key",
+            "--ship-to",
+            &url,
+            "--ship-interval",
+            "1h",
+        ],
+        "tenants under",
+    );
+    let restored = |tenant: &str, name: &str| -> String {
+        let to = tmp.path().join(name);
+        stdout(gesta().args(["restore", &format!("{url}/{tenant}"), to.to_str().unwrap()]))
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = |key: &'static str| {
+            let listen = server.listen.clone();
+            async move {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{listen}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                gesta_server::client::GestaClient::with_api_key(channel, key).unwrap()
+            }
+        };
+        let (mut alpha, mut beta) = (client("key-a").await, client("key-b").await);
+        let one = |what: &str| vec![gesta::NewEvent::new("E", what.to_owned())];
+        alpha.append(one("a1"), Default::default()).await.unwrap();
+        alpha.append(one("a2"), Default::default()).await.unwrap();
+        // Beta's store takes alpha's place: alpha's last round ships.
+        beta.append(one("b1"), Default::default()).await.unwrap();
+        // And back: beta's ships.
+        alpha.append(one("a3"), Default::default()).await.unwrap();
+    });
+    // Alpha's prefix holds at least what it committed before its store
+    // closed (its reopened store's first round may have shipped a3 too).
+    let mid = restored("alpha", "alpha-mid");
+    assert!(
+        mid.contains("restored positions 1..=2 ") || mid.contains("restored positions 1..=3 "),
+        "{mid}"
+    );
+    let mid = restored("beta", "beta-mid");
+    assert!(mid.contains("restored positions 1..=1 "), "{mid}");
+    let (ok, err) = terminate(server);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("tenant alpha: shipped positions 1..=3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tenant beta: shipped positions 1..=1"),
+        "{err}"
+    );
+    let out = restored("alpha", "alpha-end");
+    assert!(out.contains("restored positions 1..=3 "), "{out}");
+    assert_eq!(
+        stdout(gesta().args(["export", root.join("tenants/alpha").to_str().unwrap()])),
+        stdout(gesta().args(["export", tmp.path().join("alpha-end").to_str().unwrap()]))
+    );
 }

@@ -28,6 +28,12 @@
 //! (an in-flight call or an open subscription); when every open store is
 //! held, opening one more is refused with [`TenantError::Busy`] rather than
 //! exceeding the bound.
+//!
+//! A set may run a [`Companion`] beside each open store
+//! ([`TenantSet::with_companions`]): made right after the store opens and
+//! finished right before it closes, whichever way it closes (to make room,
+//! purged, or with the set). `gesta serve --tenants --ship-to` ships each
+//! tenant's store to its own prefix of a bucket this way.
 
 mod dirs;
 
@@ -146,6 +152,15 @@ pub enum TenantError {
     /// The tenant's store is in use (a purge waits for none).
     #[error("tenant {0:?} is in use")]
     InUse(String),
+    /// The companion of the tenant's store could not be made (see
+    /// [`TenantSet::with_companions`]); the store was closed again.
+    #[error("tenant {tenant:?}: {reason}")]
+    Companion {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -225,10 +240,28 @@ pub trait TenantHome: Send + Sync {
     fn bytes(&self, name: &str, store: &Self::Store) -> TenantResult<u64>;
 }
 
+/// What runs beside an open tenant store and must end before the store
+/// closes (a shipper, whose last round reads the store); see
+/// [`TenantSet::with_companions`].
+pub trait Companion: Send + Sync {
+    /// Ends it, the store still open. Called once, before the set closes
+    /// the store; what it reports goes to the log.
+    fn finish(self: Box<Self>) -> Result<(), String>;
+}
+
+/// Makes the [`Companion`] of a tenant's store just opened: called with
+/// the tenant's name and store (a companion may keep a clone of a
+/// [`Store`](crate::Store), a handle; not the `Arc` the set hands out,
+/// which would keep the store from ever being idle); an error closes the
+/// store again and fails the call that opened it.
+pub type CompanionMaker<S> =
+    Arc<dyn Fn(&str, &S) -> Result<Box<dyn Companion>, String> + Send + Sync>;
+
 struct Slot<S> {
     store: Arc<S>,
     /// The tick of its last use, for least-recently-used eviction.
     used: u64,
+    companion: Option<Box<dyn Companion>>,
 }
 
 struct Open<S> {
@@ -241,6 +274,7 @@ pub struct TenantSet<H: TenantHome> {
     home: H,
     limits: TenantLimits,
     open: Mutex<Open<H::Store>>,
+    companions: Option<CompanionMaker<H::Store>>,
 }
 
 /// The engine's tenants: stores under `<root>/tenants/`.
@@ -281,7 +315,26 @@ impl<H: TenantHome> TenantSet<H> {
                 stores: HashMap::new(),
                 tick: 0,
             }),
+            companions: None,
         }
+    }
+
+    /// Runs a companion beside each store from now on opened: `make` is
+    /// called right after a tenant's store opens, and what it made is
+    /// finished right before that store closes.
+    pub fn with_companions(mut self, make: CompanionMaker<H::Store>) -> TenantSet<H> {
+        self.companions = Some(make);
+        self
+    }
+
+    /// Finishes a slot's companion, then closes its store.
+    fn close_slot(&self, name: &str, slot: Slot<H::Store>) -> TenantResult<()> {
+        if let Some(companion) = slot.companion
+            && let Err(e) = companion.finish()
+        {
+            log::warn!("gesta: the companion of tenant {name:?} ended with: {e}");
+        }
+        self.home.close(name, &slot.store)
     }
 
     /// Where the stores live.
@@ -342,17 +395,33 @@ impl<H: TenantHome> TenantSet<H> {
             if let Some(slot) = open.stores.remove(&idle) {
                 // Appends it acknowledged are durable already; a failure
                 // to flush its index costs only replay time at next open.
-                if let Err(e) = self.home.close(&idle, &slot.store) {
+                if let Err(e) = self.close_slot(&idle, slot) {
                     log::warn!("gesta: closing tenant {idle:?} failed: {e}");
                 }
             }
         }
         let store = Arc::new(self.home.open(name)?);
+        let companion = match &self.companions {
+            Some(make) => match make(name, store.as_ref()) {
+                Ok(companion) => Some(companion),
+                Err(reason) => {
+                    if let Err(e) = self.home.close(name, &store) {
+                        log::warn!("gesta: closing tenant {name:?} failed: {e}");
+                    }
+                    return Err(TenantError::Companion {
+                        tenant: name.to_owned(),
+                        reason,
+                    });
+                }
+            },
+            None => None,
+        };
         open.stores.insert(
             name.to_owned(),
             Slot {
                 store: store.clone(),
                 used: tick,
+                companion,
             },
         );
         Ok(store)
@@ -392,7 +461,7 @@ impl<H: TenantHome> TenantSet<H> {
                 return Err(TenantError::InUse(name.to_owned()));
             }
             if let Some(slot) = open.stores.remove(name) {
-                self.home.close(name, &slot.store)?;
+                self.close_slot(name, slot)?;
             }
         }
         if !self.home.exists(name)? {
@@ -423,10 +492,16 @@ impl<H: TenantHome> TenantSet<H> {
     /// Closes every open store.
     pub fn close(&self) -> TenantResult<()> {
         let stores: Vec<_> = self.open.lock().stores.drain().collect();
+        let mut first_error = Ok(());
         for (name, slot) in stores {
-            self.home.close(&name, &slot.store)?;
+            // Every store is closed even if one fails.
+            if let Err(e) = self.close_slot(&name, slot)
+                && first_error.is_ok()
+            {
+                first_error = Err(e);
+            }
         }
-        Ok(())
+        first_error
     }
 }
 

@@ -179,3 +179,112 @@ fn an_interrupted_purge_is_finished_on_open() {
     assert!(tenants.list().unwrap().is_empty());
     assert!(!root.path().join("tenants/.purging-a").exists());
 }
+
+/// What the test companions saw: (tenant, event) in order, and the head
+/// each finish read from its store (still open then).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+struct Recorder {
+    tenant: String,
+    store: gesta::Store,
+    seen: Seen,
+}
+
+impl gesta::tenants::Companion for Recorder {
+    fn finish(self: Box<Self>) -> Result<(), String> {
+        // The store is still open: a shipper's last round reads it.
+        let head = self.store.head();
+        let readable = self.store.read(&Query::all(), ReadOptions::forwards());
+        assert!(
+            readable.is_ok(),
+            "the store closed before its companion finished"
+        );
+        self.seen
+            .lock()
+            .unwrap()
+            .push((self.tenant.clone(), format!("finish at {head}")));
+        Ok(())
+    }
+}
+
+/// A companion is made right after each store opens and finished right
+/// before it closes, its store still open, whichever way it closes: to
+/// make room, purged, or with the set. A maker's error fails the call
+/// that opened the store and leaves it closed.
+#[test]
+fn companions_run_beside_each_open_store() {
+    let root = tempfile::tempdir().unwrap();
+    let seen: Seen = Default::default();
+    let make = {
+        let seen = seen.clone();
+        std::sync::Arc::new(move |tenant: &str, store: &gesta::Store| {
+            if tenant == "refused" {
+                return Err("no companion for this one".to_owned());
+            }
+            seen.lock()
+                .unwrap()
+                .push((tenant.to_owned(), format!("start at {}", store.head())));
+            Ok(Box::new(Recorder {
+                tenant: tenant.to_owned(),
+                // A handle, not the set's Arc, which would keep the
+                // store from ever being idle.
+                store: store.clone(),
+                seen: seen.clone(),
+            }) as Box<dyn gesta::tenants::Companion>)
+        })
+    };
+    let tenants = Tenants::open(root.path(), options(1))
+        .unwrap()
+        .with_companions(make);
+    for name in ["a", "b", "refused"] {
+        tenants.create(name).unwrap();
+    }
+    tenants
+        .append("a", vec![ev(1)], AppendOptions::new())
+        .unwrap();
+    // Opening b makes room: a's companion finishes first.
+    tenants
+        .append("b", vec![ev(2), ev(3)], AppendOptions::new())
+        .unwrap();
+    tenants
+        .append("a", vec![ev(4)], AppendOptions::new())
+        .unwrap();
+    match tenants.get("refused") {
+        Err(TenantError::Companion { tenant, reason }) => {
+            assert_eq!(tenant, "refused");
+            assert!(reason.contains("no companion"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // a's store made room for it, and nothing is left open.
+    assert_eq!(tenants.open_count(), 0);
+    tenants
+        .append("b", vec![ev(5)], AppendOptions::new())
+        .unwrap();
+    tenants.purge("b").unwrap();
+    tenants
+        .append("a", vec![ev(6)], AppendOptions::new())
+        .unwrap();
+    tenants.close().unwrap();
+    let seen: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, what)| format!("{t}: {what}"))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "a: start at 0",
+            "a: finish at 1",
+            "b: start at 0",
+            "b: finish at 2",
+            "a: start at 1",
+            "a: finish at 2",
+            "b: start at 2",
+            "b: finish at 3",
+            "a: start at 2",
+            "a: finish at 3",
+        ]
+    );
+}

@@ -20,8 +20,10 @@ pub struct ServeArgs {
     /// DIR/KEYS) if it is not yet. A store whose directory holds KEYS is
     /// served encrypted without the flag: events tagged subject:NAME are
     /// sealed with NAME's key on append and opened on read, through both
-    /// services, and gesta.v1 Forget destroys a key.
-    #[arg(long, conflicts_with = "tenants")]
+    /// services, and gesta.v1 Forget destroys a key. With --tenants,
+    /// every tenant (its key file DIR/tenants/NAME/KEYS made on first
+    /// use).
+    #[arg(long)]
     pub encrypt: bool,
     /// The tenants' API keys: one `TENANT KEY` pair per line (# comments).
     #[arg(long, value_name = "FILE", requires = "tenants")]
@@ -73,6 +75,87 @@ pub struct ServeArgs {
     /// files and the API key above, which an address off loopback needs).
     #[arg(long, value_name = "ADDR")]
     pub console: Option<SocketAddr>,
+}
+
+/// Serves the tenants under `args.dir` (`--tenants`) until SIGINT or
+/// SIGTERM, then closes their stores; with `companions`, each tenant's
+/// store runs one beside it while it is open (`--ship-to`: a shipper to
+/// the tenant's own prefix), finished before it closes.
+pub fn run_tenants(
+    args: ServeArgs,
+    name: &str,
+    companions: Option<gesta::tenants::CompanionMaker<gesta::Store>>,
+) -> Result<(), String> {
+    init_logging();
+    let config = config_of(&args);
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let keys = match &args.tenant_keys {
+        Some(path) => crate::TenantKeys::read(path).map_err(|e| e.to_string())?,
+        None => return Err("--tenants needs --tenant-keys".into()),
+    };
+    let options = gesta::tenants::TenantOptions {
+        max_open: args.max_open_tenants,
+        ..gesta::tenants::TenantOptions::default()
+    };
+    let mut tenants =
+        gesta::tenants::Tenants::open(&args.dir, options).map_err(|e| e.to_string())?;
+    if let Some(make) = companions {
+        tenants = tenants.with_companions(make);
+    }
+    let tenants = std::sync::Arc::new(tenants);
+    let metrics = args.metrics;
+    let serving = crate::TenantServing::default().encrypt(args.encrypt);
+    let served = runtime.block_on(async {
+        // Registered before the listener binds (see shutdown_signal).
+        let signal = crate::shutdown_signal();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| crate::ServeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        eprintln!(
+            "{name}: tenants under {}, listening on {}",
+            args.dir.display(),
+            config.listen
+        );
+        if let Some(addr) = metrics {
+            crate::metrics::install_recorder()?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| crate::ServeError::Bind { addr, source })?;
+            tokio::spawn(crate::metrics::serve_tenant_metrics(
+                listener,
+                tenants.clone(),
+                crate::shutdown_signal(),
+            ));
+        }
+        crate::serve_tenants_with(listener, tenants.clone(), keys, serving, config, signal).await
+    });
+    // Outside the runtime: a companion's finish may run one of its own.
+    let closed = tenants.close();
+    served.map_err(|e| e.to_string())?;
+    closed.map_err(|e| e.to_string())
+}
+
+/// The server's configuration from the options.
+fn config_of(args: &ServeArgs) -> ServeConfig {
+    ServeConfig {
+        listen: args.listen,
+        tls: match (args.tls_cert.clone(), args.tls_key.clone()) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        },
+        api_key: args.api_key.clone(),
+        insecure_loopback_api_key: args.insecure_loopback_api_key,
+        max_message_bytes: args.max_message_bytes,
+        max_event_bytes: args.max_event_bytes,
+        max_concurrent_streams: args.max_concurrent_streams,
+        max_open_streams: args.max_open_streams,
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+        backup_dir: args.backup_dir.clone(),
+    }
 }
 
 /// Logs through `tracing` to stderr, filtered by `RUST_LOG` (default
@@ -156,71 +239,12 @@ pub fn run_with(
         api_key: args.api_key.clone(),
         ..gesta_console::ConsoleConfig::default()
     });
-    let config = ServeConfig {
-        listen: args.listen,
-        tls: match (args.tls_cert.clone(), args.tls_key.clone()) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            _ => None,
-        },
-        api_key: args.api_key.clone(),
-        insecure_loopback_api_key: args.insecure_loopback_api_key,
-        max_message_bytes: args.max_message_bytes,
-        max_event_bytes: args.max_event_bytes,
-        max_concurrent_streams: args.max_concurrent_streams,
-        max_open_streams: args.max_open_streams,
-        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
-        backup_dir: args.backup_dir.clone(),
-    };
+    let config = config_of(&args);
+    if args.tenants {
+        return run_tenants(args, name, None);
+    }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    if args.tenants {
-        let keys = match &args.tenant_keys {
-            Some(path) => crate::TenantKeys::read(path).map_err(|e| e.to_string())?,
-            None => return Err("--tenants needs --tenant-keys".into()),
-        };
-        let options = gesta::tenants::TenantOptions {
-            max_open: args.max_open_tenants,
-            ..gesta::tenants::TenantOptions::default()
-        };
-        let tenants =
-            gesta::tenants::Tenants::open(&args.dir, options).map_err(|e| e.to_string())?;
-        let tenants = std::sync::Arc::new(tenants);
-        let metrics = args.metrics;
-        let result = runtime.block_on(async {
-            // Registered before the listener binds (see shutdown_signal).
-            let signal = crate::shutdown_signal();
-            let listener =
-                tokio::net::TcpListener::bind(config.listen)
-                    .await
-                    .map_err(|source| crate::ServeError::Bind {
-                        addr: config.listen,
-                        source,
-                    })?;
-            eprintln!(
-                "{name}: tenants under {}, listening on {}",
-                args.dir.display(),
-                config.listen
-            );
-            if let Some(addr) = metrics {
-                crate::metrics::install_recorder()?;
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| crate::ServeError::Bind { addr, source })?;
-                tokio::spawn(crate::metrics::serve_tenant_metrics(
-                    listener,
-                    tenants.clone(),
-                    crate::shutdown_signal(),
-                ));
-            }
-            let served =
-                crate::serve_tenants_on(listener, tenants.clone(), keys, config, signal).await;
-            let closed = tenants.close();
-            served?;
-            closed.map_err(|e| crate::ServeError::Config(e.to_string()))?;
-            Ok::<(), crate::ServeError>(())
-        });
-        return result.map_err(|e| e.to_string());
-    }
     // Registered before anything opens or binds (see shutdown_signal).
     let signal = {
         let _entered = runtime.enter();

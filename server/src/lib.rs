@@ -59,7 +59,7 @@ pub use convert::{ProtocolMetadata, RAW_METADATA_KEY, decode_metadata, encode_me
 pub use gesta_v1::SERVICE_NAME as GESTA_SERVICE_NAME;
 pub use replication::{Probe, ReplicationStatus, Role};
 pub use served::Served;
-pub use tenancy::TenantKeys;
+pub use tenancy::{TenantKeys, TenantServing};
 
 /// The protocol: UmaDB's `umadb.v1` messages, the `DCB` service's server
 /// trait and a client, generated from `proto/umadb.proto` (UmaDB's file,
@@ -135,11 +135,34 @@ pub async fn serve_on(
 /// `tenants` on first use). `config.api_key` must be unset; the rule on
 /// keys without TLS applies to the tenants' keys. With
 /// `config.backup_dir`, a tenant's `Backup` calls write under
-/// `<backup_dir>/<tenant>/` only. The caller closes `tenants` afterwards.
+/// `<backup_dir>/<tenant>/` only. A tenant whose directory holds a key
+/// file is served through crypto-shredding's wrapper, as one store is.
+/// The caller closes `tenants` afterwards.
 pub async fn serve_tenants_on(
     listener: TcpListener,
     tenants: std::sync::Arc<gesta::tenants::Tenants>,
     keys: TenantKeys,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_tenants_with(
+        listener,
+        tenants,
+        keys,
+        TenantServing::default(),
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_tenants_on`], serving the tenants as `serving` says (every
+/// tenant encrypted, for one).
+pub async fn serve_tenants_with(
+    listener: TcpListener,
+    tenants: std::sync::Arc<gesta::tenants::Tenants>,
+    keys: TenantKeys,
+    serving: TenantServing,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -154,9 +177,10 @@ pub async fn serve_tenants_on(
         ..config.clone()
     }
     .check()?;
+    let stores = tenancy::TenantStores::new(tenants, serving);
     serve_stores_on(
         listener,
-        tenancy::Stores::Tenants(tenants),
+        tenancy::Stores::Tenants(std::sync::Arc::new(stores)),
         Some(keys),
         config,
         shutdown,

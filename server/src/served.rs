@@ -90,6 +90,20 @@ impl Served {
         }
     }
 
+    /// A tenant's encrypted store: its open store and the one wrapper
+    /// made for it.
+    pub(crate) fn tenant_encrypted(
+        store: Arc<gesta::Store>,
+        encrypted: Arc<Encrypted<gesta::Store>>,
+    ) -> Served {
+        Served {
+            store,
+            encrypted: Some(encrypted),
+            acknowledge: None,
+            replication: None,
+        }
+    }
+
     /// Answers an append (on both services) only once `acknowledge` has
     /// returned for its last position: `gesta serve --ship-ack` waits for
     /// the bucket this way. When it fails, the call fails with

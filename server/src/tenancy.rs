@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
+use gesta::encryption::{Encrypted, EncryptionOptions, is_encrypted};
 use gesta::tenants::{TenantError, Tenants, check_tenant_name};
 use tonic::{Request, Status};
 
@@ -86,11 +87,98 @@ impl TenantKeys {
     }
 }
 
+/// How a server of tenants serves them, beyond its [`ServeConfig`](crate::ServeConfig).
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct TenantServing {
+    /// Serve every tenant encrypted (crypto-shredding: each tenant's key
+    /// file is created in its directory on first use). A tenant whose
+    /// directory holds a key file is served encrypted either way.
+    pub encrypt: bool,
+}
+
+impl TenantServing {
+    /// Sets [`encrypt`](Self::encrypt).
+    pub fn encrypt(mut self, encrypt: bool) -> TenantServing {
+        self.encrypt = encrypt;
+        self
+    }
+}
+
 /// The store or stores a server serves.
 #[derive(Clone)]
 pub(crate) enum Stores {
     One(Served),
-    Tenants(Arc<Tenants>),
+    Tenants(Arc<TenantStores>),
+}
+
+/// The tenants a server serves, and the crypto-shredding wrapper of each
+/// encrypted tenant's open store.
+pub(crate) struct TenantStores {
+    pub(crate) tenants: Arc<Tenants>,
+    /// Whether every tenant is served encrypted (its key file created on
+    /// first use), not only those whose directory holds one.
+    encrypt: bool,
+    /// One wrapper per open store: made when the tenant's store is first
+    /// served after it opened, and replaced once the set has closed that
+    /// store (which it does only when no call holds it) and opened it
+    /// again. So a key file never has two wrappers in use, which could
+    /// each write it without the other's new keys.
+    wrappers: Mutex<HashMap<Arc<str>, Wrapper>>,
+}
+
+/// A tenant's wrapper, and the store instance it wraps.
+struct Wrapper {
+    store: Weak<gesta::Store>,
+    encrypted: Arc<Encrypted<gesta::Store>>,
+}
+
+impl TenantStores {
+    pub(crate) fn new(tenants: Arc<Tenants>, serving: TenantServing) -> TenantStores {
+        TenantStores {
+            tenants,
+            encrypt: serving.encrypt,
+            wrappers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant's store as the server serves it: opened if it is not
+    /// open, through its wrapper when its directory holds a key file.
+    /// Blocking: opening a store reads its log.
+    fn serve(&self, tenant: &Arc<str>) -> Result<Served, Status> {
+        let store = self.tenants.get(tenant).map_err(tenant_status)?;
+        if !self.encrypt && !is_encrypted(store.path()) {
+            return Ok(Served::plain(store));
+        }
+        let mut wrappers = self
+            .wrappers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = wrappers.get(tenant).filter(|w| {
+            w.store
+                .upgrade()
+                .is_some_and(|wrapped| Arc::ptr_eq(&wrapped, &store))
+        });
+        let encrypted = match current {
+            Some(w) => w.encrypted.clone(),
+            None => {
+                let options = EncryptionOptions::in_dir(store.path());
+                let encrypted = Arc::new(
+                    Encrypted::open((*store).clone(), options)
+                        .map_err(crate::gesta_v1::convert::from_engine)?,
+                );
+                wrappers.insert(
+                    tenant.clone(),
+                    Wrapper {
+                        store: Arc::downgrade(&store),
+                        encrypted: encrypted.clone(),
+                    },
+                );
+                encrypted
+            }
+        };
+        Ok(Served::tenant_encrypted(store, encrypted))
+    }
 }
 
 impl Stores {
@@ -98,8 +186,7 @@ impl Stores {
     /// lives (a tenant's store is not closed under a call). Opening a
     /// tenant's store reads its log, so it runs on the blocking pool. A
     /// tenant's store that is encrypted (its directory holds a key file)
-    /// is refused: tenants are served plain, and serving an encrypted
-    /// store plain would hand out ciphertext.
+    /// is served through its wrapper, as one store is.
     pub(crate) fn get<T>(
         &self,
         request: &Request<T>,
@@ -114,17 +201,9 @@ impl Stores {
             match picked? {
                 Pick::One(store) => Ok(store),
                 Pick::Tenant(tenants, tenant) => {
-                    let store = tokio::task::spawn_blocking(move || tenants.get(&tenant.0))
+                    tokio::task::spawn_blocking(move || tenants.serve(&tenant.0))
                         .await
                         .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
-                        .map_err(tenant_status)?;
-                    if gesta::encryption::is_encrypted(store.path()) {
-                        return Err(Status::failed_precondition(
-                            "this tenant's store is encrypted (its directory holds a key file), \
-                             and encrypted tenants are not served yet",
-                        ));
-                    }
-                    Ok(Served::plain(store))
                 }
             }
         }
@@ -139,7 +218,8 @@ impl Stores {
     ) -> Result<(), Status> {
         match self {
             Stores::One(_) => Ok(()),
-            Stores::Tenants(tenants) => tenants
+            Stores::Tenants(t) => t
+                .tenants
                 .check_quota(&tenant(request)?.0, store, events as u64)
                 .map_err(tenant_status),
         }
@@ -171,7 +251,7 @@ impl Stores {
 /// What [`Stores::get`] opens.
 enum Pick {
     One(Served),
-    Tenant(Arc<Tenants>, Tenant),
+    Tenant(Arc<TenantStores>, Tenant),
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<Tenant, Status> {
@@ -192,6 +272,9 @@ fn tenant_status(e: TenantError) -> Status {
             Status::permission_denied(e.to_string())
         }
         TenantError::Store(e) => crate::gesta_v1::convert::from_engine(e),
+        // What runs beside the store (a shipper) could not start: the
+        // bucket did not answer, or the tenant's prefix is another's.
+        TenantError::Companion { .. } => Status::unavailable(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }

@@ -33,6 +33,10 @@ struct Server {
 }
 
 async fn start(max_open: usize) -> Server {
+    start_serving(max_open, gesta_server::TenantServing::default()).await
+}
+
+async fn start_serving(max_open: usize, serving: gesta_server::TenantServing) -> Server {
     let root = tempfile::tempdir().unwrap();
     let tenants = Arc::new(
         Tenants::open(
@@ -62,10 +66,11 @@ async fn start(max_open: usize) -> Server {
         ..ServeConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(gesta_server::serve_tenants_on(
+    let task = tokio::spawn(gesta_server::serve_tenants_with(
         listener,
         tenants.clone(),
         keys,
+        serving,
         config,
         async move {
             let _ = stopped.await;
@@ -451,12 +456,45 @@ async fn tenants_share_a_bounded_number_of_open_stores() {
     server.tenants.close().unwrap();
 }
 
-/// A tenant whose store is encrypted (its directory holds crypto-shredding's
-/// key file) is refused, through both services: tenants are served plain,
-/// and a plain read would hand out ciphertext. Other tenants are served.
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            any_file_holds(&path, needle)
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
+/// Every event the client's tenant holds.
+async fn read_all(mut c: GestaClient) -> Vec<gesta::RecordedEvent> {
+    c.read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn data_of(events: &[gesta::RecordedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+        .collect()
+}
+
+/// A tenant whose directory holds crypto-shredding's key file is served
+/// through its wrapper, on both services: plaintext out, ciphertext in
+/// its files, Forget through its own key only. With one store open at a
+/// time its store is closed and reopened between its calls, each time
+/// with a new wrapper; no key is lost on the way (the events sealed
+/// before and after read back). The other tenant stays plain.
 #[tokio::test]
-async fn an_encrypted_tenant_is_refused_and_the_others_served() {
-    let server = start(2).await;
+async fn an_encrypted_tenant_is_served_through_its_wrapper() {
+    let server = start(1).await;
     let beta_dir = server._root.path().join("tenants").join("beta");
     gesta::encryption::Encrypted::open(
         gesta::MemoryStore::new(),
@@ -464,24 +502,94 @@ async fn an_encrypted_tenant_is_refused_and_the_others_served() {
     )
     .unwrap();
     assert!(beta_dir.join("KEYS").is_file());
+    let mut alpha = gesta(server.addr, "key-alpha").await;
     let mut beta = gesta(server.addr, "key-beta").await;
-    assert_eq!(code(beta.head().await), Code::FailedPrecondition);
-    let refused = beta
-        .append(vec![NewEvent::new("B", "{}")], AppendOptions::new())
-        .await;
-    assert_eq!(code(refused), Code::FailedPrecondition);
+    let secret = |subject: &str| {
+        NewEvent::new("Registered", format!("beta-secret-{subject}"))
+            .tags([format!("subject:{subject}")])
+    };
+    // Alternating with alpha closes beta's store each time (one open).
+    for subject in ["u1", "u2", "u3"] {
+        beta.append(vec![secret(subject)], AppendOptions::new())
+            .await
+            .unwrap();
+        alpha
+            .append(
+                vec![NewEvent::new("A", "alpha-plain")],
+                AppendOptions::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(server.tenants.open_count(), 1);
+    }
+    assert_eq!(
+        data_of(&read_all(beta.clone()).await),
+        ["beta-secret-u1", "beta-secret-u2", "beta-secret-u3"]
+    );
     let mut dcb = DcbClient::new(channel(server.addr).await);
-    let status = dcb
-        .head(keyed(v1::HeadRequest {}, "key-beta"))
+    let response = dcb
+        .read(keyed(v1::ReadRequest::default(), "key-beta"))
         .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition);
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let via_umadb: Vec<String> = response
+        .events
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.event.as_ref().unwrap().data).into_owned())
+        .collect();
+    assert_eq!(via_umadb.len(), 3);
+    assert!(via_umadb.iter().all(|d| d.starts_with("beta-secret-")));
+    assert!(!any_file_holds(&beta_dir, b"beta-secret"));
+    assert!(any_file_holds(
+        &server._root.path().join("tenants/alpha"),
+        b"alpha-plain"
+    ));
+
+    // Forget reaches beta's subject only; alpha is not encrypted.
+    let forgotten = beta.forget("u2").await.unwrap();
+    assert_eq!(forgotten.redacted, 1);
+    assert_eq!(
+        data_of(&read_all(beta.clone()).await),
+        ["beta-secret-u1", "", "beta-secret-u3"]
+    );
+    let refused = alpha.forget("u2").await;
+    assert_eq!(code(refused), Code::FailedPrecondition);
+    let refused = beta.append(vec![secret("u2")], AppendOptions::new()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Store(gesta::Error::SubjectForgotten { .. }))
+        ),
+        "{refused:?}"
+    );
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+    server.tenants.close().unwrap();
+}
+
+/// Served with every tenant encrypted, a tenant's key file is made on its
+/// first call, and its subjects' events are sealed.
+#[tokio::test]
+async fn with_encrypt_every_tenant_is_served_encrypted() {
+    let server = start_serving(2, gesta_server::TenantServing::default().encrypt(true)).await;
+    let alpha_dir = server._root.path().join("tenants").join("alpha");
+    assert!(!alpha_dir.join("KEYS").exists());
     let mut alpha = gesta(server.addr, "key-alpha").await;
     alpha
-        .append(vec![NewEvent::new("A", "{}")], AppendOptions::new())
+        .append(
+            vec![NewEvent::new("Registered", "alpha-secret").tags(["subject:a1"])],
+            AppendOptions::new(),
+        )
         .await
         .unwrap();
-    assert_eq!(alpha.head().await.unwrap(), 1);
+    assert!(alpha_dir.join("KEYS").is_file());
+    assert!(!any_file_holds(&alpha_dir, b"alpha-secret"));
+    assert_eq!(data_of(&read_all(alpha.clone()).await), ["alpha-secret"]);
+    assert_eq!(alpha.forget("a1").await.unwrap().redacted, 1);
     let _ = server.stop.send(());
     server.task.await.unwrap().unwrap();
     server.tenants.close().unwrap();

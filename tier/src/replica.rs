@@ -198,7 +198,10 @@ impl Replica {
     /// Starts a replica of the store shipped to `location` in `dir`:
     /// restores `dir` from the bucket first if it does not exist, opens
     /// it as a read replica, and polls the bucket every
-    /// [`ReplicaOptions::interval`], the first poll at once.
+    /// [`ReplicaOptions::interval`], the first poll at once. A `dir` that
+    /// exists is served even if the bucket does not answer at start
+    /// (the polls retry; [`status`](Self::status) says why they fail); a
+    /// missing one needs the bucket, to be restored from it.
     pub fn start(
         location: Location,
         dir: impl AsRef<Path>,
@@ -211,15 +214,24 @@ impl Replica {
         }
         let dir = dir.as_ref();
         let runtime = runtime()?;
-        let checkpoint = runtime.block_on(fence::load_checkpoint(&location))?;
+        let writer = match runtime.block_on(fence::load_checkpoint(&location)) {
+            Ok(checkpoint) => describe(&location, &checkpoint),
+            // A replica that has its directory serves what it holds while
+            // the bucket is away (after a reboot during an outage, say);
+            // its polls retry, and its status says why they fail.
+            Err(e @ Error::Bucket { .. }) if dir.exists() => {
+                log::warn!(
+                    "gesta-tier replica: {location} did not answer ({e}); serving {} as it is                      until it does",
+                    dir.display()
+                );
+                format!("the writer of {location} (not reached yet)")
+            }
+            Err(e) => return Err(e),
+        };
         if !dir.exists() {
             crate::restore(&location, dir)?;
         }
-        let store = gesta::Store::open_replica(
-            dir,
-            describe(&location, &checkpoint),
-            options.store.clone(),
-        )?;
+        let store = gesta::Store::open_replica(dir, writer, options.store.clone())?;
         let progress = Arc::new(Mutex::new(Progress::default()));
         let cursor = local_cursor(dir);
         let (commands, inbox) = mpsc::channel();

@@ -54,6 +54,12 @@ pub struct ShipOptions {
     /// This writer's id, written in the epoch object and the checkpoint.
     /// Default: `pid<PID>-<nanoseconds since 1970, hex>`.
     pub writer: Option<String>,
+    /// Ship as soon as the log has grown by this many bytes since the last
+    /// round began, without waiting for the rest of the
+    /// [`interval`](Self::interval): the recovery-point objective in
+    /// bytes as well as in time. Looked at every 10 ms; not while rounds
+    /// are failing (their backoff holds). Default none.
+    pub bytes: Option<u64>,
     /// After every round that succeeds, evict the sealed segments this
     /// policy lets go that the checkpoint just written holds (as
     /// [`Evictor`](crate::Evictor) does, without reading the checkpoint
@@ -73,6 +79,7 @@ impl Default for ShipOptions {
             max_backoff: Duration::from_secs(5),
             concurrency: 4,
             writer: None,
+            bytes: None,
             evict: None,
         }
     }
@@ -108,6 +115,12 @@ impl ShipOptions {
     /// Sets [`writer`](Self::writer).
     pub fn writer(mut self, id: impl Into<String>) -> Self {
         self.writer = Some(id.into());
+        self
+    }
+
+    /// Sets [`bytes`](Self::bytes).
+    pub fn bytes(mut self, bytes: u64) -> Self {
+        self.bytes = Some(bytes.max(1));
         self
     }
 
@@ -509,7 +522,10 @@ fn ship_thread(
     let _ = started.send(Ok(()));
     let mut state = State::new(claim, chain, staging, options.concurrency);
     let mut fenced = None;
+    // The log's bytes when the last round began, for `options.bytes`.
+    let shipped_bytes = std::cell::Cell::new(store.log_bytes());
     let round = |state: &mut State, fenced: &mut Option<(u64, String)>| -> Result<u64> {
+        shipped_bytes.set(store.log_bytes());
         if let Some((by, writer)) = fenced {
             return Err(Error::Fenced {
                 epoch: state.claim.epoch,
@@ -583,7 +599,13 @@ fn ship_thread(
     // interval's round off.
     let mut due = Instant::now();
     loop {
-        let command = inbox.recv_timeout(due.saturating_duration_since(Instant::now()));
+        let until_due = due.saturating_duration_since(Instant::now());
+        // With a bytes bound, woken every BYTES_WATCH to look at the log.
+        let wait = match options.bytes {
+            Some(_) => until_due.min(BYTES_WATCH),
+            None => until_due,
+        };
+        let command = inbox.recv_timeout(wait);
         match command {
             Ok(Command::ShipNow(reply)) => {
                 let outcome = round(&mut state, &mut fenced);
@@ -624,6 +646,15 @@ fn ship_thread(
                     due = Instant::now() + Duration::from_secs(3600);
                     continue;
                 }
+                if Instant::now() < due {
+                    // Woken early to look at the log: a round only once it
+                    // has grown by the bound, and not during a backoff.
+                    let grown = store.log_bytes().saturating_sub(shipped_bytes.get());
+                    let bound = options.bytes.unwrap_or(u64::MAX);
+                    if grown < bound || lock(status).failures_in_a_row > 0 {
+                        continue;
+                    }
+                }
                 let outcome = round(&mut state, &mut fenced);
                 due = Instant::now() + next_wait(&options, status, &outcome);
             }
@@ -634,6 +665,9 @@ fn ship_thread(
         }
     }
 }
+
+/// How often a shipper with a bytes bound looks at the log's growth.
+const BYTES_WATCH: Duration = Duration::from_millis(10);
 
 /// The interval after a success, the backoff after failures in a row.
 fn next_wait(options: &ShipOptions, status: &Mutex<ShipStatus>, outcome: &Result<u64>) -> Duration {

@@ -369,6 +369,17 @@ fn a_replica_follows_the_writers_lifecycle_operations() {
 
 #[test]
 fn an_unreachable_bucket_holds_the_replica_back_and_says_so_and_a_restarted_replica_resumes() {
+    // A directory that does not exist yet needs the bucket.
+    {
+        let endpoint = endpoint();
+        let proxy = Proxy::start(&endpoint);
+        proxy.cut();
+        let nowhere = location_at(&proxy.endpoint, &harness::unique("gesta-t"), "p");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let refused = Replica::start(nowhere, dir.path().join("r"), replica_options());
+        assert!(refused.is_err());
+        assert!(!dir.path().join("r").exists());
+    }
     let endpoint = endpoint();
     let bucket = harness::unique("gesta-t");
     create_bucket(&endpoint, &bucket);
@@ -412,15 +423,25 @@ fn an_unreachable_bucket_holds_the_replica_back_and_says_so_and_a_restarted_repl
     assert!(status.last_error.is_none());
     same_events(replica.store(), &writer);
 
-    // Stopped and started again on its directory, it resumes.
+    // Stopped and started again on its directory while the bucket is
+    // away, it serves what it holds; once the bucket is back, it resumes.
     replica.stop().expect("stop");
     fill(&writer, 300, 50, 10);
     assert_eq!(shipper.ship_now().expect("ship"), 350);
+    proxy.cut();
     let replica =
         Replica::start(through_proxy, dir.path().join("r"), on_demand()).expect("restart");
     assert_eq!(replica.store().head(), 300);
+    assert_eq!(read_all(replica.store()).len(), 300);
+    let refused = replica.store().append(vec![event(1)]).unwrap_err();
+    assert!(refused.to_string().contains("not reached yet"), "{refused}");
+    assert!(replica.poll_now().is_err());
+    assert!(replica.status().last_error.is_some());
+    proxy.mend();
     assert_eq!(replica.poll_now().expect("poll"), 350);
     same_events(replica.store(), &writer);
+    let refused = replica.store().append(vec![event(1)]).unwrap_err();
+    assert!(refused.to_string().contains("epoch 1"), "{refused}");
 
     // Its store closed under it, the replica stops polling.
     replica.store().close().expect("close");

@@ -414,6 +414,45 @@ fn an_unreachable_bucket_delays_shipping_reports_nothing_unshipped_and_shipping_
 /// together share rounds, every acknowledged event is in the bucket, and
 /// with the bucket away the wait ends in `NotShipped` naming what the
 /// bucket holds.
+/// With a bytes bound, a round starts as soon as the log has grown by
+/// it, long before the interval; growth below it waits for the interval.
+#[test]
+fn a_bytes_bound_ships_before_the_interval() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(dir.path().join("s"), options()).expect("open");
+    fill(&store, 0, 10, 10);
+    let before = store.log_bytes();
+    let shipper = Shipper::start(
+        store.clone(),
+        location,
+        ShipOptions::default()
+            .interval(Duration::from_secs(3600))
+            .bytes(16 << 10),
+    )
+    .expect("ship");
+    assert!(shipper.wait_shipped(10, Duration::from_secs(60)));
+    // Well below the bound: nothing more ships within a second.
+    fill(&store, 10, 2, 2);
+    assert!(store.log_bytes() - before < 16 << 10);
+    assert!(!shipper.wait_shipped(12, Duration::from_secs(1)));
+    // Past it: shipped within seconds, not an hour.
+    let mut i = 12;
+    while store.log_bytes() - before < 20 << 10 {
+        fill(&store, i, 10, 10);
+        i += 10;
+    }
+    assert!(
+        shipper.wait_shipped(i, Duration::from_secs(30)),
+        "{:?}",
+        shipper.status()
+    );
+    let rounds = shipper.status().rounds;
+    assert!(rounds >= 2, "{rounds} rounds");
+    shipper.stop().expect("stop");
+    store.close().expect("close");
+}
+
 #[test]
 fn ship_through_acknowledges_only_what_the_bucket_holds_and_shares_rounds() {
     let endpoint = endpoint();

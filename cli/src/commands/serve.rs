@@ -19,11 +19,15 @@ pub struct Args {
     /// Ship the store to this bucket prefix while serving
     /// (s3://BUCKET/PREFIX; endpoint and credentials from the AWS_*
     /// variables).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["tenants", "replica_of"])]
+    #[arg(long, value_name = "URL", conflicts_with = "replica_of")]
     ship_to: Option<String>,
     /// The time between shipping rounds: the recovery-point objective.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "ship_to")]
     ship_interval: Duration,
+    /// Also ship as soon as the log has grown by this many bytes since the
+    /// last round began, without waiting for the interval.
+    #[arg(long, value_name = "BYTES", requires = "ship_to")]
+    ship_bytes: Option<u64>,
     /// Take the prefix over from a writer that still holds it (one that
     /// was killed, or whose machine is gone); that writer is fenced.
     #[arg(long, requires = "ship_to")]
@@ -31,7 +35,7 @@ pub struct Args {
     /// Answer each append only once the bucket holds it, waiting at most
     /// DURATION (then the call fails with UNAVAILABLE: the events are
     /// committed locally and a retry with the same ids appends nothing).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ship_to")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ship_to", conflicts_with = "tenants")]
     ship_ack: Option<Duration>,
     /// Serve a read replica of the store shipped to this bucket prefix
     /// (s3://BUCKET/PREFIX): DIR is restored from the bucket if it does
@@ -45,23 +49,26 @@ pub struct Args {
 
 pub const SHIP_AFTER_HELP: &str = "
 --ship-to s3://BUCKET/PREFIX ships the store to object storage while it is served: every --ship-interval (default
-1s), what is committed is uploaded (sealed files once, the log's new bytes, then a checkpoint naming everything
-with its CRC-32), and `gesta restore` rebuilds the store from the bucket alone. The prefix is claimed for this
-writer when the server starts (the bucket must answer then; later outages only delay shipping, with retries):
-a second writer is refused, unless --ship-takeover, which fences the first; a store whose head is below the
-bucket's is refused (restore it first). On SIGINT or SIGTERM a last round ships everything committed and the
-prefix is released. With --ship-ack DURATION each append is answered only once the bucket holds it (a round
-is hurried for it, and appends waiting together share rounds); after DURATION it fails with UNAVAILABLE,
-its events committed locally. Not with --tenants. An encrypted store's key file (KEYS) is never shipped (a
-forget must reach every copy; the bucket gets one without keys, as a backup does): keep it separately and copy
-it over the KEYS of a restored store.
+1s), or as soon as the log has grown by --ship-bytes, what is committed is uploaded (sealed files once, the log's
+new bytes, then a checkpoint naming everything with its CRC-32), and `gesta restore` rebuilds the store from the
+bucket alone. The prefix is claimed for this writer when the server starts (the bucket must answer then; later
+outages only delay shipping, with retries): a second writer is refused, unless --ship-takeover, which fences the
+first; a store whose head is below the bucket's is refused (restore it first). On SIGINT or SIGTERM a last round
+ships everything committed and the prefix is released. With --ship-ack DURATION each append is answered only once
+the bucket holds it (a round is hurried for it, and appends waiting together share rounds); after DURATION it fails
+with UNAVAILABLE, its events committed locally (not with --tenants). With --tenants, each tenant's store ships to
+its own prefix URL/NAME while it is open: the prefix is claimed when the store opens and released after a last
+round when it closes (to make room for another, or at shutdown); `gesta restore URL/NAME DIR` restores one tenant.
+An encrypted store's key file (KEYS) is never shipped (a forget must reach every copy; the bucket gets one without
+keys, as a backup does): keep it separately and copy it over the KEYS of a restored store.
 
 --replica-of s3://BUCKET/PREFIX serves a read replica of the store a `gesta serve --ship-to` ships there: DIR is
 restored from the bucket when it does not exist, then the bucket is polled every --replica-interval (default
 1s) and what the writer shipped since is applied, with the same positions and commit times, so that reads
 and subscriptions on both services see it as they would on the writer. Every write (appends, tags,
 redactions, removals, snapshots, acknowledgements of durable subscriptions) is refused with FAILED_PRECONDITION,
-naming the writer (gesta.v1: a ReadReplica detail). How far behind it is: gesta.v1 Replication, the
+naming the writer (gesta.v1: a ReadReplica detail). An existing DIR is served even while the bucket does not
+answer; the polls retry. How far behind it is: gesta.v1 Replication, the
 gesta_replication_* series with --metrics, and the log. A replica whose bucket's history is not its own (the
 bucket was restored from elsewhere) stops applying, says why, and must be made again from an empty DIR.
 
@@ -86,37 +93,103 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let ship = Ship {
         url,
         interval: args.ship_interval,
+        bytes: args.ship_bytes,
         takeover: args.ship_takeover,
         ack: args.ship_ack,
     };
+    if args.serve.tenants {
+        let make = ship.tenants()?;
+        return gesta_server::command::run_tenants(args.serve, "gesta", Some(make))
+            .map_err(Failure::new);
+    }
     gesta_server::command::run_with(args.serve, "gesta", |serve| {
         ship.open(serve).map_err(|f| f.message)
     })
     .map_err(Failure::new)
 }
 
+/// A tenant's shipper, run beside its open store by the tenant set.
+struct TenantShipper {
+    tenant: String,
+    url: String,
+    shipper: gesta_tier::Shipper,
+}
+
+impl gesta::tenants::Companion for TenantShipper {
+    /// The last round ships everything the tenant's store committed, and
+    /// the tenant's prefix is released.
+    fn finish(self: Box<Self>) -> Result<(), String> {
+        let shipped = self
+            .shipper
+            .stop()
+            .map_err(|e| format!("--ship-to {}: the last round: {e}", self.url))?;
+        eprintln!(
+            "gesta: tenant {}: shipped positions 1..={shipped} to {}",
+            self.tenant, self.url
+        );
+        Ok(())
+    }
+}
+
 /// `--ship-to` and its options.
 struct Ship {
     url: String,
     interval: Duration,
+    bytes: Option<u64>,
     takeover: bool,
     ack: Option<Duration>,
 }
 
 impl Ship {
+    /// The shipper's options: the interval, the bytes bound, takeover.
+    fn options(&self) -> gesta_tier::ShipOptions {
+        let options = gesta_tier::ShipOptions::default()
+            .interval(self.interval)
+            .takeover(self.takeover);
+        match self.bytes {
+            Some(bytes) => options.bytes(bytes),
+            None => options,
+        }
+    }
+}
+
+impl Ship {
+    /// With --tenants: a shipper beside each tenant's open store, to the
+    /// tenant's own prefix (`URL/NAME`), started when the store opens
+    /// (claiming that prefix) and stopped, after a last round, before it
+    /// closes.
+    fn tenants(self) -> Result<gesta::tenants::CompanionMaker<gesta::Store>, Failure> {
+        // The URL is checked once, at start.
+        gesta_tier::Location::from_url(&self.url)
+            .map_err(|e| Failure::new(format!("--ship-to {}: {e}", self.url)))?;
+        let options = self.options();
+        let base = self.url.trim_end_matches('/').to_owned();
+        Ok(Arc::new(move |tenant: &str, store: &gesta::Store| {
+            let url = format!("{base}/{tenant}");
+            let location = gesta_tier::Location::from_url(&url).map_err(|e| e.to_string())?;
+            let options = options.clone();
+            let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
+                .map_err(|e| format!("--ship-to {url}: {e}"))?;
+            Ok(Box::new(TenantShipper {
+                tenant: tenant.to_owned(),
+                url,
+                shipper,
+            }) as Box<dyn gesta::tenants::Companion>)
+        }))
+    }
+
     /// Opens the store, claims the prefix and starts shipping.
     fn open(self, serve: &ServeArgs) -> Result<Opened, Failure> {
+        let options = self.options();
         let Ship {
             url,
             interval,
-            takeover,
+            bytes,
             ack,
+            ..
         } = self;
         let location = gesta_tier::Location::from_url(&url).map_err(Failure::new)?;
         let store = gesta::Store::open(&serve.dir)?;
-        let options = gesta_tier::ShipOptions::default()
-            .interval(interval)
-            .takeover(takeover);
         let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
             .map_err(|e| Failure::new(format!("--ship-to {url}: {e}")))?;
         // Through crypto-shredding's wrapper when the store is encrypted,
@@ -142,8 +215,12 @@ impl Ship {
             );
         }
         let describe = format!(
-            ", shipping to {url} every {} (epoch {}){}",
+            ", shipping to {url} every {}{} (epoch {}){}",
             humantime::format_duration(interval),
+            match bytes {
+                Some(b) => format!(" or {b} bytes"),
+                None => String::new(),
+            },
             shipper.epoch(),
             match ack {
                 Some(t) => format!(

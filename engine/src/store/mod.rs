@@ -426,6 +426,20 @@ impl Store {
         self.inner.shared.head.load(Ordering::Acquire)
     }
 
+    /// The bytes of the log's published records, headers included, as
+    /// written (before any compression): it grows with every commit, and
+    /// shrinks only when retention drops whole segments. A shipper uses
+    /// it to ship after so many bytes rather than only so much time.
+    pub fn log_bytes(&self) -> u64 {
+        self.inner
+            .reader
+            .segments()
+            .snapshot()
+            .iter()
+            .map(|segment| segment.bounds().end)
+            .sum()
+    }
+
     /// How many committed events the store holds: the head, less the
     /// events removed (whose positions stay taken).
     pub fn events(&self) -> u64 {
