@@ -151,6 +151,35 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
+    /// The store holds a sealed segment that was evicted to remote storage
+    /// (its eviction marker is in the log directory), and it was opened
+    /// without [`Options::remote_segments`](crate::Options::remote_segments)
+    /// to read it through. Nothing was changed; open it with the remote.
+    #[error(
+        "segment {} (positions {first_position}..={last_position}) was evicted to remote storage; \
+         open the store with its remote segments (Options::remote_segments) to read it",
+        file.display()
+    )]
+    Evicted {
+        /// The segment's eviction marker.
+        file: PathBuf,
+        /// The segment's first position.
+        first_position: u64,
+        /// Its last position.
+        last_position: u64,
+    },
+    /// A read of an evicted segment from remote storage failed: the remote
+    /// is unreachable, or what it holds failed a check. No data was
+    /// returned for it; the local segments are unaffected, and the read
+    /// may be retried.
+    #[error("reading evicted segment {} from remote storage: {source}", file.display())]
+    Remote {
+        /// The segment's eviction marker.
+        file: PathBuf,
+        /// The remote's error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// An event id as a UUID (8-4-4-4-12 hex digits), as users write them.
@@ -197,6 +226,16 @@ impl From<WalError> for Error {
             },
             WalError::Poisoned => Error::Poisoned,
             WalError::Indeterminate { path, source } => Error::OutcomeUnknown { path, source },
+            WalError::Evicted {
+                file,
+                first_position,
+                last_position,
+            } => Error::Evicted {
+                file,
+                first_position,
+                last_position,
+            },
+            WalError::Remote { file, source } => Error::Remote { file, source },
             other => Error::Io {
                 path: PathBuf::new(),
                 source: io::Error::other(other.to_string()),

@@ -99,7 +99,9 @@ pub use event::{NewEvent, RecordedEvent};
 pub use lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
 pub use listing::{Listed, Listing};
 pub use memory::MemoryStore;
-pub use options::{Compression, Durability, GroupLimits, Options};
+pub use options::{
+    Compression, Durability, EvictRefusal, EvictedSegment, GroupLimits, Options, RemoteSegments,
+};
 pub use query::{Query, QueryItem};
 pub use removal::{Removal, Removed, RetentionRule, RetentionScope};
 pub use replication::{Applied, JournalApplied};
@@ -247,7 +249,7 @@ pub use notify::CommitHub;
 pub use projections::Projection;
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
-pub use store::{BACKUP_INCOMPLETE, BackupReport, IndexShape, Store};
+pub use store::{BACKUP_INCOMPLETE, BackupReport, IndexShape, SealedSegment, Store};
 pub use subscription::{
     FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream, fetch_by_append,
 };

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use gesta_wal::io::{FileSystem, StdFs};
-pub use gesta_wal::{Compression, Durability, GroupLimits};
+pub use gesta_wal::{
+    Compression, Durability, EvictRefusal, EvictedSegment, GroupLimits, RemoteSegments,
+};
 
 use crate::clock::{Clock, SystemClock};
 
@@ -112,6 +114,13 @@ pub struct Options {
     /// grows only by [`Store::apply_records`](crate::Store::apply_records).
     /// Default none: a writable store.
     pub replica_of: Option<String>,
+    /// Where the bytes of evicted sealed segments are read from
+    /// ([`Store::evict_segment`](crate::Store::evict_segment);
+    /// `gesta_tier::BucketSegments` reads them from the bucket the store
+    /// is shipped to). Default none: a store holding an evicted segment
+    /// refuses to open ([`Error::Evicted`](crate::Error::Evicted), naming
+    /// the segment), and nothing can be evicted.
+    pub remote_segments: Option<Arc<dyn RemoteSegments>>,
 }
 
 impl Default for Options {
@@ -137,6 +146,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             tenant_label: None,
             replica_of: None,
+            remote_segments: None,
         }
     }
 }
@@ -257,6 +267,12 @@ impl Options {
     /// Sets how often the retention rules are enforced in the background.
     pub fn retention_interval(mut self, interval: std::time::Duration) -> Options {
         self.retention_interval = interval;
+        self
+    }
+
+    /// Sets [`remote_segments`](Options::remote_segments).
+    pub fn remote_segments(mut self, remote: Arc<dyn RemoteSegments>) -> Options {
+        self.remote_segments = Some(remote);
         self
     }
 }

@@ -24,6 +24,10 @@
 //! - [`restore`](mod@restore): the bucket back into a directory.
 //! - [`replica`]: a read replica that follows the bucket (polls the
 //!   checkpoint, fetches and applies the log records it lacks).
+//! - [`chunks`]: a shipped file's bytes read back from its chunk objects.
+//! - [`evict`](mod@evict): sealed segments in the bucket only — the
+//!   engine's `RemoteSegments` over the bucket ([`BucketSegments`]) and
+//!   the policy that evicts them ([`Evictor`]).
 //!
 //! # Guarantees, and the failure cases
 //!
@@ -77,6 +81,16 @@
 //!   entries that do not continue its own) stops it for good
 //!   ([`Error::Diverged`], in its status). What it lacks of the writer's
 //!   store is the shipper's lag plus its own (`behind`, reported).
+//! - **Evicted segments** ([`Evictor`]) are only those the bucket's
+//!   checkpoint holds with the same length and CRC-32s; every later round
+//!   keeps naming them (a round that cannot is refused), so restore and
+//!   replicas get the whole store. Reads of them ([`BucketSegments`]) are
+//!   checked (chunk CRC-32s, the records' checksums, the whole file's
+//!   CRC-32); a corrupt object or an unreachable bucket fails the read
+//!   with `gesta::Error::Remote` (or `Corruption`), never wrong data, and
+//!   the store's local data stays usable. A store with evicted segments
+//!   opened without the bucket refuses, naming the segment
+//!   (`gesta::Error::Evicted`).
 //! - **Conditional PUT is required** of the server (`If-None-Match: *`
 //!   and `If-Match`), as S3 has had since 2024.
 
@@ -84,7 +98,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod checkpoint;
+pub mod chunks;
 mod error;
+pub mod evict;
 pub mod fence;
 mod garbage;
 pub mod location;
@@ -94,6 +110,7 @@ pub mod round;
 pub mod shipper;
 
 pub use error::{Error, Result};
+pub use evict::{BucketOptions, BucketSegments, BucketStats, EvictPolicy, EvictReport, Evictor};
 pub use location::Location;
 pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
 pub use restore::{RestoreReport, restore};

@@ -323,6 +323,43 @@ fn plan_file(
     })
 }
 
+/// For the eviction marker `rel` (`wal/<first>.evicted`, see the engine's
+/// `Store::evict_segment`) at `path`, the previous checkpoint's entry for
+/// the segment it stands for (`wal/<first>.seg`), which must hold the
+/// length and CRC-32 the marker records: the segment's bytes are in the
+/// bucket only, and the new checkpoint must keep naming them. A marker
+/// the previous checkpoint cannot back fails the round (a checkpoint
+/// without the segment would let its chunks be deleted). `None` for any
+/// other file.
+fn evicted_entry(rel: &str, path: &Path, previous: &Checkpoint) -> Result<Option<FileEntry>> {
+    let Some(first) = rel
+        .strip_prefix("wal/")
+        .and_then(|n| n.strip_suffix(".evicted"))
+        .filter(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path).map_err(io_at(path))?;
+    let marker = gesta::EvictedSegment::decode(&bytes).map_err(|reason| {
+        Error::Store(gesta::Error::Corruption {
+            file: path.to_owned(),
+            offset: 0,
+            reason: reason.to_owned(),
+        })
+    })?;
+    let seg = format!("wal/{first}.seg");
+    match previous.file(&seg) {
+        Some(e) if e.len == marker.len && crate::chunks::file_crc(e) == marker.crc => {
+            Ok(Some(e.clone()))
+        }
+        _ => Err(Error::InvalidInput(format!(
+            "{seg} is evicted from the store, but the bucket's checkpoint does not hold its bytes \
+             ({} bytes, CRC-32 {:08x}): was the store evicted against another prefix?",
+            marker.len, marker.crc
+        ))),
+    }
+}
+
 /// The first index run that the MANIFEST in `dir` lists and `files` (the
 /// `/`-separated paths of a copy of the store) lacks, if any.
 pub(crate) fn unlisted_run<'a>(
@@ -447,6 +484,14 @@ async fn ship_copy(
         ..RoundReport::default()
     };
     for (rel, path) in &files {
+        if let Some(entry) = evicted_entry(rel, path, &previous)? {
+            // An evicted segment's marker: the bucket's entry for the
+            // segment is kept (its chunks are where its bytes are now);
+            // the marker itself is a local file and is not shipped.
+            entries.push(entry);
+            report.files_unchanged += 1;
+            continue;
+        }
         let meta = std::fs::metadata(path).map_err(io_at(path))?;
         let identity = Identity::of(&meta);
         let before = previous.file(rel);
@@ -510,6 +555,7 @@ async fn ship_copy(
     if let Some(e) = failure {
         return Err(e);
     }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
     let next = Checkpoint {
         epoch,
         writer: state.claim.writer.clone(),

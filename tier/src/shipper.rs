@@ -60,6 +60,13 @@ pub struct ShipOptions {
     /// bytes as well as in time. Looked at every 10 ms; not while rounds
     /// are failing (their backoff holds). Default none.
     pub bytes: Option<u64>,
+    /// After every round that succeeds, evict the sealed segments this
+    /// policy lets go that the checkpoint just written holds (as
+    /// [`Evictor`](crate::Evictor) does, without reading the checkpoint
+    /// again). The store must have been opened with a
+    /// [`BucketSegments`](crate::BucketSegments) over the same location.
+    /// Default none: every segment stays local.
+    pub evict: Option<crate::EvictPolicy>,
 }
 
 impl Default for ShipOptions {
@@ -73,6 +80,7 @@ impl Default for ShipOptions {
             concurrency: 4,
             writer: None,
             bytes: None,
+            evict: None,
         }
     }
 }
@@ -115,6 +123,12 @@ impl ShipOptions {
         self.bytes = Some(bytes.max(1));
         self
     }
+
+    /// Sets [`evict`](Self::evict).
+    pub fn evict(mut self, policy: crate::EvictPolicy) -> Self {
+        self.evict = Some(policy);
+        self
+    }
 }
 
 /// What a shipper has done, as of now.
@@ -144,6 +158,13 @@ pub struct ShipStatus {
     pub last_success: Option<Instant>,
     /// The shipper's thread has ended (stopped, or fenced and dropped).
     pub stopped: bool,
+    /// Sealed segments evicted after rounds ([`ShipOptions::evict`]), in
+    /// all, and their bytes.
+    pub segments_evicted: u64,
+    /// The bytes of those segments (freed locally).
+    pub bytes_evicted: u64,
+    /// The last eviction's error, until one succeeds.
+    pub evict_error: Option<String>,
 }
 
 /// The status, and the signal that it changed (a round ended, the thread
@@ -547,6 +568,22 @@ fn ship_thread(
                 }
             }
         });
+        if outcome.is_ok()
+            && let Some(policy) = &options.evict
+        {
+            let evicted = crate::evict::evict_with(&store, policy, &state.chain.checkpoint);
+            shared.update(|s| match &evicted {
+                Ok(report) => {
+                    s.segments_evicted += report.evicted.len() as u64;
+                    s.bytes_evicted += report.bytes;
+                    s.evict_error = None;
+                }
+                Err(e) => {
+                    log::warn!("gesta-tier: eviction after a round failed: {e}");
+                    s.evict_error = Some(e.to_string());
+                }
+            });
+        }
         outcome.map(|r| r.head)
     };
     let release = |state: &State, fenced: bool| {

@@ -25,6 +25,7 @@ use crate::cache::{BlockCache, CacheStats};
 use crate::error::{IoContext, Result, WalError};
 use crate::format::{self, Frame, SEGMENT_HEADER_LEN, parse_segment_file_name, segment_file_name};
 use crate::io::{FileHandle, FileSystem, OpenMode, write_atomic};
+use crate::remote::{marker_path, parse_marker_file_name};
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
 use crate::zseg::{self, CompressedSegment, Compression};
@@ -37,6 +38,8 @@ pub struct Compressor {
     dir: PathBuf,
     segments: SegmentSet,
     cache: Arc<BlockCache>,
+    /// Where evicted segments are read from, if anywhere.
+    remote: Option<Arc<dyn crate::RemoteSegments>>,
     /// One pass at a time: the background compactor and an explicit
     /// compaction must not rewrite the same segment twice over.
     busy: Arc<Mutex<()>>,
@@ -59,12 +62,14 @@ impl Compressor {
         dir: PathBuf,
         segments: SegmentSet,
         cache: Arc<BlockCache>,
+        remote: Option<Arc<dyn crate::RemoteSegments>>,
     ) -> Compressor {
         Compressor {
             fs,
             dir,
             segments,
             cache,
+            remote,
             busy: Arc::new(Mutex::new(())),
         }
     }
@@ -84,6 +89,10 @@ impl Compressor {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub(crate) fn remote(&self) -> Option<&Arc<dyn crate::RemoteSegments>> {
+        self.remote.as_ref()
     }
 
     /// The block cache of the log's compressed segments.
@@ -107,6 +116,7 @@ impl Compressor {
         for segment in self.segments.snapshot() {
             if !segment.is_sealed()
                 || segment.compressed().is_some()
+                || segment.evicted().is_some()
                 || !self.is_complete(&segment)?
             {
                 continue;
@@ -242,29 +252,45 @@ pub enum SegmentFile {
     Plain(PathBuf),
     /// A compressed segment file.
     Compressed(PathBuf),
+    /// The eviction marker of a segment whose bytes are in remote storage
+    /// (see [`RemoteSegments`](crate::RemoteSegments)).
+    Evicted(PathBuf),
 }
 
 /// The segments in a log directory listing, in position order, and the
 /// leftovers of interrupted rewrites: a compressed file whose original
-/// still exists, and temporary files. See the module documentation.
+/// still exists, an eviction marker whose segment still exists (plain,
+/// or compressed by an erasure's rewrite), and temporary files. See the
+/// module documentation, and `remote`'s.
 pub fn resolve_listing(dir: &Path, names: &[String]) -> (Vec<(u64, SegmentFile)>, Vec<PathBuf>) {
-    let mut plain = std::collections::BTreeSet::new();
-    let mut packed = std::collections::BTreeSet::new();
+    use std::collections::BTreeSet;
+    let mut plain = BTreeSet::new();
+    let mut packed = BTreeSet::new();
+    let mut evicted = BTreeSet::new();
     let mut garbage = Vec::new();
     for name in names {
         if let Some(first) = parse_segment_file_name(name) {
             plain.insert(first);
         } else if let Some(first) = zseg::parse_compressed_file_name(name) {
             packed.insert(first);
+        } else if let Some(first) = parse_marker_file_name(name) {
+            evicted.insert(first);
         } else if name.strip_suffix(".tmp").is_some_and(|n| {
-            zseg::parse_compressed_file_name(n).is_some() || parse_segment_file_name(n).is_some()
+            zseg::parse_compressed_file_name(n).is_some()
+                || parse_segment_file_name(n).is_some()
+                || parse_marker_file_name(n).is_some()
         }) {
-            // An interrupted compression or rewrite.
+            // An interrupted compression, rewrite or eviction.
             garbage.push(dir.join(name));
         }
     }
     let mut files = Vec::new();
-    for &first in plain.union(&packed) {
+    let all: BTreeSet<u64> = plain
+        .union(&packed)
+        .chain(evicted.iter())
+        .copied()
+        .collect();
+    for first in all {
         if plain.contains(&first) {
             files.push((
                 first,
@@ -273,9 +299,18 @@ pub fn resolve_listing(dir: &Path, names: &[String]) -> (Vec<(u64, SegmentFile)>
             if packed.contains(&first) {
                 garbage.push(dir.join(zseg::compressed_file_name(first)));
             }
-        } else {
+        } else if packed.contains(&first) {
             let path = dir.join(zseg::compressed_file_name(first));
             files.push((first, SegmentFile::Compressed(path)));
+        } else {
+            files.push((first, SegmentFile::Evicted(marker_path(dir, first))));
+            continue;
+        }
+        if evicted.contains(&first) {
+            // An eviction interrupted before the segment file was removed,
+            // or an evicted segment rewritten locally by an erasure: the
+            // local file is whole, and wins.
+            garbage.push(marker_path(dir, first));
         }
     }
     (files, garbage)
@@ -296,6 +331,11 @@ mod tests {
             "00000000000000000009.zseg.tmp",
             "00000000000000000007.seg.tmp",
             "00000000000000000001.off",
+            "00000000000000000007.evicted",
+            "00000000000000000011.evicted",
+            "00000000000000000012.evicted.tmp",
+            "00000000000000000013.zseg",
+            "00000000000000000013.evicted",
             "MANIFEST",
         ]
         .iter()
@@ -311,6 +351,14 @@ mod tests {
                 ),
                 (7, SegmentFile::Plain(dir.join("00000000000000000007.seg"))),
                 (9, SegmentFile::Plain(dir.join("00000000000000000009.seg"))),
+                (
+                    11,
+                    SegmentFile::Evicted(dir.join("00000000000000000011.evicted"))
+                ),
+                (
+                    13,
+                    SegmentFile::Compressed(dir.join("00000000000000000013.zseg"))
+                ),
             ]
         );
         assert_eq!(
@@ -318,7 +366,10 @@ mod tests {
             vec![
                 dir.join("00000000000000000009.zseg.tmp"),
                 dir.join("00000000000000000007.seg.tmp"),
+                dir.join("00000000000000000012.evicted.tmp"),
                 dir.join("00000000000000000007.zseg"),
+                dir.join("00000000000000000007.evicted"),
+                dir.join("00000000000000000013.evicted"),
             ]
         );
     }

@@ -46,6 +46,33 @@ pub enum WalError {
     /// the log accepts no more writes until it is reopened and recovered.
     #[error("the log refuses writes after an earlier write or sync failure; reopen the store")]
     Poisoned,
+    /// A sealed segment was evicted (its bytes are in remote storage, its
+    /// marker in the log directory), and the log was opened without a
+    /// [`RemoteSegments`](crate::RemoteSegments) to read it through.
+    #[error(
+        "segment {} (positions {first_position}..={last_position}) was evicted to remote storage; \
+         open the store with the remote segments configured to read it",
+        file.display()
+    )]
+    Evicted {
+        /// The segment's eviction marker.
+        file: PathBuf,
+        /// The segment's first position.
+        first_position: u64,
+        /// Its last position.
+        last_position: u64,
+    },
+    /// A read of an evicted segment through its
+    /// [`RemoteSegments`](crate::RemoteSegments) failed (the remote is
+    /// unreachable, or what it holds is damaged).
+    #[error("reading evicted segment {} from remote storage: {source}", file.display())]
+    Remote {
+        /// The segment's eviction marker.
+        file: PathBuf,
+        /// The remote's error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -9,7 +9,8 @@
 //! policy), recovery of the log on open ([`open`]), reads ([`WalReader`]), the
 //! [`journal`] (a small append-only file of durable entries, for what
 //! commits outside the log's positions),
-//! rewriting sealed segments compressed ([`Compressor`]), and what offline
+//! rewriting sealed segments compressed ([`Compressor`]), evicting sealed
+//! segments to remote storage ([`RemoteSegments`]), and what offline
 //! tools read ([`files`]). Everything else is private.
 //!
 //! It knows nothing of what an event means: positions, counts and opaque
@@ -22,6 +23,7 @@ mod cache;
 mod commit;
 mod compress;
 mod error;
+mod evict;
 pub mod format;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
@@ -29,6 +31,7 @@ pub mod io;
 pub mod journal;
 mod reader;
 mod recovery;
+mod remote;
 mod rewrite;
 pub mod rng;
 mod segment;
@@ -41,9 +44,11 @@ pub use cache::{BlockCache, CacheStats};
 pub use commit::{Durability, GroupCommit, GroupLimits, GroupSize, Next, SyncPolicy, queue};
 pub use compress::{CompressReport, Compressor};
 pub use error::{Result, WalError};
+pub use evict::EvictRefusal;
 pub use format::{Payload, Record, RecordMeta};
 pub use reader::{Backward, Forward, RecordHead, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
+pub use remote::{EvictedSegment, RemoteSegments};
 pub use rewrite::RewriteReport;
 pub use segment::{Segment, SegmentBounds, SegmentSet};
 pub use writer::{CommitObserver, LogState, Pushed, WalOptions, WalWriter};
@@ -56,6 +61,7 @@ pub use zseg::Compression;
 pub mod files {
     pub use crate::compress::{SegmentFile, resolve_listing};
     pub use crate::recovery::is_torn_write;
+    pub use crate::remote::{MARKER_LEN, marker_file_name, marker_path, parse_marker_file_name};
     pub use crate::table::{SegmentTable, table_path};
     pub use crate::zseg::{
         CompressedSegment, Layout, compress, compressed_file_name, parse_compressed_file_name,

@@ -63,14 +63,18 @@ impl WalReader {
     /// [`record_containing`](Self::record_containing) for a point read:
     /// verifies the record's frame and head but not its payload, whose
     /// events the caller verifies one by one (see
-    /// [`format::decode_record_head`]). On a compressed segment the payload
-    /// is not read at all: the caller reads the pieces it needs through
-    /// [`RecordHead::payload_range`], so that a point read decompresses the
-    /// blocks of one event rather than of its whole record.
+    /// [`format::decode_record_head`]). On a compressed or evicted segment
+    /// the payload is not read at all: the caller reads the pieces it needs
+    /// through [`RecordHead::payload_range`], so that a point read
+    /// decompresses (or fetches) the blocks of one event rather than of its
+    /// whole record.
     pub fn record_head_containing(&self, position: u64) -> Result<Option<RecordHead>> {
         let Some((_, segment)) = self.segments.find(position) else {
             return Ok(None);
         };
+        if segment.is_evicted() {
+            return head_in_remote(segment, position);
+        }
         match segment.compressed() {
             Some(z) => head_in_compressed(segment, &z, position),
             None => Ok(
@@ -244,6 +248,54 @@ fn head_in_compressed(
     ))
 }
 
+/// [`WalReader::record_head_containing`] in an evicted segment, as in a
+/// compressed one: steps over the stretch's records by their heads and
+/// leaves the payload of the one holding the position in the segment, so
+/// that a point read fetches the blocks of the head and of one event, not
+/// its whole record (a batch may be large).
+fn head_in_remote(segment: Arc<Segment>, position: u64) -> Result<Option<RecordHead>> {
+    let Some((start, stop)) = segment.locate(position) else {
+        return Ok(None);
+    };
+    let mut at = start;
+    while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
+        let available = (stop - at) as usize;
+        let fields_end = at + format::HEAD_FIELDS_LEN as u64;
+        let first = segment.read(at, (at + HEAD_GUESS).min(stop).max(fields_end))?;
+        let head_end = (format::head_len(&first) as u64).min(stop - at);
+        let head = if head_end <= first.len() as u64 {
+            first.slice(..head_end as usize)
+        } else {
+            segment.read(at, at + head_end)?
+        };
+        let head_end = head.len() as u64;
+        let (record, total) = match format::decode_record_head_only(&head, available) {
+            Frame::Record(r, total) => (r, total),
+            Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
+            Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
+        };
+        let meta = record.meta;
+        if meta.first_position <= position && position <= meta.last_position() {
+            let payload_start = at + head_end;
+            return Ok(Some(RecordHead {
+                meta,
+                seq: record.seq,
+                payload: PayloadAt::InSegment {
+                    segment,
+                    start: payload_start,
+                    len: (at + total as u64 - payload_start) as usize,
+                },
+            }));
+        }
+        at += total as u64;
+    }
+    Err(corrupt(
+        &segment,
+        at,
+        "the offset table points at a stretch without the position",
+    ))
+}
+
 /// A record found for a point read ([`WalReader::record_head_containing`]):
 /// its fields and sequencing bytes, which its head checksum vouches for,
 /// and where its payload is, unverified (its events carry their own
@@ -271,7 +323,7 @@ enum PayloadAt {
 
 impl RecordHead {
     /// The whole payload, if it was read with the head (the record is in
-    /// an uncompressed segment).
+    /// a local, uncompressed segment).
     pub fn payload(&self) -> Option<&Bytes> {
         match &self.payload {
             PayloadAt::Loaded(b) => Some(b),

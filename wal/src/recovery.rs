@@ -20,8 +20,9 @@ use crate::cache::BlockCache;
 use crate::compress::{Compressor, SegmentFile, resolve_listing};
 use crate::error::{IoContext, Result, WalError};
 use crate::format::{self, Frame, Record, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader};
-use crate::io::{FileHandle, FileSystem, OpenMode};
+use crate::io::{FileHandle, FileSystem, OpenMode, read_all};
 use crate::reader::WalReader;
+use crate::remote::{EvictedSegment, RemoteSegments};
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
 use crate::writer::{ActiveTail, WalOptions, WalWriter};
@@ -153,6 +154,12 @@ pub fn open(
         let (path, compressed) = match found {
             SegmentFile::Plain(path) => (path, false),
             SegmentFile::Compressed(path) => (path, true),
+            SegmentFile::Evicted(path) => {
+                let remote = options.remote.as_ref();
+                let segment = open_evicted(&*fs, dir, path, first, remote, &mut scan, &mut report)?;
+                segments.push(segment);
+                continue;
+            }
         };
         let file = fs.open(path, OpenMode::Existing).at(path)?;
         // A map reads the file without copying it where the file system
@@ -314,7 +321,13 @@ pub fn open(
     };
     report.segments = segments.len();
     report.last_position = expected_next - 1;
-    let compressor = Compressor::new(fs.clone(), dir.to_owned(), segments.clone(), cache);
+    let compressor = Compressor::new(
+        fs.clone(),
+        dir.to_owned(),
+        segments.clone(),
+        cache,
+        options.remote.clone(),
+    );
     let writer = WalWriter::resume(
         fs,
         dir.to_owned(),
@@ -331,6 +344,99 @@ pub fn open(
         report,
         last_timestamp_micros: last_timestamp,
     })
+}
+
+/// Opens an evicted segment from its marker: from its offset table alone
+/// when the table agrees with the marker and the caller's index covers
+/// the segment (no byte is fetched), else by fetching it whole from the
+/// remote, checking it against the marker's length and CRC-32, and
+/// scanning its records as a sealed segment's. An evicted segment is
+/// sealed, even when it is the newest file (a rollover after it was lost).
+fn open_evicted<F: FnMut(&Record) -> Result<()>>(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    path: &Path,
+    first: u64,
+    remote: Option<&Arc<dyn RemoteSegments>>,
+    scan: &mut Scan<'_, F>,
+    report: &mut RecoveryReport,
+) -> Result<Arc<Segment>> {
+    let file = fs.open(path, OpenMode::Existing).at(path)?;
+    let marker = EvictedSegment::decode(&read_all(file.as_ref()).at(path)?)
+        .map_err(|reason| corruption(path, 0, reason))?;
+    if marker.first_position != first {
+        return Err(corruption(
+            path,
+            0,
+            "eviction marker disagrees with its file name",
+        ));
+    }
+    if first != scan.expected_next {
+        return Err(missing_segment(path, first, scan.expected_next));
+    }
+    let Some(remote) = remote else {
+        return Err(WalError::Evicted {
+            file: path.to_owned(),
+            first_position: marker.first_position,
+            last_position: marker.last_position,
+        });
+    };
+    let segment = Arc::new(Segment::new(first, path.to_owned(), file.clone(), false));
+    segment.set_remote(path.to_owned(), file, remote.clone(), marker.clone());
+    let table = SegmentTable::load(fs, dir, first).at(&table_path(dir, first))?;
+    let agrees = |t: &SegmentTable| {
+        t.last_position == marker.last_position
+            && t.end == marker.len
+            && t.last_position < scan.replay_from
+    };
+    if let Some(t) = table.filter(agrees) {
+        scan.expected_next = t.last_position + 1;
+        scan.last_timestamp = t.last_timestamp_micros;
+        segment.load_table(t.entries, t.last_position, t.end);
+        segment.seal();
+        report.tables_trusted += 1;
+        return Ok(segment);
+    }
+    let bytes = segment.read(0, marker.len)?;
+    let crc = crc32fast::hash(&bytes);
+    if crc != marker.crc {
+        return Err(WalError::Remote {
+            file: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the segment's bytes have CRC-32 {crc:08x}, its eviction marker says {:08x}",
+                    marker.crc
+                ),
+            ),
+        });
+    }
+    check_header(&bytes, path, first, scan.expected_next, false)?;
+    let end = scan.records(&bytes, path, &segment, true, report)?;
+    if end != marker.len || scan.expected_next != marker.last_position + 1 {
+        return Err(corruption(
+            path,
+            0,
+            "an evicted segment's records disagree with its eviction marker",
+        ));
+    }
+    segment.seal();
+    let (entries, last_position, end) = segment.table_with(std::iter::empty());
+    let table = SegmentTable {
+        first_position: first,
+        last_position,
+        end,
+        last_timestamp_micros: scan.last_timestamp,
+        entries,
+    };
+    if SegmentTable::load(fs, dir, first)
+        .at(&table_path(dir, first))?
+        .as_ref()
+        != Some(&table)
+    {
+        table.store(fs, dir).at(&table_path(dir, first))?;
+    }
+    Ok(segment)
 }
 
 /// Checks a segment's header against its file name and the position the

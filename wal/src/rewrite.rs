@@ -19,6 +19,11 @@
 //! block cache drops the old file's blocks (which a new opening of the
 //! segment could never be served: cache keys name the opening).
 //!
+//! An evicted segment (see `remote`) is read whole through its remote
+//! and written back as a local file (plain, or compressed as below); its
+//! eviction marker is removed once the new file is in place. A crash
+//! between the two leaves both, and the local file wins on open.
+//!
 //! Giving space back: a same-length rewrite frees no byte of a plain
 //! segment. So a plain segment whose rewrite zeroed at least a given share
 //! of its bytes ([`Compressor::rewrite_sealed_reclaiming`]) is written
@@ -37,7 +42,7 @@ use crate::compress::Compressor;
 use crate::error::{IoContext, Result, WalError};
 use crate::format::{
     self, Frame, NEWEST_SEGMENT_VERSION, Payload, Record, SEGMENT_HEADER_LEN, SegmentHeader,
-    encode_record,
+    encode_record, segment_file_name,
 };
 use crate::io::{OpenMode, write_atomic};
 use crate::zseg::{self, Compression};
@@ -103,6 +108,16 @@ impl Compressor {
             return Ok(None);
         }
         let path = segment.path();
+        // An evicted segment is fetched whole (its records are checked
+        // below) and written back locally: erasure takes its bytes out of
+        // the log's files, and the remote's copy is then the shipper's to
+        // replace.
+        let evicted = segment.evicted().is_some();
+        let plain_path = if evicted {
+            self.dir().join(segment_file_name(first_position))
+        } else {
+            path.clone()
+        };
         let bounds = segment.bounds();
         let original = segment.read(0, bounds.end)?;
         let mut out = Vec::with_capacity(original.len());
@@ -183,13 +198,21 @@ impl Compressor {
                 return Ok(Some(report));
             }
             None => {
-                write_atomic(self.fs(), &path, &out).at(&path)?;
-                self.fs().open(&path, OpenMode::Existing).at(&path)?
+                write_atomic(self.fs(), &plain_path, &out).at(&plain_path)?;
+                self.fs()
+                    .open(&plain_path, OpenMode::Existing)
+                    .at(&plain_path)?
             }
         };
         report.file_bytes = out.len() as u64;
-        let map = Bytes::from_owner(file.map().at(&path)?);
-        segment.set_plain(file, map);
+        let map = Bytes::from_owner(file.map().at(&plain_path)?);
+        segment.set_plain(plain_path, file, map);
+        if evicted {
+            // The segment is local again; its marker goes (a crash before
+            // this leaves both, and the local file wins on open).
+            self.fs().remove_file(&path).at(&path)?;
+            self.fs().sync_dir(self.dir()).at(self.dir())?;
+        }
         Ok(Some(report))
     }
 }

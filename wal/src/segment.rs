@@ -12,9 +12,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
+use crate::error::WalError;
 use crate::error::{IoContext, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::{FileHandle, read_exact_at};
+use crate::remote::{EvictedSegment, RemoteSegments};
 use crate::zseg::CompressedSegment;
 
 /// One offset-table entry is kept per this many bytes of records, so the
@@ -35,13 +37,22 @@ pub struct Segment {
 }
 
 /// Where a segment's bytes are: its file (mapped whole once it has been
-/// mapped) or, once sealed and compressed, a compressed file.
+/// mapped), once sealed and compressed, a compressed file, or once
+/// evicted, remote storage (`path` and `file` are then its marker's).
 #[derive(Debug)]
 struct Backing {
     path: PathBuf,
     file: Arc<dyn FileHandle>,
     mapping: Option<Bytes>,
     compressed: Option<Arc<CompressedSegment>>,
+    remote: Option<Remote>,
+}
+
+/// An evicted segment's remote, and what its marker says of it.
+#[derive(Debug, Clone)]
+struct Remote {
+    segments: Arc<dyn RemoteSegments>,
+    marker: EvictedSegment,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +109,7 @@ impl Segment {
                 file,
                 mapping: None,
                 compressed: None,
+                remote: None,
             }),
             state: RwLock::new(SegmentState {
                 entries: Vec::new(),
@@ -114,7 +126,24 @@ impl Segment {
         self.first_position
     }
 
-    /// The path of the file that holds the segment now.
+    /// Whether the segment is evicted (its bytes are read from remote
+    /// storage).
+    pub fn is_evicted(&self) -> bool {
+        self.backing.read().remote.is_some()
+    }
+
+    /// What the eviction marker says of the segment, if it is evicted
+    /// (its bytes are read from remote storage).
+    pub fn evicted(&self) -> Option<EvictedSegment> {
+        self.backing
+            .read()
+            .remote
+            .as_ref()
+            .map(|r| r.marker.clone())
+    }
+
+    /// The path of the file that holds the segment now (its eviction
+    /// marker, once evicted).
     pub fn path(&self) -> PathBuf {
         self.backing.read().path.clone()
     }
@@ -140,6 +169,12 @@ impl Segment {
             if let Some(z) = &b.compressed {
                 return z.read(start, end);
             }
+            if let Some(r) = &b.remote {
+                let remote = r.clone();
+                let path = b.path.clone();
+                drop(b);
+                return read_remote(&remote, &path, start, end);
+            }
             if let Some(map) = b.mapping.as_ref().filter(|m| m.len() >= e) {
                 return Ok(map.slice(s..e));
             }
@@ -150,7 +185,7 @@ impl Segment {
             if map.len() >= e {
                 let out = map.slice(s..e);
                 let mut b = self.backing.write();
-                if b.compressed.is_none() {
+                if b.compressed.is_none() && b.remote.is_none() {
                     b.mapping = Some(map);
                 }
                 return Ok(out);
@@ -175,16 +210,37 @@ impl Segment {
         b.file = file;
         b.mapping = None;
         b.compressed = Some(z);
+        b.remote = None;
     }
 
-    /// Switches a sealed plain segment to a rewritten file holding its
-    /// records at the same offsets (`map`, the new file's bytes); reads
-    /// already handed bytes of the old map keep them.
-    pub(crate) fn set_plain(&self, file: Arc<dyn FileHandle>, map: Bytes) {
+    /// Switches a sealed plain segment to remote storage: later reads go
+    /// through `segments`; reads already handed bytes of the old map keep
+    /// them (the map outlives the file's removal).
+    pub(crate) fn set_remote(
+        &self,
+        marker_path: PathBuf,
+        marker_file: Arc<dyn FileHandle>,
+        segments: Arc<dyn RemoteSegments>,
+        marker: EvictedSegment,
+    ) {
         let mut b = self.backing.write();
+        b.path = marker_path;
+        b.file = marker_file;
+        b.mapping = None;
+        b.compressed = None;
+        b.remote = Some(Remote { segments, marker });
+    }
+
+    /// Switches a sealed plain (or evicted) segment to a rewritten file
+    /// at `path` holding its records at the same offsets (`map`, the new
+    /// file's bytes); reads already handed bytes of the old map keep them.
+    pub(crate) fn set_plain(&self, path: PathBuf, file: Arc<dyn FileHandle>, map: Bytes) {
+        let mut b = self.backing.write();
+        b.path = path;
         b.file = file;
         b.mapping = Some(map);
         b.compressed = None;
+        b.remote = None;
     }
 
     /// The published end and last position.
@@ -291,6 +347,43 @@ impl Segment {
         }
         Some((s.entries[i - 1].1, offset))
     }
+}
+
+/// Bytes `start..end` of an evicted segment, from its remote: exactly
+/// that many, within the length its marker gives, or an error naming the
+/// segment.
+fn read_remote(remote: &Remote, path: &std::path::Path, start: u64, end: u64) -> Result<Bytes> {
+    let failed = |source| WalError::Remote {
+        file: path.to_owned(),
+        source,
+    };
+    if start > end || end > remote.marker.len {
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "bytes {start}..{end} lie beyond the segment's {} bytes",
+                remote.marker.len
+            ),
+        )));
+    }
+    if start == end {
+        return Ok(Bytes::new());
+    }
+    let bytes = remote
+        .segments
+        .read(&remote.marker, start, end)
+        .map_err(failed)?;
+    if bytes.len() as u64 != end - start {
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "a read of {} bytes at {start} gave {}",
+                end - start,
+                bytes.len()
+            ),
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The ordered list of segments, shared between the writer and readers.

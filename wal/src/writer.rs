@@ -67,6 +67,12 @@ pub struct WalOptions {
     /// Bytes of decompressed blocks of compressed segments kept in memory
     /// for reads (see [`BlockCache`](crate::BlockCache)). Default 32 MiB.
     pub block_cache_bytes: usize,
+    /// Where the bytes of evicted segments are read from (see
+    /// [`RemoteSegments`](crate::RemoteSegments)). Default none: a log
+    /// holding an evicted segment refuses to open
+    /// ([`WalError::Evicted`](crate::WalError::Evicted)), and
+    /// [`Compressor::evict`](crate::Compressor::evict) is refused.
+    pub remote: Option<Arc<dyn crate::RemoteSegments>>,
 }
 
 impl Default for WalOptions {
@@ -75,6 +81,7 @@ impl Default for WalOptions {
             segment_size: 64 << 20,
             preallocate: 4 << 20,
             block_cache_bytes: 32 << 20,
+            remote: None,
         }
     }
 }

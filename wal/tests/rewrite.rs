@@ -23,6 +23,7 @@ fn options() -> WalOptions {
         segment_size: 4096,
         preallocate: 1024,
         block_cache_bytes: 16 << 10,
+        ..WalOptions::default()
     }
 }
 

@@ -86,6 +86,26 @@ pub(crate) fn check_store_dir(dir: &Path) -> Result<()> {
     })
 }
 
+/// The error of an offline tool that meets an evicted segment: its bytes
+/// are in remote storage, which the tools do not read.
+fn evicted(path: &Path) -> Error {
+    let marker = std::fs::read(path)
+        .ok()
+        .and_then(|b| gesta_wal::EvictedSegment::decode(&b).ok());
+    match marker {
+        Some(m) => Error::Evicted {
+            file: path.to_owned(),
+            first_position: m.first_position,
+            last_position: m.last_position,
+        },
+        None => Error::Corruption {
+            file: path.to_owned(),
+            offset: 0,
+            reason: "an eviction marker that does not decode".into(),
+        },
+    }
+}
+
 /// The segment files of the store in `dir`, in position order.
 pub(crate) fn segment_files(dir: &Path) -> Result<Vec<SegmentFile>> {
     check_store_dir(dir)?;
@@ -105,6 +125,7 @@ pub(crate) fn segment_files(dir: &Path) -> Result<Vec<SegmentFile>> {
         let (path, compressed) = match file {
             WalFile::Plain(path) => (path, false),
             WalFile::Compressed(path) => (path, true),
+            WalFile::Evicted(path) => return Err(evicted(&path)),
         };
         let len = std::fs::metadata(&path).map_err(io_error(&path))?.len();
         files.push(SegmentFile {

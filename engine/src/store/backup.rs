@@ -11,6 +11,10 @@
 //!   moment (`.seg` or `.zseg`); if compression or an erasure replaces it
 //!   meanwhile, the link keeps the old file, which is whole and valid, or a
 //!   vanished name is looked up again. `.tmp` files are never taken.
+//! - An evicted segment (its bytes in remote storage, see
+//!   [`Store::evict_segment`]) is its eviction marker, linked or copied
+//!   like a sealed segment, even when it holds `P`: the copy reads it
+//!   through the same remote, and must be opened with one.
 //! - Their offset tables (`.off`) are copied, never linked: recovery
 //!   rewrites a table in place, and the copy must never write into a file
 //!   the source shares. A table that does not decode is left out (the
@@ -354,7 +358,12 @@ impl Copier {
             if first > position || bounds.last_position < first {
                 continue;
             }
-            if bounds.last_position < position {
+            // An evicted segment is never the copy's active segment (its
+            // recovery starts a new one after it): its marker is linked
+            // like a sealed segment, its bytes not fetched.
+            if bounds.last_position < position
+                || (segment.evicted().is_some() && bounds.last_position == position)
+            {
                 self.sealed_segment(&segment, wal)?;
             } else {
                 self.newest_segment(&segment, wal, position)?;

@@ -10,10 +10,12 @@ mod backup;
 mod compact;
 mod cursors;
 mod erase;
+mod evict;
 mod lifecycle;
 mod listings;
 
 pub use backup::{BACKUP_INCOMPLETE, BackupReport};
+pub use evict::SealedSegment;
 pub(crate) use lifecycle::JOURNAL_FILE;
 mod projections;
 mod removal;
@@ -94,6 +96,8 @@ pub(crate) struct Inner {
     report: RecoveryReport,
     /// Set when the store is a read replica: the writer it follows.
     pub(crate) replica: Option<crate::replication::ReplicaOf>,
+    /// [`Options::remote_segments`].
+    pub(crate) remote_segments: Option<Arc<dyn gesta_wal::RemoteSegments>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -164,6 +168,7 @@ impl Store {
                 segment_size: options.segment_size,
                 preallocate: options.preallocate,
                 block_cache_bytes: options.block_cache_bytes,
+                remote: options.remote_segments.clone(),
             },
             covered + 1,
             |record| {
@@ -291,6 +296,7 @@ impl Store {
                     .replica_of
                     .clone()
                     .map(crate::replication::ReplicaOf::new),
+                remote_segments: options.remote_segments.clone(),
             }),
         };
         // A replica enforces no retention rule: removals are its writer's.
