@@ -38,10 +38,14 @@ impl From<gesta::Error> for Failure {
             gesta::Error::OutcomeUnknown { .. } => UNKNOWN,
             _ => 1,
         };
-        Failure {
-            message: one_line(&e.to_string()),
-            code,
+        let mut message = one_line(&e.to_string());
+        if matches!(e, gesta::Error::Evicted { .. }) {
+            message.push_str(
+                " (the command reads it through the bucket it was shipped to: gesta serve DIR \
+                 --ship-to s3://BUCKET/PREFIX)",
+            );
         }
+        Failure { message, code }
     }
 }
 

@@ -684,3 +684,98 @@ fn each_tenant_ships_to_its_own_prefix() {
         stdout(gesta().args(["export", tmp.path().join("alpha-end").to_str().unwrap()]))
     );
 }
+
+/// `gesta serve --ship-to URL --ship-evict-keep 0` keeps no sealed segment
+/// on the local disk once the bucket holds it: reads of them go to the
+/// bucket, a later `gesta serve --ship-to` opens the store through it, and
+/// the commands that open the store alone say where its segments went.
+#[test]
+fn a_served_store_evicts_its_sealed_segments_and_reads_them_from_the_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    {
+        // Small segments, so that the log has sealed ones to evict.
+        let store = gesta::Store::open_with(
+            &dir,
+            gesta::Options::default()
+                .segment_size(64 << 10)
+                .preallocate(16 << 10),
+        )
+        .unwrap();
+        for i in 0..2_000 {
+            store
+                .append(vec![
+                    gesta::NewEvent::new("E", format!("event {i} {}", "x".repeat(64)))
+                        .tags([format!("mod:{}", i % 7)]),
+                ])
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let want = stdout(gesta().args(["export", d]));
+    let url = format!("s3://{}/events", bucket("evict"));
+    let evicted = || {
+        std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".evicted")
+            })
+            .count()
+    };
+    let read_all = |listen: &str| {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            use futures::StreamExt;
+            let mut c = gesta_server::client::GestaClient::connect(format!("http://{listen}"))
+                .await
+                .expect("connect");
+            c.read(&gesta::Query::all(), gesta::ReadOptions::default())
+                .await
+                .expect("read")
+                .map(|e| e.expect("event"))
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+
+    let server = serve_shipping(d, &url, &["--ship-evict-keep", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while evicted() < 2 {
+        assert!(Instant::now() < deadline, "nothing was evicted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events = read_all(&server.listen);
+    assert_eq!(events.len(), 2_000);
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.position == i as u64 + 1)
+    );
+    let (ok, err) = terminate(server);
+    assert!(ok, "{err}");
+    assert!(evicted() >= 2);
+
+    // Alone, the command cannot read them, and says where they are.
+    let refused = gesta().args(["export", d]).assert().failure();
+    let message = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(message.contains("evicted"), "{message}");
+    assert!(message.contains("--ship-to"), "{message}");
+    // Served with the bucket again, it reads them; and the bucket
+    // restores the whole store.
+    let server = serve_shipping(d, &url, &[]);
+    assert_eq!(read_all(&server.listen), events);
+    let (ok, err) = terminate(server);
+    assert!(ok, "{err}");
+    let restored = tmp.path().join("restored");
+    stdout(gesta().args(["restore", &url, restored.to_str().unwrap()]));
+    assert_eq!(
+        stdout(gesta().args(["export", restored.to_str().unwrap()])),
+        want
+    );
+}

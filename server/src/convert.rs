@@ -169,6 +169,8 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
         // message names the writer to send it to. Not INTEGRITY, which
         // clients take for a conflict to retry.
         gesta::Error::Replica { .. } => (Code::FailedPrecondition, ErrorType::InvalidArgument),
+        // An evicted segment's bucket did not answer: retryable.
+        gesta::Error::Remote { .. } => (Code::Unavailable, ErrorType::Io),
         // The message says the events may or may not be in the store.
         gesta::Error::OutcomeUnknown { .. } => (Code::Unknown, ErrorType::Io),
         _ => (Code::Internal, ErrorType::Io),

@@ -28,6 +28,16 @@ pub struct Args {
     /// last round began, without waiting for the interval.
     #[arg(long, value_name = "BYTES", requires = "ship_to")]
     ship_bytes: Option<u64>,
+    /// Keep only the newest N sealed segments on the local disk: after
+    /// each round, older ones the bucket holds byte for byte are evicted
+    /// and read from the bucket through a cache.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "ship_to",
+        conflicts_with = "tenants"
+    )]
+    ship_evict_keep: Option<usize>,
     /// Take the prefix over from a writer that still holds it (one that
     /// was killed, or whose machine is gone); that writer is fenced.
     #[arg(long, requires = "ship_to")]
@@ -94,6 +104,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         url,
         interval: args.ship_interval,
         bytes: args.ship_bytes,
+        evict_keep: args.ship_evict_keep,
         takeover: args.ship_takeover,
         ack: args.ship_ack,
     };
@@ -136,6 +147,7 @@ struct Ship {
     url: String,
     interval: Duration,
     bytes: Option<u64>,
+    evict_keep: Option<usize>,
     takeover: bool,
     ack: Option<Duration>,
 }
@@ -143,13 +155,19 @@ struct Ship {
 impl Ship {
     /// The shipper's options: the interval, the bytes bound, takeover.
     fn options(&self) -> gesta_tier::ShipOptions {
-        let options = gesta_tier::ShipOptions::default()
+        let mut options = gesta_tier::ShipOptions::default()
             .interval(self.interval)
             .takeover(self.takeover);
-        match self.bytes {
-            Some(bytes) => options.bytes(bytes),
-            None => options,
+        if let Some(bytes) = self.bytes {
+            options = options.bytes(bytes);
         }
+        if let Some(keep_newest) = self.evict_keep {
+            options = options.evict(gesta_tier::EvictPolicy {
+                keep_newest,
+                ..gesta_tier::EvictPolicy::default()
+            });
+        }
+        options
     }
 }
 
@@ -189,7 +207,14 @@ impl Ship {
             ..
         } = self;
         let location = gesta_tier::Location::from_url(&url).map_err(Failure::new)?;
-        let store = gesta::Store::open(&serve.dir)?;
+        // Segments evicted to this prefix (by --ship-evict-keep, now or
+        // in an earlier run) are read from it.
+        let remote = gesta_tier::BucketSegments::new(location.clone())
+            .map_err(|e| Failure::new(format!("--ship-to {url}: {e}")))?;
+        let store = gesta::Store::open_with(
+            &serve.dir,
+            gesta::Options::default().remote_segments(Arc::new(remote)),
+        )?;
         let shipper = gesta_tier::Shipper::start(store.clone(), location, options)
             .map_err(|e| Failure::new(format!("--ship-to {url}: {e}")))?;
         // Through crypto-shredding's wrapper when the store is encrypted,

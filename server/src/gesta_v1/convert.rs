@@ -206,6 +206,15 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
             Code::FailedPrecondition,
             Kind::SubjectForgotten(g::SubjectForgotten { subject }),
         ),
+        // A read of a segment evicted to a bucket that did not answer (or
+        // whose bytes failed a check): nothing was returned for it, and a
+        // retry may succeed.
+        E::Remote { .. } => (
+            Code::Unavailable,
+            Kind::Io(g::Io {
+                reason: message.clone(),
+            }),
+        ),
         E::Replica { writer } => (
             Code::FailedPrecondition,
             Kind::ReadReplica(g::ReadReplica { writer }),
