@@ -148,7 +148,7 @@ enum Command {
     Console(console::Args),
     /// Serve a store over gRPC, speaking UmaDB's DCB protocol.
     #[command(after_help = format!("{SERVE_AFTER_HELP}\n{}", serve::SHIP_AFTER_HELP))]
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Rebuild a store from the bucket it was shipped to (gesta serve --ship-to).
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::Args),
@@ -219,7 +219,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Console(a) => console::run(a),
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(*a),
         Command::Restore(a) => restore::run(a),
     };
     match result {
