@@ -1,6 +1,6 @@
 //! Reading a shipped file's bytes back from its chunk objects, shared by
-//! whoever reads files of a checkpoint in pieces ([`BucketSegments`]; a
-//! replica's fetch does the same): the chunks a byte range covers, a
+//! whoever reads files of a checkpoint in pieces ([`BucketSegments`], and
+//! a replica's polls): the chunks a byte range covers, a
 //! chunk read whole checked against its length and CRC-32 (and digest),
 //! a part of one read with a ranged GET and left to the bytes' own
 //! checksums.

@@ -57,10 +57,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 
 use crate::checkpoint::{Checkpoint, FileEntry};
-use crate::error::{Error, Result, bucket};
+use crate::error::{Error, Result};
 use crate::fence;
 use crate::location::Location;
 
@@ -737,43 +736,8 @@ impl Follower {
         let location = &self.location;
         let bytes = self.runtime.block_on(async {
             let mut out = Vec::with_capacity((range.end - range.start) as usize);
-            for chunk in &file.chunks {
-                let (lo, hi) = (chunk.offset, chunk.offset + chunk.len);
-                if hi <= range.start || lo >= range.end {
-                    continue;
-                }
-                let key = location.key(&chunk.key);
-                let (from, to) = (range.start.max(lo), range.end.min(hi));
-                if (from, to) == (lo, hi) {
-                    let data = location
-                        .store()
-                        .get(&key)
-                        .await
-                        .map_err(bucket(format!("read {key}")))?
-                        .bytes()
-                        .await
-                        .map_err(bucket(format!("read {key}")))?;
-                    if let Err(reason) = chunk.check(&data) {
-                        return Err(Error::Corrupt {
-                            key: key.to_string(),
-                            reason,
-                        });
-                    }
-                    out.extend_from_slice(&data);
-                } else {
-                    let data = location
-                        .store()
-                        .get_range(&key, from - lo..to - lo)
-                        .await
-                        .map_err(bucket(format!("read {key}")))?;
-                    if data.len() as u64 != to - from {
-                        return Err(Error::Corrupt {
-                            key: key.to_string(),
-                            reason: format!("a read of {} bytes gave {}", to - from, data.len()),
-                        });
-                    }
-                    out.extend_from_slice(&data);
-                }
+            for (chunk, within) in crate::chunks::pieces(file, range) {
+                out.extend_from_slice(&crate::chunks::fetch_piece(location, chunk, within).await?);
             }
             Ok::<_, Error>(Bytes::from(out))
         })?;
