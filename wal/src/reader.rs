@@ -191,86 +191,73 @@ fn head_in_compressed(
     z: &CompressedSegment,
     position: u64,
 ) -> Result<Option<RecordHead>> {
-    let Some((start, stop)) = segment.locate(position) else {
-        return Ok(None);
-    };
-    let mut at = start;
-    while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
-        let available = (stop - at) as usize;
-        // Most heads are short: one read of the block the frame is in
-        // usually gets the whole head; a long one (a large batch's
-        // revisions) is kept in the cache for the next read once it checks
-        // out.
-        let (head, keep) = match z.cached_head(at) {
-            Some(head) => (head, false),
-            None => {
-                let fields_end = at + format::HEAD_FIELDS_LEN as u64;
-                let guess_end = z.block_end(fields_end).min((at + HEAD_GUESS).min(stop));
-                let first = z.read(at, guess_end.max(fields_end))?;
-                let head_end = (format::head_len(&first) as u64).min(stop - at);
-                if head_end <= first.len() as u64 {
-                    (first.slice(..head_end as usize), false)
-                } else {
-                    (z.read(at, at + head_end)?, true)
-                }
-            }
-        };
-        let head_end = head.len() as u64;
-        let (record, total) = match format::decode_record_head_only(&head, available) {
-            Frame::Record(r, total) => {
-                if keep {
-                    z.cache_head(at, &head);
-                }
-                (r, total)
-            }
-            Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
-            Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
-        };
-        let meta = record.meta;
-        if meta.first_position <= position && position <= meta.last_position() {
-            let payload_start = at + head_end;
-            return Ok(Some(RecordHead {
-                meta,
-                seq: record.seq,
-                payload: PayloadAt::InSegment {
-                    segment,
-                    start: payload_start,
-                    len: (at + total as u64 - payload_start) as usize,
-                },
-            }));
+    // Most heads are short: one read of the block the frame is in usually
+    // gets the whole head; a long one (a large batch's revisions) is kept
+    // in the cache for the next read once it checks out.
+    let read_head = |at: u64, stop: u64| -> Result<(Bytes, bool)> {
+        if let Some(head) = z.cached_head(at) {
+            return Ok((head, false));
         }
-        at += total as u64;
-    }
-    Err(corrupt(
-        &segment,
-        at,
-        "the offset table points at a stretch without the position",
-    ))
+        let fields_end = at + format::HEAD_FIELDS_LEN as u64;
+        let guess_end = z.block_end(fields_end).min((at + HEAD_GUESS).min(stop));
+        let first = z.read(at, guess_end.max(fields_end))?;
+        let head_end = (format::head_len(&first) as u64).min(stop - at);
+        if head_end <= first.len() as u64 {
+            Ok((first.slice(..head_end as usize), false))
+        } else {
+            Ok((z.read(at, at + head_end)?, true))
+        }
+    };
+    head_in_pieces(segment, position, read_head, |at, head| {
+        z.cache_head(at, head)
+    })
 }
 
 /// [`WalReader::record_head_containing`] in an evicted segment, as in a
-/// compressed one: steps over the stretch's records by their heads and
-/// leaves the payload of the one holding the position in the segment, so
-/// that a point read fetches the blocks of the head and of one event, not
-/// its whole record (a batch may be large).
+/// compressed one, so that a point read fetches the blocks of the head
+/// and of one event, not its whole record (a batch may be large).
 fn head_in_remote(segment: Arc<Segment>, position: u64) -> Result<Option<RecordHead>> {
+    let remote = segment.clone();
+    let read_head = |at: u64, stop: u64| -> Result<(Bytes, bool)> {
+        let fields_end = at + format::HEAD_FIELDS_LEN as u64;
+        let first = remote.read(at, (at + HEAD_GUESS).min(stop).max(fields_end))?;
+        let head_end = (format::head_len(&first) as u64).min(stop - at);
+        if head_end <= first.len() as u64 {
+            Ok((first.slice(..head_end as usize), false))
+        } else {
+            Ok((remote.read(at, at + head_end)?, false))
+        }
+    };
+    head_in_pieces(segment, position, read_head, |_, _| {})
+}
+
+/// The point read of a segment whose bytes are read in pieces (compressed
+/// or evicted): steps from record to record of the position's stretch by
+/// their heads, each read by `read_head(at, stop)` (the head's bytes, and
+/// whether to hand them to `keep` once they check out), reading no
+/// payload, and leaves the payload of the record holding the position in
+/// the segment.
+fn head_in_pieces(
+    segment: Arc<Segment>,
+    position: u64,
+    mut read_head: impl FnMut(u64, u64) -> Result<(Bytes, bool)>,
+    mut keep: impl FnMut(u64, &Bytes),
+) -> Result<Option<RecordHead>> {
     let Some((start, stop)) = segment.locate(position) else {
         return Ok(None);
     };
     let mut at = start;
     while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
         let available = (stop - at) as usize;
-        let fields_end = at + format::HEAD_FIELDS_LEN as u64;
-        let first = segment.read(at, (at + HEAD_GUESS).min(stop).max(fields_end))?;
-        let head_end = (format::head_len(&first) as u64).min(stop - at);
-        let head = if head_end <= first.len() as u64 {
-            first.slice(..head_end as usize)
-        } else {
-            segment.read(at, at + head_end)?
-        };
+        let (head, keep_it) = read_head(at, stop)?;
         let head_end = head.len() as u64;
         let (record, total) = match format::decode_record_head_only(&head, available) {
-            Frame::Record(r, total) => (r, total),
+            Frame::Record(r, total) => {
+                if keep_it {
+                    keep(at, &head);
+                }
+                (r, total)
+            }
             Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
             Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
         };
