@@ -12,22 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gesta::{Error as StoreError, Options, Query, ReadOptions, RecordedEvent, Store};
-use gesta_tier::{
-    BucketOptions, BucketSegments, EvictPolicy, Evictor, Location, ShipOptions, Shipper,
-};
+use gesta_tier::{BucketOptions, BucketSegments, EvictPolicy, Evictor, Location, Shipper};
 use harness::*;
 use object_store::ObjectStoreExt;
-
-fn on_demand() -> ShipOptions {
-    ShipOptions::default().interval(Duration::from_secs(3600))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn remote(location: &Location, options: BucketOptions) -> Arc<BucketSegments> {
     Arc::new(BucketSegments::with_options(location.clone(), options).expect("bucket segments"))

@@ -17,18 +17,6 @@ use gesta_tier::{Error, ShipOptions, Shipper, restore};
 use harness::*;
 use object_store::ObjectStoreExt;
 
-/// Ships only when asked (rounds every hour), so a test decides.
-fn on_demand() -> ShipOptions {
-    ShipOptions::default().interval(Duration::from_secs(3600))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 #[test]
 fn a_shipped_store_restores_byte_for_byte_and_later_rounds_ship_only_what_is_new() {
     let (_bucket, location) = fresh_location();

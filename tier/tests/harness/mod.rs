@@ -327,3 +327,16 @@ fn pump(
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+/// Ships only when asked (rounds every hour), so a test decides.
+pub fn on_demand() -> gesta_tier::ShipOptions {
+    gesta_tier::ShipOptions::default().interval(Duration::from_secs(3600))
+}
+
+/// A runtime for the tests' own requests to the bucket.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
