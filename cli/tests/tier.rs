@@ -104,14 +104,18 @@ fn serve_shipping(dir: &str, url: &str, extra: &[&str]) -> Server {
     serve(dir, &args, "shipping to")
 }
 
+/// A free loopback address, `127.0.0.1:PORT`.
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string()
+}
+
 /// `gesta serve DIR ARGS` on a free port, once its start line (holding
 /// `started`) is printed and it listens.
 fn serve(dir: &str, args: &[&str], started: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_addr();
     let mut cmd = StdCommand::cargo_bin("gesta").expect("the gesta binary is built");
     aws_env(&mut cmd)
         .args(["serve", dir, "--listen", &listen])
@@ -246,10 +250,7 @@ fn append_then_restore(dir: &Path, name: &str, extra: &[&str]) -> u64 {
     let d = dir.join(name);
     store_with_events(d.to_str().unwrap());
     let url = format!("s3://{}/events", bucket(name));
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .to_string();
+    let metrics = free_addr();
     let mut args = vec!["--ship-interval", "1h", "--metrics", &metrics];
     args.extend_from_slice(extra);
     let server = serve_shipping(d.to_str().unwrap(), &url, &args);
@@ -396,9 +397,7 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     store_with_events(d);
     let url = format!("s3://{}/events", bucket("replica"));
     let writer = serve_shipping(d, &url, &[]);
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let metrics = free_addr();
     let replica_dir = tmp.path().join("replica");
     let replica = serve(
         replica_dir.to_str().unwrap(),
@@ -408,7 +407,7 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
             "--replica-interval",
             "50ms",
             "--metrics",
-            &metrics.to_string(),
+            &metrics,
         ],
         "a read replica of",
     );
@@ -553,7 +552,7 @@ fn a_replica_serves_what_the_writer_ships_and_refuses_writes() {
     });
 
     // The replica's metrics say where it stands.
-    let text = scrape(&metrics.to_string());
+    let text = scrape(&metrics);
     assert!(
         text.contains("gesta_replication_behind_events{role=\"replica\"} 0"),
         "{text}"

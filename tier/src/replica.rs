@@ -605,11 +605,11 @@ impl Follower {
             let bytes = self.fetch(file, 0..file.len, progress)?;
             self.store.apply_snapshot(&bytes).map_err(Error::from)?;
         }
-        for (key, position) in held.keys() {
-            if !files
-                .iter()
-                .any(|(id, _)| id.0 == *key && id.1 == *position)
-            {
+        let named: std::collections::HashSet<&(String, u64)> =
+            files.iter().map(|(id, _)| id).collect();
+        for id in held.keys() {
+            if !named.contains(id) {
+                let (key, position) = id;
                 self.store
                     .drop_snapshot(key, *position)
                     .map_err(Error::from)?;

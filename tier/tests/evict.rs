@@ -24,6 +24,12 @@ fn with_remote(remote: Arc<BucketSegments>) -> Options {
     options().remote_segments(remote)
 }
 
+/// The store in `dir`, opened with the default reader of `location`'s
+/// evicted segments.
+fn open_evictable(dir: &Path, location: &Location) -> Store {
+    Store::open_with(dir, with_remote(remote(location, BucketOptions::default()))).expect("open")
+}
+
 fn wal_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("wal"))
         .expect("list")
@@ -185,11 +191,7 @@ fn an_eviction_interrupted_before_the_file_was_removed_keeps_the_local_file() {
     let (_bucket, location) = fresh_location();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("src");
-    let store = Store::open_with(
-        &dir,
-        with_remote(remote(&location, BucketOptions::default())),
-    )
-    .expect("open");
+    let store = open_evictable(&dir, &location);
     fill(&store, 0, 3_000, 50);
     let expected = read_all(&store);
     let first = store.sealed_segments()[0].clone();
@@ -206,11 +208,7 @@ fn an_eviction_interrupted_before_the_file_was_removed_keeps_the_local_file() {
     drop(store);
     // As if the process died between the marker and the removal.
     std::fs::write(&seg, &bytes).expect("put the file back");
-    let store = Store::open_with(
-        &dir,
-        with_remote(remote(&location, BucketOptions::default())),
-    )
-    .expect("open");
+    let store = open_evictable(&dir, &location);
     assert!(!store.sealed_segments()[0].evicted);
     assert!(store.sealed_segments()[1].evicted);
     assert!(
@@ -315,11 +313,7 @@ fn a_corrupt_chunk_is_refused_and_never_served() {
     // Mended, it reads again (the damage was never cached).
     rt.block_on(location.store().put(&key, original.into()))
         .expect("mend");
-    let store = Store::open_with(
-        &dir,
-        with_remote(remote(&location, BucketOptions::default())),
-    )
-    .expect("open");
+    let store = open_evictable(&dir, &location);
     assert_eq!(all(&store).expect("read"), expected);
     store.close().expect("close");
 }
@@ -503,11 +497,7 @@ fn a_shipper_with_an_eviction_policy_evicts_after_each_round() {
     let (_bucket, location) = fresh_location();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("src");
-    let store = Store::open_with(
-        &dir,
-        with_remote(remote(&location, BucketOptions::default())),
-    )
-    .expect("open");
+    let store = open_evictable(&dir, &location);
     let policy = EvictPolicy {
         keep_newest: 1,
         keep_bytes: 0,
