@@ -25,7 +25,7 @@
 
 use bytes::Bytes;
 use gesta_index::Key;
-use gesta_wal::{Record, RecordHead, RecordMeta};
+use gesta_wal::{MappedPayload, Record, RecordHead, RecordMeta};
 
 use crate::error::{Error, Result};
 use crate::event::{MAX_BATCH_LEN, NewEvent, RecordedEvent, validate};
@@ -420,6 +420,9 @@ struct Decoder<'a> {
     /// Whether revisions are looked up at their place rather than walked
     /// to: for a point read, which decodes one event of the record.
     direct: bool,
+    /// Every event's revision by index, when the record's head is kept
+    /// with its [`RevisionTable`].
+    table: Option<&'a RevisionTable>,
 }
 
 impl<'a> Decoder<'a> {
@@ -436,6 +439,7 @@ impl<'a> Decoder<'a> {
             seq: Cursor::new(seq),
             index: 0,
             direct: false,
+            table: None,
         }
     }
 
@@ -487,6 +491,9 @@ impl<'a> Decoder<'a> {
     /// [`dense_revision`]), else by walking the entries from where the
     /// decoder is.
     fn revision(&mut self) -> Result<u64> {
+        if let Some(table) = self.table {
+            return table.get(self.index);
+        }
         if self.direct
             && self.index >= DIRECT_FROM
             && let Some((revision, next)) =
@@ -968,7 +975,67 @@ pub(crate) fn decode_event_after<'r>(
     position: u64,
     hint: &mut RevisionHint,
 ) -> Result<EventRef<'r>> {
-    decode_at(Decoder::of(meta, seq, payload), position, hint)
+    decode_event_by_table(meta, seq, payload, position, hint, None)
+}
+
+/// [`decode_event_after`], finding the revision in `table` when there is
+/// one: the same answer, at the same cost at any index of the record.
+pub(crate) fn decode_event_by_table<'r>(
+    meta: RecordMeta,
+    seq: &'r Bytes,
+    payload: &'r Bytes,
+    position: u64,
+    hint: &mut RevisionHint,
+    table: Option<&'r RevisionTable>,
+) -> Result<EventRef<'r>> {
+    let mut d = Decoder::of(meta, seq, payload);
+    d.table = table;
+    decode_at(d, position, hint)
+}
+
+/// Every event's stream revision in a record, by index, decoded once from
+/// its verified sequencing bytes and kept with its head (see
+/// [`RecordHead::derived`]), so that a point read finds a revision without
+/// walking or counting the entries before it.
+#[derive(Debug)]
+pub(crate) struct RevisionTable(Box<[u64]>);
+
+/// The table's mark for an event without a stream.
+const NO_REVISION: u64 = u64::MAX;
+
+impl RevisionTable {
+    /// The table of a record's sequencing bytes, or `None` if they are
+    /// not well formed (entries out of order, a varint cut short): the
+    /// walk then finds and reports what is wrong, as without a table.
+    pub(crate) fn build(meta: &RecordMeta, seq: &Bytes) -> Option<RevisionTable> {
+        let count = u64::from(meta.count);
+        let mut table = vec![NO_REVISION; meta.count as usize];
+        let mut c = Cursor::new(seq);
+        let mut next = 0u64;
+        while c.at < c.end {
+            let index = c.varint().ok()?;
+            if index >= count {
+                // The tracking trailer: no event has its marker's index.
+                break;
+            }
+            let revision = c.varint().ok()?;
+            if index < next || revision == NO_REVISION {
+                return None;
+            }
+            table[index as usize] = revision;
+            next = index + 1;
+        }
+        Some(RevisionTable(table.into_boxed_slice()))
+    }
+
+    /// The revision of the event at `index`; an error, as the walk gives,
+    /// if the record holds none for it.
+    fn get(&self, index: u32) -> Result<u64> {
+        match self.0.get(index as usize) {
+            Some(&r) if r != NO_REVISION => Ok(r),
+            _ => Err(malformed("missing stream revision")),
+        }
+    }
 }
 
 /// The frame (checksum and body) of the event at `position` of a record
@@ -986,6 +1053,36 @@ pub(crate) fn event_frame(head: &RecordHead, position: u64) -> Result<Bytes> {
         return Err(malformed("event bounds out of range"));
     }
     Ok(head.payload_range(table + start, table + end)?)
+}
+
+/// Warms the events [`WalReader::warm`](gesta_wal::WalReader::warm)
+/// found: every table entry first, then every line of every event, so that
+/// the lookups that follow find them in the cache. Only a hint: values out
+/// of range warm less.
+pub(crate) fn warm_events(found: &[MappedPayload]) {
+    gesta_wal::touch(
+        found
+            .iter()
+            .map(|f| (f.payload.as_ref(), f.index as usize * 4)),
+    );
+    for f in found {
+        let table = f.count as usize * 4;
+        let at = |i: usize| {
+            f.payload
+                .get(i * 4..i * 4 + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let index = f.index as usize;
+        let start = if index == 0 { 0 } else { at(index - 1) };
+        let end = at(index);
+        if start < end {
+            gesta_wal::touch_lines(
+                &f.payload,
+                table.saturating_add(start),
+                table.saturating_add(end),
+            );
+        }
+    }
 }
 
 /// Decodes the event at `position` from its frame, read by
@@ -1310,6 +1407,79 @@ mod tests {
         }
         assert_eq!(byte_flags(0x8080_8080_8080_8080), 8);
         assert_eq!(byte_flags(0), 0);
+    }
+
+    #[test]
+    fn revision_tables_give_what_the_walk_gives() {
+        for count in [1u32, 2, 7, 130, 1000] {
+            for stride in [1u32, 2, 3] {
+                for source in ["", "a", &"z".repeat(255)] {
+                    let mut seq = Vec::new();
+                    for i in (0..count).filter(|i| i % stride == 0) {
+                        put_varint(&mut seq, u64::from(i));
+                        put_varint(&mut seq, u64::from(i) * 37 + 200);
+                    }
+                    if !source.is_empty() {
+                        put_tracking(&mut seq, count, source, 5);
+                    }
+                    let meta = RecordMeta {
+                        first_position: 1,
+                        count,
+                        timestamp_micros: 0,
+                    };
+                    let seq = Bytes::from(seq);
+                    let table = RevisionTable::build(&meta, &seq).unwrap();
+                    for i in 0..count {
+                        let mut walk = Decoder::of(meta, &seq, &seq);
+                        walk.index = i;
+                        let walked = walk.walk_revision().ok();
+                        assert_eq!(
+                            table.get(i).ok(),
+                            walked,
+                            "count {count} stride {stride} index {i}"
+                        );
+                        if i < count && i % stride == 0 {
+                            assert_eq!(walked, Some(u64::from(i) * 37 + 200));
+                        }
+                    }
+                }
+            }
+        }
+        // Entries out of order, or cut short: no table (the walk reports).
+        let meta = RecordMeta {
+            first_position: 1,
+            count: 4,
+            timestamp_micros: 0,
+        };
+        for bad in [&[2u8, 5, 1, 6][..], &[0, 0x80], &[1, 3, 1, 4]] {
+            assert!(RevisionTable::build(&meta, &Bytes::copy_from_slice(bad)).is_none());
+        }
+    }
+
+    #[test]
+    fn warming_damaged_payloads_never_panics() {
+        let mut rng = gesta_wal::rng::SplitMix64::new(11);
+        for round in 0..2_000u64 {
+            let len = rng.below_uniform(300) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| match round % 3 {
+                    0 => 0xff,
+                    1 => rng.next_u64() as u8 & 0x0f,
+                    _ => rng.next_u64() as u8,
+                })
+                .collect();
+            let count = rng.below_uniform(100) as u32 + 1;
+            super::warm_events(&[MappedPayload {
+                payload: Bytes::from(bytes),
+                index: rng.below_uniform(u64::from(count) + 2) as u32,
+                count,
+            }]);
+        }
+        super::warm_events(&[MappedPayload {
+            payload: Bytes::from_static(&[0xff; 16]),
+            index: u32::MAX,
+            count: u32::MAX,
+        }]);
     }
 
     #[test]

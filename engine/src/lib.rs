@@ -51,6 +51,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod admission;
+mod ahead;
 mod amended;
 mod api;
 mod append;

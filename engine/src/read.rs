@@ -10,10 +10,11 @@ use gesta_wal::{Backward, Forward, Record, RecordHead, WalReader};
 
 use std::ops::ControlFlow;
 
+use crate::ahead::Ahead;
 use crate::amended::{Amended, Amendments};
 use crate::codec::{
-    RevisionHint, decode_event_after, decode_event_in_window, decode_record, each_event_of,
-    event_frame,
+    RevisionHint, RevisionTable, decode_event_by_table, decode_event_in_window, decode_record,
+    each_event_of, event_frame,
 };
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
@@ -99,7 +100,7 @@ enum Source {
     Backward(Backward),
     /// Positions from the index, each looked up in the log.
     Indexed {
-        positions: Positions,
+        positions: Box<Ahead<Positions>>,
         lookup: Lookup,
     },
     Failed(Error),
@@ -172,7 +173,10 @@ impl Events {
             Source::Done
         } else {
             Source::Indexed {
-                positions: Positions::new(cursor, lo, hi, dir),
+                positions: Box::new(Ahead::new(
+                    reader.clone(),
+                    Positions::new(cursor, lo, hi, dir),
+                )),
                 lookup: Lookup::new(reader.clone(), added.clone()),
             }
         };
@@ -343,7 +347,17 @@ impl Lookup {
         let found = match &self.record {
             Some(record) => match record.payload() {
                 Some(payload) => {
-                    decode_event_after(record.meta, &record.seq, payload, position, &mut self.hint)
+                    let table = record
+                        .derived(RevisionTable::build)
+                        .and_then(Option::as_ref);
+                    decode_event_by_table(
+                        record.meta,
+                        &record.seq,
+                        payload,
+                        position,
+                        &mut self.hint,
+                        table,
+                    )
                 }
                 None => match event_frame(record, position) {
                     Ok(frame) => {
@@ -431,7 +445,8 @@ pub(crate) fn read_each(
         let view = indexes.view();
         let cursor = view.evaluate(&crate::query::query_spec(query));
         let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
-        for position in Positions::new(cursor, lo, hi, options.direction) {
+        let positions = Positions::new(cursor, lo, hi, options.direction);
+        for position in Ahead::new(reader.clone(), positions) {
             if lend(lookup.event_ref(position)?).is_break() {
                 break;
             }

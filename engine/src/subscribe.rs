@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use gesta_index::{Direction, Positions, QuerySpec};
 use gesta_wal::WalReader;
 
+use crate::ahead::Ahead;
 use crate::amended::Amendments;
 use crate::durable::{DurableSubscription, DurableSubscriptionState};
 use crate::error::{Error, Result};
@@ -59,7 +60,10 @@ impl SubscriptionFeed for StoreFeed {
             );
         }
         let cursor = inner.indexes.view().evaluate(&self.spec);
-        let positions = Positions::new(cursor, after + 1, head, Direction::Forwards);
+        let positions = Ahead::new(
+            inner.reader.clone(),
+            Positions::new(cursor, after + 1, head, Direction::Forwards),
+        );
         let lookup = Lookup::new(inner.reader.clone(), inner.indexes.amendments().clone());
         fetch_positions(lookup, positions, head, max_events, out)
     }
@@ -95,7 +99,7 @@ fn fetch_scan(
 /// The events at `positions`, grouped by the record (append) holding them.
 fn fetch_positions(
     mut lookup: Lookup,
-    positions: Positions,
+    positions: impl Iterator<Item = u64>,
     head: u64,
     max_events: usize,
     out: &mut VecDeque<Vec<RecordedEvent>>,

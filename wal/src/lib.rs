@@ -27,6 +27,7 @@ mod evict;
 pub mod format;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+mod heads;
 pub mod io;
 pub mod journal;
 mod reader;
@@ -37,6 +38,7 @@ pub mod rng;
 mod segment;
 mod table;
 pub mod time;
+mod warm;
 mod writer;
 mod zseg;
 
@@ -46,11 +48,13 @@ pub use compress::{CompressReport, Compressor};
 pub use error::{Result, WalError};
 pub use evict::EvictRefusal;
 pub use format::{Payload, Record, RecordMeta};
+pub use heads::{KEEP_BYTES, KEEP_FROM_SEQ};
 pub use reader::{Backward, Forward, RecordHead, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
 pub use remote::{EvictedSegment, RemoteSegments};
 pub use rewrite::RewriteReport;
 pub use segment::{Segment, SegmentBounds, SegmentSet};
+pub use warm::{LINE, MappedPayload, touch, touch_lines};
 pub use writer::{CommitObserver, LogState, Pushed, WalOptions, WalWriter};
 pub use zseg::Compression;
 

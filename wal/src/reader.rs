@@ -10,7 +10,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Result, WalError};
-use crate::format::{self, FRAME_LEN, Frame, Record, RecordMeta, SEGMENT_HEADER_LEN};
+use crate::format::{
+    self, FRAME_LEN, Frame, HEAD_FIELDS_LEN, Record, RecordMeta, SEGMENT_HEADER_LEN,
+};
+use crate::heads::{HeadCache, KEEP_FROM_SEQ, KeptHead};
 use crate::segment::{Segment, SegmentSet};
 use crate::zseg::CompressedSegment;
 
@@ -26,6 +29,7 @@ const HEAD_GUESS: u64 = 128;
 #[derive(Clone, Debug)]
 pub struct WalReader {
     segments: SegmentSet,
+    heads: Arc<HeadCache>,
 }
 
 fn read_range(segment: &Segment, start: u64, end: u64) -> Result<Bytes> {
@@ -42,7 +46,10 @@ fn corrupt(segment: &Segment, offset: u64, reason: &str) -> WalError {
 
 impl WalReader {
     pub(crate) fn new(segments: SegmentSet) -> WalReader {
-        WalReader { segments }
+        WalReader {
+            segments,
+            heads: Arc::default(),
+        }
     }
 
     /// The segments of the log.
@@ -77,14 +84,64 @@ impl WalReader {
         }
         match segment.compressed() {
             Some(z) => head_in_compressed(segment, &z, position),
-            None => Ok(
-                find_record(&segment, position, format::decode_record_head)?.map(|r| RecordHead {
-                    meta: r.meta,
-                    seq: r.seq,
-                    payload: PayloadAt::Loaded(r.payload),
-                }),
-            ),
+            None => self.head_in_plain(&segment, position),
         }
+    }
+
+    /// [`record_head_containing`](Self::record_head_containing) in a plain
+    /// segment: a kept head if the record starts its stretch of the offset
+    /// table and its head was verified before (see the `heads` module);
+    /// else found and verified, and kept if it is worth keeping.
+    fn head_in_plain(&self, segment: &Segment, position: u64) -> Result<Option<RecordHead>> {
+        let Some((start, stop)) = segment.locate(position) else {
+            return Ok(None);
+        };
+        let key = (segment.first_position(), start);
+        if let Some(kept) = self.heads.get(key.0, key.1)
+            && kept.meta.first_position <= position
+            && position <= kept.meta.last_position()
+            && let Some(bytes) = segment.mapped(start, start + kept.total as u64)
+            && bytes[..HEAD_FIELDS_LEN] == kept.fields
+        {
+            return Ok(Some(RecordHead {
+                meta: kept.meta,
+                seq: kept.seq.clone(),
+                payload: PayloadAt::Loaded(bytes.slice(kept.head_len..)),
+                kept: Some(kept),
+            }));
+        }
+        let Some((r, at, bytes)) =
+            find_record_in(segment, position, (start, stop), format::decode_record_head)?
+        else {
+            return Ok(None);
+        };
+        let mut kept = None;
+        if at == 0 && r.seq.len() >= KEEP_FROM_SEQ && bytes.len() >= HEAD_FIELDS_LEN {
+            let mut fields = [0u8; HEAD_FIELDS_LEN];
+            fields.copy_from_slice(&bytes[..HEAD_FIELDS_LEN]);
+            let total = FRAME_LEN + format::u32_at(&bytes, 0) as usize;
+            let head = Arc::new(KeptHead::new(
+                fields,
+                r.meta,
+                &r.seq,
+                total - r.payload.len(),
+                total,
+            ));
+            self.heads.keep(key.0, key.1, head.clone());
+            kept = Some(head);
+        }
+        Ok(Some(RecordHead {
+            meta: r.meta,
+            seq: r.seq,
+            payload: PayloadAt::Loaded(r.payload),
+            kept,
+        }))
+    }
+
+    /// How many verified record heads are kept, and the bytes they count
+    /// for (at most [`KEEP_BYTES`](crate::heads::KEEP_BYTES)).
+    pub fn kept_heads(&self) -> (usize, usize) {
+        self.heads.usage()
     }
 
     /// Records holding any position in `from..=up_to`, oldest first.
@@ -151,9 +208,20 @@ fn find_record(
     position: u64,
     decode: fn(&Bytes) -> Frame,
 ) -> Result<Option<Record>> {
-    let Some((start, stop)) = segment.locate(position) else {
+    let Some(stretch) = segment.locate(position) else {
         return Ok(None);
     };
+    Ok(find_record_in(segment, position, stretch, decode)?.map(|(r, _, _)| r))
+}
+
+/// [`find_record`] in the stretch `start..stop` of the offset table: the
+/// record, its offset in the stretch, and the stretch's bytes.
+fn find_record_in(
+    segment: &Segment,
+    position: u64,
+    (start, stop): (u64, u64),
+    decode: fn(&Bytes) -> Frame,
+) -> Result<Option<(Record, usize, Bytes)>> {
     let bytes = segment.read(start, stop)?;
     let mut at = 0usize;
     while at + FRAME_LEN + format::BODY_FIXED_LEN <= bytes.len() {
@@ -165,7 +233,7 @@ fn find_record(
         let count = u64::from(format::u32_at(&bytes, at + FRAME_LEN + 8));
         if first <= position && position < first.saturating_add(count) {
             return match decode(&bytes.slice(at..at + total)) {
-                Frame::Record(r, _) => Ok(Some(r)),
+                Frame::Record(r, _) => Ok(Some((r, at, bytes))),
                 Frame::End => Err(corrupt(
                     segment,
                     start + at as u64,
@@ -272,6 +340,7 @@ fn head_in_pieces(
                     start: payload_start,
                     len: (at + total as u64 - payload_start) as usize,
                 },
+                kept: None,
             }));
         }
         at += total as u64;
@@ -294,6 +363,9 @@ pub struct RecordHead {
     /// Bytes assigned at commit time.
     pub seq: Bytes,
     payload: PayloadAt,
+    /// The kept copy of this head, when it is one (see the `heads`
+    /// module).
+    kept: Option<Arc<KeptHead>>,
 }
 
 #[derive(Clone, Debug)]
@@ -309,6 +381,16 @@ enum PayloadAt {
 }
 
 impl RecordHead {
+    /// What `build` derives from this head's fields and sequencing bytes,
+    /// kept with the head when the head is kept (built once for every
+    /// point read into its record); `None` when the head is not kept.
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        build: impl FnOnce(&RecordMeta, &Bytes) -> T,
+    ) -> Option<&T> {
+        self.kept.as_ref()?.derived(build)
+    }
+
     /// The whole payload, if it was read with the head (the record is in
     /// a local, uncompressed segment).
     pub fn payload(&self) -> Option<&Bytes> {

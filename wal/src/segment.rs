@@ -196,6 +196,21 @@ impl Segment {
         Ok(Bytes::from(buf))
     }
 
+    /// Bytes `start..end` if the segment is plain and already mapped that
+    /// far: never reads, decompresses or fetches anything, so it costs no
+    /// more than a lock and a reference count (for hints such as warming).
+    pub fn mapped(&self, start: u64, end: u64) -> Option<Bytes> {
+        let b = self.backing.read();
+        if b.compressed.is_some() || b.remote.is_some() || start > end {
+            return None;
+        }
+        let (s, e) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
+        b.mapping
+            .as_ref()
+            .filter(|m| m.len() >= e)
+            .map(|m| m.slice(s..e))
+    }
+
     /// Seeds the map with bytes already read whole (by recovery), for a
     /// segment that is sealed or whose file system maps coherently.
     pub(crate) fn set_mapping(&self, bytes: Bytes) {

@@ -1,0 +1,162 @@
+//! Record heads that point reads verified, kept so that the next point
+//! read in the same record does not checksum its head again.
+//!
+//! A point read trusts a record's fields and sequencing bytes only after
+//! checking its head checksum, which covers every stream revision of the
+//! batch: in a record of a thousand events, a few kilobytes for each event
+//! looked up. A head verified once is kept here, a copy of its bytes and
+//! all, keyed by where the record starts; a later point read into the same
+//! record compares the frame and fixed fields in the log with the kept
+//! ones (a record rewritten in place, by erasure, has another body
+//! checksum) and takes the kept head. What it returns was verified, even
+//! if the log's bytes were damaged since; its event is still verified by
+//! its own checksum.
+//!
+//! The owner of the payload (the engine) may keep what it derives from a
+//! kept head's sequencing bytes beside it (its revision table), so that
+//! finding an event's revision costs the same at any index of a batch.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::format::{HEAD_FIELDS_LEN, RecordMeta};
+
+/// Heads with fewer sequencing bytes than this are cheap enough to check
+/// again, and are not kept.
+pub const KEEP_FROM_SEQ: usize = 1024;
+
+/// What the kept heads may take at most: their copies, and an estimate of
+/// what is derived from them (eight bytes per event).
+pub const KEEP_BYTES: usize = 32 << 20;
+
+/// A verified record head.
+#[derive(Debug)]
+pub(crate) struct KeptHead {
+    /// The record's first bytes (frame and fixed fields) as verified.
+    pub(crate) fields: [u8; HEAD_FIELDS_LEN],
+    pub(crate) meta: RecordMeta,
+    pub(crate) seq: Bytes,
+    /// The length of the head, where the payload starts.
+    pub(crate) head_len: usize,
+    /// The length of the whole record.
+    pub(crate) total: usize,
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl KeptHead {
+    pub(crate) fn new(
+        fields: [u8; HEAD_FIELDS_LEN],
+        meta: RecordMeta,
+        seq: &[u8],
+        head_len: usize,
+        total: usize,
+    ) -> KeptHead {
+        KeptHead {
+            fields,
+            meta,
+            seq: Bytes::copy_from_slice(seq),
+            head_len,
+            total,
+            derived: OnceLock::new(),
+        }
+    }
+
+    /// What `build` derives from this head, built by the first caller.
+    /// `None` if what was built first is of another type.
+    pub(crate) fn derived<T: Any + Send + Sync>(
+        &self,
+        build: impl FnOnce(&RecordMeta, &Bytes) -> T,
+    ) -> Option<&T> {
+        self.derived
+            .get_or_init(|| Box::new(build(&self.meta, &self.seq)))
+            .downcast_ref()
+    }
+
+    fn cost(&self) -> usize {
+        std::mem::size_of::<KeptHead>() + self.seq.len() + self.meta.count as usize * 8
+    }
+}
+
+/// The kept heads, by (segment's first position, record's offset), the
+/// oldest dropped first once they take [`KEEP_BYTES`].
+#[derive(Debug, Default)]
+pub(crate) struct HeadCache {
+    kept: RwLock<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    map: HashMap<(u64, u64), Arc<KeptHead>>,
+    order: VecDeque<(u64, u64)>,
+    bytes: usize,
+}
+
+impl HeadCache {
+    pub(crate) fn get(&self, segment: u64, offset: u64) -> Option<Arc<KeptHead>> {
+        self.kept.read().map.get(&(segment, offset)).cloned()
+    }
+
+    pub(crate) fn keep(&self, segment: u64, offset: u64, head: Arc<KeptHead>) {
+        let cost = head.cost();
+        if cost > KEEP_BYTES / 4 {
+            return;
+        }
+        let mut k = self.kept.write();
+        if let Some(old) = k.map.insert((segment, offset), head) {
+            k.bytes -= old.cost();
+        } else {
+            k.order.push_back((segment, offset));
+        }
+        k.bytes += cost;
+        while k.bytes > KEEP_BYTES {
+            let Some(oldest) = k.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = k.map.remove(&oldest) {
+                k.bytes -= old.cost();
+            }
+        }
+    }
+
+    /// The number of heads kept and the bytes they count for.
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        let k = self.kept.read();
+        (k.map.len(), k.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_heads_stay_within_their_bytes_dropping_the_oldest() {
+        let cache = HeadCache::default();
+        let seq = vec![7u8; 1 << 20];
+        let head = |first: u64| {
+            let meta = RecordMeta {
+                first_position: first,
+                count: 1000,
+                timestamp_micros: 0,
+            };
+            Arc::new(KeptHead::new([0; HEAD_FIELDS_LEN], meta, &seq, 40, 50))
+        };
+        for i in 0..100 {
+            cache.keep(1, i * 100, head(i));
+            let (_, bytes) = cache.usage();
+            assert!(bytes <= KEEP_BYTES, "{bytes} after {i}");
+        }
+        let (kept, _) = cache.usage();
+        assert!((20..40).contains(&kept), "{kept} kept");
+        assert!(cache.get(1, 0).is_none(), "the oldest went first");
+        assert!(cache.get(1, 99 * 100).is_some());
+        // Keeping one again replaces it without counting it twice.
+        let before = cache.usage();
+        cache.keep(1, 99 * 100, head(99));
+        assert_eq!(cache.usage(), before);
+    }
+}

@@ -1,0 +1,96 @@
+//! Warming the records a reader is about to look up.
+//!
+//! A read through the index visits positions scattered over the log, and
+//! each lookup waits on a few cache misses in turn: the record's frame, its
+//! head, then its event. Looked up one by one, those waits add up. Given
+//! the next positions at once, [`WalReader::warm`] touches the frames of
+//! all of them before the heads of any, so that the misses overlap, and
+//! hands back where each event's payload lies for the caller (who knows the
+//! payload's layout) to do the same for the events. Nothing is verified
+//! here and nothing read here is trusted: a value that does not make sense
+//! only means less is warmed; the lookups that follow check everything.
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+
+use crate::format::{self, FRAME_LEN, HEAD_FIELDS_LEN};
+use crate::reader::WalReader;
+
+/// A cache line, the unit a touch brings in.
+pub const LINE: usize = 64;
+
+/// Where the event at a position lies, found by [`WalReader::warm`]: the
+/// payload of its record in the mapped segment, and its index there.
+#[derive(Clone, Debug)]
+pub struct MappedPayload {
+    /// The record's payload, from the segment's map.
+    pub payload: Bytes,
+    /// The event's index in the record.
+    pub index: u32,
+    /// The record's event count.
+    pub count: u32,
+}
+
+/// Reads one byte of each of `spots` in a tight loop, so that the loads'
+/// misses are in flight together.
+pub fn touch<'a>(spots: impl Iterator<Item = (&'a [u8], usize)>) {
+    let mut sum = 0u8;
+    for (bytes, at) in spots {
+        sum ^= bytes.get(at).copied().unwrap_or(0);
+    }
+    black_box(sum);
+}
+
+/// Touches every line of `bytes[start..end]`.
+pub fn touch_lines(bytes: &[u8], start: usize, end: usize) {
+    let end = end.min(bytes.len());
+    touch((start..end).step_by(LINE).map(|at| (bytes, at)));
+}
+
+impl WalReader {
+    /// Warms the records holding `positions` and appends to `out` where
+    /// the events lie, for those whose record is the first of its stretch
+    /// of the offset table in a plain, mapped segment (the others are
+    /// reached from there by the lookup itself; compressed and evicted
+    /// segments are left alone).
+    pub fn warm(&self, positions: &[u64], out: &mut Vec<MappedPayload>) {
+        let mut stretches: Vec<(Bytes, u64)> = Vec::with_capacity(positions.len());
+        for &position in positions {
+            let Some((_, segment)) = self.segments().find(position) else {
+                continue;
+            };
+            let Some((start, stop)) = segment.locate(position) else {
+                continue;
+            };
+            if let Some(bytes) = segment.mapped(start, stop) {
+                stretches.push((bytes, position));
+            }
+        }
+        touch(stretches.iter().map(|(b, _)| (b.as_ref(), 0)));
+        for (bytes, position) in &stretches {
+            if bytes.len() < HEAD_FIELDS_LEN {
+                continue;
+            }
+            let total = FRAME_LEN + format::u32_at(bytes, 0) as usize;
+            let first = format::u64_at(bytes, FRAME_LEN);
+            let count = format::u32_at(bytes, FRAME_LEN + 8);
+            let payload_at = format::head_len(bytes);
+            let index = position.wrapping_sub(first);
+            if total > bytes.len() || payload_at > total || index >= u64::from(count) {
+                continue;
+            }
+            out.push(MappedPayload {
+                payload: bytes.slice(payload_at..total),
+                index: index as u32,
+                count,
+            });
+        }
+        // The heads' checksums read every line of them.
+        for (bytes, _) in &stretches {
+            if bytes.len() >= HEAD_FIELDS_LEN {
+                touch_lines(bytes, LINE, format::head_len(bytes));
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Kept record heads: a point read into a record whose head was verified
+//! before returns the same head without checking it again, never a head
+//! the log no longer holds at that place, and only what was verified.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gesta_wal::io::{FileSystem, StdFs};
+use gesta_wal::{KEEP_FROM_SEQ, OpenedWal, Payload, Pushed, RecordMeta, WalOptions};
+
+fn options() -> WalOptions {
+    WalOptions {
+        segment_size: 64 << 10,
+        preallocate: 16 << 10,
+        ..WalOptions::default()
+    }
+}
+
+fn seq_of(first: u64) -> Vec<u8> {
+    (0..KEEP_FROM_SEQ + 200)
+        .map(|i| (first as usize + i) as u8 & 0x7f)
+        .collect()
+}
+
+/// Records of 1–4 events with sequencing bytes long enough to be kept,
+/// and payloads past the offset table's stride, so each starts a stretch.
+fn append(wal: &mut OpenedWal, records: u64) {
+    for i in 0..records {
+        let first = wal.writer.next_position();
+        let meta = RecordMeta {
+            first_position: first,
+            count: (i % 4) as u32 + 1,
+            timestamp_micros: first,
+        };
+        let payload = Payload::new(Bytes::from(format!("{first:08}").repeat(600)));
+        let pushed = wal.writer.push(meta, &seq_of(first), &payload).unwrap();
+        assert_eq!(pushed, Pushed::Added);
+        wal.writer.commit(true).unwrap();
+    }
+}
+
+#[test]
+fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let mut wal = gesta_wal::open(fs, &tmp.path().join("wal"), options(), 1, |_| Ok(())).unwrap();
+    append(&mut wal, 40);
+    let last = wal.writer.next_position() - 1;
+    assert_eq!(wal.reader.kept_heads().0, 0);
+
+    let first_reads: Vec<_> = (1..=last)
+        .map(|p| wal.reader.record_head_containing(p).unwrap().unwrap())
+        .collect();
+    let (kept, bytes) = wal.reader.kept_heads();
+    assert_eq!(kept, 40, "every record's head is kept");
+    assert!(bytes >= 40 * (KEEP_FROM_SEQ + 200));
+    for (p, before) in (1..=last).zip(&first_reads) {
+        let again = wal.reader.record_head_containing(p).unwrap().unwrap();
+        assert_eq!(again.meta, before.meta);
+        assert_eq!(again.seq, before.seq);
+        assert_eq!(again.seq.as_ref(), seq_of(again.meta.first_position));
+        assert_eq!(again.payload(), before.payload());
+        // What the owner derives is built once and kept with the head.
+        let derived = again.derived(|meta, _| meta.first_position).copied();
+        assert_eq!(derived, Some(before.meta.first_position));
+        let built_again = again.derived(|_, _| u64::MAX).copied();
+        assert_eq!(built_again, derived);
+    }
+
+    // Sequencing bytes damaged in the log after their head was verified:
+    // the kept, verified copy is what a point read returns.
+    let segment = wal.reader.segments().snapshot()[0].clone();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment.path())
+        .unwrap();
+    let (start, _) = segment.locate(1).unwrap();
+    let seq_at = start + 36;
+    file.write_all_at(&[0xee; 16], seq_at + 8).unwrap();
+    let head = wal.reader.record_head_containing(1).unwrap().unwrap();
+    assert_eq!(head.seq.as_ref(), seq_of(1));
+
+    // A record whose frame no longer matches (rewritten in place, or
+    // damaged there) is looked up and verified again: the damage shows.
+    let mut crc = [0u8; 4];
+    std::fs::File::open(segment.path())
+        .unwrap()
+        .read_exact_at(&mut crc, start + 4)
+        .unwrap();
+    crc[0] ^= 1;
+    file.write_all_at(&crc, start + 4).unwrap();
+    let err = wal.reader.record_head_containing(1).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+}

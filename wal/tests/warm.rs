@@ -1,0 +1,118 @@
+//! Warming the records a reader is about to look up: it finds each event's
+//! record payload in a mapped plain segment, leaves compressed segments
+//! alone, and never panics on damaged bytes (it is only a hint; the
+//! lookups that follow check everything).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gesta_wal::io::{FileSystem, StdFs};
+use gesta_wal::{Compression, MappedPayload, OpenedWal, Payload, Pushed, RecordMeta, WalOptions};
+
+fn options() -> WalOptions {
+    WalOptions {
+        segment_size: 64 << 10,
+        preallocate: 16 << 10,
+        ..WalOptions::default()
+    }
+}
+
+/// Records larger than the offset table's 4 KiB stride, so that every
+/// record starts a stretch of it and is warmed.
+fn append(wal: &mut OpenedWal, records: u64) {
+    for i in 0..records {
+        let first = wal.writer.next_position();
+        let count = (i % 4) as u32 + 1;
+        let meta = RecordMeta {
+            first_position: first,
+            count,
+            timestamp_micros: first,
+        };
+        let body = format!("{first:08}").repeat(600 + (i % 7) as usize * 10);
+        let payload = Payload::new(Bytes::from(body));
+        assert_eq!(
+            wal.writer.push(meta, b"seq", &payload).unwrap(),
+            Pushed::Added
+        );
+        wal.writer.commit(true).unwrap();
+    }
+}
+
+fn warm(wal: &OpenedWal, positions: &[u64]) -> Vec<MappedPayload> {
+    let mut found = Vec::new();
+    wal.reader.warm(positions, &mut found);
+    found
+}
+
+#[test]
+fn every_position_of_a_sealed_segment_is_found_in_its_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let dir = tmp.path().join("wal");
+    let mut wal = gesta_wal::open(fs, &dir, options(), 1, |_| Ok(())).unwrap();
+    append(&mut wal, 120);
+    let segments = wal.reader.segments().snapshot();
+    assert!(segments.len() >= 4, "the workload must seal segments");
+    let sealed_last = segments[segments.len() - 1].first_position() - 1;
+    // Reading every record once maps the segments.
+    for r in wal.reader.forward(1, u64::MAX) {
+        r.unwrap();
+    }
+
+    let positions: Vec<u64> = (1..=sealed_last).rev().collect();
+    let found = warm(&wal, &positions);
+    assert_eq!(found.len(), positions.len(), "every sealed position found");
+    for (f, &position) in found.iter().zip(&positions) {
+        let record = wal.reader.record_containing(position).unwrap().unwrap();
+        assert_eq!(f.payload, record.payload, "position {position}");
+        assert_eq!(u64::from(f.index), position - record.meta.first_position);
+        assert_eq!(f.count, record.meta.count);
+    }
+    // Positions past the head, and 0, are skipped.
+    assert!(warm(&wal, &[0, u64::MAX]).is_empty());
+
+    // Compressed segments are not warmed (a point read decompresses only
+    // the blocks it needs; warming would decompress whole stretches).
+    let report = wal
+        .compressor
+        .compress_sealed(Compression::default(), None, &|| false)
+        .unwrap();
+    assert!(report.segments > 0);
+    assert!(warm(&wal, &positions).is_empty());
+}
+
+#[test]
+fn damaged_bytes_never_make_warming_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let dir = tmp.path().join("wal");
+    let mut wal = gesta_wal::open(fs, &dir, options(), 1, |_| Ok(())).unwrap();
+    append(&mut wal, 60);
+    let first_of_second = wal.reader.segments().snapshot()[1].first_position();
+    for r in wal.reader.forward(1, u64::MAX) {
+        r.unwrap();
+    }
+    let positions: Vec<u64> = (1..first_of_second).collect();
+    // The first segment, overwritten in place: the map shows the new bytes.
+    let path = wal.reader.segments().snapshot()[0].path();
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mut rng = gesta_wal::rng::SplitMix64::new(7);
+    for round in 0..64 {
+        let mut bytes = vec![0u8; 256];
+        for b in &mut bytes {
+            *b = match round % 3 {
+                0 => 0xff,
+                1 => 0,
+                _ => rng.next_u64() as u8,
+            };
+        }
+        let at = 32 + rng.below_uniform((len - 32 - bytes.len()) as u64);
+        std::os::unix::fs::FileExt::write_all_at(&file, &bytes, at).unwrap();
+        let found = warm(&wal, &positions);
+        assert!(found.len() <= positions.len());
+        for f in &found {
+            assert!(f.index < f.count);
+        }
+    }
+}
