@@ -174,14 +174,26 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     };
-    let random: Vec<u128> = (0..3000)
-        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+    let mut random = |n: usize| -> Vec<u128> {
+        (0..n)
+            .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+            .collect()
+    };
+    // Below and above FENCES_FROM, and a last window of one id.
+    let (small, large, one_over) = (random(3000), random(6000), random(FENCES_FROM + 1));
+    let sequential: Vec<u128> = (1000..7000).collect();
+    let bunched: Vec<u128> = (0..3000u128)
+        .chain((0..3000).map(|i| u128::MAX - i))
         .collect();
-    let sequential: Vec<u128> = (1000..4000).collect();
-    let bunched: Vec<u128> = (0..1500u128)
-        .chain((0..1500).map(|i| u128::MAX - i))
-        .collect();
-    for ids in [random, sequential, bunched, vec![5], vec![5, 6]] {
+    for ids in [
+        small,
+        large,
+        one_over,
+        sequential,
+        bunched,
+        vec![5],
+        vec![5, 6],
+    ] {
         let mut entries = vec![
             (Key::event_type("T"), vec![1]),
             (Key::tag("a:1"), vec![2]),
@@ -202,6 +214,12 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
             }
         }
         assert_eq!(run.lookup_id(0), by_id.get(&0).copied());
+        assert_eq!(run.lookup_id(u128::MAX), by_id.get(&u128::MAX).copied());
+        assert_eq!(
+            run.fences.get().is_some(),
+            ids.len() >= FENCES_FROM,
+            "fences are read for large runs only"
+        );
         assert_eq!(run.first(&Key::stream("s")), Some(3));
         assert_eq!(run.first(&Key::tracking("src")), Some(4));
         assert_eq!(run.first(&Key::tag("a:1")), Some(2));
