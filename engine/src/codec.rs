@@ -1065,6 +1065,14 @@ pub(crate) fn warm_events(found: &[MappedPayload]) {
             .iter()
             .map(|f| (f.payload.as_ref(), f.index as usize * 4)),
     );
+    // And each event's entry in its record's revision table, if kept.
+    let mut sum = 0u64;
+    for f in found {
+        if let Some(Some(table)) = f.derived::<Option<RevisionTable>>() {
+            sum ^= table.0.get(f.index as usize).copied().unwrap_or(0);
+        }
+    }
+    std::hint::black_box(sum);
     for f in found {
         let table = f.count as usize * 4;
         let at = |i: usize| {
@@ -1469,17 +1477,17 @@ mod tests {
                 })
                 .collect();
             let count = rng.below_uniform(100) as u32 + 1;
-            super::warm_events(&[MappedPayload {
-                payload: Bytes::from(bytes),
-                index: rng.below_uniform(u64::from(count) + 2) as u32,
+            super::warm_events(&[MappedPayload::new(
+                Bytes::from(bytes),
+                rng.below_uniform(u64::from(count) + 2) as u32,
                 count,
-            }]);
+            )]);
         }
-        super::warm_events(&[MappedPayload {
-            payload: Bytes::from_static(&[0xff; 16]),
-            index: u32::MAX,
-            count: u32::MAX,
-        }]);
+        super::warm_events(&[MappedPayload::new(
+            Bytes::from_static(&[0xff; 16]),
+            u32::MAX,
+            u32::MAX,
+        )]);
     }
 
     #[test]

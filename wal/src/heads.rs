@@ -18,6 +18,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -76,6 +77,11 @@ impl KeptHead {
             .downcast_ref()
     }
 
+    /// What was derived from this head, if it has been built yet.
+    pub(crate) fn built<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.derived.get()?.downcast_ref()
+    }
+
     fn cost(&self) -> usize {
         std::mem::size_of::<KeptHead>() + self.seq.len() + self.meta.count as usize * 8
     }
@@ -90,9 +96,31 @@ pub(crate) struct HeadCache {
 
 #[derive(Debug, Default)]
 struct Kept {
-    map: HashMap<(u64, u64), Arc<KeptHead>>,
+    map: HashMap<(u64, u64), Arc<KeptHead>, BuildHasherDefault<PlaceHasher>>,
     order: VecDeque<(u64, u64)>,
     bytes: usize,
+}
+
+/// Hashes a record's place (two integers a reader chose, not an
+/// adversary) with one multiplication per word: the map is looked up on
+/// every point read, where SipHash would cost more than the lookup.
+#[derive(Default)]
+struct PlaceHasher(u64);
+
+impl Hasher for PlaceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
 }
 
 impl HeadCache {

@@ -29,7 +29,7 @@ const HEAD_GUESS: u64 = 128;
 #[derive(Clone, Debug)]
 pub struct WalReader {
     segments: SegmentSet,
-    heads: Arc<HeadCache>,
+    pub(crate) heads: Arc<HeadCache>,
 }
 
 fn read_range(segment: &Segment, start: u64, end: u64) -> Result<Bytes> {

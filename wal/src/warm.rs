@@ -11,10 +11,12 @@
 //! only means less is warmed; the lookups that follow check everything.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::format::{self, FRAME_LEN, HEAD_FIELDS_LEN};
+use crate::heads::KeptHead;
 use crate::reader::WalReader;
 
 /// A cache line, the unit a touch brings in.
@@ -30,6 +32,26 @@ pub struct MappedPayload {
     pub index: u32,
     /// The record's event count.
     pub count: u32,
+    /// The record's kept head, if it is kept.
+    kept: Option<Arc<KeptHead>>,
+}
+
+impl MappedPayload {
+    /// A payload found without a kept head (for tests of what warms it).
+    pub fn new(payload: Bytes, index: u32, count: u32) -> MappedPayload {
+        MappedPayload {
+            payload,
+            index,
+            count,
+            kept: None,
+        }
+    }
+
+    /// What the payload's owner derived from the record's kept head (see
+    /// [`RecordHead::derived`](crate::RecordHead::derived)), if it did.
+    pub fn derived<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.kept.as_ref()?.built()
+    }
 }
 
 /// Reads one byte of each of `spots` in a tight loop, so that the loads'
@@ -55,7 +77,8 @@ impl WalReader {
     /// reached from there by the lookup itself; compressed and evicted
     /// segments are left alone).
     pub fn warm(&self, positions: &[u64], out: &mut Vec<MappedPayload>) {
-        let mut stretches: Vec<(Bytes, u64)> = Vec::with_capacity(positions.len());
+        let mut stretches: Vec<(Bytes, u64, Option<Arc<KeptHead>>)> =
+            Vec::with_capacity(positions.len());
         for &position in positions {
             let Some((_, segment)) = self.segments().find(position) else {
                 continue;
@@ -64,11 +87,12 @@ impl WalReader {
                 continue;
             };
             if let Some(bytes) = segment.mapped(start, stop) {
-                stretches.push((bytes, position));
+                let kept = self.heads.get(segment.first_position(), start);
+                stretches.push((bytes, position, kept));
             }
         }
-        touch(stretches.iter().map(|(b, _)| (b.as_ref(), 0)));
-        for (bytes, position) in &stretches {
+        touch(stretches.iter().map(|(b, _, _)| (b.as_ref(), 0)));
+        for (bytes, position, kept) in &stretches {
             if bytes.len() < HEAD_FIELDS_LEN {
                 continue;
             }
@@ -84,11 +108,13 @@ impl WalReader {
                 payload: bytes.slice(payload_at..total),
                 index: index as u32,
                 count,
+                kept: kept.clone(),
             });
         }
-        // The heads' checksums read every line of them.
-        for (bytes, _) in &stretches {
-            if bytes.len() >= HEAD_FIELDS_LEN {
+        // The heads' checksums read every line of them, but a kept head's
+        // is not checked again.
+        for (bytes, _, kept) in &stretches {
+            if bytes.len() >= HEAD_FIELDS_LEN && kept.is_none() {
                 touch_lines(bytes, LINE, format::head_len(bytes));
             }
         }

@@ -68,6 +68,25 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
         assert_eq!(built_again, derived);
     }
 
+    // Warming hands the kept heads' derived values on, for the caller to
+    // warm what it keeps there too.
+    let mut found = Vec::new();
+    let positions: Vec<u64> = (1..=last).collect();
+    wal.reader.warm(&positions, &mut found);
+    let sealed = found.len();
+    assert!(sealed > 0);
+    for (f, &p) in found.iter().zip(&positions) {
+        let first = wal
+            .reader
+            .record_containing(p)
+            .unwrap()
+            .unwrap()
+            .meta
+            .first_position;
+        assert_eq!(f.derived::<u64>(), Some(&first), "position {p}");
+        assert_eq!(f.derived::<u32>(), None, "another type is not there");
+    }
+
     // Sequencing bytes damaged in the log after their head was verified:
     // the kept, verified copy is what a point read returns.
     let segment = wal.reader.segments().snapshot()[0].clone();
