@@ -115,7 +115,9 @@ impl WalReader {
         else {
             return Ok(None);
         };
-        let mut kept = None;
+        // The head is kept, but handed out as kept only from the next read
+        // into its record on: a record read once (a `read_last`, a lone
+        // hit in a large store) is not worth its owner deriving anything.
         if at == 0 && r.seq.len() >= KEEP_FROM_SEQ && bytes.len() >= HEAD_FIELDS_LEN {
             let mut fields = [0u8; HEAD_FIELDS_LEN];
             fields.copy_from_slice(&bytes[..HEAD_FIELDS_LEN]);
@@ -127,14 +129,13 @@ impl WalReader {
                 total - r.payload.len(),
                 total,
             ));
-            self.heads.keep(key.0, key.1, head.clone());
-            kept = Some(head);
+            self.heads.keep(key.0, key.1, head);
         }
         Ok(Some(RecordHead {
             meta: r.meta,
             seq: r.seq,
             payload: PayloadAt::Loaded(r.payload),
-            kept,
+            kept: None,
         }))
     }
 

@@ -52,6 +52,14 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
     let first_reads: Vec<_> = (1..=last)
         .map(|p| wal.reader.record_head_containing(p).unwrap().unwrap())
         .collect();
+    // A first read keeps the head but derives nothing: a record read once
+    // is not worth it.
+    // (Positions are read in order: a record's first is its first read.)
+    for (p, h) in (1..=last).zip(&first_reads) {
+        let first_read = h.meta.first_position == p;
+        let derived = h.derived(|meta, _| meta.first_position);
+        assert_eq!(derived.is_none(), first_read, "position {p}");
+    }
     let (kept, bytes) = wal.reader.kept_heads();
     assert_eq!(kept, 40, "every record's head is kept");
     assert!(bytes >= 40 * (KEEP_FROM_SEQ + 200));
