@@ -44,20 +44,25 @@ fn warm(wal: &OpenedWal, positions: &[u64]) -> Vec<MappedPayload> {
     found
 }
 
-#[test]
-fn every_position_of_a_sealed_segment_is_found_in_its_record() {
+/// A log of `records` large records, every segment mapped (read once).
+fn opened(records: u64) -> (tempfile::TempDir, OpenedWal) {
     let tmp = tempfile::tempdir().unwrap();
     let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
     let dir = tmp.path().join("wal");
     let mut wal = gesta_wal::open(fs, &dir, options(), 1, |_| Ok(())).unwrap();
-    append(&mut wal, 120);
-    let segments = wal.reader.segments().snapshot();
-    assert!(segments.len() >= 4, "the workload must seal segments");
-    let sealed_last = segments[segments.len() - 1].first_position() - 1;
-    // Reading every record once maps the segments.
+    append(&mut wal, records);
     for r in wal.reader.forward(1, u64::MAX) {
         r.unwrap();
     }
+    (tmp, wal)
+}
+
+#[test]
+fn every_position_of_a_sealed_segment_is_found_in_its_record() {
+    let (_tmp, wal) = opened(120);
+    let segments = wal.reader.segments().snapshot();
+    assert!(segments.len() >= 4, "the workload must seal segments");
+    let sealed_last = segments[segments.len() - 1].first_position() - 1;
 
     let positions: Vec<u64> = (1..=sealed_last).rev().collect();
     let found = warm(&wal, &positions);
@@ -83,15 +88,8 @@ fn every_position_of_a_sealed_segment_is_found_in_its_record() {
 
 #[test]
 fn damaged_bytes_never_make_warming_panic() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
-    let dir = tmp.path().join("wal");
-    let mut wal = gesta_wal::open(fs, &dir, options(), 1, |_| Ok(())).unwrap();
-    append(&mut wal, 60);
+    let (_tmp, wal) = opened(60);
     let first_of_second = wal.reader.segments().snapshot()[1].first_position();
-    for r in wal.reader.forward(1, u64::MAX) {
-        r.unwrap();
-    }
     let positions: Vec<u64> = (1..first_of_second).collect();
     // The first segment, overwritten in place: the map shows the new bytes.
     let path = wal.reader.segments().snapshot()[0].path();
