@@ -20,6 +20,7 @@ use crate::chunks::{fetch_piece, file_crc, pieces};
 use crate::error::{Error, Result};
 use crate::fence::load_checkpoint;
 use crate::location::Location;
+use crate::runtime;
 
 /// How [`BucketSegments`] reads.
 #[derive(Clone, Debug)]
@@ -172,16 +173,6 @@ impl std::fmt::Debug for BucketSegments {
             .field("stats", &self.stats())
             .finish()
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Io {
-            path: PathBuf::from("(runtime)"),
-            source: e,
-        })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

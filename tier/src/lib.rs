@@ -116,3 +116,15 @@ pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
 pub use restore::{RestoreReport, restore};
 pub use round::RoundReport;
 pub use shipper::{ShipOptions, ShipStatus, ShipWaiter, Shipper};
+
+/// The single-threaded runtime each of the crate's threads (shipper,
+/// evictor, replica, restore) drives its requests to the bucket on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            path: std::path::PathBuf::from("(runtime)"),
+            source: e,
+        })
+}

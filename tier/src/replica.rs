@@ -62,6 +62,7 @@ use crate::checkpoint::{Checkpoint, FileEntry};
 use crate::error::{Error, Result};
 use crate::fence;
 use crate::location::Location;
+use crate::runtime;
 
 /// How a [`Replica`] follows its bucket.
 #[derive(Clone, Debug)]
@@ -345,16 +346,6 @@ impl Drop for Replica {
             self.finish();
         }
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Io {
-            path: PathBuf::from("(runtime)"),
-            source: e,
-        })
 }
 
 /// How many times one poll starts again from a newer checkpoint after

@@ -99,10 +99,7 @@ pub fn restore(location: &Location, dir: impl AsRef<Path>) -> Result<RestoreRepo
             )));
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(io_at(Path::new("(runtime)")))?;
+    let runtime = crate::runtime()?;
     let mut attempts = 0;
     let (checkpoint, objects, bytes) = loop {
         attempts += 1;

@@ -461,16 +461,10 @@ fn ship_thread(
     inbox: mpsc::Receiver<Command>,
     started: mpsc::Sender<Result<()>>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
         Err(e) => {
-            let _ = started.send(Err(Error::Io {
-                path: PathBuf::from("(runtime)"),
-                source: e,
-            }));
+            let _ = started.send(Err(e));
             return;
         }
     };

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gesta::{Error as StoreError, Options, Query, ReadOptions, RecordedEvent, Store};
+use gesta::{
+    Error as StoreError, Options, Query, ReadOptions, RecordedEvent, SealedSegment, Store,
+};
 use gesta_tier::{BucketOptions, BucketSegments, EvictPolicy, Evictor, Location, Shipper};
 use harness::*;
 use object_store::ObjectStoreExt;
@@ -86,6 +88,17 @@ fn evicted_store(
     (store, shipper, expected)
 }
 
+/// [`evicted_store`] with the bucket's own remote, shipped, then closed:
+/// its first (evicted) segment and every event it holds.
+fn evicted_and_closed(dir: &Path, location: &Location) -> (SealedSegment, Vec<RecordedEvent>) {
+    let (store, shipper, expected) =
+        evicted_store(dir, location, remote(location, BucketOptions::default()));
+    let first = store.sealed_segments()[0].clone();
+    shipper.stop().expect("stop");
+    store.close().expect("close");
+    (first, expected)
+}
+
 #[test]
 fn evicted_segments_are_read_from_the_bucket_and_the_bucket_keeps_them() {
     let (_bucket, location) = fresh_location();
@@ -137,12 +150,7 @@ fn a_store_reopens_with_the_remote_and_refuses_without_it_naming_the_segment() {
     let (_bucket, location) = fresh_location();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("src");
-    let (store, shipper, expected) =
-        evicted_store(&dir, &location, remote(&location, BucketOptions::default()));
-    let first = store.sealed_segments()[0].clone();
-    shipper.stop().expect("stop");
-    store.close().expect("close");
-    drop(store);
+    let (first, expected) = evicted_and_closed(&dir, &location);
 
     match Store::open_with(&dir, options()) {
         Err(StoreError::Evicted {
@@ -224,12 +232,7 @@ fn a_corrupt_chunk_is_refused_and_never_served() {
     let (_bucket, location) = fresh_location();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("src");
-    let (store, shipper, expected) =
-        evicted_store(&dir, &location, remote(&location, BucketOptions::default()));
-    let first = store.sealed_segments()[0].clone();
-    shipper.stop().expect("stop");
-    store.close().expect("close");
-    drop(store);
+    let (first, expected) = evicted_and_closed(&dir, &location);
 
     let rt = runtime();
     let checkpoint = rt

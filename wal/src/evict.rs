@@ -52,12 +52,7 @@ impl Compressor {
             });
         };
         let _busy = self.lock();
-        let Some(segment) = self
-            .segments()
-            .snapshot()
-            .into_iter()
-            .find(|s| s.first_position() == first_position)
-        else {
+        let Some(segment) = self.segments().starting_at(first_position) else {
             return Ok(Err(EvictRefusal::NoSuchSegment));
         };
         if segment.evicted().is_some() {

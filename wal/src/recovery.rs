@@ -251,21 +251,7 @@ pub fn open(
             if !compressed {
                 segment.set_mapping(bytes.clone());
             }
-            let (entries, last_position, end) = segment.table_with(std::iter::empty());
-            let table = SegmentTable {
-                first_position: first,
-                last_position,
-                end,
-                last_timestamp_micros: scan.last_timestamp,
-                entries,
-            };
-            if SegmentTable::load(fs.as_ref(), dir, first)
-                .at(&table_path(dir, first))?
-                .as_ref()
-                != Some(&table)
-            {
-                table.store(fs.as_ref(), dir).at(&table_path(dir, first))?;
-            }
+            store_table(fs.as_ref(), dir, &segment, scan.last_timestamp)?;
         } else {
             let mut version = SegmentHeader::version_of(&bytes);
             if version < SEGMENT_VERSION && end == SEGMENT_HEADER_LEN as u64 {
@@ -421,22 +407,32 @@ fn open_evicted<F: FnMut(&Record) -> Result<()>>(
         ));
     }
     segment.seal();
+    store_table(fs, dir, &segment, scan.last_timestamp)?;
+    Ok(segment)
+}
+
+/// Stores the offset table of a sealed segment as the scan just indexed
+/// it, unless the table on disk already says the same.
+fn store_table(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    segment: &Segment,
+    last_timestamp_micros: u64,
+) -> Result<()> {
+    let first = segment.first_position();
     let (entries, last_position, end) = segment.table_with(std::iter::empty());
     let table = SegmentTable {
         first_position: first,
         last_position,
         end,
-        last_timestamp_micros: scan.last_timestamp,
+        last_timestamp_micros,
         entries,
     };
-    if SegmentTable::load(fs, dir, first)
-        .at(&table_path(dir, first))?
-        .as_ref()
-        != Some(&table)
-    {
-        table.store(fs, dir).at(&table_path(dir, first))?;
+    let path = table_path(dir, first);
+    if SegmentTable::load(fs, dir, first).at(&path)?.as_ref() != Some(&table) {
+        table.store(fs, dir).at(&path)?;
     }
-    Ok(segment)
+    Ok(())
 }
 
 /// Checks a segment's header against its file name and the position the

@@ -96,12 +96,7 @@ impl Compressor {
         rewrite: &mut dyn FnMut(&Record) -> Option<Bytes>,
     ) -> Result<Option<RewriteReport>> {
         let _busy = self.lock();
-        let Some(segment) = self
-            .segments()
-            .snapshot()
-            .into_iter()
-            .find(|s| s.first_position() == first_position)
-        else {
+        let Some(segment) = self.segments().starting_at(first_position) else {
             return Ok(None);
         };
         if !segment.is_sealed() || !self.is_complete(&segment)? {

@@ -426,6 +426,15 @@ impl SegmentSet {
         Some((i - 1, list[i - 1].clone()))
     }
 
+    /// The segment whose first position is `first_position`, if any.
+    pub fn starting_at(&self, first_position: u64) -> Option<Arc<Segment>> {
+        let list = self.0.read();
+        let i = list
+            .binary_search_by_key(&first_position, |s| s.first_position)
+            .ok()?;
+        Some(list[i].clone())
+    }
+
     /// The segment at index `i`.
     pub fn get(&self, i: usize) -> Option<Arc<Segment>> {
         self.0.read().get(i).cloned()
