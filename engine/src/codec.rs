@@ -183,12 +183,41 @@ struct Cursor<'a> {
     end: usize,
 }
 
-fn malformed(what: &str) -> Error {
-    Error::Corruption {
-        file: Default::default(),
-        offset: 0,
-        reason: format!("malformed event in a record that passed its checksum: {what}"),
+/// What decoding found wrong with a record, kept to two words so that the
+/// decoder's results come back in registers rather than through the stack
+/// (a full [`Error`] in every `Result` cost a third of a scan); it becomes
+/// an [`Error`] where it leaves this module.
+#[derive(Debug)]
+enum Bad {
+    /// Bytes that passed their record's checksum but do not decode.
+    Malformed(&'static str),
+    /// The event at this position failed its own checksum.
+    Checksum(u64),
+}
+
+/// A decoding step's result.
+type Decoded<T> = std::result::Result<T, Bad>;
+
+impl From<Bad> for Error {
+    fn from(bad: Bad) -> Error {
+        let reason = match bad {
+            Bad::Malformed(what) => {
+                format!("malformed event in a record that passed its checksum: {what}")
+            }
+            Bad::Checksum(position) => {
+                format!("checksum mismatch in the event at position {position}")
+            }
+        };
+        Error::Corruption {
+            file: Default::default(),
+            offset: 0,
+            reason,
+        }
     }
+}
+
+fn malformed(what: &'static str) -> Bad {
+    Bad::Malformed(what)
 }
 
 impl<'a> Cursor<'a> {
@@ -200,7 +229,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn u8(&mut self) -> Result<u8> {
+    #[inline(always)]
+    fn u8(&mut self) -> Decoded<u8> {
         if self.at >= self.end {
             return Err(malformed("truncated"));
         }
@@ -210,7 +240,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next `n` bytes as a plain slice (no reference count touched).
-    fn slice(&mut self, n: usize) -> Result<&'a [u8]> {
+    #[inline(always)]
+    fn slice(&mut self, n: usize) -> Decoded<&'a [u8]> {
         let bytes: &'a Bytes = self.bytes;
         let end = self.at.checked_add(n).filter(|&e| e <= self.end);
         let end = end.ok_or_else(|| malformed("field runs past the payload"))?;
@@ -220,7 +251,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// A name's length: a byte, or a varint in a wide event.
-    fn len(&mut self, wide: bool) -> Result<usize> {
+    #[inline(always)]
+    fn len(&mut self, wide: bool) -> Decoded<usize> {
         if wide {
             usize::try_from(self.varint()?).map_err(|_| malformed("name too long"))
         } else {
@@ -228,13 +260,14 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn name(&mut self, wide: bool) -> Result<&'a str> {
+    fn name(&mut self, wide: bool) -> Decoded<&'a str> {
         let n = self.len(wide)?;
         std::str::from_utf8(self.slice(n)?).map_err(|_| malformed("name is not UTF-8"))
     }
 
     /// An event's flags, refused if any is unknown.
-    fn flags(&mut self) -> Result<u8> {
+    #[inline(always)]
+    fn flags(&mut self) -> Decoded<u8> {
         let flags = self.u8()?;
         if flags & !KNOWN_FLAGS != 0 {
             return Err(malformed("unknown event flags"));
@@ -242,7 +275,7 @@ impl<'a> Cursor<'a> {
         Ok(flags)
     }
 
-    fn string(&mut self, n: usize) -> Result<String> {
+    fn string(&mut self, n: usize) -> Decoded<String> {
         std::str::from_utf8(self.slice(n)?)
             .map(str::to_owned)
             .map_err(|_| malformed("name is not UTF-8"))
@@ -250,8 +283,8 @@ impl<'a> Cursor<'a> {
 
     /// A LEB128 varint. Point reads step over many of them (event lengths,
     /// revision indices), so the one-byte case is kept short.
-    #[inline]
-    fn varint(&mut self) -> Result<u64> {
+    #[inline(always)]
+    fn varint(&mut self) -> Decoded<u64> {
         match self.bytes.get(self.at) {
             Some(&b) if b < 0x80 && self.at < self.end => {
                 self.at += 1;
@@ -261,7 +294,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn varint_long(&mut self) -> Result<u64> {
+    fn varint_long(&mut self) -> Decoded<u64> {
         let rest = self.bytes.get(self.at..self.end).unwrap_or_default();
         let mut v = 0u64;
         for (i, &b) in rest.iter().take(10).enumerate() {
@@ -298,7 +331,8 @@ struct Names<'a> {
 impl<'a> Names<'a> {
     /// Steps `c` over the names, checking their bounds but not yet their
     /// UTF-8.
-    fn read(c: &mut Cursor<'a>, has_stream: bool, wide: bool) -> Result<Names<'a>> {
+    #[inline(always)]
+    fn read(c: &mut Cursor<'a>, has_stream: bool, wide: bool) -> Decoded<Names<'a>> {
         let start = c.at;
         let mut lengths = c.len(wide)?;
         let type_start = c.at - start;
@@ -337,7 +371,8 @@ impl<'a> Names<'a> {
     /// them when every length byte between them is below 128 (an ASCII
     /// char: the whole stretch is then UTF-8 exactly when each name is, and
     /// each is cut from it at char boundaries), else name by name.
-    fn checked(&self) -> Result<(&'a str, Tags<'a>, Option<&'a str>)> {
+    #[inline(always)]
+    fn checked(&self) -> Decoded<(&'a str, Tags<'a>, Option<&'a str>)> {
         let not_utf8 = || malformed("name is not UTF-8");
         if self.short
             && let Ok(text) = std::str::from_utf8(self.bytes)
@@ -381,7 +416,7 @@ impl<'a> Names<'a> {
 /// relative to the end of the event table, from entries of the table
 /// starting with entry `first` (the whole table, or entries `index - 1` and
 /// `index`). Its frame (checksum and body) is at least five bytes.
-fn event_bounds(entries: &[u8], first: usize, count: u32, index: u32) -> Result<(usize, usize)> {
+fn event_bounds(entries: &[u8], first: usize, count: u32, index: u32) -> Decoded<(usize, usize)> {
     let i = index as usize;
     if i >= count as usize || first > i.saturating_sub(1) {
         return Err(malformed("event table truncated"));
@@ -449,7 +484,8 @@ impl<'a> Decoder<'a> {
 
     /// The next event's body, found through the table and checked against
     /// its checksum if `verify`.
-    fn frame(&mut self, verify: bool) -> Result<Cursor<'a>> {
+    #[inline(always)]
+    fn frame(&mut self, verify: bool) -> Decoded<Cursor<'a>> {
         let payload: &'a Bytes = self.cursor.bytes;
         let (start, end) = if self.windowed {
             if payload.len() < 5 {
@@ -468,14 +504,7 @@ impl<'a> Decoder<'a> {
         };
         let body = &payload[start + 4..end];
         if verify && event_crc(self.index, body).to_le_bytes() != payload[start..start + 4] {
-            return Err(Error::Corruption {
-                file: Default::default(),
-                offset: 0,
-                reason: format!(
-                    "checksum mismatch in the event at position {}",
-                    self.position()
-                ),
-            });
+            return Err(Bad::Checksum(self.position()));
         }
         self.cursor.at = end;
         Ok(Cursor {
@@ -490,7 +519,7 @@ impl<'a> Decoder<'a> {
     /// at its place when every event before it names a stream (see
     /// [`dense_revision`]), else by walking the entries from where the
     /// decoder is.
-    fn revision(&mut self) -> Result<u64> {
+    fn revision(&mut self) -> Decoded<u64> {
         if let Some(table) = self.table {
             return table.get(self.index);
         }
@@ -506,7 +535,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// [`revision`](Self::revision) by walking the entries.
-    fn walk_revision(&mut self) -> Result<u64> {
+    fn walk_revision(&mut self) -> Decoded<u64> {
         let missing = || malformed("missing stream revision");
         loop {
             let index = self.seq.varint().map_err(|_| missing())?;
@@ -520,14 +549,14 @@ impl<'a> Decoder<'a> {
     }
 
     /// Steps over the next event without reading it.
-    fn skip(&mut self) -> Result<()> {
+    fn skip(&mut self) -> Decoded<()> {
         self.index += 1;
         Ok(())
     }
 
     /// The index entries of the next event — its type, tags, stream and id
     /// keys at its position — without building the event.
-    fn keys(&mut self, out: &mut Vec<(Key, u64)>) -> Result<()> {
+    fn keys(&mut self, out: &mut Vec<(Key, u64)>) -> Decoded<()> {
         let position = self.position();
         let mut c = self.frame(false)?;
         let flags = c.flags()?;
@@ -550,7 +579,8 @@ impl<'a> Decoder<'a> {
     }
 
     /// The next event, borrowed from the record: nothing is allocated.
-    fn next_ref(&mut self, verify: bool) -> Result<EventRef<'a>> {
+    #[inline(always)]
+    fn next_ref(&mut self, verify: bool) -> Decoded<EventRef<'a>> {
         let meta = self.meta;
         let position = self.position();
         let mut c = self.frame(verify)?;
@@ -599,7 +629,7 @@ impl<'a> Decoder<'a> {
 
     /// Fails unless every byte of the payload was consumed, and, if
     /// `revisions`, every byte of the sequencing bytes.
-    fn finish(&self, revisions: bool) -> Result<()> {
+    fn finish(&self, revisions: bool) -> Decoded<()> {
         let payload = self.payload;
         let table = self.meta.count as usize * 4;
         if table == 0 || payload.len() < table {
@@ -784,7 +814,7 @@ pub(crate) fn put_tracking(seq: &mut Vec<u8>, count: u32, source: &str, position
 
 /// The tracking trailer at `c`, which must then be at its end: `None` if
 /// the next varint is not the trailer's marker (`count`).
-fn trailer(c: &mut Cursor<'_>, count: u32) -> Result<Option<(String, u64)>> {
+fn trailer(c: &mut Cursor<'_>, count: u32) -> Decoded<Option<(String, u64)>> {
     if c.varint()? != u64::from(count) {
         return Ok(None);
     }
@@ -808,10 +838,10 @@ pub(crate) fn tracking_of(seq: &Bytes, count: u32) -> Result<Option<(String, u64
         let index = c.varint()?;
         if index == count {
             c.at = at;
-            return trailer(&mut c, batch);
+            return Ok(trailer(&mut c, batch)?);
         }
         if index > count {
-            return Err(malformed("revision entry for an event past the batch"));
+            return Err(malformed("revision entry for an event past the batch").into());
         }
         c.varint()?;
     }
@@ -860,7 +890,7 @@ pub(crate) fn each_event_of<'r>(record: &'r Record, mut f: impl FnMut(EventRef<'
     for _ in 0..record.meta.count {
         f(d.next_ref(false)?);
     }
-    d.finish(true)
+    Ok(d.finish(true)?)
 }
 
 /// Appends the index entries of every event of `record` at a position of
@@ -920,7 +950,7 @@ pub(crate) fn redact_payload(
         let (start, end) = event_bounds(entries, 0, meta.count, index)?;
         let (start, end) = (table + start, table + end);
         if end > payload.len() || start + 5 > end {
-            return Err(malformed("event bounds out of range"));
+            return Err(malformed("event bounds out of range").into());
         }
         let mut c = Cursor {
             bytes: payload,
@@ -1030,7 +1060,7 @@ impl RevisionTable {
 
     /// The revision of the event at `index`; an error, as the walk gives,
     /// if the record holds none for it.
-    fn get(&self, index: u32) -> Result<u64> {
+    fn get(&self, index: u32) -> Decoded<u64> {
         match self.0.get(index as usize) {
             Some(&r) if r != NO_REVISION => Ok(r),
             _ => Err(malformed("missing stream revision")),
@@ -1050,7 +1080,7 @@ pub(crate) fn event_frame(head: &RecordHead, position: u64) -> Result<Bytes> {
     let entries = head.payload_range(first * 4, index as usize * 4 + 4)?;
     let (start, end) = event_bounds(&entries, first, head.meta.count, index)?;
     if table + end > head.payload_len() {
-        return Err(malformed("event bounds out of range"));
+        return Err(malformed("event bounds out of range").into());
     }
     Ok(head.payload_range(table + start, table + end)?)
 }
@@ -1108,7 +1138,7 @@ pub(crate) fn decode_event_in_window<'r>(
 }
 
 /// The index in its record of the event at `position`.
-fn index_in(meta: RecordMeta, position: u64) -> Result<u32> {
+fn index_in(meta: RecordMeta, position: u64) -> Decoded<u32> {
     position
         .checked_sub(meta.first_position)
         .filter(|&i| i < u64::from(meta.count))
