@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use gesta_wal::{MappedPayload, WalReader};
+use gesta_wal::{MappedPayload, Place, WalReader};
 
 use crate::codec::warm_events;
 
@@ -22,13 +22,17 @@ use crate::codec::warm_events;
 /// caches until the lookups read them.
 pub(crate) const MAX_WINDOW: usize = 32;
 
-/// Positions from `inner`, each window's warmed before it is yielded.
+/// Positions from `inner`, each window's warmed before it is yielded,
+/// each with where warming found its record (`None` where it did not):
+/// the lookup takes it from there rather than finding it again.
 pub(crate) struct Ahead<I> {
     inner: I,
     reader: WalReader,
     queue: VecDeque<u64>,
+    places: VecDeque<Option<Place>>,
     window: usize,
     found: Vec<MappedPayload>,
+    placed: Vec<Option<Place>>,
 }
 
 impl<I: Iterator<Item = u64>> Ahead<I> {
@@ -37,28 +41,36 @@ impl<I: Iterator<Item = u64>> Ahead<I> {
             inner,
             reader,
             queue: VecDeque::new(),
+            places: VecDeque::new(),
             window: 1,
             found: Vec::new(),
+            placed: Vec::new(),
         }
     }
 }
 
 impl<I: Iterator<Item = u64>> Iterator for Ahead<I> {
-    type Item = u64;
+    type Item = (u64, Option<Place>);
 
-    fn next(&mut self) -> Option<u64> {
+    fn next(&mut self) -> Option<(u64, Option<Place>)> {
         if let Some(p) = self.queue.pop_front() {
-            return Some(p);
+            return Some((p, self.places.pop_front().flatten()));
         }
         self.queue.extend(self.inner.by_ref().take(self.window));
+        self.places.clear();
         if self.queue.len() > 1 {
-            self.reader
-                .warm(self.queue.make_contiguous(), &mut self.found);
+            self.reader.warm(
+                self.queue.make_contiguous(),
+                &mut self.placed,
+                &mut self.found,
+            );
             warm_events(&self.found);
             self.found.clear();
+            self.places.extend(self.placed.drain(..));
         }
         self.window = (self.window * 2).min(MAX_WINDOW);
-        self.queue.pop_front()
+        let p = self.queue.pop_front()?;
+        Some((p, self.places.pop_front().flatten()))
     }
 }
 
@@ -73,6 +85,10 @@ mod tests {
     /// Windows double from one: a read that stops after a few events has
     /// taken at most about twice as many positions from the index, and one
     /// that stops after the first has taken only that one.
+    fn positions(ahead: impl Iterator<Item = (u64, Option<Place>)>) -> Vec<u64> {
+        ahead.map(|(p, _)| p).collect()
+    }
+
     #[test]
     fn windows_grow_from_one_and_keep_the_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -86,21 +102,21 @@ mod tests {
         let taken = Cell::new(0);
         let counted = || (1..=100u64).inspect(|_| taken.set(taken.get() + 1));
 
-        let first: Vec<u64> = Ahead::new(reader.clone(), counted()).take(1).collect();
+        let first: Vec<u64> = positions(Ahead::new(reader.clone(), counted()).take(1));
         assert_eq!((first, taken.get()), (vec![1], 1));
 
         taken.set(0);
-        let ten: Vec<u64> = Ahead::new(reader.clone(), counted()).take(10).collect();
+        let ten: Vec<u64> = positions(Ahead::new(reader.clone(), counted()).take(10));
         assert_eq!(ten, (1..=10).collect::<Vec<_>>());
         assert_eq!(taken.get(), 15, "windows of 1, 2, 4 and 8");
 
         taken.set(0);
-        let all: Vec<u64> = Ahead::new(reader.clone(), counted()).collect();
+        let all: Vec<u64> = positions(Ahead::new(reader.clone(), counted()));
         assert_eq!(all, (1..=100).collect::<Vec<_>>());
         assert_eq!(taken.get(), 100);
         // Backwards, and with gaps, in the order given.
         let picked = [90, 7, 55, 3, 100, 1];
-        let back: Vec<u64> = Ahead::new(reader, picked.into_iter()).collect();
+        let back: Vec<u64> = positions(Ahead::new(reader, picked.into_iter()));
         assert_eq!(back, picked);
     }
 }

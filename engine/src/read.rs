@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta_index::{Cursor, Positions};
-use gesta_wal::{Backward, Forward, Record, RecordHead, WalReader};
+use gesta_wal::{Backward, Forward, Place, Record, RecordHead, WalReader};
 
 use std::ops::ControlFlow;
 
@@ -219,7 +219,7 @@ impl Events {
             return Ok(None);
         };
         match positions.next() {
-            Some(position) => lookup.event(position).map(Some),
+            Some((position, place)) => lookup.event_at(position, place).map(Some),
             None => Ok(None),
         }
     }
@@ -333,15 +333,29 @@ impl Lookup {
         })
     }
 
-    /// The event at `position`.
-    pub(crate) fn event(&mut self, position: u64) -> Result<RecordedEvent> {
-        self.event_ref(position).map(|e| e.to_owned())
+    /// The event at `position`, its record where `place` says (see
+    /// [`Ahead`]).
+    pub(crate) fn event_at(
+        &mut self,
+        position: u64,
+        place: Option<Place>,
+    ) -> Result<RecordedEvent> {
+        self.event_ref_at(position, place).map(|e| e.to_owned())
     }
 
     /// The event at `position`, borrowed from the record that holds it.
     pub(crate) fn event_ref(&mut self, position: u64) -> Result<EventRef<'_>> {
+        self.event_ref_at(position, None)
+    }
+
+    /// [`event_ref`](Self::event_ref), its record where `place` says.
+    pub(crate) fn event_ref_at(
+        &mut self,
+        position: u64,
+        place: Option<Place>,
+    ) -> Result<EventRef<'_>> {
         if !self.in_last(position) {
-            self.record = self.reader.record_head_containing(position)?;
+            self.record = self.reader.record_head_at(position, place)?;
             self.hint = RevisionHint::default();
         }
         let found = match &self.record {
@@ -446,8 +460,8 @@ pub(crate) fn read_each(
         let cursor = view.evaluate(&crate::query::query_spec(query));
         let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
         let positions = Positions::new(cursor, lo, hi, options.direction);
-        for position in Ahead::new(reader.clone(), positions) {
-            if lend(lookup.event_ref(position)?).is_break() {
+        for (position, place) in Ahead::new(reader.clone(), positions) {
+            if lend(lookup.event_ref_at(position, place)?).is_break() {
                 break;
             }
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use gesta_index::{Direction, Positions, QuerySpec};
-use gesta_wal::WalReader;
+use gesta_wal::{Place, WalReader};
 
 use crate::ahead::Ahead;
 use crate::amended::Amendments;
@@ -99,13 +99,13 @@ fn fetch_scan(
 /// The events at `positions`, grouped by the record (append) holding them.
 fn fetch_positions(
     mut lookup: Lookup,
-    positions: impl Iterator<Item = u64>,
+    positions: impl Iterator<Item = (u64, Option<Place>)>,
     head: u64,
     max_events: usize,
     out: &mut VecDeque<Vec<RecordedEvent>>,
 ) -> Result<u64> {
     let mut batch = Vec::new();
-    for (taken, position) in positions.enumerate() {
+    for (taken, (position, place)) in positions.enumerate() {
         if !lookup.in_last(position) {
             if !batch.is_empty() {
                 out.push_back(std::mem::take(&mut batch));
@@ -114,7 +114,7 @@ fn fetch_positions(
                 return Ok(position - 1);
             }
         }
-        batch.push(lookup.event(position)?);
+        batch.push(lookup.event_at(position, place)?);
     }
     if !batch.is_empty() {
         out.push_back(batch);

@@ -131,6 +131,18 @@ impl HeadCache {
         self.kept.read().map.get(&(segment, offset)).cloned()
     }
 
+    /// [`get`](Self::get) for each of `places`, under one lock.
+    pub(crate) fn get_each(
+        &self,
+        places: impl Iterator<Item = (u64, u64)>,
+        mut f: impl FnMut(Option<Arc<KeptHead>>),
+    ) {
+        let k = self.kept.read();
+        for place in places {
+            f(k.map.get(&place).cloned());
+        }
+    }
+
     pub(crate) fn keep(&self, segment: u64, offset: u64, head: Arc<KeptHead>) {
         let cost = head.cost();
         if cost > KEEP_BYTES / 4 {

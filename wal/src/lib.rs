@@ -49,7 +49,7 @@ pub use error::{Result, WalError};
 pub use evict::EvictRefusal;
 pub use format::{Payload, Record, RecordMeta};
 pub use heads::{KEEP_BYTES, KEEP_FROM_SEQ};
-pub use reader::{Backward, Forward, RecordHead, WalReader};
+pub use reader::{Backward, Forward, Place, RecordHead, WalReader};
 pub use recovery::{OpenedWal, RecoveryReport, TornTail, open};
 pub use remote::{EvictedSegment, RemoteSegments};
 pub use rewrite::RewriteReport;

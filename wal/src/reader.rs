@@ -25,6 +25,21 @@ const CHUNK: u64 = 256 << 10;
 /// get its whole head (frame, fields, sequencing bytes) in one read.
 const HEAD_GUESS: u64 = 128;
 
+/// Where [`WalReader::warm`](crate::WalReader::warm) found the record holding a position: its
+/// segment, the start and bytes of its stretch of the offset table, and
+/// its kept head if it had one. Handed to
+/// [`WalReader::record_head_at`], it saves the lookup finding them again
+/// (each finding takes a few locks and reference counts). The bytes are
+/// the segment's map as it was: a segment compressed or evicted since is
+/// still read from the map held here, which shows the same records.
+#[derive(Clone, Debug)]
+pub struct Place {
+    pub(crate) segment: Arc<Segment>,
+    pub(crate) start: u64,
+    pub(crate) stretch: Bytes,
+    pub(crate) kept: Option<Arc<KeptHead>>,
+}
+
 /// A handle for reading the log; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct WalReader {
@@ -88,30 +103,66 @@ impl WalReader {
         }
     }
 
+    /// [`record_head_containing`](Self::record_head_containing) for a
+    /// position whose record [`warm`](Self::warm) already placed: the
+    /// segment, offset-table stretch and kept head it found are used as
+    /// they are, not looked up again. A place only saves the finding; the
+    /// head is verified (or matched with its kept copy) as always.
+    pub fn record_head_at(
+        &self,
+        position: u64,
+        place: Option<Place>,
+    ) -> Result<Option<RecordHead>> {
+        match place {
+            Some(p) => self.head_in_stretch(&p.segment, position, p.start, p.stretch, p.kept),
+            None => self.record_head_containing(position),
+        }
+    }
+
     /// [`record_head_containing`](Self::record_head_containing) in a plain
-    /// segment: a kept head if the record starts its stretch of the offset
-    /// table and its head was verified before (see the `heads` module);
-    /// else found and verified, and kept if it is worth keeping.
+    /// segment.
     fn head_in_plain(&self, segment: &Segment, position: u64) -> Result<Option<RecordHead>> {
         let Some((start, stop)) = segment.locate(position) else {
             return Ok(None);
         };
-        let key = (segment.first_position(), start);
-        if let Some(kept) = self.heads.get(key.0, key.1)
+        let kept = self.heads.get(segment.first_position(), start);
+        let stretch = segment.read(start, stop)?;
+        self.head_in_stretch(segment, position, start, stretch, kept)
+    }
+
+    /// The head of the record holding `position` in the offset-table
+    /// stretch starting at `start`, whose bytes are `stretch`: `kept` if
+    /// the record starts the stretch and its head was verified before (see
+    /// the `heads` module); else found and verified, and kept if it is
+    /// worth keeping.
+    fn head_in_stretch(
+        &self,
+        segment: &Segment,
+        position: u64,
+        start: u64,
+        stretch: Bytes,
+        kept: Option<Arc<KeptHead>>,
+    ) -> Result<Option<RecordHead>> {
+        if let Some(kept) = kept
             && kept.meta.first_position <= position
             && position <= kept.meta.last_position()
-            && let Some(bytes) = segment.mapped(start, start + kept.total as u64)
-            && bytes[..HEAD_FIELDS_LEN] == kept.fields
+            && stretch.len() >= kept.total
+            && stretch[..HEAD_FIELDS_LEN] == kept.fields
         {
             return Ok(Some(RecordHead {
                 meta: kept.meta,
                 seq: kept.seq.clone(),
-                payload: PayloadAt::Loaded(bytes.slice(kept.head_len..)),
+                payload: PayloadAt::Loaded(stretch.slice(kept.head_len..kept.total)),
                 kept: Some(kept),
             }));
         }
-        let Some((r, at, bytes)) =
-            find_record_in(segment, position, (start, stop), format::decode_record_head)?
+        let Some((r, at, bytes)) = find_record_in(
+            segment,
+            position,
+            start,
+            stretch,
+            format::decode_record_head,
+        )?
         else {
             return Ok(None);
         };
@@ -129,7 +180,7 @@ impl WalReader {
                 total - r.payload.len(),
                 total,
             ));
-            self.heads.keep(key.0, key.1, head);
+            self.heads.keep(segment.first_position(), start, head);
         }
         Ok(Some(RecordHead {
             meta: r.meta,
@@ -209,21 +260,23 @@ fn find_record(
     position: u64,
     decode: fn(&Bytes) -> Frame,
 ) -> Result<Option<Record>> {
-    let Some(stretch) = segment.locate(position) else {
+    let Some((start, stop)) = segment.locate(position) else {
         return Ok(None);
     };
-    Ok(find_record_in(segment, position, stretch, decode)?.map(|(r, _, _)| r))
+    let bytes = segment.read(start, stop)?;
+    Ok(find_record_in(segment, position, start, bytes, decode)?.map(|(r, _, _)| r))
 }
 
-/// [`find_record`] in the stretch `start..stop` of the offset table: the
-/// record, its offset in the stretch, and the stretch's bytes.
+/// [`find_record`] in the stretch of the offset table starting at `start`,
+/// whose bytes are `bytes`: the record, its offset in the stretch, and the
+/// stretch's bytes.
 fn find_record_in(
     segment: &Segment,
     position: u64,
-    (start, stop): (u64, u64),
+    start: u64,
+    bytes: Bytes,
     decode: fn(&Bytes) -> Frame,
 ) -> Result<Option<(Record, usize, Bytes)>> {
-    let bytes = segment.read(start, stop)?;
     let mut at = 0usize;
     while at + FRAME_LEN + format::BODY_FIXED_LEN <= bytes.len() {
         let total = FRAME_LEN + format::u32_at(&bytes, at) as usize;

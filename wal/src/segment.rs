@@ -341,15 +341,34 @@ impl Segment {
     /// offset where that stretch of the table ends (the next entry, or the
     /// published end). `None` if the position is not in this segment.
     pub fn locate(&self, position: u64) -> Option<(u64, u64)> {
-        let s = self.state.read();
-        if position < self.first_position || position > s.last_position {
-            return None;
-        }
-        let i = s.entries.partition_point(|&(p, _)| p <= position);
-        // entries[0] is the first record, so i >= 1 for an in-range position.
-        let start = s.entries[i.saturating_sub(1)].1;
-        let stop = s.entries.get(i).map_or(s.end, |&(_, o)| o);
-        Some((start, stop))
+        stretch_of(&self.state.read(), self.first_position, position)
+    }
+
+    /// For each of `positions`, the offset-table stretch holding it (as
+    /// [`locate`](Self::locate)) and that stretch's bytes in the segment's
+    /// map (as [`mapped`](Self::mapped)), under one lock of each: `None`
+    /// for a position outside the segment or where the segment is not
+    /// mapped.
+    pub fn mapped_stretches(&self, positions: &[u64], out: &mut Vec<Option<(u64, Bytes)>>) {
+        // The two locks are taken one after the other, never one inside
+        // the other.
+        let stretches: Vec<Option<(u64, u64)>> = {
+            let s = self.state.read();
+            positions
+                .iter()
+                .map(|&p| stretch_of(&s, self.first_position, p))
+                .collect()
+        };
+        let b = self.backing.read();
+        let map = match (&b.mapping, &b.compressed, &b.remote) {
+            (Some(map), None, None) => Some(map),
+            _ => None,
+        };
+        out.extend(stretches.into_iter().map(|found| {
+            let ((start, stop), map) = (found?, map?);
+            let (a, z) = (usize::try_from(start).ok()?, usize::try_from(stop).ok()?);
+            (a <= z && z <= map.len()).then(|| (start, map.slice(a..z)))
+        }));
     }
 
     /// The offset-table stretch that precedes the one starting at `offset`,
@@ -401,6 +420,18 @@ fn read_remote(remote: &Remote, path: &std::path::Path, start: u64, end: u64) ->
     Ok(bytes)
 }
 
+/// [`Segment::locate`] in a segment's state.
+fn stretch_of(s: &SegmentState, first_position: u64, position: u64) -> Option<(u64, u64)> {
+    if position < first_position || position > s.last_position {
+        return None;
+    }
+    let i = s.entries.partition_point(|&(p, _)| p <= position);
+    // entries[0] is the first record, so i >= 1 for an in-range position.
+    let start = s.entries[i.saturating_sub(1)].1;
+    let stop = s.entries.get(i).map_or(s.end, |&(_, o)| o);
+    Some((start, stop))
+}
+
 /// The ordered list of segments, shared between the writer and readers.
 #[derive(Debug, Clone, Default)]
 pub struct SegmentSet(Arc<RwLock<Vec<Arc<Segment>>>>);
@@ -424,6 +455,28 @@ impl SegmentSet {
             return None;
         }
         Some((i - 1, list[i - 1].clone()))
+    }
+
+    /// [`find`](Self::find) for each of `positions`, under one lock:
+    /// calls `f` with each run of consecutive positions that one segment
+    /// holds, and that segment (`None` for a run before the first one), in
+    /// order.
+    pub fn find_runs(&self, positions: &[u64], mut f: impl FnMut(&[u64], Option<&Arc<Segment>>)) {
+        let list = self.0.read();
+        let mut rest = positions;
+        while let Some(&position) = rest.first() {
+            let i = list.partition_point(|s| s.first_position <= position);
+            let next = list.get(i).map_or(u64::MAX, |s| s.first_position);
+            let first = i.checked_sub(1).and_then(|i| list.get(i));
+            let first_position = first.map_or(0, |s| s.first_position);
+            let run = rest
+                .iter()
+                .take_while(|&&p| p >= first_position && p < next)
+                .count()
+                .max(1);
+            f(&rest[..run], first);
+            rest = &rest[run..];
+        }
     }
 
     /// The segment whose first position is `first_position`, if any.

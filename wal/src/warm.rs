@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::format::{self, FRAME_LEN, HEAD_FIELDS_LEN};
 use crate::heads::KeptHead;
-use crate::reader::WalReader;
+use crate::reader::{Place, WalReader};
 
 /// A cache line, the unit a touch brings in.
 pub const LINE: usize = 64;
@@ -75,37 +75,36 @@ impl WalReader {
     /// the events lie, for those whose record is the first of its stretch
     /// of the offset table in a plain, mapped segment (the others are
     /// reached from there by the lookup itself; compressed and evicted
-    /// segments are left alone).
-    pub fn warm(&self, positions: &[u64], out: &mut Vec<MappedPayload>) {
-        let mut stretches: Vec<(Bytes, u64, Option<Arc<KeptHead>>)> =
-            Vec::with_capacity(positions.len());
-        for &position in positions {
-            let Some((_, segment)) = self.segments().find(position) else {
+    /// segments are left alone). Appends to `places` one entry per
+    /// position, in order: where its record was found, for
+    /// [`record_head_at`](Self::record_head_at), or `None`.
+    pub fn warm(
+        &self,
+        positions: &[u64],
+        places: &mut Vec<Option<Place>>,
+        out: &mut Vec<MappedPayload>,
+    ) {
+        let from = places.len();
+        self.place_each(positions, places);
+        let placed = || places[from..].iter().flatten();
+        touch(placed().map(|p| (p.stretch.as_ref(), 0)));
+        for (place, &position) in places[from..].iter().zip(positions) {
+            let Some(Place { stretch, kept, .. }) = place else {
                 continue;
             };
-            let Some((start, stop)) = segment.locate(position) else {
-                continue;
-            };
-            if let Some(bytes) = segment.mapped(start, stop) {
-                let kept = self.heads.get(segment.first_position(), start);
-                stretches.push((bytes, position, kept));
-            }
-        }
-        touch(stretches.iter().map(|(b, _, _)| (b.as_ref(), 0)));
-        for (bytes, position, kept) in &stretches {
-            if bytes.len() < HEAD_FIELDS_LEN {
+            if stretch.len() < HEAD_FIELDS_LEN {
                 continue;
             }
-            let total = FRAME_LEN + format::u32_at(bytes, 0) as usize;
-            let first = format::u64_at(bytes, FRAME_LEN);
-            let count = format::u32_at(bytes, FRAME_LEN + 8);
-            let payload_at = format::head_len(bytes);
+            let total = FRAME_LEN + format::u32_at(stretch, 0) as usize;
+            let first = format::u64_at(stretch, FRAME_LEN);
+            let count = format::u32_at(stretch, FRAME_LEN + 8);
+            let payload_at = format::head_len(stretch);
             let index = position.wrapping_sub(first);
-            if total > bytes.len() || payload_at > total || index >= u64::from(count) {
+            if total > stretch.len() || payload_at > total || index >= u64::from(count) {
                 continue;
             }
             out.push(MappedPayload {
-                payload: bytes.slice(payload_at..total),
+                payload: stretch.slice(payload_at..total),
                 index: index as u32,
                 count,
                 kept: kept.clone(),
@@ -113,10 +112,46 @@ impl WalReader {
         }
         // The heads' checksums read every line of them, but a kept head's
         // is not checked again.
-        for (bytes, _, kept) in &stretches {
-            if bytes.len() >= HEAD_FIELDS_LEN && kept.is_none() {
-                touch_lines(bytes, LINE, format::head_len(bytes));
+        for p in placed() {
+            if p.stretch.len() >= HEAD_FIELDS_LEN && p.kept.is_none() {
+                touch_lines(&p.stretch, LINE, format::head_len(&p.stretch));
             }
         }
+    }
+
+    /// Appends where the record holding each of `positions` lies, if in a
+    /// plain, mapped segment: one lock of the segment list, of each
+    /// segment and of the kept heads for all of them, not a few per
+    /// position.
+    fn place_each(&self, positions: &[u64], places: &mut Vec<Option<Place>>) {
+        let from = places.len();
+        let mut stretches = Vec::with_capacity(positions.len());
+        self.segments().find_runs(positions, |run, segment| {
+            let Some(segment) = segment else {
+                places.extend(run.iter().map(|_| None));
+                return;
+            };
+            stretches.clear();
+            segment.mapped_stretches(run, &mut stretches);
+            places.extend(stretches.drain(..).map(|found| {
+                found.map(|(start, stretch)| Place {
+                    segment: segment.clone(),
+                    start,
+                    stretch,
+                    kept: None,
+                })
+            }));
+        });
+        let keys: Vec<(u64, u64)> = places[from..]
+            .iter()
+            .flatten()
+            .map(|p| (p.segment.first_position(), p.start))
+            .collect();
+        let mut placed = places[from..].iter_mut().flatten();
+        self.heads.get_each(keys.into_iter(), |kept| {
+            if let Some(p) = placed.next() {
+                p.kept = kept;
+            }
+        });
     }
 }

@@ -78,9 +78,9 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
 
     // Warming hands the kept heads' derived values on, for the caller to
     // warm what it keeps there too.
-    let mut found = Vec::new();
+    let (mut places, mut found) = (Vec::new(), Vec::new());
     let positions: Vec<u64> = (1..=last).collect();
-    wal.reader.warm(&positions, &mut found);
+    wal.reader.warm(&positions, &mut places, &mut found);
     let sealed = found.len();
     assert!(sealed > 0);
     for (f, &p) in found.iter().zip(&positions) {

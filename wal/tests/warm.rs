@@ -1,13 +1,16 @@
 //! Warming the records a reader is about to look up: it finds each event's
 //! record payload in a mapped plain segment, leaves compressed segments
-//! alone, and never panics on damaged bytes (it is only a hint; the
-//! lookups that follow check everything).
+//! alone, places every position for the lookup that follows (which then
+//! finds what it would have found alone), and never panics on damaged
+//! bytes (it is only a hint; the lookups that follow check everything).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta_wal::io::{FileSystem, StdFs};
-use gesta_wal::{Compression, MappedPayload, OpenedWal, Payload, Pushed, RecordMeta, WalOptions};
+use gesta_wal::{
+    Compression, MappedPayload, OpenedWal, Payload, Place, Pushed, RecordMeta, WalOptions,
+};
 
 fn options() -> WalOptions {
     WalOptions {
@@ -39,9 +42,38 @@ fn append(wal: &mut OpenedWal, records: u64) {
 }
 
 fn warm(wal: &OpenedWal, positions: &[u64]) -> Vec<MappedPayload> {
-    let mut found = Vec::new();
-    wal.reader.warm(positions, &mut found);
-    found
+    warm_placed(wal, positions).1
+}
+
+fn warm_placed(wal: &OpenedWal, positions: &[u64]) -> (Vec<Option<Place>>, Vec<MappedPayload>) {
+    let (mut places, mut found) = (Vec::new(), Vec::new());
+    wal.reader.warm(positions, &mut places, &mut found);
+    assert_eq!(places.len(), positions.len(), "one place per position");
+    (places, found)
+}
+
+/// The head a lookup given `place` finds is the one it finds alone.
+fn assert_same_head(wal: &OpenedWal, position: u64, place: Option<Place>) {
+    let placed = wal.reader.record_head_at(position, place).unwrap();
+    let alone = wal.reader.record_head_containing(position).unwrap();
+    match (placed, alone) {
+        (Some(a), Some(b)) => {
+            assert_eq!(a.meta, b.meta, "position {position}");
+            assert_eq!(a.seq, b.seq, "position {position}");
+            // A compressed segment's payload is read in pieces.
+            let bytes = |h: &gesta_wal::RecordHead| match h.payload() {
+                Some(b) => b.clone(),
+                None => h.payload_range(0, h.payload_len()).unwrap(),
+            };
+            assert_eq!(bytes(&a), bytes(&b), "position {position}");
+        }
+        (None, None) => {}
+        (a, b) => panic!(
+            "position {position}: placed {:?}, alone {:?}",
+            a.map(|h| h.meta),
+            b.map(|h| h.meta)
+        ),
+    }
 }
 
 /// A log of `records` large records, every segment mapped (read once).
@@ -84,6 +116,62 @@ fn every_position_of_a_sealed_segment_is_found_in_its_record() {
         .unwrap();
     assert!(report.segments > 0);
     assert!(warm(&wal, &positions).is_empty());
+}
+
+#[test]
+fn places_lead_each_lookup_to_the_head_it_would_find_alone() {
+    let (_tmp, wal) = opened(120);
+    let segments = wal.reader.segments().snapshot();
+    assert!(segments.len() >= 4, "the workload must seal segments");
+    let head = wal.writer.next_position() - 1;
+    let sealed_last = segments[segments.len() - 1].first_position() - 1;
+
+    // Every position, forwards and backwards, with some no segment holds
+    // (0, past the head) among them: places stay in step with positions.
+    let mut positions: Vec<u64> = vec![0];
+    positions.extend(1..=head);
+    positions.extend([head + 1, u64::MAX]);
+    positions.extend((1..=head).rev().step_by(3));
+    positions.push(0);
+    let (places, _) = warm_placed(&wal, &positions);
+    for (place, &p) in places.iter().zip(&positions) {
+        // The active segment is mapped too once read; sealed ones always.
+        if (1..=sealed_last).contains(&p) {
+            assert!(place.is_some(), "sealed position {p} placed");
+        }
+        if p == 0 || p > head {
+            assert!(place.is_none(), "position {p} is in no record");
+        }
+    }
+    // Twice: the second time, heads kept by the first lookups are placed
+    // with them.
+    for _ in 0..2 {
+        let (places, _) = warm_placed(&wal, &positions);
+        for (place, &p) in places.into_iter().zip(&positions) {
+            assert_same_head(&wal, p, place);
+        }
+    }
+
+    // Places found before the sealed segments were compressed still lead
+    // to the same records (the map they hold shows what the segment
+    // held); places found after are none there, and the lookup finds the
+    // record itself.
+    let (stale, _) = warm_placed(&wal, &positions);
+    let report = wal
+        .compressor
+        .compress_sealed(Compression::default(), None, &|| false)
+        .unwrap();
+    assert!(report.segments > 0);
+    for (place, &p) in stale.into_iter().zip(&positions) {
+        assert_same_head(&wal, p, place);
+    }
+    let (fresh, _) = warm_placed(&wal, &positions);
+    for (place, &p) in fresh.into_iter().zip(&positions) {
+        if (1..=sealed_last).contains(&p) {
+            assert!(place.is_none(), "compressed position {p} not placed");
+        }
+        assert_same_head(&wal, p, place);
+    }
 }
 
 #[test]

@@ -118,7 +118,7 @@ impl Store {
                 self.inner.reader.clone(),
                 self.inner.indexes.amendments().clone(),
             )
-            .event(position)
+            .event_at(position, None)
             .map(Some),
             _ => Ok(None),
         }
