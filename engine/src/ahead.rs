@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use gesta_wal::{MappedPayload, Place, WalReader};
+use gesta_wal::{Place, WalReader};
 
 use crate::codec::warm_events;
 
@@ -31,7 +31,6 @@ pub(crate) struct Ahead<I> {
     queue: VecDeque<u64>,
     places: VecDeque<Option<Place>>,
     window: usize,
-    found: Vec<MappedPayload>,
     placed: Vec<Option<Place>>,
 }
 
@@ -43,7 +42,6 @@ impl<I: Iterator<Item = u64>> Ahead<I> {
             queue: VecDeque::new(),
             places: VecDeque::new(),
             window: 1,
-            found: Vec::new(),
             placed: Vec::new(),
         }
     }
@@ -59,13 +57,8 @@ impl<I: Iterator<Item = u64>> Iterator for Ahead<I> {
         self.queue.extend(self.inner.by_ref().take(self.window));
         self.places.clear();
         if self.queue.len() > 1 {
-            self.reader.warm(
-                self.queue.make_contiguous(),
-                &mut self.placed,
-                &mut self.found,
-            );
-            warm_events(&self.found);
-            self.found.clear();
+            self.reader
+                .warm(self.queue.make_contiguous(), &mut self.placed, warm_events);
             self.places.extend(self.placed.drain(..));
         }
         self.window = (self.window * 2).min(MAX_WINDOW);

@@ -1089,12 +1089,8 @@ pub(crate) fn event_frame(head: &RecordHead, position: u64) -> Result<Bytes> {
 /// found: every table entry first, then every line of every event, so that
 /// the lookups that follow find them in the cache. Only a hint: values out
 /// of range warm less.
-pub(crate) fn warm_events(found: &[MappedPayload]) {
-    gesta_wal::touch(
-        found
-            .iter()
-            .map(|f| (f.payload.as_ref(), f.index as usize * 4)),
-    );
+pub(crate) fn warm_events(found: &[MappedPayload<'_>]) {
+    gesta_wal::touch(found.iter().map(|f| (f.payload, f.index as usize * 4)));
     // And each event's entry in its record's revision table, if kept.
     let mut sum = 0u64;
     for f in found {
@@ -1115,7 +1111,7 @@ pub(crate) fn warm_events(found: &[MappedPayload]) {
         let end = at(index);
         if start < end {
             gesta_wal::touch_lines(
-                &f.payload,
+                f.payload,
                 table.saturating_add(start),
                 table.saturating_add(end),
             );
@@ -1508,16 +1504,12 @@ mod tests {
                 .collect();
             let count = rng.below_uniform(100) as u32 + 1;
             super::warm_events(&[MappedPayload::new(
-                Bytes::from(bytes),
+                &bytes,
                 rng.below_uniform(u64::from(count) + 2) as u32,
                 count,
             )]);
         }
-        super::warm_events(&[MappedPayload::new(
-            Bytes::from_static(&[0xff; 16]),
-            u32::MAX,
-            u32::MAX,
-        )]);
+        super::warm_events(&[MappedPayload::new(&[0xff; 16], u32::MAX, u32::MAX)]);
     }
 
     #[test]

@@ -11,9 +11,6 @@
 //! only means less is warmed; the lookups that follow check everything.
 
 use std::hint::black_box;
-use std::sync::Arc;
-
-use bytes::Bytes;
 
 use crate::format::{self, FRAME_LEN, HEAD_FIELDS_LEN};
 use crate::heads::KeptHead;
@@ -24,21 +21,23 @@ pub const LINE: usize = 64;
 
 /// Where the event at a position lies, found by [`WalReader::warm`]: the
 /// payload of its record in the mapped segment, and its index there.
-#[derive(Clone, Debug)]
-pub struct MappedPayload {
+/// Borrowed from the places warming found, so that handing it over costs
+/// no reference count.
+#[derive(Clone, Copy, Debug)]
+pub struct MappedPayload<'a> {
     /// The record's payload, from the segment's map.
-    pub payload: Bytes,
+    pub payload: &'a [u8],
     /// The event's index in the record.
     pub index: u32,
     /// The record's event count.
     pub count: u32,
     /// The record's kept head, if it is kept.
-    kept: Option<Arc<KeptHead>>,
+    kept: Option<&'a KeptHead>,
 }
 
-impl MappedPayload {
+impl<'a> MappedPayload<'a> {
     /// A payload found without a kept head (for tests of what warms it).
-    pub fn new(payload: Bytes, index: u32, count: u32) -> MappedPayload {
+    pub fn new(payload: &'a [u8], index: u32, count: u32) -> MappedPayload<'a> {
         MappedPayload {
             payload,
             index,
@@ -49,8 +48,8 @@ impl MappedPayload {
 
     /// What the payload's owner derived from the record's kept head (see
     /// [`RecordHead::derived`](crate::RecordHead::derived)), if it did.
-    pub fn derived<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
-        self.kept.as_ref()?.built()
+    pub fn derived<T: std::any::Any + Send + Sync>(&self) -> Option<&'a T> {
+        self.kept?.built()
     }
 }
 
@@ -71,24 +70,25 @@ pub fn touch_lines(bytes: &[u8], start: usize, end: usize) {
 }
 
 impl WalReader {
-    /// Warms the records holding `positions` and appends to `out` where
-    /// the events lie, for those whose record is the first of its stretch
-    /// of the offset table in a plain, mapped segment (the others are
-    /// reached from there by the lookup itself; compressed and evicted
-    /// segments are left alone). Appends to `places` one entry per
-    /// position, in order: where its record was found, for
+    /// Warms the records holding `positions` and hands `events` where the
+    /// events lie, for those whose record is the first of its stretch of
+    /// the offset table in a plain, mapped segment (the others are reached
+    /// from there by the lookup itself; compressed and evicted segments are
+    /// left alone), for the caller to warm them. Appends to `places` one
+    /// entry per position, in order: where its record was found, for
     /// [`record_head_at`](Self::record_head_at), or `None`.
     pub fn warm(
         &self,
         positions: &[u64],
         places: &mut Vec<Option<Place>>,
-        out: &mut Vec<MappedPayload>,
+        events: impl FnOnce(&[MappedPayload<'_>]),
     ) {
         let from = places.len();
         self.place_each(positions, places);
-        let placed = || places[from..].iter().flatten();
-        touch(placed().map(|p| (p.stretch.as_ref(), 0)));
-        for (place, &position) in places[from..].iter().zip(positions) {
+        let placed = &places[from..];
+        touch(placed.iter().flatten().map(|p| (p.stretch.as_ref(), 0)));
+        let mut found = Vec::with_capacity(positions.len());
+        for (place, &position) in placed.iter().zip(positions) {
             let Some(Place { stretch, kept, .. }) = place else {
                 continue;
             };
@@ -103,20 +103,21 @@ impl WalReader {
             if total > stretch.len() || payload_at > total || index >= u64::from(count) {
                 continue;
             }
-            out.push(MappedPayload {
-                payload: stretch.slice(payload_at..total),
+            found.push(MappedPayload {
+                payload: &stretch[payload_at..total],
                 index: index as u32,
                 count,
-                kept: kept.clone(),
+                kept: kept.as_deref(),
             });
         }
         // The heads' checksums read every line of them, but a kept head's
         // is not checked again.
-        for p in placed() {
+        for p in placed.iter().flatten() {
             if p.stretch.len() >= HEAD_FIELDS_LEN && p.kept.is_none() {
                 touch_lines(&p.stretch, LINE, format::head_len(&p.stretch));
             }
         }
+        events(&found);
     }
 
     /// Appends where the record holding each of `positions` lies, if in a

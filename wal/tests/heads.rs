@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gesta_wal::io::{FileSystem, StdFs};
-use gesta_wal::{KEEP_FROM_SEQ, OpenedWal, Payload, Pushed, RecordMeta, WalOptions};
+use gesta_wal::{KEEP_FROM_SEQ, MappedPayload, OpenedWal, Payload, Pushed, RecordMeta, WalOptions};
 
 fn options() -> WalOptions {
     WalOptions {
@@ -80,10 +80,17 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
     // warm what it keeps there too.
     let (mut places, mut found) = (Vec::new(), Vec::new());
     let positions: Vec<u64> = (1..=last).collect();
-    wal.reader.warm(&positions, &mut places, &mut found);
+    wal.reader
+        .warm(&positions, &mut places, |events: &[MappedPayload<'_>]| {
+            found.extend(
+                events
+                    .iter()
+                    .map(|f| (f.derived::<u64>().copied(), f.derived::<u32>().copied())),
+            );
+        });
     let sealed = found.len();
     assert!(sealed > 0);
-    for (f, &p) in found.iter().zip(&positions) {
+    for (&(as_u64, as_u32), &p) in found.iter().zip(&positions) {
         let first = wal
             .reader
             .record_containing(p)
@@ -91,8 +98,8 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
             .unwrap()
             .meta
             .first_position;
-        assert_eq!(f.derived::<u64>(), Some(&first), "position {p}");
-        assert_eq!(f.derived::<u32>(), None, "another type is not there");
+        assert_eq!(as_u64, Some(first), "position {p}");
+        assert_eq!(as_u32, None, "another type is not there");
     }
 
     // Sequencing bytes damaged in the log after their head was verified:
