@@ -28,9 +28,10 @@ pub(crate) const MAX_WINDOW: usize = 32;
 pub(crate) struct Ahead<I> {
     inner: I,
     reader: WalReader,
-    queue: VecDeque<u64>,
-    places: VecDeque<Option<Place>>,
+    queue: VecDeque<(u64, Option<Place>)>,
     window: usize,
+    /// The next window's positions, and where warming placed them.
+    positions: Vec<u64>,
     placed: Vec<Option<Place>>,
 }
 
@@ -40,8 +41,8 @@ impl<I: Iterator<Item = u64>> Ahead<I> {
             inner,
             reader,
             queue: VecDeque::new(),
-            places: VecDeque::new(),
             window: 1,
+            positions: Vec::new(),
             placed: Vec::new(),
         }
     }
@@ -51,19 +52,21 @@ impl<I: Iterator<Item = u64>> Iterator for Ahead<I> {
     type Item = (u64, Option<Place>);
 
     fn next(&mut self) -> Option<(u64, Option<Place>)> {
-        if let Some(p) = self.queue.pop_front() {
-            return Some((p, self.places.pop_front().flatten()));
+        if let Some(next) = self.queue.pop_front() {
+            return Some(next);
         }
-        self.queue.extend(self.inner.by_ref().take(self.window));
-        self.places.clear();
-        if self.queue.len() > 1 {
+        self.positions.clear();
+        self.positions.extend(self.inner.by_ref().take(self.window));
+        if self.positions.len() > 1 {
             self.reader
-                .warm(self.queue.make_contiguous(), &mut self.placed, warm_events);
-            self.places.extend(self.placed.drain(..));
+                .warm(&self.positions, &mut self.placed, warm_events);
         }
+        // A window of one is not warmed, and its position is not placed.
+        let placed = self.placed.drain(..).chain(std::iter::repeat(None));
+        self.queue
+            .extend(self.positions.iter().copied().zip(placed));
         self.window = (self.window * 2).min(MAX_WINDOW);
-        let p = self.queue.pop_front()?;
-        Some((p, self.places.pop_front().flatten()))
+        self.queue.pop_front()
     }
 }
 
@@ -75,13 +78,13 @@ mod tests {
     use crate::event::NewEvent;
     use crate::store::Store;
 
-    /// Windows double from one: a read that stops after a few events has
-    /// taken at most about twice as many positions from the index, and one
-    /// that stops after the first has taken only that one.
     fn positions(ahead: impl Iterator<Item = (u64, Option<Place>)>) -> Vec<u64> {
         ahead.map(|(p, _)| p).collect()
     }
 
+    /// Windows double from one: a read that stops after a few events has
+    /// taken at most about twice as many positions from the index, and one
+    /// that stops after the first has taken only that one.
     #[test]
     fn windows_grow_from_one_and_keep_the_order() {
         let dir = tempfile::tempdir().unwrap();

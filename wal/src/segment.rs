@@ -196,21 +196,6 @@ impl Segment {
         Ok(Bytes::from(buf))
     }
 
-    /// Bytes `start..end` if the segment is plain and already mapped that
-    /// far: never reads, decompresses or fetches anything, so it costs no
-    /// more than a lock and a reference count (for hints such as warming).
-    pub fn mapped(&self, start: u64, end: u64) -> Option<Bytes> {
-        let b = self.backing.read();
-        if b.compressed.is_some() || b.remote.is_some() || start > end {
-            return None;
-        }
-        let (s, e) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
-        b.mapping
-            .as_ref()
-            .filter(|m| m.len() >= e)
-            .map(|m| m.slice(s..e))
-    }
-
     /// Seeds the map with bytes already read whole (by recovery), for a
     /// segment that is sealed or whose file system maps coherently.
     pub(crate) fn set_mapping(&self, bytes: Bytes) {
@@ -345,10 +330,11 @@ impl Segment {
     }
 
     /// For each of `positions`, the offset-table stretch holding it (as
-    /// [`locate`](Self::locate)) and that stretch's bytes in the segment's
-    /// map (as [`mapped`](Self::mapped)), under one lock of each: `None`
-    /// for a position outside the segment or where the segment is not
-    /// mapped.
+    /// [`locate`](Self::locate)) and that stretch's bytes, if the segment
+    /// is plain and already mapped that far, under one lock of each:
+    /// `None` for a position outside the segment or where the segment is
+    /// not mapped. Never reads, decompresses or fetches anything (for hints
+    /// such as warming).
     pub fn mapped_stretches(&self, positions: &[u64], out: &mut Vec<Option<(u64, Bytes)>>) {
         // The two locks are taken one after the other, never one inside
         // the other.
