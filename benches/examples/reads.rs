@@ -39,6 +39,7 @@ fn main() {
     if compress {
         store.compact().expect("compress");
     }
+    let engine = &store;
     let store: &dyn EventStore = &store;
     let work = workloads::Queries::new();
     for round in 0..rounds {
@@ -54,5 +55,14 @@ fn main() {
             o.rate(),
             o.elapsed.as_secs_f64()
         );
+        if compress {
+            let c = engine.block_cache_stats();
+            println!(
+                "  block cache: {} hits, {} misses, {:.1} MiB held",
+                c.hits,
+                c.misses,
+                c.bytes as f64 / f64::from(1 << 20)
+            );
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! A one-shot reply slot: the committer answers each caller through one.
 //!
-//! The waiting caller parks on a condition variable at once instead of
-//! spinning first (as a channel's receive does): with many writers on few
-//! cores, spinning callers take the CPU the committer needs to finish the
-//! group they are waiting for. An async caller polls it instead and leaves
-//! a waker.
+//! A waiting caller parks on a condition variable; only a caller told to
+//! spin first (a lone writer, see `Store::append_with`) does: with many
+//! writers on few cores, spinning callers would take the CPU the committer
+//! needs to finish the group they are waiting for. An async caller polls
+//! it instead and leaves a waker.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -20,6 +22,8 @@ enum State<T> {
 }
 
 struct Slot<T> {
+    /// Set once the state is no longer `Waiting`, for a caller that spins.
+    done: AtomicBool,
     state: Mutex<State<T>>,
     ready: Condvar,
     waker: Mutex<Option<Waker>>,
@@ -34,6 +38,7 @@ pub(crate) struct Receiver<T>(Arc<Slot<T>>);
 /// A new reply slot.
 pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Slot {
+        done: AtomicBool::new(false),
         state: Mutex::new(State::Waiting),
         ready: Condvar::new(),
         waker: Mutex::new(None),
@@ -46,6 +51,7 @@ impl<T> Sender<T> {
     pub(crate) fn send(mut self, value: T) {
         if let Some(slot) = self.0.take() {
             *slot.state.lock() = State::Sent(value);
+            slot.done.store(true, Ordering::Release);
             slot.ready.notify_one();
             if let Some(w) = slot.waker.lock().take() {
                 w.wake();
@@ -58,6 +64,7 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
             *slot.state.lock() = State::Dropped;
+            slot.done.store(true, Ordering::Release);
             slot.ready.notify_one();
             if let Some(w) = slot.waker.lock().take() {
                 w.wake();
@@ -69,6 +76,13 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// Waits for the answer; `None` if the sender was dropped unanswered.
     pub(crate) fn recv(self) -> Option<T> {
+        self.recv_spinning(Duration::ZERO)
+    }
+
+    /// [`recv`](Self::recv), spinning up to `spin` for the answer before
+    /// it parks.
+    pub(crate) fn recv_spinning(self, spin: Duration) -> Option<T> {
+        gesta_wal::time::spin_until(spin, || self.0.done.load(Ordering::Acquire));
         let mut state = self.0.state.lock();
         loop {
             match std::mem::replace(&mut *state, State::Taken) {
@@ -118,6 +132,32 @@ mod tests {
         let (tx, rx) = oneshot::<u32>();
         let t = std::thread::spawn(move || drop(tx));
         assert_eq!(rx.recv(), None);
+        t.join().unwrap();
+    }
+
+    /// A spinning caller gets an answer sent while it spins, one sent after
+    /// its spin ran out (it parked), and the end of a dropped sender.
+    #[test]
+    fn a_spinning_caller_gets_its_answer_early_or_late() {
+        let (tx, rx) = oneshot();
+        let t = std::thread::spawn(move || tx.send(1));
+        assert_eq!(rx.recv_spinning(Duration::from_secs(60)), Some(1));
+        t.join().unwrap();
+
+        let (tx, rx) = oneshot();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(2)
+        });
+        assert_eq!(rx.recv_spinning(Duration::from_micros(100)), Some(2));
+        t.join().unwrap();
+
+        let (tx, rx) = oneshot::<u32>();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            drop(tx)
+        });
+        assert_eq!(rx.recv_spinning(Duration::from_micros(100)), None);
         t.join().unwrap();
     }
 

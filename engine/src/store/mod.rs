@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     /// The thread that enforces the retention rules, once there are any.
     pub(crate) retention: removal::Retention,
     pub(crate) retention_interval: std::time::Duration,
+    /// [`Options::spin`], for a lone writer waiting for its answer.
+    spin: std::time::Duration,
     committer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<LockGuard>>,
@@ -227,7 +229,8 @@ impl Store {
             options.durability,
             options.group_limits,
             options.max_commit_delay,
-        );
+        )
+        .with_spin(options.spin);
         let log_state = log.state();
         let committer = Committer {
             log,
@@ -287,6 +290,7 @@ impl Store {
                 projector: Projector::default(),
                 retention: removal::Retention::default(),
                 retention_interval: options.retention_interval,
+                spin: options.spin,
                 committer: Mutex::new(Some(handle)),
                 flusher: Mutex::new(Some(flusher)),
                 lock: Mutex::new(Some(lock)),
@@ -329,9 +333,13 @@ impl Store {
     pub fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         let (request, answer) = self.prepare(events, options)?;
         let callers = &self.inner.shared.callers;
-        callers.fetch_add(1, Ordering::AcqRel);
+        // Only a lone writer spins for its answer (see `Options::spin`).
+        let spin = match callers.fetch_add(1, Ordering::AcqRel) {
+            0 => self.inner.spin,
+            _ => std::time::Duration::ZERO,
+        };
         let answer = match self.inner.tx.send(Request::Append(request)) {
-            Ok(()) => answer.recv().unwrap_or(Err(Error::Closed)),
+            Ok(()) => answer.recv_spinning(spin).unwrap_or(Err(Error::Closed)),
             Err(_) => Err(Error::Closed),
         };
         callers.fetch_sub(1, Ordering::AcqRel);
