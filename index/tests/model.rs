@@ -98,6 +98,7 @@ fn item() -> impl Strategy<Value = Item> {
 
 struct Store {
     view: IndexView,
+    runs: Vec<Arc<Run>>,
 }
 
 /// Splits the events into `runs` runs then `mems` memtables at the given
@@ -143,7 +144,8 @@ fn build(events: &[Event], runs: usize, mems: usize, cuts: &[u64], stale: bool) 
         }
     }
     Store {
-        view: IndexView::new(run_list, mem_list),
+        view: IndexView::new(run_list.clone(), mem_list),
+        runs: run_list,
     }
 }
 
@@ -198,7 +200,8 @@ proptest! {
 }
 
 /// Big enough that lists span many blocks in runs and many chunks in
-/// memtables, and leapfrog skips whole blocks.
+/// memtables, and leapfrog skips whole blocks; type 0 is dense enough for
+/// the runs to read it through bitmaps.
 #[test]
 fn large_lists_across_sources() {
     let events: Vec<Event> = (0..20_000u64)
@@ -260,6 +263,8 @@ fn large_lists_across_sources() {
         got.reverse();
         assert_eq!(got, want, "{items:?} backward");
     }
+    let dense: Vec<usize> = store.runs.iter().map(|r| r.dense_bytes()).collect();
+    assert!(dense.iter().all(|&b| b > 0), "bitmaps held: {dense:?}");
 }
 
 #[test]

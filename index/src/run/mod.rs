@@ -6,6 +6,7 @@
 //! or decoding more than the blocks a cursor touches.
 
 mod cursor;
+mod dense;
 mod format;
 mod layout;
 mod open;
@@ -21,6 +22,7 @@ use crate::cursor::{Cursor, Found};
 use crate::filter;
 use crate::key::{KIND_ID, Key};
 use cursor::{RunCursor, decode_list};
+use dense::{BitmapCursor, DenseLists};
 use layout::{Layout, ListRef};
 pub use writer::write_run;
 
@@ -63,6 +65,8 @@ pub struct Run {
     /// id in a run holding at least [`FENCES_FROM`] of them (`None` if a
     /// key was unreadable; the search then goes without).
     fences: OnceLock<Option<Box<[u128]>>>,
+    /// Its dense lists decoded as bitmaps, on first use (see `dense`).
+    dense: DenseLists,
 }
 
 impl fmt::Debug for Run {
@@ -89,12 +93,13 @@ impl Run {
                 reason: "unreadable key directory",
             })?;
         Ok(Run {
-            bytes,
             layout,
             covers: footer.covers,
             postings: footer.posting_count,
             ids,
             fences: OnceLock::new(),
+            dense: DenseLists::new(bytes.len()),
+            bytes,
         })
     }
 
@@ -253,25 +258,56 @@ impl Run {
     /// hold the key.
     pub fn cursor(&self, key: &Key) -> Option<Box<dyn Cursor>> {
         let list = self.find(key)?;
-        Some(Box::new(RunCursor::new(
-            self.bytes.clone(),
-            self.layout,
-            list,
-        )))
+        if list.count < dense::DENSE_MIN {
+            return Some(self.file_cursor(list));
+        }
+        let (first, last) = self.ends(list)?;
+        Some(self.cursor_of(list, first, last))
     }
 
     /// A cursor with the list's length and range, found with one lookup.
     pub(crate) fn found(&self, key: &Key) -> Option<Found> {
         let list = self.find(key)?;
-        let first = self.layout.block(&self.bytes, list.first_block)?.first;
-        let last_block = (list.first_block + list.blocks).checked_sub(1)?;
-        let last = self.layout.block(&self.bytes, last_block)?.last;
+        let (first, last) = self.ends(list)?;
         Some(Found {
-            cursor: Box::new(RunCursor::new(self.bytes.clone(), self.layout, list)),
+            cursor: self.cursor_of(list, first, last),
             count: list.count,
             first,
             last,
         })
+    }
+
+    /// The first and last positions of `list`, from the skip table.
+    fn ends(&self, list: ListRef) -> Option<(u64, u64)> {
+        let first = self.layout.block(&self.bytes, list.first_block)?.first;
+        let last_block = (list.first_block + list.blocks).checked_sub(1)?;
+        let last = self.layout.block(&self.bytes, last_block)?.last;
+        Some((first, last))
+    }
+
+    /// A cursor over `list` (from `first` to `last`): its bitmap if it is
+    /// dense and one fits the run's budget, the file's blocks otherwise.
+    fn cursor_of(&self, list: ListRef, first: u64, last: u64) -> Box<dyn Cursor> {
+        if dense::qualifies(list.count, first, last) {
+            let decode = || {
+                let positions = decode_list(&self.bytes, &self.layout, list);
+                (positions.len() as u64 == list.count).then_some(positions)
+            };
+            if let Some(bitmap) = self.dense.get_or_build(list.first_block, decode) {
+                return Box::new(BitmapCursor(bitmap));
+            }
+        }
+        self.file_cursor(list)
+    }
+
+    fn file_cursor(&self, list: ListRef) -> Box<dyn Cursor> {
+        Box::new(RunCursor::new(self.bytes.clone(), self.layout, list))
+    }
+
+    /// Bytes of the bitmaps the run holds for its dense lists (at most a
+    /// quarter of its file's bytes).
+    pub fn dense_bytes(&self) -> usize {
+        self.dense.bytes()
     }
 
     /// The first position in `key`'s list, read from the skip table.

@@ -76,6 +76,45 @@ fn cursor_seeks_match_naive_everywhere() {
     }
 }
 
+/// A dense list is answered from a bitmap built on its first cursor (and
+/// kept), a sparse or short one from the file; every seek of either, in
+/// any order, answers as the list does.
+#[test]
+fn dense_lists_seek_through_bitmaps_as_the_file_does() {
+    let dense: Vec<u64> = (1..=20_000u64)
+        .filter(|p| p % 7 < 3 || p % 101 == 0)
+        .collect();
+    let sparse: Vec<u64> = (1..=20_000u64).step_by(97).collect();
+    let short: Vec<u64> = (1..=2_000u64).collect();
+    let entries = vec![
+        (Key::event_type("Dense"), dense.clone()),
+        (Key::event_type("Short"), short.clone()),
+        (Key::tag("sparse"), sparse.clone()),
+    ];
+    let run = open(entries.clone(), (1, 20_000));
+    assert_eq!(run.dense_bytes(), 0, "nothing is decoded before it is read");
+    for (key, list) in &entries {
+        let ge = |t: u64| list.get(list.partition_point(|&p| p < t)).copied();
+        let le = |t: u64| {
+            let i = list.partition_point(|&p| p <= t);
+            i.checked_sub(1).map(|i| list[i])
+        };
+        let mut fwd = run.cursor(key).unwrap();
+        let mut jumpy = run.found(key).unwrap().cursor;
+        for t in 0..=20_002u64 {
+            assert_eq!(fwd.seek_ge(t), ge(t), "{key:?} ge {t}");
+            let j = (t * 7919) % 20_003;
+            assert_eq!(jumpy.seek_ge(j), ge(j), "{key:?} ge {j}");
+            assert_eq!(jumpy.seek_le(t), le(t), "{key:?} le {t}");
+        }
+    }
+    // Only the dense list got a bitmap: one bit per position of its range.
+    assert_eq!(run.dense_bytes(), 20_000usize.div_ceil(64) * 8);
+    // More cursors share it.
+    let _ = run.cursor(&Key::event_type("Dense")).unwrap();
+    assert_eq!(run.dense_bytes(), 20_000usize.div_ceil(64) * 8);
+}
+
 #[test]
 fn empty_run() {
     let run = open(Vec::new(), (1, 0));
