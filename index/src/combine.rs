@@ -73,15 +73,31 @@ impl Cursor for Union {
         }
         best
     }
+
+    fn contains(&mut self, position: u64) -> Option<bool> {
+        let mut unknown = false;
+        for head in &mut self.heads {
+            match head.cursor.contains(position) {
+                Some(true) => return Some(true),
+                Some(false) => {}
+                None => unknown = true,
+            }
+        }
+        (!unknown).then_some(false)
+    }
 }
 
 /// AND of cursors by leapfrog. An intersection of nothing is every position.
 ///
-/// Each child in turn is sought to the current candidate; a child that lands
-/// beyond it makes its answer the new candidate, until all children agree.
-/// The candidate only ever moves in the direction of the seek, so a rare
-/// list drags a frequent one along in big jumps instead of both being
-/// walked. Put the rarest child first: it proposes the first candidate.
+/// The first child proposes a candidate; each other child in turn either
+/// agrees or, when it can tell membership at once ([`Cursor::contains`]),
+/// rejects it, or else is sought to it, and one that lands beyond it makes
+/// its answer the new candidate; a moved candidate goes back to the first
+/// child, until all agree. The candidate only ever moves in the direction
+/// of the seek, so a rare list drags a frequent one along in big jumps
+/// instead of both being walked. Put the rarest child first: it proposes
+/// the candidates, and the others' membership checks cost at most one per
+/// candidate.
 pub struct Intersection {
     children: Vec<Box<dyn Cursor>>,
 }
@@ -91,49 +107,66 @@ impl Intersection {
     pub fn new(children: Vec<Box<dyn Cursor>>) -> Intersection {
         Intersection { children }
     }
-}
 
-impl Cursor for Intersection {
-    fn seek_ge(&mut self, target: u64) -> Option<u64> {
-        let n = self.children.len();
+    /// The leapfrog in one direction: `propose` seeks a child in it,
+    /// `beyond` tells whether an answer lies past the candidate in it, and
+    /// `step` moves the candidate one position on (`None` past the end).
+    fn leapfrog(
+        &mut self,
+        target: u64,
+        propose: fn(&mut dyn Cursor, u64) -> Option<u64>,
+        beyond: fn(u64, u64) -> bool,
+        step: fn(u64) -> Option<u64>,
+    ) -> Option<u64> {
+        let Some((first, rest)) = self.children.split_first_mut() else {
+            return Some(target);
+        };
         let mut candidate = target;
-        let mut agreed = 0;
-        let mut i = 0;
-        while agreed < n {
-            let found = self.children.get_mut(i)?.seek_ge(candidate)?;
-            if found == candidate {
-                agreed += 1;
-            } else if found > candidate {
-                candidate = found;
-                agreed = 1;
-            } else {
+        'propose: loop {
+            candidate = propose(first.as_mut(), candidate)?;
+            for child in rest.iter_mut() {
+                match child.contains(candidate) {
+                    Some(true) => continue,
+                    Some(false) => {
+                        candidate = step(candidate)?;
+                        continue 'propose;
+                    }
+                    None => {}
+                }
+                let found = propose(child.as_mut(), candidate)?;
+                if found == candidate {
+                    continue;
+                }
+                if beyond(found, candidate) {
+                    candidate = found;
+                    continue 'propose;
+                }
                 // A child broke the cursor contract; stopping is the only
                 // answer that cannot loop.
                 return None;
             }
-            i = if i + 1 == n { 0 } else { i + 1 };
+            return Some(candidate);
         }
-        Some(candidate)
+    }
+}
+
+impl Cursor for Intersection {
+    fn seek_ge(&mut self, target: u64) -> Option<u64> {
+        self.leapfrog(
+            target,
+            |c, t| c.seek_ge(t),
+            |found, candidate| found > candidate,
+            |c| c.checked_add(1),
+        )
     }
 
     fn seek_le(&mut self, target: u64) -> Option<u64> {
-        let n = self.children.len();
-        let mut candidate = target;
-        let mut agreed = 0;
-        let mut i = 0;
-        while agreed < n {
-            let found = self.children.get_mut(i)?.seek_le(candidate)?;
-            if found == candidate {
-                agreed += 1;
-            } else if found < candidate {
-                candidate = found;
-                agreed = 1;
-            } else {
-                return None;
-            }
-            i = if i + 1 == n { 0 } else { i + 1 };
-        }
-        Some(candidate)
+        self.leapfrog(
+            target,
+            |c, t| c.seek_le(t),
+            |found, candidate| found < candidate,
+            |c| c.checked_sub(1),
+        )
     }
 }
 
@@ -181,6 +214,15 @@ impl Cursor for Chain {
         rest.iter_mut()
             .rev()
             .find_map(|s| s.cursor.seek_le(target.min(s.hi)))
+    }
+
+    fn contains(&mut self, position: u64) -> Option<bool> {
+        // Only the source whose range holds the position can hold it.
+        let at = self.segments.partition_point(|s| s.hi < position);
+        match self.segments.get_mut(at) {
+            Some(s) if s.lo <= position => s.cursor.contains(position),
+            _ => Some(false),
+        }
     }
 }
 
@@ -236,6 +278,87 @@ mod tests {
         let mut with_all = Intersection::new(vec![Box::new(All), list(&[4, 7])]);
         assert_eq!(forward(&mut with_all), vec![4, 7]);
         assert_eq!(Intersection::new(vec![]).seek_ge(3), Some(3));
+    }
+
+    /// A list that also tells membership at once, as a bitmap does.
+    struct Member(ListCursor);
+
+    impl Cursor for Member {
+        fn seek_ge(&mut self, target: u64) -> Option<u64> {
+            self.0.seek_ge(target)
+        }
+        fn seek_le(&mut self, target: u64) -> Option<u64> {
+            self.0.seek_le(target)
+        }
+        fn contains(&mut self, position: u64) -> Option<bool> {
+            Some(self.0.seek_ge(position) == Some(position))
+        }
+    }
+
+    fn member(v: &[u64]) -> Box<dyn Cursor> {
+        Box::new(Member(ListCursor::new(v.to_vec())))
+    }
+
+    /// Children that tell membership answer as seeking ones do, in any
+    /// place, through unions and chains, forwards and backwards, at the
+    /// ends of the positions.
+    #[test]
+    fn membership_checks_answer_as_seeks() {
+        let (a, b, c) = (
+            (0..300).filter(|p| p % 3 == 0).collect::<Vec<u64>>(),
+            (0..300).filter(|p| p % 5 != 1).collect::<Vec<u64>>(),
+            vec![0, 15, 30, 45, 60, 61, 90, 299, u64::MAX],
+        );
+        let want: Vec<u64> = a
+            .iter()
+            .copied()
+            .filter(|p| b.contains(p) && c.contains(p))
+            .collect();
+        type Make = fn(&[u64]) -> Box<dyn Cursor>;
+        let kinds: [Make; 2] = [list, member];
+        for ka in kinds {
+            for kb in kinds {
+                for kc in kinds {
+                    let make = || Intersection::new(vec![kc(&c), ka(&a), kb(&b)]);
+                    let mut i = make();
+                    assert_eq!(forward(&mut i), want);
+                    let mut i = make();
+                    let mut back = backward(&mut i, u64::MAX);
+                    back.reverse();
+                    assert_eq!(back, want);
+                }
+            }
+        }
+        let mut u = Union::new(vec![member(&[1, 5]), member(&[2, 5])]);
+        assert_eq!((u.contains(2), u.contains(3)), (Some(true), Some(false)));
+        let mut u = Union::new(vec![member(&[1, 5]), list(&[2, 5])]);
+        assert_eq!((u.contains(1), u.contains(2)), (Some(true), None));
+        let seg = |lo, hi, cursor| Segment { lo, hi, cursor };
+        let mut chain = Chain::new(vec![
+            seg(1, 10, member(&[3, 7])),
+            seg(11, 20, list(&[12])),
+            seg(31, 40, member(&[35])),
+        ]);
+        let answers: Vec<_> = [3, 4, 12, 25, 35, 36, 50].map(|p| chain.contains(p)).into();
+        let expected = [
+            Some(true),
+            Some(false),
+            None,
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(false),
+        ];
+        assert_eq!(answers, expected);
+        let mut i = Intersection::new(vec![
+            list(&[2, 3, 12, 35, 36]),
+            Box::new(Chain::new(vec![
+                seg(1, 10, member(&[3, 7])),
+                seg(11, 20, list(&[12])),
+                seg(31, 40, member(&[35])),
+            ])),
+        ]);
+        assert_eq!(forward(&mut i), vec![3, 12, 35]);
     }
 
     #[test]

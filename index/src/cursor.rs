@@ -21,6 +21,18 @@ pub trait Cursor: Send {
     fn seek_ge(&mut self, target: u64) -> Option<u64>;
     /// Largest position <= target in this list, or None.
     fn seek_le(&mut self, target: u64) -> Option<u64>;
+    /// Whether `position` is in this list, if the cursor can tell at
+    /// once (a bitmap); `None` if only a seek can. It leaves the cursor's
+    /// answers unchanged.
+    ///
+    /// An intersection asks it of every child but the one proposing
+    /// candidates: unlike a seek's answer, the next candidate does not
+    /// depend on it, so the memory reads of several candidates' checks
+    /// overlap instead of each waiting for the one before.
+    fn contains(&mut self, position: u64) -> Option<bool> {
+        let _ = position;
+        None
+    }
 }
 
 impl Cursor for Box<dyn Cursor> {
@@ -29,6 +41,9 @@ impl Cursor for Box<dyn Cursor> {
     }
     fn seek_le(&mut self, target: u64) -> Option<u64> {
         (**self).seek_le(target)
+    }
+    fn contains(&mut self, position: u64) -> Option<bool> {
+        (**self).contains(position)
     }
 }
 

@@ -80,6 +80,16 @@ impl Bitmap {
         Some(self.lo + w as u64 * 64 + u64::from(bits.trailing_zeros()))
     }
 
+    fn contains(&self, position: u64) -> bool {
+        let Some(i) = position.checked_sub(self.lo) else {
+            return false;
+        };
+        usize::try_from(i / 64)
+            .ok()
+            .and_then(|w| self.words.get(w))
+            .is_some_and(|word| word & (1 << (i % 64)) != 0)
+    }
+
     fn seek_le(&self, target: u64) -> Option<u64> {
         if target < self.lo {
             return None;
@@ -105,6 +115,10 @@ impl Cursor for BitmapCursor {
 
     fn seek_le(&mut self, target: u64) -> Option<u64> {
         self.0.seek_le(target)
+    }
+
+    fn contains(&mut self, position: u64) -> Option<bool> {
+        Some(self.0.contains(position))
     }
 }
 
@@ -202,6 +216,7 @@ mod tests {
             let (lo, hi) = (positions[0], *positions.last().unwrap());
             let ends = [0, lo.saturating_sub(1), lo, lo + 1, hi - 1, hi, hi + 1, u64::MAX];
             for (forwards, t) in seeks.into_iter().chain(ends.iter().flat_map(|&t| [(true, t), (false, t)])) {
+                prop_assert_eq!(cursor.contains(t), Some(positions.binary_search(&t).is_ok()), "contains({})", t);
                 if forwards {
                     prop_assert_eq!(cursor.seek_ge(t), list.seek_ge(t), "seek_ge({})", t);
                 } else {
