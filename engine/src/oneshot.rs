@@ -1,10 +1,10 @@
 //! A one-shot reply slot: the committer answers each caller through one.
 //!
-//! A waiting caller parks on a condition variable; only a caller told to
-//! spin first (a lone writer, see `Store::append_with`) does: with many
-//! writers on few cores, spinning callers would take the CPU the committer
-//! needs to finish the group they are waiting for. An async caller polls
-//! it instead and leaves a waker.
+//! A waiting caller parks on a condition variable. Only a caller told to
+//! (a lone writer, see `Store::append_with`) spins for its answer first:
+//! with many writers on few cores, spinning callers would take the CPU the
+//! committer needs to finish the group they are waiting for. An async
+//! caller polls the slot instead and leaves a waker.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
