@@ -85,6 +85,10 @@ impl Cursor for Union {
         }
         (!unknown).then_some(false)
     }
+
+    fn tells_membership(&self) -> bool {
+        self.heads.iter().all(|h| h.cursor.tells_membership())
+    }
 }
 
 /// AND of cursors by leapfrog. An intersection of nothing is every position.
@@ -100,12 +104,15 @@ impl Cursor for Union {
 /// candidate.
 pub struct Intersection {
     children: Vec<Box<dyn Cursor>>,
+    /// Whether each child can tell membership at once (asked only then).
+    tells: Vec<bool>,
 }
 
 impl Intersection {
     /// The intersection of `children`.
     pub fn new(children: Vec<Box<dyn Cursor>>) -> Intersection {
-        Intersection { children }
+        let tells = children.iter().map(|c| c.tells_membership()).collect();
+        Intersection { children, tells }
     }
 
     /// The leapfrog in one direction: `propose` seeks a child in it,
@@ -124,8 +131,8 @@ impl Intersection {
         let mut candidate = target;
         'propose: loop {
             candidate = propose(first.as_mut(), candidate)?;
-            for child in rest.iter_mut() {
-                match child.contains(candidate) {
+            for (child, &tells) in rest.iter_mut().zip(self.tells.iter().skip(1)) {
+                match tells.then(|| child.contains(candidate)).flatten() {
                     Some(true) => continue,
                     Some(false) => {
                         candidate = step(candidate)?;
@@ -224,6 +231,10 @@ impl Cursor for Chain {
             _ => Some(false),
         }
     }
+
+    fn tells_membership(&self) -> bool {
+        self.segments.iter().any(|s| s.cursor.tells_membership())
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +304,9 @@ mod tests {
         fn contains(&mut self, position: u64) -> Option<bool> {
             Some(self.0.seek_ge(position) == Some(position))
         }
+        fn tells_membership(&self) -> bool {
+            true
+        }
     }
 
     fn member(v: &[u64]) -> Box<dyn Cursor> {
@@ -330,8 +344,10 @@ mod tests {
             }
         }
         let mut u = Union::new(vec![member(&[1, 5]), member(&[2, 5])]);
+        assert!(u.tells_membership());
         assert_eq!((u.contains(2), u.contains(3)), (Some(true), Some(false)));
         let mut u = Union::new(vec![member(&[1, 5]), list(&[2, 5])]);
+        assert!(!u.tells_membership());
         assert_eq!((u.contains(1), u.contains(2)), (Some(true), None));
         let seg = |lo, hi, cursor| Segment { lo, hi, cursor };
         let mut chain = Chain::new(vec![
@@ -339,6 +355,8 @@ mod tests {
             seg(11, 20, list(&[12])),
             seg(31, 40, member(&[35])),
         ]);
+        assert!(chain.tells_membership());
+        assert!(!Chain::new(vec![seg(1, 10, list(&[3]))]).tells_membership());
         let answers: Vec<_> = [3, 4, 12, 25, 35, 36, 50].map(|p| chain.contains(p)).into();
         let expected = [
             Some(true),
@@ -350,6 +368,24 @@ mod tests {
             Some(false),
         ];
         assert_eq!(answers, expected);
+        // A child that cannot tell is never asked.
+        struct Mute(ListCursor);
+        impl Cursor for Mute {
+            fn seek_ge(&mut self, target: u64) -> Option<u64> {
+                self.0.seek_ge(target)
+            }
+            fn seek_le(&mut self, target: u64) -> Option<u64> {
+                self.0.seek_le(target)
+            }
+            fn contains(&mut self, _: u64) -> Option<bool> {
+                panic!("asked a child that cannot tell")
+            }
+        }
+        let mut i = Intersection::new(vec![
+            list(&[1, 2, 3]),
+            Box::new(Mute(ListCursor::new(vec![2, 3, 4]))),
+        ]);
+        assert_eq!(forward(&mut i), vec![2, 3]);
         let mut i = Intersection::new(vec![
             list(&[2, 3, 12, 35, 36]),
             Box::new(Chain::new(vec![

@@ -33,6 +33,12 @@ pub trait Cursor: Send {
         let _ = position;
         None
     }
+    /// Whether [`contains`](Cursor::contains) can answer for some
+    /// position: an intersection asks only the children that can, so the
+    /// others pay nothing for it.
+    fn tells_membership(&self) -> bool {
+        false
+    }
 }
 
 impl Cursor for Box<dyn Cursor> {
@@ -44,6 +50,9 @@ impl Cursor for Box<dyn Cursor> {
     }
     fn contains(&mut self, position: u64) -> Option<bool> {
         (**self).contains(position)
+    }
+    fn tells_membership(&self) -> bool {
+        (**self).tells_membership()
     }
 }
 

@@ -9,9 +9,9 @@
 //! `fdatasync` — so the cost of a sync is shared by every caller that arrived
 //! while the previous one ran. Between groups the committer serving a lone
 //! writer spins a little before it parks, as long as requests have been
-//! arriving within that time (see [`crate::time::spin_until`]). What a request means (conditions, positions,
-//! answers) is the committer's business; when and how the group reaches the
-//! disk is this module's.
+//! arriving within that time (see [`crate::time::spin_until`]). What a
+//! request means (conditions, positions, answers) is the committer's
+//! business; when and how the group reaches the disk is this module's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -500,6 +500,21 @@ mod tests {
         .with_spin(spin)
     }
 
+    /// Sends requests of `sizes` on `tx` from another thread, `after` from now.
+    fn send_later(
+        tx: &Sender<Req>,
+        after: Duration,
+        sizes: &'static [usize],
+    ) -> std::thread::JoinHandle<()> {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            for &size in sizes {
+                tx.send(Req(size)).unwrap();
+            }
+        })
+    }
+
     /// The committer spins only while requests keep arriving within its
     /// bound: a long wait turns spinning off until a short one again; and
     /// spinning changes nothing of what a group holds, nor of a close.
@@ -517,15 +532,8 @@ mod tests {
         assert!(log.spins_now(&AtomicUsize::new(1)), "a lone writer");
         assert!(!log.spins_now(&AtomicUsize::new(2)), "several writers");
 
-        // Sent while the committer spins: caught by the spin.
-        let sender = {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(2));
-                tx.send(Req(1)).unwrap();
-                tx.send(Req(2)).unwrap();
-            })
-        };
+        // Sent soon: taken, and spinning stays on.
+        let sender = send_later(&tx, Duration::from_millis(2), &[1, 2]);
         let Next::Group(g) = log.next_group(&rx, &callers) else {
             panic!("expected a group")
         };
@@ -542,13 +550,7 @@ mod tests {
         // Sent long after the spin ran out: the committer parks, and the
         // next wait does not spin.
         log.spin = short;
-        let sender = {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(80));
-                tx.send(Req(3)).unwrap();
-            })
-        };
+        let sender = send_later(&tx, Duration::from_millis(80), &[3]);
         let Next::Group(g) = log.next_group(&rx, &callers) else {
             panic!("expected a group")
         };
@@ -567,13 +569,7 @@ mod tests {
 
         // A short wait after parking turns spinning back on.
         log.spin = long;
-        let sender = {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(1));
-                tx.send(Req(5)).unwrap();
-            })
-        };
+        let sender = send_later(&tx, Duration::from_millis(1), &[5]);
         let Next::Group(g) = log.next_group(&rx, &callers) else {
             panic!("expected a group")
         };

@@ -120,6 +120,10 @@ impl Cursor for BitmapCursor {
     fn contains(&mut self, position: u64) -> Option<bool> {
         Some(self.0.contains(position))
     }
+
+    fn tells_membership(&self) -> bool {
+        true
+    }
 }
 
 /// A run's bitmaps, by their list's first block, and what they take.

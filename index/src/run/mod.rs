@@ -257,12 +257,7 @@ impl Run {
     /// A lazy cursor over `key`'s positions, or `None` if the run does not
     /// hold the key.
     pub fn cursor(&self, key: &Key) -> Option<Box<dyn Cursor>> {
-        let list = self.find(key)?;
-        if list.count < dense::DENSE_MIN {
-            return Some(self.file_cursor(list));
-        }
-        let (first, last) = self.ends(list)?;
-        Some(self.cursor_of(list, first, last))
+        self.found(key).map(|f| f.cursor)
     }
 
     /// A cursor with the list's length and range, found with one lookup.
@@ -297,10 +292,6 @@ impl Run {
                 return Box::new(BitmapCursor(bitmap));
             }
         }
-        self.file_cursor(list)
-    }
-
-    fn file_cursor(&self, list: ListRef) -> Box<dyn Cursor> {
         Box::new(RunCursor::new(self.bytes.clone(), self.layout, list))
     }
 
