@@ -188,6 +188,26 @@ pub trait EventStore: Send + Sync {
         })
     }
 
+    /// The events [`read_stream`](Self::read_stream) yields, handed to `f`
+    /// one by one as borrowed views until `f` answers
+    /// [`ControlFlow::Break`], as [`read_each`](Self::read_each) does for
+    /// queries: the engine lends each event from its mapped segment, the
+    /// SQL stores from their rows. The same events, order and errors as
+    /// `read_stream`; the default reads owned events and lends those.
+    fn read_stream_each(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        for e in self.read_stream(stream, options)? {
+            if f(EventRef::from(&e?)).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The newest event of `stream` (None when it has no events).
     fn read_stream_last(&self, stream: &str) -> Result<Option<RecordedEvent>> {
         self.read_stream(stream, ReadOptions::backwards().limit(1))?

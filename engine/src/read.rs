@@ -214,6 +214,35 @@ impl Events {
         }
     }
 
+    /// Hands each event this read would yield to `f` as a borrowed view,
+    /// until `f` breaks off: an indexed read lends each event from the
+    /// record it looked up (nothing allocated per event), a scan lends its
+    /// owned events. The same events, in the same order, with the same
+    /// errors as iterating.
+    pub(crate) fn lend_each(
+        mut self,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        if let Source::Indexed { positions, lookup } = &mut self.source {
+            while self.remaining > 0 {
+                let Some((position, place)) = positions.next() else {
+                    break;
+                };
+                self.remaining -= 1;
+                if f(lookup.event_ref_at(position, place)?).is_break() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        for e in self {
+            if f(EventRef::from(&e?)).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn next_indexed(&mut self) -> Result<Option<RecordedEvent>> {
         let Source::Indexed { positions, lookup } = &mut self.source else {
             return Ok(None);

@@ -477,6 +477,23 @@ impl PostgresStore {
         })
     }
 
+    /// The rows of a read of `stream` per `options` (revisions as
+    /// `EventStore::read_stream` counts them), in one query.
+    fn stream_rows(&self, stream: &str, options: ReadOptions) -> Result<Vec<Row>> {
+        check_stream_name(stream)?;
+        let Some((lo, hi)) = options.revision_bounds() else {
+            return Ok(Vec::new());
+        };
+        let (lo, hi) = (bound(lo), bound(hi));
+        let limit = options.limit.map_or(i64::MAX, |n| bound(n as u64));
+        let sql = match options.direction {
+            Direction::Forwards => &self.stream_forwards,
+            Direction::Backwards => &self.stream_backwards,
+        };
+        let mut conn = self.pool.get()?;
+        conn.query(sql, &[&stream.as_bytes(), &lo, &hi, &limit])
+    }
+
     /// A paged reader of `query`'s events per `options`, nothing fetched
     /// yet (done at once when the limit is 0).
     fn reader(&self, query: &Query, options: ReadOptions) -> Result<Reader<'_>> {
@@ -634,23 +651,30 @@ impl EventStore for PostgresStore {
     }
 
     fn read_stream<'a>(&'a self, stream: &str, options: ReadOptions) -> Result<EventIter<'a>> {
-        check_stream_name(stream)?;
-        let Some((lo, hi)) = options.revision_bounds() else {
-            return Ok(Box::new(std::iter::empty()));
-        };
-        let (lo, hi) = (bound(lo), bound(hi));
-        let limit = options.limit.map_or(i64::MAX, |n| bound(n as u64));
-        let sql = match options.direction {
-            Direction::Forwards => &self.stream_forwards,
-            Direction::Backwards => &self.stream_backwards,
-        };
-        let mut conn = self.pool.get()?;
-        let rows = conn.query(sql, &[&stream.as_bytes(), &lo, &hi, &limit])?;
-        let events = rows
+        let events = self
+            .stream_rows(stream, options)?
             .iter()
             .map(event_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Box::new(events.into_iter().map(Ok)))
+    }
+
+    /// One query, each row's event lent to `f` with its strings and bytes
+    /// borrowed from the row, as `read_each` lends them.
+    fn read_stream_each(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        for row in &self.stream_rows(stream, options)? {
+            let raw: Vec<&[u8]> = row.try_get(2).map_err(pg_error)?;
+            let mut tags = [""; MAX_TAGS];
+            if f(event_ref_from_row(row, &raw, &mut tags)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// A binary search over positions, one primary-key probe per step

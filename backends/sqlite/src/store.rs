@@ -104,6 +104,22 @@ pub(crate) fn bind(fixed: &[i64], stmt: &Statement) -> Vec<Value> {
         .collect()
 }
 
+/// The parameters of `sql::stream_read` for a read of `stream`, or `None`
+/// if `options` leave no revision to read.
+fn stream_params(stream: &str, options: ReadOptions) -> Result<Option<Vec<Value>>> {
+    validation::check_stream_name(stream)?;
+    let Some((lo, hi)) = options.revision_bounds() else {
+        return Ok(None);
+    };
+    let limit = options.limit.map_or(i64::MAX, |n| signed(n as u64));
+    Ok(Some(vec![
+        Value::Text(stream.to_owned()),
+        Value::Integer(signed(lo)),
+        Value::Integer(signed(hi)),
+        Value::Integer(limit),
+    ]))
+}
+
 /// The last revision of `stream`, on any connection.
 fn last_revision(conn: &Connection, stream: &str) -> rusqlite::Result<Option<u64>> {
     conn.prepare_cached(sql::LAST_REVISION)?
@@ -345,7 +361,19 @@ impl Decoder<'_> {
         f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
     ) -> Result<(usize, u64, bool)> {
         let params = bind(&[signed(lo), signed(hi), signed(limit as u64)], stmt);
-        let mut prepared = conn.prepare_cached(&stmt.sql).map_err(|e| self.err(e))?;
+        self.each_row_of(conn, &stmt.sql, params, f)
+    }
+
+    /// The rows of `sql` with `params`, each lent to `f` as
+    /// [`each_row`](Self::each_row) lends them.
+    fn each_row_of(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        params: Vec<Value>,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<(usize, u64, bool)> {
+        let mut prepared = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let mut rows = prepared
             .query(rusqlite::params_from_iter(params))
             .map_err(|e| self.err(e))?;
@@ -714,20 +742,29 @@ impl EventStore for SqliteStore {
     }
 
     fn read_stream<'a>(&'a self, stream: &str, options: ReadOptions) -> Result<EventIter<'a>> {
-        validation::check_stream_name(stream)?;
-        let Some((lo, hi)) = options.revision_bounds() else {
+        let Some(params) = stream_params(stream, options)? else {
             return Ok(Box::new(std::iter::empty()));
         };
-        let limit = options.limit.map_or(i64::MAX, |n| signed(n as u64));
-        let params = vec![
-            Value::Text(stream.to_owned()),
-            Value::Integer(signed(lo)),
-            Value::Integer(signed(hi)),
-            Value::Integer(limit),
-        ];
         let sql = sql::stream_read(options.direction);
         let events = self.with_reader(|conn| self.query_events(conn, &sql, params))?;
         Ok(Box::new(events.into_iter().map(Ok)))
+    }
+
+    /// One query, each row's event lent to `f` borrowed from the row, as
+    /// `read_each` lends them.
+    fn read_stream_each(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let Some(params) = stream_params(stream, options)? else {
+            return Ok(());
+        };
+        let sql = sql::stream_read(options.direction);
+        let decoder = Decoder { path: &self.path };
+        self.with_reader(|conn| decoder.each_row_of(conn, &sql, params, f))?;
+        Ok(())
     }
 
     /// A binary search over positions, one primary-key probe per step

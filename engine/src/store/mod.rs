@@ -730,6 +730,15 @@ impl EventStore for Store {
         Store::read_stream_last(self, stream)
     }
 
+    fn read_stream_each(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+        f: &mut dyn FnMut(crate::EventRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<()> {
+        Store::read_stream_each(self, stream, options, f)
+    }
+
     fn event_by_id(&self, id: u128) -> Result<Option<crate::RecordedEvent>> {
         Store::event_by_id(self, id)
     }

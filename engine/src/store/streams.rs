@@ -4,12 +4,15 @@
 //! its position), and for time from the records' headers, whose commit
 //! times never decrease.
 
+use std::ops::ControlFlow;
+
 use gesta_index::{Direction, ItemSpec, Key, Positions, QuerySpec};
 
 use super::Store;
 use crate::error::Result;
 use crate::event::{RecordedEvent, check_stream_name};
 use crate::read::{Events, Lookup, ReadOptions};
+use crate::view::EventRef;
 
 impl Store {
     /// The events of `stream` in revision order (reversed backwards), with
@@ -56,6 +59,20 @@ impl Store {
             options.direction,
             options.limit,
         ))
+    }
+
+    /// The events [`read_stream`](Store::read_stream) yields, lent to `f`
+    /// without copying (see [`EventStore::read_stream_each`]): each
+    /// borrows the mapped segment that holds it.
+    ///
+    /// [`EventStore::read_stream_each`]: crate::EventStore::read_stream_each
+    pub fn read_stream_each(
+        &self,
+        stream: &str,
+        options: ReadOptions,
+        f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        self.read_stream(stream, options)?.lend_each(f)
     }
 
     /// The newest event of `stream` (None when it has no events).

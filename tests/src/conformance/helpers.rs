@@ -107,6 +107,25 @@ pub(super) fn read_raw<S: EventStore>(
     events
 }
 
+/// `read_stream`, timestamps cleared; checks that `read_stream_each` lends
+/// the same events (every stream read of the suite goes through here).
+pub(super) fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
+    let what = format!("read_stream {name:?} {options:?}");
+    let events: Vec<RecordedEvent> = ok(&what, s.read_stream(name, options))
+        .map(|r| ok(&what, r))
+        .collect();
+    let mut lent = Vec::new();
+    ok(
+        &what,
+        s.read_stream_each(name, options, &mut |e| {
+            lent.push(e.to_owned());
+            ControlFlow::Continue(())
+        }),
+    );
+    assert_eq!(lent, events, "{what}: read_stream_each");
+    events.into_iter().map(strip).collect()
+}
+
 /// The events [`EventStore::read_each`] lends, made owned.
 pub(super) fn read_each<S: EventStore>(
     s: &S,

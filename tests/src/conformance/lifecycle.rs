@@ -229,14 +229,6 @@ fn list_tags<S: EventStore>(s: &S, prefix: &str, after: Option<&str>, limit: usi
     )
 }
 
-/// `read_stream`, timestamps cleared.
-pub(super) fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
-    let what = format!("read_stream {name:?} {options:?}");
-    ok(&what, s.read_stream(name, options))
-        .map(|r| strip(ok(&what, r)))
-        .collect()
-}
-
 fn stream_in_log(log: &Log, name: &str) -> Vec<RecordedEvent> {
     log.events
         .iter()

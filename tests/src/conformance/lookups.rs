@@ -5,14 +5,6 @@ use gesta::{EventStore, ReadOptions, RecordedEvent};
 use super::Harness;
 use super::helpers::*;
 
-/// `read_stream`, with its events' timestamps cleared.
-fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> Vec<RecordedEvent> {
-    let what = format!("read_stream {name:?} {options:?}");
-    ok(&what, s.read_stream(name, options))
-        .map(|r| strip(ok(&what, r)))
-        .collect()
-}
-
 /// A stream reads in revision order, its start an exclusive revision in
 /// both directions as a position is for `read`, with limits; neither other
 /// streams' events nor events without a stream are in it; a stream without
@@ -85,6 +77,21 @@ pub fn stream_read_by_revision<H: Harness>(h: &mut H) {
             want.last().cloned()
         );
         assert_eq!(ok("read_stream_last", s.read_stream_last("nobody")), None);
+        // `read_stream_each` stops when the callback breaks off.
+        for stop in 0..want.len() {
+            let mut seen = Vec::new();
+            let r = s.read_stream_each("s", ReadOptions::backwards(), &mut |e| {
+                seen.push(e.revision);
+                if seen.len() > stop {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            });
+            ok("read_stream_each", r);
+            let revisions: Vec<_> = reversed.iter().map(|e| e.revision).take(stop + 1).collect();
+            assert_eq!(seen, revisions, "break after {stop}");
+        }
     };
     check(&s, &log);
     h.flush_index(&s);
@@ -112,6 +119,12 @@ pub fn stream_read_by_revision<H: Harness>(h: &mut H) {
             s.read_stream(&long, ReadOptions::forwards()).map(|_| ()),
         ),
     );
+    for name in ["", long.as_str()] {
+        let lent = s.read_stream_each(name, ReadOptions::forwards(), &mut |_| {
+            panic!("an invalid stream name lends nothing")
+        });
+        assert_invalid("invalid stream name", err("read_stream_each", lent));
+    }
 }
 
 /// `event_by_id` finds a committed event by its id, from the memtable, an

@@ -16,7 +16,7 @@ use gesta::{
 
 use super::Harness;
 use super::helpers::*;
-use super::lifecycle::{at, audit, by_id, matching, receive_until, stream, strip_entry, subscribe};
+use super::lifecycle::{at, audit, by_id, matching, receive_until, strip_entry, subscribe};
 
 /// Whether the store offers removal; if not, every removal call answers
 /// `Unsupported` and changes nothing.
