@@ -37,18 +37,80 @@ pub enum KeyKind {
     Other,
 }
 
+/// Keys of up to this many bytes (kind byte included) are held inline:
+/// every id key, and the types, tags and streams of most applications.
+const INLINE: usize = 30;
+
 /// A posting-list key: one kind byte then the name bytes.
 ///
 /// Ids are stored big-endian so that id keys sort in numeric order.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key(Box<[u8]>);
+///
+/// A short key holds its bytes inline, so making one allocates nothing
+/// (an append makes one per type, tag, stream and id of every event) and
+/// comparing one in a hash table reads no other memory than the table's
+/// own (the committer looks up every key of every commit in the
+/// memtable's). Keys compare, order and hash as their bytes, whatever
+/// their representation.
+#[derive(Clone)]
+pub struct Key(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// The first `len` bytes of `bytes`; only for keys of at most
+    /// [`INLINE`] bytes.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A key longer than [`INLINE`] bytes.
+    Heap(Box<[u8]>),
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
 
 impl Key {
     fn with_kind(kind: u8, name: &[u8]) -> Key {
-        let mut bytes = Vec::with_capacity(1 + name.len());
-        bytes.push(kind);
-        bytes.extend_from_slice(name);
-        Key(bytes.into_boxed_slice())
+        let len = 1 + name.len();
+        match name.len() < INLINE {
+            true => {
+                let mut bytes = [0; INLINE];
+                let key = std::iter::once(kind).chain(name.iter().copied());
+                for (slot, b) in bytes.iter_mut().zip(key) {
+                    *slot = b;
+                }
+                Key(Repr::Inline {
+                    len: len as u8,
+                    bytes,
+                })
+            }
+            false => {
+                let mut bytes = Vec::with_capacity(len);
+                bytes.push(kind);
+                bytes.extend_from_slice(name);
+                Key(Repr::Heap(bytes.into_boxed_slice()))
+            }
+        }
     }
 
     /// The key of the events of type `name`.
@@ -79,22 +141,29 @@ impl Key {
 
     /// The encoded key: the kind byte, then the name.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => bytes.get(..*len as usize).unwrap_or_default(),
+            Repr::Heap(bytes) => bytes,
+        }
     }
 
     /// The key whose encoding is `b` (as returned by [`Key::as_bytes`]).
     /// Any bytes are accepted; unknown kinds report [`KeyKind::Other`].
     pub fn from_bytes(b: &[u8]) -> Key {
-        Key(b.into())
+        match b.split_first() {
+            Some((&kind, name)) => Key::with_kind(kind, name),
+            None => Key(Repr::Heap(Box::default())),
+        }
     }
 
     /// The kind of posting list this key names.
     pub fn kind(&self) -> KeyKind {
-        match self.0.first() {
+        let b = self.as_bytes();
+        match b.first() {
             Some(&KIND_TYPE) => KeyKind::Type,
             Some(&KIND_TAG) => KeyKind::Tag,
             Some(&KIND_STREAM) => KeyKind::Stream,
-            Some(&KIND_ID) if self.0.len() == 17 => KeyKind::Id,
+            Some(&KIND_ID) if b.len() == 17 => KeyKind::Id,
             Some(&KIND_TRACKING) => KeyKind::Tracking,
             _ => KeyKind::Other,
         }
@@ -102,7 +171,7 @@ impl Key {
 
     /// The name bytes, without the kind byte.
     pub fn name(&self) -> &[u8] {
-        self.0.get(1..).unwrap_or_default()
+        self.as_bytes().get(1..).unwrap_or_default()
     }
 
     /// The id, if this is an id key.
@@ -125,7 +194,7 @@ impl fmt::Debug for Key {
             (KeyKind::Tag, Ok(s)) => write!(f, "Tag({s:?})"),
             (KeyKind::Stream, Ok(s)) => write!(f, "Stream({s:?})"),
             (KeyKind::Tracking, Ok(s)) => write!(f, "Tracking({s:?})"),
-            _ => write!(f, "Key({:?})", &self.0),
+            _ => write!(f, "Key({:?})", self.as_bytes()),
         }
     }
 }
@@ -162,6 +231,49 @@ mod tests {
         assert!(Key::id(255) < Key::id(1 << 64));
         assert!(Key::event_type("zzz") < Key::tag(""));
         assert!(Key::stream("zzz") < Key::id(0));
+    }
+
+    fn hash_of(k: &impl std::hash::Hash) -> u64 {
+        use std::hash::Hasher;
+        let mut h = std::hash::DefaultHasher::new();
+        k.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn short_keys_are_inline_and_long_ones_on_the_heap() {
+        for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 300] {
+            let name = "n".repeat(len);
+            let k = Key::tag(&name);
+            assert_eq!(k.as_bytes().len(), len + 1);
+            assert_eq!(k.name(), name.as_bytes());
+            assert_eq!(matches!(k.0, Repr::Inline { .. }), len < INLINE, "{len}");
+            assert_eq!(Key::from_bytes(k.as_bytes()), k);
+            assert_eq!(k.clone().as_bytes(), k.as_bytes());
+        }
+    }
+
+    proptest::proptest! {
+        /// Keys compare, order and hash as their bytes, across both
+        /// representations (lengths on both sides of the inline limit).
+        #[test]
+        fn keys_behave_as_their_bytes(
+            a in proptest::collection::vec(0u8..4, 0..2 * INLINE),
+            b in proptest::collection::vec(0u8..4, 0..2 * INLINE),
+        ) {
+            let (ka, kb) = (Key::from_bytes(&a), Key::from_bytes(&b));
+            proptest::prop_assert_eq!(ka.as_bytes(), &a[..]);
+            proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            proptest::prop_assert_eq!(ka == kb, a == b);
+            proptest::prop_assert_eq!(ka.partial_cmp(&kb), a.partial_cmp(&b));
+            let mut map = std::collections::HashMap::new();
+            map.insert(ka.clone(), 1);
+            proptest::prop_assert_eq!(map.contains_key(&kb), a == b);
+            proptest::prop_assert_eq!(hash_of(&ka), hash_of(&&a[..]));
+            if a == b {
+                proptest::prop_assert_eq!(hash_of(&ka), hash_of(&kb));
+            }
+        }
     }
 
     #[test]
