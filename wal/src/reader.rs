@@ -20,6 +20,11 @@ use crate::zseg::CompressedSegment;
 /// How much a forward reader fetches per read.
 const CHUNK: u64 = 256 << 10;
 
+/// How much a forward reader fetches per read of a compressed segment:
+/// enough whole blocks that decompressing them on two threads (see
+/// `CompressedSegment::read`) pays for starting the second.
+const COMPRESSED_CHUNK: u64 = 2 << 20;
+
 /// How many bytes a point read of a compressed segment reads at a record's
 /// start (if they lie in the block its frame and fields are in), hoping to
 /// get its whole head (frame, fields, sequencing bytes) in one read.
@@ -524,8 +529,32 @@ impl Forward {
         if self.offset >= self.buf_start && self.offset + need <= have_end {
             return Ok(());
         }
-        let end = (self.offset + need.max(CHUNK)).min(self.stop);
-        self.buf = read_range(segment, self.offset, end)?;
+        let chunk = match segment.compressed() {
+            Some(_) => COMPRESSED_CHUNK,
+            None => CHUNK,
+        };
+        let end = (self.offset + need.max(chunk)).min(self.stop);
+        self.buf = match self.offset >= self.buf_start && self.offset < have_end {
+            // The buffer holds the start of what is needed (a record
+            // crossing the end of the last read): only the rest is read,
+            // so that a compressed segment's blocks are not decompressed
+            // twice. Bytes that are slices of one map are sliced again
+            // instead of copied.
+            true => {
+                let kept = self.buf.slice((self.offset - self.buf_start) as usize..);
+                let rest = read_range(segment, have_end, end)?;
+                match kept.as_ptr().wrapping_add(kept.len()) == rest.as_ptr() {
+                    true => read_range(segment, self.offset, end)?,
+                    false => {
+                        let mut joined = Vec::with_capacity(kept.len() + rest.len());
+                        joined.extend_from_slice(&kept);
+                        joined.extend_from_slice(&rest);
+                        Bytes::from(joined)
+                    }
+                }
+            }
+            false => read_range(segment, self.offset, end)?,
+        };
         self.buf_start = self.offset;
         Ok(())
     }
