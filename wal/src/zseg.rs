@@ -390,10 +390,10 @@ static CACHE_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 /// a scan does not evict the blocks point reads keep hot.
 const CACHED_SPAN: u64 = 3;
 
-/// A scan's run of at least this many whole blocks is decompressed on two
-/// threads: enough work (about a millisecond at 1 KiB blocks) to pay for
-/// starting one.
-const PARALLEL_FROM: u64 = 512;
+/// A scan's run of whole blocks holding at least this many bytes is
+/// decompressed on two threads: enough work (about a millisecond) to pay
+/// for starting one.
+const PARALLEL_FROM: u64 = 512 << 10;
 
 impl CompressedSegment {
     /// Checks the layout of a compressed file's bytes.
@@ -578,7 +578,7 @@ impl CompressedSegment {
     /// thread of its own, so that a scan uses a second core.
     fn scan_blocks(&self, blocks: std::ops::Range<u64>, out: &mut Vec<u8>) -> Result<()> {
         let count = blocks.end - blocks.start;
-        if count < PARALLEL_FROM {
+        if count < 2 || count * u64::from(self.layout.block_size) < PARALLEL_FROM {
             return self.blocks_onto(blocks, out);
         }
         let mid = blocks.start + count / 2;
@@ -692,7 +692,7 @@ mod tests {
     #[test]
     fn long_scans_read_back_on_two_threads() {
         let bs = 256u64;
-        let blocks = 3 * PARALLEL_FROM + 5;
+        let blocks = 3 * PARALLEL_FROM / bs + 5;
         let original = sample((blocks * bs - 100) as usize);
         let len = original.len() as u64;
         let file = compress(&original, 1, 2, plain(1, bs as u32)).unwrap();
@@ -702,9 +702,9 @@ mod tests {
             (0, len),
             (1, len),
             (0, len - 1),
-            (bs * 3 + 7, bs * (PARALLEL_FROM + 9) + 1),
-            (bs, bs * (PARALLEL_FROM + 1)),
-            (bs - 1, bs * (2 * PARALLEL_FROM + 2) + 1),
+            (bs * 3 + 7, PARALLEL_FROM + bs * 9 + 1),
+            (bs, PARALLEL_FROM + bs),
+            (bs - 1, 2 * PARALLEL_FROM + bs * 2 + 1),
         ] {
             assert_eq!(
                 &z.read(s, e).unwrap()[..],
