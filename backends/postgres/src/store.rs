@@ -133,6 +133,17 @@ pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
     event_ref_from_row(row, &raw, &mut tags).map(|e| e.to_owned())
 }
 
+/// Lends the event of one row of event columns to `f`, borrowed from the
+/// row (its tags from a stack array, the row's list of them allocated).
+fn lend_row(
+    row: &Row,
+    f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>> {
+    let raw: Vec<&[u8]> = row.try_get(2).map_err(pg_error)?;
+    let mut tags = [""; MAX_TAGS];
+    Ok(f(event_ref_from_row(row, &raw, &mut tags)?))
+}
+
 /// One row of event columns lent (see `EventStore::read_each`): the
 /// strings and bytes borrowed from the row; the tags' UTF-8 checked into
 /// `tags`, whose slots borrow from `raw` (the row's tag array).
@@ -621,9 +632,7 @@ impl EventStore for PostgresStore {
         let mut reader = self.reader(query, options)?;
         while !reader.done {
             for row in &reader.next_page()? {
-                let raw: Vec<&[u8]> = row.try_get(2).map_err(pg_error)?;
-                let mut tags = [""; MAX_TAGS];
-                if f(event_ref_from_row(row, &raw, &mut tags)?).is_break() {
+                if lend_row(row, f)?.is_break() {
                     return Ok(());
                 }
             }
@@ -668,9 +677,7 @@ impl EventStore for PostgresStore {
         f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
         for row in &self.stream_rows(stream, options)? {
-            let raw: Vec<&[u8]> = row.try_get(2).map_err(pg_error)?;
-            let mut tags = [""; MAX_TAGS];
-            if f(event_ref_from_row(row, &raw, &mut tags)?).is_break() {
+            if lend_row(row, f)?.is_break() {
                 break;
             }
         }
