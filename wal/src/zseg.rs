@@ -584,16 +584,24 @@ impl CompressedSegment {
         let mid = blocks.start + count / 2;
         let (head, tail) = (blocks.start..mid, mid..blocks.end);
         std::thread::scope(|scope| {
-            let helper = scope.spawn(|| {
-                let mut tail_out = Vec::new();
-                self.blocks_onto(tail, &mut tail_out).map(|()| tail_out)
-            });
-            let done = self.blocks_onto(head, out);
-            let tail_out = helper
-                .join()
-                .map_err(|_| self.corrupt(0, "a decompression thread panicked"))?;
-            done?;
-            out.extend_from_slice(&tail_out?);
+            let helper_blocks = tail.clone();
+            let helper = std::thread::Builder::new()
+                .name("gesta-unzstd".into())
+                .spawn_scoped(scope, move || {
+                    let mut tail_out = Vec::new();
+                    self.blocks_onto(helper_blocks, &mut tail_out)
+                        .map(|()| tail_out)
+                });
+            self.blocks_onto(head, out)?;
+            match helper {
+                Ok(helper) => match helper.join() {
+                    Ok(tail_out) => out.extend_from_slice(&tail_out?),
+                    // As if it had happened on this thread.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                // No thread to be had: this one does the rest.
+                Err(_) => self.blocks_onto(tail, out)?,
+            }
             Ok(())
         })
     }
