@@ -56,8 +56,8 @@ pub struct Key(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// The first `len` bytes of `bytes`; only for keys of at most
-    /// [`INLINE`] bytes.
+    /// The first `len` bytes of `bytes`: every key of at most [`INLINE`]
+    /// bytes.
     Inline { len: u8, bytes: [u8; INLINE] },
     /// A key longer than [`INLINE`] bytes.
     Heap(Box<[u8]>),
@@ -152,7 +152,10 @@ impl Key {
     pub fn from_bytes(b: &[u8]) -> Key {
         match b.split_first() {
             Some((&kind, name)) => Key::with_kind(kind, name),
-            None => Key(Repr::Heap(Box::default())),
+            None => Key(Repr::Inline {
+                len: 0,
+                bytes: [0; INLINE],
+            }),
         }
     }
 
@@ -242,6 +245,9 @@ mod tests {
 
     #[test]
     fn short_keys_are_inline_and_long_ones_on_the_heap() {
+        let empty = Key::from_bytes(&[]);
+        assert!(matches!(empty.0, Repr::Inline { len: 0, .. }));
+        assert_eq!(empty.as_bytes(), b"");
         for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 300] {
             let name = "n".repeat(len);
             let k = Key::tag(&name);
