@@ -924,37 +924,67 @@ fn serve_holds_the_store_and_stops_on_sigterm() {
 /// stderr, filtered by `RUST_LOG`.
 #[test]
 fn serve_exports_metrics_and_logs_through_tracing() {
-    use std::io::{Read as _, Write as _};
+    use std::io::{BufRead as _, Read as _, Write as _};
     let tmp = tempfile::tempdir().unwrap();
     let dir = filled(&tmp);
     let d = dir.to_str().unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+    // Both ports are held until both are known, so that they differ.
+    let (port, metrics_port) = {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        )
     };
-    let (port, metrics_port) = (free(), free());
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
         .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // The log is read as it comes: the endpoint is asked only once the
+    // server says it serves it, so a request never reaches a socket that
+    // is not (yet) this server's exporter.
+    let serving = format!("serving Prometheus metrics on http://127.0.0.1:{metrics_port}/metrics");
+    let (said, heard) = std::sync::mpsc::channel();
+    let log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in log.lines().map_while(Result::ok) {
+            let _ = said.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match heard.recv_timeout(left) {
+            Ok(line) if line.contains(&serving) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the server never said it serves metrics: {e}"),
+        }
+    }
     let mut body = None;
-    for _ in 0..400 {
-        if let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) {
-            socket.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-            let mut response = String::new();
-            socket.read_to_string(&mut response).unwrap();
+    for _ in 0..40 {
+        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) else {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            continue;
+        };
+        let mut response = String::new();
+        let asked = socket
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .and_then(|()| socket.read_to_string(&mut response));
+        if asked.is_ok() {
             body = Some(response);
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    let body = body.expect("the metrics endpoint never listened");
+    let body = body.expect("the metrics endpoint never answered");
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("\ngesta_head_position 7\n"), "{body}");
     assert!(body.contains("# TYPE gesta_disk_bytes gauge"), "{body}");
@@ -963,16 +993,10 @@ fn serve_exports_metrics_and_logs_through_tracing() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(child.wait().unwrap().success());
+    let stderr = reader.join().unwrap();
     assert!(stderr.contains("INFO"), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "serving Prometheus metrics on http://127.0.0.1:{metrics_port}/metrics"
-        )),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&serving), "{stderr}");
 }
 
 /// `gesta serve ROOT --tenants --tenant-keys FILE` serves the tenants
