@@ -153,12 +153,7 @@ pub trait EventStore: Send + Sync {
         options: ReadOptions,
         f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
-        for e in self.read(query, options)? {
-            if f(EventRef::from(&e?)).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        crate::view::lend_owned(self.read(query, options)?, f)
     }
 
     /// The newest event matching `query`.
@@ -200,12 +195,7 @@ pub trait EventStore: Send + Sync {
         options: ReadOptions,
         f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
-        for e in self.read_stream(stream, options)? {
-            if f(EventRef::from(&e?)).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        crate::view::lend_owned(self.read_stream(stream, options)?, f)
     }
 
     /// The newest event of `stream` (None when it has no events).

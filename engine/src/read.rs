@@ -235,12 +235,7 @@ impl Events {
             }
             return Ok(());
         }
-        for e in self {
-            if f(EventRef::from(&e?)).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        crate::view::lend_owned(self, f)
     }
 
     fn next_indexed(&mut self) -> Result<Option<RecordedEvent>> {

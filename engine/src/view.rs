@@ -115,6 +115,20 @@ impl<'a> From<&'a RecordedEvent> for EventRef<'a> {
     }
 }
 
+/// Lends owned events to `f` one by one until it breaks off or an error
+/// comes (returned): how a store or read without borrowed buffers lends.
+pub(crate) fn lend_owned(
+    events: impl IntoIterator<Item = crate::error::Result<RecordedEvent>>,
+    f: &mut dyn FnMut(EventRef<'_>) -> std::ops::ControlFlow<()>,
+) -> crate::error::Result<()> {
+    for e in events {
+        if f(EventRef::from(&e?)).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The tags of an [`EventRef`], in order — the event's own, then those
 /// added to it later ([`add_tags`](crate::EventStore::add_tags)): an
 /// iterator over borrowed strings that allocates nothing.

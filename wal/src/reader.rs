@@ -529,31 +529,22 @@ impl Forward {
         if self.offset >= self.buf_start && self.offset + need <= have_end {
             return Ok(());
         }
-        let chunk = match segment.compressed() {
-            Some(_) => COMPRESSED_CHUNK,
-            None => CHUNK,
-        };
+        let compressed = segment.compressed().is_some();
+        let chunk = if compressed { COMPRESSED_CHUNK } else { CHUNK };
         let end = (self.offset + need.max(chunk)).min(self.stop);
-        self.buf = match self.offset >= self.buf_start && self.offset < have_end {
-            // The buffer holds the start of what is needed (a record
-            // crossing the end of the last read): only the rest is read,
-            // so that a compressed segment's blocks are not decompressed
-            // twice. Bytes that are slices of one map are sliced again
-            // instead of copied.
-            true => {
-                let kept = self.buf.slice((self.offset - self.buf_start) as usize..);
-                let rest = read_range(segment, have_end, end)?;
-                match kept.as_ptr().wrapping_add(kept.len()) == rest.as_ptr() {
-                    true => read_range(segment, self.offset, end)?,
-                    false => {
-                        let mut joined = Vec::with_capacity(kept.len() + rest.len());
-                        joined.extend_from_slice(&kept);
-                        joined.extend_from_slice(&rest);
-                        Bytes::from(joined)
-                    }
-                }
-            }
-            false => read_range(segment, self.offset, end)?,
+        let held = self.offset >= self.buf_start && self.offset < have_end;
+        self.buf = if compressed && held {
+            // A record crossing the end of the last read: only the rest is
+            // read, so that its blocks are not decompressed twice. (A
+            // mapped segment's bytes are sliced again, for free.)
+            let kept = self.buf.slice((self.offset - self.buf_start) as usize..);
+            let rest = read_range(segment, have_end, end)?;
+            let mut joined = Vec::with_capacity(kept.len() + rest.len());
+            joined.extend_from_slice(&kept);
+            joined.extend_from_slice(&rest);
+            Bytes::from(joined)
+        } else {
+            read_range(segment, self.offset, end)?
         };
         self.buf_start = self.offset;
         Ok(())

@@ -545,29 +545,30 @@ impl CompressedSegment {
         }
         let mut out = Vec::with_capacity((end - start) as usize + 1);
         // A scan's whole blocks (all but perhaps the first and the last)
-        // are decompressed in place, without the cache; a short read's go
-        // through it.
-        let whole_from = match start.is_multiple_of(bs) {
-            true => first,
-            false => first + 1,
+        // are decompressed in place, without the cache; the others, and
+        // every block of a short read, go through it.
+        let (scan_from, scan_to) = match cache {
+            true => (last + 1, last + 1),
+            false => (
+                first + u64::from(!start.is_multiple_of(bs)),
+                last + u64::from(end == self.layout.len || end.is_multiple_of(bs)),
+            ),
         };
-        let whole_to = match end == self.layout.len || end.is_multiple_of(bs) {
-            true => last + 1,
-            false => last,
-        };
-        let mut i = first;
-        while i <= last {
-            if !cache && i == whole_from && whole_from < whole_to {
-                self.scan_blocks(whole_from..whole_to, &mut out)?;
-                i = whole_to;
-                continue;
-            }
+        let part = |i: u64, out: &mut Vec<u8>| -> Result<()> {
             let base = i * bs;
-            let lo = start.max(base) - base;
-            let hi = end.min(base + bs) - base;
+            let (lo, hi) = (start.max(base) - base, end.min(base + bs) - base);
             let block = self.block(i as usize, cache)?;
             out.extend_from_slice(&block[lo as usize..hi as usize]);
-            i += 1;
+            Ok(())
+        };
+        for i in first..scan_from.min(last + 1) {
+            part(i, &mut out)?;
+        }
+        if scan_from < scan_to {
+            self.scan_blocks(scan_from..scan_to, &mut out)?;
+        }
+        for i in scan_to.max(scan_from)..=last {
+            part(i, &mut out)?;
         }
         Ok(Bytes::from(out))
     }
