@@ -1130,6 +1130,7 @@ pub(crate) fn decode_event_in_window<'r>(
 ) -> Result<EventRef<'r>> {
     let mut d = Decoder::of(head.meta, &head.seq, frame);
     d.windowed = true;
+    d.table = head.derived(RevisionTable::build).and_then(Option::as_ref);
     decode_at(d, position, hint)
 }
 

@@ -21,25 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-/// What the cache holds: a compressed segment (the id it was given when
-/// opened), and either the number of one of its blocks ([`BlockKey::block`]) or the
-/// offset of one of its records whose head it holds ([`BlockKey::head`]).
+/// What the cache holds: block `.1` of a compressed segment (the id `.0` it
+/// was given when opened).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct BlockKey(u64, u64);
 
-/// Marks a key's second half as a record's offset, not a block's number.
-const HEAD: u64 = 1 << 63;
-
 impl BlockKey {
-    /// Block `i` of the segment starting at `segment`.
+    /// Block `i` of the segment opened as `segment`.
     pub(crate) fn block(segment: u64, i: usize) -> BlockKey {
         BlockKey(segment, i as u64)
-    }
-
-    /// The head of the record at `offset` of the segment starting at
-    /// `segment`.
-    pub(crate) fn head(segment: u64, offset: u64) -> BlockKey {
-        BlockKey(segment, offset | HEAD)
     }
 }
 

@@ -12,6 +12,12 @@
 //! if the log's bytes were damaged since; its event is still verified by
 //! its own checksum.
 //!
+//! A compressed segment's heads are kept too, under the identity of that
+//! opening of its file rather than the segment's first position (see
+//! `reader::head_in_compressed`): such a file is never written again, so a
+//! head kept from it is taken without reading its bytes, which would mean
+//! finding and perhaps decompressing their block.
+//!
 //! The owner of the payload (the engine) may keep what it derives from a
 //! kept head's sequencing bytes beside it (its revision table), so that
 //! finding an event's revision costs the same at any index of a batch.

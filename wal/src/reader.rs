@@ -103,7 +103,7 @@ impl WalReader {
             return head_in_remote(segment, position);
         }
         match segment.compressed() {
-            Some(z) => head_in_compressed(segment, &z, position),
+            Some(z) => head_in_compressed(&self.heads, segment, &z, position),
             None => self.head_in_plain(&segment, position),
         }
     }
@@ -313,31 +313,49 @@ fn find_record_in(
 /// [`WalReader::record_head_containing`] in a compressed segment: steps
 /// from record to record of the position's stretch by their heads, reading
 /// no payload, and leaves the payload of the one holding it in the segment.
+/// A head read once and long enough to be worth it (see [`keeps`]) is kept
+/// among the reader's verified heads, under the compressed segment's own
+/// identity: the next point read into its record neither reads nor
+/// checksums it again, and finds its revision by the kept table.
 fn head_in_compressed(
+    heads: &HeadCache,
     segment: Arc<Segment>,
     z: &CompressedSegment,
     position: u64,
 ) -> Result<Option<RecordHead>> {
     // Most heads are short: one read of the block the frame is in usually
-    // gets the whole head; a long one (a large batch's revisions) is kept
-    // in the cache for the next read once it checks out.
-    let read_head = |at: u64, stop: u64| -> Result<(Bytes, bool)> {
-        if let Some(head) = z.cached_head(at) {
-            return Ok((head, false));
-        }
+    // gets the whole head.
+    let read_head = |at: u64, stop: u64| -> Result<Bytes> {
         let fields_end = at + format::HEAD_FIELDS_LEN as u64;
         let guess_end = z.block_end(fields_end).min((at + HEAD_GUESS).min(stop));
         let first = z.read(at, guess_end.max(fields_end))?;
         let head_end = (format::head_len(&first) as u64).min(stop - at);
         if head_end <= first.len() as u64 {
-            Ok((first.slice(..head_end as usize), false))
+            Ok(first.slice(..head_end as usize))
         } else {
-            Ok((z.read(at, at + head_end)?, true))
+            z.read(at, at + head_end)
         }
     };
-    head_in_pieces(segment, position, read_head, |at, head| {
-        z.cache_head(at, head)
-    })
+    // Kept under the compressed segment's identity (unique to this opening
+    // of its file), with the offset's top bit set, which no plain
+    // segment's offset has: never taken for a plain segment's head.
+    let id = z.cache_id();
+    let kept = KeptHeads {
+        get: &|at| heads.get(id, at | COMPRESSED_HEAD),
+        keep: &|at, head| heads.keep(id, at | COMPRESSED_HEAD, head),
+    };
+    head_in_pieces(segment, position, read_head, Some(kept))
+}
+
+/// Marks a kept head's offset as one in a compressed segment.
+const COMPRESSED_HEAD: u64 = 1 << 63;
+
+/// Whether a compressed segment's head, just verified, is kept: when its
+/// sequencing bytes are long enough that checking them again costs more
+/// than finding the kept copy (as for a plain segment), or when it did not
+/// fit the first read (it would take two reads, of several blocks, again).
+fn keeps(head: &Bytes, seq_len: usize) -> bool {
+    seq_len >= KEEP_FROM_SEQ || head.len() as u64 > HEAD_GUESS
 }
 
 /// [`WalReader::record_head_containing`] in an evicted segment, as in a
@@ -345,60 +363,94 @@ fn head_in_compressed(
 /// and of one event, not its whole record (a batch may be large).
 fn head_in_remote(segment: Arc<Segment>, position: u64) -> Result<Option<RecordHead>> {
     let remote = segment.clone();
-    let read_head = |at: u64, stop: u64| -> Result<(Bytes, bool)> {
+    let read_head = |at: u64, stop: u64| -> Result<Bytes> {
         let fields_end = at + format::HEAD_FIELDS_LEN as u64;
         let first = remote.read(at, (at + HEAD_GUESS).min(stop).max(fields_end))?;
         let head_end = (format::head_len(&first) as u64).min(stop - at);
         if head_end <= first.len() as u64 {
-            Ok((first.slice(..head_end as usize), false))
+            Ok(first.slice(..head_end as usize))
         } else {
-            Ok((remote.read(at, at + head_end)?, false))
+            remote.read(at, at + head_end)
         }
     };
-    head_in_pieces(segment, position, read_head, |_, _| {})
+    head_in_pieces(segment, position, read_head, None)
+}
+
+/// Where [`head_in_pieces`] finds and keeps verified heads, by the offset
+/// of their record.
+struct KeptHeads<'a> {
+    get: &'a dyn Fn(u64) -> Option<Arc<KeptHead>>,
+    keep: &'a dyn Fn(u64, Arc<KeptHead>),
 }
 
 /// The point read of a segment whose bytes are read in pieces (compressed
 /// or evicted): steps from record to record of the position's stretch by
-/// their heads, each read by `read_head(at, stop)` (the head's bytes, and
-/// whether to hand them to `keep` once they check out), reading no
-/// payload, and leaves the payload of the record holding the position in
-/// the segment.
+/// their heads — each a kept one, or read by `read_head(at, stop)` and
+/// verified (then kept, if `kept` says where and [`keeps`] agrees) —
+/// reading no payload, and leaves the payload of the record holding the
+/// position in the segment.
 fn head_in_pieces(
     segment: Arc<Segment>,
     position: u64,
-    mut read_head: impl FnMut(u64, u64) -> Result<(Bytes, bool)>,
-    mut keep: impl FnMut(u64, &Bytes),
+    mut read_head: impl FnMut(u64, u64) -> Result<Bytes>,
+    kept: Option<KeptHeads<'_>>,
 ) -> Result<Option<RecordHead>> {
     let Some((start, stop)) = segment.locate(position) else {
         return Ok(None);
     };
+    let in_segment = |segment: Arc<Segment>, start: u64, end: u64| PayloadAt::InSegment {
+        segment,
+        start,
+        len: (end - start) as usize,
+    };
     let mut at = start;
     while at + (FRAME_LEN + format::BODY_FIXED_LEN) as u64 <= stop {
+        if let Some(k) = kept.as_ref().and_then(|k| (k.get)(at))
+            && at + k.total as u64 <= stop
+        {
+            if k.meta.first_position <= position && position <= k.meta.last_position() {
+                return Ok(Some(RecordHead {
+                    meta: k.meta,
+                    seq: k.seq.clone(),
+                    payload: in_segment(segment, at + k.head_len as u64, at + k.total as u64),
+                    kept: Some(k),
+                }));
+            }
+            at += k.total as u64;
+            continue;
+        }
         let available = (stop - at) as usize;
-        let (head, keep_it) = read_head(at, stop)?;
+        let head = read_head(at, stop)?;
         let head_end = head.len() as u64;
         let (record, total) = match format::decode_record_head_only(&head, available) {
-            Frame::Record(r, total) => {
-                if keep_it {
-                    keep(at, &head);
-                }
-                (r, total)
-            }
+            Frame::Record(r, total) => (r, total),
             Frame::End => return Err(corrupt(&segment, at, "unexpected end-of-log marker")),
             Frame::Invalid { reason, .. } => return Err(corrupt(&segment, at, reason)),
         };
+        if let Some(k) = &kept
+            && keeps(&head, record.seq.len())
+            && let Some(fields) = head.get(..HEAD_FIELDS_LEN)
+        {
+            let mut copy = [0u8; HEAD_FIELDS_LEN];
+            copy.copy_from_slice(fields);
+            let head_len = head.len();
+            (k.keep)(
+                at,
+                Arc::new(KeptHead::new(
+                    copy,
+                    record.meta,
+                    &record.seq,
+                    head_len,
+                    total,
+                )),
+            );
+        }
         let meta = record.meta;
         if meta.first_position <= position && position <= meta.last_position() {
-            let payload_start = at + head_end;
             return Ok(Some(RecordHead {
                 meta,
                 seq: record.seq,
-                payload: PayloadAt::InSegment {
-                    segment,
-                    start: payload_start,
-                    len: (at + total as u64 - payload_start) as usize,
-                },
+                payload: in_segment(segment, at + head_end, at + total as u64),
                 kept: None,
             }));
         }

@@ -495,22 +495,10 @@ impl CompressedSegment {
         Ok(block)
     }
 
-    /// The head of the record at `offset` (its frame, fields, sequencing
-    /// bytes and head checksum), if a point read cached it.
-    pub fn cached_head(&self, offset: u64) -> Option<Bytes> {
-        self.cache.get(BlockKey::head(self.cache_id, offset))
-    }
-
-    /// Caches the head of the record at `offset`, for the next point read
-    /// in that record: a long head (a large batch's revisions) spans
-    /// several blocks, which each read would otherwise gather again. The
-    /// bytes are copied, so that the cache's count of what it holds is
-    /// what it keeps alive.
-    pub fn cache_head(&self, offset: u64, head: &[u8]) {
-        self.cache.insert(
-            BlockKey::head(self.cache_id, offset),
-            Bytes::copy_from_slice(head),
-        );
+    /// This opening of the file's identity, unique in the process: what
+    /// the block cache and the kept heads know its parts by.
+    pub(crate) fn cache_id(&self) -> u64 {
+        self.cache_id
     }
 
     /// The end of the block holding byte `at - 1` of the original segment

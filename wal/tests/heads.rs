@@ -127,3 +127,75 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
     let err = wal.reader.record_head_containing(1).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
 }
+
+#[test]
+fn a_compressed_segment_keeps_its_heads_under_its_own_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let mut wal = gesta_wal::open(fs, &tmp.path().join("wal"), options(), 1, |_| Ok(())).unwrap();
+    append(&mut wal, 40);
+    let last = wal.writer.next_position() - 1;
+    let head = |p: u64| wal.reader.record_head_containing(p).unwrap().unwrap();
+    // Every head is read and kept while its segment is plain.
+    let plain: Vec<_> = (1..=last).map(head).collect();
+    let (kept_plain, _) = wal.reader.kept_heads();
+    assert_eq!(kept_plain, 40);
+
+    let settings = gesta_wal::Compression {
+        level: 3,
+        block_size: 512,
+        dictionary_size: 0,
+    };
+    let report = wal
+        .compressor
+        .compress_sealed(settings, None, &|| false)
+        .unwrap();
+    assert!(report.segments >= 2, "{report:?}");
+    let segments = wal.reader.segments().snapshot();
+    let sealed_last = segments.last().unwrap().first_position() - 1;
+    assert!(
+        segments[..segments.len() - 1]
+            .iter()
+            .all(|s| s.compressed().is_some())
+    );
+
+    // A compressed segment's first read of a record verifies its head
+    // again (a plain segment's kept head is not taken for it), and keeps it.
+    let mut records = 0;
+    for p in 1..=sealed_last {
+        let h = head(p);
+        let before = &plain[(p - 1) as usize];
+        assert_eq!((h.meta, &h.seq), (before.meta, &before.seq), "position {p}");
+        let first_read = h.meta.first_position == p;
+        records += usize::from(first_read);
+        assert_eq!(
+            h.derived(|meta, _| meta.first_position).is_none(),
+            first_read,
+            "position {p}"
+        );
+        let payload = before.payload().unwrap();
+        assert_eq!(h.payload_range(0, h.payload_len()).unwrap(), payload);
+    }
+    assert_eq!(wal.reader.kept_heads().0, kept_plain + records);
+
+    // From then on a point read into such a record takes its kept head
+    // without reading a block, and what it derives comes with it.
+    let touched = |s: gesta_wal::CacheStats| s.hits + s.misses;
+    let blocks_before = touched(wal.compressor.cache_stats());
+    for p in 1..=sealed_last {
+        let h = head(p);
+        let before = &plain[(p - 1) as usize];
+        assert_eq!((h.meta, &h.seq), (before.meta, &before.seq), "position {p}");
+        assert_eq!(h.payload_len(), before.payload().unwrap().len());
+        assert_eq!(
+            h.derived(|meta, _| meta.first_position).copied(),
+            Some(before.meta.first_position)
+        );
+    }
+    assert_eq!(touched(wal.compressor.cache_stats()), blocks_before);
+    // And its payload is read from the compressed segment as before.
+    let h = head(sealed_last);
+    let payload = plain[(sealed_last - 1) as usize].payload().unwrap();
+    assert_eq!(h.payload_range(0, h.payload_len()).unwrap(), payload);
+    assert!(touched(wal.compressor.cache_stats()) > blocks_before);
+}
