@@ -151,7 +151,8 @@ impl Admission {
             }
         }
         if let Some((spec, after)) = &a.condition {
-            let view = self.indexes.view();
+            // Only the sources after `after` can fail it.
+            let view = self.indexes.view().within(after.saturating_add(1), head);
             let mut committed = Positions::new(
                 view.evaluate(spec),
                 after.saturating_add(1),

@@ -480,7 +480,7 @@ pub(crate) fn read_each(
         }
     };
     if !query.is_all() {
-        let view = indexes.view();
+        let view = indexes.view().within(lo, hi);
         let cursor = view.evaluate(&crate::query::query_spec(query));
         let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
         let positions = Positions::new(cursor, lo, hi, options.direction);
@@ -565,7 +565,8 @@ pub(crate) fn read(
     if query.is_all() {
         Events::scan(reader, indexes.amendments(), head, options)
     } else {
-        let view = indexes.view();
+        let (lo, hi) = options.bounds(head);
+        let view = indexes.view().within(lo, hi);
         let cursor = view.evaluate(&crate::query::query_spec(query));
         Events::indexed(reader, indexes.amendments(), cursor, head, options)
     }

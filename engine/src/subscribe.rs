@@ -59,7 +59,8 @@ impl SubscriptionFeed for StoreFeed {
                 out,
             );
         }
-        let cursor = inner.indexes.view().evaluate(&self.spec);
+        let view = inner.indexes.view().within(after.saturating_add(1), head);
+        let cursor = view.evaluate(&self.spec);
         let positions = Ahead::new(
             inner.reader.clone(),
             Positions::new(cursor, after + 1, head, Direction::Forwards),

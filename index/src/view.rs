@@ -105,20 +105,39 @@ impl IndexView {
     /// every event ever indexed (a stream's revisions).
     pub fn including_hidden(&self) -> IndexView {
         IndexView {
-            sources: self
-                .sources
-                .iter()
-                .map(|(lo, hi, s)| {
-                    let s = match s {
-                        Source::Run(r) => Source::Run(r.clone()),
-                        Source::Memtable(m) => Source::Memtable(m.clone()),
-                    };
-                    (*lo, *hi, s)
-                })
-                .collect(),
+            sources: self.sources_where(|_, _| true),
             overlay: self.overlay.clone(),
             hidden: None,
         }
+    }
+
+    /// This view for the positions `lo..=hi` only: the sources whose ranges
+    /// lie wholly outside them are left out, so that a query read from a
+    /// recent position (a DCB condition's "after", a read's start) neither
+    /// probes nor opens a cursor on the runs before it. What it answers
+    /// within `lo..=hi` is what this view answers there; outside, it may
+    /// miss positions, so its reader bounds its reads by `lo..=hi`.
+    pub fn within(&self, lo: u64, hi: u64) -> IndexView {
+        IndexView {
+            sources: self.sources_where(|from, to| from <= hi && lo <= to),
+            overlay: self.overlay.clone(),
+            hidden: self.hidden.clone(),
+        }
+    }
+
+    /// The sources whose ranges `keep` takes.
+    fn sources_where(&self, keep: impl Fn(u64, u64) -> bool) -> Vec<(u64, u64, Source)> {
+        self.sources
+            .iter()
+            .filter(|(lo, hi, _)| keep(*lo, *hi))
+            .map(|(lo, hi, s)| {
+                let s = match s {
+                    Source::Run(r) => Source::Run(r.clone()),
+                    Source::Memtable(m) => Source::Memtable(m.clone()),
+                };
+                (*lo, *hi, s)
+            })
+            .collect()
     }
 
     /// `key`'s list in the overlay, if it has one.

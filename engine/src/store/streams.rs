@@ -54,7 +54,7 @@ impl Store {
         Ok(Events::in_range(
             &self.inner.reader,
             self.inner.indexes.amendments(),
-            view.evaluate(&spec),
+            view.within(lo, hi).evaluate(&spec),
             (lo, hi),
             options.direction,
             options.limit,

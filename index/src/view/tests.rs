@@ -197,3 +197,92 @@ fn the_overlay_adds_postings_inside_runs_ranges() {
     let listed = view.list(&Key::tag(""), None, 10, 10);
     assert_eq!(listed, vec![(new, 1), (x, 3)]);
 }
+
+#[test]
+fn a_view_within_bounds_answers_as_the_whole_view_there_without_the_sources_outside() {
+    let (t, u) = (Key::event_type("T"), Key::event_type("U"));
+    let (x, y) = (Key::tag("x"), Key::tag("y"));
+    // Three runs, a frozen and an active memtable; every key in each.
+    let list = |lo: u64, step: u64| (lo..lo + 10).step_by(step as usize).collect::<Vec<_>>();
+    let runs = (0..3u64)
+        .map(|i| {
+            let lo = i * 10 + 1;
+            run(
+                vec![
+                    (t.clone(), list(lo, 2)),
+                    (u.clone(), list(lo + 1, 2)),
+                    (x.clone(), list(lo, 3)),
+                    (y.clone(), list(lo, 4)),
+                ],
+                (lo, lo + 9),
+            )
+        })
+        .collect();
+    let memtables: Vec<_> = [31u64, 41]
+        .iter()
+        .map(|&lo| {
+            let m = Arc::new(Memtable::new());
+            for p in lo..lo + 10 {
+                m.insert(if p % 2 == 1 { &t } else { &u }, p);
+                if p % 3 == 1 {
+                    m.insert(&x, p);
+                }
+                if p % 4 == 1 {
+                    m.insert(&y, p);
+                }
+            }
+            m
+        })
+        .collect();
+    let overlay = Arc::new(crate::Overlay::new().with(&[(y.clone(), vec![3, 24, 44])]));
+    let hidden = Arc::new(Hidden::new().with(&[7, 22, 43], []));
+    let view = IndexView::new(runs, memtables)
+        .with_overlay(overlay)
+        .with_hidden(hidden);
+    let specs = [
+        vec![crate::ItemSpec {
+            types: vec![t.clone()],
+            tags: vec![],
+        }],
+        vec![crate::ItemSpec {
+            types: vec![t.clone(), u.clone()],
+            tags: vec![x.clone()],
+        }],
+        vec![
+            crate::ItemSpec {
+                types: vec![],
+                tags: vec![x.clone(), y.clone()],
+            },
+            crate::ItemSpec {
+                types: vec![u.clone()],
+                tags: vec![y.clone()],
+            },
+        ],
+    ];
+    let inside = |v: Vec<u64>, lo: u64, hi: u64| -> Vec<u64> {
+        v.into_iter().filter(|p| (lo..=hi).contains(p)).collect()
+    };
+    for items in specs {
+        let spec = crate::QuerySpec { items };
+        let all = forward(view.evaluate(&spec).as_mut());
+        assert!(!all.is_empty());
+        for lo in 1..=52 {
+            for hi in lo..=52 {
+                let within = view.within(lo, hi);
+                let got = inside(forward(within.evaluate(&spec).as_mut()), lo, hi);
+                assert_eq!(got, inside(all.clone(), lo, hi), "{spec:?} {lo}..={hi}");
+            }
+        }
+    }
+    // The sources outside the bounds are left out: their keys are not
+    // counted.
+    assert_eq!(view.count(&t), 25);
+    assert_eq!(view.within(21, 30).count(&t), 5);
+    assert_eq!(view.within(29, 32).count(&t), 5 + 5);
+    assert_eq!(view.within(45, 60).count(&t), 5);
+    assert_eq!(
+        view.within(60, 70).count(&t),
+        5,
+        "the active memtable is unbounded"
+    );
+}
