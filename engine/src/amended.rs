@@ -75,6 +75,14 @@ impl Amended {
 }
 
 impl Amendments {
+    /// Whether any event was ever amended (tags added, redacted or
+    /// removed): if not, [`get`](Self::get) has nothing to say of any.
+    pub(crate) fn any(&self) -> bool {
+        self.any_tags.load(Ordering::Acquire)
+            || self.any_redacted.load(Ordering::Acquire)
+            || self.any_removed.load(Ordering::Acquire)
+    }
+
     /// What changed about the event at `position`.
     pub(crate) fn get(&self, position: u64) -> Amended {
         let tags = match self.any_tags.load(Ordering::Acquire) {
@@ -92,6 +100,9 @@ impl Amendments {
     /// removed ones left out, the others with their added tags and
     /// without their redacted data.
     pub(crate) fn amend_tail(&self, events: &mut Vec<crate::event::RecordedEvent>, from: usize) {
+        if !self.any() {
+            return;
+        }
         let mut kept = from;
         for i in from..events.len() {
             let amended = self.get(events[i].position);

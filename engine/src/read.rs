@@ -497,8 +497,13 @@ pub(crate) fn read_each(
     };
     // A scan's events get their added tags here; an indexed read's from
     // its `Lookup`.
+    // A store nothing was ever amended in (asked once per record, not per
+    // event) lends its events as they are.
     let added = indexes.amendments();
-    let mut lend_with_added = |e: EventRef<'_>| {
+    let mut lend_with_added = |e: EventRef<'_>, any: bool| {
+        if !any {
+            return lend(e);
+        }
         let amended = added.get(e.position);
         match amended.removed() {
             true => ControlFlow::Continue(()),
@@ -507,12 +512,13 @@ pub(crate) fn read_each(
     };
     for record in records {
         let record = record?;
+        let any = added.any();
         let mut flow = ControlFlow::Continue(());
         let in_bounds = |e: &EventRef<'_>| (lo..=hi).contains(&e.position);
         let decoded = match options.direction {
             Direction::Forwards => each_event_of(&record, |e| {
                 if flow.is_continue() && in_bounds(&e) {
-                    flow = lend_with_added(e);
+                    flow = lend_with_added(e, any);
                 }
             }),
             Direction::Backwards => {
@@ -526,7 +532,7 @@ pub(crate) fn read_each(
                 });
                 if decoded.is_ok() {
                     for e in events.into_iter().rev() {
-                        flow = lend_with_added(e);
+                        flow = lend_with_added(e, any);
                         if flow.is_break() {
                             break;
                         }
