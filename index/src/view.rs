@@ -20,6 +20,7 @@ use crate::overlay::Overlay;
 use crate::run::Run;
 
 /// One source of a view.
+#[derive(Clone)]
 enum Source {
     Run(Arc<Run>),
     Memtable(Arc<Memtable>),
@@ -105,7 +106,7 @@ impl IndexView {
     /// every event ever indexed (a stream's revisions).
     pub fn including_hidden(&self) -> IndexView {
         IndexView {
-            sources: self.sources_where(|_, _| true),
+            sources: self.sources.clone(),
             overlay: self.overlay.clone(),
             hidden: None,
         }
@@ -116,28 +117,19 @@ impl IndexView {
     /// recent position (a DCB condition's "after", a read's start) neither
     /// probes nor opens a cursor on the runs before it. What it answers
     /// within `lo..=hi` is what this view answers there; outside, it may
-    /// miss positions, so its reader bounds its reads by `lo..=hi`.
-    pub fn within(&self, lo: u64, hi: u64) -> IndexView {
-        IndexView {
-            sources: self.sources_where(|from, to| from <= hi && lo <= to),
+    /// miss positions, so its reader bounds its reads by `lo..=hi`. When
+    /// every source meets the bounds (a read from the start), it is this
+    /// view itself, shared, not a copy.
+    pub fn within(self: &Arc<IndexView>, lo: u64, hi: u64) -> Arc<IndexView> {
+        let meets = |(from, to, _): &&(u64, u64, Source)| *from <= hi && lo <= *to;
+        if self.sources.iter().all(|s| meets(&s)) {
+            return self.clone();
+        }
+        Arc::new(IndexView {
+            sources: self.sources.iter().filter(meets).cloned().collect(),
             overlay: self.overlay.clone(),
             hidden: self.hidden.clone(),
-        }
-    }
-
-    /// The sources whose ranges `keep` takes.
-    fn sources_where(&self, keep: impl Fn(u64, u64) -> bool) -> Vec<(u64, u64, Source)> {
-        self.sources
-            .iter()
-            .filter(|(lo, hi, _)| keep(*lo, *hi))
-            .map(|(lo, hi, s)| {
-                let s = match s {
-                    Source::Run(r) => Source::Run(r.clone()),
-                    Source::Memtable(m) => Source::Memtable(m.clone()),
-                };
-                (*lo, *hi, s)
-            })
-            .collect()
+        })
     }
 
     /// `key`'s list in the overlay, if it has one.

@@ -58,21 +58,25 @@ pub(crate) struct KeptHead {
 }
 
 impl KeptHead {
+    /// The head of a record just verified, whose first bytes (frame and
+    /// fixed fields at least) are `start`; `None` if they are shorter.
     pub(crate) fn new(
-        fields: [u8; HEAD_FIELDS_LEN],
+        start: &[u8],
         meta: RecordMeta,
         seq: &[u8],
         head_len: usize,
         total: usize,
-    ) -> KeptHead {
-        KeptHead {
+    ) -> Option<KeptHead> {
+        let mut fields = [0u8; HEAD_FIELDS_LEN];
+        fields.copy_from_slice(start.get(..HEAD_FIELDS_LEN)?);
+        Some(KeptHead {
             fields,
             meta,
             seq: Bytes::copy_from_slice(seq),
             head_len,
             total,
             derived: OnceLock::new(),
-        }
+        })
     }
 
     /// What `build` derives from this head, built by the first caller.
@@ -192,7 +196,7 @@ mod tests {
                 count: 1000,
                 timestamp_micros: 0,
             };
-            Arc::new(KeptHead::new([0; HEAD_FIELDS_LEN], meta, &seq, 40, 50))
+            Arc::new(KeptHead::new(&[0; HEAD_FIELDS_LEN], meta, &seq, 40, 50).unwrap())
         };
         for i in 0..100 {
             cache.keep(1, i * 100, head(i));

@@ -174,18 +174,13 @@ impl WalReader {
         // The head is kept, but handed out as kept only from the next read
         // into its record on: a record read once (a `read_last`, a lone
         // hit in a large store) is not worth its owner deriving anything.
-        if at == 0 && r.seq.len() >= KEEP_FROM_SEQ && bytes.len() >= HEAD_FIELDS_LEN {
-            let mut fields = [0u8; HEAD_FIELDS_LEN];
-            fields.copy_from_slice(&bytes[..HEAD_FIELDS_LEN]);
+        if at == 0 && r.seq.len() >= KEEP_FROM_SEQ {
             let total = FRAME_LEN + format::u32_at(&bytes, 0) as usize;
-            let head = Arc::new(KeptHead::new(
-                fields,
-                r.meta,
-                &r.seq,
-                total - r.payload.len(),
-                total,
-            ));
-            self.heads.keep(segment.first_position(), start, head);
+            let head_len = total - r.payload.len();
+            if let Some(head) = KeptHead::new(&bytes, r.meta, &r.seq, head_len, total) {
+                self.heads
+                    .keep(segment.first_position(), start, Arc::new(head));
+            }
         }
         Ok(Some(RecordHead {
             meta: r.meta,
@@ -429,21 +424,10 @@ fn head_in_pieces(
         };
         if let Some(k) = &kept
             && keeps(&head, record.seq.len())
-            && let Some(fields) = head.get(..HEAD_FIELDS_LEN)
+            && let Some(verified) =
+                KeptHead::new(&head, record.meta, &record.seq, head.len(), total)
         {
-            let mut copy = [0u8; HEAD_FIELDS_LEN];
-            copy.copy_from_slice(fields);
-            let head_len = head.len();
-            (k.keep)(
-                at,
-                Arc::new(KeptHead::new(
-                    copy,
-                    record.meta,
-                    &record.seq,
-                    head_len,
-                    total,
-                )),
-            );
+            (k.keep)(at, Arc::new(verified));
         }
         let meta = record.meta;
         if meta.first_position <= position && position <= meta.last_position() {

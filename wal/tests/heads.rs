@@ -40,13 +40,20 @@ fn append(wal: &mut OpenedWal, records: u64) {
     }
 }
 
+/// A log in `dir` of 40 such records over several segments, and its last
+/// position.
+fn forty_records(dir: &std::path::Path) -> (OpenedWal, u64) {
+    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+    let mut wal = gesta_wal::open(fs, &dir.join("wal"), options(), 1, |_| Ok(())).unwrap();
+    append(&mut wal, 40);
+    let last = wal.writer.next_position() - 1;
+    (wal, last)
+}
+
 #[test]
 fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
-    let mut wal = gesta_wal::open(fs, &tmp.path().join("wal"), options(), 1, |_| Ok(())).unwrap();
-    append(&mut wal, 40);
-    let last = wal.writer.next_position() - 1;
+    let (wal, last) = forty_records(tmp.path());
     assert_eq!(wal.reader.kept_heads().0, 0);
 
     let first_reads: Vec<_> = (1..=last)
@@ -131,10 +138,7 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
 #[test]
 fn a_compressed_segment_keeps_its_heads_under_its_own_identity() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
-    let mut wal = gesta_wal::open(fs, &tmp.path().join("wal"), options(), 1, |_| Ok(())).unwrap();
-    append(&mut wal, 40);
-    let last = wal.writer.next_position() - 1;
+    let (wal, last) = forty_records(tmp.path());
     let head = |p: u64| wal.reader.record_head_containing(p).unwrap().unwrap();
     // Every head is read and kept while its segment is plain.
     let plain: Vec<_> = (1..=last).map(head).collect();

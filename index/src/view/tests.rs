@@ -204,7 +204,7 @@ fn a_view_within_bounds_answers_as_the_whole_view_there_without_the_sources_outs
     let (x, y) = (Key::tag("x"), Key::tag("y"));
     // Three runs, a frozen and an active memtable; every key in each.
     let list = |lo: u64, step: u64| (lo..lo + 10).step_by(step as usize).collect::<Vec<_>>();
-    let runs = (0..3u64)
+    let runs: Vec<_> = (0..3u64)
         .map(|i| {
             let lo = i * 10 + 1;
             run(
@@ -236,9 +236,11 @@ fn a_view_within_bounds_answers_as_the_whole_view_there_without_the_sources_outs
         .collect();
     let overlay = Arc::new(crate::Overlay::new().with(&[(y.clone(), vec![3, 24, 44])]));
     let hidden = Arc::new(Hidden::new().with(&[7, 22, 43], []));
-    let view = IndexView::new(runs, memtables)
-        .with_overlay(overlay)
-        .with_hidden(hidden);
+    let view = Arc::new(
+        IndexView::new(runs, memtables)
+            .with_overlay(overlay)
+            .with_hidden(hidden),
+    );
     let specs = [
         vec![crate::ItemSpec {
             types: vec![t.clone()],
@@ -280,6 +282,10 @@ fn a_view_within_bounds_answers_as_the_whole_view_there_without_the_sources_outs
     assert_eq!(view.within(21, 30).count(&t), 5);
     assert_eq!(view.within(29, 32).count(&t), 5 + 5);
     assert_eq!(view.within(45, 60).count(&t), 5);
+    // Bounds every source meets share the view instead of copying it.
+    assert!(Arc::ptr_eq(&view.within(1, u64::MAX), &view));
+    assert!(Arc::ptr_eq(&view.within(10, 41), &view));
+    assert!(!Arc::ptr_eq(&view.within(11, 41), &view));
     assert_eq!(
         view.within(60, 70).count(&t),
         5,
