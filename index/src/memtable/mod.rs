@@ -16,17 +16,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::cursor::{Cursor, Found, ListCursor, gallop};
 use crate::key::Key;
 use cursor::MemCursor;
 use ids::IdPositions;
-use postings::PostingVec;
+use postings::{PostingVec, Tail};
 
-/// Estimated bytes a list key costs beyond its name and its positions: the
-/// map entry, the list header and the chunk table.
-const KEY_OVERHEAD: usize = 128;
+/// Estimated bytes a list key costs beyond its name (kept three times:
+/// in the list map, the writer's map and the key order) and its positions:
+/// the map entries, the list header, the writer's tail and the chunk table.
+const KEY_OVERHEAD: usize = 192;
 /// Estimated bytes an id costs: its share of a B-tree node.
 const ID_COST: usize = 48;
 
@@ -38,6 +39,10 @@ const ID_COST: usize = 48;
 /// the same tag twice).
 pub struct Memtable {
     lists: RwLock<HashMap<Key, Arc<PostingVec>>>,
+    /// The writer's end of every list of `lists` (lock order: `tails`,
+    /// then `lists`). Appends find a key's list here, not in `lists`, so
+    /// that they touch only the writer's memory and the list's slots.
+    tails: Mutex<HashMap<Key, Tail>>,
     /// The keys of `lists`, in order. A key is added here while the
     /// `lists` write lock is held (lock order: `lists`, then `order`), so
     /// a reader that finds a key here finds its list in `lists`.
@@ -114,6 +119,7 @@ impl Memtable {
     pub fn new() -> Memtable {
         Memtable {
             lists: RwLock::new(HashMap::new()),
+            tails: Mutex::new(HashMap::new()),
             order: RwLock::new(BTreeSet::new()),
             ids: RwLock::new(HashMap::new()),
             postings: AtomicUsize::new(0),
@@ -135,33 +141,34 @@ impl Memtable {
         let mut tally = Tally::new();
         let mut missing = Vec::new();
         let mut ids = Vec::new();
-        {
-            let lists = self.lists.read();
-            for (i, (key, position)) in entries.iter().enumerate() {
-                if let Some(id) = key.as_id() {
-                    ids.push((id, *position));
-                    continue;
-                }
-                match lists.get(key) {
-                    Some(list) => push(list, *position, &mut tally),
-                    // All of a new key's entries are deferred together, so
-                    // its positions still arrive in order.
-                    None => missing.push(i),
-                }
+        let mut tails = self.tails.lock();
+        for (i, (key, position)) in entries.iter().enumerate() {
+            if let Some(id) = key.as_id() {
+                ids.push((id, *position));
+                continue;
+            }
+            match tails.get_mut(key) {
+                Some(tail) => push(tail, *position, &mut tally),
+                // All of a new key's entries are deferred together, so
+                // its positions still arrive in order.
+                None => missing.push(i),
             }
         }
         if !missing.is_empty() {
             let mut lists = self.lists.write();
             let mut order = self.order.write();
             for (key, position) in missing.into_iter().filter_map(|i| entries.get(i)) {
-                let list = lists.entry(key.clone()).or_insert_with(|| {
+                let tail = tails.entry(key.clone()).or_insert_with(|| {
+                    let list = Arc::<PostingVec>::default();
+                    lists.insert(key.clone(), list.clone());
                     order.insert(key.clone());
-                    tally.bytes += 2 * key.as_bytes().len() + KEY_OVERHEAD;
-                    Arc::default()
+                    tally.bytes += 3 * key.as_bytes().len() + KEY_OVERHEAD;
+                    Tail::new(list)
                 });
-                push(list, *position, &mut tally);
+                push(tail, *position, &mut tally);
             }
         }
+        drop(tails);
         if !ids.is_empty() {
             let mut map = self.ids.write();
             for (id, position) in ids {
@@ -329,8 +336,8 @@ impl Memtable {
 }
 
 /// Appends to a list, counting what was added.
-fn push(list: &PostingVec, position: u64, tally: &mut Tally) {
-    if let Some(grown) = list.push(position) {
+fn push(tail: &mut Tail, position: u64, tally: &mut Tally) {
+    if let Some(grown) = tail.push(position) {
         tally.added(position, grown);
     }
 }
