@@ -2,9 +2,11 @@
 //! flush, in memory, readable while the committer keeps appending.
 //!
 //! Type, tag and stream lists live in a hash map from key to list behind a
-//! read-write lock that the writer takes for writing only to add a key;
-//! appending to a known key needs only the read lock and the list's own
-//! append protocol (see [`postings`]). Event ids, nearly all unique, live in
+//! read-write lock, which readers take to find a list and the writer takes
+//! for writing only to add a key. The writer appends through a map of its
+//! own, from key to the list's writer-side end (`Tail`, see [`postings`]),
+//! so an append to a known key touches nothing readers share but the
+//! list's slots and length. Event ids, nearly all unique, live in
 //! a second map keyed by the id itself (see [`ids`]). A third structure keeps
 //! the list keys in order, for listings that page through them by name.
 
