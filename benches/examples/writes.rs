@@ -8,7 +8,8 @@
 //! perf record -e cpu-clock -g target/release/examples/writes
 //! ```
 //! Defaults: 500,000 events, 3 rounds. `DURABILITY=buffered` runs without
-//! a sync per append, to measure the commit path's CPU alone.
+//! a sync per append, to measure the commit path's CPU alone. `W1=1` runs
+//! W1 instead (one event per append, from one writer).
 
 use std::time::Duration;
 
@@ -38,12 +39,18 @@ fn main() {
         )
         .expect("open");
         let mut generator = EventGen::new(SEED);
-        let o =
-            workloads::w3(&store, &mut generator, events, Duration::from_secs(600)).expect("W3");
+        let budget = Duration::from_secs(600);
+        let (name, o) = if std::env::var_os("W1").is_some() {
+            ("W1", workloads::w1(&store, events, budget).expect("W1"))
+        } else {
+            let o = workloads::w3(&store, &mut generator, events, budget).expect("W3");
+            ("W3", o)
+        };
         println!(
-            "W3 round {round}: {:.0} events/s in {:.2} s",
+            "{name} round {round}: {:.0} events/s in {:.2} s, p50 {:.1} µs",
             o.rate(),
-            o.elapsed.as_secs_f64()
+            o.elapsed.as_secs_f64(),
+            o.quantile_us(0.5).unwrap_or(0.0)
         );
         store.close().expect("close");
     }
