@@ -341,9 +341,26 @@ impl Committer {
         }
         let _span = telemetry::enter(Stage::Publish);
         self.last_timestamp = timestamp;
+        // Everything the callers' threads allocated for the group is freed
+        // here, before any of them is answered: freed after, it would be
+        // freed while they allocate for their next appends, and the two
+        // threads would take turns at the allocator's lock (a lone writer
+        // paid a futex wait or wake per append for it).
+        let Group {
+            admitted,
+            ids,
+            batches: payloads,
+        } = group;
+        drop((ids, payloads));
         let (mut batches, mut events_committed, mut duplicates) = (0, 0, 0);
-        let mut entries = Vec::new();
-        for a in &mut group.admitted {
+        let keys = admitted
+            .iter()
+            .flat_map(|a| a.events.iter().flatten())
+            .map(|e| e.keys.len())
+            .sum::<usize>();
+        let mut entries = Vec::with_capacity(keys + admitted.len());
+        let mut replies = Vec::with_capacity(admitted.len());
+        for mut a in admitted {
             match &a.events {
                 Some(_) => {
                     batches += 1;
@@ -360,11 +377,13 @@ impl Committer {
             if let Some(key) = a.tracking.take() {
                 entries.push((key, a.appended.last));
             }
+            replies.push((a.reply, a.appended));
         }
         self.make_visible(&entries);
+        drop(entries);
         self.meters.committed(batches, events_committed, duplicates);
-        for a in group.admitted {
-            a.reply.send(Ok(a.appended));
+        for (reply, appended) in replies {
+            reply.send(Ok(appended));
         }
         self.after_publish();
         Ok(())
