@@ -2,7 +2,8 @@
 //!
 //! `append/*`: events/s for one writer appending one event at a time (W1's
 //! shape), 16 writer threads appending one event at a time (W2's), and one
-//! writer appending batches of 100 (W3's). `limit_line/*`: a 4 KiB write +
+//! writer appending batches of 100 (W3's), also in `Buffered` mode (the
+//! commit path's CPU, without the sync). `limit_line/*`: a 4 KiB write +
 //! `fdatasync` overwriting a pre-zeroed file and growing one, 16 threads
 //! sharing `fdatasync`s (leader/follower group commit), and sequential
 //! writes with an `fdatasync` per MiB — measured with `std::fs`, not Gesta.
@@ -156,6 +157,36 @@ fn appends(c: &mut Criterion) {
             })
         });
         close_and_measure(store, dir.path(), "c: 1 writer x 100 events");
+    }
+
+    // (c') The same in `Buffered` mode: the commit path's CPU (encoding,
+    // admission, the write into the page cache, the memtable) without the
+    // disk's sync.
+    {
+        let dir = scratch_dir("gesta-bench-w3-buffered").expect("scratch dir");
+        let store = Store::open_with(
+            dir.path(),
+            Options::default().durability(Durability::Buffered),
+        )
+        .expect("open store");
+        let mut generator = EventGen::new(SEED ^ 3);
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function("1_writer_x_100_events_buffered", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batch = generator.batch(BATCH);
+                    let start = Instant::now();
+                    store.append(batch).expect("append");
+                    total += start.elapsed();
+                }
+                tally("c': 1 writer x 100 events, Buffered (no sync)", |t| {
+                    t.add(BATCH as u64 * iters, total);
+                });
+                total
+            })
+        });
+        store.close().expect("close");
     }
     group.finish();
 }
