@@ -8,7 +8,10 @@
 //! [`Admission`] keeps what those checks look up often (each stream's next
 //! revision, each tracking source's stored position) in caches that count
 //! admitted batches too; when a group fails, [`Admission::forget`] drops
-//! them and they refill from the index.
+//! them and they refill from the index. They hold at most
+//! [`CACHED_KEYS`] entries each from one group to the next
+//! ([`Admission::trim`]), so that a store appending to millions of streams
+//! does not keep one entry per stream it ever saw.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +79,11 @@ fn matches(spec: &QuerySpec, keys: &[Key]) -> bool {
     })
 }
 
+/// How many streams (and tracking sources) the caches keep between groups:
+/// past it, a cache is emptied before the next group and refills from the
+/// index. A kept entry costs about 50 bytes.
+pub(crate) const CACHED_KEYS: usize = 1 << 16;
+
 /// The checks, and the caches they keep.
 pub(crate) struct Admission {
     indexes: Arc<Indexes>,
@@ -100,6 +108,25 @@ impl Admission {
     pub(crate) fn forget(&mut self) {
         self.revisions.clear();
         self.tracking.clear();
+    }
+
+    /// Empties a cache that grew past `limit` entries (its memory too).
+    /// Only between groups, when the index holds every batch admitted so
+    /// far: an entry dropped there is counted again from the index, which
+    /// then gives the same number.
+    pub(crate) fn trim(&mut self, limit: usize) {
+        if self.revisions.len() > limit {
+            self.revisions = HashMap::new();
+        }
+        if self.tracking.len() > limit {
+            self.tracking = HashMap::new();
+        }
+    }
+
+    /// How many streams and tracking sources the caches hold.
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> (usize, usize) {
+        (self.revisions.len(), self.tracking.len())
     }
 
     /// The next revision of a stream: cached, or counted in the index.
@@ -282,4 +309,74 @@ fn group_conflict(group: &Group, spec: &QuerySpec, after: u64) -> Option<u64> {
             (position > after && matches(spec, &e.keys)).then_some(position)
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::append::AppendOptions;
+    use crate::event::NewEvent;
+    use crate::store::Store;
+
+    fn in_stream(stream: String) -> NewEvent {
+        NewEvent::new("T", b"x".to_vec()).stream(stream)
+    }
+
+    /// A cache past its limit is emptied, and what it held is counted
+    /// again from the index, to the same numbers; one within its limit is
+    /// kept.
+    #[test]
+    fn a_trimmed_cache_refills_from_the_index_to_the_same_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let events = (0..30).map(|i| in_stream(format!("s{}", i % 10))).collect();
+        store.append(events).unwrap();
+        let mut admission = Admission::new(store.inner.indexes.clone(), store.inner.reader.clone());
+        let keys: Vec<Key> = (0..10).map(|i| Key::stream(&format!("s{i}"))).collect();
+        for key in &keys {
+            assert_eq!(admission.next_revision(key), 3);
+        }
+        admission.trim(10);
+        assert_eq!(admission.cached(), (10, 0), "within the limit: kept");
+        admission.trim(9);
+        assert_eq!(admission.cached(), (0, 0), "past the limit: emptied");
+        for key in &keys {
+            assert_eq!(admission.next_revision(key), 3, "counted again");
+        }
+        assert_eq!(admission.cached(), (10, 0));
+    }
+
+    /// More streams than the caches keep, in one batch that starts and
+    /// ends in the same stream, then more batches into the first streams:
+    /// every revision is the stream's own count, whatever the committer
+    /// dropped from its cache between groups.
+    #[test]
+    fn revisions_stay_exact_past_the_cached_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = vec![in_stream("first".into())];
+        batch.extend((0..CACHED_KEYS + 10).map(|i| in_stream(format!("s{i}"))));
+        batch.push(in_stream("first".into()));
+        store.append(batch).unwrap();
+        for round in 0..2u64 {
+            let appended = store
+                .append_with(
+                    vec![in_stream("first".into()), in_stream("s0".into())],
+                    AppendOptions::default()
+                        .expect("first", ExpectedRevision::Exact(1 + round))
+                        .expect("s0", ExpectedRevision::Exact(round)),
+                )
+                .unwrap();
+            let revisions: Vec<_> = store
+                .read_stream("first", crate::read::ReadOptions::forwards())
+                .unwrap()
+                .map(|e| e.unwrap().revision)
+                .collect();
+            assert_eq!(
+                revisions,
+                (0..=2 + round).map(Some).collect::<Vec<_>>(),
+                "after {appended:?}"
+            );
+        }
+    }
 }

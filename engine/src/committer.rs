@@ -259,6 +259,9 @@ impl Committer {
 
     /// Commits one group; returns false when the store is closing.
     fn commit_group(&mut self, requests: Vec<Request>) -> bool {
+        // Every group before this one is published (or failed, and
+        // forgotten), so the index counts all it admitted.
+        self.admission.trim(crate::admission::CACHED_KEYS);
         let mut group = Group::default();
         let mut close = None;
         let mut flushes = Vec::new();
