@@ -47,6 +47,35 @@ fn open_store(dir: &Path) -> Store {
     Store::open_with(dir, Options::default().durability(Durability::Sync)).expect("open store")
 }
 
+/// One writer appending batches of [`BATCH`] events to a store in `dir`
+/// opened with `durability`, benchmarked as `append/<name>` and tallied
+/// under `key`; returns the store, still open.
+fn batches(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    dir: &Path,
+    durability: Durability,
+    (name, key): (&str, &'static str),
+) -> Store {
+    let store =
+        Store::open_with(dir, Options::default().durability(durability)).expect("open store");
+    let mut generator = EventGen::new(SEED ^ 3);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let batch = generator.batch(BATCH);
+                let start = Instant::now();
+                store.append(batch).expect("append");
+                total += start.elapsed();
+            }
+            tally(key, |t| t.add(BATCH as u64 * iters, total));
+            total
+        })
+    });
+    store
+}
+
 /// Bytes of a closed store's files per event: everything in `dir` except
 /// the zeros at the end of each file (the active segment's preallocation),
 /// divided by `events`.
@@ -137,56 +166,23 @@ fn appends(c: &mut Criterion) {
 
     // (c) One writer, batches of 100 events.
     {
+        let key = "c: 1 writer x 100 events";
         let dir = scratch_dir("gesta-bench-w3").expect("scratch dir");
-        let store = open_store(dir.path());
-        let mut generator = EventGen::new(SEED ^ 3);
-        group.throughput(Throughput::Elements(BATCH as u64));
-        group.bench_function("1_writer_x_100_events", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let batch = generator.batch(BATCH);
-                    let start = Instant::now();
-                    store.append(batch).expect("append");
-                    total += start.elapsed();
-                }
-                tally("c: 1 writer x 100 events", |t| {
-                    t.add(BATCH as u64 * iters, total);
-                });
-                total
-            })
-        });
-        close_and_measure(store, dir.path(), "c: 1 writer x 100 events");
+        let name = ("1_writer_x_100_events", key);
+        let store = batches(&mut group, dir.path(), Durability::Sync, name);
+        close_and_measure(store, dir.path(), key);
     }
 
     // (c') The same in `Buffered` mode: the commit path's CPU (encoding,
     // admission, the write into the page cache, the memtable) without the
     // disk's sync.
     {
+        let key = "c': 1 writer x 100 events, Buffered (no sync)";
         let dir = scratch_dir("gesta-bench-w3-buffered").expect("scratch dir");
-        let store = Store::open_with(
-            dir.path(),
-            Options::default().durability(Durability::Buffered),
-        )
-        .expect("open store");
-        let mut generator = EventGen::new(SEED ^ 3);
-        group.throughput(Throughput::Elements(BATCH as u64));
-        group.bench_function("1_writer_x_100_events_buffered", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let batch = generator.batch(BATCH);
-                    let start = Instant::now();
-                    store.append(batch).expect("append");
-                    total += start.elapsed();
-                }
-                tally("c': 1 writer x 100 events, Buffered (no sync)", |t| {
-                    t.add(BATCH as u64 * iters, total);
-                });
-                total
-            })
-        });
-        store.close().expect("close");
+        let name = ("1_writer_x_100_events_buffered", key);
+        batches(&mut group, dir.path(), Durability::Buffered, name)
+            .close()
+            .expect("close");
     }
     group.finish();
 }
