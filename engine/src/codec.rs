@@ -1100,22 +1100,38 @@ pub(crate) fn warm_events(found: &[MappedPayload<'_>]) {
     }
     std::hint::black_box(sum);
     for f in found {
-        let table = f.count as usize * 4;
-        let at = |i: usize| {
-            f.payload
-                .get(i * 4..i * 4 + 4)
-                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        };
-        let index = f.index as usize;
-        let start = if index == 0 { 0 } else { at(index - 1) };
-        let end = at(index);
-        if start < end {
-            gesta_wal::touch_lines(
-                f.payload,
-                table.saturating_add(start),
-                table.saturating_add(end),
-            );
-        }
+        warm_event_lines(f.payload, f.index, f.count);
+    }
+}
+
+/// Warms one event about to be decoded from `payload` (its table entry
+/// already read, or in the cache): its lines and its entry in the revision
+/// table, missed together rather than the entry only after the event is
+/// checked. Only a hint, as [`warm_events`].
+pub(crate) fn warm_event(payload: &[u8], index: u32, count: u32, table: Option<&RevisionTable>) {
+    let revision = table.and_then(|t| t.0.get(index as usize).copied());
+    warm_event_lines(payload, index, count);
+    std::hint::black_box(revision);
+}
+
+/// Touches every line of event `index` of a payload of `count` events,
+/// where its table says it lies.
+fn warm_event_lines(payload: &[u8], index: u32, count: u32) {
+    let table = count as usize * 4;
+    let at = |i: usize| {
+        payload
+            .get(i * 4..i * 4 + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let index = index as usize;
+    let start = if index == 0 { 0 } else { at(index - 1) };
+    let end = at(index);
+    if start < end {
+        gesta_wal::touch_lines(
+            payload,
+            table.saturating_add(start),
+            table.saturating_add(end),
+        );
     }
 }
 
@@ -1504,13 +1520,13 @@ mod tests {
                 })
                 .collect();
             let count = rng.below_uniform(100) as u32 + 1;
-            super::warm_events(&[MappedPayload::new(
-                &bytes,
-                rng.below_uniform(u64::from(count) + 2) as u32,
-                count,
-            )]);
+            let index = rng.below_uniform(u64::from(count) + 2) as u32;
+            super::warm_events(&[MappedPayload::new(&bytes, index, count)]);
+            let table = RevisionTable(vec![7; rng.below_uniform(4) as usize].into());
+            super::warm_event(&bytes, index, count, Some(&table));
         }
         super::warm_events(&[MappedPayload::new(&[0xff; 16], u32::MAX, u32::MAX)]);
+        super::warm_event(&[0xff; 16], u32::MAX, u32::MAX, None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::ahead::Ahead;
 use crate::amended::{Amended, Amendments};
 use crate::codec::{
     RevisionHint, RevisionTable, decode_event_by_table, decode_event_in_window, decode_record,
-    each_event_of, event_frame,
+    each_event_of, event_frame, warm_event,
 };
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
@@ -378,6 +378,8 @@ impl Lookup {
         position: u64,
         place: Option<Place>,
     ) -> Result<EventRef<'_>> {
+        // A read given no place was not warmed with others (`warm`).
+        let lone = place.is_none();
         if !self.in_last(position) {
             self.record = self.reader.record_head_at(position, place)?;
             self.hint = RevisionHint::default();
@@ -388,6 +390,9 @@ impl Lookup {
                     let table = record
                         .derived(RevisionTable::build)
                         .and_then(Option::as_ref);
+                    if lone && let Some(index) = position.checked_sub(record.meta.first_position) {
+                        warm_event(payload, index as u32, record.meta.count, table);
+                    }
                     decode_event_by_table(
                         record.meta,
                         &record.seq,

@@ -10,14 +10,10 @@
 //! here and nothing read here is trusted: a value that does not make sense
 //! only means less is warmed; the lookups that follow check everything.
 
-use std::hint::black_box;
-
 use crate::format::{self, FRAME_LEN, HEAD_FIELDS_LEN};
 use crate::heads::KeptHead;
+use crate::lines::{LINE, touch, touch_lines};
 use crate::reader::{Place, WalReader};
-
-/// A cache line, the unit a touch brings in.
-pub const LINE: usize = 64;
 
 /// Where the event at a position lies, found by [`WalReader::warm`]: the
 /// payload of its record in the mapped segment, and its index there.
@@ -51,22 +47,6 @@ impl<'a> MappedPayload<'a> {
     pub fn derived<T: std::any::Any + Send + Sync>(&self) -> Option<&'a T> {
         self.kept?.built()
     }
-}
-
-/// Reads one byte of each of `spots` in a tight loop, so that the loads'
-/// misses are in flight together.
-pub fn touch<'a>(spots: impl Iterator<Item = (&'a [u8], usize)>) {
-    let mut sum = 0u8;
-    for (bytes, at) in spots {
-        sum ^= bytes.get(at).copied().unwrap_or(0);
-    }
-    black_box(sum);
-}
-
-/// Touches every line of `bytes[start..end]`.
-pub fn touch_lines(bytes: &[u8], start: usize, end: usize) {
-    let end = end.min(bytes.len());
-    touch((start..end).step_by(LINE).map(|at| (bytes, at)));
 }
 
 impl WalReader {
