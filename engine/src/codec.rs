@@ -888,7 +888,7 @@ impl crate::Store {
         let Some(record) = self.inner.reader.record_head_containing(position)? else {
             return Ok(None);
         };
-        let tracking = tracking_of(&record.seq, record.meta.count)?;
+        let tracking = tracking_of(record.seq(), record.meta.count)?;
         Ok(Some((
             record.meta.first_position..=record.meta.last_position(),
             tracking,
@@ -1165,7 +1165,7 @@ pub(crate) fn decode_event_in_window<'r>(
     position: u64,
     hint: &mut RevisionHint,
 ) -> Result<EventRef<'r>> {
-    let mut d = Decoder::of(head.meta, &head.seq, frame);
+    let mut d = Decoder::of(head.meta, head.seq(), frame);
     d.windowed = true;
     d.table = head.derived(RevisionTable::build).and_then(Option::as_ref);
     decode_at(d, position, hint)

@@ -395,7 +395,7 @@ impl Lookup {
                     }
                     decode_event_by_table(
                         record.meta,
-                        &record.seq,
+                        record.seq(),
                         payload,
                         position,
                         &mut self.hint,

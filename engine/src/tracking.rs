@@ -43,7 +43,7 @@ pub(crate) fn tracking_at(
     let record = reader
         .record_head_containing(position)?
         .ok_or_else(|| damaged("the index names a position the log does not hold"))?;
-    match crate::codec::tracking_of(&record.seq, record.meta.count) {
+    match crate::codec::tracking_of(record.seq(), record.meta.count) {
         Ok(Some((found, stored))) if found == source => Ok(Some(stored)),
         Ok(_) => Err(damaged(
             "the record carries no tracking info for the source",

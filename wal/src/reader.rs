@@ -133,13 +133,14 @@ impl WalReader {
         let kept = self.heads.get(segment.first_position(), start);
         let stretch = segment.read(start, stop)?;
         if let Some(kept) = &kept {
-            // The record's first line (compared with the kept head's next)
-            // and the event's entry in the payload's table (read next by
+            // The record's first bytes (compared with the kept head's next,
+            // on one line or two) and the event's entry in the payload's table (read next by
             // the caller) are missed together rather than one after the
             // other. Only a hint: an offset out of range touches nothing.
             let index = position.wrapping_sub(kept.meta.first_position) as usize;
             let entry = kept.head_len.saturating_add(index.saturating_mul(4));
-            crate::lines::touch([(stretch.as_ref(), 0), (stretch.as_ref(), entry)].into_iter());
+            let b = stretch.as_ref();
+            crate::lines::touch([(b, 0), (b, HEAD_FIELDS_LEN - 1), (b, entry)].into_iter());
         }
         self.head_in_stretch(segment, position, start, stretch, kept)
     }
@@ -165,7 +166,7 @@ impl WalReader {
         {
             return Ok(Some(RecordHead {
                 meta: kept.meta,
-                seq: kept.seq.clone(),
+                seq: Bytes::new(),
                 payload: PayloadAt::Loaded(stretch.slice(kept.head_len..kept.total)),
                 kept: Some(kept),
             }));
@@ -415,7 +416,7 @@ fn head_in_pieces(
             if k.meta.first_position <= position && position <= k.meta.last_position() {
                 return Ok(Some(RecordHead {
                     meta: k.meta,
-                    seq: k.seq.clone(),
+                    seq: Bytes::new(),
                     payload: in_segment(segment, at + k.head_len as u64, at + k.total as u64),
                     kept: Some(k),
                 }));
@@ -464,8 +465,11 @@ fn head_in_pieces(
 pub struct RecordHead {
     /// The fixed fields.
     pub meta: RecordMeta,
-    /// Bytes assigned at commit time.
-    pub seq: Bytes,
+    /// Bytes assigned at commit time; empty when the head is kept, whose
+    /// copy [`seq`](Self::seq) lends instead (a clone would touch a
+    /// reference count on another line than the kept head's for every
+    /// point read).
+    seq: Bytes,
     payload: PayloadAt,
     /// The kept copy of this head, when it is one (see the `heads`
     /// module).
@@ -485,6 +489,14 @@ enum PayloadAt {
 }
 
 impl RecordHead {
+    /// The sequencing bytes, assigned at commit time.
+    pub fn seq(&self) -> &Bytes {
+        match &self.kept {
+            Some(kept) => &kept.seq,
+            None => &self.seq,
+        }
+    }
+
     /// What `build` derives from this head's fields and sequencing bytes,
     /// kept with the head when the head is kept (built once for every
     /// point read into its record); `None` when the head is not kept.

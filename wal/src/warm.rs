@@ -12,7 +12,7 @@
 
 use crate::format::{self, FRAME_LEN, HEAD_FIELDS_LEN};
 use crate::heads::KeptHead;
-use crate::lines::{LINE, touch, touch_lines};
+use crate::lines::{touch, touch_lines};
 use crate::reader::{Place, WalReader};
 
 /// Where the event at a position lies, found by [`WalReader::warm`]: the
@@ -66,7 +66,13 @@ impl WalReader {
         let from = places.len();
         self.place_each(positions, places);
         let placed = &places[from..];
-        touch(placed.iter().flatten().map(|p| (p.stretch.as_ref(), 0)));
+        // The frame and fixed fields, read next, may straddle two lines.
+        touch(placed.iter().flatten().flat_map(|p| {
+            [
+                (p.stretch.as_ref(), 0),
+                (p.stretch.as_ref(), HEAD_FIELDS_LEN - 1),
+            ]
+        }));
         let mut found = Vec::with_capacity(positions.len());
         for (place, &position) in placed.iter().zip(positions) {
             let Some(Place { stretch, kept, .. }) = place else {
@@ -94,7 +100,7 @@ impl WalReader {
         // is not checked again.
         for p in placed.iter().flatten() {
             if p.stretch.len() >= HEAD_FIELDS_LEN && p.kept.is_none() {
-                touch_lines(&p.stretch, LINE, format::head_len(&p.stretch));
+                touch_lines(&p.stretch, HEAD_FIELDS_LEN, format::head_len(&p.stretch));
             }
         }
         events(&found);

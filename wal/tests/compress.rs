@@ -63,7 +63,7 @@ fn check_contents(wal: &OpenedWal, last: u64) {
             .record_head_containing(position)
             .unwrap()
             .unwrap();
-        assert_eq!((head.meta, &head.seq), (r.meta, &r.seq));
+        assert_eq!((head.meta, head.seq()), (r.meta, &r.seq));
         assert_eq!(head.payload_len(), want.len());
         let half = want.len() / 2;
         assert_eq!(head.payload_range(0, half).unwrap(), want.slice(..half));

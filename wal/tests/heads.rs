@@ -73,8 +73,8 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
     for (p, before) in (1..=last).zip(&first_reads) {
         let again = wal.reader.record_head_containing(p).unwrap().unwrap();
         assert_eq!(again.meta, before.meta);
-        assert_eq!(again.seq, before.seq);
-        assert_eq!(again.seq.as_ref(), seq_of(again.meta.first_position));
+        assert_eq!(again.seq(), before.seq());
+        assert_eq!(again.seq().as_ref(), seq_of(again.meta.first_position));
         assert_eq!(again.payload(), before.payload());
         // What the owner derives is built once and kept with the head.
         let derived = again.derived(|meta, _| meta.first_position).copied();
@@ -120,7 +120,7 @@ fn a_kept_head_reads_as_verified_and_is_refused_once_its_frame_changes() {
     let seq_at = start + 36;
     file.write_all_at(&[0xee; 16], seq_at + 8).unwrap();
     let head = wal.reader.record_head_containing(1).unwrap().unwrap();
-    assert_eq!(head.seq.as_ref(), seq_of(1));
+    assert_eq!(head.seq().as_ref(), seq_of(1));
 
     // A record whose frame no longer matches (rewritten in place, or
     // damaged there) is looked up and verified again: the damage shows.
@@ -169,7 +169,11 @@ fn a_compressed_segment_keeps_its_heads_under_its_own_identity() {
     for p in 1..=sealed_last {
         let h = head(p);
         let before = &plain[(p - 1) as usize];
-        assert_eq!((h.meta, &h.seq), (before.meta, &before.seq), "position {p}");
+        assert_eq!(
+            (h.meta, h.seq()),
+            (before.meta, before.seq()),
+            "position {p}"
+        );
         let first_read = h.meta.first_position == p;
         records += usize::from(first_read);
         assert_eq!(
@@ -189,7 +193,11 @@ fn a_compressed_segment_keeps_its_heads_under_its_own_identity() {
     for p in 1..=sealed_last {
         let h = head(p);
         let before = &plain[(p - 1) as usize];
-        assert_eq!((h.meta, &h.seq), (before.meta, &before.seq), "position {p}");
+        assert_eq!(
+            (h.meta, h.seq()),
+            (before.meta, before.seq()),
+            "position {p}"
+        );
         assert_eq!(h.payload_len(), before.payload().unwrap().len());
         assert_eq!(
             h.derived(|meta, _| meta.first_position).copied(),

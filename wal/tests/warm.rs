@@ -78,7 +78,7 @@ fn assert_same_head(wal: &OpenedWal, position: u64, place: Option<Place>) -> boo
     match (placed, alone) {
         (Some(a), Some(b)) => {
             assert_eq!(a.meta, b.meta, "position {position}");
-            assert_eq!(a.seq, b.seq, "position {position}");
+            assert_eq!(a.seq(), b.seq(), "position {position}");
             // A compressed segment's payload is read in pieces.
             let bytes = |h: &gesta_wal::RecordHead| match h.payload() {
                 Some(b) => b.clone(),

@@ -366,8 +366,15 @@ const FENCES_FROM: usize = 4096;
 /// Reads a byte of every cache line of `b[start..end]` in one tight loop,
 /// so that their misses are in flight together.
 fn touch_lines(b: &[u8], start: usize, end: usize) {
+    let end = end.min(b.len());
+    if start >= end {
+        return;
+    }
+    // Memory's lines, not the slice's: from `start`, then from each line
+    // start after it, so that the stretch's last line is touched too.
+    let next = start + 64 - (b.as_ptr() as usize).wrapping_add(start) % 64;
     let mut sum = 0u8;
-    for at in (start..end.min(b.len())).step_by(64) {
+    for at in std::iter::once(start).chain((next..end).step_by(64)) {
         sum ^= b.get(at).copied().unwrap_or(0);
     }
     black_box(sum);
