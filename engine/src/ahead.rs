@@ -5,11 +5,12 @@
 //! frame, its head, its event's bytes); a read of scattered positions, such
 //! as a stream whose events were appended among others', spends most of
 //! its time waiting so. [`Ahead`] takes the next positions from the index
-//! in windows that double from one up to [`MAX_WINDOW`], and before
-//! yielding them has the log touch every record of the window, then every
-//! event, so that their misses overlap. The window starts at one so that a
-//! read that stops early (a limit of one, `read_last`) takes no more
-//! positions from the index than before.
+//! in windows that double up to [`MAX_WINDOW`], and before yielding them
+//! has the log touch every record of the window, then every event, so that
+//! their misses overlap. A read with a limit starts with a window of its
+//! limit (one for `read_last`), so it takes no more positions from the
+//! index than it reads; one without starts at [`UNLIMITED_WINDOW`]; other
+//! readers start at one.
 
 use std::collections::VecDeque;
 
@@ -21,6 +22,12 @@ use crate::codec::warm_events;
 /// enough lines (about a dozen per event) to stay in the first-level
 /// caches until the lookups read them.
 pub(crate) const MAX_WINDOW: usize = 32;
+
+/// The first window of a read that may take every position: its consumer
+/// may stop early, but one that reads a few events and stops has little to
+/// lose to a window warmed beyond them, while one that reads on would have
+/// looked up the ramp's first events with few misses overlapped.
+pub(crate) const UNLIMITED_WINDOW: usize = MAX_WINDOW;
 
 /// Positions from `inner`, each window's warmed before it is yielded,
 /// each with where warming found its record (`None` where it did not):
@@ -45,6 +52,14 @@ impl<I: Iterator<Item = u64>> Ahead<I> {
             positions: Vec::new(),
             placed: Vec::new(),
         }
+    }
+
+    /// Starts with a window as large as a read of at most `limit`
+    /// positions (`None`: no limit) takes, up to [`UNLIMITED_WINDOW`],
+    /// rather than one.
+    pub(crate) fn expecting(mut self, limit: Option<usize>) -> Ahead<I> {
+        self.window = limit.map_or(UNLIMITED_WINDOW, |l| l.clamp(1, MAX_WINDOW));
+        self
     }
 }
 
@@ -114,5 +129,37 @@ mod tests {
         let picked = [90, 7, 55, 3, 100, 1];
         let back: Vec<u64> = positions(Ahead::new(reader, picked.into_iter()));
         assert_eq!(back, picked);
+    }
+
+    /// A read that says how many positions it takes starts with a window
+    /// of that many (up to the largest), and one that takes them all with
+    /// the largest; either way in order and each once.
+    #[test]
+    fn a_limit_sets_the_first_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..100 {
+            store
+                .append(vec![NewEvent::new("T", format!("{i}").into_bytes())])
+                .unwrap();
+        }
+        let reader = store.inner.reader.clone();
+        let taken = Cell::new(0);
+        let counted = || (1..=100u64).inspect(|_| taken.set(taken.get() + 1));
+        for (limit, first_window) in [
+            (Some(1), 1),
+            (Some(10), 10),
+            (Some(0), 1),
+            (Some(500), MAX_WINDOW),
+            (None, UNLIMITED_WINDOW),
+        ] {
+            taken.set(0);
+            let mut ahead = Ahead::new(reader.clone(), counted()).expecting(limit);
+            assert_eq!(ahead.next().map(|(p, _)| p), Some(1));
+            assert_eq!(taken.get(), first_window, "limit {limit:?}");
+            let rest = positions(ahead);
+            assert_eq!(rest, (2..=100).collect::<Vec<_>>(), "limit {limit:?}");
+            assert_eq!(taken.get(), 100);
+        }
     }
 }

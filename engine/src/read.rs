@@ -173,10 +173,10 @@ impl Events {
             Source::Done
         } else {
             Source::Indexed {
-                positions: Box::new(Ahead::new(
-                    reader.clone(),
-                    Positions::new(cursor, lo, hi, dir),
-                )),
+                positions: Box::new(
+                    Ahead::new(reader.clone(), Positions::new(cursor, lo, hi, dir))
+                        .expecting(limit),
+                ),
                 lookup: Lookup::new(reader.clone(), added.clone()),
             }
         };
@@ -489,7 +489,7 @@ pub(crate) fn read_each(
         let cursor = view.evaluate(&crate::query::query_spec(query));
         let mut lookup = Lookup::new(reader.clone(), indexes.amendments().clone());
         let positions = Positions::new(cursor, lo, hi, options.direction);
-        for (position, place) in Ahead::new(reader.clone(), positions) {
+        for (position, place) in Ahead::new(reader.clone(), positions).expecting(options.limit) {
             if lend(lookup.event_ref_at(position, place)?).is_break() {
                 break;
             }
