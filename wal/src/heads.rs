@@ -4,13 +4,17 @@
 //! A point read trusts a record's fields and sequencing bytes only after
 //! checking its head checksum, which covers every stream revision of the
 //! batch: in a record of a thousand events, a few kilobytes for each event
-//! looked up. A head verified once is kept here, a copy of its bytes and
-//! all, keyed by where the record starts; a later point read into the same
-//! record compares the frame and fixed fields in the log with the kept
-//! ones (a record rewritten in place, by erasure, has another body
-//! checksum) and takes the kept head. What it returns was verified, even
-//! if the log's bytes were damaged since; its event is still verified by
-//! its own checksum.
+//! looked up. A head verified once is kept here, a copy of its fields and
+//! sequencing bytes, keyed by where the record starts, and a later point
+//! read into the same record takes it without reading the record's first
+//! bytes again: a record's head never changes where it lies (the log is
+//! only appended to; erasure rewrites payloads in place, every record at
+//! its offset with its head as it was; a rewrite that moves records writes
+//! a compressed file, whose heads are kept apart, below). What a point read
+//! returns was verified, even if the log's bytes were damaged since: the
+//! kept head, and its event, verified by its own checksum. Damage to a
+//! record's frame after its head was kept is found by scans, recovery and
+//! `verify`, which check every record whole.
 //!
 //! A compressed segment's heads are kept too, under the identity of that
 //! opening of its file rather than the segment's first position (see
@@ -30,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::format::{HEAD_FIELDS_LEN, RecordMeta};
+use crate::format::RecordMeta;
 
 /// Heads with fewer sequencing bytes than this are cheap enough to check
 /// again, and are not kept. 192 bytes is a batch of about 60 events with
@@ -46,8 +50,6 @@ pub const KEEP_BYTES: usize = 32 << 20;
 /// A verified record head.
 #[derive(Debug)]
 pub(crate) struct KeptHead {
-    /// The record's first bytes (frame and fixed fields) as verified.
-    pub(crate) fields: [u8; HEAD_FIELDS_LEN],
     pub(crate) meta: RecordMeta,
     pub(crate) seq: Bytes,
     /// The length of the head, where the payload starts.
@@ -58,25 +60,16 @@ pub(crate) struct KeptHead {
 }
 
 impl KeptHead {
-    /// The head of a record just verified, whose first bytes (frame and
-    /// fixed fields at least) are `start`; `None` if they are shorter.
-    pub(crate) fn new(
-        start: &[u8],
-        meta: RecordMeta,
-        seq: &[u8],
-        head_len: usize,
-        total: usize,
-    ) -> Option<KeptHead> {
-        let mut fields = [0u8; HEAD_FIELDS_LEN];
-        fields.copy_from_slice(start.get(..HEAD_FIELDS_LEN)?);
-        Some(KeptHead {
-            fields,
+    /// The head of a record just verified: its fields, its sequencing
+    /// bytes, the length of its head and of the whole record.
+    pub(crate) fn new(meta: RecordMeta, seq: &[u8], head_len: usize, total: usize) -> KeptHead {
+        KeptHead {
             meta,
             seq: Bytes::copy_from_slice(seq),
             head_len,
             total,
             derived: OnceLock::new(),
-        })
+        }
     }
 
     /// What `build` derives from this head, built by the first caller.
@@ -196,7 +189,7 @@ mod tests {
                 count: 1000,
                 timestamp_micros: 0,
             };
-            Arc::new(KeptHead::new(&[0; HEAD_FIELDS_LEN], meta, &seq, 40, 50).unwrap())
+            Arc::new(KeptHead::new(meta, &seq, 40, 50))
         };
         for i in 0..100 {
             cache.keep(1, i * 100, head(i));

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Result, WalError};
-use crate::format::{
-    self, FRAME_LEN, Frame, HEAD_FIELDS_LEN, Record, RecordMeta, SEGMENT_HEADER_LEN,
-};
+use crate::format::{self, FRAME_LEN, Frame, Record, RecordMeta, SEGMENT_HEADER_LEN};
 use crate::heads::{HeadCache, KEEP_FROM_SEQ, KeptHead};
 use crate::segment::{Segment, SegmentSet};
 use crate::zseg::CompressedSegment;
@@ -139,8 +137,7 @@ impl WalReader {
             // other. Only a hint: an offset out of range touches nothing.
             let index = position.wrapping_sub(kept.meta.first_position) as usize;
             let entry = kept.head_len.saturating_add(index.saturating_mul(4));
-            let b = stretch.as_ref();
-            crate::lines::touch([(b, 0), (b, HEAD_FIELDS_LEN - 1), (b, entry)].into_iter());
+            crate::lines::touch(std::iter::once((stretch.as_ref(), entry)));
         }
         self.head_in_stretch(segment, position, start, stretch, kept)
     }
@@ -162,7 +159,6 @@ impl WalReader {
             && kept.meta.first_position <= position
             && position <= kept.meta.last_position()
             && stretch.len() >= kept.total
-            && stretch[..HEAD_FIELDS_LEN] == kept.fields
         {
             return Ok(Some(RecordHead {
                 meta: kept.meta,
@@ -187,10 +183,9 @@ impl WalReader {
         if at == 0 && r.seq.len() >= KEEP_FROM_SEQ {
             let total = FRAME_LEN + format::u32_at(&bytes, 0) as usize;
             let head_len = total - r.payload.len();
-            if let Some(head) = KeptHead::new(&bytes, r.meta, &r.seq, head_len, total) {
-                self.heads
-                    .keep(segment.first_position(), start, Arc::new(head));
-            }
+            let head = KeptHead::new(r.meta, &r.seq, head_len, total);
+            self.heads
+                .keep(segment.first_position(), start, Arc::new(head));
         }
         Ok(Some(RecordHead {
             meta: r.meta,
@@ -434,9 +429,8 @@ fn head_in_pieces(
         };
         if let Some(k) = &kept
             && keeps(&head, record.seq.len())
-            && let Some(verified) =
-                KeptHead::new(&head, record.meta, &record.seq, head.len(), total)
         {
+            let verified = KeptHead::new(record.meta, &record.seq, head.len(), total);
             (k.keep)(at, Arc::new(verified));
         }
         let meta = record.meta;

@@ -67,24 +67,33 @@ impl WalReader {
         self.place_each(positions, places);
         let placed = &places[from..];
         // The frame and fixed fields, read next, may straddle two lines.
-        touch(placed.iter().flatten().flat_map(|p| {
-            [
-                (p.stretch.as_ref(), 0),
-                (p.stretch.as_ref(), HEAD_FIELDS_LEN - 1),
-            ]
-        }));
+        touch(
+            placed
+                .iter()
+                .flatten()
+                .filter(|p| p.kept.is_none())
+                .flat_map(|p| {
+                    [
+                        (p.stretch.as_ref(), 0),
+                        (p.stretch.as_ref(), HEAD_FIELDS_LEN - 1),
+                    ]
+                }),
+        );
         let mut found = Vec::with_capacity(positions.len());
         for (place, &position) in placed.iter().zip(positions) {
             let Some(Place { stretch, kept, .. }) = place else {
                 continue;
             };
-            if stretch.len() < HEAD_FIELDS_LEN {
-                continue;
-            }
-            let total = FRAME_LEN + format::u32_at(stretch, 0) as usize;
-            let first = format::u64_at(stretch, FRAME_LEN);
-            let count = format::u32_at(stretch, FRAME_LEN + 8);
-            let payload_at = format::head_len(stretch);
+            let (total, first, count, payload_at) = match kept {
+                Some(k) => (k.total, k.meta.first_position, k.meta.count, k.head_len),
+                None if stretch.len() < HEAD_FIELDS_LEN => continue,
+                None => (
+                    FRAME_LEN + format::u32_at(stretch, 0) as usize,
+                    format::u64_at(stretch, FRAME_LEN),
+                    format::u32_at(stretch, FRAME_LEN + 8),
+                    format::head_len(stretch),
+                ),
+            };
             let index = position.wrapping_sub(first);
             if total > stretch.len() || payload_at > total || index >= u64::from(count) {
                 continue;
