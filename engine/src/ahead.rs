@@ -97,11 +97,8 @@ mod tests {
         ahead.map(|(p, _)| p).collect()
     }
 
-    /// Windows double from one: a read that stops after a few events has
-    /// taken at most about twice as many positions from the index, and one
-    /// that stops after the first has taken only that one.
-    #[test]
-    fn windows_grow_from_one_and_keep_the_order() {
+    /// A store of 100 events, one per append, and its directory.
+    fn hundred_events() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for i in 0..100 {
@@ -109,6 +106,15 @@ mod tests {
                 .append(vec![NewEvent::new("T", format!("{i}").into_bytes())])
                 .unwrap();
         }
+        (dir, store)
+    }
+
+    /// Windows double from one: a read that stops after a few events has
+    /// taken at most about twice as many positions from the index, and one
+    /// that stops after the first has taken only that one.
+    #[test]
+    fn windows_grow_from_one_and_keep_the_order() {
+        let (_dir, store) = hundred_events();
         let reader = store.inner.reader.clone();
         let taken = Cell::new(0);
         let counted = || (1..=100u64).inspect(|_| taken.set(taken.get() + 1));
@@ -136,13 +142,7 @@ mod tests {
     /// the largest; either way in order and each once.
     #[test]
     fn a_limit_sets_the_first_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        for i in 0..100 {
-            store
-                .append(vec![NewEvent::new("T", format!("{i}").into_bytes())])
-                .unwrap();
-        }
+        let (_dir, store) = hundred_events();
         let reader = store.inner.reader.clone();
         let taken = Cell::new(0);
         let counted = || (1..=100u64).inspect(|_| taken.set(taken.get() + 1));
