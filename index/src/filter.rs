@@ -43,6 +43,20 @@ fn probes(key: &[u8], blocks: usize) -> (usize, impl Iterator<Item = usize>) {
     (block, indexes)
 }
 
+/// The first and last bytes of the block `key` selects in `filter`, XOR-ed
+/// (0 for an empty filter): read only to bring the block into the cache
+/// ahead of [`may_contain`], both ends because a block need not start a
+/// line of memory.
+pub(crate) fn touch_block(filter: &[u8], key: &[u8]) -> u8 {
+    let blocks = filter.len() / FILTER_BLOCK;
+    if blocks == 0 {
+        return 0;
+    }
+    let (block, _) = probes(key, blocks);
+    let byte = |at: usize| filter.get(at).copied().unwrap_or(0);
+    byte(block * FILTER_BLOCK) ^ byte(block * FILTER_BLOCK + FILTER_BLOCK - 1)
+}
+
 /// Builds the filter for `count` keys.
 pub(crate) fn build<'a>(keys: impl IntoIterator<Item = &'a [u8]>, count: usize) -> Vec<u8> {
     let blocks = (count * BITS_PER_KEY).div_ceil(FILTER_BLOCK * 8).max(1);
@@ -77,6 +91,25 @@ pub(crate) fn may_contain(filter: &[u8], key: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::key::Key;
+
+    /// Touching a key's block reads inside the filter whatever its length
+    /// (the bytes of the block `may_contain` reads), and an empty filter
+    /// reads nothing.
+    #[test]
+    fn touching_a_block_reads_its_ends() {
+        let key = Key::id(42);
+        assert_eq!(touch_block(&[], key.as_bytes()), 0);
+        assert_eq!(touch_block(&[0xff; 63], key.as_bytes()), 0);
+        for blocks in [1usize, 2, 7, 100] {
+            for extra in [0, 1, 63] {
+                let mut filter = vec![0u8; blocks * FILTER_BLOCK + extra];
+                let (block, _) = probes(key.as_bytes(), blocks);
+                filter[block * FILTER_BLOCK] = 0b0101;
+                filter[block * FILTER_BLOCK + FILTER_BLOCK - 1] = 0b0011;
+                assert_eq!(touch_block(&filter, key.as_bytes()), 0b0110);
+            }
+        }
+    }
 
     #[test]
     fn no_false_negatives_and_few_false_positives() {

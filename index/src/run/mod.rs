@@ -301,6 +301,15 @@ impl Run {
         self.dense.bytes()
     }
 
+    /// Reads the byte of this run's filter that a lookup of `key` reads
+    /// first, so that the lookups of several runs can miss their filters
+    /// together (see `IndexView::lookup_id`).
+    pub(crate) fn touch_filter(&self, key: &Key) -> u8 {
+        let b = &self.bytes[..];
+        b.get(self.layout.filter..self.layout.footer)
+            .map_or(0, |f| filter::touch_block(f, key.as_bytes()))
+    }
+
     /// The first position in `key`'s list, read from the skip table.
     pub fn first(&self, key: &Key) -> Option<u64> {
         let list = self.find(key)?;
