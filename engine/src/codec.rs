@@ -1125,10 +1125,10 @@ pub(crate) fn warm_events(found: &[MappedPayload<'_>]) {
     }
 }
 
-/// Warms one event about to be decoded from `payload` (its table entry
-/// already read, or in the cache): its lines and its entry in the revision
-/// table, missed together rather than the entry only after the event is
-/// checked. Only a hint, as [`warm_events`].
+/// Warms one event about to be decoded from `payload`: its entry in the
+/// revision table is missed with its entry in the payload's table, then
+/// its lines, rather than the revision only after the event is checked.
+/// Only a hint, as [`warm_events`].
 pub(crate) fn warm_event(payload: &[u8], index: u32, count: u32, table: Option<&RevisionTable>) {
     let revision = table.and_then(|t| t.0.get(index as usize).copied());
     warm_event_lines(payload, index, count);

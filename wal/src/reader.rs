@@ -130,15 +130,6 @@ impl WalReader {
         };
         let kept = self.heads.get(segment.first_position(), start);
         let stretch = segment.read(start, stop)?;
-        if let Some(kept) = &kept {
-            // The record's first bytes (compared with the kept head's next,
-            // on one line or two) and the event's entry in the payload's table (read next by
-            // the caller) are missed together rather than one after the
-            // other. Only a hint: an offset out of range touches nothing.
-            let index = position.wrapping_sub(kept.meta.first_position) as usize;
-            let entry = kept.head_len.saturating_add(index.saturating_mul(4));
-            crate::lines::touch(std::iter::once((stretch.as_ref(), entry)));
-        }
         self.head_in_stretch(segment, position, start, stretch, kept)
     }
 

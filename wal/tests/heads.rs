@@ -1,6 +1,6 @@
 //! Kept record heads: a point read into a record whose head was verified
-//! before returns the same head without checking it again, never a head
-//! the log no longer holds at that place, and only what was verified.
+//! before returns the same head without reading or checking it again, with
+//! the payload the log holds now, and only what was verified.
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;

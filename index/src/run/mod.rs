@@ -301,9 +301,9 @@ impl Run {
         self.dense.bytes()
     }
 
-    /// Reads the byte of this run's filter that a lookup of `key` reads
-    /// first, so that the lookups of several runs can miss their filters
-    /// together (see `IndexView::lookup_id`).
+    /// Reads the ends of the block of this run's filter that a lookup of
+    /// `key` reads first, so that the lookups of several runs can miss
+    /// their filters together (see `IndexView::lookup_id`).
     pub(crate) fn touch_filter(&self, key: &Key) -> u8 {
         let b = &self.bytes[..];
         b.get(self.layout.filter..self.layout.footer)
