@@ -109,6 +109,11 @@ mod tests {
         (dir, store)
     }
 
+    /// Positions 1 to 100, counting in `taken` how many were taken.
+    fn counted(taken: &Cell<usize>) -> impl Iterator<Item = u64> + '_ {
+        (1..=100u64).inspect(|_| taken.set(taken.get() + 1))
+    }
+
     /// Windows double from one: a read that stops after a few events has
     /// taken at most about twice as many positions from the index, and one
     /// that stops after the first has taken only that one.
@@ -117,18 +122,17 @@ mod tests {
         let (_dir, store) = hundred_events();
         let reader = store.inner.reader.clone();
         let taken = Cell::new(0);
-        let counted = || (1..=100u64).inspect(|_| taken.set(taken.get() + 1));
 
-        let first: Vec<u64> = positions(Ahead::new(reader.clone(), counted()).take(1));
+        let first: Vec<u64> = positions(Ahead::new(reader.clone(), counted(&taken)).take(1));
         assert_eq!((first, taken.get()), (vec![1], 1));
 
         taken.set(0);
-        let ten: Vec<u64> = positions(Ahead::new(reader.clone(), counted()).take(10));
+        let ten: Vec<u64> = positions(Ahead::new(reader.clone(), counted(&taken)).take(10));
         assert_eq!(ten, (1..=10).collect::<Vec<_>>());
         assert_eq!(taken.get(), 15, "windows of 1, 2, 4 and 8");
 
         taken.set(0);
-        let all: Vec<u64> = positions(Ahead::new(reader.clone(), counted()));
+        let all: Vec<u64> = positions(Ahead::new(reader.clone(), counted(&taken)));
         assert_eq!(all, (1..=100).collect::<Vec<_>>());
         assert_eq!(taken.get(), 100);
         // Backwards, and with gaps, in the order given.
@@ -145,7 +149,6 @@ mod tests {
         let (_dir, store) = hundred_events();
         let reader = store.inner.reader.clone();
         let taken = Cell::new(0);
-        let counted = || (1..=100u64).inspect(|_| taken.set(taken.get() + 1));
         for (limit, first_window) in [
             (Some(1), 1),
             (Some(10), 10),
@@ -154,7 +157,7 @@ mod tests {
             (None, UNLIMITED_WINDOW),
         ] {
             taken.set(0);
-            let mut ahead = Ahead::new(reader.clone(), counted()).expecting(limit);
+            let mut ahead = Ahead::new(reader.clone(), counted(&taken)).expecting(limit);
             assert_eq!(ahead.next().map(|(p, _)| p), Some(1));
             assert_eq!(taken.get(), first_window, "limit {limit:?}");
             let rest = positions(ahead);

@@ -33,9 +33,19 @@ fn fmix64(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
+/// A key's hash, computed once for every filter a lookup asks (the runs of
+/// an index view each have one, of its own size).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe(u64);
+
+impl Probe {
+    pub(crate) fn of(key: &[u8]) -> Probe {
+        Probe(hash(key))
+    }
+}
+
 /// The block a key's bits go to, and the bit indexes (0..512) within it.
-fn probes(key: &[u8], blocks: usize) -> (usize, impl Iterator<Item = usize>) {
-    let h = hash(key);
+fn probes(Probe(h): Probe, blocks: usize) -> (usize, impl Iterator<Item = usize>) {
     // Multiply-shift maps the hash onto 0..blocks without a division.
     let block = ((u128::from(h) * blocks as u128) >> 64) as usize;
     let bits = fmix64(h ^ 0x9e37_79b9_7f4a_7c15);
@@ -43,16 +53,16 @@ fn probes(key: &[u8], blocks: usize) -> (usize, impl Iterator<Item = usize>) {
     (block, indexes)
 }
 
-/// The first and last bytes of the block `key` selects in `filter`, XOR-ed
-/// (0 for an empty filter): read only to bring the block into the cache
-/// ahead of [`may_contain`], both ends because a block need not start a
-/// line of memory.
-pub(crate) fn touch_block(filter: &[u8], key: &[u8]) -> u8 {
+/// The first and last bytes of the block `probe` selects in `filter`,
+/// XOR-ed (0 for an empty filter): read only to bring the block into the
+/// cache ahead of [`may_contain`], both ends because a block need not start
+/// a line of memory.
+pub(crate) fn touch_block(filter: &[u8], probe: Probe) -> u8 {
     let blocks = filter.len() / FILTER_BLOCK;
     if blocks == 0 {
         return 0;
     }
-    let (block, _) = probes(key, blocks);
+    let (block, _) = probes(probe, blocks);
     let byte = |at: usize| filter.get(at).copied().unwrap_or(0);
     byte(block * FILTER_BLOCK) ^ byte(block * FILTER_BLOCK + FILTER_BLOCK - 1)
 }
@@ -62,7 +72,7 @@ pub(crate) fn build<'a>(keys: impl IntoIterator<Item = &'a [u8]>, count: usize) 
     let blocks = (count * BITS_PER_KEY).div_ceil(FILTER_BLOCK * 8).max(1);
     let mut filter = vec![0u8; blocks * FILTER_BLOCK];
     for key in keys {
-        let (block, bits) = probes(key, blocks);
+        let (block, bits) = probes(Probe::of(key), blocks);
         for bit in bits {
             if let Some(byte) = filter.get_mut(block * FILTER_BLOCK + bit / 8) {
                 *byte |= 1 << (bit % 8);
@@ -72,14 +82,15 @@ pub(crate) fn build<'a>(keys: impl IntoIterator<Item = &'a [u8]>, count: usize) 
     filter
 }
 
-/// Whether `key` may be among the keys `filter` was built from. False means
-/// certainly not. A filter of the wrong size answers "may be".
-pub(crate) fn may_contain(filter: &[u8], key: &[u8]) -> bool {
+/// Whether the key `probe` was computed from may be among the keys
+/// `filter` was built from. False means certainly not. A filter of the
+/// wrong size answers "may be".
+pub(crate) fn may_contain(filter: &[u8], probe: Probe) -> bool {
     let blocks = filter.len() / FILTER_BLOCK;
     if blocks == 0 {
         return true;
     }
-    let (block, mut bits) = probes(key, blocks);
+    let (block, mut bits) = probes(probe, blocks);
     bits.all(|bit| {
         filter
             .get(block * FILTER_BLOCK + bit / 8)
@@ -97,16 +108,16 @@ mod tests {
     /// reads nothing.
     #[test]
     fn touching_a_block_reads_its_ends() {
-        let key = Key::id(42);
-        assert_eq!(touch_block(&[], key.as_bytes()), 0);
-        assert_eq!(touch_block(&[0xff; 63], key.as_bytes()), 0);
+        let key = Probe::of(Key::id(42).as_bytes());
+        assert_eq!(touch_block(&[], key), 0);
+        assert_eq!(touch_block(&[0xff; 63], key), 0);
         for blocks in [1usize, 2, 7, 100] {
             for extra in [0, 1, 63] {
                 let mut filter = vec![0u8; blocks * FILTER_BLOCK + extra];
-                let (block, _) = probes(key.as_bytes(), blocks);
+                let (block, _) = probes(key, blocks);
                 filter[block * FILTER_BLOCK] = 0b0101;
                 filter[block * FILTER_BLOCK + FILTER_BLOCK - 1] = 0b0011;
-                assert_eq!(touch_block(&filter, key.as_bytes()), 0b0110);
+                assert_eq!(touch_block(&filter, key), 0b0110);
             }
         }
     }
@@ -115,10 +126,13 @@ mod tests {
     fn no_false_negatives_and_few_false_positives() {
         let keys: Vec<Key> = (0..10_000u128).map(|i| Key::id(i * 7919)).collect();
         let filter = build(keys.iter().map(|k| k.as_bytes()), keys.len());
-        assert!(keys.iter().all(|k| may_contain(&filter, k.as_bytes())));
+        assert!(
+            keys.iter()
+                .all(|k| may_contain(&filter, Probe::of(k.as_bytes())))
+        );
         let false_positives = (0..10_000u128)
             .map(|i| Key::id(i * 7919 + 1))
-            .filter(|k| may_contain(&filter, k.as_bytes()))
+            .filter(|k| may_contain(&filter, Probe::of(k.as_bytes())))
             .count();
         assert!(
             false_positives < 300,
@@ -130,8 +144,8 @@ mod tests {
     fn empty_filter_rejects() {
         let filter = build(std::iter::empty(), 0);
         assert_eq!(filter.len(), FILTER_BLOCK);
-        assert!(!may_contain(&filter, Key::tag("a").as_bytes()));
-        assert!(may_contain(&[], b"x"));
+        assert!(!may_contain(&filter, Probe::of(Key::tag("a").as_bytes())));
+        assert!(may_contain(&[], Probe::of(b"x")));
     }
 
     #[test]

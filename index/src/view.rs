@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::combine::{Chain, Segment, Union};
 use crate::cursor::{Cursor, Empty, ListCursor};
+use crate::filter::Probe;
 use crate::hidden::{Hidden, Minus};
 use crate::key::Key;
 use crate::memtable::Memtable;
@@ -311,18 +312,20 @@ impl IndexView {
     pub fn lookup_id(&self, id: u128) -> Option<u64> {
         let key = Key::id(id);
         // The runs are asked in turn, each after the one before said no:
-        // their filters' blocks for the id are missed together first.
+        // their filters' blocks for the id are missed together first, all
+        // found with one hash of the id.
+        let probe = Probe::of(key.as_bytes());
         let touched = self
             .sources
             .iter()
             .fold(0u8, |sum, (_, _, source)| match source {
-                Source::Run(run) => sum ^ run.touch_filter(&key),
+                Source::Run(run) => sum ^ run.touch_filter(probe),
                 Source::Memtable(_) => sum,
             });
         std::hint::black_box(touched);
         self.sources.iter().find_map(|(lo, hi, source)| {
             let first = match source {
-                Source::Run(run) => run.first(&key),
+                Source::Run(run) => run.first_probed(&key, probe),
                 Source::Memtable(m) => m.first(&key),
             }?;
             (*lo..=*hi).contains(&first).then_some(first)

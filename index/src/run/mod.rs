@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use crate::cursor::{Cursor, Found};
-use crate::filter;
+use crate::filter::{self, Probe};
 use crate::key::{KIND_ID, Key};
 use cursor::{RunCursor, decode_list};
 use dense::{BitmapCursor, DenseLists};
@@ -127,10 +127,15 @@ impl Run {
     /// Finds `key`'s list: the filter first, then a binary search of the
     /// key directory in place.
     fn find(&self, key: &Key) -> Option<ListRef> {
+        self.find_probed(key, Probe::of(key.as_bytes()))
+    }
+
+    /// [`find`](Self::find), with the key's filter hash computed already.
+    fn find_probed(&self, key: &Key, probe: Probe) -> Option<ListRef> {
         let b = &self.bytes[..];
         let key = key.as_bytes();
         let filter = b.get(self.layout.filter..self.layout.footer)?;
-        if !filter::may_contain(filter, key) {
+        if !filter::may_contain(filter, probe) {
             return None;
         }
         if let Some(id) = id_of(key) {
@@ -302,17 +307,24 @@ impl Run {
     }
 
     /// Reads the ends of the block of this run's filter that a lookup of
-    /// `key` reads first, so that the lookups of several runs can miss
-    /// their filters together (see `IndexView::lookup_id`).
-    pub(crate) fn touch_filter(&self, key: &Key) -> u8 {
+    /// the key `probe` was computed from reads first, so that the lookups
+    /// of several runs can miss their filters together (see
+    /// `IndexView::lookup_id`).
+    pub(crate) fn touch_filter(&self, probe: Probe) -> u8 {
         let b = &self.bytes[..];
         b.get(self.layout.filter..self.layout.footer)
-            .map_or(0, |f| filter::touch_block(f, key.as_bytes()))
+            .map_or(0, |f| filter::touch_block(f, probe))
     }
 
     /// The first position in `key`'s list, read from the skip table.
     pub fn first(&self, key: &Key) -> Option<u64> {
-        let list = self.find(key)?;
+        self.first_probed(key, Probe::of(key.as_bytes()))
+    }
+
+    /// [`first`](Self::first), with the key's filter hash computed already
+    /// (once for every run a lookup asks).
+    pub(crate) fn first_probed(&self, key: &Key, probe: Probe) -> Option<u64> {
+        let list = self.find_probed(key, probe)?;
         Some(self.layout.block(&self.bytes, list.first_block)?.first)
     }
 
