@@ -9,7 +9,9 @@
 //! ```
 //! Defaults: 1,000,000 events, 5 rounds. With `COMPRESS=1` in the
 //! environment the copy's sealed segments are first compressed with the
-//! default settings, so the rounds read compressed segments.
+//! default settings, so the rounds read compressed segments. With
+//! `BATCH=N` the store is appended `N` events per append instead (the
+//! harness's read workloads run on the store W3 wrote, in batches of 100).
 
 use gesta::{Durability, EventStore, Options, Store};
 use gesta_benches::harness::workloads;
@@ -26,7 +28,10 @@ fn main() {
     };
     let events = arg(1, 1_000_000);
     let rounds = arg(2, 5);
-    let (cached, _) = gesta_benches::cached_store(events).expect("the cached store");
+    let batch = std::env::var("BATCH").map_or(gesta_benches::BUILD_BATCH, |b| {
+        b.parse().expect("BATCH: a number of events")
+    });
+    let (cached, _) = gesta_benches::cached_store_batched(events, batch).expect("the cached store");
     let scratch = gesta_benches::scratch_dir("reads").expect("scratch");
     let dir = scratch.path().join("store");
     gesta_benches::copy_dir(&cached, &dir).expect("copy");

@@ -214,6 +214,27 @@ impl Cursor for Chain {
             .find_map(|s| s.cursor.seek_ge(target.max(s.lo)))
     }
 
+    fn take_ge(&mut self, target: u64, hi: u64, n: usize, out: &mut Vec<u64>) {
+        let start = self.segments.partition_point(|s| s.hi < target);
+        let (from, mut target) = (out.len(), target);
+        for s in self.segments.iter_mut().skip(start) {
+            let taken = out.len() - from;
+            if taken >= n || target.max(s.lo) > hi {
+                return;
+            }
+            let before = out.len();
+            s.cursor.take_ge(target.max(s.lo), hi, n - taken, out);
+            if out.len() > before {
+                // Each source answers at or after its target, so the last
+                // answer is the largest.
+                match out.last().and_then(|p| p.checked_add(1)) {
+                    Some(next) => target = next,
+                    None => return,
+                }
+            }
+        }
+    }
+
     fn seek_le(&mut self, target: u64) -> Option<u64> {
         // Sources starting after the target cannot hold the answer.
         let end = self.segments.partition_point(|s| s.lo <= target);

@@ -39,6 +39,26 @@ pub trait Cursor: Send {
     fn tells_membership(&self) -> bool {
         false
     }
+    /// Appends to `out` the smallest positions at or after `target` and
+    /// at most `hi`, in order, up to `n` of them: what `n` forward seeks,
+    /// each from the answer before plus one, would find. A cursor that
+    /// holds its positions decoded (a run's block) hands them over in one
+    /// go rather than a seek each.
+    fn take_ge(&mut self, target: u64, hi: u64, n: usize, out: &mut Vec<u64>) {
+        let mut target = target;
+        for _ in 0..n {
+            match self.seek_ge(target) {
+                Some(p) if p >= target && p <= hi => {
+                    out.push(p);
+                    match p.checked_add(1) {
+                        Some(next) => target = next,
+                        None => return,
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
 }
 
 impl Cursor for Box<dyn Cursor> {
@@ -53,6 +73,9 @@ impl Cursor for Box<dyn Cursor> {
     }
     fn tells_membership(&self) -> bool {
         (**self).tells_membership()
+    }
+    fn take_ge(&mut self, target: u64, hi: u64, n: usize, out: &mut Vec<u64>) {
+        (**self).take_ge(target, hi, n, out)
     }
 }
 

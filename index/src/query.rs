@@ -103,7 +103,12 @@ impl IndexView {
     }
 }
 
+/// How many positions a forward read takes from its cursor at a time.
+const TAKE: usize = 32;
+
 /// The positions of a cursor within `lo..=hi`, lazily, in one direction.
+/// Forwards, they are taken from the cursor [`TAKE`] at a time
+/// ([`Cursor::take_ge`]), not a seek each.
 pub struct Positions {
     cursor: Box<dyn Cursor>,
     /// The next seek target, or `None` once exhausted.
@@ -111,6 +116,9 @@ pub struct Positions {
     lo: u64,
     hi: u64,
     dir: Direction,
+    /// Positions taken but not yet yielded (forwards), `taken[at..]`.
+    taken: Vec<u64>,
+    at: usize,
 }
 
 impl Positions {
@@ -126,6 +134,8 @@ impl Positions {
             lo,
             hi,
             dir,
+            taken: Vec::new(),
+            at: 0,
         }
     }
 }
@@ -134,7 +144,39 @@ impl Iterator for Positions {
     type Item = u64;
 
     fn next(&mut self) -> Option<u64> {
+        if let Some(&p) = self.taken.get(self.at) {
+            self.at += 1;
+            return Some(p);
+        }
         let target = self.next?;
+        if self.dir == Direction::Forwards {
+            self.taken.clear();
+            self.at = 0;
+            self.cursor.take_ge(target, self.hi, TAKE, &mut self.taken);
+            // The same guard as a seek's: the positions must ascend from
+            // the target within the range, else the iteration ends there.
+            let good = self
+                .taken
+                .iter()
+                .scan(target, |t, &p| {
+                    let ok = p >= *t && p <= self.hi;
+                    *t = p.saturating_add(1);
+                    ok.then_some(())
+                })
+                .count();
+            self.next = if good == TAKE {
+                self.taken
+                    .last()
+                    .and_then(|p| p.checked_add(1))
+                    .filter(|&n| n <= self.hi)
+            } else {
+                None
+            };
+            self.taken.truncate(good);
+            let first = self.taken.first().copied();
+            self.at = usize::from(first.is_some());
+            return first;
+        }
         // The range checks also guard against a cursor that breaks its
         // contract: a result behind the target ends the iteration rather
         // than repeating forever.

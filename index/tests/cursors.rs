@@ -14,12 +14,15 @@ use proptest::prelude::*;
 enum Seek {
     Ge(u64),
     Le(u64),
+    /// `take_ge(target, hi, n)`.
+    Take(u64, u64, usize),
 }
 
 fn seek() -> impl Strategy<Value = Seek> {
     prop_oneof![
         (0u64..1200).prop_map(Seek::Ge),
-        (0u64..1200).prop_map(Seek::Le)
+        (0u64..1200).prop_map(Seek::Le),
+        (0u64..1200, 0u64..1300, 0usize..300).prop_map(|(t, hi, n)| Seek::Take(t, hi, n)),
     ]
 }
 
@@ -52,8 +55,28 @@ fn check(
                 "le {}",
                 t
             ),
+            Seek::Take(t, hi, n) => {
+                let mut out = vec![u64::MAX];
+                cursor.take_ge(t, hi, n, &mut out);
+                let wanted: Vec<u64> = std::iter::once(u64::MAX)
+                    .chain(model.range(t..).copied().take_while(|&p| p <= hi).take(n))
+                    .collect();
+                prop_assert_eq!(out, wanted, "take {} ..= {}, {}", t, hi, n);
+            }
         }
     }
+    // Forwards in takes of a few, as a read does.
+    let mut taken = Vec::new();
+    let mut t = 0;
+    loop {
+        let before = taken.len();
+        cursor.take_ge(t, u64::MAX, 7, &mut taken);
+        match taken.last() {
+            Some(&p) if taken.len() == before + 7 => t = p + 1,
+            _ => break,
+        }
+    }
+    prop_assert_eq!(taken, model.iter().copied().collect::<Vec<_>>());
     // Then full iteration both ways.
     let mut t = 0;
     let mut fwd = Vec::new();

@@ -195,6 +195,37 @@ impl Cursor for RunCursor {
         self.in_block_ge(target)
     }
 
+    fn take_ge(&mut self, target: u64, hi: u64, n: usize, out: &mut Vec<u64>) {
+        let (from, mut target) = (out.len(), target);
+        while out.len() - from < n {
+            let Some(p) = self.seek_ge(target).filter(|&p| p >= target && p <= hi) else {
+                return;
+            };
+            // An answer from the loaded block: the rest of the block is
+            // what the next seeks would find, decoded at once.
+            let at = self.hint;
+            if self.loaded_covers(p) && self.buf.get(at) == Some(&p) {
+                self.decode_to(u64::MAX);
+                let rest = self.buf.get(at..self.decoded).unwrap_or_default();
+                let want = n - (out.len() - from);
+                let taken = rest.iter().take(want).take_while(|&&q| q <= hi).count();
+                out.extend_from_slice(rest.get(..taken).unwrap_or_default());
+                // `p` itself is taken: `taken >= 1`.
+                self.hint = at + taken.saturating_sub(1);
+                if taken < rest.len() {
+                    return;
+                }
+            } else {
+                // From a skip entry: its block is loaded by the next seek.
+                out.push(p);
+            }
+            match out.last().and_then(|p| p.checked_add(1)) {
+                Some(next) => target = next,
+                None => return,
+            }
+        }
+    }
+
     fn seek_le(&mut self, target: u64) -> Option<u64> {
         if self.loaded_covers(target) {
             return self.in_block_le(target);
