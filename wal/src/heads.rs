@@ -72,6 +72,14 @@ impl KeptHead {
         }
     }
 
+    /// Whether this record holds `position`, and its payload lies within
+    /// it (as a kept head's always does).
+    pub(crate) fn holds(&self, position: u64) -> bool {
+        self.meta.first_position <= position
+            && position <= self.meta.last_position()
+            && self.head_len <= self.total
+    }
+
     /// What `build` derives from this head, built by the first caller.
     /// `None` if what was built first is of another type.
     pub(crate) fn derived<T: Any + Send + Sync>(

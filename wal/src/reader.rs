@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::error::{Result, WalError};
 use crate::format::{self, FRAME_LEN, Frame, Record, RecordMeta, SEGMENT_HEADER_LEN};
@@ -147,16 +147,10 @@ impl WalReader {
         kept: Option<Arc<KeptHead>>,
     ) -> Result<Option<RecordHead>> {
         if let Some(kept) = kept
-            && kept.meta.first_position <= position
-            && position <= kept.meta.last_position()
+            && kept.holds(position)
             && stretch.len() >= kept.total
         {
-            return Ok(Some(RecordHead {
-                meta: kept.meta,
-                seq: Bytes::new(),
-                payload: PayloadAt::Loaded(stretch.slice(kept.head_len..kept.total)),
-                kept: Some(kept),
-            }));
+            return Ok(kept_head(stretch, kept));
         }
         let Some((r, at, bytes)) = find_record_in(
             segment,
@@ -261,6 +255,22 @@ fn find_record(
     };
     let bytes = segment.read(start, stop)?;
     Ok(find_record_in(segment, position, start, bytes, decode)?.map(|(r, _, _)| r))
+}
+
+/// The head of a kept record, its payload cut from the stretch it starts
+/// (which holds it whole: see [`KeptHead::holds`]).
+fn kept_head(stretch: Bytes, kept: Arc<KeptHead>) -> Option<RecordHead> {
+    // Narrowed in place: a slice would count a reference to the map and
+    // drop the stretch's.
+    let mut payload = stretch;
+    payload.truncate(kept.total);
+    payload.advance(kept.head_len.min(payload.len()));
+    Some(RecordHead {
+        meta: kept.meta,
+        seq: Bytes::new(),
+        payload: PayloadAt::Loaded(payload),
+        kept: Some(kept),
+    })
 }
 
 /// [`find_record`] in the stretch of the offset table starting at `start`,
