@@ -107,7 +107,7 @@ impl IndexView {
 const TAKE: usize = 32;
 
 /// The positions of a cursor within `lo..=hi`, lazily, in one direction.
-/// Forwards, they are taken from the cursor [`TAKE`] at a time
+/// Forwards, they are taken from the cursor 32 at a time
 /// ([`Cursor::take_ge`]), not a seek each.
 pub struct Positions {
     cursor: Box<dyn Cursor>,
