@@ -103,12 +103,14 @@ impl IndexView {
     }
 }
 
-/// How many positions a forward read takes from its cursor at a time.
+/// The most positions a forward read takes from its cursor at a time.
 const TAKE: usize = 32;
 
 /// The positions of a cursor within `lo..=hi`, lazily, in one direction.
-/// Forwards, they are taken from the cursor 32 at a time
-/// ([`Cursor::take_ge`]), not a seek each.
+/// Forwards, they are taken from the cursor several at a time
+/// ([`Cursor::take_ge`]), not a seek each: one, then twice as many each
+/// time up to 32, so that a read that stops after a few has asked the
+/// index for few more.
 pub struct Positions {
     cursor: Box<dyn Cursor>,
     /// The next seek target, or `None` once exhausted.
@@ -119,6 +121,8 @@ pub struct Positions {
     /// Positions taken but not yet yielded (forwards), `taken[at..]`.
     taken: Vec<u64>,
     at: usize,
+    /// How many to take next.
+    take: usize,
 }
 
 impl Positions {
@@ -136,6 +140,7 @@ impl Positions {
             dir,
             taken: Vec::new(),
             at: 0,
+            take: 1,
         }
     }
 }
@@ -152,7 +157,9 @@ impl Iterator for Positions {
         if self.dir == Direction::Forwards {
             self.taken.clear();
             self.at = 0;
-            self.cursor.take_ge(target, self.hi, TAKE, &mut self.taken);
+            let take = self.take;
+            self.take = (take * 2).min(TAKE);
+            self.cursor.take_ge(target, self.hi, take, &mut self.taken);
             // The same guard as a seek's: the positions must ascend from
             // the target within the range, else the iteration ends there.
             let good = self
@@ -164,7 +171,7 @@ impl Iterator for Positions {
                     ok.then_some(())
                 })
                 .count();
-            self.next = if good == TAKE {
+            self.next = if good == take {
                 self.taken
                     .last()
                     .and_then(|p| p.checked_add(1))
@@ -207,6 +214,50 @@ mod tests {
 
     fn list(v: &[u64]) -> Box<dyn Cursor> {
         Box::new(ListCursor::new(v.to_vec()))
+    }
+
+    /// A list cursor that counts the positions its takes hand over.
+    struct Counted(
+        ListCursor<Vec<u64>>,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    );
+
+    impl Cursor for Counted {
+        fn seek_ge(&mut self, target: u64) -> Option<u64> {
+            self.0.seek_ge(target)
+        }
+        fn seek_le(&mut self, target: u64) -> Option<u64> {
+            self.0.seek_le(target)
+        }
+        fn take_ge(&mut self, target: u64, hi: u64, n: usize, out: &mut Vec<u64>) {
+            let before = out.len();
+            self.0.take_ge(target, hi, n, out);
+            let handed = out.len() - before;
+            self.1
+                .fetch_add(handed, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Forwards, a read that stops after a few positions has taken at most
+    /// about twice as many from its cursor (and never a whole take more
+    /// than it read), and one that reads on gets every position once, in
+    /// order.
+    #[test]
+    fn forward_takes_grow_with_what_is_read() {
+        let all: Vec<u64> = (1..=1000).collect();
+        for stop in [1usize, 2, 3, 10, 33, 100, 1000, 2000] {
+            let handed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let cursor = Counted(ListCursor::new(all.clone()), handed.clone());
+            let read: Vec<u64> = Positions::new(Box::new(cursor), 0, u64::MAX, Direction::Forwards)
+                .take(stop)
+                .collect();
+            assert_eq!(read, all[..stop.min(1000)], "stop {stop}");
+            let handed = handed.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                handed <= (2 * stop).min(stop + TAKE).min(1000),
+                "stop {stop}: {handed} handed over"
+            );
+        }
     }
 
     #[test]
