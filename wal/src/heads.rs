@@ -72,12 +72,9 @@ impl KeptHead {
         }
     }
 
-    /// Whether this record holds `position`, and its payload lies within
-    /// it (as a kept head's always does).
+    /// Whether this record holds `position`.
     pub(crate) fn holds(&self, position: u64) -> bool {
-        self.meta.first_position <= position
-            && position <= self.meta.last_position()
-            && self.head_len <= self.total
+        self.meta.first_position <= position && position <= self.meta.last_position()
     }
 
     /// What `build` derives from this head, built by the first caller.

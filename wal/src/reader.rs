@@ -150,7 +150,7 @@ impl WalReader {
             && kept.holds(position)
             && stretch.len() >= kept.total
         {
-            return Ok(kept_head(stretch, kept));
+            return Ok(Some(kept_head(stretch, kept)));
         }
         let Some((r, at, bytes)) = find_record_in(
             segment,
@@ -258,19 +258,19 @@ fn find_record(
 }
 
 /// The head of a kept record, its payload cut from the stretch it starts
-/// (which holds it whole: see [`KeptHead::holds`]).
-fn kept_head(stretch: Bytes, kept: Arc<KeptHead>) -> Option<RecordHead> {
+/// (which holds it whole).
+fn kept_head(stretch: Bytes, kept: Arc<KeptHead>) -> RecordHead {
     // Narrowed in place: a slice would count a reference to the map and
     // drop the stretch's.
     let mut payload = stretch;
     payload.truncate(kept.total);
     payload.advance(kept.head_len.min(payload.len()));
-    Some(RecordHead {
+    RecordHead {
         meta: kept.meta,
         seq: Bytes::new(),
         payload: PayloadAt::Loaded(payload),
         kept: Some(kept),
-    })
+    }
 }
 
 /// [`find_record`] in the stretch of the offset table starting at `start`,
