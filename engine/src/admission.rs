@@ -84,14 +84,18 @@ fn matches(spec: &QuerySpec, keys: &[Key]) -> bool {
 /// index. A kept entry costs about 50 bytes.
 pub(crate) const CACHED_KEYS: usize = 1 << 16;
 
+/// The caches' hasher: every append looks up each of its streams here, on
+/// the commit thread (see `gesta_index::memtable` for why foldhash).
+type KeyHasher = foldhash::fast::RandomState;
+
 /// The checks, and the caches they keep.
 pub(crate) struct Admission {
     indexes: Arc<Indexes>,
     reader: WalReader,
     /// Next revision of every stream looked at so far.
-    revisions: HashMap<Key, u64>,
+    revisions: HashMap<Key, u64, KeyHasher>,
     /// Stored tracking position of every source looked at so far.
-    tracking: HashMap<Key, u64>,
+    tracking: HashMap<Key, u64, KeyHasher>,
 }
 
 impl Admission {
@@ -99,8 +103,8 @@ impl Admission {
         Admission {
             indexes,
             reader,
-            revisions: HashMap::new(),
-            tracking: HashMap::new(),
+            revisions: HashMap::default(),
+            tracking: HashMap::default(),
         }
     }
 
@@ -116,10 +120,10 @@ impl Admission {
     /// then gives the same number.
     pub(crate) fn trim(&mut self, limit: usize) {
         if self.revisions.len() > limit {
-            self.revisions = HashMap::new();
+            self.revisions = HashMap::default();
         }
         if self.tracking.len() > limit {
-            self.tracking = HashMap::new();
+            self.tracking = HashMap::default();
         }
     }
 
