@@ -71,6 +71,14 @@ impl<I: Iterator<Item = u64>> Iterator for Ahead<I> {
             return Some(next);
         }
         self.positions.clear();
+        if self.window > 1 && self.positions.capacity() < MAX_WINDOW {
+            // Once a window is more than one, the lists are sized for the
+            // largest: grown window by window, a read of a few dozen
+            // positions reallocated each of them several times.
+            self.positions.reserve(MAX_WINDOW);
+            self.placed.reserve(MAX_WINDOW);
+            self.queue.reserve(MAX_WINDOW);
+        }
         self.positions.extend(self.inner.by_ref().take(self.window));
         if self.positions.len() > 1 {
             self.reader

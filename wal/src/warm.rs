@@ -138,11 +138,15 @@ impl WalReader {
                 })
             }));
         });
-        let keys: Vec<(u64, u64)> = places[from..]
-            .iter()
-            .flatten()
-            .map(|p| (p.segment.first_position(), p.start))
-            .collect();
+        // Sized for every place: collected from a flattened iterator, the
+        // list would grow a few times a window.
+        let mut keys = Vec::with_capacity(places.len() - from);
+        keys.extend(
+            places[from..]
+                .iter()
+                .flatten()
+                .map(|p| (p.segment.first_position(), p.start)),
+        );
         let mut placed = places[from..].iter_mut().flatten();
         self.heads.get_each(keys.into_iter(), |kept| {
             if let Some(p) = placed.next() {

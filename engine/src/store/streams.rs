@@ -40,6 +40,18 @@ impl Store {
                 tags: vec![Key::stream(stream)],
             }],
         };
+        // A read of the whole stream (loading an aggregate, its last
+        // event) needs no revision found: its range is the whole log.
+        if (lo_rev, hi_rev) == (0, u64::MAX) {
+            return Ok(Events::in_range(
+                &self.inner.reader,
+                self.inner.indexes.amendments(),
+                view.evaluate(&spec),
+                (1, head),
+                options.direction,
+                options.limit,
+            ));
+        }
         // The positions of the first and last revision in range: the
         // stream's postings, counted from the start.
         let mut postings = Positions::new(every.evaluate(&spec), 1, head, Direction::Forwards);
