@@ -999,6 +999,49 @@ fn serve_exports_metrics_and_logs_through_tracing() {
     assert!(stderr.contains(&serving), "{stderr}");
 }
 
+/// Starts `gesta serve` with `args` and `--listen 127.0.0.1:PORT` on a port
+/// that was free when picked, and waits for its stderr to say it listens
+/// (a tenant server says so once it has bound the port). Another test may
+/// take the port between the pick and the bind, and would answer a probe
+/// by connection; the server then exits instead, and is started again on
+/// another port.
+fn serve_tenants_on_a_free_port(args: &[&str]) -> std::process::Child {
+    use std::io::BufRead as _;
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (said, listening) = std::sync::mpsc::channel();
+        // Reads to the end, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on") {
+                    let _ = said.send(());
+                }
+            }
+        });
+        if listening
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_ok()
+        {
+            return child;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("gesta serve {args:?} never listened");
+}
+
 /// `gesta serve ROOT --tenants --tenant-keys FILE` serves the tenants
 /// under ROOT (the routing itself is tested in gesta-server's
 /// tests/tenants.rs); a key file is required, and an API key refused.
@@ -1022,36 +1065,14 @@ fn serve_tenants_starts_over_a_root_with_a_key_file() {
         ],
         "cannot be used with",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
-        .args([
-            "serve",
-            r,
-            "--tenants",
-            "--tenant-keys",
-            keys.to_str().unwrap(),
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--insecure-loopback-api-key",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut listening = false;
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            listening = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(listening, "gesta serve --tenants never listened");
+    let mut child = serve_tenants_on_a_free_port(&[
+        "serve",
+        r,
+        "--tenants",
+        "--tenant-keys",
+        keys.to_str().unwrap(),
+        "--insecure-loopback-api-key",
+    ]);
     assert!(root.join("tenants").is_dir());
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
