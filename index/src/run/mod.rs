@@ -64,7 +64,7 @@ pub struct Run {
     /// Every [`FENCE_EVERY`]-th id key's id, read on the first lookup of an
     /// id in a run holding at least [`FENCES_FROM`] of them (`None` if a
     /// key was unreadable; the search then goes without).
-    fences: OnceLock<Option<Box<[u128]>>>,
+    fences: OnceLock<Option<Fences>>,
     /// Its dense lists decoded as bitmaps, on first use (see `dense`).
     dense: DenseLists,
 }
@@ -205,16 +205,26 @@ impl Run {
     }
 
     /// The run's id fences, read on first use.
-    fn id_fences(&self, b: &[u8]) -> Option<&[u128]> {
+    fn id_fences(&self, b: &[u8]) -> Option<&Fences> {
         self.fences
             .get_or_init(|| {
                 let (lo, hi) = self.ids;
-                (lo..hi)
+                let first = self.layout.entry(b, lo)?.key_start;
+                let mut fixed = true;
+                let ids = (lo..hi)
                     .step_by(FENCE_EVERY)
-                    .map(|i| id_of(self.layout.key(b, i)?))
-                    .collect::<Option<Box<[u128]>>>()
+                    .map(|i| {
+                        let e = self.layout.entry(b, i)?;
+                        fixed &= e.key_start == first + (i - lo) * ID_KEY_LEN;
+                        id_of(b.get(e.key_start..e.key_end)?)
+                    })
+                    .collect::<Option<Box<[u128]>>>()?;
+                Some(Fences {
+                    ids,
+                    keys_at: fixed.then_some(first),
+                })
             })
-            .as_deref()
+            .as_ref()
     }
 
     /// [`find_id`](Self::find_id) through the fences: they give, from
@@ -223,9 +233,17 @@ impl Run {
     /// once, so that their cache misses overlap, and the window is bisected
     /// in the cache: two rounds of misses instead of a dozen one after the
     /// other.
-    fn find_id_fenced(&self, b: &[u8], fences: &[u128], id: u128) -> Option<ListRef> {
+    ///
+    /// Every id key is [`ID_KEY_LEN`] bytes, so where the fences found each
+    /// of theirs at its place in a row of such keys (as a run's writer
+    /// lays them out), the window is bisected by reading the keys at their
+    /// places, without the directory; what that finds is then checked
+    /// against the directory (the key at the entry found, or the keys at
+    /// either side of where the id would be), and a run laid out otherwise
+    /// is searched through its directory.
+    fn find_id_fenced(&self, b: &[u8], fences: &Fences, id: u128) -> Option<ListRef> {
         let (lo, hi) = self.ids;
-        let j = fences.partition_point(|&f| f <= id).checked_sub(1)?;
+        let j = fences.ids.partition_point(|&f| f <= id).checked_sub(1)?;
         let start = lo + j * FENCE_EVERY;
         let end = (start + FENCE_EVERY).min(hi);
         let dir = self.layout.dir;
@@ -234,6 +252,53 @@ impl Run {
             dir + start * format::DIR_ENTRY,
             dir + (end + 1) * format::DIR_ENTRY,
         );
+        if let Some(at) = fences.keys_at {
+            let key_at = |i: usize| at + (i - lo) * ID_KEY_LEN;
+            touch_lines(b, key_at(start), key_at(end));
+            let id_at = |i: usize| {
+                let k = key_at(i);
+                Some(u128::from_be_bytes(
+                    b.get(k + 1..k + ID_KEY_LEN)?.try_into().ok()?,
+                ))
+            };
+            let (mut l, mut r) = (start, end);
+            while l < r {
+                let mid = l + (r - l) / 2;
+                match id_at(mid) {
+                    Some(v) if v < id => l = mid + 1,
+                    Some(_) => r = mid,
+                    None => break,
+                }
+            }
+            // `l`: the first entry of the window whose id is not below
+            // `id`, by the keys' places; the directory says whether so.
+            let real = |i: usize| {
+                let e = self.layout.entry(b, i)?;
+                Some((id_of(b.get(e.key_start..e.key_end)?)?, e.list))
+            };
+            let at_l = real(l);
+            if let Some((v, list)) = at_l
+                && v == id
+            {
+                return Some(list);
+            }
+            // Absent, if the directory agrees that `id` falls between the
+            // entry before `l` and the entry at `l` (real keys ascend).
+            let above = match at_l {
+                Some((v, _)) => v > id,
+                None => l == end,
+            };
+            let below = l == start || real(l - 1).is_some_and(|(v, _)| v < id);
+            if l == r && above && below {
+                return None;
+            }
+        }
+        self.find_id_in_window(b, start, end, id)
+    }
+
+    /// The window `start..end` of the id keys' entries, bisected through
+    /// the directory.
+    fn find_id_in_window(&self, b: &[u8], start: usize, end: usize, id: u128) -> Option<ListRef> {
         let first = self.layout.entry(b, start)?;
         let last = self.layout.entry(b, end - 1)?;
         touch_lines(b, first.key_start, last.key_end);
@@ -379,6 +444,18 @@ const INTERPOLATIONS: u32 = 8;
 /// bytes of memory per 32 ids, a window of 13 directory lines and 9 key
 /// lines.
 const FENCE_EVERY: usize = 32;
+
+/// The bytes of an id key: its kind byte and the id, big-endian.
+const ID_KEY_LEN: usize = 17;
+
+/// A run's id fences (see [`Run::find_id_fenced`]).
+struct Fences {
+    /// Every [`FENCE_EVERY`]-th id, from the first.
+    ids: Box<[u128]>,
+    /// Where the first id key starts, if every fence's key starts where a
+    /// row of [`ID_KEY_LEN`]-byte keys from there puts it.
+    keys_at: Option<usize>,
+}
 
 /// Runs with fewer id keys than this go without fences: their search is
 /// short, and fences would be read for every small run a flush writes.

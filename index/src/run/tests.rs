@@ -267,3 +267,62 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
     let run = open(vec![(Key::tag("a:1"), vec![2])], (1, 2));
     assert_eq!(run.lookup_id(2), None);
 }
+
+/// The fenced search reads ids where a row of id keys puts them, and
+/// checks what it finds against the directory: with the filter left out
+/// (so that absent ids reach the search too), every id is found at its
+/// list and no other id is, whether the row's start is right, wrong (the
+/// search then falls back to the directory) or unknown.
+#[test]
+fn fenced_id_search_is_checked_against_the_directory() {
+    let mut state = 0x0bad_cafe_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut by_id = std::collections::BTreeMap::new();
+    for i in 0..6000u64 {
+        by_id.insert((u128::from(next()) << 64) | u128::from(next()), 10 + i);
+    }
+    let mut entries = vec![
+        (Key::event_type("T"), vec![1]),
+        (Key::tag("a:1"), vec![2]),
+        (Key::tracking("src"), vec![4]),
+    ];
+    entries.extend(by_id.iter().map(|(&id, &p)| (Key::id(id), vec![p])));
+    entries.sort();
+    let run = open(entries, (1, 10 + by_id.len() as u64));
+    let b = &run.bytes[..];
+    let fences = run.id_fences(b).expect("fences");
+    assert!(
+        fences.keys_at.is_some(),
+        "a run's writer lays its id keys out in a row"
+    );
+    let wrong = Fences {
+        ids: fences.ids.clone(),
+        keys_at: fences.keys_at.map(|at| at + 5),
+    };
+    let unknown = Fences {
+        ids: fences.ids.clone(),
+        keys_at: None,
+    };
+    for f in [fences, &wrong, &unknown] {
+        for (&id, &p) in &by_id {
+            let list = run.find_id_fenced(b, f, id).expect("every id is found");
+            assert_eq!(
+                run.layout.block(b, list.first_block).map(|i| i.first),
+                Some(p)
+            );
+            for other in [id.wrapping_add(1), id.wrapping_sub(1)] {
+                if !by_id.contains_key(&other) {
+                    assert!(run.find_id_fenced(b, f, other).is_none(), "{other:#x}");
+                }
+            }
+        }
+        assert!(run.find_id_fenced(b, f, 0).is_none());
+        assert!(run.find_id_fenced(b, f, u128::MAX).is_none());
+    }
+}
