@@ -885,11 +885,7 @@ fn serve_holds_the_store_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = filled(&tmp);
     let d = dir.to_str().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
         .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
         .stderr(std::process::Stdio::null())
@@ -999,6 +995,15 @@ fn serve_exports_metrics_and_logs_through_tracing() {
     assert!(stderr.contains(&serving), "{stderr}");
 }
 
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Starts `gesta serve` with `args` and `--listen 127.0.0.1:PORT` on a port
 /// that was free when picked, and waits for its stderr to say it listens
 /// (a tenant server says so once it has bound the port). Another test may
@@ -1008,11 +1013,7 @@ fn serve_exports_metrics_and_logs_through_tracing() {
 fn serve_tenants_on_a_free_port(args: &[&str]) -> std::process::Child {
     use std::io::BufRead as _;
     for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -199,20 +199,24 @@ fn error_display_names_offset() {
     );
 }
 
+/// SplitMix64 from `state`: ids that look random, the same every run.
+fn split_mix(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
 /// Id lookups find every id and nothing else, whether the ids are spread
 /// evenly (random, as UUIDs are), sequential, or bunched at the ends
 /// (where guessing by interpolation is at its worst), among keys of every
 /// other kind.
 #[test]
 fn id_lookups_find_every_id_however_the_ids_are_spread() {
-    let mut state = 0x1234_5678_9abc_def0u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut next = split_mix(0x1234_5678_9abc_def0);
     let mut random = |n: usize| -> Vec<u128> {
         (0..n)
             .map(|_| (u128::from(next()) << 64) | u128::from(next()))
@@ -275,14 +279,7 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
 /// search then falls back to the directory) or unknown.
 #[test]
 fn fenced_id_search_is_checked_against_the_directory() {
-    let mut state = 0x0bad_cafe_u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut next = split_mix(0x0bad_cafe);
     let mut by_id = std::collections::BTreeMap::new();
     for i in 0..6000u64 {
         by_id.insert((u128::from(next()) << 64) | u128::from(next()), 10 + i);
