@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gesta_index::{ItemSpec, Key, Positions, QuerySpec};
+use gesta_index::{ItemSpec, Key, KeyHasher, Positions, QuerySpec};
 use gesta_wal::WalReader;
 
 use crate::append::{Appended, ExpectedRevision};
@@ -83,10 +83,6 @@ fn matches(spec: &QuerySpec, keys: &[Key]) -> bool {
 /// past it, a cache is emptied before the next group and refills from the
 /// index. A kept entry costs about 50 bytes.
 pub(crate) const CACHED_KEYS: usize = 1 << 16;
-
-/// The caches' hasher: every append looks up each of its streams here, on
-/// the commit thread (see `gesta_index::memtable` for why foldhash).
-type KeyHasher = foldhash::fast::RandomState;
 
 /// The checks, and the caches they keep.
 pub(crate) struct Admission {

@@ -48,7 +48,7 @@ mod view;
 pub use combine::{Chain, Intersection, Segment, Union};
 pub use cursor::{All, Cursor, Empty, ListCursor};
 pub use hidden::{Hidden, Minus, purgeable};
-pub use key::{Key, KeyKind};
+pub use key::{Key, KeyHasher, KeyKind};
 pub use memtable::Memtable;
 pub use overlay::Overlay;
 pub use query::{Direction, ItemSpec, Positions, QuerySpec};

@@ -31,37 +31,33 @@ impl Store {
             return Ok(Events::empty());
         };
         let view = self.inner.indexes.view();
-        // Revisions count removed events too: they are counted in the
-        // postings with nothing hidden, and skipped when read.
-        let every = view.including_hidden();
         let spec = QuerySpec {
             items: vec![ItemSpec {
                 types: Vec::new(),
                 tags: vec![Key::stream(stream)],
             }],
         };
-        // A read of the whole stream (loading an aggregate, its last
-        // event) needs no revision found: its range is the whole log.
-        if (lo_rev, hi_rev) == (0, u64::MAX) {
-            return Ok(Events::in_range(
-                &self.inner.reader,
-                self.inner.indexes.amendments(),
-                view.evaluate(&spec),
-                (1, head),
-                options.direction,
-                options.limit,
-            ));
-        }
-        // The positions of the first and last revision in range: the
-        // stream's postings, counted from the start.
-        let mut postings = Positions::new(every.evaluate(&spec), 1, head, Direction::Forwards);
-        let Some(lo) = postings.nth(lo_rev as usize) else {
-            return Ok(Events::empty());
-        };
-        let hi = match hi_rev {
-            u64::MAX => head,
-            hi_rev if hi_rev == lo_rev => lo,
-            hi_rev => postings.nth((hi_rev - lo_rev - 1) as usize).unwrap_or(head),
+        let (lo, hi) = if (lo_rev, hi_rev) == (0, u64::MAX) {
+            // A read of the whole stream (loading an aggregate, its last
+            // event) has no revision to find: its range is the whole log,
+            // and the index is asked once.
+            (1, head)
+        } else {
+            // The positions of the first and last revision in range: the
+            // stream's postings, counted from the start. Revisions count
+            // removed events too: they are counted in the postings with
+            // nothing hidden, and skipped when read.
+            let every = view.including_hidden();
+            let mut postings = Positions::new(every.evaluate(&spec), 1, head, Direction::Forwards);
+            let Some(lo) = postings.nth(lo_rev as usize) else {
+                return Ok(Events::empty());
+            };
+            let hi = match hi_rev {
+                u64::MAX => head,
+                hi_rev if hi_rev == lo_rev => lo,
+                hi_rev => postings.nth((hi_rev - lo_rev - 1) as usize).unwrap_or(head),
+            };
+            (lo, hi)
         };
         Ok(Events::in_range(
             &self.inner.reader,

@@ -26,12 +26,7 @@ use cursor::MemCursor;
 use ids::IdPositions;
 use postings::{PostingVec, Tail};
 
-/// The maps' hasher. The committer looks up every key of every commit in
-/// `tails` (five or so an event), so hashing is on the commit path: std's
-/// SipHash took about twice the instructions of a lookup with foldhash.
-/// foldhash is seeded at random per map, as SipHash is, so that names a
-/// client chooses cannot be picked to collide ahead of time.
-type Hasher = foldhash::fast::RandomState;
+use crate::key::KeyHasher as Hasher;
 
 /// Estimated bytes a list key costs beyond its name (kept three times:
 /// in the list map, the writer's map and the key order) and its positions:
