@@ -25,26 +25,115 @@ use crate::error::{Error, Result};
 use crate::indexes::Indexes;
 use crate::oneshot;
 
-/// The index keys of one event, built in the caller's thread.
-pub(crate) struct EventKeys {
-    /// Type, tags, stream and id keys: everything the memtable gets.
-    pub keys: Vec<Key>,
-    /// The stream key, if the event names a stream.
-    pub stream: Option<Key>,
-    /// The event id, if any.
-    pub id: Option<u128>,
+/// The index keys of a batch's events, built in the caller's thread: the
+/// keys of all of them in one list. Committing a batch moves its keys into
+/// the memtable's entries and frees the lists they came in on the commit
+/// thread; one list a batch is one free there, where a list an event cost a
+/// free an event (into the caller's arena, under its lock, and about once a
+/// group a consolidation of that arena's free chunks).
+#[derive(Default)]
+pub(crate) struct BatchKeys {
+    /// Each event's type, tag, stream and id keys, event after event:
+    /// everything the memtable gets.
+    keys: Vec<Key>,
+    events: Vec<EventKeys>,
+}
+
+/// One event's part of a [`BatchKeys`].
+struct EventKeys {
+    /// Where its keys end in the batch's list.
+    end: usize,
+    /// Where its stream key is in the batch's list, if it names a stream.
+    stream: Option<usize>,
+    id: Option<u128>,
+}
+
+impl BatchKeys {
+    /// Room for `events` events of `keys` keys in all.
+    pub(crate) fn with_capacity(events: usize, keys: usize) -> BatchKeys {
+        BatchKeys {
+            keys: Vec::with_capacity(keys),
+            events: Vec::with_capacity(events),
+        }
+    }
+
+    /// Adds the next event's keys.
+    pub(crate) fn push(
+        &mut self,
+        event_type: &str,
+        tags: &[String],
+        stream: Option<&str>,
+        id: Option<u128>,
+    ) {
+        self.keys.push(Key::event_type(event_type));
+        self.keys.extend(tags.iter().map(|t| Key::tag(t)));
+        let stream = stream.map(|s| {
+            self.keys.push(Key::stream(s));
+            self.keys.len() - 1
+        });
+        self.keys.extend(id.map(Key::id));
+        self.events.push(EventKeys {
+            end: self.keys.len(),
+            stream,
+            id,
+        });
+    }
+
+    /// How many events.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// How many keys, all events together.
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Each event's id, in order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = Option<u128>> + '_ {
+        self.events.iter().map(|e| e.id)
+    }
+
+    /// The stream key of each event that names a stream, with the event's
+    /// index, in order.
+    pub(crate) fn streams(&self) -> impl Iterator<Item = (usize, &Key)> + '_ {
+        self.events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, &self.keys[e.stream?])))
+    }
+
+    /// Each event's keys, in order.
+    pub(crate) fn per_event(&self) -> impl Iterator<Item = &[Key]> + '_ {
+        let starts = std::iter::once(0).chain(self.events.iter().map(|e| e.end));
+        starts
+            .zip(&self.events)
+            .map(|(start, e)| &self.keys[start..e.end])
+    }
+
+    /// Moves every key into `out`, each at its event's position (the first
+    /// event's is `first`).
+    pub(crate) fn into_entries(self, first: u64, out: &mut Vec<(Key, u64)>) {
+        let mut keys = self.keys.into_iter();
+        let mut start = 0;
+        for (position, e) in (first..).zip(&self.events) {
+            out.extend(keys.by_ref().take(e.end - start).map(|k| (k, position)));
+            start = e.end;
+        }
+    }
 }
 
 /// One append, validated and encoded in the caller's thread.
 pub(crate) struct AppendRequest {
     pub payload: gesta_wal::Payload,
-    pub events: Vec<EventKeys>,
+    pub events: BatchKeys,
     /// (stream key, stream name, expectation), in the order given.
     pub expected: Vec<(Key, String, ExpectedRevision)>,
     /// The condition's query and its `after` (0 when none was given).
     pub condition: Option<(QuerySpec, u64)>,
-    /// Tracking info: (tracking key, source, position).
-    pub tracking: Option<(Key, String, u64)>,
+    /// Tracking info: (tracking key, source, position); boxed, as most
+    /// appends carry none, to keep the request small.
+    pub tracking: Option<Box<(Key, String, u64)>>,
     pub reply: oneshot::Sender<Result<Appended>>,
     /// When it was queued, for telemetry (zero-sized without it).
     pub queued: crate::telemetry::Queued,
@@ -55,7 +144,7 @@ pub(crate) struct Admitted {
     pub reply: oneshot::Sender<Result<Appended>>,
     pub appended: Appended,
     /// The events' keys, or `None` for an idempotent retry (nothing new).
-    pub events: Option<Vec<EventKeys>>,
+    pub events: Option<BatchKeys>,
     /// The tracking key to post at the batch's last position.
     pub tracking: Option<Key>,
 }
@@ -193,7 +282,7 @@ impl Admission {
                 return Err(Error::ConditionFailed { position });
             }
         }
-        if let Some((key, source, position)) = &a.tracking {
+        if let Some((key, source, position)) = a.tracking.as_deref() {
             let stored = self.tracked(key, source)?;
             crate::validation::check_tracking(source, *position, stored)?;
         }
@@ -252,18 +341,16 @@ impl Admission {
     /// The idempotency rule. Ids repeated inside the batch were refused in
     /// the caller's thread.
     fn check_ids(&mut self, group: &Group, a: &AppendRequest) -> Result<Option<Appended>> {
-        if a.events.iter().all(|e| e.id.is_none()) {
+        if a.events.ids().all(|id| id.is_none()) {
             return Ok(None);
         }
         let view = self.indexes.view();
         let found: Vec<Option<u64>> = a
             .events
-            .iter()
-            .map(|e| {
-                e.id.and_then(|id| group.ids.get(&id).copied().or_else(|| view.lookup_id(id)))
-            })
+            .ids()
+            .map(|id| id.and_then(|id| group.ids.get(&id).copied().or_else(|| view.lookup_id(id))))
             .collect();
-        let Some(first_found) = a.events.iter().zip(&found).find_map(|(e, f)| f.and(e.id)) else {
+        let Some(first_found) = a.events.ids().zip(&found).find_map(|(id, f)| f.and(id)) else {
             return Ok(None);
         };
         let duplicate = Err(Error::DuplicateEventId { id: first_found });
@@ -304,10 +391,11 @@ impl Admission {
 fn group_conflict(group: &Group, spec: &QuerySpec, after: u64) -> Option<u64> {
     group.admitted.iter().find_map(|a| {
         let events = a.events.as_ref()?;
-        events.iter().enumerate().find_map(|(i, e)| {
-            let position = a.appended.first + i as u64;
-            (position > after && matches(spec, &e.keys)).then_some(position)
-        })
+        (a.appended.first..)
+            .zip(events.per_event())
+            .find_map(|(position, keys)| {
+                (position > after && matches(spec, keys)).then_some(position)
+            })
     })
 }
 

@@ -30,7 +30,7 @@ use gesta_index::Memtable;
 use gesta_wal::{GroupCommit, GroupSize, Next, Pushed, RecordMeta, WalReader};
 
 use crate::admission::Admission;
-pub(crate) use crate::admission::{Admitted, AppendRequest, EventKeys, Group};
+pub(crate) use crate::admission::{Admitted, AppendRequest, BatchKeys, Group};
 use crate::append::Appended;
 use crate::clock::Clock;
 use crate::compactor::FlushJob;
@@ -199,14 +199,13 @@ impl Committer {
         let first = self.log.next_position();
         let count = a.events.len() as u32;
         let mut seq = Vec::new();
-        for (index, e) in a.events.iter().enumerate() {
-            if let Some(stream) = &e.stream {
-                let revision = self.admission.take_revision(stream);
-                crate::codec::put_varint(&mut seq, index as u64);
-                crate::codec::put_varint(&mut seq, revision);
-            }
+        for (index, stream) in a.events.streams() {
+            let revision = self.admission.take_revision(stream);
+            crate::codec::put_varint(&mut seq, index as u64);
+            crate::codec::put_varint(&mut seq, revision);
         }
-        let tracking = a.tracking.map(|(key, source, position)| {
+        let tracking = a.tracking.map(|t| {
+            let (key, source, position) = *t;
             crate::codec::put_tracking(&mut seq, count, &source, position);
             self.admission.track(&key, position);
             key
@@ -238,9 +237,9 @@ impl Committer {
             a.reply.send(Err(e));
             return;
         }
-        for (i, e) in a.events.iter().enumerate() {
-            if let Some(id) = e.id {
-                group.ids.insert(id, first + i as u64);
+        for (position, id) in (first..).zip(a.events.ids()) {
+            if let Some(id) = id {
+                group.ids.insert(id, position);
             }
         }
         group
@@ -358,8 +357,8 @@ impl Committer {
         let (mut batches, mut events_committed, mut duplicates) = (0, 0, 0);
         let keys = admitted
             .iter()
-            .flat_map(|a| a.events.iter().flatten())
-            .map(|e| e.keys.len())
+            .flat_map(|a| &a.events)
+            .map(BatchKeys::key_count)
             .sum::<usize>();
         let mut entries = Vec::with_capacity(keys + admitted.len());
         let mut replies = Vec::with_capacity(admitted.len());
@@ -372,10 +371,7 @@ impl Committer {
                 None => duplicates += 1,
             }
             if let Some(events) = a.events.take() {
-                for (i, e) in events.into_iter().enumerate() {
-                    let position = a.appended.first + i as u64;
-                    entries.extend(e.keys.into_iter().map(|k| (k, position)));
-                }
+                events.into_entries(a.appended.first, &mut entries);
             }
             if let Some(key) = a.tracking.take() {
                 entries.push((key, a.appended.last));

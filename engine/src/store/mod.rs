@@ -37,7 +37,7 @@ use crate::api::{EventIter, EventStore};
 use crate::append::AppendOptions;
 use crate::append::Appended;
 use crate::codec::index_entries;
-use crate::committer::{AppendRequest, Committer, EventKeys, Request};
+use crate::committer::{AppendRequest, BatchKeys, Committer, Request};
 use crate::compactor::{FlushJob, Projector, spawn_flusher};
 use crate::cursors::Cursors;
 use crate::error::{Error, Result};
@@ -381,20 +381,17 @@ impl Store {
         crate::validation::check_after(&options, self.head())?;
         let tracking = options
             .tracking
-            .map(|(source, position)| (Key::tracking(&source), source, position));
+            .map(|(source, position)| Box::new((Key::tracking(&source), source, position)));
         let expected = options
             .expected
             .into_iter()
             .map(|(stream, revision)| (Key::stream(&stream), stream, revision))
             .collect();
-        let keys = events
-            .iter()
-            .map(|e| EventKeys {
-                keys: index_keys(&e.event_type, &e.tags, e.stream.as_deref(), e.id),
-                stream: e.stream.as_deref().map(Key::stream),
-                id: e.id,
-            })
-            .collect();
+        let key_count = events.iter().map(|e| e.tags.len() + 3).sum();
+        let mut keys = BatchKeys::with_capacity(events.len(), key_count);
+        for e in &events {
+            keys.push(&e.event_type, &e.tags, e.stream.as_deref(), e.id);
+        }
         let (reply, answer) = oneshot::oneshot();
         let request = AppendRequest {
             payload: Payload::new(Bytes::from(encoded)),
@@ -627,21 +624,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.close();
     }
-}
-
-/// The index keys of an event: its type, each tag, its stream and its id.
-fn index_keys(
-    event_type: &str,
-    tags: &[String],
-    stream: Option<&str>,
-    id: Option<u128>,
-) -> Vec<Key> {
-    let mut keys = Vec::with_capacity(tags.len() + 3);
-    keys.push(Key::event_type(event_type));
-    keys.extend(tags.iter().map(|t| Key::tag(t)));
-    keys.extend(stream.map(Key::stream));
-    keys.extend(id.map(Key::id));
-    keys
 }
 
 /// Counts an async caller as inside an append (for the commit delay) until
