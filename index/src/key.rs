@@ -103,10 +103,15 @@ impl Key {
         let len = 1 + name.len();
         match name.len() < INLINE {
             true => {
+                // One copy of the name: built byte by byte through an
+                // iterator, a key cost the appending thread several
+                // instructions a byte.
                 let mut bytes = [0; INLINE];
-                let key = std::iter::once(kind).chain(name.iter().copied());
-                for (slot, b) in bytes.iter_mut().zip(key) {
-                    *slot = b;
+                if let Some((first, rest)) = bytes.split_first_mut() {
+                    *first = kind;
+                    if let Some(slot) = rest.get_mut(..name.len()) {
+                        slot.copy_from_slice(name);
+                    }
                 }
                 Key(Repr::Inline {
                     len: len as u8,
