@@ -467,4 +467,48 @@ mod tests {
             );
         }
     }
+
+    /// A batch's keys come back event by event as they were given: each
+    /// event's own keys (type, tags, stream, id, in that order), streams and
+    /// ids with their event's index, and every key at its event's position.
+    #[test]
+    fn batch_keys_keep_each_event_apart() {
+        let tags = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
+        let events = [
+            ("A", tags(0), None, None),
+            ("B", tags(2), Some("s"), Some(7u128)),
+            ("C", tags(1), None, Some(9)),
+            ("D", tags(3), Some("u"), None),
+        ];
+        let mut batch = BatchKeys::with_capacity(0, 0);
+        let mut expected = Vec::new();
+        for (event_type, tags, stream, id) in &events {
+            batch.push(event_type, tags, *stream, *id);
+            let mut keys = vec![Key::event_type(event_type)];
+            keys.extend(tags.iter().map(|t| Key::tag(t)));
+            keys.extend(stream.map(Key::stream));
+            keys.extend(id.map(Key::id));
+            expected.push(keys);
+        }
+        assert_eq!(batch.len(), 4);
+        assert_eq!(
+            batch.key_count(),
+            expected.iter().map(Vec::len).sum::<usize>()
+        );
+        let per_event: Vec<Vec<Key>> = batch.per_event().map(<[Key]>::to_vec).collect();
+        assert_eq!(per_event, expected);
+        let streams: Vec<(usize, Key)> = batch.streams().map(|(i, k)| (i, k.clone())).collect();
+        assert_eq!(streams, [(1, Key::stream("s")), (3, Key::stream("u"))]);
+        assert_eq!(
+            batch.ids().collect::<Vec<_>>(),
+            [None, Some(7), Some(9), None]
+        );
+        let mut entries = Vec::new();
+        batch.into_entries(10, &mut entries);
+        let want: Vec<(Key, u64)> = (10..)
+            .zip(&expected)
+            .flat_map(|(p, keys)| keys.iter().map(move |k| (k.clone(), p)))
+            .collect();
+        assert_eq!(entries, want);
+    }
 }
