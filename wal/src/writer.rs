@@ -32,6 +32,29 @@ use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::{Segment, SegmentSet};
 use crate::table::{SegmentTable, table_path};
 
+/// How far ahead of its records the log preallocates by default.
+const DEFAULT_PREALLOCATE: u64 = 4 << 20;
+
+/// Zeros to preallocate from, as large as the default preallocation so
+/// that it takes one write. A buffer made for each preallocation cost the
+/// commit thread a zeroing of the whole of it (the allocator hands large
+/// blocks back from its heap once some have been freed, not as fresh
+/// pages), every few megabytes of log; a zero static costs nothing to
+/// keep (its pages are the system's shared zero page until written, and
+/// it is never written).
+static ZEROS: [u8; DEFAULT_PREALLOCATE as usize] = [0; DEFAULT_PREALLOCATE as usize];
+
+/// Writes zeros to `file` from byte `from` up to `to`.
+fn write_zeros(file: &dyn FileHandle, from: u64, to: u64) -> std::io::Result<()> {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64);
+        file.write_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
+}
+
 /// What the log tells everyone else: how far it is durable, and whether it
 /// refuses writes. Shared between the writer (which alone changes it) and
 /// any number of observers.
@@ -79,7 +102,7 @@ impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size: 64 << 20,
-            preallocate: 4 << 20,
+            preallocate: DEFAULT_PREALLOCATE,
             block_cache_bytes: 32 << 20,
             remote: None,
         }
@@ -376,8 +399,7 @@ impl WalWriter {
             // Preallocate ahead of the records, in a write of its own: a
             // full disk then fails the group before any of it is written.
             let target = end + self.options.preallocate;
-            let zeros = vec![0u8; (target - self.allocated) as usize];
-            if let Err(e) = self.active_file.write_at(&zeros, self.allocated) {
+            if let Err(e) = write_zeros(self.active_file.as_ref(), self.allocated, target) {
                 self.discard();
                 return Err(WalError::Io {
                     path: self.active_path.clone(),
@@ -560,3 +582,37 @@ pub trait CommitObserver {
 }
 
 impl CommitObserver for () {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::fault::FaultFs;
+
+    /// Zeros reach exactly the range asked, whether it takes part of the
+    /// shared block, all of it, or several writes of it; the bytes before
+    /// are kept.
+    #[test]
+    fn zeros_fill_exactly_the_range_asked() {
+        let fs = FaultFs::new();
+        let dir = std::path::Path::new("/zeros");
+        fs.create_dir_all(dir).unwrap();
+        let block = ZEROS.len() as u64;
+        for (i, len) in [0, 1, 4095, block, block + 1, 2 * block + 7]
+            .into_iter()
+            .enumerate()
+        {
+            let path = dir.join(format!("f{i}"));
+            let file = fs.open(&path, OpenMode::Truncate).unwrap();
+            let from = 3 + i as u64;
+            let ones = vec![0xFFu8; 3 * block as usize];
+            file.write_at(&ones, 0).unwrap();
+            write_zeros(file.as_ref(), from, from + len).unwrap();
+            let mut back = vec![0u8; ones.len()];
+            assert_eq!(file.read_at(&mut back, 0).unwrap(), back.len());
+            let (start, end) = (from as usize, (from + len) as usize);
+            assert!(back[..start].iter().all(|&b| b == 0xFF), "{len}: before");
+            assert!(back[start..end].iter().all(|&b| b == 0), "{len}: the range");
+            assert!(back[end..].iter().all(|&b| b == 0xFF), "{len}: after");
+        }
+    }
+}
