@@ -31,7 +31,6 @@ use crate::oneshot;
 /// thread; one list a batch is one free there, where a list an event cost a
 /// free an event (into the caller's arena, under its lock, and about once a
 /// group a consolidation of that arena's free chunks).
-#[derive(Default)]
 pub(crate) struct BatchKeys {
     /// Each event's type, tag, stream and id keys, event after event:
     /// everything the memtable gets.

@@ -24,6 +24,8 @@ const KIND_TAG: u8 = 2;
 const KIND_STREAM: u8 = 3;
 /// Kind byte of an event-id key.
 pub(crate) const KIND_ID: u8 = 4;
+/// The bytes of an id key: its kind byte and the id, big-endian.
+pub(crate) const ID_KEY_LEN: usize = 17;
 /// Kind byte of a tracking-source key.
 const KIND_TRACKING: u8 = 5;
 
@@ -189,7 +191,7 @@ impl Key {
             Some(&KIND_TYPE) => KeyKind::Type,
             Some(&KIND_TAG) => KeyKind::Tag,
             Some(&KIND_STREAM) => KeyKind::Stream,
-            Some(&KIND_ID) if b.len() == 17 => KeyKind::Id,
+            Some(&KIND_ID) if b.len() == ID_KEY_LEN => KeyKind::Id,
             Some(&KIND_TRACKING) => KeyKind::Tracking,
             _ => KeyKind::Other,
         }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::cursor::{Cursor, Found};
 use crate::filter::{self, Probe};
-use crate::key::{KIND_ID, Key};
+use crate::key::{ID_KEY_LEN, KIND_ID, Key};
 use cursor::{RunCursor, decode_list};
 use dense::{BitmapCursor, DenseLists};
 use layout::{Layout, ListRef};
@@ -255,12 +255,7 @@ impl Run {
         if let Some(at) = fences.keys_at {
             let key_at = |i: usize| at + (i - lo) * ID_KEY_LEN;
             touch_lines(b, key_at(start), key_at(end));
-            let id_at = |i: usize| {
-                let k = key_at(i);
-                Some(u128::from_be_bytes(
-                    b.get(k + 1..k + ID_KEY_LEN)?.try_into().ok()?,
-                ))
-            };
+            let id_at = |i: usize| id_of(b.get(key_at(i)..key_at(i) + ID_KEY_LEN)?);
             let (mut l, mut r) = (start, end);
             while l < r {
                 let mid = l + (r - l) / 2;
@@ -444,9 +439,6 @@ const INTERPOLATIONS: u32 = 8;
 /// bytes of memory per 32 ids, a window of 13 directory lines and 9 key
 /// lines.
 const FENCE_EVERY: usize = 32;
-
-/// The bytes of an id key: its kind byte and the id, big-endian.
-const ID_KEY_LEN: usize = 17;
 
 /// A run's id fences (see [`Run::find_id_fenced`]).
 struct Fences {
