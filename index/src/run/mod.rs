@@ -153,13 +153,9 @@ impl Run {
         None
     }
 
-    /// Finds the list of the id key `id` by interpolation among the id
-    /// keys: ids are as good as random (UUIDs), so the position of an id
-    /// between two known ones is a good guess of its place in the directory,
-    /// and a lookup reads a handful of keys where a binary search reads
-    /// `log2(keys)` — each a cache miss, or a page fault, in a large run.
-    /// After [`INTERPOLATIONS`] guesses it bisects, so ids that are not
-    /// spread evenly cost no more than a binary search.
+    /// Finds the list of the id key `id` among the id keys by
+    /// [`interpolate`]: a handful of keys read where a binary search reads
+    /// `log2(keys)`, each a cache miss, or a page fault, in a large run.
     fn find_id(&self, b: &[u8], id: u128) -> Option<ListRef> {
         let (lo, hi) = self.ids;
         if lo >= hi {
@@ -172,36 +168,10 @@ impl Run {
         {
             return self.find_id_fenced(b, fences, id);
         }
-        // Known points left and right of the id: (index, id there).
-        let (mut l, mut vl) = (lo, id_at(lo)?);
-        let (mut r, mut vr) = (hi - 1, id_at(hi - 1)?);
-        if id == vl {
-            return hit(l);
+        match interpolate(lo, hi, id, id_at)? {
+            Ok(i) => hit(i),
+            Err(_) => None,
         }
-        if id == vr {
-            return hit(r);
-        }
-        if id < vl || id > vr {
-            return None;
-        }
-        let mut guesses = 0;
-        while r - l > 1 {
-            let mid = if guesses < INTERPOLATIONS {
-                guesses += 1;
-                let frac = (id - vl) as f64 / (vr - vl) as f64;
-                let guess = l + (frac * (r - l) as f64) as usize;
-                guess.clamp(l + 1, r - 1)
-            } else {
-                l + (r - l) / 2
-            };
-            let v = id_at(mid)?;
-            match v.cmp(&id) {
-                std::cmp::Ordering::Less => (l, vl) = (mid, v),
-                std::cmp::Ordering::Greater => (r, vr) = (mid, v),
-                std::cmp::Ordering::Equal => return hit(mid),
-            }
-        }
-        None
     }
 
     /// The run's id fences, read on first use.
@@ -243,7 +213,13 @@ impl Run {
     /// is searched through its directory.
     fn find_id_fenced(&self, b: &[u8], fences: &Fences, id: u128) -> Option<ListRef> {
         let (lo, hi) = self.ids;
-        let j = fences.ids.partition_point(|&f| f <= id).checked_sub(1)?;
+        // The last fence at or below the id: fences are ids, as evenly
+        // spread, and a binary search of a large run's fences reads a
+        // dozen lines of them one after the other.
+        let j = match interpolate(0, fences.ids.len(), id, |i| fences.ids.get(i).copied())? {
+            Ok(j) => j,
+            Err(j) => j.checked_sub(1)?,
+        };
         let start = lo + j * FENCE_EVERY;
         let end = (start + FENCE_EVERY).min(hi);
         let dir = self.layout.dir;
@@ -432,7 +408,59 @@ impl Run {
     }
 }
 
-/// Interpolation guesses [`Run::find_id`] makes before it bisects.
+/// Where `id` is among the ascending ids `at(lo..hi)`: `Ok(i)` if
+/// `at(i)` is `id`, else `Err(i)` with the ids before `i` below it and
+/// those from `i` on above it; `None` if `at` reads no id where one should
+/// be. Ids are as good as random (UUIDs), so where `id` falls between two
+/// known ids is a good guess of its place: a handful of reads where a
+/// binary search makes `log2(hi - lo)`. After [`INTERPOLATIONS`] guesses it
+/// bisects, so ids that are not spread evenly cost no more than a binary
+/// search.
+fn interpolate(
+    lo: usize,
+    hi: usize,
+    id: u128,
+    at: impl Fn(usize) -> Option<u128>,
+) -> Option<Result<usize, usize>> {
+    if lo >= hi {
+        return Some(Err(lo));
+    }
+    // Known points left and right of the id: (index, id there).
+    let (mut l, mut vl) = (lo, at(lo)?);
+    let (mut r, mut vr) = (hi - 1, at(hi - 1)?);
+    if id <= vl {
+        return Some(if id == vl { Ok(l) } else { Err(l) });
+    }
+    if id >= vr {
+        return Some(if id == vr { Ok(r) } else { Err(hi) });
+    }
+    let mut guesses = 0;
+    while r - l > 1 {
+        let bisect = l + (r - l) / 2;
+        let mid = if guesses < INTERPOLATIONS {
+            guesses += 1;
+            // (id - vl) / (vr - vl) of the way from l to r, in integers:
+            // both differences cut to their top 32 bits (id - vl < vr - vl).
+            let span = vr - vl;
+            let shift = (128 - span.leading_zeros()).saturating_sub(32);
+            let (num, den) = (((id - vl) >> shift) as u64, (span >> shift) as u64);
+            num.checked_mul((r - l) as u64)
+                .and_then(|n| n.checked_div(den))
+                .map_or(bisect, |d| (l + d as usize).clamp(l + 1, r - 1))
+        } else {
+            bisect
+        };
+        let v = at(mid)?;
+        match v.cmp(&id) {
+            std::cmp::Ordering::Less => (l, vl) = (mid, v),
+            std::cmp::Ordering::Greater => (r, vr) = (mid, v),
+            std::cmp::Ordering::Equal => return Some(Ok(mid)),
+        }
+    }
+    Some(Err(r))
+}
+
+/// Interpolation guesses [`interpolate`] makes before it bisects.
 const INTERPOLATIONS: u32 = 8;
 
 /// One id in this many is a fence (see [`Run::find_id_fenced`]): sixteen

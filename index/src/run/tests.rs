@@ -323,3 +323,36 @@ fn fenced_id_search_is_checked_against_the_directory() {
         assert!(run.find_id_fenced(b, f, u128::MAX).is_none());
     }
 }
+
+proptest::proptest! {
+    /// Interpolation finds what a binary search finds, among ids spread
+    /// evenly, clustered at one end, or in two far-apart clumps, for ids
+    /// present, between, below and above them, and in sub-ranges.
+    #[test]
+    fn interpolation_finds_what_a_binary_search_finds(
+        raw in proptest::collection::btree_set(proptest::prelude::any::<u128>(), 0..400),
+        shape in 0u8..3,
+        picks in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), -2i8..3), 1..30),
+        cut in (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<proptest::sample::Index>()),
+    ) {
+        let ids: Vec<u128> = match shape {
+            0 => raw.into_iter().collect(),
+            1 => raw.into_iter().map(|v| v >> 100).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+            _ => raw.into_iter().map(|v| if v % 2 == 0 { v >> 90 } else { u128::MAX - (v >> 90) }).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+        };
+        let n = ids.len();
+        let (a, b) = if n == 0 { (0, 0) } else { (cut.0.index(n + 1), cut.1.index(n + 1)) };
+        let (lo, hi) = (a.min(b), a.max(b));
+        for (pick, delta) in picks {
+            let base = if n == 0 { 0 } else { ids[pick.index(n)] };
+            let id = base.saturating_add_signed(i128::from(delta));
+            let window = &ids[lo..hi];
+            let expected = window.binary_search(&id).map(|i| lo + i).map_err(|i| lo + i);
+            proptest::prop_assert_eq!(
+                interpolate(lo, hi, id, |i| ids.get(i).copied()),
+                Some(expected),
+                "id {:#x} in {}..{}", id, lo, hi
+            );
+        }
+    }
+}
