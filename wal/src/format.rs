@@ -255,7 +255,13 @@ pub enum Frame {
 /// Decodes the record at the start of `buf` (which extends to the end of the
 /// readable data) and verifies its checksums.
 pub fn decode_record(buf: &Bytes) -> Frame {
-    decode(buf, Check::Whole)
+    decode(buf, Check::Whole(None))
+}
+
+/// [`decode_record`], given the CRC-32 of the record's body (the bytes
+/// after its frame), computed already: the same checks, the same answer.
+pub(crate) fn decode_record_with_body_crc(buf: &Bytes, body_crc: u32) -> Frame {
+    decode(buf, Check::Whole(Some(body_crc)))
 }
 
 /// Decodes the record at the start of `buf` like [`decode_record`], but
@@ -279,8 +285,8 @@ pub fn decode_record_head_only(buf: &Bytes, available: usize) -> Frame {
 /// How much of a record [`decode`] is given and checks.
 #[derive(Clone, Copy)]
 enum Check {
-    /// All of it, every checksum.
-    Whole,
+    /// All of it, every checksum (the body's given, if computed already).
+    Whole(Option<u32>),
     /// All of it, the frame and head checksums.
     Head,
     /// At least its head, which is checked; the record may span
@@ -303,7 +309,6 @@ pub fn head_len(b: &[u8]) -> usize {
 }
 
 fn decode(buf: &Bytes, check: Check) -> Frame {
-    let whole = matches!(check, Check::Whole);
     if buf.len() < 4 || u32_at(buf, 0) == 0 {
         return if buf.len() >= 4 || buf.iter().all(|&b| b == 0) {
             Frame::End
@@ -358,7 +363,9 @@ fn decode(buf: &Bytes, check: Check) -> Frame {
         };
     }
     let body = &buf[FRAME_LEN..present];
-    if whole && crc32fast::hash(body) != u32_at(buf, 4) {
+    if let Check::Whole(given) = check
+        && given.unwrap_or_else(|| crc32fast::hash(body)) != u32_at(buf, 4)
+    {
         return Frame::Invalid {
             reason: "record checksum mismatch",
             claimed_end: Some(total),

@@ -20,6 +20,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod cache;
+mod checksum_ahead;
 mod commit;
 mod compress;
 mod error;
@@ -44,6 +45,10 @@ mod writer;
 mod zseg;
 
 pub use cache::{BlockCache, CacheStats};
+/// How many checksums computed ahead of scans they used, and whether this
+/// process computes them (for tests that must know the helper worked).
+#[cfg(feature = "testing")]
+pub use checksum_ahead::{available as checksums_ahead_available, taken as checksums_taken_ahead};
 pub use commit::{Durability, GroupCommit, GroupLimits, GroupSize, Next, SyncPolicy, queue};
 pub use compress::{CompressReport, Compressor};
 pub use error::{Result, WalError};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
+use crate::checksum_ahead::{AHEAD_FROM, Ahead, BATCH_BYTES};
 use crate::error::{Result, WalError};
 use crate::format::{self, FRAME_LEN, Frame, Record, RecordMeta, SEGMENT_HEADER_LEN};
 use crate::heads::{HeadCache, KEEP_FROM_SEQ, KeptHead};
@@ -210,6 +211,7 @@ impl WalReader {
             buf_start: 0,
             from,
             up_to,
+            ahead: None,
         }
     }
 
@@ -558,6 +560,10 @@ pub struct Forward {
     buf_start: u64,
     from: u64,
     up_to: u64,
+    /// Checksums of the records after the one handed out last, being
+    /// computed on the helper thread (see `checksum_ahead`), for the
+    /// segment at this index.
+    ahead: Option<(usize, Ahead)>,
 }
 
 impl Forward {
@@ -572,7 +578,51 @@ impl Forward {
             buf_start: 0,
             from: 0,
             up_to: 0,
+            ahead: None,
         }
+    }
+
+    /// Hands the bodies of the records after `offset` to the checksum
+    /// helper, if they are long enough to be worth it, lie in `segment`'s
+    /// map below its published end and may be read (up to `up_to`), and
+    /// less than enough is in flight. Their lengths are read unverified:
+    /// each record is decoded and checked whole when it is reached, and
+    /// its checksum from the helper used only if the record is the one
+    /// handed over.
+    fn checksum_ahead(&mut self, segment: &Segment) {
+        let from = match &self.ahead {
+            Some((index, ahead)) if *index == self.index => {
+                if !ahead.wants_more() {
+                    return;
+                }
+                ahead.end()
+            }
+            _ => self.offset,
+        };
+        let (mut at, mut records, mut bytes) = (from, Vec::new(), 0);
+        while bytes < BATCH_BYTES && self.stop.saturating_sub(at) >= AHEAD_FROM {
+            let Some(head) = segment.mapped_range(at, at + 20) else {
+                break;
+            };
+            let total = FRAME_LEN as u64 + u64::from(format::u32_at(&head, 0));
+            let first_position = format::u64_at(&head, FRAME_LEN);
+            if total < AHEAD_FROM || total > self.stop - at || first_position > self.up_to {
+                break;
+            }
+            let Some(body) = segment.mapped_range(at + FRAME_LEN as u64, at + total) else {
+                break;
+            };
+            records.push((total, body));
+            (at, bytes) = (at + total, bytes + total);
+        }
+        if records.is_empty() {
+            return;
+        }
+        let ahead = match &mut self.ahead {
+            Some((index, ahead)) if *index == self.index => ahead,
+            _ => &mut self.ahead.insert((self.index, Ahead::new(from))).1,
+        };
+        ahead.hand_over(records);
     }
 
     /// Makes `buf` cover `offset..offset + need` (clipped to `stop`).
@@ -645,7 +695,22 @@ impl Forward {
             self.fill(&segment, total)?;
             let rel = (self.offset - self.buf_start) as usize;
             let bytes = self.buf.slice(rel..rel + total as usize);
-            let record = match format::decode_record(&bytes) {
+            let computed = match &mut self.ahead {
+                Some((index, ahead))
+                    if *index == self.index && ahead.is_next(self.offset, total) =>
+                {
+                    ahead.take()
+                }
+                _ => {
+                    self.ahead = None;
+                    None
+                }
+            };
+            let decoded = match computed {
+                Some(crc) => format::decode_record_with_body_crc(&bytes, crc),
+                None => format::decode_record(&bytes),
+            };
+            let record = match decoded {
                 Frame::Record(r, _) => r,
                 Frame::End => {
                     return Err(corrupt(
@@ -665,6 +730,11 @@ impl Forward {
             if record.meta.first_position > self.up_to {
                 self.segment = None;
                 return Ok(None);
+            }
+            // Records of a log tend to be alike: one too short to be
+            // checksummed ahead is not followed by a look at the next.
+            if total >= AHEAD_FROM && record.meta.last_position() < self.up_to {
+                self.checksum_ahead(&segment);
             }
             return Ok(Some(record));
         }

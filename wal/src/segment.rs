@@ -357,6 +357,19 @@ impl Segment {
         }));
     }
 
+    /// Bytes `start..end` of the segment if it is plain and mapped that
+    /// far: never reads, decompresses or fetches anything (for work done
+    /// ahead of a reader, such as checksumming its next record).
+    pub(crate) fn mapped_range(&self, start: u64, end: u64) -> Option<Bytes> {
+        let b = self.backing.read();
+        let map = match (&b.mapping, &b.compressed, &b.remote) {
+            (Some(map), None, None) => map,
+            _ => return None,
+        };
+        let (a, z) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
+        (a <= z && z <= map.len()).then(|| map.slice(a..z))
+    }
+
     /// The offset-table stretch that precedes the one starting at `offset`,
     /// for backward scans: `(start, stop)` with `stop == offset`.
     pub fn stretch_before(&self, offset: u64) -> Option<(u64, u64)> {
