@@ -601,7 +601,8 @@ impl Forward {
         };
         let (mut at, mut records, mut bytes) = (from, Vec::new(), 0);
         while bytes < BATCH_BYTES && self.stop.saturating_sub(at) >= AHEAD_FROM {
-            let Some(head) = segment.mapped_range(at, at + 20) else {
+            // The frame, then the first position (the body's first field).
+            let Some(head) = segment.mapped_range(at, at + FRAME_LEN as u64 + 8) else {
                 break;
             };
             let total = FRAME_LEN as u64 + u64::from(format::u32_at(&head, 0));
