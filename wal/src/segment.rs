@@ -48,6 +48,17 @@ struct Backing {
     remote: Option<Remote>,
 }
 
+impl Backing {
+    /// The map of a plain segment (neither compressed nor evicted), if it
+    /// is mapped.
+    fn plain_map(&self) -> Option<&Bytes> {
+        match (&self.mapping, &self.compressed, &self.remote) {
+            (Some(map), None, None) => Some(map),
+            _ => None,
+        }
+    }
+}
+
 /// An evicted segment's remote, and what its marker says of it.
 #[derive(Debug, Clone)]
 struct Remote {
@@ -346,10 +357,7 @@ impl Segment {
                 .collect()
         };
         let b = self.backing.read();
-        let map = match (&b.mapping, &b.compressed, &b.remote) {
-            (Some(map), None, None) => Some(map),
-            _ => None,
-        };
+        let map = b.plain_map();
         out.extend(stretches.into_iter().map(|found| {
             let ((start, stop), map) = (found?, map?);
             let (a, z) = (usize::try_from(start).ok()?, usize::try_from(stop).ok()?);
@@ -362,10 +370,7 @@ impl Segment {
     /// ahead of a reader, such as checksumming its next record).
     pub(crate) fn mapped_range(&self, start: u64, end: u64) -> Option<Bytes> {
         let b = self.backing.read();
-        let map = match (&b.mapping, &b.compressed, &b.remote) {
-            (Some(map), None, None) => map,
-            _ => return None,
-        };
+        let map = b.plain_map()?;
         let (a, z) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
         (a <= z && z <= map.len()).then(|| map.slice(a..z))
     }
