@@ -14,10 +14,14 @@
 //!
 //! One helper thread serves the whole process (started on first use, only
 //! where there are two cores or more), with a short queue: a scan whose
-//! job does not fit checksums its record itself.
+//! job does not fit checksums its record itself. Each scan marks how far
+//! it has read, and the helper passes over the bodies of records a scan
+//! has already checksummed itself, so that a helper behind many scans
+//! does not spend its time on checksums no one will use.
 
 use std::collections::VecDeque;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -39,8 +43,12 @@ pub(crate) const BATCH_BYTES: u64 = AHEAD_BYTES / 2;
 const QUEUE: usize = 16;
 
 struct Job {
-    bodies: Vec<Bytes>,
-    reply: Sender<u32>,
+    /// Each record's offset and body.
+    bodies: Vec<(u64, Bytes)>,
+    /// Each checksum, with its record's offset.
+    reply: Sender<(u64, u32)>,
+    /// The offset below which the scan wants no more checksums.
+    reached: Arc<AtomicU64>,
 }
 
 /// The bodies handed to the helper for one scan, in log order, and their
@@ -51,10 +59,11 @@ pub(crate) struct Ahead {
     /// Where the record after the last one handed over starts.
     end: u64,
     in_flight: u64,
-    /// Checksums of records the caller checksummed itself, still to come.
-    passed_over: usize,
-    reply: Sender<u32>,
-    crcs: Receiver<u32>,
+    /// Checksums received and not yet taken, by offset, ascending.
+    received: VecDeque<(u64, u32)>,
+    reached: Arc<AtomicU64>,
+    reply: Sender<(u64, u32)>,
+    crcs: Receiver<(u64, u32)>,
 }
 
 impl Ahead {
@@ -65,7 +74,8 @@ impl Ahead {
             due: VecDeque::new(),
             end: offset,
             in_flight: 0,
-            passed_over: 0,
+            received: VecDeque::new(),
+            reached: Arc::new(AtomicU64::new(offset)),
             reply,
             crcs,
         }
@@ -80,26 +90,30 @@ impl Ahead {
 
     /// The body checksum of the next record handed over (see
     /// [`is_next`](Self::is_next)), if the helper has computed it; if it
-    /// is behind, `None`, and the caller checksums the record itself (the
-    /// helper's, when it comes, is passed over).
+    /// is behind, `None`, and the caller checksums the record itself (and
+    /// the helper, told so, passes it over).
     pub(crate) fn take(&mut self) -> Option<u32> {
-        let (_, length) = self.due.pop_front()?;
+        let (offset, length) = self.due.pop_front()?;
         self.in_flight -= length;
-        while self.passed_over > 0 && self.crcs.try_recv().is_ok() {
-            self.passed_over -= 1;
+        self.reached.store(offset + length, Ordering::Relaxed);
+        self.collect();
+        while let Some(&(at, crc)) = self.received.front() {
+            if at > offset {
+                break;
+            }
+            self.received.pop_front();
+            if at == offset {
+                #[cfg(feature = "testing")]
+                TAKEN.fetch_add(1, Ordering::Relaxed);
+                return Some(crc);
+            }
         }
-        let crc = match self.passed_over {
-            0 => self.crcs.try_recv().ok(),
-            _ => None,
-        };
-        if crc.is_none() {
-            self.passed_over += 1;
-        }
-        #[cfg(feature = "testing")]
-        if crc.is_some() {
-            TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        crc
+        None
+    }
+
+    /// Moves the checksums the helper has sent into `received`.
+    fn collect(&mut self) {
+        self.received.extend(self.crcs.try_iter());
     }
 
     /// Whether more should be handed over.
@@ -124,16 +138,15 @@ impl Ahead {
         let mut due = Vec::with_capacity(records.len());
         for (length, body) in records {
             due.push((at, length));
-            bodies.push(body);
+            bodies.push((at, body));
             at += length;
         }
-        if helper
-            .try_send(Job {
-                bodies,
-                reply: self.reply.clone(),
-            })
-            .is_err()
-        {
+        let job = Job {
+            bodies,
+            reply: self.reply.clone(),
+            reached: self.reached.clone(),
+        };
+        if helper.try_send(job).is_err() {
             return false;
         }
         self.in_flight += at - self.end;
@@ -145,13 +158,13 @@ impl Ahead {
 
 /// How many checksums computed ahead scans have used.
 #[cfg(feature = "testing")]
-static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static TAKEN: AtomicU64 = AtomicU64::new(0);
 
 /// How many checksums computed ahead scans have used, in this process so
 /// far (for tests that must know the helper did the work).
 #[cfg(feature = "testing")]
 pub fn taken() -> u64 {
-    TAKEN.load(std::sync::atomic::Ordering::Relaxed)
+    TAKEN.load(Ordering::Relaxed)
 }
 
 /// Whether this process checksums ahead of scans (two cores or more).
@@ -172,10 +185,14 @@ fn helper() -> Option<&'static Sender<Job>> {
                 .name("gesta-checksum".into())
                 .spawn(move || {
                     for job in queue {
-                        for body in &job.bodies {
-                            // The scan may have moved on; then no one
-                            // listens, and the rest is not needed either.
-                            if job.reply.send(crc32fast::hash(body)).is_err() {
+                        for (offset, body) in &job.bodies {
+                            // A record the scan has checksummed itself.
+                            if *offset < job.reached.load(Ordering::Relaxed) {
+                                continue;
+                            }
+                            // A scan that ended listens no more, and needs
+                            // the rest no more either.
+                            if job.reply.send((*offset, crc32fast::hash(body))).is_err() {
                                 break;
                             }
                         }
@@ -191,15 +208,35 @@ fn helper() -> Option<&'static Sender<Job>> {
 mod tests {
     use super::*;
 
-    /// What the helper computes is each body's CRC-32, in order; a record
-    /// out of turn is refused.
-    #[test]
-    fn the_helper_computes_each_bodys_checksum() {
+    fn records() -> Vec<(u64, Bytes)> {
         let body = |n: u32| Bytes::from((0..n).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>());
-        let records: Vec<(u64, Bytes)> = [70_000u32, 20_000, 123_457]
+        [70_000u32, 20_000, 123_457, 40_000]
             .into_iter()
             .map(|n| (u64::from(n) + 12, body(n)))
-            .collect();
+            .collect()
+    }
+
+    /// Waits until the helper has sent the checksum of the record at
+    /// `offset`.
+    fn wait_for(ahead: &mut Ahead, offset: u64) {
+        let deadline = crate::time::now() + std::time::Duration::from_secs(10);
+        loop {
+            ahead.collect();
+            if ahead.received.iter().any(|&(at, _)| at == offset) {
+                return;
+            }
+            assert!(crate::time::now() < deadline, "the helper never answered");
+            std::thread::yield_now();
+        }
+    }
+
+    /// What the helper computes is each body's CRC-32, taken record by
+    /// record; a record out of turn is not the next; a checksum taken
+    /// before it is ready is computed by the caller, and the helper's
+    /// later ones still match their records.
+    #[test]
+    fn the_helper_computes_each_bodys_checksum() {
+        let records = records();
         let mut ahead = Ahead::new(100);
         if !ahead.hand_over(records.clone()) {
             // One core: no helper, and scans checksum on their own thread.
@@ -211,20 +248,36 @@ mod tests {
         let mut at = 100;
         for (i, (length, body)) in records.iter().enumerate() {
             assert!(ahead.is_next(at, *length));
-            // Waits for the helper, but for the second record, which is
-            // taken at once: if the helper is behind, it is passed over.
-            let deadline = crate::time::now() + std::time::Duration::from_secs(10);
-            while i != 1 && ahead.crcs.len() <= ahead.passed_over {
-                assert!(crate::time::now() < deadline, "the helper never answered");
-                std::thread::yield_now();
+            // Every record's checksum is waited for but the second's,
+            // which is taken at once: if the helper is behind, the caller
+            // computes it.
+            if i != 1 {
+                wait_for(&mut ahead, at);
             }
             match ahead.take() {
-                Some(crc) => assert_eq!(crc, crc32fast::hash(body)),
+                Some(crc) => assert_eq!(crc, crc32fast::hash(body), "record {i}"),
                 None => assert_eq!(i, 1, "only a record taken at once may be missing"),
             }
             at += length;
         }
         assert_eq!(ahead.take(), None, "nothing more was handed over");
         assert!(ahead.wants_more());
+    }
+
+    /// A record the scan has reached is passed over by the helper: it
+    /// sends no checksum for it.
+    #[test]
+    fn the_helper_passes_over_what_the_scan_has_reached() {
+        let records = records();
+        let mut ahead = Ahead::new(100);
+        let past = 100 + records[0].0 + records[1].0;
+        // As if the scan had checksummed the first two itself already.
+        ahead.reached.store(past, Ordering::Relaxed);
+        if !ahead.hand_over(records.clone()) {
+            return;
+        }
+        wait_for(&mut ahead, past + records[2].0);
+        let offsets: Vec<u64> = ahead.received.iter().map(|&(at, _)| at).collect();
+        assert_eq!(offsets, vec![past, past + records[2].0]);
     }
 }
