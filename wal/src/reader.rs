@@ -599,21 +599,25 @@ impl Forward {
             }
             _ => self.offset,
         };
+        let Some(map) = segment.mapped() else {
+            return;
+        };
+        // The map may end short of the published end, while it grows.
+        let stop = self.stop.min(map.len() as u64);
         let (mut at, mut records, mut bytes) = (from, Vec::new(), 0);
-        while bytes < BATCH_BYTES && self.stop.saturating_sub(at) >= AHEAD_FROM {
-            // The frame, then the first position (the body's first field).
-            let Some(head) = segment.mapped_range(at, at + FRAME_LEN as u64 + 8) else {
-                break;
-            };
-            let total = FRAME_LEN as u64 + u64::from(format::u32_at(&head, 0));
-            let first_position = format::u64_at(&head, FRAME_LEN);
-            if total < AHEAD_FROM || total > self.stop - at || first_position > self.up_to {
+        while bytes < BATCH_BYTES && stop.saturating_sub(at) >= AHEAD_FROM {
+            // Its frame, then its first position (the body's first field):
+            // within the map, as at least AHEAD_FROM bytes are left.
+            let head = &map[at as usize..];
+            let total = FRAME_LEN as u64 + u64::from(format::u32_at(head, 0));
+            let first_position = format::u64_at(head, FRAME_LEN);
+            if total < AHEAD_FROM || total > stop - at || first_position > self.up_to {
                 break;
             }
-            let Some(body) = segment.mapped_range(at + FRAME_LEN as u64, at + total) else {
-                break;
-            };
-            records.push((total, body));
+            records.push((
+                total,
+                map.slice((at as usize + FRAME_LEN)..(at + total) as usize),
+            ));
             (at, bytes) = (at + total, bytes + total);
         }
         if records.is_empty() {

@@ -365,14 +365,11 @@ impl Segment {
         }));
     }
 
-    /// Bytes `start..end` of the segment if it is plain and mapped that
-    /// far: never reads, decompresses or fetches anything (for work done
-    /// ahead of a reader, such as checksumming its next record).
-    pub(crate) fn mapped_range(&self, start: u64, end: u64) -> Option<Bytes> {
-        let b = self.backing.read();
-        let map = b.plain_map()?;
-        let (a, z) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
-        (a <= z && z <= map.len()).then(|| map.slice(a..z))
+    /// The segment's map, if it is plain and mapped: never reads,
+    /// decompresses or fetches anything (for work done ahead of a reader,
+    /// such as checksumming its next records).
+    pub(crate) fn mapped(&self) -> Option<Bytes> {
+        self.backing.read().plain_map().cloned()
     }
 
     /// The offset-table stretch that precedes the one starting at `offset`,
