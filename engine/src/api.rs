@@ -225,6 +225,22 @@ pub trait EventStore: Send + Sync {
         })
     }
 
+    /// The event [`event_by_id`](Self::event_by_id) finds, lent to `f` as
+    /// a borrowed view, as [`read_each`](Self::read_each) lends: the engine
+    /// lends it from its mapped segment, the SQL stores from their row.
+    /// Whether an event was found (`f` is then called once, else never);
+    /// the same answers and errors as `event_by_id`. The default looks the
+    /// event up owned and lends that.
+    fn event_by_id_with(&self, id: u128, f: &mut dyn FnMut(EventRef<'_>)) -> Result<bool> {
+        Ok(match self.event_by_id(id)? {
+            Some(e) => {
+                f(EventRef::from(&e));
+                true
+            }
+            None => false,
+        })
+    }
+
     // --- Listings: streams, event types and tags, with counts ---
 
     /// One page of the names of `what` this store holds — stream names,

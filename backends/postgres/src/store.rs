@@ -715,6 +715,25 @@ impl EventStore for PostgresStore {
         rows.first().map(event_from_row).transpose()
     }
 
+    /// One query, the row's event lent to `f` with its strings and bytes
+    /// borrowed from the row, as `read_each` lends them.
+    fn event_by_id_with(&self, id: u128, f: &mut dyn FnMut(EventRef<'_>)) -> Result<bool> {
+        let mut conn = self.pool.get()?;
+        let id = id_bytes(id);
+        let rows = conn.query(&self.by_id, &[&&id[..]])?;
+        match rows.first() {
+            Some(row) => {
+                // One row: whether `f` broke off tells nothing more.
+                let _ = lend_row(row, &mut |e| {
+                    f(e);
+                    ControlFlow::Break(())
+                })?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     // --- Snapshots and tracking info (see `state`) ---
 
     fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {

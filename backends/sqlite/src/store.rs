@@ -797,6 +797,20 @@ impl EventStore for SqliteStore {
         Ok(events.into_iter().next())
     }
 
+    /// One query, the row's event lent to `f` borrowed from the row, as
+    /// `read_each` lends events.
+    fn event_by_id_with(&self, id: u128, f: &mut dyn FnMut(EventRef<'_>)) -> Result<bool> {
+        let params = vec![Value::Blob(encode_id(id).to_vec())];
+        let decoder = Decoder { path: &self.path };
+        let (lent, _, _) = self.with_reader(|conn| {
+            decoder.each_row_of(conn, &sql::by_id(), params, &mut |e| {
+                f(e);
+                ControlFlow::Break(())
+            })
+        })?;
+        Ok(lent > 0)
+    }
+
     // --- Snapshots and tracking info (see `state`) ---
 
     fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {

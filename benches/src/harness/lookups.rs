@@ -1,5 +1,5 @@
-//! R5–R7, the lookups: a whole stream by revision (`read_stream`), an
-//! event by its id (`event_by_id`) and a position by commit time
+//! R5–R7, the lookups: a whole stream by revision (`read_stream_each`),
+//! an event by its id (`event_by_id_with`) and a position by commit time
 //! (`position_at`), each run against one `&dyn EventStore` holding the
 //! standard data with an id on every event ([`load_with_ids`]).
 //!
@@ -117,8 +117,10 @@ pub fn stream_reads(store: &dyn EventStore, n: usize) -> Result<Outcome, Harness
 }
 
 /// R6: `n` lookups by id of events drawn at random among the store's
-/// `events` (loaded by [`load_with_ids`]); `extra` counts the events
-/// found, which must be all of them, each at its position with its id.
+/// `events` (loaded by [`load_with_ids`]), each lent through
+/// [`EventStore::event_by_id_with`] and looked at as R5 looks at an event;
+/// `extra` counts the events found, which must be all of them, each at its
+/// position with its id.
 pub fn id_lookups(store: &dyn EventStore, events: u64, n: usize) -> Result<Outcome, HarnessError> {
     if events == 0 {
         return Err("R6 needs a store with events".into());
@@ -127,15 +129,19 @@ pub fn id_lookups(store: &dyn EventStore, events: u64, n: usize) -> Result<Outco
     timed(n, |i| {
         let seq = seqs[i];
         let id = event_id(seq);
-        match store.event_by_id(id)? {
-            Some(e) if e.position == seq + 1 && e.id == Some(id) => {
-                black_box(e);
-                Ok(1)
+        let mut got = None;
+        let found = store.event_by_id_with(id, &mut |e| {
+            got = Some((e.position, e.id));
+            black_box((e.event_type, e.data, e.stream, e.revision));
+            for tag in e.tags {
+                black_box(tag);
             }
+        })?;
+        match got {
+            Some(at) if found && at == (seq + 1, Some(id)) => Ok(1),
             other => Err(format!(
-                "R6: id {id:032x} (position {}) gave {:?}",
-                seq + 1,
-                other.map(|e| (e.position, e.id))
+                "R6: id {id:032x} (position {}) gave {other:?} (found: {found})",
+                seq + 1
             )
             .into()),
         }

@@ -725,6 +725,10 @@ impl EventStore for Store {
         Store::event_by_id(self, id)
     }
 
+    fn event_by_id_with(&self, id: u128, f: &mut dyn FnMut(crate::EventRef<'_>)) -> Result<bool> {
+        Store::event_by_id_with(self, id, f)
+    }
+
     fn position_at(&self, timestamp_micros: u64) -> Result<u64> {
         Store::position_at(self, timestamp_micros)
     }

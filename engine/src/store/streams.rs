@@ -136,16 +136,26 @@ impl Store {
 
     /// The committed event with id `id`, if any (None once removed).
     pub fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
+        let mut found = None;
+        self.event_by_id_with(id, &mut |e| found = Some(e.to_owned()))?;
+        Ok(found)
+    }
+
+    /// The event [`event_by_id`](Store::event_by_id) finds, lent to `f`
+    /// borrowed from the mapped segment that holds it (see
+    /// [`EventStore::event_by_id_with`]); whether one was found.
+    ///
+    /// [`EventStore::event_by_id_with`]: crate::EventStore::event_by_id_with
+    pub fn event_by_id_with(&self, id: u128, f: &mut dyn FnMut(EventRef<'_>)) -> Result<bool> {
         let head = self.head();
         let amendments = self.inner.indexes.amendments();
         match self.inner.indexes.view().lookup_id(id) {
-            Some(position) if position <= head && !amendments.is_removed(position) => Lookup::new(
-                self.inner.reader.clone(),
-                self.inner.indexes.amendments().clone(),
-            )
-            .event_at(position, None)
-            .map(Some),
-            _ => Ok(None),
+            Some(position) if position <= head && !amendments.is_removed(position) => {
+                let mut lookup = Lookup::new(self.inner.reader.clone(), amendments.clone());
+                f(lookup.event_ref(position)?);
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 }

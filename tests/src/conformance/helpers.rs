@@ -126,6 +126,29 @@ pub(super) fn stream<S: EventStore>(s: &S, name: &str, options: ReadOptions) -> 
     events.into_iter().map(strip).collect()
 }
 
+/// `event_by_id`, timestamps kept; checks that `event_by_id_with` lends
+/// the same event, once, and says so (every lookup by id of the suite goes
+/// through here).
+pub(super) fn by_id_raw<S: EventStore>(s: &S, id: u128) -> Option<RecordedEvent> {
+    let what = format!("event_by_id {id:#x}");
+    let found = ok(&what, s.event_by_id(id));
+    let mut lent = Vec::new();
+    let said = ok(
+        &what,
+        s.event_by_id_with(id, &mut |e| {
+            assert_eq!(e.tags.len(), e.tags.count(), "{what}: tag count");
+            lent.push(e.to_owned());
+        }),
+    );
+    assert_eq!(
+        lent,
+        Vec::from_iter(found.clone()),
+        "{what}: event_by_id_with"
+    );
+    assert_eq!(said, found.is_some(), "{what}: event_by_id_with's answer");
+    found
+}
+
 /// The events [`EventStore::read_each`] lends, made owned.
 pub(super) fn read_each<S: EventStore>(
     s: &S,
