@@ -387,11 +387,10 @@ impl Lookup {
         let found = match &self.record {
             Some(record) => match record.payload() {
                 Some(payload) => {
-                    let table = record
-                        .derived(RevisionTable::build)
-                        .and_then(Option::as_ref);
-                    if lone && let Some(index) = position.checked_sub(record.meta.first_position) {
-                        warm_event(payload, index as u32, record.meta.count, table);
+                    let index = position.saturating_sub(record.meta.first_position) as u32;
+                    let table = RevisionTable::of(record, index, &self.hint);
+                    if lone {
+                        warm_event(payload, index, record.meta.count, table);
                     }
                     decode_event_by_table(
                         record.meta,

@@ -434,3 +434,80 @@ fn open_refuses_what_is_not_a_store_directory() {
         assert_eq!(store.head(), 1);
     }
 }
+
+/// Every event's stream revision, read back by id in batches large enough
+/// for their heads to be kept, is right whether the read walks the batch's
+/// revision entries or finds it in the table built once the walks have cost
+/// as much: lone lookups forwards, backwards and scattered, events without
+/// a stream among them, revisions and indexes of one and two bytes.
+#[test]
+fn revisions_read_by_id_are_right_before_and_after_their_tables_are_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (batches, per_batch) = (6u64, 300u64);
+    let mut expected = Vec::new();
+    let mut next = std::collections::HashMap::new();
+    for b in 0..batches {
+        let mut batch = Vec::new();
+        for i in b * per_batch..(b + 1) * per_batch {
+            let e = NewEvent::new("T", format!("data {i}")).id(u128::from(i) + 1);
+            if i % 7 == 3 {
+                expected.push((i + 1, None, None));
+                batch.push(e);
+            } else {
+                let stream = format!("s{}", i % 4);
+                let revision = next.entry(stream.clone()).or_insert(0u64);
+                expected.push((i + 1, Some(stream.clone()), Some(*revision)));
+                *revision += 1;
+                batch.push(e.stream(stream));
+            }
+        }
+        store.append(batch).unwrap();
+    }
+    by_id_in_three_orders(&store, &expected);
+    // Again on the kept heads and built tables, and after a reopen (none).
+    by_id_in_three_orders(&store, &expected);
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    by_id_in_three_orders(&store, &expected);
+    for s in 0..4 {
+        let name = format!("s{s}");
+        let mut revisions = Vec::new();
+        store
+            .read_stream_each(&name, ReadOptions::forwards(), &mut |e| {
+                revisions.push(e.revision);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        let want: Vec<_> = expected
+            .iter()
+            .filter(|e| e.1.as_deref() == Some(name.as_str()))
+            .map(|e| e.2)
+            .collect();
+        assert_eq!(revisions, want, "stream {name}");
+    }
+}
+
+/// Looks up every event of `expected` (position, stream, revision) by its
+/// id, which is its position, forwards, backwards and scattered.
+fn by_id_in_three_orders(store: &Store, expected: &[(u64, Option<String>, Option<u64>)]) {
+    let n = expected.len();
+    let check = |k: usize| {
+        let (position, stream, revision) = &expected[k];
+        let mut got = None;
+        let found = store
+            .event_by_id_with(u128::from(*position), &mut |e| {
+                got = Some((e.position, e.stream.map(str::to_owned), e.revision));
+            })
+            .unwrap();
+        assert!(found, "event {position}");
+        assert_eq!(
+            got,
+            Some((*position, stream.clone(), *revision)),
+            "event {position}"
+        );
+    };
+    (0..n).for_each(check);
+    (0..n).rev().for_each(check);
+    (0..n).map(|k| k * 37 % n).for_each(check);
+}

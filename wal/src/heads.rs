@@ -29,6 +29,7 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -57,6 +58,9 @@ pub(crate) struct KeptHead {
     /// The length of the whole record.
     pub(crate) total: usize,
     derived: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// What the point reads into the record have spent without what is
+    /// derived, as they said (see [`derived_once_paid`](Self::derived_once_paid)).
+    paid: AtomicU64,
 }
 
 impl KeptHead {
@@ -69,6 +73,7 @@ impl KeptHead {
             head_len,
             total,
             derived: OnceLock::new(),
+            paid: AtomicU64::new(0),
         }
     }
 
@@ -86,6 +91,33 @@ impl KeptHead {
         self.derived
             .get_or_init(|| Box::new(build(&self.meta, &self.seq)))
             .downcast_ref()
+    }
+
+    /// What `build` derives from this head, built once the callers have
+    /// spent without it as much as building it costs: each says what it
+    /// spends without it (`cost`) and what building it costs (`price`, in
+    /// the same units). `None` until then. A record read once or twice
+    /// (lookups at random) then costs no build, and one read often pays at
+    /// most twice what building it at once would have.
+    pub(crate) fn derived_once_paid<T: Any + Send + Sync>(
+        &self,
+        cost: u64,
+        price: u64,
+        build: impl FnOnce(&RecordMeta, &Bytes) -> T,
+    ) -> Option<&T> {
+        if let Some(built) = self.derived.get() {
+            return built.downcast_ref();
+        }
+        // Relaxed: the sum only decides when to build, and the build
+        // itself is synchronised by the `OnceLock`.
+        let paid = self
+            .paid
+            .fetch_add(cost, Ordering::Relaxed)
+            .saturating_add(cost);
+        if paid < price {
+            return None;
+        }
+        self.derived(build)
     }
 
     /// What was derived from this head, if it has been built yet.
@@ -209,5 +241,41 @@ mod tests {
         let before = cache.usage();
         cache.keep(1, 99 * 100, head(99));
         assert_eq!(cache.usage(), before);
+    }
+
+    #[test]
+    fn a_derived_value_is_built_once_its_price_is_paid() {
+        let meta = RecordMeta {
+            first_position: 1,
+            count: 100,
+            timestamp_micros: 0,
+        };
+        let head = KeptHead::new(meta, &[1, 2, 3], 40, 50);
+        let builds = std::sync::atomic::AtomicUsize::new(0);
+        let build = |m: &RecordMeta, seq: &Bytes| {
+            builds.fetch_add(1, Ordering::Relaxed);
+            (m.count, seq.len())
+        };
+        // Reads that spend 30, 30 and 39 of a price of 100: not yet.
+        for _ in 0..2 {
+            assert_eq!(head.derived_once_paid(30, 100, build), None);
+        }
+        assert_eq!(head.derived_once_paid(39, 100, build), None);
+        assert!(head.built::<(u32, usize)>().is_none());
+        // The read that brings the sum to the price builds it.
+        assert_eq!(head.derived_once_paid(1, 100, build), Some(&(100, 3)));
+        // Then it is taken, whatever a read would spend, and not built again.
+        assert_eq!(head.derived_once_paid(0, 100, build), Some(&(100, 3)));
+        assert_eq!(head.derived(build), Some(&(100, 3)));
+        assert_eq!(builds.load(Ordering::Relaxed), 1);
+        // A price of nothing builds at once, and a cost at the top of the
+        // range pays any price.
+        let other = KeptHead::new(meta, &[], 40, 50);
+        assert_eq!(
+            other.derived_once_paid(u64::MAX, u64::MAX, build),
+            Some(&(100, 0))
+        );
+        let free = KeptHead::new(meta, &[9], 40, 50);
+        assert_eq!(free.derived_once_paid(0, 0, build), Some(&(100, 1)));
     }
 }

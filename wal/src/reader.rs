@@ -504,6 +504,18 @@ impl RecordHead {
         self.kept.as_ref()?.derived(build)
     }
 
+    /// [`derived`](Self::derived), built only once the point reads into
+    /// this record have spent `price` without it, each saying what it
+    /// spends (`cost`); `None` before, and when the head is not kept.
+    pub fn derived_once_paid<T: std::any::Any + Send + Sync>(
+        &self,
+        cost: u64,
+        price: u64,
+        build: impl FnOnce(&RecordMeta, &Bytes) -> T,
+    ) -> Option<&T> {
+        self.kept.as_ref()?.derived_once_paid(cost, price, build)
+    }
+
     /// The whole payload, if it was read with the head (the record is in
     /// a local, uncompressed segment).
     pub fn payload(&self) -> Option<&Bytes> {
