@@ -74,57 +74,117 @@ pub fn decode_metadata(bytes: &[u8]) -> ProtocolMetadata {
 /// wrote the metadata (an event appended through the Rust API may have
 /// been appended with tracking info, and says nothing of it).
 pub(crate) fn read_metadata(bytes: &[u8]) -> (ProtocolMetadata, bool) {
-    if let Some(m) = parse_metadata(bytes) {
-        let tracked = m.tracked;
-        return (m, tracked);
-    }
-    let entries = if bytes.is_empty() {
-        Vec::new()
-    } else {
-        vec![(
-            RAW_METADATA_KEY.to_string(),
-            String::from_utf8_lossy(bytes).into_owned(),
-        )]
+    let (m, maybe_tracked) = BorrowedMetadata::read(bytes);
+    let owned = ProtocolMetadata {
+        uuid: m.uuid,
+        entries: m
+            .entries()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        tracked: m.tracked,
     };
-    let m = ProtocolMetadata {
-        uuid: None,
-        entries,
-        tracked: false,
-    };
-    (m, true)
+    (owned, maybe_tracked)
 }
 
-fn parse_metadata(bytes: &[u8]) -> Option<ProtocolMetadata> {
-    let rest = bytes.strip_prefix(METADATA_MAGIC)?;
-    let (&flags, mut rest) = rest.split_first()?;
-    if flags & !(FLAG_UUID | FLAG_TRACKED) != 0 {
-        return None;
+/// [`ProtocolMetadata`] borrowed from an event's metadata bytes: what
+/// [`read_metadata`] decodes, without copying the entries (a read encodes
+/// them straight into its response).
+#[derive(Clone, Debug)]
+pub(crate) struct BorrowedMetadata<'a> {
+    pub uuid: Option<u128>,
+    /// The entries of the protocol's form, each checked when read.
+    encoded: &'a [u8],
+    /// Metadata in another form, shown as one entry under
+    /// [`RAW_METADATA_KEY`].
+    raw: Option<std::borrow::Cow<'a, str>>,
+    pub tracked: bool,
+}
+
+impl<'a> BorrowedMetadata<'a> {
+    /// Decodes `bytes` as [`read_metadata`] does, and tells whether the
+    /// event's batch may carry tracking info.
+    pub(crate) fn read(bytes: &'a [u8]) -> (BorrowedMetadata<'a>, bool) {
+        if let Some(m) = BorrowedMetadata::parse(bytes) {
+            let tracked = m.tracked;
+            return (m, tracked);
+        }
+        let m = BorrowedMetadata {
+            uuid: None,
+            encoded: &[],
+            raw: (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes)),
+            tracked: false,
+        };
+        (m, true)
     }
-    let uuid = if flags & FLAG_UUID != 0 {
-        let (id, tail) = rest.split_at_checked(16)?;
-        rest = tail;
-        Some(u128::from_be_bytes(id.try_into().ok()?))
-    } else {
-        None
-    };
-    let mut take = || -> Option<String> {
-        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let s = String::from_utf8(rest.get(4..4 + len)?.to_vec()).ok()?;
-        rest = &rest[4 + len..];
-        Some(s)
-    };
-    let mut entries = Vec::new();
-    while let Some(k) = take() {
-        entries.push((k, take()?));
+
+    /// The protocol's form, if `bytes` are in it, every entry whole and
+    /// UTF-8 and nothing after the last.
+    fn parse(bytes: &'a [u8]) -> Option<BorrowedMetadata<'a>> {
+        let rest = bytes.strip_prefix(METADATA_MAGIC)?;
+        let (&flags, mut rest) = rest.split_first()?;
+        if flags & !(FLAG_UUID | FLAG_TRACKED) != 0 {
+            return None;
+        }
+        let uuid = if flags & FLAG_UUID != 0 {
+            let (id, tail) = rest.split_at_checked(16)?;
+            rest = tail;
+            Some(u128::from_be_bytes(id.try_into().ok()?))
+        } else {
+            None
+        };
+        // Checked whole here, so that iterating them cannot fail.
+        let mut check = rest;
+        while !check.is_empty() {
+            take_str(&mut check)?;
+            take_str(&mut check)?;
+        }
+        Some(BorrowedMetadata {
+            uuid,
+            encoded: rest,
+            raw: None,
+            tracked: flags & FLAG_TRACKED != 0,
+        })
     }
-    // `take` fails at the end or on damage: only a clean end counts.
-    let consumed: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-    let header = 5 + if uuid.is_some() { 16 } else { 0 };
-    (header + consumed == bytes.len()).then_some(ProtocolMetadata {
-        uuid,
-        entries,
-        tracked: flags & FLAG_TRACKED != 0,
-    })
+
+    /// The entries, key and value, in order.
+    pub(crate) fn entries(&self) -> Entries<'_> {
+        Entries {
+            encoded: self.encoded,
+            raw: self.raw.as_deref(),
+        }
+    }
+}
+
+/// The entries of a [`BorrowedMetadata`].
+#[derive(Clone, Debug)]
+pub(crate) struct Entries<'s> {
+    encoded: &'s [u8],
+    raw: Option<&'s str>,
+}
+
+impl<'s> Iterator for Entries<'s> {
+    type Item = (&'s str, &'s str);
+
+    fn next(&mut self) -> Option<(&'s str, &'s str)> {
+        if let Some(value) = self.raw.take() {
+            return Some((RAW_METADATA_KEY, value));
+        }
+        if self.encoded.is_empty() {
+            return None;
+        }
+        Some((take_str(&mut self.encoded)?, take_str(&mut self.encoded)?))
+    }
+}
+
+/// The string at the start of `rest` (a little-endian `u32` length, then
+/// UTF-8 bytes), `rest` moved past it; `None` if it is cut short or not
+/// UTF-8.
+fn take_str<'s>(rest: &mut &'s [u8]) -> Option<&'s str> {
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let end = len.checked_add(4)?;
+    let s = std::str::from_utf8(rest.get(4..end)?).ok()?;
+    *rest = &rest[end..];
+    Some(s)
 }
 
 /// A status with UmaDB's `ErrorResponse` in its details, which UmaDB's
@@ -315,6 +375,46 @@ mod tests {
         assert_eq!(
             raw.entries,
             vec![(RAW_METADATA_KEY.to_string(), r#"{"a":1}"#.to_string())]
+        );
+        // Raw metadata of any length, UTF-8 or not, is one entry, and its
+        // batch may carry tracking info; so is the magic alone, cut short.
+        for (bytes, shown) in [
+            (&b"x"[..], "x"),
+            (b"\xff", "\u{fffd}"),
+            (b"GKV", "GKV"),
+            (b"GKV1", "GKV1"),
+        ] {
+            let (m, maybe_tracked) = read_metadata(bytes);
+            assert_eq!(
+                m.entries,
+                vec![(RAW_METADATA_KEY.to_string(), shown.to_string())]
+            );
+            assert!(maybe_tracked && !m.tracked && m.uuid.is_none());
+        }
+        // An entry cut short, or not UTF-8, makes the whole of it raw.
+        let whole = encode_metadata(&ProtocolMetadata {
+            uuid: None,
+            entries: vec![("k".into(), "v".into())],
+            tracked: true,
+        });
+        let mut bad = whole.to_vec();
+        *bad.last_mut().unwrap() = 0xff;
+        for damaged in [&whole[..whole.len() - 1], &bad[..]] {
+            let (m, maybe_tracked) = read_metadata(damaged);
+            assert_eq!(m.entries.len(), 1);
+            assert_eq!(m.entries[0].0, RAW_METADATA_KEY);
+            assert!(maybe_tracked);
+        }
+        assert_eq!(
+            read_metadata(&whole),
+            (
+                ProtocolMetadata {
+                    uuid: None,
+                    entries: vec![("k".into(), "v".into())],
+                    tracked: true,
+                },
+                true
+            )
         );
     }
 

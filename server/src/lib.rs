@@ -38,10 +38,12 @@ mod gesta_v1;
 mod legacy;
 pub mod metrics;
 pub mod observe;
+mod read_route;
 pub mod replication;
 mod served;
 mod service;
 mod tenancy;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -232,9 +234,7 @@ async fn serve_stores_on(
     }
     let gesta = tonic::service::interceptor::InterceptedService::new(gesta, check);
     let dcb = service::Dcb::new(store, config.limits(), streams, stop_rx.clone());
-    let dcb = proto::v1::dcb_server::DcbServer::new(dcb)
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+    let dcb = read_route::ReadRoute::new(dcb, config.max_message_bytes);
     let mut check = auth::ApiKey::new(config.api_key.clone());
     if let Some(keys) = &keys {
         check = check.for_tenants(keys);

@@ -6,8 +6,11 @@
 //! `Read.start` is inclusive where the engine's is exclusive; `Subscribe.after`
 //! is exclusive on both.
 
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use bytes::BytesMut;
 
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -17,13 +20,14 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::config::Limits;
 use crate::convert::{
-    decode_metadata, event_len, framed_len, from_engine, invalid, read_metadata, status,
-    to_new_event, to_query, to_sequenced,
+    BorrowedMetadata, decode_metadata, event_len, framed_len, from_engine, invalid, read_metadata,
+    status, to_new_event, to_query, to_sequenced,
 };
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
 use crate::served::Served;
 use crate::tenancy::Stores;
+use crate::wire::{self, EncodedRead, Sequenced};
 
 /// UmaDB's default and largest events per response (umadb-server 0.7.8:
 /// `READ_RESPONSE_BATCH_SIZE_DEFAULT` and `_MAX`).
@@ -32,7 +36,7 @@ const BATCH_MAX: u32 = 4096;
 /// Responses buffered per call before the producer waits for the client.
 const CHANNEL_DEPTH: usize = 2;
 
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(crate) type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The service: a store handle, the call limits and the shutdown signal
 /// that ends open streams.
@@ -178,16 +182,84 @@ impl Gather {
     }
 }
 
+/// Gathers encoded events into responses of at most `batch` events and
+/// of growing size up to `limits.response_bytes` encoded bytes (a single
+/// larger event goes alone), as [`Gather`] gathers messages.
+struct EncodedGather {
+    batch: usize,
+    /// The size the current response may reach.
+    bytes: usize,
+    max_bytes: usize,
+    current: BytesMut,
+    events: usize,
+    /// The position of the current response's last event.
+    last: Option<u64>,
+}
+
+impl EncodedGather {
+    fn new(batch: usize, limits: &Limits) -> EncodedGather {
+        EncodedGather {
+            batch,
+            bytes: FIRST_RESPONSE_BYTES.min(limits.response_bytes),
+            max_bytes: limits.response_bytes,
+            current: BytesMut::new(),
+            events: 0,
+            last: None,
+        }
+    }
+
+    /// Whether an event adding `w` bytes goes into the next response: the
+    /// current one holds events and is full.
+    fn full_before(&self, w: usize) -> bool {
+        self.events > 0 && (self.events >= self.batch || self.current.len() + w > self.bytes)
+    }
+
+    /// Adds `e`, whose event encodes in `event_len` bytes.
+    fn push(&mut self, e: &Sequenced<'_>, event_len: usize) {
+        if self.current.capacity() == 0 {
+            self.current.reserve(self.bytes);
+        }
+        e.put(&mut self.current, event_len);
+        self.events += 1;
+        self.last = Some(e.position);
+    }
+
+    /// The events gathered so far, and the last one's position; the next
+    /// response may be twice as large.
+    fn rest(&mut self) -> (BytesMut, Option<u64>) {
+        self.bytes = (self.bytes * 2).min(self.max_bytes);
+        self.events = 0;
+        (std::mem::take(&mut self.current), self.last.take())
+    }
+}
+
+/// Refuses an event a response cannot carry: larger, as encoded, than the
+/// server's limit per event, so that its client would refuse the message.
+fn too_large(position: u64, size: usize, limits: &Limits) -> Status {
+    status(
+        Code::ResourceExhausted,
+        ErrorType::Serialization,
+        format!(
+            "the event at position {position} is {size} bytes encoded, above this server's limit \
+             of {} bytes per event (--max-event-bytes), so a response carrying it could exceed \
+             what clients receive; it was appended through the Rust API or under a larger limit",
+            limits.event_bytes
+        ),
+    )
+}
+
 /// A read as UmaDB answers it: everything up to the head captured at the
 /// start, in responses of `batch` events, at least one response; `head` is
 /// the captured head (none for an empty store) or, when the request has a
-/// limit, the last position of the response (none when it is empty).
+/// limit, the last position of the response (none when it is empty). The
+/// events are lent by the store and encoded into the responses as they
+/// come (see `wire`).
 fn run_read(
     store: Served,
     request: v1::ReadRequest,
     limits: Limits,
     stop: watch::Receiver<bool>,
-    tx: mpsc::Sender<Result<v1::ReadResponse, Status>>,
+    tx: mpsc::Sender<Result<EncodedRead, Status>>,
 ) {
     let query = to_query(request.query);
     let backwards = request.backwards.unwrap_or(false);
@@ -210,87 +282,96 @@ fn run_read(
         (Some(s), true) => Some(s.saturating_add(1)),
     };
     options.limit = request.limit.map(|l| l as usize);
-    let head_field = |events: &[v1::SequencedEvent]| {
-        if limited {
-            events.last().map(|e| e.position)
+    let send = |(mut events, last): (BytesMut, Option<u64>)| {
+        let head = if limited {
+            last
         } else {
             (head > 0).then_some(head)
-        }
-    };
-    let mut sent = false;
-    let mut gather = Gather::new(batch, &limits);
-    let mut batches = Batches::default();
-    let send = |events: Vec<v1::SequencedEvent>| {
-        let response = v1::ReadResponse {
-            head: head_field(&events),
-            events,
         };
-        tx.blocking_send(Ok(response)).is_ok()
+        wire::put_head(&mut events, head);
+        tx.blocking_send(Ok(EncodedRead(events.freeze()))).is_ok()
     };
     let fail = |status: Status| {
         let _ = tx.blocking_send(Err(status));
     };
-    let events = match store.read(&query, options) {
-        Ok(events) => events,
-        Err(e) => return fail(from_engine(e)),
-    };
-    for event in events {
+    let mut sent = false;
+    let mut gather = EncodedGather::new(batch, &limits);
+    let mut batches = Batches::default();
+    // Why the read stopped early, if it did.
+    let mut ended: Option<Option<Status>> = None;
+    let read = store.events().read_each(&query, options, &mut |e| {
         if *stop.borrow() {
-            return;
+            ended = Some(None);
+            return ControlFlow::Break(());
         }
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => return fail(from_engine(e)),
-        };
-        if event.position > head {
+        if e.position > head {
             // Committed after the read began: never past the captured head.
-            if backwards {
-                continue;
-            }
-            break;
+            return if backwards {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            };
         }
-        let (metadata, maybe_tracked) = read_metadata(&event.metadata);
+        let (metadata, maybe_tracked) = BorrowedMetadata::read(e.metadata);
         let tracking = match maybe_tracked {
             false => None,
-            true => match batches.tracking(store.engine(), event.position) {
-                Ok(t) => t,
-                Err(e) => return fail(from_engine(e)),
+            true => match batches.tracking(store.engine(), e.position) {
+                Ok(t) => t.map(|(source, at)| (source.as_str(), *at)),
+                Err(err) => {
+                    ended = Some(Some(from_engine(err)));
+                    return ControlFlow::Break(());
+                }
             },
         };
-        let e = to_sequenced(event, metadata, tracking);
-        let w = match sized(&e, &limits) {
-            Ok(w) => w,
-            Err(status) => {
-                // What comes before it is delivered, then the error.
-                let rest = gather.rest();
-                if !rest.is_empty() && !send(rest) {
-                    return;
-                }
-                return fail(status);
-            }
+        let event = Sequenced {
+            position: e.position,
+            event_type: e.event_type,
+            tags: e.tags,
+            data: e.data,
+            uuid: metadata.uuid.or(e.id),
+            metadata: &metadata,
+            tracking,
         };
-        if let Some(full) = gather.push(e, w) {
-            if !send(full) {
-                return;
+        let size = event.event_len();
+        if size > limits.event_bytes {
+            // What comes before it is delivered, then the error.
+            let rest = gather.rest();
+            if !rest.0.is_empty() && !send(rest) {
+                ended = Some(None);
+            } else {
+                ended = Some(Some(too_large(e.position, size, &limits)));
+            }
+            return ControlFlow::Break(());
+        }
+        if gather.full_before(event.framed_len(size)) {
+            if !send(gather.rest()) {
+                ended = Some(None);
+                return ControlFlow::Break(());
             }
             sent = true;
         }
+        gather.push(&event, size);
+        ControlFlow::Continue(())
+    });
+    match (read, ended) {
+        (Err(e), _) => return fail(from_engine(e)),
+        (Ok(()), Some(Some(status))) => return fail(status),
+        (Ok(()), Some(None)) => return,
+        (Ok(()), None) => {}
     }
     let rest = gather.rest();
-    if !rest.is_empty() || !sent {
+    if !rest.0.is_empty() || !sent {
         send(rest);
     }
 }
 
-#[tonic::async_trait]
-impl v1::dcb_server::Dcb for Dcb {
-    type ReadStream = Boxed<v1::ReadResponse>;
-    type SubscribeStream = Boxed<v1::SubscribeResponse>;
-
-    async fn read(
+impl Dcb {
+    /// A read, its responses encoded straight from the events the store
+    /// lends (see `wire`): what `read_route` serves `Read` with.
+    pub(crate) async fn read_encoded(
         &self,
         request: Request<v1::ReadRequest>,
-    ) -> Result<Response<Self::ReadStream>, Status> {
+    ) -> Result<Response<Boxed<EncodedRead>>, Status> {
         let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         #[allow(deprecated)]
@@ -308,6 +389,25 @@ impl v1::dcb_server::Dcb for Dcb {
             run_read(store, request, limits, stop, tx);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl v1::dcb_server::Dcb for Dcb {
+    type ReadStream = Boxed<v1::ReadResponse>;
+    type SubscribeStream = Boxed<v1::SubscribeResponse>;
+
+    /// Served by `read_route` as [`Dcb::read_encoded`]; this is the same
+    /// read with its responses decoded, for a caller of the generated
+    /// service alone.
+    async fn read(
+        &self,
+        request: Request<v1::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let encoded = self.read_encoded(request).await?;
+        Ok(encoded.map(|responses| -> Self::ReadStream {
+            Box::pin(responses.map(|r| r.and_then(|e| e.decode())))
+        }))
     }
 
     async fn subscribe(

@@ -1,0 +1,302 @@
+//! `umadb.v1` read responses encoded straight from lent events.
+//!
+//! A read answers with events by the hundred per response. Built as prost
+//! messages, each event would be an owned `RecordedEvent` moved into a
+//! `SequencedEvent` (its type, every tag, every metadata entry and its
+//! UUID a string of its own), encoded, then freed on another thread: some
+//! ten allocations an event, most of a read's cost. Here a read's events
+//! are lent by the store ([`gesta::EventStore::read_each`]) and written
+//! into the response's bytes as they come, with nothing allocated per
+//! event; the bytes are exactly what prost writes for the same message
+//! (fields in order, defaults left out), which the tests check.
+//!
+//! Responses travel as [`EncodedRead`] through [`ReadCodec`], whose encoder
+//! copies them as they are; the route that serves `Read` with it is
+//! `read_route`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{encode_varint, encoded_len_varint};
+use tonic::Status;
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+
+use crate::convert::BorrowedMetadata;
+use crate::proto::v1;
+
+/// A field's key: its number and wire type (0: varint, 2: length-delimited).
+const fn key(field: u8, wire: u8) -> u8 {
+    field << 3 | wire
+}
+
+const VARINT: u8 = 0;
+const LEN: u8 = 2;
+
+/// A UUID's hyphenated text: 36 bytes.
+const UUID_TEXT_LEN: usize = 36;
+
+/// The bytes of a length-delimited field holding `len` bytes.
+fn framed(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// A string field as prost encodes it: left out when empty.
+fn str_field(s: &str) -> usize {
+    if s.is_empty() { 0 } else { framed(s.len()) }
+}
+
+/// A `uint64` field: left out when zero.
+fn u64_field(v: u64) -> usize {
+    if v == 0 { 0 } else { 1 + encoded_len_varint(v) }
+}
+
+/// One event as a `SequencedEvent` carries it, borrowed.
+#[derive(Clone, Copy)]
+pub(crate) struct Sequenced<'a> {
+    pub position: u64,
+    pub event_type: &'a str,
+    pub tags: gesta::Tags<'a>,
+    pub data: &'a [u8],
+    pub uuid: Option<u128>,
+    pub metadata: &'a BorrowedMetadata<'a>,
+    pub tracking: Option<(&'a str, u64)>,
+}
+
+impl Sequenced<'_> {
+    /// The encoded size of its `Event` message (what the server's limit
+    /// per event is measured on).
+    pub(crate) fn event_len(&self) -> usize {
+        let tags: usize = self.tags.map(|t| framed(t.len())).sum();
+        let data = if self.data.is_empty() {
+            0
+        } else {
+            framed(self.data.len())
+        };
+        let uuid = self.uuid.map_or(0, |_| framed(UUID_TEXT_LEN));
+        let metadata: usize = self
+            .metadata
+            .entries()
+            .map(|(k, v)| framed(str_field(k) + str_field(v)))
+            .sum();
+        str_field(self.event_type) + tags + data + uuid + metadata
+    }
+
+    /// The encoded size of the `SequencedEvent`, given its event's.
+    fn sequenced_len(&self, event_len: usize) -> usize {
+        let tracking = self.tracking.map_or(0, |(source, position)| {
+            framed(str_field(source) + u64_field(position))
+        });
+        u64_field(self.position) + framed(event_len) + tracking
+    }
+
+    /// The bytes it adds to a `ReadResponse` (field `events`, framed),
+    /// given its event's encoded size.
+    pub(crate) fn framed_len(&self, event_len: usize) -> usize {
+        framed(self.sequenced_len(event_len))
+    }
+
+    /// Writes it into `out` as one entry of a `ReadResponse`'s `events`,
+    /// given its event's encoded size ([`event_len`](Self::event_len)).
+    pub(crate) fn put(&self, out: &mut BytesMut, event_len: usize) {
+        out.put_u8(key(1, LEN));
+        encode_varint(self.sequenced_len(event_len) as u64, out);
+        if self.position != 0 {
+            out.put_u8(key(1, VARINT));
+            encode_varint(self.position, out);
+        }
+        out.put_u8(key(2, LEN));
+        encode_varint(event_len as u64, out);
+        put_str(out, 1, self.event_type);
+        for tag in self.tags {
+            // A repeated field's every value is written, empty or not.
+            out.put_u8(key(2, LEN));
+            encode_varint(tag.len() as u64, out);
+            out.put_slice(tag.as_bytes());
+        }
+        if !self.data.is_empty() {
+            out.put_u8(key(3, LEN));
+            encode_varint(self.data.len() as u64, out);
+            out.put_slice(self.data);
+        }
+        if let Some(uuid) = self.uuid {
+            let mut text = [0u8; UUID_TEXT_LEN];
+            let text = uuid::Uuid::from_u128(uuid)
+                .hyphenated()
+                .encode_lower(&mut text);
+            put_str(out, 4, text);
+        }
+        for (k, v) in self.metadata.entries() {
+            out.put_u8(key(5, LEN));
+            encode_varint((str_field(k) + str_field(v)) as u64, out);
+            put_str(out, 1, k);
+            put_str(out, 2, v);
+        }
+        if let Some((source, position)) = self.tracking {
+            out.put_u8(key(3, LEN));
+            encode_varint((str_field(source) + u64_field(position)) as u64, out);
+            put_str(out, 1, source);
+            if position != 0 {
+                out.put_u8(key(2, VARINT));
+                encode_varint(position, out);
+            }
+        }
+    }
+}
+
+/// A string field, left out when empty.
+fn put_str(out: &mut BytesMut, field: u8, s: &str) {
+    if !s.is_empty() {
+        out.put_u8(key(field, LEN));
+        encode_varint(s.len() as u64, out);
+        out.put_slice(s.as_bytes());
+    }
+}
+
+/// Ends a `ReadResponse` whose events `out` holds with its `head`.
+pub(crate) fn put_head(out: &mut BytesMut, head: Option<u64>) {
+    if let Some(head) = head {
+        // An `optional` field is written when set, zero included.
+        out.put_u8(key(2, VARINT));
+        encode_varint(head, out);
+    }
+}
+
+/// One `ReadResponse`, encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EncodedRead(pub Bytes);
+
+impl EncodedRead {
+    /// The response as prost decodes it.
+    pub(crate) fn decode(&self) -> Result<v1::ReadResponse, Status> {
+        <v1::ReadResponse as prost::Message>::decode(self.0.clone())
+            .map_err(|e| Status::internal(format!("an encoded read response: {e}")))
+    }
+}
+
+/// `Read`'s codec: requests decoded by prost, responses sent as encoded.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReadCodec;
+
+/// Writes an [`EncodedRead`] as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RawEncoder;
+
+impl Encoder for RawEncoder {
+    type Item = EncodedRead;
+    type Error = Status;
+
+    fn encode(&mut self, item: EncodedRead, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item.0);
+        Ok(())
+    }
+}
+
+impl Codec for ReadCodec {
+    type Encode = EncodedRead;
+    type Decode = v1::ReadRequest;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<v1::ReadRequest>;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::*;
+    use crate::convert::{ProtocolMetadata, encode_metadata, read_metadata, to_sequenced};
+
+    fn names() -> impl Strategy<Value = String> {
+        prop_oneof![Just(String::new()), "[a-z:é]{1,12}", "[a-z]{120,140}"]
+    }
+
+    /// Metadata bytes of every kind a read meets: none, the protocol's
+    /// form (with or without a UUID, entries, tracking), raw bytes
+    /// (UTF-8 or not), and damaged protocol forms (shown raw).
+    fn metadata() -> impl Strategy<Value = Vec<u8>> {
+        let protocol = || {
+            (
+                prop::option::of(any::<u128>()),
+                prop::collection::vec((names(), names()), 0..4),
+                any::<bool>(),
+            )
+                .prop_map(|(uuid, entries, tracked)| {
+                    encode_metadata(&ProtocolMetadata {
+                        uuid,
+                        entries,
+                        tracked,
+                    })
+                    .to_vec()
+                })
+        };
+        prop_oneof![
+            Just(Vec::new()),
+            protocol(),
+            "[ -~]{1,40}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 1..40),
+            protocol().prop_map(|mut b| {
+                b.pop();
+                b
+            }),
+        ]
+    }
+
+    proptest! {
+        /// An event written here is byte for byte what prost writes for the
+        /// `SequencedEvent` the owned path builds, framed as an entry of a
+        /// `ReadResponse`, and the sizes agree with prost's.
+        #[test]
+        fn events_encode_as_prost_encodes_them(
+            position in prop_oneof![Just(0u64), 1u64..200, any::<u64>()],
+            event_type in names(),
+            tags in prop::collection::vec(names(), 0..4),
+            data in prop::collection::vec(any::<u8>(), 0..300),
+            id in prop::option::of(any::<u128>()),
+            metadata in metadata(),
+            tracking in prop::option::of((names(), prop_oneof![Just(0u64), any::<u64>()])),
+            head in prop::option::of(prop_oneof![Just(0u64), any::<u64>()]),
+        ) {
+            let recorded = gesta::RecordedEvent {
+                position,
+                event_type: event_type.clone(),
+                tags: tags.clone(),
+                data: Bytes::from(data.clone()),
+                metadata: Bytes::from(metadata.clone()),
+                id,
+                stream: None,
+                revision: None,
+                timestamp_micros: 0,
+            };
+            let tracking_owned = tracking.clone();
+            let (owned_meta, _) = read_metadata(&metadata);
+            let want = to_sequenced(recorded, owned_meta, tracking_owned.as_ref());
+            let want_response = v1::ReadResponse { events: vec![want.clone(), want.clone()], head };
+
+            let (borrowed, _) = BorrowedMetadata::read(&metadata);
+            let e = Sequenced {
+                position,
+                event_type: &event_type,
+                tags: gesta::Tags::strings(&tags),
+                data: &data,
+                uuid: borrowed.uuid.or(id),
+                metadata: &borrowed,
+                tracking: tracking.as_ref().map(|(s, p)| (s.as_str(), *p)),
+            };
+            let event_len = e.event_len();
+            prop_assert_eq!(event_len, want.event.as_ref().unwrap().encoded_len());
+            let mut out = BytesMut::new();
+            e.put(&mut out, event_len);
+            prop_assert_eq!(out.len(), e.framed_len(event_len));
+            e.put(&mut out, event_len);
+            put_head(&mut out, head);
+            prop_assert_eq!(&out[..], &want_response.encode_to_vec()[..]);
+            prop_assert_eq!(EncodedRead(out.freeze()).decode().unwrap(), want_response);
+        }
+    }
+}
