@@ -123,16 +123,7 @@ fn sized(e: &v1::SequencedEvent, limits: &Limits) -> Result<usize, Status> {
         debug_assert_eq!(framed, framed_len(e));
         return Ok(framed);
     }
-    Err(status(
-        Code::ResourceExhausted,
-        ErrorType::Serialization,
-        format!(
-            "the event at position {} is {size} bytes encoded, above this server's limit of {} \
-             bytes per event (--max-event-bytes), so a response carrying it could exceed what \
-             clients receive; it was appended through the Rust API or under a larger limit",
-            e.position, limits.event_bytes
-        ),
-    ))
+    Err(too_large(e.position, size, limits))
 }
 
 /// The first response of a read or catch-up holds about this many bytes;
@@ -141,14 +132,40 @@ fn sized(e: &v1::SequencedEvent, limits: &Limits) -> Result<usize, Status> {
 /// and encodes the next, while long reads still travel in large responses.
 const FIRST_RESPONSE_BYTES: usize = 16 << 10;
 
-/// Gathers events into responses of at most `batch` events and of
-/// growing size up to `limits.response_bytes` encoded bytes (a single
-/// larger event goes alone).
-struct Gather {
+/// What a response of a read or catch-up may hold: at most `batch`
+/// events, and encoded bytes of a growing size up to `limits.response_bytes`
+/// (a single larger event goes alone).
+struct Budget {
     batch: usize,
     /// The size the current response may reach.
     bytes: usize,
     max_bytes: usize,
+}
+
+impl Budget {
+    fn new(batch: usize, limits: &Limits) -> Budget {
+        Budget {
+            batch,
+            bytes: FIRST_RESPONSE_BYTES.min(limits.response_bytes),
+            max_bytes: limits.response_bytes,
+        }
+    }
+
+    /// Whether a response of `events` events and `size` bytes is full
+    /// before an event that adds `w` bytes (never while it is empty).
+    fn full(&self, events: usize, size: usize, w: usize) -> bool {
+        events > 0 && (events >= self.batch || size + w > self.bytes)
+    }
+
+    /// Lets the next response be twice as large.
+    fn grow(&mut self) {
+        self.bytes = (self.bytes * 2).min(self.max_bytes);
+    }
+}
+
+/// Gathers events into responses within a [`Budget`].
+struct Gather {
+    budget: Budget,
     current: Vec<v1::SequencedEvent>,
     size: usize,
 }
@@ -156,9 +173,7 @@ struct Gather {
 impl Gather {
     fn new(batch: usize, limits: &Limits) -> Gather {
         Gather {
-            batch,
-            bytes: FIRST_RESPONSE_BYTES.min(limits.response_bytes),
-            max_bytes: limits.response_bytes,
+            budget: Budget::new(batch, limits),
             current: Vec::new(),
             size: 0,
         }
@@ -167,8 +182,9 @@ impl Gather {
     /// Adds `e`, which adds `w` bytes to a response ([`sized`]),
     /// returning the full response it does not fit in, if any.
     fn push(&mut self, e: v1::SequencedEvent, w: usize) -> Option<Vec<v1::SequencedEvent>> {
-        let full = (!self.current.is_empty()
-            && (self.current.len() >= self.batch || self.size + w > self.bytes))
+        let full = self
+            .budget
+            .full(self.current.len(), self.size, w)
             .then(|| self.rest());
         self.size += w;
         self.current.push(e);
@@ -177,19 +193,15 @@ impl Gather {
 
     fn rest(&mut self) -> Vec<v1::SequencedEvent> {
         self.size = 0;
-        self.bytes = (self.bytes * 2).min(self.max_bytes);
+        self.budget.grow();
         std::mem::take(&mut self.current)
     }
 }
 
-/// Gathers encoded events into responses of at most `batch` events and
-/// of growing size up to `limits.response_bytes` encoded bytes (a single
-/// larger event goes alone), as [`Gather`] gathers messages.
+/// Gathers encoded events into responses within a [`Budget`], as
+/// [`Gather`] gathers messages.
 struct EncodedGather {
-    batch: usize,
-    /// The size the current response may reach.
-    bytes: usize,
-    max_bytes: usize,
+    budget: Budget,
     current: BytesMut,
     events: usize,
     /// The position of the current response's last event.
@@ -199,35 +211,31 @@ struct EncodedGather {
 impl EncodedGather {
     fn new(batch: usize, limits: &Limits) -> EncodedGather {
         EncodedGather {
-            batch,
-            bytes: FIRST_RESPONSE_BYTES.min(limits.response_bytes),
-            max_bytes: limits.response_bytes,
+            budget: Budget::new(batch, limits),
             current: BytesMut::new(),
             events: 0,
             last: None,
         }
     }
 
-    /// Whether an event adding `w` bytes goes into the next response: the
-    /// current one holds events and is full.
+    /// Whether an event adding `w` bytes goes into the next response.
     fn full_before(&self, w: usize) -> bool {
-        self.events > 0 && (self.events >= self.batch || self.current.len() + w > self.bytes)
+        self.budget.full(self.events, self.current.len(), w)
     }
 
     /// Adds `e`, whose event encodes in `event_len` bytes.
     fn push(&mut self, e: &Sequenced<'_>, event_len: usize) {
         if self.current.capacity() == 0 {
-            self.current.reserve(self.bytes);
+            self.current.reserve(self.budget.bytes);
         }
         e.put(&mut self.current, event_len);
         self.events += 1;
         self.last = Some(e.position);
     }
 
-    /// The events gathered so far, and the last one's position; the next
-    /// response may be twice as large.
+    /// The events gathered so far, and the last one's position.
     fn rest(&mut self) -> (BytesMut, Option<u64>) {
-        self.bytes = (self.bytes * 2).min(self.max_bytes);
+        self.budget.grow();
         self.events = 0;
         (std::mem::take(&mut self.current), self.last.take())
     }
