@@ -296,49 +296,6 @@ pub(crate) fn to_query(q: Option<v1::Query>) -> gesta::Query {
     }
 }
 
-/// A recorded event as the protocol returns it, with its decoded metadata
-/// ([`read_metadata`]) and the tracking info its batch was appended with.
-pub(crate) fn to_sequenced(
-    e: gesta::RecordedEvent,
-    decoded: ProtocolMetadata,
-    tracking: Option<&(String, u64)>,
-) -> v1::SequencedEvent {
-    let metadata = decoded
-        .entries
-        .into_iter()
-        .map(|(key, value)| v1::MetadataEntry { key, value })
-        .collect();
-    let uuid = decoded.uuid.or(e.id);
-    v1::SequencedEvent {
-        position: e.position,
-        event: Some(v1::Event {
-            event_type: e.event_type,
-            tags: e.tags,
-            data: e.data,
-            uuid: uuid
-                .map(|id| uuid::Uuid::from_u128(id).hyphenated().to_string())
-                .unwrap_or_default(),
-            metadata,
-        }),
-        tracking_info: tracking.map(|(source, position)| v1::TrackingInfo {
-            source: source.clone(),
-            position: *position,
-        }),
-    }
-}
-
-/// The bytes an event adds to a response: its encoded `SequencedEvent`
-/// with the field's key and length.
-pub(crate) fn framed_len(e: &v1::SequencedEvent) -> usize {
-    let len = e.encoded_len();
-    1 + prost::encoding::encoded_len_varint(len as u64) + len
-}
-
-/// The encoded size of the `Event` inside `e`.
-pub(crate) fn event_len(e: &v1::SequencedEvent) -> usize {
-    e.event.as_ref().map_or(0, Message::encoded_len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

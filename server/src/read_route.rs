@@ -1,8 +1,10 @@
-//! The route of `umadb.v1.DCB/Read`: served with [`ReadCodec`], whose
-//! responses are encoded straight from lent events (see `wire`), in front
-//! of the generated service, which serves every other method (and whose
-//! own `Read` decodes the same responses).
+//! The routes of `umadb.v1.DCB/Read` and `Subscribe`: served with
+//! [`EncodedCodec`], whose responses are encoded straight from the events
+//! (see `wire`), in front of the generated service, which serves every
+//! other method (and whose own `Read` and `Subscribe` decode the same
+//! responses).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tonic::body::Body;
@@ -12,20 +14,20 @@ use tonic::server::{Grpc, NamedService, ServerStreamingService};
 use crate::proto::v1;
 use crate::proto::v1::dcb_server::DcbServer;
 use crate::service::{Boxed, Dcb};
-use crate::wire::{EncodedRead, ReadCodec};
+use crate::wire::{EncodedCodec, EncodedRead};
 
-/// The method's path.
 const READ_PATH: &str = "/umadb.v1.DCB/Read";
+const SUBSCRIBE_PATH: &str = "/umadb.v1.DCB/Subscribe";
 
-/// The DCB service with its `Read` served as [`Dcb::read_encoded`].
+/// The DCB service with its `Read` served as [`Dcb::read_encoded`] and
+/// its `Subscribe` as [`Dcb::subscribe_encoded`].
 #[derive(Clone)]
 pub(crate) struct ReadRoute {
     dcb: Arc<Dcb>,
     service: DcbServer<Dcb>,
     /// The largest request and response, as the generated service has
     /// them.
-    max_decoding: usize,
-    max_encoding: usize,
+    max_message_bytes: usize,
 }
 
 impl ReadRoute {
@@ -38,23 +40,49 @@ impl ReadRoute {
         ReadRoute {
             dcb,
             service,
-            max_decoding: max_message_bytes,
-            max_encoding: max_message_bytes,
+            max_message_bytes,
         }
+    }
+
+    /// Serves `request` with the server-streaming `method` over
+    /// [`EncodedCodec`].
+    fn streaming<Req, M, B>(
+        &self,
+        method: M,
+        request: http::Request<B>,
+    ) -> BoxFuture<http::Response<Body>, std::convert::Infallible>
+    where
+        Req: prost::Message + Default + Send + 'static,
+        M: ServerStreamingService<Req, Response = EncodedRead> + Send + 'static,
+        M::ResponseStream: Send + 'static,
+        M::Future: Send,
+        B: HttpBody + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        let max = Some(self.max_message_bytes);
+        let mut grpc =
+            Grpc::new(EncodedCodec::<Req>::default()).apply_max_message_size_config(max, max);
+        Box::pin(async move { Ok(grpc.server_streaming(method, request).await) })
     }
 }
 
-/// `Read` as a server-streaming method over [`ReadCodec`].
-struct Read(Arc<Dcb>);
+/// A server-streaming method of [`Dcb`] whose responses are encoded.
+struct Encoded<F>(Arc<Dcb>, F);
 
-impl ServerStreamingService<v1::ReadRequest> for Read {
+impl<Req, F, Fut> ServerStreamingService<Req> for Encoded<F>
+where
+    Req: Send + 'static,
+    F: Fn(Arc<Dcb>, tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Boxed<EncodedRead>>, tonic::Status>>
+        + Send
+        + 'static,
+{
     type Response = EncodedRead;
     type ResponseStream = Boxed<EncodedRead>;
     type Future = BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
 
-    fn call(&mut self, request: tonic::Request<v1::ReadRequest>) -> Self::Future {
-        let dcb = Arc::clone(&self.0);
-        Box::pin(async move { dcb.read_encoded(request).await })
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        Box::pin((self.1)(Arc::clone(&self.0), request))
     }
 }
 
@@ -72,13 +100,23 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != READ_PATH {
-            return self.service.call(request);
+        let dcb = Arc::clone(&self.dcb);
+        match request.uri().path() {
+            READ_PATH => self.streaming::<v1::ReadRequest, _, _>(
+                Encoded(
+                    dcb,
+                    |dcb: Arc<Dcb>, r| async move { dcb.read_encoded(r).await },
+                ),
+                request,
+            ),
+            SUBSCRIBE_PATH => self.streaming::<v1::SubscribeRequest, _, _>(
+                Encoded(dcb, |dcb: Arc<Dcb>, r| async move {
+                    dcb.subscribe_encoded(r).await
+                }),
+                request,
+            ),
+            _ => self.service.call(request),
         }
-        let method = Read(Arc::clone(&self.dcb));
-        let mut grpc = Grpc::new(ReadCodec)
-            .apply_max_message_size_config(Some(self.max_decoding), Some(self.max_encoding));
-        Box::pin(async move { Ok(grpc.server_streaming(method, request).await) })
     }
 }
 

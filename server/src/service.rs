@@ -13,15 +13,13 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use futures::{Stream, StreamExt};
-use prost::Message;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::Limits;
 use crate::convert::{
-    BorrowedMetadata, decode_metadata, event_len, framed_len, from_engine, invalid, read_metadata,
-    status, to_new_event, to_query, to_sequenced,
+    BorrowedMetadata, decode_metadata, from_engine, invalid, status, to_new_event, to_query,
 };
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
@@ -103,29 +101,6 @@ impl Batches {
     }
 }
 
-/// The bytes `e` adds to a response ([`framed_len`], computed from the
-/// size of its event, which is measured once); refuses an event a response
-/// cannot carry: larger than the server's event limit as encoded, so that
-/// its client would refuse the message.
-fn sized(e: &v1::SequencedEvent, limits: &Limits) -> Result<usize, Status> {
-    let size = event_len(e);
-    if size <= limits.event_bytes {
-        let field = |len: usize| 1 + prost::encoding::encoded_len_varint(len as u64) + len;
-        let position = match e.position {
-            0 => 0,
-            p => 1 + prost::encoding::encoded_len_varint(p),
-        };
-        let tracking = e
-            .tracking_info
-            .as_ref()
-            .map_or(0, |t| field(t.encoded_len()));
-        let framed = field(position + field(size) + tracking);
-        debug_assert_eq!(framed, framed_len(e));
-        return Ok(framed);
-    }
-    Err(too_large(e.position, size, limits))
-}
-
 /// The first response of a read or catch-up holds about this many bytes;
 /// each next one twice as many, up to the response limit. A reader then
 /// gets its first events early and decodes them while the server reads
@@ -163,43 +138,7 @@ impl Budget {
     }
 }
 
-/// Gathers events into responses within a [`Budget`].
-struct Gather {
-    budget: Budget,
-    current: Vec<v1::SequencedEvent>,
-    size: usize,
-}
-
-impl Gather {
-    fn new(batch: usize, limits: &Limits) -> Gather {
-        Gather {
-            budget: Budget::new(batch, limits),
-            current: Vec::new(),
-            size: 0,
-        }
-    }
-
-    /// Adds `e`, which adds `w` bytes to a response ([`sized`]),
-    /// returning the full response it does not fit in, if any.
-    fn push(&mut self, e: v1::SequencedEvent, w: usize) -> Option<Vec<v1::SequencedEvent>> {
-        let full = self
-            .budget
-            .full(self.current.len(), self.size, w)
-            .then(|| self.rest());
-        self.size += w;
-        self.current.push(e);
-        full
-    }
-
-    fn rest(&mut self) -> Vec<v1::SequencedEvent> {
-        self.size = 0;
-        self.budget.grow();
-        std::mem::take(&mut self.current)
-    }
-}
-
-/// Gathers encoded events into responses within a [`Budget`], as
-/// [`Gather`] gathers messages.
+/// Gathers encoded events into responses within a [`Budget`].
 struct EncodedGather {
     budget: Budget,
     current: BytesMut,
@@ -398,30 +337,14 @@ impl Dcb {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
-}
 
-#[tonic::async_trait]
-impl v1::dcb_server::Dcb for Dcb {
-    type ReadStream = Boxed<v1::ReadResponse>;
-    type SubscribeStream = Boxed<v1::SubscribeResponse>;
-
-    /// Served by `read_route` as [`Dcb::read_encoded`]; this is the same
-    /// read with its responses decoded, for a caller of the generated
-    /// service alone.
-    async fn read(
-        &self,
-        request: Request<v1::ReadRequest>,
-    ) -> Result<Response<Self::ReadStream>, Status> {
-        let encoded = self.read_encoded(request).await?;
-        Ok(encoded.map(|responses| -> Self::ReadStream {
-            Box::pin(responses.map(|r| r.and_then(|e| e.decode())))
-        }))
-    }
-
-    async fn subscribe(
+    /// A subscription, its responses encoded from the events of the
+    /// engine's feed (see `wire`): what `read_route` serves `Subscribe`
+    /// with.
+    pub(crate) async fn subscribe_encoded(
         &self,
         request: Request<v1::SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
+    ) -> Result<Response<Boxed<EncodedRead>>, Status> {
         let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         let query = to_query(request.query);
@@ -458,7 +381,7 @@ impl v1::dcb_server::Dcb for Dcb {
                         return;
                     }
                 };
-                let mut gather = Gather::new(batch, &limits);
+                let mut gather = EncodedGather::new(batch, &limits);
                 let mut responses = Vec::new();
                 // One append's events: one batch, one lookup.
                 let tracking = match recorded
@@ -472,23 +395,34 @@ impl v1::dcb_server::Dcb for Dcb {
                     }
                     None => None,
                 };
-                for e in recorded.into_iter().filter(|e| e.position > after) {
-                    let metadata = read_metadata(&e.metadata).0;
-                    let e = to_sequenced(e, metadata, tracking.as_ref());
-                    let w = match sized(&e, &limits) {
-                        Ok(w) => w,
-                        Err(status) => {
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
+                for e in recorded.iter().filter(|e| e.position > after) {
+                    let (metadata, _) = BorrowedMetadata::read(&e.metadata);
+                    let event = Sequenced {
+                        position: e.position,
+                        event_type: &e.event_type,
+                        tags: gesta::Tags::strings(&e.tags),
+                        data: &e.data,
+                        uuid: metadata.uuid.or(e.id),
+                        metadata: &metadata,
+                        tracking: tracking.as_ref().map(|(s, p)| (s.as_str(), *p)),
                     };
-                    responses.extend(gather.push(e, w));
+                    let size = event.event_len();
+                    if size > limits.event_bytes {
+                        let _ = tx.send(Err(too_large(e.position, size, &limits))).await;
+                        return;
+                    }
+                    if gather.full_before(event.framed_len(size)) {
+                        responses.push(gather.rest().0);
+                    }
+                    gather.push(&event, size);
                 }
-                responses.push(gather.rest());
+                responses.push(gather.rest().0);
                 for events in responses.into_iter().filter(|r| !r.is_empty()) {
+                    // No head: a `SubscribeResponse` has none.
+                    let response = EncodedRead(events.freeze());
                     // A client that stops reading must not hold up shutdown.
                     tokio::select! {
-                        sent = tx.send(Ok(v1::SubscribeResponse { events })) => {
+                        sent = tx.send(Ok(response)) => {
                             if sent.is_err() {
                                 return;
                             }
@@ -499,6 +433,37 @@ impl v1::dcb_server::Dcb for Dcb {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl v1::dcb_server::Dcb for Dcb {
+    type ReadStream = Boxed<v1::ReadResponse>;
+    type SubscribeStream = Boxed<v1::SubscribeResponse>;
+
+    /// Served by `read_route` as [`Dcb::read_encoded`]; this is the same
+    /// read with its responses decoded, for a caller of the generated
+    /// service alone.
+    async fn read(
+        &self,
+        request: Request<v1::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let encoded = self.read_encoded(request).await?;
+        Ok(encoded.map(|responses| -> Self::ReadStream {
+            Box::pin(responses.map(|r| r.and_then(|e| e.decode())))
+        }))
+    }
+
+    /// Served by `read_route` as [`Dcb::subscribe_encoded`]; this is the
+    /// same subscription with its responses decoded.
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let encoded = self.subscribe_encoded(request).await?;
+        Ok(encoded.map(|responses| -> Self::SubscribeStream {
+            Box::pin(responses.map(|r| r.and_then(|e| e.decode())))
+        }))
     }
 
     async fn append(

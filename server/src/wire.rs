@@ -10,9 +10,11 @@
 //! event; the bytes are exactly what prost writes for the same message
 //! (fields in order, defaults left out), which the tests check.
 //!
-//! Responses travel as [`EncodedRead`] through [`ReadCodec`], whose encoder
-//! copies them as they are; the route that serves `Read` with it is
-//! `read_route`.
+//! Responses travel as [`EncodedRead`] through [`EncodedCodec`], whose
+//! encoder copies them as they are; the route that serves `Read` and
+//! `Subscribe` with it is `read_route`. A subscription's events come owned
+//! from the engine's feed, and are encoded from the owned events, which
+//! still saves the messages.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_varint, encoded_len_varint};
@@ -20,7 +22,6 @@ use tonic::Status;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 
 use crate::convert::BorrowedMetadata;
-use crate::proto::v1;
 
 /// A field's key: its number and wire type (0: varint, 2: length-delimited).
 const fn key(field: u8, wire: u8) -> u8 {
@@ -164,16 +165,24 @@ pub(crate) fn put_head(out: &mut BytesMut, head: Option<u64>) {
 pub(crate) struct EncodedRead(pub Bytes);
 
 impl EncodedRead {
-    /// The response as prost decodes it.
-    pub(crate) fn decode(&self) -> Result<v1::ReadResponse, Status> {
-        <v1::ReadResponse as prost::Message>::decode(self.0.clone())
-            .map_err(|e| Status::internal(format!("an encoded read response: {e}")))
+    /// The response as prost decodes it: a `ReadResponse`, or a
+    /// `SubscribeResponse` (written without a head).
+    pub(crate) fn decode<M: prost::Message + Default>(&self) -> Result<M, Status> {
+        M::decode(self.0.clone()).map_err(|e| Status::internal(format!("an encoded response: {e}")))
     }
 }
 
-/// `Read`'s codec: requests decoded by prost, responses sent as encoded.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ReadCodec;
+/// The codec of `Read` and `Subscribe`: requests (`Req`) decoded by prost,
+/// responses sent as encoded. A `SubscribeResponse` is a `ReadResponse`
+/// without its `head` (field 1 is the events in both).
+#[derive(Debug)]
+pub(crate) struct EncodedCodec<Req>(std::marker::PhantomData<Req>);
+
+impl<Req> Default for EncodedCodec<Req> {
+    fn default() -> Self {
+        EncodedCodec(std::marker::PhantomData)
+    }
+}
 
 /// Writes an [`EncodedRead`] as it is.
 #[derive(Clone, Copy, Debug, Default)]
@@ -189,11 +198,11 @@ impl Encoder for RawEncoder {
     }
 }
 
-impl Codec for ReadCodec {
+impl<Req: prost::Message + Default + Send + 'static> Codec for EncodedCodec<Req> {
     type Encode = EncodedRead;
-    type Decode = v1::ReadRequest;
+    type Decode = Req;
     type Encoder = RawEncoder;
-    type Decoder = tonic_prost::ProstDecoder<v1::ReadRequest>;
+    type Decoder = tonic_prost::ProstDecoder<Req>;
 
     fn encoder(&mut self) -> RawEncoder {
         RawEncoder
@@ -210,7 +219,41 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::convert::{ProtocolMetadata, encode_metadata, read_metadata, to_sequenced};
+    use crate::convert::{ProtocolMetadata, encode_metadata, read_metadata};
+    use crate::proto::v1;
+
+    /// The message prost would be given for `e`: its metadata decoded as
+    /// the protocol shows it, its UUID that of the metadata or else its id,
+    /// and its batch's tracking info.
+    fn to_sequenced(
+        e: gesta::RecordedEvent,
+        decoded: ProtocolMetadata,
+        tracking: Option<&(String, u64)>,
+    ) -> v1::SequencedEvent {
+        let metadata = decoded
+            .entries
+            .into_iter()
+            .map(|(key, value)| v1::MetadataEntry { key, value })
+            .collect();
+        v1::SequencedEvent {
+            position: e.position,
+            event: Some(v1::Event {
+                event_type: e.event_type,
+                tags: e.tags,
+                data: e.data,
+                uuid: decoded
+                    .uuid
+                    .or(e.id)
+                    .map(|id| uuid::Uuid::from_u128(id).hyphenated().to_string())
+                    .unwrap_or_default(),
+                metadata,
+            }),
+            tracking_info: tracking.map(|(source, position)| v1::TrackingInfo {
+                source: source.clone(),
+                position: *position,
+            }),
+        }
+    }
 
     fn names() -> impl Strategy<Value = String> {
         prop_oneof![Just(String::new()), "[a-z:é]{1,12}", "[a-z]{120,140}"]
@@ -296,7 +339,7 @@ mod tests {
             e.put(&mut out, event_len);
             put_head(&mut out, head);
             prop_assert_eq!(&out[..], &want_response.encode_to_vec()[..]);
-            prop_assert_eq!(EncodedRead(out.freeze()).decode().unwrap(), want_response);
+            prop_assert_eq!(EncodedRead(out.freeze()).decode::<v1::ReadResponse>().unwrap(), want_response);
         }
     }
 }
