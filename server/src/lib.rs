@@ -34,11 +34,11 @@ pub mod client;
 pub mod command;
 mod config;
 mod convert;
+mod encoded_route;
 mod gesta_v1;
 mod legacy;
 pub mod metrics;
 pub mod observe;
-mod read_route;
 pub mod replication;
 mod served;
 mod service;
@@ -234,7 +234,7 @@ async fn serve_stores_on(
     }
     let gesta = tonic::service::interceptor::InterceptedService::new(gesta, check);
     let dcb = service::Dcb::new(store, config.limits(), streams, stop_rx.clone());
-    let dcb = read_route::ReadRoute::new(dcb, config.max_message_bytes);
+    let dcb = encoded_route::EncodedRoute::new(dcb, config.max_message_bytes);
     let mut check = auth::ApiKey::new(config.api_key.clone());
     if let Some(keys) = &keys {
         check = check.for_tenants(keys);

@@ -314,7 +314,7 @@ fn run_read(
 
 impl Dcb {
     /// A read, its responses encoded straight from the events the store
-    /// lends (see `wire`): what `read_route` serves `Read` with.
+    /// lends (see `wire`): what `encoded_route` serves `Read` with.
     pub(crate) async fn read_encoded(
         &self,
         request: Request<v1::ReadRequest>,
@@ -339,7 +339,7 @@ impl Dcb {
     }
 
     /// A subscription, its responses encoded from the events of the
-    /// engine's feed (see `wire`): what `read_route` serves `Subscribe`
+    /// engine's feed (see `wire`): what `encoded_route` serves `Subscribe`
     /// with.
     pub(crate) async fn subscribe_encoded(
         &self,
@@ -441,7 +441,7 @@ impl v1::dcb_server::Dcb for Dcb {
     type ReadStream = Boxed<v1::ReadResponse>;
     type SubscribeStream = Boxed<v1::SubscribeResponse>;
 
-    /// Served by `read_route` as [`Dcb::read_encoded`]; this is the same
+    /// Served by `encoded_route` as [`Dcb::read_encoded`]; this is the same
     /// read with its responses decoded, for a caller of the generated
     /// service alone.
     async fn read(
@@ -454,7 +454,7 @@ impl v1::dcb_server::Dcb for Dcb {
         }))
     }
 
-    /// Served by `read_route` as [`Dcb::subscribe_encoded`]; this is the
+    /// Served by `encoded_route` as [`Dcb::subscribe_encoded`]; this is the
     /// same subscription with its responses decoded.
     async fn subscribe(
         &self,

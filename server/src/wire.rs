@@ -12,7 +12,7 @@
 //!
 //! Responses travel as [`EncodedRead`] through [`EncodedCodec`], whose
 //! encoder copies them as they are; the route that serves `Read` and
-//! `Subscribe` with it is `read_route`. A subscription's events come owned
+//! `Subscribe` with it is `encoded_route`. A subscription's events come owned
 //! from the engine's feed, and are encoded from the owned events, which
 //! still saves the messages.
 

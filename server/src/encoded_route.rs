@@ -22,7 +22,7 @@ const SUBSCRIBE_PATH: &str = "/umadb.v1.DCB/Subscribe";
 /// The DCB service with its `Read` served as [`Dcb::read_encoded`] and
 /// its `Subscribe` as [`Dcb::subscribe_encoded`].
 #[derive(Clone)]
-pub(crate) struct ReadRoute {
+pub(crate) struct EncodedRoute {
     dcb: Arc<Dcb>,
     service: DcbServer<Dcb>,
     /// The largest request and response, as the generated service has
@@ -30,14 +30,14 @@ pub(crate) struct ReadRoute {
     max_message_bytes: usize,
 }
 
-impl ReadRoute {
+impl EncodedRoute {
     /// `dcb` served with messages of at most `max_message_bytes` each way.
-    pub(crate) fn new(dcb: Dcb, max_message_bytes: usize) -> ReadRoute {
+    pub(crate) fn new(dcb: Dcb, max_message_bytes: usize) -> EncodedRoute {
         let dcb = Arc::new(dcb);
         let service = DcbServer::from_arc(Arc::clone(&dcb))
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes);
-        ReadRoute {
+        EncodedRoute {
             dcb,
             service,
             max_message_bytes,
@@ -86,7 +86,7 @@ where
     }
 }
 
-impl<B> Service<http::Request<B>> for ReadRoute
+impl<B> Service<http::Request<B>> for EncodedRoute
 where
     B: HttpBody + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -120,6 +120,6 @@ where
     }
 }
 
-impl NamedService for ReadRoute {
+impl NamedService for EncodedRoute {
     const NAME: &'static str = crate::SERVICE_NAME;
 }
