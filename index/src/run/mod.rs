@@ -61,6 +61,10 @@ pub struct Run {
     /// The directory entries of the id keys, `ids.0..ids.1` (all keys of one
     /// kind are adjacent).
     ids: (usize, usize),
+    /// Whether every key of the id kind is an id key, so that the ids can
+    /// be searched by their values (else every key is searched by its
+    /// bytes).
+    ids_whole: bool,
     /// Every [`FENCE_EVERY`]-th id key's id, read on the first lookup of an
     /// id in a run holding at least [`FENCES_FROM`] of them (`None` if a
     /// key was unreadable; the search then goes without).
@@ -84,7 +88,7 @@ impl Run {
     /// Opens the run in `bytes` (typically a mapped file), verifying its
     /// magic, version, checksum and structure.
     pub fn open(bytes: Bytes) -> Result<Run, RunError> {
-        let (layout, footer) = open::open(&bytes)?;
+        let (layout, footer, ids_whole) = open::open(&bytes)?;
         let kind_below = |kind: u8| partition(&bytes, &layout, |k| k.first() < Some(&kind));
         let ids = kind_below(KIND_ID)
             .zip(kind_below(KIND_ID + 1))
@@ -97,6 +101,7 @@ impl Run {
             covers: footer.covers,
             postings: footer.posting_count,
             ids,
+            ids_whole,
             fences: OnceLock::new(),
             dense: DenseLists::new(bytes.len()),
             bytes,
@@ -138,7 +143,9 @@ impl Run {
         if !filter::may_contain(filter, probe) {
             return None;
         }
-        if let Some(id) = id_of(key) {
+        if self.ids_whole
+            && let Some(id) = id_of(key)
+        {
             return self.find_id(b, id);
         }
         let (mut lo, mut hi) = (0, self.layout.key_count);

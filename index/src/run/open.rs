@@ -15,6 +15,7 @@ use super::format::{
 };
 use super::layout::Layout;
 use crate::filter::FILTER_BLOCK;
+use crate::key::{ID_KEY_LEN, KIND_ID};
 
 fn corrupt(offset: usize, reason: &'static str) -> RunError {
     RunError::Corrupt {
@@ -23,8 +24,9 @@ fn corrupt(offset: usize, reason: &'static str) -> RunError {
     }
 }
 
-/// Verifies magic, checksum and version and returns the section layout.
-pub(crate) fn open(b: &[u8]) -> Result<(Layout, Footer), RunError> {
+/// Verifies magic, checksum and version and returns the section layout,
+/// and whether every key of the id kind is an id key (see [`validate`]).
+pub(crate) fn open(b: &[u8]) -> Result<(Layout, Footer, bool), RunError> {
     let len = b.len();
     if len < HEADER_LEN + FOOTER_LEN {
         return Err(corrupt(0, "shorter than a header and a footer"));
@@ -50,8 +52,8 @@ pub(crate) fn open(b: &[u8]) -> Result<(Layout, Footer), RunError> {
         .and_then(Footer::parse)
         .ok_or_else(|| corrupt(footer_at, "unreadable footer"))?;
     let layout = sections(&footer, footer_at)?;
-    validate(b, &layout, &footer)?;
-    Ok((layout, footer))
+    let ids_whole = validate(b, &layout, &footer)?;
+    Ok((layout, footer, ids_whole))
 }
 
 /// Checks that the footer's sections are in order, in the file, and sized
@@ -99,10 +101,15 @@ fn sections(f: &Footer, footer_at: usize) -> Result<Layout, RunError> {
 /// Walks the directory and the skip table: keys non-empty and strictly
 /// ascending, lists covering the skip table exactly with the block count
 /// their length implies, blocks ascending with plausible byte lengths.
-fn validate(b: &[u8], l: &Layout, f: &Footer) -> Result<(), RunError> {
+/// Tells whether every key whose first byte is the id kind's is an id key
+/// ([`ID_KEY_LEN`] bytes): the run's writer writes no other, but the format
+/// holds any key, and a search of the ids by their values (which reads
+/// each key as an id) is only sound over id keys.
+fn validate(b: &[u8], l: &Layout, f: &Footer) -> Result<bool, RunError> {
     let mut next_block = 0usize;
     let mut postings = 0u64;
     let mut prev_key: Option<&[u8]> = None;
+    let mut ids_whole = true;
     for i in 0..l.key_count {
         let at = l.dir + i * DIR_ENTRY;
         let e = l
@@ -119,6 +126,7 @@ fn validate(b: &[u8], l: &Layout, f: &Footer) -> Result<(), RunError> {
             return Err(corrupt(at, "keys not strictly ascending"));
         }
         prev_key = Some(key);
+        ids_whole &= key.first() != Some(&KIND_ID) || key.len() == ID_KEY_LEN;
         let list = e.list;
         if list.first_block != next_block
             || list.count == 0
@@ -166,5 +174,5 @@ fn validate(b: &[u8], l: &Layout, f: &Footer) -> Result<(), RunError> {
             "posting count does not match the lists",
         ));
     }
-    Ok(())
+    Ok(ids_whole)
 }

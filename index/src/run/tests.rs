@@ -356,3 +356,40 @@ proptest::proptest! {
         }
     }
 }
+
+/// A run whose keys of the id kind are not all id keys (the format holds
+/// any key; the engine writes none such) is searched by the keys' bytes,
+/// so every key is found: the search of ids by value read a short key of
+/// the id kind as no id at all and missed the ids beside it.
+#[test]
+fn keys_of_the_id_kind_that_are_not_ids_leave_every_key_found() {
+    let mut long = Key::id(7).as_bytes().to_vec();
+    long.push(1);
+    let ids = (0..100u128).map(|i| i * 1_000_003);
+    for odd in [vec![KIND_ID], vec![KIND_ID, 0], long] {
+        let mut entries: Vec<(Key, Vec<u64>)> = ids
+            .clone()
+            .map(|i| (Key::id(i), vec![i as u64 + 1]))
+            .collect();
+        entries.push((Key::from_bytes(&odd), vec![5]));
+        entries.push((Key::tag("t"), vec![6]));
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let run = open(entries.clone(), (1, u64::MAX));
+        assert!(!run.ids_whole, "{odd:?}");
+        for (key, list) in &entries {
+            assert_eq!(
+                run.first(key),
+                list.first().copied(),
+                "{key:?} beside {odd:?}"
+            );
+        }
+        assert!(!run.contains(&Key::id(1)));
+    }
+    // A run of id keys only is searched by the ids' values.
+    let entries: Vec<(Key, Vec<u64>)> = ids.map(|i| (Key::id(i), vec![i as u64 + 1])).collect();
+    let run = open(entries.clone(), (1, u64::MAX));
+    assert!(run.ids_whole);
+    for (key, list) in &entries {
+        assert_eq!(run.first(key), list.first().copied());
+    }
+}
