@@ -1,4 +1,5 @@
-//! `umadb.v1` read responses encoded straight from lent events.
+//! `umadb.v1` read and subscription responses encoded straight from the
+//! events.
 //!
 //! A read answers with events by the hundred per response. Built as prost
 //! messages, each event would be an owned `RecordedEvent` moved into a
