@@ -709,10 +709,9 @@ impl EventStore for PostgresStore {
     }
 
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
-        let mut conn = self.pool.get()?;
-        let id = id_bytes(id);
-        let rows = conn.query(&self.by_id, &[&&id[..]])?;
-        rows.first().map(event_from_row).transpose()
+        let mut found = None;
+        self.event_by_id_with(id, &mut |e| found = Some(e.to_owned()))?;
+        Ok(found)
     }
 
     /// One query, the row's event lent to `f` with its strings and bytes

@@ -792,9 +792,9 @@ impl EventStore for SqliteStore {
     }
 
     fn event_by_id(&self, id: u128) -> Result<Option<RecordedEvent>> {
-        let params = vec![Value::Blob(encode_id(id).to_vec())];
-        let events = self.with_reader(|conn| self.query_events(conn, &sql::by_id(), params))?;
-        Ok(events.into_iter().next())
+        let mut found = None;
+        self.event_by_id_with(id, &mut |e| found = Some(e.to_owned()))?;
+        Ok(found)
     }
 
     /// One query, the row's event lent to `f` borrowed from the row, as
