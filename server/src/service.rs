@@ -436,6 +436,14 @@ impl Dcb {
     }
 }
 
+/// Encoded responses as prost decodes them: what the generated trait's
+/// `read` and `subscribe` answer.
+fn decoded<M: prost::Message + Default + 'static>(
+    encoded: Response<Boxed<EncodedRead>>,
+) -> Response<Boxed<M>> {
+    encoded.map(|responses| -> Boxed<M> { Box::pin(responses.map(|r| r.and_then(|e| e.decode()))) })
+}
+
 #[tonic::async_trait]
 impl v1::dcb_server::Dcb for Dcb {
     type ReadStream = Boxed<v1::ReadResponse>;
@@ -448,10 +456,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let encoded = self.read_encoded(request).await?;
-        Ok(encoded.map(|responses| -> Self::ReadStream {
-            Box::pin(responses.map(|r| r.and_then(|e| e.decode())))
-        }))
+        Ok(decoded(self.read_encoded(request).await?))
     }
 
     /// Served by `encoded_route` as [`Dcb::subscribe_encoded`]; this is the
@@ -460,10 +465,7 @@ impl v1::dcb_server::Dcb for Dcb {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let encoded = self.subscribe_encoded(request).await?;
-        Ok(encoded.map(|responses| -> Self::SubscribeStream {
-            Box::pin(responses.map(|r| r.and_then(|e| e.decode())))
-        }))
+        Ok(decoded(self.subscribe_encoded(request).await?))
     }
 
     async fn append(
@@ -657,4 +659,57 @@ fn append_nothing(
         }
     }
     Ok(v1::AppendResponse { position: head })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    /// The generated trait's answers are the encoded responses decoded:
+    /// a read's with its head, a subscription's (the same bytes without
+    /// one) as a `SubscribeResponse`, and an error as it came.
+    #[tokio::test]
+    async fn encoded_responses_decode_into_the_generated_messages() {
+        let event = v1::SequencedEvent {
+            position: 7,
+            event: Some(v1::Event {
+                event_type: "T".into(),
+                tags: vec!["a:1".into(), String::new()],
+                data: bytes::Bytes::from_static(b"d"),
+                uuid: String::new(),
+                metadata: vec![],
+            }),
+            tracking_info: None,
+        };
+        let read = v1::ReadResponse {
+            events: vec![event.clone()],
+            head: Some(9),
+        };
+        let subscribed = v1::SubscribeResponse {
+            events: vec![event],
+        };
+        let stream = |items: Vec<Result<EncodedRead, Status>>| -> Response<Boxed<EncodedRead>> {
+            Response::new(Box::pin(futures::stream::iter(items)))
+        };
+        let got: Vec<_> = decoded::<v1::ReadResponse>(stream(vec![
+            Ok(EncodedRead(read.encode_to_vec().into())),
+            Err(Status::aborted("gone")),
+        ]))
+        .into_inner()
+        .collect()
+        .await;
+        assert_eq!(got[0].as_ref().unwrap(), &read);
+        assert_eq!(got[1].as_ref().unwrap_err().code(), Code::Aborted);
+        // A read's events without its head, as a subscription writes them.
+        let headless = v1::ReadResponse { head: None, ..read };
+        let got: Vec<_> = decoded::<v1::SubscribeResponse>(stream(vec![Ok(EncodedRead(
+            headless.encode_to_vec().into(),
+        ))]))
+        .into_inner()
+        .collect()
+        .await;
+        assert_eq!(got[0].as_ref().unwrap(), &subscribed);
+    }
 }
