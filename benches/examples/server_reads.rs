@@ -3,7 +3,9 @@
 //! directory, a store of the standard data loaded through the server as
 //! `gesta-bench --server` loads it (an event's stream as a metadata
 //! entry), then runs R2's queries through UmaDB's generated client
-//! `ROUNDS` times.
+//! `ROUNDS` times. With `PROTOCOL=gesta` in the environment the same
+//! queries go through the `gesta.v1` service's `Read` instead, with the
+//! server crate's Rust client (`GestaClient`) on one connection.
 //!
 //! ```text
 //! cargo run --release -p gesta-benches --features server --example server_reads -- [EVENTS] [QUERIES] [ROUNDS] [CONNECTIONS]
@@ -13,10 +15,12 @@
 
 use std::sync::Arc;
 
-use gesta::{Durability, Options, Store};
+use futures::TryStreamExt;
+use gesta::{Durability, Options, ReadOptions, Store};
 use gesta_benches::harness::remote::{LocalServer, runtime};
 use gesta_benches::harness::workloads;
 use gesta_benches::{build_options, cache_root};
+use gesta_server::client::GestaClient;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,10 +52,15 @@ fn main() {
     let store =
         Store::open_with(&dir, Options::default().durability(Durability::Sync)).expect("open");
     let server = LocalServer::start(Arc::clone(&server_runtime), store).expect("serve");
+    let work = workloads::Queries::new();
+    if std::env::var("PROTOCOL").is_ok_and(|p| p == "gesta") {
+        gesta_v1_reads(&server, &client_runtime, &work, queries, rounds);
+        server.stop().expect("stop");
+        return;
+    }
     let remote = server
         .connect(&client_runtime, connections)
         .expect("connect");
-    let work = workloads::Queries::new();
     for round in 0..rounds {
         let o = workloads::queries(&remote, &work, workloads::ReadKind::Tag, queries)
             .expect("workload");
@@ -63,4 +72,45 @@ fn main() {
     }
     drop(remote);
     server.stop().expect("stop");
+}
+
+/// R2's queries through `gesta.v1.Gesta/Read`, one at a time on one
+/// connection, each read to its end.
+fn gesta_v1_reads(
+    server: &LocalServer,
+    runtime: &tokio::runtime::Runtime,
+    work: &workloads::Queries,
+    queries: usize,
+    rounds: u64,
+) {
+    let mut client = runtime
+        .block_on(GestaClient::connect(format!("http://{}", server.addr())))
+        .expect("connect");
+    let mut read = |i: usize| -> usize {
+        runtime.block_on(async {
+            let events = client
+                .read(&work.tag(i), ReadOptions::forwards())
+                .await
+                .expect("read");
+            events
+                .try_fold(0, |n, e| async move {
+                    std::hint::black_box(&e);
+                    Ok(n + 1)
+                })
+                .await
+                .expect("events")
+        })
+    };
+    for i in 0..queries / 10 {
+        read(i);
+    }
+    for round in 0..rounds {
+        let started = std::time::Instant::now();
+        let events: usize = (0..queries).map(&mut read).sum();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "R2 through gesta.v1, round {round}: {:.0} queries/s, {events} events",
+            queries as f64 / secs
+        );
+    }
 }
