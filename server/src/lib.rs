@@ -34,6 +34,7 @@ pub mod client;
 pub mod command;
 mod config;
 mod convert;
+mod encoded;
 mod encoded_route;
 mod gesta_v1;
 mod legacy;
@@ -224,9 +225,15 @@ async fn serve_stores_on(
         stop_rx.clone(),
         backup_root,
     );
-    let gesta = proto::gesta_v1::gesta_server::GestaServer::new(gesta)
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+    let gesta = encoded_route::EncodedRoute::new(
+        gesta,
+        |gesta| {
+            proto::gesta_v1::gesta_server::GestaServer::from_arc(gesta)
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes)
+        },
+        config.max_message_bytes,
+    );
     let mut check =
         auth::ApiKey::refusing_with(config.api_key.clone(), gesta_v1::convert::unauthenticated);
     if let Some(keys) = &keys {
@@ -234,7 +241,15 @@ async fn serve_stores_on(
     }
     let gesta = tonic::service::interceptor::InterceptedService::new(gesta, check);
     let dcb = service::Dcb::new(store, config.limits(), streams, stop_rx.clone());
-    let dcb = encoded_route::EncodedRoute::new(dcb, config.max_message_bytes);
+    let dcb = encoded_route::EncodedRoute::new(
+        dcb,
+        |dcb| {
+            proto::v1::dcb_server::DcbServer::from_arc(dcb)
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes)
+        },
+        config.max_message_bytes,
+    );
     let mut check = auth::ApiKey::new(config.api_key.clone());
     if let Some(keys) = &keys {
         check = check.for_tenants(keys);

@@ -201,12 +201,6 @@ impl Served {
         Ok(self.opened(self.store.read(query, options)?))
     }
 
-    /// A stream's events, as [`gesta::Store::read_stream`] reads them,
-    /// opened.
-    pub(crate) fn read_stream(&self, stream: &str, options: ReadOptions) -> gesta::Result<Events> {
-        Ok(self.opened(self.store.read_stream(stream, options)?))
-    }
-
     /// Appends a batch. It is handed over when this is called, and
     /// commits or fails as a whole even if the future is dropped: a plain
     /// store's to its committer; the wrapper's (which may write the key

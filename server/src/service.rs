@@ -21,11 +21,12 @@ use crate::config::Limits;
 use crate::convert::{
     BorrowedMetadata, decode_metadata, from_engine, invalid, status, to_new_event, to_query,
 };
+use crate::encoded::{EncodedGather, EncodedResponse, decoded};
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
 use crate::served::Served;
 use crate::tenancy::Stores;
-use crate::wire::{self, EncodedRead, Sequenced};
+use crate::wire::{self, Sequenced};
 
 /// UmaDB's default and largest events per response (umadb-server 0.7.8:
 /// `READ_RESPONSE_BATCH_SIZE_DEFAULT` and `_MAX`).
@@ -101,85 +102,6 @@ impl Batches {
     }
 }
 
-/// The first response of a read or catch-up holds about this many bytes;
-/// each next one twice as many, up to the response limit. A reader then
-/// gets its first events early and decodes them while the server reads
-/// and encodes the next, while long reads still travel in large responses.
-const FIRST_RESPONSE_BYTES: usize = 16 << 10;
-
-/// What a response of a read or catch-up may hold: at most `batch`
-/// events, and encoded bytes of a growing size up to `limits.response_bytes`
-/// (a single larger event goes alone).
-struct Budget {
-    batch: usize,
-    /// The size the current response may reach.
-    bytes: usize,
-    max_bytes: usize,
-}
-
-impl Budget {
-    fn new(batch: usize, limits: &Limits) -> Budget {
-        Budget {
-            batch,
-            bytes: FIRST_RESPONSE_BYTES.min(limits.response_bytes),
-            max_bytes: limits.response_bytes,
-        }
-    }
-
-    /// Whether a response of `events` events and `size` bytes is full
-    /// before an event that adds `w` bytes (never while it is empty).
-    fn full(&self, events: usize, size: usize, w: usize) -> bool {
-        events > 0 && (events >= self.batch || size + w > self.bytes)
-    }
-
-    /// Lets the next response be twice as large.
-    fn grow(&mut self) {
-        self.bytes = (self.bytes * 2).min(self.max_bytes);
-    }
-}
-
-/// Gathers encoded events into responses within a [`Budget`].
-struct EncodedGather {
-    budget: Budget,
-    current: BytesMut,
-    events: usize,
-    /// The position of the current response's last event.
-    last: Option<u64>,
-}
-
-impl EncodedGather {
-    fn new(batch: usize, limits: &Limits) -> EncodedGather {
-        EncodedGather {
-            budget: Budget::new(batch, limits),
-            current: BytesMut::new(),
-            events: 0,
-            last: None,
-        }
-    }
-
-    /// Whether an event adding `w` bytes goes into the next response.
-    fn full_before(&self, w: usize) -> bool {
-        self.budget.full(self.events, self.current.len(), w)
-    }
-
-    /// Adds `e`, whose event encodes in `event_len` bytes.
-    fn push(&mut self, e: &Sequenced<'_>, event_len: usize) {
-        if self.current.capacity() == 0 {
-            self.current.reserve(self.budget.bytes);
-        }
-        e.put(&mut self.current, event_len);
-        self.events += 1;
-        self.last = Some(e.position);
-    }
-
-    /// The events gathered so far, and the last one's position.
-    fn rest(&mut self) -> (BytesMut, Option<u64>) {
-        self.budget.grow();
-        self.events = 0;
-        (std::mem::take(&mut self.current), self.last.take())
-    }
-}
-
 /// Refuses an event a response cannot carry: larger, as encoded, than the
 /// server's limit per event, so that its client would refuse the message.
 fn too_large(position: u64, size: usize, limits: &Limits) -> Status {
@@ -206,7 +128,7 @@ fn run_read(
     request: v1::ReadRequest,
     limits: Limits,
     stop: watch::Receiver<bool>,
-    tx: mpsc::Sender<Result<EncodedRead, Status>>,
+    tx: mpsc::Sender<Result<EncodedResponse, Status>>,
 ) {
     let query = to_query(request.query);
     let backwards = request.backwards.unwrap_or(false);
@@ -236,7 +158,8 @@ fn run_read(
             (head > 0).then_some(head)
         };
         wire::put_head(&mut events, head);
-        tx.blocking_send(Ok(EncodedRead(events.freeze()))).is_ok()
+        tx.blocking_send(Ok(EncodedResponse(events.freeze())))
+            .is_ok()
     };
     let fail = |status: Status| {
         let _ = tx.blocking_send(Err(status));
@@ -297,7 +220,7 @@ fn run_read(
             }
             sent = true;
         }
-        gather.push(&event, size);
+        gather.push(event.position, |out| event.put(out, size));
         ControlFlow::Continue(())
     });
     match (read, ended) {
@@ -318,7 +241,7 @@ impl Dcb {
     pub(crate) async fn read_encoded(
         &self,
         request: Request<v1::ReadRequest>,
-    ) -> Result<Response<Boxed<EncodedRead>>, Status> {
+    ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
         let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         #[allow(deprecated)]
@@ -344,7 +267,7 @@ impl Dcb {
     pub(crate) async fn subscribe_encoded(
         &self,
         request: Request<v1::SubscribeRequest>,
-    ) -> Result<Response<Boxed<EncodedRead>>, Status> {
+    ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
         let store = self.stores.get(&request).await?;
         let request = request.into_inner();
         let query = to_query(request.query);
@@ -414,12 +337,12 @@ impl Dcb {
                     if gather.full_before(event.framed_len(size)) {
                         responses.push(gather.rest().0);
                     }
-                    gather.push(&event, size);
+                    gather.push(event.position, |out| event.put(out, size));
                 }
                 responses.push(gather.rest().0);
                 for events in responses.into_iter().filter(|r| !r.is_empty()) {
                     // No head: a `SubscribeResponse` has none.
-                    let response = EncodedRead(events.freeze());
+                    let response = EncodedResponse(events.freeze());
                     // A client that stops reading must not hold up shutdown.
                     tokio::select! {
                         sent = tx.send(Ok(response)) => {
@@ -434,14 +357,6 @@ impl Dcb {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
-}
-
-/// Encoded responses as prost decodes them: what the generated trait's
-/// `read` and `subscribe` answer.
-fn decoded<M: prost::Message + Default + 'static>(
-    encoded: Response<Boxed<EncodedRead>>,
-) -> Response<Boxed<M>> {
-    encoded.map(|responses| -> Boxed<M> { Box::pin(responses.map(|r| r.and_then(|e| e.decode()))) })
 }
 
 #[tonic::async_trait]
@@ -690,11 +605,12 @@ mod tests {
         let subscribed = v1::SubscribeResponse {
             events: vec![event],
         };
-        let stream = |items: Vec<Result<EncodedRead, Status>>| -> Response<Boxed<EncodedRead>> {
-            Response::new(Box::pin(futures::stream::iter(items)))
-        };
+        let stream =
+            |items: Vec<Result<EncodedResponse, Status>>| -> Response<Boxed<EncodedResponse>> {
+                Response::new(Box::pin(futures::stream::iter(items)))
+            };
         let got: Vec<_> = decoded::<v1::ReadResponse>(stream(vec![
-            Ok(EncodedRead(read.encode_to_vec().into())),
+            Ok(EncodedResponse(read.encode_to_vec().into())),
             Err(Status::aborted("gone")),
         ]))
         .into_inner()
@@ -704,7 +620,7 @@ mod tests {
         assert_eq!(got[1].as_ref().unwrap_err().code(), Code::Aborted);
         // A read's events without its head, as a subscription writes them.
         let headless = v1::ReadResponse { head: None, ..read };
-        let got: Vec<_> = decoded::<v1::SubscribeResponse>(stream(vec![Ok(EncodedRead(
+        let got: Vec<_> = decoded::<v1::SubscribeResponse>(stream(vec![Ok(EncodedResponse(
             headless.encode_to_vec().into(),
         ))]))
         .into_inner()

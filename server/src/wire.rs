@@ -1,53 +1,31 @@
-//! `umadb.v1` read and subscription responses encoded straight from the
-//! events.
+//! `umadb.v1`'s `SequencedEvent` written straight from a borrowed event
+//! (see `crate::encoded`): field 1, `events`, of the responses of `Read`
+//! and `Subscribe`, and a read's `head`.
 //!
-//! A read answers with events by the hundred per response. Built as prost
-//! messages, each event would be an owned `RecordedEvent` moved into a
-//! `SequencedEvent` (its type, every tag, every metadata entry and its
-//! UUID a string of its own), encoded, then freed on another thread: some
-//! ten allocations an event, most of a read's cost. Here a read's events
-//! are lent by the store ([`gesta::EventStore::read_each`]) and written
-//! into the response's bytes as they come, with nothing allocated per
-//! event; the bytes are exactly what prost writes for the same message
-//! (fields in order, defaults left out), which the tests check.
-//!
-//! Responses travel as [`EncodedRead`] through [`EncodedCodec`], whose
-//! encoder copies them as they are; the route that serves `Read` and
-//! `Subscribe` with it is `encoded_route`. A subscription's events come owned
-//! from the engine's feed, and are encoded from the owned events, which
-//! still saves the messages.
+//! A read's events are lent by the store
+//! ([`gesta::EventStore::read_each`]) and written as they come, their
+//! metadata entries borrowed from the event's bytes and the UUID written
+//! without making a string, so nothing is allocated per event. A
+//! subscription's events come owned from the engine's feed and are
+//! written the same way from the owned events.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use prost::encoding::{encode_varint, encoded_len_varint};
-use tonic::Status;
-use tonic::codec::{Codec, EncodeBuf, Encoder};
+use bytes::{BufMut, BytesMut};
+use prost::encoding::encode_varint;
 
 use crate::convert::BorrowedMetadata;
-
-/// A field's key: its number and wire type (0: varint, 2: length-delimited).
-const fn key(field: u8, wire: u8) -> u8 {
-    field << 3 | wire
-}
-
-const VARINT: u8 = 0;
-const LEN: u8 = 2;
-
-/// A UUID's hyphenated text: 36 bytes.
-const UUID_TEXT_LEN: usize = 36;
-
-/// The bytes of a length-delimited field holding `len` bytes.
-fn framed(len: usize) -> usize {
-    1 + encoded_len_varint(len as u64) + len
-}
+use crate::encoded::{
+    LEN, UUID_TEXT_LEN, bytes_field, framed, key, put_bytes, put_framed, put_u64, put_uuid,
+    put_varint, u64_field,
+};
 
 /// A string field as prost encodes it: left out when empty.
 fn str_field(s: &str) -> usize {
-    if s.is_empty() { 0 } else { framed(s.len()) }
+    bytes_field(s.as_bytes())
 }
 
-/// A `uint64` field: left out when zero.
-fn u64_field(v: u64) -> usize {
-    if v == 0 { 0 } else { 1 + encoded_len_varint(v) }
+/// Writes a string field, left out when empty.
+fn put_str(out: &mut BytesMut, field: u8, s: &str) {
+    put_bytes(out, field, s.as_bytes());
 }
 
 /// One event as a `SequencedEvent` carries it, borrowed.
@@ -100,30 +78,17 @@ impl Sequenced<'_> {
     pub(crate) fn put(&self, out: &mut BytesMut, event_len: usize) {
         out.put_u8(key(1, LEN));
         encode_varint(self.sequenced_len(event_len) as u64, out);
-        if self.position != 0 {
-            out.put_u8(key(1, VARINT));
-            encode_varint(self.position, out);
-        }
+        put_u64(out, 1, self.position);
         out.put_u8(key(2, LEN));
         encode_varint(event_len as u64, out);
         put_str(out, 1, self.event_type);
         for tag in self.tags {
             // A repeated field's every value is written, empty or not.
-            out.put_u8(key(2, LEN));
-            encode_varint(tag.len() as u64, out);
-            out.put_slice(tag.as_bytes());
+            put_framed(out, 2, tag.as_bytes());
         }
-        if !self.data.is_empty() {
-            out.put_u8(key(3, LEN));
-            encode_varint(self.data.len() as u64, out);
-            out.put_slice(self.data);
-        }
+        put_bytes(out, 3, self.data);
         if let Some(uuid) = self.uuid {
-            let mut text = [0u8; UUID_TEXT_LEN];
-            let text = uuid::Uuid::from_u128(uuid)
-                .hyphenated()
-                .encode_lower(&mut text);
-            put_str(out, 4, text);
+            put_uuid(out, 4, uuid);
         }
         for (k, v) in self.metadata.entries() {
             out.put_u8(key(5, LEN));
@@ -135,20 +100,8 @@ impl Sequenced<'_> {
             out.put_u8(key(3, LEN));
             encode_varint((str_field(source) + u64_field(position)) as u64, out);
             put_str(out, 1, source);
-            if position != 0 {
-                out.put_u8(key(2, VARINT));
-                encode_varint(position, out);
-            }
+            put_u64(out, 2, position);
         }
-    }
-}
-
-/// A string field, left out when empty.
-fn put_str(out: &mut BytesMut, field: u8, s: &str) {
-    if !s.is_empty() {
-        out.put_u8(key(field, LEN));
-        encode_varint(s.len() as u64, out);
-        out.put_slice(s.as_bytes());
     }
 }
 
@@ -156,71 +109,19 @@ fn put_str(out: &mut BytesMut, field: u8, s: &str) {
 pub(crate) fn put_head(out: &mut BytesMut, head: Option<u64>) {
     if let Some(head) = head {
         // An `optional` field is written when set, zero included.
-        out.put_u8(key(2, VARINT));
-        encode_varint(head, out);
-    }
-}
-
-/// One `ReadResponse`, encoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct EncodedRead(pub Bytes);
-
-impl EncodedRead {
-    /// The response as prost decodes it: a `ReadResponse`, or a
-    /// `SubscribeResponse` (written without a head).
-    pub(crate) fn decode<M: prost::Message + Default>(&self) -> Result<M, Status> {
-        M::decode(self.0.clone()).map_err(|e| Status::internal(format!("an encoded response: {e}")))
-    }
-}
-
-/// The codec of `Read` and `Subscribe`: requests (`Req`) decoded by prost,
-/// responses sent as encoded. A `SubscribeResponse` is a `ReadResponse`
-/// without its `head` (field 1 is the events in both).
-#[derive(Debug)]
-pub(crate) struct EncodedCodec<Req>(std::marker::PhantomData<Req>);
-
-impl<Req> Default for EncodedCodec<Req> {
-    fn default() -> Self {
-        EncodedCodec(std::marker::PhantomData)
-    }
-}
-
-/// Writes an [`EncodedRead`] as it is.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RawEncoder;
-
-impl Encoder for RawEncoder {
-    type Item = EncodedRead;
-    type Error = Status;
-
-    fn encode(&mut self, item: EncodedRead, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        buf.put_slice(&item.0);
-        Ok(())
-    }
-}
-
-impl<Req: prost::Message + Default + Send + 'static> Codec for EncodedCodec<Req> {
-    type Encode = EncodedRead;
-    type Decode = Req;
-    type Encoder = RawEncoder;
-    type Decoder = tonic_prost::ProstDecoder<Req>;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstDecoder::default()
+        put_varint(out, 2, head);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use proptest::prelude::*;
     use prost::Message;
 
     use super::*;
     use crate::convert::{ProtocolMetadata, encode_metadata, read_metadata};
+    use crate::encoded::EncodedResponse;
     use crate::proto::v1;
 
     /// The message prost would be given for `e`: its metadata decoded as
@@ -340,7 +241,7 @@ mod tests {
             e.put(&mut out, event_len);
             put_head(&mut out, head);
             prop_assert_eq!(&out[..], &want_response.encode_to_vec()[..]);
-            prop_assert_eq!(EncodedRead(out.freeze()).decode::<v1::ReadResponse>().unwrap(), want_response);
+            prop_assert_eq!(EncodedResponse(out.freeze()).decode::<v1::ReadResponse>().unwrap(), want_response);
         }
     }
 }

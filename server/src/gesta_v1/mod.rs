@@ -6,14 +6,16 @@
 //! `umadb.v1.DCB`.
 //!
 //! `convert` (protocol ↔ engine, errors ↔ statuses with typed details, for
-//! the service and the client), `service` (the RPCs), `durable` (the
-//! durable subscriptions open on this server), `backup` (where the
-//! `Backup` RPC may write).
+//! the service and the client), `service` (the RPCs), `wire` (the events
+//! of its streamed responses, encoded straight from borrowed events),
+//! `durable` (the durable subscriptions open on this server), `backup`
+//! (where the `Backup` RPC may write).
 
 pub(crate) mod backup;
 pub(crate) mod convert;
 mod durable;
 mod service;
+mod wire;
 
 pub(crate) use service::Gesta;
 

@@ -5,17 +5,21 @@
 //! encrypted (`Forget` needs one). Blocking store calls run on tokio's
 //! blocking pool.
 
-use std::pin::Pin;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use futures::{Stream, StreamExt};
+use gesta::EventRef;
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::encoded::{EncodedGather, EncodedResponse, decoded, framed};
 use crate::observe::StreamPermit;
-use crate::served::{Events, Served};
+use crate::served::Served;
+use crate::service::Boxed;
 use crate::tenancy::Stores;
 
 use super::backup::{BackupRoot, report_to_proto};
@@ -26,6 +30,7 @@ use super::convert::{
     recorded_to_proto, target_from_proto,
 };
 use super::durable::Registry;
+use super::wire::{put_continued, put_recorded, recorded_len};
 use crate::config::Limits;
 use crate::proto::gesta_v1 as g;
 
@@ -33,8 +38,6 @@ use crate::proto::gesta_v1 as g;
 const BATCH: usize = 1024;
 /// Responses buffered per call before the producer waits for the client.
 const CHANNEL_DEPTH: usize = 2;
-
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The service: a store handle, the call limits, the permits for open
 /// streams (shared with `umadb.v1.DCB`), the shutdown signal that ends
@@ -119,64 +122,44 @@ impl Gesta {
         Ok(listed.into_iter().map(listed_to_proto).collect())
     }
 
-    /// Streams `events` in responses (made by `response`) of at most
-    /// [`BATCH`] events and about the response size limit.
-    fn stream_read<R: Send + 'static>(
+    /// Streams the events `read` lends (a read of `store`) in responses
+    /// of at most [`BATCH`] events, each written straight into its
+    /// response's bytes. A read that fails before its first event fails
+    /// the call, as one that cannot start does; a later failure ends the
+    /// stream after the events before it.
+    async fn stream_read(
         &self,
-        events: Events,
-        response: fn(Vec<g::RecordedEvent>) -> R,
+        store: Served,
+        read: impl FnOnce(&Served, &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>) -> gesta::Result<()>
+        + Send
+        + 'static,
         permit: StreamPermit,
-    ) -> Response<Boxed<R>> {
+    ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (began_tx, began) = oneshot::channel();
         let (limits, stop) = (self.limits, self.stop.clone());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let send = |events| tx.blocking_send(Ok(response(events))).is_ok();
-            let mut gather = Gather::new(&limits);
-            let mut sent = false;
-            for event in events {
-                if *stop.borrow() {
-                    return;
-                }
-                let event = match event.map_err(from_engine).and_then(|e| sized(e, &limits)) {
-                    Ok(e) => e,
-                    Err(status) => {
-                        // What comes before it is delivered, then the error.
-                        let rest = gather.take();
-                        if !rest.is_empty() && !send(rest) {
-                            return;
-                        }
-                        let _ = tx.blocking_send(Err(status));
-                        return;
-                    }
-                };
-                if let Some(full) = gather.push(event) {
-                    if !send(full) {
-                        return;
-                    }
-                    sent = true;
-                }
-            }
-            let rest = gather.take();
-            if !rest.is_empty() || !sent {
-                send(rest);
-            }
+            run_read(&store, read, &limits, &stop, &tx, began_tx);
         });
-        Response::new(Box::pin(ReceiverStream::new(rx)))
+        match began.await {
+            Ok(Ok(())) => Ok(Response::new(Box::pin(ReceiverStream::new(rx)))),
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(Status::internal("the read stopped before it began")),
+        }
     }
 
     /// Streams a subscription's batches, each as one response or, when it
-    /// does not fit in one, several linked by `continued` (the responses
-    /// made by `response`).
-    fn stream_subscription<R: Send + 'static>(
+    /// does not fit in one, several linked by `continued`, the events
+    /// written straight into the responses' bytes.
+    fn stream_subscription(
         &self,
         mut batches: impl Stream<Item = gesta::Result<Vec<gesta::RecordedEvent>>>
         + Send
         + Unpin
         + 'static,
-        response: fn(Vec<g::RecordedEvent>, bool) -> R,
         permit: StreamPermit,
-    ) -> Response<Boxed<R>> {
+    ) -> Response<Boxed<EncodedResponse>> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (limits, mut stop) = (self.limits, self.stop.clone());
         tokio::spawn(async move {
@@ -196,21 +179,27 @@ impl Gesta {
                         return;
                     }
                 };
-                let mut gather = Gather::new(&limits);
+                let mut gather = EncodedGather::new(BATCH, &limits);
                 let mut parts = Vec::new();
-                for e in batch {
-                    match sized(e, &limits) {
-                        Ok(e) => parts.extend(gather.push(e)),
-                        Err(status) => {
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
+                for e in &batch {
+                    let e = EventRef::from(e);
+                    let len = recorded_len(&e);
+                    if len > limits.event_bytes + RECORDED_EXTRA {
+                        let _ = tx.send(Err(too_large(e.position, len, &limits))).await;
+                        return;
                     }
+                    if gather.full_before(framed(len)) {
+                        parts.push(gather.rest().0);
+                    }
+                    gather.push(e.position, |out| put_recorded(out, &e, len));
                 }
-                parts.push(gather.take());
+                parts.push(gather.rest().0);
                 let count = parts.len();
-                for (i, events) in parts.into_iter().enumerate() {
-                    let response = response(events, i + 1 < count);
+                for (i, mut events) in parts.into_iter().enumerate() {
+                    if i + 1 < count {
+                        put_continued(&mut events);
+                    }
+                    let response = EncodedResponse(events.freeze());
                     // A client that stops reading must not hold up shutdown.
                     tokio::select! {
                         sent = tx.send(Ok(response)) => {
@@ -225,58 +214,161 @@ impl Gesta {
         });
         Response::new(Box::pin(ReceiverStream::new(rx)))
     }
+
+    /// `Read`, its responses encoded: what `encoded_route` serves it with.
+    pub(crate) async fn read_encoded(
+        &self,
+        request: Request<g::ReadRequest>,
+    ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
+        let store = self.stores.get(&request).await?;
+        let r = request.into_inner();
+        let query = query_from_proto(r.query);
+        let options = read_options(r.start, r.direction, r.limit)?;
+        let permit = self.open_stream(&store)?;
+        let read = move |s: &Served, f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>| {
+            s.events().read_each(&query, options, f)
+        };
+        self.stream_read(store, read, permit).await
+    }
+
+    /// `ReadStream`, its responses encoded.
+    pub(crate) async fn read_stream_encoded(
+        &self,
+        request: Request<g::ReadStreamRequest>,
+    ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
+        let store = self.stores.get(&request).await?;
+        let r = request.into_inner();
+        let options = read_options(r.start, r.direction, r.limit)?;
+        let permit = self.open_stream(&store)?;
+        let read = move |s: &Served, f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>| {
+            s.events().read_stream_each(&r.stream, options, f)
+        };
+        self.stream_read(store, read, permit).await
+    }
+
+    /// `Subscribe`, its responses encoded.
+    pub(crate) async fn subscribe_encoded(
+        &self,
+        request: Request<g::SubscribeRequest>,
+    ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
+        let store = self.stores.get(&request).await?;
+        let r = request.into_inner();
+        let query = query_from_proto(r.query);
+        let permit = self.open_stream(&store)?;
+        let stream = store
+            .events()
+            .subscribe(&query, r.after)
+            .map_err(from_engine)?
+            .into_stream();
+        Ok(self.stream_subscription(stream, permit))
+    }
+
+    /// `SubscribeDurable`, its responses encoded.
+    pub(crate) async fn subscribe_durable_encoded(
+        &self,
+        request: Request<g::SubscribeDurableRequest>,
+    ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
+        let store = self.stores.get(&request).await?;
+        let registry = self.registry(&request)?;
+        let r = request.into_inner();
+        let query = query_from_proto(r.query);
+        let permit = self.open_stream(&store)?;
+        let opened =
+            tokio::task::spawn_blocking(move || registry.open(store.events(), &r.name, &query))
+                .await
+                .map_err(lost)??;
+        Ok(self.stream_subscription(opened, permit))
+    }
 }
 
-/// `e` as the protocol sends it, refused if a response could not carry it
-/// (larger than the event limit: appended through the Rust API or under a
-/// larger limit).
+/// A read of `store` through `read`, its events gathered into encoded
+/// responses sent on `tx`; `began` learns whether the read failed before
+/// its first event (the call's answer) or began (or ended without one).
+fn run_read(
+    store: &Served,
+    read: impl FnOnce(&Served, &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>) -> gesta::Result<()>,
+    limits: &Limits,
+    stop: &watch::Receiver<bool>,
+    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
+    began: oneshot::Sender<Result<(), Status>>,
+) {
+    let mut began = Some(began);
+    let send = |events: BytesMut| {
+        tx.blocking_send(Ok(EncodedResponse(events.freeze())))
+            .is_ok()
+    };
+    let mut gather = EncodedGather::new(BATCH, limits);
+    let mut sent = false;
+    // Why the read stopped early, if it did: `None` when the client or
+    // the server went away, else the error to end the stream with.
+    let mut ended: Option<Option<Status>> = None;
+    let result = read(store, &mut |e| {
+        if let Some(began) = began.take() {
+            let _ = began.send(Ok(()));
+        }
+        if *stop.borrow() {
+            ended = Some(None);
+            return ControlFlow::Break(());
+        }
+        let len = recorded_len(&e);
+        if len > limits.event_bytes + RECORDED_EXTRA {
+            ended = Some(Some(too_large(e.position, len, limits)));
+            return ControlFlow::Break(());
+        }
+        if gather.full_before(framed(len)) {
+            if !send(gather.rest().0) {
+                ended = Some(None);
+                return ControlFlow::Break(());
+            }
+            sent = true;
+        }
+        gather.push(e.position, |out| put_recorded(out, &e, len));
+        ControlFlow::Continue(())
+    });
+    if let Some(began) = began.take() {
+        // No event was lent: the read is empty, or failed before its first.
+        let empty = result.is_ok();
+        let _ = began.send(result.map_err(from_engine));
+        if empty {
+            send(gather.rest().0);
+        }
+        return;
+    }
+    let failed = match (result, ended) {
+        (_, Some(None)) => return,
+        (Err(e), _) => Some(from_engine(e)),
+        (Ok(()), Some(Some(status))) => Some(status),
+        (Ok(()), None) => None,
+    };
+    // What comes before a failure is delivered, then the failure.
+    let rest = gather.rest().0;
+    if (!rest.is_empty() || !sent) && !send(rest) {
+        return;
+    }
+    if let Some(status) = failed {
+        let _ = tx.blocking_send(Err(status));
+    }
+}
+
+/// `e` as a unary answer sends it, refused as [`too_large`] would.
 fn sized(e: gesta::RecordedEvent, limits: &Limits) -> Result<g::RecordedEvent, Status> {
     let position = e.position;
     let e = recorded_to_proto(e);
     let size = e.encoded_len();
     if size > limits.event_bytes + RECORDED_EXTRA {
-        return Err(exhausted(format!(
-            "the event at position {position} is {size} bytes encoded, above this server's \
-             limit of {} bytes per event (--max-event-bytes)",
-            limits.event_bytes
-        )));
+        return Err(too_large(position, size, limits));
     }
     Ok(e)
 }
 
-/// Gathers events into responses of at most [`BATCH`] events and about
-/// `limits.response_bytes` encoded bytes (a larger event goes alone).
-struct Gather {
-    max_bytes: usize,
-    current: Vec<g::RecordedEvent>,
-    size: usize,
-}
-
-impl Gather {
-    fn new(limits: &Limits) -> Gather {
-        Gather {
-            max_bytes: limits.response_bytes,
-            current: Vec::new(),
-            size: 0,
-        }
-    }
-
-    /// Adds `e`, returning the full response it does not fit in, if any.
-    fn push(&mut self, e: g::RecordedEvent) -> Option<Vec<g::RecordedEvent>> {
-        let len = e.encoded_len();
-        let w = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
-        let full = (!self.current.is_empty()
-            && (self.current.len() >= BATCH || self.size + w > self.max_bytes))
-            .then(|| self.take());
-        self.size += w;
-        self.current.push(e);
-        full
-    }
-
-    fn take(&mut self) -> Vec<g::RecordedEvent> {
-        self.size = 0;
-        std::mem::take(&mut self.current)
-    }
+/// Refuses an event a response cannot carry: larger, encoded, than the
+/// event limit (appended through the Rust API or under a larger limit).
+fn too_large(position: u64, size: usize, limits: &Limits) -> Status {
+    exhausted(format!(
+        "the event at position {position} is {size} bytes encoded, above this server's \
+         limit of {} bytes per event (--max-event-bytes)",
+        limits.event_bytes
+    ))
 }
 
 #[tonic::async_trait]
@@ -320,35 +412,22 @@ impl g::gesta_server::Gesta for Gesta {
         }))
     }
 
+    /// Served by `encoded_route` as [`Gesta::read_encoded`]; this is the
+    /// same read with its responses decoded, for a caller of the generated
+    /// service alone.
     async fn read(
         &self,
         request: Request<g::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let store = self.stores.get(&request).await?;
-        let r = request.into_inner();
-        let query = query_from_proto(r.query);
-        let options = read_options(r.start, r.direction, r.limit)?;
-        let permit = self.open_stream(&store)?;
-        let events = self
-            .blocking(&store, move |s| s.read(&query, options))
-            .await?;
-        let response = |events| g::ReadResponse { events };
-        Ok(self.stream_read(events, response, permit))
+        Ok(decoded(self.read_encoded(request).await?))
     }
 
+    /// Served as [`Gesta::read_stream_encoded`]; this is it decoded.
     async fn read_stream(
         &self,
         request: Request<g::ReadStreamRequest>,
     ) -> Result<Response<Self::ReadStreamStream>, Status> {
-        let store = self.stores.get(&request).await?;
-        let r = request.into_inner();
-        let options = read_options(r.start, r.direction, r.limit)?;
-        let permit = self.open_stream(&store)?;
-        let events = self
-            .blocking(&store, move |s| s.read_stream(&r.stream, options))
-            .await?;
-        let response = |events| g::ReadStreamResponse { events };
-        Ok(self.stream_read(events, response, permit))
+        Ok(decoded(self.read_stream_encoded(request).await?))
     }
 
     async fn read_stream_last(
@@ -459,38 +538,20 @@ impl g::gesta_server::Gesta for Gesta {
         Ok(Response::new(g::ListTagsResponse { tags }))
     }
 
+    /// Served as [`Gesta::subscribe_encoded`]; this is it decoded.
     async fn subscribe(
         &self,
         request: Request<g::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let store = self.stores.get(&request).await?;
-        let r = request.into_inner();
-        let query = query_from_proto(r.query);
-        let permit = self.open_stream(&store)?;
-        let stream = store
-            .events()
-            .subscribe(&query, r.after)
-            .map_err(from_engine)?
-            .into_stream();
-        let response = |events, continued| g::SubscribeResponse { events, continued };
-        Ok(self.stream_subscription(stream, response, permit))
+        Ok(decoded(self.subscribe_encoded(request).await?))
     }
 
+    /// Served as [`Gesta::subscribe_durable_encoded`]; this is it decoded.
     async fn subscribe_durable(
         &self,
         request: Request<g::SubscribeDurableRequest>,
     ) -> Result<Response<Self::SubscribeDurableStream>, Status> {
-        let store = self.stores.get(&request).await?;
-        let registry = self.registry(&request)?;
-        let r = request.into_inner();
-        let query = query_from_proto(r.query);
-        let permit = self.open_stream(&store)?;
-        let opened =
-            tokio::task::spawn_blocking(move || registry.open(store.events(), &r.name, &query))
-                .await
-                .map_err(lost)??;
-        let response = |events, continued| g::SubscribeDurableResponse { events, continued };
-        Ok(self.stream_subscription(opened, response, permit))
+        Ok(decoded(self.subscribe_durable_encoded(request).await?))
     }
 
     async fn ack(
