@@ -5,7 +5,9 @@
 //! entry), then runs R2's queries through UmaDB's generated client
 //! `ROUNDS` times. With `PROTOCOL=gesta` in the environment the same
 //! queries go through the `gesta.v1` service's `Read` instead, with the
-//! server crate's Rust client (`GestaClient`) on one connection.
+//! server crate's Rust client (`GestaClient`) on one connection, its
+//! events owned (`read`); with `PROTOCOL=gesta-lent`, lent
+//! (`read_each`).
 //!
 //! ```text
 //! cargo run --release -p gesta-benches --features server --example server_reads -- [EVENTS] [QUERIES] [ROUNDS] [CONNECTIONS]
@@ -53,8 +55,10 @@ fn main() {
         Store::open_with(&dir, Options::default().durability(Durability::Sync)).expect("open");
     let server = LocalServer::start(Arc::clone(&server_runtime), store).expect("serve");
     let work = workloads::Queries::new();
-    if std::env::var("PROTOCOL").is_ok_and(|p| p == "gesta") {
-        gesta_v1_reads(&server, &client_runtime, &work, queries, rounds);
+    let protocol = std::env::var("PROTOCOL").unwrap_or_default();
+    if protocol.starts_with("gesta") {
+        let lent = protocol == "gesta-lent";
+        gesta_v1_reads(&server, &client_runtime, &work, queries, rounds, lent);
         server.stop().expect("stop");
         return;
     }
@@ -75,21 +79,39 @@ fn main() {
 }
 
 /// R2's queries through `gesta.v1.Gesta/Read`, one at a time on one
-/// connection, each read to its end.
+/// connection, each read to its end, its events `lent` or owned.
 fn gesta_v1_reads(
     server: &LocalServer,
     runtime: &tokio::runtime::Runtime,
     work: &workloads::Queries,
     queries: usize,
     rounds: u64,
+    lent: bool,
 ) {
     let mut client = runtime
         .block_on(GestaClient::connect(format!("http://{}", server.addr())))
         .expect("connect");
     let mut read = |i: usize| -> usize {
         runtime.block_on(async {
+            let query = work.tag(i);
+            if lent {
+                // Looked at as `workloads::count` looks at a store's.
+                let mut n = 0;
+                client
+                    .read_each(&query, ReadOptions::forwards(), |e| {
+                        std::hint::black_box((e.position, e.event_type, e.data));
+                        for tag in e.tags {
+                            std::hint::black_box(tag);
+                        }
+                        n += 1;
+                        std::ops::ControlFlow::Continue(())
+                    })
+                    .await
+                    .expect("read");
+                return n;
+            }
             let events = client
-                .read(&work.tag(i), ReadOptions::forwards())
+                .read(&query, ReadOptions::forwards())
                 .await
                 .expect("read");
             events
@@ -109,7 +131,8 @@ fn gesta_v1_reads(
         let events: usize = (0..queries).map(&mut read).sum();
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "R2 through gesta.v1, round {round}: {:.0} queries/s, {events} events",
+            "R2 through gesta.v1 ({}), round {round}: {:.0} queries/s, {events} events",
+            if lent { "lent" } else { "owned" },
             queries as f64 / secs
         );
     }

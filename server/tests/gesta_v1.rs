@@ -247,6 +247,100 @@ async fn a_read_longer_than_a_response_arrives_whole_and_in_order() {
     server.stop().await;
 }
 
+/// What `read_each` lends, made owned.
+async fn lent(
+    c: &mut GestaClient,
+    query: &Query,
+    options: ReadOptions,
+) -> Result<Vec<RecordedEvent>, ClientError> {
+    let mut got = Vec::new();
+    c.read_each(query, options, |e| {
+        got.push(e.to_owned());
+        std::ops::ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(got)
+}
+
+#[tokio::test]
+async fn lent_reads_lend_what_owned_reads_return() {
+    let server = start().await;
+    let mut c = gesta_client(server.addr).await;
+    // Events with and without ids, streams, tags, metadata and data, in
+    // batches longer than a response.
+    for chunk in 0..3u128 {
+        let events = (0..1000u128)
+            .map(|i| {
+                let e = NewEvent::new(format!("E{}", i % 3), vec![i as u8; (i % 5) as usize]);
+                match i % 4 {
+                    0 => e.stream(format!("s{}", i % 7)).id(chunk << 32 | i),
+                    1 => e.tag("a").tag(format!("b:{i}")).metadata("m"),
+                    2 => e.stream("long").tag("a"),
+                    _ => e,
+                }
+            })
+            .collect();
+        c.append(events, AppendOptions::new()).await.unwrap();
+    }
+    for (query, options) in [
+        (Query::all(), ReadOptions::forwards()),
+        (Query::tag("a"), ReadOptions::backwards().limit(700)),
+        (Query::event_type("E1"), ReadOptions::forwards().start(1500)),
+    ] {
+        let owned = collect(c.read(&query, options).await.unwrap()).await;
+        assert!(!owned.is_empty());
+        assert_eq!(lent(&mut c, &query, options).await.unwrap(), owned);
+    }
+    for options in [
+        ReadOptions::forwards(),
+        ReadOptions::backwards().start(600).limit(10),
+    ] {
+        let owned = collect(c.read_stream("long", options).await.unwrap()).await;
+        let mut got = Vec::new();
+        c.read_stream_each("long", options, |e| {
+            got.push(e.to_owned());
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, owned);
+    }
+    // A break ends the read there.
+    let mut seen = Vec::new();
+    c.read_each(&Query::all(), ReadOptions::forwards(), |e| {
+        seen.push(e.position);
+        if seen.len() == 1500 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, (1..=1500).collect::<Vec<_>>());
+    // An unknown stream lends nothing; a bad name is the store's error.
+    let mut none = 0;
+    c.read_stream_each("nope", ReadOptions::forwards(), |_| {
+        none += 1;
+        std::ops::ControlFlow::Continue(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(none, 0);
+    let bad = c
+        .read_stream_each("", ReadOptions::forwards(), |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .await;
+    assert!(matches!(
+        store_error(failed(bad)),
+        Error::InvalidInput { .. }
+    ));
+    // The connection serves other calls after a read broken off.
+    assert_eq!(c.head().await.unwrap(), 3000);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_wrong_expected_revision_names_stream_expected_and_actual() {
     let server = start().await;

@@ -24,6 +24,10 @@
 //! # }
 //! ```
 
+mod lent;
+
+use std::ops::ControlFlow;
+
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
@@ -139,6 +143,9 @@ type Raw = g::gesta_client::GestaClient<InterceptedService<Channel, Auth>>;
 #[derive(Clone)]
 pub struct GestaClient {
     raw: Raw,
+    /// The channel and the key, for the calls made without the generated
+    /// client (the lent reads).
+    service: InterceptedService<Channel, Auth>,
 }
 
 impl GestaClient {
@@ -157,10 +164,11 @@ impl GestaClient {
     }
 
     fn with_auth(channel: Channel, auth: Auth) -> GestaClient {
+        let service = InterceptedService::new(channel.clone(), auth.clone());
         let raw = g::gesta_client::GestaClient::with_interceptor(channel, auth)
             .max_decoding_message_size(RECEIVE_LIMIT)
             .max_encoding_message_size(RECEIVE_LIMIT);
-        GestaClient { raw }
+        GestaClient { raw, service }
     }
 
     /// A client over an open channel that sends `key` with every call;
@@ -244,6 +252,92 @@ impl GestaClient {
         };
         let responses = self.raw.read_stream(request).await?.into_inner();
         Ok(events(responses, |r| r.events))
+    }
+
+    /// The events [`read`](Self::read) yields, handed to `f` one by one
+    /// as borrowed views until `f` answers [`ControlFlow::Break`] (which
+    /// ends the call), as [`gesta::EventStore::read_each`] hands a store's:
+    /// each is parsed in place from the response that carries it, with no
+    /// message or string built per event; [`gesta::EventRef::to_owned`]
+    /// makes an owned one that shares its data and metadata.
+    ///
+    /// ```no_run
+    /// # async fn run(client: &mut gesta_server::client::GestaClient) -> gesta_server::client::Result<()> {
+    /// use std::ops::ControlFlow;
+    /// use gesta::{Query, ReadOptions};
+    ///
+    /// let mut in_c1 = 0;
+    /// let enrolled = Query::event_type("StudentEnrolled");
+    /// client
+    ///     .read_each(&enrolled, ReadOptions::forwards(), |e| {
+    ///         let mut tags = e.tags; // borrowed, like e.event_type and e.data
+    ///         if tags.any(|t| t == "course:c1") {
+    ///             in_c1 += 1;
+    ///         }
+    ///         ControlFlow::Continue(())
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read_each(
+        &mut self,
+        query: &gesta::Query,
+        options: gesta::ReadOptions,
+        mut f: impl FnMut(gesta::EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let request = g::ReadRequest {
+            query: Some(query_to_proto(query)),
+            start: options.start,
+            direction: direction_to_proto(options.direction) as i32,
+            limit: options.limit.map(|l| l as u64),
+        };
+        self.lend("/gesta.v1.Gesta/Read", request, &mut f).await
+    }
+
+    /// The events [`read_stream`](Self::read_stream) yields, lent to `f`
+    /// as [`read_each`](Self::read_each) lends a query's.
+    pub async fn read_stream_each(
+        &mut self,
+        stream: &str,
+        options: gesta::ReadOptions,
+        mut f: impl FnMut(gesta::EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let request = g::ReadStreamRequest {
+            stream: stream.into(),
+            start: options.start,
+            direction: direction_to_proto(options.direction) as i32,
+            limit: options.limit.map(|l| l as u64),
+        };
+        self.lend("/gesta.v1.Gesta/ReadStream", request, &mut f)
+            .await
+    }
+
+    /// Calls the server-streaming method at `path` with `request`, its
+    /// responses taken as bytes and their events lent to `f`.
+    async fn lend<Req: prost::Message + Send + 'static>(
+        &mut self,
+        path: &'static str,
+        request: Req,
+        f: &mut dyn FnMut(gesta::EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let mut grpc = tonic::client::Grpc::new(self.service.clone())
+            .max_decoding_message_size(RECEIVE_LIMIT)
+            .max_encoding_message_size(RECEIVE_LIMIT);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("the connection is not ready: {e}")))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+        let mut responses = grpc
+            .server_streaming(Request::new(request), path, lent::RawCodec::default())
+            .await?
+            .into_inner();
+        while let Some(response) = responses.message().await? {
+            if lent::lend_events(&response, f)?.is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The newest event of `stream` (None when it has no events).
