@@ -13,8 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::Either;
-use gesta::encryption::{Encrypted, EncryptionOptions, Opener, is_encrypted};
-use gesta::{AppendOptions, Appended, EventStore, NewEvent, Query, ReadOptions, RecordedEvent};
+use gesta::encryption::{Encrypted, EncryptionOptions, is_encrypted};
+use gesta::{AppendOptions, Appended, EventStore, NewEvent};
 
 /// A store as a server serves it: a [`gesta::Store`], or one opened
 /// through [`Encrypted`] (then subjects' events are sealed on append,
@@ -36,10 +36,6 @@ pub struct Served {
 /// Waits until a committed position is held somewhere beyond the local
 /// disk (a bucket): `Err` says why it is not. Runs on the blocking pool.
 pub type Acknowledge = Arc<dyn Fn(u64) -> Result<(), String> + Send + Sync>;
-
-/// Events read from the store, opened, owned: a streamed read hands them
-/// to another thread.
-pub(crate) type Events = Box<dyn Iterator<Item = gesta::Result<RecordedEvent>> + Send + 'static>;
 
 impl std::fmt::Debug for Served {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,26 +175,6 @@ impl Served {
             Some(e) => &**e,
             None => &*self.store,
         }
-    }
-
-    /// What reads through the wrapper do to each event, if there is one.
-    fn opener(&self) -> Option<Opener> {
-        self.encrypted.as_ref().map(|e| e.opener())
-    }
-
-    /// The engine's owned read, opened: a read through the wrapper
-    /// borrows it, and a streamed read outlives the call that starts it.
-    fn opened(&self, events: gesta::Events) -> Events {
-        match self.opener() {
-            None => Box::new(events),
-            Some(opener) => Box::new(events.map(move |e| e.and_then(|e| opener.open(e)))),
-        }
-    }
-
-    /// The events matching `query`, as [`gesta::Store::read`] reads them,
-    /// opened.
-    pub(crate) fn read(&self, query: &Query, options: ReadOptions) -> gesta::Result<Events> {
-        Ok(self.opened(self.store.read(query, options)?))
     }
 
     /// Appends a batch. It is handed over when this is called, and

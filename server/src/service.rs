@@ -516,7 +516,7 @@ impl Resent {
         };
         let mut first = gesta::ReadOptions::forwards().limit(1);
         first.start = condition.after;
-        let Some(conflict) = store.read(query, first)?.next().transpose()? else {
+        let Some(conflict) = store.events().read(query, first)?.next().transpose()? else {
             return Ok(None);
         };
         let Some(start) = conflict.position.checked_sub(offset as u64) else {
@@ -530,7 +530,7 @@ impl Resent {
         let all = gesta::ReadOptions::forwards()
             .start(start - 1)
             .limit(self.events.len());
-        let mut committed = store.read(&gesta::Query::all(), all)?;
+        let mut committed = store.events().read(&gesta::Query::all(), all)?;
         for sent in &self.events {
             let Some(found) = committed.next().transpose()? else {
                 return Ok(None);
@@ -561,6 +561,7 @@ fn append_nothing(
         let mut read = gesta::ReadOptions::forwards().limit(1);
         read.start = c.after;
         if let Some(found) = store
+            .events()
             .read(&c.fail_if_events_match, read)
             .map_err(from_engine)?
             .next()
