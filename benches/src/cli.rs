@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// child process) through the same client.
     #[arg(long, requires = "server")]
     pub umadb_server: bool,
+    /// With --server, also run every workload through the server's own
+    /// `gesta.v1` service with the server crate's client.
+    #[arg(long, requires = "server")]
+    pub gesta_v1: bool,
     /// UmaDB's server command for --umadb-server: the `umadb` command of
     /// the `umadb` package on PyPI, which `.ci/umadb-server.sh` installs
     /// (and sets GESTA_UMADB_SERVER to).
@@ -148,6 +152,7 @@ fn run_server(args: BenchArgs, sizes: Sizes) -> Result<(), HarnessError> {
                     .into());
             }
         },
+        gesta_v1: args.gesta_v1,
     };
     let results = server_mode::run_server(&config)?;
     print!("{}", server_mode::server_markdown(&config, &results));

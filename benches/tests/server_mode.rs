@@ -1,6 +1,7 @@
 //! `--server` end to end at tiny sizes: every workload runs on every target,
 //! gives positive figures, and the reads through gRPC find the events the
-//! embedded store finds. With GESTA_UMADB_SERVER set (run it under
+//! embedded store finds; so do the same workloads through the `gesta.v1`
+//! service. With GESTA_UMADB_SERVER set (run it under
 //! `.ci/umadb-server.sh`), UmaDB's own server is a target too.
 #![cfg(feature = "server")]
 
@@ -30,6 +31,7 @@ fn server_mode_runs_end_to_end() {
         umadb_server: std::env::var_os("GESTA_UMADB_SERVER")
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from),
+        gesta_v1: true,
     };
     let uma = config.umadb_server.is_some();
     let results = run_server(&config).unwrap();
@@ -38,6 +40,7 @@ fn server_mode_runs_end_to_end() {
     if uma {
         targets.extend([Target::Uma(1), Target::Uma(4)]);
     }
+    targets.extend([Target::GestaV1(1), Target::GestaV1(4)]);
     assert_eq!(config.targets().len(), targets.len());
     for &target in &targets {
         for id in SERVER_WORKLOADS {
@@ -59,7 +62,13 @@ fn server_mode_runs_end_to_end() {
     }
 
     let table = server_markdown(&config, &results);
-    for heading in ["embedded", "gRPC ×1", "gRPC ×4", "client µs/op"] {
+    for heading in [
+        "embedded",
+        "gRPC ×1",
+        "gRPC ×4",
+        "gesta.v1 ×4",
+        "client µs/op",
+    ] {
         assert!(table.contains(heading), "{table}");
     }
     if uma {

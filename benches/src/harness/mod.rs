@@ -11,9 +11,10 @@
 //! - [`charts`]: the same as pictures, drawn from the JSON: one SVG bar
 //!   chart per workload and an HTML page with all of them;
 //! - `uma` (feature `umadb`): UmaDB's embedded engine as a store;
-//! - `remote`, `server_mode` and `cpu` (feature `server`): Gesta through
-//!   its gRPC server (and UmaDB's own server), the `--server` run that sets
-//!   them beside embedded Gesta, and the CPU each side takes.
+//! - `remote`, `remote_gesta`, `server_mode` and `cpu` (feature
+//!   `server`): Gesta through its gRPC server (its `umadb.v1` service, and
+//!   UmaDB's own server; or its `gesta.v1` service), the `--server` run
+//!   that sets them beside embedded Gesta, and the CPU each side takes.
 
 pub mod charts;
 #[cfg(feature = "server")]
@@ -21,6 +22,8 @@ pub mod cpu;
 pub mod lookups;
 #[cfg(feature = "server")]
 pub mod remote;
+#[cfg(feature = "server")]
+pub mod remote_gesta;
 pub mod report;
 #[cfg(feature = "server")]
 pub mod server_mode;

@@ -120,6 +120,16 @@ impl LocalServer {
         RemoteStore::connect(Arc::clone(runtime), self.addr, connections)
     }
 
+    /// A client of its `gesta.v1` service on `runtime`, with
+    /// `connections` connections to it.
+    pub fn connect_gesta(
+        &self,
+        runtime: &Arc<Runtime>,
+        connections: usize,
+    ) -> Result<super::remote_gesta::GestaRemote, HarnessError> {
+        super::remote_gesta::GestaRemote::connect(Arc::clone(runtime), self.addr, connections)
+    }
+
     /// Stops the server gracefully (the calls in flight are answered), then
     /// closes the store.
     pub fn stop(mut self) -> Result<(), HarnessError> {

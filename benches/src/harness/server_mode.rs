@@ -1,8 +1,10 @@
 //! The comparison's `--server` mode (feature `server`): W1–W4 and R2 on
-//! embedded Gesta and on Gesta through its gRPC server at several client
-//! connection counts — and, with `--umadb-server`, on UmaDB's own server
-//! through the same client — in one run so that the ratios hold; its
-//! tables (the figures, and the CPU each side took) and JSON.
+//! embedded Gesta and on Gesta through its gRPC server's `umadb.v1`
+//! service at several client connection counts — with `--umadb-server`,
+//! on UmaDB's own server through the same client, and with `--gesta-v1`,
+//! through Gesta's own `gesta.v1` service and client — in one run so that
+//! the ratios hold; its tables (the figures, and the CPU each side took)
+//! and JSON.
 //!
 //! Every target gets the same treatment: a fresh store (`Durability::Sync`,
 //! as the comparison opens Gesta) per write workload, the same loaded store
@@ -21,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::cpu::{Cpu, Sample};
-use super::remote::{CLIENT_THREADS, LocalServer, RemoteStore, SERVER_THREADS, UmaServer};
+use super::remote::{CLIENT_THREADS, LocalServer, SERVER_THREADS, UmaServer};
 use super::report::fmt_num;
 use super::stores::{Handle, Instance, Location, Mode, StoreKind};
 use super::workloads::{self, Outcome, Queries, ReadKind};
@@ -44,6 +46,9 @@ pub enum Target {
     Grpc(usize),
     /// Through UmaDB's own server, with this many client connections.
     Uma(usize),
+    /// Through the gRPC server's `gesta.v1` service and the server crate's
+    /// client, with this many client connections.
+    GestaV1(usize),
 }
 
 impl Target {
@@ -53,6 +58,7 @@ impl Target {
             Target::Embedded => "embedded".to_owned(),
             Target::Grpc(n) => format!("gRPC ×{n}"),
             Target::Uma(n) => format!("UmaDB server ×{n}"),
+            Target::GestaV1(n) => format!("gesta.v1 ×{n}"),
         }
     }
 
@@ -62,6 +68,7 @@ impl Target {
             Target::Embedded => "embedded".to_owned(),
             Target::Grpc(n) => format!("grpc_x{n}"),
             Target::Uma(n) => format!("umadb_server_x{n}"),
+            Target::GestaV1(n) => format!("gesta_v1_x{n}"),
         }
     }
 
@@ -86,16 +93,21 @@ pub struct ServerConfig {
     pub dir: PathBuf,
     /// UmaDB's server command (`umadb`), to run every workload on it too.
     pub umadb_server: Option<PathBuf>,
+    /// Whether every workload also runs through the `gesta.v1` service.
+    pub gesta_v1: bool,
 }
 
 impl ServerConfig {
     /// The columns: embedded, then gRPC at each connection count (each
-    /// followed by UmaDB's server at the same count, if it runs).
+    /// followed by UmaDB's server and by `gesta.v1` at the same count, if
+    /// they run).
     pub fn targets(&self) -> Vec<Target> {
         let uma = self.umadb_server.is_some();
         std::iter::once(Target::Embedded)
             .chain(self.connections.iter().flat_map(|&n| {
-                std::iter::once(Target::Grpc(n)).chain(uma.then_some(Target::Uma(n)))
+                std::iter::once(Target::Grpc(n))
+                    .chain(uma.then_some(Target::Uma(n)))
+                    .chain(self.gesta_v1.then_some(Target::GestaV1(n)))
             }))
             .collect()
     }
@@ -279,7 +291,7 @@ type Work<'a> = Box<dyn FnOnce(&dyn gesta::EventStore) -> Result<Outcome, Harnes
 /// Runs `work` through `store`, measuring the CPU its client and server
 /// (in `child`, or in this process) take.
 fn measured(
-    store: &RemoteStore,
+    store: &dyn gesta::EventStore,
     child: Option<u32>,
     work: Work<'_>,
 ) -> Result<(Outcome, Option<Cpu>), HarnessError> {
@@ -307,6 +319,14 @@ fn on_target(
             let server = LocalServer::start(Arc::clone(&runtimes.server), store)?;
             let result = server
                 .connect(&runtimes.client, connections)
+                .and_then(|remote| measured(&remote, None, work));
+            server.stop()?;
+            result
+        }
+        Target::GestaV1(connections) => {
+            let server = LocalServer::start(Arc::clone(&runtimes.server), store)?;
+            let result = server
+                .connect_gesta(&runtimes.client, connections)
                 .and_then(|remote| measured(&remote, None, work));
             server.stop()?;
             result
@@ -738,6 +758,14 @@ pub fn server_markdown(config: &ServerConfig, results: &ServerResults) -> String
             ""
         }
     );
+    if config.gesta_v1 {
+        let _ = writeln!(
+            s,
+            "gesta.v1 ×N: the same server's `gesta.v1` service through the server crate's \
+             client (`GestaClient`), its reads lent (`read_each`); streams are the \
+             protocol's own there, with their revisions."
+        );
+    }
     if cut {
         let _ = writeln!(
             s,
