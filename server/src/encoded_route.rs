@@ -233,3 +233,39 @@ impl Encodes for Gesta {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The methods answered encoded, by the paths their generated servers
+    /// route (a path spelled otherwise here would quietly fall through to
+    /// the generated server's decoded answers).
+    #[test]
+    fn the_encoded_methods_are_the_generated_servers_paths() {
+        let generated = |source: &str, path: &str| source.contains(&format!("\"{path}\" => {{"));
+        let dcb = include_str!("proto/umadb.v1.rs");
+        for method in ["Read", "Subscribe"] {
+            let path = format!("/umadb.v1.DCB/{method}");
+            assert!(generated(dcb, &path), "{path}");
+            assert!(Dcb::route::<Body>(&path).is_some(), "{path}");
+        }
+        let gesta = include_str!("proto/gesta.v1.rs");
+        for method in ["Read", "ReadStream", "Subscribe", "SubscribeDurable"] {
+            let path = format!("/gesta.v1.Gesta/{method}");
+            assert!(generated(gesta, &path), "{path}");
+            assert!(Gesta::route::<Body>(&path).is_some(), "{path}");
+        }
+        // Every other method is the generated server's.
+        for path in [
+            "/umadb.v1.DCB/Append",
+            "/umadb.v1.DCB/Head",
+            "/gesta.v1.Gesta/Append",
+            "/gesta.v1.Gesta/ReadStreamLast",
+            "/gesta.v1.Gesta/EventById",
+        ] {
+            assert!(Dcb::route::<Body>(path).is_none(), "{path}");
+            assert!(Gesta::route::<Body>(path).is_none(), "{path}");
+        }
+    }
+}
