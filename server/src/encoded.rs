@@ -24,7 +24,10 @@ use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::{Response, Status};
 
 use crate::config::Limits;
-use crate::service::Boxed;
+
+/// The responses a server-streaming method answers with.
+pub(crate) type Boxed<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A field's key: its number and wire type ([`VARINT`] or [`LEN`]).
 pub(crate) const fn key(field: u8, wire: u8) -> u8 {

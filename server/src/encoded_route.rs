@@ -12,11 +12,11 @@ use tonic::body::Body;
 use tonic::codegen::{Body as HttpBody, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::server::{Grpc, NamedService, ServerStreamingService};
 
-use crate::encoded::{EncodedCodec, EncodedResponse};
+use crate::encoded::{Boxed, EncodedCodec, EncodedResponse};
 use crate::gesta_v1::Gesta;
 use crate::proto::gesta_v1 as g;
 use crate::proto::v1;
-use crate::service::{Boxed, Dcb};
+use crate::service::Dcb;
 
 /// How a request to a method answered encoded is served.
 pub(crate) type Serve<T, B> = fn(

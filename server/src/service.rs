@@ -7,12 +7,11 @@
 //! is exclusive on both.
 
 use std::ops::ControlFlow;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
@@ -21,7 +20,7 @@ use crate::config::Limits;
 use crate::convert::{
     BorrowedMetadata, decode_metadata, from_engine, invalid, status, to_new_event, to_query,
 };
-use crate::encoded::{EncodedGather, EncodedResponse, decoded};
+use crate::encoded::{Boxed, EncodedGather, EncodedResponse, decoded};
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
 use crate::served::Served;
@@ -34,8 +33,6 @@ const BATCH_DEFAULT: u32 = 1024;
 const BATCH_MAX: u32 = 4096;
 /// Responses buffered per call before the producer waits for the client.
 const CHANNEL_DEPTH: usize = 2;
-
-pub(crate) type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The service: a store handle, the call limits and the shutdown signal
 /// that ends open streams.

@@ -16,10 +16,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::encoded::{EncodedGather, EncodedResponse, decoded, framed};
+use crate::encoded::{Boxed, EncodedGather, EncodedResponse, decoded, framed};
 use crate::observe::StreamPermit;
 use crate::served::Served;
-use crate::service::Boxed;
 use crate::tenancy::Stores;
 
 use super::backup::{BackupRoot, report_to_proto};
