@@ -265,23 +265,10 @@ impl RemoteStore {
         addr: SocketAddr,
         connections: usize,
     ) -> Result<RemoteStore, HarnessError> {
-        if connections == 0 {
-            return Err("a remote store needs at least one connection".into());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
-        let clients = runtime.block_on(async {
-            let mut clients = Vec::with_capacity(connections);
-            for _ in 0..connections {
-                // One `connect` per channel: a cloned Channel would share
-                // its connection.
-                let channel = endpoint.connect().await?;
-                clients.push(
-                    DcbClient::new(channel)
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                );
-            }
-            Ok::<_, tonic::transport::Error>(clients)
+        let clients = pool(&runtime, addr, connections, |channel| {
+            DcbClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
         })?;
         Ok(RemoteStore {
             runtime,
@@ -317,6 +304,30 @@ impl RemoteStore {
             .and_then(|e| e.ok())
             .map_or(0, |e| e.position)
     }
+}
+
+/// `connections` (at least one) clients of the server at `addr`, made by
+/// `client`, each on a connection of its own.
+pub(super) fn pool<C>(
+    runtime: &Runtime,
+    addr: SocketAddr,
+    connections: usize,
+    client: impl Fn(Channel) -> C,
+) -> Result<Vec<C>, HarnessError> {
+    if connections == 0 {
+        return Err("a remote store needs at least one connection".into());
+    }
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
+    let clients = runtime.block_on(async {
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            // One `connect` per client: a cloned Channel would share its
+            // connection.
+            clients.push(client(endpoint.connect().await?));
+        }
+        Ok::<_, tonic::transport::Error>(clients)
+    })?;
+    Ok(clients)
 }
 
 fn from_status(addr: SocketAddr, status: Status) -> Error {

@@ -23,7 +23,6 @@ use gesta::{
 };
 use gesta_server::client::{ClientError, GestaClient};
 use tokio::runtime::Runtime;
-use tonic::transport::Endpoint;
 
 use super::HarnessError;
 
@@ -43,19 +42,7 @@ impl GestaRemote {
         addr: SocketAddr,
         connections: usize,
     ) -> Result<GestaRemote, HarnessError> {
-        if connections == 0 {
-            return Err("a remote store needs at least one connection".into());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
-        let clients = runtime.block_on(async {
-            let mut clients = Vec::with_capacity(connections);
-            for _ in 0..connections {
-                // One `connect` per client: a cloned client shares its
-                // connection.
-                clients.push(GestaClient::new(endpoint.connect().await?));
-            }
-            Ok::<_, tonic::transport::Error>(clients)
-        })?;
+        let clients = super::remote::pool(&runtime, addr, connections, GestaClient::new)?;
         Ok(GestaRemote {
             runtime,
             clients,
