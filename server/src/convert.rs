@@ -153,6 +153,40 @@ impl<'a> BorrowedMetadata<'a> {
             raw: self.raw.as_deref(),
         }
     }
+
+    /// The entries' bytes, key and value, in order: what a response
+    /// writes, without checking their UTF-8 again (the protocol's form is
+    /// checked whole when read, and raw metadata was made UTF-8 then).
+    pub(crate) fn entry_bytes(&self) -> EntryBytes<'_> {
+        EntryBytes {
+            encoded: self.encoded,
+            raw: self.raw.as_deref(),
+        }
+    }
+}
+
+/// The entries of a [`BorrowedMetadata`] as bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct EntryBytes<'s> {
+    encoded: &'s [u8],
+    raw: Option<&'s str>,
+}
+
+impl<'s> Iterator for EntryBytes<'s> {
+    type Item = (&'s [u8], &'s [u8]);
+
+    fn next(&mut self) -> Option<(&'s [u8], &'s [u8])> {
+        if let Some(value) = self.raw.take() {
+            return Some((RAW_METADATA_KEY.as_bytes(), value.as_bytes()));
+        }
+        if self.encoded.is_empty() {
+            return None;
+        }
+        Some((
+            take_bytes(&mut self.encoded)?,
+            take_bytes(&mut self.encoded)?,
+        ))
+    }
 }
 
 /// The entries of a [`BorrowedMetadata`].
@@ -180,11 +214,20 @@ impl<'s> Iterator for Entries<'s> {
 /// UTF-8 bytes), `rest` moved past it; `None` if it is cut short or not
 /// UTF-8.
 fn take_str<'s>(rest: &mut &'s [u8]) -> Option<&'s str> {
+    let mut tail = *rest;
+    let s = std::str::from_utf8(take_bytes(&mut tail)?).ok()?;
+    *rest = tail;
+    Some(s)
+}
+
+/// The bytes of the string at the start of `rest`, as [`take_str`] reads
+/// them, without checking their UTF-8.
+fn take_bytes<'s>(rest: &mut &'s [u8]) -> Option<&'s [u8]> {
     let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     let end = len.checked_add(4)?;
-    let s = std::str::from_utf8(rest.get(4..end)?).ok()?;
+    let b = rest.get(4..end)?;
     *rest = &rest[end..];
-    Some(s)
+    Some(b)
 }
 
 /// A status with UmaDB's `ErrorResponse` in its details, which UmaDB's

@@ -53,8 +53,8 @@ impl Sequenced<'_> {
         let uuid = self.uuid.map_or(0, |_| framed(UUID_TEXT_LEN));
         let metadata: usize = self
             .metadata
-            .entries()
-            .map(|(k, v)| framed(str_field(k) + str_field(v)))
+            .entry_bytes()
+            .map(|(k, v)| framed(bytes_field(k) + bytes_field(v)))
             .sum();
         str_field(self.event_type) + tags + data + uuid + metadata
     }
@@ -90,11 +90,11 @@ impl Sequenced<'_> {
         if let Some(uuid) = self.uuid {
             put_uuid(out, 4, uuid);
         }
-        for (k, v) in self.metadata.entries() {
+        for (k, v) in self.metadata.entry_bytes() {
             out.put_u8(key(5, LEN));
-            encode_varint((str_field(k) + str_field(v)) as u64, out);
-            put_str(out, 1, k);
-            put_str(out, 2, v);
+            encode_varint((bytes_field(k) + bytes_field(v)) as u64, out);
+            put_bytes(out, 1, k);
+            put_bytes(out, 2, v);
         }
         if let Some((source, position)) = self.tracking {
             out.put_u8(key(3, LEN));
