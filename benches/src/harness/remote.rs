@@ -253,8 +253,7 @@ impl Drop for UmaServer {
 /// taken in turn per call.
 pub struct RemoteStore {
     runtime: Arc<Runtime>,
-    clients: Vec<DcbClient<Channel>>,
-    next: AtomicUsize,
+    clients: Pool<DcbClient<Channel>>,
     addr: SocketAddr,
 }
 
@@ -265,7 +264,7 @@ impl RemoteStore {
         addr: SocketAddr,
         connections: usize,
     ) -> Result<RemoteStore, HarnessError> {
-        let clients = pool(&runtime, addr, connections, |channel| {
+        let clients = Pool::connect(&runtime, addr, connections, |channel| {
             DcbClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -273,7 +272,6 @@ impl RemoteStore {
         Ok(RemoteStore {
             runtime,
             clients,
-            next: AtomicUsize::new(0),
             addr,
         })
     }
@@ -285,8 +283,7 @@ impl RemoteStore {
 
     /// The next connection's client (a cheap handle onto the connection).
     fn client(&self) -> DcbClient<Channel> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        self.clients[i].clone()
+        self.clients.next()
     }
 
     fn error(&self, status: Status) -> Error {
@@ -306,28 +303,50 @@ impl RemoteStore {
     }
 }
 
-/// `connections` (at least one) clients of the server at `addr`, made by
-/// `client`, each on a connection of its own.
-pub(super) fn pool<C>(
-    runtime: &Runtime,
-    addr: SocketAddr,
-    connections: usize,
-    client: impl Fn(Channel) -> C,
-) -> Result<Vec<C>, HarnessError> {
-    if connections == 0 {
-        return Err("a remote store needs at least one connection".into());
-    }
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
-    let clients = runtime.block_on(async {
-        let mut clients = Vec::with_capacity(connections);
-        for _ in 0..connections {
-            // One `connect` per client: a cloned Channel would share its
-            // connection.
-            clients.push(client(endpoint.connect().await?));
+/// Clients of one server, each on a connection of its own, taken in turn.
+pub(super) struct Pool<C> {
+    clients: Vec<C>,
+    next: AtomicUsize,
+}
+
+impl<C: Clone> Pool<C> {
+    /// `connections` (at least one) clients of the server at `addr`, made
+    /// by `client`.
+    pub(super) fn connect(
+        runtime: &Runtime,
+        addr: SocketAddr,
+        connections: usize,
+        client: impl Fn(Channel) -> C,
+    ) -> Result<Pool<C>, HarnessError> {
+        if connections == 0 {
+            return Err("a remote store needs at least one connection".into());
         }
-        Ok::<_, tonic::transport::Error>(clients)
-    })?;
-    Ok(clients)
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
+        let clients = runtime.block_on(async {
+            let mut clients = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                // One `connect` per client: a cloned Channel would share its
+                // connection.
+                clients.push(client(endpoint.connect().await?));
+            }
+            Ok::<_, tonic::transport::Error>(clients)
+        })?;
+        Ok(Pool {
+            clients,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many connections it has.
+    pub(super) fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The next connection's client (a cheap handle onto the connection).
+    pub(super) fn next(&self) -> C {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        self.clients[i].clone()
+    }
 }
 
 fn from_status(addr: SocketAddr, status: Status) -> Error {

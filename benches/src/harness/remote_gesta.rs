@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use gesta::{
@@ -25,13 +24,13 @@ use gesta_server::client::{ClientError, GestaClient};
 use tokio::runtime::Runtime;
 
 use super::HarnessError;
+use super::remote::Pool;
 
 /// `gesta::EventStore` over `gesta.v1`: a pool of connections to one
 /// server, taken in turn per call.
 pub struct GestaRemote {
     runtime: Arc<Runtime>,
-    clients: Vec<GestaClient>,
-    next: AtomicUsize,
+    clients: Pool<GestaClient>,
     addr: SocketAddr,
 }
 
@@ -42,11 +41,10 @@ impl GestaRemote {
         addr: SocketAddr,
         connections: usize,
     ) -> Result<GestaRemote, HarnessError> {
-        let clients = super::remote::pool(&runtime, addr, connections, GestaClient::new)?;
+        let clients = Pool::connect(&runtime, addr, connections, GestaClient::new)?;
         Ok(GestaRemote {
             runtime,
             clients,
-            next: AtomicUsize::new(0),
             addr,
         })
     }
@@ -58,8 +56,7 @@ impl GestaRemote {
 
     /// The next connection's client (a cheap handle onto the connection).
     fn client(&self) -> GestaClient {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        self.clients[i].clone()
+        self.clients.next()
     }
 
     /// Runs a call on the next connection, its error as the store's.

@@ -227,12 +227,7 @@ impl GestaClient {
         query: &gesta::Query,
         options: gesta::ReadOptions,
     ) -> Result<EventStream> {
-        let request = g::ReadRequest {
-            query: Some(query_to_proto(query)),
-            start: options.start,
-            direction: direction_to_proto(options.direction) as i32,
-            limit: options.limit.map(|l| l as u64),
-        };
+        let request = read_request(query, options);
         let responses = self.raw.read(request).await?.into_inner();
         Ok(events(responses, |r| r.events))
     }
@@ -244,12 +239,7 @@ impl GestaClient {
         stream: &str,
         options: gesta::ReadOptions,
     ) -> Result<EventStream> {
-        let request = g::ReadStreamRequest {
-            stream: stream.into(),
-            start: options.start,
-            direction: direction_to_proto(options.direction) as i32,
-            limit: options.limit.map(|l| l as u64),
-        };
+        let request = read_stream_request(stream, options);
         let responses = self.raw.read_stream(request).await?.into_inner();
         Ok(events(responses, |r| r.events))
     }
@@ -286,12 +276,7 @@ impl GestaClient {
         options: gesta::ReadOptions,
         mut f: impl FnMut(gesta::EventRef<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
-        let request = g::ReadRequest {
-            query: Some(query_to_proto(query)),
-            start: options.start,
-            direction: direction_to_proto(options.direction) as i32,
-            limit: options.limit.map(|l| l as u64),
-        };
+        let request = read_request(query, options);
         self.lend("/gesta.v1.Gesta/Read", request, &mut f).await
     }
 
@@ -303,12 +288,7 @@ impl GestaClient {
         options: gesta::ReadOptions,
         mut f: impl FnMut(gesta::EventRef<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
-        let request = g::ReadStreamRequest {
-            stream: stream.into(),
-            start: options.start,
-            direction: direction_to_proto(options.direction) as i32,
-            limit: options.limit.map(|l| l as u64),
-        };
+        let request = read_stream_request(stream, options);
         self.lend("/gesta.v1.Gesta/ReadStream", request, &mut f)
             .await
     }
@@ -755,6 +735,26 @@ impl GestaClient {
 }
 
 /// A read's responses (each opened by `open`) as one stream of events.
+/// The request of a read of `query`, lent or owned.
+fn read_request(query: &gesta::Query, options: gesta::ReadOptions) -> g::ReadRequest {
+    g::ReadRequest {
+        query: Some(query_to_proto(query)),
+        start: options.start,
+        direction: direction_to_proto(options.direction) as i32,
+        limit: options.limit.map(|l| l as u64),
+    }
+}
+
+/// The request of a read of `stream`, lent or owned.
+fn read_stream_request(stream: &str, options: gesta::ReadOptions) -> g::ReadStreamRequest {
+    g::ReadStreamRequest {
+        stream: stream.into(),
+        start: options.start,
+        direction: direction_to_proto(options.direction) as i32,
+        limit: options.limit.map(|l| l as u64),
+    }
+}
+
 fn events<R: Send + 'static>(
     responses: tonic::Streaming<R>,
     open: fn(R) -> Vec<g::RecordedEvent>,

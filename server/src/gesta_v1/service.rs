@@ -33,6 +33,9 @@ use super::wire::{put_continued, put_recorded, recorded_len};
 use crate::config::Limits;
 use crate::proto::gesta_v1 as g;
 
+/// What a read lends its events to, one by one, until it breaks.
+type Lend<'f> = &'f mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>;
+
 /// Events per response, at most.
 const BATCH: usize = 1024;
 /// Responses buffered per call before the producer waits for the client.
@@ -129,9 +132,7 @@ impl Gesta {
     async fn stream_read(
         &self,
         store: Served,
-        read: impl FnOnce(&Served, &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>) -> gesta::Result<()>
-        + Send
-        + 'static,
+        read: impl FnOnce(&Served, Lend<'_>) -> gesta::Result<()> + Send + 'static,
         permit: StreamPermit,
     ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -224,9 +225,7 @@ impl Gesta {
         let query = query_from_proto(r.query);
         let options = read_options(r.start, r.direction, r.limit)?;
         let permit = self.open_stream(&store)?;
-        let read = move |s: &Served, f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>| {
-            s.events().read_each(&query, options, f)
-        };
+        let read = move |s: &Served, f: Lend<'_>| s.events().read_each(&query, options, f);
         self.stream_read(store, read, permit).await
     }
 
@@ -239,9 +238,8 @@ impl Gesta {
         let r = request.into_inner();
         let options = read_options(r.start, r.direction, r.limit)?;
         let permit = self.open_stream(&store)?;
-        let read = move |s: &Served, f: &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>| {
-            s.events().read_stream_each(&r.stream, options, f)
-        };
+        let read =
+            move |s: &Served, f: Lend<'_>| s.events().read_stream_each(&r.stream, options, f);
         self.stream_read(store, read, permit).await
     }
 
@@ -285,7 +283,7 @@ impl Gesta {
 /// its first event (the call's answer) or began (or ended without one).
 fn run_read(
     store: &Served,
-    read: impl FnOnce(&Served, &mut dyn FnMut(EventRef<'_>) -> ControlFlow<()>) -> gesta::Result<()>,
+    read: impl FnOnce(&Served, Lend<'_>) -> gesta::Result<()>,
     limits: &Limits,
     stop: &watch::Receiver<bool>,
     tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
