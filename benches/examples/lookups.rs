@@ -27,7 +27,7 @@ fn main() {
     let n = arg(2, 10_000) as usize;
     let rounds = arg(3, 5);
 
-    let dir = cache_root().join(format!("lookups-{events}-v1"));
+    let dir = cache_root().join(format!("lookups-{events}-v2"));
     let marker = dir.with_extension("complete");
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -295,6 +295,9 @@ pub fn decode_index_run(data: &[u8]) -> std::result::Result<u64, gesta_index::Ru
 }
 
 fn walk_run(run: &gesta_index::Run) -> u64 {
+    // The keys as a listing walks them: the directory and the id section
+    // merged, which must end.
+    let _ = run.keys_from(&[]).count();
     let mut keys = 0;
     for (key, list) in run.iter() {
         keys += 1;

@@ -52,5 +52,5 @@ pub use key::{Key, KeyHasher, KeyKind};
 pub use memtable::Memtable;
 pub use overlay::Overlay;
 pub use query::{Direction, ItemSpec, Positions, QuerySpec};
-pub use run::{Run, RunError, RunIter, RunKeys, write_run};
+pub use run::{Run, RunError, RunIter, RunKey, RunKeys, write_run, write_run_v1};
 pub use view::IndexView;

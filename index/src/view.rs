@@ -263,7 +263,7 @@ impl IndexView {
                 Source::Run(run) => {
                     let mut keys = run.keys_from(start).peekable();
                     if exclusive {
-                        keys.next_if(|(k, _)| *k == start);
+                        keys.next_if(|(k, _)| &**k == start);
                     }
                     Walk::Run(keys)
                 }
@@ -347,7 +347,7 @@ impl Walk<'_> {
     /// The walk's next key.
     fn peek(&mut self) -> Option<&[u8]> {
         match self {
-            Walk::Run(keys) => keys.peek().map(|(k, _)| *k),
+            Walk::Run(keys) => keys.peek().map(|(k, _)| &**k),
             Walk::Memtable(m) => m.peek().map(|(k, _)| k.as_bytes()),
             Walk::Overlay(keys, _) => keys.peek().map(|(k, _)| k.as_bytes()),
         }

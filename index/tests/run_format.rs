@@ -8,8 +8,23 @@ use gesta_index::{Cursor, Direction, Key, Positions, Run, write_run};
 use proptest::prelude::*;
 
 /// Random keys (any kind byte, any name) with random ascending lists,
-/// mixing dense runs of positions and huge gaps.
+/// mixing dense runs of positions and huge gaps, and event ids of one
+/// position each (which a run keeps in its id section) or of several.
 fn lists() -> impl Strategy<Value = BTreeMap<Vec<u8>, BTreeSet<u64>>> {
+    let ids = prop::collection::btree_map(
+        any::<u128>(),
+        prop::collection::btree_set(any::<u64>(), 1..3),
+        0..40,
+    );
+    (keyed(), ids).prop_map(|(mut lists, ids)| {
+        for (id, positions) in ids {
+            lists.insert(Key::id(id).as_bytes().to_vec(), positions);
+        }
+        lists
+    })
+}
+
+fn keyed() -> impl Strategy<Value = BTreeMap<Vec<u8>, BTreeSet<u64>>> {
     let positions = prop_oneof![
         prop::collection::btree_set(any::<u64>(), 1..50),
         (any::<u64>(), 1usize..700, 1u64..40).prop_map(|(start, n, step)| {
@@ -39,6 +54,9 @@ fn fix_crc(bytes: &mut [u8]) {
 fn exercise(run: &Run, probes: &[u64]) {
     let keys: Vec<(Key, Vec<u64>)> = run.iter().collect();
     assert!(keys.len() as u64 <= run.keys());
+    let walked: Vec<(Vec<u8>, u64)> = run.keys_from(&[]).map(|(k, n)| (k.to_vec(), n)).collect();
+    assert!(walked.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(walked.len() as u64 <= run.keys());
     for (key, list) in &keys {
         assert!(list.windows(2).all(|w| w[0] < w[1]));
         let _ = (
@@ -91,6 +109,10 @@ proptest! {
                 prop_assert_eq!(c.seek_le(t), v.range(..=t).next_back().copied());
             }
         }
+        // Keys from a start, from the directory and the id section merged.
+        let from: Vec<(Vec<u8>, u64)> = run.keys_from(&unknown).map(|(k, n)| (k.to_vec(), n)).collect();
+        let want_from: Vec<(Vec<u8>, u64)> = lists.range(unknown.clone()..).map(|(k, v)| (k.clone(), v.len() as u64)).collect();
+        prop_assert_eq!(from, want_from);
         if !lists.contains_key(&unknown) {
             let key = Key::from_bytes(&unknown);
             prop_assert!(!run.contains(&key));
@@ -149,7 +171,7 @@ fn damaged_varints_are_contained() {
     ];
     let good = write_run(lists, (1, 300_000));
     let skip_off =
-        u64::from_le_bytes(good[good.len() - 80..good.len() - 72].try_into().unwrap()) as usize;
+        u64::from_le_bytes(good[good.len() - 88..good.len() - 80].try_into().unwrap()) as usize;
     let mut opened = 0;
     for at in 16..skip_off {
         for value in [0x00, 0x80, 0xff, 0x01] {

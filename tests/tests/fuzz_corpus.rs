@@ -594,6 +594,13 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         ("decode_index_run", "empty"),
         write_run(Vec::<(Key, Vec<u64>)>::new(), (1, 0)),
     );
+    // A version 1 run (ids in the directory), which stores written before
+    // the id section still hold.
+    let mut old = Rng::new(12);
+    s.insert(
+        ("decode_index_run", "version-1"),
+        gesta_index::write_run_v1(small_run_entries(&mut old, 5, 3), (1, 10_000)),
+    );
     // decode_journal_entry: an entry of every kind.
     for (name, bytes) in journal_entries() {
         s.insert(("decode_journal_entry", name), bytes);
@@ -739,6 +746,10 @@ fn crc(b: &[u8]) -> u32 {
 /// An index run of `keys` keys of each kind with up to `max_list` positions
 /// each, from the real writer.
 fn small_run(rng: &mut Rng, keys: usize, max_list: usize) -> Vec<u8> {
+    write_run(small_run_entries(rng, keys, max_list), (1, 10_000))
+}
+
+fn small_run_entries(rng: &mut Rng, keys: usize, max_list: usize) -> Vec<(Key, Vec<u64>)> {
     let mut entries = Vec::new();
     for k in 0..keys {
         let n = 1 + rng.below(max_list);
@@ -750,7 +761,7 @@ fn small_run(rng: &mut Rng, keys: usize, max_list: usize) -> Vec<u8> {
         entries.push((Key::stream(&format!("s-{k}")), list.clone()));
         entries.push((Key::id(k as u128 * 7919), vec![list[0]]));
     }
-    write_run(entries, (1, 10_000))
+    entries
 }
 
 fn manifest(runs: u64) -> Manifest {

@@ -2,7 +2,9 @@
 //! fixture in `tests/fixtures/store-v2`: 80 events in 40 batches, ids,
 //! tags, streams, metadata, an index run) opens, reads and queries as it
 //! did, takes new events — names over 255 bytes included — into a segment
-//! of this build's format, and compresses.
+//! of this build's format, and compresses. Its index run is of index format
+//! version 1 (ids in the key directory): it answers lookups by id as it
+//! did, and compaction rewrites it in version 2 (ids in their section).
 
 use std::path::Path;
 
@@ -34,6 +36,34 @@ fn all(store: &Store) -> Vec<RecordedEvent> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+}
+
+/// The format version of every index run in `dir`.
+fn run_versions(dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap())
+        })
+        .collect()
+}
+
+/// Every id of the fixture is found at its event's position.
+fn check_fixture_ids(store: &Store) {
+    for i in 0..40u64 {
+        let found = store.event_by_id(1000 + u128::from(i)).unwrap();
+        assert_eq!(
+            found.map(|e| e.position),
+            Some(2 * i + 1),
+            "id {}",
+            1000 + i
+        );
+    }
+    assert_eq!(store.event_by_id(999).unwrap(), None);
+    assert_eq!(store.event_by_id(1040).unwrap(), None);
 }
 
 fn segment_versions(dir: &Path) -> Vec<(String, u32)> {
@@ -91,6 +121,7 @@ fn a_version_2_store_reads_and_takes_new_events_in_version_3_segments() {
         before.iter().all(|(_, v)| *v == 2),
         "the fixture is a version 2 store: {before:?}"
     );
+    assert_eq!(run_versions(dir), vec![1], "its index run is of version 1");
     let options = || Options::default().segment_size(4096).preallocate(512);
     let store = Store::open_with(dir, options()).unwrap();
     check_fixture_events(&all(&store));
@@ -110,6 +141,7 @@ fn a_version_2_store_reads_and_takes_new_events_in_version_3_segments() {
         store.event_by_id(1007).unwrap().map(|e| e.position),
         Some(15)
     );
+    check_fixture_ids(&store);
 
     // New events, one of them wide, go to a new segment of this format.
     let long = "l".repeat(600);
@@ -148,4 +180,11 @@ fn a_version_2_store_reads_and_takes_new_events_in_version_3_segments() {
         .collect();
     assert_eq!(hits, vec![81]);
     assert_eq!(store.stream_revision(&long).unwrap(), Some(0));
+    // The index is one run of version 2 now, and finds every id.
+    assert_eq!(run_versions(dir), vec![2]);
+    check_fixture_ids(&store);
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open_with(dir, options()).unwrap();
+    check_fixture_ids(&store);
 }

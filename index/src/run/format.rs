@@ -3,17 +3,25 @@
 //! specification; this module is its single transcription into code.
 //!
 //! ```text
-//! header | postings | skip table | key directory | key bytes | filter | footer
+//! header | postings | skip table | key directory | key bytes | ids | filter | footer
 //! ```
+//!
+//! Version 1 has no id section and an 80-byte footer; version 2 (written
+//! now) adds the section and the footer field that says where it starts.
 
 /// The first and last eight bytes of every run file.
 pub(crate) const MAGIC: &[u8; 8] = b"GESTAIDX";
-/// The format version this code writes and reads.
-pub(crate) const VERSION: u32 = 1;
+/// The format version this code writes.
+pub(crate) const VERSION: u32 = 2;
+/// The version before the id section, still read.
+pub(crate) const VERSION_1: u32 = 1;
 /// Header: magic, version, reserved.
 pub(crate) const HEADER_LEN: usize = 16;
-/// Footer: eight u64 fields, a reserved u32, the CRC, the magic.
-pub(crate) const FOOTER_LEN: usize = 80;
+/// Footer: nine u64 fields, a reserved u32, the CRC, the magic.
+pub(crate) const FOOTER_LEN: usize = 88;
+/// A version 1 footer: eight u64 fields (no id section), a reserved u32,
+/// the CRC, the magic.
+pub(crate) const FOOTER_LEN_1: usize = 80;
 /// Offset of the CRC field from the end of the file; the CRC covers every
 /// byte before it, footer fields included, so no single bit goes unchecked.
 pub(crate) const CRC_FROM_END: usize = 12;
@@ -23,6 +31,8 @@ pub(crate) const BLOCK: usize = 64;
 pub(crate) const SKIP_ENTRY: usize = 24;
 /// Bytes of one key-directory entry: key offset, count, first block.
 pub(crate) const DIR_ENTRY: usize = 24;
+/// Bytes of one id-section entry: the id (big-endian) and its position.
+pub(crate) const ID_ENTRY: usize = 24;
 
 /// The section offsets and totals recorded in the footer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,14 +49,27 @@ pub(crate) struct Footer {
     pub(crate) covers: (u64, u64),
     /// Number of keys (directory entries).
     pub(crate) key_count: u64,
-    /// Number of positions over all lists.
+    /// Number of positions over all lists and the id section.
     pub(crate) posting_count: u64,
+    /// File offset of the id section (= end of the key bytes); the
+    /// filter's offset in a version 1 run, which has none.
+    pub(crate) ids_off: u64,
 }
 
 impl Footer {
     /// Appends the footer, the CRC of everything before the CRC field, and
     /// the trailing magic to `out`, completing the file.
     pub(crate) fn finish(&self, out: &mut Vec<u8>) {
+        self.finish_fields(out, true);
+    }
+
+    /// [`finish`](Self::finish) in format version 1, without the id
+    /// section's offset (for tests of old runs).
+    pub(crate) fn finish_v1(&self, out: &mut Vec<u8>) {
+        self.finish_fields(out, false);
+    }
+
+    fn finish_fields(&self, out: &mut Vec<u8>, ids: bool) {
         for v in [
             self.skip_off,
             self.dir_off,
@@ -59,24 +82,34 @@ impl Footer {
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
+        if ids {
+            out.extend_from_slice(&self.ids_off.to_le_bytes());
+        }
         out.extend_from_slice(&0u32.to_le_bytes());
         let crc = crc32fast::hash(out);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(MAGIC);
     }
 
-    /// Reads the footer fields from the `FOOTER_LEN` bytes at the end of a
-    /// file. Only meaningful once the CRC has been checked.
-    pub(crate) fn parse(tail: &[u8]) -> Option<Footer> {
+    /// Reads the footer fields from the footer at the end of a file of
+    /// format `version` ([`FOOTER_LEN`] bytes, or [`FOOTER_LEN_1`] for
+    /// version 1). Only meaningful once the CRC has been checked.
+    pub(crate) fn parse(tail: &[u8], version: u32) -> Option<Footer> {
         let f = |i: usize| le_u64(tail, i * 8);
+        let filter_off = f(3)?;
         Some(Footer {
             skip_off: f(0)?,
             dir_off: f(1)?,
             keys_off: f(2)?,
-            filter_off: f(3)?,
+            filter_off,
             covers: (f(4)?, f(5)?),
             key_count: f(6)?,
             posting_count: f(7)?,
+            ids_off: if version == VERSION_1 {
+                filter_off
+            } else {
+                f(8)?
+            },
         })
     }
 }
@@ -164,11 +197,12 @@ mod tests {
             covers: (5, 6),
             key_count: 7,
             posting_count: 8,
+            ids_off: 9,
         };
         let mut out = Vec::new();
         f.finish(&mut out);
         assert_eq!(out.len(), FOOTER_LEN);
-        assert_eq!(Footer::parse(&out), Some(f));
+        assert_eq!(Footer::parse(&out, VERSION), Some(f));
         assert_eq!(&out[FOOTER_LEN - 8..], MAGIC);
         let crc = le_u32(&out, FOOTER_LEN - CRC_FROM_END).unwrap();
         assert_eq!(crc, crc32fast::hash(&out[..FOOTER_LEN - CRC_FROM_END]));

@@ -4,7 +4,7 @@
 //! every access to untrusted bytes goes through one set of checked helpers:
 //! a malformed file yields `None`, never a panic.
 
-use super::format::{BLOCK, DIR_ENTRY, HEADER_LEN, SKIP_ENTRY, le_u64};
+use super::format::{BLOCK, DIR_ENTRY, HEADER_LEN, ID_ENTRY, SKIP_ENTRY, le_u64};
 
 /// Absolute byte offsets of a run's sections and their entry counts.
 #[derive(Clone, Copy, Debug)]
@@ -15,7 +15,9 @@ pub(crate) struct Layout {
     pub(crate) dir: usize,
     /// Start of the key bytes.
     pub(crate) keys: usize,
-    /// Start of the filter (= end of the key bytes).
+    /// Start of the id section (= end of the key bytes).
+    pub(crate) ids: usize,
+    /// Start of the filter (= end of the id section).
     pub(crate) filter: usize,
     /// Start of the footer (= end of the filter).
     pub(crate) footer: usize,
@@ -23,6 +25,8 @@ pub(crate) struct Layout {
     pub(crate) blocks: usize,
     /// Directory entries (keys) in the file.
     pub(crate) key_count: usize,
+    /// Entries of the id section.
+    pub(crate) id_count: usize,
 }
 
 /// One skip-table entry: a block's first and last position and its bytes.
@@ -130,7 +134,7 @@ impl Layout {
             (k, f)
         } else {
             (
-                self.filter.saturating_sub(self.keys) as u64,
+                self.ids.saturating_sub(self.keys) as u64,
                 self.blocks as u64,
             )
         };
@@ -147,6 +151,29 @@ impl Layout {
                 count,
             },
         })
+    }
+
+    /// Entry `i` of the id section: its id and position.
+    pub(crate) fn id_entry(&self, b: &[u8], i: usize) -> Option<(u128, u64)> {
+        if i >= self.id_count {
+            return None;
+        }
+        let at = self.ids.checked_add(i.checked_mul(ID_ENTRY)?)?;
+        let id = b.get(at..at.checked_add(16)?)?;
+        Some((
+            u128::from_be_bytes(id.try_into().ok()?),
+            le_u64(b, at + 16)?,
+        ))
+    }
+
+    /// The id of entry `i` of the id section.
+    pub(crate) fn id_at(&self, b: &[u8], i: usize) -> Option<u128> {
+        if i >= self.id_count {
+            return None;
+        }
+        let at = self.ids.checked_add(i.checked_mul(ID_ENTRY)?)?;
+        let id = b.get(at..at.checked_add(16)?)?;
+        Some(u128::from_be_bytes(id.try_into().ok()?))
     }
 
     /// The key bytes of directory entry `i`.

@@ -3,7 +3,10 @@
 //! from mapped bytes.
 //!
 //! [`write_run`] encodes; [`Run`] opens and answers lookups without copying
-//! or decoding more than the blocks a cursor touches.
+//! or decoding more than the blocks a cursor touches. Event ids, one
+//! position each, have a section of their own (format version 2): a row of
+//! fixed-size entries searched by the ids' values, which costs 24 bytes an
+//! id where a directory entry, a skip entry and the key's bytes cost 65.
 
 mod cursor;
 mod dense;
@@ -14,17 +17,18 @@ mod writer;
 
 use std::fmt;
 use std::hint::black_box;
+use std::ops::Deref;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::cursor::{Cursor, Found};
+use crate::cursor::{Cursor, Found, ListCursor};
 use crate::filter::{self, Probe};
 use crate::key::{ID_KEY_LEN, KIND_ID, Key};
 use cursor::{RunCursor, decode_list};
 use dense::{BitmapCursor, DenseLists};
 use layout::{Layout, ListRef};
-pub use writer::write_run;
+pub use writer::{write_run, write_run_v1};
 
 /// Why a run could not be opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +73,10 @@ pub struct Run {
     /// id in a run holding at least [`FENCES_FROM`] of them (`None` if a
     /// key was unreadable; the search then goes without).
     fences: OnceLock<Option<Fences>>,
+    /// Every [`FENCE_EVERY`]-th id of the id section, read on the first
+    /// lookup of an id in a section of at least [`FENCES_FROM`] ids (`None`
+    /// if an entry was unreadable; the search then goes without).
+    section_fences: OnceLock<Option<Box<[u128]>>>,
     /// Its dense lists decoded as bitmaps, on first use (see `dense`).
     dense: DenseLists,
 }
@@ -103,6 +111,7 @@ impl Run {
             ids,
             ids_whole,
             fences: OnceLock::new(),
+            section_fences: OnceLock::new(),
             dense: DenseLists::new(bytes.len()),
             bytes,
         })
@@ -114,9 +123,9 @@ impl Run {
         self.covers
     }
 
-    /// The number of keys.
+    /// The number of keys, the id section's included.
     pub fn keys(&self) -> u64 {
-        self.layout.key_count as u64
+        (self.layout.key_count + self.layout.id_count) as u64
     }
 
     /// The number of positions over all keys.
@@ -129,20 +138,35 @@ impl Run {
         &self.bytes
     }
 
-    /// Finds `key`'s list: the filter first, then a binary search of the
-    /// key directory in place.
-    fn find(&self, key: &Key) -> Option<ListRef> {
+    /// Finds `key`'s list: the filter first, then the id section (for an
+    /// id) or a binary search of the key directory in place.
+    fn find(&self, key: &Key) -> Option<Hit> {
         self.find_probed(key, Probe::of(key.as_bytes()))
     }
 
     /// [`find`](Self::find), with the key's filter hash computed already.
-    fn find_probed(&self, key: &Key, probe: Probe) -> Option<ListRef> {
+    fn find_probed(&self, key: &Key, probe: Probe) -> Option<Hit> {
         let b = &self.bytes[..];
         let key = key.as_bytes();
         let filter = b.get(self.layout.filter..self.layout.footer)?;
         if !filter::may_contain(filter, probe) {
             return None;
         }
+        if let Some(id) = id_of(key) {
+            if let Some(position) = self.find_in_section(b, id) {
+                return Some(Hit::One(position));
+            }
+            // Only a version 1 run, or an id of several positions, has
+            // ids in its directory.
+            if self.ids.0 >= self.ids.1 {
+                return None;
+            }
+        }
+        self.find_listed(b, key).map(Hit::List)
+    }
+
+    /// `key`'s list in the directory.
+    fn find_listed(&self, b: &[u8], key: &[u8]) -> Option<ListRef> {
         if self.ids_whole
             && let Some(id) = id_of(key)
         {
@@ -292,6 +316,52 @@ impl Run {
         None
     }
 
+    /// The position of the id `id` in the id section: through the fences
+    /// (as [`find_id_fenced`](Self::find_id_fenced)) to a window of
+    /// [`FENCE_EVERY`] entries, whose lines are touched together, then
+    /// [`interpolate`]d; in a small section, interpolated from the start.
+    fn find_in_section(&self, b: &[u8], id: u128) -> Option<u64> {
+        let n = self.layout.id_count;
+        if n == 0 {
+            return None;
+        }
+        let (start, end) = match self.section_fences(b) {
+            Some(fences) => {
+                let j = match interpolate(0, fences.len(), id, |i| fences.get(i).copied())? {
+                    Ok(j) => j,
+                    Err(j) => j.checked_sub(1)?,
+                };
+                let start = j * FENCE_EVERY;
+                let end = (start + FENCE_EVERY).min(n);
+                let at = |i: usize| self.layout.ids + i * format::ID_ENTRY;
+                touch_lines(b, at(start), at(end));
+                (start, end)
+            }
+            None => (0, n),
+        };
+        match interpolate(start, end, id, |i| self.layout.id_at(b, i))? {
+            Ok(i) => self.layout.id_entry(b, i).map(|(_, position)| position),
+            Err(_) => None,
+        }
+    }
+
+    /// The id section's fences, read on first use, if it is large enough
+    /// to have them.
+    fn section_fences(&self, b: &[u8]) -> Option<&[u128]> {
+        let n = self.layout.id_count;
+        if n < FENCES_FROM {
+            return None;
+        }
+        self.section_fences
+            .get_or_init(|| {
+                (0..n)
+                    .step_by(FENCE_EVERY)
+                    .map(|i| self.layout.id_at(b, i))
+                    .collect()
+            })
+            .as_deref()
+    }
+
     /// Whether the run holds `key`.
     pub fn contains(&self, key: &Key) -> bool {
         self.find(key).is_some()
@@ -299,7 +369,10 @@ impl Run {
 
     /// The number of positions in `key`'s list.
     pub fn count(&self, key: &Key) -> u64 {
-        self.find(key).map_or(0, |l| l.count)
+        self.find(key).map_or(0, |hit| match hit {
+            Hit::List(l) => l.count,
+            Hit::One(_) => 1,
+        })
     }
 
     /// A lazy cursor over `key`'s positions, or `None` if the run does not
@@ -310,7 +383,17 @@ impl Run {
 
     /// A cursor with the list's length and range, found with one lookup.
     pub(crate) fn found(&self, key: &Key) -> Option<Found> {
-        let list = self.find(key)?;
+        let list = match self.find(key)? {
+            Hit::List(list) => list,
+            Hit::One(p) => {
+                return Some(Found {
+                    cursor: Box::new(ListCursor::new(vec![p])),
+                    count: 1,
+                    first: p,
+                    last: p,
+                });
+            }
+        };
         let (first, last) = self.ends(list)?;
         Some(Found {
             cursor: self.cursor_of(list, first, last),
@@ -367,13 +450,18 @@ impl Run {
     /// [`first`](Self::first), with the key's filter hash computed already
     /// (once for every run a lookup asks).
     pub(crate) fn first_probed(&self, key: &Key, probe: Probe) -> Option<u64> {
-        let list = self.find_probed(key, probe)?;
-        Some(self.layout.block(&self.bytes, list.first_block)?.first)
+        match self.find_probed(key, probe)? {
+            Hit::List(list) => Some(self.layout.block(&self.bytes, list.first_block)?.first),
+            Hit::One(p) => Some(p),
+        }
     }
 
     /// The last position in `key`'s list, read from the skip table.
     pub fn last(&self, key: &Key) -> Option<u64> {
-        let list = self.find(key)?;
+        let list = match self.find(key)? {
+            Hit::List(list) => list,
+            Hit::One(p) => return Some(p),
+        };
         let last_block = (list.first_block + list.blocks).checked_sub(1)?;
         Some(self.layout.block(&self.bytes, last_block)?.last)
     }
@@ -396,22 +484,111 @@ impl Run {
                 Some(key) if key < start => lo = mid + 1,
                 Some(_) => hi = mid,
                 None => {
-                    return RunKeys {
-                        run: self,
-                        next: self.layout.key_count,
-                    };
+                    (lo, hi) = (self.layout.key_count, self.layout.key_count);
                 }
+            }
+        }
+        let (mut id_lo, mut id_hi) = (0, self.layout.id_count);
+        while id_lo < id_hi {
+            let mid = id_lo + (id_hi - id_lo) / 2;
+            match self.layout.id_at(b, mid) {
+                Some(id) if id_key(id).as_slice() < start => id_lo = mid + 1,
+                Some(_) => id_hi = mid,
+                None => (id_lo, id_hi) = (self.layout.id_count, self.layout.id_count),
             }
         }
         RunKeys {
             run: self,
-            next: lo,
+            next: Next { dir: lo, id: id_lo },
         }
     }
 
     /// Every key with its positions, in key order (for merging runs).
     pub fn iter(&self) -> RunIter<'_> {
-        RunIter { run: self, next: 0 }
+        RunIter {
+            run: self,
+            next: Next::default(),
+        }
+    }
+
+    /// The next key at `next` of the directory and the id section merged
+    /// in key order, stepping past it: from the directory (its index) or
+    /// from the id section (the id and its position). `None` at the end, or
+    /// at a directory entry that cannot be read.
+    fn step(&self, next: &mut Next) -> Option<Step<'_>> {
+        let b = &self.bytes[..];
+        let listed = (next.dir < self.layout.key_count)
+            .then(|| self.layout.key(b, next.dir))
+            .map(|k| k.ok_or(()));
+        let id = self.layout.id_entry(b, next.id);
+        match (listed, id) {
+            (Some(Err(())), _) => None,
+            (Some(Ok(key)), Some((id, _))) if key < id_key(id).as_slice() => {
+                next.dir += 1;
+                Some(Step::Listed(next.dir - 1, key))
+            }
+            (Some(Ok(key)), None) => {
+                next.dir += 1;
+                Some(Step::Listed(next.dir - 1, key))
+            }
+            (_, Some((id, position))) => {
+                next.id += 1;
+                Some(Step::Id(id, position))
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+/// What a lookup found in a run: a list in the directory, or the one
+/// position of an id in the id section.
+#[derive(Clone, Copy, Debug)]
+enum Hit {
+    List(ListRef),
+    One(u64),
+}
+
+/// Where a walk over a run's keys is: in the directory and in the id
+/// section.
+#[derive(Clone, Copy, Debug, Default)]
+struct Next {
+    dir: usize,
+    id: usize,
+}
+
+/// One step of a walk over a run's keys (see [`Run::step`]).
+enum Step<'a> {
+    /// Directory entry `.0`, whose key is `.1`.
+    Listed(usize, &'a [u8]),
+    /// An id of the id section, with its position.
+    Id(u128, u64),
+}
+
+/// The key bytes of the id `id`.
+fn id_key(id: u128) -> [u8; ID_KEY_LEN] {
+    let mut key = [KIND_ID; ID_KEY_LEN];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// A key read from a run by [`Run::keys_from`]: borrowed from its key
+/// bytes, or made from an id of the id section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunKey<'a> {
+    /// A key of the directory.
+    Listed(&'a [u8]),
+    /// The key of an id of the id section.
+    Id([u8; ID_KEY_LEN]),
+}
+
+impl Deref for RunKey<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            RunKey::Listed(key) => key,
+            RunKey::Id(key) => key,
+        }
     }
 }
 
@@ -531,41 +708,50 @@ fn partition(b: &[u8], layout: &Layout, below: impl Fn(&[u8]) -> bool) -> Option
 /// Iterator over a run's keys and their counts, from [`Run::keys_from`].
 pub struct RunKeys<'a> {
     run: &'a Run,
-    next: usize,
+    next: Next,
 }
 
 impl<'a> Iterator for RunKeys<'a> {
-    type Item = (&'a [u8], u64);
+    type Item = (RunKey<'a>, u64);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let i = self.next;
-        self.next = self.next.saturating_add(1);
-        let b = &self.run.bytes[..];
-        let entry = self.run.layout.entry(b, i)?;
-        Some((b.get(entry.key_start..entry.key_end)?, entry.list.count))
+        let run = self.run;
+        match run.step(&mut self.next)? {
+            Step::Listed(i, key) => Some((
+                RunKey::Listed(key),
+                run.layout.entry(&run.bytes, i)?.list.count,
+            )),
+            Step::Id(id, _) => Some((RunKey::Id(id_key(id)), 1)),
+        }
     }
 }
 
 /// Iterator over a run's keys and decoded posting lists, from [`Run::iter`].
 pub struct RunIter<'a> {
     run: &'a Run,
-    next: usize,
+    next: Next,
 }
 
 impl Iterator for RunIter<'_> {
     type Item = (Key, Vec<u64>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let i = self.next;
-        self.next += 1;
-        let b = &self.run.bytes[..];
-        let entry = self.run.layout.entry(b, i)?;
-        let key = Key::from_bytes(b.get(entry.key_start..entry.key_end)?);
-        Some((key, decode_list(b, &self.run.layout, entry.list)))
+        let run = self.run;
+        match run.step(&mut self.next)? {
+            Step::Listed(i, key) => {
+                let entry = run.layout.entry(&run.bytes, i)?;
+                Some((
+                    Key::from_bytes(key),
+                    decode_list(&run.bytes, &run.layout, entry.list),
+                ))
+            }
+            Step::Id(id, position) => Some((Key::id(id), vec![position])),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.run.layout.key_count.saturating_sub(self.next);
+        let left = (self.run.layout.key_count + self.run.layout.id_count)
+            .saturating_sub(self.next.dir + self.next.id);
         (0, Some(left))
     }
 }

@@ -10,10 +10,11 @@
 
 use super::RunError;
 use super::format::{
-    BLOCK, CRC_FROM_END, DIR_ENTRY, FOOTER_LEN, Footer, HEADER_LEN, MAGIC, SKIP_ENTRY, VERSION,
-    le_u32,
+    BLOCK, CRC_FROM_END, DIR_ENTRY, FOOTER_LEN, FOOTER_LEN_1, Footer, HEADER_LEN, ID_ENTRY, MAGIC,
+    SKIP_ENTRY, VERSION, VERSION_1, le_u32,
 };
 use super::layout::Layout;
+use super::writer::in_id_section;
 use crate::filter::FILTER_BLOCK;
 use crate::key::{ID_KEY_LEN, KIND_ID};
 
@@ -28,7 +29,7 @@ fn corrupt(offset: usize, reason: &'static str) -> RunError {
 /// and whether every key of the id kind is an id key (see [`validate`]).
 pub(crate) fn open(b: &[u8]) -> Result<(Layout, Footer, bool), RunError> {
     let len = b.len();
-    if len < HEADER_LEN + FOOTER_LEN {
+    if len < HEADER_LEN + FOOTER_LEN_1 {
         return Err(corrupt(0, "shorter than a header and a footer"));
     }
     let crc_at = len - CRC_FROM_END;
@@ -43,36 +44,52 @@ pub(crate) fn open(b: &[u8]) -> Result<(Layout, Footer, bool), RunError> {
     if b.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         return Err(corrupt(0, "bad magic"));
     }
-    if le_u32(b, 8) != Some(VERSION) {
-        return Err(corrupt(8, "unsupported version"));
+    let version = le_u32(b, 8).unwrap_or_default();
+    let footer_len = match version {
+        VERSION => FOOTER_LEN,
+        VERSION_1 => FOOTER_LEN_1,
+        _ => return Err(corrupt(8, "unsupported version")),
+    };
+    if len < HEADER_LEN + footer_len {
+        return Err(corrupt(0, "shorter than a header and a footer"));
     }
-    let footer_at = len - FOOTER_LEN;
+    let footer_at = len - footer_len;
     let footer = b
         .get(footer_at..)
-        .and_then(Footer::parse)
+        .and_then(|tail| Footer::parse(tail, version))
         .ok_or_else(|| corrupt(footer_at, "unreadable footer"))?;
     let layout = sections(&footer, footer_at)?;
     let ids_whole = validate(b, &layout, &footer)?;
+    validate_ids(b, &layout)?;
     Ok((layout, footer, ids_whole))
 }
 
 /// Checks that the footer's sections are in order, in the file, and sized
 /// in whole entries.
 fn sections(f: &Footer, footer_at: usize) -> Result<Layout, RunError> {
-    let offs = [f.skip_off, f.dir_off, f.keys_off, f.filter_off];
+    // In file order, each with where its footer field is (a version 1
+    // run has no id section: it starts and ends at the filter).
+    let ids_field = if f.ids_off == f.filter_off { 24 } else { 64 };
+    let offs = [
+        (f.skip_off, 0),
+        (f.dir_off, 8),
+        (f.keys_off, 16),
+        (f.ids_off, ids_field),
+        (f.filter_off, 24),
+    ];
     let mut prev = HEADER_LEN;
-    let mut at = [0usize; 4];
-    for (i, &off) in offs.iter().enumerate() {
+    let mut at = [0usize; 5];
+    for (i, &(off, field)) in offs.iter().enumerate() {
         let off = usize::try_from(off).unwrap_or(usize::MAX);
         if off < prev || off > footer_at {
-            return Err(corrupt(footer_at + 8 * i, "section offset out of order"));
+            return Err(corrupt(footer_at + field, "section offset out of order"));
         }
         if let Some(slot) = at.get_mut(i) {
             *slot = off;
         }
         prev = off;
     }
-    let [skip, dir, keys, filter] = at;
+    let [skip, dir, keys, ids, filter] = at;
     if !(dir - skip).is_multiple_of(SKIP_ENTRY) {
         return Err(corrupt(skip, "skip table not whole entries"));
     }
@@ -83,6 +100,9 @@ fn sections(f: &Footer, footer_at: usize) -> Result<Layout, RunError> {
             "key count does not match the directory",
         ));
     }
+    if !(filter - ids).is_multiple_of(ID_ENTRY) {
+        return Err(corrupt(ids, "id section not whole entries"));
+    }
     let filter_len = footer_at - filter;
     if filter_len == 0 || !filter_len.is_multiple_of(FILTER_BLOCK) {
         return Err(corrupt(filter, "filter not whole blocks"));
@@ -91,10 +111,12 @@ fn sections(f: &Footer, footer_at: usize) -> Result<Layout, RunError> {
         skip,
         dir,
         keys,
+        ids,
         filter,
         footer: footer_at,
         blocks: (dir - skip) / SKIP_ENTRY,
         key_count,
+        id_count: (filter - ids) / ID_ENTRY,
     })
 }
 
@@ -118,12 +140,16 @@ fn validate(b: &[u8], l: &Layout, f: &Footer) -> Result<bool, RunError> {
         if i == 0 && e.key_start != l.keys {
             return Err(corrupt(at, "first key does not start the key bytes"));
         }
-        if e.key_end <= e.key_start || e.key_end > l.filter {
+        if e.key_end <= e.key_start || e.key_end > l.ids {
             return Err(corrupt(at, "key bytes out of range"));
         }
         let key = b.get(e.key_start..e.key_end).unwrap_or_default();
         if prev_key.is_some_and(|p| p >= key) {
             return Err(corrupt(at, "keys not strictly ascending"));
+        }
+        if l.ids < l.filter && e.list.count == 1 && in_id_section(key, &[0]) {
+            // Its place is the id section, where a lookup by id looks.
+            return Err(corrupt(at, "an id of one position outside the id section"));
         }
         prev_key = Some(key);
         ids_whole &= key.first() != Some(&KIND_ID) || key.len() == ID_KEY_LEN;
@@ -168,11 +194,28 @@ fn validate(b: &[u8], l: &Layout, f: &Footer) -> Result<bool, RunError> {
     if l.blocks == 0 && l.skip != HEADER_LEN {
         return Err(corrupt(HEADER_LEN, "postings without blocks"));
     }
-    if postings != f.posting_count {
+    if postings.checked_add(l.id_count as u64) != Some(f.posting_count) {
         return Err(corrupt(
             l.footer + 56,
             "posting count does not match the lists",
         ));
     }
     Ok(ids_whole)
+}
+
+/// Checks the id section: its ids strictly ascending, so that a search by
+/// value finds every one of them. One pass of plain comparisons.
+fn validate_ids(b: &[u8], l: &Layout) -> Result<(), RunError> {
+    let mut prev: Option<u128> = None;
+    for i in 0..l.id_count {
+        let at = l.ids + i * ID_ENTRY;
+        let id = l
+            .id_at(b, i)
+            .ok_or_else(|| corrupt(at, "unreadable id entry"))?;
+        if prev.is_some_and(|p| p >= id) {
+            return Err(corrupt(at, "ids not strictly ascending"));
+        }
+        prev = Some(id);
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 use super::format::{BLOCK, CRC_FROM_END, FOOTER_LEN};
 use super::*;
+use crate::{Direction, Positions};
 
 fn sample() -> Vec<(Key, Vec<u64>)> {
     vec![
@@ -162,7 +163,7 @@ fn structural_checks_behind_the_checksum() {
     let footer = good.len() - FOOTER_LEN;
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut v = good.clone();
-    v[8] = 2;
+    v[8] = 3;
     cases.push(("version", v));
     let mut v = good.clone();
     v[footer..footer + 8].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -228,7 +229,7 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
     let bunched: Vec<u128> = (0..3000u128)
         .chain((0..3000).map(|i| u128::MAX - i))
         .collect();
-    for ids in [
+    let cases = [
         small,
         large,
         one_over,
@@ -236,7 +237,9 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
         bunched,
         vec![5],
         vec![5, 6],
-    ] {
+    ];
+    // In the id section (version 2), and in the directory (version 1).
+    for (ids, v1) in cases.iter().flat_map(|ids| [(ids, false), (ids, true)]) {
         let mut entries = vec![
             (Key::event_type("T"), vec![1]),
             (Key::tag("a:1"), vec![2]),
@@ -249,7 +252,14 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
         }
         entries.extend(by_id.iter().map(|(&id, &p)| (Key::id(id), vec![p])));
         entries.sort();
-        let run = open(entries, (1, 10 + ids.len() as u64));
+        let covers = (1, 10 + ids.len() as u64);
+        let bytes = if v1 {
+            write_run_v1(entries, covers)
+        } else {
+            write_run(entries, covers)
+        };
+        let run = Run::open(Bytes::from(bytes)).unwrap();
+        assert_eq!(run.layout.id_count, if v1 { 0 } else { ids.len() });
         for (&id, &p) in &by_id {
             assert_eq!(run.lookup_id(id), Some(p), "id {id:#x}");
             for other in [id.wrapping_add(1), id.wrapping_sub(1)] {
@@ -258,8 +268,13 @@ fn id_lookups_find_every_id_however_the_ids_are_spread() {
         }
         assert_eq!(run.lookup_id(0), by_id.get(&0).copied());
         assert_eq!(run.lookup_id(u128::MAX), by_id.get(&u128::MAX).copied());
+        let fenced = if v1 {
+            run.fences.get().is_some()
+        } else {
+            run.section_fences.get().is_some_and(Option::is_some)
+        };
         assert_eq!(
-            run.fences.get().is_some(),
+            fenced,
             ids.len() >= FENCES_FROM,
             "fences are read for large runs only"
         );
@@ -291,7 +306,12 @@ fn fenced_id_search_is_checked_against_the_directory() {
     ];
     entries.extend(by_id.iter().map(|(&id, &p)| (Key::id(id), vec![p])));
     entries.sort();
-    let run = open(entries, (1, 10 + by_id.len() as u64));
+    // Version 1 runs keep their ids in the directory.
+    let run = Run::open(Bytes::from(write_run_v1(
+        entries,
+        (1, 10 + by_id.len() as u64),
+    )))
+    .unwrap();
     let b = &run.bytes[..];
     let fences = run.id_fences(b).expect("fences");
     assert!(
@@ -374,22 +394,129 @@ fn keys_of_the_id_kind_that_are_not_ids_leave_every_key_found() {
         entries.push((Key::from_bytes(&odd), vec![5]));
         entries.push((Key::tag("t"), vec![6]));
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let run = open(entries.clone(), (1, u64::MAX));
-        assert!(!run.ids_whole, "{odd:?}");
-        for (key, list) in &entries {
-            assert_eq!(
-                run.first(key),
-                list.first().copied(),
-                "{key:?} beside {odd:?}"
-            );
+        for write in [write_run, write_run_v1] {
+            let run = Run::open(Bytes::from(write(entries.clone(), (1, u64::MAX)))).unwrap();
+            assert!(!run.ids_whole, "{odd:?}");
+            for (key, list) in &entries {
+                assert_eq!(
+                    run.first(key),
+                    list.first().copied(),
+                    "{key:?} beside {odd:?}"
+                );
+            }
+            assert!(!run.contains(&Key::id(1)));
+            assert_eq!(run.iter().collect::<Vec<_>>(), entries);
         }
-        assert!(!run.contains(&Key::id(1)));
     }
     // A run of id keys only is searched by the ids' values.
     let entries: Vec<(Key, Vec<u64>)> = ids.map(|i| (Key::id(i), vec![i as u64 + 1])).collect();
-    let run = open(entries.clone(), (1, u64::MAX));
+    let run = Run::open(Bytes::from(write_run_v1(entries.clone(), (1, u64::MAX)))).unwrap();
     assert!(run.ids_whole);
     for (key, list) in &entries {
         assert_eq!(run.first(key), list.first().copied());
     }
+}
+
+/// Ids of one position live in the id section, 24 bytes each; every other
+/// key, an id of several positions among them, in the directory. The run
+/// walks both in key order, and answers every key from where it lives.
+#[test]
+fn ids_live_in_their_section_and_walk_with_the_keys_in_order() {
+    let mut next = split_mix(0x5ec7_1011);
+    let mut entries = sample();
+    let ids: Vec<u128> = (0..500)
+        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+        .collect();
+    entries.extend(ids.iter().zip(100..).map(|(&id, p)| (Key::id(id), vec![p])));
+    // An id posted twice (the format holds it; the engine refuses it).
+    entries.push((Key::id(ids[7] ^ 1), vec![3, 4]));
+    entries.push((Key::tracking("src"), vec![5]));
+    entries.sort();
+    let run = open(entries.clone(), (1, 3000));
+    // Key::id(42) of the sample, and the 500.
+    assert_eq!(run.layout.id_count, 501);
+    assert_eq!(run.keys(), entries.len() as u64);
+    assert_eq!(
+        run.postings(),
+        entries.iter().map(|(_, l)| l.len() as u64).sum::<u64>()
+    );
+    assert_eq!(run.iter().collect::<Vec<_>>(), entries);
+    for (key, list) in &entries {
+        assert_eq!(run.count(key), list.len() as u64, "{key:?}");
+        assert_eq!(run.first(key), list.first().copied());
+        assert_eq!(run.last(key), list.last().copied());
+        let found = run.found(key).unwrap();
+        assert_eq!((found.first, found.last), (list[0], *list.last().unwrap()));
+        let walked: Vec<u64> =
+            Positions::new(found.cursor, 0, u64::MAX, Direction::Forwards).collect();
+        assert_eq!(&walked, list);
+    }
+    for start in entries.iter().map(|(k, _)| k.as_bytes().to_vec()).chain([
+        vec![],
+        vec![4],
+        vec![4, 0x80],
+        vec![9],
+    ]) {
+        let walked: Vec<(Vec<u8>, u64)> = run
+            .keys_from(&start)
+            .map(|(k, n)| (k.to_vec(), n))
+            .collect();
+        let want: Vec<(Vec<u8>, u64)> = entries
+            .iter()
+            .filter(|(k, _)| k.as_bytes() >= &start[..])
+            .map(|(k, l)| (k.as_bytes().to_vec(), l.len() as u64))
+            .collect();
+        assert_eq!(walked, want, "from {start:?}");
+    }
+    assert_eq!(run.lookup_id(ids[7] ^ 1), Some(3));
+    assert_eq!(run.lookup_id(ids[7] ^ 2), None);
+
+    // In version 1 an id costs a directory entry, a skip entry and its
+    // key's bytes (65) where the section's entry costs 24.
+    let v1 = write_run_v1(entries.clone(), (1, 3000));
+    let v2 = write_run(entries, (1, 3000));
+    let saved = (v1.len() - v2.len()) as f64 / 501.0;
+    assert!((40.0..=42.0).contains(&saved), "{saved} bytes an id");
+}
+
+/// What the checksum cannot vouch for in the id section (a buggy writer,
+/// or a forged file) is refused at open, with the offset of the bad field.
+#[test]
+fn a_damaged_id_section_is_refused() {
+    let ids = || (0..10u128).map(|i| (Key::id(i * 1000), vec![i as u64 + 1]));
+    let good = write_run(ids().chain(sample()), (1, 3000));
+    let footer = good.len() - FOOTER_LEN;
+    let ids_at = u64::from_le_bytes(good[footer + 64..footer + 72].try_into().unwrap()) as usize;
+    let refused = |mut bytes: Vec<u8>| {
+        fix_crc(&mut bytes);
+        match Run::open(Bytes::from(bytes)) {
+            Err(RunError::Corrupt { offset, reason }) => (offset as usize, reason),
+            Ok(_) => panic!("opened"),
+        }
+    };
+    // Two ids swapped.
+    let mut bad = good.clone();
+    let (a, b) = (ids_at, ids_at + 24);
+    let first: Vec<u8> = bad[a..a + 24].to_vec();
+    bad.copy_within(b..b + 24, a);
+    bad[b..b + 24].copy_from_slice(&first);
+    assert_eq!(refused(bad), (b, "ids not strictly ascending"));
+    // A section that is not whole entries.
+    let mut bad = good.clone();
+    bad[footer + 64] += 1;
+    assert_eq!(refused(bad), (ids_at + 1, "id section not whole entries"));
+    // An id of one position in the directory beside a section.
+    let mut entries: Vec<(Key, Vec<u64>)> = ids().collect();
+    entries.push((Key::id(5), vec![7, 8]));
+    let bytes = write_run(entries, (1, 3000));
+    let footer = bytes.len() - FOOTER_LEN;
+    let dir = u64::from_le_bytes(bytes[footer + 8..footer + 16].try_into().unwrap()) as usize;
+    let mut bad = bytes.clone();
+    // Its count says 1; the posting count is kept whole by dropping one.
+    bad[dir + 8] = 1;
+    bad[footer + 56] -= 1;
+    assert_eq!(
+        refused(bad),
+        (dir, "an id of one position outside the id section")
+    );
 }

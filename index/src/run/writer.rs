@@ -3,9 +3,9 @@
 //! The run is built in memory and returned whole; writing and syncing it is
 //! the caller's business (the index crate does not know about files).
 
-use super::format::{BLOCK, Footer, HEADER_LEN, MAGIC, VERSION, put_varint};
+use super::format::{BLOCK, Footer, HEADER_LEN, MAGIC, VERSION, VERSION_1, put_varint};
 use crate::filter;
-use crate::key::Key;
+use crate::key::{ID_KEY_LEN, KIND_ID, Key};
 
 /// Encodes `entries` as an index run covering positions `covers.0..=covers.1`
 /// (the run claims to hold every posting for those positions).
@@ -16,15 +16,43 @@ use crate::key::Key;
 /// so the file is always well formed. Positions are not checked against
 /// `covers`; a view never reads a run outside its range, so postings
 /// beyond it would simply not be seen.
+///
+/// Every event id with one position (as every id is: an id names one
+/// event) goes to the id section, a row of fixed-size entries searched by
+/// the ids' values; every other key to the directory.
 pub fn write_run(
     entries: impl IntoIterator<Item = (Key, Vec<u64>)>,
     covers: (u64, u64),
+) -> Vec<u8> {
+    write_version(entries, covers, VERSION)
+}
+
+/// [`write_run`] in format version 1: no id section, every key in the
+/// directory, as runs were written before version 2. For tests that a
+/// store written then still opens and answers.
+#[doc(hidden)]
+pub fn write_run_v1(
+    entries: impl IntoIterator<Item = (Key, Vec<u64>)>,
+    covers: (u64, u64),
+) -> Vec<u8> {
+    write_version(entries, covers, VERSION_1)
+}
+
+/// Whether `key` with `list` belongs in a version 2 run's id section.
+pub(crate) fn in_id_section(key: &[u8], list: &[u64]) -> bool {
+    key.len() == ID_KEY_LEN && key.first() == Some(&KIND_ID) && list.len() == 1
+}
+
+fn write_version(
+    entries: impl IntoIterator<Item = (Key, Vec<u64>)>,
+    covers: (u64, u64),
+    version: u32,
 ) -> Vec<u8> {
     let entries = normalize(entries.into_iter().collect());
 
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
 
     // The postings go straight into the output; the other sections are
@@ -32,9 +60,22 @@ pub fn write_run(
     let mut skip = Vec::new();
     let mut dir = Vec::new();
     let mut keys = Vec::new();
+    let mut ids = Vec::new();
     let mut blocks = 0u64;
     let mut postings = 0u64;
+    let mut key_count = 0u64;
     for (key, list) in &entries {
+        if version != VERSION_1
+            && in_id_section(key.as_bytes(), list)
+            && let (Some(id), Some(position)) = (key.as_bytes().get(1..), list.first())
+        {
+            // Ids ascend as their keys do (big-endian after the kind).
+            ids.extend_from_slice(id);
+            ids.extend_from_slice(&position.to_le_bytes());
+            postings += 1;
+            continue;
+        }
+        key_count += 1;
         dir.extend_from_slice(&(keys.len() as u64).to_le_bytes());
         dir.extend_from_slice(&(list.len() as u64).to_le_bytes());
         dir.extend_from_slice(&blocks.to_le_bytes());
@@ -62,19 +103,28 @@ pub fn write_run(
     out.extend_from_slice(&dir);
     let keys_off = out.len() as u64;
     out.extend_from_slice(&keys);
+    let ids_off = out.len() as u64;
+    out.extend_from_slice(&ids);
     let filter_off = out.len() as u64;
+    // Every key, the ids' too, so that a lookup by id skips a run
+    // without the id as it skips one without a tag.
     let filter = filter::build(entries.iter().map(|(k, _)| k.as_bytes()), entries.len());
     out.extend_from_slice(&filter);
-    Footer {
+    let footer = Footer {
         skip_off,
         dir_off,
         keys_off,
         filter_off,
         covers,
-        key_count: entries.len() as u64,
+        key_count,
         posting_count: postings,
+        ids_off,
+    };
+    if version == VERSION_1 {
+        footer.finish_v1(&mut out);
+    } else {
+        footer.finish(&mut out);
     }
-    .finish(&mut out);
     out
 }
 
