@@ -7,7 +7,10 @@
 //! cargo run --release -p gesta-benches --example lookups -- R6 [EVENTS] [LOOKUPS] [ROUNDS]
 //! perf record -e cpu-clock -g target/release/examples/lookups R5
 //! ```
-//! Defaults: 1,000,000 events, 10,000 lookups, 5 rounds.
+//! Defaults: 1,000,000 events, 10,000 lookups, 5 rounds. It prints how
+//! long the store took to open; `STORE=DIR` runs on another store of the
+//! same events instead of the cached one (a copy written by an older
+//! build, say).
 
 use gesta::{Durability, EventStore, Options, Store};
 use gesta_benches::harness::lookups;
@@ -27,7 +30,12 @@ fn main() {
     let n = arg(2, 10_000) as usize;
     let rounds = arg(3, 5);
 
-    let dir = cache_root().join(format!("lookups-{events}-v2"));
+    // STORE names another store of the same events to run on (a copy
+    // written by an older build, say).
+    let dir = std::env::var_os("STORE").map_or_else(
+        || cache_root().join(format!("lookups-{events}-v2")),
+        std::path::PathBuf::from,
+    );
     let marker = dir.with_extension("complete");
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -38,8 +46,10 @@ fn main() {
         std::fs::write(&marker, b"").expect("marker");
     }
     gesta_benches::warm_page_cache(&dir).expect("warm");
+    let opening = std::time::Instant::now();
     let store =
         Store::open_with(&dir, Options::default().durability(Durability::Sync)).expect("open");
+    println!("opened in {:.1} ms", opening.elapsed().as_secs_f64() * 1e3);
     let store: &dyn EventStore = &store;
     let events = store.head().expect("head");
     let range = lookups::time_range(store).expect("time range");
