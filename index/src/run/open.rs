@@ -4,9 +4,10 @@
 //! The checksum comes first and covers the whole file but the CRC field and
 //! the trailing magic, which are checked by comparison, so any single-bit
 //! flip is caught. The structure is then validated in one pass over the
-//! directory and skip table (O(keys + blocks), no posting is decoded): a
-//! run written by a buggy writer is rejected here with the offset of the
-//! first bad entry rather than giving wrong answers later.
+//! directory and skip table (O(keys + blocks), no posting is decoded) and
+//! one over the id section (its ids ascending): a run written by a buggy
+//! writer is rejected here with the offset of the first bad entry rather
+//! than giving wrong answers later.
 
 use super::RunError;
 use super::format::{
@@ -147,7 +148,7 @@ fn validate(b: &[u8], l: &Layout, f: &Footer) -> Result<bool, RunError> {
         if prev_key.is_some_and(|p| p >= key) {
             return Err(corrupt(at, "keys not strictly ascending"));
         }
-        if l.ids < l.filter && e.list.count == 1 && in_id_section(key, &[0]) {
+        if l.ids < l.filter && in_id_section(key, e.list.count) {
             // Its place is the id section, where a lookup by id looks.
             return Err(corrupt(at, "an id of one position outside the id section"));
         }

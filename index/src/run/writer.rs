@@ -38,9 +38,10 @@ pub fn write_run_v1(
     write_version(entries, covers, VERSION_1)
 }
 
-/// Whether `key` with `list` belongs in a version 2 run's id section.
-pub(crate) fn in_id_section(key: &[u8], list: &[u64]) -> bool {
-    key.len() == ID_KEY_LEN && key.first() == Some(&KIND_ID) && list.len() == 1
+/// Whether `key` with `count` positions belongs in a version 2 run's id
+/// section: an id key of one position.
+pub(crate) fn in_id_section(key: &[u8], count: u64) -> bool {
+    key.len() == ID_KEY_LEN && key.first() == Some(&KIND_ID) && count == 1
 }
 
 fn write_version(
@@ -66,7 +67,7 @@ fn write_version(
     let mut key_count = 0u64;
     for (key, list) in &entries {
         if version != VERSION_1
-            && in_id_section(key.as_bytes(), list)
+            && in_id_section(key.as_bytes(), list.len() as u64)
             && let (Some(id), Some(position)) = (key.as_bytes().get(1..), list.first())
         {
             // Ids ascend as their keys do (big-endian after the kind).
