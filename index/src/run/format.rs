@@ -54,22 +54,15 @@ pub(crate) struct Footer {
     /// File offset of the id section (= end of the key bytes); the
     /// filter's offset in a version 1 run, which has none.
     pub(crate) ids_off: u64,
+    /// The run's format version.
+    pub(crate) version: u32,
 }
 
 impl Footer {
     /// Appends the footer, the CRC of everything before the CRC field, and
-    /// the trailing magic to `out`, completing the file.
+    /// the trailing magic to `out`, completing the file. A version 1
+    /// footer (written for tests of old runs) has no id section's offset.
     pub(crate) fn finish(&self, out: &mut Vec<u8>) {
-        self.finish_fields(out, true);
-    }
-
-    /// [`finish`](Self::finish) in format version 1, without the id
-    /// section's offset (for tests of old runs).
-    pub(crate) fn finish_v1(&self, out: &mut Vec<u8>) {
-        self.finish_fields(out, false);
-    }
-
-    fn finish_fields(&self, out: &mut Vec<u8>, ids: bool) {
         for v in [
             self.skip_off,
             self.dir_off,
@@ -82,7 +75,7 @@ impl Footer {
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        if ids {
+        if self.version != VERSION_1 {
             out.extend_from_slice(&self.ids_off.to_le_bytes());
         }
         out.extend_from_slice(&0u32.to_le_bytes());
@@ -110,6 +103,7 @@ impl Footer {
             } else {
                 f(8)?
             },
+            version,
         })
     }
 }
@@ -198,6 +192,7 @@ mod tests {
             key_count: 7,
             posting_count: 8,
             ids_off: 9,
+            version: VERSION,
         };
         let mut out = Vec::new();
         f.finish(&mut out);

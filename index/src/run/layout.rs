@@ -155,25 +155,23 @@ impl Layout {
 
     /// Entry `i` of the id section: its id and position.
     pub(crate) fn id_entry(&self, b: &[u8], i: usize) -> Option<(u128, u64)> {
-        if i >= self.id_count {
-            return None;
-        }
-        let at = self.ids.checked_add(i.checked_mul(ID_ENTRY)?)?;
-        let id = b.get(at..at.checked_add(16)?)?;
-        Some((
-            u128::from_be_bytes(id.try_into().ok()?),
-            le_u64(b, at + 16)?,
-        ))
+        let id = self.id_at(b, i)?;
+        Some((id, le_u64(b, self.id_entry_start(i)? + 16)?))
     }
 
-    /// The id of entry `i` of the id section.
+    /// The id of entry `i` of the id section (its position left unread).
     pub(crate) fn id_at(&self, b: &[u8], i: usize) -> Option<u128> {
+        let at = self.id_entry_start(i)?;
+        let id = b.get(at..at.checked_add(16)?)?;
+        Some(u128::from_be_bytes(id.try_into().ok()?))
+    }
+
+    /// Where entry `i` of the id section starts, if there is one.
+    fn id_entry_start(&self, i: usize) -> Option<usize> {
         if i >= self.id_count {
             return None;
         }
-        let at = self.ids.checked_add(i.checked_mul(ID_ENTRY)?)?;
-        let id = b.get(at..at.checked_add(16)?)?;
-        Some(u128::from_be_bytes(id.try_into().ok()?))
+        self.ids.checked_add(i.checked_mul(ID_ENTRY)?)
     }
 
     /// The key bytes of directory entry `i`.

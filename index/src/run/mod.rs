@@ -247,12 +247,7 @@ impl Run {
         // The last fence at or below the id: fences are ids, as evenly
         // spread, and a binary search of a large run's fences reads a
         // dozen lines of them one after the other.
-        let j = match interpolate(0, fences.ids.len(), id, |i| fences.ids.get(i).copied())? {
-            Ok(j) => j,
-            Err(j) => j.checked_sub(1)?,
-        };
-        let start = lo + j * FENCE_EVERY;
-        let end = (start + FENCE_EVERY).min(hi);
+        let (start, end) = fence_window(&fences.ids, id, lo, hi)?;
         let dir = self.layout.dir;
         touch_lines(
             b,
@@ -327,12 +322,7 @@ impl Run {
         }
         let (start, end) = match self.section_fences(b) {
             Some(fences) => {
-                let j = match interpolate(0, fences.len(), id, |i| fences.get(i).copied())? {
-                    Ok(j) => j,
-                    Err(j) => j.checked_sub(1)?,
-                };
-                let start = j * FENCE_EVERY;
-                let end = (start + FENCE_EVERY).min(n);
+                let (start, end) = fence_window(fences, id, 0, n)?;
                 let at = |i: usize| self.layout.ids + i * format::ID_ENTRY;
                 touch_lines(b, at(start), at(end));
                 (start, end)
@@ -517,19 +507,20 @@ impl Run {
     /// at a directory entry that cannot be read.
     fn step(&self, next: &mut Next) -> Option<Step<'_>> {
         let b = &self.bytes[..];
-        let listed = (next.dir < self.layout.key_count)
-            .then(|| self.layout.key(b, next.dir))
-            .map(|k| k.ok_or(()));
+        let listed = (next.dir < self.layout.key_count).then(|| {
+            let entry = self.layout.entry(b, next.dir)?;
+            Some((b.get(entry.key_start..entry.key_end)?, entry.list))
+        });
         let id = self.layout.id_entry(b, next.id);
         match (listed, id) {
-            (Some(Err(())), _) => None,
-            (Some(Ok(key)), Some((id, _))) if key < id_key(id).as_slice() => {
+            (Some(None), _) => None,
+            (Some(Some((key, list))), Some((id, _))) if key < id_key(id).as_slice() => {
                 next.dir += 1;
-                Some(Step::Listed(next.dir - 1, key))
+                Some(Step::Listed(key, list))
             }
-            (Some(Ok(key)), None) => {
+            (Some(Some((key, list))), None) => {
                 next.dir += 1;
-                Some(Step::Listed(next.dir - 1, key))
+                Some(Step::Listed(key, list))
             }
             (_, Some((id, position))) => {
                 next.id += 1;
@@ -558,8 +549,8 @@ struct Next {
 
 /// One step of a walk over a run's keys (see [`Run::step`]).
 enum Step<'a> {
-    /// Directory entry `.0`, whose key is `.1`.
-    Listed(usize, &'a [u8]),
+    /// A key of the directory, with its list.
+    Listed(&'a [u8], ListRef),
     /// An id of the id section, with its position.
     Id(u128, u64),
 }
@@ -644,6 +635,21 @@ fn interpolate(
     Some(Err(r))
 }
 
+/// The window of entries `start..end` (within `lo..hi`, of which
+/// `fences` holds every [`FENCE_EVERY`]-th id from `lo`) that `id` can
+/// only be in: the one starting at the last fence at or below it (found
+/// by [`interpolate`]: fences are ids, as evenly spread, and a binary
+/// search of a large run's fences reads a dozen lines one after the
+/// other). `None` if `id` is below the first fence.
+fn fence_window(fences: &[u128], id: u128, lo: usize, hi: usize) -> Option<(usize, usize)> {
+    let j = match interpolate(0, fences.len(), id, |i| fences.get(i).copied())? {
+        Ok(j) => j,
+        Err(j) => j.checked_sub(1)?,
+    };
+    let start = lo + j * FENCE_EVERY;
+    Some((start, (start + FENCE_EVERY).min(hi)))
+}
+
 /// Interpolation guesses [`interpolate`] makes before it bisects.
 const INTERPOLATIONS: u32 = 8;
 
@@ -717,10 +723,7 @@ impl<'a> Iterator for RunKeys<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let run = self.run;
         match run.step(&mut self.next)? {
-            Step::Listed(i, key) => Some((
-                RunKey::Listed(key),
-                run.layout.entry(&run.bytes, i)?.list.count,
-            )),
+            Step::Listed(key, list) => Some((RunKey::Listed(key), list.count)),
             Step::Id(id, _) => Some((RunKey::Id(id_key(id)), 1)),
         }
     }
@@ -738,13 +741,10 @@ impl Iterator for RunIter<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         let run = self.run;
         match run.step(&mut self.next)? {
-            Step::Listed(i, key) => {
-                let entry = run.layout.entry(&run.bytes, i)?;
-                Some((
-                    Key::from_bytes(key),
-                    decode_list(&run.bytes, &run.layout, entry.list),
-                ))
-            }
+            Step::Listed(key, list) => Some((
+                Key::from_bytes(key),
+                decode_list(&run.bytes, &run.layout, list),
+            )),
             Step::Id(id, position) => Some((Key::id(id), vec![position])),
         }
     }

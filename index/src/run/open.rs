@@ -70,7 +70,7 @@ pub(crate) fn open(b: &[u8]) -> Result<(Layout, Footer, bool), RunError> {
 fn sections(f: &Footer, footer_at: usize) -> Result<Layout, RunError> {
     // In file order, each with where its footer field is (a version 1
     // run has no id section: it starts and ends at the filter).
-    let ids_field = if f.ids_off == f.filter_off { 24 } else { 64 };
+    let ids_field = if f.version == VERSION_1 { 24 } else { 64 };
     let offs = [
         (f.skip_off, 0),
         (f.dir_off, 8),

@@ -120,12 +120,9 @@ fn write_version(
         key_count,
         posting_count: postings,
         ids_off,
+        version,
     };
-    if version == VERSION_1 {
-        footer.finish_v1(&mut out);
-    } else {
-        footer.finish(&mut out);
-    }
+    footer.finish(&mut out);
     out
 }
 
