@@ -148,10 +148,7 @@ impl<'a> BorrowedMetadata<'a> {
 
     /// The entries, key and value, in order.
     pub(crate) fn entries(&self) -> Entries<'_> {
-        Entries {
-            encoded: self.encoded,
-            raw: self.raw.as_deref(),
-        }
+        Entries(self.entry_bytes())
     }
 
     /// The entries' bytes, key and value, in order: what a response
@@ -189,24 +186,20 @@ impl<'s> Iterator for EntryBytes<'s> {
     }
 }
 
-/// The entries of a [`BorrowedMetadata`].
+/// The entries of a [`BorrowedMetadata`], as strings: its
+/// [`EntryBytes`], each checked as UTF-8.
 #[derive(Clone, Debug)]
-pub(crate) struct Entries<'s> {
-    encoded: &'s [u8],
-    raw: Option<&'s str>,
-}
+pub(crate) struct Entries<'s>(EntryBytes<'s>);
 
 impl<'s> Iterator for Entries<'s> {
     type Item = (&'s str, &'s str);
 
     fn next(&mut self) -> Option<(&'s str, &'s str)> {
-        if let Some(value) = self.raw.take() {
-            return Some((RAW_METADATA_KEY, value));
-        }
-        if self.encoded.is_empty() {
-            return None;
-        }
-        Some((take_str(&mut self.encoded)?, take_str(&mut self.encoded)?))
+        let (key, value) = self.0.next()?;
+        Some((
+            std::str::from_utf8(key).ok()?,
+            std::str::from_utf8(value).ok()?,
+        ))
     }
 }
 
