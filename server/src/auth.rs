@@ -7,8 +7,8 @@ use tonic::{Request, Status};
 
 use crate::tenancy::{Tenant, TenantKeys};
 
-use crate::convert::status;
-use crate::proto::v1::error_response::ErrorType;
+use crate::convert::UmaWording;
+use crate::wording::Wording;
 
 /// A tenant key's `authorization` value and its tenant.
 type Bearer = (Vec<u8>, Arc<str>);
@@ -28,13 +28,7 @@ pub(crate) struct ApiKey {
 impl ApiKey {
     /// The check of the DCB service, refusing with UmaDB's details.
     pub(crate) fn new(key: Option<String>) -> ApiKey {
-        ApiKey::refusing_with(key, || {
-            status(
-                tonic::Code::Unauthenticated,
-                ErrorType::Authentication,
-                "missing or invalid API key".into(),
-            )
-        })
+        ApiKey::refusing_with(key, UmaWording::unauthenticated)
     }
 
     /// The check, refusing with `refusal`'s status.

@@ -7,6 +7,8 @@ use tonic::{Code, Status};
 
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
+use crate::wording::Wording;
+use gesta::tenants::TenantError;
 
 /// The first bytes of metadata in the protocol's form.
 const METADATA_MAGIC: &[u8; 4] = b"GKV1";
@@ -272,6 +274,45 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
         _ => (Code::Internal, ErrorType::Io),
     };
     status(code, kind, message)
+}
+
+/// UmaDB's words for what tenancy refuses (UmaDB has no tenants): the
+/// error types its clients map to their errors. None is `INTEGRITY`, which
+/// clients take for a conflict to retry.
+pub(crate) struct UmaWording;
+
+impl Wording for UmaWording {
+    fn unauthenticated() -> Status {
+        status(
+            Code::Unauthenticated,
+            ErrorType::Authentication,
+            "missing or invalid API key".into(),
+        )
+    }
+
+    fn tenant(e: TenantError) -> Status {
+        let message = e.to_string();
+        let (code, kind) = match e {
+            TenantError::Store(e) => return from_engine(e),
+            // Every open store is in use: retry later.
+            TenantError::Busy(_) => (Code::ResourceExhausted, ErrorType::Io),
+            // The append cannot be taken as sent until the quota changes.
+            TenantError::QuotaExceeded { .. } => {
+                (Code::ResourceExhausted, ErrorType::InvalidArgument)
+            }
+            // The key names a tenant that does not exist (any more).
+            TenantError::Unknown(_) | TenantError::InvalidName { .. } => {
+                (Code::PermissionDenied, ErrorType::Authentication)
+            }
+            TenantError::Companion { .. } => (Code::Unavailable, ErrorType::Io),
+            _ => (Code::Internal, ErrorType::Internal),
+        };
+        status(code, kind, message)
+    }
+
+    fn internal(reason: String) -> Status {
+        status(Code::Internal, ErrorType::Internal, reason)
+    }
 }
 
 /// An event's UUID: the protocol's UUID string as a u128. Empty means

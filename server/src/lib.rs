@@ -45,6 +45,7 @@ mod served;
 mod service;
 mod tenancy;
 mod wire;
+mod wording;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -124,7 +125,7 @@ pub async fn serve_on(
 ) -> Result<(), ServeError> {
     serve_stores_on(
         listener,
-        tenancy::Stores::One(store.into()),
+        tenancy::Reach::One(store.into()),
         None,
         config,
         shutdown,
@@ -183,7 +184,7 @@ pub async fn serve_tenants_with(
     let stores = tenancy::TenantStores::new(tenants, serving);
     serve_stores_on(
         listener,
-        tenancy::Stores::Tenants(std::sync::Arc::new(stores)),
+        tenancy::Reach::Tenants(std::sync::Arc::new(stores)),
         Some(keys),
         config,
         shutdown,
@@ -193,7 +194,7 @@ pub async fn serve_tenants_with(
 
 async fn serve_stores_on(
     listener: TcpListener,
-    store: tenancy::Stores,
+    store: tenancy::Reach,
     keys: Option<TenantKeys>,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -219,7 +220,7 @@ async fn serve_stores_on(
         None => None,
     };
     let gesta = gesta_v1::Gesta::new(
-        store.clone(),
+        tenancy::Stores::new(store.clone()),
         config.limits(),
         streams.clone(),
         stop_rx.clone(),
@@ -240,7 +241,12 @@ async fn serve_stores_on(
         check = check.for_tenants(keys);
     }
     let gesta = tonic::service::interceptor::InterceptedService::new(gesta, check);
-    let dcb = service::Dcb::new(store, config.limits(), streams, stop_rx.clone());
+    let dcb = service::Dcb::new(
+        tenancy::Stores::new(store),
+        config.limits(),
+        streams,
+        stop_rx.clone(),
+    );
     let dcb = encoded_route::EncodedRoute::new(
         dcb,
         |dcb| {

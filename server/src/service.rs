@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::Limits;
+use crate::convert::UmaWording;
 use crate::convert::{
     BorrowedMetadata, decode_metadata, from_engine, invalid, status, to_new_event, to_query,
 };
@@ -37,7 +38,7 @@ const CHANNEL_DEPTH: usize = 2;
 /// The service: a store handle, the call limits and the shutdown signal
 /// that ends open streams.
 pub(crate) struct Dcb {
-    stores: Stores,
+    stores: Stores<UmaWording>,
     limits: Limits,
     streams: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -47,7 +48,7 @@ impl Dcb {
     /// `streams` bounds open reads and subscriptions (shared with the
     /// `gesta.v1` service).
     pub(crate) fn new(
-        stores: Stores,
+        stores: Stores<UmaWording>,
         limits: Limits,
         streams: Arc<Semaphore>,
         stop: watch::Receiver<bool>,

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -16,6 +17,7 @@ use tonic::{Request, Status};
 
 use crate::ServeError;
 use crate::served::Served;
+use crate::wording::Wording;
 
 /// The tenant of a call, from its API key.
 #[derive(Clone, Debug)]
@@ -107,9 +109,25 @@ impl TenantServing {
 
 /// The store or stores a server serves.
 #[derive(Clone)]
-pub(crate) enum Stores {
+pub(crate) enum Reach {
     One(Served),
     Tenants(Arc<TenantStores>),
+}
+
+/// The store or stores a server serves, as one service reaches them:
+/// refusals are said in `W`'s protocol.
+pub(crate) struct Stores<W> {
+    reach: Reach,
+    wording: PhantomData<fn() -> W>,
+}
+
+impl<W> Clone for Stores<W> {
+    fn clone(&self) -> Self {
+        Stores {
+            reach: self.reach.clone(),
+            wording: PhantomData,
+        }
+    }
 }
 
 /// The tenants a server serves, and the crypto-shredding wrapper of each
@@ -145,8 +163,8 @@ impl TenantStores {
     /// The tenant's store as the server serves it: opened if it is not
     /// open, through its wrapper when its directory holds a key file.
     /// Blocking: opening a store reads its log.
-    fn serve(&self, tenant: &Arc<str>) -> Result<Served, Status> {
-        let store = self.tenants.get(tenant).map_err(tenant_status)?;
+    fn serve(&self, tenant: &Arc<str>) -> Result<Served, TenantError> {
+        let store = self.tenants.get(tenant)?;
         if !self.encrypt && !is_encrypted(store.path()) {
             return Ok(Served::plain(store));
         }
@@ -164,8 +182,7 @@ impl TenantStores {
             None => {
                 let options = EncryptionOptions::in_dir(store.path());
                 let encrypted = Arc::new(
-                    Encrypted::open((*store).clone(), options)
-                        .map_err(crate::gesta_v1::convert::from_engine)?,
+                    Encrypted::open((*store).clone(), options).map_err(TenantError::Store)?,
                 );
                 wrappers.insert(
                     tenant.clone(),
@@ -181,7 +198,15 @@ impl TenantStores {
     }
 }
 
-impl Stores {
+impl<W: Wording> Stores<W> {
+    /// `reach`, refusing in `W`'s words.
+    pub(crate) fn new(reach: Reach) -> Stores<W> {
+        Stores {
+            reach,
+            wording: PhantomData,
+        }
+    }
+
     /// The store `request` reaches, held for as long as the [`Served`]
     /// lives (a tenant's store is not closed under a call). Opening a
     /// tenant's store reads its log, so it runs on the blocking pool. A
@@ -191,10 +216,10 @@ impl Stores {
         &self,
         request: &Request<T>,
     ) -> impl Future<Output = Result<Served, Status>> + Send + 'static {
-        let picked = match self {
-            Stores::One(store) => Ok(Pick::One(store.clone())),
-            Stores::Tenants(tenants) => {
-                tenant(request).map(|tenant| Pick::Tenant(tenants.clone(), tenant))
+        let picked = match &self.reach {
+            Reach::One(store) => Ok(Pick::One(store.clone())),
+            Reach::Tenants(tenants) => {
+                tenant::<T, W>(request).map(|tenant| Pick::Tenant(tenants.clone(), tenant))
             }
         };
         async move {
@@ -203,7 +228,8 @@ impl Stores {
                 Pick::Tenant(tenants, tenant) => {
                     tokio::task::spawn_blocking(move || tenants.serve(&tenant.0))
                         .await
-                        .map_err(|e| Status::internal(format!("the call's task failed: {e}")))?
+                        .map_err(|e| W::internal(format!("the call's task failed: {e}")))?
+                        .map_err(W::tenant)
                 }
             }
         }
@@ -216,35 +242,28 @@ impl Stores {
         store: &gesta::Store,
         events: usize,
     ) -> Result<(), Status> {
-        match self {
-            Stores::One(_) => Ok(()),
-            Stores::Tenants(t) => t
+        match &self.reach {
+            Reach::One(_) => Ok(()),
+            Reach::Tenants(t) => t
                 .tenants
-                .check_quota(&tenant(request)?.0, store, events as u64)
-                .map_err(tenant_status),
+                .check_quota(&tenant::<T, W>(request)?.0, store, events as u64)
+                .map_err(W::tenant),
         }
     }
 
-    /// The backup root of `request`'s caller: `root` itself for one
-    /// store, the caller's tenant's own directory under it with tenants.
-    pub(crate) fn backup_root<T>(
-        &self,
-        request: &Request<T>,
-        root: &crate::gesta_v1::backup::BackupRoot,
-    ) -> Result<crate::gesta_v1::backup::BackupRoot, Status> {
-        match self {
-            Stores::One(_) => Ok(root.clone()),
-            Stores::Tenants(_) => root.for_tenant(&tenant(request)?.0),
+    /// The tenant `request` is a call of; `None` when the server serves
+    /// one store.
+    pub(crate) fn tenant_of<T>(&self, request: &Request<T>) -> Result<Option<Arc<str>>, Status> {
+        match &self.reach {
+            Reach::One(_) => Ok(None),
+            Reach::Tenants(_) => Ok(Some(tenant::<T, W>(request)?.0)),
         }
     }
 
     /// The name a durable subscription is registered under on this server:
     /// per tenant, so that tenants' names never meet.
     pub(crate) fn scope<T>(&self, request: &Request<T>) -> Result<Arc<str>, Status> {
-        match self {
-            Stores::One(_) => Ok(Arc::from("")),
-            Stores::Tenants(_) => Ok(tenant(request)?.0),
-        }
+        Ok(self.tenant_of(request)?.unwrap_or_else(|| Arc::from("")))
     }
 }
 
@@ -254,27 +273,10 @@ enum Pick {
     Tenant(Arc<TenantStores>, Tenant),
 }
 
-fn tenant<T>(request: &Request<T>) -> Result<Tenant, Status> {
+fn tenant<T, W: Wording>(request: &Request<T>) -> Result<Tenant, Status> {
     request
         .extensions()
         .get::<Tenant>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("missing or invalid API key"))
-}
-
-/// A tenant failure as a status.
-fn tenant_status(e: TenantError) -> Status {
-    match e {
-        TenantError::Busy(_) => Status::resource_exhausted(e.to_string()),
-        TenantError::QuotaExceeded { .. } => Status::resource_exhausted(e.to_string()),
-        // The key names a tenant that does not exist (any more).
-        TenantError::Unknown(_) | TenantError::InvalidName { .. } => {
-            Status::permission_denied(e.to_string())
-        }
-        TenantError::Store(e) => crate::gesta_v1::convert::from_engine(e),
-        // What runs beside the store (a shipper) could not start: the
-        // bucket did not answer, or the tenant's prefix is another's.
-        TenantError::Companion { .. } => Status::unavailable(e.to_string()),
-        other => Status::internal(other.to_string()),
-    }
+        .ok_or_else(W::unauthenticated)
 }

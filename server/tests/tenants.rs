@@ -37,17 +37,16 @@ async fn start(max_open: usize) -> Server {
 }
 
 async fn start_serving(max_open: usize, serving: gesta_server::TenantServing) -> Server {
+    let options = TenantOptions {
+        max_open,
+        ..TenantOptions::default()
+    };
+    start_with(options, serving).await
+}
+
+async fn start_with(options: TenantOptions, serving: gesta_server::TenantServing) -> Server {
     let root = tempfile::tempdir().unwrap();
-    let tenants = Arc::new(
-        Tenants::open(
-            root.path(),
-            TenantOptions {
-                max_open,
-                ..TenantOptions::default()
-            },
-        )
-        .unwrap(),
-    );
+    let tenants = Arc::new(Tenants::open(root.path(), options).unwrap());
     for name in ["alpha", "beta"] {
         tenants.create(name).unwrap();
     }
@@ -451,6 +450,106 @@ async fn tenants_share_a_bounded_number_of_open_stores() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(head.unwrap(), 3);
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+    server.tenants.close().unwrap();
+}
+
+/// What tenancy refuses — a key naming no tenant that exists, every open
+/// store in use, a tenant over its quota — each service says in its own
+/// protocol: every refusal of `umadb.v1.DCB` carries UmaDB's
+/// `ErrorResponse` (and none is `INTEGRITY`, which UmaDB's clients take
+/// for a conflict to retry), every refusal of `gesta.v1` the detail its
+/// client reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_words_what_tenancy_refuses_in_its_own_protocol() {
+    use gesta_server::client::error_detail;
+    use gesta_server::proto::gesta_v1::error_detail::Kind;
+    use prost::Message;
+    use v1::error_response::ErrorType;
+
+    fn uma(status: &tonic::Status) -> ErrorType {
+        let detail = v1::ErrorResponse::decode(status.details()).expect("UmaDB's details");
+        assert_eq!(detail.message, status.message());
+        detail.error_type()
+    }
+    fn kind<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (Code, Kind) {
+        match r {
+            Err(ClientError::Status(s)) => {
+                let kind = error_detail(&s).and_then(|d| d.kind).expect("a detail");
+                (s.code(), kind)
+            }
+            other => panic!("expected a status, got {other:?}"),
+        }
+    }
+
+    let options = TenantOptions {
+        max_open: 1,
+        max_events: Some(2),
+        ..TenantOptions::default()
+    };
+    let server = start_with(options, gesta_server::TenantServing::default()).await;
+    let mut dcb = DcbClient::new(channel(server.addr).await);
+    let append = |key: &str, n: usize| {
+        let events = (0..n)
+            .map(|i| v1::Event {
+                event_type: "A".into(),
+                data: format!("{i}").into_bytes().into(),
+                ..Default::default()
+            })
+            .collect();
+        keyed(
+            v1::AppendRequest {
+                events,
+                ..Default::default()
+            },
+            key,
+        )
+    };
+
+    // A key of a tenant that does not exist.
+    let ghost = dcb
+        .head(keyed(v1::HeadRequest {}, "key-ghost"))
+        .await
+        .unwrap_err();
+    assert_eq!(ghost.code(), Code::PermissionDenied);
+    assert_eq!(uma(&ghost), ErrorType::Authentication);
+    let mut gesta_ghost = gesta(server.addr, "key-ghost").await;
+    let (code, detail) = kind(gesta_ghost.head().await);
+    assert_eq!(code, Code::PermissionDenied);
+    assert!(matches!(detail, Kind::PermissionDenied(_)), "{detail:?}");
+
+    // Over the quota of two events.
+    let over = dcb.append(append("key-alpha", 3)).await.unwrap_err();
+    assert_eq!(over.code(), Code::ResourceExhausted);
+    assert_eq!(uma(&over), ErrorType::InvalidArgument);
+    let mut alpha = gesta(server.addr, "key-alpha").await;
+    let (code, detail) = kind(
+        alpha
+            .append(
+                (0..3).map(|i| NewEvent::new("A", format!("{i}"))).collect(),
+                AppendOptions::new(),
+            )
+            .await,
+    );
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(matches!(detail, Kind::ResourceExhausted(_)), "{detail:?}");
+    dcb.append(append("key-alpha", 2)).await.unwrap();
+
+    // Every open store in use: alpha's subscription holds the only one.
+    let subscription = alpha.subscribe(&Query::all(), 0).await.unwrap();
+    let busy = dcb
+        .head(keyed(v1::HeadRequest {}, "key-beta"))
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code(), Code::ResourceExhausted);
+    assert_eq!(uma(&busy), ErrorType::Io);
+    let mut beta = gesta(server.addr, "key-beta").await;
+    let (code, detail) = kind(beta.head().await);
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(matches!(detail, Kind::ResourceExhausted(_)), "{detail:?}");
+    drop(subscription);
+
     let _ = server.stop.send(());
     server.task.await.unwrap().unwrap();
     server.tenants.close().unwrap();

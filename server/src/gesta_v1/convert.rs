@@ -16,7 +16,10 @@ use crate::proto::gesta_v1::error_detail::Kind;
 use crate::proto::gesta_v1::expected_revision::Kind as Expected;
 use crate::proto::gesta_v1::target::Kind as TargetKind;
 use gesta::lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
+use gesta::tenants::TenantError;
 use gesta::{Removal, Removed, RetentionRule, RetentionScope};
+
+use crate::wording::Wording;
 
 /// The type URL of the [`ErrorDetail`] in a status's details.
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/gesta.v1.ErrorDetail";
@@ -99,6 +102,45 @@ pub(crate) fn denied(reason: impl Into<String>) -> Status {
     status(
         Code::PermissionDenied,
         Kind::PermissionDenied(g::PermissionDenied {
+            reason: reason.clone(),
+        }),
+        reason,
+    )
+}
+
+/// `gesta.v1`'s words for what tenancy refuses: the kinds its client
+/// reads, the engine's errors as [`from_engine`] says them.
+pub(crate) struct GestaWording;
+
+impl Wording for GestaWording {
+    fn unauthenticated() -> Status {
+        unauthenticated()
+    }
+
+    fn tenant(e: TenantError) -> Status {
+        match e {
+            TenantError::Busy(_) | TenantError::QuotaExceeded { .. } => exhausted(e.to_string()),
+            // The key names a tenant that does not exist (any more).
+            TenantError::Unknown(_) | TenantError::InvalidName { .. } => denied(e.to_string()),
+            TenantError::Store(e) => from_engine(e),
+            // What runs beside the store (a shipper) could not start: the
+            // bucket did not answer, or the tenant's prefix is another's.
+            TenantError::Companion { .. } => io(Code::Unavailable, e.to_string()),
+            other => io(Code::Internal, other.to_string()),
+        }
+    }
+
+    fn internal(reason: String) -> Status {
+        io(Code::Internal, reason)
+    }
+}
+
+/// A status of `code` whose detail is an I/O error: the call changed
+/// nothing.
+fn io(code: Code, reason: String) -> Status {
+    status(
+        code,
+        Kind::Io(g::Io {
             reason: reason.clone(),
         }),
         reason,

@@ -21,6 +21,8 @@ use crate::observe::StreamPermit;
 use crate::served::Served;
 use crate::tenancy::Stores;
 
+use super::convert::GestaWording;
+
 use super::backup::{BackupRoot, report_to_proto};
 use super::convert::denied;
 use super::convert::{
@@ -45,7 +47,7 @@ const CHANNEL_DEPTH: usize = 2;
 /// streams (shared with `umadb.v1.DCB`), the shutdown signal that ends
 /// open streams, and the durable subscriptions open here.
 pub(crate) struct Gesta {
-    stores: Stores,
+    stores: Stores<GestaWording>,
     limits: Limits,
     streams: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -58,7 +60,7 @@ pub(crate) struct Gesta {
 
 impl Gesta {
     pub(crate) fn new(
-        stores: Stores,
+        stores: Stores<GestaWording>,
         limits: Limits,
         streams: Arc<Semaphore>,
         stop: watch::Receiver<bool>,
@@ -776,7 +778,11 @@ impl g::gesta_server::Gesta for Gesta {
                 "backups through the server are off: start it with --backup-dir ROOT",
             ));
         };
-        let root = self.stores.backup_root(&request, root)?;
+        // With tenants, each writes under its own directory only.
+        let root = match self.stores.tenant_of(&request)? {
+            None => root.clone(),
+            Some(tenant) => root.for_tenant(&tenant)?,
+        };
         let dest = root.resolve(&request.into_inner().destination)?;
         tracing::info!("backup to {} requested", dest.display());
         // On the blocking pool: the backup finishes (or fails and leaves
