@@ -7,6 +7,7 @@ use tonic::{Code, Status};
 
 use crate::proto::v1;
 use crate::proto::v1::error_response::ErrorType;
+use crate::served::Unacknowledged;
 use crate::wording::Wording;
 use gesta::tenants::TenantError;
 
@@ -274,6 +275,12 @@ pub(crate) fn from_engine(e: gesta::Error) -> Status {
         _ => (Code::Internal, ErrorType::Io),
     };
     status(code, kind, message)
+}
+
+/// An append committed but not acknowledged: `UNAVAILABLE`, `IO` (the
+/// message names the positions).
+pub(crate) fn unacknowledged(e: Unacknowledged) -> Status {
+    status(Code::Unavailable, ErrorType::Io, e.to_string())
 }
 
 /// UmaDB's words for what tenancy refuses (UmaDB has no tenants): the

@@ -37,6 +37,26 @@ pub struct Served {
 /// disk (a bucket): `Err` says why it is not. Runs on the blocking pool.
 pub type Acknowledge = Arc<dyn Fn(u64) -> Result<(), String> + Send + Sync>;
 
+/// An append that committed but was not acknowledged (see
+/// [`Served::acknowledged_by`]); each service says it in its own protocol.
+#[derive(Debug)]
+pub(crate) struct Unacknowledged {
+    first: u64,
+    last: u64,
+    reason: String,
+}
+
+impl std::fmt::Display for Unacknowledged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "committed at positions {}..={}, but not acknowledged: {}; a retry with the same \
+             event ids appends nothing again",
+            self.first, self.last, self.reason
+        )
+    }
+}
+
 impl std::fmt::Debug for Served {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Served")
@@ -129,22 +149,17 @@ impl Served {
 
     /// Waits for [`acknowledged_by`](Self::acknowledged_by)'s hook, if any,
     /// to hold positions `first..=last`.
-    pub(crate) async fn acknowledge(&self, first: u64, last: u64) -> Result<(), tonic::Status> {
+    pub(crate) async fn acknowledge(&self, first: u64, last: u64) -> Result<(), Unacknowledged> {
         let Some(acknowledge) = self.acknowledge.clone() else {
             return Ok(());
         };
         let outcome = tokio::task::spawn_blocking(move || acknowledge(last))
             .await
             .unwrap_or_else(|failed| Err(format!("the acknowledgement's task: {failed}")));
-        outcome.map_err(|reason| {
-            crate::convert::status(
-                tonic::Code::Unavailable,
-                crate::proto::v1::error_response::ErrorType::Io,
-                format!(
-                    "committed at positions {first}..={last}, but not acknowledged: {reason}; \
-                     a retry with the same event ids appends nothing again"
-                ),
-            )
+        outcome.map_err(|reason| Unacknowledged {
+            first,
+            last,
+            reason,
         })
     }
 

@@ -17,9 +17,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::Limits;
-use crate::convert::UmaWording;
 use crate::convert::{
-    BorrowedMetadata, decode_metadata, from_engine, invalid, status, to_new_event, to_query,
+    BorrowedMetadata, UmaWording, decode_metadata, from_engine, invalid, status, to_new_event,
+    to_query, unacknowledged,
 };
 use crate::encoded::{Boxed, EncodedGather, EncodedResponse, decoded};
 use crate::proto::v1;
@@ -27,6 +27,7 @@ use crate::proto::v1::error_response::ErrorType;
 use crate::served::Served;
 use crate::tenancy::Stores;
 use crate::wire::{self, Sequenced};
+use crate::wording::Wording;
 
 /// UmaDB's default and largest events per response (umadb-server 0.7.8:
 /// `READ_RESPONSE_BATCH_SIZE_DEFAULT` and `_MAX`).
@@ -63,7 +64,11 @@ impl Dcb {
 
     fn open_stream(&self, store: &Served) -> Result<crate::observe::StreamPermit, Status> {
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted("too many open reads and subscriptions; retry later")
+            status(
+                Code::ResourceExhausted,
+                ErrorType::Io,
+                "too many open reads and subscriptions; retry later".into(),
+            )
         })?;
         Ok(crate::observe::StreamPermit::new(
             permit,
@@ -423,7 +428,10 @@ impl v1::dcb_server::Dcb for Dcb {
         let appended = store.append(events, options).await;
         match (appended, resent) {
             (Ok(appended), _) => {
-                store.acknowledge(appended.first, appended.last).await?;
+                store
+                    .acknowledge(appended.first, appended.last)
+                    .await
+                    .map_err(unacknowledged)?;
                 Ok(Response::new(v1::AppendResponse {
                     position: appended.last,
                 }))
@@ -432,13 +440,16 @@ impl v1::dcb_server::Dcb for Dcb {
                 let looked_up = store.clone();
                 let earlier = tokio::task::spawn_blocking(move || resent.earlier(&looked_up))
                     .await
-                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| UmaWording::internal(e.to_string()))?
                     .map_err(from_engine)?;
                 match earlier {
                     // The re-sent append is answered like the first: once
                     // its position is acknowledged.
                     Some(position) => {
-                        store.acknowledge(position, position).await?;
+                        store
+                            .acknowledge(position, position)
+                            .await
+                            .map_err(unacknowledged)?;
                         Ok(Response::new(v1::AppendResponse { position }))
                     }
                     None => Err(from_engine(e)),
@@ -466,7 +477,7 @@ impl v1::dcb_server::Dcb for Dcb {
         let source = request.into_inner().source;
         let position = tokio::task::spawn_blocking(move || store.events().tracking_info(&source))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| UmaWording::internal(e.to_string()))?
             .map_err(from_engine)?;
         Ok(Response::new(v1::TrackingResponse { position }))
     }

@@ -107,6 +107,15 @@ async fn appends_are_answered_only_once_acknowledged_on_both_services() {
         .await
         .unwrap_err();
     assert!(failed.to_string().contains("positions 5..=5"), "{failed}");
+    // The client reads gesta.v1's detail: an unknown outcome, whose rule
+    // (a retry with the same ids is safe) holds.
+    assert!(
+        matches!(
+            failed,
+            gesta_server::client::ClientError::Store(gesta::Error::OutcomeUnknown { .. })
+        ),
+        "{failed:?}"
+    );
     assert_eq!(server.store.head(), 5);
     assert_eq!(*hook.asked.lock().unwrap(), vec![2, 3, 3, 4, 5]);
     server.stop().await;

@@ -178,6 +178,10 @@ async fn open_streams_are_limited() {
     let first = c.subscribe(subscribe.clone()).await.unwrap().into_inner();
     let err = c.subscribe(subscribe.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
+    // With UmaDB's details, as every refusal of the service.
+    let refusal = details(&err);
+    assert_eq!(refusal.error_type, ErrorType::Io as i32);
+    assert_eq!(refusal.message, err.message());
     drop(first);
     // The slot frees once the server notices the client went.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

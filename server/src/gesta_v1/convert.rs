@@ -19,6 +19,7 @@ use gesta::lifecycle::{AuditEntry, Operation, Redacted, TagsAdded, Target};
 use gesta::tenants::TenantError;
 use gesta::{Removal, Removed, RetentionRule, RetentionScope};
 
+use crate::served::Unacknowledged;
 use crate::wording::Wording;
 
 /// The type URL of the [`ErrorDetail`] in a status's details.
@@ -102,6 +103,20 @@ pub(crate) fn denied(reason: impl Into<String>) -> Status {
     status(
         Code::PermissionDenied,
         Kind::PermissionDenied(g::PermissionDenied {
+            reason: reason.clone(),
+        }),
+        reason,
+    )
+}
+
+/// An append committed but not acknowledged: `UNAVAILABLE`, with the
+/// detail of an unknown outcome, whose rule holds (a retry with the same
+/// ids is safe); the message names the positions.
+pub(crate) fn unacknowledged(e: Unacknowledged) -> Status {
+    let reason = e.to_string();
+    status(
+        Code::Unavailable,
+        Kind::OutcomeUnknown(g::OutcomeUnknown {
             reason: reason.clone(),
         }),
         reason,

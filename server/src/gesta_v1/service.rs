@@ -404,7 +404,10 @@ impl g::gesta_server::Gesta for Gesta {
         // Handed to the committer here, the append commits or fails as a
         // whole even if the client goes away and this future is dropped.
         let appended = store.append(events, options).await.map_err(from_engine)?;
-        store.acknowledge(appended.first, appended.last).await?;
+        store
+            .acknowledge(appended.first, appended.last)
+            .await
+            .map_err(super::convert::unacknowledged)?;
         Ok(Response::new(g::AppendResponse {
             first: appended.first,
             last: appended.last,
