@@ -140,26 +140,25 @@ impl Wording for GestaWording {
             TenantError::Store(e) => from_engine(e),
             // What runs beside the store (a shipper) could not start: the
             // bucket did not answer, or the tenant's prefix is another's.
-            TenantError::Companion { .. } => io(Code::Unavailable, e.to_string()),
-            other => io(Code::Internal, other.to_string()),
+            // An I/O error: nothing was appended.
+            TenantError::Companion { .. } => {
+                let reason = e.to_string();
+                status(
+                    Code::Unavailable,
+                    Kind::Io(g::Io {
+                        reason: reason.clone(),
+                    }),
+                    reason,
+                )
+            }
+            // Not the store's error: a bare status, as a lost task's.
+            other => Status::internal(other.to_string()),
         }
     }
 
     fn internal(reason: String) -> Status {
-        io(Code::Internal, reason)
+        Status::internal(reason)
     }
-}
-
-/// A status of `code` whose detail is an I/O error: the call changed
-/// nothing.
-fn io(code: Code, reason: String) -> Status {
-    status(
-        code,
-        Kind::Io(g::Io {
-            reason: reason.clone(),
-        }),
-        reason,
-    )
 }
 
 /// FAILED_PRECONDITION: `Forget` on a store that is not served encrypted.
