@@ -61,6 +61,10 @@ pub struct BenchArgs {
         requires = "server"
     )]
     pub connections: Option<Vec<usize>>,
+    /// With --server, the in-process server's worker threads, as `gesta
+    /// serve --worker-threads` (0: one per core, its default).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "server")]
+    pub server_threads: usize,
 }
 
 fn default_json(name: &str) -> PathBuf {
@@ -153,6 +157,7 @@ fn run_server(args: BenchArgs, sizes: Sizes) -> Result<(), HarnessError> {
             }
         },
         gesta_v1: args.gesta_v1,
+        server_threads: args.server_threads,
     };
     let results = server_mode::run_server(&config)?;
     print!("{}", server_mode::server_markdown(&config, &results));

@@ -32,6 +32,8 @@ fn server_mode_runs_end_to_end() {
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from),
         gesta_v1: true,
+        // One worker, as `gesta serve --worker-threads 1` runs it.
+        server_threads: 1,
     };
     let uma = config.umadb_server.is_some();
     let results = run_server(&config).unwrap();

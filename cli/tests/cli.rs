@@ -886,8 +886,9 @@ fn serve_holds_the_store_and_stops_on_sigterm() {
     let dir = filled(&tmp);
     let d = dir.to_str().unwrap();
     let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gesta"))
-        .args(["serve", d, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", d, "--listen", &listen, "--worker-threads", "1"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

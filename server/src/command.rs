@@ -75,6 +75,25 @@ pub struct ServeArgs {
     /// files and the API key above, which an address off loopback needs).
     #[arg(long, value_name = "ADDR")]
     pub console: Option<SocketAddr>,
+    /// Threads that run the protocol (gRPC over HTTP/2); 0, the default,
+    /// one per core. Fewer leave cores to the store's committer and to
+    /// reads, which run on threads of their own: on a small machine
+    /// shared with its clients, one thread served appends faster than two.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub worker_threads: usize,
+}
+
+/// The runtime the server runs on: `args.worker_threads` threads, or one
+/// per core.
+fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if args.worker_threads > 0 {
+        builder.worker_threads(args.worker_threads);
+    }
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 /// Serves the tenants under `args.dir` (`--tenants`) until SIGINT or
@@ -88,8 +107,7 @@ pub fn run_tenants(
 ) -> Result<(), String> {
     init_logging();
     let config = config_of(&args);
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = runtime(&args)?;
     let keys = match &args.tenant_keys {
         Some(path) => crate::TenantKeys::read(path).map_err(|e| e.to_string())?,
         None => return Err("--tenants needs --tenant-keys".into()),
@@ -243,8 +261,7 @@ pub fn run_with(
     if args.tenants {
         return run_tenants(args, name, None);
     }
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = runtime(&args)?;
     // Registered before anything opens or binds (see shutdown_signal).
     let signal = {
         let _entered = runtime.enter();
@@ -330,4 +347,33 @@ pub fn run_with(
         eprintln!("{name}: {line}");
     }
     closed.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// `--worker-threads N` runs the protocol on N threads; without it,
+    /// one per core.
+    #[test]
+    fn worker_threads_size_the_runtime() {
+        let args = |extra: &[&str]| {
+            let mut all = vec!["gesta-server", "/nowhere"];
+            all.extend_from_slice(extra);
+            Command::parse_from(all).serve
+        };
+        let one = runtime(&args(&["--worker-threads", "1"])).unwrap();
+        assert_eq!(one.metrics().num_workers(), 1);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let default = runtime(&args(&[])).unwrap();
+        assert_eq!(default.metrics().num_workers(), cores);
+    }
 }

@@ -53,9 +53,19 @@ pub const SERVER_THREADS: &str = "gesta-bench-srv";
 pub const CLIENT_THREADS: &str = "gesta-bench-cli";
 
 /// A multi-thread runtime whose threads are named `name`: one for the
-/// in-process server, one for the clients.
+/// in-process server, one for the clients. One worker thread per core.
 pub fn runtime(name: &str) -> std::io::Result<Arc<Runtime>> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(name, 0)
+}
+
+/// [`runtime`] with `workers` worker threads (0: one per core), as
+/// `gesta serve --worker-threads` runs the server.
+pub fn runtime_with(name: &str, workers: usize) -> std::io::Result<Arc<Runtime>> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder
         .thread_name(name)
         // Blocking threads (a server's reads) stay for the run, so that
         // the CPU they took can be read from them.

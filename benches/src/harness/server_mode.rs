@@ -95,6 +95,9 @@ pub struct ServerConfig {
     pub umadb_server: Option<PathBuf>,
     /// Whether every workload also runs through the `gesta.v1` service.
     pub gesta_v1: bool,
+    /// The in-process server's worker threads, as `gesta serve
+    /// --worker-threads` takes them (0: one per core, its default).
+    pub server_threads: usize,
 }
 
 impl ServerConfig {
@@ -216,7 +219,7 @@ pub fn run_server(config: &ServerConfig) -> Result<ServerResults, HarnessError> 
         postgres_url: None,
     };
     let runtimes = Runtimes {
-        server: super::remote::runtime(SERVER_THREADS)?,
+        server: super::remote::runtime_with(SERVER_THREADS, config.server_threads)?,
         client: super::remote::runtime(CLIENT_THREADS)?,
         umadb: config.umadb_server.clone(),
     };
@@ -584,6 +587,8 @@ pub struct ServerJsonReport {
     pub connections: Vec<usize>,
     /// UmaDB's server command, when it ran too.
     pub umadb_server: Option<String>,
+    /// The in-process server's worker threads (0: one per core).
+    pub server_threads: usize,
     /// Target keys and column labels, in column order.
     pub targets: Vec<(String, String)>,
     /// The table's rows.
@@ -646,6 +651,7 @@ pub fn server_json(config: &ServerConfig, results: &ServerResults) -> ServerJson
             .umadb_server
             .as_ref()
             .map(|p| p.display().to_string()),
+        server_threads: config.server_threads,
         targets: config
             .targets()
             .into_iter()
@@ -682,11 +688,15 @@ pub fn server_markdown(config: &ServerConfig, results: &ServerResults) -> String
     let fs = crate::fs_type(&config.dir).unwrap_or_else(|| "file system unknown".into());
     let _ = writeln!(
         s,
-        "## gesta-bench --server{} (scratch dir {}, {fs})\n",
+        "## gesta-bench --server{}{} (scratch dir {}, {fs})\n",
         if config.quick {
             " --quick: CI sizes, not figures to quote"
         } else {
             ""
+        },
+        match config.server_threads {
+            0 => String::new(),
+            n => format!(" --server-threads {n}"),
         },
         config.dir.display()
     );
