@@ -1110,6 +1110,8 @@ pub mod error_detail {
         TrackingConflict(super::TrackingConflict),
         /// UNKNOWN: the append may or may not have committed; read before
         /// retrying (a retry with the same ids is safe).
+        /// UNAVAILABLE: committed but not acknowledged (a server with
+        /// --ship-ack; the message names the positions); the same rule holds.
         #[prost(message, tag = "6")]
         OutcomeUnknown(super::OutcomeUnknown),
         /// DATA_LOSS: a file of the store failed a check.
