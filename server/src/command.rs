@@ -79,9 +79,17 @@ pub struct ServeArgs {
     /// one per core. Fewer leave cores to the store's committer and to
     /// reads, which run on threads of their own: on a small machine
     /// shared with its clients, one thread served appends faster than two.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_WORKER_THREADS)
+    )]
     pub worker_threads: usize,
 }
+
+/// The most protocol threads `--worker-threads` takes.
+const MAX_WORKER_THREADS: u64 = 1024;
 
 /// The runtime the server runs on: `args.worker_threads` threads, or one
 /// per core.
@@ -375,5 +383,8 @@ mod tests {
         let cores = std::thread::available_parallelism().unwrap().get();
         let default = runtime(&args(&[])).unwrap();
         assert_eq!(default.metrics().num_workers(), cores);
+        let refused =
+            Command::try_parse_from(["gesta-server", "/nowhere", "--worker-threads", "1025"]);
+        assert!(refused.is_err(), "more threads than the bound are refused");
     }
 }
