@@ -785,8 +785,8 @@ fn varint_at(b: &[u8], at: usize) -> Option<(u64, usize)> {
 /// Only places up to `at` are tried: none when `at` is further from the end
 /// than the longest trailer, and a byte compare rejects almost every `n`.
 fn trailer_at_or_before(seq: &[u8], count: u32, at: usize) -> bool {
-    /// Count and length varints, one source byte, and a position.
-    const LONGEST: usize = 10 + 2 + 255 + 10;
+    /// Count and length varints, the longest source, and a position.
+    const LONGEST: usize = 10 + 2 + MAX_SOURCE_LEN + 10;
     let Some(&last) = seq.last() else {
         return false;
     };
@@ -797,7 +797,7 @@ fn trailer_at_or_before(seq: &[u8], count: u32, at: usize) -> bool {
     // The count varint starts at least 2 and at most 12 bytes before the
     // source, so places before `at` need `n >= pos_start - at - 12`.
     let shortest = pos_start.saturating_sub(at + 12).max(1);
-    let longest = 255usize.min(pos_start.saturating_sub(2));
+    let longest = MAX_SOURCE_LEN.min(pos_start.saturating_sub(2));
     for n in (shortest..=longest).rev() {
         let len_last = pos_start - n - 1;
         let len_end_byte = if n < 128 { n } else { n >> 7 };
@@ -846,14 +846,25 @@ pub(crate) fn put_tracking(seq: &mut Vec<u8>, count: u32, source: &str, position
     put_varint(seq, position);
 }
 
+/// The longest tracking source, in bytes: a record's tracking trailer is
+/// found from its end by trying each source length up to this.
+pub(crate) const MAX_SOURCE_LEN: usize = 255;
+
 /// The tracking trailer at `c`, which must then be at its end: `None` if
 /// the next varint is not the trailer's marker (`count`).
 fn trailer(c: &mut Cursor<'_>, count: u32) -> Decoded<Option<(String, u64)>> {
     if c.varint()? != u64::from(count) {
         return Ok(None);
     }
+    // An append writes 1 to MAX_SOURCE_LEN bytes (`check_tracking_source`),
+    // and only such a trailer is found from the record's end
+    // (`trailer_at_or_before`), as a point read looks for it: any other
+    // length is damage, not a trailer one reader sees and another not.
     let n = c.varint()?;
-    let n = usize::try_from(n).map_err(|_| malformed("tracking source too long"))?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_SOURCE_LEN).contains(n))
+        .ok_or_else(|| malformed("a tracking source of a length no append writes"))?;
     let source = c.string(n)?;
     let position = c.varint()?;
     if c.at != c.end {
@@ -1688,6 +1699,54 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A tracking trailer is what an append writes: a source of 1 to
+    /// `MAX_SOURCE_LEN` bytes. One with an empty or a longer source is
+    /// damage to every reader (a whole decode, the tracking lookup), not a
+    /// trailer that a scan reads and a point read, which finds trailers
+    /// from the record's end trying only those lengths, does not.
+    #[test]
+    fn a_tracking_source_no_append_writes_is_damage() {
+        let payload = encode_batch(&[NewEvent::new("T", "d").stream("s")]).unwrap();
+        let meta = RecordMeta {
+            first_position: 3,
+            count: 1,
+            timestamp_micros: 5,
+        };
+        let record = |source: &str| {
+            let mut seq = Vec::new();
+            put_varint(&mut seq, 0);
+            put_varint(&mut seq, 0);
+            put_tracking(&mut seq, 1, source, 7);
+            let mut out = Vec::new();
+            format::encode_record(
+                &mut out,
+                meta,
+                &seq,
+                &Payload::new(Bytes::from(payload.clone())),
+            );
+            decode_whole(&out)
+        };
+        let longest = "x".repeat(MAX_SOURCE_LEN);
+        for source in ["p", longest.as_str()] {
+            let r = record(source);
+            let mut events = Vec::new();
+            decode_record(&r, &mut events).unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(
+                tracking_of(&r.seq, 1).unwrap(),
+                Some((source.to_owned(), 7))
+            );
+            assert!(trailer_at_or_before(&r.seq, 1, 2), "found from the end");
+        }
+        let longer = "x".repeat(MAX_SOURCE_LEN + 1);
+        for source in ["", longer.as_str()] {
+            let r = record(source);
+            assert!(decode_record(&r, &mut Vec::new()).is_err(), "{source:?}");
+            assert!(tracking_of(&r.seq, 1).is_err(), "{source:?}");
+            assert!(!trailer_at_or_before(&r.seq, 1, 2), "{source:?}");
         }
     }
 

@@ -240,25 +240,12 @@ fn rejected(reason: &str) -> Error {
 fn check_events(meta: RecordMeta, seq: &[u8], events: &[RecordedEvent]) {
     assert_eq!(events.len() as u64, u64::from(meta.count), "event count");
     let mut seq = seq;
-    let mut varint = || {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let (&b, rest) = seq.split_first().expect("revision read past the seq bytes");
-            seq = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                return v;
-            }
-        }
-    };
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.position, meta.first_position + i as u64, "positions");
         assert_eq!(e.timestamp_micros, meta.timestamp_micros, "timestamp");
         match (&e.stream, e.revision) {
             (Some(_), Some(rev)) => loop {
-                let (index, revision) = (varint(), varint());
+                let (index, revision) = (varint(&mut seq), varint(&mut seq));
                 if index == i as u64 {
                     assert_eq!(rev, revision, "revision");
                     break;
@@ -269,7 +256,39 @@ fn check_events(meta: RecordMeta, seq: &[u8], events: &[RecordedEvent]) {
             _ => panic!("a stream without a revision or a revision without a stream"),
         }
     }
+    // What may follow the entries: the tracking trailer (the event count,
+    // the source's length, the source, a position), as appends write it.
+    if !seq.is_empty() {
+        let marker = varint(&mut seq);
+        assert_eq!(marker, u64::from(meta.count), "sequencing bytes left over");
+        let n = varint(&mut seq) as usize;
+        assert!((1..=255).contains(&n), "a tracking source no append writes");
+        let (source, rest) = seq
+            .split_at_checked(n)
+            .expect("a source past the seq bytes");
+        assert!(
+            std::str::from_utf8(source).is_ok(),
+            "a tracking source not UTF-8"
+        );
+        seq = rest;
+        varint(&mut seq);
+    }
     assert!(seq.is_empty(), "sequencing bytes left over");
+}
+
+/// The varint at the start of `seq`, which it steps over.
+fn varint(seq: &mut &[u8]) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let (&b, rest) = seq.split_first().expect("a varint past the seq bytes");
+        *seq = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            return v;
+        }
+    }
 }
 
 /// Fuzzing entry point for index run files: opens `data` as a run and, if

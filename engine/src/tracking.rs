@@ -7,9 +7,7 @@ use gesta_wal::WalReader;
 
 use crate::error::Result;
 
-/// The longest tracking source, in bytes: the codec recognises a record's
-/// tracking trailer from its end by trying each source length up to this.
-pub(crate) const MAX_SOURCE_LEN: usize = 255;
+use crate::codec::MAX_SOURCE_LEN;
 
 /// A tracking source is 1 to [`MAX_SOURCE_LEN`] bytes of UTF-8.
 pub(crate) fn check_tracking_source(source: &str) -> Result<()> {

@@ -682,6 +682,21 @@ fn seeds() -> BTreeMap<(&'static str, &'static str), Vec<u8>> {
         ("decode_payload", "redacted-event"),
         payload_input(7, 2, &[], &redacted),
     );
+    // Appended with tracking info: the trailer (the event count, the
+    // source's length and bytes, a position) after the entries; and the
+    // same with an empty source, which no append writes.
+    let mut tracked = revision_bytes(&[(0, 4), (2, 0)]);
+    tracked.extend([3, 10]);
+    tracked.extend(b"projection");
+    tracked.push(7);
+    s.insert(
+        ("decode_payload", "tracking-trailer"),
+        payload_input(10, 3, &tracked, &batch),
+    );
+    s.insert(
+        ("decode_payload", "empty-tracking-source"),
+        payload_input(1, 1, &[1, 0, 0xfa, 0x7f], &one),
+    );
     s.insert(
         ("decode_payload", "missing-revision"),
         payload_input(10, 3, &revisions[..2], &batch),
@@ -931,6 +946,20 @@ fn write_seed_corpus() {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(name), data).unwrap();
     }
+}
+
+/// A payload whose sequencing bytes end in a tracking trailer, as an
+/// append with tracking info writes them, decodes whole, each event with
+/// its revision; one whose trailer has an empty source (no append writes
+/// one; a fuzzer's find) is refused, not read.
+#[test]
+fn payloads_with_a_tracking_trailer() {
+    let seeds = seeds();
+    let seed = |name: &'static str| &seeds[&("decode_payload", name)];
+    let events = gesta::fuzzing::decode_payload(seed("tracking-trailer")).unwrap();
+    let revisions: Vec<_> = events.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, [Some(4), None, Some(0)]);
+    assert!(gesta::fuzzing::decode_payload(seed("empty-tracking-source")).is_err());
 }
 
 #[test]
