@@ -55,6 +55,9 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::gesta_v1::convert::GestaWording;
+use crate::wording::Wording;
+
 pub use config::{
     CLIENT_RECEIVE_LIMIT, DEFAULT_MAX_EVENT_BYTES, RESPONSE_FRAMING, ServeConfig, ServeError,
     TlsFiles,
@@ -236,7 +239,7 @@ async fn serve_stores_on(
         config.max_message_bytes,
     );
     let mut check =
-        auth::ApiKey::refusing_with(config.api_key.clone(), gesta_v1::convert::unauthenticated);
+        auth::ApiKey::refusing_with(config.api_key.clone(), GestaWording::unauthenticated);
     if let Some(keys) = &keys {
         check = check.for_tenants(keys);
     }

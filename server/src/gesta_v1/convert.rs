@@ -129,7 +129,11 @@ pub(crate) struct GestaWording;
 
 impl Wording for GestaWording {
     fn unauthenticated() -> Status {
-        unauthenticated()
+        status(
+            Code::Unauthenticated,
+            Kind::Unauthenticated(g::Empty {}),
+            "missing or invalid API key",
+        )
     }
 
     fn tenant(e: TenantError) -> Status {
@@ -168,14 +172,6 @@ pub(crate) fn not_encrypted() -> Status {
         Kind::NotEncrypted(g::Empty {}),
         "the store is not served encrypted (its directory holds no key file KEYS): no subject \
          was ever sealed, so there is no key to destroy; redact the subject's events instead",
-    )
-}
-
-pub(crate) fn unauthenticated() -> Status {
-    status(
-        Code::Unauthenticated,
-        Kind::Unauthenticated(g::Empty {}),
-        "missing or invalid API key",
     )
 }
 

@@ -21,14 +21,11 @@ use crate::observe::StreamPermit;
 use crate::served::Served;
 use crate::tenancy::Stores;
 
-use super::convert::GestaWording;
-
 use super::backup::{BackupRoot, report_to_proto};
-use super::convert::denied;
 use super::convert::{
-    RECORDED_EXTRA, audit_entry_to_proto, exhausted, expected_from_proto, from_engine, list_limit,
-    listed_to_proto, lost, new_event_from_proto, parse_id, query_from_proto, read_options,
-    recorded_to_proto, target_from_proto,
+    GestaWording, RECORDED_EXTRA, audit_entry_to_proto, denied, exhausted, expected_from_proto,
+    from_engine, list_limit, listed_to_proto, lost, new_event_from_proto, parse_id,
+    query_from_proto, read_options, recorded_to_proto, target_from_proto, unacknowledged,
 };
 use super::durable::Registry;
 use super::wire::{put_continued, put_recorded, recorded_len};
@@ -407,7 +404,7 @@ impl g::gesta_server::Gesta for Gesta {
         store
             .acknowledge(appended.first, appended.last)
             .await
-            .map_err(super::convert::unacknowledged)?;
+            .map_err(unacknowledged)?;
         Ok(Response::new(g::AppendResponse {
             first: appended.first,
             last: appended.last,
