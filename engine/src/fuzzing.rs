@@ -262,7 +262,10 @@ fn check_events(meta: RecordMeta, seq: &[u8], events: &[RecordedEvent]) {
         let marker = varint(&mut seq);
         assert_eq!(marker, u64::from(meta.count), "sequencing bytes left over");
         let n = varint(&mut seq) as usize;
-        assert!((1..=255).contains(&n), "a tracking source no append writes");
+        assert!(
+            (1..=codec::MAX_SOURCE_LEN).contains(&n),
+            "a tracking source no append writes"
+        );
         let (source, rest) = seq
             .split_at_checked(n)
             .expect("a source past the seq bytes");

@@ -91,15 +91,23 @@ pub struct ServeArgs {
 /// The most protocol threads `--worker-threads` takes.
 const MAX_WORKER_THREADS: u64 = 1024;
 
+/// The builder of the runtime `gesta serve --worker-threads N` runs on: N
+/// worker threads, or one per core for 0. For a caller that runs the
+/// server in its own process as the command would (the comparison
+/// harness); it adds its own settings before building.
+pub fn runtime_builder(worker_threads: usize) -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.enable_all();
+    builder
+}
+
 /// The runtime the server runs on: `args.worker_threads` threads, or one
 /// per core.
 fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Runtime, String> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if args.worker_threads > 0 {
-        builder.worker_threads(args.worker_threads);
-    }
-    builder
-        .enable_all()
+    runtime_builder(args.worker_threads)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }

@@ -58,19 +58,14 @@ pub fn runtime(name: &str) -> std::io::Result<Arc<Runtime>> {
     runtime_with(name, 0)
 }
 
-/// [`runtime`] with `workers` worker threads (0: one per core), as
-/// `gesta serve --worker-threads` runs the server.
+/// [`runtime`] with `workers` worker threads (0: one per core), built as
+/// `gesta serve --worker-threads` builds the server's.
 pub fn runtime_with(name: &str, workers: usize) -> std::io::Result<Arc<Runtime>> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
-    builder
+    gesta_server::command::runtime_builder(workers)
         .thread_name(name)
         // Blocking threads (a server's reads) stay for the run, so that
         // the CPU they took can be read from them.
         .thread_keep_alive(std::time::Duration::from_secs(3600))
-        .enable_all()
         .build()
         .map(Arc::new)
 }
