@@ -982,6 +982,17 @@ pub(crate) fn redact_payload(
     record: &Record,
     redacted: &dyn Fn(u64) -> bool,
 ) -> Result<Option<Bytes>> {
+    redact_payload_noting(record, redacted, &mut Vec::new())
+}
+
+/// [`redact_payload`], also appending to `zeroed` the position of each
+/// event it erases (ascending): those `redacted` names whose bytes the
+/// record still holds, not those an earlier rewrite already erased.
+pub(crate) fn redact_payload_noting(
+    record: &Record,
+    redacted: &dyn Fn(u64) -> bool,
+    zeroed: &mut Vec<u64>,
+) -> Result<Option<Bytes>> {
     let meta = record.meta;
     let payload = &record.payload;
     let table = meta.count as usize * 4;
@@ -1020,6 +1031,7 @@ pub(crate) fn redact_payload(
         } else {
             c.at
         };
+        zeroed.push(position);
         let bytes = out.get_or_insert_with(|| payload.to_vec());
         bytes[start + 4] = flags | FLAG_REDACTED;
         bytes[erased_from..end].fill(0);

@@ -197,12 +197,24 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
 /// What the registry and the projector thread see of a projection.
 trait Erased: Send + Sync {
     fn snapshot_pass(&self, source: &Source) -> Result<()>;
+    /// Runs `then` holding the in-memory state, then drops the state if
+    /// it folded the event at `position` or a later one.
+    fn forgetting_from(&self, position: u64, then: &mut dyn FnMut() -> Result<()>) -> Result<()>;
     fn as_any(&self) -> &dyn Any;
 }
 
 impl<S: Clone + Send + Sync + 'static> Erased for Registered<S> {
     fn snapshot_pass(&self, source: &Source) -> Result<()> {
         self.catch_up(source, true).map(|_| ())
+    }
+
+    fn forgetting_from(&self, position: u64, then: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let mut folded = self.folded.lock();
+        let done = then();
+        if folded.as_ref().is_some_and(|f| f.position >= position) {
+            *folded = None;
+        }
+        done
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -227,6 +239,33 @@ impl Registry {
             p.snapshot_pass(source)?;
         }
         Ok(())
+    }
+
+    /// Runs `then` (which deletes the snapshots at or after `position`)
+    /// holding every projection's in-memory state, then drops each state
+    /// that folded the event at `position` or a later one, so that it is
+    /// folded again from an older snapshot. Held throughout, so that no
+    /// pass in flight saves a snapshot of such a state after `then` has
+    /// deleted those. The erasure of a redacted event needs this: the
+    /// state may hold what was folded from its data.
+    pub(crate) fn forgetting_from(
+        &self,
+        position: u64,
+        then: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        fn hold(
+            held: &[Arc<dyn Erased>],
+            position: u64,
+            then: &mut dyn FnMut() -> Result<()>,
+        ) -> Result<()> {
+            match held.split_first() {
+                None => then(),
+                Some((first, rest)) => {
+                    first.forgetting_from(position, &mut || hold(rest, position, then))
+                }
+            }
+        }
+        hold(&self.all(), position, then)
     }
 
     /// Registers `projection`, replacing one of the same name; deletes the

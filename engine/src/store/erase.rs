@@ -14,7 +14,10 @@
 //!    redacted is deleted (a removed event happened, and what a snapshot
 //!    folded from it stays true) — a snapshot may hold state folded from the data, and
 //!    deleting it first means a crash before the rewrite leaves nothing
-//!    that the next compaction would not delete again;
+//!    that the next compaction would not delete again; so is the
+//!    in-memory state of each registered projection that folded such an
+//!    event (it is folded again from an older snapshot), else the next
+//!    projection pass would write it to a snapshot again;
 //! 3. each segment holding one is rewritten (`gesta-wal`'s
 //!    `rewrite_sealed`): the event's metadata and data bytes zeroed, its
 //!    redacted flag set, every checksum computed again, every record at
@@ -30,7 +33,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::codec::redact_payload;
+use crate::codec::{redact_payload, redact_payload_noting};
 use crate::committer::Request;
 use crate::error::{Error, Result};
 
@@ -59,11 +62,13 @@ impl Store {
         let inner = &self.inner;
         let amendments = inner.indexes.amendments();
         let mut erased = Erased::default();
-        // 1. Which redacted events still hold their bytes (of those
-        // redacted by now: a redaction made while this runs waits for the
-        // next compaction).
-        let erasable = amendments.erasable();
-        let pending = self.holding_erased_bytes(&erasable)?;
+        // 1. Which redacted events still hold their bytes, of those
+        // redacted or removed by now. Every later step works on this set
+        // only: a redaction made while this runs waits for the next
+        // compaction, which finds its bytes and deletes its snapshots
+        // (erasing its bytes now, with its snapshots chosen before it,
+        // would leave them for good).
+        let pending = self.holding_erased_bytes(&amendments.erasable())?;
         if pending.is_empty() {
             return Ok(erased);
         }
@@ -77,17 +82,27 @@ impl Store {
         if active.is_some_and(|s| s.first_position() <= *pending.last().unwrap_or(&0)) {
             inner.ask_committer(Request::Seal)?;
         }
-        // 2. Snapshots that may hold what was folded from the data.
+        // 2. Snapshots that may hold what was folded from the data, and
+        // the projections' states in memory that may (or the next pass
+        // would write them to a snapshot again).
         let (snapshots, _) = inner.indexes.snapshots();
         let snapshot_error = crate::indexes::snapshot_error;
-        for key in snapshots.keys().map_err(snapshot_error)? {
-            for position in snapshots.list(&key).map_err(snapshot_error)? {
-                if position >= first_redacted
-                    && snapshots.delete(&key, position).map_err(snapshot_error)?
-                {
-                    erased.snapshots += 1;
+        let mut delete_snapshots = || -> Result<()> {
+            for key in snapshots.keys().map_err(snapshot_error)? {
+                for position in snapshots.list(&key).map_err(snapshot_error)? {
+                    if position >= first_redacted
+                        && snapshots.delete(&key, position).map_err(snapshot_error)?
+                    {
+                        erased.snapshots += 1;
+                    }
                 }
             }
+            Ok(())
+        };
+        if first_redacted != u64::MAX {
+            inner
+                .projections
+                .forgetting_from(first_redacted, &mut delete_snapshots)?;
         }
         // 3. The segments.
         let firsts: BTreeSet<u64> = pending
@@ -108,7 +123,7 @@ impl Store {
                 first,
                 settings,
                 inner.reclaim_share,
-                &mut |record| match redact_payload(record, &|p| amendments.is_erasable(p)) {
+                &mut |record| match redact_payload(record, &|p| pending.binary_search(&p).is_ok()) {
                     Ok(Some(payload)) => {
                         let (lo, hi) = (record.meta.first_position, record.meta.last_position());
                         events += within(&pending, lo, hi).len() as u64;
@@ -151,11 +166,11 @@ impl Store {
     }
 
     /// Those of the `redacted` positions (ascending; redacted or removed)
-    /// whose events' bytes are still in the log: those of every record a
-    /// rewrite would change.
+    /// whose events' bytes are still in the log, ascending; not those an
+    /// earlier rewrite erased, even in a record it must rewrite again.
     fn holding_erased_bytes(&self, redacted: &[u64]) -> Result<Vec<u64>> {
         let inner = &self.inner;
-        let amendments = inner.indexes.amendments();
+        let named = |p: u64| redacted.binary_search(&p).is_ok();
         let mut pending = Vec::new();
         let mut next = 0;
         for &position in redacted {
@@ -165,11 +180,8 @@ impl Store {
             let Some(record) = inner.reader.record_containing(position)? else {
                 continue;
             };
-            let (first, last) = (record.meta.first_position, record.meta.last_position());
-            next = last + 1;
-            if redact_payload(&record, &|p| amendments.is_erasable(p))?.is_some() {
-                pending.extend_from_slice(within(redacted, first, last));
-            }
+            next = record.meta.last_position() + 1;
+            redact_payload_noting(&record, &named, &mut pending)?;
         }
         Ok(pending)
     }
