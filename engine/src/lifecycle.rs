@@ -38,8 +38,9 @@
 //!   nothing: the tags (1 to [`MAX_TAGS`] of them, each 1 to
 //!   [`MAX_NAME_LEN`] bytes), the target (a valid query, or 1 to
 //!   [`MAX_TARGETED_EVENTS`] positions, each within 1 to the head), the
-//!   number of events it targets (at most [`MAX_TARGETED_EVENTS`]), and
-//!   that no event would carry more than [`MAX_TAGS`] tags.
+//!   number of events it targets (at most [`MAX_TARGETED_EVENTS`]), that
+//!   the events times the tags are at most [`MAX_TAGGINGS`], and that no
+//!   event would carry more than [`MAX_TAGS`] tags.
 //!
 //! # Redaction: the contract
 //!
@@ -225,15 +226,33 @@ pub fn check_add_tags(target: &Target, tags: &[String]) -> Result<Vec<String>> {
     Ok(unique)
 }
 
+/// Most (event, tag) pairs one `add_tags` may name: its targeted events
+/// times its tags. So its journal entry stays well under the journal's
+/// largest entry (each pair is at most a 10-byte varint, 40 MB in all),
+/// and the memory to plan it bounded (32 MB of positions): tag more in
+/// several calls.
+pub const MAX_TAGGINGS: usize = 4_000_000;
+
 /// Which of `tags` each targeted event gains: for each tag (in order), the
 /// positions (ascending) of the events that do not carry it yet. `current`
-/// answers an event's tags as they are now. Fails, changing nothing, if an
-/// event would carry more than [`MAX_TAGS`] tags.
+/// answers an event's tags as they are now. Fails, changing nothing and
+/// before reading any event, if the call names more than [`MAX_TAGGINGS`]
+/// (event, tag) pairs; and if an event would carry more than [`MAX_TAGS`]
+/// tags.
 pub fn plan_tags(
     positions: &[u64],
     tags: &[String],
     mut current: impl FnMut(u64) -> Result<Vec<String>>,
 ) -> Result<(Vec<Vec<u64>>, TagsAdded)> {
+    if positions.len().saturating_mul(tags.len()) > MAX_TAGGINGS {
+        return Err(Error::invalid(format!(
+            "add_tags of {} tags to {} events names {} (event, tag) pairs, at most {MAX_TAGGINGS} \
+             per call: tag them in several calls",
+            tags.len(),
+            positions.len(),
+            positions.len().saturating_mul(tags.len())
+        )));
+    }
     let mut gained: Vec<Vec<u64>> = vec![Vec::new(); tags.len()];
     let mut tagged = 0u64;
     for &p in positions {
@@ -876,5 +895,32 @@ mod tests {
         assert!(plan_tags(&[1], &tags, |_| Ok(full.clone())).is_err());
         let (_, none) = plan_tags(&[1], &tags, |_| Ok(tags.clone())).unwrap();
         assert_eq!(none.tagged, 0);
+    }
+
+    /// More (event, tag) pairs than a journal entry holds are refused as
+    /// bad input before any event is read; exactly the bound is planned.
+    #[test]
+    fn plans_are_bounded_in_events_times_tags() {
+        let tags: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+        let positions: Vec<u64> = (1..=(MAX_TAGGINGS / 4) as u64).collect();
+        let mut read = 0;
+        let (gained, _) = plan_tags(&positions, &tags, |_| {
+            read += 1;
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert_eq!(gained.iter().map(Vec::len).sum::<usize>(), MAX_TAGGINGS);
+        let mut more = tags.clone();
+        more.push("t4".into());
+        let mut read_over = 0;
+        let refused = plan_tags(&positions, &more, |_| {
+            read_over += 1;
+            Ok(Vec::new())
+        });
+        assert!(
+            matches!(&refused, Err(Error::InvalidInput { reason }) if reason.contains("several calls")),
+            "{refused:?}"
+        );
+        assert_eq!((read, read_over), (positions.len(), 0));
     }
 }

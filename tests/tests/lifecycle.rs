@@ -272,3 +272,51 @@ fn a_follower_shows_added_tags_and_hides_redacted_data() {
     assert_eq!(more.len(), 1);
     assert!(more[0].data.is_empty());
 }
+
+/// A removal whose events cannot be read (one is damaged on disk) fails
+/// before its journal entry is written: nothing is committed, so the
+/// removal neither shows up later (at the next open) nor leaves a store
+/// whose replay fails on it. A retry after the damage is repaired works.
+#[test]
+fn a_removal_that_cannot_read_its_events_commits_nothing() {
+    const DAMAGED: &[u8] = b"payload-3f81c6d2-to-damage";
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.append(vec![event(1)]).unwrap();
+    let at = store
+        .append(vec![NewEvent::new("Registered", DAMAGED).tag("doomed")])
+        .unwrap()
+        .first;
+    store.append(vec![event(3)]).unwrap();
+    let segment = gesta_tests::files::holders(tmp.path(), DAMAGED)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .expect("the segment holding the event");
+    let offset = std::fs::read(&segment)
+        .unwrap()
+        .windows(DAMAGED.len())
+        .position(|w| w == DAMAGED)
+        .unwrap() as u64;
+    // In place: the store has the file mapped.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let write =
+        |byte: u8| std::os::unix::fs::FileExt::write_all_at(&file, &[byte], offset).unwrap();
+    write(DAMAGED[0] ^ 0x01);
+    let failed = store.remove(&Target::Positions(vec![at]));
+    assert!(
+        matches!(failed, Err(Error::Corruption { .. })),
+        "{failed:?}"
+    );
+    assert_eq!(store.audit_log(0, 10).unwrap(), vec![]);
+    // Repaired: the event was never hidden, and the same removal commits
+    // as the journal's first entry.
+    write(DAMAGED[0]);
+    assert_eq!(positions_of(&store, "doomed"), vec![at]);
+    let removed = store.remove(&Target::Positions(vec![at])).unwrap();
+    assert_eq!(removed.removed, 1);
+    assert_eq!(store.audit_log(0, 10).unwrap().len(), 1);
+    assert_eq!(positions_of(&store, "doomed"), Vec::<u64>::new());
+}

@@ -144,6 +144,19 @@ fn keys_of(indexes: &Indexes, reader: &WalReader, positions: &[u64]) -> Result<V
     Ok(keys)
 }
 
+/// What applying an operation needs that can fail to work out (reading
+/// the removed events' keys, checking a retention rule): worked out before
+/// its entry is written, so that once the entry is durable nothing is left
+/// that could fail and leave it committed but not applied.
+enum Prepared {
+    /// Nothing beyond the operation and its lists.
+    Nothing,
+    /// A removal: the index keys each list's events carry.
+    Keys(Vec<Vec<Key>>),
+    /// A retention rule: the rules in force once it is set.
+    Rules(Vec<RetentionRule>),
+}
+
 impl Lifecycle {
     /// Applies an operation to what queries and reads see: `lists` are
     /// what its journal entry says it did.
@@ -155,31 +168,72 @@ impl Lifecycle {
         lists: &[Vec<u64>],
         sequence: u64,
     ) -> Result<()> {
-        match operation {
-            Operation::AddTags { tags, .. } => indexes.add_tags(tags, lists),
-            Operation::Redact { .. } => {
-                for erased in lists {
-                    indexes.amendments().redact(erased);
-                }
-            }
+        let prepared = self.prepare(indexes, reader, operation, lists, sequence)?;
+        self.apply_prepared(indexes, operation, lists, sequence, prepared);
+        Ok(())
+    }
+
+    /// What applying `operation` as entry `sequence` needs; changes
+    /// nothing.
+    fn prepare(
+        &self,
+        indexes: &Indexes,
+        reader: &WalReader,
+        operation: &Operation,
+        lists: &[Vec<u64>],
+        sequence: u64,
+    ) -> Result<Prepared> {
+        Ok(match operation {
+            Operation::AddTags { .. } | Operation::Redact { .. } => Prepared::Nothing,
             Operation::Remove { .. } => {
                 // A removal the runs were purged of: what its events still
                 // count is in the MANIFEST (counted once the replay is
                 // done), so they are not read again.
                 let purged = sequence <= indexes.purged_sequence();
-                for removed in lists {
-                    let keys = match purged {
-                        true => Vec::new(),
-                        false => keys_of(indexes, reader, removed)?,
-                    };
+                Prepared::Keys(
+                    lists
+                        .iter()
+                        .map(|removed| match purged {
+                            true => Ok(Vec::new()),
+                            false => keys_of(indexes, reader, removed),
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            }
+            Operation::SetRetention { rule } => {
+                Prepared::Rules(removal::with_rule(&self.rules, rule)?)
+            }
+        })
+    }
+
+    /// Applies `operation`, with what [`prepare`](Self::prepare) worked
+    /// out for it; cannot fail.
+    fn apply_prepared(
+        &mut self,
+        indexes: &Indexes,
+        operation: &Operation,
+        lists: &[Vec<u64>],
+        sequence: u64,
+        prepared: Prepared,
+    ) {
+        match prepared {
+            Prepared::Keys(keys) => {
+                for (removed, keys) in lists.iter().zip(keys) {
                     indexes.remove(removed, keys, sequence);
                 }
             }
-            Operation::SetRetention { rule } => {
-                self.rules = removal::with_rule(&self.rules, rule)?;
-            }
+            Prepared::Rules(rules) => self.rules = rules,
+            Prepared::Nothing => match operation {
+                Operation::AddTags { tags, .. } => indexes.add_tags(tags, lists),
+                Operation::Redact { .. } => {
+                    for erased in lists {
+                        indexes.amendments().redact(erased);
+                    }
+                }
+                // Prepared with what they need (above).
+                Operation::Remove { .. } | Operation::SetRetention { .. } => {}
+            },
         }
-        Ok(())
     }
 
     /// Appends an entry, creating the journal first if the store has none.
@@ -288,16 +342,24 @@ impl Store {
             head,
             operation,
         };
-        lifecycle.append(&encode_journal_entry(&entry, lists))?;
-        lifecycle.sequence = entry.sequence;
-        lifecycle.timestamp_micros = timestamp_micros;
-        lifecycle.apply(
+        let prepared = lifecycle.prepare(
             &inner.indexes,
             &inner.reader,
             &entry.operation,
             lists,
             entry.sequence,
-        )
+        )?;
+        lifecycle.append(&encode_journal_entry(&entry, lists))?;
+        lifecycle.sequence = entry.sequence;
+        lifecycle.timestamp_micros = timestamp_micros;
+        lifecycle.apply_prepared(
+            &inner.indexes,
+            &entry.operation,
+            lists,
+            entry.sequence,
+            prepared,
+        );
+        Ok(())
     }
 
     /// Applies the entries of a writer's lifecycle journal (`bytes`: the
@@ -352,16 +414,23 @@ impl Store {
             // As on the writer: the journal never names a position the log
             // could lose.
             inner.make_durable(entry.head)?;
-            lifecycle.append(body)?;
-            lifecycle.sequence = entry.sequence;
-            lifecycle.timestamp_micros = entry.timestamp_micros;
-            lifecycle.apply(
+            let prepared = lifecycle.prepare(
                 &inner.indexes,
                 &inner.reader,
                 &entry.operation,
                 &lists,
                 entry.sequence,
             )?;
+            lifecycle.append(body)?;
+            lifecycle.sequence = entry.sequence;
+            lifecycle.timestamp_micros = entry.timestamp_micros;
+            lifecycle.apply_prepared(
+                &inner.indexes,
+                &entry.operation,
+                &lists,
+                entry.sequence,
+                prepared,
+            );
             applied += 1;
             offset += (journal::ENTRY_FRAME_LEN + body.len()) as u64;
         }
