@@ -254,6 +254,32 @@ pub fn segment_records(name: &str, bytes: Bytes) -> Result<Bytes> {
         .slice(SEGMENT_HEADER_LEN.min(bytes.len())..end.max(SEGMENT_HEADER_LEN).min(bytes.len())))
 }
 
+/// Where the last of `records` starts, in bytes from their start:
+/// `records` as [`segment_records`] returns them or
+/// [`Store::apply_records`](crate::Store::apply_records) took them, whole
+/// records back to back; `None` if there are none. Only the frames'
+/// lengths are read (each record was checked where the bytes came from).
+///
+/// A follower that asks for its writer's bytes from there next time hands
+/// the replica a record it already holds, which `apply_records` compares
+/// with its own: so a writer whose history is not the replica's is told
+/// apart even when its file goes on at the very offset the follower
+/// stopped at.
+pub fn last_record_start(records: &[u8]) -> Option<u64> {
+    use gesta_wal::format::{FRAME_LEN, u32_at};
+    let mut at = 0usize;
+    let mut last = None;
+    while at + FRAME_LEN <= records.len() {
+        let len = u32_at(records, at) as usize;
+        if len == 0 {
+            break;
+        }
+        last = Some(at as u64);
+        at = at.saturating_add(FRAME_LEN + len);
+    }
+    last
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -360,6 +360,10 @@ struct Cursor {
     first: u64,
     /// The offset after the last record applied from it.
     offset: u64,
+    /// The offset the last record applied from it starts at: the next
+    /// fetch starts there, so that the replica compares a record it holds
+    /// with the writer's (`gesta::replication::last_record_start`).
+    last: u64,
     /// Taken from the replica's own newest segment when it started, not
     /// from a fetch: right when that file holds the writer's records from
     /// the same first position (as a restore leaves it, and as applying
@@ -386,9 +390,12 @@ fn local_cursor(dir: &Path) -> Option<Cursor> {
         .max()?;
     let bytes = Bytes::from(std::fs::read(wal.join(&name)).ok()?);
     let records = gesta::replication::segment_records(&name, bytes).ok()?;
+    let offset = SEGMENT_HEADER_LEN + records.len() as u64;
     Some(Cursor {
         first,
-        offset: SEGMENT_HEADER_LEN + records.len() as u64,
+        offset,
+        last: gesta::replication::last_record_start(&records)
+            .map_or(offset, |at| SEGMENT_HEADER_LEN + at),
         local: true,
     })
 }
@@ -649,14 +656,20 @@ impl Follower {
         let name = file.path.strip_prefix("wal/").unwrap_or(&file.path);
         let compressed = name.ends_with(".zseg");
         let from = match self.cursor {
-            Some(c) if c.first == first && !compressed => Some(c.offset),
+            Some(c) if c.first == first && !compressed => Some(c),
             _ => None,
         };
-        let (records, end) = match from {
-            Some(offset) if offset >= file.len => return Ok(()),
-            Some(offset) => {
-                let bytes = self.fetch(file, offset..file.len, progress)?;
-                (bytes, file.len)
+        // The bytes fetched, where they start in the file, and where the
+        // records in them end.
+        let (records, start, end) = match from {
+            Some(c) if c.offset >= file.len => return Ok(()),
+            Some(c) => {
+                // From the last record applied, which the replica holds
+                // and compares with the writer's: a file of another
+                // history with a record ending where the cursor stands
+                // must not pass for the continuation of the replica's.
+                let bytes = self.fetch(file, c.last..file.len, progress)?;
+                (bytes, c.last, file.len)
             }
             None => {
                 let bytes = self.fetch(file, 0..file.len, progress)?;
@@ -668,17 +681,19 @@ impl Follower {
                     // the bytes it replaced; no cursor is kept in it.
                     0
                 } else {
-                    len.min(32 + records.len() as u64)
+                    len.min(SEGMENT_HEADER_LEN + records.len() as u64)
                 };
-                (records, end)
+                (records, SEGMENT_HEADER_LEN, end)
             }
         };
+        let last = gesta::replication::last_record_start(&records).map_or(end, |at| start + at);
         match self.store.apply_records(records) {
             Ok(applied) => {
                 lock(progress).events_applied += applied.events;
                 self.cursor = (!compressed).then_some(Cursor {
                     first,
                     offset: end,
+                    last,
                     local: false,
                 });
                 Ok(())

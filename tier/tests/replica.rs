@@ -295,6 +295,80 @@ fn a_bucket_whose_history_is_not_the_replicas_is_reported() {
     replica.stop().expect("stop");
 }
 
+/// A writer whose history differs from the replica's below the
+/// replica's head — here a store restored from the bucket earlier that
+/// then appended events of its own — is reported, not followed, even when
+/// its file has a record ending at the very offset the replica's cursor
+/// stands at (events of one size, one per append, do that): the replica
+/// compares the record before its cursor with the writer's.
+#[test]
+fn a_writer_whose_history_differs_below_the_replicas_head_is_reported() {
+    let (_bucket, location) = fresh_location();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let on_demand = |name: &str| {
+        ShipOptions::default()
+            .interval(Duration::from_secs(3600))
+            .writer(name)
+    };
+    // Events of one size: only the letter differs between the writers.
+    let ev = |who: char, i: u64| gesta::NewEvent::new("T", format!("{who}{i:06}")).tag("t");
+    let a = Store::open_with(dir.path().join("a"), options()).expect("open");
+    for i in 1..=100 {
+        a.append(vec![ev('a', i)]).expect("append");
+    }
+    let shipper = Shipper::start(a.clone(), location.clone(), on_demand("writer-a")).expect("ship");
+    assert_eq!(shipper.ship_now().expect("ship"), 100);
+    shipper.stop().expect("stop");
+    // B: the bucket restored at 100.
+    gesta_tier::restore(&location, dir.path().join("b")).expect("restore");
+    // The replica follows A to 120.
+    let replica = Replica::start(
+        location.clone(),
+        dir.path().join("r"),
+        replica_options().interval(Duration::from_secs(3600)),
+    )
+    .expect("start");
+    assert_eq!(replica.poll_now().expect("poll"), 100);
+    for i in 101..=120 {
+        a.append(vec![ev('a', i)]).expect("append");
+    }
+    let shipper = Shipper::start(a.clone(), location.clone(), on_demand("writer-a")).expect("ship");
+    assert_eq!(shipper.ship_now().expect("ship"), 120);
+    assert_eq!(replica.poll_now().expect("poll"), 120);
+    shipper.stop().expect("stop");
+    a.close().expect("close");
+    // B appends its own 101..=130 and takes the prefix over.
+    let b = Store::open_with(dir.path().join("b"), options()).expect("open");
+    for i in 101..=130 {
+        b.append(vec![ev('b', i)]).expect("append");
+    }
+    let shipper = Shipper::start(
+        b.clone(),
+        location.clone(),
+        on_demand("writer-b").takeover(true),
+    )
+    .expect("ship");
+    assert_eq!(shipper.ship_now().expect("ship"), 130);
+    let polled = replica.poll_now();
+    assert!(
+        matches!(polled, Err(Error::Diverged { .. })),
+        "the replica followed a writer whose history is not its own: {polled:?}"
+    );
+    assert_eq!(replica.store().head(), 120, "nothing applied");
+    let data = |s: &Store, p: u64| {
+        s.read(&Query::all(), ReadOptions::forwards().start(p - 1).limit(1))
+            .expect("read")
+            .next()
+            .expect("an event")
+            .expect("read")
+            .data
+    };
+    assert_eq!(&data(replica.store(), 110)[..], b"a000110");
+    shipper.stop().expect("stop");
+    b.close().expect("close");
+    replica.stop().expect("stop");
+}
+
 #[test]
 fn a_replica_follows_the_writers_lifecycle_operations() {
     let (_bucket, location) = fresh_location();
