@@ -55,6 +55,12 @@ const FOOTER_LEN: usize = 40;
 /// Largest block size accepted, so that a damaged header cannot ask for a
 /// huge allocation.
 pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
+
+/// How many times its compressed bytes a whole compressed segment is
+/// reserved at most before decompressing it ([`CompressedSegment::read_all`]);
+/// event data compresses a few times over, so this is rarely reached, and
+/// beyond it the buffer grows as blocks decompress.
+const PLAUSIBLE_RATIO: u64 = 16;
 /// Largest dictionary accepted.
 pub const MAX_DICTIONARY_SIZE: u32 = 1 << 20;
 /// A dictionary is trained only for a segment at least this many times its
@@ -234,6 +240,11 @@ impl Layout {
         for b in &self.blocks {
             if b.offset != next {
                 return Err((index_offset, "compressed segment blocks are not contiguous"));
+            }
+            // No zstd frame is empty, and a block decompresses to at least
+            // a byte.
+            if b.len == 0 {
+                return Err((index_offset, "compressed segment block is empty"));
             }
             next += u64::from(b.len);
         }
@@ -609,7 +620,12 @@ impl CompressedSegment {
     /// The whole original segment, decompressed without the cache (for
     /// recovery's and verification's scans).
     pub fn read_all(&self) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(self.layout.len as usize + 1);
+        // The length the footer claims is reserved only as far as the
+        // compressed bytes make it plausible: a damaged (or crafted) file
+        // claiming far more fails on its blocks, not on the allocation.
+        let data = (self.data.len() - self.layout.dictionary.end) as u64;
+        let plausible = data.saturating_mul(PLAUSIBLE_RATIO).saturating_add(1);
+        let mut out = Vec::with_capacity(self.layout.len.saturating_add(1).min(plausible) as usize);
         for i in 0..self.layout.blocks.len() {
             self.decompress_onto(i, &mut out)?;
         }
@@ -870,6 +886,36 @@ mod tests {
             }
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a garbage dictionary was accepted"),
+        }
+    }
+
+    /// An empty block, under checksums that match (as a writer with a bug,
+    /// or a crafted file, would leave it), is refused when the file is
+    /// opened.
+    #[test]
+    fn an_empty_block_is_corruption() {
+        let mut file = compress(&sample(5000), 3, 4, plain(3, 1000)).unwrap();
+        let header_end = Layout::decode(&file).unwrap().dictionary.end;
+        let f = file.len() - FOOTER_LEN;
+        let index = u64_at(&file, f + 24) as usize;
+        // Block 0 empty, block 1 taking its bytes too: still contiguous.
+        let (len0, len1) = (u32_at(&file, index + 8), u32_at(&file, index + 24));
+        let first = u64_at(&file, index);
+        file[index + 8..index + 12].copy_from_slice(&0u32.to_le_bytes());
+        file[index + 16..index + 24].copy_from_slice(&first.to_le_bytes());
+        file[index + 24..index + 28].copy_from_slice(&(len0 + len1).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&file[..header_end]);
+        crc.update(&file[index..f + 36]);
+        let crc = crc.finalize().to_le_bytes();
+        file[f + 36..].copy_from_slice(&crc);
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        match open(file, &cache) {
+            Err(WalError::Corruption { reason, .. }) => {
+                assert!(reason.contains("empty"), "{reason}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("an empty block was accepted"),
         }
     }
 
