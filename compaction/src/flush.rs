@@ -11,7 +11,7 @@
 use std::io;
 use std::path::Path;
 
-use gesta_wal::io::{FileSystem, OpenMode};
+use gesta_wal::io::{FileSystem, OpenMode, create_dir_all_durably};
 
 /// The directory of index runs inside a store directory.
 pub const INDEX_DIR: &str = "index";
@@ -76,7 +76,7 @@ pub fn write_run_file_paced(
     bytes_per_sec: Option<u64>,
 ) -> io::Result<()> {
     const PIECE: usize = 1 << 20;
-    fs.create_dir_all(index_dir)?;
+    create_dir_all_durably(fs, index_dir)?;
     let tmp = index_dir.join(format!("{name}.tmp"));
     let file = fs.open(&tmp, OpenMode::Truncate)?;
     let started = gesta_wal::time::now();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gesta_wal::format::{u32_at, u64_at};
-use gesta_wal::io::{FileSystem, OpenMode, read_all, write_atomic};
+use gesta_wal::io::{FileSystem, OpenMode, create_dir_all_durably, read_all, write_atomic};
 
 const MAGIC: [u8; 8] = *b"GESTASNP";
 const VERSION: u32 = 1;
@@ -270,7 +270,7 @@ impl Snapshots {
     ) -> Result<(), SnapshotError> {
         let dir = self.key_dir(key);
         let path = dir.join(file_name(position));
-        self.fs.create_dir_all(&dir).map_err(io_err(&dir))?;
+        create_dir_all_durably(self.fs.as_ref(), &dir).map_err(io_err(&dir))?;
         let bytes = encode(key, position, state).map_err(io_err(&path))?;
         write_atomic(self.fs.as_ref(), &path, &bytes).map_err(io_err(&path))?;
         if keep > 0 {

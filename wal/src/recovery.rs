@@ -123,7 +123,7 @@ pub fn open(
     replay_from: u64,
     mut on_record: impl FnMut(&Record) -> Result<()>,
 ) -> Result<OpenedWal> {
-    fs.create_dir_all(dir).at(dir)?;
+    crate::io::create_dir_all_durably(fs.as_ref(), dir).at(dir)?;
     let (files, garbage) = resolve_listing(dir, &fs.list(dir).at(dir)?);
     if !garbage.is_empty() {
         for path in &garbage {

@@ -238,7 +238,9 @@ impl KeyFile {
     pub(crate) fn store(&self, entries: &Entries) -> Result<()> {
         let bytes = Zeroizing::new(encode(&self.prefix, entries));
         if let Some(dir) = self.path.parent() {
-            self.fs.create_dir_all(dir).map_err(|e| self.io(e))?;
+            // A directory created here is synced into its parent: the keys
+            // must outlive a crash as surely as the events sealed with them.
+            crate::io::create_dir_all_durably(self.fs.as_ref(), dir).map_err(|e| self.io(e))?;
         }
         crate::io::write_atomic(self.fs.as_ref(), &self.path, &bytes).map_err(|e| self.io(e))
     }

@@ -141,7 +141,7 @@ impl Store {
         }
         let fs = options.fs.clone();
         check_store_dir(fs.as_ref(), &dir)?;
-        fs.create_dir_all(&dir).map_err(|source| Error::Io {
+        crate::io::create_dir_all_durably(fs.as_ref(), &dir).map_err(|source| Error::Io {
             path: dir.clone(),
             source,
         })?;

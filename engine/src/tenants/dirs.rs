@@ -74,7 +74,7 @@ impl TenantDirs {
     /// interrupted.
     pub fn open_on(root: impl AsRef<Path>, fs: Arc<dyn FileSystem>) -> TenantResult<TenantDirs> {
         let dir = root.as_ref().join("tenants");
-        fs.create_dir_all(&dir).map_err(io(&dir))?;
+        crate::io::create_dir_all_durably(fs.as_ref(), &dir).map_err(io(&dir))?;
         for name in fs.list(&dir).map_err(io(&dir))? {
             if name.starts_with(PURGING) {
                 remove_tree(fs.as_ref(), &dir.join(name))?;

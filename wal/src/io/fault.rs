@@ -7,9 +7,11 @@
 //! version, and only [`FileSystem::sync_dir`] moves a directory's entries from
 //! one to the other — strict POSIX, so a file that was created and fsynced in
 //! a directory that was never fsynced is gone after a crash. Directories
-//! themselves are durable as soon as they are created: Gesta creates its store
-//! directory once, before anything that could depend on it, and modelling
-//! lost directories would only test the test.
+//! themselves are durable as soon as they are created: Gesta syncs every
+//! directory it creates into its parent (through
+//! [`create_dir_all_durably`](super::create_dir_all_durably), which a test
+//! checks, or by hand where it creates one level), and modelling lost
+//! directories on top would only test the test.
 //!
 //! On top of the model sit the knobs a test turns: [`FaultFs::crash`]
 //! (dropping unsynced state, or tearing it at a seeded random point),
@@ -935,6 +937,22 @@ mod tests {
         assert!(!fs.exists(&file()).unwrap());
         assert!(fs.exists(dir()).unwrap(), "directories are durable at once");
         assert_eq!(fs.list(dir()).unwrap(), Vec::<String>::new());
+    }
+
+    /// Each directory `create_dir_all_durably` creates is synced into its
+    /// parent, and nothing is synced when the directory exists.
+    #[test]
+    fn directories_created_durably_are_synced_into_their_parents() {
+        let fs = FaultFs::new();
+        fs.create_dir_all(dir()).unwrap();
+        let synced = |fs: &FaultFs| fs.op_count(OpKind::SyncDir);
+        super::super::create_dir_all_durably(&fs, &dir().join("a/b")).unwrap();
+        assert!(fs.exists(&dir().join("a/b")).unwrap());
+        assert_eq!(synced(&fs), 2, "/store for a, /store/a for b");
+        super::super::create_dir_all_durably(&fs, &dir().join("a/b")).unwrap();
+        assert_eq!(synced(&fs), 2);
+        super::super::create_dir_all_durably(&fs, &dir().join("a/c")).unwrap();
+        assert_eq!(synced(&fs), 3);
     }
 
     #[test]

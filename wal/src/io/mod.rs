@@ -198,6 +198,32 @@ pub fn read_all(file: &dyn FileHandle) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Creates `dir` and its missing parents, durably: each directory it
+/// creates is synced into its parent, so a crash after this returns leaves
+/// all of them (and the files synced into them later). Directories that
+/// exist are left as they are, unsynced.
+pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.as_os_str().is_empty() && !fs.exists(at)? {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Replaces the file at `path` with `contents` atomically and durably:
 /// write a temporary file, fsync it, rename it over `path`, fsync the
 /// directory. A crash leaves either the old or the new contents.
