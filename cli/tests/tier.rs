@@ -201,12 +201,20 @@ fn a_served_store_ships_and_restores_from_the_bucket() {
     let dir = tmp.path().join("s");
     let d = dir.to_str().unwrap();
     store_with_events(d);
+    // A copy of the store: the same history (a store of another history
+    // would be refused before it asks for the prefix).
+    let other = tmp.path().join("other");
+    let copied = StdCommand::new("cp")
+        .arg("-r")
+        .arg(&dir)
+        .arg(&other)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
     let url = format!("s3://{}/events", bucket("ship"));
     let server = serve_shipping(d, &url, &[]);
 
     // A second writer on the same prefix is refused while the first holds it.
-    let other = tmp.path().join("other");
-    store_with_events(other.to_str().unwrap());
     let refused = gesta()
         .args(["serve", other.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(["--ship-to", &url])

@@ -254,6 +254,31 @@ pub fn segment_records(name: &str, bytes: Bytes) -> Result<Bytes> {
         .slice(SEGMENT_HEADER_LEN.min(bytes.len())..end.max(SEGMENT_HEADER_LEN).min(bytes.len())))
 }
 
+/// The record of `records` that contains `position`, its frame and head
+/// checked (not its payload); `None` if none does. `records` as
+/// [`segment_records`] returns them.
+pub(crate) fn record_containing(records: &Bytes, position: u64) -> Result<Option<Record>> {
+    let mut offset = 0;
+    while offset < records.len() {
+        let (record, len) = match gesta_wal::format::decode_record_head(&records.slice(offset..)) {
+            Frame::Record(record, len) => (record, len),
+            Frame::End => break,
+            Frame::Invalid { reason, .. } => {
+                return Err(Error::Corruption {
+                    file: "(records to compare)".into(),
+                    offset: offset as u64,
+                    reason: reason.into(),
+                });
+            }
+        };
+        if record.meta.first_position <= position && position <= record.meta.last_position() {
+            return Ok(Some(record));
+        }
+        offset += len;
+    }
+    Ok(None)
+}
+
 /// Where the last of `records` starts, in bytes from their start:
 /// `records` as [`segment_records`] returns them or
 /// [`Store::apply_records`](crate::Store::apply_records) took them, whole

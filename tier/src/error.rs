@@ -72,6 +72,18 @@ pub enum Error {
         /// What was found.
         reason: String,
     },
+    /// The store to be shipped holds another history than the one the
+    /// bucket holds: its record at the bucket's head differs from the
+    /// bucket's (a store restored from the bucket earlier that then took
+    /// writes of its own while the bucket's writer went on). Shipping it
+    /// would replace events the bucket holds. Nothing was claimed.
+    #[error("{location} holds another history than this store: {reason}")]
+    HistoryDiffers {
+        /// The bucket location.
+        location: String,
+        /// What was found.
+        reason: String,
+    },
     /// The prefix holds no checkpoint: nothing was ever shipped there.
     #[error("{location} holds no checkpoint: nothing was shipped there")]
     NoCheckpoint {

@@ -53,8 +53,9 @@
 //!   empty directory given by mistake, a stale copy) is refused
 //!   ([`Error::Behind`]) before it claims anything, so it can neither
 //!   fence the writer nor replace the bucket's store by an older one. A
-//!   store that has diverged from the bucket with a head at or above the
-//!   checkpoint's is not detected: its files replace the bucket's.
+//!   store whose history differs from the bucket's (its record at the
+//!   checkpoint's head is not the bucket's) is refused the same way
+//!   ([`Error::HistoryDiffers`]).
 //! - **A writer taken over** (it still runs, but another claimed the
 //!   prefix) finds out at its next round: its conditional checkpoint
 //!   write fails, it stops shipping for good ([`Error::Fenced`], in its

@@ -444,6 +444,59 @@ impl ShipWaiter {
     }
 }
 
+/// Refuses a store whose log is not the bucket's up to the bucket's
+/// head: its record holding that position must be the bucket's (the same
+/// positions, commit time and sequencing bytes; see
+/// `gesta::Store::holds_record`). A store restored from the bucket
+/// earlier that then appended events of its own, while the bucket's
+/// writer went on, is ahead of the bucket too; shipping it would replace
+/// events the bucket holds (and may have acknowledged) with others. The
+/// segment file holding the head is fetched whole, once. A file the
+/// check cannot read records from (a segment rewritten to erase redacted
+/// events) is not compared.
+async fn check_history(
+    location: &Location,
+    checkpoint: &crate::checkpoint::Checkpoint,
+    store: &gesta::Store,
+) -> Result<()> {
+    let head = checkpoint.head;
+    let holding = checkpoint
+        .files
+        .iter()
+        .filter_map(|f| {
+            let name = f.path.strip_prefix("wal/")?;
+            let first = gesta::replication::segment_first_position(name)?;
+            (first <= head).then_some((first, name, f))
+        })
+        .max_by_key(|(first, ..)| *first);
+    let Some((_, name, file)) = holding else {
+        return Ok(());
+    };
+    let mut bytes = Vec::with_capacity(file.len as usize);
+    for (chunk, within) in crate::chunks::pieces(file, 0..file.len) {
+        bytes.extend_from_slice(&crate::chunks::fetch_piece(location, chunk, within).await?);
+    }
+    let records = match gesta::replication::segment_records(name, bytes.into()) {
+        Ok(records) => records,
+        Err(gesta::Error::InvalidInput { reason }) => {
+            log::warn!("gesta-tier: the bucket's {name} is not compared with this store: {reason}");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match store.holds_record(&records, head)? {
+        Some(true) | None => Ok(()),
+        Some(false) => Err(Error::HistoryDiffers {
+            location: location.to_string(),
+            reason: format!(
+                "this store's record holding position {head} (the bucket's head) is not the \
+                 bucket's, and shipping would replace events the bucket holds; ship to another \
+                 prefix, or restore from the bucket"
+            ),
+        }),
+    }
+}
+
 fn lock(status: &Mutex<ShipStatus>) -> std::sync::MutexGuard<'_, ShipStatus> {
     status
         .lock()
@@ -478,7 +531,8 @@ fn ship_thread(
                     bucket_head: checkpoint.head,
                 });
             }
-            Ok(_) | Err(Error::NoCheckpoint { .. }) => {}
+            Ok(checkpoint) => check_history(&location, &checkpoint, &store).await?,
+            Err(Error::NoCheckpoint { .. }) => {}
             Err(e) => return Err(e),
         }
         let claim = fence::claim(&location, &writer, options.takeover).await?;

@@ -303,7 +303,7 @@ fn a_bucket_whose_history_is_not_the_replicas_is_reported() {
 /// compares the record before its cursor with the writer's.
 #[test]
 fn a_writer_whose_history_differs_below_the_replicas_head_is_reported() {
-    let (_bucket, location) = fresh_location();
+    let (bucket, location) = fresh_location();
     let dir = tempfile::tempdir().expect("tempdir");
     let on_demand = |name: &str| {
         ShipOptions::default()
@@ -337,18 +337,31 @@ fn a_writer_whose_history_differs_below_the_replicas_head_is_reported() {
     assert_eq!(replica.poll_now().expect("poll"), 120);
     shipper.stop().expect("stop");
     a.close().expect("close");
-    // B appends its own 101..=130 and takes the prefix over.
+    // B appends its own 101..=130. Shipping it to the prefix is refused
+    // before anything is claimed: it would replace A's 101..=120.
     let b = Store::open_with(dir.path().join("b"), options()).expect("open");
     for i in 101..=130 {
         b.append(vec![ev('b', i)]).expect("append");
     }
-    let shipper = Shipper::start(
-        b.clone(),
-        location.clone(),
-        on_demand("writer-b").takeover(true),
-    )
-    .expect("ship");
+    for takeover in [false, true] {
+        let refused = Shipper::start(
+            b.clone(),
+            location.clone(),
+            on_demand("writer-b").takeover(takeover),
+        );
+        assert!(
+            matches!(refused, Err(Error::HistoryDiffers { .. })),
+            "{:?}",
+            refused.map(|_| ())
+        );
+    }
+    assert_eq!(replica.poll_now().expect("poll"), 120, "the bucket is A's");
+    // The bucket's files replaced by B's all the same (shipped elsewhere
+    // and copied over): the replica finds it diverged.
+    let other = location_at(&endpoint(), &bucket, "stores/other");
+    let shipper = Shipper::start(b.clone(), other.clone(), on_demand("writer-b")).expect("ship");
     assert_eq!(shipper.ship_now().expect("ship"), 130);
+    copy_prefix(&other, &location);
     let polled = replica.poll_now();
     assert!(
         matches!(polled, Err(Error::Diverged { .. })),
@@ -564,6 +577,39 @@ fn a_replica_restores_the_writers_current_manifest_after_compacted_rounds() {
     shipper.stop().expect("stop");
     writer.close().expect("close");
     replica.stop().expect("stop");
+}
+
+/// Copies the checkpoint at `from` and every chunk object it names to
+/// `to`, under the same relative keys: `to` then holds `from`'s store.
+fn copy_prefix(from: &gesta_tier::Location, to: &gesta_tier::Location) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let get = |key: object_store::path::Path| async move {
+            from.store()
+                .get(&key)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes")
+        };
+        let raw = get(from.key("CHECKPOINT")).await;
+        let checkpoint = gesta_tier::checkpoint::Checkpoint::decode(&raw).expect("a checkpoint");
+        for chunk in checkpoint.files.iter().flat_map(|f| &f.chunks) {
+            let bytes = get(from.key(&chunk.key)).await;
+            to.store()
+                .put(&to.key(&chunk.key), bytes.into())
+                .await
+                .expect("put");
+        }
+        to.store()
+            .put(&to.key("CHECKPOINT"), raw.into())
+            .await
+            .expect("put");
+    });
 }
 
 /// The chunk objects of the newest segment the checkpoint at `location`

@@ -113,12 +113,17 @@ fn a_second_writer_on_the_prefix_is_refused_until_the_first_releases_it() {
     let (_bucket, location) = fresh_location();
     let dir = tempfile::tempdir().expect("tempdir");
     let a = Store::open_with(dir.path().join("a"), options()).expect("open a");
-    let b = Store::open_with(dir.path().join("b"), options()).expect("open b");
     let c = Store::open_with(dir.path().join("c"), options()).expect("open c");
+    // The same events as b's, appended on their own: another history.
+    let d = Store::open_with(dir.path().join("d"), options()).expect("open d");
     fill(&a, 0, 100, 10);
-    fill(&b, 0, 150, 10);
+    fill(&d, 0, 150, 10);
     let first = Shipper::start(a.clone(), location.clone(), on_demand()).expect("start a");
     first.ship_now().expect("ship a");
+    // b: the bucket restored, then appended to.
+    restore(&location, dir.path().join("b")).expect("restore b");
+    let b = Store::open_with(dir.path().join("b"), options()).expect("open b");
+    fill(&b, 100, 50, 10);
 
     let refused = Shipper::start(b.clone(), location.clone(), on_demand()).unwrap_err();
     match &refused {
@@ -142,6 +147,16 @@ fn a_second_writer_on_the_prefix_is_refused_until_the_first_releases_it() {
         }) => {}
         other => panic!("expected Behind, got {other:?}"),
     }
+    // So is a store of another history, though ahead of the bucket: its
+    // record at the bucket's head is not the bucket's.
+    for takeover in [false, true] {
+        match Shipper::start(d.clone(), location.clone(), on_demand().takeover(takeover)) {
+            Err(Error::HistoryDiffers { reason, .. }) => {
+                assert!(reason.contains("position 100"), "{reason}")
+            }
+            other => panic!("expected HistoryDiffers, got {:?}", other.map(|_| ())),
+        }
+    }
     // Chunks no checkpoint names: one of epoch 1 (a killed round's), one
     // of a later epoch (a writer that could be taking over right now).
     let rt = runtime();
@@ -162,6 +177,7 @@ fn a_second_writer_on_the_prefix_is_refused_until_the_first_releases_it() {
     assert_eq!(second.ship_now().expect("ship b"), 150);
     second.stop().expect("stop b");
     c.close().expect("close");
+    d.close().expect("close");
     a.close().expect("close");
     b.close().expect("close");
 }

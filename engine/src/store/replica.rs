@@ -91,6 +91,33 @@ impl Store {
         answer.recv().unwrap_or(Err(Error::Closed))
     }
 
+    /// Whether this store's log holds the record of `records` that
+    /// contains `position` as its own: the same positions, commit time and
+    /// sequencing bytes (payloads may differ where either side erased
+    /// redacted events), as a replica checks a record it skips. `records`
+    /// as [`replication::segment_records`](crate::replication::segment_records)
+    /// returns them (each record's frame and head checksums are checked);
+    /// `None` if no record of them contains `position`, or this store's
+    /// log does not reach it. A writer about to ship to a bucket's prefix
+    /// asks this of the record at the bucket's head: a store whose history
+    /// differs below it must not replace what the bucket holds.
+    pub fn holds_record(&self, records: &Bytes, position: u64) -> Result<Option<bool>> {
+        let Some(theirs) = crate::replication::record_containing(records, position)? else {
+            return Ok(None);
+        };
+        if position > self.head() {
+            return Ok(None);
+        }
+        let meta = theirs.meta;
+        let ours = self
+            .inner
+            .reader
+            .record_head_containing(meta.first_position)?;
+        Ok(Some(
+            ours.is_some_and(|o| o.meta == meta && *o.seq() == theirs.seq),
+        ))
+    }
+
     /// Applies the writer's lifecycle journal to a read replica: `journal`
     /// is the whole file (`LIFECYCLE` in the writer's directory, or a
     /// prefix of it made of whole entries). The entries the replica holds
