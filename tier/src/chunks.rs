@@ -76,6 +76,23 @@ pub async fn fetch_piece(location: &Location, chunk: &Chunk, within: Range<u64>)
     Ok(data)
 }
 
+/// Bytes `range` of `file`, from its chunks ([`fetch_piece`] each).
+/// The length the checkpoint claims is reserved only up to 64 MiB (the
+/// buffer grows past it as pieces arrive): a damaged or crafted
+/// checkpoint fails on its objects, not on the allocation.
+pub async fn fetch_range(
+    location: &Location,
+    file: &FileEntry,
+    range: Range<u64>,
+) -> Result<Bytes> {
+    const RESERVED_AT_MOST: u64 = 64 << 20;
+    let mut out = Vec::with_capacity((range.end - range.start).min(RESERVED_AT_MOST) as usize);
+    for (chunk, within) in pieces(file, range) {
+        out.extend_from_slice(&fetch_piece(location, chunk, within).await?);
+    }
+    Ok(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

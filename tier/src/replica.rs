@@ -740,13 +740,9 @@ impl Follower {
         progress: &Mutex<Progress>,
     ) -> Result<Bytes> {
         let location = &self.location;
-        let bytes = self.runtime.block_on(async {
-            let mut out = Vec::with_capacity((range.end - range.start) as usize);
-            for (chunk, within) in crate::chunks::pieces(file, range) {
-                out.extend_from_slice(&crate::chunks::fetch_piece(location, chunk, within).await?);
-            }
-            Ok::<_, Error>(Bytes::from(out))
-        })?;
+        let bytes = self
+            .runtime
+            .block_on(crate::chunks::fetch_range(location, file, range))?;
         lock(progress).bytes_fetched += bytes.len() as u64;
         Ok(bytes)
     }

@@ -472,11 +472,8 @@ async fn check_history(
     let Some((_, name, file)) = holding else {
         return Ok(());
     };
-    let mut bytes = Vec::with_capacity(file.len as usize);
-    for (chunk, within) in crate::chunks::pieces(file, 0..file.len) {
-        bytes.extend_from_slice(&crate::chunks::fetch_piece(location, chunk, within).await?);
-    }
-    let records = match gesta::replication::segment_records(name, bytes.into()) {
+    let bytes = crate::chunks::fetch_range(location, file, 0..file.len).await?;
+    let records = match gesta::replication::segment_records(name, bytes) {
         Ok(records) => records,
         Err(gesta::Error::InvalidInput { reason }) => {
             log::warn!("gesta-tier: the bucket's {name} is not compared with this store: {reason}");
