@@ -49,6 +49,7 @@ pub(crate) struct LifecycleSql {
     s: String,
     head: String,
     tags_at: String,
+    present: String,
     apply: String,
     redacted_of: String,
     erase: String,
@@ -66,6 +67,10 @@ impl LifecycleSql {
             tags_at: format!(
                 "SELECT position, tags FROM {s}.events \
                  WHERE position = ANY($1::bigint[]) ORDER BY position"
+            ),
+            present: format!(
+                "SELECT position FROM {s}.events WHERE position = ANY($1::bigint[]) \
+                 ORDER BY position"
             ),
             // `$1`, `$2`: each (position, tag) gained, in the order of the
             // operation's tags; the ordinality keeps that order per event.
@@ -161,7 +166,8 @@ fn targeted(row: &Row) -> Result<(u64, Vec<String>)> {
 }
 
 /// The events `target` names, ascending, each with its tags, up to `head`;
-/// the target's checks applied.
+/// the target's checks applied. Removed events are left out (a position
+/// target may name one: below the head, only a removal leaves no row).
 fn resolve(
     conn: &mut Conn,
     sql: &LifecycleSql,
@@ -172,22 +178,10 @@ fn resolve(
         Target::Positions(positions) => {
             let positions = lc::check_positions(positions, head)?;
             let wanted: Vec<i64> = positions.iter().map(|&p| bound(p)).collect();
-            let found = conn
-                .query(&sql.tags_at, &[&wanted])?
+            conn.query(&sql.tags_at, &[&wanted])?
                 .iter()
                 .map(targeted)
-                .collect::<Result<Vec<_>>>()?;
-            if found.len() != positions.len() {
-                return Err(corrupt(
-                    head,
-                    format!(
-                        "{} of {} positions up to the head {head} have no event",
-                        positions.len() - found.len(),
-                        positions.len()
-                    ),
-                ));
-            }
-            Ok(found)
+                .collect::<Result<Vec<_>>>()
         }
         Target::Query(query) => {
             let built = sql::build(&sql.s, query, Direction::Forwards, Select::Tags);
@@ -258,7 +252,8 @@ pub(crate) fn head(conn: &mut Conn, sql: &LifecycleSql) -> Result<u64> {
 }
 
 /// The positions `target` names, ascending and each once, up to `head`;
-/// the target's checks applied.
+/// the target's checks applied. Removed events are left out (a position
+/// target may name one).
 pub(crate) fn resolve_positions(
     conn: &mut Conn,
     sql: &LifecycleSql,
@@ -266,7 +261,17 @@ pub(crate) fn resolve_positions(
     head: u64,
 ) -> Result<Vec<u64>> {
     match target {
-        Target::Positions(positions) => lc::check_positions(positions, head),
+        Target::Positions(positions) => {
+            let positions = lc::check_positions(positions, head)?;
+            let wanted: Vec<i64> = positions.iter().map(|&p| bound(p)).collect();
+            conn.query(&sql.present, &[&wanted])?
+                .iter()
+                .map(|row| {
+                    let position: i64 = row.try_get(0).map_err(pg_error)?;
+                    to_u64(position, position, "position")
+                })
+                .collect()
+        }
         Target::Query(query) => {
             let built = sql::build(&sql.s, query, Direction::Forwards, Select::Positions);
             // One more than the limit, as `resolve` does.

@@ -31,7 +31,6 @@ use crate::store::{bound, to_u64};
 /// The statements, for one schema.
 pub(crate) struct RemovalSql {
     s: String,
-    present: String,
     of_stream: String,
     below_revision: String,
     remove: String,
@@ -47,10 +46,6 @@ impl RemovalSql {
     pub(crate) fn new(s: &str) -> RemovalSql {
         RemovalSql {
             s: s.to_owned(),
-            present: format!(
-                "SELECT position FROM {s}.events WHERE position = ANY($1::bigint[]) \
-                 ORDER BY position"
-            ),
             of_stream: format!(
                 "SELECT position FROM {s}.events WHERE stream = $1 ORDER BY revision"
             ),
@@ -109,15 +104,13 @@ pub(crate) fn remove(
 ) -> Result<Removed> {
     let head = head(conn, lifecycle)?;
     let positions = resolve_positions(conn, lifecycle, target, head)?;
-    let wanted: Vec<i64> = positions.iter().map(|&p| bound(p)).collect();
-    let present = positions_of(conn.query(&sql.present, &[&wanted])?)?;
     commit(
         conn,
         lifecycle,
         sql,
         head,
         Removal::Target(target.clone()),
-        &present,
+        &positions,
     )
 }
 

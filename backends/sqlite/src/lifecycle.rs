@@ -59,7 +59,8 @@ fn corrupt(path: &Path, position: u64, reason: String) -> Error {
 }
 
 /// The events `target` names, ascending, each with its tag list, as `tx`
-/// sees them up to `head`; the target's checks applied.
+/// sees them up to `head`; the target's checks applied. Removed events
+/// are left out (a position target may name one).
 fn resolve(tx: &Transaction<'_>, path: &Path, target: &Target, head: u64) -> Result<Vec<Targeted>> {
     let err = |e| sqlite_error(path, e);
     match target {
@@ -68,15 +69,15 @@ fn resolve(tx: &Transaction<'_>, path: &Path, target: &Target, head: u64) -> Res
             let mut stmt = tx
                 .prepare_cached("SELECT tags FROM events WHERE position = ?1")
                 .map_err(err)?;
-            positions
-                .into_iter()
-                .map(|position| {
-                    let tags = stmt
-                        .query_row([signed(position)], |r| r.get(0))
-                        .map_err(err)?;
-                    Ok(Targeted { position, tags })
-                })
-                .collect()
+            let mut found = Vec::with_capacity(positions.len());
+            for position in positions {
+                let tags = stmt
+                    .query_row([signed(position)], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?;
+                found.extend(tags.map(|tags| Targeted { position, tags }));
+            }
+            Ok(found)
         }
         Target::Query(query) => {
             let stmt = sql::targets(query);
@@ -167,7 +168,8 @@ pub(crate) fn add_tags(
 }
 
 /// The positions `target` names, ascending and each once, as `tx` sees
-/// them up to `head`; the target's checks applied.
+/// them up to `head`; the target's checks applied. Removed events are
+/// left out (a position target may name one).
 pub(crate) fn resolve_positions(
     tx: &Transaction<'_>,
     path: &Path,
@@ -176,7 +178,10 @@ pub(crate) fn resolve_positions(
 ) -> Result<Vec<u64>> {
     let err = |e| sqlite_error(path, e);
     match target {
-        Target::Positions(positions) => lc::check_positions(positions, head),
+        Target::Positions(positions) => {
+            let positions = lc::check_positions(positions, head)?;
+            present(tx, path, &positions)
+        }
         Target::Query(query) => {
             let stmt = sql::target_positions(query);
             // One more than the limit, as `resolve` does.
@@ -195,6 +200,22 @@ pub(crate) fn resolve_positions(
             Ok(found)
         }
     }
+}
+
+/// Those of `positions` (ascending) whose events are in `events`: not
+/// removed.
+fn present(tx: &Transaction<'_>, path: &Path, positions: &[u64]) -> Result<Vec<u64>> {
+    let err = |e| sqlite_error(path, e);
+    let mut exists = tx
+        .prepare_cached("SELECT 1 FROM events WHERE position = ?1")
+        .map_err(err)?;
+    let mut out = Vec::with_capacity(positions.len());
+    for &p in positions {
+        if exists.exists([signed(p)]).map_err(err)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }
 
 /// Erases the data and metadata of the events `target` names (checked by

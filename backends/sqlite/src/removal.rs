@@ -38,9 +38,7 @@ pub(crate) fn remove(
     now: i64,
 ) -> Result<Removed> {
     let head = last_position(tx).map_err(|e| sqlite_error(path, e))?;
-    let mut positions = resolve_positions(tx, path, target, head)?;
-    let present = present(tx, path, &positions)?;
-    positions.retain(|p| present.binary_search(p).is_ok());
+    let positions = resolve_positions(tx, path, target, head)?;
     commit(
         tx,
         path,
@@ -78,21 +76,6 @@ pub(crate) fn remove_stream(
         before,
     };
     commit(tx, path, head, removal, &positions, now)
-}
-
-/// Those of `positions` (ascending) whose events are in `events`.
-fn present(tx: &Transaction<'_>, path: &Path, positions: &[u64]) -> Result<Vec<u64>> {
-    let err = |e| sqlite_error(path, e);
-    let mut exists = tx
-        .prepare_cached("SELECT 1 FROM events WHERE position = ?1")
-        .map_err(err)?;
-    let mut out = Vec::with_capacity(positions.len());
-    for &p in positions {
-        if exists.exists([signed(p)]).map_err(err)? {
-            out.push(p);
-        }
-    }
-    Ok(out)
 }
 
 /// Moves the events at `positions` (ascending, all in `events`) out, and

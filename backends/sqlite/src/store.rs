@@ -78,6 +78,21 @@ pub(crate) fn sqlite_error(path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
+/// A failed `COMMIT`: an I/O error (SQLite's `SQLITE_IOERR` family: a
+/// write or an fsync that failed) may come after the commit frame reached
+/// the WAL file, which recovery would then replay, so whether it
+/// committed is unknown ([`Error::OutcomeUnknown`]: a retry with the same
+/// event ids is safe). Any other error rolled the transaction back.
+pub(crate) fn commit_error(path: &Path, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::SystemIoFailure) => Error::OutcomeUnknown {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        },
+        _ => sqlite_error(path, e),
+    }
+}
+
 /// A position or revision from SQLite's signed integers.
 pub(crate) fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -235,7 +250,7 @@ impl SqliteStore {
             .map_err(|e| self.err(e))?;
         // Dropping `tx` without committing rolls back, on any error.
         let done = operation(&tx, &self.path)?;
-        tx.commit().map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| commit_error(&self.path, e))?;
         match lifecycle::checkpoint(&conn, &self.path) {
             Ok(true) => {}
             Ok(false) => log::warn!(
@@ -669,7 +684,7 @@ impl EventStore for SqliteStore {
             Err(e) => Err(self.err(e)),
             Ok(Err(e)) => Err(e),
             Ok(Ok(appended)) => {
-                tx.commit().map_err(|e| self.err(e))?;
+                tx.commit().map_err(|e| commit_error(&self.path, e))?;
                 self.live.committed(appended.last, &events);
                 Ok(appended)
             }
@@ -821,7 +836,7 @@ impl EventStore for SqliteStore {
         let head = last_position(&tx).map_err(|e| self.err(e))?;
         let kept = self.options.snapshots_kept;
         state::save(&tx, head, key, position, state, kept).map_err(|e| self.err(e))??;
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| commit_error(&self.path, e))
     }
 
     fn load_snapshot(&self, key: &str, at_or_before: u64) -> Result<Option<gesta::Snapshot>> {
@@ -858,7 +873,7 @@ impl EventStore for SqliteStore {
             .map_err(|e| self.err(e))?;
         // Dropping `tx` without committing rolls back, on any error.
         let added = lifecycle::add_tags(&tx, &self.path, target, tags, now_micros())?;
-        tx.commit().map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| commit_error(&self.path, e))?;
         Ok(added)
     }
 
@@ -899,7 +914,7 @@ impl EventStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         crate::removal::set_rule(&tx, &self.path, rule, now_micros())?;
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| commit_error(&self.path, e))
     }
 
     fn retention_rules(&self) -> Result<Vec<RetentionRule>> {
@@ -982,5 +997,32 @@ impl Iterator for Paged<'_> {
         let event = self.buffer.pop_front()?;
         self.remaining -= 1;
         Some(Ok(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    /// A `COMMIT` that failed on I/O may have reached the WAL: its outcome
+    /// is unknown. Any other failure is a rollback.
+    #[test]
+    fn a_commit_failing_on_io_has_an_unknown_outcome() {
+        let path = Path::new("events.db");
+        for code in [
+            rusqlite::ffi::SQLITE_IOERR_FSYNC,
+            rusqlite::ffi::SQLITE_IOERR_WRITE,
+        ] {
+            let e = commit_error(path, failure(code));
+            assert!(matches!(e, Error::OutcomeUnknown { .. }), "{code}: {e:?}");
+        }
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_CONSTRAINT] {
+            let e = commit_error(path, failure(code));
+            assert!(matches!(e, Error::Io { .. }), "{code}: {e:?}");
+        }
     }
 }

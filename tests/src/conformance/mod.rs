@@ -248,6 +248,7 @@ macro_rules! __gesta_conformance_cases {
             removed_events_are_gone_for_every_read,
             delete_and_truncate_streams,
             conditions_ignore_removed_events,
+            position_targets_leave_removed_events_out,
             ids_of_removed_events_stay_taken,
             retention_by_count,
             removal_survives_flush_and_reopen,

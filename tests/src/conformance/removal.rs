@@ -10,8 +10,8 @@
 
 use gesta::listing::MAX_LIST_LIMIT;
 use gesta::{
-    Error, EventStore, ExpectedRevision, Listed, Listing, Operation, Query, ReadOptions, Removal,
-    Removed, RetentionRule, Target,
+    Error, EventStore, ExpectedRevision, Listed, Listing, Operation, Query, ReadOptions, Redacted,
+    Removal, Removed, RetentionRule, TagsAdded, Target,
 };
 
 use super::Harness;
@@ -237,6 +237,39 @@ pub fn delete_and_truncate_streams<H: Harness>(h: &mut H) {
         positions(&stream(&s, "s2", ReadOptions::forwards())),
         [5],
         "other streams stay"
+    );
+}
+
+/// A position target naming a removed event leaves it out, for every
+/// lifecycle operation: the event is neither redacted, tagged nor removed
+/// again, and the others named are (not a failure of the whole call).
+pub fn position_targets_leave_removed_events_out<H: Harness>(h: &mut H) {
+    let Some((s, _log)) = fixture_store(h) else {
+        return;
+    };
+    assert_eq!(ok("remove", s.remove(&at(&[2]))), removed(1, 1));
+    assert_eq!(
+        ok("redact", s.redact(&at(&[2, 3]))),
+        Redacted {
+            targeted: 1,
+            redacted: 1
+        }
+    );
+    assert_eq!(
+        ok("add_tags", s.add_tags(&at(&[3, 2]), &["z".to_owned()])),
+        TagsAdded {
+            targeted: 1,
+            tagged: 1
+        }
+    );
+    assert_eq!(
+        positions(&read(&s, &Query::tag("z"), ReadOptions::forwards())),
+        vec![3]
+    );
+    assert_eq!(ok("remove again", s.remove(&at(&[2, 3]))), removed(1, 1));
+    assert_eq!(
+        positions(&read(&s, &Query::tag("z"), ReadOptions::forwards())),
+        Vec::<u64>::new()
     );
 }
 
