@@ -158,11 +158,25 @@ impl Committer {
 
     /// Answers every caller of a group that did not commit with `e`. The
     /// admission caches counted the group's batches, so they are dropped.
+    /// A retry of a batch committed before the group is answered with its
+    /// positions all the same: its events are in the store, and an error
+    /// would tell its caller they never will be.
     fn fail_all(&mut self, group: &mut Group, e: &Error) {
         self.admission.forget();
         group.ids.clear();
         group.batches.clear();
+        let first = group
+            .admitted
+            .iter()
+            .filter(|a| a.events.is_some())
+            .map(|a| a.appended.first)
+            .min()
+            .unwrap_or(u64::MAX);
         for a in group.admitted.drain(..) {
+            if a.events.is_none() && a.appended.last < first {
+                a.reply.send(Ok(a.appended));
+                continue;
+            }
             let e = replicate(e);
             self.meters.refused(&e);
             a.reply.send(Err(e));

@@ -758,3 +758,54 @@ fn concurrent_appends_with_a_one_shot_fault() {
     }
     assert!(hit >= 10, "only {hit} cases failed an append");
 }
+
+/// A retry of a batch committed earlier (the same event ids), admitted
+/// into a group whose write then fails, is answered with the batch's
+/// positions, not with the group's `Error::Io`: that error promises that
+/// nothing of the batch is in the store and never will be, and its events
+/// are. The new batch of the group fails as it must (and a retry in a
+/// later group may be refused as the poisoned log refuses every append,
+/// which promises nothing). Whether the retries
+/// share the new batch's group is up to the committer's timing, so the
+/// rounds are many; answered wrongly, a retry fails the test whenever it
+/// does.
+#[test]
+fn a_retry_in_a_failing_group_is_answered_with_its_positions() {
+    for round in 0..50 {
+        let fs = FaultFs::new();
+        let store = open(&fs);
+        let original = vec![NewEvent::new("T", "a").id(1), NewEvent::new("T", "b").id(2)];
+        let first = store.append(original.clone()).unwrap();
+        fs.fail_from(OpKind::Write, 1, Fault::Eio);
+        let pending: Vec<_> = (0..21)
+            .map(|k| {
+                let events = match k {
+                    10 => vec![NewEvent::new("T", "new")],
+                    _ => original.clone(),
+                };
+                (k == 10, store.append_async(events, Default::default()))
+            })
+            .collect();
+        for (new, answer) in pending {
+            let answer = futures::executor::block_on(answer);
+            match (new, answer) {
+                (true, Err(Error::Io { .. } | Error::Poisoned)) => {}
+                (false, Ok(appended)) => assert_eq!(appended, first, "round {round}"),
+                // In a later group, once the failure poisoned the log:
+                // refused as every append is, which says nothing of it.
+                (false, Err(Error::Poisoned)) => {}
+                (new, other) => panic!("round {round}: new batch {new}: {other:?}"),
+            }
+        }
+        let _ = store.close();
+        drop(store);
+        fs.clear_faults();
+        let store = open(&fs);
+        assert_eq!(store.append(original).unwrap(), first, "round {round}");
+        assert_eq!(
+            store.head(),
+            2,
+            "round {round}: only the original is in the store"
+        );
+    }
+}
