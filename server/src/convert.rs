@@ -351,8 +351,12 @@ pub(crate) fn to_new_event(
             crate::config::CLIENT_RECEIVE_LIMIT
         )));
     }
-    for (i, m) in e.metadata.iter().enumerate() {
-        if e.metadata[..i].iter().any(|earlier| earlier.key == m.key) {
+    // A set, not a scan of the earlier keys: an event within the size
+    // limit can carry hundreds of thousands of entries, and a quadratic
+    // check of them would hold a protocol thread for minutes.
+    let mut keys = std::collections::HashSet::with_capacity(e.metadata.len());
+    for m in &e.metadata {
+        if !keys.insert(m.key.as_str()) {
             return Err(invalid(format!(
                 "event {index}: metadata key {:?} appears twice",
                 m.key

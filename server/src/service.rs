@@ -153,6 +153,12 @@ fn run_read(
         (Some(s), false) => Some(s - 1),
         (Some(s), true) => Some(s.saturating_add(1)),
     };
+    if backwards {
+        // Never past the captured head: events committed since would be
+        // lent, skipped, and counted against the limit, so a read of the
+        // last matching event could come back empty.
+        options.start = Some(options.start.map_or(head + 1, |s| s.min(head + 1)));
+    }
     options.limit = request.limit.map(|l| l as usize);
     let send = |(mut events, last): (BytesMut, Option<u64>)| {
         let head = if limited {

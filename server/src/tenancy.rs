@@ -165,13 +165,18 @@ impl TenantStores {
     /// Blocking: opening a store reads its log.
     fn serve(&self, tenant: &Arc<str>) -> Result<Served, TenantError> {
         let store = self.tenants.get(tenant)?;
-        if !self.encrypt && !is_encrypted(store.path()) {
-            return Ok(Served::plain(store));
-        }
         let mut wrappers = self
             .wrappers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The wrappers of stores the set has closed (opening this one may
+        // just have closed another) and no call holds: each keeps its
+        // store's files open until dropped, so the bound on open stores
+        // would not hold for encrypted tenants.
+        wrappers.retain(|_, w| w.store.strong_count() > 0);
+        if !self.encrypt && !is_encrypted(store.path()) {
+            return Ok(Served::plain(store));
+        }
         let current = wrappers.get(tenant).filter(|w| {
             w.store
                 .upgrade()

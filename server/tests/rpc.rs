@@ -590,3 +590,54 @@ async fn uuids_are_not_unique_as_in_umadb() {
     );
     server.stop().await;
 }
+
+/// A backwards read with a limit — "the last event matching the query" —
+/// while other writers append, answers the newest matching event at or
+/// before the head it captured, never nothing: events committed after
+/// that head are not lent to it (they would be skipped, yet counted
+/// against the limit, as UmaDB's snapshot read never does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backwards_limited_read_racing_appends_finds_the_last_event() {
+    let server = start().await;
+    let mut c = client(server.addr).await;
+    append(&mut c, vec![event("E", &["t:1"])], None)
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop) = (server.store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store
+                        .append(vec![gesta::NewEvent::new("E", "{}").tags(["t:1"])])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut empty = 0;
+    for _ in 0..2_000 {
+        let responses = read_all(
+            &mut c,
+            v1::ReadRequest {
+                query: Some(query(&[], &["t:1"])),
+                backwards: Some(true),
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await;
+        if responses.iter().map(|(p, _)| p.len()).sum::<usize>() == 0 {
+            empty += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(
+        empty, 0,
+        "backwards reads of the last event that came back empty"
+    );
+}

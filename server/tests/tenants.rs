@@ -693,3 +693,51 @@ async fn with_encrypt_every_tenant_is_served_encrypted() {
     server.task.await.unwrap().unwrap();
     server.tenants.close().unwrap();
 }
+
+/// How many files under `dir` this process holds open or mapped.
+fn held_under(dir: &std::path::Path) -> usize {
+    let dir = dir.canonicalize().unwrap().to_string_lossy().into_owned();
+    let open = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with(&dir))
+        .count();
+    let mapped = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&dir))
+        .count();
+    open + mapped
+}
+
+/// An encrypted tenant's store, closed by the set to make room for
+/// another's, holds no file open: its wrapper does not keep it alive, so
+/// the bound on open stores holds for encrypted tenants as for plain ones.
+#[tokio::test]
+async fn an_encrypted_tenant_closed_to_make_room_holds_no_file() {
+    let server = start(1).await;
+    let beta_dir = server._root.path().join("tenants").join("beta");
+    gesta::encryption::Encrypted::open(
+        gesta::MemoryStore::new(),
+        gesta::encryption::EncryptionOptions::in_dir(&beta_dir),
+    )
+    .unwrap();
+    let mut alpha = gesta(server.addr, "key-alpha").await;
+    let mut beta = gesta(server.addr, "key-beta").await;
+    beta.append(
+        vec![NewEvent::new("E", "{}").tags(["subject:s1"])],
+        AppendOptions::new(),
+    )
+    .await
+    .unwrap();
+    assert!(held_under(&beta_dir) > 0, "beta's store is open");
+    alpha
+        .append(vec![NewEvent::new("E", "{}")], AppendOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(server.tenants.open_count(), 1);
+    assert_eq!(held_under(&beta_dir), 0, "beta's closed store holds files");
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+}
