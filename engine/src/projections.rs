@@ -106,6 +106,11 @@ pub(crate) struct Source {
     pub reader: WalReader,
     pub indexes: Arc<Indexes>,
     pub shared: Arc<Shared>,
+    /// Makes the log durable up to a position (a sync, unless it is
+    /// already): a snapshot at a position the log could still lose would
+    /// outlive a crash that took the events it folded, and their
+    /// positions would be taken by others.
+    pub durable: Arc<dyn Fn(u64) -> Result<()> + Send + Sync>,
 }
 
 impl Source {
@@ -181,6 +186,7 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
             f.position = head;
         }
         if snapshot && f.since_snapshot >= p.every {
+            (source.durable)(f.position)?;
             crate::snapshots::save(
                 &source.indexes,
                 head,

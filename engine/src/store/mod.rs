@@ -534,10 +534,16 @@ impl Store {
 
     /// What the projections read and write.
     fn projection_source(&self) -> Source {
+        let (log, shared, tx) = (
+            self.inner.log.clone(),
+            self.inner.shared.clone(),
+            self.inner.tx.clone(),
+        );
         Source {
             reader: self.inner.reader.clone(),
             indexes: self.inner.indexes.clone(),
             shared: self.inner.shared.clone(),
+            durable: Arc::new(move |position| sync_through(&log, &shared, &tx, position)),
         }
     }
 
@@ -571,18 +577,32 @@ pub struct IndexShape {
     pub frozen: usize,
 }
 
+/// Makes the log durable up to `position`: at once when it is (in `Sync`
+/// mode every acknowledged append is), else by asking the committer for a
+/// sync.
+fn sync_through(
+    log: &LogState,
+    shared: &Shared,
+    tx: &Sender<Request>,
+    position: u64,
+) -> Result<()> {
+    if position <= log.durable() {
+        return Ok(());
+    }
+    if shared.closing.load(Ordering::Acquire) {
+        return Err(Error::Closed);
+    }
+    let (reply, answer) = oneshot::oneshot();
+    tx.send(Request::Sync(reply)).map_err(|_| Error::Closed)?;
+    answer.recv().unwrap_or(Err(Error::Closed))
+}
+
 impl Inner {
     /// Makes the log durable up to `position`: at once when it is (in
     /// `Sync` mode every acknowledged append is), else by asking the
     /// committer for a sync.
     pub(crate) fn make_durable(&self, position: u64) -> Result<()> {
-        if position <= self.log.durable() {
-            return Ok(());
-        }
-        if self.shared.closing.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        self.ask_committer(Request::Sync)
+        sync_through(&self.log, &self.shared, &self.tx, position)
     }
 
     /// Sends the committer a request that answers with a result (a sync,

@@ -21,7 +21,12 @@ impl Store {
     pub fn save_snapshot(&self, key: &str, position: u64, state: &[u8]) -> Result<()> {
         self.open_for_snapshots()?;
         self.writable()?;
-        snapshots::save(&self.inner.indexes, self.head(), key, position, state)
+        let head = self.head();
+        // The state may hold any event up to the head (a position may be
+        // a stream revision): the log is made durable that far first, or a
+        // crash could leave the snapshot of events it lost.
+        self.inner.make_durable(head)?;
+        snapshots::save(&self.inner.indexes, head, key, position, state)
     }
 
     /// The newest snapshot of `key` at or before `at_or_before` (pass
