@@ -92,22 +92,35 @@ pub struct ServeArgs {
 const MAX_WORKER_THREADS: u64 = 1024;
 
 /// The builder of the runtime `gesta serve --worker-threads N` runs on: N
-/// worker threads, or one per core for 0. For a caller that runs the
-/// server in its own process as the command would (the comparison
-/// harness); it adds its own settings before building.
-pub fn runtime_builder(worker_threads: usize) -> tokio::runtime::Builder {
+/// worker threads, or one per core for 0, and a blocking pool of
+/// [`blocking_threads`] for `open_streams` open streams. For a caller that
+/// runs the server in its own process as the command would (the
+/// comparison harness); it adds its own settings before building.
+pub fn runtime_builder(worker_threads: usize, open_streams: usize) -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if worker_threads > 0 {
         builder.worker_threads(worker_threads);
     }
+    builder.max_blocking_threads(blocking_threads(open_streams));
     builder.enable_all();
     builder
+}
+
+/// The blocking threads a server with `open_streams` open streams
+/// (`--max-open-streams`) needs: a read holds one while it runs, for as
+/// long as its client takes to receive it, so every open stream may hold
+/// one; tokio's default of 512 stays free for everything else that runs
+/// there (opening a tenant's store, lookups, acknowledgements). Without
+/// them, reads that clients stop receiving could take every thread and
+/// leave every other call waiting.
+pub fn blocking_threads(open_streams: usize) -> usize {
+    open_streams.saturating_add(512)
 }
 
 /// The runtime the server runs on: `args.worker_threads` threads, or one
 /// per core.
 fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Runtime, String> {
-    runtime_builder(args.worker_threads)
+    runtime_builder(args.worker_threads, args.max_open_streams)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }

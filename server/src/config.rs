@@ -63,7 +63,12 @@ pub struct ServeConfig {
     /// Concurrent streaming calls over all connections and both services
     /// (`Read` and `Subscribe` of `umadb.v1.DCB`; `Read`, `ReadStream`,
     /// `Subscribe` and `SubscribeDurable` of `gesta.v1.Gesta`). Default
-    /// 1024; more are refused with `RESOURCE_EXHAUSTED`.
+    /// 1024; more are refused with `RESOURCE_EXHAUSTED`. A read holds a
+    /// thread of the runtime's blocking pool for as long as its client
+    /// takes to receive it: a runtime that serves this many needs
+    /// [`command::blocking_threads`](crate::command::blocking_threads) of
+    /// them (`gesta serve` builds its runtime so), else reads that clients
+    /// stop receiving can take them all and hold up every other call.
     pub max_open_streams: usize,
     /// How long calls in flight may take to finish once shutdown begins
     /// (subscriptions end at once); after it the server stops regardless, so

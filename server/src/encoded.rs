@@ -234,3 +234,21 @@ impl EncodedGather {
         (std::mem::take(&mut self.current), self.last.take())
     }
 }
+
+/// Sends a read's response (or its error) from the blocking thread that
+/// produces it; false once the client went away or the server stops. A
+/// client that stops receiving holds the thread here, but not past the
+/// server's shutdown.
+pub(crate) fn send_blocking(
+    tx: &tokio::sync::mpsc::Sender<Result<EncodedResponse, Status>>,
+    item: Result<EncodedResponse, Status>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let mut stop = stop.clone();
+    tokio::runtime::Handle::current().block_on(async {
+        tokio::select! {
+            sent = tx.send(item) => sent.is_ok(),
+            _ = stop.wait_for(|stopping| *stopping) => false,
+        }
+    })
+}

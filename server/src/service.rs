@@ -167,11 +167,10 @@ fn run_read(
             (head > 0).then_some(head)
         };
         wire::put_head(&mut events, head);
-        tx.blocking_send(Ok(EncodedResponse(events.freeze())))
-            .is_ok()
+        crate::encoded::send_blocking(&tx, Ok(EncodedResponse(events.freeze())), &stop)
     };
     let fail = |status: Status| {
-        let _ = tx.blocking_send(Err(status));
+        crate::encoded::send_blocking(&tx, Err(status), &stop);
     };
     let mut sent = false;
     let mut gather = EncodedGather::new(batch, &limits);
@@ -314,7 +313,6 @@ impl Dcb {
                     }
                 };
                 let mut gather = EncodedGather::new(batch, &limits);
-                let mut responses = Vec::new();
                 // One append's events: one batch, one lookup.
                 let tracking = match recorded
                     .first()
@@ -343,28 +341,39 @@ impl Dcb {
                         let _ = tx.send(Err(too_large(e.position, size, &limits))).await;
                         return;
                     }
-                    if gather.full_before(event.framed_len(size)) {
-                        responses.push(gather.rest().0);
+                    // Each response is sent once full, so that a client
+                    // reading slowly holds at most the channel's few, not
+                    // every response of a large append.
+                    if gather.full_before(event.framed_len(size))
+                        && !send_response(&tx, &mut stop, gather.rest().0).await
+                    {
+                        return;
                     }
                     gather.push(event.position, |out| event.put(out, size));
                 }
-                responses.push(gather.rest().0);
-                for events in responses.into_iter().filter(|r| !r.is_empty()) {
-                    // No head: a `SubscribeResponse` has none.
-                    let response = EncodedResponse(events.freeze());
-                    // A client that stops reading must not hold up shutdown.
-                    tokio::select! {
-                        sent = tx.send(Ok(response)) => {
-                            if sent.is_err() {
-                                return;
-                            }
-                        }
-                        _ = stop.wait_for(|stopping| *stopping) => return,
-                    }
+                if !send_response(&tx, &mut stop, gather.rest().0).await {
+                    return;
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Sends a subscription's response of `events` (none if empty; no head:
+/// a `SubscribeResponse` has none); false once the client or the server
+/// went away. A client that stops reading does not hold up shutdown.
+async fn send_response(
+    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
+    stop: &mut watch::Receiver<bool>,
+    events: BytesMut,
+) -> bool {
+    if events.is_empty() {
+        return true;
+    }
+    tokio::select! {
+        sent = tx.send(Ok(EncodedResponse(events.freeze()))) => sent.is_ok(),
+        _ = stop.wait_for(|stopping| *stopping) => false,
     }
 }
 

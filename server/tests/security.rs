@@ -197,3 +197,76 @@ async fn open_streams_are_limited() {
     }
     server.stop().await;
 }
+
+/// Reads whose clients stop receiving each hold a blocking thread, up to
+/// the bound on open streams; on the runtime `gesta serve` builds
+/// (`command::runtime_builder`), every other call still finds one: here
+/// 600 stalled reads (above tokio's default of 512 blocking threads) and a
+/// lookup and a fresh read still answer at once. A stalled read lets its
+/// thread go at shutdown.
+#[test]
+fn reads_clients_stop_receiving_do_not_hold_up_other_calls() {
+    let runtime =
+        gesta_server::command::runtime_builder(2, ServeConfig::default().max_open_streams)
+            .build()
+            .unwrap();
+    runtime.block_on(async {
+        let server = start().await;
+        let mut c = client(server.addr).await;
+        for _ in 0..10 {
+            let events = (0..10)
+                .map(|_| {
+                    let mut e = event("E", &["t:1"]);
+                    e.data = vec![b'x'; 4096].into();
+                    e
+                })
+                .collect();
+            append(&mut c, events, None).await.unwrap();
+        }
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            // A receive window of 1 KiB: the server can send little before
+            // it waits for the client, which never reads.
+            let channel = Endpoint::from_shared(format!("http://{}", server.addr))
+                .unwrap()
+                .initial_stream_window_size(Some(1024))
+                .initial_connection_window_size(Some(1024))
+                .connect()
+                .await
+                .unwrap();
+            for _ in 0..200 {
+                let mut slow = DcbClient::new(channel.clone());
+                let request = v1::ReadRequest {
+                    batch_size: Some(1),
+                    ..Default::default()
+                };
+                held.push(slow.read(request).await.unwrap().into_inner());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut fresh = client(server.addr).await;
+        let tracking = tokio::time::timeout(
+            Duration::from_secs(10),
+            fresh.get_tracking_info(v1::TrackingRequest { source: "s".into() }),
+        )
+        .await;
+        assert!(tracking.is_ok_and(|r| r.is_ok()), "a lookup waited");
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            let request = v1::ReadRequest {
+                limit: Some(1),
+                ..Default::default()
+            };
+            fresh
+                .read(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .message()
+                .await
+        })
+        .await;
+        assert!(read.is_ok_and(|r| r.is_ok()), "a read waited");
+        drop(held);
+        drop(server);
+    });
+}

@@ -61,13 +61,16 @@ pub fn runtime(name: &str) -> std::io::Result<Arc<Runtime>> {
 /// [`runtime`] with `workers` worker threads (0: one per core), built as
 /// `gesta serve --worker-threads` builds the server's.
 pub fn runtime_with(name: &str, workers: usize) -> std::io::Result<Arc<Runtime>> {
-    gesta_server::command::runtime_builder(workers)
-        .thread_name(name)
-        // Blocking threads (a server's reads) stay for the run, so that
-        // the CPU they took can be read from them.
-        .thread_keep_alive(std::time::Duration::from_secs(3600))
-        .build()
-        .map(Arc::new)
+    gesta_server::command::runtime_builder(
+        workers,
+        gesta_server::ServeConfig::default().max_open_streams,
+    )
+    .thread_name(name)
+    // Blocking threads (a server's reads) stay for the run, so that
+    // the CPU they took can be read from them.
+    .thread_keep_alive(std::time::Duration::from_secs(3600))
+    .build()
+    .map(Arc::new)
 }
 
 /// A `gesta-server` serving one store on `127.0.0.1` (a free port) on the

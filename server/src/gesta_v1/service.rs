@@ -179,7 +179,6 @@ impl Gesta {
                     }
                 };
                 let mut gather = EncodedGather::new(BATCH, &limits);
-                let mut parts = Vec::new();
                 for e in &batch {
                     let e = EventRef::from(e);
                     let len = recorded_len(&e);
@@ -187,27 +186,21 @@ impl Gesta {
                         let _ = tx.send(Err(too_large(e.position, len, &limits))).await;
                         return;
                     }
+                    // A full part is sent at once (more of the batch
+                    // follows it: `continued`), so that a client reading
+                    // slowly holds at most the channel's few responses,
+                    // not every part of a large append.
                     if gather.full_before(framed(len)) {
-                        parts.push(gather.rest().0);
+                        let mut part = gather.rest().0;
+                        put_continued(&mut part);
+                        if !send_part(&tx, &mut stop, part).await {
+                            return;
+                        }
                     }
                     gather.push(e.position, |out| put_recorded(out, &e, len));
                 }
-                parts.push(gather.rest().0);
-                let count = parts.len();
-                for (i, mut events) in parts.into_iter().enumerate() {
-                    if i + 1 < count {
-                        put_continued(&mut events);
-                    }
-                    let response = EncodedResponse(events.freeze());
-                    // A client that stops reading must not hold up shutdown.
-                    tokio::select! {
-                        sent = tx.send(Ok(response)) => {
-                            if sent.is_err() {
-                                return;
-                            }
-                        }
-                        _ = stop.wait_for(|stopping| *stopping) => return,
-                    }
+                if !send_part(&tx, &mut stop, gather.rest().0).await {
+                    return;
                 }
             }
         });
@@ -277,6 +270,20 @@ impl Gesta {
     }
 }
 
+/// Sends one response of a subscription; false once the client or the
+/// server went away. A client that stops reading does not hold up
+/// shutdown.
+async fn send_part(
+    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
+    stop: &mut watch::Receiver<bool>,
+    events: BytesMut,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(Ok(EncodedResponse(events.freeze()))) => sent.is_ok(),
+        _ = stop.wait_for(|stopping| *stopping) => false,
+    }
+}
+
 /// A read of `store` through `read`, its events gathered into encoded
 /// responses sent on `tx`; `began` learns whether the read failed before
 /// its first event (the call's answer) or began (or ended without one).
@@ -290,8 +297,7 @@ fn run_read(
 ) {
     let mut began = Some(began);
     let send = |events: BytesMut| {
-        tx.blocking_send(Ok(EncodedResponse(events.freeze())))
-            .is_ok()
+        crate::encoded::send_blocking(tx, Ok(EncodedResponse(events.freeze())), stop)
     };
     let mut gather = EncodedGather::new(BATCH, limits);
     let mut sent = false;
@@ -342,7 +348,7 @@ fn run_read(
         return;
     }
     if let Some(status) = failed {
-        let _ = tx.blocking_send(Err(status));
+        crate::encoded::send_blocking(tx, Err(status), stop);
     }
 }
 
