@@ -741,3 +741,43 @@ async fn an_encrypted_tenant_closed_to_make_room_holds_no_file() {
     let _ = server.stop.send(());
     server.task.await.unwrap().unwrap();
 }
+
+/// A tenant over its byte quota can neither save a snapshot nor add
+/// tags: both take its disk as an append does, and are refused with the
+/// quota's refusal. A tenant under it can.
+#[tokio::test]
+async fn snapshots_and_added_tags_count_against_the_byte_quota() {
+    // A new store's files take its first segment's preallocated 4 MiB.
+    let options = TenantOptions {
+        max_bytes: Some((4 << 20) + 1_000),
+        ..TenantOptions::default()
+    };
+    let server = start_with(options, gesta_server::TenantServing::default()).await;
+    let mut alpha = gesta(server.addr, "key-alpha").await;
+    alpha
+        .append(vec![NewEvent::new("A", "x").tag("t")], AppendOptions::new())
+        .await
+        .unwrap();
+    // Under the quota: saved, and it takes the tenant over it (snapshots
+    // are compressed: the state is noise).
+    let noise = || {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..2_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    alpha.save_snapshot("k", 1, noise()).await.unwrap();
+    let saved = alpha.save_snapshot("k", 1, noise()).await;
+    assert_eq!(code(saved), Code::ResourceExhausted);
+    let tagged = alpha
+        .add_tags(&Target::Positions(vec![1]), &["u".to_owned()])
+        .await;
+    assert_eq!(code(tagged), Code::ResourceExhausted);
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+}

@@ -611,6 +611,8 @@ impl g::gesta_server::Gesta for Gesta {
         request: Request<g::SaveSnapshotRequest>,
     ) -> Result<Response<g::SaveSnapshotResponse>, Status> {
         let store = self.stores.get(&request).await?;
+        // A snapshot takes the tenant's disk as an append does.
+        self.stores.check_quota(&request, store.engine(), 0)?;
         let r = request.into_inner();
         self.blocking(&store, move |s| {
             s.events().save_snapshot(&r.key, r.position, &r.state)
@@ -669,6 +671,8 @@ impl g::gesta_server::Gesta for Gesta {
         request: Request<g::AddTagsRequest>,
     ) -> Result<Response<g::AddTagsResponse>, Status> {
         let store = self.stores.get(&request).await?;
+        // Added tags take the tenant's disk (the journal, the index).
+        self.stores.check_quota(&request, store.engine(), 0)?;
         let r = request.into_inner();
         let target = target_from_proto(r.target)?;
         // On the blocking pool, the operation commits or fails as a whole
