@@ -150,6 +150,10 @@ pub struct Subscription {
     waiter: Waiter,
     /// `delivered`, published at the feed's hub for the lag metric.
     position: Arc<AtomicU64>,
+    /// What each event passes through as it is handed out (the
+    /// `encryption` wrapper opens sealed events with it).
+    #[cfg(feature = "encryption")]
+    map: Option<MapEvent>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -182,6 +186,8 @@ impl Subscription {
             delivered: after,
             ready: VecDeque::new(),
             ended: false,
+            #[cfg(feature = "encryption")]
+            map: None,
         }
     }
 
@@ -215,6 +221,18 @@ impl Subscription {
                 return Ok(batch);
             }
         }
+    }
+
+    /// The next ready batch, passed through the map now, as it is handed
+    /// out, not when it was fetched: a map that opens sealed events must
+    /// see the keys as they are at delivery (a subject forgotten since the
+    /// fetch reads as every read does then: without its data).
+    fn take(&mut self) -> Result<Option<Vec<RecordedEvent>>> {
+        #[cfg(feature = "encryption")]
+        if let (Some(map), Some(front)) = (&self.map, self.ready.front_mut()) {
+            map_batch(map, front)?;
+        }
+        Ok(self.pop())
     }
 
     fn pop(&mut self) -> Option<Vec<RecordedEvent>> {
@@ -257,9 +275,12 @@ impl Subscription {
             return Err(Error::Closed);
         }
         loop {
-            match self.fill() {
-                Ok(true) => return Ok(self.pop()),
-                Ok(false) => {}
+            match self
+                .fill()
+                .and_then(|ready| if ready { self.take() } else { Ok(None) })
+            {
+                Ok(Some(batch)) => return Ok(Some(batch)),
+                Ok(None) => {}
                 Err(e) => return Err(self.end(e)),
             }
             let feed = self.feed.clone();
@@ -317,9 +338,12 @@ impl Subscription {
             return Poll::Ready(None);
         }
         loop {
-            match self.fill() {
-                Ok(true) => return Poll::Ready(self.pop().map(Ok)),
-                Ok(false) => {}
+            match self
+                .fill()
+                .and_then(|ready| if ready { self.take() } else { Ok(None) })
+            {
+                Ok(Some(batch)) => return Poll::Ready(Some(Ok(batch))),
+                Ok(None) => {}
                 Err(e) => return Poll::Ready(Some(Err(self.end(e)))),
             }
             let feed = self.feed.clone();
@@ -372,14 +396,6 @@ impl futures_core::Stream for SubscriptionStream {
 #[cfg(feature = "encryption")]
 pub(crate) type MapEvent = Arc<dyn Fn(RecordedEvent) -> Result<RecordedEvent> + Send + Sync>;
 
-/// A feed whose events pass through a function: the same hub and head as
-/// the feed inside, so waking and the no-gap guarantees are unchanged.
-#[cfg(feature = "encryption")]
-struct MappedFeed {
-    inner: Arc<dyn SubscriptionFeed>,
-    map: MapEvent,
-}
-
 #[cfg(feature = "encryption")]
 fn map_batch(map: &MapEvent, batch: &mut Vec<RecordedEvent>) -> Result<()> {
     let events = std::mem::take(batch);
@@ -388,43 +404,14 @@ fn map_batch(map: &MapEvent, batch: &mut Vec<RecordedEvent>) -> Result<()> {
 }
 
 #[cfg(feature = "encryption")]
-impl SubscriptionFeed for MappedFeed {
-    fn hub(&self) -> &CommitHub {
-        self.inner.hub()
-    }
-
-    fn head(&self) -> u64 {
-        self.inner.head()
-    }
-
-    fn fetch(
-        &self,
-        query: &Query,
-        after: u64,
-        head: u64,
-        max_events: usize,
-        out: &mut VecDeque<Vec<RecordedEvent>>,
-    ) -> Result<u64> {
-        let first = out.len();
-        let looked = self.inner.fetch(query, after, head, max_events, out)?;
-        for batch in out.iter_mut().skip(first) {
-            map_batch(&self.map, batch)?;
-        }
-        Ok(looked)
-    }
-}
-
-#[cfg(feature = "encryption")]
 impl Subscription {
     /// Passes every event this subscription delivers from now on through
-    /// `map`; an error of `map` ends the subscription with it.
+    /// `map`, as it is delivered (after any map set before); an error of
+    /// `map` ends the subscription with it.
     pub(crate) fn map_events(&mut self, map: MapEvent) -> Result<()> {
-        for batch in self.ready.iter_mut() {
-            map_batch(&map, batch)?;
-        }
-        self.feed = Arc::new(MappedFeed {
-            inner: self.feed.clone(),
-            map,
+        self.map = Some(match self.map.take() {
+            None => map,
+            Some(before) => Arc::new(move |e| map(before(e)?)),
         });
         Ok(())
     }
