@@ -276,3 +276,42 @@ fn a_subscription_hands_out_nothing_of_a_subject_forgotten_meanwhile() {
     let mut durable = engine.subscribe_durable("mailer", &Query::all()).unwrap();
     check(&engine, &mut durable);
 }
+
+/// The key file is readable by its owner only; and a store that names
+/// subjects but has lost its key file is refused on open (a new file would
+/// make their events unreadable and give them new keys without a word),
+/// while a store naming none opens and creates one.
+#[test]
+fn the_key_file_is_private_and_never_silently_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let keys = store_dir.join(KEY_FILE_NAME);
+    let store = Encrypted::open(
+        Store::open(&store_dir).unwrap(),
+        EncryptionOptions::in_dir(&store_dir),
+    )
+    .unwrap();
+    store
+        .append(vec![NewEvent::new("E", "{}").tag("subject:alice")])
+        .unwrap();
+    let mode = std::fs::metadata(&keys).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key file's mode is {mode:o}");
+    let inner = store.into_inner();
+    std::fs::remove_file(&keys).unwrap();
+    let reopened = Encrypted::open(inner.clone(), EncryptionOptions::in_dir(&store_dir));
+    assert!(
+        matches!(&reopened, Err(gesta::Error::Corruption { reason, .. }) if reason.contains("missing")),
+        "{:?}",
+        reopened.map(|_| ())
+    );
+    assert!(!keys.exists(), "a key file was made");
+    // A store that names no subject opens and gets one.
+    let plain_dir = dir.path().join("plain");
+    let plain = Store::open(&plain_dir).unwrap();
+    plain
+        .append(vec![NewEvent::new("E", "{}").tag("other:x")])
+        .unwrap();
+    Encrypted::open(plain, EncryptionOptions::in_dir(&plain_dir)).unwrap();
+    assert!(plain_dir.join(KEY_FILE_NAME).is_file());
+}

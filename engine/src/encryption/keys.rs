@@ -242,7 +242,8 @@ impl KeyFile {
             // must outlive a crash as surely as the events sealed with them.
             crate::io::create_dir_all_durably(self.fs.as_ref(), dir).map_err(|e| self.io(e))?;
         }
-        crate::io::write_atomic(self.fs.as_ref(), &self.path, &bytes).map_err(|e| self.io(e))
+        crate::io::write_atomic_private(self.fs.as_ref(), &self.path, &bytes)
+            .map_err(|e| self.io(e))
     }
 }
 

@@ -96,7 +96,9 @@
 //!   made after the backup reaches it). One process at a time may use a key file. The wrapper
 //!   must see every append of the store from its start: an event that
 //!   names a subject but was appended around the wrapper reads as
-//!   [`Error::Undecryptable`].
+//!   [`Error::Undecryptable`]. A key file that is missing while the store
+//!   names subjects is [`Error::Corruption`] on open, never replaced by a
+//!   new one. The file is created readable by its owner only (mode 0600).
 //! - **Size:** each sealed field grows by [`OVERHEAD`] bytes (29), so a
 //!   field within 29 bytes of the data limit, or a batch within the batch
 //!   limit, may pass the wrapper's checks and be refused by the inner
@@ -515,6 +517,23 @@ impl<S: EventStore> Encrypted<S> {
                         "the subject prefix is 1 to {} bytes",
                         MAX_NAME_LEN - 1
                     )));
+                }
+                // A store that already names subjects had a key file: its
+                // sealed events would read as tampered with, and a subject
+                // appended to again would get a new key without a word.
+                let named = inner.list(crate::Listing::Tags, &prefix, None, 1)?;
+                if let Some(tag) = named.first() {
+                    return Err(Error::Corruption {
+                        file: file.path.clone(),
+                        offset: 0,
+                        reason: format!(
+                            "the key file is missing, but the store holds events of subjects \
+                             (tagged {:?}, …): their keys are in it. Put the key file back (a \
+                             backup's holds no key); a new one would make their events \
+                             unreadable",
+                            tag.name
+                        ),
+                    });
                 }
                 // Created at once, so that the store remembers it is
                 // encrypted (and under which prefix) from the first open.

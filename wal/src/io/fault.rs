@@ -680,11 +680,11 @@ impl FileSystem for FaultFs {
                     format!("{}: already exists", path.display()),
                 ));
             }
-            (OpenMode::CreateNew | OpenMode::Truncate, None) => {
+            (OpenMode::CreateNew | OpenMode::Truncate | OpenMode::TruncatePrivate, None) => {
                 state.check_parent(path)?;
                 state.create(path)
             }
-            (OpenMode::Truncate, Some(ino)) => {
+            (OpenMode::Truncate | OpenMode::TruncatePrivate, Some(ino)) => {
                 state.inode(ino)?.record(Pending::SetLen(0));
                 ino
             }

@@ -38,6 +38,11 @@ pub enum OpenMode {
     CreateNew,
     /// Create the file if it is missing, truncate it to zero length if not.
     Truncate,
+    /// [`Truncate`](Self::Truncate), a file created readable and writable
+    /// by its owner only (mode 0600): for secrets, such as the key file of
+    /// crypto-shredding, whose copy by another local user would outlive
+    /// every forget.
+    TruncatePrivate,
 }
 
 /// An open file. All I/O is positional, so one handle can be shared by the
@@ -228,6 +233,22 @@ pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()>
 /// write a temporary file, fsync it, rename it over `path`, fsync the
 /// directory. A crash leaves either the old or the new contents.
 pub fn write_atomic(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_as(fs, path, contents, OpenMode::Truncate)
+}
+
+/// [`write_atomic`] for a secret: the file (and its temporary file, before
+/// any byte is written) readable by its owner only
+/// ([`OpenMode::TruncatePrivate`]).
+pub fn write_atomic_private(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_as(fs, path, contents, OpenMode::TruncatePrivate)
+}
+
+fn write_atomic_as(
+    fs: &dyn FileSystem,
+    path: &Path,
+    contents: &[u8],
+    mode: OpenMode,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -236,7 +257,7 @@ pub fn write_atomic(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Re
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let tmp = dir.join(format!("{name}.tmp"));
-    let file = fs.open(&tmp, OpenMode::Truncate)?;
+    let file = fs.open(&tmp, mode)?;
     file.write_at(contents, 0)?;
     file.sync_data()?;
     drop(file);

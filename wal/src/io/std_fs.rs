@@ -74,6 +74,15 @@ impl FileSystem for StdFs {
             OpenMode::Truncate => {
                 opts.create(true).truncate(true);
             }
+            OpenMode::TruncatePrivate => {
+                // Also a file left with a wider mode by an older version
+                // becomes private before it is written.
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                opts.create(true).truncate(true).mode(0o600);
+                let file = opts.open(path)?;
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                return Ok(Arc::new(StdFile(file)));
+            }
         }
         Ok(Arc::new(StdFile(opts.open(path)?)))
     }
