@@ -2457,3 +2457,31 @@ fn remove_delete_truncate_and_retention() {
     );
     gesta().args(["verify", d]).assert().success();
 }
+
+/// With its MANIFEST damaged too, a store's index runs still prove which
+/// records were committed: `verify --repair` refuses to cut off a damaged
+/// record they cover (a torn write would be cut), and the event stays;
+/// `verify` calls it damage, not a torn write.
+#[test]
+fn repair_never_cuts_a_record_the_index_runs_prove_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let d = dir.to_str().unwrap();
+    ok(&["append", d], EVENTS);
+    ok(&["compact", d], "");
+    let segment = dir.join("wal").join("00000000000000000001.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    flip(&segment, end - 2);
+    let manifest = dir.join("MANIFEST");
+    let len = std::fs::metadata(&manifest).unwrap().len() as usize;
+    flip(&manifest, len - 1);
+    let verified = gesta().args(["verify", d]).assert().code(1);
+    let said = String::from_utf8_lossy(&verified.get_output().stderr).to_string()
+        + &String::from_utf8_lossy(&verified.get_output().stdout);
+    assert!(said.contains("known to be committed"), "{said}");
+    gesta().args(["verify", d, "--repair"]).assert().failure();
+    // Nothing was cut: the damaged segment is as it was.
+    let after = std::fs::read(&segment).unwrap();
+    assert_eq!(after.iter().rposition(|&b| b != 0), Some(end));
+}

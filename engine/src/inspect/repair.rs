@@ -107,13 +107,16 @@ fn rebuild(dir: &Path, index: bool, tables: &[PathBuf]) -> Result<RepairReport> 
             }
         })?;
         // Check the log before touching anything, read-only, by
-        // recovery's rules: up to what the index covers (if its MANIFEST
-        // can be read) every record must be intact, since those were
-        // committed; only after it may a torn tail be cut.
+        // recovery's rules: up to what the index covers every record must
+        // be intact, since those were committed; only after it may a torn
+        // tail be cut. The run files say how far, when the MANIFEST
+        // cannot (a damaged MANIFEST must not turn a committed record
+        // into a torn write that opening the store would cut off).
         let covered = std::fs::read(dir.join(MANIFEST))
             .ok()
             .and_then(|b| Manifest::decode(&b).ok())
             .map_or(0, |m| m.covered());
+        let covered = super::scan::committed_floor(dir, covered);
         super::scan::scan_log(dir, covered + 1, |_, _, _| Ok(()), &mut |_| {})?;
         let wal = dir.join(super::scan::WAL_DIR);
         for table in tables {

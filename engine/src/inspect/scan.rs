@@ -14,6 +14,31 @@ use crate::error::{Error, Result};
 /// The log directory inside a store directory.
 pub(crate) const WAL_DIR: &str = "wal";
 
+/// Up to which position the log is known committed: what the MANIFEST
+/// says the index covers (`covered`), or further if a run file in
+/// `index/` is named for a later position — one a flush wrote before a
+/// crash kept it from the MANIFEST, or one a damaged MANIFEST no longer
+/// names. A run is written only once the log is durable up to its last
+/// position (the log is synced before a memtable freezes), so a damaged
+/// record at or below that point was committed: damage, never a torn
+/// write to cut off.
+pub(crate) fn committed_floor(dir: &Path, covered: u64) -> u64 {
+    let named = std::fs::read_dir(dir.join(gesta_compaction::flush::INDEX_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".idx")?;
+            // `<lo>-<hi>` or `<lo>-<hi>-purged<sequence>`, 20 digits each.
+            let hi = stem.split('-').nth(1)?;
+            (hi.len() == 20).then(|| hi.parse::<u64>().ok())?
+        })
+        .max()
+        .unwrap_or(0);
+    covered.max(named)
+}
+
 /// A segment file found in the log directory.
 pub(crate) struct SegmentFile {
     pub first: u64,

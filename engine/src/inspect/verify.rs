@@ -247,7 +247,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
     let mut v = Verifier {
         wal: dir.join(WAL_DIR),
         manifest: manifest_path,
-        replay_from: manifest.covered() + 1,
+        replay_from: super::scan::committed_floor(dir, manifest.covered()) + 1,
         findings,
         events: 0,
         compare: true,
