@@ -2485,3 +2485,39 @@ fn repair_never_cuts_a_record_the_index_runs_prove_committed() {
     let after = std::fs::read(&segment).unwrap();
     assert_eq!(after.iter().rposition(|&b| b != 0), Some(end));
 }
+
+/// A lost newest segment is found: the segment before it was trimmed and
+/// got its offset table, which a rollover writes only once the next
+/// segment exists. `verify` reports it, and opening the store refuses
+/// rather than append into the old segment and hand the lost positions
+/// to new events.
+#[test]
+fn a_lost_newest_segment_is_found_not_written_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let d = dir.to_str().unwrap();
+    ok(&["append", d], EVENTS);
+    ok(&["remove", d, "--position", "1", "--yes"], "");
+    // Erasing the removed event seals the active segment.
+    ok(&["compact", d], "");
+    ok(&["append", d], "{\"type\":\"D\"}\n");
+    let mut segments: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    std::fs::remove_file(&segments[1]).unwrap();
+    let verified = gesta().args(["verify", d]).assert().code(1);
+    let said = String::from_utf8_lossy(&verified.get_output().stderr).to_string()
+        + &String::from_utf8_lossy(&verified.get_output().stdout);
+    assert!(said.contains("segment is missing"), "{said}");
+    let opened = gesta()
+        .args(["append", d])
+        .write_stdin("{\"type\":\"E\"}\n")
+        .assert()
+        .failure();
+    let said = String::from_utf8_lossy(&opened.get_output().stderr);
+    assert!(said.contains("segment is missing"), "{said}");
+}

@@ -196,6 +196,28 @@ pub fn open(
         if compressed && first != scan.expected_next {
             return Err(missing_segment(path, first, scan.expected_next));
         }
+        // A rollover (or a seal) trims a segment to its records and writes
+        // its offset table only once the segment after it was created
+        // durably: the newest segment trimmed to the end its table gives
+        // means a newer segment existed and is gone, with every record it
+        // held; appending here would give their positions to other
+        // events. (A table that disagrees with the file's length is a
+        // stale one — recovery writes one for a segment it took for
+        // sealed before it removed a partial segment after it — and is
+        // rebuilt as before.)
+        if newest && !compressed {
+            let table = SegmentTable::load(fs.as_ref(), dir, first).at(&table_path(dir, first))?;
+            if table.is_some_and(|t| t.end == len && t.end > SEGMENT_HEADER_LEN as u64) {
+                return Err(corruption(
+                    path,
+                    0,
+                    "the newest segment is trimmed to the end of its offset table, which a \
+                     rollover writes only once the segment after it exists: that segment is \
+                     missing"
+                        .to_string(),
+                ));
+            }
+        }
         // A compressed segment is sealed by construction, even when the
         // segment after it was lost with an interrupted rollover.
         let sealed = !newest || compressed;

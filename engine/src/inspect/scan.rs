@@ -298,6 +298,17 @@ struct Walk {
     walked: u64,
 }
 
+/// Whether the newest segment `file` is trimmed to the end its offset
+/// table gives: a rollover does that only once the segment after it
+/// exists, so that segment was lost (recovery refuses such a log too).
+fn newer_segment_lost(path: &Path, file: &SegmentFile) -> bool {
+    let wal = path.parent().unwrap_or(Path::new("."));
+    std::fs::read(gesta_wal::files::table_path(wal, file.first))
+        .ok()
+        .and_then(|bytes| gesta_wal::files::SegmentTable::decode(&bytes))
+        .is_some_and(|t| t.end == file.len && t.end > SEGMENT_HEADER_LEN as u64)
+}
+
 /// Walks one segment; returns the position expected after it.
 fn walk_segment(
     file: &SegmentFile,
@@ -349,6 +360,14 @@ fn walk_segment(
             )
         };
         return Err(corruption(path, 0, reason));
+    }
+    if newest && newer_segment_lost(path, file) {
+        return Err(corruption(
+            path,
+            0,
+            "the newest segment is trimmed to the end of its offset table, which a rollover \
+             writes only once the segment after it exists: that segment is missing",
+        ));
     }
     scanned.segments += 1;
     let mut starts = Vec::new();
