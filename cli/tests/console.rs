@@ -55,7 +55,7 @@ fn console_serves_the_store_and_closes_it_on_sigterm() {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -139,7 +139,7 @@ fn serve_with_console_serves_both_and_stops_on_sigterm() {
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         s,
-        "GET /api/events?query=%7B%22items%22%3A%5B%7B%22tags%22%3A%5B%22t%3A1%22%5D%7D%5D%7D HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /api/events?query=%7B%22items%22%3A%5B%7B%22tags%22%3A%5B%22t%3A1%22%5D%7D%5D%7D HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();

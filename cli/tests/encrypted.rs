@@ -302,7 +302,7 @@ fn serve_serves_an_encrypted_store_opened_through_its_console() {
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         s,
-        "GET /api/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();

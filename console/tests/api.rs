@@ -76,7 +76,7 @@ impl Console {
         let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
         let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(request.as_bytes()).await.unwrap();
@@ -290,7 +290,7 @@ async fn the_live_view_streams_new_events() {
     let c = Console::start(ConsoleConfig::default()).await;
     let mut s = tokio::net::TcpStream::connect(c.addr).await.unwrap();
     let q = encoded(r#"{"items":[{"tags":["course:c2"]}]}"#);
-    s.write_all(format!("GET /api/live?query={q} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET /api/live?query={q} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut lines = BufReader::new(s).lines();
@@ -385,4 +385,62 @@ async fn retroactive_tags_and_redaction_follow_the_write_rules() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
+}
+
+/// A console without a key answers only requests that name this machine
+/// (a page of another site that rebinds its name to 127.0.0.1 would be
+/// same-origin with it otherwise), and no response may be framed.
+#[tokio::test]
+async fn a_keyless_console_answers_this_machine_only_and_is_never_framed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let store = gesta::Store::open(dir.path()).unwrap();
+    store
+        .append(vec![gesta::NewEvent::new(
+            "Registered",
+            r#"{"email":"a@b.c"}"#,
+        )])
+        .unwrap();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let served = store.clone();
+    tokio::spawn(async move {
+        gesta_console::serve(
+            served,
+            gesta_console::ConsoleConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..gesta_console::ConsoleConfig::default()
+            },
+            std::future::pending(),
+            move |a| {
+                let _ = addr_tx.send(a);
+            },
+        )
+        .await
+        .unwrap();
+    });
+    let addr = addr_rx.await.unwrap();
+    let raw = |host: String, path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let foreign = raw(format!("attacker.example:{}", addr.port()), "/api/events").await;
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    assert!(!foreign.contains("a@b.c"), "{foreign}");
+    for host in [
+        format!("127.0.0.1:{}", addr.port()),
+        format!("localhost:{}", addr.port()),
+        format!("[::1]:{}", addr.port()),
+    ] {
+        let ours = raw(host.clone(), "/api/events").await;
+        assert!(ours.starts_with("HTTP/1.1 200"), "{host}: {ours}");
+        assert!(ours.contains("a@b.c"), "{host}");
+    }
+    let page = raw(format!("127.0.0.1:{}", addr.port()), "/").await;
+    let head = page.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
 }

@@ -86,7 +86,7 @@ impl Console {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer k\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer k\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(request.as_bytes()).await.unwrap();
@@ -136,7 +136,7 @@ async fn an_encrypted_store_is_shown_opened_and_forgotten_subjects_empty() {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let mut s = tokio::net::TcpStream::connect(c.addr).await.unwrap();
         s.write_all(
-            b"GET /api/live?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\r\n",
+            b"GET /api/live?after=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer k\r\n\r\n",
         )
         .await
         .unwrap();

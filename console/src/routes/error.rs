@@ -18,6 +18,10 @@ pub(crate) enum ApiError {
     Unauthorized,
     /// A write to a read-only console (403).
     ReadOnly,
+    /// A request naming another host than this machine to a console
+    /// without a key (403): a page of another site that rebound its name
+    /// to this address.
+    ForeignHost,
     /// An append's condition, expected revision or ids conflict (409).
     Conflict(String),
     /// The store is closed or refuses appends (503).
@@ -57,6 +61,14 @@ impl IntoResponse for ApiError {
                 "read_only",
                 "this console is read-only: writes need a console started with \
                  --allow-writes and --api-key-file"
+                    .to_owned(),
+            ),
+            ApiError::ForeignHost => (
+                StatusCode::FORBIDDEN,
+                "foreign_host",
+                "a console without an API key answers requests for localhost or a loopback \
+                 address only (Host), so that no other site's page can reach it through its \
+                 own name; start it with --api-key-file to serve other names"
                     .to_owned(),
             ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),

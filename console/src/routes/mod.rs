@@ -73,6 +73,52 @@ async fn check_key(
     Ok(next.run(request).await)
 }
 
+/// Guards every response of the console. Without a key, a request must
+/// name this machine in its `Host` (localhost or a loopback address):
+/// else a page of another site whose name it rebinds to 127.0.0.1 (DNS
+/// rebinding) would be same-origin with the console and read the store.
+/// With a key, the key is the guard (a page of another origin never has
+/// it). And no page may frame the console (clickjacking).
+async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    if state.key.is_none() && !names_this_machine(request.headers()) {
+        return ApiError::ForeignHost.into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Whether `Host` names this machine: `localhost` or a loopback address,
+/// with any port (HTTP/2 carries it as `:authority`, which hyper gives as
+/// the URI's authority).
+fn names_this_machine(headers: &header::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // `[::1]:8080`
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The whole console: the page's files and the API.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
@@ -88,10 +134,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/redact", post(lifecycle::redact))
         .fallback(|| async { ApiError::NotFound("no such API call".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), check_key))
-        .with_state(state);
+        .with_state(state.clone());
     Router::new()
         .nest("/api", api)
         .merge(crate::assets::router())
+        .layer(middleware::from_fn_with_state(state, guard))
 }
 
 /// `event` as the JSON the gesta command prints (data and metadata
