@@ -135,12 +135,15 @@ struct EventOut<'a> {
 
 /// `bytes` as JSON to embed verbatim, when they are one JSON value on one
 /// line (so that writing them back gives the same bytes); otherwise base64.
+/// The four bytes `null` go as base64 too: a `"data": null` reads back as
+/// no data at all.
 fn json_or_base64(bytes: &[u8]) -> (Option<&RawValue>, Option<String>) {
     if bytes.is_empty() {
         return (None, None);
     }
     let one_line = !bytes.iter().any(|&b| b == b'\n' || b == b'\r');
     if one_line
+        && bytes != b"null"
         && let Ok(text) = std::str::from_utf8(bytes)
         && let Ok(raw) = serde_json::from_str::<&RawValue>(text)
         && raw.get().len() == text.len()
@@ -281,6 +284,26 @@ mod tests {
         assert_eq!(
             rfc3339(1_795_094_629_123_456),
             "2026-11-19T13:23:49.123456Z"
+        );
+    }
+
+    /// Data and metadata whose bytes are `null` survive export and import
+    /// (`"data": null` would read back as no data).
+    #[test]
+    fn null_bytes_survive_export_and_import() {
+        let e = NewEvent::new("T", &b"null"[..]).metadata(&b"null"[..]);
+        let recorded = e.clone().into_recorded(1, None, 0);
+        let mut line = Vec::new();
+        write_event(&mut line, (&recorded).into());
+        let again = parse_event(std::str::from_utf8(&line).unwrap()).unwrap();
+        assert_eq!(&again.data[..], b"null");
+        assert_eq!(&again.metadata[..], b"null");
+        // Written by hand, `null` still means no data.
+        assert!(
+            parse_event(r#"{"type":"T","data":null}"#)
+                .unwrap()
+                .data
+                .is_empty()
         );
     }
 
