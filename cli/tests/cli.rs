@@ -2521,3 +2521,26 @@ fn a_lost_newest_segment_is_found_not_written_over() {
     let said = String::from_utf8_lossy(&opened.get_output().stderr);
     assert!(said.contains("segment is missing"), "{said}");
 }
+
+/// An export of a store with removed events says so: importing it cannot
+/// keep the positions after each gap (nor the revisions of their streams).
+#[test]
+fn an_export_with_removed_events_says_that_positions_move() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let d = dir.to_str().unwrap();
+    let three = "{\"type\":\"A\",\"stream\":\"s\"}\n{\"type\":\"B\",\"stream\":\"s\"}\n{\"type\":\"C\",\"stream\":\"s\"}\n";
+    ok(&["append", d], three);
+    let clean = gesta().args(["export", d]).assert().success();
+    let said = String::from_utf8_lossy(&clean.get_output().stderr).to_string();
+    assert!(!said.contains("removed"), "{said}");
+    ok(&["remove", d, "--position", "2", "--yes"], "");
+    let exported = gesta().args(["export", d]).assert().success();
+    let out = &exported.get_output();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("1 of the 3 positions hold removed events"),
+        "{said}"
+    );
+}

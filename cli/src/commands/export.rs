@@ -32,7 +32,8 @@ Examples:
 pub const IMPORT_AFTER_HELP: &str = "\
 Appends the events in order, --batch lines per atomic append (parsing overlaps the appends).
 Kept: order, types, tags, data, metadata, streams and ids; positions and revisions come out the same when the
-store starts empty. Commit timestamps are the time of the import. Re-importing a file whose events all have ids
+store starts empty and the export holds every position (`gesta export` says how many hold removed events: the
+events after such a gap take the next free positions, their streams' revisions close up). Commit timestamps are the time of the import. Re-importing a file whose events all have ids
 is idempotent batch by batch (same file, same --batch); an id already committed otherwise is an error.
 
 Into an encrypted store (one whose directory holds KEYS, or any store with --encrypt, which makes it so),
@@ -82,7 +83,8 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
         None => Box::new(io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    let bar = progress::events(store.head()?, "exporting");
+    let head = store.head()?;
+    let bar = progress::events(head, "exporting");
     let mut line = Vec::with_capacity(512);
     let mut n = 0u64;
     // Events are lent, not copied: each goes from the mapped log to its
@@ -114,6 +116,15 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
     bar.finish_and_clear();
     store.close()?;
     eprintln!("exported {n} events");
+    // Only events bounded by the head are lent, so fewer means removals.
+    if n < head {
+        eprintln!(
+            "note: {} of the {head} positions hold removed events, which are not exported: an import \
+             gives the events after each gap the next free positions, and their streams' revisions \
+             close up too",
+            head - n
+        );
+    }
     Ok(())
 }
 
