@@ -2544,3 +2544,24 @@ fn an_export_with_removed_events_says_that_positions_move() {
         "{said}"
     );
 }
+
+/// `gesta stats` into a pipe whose reader went away ends quietly (exit 0),
+/// as the commands that stream do, not with a panic.
+#[test]
+fn stats_into_a_closed_pipe_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let d = dir.to_str().unwrap();
+    ok(&["append", d], EVENTS);
+    let bin = assert_cmd::cargo::cargo_bin("gesta");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "(sleep 0.3; '{}' stats '{d}') | true; echo ${{PIPESTATUS[0]}}",
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    let code = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(code.trim(), "0", "{}", String::from_utf8_lossy(&out.stderr));
+}

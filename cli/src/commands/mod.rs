@@ -111,6 +111,17 @@ impl<R: BufRead> LineBatches<R> {
 
 /// Whether an output error is the reader going away (`| head`), which ends
 /// the output but is not a failure.
+/// Writes `text` to standard output; a reader that went away (a closed
+/// pipe) is no failure, as for the commands that stream.
+pub fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if !closed_pipe(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 pub fn closed_pipe(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
 }

@@ -86,8 +86,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             top_tags: &st.tags[..top(&st.tags)],
             torn_tail_offset: st.torn_tail.as_ref().map(|t| t.offset),
         };
-        println!("{}", serde_json::to_string(&json).map_err(Failure::new)?);
-        return Ok(());
+        let line = serde_json::to_string(&json).map_err(Failure::new)?;
+        return super::print_out(&format!("{line}\n"));
     }
     let per_event = |bytes: u64| {
         if st.events == 0 {
@@ -96,19 +96,28 @@ pub fn run(args: Args) -> Result<(), Failure> {
             format!("{:.1}", bytes as f64 / st.events as f64)
         }
     };
-    println!("store            {}", dir.display());
-    println!("head             {}", st.head);
-    println!("events           {}", st.events);
-    println!("records          {} (committed batches)", st.records);
-    println!("events with id   {}", st.with_id);
-    println!("streams          {}", st.streams);
-    println!("distinct types   {}", st.types.len());
-    println!("distinct tags    {}", st.tags.len());
-    if let Some(first) = st.first_timestamp_micros {
-        println!("first commit     {}", rfc3339(first));
-        println!("last commit      {}", rfc3339(st.last_timestamp_micros));
+    // Gathered first and written at once: a reader that went away (`| head`)
+    // ends the command quietly instead of a panic of println!.
+    let mut text = String::new();
+    macro_rules! w {
+        ($($t:tt)*) => {{
+            use std::fmt::Write as _;
+            let _ = writeln!(text, $($t)*);
+        }};
     }
-    println!(
+    w!("store            {}", dir.display());
+    w!("head             {}", st.head);
+    w!("events           {}", st.events);
+    w!("records          {} (committed batches)", st.records);
+    w!("events with id   {}", st.with_id);
+    w!("streams          {}", st.streams);
+    w!("distinct types   {}", st.types.len());
+    w!("distinct tags    {}", st.tags.len());
+    if let Some(first) = st.first_timestamp_micros {
+        w!("first commit     {}", rfc3339(first));
+        w!("last commit      {}", rfc3339(st.last_timestamp_micros));
+    }
+    w!(
         "segments         {} ({} compressed; {} bytes; {} bytes of records, {} per event)",
         st.segments,
         st.compressed_segments,
@@ -116,17 +125,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
         st.record_bytes,
         per_event(st.record_bytes)
     );
-    println!(
+    w!(
         "index runs       {} ({} bytes)",
-        st.index_runs, st.index_bytes
+        st.index_runs,
+        st.index_bytes
     );
-    println!(
+    w!(
         "bytes on disk    {} ({} per event)",
         st.bytes_on_disk,
         per_event(st.bytes_on_disk)
     );
     if let Some(t) = &st.torn_tail {
-        println!(
+        w!(
             "torn tail        {} bytes at offset {} of {} ({}); the next open cuts them off",
             t.bytes,
             t.offset,
@@ -138,10 +148,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         if list.is_empty() {
             continue;
         }
-        println!("top {} {title} by events:", args.top.min(list.len()));
+        w!("top {} {title} by events:", args.top.min(list.len()));
         for (name, count) in list.iter().take(args.top) {
-            println!("  {count:>12}  {name}");
+            w!("  {count:>12}  {name}");
         }
     }
-    Ok(())
+    super::print_out(&text)
 }
