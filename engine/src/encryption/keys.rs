@@ -133,8 +133,10 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(String, Entries)> {
     let prefix = std::str::from_utf8(take(len, &mut at)?)
         .map_err(|_| bad(18, "subject prefix is not UTF-8"))?
         .to_owned();
-    if prefix.is_empty() {
-        return Err(bad(16, "empty subject prefix"));
+    // As the wrapper allows it (1 to MAX_NAME_LEN - 1 bytes): a longer one
+    // would leave no room for a subject, and its checks would underflow.
+    if prefix.is_empty() || prefix.len() >= crate::event::MAX_NAME_LEN {
+        return Err(bad(16, "subject prefix empty or too long"));
     }
     let mut entries = Entries::new();
     for _ in 0..count {
@@ -287,6 +289,20 @@ mod tests {
             Entry::Live { key, .. } => assert_eq!(**key.as_ref(), [7; KEY_LEN]),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A prefix the wrapper would never write (no room left for a
+    /// subject) is damage, not a prefix whose checks would underflow.
+    #[test]
+    fn a_prefix_out_of_range_is_corruption() {
+        let longest = "p".repeat(crate::event::MAX_NAME_LEN - 1);
+        assert!(decode(&encode(&longest, &sample()), Path::new("KEYS")).is_ok());
+        let too_long = "p".repeat(crate::event::MAX_NAME_LEN);
+        let refused = decode(&encode(&too_long, &sample()), Path::new("KEYS"));
+        assert!(
+            matches!(refused, Err(Error::Corruption { .. })),
+            "{refused:?}"
+        );
     }
 
     #[test]
