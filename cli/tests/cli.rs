@@ -2565,3 +2565,29 @@ fn stats_into_a_closed_pipe_ends_quietly() {
     let code = String::from_utf8(out.stdout).unwrap();
     assert_eq!(code.trim(), "0", "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A redaction that waits for `gesta compact` to erase its bytes is a
+/// notice, not damage: verify succeeds. Damage to the lifecycle journal is
+/// named as such, and `--repair` refuses to rebuild the index without it.
+#[test]
+fn verify_tells_pending_erasures_from_lifecycle_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let d = dir.to_str().unwrap();
+    ok(&["append", d], EVENTS);
+    ok(&["redact", d, "--position", "2", "--yes"], "");
+    let pending = gesta().args(["verify", d]).assert().success();
+    let said = String::from_utf8_lossy(&pending.get_output().stdout).to_string();
+    assert!(said.contains("gesta compact"), "{said}");
+    assert!(said.contains("ok:"), "{said}");
+    // A later entry, so that damage to the first is not a torn tail.
+    ok(&["tag", d, "--add", "a:1", "--position", "1"], "");
+    flip(&dir.join("LIFECYCLE"), 40);
+    let damaged = gesta().args(["verify", d]).assert().code(1);
+    let said = String::from_utf8_lossy(&damaged.get_output().stderr).to_string();
+    assert!(said.contains("in the lifecycle journal"), "{said}");
+    let refused = gesta().args(["verify", d, "--repair"]).assert().failure();
+    let said = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(said.contains("nothing was repaired"), "{said}");
+    assert!(dir.join("LIFECYCLE").is_file());
+}
