@@ -444,3 +444,56 @@ async fn a_keyless_console_answers_this_machine_only_and_is_never_framed() {
     assert!(head.contains("x-frame-options: deny"), "{head}");
     assert!(head.contains("frame-ancestors 'none'"), "{head}");
 }
+
+/// A page carries at most about 8 MiB of events (at least one), and says
+/// there is more: a thousand large events are never built into one reply.
+#[tokio::test]
+async fn a_page_of_large_events_is_cut_by_its_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let store = gesta::Store::open(dir.path()).unwrap();
+    let big = format!("\"{}\"", "x".repeat(5 << 20));
+    for _ in 0..3 {
+        store
+            .append(vec![gesta::NewEvent::new("Big", big.clone())])
+            .unwrap();
+    }
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let served = store.clone();
+    tokio::spawn(async move {
+        gesta_console::serve(
+            served,
+            gesta_console::ConsoleConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..gesta_console::ConsoleConfig::default()
+            },
+            std::future::pending(),
+            move |a| {
+                let _ = addr_tx.send(a);
+            },
+        )
+        .await
+        .unwrap();
+    });
+    let addr = addr_rx.await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"GET /api/events?limit=10 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let body = text.split("\r\n\r\n").nth(1).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    // Chunked or not, the JSON page starts the body after its framing.
+    let page = &body[body.find('{').unwrap()..body.rfind('}').unwrap() + 1];
+    let page: serde_json::Value = serde_json::from_str(page).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(page["more"], true);
+}

@@ -17,6 +17,10 @@ use super::{ApiError, AppState, blocking, event_json, number};
 const DEFAULT_LIMIT: u64 = 50;
 /// The most a page may ask for.
 const MAX_LIMIT: u64 = 1000;
+/// The most bytes of events' JSON a page carries (at least one event): a
+/// thousand events of 16 MiB each would otherwise be built in memory for
+/// one request. A page cut short says `more`, as one cut by its limit.
+const PAGE_BYTES: usize = 8 << 20;
 
 /// The parameters of `GET /api/events`, all optional. Numbers arrive as
 /// text so that a bad one gets a message naming it.
@@ -205,15 +209,22 @@ pub(crate) async fn query(
             Some(name) => store.events().read_stream(name, read.options)?,
             None => store.events().read(&read.query, read.options)?,
         };
-        let mut out = Vec::new();
+        let mut out: Vec<Box<RawValue>> = Vec::new();
         let mut more = false;
+        let mut bytes = 0;
         for event in events {
             let event = event?;
             if out.len() == read.limit {
                 more = true;
                 break;
             }
-            out.push(event_json(&event)?);
+            let json = event_json(&event)?;
+            bytes += json.get().len();
+            if !out.is_empty() && bytes > PAGE_BYTES {
+                more = true;
+                break;
+            }
+            out.push(json);
         }
         Ok(Json(Page {
             events: out,
