@@ -387,20 +387,8 @@ async fn retroactive_tags_and_redaction_follow_the_write_rules() {
     assert_eq!(status, 400, "{body}");
 }
 
-/// A console without a key answers only requests that name this machine
-/// (a page of another site that rebinds its name to 127.0.0.1 would be
-/// same-origin with it otherwise), and no response may be framed.
-#[tokio::test]
-async fn a_keyless_console_answers_this_machine_only_and_is_never_framed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let store = gesta::Store::open(dir.path()).unwrap();
-    store
-        .append(vec![gesta::NewEvent::new(
-            "Registered",
-            r#"{"email":"a@b.c"}"#,
-        )])
-        .unwrap();
+/// A console over `store` without a key, on a loopback port; its address.
+async fn keyless_console(store: &gesta::Store) -> std::net::SocketAddr {
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let served = store.clone();
     tokio::spawn(async move {
@@ -418,15 +406,35 @@ async fn a_keyless_console_answers_this_machine_only_and_is_never_framed() {
         .await
         .unwrap();
     });
-    let addr = addr_rx.await.unwrap();
-    let raw = |host: String, path: &'static str| async move {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        String::from_utf8_lossy(&out).into_owned()
-    };
+    addr_rx.await.unwrap()
+}
+
+/// The whole answer to `GET path` with `Host: host`, as text.
+async fn get_as(addr: std::net::SocketAddr, host: String, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A console without a key answers only requests that name this machine
+/// (a page of another site that rebinds its name to 127.0.0.1 would be
+/// same-origin with it otherwise), and no response may be framed.
+#[tokio::test]
+async fn a_keyless_console_answers_this_machine_only_and_is_never_framed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = gesta::Store::open(dir.path()).unwrap();
+    store
+        .append(vec![gesta::NewEvent::new(
+            "Registered",
+            r#"{"email":"a@b.c"}"#,
+        )])
+        .unwrap();
+    let addr = keyless_console(&store).await;
+    let raw = |host: String, path: &'static str| get_as(addr, host, path);
     let foreign = raw(format!("attacker.example:{}", addr.port()), "/api/events").await;
     assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
     assert!(!foreign.contains("a@b.c"), "{foreign}");
@@ -449,7 +457,6 @@ async fn a_keyless_console_answers_this_machine_only_and_is_never_framed() {
 /// there is more: a thousand large events are never built into one reply.
 #[tokio::test]
 async fn a_page_of_large_events_is_cut_by_its_bytes() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let store = gesta::Store::open(dir.path()).unwrap();
     let big = format!("\"{}\"", "x".repeat(5 << 20));
@@ -458,33 +465,8 @@ async fn a_page_of_large_events_is_cut_by_its_bytes() {
             .append(vec![gesta::NewEvent::new("Big", big.clone())])
             .unwrap();
     }
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let served = store.clone();
-    tokio::spawn(async move {
-        gesta_console::serve(
-            served,
-            gesta_console::ConsoleConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..gesta_console::ConsoleConfig::default()
-            },
-            std::future::pending(),
-            move |a| {
-                let _ = addr_tx.send(a);
-            },
-        )
-        .await
-        .unwrap();
-    });
-    let addr = addr_rx.await.unwrap();
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        b"GET /api/events?limit=10 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out);
+    let addr = keyless_console(&store).await;
+    let text = get_as(addr, "127.0.0.1".into(), "/api/events?limit=10").await;
     let body = text.split("\r\n\r\n").nth(1).unwrap();
     assert!(
         text.starts_with("HTTP/1.1 200"),

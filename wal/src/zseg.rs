@@ -872,13 +872,7 @@ mod tests {
         for b in &mut file[layout.dictionary.start + 8..layout.dictionary.end] {
             *b = 0xff;
         }
-        let f = file.len() - FOOTER_LEN;
-        let index = u64_at(&file, f + 24) as usize;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&file[..layout.dictionary.end]);
-        crc.update(&file[index..f + 36]);
-        let crc = crc.finalize().to_le_bytes();
-        file[f + 36..].copy_from_slice(&crc);
+        reseal(&mut file, layout.dictionary.end);
         let cache = Arc::new(BlockCache::new(1 << 20));
         match open(file, &cache) {
             Err(WalError::Corruption { reason, .. }) => {
@@ -887,6 +881,19 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a garbage dictionary was accepted"),
         }
+    }
+
+    /// Writes the footer's CRC again over the header and dictionary (up to
+    /// `header_end`) and the index as they are now: a file changed under
+    /// checksums that match, as a writer with a bug would leave it.
+    fn reseal(file: &mut [u8], header_end: usize) {
+        let f = file.len() - FOOTER_LEN;
+        let index = u64_at(file, f + 24) as usize;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&file[..header_end]);
+        crc.update(&file[index..f + 36]);
+        let crc = crc.finalize().to_le_bytes();
+        file[f + 36..].copy_from_slice(&crc);
     }
 
     /// An empty block, under checksums that match (as a writer with a bug,
@@ -904,11 +911,7 @@ mod tests {
         file[index + 8..index + 12].copy_from_slice(&0u32.to_le_bytes());
         file[index + 16..index + 24].copy_from_slice(&first.to_le_bytes());
         file[index + 24..index + 28].copy_from_slice(&(len0 + len1).to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&file[..header_end]);
-        crc.update(&file[index..f + 36]);
-        let crc = crc.finalize().to_le_bytes();
-        file[f + 36..].copy_from_slice(&crc);
+        reseal(&mut file, header_end);
         let cache = Arc::new(BlockCache::new(1 << 20));
         match open(file, &cache) {
             Err(WalError::Corruption { reason, .. }) => {
