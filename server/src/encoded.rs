@@ -247,6 +247,8 @@ pub(crate) fn send_blocking(
     let mut stop = stop.clone();
     tokio::runtime::Handle::current().block_on(async {
         tokio::select! {
+            // A response the channel has room for goes first.
+            biased;
             sent = tx.send(item) => sent.is_ok(),
             _ = stop.wait_for(|stopping| *stopping) => false,
         }
