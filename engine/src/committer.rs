@@ -445,8 +445,7 @@ impl Committer {
         // log is another one's is found here rather than applied after it.
         if let Some(r) = skip.checked_sub(1).map(|i| &records[i]) {
             let meta = r.record.meta;
-            let ours = self.reader.record_head_containing(meta.first_position)?;
-            if ours.is_none_or(|o| o.meta != meta || *o.seq() != r.record.seq) {
+            if !crate::replication::holds_as_own(&self.reader, &r.record)? {
                 return Err(Error::invalid(format!(
                     "the writer's record of positions {}..={} differs from the replica's: the \
                      writer's log is not the one the replica holds",

@@ -254,6 +254,16 @@ pub fn segment_records(name: &str, bytes: Bytes) -> Result<Bytes> {
         .slice(SEGMENT_HEADER_LEN.min(bytes.len())..end.max(SEGMENT_HEADER_LEN).min(bytes.len())))
 }
 
+/// Whether `reader`'s log holds `record` as its own: a record at the same
+/// first position with the same positions, commit time and sequencing
+/// bytes. Payloads are not compared: either side may have erased redacted
+/// events since. A replica asks this of the last record it skips, a writer
+/// about to ship of the bucket's record at its head.
+pub(crate) fn holds_as_own(reader: &gesta_wal::WalReader, record: &Record) -> Result<bool> {
+    let ours = reader.record_head_containing(record.meta.first_position)?;
+    Ok(ours.is_some_and(|o| o.meta == record.meta && *o.seq() == record.seq))
+}
+
 /// The record of `records` that contains `position`, its frame and head
 /// checked (not its payload); `None` if none does. `records` as
 /// [`segment_records`] returns them.

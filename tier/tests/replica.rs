@@ -582,24 +582,11 @@ fn a_replica_restores_the_writers_current_manifest_after_compacted_rounds() {
 /// Copies the checkpoint at `from` and every chunk object it names to
 /// `to`, under the same relative keys: `to` then holds `from`'s store.
 fn copy_prefix(from: &gesta_tier::Location, to: &gesta_tier::Location) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let get = |key: object_store::path::Path| async move {
-            from.store()
-                .get(&key)
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("bytes")
-        };
-        let raw = get(from.key("CHECKPOINT")).await;
+    runtime().block_on(async {
+        let raw = get_object(from, from.key("CHECKPOINT")).await;
         let checkpoint = gesta_tier::checkpoint::Checkpoint::decode(&raw).expect("a checkpoint");
         for chunk in checkpoint.files.iter().flat_map(|f| &f.chunks) {
-            let bytes = get(from.key(&chunk.key)).await;
+            let bytes = get_object(from, from.key(&chunk.key)).await;
             to.store()
                 .put(&to.key(&chunk.key), bytes.into())
                 .await
@@ -612,26 +599,28 @@ fn copy_prefix(from: &gesta_tier::Location, to: &gesta_tier::Location) {
     });
 }
 
+/// The bytes of the object `key` at `location`.
+async fn get_object(
+    location: &gesta_tier::Location,
+    key: object_store::path::Path,
+) -> bytes::Bytes {
+    location
+        .store()
+        .get(&key)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes")
+}
+
 /// The chunk objects of the newest segment the checkpoint at `location`
 /// names, with their bytes.
 fn newest_segment_chunks(
     location: &gesta_tier::Location,
 ) -> Vec<(object_store::path::Path, bytes::Bytes)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let get = |key: object_store::path::Path| async move {
-            location
-                .store()
-                .get(&key)
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("bytes")
-        };
+    runtime().block_on(async {
+        let get = |key| get_object(location, key);
         let checkpoint =
             gesta_tier::checkpoint::Checkpoint::decode(&get(location.key("CHECKPOINT")).await)
                 .expect("a checkpoint");

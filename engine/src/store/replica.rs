@@ -102,20 +102,13 @@ impl Store {
     /// asks this of the record at the bucket's head: a store whose history
     /// differs below it must not replace what the bucket holds.
     pub fn holds_record(&self, records: &Bytes, position: u64) -> Result<Option<bool>> {
-        let Some(theirs) = crate::replication::record_containing(records, position)? else {
-            return Ok(None);
-        };
         if position > self.head() {
             return Ok(None);
         }
-        let meta = theirs.meta;
-        let ours = self
-            .inner
-            .reader
-            .record_head_containing(meta.first_position)?;
-        Ok(Some(
-            ours.is_some_and(|o| o.meta == meta && *o.seq() == theirs.seq),
-        ))
+        let Some(theirs) = crate::replication::record_containing(records, position)? else {
+            return Ok(None);
+        };
+        crate::replication::holds_as_own(&self.inner.reader, &theirs).map(Some)
     }
 
     /// Applies the writer's lifecycle journal to a read replica: `journal`
