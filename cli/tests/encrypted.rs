@@ -326,3 +326,48 @@ fn serve_serves_an_encrypted_store_opened_through_its_console() {
     assert!(killed.success());
     assert!(child.0.wait().unwrap().success());
 }
+
+/// An encrypted store that names no subject yet, whose key file is then
+/// lost: every door still treats it as encrypted (its mark says so), so
+/// `append` refuses rather than store a subject's event in clear, `read`
+/// refuses rather than start new keys, and `verify` names the missing key
+/// file. Putting the file back restores it.
+#[test]
+fn a_lost_key_file_is_refused_by_every_door_and_named_by_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let d = dir.to_str().unwrap();
+    ok(
+        &["append", d, "--encrypt"],
+        "{\"type\":\"Opened\",\"tags\":[\"shop:1\"],\"data\":\"{}\"}\n",
+    );
+    let keys = dir.join("KEYS");
+    let saved = std::fs::read(&keys).unwrap();
+    std::fs::remove_file(&keys).unwrap();
+    let subject =
+        format!("{{\"type\":\"Registered\",\"tags\":[\"subject:u9\"],\"data\":\"{SECRET3}\"}}\n");
+    let refused = gesta()
+        .args(["append", d])
+        .write_stdin(subject.clone())
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("key file is missing"), "{stderr}");
+    assert!(
+        !anywhere(&dir, SECRET3.as_bytes()),
+        "the secret is in clear"
+    );
+    assert!(!keys.exists(), "a new key file was made");
+    gesta().args(["read", d]).assert().failure();
+    let verified = gesta().args(["verify", d]).assert().failure();
+    let out = String::from_utf8_lossy(&verified.get_output().stdout).into_owned();
+    assert!(out.contains("key file") && out.contains("missing"), "{out}");
+
+    std::fs::write(&keys, saved).unwrap();
+    ok(&["append", d], &subject);
+    assert!(
+        !anywhere(&dir, SECRET3.as_bytes()),
+        "the secret is in clear"
+    );
+    ok(&["verify", d], "");
+}

@@ -315,3 +315,65 @@ fn the_key_file_is_private_and_never_silently_replaced() {
     Encrypted::open(plain, EncryptionOptions::in_dir(&plain_dir)).unwrap();
     assert!(plain_dir.join(KEY_FILE_NAME).is_file());
 }
+
+/// A store whose key file is lost stays encrypted to every door: the mark
+/// the wrapper leaves beside the key file makes `is_encrypted` true and
+/// the wrapper refuse to start a new key file — also for a store that
+/// names no subject yet, where the store's tags cannot tell. Without the
+/// mark, the doors opened such a store plain and stored a subject's next
+/// events in clear. A store of an older version (a key file, no mark) is
+/// marked at its next open; a backup carries the mark; the read-only
+/// opener refuses too.
+#[test]
+fn a_lost_key_file_leaves_the_store_marked_encrypted() {
+    use gesta::encryption::{ENCRYPTED_MARK_NAME, Opener, is_encrypted};
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let (keys, mark) = (
+        store_dir.join(KEY_FILE_NAME),
+        store_dir.join(ENCRYPTED_MARK_NAME),
+    );
+    let store = Encrypted::open(
+        Store::open(&store_dir).unwrap(),
+        EncryptionOptions::in_dir(&store_dir),
+    )
+    .unwrap();
+    assert!(keys.is_file() && mark.is_file());
+    store
+        .append(vec![NewEvent::new("E", "{}").tag("other:x")])
+        .unwrap();
+    let backup = dir.path().join("backup");
+    store.inner().backup(&backup).unwrap();
+    assert!(backup.join(ENCRYPTED_MARK_NAME).is_file());
+    let inner = store.into_inner();
+
+    std::fs::remove_file(&keys).unwrap();
+    assert!(is_encrypted(&store_dir));
+    let refused = |opened: gesta::Result<()>| {
+        assert!(
+            matches!(&opened, Err(gesta::Error::Corruption { reason, .. })
+                if reason.contains("missing") && reason.contains(ENCRYPTED_MARK_NAME)),
+            "{opened:?}"
+        );
+    };
+    refused(Encrypted::open(inner.clone(), EncryptionOptions::in_dir(&store_dir)).map(|_| ()));
+    refused(Opener::load(EncryptionOptions::in_dir(&store_dir)).map(|_| ()));
+    assert!(!keys.exists(), "a key file was made");
+
+    // An older version's store: a key file and no mark.
+    let old_dir = dir.path().join("old");
+    let old = Store::open(&old_dir).unwrap();
+    Encrypted::open(old.clone(), EncryptionOptions::in_dir(&old_dir)).unwrap();
+    std::fs::remove_file(old_dir.join(ENCRYPTED_MARK_NAME)).unwrap();
+    Encrypted::open(old, EncryptionOptions::in_dir(&old_dir)).unwrap();
+    assert!(old_dir.join(ENCRYPTED_MARK_NAME).is_file());
+
+    // A key file of its own, outside a store directory, leaves no mark.
+    let own = dir.path().join("own");
+    Encrypted::open(
+        gesta::MemoryStore::new(),
+        EncryptionOptions::new(own.join("keys")),
+    )
+    .unwrap();
+    assert!(!own.join(ENCRYPTED_MARK_NAME).exists());
+}

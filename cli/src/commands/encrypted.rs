@@ -66,7 +66,8 @@ impl Deref for Opened {
 /// (the owning process replaces it whole to create a subject's key or to
 /// forget one) and when an event names a subject it does not know yet.
 pub struct FollowKeys {
-    file: std::path::PathBuf,
+    /// The store's directory: its key file and mark are there.
+    dir: std::path::PathBuf,
     opener: Option<Opener>,
     /// The file's identity when loaded: a replacement is a new file.
     loaded: Option<(u64, std::time::SystemTime, u64)>,
@@ -76,7 +77,7 @@ impl FollowKeys {
     /// The keys of the store in `dir`, if it is encrypted.
     pub fn new(dir: &std::path::Path) -> Result<FollowKeys, Failure> {
         let mut keys = FollowKeys {
-            file: dir.join(KEY_FILE_NAME),
+            dir: dir.to_owned(),
             opener: None,
             loaded: None,
         };
@@ -87,17 +88,24 @@ impl FollowKeys {
     /// Loads the key file again if it was replaced (or created) since.
     pub fn refresh(&mut self) -> Result<(), Failure> {
         use std::os::unix::fs::MetadataExt;
-        let now = match std::fs::metadata(&self.file) {
+        let now = match std::fs::metadata(self.dir.join(KEY_FILE_NAME)) {
             Ok(m) => Some((m.ino(), m.modified()?, m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
+        if now.is_none() && self.opener.is_none() {
+            // Refused if the store's mark says a key file was there.
+            Opener::load(self.options())?;
+        }
         if now.is_some() && now != self.loaded {
-            let options = EncryptionOptions::new(&self.file);
-            self.opener = Opener::load(options)?;
+            self.opener = Opener::load(self.options())?;
             self.loaded = now;
         }
         Ok(())
+    }
+
+    fn options(&self) -> EncryptionOptions {
+        EncryptionOptions::in_dir(&self.dir)
     }
 
     /// `event` opened as a read through the wrapper opens it (as it is in

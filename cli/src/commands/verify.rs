@@ -89,6 +89,10 @@ fn line(f: &Finding) -> String {
             "lifecycle journal damage: {f}; the store refuses to open: the journal is the only record \
              of its retroactive tags and audit trail; --repair does not touch it"
         ),
+        Part::KeyFile => format!(
+            "key file damage: {f}; every door refuses the encrypted store until a copy of its key \
+             file is put back (the keys exist nowhere else); --repair does not touch it"
+        ),
     }
 }
 
@@ -136,6 +140,7 @@ fn report(report: &VerifyReport) -> Result<(), Failure> {
             (Part::Snapshot, "in snapshots"),
             (Part::Cursor, "in cursors"),
             (Part::Lifecycle, "in the lifecycle journal"),
+            (Part::KeyFile, "in the key file"),
         ]
         .into_iter()
         .filter(|(part, _)| count(*part) > 0)
@@ -147,6 +152,8 @@ fn report(report: &VerifyReport) -> Result<(), Failure> {
             "damage to the log is not repairable"
         } else if journal {
             "--repair does not touch the lifecycle journal, and rebuilds nothing while it is damaged"
+        } else if count(Part::KeyFile) > 0 {
+            "--repair does not touch the key file; put a copy of it back"
         } else if repairable == n {
             "--repair rebuilds them from the log"
         } else if repairable > 0 {

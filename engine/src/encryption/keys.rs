@@ -226,9 +226,11 @@ impl KeyFile {
         if !self.fs.exists(&self.path).map_err(|e| self.io(e))? {
             return Ok(None);
         }
+        // Read only: a reader beside the owning process (`read --follow`)
+        // may have no right to write the file, and never needs one.
         let file = self
             .fs
-            .open(&self.path, OpenMode::Existing)
+            .open(&self.path, OpenMode::ReadOnly)
             .map_err(|e| self.io(e))?;
         let bytes = crate::io::read_all(file.as_ref()).map_err(|e| self.io(e))?;
         decode(&bytes, &self.path).map(Some)
@@ -246,6 +248,61 @@ impl KeyFile {
         }
         crate::io::write_atomic_private(self.fs.as_ref(), &self.path, &bytes)
             .map_err(|e| self.io(e))
+    }
+}
+
+/// The mark that a directory's store is encrypted: a small file beside the
+/// key file, written once the key file exists and never removed by the
+/// wrapper. A key file lost (deleted, left out of a copy) leaves the mark,
+/// so the doors still open the store through the wrapper and the wrapper
+/// refuses to start a new key file: the store would otherwise be opened
+/// plain and its subjects' new events stored in clear, or given new keys
+/// under which their old events no longer open.
+#[derive(Clone, Debug)]
+pub(crate) struct Mark {
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) path: PathBuf,
+}
+
+/// What the mark says, for a person who finds it.
+const MARK_TEXT: &[u8] = b"This store is encrypted (crypto-shredding): its subjects' keys are in \
+the key file KEYS beside this file. If KEYS is lost, put a copy back; \
+remove this file only for a store whose events name no subject.\n";
+
+impl Mark {
+    fn io(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Whether the mark is there.
+    pub(crate) fn exists(&self) -> Result<bool> {
+        self.fs.exists(&self.path).map_err(|e| self.io(e))
+    }
+
+    /// Writes the mark, durably, unless it is there already.
+    pub(crate) fn ensure(&self) -> Result<()> {
+        if self.exists()? {
+            return Ok(());
+        }
+        crate::io::write_atomic(self.fs.as_ref(), &self.path, MARK_TEXT).map_err(|e| self.io(e))
+    }
+
+    /// The refusal of a store whose mark is there and whose key file
+    /// `key_file` is not.
+    pub(crate) fn lost(&self, key_file: &Path) -> Error {
+        Error::Corruption {
+            file: key_file.to_owned(),
+            offset: 0,
+            reason: format!(
+                "the key file is missing, but {} says the store is encrypted: put the key \
+                 file back (a backup's holds no key). A new one would store subjects' new \
+                 events under new keys, and their earlier events would no longer open",
+                self.path.display()
+            ),
+        }
     }
 }
 

@@ -97,8 +97,14 @@
 //!   must see every append of the store from its start: an event that
 //!   names a subject but was appended around the wrapper reads as
 //!   [`Error::Undecryptable`]. A key file that is missing while the store
-//!   names subjects is [`Error::Corruption`] on open, never replaced by a
-//!   new one. The file is created readable by its owner only (mode 0600).
+//!   names subjects, or while its mark is there, is [`Error::Corruption`]
+//!   on open, never replaced by a new one. The mark
+//!   ([`ENCRYPTED_MARK_NAME`], beside a key file in a store directory:
+//!   [`EncryptionOptions::in_dir`]) is written at every open that finds it
+//!   missing; it keeps a store whose key file is lost encrypted to every
+//!   door ([`is_encrypted`]), which would otherwise open it plain and store
+//!   its subjects' new events in clear. The key file is created readable
+//!   by its owner only (mode 0600).
 //! - **Size:** each sealed field grows by [`OVERHEAD`] bytes (29), so a
 //!   field within 29 bytes of the data limit, or a batch within the batch
 //!   limit, may pass the wrapper's checks and be refused by the inner
@@ -137,7 +143,7 @@ use crate::removal::{Removed, RetentionRule};
 use crate::snapshots::Snapshot;
 use crate::subscription::Subscription;
 
-use keys::{Entries, Entry, KEY_LEN, KeyFile};
+use keys::{Entries, Entry, KEY_LEN, KeyFile, Mark};
 use seal::{Binding, Field};
 
 pub use seal::OVERHEAD;
@@ -146,12 +152,18 @@ pub use seal::OVERHEAD;
 /// [`EncryptionOptions::in_dir`].
 pub const KEY_FILE_NAME: &str = crate::names::KEY_FILE_NAME;
 
+/// The name of the mark the wrapper leaves beside a key file it opens
+/// through [`EncryptionOptions::in_dir`]: it says the store is encrypted
+/// when the key file is lost ([`EncryptionOptions::mark`]).
+pub const ENCRYPTED_MARK_NAME: &str = crate::names::ENCRYPTED_MARK_NAME;
+
 /// Whether the store in `dir` is encrypted: it holds the key file in its
-/// default place ([`EncryptionOptions::in_dir`]). Every door that opens a
-/// store by its directory (the command, the server, the console) opens it
-/// through [`Encrypted`] when it is.
+/// default place ([`EncryptionOptions::in_dir`]), or the mark that it had
+/// one. Every door that opens a store by its directory (the command, the
+/// server, the console) opens it through [`Encrypted`] when it is, and so
+/// refuses a store whose key file is lost rather than open it plain.
 pub fn is_encrypted(dir: &Path) -> bool {
-    dir.join(KEY_FILE_NAME).is_file()
+    dir.join(KEY_FILE_NAME).is_file() || dir.join(ENCRYPTED_MARK_NAME).is_file()
 }
 
 /// The subject prefix unless configured otherwise.
@@ -171,6 +183,15 @@ pub struct EncryptionOptions {
     /// be the file's ([`Error::InvalidInput`] otherwise), since events
     /// sealed under one rule cannot be read under another.
     pub subject_prefix: Option<String>,
+    /// A file that says the key file exists, kept when the key file is
+    /// lost: written (durably, after the key file) at every open that
+    /// finds it missing, and while it is there a missing key file is
+    /// [`Error::Corruption`] instead of a new one. `None` (the default of
+    /// [`new`](Self::new)): no mark, for a key file outside a store
+    /// directory (the SQL stores'), where the store's own tags are the
+    /// only sign of a lost key file. [`in_dir`](Self::in_dir) sets it to
+    /// [`ENCRYPTED_MARK_NAME`] beside the key file.
+    pub mark: Option<PathBuf>,
     /// The file system the key file is on. Default: the real one.
     pub fs: Arc<dyn FileSystem>,
     /// When keys are created and subjects forgotten (kept in the key
@@ -184,14 +205,18 @@ impl EncryptionOptions {
         EncryptionOptions {
             key_file: key_file.into(),
             subject_prefix: None,
+            mark: None,
             fs: Arc::new(crate::io::StdFs),
             clock: Arc::new(SystemClock),
         }
     }
 
-    /// Keys in the file [`KEY_FILE_NAME`] of directory `dir` (a store's).
+    /// Keys in the file [`KEY_FILE_NAME`] of directory `dir` (a store's),
+    /// marked by [`ENCRYPTED_MARK_NAME`] there.
     pub fn in_dir(dir: impl AsRef<Path>) -> EncryptionOptions {
-        EncryptionOptions::new(dir.as_ref().join(KEY_FILE_NAME))
+        let mut options = EncryptionOptions::new(dir.as_ref().join(KEY_FILE_NAME));
+        options.mark = Some(dir.as_ref().join(ENCRYPTED_MARK_NAME));
+        options
     }
 
     /// Sets the subject prefix.
@@ -502,6 +527,10 @@ impl<S: EventStore> Encrypted<S> {
             path: options.key_file,
             prefix: String::new(),
         };
+        let mark = options.mark.map(|path| Mark {
+            fs: file.fs.clone(),
+            path,
+        });
         let (prefix, entries) = match (file.load()?, options.subject_prefix) {
             (Some((found, _)), Some(given)) if found != given => {
                 return Err(Error::invalid(format!(
@@ -517,6 +546,11 @@ impl<S: EventStore> Encrypted<S> {
                         "the subject prefix is 1 to {} bytes",
                         MAX_NAME_LEN - 1
                     )));
+                }
+                if let Some(mark) = &mark
+                    && mark.exists()?
+                {
+                    return Err(mark.lost(&file.path));
                 }
                 // A store that already names subjects had a key file: its
                 // sealed events would read as tampered with, and a subject
@@ -543,6 +577,11 @@ impl<S: EventStore> Encrypted<S> {
             }
         };
         file.prefix = prefix.clone();
+        // After the key file, so that a crash between the two never
+        // leaves a mark without one (which would refuse every open).
+        if let Some(mark) = &mark {
+            mark.ensure()?;
+        }
         let pending: Vec<String> = entries
             .iter()
             .filter(|(_, e)| {
@@ -734,9 +773,11 @@ impl Opener {
     /// The keys in the key file of `options` as it is now, read only:
     /// for a reader outside the process that owns the store (which may
     /// create keys and forget subjects meanwhile: load again to see
-    /// that). `None` when there is no key file. It never writes the file
-    /// and never finishes an interrupted forget; a damaged file is
-    /// [`Error::Corruption`].
+    /// that). `None` when there is no key file; but a key file missing
+    /// beside its mark ([`EncryptionOptions::mark`]) is
+    /// [`Error::Corruption`], as is a damaged one. It opens the file read
+    /// only, never writes it or the mark, and never finishes an
+    /// interrupted forget.
     pub fn load(options: EncryptionOptions) -> Result<Option<Opener>> {
         let mut file = KeyFile {
             fs: options.fs,
@@ -744,6 +785,12 @@ impl Opener {
             prefix: String::new(),
         };
         let Some((prefix, entries)) = file.load()? else {
+            if let Some(path) = options.mark {
+                let mark = Mark { fs: file.fs, path };
+                if mark.exists()? {
+                    return Err(mark.lost(&file.path));
+                }
+            }
             return Ok(None);
         };
         file.prefix = prefix.clone();

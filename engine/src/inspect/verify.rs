@@ -56,6 +56,11 @@ pub enum Part {
     /// harmless (the next open cuts it off: that operation never
     /// returned).
     Lifecycle,
+    /// The key file of crypto-shredding (`KEYS`): missing while the
+    /// store's mark says it is encrypted, or damaged. Every door refuses
+    /// the store until a copy is put back; never rebuilt (the keys exist
+    /// nowhere else, by design).
+    KeyFile,
 }
 
 impl Part {
@@ -75,6 +80,7 @@ impl fmt::Display for Part {
             Part::Snapshot => "snapshot",
             Part::Cursor => "cursor",
             Part::Lifecycle => "lifecycle journal",
+            Part::KeyFile => "key file",
         })
     }
 }
@@ -268,6 +274,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
     check_snapshots(dir, &mut v.findings);
     check_cursors(dir, &mut v.findings);
     check_journal(dir, scanned.last_position, &mut v.findings);
+    check_key_file(dir, &mut v.findings);
     (v.progress)(total, total);
     Ok(VerifyReport {
         segments: scanned.segments,
@@ -496,6 +503,36 @@ fn check_snapshots(dir: &Path, findings: &mut Vec<Finding>) {
 
 /// Reads and checks every durable subscription's cursor file (checksum,
 /// and that it holds the cursor its name is for).
+/// The key file of an encrypted store: there if the store is marked
+/// encrypted, and well formed (with the feature that reads it).
+fn check_key_file(dir: &Path, findings: &mut Vec<Finding>) {
+    let keys = dir.join(crate::names::KEY_FILE_NAME);
+    let mark = dir.join(crate::names::ENCRYPTED_MARK_NAME);
+    if !keys.exists() {
+        if mark.exists() {
+            findings.push(Finding::new(
+                Part::KeyFile,
+                &keys,
+                None,
+                format!(
+                    "missing, while {} says the store is encrypted",
+                    mark.display()
+                ),
+            ));
+        }
+        return;
+    }
+    #[cfg(feature = "encryption")]
+    {
+        let checked = std::fs::read(&keys)
+            .map_err(io_error(&keys))
+            .and_then(|bytes| crate::encryption::keys::decode(&bytes, &keys));
+        if let Err(e) = checked {
+            findings.push(Finding::from_error(Part::KeyFile, &keys, e));
+        }
+    }
+}
+
 fn check_cursors(dir: &Path, findings: &mut Vec<Finding>) {
     let cursors = dir.join(cursors::DIR);
     let listing = match std::fs::read_dir(&cursors) {

@@ -242,6 +242,18 @@ impl Store {
                 &self.inner.dir.join(keys),
                 &partial.join(keys),
             )?;
+            // The copy stays marked encrypted even if its keyless file is
+            // lost before the store's key file is put in its place.
+            let mark = crate::encryption::keys::Mark {
+                fs: fs.clone(),
+                path: partial.join(crate::store::ENCRYPTED_MARK_NAME),
+            };
+            let marked = fs
+                .exists(&self.inner.dir.join(crate::store::ENCRYPTED_MARK_NAME))
+                .map_err(io_at(&self.inner.dir))?;
+            if copier.report.keys_left_out || marked {
+                mark.ensure()?;
+            }
         }
 
         fs.remove_file(&marker).map_err(io_at(&marker))?;

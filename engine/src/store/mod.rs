@@ -850,13 +850,16 @@ impl EventStore for Store {
 /// lifecycle journal (and its temporary file while it is created), the
 /// MANIFEST (and its temporary file while it is replaced), and the
 /// directories of the log, the index runs, snapshots and cursors; and the
-/// key file of the `encryption` wrapper (and its temporary file), which
-/// lives in the store's directory by default — a store built without the
-/// feature must still open a directory that one built with it used.
-const STORE_ENTRIES: [&str; 11] = [
+/// key file of the `encryption` wrapper and its mark (and their temporary
+/// files), which live in the store's directory by default — a store built
+/// without the feature must still open a directory that one built with it
+/// used.
+const STORE_ENTRIES: [&str; 13] = [
     "LOCK",
     KEY_FILE_NAME,
     "KEYS.tmp",
+    ENCRYPTED_MARK_NAME,
+    "ENCRYPTED.tmp",
     lifecycle::JOURNAL_FILE,
     "LIFECYCLE.tmp",
     gesta_compaction::manifest::FILE_NAME,
@@ -867,7 +870,7 @@ const STORE_ENTRIES: [&str; 11] = [
     crate::cursors::DIR,
 ];
 
-pub(crate) use crate::names::KEY_FILE_NAME;
+pub(crate) use crate::names::{ENCRYPTED_MARK_NAME, KEY_FILE_NAME};
 
 /// Refuses to open a path that is not a directory, or a directory that
 /// holds anything a store never does (a user's home directory, another

@@ -667,8 +667,10 @@ impl FileSystem for FaultFs {
         state.check_not_dir(path)?;
         let existing = state.live.get(path).copied();
         let ino = match (mode, existing) {
-            (OpenMode::Existing, Some(ino)) => return Ok(self.handle(&state, ino)),
-            (OpenMode::Existing, None) => {
+            (OpenMode::Existing | OpenMode::ReadOnly, Some(ino)) => {
+                return Ok(self.handle(&state, ino));
+            }
+            (OpenMode::Existing | OpenMode::ReadOnly, None) => {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
                     format!("{}: no such file", path.display()),

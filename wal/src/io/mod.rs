@@ -43,6 +43,10 @@ pub enum OpenMode {
     /// crypto-shredding, whose copy by another local user would outlive
     /// every forget.
     TruncatePrivate,
+    /// Open an existing file for reading only; fail with `NotFound` if it
+    /// does not exist. For a file this process must not change (another
+    /// process's key file), or may not be allowed to.
+    ReadOnly,
 }
 
 /// An open file. All I/O is positional, so one handle can be shared by the

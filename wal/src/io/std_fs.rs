@@ -68,6 +68,9 @@ impl FileSystem for StdFs {
         opts.read(true).write(true);
         match mode {
             OpenMode::Existing => {}
+            OpenMode::ReadOnly => {
+                return Ok(Arc::new(StdFile(OpenOptions::new().read(true).open(path)?)));
+            }
             OpenMode::CreateNew => {
                 opts.create_new(true);
             }
