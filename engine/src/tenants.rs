@@ -27,7 +27,12 @@
 //! store handed out by [`TenantSet::get`] stays open while its `Arc` is held
 //! (an in-flight call or an open subscription); when every open store is
 //! held, opening one more is refused with [`TenantError::Busy`] rather than
-//! exceeding the bound.
+//! exceeding the bound. The idle store that makes room is closed once the
+//! new one has opened (so a store that fails to open costs no other
+//! tenant its store): for that moment `max_open + 1` stores are open. A
+//! store that failed in a way only reopening cures (the engine's poisoned
+//! store: [`TenantHome::is_failed`]) is closed and reopened at the first
+//! call that finds it idle.
 //!
 //! A set may run a [`Companion`] beside each open store
 //! ([`TenantSet::with_companions`]): made right after the store opens and
@@ -238,6 +243,14 @@ pub trait TenantHome: Send + Sync {
 
     /// The bytes the tenant's storage takes, for the bytes quota.
     fn bytes(&self, name: &str, store: &Self::Store) -> TenantResult<u64>;
+
+    /// Whether the store has failed in a way only reopening it cures
+    /// (the engine's poisoned store, after a failed write or sync): the
+    /// set then closes and reopens it once no call holds it. No, by
+    /// default.
+    fn is_failed(&self, _store: &Self::Store) -> bool {
+        false
+    }
 }
 
 /// What runs beside an open tenant store and must end before the store
@@ -377,29 +390,37 @@ impl<H: TenantHome> TenantSet<H> {
         let tick = open.tick;
         if let Some(slot) = open.stores.get_mut(name) {
             slot.used = tick;
-            return Ok(slot.store.clone());
+            // A failed store answers every call with its failure until it
+            // is reopened: once no call holds it, it is, here. Held, it
+            // is handed out as it is (its callers see the failure).
+            let failed = self.home.is_failed(&slot.store);
+            if !failed || Arc::strong_count(&slot.store) > 1 {
+                return Ok(slot.store.clone());
+            }
+            if let Some(slot) = open.stores.remove(name) {
+                log::warn!("gesta: reopening tenant {name:?}, whose store failed");
+                self.close_quietly(name, slot);
+            }
         }
         if !self.home.exists(name)? {
             return Err(TenantError::Unknown(name.to_owned()));
         }
-        if open.stores.len() >= self.limits.max_open {
-            let idle = open
+        // The store to close to make room, chosen now (none idle: busy)
+        // and closed only once this one opened, so that a tenant whose
+        // store fails to open costs no other tenant its open store. For
+        // that moment the set holds one store more than its bound.
+        let evict = match open.stores.len() >= self.limits.max_open {
+            false => None,
+            true => match open
                 .stores
                 .iter()
                 .filter(|(_, slot)| Arc::strong_count(&slot.store) == 1)
                 .min_by_key(|(_, slot)| slot.used)
-                .map(|(name, _)| name.clone());
-            let Some(idle) = idle else {
-                return Err(TenantError::Busy(open.stores.len()));
-            };
-            if let Some(slot) = open.stores.remove(&idle) {
-                // Appends it acknowledged are durable already; a failure
-                // to flush its index costs only replay time at next open.
-                if let Err(e) = self.close_slot(&idle, slot) {
-                    log::warn!("gesta: closing tenant {idle:?} failed: {e}");
-                }
-            }
-        }
+            {
+                Some((idle, _)) => Some(idle.clone()),
+                None => return Err(TenantError::Busy(open.stores.len())),
+            },
+        };
         let store = Arc::new(self.home.open(name)?);
         let companion = match &self.companions {
             Some(make) => match make(name, store.as_ref()) {
@@ -416,6 +437,11 @@ impl<H: TenantHome> TenantSet<H> {
             },
             None => None,
         };
+        // Still idle: every new hold of an open store is taken under the
+        // lock this holds.
+        if let Some(slot) = evict.and_then(|idle| open.stores.remove_entry(&idle)) {
+            self.close_quietly(&slot.0, slot.1);
+        }
         open.stores.insert(
             name.to_owned(),
             Slot {
@@ -425,6 +451,15 @@ impl<H: TenantHome> TenantSet<H> {
             },
         );
         Ok(store)
+    }
+
+    /// Closes a slot taken out of the set, logging a failure: appends it
+    /// acknowledged are durable already, and a failure to flush its index
+    /// costs only replay time at the next open.
+    fn close_quietly(&self, name: &str, slot: Slot<H::Store>) {
+        if let Err(e) = self.close_slot(name, slot) {
+            log::warn!("gesta: closing tenant {name:?} failed: {e}");
+        }
     }
 
     /// Refuses adding `events` events to `store`, the tenant `name`'s, if
@@ -475,18 +510,21 @@ impl<H: TenantHome> TenantSet<H> {
         self.open.lock().stores.len()
     }
 
-    /// The tenants whose stores are open now, with their stores, sorted
+    /// Calls `f` with each tenant whose store is open now and its store,
     /// by name (for metrics: a walk over what is open, which is bounded).
-    pub fn open_stores(&self) -> Vec<(String, Arc<H::Store>)> {
-        let mut open: Vec<_> = self
-            .open
-            .lock()
-            .stores
-            .iter()
-            .map(|(name, slot)| (name.clone(), slot.store.clone()))
-            .collect();
-        open.sort_by(|a, b| a.0.cmp(&b.0));
-        open
+    /// One store is held at a time, and the set's lock not during `f`: a
+    /// walk holding every open store would leave none idle to close, and
+    /// every tenant whose store is closed would be refused as busy
+    /// meanwhile.
+    pub fn for_each_open(&self, mut f: impl FnMut(&str, &H::Store)) {
+        let mut names: Vec<String> = self.open.lock().stores.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let store = self.open.lock().stores.get(&name).map(|s| s.store.clone());
+            if let Some(store) = store {
+                f(&name, &store);
+            }
+        }
     }
 
     /// Closes every open store.
@@ -519,7 +557,35 @@ where
         options: AppendOptions,
     ) -> TenantResult<Appended> {
         let store = self.get(name)?;
-        self.check_quota(name, &store, events.len() as u64)?;
+        self.check_append_quota(name, &store, &events)?;
         Ok(store.append_with(events, options)?)
     }
+
+    /// [`check_quota`](Self::check_quota) for an append of `events`, but
+    /// an append that names an event id the store holds passes: the store
+    /// adds nothing for it (it is a retry of a committed batch, answered
+    /// with its positions, or a reuse of an id, refused), so refusing it
+    /// as over quota would tell a client whose earlier answer was lost
+    /// that its committed events are not in the store.
+    pub fn check_append_quota(
+        &self,
+        name: &str,
+        store: &H::Store,
+        events: &[NewEvent],
+    ) -> TenantResult<()> {
+        match self.check_quota(name, store, events.len() as u64) {
+            Err(TenantError::QuotaExceeded { .. }) if holds_an_id(store, events)? => Ok(()),
+            checked => checked,
+        }
+    }
+}
+
+/// Whether `store` holds an event with the id of one of `events`.
+fn holds_an_id(store: &impl EventStore, events: &[NewEvent]) -> TenantResult<bool> {
+    for id in events.iter().filter_map(|e| e.id) {
+        if store.event_by_id_with(id, &mut |_| {})? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -158,6 +158,38 @@ fn quotas_refuse_appends_and_append_nothing() {
     assert_eq!(tenants.get("b").unwrap().head(), 0);
 }
 
+/// A batch that brought a tenant to its quota, sent again because its
+/// answer was lost, is answered with its positions: the quota refusal
+/// says nothing was appended, and the events are in the store. A batch
+/// reusing one of its ids is refused for that (it adds nothing either),
+/// and a new batch is still refused by the quota.
+#[test]
+fn a_retry_of_a_batch_that_reached_the_quota_gets_its_positions() {
+    let root = tempfile::tempdir().unwrap();
+    let tenants = Tenants::open(
+        root.path(),
+        TenantOptions {
+            max_events: Some(2),
+            ..options(4)
+        },
+    )
+    .unwrap();
+    tenants.create("a").unwrap();
+    let batch = || vec![ev(1).id(11), ev(2).id(12)];
+    let first = tenants.append("a", batch(), AppendOptions::new()).unwrap();
+    let again = tenants.append("a", batch(), AppendOptions::new()).unwrap();
+    assert_eq!((again.first, again.last), (first.first, first.last));
+    assert!(matches!(
+        tenants.append("a", vec![ev(3).id(12)], AppendOptions::new()),
+        Err(TenantError::Store(gesta::Error::DuplicateEventId { .. }))
+    ));
+    assert!(matches!(
+        tenants.append("a", vec![ev(3).id(13)], AppendOptions::new()),
+        Err(TenantError::QuotaExceeded { .. })
+    ));
+    assert_eq!(tenants.get("a").unwrap().head(), 2);
+}
+
 #[test]
 fn an_interrupted_purge_is_finished_on_open() {
     let root = tempfile::tempdir().unwrap();
@@ -209,8 +241,9 @@ impl gesta::tenants::Companion for Recorder {
 
 /// A companion is made right after each store opens and finished right
 /// before it closes, its store still open, whichever way it closes: to
-/// make room, purged, or with the set. A maker's error fails the call
-/// that opened the store and leaves it closed.
+/// make room (once the store it makes room for opened), purged, or with
+/// the set. A maker's error fails the call that opened the store and
+/// leaves it closed, and no other store closed for it.
 #[test]
 fn companions_run_beside_each_open_store() {
     let root = tempfile::tempdir().unwrap();
@@ -256,8 +289,8 @@ fn companions_run_beside_each_open_store() {
         }
         other => panic!("{other:?}"),
     }
-    // a's store made room for it, and nothing is left open.
-    assert_eq!(tenants.open_count(), 0);
+    // A store that failed to open closed no other: a's is still open.
+    assert_eq!(tenants.open_count(), 1);
     tenants
         .append("b", vec![ev(5)], AppendOptions::new())
         .unwrap();
@@ -276,15 +309,115 @@ fn companions_run_beside_each_open_store() {
         seen,
         [
             "a: start at 0",
-            "a: finish at 1",
+            // A store is closed to make room once the new one opened.
             "b: start at 0",
-            "b: finish at 2",
+            "a: finish at 1",
             "a: start at 1",
-            "a: finish at 2",
+            "b: finish at 2",
             "b: start at 2",
+            "a: finish at 2",
             "b: finish at 3",
             "a: start at 2",
             "a: finish at 3",
         ]
     );
+}
+
+/// A tenant whose store failed (a sync refused for a full disk poisons
+/// it) is reopened once no call holds it: with room on the disk again, the
+/// tenant appends, without the whole set being restarted.
+#[test]
+fn a_failed_tenant_store_is_reopened_once_idle() {
+    use gesta::io::fault::{Fault, FaultFs, OpKind};
+    use gesta::tenants::{DirHome, TenantLimits, TenantSet};
+    use std::sync::Arc;
+    let root = tempfile::tempdir().unwrap();
+    let fs = FaultFs::new();
+    let shared: Arc<dyn gesta::io::FileSystem> = Arc::new(fs.clone());
+    let home = DirHome::open_on(root.path(), shared.clone(), small().fs(shared)).unwrap();
+    let tenants = TenantSet::new(home, TenantLimits::default());
+    tenants.create("a").unwrap();
+    tenants
+        .append("a", vec![ev(1)], AppendOptions::new())
+        .unwrap();
+    // Held by a call, it is handed out as it is.
+    let held = tenants.get("a").unwrap();
+    fs.fail_nth(OpKind::Sync, 1, Fault::Enospc);
+    assert!(
+        tenants
+            .append("a", vec![ev(2)], AppendOptions::new())
+            .is_err()
+    );
+    fs.clear_faults();
+    assert!(held.is_poisoned());
+    assert!(Arc::ptr_eq(&held, &tenants.get("a").unwrap()));
+    drop(held);
+    let appended = tenants
+        .append("a", vec![ev(3)], AppendOptions::new())
+        .unwrap();
+    assert_eq!(appended.last, 2);
+    assert!(!tenants.get("a").unwrap().is_poisoned());
+}
+
+/// A tenant whose store cannot be opened closes no other tenant's store
+/// to make room for it.
+#[test]
+fn a_store_that_fails_to_open_closes_no_other() {
+    let root = tempfile::tempdir().unwrap();
+    let tenants = Tenants::open(root.path(), options(1)).unwrap();
+    tenants.create("a").unwrap();
+    tenants.create("bad").unwrap();
+    std::fs::write(root.path().join("tenants/bad/MANIFEST"), b"not a manifest").unwrap();
+    tenants
+        .append("a", vec![ev(1)], AppendOptions::new())
+        .unwrap();
+    assert!(tenants.get("bad").is_err());
+    assert_eq!(tenants.open_count(), 1);
+    // And one that opens still takes the idle store's place.
+    tenants.create("b").unwrap();
+    tenants
+        .append("b", vec![ev(1)], AppendOptions::new())
+        .unwrap();
+    assert_eq!(tenants.open_count(), 1);
+}
+
+/// A walk over the open stores (the metrics') holds one at a time: the
+/// others stay idle, so a tenant whose store is closed can still be
+/// given room meanwhile.
+#[test]
+fn a_walk_over_the_open_stores_leaves_the_others_idle() {
+    let root = tempfile::tempdir().unwrap();
+    let tenants = Tenants::open(root.path(), options(2)).unwrap();
+    for name in ["a", "b", "c"] {
+        tenants.create(name).unwrap();
+    }
+    drop(tenants.get("a").unwrap());
+    drop(tenants.get("b").unwrap());
+    let mut walked = Vec::new();
+    tenants.for_each_open(|name, _| {
+        walked.push(name.to_owned());
+        if name == "a" {
+            // "b" is idle and makes room.
+            drop(tenants.get("c").unwrap());
+        }
+    });
+    assert_eq!(walked, ["a"]);
+}
+
+/// A purge whose deletion failed leaves the renamed directory behind; a
+/// later purge of the name removes it first instead of failing on it.
+#[test]
+fn a_purge_after_one_that_left_files_behind_succeeds() {
+    let root = tempfile::tempdir().unwrap();
+    let tenants = Tenants::open(root.path(), options(4)).unwrap();
+    let leftover = root.path().join("tenants/.purging-a");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("00000000000000000001.seg"), b"x").unwrap();
+    tenants.create("a").unwrap();
+    tenants
+        .append("a", vec![ev(1)], AppendOptions::new())
+        .unwrap();
+    tenants.purge("a").unwrap();
+    assert!(!root.path().join("tenants/a").exists());
+    assert!(!leftover.exists());
 }

@@ -110,9 +110,7 @@ impl Sampled {
             // Closed tenants' gauges keep their last sample; the walk is
             // bounded by the open stores.
             Sampled::Tenants(tenants) => {
-                for (_, store) in tenants.open_stores() {
-                    gesta::telemetry::record_store_gauges(&store);
-                }
+                tenants.for_each_open(|_, store| gesta::telemetry::record_store_gauges(store));
             }
         }
     }

@@ -36,7 +36,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TenantError + '_ {
 fn remove_tree(fs: &dyn FileSystem, dir: &Path) -> TenantResult<()> {
     for name in fs.list(dir).map_err(io(dir))? {
         let path = dir.join(name);
-        if fs.remove_file(&path).is_err() {
+        if let Err(e) = fs.remove_file(&path) {
+            // A directory is emptied first; anything else keeps the
+            // removal's own error, not the listing's "not a directory".
+            if fs.list(&path).is_err() {
+                return Err(io(&path)(e));
+            }
             remove_tree(fs, &path)?;
         }
     }
@@ -112,14 +117,29 @@ impl TenantDirs {
     }
 
     /// Removes the tenant's directory and everything in it: renamed out
-    /// of the tenants' names first, then deleted.
+    /// of the tenants' names first, then deleted. Once the rename is
+    /// durable the tenant is gone and the purge succeeds; what is left of
+    /// its files if deleting them fails is logged and removed by the next
+    /// purge of the name or the next open of the set.
     pub fn purge(&self, name: &str) -> TenantResult<()> {
         let path = self.path(name);
         let purging = self.dir.join(format!("{PURGING}{name}"));
+        // What an earlier purge of the name could not delete: the rename
+        // below needs its place.
+        if self.fs.exists(&purging).map_err(io(&purging))? {
+            remove_tree(self.fs.as_ref(), &purging)?;
+        }
         self.fs.rename(&path, &purging).map_err(io(&path))?;
         self.fs.sync_dir(&self.dir).map_err(io(&self.dir))?;
-        remove_tree(self.fs.as_ref(), &purging)?;
-        self.fs.sync_dir(&self.dir).map_err(io(&self.dir))
+        let removed = remove_tree(self.fs.as_ref(), &purging)
+            .and_then(|()| self.fs.sync_dir(&self.dir).map_err(io(&self.dir)));
+        if let Err(e) = removed {
+            log::warn!(
+                "gesta: tenant {name:?} is purged, but deleting its files failed (the next purge \
+                 of the name or open of the tenants removes them): {e}"
+            );
+        }
+        Ok(())
     }
 
     /// The bytes of the files under the tenant's directory.
@@ -161,6 +181,12 @@ pub trait DirStore: Send + Sync {
 
     /// The events the store holds, for the events quota: its head.
     fn events(&self, store: &Self::Store) -> TenantResult<u64>;
+
+    /// Whether the store has failed in a way only reopening it cures
+    /// (the engine's poisoned store). No, by default.
+    fn is_failed(&self, _store: &Self::Store) -> bool {
+        false
+    }
 }
 
 /// A [`TenantHome`] of directories: each tenant a store of kind `K` in
@@ -241,6 +267,10 @@ impl<K: DirStore> TenantHome for DirHome<K> {
     fn bytes(&self, name: &str, _store: &K::Store) -> TenantResult<u64> {
         Ok(self.dirs.bytes(name))
     }
+
+    fn is_failed(&self, store: &K::Store) -> bool {
+        self.kind.is_failed(store)
+    }
 }
 
 impl DirStore for Options {
@@ -260,5 +290,9 @@ impl DirStore for Options {
 
     fn events(&self, store: &Store) -> TenantResult<u64> {
         Ok(store.head())
+    }
+
+    fn is_failed(&self, store: &Store) -> bool {
+        store.is_poisoned()
     }
 }
