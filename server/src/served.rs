@@ -205,7 +205,16 @@ impl Served {
             None => Either::Left(self.store.append_async(events, options)),
             Some(e) => {
                 let e = e.clone();
-                let task = tokio::task::spawn_blocking(move || e.append_with(events, options));
+                // The set's `Arc` goes with the task: while it is queued or
+                // running the store is in use, so a tenant set cannot close
+                // it and give the key file a second wrapper meanwhile (its
+                // key file writes would drop each other's new keys).
+                let held = self.store.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    let appended = e.append_with(events, options);
+                    drop(held);
+                    appended
+                });
                 Either::Right(async move {
                     task.await.unwrap_or_else(|failed| {
                         Err(gesta::Error::OutcomeUnknown {

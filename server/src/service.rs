@@ -403,20 +403,20 @@ impl v1::dcb_server::Dcb for Dcb {
 
     async fn append(
         &self,
-        request: Request<v1::AppendRequest>,
+        mut request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         let store = self.stores.get(&request).await?;
-        self.stores
-            .check_quota(&request, store.engine(), request.get_ref().events.len())?;
-        let request = request.into_inner();
-        let tracking = request.tracking_info.map(|t| (t.source, t.position));
-        let tracked = tracking.is_some();
-        let events = request
-            .events
+        let tracked = request.get_ref().tracking_info.is_some();
+        let events = std::mem::take(&mut request.get_mut().events)
             .into_iter()
             .enumerate()
             .map(|(i, e)| to_new_event(i, e, self.limits.event_bytes, tracked))
             .collect::<Result<Vec<_>, _>>()?;
+        let quota = self
+            .stores
+            .check_append_quota(&request, store.engine(), &events);
+        let request = request.into_inner();
+        let tracking = request.tracking_info.map(|t| (t.source, t.position));
         let mut options = gesta::AppendOptions::new();
         if let Some(c) = &request.condition {
             options = options.fail_if(to_query(c.fail_if_events_match.clone()), c.after);
@@ -438,6 +438,18 @@ impl v1::dcb_server::Dcb for Dcb {
             events: events.clone(),
             tracking,
         });
+        if let Err(refused) = quota {
+            // A re-sent append of the batch that brought the tenant to its
+            // quota adds nothing: it is answered as the first was, not
+            // refused as if that batch were not in the store.
+            return match resent {
+                Some(resent) => match answer_resent(&store, resent).await? {
+                    Some(answered) => Ok(answered),
+                    None => Err(refused),
+                },
+                None => Err(refused),
+            };
+        }
         // Handed to the committer here, the append commits or fails as a
         // whole even if the client goes away and this future is dropped.
         let appended = store.append(events, options).await;
@@ -452,21 +464,8 @@ impl v1::dcb_server::Dcb for Dcb {
                 }))
             }
             (Err(e @ gesta::Error::ConditionFailed { .. }), Some(resent)) => {
-                let looked_up = store.clone();
-                let earlier = tokio::task::spawn_blocking(move || resent.earlier(&looked_up))
-                    .await
-                    .map_err(|e| UmaWording::internal(e.to_string()))?
-                    .map_err(from_engine)?;
-                match earlier {
-                    // The re-sent append is answered like the first: once
-                    // its position is acknowledged.
-                    Some(position) => {
-                        store
-                            .acknowledge(position, position)
-                            .await
-                            .map_err(unacknowledged)?;
-                        Ok(Response::new(v1::AppendResponse { position }))
-                    }
+                match answer_resent(&store, resent).await? {
+                    Some(answered) => Ok(answered),
                     None => Err(from_engine(e)),
                 }
             }
@@ -571,6 +570,27 @@ impl Resent {
         }
         Ok(Some(last))
     }
+}
+
+/// The answer to `resent` if it repeats a committed batch: the first
+/// answer again, given once its position is acknowledged.
+async fn answer_resent(
+    store: &Served,
+    resent: Resent,
+) -> Result<Option<Response<v1::AppendResponse>>, Status> {
+    let looked_up = store.clone();
+    let earlier = tokio::task::spawn_blocking(move || resent.earlier(&looked_up))
+        .await
+        .map_err(|e| UmaWording::internal(e.to_string()))?
+        .map_err(from_engine)?;
+    let Some(position) = earlier else {
+        return Ok(None);
+    };
+    store
+        .acknowledge(position, position)
+        .await
+        .map_err(unacknowledged)?;
+    Ok(Some(Response::new(v1::AppendResponse { position })))
 }
 
 /// An append of no events: checks the condition and answers the head.

@@ -256,6 +256,25 @@ impl<W: Wording> Stores<W> {
         }
     }
 
+    /// Refuses an append of `events` if the tenant's quota forbids it;
+    /// one that names an event id the store holds adds nothing and passes
+    /// ([`TenantSet::check_append_quota`](gesta::tenants::TenantSet::check_append_quota)).
+    /// Blocking only when refused: it then looks the ids up.
+    pub(crate) fn check_append_quota<T>(
+        &self,
+        request: &Request<T>,
+        store: &gesta::Store,
+        events: &[gesta::NewEvent],
+    ) -> Result<(), Status> {
+        match &self.reach {
+            Reach::One(_) => Ok(()),
+            Reach::Tenants(t) => t
+                .tenants
+                .check_append_quota(&tenant::<T, W>(request)?.0, store, events)
+                .map_err(W::tenant),
+        }
+    }
+
     /// The tenant `request` is a call of; `None` when the server serves
     /// one store.
     pub(crate) fn tenant_of<T>(&self, request: &Request<T>) -> Result<Option<Arc<str>>, Status> {

@@ -555,6 +555,74 @@ async fn each_service_words_what_tenancy_refuses_in_its_own_protocol() {
     server.tenants.close().unwrap();
 }
 
+/// A batch that brought a tenant to its event quota, sent again because
+/// its answer was lost, is answered as the first was, on both services
+/// (the quota's refusal says nothing was appended, and the events are in
+/// the store): on `umadb.v1` a conditional append with UUIDs (what UmaDB
+/// recognises as re-sent), on `gesta.v1` a batch with event ids. A new
+/// batch is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_batch_that_reached_the_quota_is_answered_on_both_services() {
+    let options = TenantOptions {
+        max_events: Some(2),
+        ..TenantOptions::default()
+    };
+    let server = start_with(options, gesta_server::TenantServing::default()).await;
+    let mut dcb = DcbClient::new(channel(server.addr).await);
+    let uuids = [
+        "6f0c1a52-3b7e-4d21-9a55-0c2d7e4b8f10",
+        "6f0c1a52-3b7e-4d21-9a55-0c2d7e4b8f11",
+    ];
+    let append = || {
+        let events = uuids
+            .iter()
+            .map(|uuid| v1::Event {
+                event_type: "A".into(),
+                data: uuid.as_bytes().to_vec().into(),
+                uuid: uuid.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        let condition = v1::AppendCondition {
+            fail_if_events_match: Some(v1::Query {
+                items: vec![v1::QueryItem {
+                    types: vec!["A".into()],
+                    tags: vec![],
+                }],
+            }),
+            after: None,
+        };
+        keyed(
+            v1::AppendRequest {
+                events,
+                condition: Some(condition),
+                ..Default::default()
+            },
+            "key-alpha",
+        )
+    };
+    let first = dcb.append(append()).await.unwrap().into_inner().position;
+    let again = dcb.append(append()).await.unwrap().into_inner().position;
+    assert_eq!((first, again), (2, 2));
+
+    let mut beta = gesta(server.addr, "key-beta").await;
+    let batch = || vec![NewEvent::new("A", "1").id(1), NewEvent::new("A", "2").id(2)];
+    let first = beta.append(batch(), AppendOptions::new()).await.unwrap();
+    let again = beta.append(batch(), AppendOptions::new()).await.unwrap();
+    assert_eq!((again.first, again.last), (first.first, first.last));
+    let refused = beta
+        .append(vec![NewEvent::new("A", "3").id(3)], AppendOptions::new())
+        .await;
+    assert!(
+        matches!(&refused, Err(ClientError::Status(s)) if s.code() == Code::ResourceExhausted),
+        "{refused:?}"
+    );
+
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+    server.tenants.close().unwrap();
+}
+
 /// Whether any file under `dir` holds `needle`.
 fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).unwrap().any(|entry| {

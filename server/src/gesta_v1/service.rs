@@ -382,18 +382,17 @@ impl g::gesta_server::Gesta for Gesta {
 
     async fn append(
         &self,
-        request: Request<g::AppendRequest>,
+        mut request: Request<g::AppendRequest>,
     ) -> Result<Response<g::AppendResponse>, Status> {
         let store = self.stores.get(&request).await?;
-        self.stores
-            .check_quota(&request, store.engine(), request.get_ref().events.len())?;
-        let r = request.into_inner();
-        let events = r
-            .events
+        let events = std::mem::take(&mut request.get_mut().events)
             .into_iter()
             .enumerate()
             .map(|(i, e)| new_event_from_proto(i, e, self.limits.event_bytes))
             .collect::<Result<Vec<_>, _>>()?;
+        self.stores
+            .check_append_quota(&request, store.engine(), &events)?;
+        let r = request.into_inner();
         let mut options = gesta::AppendOptions::new();
         for e in r.expected {
             options = options.expect(e.stream, expected_from_proto(e.revision)?);
