@@ -54,7 +54,7 @@ use crate::error::Error;
 use crate::event::NewEvent;
 use crate::options::Options;
 
-pub use dirs::{DirHome, DirStore, StoreDirs, TenantDirs};
+pub use dirs::{DirHome, DirStore, StoreDirs, TenantDirs, dir_bytes};
 
 /// The longest tenant name, in bytes.
 pub const MAX_TENANT_NAME: usize = 64;
@@ -465,6 +465,19 @@ impl<H: TenantHome> TenantSet<H> {
     /// Refuses adding `events` events to `store`, the tenant `name`'s, if
     /// a quota forbids it.
     pub fn check_quota(&self, name: &str, store: &H::Store, events: u64) -> TenantResult<()> {
+        self.check_quota_with(name, store, events, 0)
+    }
+
+    /// [`check_quota`](Self::check_quota), counting `elsewhere` bytes the
+    /// tenant takes outside its store (a server's backups of it) against
+    /// its byte quota too.
+    pub fn check_quota_with(
+        &self,
+        name: &str,
+        store: &H::Store,
+        events: u64,
+        elsewhere: u64,
+    ) -> TenantResult<()> {
         if let Some(max) = self.limits.max_events {
             let after = self.home.events(store)?.saturating_add(events);
             if after > max {
@@ -475,11 +488,14 @@ impl<H: TenantHome> TenantSet<H> {
             }
         }
         if let Some(max) = self.limits.max_bytes {
-            let bytes = self.home.bytes(name, store)?;
+            let bytes = self.home.bytes(name, store)?.saturating_add(elsewhere);
             if bytes >= max {
                 return Err(TenantError::QuotaExceeded {
                     tenant: name.to_owned(),
-                    what: format!("its files take {bytes} bytes, the limit is {max}"),
+                    what: format!(
+                        "its files{} take {bytes} bytes, the limit is {max}",
+                        if elsewhere > 0 { " and backups" } else { "" }
+                    ),
                 });
             }
         }

@@ -31,6 +31,15 @@ pub struct ServeArgs {
     /// With --tenants: the most tenant stores open at once.
     #[arg(long, default_value_t = 64)]
     pub max_open_tenants: usize,
+    /// With --tenants: the most events (positions) each tenant may hold;
+    /// an append that would pass it is refused (RESOURCE_EXHAUSTED).
+    #[arg(long, value_name = "N", requires = "tenants")]
+    pub tenant_max_events: Option<u64>,
+    /// With --tenants: the most bytes each tenant's files (and its
+    /// backups under --backup-dir) may take; once they do, appends,
+    /// snapshots, added tags, new cursors and backups are refused.
+    #[arg(long, value_name = "BYTES", requires = "tenants")]
+    pub tenant_max_bytes: Option<u64>,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -73,7 +82,8 @@ pub struct ServeArgs {
     pub metrics: Option<SocketAddr>,
     /// Also serve the read-only web console on this address (with the TLS
     /// files and the API key above, which an address off loopback needs).
-    #[arg(long, value_name = "ADDR")]
+    /// One store's console: not with --tenants.
+    #[arg(long, value_name = "ADDR", conflicts_with = "tenants")]
     pub console: Option<SocketAddr>,
     /// Threads that run the protocol (gRPC over HTTP/2); 0, the default,
     /// one per core. Fewer leave cores to the store's committer and to
@@ -125,6 +135,16 @@ fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
+/// The bound on open stores and the quotas `args` give the tenants.
+fn tenant_options(args: &ServeArgs) -> gesta::tenants::TenantOptions {
+    gesta::tenants::TenantOptions {
+        max_open: args.max_open_tenants,
+        max_events: args.tenant_max_events,
+        max_bytes: args.tenant_max_bytes,
+        ..gesta::tenants::TenantOptions::default()
+    }
+}
+
 /// Serves the tenants under `args.dir` (`--tenants`) until SIGINT or
 /// SIGTERM, then closes their stores; with `companions`, each tenant's
 /// store runs one beside it while it is open (`--ship-to`: a shipper to
@@ -141,10 +161,7 @@ pub fn run_tenants(
         Some(path) => crate::TenantKeys::read(path).map_err(|e| e.to_string())?,
         None => return Err("--tenants needs --tenant-keys".into()),
     };
-    let options = gesta::tenants::TenantOptions {
-        max_open: args.max_open_tenants,
-        ..gesta::tenants::TenantOptions::default()
-    };
+    let options = tenant_options(&args);
     let mut tenants =
         gesta::tenants::Tenants::open(&args.dir, options).map_err(|e| e.to_string())?;
     if let Some(make) = companions {
@@ -407,5 +424,35 @@ mod tests {
         let refused =
             Command::try_parse_from(["gesta-server", "/nowhere", "--worker-threads", "1025"]);
         assert!(refused.is_err(), "more threads than the bound are refused");
+    }
+
+    /// The tenants' quotas come from their flags, which only --tenants
+    /// takes; the console serves one store, so not with --tenants.
+    #[test]
+    fn tenant_quotas_are_flags_and_the_console_is_for_one_store() {
+        let base = [
+            "gesta-server",
+            "/nowhere",
+            "--tenants",
+            "--tenant-keys",
+            "k",
+        ];
+        let with = |extra: &[&str]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            Command::try_parse_from(all).map(|c| c.serve)
+        };
+        let args = with(&["--tenant-max-events", "10", "--tenant-max-bytes", "4096"]).unwrap();
+        let options = tenant_options(&args);
+        assert_eq!(
+            (options.max_events, options.max_bytes),
+            (Some(10), Some(4096))
+        );
+        let unbounded = tenant_options(&with(&[]).unwrap());
+        assert_eq!((unbounded.max_events, unbounded.max_bytes), (None, None));
+        assert!(with(&["--console", "127.0.0.1:0"]).is_err());
+        let alone =
+            Command::try_parse_from(["gesta-server", "/nowhere", "--tenant-max-events", "1"]);
+        assert!(alone.is_err(), "a quota without --tenants is refused");
     }
 }

@@ -275,6 +275,27 @@ impl<W: Wording> Stores<W> {
         }
     }
 
+    /// Refuses a backup of a tenant whose store and backups so far
+    /// (`backups`, its backup directory) take its byte quota: the
+    /// backups share the disk, and a tenant could otherwise fill it with
+    /// copies of itself.
+    pub(crate) fn check_backup_quota<T>(
+        &self,
+        request: &Request<T>,
+        store: &gesta::Store,
+        backups: &std::path::Path,
+    ) -> Result<(), Status> {
+        match &self.reach {
+            Reach::One(_) => Ok(()),
+            Reach::Tenants(t) => {
+                let elsewhere = gesta::tenants::dir_bytes(backups);
+                t.tenants
+                    .check_quota_with(&tenant::<T, W>(request)?.0, store, 0, elsewhere)
+                    .map_err(W::tenant)
+            }
+        }
+    }
+
     /// The tenant `request` is a call of; `None` when the server serves
     /// one store.
     pub(crate) fn tenant_of<T>(&self, request: &Request<T>) -> Result<Option<Arc<str>>, Status> {

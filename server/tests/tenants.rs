@@ -623,6 +623,33 @@ async fn a_retry_of_a_batch_that_reached_the_quota_is_answered_on_both_services(
     server.tenants.close().unwrap();
 }
 
+/// A tenant's backups count against its byte quota: they share the
+/// server's disk, and a tenant could otherwise fill it with copies of
+/// itself. Under the quota it backs up; once its store and its backups
+/// take the quota, a backup is refused with the quota's refusal.
+#[tokio::test]
+async fn backups_count_against_the_byte_quota() {
+    // A new store's files take its first segment's preallocated 4 MiB.
+    let options = TenantOptions {
+        max_bytes: Some((4 << 20) + 64),
+        ..TenantOptions::default()
+    };
+    let server = start_with(options, gesta_server::TenantServing::default()).await;
+    let mut alpha = gesta(server.addr, "key-alpha").await;
+    alpha
+        .append(vec![NewEvent::new("A", "x").tag("t")], AppendOptions::new())
+        .await
+        .unwrap();
+    alpha.backup("first").await.unwrap();
+    let taken = gesta::tenants::dir_bytes(&server.backups.join("alpha"));
+    assert!(taken > 64, "{taken}");
+    let refused = alpha.backup("second").await;
+    assert_eq!(code(refused), Code::ResourceExhausted);
+    assert!(!server.backups.join("alpha").join("second").exists());
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+}
+
 /// Whether any file under `dir` holds `needle`.
 fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).unwrap().any(|entry| {
@@ -810,9 +837,10 @@ async fn an_encrypted_tenant_closed_to_make_room_holds_no_file() {
     server.task.await.unwrap().unwrap();
 }
 
-/// A tenant over its byte quota can neither save a snapshot nor add
-/// tags: both take its disk as an append does, and are refused with the
-/// quota's refusal. A tenant under it can.
+/// A tenant over its byte quota can neither save a snapshot, add tags nor
+/// start a durable subscription's cursor: each takes its disk as an
+/// append does, and is refused with the quota's refusal. It can still
+/// move the cursors it has. A tenant under it can do all of these.
 #[tokio::test]
 async fn snapshots_and_added_tags_count_against_the_byte_quota() {
     // A new store's files take its first segment's preallocated 4 MiB.
@@ -826,6 +854,7 @@ async fn snapshots_and_added_tags_count_against_the_byte_quota() {
         .append(vec![NewEvent::new("A", "x").tag("t")], AppendOptions::new())
         .await
         .unwrap();
+    assert_eq!(alpha.ack("kept", 1).await.unwrap(), 1);
     // Under the quota: saved, and it takes the tenant over it (snapshots
     // are compressed: the state is noise).
     let noise = || {
@@ -846,6 +875,15 @@ async fn snapshots_and_added_tags_count_against_the_byte_quota() {
         .add_tags(&Target::Positions(vec![1]), &["u".to_owned()])
         .await;
     assert_eq!(code(tagged), Code::ResourceExhausted);
+    // Over it, a cursor it has still moves; no new one is made (each is
+    // a file), by an acknowledgement or a durable subscription.
+    assert_eq!(alpha.ack("kept", 1).await.unwrap(), 1);
+    let made = alpha.ack("new", 1).await;
+    assert_eq!(code(made), Code::ResourceExhausted);
+    let opened = alpha.subscribe_durable("new", &Query::all()).await;
+    assert_eq!(code(opened.map(|_| ())), Code::ResourceExhausted);
+    let resumed = alpha.subscribe_durable("kept", &Query::all()).await;
+    assert!(resumed.is_ok());
     let _ = server.stop.send(());
     server.task.await.unwrap().unwrap();
 }

@@ -148,8 +148,10 @@ impl TenantDirs {
     }
 }
 
-/// The bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
+/// The bytes of the files under `dir` (0 if it cannot be listed): what a
+/// tenant's directory takes for its byte quota, and what else a server
+/// counts against it (the tenant's backups).
+pub fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -34,6 +34,11 @@ impl BackupRoot {
         Ok(BackupRoot(root))
     }
 
+    /// The directory itself.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
     /// The root of `tenant`'s backups, `<root>/<tenant>/` (made if
     /// missing): a tenant's calls resolve their destinations under it, so
     /// no tenant can write into, overwrite or read the name of another's

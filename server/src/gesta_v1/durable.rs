@@ -64,17 +64,21 @@ impl Registry {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens `name` in `store` (blocking: it reads the cursor).
+    /// Opens `name` in `store` (blocking: it reads the cursor). `over`:
+    /// the refusal of a tenant over its quota, which may go on with the
+    /// cursors it has but start no new one (each is a file).
     pub(crate) fn open(
         &self,
         store: &dyn gesta::EventStore,
         name: &str,
         query: &gesta::Query,
+        over: Option<Status>,
     ) -> Result<Opened, Status> {
         let mut open = self.lock();
         if open.contains_key(name) {
             return Err(subscription_open(name));
         }
+        refuse_new(store, name, over)?;
         let subscription = store.subscribe_durable(name, query).map_err(from_engine)?;
         open.insert(name.to_owned(), subscription.acker());
         Ok(Opened {
@@ -93,6 +97,7 @@ impl Registry {
         store: &dyn gesta::EventStore,
         name: &str,
         position: u64,
+        over: Option<Status>,
     ) -> Result<u64, Status> {
         let open = self.lock();
         if let Some(acker) = open.get(name).cloned() {
@@ -100,6 +105,7 @@ impl Registry {
             acker.ack(position).map_err(from_engine)?;
             return Ok(acker.acked());
         }
+        refuse_new(store, name, over)?;
         // Held, so that a SubscribeDurable of the name waits for this.
         let claimed = store
             .subscribe_durable(name, &gesta::Query::all())
@@ -127,5 +133,21 @@ impl Registry {
             .map_err(from_engine)?;
         drop(open);
         Ok(deleted)
+    }
+}
+
+/// `over` (a quota's refusal) if `name` has no cursor in `store` yet.
+fn refuse_new(
+    store: &dyn gesta::EventStore,
+    name: &str,
+    over: Option<Status>,
+) -> Result<(), Status> {
+    let Some(over) = over else {
+        return Ok(());
+    };
+    let cursors = store.durable_subscriptions().map_err(from_engine)?;
+    match cursors.iter().any(|c| c.name == name) {
+        true => Ok(()),
+        false => Err(over),
     }
 }

@@ -259,13 +259,15 @@ impl Gesta {
     ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
         let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
+        let over = self.stores.check_quota(&request, store.engine(), 0).err();
         let r = request.into_inner();
         let query = query_from_proto(r.query);
         let permit = self.open_stream(&store)?;
-        let opened =
-            tokio::task::spawn_blocking(move || registry.open(store.events(), &r.name, &query))
-                .await
-                .map_err(lost)??;
+        let opened = tokio::task::spawn_blocking(move || {
+            registry.open(store.events(), &r.name, &query, over)
+        })
+        .await
+        .map_err(lost)??;
         Ok(self.stream_subscription(opened, permit))
     }
 }
@@ -564,11 +566,15 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::AckResponse>, Status> {
         let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
+        // Over its quota, a tenant acknowledges on the cursors it has but
+        // makes no new one.
+        let over = self.stores.check_quota(&request, store.engine(), 0).err();
         let r = request.into_inner();
-        let acknowledged =
-            tokio::task::spawn_blocking(move || registry.ack(store.events(), &r.name, r.position))
-                .await
-                .map_err(lost)??;
+        let acknowledged = tokio::task::spawn_blocking(move || {
+            registry.ack(store.events(), &r.name, r.position, over)
+        })
+        .await
+        .map_err(lost)??;
         Ok(Response::new(g::AckResponse { acknowledged }))
     }
 
@@ -792,6 +798,8 @@ impl g::gesta_server::Gesta for Gesta {
             None => root.clone(),
             Some(tenant) => root.for_tenant(&tenant)?,
         };
+        self.stores
+            .check_backup_quota(&request, store.engine(), root.path())?;
         let dest = root.resolve(&request.into_inner().destination)?;
         tracing::info!("backup to {} requested", dest.display());
         // On the blocking pool: the backup finishes (or fails and leaves
