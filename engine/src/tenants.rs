@@ -29,7 +29,10 @@
 //! held, opening one more is refused with [`TenantError::Busy`] rather than
 //! exceeding the bound. The idle store that makes room is closed once the
 //! new one has opened (so a store that fails to open costs no other
-//! tenant its store): for that moment `max_open + 1` stores are open. A
+//! tenant its store), and outside the set's lock (its companion's last
+//! round may take long; other tenants' calls go on, and a call of the
+//! tenant being closed waits for the close): for that while one store
+//! more than `max_open` is open per store being closed. A
 //! store that failed in a way only reopening cures (the engine's poisoned
 //! store: [`TenantHome::is_failed`]) is closed and reopened at the first
 //! call that finds it idle.
@@ -42,11 +45,11 @@
 
 mod dirs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::api::EventStore;
 use crate::append::{AppendOptions, Appended};
@@ -280,6 +283,26 @@ struct Slot<S> {
 struct Open<S> {
     stores: HashMap<String, Slot<S>>,
     tick: u64,
+    /// Tenants whose store was taken out to make room and is being closed
+    /// outside the lock (its companion's last round may take long): a call
+    /// of one waits for the close, since the store's directory is locked
+    /// until then.
+    closing: HashSet<String>,
+}
+
+/// A store taken out of the set being closed: its name leaves
+/// [`Open::closing`] when this is dropped, the close done (or its
+/// companion panicked), and the calls waiting for it go on.
+struct Closing<'s, H: TenantHome> {
+    set: &'s TenantSet<H>,
+    name: String,
+}
+
+impl<H: TenantHome> Drop for Closing<'_, H> {
+    fn drop(&mut self) {
+        self.set.open.lock().closing.remove(&self.name);
+        self.set.closed.notify_all();
+    }
 }
 
 /// The tenants of a home; see the module documentation.
@@ -287,6 +310,8 @@ pub struct TenantSet<H: TenantHome> {
     home: H,
     limits: TenantLimits,
     open: Mutex<Open<H::Store>>,
+    /// Signalled when a store in [`Open::closing`] has closed.
+    closed: Condvar,
     companions: Option<CompanionMaker<H::Store>>,
 }
 
@@ -327,7 +352,9 @@ impl<H: TenantHome> TenantSet<H> {
             open: Mutex::new(Open {
                 stores: HashMap::new(),
                 tick: 0,
+                closing: HashSet::new(),
             }),
+            closed: Condvar::new(),
             companions: None,
         }
     }
@@ -386,6 +413,7 @@ impl<H: TenantHome> TenantSet<H> {
     pub fn get(&self, name: &str) -> TenantResult<Arc<H::Store>> {
         self.home.check_name(name)?;
         let mut open = self.open.lock();
+        self.wait_closed(&mut open, name);
         open.tick += 1;
         let tick = open.tick;
         if let Some(slot) = open.stores.get_mut(name) {
@@ -439,9 +467,7 @@ impl<H: TenantHome> TenantSet<H> {
         };
         // Still idle: every new hold of an open store is taken under the
         // lock this holds.
-        if let Some(slot) = evict.and_then(|idle| open.stores.remove_entry(&idle)) {
-            self.close_quietly(&slot.0, slot.1);
-        }
+        let evicted = evict.and_then(|idle| open.stores.remove_entry(&idle));
         open.stores.insert(
             name.to_owned(),
             Slot {
@@ -450,7 +476,25 @@ impl<H: TenantHome> TenantSet<H> {
                 companion,
             },
         );
+        // Closed outside the lock, so that the other tenants' calls do not
+        // wait for its companion's last round or its index flush.
+        if let Some((idle, slot)) = evicted {
+            open.closing.insert(idle.clone());
+            drop(open);
+            let done = Closing {
+                set: self,
+                name: idle,
+            };
+            self.close_quietly(&done.name, slot);
+        }
         Ok(store)
+    }
+
+    /// Waits while `name`'s store is being closed outside the lock.
+    fn wait_closed(&self, open: &mut parking_lot::MutexGuard<'_, Open<H::Store>>, name: &str) {
+        while open.closing.contains(name) {
+            self.closed.wait(open);
+        }
     }
 
     /// Closes a slot taken out of the set, logging a failure: appends it
@@ -503,10 +547,15 @@ impl<H: TenantHome> TenantSet<H> {
     }
 
     /// Deletes a tenant and everything its store holds. Refused while its
-    /// store is in use.
+    /// store is in use. What its companion left elsewhere stays: a tenant
+    /// shipped to a bucket keeps its prefix there, which a new tenant of
+    /// the same name would find (its shipper refuses a prefix whose head
+    /// is above its store's) and `gesta restore` would bring back; remove
+    /// the prefix with the bucket's own tools.
     pub fn purge(&self, name: &str) -> TenantResult<()> {
         self.home.check_name(name)?;
         let mut open = self.open.lock();
+        self.wait_closed(&mut open, name);
         if let Some(slot) = open.stores.get(name) {
             if Arc::strong_count(&slot.store) > 1 {
                 return Err(TenantError::InUse(name.to_owned()));
@@ -543,9 +592,15 @@ impl<H: TenantHome> TenantSet<H> {
         }
     }
 
-    /// Closes every open store.
+    /// Closes every open store (and waits for those being closed).
     pub fn close(&self) -> TenantResult<()> {
-        let stores: Vec<_> = self.open.lock().stores.drain().collect();
+        let stores: Vec<_> = {
+            let mut open = self.open.lock();
+            while !open.closing.is_empty() {
+                self.closed.wait(&mut open);
+            }
+            open.stores.drain().collect()
+        };
         let mut first_error = Ok(());
         for (name, slot) in stores {
             // Every store is closed even if one fails.

@@ -421,3 +421,105 @@ fn a_purge_after_one_that_left_files_behind_succeeds() {
     assert!(!root.path().join("tenants/a").exists());
     assert!(!leftover.exists());
 }
+
+/// A companion whose last round takes a while (a shipper's upload).
+struct Slow(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl gesta::tenants::Companion for Slow {
+    fn finish(self: Box<Self>) -> Result<(), String> {
+        // Until the test lets it go.
+        let rx = self.0.lock().unwrap();
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        Ok(())
+    }
+}
+
+/// The store closed to make room is closed outside the set's lock: while
+/// its companion's last round runs, other tenants' calls go on (a store
+/// already open is handed out at once), and a call of the tenant being
+/// closed waits for the close, then opens its store again.
+#[test]
+fn a_store_closed_to_make_room_holds_up_no_other_tenant() {
+    use std::sync::{Arc, Mutex, mpsc};
+    let root = tempfile::tempdir().unwrap();
+    let releases: Arc<Mutex<Vec<mpsc::Sender<()>>>> = Default::default();
+    let make = {
+        let releases = releases.clone();
+        Arc::new(move |_: &str, _: &gesta::Store| {
+            let (tx, rx) = mpsc::channel();
+            releases.lock().unwrap().push(tx);
+            Ok(Box::new(Slow(Mutex::new(rx))) as Box<dyn gesta::tenants::Companion>)
+        })
+    };
+    let tenants = Arc::new(
+        Tenants::open(root.path(), options(2))
+            .unwrap()
+            .with_companions(make),
+    );
+    for name in ["a", "b", "c"] {
+        tenants.create(name).unwrap();
+    }
+    let c = tenants.get("c").unwrap();
+    drop(tenants.get("a").unwrap());
+    // Opening b closes a, whose companion's round does not end yet.
+    let opener = {
+        let tenants = tenants.clone();
+        std::thread::spawn(move || drop(tenants.get("b").unwrap()))
+    };
+    while tenants.open_count() < 2 || releases.lock().unwrap().len() < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !opener.is_finished(),
+        "a's close did not wait for its companion"
+    );
+    // c is open: handed out while a closes.
+    let getter = {
+        let tenants = tenants.clone();
+        std::thread::spawn(move || tenants.get("c").unwrap())
+    };
+    for _ in 0..2_000 {
+        if getter.is_finished() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(getter.is_finished(), "a call of c waited for a's close");
+    let again = getter.join().unwrap();
+    assert!(Arc::ptr_eq(&c, &again));
+    // a waits for its close, then opens again (closing b, now idle).
+    let reopener = {
+        let tenants = tenants.clone();
+        std::thread::spawn(move || tenants.get("a").map(|s| s.head()))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!reopener.is_finished(), "a reopened before it closed");
+    for release in releases.lock().unwrap().iter() {
+        let _ = release.send(());
+    }
+    opener.join().unwrap();
+    // Its close of b waits for b's companion too.
+    while !reopener.is_finished() {
+        for release in releases.lock().unwrap().iter() {
+            let _ = release.send(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(reopener.join().unwrap().unwrap(), 0);
+    drop((c, again));
+    for release in releases.lock().unwrap().iter() {
+        let _ = release.send(());
+    }
+    let closing = {
+        let tenants = tenants.clone();
+        std::thread::spawn(move || tenants.close())
+    };
+    while !closing.is_finished() {
+        for release in releases.lock().unwrap().iter() {
+            let _ = release.send(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    closing.join().unwrap().unwrap();
+}
