@@ -64,10 +64,14 @@
 //!   every segment that holds one (sealing the active segment first if it
 //!   does), so that no file of the store holds them — plain or compressed —
 //!   and deletes every snapshot, of any key, taken at or after the first
-//!   event it erased (a snapshot may hold state folded from the data; a
+//!   event it erased, or at or after the lowest stream revision of one
+//!   (a snapshot may hold state folded from the data, and its number may
+//!   be a position or a stream revision: [`snapshots_erased_from`]; a
 //!   load then falls back to an older one, or none). Cursors, the MANIFEST,
-//!   offset tables and index runs never hold data. The SQL stores erase
-//!   the column values in place; their files are theirs to compact.
+//!   offset tables and index runs never hold data. The SQL stores and the
+//!   in-memory reference erase the column values in place, and delete the
+//!   same snapshots, in the redaction itself; the SQL stores' files are
+//!   theirs to compact.
 //! - Redacting an event already redacted changes nothing (the result
 //!   counts it as targeted, not redacted); redaction cannot be undone.
 //! - Checked first, each [`Error::InvalidInput`] changing nothing: the
@@ -197,6 +201,19 @@ pub fn plan_redact(
         redacted: erased.len() as u64,
     };
     Ok((erased, result))
+}
+
+/// The least snapshot number an erasure of `erased` (each event's
+/// position, and its stream revision if it has one) deletes from, on every
+/// key: a snapshot at or after an erased event's position may hold state
+/// folded from its data, and so may one at or after its revision, since a
+/// snapshot's number may be a stream revision. `None` when nothing is
+/// erased.
+pub fn snapshots_erased_from(erased: impl IntoIterator<Item = (u64, Option<u64>)>) -> Option<u64> {
+    erased
+        .into_iter()
+        .map(|(position, revision)| revision.map_or(position, |r| r.min(position)))
+        .min()
 }
 
 /// Checks the input of an `add_tags` before anything is read: the tags

@@ -496,11 +496,19 @@ impl EventStore for MemoryStore {
         let head = state.events.len() as u64;
         let positions = state.resolve(target)?;
         let (erased, result) = lc::plan_redact(&positions, |p| Ok(state.redacted.contains(&p)))?;
+        let mut revisions = Vec::with_capacity(erased.len());
         for p in erased {
             let e = &mut state.events[(p - 1) as usize];
             e.data = bytes::Bytes::new();
             e.metadata = bytes::Bytes::new();
+            revisions.push((p, e.revision));
             state.redacted.insert(p);
+        }
+        if let Some(from) = lc::snapshots_erased_from(revisions) {
+            for snapshots in state.saved.snapshots.values_mut() {
+                snapshots.split_off(&from);
+            }
+            state.saved.snapshots.retain(|_, s| !s.is_empty());
         }
         let entry = lc::AuditEntry {
             sequence: state.audit.len() as u64 + 1,

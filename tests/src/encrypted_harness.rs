@@ -64,6 +64,10 @@ impl<H: Harness> Harness for EncryptedHarness<H> {
         self.inner.flush_index(store.inner());
     }
 
+    fn compact(&mut self, store: &Self::Store) {
+        self.inner.compact(store.inner());
+    }
+
     fn name(&self) -> &'static str {
         "encrypted"
     }

@@ -96,14 +96,20 @@ impl LifecycleSql {
                 "SELECT position FROM {s}.redacted WHERE position = ANY($1::bigint[])"
             ),
             // `$1`: the positions to erase (none redacted yet); how many
-            // rows it changed.
+            // rows it changed. The snapshots that may hold what was folded
+            // from them go too: at or after the least erased position or
+            // stream revision (`gesta::lifecycle::snapshots_erased_from`;
+            // `least` passes over a null revision).
             erase: format!(
                 "WITH erased AS (
                     UPDATE {s}.events SET data = ''::bytea, metadata = ''::bytea
-                    WHERE position = ANY($1::bigint[]) RETURNING position
+                    WHERE position = ANY($1::bigint[]) RETURNING position, revision
                 ), marked AS (
                     INSERT INTO {s}.redacted (position) SELECT position FROM erased
                     RETURNING position
+                ), dropped AS (
+                    DELETE FROM {s}.snapshots
+                    WHERE position >= (SELECT min(least(position, revision)) FROM erased)
                 )
                 SELECT count(*) FROM marked"
             ),

@@ -237,20 +237,33 @@ pub(crate) fn redact(
     let (erased, result) =
         lc::plan_redact(&positions, |p| redacted.exists([signed(p)]).map_err(err))?;
     let mut erase = tx
-        .prepare_cached("UPDATE events SET data = X'', metadata = X'' WHERE position = ?1")
+        .prepare_cached(
+            "UPDATE events SET data = X'', metadata = X'' WHERE position = ?1 RETURNING revision",
+        )
         .map_err(err)?;
     let mut mark = tx
         .prepare_cached("INSERT INTO redacted (position) VALUES (?1)")
         .map_err(err)?;
+    let mut revisions = Vec::with_capacity(erased.len());
     for p in erased {
-        if erase.execute([signed(p)]).map_err(err)? != 1 {
+        let revision: Option<Option<i64>> = erase
+            .query_row([signed(p)], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        let Some(revision) = revision else {
             return Err(corrupt(
                 path,
                 p,
                 format!("no row, though the head is {head}"),
             ));
-        }
+        };
+        revisions.push((p, revision.map(unsigned)));
         mark.execute([signed(p)]).map_err(err)?;
+    }
+    if let Some(from) = lc::snapshots_erased_from(revisions) {
+        tx.prepare_cached("DELETE FROM snapshots WHERE position >= ?1")
+            .and_then(|mut s| s.execute([signed(from)]))
+            .map_err(err)?;
     }
     let operation = Operation::Redact {
         target: target.clone(),

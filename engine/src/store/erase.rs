@@ -12,7 +12,9 @@
 //!    immutable, so it can be rewritten whole and swapped atomically);
 //! 2. every snapshot, of any key, at or after the first such event
 //!    redacted is deleted (a removed event happened, and what a snapshot
-//!    folded from it stays true) — a snapshot may hold state folded from the data, and
+//!    folded from it stays true), and, since a snapshot's number may be
+//!    a stream revision, every one at or after the lowest revision of
+//!    such an event in a stream — a snapshot may hold state folded from the data, and
 //!    deleting it first means a crash before the rewrite leaves nothing
 //!    that the next compaction would not delete again; so is the
 //!    in-memory state of each registered projection that folded such an
@@ -72,10 +74,11 @@ impl Store {
         if pending.is_empty() {
             return Ok(erased);
         }
-        let first_redacted = pending
-            .iter()
-            .copied()
-            .find(|&p| amendments.is_redacted(p))
+        // From here on, every snapshot may hold state folded from an erased
+        // event's data: at or after its position, or its stream revision
+        // (a snapshot's number may be either).
+        let first_redacted = self
+            .snapshots_erased_from(&pending, |p| amendments.is_redacted(p))?
             .unwrap_or(u64::MAX);
         let segments = inner.reader.segments();
         let active = segments.len().checked_sub(1).and_then(|i| segments.get(i));
@@ -184,6 +187,40 @@ impl Store {
             redact_payload_noting(&record, &named, &mut pending)?;
         }
         Ok(pending)
+    }
+}
+
+impl Store {
+    /// [`snapshots_erased_from`](crate::lifecycle::snapshots_erased_from)
+    /// the events of `pending` that `redacted` names (a removed event
+    /// happened, and what a snapshot folded from it stays true).
+    fn snapshots_erased_from(
+        &self,
+        pending: &[u64],
+        redacted: impl Fn(u64) -> bool,
+    ) -> Result<Option<u64>> {
+        let mut erased = Vec::new();
+        let mut next = 0;
+        for &position in pending {
+            if position < next || !redacted(position) {
+                continue;
+            }
+            let Some(record) = self.inner.reader.record_containing(position)? else {
+                continue;
+            };
+            next = record.meta.last_position() + 1;
+            let held = within(
+                pending,
+                record.meta.first_position,
+                record.meta.last_position(),
+            );
+            crate::codec::each_event_of(&record, |e| {
+                if held.binary_search(&e.position).is_ok() && redacted(e.position) {
+                    erased.push((e.position, e.revision));
+                }
+            })?;
+        }
+        Ok(crate::lifecycle::snapshots_erased_from(erased))
     }
 }
 

@@ -1334,6 +1334,50 @@ pub fn second_redaction_counts_none<H: Harness>(h: &mut H) {
     assert_eq!(head(&s), 9);
 }
 
+/// A redaction deletes, of every key, the snapshots that may hold state
+/// folded from the erased data: those at or after the erased event's
+/// position, and, since a snapshot's number may be a stream revision,
+/// those at or after its revision; the others stay. On the engine when
+/// `compact` erases the bytes; on the other stores in the redaction.
+pub fn redaction_deletes_the_snapshots_that_may_hold_the_data<H: Harness>(h: &mut H) {
+    let s = h.create();
+    for i in 1..=5 {
+        s.append(vec![NewEvent::new("Filler", format!("f{i}"))])
+            .expect("append");
+    }
+    for data in ["opened", "named", "secret"] {
+        s.append(vec![NewEvent::new("Changed", data).stream("acct")])
+            .expect("append");
+    }
+    // Positions 6, 7, 8 hold the stream's revisions 0, 1, 2.
+    for (key, at) in [
+        ("view", 3),
+        ("view", 5),
+        ("view", 8),
+        ("acct", 1),
+        ("acct", 2),
+    ] {
+        s.save_snapshot(key, at, format!("{key} at {at}").as_bytes())
+            .expect("save_snapshot");
+    }
+    let lists = |s: &H::Store| {
+        let list = |key| s.list_snapshots(key).expect("list_snapshots");
+        (list("view"), list("acct"))
+    };
+    // An event in no stream: by its position alone.
+    s.redact(&Target::Positions(vec![4])).expect("redact");
+    h.compact(&s);
+    assert_eq!(lists(&s), (vec![3], vec![1, 2]), "{}", h.name());
+    // The stream's revision 2 (position 8): from revision 2.
+    s.redact(&Target::Positions(vec![8])).expect("redact");
+    h.compact(&s);
+    assert_eq!(lists(&s), (vec![], vec![1]), "{}", h.name());
+    // A redaction that erases nothing deletes nothing.
+    s.redact(&Target::Positions(vec![8])).expect("redact");
+    h.compact(&s);
+    assert_eq!(lists(&s), (vec![], vec![1]), "{}", h.name());
+}
+
 /// Redactions and their audit entries are durable: on events in on-disk
 /// index runs and in the in-memory index alike, through index flushes and
 /// reopens in either order; after a reopen the events read erased,

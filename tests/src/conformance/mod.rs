@@ -242,6 +242,7 @@ macro_rules! __gesta_conformance_cases {
             added_tags_stay_on_redacted_events,
             audit_log_records_redactions,
             redact_bad_input_rejected,
+            redaction_deletes_the_snapshots_that_may_hold_the_data,
             a_retry_of_an_amended_batch_is_recognised,
             // Removal: streams deleted and truncated, retention rules.
             remove_by_positions_and_query,
