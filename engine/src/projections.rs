@@ -13,6 +13,12 @@
 //! newest snapshot, plus a fold of the matching events after it. A changed
 //! version has its own key, so it starts over from the initial state and
 //! replays every event.
+//!
+//! The in-memory copy always holds exactly the matching events up to its
+//! position: a catch-up moves the position with each event it folds, so a
+//! read that fails partway (a damaged record, an I/O error) leaves it
+//! where the fold stopped, and a `fold` that panics drops the copy, so the
+//! next catch-up starts over from the newest snapshot.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -143,37 +149,59 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
     /// events after it. Saves a snapshot if `snapshot` and enough events
     /// were folded since the last one. Returns the state.
     fn catch_up(&self, source: &Source, snapshot: bool) -> Result<S> {
-        let p = &self.projection;
-        let mut folded = self.folded.lock();
+        let mut slot = self.folded.lock();
         let head = source.head();
-        if folded.as_ref().is_none_or(|f| f.position > head) {
-            let key = p.snapshot_key();
-            *folded = Some(match crate::snapshots::load(&source.indexes, &key, head)? {
-                Some(s) => {
-                    let state = (p.decode)(&s.state).ok_or_else(|| {
-                        let (snapshots, _) = source.indexes.snapshots();
-                        snapshot_error(gesta_compaction::snapshot::SnapshotError::Corrupt {
-                            path: snapshots.path(&key, s.position),
-                            offset: 0,
-                            reason: "the projection cannot decode this state",
-                        })
-                    })?;
-                    Folded {
-                        position: s.position,
-                        state,
-                        since_snapshot: 0,
-                    }
-                }
-                None => Folded {
-                    position: 0,
-                    state: p.initial.clone(),
-                    since_snapshot: 0,
-                },
-            });
-        }
-        let Some(f) = folded.as_mut() else {
-            return Err(Error::Closed);
+        // The state is out of its slot while it is folded: a panic in
+        // `fold` leaves the slot empty, and the next catch-up starts over
+        // from a snapshot instead of from a state folded halfway through
+        // an event.
+        let mut f = match slot.take() {
+            Some(f) if f.position <= head => f,
+            _ => self.load(source, head)?,
         };
+        let done = self
+            .advance(source, &mut f, head, snapshot)
+            .map(|()| f.state.clone());
+        // After an error too: the state holds exactly the events up to
+        // its position.
+        *slot = Some(f);
+        done
+    }
+
+    /// The newest snapshot at or before `head`, or else the initial state.
+    fn load(&self, source: &Source, head: u64) -> Result<Folded<S>> {
+        let p = &self.projection;
+        let key = p.snapshot_key();
+        Ok(match crate::snapshots::load(&source.indexes, &key, head)? {
+            Some(s) => {
+                let state = (p.decode)(&s.state).ok_or_else(|| {
+                    let (snapshots, _) = source.indexes.snapshots();
+                    snapshot_error(gesta_compaction::snapshot::SnapshotError::Corrupt {
+                        path: snapshots.path(&key, s.position),
+                        offset: 0,
+                        reason: "the projection cannot decode this state",
+                    })
+                })?;
+                Folded {
+                    position: s.position,
+                    state,
+                    since_snapshot: 0,
+                }
+            }
+            None => Folded {
+                position: 0,
+                state: p.initial.clone(),
+                since_snapshot: 0,
+            },
+        })
+    }
+
+    /// Folds the matching events in `f.position+1..=head` into `f`, then
+    /// saves a snapshot if `snapshot` and one is due. The position moves
+    /// with each event folded, so that a read failing partway leaves a
+    /// state that folded every event up to its position and none after.
+    fn advance(&self, source: &Source, f: &mut Folded<S>, head: u64, snapshot: bool) -> Result<()> {
+        let p = &self.projection;
         if f.position < head {
             for event in source.read(&p.query, ReadOptions::forwards().start(f.position)) {
                 let event = event?;
@@ -181,6 +209,7 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
                     break;
                 }
                 (p.fold)(&mut f.state, &event);
+                f.position = event.position;
                 f.since_snapshot += 1;
             }
             f.position = head;
@@ -196,7 +225,7 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
             )?;
             f.since_snapshot = 0;
         }
-        Ok(f.state.clone())
+        Ok(())
     }
 }
 

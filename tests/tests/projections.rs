@@ -20,6 +20,15 @@ fn open(fault: &FaultFs) -> Store {
     Store::open_with(DIR, o).expect("open")
 }
 
+/// A store whose background projector does not run during a test, so that
+/// only the test's calls fold.
+fn open_quiet(fault: &FaultFs) -> Store {
+    let o = Options::default()
+        .fs(Arc::new(fault.clone()))
+        .projection_interval(Duration::from_secs(3600));
+    Store::open_with(DIR, o).expect("open")
+}
+
 fn amount(e: &RecordedEvent) -> u64 {
     std::str::from_utf8(&e.data)
         .expect("utf-8")
@@ -180,4 +189,103 @@ fn a_snapshot_the_projection_cannot_decode_is_corruption() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+/// A counter of the events of type `Counted`, named `name`.
+fn counter(name: &str) -> Projection<u64> {
+    Projection::new(
+        name,
+        1,
+        Query::event_type("Counted"),
+        0u64,
+        |n: &mut u64, _: &RecordedEvent| *n += 1,
+        |n: &u64| n.to_le_bytes().to_vec(),
+        |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
+    )
+}
+
+fn count(store: &Store, from: u64, to: u64) {
+    for i in from..to {
+        store
+            .append(vec![NewEvent::new("Counted", format!("counted-{i:06}"))])
+            .expect("append");
+    }
+}
+
+/// Where `needle` lies in the store's only segment.
+fn find_in_segment(fault: &FaultFs, needle: &[u8]) -> (std::path::PathBuf, u64) {
+    let wal = Path::new(DIR).join("wal");
+    for name in fault.list(&wal).expect("list wal/") {
+        if !name.ends_with(".seg") {
+            continue;
+        }
+        let path = wal.join(&name);
+        let file = fault
+            .open(&path, gesta::io::OpenMode::Existing)
+            .expect("open segment");
+        let bytes = gesta::io::read_all(file.as_ref()).expect("read segment");
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            return (path, at as u64);
+        }
+    }
+    panic!("{:?} is in no segment", String::from_utf8_lossy(needle));
+}
+
+/// A catch-up that fails partway keeps what it folded only with the
+/// position it folded it up to: the next one folds no event twice.
+#[test]
+fn a_catch_up_that_fails_partway_folds_no_event_twice() {
+    let fault = FaultFs::new();
+    let store = open_quiet(&fault);
+    store
+        .register_projection(counter("count"))
+        .expect("register");
+    count(&store, 0, 10);
+    assert_eq!(store.project::<u64>("count").expect("project"), 10);
+    count(&store, 10, 20);
+    // Event 15 (index 14) is damaged on the medium, then repaired.
+    let (path, at) = find_in_segment(&fault, b"counted-000014");
+    fault.corrupt(&path, at, 0x01);
+    assert!(matches!(
+        store.project::<u64>("count"),
+        Err(Error::Corruption { .. })
+    ));
+    fault.corrupt(&path, at, 0x01);
+    assert_eq!(store.project::<u64>("count").expect("project"), 20);
+}
+
+/// A fold that panics partway leaves no half-folded state behind: the
+/// next catch-up starts over and folds every event once.
+#[test]
+fn a_fold_that_panics_leaves_no_half_folded_state() {
+    let fault = FaultFs::new();
+    let store = open_quiet(&fault);
+    let panic_at = Arc::new(AtomicU64::new(u64::MAX));
+    let at = panic_at.clone();
+    store
+        .register_projection(Projection::new(
+            "count",
+            1,
+            Query::event_type("Counted"),
+            0u64,
+            move |n: &mut u64, e: &RecordedEvent| {
+                if e.position == at.load(Ordering::Relaxed) {
+                    at.store(u64::MAX, Ordering::Relaxed);
+                    panic!("the fold fails at {}", e.position);
+                }
+                *n += 1;
+            },
+            |n: &u64| n.to_le_bytes().to_vec(),
+            |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
+        ))
+        .expect("register");
+    count(&store, 0, 10);
+    assert_eq!(store.project::<u64>("count").expect("project"), 10);
+    count(&store, 10, 20);
+    panic_at.store(15, Ordering::Relaxed);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.project::<u64>("count")
+    }));
+    assert!(panicked.is_err(), "the fold did not panic");
+    assert_eq!(store.project::<u64>("count").expect("project"), 20);
 }
