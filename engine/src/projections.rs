@@ -104,6 +104,16 @@ impl<S: Clone + Send + Sync + 'static> Projection<S> {
     }
 }
 
+/// Whether `key` is the snapshot key of a version of the projection named
+/// `name`: `projection:<name>:v<digits>`. A prefix would also take the keys
+/// of the projections whose names begin with `<name>:v`.
+fn is_version_key(key: &str, name: &str) -> bool {
+    key.strip_prefix("projection:")
+        .and_then(|k| k.strip_prefix(name))
+        .and_then(|k| k.strip_prefix(":v"))
+        .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What projections read and write — the log, the index and its
 /// snapshots, the head — without the store itself, so that the projector
 /// never keeps a store open.
@@ -316,10 +326,9 @@ impl Registry {
         projection.query.validate()?;
         // Snapshots of the projection's other versions will never be read.
         let (snapshots, _) = source.indexes.snapshots();
-        let prefix = format!("projection:{}:v", projection.name);
         let current = projection.snapshot_key();
         for key in snapshots.keys().map_err(snapshot_error)? {
-            if key.starts_with(&prefix) && key != current {
+            if is_version_key(&key, &projection.name) && key != current {
                 snapshots.delete_key(&key).map_err(snapshot_error)?;
             }
         }
@@ -352,5 +361,27 @@ impl Registry {
             .downcast_ref::<Registered<S>>()
             .ok_or_else(|| Error::invalid(format!("projection {name:?} has another type")))?;
         typed.catch_up(source, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_version_key;
+
+    #[test]
+    fn version_keys_are_matched_exactly() {
+        assert!(is_version_key("projection:user:v1", "user"));
+        assert!(is_version_key("projection:user:v4294967295", "user"));
+        assert!(is_version_key("projection:user:visits:v2", "user:visits"));
+        for other in [
+            "projection:user:visits:v1",
+            "projection:user:v1:v2",
+            "projection:user:v",
+            "projection:user:v1x",
+            "projection:users:v1",
+            "user:v1",
+        ] {
+            assert!(!is_version_key(other, "user"), "{other}");
+        }
     }
 }

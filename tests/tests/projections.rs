@@ -289,3 +289,27 @@ fn a_fold_that_panics_leaves_no_half_folded_state() {
     assert!(panicked.is_err(), "the fold did not panic");
     assert_eq!(store.project::<u64>("count").expect("project"), 20);
 }
+
+/// Registering a projection deletes the snapshots of its own other
+/// versions only, not those of a projection whose name it begins.
+#[test]
+fn registering_a_projection_keeps_the_snapshots_of_longer_names() {
+    let fault = FaultFs::new();
+    let store = open_quiet(&fault);
+    store
+        .register_projection(counter("user:visits").snapshot_every(1))
+        .expect("register");
+    count(&store, 0, 5);
+    store.compact().expect("compact");
+    let key = "projection:user:visits:v1";
+    assert_eq!(store.list_snapshots(key).expect("list"), vec![5]);
+    store
+        .register_projection(counter("user"))
+        .expect("register");
+    assert_eq!(
+        store.list_snapshots(key).expect("list"),
+        vec![5],
+        "registering \"user\" deleted the snapshots of \"user:visits\""
+    );
+    assert_eq!(store.project::<u64>("user:visits").expect("project"), 5);
+}
