@@ -247,7 +247,7 @@ pub use durable::{
     Acker, CursorStore, DurableCursors, DurableSubscription, DurableSubscriptionState,
 };
 pub use notify::CommitHub;
-pub use projections::Projection;
+pub use projections::{MAX_PROJECTION_NAME_LEN, Projection};
 pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::{BACKUP_INCOMPLETE, BackupReport, IndexShape, SealedSegment, Store};

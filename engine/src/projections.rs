@@ -35,6 +35,13 @@ use crate::query::Query;
 use crate::read::{Events, ReadOptions};
 use crate::shared::Shared;
 
+/// The longest projection name, in bytes: its snapshot key
+/// (`projection:<name>:v<version>`) must fit a snapshot key's
+/// [`MAX_KEY_LEN`](crate::snapshots::MAX_KEY_LEN) at every version, up to
+/// `u32::MAX`'s ten digits.
+pub const MAX_PROJECTION_NAME_LEN: usize =
+    crate::snapshots::MAX_KEY_LEN - "projection:".len() - ":v".len() - 10;
+
 type Fold<S> = dyn Fn(&mut S, &RecordedEvent) + Send + Sync;
 type Encode<S> = dyn Fn(&S) -> Vec<u8> + Send + Sync;
 type Decode<S> = dyn Fn(&[u8]) -> Option<S> + Send + Sync;
@@ -68,6 +75,9 @@ impl<S: Clone + Send + Sync + 'static> Projection<S> {
     /// and `encode`/`decode` turn the state into snapshot bytes and back
     /// (`decode` returns `None` for bytes it cannot read, which
     /// [`Store::project`](crate::Store::project) reports as corruption of the snapshot).
+    /// The name is 1 to [`MAX_PROJECTION_NAME_LEN`] bytes (232), whatever
+    /// the version; registering one outside that is
+    /// [`Error::InvalidInput`].
     /// Snapshots are written every 1,000 folded events; see
     /// [`snapshot_every`](Self::snapshot_every).
     pub fn new(
@@ -320,8 +330,11 @@ impl Registry {
         source: &Source,
         projection: Projection<S>,
     ) -> Result<()> {
-        if projection.name.is_empty() || projection.snapshot_key().len() > 255 {
-            return Err(Error::invalid("a projection name must be 1 to 240 bytes"));
+        if projection.name.is_empty() || projection.name.len() > MAX_PROJECTION_NAME_LEN {
+            return Err(Error::invalid(format!(
+                "a projection name must be 1 to {MAX_PROJECTION_NAME_LEN} bytes long, not {}",
+                projection.name.len()
+            )));
         }
         projection.query.validate()?;
         // Snapshots of the projection's other versions will never be read.
@@ -383,5 +396,12 @@ mod tests {
         ] {
             assert!(!is_version_key(other, "user"), "{other}");
         }
+    }
+
+    #[test]
+    fn the_longest_name_fits_a_snapshot_key_at_every_version() {
+        assert_eq!(super::MAX_PROJECTION_NAME_LEN, 232);
+        let longest = format!("projection:{}:v{}", "n".repeat(232), u32::MAX);
+        assert_eq!(longest.len(), crate::snapshots::MAX_KEY_LEN);
     }
 }

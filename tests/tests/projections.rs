@@ -313,3 +313,35 @@ fn registering_a_projection_keeps_the_snapshots_of_longer_names() {
     );
     assert_eq!(store.project::<u64>("user:visits").expect("project"), 5);
 }
+
+/// A projection name is 1 to `MAX_PROJECTION_NAME_LEN` bytes at every
+/// version: the cap does not move with the digits of the version.
+#[test]
+fn a_projection_name_has_one_cap_at_every_version() {
+    let fault = FaultFs::new();
+    let store = open_quiet(&fault);
+    let at = |name: &str, version: u32| {
+        store.register_projection(Projection::new(
+            name,
+            version,
+            Query::all(),
+            0u64,
+            |n: &mut u64, _: &RecordedEvent| *n += 1,
+            |n: &u64| n.to_le_bytes().to_vec(),
+            |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
+        ))
+    };
+    let longest = "n".repeat(gesta::MAX_PROJECTION_NAME_LEN);
+    assert_eq!(longest.len(), 232);
+    for version in [1, 4_000_000_000, u32::MAX] {
+        at(&longest, version).expect("the longest name");
+    }
+    let over = "n".repeat(gesta::MAX_PROJECTION_NAME_LEN + 1);
+    for version in [1, 4_000_000_000] {
+        match at(&over, version) {
+            Err(Error::InvalidInput { reason }) => assert!(reason.contains("232"), "{reason}"),
+            other => panic!("a name of 233 bytes at v{version}: {other:?}"),
+        }
+    }
+    assert!(matches!(at("", 1), Err(Error::InvalidInput { .. })));
+}

@@ -11,7 +11,9 @@ impl Store {
     /// own key, and those of every other version are deleted); the same
     /// version resumes from its newest snapshot. Starts the background
     /// projector on first use. Snapshot keys starting with `projection:`
-    /// are the projections'.
+    /// are the projections'. A name longer than
+    /// [`MAX_PROJECTION_NAME_LEN`](crate::MAX_PROJECTION_NAME_LEN) bytes,
+    /// or empty, is [`Error::InvalidInput`].
     ///
     /// Closing the store (explicitly or by dropping its last handle) waits
     /// for a projector pass in flight.
