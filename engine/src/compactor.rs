@@ -66,9 +66,11 @@ pub(crate) fn spawn_flusher(
 }
 
 /// Starts the projector: every `interval` it catches every registered
-/// projection up and writes the snapshots that are due. It ends when `stop`
-/// is dropped (or sent to), after the pass in flight, so that a closing
-/// store waits for it and never has a snapshot written behind its back.
+/// projection up and writes the snapshots that are due. A projection that
+/// fails, or whose `fold` panics, is logged and tried again at the next
+/// pass; the others and the thread go on. It ends when `stop` is dropped
+/// (or sent to), after the pass in flight, so that a closing store waits
+/// for it and never has a snapshot written behind its back.
 pub(crate) fn spawn_projector(
     registry: Arc<Registry>,
     source: Source,
@@ -82,11 +84,13 @@ pub(crate) fn spawn_projector(
                 if source.shared.closing.load(Ordering::Acquire) {
                     return;
                 }
-                if let Err(e) = registry.snapshot_pass(&source) {
+                for (name, failure) in registry.snapshot_pass(&source) {
                     if source.shared.closing.load(Ordering::Acquire) {
                         return;
                     }
-                    log::error!("gesta: projection snapshot failed (will retry): {e}");
+                    log::error!(
+                        "gesta: the snapshot pass of projection {name:?} failed (will retry): {failure}"
+                    );
                 }
             }
         })
@@ -97,7 +101,8 @@ pub(crate) fn spawn_projector(
 pub(crate) struct Projector(parking_lot::Mutex<Option<(Sender<()>, JoinHandle<()>)>>);
 
 impl Projector {
-    /// Starts the projector unless it runs already.
+    /// Starts the projector unless it runs already (again if its thread
+    /// ended, which only a bug could make it do before the store closes).
     pub(crate) fn ensure(
         &self,
         registry: &Arc<Registry>,
@@ -105,7 +110,13 @@ impl Projector {
         interval: Duration,
     ) -> std::io::Result<()> {
         let mut running = self.0.lock();
-        if running.is_none() {
+        if running
+            .as_ref()
+            .is_none_or(|(_, handle)| handle.is_finished())
+        {
+            if let Some((_, ended)) = running.take() {
+                let _ = ended.join();
+            }
             let (stop, stopped) = crossbeam_channel::bounded(1);
             let handle = spawn_projector(registry.clone(), source.clone(), interval, stopped)?;
             *running = Some((stop, handle));

@@ -18,12 +18,15 @@
 //! position: a catch-up moves the position with each event it folds, so a
 //! read that fails partway (a damaged record, an I/O error) leaves it
 //! where the fold stopped, and a `fold` that panics drops the copy, so the
-//! next catch-up starts over from the newest snapshot.
+//! next catch-up starts over from the newest snapshot. A pass (the
+//! projector's, or [`Store::compact`](crate::Store::compact)'s) tries every
+//! projection, whichever of them fails or panics.
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gesta_wal::WalReader;
 use parking_lot::Mutex;
@@ -124,6 +127,30 @@ fn is_version_key(key: &str, name: &str) -> bool {
         .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// How one projection's snapshot pass failed.
+pub(crate) enum Failure {
+    /// It returned an error.
+    Failed(Error),
+    /// Its `fold`, `encode` or `decode` panicked, with this payload.
+    Panicked(Box<dyn Any + Send>),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Failed(e) => write!(f, "{e}"),
+            Failure::Panicked(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("no message");
+                write!(f, "it panicked: {message}")
+            }
+        }
+    }
+}
+
 /// What projections read and write — the log, the index and its
 /// snapshots, the head — without the store itself, so that the projector
 /// never keeps a store open.
@@ -161,6 +188,10 @@ struct Folded<S> {
 struct Registered<S> {
     projection: Projection<S>,
     folded: Mutex<Option<Folded<S>>>,
+    /// Set, holding `folded`, once another registration replaced this
+    /// one: a pass still in flight on it saves no snapshot, which could
+    /// be of a version whose snapshots the registration deleted.
+    replaced: AtomicBool,
 }
 
 impl<S: Clone + Send + Sync + 'static> Registered<S> {
@@ -234,7 +265,8 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
             }
             f.position = head;
         }
-        if snapshot && f.since_snapshot >= p.every {
+        // Under the lock `register` takes to mark a projection replaced.
+        if snapshot && f.since_snapshot >= p.every && !self.replaced.load(Ordering::Acquire) {
             (source.durable)(f.position)?;
             crate::snapshots::save(
                 &source.indexes,
@@ -252,6 +284,9 @@ impl<S: Clone + Send + Sync + 'static> Registered<S> {
 /// What the registry and the projector thread see of a projection.
 trait Erased: Send + Sync {
     fn snapshot_pass(&self, source: &Source) -> Result<()>;
+    /// Keeps this projection from saving snapshots from now on, once a
+    /// pass in flight on it is done.
+    fn mark_replaced(&self);
     /// Runs `then` holding the in-memory state, then drops the state if
     /// it folded the event at `position` or a later one.
     fn forgetting_from(&self, position: u64, then: &mut dyn FnMut() -> Result<()>) -> Result<()>;
@@ -261,6 +296,11 @@ trait Erased: Send + Sync {
 impl<S: Clone + Send + Sync + 'static> Erased for Registered<S> {
     fn snapshot_pass(&self, source: &Source) -> Result<()> {
         self.catch_up(source, true).map(|_| ())
+    }
+
+    fn mark_replaced(&self) {
+        let _held = self.folded.lock();
+        self.replaced.store(true, Ordering::Release);
     }
 
     fn forgetting_from(&self, position: u64, then: &mut dyn FnMut() -> Result<()>) -> Result<()> {
@@ -288,12 +328,26 @@ impl Registry {
         self.projections.lock().values().cloned().collect()
     }
 
-    /// Catches every projection up and writes the snapshots that are due.
-    pub(crate) fn snapshot_pass(&self, source: &Source) -> Result<()> {
-        for p in self.all() {
-            p.snapshot_pass(source)?;
+    /// Catches every projection up and writes the snapshots that are due,
+    /// each on its own: one that fails, or whose `fold` panics (which
+    /// drops its in-memory state, see `Registered::catch_up`), holds up
+    /// none of the others. Returns what failed, by projection name.
+    pub(crate) fn snapshot_pass(&self, source: &Source) -> Vec<(String, Failure)> {
+        let named: Vec<(String, Arc<dyn Erased>)> = self
+            .projections
+            .lock()
+            .iter()
+            .map(|(name, p)| (name.clone(), p.clone()))
+            .collect();
+        let mut failures = Vec::new();
+        for (name, p) in named {
+            match panic::catch_unwind(AssertUnwindSafe(|| p.snapshot_pass(source))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push((name, Failure::Failed(e))),
+                Err(payload) => failures.push((name, Failure::Panicked(payload))),
+            }
         }
-        Ok(())
+        failures
     }
 
     /// Runs `then` (which deletes the snapshots at or after `position`)
@@ -324,7 +378,11 @@ impl Registry {
     }
 
     /// Registers `projection`, replacing one of the same name; deletes the
-    /// snapshots of its other versions. See `Store::register_projection`.
+    /// snapshots of its other versions (after the one it replaces can save
+    /// no more). If that deletion fails, the projection is registered all
+    /// the same and the error returned: the snapshots left are of another
+    /// key, never read, and the next registration deletes them. See
+    /// `Store::register_projection`.
     pub(crate) fn register<S: Clone + Send + Sync + 'static>(
         &self,
         source: &Source,
@@ -337,22 +395,26 @@ impl Registry {
             )));
         }
         projection.query.validate()?;
-        // Snapshots of the projection's other versions will never be read.
-        let (snapshots, _) = source.indexes.snapshots();
-        let current = projection.snapshot_key();
-        for key in snapshots.keys().map_err(snapshot_error)? {
-            if is_version_key(&key, &projection.name) && key != current {
-                snapshots.delete_key(&key).map_err(snapshot_error)?;
-            }
-        }
         let name = projection.name.clone();
-        self.projections.lock().insert(
-            name,
+        let current = projection.snapshot_key();
+        let replaced = self.projections.lock().insert(
+            name.clone(),
             Arc::new(Registered {
                 projection,
                 folded: Mutex::new(None),
+                replaced: AtomicBool::new(false),
             }),
         );
+        if let Some(replaced) = replaced {
+            replaced.mark_replaced();
+        }
+        // Snapshots of the projection's other versions will never be read.
+        let (snapshots, _) = source.indexes.snapshots();
+        for key in snapshots.keys().map_err(snapshot_error)? {
+            if is_version_key(&key, &name) && key != current {
+                snapshots.delete_key(&key).map_err(snapshot_error)?;
+            }
+        }
         Ok(())
     }
 

@@ -345,3 +345,193 @@ fn a_projection_name_has_one_cap_at_every_version() {
     }
     assert!(matches!(at("", 1), Err(Error::InvalidInput { .. })));
 }
+
+/// A counter named `name` that panics on every event from `from` on while
+/// `armed` is set.
+fn panicking_counter(name: &str, from: u64, armed: Arc<AtomicU64>) -> Projection<u64> {
+    Projection::new(
+        name,
+        1,
+        Query::event_type("Counted"),
+        0u64,
+        move |n: &mut u64, e: &RecordedEvent| {
+            if e.position >= from && armed.load(Ordering::Relaxed) != 0 {
+                armed.fetch_add(1, Ordering::Relaxed);
+                panic!("the fold of event {} fails", e.position);
+            }
+            *n += 1;
+        },
+        |n: &u64| n.to_le_bytes().to_vec(),
+        |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
+    )
+    .snapshot_every(1)
+}
+
+/// `compact` snapshots every projection even when one fails, and returns
+/// that one's error afterwards.
+#[test]
+fn compact_snapshots_every_projection_when_one_fails() {
+    // The projections are tried in no fixed order: a few stores make it
+    // all but certain that the failing one comes before some others.
+    for _ in 0..3 {
+        let fault = FaultFs::new();
+        let store = open_quiet(&fault);
+        count(&store, 0, 5);
+        store
+            .save_snapshot("projection:broken:v1", 2, b"not eight bytes")
+            .expect("save");
+        store
+            .register_projection(counter("broken").snapshot_every(1))
+            .expect("register");
+        let good: Vec<String> = (0..10).map(|i| format!("good-{i}")).collect();
+        for name in &good {
+            store
+                .register_projection(counter(name).snapshot_every(1))
+                .expect("register");
+        }
+        assert!(matches!(store.compact(), Err(Error::Corruption { .. })));
+        for name in &good {
+            assert_eq!(
+                store
+                    .list_snapshots(&format!("projection:{name}:v1"))
+                    .expect("list"),
+                vec![5],
+                "{name} was not snapshotted"
+            );
+        }
+    }
+}
+
+/// A fold that panics in `compact` holds up no other projection; the
+/// panic goes on in the caller once they are snapshotted, and the
+/// projection's state is folded again afterwards.
+#[test]
+fn a_fold_that_panics_in_compact_holds_up_no_other_projection() {
+    let fault = FaultFs::new();
+    let store = open_quiet(&fault);
+    count(&store, 0, 5);
+    let armed = Arc::new(AtomicU64::new(1));
+    store
+        .register_projection(panicking_counter("panics", 3, armed.clone()))
+        .expect("register");
+    for i in 0..10 {
+        store
+            .register_projection(counter(&format!("good-{i}")).snapshot_every(1))
+            .expect("register");
+    }
+    let compacted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.compact()));
+    assert!(compacted.is_err(), "the fold's panic reaches the caller");
+    for i in 0..10 {
+        let key = format!("projection:good-{i}:v1");
+        assert_eq!(store.list_snapshots(&key).expect("list"), vec![5], "{key}");
+    }
+    armed.store(0, Ordering::Relaxed);
+    assert_eq!(store.project::<u64>("panics").expect("project"), 5);
+    store.compact().expect("compact");
+    assert_eq!(
+        store.list_snapshots("projection:panics:v1").expect("list"),
+        vec![5]
+    );
+}
+
+/// The background projector outlives a fold that panics: it goes on
+/// snapshotting the other projections, and that one once it folds again.
+#[test]
+fn the_projector_outlives_a_fold_that_panics() {
+    let fault = FaultFs::new();
+    let o = Options::default()
+        .fs(Arc::new(fault.clone()))
+        .projection_interval(Duration::from_millis(10));
+    let store = Store::open_with(DIR, o).expect("open");
+    let armed = Arc::new(AtomicU64::new(1));
+    store
+        .register_projection(panicking_counter("panics", 1, armed.clone()))
+        .expect("register");
+    store
+        .register_projection(counter("good").snapshot_every(1))
+        .expect("register");
+    count(&store, 0, 3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while armed.load(Ordering::Relaxed) < 2 {
+        assert!(Instant::now() < deadline, "the fold never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    count(&store, 3, 6);
+    let newest = |key: &str| store.list_snapshots(key).expect("list").last().copied();
+    while newest("projection:good:v1") != Some(6) {
+        assert!(
+            Instant::now() < deadline,
+            "the projector stopped after a fold panicked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    armed.store(0, Ordering::Relaxed);
+    while newest("projection:panics:v1") != Some(6) {
+        assert!(Instant::now() < deadline, "the projector stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A pass in flight on a projection that a new version replaces saves no
+/// snapshot of the old version after the registration deleted those.
+#[test]
+fn a_pass_on_a_replaced_projection_saves_no_snapshot() {
+    let fault = FaultFs::new();
+    let store = Arc::new(open_quiet(&fault));
+    count(&store, 0, 3);
+    let (entered, in_fold) = std::sync::mpsc::channel::<()>();
+    let (release, go) = std::sync::mpsc::channel::<()>();
+    let blocking = std::sync::Mutex::new(Some((entered, go)));
+    let old = Projection::new(
+        "replaced",
+        1,
+        Query::event_type("Counted"),
+        0u64,
+        move |n: &mut u64, _: &RecordedEvent| {
+            // The first fold waits, in the middle of a pass.
+            if let Some((entered, go)) = blocking.lock().expect("lock").take() {
+                entered.send(()).expect("send");
+                go.recv().expect("recv");
+            }
+            *n += 1;
+        },
+        |n: &u64| n.to_le_bytes().to_vec(),
+        |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
+    )
+    .snapshot_every(1);
+    store.register_projection(old).expect("register");
+    let compacting = {
+        let store = store.clone();
+        std::thread::spawn(move || store.compact())
+    };
+    in_fold.recv().expect("the pass folds");
+    let registering = {
+        let store = store.clone();
+        std::thread::spawn(move || store.register_projection(counter_v2("replaced")))
+    };
+    // Time for the registration to finish if it does not wait for the
+    // pass.
+    std::thread::sleep(Duration::from_millis(200));
+    release.send(()).expect("release");
+    compacting.join().expect("join").expect("compact");
+    registering.join().expect("join").expect("register");
+    assert_eq!(
+        store
+            .list_snapshots("projection:replaced:v1")
+            .expect("list"),
+        Vec::<u64>::new(),
+        "a snapshot of the replaced version remains"
+    );
+}
+
+fn counter_v2(name: &str) -> Projection<u64> {
+    Projection::new(
+        name,
+        2,
+        Query::event_type("Counted"),
+        0u64,
+        |n: &mut u64, _: &RecordedEvent| *n += 1,
+        |n: &u64| n.to_le_bytes().to_vec(),
+        |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
+    )
+}

@@ -5,6 +5,7 @@ use super::Store;
 use crate::error::Result;
 use crate::indexes::CompactionSettings;
 use crate::options::Options;
+use crate::projections::Failure;
 
 impl From<&Options> for CompactionSettings {
     fn from(o: &Options) -> Self {
@@ -31,7 +32,10 @@ impl Store {
     /// postings of every event removed by then; compresses every sealed segment if
     /// [`Options::compression`](crate::Options::compression) is set; then
     /// catches every registered
-    /// projection up and writes the snapshots that are due. Appends and reads go on meanwhile;
+    /// projection up and writes the snapshots that are due (every
+    /// projection is tried: the first error is returned after all, and a
+    /// panic of a projection's `fold` resumes in the caller once the others
+    /// were snapshotted). Appends and reads go on meanwhile;
     /// background compaction waits. Useful before a backup, after a bulk
     /// import, and in tests; the background compactor otherwise keeps the
     /// number of runs logarithmic on its own.
@@ -53,8 +57,29 @@ impl Store {
                 .compressor
                 .compress_sealed(settings, None, &|| false)?;
         }
-        self.inner
+        let failures = self
+            .inner
             .projections
-            .snapshot_pass(&self.projection_source())
+            .snapshot_pass(&self.projection_source());
+        let mut first_error = None;
+        let mut first_panic = None;
+        for (name, failure) in failures {
+            match failure {
+                Failure::Failed(e) if first_error.is_none() => first_error = Some(e),
+                Failure::Panicked(payload) if first_panic.is_none() => first_panic = Some(payload),
+                other => {
+                    log::error!("gesta: the snapshot pass of projection {name:?} failed: {other}")
+                }
+            }
+        }
+        // A panic is the caller's own fold's: it goes on in the caller's
+        // thread, as in `project`, once every projection was tried.
+        if let Some(payload) = first_panic {
+            if let Some(e) = first_error {
+                log::error!("gesta: a projection's snapshot pass failed: {e}");
+            }
+            std::panic::resume_unwind(payload);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
