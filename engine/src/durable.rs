@@ -15,7 +15,11 @@
 //!   returns (after the events up to it are durable).
 //! - One subscription per name may be open through one store handle; a
 //!   second is [`Error::InvalidInput`], and so is deleting the cursor of an
-//!   open one. Names are 1 to 120 bytes
+//!   open one. An [`Acker`] acknowledges for its subscription only while
+//!   that is open: once the subscription (or its stream) is dropped, its
+//!   `ack` is [`Error::InvalidInput`] and writes nothing, so a late ack
+//!   neither brings back a deleted cursor nor moves back the cursor of a
+//!   later subscription under the name. Names are 1 to 120 bytes
 //!   ([`MAX_DURABLE_NAME_LEN`](crate::MAX_DURABLE_NAME_LEN)), so that every
 //!   store can keep any name, the engine in a file named after it.
 
@@ -74,12 +78,26 @@ impl std::fmt::Debug for DurableCursors {
 struct Claim {
     open: Arc<Mutex<HashSet<String>>>,
     name: String,
+    /// The acknowledgements of the subscription holding the claim.
+    acks: Arc<Mutex<Acks>>,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
+        // The subscription's acknowledgements end (after one in flight)
+        // before the name is free, so no later subscription under it, and
+        // no deletion of its cursor, sees one of them land afterwards.
+        self.acks.lock().open = false;
         self.open.lock().remove(&self.name);
     }
+}
+
+/// What an [`Acker`] and its clones share.
+struct Acks {
+    /// The last acknowledged position.
+    acked: u64,
+    /// Whether the subscription is still open (its claim not dropped).
+    open: bool,
 }
 
 impl DurableCursors {
@@ -104,9 +122,14 @@ impl DurableCursors {
                 "the durable subscription {name:?} is already open"
             )));
         }
+        let acks = Arc::new(Mutex::new(Acks {
+            acked: 0,
+            open: true,
+        }));
         let claim = Claim {
             open: self.open.clone(),
             name: name.to_owned(),
+            acks: acks.clone(),
         };
         let acked = self.store.load(name)?.unwrap_or(0);
         let head = self.store.head()?;
@@ -119,11 +142,12 @@ impl DurableCursors {
                 ),
             });
         }
+        acks.lock().acked = acked;
         Ok(DurableSubscription {
             subscription: subscribe(acked)?,
             acker: Acker {
                 name: name.into(),
-                acked: Arc::new(Mutex::new(acked)),
+                acks,
                 store: self.store.clone(),
             },
             claim,
@@ -146,7 +170,10 @@ impl DurableCursors {
     /// subscription's cannot be forgotten.
     pub fn delete(&self, name: &str) -> Result<bool> {
         crate::cursors::check_name(name)?;
-        if self.open.lock().contains(name) {
+        // Held through the removal, so that no subscription under the name
+        // opens (and acknowledges) in between.
+        let open = self.open.lock();
+        if open.contains(name) {
             return Err(Error::invalid(format!(
                 "the durable subscription {name:?} is open; drop it before deleting its cursor"
             )));
@@ -187,11 +214,12 @@ pub struct DurableSubscription {
 }
 
 /// Acknowledges positions of one durable subscription; cheap to clone and
-/// usable from any thread or task.
+/// usable from any thread or task, as long as the subscription is open:
+/// once it (or its stream) is dropped, [`ack`](Acker::ack) is refused.
 #[derive(Clone)]
 pub struct Acker {
     name: Arc<str>,
-    acked: Arc<Mutex<u64>>,
+    acks: Arc<Mutex<Acks>>,
     store: Arc<dyn CursorStore>,
 }
 
@@ -248,7 +276,7 @@ impl Acker {
     /// The last acknowledged position (where a new subscription under this
     /// name would resume).
     pub fn acked(&self) -> u64 {
-        *self.acked.lock()
+        self.acks.lock().acked
     }
 
     /// Records durably that every event up to `position` is processed.
@@ -256,10 +284,18 @@ impl Acker {
     /// nothing; a position beyond the head is refused. The engine, in
     /// durability modes that do not sync every commit, syncs the log
     /// first, so that a cursor never points past what a crash could take
-    /// away.
+    /// away. Once the subscription is dropped, an ack is
+    /// [`Error::InvalidInput`] and records nothing: the cursor may have
+    /// been deleted since, or belong to a new subscription under the name.
     pub fn ack(&self, position: u64) -> Result<()> {
-        let mut acked = self.acked.lock();
-        if position <= *acked {
+        let mut acks = self.acks.lock();
+        if !acks.open {
+            return Err(Error::invalid(format!(
+                "cannot acknowledge position {position}: the durable subscription {:?} was closed",
+                self.name
+            )));
+        }
+        if position <= acks.acked {
             return Ok(());
         }
         let head = self.store.head()?;
@@ -269,7 +305,7 @@ impl Acker {
             )));
         }
         self.store.save(&self.name, position)?;
-        *acked = position;
+        acks.acked = position;
         Ok(())
     }
 }
@@ -361,5 +397,88 @@ impl DurableSubscription {
     /// [`Subscription::map_events`] on the subscription inside.
     pub(crate) fn map_events(&mut self, map: crate::subscription::MapEvent) -> Result<()> {
         self.subscription.map_events(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::EventStore;
+    use crate::event::NewEvent;
+    use crate::memory::MemoryStore;
+    use crate::query::Query;
+
+    /// Cursors in a map whose `remove` waits for a go once it has begun.
+    struct SlowRemove {
+        cursors: MemoryCursors,
+        removing: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+    }
+
+    impl CursorStore for SlowRemove {
+        fn head(&self) -> Result<u64> {
+            self.cursors.head()
+        }
+        fn load(&self, name: &str) -> Result<Option<u64>> {
+            self.cursors.load(name)
+        }
+        fn save(&self, name: &str, position: u64) -> Result<()> {
+            self.cursors.save(name, position)
+        }
+        fn list(&self) -> Result<Vec<(String, u64)>> {
+            self.cursors.list()
+        }
+        fn remove(&self, name: &str) -> Result<bool> {
+            let gate = self.removing.lock().take();
+            if let Some((begun, go)) = gate {
+                begun.send(()).expect("send");
+                go.recv().expect("recv");
+            }
+            self.cursors.remove(name)
+        }
+        fn place(&self) -> PathBuf {
+            self.cursors.place()
+        }
+    }
+
+    /// A subscription opened while the cursor of its name is being deleted
+    /// waits for the deletion: what it acknowledges is not deleted.
+    #[test]
+    fn a_deletion_in_flight_holds_the_name() {
+        let events = Arc::new(MemoryStore::default());
+        for i in 0..5 {
+            events
+                .append(vec![NewEvent::new("A", format!("{i}"))])
+                .expect("append");
+        }
+        let (begun, removing) = mpsc::channel();
+        let (go, wait) = mpsc::channel();
+        let store = Arc::new(SlowRemove {
+            cursors: MemoryCursors::new(|| Ok(5)),
+            removing: Mutex::new(Some((begun, wait))),
+        });
+        store.save("d", 2).expect("save");
+        let durable = Arc::new(DurableCursors::new(store.clone()));
+        let deleting = {
+            let durable = durable.clone();
+            std::thread::spawn(move || durable.delete("d"))
+        };
+        removing.recv().expect("the deletion begins");
+        let acking = {
+            let (durable, events) = (durable.clone(), events.clone());
+            std::thread::spawn(move || {
+                let sub = durable.subscribe("d", |after| events.subscribe(&Query::all(), after))?;
+                sub.ack(5)
+            })
+        };
+        // Time for the subscription to open and acknowledge if it does not
+        // wait for the deletion.
+        std::thread::sleep(Duration::from_millis(200));
+        go.send(()).expect("go");
+        assert!(deleting.join().expect("join").expect("delete"));
+        acking.join().expect("join").expect("subscribe and ack");
+        assert_eq!(store.load("d").expect("load"), Some(5));
     }
 }

@@ -1,7 +1,7 @@
 //! The durable-subscription part of the conformance suite: resuming after
 //! the last acknowledgement across a reopen, the acknowledgement rules, one
 //! open subscription per name, deleting cursors, and the end of
-//! acknowledgements when the store goes away. It runs on every store
+//! acknowledgements when the subscription or the store goes away. It runs on every store
 //! through the same [`Harness`] as the rest of the suite:
 //!
 //! ```ignore
@@ -31,6 +31,7 @@ macro_rules! durable_subscription_tests {
             durable_names_are_claimed_and_deleted,
             durable_delivers_live_batches,
             durable_ack_after_the_store_is_gone,
+            durable_acker_ends_with_its_subscription,
         }
     };
 }
@@ -268,4 +269,56 @@ pub fn durable_ack_after_the_store_is_gone<H: Harness>(h: &mut H) {
     drop(s);
     assert!(matches!(sub.ack(1), Err(Error::Closed)), "ack after drop");
     assert!(matches!(sub.recv_timeout(WAIT), Err(Error::Closed)));
+}
+
+/// An acker that outlives its subscription acknowledges nothing more: its
+/// late ack is refused, does not bring back a deleted cursor, and does not
+/// move back the cursor of a later subscription under the name. An acker
+/// taken before `into_stream` acknowledges as long as the stream lives.
+pub fn durable_acker_ends_with_its_subscription<H: Harness>(h: &mut H) {
+    let s = h.create();
+    for i in 0..10 {
+        s.append(vec![ev("A", &i.to_string())]).expect("append");
+    }
+    let refused = |acker: &gesta::Acker, position: u64| match acker.ack(position) {
+        Err(Error::InvalidInput { reason }) => assert!(reason.contains("closed"), "{reason}"),
+        other => panic!("a late ack of {position}: {other:?}"),
+    };
+    let sub = s
+        .subscribe_durable("late", &Query::all())
+        .expect("subscribe");
+    let acker = sub.acker();
+    acker.ack(2).expect("ack");
+    drop(sub);
+    refused(&acker, 8);
+    assert_eq!(acker.acked(), 2);
+    assert_eq!(
+        s.durable_subscriptions().expect("list"),
+        vec![state("late", 2)]
+    );
+    // A deleted cursor stays deleted.
+    assert!(s.delete_durable_subscription("late").expect("delete"));
+    refused(&acker, 9);
+    assert_eq!(s.durable_subscriptions().expect("list"), vec![]);
+    // A later subscription's cursor only moves forward.
+    let sub = s
+        .subscribe_durable("late", &Query::all())
+        .expect("subscribe");
+    sub.ack(3).expect("ack");
+    refused(&acker, 8);
+    sub.ack(4).expect("ack");
+    assert_eq!(
+        s.durable_subscriptions().expect("list"),
+        vec![state("late", 4)]
+    );
+    // Through a stream: the acker acknowledges while the stream lives.
+    let streamed = sub.acker();
+    let stream = sub.into_stream();
+    streamed.ack(5).expect("ack while the stream lives");
+    drop(stream);
+    refused(&streamed, 6);
+    assert_eq!(
+        s.durable_subscriptions().expect("list"),
+        vec![state("late", 5)]
+    );
 }
