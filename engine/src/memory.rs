@@ -1,6 +1,9 @@
 //! [`MemoryStore`]: the semantic reference. Deliberately simple — a vector
 //! of events behind a mutex, every check a linear scan — so that it is easy
-//! to believe, and every other store is tested against it.
+//! to believe, and every other store is tested against it. A subscription's
+//! fetch is the exception: it holds the mutex every writer needs, so it
+//! finds its first append by a binary search and reads a bounded number of
+//! events, as every store's does.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -66,27 +69,38 @@ impl SubscriptionFeed for Shared {
         self.state.lock().events.len() as u64
     }
 
+    /// Like the engine's: about `max_events` matching events, never
+    /// splitting an append, starting at the append that holds `after + 1`
+    /// (found by a binary search, as the appends are in position order).
     fn fetch(
         &self,
         query: &Query,
         after: u64,
         head: u64,
-        _max_events: usize,
+        max_events: usize,
         out: &mut VecDeque<Vec<RecordedEvent>>,
     ) -> Result<u64> {
         let state = self.state.lock();
-        for &(first, last) in &state.batches {
-            if last <= after || first > head {
-                continue;
+        let start = state.batches.partition_point(|&(_, last)| last <= after);
+        let mut taken = 0;
+        for &(first, last) in &state.batches[start..] {
+            if first > head {
+                break;
             }
-            let batch: Vec<RecordedEvent> = state.events[(first - 1) as usize..last as usize]
+            let last = last.min(head);
+            let batch: Vec<RecordedEvent> = state.events
+                [first.max(after + 1) as usize - 1..last as usize]
                 .iter()
-                .filter(|e| e.position > after && query.matches(&e.event_type, &e.tags))
+                .filter(|e| query.matches(&e.event_type, &e.tags))
                 .filter(|e| !state.removed.contains(&e.position))
                 .cloned()
                 .collect();
+            taken += batch.len();
             if !batch.is_empty() {
                 out.push_back(batch);
+            }
+            if taken >= max_events && last < head {
+                return Ok(last);
             }
         }
         Ok(head)
@@ -674,5 +688,65 @@ impl EventStore for MemoryStore {
 
     fn delete_durable_subscription(&self, name: &str) -> Result<bool> {
         self.durable.delete(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::MemoryStore;
+    use crate::api::EventStore;
+    use crate::event::NewEvent;
+    use crate::query::Query;
+    use crate::subscription::SubscriptionFeed;
+
+    fn positions(out: &VecDeque<Vec<crate::RecordedEvent>>) -> Vec<Vec<u64>> {
+        out.iter()
+            .map(|b| b.iter().map(|e| e.position).collect())
+            .collect()
+    }
+
+    /// A fetch reads about `max_events`, finishing the append it is in,
+    /// and starts at the append holding the position after `after`.
+    #[test]
+    fn a_fetch_stops_at_the_append_that_reaches_max_events() {
+        let store = MemoryStore::default();
+        for i in 0..10 {
+            let batch = (0..3)
+                .map(|j| NewEvent::new("A", format!("{i}.{j}")))
+                .collect();
+            store.append(batch).expect("append");
+        }
+        let feed = &store.shared;
+        let mut out = VecDeque::new();
+        assert_eq!(
+            feed.fetch(&Query::all(), 0, 30, 4, &mut out)
+                .expect("fetch"),
+            6
+        );
+        assert_eq!(positions(&out), vec![vec![1, 2, 3], vec![4, 5, 6]]);
+        out.clear();
+        assert_eq!(
+            feed.fetch(&Query::all(), 4, 30, 4, &mut out)
+                .expect("fetch"),
+            9
+        );
+        assert_eq!(positions(&out), vec![vec![5, 6], vec![7, 8, 9]]);
+        out.clear();
+        assert_eq!(
+            feed.fetch(&Query::all(), 27, 30, 4, &mut out)
+                .expect("fetch"),
+            30
+        );
+        assert_eq!(positions(&out), vec![vec![28, 29, 30]]);
+        out.clear();
+        // Up to `head` only, and everything when it is within the limit.
+        assert_eq!(
+            feed.fetch(&Query::all(), 20, 24, 100, &mut out)
+                .expect("fetch"),
+            24
+        );
+        assert_eq!(positions(&out), vec![vec![21], vec![22, 23, 24]]);
     }
 }
