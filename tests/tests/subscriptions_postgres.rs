@@ -99,3 +99,42 @@ fn a_lost_notification_only_delays() {
     drop(sub);
     a.drop_schema().expect("drop");
 }
+
+/// A durable subscription's name is claimed per handle: two handles on
+/// one schema may both open it, and the stored cursor keeps the greater of
+/// their acknowledgements, never moving backwards.
+#[test]
+fn a_cursor_acknowledged_through_two_handles_never_moves_back() {
+    let schema = format!("gesta_live_cursor_{}", std::process::id());
+    let Some(a) = connect(&schema, Duration::from_secs(3600)) else {
+        eprintln!("{}", gesta_tests::postgres_harness::SKIP_MESSAGE);
+        return;
+    };
+    let b = connect(&schema, Duration::from_secs(3600)).expect("connect");
+    for i in 0..10 {
+        a.append(vec![NewEvent::new("A", format!("{i}"))])
+            .expect("append");
+    }
+    let on_a = a
+        .subscribe_durable("n", &Query::all())
+        .expect("subscribe a");
+    let on_b = b
+        .subscribe_durable("n", &Query::all())
+        .expect("subscribe b");
+    on_a.ack(8).expect("ack 8");
+    on_b.ack(3).expect("ack 3");
+    for store in [&a, &b] {
+        assert_eq!(
+            store.durable_subscriptions().expect("list"),
+            vec![gesta::DurableSubscriptionState {
+                name: "n".to_owned(),
+                acknowledged: 8
+            }]
+        );
+    }
+    drop((on_a, on_b));
+    let again = b.subscribe_durable("n", &Query::all()).expect("subscribe");
+    assert_eq!(again.acked(), 8);
+    drop(again);
+    a.drop_schema().expect("drop");
+}

@@ -59,6 +59,12 @@
 //!   notifies the store's channel in its transaction, and a dedicated
 //!   connection listens, with a poll as the fallback (see
 //!   [`PostgresOptions::poll_interval`]).
+//! - **Durable subscriptions** keep their cursors in the `cursors` table.
+//!   One per name may be open through a handle, as on every store; but the
+//!   claim is the handle's, not the schema's: another handle (another
+//!   process) on the same schema can open the same name at the same time.
+//!   Both then receive the events, and the stored cursor keeps the greater
+//!   of their acknowledgements, so it never moves backwards.
 //! - **Retroactive tags** (`add_tags`) take the appends' lock in a
 //!   transaction of their own, append the tags to the events' tag arrays
 //!   and index rows, and record the operation in the `audit` table in the

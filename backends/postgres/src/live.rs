@@ -4,6 +4,12 @@
 //! transaction of its own: appends commit durably, so the events an
 //! acknowledgement covers are durable before it).
 //!
+//! A durable subscription's name is claimed per handle: two handles on one
+//! schema (two processes, say) can each open a subscription under the same
+//! name. The upsert therefore keeps the greater of a cursor's position and
+//! the one acknowledged, so that it never moves backwards whichever handle
+//! acknowledges.
+//!
 //! Every append sends `NOTIFY` on the store's channel (`gesta_` and the hex
 //! of the schema's lock key) inside its transaction, so the notification
 //! is delivered only if, and once, it commits. A listener thread, started
@@ -351,8 +357,8 @@ impl CursorStore for Cursors {
     fn save(&self, name: &str, position: u64) -> Result<()> {
         let mut conn = self.shared.pool.get()?;
         let sql = format!(
-            "INSERT INTO {}.cursors (name, position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+            "INSERT INTO {}.cursors AS c (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = GREATEST(c.position, EXCLUDED.position)",
             self.shared.s
         );
         conn.query(&sql, &[&name.as_bytes(), &bound(position)])?;

@@ -14,6 +14,12 @@
 //! processes on the file reach them within
 //! [`SqliteOptions::poll_interval`].
 //!
+//! One durable subscription per name may be open through a handle, as on
+//! every store; but the claim is the handle's, not the file's: another
+//! handle (another process) on the same file can open the same name at the
+//! same time. Both then receive the events, and the stored cursor keeps
+//! the greater of their acknowledgements, so it never moves backwards.
+//!
 //! ```no_run
 //! use gesta::{EventStore, NewEvent, Query, ReadOptions};
 //! use gesta_sqlite::{SqliteOptions, SqliteStore};

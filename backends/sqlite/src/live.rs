@@ -4,6 +4,12 @@
 //! connection of their own, in a transaction that commits after the events
 //! it acknowledges: the WAL keeps that order through a crash).
 //!
+//! A durable subscription's name is claimed per handle: two handles on one
+//! file (two processes, say) can each open a subscription under the same
+//! name. A cursor's row therefore keeps the greater of its position and
+//! the one acknowledged, so that it never moves backwards whichever handle
+//! acknowledges.
+//!
 //! A store keeps the head its subscribers may read up to in an atomic and
 //! owns a [`CommitHub`]. Its own appends raise the head and notify the hub
 //! right after they commit, so their subscribers wake at once, by the
@@ -345,7 +351,7 @@ impl CursorStore for Cursors {
         self.write(|conn| {
             conn.prepare_cached(
                 "INSERT INTO cursors (name, position) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                 ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)",
             )?
             .execute(rusqlite::params![name, signed(position)])
             .map(|_| ())
