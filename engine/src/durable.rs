@@ -279,6 +279,12 @@ impl Acker {
         self.acks.lock().acked
     }
 
+    /// Whether its subscription is still open, so that [`ack`](Self::ack)
+    /// records what it is given.
+    pub fn is_open(&self) -> bool {
+        self.acks.lock().open
+    }
+
     /// Records durably that every event up to `position` is processed.
     /// Acknowledging a position at or below the current one changes
     /// nothing; a position beyond the head is refused. The engine, in

@@ -102,8 +102,14 @@ impl Registry {
         let open = self.lock();
         if let Some(acker) = open.get(name).cloned() {
             drop(open);
-            acker.ack(position).map_err(from_engine)?;
-            return Ok(acker.acked());
+            match acker.ack(position) {
+                Ok(()) => return Ok(acker.acked()),
+                // Its stream closed since it was looked up: the name is
+                // acknowledged by claiming it, as for one not open.
+                Err(_) if !acker.is_open() => {}
+                Err(e) => return Err(from_engine(e)),
+            }
+            return self.ack(store, name, position, over);
         }
         refuse_new(store, name, over)?;
         // Held, so that a SubscribeDurable of the name waits for this.
