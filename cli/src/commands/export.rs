@@ -30,7 +30,8 @@ Examples:
   gesta export ./events --output events.jsonl";
 
 pub const IMPORT_AFTER_HELP: &str = "\
-Appends the events in order, --batch lines per atomic append (parsing overlaps the appends).
+Appends the events in order, --batch lines per atomic append, fewer when their events take more than 32 MiB
+(parsing overlaps the appends).
 Kept: order, types, tags, data, metadata, streams and ids; positions and revisions come out the same when the
 store starts empty and the export holds every position (`gesta export` says how many hold removed events: the
 events after such a gap take the next free positions, their streams' revisions close up). Commit timestamps are the time of the import. Re-importing a file whose events all have ids
@@ -60,7 +61,7 @@ pub struct ImportArgs {
     /// Read this file instead of standard input.
     #[arg(value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Lines per atomic append.
+    /// Lines per atomic append (fewer when their events take over 32 MiB).
     #[arg(long, default_value_t = 1000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch: u64,
@@ -159,7 +160,8 @@ pub fn import(args: ImportArgs) -> Result<(), Failure> {
     let batch = args.batch as usize;
     let result = std::thread::scope(|scope| {
         scope.spawn(move || {
-            let mut lines = LineBatches::new(BufReader::with_capacity(1 << 20, input), batch);
+            let mut lines = LineBatches::new(BufReader::with_capacity(1 << 20, input), batch)
+                .cut_at_bytes(super::BATCH_BYTES);
             loop {
                 let next = lines.next_batch().map(|b| b.map(|b| (b, lines.bytes)));
                 let stop = !matches!(next, Ok(Some(_)));
