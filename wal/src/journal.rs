@@ -153,7 +153,7 @@ pub fn read(fs: &dyn FileSystem, path: &Path) -> Result<(Vec<Vec<u8>>, u64)> {
     if !fs.exists(path).at(path)? {
         return Ok((Vec::new(), 0));
     }
-    let file = fs.open(path, OpenMode::Existing).at(path)?;
+    let file = fs.open(path, OpenMode::ReadOnly).at(path)?;
     let bytes = read_all(file.as_ref()).at(path)?;
     let (entries, end) = parse(path, &bytes)?;
     Ok((entries, bytes.len() as u64 - end))

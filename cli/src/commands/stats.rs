@@ -30,6 +30,7 @@ pub struct Args {
 struct Json<'a> {
     head: u64,
     events: u64,
+    removed_events: u64,
     records: u64,
     events_with_id: u64,
     streams: u64,
@@ -64,6 +65,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let json = Json {
             head: st.head,
             events: st.events,
+            removed_events: st.removed,
             records: st.records,
             events_with_id: st.with_id,
             streams: st.streams,
@@ -108,6 +110,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     w!("store            {}", dir.display());
     w!("head             {}", st.head);
     w!("events           {}", st.events);
+    if st.removed > 0 {
+        w!(
+            "removed events   {} (their positions stay taken)",
+            st.removed
+        );
+    }
     w!("records          {} (committed batches)", st.records);
     w!("events with id   {}", st.with_id);
     w!("streams          {}", st.streams);

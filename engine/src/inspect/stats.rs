@@ -1,5 +1,7 @@
 //! [`stats`]: what a store holds and what it costs on disk, counted from
-//! its files.
+//! its files: the log, less the events the lifecycle journal says were
+//! removed, plus the tags it says were added (so the counts agree with the
+//! store's listings).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -16,8 +18,11 @@ use crate::error::Result;
 pub struct StoreStats {
     /// The last position (0 when empty).
     pub head: u64,
-    /// Events in the log.
+    /// Events the store holds (removed ones not counted).
     pub events: u64,
+    /// Events removed (deleted streams, truncations, retention, `remove`)
+    /// whose positions stay taken.
+    pub removed: u64,
     /// Records (committed batches) in the log.
     pub records: u64,
     /// Distinct streams.
@@ -27,8 +32,8 @@ pub struct StoreStats {
     /// Every event type with its number of events, most frequent first
     /// (ties by name).
     pub types: Vec<(String, u64)>,
-    /// Every tag with its number of events, most frequent first (ties by
-    /// name).
+    /// Every tag with its number of events (tags added after the fact
+    /// included), most frequent first (ties by name).
     pub tags: Vec<(String, u64)>,
     /// Commit time of the first record, microseconds since the Unix epoch.
     pub first_timestamp_micros: Option<u64>,
@@ -66,8 +71,9 @@ pub fn stats(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<StoreStat
         compressed_segments: segments.iter().filter(|s| s.compressed).count(),
         ..StoreStats::default()
     };
+    let amended = Amended::read(dir)?;
     let mut types: HashMap<String, u64> = HashMap::new();
-    let mut tags: HashMap<String, u64> = HashMap::new();
+    let mut tags: HashMap<String, u64> = amended.added_counts();
     let mut streams: HashSet<String> = HashSet::new();
     let mut events = Vec::new();
     progress(0, segment_bytes);
@@ -88,6 +94,10 @@ pub fn stats(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<StoreStat
                 + record.seq.len()
                 + record.payload.len()) as u64;
             for e in events.drain(..) {
+                if amended.removed.binary_search(&e.position).is_ok() {
+                    st.removed += 1;
+                    continue;
+                }
                 st.events += 1;
                 st.with_id += u64::from(e.id.is_some());
                 *types.entry(e.event_type).or_default() += 1;
@@ -123,6 +133,56 @@ pub fn stats(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<StoreStat
     }
     st.bytes_on_disk = du(dir)?;
     Ok(st)
+}
+
+/// What the lifecycle journal changes of the log's counts.
+struct Amended {
+    /// The positions removed, ascending.
+    removed: Vec<u64>,
+    /// Each added tag with the positions it was added to.
+    added: Vec<(String, Vec<u64>)>,
+}
+
+impl Amended {
+    /// Reads the journal (none: nothing amended); a damaged one is
+    /// corruption, as it is to opening the store.
+    fn read(dir: &Path) -> Result<Amended> {
+        let path = dir.join(crate::store::JOURNAL_FILE);
+        let (bodies, _torn) = gesta_wal::journal::read(&gesta_wal::io::StdFs, &path)?;
+        let mut removed = Vec::new();
+        let mut added = Vec::new();
+        for body in &bodies {
+            let (entry, lists) = crate::lifecycle::decode_journal_entry(body)
+                .map_err(|e| corruption(&path, 0, format!("a lifecycle entry: {e}")))?;
+            match entry.operation {
+                crate::lifecycle::Operation::Remove { .. } => {
+                    removed.extend(lists.into_iter().flatten());
+                }
+                crate::lifecycle::Operation::AddTags { tags, .. } => {
+                    added.extend(tags.into_iter().zip(lists));
+                }
+                _ => {}
+            }
+        }
+        removed.sort_unstable();
+        removed.dedup();
+        Ok(Amended { removed, added })
+    }
+
+    /// Each added tag's count of events not removed since.
+    fn added_counts(&self) -> HashMap<String, u64> {
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for (tag, positions) in &self.added {
+            let kept = positions
+                .iter()
+                .filter(|p| self.removed.binary_search(p).is_err())
+                .count() as u64;
+            if kept > 0 {
+                *counts.entry(tag.clone()).or_default() += kept;
+            }
+        }
+        counts
+    }
 }
 
 fn by_count(counts: HashMap<String, u64>) -> Vec<(String, u64)> {

@@ -66,6 +66,46 @@ fn a_healthy_store_verifies_with_its_runs_and_sealed_segments() {
     assert!(st.bytes_on_disk >= st.segment_bytes + st.index_bytes);
 }
 
+/// `stats` counts what the store holds: removed events are left out (and
+/// counted apart), tags added after the fact are in, so its types, tags
+/// and streams agree with the store's listings.
+#[test]
+fn stats_agree_with_the_listings_after_removals_and_added_tags() {
+    use crate::lifecycle::Target;
+    use crate::{Listing, Query};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = fill(tmp.path(), small_segments(), 6);
+    store.delete_stream("s1").unwrap();
+    store
+        .add_tags(
+            &Target::Query(Query::event_type("T0")),
+            &["late".to_owned()],
+        )
+        .unwrap();
+    let listed = |listing| -> Vec<(String, u64)> {
+        let mut all: Vec<_> = store
+            .list(listing, "", None, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.name, l.count))
+            .collect();
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all
+    };
+    let (types, tags, streams) = (
+        listed(Listing::Types),
+        listed(Listing::Tags),
+        listed(Listing::Streams),
+    );
+    store.close().unwrap();
+    let st = stats(tmp.path(), &mut |_, _| {}).unwrap();
+    assert_eq!((st.head, st.events, st.removed), (30, 20, 10));
+    assert_eq!(st.types, types);
+    assert_eq!(st.tags, tags);
+    assert_eq!(st.streams, streams.len() as u64);
+    assert!(st.tags.contains(&("late".to_owned(), 12)), "{:?}", st.tags);
+}
+
 /// The paths of the offset tables in `dir`'s log, in position order.
 fn tables(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found: Vec<_> = std::fs::read_dir(dir.join("wal"))
