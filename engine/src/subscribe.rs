@@ -20,7 +20,7 @@ use crate::query::query_spec;
 use crate::read::{Lookup, decode_scanned};
 use crate::shared::Shared;
 use crate::store::{Inner, Store};
-use crate::subscription::{Subscription, SubscriptionFeed};
+use crate::subscription::{FETCH_BYTES, Subscription, SubscriptionFeed};
 
 /// A store's log and index as a subscription feed. It holds the store
 /// weakly: a subscription does not keep a dropped store open.
@@ -55,7 +55,7 @@ impl SubscriptionFeed for StoreFeed {
                 inner.indexes.amendments(),
                 after,
                 head,
-                max_events,
+                (max_events, FETCH_BYTES),
                 out,
             );
         }
@@ -66,56 +66,67 @@ impl SubscriptionFeed for StoreFeed {
             Positions::new(cursor, after + 1, head, Direction::Forwards),
         );
         let lookup = Lookup::new(inner.reader.clone(), inner.indexes.amendments().clone());
-        fetch_positions(lookup, positions, head, max_events, out)
+        fetch_positions(lookup, positions, head, (max_events, FETCH_BYTES), out)
     }
 }
 
-/// Every event of the records in `after+1..=head`, one batch per record.
+/// What an event holds of a fetch's byte budget.
+fn event_bytes(e: &RecordedEvent) -> usize {
+    e.data.len() + e.metadata.len()
+}
+
+/// Every event of the records in `after+1..=head`, one batch per record,
+/// until `max` (events, bytes) is reached at the end of one.
 fn fetch_scan(
     reader: &WalReader,
     added: &Amendments,
     after: u64,
     head: u64,
-    max_events: usize,
+    max: (usize, usize),
     out: &mut VecDeque<Vec<RecordedEvent>>,
 ) -> Result<u64> {
-    let mut taken = 0;
+    let (mut taken, mut bytes) = (0, 0);
     for record in reader.forward(after + 1, head) {
         let record = record?;
         let mut events = Vec::with_capacity(record.meta.count as usize);
         decode_scanned(reader, added, &record, &mut events)?;
         events.retain(|e| e.position > after && e.position <= head);
         taken += events.len();
+        bytes += events.iter().map(event_bytes).sum::<usize>();
         let last = record.meta.last_position().min(head);
         if !events.is_empty() {
             out.push_back(events);
         }
-        if taken >= max_events && last < head {
+        if (taken >= max.0 || bytes >= max.1) && last < head {
             return Ok(last);
         }
     }
     Ok(head)
 }
 
-/// The events at `positions`, grouped by the record (append) holding them.
+/// The events at `positions`, grouped by the record (append) holding them,
+/// until `max` (events, bytes) is reached at the end of one.
 fn fetch_positions(
     mut lookup: Lookup,
     positions: impl Iterator<Item = (u64, Option<Place>)>,
     head: u64,
-    max_events: usize,
+    max: (usize, usize),
     out: &mut VecDeque<Vec<RecordedEvent>>,
 ) -> Result<u64> {
     let mut batch = Vec::new();
+    let mut bytes = 0;
     for (taken, (position, place)) in positions.enumerate() {
         if !lookup.in_last(position) {
             if !batch.is_empty() {
                 out.push_back(std::mem::take(&mut batch));
             }
-            if taken >= max_events {
+            if taken >= max.0 || bytes >= max.1 {
                 return Ok(position - 1);
             }
         }
-        batch.push(lookup.event_at(position, place)?);
+        let event = lookup.event_at(position, place)?;
+        bytes += event_bytes(&event);
+        batch.push(event);
     }
     if !batch.is_empty() {
         out.push_back(batch);
@@ -178,6 +189,72 @@ mod tests {
     use crate::event::NewEvent;
     use crate::query::{Query, QueryItem};
     use crate::store::Store;
+
+    /// A fetch stops at the end of the append that takes it to its byte
+    /// budget, by a scan (every event) and by the index (a query) alike,
+    /// and the next fetch goes on from there: nothing skipped, nothing
+    /// repeated, no append split.
+    #[test]
+    fn a_fetch_stops_at_the_append_that_reaches_its_bytes() {
+        use std::collections::VecDeque;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..6u8 {
+            let data = vec![b'a' + i; 600];
+            store
+                .append(vec![
+                    NewEvent::new("A", data.clone()).tag("t"),
+                    NewEvent::new("A", data).tag("t"),
+                ])
+                .unwrap();
+        }
+        let head = store.head();
+        let inner = &store.inner;
+        let fetched = |fetch: &dyn Fn(u64, &mut VecDeque<Vec<crate::RecordedEvent>>) -> u64| {
+            let (mut after, mut rounds, mut seen) = (0, Vec::new(), Vec::new());
+            while after < head {
+                let mut out = VecDeque::new();
+                after = fetch(after, &mut out);
+                rounds.push(out.len());
+                for batch in out {
+                    assert_eq!(batch.len(), 2, "an append is never split");
+                    seen.extend(batch.iter().map(|e| e.position));
+                }
+            }
+            assert_eq!(seen, (1..=head).collect::<Vec<_>>());
+            rounds
+        };
+        // 2,000 bytes: the second append (2,400 bytes in all) reaches it.
+        let by_scan = fetched(&|after, out| {
+            super::fetch_scan(
+                &inner.reader,
+                inner.indexes.amendments(),
+                after,
+                head,
+                (1024, 2_000),
+                out,
+            )
+            .unwrap()
+        });
+        assert_eq!(by_scan, [2, 2, 2]);
+        let spec = crate::query::query_spec(&Query::tag("t"));
+        let by_index = fetched(&|after, out| {
+            let view = inner.indexes.view().within(after + 1, head);
+            let positions = crate::ahead::Ahead::new(
+                inner.reader.clone(),
+                gesta_index::Positions::new(
+                    view.evaluate(&spec),
+                    after + 1,
+                    head,
+                    gesta_index::Direction::Forwards,
+                ),
+            );
+            let lookup =
+                crate::read::Lookup::new(inner.reader.clone(), inner.indexes.amendments().clone());
+            super::fetch_positions(lookup, positions, head, (1024, 2_000), out).unwrap()
+        });
+        assert_eq!(by_index, [2, 2, 2]);
+    }
 
     /// Subscribers waiting for type A (or a tag only A events carry) sleep
     /// through a thousand commits of type B, and still get the A appended

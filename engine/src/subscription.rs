@@ -16,7 +16,9 @@
 //!   a wake-up for each idle subscriber whose query those keys could match
 //!   (see `notify`) — the others sleep on.
 //! - Its memory is bounded: one fetch reads at most a fixed number of
-//!   events (plus the rest of the append it is in), however far behind it is.
+//!   events (plus the rest of the append it is in), however far behind it
+//!   is; on the engine, also at most [`FETCH_BYTES`] of their data and
+//!   metadata (plus the rest of the append).
 //!
 //! Events are delivered in batches that are exactly the matching events of
 //! one append, in position order.
@@ -43,6 +45,13 @@ use crate::query::Query;
 /// How many events one fetch reads at most (a fetch always finishes the
 /// append it is in, so a batch is never split).
 pub const FETCH_EVENTS: usize = 1024;
+
+/// How many bytes of events (data and metadata) one of the engine's
+/// fetches reads before it stops at the end of an append: a thousand
+/// events of 16 MiB would otherwise be held at once. With the append it
+/// finishes (at most the 64 MiB a batch may take), a fetch holds about
+/// twice this at most.
+pub const FETCH_BYTES: usize = 64 << 20;
 
 /// [`SubscriptionFeed::fetch`] for a store whose rows know the last
 /// position of the append each event belongs to (the SQL stores keep a
