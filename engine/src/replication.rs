@@ -200,6 +200,13 @@ pub fn segment_first_position(name: &str) -> Option<u64> {
         .or_else(|| gesta_wal::files::parse_compressed_file_name(name))
 }
 
+/// Whether `name` is a plain (uncompressed) segment file's name, whose
+/// bytes are at the offsets a reader's record spans give
+/// ([`Store::record_span`](crate::Store::record_span)).
+pub fn is_plain_segment_name(name: &str) -> bool {
+    gesta_wal::format::parse_segment_file_name(name).is_some()
+}
+
 /// The records a segment file of the writer holds, back to back, as
 /// [`Store::apply_records`](crate::Store::apply_records) takes them: the
 /// file's header is checked and cut off, and so are the zeros after the
@@ -392,6 +399,38 @@ mod tests {
         .stream(format!("s-{}", i % 5))
         .metadata(format!("m{i}"))
         .id(u128::from(i) + 1)
+    }
+
+    /// The byte range `record_span` gives is, in the segment file, the
+    /// one record holding the position, so that a copy of the file cut
+    /// there alone tells `holds_record` so; a store of another history
+    /// (the same events appended on their own) does not hold it.
+    #[test]
+    fn a_records_span_in_its_file_is_the_record_holding_the_position() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = writer(&tmp.path().join("w"), 300);
+        let other = writer(&tmp.path().join("o"), 299);
+        other.append(vec![event(5_000)]).unwrap();
+        for position in [1, 2, 150, 299, 300] {
+            let (first, span) = store.record_span(position).unwrap().unwrap();
+            let file = tmp.path().join("w/wal").join(format!("{first:020}.seg"));
+            let bytes = Bytes::from(std::fs::read(file).unwrap());
+            let record = bytes.slice(span.start as usize..span.end as usize);
+            match decode_record(&record) {
+                Frame::Record(r, len) => {
+                    assert_eq!(len, record.len());
+                    assert!(r.meta.first_position <= position);
+                    assert!(position <= r.meta.last_position());
+                }
+                _ => panic!("no record at the span of {position}"),
+            }
+            assert_eq!(store.holds_record(&record, position).unwrap(), Some(true));
+            // Its own commit times: never the same records.
+            let held = other.holds_record(&record, position).unwrap();
+            assert_eq!(held, Some(false), "position {position}");
+        }
+        assert_eq!(store.record_span(301).unwrap(), None);
+        assert_eq!(store.record_span(0).unwrap(), None);
     }
 
     /// A writer with `count` events in batches of up to 5, some with

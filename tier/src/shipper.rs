@@ -450,10 +450,12 @@ impl ShipWaiter {
 /// `gesta::Store::holds_record`). A store restored from the bucket
 /// earlier that then appended events of its own, while the bucket's
 /// writer went on, is ahead of the bucket too; shipping it would replace
-/// events the bucket holds (and may have acknowledged) with others. The
-/// segment file holding the head is fetched whole, once. A file the
-/// check cannot read records from (a segment rewritten to erase redacted
-/// events) is not compared.
+/// events the bucket holds (and may have acknowledged) with others. Only
+/// the byte range where this store keeps that record is fetched from the
+/// bucket's plain segment file; when that is not the same record (or the
+/// file is compressed), the file is fetched whole, once, for the answer.
+/// A file the check cannot read records from (a segment rewritten to erase
+/// redacted events) is not compared.
 async fn check_history(
     location: &Location,
     checkpoint: &crate::checkpoint::Checkpoint,
@@ -469,9 +471,21 @@ async fn check_history(
             (first <= head).then_some((first, name, f))
         })
         .max_by_key(|(first, ..)| *first);
-    let Some((_, name, file)) = holding else {
+    let Some((first, name, file)) = holding else {
         return Ok(());
     };
+    // Where this store keeps the record, in the same plain file: a range
+    // that holds it in the bucket's too answers at the cost of one record.
+    if gesta::replication::is_plain_segment_name(name)
+        && let Some((own_first, span)) = store.record_span(head)?
+        && own_first == first
+        && span.end <= file.len
+    {
+        let record = crate::chunks::fetch_range(location, file, span).await?;
+        if let Ok(Some(true)) = store.holds_record(&record, head) {
+            return Ok(());
+        }
+    }
     let bytes = crate::chunks::fetch_range(location, file, 0..file.len).await?;
     let records = match gesta::replication::segment_records(name, bytes) {
         Ok(records) => records,

@@ -86,6 +86,27 @@ impl WalReader {
         find_record(&segment, position, format::decode_record)
     }
 
+    /// Where the record holding `position` lies: its segment's first
+    /// position, and its byte range in the segment's original bytes (the
+    /// plain segment file's; a compressed segment's decompressed bytes).
+    /// For a check against another copy of the log that fetches only that
+    /// range of the copy's file.
+    pub fn record_span(&self, position: u64) -> Result<Option<(u64, std::ops::Range<u64>)>> {
+        let Some((_, segment)) = self.segments.find(position) else {
+            return Ok(None);
+        };
+        let Some((start, stop)) = segment.locate(position) else {
+            return Ok(None);
+        };
+        let bytes = segment.read(start, stop)?;
+        let found = find_record_in(&segment, position, start, bytes, format::decode_record_head)?;
+        Ok(found.map(|(_, at, bytes)| {
+            let from = start + at as u64;
+            let len = FRAME_LEN as u64 + u64::from(format::u32_at(&bytes, at));
+            (segment.first_position(), from..from + len)
+        }))
+    }
+
     /// [`record_containing`](Self::record_containing) for a point read:
     /// verifies the record's frame and head but not its payload, whose
     /// events the caller verifies one by one (see

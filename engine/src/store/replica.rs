@@ -111,6 +111,20 @@ impl Store {
         crate::replication::holds_as_own(&self.inner.reader, &theirs).map(Some)
     }
 
+    /// Where this store's record holding `position` lies: the first
+    /// position of its segment and its byte range in the segment's plain
+    /// bytes (those of a compressed segment decompressed); `None` past the
+    /// head. A writer checking a bucket's copy of its log fetches only
+    /// that range of the copy's segment, which holds the same record at
+    /// the same place when the histories agree
+    /// ([`holds_record`](Store::holds_record) then says so).
+    pub fn record_span(&self, position: u64) -> Result<Option<(u64, std::ops::Range<u64>)>> {
+        if position == 0 || position > self.head() {
+            return Ok(None);
+        }
+        Ok(self.inner.reader.record_span(position)?)
+    }
+
     /// Applies the writer's lifecycle journal to a read replica: `journal`
     /// is the whole file (`LIFECYCLE` in the writer's directory, or a
     /// prefix of it made of whole entries). The entries the replica holds
