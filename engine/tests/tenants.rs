@@ -491,7 +491,17 @@ fn a_store_closed_to_make_room_holds_up_no_other_tenant() {
     // a waits for its close, then opens again (closing b, now idle).
     let reopener = {
         let tenants = tenants.clone();
-        std::thread::spawn(move || tenants.get("a").map(|s| s.head()))
+        // Busy, a retry: b is in use until its opener's call returns.
+        std::thread::spawn(move || {
+            loop {
+                match tenants.get("a") {
+                    Err(TenantError::Busy(_)) => {
+                        std::thread::sleep(std::time::Duration::from_millis(5))
+                    }
+                    got => break got.map(|s| s.head()),
+                }
+            }
+        })
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(!reopener.is_finished(), "a reopened before it closed");
