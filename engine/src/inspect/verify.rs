@@ -501,38 +501,36 @@ fn check_snapshots(dir: &Path, findings: &mut Vec<Finding>) {
     }
 }
 
-/// Reads and checks every durable subscription's cursor file (checksum,
-/// and that it holds the cursor its name is for).
 /// The key file of an encrypted store: there if the store is marked
 /// encrypted, and well formed (with the feature that reads it).
 fn check_key_file(dir: &Path, findings: &mut Vec<Finding>) {
     let keys = dir.join(crate::names::KEY_FILE_NAME);
     let mark = dir.join(crate::names::ENCRYPTED_MARK_NAME);
-    if !keys.exists() {
-        if mark.exists() {
-            findings.push(Finding::new(
-                Part::KeyFile,
-                &keys,
-                None,
-                format!(
-                    "missing, while {} says the store is encrypted",
-                    mark.display()
-                ),
-            ));
+    if keys.exists() {
+        #[cfg(feature = "encryption")]
+        {
+            let checked = std::fs::read(&keys)
+                .map_err(io_error(&keys))
+                .and_then(|bytes| crate::encryption::keys::decode(&bytes, &keys));
+            if let Err(e) = checked {
+                findings.push(Finding::from_error(Part::KeyFile, &keys, e));
+            }
         }
-        return;
-    }
-    #[cfg(feature = "encryption")]
-    {
-        let checked = std::fs::read(&keys)
-            .map_err(io_error(&keys))
-            .and_then(|bytes| crate::encryption::keys::decode(&bytes, &keys));
-        if let Err(e) = checked {
-            findings.push(Finding::from_error(Part::KeyFile, &keys, e));
-        }
+    } else if mark.exists() {
+        findings.push(Finding::new(
+            Part::KeyFile,
+            &keys,
+            None,
+            format!(
+                "missing, while {} says the store is encrypted",
+                mark.display()
+            ),
+        ));
     }
 }
 
+/// Reads and checks every durable subscription's cursor file (checksum,
+/// and that it holds the cursor its name is for).
 fn check_cursors(dir: &Path, findings: &mut Vec<Finding>) {
     let cursors = dir.join(cursors::DIR);
     let listing = match std::fs::read_dir(&cursors) {
