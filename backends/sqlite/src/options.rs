@@ -1,7 +1,8 @@
 //! How a [`SqliteStore`](crate::SqliteStore) is opened: the durability of a
 //! commit (`PRAGMA synchronous`), how long to wait for a lock held by
-//! another connection, how many snapshots to keep per key, and how often
-//! subscriptions look for commits made by other connections.
+//! another connection, how many snapshots to keep per key, how often
+//! subscriptions look for commits made by other connections, and the
+//! memory SQLite may keep pages in (`PRAGMA cache_size`, `mmap_size`).
 
 use std::time::Duration;
 
@@ -49,7 +50,16 @@ pub struct SqliteOptions {
     /// commit through this handle wakes its subscribers at once; one
     /// through another connection reaches them within about this interval.
     pub poll_interval: Duration,
+    /// Bytes of each connection's page cache (`PRAGMA cache_size`;
+    /// default SQLite's own, about 2 MB).
+    pub cache_bytes: u64,
+    /// Bytes of the database file read through a memory map (`PRAGMA
+    /// mmap_size`; default 0, SQLite's own: no map).
+    pub mmap_bytes: u64,
 }
+
+/// SQLite's default page cache: 2,000 KiB per connection.
+const SQLITE_CACHE_BYTES: u64 = 2_000 * 1024;
 
 impl Default for SqliteOptions {
     fn default() -> SqliteOptions {
@@ -58,6 +68,8 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             snapshots_kept: gesta::snapshots::DEFAULT_KEPT,
             poll_interval: Duration::from_millis(50),
+            cache_bytes: SQLITE_CACHE_BYTES,
+            mmap_bytes: 0,
         }
     }
 }
@@ -66,6 +78,15 @@ impl SqliteOptions {
     /// Sets [`synchronous`](SqliteOptions::synchronous).
     pub fn synchronous(mut self, synchronous: Synchronous) -> SqliteOptions {
         self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets [`cache_bytes`](SqliteOptions::cache_bytes) and
+    /// [`mmap_bytes`](SqliteOptions::mmap_bytes): what a store that is
+    /// read much gives SQLite to keep pages in memory.
+    pub fn memory(mut self, cache_bytes: u64, mmap_bytes: u64) -> SqliteOptions {
+        self.cache_bytes = cache_bytes;
+        self.mmap_bytes = mmap_bytes;
         self
     }
 

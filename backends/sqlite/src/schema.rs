@@ -109,7 +109,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::options::SqliteOptions;
 
@@ -226,6 +226,13 @@ pub(crate) fn connect(path: &Path, options: &SqliteOptions) -> rusqlite::Result<
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
     conn.pragma_update(None, "secure_delete", true)?;
+    // Negative: a size in KiB rather than in pages.
+    let cache_kib = i64::try_from(options.cache_bytes / 1024).unwrap_or(i64::MAX);
+    conn.pragma_update(None, "cache_size", -cache_kib.max(1))?;
+    let mmap = i64::try_from(options.mmap_bytes).unwrap_or(i64::MAX);
+    // The pragma answers with the size it took, as a row.
+    conn.query_row(&format!("PRAGMA mmap_size = {mmap}"), [], |_| Ok(()))
+        .optional()?;
     Ok(conn)
 }
 
@@ -341,4 +348,28 @@ pub(crate) fn migrate_to_live(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resul
          GROUP BY run;
          DROP INDEX migrate_batches_by_last;",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection gets the cache and the map its options give, and
+    /// SQLite's own defaults without them.
+    #[test]
+    fn connections_get_the_memory_their_options_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let pragma = |conn: &Connection, name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        let default = connect(&path, &SqliteOptions::default()).unwrap();
+        assert_eq!(pragma(&default, "cache_size"), -2000);
+        assert_eq!(pragma(&default, "mmap_size"), 0);
+        let tuned = SqliteOptions::default().memory(64 << 20, 1 << 30);
+        let conn = connect(&path, &tuned).unwrap();
+        assert_eq!(pragma(&conn, "cache_size"), -(64 << 10));
+        assert_eq!(pragma(&conn, "mmap_size"), 1 << 30);
+    }
 }
