@@ -307,7 +307,41 @@ pub fn run(config: &Config) -> Result<Results, HarnessError> {
         run_store(config, &at, kind, &mut results, &bar);
     }
     bar.finish_and_clear();
+    same_hits(&mut results);
     Ok(results)
+}
+
+/// The queries of R2–R4 run over the same events on every store, so they
+/// must find the same events: a store whose count differs from the first
+/// store's is an error in the report, not a figure (a store that skipped
+/// events would otherwise look fast).
+fn same_hits(results: &mut Results) {
+    for id in ["R2", "R3", "R4"] {
+        let found: Vec<(StoreKind, u64)> = results
+            .measured
+            .iter()
+            .filter(|m| m.workload == id)
+            .map(|m| (m.store, m.outcome.extra))
+            .collect();
+        let Some(&(first, hits)) = found.first() else {
+            continue;
+        };
+        for &(store, extra) in &found[1..] {
+            if extra != hits {
+                results
+                    .measured
+                    .retain(|m| !(m.store == store && m.workload == id));
+                results.errors.push((
+                    store,
+                    id,
+                    format!(
+                        "found {extra} events where {} found {hits}: not the same answers",
+                        first.label()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Runs every selected workload on one kind of store, recording failures

@@ -10,6 +10,14 @@ use gesta::{Durability, EventStore, Options};
 
 use super::HarnessError;
 
+/// SQLite's page cache per connection in the harness: 256 MiB, as UmaDB's
+/// (`uma::UMA_PAGE_CACHE_MB`), the memory
+/// Gesta's M1 target allows.
+pub const SQLITE_CACHE_BYTES: u64 = 256 << 20;
+/// SQLite's memory-mapped file in the harness: 1 GiB, more than the read
+/// store's database, so that it is read through the map as Gesta's log is.
+pub const SQLITE_MMAP_BYTES: u64 = 1 << 30;
+
 /// One store the harness can run the workloads against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StoreKind {
@@ -238,9 +246,13 @@ impl Instance {
                     (Mode::Measured, StoreKind::SqliteFull) => Synchronous::Full,
                     (Mode::Measured, _) => Synchronous::Normal,
                 };
+                // Memory for its pages, as a user who reads would give it
+                // (SQLite's defaults: a 2 MB cache per connection, no map),
+                // about what Gesta's reads use: its mapped log and caches.
                 let options = gesta_sqlite::SqliteOptions::default()
                     .synchronous(synchronous)
-                    .busy_timeout(Duration::from_secs(60));
+                    .busy_timeout(Duration::from_secs(60))
+                    .memory(SQLITE_CACHE_BYTES, SQLITE_MMAP_BYTES);
                 Handle::Sqlite(Box::new(gesta_sqlite::SqliteStore::open(
                     self.dir.join("events.sqlite3"),
                     options,
