@@ -295,7 +295,7 @@ impl Admission {
             return Ok(Some(stored));
         }
         let view = self.indexes.view();
-        let stored = crate::tracking::tracking_at(&self.reader, &view, key, source)?;
+        let stored = crate::tracking::tracking_at(&self.reader, &view, key, source, u64::MAX)?;
         if let Some(stored) = stored {
             self.tracking.insert(key.clone(), stored);
         }

@@ -20,14 +20,17 @@ pub(crate) fn check_tracking_source(source: &str) -> Result<()> {
 }
 
 /// The tracking position of `source` (tracking key `key`): the trailer of
-/// the record holding the key's last posting.
+/// the record holding the key's last posting at or below `upto` (a
+/// reader's head, since a commit's postings are visible before its head
+/// is; `u64::MAX` in the committer, which publishes every head itself).
 pub(crate) fn tracking_at(
     reader: &WalReader,
     view: &gesta_index::IndexView,
     key: &Key,
     source: &str,
+    upto: u64,
 ) -> Result<Option<u64>> {
-    let Some(position) = view.last(key) else {
+    let Some(position) = view.last_upto(key, upto) else {
         return Ok(None);
     };
     let damaged = |reason: &str| {

@@ -206,6 +206,47 @@ impl IndexView {
                 .sum::<u64>()
     }
 
+    /// [`count`](Self::count) of the postings at or below `head`: a
+    /// writer makes a commit's postings visible before it publishes the
+    /// commit's head, so a count that must agree with reads bounded by the
+    /// head (a stream's revision) leaves out what lies above it.
+    pub fn count_upto(&self, key: &Key, head: u64) -> u64 {
+        let added = self
+            .added(key)
+            .map_or(0, |l| l.partition_point(|&p| p <= head) as u64);
+        added
+            + self
+                .sources
+                .iter()
+                .filter(|(lo, _, _)| *lo <= head)
+                .map(|(lo, hi, source)| match source {
+                    Source::Memtable(m) => m.count_within(key, *lo, (*hi).min(head)),
+                    Source::Run(run) if *hi <= head => run.count(key),
+                    Source::Run(run) => {
+                        let mut above = 0;
+                        if let Some(mut cursor) = run.cursor(key) {
+                            let mut at = cursor.seek_ge(head.saturating_add(1));
+                            while let Some(p) = at.filter(|p| p <= hi) {
+                                above += 1;
+                                at = cursor.seek_ge(p.saturating_add(1));
+                            }
+                        }
+                        run.count(key).saturating_sub(above)
+                    }
+                })
+                .sum::<u64>()
+    }
+
+    /// [`last`](Self::last) at or below `head` (see
+    /// [`count_upto`](Self::count_upto) for why).
+    pub fn last_upto(&self, key: &Key, head: u64) -> Option<u64> {
+        match self.last(key) {
+            Some(p) if p <= head => Some(p),
+            None => None,
+            Some(_) => self.cursor(key).seek_le(head),
+        }
+    }
+
     /// The last position of `key`: the newest source's last position, read
     /// without building a cursor unless it lies outside the source's range.
     pub fn last(&self, key: &Key) -> Option<u64> {

@@ -499,8 +499,17 @@ impl Store {
     /// `None` if none did.
     pub fn tracking_info(&self, source: &str) -> Result<Option<u64>> {
         check_tracking_source(source)?;
+        // The head first: the view may hold postings of a commit whose head
+        // is not published yet, which no read returns.
+        let head = self.head();
         let view = self.inner.indexes.view();
-        tracking_at(&self.inner.reader, &view, &Key::tracking(source), source)
+        tracking_at(
+            &self.inner.reader,
+            &view,
+            &Key::tracking(source),
+            source,
+            head,
+        )
     }
 
     /// The newest event matching `query`.
@@ -513,11 +522,17 @@ impl Store {
     /// The last revision of `stream` (None when it has no events).
     pub fn stream_revision(&self, stream: &str) -> Result<Option<u64>> {
         check_stream_name(stream)?;
+        // Bounded by the head read first, as every read is: the committer
+        // makes a commit's postings visible before its head, and a revision
+        // counted from them would be one no read returns yet (a caller
+        // folding the stream to that revision would miss its last event
+        // and still pass the expected-revision check).
+        let head = self.head();
         Ok(self
             .inner
             .indexes
             .view()
-            .count(&Key::stream(stream))
+            .count_upto(&Key::stream(stream), head)
             .checked_sub(1))
     }
 
