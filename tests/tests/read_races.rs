@@ -18,8 +18,10 @@ fn racing(
     first: impl Fn(u64) -> (NewEvent, AppendOptions) + Send + 'static,
 ) -> (Arc<Store>, std::thread::JoinHandle<()>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = Options::default();
-    options.memtable_postings = 1 << 30;
+    let options = Options {
+        memtable_postings: 1 << 30,
+        ..Options::default()
+    };
     let store = Arc::new(Store::open_with(dir.path(), options).unwrap());
     let writer =
         {
