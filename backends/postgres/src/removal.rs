@@ -37,7 +37,7 @@ pub(crate) struct RemovalSql {
     rules: String,
     clear_rules: String,
     insert_rules: String,
-    timestamp_of: String,
+    position_at: String,
     now: String,
 }
 
@@ -76,10 +76,29 @@ impl RemovalSql {
                 "INSERT INTO {s}.retention (ord, rule) \
                  SELECT * FROM unnest($1::bigint[], $2::bytea[])"
             ),
-            timestamp_of: format!(
-                "SELECT timestamp_micros FROM {s}.events WHERE position = $1 \
-                 UNION ALL SELECT timestamp_micros FROM {s}.removed_events WHERE position = $1"
-            ),
+            // `$1` the time, `$2` the head: a binary search over the
+            // commit times of events, removed or not, in one statement
+            // (a search driven from Rust paid a round trip per step).
+            position_at: {
+                let mid = "lo + (hi - lo) / 2";
+                let ts = format!(
+                    "coalesce((SELECT timestamp_micros FROM {s}.events WHERE position = {mid}), \
+                     (SELECT timestamp_micros FROM {s}.removed_events WHERE position = {mid}))"
+                );
+                format!(
+                    "WITH RECURSIVE step(lo, hi, found, bad) AS (
+                        SELECT 1::bigint, $2::bigint, 0::bigint, false
+                        UNION ALL
+                        SELECT
+                            CASE WHEN {ts} <= $1 THEN {mid} + 1 ELSE lo END,
+                            CASE WHEN {ts} <= $1 THEN hi ELSE {mid} - 1 END,
+                            CASE WHEN {ts} <= $1 THEN {mid} ELSE found END,
+                            bad OR {ts} IS NULL
+                        FROM step WHERE lo <= hi
+                    )
+                    SELECT found, bad FROM step WHERE lo > hi"
+                )
+            },
             // The clock appends take their commit times from.
             now: "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint".to_owned(),
         }
@@ -244,24 +263,21 @@ pub(crate) fn enforce(
     Ok(total)
 }
 
-/// The last position up to `head` committed at or before `t`, by a binary
-/// search over the commit times of events, removed or not (0 if none):
-/// one primary-key probe per step, commit times never decreasing with
-/// positions.
+/// The last position up to `head` committed at or before `t` (0 if
+/// none): a binary search over the commit times of events, removed or
+/// not, which never decrease with positions, in one statement whose every
+/// step is a primary-key probe. A position the search reaches without an
+/// event is damage.
 pub(crate) fn position_at(conn: &mut Conn, sql: &RemovalSql, t: i64, head: u64) -> Result<u64> {
-    let (mut lo, mut hi, mut found) = (1i64, bound(head), 0i64);
-    while lo <= hi {
-        let mid = lo + (hi - lo) / 2;
-        let ts: i64 = conn
-            .query_one(&sql.timestamp_of, &[&mid])?
-            .try_get(0)
-            .map_err(pg_error)?;
-        if ts <= t {
-            found = mid;
-            lo = mid + 1;
-        } else {
-            hi = mid - 1;
-        }
+    let row = conn.query_one(&sql.position_at, &[&t, &bound(head)])?;
+    let found: i64 = row.try_get(0).map_err(pg_error)?;
+    let bad: bool = row.try_get(1).map_err(pg_error)?;
+    if bad {
+        return Err(gesta::Error::Corruption {
+            file: std::path::PathBuf::from("postgres"),
+            offset: 0,
+            reason: format!("a position up to the head {head} holds no event, removed or not"),
+        });
     }
     to_u64(found, found, "position")
 }

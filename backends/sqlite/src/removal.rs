@@ -23,7 +23,7 @@ use std::path::Path;
 use gesta::lifecycle::{self as lc, Operation, Target, decode_rule, encode_rule};
 use gesta::removal::{self as rm, Removal, Removed, RetentionRule, RetentionScope};
 use gesta::{Error, Result};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Transaction, params};
 
 use crate::codec::decode_tags;
 use crate::lifecycle::{record, resolve_positions};
@@ -211,32 +211,42 @@ pub(crate) fn enforce(tx: &Transaction<'_>, path: &Path, now: i64) -> Result<Rem
     Ok(total)
 }
 
-/// The commit time of the event at `position`, removed or not.
-pub(crate) fn time_of(conn: &rusqlite::Connection, position: i64) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(
-        "SELECT ts FROM events WHERE position = ?1 \
-         UNION ALL SELECT ts FROM removed_events WHERE position = ?1",
-    )?
-    .query_row([position], |r| r.get(0))
-    .optional()
-}
-
-/// The last position up to `head` committed at or before `t`: a binary
-/// search, commit times never decreasing with positions (0 if none).
+/// The last position up to `head` committed at or before `t` (0 if
+/// none): a binary search over the commit times of events, removed or
+/// not, which never decrease with positions, as one recursive statement
+/// whose every step is a primary-key probe (a search driven from Rust paid
+/// a statement per step). A position the search reaches without an event
+/// is damage.
 pub(crate) fn position_at(conn: &rusqlite::Connection, t: i64, head: u64) -> rusqlite::Result<u64> {
-    let (mut lo, mut hi) = (1i64, signed(head));
-    let mut found = 0;
-    while lo <= hi {
-        let mid = lo + (hi - lo) / 2;
-        let Some(ts) = time_of(conn, mid)? else {
-            return Err(rusqlite::Error::QueryReturnedNoRows);
-        };
-        if ts <= t {
-            found = mid;
-            lo = mid + 1;
-        } else {
-            hi = mid - 1;
-        }
+    let (found, bad): (i64, bool) = conn
+        .prepare_cached(&position_at_sql())?
+        .query_row(rusqlite::params![t, signed(head)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if bad {
+        return Err(rusqlite::Error::QueryReturnedNoRows);
     }
     Ok(unsigned(found))
+}
+
+/// [`position_at`]'s statement: `?1` the time, `?2` the head.
+fn position_at_sql() -> String {
+    let mid = "lo + (hi - lo) / 2";
+    let ts = format!(
+        "coalesce((SELECT ts FROM events WHERE position = {mid}), \
+         (SELECT ts FROM removed_events WHERE position = {mid}))"
+    );
+    format!(
+        "WITH RECURSIVE step(lo, hi, found, bad) AS (
+            SELECT 1, ?2, 0, 0
+            UNION ALL
+            SELECT
+                CASE WHEN {ts} <= ?1 THEN {mid} + 1 ELSE lo END,
+                CASE WHEN {ts} <= ?1 THEN hi ELSE {mid} - 1 END,
+                CASE WHEN {ts} <= ?1 THEN {mid} ELSE found END,
+                max(bad, {ts} IS NULL)
+            FROM step WHERE lo <= hi
+        )
+        SELECT found, bad FROM step WHERE lo > hi"
+    )
 }
