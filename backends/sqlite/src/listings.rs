@@ -11,9 +11,11 @@
 //!   whatever the streams' lengths.
 //!
 //! Every statement is entered at the page's start (`>` after, `>=` the
-//! prefix); names compare with the `BINARY` collation, which is byte
-//! order. The rows are stepped one at a time and the walk stops at the
-//! first name past the prefix, so no statement reads beyond the page. All
+//! prefix) and, for types and tags, bounded above by the first name past
+//! the prefix (a group past it would be counted whole before the walk saw
+//! it); names compare with the `BINARY` collation, which is byte order.
+//! The rows are stepped one at a time and the walk stops at the first name
+//! past the prefix, so no statement reads beyond the page. All
 //! of a page is read in one read transaction: one snapshot.
 
 use gesta::listing::page_start;
@@ -30,26 +32,38 @@ pub(crate) fn list(
 ) -> rusqlite::Result<Vec<Listed>> {
     let (start, exclusive) = page_start(prefix, after);
     let op = if exclusive { ">" } else { ">=" };
+    // The first name past the prefix, so that the last page does not
+    // count the next name's whole group before the walk sees it is past.
+    let upper = successor(prefix);
+    let below = if upper.is_some() {
+        " AND {col} < ?3"
+    } else {
+        ""
+    };
     let tx = conn.unchecked_transaction()?;
     let out = match what {
         Listing::Streams => streams(&tx, op, start, prefix, limit)?,
         Listing::Types => grouped(
             &tx,
             &format!(
-                "SELECT type, count(*) FROM events WHERE type {op} ?1 \
-                 GROUP BY type ORDER BY type LIMIT ?2"
+                "SELECT type, count(*) FROM events WHERE type {op} ?1{} \
+                 GROUP BY type ORDER BY type LIMIT ?2",
+                below.replace("{col}", "type")
             ),
             start,
+            upper.as_deref(),
             prefix,
             limit,
         )?,
         Listing::Tags => grouped(
             &tx,
             &format!(
-                "SELECT tag, count(*) FROM tags WHERE tag {op} ?1 \
-                 GROUP BY tag ORDER BY tag LIMIT ?2"
+                "SELECT tag, count(*) FROM tags WHERE tag {op} ?1{} \
+                 GROUP BY tag ORDER BY tag LIMIT ?2",
+                below.replace("{col}", "tag")
             ),
             start,
+            upper.as_deref(),
             prefix,
             limit,
         )?,
@@ -58,16 +72,41 @@ pub(crate) fn list(
     Ok(out)
 }
 
-/// The (name, count) rows of `sql`, while the names keep the prefix.
+/// The least string above every string that starts with `prefix`, in
+/// byte order (which is code point order for UTF-8): the prefix with its
+/// last character that can be, moved on by one (`None` for the empty
+/// prefix, or one of `char::MAX` only). A string, so that SQLite compares
+/// it with the names as text.
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match u32::from(last) + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The (name, count) rows of `sql`, while the names keep the prefix; `?3`
+/// is `upper` when there is one.
 fn grouped(
     conn: &Connection,
     sql: &str,
     start: &str,
+    upper: Option<&str>,
     prefix: &str,
     limit: usize,
 ) -> rusqlite::Result<Vec<Listed>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(rusqlite::params![start, limit as i64])?;
+    let mut rows = match upper {
+        Some(upper) => stmt.query(rusqlite::params![start, limit as i64, upper])?,
+        None => stmt.query(rusqlite::params![start, limit as i64])?,
+    };
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let name: String = row.get(0)?;
@@ -129,6 +168,20 @@ fn streams(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_successor_bounds_every_name_with_the_prefix() {
+        assert_eq!(successor(""), None);
+        assert_eq!(successor("ab").as_deref(), Some("ac"));
+        assert_eq!(successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10FFFF}"), None);
+        let up = successor("é").unwrap();
+        for name in ["é", "éa", "é\u{10FFFF}", "é\u{10FFFF}\u{10FFFF}"] {
+            assert!(name < up.as_str(), "{name:?}");
+        }
+        assert!("ê" >= up.as_str());
+    }
+
     /// The plan of every listing statement searches an index (never a full
     /// scan of `events`), so a page costs what it lists.
     #[test]
@@ -161,6 +214,16 @@ mod tests {
         );
         assert!(tags.contains("USING PRIMARY KEY (tag>?)"), "{tags}");
         assert!(!tags.contains("TEMP B-TREE"), "{tags}");
+        // A prefix's page ends at the name past it: the next group is not
+        // counted.
+        let bounded = plan(
+            "SELECT tag, count(*) FROM tags WHERE tag >= 'a' AND tag < 'b' \
+             GROUP BY tag ORDER BY tag LIMIT 5",
+        );
+        assert!(
+            bounded.contains("USING PRIMARY KEY (tag>? AND tag<?)"),
+            "{bounded}"
+        );
         let next = plan(
             "SELECT stream FROM events WHERE stream IS NOT NULL AND stream > 'a' \
              ORDER BY stream LIMIT 1",
