@@ -220,10 +220,30 @@ fn select(query: &Query, direction: Direction, columns: &str) -> Statement {
         format!(
             "SELECT {columns} FROM ({} ORDER BY 1 {order} LIMIT ?3) m \
              JOIN events e ON e.position = m.p ORDER BY e.position {order}",
-            arms.join(" UNION ")
+            compound(arms, " UNION ")
         )
     };
     b.finish(sql)
+}
+
+/// The most terms of one compound `SELECT` this store writes; SQLite
+/// refuses more than 500 (`SQLITE_MAX_COMPOUND_SELECT`).
+const COMPOUND_TERMS: usize = 400;
+
+/// `arms` (each a `SELECT` of one column named `p`) joined by `op` (a
+/// `UNION` or `UNION ALL`), nested in subqueries of at most
+/// [`COMPOUND_TERMS`] terms each, so that a query of any number of arms
+/// (one per type of a tag-less item, one per tagged item) stays within
+/// SQLite's limit.
+fn compound(arms: Vec<String>, op: &str) -> String {
+    if arms.len() <= COMPOUND_TERMS {
+        return arms.join(op);
+    }
+    let nested: Vec<String> = arms
+        .chunks(COMPOUND_TERMS)
+        .map(|chunk| format!("SELECT p FROM ({})", chunk.join(op)))
+        .collect();
+    compound(nested, op)
 }
 
 /// The first position between `?1` and `?2` (inclusive) of an event
@@ -242,7 +262,7 @@ pub(crate) fn first_match(query: &Query) -> Statement {
             arms.remove(0)
         } else {
             let arms: Vec<String> = arms.iter().map(|a| format!("SELECT ({a}) AS p")).collect();
-            format!("SELECT min(p) FROM ({})", arms.join(" UNION ALL "))
+            format!("SELECT min(p) FROM ({})", compound(arms, " UNION ALL "))
         }
     };
     b.finish(sql)

@@ -134,6 +134,7 @@ macro_rules! __gesta_conformance_cases {
             query_several_types,
             query_one_tag,
             query_several_tags,
+            queries_of_hundreds_of_arms,
             query_type_and_tags,
             query_several_items,
             query_no_match,

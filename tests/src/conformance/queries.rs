@@ -50,6 +50,42 @@ pub fn query_type_and_tags<H: Harness>(h: &mut H) {
     query_case(h, Query::item(types(&["A", "C"]).tags(["t1", "t2"])), &[6]);
 }
 
+/// A query of hundreds of types, or of hundreds of items, is answered as
+/// a small one is (the SQL stores build one arm per type of a tag-less
+/// item and per tagged item; SQLite refuses a compound of more than 500),
+/// by reads, `read_last` and a condition alike.
+pub fn queries_of_hundreds_of_arms<H: Harness>(h: &mut H) {
+    let many_types = Query::item(
+        QueryItem::new().types(
+            ["A", "C"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain((0..600).map(|i| format!("absent-{i}"))),
+        ),
+    );
+    query_case(h, many_types.clone(), &[1, 3, 4, 6, 8]);
+    let mut many_items = Query::tag("t3");
+    for i in 0..600 {
+        many_items = many_items.or(QueryItem::new().tag(format!("absent-{i}")));
+    }
+    query_case(h, many_items.clone(), &[5, 6, 7, 8]);
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    assert_eq!(
+        ok("read_last", s.read_last(&many_items)).map(|e| e.position),
+        Some(8)
+    );
+    let failed = s.append_with(
+        vec![gesta::NewEvent::new("E", "{}")],
+        gesta::AppendOptions::new().fail_if(many_types, Some(7)),
+    );
+    assert!(
+        matches!(failed, Err(gesta::Error::ConditionFailed { position: 8 })),
+        "{failed:?}"
+    );
+}
+
 /// Several items are OR-ed, and an event matching several items comes once.
 pub fn query_several_items<H: Harness>(h: &mut H) {
     query_case(
