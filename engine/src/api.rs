@@ -244,9 +244,12 @@ pub trait EventStore: Send + Sync {
     // --- Listings: streams, event types and tags, with counts ---
 
     /// One page of the names of `what` this store holds — stream names,
-    /// event types or tags — each with its count of committed events (a
-    /// stream's is its last revision + 1; a tag's counts each event that
-    /// carries it once). The contract, the same on every store:
+    /// event types or tags — each with its count of committed events not
+    /// removed (a stream's is its last revision + 1 less its removed
+    /// events, so not the next revision once any was removed: ask
+    /// [`stream_revision`](Self::stream_revision) for that; a tag's counts
+    /// each event that carries it once). The contract, the same on every
+    /// store:
     ///
     /// - names in byte order (of their UTF-8 encoding), each once, only
     ///   names with at least one committed event;

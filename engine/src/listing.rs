@@ -16,8 +16,9 @@ pub const MAX_LIST_LIMIT: usize = 10_000;
 /// What a listing lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Listing {
-    /// Stream names; a stream's count is its number of events (its last
-    /// revision + 1).
+    /// Stream names; a stream's count is its number of events not removed
+    /// (its last revision + 1 until one is removed: truncated, deleted, by
+    /// retention).
     Streams,
     /// Event types; the count is the number of events of the type.
     Types,
