@@ -32,7 +32,8 @@
 //! tenant its store), and outside the set's lock (its companion's last
 //! round may take long; other tenants' calls go on, and a call of the
 //! tenant being closed waits for the close): for that while one store
-//! more than `max_open` is open per store being closed. A
+//! more than `max_open` is open, and a call that needs room meanwhile
+//! waits for the close. A
 //! store that failed in a way only reopening cures (the engine's poisoned
 //! store: [`TenantHome::is_failed`]) is closed and reopened at the first
 //! call that finds it idle.
@@ -413,23 +414,35 @@ impl<H: TenantHome> TenantSet<H> {
     pub fn get(&self, name: &str) -> TenantResult<Arc<H::Store>> {
         self.home.check_name(name)?;
         let mut open = self.open.lock();
-        self.wait_closed(&mut open, name);
-        open.tick += 1;
-        let tick = open.tick;
-        if let Some(slot) = open.stores.get_mut(name) {
-            slot.used = tick;
-            // A failed store answers every call with its failure until it
-            // is reopened: once no call holds it, it is, here. Held, it
-            // is handed out as it is (its callers see the failure).
-            let failed = self.home.is_failed(&slot.store);
-            if !failed || Arc::strong_count(&slot.store) > 1 {
-                return Ok(slot.store.clone());
+        loop {
+            self.wait_closed(&mut open, name);
+            open.tick += 1;
+            let tick = open.tick;
+            if let Some(slot) = open.stores.get_mut(name) {
+                slot.used = tick;
+                // A failed store answers every call with its failure until
+                // it is reopened: once no call holds it, it is, here.
+                // Held, it is handed out as it is (its callers see the
+                // failure).
+                let failed = self.home.is_failed(&slot.store);
+                if !failed || Arc::strong_count(&slot.store) > 1 {
+                    return Ok(slot.store.clone());
+                }
+                if let Some(slot) = open.stores.remove(name) {
+                    log::warn!("gesta: reopening tenant {name:?}, whose store failed");
+                    self.close_quietly(name, slot);
+                }
             }
-            if let Some(slot) = open.stores.remove(name) {
-                log::warn!("gesta: reopening tenant {name:?}, whose store failed");
-                self.close_quietly(name, slot);
+            // One store closed to make room at a time: a full set waits
+            // for it, so that no more than one store past the bound is
+            // ever open.
+            if open.stores.len() >= self.limits.max_open && !open.closing.is_empty() {
+                self.closed.wait(&mut open);
+                continue;
             }
+            break;
         }
+        let tick = open.tick;
         if !self.home.exists(name)? {
             return Err(TenantError::Unknown(name.to_owned()));
         }

@@ -533,3 +533,93 @@ fn a_store_closed_to_make_room_holds_up_no_other_tenant() {
     }
     closing.join().unwrap().unwrap();
 }
+
+/// While a store closed to make room is still closing, a call that needs
+/// room waits for it instead of closing another: at most one store past
+/// the bound is ever open (counted by the companions alive).
+#[test]
+fn one_store_past_the_bound_at_most_while_one_closes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    struct Counted {
+        live: Arc<AtomicUsize>,
+        release: Mutex<mpsc::Receiver<()>>,
+    }
+    impl gesta::tenants::Companion for Counted {
+        fn finish(self: Box<Self>) -> Result<(), String> {
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(30));
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let live = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let releases: Arc<Mutex<Vec<mpsc::Sender<()>>>> = Default::default();
+    let make = {
+        let (live, most, releases) = (live.clone(), most.clone(), releases.clone());
+        Arc::new(move |_: &str, _: &gesta::Store| {
+            let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let (tx, rx) = mpsc::channel();
+            releases.lock().unwrap().push(tx);
+            Ok(Box::new(Counted {
+                live: live.clone(),
+                release: Mutex::new(rx),
+            }) as Box<dyn gesta::tenants::Companion>)
+        })
+    };
+    let tenants = Arc::new(
+        Tenants::open(root.path(), options(2))
+            .unwrap()
+            .with_companions(make),
+    );
+    for name in ["a", "x", "b", "c"] {
+        tenants.create(name).unwrap();
+    }
+    drop(tenants.get("a").unwrap());
+    drop(tenants.get("x").unwrap());
+    let calls: Vec<_> = ["b", "c"]
+        .into_iter()
+        .map(|name| {
+            let tenants = tenants.clone();
+            std::thread::spawn(move || {
+                loop {
+                    match tenants.get(name) {
+                        Err(TenantError::Busy(_)) => {
+                            std::thread::sleep(std::time::Duration::from_millis(5))
+                        }
+                        got => break got.map(drop),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(most.load(Ordering::SeqCst), 3, "a fourth store opened");
+    while !calls.iter().all(|c| c.is_finished()) {
+        for release in releases.lock().unwrap().iter() {
+            let _ = release.send(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for call in calls {
+        call.join().unwrap().unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+    let closing = {
+        let tenants = tenants.clone();
+        std::thread::spawn(move || tenants.close())
+    };
+    while !closing.is_finished() {
+        for release in releases.lock().unwrap().iter() {
+            let _ = release.send(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    closing.join().unwrap().unwrap();
+}
