@@ -422,6 +422,44 @@ fn a_purge_after_one_that_left_files_behind_succeeds() {
     assert!(!leftover.exists());
 }
 
+/// The senders that let companions held in their last round finish.
+type Releases = std::sync::Arc<std::sync::Mutex<Vec<std::sync::mpsc::Sender<()>>>>;
+
+/// Lets every companion held in its last round finish, again and again,
+/// until `done`.
+fn release_until(releases: &Releases, done: impl Fn() -> bool) {
+    while !done() {
+        for release in releases.lock().unwrap().iter() {
+            let _ = release.send(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Closes the set on a thread of its own, its companions let finish.
+fn close_releasing(tenants: &std::sync::Arc<Tenants>, releases: &Releases) {
+    let closing = {
+        let tenants = tenants.clone();
+        std::thread::spawn(move || tenants.close())
+    };
+    release_until(releases, || closing.is_finished());
+    closing.join().unwrap().unwrap();
+}
+
+/// The tenant's store, retried while every open store is in use, as a
+/// client retries `Busy`.
+fn get_retrying(
+    tenants: &Tenants,
+    name: &str,
+) -> gesta::tenants::TenantResult<std::sync::Arc<gesta::Store>> {
+    loop {
+        match tenants.get(name) {
+            Err(TenantError::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            got => return got,
+        }
+    }
+}
+
 /// A companion whose last round takes a while (a shipper's upload).
 struct Slow(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
 
@@ -442,7 +480,7 @@ impl gesta::tenants::Companion for Slow {
 fn a_store_closed_to_make_room_holds_up_no_other_tenant() {
     use std::sync::{Arc, Mutex, mpsc};
     let root = tempfile::tempdir().unwrap();
-    let releases: Arc<Mutex<Vec<mpsc::Sender<()>>>> = Default::default();
+    let releases: Releases = Default::default();
     let make = {
         let releases = releases.clone();
         Arc::new(move |_: &str, _: &gesta::Store| {
@@ -492,46 +530,17 @@ fn a_store_closed_to_make_room_holds_up_no_other_tenant() {
     let reopener = {
         let tenants = tenants.clone();
         // Busy, a retry: b is in use until its opener's call returns.
-        std::thread::spawn(move || {
-            loop {
-                match tenants.get("a") {
-                    Err(TenantError::Busy(_)) => {
-                        std::thread::sleep(std::time::Duration::from_millis(5))
-                    }
-                    got => break got.map(|s| s.head()),
-                }
-            }
-        })
+        std::thread::spawn(move || get_retrying(&tenants, "a").map(|s| s.head()))
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(!reopener.is_finished(), "a reopened before it closed");
-    for release in releases.lock().unwrap().iter() {
-        let _ = release.send(());
-    }
+    release_until(&releases, || opener.is_finished());
     opener.join().unwrap();
     // Its close of b waits for b's companion too.
-    while !reopener.is_finished() {
-        for release in releases.lock().unwrap().iter() {
-            let _ = release.send(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    release_until(&releases, || reopener.is_finished());
     assert_eq!(reopener.join().unwrap().unwrap(), 0);
     drop((c, again));
-    for release in releases.lock().unwrap().iter() {
-        let _ = release.send(());
-    }
-    let closing = {
-        let tenants = tenants.clone();
-        std::thread::spawn(move || tenants.close())
-    };
-    while !closing.is_finished() {
-        for release in releases.lock().unwrap().iter() {
-            let _ = release.send(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    closing.join().unwrap().unwrap();
+    close_releasing(&tenants, &releases);
 }
 
 /// While a store closed to make room is still closing, a call that needs
@@ -559,7 +568,7 @@ fn one_store_past_the_bound_at_most_while_one_closes() {
     let root = tempfile::tempdir().unwrap();
     let live = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
-    let releases: Arc<Mutex<Vec<mpsc::Sender<()>>>> = Default::default();
+    let releases: Releases = Default::default();
     let make = {
         let (live, most, releases) = (live.clone(), most.clone(), releases.clone());
         Arc::new(move |_: &str, _: &gesta::Store| {
@@ -587,39 +596,15 @@ fn one_store_past_the_bound_at_most_while_one_closes() {
         .into_iter()
         .map(|name| {
             let tenants = tenants.clone();
-            std::thread::spawn(move || {
-                loop {
-                    match tenants.get(name) {
-                        Err(TenantError::Busy(_)) => {
-                            std::thread::sleep(std::time::Duration::from_millis(5))
-                        }
-                        got => break got.map(drop),
-                    }
-                }
-            })
+            std::thread::spawn(move || get_retrying(&tenants, name).map(drop))
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(most.load(Ordering::SeqCst), 3, "a fourth store opened");
-    while !calls.iter().all(|c| c.is_finished()) {
-        for release in releases.lock().unwrap().iter() {
-            let _ = release.send(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    release_until(&releases, || calls.iter().all(|c| c.is_finished()));
     for call in calls {
         call.join().unwrap().unwrap();
     }
     assert_eq!(most.load(Ordering::SeqCst), 3);
-    let closing = {
-        let tenants = tenants.clone();
-        std::thread::spawn(move || tenants.close())
-    };
-    while !closing.is_finished() {
-        for release in releases.lock().unwrap().iter() {
-            let _ = release.send(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    closing.join().unwrap().unwrap();
+    close_releasing(&tenants, &releases);
 }

@@ -32,6 +32,16 @@ struct Server {
     _root: tempfile::TempDir,
 }
 
+impl Server {
+    /// Stops the server, waits for it to end, and closes the tenants'
+    /// stores.
+    async fn shut_down(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+        self.tenants.close().unwrap();
+    }
+}
+
 async fn start(max_open: usize) -> Server {
     start_serving(max_open, gesta_server::TenantServing::default()).await
 }
@@ -415,9 +425,7 @@ async fn no_rpc_reaches_another_tenant() {
     let mut ghost = gesta(server.addr, "key-ghost").await;
     assert_eq!(code(ghost.head().await), Code::PermissionDenied);
 
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-    server.tenants.close().unwrap();
+    server.shut_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,9 +458,7 @@ async fn tenants_share_a_bounded_number_of_open_stores() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(head.unwrap(), 3);
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-    server.tenants.close().unwrap();
+    server.shut_down().await;
 }
 
 /// What tenancy refuses — a key naming no tenant that exists, every open
@@ -550,9 +556,7 @@ async fn each_service_words_what_tenancy_refuses_in_its_own_protocol() {
     assert!(matches!(detail, Kind::ResourceExhausted(_)), "{detail:?}");
     drop(subscription);
 
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-    server.tenants.close().unwrap();
+    server.shut_down().await;
 }
 
 /// A batch that brought a tenant to its event quota, sent again because
@@ -618,9 +622,7 @@ async fn a_retry_of_a_batch_that_reached_the_quota_is_answered_on_both_services(
         "{refused:?}"
     );
 
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-    server.tenants.close().unwrap();
+    server.shut_down().await;
 }
 
 /// A tenant's backups count against its byte quota: they share the
@@ -646,8 +648,7 @@ async fn backups_count_against_the_byte_quota() {
     let refused = alpha.backup("second").await;
     assert_eq!(code(refused), Code::ResourceExhausted);
     assert!(!server.backups.join("alpha").join("second").exists());
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
+    server.shut_down().await;
 }
 
 /// Whether any file under `dir` holds `needle`.
@@ -760,9 +761,7 @@ async fn an_encrypted_tenant_is_served_through_its_wrapper() {
         ),
         "{refused:?}"
     );
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-    server.tenants.close().unwrap();
+    server.shut_down().await;
 }
 
 /// Served with every tenant encrypted, a tenant's key file is made on its
@@ -784,9 +783,7 @@ async fn with_encrypt_every_tenant_is_served_encrypted() {
     assert!(!any_file_holds(&alpha_dir, b"alpha-secret"));
     assert_eq!(data_of(&read_all(alpha.clone()).await), ["alpha-secret"]);
     assert_eq!(alpha.forget("a1").await.unwrap().redacted, 1);
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-    server.tenants.close().unwrap();
+    server.shut_down().await;
 }
 
 /// How many files under `dir` this process holds open or mapped.
@@ -833,8 +830,7 @@ async fn an_encrypted_tenant_closed_to_make_room_holds_no_file() {
         .unwrap();
     assert_eq!(server.tenants.open_count(), 1);
     assert_eq!(held_under(&beta_dir), 0, "beta's closed store holds files");
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
+    server.shut_down().await;
 }
 
 /// A tenant over its byte quota can neither save a snapshot, add tags nor
@@ -884,6 +880,5 @@ async fn snapshots_and_added_tags_count_against_the_byte_quota() {
     assert_eq!(code(opened.map(|_| ())), Code::ResourceExhausted);
     let resumed = alpha.subscribe_durable("kept", &Query::all()).await;
     assert!(resumed.is_ok());
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
+    server.shut_down().await;
 }

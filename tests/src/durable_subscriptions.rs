@@ -322,3 +322,35 @@ pub fn durable_acker_ends_with_its_subscription<H: Harness>(h: &mut H) {
         vec![state("late", 5)]
     );
 }
+
+/// Two handles `a` and `b` on one SQL database, which may both open a
+/// durable subscription of the same name (the claim is per handle): the
+/// stored cursor keeps the greater of their acknowledgements, so it never
+/// moves backwards. Not a case of the suite: the engine's directory lock
+/// and the in-memory store give no second handle.
+pub fn cursors_of_two_handles_never_move_back<S: EventStore>(a: &S, b: &S) {
+    for i in 0..10 {
+        a.append(vec![NewEvent::new("A", format!("{i}"))])
+            .expect("append");
+    }
+    let on_a = a
+        .subscribe_durable("n", &Query::all())
+        .expect("subscribe a");
+    let on_b = b
+        .subscribe_durable("n", &Query::all())
+        .expect("subscribe b");
+    on_a.ack(8).expect("ack 8");
+    on_b.ack(3).expect("ack 3");
+    for store in [a, b] {
+        assert_eq!(
+            store.durable_subscriptions().expect("list"),
+            vec![DurableSubscriptionState {
+                name: "n".to_owned(),
+                acknowledged: 8
+            }]
+        );
+    }
+    drop((on_a, on_b));
+    let again = b.subscribe_durable("n", &Query::all()).expect("subscribe");
+    assert_eq!(again.acked(), 8);
+}

@@ -193,9 +193,14 @@ fn a_snapshot_the_projection_cannot_decode_is_corruption() {
 
 /// A counter of the events of type `Counted`, named `name`.
 fn counter(name: &str) -> Projection<u64> {
+    counter_at(name, 1)
+}
+
+/// [`counter`] at `version`.
+fn counter_at(name: &str, version: u32) -> Projection<u64> {
     Projection::new(
         name,
-        1,
+        version,
         Query::event_type("Counted"),
         0u64,
         |n: &mut u64, _: &RecordedEvent| *n += 1,
@@ -507,7 +512,7 @@ fn a_pass_on_a_replaced_projection_saves_no_snapshot() {
     in_fold.recv().expect("the pass folds");
     let registering = {
         let store = store.clone();
-        std::thread::spawn(move || store.register_projection(counter_v2("replaced")))
+        std::thread::spawn(move || store.register_projection(counter_at("replaced", 2)))
     };
     // Time for the registration to finish if it does not wait for the
     // pass.
@@ -522,16 +527,4 @@ fn a_pass_on_a_replaced_projection_saves_no_snapshot() {
         Vec::<u64>::new(),
         "a snapshot of the replaced version remains"
     );
-}
-
-fn counter_v2(name: &str) -> Projection<u64> {
-    Projection::new(
-        name,
-        2,
-        Query::event_type("Counted"),
-        0u64,
-        |n: &mut u64, _: &RecordedEvent| *n += 1,
-        |n: &u64| n.to_le_bytes().to_vec(),
-        |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?)),
-    )
 }

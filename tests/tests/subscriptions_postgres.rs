@@ -111,30 +111,6 @@ fn a_cursor_acknowledged_through_two_handles_never_moves_back() {
         return;
     };
     let b = connect(&schema, Duration::from_secs(3600)).expect("connect");
-    for i in 0..10 {
-        a.append(vec![NewEvent::new("A", format!("{i}"))])
-            .expect("append");
-    }
-    let on_a = a
-        .subscribe_durable("n", &Query::all())
-        .expect("subscribe a");
-    let on_b = b
-        .subscribe_durable("n", &Query::all())
-        .expect("subscribe b");
-    on_a.ack(8).expect("ack 8");
-    on_b.ack(3).expect("ack 3");
-    for store in [&a, &b] {
-        assert_eq!(
-            store.durable_subscriptions().expect("list"),
-            vec![gesta::DurableSubscriptionState {
-                name: "n".to_owned(),
-                acknowledged: 8
-            }]
-        );
-    }
-    drop((on_a, on_b));
-    let again = b.subscribe_durable("n", &Query::all()).expect("subscribe");
-    assert_eq!(again.acked(), 8);
-    drop(again);
+    gesta_tests::durable_subscriptions::cursors_of_two_handles_never_move_back(&a, &b);
     a.drop_schema().expect("drop");
 }

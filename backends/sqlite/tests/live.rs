@@ -197,38 +197,3 @@ fn a_version_1_database_keeps_its_batches() {
         .expect("version");
     assert_eq!(version, SqliteStore::schema_version());
 }
-
-/// A durable subscription's name is claimed per handle: two handles on
-/// one file may both open it, and the stored cursor keeps the greater of
-/// their acknowledgements, never moving backwards.
-#[test]
-fn a_cursor_acknowledged_through_two_handles_never_moves_back() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("e.db");
-    let a = SqliteStore::open(&path, options()).expect("open a");
-    let b = SqliteStore::open(&path, options()).expect("open b");
-    for i in 0..10 {
-        a.append(vec![ev("A", "t", &i.to_string())])
-            .expect("append");
-    }
-    let on_a = a
-        .subscribe_durable("n", &Query::all())
-        .expect("subscribe a");
-    let on_b = b
-        .subscribe_durable("n", &Query::all())
-        .expect("subscribe b");
-    on_a.ack(8).expect("ack 8");
-    on_b.ack(3).expect("ack 3");
-    for store in [&a, &b] {
-        assert_eq!(
-            store.durable_subscriptions().expect("list"),
-            vec![gesta::DurableSubscriptionState {
-                name: "n".to_owned(),
-                acknowledged: 8
-            }]
-        );
-    }
-    drop((on_a, on_b));
-    let again = b.subscribe_durable("n", &Query::all()).expect("subscribe");
-    assert_eq!(again.acked(), 8);
-}
