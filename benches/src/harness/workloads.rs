@@ -444,8 +444,25 @@ pub fn count(store: &dyn EventStore, query: &Query) -> Result<u64, HarnessError>
 /// and its data, summed, so that no store's reader is timed without them
 /// being read (a pointer and a length passed on would leave the bytes of
 /// a lent event untouched).
+///
+/// The bytes are summed eight at a time, as little-endian words: every
+/// byte is still loaded, at the cost of a consumer that does little with
+/// each, rather than of one that widens each byte on its own. The cost is
+/// the same for every store, so the ratios between stores measure the
+/// stores.
 pub fn look_at(e: &gesta::EventRef<'_>) -> u64 {
-    let sum = |b: &[u8]| b.iter().fold(0u64, |a, &x| a.wrapping_add(u64::from(x)));
+    let sum = |b: &[u8]| {
+        let mut words = b.chunks_exact(8);
+        let mut total = 0u64;
+        for w in &mut words {
+            let w: [u8; 8] = w.try_into().expect("chunks of eight");
+            total = total.wrapping_add(u64::from_le_bytes(w));
+        }
+        words
+            .remainder()
+            .iter()
+            .fold(total, |a, &x| a.wrapping_add(u64::from(x)))
+    };
     let mut seen = e
         .position
         .wrapping_add(sum(e.event_type.as_bytes()))
