@@ -412,9 +412,10 @@ impl v1::dcb_server::Dcb for Dcb {
             .enumerate()
             .map(|(i, e)| to_new_event(i, e, self.limits.event_bytes, tracked))
             .collect::<Result<Vec<_>, _>>()?;
-        let quota = self
+        let (quota, events) = self
             .stores
-            .check_append_quota(&request, store.engine(), &events);
+            .check_append_quota(&request, store.engine(), events)
+            .await?;
         let request = request.into_inner();
         let tracking = request.tracking_info.map(|t| (t.source, t.position));
         let mut options = gesta::AppendOptions::new();

@@ -246,33 +246,27 @@ impl<W: Wording> Stores<W> {
         request: &Request<T>,
         store: &gesta::Store,
         events: usize,
-    ) -> Result<(), Status> {
-        match &self.reach {
-            Reach::One(_) => Ok(()),
-            Reach::Tenants(t) => t
-                .tenants
-                .check_quota(&tenant::<T, W>(request)?.0, store, events as u64)
-                .map_err(W::tenant),
-        }
+    ) -> impl Future<Output = Result<(), Status>> + Send + 'static {
+        let check = self.quota_check(request, store, (), move |tenants, name, store, ()| {
+            tenants.check_quota(name, store, events as u64)
+        });
+        async move { check.await?.0 }
     }
 
     /// Refuses an append of `events` if the tenant's quota forbids it;
     /// one that names an event id the store holds adds nothing and passes
     /// ([`TenantSet::check_append_quota`](gesta::tenants::TenantSet::check_append_quota)).
-    /// Blocking only when refused: it then looks the ids up.
+    /// The outer error is a call that reaches no tenant; the inner one the
+    /// refusal. The events are handed back, to be appended.
     pub(crate) fn check_append_quota<T>(
         &self,
         request: &Request<T>,
         store: &gesta::Store,
-        events: &[gesta::NewEvent],
-    ) -> Result<(), Status> {
-        match &self.reach {
-            Reach::One(_) => Ok(()),
-            Reach::Tenants(t) => t
-                .tenants
-                .check_append_quota(&tenant::<T, W>(request)?.0, store, events)
-                .map_err(W::tenant),
-        }
+        events: Vec<gesta::NewEvent>,
+    ) -> impl Future<Output = Result<Checked<Vec<gesta::NewEvent>>, Status>> + Send + 'static {
+        self.quota_check(request, store, events, |tenants, name, store, events| {
+            tenants.check_append_quota(name, store, events)
+        })
     }
 
     /// Refuses a backup of a tenant whose store and backups so far
@@ -283,16 +277,52 @@ impl<W: Wording> Stores<W> {
         &self,
         request: &Request<T>,
         store: &gesta::Store,
-        backups: &std::path::Path,
-    ) -> Result<(), Status> {
-        match &self.reach {
-            Reach::One(_) => Ok(()),
-            Reach::Tenants(t) => {
-                let elsewhere = gesta::tenants::dir_bytes(backups);
-                t.tenants
-                    .check_quota_with(&tenant::<T, W>(request)?.0, store, 0, elsewhere)
-                    .map_err(W::tenant)
+        backups: &Path,
+    ) -> impl Future<Output = Result<(), Status>> + Send + 'static {
+        let backups = backups.to_path_buf();
+        let check = self.quota_check(request, store, (), move |tenants, name, store, ()| {
+            let elsewhere = gesta::tenants::dir_bytes(&backups);
+            tenants.check_quota_with(name, store, 0, elsewhere)
+        });
+        async move { check.await?.0 }
+    }
+
+    /// Runs `check` for the tenant `request` is a call of, handing
+    /// `carry` through; a server of one store, or of tenants without
+    /// quotas, passes. A check walks the tenant's directory (and its
+    /// backups) for a byte quota, and looks a refused batch's ids up in
+    /// the store: file system work, run on the blocking pool rather than
+    /// on the async worker every other call shares.
+    fn quota_check<T, C, F>(
+        &self,
+        request: &Request<T>,
+        store: &gesta::Store,
+        carry: C,
+        check: F,
+    ) -> impl Future<Output = Result<Checked<C>, Status>> + Send + 'static
+    where
+        C: Send + 'static,
+        F: FnOnce(&Tenants, &str, &gesta::Store, &C) -> gesta::tenants::TenantResult<()>
+            + Send
+            + 'static,
+    {
+        let picked = match &self.reach {
+            Reach::Tenants(t) if has_quota(&t.tenants) => {
+                Some(tenant::<T, W>(request).map(|n| (t.tenants.clone(), n.0, store.clone())))
             }
+            _ => None,
+        };
+        async move {
+            let Some(picked) = picked else {
+                return Ok((Ok(()), carry));
+            };
+            let (tenants, name, store) = picked?;
+            tokio::task::spawn_blocking(move || {
+                let checked = check(&tenants, &name, &store, &carry).map_err(W::tenant);
+                (checked, carry)
+            })
+            .await
+            .map_err(|e| W::internal(format!("the quota check's task failed: {e}")))
         }
     }
 
@@ -310,6 +340,15 @@ impl<W: Wording> Stores<W> {
     pub(crate) fn scope<T>(&self, request: &Request<T>) -> Result<Arc<str>, Status> {
         Ok(self.tenant_of(request)?.unwrap_or_else(|| Arc::from("")))
     }
+}
+
+/// A quota check's refusal, if any, and what it was handed through.
+pub(crate) type Checked<C> = (Result<(), Status>, C);
+
+/// Whether `tenants` have a quota to check at all.
+fn has_quota(tenants: &Tenants) -> bool {
+    let limits = tenants.limits();
+    limits.max_events.is_some() || limits.max_bytes.is_some()
 }
 
 /// What [`Stores::get`] opens.

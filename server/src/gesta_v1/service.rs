@@ -259,7 +259,11 @@ impl Gesta {
     ) -> Result<Response<Boxed<EncodedResponse>>, Status> {
         let store = self.stores.get(&request).await?;
         let registry = self.registry(&request)?;
-        let over = self.stores.check_quota(&request, store.engine(), 0).err();
+        let over = self
+            .stores
+            .check_quota(&request, store.engine(), 0)
+            .await
+            .err();
         let r = request.into_inner();
         let query = query_from_proto(r.query);
         let permit = self.open_stream(&store)?;
@@ -392,8 +396,11 @@ impl g::gesta_server::Gesta for Gesta {
             .enumerate()
             .map(|(i, e)| new_event_from_proto(i, e, self.limits.event_bytes))
             .collect::<Result<Vec<_>, _>>()?;
-        self.stores
-            .check_append_quota(&request, store.engine(), &events)?;
+        let (quota, events) = self
+            .stores
+            .check_append_quota(&request, store.engine(), events)
+            .await?;
+        quota?;
         let r = request.into_inner();
         let mut options = gesta::AppendOptions::new();
         for e in r.expected {
@@ -568,7 +575,11 @@ impl g::gesta_server::Gesta for Gesta {
         let registry = self.registry(&request)?;
         // Over its quota, a tenant acknowledges on the cursors it has but
         // makes no new one.
-        let over = self.stores.check_quota(&request, store.engine(), 0).err();
+        let over = self
+            .stores
+            .check_quota(&request, store.engine(), 0)
+            .await
+            .err();
         let r = request.into_inner();
         let acknowledged = tokio::task::spawn_blocking(move || {
             registry.ack(store.events(), &r.name, r.position, over)
@@ -617,7 +628,7 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::SaveSnapshotResponse>, Status> {
         let store = self.stores.get(&request).await?;
         // A snapshot takes the tenant's disk as an append does.
-        self.stores.check_quota(&request, store.engine(), 0)?;
+        self.stores.check_quota(&request, store.engine(), 0).await?;
         let r = request.into_inner();
         self.blocking(&store, move |s| {
             s.events().save_snapshot(&r.key, r.position, &r.state)
@@ -677,7 +688,7 @@ impl g::gesta_server::Gesta for Gesta {
     ) -> Result<Response<g::AddTagsResponse>, Status> {
         let store = self.stores.get(&request).await?;
         // Added tags take the tenant's disk (the journal, the index).
-        self.stores.check_quota(&request, store.engine(), 0)?;
+        self.stores.check_quota(&request, store.engine(), 0).await?;
         let r = request.into_inner();
         let target = target_from_proto(r.target)?;
         // On the blocking pool, the operation commits or fails as a whole
@@ -799,7 +810,8 @@ impl g::gesta_server::Gesta for Gesta {
             Some(tenant) => root.for_tenant(&tenant)?,
         };
         self.stores
-            .check_backup_quota(&request, store.engine(), root.path())?;
+            .check_backup_quota(&request, store.engine(), root.path())
+            .await?;
         let dest = root.resolve(&request.into_inner().destination)?;
         tracing::info!("backup to {} requested", dest.display());
         // On the blocking pool: the backup finishes (or fails and leaves
