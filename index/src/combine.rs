@@ -210,8 +210,13 @@ impl Cursor for Chain {
         // Sources ending before the target cannot hold the answer.
         let start = self.segments.partition_point(|s| s.hi < target);
         let rest = self.segments.get_mut(start..)?;
-        rest.iter_mut()
-            .find_map(|s| s.cursor.seek_ge(target.max(s.lo)))
+        // A source's answer past its range is a later source's to give
+        // (or not: a memtable may still hold what a run replaced).
+        rest.iter_mut().find_map(|s| {
+            s.cursor
+                .seek_ge(target.max(s.lo))
+                .filter(|&found| found <= s.hi)
+        })
     }
 
     fn take_ge(&mut self, target: u64, hi: u64, n: usize, out: &mut Vec<u64>) {
@@ -223,7 +228,8 @@ impl Cursor for Chain {
                 return;
             }
             let before = out.len();
-            s.cursor.take_ge(target.max(s.lo), hi, n - taken, out);
+            s.cursor
+                .take_ge(target.max(s.lo), hi.min(s.hi), n - taken, out);
             if out.len() > before {
                 // Each source answers at or after its target, so the last
                 // answer is the largest.
@@ -434,6 +440,30 @@ mod tests {
         assert_eq!(backward(&mut c, u64::MAX), vec![30, 21, 7, 3]);
         assert_eq!(c.seek_ge(8), Some(21));
         assert_eq!(c.seek_le(20), Some(7));
+    }
+
+    #[test]
+    fn chain_answers_from_each_source_only_within_its_range() {
+        let seg = |lo, hi, v: &[u64]| Segment {
+            lo,
+            hi,
+            cursor: list(v),
+        };
+        // The first source holds 7 and 12 past its range, which the
+        // second source (holding 8) answers for.
+        let chain = || {
+            Chain::new(vec![
+                seg(1, 5, &[2, 7, 12]),
+                seg(6, 10, &[8]),
+                seg(11, u64::MAX, &[]),
+            ])
+        };
+        assert_eq!(forward(&mut chain()), vec![2, 8]);
+        assert_eq!(chain().seek_ge(3), Some(8));
+        assert_eq!(backward(&mut chain(), u64::MAX), vec![8, 2]);
+        let mut taken = Vec::new();
+        chain().take_ge(1, u64::MAX, 10, &mut taken);
+        assert_eq!(taken, vec![2, 8]);
     }
 
     #[test]
