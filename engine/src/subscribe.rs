@@ -20,7 +20,7 @@ use crate::query::query_spec;
 use crate::read::{Lookup, decode_scanned};
 use crate::shared::Shared;
 use crate::store::{Inner, Store};
-use crate::subscription::{FETCH_BYTES, Subscription, SubscriptionFeed};
+use crate::subscription::{FETCH_BYTES, Subscription, SubscriptionFeed, fetch_bytes};
 
 /// A store's log and index as a subscription feed. It holds the store
 /// weakly: a subscription does not keep a dropped store open.
@@ -70,11 +70,6 @@ impl SubscriptionFeed for StoreFeed {
     }
 }
 
-/// What an event holds of a fetch's byte budget.
-fn event_bytes(e: &RecordedEvent) -> usize {
-    e.data.len() + e.metadata.len()
-}
-
 /// Every event of the records in `after+1..=head`, one batch per record,
 /// until `max` (events, bytes) is reached at the end of one.
 fn fetch_scan(
@@ -92,7 +87,7 @@ fn fetch_scan(
         decode_scanned(reader, added, &record, &mut events)?;
         events.retain(|e| e.position > after && e.position <= head);
         taken += events.len();
-        bytes += events.iter().map(event_bytes).sum::<usize>();
+        bytes += events.iter().map(fetch_bytes).sum::<usize>();
         let last = record.meta.last_position().min(head);
         if !events.is_empty() {
             out.push_back(events);
@@ -125,7 +120,7 @@ fn fetch_positions(
             }
         }
         let event = lookup.event_at(position, place)?;
-        bytes += event_bytes(&event);
+        bytes += fetch_bytes(&event);
         batch.push(event);
     }
     if !batch.is_empty() {

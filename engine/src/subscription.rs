@@ -46,21 +46,28 @@ use crate::query::Query;
 /// append it is in, so a batch is never split).
 pub const FETCH_EVENTS: usize = 1024;
 
-/// How many bytes of events (data and metadata) one of the engine's
-/// fetches reads before it stops at the end of an append: a thousand
-/// events of 16 MiB would otherwise be held at once. With the append it
-/// finishes (at most the 64 MiB a batch may take), a fetch holds about
-/// twice this at most.
+/// How many bytes of events (data and metadata) one fetch reads before it
+/// stops at the end of an append: a thousand events of 16 MiB would
+/// otherwise be held at once. With the append it finishes (at most the
+/// 64 MiB a batch may take), a fetch holds about twice this at most.
 pub const FETCH_BYTES: usize = 64 << 20;
+
+/// What an event holds of a fetch's byte budget ([`FETCH_BYTES`]): its
+/// data and metadata.
+pub fn fetch_bytes(e: &RecordedEvent) -> usize {
+    e.data.len() + e.metadata.len()
+}
 
 /// [`SubscriptionFeed::fetch`] for a store whose rows know the last
 /// position of the append each event belongs to (the SQL stores keep a
 /// `batches` table): `read(after, upto, limit)` returns the events in
 /// `after+1..=upto`, at most `limit` of them, in position order, each with
-/// its append's last position. Reads at most `max_events` (at least one),
-/// then the rest of the append the last one is in, so that no append is
-/// split; pushes one entry per append to `out`; returns the position up to
-/// which it looked.
+/// its append's last position. `read` should stop early, after the event
+/// that brings what it read to [`FETCH_BYTES`] ([`fetch_bytes`] each), so
+/// that large events are not all held at once. Reads at most `max_events`
+/// (at least one) or that many bytes, then the rest of the append the last
+/// one is in, so that no append is split; pushes one entry per append to
+/// `out`; returns the position up to which it looked.
 pub fn fetch_by_append(
     after: u64,
     head: u64,
@@ -71,13 +78,20 @@ pub fn fetch_by_append(
     let max_events = max_events.max(1);
     let mut events = read(after, head, max_events)?;
     let mut looked = head;
-    if events.len() == max_events
-        && let Some(&(ref event, end)) = events.last()
-    {
-        // Finish the append the last event is in.
-        let (last, end) = (event.position, end.min(head));
-        if end > last {
-            events.extend(read(last, end, usize::MAX)?);
+    let held =
+        |events: &[(RecordedEvent, u64)]| events.iter().map(|(e, _)| fetch_bytes(e)).sum::<usize>();
+    let cut = events.len() == max_events || held(&events) >= FETCH_BYTES;
+    if cut && let Some(&(ref event, end)) = events.last() {
+        // Finish the append the last event is in; a read stopped by its
+        // bytes goes on from where it stopped.
+        let (mut last, end) = (event.position, end.min(head));
+        while end > last {
+            let more = read(last, end, usize::MAX)?;
+            match more.last() {
+                Some((e, _)) if e.position > last => last = e.position,
+                _ => break,
+            }
+            events.extend(more);
         }
         looked = end;
     }
@@ -423,5 +437,113 @@ impl Subscription {
             Some(before) => Arc::new(move |e| map(before(e)?)),
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const MIB: usize = 1 << 20;
+
+    /// A store of `appends` (each a count of events of `size` bytes), read
+    /// as the SQL stores' feeds read: in position order, each event with
+    /// its append's last position, stopping after the event that brings
+    /// the bytes read to [`FETCH_BYTES`].
+    struct Rows(Vec<(RecordedEvent, u64)>);
+
+    impl Rows {
+        fn of(appends: &[usize], size: usize) -> Rows {
+            let data = Bytes::from(vec![0; size]);
+            let mut rows = Vec::new();
+            for &n in appends {
+                let first = rows.len() as u64 + 1;
+                let last = first + n as u64 - 1;
+                for position in first..=last {
+                    let event = RecordedEvent {
+                        position,
+                        event_type: "A".into(),
+                        tags: Vec::new(),
+                        data: data.clone(),
+                        metadata: Bytes::new(),
+                        id: None,
+                        stream: None,
+                        revision: None,
+                        timestamp_micros: 0,
+                    };
+                    rows.push((event, last));
+                }
+            }
+            Rows(rows)
+        }
+
+        fn read(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<(RecordedEvent, u64)>> {
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            for (e, last) in &self.0 {
+                if e.position <= after || e.position > upto || out.len() == limit {
+                    continue;
+                }
+                bytes += fetch_bytes(e);
+                out.push((e.clone(), *last));
+                if bytes >= FETCH_BYTES {
+                    break;
+                }
+            }
+            Ok(out)
+        }
+
+        /// Fetches from the start to `head` until nothing is left; the
+        /// batches of every fetch, and the positions each fetch held.
+        fn fetch_all(&self, head: u64) -> (Vec<Vec<u64>>, Vec<usize>) {
+            let (mut after, mut batches, mut held) = (0, Vec::new(), Vec::new());
+            while after < head {
+                let mut out = VecDeque::new();
+                let looked = fetch_by_append(after, head, FETCH_EVENTS, &mut out, |a, u, l| {
+                    self.read(a, u, l)
+                })
+                .expect("fetch");
+                assert!(looked > after, "a fetch moves on");
+                held.push(out.iter().map(Vec::len).sum());
+                batches.extend(
+                    out.into_iter()
+                        .map(|b| b.iter().map(|e| e.position).collect()),
+                );
+                after = looked;
+            }
+            (batches, held)
+        }
+    }
+
+    #[test]
+    fn a_fetch_of_large_events_stops_at_its_bytes_and_keeps_appends_whole() {
+        // Appends of three events of 10 MiB: a fetch reads seven events
+        // (70 MiB), then the two that finish the seventh's append.
+        let rows = Rows::of(&[3; 10], 10 * MIB);
+        let (batches, held) = rows.fetch_all(30);
+        let expected: Vec<Vec<u64>> = (0..10).map(|a| (3 * a + 1..=3 * a + 3).collect()).collect();
+        assert_eq!(batches, expected);
+        assert_eq!(held, [9, 9, 9, 3]);
+    }
+
+    #[test]
+    fn an_append_larger_than_a_fetch_is_read_on_until_it_is_whole() {
+        // One append of twenty events of 10 MiB, then one of one event:
+        // finishing the first takes reads that each stop at their bytes.
+        let rows = Rows::of(&[20, 1], 10 * MIB);
+        let (batches, held) = rows.fetch_all(21);
+        assert_eq!(batches, [(1..=20).collect::<Vec<u64>>(), vec![21]]);
+        assert_eq!(held, [20, 1]);
+    }
+
+    #[test]
+    fn small_events_are_fetched_by_count() {
+        let rows = Rows::of(&[500; 5], 16);
+        let (batches, held) = rows.fetch_all(2_500);
+        assert_eq!(batches.len(), 5);
+        assert!(batches.iter().all(|b| b.len() == 500));
+        // 1,024 events reach into the third append, which is finished.
+        assert_eq!(held, [1_500, 1_000]);
     }
 }

@@ -278,22 +278,28 @@ impl Feed {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lo, &hi, &limit];
         params.extend(self.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
-        conn.query(&self.sql, &params)?
-            .iter()
-            .map(|row| {
-                let event = event_from_row(row)?;
-                let last: Option<i64> = row.try_get(10).map_err(pg_error)?;
-                let p = bound(event.position);
-                match last {
-                    Some(last) if last >= p => Ok((event, to_u64(p, last, "batch")?)),
-                    _ => Err(Error::Corruption {
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        // Rows are taken as they arrive: the read stops once what it holds
+        // takes a fetch's bytes (`fetch_by_append` reads on if an append
+        // is unfinished).
+        conn.query_each(&self.sql, &params, |row| {
+            let event = event_from_row(&row)?;
+            let last: Option<i64> = row.try_get(10).map_err(pg_error)?;
+            let p = bound(event.position);
+            bytes += gesta::fetch_bytes(&event);
+            match last {
+                Some(last) if last >= p => out.push((event, to_u64(p, last, "batch")?)),
+                _ => {
+                    return Err(Error::Corruption {
                         file: std::path::PathBuf::from("postgres"),
                         offset: event.position,
                         reason: format!("position {} belongs to no batch", event.position),
-                    }),
+                    });
                 }
-            })
-            .collect()
+            }
+            Ok(bytes < gesta::FETCH_BYTES)
+        })?;
+        Ok(out)
     }
 }
 

@@ -45,6 +45,29 @@ impl Conn {
         self.client.query(&statement, params).map_err(pg_error)
     }
 
+    /// Runs `sql` (prepared once per connection), handing its rows to `f`
+    /// as they arrive until `f` answers `false`; the rest are discarded
+    /// unread rather than collected.
+    pub(crate) fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        mut f: impl FnMut(Row) -> Result<bool>,
+    ) -> Result<()> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let statement = self.statement(sql)?;
+        let mut rows = self
+            .client
+            .query_raw(&statement, params.iter().copied())
+            .map_err(pg_error)?;
+        while let Some(row) = rows.next().map_err(pg_error)? {
+            if !f(row)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `sql`, which returns exactly one row.
     pub(crate) fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
         let statement = self.statement(sql)?;

@@ -259,10 +259,16 @@ impl Feed {
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params))
             .map_err(|e| shared.err(e))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| shared.err(e))? {
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        // Rows are read one by one: the read stops once what it holds
+        // takes a fetch's bytes (`fetch_by_append` reads on if an append
+        // is unfinished).
+        while bytes < gesta::FETCH_BYTES
+            && let Some(row) = rows.next().map_err(|e| shared.err(e))?
+        {
             let event = decode_row(&shared.path, row)?;
             let last: Option<i64> = row.get(9).map_err(|e| shared.err(e))?;
+            bytes += gesta::fetch_bytes(&event);
             match last.map(unsigned) {
                 Some(last) if last >= event.position => out.push((event, last)),
                 _ => {
