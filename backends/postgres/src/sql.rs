@@ -13,6 +13,13 @@
 //! - an item of types only: one scan of `(event_type, position)` per type;
 //! - an item with tags: a scan of `(tag, position)` for its first tag, the
 //!   other tags and the types checked on the event row.
+//!
+//! A query of more than [`MANY`] such scans would be refused by the
+//! server: each name is a parameter (the protocol carries at most 65,535)
+//! and each scan a level of the `UNION`'s parse tree (the server's stack
+//! gives out first, at some thousands). Such a query's types of type-only
+//! items are matched as one array, and so are its lone tags (items of one
+//! tag and no type); the scans left are nested [`MANY`] to a `UNION`.
 
 use gesta::{Direction, Query};
 use postgres::types::ToSql;
@@ -43,14 +50,15 @@ pub(crate) struct Built {
     pub(crate) params: Vec<Param>,
 }
 
+/// Scans beyond which a query's names are matched as arrays, and the most
+/// scans of one `UNION`.
+pub(crate) const MANY: usize = 256;
+
+/// `names` without repeats, in their order (in linear time: an item may
+/// name tens of thousands).
 fn distinct(names: &[String]) -> Vec<&String> {
-    let mut out: Vec<&String> = Vec::with_capacity(names.len());
-    for name in names {
-        if !out.contains(&name) {
-            out.push(name);
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    names.iter().filter(|n| seen.insert(n.as_str())).collect()
 }
 
 /// The head of the store in schema `s` (quoted): the last position of the
@@ -100,9 +108,27 @@ pub(crate) fn build(s: &str, query: &Query, direction: Direction, select: Select
         params.len() + 3
     };
     let mut branches = Vec::new();
+    let scans: usize = query
+        .items
+        .iter()
+        .map(|item| match item.tags.is_empty() {
+            true => item.types.len(),
+            false => 1,
+        })
+        .sum();
+    let many = scans > MANY;
+    let (mut lone_types, mut lone_tags): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
     for item in &query.items {
         let types = distinct(&item.types);
         let tags = distinct(&item.tags);
+        if many && tags.is_empty() {
+            lone_types.extend(types.iter().map(|t| t.as_bytes().to_vec()));
+            continue;
+        }
+        if many && tags.len() == 1 && types.is_empty() {
+            lone_tags.push(tags[0].as_bytes().to_vec());
+            continue;
+        }
         if tags.is_empty() {
             for t in types {
                 let n = next(Box::new(t.as_bytes().to_vec()));
@@ -141,12 +167,40 @@ pub(crate) fn build(s: &str, query: &Query, direction: Direction, select: Select
             )
         });
     }
+    if !lone_types.is_empty() {
+        let n = next(Box::new(lone_types));
+        branches.push(format!(
+            "(SELECT position FROM {s}.events \
+             WHERE event_type = ANY(${n}::bytea[]) AND position > $1 AND position < $2 \
+             ORDER BY position {order} LIMIT $3)"
+        ));
+    }
+    if !lone_tags.is_empty() {
+        let n = next(Box::new(lone_tags));
+        branches.push(format!(
+            "(SELECT position FROM {s}.event_tags \
+             WHERE tag = ANY(${n}::bytea[]) AND position > $1 AND position < $2 \
+             ORDER BY position {order} LIMIT $3)"
+        ));
+    }
     Built {
         sql: format!(
             "SELECT {columns} FROM {s}.events e WHERE e.position IN ({}) \
              ORDER BY e.position {order} LIMIT $3",
-            branches.join(" UNION ALL ")
+            nested_union(branches)
         ),
         params,
     }
+}
+
+/// `branches` as one `UNION ALL`, nested [`MANY`] to a level so that no
+/// level is deeper than that.
+fn nested_union(mut branches: Vec<String>) -> String {
+    while branches.len() > MANY {
+        branches = branches
+            .chunks(MANY)
+            .map(|group| format!("(SELECT position FROM ({}) u)", group.join(" UNION ALL ")))
+            .collect();
+    }
+    branches.join(" UNION ALL ")
 }
