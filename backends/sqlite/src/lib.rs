@@ -34,8 +34,9 @@
 //!
 //! Module map: [`options`] (how a store is opened), `schema` (the tables,
 //! indexes, pragmas and schema version), `codec` (how ids and tag lists are
-//! encoded in columns), `sql` (DCB queries translated to SQL), `store`
-//! (the handle: the append transaction and reads), `readers` (the
+//! encoded in columns), `sql` (DCB queries translated to SQL), `group`
+//! (group commit: concurrent appends gathered into one transaction),
+//! `store` (the handle: the group's transaction and reads), `readers` (the
 //! handle's reader connections), `state` (snapshots and tracking info),
 //! `lifecycle` (retroactive tags, redaction and the audit trail),
 //! `listings` (streams, types and tags with counts) and `live`
@@ -46,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod group;
 mod lifecycle;
 mod listings;
 mod live;

@@ -168,9 +168,9 @@ impl Live {
         &self.durable
     }
 
-    /// Called right after this handle committed `events` at positions up
-    /// to `last`.
-    pub(crate) fn committed(&self, last: u64, events: &[NewEvent]) {
+    /// Called right after this handle committed `events` (one append's or
+    /// a group's) at positions up to `last`.
+    pub(crate) fn committed<'e>(&self, last: u64, events: impl IntoIterator<Item = &'e NewEvent>) {
         self.shared.advance(last);
         self.shared.hub.notify(events);
     }

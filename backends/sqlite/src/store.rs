@@ -1,23 +1,37 @@
 //! [`SqliteStore`]: the handle. It owns the connections — one writer behind
-//! a mutex, so appends are serialized in this process, and a small pool of
+//! a mutex, so writes are serialized in this process, and a small pool of
 //! reader connections, which read WAL snapshots without blocking the writer
 //! — the append transaction, and the paged read iterator.
 //!
-//! An append is one `BEGIN IMMEDIATE` transaction that makes the checks in
-//! the order the [`EventStore`] contract fixes (ids, expected revisions, the
-//! DCB condition, tracking info) and then inserts the batch at
-//! `max(position) + 1` and stores the tracking info; any error drops the
-//! transaction, which rolls it back, so a failed append consumes no
-//! positions and stores nothing. Snapshots and tracking info are `state`'s,
-//! retroactive tags, redaction and the audit trail `lifecycle`'s; this
-//! module only gives them a connection (the writer's transaction for
-//! changes).
+//! Appends commit in groups (see `group`): the appends that queued while
+//! the previous group was written are run by one leader thread in one
+//! `BEGIN IMMEDIATE` transaction, committed with one sync, in the order
+//! they queued. Each append runs inside a savepoint of its own, making the
+//! checks in the order the [`EventStore`] contract fixes (ids, expected
+//! revisions, the DCB condition, tracking info) against the state the
+//! transaction sees — the committed one and the appends before it in the
+//! group — and then inserting the batch at `max(position) + 1` and storing
+//! the tracking info. An append that fails is rolled back to its
+//! savepoint: it consumes no positions, stores nothing, and leaves the
+//! others of its group as they were. (A group of one append needs no
+//! savepoint: it fails by dropping the transaction, which rolls it back.)
+//! Every append of a group is answered only once the `COMMIT` returned;
+//! if the `COMMIT` fails, all of them get its error. Should SQLite roll
+//! the whole transaction back on an append's error (as it does on some
+//! I/O errors and on a full disk), that append gets its error and the
+//! others run again in a new transaction: nothing of theirs had been
+//! committed or answered.
+//!
+//! Snapshots and tracking info are `state`'s, retroactive tags, redaction
+//! and the audit trail `lifecycle`'s; this module only gives them a
+//! connection (the writer's transaction for changes).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::types::Value;
@@ -31,6 +45,7 @@ use gesta::{
 };
 
 use crate::codec::{decode_id, each_tag, encode_id, encode_tags};
+use crate::group::{Joined, Queue, Request};
 use crate::lifecycle;
 use crate::live::Live;
 use crate::options::SqliteOptions;
@@ -48,6 +63,10 @@ pub struct SqliteStore {
     path: PathBuf,
     options: SqliteOptions,
     writer: Mutex<Connection>,
+    /// Appends waiting for the writer, taken in groups.
+    group: Queue,
+    /// Transactions committed by groups of appends.
+    commits: AtomicU64,
     readers: Arc<Readers>,
     /// Subscriptions: the head they read to, the hub, the poller.
     live: Live,
@@ -68,6 +87,32 @@ enum Ids {
     New,
     /// The batch was committed exactly so: return its positions.
     Retry(Appended),
+}
+
+/// What one append of a group did inside the transaction.
+enum Staged {
+    /// Inserted its batch.
+    Wrote(Appended),
+    /// Was a retry of a batch already there: wrote nothing.
+    Retry(Appended),
+    /// Failed, and left nothing behind.
+    Refused(Error),
+}
+
+/// How a group's transaction ended.
+enum Attempt {
+    /// Committed (or, if nothing was written, rolled back): each append's
+    /// outcome, in the group's order.
+    Done(Vec<Staged>),
+    /// `BEGIN` or `COMMIT` failed: every append gets the error
+    /// (`commit` tells which).
+    Failed {
+        error: rusqlite::Error,
+        commit: bool,
+    },
+    /// The append at `at` failed and SQLite rolled the whole transaction
+    /// back: it gets `error`, the others must run again.
+    Lost { at: usize, error: Error },
 }
 
 /// An SQLite error as the contract's error type.
@@ -133,6 +178,11 @@ fn stream_params(stream: &str, options: ReadOptions) -> Result<Option<Vec<Value>
         Value::Integer(signed(hi)),
         Value::Integer(limit),
     ]))
+}
+
+/// Runs a statement of `tx` that returns no rows (a savepoint's).
+fn run(tx: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// The last revision of `stream`, on any connection.
@@ -201,6 +251,8 @@ impl SqliteStore {
         let readers = Arc::new(Readers::new(path.clone(), options));
         Ok(SqliteStore {
             live: Live::new(&path, options, head, readers.clone()),
+            group: Queue::new(&path),
+            commits: AtomicU64::new(0),
             path,
             options,
             writer: Mutex::new(writer),
@@ -216,6 +268,14 @@ impl SqliteStore {
     /// The options the store was opened with.
     pub fn options(&self) -> SqliteOptions {
         self.options
+    }
+
+    /// How many transactions this handle has committed for appends since
+    /// it was opened. Appends that arrive while another group is being
+    /// written share the next transaction (and its sync), so under
+    /// concurrent appends this is less than the number of appends.
+    pub fn append_commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// The schema version of the database layout this crate writes.
@@ -538,6 +598,131 @@ impl SqliteStore {
         })))
     }
 
+    /// Runs `group` (appends in queue order, each checked by its caller)
+    /// on the writer and answers every append of it; see the module docs.
+    fn commit_group(&self, conn: &mut Connection, mut group: Vec<Request>) {
+        while !group.is_empty() {
+            match self.attempt(conn, &group) {
+                Attempt::Done(staged) => {
+                    let wrote = |s: &Staged| matches!(s, Staged::Wrote(_));
+                    let last = staged.iter().rev().find_map(|s| match s {
+                        Staged::Wrote(appended) => Some(appended.last),
+                        _ => None,
+                    });
+                    if let Some(last) = last {
+                        self.commits.fetch_add(1, Ordering::Relaxed);
+                        let events = group
+                            .iter()
+                            .zip(&staged)
+                            .filter(|(_, s)| wrote(s))
+                            .flat_map(|(r, _)| &r.events);
+                        self.live.committed(last, events);
+                    }
+                    for (request, s) in group.into_iter().zip(staged) {
+                        request.answer(match s {
+                            Staged::Wrote(appended) | Staged::Retry(appended) => Ok(appended),
+                            Staged::Refused(e) => Err(e),
+                        });
+                    }
+                    return;
+                }
+                Attempt::Failed { error, commit } => {
+                    for request in group {
+                        request.answer(Err(self.group_error(&error, commit)));
+                    }
+                    return;
+                }
+                Attempt::Lost { at, error } => group.remove(at).answer(Err(error)),
+            }
+        }
+    }
+
+    /// One transaction for `group`: each append in a savepoint of its own
+    /// (unless it is alone), committed if any of them wrote, rolled back
+    /// otherwise.
+    fn attempt(&self, conn: &mut Connection, group: &[Request]) -> Attempt {
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(error) => {
+                return Attempt::Failed {
+                    error,
+                    commit: false,
+                };
+            }
+        };
+        // An append alone fails by dropping the transaction, as nothing
+        // else is in it.
+        let guarded = group.len() > 1;
+        let mut staged = Vec::with_capacity(group.len());
+        let mut wrote = false;
+        for (at, request) in group.iter().enumerate() {
+            let outcome = if guarded {
+                run(&tx, "SAVEPOINT append").map_err(|e| self.err(e))
+            } else {
+                Ok(())
+            };
+            let outcome = outcome.and_then(|()| {
+                match self.append_in(&tx, &request.events, &request.options) {
+                    Ok(outcome) => outcome,
+                    Err(e) => Err(self.err(e)),
+                }
+            });
+            let outcome = match outcome {
+                Ok(done) if guarded => run(&tx, "RELEASE append")
+                    .map(|()| done)
+                    .map_err(|e| self.err(e)),
+                other => other,
+            };
+            match outcome {
+                Ok(done) => {
+                    wrote |= matches!(done, Staged::Wrote(_));
+                    staged.push(done);
+                }
+                Err(error) => {
+                    if guarded {
+                        let undone = run(&tx, "ROLLBACK TO append")
+                            .and_then(|()| run(&tx, "RELEASE append"));
+                        if undone.is_err() || tx.is_autocommit() {
+                            return Attempt::Lost { at, error };
+                        }
+                    }
+                    staged.push(Staged::Refused(error));
+                }
+            }
+        }
+        if !wrote {
+            // Nothing to keep: dropping `tx` rolls it back.
+            return Attempt::Done(staged);
+        }
+        match tx.commit() {
+            Ok(()) => Attempt::Done(staged),
+            Err(error) => Attempt::Failed {
+                error,
+                commit: true,
+            },
+        }
+    }
+
+    /// `error`, which failed a whole group at its `BEGIN` or (`commit`)
+    /// its `COMMIT`, as the error of one append of it.
+    fn group_error(&self, error: &rusqlite::Error, commit: bool) -> Error {
+        let copy = match error {
+            rusqlite::Error::SqliteFailure(code, message) => {
+                rusqlite::Error::SqliteFailure(*code, message.clone())
+            }
+            other => {
+                return Error::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(other.to_string()),
+                };
+            }
+        };
+        match commit {
+            true => commit_error(&self.path, copy),
+            false => self.err(copy),
+        }
+    }
+
     /// The checks and inserts of one append, inside `tx`: the outer error
     /// is SQLite's, the inner one the contract's. A retry of a committed
     /// batch returns its positions having written nothing.
@@ -546,7 +731,7 @@ impl SqliteStore {
         tx: &Transaction<'_>,
         events: &[NewEvent],
         options: &AppendOptions,
-    ) -> rusqlite::Result<Result<Appended>> {
+    ) -> rusqlite::Result<Result<Staged>> {
         if options
             .condition
             .as_ref()
@@ -559,7 +744,7 @@ impl SqliteStore {
         }
         match self.check_ids(tx, events)? {
             Ok(Ids::New) => {}
-            Ok(Ids::Retry(appended)) => return Ok(Ok(appended)),
+            Ok(Ids::Retry(appended)) => return Ok(Ok(Staged::Retry(appended))),
             Err(e) => return Ok(Err(e)),
         }
         for (stream, expected) in &options.expected {
@@ -596,7 +781,7 @@ impl SqliteStore {
         }
         let appended = self.insert(tx, events)?;
         state::store_tracking(tx, options)?;
-        Ok(Ok(appended))
+        Ok(Ok(Staged::Wrote(appended)))
     }
 
     /// Inserts the batch after the last committed event.
@@ -674,21 +859,15 @@ impl SqliteStore {
 impl EventStore for SqliteStore {
     fn append_with(&self, events: Vec<NewEvent>, options: AppendOptions) -> Result<Appended> {
         validation::check_append(&events, &options)?;
-        let mut conn = self.writer.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        // Dropping `tx` without committing rolls back: on any error, and
-        // for a retry, which wrote nothing.
-        match self.append_in(&tx, &events, &options) {
-            Err(e) => Err(self.err(e)),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(appended)) => {
-                tx.commit().map_err(|e| commit_error(&self.path, e))?;
-                self.live.committed(appended.last, &events);
-                Ok(appended)
-            }
+        let leader = match self.group.join(events, options) {
+            Joined::Done(outcome) => return outcome,
+            Joined::Lead(leader) => leader,
+        };
+        {
+            let mut conn = self.writer.lock();
+            self.commit_group(&mut conn, leader.take());
         }
+        leader.finish()
     }
 
     fn read<'a>(&'a self, query: &Query, options: ReadOptions) -> Result<EventIter<'a>> {
@@ -1024,5 +1203,199 @@ mod tests {
             let e = commit_error(path, failure(code));
             assert!(matches!(e, Error::Io { .. }), "{code}: {e:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use crate::Synchronous;
+    use gesta::ExpectedRevision;
+
+    fn store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+        let options = SqliteOptions::default().synchronous(Synchronous::Off);
+        Arc::new(SqliteStore::open(dir.path().join("e.db"), options).expect("open"))
+    }
+
+    /// Runs `appends` on threads while the writer is held, waits until all
+    /// of them queued, then lets them go: they form one group. Their
+    /// outcomes, in the order given.
+    fn one_group(
+        store: &Arc<SqliteStore>,
+        appends: Vec<(Vec<NewEvent>, AppendOptions)>,
+    ) -> Vec<Result<Appended>> {
+        let n = appends.len();
+        let held = store.writer.lock();
+        let threads: Vec<_> = appends
+            .into_iter()
+            .map(|(events, options)| {
+                let store = store.clone();
+                std::thread::spawn(move || store.append_with(events, options))
+            })
+            .collect();
+        while store.group.waiting() < n {
+            std::thread::yield_now();
+        }
+        drop(held);
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("append thread"))
+            .collect()
+    }
+
+    fn positions(store: &SqliteStore) -> Vec<u64> {
+        store
+            .read(&Query::all(), ReadOptions::forwards())
+            .expect("read")
+            .map(|e| e.expect("event").position)
+            .collect()
+    }
+
+    /// Appends that queue while the writer is busy share one commit; each
+    /// is checked against the committed state and the appends before it
+    /// in the group, and the refused ones leave nothing behind.
+    #[test]
+    fn appends_queued_behind_the_writer_share_one_commit() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = store(&dir);
+        let seed = || vec![NewEvent::new("Seed", "0").stream("s").id(1)];
+        store
+            .append_with(seed(), AppendOptions::new().track("src", 5))
+            .expect("seed");
+        let commits = store.append_commits();
+
+        let mut appends = Vec::new();
+        // 0..4: each fails if another claim came after position 1.
+        for i in 0..4 {
+            appends.push((
+                vec![NewEvent::new("Claim", format!("c{i}")).tag("k")],
+                AppendOptions::new().fail_if(Query::tag("k"), Some(1)),
+            ));
+        }
+        // 4..6: each expects the stream at revision 0.
+        for i in 0..2 {
+            appends.push((
+                vec![NewEvent::new("S", format!("s{i}")).stream("s")],
+                AppendOptions::new().expect("s", ExpectedRevision::Exact(0)),
+            ));
+        }
+        // 6: a committed id with other content.
+        appends.push((
+            vec![NewEvent::new("Other", "x").id(1)],
+            AppendOptions::new(),
+        ));
+        // 7: a tracking position already stored.
+        appends.push((
+            vec![NewEvent::new("Tracked", "t")],
+            AppendOptions::new().track("src", 5),
+        ));
+        // 8, 9: unconditional, two events each.
+        for i in 0..2 {
+            appends.push((
+                vec![
+                    NewEvent::new("Free", format!("f{i}a")),
+                    NewEvent::new("Free", format!("f{i}b")),
+                ],
+                AppendOptions::new(),
+            ));
+        }
+        // 10: a retry of the seed.
+        appends.push((seed(), AppendOptions::new()));
+
+        let out = one_group(&store, appends);
+        assert_eq!(store.append_commits(), commits + 1, "one commit: {out:?}");
+
+        let claims: Vec<&Appended> = out[..4].iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(claims.len(), 1, "exactly one claim wins: {out:?}");
+        let won = claims[0].first;
+        for r in &out[..4] {
+            match r {
+                Ok(_) => {}
+                Err(Error::ConditionFailed { position }) => assert_eq!(*position, won),
+                Err(e) => panic!("claim: {e:?}"),
+            }
+        }
+        let streamed: Vec<&Appended> = out[4..6].iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(streamed.len(), 1, "one stream append wins: {out:?}");
+        assert!(
+            out[4..6].iter().any(|r| matches!(
+                r,
+                Err(Error::WrongExpectedRevision {
+                    actual: Some(1),
+                    ..
+                })
+            )),
+            "{out:?}"
+        );
+        assert!(
+            matches!(out[6], Err(Error::DuplicateEventId { id: 1 })),
+            "{out:?}"
+        );
+        assert!(
+            matches!(out[7], Err(Error::TrackingConflict { .. })),
+            "{out:?}"
+        );
+        assert!(out[8].is_ok() && out[9].is_ok(), "{out:?}");
+        assert_eq!(out[10].as_ref().ok(), Some(&Appended { first: 1, last: 1 }));
+
+        // Six events written, densely after the seed, each where its
+        // append was told.
+        assert_eq!(positions(&store), (1..=7).collect::<Vec<_>>());
+        let mut told: Vec<u64> = out[..10]
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flat_map(|a| a.first..=a.last)
+            .collect();
+        told.sort_unstable();
+        assert_eq!(told, (2..=7).collect::<Vec<_>>());
+        assert_eq!(store.stream_revision("s").expect("revision"), Some(1));
+        assert_eq!(store.tracking_info("src").expect("tracking"), Some(5));
+    }
+
+    /// An append that SQLite refuses midway (here a trigger aborts its
+    /// second event) is rolled back to its savepoint: its first event is
+    /// gone and its neighbours commit. One that makes SQLite roll back the
+    /// whole transaction gets its error, and the others run again.
+    #[test]
+    fn an_append_sqlite_refuses_leaves_its_group_whole() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = store(&dir);
+        let conn = Connection::open(dir.path().join("e.db")).expect("second connection");
+        conn.execute_batch(
+            "CREATE TRIGGER abort_boom BEFORE INSERT ON events WHEN NEW.type = 'Boom' \
+             BEGIN SELECT RAISE(ABORT, 'boom'); END; \
+             CREATE TRIGGER rollback_bust BEFORE INSERT ON events WHEN NEW.type = 'Bust' \
+             BEGIN SELECT RAISE(ROLLBACK, 'bust'); END;",
+        )
+        .expect("triggers");
+        drop(conn);
+
+        for bad in ["Boom", "Bust"] {
+            let head = store.head().expect("head");
+            let commits = store.append_commits();
+            let appends = vec![
+                (vec![NewEvent::new("A", "a").tag("x")], AppendOptions::new()),
+                (
+                    vec![NewEvent::new("B", "b").tag("x"), NewEvent::new(bad, "!")],
+                    AppendOptions::new(),
+                ),
+                (vec![NewEvent::new("C", "c").tag("x")], AppendOptions::new()),
+            ];
+            let out = one_group(&store, appends);
+            assert!(out[1].is_err(), "{bad}: {out:?}");
+            assert!(out[0].is_ok() && out[2].is_ok(), "{bad}: {out:?}");
+            assert_eq!(store.head().expect("head"), head + 2, "{bad}");
+            let types: Vec<String> = store
+                .read(&Query::tag("x"), ReadOptions::forwards().start(head))
+                .expect("read")
+                .map(|e| e.expect("event").event_type)
+                .collect();
+            assert_eq!(types.len(), 2, "{bad}: {types:?}");
+            assert!(!types.contains(&"B".to_owned()), "{bad}: {types:?}");
+            // Boom: one commit; Bust: the transaction was lost and the
+            // other two committed in a second one.
+            assert_eq!(store.append_commits(), commits + 1, "{bad}");
+        }
+        assert_eq!(positions(&store), (1..=4).collect::<Vec<_>>());
     }
 }
