@@ -12,7 +12,8 @@
 //! read from its `tags` column, the shared checks and plan decide what
 //! each event gains, and then, for each event that gains tags, the gained
 //! tags are appended to its `tags` list (same encoding, see `codec`),
-//! indexed in the `tags` table and counted in `added_tags` (so that the
+//! indexed in the `tags` table (with the event's type, as an append
+//! indexes them) and counted in `added_tags` (so that the
 //! event's own tags stay known, for idempotent retries); the operation's
 //! audit entry is inserted last. Any error drops the transaction, which
 //! rolls all of it back.
@@ -138,7 +139,10 @@ pub(crate) fn add_tags(
         .prepare_cached("UPDATE events SET tags = ?2 WHERE position = ?1")
         .map_err(err)?;
     let mut index = tx
-        .prepare_cached("INSERT OR IGNORE INTO tags (tag, position) VALUES (?1, ?2)")
+        .prepare_cached(
+            "INSERT OR IGNORE INTO tags (tag, position, type) \
+             SELECT ?1, position, type FROM events WHERE position = ?2",
+        )
         .map_err(err)?;
     let mut count = tx
         .prepare_cached(

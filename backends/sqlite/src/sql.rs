@@ -2,9 +2,11 @@
 //!
 //! A query becomes "arms" selecting positions in position order: an item
 //! with tags is one arm, which scans the `tags` primary key for its first
-//! tag within the position bounds, probes the primary key for each of its
-//! other tags and joins `events` for the type filter; an item with only
-//! types is one arm per type, each a range of `events_by_type`. One arm is
+//! tag within the position bounds, keeping the rows whose type (which the
+//! row holds) the item names, and probes the primary key for each of its
+//! other tags; `events` is joined only to read the events found. An
+//! item with only types is one arm per type, each a range of
+//! `events_by_type`. One arm is
 //! read directly, in index order; several are OR-ed by a `UNION` merged in
 //! position order. The condition check asks each arm for its first
 //! position after `after` (`ORDER BY position LIMIT 1`, which stops at the
@@ -141,13 +143,24 @@ fn arms(query: &Query, with_events: bool, b: &mut Builder) -> Vec<Arm> {
             continue;
         };
         let mut from = String::from("tags t0");
-        if with_events || !types.is_empty() {
+        if with_events {
             from.push_str(" JOIN events e ON e.position = t0.position");
         }
         let p = b.text(first_tag);
-        from.push_str(&format!(
-            " WHERE t0.tag = {p} AND t0.position BETWEEN ?1 AND ?2"
-        ));
+        from.push_str(&format!(" WHERE t0.tag = {p}"));
+        // The type is in the tag's row: no join to look at it.
+        match types.as_slice() {
+            [] => {}
+            [t] => {
+                let p = b.text(t);
+                from.push_str(&format!(" AND t0.type = {p}"));
+            }
+            types => {
+                let types = b.list(types);
+                from.push_str(&format!(" AND t0.type IN {types}"));
+            }
+        }
+        from.push_str(" AND t0.position BETWEEN ?1 AND ?2");
         // Each further tag is a primary-key probe; EXISTS rather than a
         // join keeps an item of 255 tags clear of SQLite's 64-table join
         // limit.
@@ -156,10 +169,6 @@ fn arms(query: &Query, with_events: bool, b: &mut Builder) -> Vec<Arm> {
             from.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM tags t WHERE t.tag = {p} AND t.position = t0.position)"
             ));
-        }
-        if !types.is_empty() {
-            let types = b.list(&types);
-            from.push_str(&format!(" AND e.type IN {types}"));
         }
         out.push(Arm {
             from,
@@ -279,8 +288,17 @@ mod tests {
         let s = read(&q, Direction::Forwards);
         assert_eq!(s.params.len(), 4, "{s:?}");
         assert!(s.sql.contains("t0.tag = ?4"), "{}", s.sql);
-        assert!(s.sql.contains("t.tag = ?5"), "{}", s.sql);
-        assert!(s.sql.contains("e.type IN (?6, ?7)"), "{}", s.sql);
+        assert!(s.sql.contains("t0.type IN (?5, ?6)"), "{}", s.sql);
+        assert!(s.sql.contains("t.tag = ?7"), "{}", s.sql);
+        let one = read(
+            &Query::item(QueryItem::new().event_type("A").tag("x")),
+            Direction::Forwards,
+        );
+        assert!(
+            one.sql.contains("t0.tag = ?4 AND t0.type = ?5"),
+            "{}",
+            one.sql
+        );
         assert_eq!(
             s.sql.matches("EXISTS").count(),
             1,
@@ -345,6 +363,27 @@ mod plans {
                 let merged = lines.iter().any(|l| l == "SCAN m");
                 assert!(sorts == usize::from(merged), "{}: {lines:#?}", s.sql);
             }
+        }
+        // "Type AND tag" is one range of the `tags` primary key, which
+        // holds the types; `events` is joined only to read what it found,
+        // and a condition does not touch it.
+        let typed = Query::item(QueryItem::new().event_type("A").tag("x"));
+        let either = Query::item(QueryItem::new().types(["A", "B"]).tag("x"));
+        for q in [&typed, &either] {
+            for (s, fixed) in [
+                (read(q, Direction::Forwards), 3),
+                (read(q, Direction::Backwards), 3),
+                (first_match(q), 2),
+            ] {
+                let lines = plan(&conn, &s, fixed);
+                assert!(
+                    lines[0].starts_with("SEARCH t0 USING PRIMARY KEY (tag=? AND position"),
+                    "{}: {lines:#?}",
+                    s.sql
+                );
+            }
+            let lines = plan(&conn, &first_match(q), 2);
+            assert_eq!(lines.len(), 1, "{lines:#?}");
         }
         let revision = Statement {
             sql: LAST_REVISION.to_owned(),

@@ -807,8 +807,9 @@ impl SqliteStore {
             "INSERT INTO events (position, type, tags, stream, revision, id, data, metadata, ts) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        let mut insert_tag =
-            tx.prepare_cached("INSERT OR IGNORE INTO tags (tag, position) VALUES (?1, ?2)")?;
+        let mut insert_tag = tx.prepare_cached(
+            "INSERT OR IGNORE INTO tags (tag, position, type) VALUES (?1, ?2, ?3)",
+        )?;
         for (i, e) in events.iter().enumerate() {
             let position = first + i as i64;
             let revision = match e.stream.as_deref() {
@@ -835,7 +836,7 @@ impl SqliteStore {
                 ts,
             ])?;
             for tag in &e.tags {
-                insert_tag.execute(params![tag, position])?;
+                insert_tag.execute(params![tag, position, e.event_type])?;
             }
         }
         let last = first + events.len() as i64 - 1;

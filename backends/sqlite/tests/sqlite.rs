@@ -219,3 +219,146 @@ fn a_database_without_the_state_tables_gains_them_on_open() {
         "the additions keep the layout version"
     );
 }
+
+/// Turns the database at `path` (of the current layout) into version 3's:
+/// its tag index without the events' types.
+fn make_version_3(path: &std::path::Path, extra: &str) {
+    let conn = rusqlite::Connection::open(path).expect("open with rusqlite");
+    conn.execute_batch(&format!(
+        "CREATE TABLE tags_v3 (tag TEXT NOT NULL, position INTEGER NOT NULL,
+             PRIMARY KEY (tag, position)) WITHOUT ROWID;
+         INSERT INTO tags_v3 SELECT tag, position FROM tags;
+         DROP TABLE tags; ALTER TABLE tags_v3 RENAME TO tags;
+         {extra}
+         PRAGMA user_version = 3;"
+    ))
+    .expect("the version 3 layout");
+}
+
+/// A version 3 database (whose tag index holds no types) is migrated on
+/// open: every tag row gains its event's type, retroactive tags
+/// included, "type AND tag" reads and conditions answer from the new
+/// index, and new appends index their types.
+#[test]
+fn a_version_3_database_gains_the_types_in_its_tag_index() {
+    use gesta::{AppendOptions, Error, Target};
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = SqliteStore::open(&path, options()).expect("open");
+    store
+        .append(vec![
+            NewEvent::new("A", "1").tag("x").tag("y"),
+            NewEvent::new("B", "2").tag("x"),
+        ])
+        .expect("append");
+    store
+        .append(vec![NewEvent::new("A", "3").tag("x").stream("s")])
+        .expect("append");
+    store
+        .append(vec![NewEvent::new("B", "4").tag("y")])
+        .expect("append");
+    store
+        .add_tags(&Target::Positions(vec![4]), &["x".to_owned()])
+        .expect("add a tag");
+    store
+        .remove(&Target::Positions(vec![2]))
+        .expect("remove an event");
+    drop(store);
+    make_version_3(&path, "");
+
+    let store = SqliteStore::open(&path, options()).expect("open and migrate");
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, SqliteStore::schema_version());
+    let rows: Vec<(String, i64, String)> = conn
+        .prepare("SELECT tag, position, type FROM tags ORDER BY tag, position")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("tag rows");
+    let want = [
+        ("x", 1, "A"),
+        ("x", 3, "A"),
+        ("x", 4, "B"),
+        ("y", 1, "A"),
+        ("y", 4, "B"),
+    ];
+    let want: Vec<(String, i64, String)> = want
+        .iter()
+        .map(|(t, p, ty)| (t.to_string(), *p, ty.to_string()))
+        .collect();
+    assert_eq!(rows, want);
+
+    let typed = |ty: &str, tag: &str| Query::item(QueryItem::new().event_type(ty).tag(tag));
+    assert_eq!(
+        positions(&store, &typed("A", "x"), ReadOptions::forwards()),
+        [1, 3]
+    );
+    assert_eq!(
+        positions(&store, &typed("B", "x"), ReadOptions::forwards()),
+        [4]
+    );
+    let either = Query::item(QueryItem::new().types(["A", "B"]).tag("x"));
+    assert_eq!(
+        positions(&store, &either, ReadOptions::backwards()),
+        [4, 3, 1]
+    );
+    let both = Query::item(QueryItem::new().event_type("A").tags(["x", "y"]));
+    assert_eq!(positions(&store, &both, ReadOptions::forwards()), [1]);
+    let refused = store.append_with(
+        vec![NewEvent::new("C", "5")],
+        AppendOptions::new().fail_if(typed("B", "x"), Some(3)),
+    );
+    assert!(
+        matches!(refused, Err(Error::ConditionFailed { position: 4 })),
+        "{refused:?}"
+    );
+    store
+        .append_with(
+            vec![NewEvent::new("C", "5").tag("x")],
+            AppendOptions::new().fail_if(typed("B", "x"), Some(4)),
+        )
+        .expect("append after the conflict");
+    assert_eq!(
+        positions(&store, &typed("C", "x"), ReadOptions::forwards()),
+        [5]
+    );
+    let typed_rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tags WHERE tag = 'x' AND position = 5 AND type = 'C'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("new row");
+    assert_eq!(typed_rows, 1);
+}
+
+/// A version 3 database whose tag index names a position with no event
+/// (damage) is refused, not migrated with the row dropped, and is left
+/// as it was.
+#[test]
+fn a_version_3_tag_index_naming_no_event_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("e.db");
+    let store = SqliteStore::open(&path, options()).expect("open");
+    store
+        .append(vec![NewEvent::new("A", "1").tag("x")])
+        .expect("append");
+    drop(store);
+    make_version_3(&path, "INSERT INTO tags (tag, position) VALUES ('x', 99);");
+
+    let err = SqliteStore::open(&path, options()).expect_err("damage is refused");
+    assert!(
+        matches!(&err, gesta::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData),
+        "{err:?}"
+    );
+    let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 3, "the file is left as it was");
+}
