@@ -14,6 +14,13 @@
 //!
 //! Every statement takes the inclusive position bounds as `?1` and `?2`;
 //! a read takes its limit as `?3`; the items' names follow.
+//!
+//! A query of more than [`MANY`] arms, or an item of more than [`MANY`]
+//! types, would pass SQLite's limit of 32,766 variables one name at a
+//! time: such a query's types of type-only items become one arm, and its
+//! lone tags (items of one tag and no type) another, each matching its
+//! names as one JSON array bound once (`IN (SELECT value FROM
+//! json_each(?))`); so does such an item's list of types.
 
 use rusqlite::types::Value;
 
@@ -77,8 +84,13 @@ impl Builder {
         format!("?{}", self.fixed + self.params.len())
     }
 
-    /// `(?a, ?b, …)` for `names`.
+    /// `(?a, ?b, …)` for `names`, or past [`MANY`] names one parameter,
+    /// a JSON array of them: `(SELECT value FROM json_each(?a))`.
     fn list(&mut self, names: &[&str]) -> String {
+        if names.len() > MANY {
+            let p = self.text(&json_array(names));
+            return format!("(SELECT value FROM json_each({p}))");
+        }
         let placeholders: Vec<String> = names.iter().map(|n| self.text(n)).collect();
         format!("({})", placeholders.join(", "))
     }
@@ -91,14 +103,40 @@ impl Builder {
     }
 }
 
-/// The distinct names of `names`, first occurrence first.
+/// Arms, or names in one list, beyond which names are bound as one JSON
+/// array (see the module docs).
+const MANY: usize = 256;
+
+/// The distinct names of `names`, first occurrence first (in linear time:
+/// an item may name tens of thousands).
 fn distinct(names: &[String]) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::with_capacity(names.len());
-    for n in names {
-        if !out.contains(&n.as_str()) {
-            out.push(n);
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| seen.insert(*n))
+        .collect()
+}
+
+/// `names` as a JSON array of strings, as `json_each` reads it back.
+fn json_array(names: &[&str]) -> String {
+    let mut out = String::from("[");
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        out.push('"');
+        for c in name.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
     }
+    out.push(']');
     out
 }
 
@@ -110,7 +148,8 @@ struct Arm {
     pos: &'static str,
 }
 
-/// How many arms `query` (not matching everything) has.
+/// How many arms `query` (not matching everything) has, one per name
+/// (see [`arms`]).
 fn arm_count(query: &Query) -> usize {
     query
         .items
@@ -127,11 +166,25 @@ fn arm_count(query: &Query) -> usize {
 /// range of `events_by_type` in position order (one arm over several types
 /// would need a sort). `with_events` joins `events` as `e` into every arm
 /// (so that it can select event columns).
+///
+/// Past [`MANY`] arms, the types of type-only items make one arm and the
+/// lone tags another (see the module docs); the tag arm reads each
+/// position once however many of the tags its event has.
 fn arms(query: &Query, with_events: bool, b: &mut Builder) -> Vec<Arm> {
     let mut out = Vec::new();
+    let many = arm_count(query) > MANY;
+    let (mut lone_types, mut lone_tags) = (Vec::new(), Vec::new());
     for item in &query.items {
         let types = distinct(&item.types);
         let tags = distinct(&item.tags);
+        if many && tags.is_empty() {
+            lone_types.extend(types);
+            continue;
+        }
+        if many && tags.len() == 1 && types.is_empty() {
+            lone_tags.extend(tags);
+            continue;
+        }
         let Some((first_tag, other_tags)) = tags.split_first() else {
             for t in types {
                 let p = b.text(t);
@@ -172,6 +225,31 @@ fn arms(query: &Query, with_events: bool, b: &mut Builder) -> Vec<Arm> {
         }
         out.push(Arm {
             from,
+            pos: "t0.position",
+        });
+    }
+    if !lone_types.is_empty() {
+        let p = b.text(&json_array(&lone_types));
+        out.push(Arm {
+            from: format!(
+                "events e WHERE e.type IN (SELECT value FROM json_each({p})) \
+                 AND e.position BETWEEN ?1 AND ?2"
+            ),
+            pos: "e.position",
+        });
+    }
+    if !lone_tags.is_empty() {
+        let p = b.text(&json_array(&lone_tags));
+        let joined = match with_events {
+            true => " JOIN events e ON e.position = t0.position",
+            false => "",
+        };
+        out.push(Arm {
+            from: format!(
+                "(SELECT DISTINCT position FROM tags \
+                 WHERE tag IN (SELECT value FROM json_each({p})) \
+                 AND position BETWEEN ?1 AND ?2) t0{joined}"
+            ),
             pos: "t0.position",
         });
     }
@@ -308,6 +386,44 @@ mod tests {
         let c = first_match(&q.or(QueryItem::new().event_type("C")));
         assert_eq!(c.params.len(), 5, "{c:?}");
         assert!(c.sql.contains("e.type = ?7"), "{}", c.sql);
+    }
+
+    #[test]
+    fn a_query_of_many_names_binds_few_parameters() {
+        let names: Vec<String> = (0..40_000).map(|i| format!("n{i}")).collect();
+        let mut q = Query::item(QueryItem::new().types(names.clone()));
+        for name in &names {
+            q = q.or(QueryItem::new().tag(name.clone()));
+        }
+        q = q.or(QueryItem::new().tag("x").types(names.clone()));
+        for s in [read(&q, Direction::Forwards), first_match(&q)] {
+            // The lone types, the lone tags, and the tagged item's tag and
+            // types.
+            assert_eq!(s.params.len(), 4, "{}", &s.sql[..200]);
+            assert_eq!(s.sql.matches("json_each").count(), 3);
+        }
+    }
+
+    #[test]
+    fn names_bound_as_json_read_back_as_they_were() {
+        let names = [
+            "plain",
+            "a \"quoted\" name",
+            "back\\slash",
+            "tab\tand\u{1}",
+            "ünï ✓",
+            "",
+        ];
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let mut stmt = conn
+            .prepare("SELECT value FROM json_each(?1)")
+            .expect("prepare");
+        let back: Vec<String> = stmt
+            .query_map([json_array(&names)], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(back, names);
     }
 }
 
