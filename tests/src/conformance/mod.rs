@@ -135,6 +135,7 @@ macro_rules! __gesta_conformance_cases {
             query_one_tag,
             query_several_tags,
             queries_of_hundreds_of_arms,
+            queries_of_more_names_than_a_statement_binds,
             query_type_and_tags,
             query_several_items,
             query_no_match,

@@ -86,6 +86,42 @@ pub fn queries_of_hundreds_of_arms<H: Harness>(h: &mut H) {
     );
 }
 
+/// A query of more names than a SQL statement may bind (SQLite allows
+/// 32,766 variables, PostgreSQL 65,535 parameters) answers as a small one
+/// does: in a read, a `read_last` and a condition.
+pub fn queries_of_more_names_than_a_statement_binds<H: Harness>(h: &mut H) {
+    const NAMES: usize = 40_000;
+    let many_types = Query::item(
+        QueryItem::new().types(
+            ["A", "C"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain((0..NAMES).map(|i| format!("absent-{i}"))),
+        ),
+    );
+    query_case(h, many_types.clone(), &[1, 3, 4, 6, 8]);
+    let mut many_items = Query::tag("t3");
+    for i in 0..NAMES {
+        many_items = many_items.or(QueryItem::new().tag(format!("absent-{i}")));
+    }
+    query_case(h, many_items.clone(), &[5, 6, 7, 8]);
+    let s = h.create();
+    let mut log = Log::default();
+    fixture(&s, &mut log);
+    assert_eq!(
+        ok("read_last", s.read_last(&many_items)).map(|e| e.position),
+        Some(8)
+    );
+    let failed = s.append_with(
+        vec![gesta::NewEvent::new("E", "{}")],
+        gesta::AppendOptions::new().fail_if(many_types, Some(7)),
+    );
+    assert!(
+        matches!(failed, Err(gesta::Error::ConditionFailed { position: 8 })),
+        "{failed:?}"
+    );
+}
+
 /// Several items are OR-ed, and an event matching several items comes once.
 pub fn query_several_items<H: Harness>(h: &mut H) {
     query_case(
