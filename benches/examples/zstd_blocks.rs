@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use gesta_benches::harness::workloads::sum_words as sum;
 use gesta_wal::files::{CompressedSegment, compress};
 use gesta_wal::{BlockCache, Compression};
 
@@ -32,19 +33,6 @@ use gesta_wal::{BlockCache, Compression};
 const EVENT: u64 = 288;
 /// The block cache of the point reads: a sixteenth of a 64 MiB segment.
 const CACHE: usize = 4 << 20;
-
-fn sum(b: &[u8]) -> u64 {
-    let mut words = b.chunks_exact(8);
-    let mut total = 0u64;
-    for w in &mut words {
-        let w: [u8; 8] = w.try_into().expect("chunks of eight");
-        total = total.wrapping_add(u64::from_le_bytes(w));
-    }
-    words
-        .remainder()
-        .iter()
-        .fold(total, |a, &x| a.wrapping_add(u64::from(x)))
-}
 
 /// Random offsets at which a whole event fits in `len` bytes.
 fn offsets(len: u64, n: usize) -> Vec<u64> {

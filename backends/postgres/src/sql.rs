@@ -167,21 +167,19 @@ pub(crate) fn build(s: &str, query: &Query, direction: Direction, select: Select
             )
         });
     }
-    if !lone_types.is_empty() {
-        let n = next(Box::new(lone_types));
-        branches.push(format!(
-            "(SELECT position FROM {s}.events \
-             WHERE event_type = ANY(${n}::bytea[]) AND position > $1 AND position < $2 \
-             ORDER BY position {order} LIMIT $3)"
-        ));
-    }
-    if !lone_tags.is_empty() {
-        let n = next(Box::new(lone_tags));
-        branches.push(format!(
-            "(SELECT position FROM {s}.event_tags \
-             WHERE tag = ANY(${n}::bytea[]) AND position > $1 AND position < $2 \
-             ORDER BY position {order} LIMIT $3)"
-        ));
+    // A position may come from several lone tags: `IN` takes it once.
+    for (names, table, column) in [
+        (lone_types, "events", "event_type"),
+        (lone_tags, "event_tags", "tag"),
+    ] {
+        if !names.is_empty() {
+            let n = next(Box::new(names));
+            branches.push(format!(
+                "(SELECT position FROM {s}.{table} \
+                 WHERE {column} = ANY(${n}::bytea[]) AND position > $1 AND position < $2 \
+                 ORDER BY position {order} LIMIT $3)"
+            ));
+        }
     }
     Built {
         sql: format!(

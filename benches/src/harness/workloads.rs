@@ -451,18 +451,7 @@ pub fn count(store: &dyn EventStore, query: &Query) -> Result<u64, HarnessError>
 /// the same for every store, so the ratios between stores measure the
 /// stores.
 pub fn look_at(e: &gesta::EventRef<'_>) -> u64 {
-    let sum = |b: &[u8]| {
-        let mut words = b.chunks_exact(8);
-        let mut total = 0u64;
-        for w in &mut words {
-            let w: [u8; 8] = w.try_into().expect("chunks of eight");
-            total = total.wrapping_add(u64::from_le_bytes(w));
-        }
-        words
-            .remainder()
-            .iter()
-            .fold(total, |a, &x| a.wrapping_add(u64::from(x)))
-    };
+    let sum = sum_words;
     let mut seen = e
         .position
         .wrapping_add(sum(e.event_type.as_bytes()))
@@ -471,6 +460,21 @@ pub fn look_at(e: &gesta::EventRef<'_>) -> u64 {
         seen = seen.wrapping_add(sum(tag.as_bytes()));
     }
     seen
+}
+
+/// The wrapping sum of `b` as little-endian words of eight bytes (and its
+/// last bytes one by one): every byte loaded, little done with each.
+pub fn sum_words(b: &[u8]) -> u64 {
+    let mut words = b.chunks_exact(8);
+    let mut total = 0u64;
+    for w in &mut words {
+        let w: [u8; 8] = w.try_into().expect("chunks of eight");
+        total = total.wrapping_add(u64::from_le_bytes(w));
+    }
+    words
+        .remainder()
+        .iter()
+        .fold(total, |a, &x| a.wrapping_add(u64::from(x)))
 }
 
 /// R1: reads every event forwards, `runs` times; the outcome is the fastest
