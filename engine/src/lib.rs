@@ -252,8 +252,8 @@ pub use read::{Direction, Events, ReadOptions};
 pub use snapshots::Snapshot;
 pub use store::{BACKUP_INCOMPLETE, BackupReport, IndexShape, SealedSegment, Store};
 pub use subscription::{
-    FETCH_BYTES, FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream, fetch_by_append,
-    fetch_bytes,
+    FETCH_BYTES, FETCH_EVENTS, Subscription, SubscriptionFeed, SubscriptionStream, TakeRow,
+    fetch_by_append, fetch_bytes,
 };
 pub use view::{EventRef, Tags};
 

@@ -31,6 +31,7 @@
 //! reference use exactly this path.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,40 +59,48 @@ pub fn fetch_bytes(e: &RecordedEvent) -> usize {
     e.data.len() + e.metadata.len()
 }
 
+/// What a feed's read hands each row to (see [`fetch_by_append`]): it
+/// takes the event with its append's last position, and says whether to
+/// go on.
+pub type TakeRow<'a> = &'a mut dyn FnMut(RecordedEvent, u64) -> ControlFlow<()>;
+
 /// [`SubscriptionFeed::fetch`] for a store whose rows know the last
 /// position of the append each event belongs to (the SQL stores keep a
-/// `batches` table): `read(after, upto, limit)` returns the events in
-/// `after+1..=upto`, at most `limit` of them, in position order, each with
-/// its append's last position. `read` should stop early, after the event
-/// that brings what it read to [`FETCH_BYTES`] ([`fetch_bytes`] each), so
-/// that large events are not all held at once. Reads at most `max_events`
-/// (at least one) or that many bytes, then the rest of the append the last
-/// one is in, so that no append is split; pushes one entry per append to
-/// `out`; returns the position up to which it looked.
+/// `batches` table): `read(after, upto, limit, take)` hands `take` the
+/// events in `after+1..=upto`, at most `limit` of them, in position order,
+/// each with its append's last position, and stops when `take` breaks.
+/// Takes at most `max_events` (at least one) or [`FETCH_BYTES`] of events
+/// ([`fetch_bytes`] each), then the rest of the append the last one is in,
+/// so that no append is split; pushes one entry per append to `out`;
+/// returns the position up to which it looked.
 pub fn fetch_by_append(
     after: u64,
     head: u64,
     max_events: usize,
     out: &mut VecDeque<Vec<RecordedEvent>>,
-    mut read: impl FnMut(u64, u64, usize) -> Result<Vec<(RecordedEvent, u64)>>,
+    mut read: impl FnMut(u64, u64, usize, TakeRow<'_>) -> Result<()>,
 ) -> Result<u64> {
     let max_events = max_events.max(1);
-    let mut events = read(after, head, max_events)?;
+    let (mut events, mut bytes) = (Vec::new(), 0);
+    read(after, head, max_events, &mut |event, end| {
+        bytes += fetch_bytes(&event);
+        events.push((event, end));
+        match events.len() >= max_events || bytes >= FETCH_BYTES {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    })?;
     let mut looked = head;
-    let held =
-        |events: &[(RecordedEvent, u64)]| events.iter().map(|(e, _)| fetch_bytes(e)).sum::<usize>();
-    let cut = events.len() == max_events || held(&events) >= FETCH_BYTES;
+    let cut = events.len() >= max_events || bytes >= FETCH_BYTES;
     if cut && let Some(&(ref event, end)) = events.last() {
-        // Finish the append the last event is in; a read stopped by its
-        // bytes goes on from where it stopped.
-        let (mut last, end) = (event.position, end.min(head));
-        while end > last {
-            let more = read(last, end, usize::MAX)?;
-            match more.last() {
-                Some((e, _)) if e.position > last => last = e.position,
-                _ => break,
-            }
-            events.extend(more);
+        // Finish the append the last event is in (a batch takes at most
+        // the 64 MiB an append may carry).
+        let (last, end) = (event.position, end.min(head));
+        if end > last {
+            read(last, end, usize::MAX, &mut |event, end| {
+                events.push((event, end));
+                ControlFlow::Continue(())
+            })?;
         }
         looked = end;
     }
@@ -449,8 +458,7 @@ mod tests {
 
     /// A store of `appends` (each a count of events of `size` bytes), read
     /// as the SQL stores' feeds read: in position order, each event with
-    /// its append's last position, stopping after the event that brings
-    /// the bytes read to [`FETCH_BYTES`].
+    /// its append's last position, until the taker breaks.
     struct Rows(Vec<(RecordedEvent, u64)>);
 
     impl Rows {
@@ -478,20 +486,17 @@ mod tests {
             Rows(rows)
         }
 
-        fn read(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<(RecordedEvent, u64)>> {
-            let mut out = Vec::new();
-            let mut bytes = 0;
-            for (e, last) in &self.0 {
-                if e.position <= after || e.position > upto || out.len() == limit {
-                    continue;
-                }
-                bytes += fetch_bytes(e);
-                out.push((e.clone(), *last));
-                if bytes >= FETCH_BYTES {
+        fn read(&self, after: u64, upto: u64, limit: usize, take: TakeRow<'_>) -> Result<()> {
+            let rows = self
+                .0
+                .iter()
+                .filter(|(e, _)| e.position > after && e.position <= upto);
+            for (e, last) in rows.take(limit) {
+                if take(e.clone(), *last).is_break() {
                     break;
                 }
             }
-            Ok(out)
+            Ok(())
         }
 
         /// Fetches from the start to `head` until nothing is left; the
@@ -500,10 +505,11 @@ mod tests {
             let (mut after, mut batches, mut held) = (0, Vec::new(), Vec::new());
             while after < head {
                 let mut out = VecDeque::new();
-                let looked = fetch_by_append(after, head, FETCH_EVENTS, &mut out, |a, u, l| {
-                    self.read(a, u, l)
-                })
-                .expect("fetch");
+                let looked =
+                    fetch_by_append(after, head, FETCH_EVENTS, &mut out, |a, u, l, take| {
+                        self.read(a, u, l, take)
+                    })
+                    .expect("fetch");
                 assert!(looked > after, "a fetch moves on");
                 held.push(out.iter().map(Vec::len).sum());
                 batches.extend(
@@ -528,9 +534,9 @@ mod tests {
     }
 
     #[test]
-    fn an_append_larger_than_a_fetch_is_read_on_until_it_is_whole() {
+    fn an_append_larger_than_a_fetch_is_finished_whole() {
         // One append of twenty events of 10 MiB, then one of one event:
-        // finishing the first takes reads that each stop at their bytes.
+        // the first is finished whole past the fetch's bytes.
         let rows = Rows::of(&[20, 1], 10 * MIB);
         let (batches, held) = rows.fetch_all(21);
         assert_eq!(batches, [(1..=20).collect::<Vec<u64>>(), vec![21]]);

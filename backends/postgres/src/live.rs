@@ -265,41 +265,37 @@ struct Feed {
 }
 
 impl Feed {
-    /// The matching events with `after < position <= upto`, at most
-    /// `limit`, each with the last position of its append: one round trip.
+    /// Hands `take` the matching events with `after < position <= upto`,
+    /// at most `limit`, each with the last position of its append, as
+    /// their rows arrive, until it breaks: one round trip.
     fn events(
         &self,
         conn: &mut Conn,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(RecordedEvent, u64)>> {
+        take: gesta::TakeRow<'_>,
+    ) -> Result<()> {
         let (lo, hi) = (bound(after), bound(upto).saturating_add(1));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lo, &hi, &limit];
         params.extend(self.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
-        let (mut out, mut bytes) = (Vec::new(), 0);
-        // Rows are taken as they arrive: the read stops once what it holds
-        // takes a fetch's bytes (`fetch_by_append` reads on if an append
-        // is unfinished).
         conn.query_each(&self.sql, &params, |row| {
             let event = event_from_row(&row)?;
             let last: Option<i64> = row.try_get(10).map_err(pg_error)?;
             let p = bound(event.position);
-            bytes += gesta::fetch_bytes(&event);
             match last {
-                Some(last) if last >= p => out.push((event, to_u64(p, last, "batch")?)),
-                _ => {
-                    return Err(Error::Corruption {
-                        file: std::path::PathBuf::from("postgres"),
-                        offset: event.position,
-                        reason: format!("position {} belongs to no batch", event.position),
-                    });
+                Some(last) if last >= p => {
+                    let last = to_u64(p, last, "batch")?;
+                    Ok(take(event, last).is_continue())
                 }
+                _ => Err(Error::Corruption {
+                    file: std::path::PathBuf::from("postgres"),
+                    offset: event.position,
+                    reason: format!("position {} belongs to no batch", event.position),
+                }),
             }
-            Ok(bytes < gesta::FETCH_BYTES)
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -321,8 +317,8 @@ impl SubscriptionFeed for Feed {
         out: &mut VecDeque<Vec<RecordedEvent>>,
     ) -> Result<u64> {
         let mut conn = self.shared.pool.get()?;
-        gesta::fetch_by_append(after, head, max_events, out, |after, upto, limit| {
-            self.events(&mut conn, after, upto, limit)
+        gesta::fetch_by_append(after, head, max_events, out, |after, upto, limit, take| {
+            self.events(&mut conn, after, upto, limit, take)
         })
     }
 }

@@ -243,34 +243,33 @@ struct Feed {
 }
 
 impl Feed {
-    /// The matching events in `lo..=hi`, at most `limit`, each with the
-    /// last position of its append (one statement: the append is a probe
-    /// of `batches` per row inside SQLite).
+    /// Hands `take` the matching events in `lo..=hi`, at most `limit`,
+    /// each with the last position of its append, row by row until it
+    /// breaks (one statement: the append is a probe of `batches` per row
+    /// inside SQLite).
     fn events(
         &self,
         conn: &Connection,
         lo: u64,
         hi: u64,
         limit: usize,
-    ) -> Result<Vec<(RecordedEvent, u64)>> {
+        take: gesta::TakeRow<'_>,
+    ) -> Result<()> {
         let shared = &self.shared;
         let params = bind(&[signed(lo), signed(hi), signed(limit as u64)], &self.stmt);
         let mut stmt = conn.prepare_cached(&self.sql).map_err(|e| shared.err(e))?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params))
             .map_err(|e| shared.err(e))?;
-        let (mut out, mut bytes) = (Vec::new(), 0);
-        // Rows are read one by one: the read stops once what it holds
-        // takes a fetch's bytes (`fetch_by_append` reads on if an append
-        // is unfinished).
-        while bytes < gesta::FETCH_BYTES
-            && let Some(row) = rows.next().map_err(|e| shared.err(e))?
-        {
+        while let Some(row) = rows.next().map_err(|e| shared.err(e))? {
             let event = decode_row(&shared.path, row)?;
             let last: Option<i64> = row.get(9).map_err(|e| shared.err(e))?;
-            bytes += gesta::fetch_bytes(&event);
             match last.map(unsigned) {
-                Some(last) if last >= event.position => out.push((event, last)),
+                Some(last) if last >= event.position => {
+                    if take(event, last).is_break() {
+                        break;
+                    }
+                }
                 _ => {
                     return Err(Error::Corruption {
                         file: shared.path.clone(),
@@ -283,7 +282,7 @@ impl Feed {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -305,8 +304,8 @@ impl SubscriptionFeed for Feed {
         out: &mut VecDeque<Vec<RecordedEvent>>,
     ) -> Result<u64> {
         self.shared.with_reader(|conn| {
-            gesta::fetch_by_append(after, head, max_events, out, |after, upto, limit| {
-                self.events(conn, after + 1, upto, limit)
+            gesta::fetch_by_append(after, head, max_events, out, |after, upto, limit, take| {
+                self.events(conn, after + 1, upto, limit, take)
             })
         })
     }
